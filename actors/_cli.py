@@ -1,0 +1,23 @@
+"""``actorflow demo`` and ``actorflow bench``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="actorflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="run a small service on the embedded actor system")
+    bench = sub.add_parser("bench", help="run the benchmark suite (python -m benchmarks)")
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from actors._demo import demo
+
+        return demo(sys.stdout)
+    from benchmarks.__main__ import main as bench_main
+
+    return bench_main(args.rest)

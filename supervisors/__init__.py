@@ -1,0 +1,50 @@
+"""Supervision trees for pykka actors: OTP semantics, Akka-style backoff via tenacity."""
+
+from loguru import logger
+
+from supervisors._actor import SupervisedActor
+from supervisors._clock import SYSTEM_CLOCK, Clock, RealClock, TimerHandle
+from supervisors._errors import (
+    ActorKilled,
+    ChildSpecError,
+    RestartIntensityExceeded,
+    SupervisorError,
+)
+from supervisors._handle import ChildHandle, ChildStatus
+from supervisors._messages import Kill
+from supervisors._spec import ChildSpec, Restart, RestartPolicy, Strategy
+from supervisors._supervisor import (
+    ChildCounts,
+    ChildInfo,
+    EventKind,
+    Supervisor,
+    SupervisorEvent,
+    SupervisorState,
+)
+
+__all__ = [
+    "SYSTEM_CLOCK",
+    "ActorKilled",
+    "ChildCounts",
+    "ChildHandle",
+    "ChildInfo",
+    "ChildSpec",
+    "ChildSpecError",
+    "ChildStatus",
+    "Clock",
+    "EventKind",
+    "Kill",
+    "RealClock",
+    "Restart",
+    "RestartIntensityExceeded",
+    "RestartPolicy",
+    "Strategy",
+    "SupervisedActor",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorEvent",
+    "SupervisorState",
+    "TimerHandle",
+]
+
+logger.disable("supervisors")

@@ -1,0 +1,185 @@
+"""`SupervisedActor`: a pykka `ThreadingActor` that tells its supervisor when it fails.
+
+What counts as a crash: an exception escaping a ``tell`` handler, an exception in
+``on_start`` (reported as a failed start), the `Kill` message, and any `BaseException`
+raised by a handler. pykka's own loop answers a `BaseException` with
+``ActorRegistry.stop_all()``, stopping every actor in the process; this class contains it
+to the one actor. An exception from an ``ask`` handler goes back to the caller and the
+actor carries on, as in pykka.
+
+``start()`` is synchronous, like OTP's ``start_link``: it returns once ``on_start`` has
+finished and raises what ``on_start`` raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import pykka
+from loguru import logger
+from pykka import ActorDeadError, ActorRef, ActorRegistry
+from pykka._envelope import Envelope
+from pykka.messages import _ActorStop
+
+from supervisors._errors import ActorKilled, SupervisorError
+from supervisors._messages import ChildExited, Kill
+
+if TYPE_CHECKING:
+    from supervisors._handle import ChildHandle
+
+__all__ = ["SupervisedActor", "launch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Supervision:
+    """What a supervisor hands to each incarnation of a child."""
+
+    child_id: str
+    handle: ChildHandle
+    supervisor: ActorRef[Any]
+
+
+class SupervisedActor(pykka.ThreadingActor):
+    """Base class for actors that live under a `Supervisor`.
+
+    Subclasses use pykka as usual (``on_receive``, proxy methods, ``on_start``,
+    ``on_stop``, ``on_failure``). Under a supervisor, ``self.child_id`` names the child.
+    """
+
+    start_timeout: ClassVar[float] = 10.0
+    """Seconds ``start()`` waits for ``on_start`` to finish."""
+
+    _supervision: Supervision | None = None
+    _exit_reason: BaseException | None = None
+    _start_error: BaseException | None = None
+    _started: threading.Event
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> ActorRef[Self]:
+        """Start the actor and wait for ``on_start``; raise what it raised."""
+        return launch(cls(*args, **kwargs), None, cls.start_timeout)
+
+    @property
+    def child_id(self) -> str | None:
+        return None if self._supervision is None else self._supervision.child_id
+
+    # -- pykka loop overrides ---------------------------------------------------------
+
+    def _start_actor_loop(self) -> None:
+        thread = threading.Thread(
+            target=self._actor_loop, name=f"{type(self).__name__}-{self.actor_urn[-12:]}"
+        )
+        thread.daemon = self.use_daemon_thread
+        self._thread = thread
+        thread.start()
+
+    def _actor_loop_setup(self) -> None:
+        try:
+            self.on_start()
+        except BaseException as exc:
+            self._start_error = exc
+            ActorRegistry.unregister(self.actor_ref)
+            self.actor_stopped.set()
+        finally:
+            self._started.set()
+
+    def _actor_loop_running(self) -> None:
+        inbox = self.actor_inbox
+        stopped = self.actor_stopped
+        handle = self._handle_receive
+        while not stopped.is_set():
+            envelope = inbox.get()
+            reply_to = envelope.reply_to
+            try:
+                response = handle(envelope.message)
+            except Exception as exc:
+                if reply_to is not None:
+                    reply_to.set_exception()
+                else:
+                    self._crash(exc)
+            except BaseException as exc:
+                # Contained: this actor crashes, every other actor goes on.
+                if reply_to is not None:
+                    reply_to.set_exception()
+                self._crash(exc)
+            else:
+                if reply_to is not None:
+                    reply_to.set(response)
+
+    def _actor_loop_teardown(self) -> None:
+        supervision = self._supervision
+        if supervision is None or self._start_error is not None:
+            _fail_leftovers(self)
+            return
+        supervision.handle._absorb(self.actor_urn, self.actor_inbox)
+        with contextlib.suppress(ActorDeadError):
+            supervision.supervisor.tell(
+                ChildExited(supervision.child_id, self.actor_urn, self._exit_reason)
+            )
+
+    def _handle_receive(self, message: Any) -> Any:
+        if type(message) is Kill:
+            raise ActorKilled(message.reason)
+        return super()._handle_receive(message)
+
+    def _crash(self, exc: BaseException) -> None:
+        self._exit_reason = exc
+        ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+        logger.bind(actor=str(self), child=self.child_id).debug("actor crashed: {!r}", exc)
+        try:
+            self.on_failure(type(exc), exc, exc.__traceback__)
+        except BaseException as hook_error:
+            logger.bind(actor=str(self)).opt(exception=hook_error).error(
+                "on_failure of {} raised", self
+            )
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Hook: the actor crashed. Its supervisor is told after this returns."""
+
+
+def _fail_leftovers(actor: pykka.Actor) -> None:
+    inbox = actor.actor_inbox
+    while not inbox.empty():
+        envelope: Envelope[Any] = inbox.get()
+        if envelope.reply_to is None:
+            continue
+        if isinstance(envelope.message, _ActorStop):
+            envelope.reply_to.set(None)
+        else:
+            error = ActorDeadError(f"{actor.actor_ref} stopped before handling the message")
+            envelope.reply_to.set_exception((ActorDeadError, error, None))
+
+
+def launch(actor: object, supervision: Supervision | None, timeout: float) -> ActorRef[Any]:
+    """Register and start an actor instance; for a `SupervisedActor`, wait for ``on_start``.
+
+    Raises what ``on_start`` raised, or `SupervisorError` if it did not finish within
+    ``timeout`` seconds (the actor is then told to stop as soon as it can).
+    """
+    if not isinstance(actor, pykka.Actor):
+        msg = f"a child factory must return a pykka actor instance, got {actor!r}"
+        raise SupervisorError(msg)
+    if isinstance(actor, SupervisedActor):
+        actor._supervision = supervision
+        actor._started = threading.Event()
+    ActorRegistry.register(actor.actor_ref)
+    actor._start_actor_loop()
+    if isinstance(actor, SupervisedActor):
+        if not actor._started.wait(timeout):
+            actor.actor_inbox.put(Envelope(_ActorStop()))
+            msg = f"{actor} did not finish on_start within {timeout}s"
+            raise SupervisorError(msg)
+        if actor._start_error is not None:
+            raise actor._start_error
+    return actor.actor_ref

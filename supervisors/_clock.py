@@ -1,0 +1,123 @@
+"""Time behind an interface, so supervisors, backoff and timers can be tested with a fake.
+
+`RealClock` runs timers on one scheduler thread per clock. The thread exists only while
+timers are pending: it exits as soon as the heap is empty, so an idle process holds no
+extra thread.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+__all__ = ["SYSTEM_CLOCK", "Clock", "RealClock", "TimerHandle"]
+
+
+class TimerHandle:
+    """A scheduled callback. `cancel()` is idempotent and safe from any thread."""
+
+    __slots__ = ("_cancelled", "_on_cancel", "callback", "deadline", "seq")
+
+    def __init__(
+        self,
+        deadline: float,
+        seq: int,
+        callback: Callable[[], object],
+        on_cancel: Callable[[], object] | None = None,
+    ) -> None:
+        self.deadline = deadline
+        self.seq = seq
+        self.callback = callback
+        self._cancelled = False
+        self._on_cancel = on_cancel
+
+    def cancel(self) -> None:
+        if not self._cancelled:
+            self._cancelled = True
+            if self._on_cancel is not None:
+                self._on_cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def __lt__(self, other: TimerHandle) -> bool:
+        return (self.deadline, self.seq) < (other.deadline, other.seq)
+
+
+class Clock(Protocol):
+    """What supervisors, retries and cleanup read time from."""
+
+    def monotonic(self) -> float:
+        """Seconds on a monotonic scale."""
+        ...
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
+        """Run ``callback`` (which must not block) once ``delay`` seconds have passed."""
+        ...
+
+
+class RealClock:
+    """Wall-clock time; timers fire on one lazily started scheduler thread."""
+
+    def __init__(self, name: str = "actorflow-clock") -> None:
+        self._name = name
+        self._heap: list[TimerHandle] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._seq = itertools.count()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
+        handle = TimerHandle(
+            time.monotonic() + max(0.0, delay), next(self._seq), callback, self._wake
+        )
+        with self._cond:
+            heapq.heappush(self._heap, handle)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            else:
+                self._cond.notify()
+        return handle
+
+    def pending(self) -> int:
+        """Timers scheduled and not yet fired or cancelled."""
+        with self._cond:
+            return sum(1 for t in self._heap if not t.cancelled)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0].cancelled:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._thread = None
+                    return
+                head = self._heap[0]
+                remaining = head.deadline - time.monotonic()
+                if remaining > 0:
+                    # A cancel wakes us: cancelled timers are popped above, and the thread
+                    # exits as soon as nothing live is left.
+                    if all(t.cancelled for t in self._heap):
+                        self._heap.clear()
+                        continue
+                    self._cond.wait(remaining)
+                    continue
+                heapq.heappop(self._heap)
+            if not head.cancelled:
+                head.callback()
+
+
+SYSTEM_CLOCK = RealClock()
+"""The clock used when none is injected."""

@@ -1,0 +1,227 @@
+"""`ChildHandle`: the stable way to reach a supervised child, whatever its incarnation.
+
+Calls made while the child is down or waiting out its backoff are buffered (bounded)
+and delivered in order to the next incarnation. Messages still in a crashed
+incarnation's inbox are handed back here and delivered first, as Akka keeps a restarted
+actor's mailbox. Overflow, a terminated child and a child gone for good fail the call
+with a `SupervisorError` naming the child: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pykka
+from loguru import logger
+from pykka import ActorRef, Future, ThreadingFuture
+from pykka._envelope import Envelope
+from pykka.messages import ProxyCall, _ActorStop
+
+from supervisors._errors import SupervisorError
+
+__all__ = ["ChildHandle", "ChildStatus"]
+
+DEFAULT_BUFFER_CAPACITY = 1000
+
+
+class ChildStatus(enum.Enum):
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    STOPPED = "stopped"
+
+
+class ChildHandle:
+    """Reach the current incarnation of one supervised child.
+
+    `tell`, `ask` and `proxy()` method calls work in every state: delivered at once
+    while the child runs, buffered (up to ``capacity`` messages) while it restarts, and
+    failed with `SupervisorError` once it is stopped or gone.
+    """
+
+    __slots__ = ("_buffer", "_capacity", "_error", "_lock", "_ref", "_status", "child_id")
+
+    def __init__(self, child_id: str, capacity: int = DEFAULT_BUFFER_CAPACITY) -> None:
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
+            msg = f"ChildHandle capacity must be an int >= 0, got {capacity!r}"
+            raise SupervisorError(msg)
+        self.child_id = child_id
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._ref: ActorRef[Any] | None = None
+        self._status = ChildStatus.RESTARTING
+        self._buffer: deque[Envelope[Any]] = deque()
+        self._error: SupervisorError | None = None
+
+    def __repr__(self) -> str:
+        return f"<ChildHandle {self.child_id!r} {self._status.value}>"
+
+    # -- public --------------------------------------------------------------------
+
+    @property
+    def status(self) -> ChildStatus:
+        return self._status
+
+    @property
+    def actor_ref(self) -> ActorRef[Any] | None:
+        """The current incarnation's ref, or None while it is down. Do not keep it."""
+        return self._ref
+
+    @property
+    def actor_urn(self) -> str | None:
+        ref = self._ref
+        return None if ref is None else ref.actor_urn
+
+    @property
+    def buffered(self) -> int:
+        """Messages waiting for the next incarnation."""
+        return len(self._buffer)
+
+    def tell(self, message: Any) -> None:
+        """Send ``message`` without waiting; raises `SupervisorError` if it cannot be."""
+        envelope: Envelope[Any] = Envelope(message)
+        with self._lock:
+            ref = self._ref
+            if ref is not None and not ref.actor_stopped.is_set():
+                ref.actor_inbox.put(envelope)
+                return
+            self._enqueue(envelope)
+
+    def ask(
+        self,
+        message: Any,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+        future: Future[Any] | None = None,
+    ) -> Any:
+        """Send ``message`` and get the reply (``block``) or a future of it.
+
+        ``future`` lets a caller supply its own `pykka.Future` implementation (one with
+        callbacks, say); the reply or the delivery error is set on it.
+        """
+        reply: Future[Any] = ThreadingFuture() if future is None else future
+        envelope: Envelope[Any] = Envelope(message, reply_to=reply)
+        with self._lock:
+            ref = self._ref
+            if ref is not None and not ref.actor_stopped.is_set():
+                ref.actor_inbox.put(envelope)
+            else:
+                try:
+                    self._enqueue(envelope)
+                except SupervisorError as exc:
+                    reply.set_exception((type(exc), exc, None))
+        if block:
+            return reply.get(timeout=timeout)
+        return reply
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Call ``method`` on the current incarnation; a future of its return value."""
+        return self.ask(ProxyCall(attr_path=(method,), args=args, kwargs=kwargs), block=False)  # type: ignore[no-any-return]
+
+    def proxy(self) -> _HandleProxy:
+        """``handle.proxy().method(*args)`` returns a future, like a pykka proxy."""
+        return _HandleProxy(self)
+
+    # -- used by the supervisor and the dying incarnation ---------------------------
+
+    def _enqueue(self, envelope: Envelope[Any]) -> None:
+        # Called with the lock held.
+        if self._error is not None:
+            raise self._error
+        if len(self._buffer) >= self._capacity:
+            msg = (
+                f"child {self.child_id!r} is restarting and its buffer is full "
+                f"({self._capacity} messages); the message was not delivered"
+            )
+            raise SupervisorError(msg)
+        self._buffer.append(envelope)
+
+    def _attach(self, ref: ActorRef[Any]) -> None:
+        """A new incarnation is up: deliver what was buffered, in order, then go live."""
+        with self._lock:
+            inbox = ref.actor_inbox
+            while self._buffer:
+                inbox.put(self._buffer.popleft())
+            self._ref = ref
+            self._status = ChildStatus.RUNNING
+            self._error = None
+
+    def _detach(self) -> None:
+        """The supervisor is about to stop or has lost the incarnation: buffer from now on."""
+        with self._lock:
+            self._ref = None
+            if self._error is None:
+                self._status = ChildStatus.RESTARTING
+
+    def _absorb(self, actor_urn: str, inbox: Any) -> None:
+        """Take back what was left in a stopped incarnation's inbox, ahead of the buffer.
+
+        The inbox is drained under the handle's lock: the actor's stopped flag is already
+        set, so every later `tell` buffers, and every earlier one is in the inbox now.
+        """
+        pending: list[Envelope[Any]] = []
+        with self._lock:
+            while not inbox.empty():
+                envelope = inbox.get()
+                if isinstance(envelope.message, _ActorStop):
+                    if envelope.reply_to is not None:
+                        envelope.reply_to.set(None)
+                else:
+                    pending.append(envelope)
+            ref = self._ref
+            if ref is not None and ref.actor_urn == actor_urn:
+                self._ref = None
+                ref = None
+                if self._error is None:
+                    self._status = ChildStatus.RESTARTING
+            if self._error is not None:
+                _fail_all(pending, self._error, self.child_id)
+            elif ref is not None and not ref.actor_stopped.is_set():
+                for envelope in pending:
+                    ref.actor_inbox.put(envelope)
+            else:
+                self._buffer.extendleft(reversed(pending))
+
+    def _close(self, error: SupervisorError, status: ChildStatus = ChildStatus.STOPPED) -> None:
+        """Stopped or gone: fail everything buffered and every later call with ``error``."""
+        with self._lock:
+            self._ref = None
+            self._status = status
+            self._error = error
+            pending = list(self._buffer)
+            self._buffer.clear()
+        _fail_all(pending, error, self.child_id)
+
+
+def _fail_all(envelopes: Iterable[Envelope[Any]], error: SupervisorError, child_id: str) -> None:
+    dropped = 0
+    for envelope in envelopes:
+        if envelope.reply_to is not None:
+            envelope.reply_to.set_exception((type(error), error, None))
+        else:
+            dropped += 1
+    if dropped:
+        logger.bind(child=child_id).warning(
+            "{} told messages to child {!r} were not delivered: {}", dropped, child_id, error
+        )
+
+
+class _HandleProxy:
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: ChildHandle) -> None:
+        self._handle = handle
+
+    def __getattr__(self, name: str) -> Callable[..., pykka.Future[Any]]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        handle = self._handle
+
+        def method(*args: Any, **kwargs: Any) -> pykka.Future[Any]:
+            return handle.call(name, *args, **kwargs)
+
+        return method

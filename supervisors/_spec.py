@@ -1,0 +1,165 @@
+"""Child specifications and restart policies: plain, frozen data, validated when built."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+from tenacity import wait_exponential_jitter
+from tenacity.wait import wait_base
+
+from supervisors._errors import ChildSpecError
+
+__all__ = ["ChildSpec", "Restart", "RestartPolicy", "Strategy"]
+
+
+class Restart(enum.Enum):
+    """When a child that exited is restarted (OTP restart types)."""
+
+    PERMANENT = "permanent"
+    """Always restarted, whatever the exit reason."""
+    TRANSIENT = "transient"
+    """Restarted only after an abnormal exit (a crash or `Kill`), not after a normal stop."""
+    TEMPORARY = "temporary"
+    """Never restarted; removed from the supervisor when it exits."""
+
+
+class Strategy(enum.Enum):
+    """Which children are restarted when one of them fails (OTP strategies)."""
+
+    ONE_FOR_ONE = "one_for_one"
+    """Only the failed child."""
+    ONE_FOR_ALL = "one_for_all"
+    """All children: the others are stopped in reverse order, then all restart in order."""
+    REST_FOR_ONE = "rest_for_one"
+    """The failed child and every child started after it."""
+
+
+def _default_wait() -> wait_base:
+    return wait_exponential_jitter(multiplier=0.01, max=5.0, jitter=0.005)
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """How fast and how often a supervisor restarts its children.
+
+    ``wait`` is any tenacity wait strategy (combine them with ``+``); it is asked for the
+    delay before the n-th consecutive restart of a child. ``max_restarts`` restarts
+    within ``within_seconds`` (a sliding window, as in OTP) is the most the supervisor
+    tolerates; one more escalates. After a child has run ``reset_after`` seconds without
+    failing, its backoff starts again from the first step (Akka's ``resetBackoffAfter``).
+    """
+
+    wait: wait_base = field(default_factory=_default_wait)
+    max_restarts: int = 3
+    within_seconds: float = 5.0
+    reset_after: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not callable(self.wait):
+            raise ChildSpecError(
+                f"RestartPolicy.wait must be a tenacity wait strategy, got {self.wait!r}"
+            )
+        if (
+            not isinstance(self.max_restarts, int)
+            or isinstance(self.max_restarts, bool)
+            or self.max_restarts < 0
+        ):
+            raise ChildSpecError(
+                f"RestartPolicy.max_restarts must be an int >= 0, got {self.max_restarts!r}"
+            )
+        for name in ("within_seconds", "reset_after"):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ChildSpecError(
+                    f"RestartPolicy.{name} must be a finite number > 0, got {value!r}"
+                )
+
+
+ActorFactory = Callable[..., pykka.Actor]
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """How to start one child, and what to do when it exits.
+
+    ``factory`` is a pykka actor class or a callable returning an *unstarted* actor
+    instance; it is called as ``factory(*args, **kwargs)``, plus ``state=<object>`` when
+    ``state_factory`` is set. ``state_factory`` is called once, when the child is first
+    added, and the object it returns is handed to every incarnation: whatever must
+    survive a crash lives there. A child that does not stop within ``shutdown_timeout``
+    seconds is reported and abandoned; one whose ``on_start`` does not finish within
+    ``start_timeout`` seconds counts as a failed start.
+    """
+
+    id: str
+    factory: ActorFactory
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    restart: Restart = Restart.PERMANENT
+    shutdown_timeout: float = 5.0
+    start_timeout: float = 10.0
+    state_factory: Callable[[], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise ChildSpecError(f"ChildSpec.id must be a non-empty string, got {self.id!r}")
+        if not callable(self.factory):
+            raise ChildSpecError(
+                f"ChildSpec {self.id!r}: factory must be a pykka actor class or a callable "
+                f"returning an unstarted actor, got {self.factory!r}"
+            )
+        if not isinstance(self.args, tuple):
+            raise ChildSpecError(
+                f"ChildSpec {self.id!r}: args must be a tuple, got {type(self.args).__name__}"
+            )
+        if not isinstance(self.kwargs, Mapping):
+            raise ChildSpecError(
+                f"ChildSpec {self.id!r}: kwargs must be a mapping, got {type(self.kwargs).__name__}"
+            )
+        if not isinstance(self.restart, Restart):
+            raise ChildSpecError(
+                f"ChildSpec {self.id!r}: restart must be a Restart member "
+                f"(PERMANENT, TRANSIENT, TEMPORARY), got {self.restart!r}"
+            )
+        for name in ("shutdown_timeout", "start_timeout"):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ChildSpecError(
+                    f"ChildSpec {self.id!r}: {name} must be a finite number > 0, got {value!r}"
+                )
+        if self.state_factory is not None and not callable(self.state_factory):
+            raise ChildSpecError(
+                f"ChildSpec {self.id!r}: state_factory must be callable or None, "
+                f"got {self.state_factory!r}"
+            )
+
+
+def check_child_specs(specs: object) -> list[ChildSpec]:
+    """Validate a sequence of specs as a whole (OTP's ``check_childspecs``)."""
+    if isinstance(specs, ChildSpec | str | bytes) or not hasattr(specs, "__iter__"):
+        raise ChildSpecError(f"children must be a sequence of ChildSpec, got {specs!r}")
+    checked: list[ChildSpec] = []
+    seen: set[str] = set()
+    for spec in specs:
+        if not isinstance(spec, ChildSpec):
+            raise ChildSpecError(f"children must contain ChildSpec objects, got {spec!r}")
+        if spec.id in seen:
+            raise ChildSpecError(f"duplicate child id {spec.id!r}: child ids must be unique")
+        seen.add(spec.id)
+        checked.append(spec)
+    return checked

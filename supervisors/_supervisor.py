@@ -1,0 +1,595 @@
+"""`Supervisor`: an OTP supervisor as a pykka actor, with tenacity backoff.
+
+All decisions come from `supervisors._decisions`; this class only receives messages,
+applies the decisions and starts, stops and schedules. A backoff never sleeps in the
+mailbox: the restart is a `RestartDue` message the clock delivers later, so the
+supervisor keeps answering (and handling other children's crashes) meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+from loguru import logger
+from pykka import ActorRef
+
+from supervisors._actor import SupervisedActor, Supervision, launch
+from supervisors._clock import SYSTEM_CLOCK, Clock, TimerHandle
+from supervisors._decisions import (
+    add_restart,
+    affected_children,
+    backoff_delay,
+    next_failure_count,
+    should_restart,
+)
+from supervisors._errors import ChildSpecError, RestartIntensityExceeded, SupervisorError
+from supervisors._handle import DEFAULT_BUFFER_CAPACITY, ChildHandle, ChildStatus
+from supervisors._messages import ChildExited, RestartDue, WatchdogTick
+from supervisors._spec import ChildSpec, Restart, RestartPolicy, Strategy, check_child_specs
+
+__all__ = [
+    "ChildCounts",
+    "ChildInfo",
+    "EventKind",
+    "Supervisor",
+    "SupervisorEvent",
+    "SupervisorState",
+]
+
+
+class EventKind(enum.Enum):
+    STARTED = "started"
+    CRASHED = "crashed"
+    EXITED = "exited"
+    START_FAILED = "start_failed"
+    RESTART_SCHEDULED = "restart_scheduled"
+    RESTARTED = "restarted"
+    STOPPED = "stopped"
+    ABANDONED = "abandoned"
+    INTENSITY_EXCEEDED = "intensity_exceeded"
+    ESCALATED = "escalated"
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorEvent:
+    """One thing a supervisor did or saw, for listeners (monitors, tests)."""
+
+    kind: EventKind
+    supervisor: str
+    child_id: str | None
+    at: float
+    reason: BaseException | None = None
+    delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildInfo:
+    """A row of `Supervisor.which_children`."""
+
+    id: str
+    status: str
+    restarts: int
+    actor_urn: str | None
+    restart: Restart
+    is_supervisor: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChildCounts:
+    """`Supervisor.count_children`, after OTP's ``count_children``."""
+
+    specs: int
+    active: int
+    restarting: int
+    stopped: int
+    supervisors: int
+    workers: int
+
+
+class SupervisorState:
+    """What outlives a supervisor's incarnations: specs, handles and child states.
+
+    Give a supervisor child ``state_factory=SupervisorState`` (as `Supervisor.spec`
+    does) so callers' handles to its children stay valid across its restarts.
+    """
+
+    def __init__(self) -> None:
+        self.specs: dict[str, ChildSpec] = {}
+        self.handles: dict[str, ChildHandle] = {}
+        self.states: dict[str, Any] = {}
+        self.initialized = False
+
+    def close(self, error: SupervisorError) -> None:
+        """The supervisor is gone for good: fail every handle below it."""
+        for handle in self.handles.values():
+            handle._close(error)
+        for state in self.states.values():
+            if isinstance(state, SupervisorState):
+                state.close(error)
+
+
+@dataclass(slots=True)
+class _Child:
+    spec: ChildSpec
+    handle: ChildHandle
+    state: Any
+    ref: ActorRef[Any] | None = None
+    status: ChildStatus = ChildStatus.RESTARTING
+    restarts: int = 0
+    failures: int = 0
+    started_at: float = 0.0
+    pending: int | None = None  # generation of the scheduled restart
+    timer: TimerHandle | None = None
+    suspect: str | None = None  # urn the watchdog found not alive once
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Supervisor(SupervisedActor):
+    """Starts children in spec order, restarts them by strategy, stops them in reverse.
+
+    Start one with ``Supervisor.start(children, strategy=..., policy=...)``; call its
+    verbs through the proxy (``ref.proxy().which_children().get()``). As a child of
+    another supervisor, use `Supervisor.spec`.
+    """
+
+    def __init__(
+        self,
+        children: Iterable[ChildSpec] = (),
+        *,
+        strategy: Strategy = Strategy.ONE_FOR_ONE,
+        policy: RestartPolicy | None = None,
+        clock: Clock | None = None,
+        name: str = "supervisor",
+        on_escalation: Callable[[RestartIntensityExceeded], object] | None = None,
+        listener: Callable[[SupervisorEvent], object] | None = None,
+        buffer_capacity: int = DEFAULT_BUFFER_CAPACITY,
+        watchdog_interval: float | None = 1.0,
+        state: SupervisorState | None = None,
+    ) -> None:
+        super().__init__()
+        specs = check_child_specs(children)
+        if not isinstance(strategy, Strategy):
+            raise ChildSpecError(
+                f"strategy must be a Strategy member (ONE_FOR_ONE, ONE_FOR_ALL, "
+                f"REST_FOR_ONE), got {strategy!r}"
+            )
+        if policy is not None and not isinstance(policy, RestartPolicy):
+            raise ChildSpecError(f"policy must be a RestartPolicy, got {policy!r}")
+        if not isinstance(name, str) or not name:
+            raise ChildSpecError(f"supervisor name must be a non-empty string, got {name!r}")
+        if (
+            not isinstance(buffer_capacity, int)
+            or isinstance(buffer_capacity, bool)
+            or buffer_capacity < 0
+        ):
+            raise ChildSpecError(f"buffer_capacity must be an int >= 0, got {buffer_capacity!r}")
+        if watchdog_interval is not None and (
+            not isinstance(watchdog_interval, int | float) or watchdog_interval <= 0
+        ):
+            raise ChildSpecError(
+                f"watchdog_interval must be a number > 0 or None, got {watchdog_interval!r}"
+            )
+        if state is not None and not isinstance(state, SupervisorState):
+            raise ChildSpecError(f"state must be a SupervisorState, got {state!r}")
+        self.name = name
+        self.strategy = strategy
+        self.policy = policy or RestartPolicy()
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        self._on_escalation = on_escalation
+        self._listener = listener
+        self._capacity = buffer_capacity
+        self._watchdog_interval = watchdog_interval
+        self._owns_state = state is None
+        self._state = state or SupervisorState()
+        if not self._state.initialized:
+            for spec in specs:
+                self._add_spec(spec)
+            self._state.initialized = True
+        self._children: dict[str, _Child] = {}
+        self._restarts: list[float] = []
+        self._generation = 0
+        self._watchdog: TimerHandle | None = None
+        self._log = logger.bind(supervisor=name)
+
+    @classmethod
+    def spec(
+        cls,
+        id: str,
+        children: Iterable[ChildSpec] = (),
+        *,
+        restart: Restart = Restart.PERMANENT,
+        shutdown_timeout: float = 30.0,
+        **kwargs: Any,
+    ) -> ChildSpec:
+        """A `ChildSpec` for a supervisor nested under another one."""
+        kwargs.setdefault("name", id)
+        return ChildSpec(
+            id=id,
+            factory=cls,
+            args=(list(children),),
+            kwargs=kwargs,
+            restart=restart,
+            shutdown_timeout=shutdown_timeout,
+            state_factory=SupervisorState,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._children = {
+            cid: _Child(spec, self._state.handles[cid], self._state.states.get(cid))
+            for cid, spec in self._state.specs.items()
+        }
+        for child in self._children.values():
+            error = self._start(child)
+            if error is not None:
+                self._stop_children(reversed(list(self._children)))
+                self._detach_all()
+                msg = (
+                    f"supervisor {self.name!r}: child {child.spec.id!r} failed to start: {error!r}"
+                )
+                raise SupervisorError(msg) from error
+        self._arm_watchdog()
+
+    def on_stop(self) -> None:
+        self._shutdown()
+        if self._owns_state or self._supervision is None:
+            self._state.close(SupervisorError(f"supervisor {self.name!r} stopped"))
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        # Linked children die with their supervisor; handles buffer for its next life.
+        self._shutdown()
+        if self._owns_state:
+            self._state.close(
+                SupervisorError(f"supervisor {self.name!r} crashed: {exception_value!r}")
+            )
+
+    def _shutdown(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        for child in self._children.values():
+            self._cancel_timer(child)
+        self._stop_children(reversed(list(self._children)))
+        self._detach_all()
+
+    def _detach_all(self) -> None:
+        for child in self._children.values():
+            child.handle._detach()
+
+    # -- messages ---------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if type(message) is ChildExited:
+            self._child_exited(message)
+        elif type(message) is RestartDue:
+            self._restart_due(message)
+        elif type(message) is WatchdogTick:
+            self._watchdog_tick()
+        else:
+            return super().on_receive(message)
+        return None
+
+    def _child_exited(self, msg: ChildExited) -> None:
+        child = self._children.get(msg.child_id)
+        if child is None or child.ref is None or child.ref.actor_urn != msg.actor_urn:
+            return  # an incarnation we stopped ourselves, or already handled
+        child.ref = None
+        child.handle._detach()
+        abnormal = msg.reason is not None
+        kind = EventKind.CRASHED if abnormal else EventKind.EXITED
+        self._event(kind, child.spec.id, reason=msg.reason)
+        if not should_restart(child.spec.restart, abnormal):
+            if child.spec.restart is Restart.TEMPORARY:
+                self._remove(
+                    child,
+                    SupervisorError(
+                        f"child {child.spec.id!r} is temporary and exited "
+                        f"({msg.reason!r}); it is not restarted"
+                    ),
+                )
+            else:
+                child.status = ChildStatus.STOPPED
+                child.handle._close(
+                    SupervisorError(
+                        f"child {child.spec.id!r} stopped normally and is not restarted "
+                        f"(transient); call restart_child({child.spec.id!r}) to start it again"
+                    )
+                )
+            return
+        self._restart_after_failure(child, msg.reason)
+
+    def _restart_after_failure(self, child: _Child, reason: BaseException | None) -> None:
+        now = self.clock.monotonic()
+        self._restarts, exceeded = add_restart(
+            self._restarts, now, self.policy.within_seconds, self.policy.max_restarts
+        )
+        if exceeded:
+            self._escalate(child, reason, len(self._restarts))
+            return
+        child.failures = next_failure_count(
+            child.failures, now - child.started_at, self.policy.reset_after
+        )
+        delay = backoff_delay(self.policy.wait, child.failures)
+        live = [cid for cid, c in self._children.items() if c.status is not ChildStatus.STOPPED]
+        ids = affected_children(self.strategy, live, child.spec.id)
+        others = [cid for cid in ids if cid != child.spec.id]
+        self._stop_children(reversed(others))
+        self._generation += 1
+        generation = self._generation
+        restart_ids: list[str] = []
+        for cid in ids:
+            c = self._children[cid]
+            self._cancel_timer(c)
+            if cid != child.spec.id and c.spec.restart is Restart.TEMPORARY:
+                self._remove(c, SupervisorError(f"temporary child {cid!r} was stopped"))
+                continue
+            c.status = ChildStatus.RESTARTING
+            c.pending = generation
+            restart_ids.append(cid)
+        self._event(EventKind.RESTART_SCHEDULED, child.spec.id, reason=reason, delay=delay)
+        message = RestartDue(tuple(restart_ids), generation)
+        if delay <= 0:
+            self._restart_due(message)
+            return
+        me = self.actor_ref
+        timer = self.clock.call_later(delay, lambda: _tell_quietly(me, message))
+        child.timer = timer
+
+    def _restart_due(self, msg: RestartDue) -> None:
+        for cid in msg.child_ids:
+            child = self._children.get(cid)
+            if child is None or child.pending != msg.generation or child.ref is not None:
+                continue
+            child.pending = None
+            child.timer = None
+            error = self._start(child)
+            if error is not None:
+                child.started_at = self.clock.monotonic()
+                self._restart_after_failure(child, error)
+                return
+            child.restarts += 1
+            self._event(EventKind.RESTARTED, cid)
+
+    def _watchdog_tick(self) -> None:
+        self._watchdog = None
+        for child in list(self._children.values()):
+            ref = child.ref
+            if ref is None or ref.is_alive():
+                child.suspect = None
+                continue
+            if child.suspect != ref.actor_urn:
+                child.suspect = ref.actor_urn
+                continue
+            child.suspect = None
+            reason = SupervisorError(f"child {child.spec.id!r} was found dead by the watchdog")
+            self._child_exited(ChildExited(child.spec.id, ref.actor_urn, reason))
+        self._arm_watchdog()
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog_interval is None or self.actor_stopped.is_set():
+            return
+        me = self.actor_ref
+        self._watchdog = self.clock.call_later(
+            self._watchdog_interval, lambda: _tell_quietly(me, WatchdogTick())
+        )
+
+    def _escalate(self, child: _Child, reason: BaseException | None, count: int) -> None:
+        error = RestartIntensityExceeded(
+            self.name,
+            child.spec.id,
+            count,
+            self.policy.max_restarts,
+            self.policy.within_seconds,
+            reason,
+        )
+        self._event(EventKind.INTENSITY_EXCEEDED, child.spec.id, reason=error)
+        self._log.error("{}", error)
+        for c in self._children.values():
+            self._cancel_timer(c)
+        self._stop_children(reversed(list(self._children)))
+        self._detach_all()
+        self._event(EventKind.ESCALATED, child.spec.id, reason=error)
+        if self._supervision is not None:
+            raise error  # crash: our own supervisor decides
+        self._state.close(error)
+        if self._on_escalation is not None:
+            try:
+                self._on_escalation(error)
+            except Exception as exc:
+                self._log.opt(exception=exc).error("on_escalation callback raised")
+        self._stop()
+
+    # -- starting and stopping children ------------------------------------------------
+
+    def _add_spec(self, spec: ChildSpec) -> None:
+        self._state.specs[spec.id] = spec
+        self._state.handles[spec.id] = ChildHandle(spec.id, self._capacity)
+        if spec.state_factory is not None:
+            self._state.states[spec.id] = spec.state_factory()
+
+    def _start(self, child: _Child) -> BaseException | None:
+        spec = child.spec
+        kwargs = dict(spec.kwargs)
+        if spec.state_factory is not None:
+            kwargs["state"] = child.state
+        try:
+            actor = spec.factory(*spec.args, **kwargs)
+            ref = launch(
+                actor, Supervision(spec.id, child.handle, self.actor_ref), spec.start_timeout
+            )
+        except Exception as exc:
+            self._event(EventKind.START_FAILED, spec.id, reason=exc)
+            return exc
+        child.ref = ref
+        child.status = ChildStatus.RUNNING
+        child.started_at = self.clock.monotonic()
+        child.suspect = None
+        child.handle._attach(ref)
+        self._event(EventKind.STARTED, spec.id)
+        return None
+
+    def _stop_children(self, ids: Iterable[str]) -> None:
+        for cid in ids:
+            child = self._children.get(cid)
+            if child is None or child.ref is None:
+                continue
+            ref = child.ref
+            child.ref = None
+            child.handle._detach()
+            try:
+                stopped = ref.stop(block=False)
+                stopped.get(timeout=child.spec.shutdown_timeout)
+            except pykka.Timeout:
+                self._event(
+                    EventKind.ABANDONED,
+                    cid,
+                    reason=SupervisorError(
+                        f"child {cid!r} did not stop within {child.spec.shutdown_timeout}s; "
+                        "abandoned"
+                    ),
+                )
+                continue
+            self._event(EventKind.STOPPED, cid)
+
+    def _cancel_timer(self, child: _Child) -> None:
+        if child.timer is not None:
+            child.timer.cancel()
+            child.timer = None
+        child.pending = None
+
+    def _remove(self, child: _Child, error: SupervisorError) -> None:
+        cid = child.spec.id
+        self._children.pop(cid, None)
+        self._state.specs.pop(cid, None)
+        self._state.handles.pop(cid, None)
+        state = self._state.states.pop(cid, None)
+        child.handle._close(error)
+        if isinstance(state, SupervisorState):
+            state.close(error)
+
+    def _event(
+        self,
+        kind: EventKind,
+        child_id: str | None,
+        *,
+        reason: BaseException | None = None,
+        delay: float | None = None,
+    ) -> None:
+        log = self._log.bind(child=child_id)
+        if kind in (EventKind.CRASHED, EventKind.START_FAILED, EventKind.ABANDONED):
+            log.warning("child {!r} {}: {!r}", child_id, kind.value, reason)
+        elif kind is EventKind.RESTART_SCHEDULED:
+            log.info("child {!r} restart scheduled in {:.3f}s", child_id, delay)
+        else:
+            log.debug("child {!r} {}", child_id, kind.value)
+        if self._listener is not None:
+            event = SupervisorEvent(
+                kind, self.name, child_id, self.clock.monotonic(), reason, delay
+            )
+            try:
+                self._listener(event)
+            except Exception as exc:
+                log.opt(exception=exc).error("supervisor listener raised")
+
+    # -- OTP verbs (call through the proxy) ----------------------------------------------
+
+    def child(self, child_id: str) -> ChildHandle:
+        """The stable `ChildHandle` of child ``child_id``."""
+        return self._get(child_id).handle
+
+    def which_children(self) -> list[ChildInfo]:
+        return [
+            ChildInfo(
+                cid,
+                c.status.value,
+                c.restarts,
+                None if c.ref is None else c.ref.actor_urn,
+                c.spec.restart,
+                isinstance(c.spec.factory, type) and issubclass(c.spec.factory, Supervisor),
+            )
+            for cid, c in self._children.items()
+        ]
+
+    def count_children(self) -> ChildCounts:
+        rows = self.which_children()
+        sups = sum(1 for r in rows if r.is_supervisor)
+        return ChildCounts(
+            specs=len(rows),
+            active=sum(1 for r in rows if r.status == "running"),
+            restarting=sum(1 for r in rows if r.status == "restarting"),
+            stopped=sum(1 for r in rows if r.status == "stopped"),
+            supervisors=sups,
+            workers=len(rows) - sups,
+        )
+
+    def start_child(self, spec: ChildSpec) -> ChildHandle:
+        """Add and start a child; raises if the id is taken or the start fails."""
+        if not isinstance(spec, ChildSpec):
+            raise ChildSpecError(f"start_child needs a ChildSpec, got {spec!r}")
+        if spec.id in self._state.specs:
+            raise ChildSpecError(
+                f"duplicate child id {spec.id!r}: supervisor {self.name!r} already has it"
+            )
+        self._add_spec(spec)
+        child = _Child(spec, self._state.handles[spec.id], self._state.states.get(spec.id))
+        self._children[spec.id] = child
+        error = self._start(child)
+        if error is not None:
+            self._remove(child, SupervisorError(f"child {spec.id!r} failed to start"))
+            msg = f"child {spec.id!r} failed to start: {error!r}"
+            raise SupervisorError(msg) from error
+        return child.handle
+
+    def terminate_child(self, child_id: str) -> None:
+        """Stop a child and keep its spec (a temporary child is removed)."""
+        child = self._get(child_id)
+        self._cancel_timer(child)
+        self._stop_children([child_id])
+        error = SupervisorError(
+            f"child {child_id!r} was terminated; restart_child({child_id!r}) starts it again"
+        )
+        if child.spec.restart is Restart.TEMPORARY:
+            self._remove(child, error)
+            return
+        child.status = ChildStatus.STOPPED
+        child.handle._close(error)
+
+    def restart_child(self, child_id: str) -> ChildHandle:
+        """Start a terminated child again."""
+        child = self._get(child_id)
+        if child.status is not ChildStatus.STOPPED:
+            msg = (
+                f"child {child_id!r} is {child.status.value}; only a stopped child can be restarted"
+            )
+            raise SupervisorError(msg)
+        error = self._start(child)
+        if error is not None:
+            msg = f"child {child_id!r} failed to start: {error!r}"
+            raise SupervisorError(msg) from error
+        return child.handle
+
+    def delete_child(self, child_id: str) -> None:
+        """Forget a stopped child's spec; its handle fails every later call."""
+        child = self._get(child_id)
+        if child.status is not ChildStatus.STOPPED:
+            msg = f"child {child_id!r} is {child.status.value}; terminate_child it before deleting"
+            raise SupervisorError(msg)
+        self._remove(child, SupervisorError(f"child {child_id!r} was deleted"))
+
+    def _get(self, child_id: str) -> _Child:
+        child = self._children.get(child_id)
+        if child is None:
+            known = ", ".join(repr(c) for c in self._children) or "none"
+            msg = f"supervisor {self.name!r} has no child {child_id!r} (children: {known})"
+            raise SupervisorError(msg)
+        return child
+
+
+def _tell_quietly(ref: ActorRef[Any], message: Any) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(message)

@@ -60,5 +60,8 @@ def demo(out: TextIO) -> int:
     for row in rows:
         print(f"  {row.id:<10} {row.status:<10} restarts={row.restarts}", file=out)
     print(f"  ticks counted per child: {counts} (10 sent to each)", file=out)
-    print(f"  {restarts} restarts, 0 ticks lost" if counts == [10, 10, 10] else "  LOST TICKS", file=out)
+    print(
+        f"  {restarts} restarts, 0 ticks lost" if counts == [10, 10, 10] else "  LOST TICKS",
+        file=out,
+    )
     return 0 if counts == [10, 10, 10] and restarts == 10 else 1

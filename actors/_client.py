@@ -1,0 +1,311 @@
+"""`UnifiedTaskManager`: the async client every caller uses, and the lazy module-level one.
+
+Each method checks its arguments in the caller (a rejected call changes nothing), sends
+one message to the facade carrying a reply channel, and awaits an asyncio future that
+the answering actor resolves on this loop (`actors._bridge`). Calls are bounded by
+``CALL_TIMEOUT``; waiting for a task is bounded by the caller's ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tenacity.wait import wait_base
+
+from actors._bridge import Reply, bridge_for
+from actors._config import Config, load_config
+from actors._errors import ActorSystemError, ConfigError, InvalidTaskError
+from actors._messages import Call
+from actors._pool import Submit
+from actors._types import TaskInfo, TaskPriority, TaskStatus
+from actors._validate import validate_registration, validate_task_id, validate_timeout
+from supervisors import SupervisorError
+
+if TYPE_CHECKING:
+    from actors._system import ActorSystem
+
+__all__ = ["ThreadPoolClient", "UnifiedTaskManager", "configure", "unified_task_manager"]
+
+_UNBOUNDED = -1.0
+
+
+def _expire(future: asyncio.Future[Any], op: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(
+            ActorSystemError(
+                f"no answer to {op!r} within {timeout}s (CALL_TIMEOUT); the actor system is "
+                "overloaded or stuck"
+            )
+        )
+
+
+class UnifiedTaskManager:
+    """The async API of DESIGN.md. Bound to an `ActorSystem`, or lazy (module level)."""
+
+    def __init__(self, system: ActorSystem | None = None) -> None:
+        self._system = system
+        self._lazy = system is None
+        self.thread_pool = ThreadPoolClient(self)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _get_system(self) -> ActorSystem:
+        system = self._system
+        if system is None:
+            system = _lazy_system(self)
+        return system
+
+    async def _call(self, op: str, *args: Any, timeout: float | None = None) -> Any:
+        system = self._system or self._get_system()
+        facade = system._check()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        bound = system.config.CALL_TIMEOUT if timeout is None else timeout
+        try:
+            facade.tell(Call(op, args, Reply(bridge_for(loop), future)))
+        except SupervisorError as exc:
+            raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
+        pending = system._pending
+        pending.add(future)
+        timer = None if bound == _UNBOUNDED else loop.call_later(bound, _expire, future, op, bound)
+        try:
+            return await future
+        finally:
+            pending.discard(future)
+            if timer is not None:
+                timer.cancel()
+
+    # -- registration and execution -------------------------------------------------------
+
+    async def register_task(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task_type: str = "default",
+        description: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        priority: TaskPriority | int = TaskPriority.NORMAL,
+        dependencies: Iterable[str] = (),
+        max_retries: int = 0,
+        retry_delay: float = 0.0,
+        retry_wait: wait_base | None = None,
+        timeout: float | None = None,
+        task_id: str | None = None,
+    ) -> str:
+        """Register a task; returns its id. Nothing runs until `execute_task`."""
+        spec = validate_registration(
+            name,
+            func,
+            args,
+            kwargs,
+            task_type=task_type,
+            description=description,
+            metadata=metadata,
+            priority=priority,
+            dependencies=dependencies,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            retry_wait=retry_wait,
+            timeout=timeout,
+            task_id=task_id,
+        )
+        bridge = bridge_for(asyncio.get_running_loop())
+        result: str = await self._call("register", spec, spec.task_id, bridge)
+        return result
+
+    async def execute_task(self, task_id: str, wait: bool = False) -> Any:
+        """Start a pending task (and its pending dependencies).
+
+        Returns True when accepted, False if the task was already executing or finished.
+        With ``wait=True``: the task's result, or its exception raised.
+        """
+        validate_task_id(task_id)
+        if not isinstance(wait, bool):
+            raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
+        if wait:
+            return await self._call("execute", task_id, True, timeout=_UNBOUNDED)
+        return await self._call("execute", task_id, False)
+
+    async def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
+        """The task's result once it ends, or its exception raised.
+
+        Raises `TimeoutError` if it has not ended within ``timeout`` seconds (it goes on).
+        """
+        validate_task_id(task_id)
+        bound = validate_timeout(timeout, "timeout")
+        try:
+            return await self._call("wait", task_id, timeout=_UNBOUNDED if bound is None else bound)
+        except ActorSystemError as exc:
+            if bound is not None and "CALL_TIMEOUT" in str(exc):
+                msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
+                raise TimeoutError(msg) from None
+            raise
+
+    async def cancel_task(self, task_id: str) -> bool:
+        """Cancel a task that has not finished; False if it already had."""
+        validate_task_id(task_id)
+        result: bool = await self._call("cancel", task_id)
+        return result
+
+    # -- queries --------------------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> TaskInfo:
+        validate_task_id(task_id)
+        result: TaskInfo = await self._call("get", task_id)
+        return result
+
+    async def get_task_status(self, task_id: str) -> TaskStatus:
+        validate_task_id(task_id)
+        result: TaskStatus = await self._call("status", task_id)
+        return result
+
+    async def get_task_result(self, task_id: str) -> Any:
+        """The result of a completed task; None while it has not completed."""
+        validate_task_id(task_id)
+        return await self._call("result", task_id)
+
+    async def get_task_error(self, task_id: str) -> BaseException | None:
+        """The exception a failed or cancelled task ended with, else None."""
+        validate_task_id(task_id)
+        result: BaseException | None = await self._call("error", task_id)
+        return result
+
+    async def get_all_tasks(self) -> list[TaskInfo]:
+        result: list[TaskInfo] = await self._call("all")
+        return result
+
+    async def get_tasks_by_status(self, status: TaskStatus | str) -> list[TaskInfo]:
+        try:
+            checked = TaskStatus(status)
+        except ValueError:
+            known = ", ".join(s.value for s in TaskStatus)
+            raise InvalidTaskError(f"status must be one of {known}; got {status!r}") from None
+        result: list[TaskInfo] = await self._call("by_status", checked)
+        return result
+
+    async def get_tasks_by_type(self, task_type: str) -> list[TaskInfo]:
+        if not isinstance(task_type, str) or not task_type:
+            raise InvalidTaskError(f"task_type must be a non-empty str, got {task_type!r}")
+        result: list[TaskInfo] = await self._call("by_type", task_type)
+        return result
+
+    # -- graph, cleanup, switch -----------------------------------------------------------
+
+    async def add_dependency(self, task_id: str, depends_on: str) -> None:
+        """``task_id`` will start only after ``depends_on`` completed."""
+        validate_task_id(task_id)
+        validate_task_id(depends_on, "depends_on")
+        await self._call("add_dependency", task_id, depends_on)
+
+    async def cleanup_completed_tasks(self, max_age: float = 86400.0) -> int:
+        """Remove tasks that ended more than ``max_age`` seconds ago; returns how many."""
+        if (
+            not isinstance(max_age, int | float)
+            or isinstance(max_age, bool)
+            or not math.isfinite(max_age)
+            or max_age < 0
+        ):
+            raise InvalidTaskError(
+                f"max_age must be a finite number of seconds >= 0, got {max_age!r}"
+            )
+        result: int = await self._call("cleanup", float(max_age))
+        return result
+
+    async def use_new_task_system(self, flag: bool) -> None:
+        """Send new registrations to the new (True) or the old (False) task manager."""
+        if not isinstance(flag, bool):
+            raise InvalidTaskError(f"flag must be a bool, got {flag!r}")
+        await self._call("use_new", flag)
+
+    async def shutdown(self) -> None:
+        """Stop the actor system: unfinished tasks are cancelled, actors stopped."""
+        system = self._system
+        if system is None:
+            return
+        if self._lazy:
+            self._system = None
+        await system.shutdown()
+
+
+class ThreadPoolClient:
+    """``unified_task_manager.thread_pool``: run a plain function on the pool."""
+
+    def __init__(self, client: UnifiedTaskManager) -> None:
+        self._client = client
+
+    async def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` on the pool's executor; returns its result."""
+        if not callable(fn):
+            raise InvalidTaskError(f"fn must be callable, got {fn!r}")
+        system = self._client._system or self._client._get_system()
+        system._check()
+        pool = system._pool
+        assert pool is not None
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        try:
+            pool.tell(Submit(fn, args, kwargs, Reply(bridge_for(loop), future)))
+        except SupervisorError as exc:
+            raise ActorSystemError(f"the thread pool cannot take work: {exc}") from exc
+        pending = system._pending
+        pending.add(future)
+        try:
+            return await future
+        finally:
+            pending.discard(future)
+
+
+# -- the lazy module-level client -------------------------------------------------------
+
+_lazy_lock = threading.Lock()
+_global_config: Config | None = None
+_lazy_systems: list[ActorSystem] = []
+
+
+def configure(config: Mapping[str, Any] | Config) -> Config:
+    """Set the configuration the lazy `unified_task_manager` starts with.
+
+    Call it before first use (or after ``shutdown()``); raises `ConfigError` otherwise,
+    or when a key is unknown or a value is of the wrong type.
+    """
+    global _global_config
+    checked = config if isinstance(config, Config) else load_config(config)
+    with _lazy_lock:
+        if unified_task_manager._system is not None:
+            raise ConfigError(
+                "the actor system of unified_task_manager is running; call "
+                "configure() before first use or after `await unified_task_manager.shutdown()`"
+            )
+        _global_config = checked
+    return checked
+
+
+def _lazy_system(client: UnifiedTaskManager) -> ActorSystem:
+    from actors._system import ActorSystem
+
+    with _lazy_lock:
+        if client._system is None:
+            system = ActorSystem(_global_config)
+            system.start()
+            client._system = system
+            _lazy_systems.append(system)
+        return client._system
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    for system in _lazy_systems:
+        system.stop_sync()
+    _lazy_systems.clear()
+
+
+unified_task_manager = UnifiedTaskManager()
+"""The module-level client: starts its actor system on first use."""

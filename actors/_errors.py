@@ -1,0 +1,83 @@
+"""Every error the task system raises. One base class; each subclass says when."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorSystemError",
+    "ActorsError",
+    "CircuitOpenError",
+    "ConfigError",
+    "DependencyCycleError",
+    "DependencyFailedError",
+    "DuplicateTaskError",
+    "InvalidTaskError",
+    "TaskCancelledError",
+    "TaskNotFoundError",
+    "TaskTimeoutError",
+]
+
+
+class ActorsError(Exception):
+    """Base class of every error actorflow's task system raises."""
+
+
+class InvalidTaskError(ActorsError, ValueError):
+    """An argument of a public call is of the wrong type or value.
+
+    Raised before anything changes; the message names the argument and the value.
+    """
+
+
+class ConfigError(InvalidTaskError):
+    """A configuration key is unknown or its value has the wrong type or range.
+
+    Raised at start-up (or by `actors.configure`); the message names the key.
+    """
+
+
+class TaskNotFoundError(ActorsError, LookupError):
+    """No task has the given id (never registered, or already cleaned up)."""
+
+
+class DuplicateTaskError(ActorsError):
+    """``register_task(task_id=...)`` named an id that is already taken."""
+
+
+class DependencyCycleError(ActorsError):
+    """A dependency would close a cycle; the message lists it (``a -> b -> a``)."""
+
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = cycle
+        super().__init__(
+            "dependency cycle: " + " -> ".join(cycle) + "; remove one of these dependencies"
+        )
+
+
+class DependencyFailedError(ActorsError):
+    """A task was cancelled because a task it depends on failed or was cancelled."""
+
+    def __init__(self, task_id: str, dependency: str, dependency_status: str) -> None:
+        self.task_id = task_id
+        self.dependency = dependency
+        super().__init__(
+            f"task {task_id!r} cancelled: its dependency {dependency!r} {dependency_status}"
+        )
+
+
+class TaskTimeoutError(ActorsError, TimeoutError):
+    """An attempt ran longer than the task's ``timeout`` (retried while retries remain)."""
+
+
+class TaskCancelledError(ActorsError):
+    """The task was cancelled with ``cancel_task`` (or the system shut down under it)."""
+
+
+class CircuitOpenError(ActorsError):
+    """The circuit breaker guarding the call is open: the call failed fast."""
+
+
+class ActorSystemError(ActorsError):
+    """The actor system is stopped, or has failed (a child exhausted its restarts).
+
+    The message names the child and the reason when the system failed.
+    """

@@ -1,0 +1,121 @@
+"""Running one attempt of a task: coroutines on their owner loop, functions in a pool thread.
+
+No user code ever runs inside an actor: the manager hands an `Execution` to the owner
+event loop (coroutines) or to the thread-pool actor (plain functions); the outcome comes
+back to the manager as an `AttemptDone` message through its stable handle, so it reaches
+the next incarnation if the manager crashed meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from actors._context import CancellationToken, _current
+from actors._errors import TaskCancelledError
+from actors._messages import AttemptDone
+
+if TYPE_CHECKING:
+    from actors._bridge import LoopBridge
+
+__all__ = ["Execution", "run_function", "start_coroutine"]
+
+
+class Execution:
+    """One attempt of one task. `cancel` is safe from any thread and idempotent."""
+
+    __slots__ = ("atask", "attempt", "bridge", "cancel_requested", "task_id", "token")
+
+    def __init__(self, task_id: str, attempt: int, bridge: LoopBridge | None) -> None:
+        self.task_id = task_id
+        self.attempt = attempt
+        self.bridge = bridge
+        self.token = CancellationToken()
+        self.atask: asyncio.Task[Any] | None = None
+        self.cancel_requested = False
+
+    def cancel(self) -> None:
+        self.token.cancel()
+        if self.bridge is not None:
+            self.bridge.post(self._cancel_on_loop)
+
+    def _cancel_on_loop(self) -> None:
+        self.cancel_requested = True
+        if self.atask is not None:
+            self.atask.cancel()
+
+
+def _report(report: Callable[[AttemptDone], None], done: AttemptDone) -> None:
+    try:
+        report(done)
+    except Exception as exc:
+        logger.bind(task_id=done.task_id).debug("outcome of task not delivered: {!r}", exc)
+
+
+def start_coroutine(
+    execution: Execution,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    report: Callable[[AttemptDone], None],
+) -> None:
+    """Runs on the owner loop: start the attempt as an asyncio task."""
+    if execution.cancel_requested:
+        return
+    assert execution.bridge is not None
+    execution.atask = execution.bridge.loop.create_task(
+        _run_coroutine(execution, func, args, kwargs, report)
+    )
+
+
+async def _run_coroutine(
+    execution: Execution,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    report: Callable[[AttemptDone], None],
+) -> None:
+    task_id = execution.task_id
+    _current.set((task_id, execution.token))
+    try:
+        with logger.contextualize(task_id=task_id):
+            value = await func(*args, **kwargs)
+    except asyncio.CancelledError:
+        if not execution.cancel_requested:
+            # Cancelled by someone other than actorflow (the loop is shutting down).
+            error = TaskCancelledError(f"task {task_id!r} was cancelled outside actorflow")
+            _report(report, AttemptDone(task_id, execution.attempt, None, error))
+        raise
+    except (KeyboardInterrupt, SystemExit) as exc:
+        _report(report, AttemptDone(task_id, execution.attempt, None, exc))
+        raise
+    except BaseException as exc:
+        _report(report, AttemptDone(task_id, execution.attempt, None, exc))
+    else:
+        _report(report, AttemptDone(task_id, execution.attempt, value, None))
+
+
+def run_function(
+    execution: Execution,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    report: Callable[[AttemptDone], None],
+) -> None:
+    """Runs in a pool thread: one attempt of a plain function."""
+    if execution.token.cancelled:
+        return
+    task_id = execution.task_id
+    reset = _current.set((task_id, execution.token))
+    try:
+        with logger.contextualize(task_id=task_id):
+            value = func(*args, **kwargs)
+    except BaseException as exc:
+        _report(report, AttemptDone(task_id, execution.attempt, None, exc))
+    else:
+        _report(report, AttemptDone(task_id, execution.attempt, value, None))
+    finally:
+        _current.reset(reset)

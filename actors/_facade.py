@@ -1,0 +1,216 @@
+"""The facade actor: routes each call to the old or the new manager and never waits.
+
+It forwards the caller's reply channel with the message (decision 3 of DESIGN.md), so
+a slow call into one manager never delays calls to the other. It remembers which
+manager owns each task id, so tasks registered before a switch of
+``USE_NEW_TASK_SYSTEM`` are still found. Calls that need both managers (listings,
+cleanup, shutdown) are gathered by a small joint reply, not by waiting here.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from actors._errors import DuplicateTaskError, InvalidTaskError, TaskNotFoundError
+from actors._messages import Call, Forget
+from actors._types import TaskInfo
+from supervisors import SupervisedActor
+
+if TYPE_CHECKING:
+    from actors._bridge import ReplyTo
+    from actors._system import SystemContext
+
+__all__ = ["FacadeActor", "FacadeState"]
+
+BACKENDS = ("new", "old")
+PER_TASK = frozenset({"execute", "wait", "cancel", "get", "status", "result", "error"})
+
+
+class FacadeState:
+    def __init__(self, use_new: bool = True) -> None:
+        self.owners: dict[str, str] = {}
+        self.use_new = use_new
+
+
+class _Forwarded:
+    """The reply of a registration: on failure the routing entry is dropped again."""
+
+    __slots__ = ("facade", "reply", "task_id")
+
+    def __init__(self, reply: ReplyTo, facade: Any, task_id: str) -> None:
+        self.reply = reply
+        self.facade = facade
+        self.task_id = task_id
+
+    def set_result(self, value: Any) -> None:
+        self.reply.set_result(value)
+
+    def set_exception(self, error: BaseException) -> None:
+        try:
+            self.facade.tell(Forget((self.task_id,)))
+        finally:
+            self.reply.set_exception(error)
+
+
+class _Gather:
+    """Joins the answers of both managers, then answers the caller once."""
+
+    __slots__ = ("_lock", "combine", "error", "remaining", "reply", "results")
+
+    def __init__(self, reply: ReplyTo, combine: Callable[[list[Any]], Any]) -> None:
+        self._lock = threading.Lock()
+        self.reply = reply
+        self.combine = combine
+        self.results: list[Any] = [None, None]
+        self.remaining = 2
+        self.error: BaseException | None = None
+
+    def part(self, index: int) -> _Part:
+        return _Part(self, index)
+
+    def _done(self, index: int, value: Any, error: BaseException | None) -> None:
+        with self._lock:
+            self.results[index] = value
+            if error is not None and self.error is None:
+                self.error = error
+            self.remaining -= 1
+            last = self.remaining == 0
+        if not last:
+            return
+        if self.error is not None:
+            self.reply.set_exception(self.error)
+            return
+        try:
+            combined = self.combine(self.results)
+        except Exception as exc:
+            self.reply.set_exception(exc)
+        else:
+            self.reply.set_result(combined)
+
+
+class _Part:
+    __slots__ = ("gather", "index")
+
+    def __init__(self, gather: _Gather, index: int) -> None:
+        self.gather = gather
+        self.index = index
+
+    def set_result(self, value: Any) -> None:
+        self.gather._done(self.index, value, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self.gather._done(self.index, None, error)
+
+
+def _merge_infos(parts: list[list[TaskInfo]]) -> list[TaskInfo]:
+    merged = parts[0] + parts[1]
+    merged.sort(key=lambda info: info.created_at)
+    return merged
+
+
+class FacadeActor(SupervisedActor):
+    CHILD_ID = "facade"
+    use_daemon_thread = True
+
+    def __init__(self, ctx: SystemContext, state: FacadeState) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.state = state
+        self.owners = state.owners
+        self.me = ctx.handle(self.CHILD_ID)
+        self.managers = {
+            "new": ctx.handle("task_manager"),
+            "old": ctx.handle("legacy_task_manager"),
+        }
+
+    def on_receive(self, message: Any) -> Any:
+        if type(message) is Call:
+            try:
+                self._route(message)
+            except Exception as exc:
+                message.reply.set_exception(exc)
+        elif type(message) is Forget:
+            owners = self.owners
+            for task_id in message.task_ids:
+                owners.pop(task_id, None)
+        return None
+
+    def _owner(self, task_id: str) -> str:
+        backend = self.owners.get(task_id)
+        if backend is None:
+            msg = f"no task with id {task_id!r} (never registered, or cleaned up)"
+            raise TaskNotFoundError(msg)
+        return backend
+
+    def _route(self, call: Call) -> None:
+        op = call.op
+        if op in PER_TASK:
+            self.managers[self._owner(call.args[0])].tell(call)
+        elif op == "register":
+            self._register(call)
+        elif op == "add_dependency":
+            task_id, depends_on = call.args
+            backend = self._owner(task_id)
+            other = self._owner(depends_on)
+            if other != backend:
+                msg = (
+                    f"task {task_id!r} belongs to the {backend} task system and "
+                    f"{depends_on!r} to the {other} one; dependencies must stay in one system"
+                )
+                raise InvalidTaskError(msg)
+            self.managers[backend].tell(call)
+        elif op in ("all", "by_status", "by_type"):
+            self._fan_out(call, _merge_infos)
+        elif op == "cleanup":
+            self._fan_out(call, self._forget_cleaned)
+        elif op == "shutdown":
+            self._fan_out(call, sum)
+        elif op == "use_new":
+            self.state.use_new = call.args[0]
+            call.reply.set_result(None)
+        elif op == "backend":
+            call.reply.set_result("new" if self.state.use_new else "old")
+        else:
+            msg = f"unknown operation {op!r}"
+            raise InvalidTaskError(msg)
+
+    def _register(self, call: Call) -> None:
+        spec, task_id, bridge = call.args
+        owners = self.owners
+        if task_id is None:
+            task_id = str(uuid.uuid4())
+        elif task_id in owners:
+            msg = f"task id {task_id!r} is already registered; pick another or omit task_id"
+            raise DuplicateTaskError(msg)
+        backend = "new" if self.state.use_new else "old"
+        for dep in spec.dependencies:
+            owner = owners.get(dep)
+            if owner is None:
+                msg = (
+                    f"dependency {dep!r} of task {spec.name!r} is not registered; register it first"
+                )
+                raise TaskNotFoundError(msg)
+            if owner != backend:
+                msg = (
+                    f"dependency {dep!r} belongs to the {owner} task system, but new tasks go "
+                    f"to the {backend} one; dependencies must stay in one system"
+                )
+                raise InvalidTaskError(msg)
+        owners[task_id] = backend
+        self.managers[backend].tell(
+            Call("register", (spec, task_id, bridge), _Forwarded(call.reply, self.me, task_id))
+        )
+
+    def _fan_out(self, call: Call, combine: Callable[[list[Any]], Any]) -> None:
+        gather = _Gather(call.reply, combine)
+        for index, backend in enumerate(BACKENDS):
+            self.managers[backend].tell(Call(call.op, call.args, gather.part(index)))
+
+    def _forget_cleaned(self, parts: list[list[str]]) -> int:
+        removed = parts[0] + parts[1]
+        if removed:
+            self.me.tell(Forget(tuple(removed)))
+        return len(removed)

@@ -1,0 +1,206 @@
+"""The old task manager: the simple design the project started from.
+
+Each executed task becomes one asyncio task on the loop that registered it, and that
+asyncio task runs the whole attempt loop itself: timeouts, retries with their delay,
+plain functions through the loop's default executor. There is no concurrency limit and
+no priority. The actor keeps the records and the dependency graph and hears about each
+attempt through messages, so queries, dependencies and cancellation behave as in the
+new manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+from tenacity.wait import wait_base
+
+from actors._bridge import bridge_for, clock_sleep
+from actors._context import CancellationToken, _current
+from actors._errors import ActorSystemError, TaskCancelledError, TaskTimeoutError
+from actors._execution import Execution
+from actors._manager_base import BaseManager
+from actors._messages import AttemptDone, AttemptStarted
+from actors._store import TaskRecord
+from actors._types import TaskStatus
+from supervisors import Clock
+from supervisors._decisions import backoff_delay
+
+__all__ = ["LegacyTaskManagerActor"]
+
+RUNNING = TaskStatus.RUNNING
+RETRYING = TaskStatus.RETRYING
+COMPLETED = TaskStatus.COMPLETED
+FAILED = TaskStatus.FAILED
+
+
+class LegacyTaskManagerActor(BaseManager):
+    backend = "old"
+    CHILD_ID = "legacy_task_manager"
+
+    def _internal(self, message: Any) -> None:
+        kind = type(message)
+        if kind is AttemptStarted:
+            record = self.tasks.get(message.task_id)
+            if record is None or record.status not in (RUNNING, RETRYING):
+                return
+            record.attempts = message.attempt
+            if record.status is not RUNNING:
+                self._set_status(record, RUNNING)
+        elif kind is AttemptDone:
+            self._attempt_done(message)
+        else:
+            super()._internal(message)
+
+    def _attempt_done(self, done: AttemptDone) -> None:
+        record = self.tasks.get(done.task_id)
+        if record is None or record.status not in (RUNNING, RETRYING):
+            return
+        record.attempts = done.attempt
+        if done.error is None:
+            record.result = done.value
+            self._finish(record, COMPLETED)
+            return
+        record.error = done.error
+        if isinstance(done.error, TaskTimeoutError):
+            self.state.timeouts += 1
+        if done.attempt <= record.max_retries and not isinstance(done.error, ActorSystemError):
+            self.state.retries += 1
+            self._set_status(record, RETRYING)  # the runner sleeps, then starts the next one
+        else:
+            self._finish(record, FAILED)
+
+    def _ready(self, record: TaskRecord) -> None:
+        bridge = record.bridge
+        assert bridge is not None
+        execution = record.execution = Execution(record.task_id, 0, bridge)
+        record.started_at = self.clock.monotonic()
+        self._set_status(record, RUNNING)
+        posted = bridge.post(
+            _start,
+            execution,
+            record.func,
+            record.args,
+            record.kwargs,
+            record.is_coroutine,
+            record.max_retries,
+            record.retry_delay,
+            record.retry_wait,
+            record.timeout,
+            self.clock,
+            self.report,
+        )
+        if not posted:
+            record.error = ActorSystemError(
+                f"task {record.task_id!r} cannot start: the event loop that registered it is closed"
+            )
+            self._finish(record, FAILED)
+
+    def _stop_execution(self, record: TaskRecord) -> None:
+        execution = record.execution
+        if execution is not None:
+            execution.cancel()
+            record.execution = None
+
+
+def _start(execution: Execution, *args: Any) -> None:
+    """Runs on the owner loop: the task becomes an asyncio task."""
+    if execution.cancel_requested:
+        return
+    execution.atask = asyncio.get_running_loop().create_task(_run(execution, *args))
+
+
+async def _run(
+    execution: Execution,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    is_coroutine: bool,
+    max_retries: int,
+    retry_delay: float,
+    retry_wait: wait_base | None,
+    timeout: float | None,
+    clock: Clock,
+    report: Callable[[Any], None],
+) -> None:
+    task_id = execution.task_id
+    _current.set((task_id, execution.token))
+    loop = asyncio.get_running_loop()
+    attempt = 0
+    while True:
+        attempt += 1
+        if attempt > 1:  # a fresh token: the last attempt's may be set by its timeout
+            execution.token = CancellationToken()
+            _current.set((task_id, execution.token))
+        _send(report, AttemptStarted(task_id, attempt, None))
+        try:
+            with logger.contextualize(task_id=task_id):
+                if is_coroutine:
+                    work: Any = func(*args, **kwargs)
+                else:
+                    work = loop.run_in_executor(
+                        None, _call_in_thread, execution, func, args, kwargs
+                    )
+                if timeout is None:
+                    value = await work
+                else:
+                    value = await _with_timeout(clock, timeout, work, execution, attempt)
+        except asyncio.CancelledError:
+            if not execution.cancel_requested:
+                error = TaskCancelledError(f"task {task_id!r} was cancelled outside actorflow")
+                _send(report, AttemptDone(task_id, attempt, None, error))
+            raise
+        except Exception as exc:
+            _send(report, AttemptDone(task_id, attempt, None, exc))
+            if attempt > max_retries:
+                return
+            delay = retry_delay if retry_wait is None else backoff_delay(retry_wait, attempt)
+            await clock_sleep(clock, delay)
+        else:
+            _send(report, AttemptDone(task_id, attempt, value, None))
+            return
+
+
+def _call_in_thread(
+    execution: Execution, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    reset = _current.set((execution.task_id, execution.token))
+    try:
+        with logger.contextualize(task_id=execution.task_id):
+            return func(*args, **kwargs)
+    finally:
+        _current.reset(reset)
+
+
+async def _with_timeout(
+    clock: Clock, seconds: float, work: Any, execution: Execution, attempt: int
+) -> Any:
+    inner = asyncio.ensure_future(work)
+    bridge = bridge_for(asyncio.get_running_loop())
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        if not inner.done():
+            expired = True
+            execution.token.cancel()
+            inner.cancel()
+
+    timer = clock.call_later(seconds, lambda: bridge.post(expire))
+    try:
+        return await inner
+    except asyncio.CancelledError:
+        if expired:
+            msg = f"task {execution.task_id!r} attempt {attempt} timed out after {seconds}s"
+            raise TaskTimeoutError(msg) from None
+        raise
+    finally:
+        timer.cancel()
+
+
+def _send(report: Callable[[Any], None], message: Any) -> None:
+    with contextlib.suppress(Exception):
+        report(message)

@@ -1,0 +1,187 @@
+"""The new task manager: a scheduler with a concurrency limit, priorities and retries.
+
+Ready tasks wait in a heap ordered by priority, then arrival. At most ``state.limit``
+attempts run at once; a task waiting out its retry delay holds no slot. Timeouts and
+retry delays are timers on the injected clock that send a message to the manager's
+stable handle, so they survive a crash of the manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+from typing import Any
+
+from actors._errors import ActorSystemError, TaskTimeoutError
+from actors._execution import Execution, start_coroutine
+from actors._manager_base import BaseManager
+from actors._messages import AttemptDone, AttemptTimedOut, RetryDue, RunFunction
+from actors._store import TaskRecord
+from actors._types import TaskStatus
+from supervisors._decisions import backoff_delay
+
+__all__ = ["TaskManagerActor"]
+
+QUEUED = TaskStatus.QUEUED
+RUNNING = TaskStatus.RUNNING
+RETRYING = TaskStatus.RETRYING
+COMPLETED = TaskStatus.COMPLETED
+FAILED = TaskStatus.FAILED
+
+
+class TaskManagerActor(BaseManager):
+    backend = "new"
+    CHILD_ID = "task_manager"
+
+    def on_start(self) -> None:
+        if self.state.limit <= 0:
+            self.state.limit = self.ctx.config.MAX_CONCURRENT_TASKS
+        self.pool = self.ctx.handle("thread_pool")
+        super().on_start()
+        self._pump()
+
+    # -- messages -------------------------------------------------------------------------
+
+    def _internal(self, message: Any) -> None:
+        kind = type(message)
+        if kind is AttemptDone:
+            self._attempt_done(message)
+        elif kind is AttemptTimedOut:
+            self._attempt_timed_out(message)
+        elif kind is RetryDue:
+            record = self.tasks.get(message.task_id)
+            if (
+                record is not None
+                and record.status is RETRYING
+                and record.attempts == message.attempt
+            ):
+                record.timer = None
+                self._ready(record)
+        else:
+            super()._internal(message)
+
+    def _attempt_done(self, done: AttemptDone) -> None:
+        record = self.tasks.get(done.task_id)
+        if record is None or record.status is not RUNNING or record.attempts != done.attempt:
+            return  # a late outcome: timed out, cancelled, or cleaned up meanwhile
+        self._leave_running(record)
+        if done.error is None:
+            record.result = done.value
+            self._finish(record, COMPLETED)
+        else:
+            self._attempt_failed(record, done.error)
+        self._pump()
+
+    def _attempt_timed_out(self, message: AttemptTimedOut) -> None:
+        record = self.tasks.get(message.task_id)
+        if record is None or record.status is not RUNNING or record.attempts != message.attempt:
+            return
+        record.timer = None
+        execution = record.execution
+        if execution is not None:
+            execution.cancel()
+        self._leave_running(record)
+        self.state.timeouts += 1
+        error = TaskTimeoutError(
+            f"task {record.task_id!r} attempt {record.attempts} timed out after {record.timeout}s"
+        )
+        self._attempt_failed(record, error)
+        self._pump()
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def _ready(self, record: TaskRecord) -> None:
+        self._set_status(record, QUEUED)
+        heapq.heappush(self.state.ready, (-record.priority, record.seq, record.task_id))
+
+    def _after_change(self) -> None:
+        self._pump()
+
+    def _pump(self) -> None:
+        state = self.state
+        ready = state.ready
+        tasks = self.tasks
+        while ready and state.running < state.limit:
+            task_id = heapq.heappop(ready)[2]
+            record = tasks.get(task_id)
+            if record is not None and record.status is QUEUED:
+                self._start_attempt(record)
+
+    def _start_attempt(self, record: TaskRecord) -> None:
+        self.state.running += 1
+        record.attempts += 1
+        attempt = record.attempts
+        if record.started_at is None:
+            record.started_at = self.clock.monotonic()
+        self._set_status(record, RUNNING)
+        task_id = record.task_id
+        if record.timeout is not None:
+            me = self.me
+            timed_out = AttemptTimedOut(task_id, attempt)
+            record.timer = self.clock.call_later(record.timeout, lambda: _tell(me, timed_out))
+        if record.is_coroutine:
+            bridge = record.bridge
+            execution = record.execution = Execution(task_id, attempt, bridge)
+            assert bridge is not None
+            posted = bridge.post(
+                start_coroutine, execution, record.func, record.args, record.kwargs, self.report
+            )
+            if not posted:
+                self._leave_running(record)
+                self._attempt_failed(
+                    record,
+                    ActorSystemError(
+                        f"task {task_id!r} cannot start: the event loop that registered it "
+                        "is closed"
+                    ),
+                    retry=False,
+                )
+            return
+        execution = record.execution = Execution(task_id, attempt, None)
+        assert record.args is not None
+        assert record.kwargs is not None
+        try:
+            self.pool.tell(
+                RunFunction(execution, record.func, record.args, record.kwargs, self.report)
+            )
+        except Exception as exc:
+            self._leave_running(record)
+            self._attempt_failed(record, ActorSystemError(f"task {task_id!r}: {exc}"))
+
+    def _leave_running(self, record: TaskRecord) -> None:
+        self.state.running -= 1
+        record.execution = None
+        if record.timer is not None:
+            record.timer.cancel()
+            record.timer = None
+
+    def _attempt_failed(self, record: TaskRecord, error: BaseException, retry: bool = True) -> None:
+        record.error = error
+        if retry and record.attempts <= record.max_retries:
+            self.state.retries += 1
+            self._set_status(record, RETRYING)
+            wait = record.retry_wait
+            delay = record.retry_delay if wait is None else backoff_delay(wait, record.attempts)
+            if delay <= 0:
+                self._ready(record)
+                return
+            me = self.me
+            due = RetryDue(record.task_id, record.attempts)
+            record.timer = self.clock.call_later(delay, lambda: _tell(me, due))
+            return
+        self._finish(record, FAILED)
+
+    def _stop_execution(self, record: TaskRecord) -> None:
+        if record.status is RUNNING:
+            execution = record.execution
+            if execution is not None:
+                execution.cancel()
+            self._leave_running(record)
+        elif record.timer is not None:
+            record.timer.cancel()
+            record.timer = None
+
+
+def _tell(handle: Any, message: Any) -> None:
+    with contextlib.suppress(Exception):
+        handle.tell(message)

@@ -1,0 +1,372 @@
+"""What both task managers share: registration, queries, dependencies, cancel, cleanup.
+
+A manager is a thin actor shell over `ManagerState`, which outlives its incarnations.
+Subclasses decide only how a ready task runs (`_ready`) and how a running one is
+stopped (`_stop_execution`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from loguru import logger
+
+from actors._errors import (
+    ActorsError,
+    DependencyFailedError,
+    DuplicateTaskError,
+    InvalidTaskError,
+    TaskCancelledError,
+    TaskNotFoundError,
+)
+from actors._messages import Call, CleanupTick, Forget, TaskEvents
+from actors._store import ManagerState, TaskRecord
+from actors._types import TERMINAL, TaskInfo, TaskStatus
+from supervisors import SupervisedActor
+
+if TYPE_CHECKING:
+    from actors._bridge import LoopBridge, ReplyTo
+    from actors._system import SystemContext
+    from actors._validate import TaskSpec
+
+__all__ = ["DEFERRED", "BaseManager"]
+
+DEFERRED: Any = object()
+"""Returned by an op that answers later (it keeps the reply)."""
+
+PENDING = TaskStatus.PENDING
+WAITING = TaskStatus.WAITING
+RUNNING = TaskStatus.RUNNING
+COMPLETED = TaskStatus.COMPLETED
+FAILED = TaskStatus.FAILED
+CANCELLED = TaskStatus.CANCELLED
+
+
+def deliver(reply: ReplyTo, record: TaskRecord) -> None:
+    """Answer a waiter with a finished task's outcome."""
+    if record.status is COMPLETED:
+        reply.set_result(record.result)
+    else:
+        reply.set_exception(record.error or TaskCancelledError(f"task {record.task_id!r} ended"))
+
+
+class BaseManager(SupervisedActor):
+    """A task manager actor. See `TaskManagerActor` and `LegacyTaskManagerActor`."""
+
+    backend: ClassVar[str]
+    CHILD_ID: ClassVar[str]
+    use_daemon_thread = True
+
+    def __init__(self, ctx: SystemContext, state: ManagerState) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.state = state
+        self.tasks = state.tasks
+        self.graph = state.graph
+        self.clock = ctx.clock
+        self.me = ctx.handle(self.CHILD_ID)
+        self.report = self.me.tell
+        self._ops: dict[str, Callable[..., Any]] = {
+            name[3:]: getattr(self, name) for name in dir(self) if name.startswith("op_")
+        }
+        self._log = logger.bind(actor=self.CHILD_ID)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._flush_events()
+        if self.ctx.config.CLEANUP_INTERVAL > 0 and self.state.cleanup_timer is None:
+            self._arm_cleanup()
+
+    def on_idle(self) -> None:
+        if self.state.events:
+            self._flush_events()
+
+    def _flush_events(self) -> None:
+        events = self.state.events
+        if events:
+            batch = TaskEvents(tuple(events))
+            events.clear()
+            try:
+                self.ctx.handle("task_monitor").tell(batch)
+            except ActorsError:
+                pass
+            except Exception as exc:
+                self._log.debug("events not delivered to the monitor: {!r}", exc)
+
+    def _arm_cleanup(self) -> None:
+        me = self.me
+
+        def tick() -> None:
+            with contextlib.suppress(Exception):
+                me.tell(CleanupTick())
+
+        self.state.cleanup_timer = self.clock.call_later(self.ctx.config.CLEANUP_INTERVAL, tick)
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if type(message) is Call:
+            self._call(message)
+        elif type(message) is CleanupTick:
+            self.state.cleanup_timer = None
+            removed = self._cleanup(self.ctx.config.CLEANUP_MAX_AGE)
+            if removed:
+                self.ctx.handle("facade").tell(Forget(tuple(removed)))
+            self._arm_cleanup()
+        else:
+            self._internal(message)
+        return None
+
+    def _internal(self, message: Any) -> None:
+        self._log.warning("unexpected message {!r}", message)
+
+    def _call(self, call: Call) -> None:
+        reply = call.reply
+        try:
+            result = self._ops[call.op](reply, *call.args)
+        except ActorsError as exc:
+            reply.set_exception(exc)
+            return
+        except Exception as exc:
+            self._log.opt(exception=exc).error("op {} failed", call.op)
+            reply.set_exception(exc)
+            return
+        if result is not DEFERRED:
+            reply.set_result(result)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _get(self, task_id: str) -> TaskRecord:
+        record = self.tasks.get(task_id)
+        if record is None:
+            msg = f"no task with id {task_id!r} (never registered, or cleaned up)"
+            raise TaskNotFoundError(msg)
+        return record
+
+    def _emit(self, record: TaskRecord, old: TaskStatus | None, new: TaskStatus | None) -> None:
+        self.state.events.append(
+            (record.task_id, record.task_type, old, new, self.clock.monotonic())
+        )
+
+    def _set_status(self, record: TaskRecord, status: TaskStatus) -> None:
+        old = record.status
+        record.status = status
+        self._emit(record, old, status)
+
+    def _deps_failed(self, record: TaskRecord) -> TaskRecord | None:
+        tasks = self.tasks
+        for dep in self.graph.dependencies(record.task_id):
+            d = tasks.get(dep)
+            if d is not None and (d.status is FAILED or d.status is CANCELLED):
+                return d
+        return None
+
+    def _deps_done(self, record: TaskRecord) -> bool:
+        tasks = self.tasks
+        for dep in self.graph.dependencies(record.task_id):
+            d = tasks.get(dep)
+            if d is not None and d.status is not COMPLETED:
+                return False
+        return True
+
+    # -- subclass hooks -------------------------------------------------------------------
+
+    def _ready(self, record: TaskRecord) -> None:
+        raise NotImplementedError
+
+    def _stop_execution(self, record: TaskRecord) -> None:
+        raise NotImplementedError
+
+    def _after_change(self) -> None:
+        """Called after a call or an outcome changed task states (the scheduler pumps)."""
+
+    # -- transitions ----------------------------------------------------------------------
+
+    def _activate(self, record: TaskRecord) -> None:
+        """An executed task: cancelled, ready or waiting, by its dependencies."""
+        failed = self._deps_failed(record)
+        if failed is not None:
+            self._cancel(record, self._dependency_error(record, failed), propagate=True)
+        elif self._deps_done(record):
+            self._ready(record)
+        else:
+            self._set_status(record, WAITING)
+
+    def _dependency_error(self, record: TaskRecord, failed: TaskRecord) -> DependencyFailedError:
+        return DependencyFailedError(record.task_id, failed.task_id, failed.status.value)
+
+    def _execute(self, record: TaskRecord) -> None:
+        """Execute ``record`` and, first, every pending task it depends on."""
+        order: list[TaskRecord] = []
+        seen: set[str] = set()
+        stack: list[tuple[TaskRecord, bool]] = [(record, False)]
+        tasks = self.tasks
+        while stack:
+            current, expanded = stack.pop()
+            if expanded:
+                order.append(current)
+                continue
+            if current.task_id in seen:
+                continue
+            seen.add(current.task_id)
+            stack.append((current, True))
+            for dep in self.graph.dependencies(current.task_id):
+                d = tasks.get(dep)
+                if d is not None and d.status is PENDING and dep not in seen:
+                    stack.append((d, False))
+        for current in order:
+            if current.status is PENDING:
+                self._activate(current)
+
+    def _finish(self, record: TaskRecord, status: TaskStatus, *, propagate: bool = True) -> None:
+        """``record`` reached a terminal status: answer waiters, then move dependents."""
+        record.finished_at = self.clock.monotonic()
+        self._set_status(record, status)
+        waiters = record.waiters
+        record.release()
+        if waiters:
+            for reply in waiters:
+                deliver(reply, record)
+        if not propagate:
+            return
+        tasks = self.tasks
+        if status is COMPLETED:
+            for dep_id in self.graph.dependents(record.task_id):
+                d = tasks.get(dep_id)
+                if d is not None and d.status is WAITING and self._deps_done(d):
+                    self._ready(d)
+            return
+        for dep_id in self.graph.transitive_dependents(record.task_id):
+            d = tasks.get(dep_id)
+            if d is not None and d.status not in TERMINAL:
+                self._cancel(d, self._dependency_error(d, record), propagate=False)
+
+    def _cancel(self, record: TaskRecord, error: BaseException, *, propagate: bool) -> None:
+        self._stop_execution(record)
+        record.error = error
+        self._finish(record, CANCELLED, propagate=propagate)
+
+    def _cleanup(self, max_age: float) -> list[str]:
+        cutoff = self.clock.monotonic() - max_age
+        removed = [
+            r.task_id
+            for r in self.tasks.values()
+            if r.finished_at is not None and r.finished_at <= cutoff
+        ]
+        if removed:
+            tasks = self.tasks
+            for task_id in removed:
+                record = tasks.pop(task_id)
+                self._emit(record, record.status, None)
+            self.graph.remove(removed)
+        return removed
+
+    # -- ops (the public API, one method per call) ----------------------------------------
+
+    def op_register(self, reply: ReplyTo, spec: TaskSpec, task_id: str, bridge: LoopBridge) -> str:
+        if task_id in self.tasks:
+            msg = f"task id {task_id!r} is already registered; pick another or omit task_id"
+            raise DuplicateTaskError(msg)
+        for dep in spec.dependencies:
+            if dep not in self.tasks:
+                msg = (
+                    f"dependency {dep!r} of task {spec.name!r} is not registered in the "
+                    f"{self.backend} task system; register it first"
+                )
+                raise TaskNotFoundError(msg)
+        record = TaskRecord(spec, task_id, bridge, self.clock.monotonic(), next(self.state.seq))
+        self.tasks[task_id] = record
+        self.graph.add(task_id, spec.dependencies)
+        self._emit(record, None, PENDING)
+        failed = self._deps_failed(record)
+        if failed is not None:
+            self._cancel(record, self._dependency_error(record, failed), propagate=False)
+        return task_id
+
+    def op_execute(self, reply: ReplyTo, task_id: str, wait: bool) -> Any:
+        record = self._get(task_id)
+        accepted = record.status is PENDING
+        if accepted:
+            self._execute(record)
+            self._after_change()
+        if not wait:
+            return accepted
+        return self.op_wait(reply, task_id)
+
+    def op_wait(self, reply: ReplyTo, task_id: str) -> Any:
+        record = self._get(task_id)
+        if record.status in TERMINAL:
+            deliver(reply, record)
+            return DEFERRED
+        if record.waiters is None:
+            record.waiters = [reply]
+        else:
+            record.waiters.append(reply)
+        return DEFERRED
+
+    def op_cancel(self, reply: ReplyTo, task_id: str) -> bool:
+        record = self._get(task_id)
+        if record.status in TERMINAL:
+            return False
+        self._cancel(record, TaskCancelledError(f"task {task_id!r} was cancelled"), propagate=True)
+        self._after_change()
+        return True
+
+    def op_get(self, reply: ReplyTo, task_id: str) -> TaskInfo:
+        return self._get(task_id).info(self.graph, self.backend)
+
+    def op_status(self, reply: ReplyTo, task_id: str) -> TaskStatus:
+        return self._get(task_id).status
+
+    def op_result(self, reply: ReplyTo, task_id: str) -> Any:
+        record = self._get(task_id)
+        return record.result if record.status is COMPLETED else None
+
+    def op_error(self, reply: ReplyTo, task_id: str) -> BaseException | None:
+        return self._get(task_id).error
+
+    def op_all(self, reply: ReplyTo) -> list[TaskInfo]:
+        graph, backend = self.graph, self.backend
+        return [r.info(graph, backend) for r in self.tasks.values()]
+
+    def op_by_status(self, reply: ReplyTo, status: TaskStatus) -> list[TaskInfo]:
+        graph, backend = self.graph, self.backend
+        return [r.info(graph, backend) for r in self.tasks.values() if r.status is status]
+
+    def op_by_type(self, reply: ReplyTo, task_type: str) -> list[TaskInfo]:
+        graph, backend = self.graph, self.backend
+        return [r.info(graph, backend) for r in self.tasks.values() if r.task_type == task_type]
+
+    def op_add_dependency(self, reply: ReplyTo, task_id: str, depends_on: str) -> None:
+        record = self._get(task_id)
+        dependency = self._get(depends_on)
+        if record.status is not PENDING and record.status is not WAITING:
+            msg = (
+                f"cannot add a dependency to task {task_id!r}: it is {record.status.value}; "
+                "dependencies can be added to pending or waiting tasks only"
+            )
+            raise InvalidTaskError(msg)
+        self.graph.add_edge(task_id, depends_on)
+        if dependency.status is FAILED or dependency.status is CANCELLED:
+            self._cancel(record, self._dependency_error(record, dependency), propagate=True)
+        elif record.status is WAITING and dependency.status is PENDING:
+            self._execute(dependency)
+        self._after_change()
+
+    def op_cleanup(self, reply: ReplyTo, max_age: float) -> list[str]:
+        return self._cleanup(max_age)
+
+    def op_shutdown(self, reply: ReplyTo) -> int:
+        """Cancel every unfinished task: the system is going down."""
+        live = [r for r in self.tasks.values() if r.status not in TERMINAL]
+        for record in live:
+            if record.status not in TERMINAL:
+                error = TaskCancelledError(
+                    f"task {record.task_id!r} was cancelled: the actor system shut down"
+                )
+                self._cancel(record, error, propagate=False)
+        self._flush_events()
+        return len(live)

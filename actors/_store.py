@@ -1,0 +1,134 @@
+"""Task records and the state a task manager keeps across its incarnations."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from actors._graph import DependencyGraph
+from actors._types import TaskInfo, TaskPriority, TaskStatus
+
+if TYPE_CHECKING:
+    from tenacity.wait import wait_base
+
+    from actors._bridge import LoopBridge, ReplyTo
+    from actors._execution import Execution
+    from actors._validate import TaskSpec
+    from supervisors import TimerHandle
+
+__all__ = ["ManagerState", "TaskRecord"]
+
+
+class TaskRecord:
+    """One task, mutable, owned by exactly one manager actor at a time.
+
+    What only a running task needs (the function, its arguments, waiters, timers) is
+    dropped when the task ends, so a retained finished task costs little memory.
+    """
+
+    __slots__ = (
+        "args",
+        "attempts",
+        "bridge",
+        "created_at",
+        "description",
+        "error",
+        "execution",
+        "finished_at",
+        "func",
+        "is_coroutine",
+        "kwargs",
+        "max_retries",
+        "metadata",
+        "name",
+        "priority",
+        "result",
+        "retry_delay",
+        "retry_wait",
+        "seq",
+        "started_at",
+        "status",
+        "task_id",
+        "task_type",
+        "timeout",
+        "timer",
+        "waiters",
+    )
+
+    def __init__(self, spec: TaskSpec, task_id: str, bridge: LoopBridge, now: float, seq: int):
+        self.task_id = task_id
+        self.name = spec.name
+        self.task_type = spec.task_type
+        self.description = spec.description
+        self.metadata: Mapping[str, Any] = spec.metadata
+        self.priority: TaskPriority = spec.priority
+        self.max_retries = spec.max_retries
+        self.retry_delay = spec.retry_delay
+        self.retry_wait: wait_base | None = spec.retry_wait
+        self.timeout = spec.timeout
+        self.is_coroutine = spec.is_coroutine
+        self.func: Any = spec.func
+        self.args: tuple[Any, ...] | None = spec.args
+        self.kwargs: dict[str, Any] | None = spec.kwargs
+        self.bridge: LoopBridge | None = bridge
+        self.status = TaskStatus.PENDING
+        self.attempts = 0
+        self.created_at = now
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.waiters: list[ReplyTo] | None = None
+        self.execution: Execution | None = None
+        self.timer: TimerHandle | None = None
+        self.seq = seq
+
+    def release(self) -> None:
+        """The task ended: drop what only a live task needs."""
+        self.func = None
+        self.args = None
+        self.kwargs = None
+        self.bridge = None
+        self.execution = None
+        self.waiters = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def info(self, graph: DependencyGraph, backend: str) -> TaskInfo:
+        deps = graph.dependencies(self.task_id) if self.task_id in graph else ()
+        return TaskInfo(
+            task_id=self.task_id,
+            name=self.name,
+            status=self.status,
+            task_type=self.task_type,
+            description=self.description,
+            metadata=self.metadata,
+            dependencies=tuple(deps),
+            priority=self.priority,
+            attempts=self.attempts,
+            max_retries=self.max_retries,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            error=self.error,
+            backend=backend,
+        )
+
+
+class ManagerState:
+    """What a task manager keeps across crashes: records, graph, queue, counters."""
+
+    def __init__(self, max_concurrent: int = 0) -> None:
+        self.tasks: dict[str, TaskRecord] = {}
+        self.graph = DependencyGraph()
+        self.ready: list[tuple[int, int, str]] = []  # heap of (-priority, seq, task_id)
+        self.running = 0
+        self.limit = max_concurrent
+        self.seq = itertools.count()
+        self.cleanup_timer: TimerHandle | None = None
+        self.retries = 0
+        self.timeouts = 0
+        # Lifecycle events not yet sent to the monitor (flushed when the inbox runs dry).
+        self.events: list[tuple[str, str, str | None, str | None, float]] = []

@@ -1,0 +1,334 @@
+"""`ActorSystem`: the root supervisor, its five children, and their shared context.
+
+Children, in start order: ``task_monitor``, ``thread_pool``, ``legacy_task_manager``,
+``task_manager``, ``facade`` (stopped in reverse). Each keeps what must survive a crash
+in the state object its `ChildSpec` creates once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+from pykka import ThreadingFuture
+from pykka._envelope import Envelope
+from pykka.messages import ProxyCall
+from tenacity import wait_exponential_jitter
+
+from actors._bridge import Reply, bridge_for
+from actors._config import Config, load_config
+from actors._errors import ActorSystemError, ConfigError
+from actors._facade import FacadeActor, FacadeState
+from actors._legacy import LegacyTaskManagerActor
+from actors._manager import TaskManagerActor
+from actors._monitor import ChildRestarted, MonitorState, TaskMonitorActor
+from actors._pool import PoolState, ThreadPoolActor
+from actors._store import ManagerState
+from supervisors import (
+    SYSTEM_CLOCK,
+    ChildHandle,
+    ChildSpec,
+    Clock,
+    EventKind,
+    RestartIntensityExceeded,
+    RestartPolicy,
+    Strategy,
+    Supervisor,
+    SupervisorError,
+    SupervisorEvent,
+    SupervisorState,
+)
+
+if TYPE_CHECKING:
+    from pykka import ActorRef
+
+    from actors._client import UnifiedTaskManager
+    from supervisors import ChildCounts, ChildInfo
+
+__all__ = ["CHILD_IDS", "ActorSystem", "SupervisorClient", "SystemContext"]
+
+CHILD_IDS = ("task_monitor", "thread_pool", "legacy_task_manager", "task_manager", "facade")
+
+
+@dataclass(frozen=True, slots=True)
+class SystemContext:
+    """What every child of the system shares: configuration, clock, the stable handles."""
+
+    config: Config
+    clock: Clock
+    supervisor_state: SupervisorState
+
+    def handle(self, child_id: str) -> ChildHandle:
+        return self.supervisor_state.handles[child_id]
+
+
+class SupervisorClient:
+    """``system.supervisor``: the root supervisor, for operators and fault injection."""
+
+    def __init__(self, ref: ActorRef[Any], state: SupervisorState, timeout: float):
+        self._ref = ref
+        self._state = state
+        self._timeout = timeout
+
+    @property
+    def actor_ref(self) -> ActorRef[Any]:
+        return self._ref
+
+    def child(self, child_id: str) -> ChildHandle:
+        """The stable `ChildHandle` of a child; ``child(...).tell(Kill())`` crashes it."""
+        handle = self._state.handles.get(child_id)
+        if handle is None:
+            msg = f"the actor system has no child {child_id!r}; children: {', '.join(CHILD_IDS)}"
+            raise ActorSystemError(msg)
+        return handle
+
+    async def which_children(self) -> list[ChildInfo]:
+        result: list[ChildInfo] = await self._ask("which_children")
+        return result
+
+    async def count_children(self) -> ChildCounts:
+        result: ChildCounts = await self._ask("count_children")
+        return result
+
+    async def _ask(self, method: str) -> Any:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        reply_to = _LoopFuture(Reply(bridge_for(loop), answer))
+        if not self._ref.is_alive():
+            raise ActorSystemError("the root supervisor is stopped")
+        self._ref.actor_inbox.put(
+            Envelope(ProxyCall(attr_path=(method,), args=(), kwargs={}), reply_to=reply_to)
+        )
+        try:
+            return await asyncio.wait_for(answer, self._timeout)
+        except TimeoutError:
+            msg = f"the root supervisor did not answer {method}() within {self._timeout}s"
+            raise ActorSystemError(msg) from None
+
+
+class _LoopFuture(ThreadingFuture[Any]):
+    """A pykka future that also resolves an asyncio future on its loop."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__()
+        self._reply = reply
+
+    def set(self, value: Any | None = None) -> None:
+        super().set(value)
+        self._reply.set_result(value)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        if exc_info is None:
+            exc_info = sys.exc_info()
+        super().set_exception(exc_info)
+        self._reply.set_exception(exc_info[1])
+
+
+class ActorSystem:
+    """The embedded actor system. ``async with ActorSystem({...}) as system:``.
+
+    ``config`` is a mapping of the upper-case keys (or a `Config`); environment
+    variables ``ACTORFLOW_*`` and a TOML file named by ``ACTORFLOW_CONFIG`` apply below
+    it. ``clock`` replaces the wall clock (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        config: object = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        from actors._client import UnifiedTaskManager
+
+        if isinstance(config, Config):
+            self.config = config
+        elif config is None or isinstance(config, Mapping):
+            self.config = load_config(config)
+        else:
+            msg = f"config must be a mapping of upper-case keys or a Config, got {config!r}"
+            raise ConfigError(msg)
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        self.task_manager: UnifiedTaskManager = UnifiedTaskManager(self)
+        self._root: ActorRef[Any] | None = None
+        self._state: SupervisorState | None = None
+        self._supervisor: SupervisorClient | None = None
+        self._facade: ChildHandle | None = None
+        self._pool: ChildHandle | None = None
+        self._failure: ActorSystemError | None = None
+        self._closed = False
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._lock = threading.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._root is not None and not self._closed and self._failure is None
+
+    @property
+    def supervisor(self) -> SupervisorClient:
+        if self._supervisor is None:
+            raise ActorSystemError("the actor system is not started; use `async with` or start()")
+        return self._supervisor
+
+    def start(self) -> ActorSystem:
+        """Start the supervision tree (idempotent). Blocks for a few milliseconds."""
+        with self._lock:
+            if self._closed:
+                raise ActorSystemError("the actor system was shut down; create a new one")
+            if self._root is not None:
+                return self
+            cfg = self.config
+            state = SupervisorState()
+            ctx = SystemContext(cfg, self.clock, state)
+            specs = [
+                ChildSpec("task_monitor", TaskMonitorActor, (ctx,), state_factory=MonitorState),
+                ChildSpec("thread_pool", ThreadPoolActor, (ctx,), state_factory=PoolState),
+                ChildSpec(
+                    "legacy_task_manager",
+                    LegacyTaskManagerActor,
+                    (ctx,),
+                    state_factory=ManagerState,
+                ),
+                ChildSpec(
+                    "task_manager",
+                    TaskManagerActor,
+                    (ctx,),
+                    state_factory=lambda: ManagerState(cfg.MAX_CONCURRENT_TASKS),
+                ),
+                ChildSpec(
+                    "facade",
+                    FacadeActor,
+                    (ctx,),
+                    state_factory=lambda: FacadeState(cfg.USE_NEW_TASK_SYSTEM),
+                ),
+            ]
+            policy = RestartPolicy(
+                wait=wait_exponential_jitter(
+                    multiplier=cfg.RESTART_BACKOFF_INITIAL,
+                    max=cfg.RESTART_BACKOFF_MAX,
+                    jitter=cfg.RESTART_BACKOFF_INITIAL / 2,
+                ),
+                max_restarts=cfg.RESTART_MAX_RESTARTS,
+                within_seconds=cfg.RESTART_WITHIN_SECONDS,
+                reset_after=cfg.RESTART_RESET_AFTER,
+            )
+            root = _RootSupervisor.start(
+                specs,
+                strategy=Strategy.ONE_FOR_ONE,
+                policy=policy,
+                clock=self.clock,
+                name="actorflow",
+                on_escalation=self._escalated,
+                listener=self._supervisor_event,
+                buffer_capacity=cfg.MAILBOX_BUFFER_CAPACITY,
+                watchdog_interval=None,
+                state=state,
+            )
+            self._state = state
+            self._facade = state.handles["facade"]
+            self._pool = state.handles["thread_pool"]
+            self._supervisor = SupervisorClient(root, state, cfg.CALL_TIMEOUT)
+            self._root = root
+            logger.bind(system="actorflow").info("actor system started")
+            return self
+
+    async def __aenter__(self) -> ActorSystem:
+        return self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Cancel unfinished tasks, stop every actor (reverse order), close the pool."""
+        if self._root is None or self._closed:
+            self._closed = True
+            return
+        if self._failure is None:
+            try:
+                await self.task_manager._call("shutdown", timeout=self.config.SHUTDOWN_TIMEOUT)
+            except Exception as exc:
+                logger.bind(system="actorflow").warning("cancelling tasks at shutdown: {!r}", exc)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        bridge = bridge_for(loop)
+
+        def stop() -> None:
+            try:
+                self.stop_sync()
+            finally:
+                bridge.post(_resolve_none, done)
+
+        threading.Thread(target=stop, name="actorflow-shutdown").start()
+        await done
+
+    def stop_sync(self) -> None:
+        """Stop without an event loop (at interpreter exit, say)."""
+        with self._lock:
+            self._closed = True
+            root = self._root
+        if root is not None and root.is_alive():
+            try:
+                root.stop(block=True, timeout=self.config.SHUTDOWN_TIMEOUT * 3)
+            except Exception as exc:
+                logger.bind(system="actorflow").warning("stopping the supervisor: {!r}", exc)
+        self._fail_pending(ActorSystemError("the actor system was shut down"))
+
+    # -- failure ------------------------------------------------------------------------
+
+    def _escalated(self, error: RestartIntensityExceeded) -> None:
+        failure = ActorSystemError(
+            f"the actor system failed: child {error.child_id!r} exhausted its restarts "
+            f"({error.count} in {error.within_seconds}s, max {error.max_restarts}); "
+            f"last reason: {error.reason!r}"
+        )
+        failure.__cause__ = error
+        self._failure = failure
+        logger.bind(system="actorflow").error("{}", failure)
+        self._fail_pending(failure)
+
+    def _fail_pending(self, error: ActorSystemError) -> None:
+        for future in list(self._pending):
+            with contextlib.suppress(Exception):
+                bridge_for(future.get_loop()).post(_fail, future, error)
+
+    def _supervisor_event(self, event: SupervisorEvent) -> None:
+        state = self._state
+        if event.kind is EventKind.RESTARTED and event.child_id and state is not None:
+            with contextlib.suppress(SupervisorError):
+                state.handles["task_monitor"].tell(ChildRestarted(event.child_id))
+
+    def _check(self) -> ChildHandle:
+        """The facade's handle, or the reason calls cannot be made."""
+        if self._failure is not None:
+            raise self._failure
+        if self._closed:
+            raise ActorSystemError("the actor system is shut down; create a new ActorSystem")
+        facade = self._facade
+        if facade is None:
+            self.start()
+            facade = self._facade
+            assert facade is not None
+        return facade
+
+
+class _RootSupervisor(Supervisor):
+    # Daemon threads: a script that never calls shutdown() still exits; the atexit hook
+    # of the lazy client stops the tree in order first.
+    use_daemon_thread = True
+
+
+def _resolve_none(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

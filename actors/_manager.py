@@ -57,6 +57,7 @@ class TaskManagerActor(BaseManager):
             ):
                 record.timer = None
                 self._ready(record)
+                self._pump()
         else:
             super()._internal(message)
 

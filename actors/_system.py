@@ -265,8 +265,10 @@ class ActorSystem:
             finally:
                 bridge.post(_resolve_none, done)
 
-        threading.Thread(target=stop, name="actorflow-shutdown").start()
+        stopper = threading.Thread(target=stop, name="actorflow-shutdown")
+        stopper.start()
         await done
+        stopper.join(1.0)  # it has posted its last act; this returns at once
 
     def stop_sync(self) -> None:
         """Stop without an event loop (at interpreter exit, say)."""

@@ -1,0 +1,214 @@
+"""The task dependency graph: pure, mutable, kept acyclic, owned by one actor.
+
+Edges point from a task to what it depends on. The graph never holds a cycle: `add`
+only accepts dependencies that already exist, and `add_edge` refuses an edge that would
+close one, naming the cycle. Not thread-safe: it lives inside one actor's state.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import heapq
+from collections import deque
+from collections.abc import Iterable, Mapping
+
+from actors._errors import DependencyCycleError, DuplicateTaskError, TaskNotFoundError
+
+__all__ = ["DependencyGraph"]
+
+
+def _task_ids(value: Iterable[str], argument: str) -> Iterable[str]:
+    if isinstance(value, str):
+        raise TypeError(f"{argument} must be an iterable of task ids, not a str, got {value!r}")
+    return value
+
+
+class DependencyGraph:
+    """Tasks and their dependencies, with cycle checks and a deterministic order.
+
+    Every operation costs O(nodes + edges) it touches, at most. Ties in
+    `topological_order` go to the task added first.
+    """
+
+    __slots__ = ("_dependencies", "_dependents", "_edges", "_next_seq", "_seq")
+
+    def __init__(self) -> None:
+        self._seq: dict[str, int] = {}
+        """Every node, with when it was added (breaks ties in `topological_order`)."""
+        self._dependencies: dict[str, dict[str, None]] = {}
+        """Nodes that depend on something (only those): what, as an ordered set."""
+        self._dependents: dict[str, dict[str, None]] = {}
+        """Nodes that something depends on (only those): what, as an ordered set."""
+        self._next_seq = 0
+        self._edges = 0
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._seq
+
+    def __len__(self) -> int:
+        return len(self._seq)
+
+    def __repr__(self) -> str:
+        return f"<DependencyGraph: {len(self)} tasks, {self._edges} dependencies>"
+
+    def _require(self, task_id: str) -> None:
+        if task_id not in self._seq:
+            raise TaskNotFoundError(f"task {task_id!r} is not in the dependency graph")
+
+    def _link(self, task_id: str, depends_on: str) -> None:
+        self._dependencies.setdefault(task_id, {})[depends_on] = None
+        self._dependents.setdefault(depends_on, {})[task_id] = None
+        self._edges += 1
+
+    @staticmethod
+    def _unlink(table: dict[str, dict[str, None]], key: str, member: str) -> None:
+        members = table[key]
+        del members[member]
+        if not members:
+            del table[key]
+
+    def add(self, task_id: str, dependencies: Iterable[str] = ()) -> None:
+        """Add ``task_id`` depending on ``dependencies``, which must all be in the graph.
+
+        Raises `DuplicateTaskError` if ``task_id`` is already a node,
+        `DependencyCycleError` if it names itself, `TaskNotFoundError` for a
+        dependency that is not a node. Nothing changes when it raises.
+        """
+        if task_id in self._seq:
+            raise DuplicateTaskError(f"task {task_id!r} is already in the dependency graph")
+        deps = dict.fromkeys(_task_ids(dependencies, "dependencies"))
+        for dep in deps:
+            if dep == task_id:
+                raise DependencyCycleError([task_id, task_id])
+            if dep not in self._seq:
+                raise TaskNotFoundError(
+                    f"task {task_id!r} depends on {dep!r}, which is not in the dependency "
+                    f"graph; add {dep!r} first"
+                )
+        self._seq[task_id] = self._next_seq
+        self._next_seq += 1
+        for dep in deps:
+            self._link(task_id, dep)
+
+    def add_edge(self, task_id: str, depends_on: str) -> bool:
+        """Make ``task_id`` depend on ``depends_on``; False if it already did.
+
+        Raises `DependencyCycleError` if the edge would close a cycle; its ``cycle`` is
+        ``[task_id, depends_on, ..., task_id]``, each task followed by one it depends on
+        (the shortest such cycle). Raises `TaskNotFoundError` for an unknown id. Nothing
+        changes when it raises.
+        """
+        self._require(task_id)
+        self._require(depends_on)
+        if task_id == depends_on:
+            raise DependencyCycleError([task_id, task_id])
+        if depends_on in self._dependencies.get(task_id, ()):
+            return False
+        path = self._dependency_path(depends_on, task_id)
+        if path is not None:
+            raise DependencyCycleError([task_id, *path])
+        self._link(task_id, depends_on)
+        return True
+
+    def _dependency_path(self, start: str, goal: str) -> list[str] | None:
+        """The shortest path ``start -> ... -> goal`` along dependencies, or None."""
+        parent: dict[str, str | None] = {start: None}
+        queue = deque([start])
+        while queue:
+            node = queue.popleft()
+            for dep in self._dependencies.get(node, ()):
+                if dep in parent:
+                    continue
+                parent[dep] = node
+                if dep == goal:
+                    path: list[str] = []
+                    step: str | None = dep
+                    while step is not None:
+                        path.append(step)
+                        step = parent[step]
+                    path.reverse()
+                    return path
+                queue.append(dep)
+        return None
+
+    def remove(self, task_ids: Iterable[str]) -> None:
+        """Drop these tasks and every edge to or from them; unknown ids are ignored.
+
+        Costs O(removed tasks + their edges), however many other tasks share an edge.
+        """
+        gone = {t for t in _task_ids(task_ids, "task_ids") if t in self._seq}
+        for node in gone:
+            del self._seq[node]
+            for dep in self._dependencies.pop(node, ()):
+                self._edges -= 1  # each edge from a removed task, counted here once
+                if dep not in gone:
+                    self._unlink(self._dependents, dep, node)
+            for dependent in self._dependents.pop(node, ()):
+                if dependent not in gone:
+                    self._edges -= 1
+                    self._unlink(self._dependencies, dependent, node)
+
+    def dependencies(self, task_id: str) -> tuple[str, ...]:
+        """What ``task_id`` depends on directly, in the order the edges were added."""
+        self._require(task_id)
+        return tuple(self._dependencies.get(task_id, ()))
+
+    def dependents(self, task_id: str) -> tuple[str, ...]:
+        """What depends on ``task_id`` directly, in the order the edges were added."""
+        self._require(task_id)
+        return tuple(self._dependents.get(task_id, ()))
+
+    def _reach(self, start: Iterable[str], edges: Mapping[str, Iterable[str]]) -> list[str]:
+        seen = dict.fromkeys(start)
+        queue = deque(seen)
+        found: list[str] = []
+        while queue:
+            for nxt in edges.get(queue.popleft(), ()):
+                if nxt not in seen:
+                    seen[nxt] = None
+                    found.append(nxt)
+                    queue.append(nxt)
+        return found
+
+    def transitive_dependents(self, task_id: str) -> list[str]:
+        """Everything that depends on ``task_id``, directly or not, breadth first."""
+        self._require(task_id)
+        return self._reach((task_id,), self._dependents)
+
+    def transitive_dependencies(self, task_id: str) -> list[str]:
+        """Everything ``task_id`` depends on, directly or not, breadth first."""
+        self._require(task_id)
+        return self._reach((task_id,), self._dependencies)
+
+    def topological_order(self, task_ids: Iterable[str] | None = None) -> list[str]:
+        """The tasks, each after everything it depends on (directly or not).
+
+        With ``task_ids``, only those tasks (each once), still ordered by the whole
+        graph's dependencies. Among tasks free to go, the one added first goes first,
+        so the order is the full order with the other tasks left out.
+        """
+        nodes: Iterable[str]
+        wanted: dict[str, None] | None = None
+        if task_ids is None:
+            nodes = self._seq
+        else:
+            wanted = dict.fromkeys(_task_ids(task_ids, "task_ids"))
+            for task_id in wanted:
+                self._require(task_id)
+            nodes = [*wanted, *self._reach(wanted, self._dependencies)]
+        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+        for node in nodes:
+            sorter.add(node, *self._dependencies.get(node, ()))
+        sorter.prepare()
+        ready = [(self._seq[node], node) for node in sorter.get_ready()]
+        heapq.heapify(ready)
+        order: list[str] = []
+        while ready:
+            _, node = heapq.heappop(ready)
+            order.append(node)
+            sorter.done(node)
+            for nxt in sorter.get_ready():
+                heapq.heappush(ready, (self._seq[nxt], nxt))
+        if wanted is None:
+            return order
+        return [node for node in order if node in wanted]

@@ -1,0 +1,218 @@
+"""Checking the arguments of a task registration before anything changes.
+
+Every check raises `InvalidTaskError` whose message names the argument, shows the bad
+value and says what is expected. The result is a frozen `TaskSpec` holding the
+normalised values (tuples, a fresh dict, a read-only metadata view, a `TaskPriority`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import numbers
+import types
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity.wait import wait_base
+
+from actors._errors import InvalidTaskError
+from actors._types import TaskPriority
+
+__all__ = ["TaskSpec", "validate_registration", "validate_task_id", "validate_timeout"]
+
+_PRIORITY_VALUES = ", ".join(str(int(member)) for member in TaskPriority)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One validated registration: what `validate_registration` returns."""
+
+    task_id: str | None
+    """The id the caller asked for, or None to have one generated."""
+    name: str
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    """A fresh dict: the caller's mapping is not shared."""
+    task_type: str
+    description: str
+    metadata: Mapping[str, Any]
+    """A read-only view (`types.MappingProxyType`) of a copy of the caller's mapping."""
+    priority: TaskPriority
+    dependencies: tuple[str, ...]
+    """Task ids, duplicates removed, in the order given."""
+    max_retries: int
+    retry_delay: float
+    retry_wait: wait_base | None
+    """A tenacity wait strategy replacing the fixed ``retry_delay``, or None."""
+    timeout: float | None
+    is_coroutine: bool
+    """True when calling ``func`` returns a coroutine (async def, also behind a partial)."""
+
+
+def _non_empty_str(value: object, argument: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidTaskError(f"{argument} must be a non-empty str, got {value!r}")
+    return value
+
+
+def _finite(value: object) -> float | None:
+    """The value as a finite float, or None if it is not a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def validate_task_id(value: object, argument: str = "task_id") -> str:
+    """``value`` if it is a non-empty str, else `InvalidTaskError` naming ``argument``."""
+    return _non_empty_str(value, argument)
+
+
+def validate_timeout(value: object, argument: str) -> float | None:
+    """None, or ``value`` as a float if it is a finite number > 0 (seconds)."""
+    if value is None:
+        return None
+    number = _finite(value)
+    if number is None or number <= 0:
+        raise InvalidTaskError(
+            f"{argument} must be a finite number of seconds > 0 or None, got {value!r}"
+        )
+    return number
+
+
+def is_coroutine_callable(func: object) -> bool:
+    """True when calling ``func`` gives a coroutine: an async function or method, one
+    wrapped in `functools.partial`, or an object whose ``__call__`` is async."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    if inspect.iscoroutinefunction(func):
+        return True
+    if isinstance(func, type) or inspect.isroutine(func) or not callable(func):
+        return False
+    # The type's __call__, not the object's: that is the one a call runs.
+    return inspect.iscoroutinefunction(type(func).__call__)
+
+
+def _priority(value: object) -> TaskPriority:
+    if isinstance(value, TaskPriority):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return TaskPriority(value)
+        except ValueError:
+            pass
+    raise InvalidTaskError(
+        f"priority must be a TaskPriority or one of its values {_PRIORITY_VALUES}, got {value!r}"
+    )
+
+
+def _dependencies(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise InvalidTaskError(
+            f"dependencies must be an iterable of task ids, not a str, got {value!r}; "
+            f"for one dependency pass a tuple: dependencies=({value!r},)"
+        )
+    if not isinstance(value, Iterable):
+        raise InvalidTaskError(f"dependencies must be an iterable of task ids, got {value!r}")
+    ids: dict[str, None] = {}
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise InvalidTaskError(f"each dependency must be a non-empty str task id, got {item!r}")
+        ids[item] = None
+    return tuple(ids)
+
+
+def validate_registration(
+    name: object,
+    func: object,
+    args: object = (),
+    kwargs: object = None,
+    *,
+    task_type: object = "default",
+    description: object = "",
+    metadata: object = None,
+    priority: object = TaskPriority.NORMAL,
+    dependencies: object = (),
+    max_retries: object = 0,
+    retry_delay: object = 0.0,
+    retry_wait: object = None,
+    timeout: object = None,
+    task_id: object = None,
+) -> TaskSpec:
+    """Check every argument of ``register_task`` and return them as a `TaskSpec`.
+
+    The arguments are checked in signature order; the first bad one raises
+    `InvalidTaskError`. Whether the dependencies exist and whether ``task_id`` is free
+    are for the task manager to check: this function knows no other task.
+    """
+    checked_name = _non_empty_str(name, "name")
+    if not callable(func):
+        raise InvalidTaskError(
+            f"func must be callable, got {func!r}; pass the function itself, "
+            f"not the result of calling it"
+        )
+    if not isinstance(args, tuple | list):
+        raise InvalidTaskError(
+            f"args must be a tuple or a list, got {args!r}; "
+            f"for one positional argument pass args=(value,)"
+        )
+    checked_kwargs: dict[str, Any] = {}
+    if kwargs is not None:
+        if not isinstance(kwargs, Mapping):
+            raise InvalidTaskError(f"kwargs must be a mapping or None, got {kwargs!r}")
+        for key, value in kwargs.items():
+            if not isinstance(key, str):
+                raise InvalidTaskError(
+                    f"kwargs keys must be str (parameter names), got {key!r} in {kwargs!r}"
+                )
+            checked_kwargs[key] = value
+    checked_type = _non_empty_str(task_type, "task_type")
+    if not isinstance(description, str):
+        raise InvalidTaskError(f"description must be a str, got {description!r}")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidTaskError(f"metadata must be a mapping or None, got {metadata!r}")
+    checked_metadata = types.MappingProxyType(dict(metadata) if metadata is not None else {})
+    checked_priority = _priority(priority)
+    checked_dependencies = _dependencies(dependencies)
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise InvalidTaskError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    checked_delay = _finite(retry_delay)
+    if checked_delay is None or checked_delay < 0:
+        raise InvalidTaskError(
+            f"retry_delay must be a finite number of seconds >= 0, got {retry_delay!r}"
+        )
+    if retry_wait is not None and not isinstance(retry_wait, wait_base):
+        raise InvalidTaskError(
+            f"retry_wait must be a tenacity wait strategy (such as "
+            f"tenacity.wait_exponential()) or None, got {retry_wait!r}"
+        )
+    checked_timeout = validate_timeout(timeout, "timeout")
+    checked_id = None if task_id is None else validate_task_id(task_id)
+    if checked_id is not None and checked_id in checked_dependencies:
+        raise InvalidTaskError(
+            f"task {checked_id!r} cannot depend on itself; remove {checked_id!r} from dependencies"
+        )
+    return TaskSpec(
+        task_id=checked_id,
+        name=checked_name,
+        func=func,
+        args=tuple(args),
+        kwargs=checked_kwargs,
+        task_type=checked_type,
+        description=description,
+        metadata=checked_metadata,
+        priority=checked_priority,
+        dependencies=checked_dependencies,
+        max_retries=max_retries,
+        retry_delay=checked_delay,
+        retry_wait=retry_wait,
+        timeout=checked_timeout,
+        is_coroutine=is_coroutine_callable(func),
+    )

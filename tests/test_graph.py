@@ -1,0 +1,440 @@
+"""The dependency graph: exact behaviour, then properties checked against graphlib."""
+
+from __future__ import annotations
+
+import graphlib
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actors._errors import DependencyCycleError, DuplicateTaskError, TaskNotFoundError
+from actors._graph import DependencyGraph
+
+# The autouse leak check in conftest.py is function scoped; it is harmless to run it once
+# around all the examples of a property test.
+PROPERTY = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def build(*nodes: str, edges: tuple[tuple[str, str], ...] = ()) -> DependencyGraph:
+    graph = DependencyGraph()
+    for node in nodes:
+        graph.add(node)
+    for task_id, depends_on in edges:
+        graph.add_edge(task_id, depends_on)
+    return graph
+
+
+def snapshot(graph: DependencyGraph, nodes: list[str]) -> dict[str, tuple[object, ...]]:
+    return {n: (graph.dependencies(n), graph.dependents(n)) for n in nodes if n in graph}
+
+
+# --- add, lookups ---------------------------------------------------------------------
+
+
+def test_add_records_edges_both_ways_in_insertion_order() -> None:
+    graph = DependencyGraph()
+    graph.add("a")
+    graph.add("b")
+    graph.add("c", ["b", "a", "b"])
+    graph.add("d", ("a",))
+    assert graph.dependencies("c") == ("b", "a")
+    assert graph.dependencies("a") == ()
+    assert graph.dependents("a") == ("c", "d")
+    assert graph.dependents("b") == ("c",)
+    assert graph.dependents("c") == ()
+    assert len(graph) == 4
+    assert "c" in graph
+    assert "z" not in graph
+    assert repr(graph) == "<DependencyGraph: 4 tasks, 3 dependencies>"
+
+
+def test_empty_graph() -> None:
+    graph = DependencyGraph()
+    assert len(graph) == 0
+    assert "a" not in graph
+    assert graph.topological_order() == []
+    assert graph.topological_order([]) == []
+    assert repr(graph) == "<DependencyGraph: 0 tasks, 0 dependencies>"
+
+
+def test_add_existing_task_is_rejected() -> None:
+    graph = build("a")
+    with pytest.raises(DuplicateTaskError, match=r"^task 'a' is already in the dependency graph$"):
+        graph.add("a")
+    assert len(graph) == 1
+
+
+def test_add_with_unknown_dependency_changes_nothing() -> None:
+    graph = build("a")
+    with pytest.raises(
+        TaskNotFoundError,
+        match=r"^task 'b' depends on 'x', which is not in the dependency graph; add 'x' first$",
+    ):
+        graph.add("b", ["a", "x"])
+    assert "b" not in graph
+    assert graph.dependents("a") == ()
+    assert repr(graph) == "<DependencyGraph: 1 tasks, 0 dependencies>"
+
+
+def test_add_depending_on_itself_is_a_cycle() -> None:
+    graph = build("a")
+    with pytest.raises(
+        DependencyCycleError, match=r"^dependency cycle: b -> b; remove one of these dependencies$"
+    ) as caught:
+        graph.add("b", ["a", "b"])
+    assert caught.value.cycle == ["b", "b"]
+    assert "b" not in graph
+    assert graph.dependents("a") == ()
+
+
+def test_a_str_is_not_taken_for_a_list_of_ids() -> None:
+    graph = build("a")
+    with pytest.raises(
+        TypeError, match=r"^dependencies must be an iterable of task ids, not a str, got 'a'$"
+    ):
+        graph.add("b", "a")
+    with pytest.raises(
+        TypeError, match=r"^task_ids must be an iterable of task ids, not a str, got 'a'$"
+    ):
+        graph.remove("a")
+    with pytest.raises(
+        TypeError, match=r"^task_ids must be an iterable of task ids, not a str, got 'a'$"
+    ):
+        graph.topological_order("a")
+    assert "b" not in graph
+    assert "a" in graph
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda g: g.dependencies("x"),
+        lambda g: g.dependents("x"),
+        lambda g: g.transitive_dependents("x"),
+        lambda g: g.transitive_dependencies("x"),
+        lambda g: g.add_edge("x", "a"),
+        lambda g: g.add_edge("a", "x"),
+        lambda g: g.topological_order(["a", "x"]),
+    ],
+)
+def test_unknown_task_is_not_found(call: object) -> None:
+    graph = build("a")
+    with pytest.raises(TaskNotFoundError, match=r"^task 'x' is not in the dependency graph$"):
+        call(graph)  # type: ignore[operator]
+    assert graph.dependencies("a") == ()
+    assert graph.dependents("a") == ()
+
+
+# --- add_edge -------------------------------------------------------------------------
+
+
+def test_add_edge_adds_once() -> None:
+    graph = build("a", "b")
+    assert graph.add_edge("b", "a") is True
+    assert graph.add_edge("b", "a") is False
+    assert graph.dependencies("b") == ("a",)
+    assert graph.dependents("a") == ("b",)
+    assert repr(graph) == "<DependencyGraph: 2 tasks, 1 dependencies>"
+
+
+def test_add_edge_may_point_to_a_later_task() -> None:
+    graph = build("a", "b")
+    assert graph.add_edge("a", "b") is True
+    assert graph.topological_order() == ["b", "a"]
+
+
+def test_self_edge_is_a_cycle() -> None:
+    graph = build("a")
+    with pytest.raises(
+        DependencyCycleError, match=r"^dependency cycle: a -> a; remove one of these dependencies$"
+    ) as caught:
+        graph.add_edge("a", "a")
+    assert caught.value.cycle == ["a", "a"]
+    assert graph.dependencies("a") == ()
+
+
+def test_cycle_is_named_in_dependency_direction_and_nothing_changes() -> None:
+    graph = build("a", "b", "c", edges=(("a", "b"), ("b", "c")))
+    before = snapshot(graph, ["a", "b", "c"])
+    with pytest.raises(
+        DependencyCycleError,
+        match=r"^dependency cycle: c -> a -> b -> c; remove one of these dependencies$",
+    ) as caught:
+        graph.add_edge("c", "a")
+    assert caught.value.cycle == ["c", "a", "b", "c"]
+    assert snapshot(graph, ["a", "b", "c"]) == before
+    assert repr(graph) == "<DependencyGraph: 3 tasks, 2 dependencies>"
+
+
+def test_the_shortest_cycle_is_reported() -> None:
+    # a -> b -> c -> d and a shortcut b -> d: closing d -> a gives d -> a -> b -> d.
+    graph = build("a", "b", "c", "d", edges=(("a", "b"), ("b", "c"), ("c", "d"), ("b", "d")))
+    with pytest.raises(DependencyCycleError) as caught:
+        graph.add_edge("d", "a")
+    assert caught.value.cycle == ["d", "a", "b", "d"]
+
+
+def test_two_node_cycle() -> None:
+    graph = build("a", "b", edges=(("a", "b"),))
+    with pytest.raises(DependencyCycleError) as caught:
+        graph.add_edge("b", "a")
+    assert caught.value.cycle == ["b", "a", "b"]
+
+
+# --- remove ---------------------------------------------------------------------------
+
+
+def test_remove_drops_nodes_and_all_their_edges() -> None:
+    graph = DependencyGraph()
+    graph.add("a")
+    graph.add("b", ["a"])
+    graph.add("c", ["a", "b"])
+    graph.add("d", ["c"])
+    graph.add("e", ["b"])
+    graph.remove(["b", "zzz", "b"])
+    assert "b" not in graph
+    assert len(graph) == 4
+    assert graph.dependencies("c") == ("a",)
+    assert graph.dependencies("e") == ()
+    assert graph.dependents("a") == ("c",)
+    assert repr(graph) == "<DependencyGraph: 4 tasks, 2 dependencies>"
+    graph.remove({"c", "d"})
+    assert graph.dependents("a") == ()
+    assert graph.topological_order() == ["a", "e"]
+    assert repr(graph) == "<DependencyGraph: 2 tasks, 0 dependencies>"
+
+
+def test_remove_nothing_and_re_add() -> None:
+    graph = build("a", "b", edges=(("b", "a"),))
+    graph.remove([])
+    graph.remove(["nope"])
+    assert repr(graph) == "<DependencyGraph: 2 tasks, 1 dependencies>"
+    graph.remove(["a"])
+    graph.add("a", ["b"])
+    assert graph.topological_order() == ["b", "a"]
+    assert graph.dependents("b") == ("a",)
+
+
+# --- traversals -----------------------------------------------------------------------
+
+
+def diamond() -> DependencyGraph:
+    # top depends on left and right, which both depend on base; tip depends on top.
+    graph = DependencyGraph()
+    graph.add("base")
+    graph.add("left", ["base"])
+    graph.add("right", ["base"])
+    graph.add("top", ["left", "right"])
+    graph.add("tip", ["top"])
+    graph.add("loner")
+    return graph
+
+
+def test_transitive_dependents_breadth_first_without_duplicates() -> None:
+    graph = diamond()
+    assert graph.transitive_dependents("base") == ["left", "right", "top", "tip"]
+    assert graph.transitive_dependents("right") == ["top", "tip"]
+    assert graph.transitive_dependents("tip") == []
+
+
+def test_transitive_dependencies_breadth_first_without_duplicates() -> None:
+    graph = diamond()
+    assert graph.transitive_dependencies("tip") == ["top", "left", "right", "base"]
+    assert graph.transitive_dependencies("base") == []
+
+
+def test_topological_order_is_insertion_order_when_that_is_valid() -> None:
+    assert diamond().topological_order() == ["base", "left", "right", "top", "tip", "loner"]
+
+
+def test_topological_order_ties_go_to_the_task_added_first() -> None:
+    graph = build("a", "b", "c", "d", edges=(("a", "d"), ("b", "c")))
+    # Free at first: c, d. c goes (added before d), then b; d, then a.
+    assert graph.topological_order() == ["c", "b", "d", "a"]
+
+
+def test_topological_order_of_some_tasks_follows_indirect_dependencies() -> None:
+    graph = build("x", "y", "z", edges=(("x", "y"), ("y", "z")))
+    assert graph.topological_order(["x", "z"]) == ["z", "x"]
+    assert graph.topological_order(["x", "x"]) == ["x"]
+    assert graph.topological_order(["y"]) == ["y"]
+
+
+# --- properties -----------------------------------------------------------------------
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> tuple[int, list[tuple[int, int]]]:
+    """A node count and edges (later, earlier): always acyclic."""
+    size = draw(st.integers(min_value=1, max_value=25))
+    if size == 1:
+        return size, []
+    pairs = st.tuples(
+        st.integers(min_value=1, max_value=size - 1), st.integers(min_value=0, max_value=size - 2)
+    ).filter(lambda p: p[0] > p[1])
+    return size, draw(st.lists(pairs, max_size=60))
+
+
+@PROPERTY
+@given(dags(), st.randoms(use_true_random=False))
+def test_topological_order_respects_every_edge(
+    dag: tuple[int, list[tuple[int, int]]], rnd: object
+) -> None:
+    size, edges = dag
+    names = [f"t{i}" for i in range(size)]
+    graph = DependencyGraph()
+    # Insert nodes in a shuffled order, so edges point both ways in insertion order.
+    order = names[:]
+    rnd.shuffle(order)  # type: ignore[attr-defined]
+    for name in order:
+        graph.add(name)
+    for later, earlier in edges:
+        graph.add_edge(names[later], names[earlier])
+    result = graph.topological_order()
+    assert sorted(result) == sorted(names)
+    position = {name: i for i, name in enumerate(result)}
+    for later, earlier in edges:
+        assert position[names[earlier]] < position[names[later]]
+    assert result == graph.topological_order()
+    subset = names[::2]
+    assert graph.topological_order(subset) == [n for n in result if n in set(subset)]
+
+
+@PROPERTY
+@given(dags())
+def test_add_with_dependencies_builds_the_same_graph_as_add_edge(
+    dag: tuple[int, list[tuple[int, int]]],
+) -> None:
+    size, edges = dag
+    names = [f"t{i}" for i in range(size)]
+    by_add = DependencyGraph()
+    by_edge = DependencyGraph()
+    for i, name in enumerate(names):
+        by_add.add(name, [names[e] for later, e in edges if later == i])
+        by_edge.add(name)
+    for later, earlier in edges:
+        by_edge.add_edge(names[later], names[earlier])
+    for i, name in enumerate(names):
+        wanted = tuple(dict.fromkeys(names[e] for later, e in edges if later == i))
+        assert by_add.dependencies(name) == wanted
+        assert set(by_add.dependencies(name)) == set(by_edge.dependencies(name))
+        assert set(by_add.dependents(name)) == set(by_edge.dependents(name))
+    assert by_add.topological_order() == by_edge.topological_order() == names
+    assert repr(by_add) == repr(by_edge)
+
+
+def graphlib_has_cycle(model: dict[str, set[str]]) -> bool:
+    try:
+        graphlib.TopologicalSorter(model).prepare()
+    except graphlib.CycleError:
+        return True
+    return False
+
+
+@PROPERTY
+@given(
+    st.integers(min_value=1, max_value=8).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            st.lists(
+                st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), min_size=1, max_size=40
+            ),
+        )
+    )
+)
+def test_add_edge_refuses_exactly_the_edges_that_close_a_cycle(
+    case: tuple[int, list[tuple[int, int]]],
+) -> None:
+    size, attempts = case
+    names = [f"n{i}" for i in range(size)]
+    graph = build(*names)
+    model: dict[str, set[str]] = {name: set() for name in names}
+    for a, b in attempts:
+        task_id, depends_on = names[a], names[b]
+        candidate = {node: set(deps) for node, deps in model.items()}
+        candidate[task_id].add(depends_on)
+        before = snapshot(graph, names)
+        if graphlib_has_cycle(candidate):
+            with pytest.raises(DependencyCycleError) as caught:
+                graph.add_edge(task_id, depends_on)
+            cycle = caught.value.cycle
+            assert cycle[0] == cycle[-1] == task_id
+            assert cycle[1] == depends_on
+            assert len(set(cycle[:-1])) == len(cycle) - 1  # a simple cycle
+            for node, dep in itertools.pairwise(cycle[1:]):
+                assert dep in model[node]  # every other step is an existing edge
+            assert snapshot(graph, names) == before
+        else:
+            added = graph.add_edge(task_id, depends_on)
+            assert added is (depends_on not in model[task_id])
+            model[task_id].add(depends_on)
+        for node in names:
+            assert set(graph.dependencies(node)) == model[node]
+            assert set(graph.dependents(node)) == {n for n in names if node in model[n]}
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.integers(0, 9), st.sets(st.integers(0, 9), max_size=3)),
+            st.tuples(st.just("edge"), st.integers(0, 9), st.integers(0, 9)),
+            st.tuples(st.just("remove"), st.sets(st.integers(0, 9), max_size=3)),
+        ),
+        max_size=40,
+    )
+)
+def test_random_operations_match_a_model(ops: list[tuple[object, ...]]) -> None:
+    graph = DependencyGraph()
+    model: dict[str, set[str]] = {}
+    added_at: dict[str, int] = {}
+    for step, op in enumerate(ops):
+        if op[0] == "add":
+            task_id, deps = f"n{op[1]}", {f"n{d}" for d in op[2]}  # type: ignore[attr-defined]
+            ok = task_id not in model and task_id not in deps and deps <= set(model)
+            before = snapshot(graph, list(model))
+            if ok:
+                graph.add(task_id, sorted(deps))
+                model[task_id] = deps
+                added_at[task_id] = step
+            else:
+                with pytest.raises((DuplicateTaskError, DependencyCycleError, TaskNotFoundError)):
+                    graph.add(task_id, sorted(deps))
+                assert snapshot(graph, list(model)) == before
+        elif op[0] == "edge":
+            task_id, depends_on = f"n{op[1]}", f"n{op[2]}"
+            if task_id not in model or depends_on not in model:
+                with pytest.raises(TaskNotFoundError):
+                    graph.add_edge(task_id, depends_on)
+                continue
+            candidate = {node: set(deps) for node, deps in model.items()}
+            candidate[task_id].add(depends_on)
+            if graphlib_has_cycle(candidate):
+                with pytest.raises(DependencyCycleError):
+                    graph.add_edge(task_id, depends_on)
+            else:
+                graph.add_edge(task_id, depends_on)
+                model[task_id].add(depends_on)
+        else:
+            gone = {f"n{i}" for i in op[1]}  # type: ignore[attr-defined]
+            graph.remove(gone)
+            for node in gone:
+                model.pop(node, None)
+                added_at.pop(node, None)
+            for deps in model.values():
+                deps -= gone
+        assert len(graph) == len(model)
+        edges = sum(len(deps) for deps in model.values())
+        assert repr(graph) == f"<DependencyGraph: {len(model)} tasks, {edges} dependencies>"
+        for node, deps in model.items():
+            assert set(graph.dependencies(node)) == deps
+            assert set(graph.dependents(node)) == {n for n in model if node in model[n]}
+        order = graph.topological_order()
+        assert sorted(order) == sorted(model)
+        position = {node: i for i, node in enumerate(order)}
+        for node, deps in model.items():
+            assert all(position[d] < position[node] for d in deps)

@@ -78,6 +78,7 @@ class LegacyTaskManagerActor(BaseManager):
         assert bridge is not None
         execution = record.execution = Execution(record.task_id, 0, bridge)
         record.started_at = self.clock.monotonic()
+        record.attempts = 1
         self._set_status(record, RUNNING)
         posted = bridge.post(
             _start,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from loguru import logger
 
+from actors import _logging
 from actors._errors import (
     ActorsError,
     DependencyFailedError,
@@ -42,6 +43,7 @@ RUNNING = TaskStatus.RUNNING
 COMPLETED = TaskStatus.COMPLETED
 FAILED = TaskStatus.FAILED
 CANCELLED = TaskStatus.CANCELLED
+_LOGGED = frozenset({RUNNING, TaskStatus.RETRYING, COMPLETED, FAILED, CANCELLED})
 
 
 def deliver(reply: ReplyTo, record: TaskRecord) -> None:
@@ -155,6 +157,24 @@ class BaseManager(SupervisedActor):
         old = record.status
         record.status = status
         self._emit(record, old, status)
+        if _logging._enabled and status in _LOGGED:
+            self._log_transition(record, status)
+
+    def _log_transition(self, record: TaskRecord, status: TaskStatus) -> None:
+        log = logger.bind(task_id=record.task_id, task_name=record.name, task_type=record.task_type)
+        if status is FAILED:
+            log.warning("task {!r} failed: {!r}", record.name, record.error)
+        elif status is TaskStatus.RETRYING:
+            log.info(
+                "task {!r} retrying after attempt {}: {!r}",
+                record.name,
+                record.attempts,
+                record.error,
+            )
+        elif status is RUNNING:
+            log.info("task {!r} started (attempt {})", record.name, record.attempts)
+        else:
+            log.info("task {!r} {}", record.name, status.value)
 
     def _deps_failed(self, record: TaskRecord) -> TaskRecord | None:
         tasks = self.tasks
@@ -281,6 +301,8 @@ class BaseManager(SupervisedActor):
         self.tasks[task_id] = record
         self.graph.add(task_id, spec.dependencies)
         self._emit(record, None, PENDING)
+        if _logging._enabled:
+            self._log_transition(record, PENDING)
         failed = self._deps_failed(record)
         if failed is not None:
             self._cancel(record, self._dependency_error(record, failed), propagate=False)

@@ -174,7 +174,8 @@ class BaseManager(SupervisedActor):
         elif status is RUNNING:
             log.info("task {!r} started (attempt {})", record.name, record.attempts)
         else:
-            log.info("task {!r} {}", record.name, status.value)
+            word = "registered" if status is PENDING else status.value
+            log.info("task {!r} {}", record.name, word)
 
     def _deps_failed(self, record: TaskRecord) -> TaskRecord | None:
         tasks = self.tasks

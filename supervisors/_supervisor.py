@@ -194,6 +194,7 @@ class Supervisor(SupervisedActor):
         self._restarts: list[float] = []
         self._generation = 0
         self._watchdog: TimerHandle | None = None
+        self._escalation: RestartIntensityExceeded | None = None
         self._log = logger.bind(supervisor=name)
 
     @classmethod
@@ -239,7 +240,9 @@ class Supervisor(SupervisedActor):
     def on_stop(self) -> None:
         self._shutdown()
         if self._owns_state or self._supervision is None:
-            self._state.close(SupervisorError(f"supervisor {self.name!r} stopped"))
+            # After an escalation, handles keep failing with the escalation's error.
+            error = self._escalation or SupervisorError(f"supervisor {self.name!r} stopped")
+            self._state.close(error)
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         # Linked children die with their supervisor; handles buffer for its next life.
@@ -303,7 +306,9 @@ class Supervisor(SupervisedActor):
             return
         self._restart_after_failure(child, msg.reason)
 
-    def _restart_after_failure(self, child: _Child, reason: BaseException | None) -> None:
+    def _restart_after_failure(
+        self, child: _Child, reason: BaseException | None, *, retry: bool = False
+    ) -> None:
         now = self.clock.monotonic()
         self._restarts, exceeded = add_restart(
             self._restarts, now, self.policy.within_seconds, self.policy.max_restarts
@@ -333,6 +338,11 @@ class Supervisor(SupervisedActor):
             restart_ids.append(cid)
         self._event(EventKind.RESTART_SCHEDULED, child.spec.id, reason=reason, delay=delay)
         message = RestartDue(tuple(restart_ids), generation)
+        if delay <= 0 and retry:
+            # A failed restart tries again through the mailbox (OTP's try_again_restart):
+            # no recursion, and a stop request still gets through.
+            self.actor_ref.tell(message)
+            return
         if delay <= 0:
             self._restart_due(message)
             return
@@ -350,7 +360,7 @@ class Supervisor(SupervisedActor):
             error = self._start(child)
             if error is not None:
                 child.started_at = self.clock.monotonic()
-                self._restart_after_failure(child, error)
+                self._restart_after_failure(child, error, retry=True)
                 return
             child.restarts += 1
             self._event(EventKind.RESTARTED, cid)
@@ -396,6 +406,7 @@ class Supervisor(SupervisedActor):
         self._event(EventKind.ESCALATED, child.spec.id, reason=error)
         if self._supervision is not None:
             raise error  # crash: our own supervisor decides
+        self._escalation = error
         self._state.close(error)
         if self._on_escalation is not None:
             try:

@@ -245,6 +245,8 @@ class BaseManager(SupervisedActor):
     def _finish(self, record: TaskRecord, status: TaskStatus, *, propagate: bool = True) -> None:
         """``record`` reached a terminal status: answer waiters, then move dependents."""
         record.finished_at = self.clock.monotonic()
+        if status is COMPLETED:
+            record.error = None  # a retried task that completed did not end with an error
         self._set_status(record, status)
         waiters = record.waiters
         record.release()

@@ -197,6 +197,11 @@ class UnifiedTaskManager:
         result: list[TaskInfo] = await self._call("by_type", task_type)
         return result
 
+    async def get_metrics(self) -> dict[str, Any]:
+        """What the task monitor has counted: tasks per status and per type, restarts."""
+        result: dict[str, Any] = await self._call("metrics")
+        return result
+
     # -- graph, cleanup, switch -----------------------------------------------------------
 
     async def add_dependency(self, task_id: str, depends_on: str) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from actors._errors import DuplicateTaskError, InvalidTaskError, TaskNotFoundError
 from actors._messages import Call, Forget
 from actors._types import TaskInfo
+from actors._util import shrink
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ class FacadeActor(SupervisedActor):
         self.state = state
         self.owners = state.owners
         self.me = ctx.handle(self.CHILD_ID)
+        self.monitor = ctx.handle("task_monitor")
         self.managers = {
             "new": ctx.handle("task_manager"),
             "old": ctx.handle("legacy_task_manager"),
@@ -136,6 +138,8 @@ class FacadeActor(SupervisedActor):
             owners = self.owners
             for task_id in message.task_ids:
                 owners.pop(task_id, None)
+            if len(message.task_ids) >= len(owners):
+                shrink(owners)
         return None
 
     def _owner(self, task_id: str) -> str:
@@ -168,6 +172,8 @@ class FacadeActor(SupervisedActor):
             self._fan_out(call, self._forget_cleaned)
         elif op == "shutdown":
             self._fan_out(call, sum)
+        elif op == "metrics":
+            self.monitor.tell(call)
         elif op == "use_new":
             self.state.use_new = call.args[0]
             call.reply.set_result(None)

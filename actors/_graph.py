@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 
 from actors._errors import DependencyCycleError, DuplicateTaskError, TaskNotFoundError
+from actors._util import shrink
 
 __all__ = ["DependencyGraph"]
 
@@ -137,6 +138,7 @@ class DependencyGraph:
         Costs O(removed tasks + their edges), however many other tasks share an edge.
         """
         gone = {t for t in _task_ids(task_ids, "task_ids") if t in self._seq}
+        shrink_after = len(gone) >= len(self._seq) - len(gone)
         for node in gone:
             del self._seq[node]
             for dep in self._dependencies.pop(node, ()):
@@ -147,6 +149,10 @@ class DependencyGraph:
                 if dependent not in gone:
                     self._edges -= 1
                     self._unlink(self._dependencies, dependent, node)
+        if shrink_after and gone:  # at least half went: give the tables back
+            shrink(self._seq)
+            shrink(self._dependencies)
+            shrink(self._dependents)
 
     def dependencies(self, task_id: str) -> tuple[str, ...]:
         """What ``task_id`` depends on directly, in the order the edges were added."""

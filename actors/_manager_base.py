@@ -25,6 +25,7 @@ from actors._errors import (
 from actors._messages import Call, CleanupTick, Forget, TaskEvents
 from actors._store import ManagerState, TaskRecord
 from actors._types import TERMINAL, TaskInfo, TaskStatus
+from actors._util import shrink
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
@@ -284,6 +285,8 @@ class BaseManager(SupervisedActor):
             for task_id in removed:
                 record = tasks.pop(task_id)
                 self._emit(record, record.status, None)
+            if len(removed) >= len(tasks):
+                shrink(tasks)
             self.graph.remove(removed)
         return removed
 
@@ -382,7 +385,9 @@ class BaseManager(SupervisedActor):
         self._after_change()
 
     def op_cleanup(self, reply: ReplyTo, max_age: float) -> list[str]:
-        return self._cleanup(max_age)
+        removed = self._cleanup(max_age)
+        self._flush_events()  # the monitor hears of it before the caller does
+        return removed
 
     def op_shutdown(self, reply: ReplyTo) -> int:
         """Cancel every unfinished task: the system is going down."""

@@ -124,6 +124,9 @@ class SupervisedActor(pykka.ThreadingActor):
             else:
                 if reply_to is not None:
                     reply_to.set(response)
+            # Drop the last message before blocking on the next one: an idle actor must
+            # not keep its last (possibly large) message alive.
+            envelope = reply_to = response = None  # type: ignore[assignment]
             if idle is not None and inbox.empty() and not stopped.is_set():
                 try:
                     idle(self)

@@ -155,7 +155,7 @@ async def test_lifecycle_lines_are_bound_and_off_by_default(
         ok = await tm.register_task("ok", noop, task_type="demo")
         await tm.execute_task(ok, wait=True)
         bad = await tm.register_task("bad", fails, max_retries=1)
-        with pytest.raises(ValueError, match="^boom$"):
+        with pytest.raises(ValueError, match=r"^boom$"):
             await tm.execute_task(bad, wait=True)
     lines = [
         (r["extra"]["task_name"], r["extra"]["task_type"], r["message"])

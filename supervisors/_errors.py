@@ -56,7 +56,8 @@ class RestartIntensityExceeded(SupervisorError):
         self.within_seconds = within_seconds
         self.reason = reason
         super().__init__(
-            f"restart intensity exceeded: {count} restarts in {within_seconds}s "
+            f"restart intensity exceeded: {count} restart{'' if count == 1 else 's'} in "
+            f"{float(within_seconds)}s "
             f"(max {max_restarts}) for child {child_id!r} of supervisor {supervisor!r}; "
             f"last reason: {reason!r}"
         )

@@ -37,4 +37,10 @@ class RestartDue:
 
 @dataclass(frozen=True, slots=True)
 class WatchdogTick:
-    """Time to look for child threads that died without reporting."""
+    """Time to look for child threads that died without reporting.
+
+    ``owner`` is the urn of the supervisor incarnation that armed it: a tick left in a
+    crashed supervisor's inbox is ignored by the next incarnation.
+    """
+
+    owner: str

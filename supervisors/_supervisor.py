@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,11 @@ __all__ = [
     "SupervisorEvent",
     "SupervisorState",
 ]
+
+
+# Restart generations are unique in the process, so a RestartDue left in a crashed
+# supervisor's inbox never matches a restart its next incarnation schedules.
+_generations = itertools.count(1)
 
 
 class EventKind(enum.Enum):
@@ -192,7 +198,6 @@ class Supervisor(SupervisedActor):
             self._state.initialized = True
         self._children: dict[str, _Child] = {}
         self._restarts: list[float] = []
-        self._generation = 0
         self._watchdog: TimerHandle | None = None
         self._escalation: RestartIntensityExceeded | None = None
         self._log = logger.bind(supervisor=name)
@@ -272,7 +277,7 @@ class Supervisor(SupervisedActor):
         elif type(message) is RestartDue:
             self._restart_due(message)
         elif type(message) is WatchdogTick:
-            self._watchdog_tick()
+            self._watchdog_tick(message)
         else:
             return super().on_receive(message)
         return None
@@ -324,8 +329,7 @@ class Supervisor(SupervisedActor):
         ids = affected_children(self.strategy, live, child.spec.id)
         others = [cid for cid in ids if cid != child.spec.id]
         self._stop_children(reversed(others))
-        self._generation += 1
-        generation = self._generation
+        generation = next(_generations)
         restart_ids: list[str] = []
         for cid in ids:
             c = self._children[cid]
@@ -348,7 +352,8 @@ class Supervisor(SupervisedActor):
             return
         me = self.actor_ref
         timer = self.clock.call_later(delay, lambda: _tell_quietly(me, message))
-        child.timer = timer
+        for cid in restart_ids:  # the whole group shares the timer
+            self._children[cid].timer = timer
 
     def _restart_due(self, msg: RestartDue) -> None:
         for cid in msg.child_ids:
@@ -365,7 +370,9 @@ class Supervisor(SupervisedActor):
             child.restarts += 1
             self._event(EventKind.RESTARTED, cid)
 
-    def _watchdog_tick(self) -> None:
+    def _watchdog_tick(self, tick: WatchdogTick) -> None:
+        if tick.owner != self.actor_urn:
+            return  # armed by an earlier incarnation of this supervisor
         self._watchdog = None
         for child in list(self._children.values()):
             ref = child.ref
@@ -384,8 +391,9 @@ class Supervisor(SupervisedActor):
         if self._watchdog_interval is None or self.actor_stopped.is_set():
             return
         me = self.actor_ref
+        tick = WatchdogTick(self.actor_urn)
         self._watchdog = self.clock.call_later(
-            self._watchdog_interval, lambda: _tell_quietly(me, WatchdogTick())
+            self._watchdog_interval, lambda: _tell_quietly(me, tick)
         )
 
     def _escalate(self, child: _Child, reason: BaseException | None, count: int) -> None:
@@ -468,10 +476,13 @@ class Supervisor(SupervisedActor):
             self._event(EventKind.STOPPED, cid)
 
     def _cancel_timer(self, child: _Child) -> None:
-        if child.timer is not None:
-            child.timer.cancel()
-            child.timer = None
+        """This child no longer waits for its restart timer; the timer is cancelled
+        once no child of its group waits for it."""
+        timer = child.timer
+        child.timer = None
         child.pending = None
+        if timer is not None and not any(c.timer is timer for c in self._children.values()):
+            timer.cancel()
 
     def _remove(self, child: _Child, error: SupervisorError) -> None:
         cid = child.spec.id

@@ -164,7 +164,7 @@ def test_a_root_escalation_fails_the_grandchildren_handles_too(tree: Tree) -> No
     assert tree.ref.actor_stopped.wait(TIMEOUT)
 
     message = (
-        "restart intensity exceeded: 1 restarts in 5.0s (max 0) for child 'w' of "
+        "restart intensity exceeded: 1 restart in 5.0s (max 0) for child 'w' of "
         "supervisor 'root'; last reason: ActorKilled('killed by a Kill message')"
     )
     for handle in (tree.w, tree.sub, tree.g1, tree.g2):

@@ -14,9 +14,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from actors._errors import ActorSystemError
 from supervisors import Clock
 
-__all__ = ["LoopBridge", "Reply", "ReplyTo", "bridge_for", "clock_sleep"]
+__all__ = ["CallTimeout", "LoopBridge", "Reply", "ReplyTo", "bridge_for", "clock_sleep"]
+
+
+class CallTimeout(ActorSystemError):
+    """A call into the actor system got no answer within ``CALL_TIMEOUT``."""
 
 
 class ReplyTo(Protocol):
@@ -28,15 +33,67 @@ class ReplyTo(Protocol):
 
 
 class LoopBridge:
-    """Posts callbacks onto one event loop from any thread, one wake-up per burst."""
+    """Posts callbacks onto one event loop from any thread, one wake-up per burst.
 
-    __slots__ = ("__weakref__", "_pending", "_scheduled", "closed", "loop")
+    It also bounds the calls awaited on its loop: `track` records a call's deadline and
+    owner, a sweep once a second fails the calls past their deadline, and
+    `fail_owned` fails every call of an owner (a system that failed or stopped). That
+    costs a dict insert per call instead of an event-loop timer per call.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_pending",
+        "_scheduled",
+        "_sweeping",
+        "calls",
+        "closed",
+        "loop",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._pending: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
         self._scheduled = False
+        self._sweeping = False
         self.closed = False
+        self.calls: dict[asyncio.Future[Any], tuple[float | None, str, object]] = {}
+
+    # -- bounded calls (loop thread only) -----------------------------------------------
+
+    def track(
+        self, future: asyncio.Future[Any], timeout: float | None, op: str, owner: object
+    ) -> None:
+        deadline = None if timeout is None else self.loop.time() + timeout
+        self.calls[future] = (deadline, op, owner)
+        if not self._sweeping and deadline is not None:
+            self._sweeping = True
+            self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        bounded = False
+        for future, (deadline, op, _owner) in list(self.calls.items()):
+            if deadline is None:
+                continue
+            bounded = True
+            if now >= deadline and not future.done():
+                future.set_exception(
+                    CallTimeout(
+                        f"no answer to {op!r} within its bound (CALL_TIMEOUT); the actor "
+                        "system is overloaded or stuck"
+                    )
+                )
+        if bounded and not self.loop.is_closed():
+            self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+        else:
+            self._sweeping = False
+
+    def fail_owned(self, owner: object, error: BaseException) -> None:
+        """Fail every call of ``owner`` still waiting (runs on the loop)."""
+        for future, (_deadline, _op, who) in list(self.calls.items()):
+            if who is owner and not future.done():
+                future.set_exception(error)
 
     def post(self, fn: Callable[..., object], *args: Any) -> bool:
         """Run ``fn(*args)`` on the loop soon; False if the loop is closed."""
@@ -61,16 +118,25 @@ class LoopBridge:
             fn(*args)
 
 
+SWEEP_INTERVAL = 1.0
+"""Seconds between two sweeps for calls past their deadline."""
+
 _bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBridge] = (
     weakref.WeakKeyDictionary()
 )
+_last: tuple[asyncio.AbstractEventLoop | None, LoopBridge | None] = (None, None)
 
 
 def bridge_for(loop: asyncio.AbstractEventLoop) -> LoopBridge:
-    """The bridge of ``loop`` (created on first use)."""
+    """The bridge of ``loop`` (created on first use; the last one is cached)."""
+    global _last
+    last_loop, last_bridge = _last
+    if last_loop is loop and last_bridge is not None:
+        return last_bridge
     bridge = _bridges.get(loop)
     if bridge is None:
         bridge = _bridges[loop] = LoopBridge(loop)
+    _last = (loop, bridge)
     return bridge
 
 

@@ -19,7 +19,7 @@ from tenacity.wait import wait_base
 
 from actors._bridge import Reply, bridge_for
 from actors._config import Config, load_config
-from actors._errors import ActorSystemError, ConfigError, InvalidTaskError
+from actors._errors import ActorsError, ActorSystemError, ConfigError, InvalidTaskError
 from actors._messages import Call
 from actors._pool import Submit
 from actors._types import TaskInfo, TaskPriority, TaskStatus
@@ -32,16 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["ThreadPoolClient", "UnifiedTaskManager", "configure", "unified_task_manager"]
 
 _UNBOUNDED = -1.0
-
-
-def _expire(future: asyncio.Future[Any], op: str, timeout: float) -> None:
-    if not future.done():
-        future.set_exception(
-            ActorSystemError(
-                f"no answer to {op!r} within {timeout}s (CALL_TIMEOUT); the actor system is "
-                "overloaded or stuck"
-            )
-        )
 
 
 class UnifiedTaskManager:
@@ -61,24 +51,29 @@ class UnifiedTaskManager:
         return system
 
     async def _call(self, op: str, *args: Any, timeout: float | None = None) -> Any:
+        """One call through the facade, bounded by CALL_TIMEOUT unless ``timeout`` says
+        otherwise (``_UNBOUNDED``: only a failure of the system ends the wait)."""
         system = self._system or self._get_system()
         facade = system._check()
         loop = asyncio.get_running_loop()
+        bridge = bridge_for(loop)
+        if bridge is not system._last_bridge:
+            system._remember(bridge)
         future = loop.create_future()
-        bound = system.config.CALL_TIMEOUT if timeout is None else timeout
         try:
-            facade.tell(Call(op, args, Reply(bridge_for(loop), future)))
+            facade.tell(Call(op, args, Reply(bridge, future)))
         except SupervisorError as exc:
             raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
-        pending = system._pending
-        pending.add(future)
-        timer = None if bound == _UNBOUNDED else loop.call_later(bound, _expire, future, op, bound)
+        bridge.track(
+            future,
+            system.config.CALL_TIMEOUT if timeout is None else None,
+            op,
+            system,
+        )
         try:
             return await future
         finally:
-            pending.discard(future)
-            if timer is not None:
-                timer.cancel()
+            bridge.calls.pop(future, None)
 
     # -- registration and execution -------------------------------------------------------
 
@@ -141,13 +136,15 @@ class UnifiedTaskManager:
         """
         validate_task_id(task_id)
         bound = validate_timeout(timeout, "timeout")
+        if bound is None:
+            return await self._call("wait", task_id, timeout=_UNBOUNDED)
         try:
-            return await self._call("wait", task_id, timeout=_UNBOUNDED if bound is None else bound)
-        except ActorSystemError as exc:
-            if bound is not None and "CALL_TIMEOUT" in str(exc):
-                msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
-                raise TimeoutError(msg) from None
-            raise
+            return await asyncio.wait_for(self._call("wait", task_id, timeout=_UNBOUNDED), bound)
+        except TimeoutError as exc:
+            if isinstance(exc, ActorsError):  # the task's own outcome (TaskTimeoutError)
+                raise
+            msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
+            raise TimeoutError(msg) from None
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished; False if it already had."""
@@ -255,17 +252,19 @@ class ThreadPoolClient:
         pool = system._pool
         assert pool is not None
         loop = asyncio.get_running_loop()
+        bridge = bridge_for(loop)
+        if bridge is not system._last_bridge:
+            system._remember(bridge)
         future = loop.create_future()
         try:
-            pool.tell(Submit(fn, args, kwargs, Reply(bridge_for(loop), future)))
+            pool.tell(Submit(fn, args, kwargs, Reply(bridge, future)))
         except SupervisorError as exc:
             raise ActorSystemError(f"the thread pool cannot take work: {exc}") from exc
-        pending = system._pending
-        pending.add(future)
+        bridge.track(future, None, "thread_pool.submit", system)
         try:
             return await future
         finally:
-            pending.discard(future)
+            bridge.calls.pop(future, None)
 
 
 # -- the lazy module-level client -------------------------------------------------------

@@ -1,14 +1,13 @@
 """Messages between the client, the facade, the managers, the pool and the monitor.
 
-Immutable and small: they are created once per call or per task transition, so they
-are slotted dataclasses without defaults magic on the hot path.
+Immutable named tuples, as pykka's own messages: they are built once per call or per
+task transition, and a tuple is about half the cost of a frozen dataclass to build.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from actors._bridge import ReplyTo
@@ -27,8 +26,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """A public API call: ``op`` with ``args``; the answer goes to ``reply``."""
 
     op: str
@@ -36,8 +34,7 @@ class Call:
     reply: ReplyTo
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptDone:
+class AttemptDone(NamedTuple):
     """An attempt ended (legacy: the whole run ended). ``error`` is None on success."""
 
     task_id: str
@@ -46,8 +43,7 @@ class AttemptDone:
     error: BaseException | None
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptStarted:
+class AttemptStarted(NamedTuple):
     """Legacy manager: the runner on the loop started attempt ``attempt``."""
 
     task_id: str
@@ -55,32 +51,27 @@ class AttemptStarted:
     retry_error: BaseException | None  # the previous attempt's error, if this is a retry
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptTimedOut:
+class AttemptTimedOut(NamedTuple):
     task_id: str
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
-class RetryDue:
+class RetryDue(NamedTuple):
     task_id: str
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
-class CleanupTick:
+class CleanupTick(NamedTuple):
     """Time for the periodic cleanup of old finished tasks."""
 
 
-@dataclass(frozen=True, slots=True)
-class Forget:
+class Forget(NamedTuple):
     """Facade: these task ids were cleaned up; drop their routing entries."""
 
     task_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class RunFunction:
+class RunFunction(NamedTuple):
     """Thread pool: run a plain function for one attempt and report to ``report``."""
 
     execution: Execution
@@ -90,8 +81,7 @@ class RunFunction:
     report: Callable[[AttemptDone], None]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskEvents:
+class TaskEvents(NamedTuple):
     """Monitor: a batch of lifecycle transitions, oldest first.
 
     Each item is ``(task_id, task_type, old_status, new_status, at)``; ``old_status`` is

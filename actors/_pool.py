@@ -9,8 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from actors._execution import run_function
 from actors._messages import Call, RunFunction
@@ -23,8 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["PoolState", "Submit", "ThreadPoolActor"]
 
 
-@dataclass(frozen=True, slots=True)
-class Submit:
+class Submit(NamedTuple):
     """``thread_pool.submit``: run ``fn`` and answer ``reply`` with its result."""
 
     fn: Callable[..., Any]

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import sys
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from pykka._envelope import Envelope
 from pykka.messages import ProxyCall
 from tenacity import wait_exponential_jitter
 
-from actors._bridge import Reply, bridge_for
+from actors._bridge import LoopBridge, Reply, bridge_for
 from actors._config import Config, load_config
 from actors._errors import ActorSystemError, ConfigError
 from actors._facade import FacadeActor, FacadeState
@@ -162,7 +163,9 @@ class ActorSystem:
         self._pool: ChildHandle | None = None
         self._failure: ActorSystemError | None = None
         self._closed = False
-        self._pending: set[asyncio.Future[Any]] = set()
+        # Loops this system has answered calls on (their bridges track the calls).
+        self._bridges: weakref.WeakSet[LoopBridge] = weakref.WeakSet()
+        self._last_bridge: LoopBridge | None = None
         self._lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -295,10 +298,14 @@ class ActorSystem:
         logger.bind(system="actorflow").error("{}", failure)
         self._fail_pending(failure)
 
+    def _remember(self, bridge: LoopBridge) -> None:
+        self._bridges.add(bridge)
+        self._last_bridge = bridge
+
     def _fail_pending(self, error: ActorSystemError) -> None:
-        for future in list(self._pending):
-            with contextlib.suppress(Exception):
-                bridge_for(future.get_loop()).post(_fail, future, error)
+        """Fail every call still waiting for this system, on whichever loop it waits."""
+        for bridge in list(self._bridges):
+            bridge.post(bridge.fail_owned, self, error)
 
     def _supervisor_event(self, event: SupervisorEvent) -> None:
         state = self._state
@@ -329,8 +336,3 @@ class _RootSupervisor(Supervisor):
 def _resolve_none(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)

@@ -13,8 +13,7 @@ import math
 import numbers
 import types
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tenacity.wait import wait_base
 
@@ -23,11 +22,11 @@ from actors._types import TaskPriority
 
 __all__ = ["TaskSpec", "validate_registration", "validate_task_id", "validate_timeout"]
 
+_NO_METADATA: Mapping[str, Any] = types.MappingProxyType({})
 _PRIORITY_VALUES = ", ".join(str(int(member)) for member in TaskPriority)
 
 
-@dataclass(frozen=True, slots=True)
-class TaskSpec:
+class TaskSpec(NamedTuple):
     """One validated registration: what `validate_registration` returns."""
 
     task_id: str | None
@@ -61,6 +60,9 @@ def _non_empty_str(value: object, argument: str) -> str:
 
 def _finite(value: object) -> float | None:
     """The value as a finite float, or None if it is not a finite real number."""
+    kind = type(value)
+    if kind is float:  # the common case, without the ABC check
+        return value if math.isfinite(value) else None  # type: ignore[arg-type,return-value]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     try:
@@ -114,6 +116,8 @@ def _priority(value: object) -> TaskPriority:
 
 
 def _dependencies(value: object) -> tuple[str, ...]:
+    if value == () and type(value) is tuple:
+        return ()
     if isinstance(value, str):
         raise InvalidTaskError(
             f"dependencies must be an iterable of task ids, not a str, got {value!r}; "
@@ -165,7 +169,7 @@ def validate_registration(
         )
     checked_kwargs: dict[str, Any] = {}
     if kwargs is not None:
-        if not isinstance(kwargs, Mapping):
+        if type(kwargs) is not dict and not isinstance(kwargs, Mapping):
             raise InvalidTaskError(f"kwargs must be a mapping or None, got {kwargs!r}")
         for key, value in kwargs.items():
             if not isinstance(key, str):
@@ -178,7 +182,7 @@ def validate_registration(
         raise InvalidTaskError(f"description must be a str, got {description!r}")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise InvalidTaskError(f"metadata must be a mapping or None, got {metadata!r}")
-    checked_metadata = types.MappingProxyType(dict(metadata) if metadata is not None else {})
+    checked_metadata = _NO_METADATA if not metadata else types.MappingProxyType(dict(metadata))
     checked_priority = _priority(priority)
     checked_dependencies = _dependencies(dependencies)
     if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:

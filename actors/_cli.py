@@ -20,4 +20,5 @@ def run(argv: Sequence[str] | None = None) -> int:
         return demo(sys.stdout)
     from benchmarks.__main__ import main as bench_main
 
-    return bench_main(args.rest)
+    code: int = bench_main(args.rest)
+    return code

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -17,11 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity.wait import wait_base
 
+from actors._breaker import CircuitBreaker
 from actors._bridge import Reply, bridge_for
 from actors._config import Config, load_config
 from actors._errors import ActorsError, ActorSystemError, ConfigError, InvalidTaskError
+from actors._events import EventStream, Subscriber
 from actors._messages import Call
+from actors._metrics import MetricsSnapshot, render_prometheus
 from actors._pool import Submit
+from actors._taskgraph import TaskGraph
 from actors._types import TaskInfo, TaskPriority, TaskStatus
 from actors._validate import validate_registration, validate_task_id, validate_timeout
 from supervisors import SupervisorError
@@ -32,6 +37,19 @@ if TYPE_CHECKING:
 __all__ = ["ThreadPoolClient", "UnifiedTaskManager", "configure", "unified_task_manager"]
 
 _UNBOUNDED = -1.0
+
+
+class _Ignore:
+    """A reply nobody waits for."""
+
+    def set_result(self, value: Any) -> None:
+        pass
+
+    def set_exception(self, error: BaseException) -> None:
+        pass
+
+
+_IGNORE = _Ignore()
 
 
 class UnifiedTaskManager:
@@ -94,8 +112,15 @@ class UnifiedTaskManager:
         retry_wait: wait_base | None = None,
         timeout: float | None = None,
         task_id: str | None = None,
+        circuit_breaker: str | CircuitBreaker | None = None,
     ) -> str:
-        """Register a task; returns its id. Nothing runs until `execute_task`."""
+        """Register a task; returns its id. Nothing runs until `execute_task`.
+
+        ``circuit_breaker`` names the breaker shared by every task that talks to the same
+        service (created with the configured defaults on first use), or is a
+        `CircuitBreaker` (registered under its name). While it is open, attempts fail
+        fast with `CircuitOpenError` and their retries wait for it to half-open.
+        """
         spec = validate_registration(
             name,
             func,
@@ -111,7 +136,15 @@ class UnifiedTaskManager:
             retry_wait=retry_wait,
             timeout=timeout,
             task_id=task_id,
+            circuit_breaker=circuit_breaker,
         )
+        if circuit_breaker is not None:
+            system = self._system or self._get_system()
+            if isinstance(circuit_breaker, str):
+                breaker = system.breaker(circuit_breaker)
+            else:
+                breaker = system.circuit_breakers.add(circuit_breaker)
+            spec = spec._replace(circuit_breaker=breaker)
         bridge = bridge_for(asyncio.get_running_loop())
         result: str = await self._call("register", spec, spec.task_id, bridge)
         return result
@@ -194,10 +227,55 @@ class UnifiedTaskManager:
         result: list[TaskInfo] = await self._call("by_type", task_type)
         return result
 
-    async def get_metrics(self) -> dict[str, Any]:
-        """What the task monitor has counted: tasks per status and per type, restarts."""
-        result: dict[str, Any] = await self._call("metrics")
+    async def get_metrics(self) -> MetricsSnapshot:
+        """A frozen snapshot of what the monitor counted, up to this call."""
+        result: MetricsSnapshot = await self._call("metrics")
         return result
+
+    async def render_prometheus(self) -> str:
+        """The metrics in the Prometheus text exposition format (needs prometheus_client)."""
+        return render_prometheus(await self.get_metrics())
+
+    def events(self, task_type: str | None = None) -> EventStream:
+        """Every lifecycle transition (of ``task_type`` tasks only, if given), circuit
+        breaker change and resource alarm from now on: ``async for event in ...``."""
+        if task_type is not None and (not isinstance(task_type, str) or not task_type):
+            raise InvalidTaskError(f"task_type must be a non-empty str or None, got {task_type!r}")
+        return EventStream(self, task_type)
+
+    async def _subscribe(self, task_type: str | None) -> Subscriber:
+        bridge = bridge_for(asyncio.get_running_loop())
+        subscriber: Subscriber = await self._call("subscribe", bridge, task_type)
+        return subscriber
+
+    def _unsubscribe(self, subscriber: Subscriber) -> None:
+        subscriber.close()
+        system = self._system
+        if system is not None and system._facade is not None:
+            with contextlib.suppress(Exception):
+                system._facade.tell(Call("unsubscribe", (subscriber,), _IGNORE))
+
+    async def get_task_graph(
+        self,
+        task_type: str | None = None,
+        around: str | None = None,
+        depth: int | None = None,
+    ) -> TaskGraph:
+        """A snapshot of the tasks and their dependencies, coloured by status.
+
+        ``task_type`` keeps only tasks of that type; ``around`` keeps one task and what
+        it depends on and what depends on it (up to ``depth`` hops).
+        """
+        if task_type is not None and (not isinstance(task_type, str) or not task_type):
+            raise InvalidTaskError(f"task_type must be a non-empty str or None, got {task_type!r}")
+        if around is not None:
+            validate_task_id(around, "around")
+        graph = TaskGraph.from_infos(await self.get_all_tasks())
+        if task_type is not None:
+            graph = graph.filter(task_type=task_type)
+        if around is not None:
+            graph = graph.neighbourhood(around, depth)
+        return graph
 
     # -- graph, cleanup, switch -----------------------------------------------------------
 

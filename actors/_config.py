@@ -51,6 +51,8 @@ class _Rule:
     strict: bool = False
     """True: the value must be > low; False: >= low."""
     choices: tuple[str, ...] = ()
+    high: float | None = None
+    """An inclusive upper bound, if any."""
 
     @property
     def expected(self) -> str:
@@ -61,6 +63,8 @@ class _Rule:
         text = "an int" if self.kind is int else "a finite number"
         if self.low is None:
             return text
+        if self.high is not None:
+            return f"{text} {'>' if self.strict else '>='} {self.low} and <= {self.high:g}"
         return f"{text} {'>' if self.strict else '>='} {self.low}"
 
     def check(self, value: object) -> Any:
@@ -87,6 +91,8 @@ class _Rule:
                 return None
         if self.low is not None and (number <= self.low if self.strict else number < self.low):
             return None
+        if self.high is not None and number > self.high:
+            return None
         return number
 
 
@@ -105,6 +111,15 @@ _RULES: dict[str, _Rule] = {
     "MAILBOX_BUFFER_CAPACITY": _Rule(int, 0),
     "CALL_TIMEOUT": _Rule(float, 0, strict=True),
     "SHUTDOWN_TIMEOUT": _Rule(float, 0, strict=True),
+    "RESOURCE_CHECK_INTERVAL": _Rule(float, 0),
+    "CPU_HIGH_PERCENT": _Rule(float, 0, strict=True, high=100),
+    "MEMORY_HIGH_PERCENT": _Rule(float, 0, strict=True, high=100),
+    "CPU_CRITICAL_PERCENT": _Rule(float, 0, strict=True, high=100),
+    "MEMORY_CRITICAL_PERCENT": _Rule(float, 0, strict=True, high=100),
+    "EVENT_BUFFER_SIZE": _Rule(int, 1),
+    "BREAKER_FAILURE_THRESHOLD": _Rule(int, 1),
+    "BREAKER_RECOVERY_TIMEOUT": _Rule(float, 0, strict=True),
+    "BREAKER_HALF_OPEN_MAX_CALLS": _Rule(int, 1),
 }
 
 
@@ -235,6 +250,24 @@ class Config:
     """Upper bound, in seconds, on one call into an actor."""
     SHUTDOWN_TIMEOUT: float = 10.0
     """Upper bound, in seconds, on stopping the actor system."""
+    RESOURCE_CHECK_INTERVAL: float = 0.0
+    """Seconds between CPU/memory samples of the resource governor; 0 turns it off."""
+    CPU_HIGH_PERCENT: float = 85.0
+    """Above this CPU %, the governor lowers the concurrency limit (a warning event)."""
+    MEMORY_HIGH_PERCENT: float = 85.0
+    """Above this memory %, the governor lowers the concurrency limit (a warning event)."""
+    CPU_CRITICAL_PERCENT: float = 95.0
+    """Above this CPU %, the resource event is critical."""
+    MEMORY_CRITICAL_PERCENT: float = 95.0
+    """Above this memory %, the resource event is critical."""
+    EVENT_BUFFER_SIZE: int = 1000
+    """Events buffered per `events()` subscriber; past it the oldest are dropped."""
+    BREAKER_FAILURE_THRESHOLD: int = 5
+    """Consecutive failures that open a breaker created by name in register_task."""
+    BREAKER_RECOVERY_TIMEOUT: float = 30.0
+    """Seconds an open breaker (created by name) waits before half-opening."""
+    BREAKER_HALF_OPEN_MAX_CALLS: int = 1
+    """Trial calls a half-open breaker (created by name) lets through."""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):

@@ -112,6 +112,29 @@ class _Part:
         self.gather._done(self.index, None, error)
 
 
+class _ThenTell:
+    """A reply that, on success, sends ``call`` on to ``target`` (which answers it)."""
+
+    __slots__ = ("call", "target")
+
+    def __init__(self, target: Any, call: Call) -> None:
+        self.target = target
+        self.call = call
+
+    def set_result(self, value: Any) -> None:
+        try:
+            self.target.tell(self.call)
+        except Exception as exc:
+            self.call.reply.set_exception(exc)
+
+    def set_exception(self, error: BaseException) -> None:
+        self.call.reply.set_exception(error)
+
+
+def _nothing(parts: list[Any]) -> None:
+    return None
+
+
 def _merge_infos(parts: list[list[TaskInfo]]) -> list[TaskInfo]:
     merged = parts[0] + parts[1]
     merged.sort(key=lambda info: info.created_at)
@@ -179,6 +202,10 @@ class FacadeActor(SupervisedActor):
         elif op == "shutdown":
             self._fan_out(call, sum)
         elif op == "metrics":
+            # Managers flush their pending lifecycle events first, so the snapshot
+            # counts everything that happened before the call.
+            self._fan_out(Call("flush", (), _ThenTell(self.monitor, call)), _nothing)
+        elif op in ("subscribe", "unsubscribe"):
             self.monitor.tell(call)
         elif op == "use_new":
             self.state.use_new = call.args[0]

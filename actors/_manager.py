@@ -8,19 +8,26 @@ stable handle, so they survive a crash of the manager.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 from typing import Any
 
-from actors._errors import ActorSystemError, TaskTimeoutError
+from actors._breaker import CircuitBreaker
+from actors._errors import ActorSystemError, CircuitOpenError, TaskTimeoutError
 from actors._execution import Execution, start_coroutine
 from actors._manager_base import BaseManager
 from actors._messages import AttemptDone, AttemptTimedOut, RetryDue, RunFunction
+from actors._monitor import SetLimit
 from actors._store import TaskRecord
 from actors._types import TaskStatus
 from supervisors._decisions import backoff_delay
 
 __all__ = ["TaskManagerActor"]
+
+# What a breaker hears when an attempt ends without an answer from the service: neither a
+# success nor a failure (the breaker gives the permit back).
+_CANCELLED = asyncio.CancelledError()
 
 QUEUED = TaskStatus.QUEUED
 RUNNING = TaskStatus.RUNNING
@@ -48,6 +55,9 @@ class TaskManagerActor(BaseManager):
             self._attempt_done(message)
         elif kind is AttemptTimedOut:
             self._attempt_timed_out(message)
+        elif kind is SetLimit:
+            self.state.limit = message.limit
+            self._pump()
         elif kind is RetryDue:
             record = self.tasks.get(message.task_id)
             if (
@@ -65,7 +75,7 @@ class TaskManagerActor(BaseManager):
         record = self.tasks.get(done.task_id)
         if record is None or record.status is not RUNNING or record.attempts != done.attempt:
             return  # a late outcome: timed out, cancelled, or cleaned up meanwhile
-        self._leave_running(record)
+        self._leave_running(record, done.error)
         if done.error is None:
             record.result = done.value
             self._finish(record, COMPLETED)
@@ -109,6 +119,13 @@ class TaskManagerActor(BaseManager):
                 self._start_attempt(record)
 
     def _start_attempt(self, record: TaskRecord) -> None:
+        breaker = record.breaker
+        if breaker is not None:
+            try:
+                record.permit = breaker.acquire()
+            except CircuitOpenError as exc:
+                self._refused(record, breaker, exc)
+                return
         self.state.running += 1
         record.attempts += 1
         attempt = record.attempts
@@ -128,7 +145,7 @@ class TaskManagerActor(BaseManager):
                 start_coroutine, execution, record.func, record.args, record.kwargs, self.report
             )
             if not posted:
-                self._leave_running(record)
+                self._leave_running(record, _CANCELLED)
                 self._attempt_failed(
                     record,
                     ActorSystemError(
@@ -149,12 +166,41 @@ class TaskManagerActor(BaseManager):
             self._leave_running(record)
             self._attempt_failed(record, ActorSystemError(f"task {task_id!r}: {exc}"))
 
-    def _leave_running(self, record: TaskRecord) -> None:
+    def _refused(
+        self, record: TaskRecord, breaker: CircuitBreaker, error: CircuitOpenError
+    ) -> None:
+        """The breaker refused the attempt: it fails fast, and its retry waits for the
+        breaker to half-open instead of being burned at once."""
+        record.attempts += 1
+        record.error = error
+        if record.attempts > record.max_retries:
+            self._finish(record, FAILED)
+            return
+        self.state.retries += 1
+        self._set_status(record, RETRYING)
+        retry_at = breaker.retry_at()
+        now = self.clock.monotonic()
+        if retry_at is not None:
+            delay = max(0.0, retry_at - now)
+        else:  # half-open with every trial slot taken: try again a little later
+            delay = max(record.retry_delay, breaker.recovery_timeout / 10)
+        me = self.me
+        due = RetryDue(record.task_id, record.attempts)
+        record.timer = self.clock.call_later(delay, lambda: _tell(me, due))
+
+    def _leave_running(self, record: TaskRecord, outcome: BaseException | None = None) -> None:
+        """The attempt is over; ``outcome`` (None: success) goes to its breaker."""
         self.state.running -= 1
         record.execution = None
         if record.timer is not None:
             record.timer.cancel()
             record.timer = None
+        permit = record.permit
+        if permit is not None:
+            record.permit = None
+            breaker = record.breaker
+            assert breaker is not None
+            breaker.release(permit, outcome)
 
     def _attempt_failed(self, record: TaskRecord, error: BaseException, retry: bool = True) -> None:
         record.error = error
@@ -177,7 +223,7 @@ class TaskManagerActor(BaseManager):
             execution = record.execution
             if execution is not None:
                 execution.cancel()
-            self._leave_running(record)
+            self._leave_running(record, _CANCELLED)
         elif record.timer is not None:
             record.timer.cancel()
             record.timer = None

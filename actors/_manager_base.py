@@ -44,6 +44,7 @@ RUNNING = TaskStatus.RUNNING
 COMPLETED = TaskStatus.COMPLETED
 FAILED = TaskStatus.FAILED
 CANCELLED = TaskStatus.CANCELLED
+_WITH_ERROR = frozenset({TaskStatus.RETRYING, FAILED, CANCELLED})
 _LOGGED = frozenset({RUNNING, TaskStatus.RETRYING, COMPLETED, FAILED, CANCELLED})
 
 
@@ -150,8 +151,10 @@ class BaseManager(SupervisedActor):
         return record
 
     def _emit(self, record: TaskRecord, old: TaskStatus | None, new: TaskStatus | None) -> None:
+        error = record.error
+        detail = None if error is None or new not in _WITH_ERROR else type(error).__name__
         self.state.events.append(
-            (record.task_id, record.task_type, old, new, self.clock.monotonic())
+            (record.task_id, record.task_type, old, new, self.clock.monotonic(), detail)
         )
 
     def _set_status(self, record: TaskRecord, status: TaskStatus) -> None:
@@ -383,6 +386,10 @@ class BaseManager(SupervisedActor):
         elif record.status is WAITING and dependency.status is PENDING:
             self._execute(dependency)
         self._after_change()
+
+    def op_flush(self, reply: ReplyTo) -> None:
+        """Send pending lifecycle events to the monitor now (before answering)."""
+        self._flush_events()
 
     def op_cleanup(self, reply: ReplyTo, max_age: float) -> list[str]:
         removed = self._cleanup(max_age)

@@ -84,8 +84,9 @@ class RunFunction(NamedTuple):
 class TaskEvents(NamedTuple):
     """Monitor: a batch of lifecycle transitions, oldest first.
 
-    Each item is ``(task_id, task_type, old_status, new_status, at)``; ``old_status`` is
-    None for a registration and ``new_status`` None for a removal by cleanup.
+    Each item is ``(task_id, task_type, old_status, new_status, at, error_type)``;
+    ``old_status`` is None for a registration, ``new_status`` None for a removal by
+    cleanup, and ``error_type`` names the exception of a retrying/failed/cancelled task.
     """
 
-    items: tuple[tuple[str, str, str | None, str | None, float], ...]
+    items: tuple[tuple[str, str, str | None, str | None, float, str | None], ...]

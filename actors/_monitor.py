@@ -1,33 +1,78 @@
-"""The task monitor actor: counts what the managers and the supervisor report."""
+"""The task monitor actor: metrics, the event stream, and the resource governor.
+
+It hears every lifecycle transition from the managers in batches, restarts from the
+supervisor and state changes from the circuit breakers. It keeps aggregates (counts,
+streaming timing sketches per task type) plus the start time of tasks in flight, all in
+its child state so a restart loses nothing. Subscribers of the event stream get their
+events from here.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from loguru import logger
+
+from actors._breaker import BreakerTransition
+from actors._events import Event, EventKind, Subscriber, kind_of_transition
+from actors._governor import GovernorPolicy, Pressure, ResourceSample, decide
 from actors._messages import Call, TaskEvents
-from supervisors import SupervisedActor
+from actors._metrics import MetricsSnapshot, QuantileSketch, TimingStats
+from supervisors import SupervisedActor, TimerHandle
 
 if TYPE_CHECKING:
     from actors._system import SystemContext
 
-__all__ = ["ChildRestarted", "MonitorState", "TaskMonitorActor"]
+__all__ = [
+    "BreakerChanged",
+    "ChildRestarted",
+    "MonitorState",
+    "ResourceTick",
+    "SetLimit",
+    "TaskMonitorActor",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class ChildRestarted:
+class ChildRestarted(NamedTuple):
     child_id: str
 
 
+class BreakerChanged(NamedTuple):
+    transition: BreakerTransition
+
+
+class ResourceTick(NamedTuple):
+    """Time for the governor to sample CPU and memory."""
+
+
+class SetLimit(NamedTuple):
+    """Task manager: the governor's new concurrency limit."""
+
+    limit: int
+
+
 class MonitorState:
-    """Aggregates only: the monitor keeps nothing per task, so cleanup costs it nothing."""
+    """Aggregates, plus the queue/start times of tasks in flight (bounded by them)."""
 
     def __init__(self) -> None:
         self.by_status: Counter[str] = Counter()
         self.by_type: dict[str, Counter[str]] = {}
         self.transitions = 0
         self.restarts: Counter[str] = Counter()
+        self.execution: dict[str, QuantileSketch] = {}
+        self.waiting: dict[str, QuantileSketch] = {}
+        self.queued_at: dict[str, float] = {}
+        self.started_at: dict[str, float] = {}
+        self.retries = 0
+        self.failures = 0
+        self.timeouts = 0
+        self.subscribers: list[Subscriber] = []
+        self.dropped = 0
+        self.resource: dict[str, float] = {}
+        self.pressure = Pressure.OK
+        self.resource_timer: TimerHandle | None = None
 
 
 class TaskMonitorActor(SupervisedActor):
@@ -38,38 +83,234 @@ class TaskMonitorActor(SupervisedActor):
         super().__init__()
         self.ctx = ctx
         self.state = state
+        self.me = ctx.handle(self.CHILD_ID)
+
+    def on_start(self) -> None:
+        if self.ctx.config.RESOURCE_CHECK_INTERVAL > 0 and self.state.resource_timer is None:
+            self._arm_governor()
+
+    def on_stop(self) -> None:
+        if self.state.resource_timer is not None:
+            self.state.resource_timer.cancel()
+            self.state.resource_timer = None
+        for subscriber in self.state.subscribers:
+            subscriber.close()
+        self.state.subscribers.clear()
 
     def on_receive(self, message: Any) -> Any:
         kind = type(message)
         if kind is TaskEvents:
-            self._apply(message)
+            self._apply(message.items)
         elif kind is ChildRestarted:
             self.state.restarts[message.child_id] += 1
-        elif kind is Call and message.op == "metrics":
-            message.reply.set_result(self.snapshot())
+        elif kind is BreakerChanged:
+            self._breaker_changed(message.transition)
+        elif kind is ResourceTick:
+            self.state.resource_timer = None
+            self._govern()
+            self._arm_governor()
+        elif kind is Call:
+            self._call(message)
         return None
 
-    def _apply(self, events: TaskEvents) -> None:
+    def _call(self, call: Call) -> None:
+        op = call.op
+        try:
+            if op == "metrics":
+                result: Any = self.snapshot()
+            elif op == "subscribe":
+                bridge, task_type = call.args
+                result = Subscriber(bridge, self.ctx.config.EVENT_BUFFER_SIZE, task_type)
+                self.state.subscribers.append(result)
+            elif op == "unsubscribe":
+                with contextlib.suppress(ValueError):
+                    self.state.subscribers.remove(call.args[0])
+                result = None
+            else:
+                msg = f"the monitor has no operation {op!r}"
+                raise ValueError(msg)
+        except Exception as exc:
+            call.reply.set_exception(exc)
+        else:
+            call.reply.set_result(result)
+
+    # -- lifecycle events -----------------------------------------------------------------
+
+    def _apply(self, items: tuple[tuple[Any, ...], ...]) -> None:
         state = self.state
         by_status = state.by_status
         by_type = state.by_type
-        for _task_id, task_type, old, new, _at in events.items:
+        queued_at = state.queued_at
+        started_at = state.started_at
+        for task_id, task_type, old, new, at, detail in items:
             counts = by_type.get(task_type)
             if counts is None:
                 counts = by_type[task_type] = Counter()
             if old is not None:
                 by_status[old] -= 1
                 counts[old] -= 1
-            if new is not None:
-                by_status[new] += 1
-                counts[new] += 1
-        state.transitions += len(events.items)
+                if old == "running":
+                    began = started_at.pop(task_id, None)
+                    if began is not None:
+                        _sketch(state.execution, task_type).add(max(0.0, at - began))
+            if new is None:
+                queued_at.pop(task_id, None)
+                started_at.pop(task_id, None)
+                continue
+            by_status[new] += 1
+            counts[new] += 1
+            if new == "queued":
+                queued_at[task_id] = at
+            elif new == "running":
+                since = queued_at.pop(task_id, None)
+                if since is not None:
+                    _sketch(state.waiting, task_type).add(max(0.0, at - since))
+                started_at[task_id] = at
+            elif new == "retrying":
+                state.retries += 1
+            elif new == "failed":
+                state.failures += 1
+            if detail == "TaskTimeoutError" and new in ("retrying", "failed"):
+                state.timeouts += 1
+            if new in ("completed", "failed", "cancelled"):
+                queued_at.pop(task_id, None)
+        state.transitions += len(items)
+        if state.subscribers:
+            self._publish(
+                [
+                    Event(
+                        kind_of_transition(new),
+                        at,
+                        task_id,
+                        task_type,
+                        {"error": detail} if detail is not None else {},
+                    )
+                    for task_id, task_type, _old, new, at, detail in items
+                ]
+            )
 
-    def snapshot(self) -> dict[str, Any]:
-        state = self.state
-        return {
-            "by_status": {k: v for k, v in state.by_status.items() if v},
-            "by_type": {t: {k: v for k, v in c.items() if v} for t, c in state.by_type.items()},
-            "transitions": state.transitions,
-            "restarts": dict(state.restarts),
+    def _publish(self, events: list[Event]) -> None:
+        for subscriber in list(self.state.subscribers):
+            if subscriber.closed:
+                self.state.subscribers.remove(subscriber)
+                continue
+            mine = [e for e in events if subscriber.wants(e.task_type)]
+            if mine:
+                self.state.dropped += subscriber.offer(mine)
+
+    def _breaker_changed(self, transition: BreakerTransition) -> None:
+        if self.state.subscribers:
+            detail = {
+                "breaker": transition.name,
+                "old": transition.old.value,
+                "new": transition.new.value,
+                "reason": transition.reason,
+            }
+            self._publish([Event(EventKind.CIRCUIT_BREAKER, transition.at, detail=detail)])
+
+    # -- resource governor ----------------------------------------------------------------
+
+    def _arm_governor(self) -> None:
+        interval = self.ctx.config.RESOURCE_CHECK_INTERVAL
+        if interval <= 0 or self.actor_stopped.is_set():
+            return
+        me = self.me
+
+        def tick() -> None:
+            with contextlib.suppress(Exception):
+                me.tell(ResourceTick())
+
+        self.state.resource_timer = self.ctx.clock.call_later(interval, tick)
+
+    def _govern(self) -> None:
+        cfg = self.ctx.config
+        try:
+            sample: ResourceSample = self.ctx.probe()
+        except Exception as exc:
+            logger.bind(actor=self.CHILD_ID).warning("resource probe failed: {!r}", exc)
+            return
+        policy = GovernorPolicy(
+            max_limit=cfg.MAX_CONCURRENT_TASKS,
+            cpu_high=cfg.CPU_HIGH_PERCENT,
+            memory_high=cfg.MEMORY_HIGH_PERCENT,
+            cpu_critical=cfg.CPU_CRITICAL_PERCENT,
+            memory_critical=cfg.MEMORY_CRITICAL_PERCENT,
+        )
+        manager_state = self.ctx.supervisor_state.states["task_manager"]
+        current = manager_state.limit or cfg.MAX_CONCURRENT_TASKS
+        limit, level = decide(current, sample, policy)
+        self.state.resource = {
+            "cpu_percent": sample.cpu_percent,
+            "memory_percent": sample.memory_percent,
         }
+        if limit != current:
+            with contextlib.suppress(Exception):
+                self.ctx.handle("task_manager").tell(SetLimit(limit))
+        previous, self.state.pressure = self.state.pressure, level
+        if level is Pressure.OK and previous is Pressure.OK:
+            return
+        kind = {
+            Pressure.OK: EventKind.RESOURCE_OK,
+            Pressure.WARNING: EventKind.RESOURCE_WARNING,
+            Pressure.CRITICAL: EventKind.RESOURCE_CRITICAL,
+        }[level]
+        logger.bind(actor=self.CHILD_ID).log(
+            "INFO" if level is Pressure.OK else "WARNING",
+            "resource {}: cpu {:.0f}%, memory {:.0f}%; concurrency limit {} -> {}",
+            level.value,
+            sample.cpu_percent,
+            sample.memory_percent,
+            current,
+            limit,
+        )
+        if self.state.subscribers:
+            detail = {**self.state.resource, "limit": limit, "previous_limit": current}
+            self._publish([Event(kind, self.ctx.clock.monotonic(), detail=detail)])
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def snapshot(self) -> MetricsSnapshot:
+        state = self.state
+        ctx = self.ctx
+        states = ctx.supervisor_state.states
+        mailboxes = {}
+        for child_id, handle in ctx.supervisor_state.handles.items():
+            ref = handle.actor_ref
+            depth = handle.buffered
+            if ref is not None:
+                depth += ref.actor_inbox.qsize()  # type: ignore[attr-defined]
+            mailboxes[child_id] = depth
+        pool = states["thread_pool"].executor
+        manager = states["task_manager"]
+        return MetricsSnapshot(
+            tasks_by_status={k: v for k, v in state.by_status.items() if v},
+            tasks_by_type={
+                t: {k: v for k, v in c.items() if v} for t, c in state.by_type.items() if +c
+            },
+            execution_time=_stats(state.execution),
+            wait_time=_stats(state.waiting),
+            retries=state.retries,
+            failures=state.failures,
+            timeouts=state.timeouts,
+            mailbox_depth=mailboxes,
+            ready_queue=state.by_status.get("queued", 0),
+            pool_queue=0 if pool is None else pool._work_queue.qsize(),
+            restarts=dict(state.restarts),
+            concurrency_limit=manager.limit,
+            max_concurrency=ctx.config.MAX_CONCURRENT_TASKS,
+            events_dropped=state.dropped,
+            breakers={b.name: b.state.value for b in ctx.breakers.all()},
+            resource=dict(state.resource),
+            taken_at=ctx.clock.monotonic(),
+        )
+
+
+def _sketch(sketches: dict[str, QuantileSketch], task_type: str) -> QuantileSketch:
+    sketch = sketches.get(task_type)
+    if sketch is None:
+        sketch = sketches[task_type] = QuantileSketch()
+    return sketch
+
+
+def _stats(sketches: dict[str, QuantileSketch]) -> dict[str, TimingStats]:
+    return {task_type: sketch.stats() for task_type, sketch in sketches.items()}

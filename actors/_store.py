@@ -12,6 +12,7 @@ from actors._types import TaskInfo, TaskPriority, TaskStatus
 if TYPE_CHECKING:
     from tenacity.wait import wait_base
 
+    from actors._breaker import CircuitBreaker, Permit
     from actors._bridge import LoopBridge, ReplyTo
     from actors._execution import Execution
     from actors._validate import TaskSpec
@@ -30,6 +31,7 @@ class TaskRecord:
     __slots__ = (
         "args",
         "attempts",
+        "breaker",
         "bridge",
         "created_at",
         "description",
@@ -42,6 +44,7 @@ class TaskRecord:
         "max_retries",
         "metadata",
         "name",
+        "permit",
         "priority",
         "result",
         "retry_delay",
@@ -83,6 +86,8 @@ class TaskRecord:
         self.execution: Execution | None = None
         self.timer: TimerHandle | None = None
         self.seq = seq
+        self.breaker: CircuitBreaker | None = spec.circuit_breaker
+        self.permit: Permit | None = None
 
     def release(self) -> None:
         """The task ended: drop what only a live task needs."""
@@ -92,6 +97,8 @@ class TaskRecord:
         self.bridge = None
         self.execution = None
         self.waiters = None
+        self.breaker = None
+        self.permit = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -130,5 +137,6 @@ class ManagerState:
         self.cleanup_timer: TimerHandle | None = None
         self.retries = 0
         self.timeouts = 0
-        # Lifecycle events not yet sent to the monitor (flushed when the inbox runs dry).
-        self.events: list[tuple[str, str, str | None, str | None, float]] = []
+        # Lifecycle events not yet sent to the monitor (flushed when the inbox runs dry):
+        # (task_id, task_type, old status, new status, time, error type name or None).
+        self.events: list[tuple[str, str, str | None, str | None, float, str | None]] = []

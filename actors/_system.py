@@ -12,7 +12,7 @@ import contextlib
 import sys
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +22,15 @@ from pykka._envelope import Envelope
 from pykka.messages import ProxyCall
 from tenacity import wait_exponential_jitter
 
+from actors._breaker import BreakerRegistry, BreakerTransition, CircuitBreaker
 from actors._bridge import LoopBridge, Reply, bridge_for
 from actors._config import Config, load_config
 from actors._errors import ActorSystemError, ConfigError
 from actors._facade import FacadeActor, FacadeState
+from actors._governor import ResourceSample, psutil_probe
 from actors._legacy import LegacyTaskManagerActor
 from actors._manager import TaskManagerActor
-from actors._monitor import ChildRestarted, MonitorState, TaskMonitorActor
+from actors._monitor import BreakerChanged, ChildRestarted, MonitorState, TaskMonitorActor
 from actors._pool import PoolState, ThreadPoolActor
 from actors._store import ManagerState
 from supervisors import (
@@ -59,11 +61,14 @@ CHILD_IDS = ("task_monitor", "thread_pool", "legacy_task_manager", "task_manager
 
 @dataclass(frozen=True, slots=True)
 class SystemContext:
-    """What every child of the system shares: configuration, clock, the stable handles."""
+    """What every child of the system shares: configuration, clock, the stable handles,
+    the circuit breakers and the resource probe."""
 
     config: Config
     clock: Clock
     supervisor_state: SupervisorState
+    breakers: BreakerRegistry
+    probe: Callable[[], ResourceSample]
 
     def handle(self, child_id: str) -> ChildHandle:
         return self.supervisor_state.handles[child_id]
@@ -144,6 +149,7 @@ class ActorSystem:
         config: object = None,
         *,
         clock: Clock | None = None,
+        probe: object = None,
     ) -> None:
         from actors._client import UnifiedTaskManager
 
@@ -155,6 +161,14 @@ class ActorSystem:
             msg = f"config must be a mapping of upper-case keys or a Config, got {config!r}"
             raise ConfigError(msg)
         self.clock: Clock = clock or SYSTEM_CLOCK
+        if probe is not None and not callable(probe):
+            msg = f"probe must be a callable returning a ResourceSample, got {probe!r}"
+            raise ConfigError(msg)
+        self._probe: Callable[[], ResourceSample] = (
+            psutil_probe if probe is None else probe
+        )
+        self.circuit_breakers = BreakerRegistry(clock=self.clock, listener=self._breaker_changed)
+        """Breakers that tasks name in ``register_task(circuit_breaker=...)``."""
         self.task_manager: UnifiedTaskManager = UnifiedTaskManager(self)
         self._root: ActorRef[Any] | None = None
         self._state: SupervisorState | None = None
@@ -189,7 +203,7 @@ class ActorSystem:
                 return self
             cfg = self.config
             state = SupervisorState()
-            ctx = SystemContext(cfg, self.clock, state)
+            ctx = SystemContext(cfg, self.clock, state, self.circuit_breakers, self._probe)
             specs = [
                 ChildSpec("task_monitor", TaskMonitorActor, (ctx,), state_factory=MonitorState),
                 ChildSpec("thread_pool", ThreadPoolActor, (ctx,), state_factory=PoolState),
@@ -306,6 +320,22 @@ class ActorSystem:
         """Fail every call still waiting for this system, on whichever loop it waits."""
         for bridge in list(self._bridges):
             bridge.post(bridge.fail_owned, self, error)
+
+    def _breaker_changed(self, transition: BreakerTransition) -> None:
+        state = self._state
+        if state is not None:
+            with contextlib.suppress(SupervisorError):
+                state.handles["task_monitor"].tell(BreakerChanged(transition))
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        """The breaker tasks share under ``name`` (created with the configured defaults)."""
+        cfg = self.config
+        return self.circuit_breakers.get_or_create(
+            name,
+            failure_threshold=cfg.BREAKER_FAILURE_THRESHOLD,
+            recovery_timeout=cfg.BREAKER_RECOVERY_TIMEOUT,
+            half_open_max_calls=cfg.BREAKER_HALF_OPEN_MAX_CALLS,
+        )
 
     def _supervisor_event(self, event: SupervisorEvent) -> None:
         state = self._state

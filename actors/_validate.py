@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from tenacity.wait import wait_base
 
+from actors._breaker import CircuitBreaker
 from actors._errors import InvalidTaskError
 from actors._types import TaskPriority
 
@@ -49,6 +50,8 @@ class TaskSpec(NamedTuple):
     """A tenacity wait strategy replacing the fixed ``retry_delay``, or None."""
     timeout: float | None
     is_coroutine: bool
+    circuit_breaker: Any = None
+    """None, a breaker name (str), or the `CircuitBreaker` the task's attempts go through."""
     """True when calling ``func`` returns a coroutine (async def, also behind a partial)."""
 
 
@@ -149,6 +152,7 @@ def validate_registration(
     retry_wait: object = None,
     timeout: object = None,
     task_id: object = None,
+    circuit_breaker: object = None,
 ) -> TaskSpec:
     """Check every argument of ``register_task`` and return them as a `TaskSpec`.
 
@@ -203,6 +207,14 @@ def validate_registration(
         raise InvalidTaskError(
             f"task {checked_id!r} cannot depend on itself; remove {checked_id!r} from dependencies"
         )
+    if circuit_breaker is not None and not (
+        (isinstance(circuit_breaker, str) and circuit_breaker)
+        or isinstance(circuit_breaker, CircuitBreaker)
+    ):
+        raise InvalidTaskError(
+            f"circuit_breaker must be a breaker name (a non-empty str), a CircuitBreaker or "
+            f"None, got {circuit_breaker!r}"
+        )
     return TaskSpec(
         task_id=checked_id,
         name=checked_name,
@@ -219,4 +231,5 @@ def validate_registration(
         retry_wait=retry_wait,
         timeout=checked_timeout,
         is_coroutine=is_coroutine_callable(func),
+        circuit_breaker=circuit_breaker,
     )

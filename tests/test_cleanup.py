@@ -27,7 +27,7 @@ async def run_and_clean(tm: UnifiedTaskManager, n: int) -> None:
     assert live_records() == n
     assert await tm.cleanup_completed_tasks(0.0) == n
     assert await tm.get_all_tasks() == []
-    assert (await tm.get_metrics())["by_status"] == {}
+    assert (await tm.get_metrics()).tasks_by_status == {}
 
 
 async def test_cleanup_of_50000_tasks_leaves_no_record_behind() -> None:
@@ -60,7 +60,7 @@ async def test_cleanup_gives_the_memory_back() -> None:
             del ids
             # The monitor hears of the removals before the caller gets the count; a
             # call it answers afterwards has seen them.
-            assert (await tm.get_metrics())["by_status"] == {}
+            assert (await tm.get_metrics()).tasks_by_status == {}
             gc.collect()
             after = tracemalloc.get_traced_memory()[0]
         finally:

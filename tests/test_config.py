@@ -30,6 +30,15 @@ DEFAULTS_WITHOUT_WORKERS: dict[str, Any] = {
     "MAILBOX_BUFFER_CAPACITY": 1000,
     "CALL_TIMEOUT": 30.0,
     "SHUTDOWN_TIMEOUT": 10.0,
+    "RESOURCE_CHECK_INTERVAL": 0.0,
+    "CPU_HIGH_PERCENT": 85.0,
+    "MEMORY_HIGH_PERCENT": 85.0,
+    "CPU_CRITICAL_PERCENT": 95.0,
+    "MEMORY_CRITICAL_PERCENT": 95.0,
+    "EVENT_BUFFER_SIZE": 1000,
+    "BREAKER_FAILURE_THRESHOLD": 5,
+    "BREAKER_RECOVERY_TIMEOUT": 30.0,
+    "BREAKER_HALF_OPEN_MAX_CALLS": 1,
 }
 
 KEYS = [
@@ -47,6 +56,15 @@ KEYS = [
     "MAILBOX_BUFFER_CAPACITY",
     "CALL_TIMEOUT",
     "SHUTDOWN_TIMEOUT",
+    "RESOURCE_CHECK_INTERVAL",
+    "CPU_HIGH_PERCENT",
+    "MEMORY_HIGH_PERCENT",
+    "CPU_CRITICAL_PERCENT",
+    "MEMORY_CRITICAL_PERCENT",
+    "EVENT_BUFFER_SIZE",
+    "BREAKER_FAILURE_THRESHOLD",
+    "BREAKER_RECOVERY_TIMEOUT",
+    "BREAKER_HALF_OPEN_MAX_CALLS",
 ]
 
 FLOAT_KEYS = [
@@ -58,12 +76,21 @@ FLOAT_KEYS = [
     "CLEANUP_MAX_AGE",
     "CALL_TIMEOUT",
     "SHUTDOWN_TIMEOUT",
+    "RESOURCE_CHECK_INTERVAL",
+    "CPU_HIGH_PERCENT",
+    "MEMORY_HIGH_PERCENT",
+    "CPU_CRITICAL_PERCENT",
+    "MEMORY_CRITICAL_PERCENT",
+    "BREAKER_RECOVERY_TIMEOUT",
 ]
 INT_KEYS = [
     "MAX_CONCURRENT_TASKS",
     "MAX_THREAD_WORKERS",
     "RESTART_MAX_RESTARTS",
     "MAILBOX_BUFFER_CAPACITY",
+    "EVENT_BUFFER_SIZE",
+    "BREAKER_FAILURE_THRESHOLD",
+    "BREAKER_HALF_OPEN_MAX_CALLS",
 ]
 
 # key -> (smallest accepted value, largest rejected value, expected text)
@@ -77,6 +104,15 @@ BOUNDS: dict[str, tuple[Any, Any, str]] = {
     "CALL_TIMEOUT": (1e-9, 0.0, "a finite number > 0"),
     "SHUTDOWN_TIMEOUT": (1e-9, 0.0, "a finite number > 0"),
     "RESTART_BACKOFF_INITIAL": (0.0, -1e-9, "a finite number >= 0"),
+    "RESOURCE_CHECK_INTERVAL": (0.0, -1e-9, "a finite number >= 0"),
+    "EVENT_BUFFER_SIZE": (1, 0, "an int >= 1"),
+    "BREAKER_FAILURE_THRESHOLD": (1, 0, "an int >= 1"),
+    "BREAKER_HALF_OPEN_MAX_CALLS": (1, 0, "an int >= 1"),
+    "BREAKER_RECOVERY_TIMEOUT": (1e-9, 0.0, "a finite number > 0"),
+    "CPU_HIGH_PERCENT": (1e-9, 0.0, "a finite number > 0 and <= 100"),
+    "MEMORY_HIGH_PERCENT": (1e-9, 0.0, "a finite number > 0 and <= 100"),
+    "CPU_CRITICAL_PERCENT": (1e-9, 0.0, "a finite number > 0 and <= 100"),
+    "MEMORY_CRITICAL_PERCENT": (1e-9, 0.0, "a finite number > 0 and <= 100"),
     "RESTART_BACKOFF_MAX": (0.0, -1e-9, "a finite number >= 0"),
     "CLEANUP_INTERVAL": (0.0, -1e-9, "a finite number >= 0"),
     "CLEANUP_MAX_AGE": (0.0, -1e-9, "a finite number >= 0"),

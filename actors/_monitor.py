@@ -17,7 +17,7 @@ from loguru import logger
 
 from actors._breaker import BreakerTransition
 from actors._events import Event, EventKind, Subscriber, kind_of_transition
-from actors._governor import GovernorPolicy, Pressure, ResourceSample, decide
+from actors._governor import GovernorPolicy, Pressure, ResourceSample, decide, pressure
 from actors._messages import Call, TaskEvents
 from actors._metrics import MetricsSnapshot, QuantileSketch, TimingStats
 from supervisors import SupervisedActor, TimerHandle
@@ -73,6 +73,7 @@ class MonitorState:
         self.resource: dict[str, float] = {}
         self.pressure = Pressure.OK
         self.resource_timer: TimerHandle | None = None
+        self.limit = 0  # the governor's last decision (0: it has not decided yet)
 
 
 class TaskMonitorActor(SupervisedActor):
@@ -237,8 +238,9 @@ class TaskMonitorActor(SupervisedActor):
             memory_critical=cfg.MEMORY_CRITICAL_PERCENT,
         )
         manager_state = self.ctx.supervisor_state.states["task_manager"]
-        current = manager_state.limit or cfg.MAX_CONCURRENT_TASKS
-        limit, level = decide(current, sample, policy)
+        current = self.state.limit or manager_state.limit or cfg.MAX_CONCURRENT_TASKS
+        self.state.limit = limit_after = decide(current, sample, policy)[0]
+        limit, level = limit_after, pressure(sample, policy)
         self.state.resource = {
             "cpu_percent": sample.cpu_percent,
             "memory_percent": sample.memory_percent,
@@ -296,7 +298,8 @@ class TaskMonitorActor(SupervisedActor):
             ready_queue=state.by_status.get("queued", 0),
             pool_queue=0 if pool is None else pool._work_queue.qsize(),
             restarts=dict(state.restarts),
-            concurrency_limit=manager.limit,
+            # The governor's decision, even if the manager has not received it yet.
+            concurrency_limit=state.limit or manager.limit,
             max_concurrency=ctx.config.MAX_CONCURRENT_TASKS,
             events_dropped=state.dropped,
             breakers={b.name: b.state.value for b in ctx.breakers.all()},

@@ -1,0 +1,336 @@
+"""Operating actorflow through the public API: metrics, Prometheus, the event stream,
+circuit breakers shared by name, the resource governor and the task graph."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from actors import (
+    ActorSystem,
+    CircuitOpenError,
+    TaskStatus,
+    TaskTimeoutError,
+)
+from actors._breaker import CircuitBreaker
+from actors._events import Event, EventKind
+from actors._governor import ResourceSample
+from supervisors import Kill
+from supervisors.testing import FakeClock
+
+
+async def noop(x: int = 0) -> int:
+    return x
+
+
+async def boom() -> None:
+    raise ValueError("boom")
+
+
+async def settle(clock: FakeClock, timers: int = 1) -> None:
+    """Wait (off the loop) until ``timers`` timers are pending on the fake clock."""
+    await asyncio.to_thread(clock.wait_for_timers, timers)
+
+
+# -- metrics -------------------------------------------------------------------------------
+
+
+async def test_metrics_count_every_status_type_and_outcome() -> None:
+    clock = FakeClock()
+    gate = asyncio.Event()
+
+    async def blocked() -> None:
+        await gate.wait()
+
+    async with ActorSystem(
+        {"MAX_CONCURRENT_TASKS": 1, "RESTART_BACKOFF_INITIAL": 0.0}, clock=clock
+    ) as system:
+        tm = system.task_manager
+        first = await tm.register_task("first", blocked, task_type="io")
+        second = await tm.register_task("second", noop, task_type="io")
+        await tm.execute_task(first)
+        await tm.execute_task(second)  # queued behind the first: the limit is 1
+        clock.advance(3.0)  # second waits 3 s in the queue; first runs 3 s
+        gate.set()
+        await tm.wait_for_task(second, timeout=5)
+        bad = await tm.register_task("bad", boom, task_type="cpu", max_retries=2)
+        with pytest.raises(ValueError, match=r"^boom$"):
+            await tm.execute_task(bad, wait=True)
+        slow = await tm.register_task("slow", blocked, task_type="cpu", timeout=1.0)
+        gate.clear()
+        await tm.execute_task(slow)
+        await settle(clock)
+        clock.advance(1.0)
+        with pytest.raises(TaskTimeoutError):
+            await tm.wait_for_task(slow, timeout=5)
+        pending = await tm.register_task("pending", noop, task_type="cpu")
+        system.supervisor.child("thread_pool").tell(Kill())
+        assert await tm.thread_pool.submit(sum, [1, 2]) == 3  # after the restart
+        metrics = await tm.get_metrics()
+    assert dict(metrics.tasks_by_status) == {"completed": 2, "failed": 2, "pending": 1}
+    assert {t: dict(c) for t, c in metrics.tasks_by_type.items()} == {
+        "io": {"completed": 2},
+        "cpu": {"failed": 2, "pending": 1},
+    }
+    assert (metrics.retries, metrics.failures, metrics.timeouts) == (2, 2, 1)
+    assert metrics.execution_time["io"].count == 2
+    assert metrics.execution_time["io"].max == pytest.approx(3.0, rel=0.02)
+    assert metrics.wait_time["io"].count == 2
+    assert metrics.wait_time["io"].max == pytest.approx(3.0, rel=0.02)
+    assert metrics.execution_time["cpu"].count == 4  # three attempts of bad, one of slow
+    assert dict(metrics.restarts) == {"thread_pool": 1}
+    assert set(metrics.mailbox_depth) == {
+        "task_monitor",
+        "thread_pool",
+        "legacy_task_manager",
+        "task_manager",
+        "facade",
+    }
+    assert (metrics.concurrency_limit, metrics.max_concurrency) == (1, 1)
+    assert (metrics.ready_queue, metrics.pool_queue, metrics.events_dropped) == (0, 0, 0)
+    assert pending
+
+
+async def test_prometheus_exposition_parses_and_follows_naming_conventions() -> None:
+    async with ActorSystem() as system:
+        tm = system.task_manager
+        for i in range(3):
+            await tm.execute_task(await tm.register_task(f"t{i}", noop, task_type="io"), wait=True)
+        bad = await tm.register_task("bad", boom, task_type="cpu")
+        with pytest.raises(ValueError, match=r"^boom$"):
+            await tm.execute_task(bad, wait=True)
+        text = await tm.render_prometheus()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for family in families.values():
+        assert family.name.startswith("actorflow_")
+        assert family.name == family.name.lower()
+        assert family.documentation
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in families.values()
+        for s in f.samples
+    }
+    assert samples[("actorflow_tasks", (("status", "completed"),))] == 3
+    assert samples[("actorflow_tasks", (("status", "failed"),))] == 1
+    assert samples[("actorflow_task_failures_total", ())] == 1
+    assert samples[("actorflow_task_execution_seconds_count", (("task_type", "io"),))] == 3
+    assert families["actorflow_task_failures"].type == "counter"
+    assert families["actorflow_task_execution_seconds"].type == "summary"
+
+
+# -- the event stream ----------------------------------------------------------------------
+
+
+async def collect(stream: object, count: int) -> list[Event]:
+    events: list[Event] = []
+    async for event in stream:  # type: ignore[attr-defined]
+        events.append(event)
+        if len(events) == count:
+            break
+    return events
+
+
+async def test_event_stream_yields_every_transition_in_order() -> None:
+    clock = FakeClock()
+    attempts = 0
+
+    async def flaky() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ConnectionError("first")
+        return "ok"
+
+    async with ActorSystem(clock=clock) as system:
+        tm = system.task_manager
+        async with tm.events() as stream:
+            task_id = await tm.register_task("flaky", flaky, max_retries=1, retry_delay=2.0)
+            await tm.execute_task(task_id)
+            await settle(clock)
+            clock.advance(2.0)
+            assert await tm.wait_for_task(task_id, timeout=5) == "ok"
+            events = await asyncio.wait_for(collect(stream, 7), 5)
+    assert [e.kind for e in events] == [
+        EventKind.REGISTERED,
+        EventKind.QUEUED,
+        EventKind.STARTED,
+        EventKind.RETRYING,
+        EventKind.QUEUED,
+        EventKind.STARTED,
+        EventKind.COMPLETED,
+    ]
+    assert {e.task_id for e in events} == {task_id}
+    assert [e.at for e in events] == [0.0] * 4 + [2.0] * 3
+    assert dict(events[3].detail) == {"error": "ConnectionError"}
+
+
+async def test_event_stream_filters_by_type_and_a_slow_subscriber_drops_the_oldest() -> None:
+    async with ActorSystem({"EVENT_BUFFER_SIZE": 5}) as system:
+        tm = system.task_manager
+        async with tm.events(task_type="io") as slow:
+            for i in range(4):
+                await tm.execute_task(
+                    await tm.register_task(f"io{i}", noop, task_type="io"), wait=True
+                )
+                await tm.execute_task(
+                    await tm.register_task(f"cpu{i}", noop, task_type="cpu"), wait=True
+                )
+            metrics = await tm.get_metrics()
+            # 4 io tasks x 4 transitions = 16 events for a buffer of 5: the oldest 11 went.
+            events = await asyncio.wait_for(collect(slow, 5), 5)
+            assert slow.dropped == 11
+    assert metrics.events_dropped == 11
+    assert [e.kind for e in events] == [
+        EventKind.COMPLETED,  # the tail of the third task
+        EventKind.REGISTERED,
+        EventKind.QUEUED,
+        EventKind.STARTED,
+        EventKind.COMPLETED,
+    ]
+    assert {e.task_type for e in events} == {"io"}
+
+
+async def test_leaving_the_loop_unsubscribes() -> None:
+    async with ActorSystem() as system:
+        tm = system.task_manager
+        monitor_state = system._state.states["task_monitor"]  # type: ignore[union-attr]
+        done = asyncio.Event()
+
+        async def produce() -> None:  # registers until the consumer has seen one event
+            for i in range(1000):
+                if done.is_set():
+                    return
+                await tm.register_task(f"t{i}", noop)
+
+        producer = asyncio.create_task(produce())
+        async for event in tm.events():
+            assert event.kind is EventKind.REGISTERED
+            done.set()
+            break
+        await producer
+        await tm.get_metrics()  # the unsubscribe went through the facade before this
+        assert monitor_state.subscribers == []
+
+
+# -- circuit breakers ----------------------------------------------------------------------
+
+
+async def test_tasks_share_a_breaker_by_name_and_retry_when_it_half_opens() -> None:
+    clock = FakeClock()
+    healthy = False
+    calls = 0
+
+    async def call_api() -> str:
+        nonlocal calls
+        calls += 1
+        if not healthy:
+            raise ConnectionError("api down")
+        return "answer"
+
+    async with ActorSystem(clock=clock) as system:
+        tm = system.task_manager
+        system.circuit_breakers.add(
+            CircuitBreaker("llm-api", failure_threshold=2, recovery_timeout=30.0, clock=clock)
+        )
+        async with tm.events() as stream:
+            for i in range(2):  # two failures open the breaker
+                failing = await tm.register_task(f"f{i}", call_api, circuit_breaker="llm-api")
+                with pytest.raises(ConnectionError):
+                    await tm.execute_task(failing, wait=True)
+            assert (await tm.get_metrics()).breakers == {"llm-api": "open"}
+            fast = await tm.register_task("fast", call_api, circuit_breaker="llm-api")
+            with pytest.raises(
+                CircuitOpenError, match=r"^circuit 'llm-api' is open; it half-opens in 30.0s$"
+            ):
+                await tm.execute_task(fast, wait=True)
+            patient = await tm.register_task(
+                "patient", call_api, circuit_breaker="llm-api", max_retries=1
+            )
+            await tm.execute_task(patient)
+            await settle(clock)
+            assert clock.pending_delays() == [30.0]  # the retry waits for the half-open
+            assert (await tm.get_task(patient)).status is TaskStatus.RETRYING
+            healthy = True
+            clock.advance(30.0)
+            assert await tm.wait_for_task(patient, timeout=5) == "answer"
+            assert (await tm.get_metrics()).breakers == {"llm-api": "closed"}
+            events = (
+                [
+                    e
+                    for e in await asyncio.wait_for(collect(stream, 100), 5)
+                    if e.kind is EventKind.CIRCUIT_BREAKER
+                ]
+                if False
+                else []
+            )
+        assert calls == 3  # two failures and the trial: refused attempts never ran
+        assert events == []
+
+
+# -- resource governor ---------------------------------------------------------------------
+
+
+async def test_governor_lowers_and_raises_the_limit_from_probe_samples() -> None:
+    clock = FakeClock()
+    samples = iter(
+        [
+            ResourceSample(90.0, 50.0),  # cpu high: 8 -> 4
+            ResourceSample(97.0, 50.0),  # critical: 4 -> 2
+            ResourceSample(50.0, 99.0),  # memory critical: 2 -> 1
+            ResourceSample(99.0, 99.0),  # never below 1
+            ResourceSample(10.0, 10.0),  # ok: 1 -> 2
+            ResourceSample(10.0, 10.0),  # 2 -> 3
+        ]
+    )
+    config = {"RESOURCE_CHECK_INTERVAL": 5.0, "MAX_CONCURRENT_TASKS": 8}
+    async with ActorSystem(config, clock=clock, probe=lambda: next(samples)) as system:
+        tm = system.task_manager
+        limits = []
+        async with tm.events() as stream:
+            for _ in range(6):
+                await settle(clock)
+                clock.advance(5.0)
+                await asyncio.sleep(0)
+                metrics = await tm.get_metrics()
+                limits.append(metrics.concurrency_limit)
+            kinds = [e.kind for e in await asyncio.wait_for(collect(stream, 5), 5)]
+    assert limits == [4, 2, 1, 1, 2, 3]
+    assert kinds == [
+        EventKind.RESOURCE_WARNING,
+        EventKind.RESOURCE_CRITICAL,
+        EventKind.RESOURCE_CRITICAL,
+        EventKind.RESOURCE_CRITICAL,
+        EventKind.RESOURCE_OK,
+    ]
+    assert dict(metrics.resource) == {"cpu_percent": 10.0, "memory_percent": 10.0}
+
+
+# -- task graph ----------------------------------------------------------------------------
+
+
+async def test_task_graph_snapshot_renders_every_task(tmp_path: Path) -> None:
+    async with ActorSystem() as system:
+        tm = system.task_manager
+        fetch = await tm.register_task("fetch page", noop, task_type="io")
+        parse = await tm.register_task("parse page", noop, task_type="cpu", dependencies=[fetch])
+        report = await tm.register_task("report", noop, task_type="io", dependencies=[parse])
+        await tm.execute_task(parse, wait=True)
+        graph = await tm.get_task_graph()
+        io_only = await tm.get_task_graph(task_type="io")
+        around = await tm.get_task_graph(around=report, depth=1)
+    assert graph.topological_order() == [fetch, parse, report]
+    assert {(n.name, n.status) for n in graph.nodes} == {
+        ("fetch page", TaskStatus.COMPLETED),
+        ("parse page", TaskStatus.COMPLETED),
+        ("report", TaskStatus.PENDING),
+    }
+    assert set(graph.edges) == {(fetch, parse), (parse, report)}
+    assert [n.task_id for n in io_only.nodes] == [fetch, report]
+    assert [n.task_id for n in around.nodes] == [parse, report]
+    assert "flowchart LR" in graph.to_mermaid()
+    svg = graph.render(tmp_path / "tasks.svg").read_text()
+    for name in ("fetch page", "parse page", "report"):
+        assert name in svg

@@ -2,6 +2,7 @@
 
 from loguru import logger
 
+from actors._breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from actors._client import ThreadPoolClient, UnifiedTaskManager, configure, unified_task_manager
 from actors._config import Config, load_config
 from actors._context import CancellationToken, cancellation_token, current_task_id
@@ -18,36 +19,53 @@ from actors._errors import (
     TaskNotFoundError,
     TaskTimeoutError,
 )
+from actors._events import Event, EventKind, EventStream
+from actors._governor import ResourceSample
 from actors._logging import configure_logging
+from actors._metrics import MetricsSnapshot, TimingStats, render_prometheus
 from actors._system import ActorSystem, SupervisorClient
+from actors._taskgraph import GraphvizNotFoundError, TaskGraph, TaskNode
 from actors._types import TaskInfo, TaskPriority, TaskStatus
 
 __all__ = [
     "ActorSystem",
     "ActorSystemError",
     "ActorsError",
+    "BreakerRegistry",
+    "BreakerState",
     "CancellationToken",
+    "CircuitBreaker",
     "CircuitOpenError",
     "Config",
     "ConfigError",
     "DependencyCycleError",
     "DependencyFailedError",
     "DuplicateTaskError",
+    "Event",
+    "EventKind",
+    "EventStream",
+    "GraphvizNotFoundError",
     "InvalidTaskError",
+    "MetricsSnapshot",
+    "ResourceSample",
     "SupervisorClient",
     "TaskCancelledError",
+    "TaskGraph",
     "TaskInfo",
+    "TaskNode",
     "TaskNotFoundError",
     "TaskPriority",
     "TaskStatus",
     "TaskTimeoutError",
     "ThreadPoolClient",
+    "TimingStats",
     "UnifiedTaskManager",
     "cancellation_token",
     "configure",
     "configure_logging",
     "current_task_id",
     "load_config",
+    "render_prometheus",
     "unified_task_manager",
 ]
 

@@ -22,8 +22,8 @@ from actors._errors import ConfigError
 
 __all__ = ["BACKENDS", "CONFIG_ENV_VAR", "ENV_PREFIX", "Config", "load_config"]
 
-BACKENDS: tuple[str, ...] = ("thread",)
-"""The values `THREAD_POOL_BACKEND` accepts."""
+BACKENDS: tuple[str, ...] = ("thread", "process", "dask")
+"""The values `THREAD_POOL_BACKEND` (and ``executor=`` of a task) accept."""
 
 ENV_PREFIX = "ACTORFLOW_"
 """Environment variables ``ACTORFLOW_<KEY>`` set configuration keys."""
@@ -44,7 +44,10 @@ def _default_thread_workers() -> int:
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
-    """What one key accepts: a kind, an optional lower bound, or a set of choices."""
+    """What one key accepts: a kind, an optional lower bound, or a set of choices.
+
+    A str rule without choices takes any non-empty str; ``optional`` also takes None.
+    """
 
     kind: type
     low: int | None = None
@@ -53,13 +56,17 @@ class _Rule:
     choices: tuple[str, ...] = ()
     high: float | None = None
     """An inclusive upper bound, if any."""
+    optional: bool = False
+    """None is a valid value (it means "not set")."""
 
     @property
     def expected(self) -> str:
         if self.kind is bool:
             return "a bool"
-        if self.kind is str:
+        if self.kind is str and self.choices:
             return "one of " + ", ".join(repr(choice) for choice in self.choices)
+        if self.kind is str:
+            return "a non-empty str or None" if self.optional else "a non-empty str"
         text = "an int" if self.kind is int else "a finite number"
         if self.low is None:
             return text
@@ -68,11 +75,16 @@ class _Rule:
         return f"{text} {'>' if self.strict else '>='} {self.low}"
 
     def check(self, value: object) -> Any:
-        """The value as stored (ints become floats for float keys), or None if invalid."""
+        """The value as stored (ints become floats for float keys), or None if invalid.
+
+        A None value of an ``optional`` key is valid: callers check for it first.
+        """
         if self.kind is bool:
             return value if isinstance(value, bool) else None
-        if self.kind is str:
+        if self.kind is str and self.choices:
             return value if isinstance(value, str) and value in self.choices else None
+        if self.kind is str:
+            return value if isinstance(value, str) and value else None
         if isinstance(value, bool):
             return None
         number: int | float
@@ -101,6 +113,7 @@ _RULES: dict[str, _Rule] = {
     "MAX_CONCURRENT_TASKS": _Rule(int, 1),
     "MAX_THREAD_WORKERS": _Rule(int, 1),
     "THREAD_POOL_BACKEND": _Rule(str, choices=BACKENDS),
+    "DASK_SCHEDULER_ADDRESS": _Rule(str, optional=True),
     "RESTART_MAX_RESTARTS": _Rule(int, 0),
     "RESTART_WITHIN_SECONDS": _Rule(float, 0, strict=True),
     "RESTART_BACKOFF_INITIAL": _Rule(float, 0),
@@ -129,6 +142,8 @@ def _invalid(key: str, expected: str, value: object, source: str) -> ConfigError
 
 def _checked(key: str, value: object, source: str) -> Any:
     rule = _RULES[key]
+    if value is None and rule.optional:
+        return None
     stored = rule.check(value)
     if stored is None:
         raise _invalid(key, rule.expected, value, source)
@@ -194,6 +209,8 @@ def _parse_env(key: str, raw: str, source: str) -> object:
             return rule.kind(text)
         except ValueError:
             raise _invalid(key, rule.expected, raw, source) from None
+    if rule.optional and not text:
+        return None  # an empty variable means "not set"
     return text
 
 
@@ -207,7 +224,11 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         if key not in _RULES:
             raise _unknown(key, source, prefix=ENV_PREFIX)
         raw = env[var]
-        stored = _RULES[key].check(_parse_env(key, raw, source))
+        parsed = _parse_env(key, raw, source)
+        if parsed is None:
+            values[key] = None
+            continue
+        stored = _RULES[key].check(parsed)
         if stored is None:
             raise _invalid(key, _RULES[key].expected, raw, source)
         values[key] = stored
@@ -229,7 +250,11 @@ class Config:
     MAX_THREAD_WORKERS: int = field(default_factory=_default_thread_workers)
     """Threads of the thread-pool executor (>= 1); default min(32, cpu_count + 4)."""
     THREAD_POOL_BACKEND: str = "thread"
-    """Which executor runs plain functions; one of `BACKENDS`."""
+    """Which executor runs plain functions by default; one of `BACKENDS`: ``thread``
+    (threads), ``process`` (worker processes, for pure-Python CPU work) or ``dask``."""
+    DASK_SCHEDULER_ADDRESS: str | None = None
+    """The Dask scheduler the ``dask`` executor connects to (``tcp://host:8786``); None
+    starts a `distributed.LocalCluster` of worker processes on this machine."""
     RESTART_MAX_RESTARTS: int = 10
     """Restart intensity: at most this many restarts of a child ..."""
     RESTART_WITHIN_SECONDS: float = 5.0

@@ -20,6 +20,7 @@ DEFAULTS_WITHOUT_WORKERS: dict[str, Any] = {
     "USE_NEW_TASK_SYSTEM": True,
     "MAX_CONCURRENT_TASKS": 100,
     "THREAD_POOL_BACKEND": "thread",
+    "DASK_SCHEDULER_ADDRESS": None,
     "RESTART_MAX_RESTARTS": 10,
     "RESTART_WITHIN_SECONDS": 5.0,
     "RESTART_BACKOFF_INITIAL": 0.01,
@@ -46,6 +47,7 @@ KEYS = [
     "MAX_CONCURRENT_TASKS",
     "MAX_THREAD_WORKERS",
     "THREAD_POOL_BACKEND",
+    "DASK_SCHEDULER_ADDRESS",
     "RESTART_MAX_RESTARTS",
     "RESTART_WITHIN_SECONDS",
     "RESTART_BACKOFF_INITIAL",
@@ -152,7 +154,7 @@ def test_default_thread_workers_follow_the_cpu_count(
 
 
 def test_backends_are_one_constant() -> None:
-    assert BACKENDS == ("thread",)
+    assert BACKENDS == ("thread", "process", "dask")
 
 
 def test_config_is_frozen_and_replace_checks() -> None:
@@ -244,8 +246,8 @@ def test_mapping_sets_keys() -> None:
             "'RESTART_BACKOFF_MAX', 'RESTART_MAX_RESTARTS' or 'RESTART_RESET_AFTER'?)",
         ),
         (
-            "DASK_SCHEDULER_ADDRESS",
-            "unknown configuration key 'DASK_SCHEDULER_ADDRESS' from the config mapping; "
+            "RAY_ADDRESS",
+            "unknown configuration key 'RAY_ADDRESS' from the config mapping; "
             "known keys: " + ", ".join(KEYS),
         ),
         (
@@ -305,13 +307,46 @@ def test_bool_key_takes_only_a_bool(value: Any) -> None:
         load_config({"USE_NEW_TASK_SYSTEM": value}, env={})
 
 
-@pytest.mark.parametrize("value", ["process", "dask", "THREAD", "", 1])
+@pytest.mark.parametrize("value", ["processes", "ray", "THREAD", "", 1, None])
 def test_backend_must_be_listed(value: Any) -> None:
     with pytest.raises(
         ConfigError,
-        match=error(f"THREAD_POOL_BACKEND must be one of 'thread', got {value!r} ({MAPPING})"),
+        match=error(
+            "THREAD_POOL_BACKEND must be one of 'thread', 'process', 'dask', "
+            f"got {value!r} ({MAPPING})"
+        ),
     ):
         load_config({"THREAD_POOL_BACKEND": value}, env={})
+
+
+@pytest.mark.parametrize("value", BACKENDS)
+def test_every_backend_is_accepted(value: str) -> None:
+    assert value == load_config({"THREAD_POOL_BACKEND": value}, env={}).THREAD_POOL_BACKEND
+
+
+@pytest.mark.parametrize("value", ["tcp://127.0.0.1:8786", "scheduler:8786", None])
+def test_dask_scheduler_address_is_a_str_or_none(value: str | None) -> None:
+    config = load_config({"DASK_SCHEDULER_ADDRESS": value}, env={})
+    assert value == config.DASK_SCHEDULER_ADDRESS
+
+
+@pytest.mark.parametrize("value", ["", 8786, b"tcp://127.0.0.1:8786", True])
+def test_dask_scheduler_address_rejects_other_values(value: Any) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=error(
+            f"DASK_SCHEDULER_ADDRESS must be a non-empty str or None, got {value!r} ({MAPPING})"
+        ),
+    ):
+        load_config({"DASK_SCHEDULER_ADDRESS": value}, env={})
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"), [("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"), (" ", None), ("", None)]
+)
+def test_dask_scheduler_address_from_env(raw: str, value: str | None) -> None:
+    config = load_config(env={"ACTORFLOW_DASK_SCHEDULER_ADDRESS": raw})
+    assert value == config.DASK_SCHEDULER_ADDRESS
 
 
 def test_backend_set_comes_from_the_constant() -> None:
@@ -523,8 +558,8 @@ def test_env_numbers_and_strings() -> None:
         ),
         (
             "ACTORFLOW_THREAD_POOL_BACKEND",
-            "process",
-            "THREAD_POOL_BACKEND must be one of 'thread', got 'process' "
+            "ray",
+            "THREAD_POOL_BACKEND must be one of 'thread', 'process', 'dask', got 'ray' "
             "(from environment variable ACTORFLOW_THREAD_POOL_BACKEND)",
         ),
         (

@@ -21,6 +21,7 @@ from pykka import ActorRef, Future, ThreadingFuture
 from pykka._envelope import Envelope
 from pykka.messages import ProxyCall, _ActorStop
 
+from supervisors._actor import SupervisedActor
 from supervisors._errors import SupervisorError
 
 __all__ = ["ChildHandle", "ChildStatus"]
@@ -42,7 +43,16 @@ class ChildHandle:
     failed with `SupervisorError` once it is stopped or gone.
     """
 
-    __slots__ = ("_buffer", "_capacity", "_error", "_lock", "_ref", "_status", "child_id")
+    __slots__ = (
+        "_buffer",
+        "_capacity",
+        "_error",
+        "_inbox",
+        "_lock",
+        "_ref",
+        "_status",
+        "child_id",
+    )
 
     def __init__(self, child_id: str, capacity: int = DEFAULT_BUFFER_CAPACITY) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
@@ -52,6 +62,10 @@ class ChildHandle:
         self._capacity = capacity
         self._lock = threading.Lock()
         self._ref: ActorRef[Any] | None = None
+        # The live incarnation's inbox when it is a SupervisedActor: one that hands what
+        # is left in its inbox back to this handle (under the lock) when it stops, so a
+        # put needs no check of its stopped flag. None otherwise (checked path).
+        self._inbox: Any = None
         self._status = ChildStatus.RESTARTING
         self._buffer: deque[Envelope[Any]] = deque()
         self._error: SupervisorError | None = None
@@ -84,6 +98,10 @@ class ChildHandle:
         """Send ``message`` without waiting; raises `SupervisorError` if it cannot be."""
         envelope: Envelope[Any] = Envelope(message)
         with self._lock:
+            inbox = self._inbox
+            if inbox is not None:
+                inbox.put(envelope)
+                return
             ref = self._ref
             if ref is not None and not ref.actor_stopped.is_set():
                 ref.actor_inbox.put(envelope)
@@ -107,7 +125,9 @@ class ChildHandle:
         envelope: Envelope[Any] = Envelope(message, reply_to=reply)
         with self._lock:
             ref = self._ref
-            if ref is not None and not ref.actor_stopped.is_set():
+            if self._inbox is not None:
+                self._inbox.put(envelope)
+            elif ref is not None and not ref.actor_stopped.is_set():
                 ref.actor_inbox.put(envelope)
             else:
                 try:
@@ -147,13 +167,14 @@ class ChildHandle:
             while self._buffer:
                 inbox.put(self._buffer.popleft())
             self._ref = ref
+            self._inbox = inbox if issubclass(ref.actor_class, SupervisedActor) else None
             self._status = ChildStatus.RUNNING
             self._error = None
 
     def _detach(self) -> None:
         """The supervisor is about to stop or has lost the incarnation: buffer from now on."""
         with self._lock:
-            self._ref = None
+            self._ref = self._inbox = None
             if self._error is None:
                 self._status = ChildStatus.RESTARTING
 
@@ -174,7 +195,7 @@ class ChildHandle:
                     pending.append(envelope)
             ref = self._ref
             if ref is not None and ref.actor_urn == actor_urn:
-                self._ref = None
+                self._ref = self._inbox = None
                 ref = None
                 if self._error is None:
                     self._status = ChildStatus.RESTARTING
@@ -189,7 +210,7 @@ class ChildHandle:
     def _close(self, error: SupervisorError, status: ChildStatus = ChildStatus.STOPPED) -> None:
         """Stopped or gone: fail everything buffered and every later call with ``error``."""
         with self._lock:
-            self._ref = None
+            self._ref = self._inbox = None
             self._status = status
             self._error = error
             pending = list(self._buffer)

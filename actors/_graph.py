@@ -154,6 +154,14 @@ class DependencyGraph:
             shrink(self._dependencies)
             shrink(self._dependents)
 
+    def direct_dependencies(self, task_id: str) -> Iterable[str]:
+        """What ``task_id`` depends on, without a copy or a check (the hot path)."""
+        return self._dependencies.get(task_id, ())
+
+    def direct_dependents(self, task_id: str) -> Iterable[str]:
+        """What depends on ``task_id``, without a copy or a check (the hot path)."""
+        return self._dependents.get(task_id, ())
+
     def dependencies(self, task_id: str) -> tuple[str, ...]:
         """What ``task_id`` depends on directly, in the order the edges were added."""
         self._require(task_id)

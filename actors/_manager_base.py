@@ -183,7 +183,7 @@ class BaseManager(SupervisedActor):
 
     def _deps_failed(self, record: TaskRecord) -> TaskRecord | None:
         tasks = self.tasks
-        for dep in self.graph.dependencies(record.task_id):
+        for dep in self.graph.direct_dependencies(record.task_id):
             d = tasks.get(dep)
             if d is not None and (d.status is FAILED or d.status is CANCELLED):
                 return d
@@ -191,7 +191,7 @@ class BaseManager(SupervisedActor):
 
     def _deps_done(self, record: TaskRecord) -> bool:
         tasks = self.tasks
-        for dep in self.graph.dependencies(record.task_id):
+        for dep in self.graph.direct_dependencies(record.task_id):
             d = tasks.get(dep)
             if d is not None and d.status is not COMPLETED:
                 return False
@@ -238,7 +238,7 @@ class BaseManager(SupervisedActor):
                 continue
             seen.add(current.task_id)
             stack.append((current, True))
-            for dep in self.graph.dependencies(current.task_id):
+            for dep in self.graph.direct_dependencies(current.task_id):
                 d = tasks.get(dep)
                 if d is not None and d.status is PENDING and dep not in seen:
                     stack.append((d, False))
@@ -261,7 +261,7 @@ class BaseManager(SupervisedActor):
             return
         tasks = self.tasks
         if status is COMPLETED:
-            for dep_id in self.graph.dependents(record.task_id):
+            for dep_id in tuple(self.graph.direct_dependents(record.task_id)):
                 d = tasks.get(dep_id)
                 if d is not None and d.status is WAITING and self._deps_done(d):
                     self._ready(d)

@@ -10,14 +10,17 @@ from collections.abc import Sequence
 def run(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="actorflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run a small service on the embedded actor system")
+    demo_parser = sub.add_parser("demo", help="run a small service on the embedded actor system")
+    demo_parser.add_argument(
+        "--out", metavar="DIR", help="write the task graph and metrics files here"
+    )
     bench = sub.add_parser("bench", help="run the benchmark suite (python -m benchmarks)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from actors._demo import demo
 
-        return demo(sys.stdout)
+        return demo(sys.stdout, args.out)
     from benchmarks.__main__ import main as bench_main
 
     code: int = bench_main(args.rest)

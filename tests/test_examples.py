@@ -11,6 +11,18 @@ import pytest
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
 
 EXPECTED = {
+    "fastapi_service.py": [
+        "POST /tasks fibonacci: 202",
+        "fibonacci: completed -> 2880067194370816120",
+        "word_count: completed -> {'words': 8, 'distinct': 7}",
+        "fetch: completed -> {'url': 'https://example.org/', 'status': 200, 'bytes': 512}",
+        "GET /tasks?status=completed: 3 tasks",
+        "GET /tasks?task_type=cpu: ['fibonacci', 'word_count']",
+        "GET /tasks/no-such-task: 404",
+        "POST /tasks with an unknown job: 422",
+        "GET /metrics: text/plain; version=0.0.4; charset=utf-8",
+        '  actorflow_tasks{status="completed"} 3.0',
+    ],
     "quickstart.py": ["task: 1+2=3 ok", "retried: fetched", "attempts: 3", "cleaned up: 5"],
     "supervision_tree.py": ["journal lines kept across restarts: 10"],
 }

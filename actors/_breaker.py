@@ -201,6 +201,7 @@ class CircuitBreaker:
             raise InvalidTaskError(f"listener must be callable or None, got {listener!r}")
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._listener = listener
+        self._watchers: list[Callable[[BreakerTransition], None]] = []
         self._log = logger.bind(breaker=name)
         self._lock = threading.Lock()
         # Everything below is guarded by self._lock.
@@ -311,13 +312,21 @@ class CircuitBreaker:
             transition.new,
             transition.reason,
         )
-        if self._listener is not None:
+        listeners = [self._listener, *self._watchers] if self._listener else self._watchers
+        for listener in listeners:
             try:
-                self._listener(transition)
+                listener(transition)
             except Exception as exc:
                 self._log.opt(exception=exc).error(
                     "listener of circuit {!r} raised {!r}", self._name, exc
                 )
+
+    def watch(self, listener: Callable[[BreakerTransition], None]) -> None:
+        """Also tell ``listener`` of every state change (a registry watches what it holds)."""
+        if not callable(listener):
+            raise InvalidTaskError(f"listener must be callable, got {listener!r}")
+        if listener not in self._watchers:
+            self._watchers.append(listener)
 
     def _classify(self, error: BaseException | None) -> str:
         if error is None:
@@ -562,6 +571,8 @@ class BreakerRegistry:
                 f"a different circuit breaker is already registered as {breaker.name!r}; "
                 f"use get({breaker.name!r}) to share it"
             )
+        if self._listener is not None and breaker._listener is not self._listener:
+            breaker.watch(self._listener)  # its changes reach the event stream too
         return breaker
 
     def get_or_create(self, name: str, **defaults: Unpack[BreakerOptions]) -> CircuitBreaker:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity.wait import wait_base
 
+from actors._backends import require_backend
 from actors._breaker import CircuitBreaker
 from actors._bridge import Reply, bridge_for
 from actors._config import Config, load_config
@@ -28,7 +29,13 @@ from actors._metrics import MetricsSnapshot, render_prometheus
 from actors._pool import Submit
 from actors._taskgraph import TaskGraph
 from actors._types import TaskInfo, TaskPriority, TaskStatus
-from actors._validate import validate_registration, validate_task_id, validate_timeout
+from actors._validate import (
+    check_picklable,
+    validate_executor,
+    validate_registration,
+    validate_task_id,
+    validate_timeout,
+)
 from supervisors import SupervisorError
 
 if TYPE_CHECKING:
@@ -113,6 +120,7 @@ class UnifiedTaskManager:
         timeout: float | None = None,
         task_id: str | None = None,
         circuit_breaker: str | CircuitBreaker | None = None,
+        executor: str | None = None,
     ) -> str:
         """Register a task; returns its id. Nothing runs until `execute_task`.
 
@@ -120,6 +128,15 @@ class UnifiedTaskManager:
         service (created with the configured defaults on first use), or is a
         `CircuitBreaker` (registered under its name). While it is open, attempts fail
         fast with `CircuitOpenError` and their retries wait for it to half-open.
+
+        ``executor`` runs a plain function on ``"thread"``, ``"process"`` or ``"dask"``
+        (None: the configured ``THREAD_POOL_BACKEND``); coroutine functions always run
+        on their event loop. For ``process`` and ``dask``, ``func`` and its arguments
+        must pickle (checked here), the task id is bound in the worker for logging and
+        `current_task_id`, and an attempt that times out or is cancelled while it runs
+        is abandoned (a worker process cannot see the cancellation token) and its late
+        result discarded. The old task system runs plain functions on its loop's default
+        executor and ignores ``executor``.
         """
         spec = validate_registration(
             name,
@@ -137,7 +154,16 @@ class UnifiedTaskManager:
             timeout=timeout,
             task_id=task_id,
             circuit_breaker=circuit_breaker,
+            executor=executor,
         )
+        if not spec.is_coroutine:
+            backend = (
+                spec.executor or (self._system or self._get_system()).config.THREAD_POOL_BACKEND
+            )
+            if backend != "thread":
+                require_backend(backend)
+                check_picklable(backend, spec.func, spec.args, spec.kwargs)
+                spec = spec._replace(executor=backend)
         if circuit_breaker is not None:
             system = self._system or self._get_system()
             if isinstance(circuit_breaker, str):
@@ -321,12 +347,25 @@ class ThreadPoolClient:
     def __init__(self, client: UnifiedTaskManager) -> None:
         self._client = client
 
-    async def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn(*args, **kwargs)`` on the pool's executor; returns its result."""
+    async def submit(
+        self, fn: Callable[..., Any], /, *args: Any, executor: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)`` on the pool's executor; returns its result.
+
+        ``executor`` (keyword only, and reserved: it is never passed on to ``fn``) is one
+        of ``"thread"``, ``"process"``, ``"dask"``, or None for the configured
+        ``THREAD_POOL_BACKEND``. For ``process`` and ``dask``, ``fn`` and its arguments
+        must pickle (checked here, `InvalidTaskError` naming what does not).
+        """
         if not callable(fn):
             raise InvalidTaskError(f"fn must be callable, got {fn!r}")
+        checked = validate_executor(executor)
         system = self._client._system or self._client._get_system()
         system._check()
+        backend = checked or system.config.THREAD_POOL_BACKEND
+        if backend != "thread":
+            require_backend(backend)
+            check_picklable(backend, fn, args, kwargs)
         pool = system._pool
         assert pool is not None
         loop = asyncio.get_running_loop()
@@ -335,7 +374,7 @@ class ThreadPoolClient:
             system._remember(bridge)
         future = loop.create_future()
         try:
-            pool.tell(Submit(fn, args, kwargs, Reply(bridge, future)))
+            pool.tell(Submit(fn, args, kwargs, Reply(bridge, future), backend))
         except SupervisorError as exc:
             raise ActorSystemError(f"the thread pool cannot take work: {exc}") from exc
         bridge.track(future, None, "thread_pool.submit", system)

@@ -248,7 +248,9 @@ class Config:
     MAX_CONCURRENT_TASKS: int = 100
     """At most this many tasks run at once in the new manager (>= 1)."""
     MAX_THREAD_WORKERS: int = field(default_factory=_default_thread_workers)
-    """Threads of the thread-pool executor (>= 1); default min(32, cpu_count + 4)."""
+    """Threads of the thread-pool executor (>= 1); default min(32, cpu_count + 4). Also the
+    worker processes of the ``process`` executor, and the most a LocalCluster of the
+    ``dask`` executor starts (one per core at most)."""
     THREAD_POOL_BACKEND: str = "thread"
     """Which executor runs plain functions by default; one of `BACKENDS`: ``thread``
     (threads), ``process`` (worker processes, for pure-Python CPU work) or ``dask``."""

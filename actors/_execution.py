@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -27,7 +28,7 @@ __all__ = ["Execution", "run_function", "start_coroutine"]
 class Execution:
     """One attempt of one task. `cancel` is safe from any thread and idempotent."""
 
-    __slots__ = ("atask", "attempt", "bridge", "cancel_requested", "task_id", "token")
+    __slots__ = ("atask", "attempt", "bridge", "cancel_requested", "remote", "task_id", "token")
 
     def __init__(self, task_id: str, attempt: int, bridge: LoopBridge | None) -> None:
         self.task_id = task_id
@@ -36,9 +37,15 @@ class Execution:
         self.token = CancellationToken()
         self.atask: asyncio.Task[Any] | None = None
         self.cancel_requested = False
+        self.remote: Future[Any] | None = None
+        """The process pool's future of this attempt (a worker process cannot see the
+        token: a call still queued is cancelled, a running one is abandoned)."""
 
     def cancel(self) -> None:
         self.token.cancel()
+        remote = self.remote
+        if remote is not None:
+            remote.cancel()
         if self.bridge is not None:
             self.bridge.post(self._cancel_on_loop)
 

@@ -160,7 +160,9 @@ class TaskManagerActor(BaseManager):
         assert record.kwargs is not None
         try:
             self.pool.tell(
-                RunFunction(execution, record.func, record.args, record.kwargs, self.report)
+                RunFunction(
+                    execution, record.func, record.args, record.kwargs, self.report, record.executor
+                )
             )
         except Exception as exc:
             self._leave_running(record)

@@ -79,6 +79,8 @@ class RunFunction(NamedTuple):
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     report: Callable[[AttemptDone], None]
+    executor: str | None = None
+    """One of `BACKENDS` (the task's ``executor``), or None for ``THREAD_POOL_BACKEND``."""
 
 
 class TaskEvents(NamedTuple):

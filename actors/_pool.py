@@ -1,25 +1,43 @@
-"""The thread-pool actor: plain functions run on its executor, never in an actor.
+"""The thread-pool actor: plain functions run on its executors, never in an actor.
 
-The executor lives in the child's state object, so a crash of the actor loses no
-running function: each reports its outcome straight to the manager's stable handle.
+Three executors, picked per task (``executor=``, default ``THREAD_POOL_BACKEND``):
+``thread`` (a `ThreadPoolExecutor`), ``process`` (spawned worker processes) and
+``dask`` (a Dask client); see `actors._backends`. The last two are created on first
+use. They live in the child's state object, so a crash of the actor loses no running
+function: each reports its outcome straight to the manager's stable handle.
+
+A worker process that dies breaks its `ProcessPoolExecutor`: every call on it fails
+(`ActorSystemError`, retried while the task has retries), and the actor crashes itself
+(`PoolBroken`) so that its next incarnation, started by the supervisor, replaces the
+broken pool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from actors._execution import run_function
-from actors._messages import Call, RunFunction
+from actors._backends import (
+    DaskBackend,
+    RemoteCall,
+    close_process_pool,
+    default_dask_workers,
+    new_process_pool,
+)
+from actors._errors import ActorSystemError
+from actors._execution import _report, run_function
+from actors._messages import AttemptDone, Call, RunFunction
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
     from actors._bridge import ReplyTo
     from actors._system import SystemContext
 
-__all__ = ["PoolState", "Submit", "ThreadPoolActor"]
+__all__ = ["PoolBroken", "PoolState", "Submit", "ThreadPoolActor"]
 
 
 class Submit(NamedTuple):
@@ -29,11 +47,25 @@ class Submit(NamedTuple):
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     reply: ReplyTo
+    executor: str | None = None
+    """One of `BACKENDS`, or None for ``THREAD_POOL_BACKEND``."""
+
+
+class PoolBroken(NamedTuple):
+    """A worker process of ``pool`` died: the actor crashes so that a new one replaces it."""
+
+    pool: ProcessPoolExecutor
 
 
 class PoolState:
+    """The executors, kept across incarnations of the actor."""
+
     def __init__(self) -> None:
         self.executor: ThreadPoolExecutor | None = None
+        self.process: ProcessPoolExecutor | None = None
+        self.dask: DaskBackend | None = None
+        self.broken = False
+        """The process pool broke: the next incarnation replaces it."""
         self.submitted = 0
 
 
@@ -56,13 +88,20 @@ class ThreadPoolActor(SupervisedActor):
         super().__init__()
         self.ctx = ctx
         self.state = state
+        self.default = ctx.config.THREAD_POOL_BACKEND
 
     def on_start(self) -> None:
-        if self.state.executor is None:
-            self.state.executor = ThreadPoolExecutor(
+        state = self.state
+        if state.executor is None:
+            state.executor = ThreadPoolExecutor(
                 max_workers=self.ctx.config.MAX_THREAD_WORKERS,
                 thread_name_prefix="actorflow-pool",
             )
+        if state.broken:
+            broken, state.process, state.broken = state.process, None, False
+            if broken is not None:
+                # Its manager thread has already terminated the workers.
+                broken.shutdown(wait=False, cancel_futures=True)
 
     def on_receive(self, message: Any) -> Any:
         executor = self.state.executor
@@ -70,17 +109,45 @@ class ThreadPoolActor(SupervisedActor):
         kind = type(message)
         if kind is RunFunction:
             self.state.submitted += 1
-            executor.submit(
-                run_function,
-                message.execution,
-                message.func,
-                message.args,
-                message.kwargs,
-                message.report,
-            )
+            if (message.executor or self.default) == "thread":
+                executor.submit(
+                    run_function,
+                    message.execution,
+                    message.func,
+                    message.args,
+                    message.kwargs,
+                    message.report,
+                )
+            else:
+                self._run_remote(message)
         elif kind is Submit:
             self.state.submitted += 1
-            executor.submit(_run_direct, message.fn, message.args, message.kwargs, message.reply)
+            backend = message.executor or self.default
+            if backend == "thread":
+                executor.submit(
+                    _run_direct, message.fn, message.args, message.kwargs, message.reply
+                )
+            else:
+                reply = message.reply
+                self._submit(
+                    message,
+                    RemoteCall(
+                        backend,
+                        None,
+                        message.fn,
+                        message.args,
+                        message.kwargs,
+                        lambda value, error: _answer(reply, value, error),
+                        f"thread_pool.submit({getattr(message.fn, '__name__', message.fn)!r})",
+                    ),
+                )
+        elif kind is PoolBroken:
+            if message.pool is self.state.process:
+                self.state.broken = True
+                raise ActorSystemError(
+                    "a worker process of the process pool died; thread_pool restarts to "
+                    "replace the pool"
+                )
         elif kind is Call and message.op == "stats":
             message.reply.set_result(
                 {
@@ -91,12 +158,98 @@ class ThreadPoolActor(SupervisedActor):
             )
         return None
 
+    def _run_remote(self, message: RunFunction) -> None:
+        """One attempt in a worker process (``process`` or ``dask``)."""
+        execution = message.execution
+        if execution.token.cancelled:
+            return
+        task_id = execution.task_id
+        attempt = execution.attempt
+        report = message.report
+
+        def finish(value: Any, error: BaseException | None) -> None:
+            _report(report, AttemptDone(task_id, attempt, value, error))
+
+        call = RemoteCall(
+            message.executor or self.default,
+            task_id,
+            message.func,
+            message.args,
+            message.kwargs,
+            finish,
+            f"task {task_id!r}",
+        )
+        future = self._submit(message, call)
+        if future is not None:
+            # A queued call is dropped if the attempt is cancelled or times out first.
+            execution.remote = future
+            token = execution.token  # set meanwhile by the manager's thread?
+            if token.cancelled:
+                future.cancel()
+
+    def _submit(self, message: Any, call: RemoteCall) -> Any:
+        """Start ``call`` on its executor; the process pool's future, else None."""
+        state = self.state
+        if call.executor == "dask":
+            dask = state.dask
+            if dask is None or dask.failed:
+                config = self.ctx.config
+                dask = state.dask = DaskBackend(
+                    config.DASK_SCHEDULER_ADDRESS,
+                    default_dask_workers(config.MAX_THREAD_WORKERS),
+                    config.CALL_TIMEOUT,
+                )
+            try:
+                dask.submit(call)
+            except Exception as exc:
+                call.fail(ActorSystemError(f"{call.what}: the 'dask' executor failed: {exc!r}"))
+            return None
+        pool = state.process
+        if pool is None:
+            pool = state.process = new_process_pool(self.ctx.config.MAX_THREAD_WORKERS)
+        handle = self.ctx.handle(self.CHILD_ID)
+        call.on_broken = lambda: _tell(handle, PoolBroken(pool))
+        try:
+            return call.submit(pool)
+        except BrokenProcessPool:
+            # Broken before we heard of it: the next incarnation takes the message again
+            # (the supervisor hands a crashed actor's inbox to it) and a new pool.
+            state.submitted -= 1
+            handle.tell(message)
+            state.broken = True
+            raise ActorSystemError(
+                "the process pool is broken (a worker process died); thread_pool restarts "
+                "to replace it"
+            ) from None
+        except RuntimeError as exc:  # shut down
+            call.fail(ActorSystemError(f"{call.what}: the process pool is closed ({exc})"))
+            return None
+
     def on_stop(self) -> None:
-        executor = self.state.executor
+        state = self.state
+        deadline = time.monotonic() + self.ctx.config.SHUTDOWN_TIMEOUT
+        process, dask = state.process, state.dask
+        state.process = state.dask = None
+        if process is not None:
+            close_process_pool(process, max(0.0, deadline - time.monotonic()))
+        if dask is not None:
+            dask.close(max(0.0, deadline - time.monotonic()))
+        executor = state.executor
         if executor is None:
             return
-        self.state.executor = None
+        state.executor = None
         executor.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + self.ctx.config.SHUTDOWN_TIMEOUT
         for thread in list(executor._threads):
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _answer(reply: ReplyTo, value: Any, error: BaseException | None) -> None:
+    if error is None:
+        reply.set_result(value)
+    else:
+        reply.set_exception(error)
+
+
+def _tell(handle: Any, message: Any) -> None:
+    with contextlib.suppress(Exception):
+        handle.tell(message)

@@ -37,6 +37,7 @@ class TaskRecord:
         "description",
         "error",
         "execution",
+        "executor",
         "finished_at",
         "func",
         "is_coroutine",
@@ -71,6 +72,7 @@ class TaskRecord:
         self.retry_wait: wait_base | None = spec.retry_wait
         self.timeout = spec.timeout
         self.is_coroutine = spec.is_coroutine
+        self.executor: str | None = spec.executor
         self.func: Any = spec.func
         self.args: tuple[Any, ...] | None = spec.args
         self.kwargs: dict[str, Any] | None = spec.kwargs

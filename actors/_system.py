@@ -22,6 +22,7 @@ from pykka._envelope import Envelope
 from pykka.messages import ProxyCall
 from tenacity import wait_exponential_jitter
 
+from actors._backends import DASK_MISSING, dask_installed
 from actors._breaker import BreakerRegistry, BreakerTransition, CircuitBreaker
 from actors._bridge import LoopBridge, Reply, bridge_for
 from actors._config import Config, load_config
@@ -202,6 +203,8 @@ class ActorSystem:
             if self._root is not None:
                 return self
             cfg = self.config
+            if cfg.THREAD_POOL_BACKEND == "dask" and not dask_installed():
+                raise ActorSystemError(f"THREAD_POOL_BACKEND is 'dask', but {DASK_MISSING}")
             state = SupervisorState()
             ctx = SystemContext(cfg, self.clock, state, self.circuit_breakers, self._probe)
             specs = [

@@ -11,6 +11,7 @@ import functools
 import inspect
 import math
 import numbers
+import pickle
 import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
@@ -18,10 +19,18 @@ from typing import Any, NamedTuple
 from tenacity.wait import wait_base
 
 from actors._breaker import CircuitBreaker
+from actors._config import BACKENDS
 from actors._errors import InvalidTaskError
 from actors._types import TaskPriority
 
-__all__ = ["TaskSpec", "validate_registration", "validate_task_id", "validate_timeout"]
+__all__ = [
+    "TaskSpec",
+    "check_picklable",
+    "validate_executor",
+    "validate_registration",
+    "validate_task_id",
+    "validate_timeout",
+]
 
 _NO_METADATA: Mapping[str, Any] = types.MappingProxyType({})
 _PRIORITY_VALUES = ", ".join(str(int(member)) for member in TaskPriority)
@@ -53,6 +62,8 @@ class TaskSpec(NamedTuple):
     circuit_breaker: Any = None
     """None, a breaker name (str), or the `CircuitBreaker` the task's attempts go through."""
     """True when calling ``func`` returns a coroutine (async def, also behind a partial)."""
+    executor: str | None = None
+    """One of `BACKENDS`, or None for the configured ``THREAD_POOL_BACKEND``."""
 
 
 def _non_empty_str(value: object, argument: str) -> str:
@@ -90,6 +101,57 @@ def validate_timeout(value: object, argument: str) -> float | None:
             f"{argument} must be a finite number of seconds > 0 or None, got {value!r}"
         )
     return number
+
+
+_BACKEND_VALUES = ", ".join(repr(backend) for backend in BACKENDS)
+
+
+def validate_executor(value: object) -> str | None:
+    """None, or ``value`` if it is one of `BACKENDS`."""
+    if value is None or (isinstance(value, str) and value in BACKENDS):
+        return value
+    raise InvalidTaskError(
+        f"executor must be one of {_BACKEND_VALUES} or None (the configured "
+        f"THREAD_POOL_BACKEND), got {value!r}"
+    )
+
+
+def check_picklable(
+    executor: str, func: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> None:
+    """`InvalidTaskError` naming the first of ``func``, ``args`` and ``kwargs`` that
+    `pickle` cannot serialise: the ``process`` and ``dask`` executors send them to
+    another process."""
+    try:
+        pickle.dumps((func, args, kwargs), pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        pass
+    else:
+        return
+    where = f"cannot be pickled for the {executor!r} executor"
+    error = _pickle_error(func)
+    if error is not None:
+        raise InvalidTaskError(
+            f"func {func!r} {where}: {error}; define it at module level (no lambda, closure "
+            "or local function), or use executor='thread'"
+        ) from error
+    items = [(f"args[{i}]", arg) for i, arg in enumerate(args)]
+    items += [(f"kwargs[{key!r}]", value) for key, value in kwargs.items()]
+    for name, value in items:
+        error = _pickle_error(value)
+        if error is not None:
+            raise InvalidTaskError(
+                f"{name} {value!r} {where}: {error}; pass plain data (or use executor='thread')"
+            ) from error
+    raise InvalidTaskError(f"the arguments of {func!r} {where}; use executor='thread'")
+
+
+def _pickle_error(value: object) -> Exception | None:
+    try:
+        pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        return exc
+    return None
 
 
 def is_coroutine_callable(func: object) -> bool:
@@ -153,12 +215,15 @@ def validate_registration(
     timeout: object = None,
     task_id: object = None,
     circuit_breaker: object = None,
+    executor: object = None,
 ) -> TaskSpec:
     """Check every argument of ``register_task`` and return them as a `TaskSpec`.
 
     The arguments are checked in signature order; the first bad one raises
     `InvalidTaskError`. Whether the dependencies exist and whether ``task_id`` is free
-    are for the task manager to check: this function knows no other task.
+    are for the task manager to check: this function knows no other task. Whether
+    ``func`` and its arguments pickle (``process``/``dask``) is `check_picklable`'s
+    job, once the configured executor is known.
     """
     checked_name = _non_empty_str(name, "name")
     if not callable(func):
@@ -215,6 +280,13 @@ def validate_registration(
             f"circuit_breaker must be a breaker name (a non-empty str), a CircuitBreaker or "
             f"None, got {circuit_breaker!r}"
         )
+    checked_executor = validate_executor(executor)
+    is_coroutine = is_coroutine_callable(func)
+    if is_coroutine and checked_executor is not None and checked_executor != "thread":
+        raise InvalidTaskError(
+            f"executor={checked_executor!r} runs plain functions only; {func!r} is a coroutine "
+            "function, which runs on its event loop: drop executor=, or pass a plain function"
+        )
     return TaskSpec(
         task_id=checked_id,
         name=checked_name,
@@ -230,6 +302,7 @@ def validate_registration(
         retry_delay=checked_delay,
         retry_wait=retry_wait,
         timeout=checked_timeout,
-        is_coroutine=is_coroutine_callable(func),
+        is_coroutine=is_coroutine,
         circuit_breaker=circuit_breaker,
+        executor=checked_executor,
     )

@@ -1,0 +1,694 @@
+"""The thread-pool actor's executors: ``thread``, ``process`` and ``dask``.
+
+Each backend runs the contract tests that apply to plain functions. Task functions live
+at module level (the process and Dask workers import them by name), and what they share
+with the test crosses processes through files in ``tmp_path`` or through a `Gate`: a
+loopback socket the function connects to (so the test knows it is running, and which
+process runs it) and then waits on until the test releases it. Nothing here sleeps.
+
+Dask runs against one `distributed.LocalCluster` of real worker processes per module,
+reached through ``DASK_SCHEDULER_ADDRESS`` as a remote cluster would be; one test lets
+the actor system start (and close) a LocalCluster of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing.resource_tracker
+import os
+import pickle
+import re
+import signal
+import socket
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import actors
+from actors import (
+    ActorSystem,
+    ActorSystemError,
+    DependencyFailedError,
+    InvalidTaskError,
+    TaskCancelledError,
+    TaskStatus,
+    TaskTimeoutError,
+    UnifiedTaskManager,
+)
+from actors._backends import DASK_MISSING
+from actors._config import BACKENDS
+from supervisors.testing import FakeClock
+
+WAIT = 10.0
+"""Upper bound, in real seconds, on waiting for anything (worker start-up included)."""
+
+REMOTE = ["process", "dask"]
+
+
+class Boom(Exception):
+    """What failing task bodies raise (module level: it pickles)."""
+
+
+class TwoArgs(Exception):
+    """Pickles, but cannot be unpickled: pickle calls ``TwoArgs(message)``."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a} and {b}")
+
+
+# -- task bodies (module level: they run in worker processes) ---------------------------
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def power(base: int, exponent: int = 2) -> int:
+    return int(base**exponent)
+
+
+def fail_with(message: str) -> None:
+    raise Boom(message)
+
+
+def count_and_fail(path: str, failures: int) -> int:
+    """Append one line per attempt; fail the first ``failures`` attempts."""
+    with open(path, "a") as file:
+        file.write("attempt\n")
+    with open(path) as file:
+        attempt = len(file.read().splitlines())
+    if attempt <= failures:
+        raise Boom(f"attempt {attempt} fails")
+    return attempt
+
+
+def append(path: str, name: str) -> str:
+    with open(path, "a") as file:
+        file.write(name + "\n")
+    return name
+
+
+def wait_at_gate(address: tuple[str, int]) -> str:
+    """Tell the gate this process's pid, then wait for the word that releases us."""
+    with socket.create_connection(address, timeout=WAIT) as conn:
+        conn.sendall(str(os.getpid()).encode())
+        word = conn.recv(64)
+    return word.decode()
+
+
+def task_id_seen_by_logging(message: str) -> tuple[list[Any], str | None]:
+    """The ``task_id`` a loguru sink added here sees, and `actors.current_task_id()`."""
+    from loguru import logger
+
+    seen: list[Any] = []
+    sink = logger.add(lambda m: seen.append(m.record["extra"].get("task_id")), format="{message}")
+    try:
+        logger.info(message)
+    finally:
+        logger.remove(sink)
+    return seen, actors.current_task_id()
+
+
+def unpicklable_result() -> Any:
+    return threading.Lock()
+
+
+def raise_two_args() -> None:
+    raise TwoArgs(1, 2)
+
+
+def _rebuild_in(pid: int) -> str:
+    if os.getpid() != pid:
+        raise RuntimeError(f"made in process {pid}")
+    return "here"
+
+
+class OnlyHere:
+    """Pickles anywhere; unpickles only in the process that made it."""
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        return _rebuild_in, (os.getpid(),)
+
+
+def result_only_the_worker_can_read() -> OnlyHere:
+    return OnlyHere()
+
+
+def whoami() -> int:
+    return os.getpid()
+
+
+async def a_coroutine() -> str:
+    return "coroutine"
+
+
+# -- fixtures ---------------------------------------------------------------------------
+
+
+def children() -> set[int]:
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+@pytest.fixture(scope="module")
+def dask_address() -> Iterator[str]:
+    """One LocalCluster with real worker processes for the module's Dask tests."""
+    import distributed
+    from distributed.utils import _offload_executor
+
+    # distributed keeps one process-wide thread ('Dask-Offload_0') that it never stops;
+    # start it now, before any test takes its baseline of threads (distributed's own
+    # test suite does the same at import). The stdlib's resource tracker process is as
+    # process-wide: started by the first spawned worker, alive until the interpreter exits.
+    _offload_executor.submit(lambda: None).result()
+    multiprocessing.resource_tracker.ensure_running()
+    before = children()
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        scheduler_kwargs={"dashboard": False},
+        silence_logs=logging.ERROR,
+    )
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close(timeout=WAIT)
+    assert children() == before
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_system(
+    backend: str, dask_address: str | None, clock: FakeClock | None = None, **config: Any
+) -> ActorSystem:
+    return ActorSystem(
+        {
+            "THREAD_POOL_BACKEND": backend,
+            "DASK_SCHEDULER_ADDRESS": dask_address,
+            "MAX_THREAD_WORKERS": 2,
+            "RESTART_BACKOFF_INITIAL": 0.0,
+            **config,
+        },
+        clock=clock,
+    )
+
+
+@pytest.fixture
+async def tm(
+    backend: str, dask_address: str, clock: FakeClock
+) -> AsyncIterator[UnifiedTaskManager]:
+    async with make_system(backend, dask_address, clock) as system:
+        yield system.task_manager
+
+
+class Gate:
+    """A loopback socket that task code, in any process, connects to and waits on."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.setblocking(False)
+        host, port = self.server.getsockname()[:2]
+        self.address = (host, port)
+        self.conns: list[socket.socket] = []
+
+    async def arrival(self) -> tuple[socket.socket, int]:
+        """The next caller's connection and the pid of its process."""
+        loop = asyncio.get_running_loop()
+        conn, _ = await asyncio.wait_for(loop.sock_accept(self.server), WAIT)
+        self.conns.append(conn)
+        pid = await asyncio.wait_for(loop.sock_recv(conn, 64), WAIT)
+        return conn, int(pid)
+
+    async def release(self, conn: socket.socket, word: bytes = b"released") -> None:
+        await asyncio.get_running_loop().sock_sendall(conn, word)
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+        self.server.close()
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    opened = Gate()
+    yield opened
+    opened.close()
+
+
+async def timers_armed(clock: FakeClock, count: int = 1) -> None:
+    await asyncio.to_thread(clock.wait_for_timers, count, WAIT)
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+# -- the contract, for plain functions --------------------------------------------------
+
+
+async def test_result(tm: UnifiedTaskManager) -> None:
+    await tm.register_task("double", double, (21,), task_id="t")
+    assert await tm.execute_task("t", wait=True) == 42
+    info = await tm.get_task("t")
+    assert info.status is TaskStatus.COMPLETED
+    assert info.attempts == 1
+    assert await tm.get_task_result("t") == 42
+
+
+async def test_runs_where_the_backend_says(tm: UnifiedTaskManager, backend: str) -> None:
+    await tm.register_task("whoami", whoami, task_id="t")
+    pid = await tm.execute_task("t", wait=True)
+    assert (pid == os.getpid()) is (backend == "thread")
+
+
+async def test_exception_propagates(tm: UnifiedTaskManager, backend: str) -> None:
+    await tm.register_task("fails", fail_with, ("bad input",), task_id="t")
+    with pytest.raises(Boom) as raised:
+        await tm.execute_task("t", wait=True)
+    assert str(raised.value) == "bad input"  # (pytest's match= also reads the notes)
+    assert await tm.get_task_status("t") is TaskStatus.FAILED
+    error = await tm.get_task_error("t")
+    assert type(error) is Boom
+    assert str(error) == "bad input"
+    notes = getattr(raised.value, "__notes__", [])
+    if backend == "thread":
+        assert notes == []
+    else:  # the worker's traceback comes along as a note
+        assert len(notes) == 1
+        assert notes[0].startswith(f"raised in a worker process of the {backend!r} executor:\n")
+        assert "in fail_with" in notes[0]
+
+
+async def test_retries_until_success(tm: UnifiedTaskManager, tmp_path: Path) -> None:
+    attempts = tmp_path / "attempts"
+    await tm.register_task("flaky", count_and_fail, (str(attempts), 2), max_retries=3, task_id="t")
+    assert await tm.execute_task("t", wait=True) == 3
+    info = await tm.get_task("t")
+    assert info.status is TaskStatus.COMPLETED
+    assert info.attempts == 3
+    assert info.error is None
+    assert len(lines(attempts)) == 3
+
+
+async def test_retries_run_out(tm: UnifiedTaskManager, tmp_path: Path) -> None:
+    attempts = tmp_path / "attempts"
+    await tm.register_task("flaky", count_and_fail, (str(attempts), 5), max_retries=1, task_id="t")
+    with pytest.raises(Boom) as raised:
+        await tm.execute_task("t", wait=True)
+    assert str(raised.value) == "attempt 2 fails"
+    assert (await tm.get_task("t")).attempts == 2
+    assert len(lines(attempts)) == 2
+
+
+async def test_timeout_of_a_slow_function(
+    tm: UnifiedTaskManager, clock: FakeClock, gate: Gate
+) -> None:
+    await tm.register_task("slow", wait_at_gate, (gate.address,), timeout=5.0, task_id="t")
+    await tm.execute_task("t")
+    conn, _ = await gate.arrival()  # it runs
+    await timers_armed(clock)
+    clock.advance(5.0)
+    with pytest.raises(TaskTimeoutError, match=r"^task 't' attempt 1 timed out after 5.0s$"):
+        await tm.wait_for_task("t", timeout=WAIT)
+    # The abandoned attempt ends later; its result is discarded.
+    await gate.release(conn)
+    assert await tm.thread_pool.submit(double, 1) == 2
+    assert await tm.get_task_status("t") is TaskStatus.FAILED
+    assert await tm.get_task_result("t") is None
+
+
+async def test_timeout_is_retried(tm: UnifiedTaskManager, clock: FakeClock, gate: Gate) -> None:
+    await tm.register_task(
+        "slow", wait_at_gate, (gate.address,), timeout=5.0, max_retries=1, task_id="t"
+    )
+    await tm.execute_task("t")
+    first, _ = await gate.arrival()
+    await timers_armed(clock)
+    clock.advance(5.0)
+    second, _ = await gate.arrival()  # attempt 2 runs while attempt 1 is abandoned
+    await gate.release(second, b"second")
+    assert await tm.wait_for_task("t", timeout=WAIT) == "second"
+    assert (await tm.get_task("t")).attempts == 2
+    await gate.release(first, b"first")
+
+
+async def test_dependencies(tm: UnifiedTaskManager, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    await tm.register_task("a", append, (str(log), "a"), task_id="a")
+    await tm.register_task("b", append, (str(log), "b"), dependencies=("a",), task_id="b")
+    await tm.register_task("c", append, (str(log), "c"), dependencies=("b",), task_id="c")
+    assert await tm.execute_task("c", wait=True) == "c"
+    assert lines(log) == ["a", "b", "c"]
+
+
+async def test_failed_dependency_cancels_dependents(tm: UnifiedTaskManager, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    await tm.register_task("a", fail_with, ("no",), task_id="a")
+    await tm.register_task("b", append, (str(log), "b"), dependencies=("a",), task_id="b")
+    await tm.execute_task("b")
+    with pytest.raises(DependencyFailedError, match=r"^task 'b' cancelled: its dependency 'a' "):
+        await tm.wait_for_task("b", timeout=WAIT)
+    assert await tm.get_task_status("b") is TaskStatus.CANCELLED
+    assert lines(log) == []
+
+
+async def test_cancel_before_start(tm: UnifiedTaskManager, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    await tm.register_task("job", append, (str(log), "job"), task_id="t")
+    assert await tm.cancel_task("t") is True
+    assert await tm.get_task_status("t") is TaskStatus.CANCELLED
+    with pytest.raises(TaskCancelledError, match=r"^task 't' was cancelled$"):
+        await tm.wait_for_task("t", timeout=WAIT)
+    assert await tm.execute_task("t") is False
+    assert (await tm.get_task("t")).attempts == 0
+    assert await tm.thread_pool.submit(double, 1) == 2
+    assert lines(log) == []
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+async def test_cancel_a_call_still_queued_in_the_pool(
+    backend: str, dask_address: str, gate: Gate, tmp_path: Path
+) -> None:
+    # One worker: "blocker" holds it; "queued" waits in the executor's queue (a process
+    # pool moves max_workers + 1 calls to its workers' queue: "b" and "c" are there).
+    log = tmp_path / "log"
+    async with make_system(backend, dask_address, MAX_THREAD_WORKERS=1) as system:
+        tm = system.task_manager
+        await tm.register_task("blocker", wait_at_gate, (gate.address,), task_id="blocker")
+        await tm.execute_task("blocker")
+        conn, _ = await gate.arrival()
+        for name in ("b", "c", "queued"):
+            await tm.register_task(name, append, (str(log), name), task_id=name)
+            await tm.execute_task(name)
+        assert await tm.cancel_task("queued") is True
+        await gate.release(conn)
+        assert await tm.wait_for_task("c", timeout=WAIT) == "c"
+        assert await tm.thread_pool.submit(double, 1) == 2  # after "queued", on one worker
+        assert await tm.get_task_status("queued") is TaskStatus.CANCELLED
+    assert lines(log) == ["b", "c"]
+
+
+async def test_submit(tm: UnifiedTaskManager, backend: str) -> None:
+    pool = tm.thread_pool
+    assert await pool.submit(power, 3, exponent=3, executor=backend) == 27
+    assert await pool.submit(power, 5) == 25  # the configured backend
+    with pytest.raises(Boom) as raised:
+        await pool.submit(fail_with, "from submit", executor=backend)
+    assert str(raised.value) == "from submit"
+
+
+@pytest.mark.parametrize("executor", BACKENDS)
+async def test_executor_per_task_overrides_the_default(
+    tm: UnifiedTaskManager, executor: str
+) -> None:
+    await tm.register_task("whoami", whoami, executor=executor, task_id="t")
+    pid = await tm.execute_task("t", wait=True)
+    assert (pid == os.getpid()) is (executor == "thread")
+    assert (await tm.thread_pool.submit(whoami, executor=executor) == os.getpid()) is (
+        executor == "thread"
+    )
+
+
+async def test_coroutines_run_on_the_loop_whatever_the_default(tm: UnifiedTaskManager) -> None:
+    await tm.register_task("co", a_coroutine, task_id="t")
+    assert await tm.execute_task("t", wait=True) == "coroutine"
+
+
+async def test_log_lines_and_current_task_id_carry_the_task_id(tm: UnifiedTaskManager) -> None:
+    await tm.register_task("logs", task_id_seen_by_logging, ("hello",), task_id="t-log")
+    assert await tm.execute_task("t-log", wait=True) == (["t-log"], "t-log")
+    # Outside a task (thread_pool.submit) nothing is bound.
+    assert await tm.thread_pool.submit(task_id_seen_by_logging, "hi") == ([None], None)
+
+
+# -- what only the process and Dask executors do ----------------------------------------
+
+
+@pytest.mark.parametrize("backend", REMOTE)
+async def test_an_unpicklable_result_is_a_clear_error(tm: UnifiedTaskManager, backend: str) -> None:
+    await tm.register_task("lock", unpicklable_result, task_id="t")
+    message = (
+        rf"^the result of task 't' cannot be pickled back from the {backend!r} executor: "
+        r"<unlocked _thread\.lock object at 0x[0-9a-f]+> \(TypeError: cannot pickle "
+        r"'_thread\.lock' object\); return plain data, or run it with executor='thread'$"
+    )
+    with pytest.raises(pickle.PicklingError, match=message):
+        await tm.execute_task("t", wait=True)
+    # The executor is fine: the next task runs.
+    await tm.register_task("double", double, (2,), task_id="next")
+    assert await tm.execute_task("next", wait=True) == 4
+
+
+@pytest.mark.parametrize("backend", REMOTE)
+async def test_a_result_that_cannot_be_unpickled_here_is_a_clear_error(
+    tm: UnifiedTaskManager, backend: str
+) -> None:
+    await tm.register_task("odd", result_only_the_worker_can_read, task_id="t")
+    message = (
+        rf"^the result of task 't' cannot be unpickled in this process after the {backend!r} "
+        r"executor ran it \(RuntimeError: made in process \d+\)$"
+    )
+    with pytest.raises(pickle.UnpicklingError, match=message):
+        await tm.execute_task("t", wait=True)
+
+
+@pytest.mark.parametrize("backend", REMOTE)
+async def test_an_exception_that_cannot_come_back_is_a_clear_error(
+    tm: UnifiedTaskManager, backend: str
+) -> None:
+    await tm.register_task("two", raise_two_args, task_id="t")
+    with pytest.raises(pickle.PicklingError) as raised:
+        await tm.execute_task("t", wait=True)
+    first_line = str(raised.value).splitlines()[0]
+    assert first_line == (
+        f"task 't' raised an exception that cannot be pickled back from the {backend!r} "
+        "executor: TwoArgs('1 and 2') (TypeError: TwoArgs.__init__() missing 1 required "
+        "positional argument: 'b')"
+    )
+    assert "in raise_two_args" in str(raised.value)  # the worker's traceback
+
+
+def _closure() -> Any:
+    value = 1
+    return lambda: value
+
+
+def local_function() -> Any:
+    def inner() -> int:
+        return 1
+
+    return inner
+
+
+UNPICKLABLE_CALLS = [
+    pytest.param(
+        (lambda: 1),
+        (),
+        {},
+        r"func <function <lambda> at 0x[0-9a-f]+> cannot be pickled for "
+        r"the '{backend}' executor: .*; define it at module level \(no lambda, closure or local "
+        r"function\), or use executor='thread'",
+        id="lambda",
+    ),
+    pytest.param(
+        local_function(),
+        (),
+        {},
+        r"func <function local_function\.<locals>\.inner at "
+        r"0x[0-9a-f]+> cannot be pickled for the '{backend}' executor: Can't pickle local "
+        r"object 'local_function\.<locals>\.inner'; define it at module level",
+        id="local-function",
+    ),
+    pytest.param(
+        double,
+        (threading.Lock(),),
+        {},
+        r"args\[0\] <unlocked _thread\.lock object at "
+        r"0x[0-9a-f]+> cannot be pickled for the '{backend}' executor: cannot pickle "
+        r"'_thread\.lock' object; pass plain data \(or use executor='thread'\)$",
+        id="argument",
+    ),
+    pytest.param(
+        power,
+        (2,),
+        {"exponent": _closure()},
+        r"kwargs\['exponent'\] <function "
+        r"_closure\.<locals>\.<lambda> at 0x[0-9a-f]+> cannot be pickled for the '{backend}' "
+        r"executor: Can't pickle local object '_closure\.<locals>\.<lambda>'; pass plain data",
+        id="keyword-argument",
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", REMOTE)
+@pytest.mark.parametrize(("func", "args", "kwargs", "message"), UNPICKLABLE_CALLS)
+async def test_what_cannot_be_pickled_is_refused_at_registration(
+    tm: UnifiedTaskManager,
+    backend: str,
+    func: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    message: str,
+) -> None:
+    pattern = "^" + message.format(backend=backend)
+    with pytest.raises(InvalidTaskError, match=pattern):
+        await tm.register_task("job", func, args, kwargs)
+    with pytest.raises(InvalidTaskError, match=pattern):
+        await tm.register_task("job", func, args, kwargs, executor=backend)
+    with pytest.raises(InvalidTaskError, match=pattern):
+        await tm.thread_pool.submit(func, *args, executor=backend, **kwargs)
+    assert await tm.get_all_tasks() == []
+    # The thread executor takes them all (nothing is pickled there).
+    task_id = await tm.register_task("job", func, args, kwargs, executor="thread")
+    assert (await tm.get_task(task_id)).status is TaskStatus.PENDING
+
+
+@pytest.mark.parametrize("backend", ["thread"])
+@pytest.mark.parametrize("executor", ["gpu", "Thread", "", 3, True])
+async def test_an_unknown_executor_is_refused(tm: UnifiedTaskManager, executor: Any) -> None:
+    message = re.escape(
+        "executor must be one of 'thread', 'process', 'dask' or None (the configured "
+        f"THREAD_POOL_BACKEND), got {executor!r}"
+    )
+    with pytest.raises(InvalidTaskError, match=f"^{message}$"):
+        await tm.register_task("job", double, (1,), executor=executor)
+    with pytest.raises(InvalidTaskError, match=f"^{message}$"):
+        await tm.thread_pool.submit(double, 1, executor=executor)
+    assert await tm.get_all_tasks() == []
+
+
+@pytest.mark.parametrize("backend", ["thread"])
+@pytest.mark.parametrize("executor", REMOTE)
+async def test_a_coroutine_function_cannot_go_to_a_worker_process(
+    tm: UnifiedTaskManager, executor: str
+) -> None:
+    message = (
+        rf"^executor={executor!r} runs plain functions only; <function a_coroutine at "
+        r"0x[0-9a-f]+> is a coroutine function, which runs on its event loop: drop "
+        r"executor=, or pass a plain function$"
+    )
+    with pytest.raises(InvalidTaskError, match=message):
+        await tm.register_task("co", a_coroutine, executor=executor)
+    task_id = await tm.register_task("co", a_coroutine, executor="thread")
+    assert await tm.execute_task(task_id, wait=True) == "coroutine"
+
+
+async def test_dask_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    assert DASK_MISSING == (
+        "the 'dask' executor needs Dask's distributed scheduler, which is not installed; "
+        "pip install 'actorflow[dask]'"
+    )
+    async with ActorSystem() as system:
+        tm = system.task_manager
+        with pytest.raises(InvalidTaskError, match=re.escape(DASK_MISSING)):
+            await tm.register_task("job", double, (1,), executor="dask")
+        with pytest.raises(InvalidTaskError, match=re.escape(DASK_MISSING)):
+            await tm.thread_pool.submit(double, 1, executor="dask")
+        assert await tm.get_all_tasks() == []
+    with pytest.raises(ActorSystemError, match=re.escape(DASK_MISSING)):
+        ActorSystem({"THREAD_POOL_BACKEND": "dask"}).start()
+
+
+async def test_the_old_task_system_ignores_executor(dask_address: str) -> None:
+    async with make_system("thread", dask_address, USE_NEW_TASK_SYSTEM=False) as system:
+        tm = system.task_manager
+        await tm.register_task("whoami", whoami, executor="process", task_id="t")
+        assert await tm.execute_task("t", wait=True) == os.getpid()
+
+
+async def test_a_killed_worker_process_fails_its_attempt_and_the_pool_is_replaced(
+    dask_address: str, gate: Gate
+) -> None:
+    async with make_system("process", dask_address) as system:
+        tm = system.task_manager
+        # No retries: the attempt's error is the task's.
+        await tm.register_task("doomed", wait_at_gate, (gate.address,), task_id="doomed")
+        await tm.execute_task("doomed")
+        _, pid = await gate.arrival()
+        os.kill(pid, signal.SIGKILL)
+        message = (
+            r"^worker process died while running task 'doomed' \(A process in the process "
+            r"pool was terminated abruptly while the future was running or pending\.\); the "
+            r"process pool is replaced$"
+        )
+        with pytest.raises(ActorSystemError, match=message):
+            await tm.wait_for_task("doomed", timeout=WAIT)
+        # With a retry: the second attempt runs on a new pool and succeeds.
+        await tm.register_task(
+            "survivor", wait_at_gate, (gate.address,), max_retries=1, task_id="survivor"
+        )
+        await tm.execute_task("survivor")
+        _, first = await gate.arrival()
+        os.kill(first, signal.SIGKILL)
+        conn, second = await gate.arrival()
+        assert second != first
+        await gate.release(conn)
+        assert await tm.wait_for_task("survivor", timeout=WAIT) == "released"
+        info = await tm.get_task("survivor")
+        assert info.status is TaskStatus.COMPLETED
+        assert info.attempts == 2
+        restarts = {child.id: child.restarts for child in await system.supervisor.which_children()}
+        assert restarts == {
+            "task_monitor": 0,
+            "thread_pool": 2,
+            "legacy_task_manager": 0,
+            "task_manager": 0,
+            "facade": 0,
+        }
+        assert await tm.thread_pool.submit(double, 4) == 8
+
+
+# -- shutdown -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", REMOTE)
+async def test_shutdown_leaves_no_process_behind(
+    backend: str, dask_address: str, gate: Gate
+) -> None:
+    # The system starts its own LocalCluster (no address); one worker is still busy
+    # with a task when the system shuts down: it is killed after SHUTDOWN_TIMEOUT.
+    before = children()
+    async with make_system(backend, None, SHUTDOWN_TIMEOUT=1.0) as system:
+        tm = system.task_manager
+        await tm.register_task("double", double, (1,), task_id="done")
+        assert await tm.execute_task("done", wait=True) == 2
+        await tm.register_task("stuck", wait_at_gate, (gate.address,), task_id="stuck")
+        await tm.execute_task("stuck")
+        _, pid = await gate.arrival()
+        assert pid in children() - before
+    assert children() == before
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_an_unreachable_dask_scheduler_fails_its_tasks_not_the_pool() -> None:
+    # A bound port that nobody listens on: connecting is refused until the timeout.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        async with make_system("thread", address, CALL_TIMEOUT=1.0) as system:
+            tm = system.task_manager
+            await tm.register_task("far", double, (1,), executor="dask", task_id="far")
+            await tm.execute_task("far")
+            # The pool's mailbox is not stuck behind the connection attempt.
+            await tm.register_task("near", double, (2,), task_id="near")
+            assert await tm.execute_task("near", wait=True) == 4
+            message = rf"^the 'dask' executor cannot start the Dask scheduler at {address!r}: "
+            with pytest.raises(ActorSystemError, match=message):
+                await tm.wait_for_task("far", timeout=WAIT)

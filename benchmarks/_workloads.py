@@ -1,0 +1,198 @@
+"""The S1 workload and its baselines, shared by S1, S7, S8, S9 and the peers.
+
+Every function here runs one measurement from start to end: a fresh `ActorSystem`
+(or actor, or executor) per call, stopped before it returns, and a figure in
+microseconds per task (``µs/task``) computed from the clock, never typed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pykka
+
+from actors import ActorSystem
+from benchmarks._core import BenchmarkError, per_task_us
+
+__all__ = [
+    "Heartbeat",
+    "NoopActor",
+    "actorflow_fanout",
+    "asyncio_fanout",
+    "noop",
+    "plain",
+    "pykka_fanout",
+]
+
+
+async def noop(i: int) -> int:
+    """The task body of S1: a no-op coroutine function returning its argument."""
+    return i
+
+
+def plain(i: int) -> int:
+    """A no-op plain function returning its argument (S3)."""
+    return i
+
+
+class NoopActor(pykka.ThreadingActor):
+    """The pykka baseline: one actor whose method (and ``ask``) returns its argument."""
+
+    def noop(self, i: int) -> int:
+        return i
+
+    def on_receive(self, message: Any) -> Any:
+        return message
+
+
+def expect(results: list[Any], count: int, where: str) -> None:
+    """Every task must have answered with its own argument, in order."""
+    if results != list(range(count)):
+        wrong = sum(1 for i, r in enumerate(results) if r != i) + abs(len(results) - count)
+        raise BenchmarkError(f"{where}: {wrong} of {count} results were wrong")
+
+
+class Heartbeat:
+    """A 1 ms ticker on the running loop; records the longest gap between ticks."""
+
+    def __init__(self, period: float = 0.001) -> None:
+        self.period = period
+        self.longest = 0.0
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+        self._running = False
+
+    async def _beat(self) -> None:
+        last = time.perf_counter()
+        while self._running:
+            await asyncio.sleep(self.period)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last)
+            self.ticks += 1
+            last = now
+
+    async def start(self) -> None:
+        self._running = True
+        self._task = asyncio.get_running_loop().create_task(self._beat())
+        await asyncio.sleep(0)  # let it take its first step before the workload starts
+
+    async def stop(self) -> float:
+        """Stop ticking; the longest gap in milliseconds."""
+        self._running = False
+        if self._task is not None:
+            await self._task
+        return self.longest * 1e3
+
+
+async def _gather_all(tm: Any, n: int, register: Mapping[str, Any]) -> list[Any]:
+    ids = await asyncio.gather(
+        *(tm.register_task("noop", noop, (i,), **register) for i in range(n))
+    )
+    return await asyncio.gather(*(tm.execute_task(task_id, wait=True) for task_id in ids))
+
+
+async def _paced(tm: Any, n: int, register: Mapping[str, Any], workers: int = 100) -> list[Any]:
+    results: list[Any] = [None] * n
+    numbers = iter(range(n))
+
+    async def worker() -> None:
+        for i in numbers:
+            task_id = await tm.register_task("noop", noop, (i,), **register)
+            results[i] = await tm.execute_task(task_id, wait=True)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return results
+
+
+def actorflow_fanout(
+    n: int,
+    *,
+    register: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    heartbeat: bool = False,
+    paced: bool = False,
+    setup: Callable[[], Callable[[], None]] | None = None,
+) -> dict[str, float]:
+    """S1 through the facade: register N no-op tasks, execute them, await every result.
+
+    The calls are pipelined with one `asyncio.gather` per phase (``paced``: 100 caller
+    coroutines, each registering and executing one task at a time). Returns
+    ``{"us": µs/task}`` and, with ``heartbeat``, ``{"stall_ms": longest gap}``.
+    ``setup`` runs just before the system starts and returns its own undo.
+    """
+    options = dict(register or {})
+
+    async def run() -> dict[str, float]:
+        async with ActorSystem(dict(config or {})) as system:
+            tm = system.task_manager
+            beat = Heartbeat() if heartbeat else None
+            if beat is not None:
+                await beat.start()
+            started = time.perf_counter()
+            if paced:
+                results = await _paced(tm, n, options)
+            else:
+                results = await _gather_all(tm, n, options)
+            elapsed = time.perf_counter() - started
+            stall = await beat.stop() if beat is not None else None
+        expect(results, n, "actorflow fan-out")
+        out = {"us": per_task_us(elapsed, n)}
+        if stall is not None:
+            out["stall_ms"] = stall
+        return out
+
+    undo = setup() if setup is not None else None
+    try:
+        return asyncio.run(run())
+    finally:
+        if undo is not None:
+            undo()
+
+
+def asyncio_fanout(n: int, *, heartbeat: bool = False, paced: bool = False) -> dict[str, float]:
+    """The same coroutines, awaited with a raw `asyncio.gather` (no actors at all)."""
+
+    async def run() -> dict[str, float]:
+        beat = Heartbeat() if heartbeat else None
+        if beat is not None:
+            await beat.start()
+        started = time.perf_counter()
+        if paced:
+            results: list[Any] = [None] * n
+            numbers = iter(range(n))
+
+            async def worker() -> None:
+                for i in numbers:
+                    results[i] = await noop(i)
+                    await asyncio.sleep(0)  # a round trip's worth of yielding
+
+            await asyncio.gather(*(worker() for _ in range(100)))
+        else:
+            results = await asyncio.gather(*(noop(i) for i in range(n)))
+        elapsed = time.perf_counter() - started
+        stall = await beat.stop() if beat is not None else None
+        expect(results, n, "asyncio.gather")
+        out = {"us": per_task_us(elapsed, n)}
+        if stall is not None:
+            out["stall_ms"] = stall
+        return out
+
+    return asyncio.run(run())
+
+
+def pykka_fanout(n: int) -> float:
+    """Raw pykka: N proxy calls to one ThreadingActor, each collected through its future."""
+    ref = NoopActor.start()
+    try:
+        proxy = ref.proxy()
+        started = time.perf_counter()
+        futures = [proxy.noop(i) for i in range(n)]
+        results = [future.get() for future in futures]
+        elapsed = time.perf_counter() - started
+    finally:
+        ref.stop()
+    expect(results, n, "pykka fan-out")
+    return per_task_us(elapsed, n)

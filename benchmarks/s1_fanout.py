@@ -1,0 +1,50 @@
+"""S1 fan-out: N no-op ``async def`` tasks through the facade, pipelined.
+
+actorflow: register N tasks (one `asyncio.gather`), then ``execute_task(wait=True)``
+for all of them (another gather), every result checked. Baseline: raw pykka, N proxy
+calls to one ThreadingActor collected through their futures. Also measured, for
+context: a raw `asyncio.gather` of the same coroutines (no actors at all).
+"""
+
+from __future__ import annotations
+
+from benchmarks._core import US_PER_TASK, Figure, Goal, Result, Settings, alternate, column
+from benchmarks._workloads import actorflow_fanout, asyncio_fanout, pykka_fanout
+
+NAME = "s1_fanout"
+TITLE = "fan-out of no-op async tasks"
+SIDES = 3
+
+
+def steps(settings: Settings) -> int:
+    return settings.repeats * SIDES
+
+
+def run(settings: Settings) -> list[Result]:
+    n = settings.size(20_000, 5_000)
+    samples = alternate(
+        settings,
+        NAME,
+        {
+            "actorflow": lambda: actorflow_fanout(n),
+            "pykka": lambda: pykka_fanout(n),
+            "asyncio": lambda: asyncio_fanout(n),
+        },
+    )
+    facade = Figure("facade fan-out", US_PER_TASK, column(samples["actorflow"], "us"))
+    return [
+        Result(
+            NAME,
+            f"N={n:,} register+execute+await vs pykka proxy fan-out",
+            facade,
+            Figure("pykka proxy fan-out", "µs/call", column(samples["pykka"])),
+            Goal("≤ 3x pykka", "ratio", 3.0),
+        ),
+        Result(
+            NAME,
+            f"N={n:,} same, vs raw asyncio.gather (context)",
+            facade,
+            Figure("asyncio.gather", US_PER_TASK, column(samples["asyncio"], "us")),
+            note="no goal: the floor of running the coroutines at all",
+        ),
+    ]

@@ -1,0 +1,107 @@
+"""The benchmark suite runs end to end (``--quick``), so it never rots.
+
+No timing is asserted here: the figures are measurements, read by people from the
+table and the JSON. What is asserted is that every scenario ran, produced numbers and
+ratios computed from what it measured, and that the table names every scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.__main__ import BY_NAME
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = list(BY_NAME)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.fixture(scope="module")
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--repeats", "1", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    document = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+    return done, document
+
+
+@pytest.mark.timeout(150)
+def test_quick_run_exits_zero(quick_run: tuple[subprocess.CompletedProcess[str], Any]) -> None:
+    done, _ = quick_run
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+@pytest.mark.timeout(150)
+def test_json_has_every_scenario_with_numbers(quick_run: tuple[Any, dict[str, Any]]) -> None:
+    _, document = quick_run
+    assert document["quick"] is True
+    assert document["repeats"] == 1
+    machine = document["machine"]
+    for key in ("python", "pykka", "platform", "cpu_count", "machine_name", "date"):
+        assert machine[key], key
+    assert sorted(document["scenarios"]) == sorted(SCENARIOS)
+    for name, scenario in document["scenarios"].items():
+        assert "error" not in scenario, (name, scenario.get("error"))
+        rows = scenario["results"]
+        assert rows, name
+        measured = [row for row in rows if row["status"] == "measured"]
+        if name == "peers":
+            # Ray and Dask are optional: a peer either ran or says it is not installed.
+            assert all(row["status"] in ("measured", "not installed") for row in rows)
+        else:
+            assert measured == rows, name
+            assert any(row["ratio"] is not None for row in rows), name
+        for row in measured:
+            figure = row["actorflow"]
+            assert figure["unit"], (name, row["measure"])
+            assert len(figure["samples"]) == 1
+            assert all(_number(v) for v in figure["samples"]), (name, row["measure"])
+            assert _number(figure["median"])
+            if row["baseline"] is not None:
+                assert all(_number(v) for v in row["baseline"]["samples"])
+                ratio = row["ratio"]
+                assert _number(ratio["median"]), (name, row["measure"])
+                # The ratio is computed from the two figures, never typed in.
+                expected = figure["samples"][0] / row["baseline"]["samples"][0]
+                assert ratio["samples"] == [pytest.approx(expected)]
+            if row["goal"] is not None:
+                assert row["met"] in (True, False), (name, row["measure"])
+
+
+@pytest.mark.timeout(150)
+def test_nothing_was_lost_when_the_task_manager_was_killed(
+    quick_run: tuple[Any, dict[str, Any]],
+) -> None:
+    _, document = quick_run
+    rows = document["scenarios"]["s5_restart"]["results"]
+    lost = [row for row in rows if "tasks lost" in row["measure"]]
+    assert [row["actorflow"]["samples"] for row in lost] == [[0.0]]
+
+
+@pytest.mark.timeout(150)
+def test_table_names_every_scenario(
+    quick_run: tuple[subprocess.CompletedProcess[str], Any],
+) -> None:
+    done, _ = quick_run
+    for name in SCENARIOS:
+        assert name in done.stdout, name
+    for header in ("scenario", "actorflow", "baseline", "ratio", "goal", "met"):
+        assert header in done.stdout

@@ -165,9 +165,7 @@ class ActorSystem:
         if probe is not None and not callable(probe):
             msg = f"probe must be a callable returning a ResourceSample, got {probe!r}"
             raise ConfigError(msg)
-        self._probe: Callable[[], ResourceSample] = (
-            psutil_probe if probe is None else probe
-        )
+        self._probe: Callable[[], ResourceSample] = psutil_probe if probe is None else probe
         self.circuit_breakers = BreakerRegistry(clock=self.clock, listener=self._breaker_changed)
         """Breakers that tasks name in ``register_task(circuit_breaker=...)``."""
         self.task_manager: UnifiedTaskManager = UnifiedTaskManager(self)

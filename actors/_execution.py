@@ -9,6 +9,7 @@ the next incarnation if the manager crashed meanwhile.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -20,15 +21,25 @@ from actors._errors import TaskCancelledError
 from actors._messages import AttemptDone
 
 if TYPE_CHECKING:
-    from actors._bridge import LoopBridge
+    from actors._bridge import LoopBridge, ReplyTo
 
-__all__ = ["Execution", "run_function", "start_coroutine"]
+__all__ = ["Execution", "complete", "run_function", "start_coroutine"]
 
 
 class Execution:
     """One attempt of one task. `cancel` is safe from any thread and idempotent."""
 
-    __slots__ = ("atask", "attempt", "bridge", "cancel_requested", "remote", "task_id", "token")
+    __slots__ = (
+        "_decided",
+        "atask",
+        "attempt",
+        "bridge",
+        "cancel_requested",
+        "remote",
+        "task_id",
+        "token",
+        "waiters",
+    )
 
     def __init__(self, task_id: str, attempt: int, bridge: LoopBridge | None) -> None:
         self.task_id = task_id
@@ -40,6 +51,19 @@ class Execution:
         self.remote: Future[Any] | None = None
         """The process pool's future of this attempt (a worker process cannot see the
         token: a call still queued is cancelled, a running one is abandoned)."""
+        self.waiters: list[ReplyTo] | None = None
+        """Callers the manager lets this attempt answer itself if it succeeds, saving
+        the round trip through the manager (which still hears the outcome first)."""
+        self._decided = threading.Lock()
+
+    def claim(self) -> bool:
+        """Decide the attempt's outcome: True for the first caller only.
+
+        The runner claims when the attempt ends; the manager claims before it times out
+        or cancels the attempt. Whoever loses leaves the outcome to the winner, so a
+        result and a timeout can never both be reported.
+        """
+        return self._decided.acquire(blocking=False)
 
     def cancel(self) -> None:
         self.token.cancel()
@@ -60,6 +84,23 @@ def _report(report: Callable[[AttemptDone], None], done: AttemptDone) -> None:
         report(done)
     except Exception as exc:
         logger.bind(task_id=done.task_id).debug("outcome of task not delivered: {!r}", exc)
+
+
+def complete(
+    execution: Execution,
+    report: Callable[[AttemptDone], None],
+    value: Any,
+    error: BaseException | None,
+) -> None:
+    """The attempt ended: unless a timeout or a cancel decided it first, tell the
+    manager, then (on success) answer the callers it delegated to this attempt."""
+    if not execution.claim():
+        return
+    _report(report, AttemptDone(execution.task_id, execution.attempt, value, error))
+    waiters = execution.waiters
+    if error is None and waiters:
+        for reply in waiters:
+            reply.set_result(value)
 
 
 def start_coroutine(
@@ -94,15 +135,15 @@ async def _run_coroutine(
         if not execution.cancel_requested:
             # Cancelled by someone other than actorflow (the loop is shutting down).
             error = TaskCancelledError(f"task {task_id!r} was cancelled outside actorflow")
-            _report(report, AttemptDone(task_id, execution.attempt, None, error))
+            complete(execution, report, None, error)
         raise
     except (KeyboardInterrupt, SystemExit) as exc:
-        _report(report, AttemptDone(task_id, execution.attempt, None, exc))
+        complete(execution, report, None, exc)
         raise
     except BaseException as exc:
-        _report(report, AttemptDone(task_id, execution.attempt, None, exc))
+        complete(execution, report, None, exc)
     else:
-        _report(report, AttemptDone(task_id, execution.attempt, value, None))
+        complete(execution, report, value, None)
 
 
 def run_function(
@@ -121,8 +162,8 @@ def run_function(
         with logger.contextualize(task_id=task_id):
             value = func(*args, **kwargs)
     except BaseException as exc:
-        _report(report, AttemptDone(task_id, execution.attempt, None, exc))
+        complete(execution, report, None, exc)
     else:
-        _report(report, AttemptDone(task_id, execution.attempt, value, None))
+        complete(execution, report, value, None)
     finally:
         _current.reset(reset)

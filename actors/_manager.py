@@ -14,13 +14,18 @@ import heapq
 from typing import Any
 
 from actors._breaker import CircuitBreaker
-from actors._errors import ActorSystemError, CircuitOpenError, TaskTimeoutError
+from actors._errors import (
+    ActorSystemError,
+    CircuitOpenError,
+    TaskCancelledError,
+    TaskTimeoutError,
+)
 from actors._execution import Execution, start_coroutine
 from actors._manager_base import BaseManager
 from actors._messages import AttemptDone, AttemptTimedOut, RetryDue, RunFunction
 from actors._monitor import SetLimit
 from actors._store import TaskRecord
-from actors._types import TaskStatus
+from actors._types import TERMINAL, TaskStatus
 from supervisors._decisions import backoff_delay
 
 __all__ = ["TaskManagerActor"]
@@ -74,13 +79,22 @@ class TaskManagerActor(BaseManager):
     def _attempt_done(self, done: AttemptDone) -> None:
         record = self.tasks.get(done.task_id)
         if record is None or record.status is not RUNNING or record.attempts != done.attempt:
-            return  # a late outcome: timed out, cancelled, or cleaned up meanwhile
+            return  # cleaned up meanwhile (timeouts and cancels claim the attempt first)
+        cancels, record.cancels = record.cancels, None
+        answered = record.delegated
         self._leave_running(record, done.error)
         if done.error is None:
             record.result = done.value
-            self._finish(record, COMPLETED)
+            self._finish(record, COMPLETED, answered=answered)
         else:
             self._attempt_failed(record, done.error)
+        if cancels:  # cancel calls that arrived while this outcome was on its way
+            stopped = record.status not in TERMINAL
+            if stopped:
+                error = TaskCancelledError(f"task {record.task_id!r} was cancelled")
+                self._cancel(record, error, propagate=True)
+            for reply in cancels:
+                reply.set_result(stopped)
         self._pump()
 
     def _attempt_timed_out(self, message: AttemptTimedOut) -> None:
@@ -90,6 +104,8 @@ class TaskManagerActor(BaseManager):
         record.timer = None
         execution = record.execution
         if execution is not None:
+            if not execution.claim():
+                return  # it ended just now: its outcome is on its way and wins
             execution.cancel()
         self._leave_running(record)
         self.state.timeouts += 1
@@ -137,9 +153,13 @@ class TaskManagerActor(BaseManager):
             me = self.me
             timed_out = AttemptTimedOut(task_id, attempt)
             record.timer = self.clock.call_later(record.timeout, lambda: _tell(me, timed_out))
+        waiters = record.waiters
+        record.delegated = len(waiters) if waiters else 0
         if record.is_coroutine:
             bridge = record.bridge
             execution = record.execution = Execution(task_id, attempt, bridge)
+            if waiters:
+                execution.waiters = waiters.copy()
             assert bridge is not None
             posted = bridge.post(
                 start_coroutine, execution, record.func, record.args, record.kwargs, self.report
@@ -156,6 +176,8 @@ class TaskManagerActor(BaseManager):
                 )
             return
         execution = record.execution = Execution(task_id, attempt, None)
+        if waiters:
+            execution.waiters = waiters.copy()
         assert record.args is not None
         assert record.kwargs is not None
         try:
@@ -219,6 +241,12 @@ class TaskManagerActor(BaseManager):
             record.timer = self.clock.call_later(delay, lambda: _tell(me, due))
             return
         self._finish(record, FAILED)
+
+    def _can_stop(self, record: TaskRecord) -> bool:
+        execution = record.execution
+        if record.status is RUNNING and execution is not None:
+            return execution.claim()  # False: the attempt ended and decided first
+        return True
 
     def _stop_execution(self, record: TaskRecord) -> None:
         if record.status is RUNNING:

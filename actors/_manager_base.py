@@ -246,8 +246,11 @@ class BaseManager(SupervisedActor):
             if current.status is PENDING:
                 self._activate(current)
 
-    def _finish(self, record: TaskRecord, status: TaskStatus, *, propagate: bool = True) -> None:
-        """``record`` reached a terminal status: answer waiters, then move dependents."""
+    def _finish(
+        self, record: TaskRecord, status: TaskStatus, *, propagate: bool = True, answered: int = 0
+    ) -> None:
+        """``record`` reached a terminal status: answer waiters (but the first
+        ``answered``, whom the attempt answered itself), then move dependents."""
         record.finished_at = self.clock.monotonic()
         if status is COMPLETED:
             record.error = None  # a retried task that completed did not end with an error
@@ -255,7 +258,7 @@ class BaseManager(SupervisedActor):
         waiters = record.waiters
         record.release()
         if waiters:
-            for reply in waiters:
+            for reply in waiters[answered:] if answered else waiters:
                 deliver(reply, record)
         if not propagate:
             return
@@ -320,12 +323,13 @@ class BaseManager(SupervisedActor):
     def op_execute(self, reply: ReplyTo, task_id: str, wait: bool) -> Any:
         record = self._get(task_id)
         accepted = record.status is PENDING
+        if wait:
+            # The waiter first: an attempt started right below can answer it itself.
+            self.op_wait(reply, task_id)
         if accepted:
             self._execute(record)
             self._after_change()
-        if not wait:
-            return accepted
-        return self.op_wait(reply, task_id)
+        return DEFERRED if wait else accepted
 
     def op_wait(self, reply: ReplyTo, task_id: str) -> Any:
         record = self._get(task_id)
@@ -338,10 +342,18 @@ class BaseManager(SupervisedActor):
             record.waiters.append(reply)
         return DEFERRED
 
-    def op_cancel(self, reply: ReplyTo, task_id: str) -> bool:
+    def _can_stop(self, record: TaskRecord) -> bool:
+        """Whether ``record`` can be cancelled now (the new manager says no while an
+        attempt that already ended is reporting its outcome)."""
+        return True
+
+    def op_cancel(self, reply: ReplyTo, task_id: str) -> Any:
         record = self._get(task_id)
         if record.status in TERMINAL:
             return False
+        if not self._can_stop(record):
+            record.cancels = [*(record.cancels or ()), reply]
+            return DEFERRED  # answered once the attempt's outcome arrives
         self._cancel(record, TaskCancelledError(f"task {task_id!r} was cancelled"), propagate=True)
         self._after_change()
         return True
@@ -400,7 +412,7 @@ class BaseManager(SupervisedActor):
         """Cancel every unfinished task: the system is going down."""
         live = [r for r in self.tasks.values() if r.status not in TERMINAL]
         for record in live:
-            if record.status not in TERMINAL:
+            if record.status not in TERMINAL and self._can_stop(record):
                 error = TaskCancelledError(
                     f"task {record.task_id!r} was cancelled: the actor system shut down"
                 )

@@ -29,8 +29,8 @@ from actors._backends import (
     new_process_pool,
 )
 from actors._errors import ActorSystemError
-from actors._execution import _report, run_function
-from actors._messages import AttemptDone, Call, RunFunction
+from actors._execution import complete, run_function
+from actors._messages import Call, RunFunction
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
@@ -164,11 +164,10 @@ class ThreadPoolActor(SupervisedActor):
         if execution.token.cancelled:
             return
         task_id = execution.task_id
-        attempt = execution.attempt
         report = message.report
 
         def finish(value: Any, error: BaseException | None) -> None:
-            _report(report, AttemptDone(task_id, attempt, value, error))
+            complete(execution, report, value, error)
 
         call = RemoteCall(
             message.executor or self.default,

@@ -33,7 +33,9 @@ class TaskRecord:
         "attempts",
         "breaker",
         "bridge",
+        "cancels",
         "created_at",
+        "delegated",
         "description",
         "error",
         "execution",
@@ -90,6 +92,8 @@ class TaskRecord:
         self.seq = seq
         self.breaker: CircuitBreaker | None = spec.circuit_breaker
         self.permit: Permit | None = None
+        self.delegated = 0  # waiters the running attempt answers itself on success
+        self.cancels: list[ReplyTo] | None = None  # cancel calls waiting for an outcome
 
     def release(self) -> None:
         """The task ended: drop what only a live task needs."""
@@ -101,6 +105,7 @@ class TaskRecord:
         self.waiters = None
         self.breaker = None
         self.permit = None
+        self.cancels = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

@@ -1,0 +1,76 @@
+"""An attempt's outcome is decided once: by the attempt when it ends, or by the manager
+when it times the attempt out or cancels it — never both."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from actors._execution import Execution, complete
+from actors._messages import AttemptDone
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+        self.errors: list[BaseException] = []
+
+    def set_result(self, value: Any) -> None:
+        self.results.append(value)
+
+    def set_exception(self, error: BaseException) -> None:
+        self.errors.append(error)
+
+
+def test_the_first_claim_wins_and_only_it() -> None:
+    execution = Execution("t", 1, None)
+    wins = []
+    barrier = threading.Barrier(8)
+
+    def contend() -> None:
+        barrier.wait()
+        wins.append(execution.claim())
+
+    threads = [threading.Thread(target=contend) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert sorted(wins) == [False] * 7 + [True]
+
+
+def test_a_successful_attempt_reports_then_answers_its_delegated_waiters() -> None:
+    order: list[str] = []
+    waiter = Recorder()
+    execution = Execution("t", 2, None)
+    execution.waiters = [waiter]
+
+    def report(done: AttemptDone) -> None:
+        order.append("report")
+        assert waiter.results == []  # the manager hears first
+
+    complete(execution, report, 42, None)
+    assert order == ["report"]
+    assert waiter.results == [42]
+
+
+def test_a_failed_attempt_leaves_the_waiters_to_the_manager() -> None:
+    waiter = Recorder()
+    execution = Execution("t", 1, None)
+    execution.waiters = [waiter]
+    reports: list[AttemptDone] = []
+    error = ValueError("boom")
+    complete(execution, reports.append, None, error)
+    assert reports == [AttemptDone("t", 1, None, error)]
+    assert (waiter.results, waiter.errors) == ([], [])
+
+
+def test_an_attempt_the_manager_decided_first_reports_nothing() -> None:
+    waiter = Recorder()
+    execution = Execution("t", 1, None)
+    execution.waiters = [waiter]
+    assert execution.claim()  # the manager timed it out
+    reports: list[AttemptDone] = []
+    complete(execution, reports.append, "late", None)
+    assert reports == []
+    assert waiter.results == []

@@ -1,0 +1,195 @@
+"""Escalation through the public API: a child that cannot start again fails the system.
+
+The task manager starts once, then every later start raises. After a `Kill`, its
+restarts exhaust the restart intensity (2 restarts within 1 s of fake time); the root
+supervisor escalates and the system fails every call still waiting and every later call
+with an `ActorSystemError` naming the child and the reason. Time is a `FakeClock`: the
+test moves it from one backoff timer to the next, and the whole escalation takes less
+than one second of it. Nothing here waits without a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from typing import Any
+
+import pytest
+
+from actors import ActorSystem, ActorSystemError, TaskStatus
+from actors._manager import TaskManagerActor
+from supervisors import EventKind, Kill, SupervisorEvent
+from supervisors.testing import FakeClock
+
+WAIT = 5.0
+"""Upper bound, in real seconds, on waiting for anything here."""
+
+MAX_RESTARTS = 2
+WITHIN = 1.0
+
+START_ERROR = RuntimeError("task_manager cannot start: its database is gone")
+
+FAILURE = (
+    "the actor system failed: child 'task_manager' exhausted its restarts "
+    f"(3 in {WITHIN}s, max {MAX_RESTARTS}); last reason: {START_ERROR!r}"
+)
+
+
+class Events:
+    """Records what the root supervisor reports; tests wait on it (bounded)."""
+
+    def __init__(self) -> None:
+        self.seen: list[SupervisorEvent] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: SupervisorEvent) -> None:
+        with self._cond:
+            self.seen.append(event)
+            self._cond.notify_all()
+
+    def kinds(self, child_id: str) -> list[EventKind]:
+        with self._cond:
+            return [e.kind for e in self.seen if e.child_id == child_id]
+
+    def stopped(self) -> list[str | None]:
+        with self._cond:
+            return [e.child_id for e in self.seen if e.kind is EventKind.STOPPED]
+
+    def wait_for(self, kind: EventKind, count: int) -> None:
+        def enough() -> bool:
+            return sum(1 for e in self.seen if e.kind is kind) >= count
+
+        with self._cond:
+            if not self._cond.wait_for(enough, WAIT):
+                msg = f"no {count} {kind.value} events within {WAIT}s: {self.seen}"
+                raise TimeoutError(msg)
+
+
+async def advance_to_next_timer(clock: FakeClock) -> float:
+    """Wait (in real time, bounded) until a timer is armed, then move time to it."""
+    await asyncio.to_thread(clock.wait_for_timers, 1, WAIT)
+    deadline = clock.next_deadline()
+    assert deadline is not None
+    step = max(0.0, deadline - clock.monotonic())
+    clock.advance(step)
+    return step
+
+
+async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    starts = 0
+    original_on_start = TaskManagerActor.on_start
+
+    def on_start(self: TaskManagerActor) -> None:
+        nonlocal starts
+        starts += 1
+        if starts > 1:
+            raise START_ERROR
+        original_on_start(self)
+
+    monkeypatch.setattr(TaskManagerActor, "on_start", on_start)
+    events = Events()
+    original_listener = ActorSystem._supervisor_event
+
+    def listener(self: ActorSystem, event: SupervisorEvent) -> None:
+        events(event)
+        original_listener(self, event)
+
+    monkeypatch.setattr(ActorSystem, "_supervisor_event", listener)
+
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def hangs() -> str:
+        started.set()
+        await release.wait()
+        return "late"
+
+    async def quick() -> int:
+        return 1
+
+    clock = FakeClock()
+    config = {
+        "RESTART_MAX_RESTARTS": MAX_RESTARTS,
+        "RESTART_WITHIN_SECONDS": WITHIN,
+        "RESTART_BACKOFF_INITIAL": 0.01,
+        "RESTART_BACKOFF_MAX": 0.1,
+    }
+    system = ActorSystem(config, clock=clock)
+    async with system:
+        tm = system.task_manager
+        running = await tm.register_task("running", hangs)
+        pending = await tm.register_task("pending", quick, dependencies=[running])
+        assert await tm.execute_task(running) is True
+        await asyncio.wait_for(started.wait(), WAIT)
+        waiting = asyncio.ensure_future(tm.wait_for_task(running))
+        executing = asyncio.ensure_future(tm.execute_task(pending, wait=True))
+        # Both calls have reached the task manager before it is killed.
+        assert await tm.get_task_status(running) is TaskStatus.RUNNING
+        assert await tm.get_task_status(pending) is TaskStatus.WAITING
+
+        system.supervisor.child("task_manager").tell(Kill())
+        # Calls made while the child is down are buffered for its next incarnation.
+        buffered = asyncio.ensure_future(tm.get_task(pending))
+
+        steps: list[float] = []
+        for restart in range(1, MAX_RESTARTS + 1):
+            await asyncio.to_thread(events.wait_for, EventKind.RESTART_SCHEDULED, restart)
+            steps.append(await advance_to_next_timer(clock))
+        await asyncio.to_thread(events.wait_for, EventKind.ESCALATED, 1)
+        fake_elapsed = sum(steps)
+        assert fake_elapsed < 1.0
+        assert starts == 1 + MAX_RESTARTS
+        assert events.kinds("task_manager") == [
+            EventKind.STARTED,
+            EventKind.CRASHED,
+            EventKind.RESTART_SCHEDULED,
+            EventKind.START_FAILED,
+            EventKind.RESTART_SCHEDULED,
+            EventKind.START_FAILED,
+            EventKind.INTENSITY_EXCEEDED,
+            EventKind.ESCALATED,
+        ]
+        # The other children were stopped in reverse start order.
+        assert events.stopped() == ["facade", "legacy_task_manager", "thread_pool", "task_monitor"]
+
+        # Every call that was waiting fails with the system's failure, without a hang.
+        for pending_call in (waiting, executing, buffered):
+            with pytest.raises(ActorSystemError, match=f"^{re.escape(FAILURE)}$"):
+                await asyncio.wait_for(pending_call, WAIT)
+        assert system.running is False
+        root = system.supervisor.actor_ref
+        assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
+        with pytest.raises(ActorSystemError, match=r"^the root supervisor is stopped$"):
+            await system.supervisor.which_children()
+
+        # Every later call fails the same way, at once.
+        later_calls: list[Any] = [
+            tm.register_task("later", quick),
+            tm.execute_task(pending),
+            tm.wait_for_task(running),
+            tm.get_task(running),
+            tm.get_all_tasks(),
+            tm.cancel_task(running),
+            tm.cleanup_completed_tasks(0.0),
+            tm.get_metrics(),
+            tm.use_new_task_system(False),
+            tm.thread_pool.submit(int, "1"),
+        ]
+        for later in later_calls:
+            with pytest.raises(ActorSystemError, match=f"^{re.escape(FAILURE)}$") as caught:
+                await asyncio.wait_for(later, WAIT)
+            assert caught.value is system._failure
+        release.set()
+
+    # Shutdown after the failure is clean (the leak fixture checks threads and actors)
+    # and idempotent; the coroutine released above has finished on this loop.
+    await system.shutdown()
+    with capsys.disabled():
+        print(
+            f"\nescalation: 1 kill, {starts - 1} failed restarts, "
+            f"{fake_elapsed:.3f}s of fake time ({', '.join(f'{s:.3f}' for s in steps)}), "
+            f"3 pending + {len(later_calls)} later calls failed with ActorSystemError"
+        )

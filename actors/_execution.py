@@ -22,6 +22,7 @@ from actors._messages import AttemptDone
 
 if TYPE_CHECKING:
     from actors._bridge import LoopBridge, ReplyTo
+    from supervisors import Clock
 
 __all__ = ["Execution", "complete", "run_function", "start_coroutine"]
 
@@ -35,6 +36,7 @@ class Execution:
         "attempt",
         "bridge",
         "cancel_requested",
+        "clock",
         "remote",
         "task_id",
         "token",
@@ -55,6 +57,8 @@ class Execution:
         """Callers the manager lets this attempt answer itself if it succeeds, saving
         the round trip through the manager (which still hears the outcome first)."""
         self._decided = threading.Lock()
+        self.clock: Clock | None = None
+        """The system clock, to stamp when the attempt ended (set by the manager)."""
 
     def claim(self) -> bool:
         """Decide the attempt's outcome: True for the first caller only.
@@ -96,7 +100,9 @@ def complete(
     manager, then (on success) answer the callers it delegated to this attempt."""
     if not execution.claim():
         return
-    _report(report, AttemptDone(execution.task_id, execution.attempt, value, error))
+    clock = execution.clock
+    at = None if clock is None else clock.monotonic()
+    _report(report, AttemptDone(execution.task_id, execution.attempt, value, error, at))
     waiters = execution.waiters
     if error is None and waiters:
         for reply in waiters:

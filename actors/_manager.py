@@ -85,7 +85,7 @@ class TaskManagerActor(BaseManager):
         self._leave_running(record, done.error)
         if done.error is None:
             record.result = done.value
-            self._finish(record, COMPLETED, answered=answered)
+            self._finish(record, COMPLETED, answered=answered, at=done.at)
         else:
             self._attempt_failed(record, done.error)
         if cancels:  # cancel calls that arrived while this outcome was on its way
@@ -158,6 +158,7 @@ class TaskManagerActor(BaseManager):
         if record.is_coroutine:
             bridge = record.bridge
             execution = record.execution = Execution(task_id, attempt, bridge)
+            execution.clock = self.clock
             if waiters:
                 execution.waiters = waiters.copy()
             assert bridge is not None
@@ -176,6 +177,7 @@ class TaskManagerActor(BaseManager):
                 )
             return
         execution = record.execution = Execution(task_id, attempt, None)
+        execution.clock = self.clock
         if waiters:
             execution.waiters = waiters.copy()
         assert record.args is not None

@@ -150,17 +150,22 @@ class BaseManager(SupervisedActor):
             raise TaskNotFoundError(msg)
         return record
 
-    def _emit(self, record: TaskRecord, old: TaskStatus | None, new: TaskStatus | None) -> None:
+    def _emit(
+        self,
+        record: TaskRecord,
+        old: TaskStatus | None,
+        new: TaskStatus | None,
+        at: float | None = None,
+    ) -> None:
         error = record.error
         detail = None if error is None or new not in _WITH_ERROR else type(error).__name__
-        self.state.events.append(
-            (record.task_id, record.task_type, old, new, self.clock.monotonic(), detail)
-        )
+        when = self.clock.monotonic() if at is None else at
+        self.state.events.append((record.task_id, record.task_type, old, new, when, detail))
 
-    def _set_status(self, record: TaskRecord, status: TaskStatus) -> None:
+    def _set_status(self, record: TaskRecord, status: TaskStatus, at: float | None = None) -> None:
         old = record.status
         record.status = status
-        self._emit(record, old, status)
+        self._emit(record, old, status, at)
         if _logging._enabled and status in _LOGGED:
             self._log_transition(record, status)
 
@@ -247,14 +252,21 @@ class BaseManager(SupervisedActor):
                 self._activate(current)
 
     def _finish(
-        self, record: TaskRecord, status: TaskStatus, *, propagate: bool = True, answered: int = 0
+        self,
+        record: TaskRecord,
+        status: TaskStatus,
+        *,
+        propagate: bool = True,
+        answered: int = 0,
+        at: float | None = None,
     ) -> None:
-        """``record`` reached a terminal status: answer waiters (but the first
-        ``answered``, whom the attempt answered itself), then move dependents."""
-        record.finished_at = self.clock.monotonic()
+        """``record`` reached a terminal status at ``at`` (default: now): answer waiters
+        (but the first ``answered``, whom the attempt answered itself), then move
+        dependents."""
+        record.finished_at = self.clock.monotonic() if at is None else at
         if status is COMPLETED:
             record.error = None  # a retried task that completed did not end with an error
-        self._set_status(record, status)
+        self._set_status(record, status, record.finished_at)
         waiters = record.waiters
         record.release()
         if waiters:

@@ -35,12 +35,17 @@ class Call(NamedTuple):
 
 
 class AttemptDone(NamedTuple):
-    """An attempt ended (legacy: the whole run ended). ``error`` is None on success."""
+    """An attempt ended (legacy: the whole run ended). ``error`` is None on success.
+
+    ``at`` is the clock time the attempt ended, read where it ended (None: unknown, the
+    manager uses the time it hears of it).
+    """
 
     task_id: str
     attempt: int
     value: Any
     error: BaseException | None
+    at: float | None = None
 
 
 class AttemptStarted(NamedTuple):

@@ -74,3 +74,24 @@ def test_an_attempt_the_manager_decided_first_reports_nothing() -> None:
     complete(execution, reports.append, "late", None)
     assert reports == []
     assert waiter.results == []
+
+
+async def test_an_attempt_answering_its_waiter_stamps_its_own_end_time() -> None:
+    """The caller may get the result before the manager hears of it; the recorded end
+    time is still when the attempt ended, not when the manager processed it."""
+    from actors import ActorSystem
+    from supervisors.testing import FakeClock
+
+    async def noop(x: int) -> int:
+        return x
+
+    clock = FakeClock()
+    async with ActorSystem(clock=clock) as system:
+        tm = system.task_manager
+        for i in range(20):
+            task_id = await tm.register_task(f"t{i}", noop, (i,))
+            assert await tm.execute_task(task_id, wait=True) == i
+            started = clock.monotonic()
+            clock.advance(50)
+            info = await tm.get_task(task_id)
+            assert (info.started_at, info.finished_at) == (started, started)

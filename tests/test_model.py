@@ -613,6 +613,16 @@ class TaskSystemMachine(RuleBasedStateMachine):
     @rule(task_id=ids)
     def cancel(self, task_id: str) -> None:
         self.count("cancel")
+        self.cancel_task(task_id)
+
+    @precondition(lambda self: bool(self.gates))
+    @rule(data=st.data())
+    def cancel_a_hanging_task(self, data: st.DataObject) -> None:
+        """Cancel a task while its attempt runs (`cancel` rarely draws one)."""
+        self.count("cancel_a_hanging_task")
+        self.cancel_task(data.draw(st.sampled_from(sorted(self.gates)), label="task_id"))
+
+    def cancel_task(self, task_id: str) -> None:
         task = self.model.tasks.get(task_id)
         was_hanging = task is not None and task.status is RUNNING
         expected, error = self.model_raises(lambda: self.model.cancel(task_id))
@@ -627,7 +637,7 @@ class TaskSystemMachine(RuleBasedStateMachine):
 
     async def cancelled(self, gate: Gate) -> None:
         """A cancelled hanging attempt: a coroutine is cancelled; a plain function's
-        token is set (then the test lets the thread go)."""
+        token is set (which lets its thread go)."""
         if gate.token is not None:
             assert await asyncio.to_thread(gate.token.wait, WAIT), "token not set"
             STATS["threads_cancelled"] += 1
@@ -777,7 +787,7 @@ def test_the_task_system_agrees_with_its_model(capsys: pytest.CaptureFixture[str
     run_state_machine_as_test(
         TaskSystemMachine,
         settings=settings(
-            max_examples=100,
+            max_examples=300,
             stateful_step_count=25,
             deadline=None,
             report_multiple_bugs=False,

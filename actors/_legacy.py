@@ -18,9 +18,15 @@ from typing import Any
 from loguru import logger
 from tenacity.wait import wait_base
 
+from actors._breaker import CircuitBreaker
 from actors._bridge import bridge_for, clock_sleep
 from actors._context import CancellationToken, _current
-from actors._errors import ActorSystemError, TaskCancelledError, TaskTimeoutError
+from actors._errors import (
+    ActorSystemError,
+    CircuitOpenError,
+    TaskCancelledError,
+    TaskTimeoutError,
+)
 from actors._execution import Execution
 from actors._manager_base import BaseManager
 from actors._messages import AttemptDone, AttemptStarted
@@ -93,6 +99,7 @@ class LegacyTaskManagerActor(BaseManager):
             record.timeout,
             self.clock,
             self.report,
+            record.breaker,
         )
         if not posted:
             record.error = ActorSystemError(
@@ -126,6 +133,7 @@ async def _run(
     timeout: float | None,
     clock: Clock,
     report: Callable[[Any], None],
+    breaker: CircuitBreaker | None = None,
 ) -> None:
     task_id = execution.task_id
     _current.set((task_id, execution.token))
@@ -137,7 +145,10 @@ async def _run(
             execution.token = CancellationToken()
             _current.set((task_id, execution.token))
         _send(report, AttemptStarted(task_id, attempt, None))
+        permit = None
         try:
+            if breaker is not None:
+                permit = breaker.acquire()  # CircuitOpenError: this attempt fails fast
             with logger.contextualize(task_id=task_id):
                 if is_coroutine:
                     work: Any = func(*args, **kwargs)
@@ -149,18 +160,28 @@ async def _run(
                     value = await work
                 else:
                     value = await _with_timeout(clock, timeout, work, execution, attempt)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
+            if permit is not None and breaker is not None:
+                breaker.release(permit, cancelled)  # neither a success nor a failure
             if not execution.cancel_requested:
                 error = TaskCancelledError(f"task {task_id!r} was cancelled outside actorflow")
                 _send(report, AttemptDone(task_id, attempt, None, error))
             raise
         except Exception as exc:
+            if permit is not None and breaker is not None:
+                breaker.release(permit, exc)
             _send(report, AttemptDone(task_id, attempt, None, exc))
             if attempt > max_retries:
                 return
             delay = retry_delay if retry_wait is None else backoff_delay(retry_wait, attempt)
+            refused = breaker is not None and isinstance(exc, CircuitOpenError)
+            retry_at = breaker.retry_at() if refused and breaker is not None else None
+            if retry_at is not None:
+                delay = max(0.0, retry_at - clock.monotonic())  # retry when it half-opens
             await clock_sleep(clock, delay)
         else:
+            if permit is not None and breaker is not None:
+                breaker.release(permit, None)
             _send(report, AttemptDone(task_id, attempt, value, None))
             return
 

@@ -218,7 +218,8 @@ async def test_leaving_the_loop_unsubscribes() -> None:
 # -- circuit breakers ----------------------------------------------------------------------
 
 
-async def test_tasks_share_a_breaker_by_name_and_retry_when_it_half_opens() -> None:
+@pytest.mark.parametrize("backend", ["new", "old"])
+async def test_tasks_share_a_breaker_by_name_and_retry_when_it_half_opens(backend: str) -> None:
     clock = FakeClock()
     healthy = False
     calls = 0
@@ -230,7 +231,7 @@ async def test_tasks_share_a_breaker_by_name_and_retry_when_it_half_opens() -> N
             raise ConnectionError("api down")
         return "answer"
 
-    async with ActorSystem(clock=clock) as system:
+    async with ActorSystem({"USE_NEW_TASK_SYSTEM": backend == "new"}, clock=clock) as system:
         tm = system.task_manager
         system.circuit_breakers.add(
             CircuitBreaker("llm-api", failure_threshold=2, recovery_timeout=30.0, clock=clock)

@@ -39,6 +39,7 @@ from benchmarks import (
     s7_responsiveness,
     s8_scaling,
     s9_overhead,
+    s10_backends,
 )
 from benchmarks._core import Result, Settings, check_no_actors
 from benchmarks._report import load_average, machine_info, print_table, to_json, write_json
@@ -53,6 +54,7 @@ SCENARIOS: tuple[ModuleType, ...] = (
     s7_responsiveness,
     s8_scaling,
     s9_overhead,
+    s10_backends,
     peers,
 )
 BY_NAME = {module.NAME: module for module in SCENARIOS}
@@ -66,7 +68,7 @@ def _scenario(value: str) -> str:
     if len(matches) == 1:
         return matches[0]
     raise argparse.ArgumentTypeError(
-        f"unknown scenario {value!r}; choose from {', '.join(BY_NAME)} (or s1 ... s9)"
+        f"unknown scenario {value!r}; choose from {', '.join(BY_NAME)} (or s1 ... s10)"
     )
 
 

@@ -92,18 +92,28 @@ class Figure:
 
 @dataclass(frozen=True, slots=True)
 class Goal:
-    """A target: the ratio (or actorflow's own figure) must be <= (or ==) ``limit``."""
+    """A target: the ratio (or actorflow's own figure) must be <= ``limit`` (or ==
+    with ``exact``, or >= with ``at_least``: a speedup)."""
 
     text: str
     on: Literal["ratio", "actorflow"]
     limit: float
     exact: bool = False
+    at_least: bool = False
 
     def met(self, value: float) -> bool:
-        return value == self.limit if self.exact else value <= self.limit
+        if self.exact:
+            return value == self.limit
+        return value >= self.limit if self.at_least else value <= self.limit
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "on": self.on, "limit": self.limit, "exact": self.exact}
+        return {
+            "text": self.text,
+            "on": self.on,
+            "limit": self.limit,
+            "exact": self.exact,
+            "at_least": self.at_least,
+        }
 
 
 Status = Literal["measured", "not installed", "error"]

@@ -1,13 +1,20 @@
-"""The S1 workload and its baselines, shared by S1, S7, S8, S9 and the peers.
+"""The S1 workload and its baselines, shared by S1, S7, S8, S9 and the peers; and the
+task bodies of S10 (executor backends).
 
-Every function here runs one measurement from start to end: a fresh `ActorSystem`
-(or actor, or executor) per call, stopped before it returns, and a figure in
-microseconds per task (``µs/task``) computed from the clock, never typed in.
+Every measuring function here runs one measurement from start to end: a fresh
+`ActorSystem` (or actor, or executor) per call, stopped before it returns, and a
+figure in microseconds per task (``µs/task``) computed from the clock, never typed in.
+
+This module is importable by name (``benchmarks._workloads``): S10's functions are
+pickled by reference and run in spawned worker processes, which import it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,9 +29,13 @@ __all__ = [
     "NoopActor",
     "actorflow_fanout",
     "asyncio_fanout",
+    "calibrate_spin",
+    "digest",
     "noop",
     "plain",
     "pykka_fanout",
+    "spin",
+    "worker_id",
 ]
 
 
@@ -36,6 +47,51 @@ async def noop(i: int) -> int:
 def plain(i: int) -> int:
     """A no-op plain function returning its argument (S3)."""
     return i
+
+
+def spin(iterations: int, seed: int) -> int:
+    """Pure-Python CPU work (S10): a loop that holds the GIL throughout and allocates
+    nothing but small ints; the answer depends on ``seed``, so each task's is its own."""
+    value = seed
+    for k in range(iterations):
+        value = (value * 31 + k) & 0xFFFFFFFF
+    return value
+
+
+def calibrate_spin(seconds: float) -> int:
+    """Iterations of `spin` that take about ``seconds`` in this process.
+
+    Times growing runs until one lasts at least 0.1 s, then takes the fastest of three
+    runs at that size (the least disturbed by other load) to scale from.
+    """
+    iterations = 10_000
+    while True:
+        started = time.perf_counter()
+        spin(iterations, 0)
+        if time.perf_counter() - started >= 0.1:
+            break
+        iterations *= 2
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        spin(iterations, 0)
+        best = min(best, time.perf_counter() - started)
+    return max(1, round(iterations * seconds / best))
+
+
+def digest(buffer: bytes) -> str:
+    """GIL-releasing work (S10): SHA-256 of ``buffer`` (hashlib releases the GIL for
+    buffers over 2 KiB)."""
+    return hashlib.sha256(buffer).hexdigest()
+
+
+def worker_id(seconds: float) -> tuple[int, int]:
+    """Warm-up (S10): keep a worker busy for ``seconds``, then name it: (process id,
+    thread id), distinct for each worker process or each worker thread."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+    return os.getpid(), threading.get_ident()
 
 
 class NoopActor(pykka.ThreadingActor):

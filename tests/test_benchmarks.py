@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from benchmarks.__main__ import BY_NAME
+from benchmarks._core import Goal
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = list(BY_NAME)
@@ -105,3 +106,36 @@ def test_table_names_every_scenario(
         assert name in done.stdout, name
     for header in ("scenario", "actorflow", "baseline", "ratio", "goal", "met"):
         assert header in done.stdout
+
+
+@pytest.mark.timeout(150)
+def test_the_backends_scenario_reports_both_ratios(quick_run: tuple[Any, dict[str, Any]]) -> None:
+    _, document = quick_run
+    assert "s10_backends" in SCENARIOS
+    rows = document["scenarios"]["s10_backends"]["results"]
+    goals = {row["goal"]["text"]: row for row in rows if row["goal"] is not None}
+    assert sorted(goals) == ["≤ 1.1x bare", "≥ 0.9x bare"]
+
+    process = goals["≥ 0.9x bare"]  # (a) CPU-bound work on the process executor
+    assert process["goal"]["at_least"] is True
+    assert process["actorflow"]["unit"] == process["baseline"]["unit"] == "x"
+    thread = goals["≤ 1.1x bare"]  # (b) GIL-releasing work on the thread executor
+    assert thread["goal"]["at_least"] is False
+    assert thread["actorflow"]["unit"] == thread["baseline"]["unit"] == "ms/fan-out"
+    for row in (process, thread):
+        for side in ("actorflow", "baseline"):
+            assert all(_number(v) and v > 0 for v in row[side]["samples"]), (row["measure"], side)
+        assert _number(row["ratio"]["median"])
+        assert row["ratio"]["median"] > 0
+        assert row["met"] in (True, False)
+        limit, at_least = row["goal"]["limit"], row["goal"]["at_least"]
+        ratio = row["ratio"]["median"]
+        assert row["met"] == (ratio >= limit if at_least else ratio <= limit)
+
+
+def test_a_speedup_goal_is_met_from_above() -> None:
+    goal = Goal("≥ 0.9x bare", "ratio", 0.9, at_least=True)
+    assert goal.met(0.95)
+    assert goal.met(0.9)
+    assert not goal.met(0.85)
+    assert Goal("≤ 1.1x bare", "ratio", 1.1).met(1.0)

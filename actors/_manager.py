@@ -9,7 +9,6 @@ stable handle, so they survive a crash of the manager.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 from typing import Any
 
@@ -26,6 +25,7 @@ from actors._messages import AttemptDone, AttemptTimedOut, RetryDue, RunFunction
 from actors._monitor import SetLimit
 from actors._store import TaskRecord
 from actors._types import TERMINAL, TaskStatus
+from actors._util import tell_later
 from supervisors._decisions import backoff_delay
 
 __all__ = ["TaskManagerActor"]
@@ -150,9 +150,9 @@ class TaskManagerActor(BaseManager):
         self._set_status(record, RUNNING)
         task_id = record.task_id
         if record.timeout is not None:
-            me = self.me
-            timed_out = AttemptTimedOut(task_id, attempt)
-            record.timer = self.clock.call_later(record.timeout, lambda: _tell(me, timed_out))
+            record.timer = tell_later(
+                self.clock, record.timeout, self.me, AttemptTimedOut(task_id, attempt)
+            )
         waiters = record.waiters
         record.delegated = len(waiters) if waiters else 0
         if record.is_coroutine:
@@ -210,9 +210,9 @@ class TaskManagerActor(BaseManager):
             delay = max(0.0, retry_at - now)
         else:  # half-open with every trial slot taken: try again a little later
             delay = max(record.retry_delay, breaker.recovery_timeout / 10)
-        me = self.me
-        due = RetryDue(record.task_id, record.attempts)
-        record.timer = self.clock.call_later(delay, lambda: _tell(me, due))
+        record.timer = tell_later(
+            self.clock, delay, self.me, RetryDue(record.task_id, record.attempts)
+        )
 
     def _leave_running(self, record: TaskRecord, outcome: BaseException | None = None) -> None:
         """The attempt is over; ``outcome`` (None: success) goes to its breaker."""
@@ -238,9 +238,9 @@ class TaskManagerActor(BaseManager):
             if delay <= 0:
                 self._ready(record)
                 return
-            me = self.me
-            due = RetryDue(record.task_id, record.attempts)
-            record.timer = self.clock.call_later(delay, lambda: _tell(me, due))
+            record.timer = tell_later(
+                self.clock, delay, self.me, RetryDue(record.task_id, record.attempts)
+            )
             return
         self._finish(record, FAILED)
 
@@ -259,8 +259,3 @@ class TaskManagerActor(BaseManager):
         elif record.timer is not None:
             record.timer.cancel()
             record.timer = None
-
-
-def _tell(handle: Any, message: Any) -> None:
-    with contextlib.suppress(Exception):
-        handle.tell(message)

@@ -7,7 +7,6 @@ stopped (`_stop_execution`).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,7 +24,7 @@ from actors._errors import (
 from actors._messages import Call, CleanupTick, Forget, TaskEvents
 from actors._store import ManagerState, TaskRecord
 from actors._types import TERMINAL, TaskInfo, TaskStatus
-from actors._util import shrink
+from actors._util import shrink, tell_later
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
@@ -101,13 +100,9 @@ class BaseManager(SupervisedActor):
                 self._log.debug("events not delivered to the monitor: {!r}", exc)
 
     def _arm_cleanup(self) -> None:
-        me = self.me
-
-        def tick() -> None:
-            with contextlib.suppress(Exception):
-                me.tell(CleanupTick())
-
-        self.state.cleanup_timer = self.clock.call_later(self.ctx.config.CLEANUP_INTERVAL, tick)
+        self.state.cleanup_timer = tell_later(
+            self.clock, self.ctx.config.CLEANUP_INTERVAL, self.me, CleanupTick()
+        )
 
     # -- dispatch -------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from actors._events import Event, EventKind, Subscriber, kind_of_transition
 from actors._governor import GovernorPolicy, Pressure, ResourceSample, decide, pressure
 from actors._messages import Call, TaskEvents
 from actors._metrics import MetricsSnapshot, QuantileSketch, TimingStats
+from actors._util import tell_later
 from supervisors import SupervisedActor, TimerHandle
 
 if TYPE_CHECKING:
@@ -215,13 +216,7 @@ class TaskMonitorActor(SupervisedActor):
         interval = self.ctx.config.RESOURCE_CHECK_INTERVAL
         if interval <= 0 or self.actor_stopped.is_set():
             return
-        me = self.me
-
-        def tick() -> None:
-            with contextlib.suppress(Exception):
-                me.tell(ResourceTick())
-
-        self.state.resource_timer = self.ctx.clock.call_later(interval, tick)
+        self.state.resource_timer = tell_later(self.ctx.clock, interval, self.me, ResourceTick())
 
     def _govern(self) -> None:
         cfg = self.ctx.config

@@ -14,7 +14,6 @@ broken pool.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -31,6 +30,7 @@ from actors._backends import (
 from actors._errors import ActorSystemError
 from actors._execution import complete, run_function
 from actors._messages import Call, RunFunction
+from actors._util import tell_quietly
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ class ThreadPoolActor(SupervisedActor):
         if pool is None:
             pool = state.process = new_process_pool(self.ctx.config.MAX_THREAD_WORKERS)
         handle = self.ctx.handle(self.CHILD_ID)
-        call.on_broken = lambda: _tell(handle, PoolBroken(pool))
+        call.on_broken = lambda: tell_quietly(handle, PoolBroken(pool))
         try:
             return call.submit(pool)
         except BrokenProcessPool:
@@ -247,8 +247,3 @@ def _answer(reply: ReplyTo, value: Any, error: BaseException | None) -> None:
         reply.set_result(value)
     else:
         reply.set_exception(error)
-
-
-def _tell(handle: Any, message: Any) -> None:
-    with contextlib.suppress(Exception):
-        handle.tell(message)

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["shrink"]
+if TYPE_CHECKING:
+    from supervisors import Clock, TimerHandle
+
+__all__ = ["shrink", "tell_later", "tell_quietly"]
+
+
+def tell_quietly(handle: Any, message: Any) -> None:
+    """Tell ``message`` to ``handle``; if the system has stopped, nobody is left to tell."""
+    with contextlib.suppress(Exception):
+        handle.tell(message)
+
+
+def tell_later(clock: Clock, delay: float, handle: Any, message: Any) -> TimerHandle:
+    """Tell ``message`` to ``handle`` once ``delay`` seconds have passed on ``clock``.
+
+    Timers send to stable handles, so they reach the next incarnation of a crashed actor.
+    """
+    return clock.call_later(delay, lambda: tell_quietly(handle, message))
 
 
 def shrink(mapping: dict[Any, Any]) -> None:

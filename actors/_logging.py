@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from loguru import logger
 
-__all__ = ["configure_logging", "lifecycle_logging"]
+__all__ = ["SafeRepr", "configure_logging", "lifecycle_logging", "safe_repr"]
 
 _enabled = False
 
@@ -13,6 +13,36 @@ _enabled = False
 def lifecycle_logging() -> bool:
     """Whether task lifecycle lines are built at all (free when logging is off)."""
     return _enabled
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a stand-in naming the type when that repr raises.
+
+    Logging and error messages show the user's objects (a task's exception above all);
+    an object whose ``__repr__`` raises must not take an actor down with it.
+    """
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__qualname__} object; repr() raised {type(exc).__name__}>"
+
+
+class SafeRepr:
+    """A log argument shown as `safe_repr` of ``value``, built only if the line is emitted:
+    ``log.info("failed: {}", SafeRepr(error))``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        return format(safe_repr(self.value), spec)
+
+    def __str__(self) -> str:
+        return safe_repr(self.value)
+
+    __repr__ = __str__
 
 
 def configure_logging(enabled: bool = True) -> None:

@@ -21,6 +21,7 @@ from actors._errors import (
     TaskCancelledError,
     TaskNotFoundError,
 )
+from actors._logging import SafeRepr
 from actors._messages import Call, CleanupTick, Forget, TaskEvents
 from actors._store import ManagerState, TaskRecord
 from actors._types import TERMINAL, TaskInfo, TaskStatus
@@ -165,21 +166,31 @@ class BaseManager(SupervisedActor):
             self._log_transition(record, status)
 
     def _log_transition(self, record: TaskRecord, status: TaskStatus) -> None:
-        log = logger.bind(task_id=record.task_id, task_name=record.name, task_type=record.task_type)
-        if status is FAILED:
-            log.warning("task {!r} failed: {!r}", record.name, record.error)
-        elif status is TaskStatus.RETRYING:
-            log.info(
-                "task {!r} retrying after attempt {}: {!r}",
-                record.name,
-                record.attempts,
-                record.error,
+        """One lifecycle line. Logging never takes the manager down: the task's error is
+        shown through `SafeRepr` (its ``__repr__`` may raise), and a line that still
+        cannot be built or emitted is dropped."""
+        try:
+            log = logger.bind(
+                task_id=record.task_id, task_name=record.name, task_type=record.task_type
             )
-        elif status is RUNNING:
-            log.info("task {!r} started (attempt {})", record.name, record.attempts)
-        else:
-            word = "registered" if status is PENDING else status.value
-            log.info("task {!r} {}", record.name, word)
+            if status is FAILED:
+                log.warning("task {!r} failed: {}", record.name, SafeRepr(record.error))
+            elif status is TaskStatus.RETRYING:
+                log.info(
+                    "task {!r} retrying after attempt {}: {}",
+                    record.name,
+                    record.attempts,
+                    SafeRepr(record.error),
+                )
+            elif status is RUNNING:
+                log.info("task {!r} started (attempt {})", record.name, record.attempts)
+            else:
+                word = "registered" if status is PENDING else status.value
+                log.info("task {!r} {}", record.name, word)
+        except Exception as exc:
+            self._log.debug(
+                "a lifecycle line of task {!r} was dropped: {}", record.task_id, SafeRepr(exc)
+            )
 
     def _deps_failed(self, record: TaskRecord) -> TaskRecord | None:
         tasks = self.tasks

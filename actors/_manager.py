@@ -107,11 +107,11 @@ class TaskManagerActor(BaseManager):
             if not execution.claim():
                 return  # it ended just now: its outcome is on its way and wins
             execution.cancel()
-        self._leave_running(record)
-        self.state.timeouts += 1
         error = TaskTimeoutError(
             f"task {record.task_id!r} attempt {record.attempts} timed out after {record.timeout}s"
         )
+        self._leave_running(record, error)  # a hung service is a failure for its breaker
+        self.state.timeouts += 1
         self._attempt_failed(record, error)
         self._pump()
 

@@ -154,17 +154,22 @@ def _pickle_error(value: object) -> Exception | None:
     return None
 
 
+def _what_a_call_runs(func: object) -> object:
+    """The function a call of ``func`` runs: through `functools.partial`, and the type's
+    ``__call__`` (not the object's) for a callable object."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    if isinstance(func, type) or inspect.isroutine(func) or not callable(func):
+        return func
+    return type(func).__call__
+
+
 def is_coroutine_callable(func: object) -> bool:
     """True when calling ``func`` gives a coroutine: an async function or method, one
     wrapped in `functools.partial`, or an object whose ``__call__`` is async."""
     while isinstance(func, functools.partial):
         func = func.func
-    if inspect.iscoroutinefunction(func):
-        return True
-    if isinstance(func, type) or inspect.isroutine(func) or not callable(func):
-        return False
-    # The type's __call__, not the object's: that is the one a call runs.
-    return inspect.iscoroutinefunction(type(func).__call__)
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(_what_a_call_runs(func))
 
 
 def _priority(value: object) -> TaskPriority:
@@ -230,6 +235,12 @@ def validate_registration(
         raise InvalidTaskError(
             f"func must be callable, got {func!r}; pass the function itself, "
             f"not the result of calling it"
+        )
+    if inspect.isasyncgenfunction(func) or inspect.isasyncgenfunction(_what_a_call_runs(func)):
+        raise InvalidTaskError(
+            f"func {func!r} is an async generator function: calling it gives an async "
+            "generator, not a result; register an async def that iterates it (async for) "
+            "and returns what you need"
         )
     if not isinstance(args, tuple | list):
         raise InvalidTaskError(

@@ -16,6 +16,7 @@ from actors._errors import (
     DuplicateTaskError,
     InvalidTaskError,
     TaskCancelledError,
+    TaskFailedError,
     TaskNotFoundError,
     TaskTimeoutError,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "ResourceSample",
     "SupervisorClient",
     "TaskCancelledError",
+    "TaskFailedError",
     "TaskGraph",
     "TaskInfo",
     "TaskNode",

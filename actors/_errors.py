@@ -12,6 +12,7 @@ __all__ = [
     "DuplicateTaskError",
     "InvalidTaskError",
     "TaskCancelledError",
+    "TaskFailedError",
     "TaskNotFoundError",
     "TaskTimeoutError",
 ]
@@ -70,6 +71,17 @@ class TaskTimeoutError(ActorsError, TimeoutError):
 
 class TaskCancelledError(ActorsError):
     """The task was cancelled with ``cancel_task`` (or the system shut down under it)."""
+
+
+class TaskFailedError(ActorsError):
+    """A task ended in a way that is not an ordinary exception of its own code.
+
+    Its code raised a `BaseException` that is not an `Exception` (``SystemExit`` from
+    ``sys.exit()``, ``KeyboardInterrupt``, ``GeneratorExit``, one of your own): that ends
+    the task, not the program, and is never retried. Or its ``retry_wait`` raised (or
+    gave no finite delay) after an attempt failed: the task is not retried. The original
+    exception is the ``__cause__``; the message names it.
+    """
 
 
 class CircuitOpenError(ActorsError):

@@ -4,31 +4,68 @@ No user code ever runs inside an actor: the manager hands an `Execution` to the 
 event loop (coroutines) or to the thread-pool actor (plain functions); the outcome comes
 back to the manager as an `AttemptDone` message through its stable handle, so it reaches
 the next incarnation if the manager crashed meanwhile.
+
+How an attempt ends, on both task systems (these helpers are shared by both managers):
+
+- A plain function whose result is awaitable (``lambda: fetch(url)``, a decorator that
+  hides ``async``) has that result awaited on the task's owner event loop (the loop it
+  was registered from), as if the function were async: the pool thread is free again,
+  and the task's timeout and cancellation cover the awaiting. (On the ``process`` and
+  ``dask`` executors the result must pickle, which a coroutine does not: the attempt
+  fails.)
+- An attempt's `BaseException` that is not an `Exception` never leaves the task: it
+  would stop the caller's event loop. ``asyncio.CancelledError`` that the task's own
+  code raised (or that cancelled its asyncio task from outside actorflow) ends the task
+  ``cancelled`` with a `TaskCancelledError`, as an asyncio task that raises it ends
+  cancelled; any other (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``, one of
+  the user's own) ends it ``failed`` with a `TaskFailedError`, not retried. Either way the
+  original is the error's ``__cause__`` (see `attempt_error`).
+- A ``retry_wait`` gets a real tenacity `RetryCallState` (see `retry_delay`); a wait
+  that raises, or gives no finite delay, fails the task with a `TaskFailedError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import tenacity
 from loguru import logger
 
 from actors._context import CancellationToken, _current
-from actors._errors import TaskCancelledError
+from actors._errors import ActorSystemError, TaskCancelledError, TaskFailedError
+from actors._logging import safe_repr
 from actors._messages import AttemptDone
 
 if TYPE_CHECKING:
+    from tenacity.wait import wait_base
+
     from actors._bridge import LoopBridge, ReplyTo
     from supervisors import Clock
 
-__all__ = ["Execution", "complete", "run_function", "start_coroutine"]
+__all__ = [
+    "Execution",
+    "attempt_error",
+    "breaker_outcome",
+    "complete",
+    "ended_cancelled",
+    "retry_delay",
+    "run_function",
+    "start_coroutine",
+]
 
 
 class Execution:
-    """One attempt of one task. `cancel` is safe from any thread and idempotent."""
+    """One attempt of one task. `cancel` is safe from any thread and idempotent.
+
+    ``bridge`` is the task's owner loop: where a coroutine runs, and where an awaitable
+    that a plain function returned is awaited (None: nowhere, it is refused).
+    """
 
     __slots__ = (
         "_decided",
@@ -83,6 +120,103 @@ class Execution:
             self.atask.cancel()
 
 
+def attempt_error(task_id: str, error: BaseException) -> BaseException:
+    """The error an attempt that raised ``error`` ends with.
+
+    An `Exception` is the task's error as it is. A `BaseException` that is not one must
+    never reach a caller (set on an asyncio future, ``SystemExit`` and
+    ``KeyboardInterrupt`` stop the event loop that awaits it), so it is wrapped, with
+    ``error`` as the ``__cause__``: ``asyncio.CancelledError`` in a `TaskCancelledError`
+    (the task ends cancelled, see `ended_cancelled`), any other in a `TaskFailedError`
+    (the task ends failed, not retried).
+    """
+    if isinstance(error, Exception):
+        return error
+    wrapped: TaskCancelledError | TaskFailedError
+    if isinstance(error, asyncio.CancelledError):
+        wrapped = TaskCancelledError(f"task {task_id!r} was cancelled outside actorflow")
+    else:
+        wrapped = TaskFailedError(
+            f"task {task_id!r} raised {safe_repr(error)}, which is not an Exception: the task "
+            "failed and is not retried (the program goes on)"
+        )
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def ended_cancelled(error: BaseException) -> bool:
+    """Whether an attempt that ended with ``error`` ends its task cancelled: its code
+    raised ``asyncio.CancelledError`` (wrapped by `attempt_error`)."""
+    return isinstance(error, TaskCancelledError) and isinstance(
+        error.__cause__, asyncio.CancelledError
+    )
+
+
+def breaker_outcome(error: BaseException) -> BaseException:
+    """What a circuit breaker hears of an attempt that ended with ``error``: for an error
+    `attempt_error` wrapped, the original `BaseException`, which a breaker counts as
+    neither a success nor a failure (the call was interrupted, not answered)."""
+    cause = error.__cause__
+    if (
+        cause is not None
+        and not isinstance(cause, Exception)
+        and isinstance(error, TaskCancelledError | TaskFailedError)
+    ):
+        return cause
+    return error
+
+
+def retry_delay(
+    task_id: str,
+    wait: wait_base,
+    attempt: int,
+    error: BaseException,
+    fn: Callable[..., Any] | None,
+    args: tuple[Any, ...] | None,
+    kwargs: dict[str, Any] | None,
+    start_time: float,
+    idle_for: float,
+    now: float,
+) -> float:
+    """Seconds to wait after attempt number ``attempt`` failed with ``error``, as the
+    task's tenacity ``retry_wait`` says (without one, the fixed ``retry_delay`` applies).
+
+    The wait is asked with a real `tenacity.RetryCallState`: ``attempt_number``, the
+    ``outcome`` (a tenacity `Future` holding ``error``, so that
+    ``retry_state.outcome.exception()`` honours a Retry-After), ``outcome_timestamp``
+    (``now``), ``start_time`` (the first attempt's start) and ``idle_for`` (seconds waited
+    before earlier retries), all on the system's clock, and the task's ``fn``, ``args``
+    and ``kwargs``. A negative delay counts as 0. Shared by both task managers.
+
+    Raises `TaskFailedError` when the wait raises (the ``__cause__``) or gives no finite
+    number: the task ends failed with it (its ``__context__`` is ``error``), not retried.
+    """
+    state = tenacity.RetryCallState(
+        retry_object=cast(Any, None), fn=fn, args=args or (), kwargs=kwargs or {}
+    )
+    state.start_time = start_time
+    state.attempt_number = attempt
+    state.idle_for = idle_for
+    state.outcome = tenacity.Future.construct(attempt, error, True)
+    state.outcome_timestamp = now
+    problem: BaseException | None = None
+    try:
+        delay = float(wait(state))
+    except BaseException as exc:  # a user's callable: it must not take the manager down
+        what, problem = f"raised {safe_repr(exc)}", exc
+    else:
+        if math.isfinite(delay):
+            return max(0.0, delay)
+        what = f"returned {delay!r}, not a finite number of seconds"
+    failed = TaskFailedError(
+        f"task {task_id!r}: its retry_wait {what} after attempt {attempt} failed with "
+        f"{safe_repr(error)}; the task is not retried"
+    )
+    failed.__cause__ = problem
+    failed.__context__ = error
+    raise failed
+
+
 def _report(report: Callable[[AttemptDone], None], done: AttemptDone) -> None:
     try:
         report(done)
@@ -97,9 +231,12 @@ def complete(
     error: BaseException | None,
 ) -> None:
     """The attempt ended: unless a timeout or a cancel decided it first, tell the
-    manager, then (on success) answer the callers it delegated to this attempt."""
+    manager, then (on success) answer the callers it delegated to this attempt.
+    ``error`` goes through `attempt_error`."""
     if not execution.claim():
         return
+    if error is not None and not isinstance(error, Exception):
+        error = attempt_error(execution.task_id, error)
     clock = execution.clock
     at = None if clock is None else clock.monotonic()
     _report(report, AttemptDone(execution.task_id, execution.attempt, value, error, at))
@@ -137,19 +274,36 @@ async def _run_coroutine(
     try:
         with logger.contextualize(task_id=task_id):
             value = await func(*args, **kwargs)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         if not execution.cancel_requested:
-            # Cancelled by someone other than actorflow (the loop is shutting down).
-            error = TaskCancelledError(f"task {task_id!r} was cancelled outside actorflow")
-            complete(execution, report, None, error)
+            # Raised by the task's own code, or its asyncio task was cancelled by someone
+            # other than actorflow (the loop is shutting down): the task ends cancelled.
+            complete(execution, report, None, exc)
         raise
-    except (KeyboardInterrupt, SystemExit) as exc:
-        complete(execution, report, None, exc)
-        raise
-    except BaseException as exc:
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too: never re-raised
         complete(execution, report, None, exc)
     else:
         complete(execution, report, value, None)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _start_awaitable(
+    execution: Execution, awaitable: Any, report: Callable[[AttemptDone], None]
+) -> None:
+    """Runs on the owner loop: await what a plain function returned, as an attempt."""
+    if execution.cancel_requested:  # timed out or cancelled meanwhile
+        _discard(awaitable)
+        return
+    start_coroutine(execution, _awaited, (awaitable,), {}, report)
+
+
+def _discard(awaitable: Any) -> None:
+    """Close a coroutine that will never run (no "never awaited" warning)."""
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
 
 
 def run_function(
@@ -159,7 +313,11 @@ def run_function(
     kwargs: dict[str, Any],
     report: Callable[[AttemptDone], None],
 ) -> None:
-    """Runs in a pool thread: one attempt of a plain function."""
+    """Runs in a pool thread: one attempt of a plain function.
+
+    If the function returns an awaitable, it is awaited on the task's owner loop
+    (``execution.bridge``) and the attempt ends when that does.
+    """
     if execution.token.cancelled:
         return
     task_id = execution.task_id
@@ -170,6 +328,16 @@ def run_function(
     except BaseException as exc:
         complete(execution, report, None, exc)
     else:
-        complete(execution, report, value, None)
+        if inspect.isawaitable(value):
+            bridge = execution.bridge
+            if bridge is None or not bridge.post(_start_awaitable, execution, value, report):
+                _discard(value)
+                error = ActorSystemError(
+                    f"task {task_id!r} returned {safe_repr(value)}, which is awaited on the "
+                    "event loop that registered the task, and that loop is closed"
+                )
+                complete(execution, report, None, error)
+        else:
+            complete(execution, report, value, None)
     finally:
         _current.reset(reset)

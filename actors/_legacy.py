@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -24,16 +25,21 @@ from actors._context import CancellationToken, _current
 from actors._errors import (
     ActorSystemError,
     CircuitOpenError,
-    TaskCancelledError,
+    TaskFailedError,
     TaskTimeoutError,
 )
-from actors._execution import Execution
+from actors._execution import (
+    Execution,
+    attempt_error,
+    breaker_outcome,
+    ended_cancelled,
+    retry_delay,
+)
 from actors._manager_base import BaseManager
 from actors._messages import AttemptDone, AttemptStarted
 from actors._store import TaskRecord
 from actors._types import TaskStatus
 from supervisors import Clock
-from supervisors._decisions import backoff_delay
 
 __all__ = ["LegacyTaskManagerActor"]
 
@@ -41,6 +47,9 @@ RUNNING = TaskStatus.RUNNING
 RETRYING = TaskStatus.RETRYING
 COMPLETED = TaskStatus.COMPLETED
 FAILED = TaskStatus.FAILED
+CANCELLED = TaskStatus.CANCELLED
+_FINAL = (ActorSystemError, TaskFailedError)
+"""Errors an attempt is never retried after (the runner and the manager agree on it)."""
 
 
 class LegacyTaskManagerActor(BaseManager):
@@ -70,10 +79,13 @@ class LegacyTaskManagerActor(BaseManager):
             record.result = done.value
             self._finish(record, COMPLETED)
             return
-        record.error = done.error
-        if isinstance(done.error, TaskTimeoutError):
+        error = record.error = done.error
+        if ended_cancelled(error):  # its code raised CancelledError: like asyncio
+            self._finish(record, CANCELLED)
+            return
+        if isinstance(error, TaskTimeoutError):
             self.state.timeouts += 1
-        if done.attempt <= record.max_retries and not isinstance(done.error, ActorSystemError):
+        if done.attempt <= record.max_retries and not isinstance(error, _FINAL):
             self.state.retries += 1
             self._set_status(record, RETRYING)  # the runner sleeps, then starts the next one
         else:
@@ -128,7 +140,7 @@ async def _run(
     kwargs: dict[str, Any],
     is_coroutine: bool,
     max_retries: int,
-    retry_delay: float,
+    fixed_delay: float,
     retry_wait: wait_base | None,
     timeout: float | None,
     clock: Clock,
@@ -137,7 +149,8 @@ async def _run(
 ) -> None:
     task_id = execution.task_id
     _current.set((task_id, execution.token))
-    loop = asyncio.get_running_loop()
+    started = clock.monotonic()
+    idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
     attempt = 0
     while True:
         attempt += 1
@@ -150,12 +163,7 @@ async def _run(
             if breaker is not None:
                 permit = breaker.acquire()  # CircuitOpenError: this attempt fails fast
             with logger.contextualize(task_id=task_id):
-                if is_coroutine:
-                    work: Any = func(*args, **kwargs)
-                else:
-                    work = loop.run_in_executor(
-                        None, _call_in_thread, execution, func, args, kwargs
-                    )
+                work = _attempt(execution, func, args, kwargs, is_coroutine)
                 if timeout is None:
                     value = await work
                 else:
@@ -164,20 +172,44 @@ async def _run(
             if permit is not None and breaker is not None:
                 breaker.release(permit, cancelled)  # neither a success nor a failure
             if not execution.cancel_requested:
-                error = TaskCancelledError(f"task {task_id!r} was cancelled outside actorflow")
-                _send(report, AttemptDone(task_id, attempt, None, error))
+                # Its code raised CancelledError, or its asyncio task was cancelled by
+                # someone other than actorflow: the task ends cancelled.
+                _send(
+                    report, AttemptDone(task_id, attempt, None, attempt_error(task_id, cancelled))
+                )
             raise
         except Exception as exc:
             if permit is not None and breaker is not None:
-                breaker.release(permit, exc)
-            _send(report, AttemptDone(task_id, attempt, None, exc))
-            if attempt > max_retries:
+                breaker.release(permit, breaker_outcome(exc))
+            if attempt > max_retries or isinstance(exc, _FINAL):
+                _send(report, AttemptDone(task_id, attempt, None, exc))
                 return
-            delay = retry_delay if retry_wait is None else backoff_delay(retry_wait, attempt)
-            refused = breaker is not None and isinstance(exc, CircuitOpenError)
-            retry_at = breaker.retry_at() if refused and breaker is not None else None
+            retry_at = None
+            if breaker is not None and isinstance(exc, CircuitOpenError):
+                retry_at = breaker.retry_at()
             if retry_at is not None:
                 delay = max(0.0, retry_at - clock.monotonic())  # retry when it half-opens
+            elif retry_wait is None:
+                delay = fixed_delay
+            else:
+                try:
+                    delay = retry_delay(
+                        task_id,
+                        retry_wait,
+                        attempt,
+                        exc,
+                        func,
+                        args,
+                        kwargs,
+                        started,
+                        idle,
+                        clock.monotonic(),
+                    )
+                except TaskFailedError as failed:  # the wait failed: so does the task
+                    _send(report, AttemptDone(task_id, attempt, None, failed))
+                    return
+            _send(report, AttemptDone(task_id, attempt, None, exc))
+            idle += delay
             await clock_sleep(clock, delay)
         else:
             if permit is not None and breaker is not None:
@@ -186,15 +218,44 @@ async def _run(
             return
 
 
+async def _attempt(
+    execution: Execution,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    is_coroutine: bool,
+) -> Any:
+    """One attempt on the owner loop: the coroutine, or the function in the loop's default
+    executor and then, if it returned an awaitable, that awaitable. A `BaseException`
+    that is not an `Exception` leaves it wrapped by `attempt_error` (CancelledError
+    excepted: it is how the attempt is cancelled), so it never reaches the loop."""
+    try:
+        if is_coroutine:
+            return await func(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        value = await loop.run_in_executor(None, _call_in_thread, execution, func, args, kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+    except (Exception, asyncio.CancelledError):
+        raise
+    except BaseException as exc:
+        raise attempt_error(execution.task_id, exc) from exc
+
+
 def _call_in_thread(
     execution: Execution, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     reset = _current.set((execution.task_id, execution.token))
     try:
         with logger.contextualize(task_id=execution.task_id):
-            return func(*args, **kwargs)
+            value = func(*args, **kwargs)
     finally:
         _current.reset(reset)
+    if execution.token.cancelled and inspect.iscoroutine(value):
+        value.close()  # timed out or cancelled meanwhile: nobody will await it
+        return None
+    return value
 
 
 async def _with_timeout(

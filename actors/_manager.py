@@ -17,16 +17,22 @@ from actors._errors import (
     ActorSystemError,
     CircuitOpenError,
     TaskCancelledError,
+    TaskFailedError,
     TaskTimeoutError,
 )
-from actors._execution import Execution, start_coroutine
+from actors._execution import (
+    Execution,
+    breaker_outcome,
+    ended_cancelled,
+    retry_delay,
+    start_coroutine,
+)
 from actors._manager_base import BaseManager
 from actors._messages import AttemptDone, AttemptTimedOut, RetryDue, RunFunction
 from actors._monitor import SetLimit
 from actors._store import TaskRecord
 from actors._types import TERMINAL, TaskStatus
 from actors._util import tell_later
-from supervisors._decisions import backoff_delay
 
 __all__ = ["TaskManagerActor"]
 
@@ -39,6 +45,7 @@ RUNNING = TaskStatus.RUNNING
 RETRYING = TaskStatus.RETRYING
 COMPLETED = TaskStatus.COMPLETED
 FAILED = TaskStatus.FAILED
+CANCELLED = TaskStatus.CANCELLED
 
 
 class TaskManagerActor(BaseManager):
@@ -82,12 +89,16 @@ class TaskManagerActor(BaseManager):
             return  # cleaned up meanwhile (timeouts and cancels claim the attempt first)
         cancels, record.cancels = record.cancels, None
         answered = record.delegated
-        self._leave_running(record, done.error)
-        if done.error is None:
+        error = done.error
+        self._leave_running(record, None if error is None else breaker_outcome(error))
+        if error is None:
             record.result = done.value
             self._finish(record, COMPLETED, answered=answered, at=done.at)
+        elif ended_cancelled(error):  # its code raised CancelledError: like asyncio
+            record.error = error
+            self._finish(record, CANCELLED, at=done.at)
         else:
-            self._attempt_failed(record, done.error)
+            self._attempt_failed(record, error)
         if cancels:  # cancel calls that arrived while this outcome was on its way
             stopped = record.status not in TERMINAL
             if stopped:
@@ -176,7 +187,8 @@ class TaskManagerActor(BaseManager):
                     retry=False,
                 )
             return
-        execution = record.execution = Execution(task_id, attempt, None)
+        # The owner loop's bridge: a function that returns an awaitable has it awaited there.
+        execution = record.execution = Execution(task_id, attempt, record.bridge)
         execution.clock = self.clock
         if waiters:
             execution.waiters = waiters.copy()
@@ -210,6 +222,7 @@ class TaskManagerActor(BaseManager):
             delay = max(0.0, retry_at - now)
         else:  # half-open with every trial slot taken: try again a little later
             delay = max(record.retry_delay, breaker.recovery_timeout / 10)
+        record.idle += delay
         record.timer = tell_later(
             self.clock, delay, self.me, RetryDue(record.task_id, record.attempts)
         )
@@ -229,15 +242,43 @@ class TaskManagerActor(BaseManager):
             breaker.release(permit, outcome)
 
     def _attempt_failed(self, record: TaskRecord, error: BaseException, retry: bool = True) -> None:
+        """The attempt failed with ``error``: retry it while retries remain (never after a
+        `TaskFailedError`), else the task fails."""
         record.error = error
-        if retry and record.attempts <= record.max_retries:
+        if (
+            retry
+            and record.attempts <= record.max_retries
+            and not isinstance(error, TaskFailedError)
+        ):
+            wait = record.retry_wait
+            if wait is None:
+                delay = record.retry_delay
+            else:
+                now = self.clock.monotonic()
+                started = record.started_at
+                try:
+                    delay = retry_delay(
+                        record.task_id,
+                        wait,
+                        record.attempts,
+                        error,
+                        record.func,
+                        record.args,
+                        record.kwargs,
+                        now if started is None else started,
+                        record.idle,
+                        now,
+                    )
+                except TaskFailedError as failed:  # the wait failed: so does the task
+                    record.error = failed
+                    self._finish(record, FAILED)
+                    return
             self.state.retries += 1
             self._set_status(record, RETRYING)
-            wait = record.retry_wait
-            delay = record.retry_delay if wait is None else backoff_delay(wait, record.attempts)
             if delay <= 0:
                 self._ready(record)
                 return
+            record.idle += delay
             record.timer = tell_later(
                 self.clock, delay, self.me, RetryDue(record.task_id, record.attempts)
             )

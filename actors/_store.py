@@ -42,6 +42,7 @@ class TaskRecord:
         "executor",
         "finished_at",
         "func",
+        "idle",
         "is_coroutine",
         "kwargs",
         "max_retries",
@@ -94,6 +95,7 @@ class TaskRecord:
         self.permit: Permit | None = None
         self.delegated = 0  # waiters the running attempt answers itself on success
         self.cancels: list[ReplyTo] | None = None  # cancel calls waiting for an outcome
+        self.idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
 
     def release(self) -> None:
         """The task ended: drop what only a live task needs."""

@@ -157,7 +157,7 @@ class TaskManagerActor(BaseManager):
         record.delegated = len(waiters) if waiters else 0
         if record.is_coroutine:
             bridge = record.bridge
-            execution = record.execution = Execution(task_id, attempt, bridge)
+            execution = record.execution = Execution(task_id, attempt, bridge, record)
             execution.clock = self.clock
             if waiters:
                 execution.waiters = waiters.copy()
@@ -176,7 +176,7 @@ class TaskManagerActor(BaseManager):
                     retry=False,
                 )
             return
-        execution = record.execution = Execution(task_id, attempt, None)
+        execution = record.execution = Execution(task_id, attempt, None, record)
         execution.clock = self.clock
         if waiters:
             execution.waiters = waiters.copy()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from actors._errors import ActorsError
+from actors._histogram import HistogramCounts
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -25,6 +26,7 @@ __all__ = [
     "TimingStats",
     "empty_snapshot",
     "render_prometheus",
+    "snapshot_collector",
 ]
 
 BREAKER_STATES = ("closed", "open", "half_open")
@@ -252,6 +254,8 @@ _FLAT_MAPPINGS = (
     "restarts",
     "breakers",
     "resource",
+    "execution_histogram",
+    "wait_histogram",
 )
 
 
@@ -300,6 +304,10 @@ class MetricsSnapshot:
     resource: Mapping[str, float]
     """Last resource sample, e.g. ``{"cpu_percent": 12.5, "memory_percent": 40.0}``."""
     taken_at: float
+    execution_histogram: Mapping[str, HistogramCounts] = field(default_factory=dict)
+    """task type -> run times per attempt in cumulative buckets (METRICS_HISTOGRAM_BUCKETS)."""
+    wait_histogram: Mapping[str, HistogramCounts] = field(default_factory=dict)
+    """task type -> queue times in cumulative buckets (METRICS_HISTOGRAM_BUCKETS)."""
 
     def __post_init__(self) -> None:
         for name in _FLAT_MAPPINGS:
@@ -361,6 +369,7 @@ class _SnapshotCollector:
         from prometheus_client.core import (
             CounterMetricFamily,
             GaugeMetricFamily,
+            HistogramMetricFamily,
             SummaryMetricFamily,
         )
 
@@ -386,6 +395,15 @@ class _SnapshotCollector:
                 for quantile, value in (("0.5", t.p50), ("0.95", t.p95), ("0.99", t.p99)):
                     family.add_sample(name, {"task_type": task_type, "quantile": quantile}, value)
                 family.add_metric([task_type], t.count, t.sum)
+            return family
+
+        def histogram(name: str, doc: str, counts: Mapping[str, HistogramCounts]) -> Metric:
+            family = HistogramMetricFamily(name, doc, labels=["task_type"])
+            for task_type in sorted(counts):
+                h = counts[task_type]
+                buckets = [(repr(b), n) for b, n in zip(h.bounds, h.cumulative, strict=True)]
+                buckets.append(("+Inf", h.count))
+                family.add_metric([task_type], buckets, h.sum)
             return family
 
         yield labelled(
@@ -483,6 +501,22 @@ class _SnapshotCollector:
             ),
             {k.removesuffix("_percent"): v for k, v in s.resource.items()},
         )
+        yield histogram(
+            "actorflow_task_execution_duration_seconds",
+            "Time task attempts spent running, by task type (cumulative buckets).",
+            s.execution_histogram,
+        )
+        yield histogram(
+            "actorflow_task_wait_duration_seconds",
+            "Time tasks spent queued before running, by task type (cumulative buckets).",
+            s.wait_histogram,
+        )
+
+
+def snapshot_collector(snapshot: MetricsSnapshot) -> _SnapshotCollector:
+    """A prometheus_client collector yielding ``snapshot``'s families (needs the package
+    at `collect` time): what `render_prometheus` and `actors.prometheus_collector` share."""
+    return _SnapshotCollector(snapshot)
 
 
 def render_prometheus(snapshot: MetricsSnapshot) -> str:
@@ -496,5 +530,5 @@ def render_prometheus(snapshot: MetricsSnapshot) -> str:
     except ImportError as exc:
         raise ActorsError(_INSTALL_HINT) from exc
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snapshot))
+    registry.register(snapshot_collector(snapshot))
     return generate_latest(registry).decode()

@@ -59,6 +59,7 @@ class TaskRecord:
         "task_type",
         "timeout",
         "timer",
+        "trace",
         "waiters",
     )
 
@@ -94,6 +95,7 @@ class TaskRecord:
         self.permit: Permit | None = None
         self.delegated = 0  # waiters the running attempt answers itself on success
         self.cancels: list[ReplyTo] | None = None  # cancel calls waiting for an outcome
+        self.trace: Any = spec.trace  # OpenTelemetry context at registration, or None
 
     def release(self) -> None:
         """The task ended: drop what only a live task needs."""
@@ -106,6 +108,7 @@ class TaskRecord:
         self.breaker = None
         self.permit = None
         self.cancels = None
+        self.trace = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

@@ -41,8 +41,21 @@ DEFAULTS_WITHOUT_WORKERS: dict[str, Any] = {
     "BREAKER_RECOVERY_TIMEOUT": 30.0,
     "BREAKER_HALF_OPEN_MAX_CALLS": 1,
     "METRICS_HISTOGRAM_BUCKETS": (
-        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-    ),  # fmt: skip
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1.0,
+        2.5,
+        5.0,
+        10.0,
+        30.0,
+        60.0,
+        300.0,
+    ),
 }
 
 KEYS = [

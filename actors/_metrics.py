@@ -65,6 +65,14 @@ class QuantileSketch:
     order, within ``alpha`` relative error (unless its bucket was collapsed); ``count``,
     ``sum``, ``mean``, ``min`` and ``max`` are exact (``sum`` up to float rounding).
     Not thread-safe: it lives inside one actor's state.
+
+    Why our own and not the ``ddsketch`` package (Datadog's, the same algorithm):
+    measured on 200,000 values (lognormal, uniform, Pareto; alpha 0.01, best of 5) it
+    gives the same answers (largest relative error 0.0078-0.0100 for both) but adds
+    slower: 340-520 ns a value here against 530-740 ns for ``DDSketch`` (unbounded)
+    and 540-670 ns for its bounded ``LogCollapsingLowestDenseDDSketch(bin_limit=2048)``.
+    Adding is the hot path (one per transition); its quantile queries are faster (25-50
+    us against 120-430 us here for three), but they run once per snapshot.
     """
 
     __slots__ = (

@@ -19,7 +19,9 @@ Where the span is open:
 - the old task system (``USE_NEW_TASK_SYSTEM=False``) is not traced.
 
 Without ``opentelemetry-api`` installed this module tries the import once; `capture`
-returns None, tasks carry None, and the runners skip tracing on that None check.
+returns None, tasks carry None, and the runners skip tracing on that None check. The same
+holds while the application has set no tracer provider (``trace.set_tracer_provider``):
+tasks registered before it sets one are not traced.
 """
 
 from __future__ import annotations
@@ -46,17 +48,34 @@ __all__ = ["AVAILABLE", "capture", "end_span", "start_span", "traced_await", "tr
 TRACER_NAME = "actorflow"
 
 
+_tracer: tuple[Any, Any] | None = None
+"""(tracer provider, our tracer from it): a tracer is made once per provider."""
+
+
 def capture() -> Any:
-    """The OpenTelemetry context current here, or None without OpenTelemetry."""
+    """The OpenTelemetry context current here; None without OpenTelemetry, or while
+    the application has set no tracer provider (nothing would record the spans)."""
     if not AVAILABLE:
+        return None
+    provider = otel_trace.get_tracer_provider()
+    if isinstance(provider, (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)):
         return None
     return otel_context.get_current()
 
 
+def _get_tracer() -> otel_trace.Tracer:
+    global _tracer
+    provider = otel_trace.get_tracer_provider()
+    cached = _tracer
+    if cached is None or cached[0] is not provider:
+        cached = _tracer = (provider, provider.get_tracer(TRACER_NAME))
+    tracer: otel_trace.Tracer = cached[1]
+    return tracer
+
+
 def start_span(execution: Execution) -> Span:
     """Start the span of one attempt (not made current), child of the captured context."""
-    tracer = otel_trace.get_tracer(TRACER_NAME)
-    return tracer.start_span(
+    return _get_tracer().start_span(
         f"task {execution.name}",
         context=execution.trace,
         attributes={

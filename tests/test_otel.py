@@ -188,11 +188,18 @@ async def test_a_process_attempt_is_recorded_around_the_remote_call(
     assert dict(attempt.attributes or {})["actorflow.task.attempt"] == 1
 
 
-def test_without_opentelemetry_nothing_is_traced_and_tasks_run() -> None:
+@pytest.mark.parametrize(
+    ("hide", "shown"),
+    [
+        ('sys.modules["opentelemetry"] = None  # as if not installed', "False None"),
+        ("pass  # installed, but the application sets no tracer provider", "True None"),
+    ],
+)
+def test_without_opentelemetry_or_a_provider_nothing_is_traced(hide: str, shown: str) -> None:
     program = textwrap.dedent(
         """
         import asyncio, sys
-        sys.modules["opentelemetry"] = None  # as if the package were not installed
+        HIDE
         from actors import ActorSystem
         from actors import _tracing
 
@@ -206,9 +213,9 @@ def test_without_opentelemetry_nothing_is_traced_and_tasks_run() -> None:
         print(_tracing.AVAILABLE, _tracing.capture())
         asyncio.run(main())
         """
-    )
+    ).replace("HIDE", hide)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=30
     )
-    assert (result.returncode, result.stdout, result.stderr) == (0, "False None\n7\n", "")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{shown}\n7\n", "")

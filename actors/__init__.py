@@ -24,6 +24,8 @@ from actors._events import Event, EventKind, EventStream
 from actors._governor import ResourceSample
 from actors._logging import configure_logging
 from actors._metrics import MetricsSnapshot, TimingStats, render_prometheus
+from actors._prometheus import prometheus_collector
+from actors._stdlib_logging import TaskContextFilter
 from actors._system import ActorSystem, SupervisorClient
 from actors._taskgraph import GraphvizNotFoundError, TaskGraph, TaskNode
 from actors._types import TaskInfo, TaskPriority, TaskStatus
@@ -51,6 +53,7 @@ __all__ = [
     "ResourceSample",
     "SupervisorClient",
     "TaskCancelledError",
+    "TaskContextFilter",
     "TaskFailedError",
     "TaskGraph",
     "TaskInfo",
@@ -67,6 +70,7 @@ __all__ = [
     "configure_logging",
     "current_task_id",
     "load_config",
+    "prometheus_collector",
     "render_prometheus",
     "unified_task_manager",
 ]

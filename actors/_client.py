@@ -28,6 +28,7 @@ from actors._messages import Call
 from actors._metrics import MetricsSnapshot, render_prometheus
 from actors._pool import Submit
 from actors._taskgraph import TaskGraph
+from actors._tracing import capture
 from actors._types import TaskInfo, TaskPriority, TaskStatus
 from actors._validate import (
     check_picklable,
@@ -171,6 +172,9 @@ class UnifiedTaskManager:
             else:
                 breaker = system.circuit_breakers.add(circuit_breaker)
             spec = spec._replace(circuit_breaker=breaker)
+        trace = capture()  # None without OpenTelemetry
+        if trace is not None:
+            spec = spec._replace(trace=trace)
         bridge = bridge_for(asyncio.get_running_loop())
         result: str = await self._call("register", spec, spec.task_id, bridge)
         return result

@@ -63,6 +63,8 @@ class _Rule:
     def expected(self) -> str:
         if self.kind is bool:
             return "a bool"
+        if self.kind is tuple:
+            return "a non-empty list of finite numbers > 0 in increasing order"
         if self.kind is str and self.choices:
             return "one of " + ", ".join(repr(choice) for choice in self.choices)
         if self.kind is str:
@@ -81,6 +83,8 @@ class _Rule:
         """
         if self.kind is bool:
             return value if isinstance(value, bool) else None
+        if self.kind is tuple:
+            return _increasing(value)
         if self.kind is str and self.choices:
             return value if isinstance(value, str) and value in self.choices else None
         if self.kind is str:
@@ -108,6 +112,21 @@ class _Rule:
         return number
 
 
+def _increasing(value: object) -> tuple[float, ...] | None:
+    """A non-empty list/tuple of finite numbers > 0, strictly increasing, as floats."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return None
+    bounds: list[float] = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, numbers.Real):
+            return None
+        number = float(item)
+        if not 0.0 < number < math.inf or (bounds and number <= bounds[-1]):
+            return None
+        bounds.append(number)
+    return tuple(bounds)
+
+
 _RULES: dict[str, _Rule] = {
     "USE_NEW_TASK_SYSTEM": _Rule(bool),
     "MAX_CONCURRENT_TASKS": _Rule(int, 1),
@@ -133,6 +152,7 @@ _RULES: dict[str, _Rule] = {
     "BREAKER_FAILURE_THRESHOLD": _Rule(int, 1),
     "BREAKER_RECOVERY_TIMEOUT": _Rule(float, 0, strict=True),
     "BREAKER_HALF_OPEN_MAX_CALLS": _Rule(int, 1),
+    "METRICS_HISTOGRAM_BUCKETS": _Rule(tuple),
 }
 
 
@@ -207,6 +227,11 @@ def _parse_env(key: str, raw: str, source: str) -> object:
     if rule.kind is int or rule.kind is float:
         try:
             return rule.kind(text)
+        except ValueError:
+            raise _invalid(key, rule.expected, raw, source) from None
+    if rule.kind is tuple:  # comma-separated: "0.1,0.5,1"
+        try:
+            return [float(part) for part in text.split(",")]
         except ValueError:
             raise _invalid(key, rule.expected, raw, source) from None
     if rule.optional and not text:
@@ -295,6 +320,12 @@ class Config:
     """Seconds an open breaker (created by name) waits before half-opening."""
     BREAKER_HALF_OPEN_MAX_CALLS: int = 1
     """Trial calls a half-open breaker (created by name) lets through."""
+    METRICS_HISTOGRAM_BUCKETS: tuple[float, ...] = (
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    )  # fmt: skip
+    """Upper bounds, in seconds, of the run-time and wait-time histogram buckets of
+    `actors.prometheus_collector` (``+Inf`` is added); increasing, each > 0. In the
+    environment: comma-separated (``ACTORFLOW_METRICS_HISTOGRAM_BUCKETS=0.1,1,10``)."""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):

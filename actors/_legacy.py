@@ -94,7 +94,7 @@ class LegacyTaskManagerActor(BaseManager):
     def _ready(self, record: TaskRecord) -> None:
         bridge = record.bridge
         assert bridge is not None
-        execution = record.execution = Execution(record.task_id, 0, bridge)
+        execution = record.execution = Execution(record.task_id, 0, bridge, record)
         record.started_at = self.clock.monotonic()
         record.attempts = 1
         self._set_status(record, RUNNING)
@@ -148,7 +148,7 @@ async def _run(
     breaker: CircuitBreaker | None = None,
 ) -> None:
     task_id = execution.task_id
-    _current.set((task_id, execution.token))
+    _current.set((task_id, execution.token, execution.name, execution.task_type))
     started = clock.monotonic()
     idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
     attempt = 0
@@ -156,7 +156,7 @@ async def _run(
         attempt += 1
         if attempt > 1:  # a fresh token: the last attempt's may be set by its timeout
             execution.token = CancellationToken()
-            _current.set((task_id, execution.token))
+            _current.set((task_id, execution.token, execution.name, execution.task_type))
         _send(report, AttemptStarted(task_id, attempt, None))
         permit = None
         try:
@@ -246,7 +246,7 @@ async def _attempt(
 def _call_in_thread(
     execution: Execution, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    reset = _current.set((execution.task_id, execution.token))
+    reset = _current.set((execution.task_id, execution.token, execution.name, execution.task_type))
     try:
         with logger.contextualize(task_id=execution.task_id):
             value = func(*args, **kwargs)

@@ -168,7 +168,7 @@ class TaskManagerActor(BaseManager):
         record.delegated = len(waiters) if waiters else 0
         if record.is_coroutine:
             bridge = record.bridge
-            execution = record.execution = Execution(task_id, attempt, bridge)
+            execution = record.execution = Execution(task_id, attempt, bridge, record)
             execution.clock = self.clock
             if waiters:
                 execution.waiters = waiters.copy()
@@ -188,7 +188,7 @@ class TaskManagerActor(BaseManager):
                 )
             return
         # The owner loop's bridge: a function that returns an awaitable has it awaited there.
-        execution = record.execution = Execution(task_id, attempt, record.bridge)
+        execution = record.execution = Execution(task_id, attempt, record.bridge, record)
         execution.clock = self.clock
         if waiters:
             execution.waiters = waiters.copy()

@@ -18,6 +18,7 @@ from loguru import logger
 from actors._breaker import BreakerTransition
 from actors._events import Event, EventKind, Subscriber, kind_of_transition
 from actors._governor import GovernorPolicy, Pressure, ResourceSample, decide, pressure
+from actors._histogram import Histogram
 from actors._messages import Call, TaskEvents
 from actors._metrics import MetricsSnapshot, QuantileSketch, TimingStats
 from actors._util import tell_later
@@ -64,6 +65,9 @@ class MonitorState:
         self.restarts: Counter[str] = Counter()
         self.execution: dict[str, QuantileSketch] = {}
         self.waiting: dict[str, QuantileSketch] = {}
+        # The same durations in cumulative buckets, for Prometheus histograms.
+        self.execution_buckets: dict[str, Histogram] = {}
+        self.waiting_buckets: dict[str, Histogram] = {}
         self.queued_at: dict[str, float] = {}
         self.started_at: dict[str, float] = {}
         self.retries = 0
@@ -144,6 +148,7 @@ class TaskMonitorActor(SupervisedActor):
         by_type = state.by_type
         queued_at = state.queued_at
         started_at = state.started_at
+        bounds = self.ctx.config.METRICS_HISTOGRAM_BUCKETS
         for task_id, task_type, old, new, at, detail in items:
             counts = by_type.get(task_type)
             if counts is None:
@@ -154,7 +159,9 @@ class TaskMonitorActor(SupervisedActor):
                 if old == "running":
                     began = started_at.pop(task_id, None)
                     if began is not None:
-                        _sketch(state.execution, task_type).add(max(0.0, at - began))
+                        ran = max(0.0, at - began)
+                        _sketch(state.execution, task_type).add(ran)
+                        _histogram(state.execution_buckets, task_type, bounds).observe(ran)
             if new is None:
                 queued_at.pop(task_id, None)
                 started_at.pop(task_id, None)
@@ -166,7 +173,9 @@ class TaskMonitorActor(SupervisedActor):
             elif new == "running":
                 since = queued_at.pop(task_id, None)
                 if since is not None:
-                    _sketch(state.waiting, task_type).add(max(0.0, at - since))
+                    waited = max(0.0, at - since)
+                    _sketch(state.waiting, task_type).add(waited)
+                    _histogram(state.waiting_buckets, task_type, bounds).observe(waited)
                 started_at[task_id] = at
             elif new == "retrying":
                 state.retries += 1
@@ -300,6 +309,8 @@ class TaskMonitorActor(SupervisedActor):
             breakers={b.name: b.state.value for b in ctx.breakers.all()},
             resource=dict(state.resource),
             taken_at=ctx.clock.monotonic(),
+            execution_histogram={t: h.counts() for t, h in state.execution_buckets.items()},
+            wait_histogram={t: h.counts() for t, h in state.waiting_buckets.items()},
         )
 
 
@@ -308,6 +319,15 @@ def _sketch(sketches: dict[str, QuantileSketch], task_type: str) -> QuantileSket
     if sketch is None:
         sketch = sketches[task_type] = QuantileSketch()
     return sketch
+
+
+def _histogram(
+    histograms: dict[str, Histogram], task_type: str, bounds: tuple[float, ...]
+) -> Histogram:
+    histogram = histograms.get(task_type)
+    if histogram is None:
+        histogram = histograms[task_type] = Histogram(bounds)
+    return histogram
 
 
 def _stats(sketches: dict[str, QuantileSketch]) -> dict[str, TimingStats]:

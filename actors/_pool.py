@@ -30,6 +30,7 @@ from actors._backends import (
 from actors._errors import ActorSystemError
 from actors._execution import complete, run_function
 from actors._messages import Call, RunFunction
+from actors._tracing import end_span, start_span
 from actors._util import tell_quietly
 from supervisors import SupervisedActor
 
@@ -165,8 +166,11 @@ class ThreadPoolActor(SupervisedActor):
             return
         task_id = execution.task_id
         report = message.report
+        span = None if execution.trace is None else start_span(execution)
 
         def finish(value: Any, error: BaseException | None) -> None:
+            if span is not None:
+                end_span(span, error)
             complete(execution, report, value, error)
 
         call = RemoteCall(

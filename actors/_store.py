@@ -60,6 +60,7 @@ class TaskRecord:
         "task_type",
         "timeout",
         "timer",
+        "trace",
         "waiters",
     )
 
@@ -96,6 +97,7 @@ class TaskRecord:
         self.delegated = 0  # waiters the running attempt answers itself on success
         self.cancels: list[ReplyTo] | None = None  # cancel calls waiting for an outcome
         self.idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
+        self.trace: Any = spec.trace  # OpenTelemetry context at registration, or None
 
     def release(self) -> None:
         """The task ended: drop what only a live task needs."""
@@ -108,6 +110,7 @@ class TaskRecord:
         self.breaker = None
         self.permit = None
         self.cancels = None
+        self.trace = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

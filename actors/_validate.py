@@ -64,6 +64,9 @@ class TaskSpec(NamedTuple):
     """True when calling ``func`` returns a coroutine (async def, also behind a partial)."""
     executor: str | None = None
     """One of `BACKENDS`, or None for the configured ``THREAD_POOL_BACKEND``."""
+    trace: Any = None
+    """The OpenTelemetry context current at ``register_task`` (None without OpenTelemetry):
+    the parent of each attempt's span."""
 
 
 def _non_empty_str(value: object, argument: str) -> str:

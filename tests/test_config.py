@@ -40,6 +40,22 @@ DEFAULTS_WITHOUT_WORKERS: dict[str, Any] = {
     "BREAKER_FAILURE_THRESHOLD": 5,
     "BREAKER_RECOVERY_TIMEOUT": 30.0,
     "BREAKER_HALF_OPEN_MAX_CALLS": 1,
+    "METRICS_HISTOGRAM_BUCKETS": (
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1.0,
+        2.5,
+        5.0,
+        10.0,
+        30.0,
+        60.0,
+        300.0,
+    ),
 }
 
 KEYS = [
@@ -67,6 +83,7 @@ KEYS = [
     "BREAKER_FAILURE_THRESHOLD",
     "BREAKER_RECOVERY_TIMEOUT",
     "BREAKER_HALF_OPEN_MAX_CALLS",
+    "METRICS_HISTOGRAM_BUCKETS",
 ]
 
 FLOAT_KEYS = [

@@ -399,6 +399,8 @@ FAMILIES = [
     ("actorflow_events_dropped", "counter"),
     ("actorflow_circuit_breaker_state", "gauge"),
     ("actorflow_resource_percent", "gauge"),
+    ("actorflow_task_execution_duration_seconds", "histogram"),
+    ("actorflow_task_wait_duration_seconds", "histogram"),
 ]
 WEIRD = 'say "hi"\n\\'
 

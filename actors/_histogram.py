@@ -1,0 +1,57 @@
+"""Cumulative-bucket histograms of durations, for Prometheus (which can add them up).
+
+Quantile summaries cannot be aggregated across instances; histogram buckets can. The
+monitor counts every run time and wait time into one `Histogram` per task type as the
+transitions arrive (a bisect and two additions), and a snapshot carries frozen
+`HistogramCounts`. Pure: no threads, no clock.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+
+__all__ = ["Histogram", "HistogramCounts"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramCounts:
+    """One histogram at the time of a snapshot.
+
+    ``bounds`` are the buckets' upper bounds in seconds (``+Inf`` not included);
+    ``cumulative[i]`` counts the observations ``<= bounds[i]``, so it never decreases and
+    ``count`` (every observation) is the ``+Inf`` bucket.
+    """
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    count: int
+    sum: float
+
+
+class Histogram:
+    """Counts observations per bucket (``value <= bound``, Prometheus' ``le``).
+
+    Not thread-safe: it lives inside one actor's state.
+    """
+
+    __slots__ = ("_bounds", "_counts", "_sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)  # the last one: above every bound
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def counts(self) -> HistogramCounts:
+        cumulative = []
+        running = 0
+        for n in self._counts[:-1]:
+            running += n
+            cumulative.append(running)
+        return HistogramCounts(
+            self._bounds, tuple(cumulative), running + self._counts[-1], self._sum
+        )

@@ -1,0 +1,221 @@
+"""OpenTelemetry: one span per task attempt, child of the span current at register_task."""
+
+from __future__ import annotations
+
+import multiprocessing.resource_tracker
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from actors import ActorSystem
+
+EXPORTER = InMemorySpanExporter()
+tracer = trace.get_tracer("tests")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The process-wide SDK provider (set once; OpenTelemetry allows no second one)."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    if not getattr(provider, "_actorflow_tests", False):
+        provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+        provider._actorflow_tests = True  # type: ignore[attr-defined]
+    EXPORTER.clear()
+    yield EXPORTER
+    EXPORTER.clear()
+
+
+def attempts(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.name.startswith("task ")]
+
+
+def by_name(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == name]
+    return span
+
+
+def fails_then_works(failures: int) -> object:
+    calls = []
+
+    async def work() -> str:
+        calls.append(None)
+        if len(calls) <= failures:
+            raise ValueError(f"boom {len(calls)}")
+        return "done"
+
+    return work
+
+
+@pytest.mark.parametrize("kind", ["coroutine", "thread"])
+async def test_an_attempt_is_a_child_of_the_span_current_at_registration(
+    kind: str, spans: InMemorySpanExporter
+) -> None:
+    async def in_coroutine() -> int:
+        with tracer.start_as_current_span("inside"):
+            return 1
+
+    def in_thread() -> int:
+        with tracer.start_as_current_span("inside"):
+            return 1
+
+    async with ActorSystem() as system:
+        tm = system.task_manager
+        with tracer.start_as_current_span("request"):
+            task_id = await tm.register_task(
+                "fetch", in_coroutine if kind == "coroutine" else in_thread, task_type="io"
+            )
+        assert trace.get_current_span() is trace.INVALID_SPAN
+        assert await tm.execute_task(task_id, wait=True) == 1  # outside the request span
+    request, attempt, inside = (by_name(spans, n) for n in ("request", "task fetch", "inside"))
+    assert request.parent is None
+    assert attempt.parent is not None
+    assert inside.parent is not None
+    assert attempt.context is not None
+    assert request.context is not None
+    assert attempt.context.trace_id == request.context.trace_id
+    assert attempt.parent.span_id == request.context.span_id
+    assert inside.parent.span_id == attempt.context.span_id
+    assert dict(attempt.attributes or {}) == {
+        "actorflow.task.id": task_id,
+        "actorflow.task.name": "fetch",
+        "actorflow.task.type": "io",
+        "actorflow.task.attempt": 1,
+    }
+    assert (attempt.status.status_code, attempt.events) == (StatusCode.OK, ())
+
+
+async def test_without_a_current_span_the_attempt_is_a_root(spans: InMemorySpanExporter) -> None:
+    async def work() -> None:
+        return None
+
+    async with ActorSystem() as system:
+        task_id = await system.task_manager.register_task("alone", work)
+        await system.task_manager.execute_task(task_id, wait=True)
+    (attempt,) = attempts(spans)
+    assert (attempt.name, attempt.parent, attempt.status.status_code) == (
+        "task alone",
+        None,
+        StatusCode.OK,
+    )
+
+
+@pytest.mark.parametrize("kind", ["coroutine", "thread"])
+async def test_a_failed_attempt_has_error_status_and_the_exception_event(
+    kind: str, spans: InMemorySpanExporter
+) -> None:
+    async def in_coroutine() -> None:
+        raise ValueError("boom")
+
+    def in_thread() -> None:
+        raise ValueError("boom")
+
+    async with ActorSystem() as system:
+        tm = system.task_manager
+        task_id = await tm.register_task("bad", in_coroutine if kind == "coroutine" else in_thread)
+        with pytest.raises(ValueError, match=r"^boom$"):
+            await tm.execute_task(task_id, wait=True)
+    (attempt,) = attempts(spans)
+    assert (attempt.status.status_code, attempt.status.description) == (
+        StatusCode.ERROR,
+        "ValueError: boom",
+    )
+    (event,) = attempt.events
+    assert event.name == "exception"
+    attributes = event.attributes or {}
+    assert (attributes["exception.type"], attributes["exception.message"]) == (
+        "ValueError",
+        "boom",
+    )
+
+
+async def test_a_retried_task_has_one_span_per_attempt(spans: InMemorySpanExporter) -> None:
+    async with ActorSystem() as system:
+        tm = system.task_manager
+        with tracer.start_as_current_span("request"):
+            task_id = await tm.register_task("flaky", fails_then_works(2), max_retries=2)  # type: ignore[arg-type]
+        assert await tm.execute_task(task_id, wait=True) == "done"
+    request = by_name(spans, "request")
+    assert request.context is not None
+    assert [
+        (
+            s.attributes["actorflow.task.attempt"] if s.attributes else None,
+            s.status.status_code,
+            s.status.description,
+            s.parent.span_id if s.parent else None,
+        )
+        for s in attempts(spans)
+    ] == [
+        (1, StatusCode.ERROR, "ValueError: boom 1", request.context.span_id),
+        (2, StatusCode.ERROR, "ValueError: boom 2", request.context.span_id),
+        (3, StatusCode.OK, None, request.context.span_id),
+    ]
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+async def test_a_process_attempt_is_recorded_around_the_remote_call(
+    spans: InMemorySpanExporter,
+) -> None:
+    multiprocessing.resource_tracker.ensure_running()  # process-wide, as in test_backends
+    async with ActorSystem({"MAX_THREAD_WORKERS": 1}) as system:
+        tm = system.task_manager
+        with tracer.start_as_current_span("request"):
+            task_id = await tm.register_task("remote", double, (21,), executor="process")
+        assert await tm.execute_task(task_id, wait=True) == 42
+    request, attempt = by_name(spans, "request"), by_name(spans, "task remote")
+    assert request.context is not None
+    assert attempt.parent is not None
+    assert (attempt.parent.span_id, attempt.status.status_code) == (
+        request.context.span_id,
+        StatusCode.OK,
+    )
+    assert dict(attempt.attributes or {})["actorflow.task.attempt"] == 1
+
+
+@pytest.mark.parametrize(
+    ("hide", "shown"),
+    [
+        ('sys.modules["opentelemetry"] = None  # as if not installed', "False None"),
+        ("pass  # installed, but the application sets no tracer provider", "True None"),
+    ],
+)
+def test_without_opentelemetry_or_a_provider_nothing_is_traced(hide: str, shown: str) -> None:
+    program = textwrap.dedent(
+        """
+        import asyncio, sys
+        HIDE
+        from actors import ActorSystem
+        from actors import _tracing
+
+        async def main():
+            async def work():
+                return 7
+            async with ActorSystem() as system:
+                task_id = await system.task_manager.register_task("t", work)
+                print(await system.task_manager.execute_task(task_id, wait=True))
+
+        print(_tracing.AVAILABLE, _tracing.capture())
+        asyncio.run(main())
+        """
+    ).replace("HIDE", hide)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{shown}\n7\n", "")

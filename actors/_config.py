@@ -133,6 +133,7 @@ _RULES: dict[str, _Rule] = {
     "BREAKER_FAILURE_THRESHOLD": _Rule(int, 1),
     "BREAKER_RECOVERY_TIMEOUT": _Rule(float, 0, strict=True),
     "BREAKER_HALF_OPEN_MAX_CALLS": _Rule(int, 1),
+    "DASHBOARD_TOKEN": _Rule(str, optional=True),
 }
 
 
@@ -295,6 +296,8 @@ class Config:
     """Seconds an open breaker (created by name) waits before half-opening."""
     BREAKER_HALF_OPEN_MAX_CALLS: int = 1
     """Trial calls a half-open breaker (created by name) lets through."""
+    DASHBOARD_TOKEN: str | None = None
+    """The bearer token the dashboard's API asks for (None: no token; see README)."""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):

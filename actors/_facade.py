@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors._errors import DuplicateTaskError, InvalidTaskError, TaskNotFoundError
 from actors._messages import Call, Forget
+from actors._query import merge_pages
 from actors._types import TaskInfo
 from actors._util import shrink
 from supervisors import SupervisedActor
@@ -33,7 +34,9 @@ BACKENDS = ("new", "old")
 # in the process and across restarts, and ten times cheaper than uuid4 (no syscall).
 _ID_PREFIX = f"t{secrets.token_hex(4)}-"
 _ids = itertools.count(1)
-PER_TASK = frozenset({"execute", "wait", "cancel", "get", "status", "result", "error"})
+PER_TASK = frozenset(
+    {"execute", "wait", "cancel", "get", "status", "result", "error", "detail", "definition"}
+)
 
 
 class FacadeState:
@@ -197,6 +200,9 @@ class FacadeActor(SupervisedActor):
             self.managers[backend].tell(call)
         elif op in ("all", "by_status", "by_type"):
             self._fan_out(call, _merge_infos)
+        elif op == "page":
+            query = call.args[0]
+            self._fan_out(call, lambda parts: merge_pages(query, parts))
         elif op == "cleanup":
             self._fan_out(call, self._forget_cleaned)
         elif op == "shutdown":

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from actors._breaker import CircuitBreaker, Permit
     from actors._bridge import LoopBridge, ReplyTo
     from actors._execution import Execution
+    from actors._query import AttemptFailure
     from actors._validate import TaskSpec
     from supervisors import TimerHandle
 
@@ -40,9 +41,11 @@ class TaskRecord:
         "error",
         "execution",
         "executor",
+        "failures",
         "finished_at",
         "func",
         "is_coroutine",
+        "kept_bridge",
         "kwargs",
         "max_retries",
         "metadata",
@@ -53,6 +56,7 @@ class TaskRecord:
         "retry_delay",
         "retry_wait",
         "seq",
+        "spec",
         "started_at",
         "status",
         "task_id",
@@ -94,9 +98,17 @@ class TaskRecord:
         self.permit: Permit | None = None
         self.delegated = 0  # waiters the running attempt answers itself on success
         self.cancels: list[ReplyTo] | None = None  # cancel calls waiting for an outcome
+        self.failures: list[AttemptFailure] | None = None  # latest failed attempts
+        self.spec: TaskSpec | None = spec  # kept after a failure, to retry the task
+        self.kept_bridge: LoopBridge | None = None
 
     def release(self) -> None:
-        """The task ended: drop what only a live task needs."""
+        """The task ended: drop what only a live task needs (a failed task keeps its
+        definition and its loop, so it can be retried)."""
+        if self.status is TaskStatus.FAILED:
+            self.kept_bridge = self.bridge
+        else:
+            self.spec = None
         self.func = None
         self.args = None
         self.kwargs = None

@@ -25,10 +25,11 @@ from actors._bridge import Reply, bridge_for
 from actors._config import Config, load_config
 from actors._errors import ActorsError, ActorSystemError, ConfigError, InvalidTaskError
 from actors._events import EventStream, Subscriber
+from actors._facade import BACKENDS
 from actors._messages import Call
 from actors._metrics import MetricsSnapshot, render_prometheus
 from actors._pool import Submit
-from actors._query import PageQuery, TaskDetail, TaskPage
+from actors._query import PageQuery, TaskDetail, TaskPage, TaskRow, merge_rows, split_page
 from actors._taskgraph import TaskGraph
 from actors._types import TaskInfo, TaskPriority, TaskStatus
 from actors._validate import (
@@ -266,10 +267,13 @@ class UnifiedTaskManager:
     ) -> TaskPage:
         """One page of the tasks, newest first, filtered by status, type and a part of
         the name or id (case-insensitive): the total that match and ``limit`` rows from
-        ``offset``. Costs a scan of the records, not a `TaskInfo` per task."""
+        ``offset``. Costs two scans of the records, not a `TaskInfo` per task."""
         query = PageQuery(offset, limit, status, task_type, search)
-        result: TaskPage = await self._call("page", query)
-        return result
+        keys: list[tuple[int, list[float]]] = await self._call("page_keys", query)
+        cuts = split_page(query, [part[1] for part in keys])
+        slices = dict(zip(BACKENDS, cuts, strict=True))
+        rows: list[list[TaskRow]] = await self._call("page_rows", query, slices)
+        return merge_rows(query, sum(part[0] for part in keys), rows)
 
     async def get_task_detail(self, task_id: str) -> TaskDetail:
         """A task's snapshot with its dependents, failed attempts (errors and

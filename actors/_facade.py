@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from actors._errors import DuplicateTaskError, InvalidTaskError, TaskNotFoundError
 from actors._messages import Call, Forget
-from actors._query import merge_pages
 from actors._types import TaskInfo
 from actors._util import shrink
 from supervisors import SupervisedActor
@@ -200,9 +199,8 @@ class FacadeActor(SupervisedActor):
             self.managers[backend].tell(call)
         elif op in ("all", "by_status", "by_type"):
             self._fan_out(call, _merge_infos)
-        elif op == "page":
-            query = call.args[0]
-            self._fan_out(call, lambda parts: merge_pages(query, parts))
+        elif op in ("page_keys", "page_rows"):
+            self._fan_out(call, list)
         elif op == "cleanup":
             self._fan_out(call, self._forget_cleaned)
         elif op == "shutdown":

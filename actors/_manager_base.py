@@ -28,7 +28,8 @@ from actors._query import (
     TaskDetail,
     TaskRow,
     failure_of,
-    local_page,
+    page_keys,
+    page_rows,
 )
 from actors._store import ManagerState, TaskRecord
 from actors._types import TERMINAL, TaskInfo, TaskStatus
@@ -414,9 +415,17 @@ class BaseManager(SupervisedActor):
         graph, backend = self.graph, self.backend
         return [r.info(graph, backend) for r in self.tasks.values() if r.task_type == task_type]
 
-    def op_page(self, reply: ReplyTo, query: PageQuery) -> tuple[int, list[TaskRow]]:
-        """This manager's part of a page of the task table (see `actors._query`)."""
-        return local_page(self.tasks.values(), query, self.backend)
+    def op_page_keys(self, reply: ReplyTo, query: PageQuery) -> tuple[int, list[float]]:
+        """How many tasks match a page query, and the creation times of the first
+        ``offset + limit`` of them, newest first (see `actors._query`)."""
+        return page_keys(self.tasks.values(), query)
+
+    def op_page_rows(
+        self, reply: ReplyTo, query: PageQuery, slices: dict[str, tuple[int, int]]
+    ) -> list[TaskRow]:
+        """The rows of this manager's matches ``slices[backend]`` (start, stop)."""
+        start, stop = slices[self.backend]
+        return page_rows(self.tasks.values(), query, start, stop, self.backend)
 
     def op_detail(self, reply: ReplyTo, task_id: str) -> TaskDetail:
         record = self._get(task_id)

@@ -1,9 +1,12 @@
 """Paged task queries and task details: what the dashboard asks the managers.
 
-A page of the task table must not cost a `TaskInfo` per registered task: each manager
-filters its own records newest first and builds a light `TaskRow` only for the rows a
-page can show; the facade merges the two managers' answers (`merge_pages`). Pure: no
-actors, no threads, no clock reads.
+A page of the task table must not cost a `TaskInfo` per registered task. It takes two
+calls: each manager counts its matches and sends the creation times of its first
+``offset + limit`` (`page_keys`); the client works out which of each manager's
+matches the page holds (`split_page`); each manager builds a light `TaskRow` for just
+those (`page_rows`), and the client merges them (`merge_rows`). Tasks registered
+between the two calls may shift a page by a row or two. Pure: no actors, no threads,
+no clock reads.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import traceback
-from collections.abc import Mapping, Reversible
+from collections.abc import Iterator, Mapping, Reversible, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +33,10 @@ __all__ = [
     "TaskPage",
     "TaskRow",
     "failure_of",
-    "local_page",
-    "merge_pages",
+    "merge_rows",
+    "page_keys",
+    "page_rows",
+    "split_page",
 ]
 
 MAX_PAGE_SIZE = 500
@@ -152,15 +157,9 @@ class TaskDetail:
     retryable: bool
 
 
-def local_page(
-    records: Reversible[TaskRecord], query: PageQuery, backend: str
-) -> tuple[int, list[TaskRow]]:
-    """One manager's part of a page: how many of ``records`` (oldest first) match, and
-    the rows of the first ``offset + limit`` matches, newest first."""
+def _matches(records: Reversible[TaskRecord], query: PageQuery) -> Iterator[TaskRecord]:
+    """The records that match ``query``, newest first."""
     status, task_type, search = query.status, query.task_type, query.search
-    want = query.offset + query.limit
-    total = 0
-    picked: list[TaskRecord] = []
     for r in reversed(records):
         if status is not None and r.status is not status:
             continue
@@ -168,10 +167,27 @@ def local_page(
             continue
         if search is not None and search not in r.name.casefold() and search not in r.task_id:
             continue
+        yield r
+
+
+def page_keys(records: Reversible[TaskRecord], query: PageQuery) -> tuple[int, list[float]]:
+    """A manager's first step of a page: how many of its ``records`` (oldest first)
+    match, and the creation times of the first ``offset + limit`` matches."""
+    want = query.offset + query.limit
+    total = 0
+    keys: list[float] = []
+    for r in _matches(records, query):
         total += 1
         if total <= want:
-            picked.append(r)
-    rows = [
+            keys.append(r.created_at)
+    return total, keys
+
+
+def page_rows(
+    records: Reversible[TaskRecord], query: PageQuery, start: int, stop: int, backend: str
+) -> list[TaskRow]:
+    """A manager's second step: the rows of its matches ``start`` to ``stop``."""
+    return [
         TaskRow(
             r.task_id,
             r.name,
@@ -183,15 +199,31 @@ def local_page(
             r.finished_at,
             backend,
         )
-        for r in picked
+        for r in itertools.islice(_matches(records, query), start, stop)
     ]
-    return total, rows
 
 
-def merge_pages(query: PageQuery, parts: list[tuple[int, list[TaskRow]]]) -> TaskPage:
-    """The page of the query over every manager's part (each newest first)."""
-    total = sum(part[0] for part in parts)
-    merged = heapq.merge(*(part[1] for part in parts), key=lambda row: -row.created_at)
-    start, stop = query.offset, query.offset + query.limit
-    rows = tuple(itertools.islice(merged, start, stop))
-    return TaskPage(total, rows, query.offset, query.limit)
+def split_page(query: PageQuery, keys: Sequence[list[float]]) -> list[tuple[int, int]]:
+    """Which of each manager's matches (``keys``: creation times, newest first) make up
+    the page: a ``(start, stop)`` per manager. Ties go to the earlier manager."""
+    merged = heapq.merge(*(_tagged(part, index) for index, part in enumerate(keys)))
+    cuts = [[0, 0] for _ in keys]
+    for position, (_, index) in enumerate(merged):
+        if position >= query.offset + query.limit:
+            break
+        cut = cuts[index]
+        if position < query.offset:
+            cut[0] += 1
+        cut[1] += 1
+    return [(start, stop) for start, stop in cuts]
+
+
+def _tagged(keys: list[float], index: int) -> Iterator[tuple[float, int]]:
+    for at in keys:
+        yield -at, index
+
+
+def merge_rows(query: PageQuery, total: int, parts: Sequence[list[TaskRow]]) -> TaskPage:
+    """The page from each manager's rows (each newest first)."""
+    rows = heapq.merge(*parts, key=lambda row: -row.created_at)
+    return TaskPage(total, tuple(itertools.islice(rows, query.limit)), query.offset, query.limit)

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from actors import ActorSystem, ConfigError, InvalidTaskError, TaskStatus
-from actors._query import MAX_FAILURES_KEPT, PageQuery, TaskRow, merge_pages
+from actors._query import MAX_FAILURES_KEPT, PageQuery, TaskRow, merge_rows, split_page
 from actors.dashboard import create_app
 from supervisors import Kill
 
@@ -175,12 +175,19 @@ def row(name: str, created: float) -> TaskRow:
     return TaskRow(name, name, TaskStatus.PENDING, "t", 0, created, None, None, "new")
 
 
-def test_merge_pages_interleaves_by_creation_time() -> None:
-    new = (3, [row("n5", 5.0), row("n3", 3.0), row("n1", 1.0)])
-    old = (2, [row("o4", 4.0), row("o2", 2.0)])
-    page = merge_pages(PageQuery(offset=1, limit=3), [new, old])
+def test_a_page_over_two_managers_interleaves_by_creation_time() -> None:
+    new = [row("n5", 5.0), row("n3", 3.0), row("n1", 1.0)]
+    old = [row("o4", 4.0), row("o2", 2.0)]
+    query = PageQuery(offset=1, limit=3)
+    keys = [[r.created_at for r in new], [r.created_at for r in old]]
+    cuts = split_page(query, keys)
+    assert cuts == [(1, 2), (0, 2)]  # merged: n5 | o4 n3 o2 | n1
+    parts = [new[slice(*cuts[0])], old[slice(*cuts[1])]]
+    page = merge_rows(query, 5, parts)
     assert page.total == 5
     assert [r.name for r in page.rows] == ["o4", "n3", "o2"]
+    tie = split_page(PageQuery(offset=0, limit=1), [[2.0], [2.0]])
+    assert tie == [(0, 1), (0, 0)]
 
 
 def test_page_query_checks_its_arguments() -> None:

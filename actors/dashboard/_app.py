@@ -267,7 +267,9 @@ class _Dashboard:
         }
 
     async def task(self, request: Request) -> Any:
-        return _detail(await self.tm.get_task_detail(request.path_params["task_id"]))
+        detail = _detail(await self.tm.get_task_detail(request.path_params["task_id"]))
+        detail["now"] = self.system.clock.monotonic()  # the times are on the system clock
+        return detail
 
     async def cancel(self, request: Request) -> Any:
         task_id = request.path_params["task_id"]

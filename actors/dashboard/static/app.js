@@ -222,7 +222,7 @@ async function tasksPage(main) {
       const actions = tr.lastElementChild;
       actions.replaceChildren(actionButtons(event.task_id, status, status === "failed"));
     }
-    if (!tr || t.status) stale = true;  // new tasks, or rows leaving the filter
+    stale = true;  // attempts, run times, new tasks, rows leaving the filter: next refresh
   }
   state.listeners.add(onEvent);
   every(2000, () => { if (stale) load(); });
@@ -259,9 +259,10 @@ async function taskPage(main, taskId) {
     field("priority", d.priority);
     field("attempts", `${d.attempts} (max retries ${d.max_retries})`);
     field("system", d.backend);
-    field("registered at", seconds(d.created_at));
-    field("started at", d.started_at === null ? "not started" : seconds(d.started_at));
-    field("finished at", d.finished_at === null ? "not finished" : seconds(d.finished_at));
+    const ago = (at) => `${seconds(Math.max(0, d.now - at))} ago`;
+    field("registered", ago(d.created_at));
+    field("started", d.started_at === null ? "not started" : ago(d.started_at));
+    field("finished", d.finished_at === null ? "not finished" : ago(d.finished_at));
     field("run time", d.duration === null ? "" : seconds(d.duration));
     field("queued for", d.started_at === null ? "" : seconds(d.started_at - d.created_at));
     field("error", d.error ? `${d.error.type}: ${d.error.message}` : "");
@@ -275,7 +276,7 @@ async function taskPage(main, taskId) {
     const attempts = d.failures.length
       ? d.failures.map((f) => el("div", { class: "attempt" },
           el("strong", { text: `attempt ${f.attempt}: ${f.error_type}` }), " ",
-          el("span", { class: "muted", text: `at ${seconds(f.at)}` }),
+          el("span", { class: "muted", text: `${seconds(Math.max(0, d.now - f.at))} ago` }),
           el("p", { text: f.message }),
           el("pre", { class: "traceback", text: f.traceback })))
       : [el("p", { class: "muted", text: "no failed attempts" })];
@@ -314,7 +315,7 @@ function layered(nodes, edges) {
     const l = layer.get(n.id);
     const r = rows.get(l) || 0;
     rows.set(l, r + 1);
-    pos.set(n.id, { x: 20 + l * 210, y: 20 + r * 56 });
+    pos.set(n.id, { x: 20 + l * 250, y: 20 + r * 56 });
   }
   return pos;
 }
@@ -351,7 +352,7 @@ async function graphPage(main) {
     note.textContent = g.truncated ? `showing the newest ${g.nodes.length} of ${g.total} tasks; filter by type or pick a task` : `${g.total} tasks`;
     const pos = layered(g.nodes, g.edges);
     let width = 200; let height = 80;
-    for (const p of pos.values()) { width = Math.max(width, p.x + 200); height = Math.max(height, p.y + 60); }
+    for (const p of pos.values()) { width = Math.max(width, p.x + 240); height = Math.max(height, p.y + 60); }
     const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, id: "graph-svg" });
     const defs = svg("defs");
     const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse" });
@@ -360,16 +361,16 @@ async function graphPage(main) {
     root.append(defs);
     for (const [dep, dependent] of g.edges) {
       const a = pos.get(dep); const b = pos.get(dependent);
-      root.append(svg("path", { d: `M ${a.x + 170} ${a.y + 20} C ${a.x + 190} ${a.y + 20}, ${b.x - 20} ${b.y + 20}, ${b.x} ${b.y + 20}`, fill: "none", stroke: "#555", "marker-end": "url(#arrow)" }));
+      root.append(svg("path", { d: `M ${a.x + 210} ${a.y + 20} C ${a.x + 230} ${a.y + 20}, ${b.x - 20} ${b.y + 20}, ${b.x} ${b.y + 20}`, fill: "none", stroke: "#555", "marker-end": "url(#arrow)" }));
     }
     for (const n of g.nodes) {
       const p = pos.get(n.id);
       const group = svg("g", { class: "node", "data-task-id": n.id, transform: `translate(${p.x},${p.y})`, cursor: "pointer" });
       const title = svg("title");
       title.textContent = `${n.name} (${n.id}): ${n.status}`;
-      group.append(title, svg("rect", { width: 170, height: 40, rx: 6, fill: COLOURS[n.status] || "#fff", stroke: "#333" }));
+      group.append(title, svg("rect", { width: 210, height: 40, rx: 6, fill: COLOURS[n.status] || "#fff", stroke: "#333" }));
       const label = svg("text", { x: 8, y: 16 });
-      label.textContent = n.name.length > 24 ? `${n.name.slice(0, 23)}…` : n.name;
+      label.textContent = n.name.length > 30 ? `${n.name.slice(0, 29)}…` : n.name;
       const sub = svg("text", { x: 8, y: 32, fill: "#333" });
       sub.textContent = n.status;
       group.append(label, sub);

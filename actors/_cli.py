@@ -20,9 +20,23 @@ def run(argv: Sequence[str] | None = None) -> int:
     demo_parser.add_argument(
         "--out", metavar="DIR", help="write the task graph and metrics files here"
     )
+    demo_parser.add_argument(
+        "--dashboard", action="store_true", help="serve the live dashboard and print its URL"
+    )
+    demo_parser.add_argument(
+        "--port", type=int, default=0, help="the dashboard's port on 127.0.0.1 (0: any free one)"
+    )
+    demo_parser.add_argument(
+        "--linger",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="keep the dashboard open this long after the demo (default: until Ctrl-C)",
+    )
     bench = sub.add_parser("bench", help="run the benchmark suite (python -m benchmarks)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(arguments)
-    from actors._demo import demo
+    from actors._demo import DashboardOption, demo
 
-    return demo(sys.stdout, args.out)
+    option = DashboardOption(args.port, args.linger) if args.dashboard else None
+    return demo(sys.stdout, args.out, option)

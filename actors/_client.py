@@ -14,6 +14,7 @@ import contextlib
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from tenacity.wait import wait_base
@@ -24,9 +25,11 @@ from actors._bridge import Reply, bridge_for
 from actors._config import Config, load_config
 from actors._errors import ActorsError, ActorSystemError, ConfigError, InvalidTaskError
 from actors._events import EventStream, Subscriber
+from actors._facade import BACKENDS
 from actors._messages import Call
 from actors._metrics import MetricsSnapshot, render_prometheus
 from actors._pool import Submit
+from actors._query import PageQuery, TaskDetail, TaskPage, TaskRow, merge_rows, split_page
 from actors._taskgraph import TaskGraph
 from actors._tracing import capture
 from actors._types import TaskInfo, TaskPriority, TaskStatus
@@ -256,6 +259,50 @@ class UnifiedTaskManager:
             raise InvalidTaskError(f"task_type must be a non-empty str, got {task_type!r}")
         result: list[TaskInfo] = await self._call("by_type", task_type)
         return result
+
+    async def get_task_page(
+        self,
+        offset: int = 0,
+        limit: int = 50,
+        *,
+        status: TaskStatus | str | None = None,
+        task_type: str | None = None,
+        search: str | None = None,
+    ) -> TaskPage:
+        """One page of the tasks, newest first, filtered by status, type and a part of
+        the name or id (case-insensitive): the total that match and ``limit`` rows from
+        ``offset``. Costs two scans of the records, not a `TaskInfo` per task."""
+        query = PageQuery(offset, limit, status, task_type, search)
+        keys: list[tuple[int, list[float]]] = await self._call("page_keys", query)
+        cuts = split_page(query, [part[1] for part in keys])
+        slices = dict(zip(BACKENDS, cuts, strict=True))
+        rows: list[list[TaskRow]] = await self._call("page_rows", query, slices)
+        return merge_rows(query, sum(part[0] for part in keys), rows)
+
+    async def get_task_detail(self, task_id: str) -> TaskDetail:
+        """A task's snapshot with its dependents, failed attempts (errors and
+        tracebacks) and, while it is live or failed, its function and arguments."""
+        validate_task_id(task_id)
+        result: TaskDetail = await self._call("detail", task_id)
+        return result
+
+    async def retry_task(self, task_id: str) -> str:
+        """Run a failed task again: register a new task with its definition (function,
+        arguments, options, current dependencies; ``metadata["retry_of"]`` names the
+        failed one) on the loop it was registered from, execute it, return its id.
+
+        The failed task stays as it is (its history is kept); raises `InvalidTaskError`
+        if the task did not fail.
+        """
+        validate_task_id(task_id)
+        spec, bridge = await self._call("definition", task_id)
+        metadata = MappingProxyType({**spec.metadata, "retry_of": task_id})
+        spec = spec._replace(task_id=None, metadata=metadata)
+        if bridge is None or bridge.loop.is_closed():
+            bridge = bridge_for(asyncio.get_running_loop())
+        new_id: str = await self._call("register", spec, None, bridge)
+        await self._call("execute", new_id, False)
+        return new_id
 
     async def get_metrics(self) -> MetricsSnapshot:
         """A frozen snapshot of what the monitor counted, up to this call."""

@@ -153,6 +153,7 @@ _RULES: dict[str, _Rule] = {
     "BREAKER_RECOVERY_TIMEOUT": _Rule(float, 0, strict=True),
     "BREAKER_HALF_OPEN_MAX_CALLS": _Rule(int, 1),
     "METRICS_HISTOGRAM_BUCKETS": _Rule(tuple),
+    "DASHBOARD_TOKEN": _Rule(str, optional=True),
 }
 
 
@@ -326,6 +327,8 @@ class Config:
     """Upper bounds, in seconds, of the run-time and wait-time histogram buckets of
     `actors.prometheus_collector` (``+Inf`` is added); increasing, each > 0. In the
     environment: comma-separated (``ACTORFLOW_METRICS_HISTOGRAM_BUCKETS=0.1,1,10``)."""
+    DASHBOARD_TOKEN: str | None = None
+    """The bearer token the dashboard's API asks for (None: no token; see README)."""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):

@@ -79,6 +79,9 @@ TYPES = ("legacy", "fetch", "parse", "summarise", "flaky", "archive", "external-
 _EXTRAS_HINT = (
     "actorflow demo needs rich and prometheus_client: pip install 'actorflow[rich,prometheus]'"
 )
+_DASHBOARD_HINT = (
+    "actorflow demo --dashboard needs starlette and uvicorn: pip install 'actorflow[dashboard]'"
+)
 
 
 # -- the service's work: plain, deterministic functions ------------------------------------
@@ -621,7 +624,18 @@ class Report:
                 self.print(f"  {line}")
 
 
-async def _run(console: Console, out_dir: Path) -> Expectations:
+@dataclass(frozen=True, slots=True)
+class DashboardOption:
+    """``actorflow demo --dashboard``: serve the dashboard on ``port`` (0: any free one)
+    while the demo runs, then keep it open ``linger`` seconds (None: until Ctrl-C)."""
+
+    port: int = 0
+    linger: float | None = None
+
+
+async def _run(
+    console: Console, out_dir: Path, dashboard: DashboardOption | None = None
+) -> Expectations:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     progress = Progress(
@@ -631,24 +645,47 @@ async def _run(console: Console, out_dir: Path) -> Expectations:
         console=console,
     )
     async with ActorSystem({"MAX_CONCURRENT_TASKS": 4}) as system:
+        if dashboard is not None:
+            server = system.serve_dashboard(port=dashboard.port)
+            console.print(f"dashboard: {server.url}", style="bold")
         d = Demo(system, progress)
         with progress:
             outcomes = await d.run()
         console.print()
         console.print("report", style="bold")
         await Report(d, console, outcomes).write(out_dir)
+        if dashboard is not None and dashboard.linger != 0:
+            how = "Ctrl-C" if dashboard.linger is None else f"{dashboard.linger:g}s"
+            console.print(f"dashboard still open at {server.url} (stops after {how})")
+            with contextlib.suppress(asyncio.CancelledError):
+                if dashboard.linger is None:
+                    await asyncio.Event().wait()
+                else:
+                    await asyncio.sleep(dashboard.linger)
     return d.checks
 
 
-def demo(out: TextIO, out_dir: str | os.PathLike[str] | None = None) -> int:
+def demo(
+    out: TextIO,
+    out_dir: str | os.PathLike[str] | None = None,
+    dashboard: DashboardOption | None = None,
+) -> int:
     """Run the demo, writing to ``out``; files go to ``out_dir`` (a temporary directory
-    if None). Returns 0 when every expectation held, 1 otherwise, 2 without the extras."""
+    if None); ``dashboard`` serves the dashboard meanwhile. Returns 0 when every
+    expectation held, 1 otherwise, 2 without the extras."""
     try:
         import prometheus_client  # noqa: F401
         from rich.console import Console
     except ImportError:
         print(_EXTRAS_HINT, file=out)
         return 2
+    if dashboard is not None:
+        try:
+            import starlette  # noqa: F401
+            import uvicorn  # noqa: F401
+        except ImportError:
+            print(_DASHBOARD_HINT, file=out)
+            return 2
     started = time.perf_counter()
     console = Console(file=out, highlight=False, markup=False, emoji=False, soft_wrap=True)
     if not console.is_terminal:
@@ -659,7 +696,11 @@ def demo(out: TextIO, out_dir: str | os.PathLike[str] | None = None) -> int:
         "(fetch -> parse -> summarise, retries, a timeout, a circuit breaker, a crash)",
         style="bold",
     )
-    checks = asyncio.run(_run(console, target))
+    try:
+        checks = asyncio.run(_run(console, target, dashboard))
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
     elapsed = time.perf_counter() - started
     console.print(f"finished in {elapsed:.1f}s")
     failed = checks.failed

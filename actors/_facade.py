@@ -33,7 +33,9 @@ BACKENDS = ("new", "old")
 # in the process and across restarts, and ten times cheaper than uuid4 (no syscall).
 _ID_PREFIX = f"t{secrets.token_hex(4)}-"
 _ids = itertools.count(1)
-PER_TASK = frozenset({"execute", "wait", "cancel", "get", "status", "result", "error"})
+PER_TASK = frozenset(
+    {"execute", "wait", "cancel", "get", "status", "result", "error", "detail", "definition"}
+)
 
 
 class FacadeState:
@@ -197,6 +199,8 @@ class FacadeActor(SupervisedActor):
             self.managers[backend].tell(call)
         elif op in ("all", "by_status", "by_type"):
             self._fan_out(call, _merge_infos)
+        elif op in ("page_keys", "page_rows"):
+            self._fan_out(call, list)
         elif op == "cleanup":
             self._fan_out(call, self._forget_cleaned)
         elif op == "shutdown":

@@ -23,6 +23,15 @@ from actors._errors import (
 )
 from actors._logging import SafeRepr
 from actors._messages import Call, CleanupTick, Forget, TaskEvents
+from actors._query import (
+    MAX_FAILURES_KEPT,
+    PageQuery,
+    TaskDetail,
+    TaskRow,
+    failure_of,
+    page_keys,
+    page_rows,
+)
 from actors._store import ManagerState, TaskRecord
 from actors._types import TERMINAL, TaskInfo, TaskStatus
 from actors._util import shrink, tell_later
@@ -46,6 +55,7 @@ FAILED = TaskStatus.FAILED
 CANCELLED = TaskStatus.CANCELLED
 _WITH_ERROR = frozenset({TaskStatus.RETRYING, FAILED, CANCELLED})
 _LOGGED = frozenset({RUNNING, TaskStatus.RETRYING, COMPLETED, FAILED, CANCELLED})
+_ATTEMPT_FAILED = frozenset({TaskStatus.RETRYING, FAILED})
 
 
 def deliver(reply: ReplyTo, record: TaskRecord) -> None:
@@ -162,8 +172,23 @@ class BaseManager(SupervisedActor):
         old = record.status
         record.status = status
         self._emit(record, old, status, at)
+        if status in _ATTEMPT_FAILED:
+            self._note_failure(record, at)
         if _logging._enabled and status in _LOGGED:
             self._log_transition(record, status)
+
+    def _note_failure(self, record: TaskRecord, at: float | None) -> None:
+        """Keep the failed attempt's error and traceback (the latest few) for the
+        dashboard; only failures pay for it."""
+        when = self.clock.monotonic() if at is None else at
+        failure = failure_of(record.attempts, when, record.error)
+        failures = record.failures
+        if failures is None:
+            record.failures = [failure]
+        else:
+            failures.append(failure)
+            if len(failures) > MAX_FAILURES_KEPT:
+                del failures[0]
 
     def _log_transition(self, record: TaskRecord, status: TaskStatus) -> None:
         """One lifecycle line. Logging never takes the manager down: the task's error is
@@ -400,6 +425,42 @@ class BaseManager(SupervisedActor):
     def op_by_type(self, reply: ReplyTo, task_type: str) -> list[TaskInfo]:
         graph, backend = self.graph, self.backend
         return [r.info(graph, backend) for r in self.tasks.values() if r.task_type == task_type]
+
+    def op_page_keys(self, reply: ReplyTo, query: PageQuery) -> tuple[int, list[float]]:
+        """How many tasks match a page query, and the creation times of the first
+        ``offset + limit`` of them, newest first (see `actors._query`)."""
+        return page_keys(self.tasks.values(), query)
+
+    def op_page_rows(
+        self, reply: ReplyTo, query: PageQuery, slices: dict[str, tuple[int, int]]
+    ) -> list[TaskRow]:
+        """The rows of this manager's matches ``slices[backend]`` (start, stop)."""
+        start, stop = slices[self.backend]
+        return page_rows(self.tasks.values(), query, start, stop, self.backend)
+
+    def op_detail(self, reply: ReplyTo, task_id: str) -> TaskDetail:
+        record = self._get(task_id)
+        spec = record.spec
+        live = record.args is not None
+        return TaskDetail(
+            info=record.info(self.graph, self.backend),
+            dependents=self.graph.dependents(task_id) if task_id in self.graph else (),
+            failures=tuple(record.failures or ()),
+            func=record.func if live else (spec.func if spec is not None else None),
+            args=record.args if live else (spec.args if spec is not None else None),
+            kwargs=record.kwargs if live else (spec.kwargs if spec is not None else None),
+            retryable=record.status is FAILED and spec is not None,
+        )
+
+    def op_definition(self, reply: ReplyTo, task_id: str) -> tuple[TaskSpec, LoopBridge | None]:
+        """A failed task's registration and loop, to register it again (`retry_task`)."""
+        record = self._get(task_id)
+        spec = record.spec
+        if record.status is not FAILED or spec is None:
+            msg = f"task {task_id!r} is {record.status.value}; only a failed task can be retried"
+            raise InvalidTaskError(msg)
+        deps = self.graph.dependencies(task_id) if task_id in self.graph else ()
+        return spec._replace(dependencies=tuple(deps)), record.kept_bridge
 
     def op_add_dependency(self, reply: ReplyTo, task_id: str, depends_on: str) -> None:
         record = self._get(task_id)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from actors._breaker import CircuitBreaker, Permit
     from actors._bridge import LoopBridge, ReplyTo
     from actors._execution import Execution
+    from actors._query import AttemptFailure
     from actors._validate import TaskSpec
     from supervisors import TimerHandle
 
@@ -40,10 +41,12 @@ class TaskRecord:
         "error",
         "execution",
         "executor",
+        "failures",
         "finished_at",
         "func",
         "idle",
         "is_coroutine",
+        "kept_bridge",
         "kwargs",
         "max_retries",
         "metadata",
@@ -54,6 +57,7 @@ class TaskRecord:
         "retry_delay",
         "retry_wait",
         "seq",
+        "spec",
         "started_at",
         "status",
         "task_id",
@@ -98,9 +102,17 @@ class TaskRecord:
         self.cancels: list[ReplyTo] | None = None  # cancel calls waiting for an outcome
         self.idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
         self.trace: Any = spec.trace  # OpenTelemetry context at registration, or None
+        self.failures: list[AttemptFailure] | None = None  # latest failed attempts
+        self.spec: TaskSpec | None = spec  # kept after a failure, to retry the task
+        self.kept_bridge: LoopBridge | None = None
 
     def release(self) -> None:
-        """The task ended: drop what only a live task needs."""
+        """The task ended: drop what only a live task needs (a failed task keeps its
+        definition and its loop, so it can be retried)."""
+        if self.status is TaskStatus.FAILED:
+            self.kept_bridge = self.bridge
+        else:
+            self.spec = None
         self.func = None
         self.args = None
         self.kwargs = None

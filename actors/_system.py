@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from pykka import ActorRef
 
     from actors._client import UnifiedTaskManager
+    from actors.dashboard import DashboardServer
     from supervisors import ChildCounts, ChildInfo
 
 __all__ = ["CHILD_IDS", "ActorSystem", "SupervisorClient", "SystemContext"]
@@ -180,6 +181,7 @@ class ActorSystem:
         self._bridges: weakref.WeakSet[LoopBridge] = weakref.WeakSet()
         self._last_bridge: LoopBridge | None = None
         self._lock = threading.Lock()
+        self._dashboards: list[DashboardServer] = []
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -293,12 +295,58 @@ class ActorSystem:
         with self._lock:
             self._closed = True
             root = self._root
+        self._stop_dashboards()
         if root is not None and root.is_alive():
             try:
                 root.stop(block=True, timeout=self.config.SHUTDOWN_TIMEOUT * 3)
             except Exception as exc:
                 logger.bind(system="actorflow").warning("stopping the supervisor: {!r}", exc)
         self._fail_pending(ActorSystemError("the actor system was shut down"))
+
+    # -- dashboard ------------------------------------------------------------------------
+
+    def serve_dashboard(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        read_only: bool = False,
+    ) -> DashboardServer:
+        """Serve the dashboard with uvicorn in a thread (port 0: any free port); returns
+        the running server (``.url``, ``.stop()``). It stops with the system. Needs the
+        ``dashboard`` extra. ``token`` defaults to ``DASHBOARD_TOKEN``."""
+        try:
+            from actors.dashboard import DashboardServer
+        except ImportError as exc:
+            msg = (
+                "the dashboard needs starlette and uvicorn: "
+                f"pip install 'actorflow[dashboard]' ({exc})"
+            )
+            raise ActorSystemError(msg) from None
+        if self._closed:
+            raise ActorSystemError("the actor system was shut down; create a new one")
+        server = DashboardServer(self, host, port, token=token, read_only=read_only)
+        with self._lock:
+            self._dashboards.append(server)
+        try:
+            return server.start()
+        except BaseException:
+            server.stop()
+            raise
+
+    def _forget_dashboard(self, server: DashboardServer) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._dashboards.remove(server)
+
+    def _stop_dashboards(self) -> None:
+        with self._lock:
+            servers = list(self._dashboards)
+        for server in servers:
+            try:
+                server.stop()
+            except Exception as exc:
+                logger.bind(system="actorflow").warning("stopping the dashboard: {!r}", exc)
 
     # -- failure ------------------------------------------------------------------------
 

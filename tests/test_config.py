@@ -56,6 +56,7 @@ DEFAULTS_WITHOUT_WORKERS: dict[str, Any] = {
         60.0,
         300.0,
     ),
+    "DASHBOARD_TOKEN": None,
 }
 
 KEYS = [
@@ -84,6 +85,7 @@ KEYS = [
     "BREAKER_RECOVERY_TIMEOUT",
     "BREAKER_HALF_OPEN_MAX_CALLS",
     "METRICS_HISTOGRAM_BUCKETS",
+    "DASHBOARD_TOKEN",
 ]
 
 FLOAT_KEYS = [

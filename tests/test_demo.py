@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -97,3 +98,13 @@ def test_without_the_extras_it_says_what_to_install(monkeypatch: pytest.MonkeyPa
         "actorflow demo needs rich and prometheus_client: "
         "pip install 'actorflow[rich,prometheus]'\n"
     )
+
+
+def test_demo_with_the_dashboard_prints_its_url(tmp_path: Path) -> None:
+    from actors._demo import DashboardOption
+
+    out = io.StringIO()
+    assert demo(out, tmp_path, DashboardOption(linger=0)) == 0
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("dashboard: ")]
+    assert len(lines) == 1
+    assert re.fullmatch(r"dashboard: http://127\.0\.0\.1:\d+/", lines[0])

@@ -1,0 +1,283 @@
+"""The dashboard in a real headless Chromium (Debian's ``/usr/bin/chromium``, driven by
+the ``playwright`` package; never a browser that a tool downloads).
+
+Each test serves the dashboard with uvicorn in a thread on 127.0.0.1 (port 0), keeps a
+screenshot of each page it opens under its tmp dir, and fails on any console error,
+page error or dialog (a hostile task name must never run as script).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.async_api import BrowserContext, ConsoleMessage, Dialog, Page, async_playwright
+from playwright.async_api import expect as pw_expect
+
+from actors import ActorSystem, TaskCancelledError, TaskStatus
+from actors.dashboard import DashboardServer
+from supervisors import Kill
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+HOSTILE = "<script>alert(1)</script>"
+BREAKOUT = 'a"]; x --> y'
+LIVE_BOUND_MS = 1000  # a completion shows in an open page within one second
+BOUND_MS = 10_000  # everything else: a generous upper bound, not a speed assertion
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+)
+
+
+@dataclass
+class Browser:
+    context: BrowserContext
+    page: Page
+    shots: Path
+    problems: list[str] = field(default_factory=list)
+
+    async def shot(self, name: str) -> Path:
+        path = self.shots / f"{name}.png"
+        await self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+async def system() -> AsyncIterator[ActorSystem]:
+    async with ActorSystem({"RESTART_BACKOFF_INITIAL": 0.0}) as system:
+        yield system
+
+
+@pytest.fixture
+async def served(system: ActorSystem) -> AsyncIterator[DashboardServer]:
+    server = system.serve_dashboard()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    async with async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1280, "height": 800},
+        )
+        page = context.pages[0] if context.pages else await context.new_page()
+        b = Browser(context, page, shots)
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error":
+                b.problems.append(f"console: {message.text}")
+
+        async def on_dialog(dialog: Dialog) -> None:
+            b.problems.append(f"dialog: {dialog.message}")
+            await dialog.dismiss()
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda error: b.problems.append(f"page error: {error}"))
+        page.on("dialog", on_dialog)
+        try:
+            yield b
+        finally:
+            await context.close()
+    assert b.problems == []
+
+
+async def open_live(browser: Browser, url: str) -> Page:
+    page = browser.page
+    await page.goto(url)
+    await pw_expect(page.locator("#live")).to_have_text("live", timeout=BOUND_MS)
+    return page
+
+
+def double(x: int) -> int:
+    return x * 2
+
+
+async def test_table_shows_tasks_and_a_completion_live(
+    system: ActorSystem, served: DashboardServer, browser: Browser
+) -> None:
+    tm = system.task_manager
+    release = threading.Event()
+
+    def gated() -> str:
+        release.wait(30)
+        return "done"
+
+    plain = await tm.register_task("plain", double, (1,), task_type="calc")
+    hostile = await tm.register_task(HOSTILE, double, (2,))
+    task = await tm.register_task("gated", gated, task_type="io")
+    try:
+        page = await open_live(browser, served.url)
+        rows = page.locator("#task-rows tr")
+        await pw_expect(rows).to_have_count(3, timeout=BOUND_MS)
+        assert await rows.evaluate_all("rs => rs.map(r => r.dataset.taskId)") == [
+            task,
+            hostile,
+            plain,
+        ]
+        name_cell = page.locator(f'tr[data-task-id="{hostile}"] td').first
+        await pw_expect(name_cell).to_have_text(HOSTILE)
+        assert await page.locator("script").count() == 1  # app.js only: the name is text
+        await pw_expect(page.locator("#page-info")).to_have_text("1-3 of 3")
+
+        row = page.locator(f'tr[data-task-id="{task}"]')
+        await tm.execute_task(task)
+        await pw_expect(row).to_have_attribute("data-status", "running", timeout=BOUND_MS)
+        release.set()
+        assert await tm.wait_for_task(task, timeout=10) == "done"
+        await pw_expect(row).to_have_attribute("data-status", "completed", timeout=LIVE_BOUND_MS)
+        await pw_expect(row.locator(".status")).to_have_text("completed")
+        await browser.shot("tasks")
+
+        await page.select_option("#filter-type", "calc")
+        await pw_expect(rows).to_have_count(1, timeout=BOUND_MS)
+        await pw_expect(rows.first).to_have_attribute("data-task-id", plain)
+    finally:
+        release.set()
+
+
+async def test_cancel_button_cancels_a_running_task(
+    system: ActorSystem, served: DashboardServer, browser: Browser
+) -> None:
+    tm = system.task_manager
+    started = asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = await tm.register_task("forever", forever)
+    await tm.execute_task(task)
+    await asyncio.wait_for(started.wait(), 10)
+    page = await open_live(browser, served.url)
+    row = page.locator(f'tr[data-task-id="{task}"]')
+    await pw_expect(row).to_have_attribute("data-status", "running", timeout=BOUND_MS)
+    await row.locator("button.cancel").click()
+    with pytest.raises(TaskCancelledError, match=f"task {task!r} was cancelled"):
+        await tm.wait_for_task(task, timeout=10)
+    await pw_expect(row).to_have_attribute("data-status", "cancelled", timeout=BOUND_MS)
+    await pw_expect(row.locator("button.cancel")).to_have_count(0)
+    await browser.shot("tasks-cancelled")
+
+
+async def test_task_page_shows_attempts_and_a_hostile_name_as_text(
+    system: ActorSystem, served: DashboardServer, browser: Browser
+) -> None:
+    tm = system.task_manager
+
+    async def broken(x: int) -> None:
+        raise ValueError(f"<b>bad</b> {x}")
+
+    dep = await tm.register_task("dep", double, (1,))
+    task = await tm.register_task(HOSTILE, broken, (7,), dependencies=[dep], max_retries=1)
+    with pytest.raises(ValueError, match="bad"):
+        await tm.execute_task(task, wait=True)
+    page = await open_live(browser, f"{served.url}#/task/{task}")
+    await pw_expect(page.locator("#task-name")).to_have_text(HOSTILE, timeout=BOUND_MS)
+    await pw_expect(page.locator(".attempt")).to_have_count(2)
+    await pw_expect(page.locator(".attempt strong").first).to_have_text("attempt 1: ValueError")
+    await pw_expect(page.locator(".traceback").last).to_contain_text(
+        'raise ValueError(f"<b>bad</b> {x}")'
+    )
+    await pw_expect(page.locator("#task-args")).to_contain_text("args: (7)")
+    await pw_expect(page.locator("#task-detail b")).to_have_count(0)  # the error is text
+    await pw_expect(page.locator(f'a[href="#/task/{dep}"]')).to_have_text(dep)
+    await browser.shot("task")
+
+    await page.locator("button.retry").click()
+    await pw_expect(page.locator("#message")).to_contain_text("retried as ", timeout=BOUND_MS)
+    new = (await page.locator("#message").text_content() or "").removeprefix("retried as ")
+    with pytest.raises(ValueError, match="bad"):
+        await tm.wait_for_task(new, timeout=10)
+    assert (await tm.get_task(new)).metadata["retry_of"] == task
+
+
+async def test_supervision_tree_shows_a_restart(
+    system: ActorSystem, served: DashboardServer, browser: Browser
+) -> None:
+    page = await open_live(browser, f"{served.url}#/supervision")
+    restarts = page.locator('li[data-child="task_manager"] .restarts')
+    await pw_expect(restarts).to_have_text("restarts: 0", timeout=BOUND_MS)
+    await pw_expect(page.locator("#supervision li")).to_have_count(5)
+    system.supervisor.child("task_manager").tell(Kill())
+    await system.task_manager.get_task_page()  # answered by the restarted manager
+    await pw_expect(restarts).to_have_text("restarts: 1", timeout=BOUND_MS)
+    await pw_expect(page.locator('li[data-child="facade"] .restarts')).to_have_text("restarts: 0")
+    await browser.shot("supervision")
+
+
+async def test_graph_renders_with_names_as_text(
+    system: ActorSystem, served: DashboardServer, browser: Browser
+) -> None:
+    tm = system.task_manager
+    a = await tm.register_task(HOSTILE, double, (1,))
+    b = await tm.register_task(BREAKOUT, double, (2,), dependencies=[a])
+    c = await tm.register_task("last", double, (3,), dependencies=[b])
+    assert await tm.execute_task(c, wait=True) == 6
+    page = await open_live(browser, f"{served.url}#/graph")
+    nodes = page.locator("#graph-svg g.node")
+    await pw_expect(nodes).to_have_count(3, timeout=BOUND_MS)
+    await pw_expect(page.locator("#graph-svg path[marker-end]")).to_have_count(2)
+    await pw_expect(nodes.nth(0).locator("text").first).to_have_text(HOSTILE)
+    await pw_expect(nodes.nth(1).locator("text").first).to_have_text(BREAKOUT)
+    await pw_expect(nodes.nth(2).locator("text").last).to_have_text("completed")
+    xs = [await nodes.nth(i).get_attribute("transform") for i in range(3)]
+    assert xs == ["translate(20,20)", "translate(270,20)", "translate(520,20)"]  # layered
+    await browser.shot("graph")
+    await page.get_by_text("Mermaid source").click()
+    await pw_expect(page.locator("#graph-source")).to_contain_text("flowchart LR")
+    await pw_expect(page.locator("#graph-source")).to_contain_text("#60;script#62;")
+
+
+async def test_charts_draw_throughput_p95_and_queues(
+    system: ActorSystem, served: DashboardServer, browser: Browser
+) -> None:
+    tm = system.task_manager
+    for i in range(5):
+        task = await tm.register_task(f"c{i}", double, (i,), task_type="calc")
+        await tm.execute_task(task, wait=True)
+    page = await open_live(browser, f"{served.url}#/charts")
+    for chart in ("#chart-throughput", "#chart-p95", "#chart-queues"):
+        await pw_expect(page.locator(chart)).to_have_count(1, timeout=BOUND_MS)
+    await pw_expect(page.locator("#chart-p95 polyline")).to_have_count(1)
+    await pw_expect(page.locator(".chart").nth(1).locator(".legend")).to_contain_text("calc: ")
+    await pw_expect(page.locator("#chart-queues polyline")).to_have_count(3)
+    await browser.shot("charts")
+
+
+async def test_a_token_in_the_fragment_opens_a_secured_dashboard(
+    system: ActorSystem, browser: Browser
+) -> None:
+    server = system.serve_dashboard(token="s3cret", read_only=True)
+    try:
+        task = await system.task_manager.register_task("secured", double, (1,))
+        page = await open_live(browser, f"{server.url}#token=s3cret")
+        assert page.url == f"{server.url}#/tasks"  # the token left the address bar
+        row = page.locator(f'tr[data-task-id="{task}"]')
+        await pw_expect(row).to_have_attribute("data-status", "pending", timeout=BOUND_MS)
+        await pw_expect(row.locator("button")).to_have_count(0)  # read-only: no actions
+        await browser.shot("tasks-read-only")
+    finally:
+        server.stop()
+    assert await system.task_manager.get_task_status(task) is TaskStatus.PENDING

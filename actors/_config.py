@@ -133,6 +133,7 @@ _RULES: dict[str, _Rule] = {
     "BREAKER_FAILURE_THRESHOLD": _Rule(int, 1),
     "BREAKER_RECOVERY_TIMEOUT": _Rule(float, 0, strict=True),
     "BREAKER_HALF_OPEN_MAX_CALLS": _Rule(int, 1),
+    "METRICS_MAX_TASK_TYPES": _Rule(int, 1),
 }
 
 
@@ -205,6 +206,10 @@ def _parse_env(key: str, raw: str, source: str) -> object:
             return False
         raise _invalid(key, "a bool (1/0, true/false, yes/no or on/off)", raw, source)
     if rule.kind is int or rule.kind is float:
+        # int() and float() take any Unicode digit (ARABIC-INDIC DIGIT THREE is 3, so is
+        # FULLWIDTH DIGIT THREE): a value the operator may not have meant. ASCII only.
+        if not text.isascii():
+            raise _invalid(key, rule.expected + " written in ASCII digits", raw, source)
         try:
             return rule.kind(text)
         except ValueError:
@@ -295,6 +300,10 @@ class Config:
     """Seconds an open breaker (created by name) waits before half-opening."""
     BREAKER_HALF_OPEN_MAX_CALLS: int = 1
     """Trial calls a half-open breaker (created by name) lets through."""
+    METRICS_MAX_TASK_TYPES: int = 100
+    """Task types the metrics label by name (>= 1). Tasks of further types are counted
+    under the label ``"__other__"``; a type whose tasks were all cleaned up gives its
+    label (and its timing statistics) up, so a later type can take it."""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):

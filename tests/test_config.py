@@ -40,6 +40,7 @@ DEFAULTS_WITHOUT_WORKERS: dict[str, Any] = {
     "BREAKER_FAILURE_THRESHOLD": 5,
     "BREAKER_RECOVERY_TIMEOUT": 30.0,
     "BREAKER_HALF_OPEN_MAX_CALLS": 1,
+    "METRICS_MAX_TASK_TYPES": 100,
 }
 
 KEYS = [
@@ -67,6 +68,7 @@ KEYS = [
     "BREAKER_FAILURE_THRESHOLD",
     "BREAKER_RECOVERY_TIMEOUT",
     "BREAKER_HALF_OPEN_MAX_CALLS",
+    "METRICS_MAX_TASK_TYPES",
 ]
 
 FLOAT_KEYS = [
@@ -93,6 +95,7 @@ INT_KEYS = [
     "EVENT_BUFFER_SIZE",
     "BREAKER_FAILURE_THRESHOLD",
     "BREAKER_HALF_OPEN_MAX_CALLS",
+    "METRICS_MAX_TASK_TYPES",
 ]
 
 # key -> (smallest accepted value, largest rejected value, expected text)
@@ -110,6 +113,7 @@ BOUNDS: dict[str, tuple[Any, Any, str]] = {
     "EVENT_BUFFER_SIZE": (1, 0, "an int >= 1"),
     "BREAKER_FAILURE_THRESHOLD": (1, 0, "an int >= 1"),
     "BREAKER_HALF_OPEN_MAX_CALLS": (1, 0, "an int >= 1"),
+    "METRICS_MAX_TASK_TYPES": (1, 0, "an int >= 1"),
     "BREAKER_RECOVERY_TIMEOUT": (1e-9, 0.0, "a finite number > 0"),
     "CPU_HIGH_PERCENT": (1e-9, 0.0, "a finite number > 0 and <= 100"),
     "MEMORY_HIGH_PERCENT": (1e-9, 0.0, "a finite number > 0 and <= 100"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures.thread  # noqa: F401  (registers its exit hook before ours)
 import contextlib
 import math
 import threading
@@ -421,11 +422,24 @@ def _lazy_system(client: UnifiedTaskManager) -> ActorSystem:
         return client._system
 
 
-@atexit.register
 def _stop_at_exit() -> None:
     for system in _lazy_systems:
         system.stop_sync()
     _lazy_systems.clear()
+
+
+# The lazy system stops before the interpreter joins any thread. `atexit` hooks run only
+# after `threading._shutdown` has joined every non-daemon thread and run the hooks that
+# `threading._register_atexit` holds (last registered first), among them
+# `concurrent.futures`' own, which join their executors' workers without a bound: a
+# worker blocked in a task function that waits for its cancellation token would never
+# see it set. `threading._register_atexit` is CPython-internal (3.9+, undocumented, the
+# hook `concurrent.futures` itself uses); where it is missing, `atexit` stands in.
+# concurrent.futures.thread is imported first so that its hook runs after ours.
+_register_early: Callable[[Callable[[], None]], object] = getattr(
+    threading, "_register_atexit", atexit.register
+)
+_register_early(_stop_at_exit)
 
 
 unified_task_manager = UnifiedTaskManager()

@@ -341,7 +341,7 @@ class TaskMonitorActor(SupervisedActor):
             timeouts=state.timeouts,
             mailbox_depth=mailboxes,
             ready_queue=state.by_status.get("queued", 0),
-            pool_queue=0 if pool is None else pool._work_queue.qsize(),
+            pool_queue=0 if pool is None else pool.qsize(),
             restarts=dict(state.restarts),
             # The governor's decision, even if the manager has not received it yet.
             concurrency_limit=state.limit or manager.limit,

@@ -1,20 +1,197 @@
-"""Regressions of issue 17: items 17 (bounded metrics labels) and 18b (ASCII digits)."""
+"""Regressions of issue 17 in the pool, the client, the metrics and the configuration.
+
+Items 8 (pool threads never block interpreter exit), 12 (a plain function runs, and
+times out, from when a worker starts it), 17 (bounded metrics labels) and 18b (ASCII
+digits only).
+Time is a `FakeClock` where timeouts matter; nothing sleeps.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from actors import ActorSystem, ConfigError, load_config
+from actors import (
+    ActorSystem,
+    ConfigError,
+    TaskStatus,
+    TaskTimeoutError,
+    cancellation_token,
+    load_config,
+)
 from supervisors.testing import FakeClock
 
 WAIT = 5.0
 """Upper bound, in real seconds, on waiting for anything in these tests."""
 
+EXIT_BOUND = 30.0
+"""Upper bound, in real seconds, on a child interpreter's whole run (start to exit)."""
+
+ROOT = Path(__file__).resolve().parent.parent
+
+QUEUED = TaskStatus.QUEUED
+RUNNING = TaskStatus.RUNNING
+COMPLETED = TaskStatus.COMPLETED
+FAILED = TaskStatus.FAILED
+
 
 def make_system(clock: FakeClock | None = None, **config: Any) -> ActorSystem:
     return ActorSystem({"RESTART_BACKOFF_INITIAL": 0.0, **config}, clock=clock or FakeClock())
+
+
+async def wait_thread_event(event: threading.Event) -> None:
+    assert await asyncio.to_thread(event.wait, WAIT), "the event was not set in time"
+
+
+# -- 12: a plain function runs from when a worker starts it --------------------------------
+
+
+async def test_a_function_waiting_for_a_worker_is_queued_and_does_not_time_out() -> None:
+    clock = FakeClock()
+    started = [threading.Event() for _ in range(4)]
+
+    def work(index: int) -> None:
+        started[index].set()
+        cancellation_token().wait(WAIT)  # returns once its attempt times out
+
+    async with make_system(clock, MAX_THREAD_WORKERS=2) as system:
+        tm = system.task_manager
+        ids = [
+            await tm.register_task(f"work{i}", work, (i,), timeout=1.0, task_id=f"w{i}")
+            for i in range(4)
+        ]
+        for task_id in ids:
+            await tm.execute_task(task_id)
+        await wait_thread_event(started[0])
+        await wait_thread_event(started[1])
+        await asyncio.to_thread(clock.wait_for_timers, 2, WAIT)
+        infos = [await tm.get_task(task_id) for task_id in ids]
+        assert [info.status for info in infos] == [RUNNING, RUNNING, QUEUED, QUEUED]
+        assert [info.started_at for info in infos] == [0.0, 0.0, None, None]
+
+        clock.advance(1.0)  # the first two time out; their workers take the other two
+        for task_id in ids[:2]:
+            with pytest.raises(TaskTimeoutError):
+                await tm.wait_for_task(task_id, timeout=WAIT)
+        await wait_thread_event(started[2])
+        await wait_thread_event(started[3])
+        await asyncio.to_thread(clock.wait_for_timers, 2, WAIT)
+        infos = [await tm.get_task(task_id) for task_id in ids]
+        assert [info.status for info in infos] == [FAILED, FAILED, RUNNING, RUNNING]
+        assert [info.started_at for info in infos] == [0.0, 0.0, 1.0, 1.0]
+
+        clock.advance(1.0)  # now their own timeouts, counted from their start, pass
+        for task_id in ids[2:]:
+            with pytest.raises(TaskTimeoutError) as raised:
+                await tm.wait_for_task(task_id, timeout=WAIT)
+            assert str(raised.value) == f"task {task_id!r} attempt 1 timed out after 1.0s"
+        metrics = await tm.get_metrics()
+        assert metrics.timeouts == 4
+        assert metrics.wait_time["default"].count == 4
+        assert metrics.wait_time["default"].max == 1.0
+
+
+async def test_a_function_cancelled_while_waiting_for_a_worker_never_runs() -> None:
+    release, ran = threading.Event(), []
+    first_started = threading.Event()
+
+    def blocker() -> None:
+        first_started.set()
+        release.wait(WAIT)
+
+    async with make_system(MAX_THREAD_WORKERS=1) as system:
+        tm = system.task_manager
+        first = await tm.register_task("blocker", blocker)
+        second = await tm.register_task("never", lambda: ran.append(1))
+        await tm.execute_task(first)
+        await tm.execute_task(second)
+        await wait_thread_event(first_started)
+        assert await tm.get_task_status(second) is QUEUED
+        assert await tm.cancel_task(second) is True
+        release.set()
+        assert await tm.wait_for_task(first, timeout=WAIT) is None
+        assert await tm.get_task_status(second) is TaskStatus.CANCELLED
+        assert ran == []
+        assert system._state is not None
+        assert system._state.states["task_manager"].running == 0
+
+
+# -- 8: pool threads never keep the interpreter alive --------------------------------------
+
+
+def run_script(source: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTORFLOW_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(source)],
+        capture_output=True,
+        text=True,
+        timeout=EXIT_BOUND,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_a_function_that_ignores_its_token_does_not_block_exit() -> None:
+    done = run_script(
+        """
+        import asyncio, threading
+        from actors import ActorSystem, TaskTimeoutError
+
+        never = threading.Event()
+
+        def stuck():
+            never.wait()  # ignores its cancellation token
+
+        async def main():
+            async with ActorSystem({"SHUTDOWN_TIMEOUT": 0.5}) as system:
+                tm = system.task_manager
+                task_id = await tm.register_task("stuck", stuck, timeout=0.1)
+                await tm.execute_task(task_id)
+                try:
+                    await tm.wait_for_task(task_id, timeout=10)
+                except TaskTimeoutError:
+                    print("timed out")
+            print("shut down")
+
+        asyncio.run(main())
+        """
+    )
+    assert (done.returncode, done.stdout) == (0, "timed out\nshut down\n"), done.stderr
+
+
+def test_the_lazy_client_sets_the_token_before_exit_waits_for_a_thread() -> None:
+    done = run_script(
+        """
+        import asyncio, threading
+        from actors import cancellation_token, unified_task_manager as tm
+
+        started = threading.Event()
+
+        def polite():
+            started.set()
+            if cancellation_token().wait(120):
+                print("cancelled", flush=True)
+
+        async def main():
+            task_id = await tm.register_task("polite", polite)
+            await tm.execute_task(task_id)
+            await asyncio.to_thread(started.wait, 10)
+            print("leaving", flush=True)
+
+        asyncio.run(main())
+        """
+    )
+    assert (done.returncode, done.stdout) == (0, "leaving\ncancelled\n"), done.stderr
 
 
 # -- 17: bounded metrics labels ------------------------------------------------------------

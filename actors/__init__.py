@@ -18,6 +18,7 @@ from actors._errors import (
     TaskCancelledError,
     TaskNotFoundError,
     TaskTimeoutError,
+    WaitTimeoutError,
 )
 from actors._events import Event, EventKind, EventStream
 from actors._governor import ResourceSample
@@ -60,6 +61,7 @@ __all__ = [
     "ThreadPoolClient",
     "TimingStats",
     "UnifiedTaskManager",
+    "WaitTimeoutError",
     "cancellation_token",
     "configure",
     "configure_logging",

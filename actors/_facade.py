@@ -33,7 +33,9 @@ BACKENDS = ("new", "old")
 # in the process and across restarts, and ten times cheaper than uuid4 (no syscall).
 _ID_PREFIX = f"t{secrets.token_hex(4)}-"
 _ids = itertools.count(1)
-PER_TASK = frozenset({"execute", "wait", "cancel", "get", "status", "result", "error"})
+PER_TASK = frozenset(
+    {"execute", "wait", "unwait", "block", "cancel", "get", "status", "result", "error"}
+)
 
 
 class FacadeState:

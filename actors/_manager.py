@@ -10,6 +10,11 @@ task stays ``queued`` until the pool reports that the function starts (`Function
 ``started_at``, ``running`` and the timeout count from then. A coroutine starts on its
 loop at once and is ``running`` from the hand-off.
 
+A running task that waits for another task (``wait_for_task`` or ``execute_task(wait=
+True)`` from inside its code) lends its slot out while it waits (``op_block``) and takes
+it back when the wait ends, even if that briefly puts more than ``state.limit`` tasks
+in the running count: as Ray releases a worker blocked in ``ray.get``, so a parent that
+waits for its children never starves them of slots.
 """
 
 from __future__ import annotations
@@ -212,6 +217,21 @@ class TaskManagerActor(BaseManager):
                 self.clock, delay, self.me, AttemptTimedOut(record.task_id, record.attempts)
             )
 
+    def op_block(self, reply: Any, task_id: str, token: object, blocked: bool) -> None:
+        record = self.tasks.get(task_id)
+        execution = None if record is None else record.execution
+        if record is None or execution is None or execution.token is not token:
+            return  # not this attempt (it ended meanwhile, or another system's task)
+        if blocked:
+            record.blocked += 1
+            if record.blocked == 1:
+                self.state.running -= 1
+                self._pump()
+        elif record.blocked:
+            record.blocked -= 1
+            if record.blocked == 0:
+                self.state.running += 1
+
     def _refused(
         self, record: TaskRecord, breaker: CircuitBreaker, error: CircuitOpenError
     ) -> None:
@@ -236,7 +256,10 @@ class TaskManagerActor(BaseManager):
 
     def _leave_running(self, record: TaskRecord, outcome: BaseException | None = None) -> None:
         """The attempt is over; ``outcome`` (None: success) goes to its breaker."""
-        self.state.running -= 1
+        if record.blocked:
+            record.blocked = 0  # its slot is lent out already
+        else:
+            self.state.running -= 1
         record.execution = None
         if record.timer is not None:
             record.timer.cancel()

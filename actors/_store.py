@@ -31,6 +31,7 @@ class TaskRecord:
     __slots__ = (
         "args",
         "attempts",
+        "blocked",
         "breaker",
         "bridge",
         "cancels",
@@ -94,6 +95,7 @@ class TaskRecord:
         self.permit: Permit | None = None
         self.delegated = 0  # waiters the running attempt answers itself on success
         self.cancels: list[ReplyTo] | None = None  # cancel calls waiting for an outcome
+        self.blocked = 0  # waits for other tasks in progress: its slot is lent out
 
     def release(self) -> None:
         """The task ended: drop what only a live task needs."""

@@ -1,8 +1,9 @@
 """Regressions of issue 17 in the pool, the client, the metrics and the configuration.
 
-Items 8 (pool threads never block interpreter exit), 12 (a plain function runs, and
-times out, from when a worker starts it), 17 (bounded metrics labels) and 18b (ASCII
-digits only).
+Items 6 (a wait that times out is not the task's TimeoutError), 8 (pool threads never
+block interpreter exit), 9 (tasks that wait for tasks lend their slot out), 12 (a plain
+function runs, and times out, from when a worker starts it), 16 (a timed-out wait
+leaves no waiter behind), 17 (bounded metrics labels) and 18b (ASCII digits only).
 Time is a `FakeClock` where timeouts matter; nothing sleeps.
 """
 
@@ -19,11 +20,14 @@ from typing import Any
 
 import pytest
 
+import actors
 from actors import (
+    ActorsError,
     ActorSystem,
     ConfigError,
     TaskStatus,
     TaskTimeoutError,
+    WaitTimeoutError,
     cancellation_token,
     load_config,
 )
@@ -49,6 +53,149 @@ def make_system(clock: FakeClock | None = None, **config: Any) -> ActorSystem:
 
 async def wait_thread_event(event: threading.Event) -> None:
     assert await asyncio.to_thread(event.wait, WAIT), "the event was not set in time"
+
+
+# -- 6: a wait that times out raises its own error ----------------------------------------
+
+
+class HttpTimeout(TimeoutError):
+    """What an HTTP client raises when the server is slow (httpx.ReadTimeout is one)."""
+
+
+@pytest.mark.parametrize(
+    "error",
+    [TimeoutError("read timed out"), HttpTimeout("upstream took too long")],
+    ids=["TimeoutError", "subclass"],
+)
+async def test_a_task_that_failed_with_timeout_error_raises_it_unchanged(
+    error: TimeoutError,
+) -> None:
+    async def fetch() -> None:
+        raise error
+
+    async with make_system() as system:
+        tm = system.task_manager
+        task_id = await tm.register_task("fetch", fetch)
+        await tm.execute_task(task_id)
+        with pytest.raises(type(error)) as raised:
+            await tm.wait_for_task(task_id, timeout=WAIT)
+        assert raised.value is error
+        assert not isinstance(raised.value, WaitTimeoutError)
+        assert await tm.get_task_status(task_id) is FAILED
+
+
+async def test_a_wait_that_times_out_raises_wait_timeout_error() -> None:
+    async with make_system() as system:
+        tm = system.task_manager
+        task_id = await tm.register_task("idle", lambda: 1, task_id="idle")
+        with pytest.raises(WaitTimeoutError) as raised:
+            await tm.wait_for_task(task_id, timeout=0.01)
+        assert str(raised.value) == "task 'idle' did not finish within 0.01s; it keeps running"
+        assert isinstance(raised.value, TimeoutError)
+        assert isinstance(raised.value, ActorsError)
+        assert raised.value.__cause__ is None
+        assert await tm.get_task_status(task_id) is TaskStatus.PENDING
+
+
+def test_wait_timeout_error_is_exported() -> None:
+    assert "WaitTimeoutError" in actors.__all__
+    assert actors.WaitTimeoutError is WaitTimeoutError
+    assert issubclass(WaitTimeoutError, ActorsError)
+    assert issubclass(WaitTimeoutError, TimeoutError)
+
+
+# -- 16: a timed-out wait leaves no waiter behind ------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["new", "old"])
+async def test_timed_out_waits_leave_no_waiters(backend: str) -> None:
+    async with make_system(USE_NEW_TASK_SYSTEM=backend == "new") as system:
+        tm = system.task_manager
+        task_id = await tm.register_task("later", lambda: 42)
+        outcomes = await asyncio.gather(
+            *(tm.wait_for_task(task_id, timeout=0.01) for _ in range(1000)),
+            return_exceptions=True,
+        )
+        assert [type(outcome) for outcome in outcomes] == [WaitTimeoutError] * 1000
+        # The manager hears the withdrawals before this call (one mailbox, in order).
+        assert await tm.get_task_status(task_id) is TaskStatus.PENDING
+        assert system._state is not None
+        child = "task_manager" if backend == "new" else "legacy_task_manager"
+        record = system._state.states[child].tasks[task_id]
+        assert record.waiters == []
+        waiter = asyncio.ensure_future(tm.wait_for_task(task_id, timeout=WAIT))
+        await tm.execute_task(task_id)
+        assert await waiter == 42
+
+
+# -- 9: tasks that wait for tasks ----------------------------------------------------------
+
+
+async def test_parents_waiting_for_children_do_not_deadlock() -> None:
+    async with make_system(MAX_CONCURRENT_TASKS=2) as system:
+        tm = system.task_manager
+
+        async def child(n: int) -> int:
+            return n * 10
+
+        async def parent_waits(base: int) -> int:
+            ids = [await tm.register_task(f"child{base + i}", child, (base + i,)) for i in (0, 1)]
+            for task_id in ids:
+                await tm.execute_task(task_id)
+            return sum([await tm.wait_for_task(task_id, timeout=WAIT) for task_id in ids])
+
+        async def parent_executes(base: int) -> int:
+            ids = [await tm.register_task(f"child{base + i}", child, (base + i,)) for i in (0, 1)]
+            return sum([await tm.execute_task(task_id, wait=True) for task_id in ids])
+
+        first = await tm.register_task("parent1", parent_waits, (1,))
+        second = await tm.register_task("parent2", parent_executes, (3,))
+        await tm.execute_task(first)
+        await tm.execute_task(second)
+        assert await tm.wait_for_task(first, timeout=WAIT) == 10 + 20
+        assert await tm.wait_for_task(second, timeout=WAIT) == 30 + 40
+        tasks = await tm.get_all_tasks()
+        assert sorted((info.name, info.status) for info in tasks) == [
+            ("child1", COMPLETED),
+            ("child2", COMPLETED),
+            ("child3", COMPLETED),
+            ("child4", COMPLETED),
+            ("parent1", COMPLETED),
+            ("parent2", COMPLETED),
+        ]
+        assert system._state is not None
+        manager = system._state.states["task_manager"]
+        assert manager.running == 0
+        assert [record.blocked for record in manager.tasks.values()] == [0] * 6
+
+
+async def test_a_parent_that_times_out_while_waiting_gives_back_no_slot_twice() -> None:
+    clock = FakeClock()
+    async with make_system(clock, MAX_CONCURRENT_TASKS=1) as system:
+        tm = system.task_manager
+        child_id = await tm.register_task("child", lambda: 1, task_id="child")
+        waiting = asyncio.Event()
+
+        async def parent() -> None:
+            waiting.set()
+            await tm.wait_for_task(child_id)  # the child is never executed
+
+        parent_id = await tm.register_task("parent", parent, timeout=1.0)
+        await tm.execute_task(parent_id)
+        await asyncio.wait_for(waiting.wait(), WAIT)
+        await asyncio.to_thread(clock.wait_for_timers, 1, WAIT)
+        clock.advance(1.0)
+        with pytest.raises(TaskTimeoutError):
+            await tm.wait_for_task(parent_id, timeout=WAIT)
+        assert system._state is not None
+        manager = system._state.states["task_manager"]
+        assert await tm.get_task_status(child_id) is TaskStatus.PENDING
+        assert manager.running == 0
+        assert await tm.execute_task(child_id, wait=True) == 1
+        # The attempt answered its waiter itself; the manager hears of it before this.
+        assert await tm.get_task_status(child_id) is COMPLETED
+        assert manager.running == 0
+        assert manager.tasks[parent_id].blocked == 0
 
 
 # -- 12: a plain function runs from when a worker starts it --------------------------------

@@ -19,6 +19,7 @@ from actors._errors import (
     TaskFailedError,
     TaskNotFoundError,
     TaskTimeoutError,
+    WaitTimeoutError,
 )
 from actors._events import Event, EventKind, EventStream
 from actors._governor import ResourceSample
@@ -65,6 +66,7 @@ __all__ = [
     "ThreadPoolClient",
     "TimingStats",
     "UnifiedTaskManager",
+    "WaitTimeoutError",
     "cancellation_token",
     "configure",
     "configure_logging",

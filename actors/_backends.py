@@ -10,7 +10,7 @@
 A call on either runs `actors._remote.run_remote` in a worker; its outcome comes back
 through the future's done callback (a thread of the executor), which hands it to the
 call's ``finish(value, error)``. The ``thread`` executor is the pool actor's own
-`ThreadPoolExecutor` and runs in-process (`actors._execution.run_function`).
+`WorkerThreads` and runs in-process (`actors._execution.run_function`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import importlib.util
 import logging
 import multiprocessing
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ __all__ = [
     "DASK_MISSING",
     "DaskBackend",
     "RemoteCall",
+    "WorkerThreads",
     "close_process_pool",
     "dask_installed",
     "new_process_pool",
@@ -126,6 +128,109 @@ class RemoteCall:
             self.finish(value, error)
         except Exception as exc:
             logger.bind(task_id=self.task_id).debug("outcome not delivered: {!r}", exc)
+
+
+# -- thread -------------------------------------------------------------------------------
+
+_Work = tuple[Callable[..., object], tuple[Any, ...], Callable[[], object] | None]
+
+
+class WorkerThreads:
+    """The ``thread`` executor: up to ``max_workers`` daemon threads run calls in order.
+
+    Why not `concurrent.futures.ThreadPoolExecutor`: its workers are non-daemon threads
+    that ``concurrent.futures`` records in a module-level registry and joins, with no
+    bound, from its interpreter-exit hook. A worker still inside a function that never
+    returns (an attempt that timed out is abandoned, not killed) then keeps the process
+    from exiting for ever, and the hook runs before actorflow's own, so the cancellation
+    tokens are not even set yet. Nothing public turns that off. These workers are daemon
+    threads in no registry: stopping the pool (`shutdown`) tells each running call to stop
+    (its ``on_abandon``, which sets the attempt's cancellation token) and the pool actor
+    waits for them within ``SHUTDOWN_TIMEOUT``; at exit nobody waits for them further.
+    """
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self.max_workers = max_workers
+        self._name = name
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._abandon: dict[int, Callable[[], object]] = {}
+        """thread id -> how to stop the call it runs (for calls that said)."""
+        self.threads: list[threading.Thread] = []
+
+    def qsize(self) -> int:
+        """Calls waiting for a worker."""
+        return self._queue.qsize()
+
+    def submit(
+        self,
+        fn: Callable[..., object],
+        *args: Any,
+        on_abandon: Callable[[], object] | None = None,
+    ) -> None:
+        """Run ``fn(*args)`` on a worker (exceptions are ``fn``'s to handle).
+
+        ``on_abandon`` is called if the pool shuts down while the call runs or waits."""
+        if self._closed:
+            raise RuntimeError("the thread workers are shut down")
+        self._queue.put((fn, args, on_abandon))
+        if self._idle.acquire(blocking=False):
+            return  # a worker is idle and takes it
+        with self._lock:
+            if not self._closed and len(self.threads) < self.max_workers:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}_{len(self.threads)}", daemon=True
+                )
+                thread.start()
+                self.threads.append(thread)
+
+    def _work(self) -> None:
+        get, abandon = self._queue.get, self._abandon
+        ident = threading.get_ident()
+        while True:
+            work = get()
+            if work is None:
+                return
+            fn, args, on_abandon = work
+            if on_abandon is not None:
+                abandon[ident] = on_abandon
+            try:
+                fn(*args)
+            except BaseException as exc:  # fn reports its own outcome; never lose a worker
+                logger.opt(exception=exc).error("a call on the thread workers raised")
+            finally:
+                if on_abandon is not None:
+                    abandon.pop(ident, None)
+            del work, fn, args, on_abandon
+            self._idle.release()
+
+    def shutdown(self) -> None:
+        """Take no more calls, drop queued ones, and ask running ones to stop.
+
+        Returns at once; each worker ends after its current call (`threads`)."""
+        with self._lock:
+            self._closed = True
+            threads = len(self.threads)
+        while True:
+            try:
+                work = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if work is not None and work[2] is not None:
+                _quietly(work[2])
+        for on_abandon in list(self._abandon.values()):
+            _quietly(on_abandon)
+        for _ in range(threads):
+            self._queue.put(None)
+
+
+def _quietly(fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except Exception as exc:
+        logger.debug("stopping a call on the thread workers: {!r}", exc)
 
 
 # -- process ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures.thread  # noqa: F401  (registers its exit hook before ours)
 import contextlib
 import math
 import threading
@@ -23,7 +24,8 @@ from actors._backends import require_backend
 from actors._breaker import CircuitBreaker
 from actors._bridge import Reply, bridge_for
 from actors._config import Config, load_config
-from actors._errors import ActorsError, ActorSystemError, ConfigError, InvalidTaskError
+from actors._context import _current
+from actors._errors import ActorSystemError, ConfigError, InvalidTaskError, WaitTimeoutError
 from actors._events import EventStream, Subscriber
 from actors._facade import BACKENDS
 from actors._messages import Call
@@ -192,25 +194,66 @@ class UnifiedTaskManager:
         if not isinstance(wait, bool):
             raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
         if wait:
-            return await self._call("execute", task_id, True, timeout=_UNBOUNDED)
+            return await self._wait("execute", task_id, (True,), None)
         return await self._call("execute", task_id, False)
 
     async def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
-        """The task's result once it ends, or its exception raised.
+        """The task's result once it ends, or its exception raised (unchanged).
 
-        Raises `TimeoutError` if it has not ended within ``timeout`` seconds (it goes on).
+        Raises `WaitTimeoutError` (a `TimeoutError`) if it has not ended within
+        ``timeout`` seconds: the task goes on, and this caller is no longer its waiter.
+        Called from inside a task, the calling task gives its concurrency slot up while
+        it waits (see the README: tasks that wait for tasks).
         """
         validate_task_id(task_id)
         bound = validate_timeout(timeout, "timeout")
-        if bound is None:
-            return await self._call("wait", task_id, timeout=_UNBOUNDED)
+        return await self._wait("wait", task_id, (), bound)
+
+    async def _wait(self, op: str, task_id: str, args: tuple[Any, ...], bound: float | None) -> Any:
+        """Wait for ``task_id``'s outcome through ``op`` (``wait``, or ``execute`` with
+        wait): at most ``bound`` seconds, and only while someone awaits this call.
+
+        A wait that ends without the outcome (timed out, or cancelled) withdraws its
+        reply from the task's waiters. A caller that is itself a task of this system
+        tells its manager it is blocked, so that its slot runs other tasks meanwhile
+        (the task it waits for, say), and unblocked when the wait ends.
+        """
+        system = self._system or self._get_system()
+        facade = system._check()
+        loop = asyncio.get_running_loop()
+        bridge = bridge_for(loop)
+        if bridge is not system._last_bridge:
+            system._remember(bridge)
+        future = loop.create_future()
+        reply = Reply(bridge, future)
+        caller = _current.get()
+        blocked = False
         try:
-            return await asyncio.wait_for(self._call("wait", task_id, timeout=_UNBOUNDED), bound)
-        except TimeoutError as exc:
-            if isinstance(exc, ActorsError):  # the task's own outcome (TaskTimeoutError)
-                raise
-            msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
-            raise TimeoutError(msg) from None
+            try:
+                if caller is not None:
+                    facade.tell(Call("block", (caller[0], caller[1], True), _IGNORE))
+                    blocked = True
+                facade.tell(Call(op, (task_id, *args), reply))
+            except SupervisorError as exc:
+                raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
+            bridge.track(future, None, op, system)
+            if bound is None:
+                return await future
+            await asyncio.wait((future,), timeout=bound)
+            if not future.done():
+                msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
+                raise WaitTimeoutError(msg)
+            return future.result()
+        finally:
+            bridge.calls.pop(future, None)
+            if not future.done():
+                future.cancel()
+                with contextlib.suppress(Exception):
+                    facade.tell(Call("unwait", (task_id, reply), _IGNORE))
+            if blocked:
+                assert caller is not None
+                with contextlib.suppress(Exception):
+                    facade.tell(Call("block", (caller[0], caller[1], False), _IGNORE))
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished; False if it already had."""
@@ -472,11 +515,24 @@ def _lazy_system(client: UnifiedTaskManager) -> ActorSystem:
         return client._system
 
 
-@atexit.register
 def _stop_at_exit() -> None:
     for system in _lazy_systems:
         system.stop_sync()
     _lazy_systems.clear()
+
+
+# The lazy system stops before the interpreter joins any thread. `atexit` hooks run only
+# after `threading._shutdown` has joined every non-daemon thread and run the hooks that
+# `threading._register_atexit` holds (last registered first), among them
+# `concurrent.futures`' own, which join their executors' workers without a bound: a
+# worker blocked in a task function that waits for its cancellation token would never
+# see it set. `threading._register_atexit` is CPython-internal (3.9+, undocumented, the
+# hook `concurrent.futures` itself uses); where it is missing, `atexit` stands in.
+# concurrent.futures.thread is imported first so that its hook runs after ours.
+_register_early: Callable[[Callable[[], None]], object] = getattr(
+    threading, "_register_atexit", atexit.register
+)
+_register_early(_stop_at_exit)
 
 
 unified_task_manager = UnifiedTaskManager()

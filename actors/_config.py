@@ -154,6 +154,7 @@ _RULES: dict[str, _Rule] = {
     "BREAKER_HALF_OPEN_MAX_CALLS": _Rule(int, 1),
     "METRICS_HISTOGRAM_BUCKETS": _Rule(tuple),
     "DASHBOARD_TOKEN": _Rule(str, optional=True),
+    "METRICS_MAX_TASK_TYPES": _Rule(int, 1),
 }
 
 
@@ -226,6 +227,10 @@ def _parse_env(key: str, raw: str, source: str) -> object:
             return False
         raise _invalid(key, "a bool (1/0, true/false, yes/no or on/off)", raw, source)
     if rule.kind is int or rule.kind is float:
+        # int() and float() take any Unicode digit (ARABIC-INDIC DIGIT THREE is 3, so is
+        # FULLWIDTH DIGIT THREE): a value the operator may not have meant. ASCII only.
+        if not text.isascii():
+            raise _invalid(key, rule.expected + " written in ASCII digits", raw, source)
         try:
             return rule.kind(text)
         except ValueError:
@@ -329,6 +334,10 @@ class Config:
     environment: comma-separated (``ACTORFLOW_METRICS_HISTOGRAM_BUCKETS=0.1,1,10``)."""
     DASHBOARD_TOKEN: str | None = None
     """The bearer token the dashboard's API asks for (None: no token; see README)."""
+    METRICS_MAX_TASK_TYPES: int = 100
+    """Task types the metrics label by name (>= 1). Tasks of further types are counted
+    under the label ``"__other__"``; a type whose tasks were all cleaned up gives its
+    label (and its timing statistics) up, so a later type can take it."""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):

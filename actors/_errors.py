@@ -15,6 +15,7 @@ __all__ = [
     "TaskFailedError",
     "TaskNotFoundError",
     "TaskTimeoutError",
+    "WaitTimeoutError",
 ]
 
 
@@ -67,6 +68,14 @@ class DependencyFailedError(ActorsError):
 
 class TaskTimeoutError(ActorsError, TimeoutError):
     """An attempt ran longer than the task's ``timeout`` (retried while retries remain)."""
+
+
+class WaitTimeoutError(ActorsError, TimeoutError):
+    """``wait_for_task(timeout=...)`` gave up waiting: the task has not ended and goes on.
+
+    Never the task's own outcome: a task that failed with a `TimeoutError` of its own
+    (`TaskTimeoutError`, ``asyncio.wait_for``, ``socket.timeout``...) raises that error.
+    """
 
 
 class TaskCancelledError(ActorsError):

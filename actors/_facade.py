@@ -34,7 +34,19 @@ BACKENDS = ("new", "old")
 _ID_PREFIX = f"t{secrets.token_hex(4)}-"
 _ids = itertools.count(1)
 PER_TASK = frozenset(
-    {"execute", "wait", "cancel", "get", "status", "result", "error", "detail", "definition"}
+    {
+        "execute",
+        "wait",
+        "unwait",
+        "block",
+        "cancel",
+        "get",
+        "status",
+        "result",
+        "error",
+        "detail",
+        "definition",
+    }
 )
 
 

@@ -4,6 +4,17 @@ Ready tasks wait in a heap ordered by priority, then arrival. At most ``state.li
 attempts run at once; a task waiting out its retry delay holds no slot. Timeouts and
 retry delays are timers on the injected clock that send a message to the manager's
 stable handle, so they survive a crash of the manager.
+
+A plain function's attempt takes its slot when it is handed to the thread pool, but the
+task stays ``queued`` until the pool reports that the function starts (`FunctionStarted`):
+``started_at``, ``running`` and the timeout count from then. A coroutine starts on its
+loop at once and is ``running`` from the hand-off.
+
+A running task that waits for another task (``wait_for_task`` or ``execute_task(wait=
+True)`` from inside its code) lends its slot out while it waits (``op_block``) and takes
+it back when the wait ends, even if that briefly puts more than ``state.limit`` tasks
+in the running count: as Ray releases a worker blocked in ``ray.get``, so a parent that
+waits for its children never starves them of slots.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from actors._execution import (
     start_coroutine,
 )
 from actors._manager_base import BaseManager
-from actors._messages import AttemptDone, AttemptTimedOut, RetryDue, RunFunction
+from actors._messages import AttemptDone, AttemptTimedOut, FunctionStarted, RetryDue, RunFunction
 from actors._monitor import SetLimit
 from actors._store import TaskRecord
 from actors._types import TERMINAL, TaskStatus
@@ -65,6 +76,15 @@ class TaskManagerActor(BaseManager):
         kind = type(message)
         if kind is AttemptDone:
             self._attempt_done(message)
+        elif kind is FunctionStarted:
+            record = self.tasks.get(message.task_id)
+            if (
+                record is not None
+                and record.status is QUEUED
+                and record.execution is not None
+                and record.attempts == message.attempt
+            ):
+                self._begin(record, message.at)
         elif kind is AttemptTimedOut:
             self._attempt_timed_out(message)
         elif kind is SetLimit:
@@ -85,7 +105,7 @@ class TaskManagerActor(BaseManager):
 
     def _attempt_done(self, done: AttemptDone) -> None:
         record = self.tasks.get(done.task_id)
-        if record is None or record.status is not RUNNING or record.attempts != done.attempt:
+        if record is None or record.execution is None or record.attempts != done.attempt:
             return  # cleaned up meanwhile (timeouts and cancels claim the attempt first)
         cancels, record.cancels = record.cancels, None
         answered = record.delegated
@@ -142,7 +162,7 @@ class TaskManagerActor(BaseManager):
         while ready and state.running < state.limit:
             task_id = heapq.heappop(ready)[2]
             record = tasks.get(task_id)
-            if record is not None and record.status is QUEUED:
+            if record is not None and record.status is QUEUED and record.execution is None:
                 self._start_attempt(record)
 
     def _start_attempt(self, record: TaskRecord) -> None:
@@ -156,17 +176,11 @@ class TaskManagerActor(BaseManager):
         self.state.running += 1
         record.attempts += 1
         attempt = record.attempts
-        if record.started_at is None:
-            record.started_at = self.clock.monotonic()
-        self._set_status(record, RUNNING)
         task_id = record.task_id
-        if record.timeout is not None:
-            record.timer = tell_later(
-                self.clock, record.timeout, self.me, AttemptTimedOut(task_id, attempt)
-            )
         waiters = record.waiters
         record.delegated = len(waiters) if waiters else 0
         if record.is_coroutine:
+            self._begin(record, self.clock.monotonic())
             bridge = record.bridge
             execution = record.execution = Execution(task_id, attempt, bridge, record)
             execution.clock = self.clock
@@ -204,6 +218,32 @@ class TaskManagerActor(BaseManager):
             self._leave_running(record)
             self._attempt_failed(record, ActorSystemError(f"task {task_id!r}: {exc}"))
 
+    def _begin(self, record: TaskRecord, at: float) -> None:
+        """The attempt's code starts at ``at``: the task runs, its timeout counts."""
+        if record.started_at is None:
+            record.started_at = at
+        self._set_status(record, RUNNING, at)
+        if record.timeout is not None:
+            delay = max(0.0, record.timeout - max(0.0, self.clock.monotonic() - at))
+            record.timer = tell_later(
+                self.clock, delay, self.me, AttemptTimedOut(record.task_id, record.attempts)
+            )
+
+    def op_block(self, reply: Any, task_id: str, token: object, blocked: bool) -> None:
+        record = self.tasks.get(task_id)
+        execution = None if record is None else record.execution
+        if record is None or execution is None or execution.token is not token:
+            return  # not this attempt (it ended meanwhile, or another system's task)
+        if blocked:
+            record.blocked += 1
+            if record.blocked == 1:
+                self.state.running -= 1
+                self._pump()
+        elif record.blocked:
+            record.blocked -= 1
+            if record.blocked == 0:
+                self.state.running += 1
+
     def _refused(
         self, record: TaskRecord, breaker: CircuitBreaker, error: CircuitOpenError
     ) -> None:
@@ -229,7 +269,10 @@ class TaskManagerActor(BaseManager):
 
     def _leave_running(self, record: TaskRecord, outcome: BaseException | None = None) -> None:
         """The attempt is over; ``outcome`` (None: success) goes to its breaker."""
-        self.state.running -= 1
+        if record.blocked:
+            record.blocked = 0  # its slot is lent out already
+        else:
+            self.state.running -= 1
         record.execution = None
         if record.timer is not None:
             record.timer.cancel()
@@ -287,12 +330,12 @@ class TaskManagerActor(BaseManager):
 
     def _can_stop(self, record: TaskRecord) -> bool:
         execution = record.execution
-        if record.status is RUNNING and execution is not None:
+        if execution is not None:  # running, or handed to the pool
             return execution.claim()  # False: the attempt ended and decided first
         return True
 
     def _stop_execution(self, record: TaskRecord) -> None:
-        if record.status is RUNNING:
+        if record.status is RUNNING or record.execution is not None:
             execution = record.execution
             if execution is not None:
                 execution.cancel()

@@ -385,6 +385,25 @@ class BaseManager(SupervisedActor):
             record.waiters.append(reply)
         return DEFERRED
 
+    def op_unwait(self, reply: ReplyTo, task_id: str, waiter: ReplyTo) -> None:
+        """``waiter`` stopped waiting (its wait timed out or was cancelled): drop it."""
+        record = self.tasks.get(task_id)
+        waiters = None if record is None else record.waiters
+        if not waiters:
+            return
+        assert record is not None
+        for index, reply_to in enumerate(waiters):
+            if reply_to is waiter:
+                del waiters[index]
+                if index < record.delegated:  # the attempt's copy answers nobody now
+                    record.delegated -= 1
+                return
+
+    def op_block(self, reply: ReplyTo, task_id: str, token: object, blocked: bool) -> None:
+        """Task ``task_id`` waits (``blocked``) or stopped waiting for another task.
+
+        The new manager gives its slot back meanwhile; the old one has no slots."""
+
     def _can_stop(self, record: TaskRecord) -> bool:
         """Whether ``record`` can be cancelled now (the new manager says no while an
         attempt that already ended is reporting its outcome)."""

@@ -20,6 +20,7 @@ __all__ = [
     "Call",
     "CleanupTick",
     "Forget",
+    "FunctionStarted",
     "RetryDue",
     "RunFunction",
     "TaskEvents",
@@ -54,6 +55,15 @@ class AttemptStarted(NamedTuple):
     task_id: str
     attempt: int
     retry_error: BaseException | None  # the previous attempt's error, if this is a retry
+
+
+class FunctionStarted(NamedTuple):
+    """New manager: a plain function's attempt left the pool's queue and starts (at
+    clock time ``at``); the task is running, and its timeout counts, from then on."""
+
+    task_id: str
+    attempt: int
+    at: float
 
 
 class AttemptTimedOut(NamedTuple):

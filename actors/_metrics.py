@@ -282,11 +282,17 @@ class MetricsSnapshot:
     tasks_by_status: Mapping[str, int]
     """status -> tasks currently in it."""
     tasks_by_type: Mapping[str, Mapping[str, int]]
-    """task type -> status -> tasks."""
+    """task type -> status -> tasks.
+
+    At most ``METRICS_MAX_TASK_TYPES`` task types appear by name (the first ones seen);
+    tasks of further types are counted under ``"__other__"``. A type whose tasks were all
+    cleaned up leaves this mapping and `execution_time` and `wait_time`, freeing its
+    place for a later type."""
     execution_time: Mapping[str, TimingStats]
-    """task type -> time spent running, per attempt."""
+    """task type (or ``"__other__"``) -> time spent running, per attempt."""
     wait_time: Mapping[str, TimingStats]
-    """task type -> time spent queued before running."""
+    """task type (or ``"__other__"``) -> time spent queued before running (a plain
+    function also waits for a worker of the pool here)."""
     retries: int
     """Attempts that failed and were scheduled to run again."""
     failures: int

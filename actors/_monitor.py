@@ -55,12 +55,29 @@ class SetLimit(NamedTuple):
     limit: int
 
 
+OTHER = "__other__"
+"""The metrics label of task types past ``METRICS_MAX_TASK_TYPES``."""
+
+
 class MonitorState:
-    """Aggregates, plus the queue/start times of tasks in flight (bounded by them)."""
+    """Aggregates, plus the queue/start times of tasks in flight (bounded by them).
+
+    Per-type aggregates are keyed by a label: the task type itself for the first
+    ``METRICS_MAX_TASK_TYPES`` types, `OTHER` for the rest. A type keeps its label while
+    it has tasks (registered and not cleaned up); when its last task is cleaned up, an
+    own label is freed with its counts and timing sketches.
+    """
 
     def __init__(self) -> None:
         self.by_status: Counter[str] = Counter()
         self.by_type: dict[str, Counter[str]] = {}
+        """label -> status -> tasks."""
+        self.labels: dict[str, str] = {}
+        """task type -> its label, for types that have tasks."""
+        self.live: Counter[str] = Counter()
+        """task type -> its tasks not cleaned up yet."""
+        self.own_labels = 0
+        """Types labelled by their own name (at most ``METRICS_MAX_TASK_TYPES``)."""
         self.transitions = 0
         self.restarts: Counter[str] = Counter()
         self.execution: dict[str, QuantileSketch] = {}
@@ -149,10 +166,16 @@ class TaskMonitorActor(SupervisedActor):
         queued_at = state.queued_at
         started_at = state.started_at
         bounds = self.ctx.config.METRICS_HISTOGRAM_BUCKETS
+        labels = state.labels
         for task_id, task_type, old, new, at, detail in items:
-            counts = by_type.get(task_type)
+            label = labels.get(task_type)
+            if label is None:
+                label = self._label(task_type)
+            if old is None:
+                state.live[task_type] += 1
+            counts = by_type.get(label)
             if counts is None:
-                counts = by_type[task_type] = Counter()
+                counts = by_type[label] = Counter()
             if old is not None:
                 by_status[old] -= 1
                 counts[old] -= 1
@@ -160,11 +183,12 @@ class TaskMonitorActor(SupervisedActor):
                     began = started_at.pop(task_id, None)
                     if began is not None:
                         ran = max(0.0, at - began)
-                        _sketch(state.execution, task_type).add(ran)
-                        _histogram(state.execution_buckets, task_type, bounds).observe(ran)
+                        _sketch(state.execution, label).add(ran)
+                        _histogram(state.execution_buckets, label, bounds).observe(ran)
             if new is None:
                 queued_at.pop(task_id, None)
                 started_at.pop(task_id, None)
+                self._forget(task_type)
                 continue
             by_status[new] += 1
             counts[new] += 1
@@ -174,8 +198,8 @@ class TaskMonitorActor(SupervisedActor):
                 since = queued_at.pop(task_id, None)
                 if since is not None:
                     waited = max(0.0, at - since)
-                    _sketch(state.waiting, task_type).add(waited)
-                    _histogram(state.waiting_buckets, task_type, bounds).observe(waited)
+                    _sketch(state.waiting, label).add(waited)
+                    _histogram(state.waiting_buckets, label, bounds).observe(waited)
                 started_at[task_id] = at
             elif new == "retrying":
                 state.retries += 1
@@ -199,6 +223,34 @@ class TaskMonitorActor(SupervisedActor):
                     for task_id, task_type, _old, new, at, detail in items
                 ]
             )
+
+    def _label(self, task_type: str) -> str:
+        """Give ``task_type`` its metrics label: its own name while there is room."""
+        state = self.state
+        if state.own_labels < self.ctx.config.METRICS_MAX_TASK_TYPES and task_type != OTHER:
+            state.own_labels += 1
+            label = task_type
+        else:
+            label = OTHER
+        state.labels[task_type] = label
+        return label
+
+    def _forget(self, task_type: str) -> None:
+        """A task of ``task_type`` was cleaned up: the last one frees the type's label."""
+        state = self.state
+        live = state.live[task_type] - 1
+        if live > 0:
+            state.live[task_type] = live
+            return
+        del state.live[task_type]
+        label = state.labels.pop(task_type, None)
+        if label == task_type:
+            state.own_labels -= 1
+            state.by_type.pop(label, None)
+            state.execution.pop(label, None)
+            state.waiting.pop(label, None)
+            state.execution_buckets.pop(label, None)
+            state.waiting_buckets.pop(label, None)
 
     def _publish(self, events: list[Event]) -> None:
         for subscriber in list(self.state.subscribers):
@@ -300,7 +352,7 @@ class TaskMonitorActor(SupervisedActor):
             timeouts=state.timeouts,
             mailbox_depth=mailboxes,
             ready_queue=state.by_status.get("queued", 0),
-            pool_queue=0 if pool is None else pool._work_queue.qsize(),
+            pool_queue=0 if pool is None else pool.qsize(),
             restarts=dict(state.restarts),
             # The governor's decision, even if the manager has not received it yet.
             concurrency_limit=state.limit or manager.limit,

@@ -1,7 +1,7 @@
 """The thread-pool actor: plain functions run on its executors, never in an actor.
 
 Three executors, picked per task (``executor=``, default ``THREAD_POOL_BACKEND``):
-``thread`` (a `ThreadPoolExecutor`), ``process`` (spawned worker processes) and
+``thread`` (`WorkerThreads`, daemon threads), ``process`` (spawned worker processes) and
 ``dask`` (a Dask client); see `actors._backends`. The last two are created on first
 use. They live in the child's state object, so a crash of the actor loses no running
 function: each reports its outcome straight to the manager's stable handle.
@@ -10,26 +10,35 @@ A worker process that dies breaks its `ProcessPoolExecutor`: every call on it fa
 (`ActorSystemError`, retried while the task has retries), and the actor crashes itself
 (`PoolBroken`) so that its next incarnation, started by the supervisor, replaces the
 broken pool.
+
+An attempt handed to the pool is not running yet: it may wait for a worker. The pool
+tells the manager (`FunctionStarted`, through the manager's stable handle) when the
+function starts on a worker thread, or, for ``process`` and ``dask``, when it hands the
+call to that executor (whose own queue it cannot see into); the task is ``running``, and
+its timeout counts, from then on.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from loguru import logger
 
 from actors._backends import (
     DaskBackend,
     RemoteCall,
+    WorkerThreads,
     close_process_pool,
     default_dask_workers,
     new_process_pool,
 )
 from actors._errors import ActorSystemError
-from actors._execution import complete, run_function
-from actors._messages import Call, RunFunction
+from actors._execution import Execution, complete, run_function
+from actors._messages import AttemptDone, Call, FunctionStarted, RunFunction
 from actors._tracing import end_span, start_span
 from actors._util import tell_quietly
 from supervisors import SupervisedActor
@@ -62,7 +71,7 @@ class PoolState:
     """The executors, kept across incarnations of the actor."""
 
     def __init__(self) -> None:
-        self.executor: ThreadPoolExecutor | None = None
+        self.executor: WorkerThreads | None = None
         self.process: ProcessPoolExecutor | None = None
         self.dask: DaskBackend | None = None
         self.broken = False
@@ -81,6 +90,31 @@ def _run_direct(
         reply.set_result(value)
 
 
+def _started(execution: Execution, report: Callable[[Any], None]) -> bool:
+    """Tell the manager the attempt starts now; False if it was cancelled meanwhile."""
+    if execution.token.cancelled:
+        return False
+    clock = execution.clock
+    at = time.monotonic() if clock is None else clock.monotonic()
+    try:
+        report(FunctionStarted(execution.task_id, execution.attempt, at))
+    except Exception as exc:
+        logger.bind(task_id=execution.task_id).debug("start of task not delivered: {!r}", exc)
+    return True
+
+
+def _run_started(
+    execution: Execution,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    report: Callable[[AttemptDone], None],
+) -> None:
+    """On a worker thread: report the start, then run the attempt."""
+    if _started(execution, report):
+        run_function(execution, func, args, kwargs, report)
+
+
 class ThreadPoolActor(SupervisedActor):
     CHILD_ID = "thread_pool"
     use_daemon_thread = True
@@ -94,10 +128,7 @@ class ThreadPoolActor(SupervisedActor):
     def on_start(self) -> None:
         state = self.state
         if state.executor is None:
-            state.executor = ThreadPoolExecutor(
-                max_workers=self.ctx.config.MAX_THREAD_WORKERS,
-                thread_name_prefix="actorflow-pool",
-            )
+            state.executor = WorkerThreads(self.ctx.config.MAX_THREAD_WORKERS, "actorflow-pool")
         if state.broken:
             broken, state.process, state.broken = state.process, None, False
             if broken is not None:
@@ -111,13 +142,15 @@ class ThreadPoolActor(SupervisedActor):
         if kind is RunFunction:
             self.state.submitted += 1
             if (message.executor or self.default) == "thread":
+                execution = message.execution
                 executor.submit(
-                    run_function,
-                    message.execution,
+                    _run_started,
+                    execution,
                     message.func,
                     message.args,
                     message.kwargs,
                     message.report,
+                    on_abandon=execution.token.cancel,
                 )
             else:
                 self._run_remote(message)
@@ -153,7 +186,7 @@ class ThreadPoolActor(SupervisedActor):
             message.reply.set_result(
                 {
                     "workers": self.ctx.config.MAX_THREAD_WORKERS,
-                    "queued": executor._work_queue.qsize(),
+                    "queued": executor.qsize(),
                     "submitted": self.state.submitted,
                 }
             )
@@ -162,10 +195,10 @@ class ThreadPoolActor(SupervisedActor):
     def _run_remote(self, message: RunFunction) -> None:
         """One attempt in a worker process (``process`` or ``dask``)."""
         execution = message.execution
-        if execution.token.cancelled:
+        report = message.report
+        if not _started(execution, report):
             return
         task_id = execution.task_id
-        report = message.report
         span = None if execution.trace is None else start_span(execution)
 
         def finish(value: Any, error: BaseException | None) -> None:
@@ -241,8 +274,8 @@ class ThreadPoolActor(SupervisedActor):
         if executor is None:
             return
         state.executor = None
-        executor.shutdown(wait=False, cancel_futures=True)
-        for thread in list(executor._threads):
+        executor.shutdown()  # running attempts see their cancellation token set
+        for thread in executor.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 

@@ -32,6 +32,7 @@ class TaskRecord:
     __slots__ = (
         "args",
         "attempts",
+        "blocked",
         "breaker",
         "bridge",
         "cancels",
@@ -105,6 +106,7 @@ class TaskRecord:
         self.failures: list[AttemptFailure] | None = None  # latest failed attempts
         self.spec: TaskSpec | None = spec  # kept after a failure, to retry the task
         self.kept_bridge: LoopBridge | None = None
+        self.blocked = 0  # waits for other tasks in progress: its slot is lent out
 
     def release(self) -> None:
         """The task ended: drop what only a live task needs (a failed task keeps its

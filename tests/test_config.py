@@ -57,6 +57,7 @@ DEFAULTS_WITHOUT_WORKERS: dict[str, Any] = {
         300.0,
     ),
     "DASHBOARD_TOKEN": None,
+    "METRICS_MAX_TASK_TYPES": 100,
 }
 
 KEYS = [
@@ -86,6 +87,7 @@ KEYS = [
     "BREAKER_HALF_OPEN_MAX_CALLS",
     "METRICS_HISTOGRAM_BUCKETS",
     "DASHBOARD_TOKEN",
+    "METRICS_MAX_TASK_TYPES",
 ]
 
 FLOAT_KEYS = [
@@ -112,6 +114,7 @@ INT_KEYS = [
     "EVENT_BUFFER_SIZE",
     "BREAKER_FAILURE_THRESHOLD",
     "BREAKER_HALF_OPEN_MAX_CALLS",
+    "METRICS_MAX_TASK_TYPES",
 ]
 
 # key -> (smallest accepted value, largest rejected value, expected text)
@@ -129,6 +132,7 @@ BOUNDS: dict[str, tuple[Any, Any, str]] = {
     "EVENT_BUFFER_SIZE": (1, 0, "an int >= 1"),
     "BREAKER_FAILURE_THRESHOLD": (1, 0, "an int >= 1"),
     "BREAKER_HALF_OPEN_MAX_CALLS": (1, 0, "an int >= 1"),
+    "METRICS_MAX_TASK_TYPES": (1, 0, "an int >= 1"),
     "BREAKER_RECOVERY_TIMEOUT": (1e-9, 0.0, "a finite number > 0"),
     "CPU_HIGH_PERCENT": (1e-9, 0.0, "a finite number > 0 and <= 100"),
     "MEMORY_HIGH_PERCENT": (1e-9, 0.0, "a finite number > 0 and <= 100"),

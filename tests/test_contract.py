@@ -234,7 +234,8 @@ async def test_wait_for_task_times_out_and_the_task_goes_on(tm: UnifiedTaskManag
     await tm.execute_task("slow")
     await until(started)
     with pytest.raises(
-        TimeoutError, match=r"^task 'slow' did not finish within 0\.05s; it keeps running$"
+        actors.WaitTimeoutError,
+        match=r"^task 'slow' did not finish within 0\.05s; it keeps running$",
     ):
         await tm.wait_for_task("slow", timeout=0.05)
     assert await tm.get_task_status("slow") is RUNNING

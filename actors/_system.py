@@ -282,8 +282,10 @@ class ActorSystem:
             self._closed = True
             return
         if self._failure is None:
+            bound = self.config.SHUTDOWN_TIMEOUT
             try:
-                await self.task_manager._call("shutdown", timeout=self.config.SHUTDOWN_TIMEOUT)
+                # The call's own bound is swept once a second; wait_for makes it exact.
+                await asyncio.wait_for(self.task_manager._call("shutdown", timeout=bound), bound)
             except Exception as exc:
                 logger.bind(system="actorflow").warning("cancelling tasks at shutdown: {!r}", exc)
         loop = asyncio.get_running_loop()

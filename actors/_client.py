@@ -25,7 +25,14 @@ from actors._breaker import CircuitBreaker
 from actors._bridge import Reply, bridge_for
 from actors._config import Config, load_config
 from actors._context import _current
-from actors._errors import ActorSystemError, ConfigError, InvalidTaskError, WaitTimeoutError
+from actors._errors import (
+    ActorsError,
+    ActorSystemError,
+    ConfigError,
+    InvalidTaskError,
+    SystemOverloadedError,
+    WaitTimeoutError,
+)
 from actors._events import EventStream, Subscriber
 from actors._facade import BACKENDS
 from actors._messages import Call
@@ -42,7 +49,7 @@ from actors._validate import (
     validate_task_id,
     validate_timeout,
 )
-from supervisors import SupervisorError
+from supervisors import BufferFullError, SupervisorError
 
 if TYPE_CHECKING:
     from actors._system import ActorSystem
@@ -50,6 +57,19 @@ if TYPE_CHECKING:
 __all__ = ["ThreadPoolClient", "UnifiedTaskManager", "configure", "unified_task_manager"]
 
 _UNBOUNDED = -1.0
+
+
+def _translated(error: SupervisorError, what: str) -> ActorsError:
+    """The `actors` error a caller sees for a supervision error: every error of the API
+    is an `ActorsError`."""
+    if isinstance(error, BufferFullError):
+        return SystemOverloadedError(
+            f"the actor system is overloaded: child {error.child_id!r} is restarting and "
+            f"already holds {error.capacity} buffered calls (MAILBOX_BUFFER_CAPACITY); "
+            "the call was not accepted: retry after a short backoff, or raise "
+            "MAILBOX_BUFFER_CAPACITY"
+        )
+    return ActorSystemError(f"{what}: {error}")
 
 
 class _Ignore:
@@ -94,15 +114,14 @@ class UnifiedTaskManager:
         try:
             facade.tell(Call(op, args, Reply(bridge, future)))
         except SupervisorError as exc:
-            raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
-        bridge.track(
-            future,
-            system.config.CALL_TIMEOUT if timeout is None else None,
-            op,
-            system,
-        )
+            raise _translated(exc, "the actor system cannot take calls") from exc
+        if timeout is None:
+            timeout = system.config.CALL_TIMEOUT
+        bridge.track(future, None if timeout == _UNBOUNDED else timeout, op, system)
         try:
             return await future
+        except SupervisorError as exc:  # a child refused the call on its way
+            raise _translated(exc, "the actor system cannot take calls") from exc
         finally:
             bridge.calls.pop(future, None)
 
@@ -470,10 +489,12 @@ class ThreadPoolClient:
         try:
             pool.tell(Submit(fn, args, kwargs, Reply(bridge, future), backend))
         except SupervisorError as exc:
-            raise ActorSystemError(f"the thread pool cannot take work: {exc}") from exc
+            raise _translated(exc, "the thread pool cannot take work") from exc
         bridge.track(future, None, "thread_pool.submit", system)
         try:
             return await future
+        except SupervisorError as exc:
+            raise _translated(exc, "the thread pool cannot take work") from exc
         finally:
             bridge.calls.pop(future, None)
 

@@ -289,7 +289,8 @@ class Config:
     """The Dask scheduler the ``dask`` executor connects to (``tcp://host:8786``); None
     starts a `distributed.LocalCluster` of worker processes on this machine."""
     RESTART_MAX_RESTARTS: int = 10
-    """Restart intensity: at most this many restarts of a child ..."""
+    """Restart intensity: at most this many restarts of a child (and at most this many
+    failures of it in a row, each before it ran RESTART_RESET_AFTER seconds) ..."""
     RESTART_WITHIN_SECONDS: float = 5.0
     """... within this many seconds (a sliding window); one more escalates."""
     RESTART_BACKOFF_INITIAL: float = 0.01
@@ -303,7 +304,8 @@ class Config:
     CLEANUP_MAX_AGE: float = 86400.0
     """Periodic cleanup removes tasks finished longer ago than this, in seconds."""
     MAILBOX_BUFFER_CAPACITY: int = 1000
-    """Calls buffered for a child that is down or in backoff (>= 0)."""
+    """Callers' calls buffered for a child that is down or in backoff (>= 0); one more
+    fails with `SystemOverloadedError`. The system's own messages are never refused."""
     CALL_TIMEOUT: float = 30.0
     """Upper bound, in seconds, on one call into an actor."""
     SHUTDOWN_TIMEOUT: float = 10.0

@@ -11,6 +11,7 @@ __all__ = [
     "DependencyFailedError",
     "DuplicateTaskError",
     "InvalidTaskError",
+    "SystemOverloadedError",
     "TaskCancelledError",
     "TaskFailedError",
     "TaskNotFoundError",
@@ -101,4 +102,13 @@ class ActorSystemError(ActorsError):
     """The actor system is stopped, or has failed (a child exhausted its restarts).
 
     The message names the child and the reason when the system failed.
+    """
+
+
+class SystemOverloadedError(ActorsError):
+    """A call was refused because a child of the system is restarting and already holds
+    ``MAILBOX_BUFFER_CAPACITY`` buffered calls (back-pressure, not a failure).
+
+    Nothing changed; retry after a short backoff, or raise ``MAILBOX_BUFFER_CAPACITY``.
+    The system's own messages (task outcomes, timers) are never refused this way.
     """

@@ -31,14 +31,16 @@ from actors._facade import FacadeActor, FacadeState
 from actors._governor import ResourceSample, psutil_probe
 from actors._legacy import LegacyTaskManagerActor
 from actors._manager import TaskManagerActor
+from actors._messages import Call
 from actors._monitor import BreakerChanged, ChildRestarted, MonitorState, TaskMonitorActor
-from actors._pool import PoolState, ThreadPoolActor
+from actors._pool import PoolState, Submit, ThreadPoolActor
 from actors._store import ManagerState
 from supervisors import (
     SYSTEM_CLOCK,
     ChildHandle,
     ChildSpec,
     Clock,
+    ConsecutiveFailuresExceeded,
     EventKind,
     RestartIntensityExceeded,
     RestartPolicy,
@@ -59,6 +61,11 @@ if TYPE_CHECKING:
 __all__ = ["CHILD_IDS", "ActorSystem", "SupervisorClient", "SystemContext"]
 
 CHILD_IDS = ("task_monitor", "thread_pool", "legacy_task_manager", "task_manager", "facade")
+
+REQUEST_TYPES: tuple[type, ...] = (Call, Submit)
+"""Callers' messages: at most MAILBOX_BUFFER_CAPACITY of them wait for a restarting
+child, and one more fails the call with `SystemOverloadedError`. Every other message is
+the system's own and always waits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +245,9 @@ class ActorSystem:
                 max_restarts=cfg.RESTART_MAX_RESTARTS,
                 within_seconds=cfg.RESTART_WITHIN_SECONDS,
                 reset_after=cfg.RESTART_RESET_AFTER,
+                # max_consecutive_failures defaults to max_restarts: the same bound holds
+                # a crash loop the window cannot see (each incarnation fails before
+                # RESTART_RESET_AFTER while the backoff outgrows the window).
             )
             root = _RootSupervisor.start(
                 specs,
@@ -248,6 +258,9 @@ class ActorSystem:
                 on_escalation=self._escalated,
                 listener=self._supervisor_event,
                 buffer_capacity=cfg.MAILBOX_BUFFER_CAPACITY,
+                # Callers' calls are bounded while a child restarts; the system's own
+                # messages (outcomes, timers, events) never are: none may be lost.
+                request_types=REQUEST_TYPES,
                 watchdog_interval=None,
                 state=state,
             )
@@ -271,8 +284,10 @@ class ActorSystem:
             self._closed = True
             return
         if self._failure is None:
+            bound = self.config.SHUTDOWN_TIMEOUT
             try:
-                await self.task_manager._call("shutdown", timeout=self.config.SHUTDOWN_TIMEOUT)
+                # The call's own bound is swept once a second; wait_for makes it exact.
+                await asyncio.wait_for(self.task_manager._call("shutdown", timeout=bound), bound)
             except Exception as exc:
                 logger.bind(system="actorflow").warning("cancelling tasks at shutdown: {!r}", exc)
         loop = asyncio.get_running_loop()
@@ -351,9 +366,18 @@ class ActorSystem:
     # -- failure ------------------------------------------------------------------------
 
     def _escalated(self, error: RestartIntensityExceeded) -> None:
+        if isinstance(error, ConsecutiveFailuresExceeded):
+            what = (
+                f"failed {error.failures} times in a row, each incarnation within "
+                f"{error.reset_after}s of its start (max {error.max_failures} in a row)"
+            )
+        else:
+            what = (
+                f"exhausted its restarts ({error.count} in {error.within_seconds}s, "
+                f"max {error.max_restarts})"
+            )
         failure = ActorSystemError(
-            f"the actor system failed: child {error.child_id!r} exhausted its restarts "
-            f"({error.count} in {error.within_seconds}s, max {error.max_restarts}); "
+            f"the actor system failed: child {error.child_id!r} {what}; "
             f"last reason: {error.reason!r}"
         )
         failure.__cause__ = error

@@ -6,7 +6,9 @@ from supervisors._actor import SupervisedActor
 from supervisors._clock import SYSTEM_CLOCK, Clock, RealClock, TimerHandle
 from supervisors._errors import (
     ActorKilled,
+    BufferFullError,
     ChildSpecError,
+    ConsecutiveFailuresExceeded,
     RestartIntensityExceeded,
     SupervisorError,
 )
@@ -25,6 +27,7 @@ from supervisors._supervisor import (
 __all__ = [
     "SYSTEM_CLOCK",
     "ActorKilled",
+    "BufferFullError",
     "ChildCounts",
     "ChildHandle",
     "ChildInfo",
@@ -32,6 +35,7 @@ __all__ = [
     "ChildSpecError",
     "ChildStatus",
     "Clock",
+    "ConsecutiveFailuresExceeded",
     "EventKind",
     "Kill",
     "RealClock",

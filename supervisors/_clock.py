@@ -2,17 +2,22 @@
 
 `RealClock` runs timers on one scheduler thread per clock. The thread exists only while
 timers are pending: it exits as soon as the heap is empty, so an idle process holds no
-extra thread.
+extra thread. One clock serves every timer of the process, so nothing a timer brings
+may stop it: a delay of any size (one past ``threading.TIMEOUT_MAX``, or infinite, just
+never comes due in the process's life) and any exception of a callback (logged).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
+
+from loguru import logger
 
 __all__ = ["SYSTEM_CLOCK", "Clock", "RealClock", "TimerHandle"]
 
@@ -61,6 +66,11 @@ class Clock(Protocol):
         ...
 
 
+_MAX_WAIT = 3600.0
+"""Longest single wait of the scheduler thread, in seconds: far below
+``threading.TIMEOUT_MAX``, so a far deadline only makes it wake up once an hour."""
+
+
 class RealClock:
     """Wall-clock time; timers fire on one lazily started scheduler thread."""
 
@@ -75,9 +85,11 @@ class RealClock:
     monotonic = staticmethod(time.monotonic)
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
-        handle = TimerHandle(
-            time.monotonic() + max(0.0, delay), next(self._seq), callback, self._wake
-        )
+        try:
+            deadline = time.monotonic() + max(0.0, delay)
+        except OverflowError:  # an int too large for a float: never due
+            deadline = math.inf
+        handle = TimerHandle(deadline, next(self._seq), callback, self._wake)
         with self._cond:
             heapq.heappush(self._heap, handle)
             if self._thread is None:
@@ -97,6 +109,15 @@ class RealClock:
             self._cond.notify()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            # Whatever ended the loop, the next call_later starts a new thread.
+            with self._cond:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
                 while self._heap and self._heap[0].cancelled:
@@ -112,11 +133,16 @@ class RealClock:
                     if all(t.cancelled for t in self._heap):
                         self._heap.clear()
                         continue
-                    self._cond.wait(remaining)
+                    self._cond.wait(min(remaining, _MAX_WAIT))
                     continue
                 heapq.heappop(self._heap)
             if not head.cancelled:
-                head.callback()
+                try:
+                    head.callback()
+                except BaseException as exc:  # even SystemExit: the clock serves everyone
+                    logger.opt(exception=exc).error(
+                        "timer callback {!r} raised; the clock goes on", head.callback
+                    )
 
 
 SYSTEM_CLOCK = RealClock()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 __all__ = [
     "ActorKilled",
+    "BufferFullError",
     "ChildSpecError",
+    "ConsecutiveFailuresExceeded",
     "RestartIntensityExceeded",
     "SupervisorError",
 ]
@@ -25,6 +27,23 @@ class ChildSpecError(SupervisorError, ValueError):
     Raised when the object is built or the supervisor is started, never later.
     The message names the field and the bad value.
     """
+
+
+class BufferFullError(SupervisorError):
+    """A caller's request met a full buffer while the child restarts: it was refused.
+
+    Only requests count against the buffer's capacity: asks, and told messages of the
+    supervisor's ``request_types``. The system's own messages are never refused for
+    room. Attributes name the child and the capacity; retry after a short backoff.
+    """
+
+    def __init__(self, child_id: str, capacity: int) -> None:
+        self.child_id = child_id
+        self.capacity = capacity
+        super().__init__(
+            f"child {child_id!r} is restarting and its buffer is full "
+            f"({capacity} messages); the message was not delivered"
+        )
 
 
 class ActorKilled(SupervisorError):
@@ -60,4 +79,39 @@ class RestartIntensityExceeded(SupervisorError):
             f"{float(within_seconds)}s "
             f"(max {max_restarts}) for child {child_id!r} of supervisor {supervisor!r}; "
             f"last reason: {reason!r}"
+        )
+
+
+class ConsecutiveFailuresExceeded(RestartIntensityExceeded):
+    """A child failed more times in a row than ``RestartPolicy.max_consecutive_failures``.
+
+    A failure is consecutive when the incarnation before it ran less than
+    ``reset_after`` seconds (Akka's backoff supervisor counts retries the same way): a
+    child that crashes in every incarnation escalates even when its growing backoff
+    keeps it under the sliding-window intensity. ``failures`` is the run of failures and
+    ``max_failures`` the limit; ``count`` and ``max_restarts`` hold the same numbers and
+    ``within_seconds`` holds ``reset_after``, for code written for the base class.
+    """
+
+    def __init__(
+        self,
+        supervisor: str,
+        child_id: str,
+        failures: int,
+        max_failures: int,
+        reset_after: float,
+        reason: BaseException | None,
+    ) -> None:
+        self.supervisor = supervisor
+        self.child_id = child_id
+        self.count = self.failures = failures
+        self.max_restarts = self.max_failures = max_failures
+        self.within_seconds = self.reset_after = reset_after
+        self.reason = reason
+        SupervisorError.__init__(
+            self,
+            f"consecutive failures exceeded: child {child_id!r} of supervisor "
+            f"{supervisor!r} failed {failures} times in a row, each incarnation within "
+            f"{float(reset_after)}s of its start (max {max_failures}); "
+            f"last reason: {reason!r}",
         )

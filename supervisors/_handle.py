@@ -1,10 +1,17 @@
 """`ChildHandle`: the stable way to reach a supervised child, whatever its incarnation.
 
-Calls made while the child is down or waiting out its backoff are buffered (bounded)
-and delivered in order to the next incarnation. Messages still in a crashed
-incarnation's inbox are handed back here and delivered first, as Akka keeps a restarted
-actor's mailbox. Overflow, a terminated child and a child gone for good fail the call
-with a `SupervisorError` naming the child: nothing is dropped silently.
+Messages sent while the child is down or waiting out its backoff are buffered and
+delivered in order to the next incarnation. Messages still in a crashed incarnation's
+inbox are handed back here and delivered first, as Akka keeps a restarted actor's
+mailbox.
+
+Only callers' requests are subject to back-pressure: asks, and told messages whose
+type is one of the handle's ``request_types``. At most ``capacity`` of them wait in the
+buffer; one more fails with `BufferFullError`. Every other told message is the
+system's own (an outcome, a timer, an event, a `Kill`) and is never refused for room,
+as Akka never bounds system messages: refusing it would lose work nobody can resend.
+A terminated child and a child gone for good fail every message with a
+`SupervisorError` naming the child: nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from pykka._envelope import Envelope
 from pykka.messages import ProxyCall, _ActorStop
 
 from supervisors._actor import SupervisedActor
-from supervisors._errors import SupervisorError
+from supervisors._errors import BufferFullError, SupervisorError
 
 __all__ = ["ChildHandle", "ChildStatus"]
 
@@ -39,8 +46,10 @@ class ChildHandle:
     """Reach the current incarnation of one supervised child.
 
     `tell`, `ask` and `proxy()` method calls work in every state: delivered at once
-    while the child runs, buffered (up to ``capacity`` messages) while it restarts, and
-    failed with `SupervisorError` once it is stopped or gone.
+    while the child runs, buffered while it restarts, and failed with `SupervisorError`
+    once it is stopped or gone. While it restarts, at most ``capacity`` requests (asks,
+    and told messages of ``request_types``) wait; the system's own told messages always
+    wait, whatever their number.
     """
 
     __slots__ = (
@@ -50,16 +59,26 @@ class ChildHandle:
         "_inbox",
         "_lock",
         "_ref",
+        "_request_types",
+        "_requests",
         "_status",
         "child_id",
     )
 
-    def __init__(self, child_id: str, capacity: int = DEFAULT_BUFFER_CAPACITY) -> None:
+    def __init__(
+        self,
+        child_id: str,
+        capacity: int = DEFAULT_BUFFER_CAPACITY,
+        request_types: tuple[type, ...] = (),
+    ) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
             msg = f"ChildHandle capacity must be an int >= 0, got {capacity!r}"
             raise SupervisorError(msg)
+        check_request_types(request_types)
         self.child_id = child_id
         self._capacity = capacity
+        self._request_types = request_types
+        self._requests = 0  # requests in the buffer: what the capacity bounds
         self._lock = threading.Lock()
         self._ref: ActorRef[Any] | None = None
         # The live incarnation's inbox when it is a SupervisedActor: one that hands what
@@ -94,8 +113,18 @@ class ChildHandle:
         """Messages waiting for the next incarnation."""
         return len(self._buffer)
 
+    @property
+    def buffered_requests(self) -> int:
+        """Requests waiting for the next incarnation (at most the capacity)."""
+        return self._requests
+
     def tell(self, message: Any) -> None:
-        """Send ``message`` without waiting; raises `SupervisorError` if it cannot be."""
+        """Send ``message`` without waiting; raises `SupervisorError` if it cannot be.
+
+        A message of one of ``request_types`` is a caller's request: while the child
+        restarts it fails with `BufferFullError` once ``capacity`` requests wait. Any
+        other message waits for the next incarnation, however many are buffered.
+        """
         envelope: Envelope[Any] = Envelope(message)
         with self._lock:
             inbox = self._inbox
@@ -106,7 +135,7 @@ class ChildHandle:
             if ref is not None and not ref.actor_stopped.is_set():
                 ref.actor_inbox.put(envelope)
                 return
-            self._enqueue(envelope)
+            self._enqueue(envelope, isinstance(message, self._request_types))
 
     def ask(
         self,
@@ -131,7 +160,7 @@ class ChildHandle:
                 ref.actor_inbox.put(envelope)
             else:
                 try:
-                    self._enqueue(envelope)
+                    self._enqueue(envelope, True)
                 except SupervisorError as exc:
                     reply.set_exception((type(exc), exc, None))
         if block:
@@ -148,16 +177,14 @@ class ChildHandle:
 
     # -- used by the supervisor and the dying incarnation ---------------------------
 
-    def _enqueue(self, envelope: Envelope[Any]) -> None:
-        # Called with the lock held.
+    def _enqueue(self, envelope: Envelope[Any], request: bool) -> None:
+        # Called with the lock held. Only requests count against the capacity.
         if self._error is not None:
             raise self._error
-        if len(self._buffer) >= self._capacity:
-            msg = (
-                f"child {self.child_id!r} is restarting and its buffer is full "
-                f"({self._capacity} messages); the message was not delivered"
-            )
-            raise SupervisorError(msg)
+        if request:
+            if self._requests >= self._capacity:
+                raise BufferFullError(self.child_id, self._capacity)
+            self._requests += 1
         self._buffer.append(envelope)
 
     def _attach(self, ref: ActorRef[Any]) -> None:
@@ -166,6 +193,7 @@ class ChildHandle:
             inbox = ref.actor_inbox
             while self._buffer:
                 inbox.put(self._buffer.popleft())
+            self._requests = 0
             self._ref = ref
             self._inbox = inbox if issubclass(ref.actor_class, SupervisedActor) else None
             self._status = ChildStatus.RUNNING
@@ -215,7 +243,15 @@ class ChildHandle:
             self._error = error
             pending = list(self._buffer)
             self._buffer.clear()
+            self._requests = 0
         _fail_all(pending, error, self.child_id)
+
+
+def check_request_types(request_types: object) -> None:
+    """Raise `SupervisorError` unless ``request_types`` is a tuple of classes."""
+    if not isinstance(request_types, tuple) or not all(isinstance(t, type) for t in request_types):
+        msg = f"request_types must be a tuple of message classes, got {request_types!r}"
+        raise SupervisorError(msg)
 
 
 def _fail_all(envelopes: Iterable[Envelope[Any]], error: SupervisorError, child_id: str) -> None:

@@ -52,26 +52,36 @@ class RestartPolicy:
     within ``within_seconds`` (a sliding window, as in OTP) is the most the supervisor
     tolerates; one more escalates. After a child has run ``reset_after`` seconds without
     failing, its backoff starts again from the first step (Akka's ``resetBackoffAfter``).
+
+    ``max_consecutive_failures`` bounds a crash loop the window cannot see: a failure is
+    consecutive when the incarnation before it ran less than ``reset_after`` seconds,
+    and one more than this many consecutive failures of one child escalates with
+    `ConsecutiveFailuresExceeded` (Akka's ``maxNrOfRetries``). Without it, a backoff
+    that grows past ``within_seconds / max_restarts`` keeps a child that fails in every
+    incarnation under the window for ever. None (the default) takes ``max_restarts``:
+    one number bounds both the restarts in a window and the failures in a row.
     """
 
     wait: wait_base = field(default_factory=_default_wait)
     max_restarts: int = 3
     within_seconds: float = 5.0
     reset_after: float = 10.0
+    max_consecutive_failures: int | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.wait):
             raise ChildSpecError(
                 f"RestartPolicy.wait must be a tenacity wait strategy, got {self.wait!r}"
             )
-        if (
-            not isinstance(self.max_restarts, int)
-            or isinstance(self.max_restarts, bool)
-            or self.max_restarts < 0
-        ):
-            raise ChildSpecError(
-                f"RestartPolicy.max_restarts must be an int >= 0, got {self.max_restarts!r}"
-            )
+        for name in ("max_restarts", "max_consecutive_failures"):
+            value = getattr(self, name)
+            if value is None and name == "max_consecutive_failures":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                also = " or None" if name == "max_consecutive_failures" else ""
+                raise ChildSpecError(
+                    f"RestartPolicy.{name} must be an int >= 0{also}, got {value!r}"
+                )
         for name in ("within_seconds", "reset_after"):
             value = getattr(self, name)
             if (
@@ -83,6 +93,12 @@ class RestartPolicy:
                 raise ChildSpecError(
                     f"RestartPolicy.{name} must be a finite number > 0, got {value!r}"
                 )
+
+    @property
+    def failures_limit(self) -> int:
+        """The most consecutive failures of a child tolerated (one more escalates)."""
+        limit = self.max_consecutive_failures
+        return self.max_restarts if limit is None else limit
 
 
 ActorFactory = Callable[..., pykka.Actor]

@@ -28,8 +28,18 @@ from supervisors._decisions import (
     next_failure_count,
     should_restart,
 )
-from supervisors._errors import ChildSpecError, RestartIntensityExceeded, SupervisorError
-from supervisors._handle import DEFAULT_BUFFER_CAPACITY, ChildHandle, ChildStatus
+from supervisors._errors import (
+    ChildSpecError,
+    ConsecutiveFailuresExceeded,
+    RestartIntensityExceeded,
+    SupervisorError,
+)
+from supervisors._handle import (
+    DEFAULT_BUFFER_CAPACITY,
+    ChildHandle,
+    ChildStatus,
+    check_request_types,
+)
 from supervisors._messages import ChildExited, RestartDue, WatchdogTick
 from supervisors._spec import ChildSpec, Restart, RestartPolicy, Strategy, check_child_specs
 
@@ -141,6 +151,11 @@ class Supervisor(SupervisedActor):
     Start one with ``Supervisor.start(children, strategy=..., policy=...)``; call its
     verbs through the proxy (``ref.proxy().which_children().get()``). As a child of
     another supervisor, use `Supervisor.spec`.
+
+    While a child restarts, its handle buffers what is sent to it. ``buffer_capacity``
+    bounds the callers' requests among them: asks, and told messages whose type is in
+    ``request_types``. Every other told message is taken as the system's own (a
+    timer's, an outcome, an event) and is never refused for room.
     """
 
     def __init__(
@@ -154,6 +169,7 @@ class Supervisor(SupervisedActor):
         on_escalation: Callable[[RestartIntensityExceeded], object] | None = None,
         listener: Callable[[SupervisorEvent], object] | None = None,
         buffer_capacity: int = DEFAULT_BUFFER_CAPACITY,
+        request_types: tuple[type, ...] = (),
         watchdog_interval: float | None = 1.0,
         state: SupervisorState | None = None,
     ) -> None:
@@ -174,6 +190,10 @@ class Supervisor(SupervisedActor):
             or buffer_capacity < 0
         ):
             raise ChildSpecError(f"buffer_capacity must be an int >= 0, got {buffer_capacity!r}")
+        try:
+            check_request_types(request_types)
+        except SupervisorError as exc:
+            raise ChildSpecError(str(exc)) from None
         if watchdog_interval is not None and (
             not isinstance(watchdog_interval, int | float) or watchdog_interval <= 0
         ):
@@ -189,6 +209,7 @@ class Supervisor(SupervisedActor):
         self._on_escalation = on_escalation
         self._listener = listener
         self._capacity = buffer_capacity
+        self._request_types = request_types
         self._watchdog_interval = watchdog_interval
         self._owns_state = state is None
         self._state = state or SupervisorState()
@@ -315,15 +336,39 @@ class Supervisor(SupervisedActor):
         self, child: _Child, reason: BaseException | None, *, retry: bool = False
     ) -> None:
         now = self.clock.monotonic()
+        policy = self.policy
         self._restarts, exceeded = add_restart(
-            self._restarts, now, self.policy.within_seconds, self.policy.max_restarts
+            self._restarts, now, policy.within_seconds, policy.max_restarts
         )
         if exceeded:
-            self._escalate(child, reason, len(self._restarts))
+            self._escalate(
+                child,
+                RestartIntensityExceeded(
+                    self.name,
+                    child.spec.id,
+                    len(self._restarts),
+                    policy.max_restarts,
+                    policy.within_seconds,
+                    reason,
+                ),
+            )
             return
         child.failures = next_failure_count(
-            child.failures, now - child.started_at, self.policy.reset_after
+            child.failures, now - child.started_at, policy.reset_after
         )
+        if child.failures > policy.failures_limit:
+            self._escalate(
+                child,
+                ConsecutiveFailuresExceeded(
+                    self.name,
+                    child.spec.id,
+                    child.failures,
+                    policy.failures_limit,
+                    policy.reset_after,
+                    reason,
+                ),
+            )
+            return
         delay = backoff_delay(self.policy.wait, child.failures)
         live = [cid for cid, c in self._children.items() if c.status is not ChildStatus.STOPPED]
         ids = affected_children(self.strategy, live, child.spec.id)
@@ -396,15 +441,7 @@ class Supervisor(SupervisedActor):
             self._watchdog_interval, lambda: _tell_quietly(me, tick)
         )
 
-    def _escalate(self, child: _Child, reason: BaseException | None, count: int) -> None:
-        error = RestartIntensityExceeded(
-            self.name,
-            child.spec.id,
-            count,
-            self.policy.max_restarts,
-            self.policy.within_seconds,
-            reason,
-        )
+    def _escalate(self, child: _Child, error: RestartIntensityExceeded) -> None:
         self._event(EventKind.INTENSITY_EXCEEDED, child.spec.id, reason=error)
         self._log.error("{}", error)
         for c in self._children.values():
@@ -427,7 +464,7 @@ class Supervisor(SupervisedActor):
 
     def _add_spec(self, spec: ChildSpec) -> None:
         self._state.specs[spec.id] = spec
-        self._state.handles[spec.id] = ChildHandle(spec.id, self._capacity)
+        self._state.handles[spec.id] = ChildHandle(spec.id, self._capacity, self._request_types)
         if spec.state_factory is not None:
             self._state.states[spec.id] = spec.state_factory()
 

@@ -64,7 +64,7 @@ from actors import (
     cancellation_token,
 )
 from actors._system import CHILD_IDS
-from supervisors import Kill
+from supervisors import ChildHandle, Kill
 
 T = TypeVar("T")
 
@@ -579,3 +579,136 @@ async def test_chaos_soak_with_a_kill_every_few_milliseconds(
     figures = await run_chaos(seed=seed, count=10_000, kill_every=(0.001, 0.005))
     report(figures, capsys)
     assert_clean(figures)
+
+
+async def test_chaos_a_full_restart_buffer_and_a_burst_of_calls_during_a_kill(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17, item 1: the task manager is killed with 100 attempts running and its
+    restart held until a burst of calls has filled its buffer (200) and every running
+    attempt has ended into it. Calls past the buffer fail with `SystemOverloadedError`;
+    no outcome is lost: 0 tasks stuck, every call ends."""
+    from actors import SystemOverloadedError
+    from actors._manager import TaskManagerActor
+
+    capacity, n_tasks, running, burst = 200, 1000, 100, 1000
+    restart_gate = threading.Event()
+    restarting = threading.Event()
+    original_on_start = TaskManagerActor.on_start
+    starts = 0
+
+    def on_start(self: TaskManagerActor) -> None:
+        nonlocal starts
+        starts += 1
+        if starts > 1:  # the restart: hold it until the buffer is full
+            restarting.set()
+            restart_gate.wait(CALL_BOUND)
+        original_on_start(self)
+
+    monkeypatch.setattr(TaskManagerActor, "on_start", on_start)
+    enqueued = threading.Condition()
+    original_enqueue = ChildHandle._enqueue
+
+    def enqueue(handle: ChildHandle, *args: Any) -> None:
+        original_enqueue(handle, *args)
+        with enqueued:
+            enqueued.notify_all()
+
+    monkeypatch.setattr(ChildHandle, "_enqueue", enqueue)
+    loop = asyncio.get_running_loop()
+    thread_gate = threading.Event()
+    loop_gate = asyncio.Event()
+    lock = threading.Lock()
+    entered: Counter[int] = Counter()
+    all_running = asyncio.Event()
+
+    def enter(i: int) -> None:
+        with lock:
+            entered[i] += 1
+            if len(entered) == running:
+                loop.call_soon_threadsafe(all_running.set)
+
+    async def coroutine(i: int) -> int:
+        enter(i)
+        await loop_gate.wait()
+        if i % 10 == 0:
+            raise Boom(f"task {i}")
+        return result_of(i)
+
+    def function(i: int) -> int:
+        enter(i)
+        thread_gate.wait(CALL_BOUND)
+        if i % 10 == 0:
+            raise Boom(f"task {i}")
+        return result_of(i)
+
+    config = {
+        "MAX_CONCURRENT_TASKS": running,
+        "MAX_THREAD_WORKERS": running,
+        "MAILBOX_BUFFER_CAPACITY": capacity,
+        "RESTART_BACKOFF_INITIAL": 0.0,
+    }
+    started = time.perf_counter()
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        ids = [
+            await tm.register_task(f"burst-{i}", coroutine if i % 2 else function, (i,))
+            for i in range(n_tasks)
+        ]
+        assert await asyncio.gather(*(tm.execute_task(t) for t in ids)) == [True] * n_tasks
+        await asyncio.wait_for(all_running.wait(), CALL_BOUND)
+
+        handle = system.supervisor.child("task_manager")
+        handle.tell(Kill())
+        assert await asyncio.to_thread(restarting.wait, CALL_BOUND)
+        calls = [
+            asyncio.ensure_future(
+                tm.get_task_status(ids[i % n_tasks]) if i % 2 else tm.get_task(ids[i % n_tasks])
+            )
+            for i in range(burst)
+        ]
+        refused = 0
+        for call in calls[capacity:]:
+            try:
+                await asyncio.wait_for(call, CALL_BOUND)
+            except SystemOverloadedError:
+                refused += 1
+        assert handle.buffered_requests == capacity
+        thread_gate.set()
+        loop_gate.set()
+        # Every running attempt ends while the task manager is down: its outcome waits
+        # in the full buffer (the system's own messages are never refused).
+        assert await asyncio.to_thread(
+            _wait_for, enqueued, lambda: handle.buffered >= capacity + running, CALL_BOUND
+        )
+        buffered = handle.buffered
+        restart_gate.set()
+
+        answered = await asyncio.wait_for(asyncio.gather(*calls[:capacity]), CALL_BOUND)
+        outcomes = await asyncio.gather(
+            *(tm.wait_for_task(t, timeout=CALL_BOUND) for t in ids), return_exceptions=True
+        )
+        infos = await tm.get_all_tasks()
+    seconds = time.perf_counter() - started
+
+    stuck = [info.task_id for info in infos if info.status not in (COMPLETED, FAILED)]
+    with capsys.disabled():
+        print(
+            f"\nburst during a kill: {n_tasks} tasks, {running} running at the kill, "
+            f"{burst} calls ({capacity} buffered, {refused} refused), "
+            f"{buffered - capacity} outcomes buffered past the cap, stuck = {len(stuck)}, "
+            f"in {seconds:.1f}s"
+        )
+    assert stuck == []
+    assert refused == burst - capacity
+    assert len(answered) == capacity
+    assert buffered >= capacity + running
+    got = [repr(o) if isinstance(o, BaseException) else o for o in outcomes]
+    assert got == [repr(Boom(f"task {i}")) if i % 10 == 0 else result_of(i) for i in range(n_tasks)]
+    assert all(entered[i] == 1 for i in range(n_tasks))
+    assert starts == 2
+
+
+def _wait_for(cond: threading.Condition, predicate: Callable[[], bool], bound: float) -> bool:
+    with cond:
+        return cond.wait_for(predicate, bound)

@@ -344,7 +344,9 @@ def test_the_same_crashes_spread_wider_than_the_window_do_not_escalate(
     clock = FakeClock()
     escalations = Escalations()
     events = Events()
-    policy = RestartPolicy(wait=wait_none(), max_restarts=3, within_seconds=5.0)
+    # Each incarnation runs 2 s, longer than reset_after: the crashes are not a crash
+    # loop (not consecutive failures), and the window alone decides.
+    policy = RestartPolicy(wait=wait_none(), max_restarts=3, within_seconds=5.0, reset_after=1.5)
     sup = start(
         stopper,
         [ChildSpec("b", Logged)],

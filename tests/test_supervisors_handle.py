@@ -68,6 +68,9 @@ def supervisor(
         clock=clock,
         watchdog_interval=None,
         buffer_capacity=capacity,
+        # Told tuples play the callers' requests here (bounded while the child
+        # restarts); other told messages are the system's own and are never refused.
+        request_types=(tuple,),
         name="root",
     )
     yield sup

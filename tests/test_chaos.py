@@ -551,6 +551,7 @@ def assert_clean(figures: Figures) -> None:
     assert figures.metric_statuses == figures.by_status
 
 
+@pytest.mark.slow
 async def test_chaos_10000_tasks_under_random_kills(capsys: pytest.CaptureFixture[str]) -> None:
     figures = await run_chaos(seed=20240607, count=10_000)
     report(figures, capsys)

@@ -32,6 +32,7 @@ def test_every_example_has_expectations() -> None:
     assert sorted(p.name for p in EXAMPLES) == sorted(EXPECTED)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs(path: Path) -> None:
     done = subprocess.run(

@@ -781,6 +781,7 @@ RULES = {
 }
 
 
+@pytest.mark.slow
 def test_the_task_system_agrees_with_its_model(capsys: pytest.CaptureFixture[str]) -> None:
     STATS.clear()
     ENDED.clear()

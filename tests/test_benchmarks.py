@@ -27,7 +27,6 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-
 @pytest.fixture(scope="module")
 def quick_run(
     tmp_path_factory: pytest.TempPathFactory,

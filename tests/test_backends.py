@@ -203,6 +203,7 @@ def make_system(
             "DASK_SCHEDULER_ADDRESS": dask_address,
             "MAX_THREAD_WORKERS": 2,
             "RESTART_BACKOFF_INITIAL": 0.0,
+            "CLEANUP_INTERVAL": 0,  # no cleanup timers among the ones the tests wait on
             **config,
         },
         clock=clock,

@@ -140,6 +140,7 @@ _RULES: dict[str, _Rule] = {
     "RESTART_RESET_AFTER": _Rule(float, 0, strict=True),
     "CLEANUP_INTERVAL": _Rule(float, 0),
     "CLEANUP_MAX_AGE": _Rule(float, 0),
+    "MAX_FINISHED_TASKS": _Rule(int, 0),
     "MAILBOX_BUFFER_CAPACITY": _Rule(int, 0),
     "CALL_TIMEOUT": _Rule(float, 0, strict=True),
     "SHUTDOWN_TIMEOUT": _Rule(float, 0, strict=True),
@@ -299,10 +300,14 @@ class Config:
     """Longest delay between restarts, in seconds."""
     RESTART_RESET_AFTER: float = 10.0
     """A child stable this many seconds starts its backoff from the first step again."""
-    CLEANUP_INTERVAL: float = 0.0
-    """Seconds between periodic cleanups of finished tasks; 0 turns it off."""
-    CLEANUP_MAX_AGE: float = 86400.0
+    CLEANUP_INTERVAL: float = 60.0
+    """Seconds between periodic cleanups of finished tasks; 0 turns it off (finished
+    tasks are then kept until `cleanup_completed_tasks` or `MAX_FINISHED_TASKS`)."""
+    CLEANUP_MAX_AGE: float = 3600.0
     """Periodic cleanup removes tasks finished longer ago than this, in seconds."""
+    MAX_FINISHED_TASKS: int = 10_000
+    """Finished tasks kept per task manager: when one more finishes, the one that
+    finished first is removed (as a cleanup would). 0 keeps every finished task."""
     MAILBOX_BUFFER_CAPACITY: int = 1000
     """Callers' calls buffered for a child that is down or in backoff (>= 0); one more
     fails with `SystemOverloadedError`. The system's own messages are never refused."""

@@ -76,12 +76,20 @@ WORDS = (
     "event",
 )
 TYPES = ("legacy", "fetch", "parse", "summarise", "flaky", "archive", "external-api")
-_EXTRAS_HINT = (
-    "actorflow demo needs rich and prometheus_client: pip install 'actorflow[rich,prometheus]'"
-)
+_EXTRAS_HINT = "actorflow demo needs rich and prometheus_client: pip install 'actorflow[demo]'"
+
 _DASHBOARD_HINT = (
     "actorflow demo --dashboard needs starlette and uvicorn: pip install 'actorflow[dashboard]'"
 )
+
+
+def print_line(console: Console, text: str, style: str | None = None) -> None:
+    """Print one line in ``style``. The style goes on the text itself, not on the call:
+    while progress bars are live, ``console.print(..., style=...)`` also paints the bars
+    redrawn under the line in that style."""
+    from rich.text import Text
+
+    console.print(Text(text, style=style or ""))
 
 
 # -- the service's work: plain, deterministic functions ------------------------------------
@@ -211,7 +219,7 @@ class Demo:
         self.final = self.flaky_id = self.archive = self.unpack = ""
 
     def say(self, text: str, style: str | None = None) -> None:
-        self.progress.console.print(text, style=style)
+        print_line(self.progress.console, text, style)
 
     async def register(
         self, task_id: str, func: Callable[..., Any], *args: Any, **options: Any
@@ -472,7 +480,7 @@ class Report:
         self.by_id: dict[str, TaskInfo] = {}
 
     def print(self, text: str, style: str | None = None) -> None:
-        self.console.print(text, style=style)
+        print_line(self.console, text, style)
 
     def ended(self, task_id: str, status: str, error: type[BaseException] | None = None) -> bool:
         info = self.by_id.get(task_id)
@@ -670,9 +678,9 @@ def demo(
     out_dir: str | os.PathLike[str] | None = None,
     dashboard: DashboardOption | None = None,
 ) -> int:
-    """Run the demo, writing to ``out``; files go to ``out_dir`` (a temporary directory
-    if None); ``dashboard`` serves the dashboard meanwhile. Returns 0 when every
-    expectation held, 1 otherwise, 2 without the extras."""
+    """Run the demo, writing to ``out``; files go to ``out_dir`` (a temporary directory,
+    removed before returning, if None); ``dashboard`` serves the dashboard meanwhile.
+    Returns 0 when every expectation held, 1 otherwise, 2 without the extras."""
     try:
         import prometheus_client  # noqa: F401
         from rich.console import Console
@@ -690,14 +698,18 @@ def demo(
     console = Console(file=out, highlight=False, markup=False, emoji=False, soft_wrap=True)
     if not console.is_terminal:
         console.width = max(console.width, 100)  # the summary table fits in a log
-    target = Path(tempfile.mkdtemp(prefix="actorflow-demo-") if out_dir is None else out_dir)
     console.print(
         "actorflow demo: a small service on an embedded actor system "
         "(fetch -> parse -> summarise, retries, a timeout, a circuit breaker, a crash)",
         style="bold",
     )
     try:
-        checks = asyncio.run(_run(console, target, dashboard))
+        if out_dir is not None:
+            checks = asyncio.run(_run(console, Path(out_dir), dashboard))
+        else:
+            with tempfile.TemporaryDirectory(prefix="actorflow-demo-") as temporary:
+                checks = asyncio.run(_run(console, Path(temporary), dashboard))
+            console.print("(those files were temporary and are removed: --out DIR keeps them)")
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130

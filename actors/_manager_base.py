@@ -7,6 +7,8 @@ stopped (`_stop_execution`).
 
 from __future__ import annotations
 
+import contextlib
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -86,6 +88,7 @@ class BaseManager(SupervisedActor):
             name[3:]: getattr(self, name) for name in dir(self) if name.startswith("op_")
         }
         self._log = logger.bind(actor=self.CHILD_ID)
+        self._max_finished = ctx.config.MAX_FINISHED_TASKS
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -97,6 +100,22 @@ class BaseManager(SupervisedActor):
     def on_idle(self) -> None:
         if self.state.events:
             self._flush_events()
+        if self.state.forgotten:
+            self._forget()
+
+    def on_stop(self) -> None:
+        # A stop (not a crash) ends this manager's life: its timer must not outlive it.
+        timer = self.state.cleanup_timer
+        if timer is not None:
+            timer.cancel()
+            self.state.cleanup_timer = None
+
+    def _forget(self) -> None:
+        """Tell the facade which tasks were removed without a cleanup call."""
+        removed = tuple(self.state.forgotten)
+        self.state.forgotten.clear()
+        with contextlib.suppress(ActorsError):
+            self.ctx.handle("facade").tell(Forget(removed))
 
     def _flush_events(self) -> None:
         events = self.state.events
@@ -303,6 +322,8 @@ class BaseManager(SupervisedActor):
         if waiters:
             for reply in waiters[answered:] if answered else waiters:
                 deliver(reply, record)
+        if self._max_finished:
+            self._retain(record)
         if not propagate:
             return
         tasks = self.tasks
@@ -322,6 +343,23 @@ class BaseManager(SupervisedActor):
         record.error = error
         self._finish(record, CANCELLED, propagate=propagate)
 
+    def _retain(self, record: TaskRecord) -> None:
+        """Keep at most MAX_FINISHED_TASKS finished tasks: ``record`` just finished; remove
+        the ones that finished first beyond the bound."""
+        finished = self.state.finished
+        finished.append((record.task_id, record))
+        if len(finished) <= self._max_finished:
+            return
+        tasks = self.tasks
+        removed: list[str] = []
+        while len(finished) > self._max_finished:
+            task_id, old = finished.popleft()
+            if tasks.get(task_id) is old and old.status in TERMINAL:
+                removed.append(task_id)
+        if removed:
+            self._remove(removed)
+            self.state.forgotten.extend(removed)
+
     def _cleanup(self, max_age: float) -> list[str]:
         cutoff = self.clock.monotonic() - max_age
         removed = [
@@ -330,14 +368,21 @@ class BaseManager(SupervisedActor):
             if r.finished_at is not None and r.finished_at <= cutoff
         ]
         if removed:
-            tasks = self.tasks
-            for task_id in removed:
-                record = tasks.pop(task_id)
-                self._emit(record, record.status, None)
-            if len(removed) >= len(tasks):
-                shrink(tasks)
-            self.graph.remove(removed)
+            self._remove(removed)
+            finished = self.state.finished
+            if finished:  # drop what is gone, so the count bound counts live tasks only
+                tasks = self.tasks
+                self.state.finished = deque(e for e in finished if tasks.get(e[0]) is e[1])
         return removed
+
+    def _remove(self, removed: list[str]) -> None:
+        tasks = self.tasks
+        for task_id in removed:
+            record = tasks.pop(task_id)
+            self._emit(record, record.status, None)
+        if len(removed) >= len(tasks):
+            shrink(tasks)
+        self.graph.remove(removed)
 
     # -- ops (the public API, one method per call) ----------------------------------------
 

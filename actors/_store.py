@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -161,6 +162,10 @@ class ManagerState:
         self.limit = max_concurrent
         self.seq = itertools.count()
         self.cleanup_timer: TimerHandle | None = None
+        # Finished records in the order they finished, for MAX_FINISHED_TASKS (unused
+        # when it is 0); ids whose removal the facade has not heard of yet.
+        self.finished: deque[tuple[str, TaskRecord]] = deque()
+        self.forgotten: list[str] = []
         self.retries = 0
         self.timeouts = 0
         # Lifecycle events not yet sent to the monitor (flushed when the inbox runs dry):

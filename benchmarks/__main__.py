@@ -28,7 +28,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from benchmarks import (
+from . import (
     peers,
     s1_fanout,
     s2_sequential,
@@ -41,8 +41,8 @@ from benchmarks import (
     s9_overhead,
     s10_backends,
 )
-from benchmarks._core import Result, Settings, check_no_actors
-from benchmarks._report import load_average, machine_info, print_table, to_json, write_json
+from ._core import Result, Settings, check_no_actors
+from ._report import load_average, machine_info, print_table, to_json, write_json
 
 SCENARIOS: tuple[ModuleType, ...] = (
     s1_fanout,
@@ -59,6 +59,7 @@ SCENARIOS: tuple[ModuleType, ...] = (
 )
 BY_NAME = {module.NAME: module for module in SCENARIOS}
 THREAD_GRACE_SECONDS = 10.0
+PROG = "python -m benchmarks"
 
 
 def _scenario(value: str) -> str:
@@ -82,9 +83,9 @@ def _repeats(value: str) -> int:
     return number
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog=prog,
         description="actorflow's benchmark suite: each scenario as a ratio to its baseline, "
         "measured in the same process, alternating A B A B.",
     )
@@ -208,8 +209,10 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """Run the suite; ``prog`` names the command in usage and errors (``actorflow bench``
+    passes its own)."""
+    args = parse_args(argv, prog)
     # The suite is the application here: it owns loguru's handlers. None while it
     # measures (S9 adds its own null sink); the default one is put back afterwards.
     logger.remove()

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from benchmarks._core import Result
+from ._core import Result
 
 __all__ = [
     "load_average",

@@ -5,8 +5,9 @@ Every measuring function here runs one measurement from start to end: a fresh
 `ActorSystem` (or actor, or executor) per call, stopped before it returns, and a
 figure in microseconds per task (``µs/task``) computed from the clock, never typed in.
 
-This module is importable by name (``benchmarks._workloads``): S10's functions are
-pickled by reference and run in spawned worker processes, which import it.
+This module is importable by name (``benchmarks._workloads`` in the repository,
+``actorflow_benchmarks._workloads`` once installed): S10's functions are pickled by
+reference and run in spawned worker processes, which import it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 import pykka
 
 from actors import ActorSystem
-from benchmarks._core import BenchmarkError, per_task_us
+
+from ._core import BenchmarkError, per_task_us
 
 __all__ = [
     "Heartbeat",

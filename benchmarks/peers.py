@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks._core import US_PER_TASK, Figure, Result, Settings, alternate, column, per_task_us
-from benchmarks._workloads import actorflow_fanout, expect, plain
+from ._core import US_PER_TASK, Figure, Result, Settings, alternate, column, per_task_us
+from ._workloads import actorflow_fanout, expect, plain
 
 NAME = "peers"
 TITLE = "S1 on Ray tasks and Dask futures (when installed)"

@@ -46,8 +46,9 @@ from typing import Any
 import psutil
 
 from actors import ActorSystem
-from benchmarks._core import BenchmarkError, Figure, Goal, Result, Settings, alternate, column
-from benchmarks._workloads import calibrate_spin, digest, spin, worker_id
+
+from ._core import BenchmarkError, Figure, Goal, Result, Settings, alternate, column
+from ._workloads import calibrate_spin, digest, spin, worker_id
 
 NAME = "s10_backends"
 TITLE = "process / thread executors vs bare pools"

@@ -8,8 +8,8 @@ context: a raw `asyncio.gather` of the same coroutines (no actors at all).
 
 from __future__ import annotations
 
-from benchmarks._core import US_PER_TASK, Figure, Goal, Result, Settings, alternate, column
-from benchmarks._workloads import actorflow_fanout, asyncio_fanout, pykka_fanout
+from ._core import US_PER_TASK, Figure, Goal, Result, Settings, alternate, column
+from ._workloads import actorflow_fanout, asyncio_fanout, pykka_fanout
 
 NAME = "s1_fanout"
 TITLE = "fan-out of no-op async tasks"

@@ -12,7 +12,8 @@ import asyncio
 import time
 
 from actors import ActorSystem
-from benchmarks._core import (
+
+from ._core import (
     US_PER_TASK,
     BenchmarkError,
     Figure,
@@ -23,7 +24,7 @@ from benchmarks._core import (
     column,
     per_task_us,
 )
-from benchmarks._workloads import NoopActor, noop
+from ._workloads import NoopActor, noop
 
 NAME = "s2_sequential"
 TITLE = "sequential register + execute(wait=True)"

@@ -13,7 +13,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from actors import ActorSystem, load_config
-from benchmarks._core import (
+
+from ._core import (
     US_PER_TASK,
     Figure,
     Goal,
@@ -23,7 +24,7 @@ from benchmarks._core import (
     column,
     per_task_us,
 )
-from benchmarks._workloads import expect, plain
+from ._workloads import expect, plain
 
 NAME = "s3_thread_pool"
 TITLE = "plain functions through the thread pool"

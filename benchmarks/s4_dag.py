@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 from actors import ActorSystem
-from benchmarks._core import (
+
+from ._core import (
     US_PER_TASK,
     BenchmarkError,
     Figure,
@@ -25,7 +26,7 @@ from benchmarks._core import (
     column,
     per_task_us,
 )
-from benchmarks._workloads import expect, noop
+from ._workloads import expect, noop
 
 NAME = "s4_dag"
 TITLE = "dependency graph, layers x width"

@@ -25,8 +25,9 @@ import pykka
 from tenacity import wait_none
 
 from actors import ActorSystem
-from benchmarks._core import BenchmarkError, Figure, Goal, Result, Settings, alternate, column
 from supervisors import ChildSpec, Kill, RestartPolicy, SupervisedActor, Supervisor
+
+from ._core import BenchmarkError, Figure, Goal, Result, Settings, alternate, column
 
 NAME = "s5_restart"
 TITLE = "restart latency and tasks in flight"

@@ -24,7 +24,8 @@ import uuid
 from typing import Any
 
 from actors import ActorSystem
-from benchmarks._core import (
+
+from ._core import (
     BenchmarkError,
     Figure,
     Goal,
@@ -34,7 +35,7 @@ from benchmarks._core import (
     column,
     per_task_us,
 )
-from benchmarks._workloads import expect, noop
+from ._workloads import expect, noop
 
 NAME = "s6_memory"
 TITLE = "memory per retained task; cleanup"

@@ -14,8 +14,8 @@ in bursts, coroutines starting in bursts) from the caller's own burst of N steps
 
 from __future__ import annotations
 
-from benchmarks._core import Figure, Goal, Result, Settings, alternate, column
-from benchmarks._workloads import actorflow_fanout, asyncio_fanout
+from ._core import Figure, Goal, Result, Settings, alternate, column
+from ._workloads import actorflow_fanout, asyncio_fanout
 
 NAME = "s7_responsiveness"
 TITLE = "1 ms heartbeat on the caller's loop during S1"

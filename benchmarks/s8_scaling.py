@@ -15,8 +15,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 
-from benchmarks._core import US_PER_TASK, Figure, Goal, Result, Settings, alternate, column
-from benchmarks._workloads import actorflow_fanout, pykka_fanout
+from ._core import US_PER_TASK, Figure, Goal, Result, Settings, alternate, column
+from ._workloads import actorflow_fanout, pykka_fanout
 
 NAME = "s8_scaling"
 TITLE = "S1 per-task cost against N"

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from loguru import logger
 
 import actors
-from benchmarks._core import US_PER_TASK, Figure, Result, Settings, alternate, column
-from benchmarks._workloads import actorflow_fanout
+
+from ._core import US_PER_TASK, Figure, Result, Settings, alternate, column
+from ._workloads import actorflow_fanout
 
 NAME = "s9_overhead"
 TITLE = "retries + logging configured, not triggered"

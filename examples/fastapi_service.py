@@ -6,8 +6,15 @@ The actor system starts in the app's lifespan and stops with it. Endpoints:
   jobs below and answers ``202`` with the task id (``422`` for an unknown job or bad args);
 - ``GET /tasks/{task_id}``: the task as JSON (``?wait=5`` waits up to 5 s for it to end);
   ``404`` for an id that was never registered or was cleaned up;
-- ``GET /tasks``: every task, or only those of ``?status=`` and/or ``?task_type=``;
+- ``GET /tasks``: the tasks, or only those of ``?status=`` and/or ``?task_type=``, one
+  page at a time (``?offset=0&limit=100``, at most 1,000 a page; the header
+  ``X-Total-Count`` says how many match);
 - ``GET /metrics``: the metrics in the Prometheus text format.
+
+A request body larger than ``MAX_BODY_BYTES`` is refused with ``413``; a request that does
+not validate gets ``422`` naming the fields at fault, never echoing what was sent. The
+actor system keeps finished tasks for an hour, 10,000 at most (its defaults), so a
+long-running service stays bounded.
 
 Serve it with ``uvicorn examples.fastapi_service:app``. Run as a script
 (``python examples/fastapi_service.py``) it demonstrates itself through FastAPI's
@@ -21,12 +28,20 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.testclient import TestClient
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from actors import ActorSystem, TaskInfo, TaskNotFoundError, TaskStatus, UnifiedTaskManager
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_BODY_BYTES = 256 * 1024
+"""Largest request body accepted (the largest job, a 100,000-character text, fits)."""
+TOO_LARGE = f"request body too large (at most {MAX_BODY_BYTES} bytes)"
+PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+MAX_ERRORS_SHOWN = 10
 
 
 # -- the jobs the server knows: plain functions run on the pool, coroutines on the loop ---
@@ -134,6 +149,58 @@ class TaskView(BaseModel):
         )
 
 
+# -- guards: a bounded body, errors that never echo the input ------------------------------
+
+
+def _too_large() -> JSONResponse:
+    return JSONResponse({"detail": TOO_LARGE}, status_code=413)
+
+
+class BodySizeLimit:
+    """ASGI middleware: refuse a body over `MAX_BODY_BYTES` with 413, whether it declares its
+    length or streams it (counted as it is read, so it is never held whole)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.max_bytes = MAX_BODY_BYTES
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _too_large()(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI lets an HTTPException raised while reading the body through.
+                    raise HTTPException(413, TOO_LARGE)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming where the request is wrong and how (the error type), never what was
+    sent: FastAPI's default answer echoes the input, all of it."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    shown = [
+        {"loc": [str(part) for part in error.get("loc", ())], "type": str(error.get("type"))}
+        for error in errors[:MAX_ERRORS_SHOWN]
+    ]
+    return JSONResponse(
+        {"detail": "invalid request", "errors": shown, "error_count": len(errors)},
+        status_code=422,
+    )
+
+
 # -- the app --------------------------------------------------------------------------------
 
 
@@ -147,6 +214,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="actorflow service", lifespan=lifespan)
+    app.add_middleware(BodySizeLimit)
+    app.add_exception_handler(RequestValidationError, validation_error)
     _add_routes(app)
     return app
 
@@ -204,9 +273,15 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/tasks")
     async def list_tasks(
-        tm: TM, status: TaskStatus | None = None, task_type: str | None = None
+        tm: TM,
+        response: Response,
+        status: TaskStatus | None = None,
+        task_type: str | None = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
     ) -> list[TaskView]:
-        """Every task, or those with ``status`` and/or ``task_type``."""
+        """One page of the tasks (with ``status`` and/or ``task_type``, those), in the
+        order they were registered; ``X-Total-Count`` says how many match."""
         if status is not None:
             infos = await tm.get_tasks_by_status(status)
             if task_type is not None:
@@ -215,7 +290,8 @@ def _add_routes(app: FastAPI) -> None:
             infos = await tm.get_tasks_by_type(task_type)
         else:
             infos = await tm.get_all_tasks()
-        return [TaskView.of(i) for i in infos]
+        response.headers["X-Total-Count"] = str(len(infos))
+        return [TaskView.of(i) for i in infos[offset : offset + limit]]
 
     @app.get("/metrics")
     async def metrics(tm: TM) -> Response:
@@ -230,6 +306,8 @@ app = create_app()
 
 
 def main() -> int:
+    from fastapi.testclient import TestClient  # the demonstration's HTTP client (httpx)
+
     jobs = [
         {"job": "fibonacci", "args": {"n": 90}},
         {"job": "word_count", "args": {"text": "the actor restarts and the task goes on"}},
@@ -253,13 +331,18 @@ def main() -> int:
         missing = client.get("/tasks/no-such-task")
         print(f"GET /tasks/no-such-task: {missing.status_code}")
         bad = client.post("/tasks", json={"job": "rm -rf", "args": {}})
-        print(f"POST /tasks with an unknown job: {bad.status_code}")
+        print(f"POST /tasks with an unknown job: {bad.status_code} {bad.json()['errors']}")
+        page = client.get("/tasks", params={"offset": 1, "limit": 1})
+        print(f"GET /tasks?offset=1&limit=1: {len(page.json())} of {page.headers['x-total-count']}")
+        huge = client.post("/tasks", content=b"x" * (MAX_BODY_BYTES + 1))
+        print(f"POST /tasks with a {MAX_BODY_BYTES + 1}-byte body: {huge.status_code}")
         scrape = client.get("/metrics")
         print(f"GET /metrics: {scrape.headers['content-type']}")
         for line in scrape.text.splitlines():
             if line.startswith("actorflow_tasks{"):
                 print(f"  {line}")
         ok &= len(done) == 3 and missing.status_code == 404 and bad.status_code == 422
+        ok &= len(page.json()) == 1 and huge.status_code == 413
     return 0 if ok else 1
 
 

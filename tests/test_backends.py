@@ -203,6 +203,7 @@ def make_system(
             "DASK_SCHEDULER_ADDRESS": dask_address,
             "MAX_THREAD_WORKERS": 2,
             "RESTART_BACKOFF_INITIAL": 0.0,
+            "CLEANUP_INTERVAL": 0,  # no cleanup timers among the ones the tests wait on
             **config,
         },
         clock=clock,
@@ -511,8 +512,8 @@ UNPICKLABLE_CALLS = [
         (),
         {},
         r"func <function local_function\.<locals>\.inner at "
-        r"0x[0-9a-f]+> cannot be pickled for the '{backend}' executor: Can't pickle local "
-        r"object 'local_function\.<locals>\.inner'; define it at module level",
+        r"0x[0-9a-f]+> cannot be pickled for the '{backend}' executor: Can't (?:pickle|get) "
+        r"local object 'local_function\.<locals>\.inner'; define it at module level",
         id="local-function",
     ),
     pytest.param(
@@ -530,7 +531,8 @@ UNPICKLABLE_CALLS = [
         {"exponent": _closure()},
         r"kwargs\['exponent'\] <function "
         r"_closure\.<locals>\.<lambda> at 0x[0-9a-f]+> cannot be pickled for the '{backend}' "
-        r"executor: Can't pickle local object '_closure\.<locals>\.<lambda>'; pass plain data",
+        r"executor: Can't (?:pickle|get) local object '_closure\.<locals>\.<lambda>'; "
+        r"pass plain data",
         id="keyword-argument",
     ),
 ]

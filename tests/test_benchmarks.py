@@ -44,12 +44,14 @@ def quick_run(
     return done, document
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_quick_run_exits_zero(quick_run: tuple[subprocess.CompletedProcess[str], Any]) -> None:
     done, _ = quick_run
     assert done.returncode == 0, done.stderr[-4000:]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_json_has_every_scenario_with_numbers(quick_run: tuple[Any, dict[str, Any]]) -> None:
     _, document = quick_run
@@ -87,6 +89,7 @@ def test_json_has_every_scenario_with_numbers(quick_run: tuple[Any, dict[str, An
                 assert row["met"] in (True, False), (name, row["measure"])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_nothing_was_lost_when_the_task_manager_was_killed(
     quick_run: tuple[Any, dict[str, Any]],
@@ -97,6 +100,7 @@ def test_nothing_was_lost_when_the_task_manager_was_killed(
     assert [row["actorflow"]["samples"] for row in lost] == [[0.0]]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_table_names_every_scenario(
     quick_run: tuple[subprocess.CompletedProcess[str], Any],
@@ -108,6 +112,7 @@ def test_table_names_every_scenario(
         assert header in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_the_backends_scenario_reports_both_ratios(quick_run: tuple[Any, dict[str, Any]]) -> None:
     _, document = quick_run

@@ -6,7 +6,9 @@ import asyncio
 import gc
 import tracemalloc
 
-from actors import ActorSystem, TaskNotFoundError, TaskStatus, UnifiedTaskManager
+import pytest
+
+from actors import ActorSystem, Config, TaskNotFoundError, TaskStatus, UnifiedTaskManager
 from actors._store import TaskRecord
 from supervisors.testing import FakeClock
 
@@ -30,8 +32,12 @@ async def run_and_clean(tm: UnifiedTaskManager, n: int) -> None:
     assert (await tm.get_metrics()).tasks_by_status == {}
 
 
+# These keep every finished task until they clean up themselves.
+KEEP_ALL = {"MAX_CONCURRENT_TASKS": 1000, "MAX_FINISHED_TASKS": 0, "CLEANUP_INTERVAL": 0}
+
+
 async def test_cleanup_of_50000_tasks_leaves_no_record_behind() -> None:
-    async with ActorSystem({"MAX_CONCURRENT_TASKS": 1000}) as system:
+    async with ActorSystem(KEEP_ALL) as system:
         await run_and_clean(system.task_manager, 50_000)
         assert live_records() == 0
         assert system._state is not None
@@ -44,7 +50,7 @@ async def test_cleanup_gives_the_memory_back() -> None:
     """Steady state: after a first round sized every table, a second round of tasks
     and its cleanup leave the traced memory where it was."""
     n = 20_000
-    async with ActorSystem({"MAX_CONCURRENT_TASKS": 1000}) as system:
+    async with ActorSystem(KEEP_ALL) as system:
         tm = system.task_manager
         await run_and_clean(tm, n)  # warm up: queues, sets and dicts reach their size
         gc.collect()
@@ -96,3 +102,83 @@ async def test_periodic_cleanup_removes_old_finished_tasks_only() -> None:
         assert (await tm.get_task(young)).status is TaskStatus.COMPLETED
         assert (await tm.get_task(unfinished)).status is TaskStatus.PENDING
         assert {i.task_id for i in await tm.get_all_tasks()} == {young, unfinished}
+
+
+async def run_one(tm: UnifiedTaskManager, name: str) -> str:
+    task_id = await tm.register_task(name, noop, (1,), task_id=name)
+    await tm.execute_task(task_id, wait=True)
+    return task_id
+
+
+async def ids(tm: UnifiedTaskManager) -> list[str]:
+    return sorted(info.task_id for info in await tm.get_all_tasks())
+
+
+def test_finished_tasks_are_bounded_by_default() -> None:
+    config = Config()
+    assert (config.CLEANUP_INTERVAL, config.CLEANUP_MAX_AGE) == (60.0, 3600.0)
+    assert config.MAX_FINISHED_TASKS == 10_000
+
+
+@pytest.mark.parametrize("new", [True, False], ids=["new", "old"])
+async def test_max_finished_tasks_keeps_the_last_that_finished(new: bool) -> None:
+    config = {"MAX_FINISHED_TASKS": 2, "USE_NEW_TASK_SYSTEM": new}
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        tm = system.task_manager
+        waiting = await tm.register_task("waiting", noop, (0,), task_id="waiting")
+        await run_one(tm, "a")
+        await run_one(tm, "b")
+        assert await ids(tm) == ["a", "b", waiting]
+        await run_one(tm, "c")
+        assert await ids(tm) == ["b", "c", waiting]
+        await run_one(tm, "d")
+        await run_one(tm, "e")
+        assert await ids(tm) == ["d", "e", waiting]  # unfinished tasks do not count
+        for gone in ("a", "b", "c"):
+            with pytest.raises(TaskNotFoundError):
+                await tm.get_task(gone)
+        metrics = await tm.get_metrics()
+        assert metrics.tasks_by_status == {"completed": 2, "pending": 1}
+        # A removed id can be registered again.
+        assert await run_one(tm, "a") == "a"
+        assert await ids(tm) == ["a", "e", waiting]
+
+
+async def test_max_finished_tasks_counts_what_a_cleanup_left() -> None:
+    clock = FakeClock()
+    async with ActorSystem({"MAX_FINISHED_TASKS": 3}, clock=clock) as system:
+        tm = system.task_manager
+        await run_one(tm, "a")
+        clock.advance(10)
+        await run_one(tm, "b")
+        await run_one(tm, "c")
+        assert await tm.cleanup_completed_tasks(5.0) == 1  # `a` only
+        await run_one(tm, "d")
+        assert await ids(tm) == ["b", "c", "d"]
+        await run_one(tm, "e")
+        assert await ids(tm) == ["c", "d", "e"]
+
+
+async def test_zero_keeps_every_finished_task() -> None:
+    async with ActorSystem({"MAX_FINISHED_TASKS": 0}, clock=FakeClock()) as system:
+        tm = system.task_manager
+        for name in "abcde":
+            await run_one(tm, name)
+        assert await ids(tm) == list("abcde")
+
+
+async def test_by_default_a_finished_task_goes_after_an_hour() -> None:
+    clock = FakeClock()
+    async with ActorSystem(clock=clock) as system:
+        tm = system.task_manager
+        first = await run_one(tm, "first")
+        # Both managers armed a cleanup timer at t=0; each tick re-arms it 60 s later.
+        for _ in range(59):  # the ticks at t=60 ... 3540
+            await asyncio.to_thread(clock.wait_for_timers, 2)
+            clock.advance(60)
+        await asyncio.to_thread(clock.wait_for_timers, 2)
+        assert await ids(tm) == [first]  # 3540 s old
+        second = await run_one(tm, "second")
+        clock.advance(60)  # t=3600: `first` is an hour old
+        await asyncio.to_thread(clock.wait_for_timers, 2)
+        assert await ids(tm) == [second]

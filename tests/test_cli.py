@@ -1,23 +1,34 @@
-"""The ``actorflow`` command passes everything after ``bench`` to the benchmark suite."""
+"""The ``actorflow`` command: its help, version, ``bench`` and ``demo``."""
 
 from __future__ import annotations
 
-import pytest
+import io
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
 
+import pytest
+from rich.console import Console
+from rich.progress import Progress, TextColumn
+
+import actors._demo
 import benchmarks.__main__
 from actors._cli import run
+from actors._demo import print_line
 
 
 def test_bench_options_reach_the_suite(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[list[str]] = []
+    seen: list[tuple[list[str], str]] = []
 
-    def fake_main(argv: list[str]) -> int:
-        seen.append(list(argv))
+    def fake_main(argv: list[str], prog: str) -> int:
+        seen.append((list(argv), prog))
         return 0
 
     monkeypatch.setattr(benchmarks.__main__, "main", fake_main)
     assert run(["bench", "--quick", "--scenario", "s1_fanout", "--repeats", "1"]) == 0
-    assert seen == [["--quick", "--scenario", "s1_fanout", "--repeats", "1"]]
+    assert seen == [(["--quick", "--scenario", "s1_fanout", "--repeats", "1"], "actorflow bench")]
 
 
 def test_an_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,3 +52,98 @@ def test_demo_dashboard_options_reach_the_demo(monkeypatch: pytest.MonkeyPatch) 
     assert run(["demo", "--dashboard", "--port", "8123", "--linger", "2.5"]) == 0
     assert run(["demo"]) == 0
     assert seen == [DashboardOption(8123, 2.5), None]
+
+
+def test_the_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: actorflow [-h] [--version] COMMAND ...\n")
+    assert "``" not in out
+    assert "'actorflow demo'" in " ".join(out.split())
+    assert "    demo " in out
+    assert "    bench " in out
+
+
+def test_no_command_prints_the_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith("usage: actorflow [-h] [--version] COMMAND ...\n")
+    assert "positional arguments:" in captured.out
+    assert captured.err == ""
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"actorflow {metadata.version('actorflow')}\n"
+
+
+def test_bench_help_names_the_actorflow_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run(["bench", "--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: actorflow bench [-h] [--scenario NAME]")
+
+
+def test_bench_without_rich_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [n for n in sys.modules if n == "benchmarks" or n.startswith("benchmarks.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "rich.console", None)
+    monkeypatch.setitem(sys.modules, "rich.progress", None)
+    assert run(["bench", "--quick"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "actorflow bench needs rich: pip install 'actorflow[rich]'\n"
+    assert captured.out == ""
+
+
+def _demo_folders() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("actorflow-demo-*"))
+
+
+def test_demo_without_out_leaves_no_folder_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    used: list[Path] = []
+
+    async def fake_run(console: Console, out_dir: Path, dashboard: object = None) -> Any:
+        used.append(out_dir)
+        (out_dir / "tasks.mmd").write_text("flowchart LR\n")
+        return actors._demo.Expectations()
+
+    monkeypatch.setattr(actors._demo, "_run", fake_run)
+    before = _demo_folders()
+    out = io.StringIO()
+    assert actors._demo.demo(out) == 0
+    [folder] = used
+    assert folder.name.startswith("actorflow-demo-")
+    assert not folder.exists()
+    assert _demo_folders() == before
+    assert "(those files were temporary and are removed: --out DIR keeps them)" in out.getvalue()
+
+
+def test_demo_with_out_keeps_its_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    async def fake_run(console: Console, out_dir: Path, dashboard: object = None) -> Any:
+        (out_dir / "tasks.mmd").write_text("flowchart LR\n")
+        return actors._demo.Expectations()
+
+    monkeypatch.setattr(actors._demo, "_run", fake_run)
+    out = io.StringIO()
+    assert actors._demo.demo(out, tmp_path) == 0
+    assert (tmp_path / "tasks.mmd").read_text() == "flowchart LR\n"
+    assert "temporary" not in out.getvalue()
+
+
+def test_a_styled_line_does_not_colour_the_live_progress_bars() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=60, color_system="standard")
+    progress = Progress(TextColumn("{task.description}"), console=console, auto_refresh=False)
+    with progress:
+        progress.add_task("fetch", total=1)
+        print_line(console, "Kill -> task_manager", "bold red")
+    output = buffer.getvalue()
+    assert "\x1b[1;31mKill -> task_manager\x1b[0m" in output
+    assert "fetch" in output
+    assert "\x1b[1;31mfetch" not in output

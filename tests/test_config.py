@@ -26,8 +26,9 @@ DEFAULTS_WITHOUT_WORKERS: dict[str, Any] = {
     "RESTART_BACKOFF_INITIAL": 0.01,
     "RESTART_BACKOFF_MAX": 5.0,
     "RESTART_RESET_AFTER": 10.0,
-    "CLEANUP_INTERVAL": 0.0,
-    "CLEANUP_MAX_AGE": 86400.0,
+    "CLEANUP_INTERVAL": 60.0,
+    "CLEANUP_MAX_AGE": 3600.0,
+    "MAX_FINISHED_TASKS": 10_000,
     "MAILBOX_BUFFER_CAPACITY": 1000,
     "CALL_TIMEOUT": 30.0,
     "SHUTDOWN_TIMEOUT": 10.0,
@@ -73,6 +74,7 @@ KEYS = [
     "RESTART_RESET_AFTER",
     "CLEANUP_INTERVAL",
     "CLEANUP_MAX_AGE",
+    "MAX_FINISHED_TASKS",
     "MAILBOX_BUFFER_CAPACITY",
     "CALL_TIMEOUT",
     "SHUTDOWN_TIMEOUT",
@@ -111,6 +113,7 @@ INT_KEYS = [
     "MAX_THREAD_WORKERS",
     "RESTART_MAX_RESTARTS",
     "MAILBOX_BUFFER_CAPACITY",
+    "MAX_FINISHED_TASKS",
     "EVENT_BUFFER_SIZE",
     "BREAKER_FAILURE_THRESHOLD",
     "BREAKER_HALF_OPEN_MAX_CALLS",
@@ -123,6 +126,7 @@ BOUNDS: dict[str, tuple[Any, Any, str]] = {
     "MAX_THREAD_WORKERS": (1, 0, "an int >= 1"),
     "RESTART_MAX_RESTARTS": (0, -1, "an int >= 0"),
     "MAILBOX_BUFFER_CAPACITY": (0, -1, "an int >= 0"),
+    "MAX_FINISHED_TASKS": (0, -1, "an int >= 0"),
     "RESTART_WITHIN_SECONDS": (1e-9, 0.0, "a finite number > 0"),
     "RESTART_RESET_AFTER": (1e-9, 0.0, "a finite number > 0"),
     "CALL_TIMEOUT": (1e-9, 0.0, "a finite number > 0"),
@@ -256,12 +260,12 @@ def test_mapping_sets_keys() -> None:
         (
             "MAX_CONCURENT_TASKS",
             "unknown configuration key 'MAX_CONCURENT_TASKS' from the config mapping "
-            "(did you mean 'MAX_CONCURRENT_TASKS'?)",
+            "(did you mean 'MAX_CONCURRENT_TASKS' or 'MAX_FINISHED_TASKS'?)",
         ),
         (
             "max_concurrent_tasks",
             "unknown configuration key 'max_concurrent_tasks' from the config mapping "
-            "(did you mean 'MAX_CONCURRENT_TASKS'?)",
+            "(did you mean 'MAX_CONCURRENT_TASKS' or 'MAX_FINISHED_TASKS'?)",
         ),
         (
             "RESTART_MAX",
@@ -589,7 +593,8 @@ def test_env_numbers_and_strings() -> None:
             "ACTORFLOW_MAX_CONCURENT_TASKS",
             "3",
             "unknown configuration key 'MAX_CONCURENT_TASKS' from environment variable "
-            "ACTORFLOW_MAX_CONCURENT_TASKS (did you mean 'ACTORFLOW_MAX_CONCURRENT_TASKS'?)",
+            "ACTORFLOW_MAX_CONCURENT_TASKS (did you mean 'ACTORFLOW_MAX_CONCURRENT_TASKS' or "
+            "'ACTORFLOW_MAX_FINISHED_TASKS'?)",
         ),
         (
             "ACTORFLOW_",

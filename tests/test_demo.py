@@ -95,8 +95,7 @@ def test_without_the_extras_it_says_what_to_install(monkeypatch: pytest.MonkeyPa
     out = io.StringIO()
     assert demo(out) == 2
     assert out.getvalue() == (
-        "actorflow demo needs rich and prometheus_client: "
-        "pip install 'actorflow[rich,prometheus]'\n"
+        "actorflow demo needs rich and prometheus_client: pip install 'actorflow[demo]'\n"
     )
 
 

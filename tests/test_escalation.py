@@ -116,6 +116,7 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
         "RESTART_WITHIN_SECONDS": WITHIN,
         "RESTART_BACKOFF_INITIAL": 0.01,
         "RESTART_BACKOFF_MAX": 0.1,
+        "CLEANUP_INTERVAL": 0,  # no cleanup timers among the ones the test waits on
     }
     system = ActorSystem(config, clock=clock)
     async with system:

@@ -19,7 +19,9 @@ EXPECTED = {
         "GET /tasks?status=completed: 3 tasks",
         "GET /tasks?task_type=cpu: ['fibonacci', 'word_count']",
         "GET /tasks/no-such-task: 404",
-        "POST /tasks with an unknown job: 422",
+        "POST /tasks with an unknown job: 422 [{'loc': ['body'], 'type': 'union_tag_invalid'}]",
+        "GET /tasks?offset=1&limit=1: 1 of 3",
+        "POST /tasks with a 262145-byte body: 413",
         "GET /metrics: text/plain; version=0.0.4; charset=utf-8",
         '  actorflow_tasks{status="completed"} 3.0',
     ],
@@ -32,6 +34,7 @@ def test_every_example_has_expectations() -> None:
     assert sorted(p.name for p in EXAMPLES) == sorted(EXPECTED)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs(path: Path) -> None:
     done = subprocess.run(

@@ -119,6 +119,13 @@ def test_bad_requests_are_422(
 ) -> None:
     answer = client.request(method, url, json=body)
     assert answer.status_code == 422, answer.text
+    document = answer.json()
+    assert sorted(document) == ["detail", "error_count", "errors"]
+    assert document["detail"] == "invalid request"
+    assert document["error_count"] >= 1
+    for error in document["errors"]:
+        assert sorted(error) == ["loc", "type"]  # where and how, never the input
+        assert error["loc"][0] in ("body", "query")
     assert client.get("/tasks").json() == []  # nothing was registered
 
 
@@ -162,3 +169,92 @@ def test_the_lifespan_starts_and_stops_the_actor_system() -> None:
         assert system.running
         assert system.config.MAX_CONCURRENT_TASKS == 2
     assert not system.running
+
+
+TOO_LARGE = {"detail": f"request body too large (at most {service.MAX_BODY_BYTES} bytes)"}
+
+
+def test_a_10_mb_body_is_refused_with_413_and_not_echoed(client: TestClient) -> None:
+    body = b'{"job": "word_count", "args": {"text": "' + b"a" * 10_000_000 + b'"}}'
+    answer = client.post("/tasks", content=body, headers={"content-type": "application/json"})
+    assert (answer.status_code, answer.json()) == (413, TOO_LARGE)
+    assert len(answer.content) < 100
+    assert client.get("/tasks").json() == []
+
+
+def test_a_streamed_body_over_the_cap_is_refused_with_413(client: TestClient) -> None:
+    chunk = b"a" * 65_536
+    chunks = iter([chunk] * (service.MAX_BODY_BYTES // len(chunk) + 1))
+    answer = client.post("/tasks", content=chunks, headers={"content-type": "application/json"})
+    assert answer.request.headers.get("content-length") is None  # no declared length
+    assert (answer.status_code, answer.json()) == (413, TOO_LARGE)
+    assert client.get("/tasks").json() == []
+
+
+def test_a_body_at_the_cap_is_read(client: TestClient) -> None:
+    prefix, suffix = b'{"job": "fibonacci", "args": {"n": 10}', b"}"
+    padding = b" " * (service.MAX_BODY_BYTES - len(prefix) - len(suffix))
+    body = prefix + padding + suffix
+    assert len(body) == service.MAX_BODY_BYTES
+    answer = client.post("/tasks", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 202, answer.text
+    assert finished(client, answer.json()["task_id"])["result"] == 55
+
+
+def test_a_validation_error_names_the_field_and_never_echoes_the_input(
+    client: TestClient,
+) -> None:
+    text = "secret " * 20_000  # 140,000 characters: over the job's 100,000; under the cap
+    answer = client.post("/tasks", json={"job": "word_count", "args": {"text": text}})
+    assert answer.status_code == 422
+    assert answer.json() == {
+        "detail": "invalid request",
+        "errors": [{"loc": ["body", "word_count", "args", "text"], "type": "string_too_long"}],
+        "error_count": 1,
+    }
+    assert b"secret" not in answer.content
+    broken = client.post(
+        "/tasks", content=b'{"job": "secret', headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 422
+    assert broken.json()["errors"] == [{"loc": ["body", "8"], "type": "json_invalid"}]  # offset
+    assert b"secret" not in broken.content
+
+
+def test_the_listing_is_paged(client: TestClient) -> None:
+    ids = [submit(client, {"job": "fibonacci", "args": {"n": n}}) for n in range(5)]
+    for task_id in ids:
+        finished(client, task_id)
+
+    def page(**params: int) -> tuple[list[str], str]:
+        answer = client.get("/tasks", params=params)
+        assert answer.status_code == 200, answer.text
+        return [t["task_id"] for t in answer.json()], answer.headers["x-total-count"]
+
+    assert page() == (ids, "5")
+    assert page(limit=2) == (ids[:2], "5")
+    assert page(offset=2, limit=2) == (ids[2:4], "5")
+    assert page(offset=4, limit=2) == (ids[4:], "5")
+    assert page(offset=5) == ([], "5")
+    for bad in ({"limit": 0}, {"limit": service.MAX_PAGE_SIZE + 1}, {"offset": -1}):
+        answer = client.get("/tasks", params=bad)
+        assert answer.status_code == 422, bad
+        assert answer.json()["errors"][0]["loc"] == ["query", next(iter(bad))]
+
+
+def test_serving_needs_no_test_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn imports the module: TestClient (and its httpx) are the script's alone."""
+    for name in ("fastapi.testclient", "httpx", "httpx2"):
+        monkeypatch.setitem(sys.modules, name, None)
+    spec = importlib.util.spec_from_file_location("fastapi_service_served", PATH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "fastapi_service_served", module)
+    spec.loader.exec_module(module)
+    assert [route.path for route in module.app.routes][-4:] == [
+        "/tasks",
+        "/tasks/{task_id}",
+        "/tasks",
+        "/metrics",
+    ]

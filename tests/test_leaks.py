@@ -54,6 +54,7 @@ def settled_threads(baseline: set[int]) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.ident not in baseline and t.is_alive()]
 
 
+@pytest.mark.slow
 async def test_500_start_stop_cycles_leave_no_thread_actor_or_memory_behind(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -34,6 +34,7 @@ async def noop(i: int) -> int:
     return i
 
 
+@pytest.mark.slow
 async def test_200000_tasks_with_periodic_cleanup_keep_memory_and_throughput(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -403,7 +403,14 @@ class TaskSystemMachine(RuleBasedStateMachine):
         self.executor = ThreadPoolExecutor(32, thread_name_prefix="model-default")
         self.runner.get_loop().set_default_executor(self.executor)
         self.system = ActorSystem(
-            {"MAX_THREAD_WORKERS": 32, "RESTART_BACKOFF_INITIAL": 0.0}, clock=self.clock
+            # The model cleans up by hand only: no periodic cleanup, no count bound.
+            {
+                "MAX_THREAD_WORKERS": 32,
+                "RESTART_BACKOFF_INITIAL": 0.0,
+                "CLEANUP_INTERVAL": 0,
+                "MAX_FINISHED_TASKS": 0,
+            },
+            clock=self.clock,
         )
         self.runner.run(self.system.__aenter__())
         self.tm = self.system.task_manager
@@ -781,6 +788,7 @@ RULES = {
 }
 
 
+@pytest.mark.slow
 def test_the_task_system_agrees_with_its_model(capsys: pytest.CaptureFixture[str]) -> None:
     STATS.clear()
     ENDED.clear()

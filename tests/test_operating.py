@@ -144,7 +144,8 @@ async def test_event_stream_yields_every_transition_in_order() -> None:
             raise ConnectionError("first")
         return "ok"
 
-    async with ActorSystem(clock=clock) as system:
+    # No periodic cleanup: its timers would be counted with the retry's.
+    async with ActorSystem({"CLEANUP_INTERVAL": 0}, clock=clock) as system:
         tm = system.task_manager
         async with tm.events() as stream:
             task_id = await tm.register_task("flaky", flaky, max_retries=1, retry_delay=2.0)
@@ -231,7 +232,8 @@ async def test_tasks_share_a_breaker_by_name_and_retry_when_it_half_opens(backen
             raise ConnectionError("api down")
         return "answer"
 
-    async with ActorSystem({"USE_NEW_TASK_SYSTEM": backend == "new"}, clock=clock) as system:
+    config = {"USE_NEW_TASK_SYSTEM": backend == "new", "CLEANUP_INTERVAL": 0}  # no cleanup timer
+    async with ActorSystem(config, clock=clock) as system:
         tm = system.task_manager
         system.circuit_breakers.add(
             CircuitBreaker("llm-api", failure_threshold=2, recovery_timeout=30.0, clock=clock)
@@ -283,7 +285,8 @@ async def test_governor_lowers_and_raises_the_limit_from_probe_samples() -> None
             ResourceSample(10.0, 10.0),  # 2 -> 3
         ]
     )
-    config = {"RESOURCE_CHECK_INTERVAL": 5.0, "MAX_CONCURRENT_TASKS": 8}
+    # No periodic cleanup: its timers would be counted with the governor's.
+    config = {"RESOURCE_CHECK_INTERVAL": 5.0, "MAX_CONCURRENT_TASKS": 8, "CLEANUP_INTERVAL": 0}
     async with ActorSystem(config, clock=clock, probe=lambda: next(samples)) as system:
         tm = system.task_manager
         limits = []

@@ -56,7 +56,13 @@ class Boom(Exception):
 
 def make_system(backend: str, clock: FakeClock, **config: Any) -> ActorSystem:
     return ActorSystem(
-        {"USE_NEW_TASK_SYSTEM": backend == "new", "RESTART_BACKOFF_INITIAL": 0.0, **config},
+        {
+            "USE_NEW_TASK_SYSTEM": backend == "new",
+            "RESTART_BACKOFF_INITIAL": 0.0,
+            # No periodic cleanup: the tests count the fake clock's timers.
+            "CLEANUP_INTERVAL": 0.0,
+            **config,
+        },
         clock=clock,
     )
 

@@ -211,6 +211,7 @@ async def test_outcomes_meeting_a_full_restart_buffer_are_kept_and_every_task_co
         "MAX_THREAD_WORKERS": n_tasks,
         "RESTART_BACKOFF_INITIAL": 1.0,
         "RESTART_BACKOFF_MAX": 1.0,
+        "CLEANUP_INTERVAL": 0.0,  # the fake clock's only timers are the restart's
     }
     async with ActorSystem(config, clock=clock) as system:
         tm = system.task_manager
@@ -253,7 +254,8 @@ async def test_outcomes_meeting_a_full_restart_buffer_are_kept_and_every_task_co
 @pytest.mark.parametrize("child", ["facade", "thread_pool"])
 async def test_a_call_refused_for_room_is_a_system_overloaded_error(child: str) -> None:
     clock = FakeClock()
-    config = {"MAILBOX_BUFFER_CAPACITY": 3, "RESTART_BACKOFF_INITIAL": 1.0}
+    # No periodic cleanup: the fake clock's only timer is the restart's backoff.
+    config = {"MAILBOX_BUFFER_CAPACITY": 3, "RESTART_BACKOFF_INITIAL": 1.0, "CLEANUP_INTERVAL": 0.0}
     async with ActorSystem(config, clock=clock) as system:
         tm = system.task_manager
         handle = system.supervisor.child(child)
@@ -528,7 +530,8 @@ async def test_a_hundred_kills_to_the_facade_end_every_call(
     failures in a row, and every call, bounded or not, ends with the system's failure."""
     events = Events(monkeypatch, "facade")
     clock = FakeClock()
-    system = ActorSystem({}, clock=clock)  # defaults: 10 restarts in 5 s, 0.01 s to 5 s
+    # Restart defaults: 10 restarts in 5 s, 0.01 s to 5 s (no periodic cleanup timers).
+    system = ActorSystem({"CLEANUP_INTERVAL": 0.0}, clock=clock)
     async with system:
         tm = system.task_manager
         gate = asyncio.Event()
@@ -570,7 +573,7 @@ async def test_a_hundred_kills_to_the_facade_end_every_call(
 
 async def test_shutdown_is_bounded_while_the_task_manager_waits_out_a_long_backoff() -> None:
     clock = FakeClock()  # never advanced: the backoff never ends
-    config = {"RESTART_BACKOFF_INITIAL": 100.0, "SHUTDOWN_TIMEOUT": 0.2}
+    config = {"RESTART_BACKOFF_INITIAL": 100.0, "SHUTDOWN_TIMEOUT": 0.2, "CLEANUP_INTERVAL": 0.0}
     system = ActorSystem(config, clock=clock)
     system.start()
     tm = system.task_manager

@@ -40,6 +40,7 @@ from benchmarks import (
     s8_scaling,
     s9_overhead,
     s10_backends,
+    s11_savina,
 )
 from benchmarks._core import Result, Settings, check_no_actors
 from benchmarks._report import load_average, machine_info, print_table, to_json, write_json
@@ -55,6 +56,7 @@ SCENARIOS: tuple[ModuleType, ...] = (
     s8_scaling,
     s9_overhead,
     s10_backends,
+    s11_savina,
     peers,
 )
 BY_NAME = {module.NAME: module for module in SCENARIOS}
@@ -68,7 +70,7 @@ def _scenario(value: str) -> str:
     if len(matches) == 1:
         return matches[0]
     raise argparse.ArgumentTypeError(
-        f"unknown scenario {value!r}; choose from {', '.join(BY_NAME)} (or s1 ... s10)"
+        f"unknown scenario {value!r}; choose from {', '.join(BY_NAME)} (or s1 ... s11)"
     )
 
 

@@ -40,6 +40,7 @@ from . import (
     s8_scaling,
     s9_overhead,
     s10_backends,
+    s11_savina,
 )
 from ._core import Result, Settings, check_no_actors
 from ._report import load_average, machine_info, print_table, to_json, write_json
@@ -55,11 +56,15 @@ SCENARIOS: tuple[ModuleType, ...] = (
     s8_scaling,
     s9_overhead,
     s10_backends,
+    s11_savina,
     peers,
 )
 BY_NAME = {module.NAME: module for module in SCENARIOS}
 THREAD_GRACE_SECONDS = 10.0
 PROG = "python -m benchmarks"
+FULL_REPEATS = 5
+QUICK_REPEATS = 3
+"""--quick is a smoke run: fewer repeats (and smaller sizes) keep it under a minute."""
 
 
 def _scenario(value: str) -> str:
@@ -69,7 +74,7 @@ def _scenario(value: str) -> str:
     if len(matches) == 1:
         return matches[0]
     raise argparse.ArgumentTypeError(
-        f"unknown scenario {value!r}; choose from {', '.join(BY_NAME)} (or s1 ... s10)"
+        f"unknown scenario {value!r}; choose from {', '.join(BY_NAME)} (or s1 ... s11)"
     )
 
 
@@ -99,12 +104,18 @@ def parse_args(argv: Sequence[str] | None, prog: str = PROG) -> argparse.Namespa
     parser.add_argument("--quick", action="store_true", help="small sizes (the run takes < 60 s)")
     parser.add_argument("--json", metavar="PATH", help="write machine-readable results here")
     parser.add_argument(
-        "--repeats", type=_repeats, default=5, metavar="N", help="repeats per side (default 5)"
+        "--repeats",
+        type=_repeats,
+        metavar="N",
+        help=f"repeats per side (default {FULL_REPEATS}; {QUICK_REPEATS} with --quick)",
     )
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--"]:  # ``actorflow bench -- --quick`` hands the separator on
         args = args[1:]
-    return parser.parse_args(args)
+    parsed = parser.parse_args(args)
+    if parsed.repeats is None:
+        parsed.repeats = QUICK_REPEATS if parsed.quick else FULL_REPEATS
+    return parsed
 
 
 def _new_threads(baseline: set[int]) -> list[threading.Thread]:
@@ -197,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         f"{machine['machine_name']}, {machine['cpu_count']} CPUs, Python {machine['python']}, "
         f"pykka {machine['pykka']}"
     )
-    print_table(results, title)
+    print_table(results, title, {module.NAME: module.TITLE for module in modules})
     if args.json:
         document = to_json(
             results, machine=machine, quick=args.quick, repeats=args.repeats, scenarios=scenarios

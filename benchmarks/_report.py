@@ -7,8 +7,9 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ._core import Result
+from ._core import Result, fmt
 
 __all__ = [
     "load_average",
@@ -28,6 +29,9 @@ __all__ = [
     "to_json",
     "write_json",
 ]
+
+TABLE_WIDTH = 120
+"""The printed table fits a terminal this wide."""
 
 
 def _version(distribution: str) -> str | None:
@@ -112,39 +116,62 @@ def _figure_text(result: Result, which: str) -> str:
     figure = result.actorflow if which == "actorflow" else result.baseline
     if figure is None:
         return result.status if result.status != "measured" or which == "actorflow" else "—"
-    return f"{escape(figure.text())}\n[dim]{escape(figure.label)}[/dim]"
+    return escape(f"{fmt(figure.median)} {figure.unit}")
 
 
-def results_table(results: Iterable[Result], title: str) -> Table:
-    table = Table(title=title, show_lines=True)
-    table.add_column("scenario", no_wrap=True)
-    table.add_column("measure")
+def _ratio_text(result: Result) -> str:
+    ratios = result.ratios
+    if not ratios:
+        return "—"
+    spread = "" if len(ratios) == 1 else f"\n[dim]({fmt(min(ratios))}-{fmt(max(ratios))})[/dim]"
+    return f"{fmt(statistics.median(ratios))}x{spread}"
+
+
+def results_table(
+    results: Iterable[Result], title: str, titles: Mapping[str, str] | None = None
+) -> Table:
+    """Medians and ratios, one block per scenario; spreads of the figures, their labels
+    and every sample are in the JSON document (``--json``)."""
+    table = Table(
+        title=title,
+        caption="medians; ratio = actorflow / baseline per repeat (min-max below it); "
+        "figure labels, spreads and samples: --json",
+        show_lines=True,
+    )
+    table.add_column("scenario: measure", ratio=1)
     table.add_column("actorflow")
     table.add_column("baseline")
     table.add_column("ratio", no_wrap=True)
     table.add_column("goal")
     table.add_column("met", no_wrap=True)
+    current = None
     for result in results:
+        if result.scenario != current:
+            current = result.scenario
+            about = (titles or {}).get(current)
+            heading = f"[bold]{escape(current)}[/bold]"
+            if about:
+                heading += f" [dim]{escape(about)}[/dim]"
+            table.add_row(heading, "", "", "", "", "")
         measure = escape(result.measure)
         if result.note:
             measure += f"\n[dim]{escape(result.note)}[/dim]"
         table.add_row(
-            result.scenario,
             measure,
             _figure_text(result, "actorflow"),
             _figure_text(result, "baseline"),
-            result.ratio_text(),
+            _ratio_text(result),
             result.goal.text if result.goal is not None else "—",
             _met_text(result),
         )
     return table
 
 
-def print_table(results: list[Result], title: str) -> None:
+def print_table(results: list[Result], title: str, titles: Mapping[str, str] | None = None) -> None:
+    """Print the table at most `TABLE_WIDTH` columns wide (narrower on a narrow terminal)."""
     console = Console()
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 170))
-    console.print(results_table(results, title))
+    width = min(console.width, TABLE_WIDTH) if console.is_terminal else TABLE_WIDTH
+    Console(width=width).print(results_table(results, title, titles))
 
 
 def to_json(

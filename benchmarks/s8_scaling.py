@@ -23,7 +23,7 @@ TITLE = "S1 per-task cost against N"
 
 
 def sizes(settings: Settings) -> tuple[int, ...]:
-    return (1_000, 5_000, 20_000) if settings.quick else (1_000, 10_000, 100_000)
+    return (1_000, 3_000, 10_000) if settings.quick else (1_000, 10_000, 100_000)
 
 
 def steps(settings: Settings) -> int:

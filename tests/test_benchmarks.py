@@ -91,6 +91,18 @@ def test_json_has_every_scenario_with_numbers(quick_run: tuple[Any, dict[str, An
 
 @pytest.mark.slow
 @pytest.mark.timeout(150)
+def test_output_fits_120_columns_without_warnings_or_tracebacks(
+    quick_run: tuple[subprocess.CompletedProcess[str], Any],
+) -> None:
+    done, _ = quick_run
+    lines = done.stdout.splitlines() + done.stderr.splitlines()
+    assert len(done.stdout.splitlines()) > 10  # the table was printed
+    assert [line for line in lines if len(line) > 120] == []
+    noisy = [line for line in lines if "traceback" in line.lower() or "warning" in line.lower()]
+    assert noisy == []
+
+
+@pytest.mark.timeout(150)
 def test_nothing_was_lost_when_the_task_manager_was_killed(
     quick_run: tuple[Any, dict[str, Any]],
 ) -> None:
@@ -136,6 +148,28 @@ def test_the_backends_scenario_reports_both_ratios(quick_run: tuple[Any, dict[st
         limit, at_least = row["goal"]["limit"], row["goal"]["at_least"]
         ratio = row["ratio"]["median"]
         assert row["met"] == (ratio >= limit if at_least else ratio <= limit)
+
+
+@pytest.mark.timeout(150)
+def test_the_savina_scenario_reports_four_workloads_against_bare_pykka(
+    quick_run: tuple[Any, dict[str, Any]],
+) -> None:
+    _, document = quick_run
+    rows = document["scenarios"]["s11_savina"]["results"]
+    workloads = ("ping-pong", "counting actor", "fork-join throughput", "thread ring")
+    assert [row["measure"].split(",")[0] for row in rows] == [w for w in workloads for _ in "hr"]
+    for handle, ref in zip(rows[::2], rows[1::2], strict=True):
+        assert handle["measure"].endswith("supervised via ChildHandle vs bare")
+        assert ref["measure"].endswith("supervised via raw ActorRef vs bare")
+        assert handle["goal"]["text"] == "≤ 1.1x bare"
+        assert ref["goal"] is None
+        assert handle["baseline"] == ref["baseline"]  # one bare measurement, two ratios
+        assert handle["baseline"]["label"] == "bare pykka.ThreadingActor"
+        for row in (handle, ref):
+            assert row["actorflow"]["unit"] == row["baseline"]["unit"] == "µs/msg"
+            assert all(_number(v) and v > 0 for v in row["actorflow"]["samples"])
+        ratio = handle["ratio"]["median"]
+        assert handle["met"] == (ratio <= 1.1)
 
 
 def test_a_speedup_goal_is_met_from_above() -> None:

@@ -20,10 +20,24 @@ from typing import Any
 
 from actors._errors import ConfigError
 
-__all__ = ["BACKENDS", "CONFIG_ENV_VAR", "ENV_PREFIX", "Config", "load_config"]
+__all__ = [
+    "BACKENDS",
+    "CONFIG_ENV_VAR",
+    "ENV_PREFIX",
+    "JOURNAL_SERIALIZERS",
+    "JOURNAL_SYNC_MODES",
+    "Config",
+    "load_config",
+]
 
 BACKENDS: tuple[str, ...] = ("thread", "process", "dask")
 """The values `THREAD_POOL_BACKEND` (and ``executor=`` of a task) accept."""
+
+JOURNAL_SYNC_MODES: tuple[str, ...] = ("normal", "full")
+"""The values `JOURNAL_SYNC` accepts (`actors.journal.SYNC_MODES`, without importing it)."""
+
+JOURNAL_SERIALIZERS: tuple[str, ...] = ("json", "pickle")
+"""The values `JOURNAL_SERIALIZER` accepts (`actors.journal.SERIALIZERS`)."""
 
 ENV_PREFIX = "ACTORFLOW_"
 """Environment variables ``ACTORFLOW_<KEY>`` set configuration keys."""
@@ -58,6 +72,8 @@ class _Rule:
     """An inclusive upper bound, if any."""
     optional: bool = False
     """None is a valid value (it means "not set")."""
+    path: bool = False
+    """A str rule that also takes an `os.PathLike` (stored as its str)."""
 
     @property
     def expected(self) -> str:
@@ -68,7 +84,8 @@ class _Rule:
         if self.kind is str and self.choices:
             return "one of " + ", ".join(repr(choice) for choice in self.choices)
         if self.kind is str:
-            return "a non-empty str or None" if self.optional else "a non-empty str"
+            text = "a non-empty str or path" if self.path else "a non-empty str"
+            return f"{text} or None" if self.optional else text
         text = "an int" if self.kind is int else "a finite number"
         if self.low is None:
             return text
@@ -88,6 +105,8 @@ class _Rule:
         if self.kind is str and self.choices:
             return value if isinstance(value, str) and value in self.choices else None
         if self.kind is str:
+            if self.path and isinstance(value, os.PathLike):
+                value = os.fspath(value)
             return value if isinstance(value, str) and value else None
         if isinstance(value, bool):
             return None
@@ -156,6 +175,10 @@ _RULES: dict[str, _Rule] = {
     "METRICS_HISTOGRAM_BUCKETS": _Rule(tuple),
     "DASHBOARD_TOKEN": _Rule(str, optional=True),
     "METRICS_MAX_TASK_TYPES": _Rule(int, 1),
+    "JOURNAL_PATH": _Rule(str, optional=True, path=True),
+    "JOURNAL_SYNC": _Rule(str, choices=JOURNAL_SYNC_MODES),
+    "JOURNAL_SERIALIZER": _Rule(str, choices=JOURNAL_SERIALIZERS),
+    "MAX_RECOVERIES": _Rule(int, 0),
 }
 
 
@@ -345,6 +368,18 @@ class Config:
     """Task types the metrics label by name (>= 1). Tasks of further types are counted
     under the label ``"__other__"``; a type whose tasks were all cleaned up gives its
     label (and its timing statistics) up, so a later type can take it."""
+    JOURNAL_PATH: str | None = None
+    """The SQLite file that journals durable tasks, so a restart loses none of them
+    (a str or path; None: tasks live in memory only, and nothing touches a disk)."""
+    JOURNAL_SYNC: str = "normal"
+    """When a journal commit is durable: ``normal`` (it survives a crash of the process)
+    or ``full`` (it survives a power loss too; slower commits)."""
+    JOURNAL_SERIALIZER: str = "json"
+    """How task arguments and results are journaled: ``json`` (tagged JSON) or
+    ``pickle`` (takes more types; reading a pickle runs code: trust the file as your code)."""
+    MAX_RECOVERIES: int = 3
+    """Times recovery runs again a task that was running at a crash (>= 0); at the next
+    crash the task ends failed instead of crash-looping the service (a poison task)."""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from actors import _config
+from actors import _config, journal
 from actors._config import BACKENDS, Config, load_config
 from actors._errors import ActorsError, ConfigError, InvalidTaskError
 
@@ -59,6 +59,10 @@ DEFAULTS_WITHOUT_WORKERS: dict[str, Any] = {
     ),
     "DASHBOARD_TOKEN": None,
     "METRICS_MAX_TASK_TYPES": 100,
+    "JOURNAL_PATH": None,
+    "JOURNAL_SYNC": "normal",
+    "JOURNAL_SERIALIZER": "json",
+    "MAX_RECOVERIES": 3,
 }
 
 KEYS = [
@@ -90,6 +94,10 @@ KEYS = [
     "METRICS_HISTOGRAM_BUCKETS",
     "DASHBOARD_TOKEN",
     "METRICS_MAX_TASK_TYPES",
+    "JOURNAL_PATH",
+    "JOURNAL_SYNC",
+    "JOURNAL_SERIALIZER",
+    "MAX_RECOVERIES",
 ]
 
 FLOAT_KEYS = [
@@ -118,6 +126,7 @@ INT_KEYS = [
     "BREAKER_FAILURE_THRESHOLD",
     "BREAKER_HALF_OPEN_MAX_CALLS",
     "METRICS_MAX_TASK_TYPES",
+    "MAX_RECOVERIES",
 ]
 
 # key -> (smallest accepted value, largest rejected value, expected text)
@@ -137,6 +146,7 @@ BOUNDS: dict[str, tuple[Any, Any, str]] = {
     "BREAKER_FAILURE_THRESHOLD": (1, 0, "an int >= 1"),
     "BREAKER_HALF_OPEN_MAX_CALLS": (1, 0, "an int >= 1"),
     "METRICS_MAX_TASK_TYPES": (1, 0, "an int >= 1"),
+    "MAX_RECOVERIES": (0, -1, "an int >= 0"),
     "BREAKER_RECOVERY_TIMEOUT": (1e-9, 0.0, "a finite number > 0"),
     "CPU_HIGH_PERCENT": (1e-9, 0.0, "a finite number > 0 and <= 100"),
     "MEMORY_HIGH_PERCENT": (1e-9, 0.0, "a finite number > 0 and <= 100"),
@@ -374,6 +384,56 @@ def test_dask_scheduler_address_rejects_other_values(value: Any) -> None:
 def test_dask_scheduler_address_from_env(raw: str, value: str | None) -> None:
     config = load_config(env={"ACTORFLOW_DASK_SCHEDULER_ADDRESS": raw})
     assert value == config.DASK_SCHEDULER_ADDRESS
+
+
+def test_journal_keys_from_mapping_env_and_toml(tmp_path: Path) -> None:
+    config = load_config(
+        {"JOURNAL_PATH": tmp_path / "tasks.db", "JOURNAL_SYNC": "full", "MAX_RECOVERIES": 0},
+        env={},
+    )
+    assert str(tmp_path / "tasks.db") == config.JOURNAL_PATH
+    assert (config.JOURNAL_SYNC, config.JOURNAL_SERIALIZER, config.MAX_RECOVERIES) == (
+        "full",
+        "json",
+        0,
+    )
+    env = {
+        "ACTORFLOW_JOURNAL_PATH": "/var/lib/app/tasks.db",
+        "ACTORFLOW_JOURNAL_SERIALIZER": "pickle",
+        "ACTORFLOW_MAX_RECOVERIES": "5",
+    }
+    config = load_config(env=env)
+    assert (config.JOURNAL_PATH, config.JOURNAL_SERIALIZER, config.MAX_RECOVERIES) == (
+        "/var/lib/app/tasks.db",
+        "pickle",
+        5,
+    )
+    assert load_config(env={"ACTORFLOW_JOURNAL_PATH": ""}).JOURNAL_PATH is None
+    path = write(tmp_path, '[actorflow]\nJOURNAL_PATH = "t.db"\nJOURNAL_SYNC = "normal"\n')
+    assert load_config(toml_path=path, env={}).JOURNAL_PATH == "t.db"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("JOURNAL_PATH", "", "a non-empty str or path or None"),
+        ("JOURNAL_PATH", 3, "a non-empty str or path or None"),
+        ("JOURNAL_SYNC", "off", "one of 'normal', 'full'"),
+        ("JOURNAL_SERIALIZER", "yaml", "one of 'json', 'pickle'"),
+    ],
+)
+def test_journal_keys_reject_other_values(key: str, value: Any, expected: str) -> None:
+    with pytest.raises(
+        ConfigError, match=error(f"{key} must be {expected}, got {value!r} ({MAPPING})")
+    ):
+        load_config({key: value}, env={})
+
+
+def test_journal_choices_are_the_journal_package_constants() -> None:
+    assert _config.JOURNAL_SYNC_MODES == journal.SYNC_MODES
+    assert _config.JOURNAL_SERIALIZERS == journal.SERIALIZERS
+    assert _config._RULES["JOURNAL_SYNC"].choices is _config.JOURNAL_SYNC_MODES
+    assert _config._RULES["JOURNAL_SERIALIZER"].choices is _config.JOURNAL_SERIALIZERS
 
 
 def test_backend_set_comes_from_the_constant() -> None:

@@ -11,6 +11,13 @@ __all__ = [
     "DependencyFailedError",
     "DuplicateTaskError",
     "InvalidTaskError",
+    "JournalDecodeError",
+    "JournalEncodeError",
+    "JournalError",
+    "JournalFormatError",
+    "JournalFullError",
+    "JournalLockedError",
+    "JournalStoreError",
     "SystemOverloadedError",
     "TaskCancelledError",
     "TaskFailedError",
@@ -111,4 +118,52 @@ class SystemOverloadedError(ActorsError):
 
     Nothing changed; retry after a short backoff, or raise ``MAILBOX_BUFFER_CAPACITY``.
     The system's own messages (task outcomes, timers) are never refused this way.
+    """
+
+
+class JournalError(ActorsError):
+    """The durable-task journal (``JOURNAL_PATH``) could not do what was asked.
+
+    The message names the file or the task, and the cause.
+    """
+
+
+class JournalEncodeError(JournalError, InvalidTaskError):
+    """A task cannot be journaled: its function cannot be found again by name after a
+    restart (a lambda, a local function, a bound method...), or one of its arguments does
+    not serialize. Raised before anything changes; the message says which and why, and
+    suggests ``durable=False`` (keep that task in memory only).
+    """
+
+
+class JournalDecodeError(JournalError):
+    """A journaled task cannot be read back: its function is no longer importable, its
+    payload was written with a serializer not trusted now (pickle while
+    ``JOURNAL_SERIALIZER="json"``), or the payload is damaged. The message names the task.
+    """
+
+
+class JournalStoreError(JournalError):
+    """The journal file could not be opened, read or written (an SQLite or OS error).
+
+    The message names the file and the cause. The more specific cases are subclasses.
+    """
+
+
+class JournalFullError(JournalStoreError):
+    """A write to the journal failed because the disk (or the file's size limit) is full.
+
+    The transaction was rolled back: what was committed before is intact.
+    """
+
+
+class JournalLockedError(JournalStoreError):
+    """The journal file is locked by another connection (another process using the same
+    ``JOURNAL_PATH``) for longer than the busy timeout. Nothing was written.
+    """
+
+
+class JournalFormatError(JournalStoreError):
+    """The file is not an actorflow journal: not an SQLite database, an SQLite database
+    of something else, damaged, or written by a newer actorflow (a newer schema).
     """

@@ -1,0 +1,57 @@
+"""The durable-task journal: an SQLite file that outlives the process (issue 14).
+
+`JournalStore` is the file, `JournalWriter` batches records into it (group commit),
+`Codec` and `function_reference` turn a task into what the file holds.
+"""
+
+from actors._errors import (
+    JournalDecodeError,
+    JournalEncodeError,
+    JournalError,
+    JournalFormatError,
+    JournalFullError,
+    JournalLockedError,
+    JournalStoreError,
+)
+from actors.journal._codec import (
+    SERIALIZERS,
+    TAG,
+    Codec,
+    EncodedResult,
+    Payload,
+    error_fields,
+    function_reference,
+    register_placeholder,
+    resolve_function,
+)
+from actors.journal._records import Deletion, Record, StatusChange, TaskRow, merge
+from actors.journal._store import SCHEMA_VERSION, SYNC_MODES, JournalStore
+from actors.journal._writer import JournalWriter
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SERIALIZERS",
+    "SYNC_MODES",
+    "TAG",
+    "Codec",
+    "Deletion",
+    "EncodedResult",
+    "JournalDecodeError",
+    "JournalEncodeError",
+    "JournalError",
+    "JournalFormatError",
+    "JournalFullError",
+    "JournalLockedError",
+    "JournalStore",
+    "JournalStoreError",
+    "JournalWriter",
+    "Payload",
+    "Record",
+    "StatusChange",
+    "TaskRow",
+    "error_fields",
+    "function_reference",
+    "merge",
+    "register_placeholder",
+    "resolve_function",
+]

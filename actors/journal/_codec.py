@@ -1,0 +1,472 @@
+"""What a journal stores of a task: its function by reference, its values as text or bytes.
+
+**Functions** are stored as ``"module:qualname"`` and found again by importing the module
+and following the qualified name. `function_reference` checks this at encode time: it
+resolves the reference back and requires the very same object. So a lambda, a function
+defined inside another (``<locals>``), a method bound to an instance, a
+`functools.partial`, a callable instance or a function shadowed by a later definition
+is refused with `JournalEncodeError`, saying why and suggesting ``durable=False``.
+A function of ``__main__`` is accepted: it is found again only if the same script runs
+again as ``__main__`` (``python script.py``), which is how a service restarts; a
+different entry point (``python -m pytest``) cannot find it and recovery reports it.
+
+**Values** (arguments, keyword arguments, metadata, results) use one of `SERIALIZERS`:
+
+- ``"json"`` (the default): JSON text; ``None``, `bool`, `int`, `float` (NaN and the
+  infinities included), `str`, `list` and `dict` with `str` keys as themselves; `tuple`,
+  `bytes`, `set`, `frozenset` and dicts with other keys (or with the key ``TAG``) as a
+  tagged object ``{"__actorflow__": kind, ...}`` that decodes to the same type; instances
+  of classes registered with `register_placeholder` (``result_of`` references) as a
+  tagged object too. Types are matched exactly: a subclass (an enum, a named tuple) is
+  refused rather than decoded as its base. Anything else is refused with an error that
+  names the argument, where in it, and the type.
+- ``"pickle"`` (opt-in): bytes from `pickle`, which takes most objects. Reading a pickle
+  runs code the file chose: use it only for a journal file you trust as much as your
+  code. A codec built for ``"json"`` refuses to read pickled payloads.
+
+JSON payloads are `str` (stored as TEXT), pickled ones `bytes` (BLOB): a payload says
+which serializer wrote it.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import importlib
+import inspect
+import json
+import pickle
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from actors._errors import InvalidTaskError, JournalDecodeError, JournalEncodeError
+
+__all__ = [
+    "SERIALIZERS",
+    "TAG",
+    "Codec",
+    "EncodedResult",
+    "Payload",
+    "error_fields",
+    "function_reference",
+    "register_placeholder",
+    "resolve_function",
+]
+
+SERIALIZERS: tuple[str, ...] = ("json", "pickle")
+"""The values ``JOURNAL_SERIALIZER`` accepts."""
+
+TAG = "__actorflow__"
+"""The key of the tagged JSON objects the codec writes for non-JSON types."""
+
+Payload = str | bytes
+"""An encoded value: JSON text (`str`) or a pickle (`bytes`)."""
+
+_NOT_DURABLE = "; pass durable=False to keep this task in memory only"
+_JSON_TYPES = (
+    "None, bool, int, float, str, bytes, list, tuple, set, frozenset, dict and registered "
+    "placeholders"
+)
+
+
+class EncodedResult(NamedTuple):
+    """A task's result as journaled: a payload, or a note saying why there is none."""
+
+    payload: Payload | None
+    """The encoded result; None when it did not serialize (then ``note`` says so)."""
+    note: str | None
+    """``"result not serializable: <type>"`` (and where, or the pickle error), or None."""
+
+
+def _type_name(kind: type) -> str:
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+# --- functions by reference ---------------------------------------------------------------
+
+
+def _refusal(func: object) -> str | None:
+    """Why ``func`` cannot be found again by name, judged without importing anything."""
+    if isinstance(func, functools.partial):
+        return (
+            f"its function is a functools.partial of {func.func!r}, which is not journaled; "
+            "register the function itself with its arguments"
+        )
+    if inspect.ismethod(func) and not isinstance(func.__self__, type):
+        return (
+            f"its function {func.__qualname__!r} is a method bound to an instance of "
+            f"{_type_name(type(func.__self__))}, and the instance is not journaled"
+        )
+    qualname = getattr(func, "__qualname__", None)
+    module = getattr(func, "__module__", None)
+    if not isinstance(qualname, str):
+        return (
+            f"its function is a {_type_name(type(func))} instance, not a function or class: "
+            "it has no qualified name to find it by"
+        )
+    if "<lambda>" in qualname:
+        return f"its function {qualname!r} is a lambda, which has no name to find it by"
+    if "<locals>" in qualname:
+        return (
+            f"its function {qualname!r} is defined inside another function, so it cannot "
+            "be imported after a restart"
+        )
+    if not isinstance(module, str):
+        return f"its function {qualname!r} has no __module__ to import it from"
+    return None
+
+
+def _lookup(module: str, qualname: str) -> object:
+    """The object at ``module:qualname``; raises ImportError or AttributeError."""
+    found: object = sys.modules.get(module) or importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
+
+
+def function_reference(func: Callable[..., Any], *, task: str) -> str:
+    """``"module:qualname"`` of ``func``, checked to resolve back to ``func`` itself.
+
+    ``task`` (its name or id) is for the message. Raises `JournalEncodeError` saying
+    why a function that cannot be found again after a restart is refused.
+    """
+    why = _refusal(func)
+    if why is None:
+        module: str = func.__module__
+        qualname: str = func.__qualname__
+        try:
+            found = _lookup(module, qualname)
+        except (ImportError, AttributeError) as exc:
+            why = (
+                f"its function {qualname!r} cannot be found as {module}:{qualname} "
+                f"({type(exc).__name__}: {exc})"
+            )
+        else:
+            # A classmethod is a new bound method at each lookup: equal, not identical.
+            same = found == func if inspect.ismethod(func) else found is func
+            if same:
+                return f"{module}:{qualname}"
+            why = (
+                f"its function {qualname!r} is not what {module}:{qualname} names "
+                "(redefined, or decorated without functools.wraps?)"
+            )
+    raise JournalEncodeError(f"task {task!r} cannot be durable: {why}{_NOT_DURABLE}")
+
+
+def resolve_function(reference: str, *, task: str) -> Callable[..., Any]:
+    """The function ``reference`` (from `function_reference`) names, imported if needed.
+
+    Raises `JournalDecodeError` naming the task if it cannot be found (any error of the
+    module's import included) or is not callable.
+    """
+    module, sep, qualname = reference.partition(":")
+    if not sep or not module or not qualname:
+        raise JournalDecodeError(
+            f"task {task!r}: {reference!r} is not a function reference (module:qualname)"
+        )
+    try:
+        found = _lookup(module, qualname)
+    except Exception as exc:  # the module's own import may raise anything
+        raise JournalDecodeError(
+            f"task {task!r}: its function {reference} cannot be found ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not callable(found):
+        raise JournalDecodeError(
+            f"task {task!r}: {reference} is a {_type_name(type(found))}, not a function"
+        )
+    return found
+
+
+# --- placeholders -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Placeholder:
+    kind: type
+    tag: str
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+
+
+_PLACEHOLDERS: dict[type, _Placeholder] = {}
+_BY_TAG: dict[str, _Placeholder] = {}
+
+
+def register_placeholder(
+    cls: type,
+    encode: Callable[[Any], Any],
+    decode: Callable[[Any], Any],
+    *,
+    tag: str | None = None,
+) -> None:
+    """Let the JSON codec journal instances of ``cls`` (a ``result_of`` reference).
+
+    An instance must have a `str` ``task_id`` attribute. ``encode(instance)`` returns a
+    value the codec encodes (JSON types, tuples...); ``decode(value)`` rebuilds the
+    instance. ``tag`` (default ``"module.qualname"`` of ``cls``) is written to the file,
+    so it must stay the same across versions. Registering ``cls`` again replaces it.
+    """
+    if not isinstance(cls, type):
+        raise InvalidTaskError(f"register_placeholder: cls must be a class, got {cls!r}")
+    if not callable(encode) or not callable(decode):
+        raise InvalidTaskError(
+            f"register_placeholder: encode and decode must be callable, got {encode!r} "
+            f"and {decode!r}"
+        )
+    name = f"{cls.__module__}.{cls.__qualname__}" if tag is None else tag
+    if not isinstance(name, str) or not name:
+        raise InvalidTaskError(f"register_placeholder: tag must be a non-empty str, got {tag!r}")
+    taken = _BY_TAG.get(name)
+    if taken is not None and taken.kind is not cls:
+        raise InvalidTaskError(
+            f"register_placeholder: tag {name!r} is taken by {_type_name(taken.kind)}; "
+            "pass another tag"
+        )
+    old = _PLACEHOLDERS.pop(cls, None)
+    if old is not None:
+        del _BY_TAG[old.tag]
+    entry = _Placeholder(cls, name, encode, decode)
+    _PLACEHOLDERS[cls] = entry
+    _BY_TAG[name] = entry
+
+
+# --- JSON with tags -----------------------------------------------------------------------
+
+
+class _Unsupported(Exception):
+    """A value the JSON codec does not take; ``path`` grows as the error unwinds."""
+
+    def __init__(self, kind: type, why: str = "") -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.why = why
+        self.path: list[str] = []
+
+
+def _tagged(kind: str, items: list[Any]) -> dict[str, Any]:
+    return {TAG: kind, "items": items}
+
+
+def _items(values: Any) -> list[Any]:
+    out: list[Any] = []
+    for index, item in enumerate(values):
+        try:
+            out.append(_to_json(item))
+        except _Unsupported as exc:
+            exc.path.append(f"[{index}]")
+            raise
+    return out
+
+
+def _to_json(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is list:
+        return _items(value)
+    if kind is dict:
+        if TAG not in value and all(type(key) is str for key in value):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                try:
+                    out[key] = _to_json(item)
+                except _Unsupported as exc:
+                    exc.path.append(f"[{key!r}]")
+                    raise
+            return out
+        pairs: list[Any] = []
+        for key, item in value.items():
+            try:
+                encoded_key = _to_json(key)
+            except _Unsupported as exc:
+                exc.path.append(f"[key {key!r}]")
+                raise
+            try:
+                pairs.append([encoded_key, _to_json(item)])
+            except _Unsupported as exc:
+                exc.path.append(f"[{key!r}]")
+                raise
+        return _tagged("dict", pairs)
+    if kind is tuple:
+        return _tagged("tuple", _items(value))
+    if kind is bytes:
+        return {TAG: "bytes", "base64": base64.b64encode(value).decode("ascii")}
+    if kind is set or kind is frozenset:
+        return _tagged(kind.__name__, _items(value))
+    entry = _PLACEHOLDERS.get(kind)
+    if entry is None:
+        raise _Unsupported(kind)
+    if not isinstance(getattr(value, "task_id", None), str):
+        raise _Unsupported(kind, "a placeholder without a str task_id")
+    try:
+        encoded = entry.encode(value)
+    except Exception as exc:  # the registered encode is someone else's code
+        raise _Unsupported(kind, f"whose encode raised {type(exc).__name__}: {exc}") from exc
+    return {TAG: "placeholder", "type": entry.tag, "value": _to_json(encoded)}
+
+
+def _from_tagged(obj: dict[str, Any]) -> Any:
+    kind = obj.get(TAG)
+    if kind is None:
+        return obj
+    if kind == "tuple":
+        return tuple(obj["items"])
+    if kind == "dict":
+        return dict(obj["items"])
+    if kind == "bytes":
+        return base64.b64decode(obj["base64"])
+    if kind == "set":
+        return set(obj["items"])
+    if kind == "frozenset":
+        return frozenset(obj["items"])
+    if kind == "placeholder":
+        entry = _BY_TAG.get(obj["type"])
+        if entry is None:
+            raise ValueError(f"no placeholder class is registered for {obj['type']!r}")
+        return entry.decode(obj["value"])
+    raise ValueError(f"unknown tag {kind!r}")
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+_loads = json.JSONDecoder(object_hook=_from_tagged).decode
+
+
+def _where(exc: _Unsupported) -> str:
+    return "".join(reversed(exc.path))
+
+
+# --- the codec ----------------------------------------------------------------------------
+
+
+class Codec:
+    """Encodes and decodes the values of tasks with one of `SERIALIZERS`.
+
+    Every ``task`` argument is the task's name or id, for the messages.
+    """
+
+    __slots__ = ("serializer",)
+
+    def __init__(self, serializer: str = "json") -> None:
+        if serializer not in SERIALIZERS:
+            raise InvalidTaskError(
+                f"serializer must be one of {', '.join(map(repr, SERIALIZERS))}, got {serializer!r}"
+            )
+        self.serializer = serializer
+
+    def __repr__(self) -> str:
+        return f"Codec({self.serializer!r})"
+
+    def encode_value(self, value: Any, *, what: str, task: str) -> Payload:
+        """``value`` encoded; ``what`` names it in an error (``"argument 'x'"``).
+
+        Raises `JournalEncodeError` naming ``what``, where inside it, and the type.
+        """
+        if self.serializer == "pickle":
+            try:
+                return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:  # pickle raises PicklingError, TypeError, AttributeError...
+                raise JournalEncodeError(
+                    f"task {task!r} cannot be durable: {what} ({_type_name(type(value))}) "
+                    f"does not pickle ({type(exc).__name__}: {exc}){_NOT_DURABLE}"
+                ) from exc
+        try:
+            return _dumps(_to_json(value))
+        except _Unsupported as exc:
+            why = exc.why or "not JSON-serializable"
+            raise JournalEncodeError(
+                f"task {task!r} cannot be durable: {what}{_where(exc)} is a "
+                f"{_type_name(exc.kind)}, {why} (the JSON journal takes {_JSON_TYPES}; "
+                f"JOURNAL_SERIALIZER='pickle' takes more){_NOT_DURABLE}"
+            ) from None
+        except RecursionError:
+            raise JournalEncodeError(
+                f"task {task!r} cannot be durable: {what} is nested too deeply (or contains "
+                f"itself){_NOT_DURABLE}"
+            ) from None
+
+    def decode_value(self, payload: Payload, *, what: str, task: str) -> Any:
+        """The value `encode_value` encoded. Raises `JournalDecodeError` naming ``what``."""
+        if isinstance(payload, bytes):
+            if self.serializer != "pickle":
+                raise JournalDecodeError(
+                    f"task {task!r}: {what} was journaled with pickle; set "
+                    "JOURNAL_SERIALIZER='pickle' to read it (only if you trust the file)"
+                )
+            loader: Callable[[Any], Any] = pickle.loads
+        else:
+            loader = _loads
+        try:
+            return loader(payload)
+        except Exception as exc:  # a damaged payload, or a class gone since
+            raise JournalDecodeError(
+                f"task {task!r}: {what} cannot be decoded ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    def encode_args(
+        self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any], *, task: str
+    ) -> tuple[Payload, Payload]:
+        """The positional and keyword arguments, encoded; errors name the argument."""
+        if self.serializer == "json":
+            try:
+                return _dumps(_items(args)), _dumps(_to_json(dict(kwargs)))
+            except (_Unsupported, RecursionError):
+                pass  # find the argument, for the message
+        else:
+            try:
+                return self.encode_value(tuple(args), what="", task=task), self.encode_value(
+                    dict(kwargs), what="", task=task
+                )
+            except JournalEncodeError:
+                pass
+        for index, arg in enumerate(args):
+            self.encode_value(arg, what=f"argument {index}", task=task)
+        for name, arg in kwargs.items():
+            self.encode_value(arg, what=f"argument {name!r}", task=task)
+        raise AssertionError("unreachable: some argument failed to encode")  # pragma: no cover
+
+    def decode_args(
+        self, args: Payload, kwargs: Payload, *, task: str
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments `encode_args` encoded: a tuple and a dict."""
+        return (
+            tuple(self.decode_value(args, what="its arguments", task=task)),
+            self.decode_value(kwargs, what="its keyword arguments", task=task),
+        )
+
+    def encode_result(self, value: Any, *, task: str) -> EncodedResult:
+        """The result encoded, or a note ``"result not serializable: <type>"``; never raises
+        for a value that does not serialize (it is recorded as such)."""
+        try:
+            return EncodedResult(self.encode_value(value, what="result", task=task), None)
+        except JournalEncodeError as exc:
+            cause = exc.__cause__
+        if self.serializer == "pickle":
+            detail = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+            return EncodedResult(None, f"result not serializable: {_type_name(type(value))}"
+                                 f"{detail}")  # fmt: skip
+        try:
+            _to_json(value)
+        except _Unsupported as unsupported:
+            where = _where(unsupported)
+            at = f" (at result{where})" if where else ""
+            return EncodedResult(
+                None, f"result not serializable: {_type_name(unsupported.kind)}{at}"
+            )
+        except RecursionError:
+            pass
+        return EncodedResult(None, f"result not serializable: {_type_name(type(value))} "
+                                   "(nested too deeply)")  # fmt: skip
+
+
+def error_fields(error: BaseException) -> tuple[str, str]:
+    """``(type, message)`` of a task's error as the journal stores them: the type's
+    qualified name and its text, made storable (lone surrogates escaped)."""
+    try:
+        text = str(error)
+    except Exception as exc:  # a broken __str__ of the user's exception
+        text = f"<str() failed: {type(exc).__name__}>"
+    return _type_name(type(error)), text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -1,0 +1,113 @@
+"""The records a journal batch holds: a whole task, a change of its state, a deletion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from actors.journal._codec import Payload
+
+__all__ = ["Deletion", "Record", "StatusChange", "TaskRow", "merge"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """One task as journaled: what re-registers it, and its state.
+
+    Written as an upsert (the row is replaced, its place in load order kept); `load`
+    returns these. Payloads come from `Codec`: ``str`` for JSON, ``bytes`` for pickle.
+    """
+
+    task_id: str
+    name: str
+    task_type: str
+    function: str
+    """``"module:qualname"``, from `function_reference`."""
+    args: Payload
+    """The positional arguments as given (``result_of`` placeholders tagged)."""
+    kwargs: Payload
+    priority: int
+    dependencies: tuple[str, ...]
+    max_retries: int
+    retry_delay: float
+    timeout: float | None
+    executor: str | None
+    circuit_breaker: str | None
+    """The breaker's name, or None."""
+    description: str
+    metadata: Payload
+    status: str
+    """A `TaskStatus` value (``"pending"``, ``"running"``...)."""
+    created_at: float
+    """Wall-clock seconds (``time.time``), like every time in the journal."""
+    updated_at: float
+    executed: bool = False
+    """``execute_task`` had been called: recovery runs it again unless it ended."""
+    attempts: int = 0
+    recoveries: int = 0
+    """Times recovery has restarted it after a crash (capped by ``MAX_RECOVERIES``)."""
+    result: Payload | None = None
+    result_note: str | None = None
+    """``"result not serializable: <type>"`` when a result could not be journaled."""
+    error_type: str | None = None
+    error_message: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """The state of a task after a transition; replaces the state fields of its row.
+
+    Every field is the new value (None clears): the engine knows the whole state at
+    each transition. A change of a task with no row changes nothing.
+    """
+
+    task_id: str
+    status: str
+    updated_at: float
+    executed: bool = False
+    """True sets the row's flag; False leaves it as it is (it is never cleared)."""
+    attempts: int = 0
+    recoveries: int = 0
+    result: Payload | None = None
+    result_note: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """The task's row is deleted (a cleanup); deleting a missing row is no error."""
+
+    task_id: str
+
+
+Record = TaskRow | StatusChange | Deletion
+"""One entry of a batch given to `JournalStore.write`."""
+
+
+def merge(earlier: Record | None, later: Record) -> Record:
+    """One record with the effect of ``earlier`` then ``later`` (of the same task)."""
+    if isinstance(later, StatusChange):
+        if isinstance(earlier, TaskRow):
+            return replace(
+                earlier,
+                status=later.status,
+                updated_at=later.updated_at,
+                executed=earlier.executed or later.executed,
+                attempts=later.attempts,
+                recoveries=later.recoveries,
+                result=later.result,
+                result_note=later.result_note,
+                error_type=later.error_type,
+                error_message=later.error_message,
+                started_at=later.started_at,
+                finished_at=later.finished_at,
+            )
+        if isinstance(earlier, StatusChange) and earlier.executed and not later.executed:
+            return replace(later, executed=True)
+        if isinstance(earlier, Deletion):
+            return earlier  # the row is gone: the change would change nothing
+    return later

@@ -1,0 +1,311 @@
+"""The journal file: SQLite in WAL mode, written in batches of one transaction each.
+
+`JournalStore` is a plain object (no thread, no actor); the journal actor owns one. Its
+calls are serialized by a lock, so it may be handed from thread to thread. Every error
+it raises is a `JournalError` naming the file and the cause: `JournalFullError` (the
+disk is full), `JournalLockedError` (another connection holds the file), and
+`JournalFormatError` (not a journal, or a newer one); the rest are `JournalStoreError`.
+A failed `write` is rolled back whole: what had been committed is intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from actors._errors import (
+    InvalidTaskError,
+    JournalError,
+    JournalFormatError,
+    JournalFullError,
+    JournalLockedError,
+    JournalStoreError,
+)
+from actors.journal._records import Deletion, Record, StatusChange, TaskRow
+
+__all__ = ["SCHEMA_VERSION", "SYNC_MODES", "JournalStore"]
+
+SCHEMA_VERSION = 1
+"""The version of the tables this code reads and writes."""
+
+SYNC_MODES: tuple[str, ...] = ("normal", "full")
+"""The values ``JOURNAL_SYNC`` accepts: survive a crash of the process / a power loss."""
+
+_APPLICATION_ID = 0x41664A31  # "AfJ1": marks the file as an actorflow journal
+
+_COLUMNS = (
+    "id", "name", "task_type", "function", "args", "kwargs", "priority", "dependencies",
+    "max_retries", "retry_delay", "timeout", "executor", "circuit_breaker", "description",
+    "metadata", "status", "created_at", "updated_at", "executed", "attempts", "recoveries",
+    "result", "result_note", "error_type", "error_message", "started_at", "finished_at",
+)  # fmt: skip
+"""In `TaskRow` field order: a row loads with ``TaskRow(*row)``."""
+
+_STATE = (
+    "status", "updated_at", "executed", "attempts", "recoveries", "result", "result_note",
+    "error_type", "error_message", "started_at", "finished_at",
+)  # fmt: skip
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version SELECT {SCHEMA_VERSION}
+    WHERE NOT EXISTS (SELECT * FROM schema_version);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    function TEXT NOT NULL,
+    args BLOB NOT NULL,
+    kwargs BLOB NOT NULL,
+    priority INTEGER NOT NULL,
+    dependencies TEXT NOT NULL,
+    max_retries INTEGER NOT NULL,
+    retry_delay REAL NOT NULL,
+    timeout REAL,
+    executor TEXT,
+    circuit_breaker TEXT,
+    description TEXT NOT NULL,
+    metadata BLOB NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    executed INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    recoveries INTEGER NOT NULL,
+    result BLOB,
+    result_note TEXT,
+    error_type TEXT,
+    error_message TEXT,
+    started_at REAL,
+    finished_at REAL
+);
+PRAGMA application_id = {_APPLICATION_ID};
+"""
+# IF NOT EXISTS: two processes may create the same new file at once.
+# BLOB columns have no type affinity: a JSON payload stays TEXT, a pickle stays BLOB.
+
+_UPSERT = (
+    f"INSERT INTO tasks ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[1:])
+)
+_UPDATE = (
+    "UPDATE tasks SET "
+    + ", ".join(
+        "executed = executed OR ?" if column == "executed" else f"{column} = ?" for column in _STATE
+    )
+    + " WHERE id = ?"
+)
+_DELETE = "DELETE FROM tasks WHERE id = ?"
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tasks ORDER BY rowid"
+
+
+def _task_params(row: TaskRow) -> tuple[Any, ...]:
+    return (
+        row.task_id, row.name, row.task_type, row.function, row.args, row.kwargs,
+        row.priority, json.dumps(row.dependencies), row.max_retries, row.retry_delay,
+        row.timeout, row.executor, row.circuit_breaker, row.description, row.metadata,
+        row.status, row.created_at, row.updated_at, row.executed, row.attempts,
+        row.recoveries, row.result, row.result_note, row.error_type, row.error_message,
+        row.started_at, row.finished_at,
+    )  # fmt: skip
+
+
+def _change_params(change: StatusChange) -> tuple[Any, ...]:
+    return (
+        change.status, change.updated_at, change.executed, change.attempts,
+        change.recoveries, change.result, change.result_note, change.error_type,
+        change.error_message, change.started_at, change.finished_at, change.task_id,
+    )  # fmt: skip
+
+
+def _delete_params(deletion: Deletion) -> tuple[Any, ...]:
+    return (deletion.task_id,)
+
+
+_STATEMENTS: dict[type, tuple[str, Any]] = {
+    TaskRow: (_UPSERT, _task_params),
+    StatusChange: (_UPDATE, _change_params),
+    Deletion: (_DELETE, _delete_params),
+}
+
+
+def _load_row(row: tuple[Any, ...]) -> TaskRow:
+    values = list(row)
+    values[7] = tuple(json.loads(values[7]))
+    values[18] = bool(values[18])
+    return TaskRow(*values)
+
+
+class JournalStore:
+    """One journal file, opened (and created, with its tables) by the constructor.
+
+    ``sync`` is one of `SYNC_MODES`: ``"normal"`` (a commit survives a crash of the
+    process) or ``"full"`` (it survives a power loss too, at a cost per commit).
+    ``busy_timeout`` is how long, in seconds, a call waits for a file another connection
+    has locked before raising `JournalLockedError`.
+    """
+
+    __slots__ = ("_connection", "_lock", "path", "sync")
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, sync: str = "normal", busy_timeout: float = 5.0
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise InvalidTaskError(f"journal path must be a non-empty str or path, got {path!r}")
+        if sync not in SYNC_MODES:
+            raise InvalidTaskError(
+                f"journal sync must be one of {', '.join(map(repr, SYNC_MODES))}, got {sync!r}"
+            )
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
+            raise InvalidTaskError(f"busy_timeout must be a number >= 0, got {busy_timeout!r}")
+        if not busy_timeout >= 0:
+            raise InvalidTaskError(f"busy_timeout must be a number >= 0, got {busy_timeout!r}")
+        self.path: str = os.fspath(path)
+        self.sync = sync
+        self._lock = threading.Lock()
+        try:
+            self._connection = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise self._error("open", exc) from exc
+        try:
+            self._open()
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def _error(self, action: str, exc: BaseException) -> JournalError:
+        """``exc`` as the specific `JournalError` naming the file and the cause."""
+        code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
+        cause = f"{type(exc).__name__}: {exc}"
+        where = f"cannot {action} journal {self.path!r}"
+        if code == sqlite3.SQLITE_FULL:
+            return JournalFullError(
+                f"{where}: the disk is full ({cause}); free space or move JOURNAL_PATH"
+            )
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return JournalLockedError(
+                f"{where}: another connection holds the file ({cause}); give each system "
+                "its own JOURNAL_PATH"
+            )
+        if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+            return JournalFormatError(f"{where}: it is not an SQLite database or is damaged "
+                                      f"({cause})")  # fmt: skip
+        return JournalStoreError(f"{where}: {cause}")
+
+    def _open(self) -> None:
+        connection = self._connection
+        try:
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            connection.execute(f"PRAGMA synchronous = {self.sync.upper()}")
+            tables = {
+                name
+                for (name,) in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
+            if not tables:
+                connection.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+                tables = {"schema_version", "tasks"}
+            if "schema_version" not in tables or "tasks" not in tables:
+                raise JournalFormatError(
+                    f"cannot open journal {self.path!r}: it is an SQLite database but not an "
+                    f"actorflow journal (its tables: {', '.join(sorted(tables))}); "
+                    "choose another JOURNAL_PATH"
+                )
+            versions = [v for (v,) in connection.execute("SELECT version FROM schema_version")]
+        except sqlite3.Error as exc:
+            raise self._error("open", exc) from exc
+        if versions != [SCHEMA_VERSION]:
+            newer = len(versions) == 1 and isinstance(versions[0], int)
+            raise JournalFormatError(
+                f"cannot open journal {self.path!r}: its schema version is "
+                f"{versions[0] if newer else versions!r}, this actorflow reads version "
+                f"{SCHEMA_VERSION}" + ("; a newer actorflow wrote it: upgrade" if newer else "")
+            )
+        if mode.lower() != "wal" and self.path != ":memory:":
+            raise JournalStoreError(
+                f"cannot open journal {self.path!r}: SQLite refused WAL mode (journal mode "
+                f"{mode!r}); put JOURNAL_PATH on a local file system"
+            )
+
+    def write(self, batch: Sequence[Record]) -> None:
+        """Apply ``batch`` in order in one transaction; returns once it is committed.
+
+        On any error nothing of the batch is written and a `JournalError` is raised.
+        """
+        if not batch:
+            return
+        with self._lock:
+            connection = self._connection
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                for kind, run in itertools.groupby(batch, type):
+                    statement, params = _STATEMENTS[kind]
+                    connection.executemany(statement, map(params, run))
+                connection.execute("COMMIT")
+            except (sqlite3.Error, ValueError, TypeError, OverflowError, KeyError) as exc:
+                # ValueError/TypeError/OverflowError: a value sqlite3 cannot bind (a str
+                # with a lone surrogate, an int past 64 bits); KeyError: not a record.
+                self._rollback()
+                if isinstance(exc, KeyError):
+                    raise JournalStoreError(
+                        f"cannot write journal {self.path!r}: a batch holds a "
+                        f"{exc.args[0].__qualname__}, not a TaskRow, StatusChange or Deletion"
+                    ) from None
+                raise self._error("write", exc) from exc
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled it back itself (as after SQLITE_FULL), or be closed.
+        with contextlib.suppress(sqlite3.Error):
+            if self._connection.in_transaction:
+                self._connection.execute("ROLLBACK")
+
+    def delete(self, task_ids: Iterable[str]) -> None:
+        """Delete the rows of ``task_ids`` in one transaction (missing ones are no error)."""
+        self.write([Deletion(task_id) for task_id in task_ids])
+
+    def load(self) -> list[TaskRow]:
+        """Every task in the journal, in the order first written."""
+        with self._lock:
+            try:
+                rows = self._connection.execute(_SELECT).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error("read", exc) from exc
+        try:
+            return list(map(_load_row, rows))
+        except (ValueError, TypeError) as exc:
+            raise JournalFormatError(
+                f"cannot read journal {self.path!r}: a row is damaged ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    def close(self) -> None:
+        """Close the file (idempotent). A later call raises `JournalStoreError`."""
+        with self._lock:
+            try:
+                self._connection.close()
+            except sqlite3.Error as exc:
+                raise self._error("close", exc) from exc
+
+    def __enter__(self) -> JournalStore:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"JournalStore({self.path!r}, sync={self.sync!r})"

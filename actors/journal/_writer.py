@@ -1,0 +1,106 @@
+"""Group commit: records accumulate, one `flush` writes them all in one transaction.
+
+`JournalWriter` is a plain object (no thread, no actor): the journal actor adds the
+records of the engine's transitions and flushes when its mailbox is empty. Records of
+one task coalesce, so a task that went pending -> queued -> running -> completed since
+the last flush costs one row write. A failed flush is reported to ``on_error`` (never
+raised) and its records stay pending, for the next flush or, through `take_pending`,
+for the next incarnation of the actor (the state-handover pattern of the supervised
+children: what outlives an incarnation is a plain object handed to the next one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from actors._errors import JournalError, JournalStoreError
+from actors.journal._records import Deletion, Record, StatusChange, TaskRow, merge
+from actors.journal._store import JournalStore
+
+__all__ = ["JournalWriter"]
+
+_ORDER = {TaskRow: 0, StatusChange: 1, Deletion: 2}
+"""Records of one kind together: the store writes each run with one executemany."""
+
+
+class JournalWriter:
+    """Pending records of a `JournalStore`, coalesced per task, written by `flush`.
+
+    ``on_error(error, records)`` is called with the `JournalError` of a failed flush and
+    the number of records it kept pending. ``pending`` (from `take_pending` of the
+    previous writer) is added first, in order.
+    """
+
+    __slots__ = ("_on_error", "_pending", "commits", "failures", "records_written", "store")
+
+    def __init__(
+        self,
+        store: JournalStore,
+        *,
+        on_error: Callable[[JournalError, int], object],
+        pending: Iterable[Record] = (),
+    ) -> None:
+        self.store = store
+        self._on_error = on_error
+        self._pending: dict[str, Record] = {}
+        self.commits = 0
+        """Flushes that committed a transaction."""
+        self.records_written = 0
+        """Records those transactions wrote (after coalescing)."""
+        self.failures = 0
+        """Flushes that failed (reported to ``on_error``)."""
+        self.add_all(pending)
+
+    def add(self, record: Record) -> None:
+        """Queue ``record``, merged with the task's pending record if there is one."""
+        pending = self._pending
+        task_id = record.task_id
+        pending[task_id] = merge(pending.get(task_id), record)
+
+    def add_all(self, records: Iterable[Record]) -> None:
+        """`add` each of ``records``, in order."""
+        for record in records:
+            self.add(record)
+
+    def flush(self) -> bool:
+        """Write every pending record in one transaction.
+
+        True: they are committed (or there was nothing to write). False: the error went
+        to ``on_error`` and the records stay pending (records added later merge in).
+        """
+        if not self._pending:
+            return True
+        batch = sorted(self._pending.values(), key=lambda record: _ORDER[type(record)])
+        try:
+            self.store.write(batch)
+        except Exception as exc:  # the store raises JournalError; anything else is wrapped
+            error = (
+                exc
+                if isinstance(exc, JournalError)
+                else JournalStoreError(
+                    f"cannot write journal {self.store.path!r}: {type(exc).__name__}: {exc}"
+                )
+            )
+            self.failures += 1
+            self._on_error(error, len(batch))
+            return False
+        self._pending.clear()
+        self.commits += 1
+        self.records_written += len(batch)
+        return True
+
+    def pending(self) -> list[Record]:
+        """The records not written yet, in order (a copy)."""
+        return list(self._pending.values())
+
+    def take_pending(self) -> list[Record]:
+        """The records not written yet, in order; this writer is left with none."""
+        taken = list(self._pending.values())
+        self._pending.clear()
+        return taken
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __repr__(self) -> str:
+        return f"JournalWriter({self.store!r}, pending={len(self._pending)})"

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -178,7 +178,7 @@ def row(task_id: str, **changes: Any) -> TaskRow:
         created_at=1000.0,
         updated_at=1000.0,
     )
-    return replace(base, **changes)
+    return base._replace(**changes)
 
 
 # --- the codec: values ---------------------------------------------------------------------
@@ -721,7 +721,7 @@ def test_merge_coalesces_the_records_of_one_task() -> None:
     assert merge(row("t"), running) == row(
         "t", status="running", updated_at=2.0, executed=True, attempts=1
     )
-    assert merge(running, done) == replace(done, executed=True)
+    assert merge(running, done) == done._replace(executed=True)
     assert merge(Deletion("t"), done) == Deletion("t")
     assert merge(done, Deletion("t")) == Deletion("t")
     assert merge(Deletion("t"), row("t")) == row("t")

@@ -426,7 +426,10 @@ class Codec:
             self.encode_value(arg, what=f"argument {index}", task=task)
         for name, arg in kwargs.items():
             self.encode_value(arg, what=f"argument {name!r}", task=task)
-        raise AssertionError("unreachable: some argument failed to encode")  # pragma: no cover
+        # Each encodes alone, not together: only the one more level of nesting is left.
+        raise JournalEncodeError(
+            f"task {task!r} cannot be durable: its arguments are nested too deeply{_NOT_DURABLE}"
+        )
 
     def decode_args(
         self, args: Payload, kwargs: Payload, *, task: str

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from actors.journal._codec import Payload
 
 __all__ = ["Deletion", "Record", "StatusChange", "TaskRow", "merge"]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRow:
+class TaskRow(NamedTuple):
     """One task as journaled: what re-registers it, and its state.
 
     Written as an upsert (the row is replaced, its place in load order kept); `load`
     returns these. Payloads come from `Codec`: ``str`` for JSON, ``bytes`` for pickle.
+    A named tuple, like the other records: 100,000 of them load in a fraction of the
+    time frozen dataclasses take.
     """
 
     task_id: str
@@ -54,8 +55,7 @@ class TaskRow:
     finished_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StatusChange:
+class StatusChange(NamedTuple):
     """The state of a task after a transition; replaces the state fields of its row.
 
     Every field is the new value (None clears): the engine knows the whole state at
@@ -77,8 +77,7 @@ class StatusChange:
     finished_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Deletion:
+class Deletion(NamedTuple):
     """The task's row is deleted (a cleanup); deleting a missing row is no error."""
 
     task_id: str
@@ -92,8 +91,7 @@ def merge(earlier: Record | None, later: Record) -> Record:
     """One record with the effect of ``earlier`` then ``later`` (of the same task)."""
     if isinstance(later, StatusChange):
         if isinstance(earlier, TaskRow):
-            return replace(
-                earlier,
+            return earlier._replace(
                 status=later.status,
                 updated_at=later.updated_at,
                 executed=earlier.executed or later.executed,
@@ -107,7 +105,7 @@ def merge(earlier: Record | None, later: Record) -> Record:
                 finished_at=later.finished_at,
             )
         if isinstance(earlier, StatusChange) and earlier.executed and not later.executed:
-            return replace(later, executed=True)
+            return later._replace(executed=True)
         if isinstance(earlier, Deletion):
             return earlier  # the row is gone: the change would change nothing
     return later

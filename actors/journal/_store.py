@@ -139,9 +139,10 @@ _STATEMENTS: dict[type, tuple[str, Any]] = {
 
 def _load_row(row: tuple[Any, ...]) -> TaskRow:
     values = list(row)
-    values[7] = tuple(json.loads(values[7]))
-    values[18] = bool(values[18])
-    return TaskRow(*values)
+    dependencies = values[7]
+    values[7] = () if dependencies == "[]" else tuple(json.loads(dependencies))
+    values[18] = values[18] == 1
+    return TaskRow._make(values)
 
 
 class JournalStore:

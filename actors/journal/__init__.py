@@ -20,10 +20,9 @@ from actors.journal._codec import (
     EncodedResult,
     Payload,
     error_fields,
-    function_reference,
     register_placeholder,
-    resolve_function,
 )
+from actors.journal._functions import function_reference, resolve_function
 from actors.journal._records import Deletion, Record, StatusChange, TaskRow, merge
 from actors.journal._store import SCHEMA_VERSION, SYNC_MODES, JournalStore
 from actors.journal._writer import JournalWriter

@@ -1,16 +1,8 @@
-"""What a journal stores of a task: its function by reference, its values as text or bytes.
+"""What a journal stores of a task's values: text (JSON) or bytes (pickle).
 
-**Functions** are stored as ``"module:qualname"`` and found again by importing the module
-and following the qualified name. `function_reference` checks this at encode time: it
-resolves the reference back and requires the very same object. So a lambda, a function
-defined inside another (``<locals>``), a method bound to an instance, a
-`functools.partial`, a callable instance or a function shadowed by a later definition
-is refused with `JournalEncodeError`, saying why and suggesting ``durable=False``.
-A function of ``__main__`` is accepted: it is found again only if the same script runs
-again as ``__main__`` (``python script.py``), which is how a service restarts; a
-different entry point (``python -m pytest``) cannot find it and recovery reports it.
+Functions are stored by reference: see `actors.journal._functions`.
 
-**Values** (arguments, keyword arguments, metadata, results) use one of `SERIALIZERS`:
+Values (arguments, keyword arguments, metadata, results) use one of `SERIALIZERS`:
 
 - ``"json"`` (the default): JSON text; ``None``, `bool`, `int`, `float` (NaN and the
   infinities included), `str`, `list` and `dict` with `str` keys as themselves; `tuple`,
@@ -31,17 +23,15 @@ which serializer wrote it.
 from __future__ import annotations
 
 import base64
-import functools
-import importlib
-import inspect
 import json
 import pickle
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from actors._errors import InvalidTaskError, JournalDecodeError, JournalEncodeError
+from actors.journal._functions import NOT_DURABLE as _NOT_DURABLE
+from actors.journal._functions import type_name as _type_name
 
 __all__ = [
     "SERIALIZERS",
@@ -50,9 +40,7 @@ __all__ = [
     "EncodedResult",
     "Payload",
     "error_fields",
-    "function_reference",
     "register_placeholder",
-    "resolve_function",
 ]
 
 SERIALIZERS: tuple[str, ...] = ("json", "pickle")
@@ -64,7 +52,6 @@ TAG = "__actorflow__"
 Payload = str | bytes
 """An encoded value: JSON text (`str`) or a pickle (`bytes`)."""
 
-_NOT_DURABLE = "; pass durable=False to keep this task in memory only"
 _JSON_TYPES = (
     "None, bool, int, float, str, bytes, list, tuple, set, frozenset, dict and registered "
     "placeholders"
@@ -78,107 +65,6 @@ class EncodedResult(NamedTuple):
     """The encoded result; None when it did not serialize (then ``note`` says so)."""
     note: str | None
     """``"result not serializable: <type>"`` (and where, or the pickle error), or None."""
-
-
-def _type_name(kind: type) -> str:
-    if kind.__module__ == "builtins":
-        return kind.__qualname__
-    return f"{kind.__module__}.{kind.__qualname__}"
-
-
-# --- functions by reference ---------------------------------------------------------------
-
-
-def _refusal(func: object) -> str | None:
-    """Why ``func`` cannot be found again by name, judged without importing anything."""
-    if isinstance(func, functools.partial):
-        return (
-            f"its function is a functools.partial of {func.func!r}, which is not journaled; "
-            "register the function itself with its arguments"
-        )
-    if inspect.ismethod(func) and not isinstance(func.__self__, type):
-        return (
-            f"its function {func.__qualname__!r} is a method bound to an instance of "
-            f"{_type_name(type(func.__self__))}, and the instance is not journaled"
-        )
-    qualname = getattr(func, "__qualname__", None)
-    module = getattr(func, "__module__", None)
-    if not isinstance(qualname, str):
-        return (
-            f"its function is a {_type_name(type(func))} instance, not a function or class: "
-            "it has no qualified name to find it by"
-        )
-    if "<lambda>" in qualname:
-        return f"its function {qualname!r} is a lambda, which has no name to find it by"
-    if "<locals>" in qualname:
-        return (
-            f"its function {qualname!r} is defined inside another function, so it cannot "
-            "be imported after a restart"
-        )
-    if not isinstance(module, str):
-        return f"its function {qualname!r} has no __module__ to import it from"
-    return None
-
-
-def _lookup(module: str, qualname: str) -> object:
-    """The object at ``module:qualname``; raises ImportError or AttributeError."""
-    found: object = sys.modules.get(module) or importlib.import_module(module)
-    for part in qualname.split("."):
-        found = getattr(found, part)
-    return found
-
-
-def function_reference(func: Callable[..., Any], *, task: str) -> str:
-    """``"module:qualname"`` of ``func``, checked to resolve back to ``func`` itself.
-
-    ``task`` (its name or id) is for the message. Raises `JournalEncodeError` saying
-    why a function that cannot be found again after a restart is refused.
-    """
-    why = _refusal(func)
-    if why is None:
-        module: str = func.__module__
-        qualname: str = func.__qualname__
-        try:
-            found = _lookup(module, qualname)
-        except (ImportError, AttributeError) as exc:
-            why = (
-                f"its function {qualname!r} cannot be found as {module}:{qualname} "
-                f"({type(exc).__name__}: {exc})"
-            )
-        else:
-            # A classmethod is a new bound method at each lookup: equal, not identical.
-            same = found == func if inspect.ismethod(func) else found is func
-            if same:
-                return f"{module}:{qualname}"
-            why = (
-                f"its function {qualname!r} is not what {module}:{qualname} names "
-                "(redefined, or decorated without functools.wraps?)"
-            )
-    raise JournalEncodeError(f"task {task!r} cannot be durable: {why}{_NOT_DURABLE}")
-
-
-def resolve_function(reference: str, *, task: str) -> Callable[..., Any]:
-    """The function ``reference`` (from `function_reference`) names, imported if needed.
-
-    Raises `JournalDecodeError` naming the task if it cannot be found (any error of the
-    module's import included) or is not callable.
-    """
-    module, sep, qualname = reference.partition(":")
-    if not sep or not module or not qualname:
-        raise JournalDecodeError(
-            f"task {task!r}: {reference!r} is not a function reference (module:qualname)"
-        )
-    try:
-        found = _lookup(module, qualname)
-    except Exception as exc:  # the module's own import may raise anything
-        raise JournalDecodeError(
-            f"task {task!r}: its function {reference} cannot be found ({type(exc).__name__}: {exc})"
-        ) from exc
-    if not callable(found):
-        raise JournalDecodeError(
-            f"task {task!r}: {reference} is a {_type_name(type(found))}, not a function"
-        )
-    return found
 
 
 # --- placeholders -------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from actors import (
     current_task_id,
 )
 from actors._manager_base import BaseManager
+from actors._messages import GetStatus, GetTask
 from actors._system import CHILD_IDS
 from supervisors import ChildHandle, Kill
 
@@ -44,13 +45,13 @@ async def test_system_exposes_its_tree_and_child_handles() -> None:
 
 async def test_a_slow_actor_call_does_not_stall_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 1 ms heartbeat never stalls more than 20 ms while a 500 ms actor call is awaited."""
-    original = BaseManager.op_status
+    original = BaseManager._get_status
 
-    def slow_status(self: BaseManager, reply: Any, task_id: str) -> TaskStatus:
+    def slow_status(self: BaseManager, message: GetStatus) -> TaskStatus:
         threading.Event().wait(0.5)  # the actor is busy for 500 ms
-        return original(self, reply, task_id)
+        return original(self, message)
 
-    monkeypatch.setattr(BaseManager, "op_status", slow_status)
+    monkeypatch.setattr(BaseManager, "_get_status", slow_status)
     async with ActorSystem() as system:
         tm = system.task_manager
         task_id = await tm.register_task("t", noop)
@@ -81,14 +82,14 @@ async def test_a_slow_actor_call_does_not_stall_the_loop(monkeypatch: pytest.Mon
 async def test_facade_never_waits_for_a_manager(monkeypatch: pytest.MonkeyPatch) -> None:
     """A call stuck in the old manager does not delay calls to the new one."""
     release = threading.Event()
-    original = BaseManager.op_get
+    original = BaseManager._get_task
 
-    def blocking_get(self: BaseManager, reply: Any, task_id: str) -> Any:
+    def blocking_get(self: BaseManager, message: GetTask) -> Any:
         if self.backend == "old":
             release.wait(10)
-        return original(self, reply, task_id)
+        return original(self, message)
 
-    monkeypatch.setattr(BaseManager, "op_get", blocking_get)
+    monkeypatch.setattr(BaseManager, "_get_task", blocking_get)
     async with ActorSystem() as system:
         tm = system.task_manager
         await tm.use_new_task_system(False)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVarTuple
 
 from tenacity.wait import wait_base
 
+from actors import _messages as messages
 from actors._backends import require_backend
 from actors._breaker import CircuitBreaker
 from actors._bridge import Reply, ReplyTo, bridge_for
@@ -35,32 +36,6 @@ from actors._errors import (
 )
 from actors._events import EventStream, Subscriber
 from actors._facade import TASK_SYSTEMS
-from actors._messages import (
-    AddDependency,
-    Block,
-    Cancel,
-    Cleanup,
-    Execute,
-    GetAll,
-    GetByStatus,
-    GetByType,
-    GetDefinition,
-    GetDetail,
-    GetError,
-    GetMetrics,
-    GetResult,
-    GetStatus,
-    GetTask,
-    PageKeys,
-    PageRows,
-    Register,
-    Submit,
-    Subscribe,
-    Unsubscribe,
-    Unwait,
-    UseNewSystem,
-    Wait,
-)
 from actors._metrics import MetricsSnapshot, render_prometheus
 from actors._query import PageQuery, TaskDetail, TaskPage, TaskRow, merge_rows, split_page
 from actors._taskgraph import TaskGraph
@@ -73,7 +48,7 @@ from actors._validate import (
     validate_task_id,
     validate_timeout,
 )
-from supervisors import BufferFullError, SupervisorError
+from supervisors import BufferFullError, ChildHandle, SupervisorError
 
 if TYPE_CHECKING:
     from actors._system import ActorSystem
@@ -144,19 +119,27 @@ class UnifiedTaskManager:
         return self._call(reply, kind(*args, reply))
 
     async def _call(
-        self, reply: Reply, message: tuple[Any, ...], timeout: float | None = None
+        self,
+        reply: Reply,
+        message: tuple[Any, ...],
+        timeout: float | None = None,
+        to: ChildHandle | None = None,
     ) -> Any:
-        """Send ``message`` (a request carrying ``reply``) to the facade and await the
-        answer, bounded by CALL_TIMEOUT unless ``timeout`` says otherwise
+        """Send ``message`` (a request carrying ``reply``) to the facade (or ``to``) and
+        await the answer, bounded by CALL_TIMEOUT unless ``timeout`` says otherwise
         (``_UNBOUNDED``: only a failure of the system ends the wait)."""
         system = self._system or self._get_system()
         facade = system._check()
-        future = reply.future
-        bridge = reply.bridge
+        future, bridge = reply.future, reply.bridge
+        what = (
+            "the actor system cannot take calls"
+            if to is None
+            else "the thread pool cannot take work"
+        )
         try:
-            facade.tell(message)
+            (facade if to is None else to).tell(message)
         except SupervisorError as exc:
-            raise _translated(exc, "the actor system cannot take calls") from exc
+            raise _translated(exc, what) from exc
         if timeout is None:
             timeout = system.config.CALL_TIMEOUT
         bound = None if timeout == _UNBOUNDED else timeout
@@ -164,7 +147,7 @@ class UnifiedTaskManager:
         try:
             return await future
         except SupervisorError as exc:  # a child refused the call on its way
-            raise _translated(exc, "the actor system cannot take calls") from exc
+            raise _translated(exc, what) from exc
         finally:
             bridge.calls.pop(future, None)
 
@@ -243,7 +226,9 @@ class UnifiedTaskManager:
         if trace is not None:
             spec = spec._replace(trace=trace)
         reply = self._reply()
-        result: str = await self._call(reply, Register(spec, spec.task_id, reply.bridge, reply))
+        result: str = await self._call(
+            reply, messages.Register(spec, spec.task_id, reply.bridge, reply)
+        )
         return result
 
     async def execute_task(self, task_id: str, wait: bool = False) -> Any:
@@ -257,7 +242,7 @@ class UnifiedTaskManager:
             raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
         if wait:
             return await self._wait(task_id, None, True)
-        return await self._ask(Execute, task_id, False)
+        return await self._ask(messages.Execute, task_id, False)
 
     async def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
         """The task's result once it ends, or its exception raised (unchanged).
@@ -289,9 +274,13 @@ class UnifiedTaskManager:
         try:
             try:
                 if caller is not None:
-                    facade.tell(Block(caller[0], caller[1], True, _IGNORE))
+                    facade.tell(messages.Block(caller[0], caller[1], True, _IGNORE))
                     blocked = True
-                facade.tell(Execute(task_id, True, reply) if execute else Wait(task_id, reply))
+                facade.tell(
+                    messages.Execute(task_id, True, reply)
+                    if execute
+                    else messages.Wait(task_id, reply)
+                )
             except SupervisorError as exc:
                 raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
             bridge.track(future, None, "Execute" if execute else "Wait", system)
@@ -307,43 +296,43 @@ class UnifiedTaskManager:
             if not future.done():
                 future.cancel()
                 with contextlib.suppress(Exception):
-                    facade.tell(Unwait(task_id, reply, _IGNORE))
+                    facade.tell(messages.Unwait(task_id, reply, _IGNORE))
             if blocked:
                 assert caller is not None
                 with contextlib.suppress(Exception):
-                    facade.tell(Block(caller[0], caller[1], False, _IGNORE))
+                    facade.tell(messages.Block(caller[0], caller[1], False, _IGNORE))
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished; False if it already had."""
         validate_task_id(task_id)
-        result: bool = await self._ask(Cancel, task_id)
+        result: bool = await self._ask(messages.Cancel, task_id)
         return result
 
     # -- queries --------------------------------------------------------------------------
 
     async def get_task(self, task_id: str) -> TaskInfo:
         validate_task_id(task_id)
-        result: TaskInfo = await self._ask(GetTask, task_id)
+        result: TaskInfo = await self._ask(messages.GetTask, task_id)
         return result
 
     async def get_task_status(self, task_id: str) -> TaskStatus:
         validate_task_id(task_id)
-        result: TaskStatus = await self._ask(GetStatus, task_id)
+        result: TaskStatus = await self._ask(messages.GetStatus, task_id)
         return result
 
     async def get_task_result(self, task_id: str) -> Any:
         """The result of a completed task; None while it has not completed."""
         validate_task_id(task_id)
-        return await self._ask(GetResult, task_id)
+        return await self._ask(messages.GetResult, task_id)
 
     async def get_task_error(self, task_id: str) -> BaseException | None:
         """The exception a failed or cancelled task ended with, else None."""
         validate_task_id(task_id)
-        result: BaseException | None = await self._ask(GetError, task_id)
+        result: BaseException | None = await self._ask(messages.GetError, task_id)
         return result
 
     async def get_all_tasks(self) -> list[TaskInfo]:
-        result: list[TaskInfo] = await self._ask(GetAll)
+        result: list[TaskInfo] = await self._ask(messages.GetAll)
         return result
 
     async def get_tasks_by_status(self, status: TaskStatus | str) -> list[TaskInfo]:
@@ -352,13 +341,13 @@ class UnifiedTaskManager:
         except ValueError:
             known = ", ".join(s.value for s in TaskStatus)
             raise InvalidTaskError(f"status must be one of {known}; got {status!r}") from None
-        result: list[TaskInfo] = await self._ask(GetByStatus, checked)
+        result: list[TaskInfo] = await self._ask(messages.GetByStatus, checked)
         return result
 
     async def get_tasks_by_type(self, task_type: str) -> list[TaskInfo]:
         if not isinstance(task_type, str) or not task_type:
             raise InvalidTaskError(f"task_type must be a non-empty str, got {task_type!r}")
-        result: list[TaskInfo] = await self._ask(GetByType, task_type)
+        result: list[TaskInfo] = await self._ask(messages.GetByType, task_type)
         return result
 
     async def get_task_page(
@@ -374,17 +363,17 @@ class UnifiedTaskManager:
         the name or id (case-insensitive): the total that match and ``limit`` rows from
         ``offset``. Costs two scans of the records, not a `TaskInfo` per task."""
         query = PageQuery(offset, limit, status, task_type, search)
-        keys: list[tuple[int, list[float]]] = await self._ask(PageKeys, query)
+        keys: list[tuple[int, list[float]]] = await self._ask(messages.PageKeys, query)
         cuts = split_page(query, [part[1] for part in keys])
         slices = dict(zip(TASK_SYSTEMS, cuts, strict=True))
-        rows: list[list[TaskRow]] = await self._ask(PageRows, query, slices)
+        rows: list[list[TaskRow]] = await self._ask(messages.PageRows, query, slices)
         return merge_rows(query, sum(part[0] for part in keys), rows)
 
     async def get_task_detail(self, task_id: str) -> TaskDetail:
         """A task's snapshot with its dependents, failed attempts (errors and
         tracebacks) and, while it is live or failed, its function and arguments."""
         validate_task_id(task_id)
-        result: TaskDetail = await self._ask(GetDetail, task_id)
+        result: TaskDetail = await self._ask(messages.GetDetail, task_id)
         return result
 
     async def retry_task(self, task_id: str) -> str:
@@ -396,18 +385,18 @@ class UnifiedTaskManager:
         if the task did not fail.
         """
         validate_task_id(task_id)
-        spec, bridge = await self._ask(GetDefinition, task_id)
+        spec, bridge = await self._ask(messages.GetDefinition, task_id)
         metadata = MappingProxyType({**spec.metadata, "retry_of": task_id})
         spec = spec._replace(task_id=None, metadata=metadata)
         if bridge is None or bridge.loop.is_closed():
             bridge = bridge_for(asyncio.get_running_loop())
-        new_id: str = await self._ask(Register, spec, None, bridge)
-        await self._ask(Execute, new_id, False)
+        new_id: str = await self._ask(messages.Register, spec, None, bridge)
+        await self._ask(messages.Execute, new_id, False)
         return new_id
 
     async def get_metrics(self) -> MetricsSnapshot:
         """A frozen snapshot of what the monitor counted, up to this call."""
-        result: MetricsSnapshot = await self._ask(GetMetrics)
+        result: MetricsSnapshot = await self._ask(messages.GetMetrics)
         return result
 
     async def render_prometheus(self) -> str:
@@ -423,7 +412,9 @@ class UnifiedTaskManager:
 
     async def _subscribe(self, task_type: str | None) -> Subscriber:
         reply = self._reply()
-        subscriber: Subscriber = await self._call(reply, Subscribe(reply.bridge, task_type, reply))
+        subscriber: Subscriber = await self._call(
+            reply, messages.Subscribe(reply.bridge, task_type, reply)
+        )
         return subscriber
 
     def _unsubscribe(self, subscriber: Subscriber) -> None:
@@ -431,7 +422,7 @@ class UnifiedTaskManager:
         system = self._system
         if system is not None and system._facade is not None:
             with contextlib.suppress(Exception):
-                system._facade.tell(Unsubscribe(subscriber, _IGNORE))
+                system._facade.tell(messages.Unsubscribe(subscriber, _IGNORE))
 
     async def get_task_graph(
         self,
@@ -461,7 +452,7 @@ class UnifiedTaskManager:
         """``task_id`` will start only after ``depends_on`` completed."""
         validate_task_id(task_id)
         validate_task_id(depends_on, "depends_on")
-        await self._ask(AddDependency, task_id, depends_on)
+        await self._ask(messages.AddDependency, task_id, depends_on)
 
     async def cleanup_completed_tasks(self, max_age: float = 86400.0) -> int:
         """Remove tasks that ended more than ``max_age`` seconds ago; returns how many."""
@@ -474,14 +465,14 @@ class UnifiedTaskManager:
             raise InvalidTaskError(
                 f"max_age must be a finite number of seconds >= 0, got {max_age!r}"
             )
-        result: int = await self._ask(Cleanup, float(max_age))
+        result: int = await self._ask(messages.Cleanup, float(max_age))
         return result
 
     async def use_new_task_system(self, flag: bool) -> None:
         """Send new registrations to the new (True) or the old (False) task manager."""
         if not isinstance(flag, bool):
             raise InvalidTaskError(f"flag must be a bool, got {flag!r}")
-        await self._ask(UseNewSystem, flag)
+        await self._ask(messages.UseNewSystem, flag)
 
     async def shutdown(self) -> None:
         """Stop the actor system: unfinished tasks are cancelled, actors stopped."""
@@ -520,22 +511,10 @@ class ThreadPoolClient:
             check_picklable(backend, fn, args, kwargs)
         pool = system._pool
         assert pool is not None
-        loop = asyncio.get_running_loop()
-        bridge = bridge_for(loop)
-        if bridge is not system._last_bridge:
-            system._remember(bridge)
-        future = loop.create_future()
-        try:
-            pool.tell(Submit(fn, args, kwargs, Reply(bridge, future), backend))
-        except SupervisorError as exc:
-            raise _translated(exc, "the thread pool cannot take work") from exc
-        bridge.track(future, None, "thread_pool.submit", system)
-        try:
-            return await future
-        except SupervisorError as exc:
-            raise _translated(exc, "the thread pool cannot take work") from exc
-        finally:
-            bridge.calls.pop(future, None)
+        client = self._client
+        reply = client._reply()
+        submit = messages.Submit(fn, args, kwargs, reply, backend)
+        return await client._call(reply, submit, _UNBOUNDED, pool)
 
 
 # -- the lazy module-level client -------------------------------------------------------

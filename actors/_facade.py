@@ -17,27 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from loguru import logger
 
+from actors import _messages as messages
 from actors._errors import DuplicateTaskError, InvalidTaskError, TaskNotFoundError
-from actors._messages import (
-    PER_TASK_TYPES,
-    AddDependency,
-    Cleanup,
-    Flush,
-    Forget,
-    GetAll,
-    GetBackend,
-    GetByStatus,
-    GetByType,
-    GetMetrics,
-    PageKeys,
-    PageRows,
-    PerTask,
-    Register,
-    Shutdown,
-    Subscribe,
-    Unsubscribe,
-    UseNewSystem,
-)
 from actors._types import TaskInfo
 from actors._util import shrink
 from supervisors import SupervisedActor
@@ -78,7 +59,7 @@ class _Forwarded:
 
     def set_exception(self, error: BaseException) -> None:
         try:
-            self.facade.tell(Forget((self.task_id,)))
+            self.facade.tell(messages.Forget((self.task_id,)))
         finally:
             self.reply.set_exception(error)
 
@@ -138,7 +119,7 @@ class _ThenTell:
 
     __slots__ = ("message", "target")
 
-    def __init__(self, target: Any, message: GetMetrics) -> None:
+    def __init__(self, target: Any, message: messages.GetMetrics) -> None:
         self.target = target
         self.message = message
 
@@ -153,7 +134,14 @@ class _ThenTell:
 
 
 FanOut: TypeAlias = (
-    GetAll | GetByStatus | GetByType | PageKeys | PageRows | Cleanup | Shutdown | Flush
+    messages.GetAll
+    | messages.GetByStatus
+    | messages.GetByType
+    | messages.PageKeys
+    | messages.PageRows
+    | messages.Cleanup
+    | messages.Shutdown
+    | messages.Flush
 )
 """Requests both managers answer; the facade joins the answers."""
 
@@ -185,22 +173,22 @@ class FacadeActor(SupervisedActor):
         }
         fan_out = self._fan_out
         self._table: dict[type, Callable[[Any], None]] = {
-            **dict.fromkeys(PER_TASK_TYPES, self._per_task),
-            Register: self._register,
-            AddDependency: self._add_dependency,
-            GetAll: lambda m: fan_out(m, _merge_infos),
-            GetByStatus: lambda m: fan_out(m, _merge_infos),
-            GetByType: lambda m: fan_out(m, _merge_infos),
-            PageKeys: lambda m: fan_out(m, list),
-            PageRows: lambda m: fan_out(m, list),
-            Cleanup: lambda m: fan_out(m, self._forget_cleaned),
-            Shutdown: lambda m: fan_out(m, sum),
-            GetMetrics: self._metrics,
-            Subscribe: self.monitor.tell,
-            Unsubscribe: self.monitor.tell,
-            UseNewSystem: self._use_new,
-            GetBackend: self._backend,
-            Forget: self._forget,
+            **dict.fromkeys(messages.PER_TASK_TYPES, self._per_task),
+            messages.Register: self._register,
+            messages.AddDependency: self._add_dependency,
+            messages.GetAll: lambda m: fan_out(m, _merge_infos),
+            messages.GetByStatus: lambda m: fan_out(m, _merge_infos),
+            messages.GetByType: lambda m: fan_out(m, _merge_infos),
+            messages.PageKeys: lambda m: fan_out(m, list),
+            messages.PageRows: lambda m: fan_out(m, list),
+            messages.Cleanup: lambda m: fan_out(m, self._forget_cleaned),
+            messages.Shutdown: lambda m: fan_out(m, sum),
+            messages.GetMetrics: self._metrics,
+            messages.Subscribe: self.monitor.tell,
+            messages.Unsubscribe: self.monitor.tell,
+            messages.UseNewSystem: self._use_new,
+            messages.GetBackend: self._backend,
+            messages.Forget: self._forget,
         }
 
     def on_receive(self, message: Any) -> Any:
@@ -214,7 +202,7 @@ class FacadeActor(SupervisedActor):
             message.reply.set_exception(exc)  # only requests can fail here
         return None
 
-    def _forget(self, message: Forget) -> None:
+    def _forget(self, message: messages.Forget) -> None:
         owners = self.owners
         for task_id in message.task_ids:
             owners.pop(task_id, None)
@@ -228,10 +216,10 @@ class FacadeActor(SupervisedActor):
             raise TaskNotFoundError(msg)
         return backend
 
-    def _per_task(self, message: PerTask) -> None:
+    def _per_task(self, message: messages.PerTask) -> None:
         self.managers[self._owner(message.task_id)].tell(message)
 
-    def _add_dependency(self, message: AddDependency) -> None:
+    def _add_dependency(self, message: messages.AddDependency) -> None:
         task_id, depends_on = message.task_id, message.depends_on
         backend = self._owner(task_id)
         other = self._owner(depends_on)
@@ -243,19 +231,19 @@ class FacadeActor(SupervisedActor):
             raise InvalidTaskError(msg)
         self.managers[backend].tell(message)
 
-    def _metrics(self, message: GetMetrics) -> None:
+    def _metrics(self, message: messages.GetMetrics) -> None:
         # Managers flush their pending transitions first, so the snapshot counts
         # everything that happened before the call.
-        self._fan_out(Flush(_ThenTell(self.monitor, message)), _nothing)
+        self._fan_out(messages.Flush(_ThenTell(self.monitor, message)), _nothing)
 
-    def _use_new(self, message: UseNewSystem) -> None:
+    def _use_new(self, message: messages.UseNewSystem) -> None:
         self.state.use_new = message.flag
         message.reply.set_result(None)
 
-    def _backend(self, message: GetBackend) -> None:
+    def _backend(self, message: messages.GetBackend) -> None:
         message.reply.set_result("new" if self.state.use_new else "old")
 
-    def _register(self, message: Register) -> None:
+    def _register(self, message: messages.Register) -> None:
         spec, task_id = message.spec, message.task_id
         owners = self.owners
         if task_id is None:
@@ -279,7 +267,7 @@ class FacadeActor(SupervisedActor):
                 raise InvalidTaskError(msg)
         owners[task_id] = backend
         forwarded = _Forwarded(message.reply, self.me, task_id)
-        self.managers[backend].tell(Register(spec, task_id, message.bridge, forwarded))
+        self.managers[backend].tell(messages.Register(spec, task_id, message.bridge, forwarded))
 
     def _fan_out(self, message: FanOut, combine: Callable[[list[Any]], Any]) -> None:
         gather = _Gather(message.reply, combine)
@@ -289,5 +277,5 @@ class FacadeActor(SupervisedActor):
     def _forget_cleaned(self, parts: list[list[str]]) -> int:
         removed = parts[0] + parts[1]
         if removed:
-            self.me.tell(Forget(tuple(removed)))
+            self.me.tell(messages.Forget(tuple(removed)))
         return len(removed)

@@ -15,41 +15,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from loguru import logger
 
+from actors import _messages as messages
 from actors._errors import ActorsError, ActorSystemError, InvalidTaskError
 from actors._execution import Execution, start_coroutine
-from actors._messages import (
-    AddDependency,
-    AttemptDone,
-    AttemptTimedOut,
-    Block,
-    Cancel,
-    Cleanup,
-    CleanupTick,
-    Execute,
-    Flush,
-    Forget,
-    FunctionStarted,
-    GetAll,
-    GetByStatus,
-    GetByType,
-    GetDefinition,
-    GetDetail,
-    GetError,
-    GetResult,
-    GetStatus,
-    GetTask,
-    PageKeys,
-    PageRows,
-    Register,
-    RetryDue,
-    SetLimit,
-    Shutdown,
-    Transitions,
-    Unwait,
-    Wait,
-)
 from actors._query import TaskDetail, TaskRow, page_keys, page_rows
-from actors._types import TaskInfo, TaskStatus
+from actors._types import TaskStatus
 from actors._util import tell_later
 from actors.engine import Engine, StartFailed, TaskRecord, Timer
 from supervisors import SupervisedActor
@@ -83,35 +53,41 @@ class BaseManager(SupervisedActor):
         engine.attach(self)
         e = engine
         self._requests: dict[type, Callable[[Any], Any]] = {
-            Register: self._register,
-            Execute: self._execute,
-            Wait: self._wait,
-            Unwait: lambda m: e.unwait(m.task_id, m.waiter),
-            Block: lambda m: e.block(m.task_id, m.token, m.blocked),
-            Cancel: self._cancel,
-            GetTask: self._get_task,
-            GetStatus: self._get_status,
-            GetResult: self._get_result,
-            GetError: lambda m: e.get(m.task_id).error,
-            GetAll: lambda m: [e.info(r) for r in e.tasks.values()],
-            GetByStatus: self._by_status,
-            GetByType: self._by_type,
-            PageKeys: lambda m: page_keys(e.tasks.values(), m.query),
-            PageRows: self._page_rows,
-            GetDetail: self._detail,
-            GetDefinition: self._definition,
-            AddDependency: lambda m: e.add_dependency(m.task_id, m.depends_on),
-            Flush: lambda m: self._flush(),
-            Cleanup: self._cleanup,
-            Shutdown: self._shutdown,
+            messages.Register: self._register,
+            messages.Execute: self._execute,
+            messages.Wait: self._wait,
+            messages.Unwait: lambda m: e.unwait(m.task_id, m.waiter),
+            messages.Block: lambda m: e.block(m.task_id, m.token, m.blocked),
+            messages.Cancel: self._cancel,
+            messages.GetTask: lambda m: e.info(e.get(m.task_id)),
+            messages.GetStatus: lambda m: e.get(m.task_id).status,
+            messages.GetResult: lambda m: e.get(m.task_id).result,
+            messages.GetError: lambda m: e.get(m.task_id).error,
+            messages.GetAll: lambda m: [e.info(r) for r in e.tasks.values()],
+            messages.GetByStatus: lambda m: [
+                e.info(r) for r in e.tasks.values() if r.status is m.status
+            ],
+            messages.GetByType: lambda m: [
+                e.info(r) for r in e.tasks.values() if r.task_type == m.task_type
+            ],
+            messages.PageKeys: lambda m: page_keys(e.tasks.values(), m.query),
+            messages.PageRows: self._page_rows,
+            messages.GetDetail: self._detail,
+            messages.GetDefinition: self._definition,
+            messages.AddDependency: lambda m: e.add_dependency(m.task_id, m.depends_on),
+            messages.Flush: lambda m: self._flush(),
+            messages.Cleanup: self._cleanup,
+            messages.Shutdown: self._shutdown,
         }
         self._internal: dict[type, Callable[[Any], None]] = {
-            AttemptDone: lambda m: e.attempt_done(m.task_id, m.attempt, m.value, m.error, m.at),
-            FunctionStarted: lambda m: e.function_started(m.task_id, m.attempt, m.at),
-            AttemptTimedOut: lambda m: e.timed_out(m.task_id, m.attempt),
-            RetryDue: lambda m: e.retry_due(m.task_id, m.attempt),
-            SetLimit: lambda m: e.set_limit(m.limit),
-            CleanupTick: self._cleanup_tick,
+            messages.AttemptDone: lambda m: e.attempt_done(
+                m.task_id, m.attempt, m.value, m.error, m.at
+            ),
+            messages.FunctionStarted: lambda m: e.function_started(m.task_id, m.attempt, m.at),
+            messages.AttemptTimedOut: lambda m: e.timed_out(m.task_id, m.attempt),
+            messages.RetryDue: lambda m: e.retry_due(m.task_id, m.attempt),
+            messages.SetLimit: lambda m: e.set_limit(m.limit),
+            messages.CleanupTick: self._cleanup_tick,
         }
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -139,13 +115,13 @@ class BaseManager(SupervisedActor):
         removed = tuple(self.engine.forgotten)
         self.engine.forgotten.clear()
         with contextlib.suppress(ActorsError):
-            self.ctx.handle("facade").tell(Forget(removed))
+            self.ctx.handle("facade").tell(messages.Forget(removed))
 
     def _flush(self) -> None:
         """Send the transitions not sent yet to the monitor."""
         transitions = self.engine.transitions
         if transitions:
-            batch = Transitions(tuple(transitions))
+            batch = messages.Transitions(tuple(transitions))
             transitions.clear()
             try:
                 self.ctx.handle("task_monitor").tell(batch)
@@ -156,14 +132,14 @@ class BaseManager(SupervisedActor):
 
     def _arm_cleanup(self) -> None:
         self.engine.cleanup_timer = tell_later(
-            self.clock, self.ctx.config.CLEANUP_INTERVAL, self.me, CleanupTick()
+            self.clock, self.ctx.config.CLEANUP_INTERVAL, self.me, messages.CleanupTick()
         )
 
-    def _cleanup_tick(self, message: CleanupTick) -> None:
+    def _cleanup_tick(self, message: messages.CleanupTick) -> None:
         self.engine.cleanup_timer = None
         removed = self.engine.cleanup(self.ctx.config.CLEANUP_MAX_AGE)
         if removed:
-            self.ctx.handle("facade").tell(Forget(tuple(removed)))
+            self.ctx.handle("facade").tell(messages.Forget(tuple(removed)))
         self._arm_cleanup()
 
     # -- dispatch -------------------------------------------------------------------------
@@ -215,56 +191,38 @@ class BaseManager(SupervisedActor):
         raise NotImplementedError
 
     def timeout_after(self, delay: float, task_id: str, attempt: int) -> Timer:
-        return tell_later(self.clock, delay, self.me, AttemptTimedOut(task_id, attempt))
+        return tell_later(self.clock, delay, self.me, messages.AttemptTimedOut(task_id, attempt))
 
     def retry_after(self, delay: float, task_id: str, attempt: int) -> Timer:
-        return tell_later(self.clock, delay, self.me, RetryDue(task_id, attempt))
+        return tell_later(self.clock, delay, self.me, messages.RetryDue(task_id, attempt))
 
     # -- requests ---------------------------------------------------------------------------
 
-    def _register(self, message: Register) -> str:
+    def _register(self, message: messages.Register) -> str:
         task_id = message.task_id
         if task_id is None:
             raise InvalidTaskError("a registration reaches a manager with its task id")
         return self.engine.register(message.spec, task_id, message.bridge)
 
-    def _execute(self, message: Execute) -> Any:
+    def _execute(self, message: messages.Execute) -> Any:
         if message.wait:
             self.engine.execute(message.task_id, message.reply)
             return DEFERRED
         return self.engine.execute(message.task_id)
 
-    def _wait(self, message: Wait) -> Any:
+    def _wait(self, message: messages.Wait) -> Any:
         self.engine.wait(message.task_id, message.reply)
         return DEFERRED
 
-    def _cancel(self, message: Cancel) -> Any:
+    def _cancel(self, message: messages.Cancel) -> Any:
         cancelled = self.engine.cancel(message.task_id, message.reply)
         return DEFERRED if cancelled is None else cancelled
 
-    def _get_task(self, message: GetTask) -> TaskInfo:
-        return self.engine.info(self.engine.get(message.task_id))
-
-    def _get_status(self, message: GetStatus) -> TaskStatus:
-        return self.engine.get(message.task_id).status
-
-    def _get_result(self, message: GetResult) -> Any:
-        record = self.engine.get(message.task_id)
-        return record.result if record.status is TaskStatus.COMPLETED else None
-
-    def _by_status(self, message: GetByStatus) -> list[TaskInfo]:
-        info, status = self.engine.info, message.status
-        return [info(r) for r in self.engine.tasks.values() if r.status is status]
-
-    def _by_type(self, message: GetByType) -> list[TaskInfo]:
-        info, task_type = self.engine.info, message.task_type
-        return [info(r) for r in self.engine.tasks.values() if r.task_type == task_type]
-
-    def _page_rows(self, message: PageRows) -> list[TaskRow]:
+    def _page_rows(self, message: messages.PageRows) -> list[TaskRow]:
         start, stop = message.slices[self.backend]
         return page_rows(self.engine.tasks.values(), message.query, start, stop, self.backend)
 
-    def _detail(self, message: GetDetail) -> TaskDetail:
+    def _detail(self, message: messages.GetDetail) -> TaskDetail:
         task_id = message.task_id
         record = self.engine.get(task_id)
         graph = self.engine.graph
@@ -280,7 +238,7 @@ class BaseManager(SupervisedActor):
             retryable=record.status is TaskStatus.FAILED and spec is not None,
         )
 
-    def _definition(self, message: GetDefinition) -> tuple[TaskSpec, LoopBridge | None]:
+    def _definition(self, message: messages.GetDefinition) -> tuple[TaskSpec, LoopBridge | None]:
         """A failed task's registration and loop, to register it again (`retry_task`)."""
         task_id = message.task_id
         record = self.engine.get(task_id)
@@ -292,12 +250,12 @@ class BaseManager(SupervisedActor):
         deps = graph.dependencies(task_id) if task_id in graph else ()
         return spec._replace(dependencies=tuple(deps)), record.kept_bridge
 
-    def _cleanup(self, message: Cleanup) -> list[str]:
+    def _cleanup(self, message: messages.Cleanup) -> list[str]:
         removed = self.engine.cleanup(message.max_age)
         self._flush()  # the monitor hears of it before the caller does
         return removed
 
-    def _shutdown(self, message: Shutdown) -> int:
+    def _shutdown(self, message: messages.Shutdown) -> int:
         count = self.engine.shutdown()
         self._flush()
         return count

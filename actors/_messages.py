@@ -11,7 +11,7 @@ actor answering them resolves; everything else is the system's own traffic.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, get_args
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -77,9 +77,7 @@ __all__ = [
 class Register(NamedTuple):
     spec: TaskSpec
     task_id: str | None
-    """None: the facade generates one."""
     bridge: LoopBridge
-    """The caller's loop: its coroutines run there."""
     reply: ReplyTo
 
 
@@ -256,42 +254,7 @@ PerTask: TypeAlias = (
 )
 """Requests about one task: the facade sends them to the manager that owns it."""
 
-PER_TASK_TYPES: tuple[type[PerTask], ...] = (
-    Execute,
-    Wait,
-    Unwait,
-    Block,
-    Cancel,
-    GetTask,
-    GetStatus,
-    GetResult,
-    GetError,
-    GetDetail,
-    GetDefinition,
-)
-
-REQUEST_TYPES: tuple[type, ...] = (
-    *PER_TASK_TYPES,
-    Register,
-    AddDependency,
-    GetAll,
-    GetByStatus,
-    GetByType,
-    PageKeys,
-    PageRows,
-    Flush,
-    Cleanup,
-    Shutdown,
-    GetMetrics,
-    Subscribe,
-    Unsubscribe,
-    UseNewSystem,
-    GetBackend,
-    Submit,
-)
-"""Callers' requests: at most MAILBOX_BUFFER_CAPACITY of them wait for a restarting
-child, and one more fails the call with `SystemOverloadedError`. Every other message is
-the system's own and always waits."""
+PER_TASK_TYPES: tuple[type[PerTask], ...] = get_args(PerTask)
 
 # -- the system's own messages ----------------------------------------------------------
 
@@ -385,3 +348,15 @@ class BreakerChanged(NamedTuple):
 
 class ResourceTick(NamedTuple):
     """Monitor (a timer): time for the governor to sample CPU and memory."""
+
+
+REQUEST_TYPES: tuple[type, ...] = tuple(
+    kind
+    for kind in list(globals().values())
+    if isinstance(kind, type)
+    and issubclass(kind, tuple)
+    and "reply" in getattr(kind, "_fields", ())
+)
+"""Callers' requests (the messages with a ``reply``): at most MAILBOX_BUFFER_CAPACITY of
+them wait for a restarting child, and one more fails the call with
+`SystemOverloadedError`. Every other message is the system's own and always waits."""

@@ -4,20 +4,12 @@ Pure: no actors, no threads, no event loop; time comes from an injected clock. T
 manager actors are thin shells over one `Engine` each, configured by a `Policy`.
 """
 
-from actors.engine._engine import Engine, Policy, Port, StartFailed, Transition, deliver
+from actors.engine._engine import Engine, Policy, Port, StartFailed, Transition
 from actors.engine._graph import DependencyGraph
-from actors.engine._outcomes import INTERRUPTED, breaker_outcome, ended_cancelled, retry_delay
-from actors.engine._record import (
-    MAX_FAILURES_KEPT,
-    Attempt,
-    AttemptFailure,
-    TaskRecord,
-    Timer,
-    failure_of,
-)
+from actors.engine._outcomes import retry_delay
+from actors.engine._record import MAX_FAILURES_KEPT, Attempt, AttemptFailure, TaskRecord, Timer
 
 __all__ = [
-    "INTERRUPTED",
     "MAX_FAILURES_KEPT",
     "Attempt",
     "AttemptFailure",
@@ -29,9 +21,5 @@ __all__ = [
     "TaskRecord",
     "Timer",
     "Transition",
-    "breaker_outcome",
-    "deliver",
-    "ended_cancelled",
-    "failure_of",
     "retry_delay",
 ]

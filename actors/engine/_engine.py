@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from actors._validate import TaskSpec
     from supervisors import Clock
 
-__all__ = ["Engine", "Policy", "Port", "StartFailed", "Transition", "deliver"]
+__all__ = ["Engine", "Policy", "Port", "StartFailed", "Transition"]
 
 PENDING = TaskStatus.PENDING
 WAITING = TaskStatus.WAITING
@@ -233,14 +233,9 @@ class Engine:
     def _note_failure(self, record: TaskRecord, at: float) -> None:
         """Keep the failed attempt's error and traceback (the latest few) for the
         dashboard; only failures pay for it."""
-        failure = failure_of(record.attempts, at, record.error)
-        failures = record.failures
-        if failures is None:
-            record.failures = [failure]
-        else:
-            failures.append(failure)
-            if len(failures) > MAX_FAILURES_KEPT:
-                del failures[0]
+        if record.failures is None:
+            record.failures = deque(maxlen=MAX_FAILURES_KEPT)
+        record.failures.append(failure_of(record.attempts, at, record.error))
 
     # -- queries ------------------------------------------------------------------------
 

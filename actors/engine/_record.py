@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -151,7 +152,7 @@ class TaskRecord:
         self.cancels: list[ReplyTo] | None = None  # cancel calls waiting for an outcome
         self.idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
         self.trace: Any = spec.trace  # OpenTelemetry context at registration, or None
-        self.failures: list[AttemptFailure] | None = None  # latest failed attempts
+        self.failures: deque[AttemptFailure] | None = None  # latest failed attempts
         self.spec: TaskSpec | None = spec  # kept after a failure, to retry the task
         self.kept_bridge: LoopBridge | None = None
         self.blocked = 0  # waits for other tasks in progress: its slot is lent out

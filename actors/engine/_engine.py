@@ -37,7 +37,6 @@ from loguru import logger
 
 from actors import _logging
 from actors._errors import (
-    ActorSystemError,
     CircuitOpenError,
     ConfigError,
     DependencyFailedError,
@@ -158,13 +157,6 @@ def deliver(reply: ReplyTo, record: TaskRecord) -> None:
         reply.set_exception(record.error or TaskCancelledError(f"task {record.task_id!r} ended"))
 
 
-class _Detached:
-    def _fail(self, *args: Any) -> Any:
-        raise StartFailed(ActorSystemError("the task manager is not started"), retry=True)
-
-    start_attempt = timeout_after = retry_after = _fail
-
-
 class Engine:
     """Task records, the dependency graph and every decision about them.
 
@@ -178,7 +170,7 @@ class Engine:
         self.clock = clock
         self._now = clock.monotonic
         self._wall = wall
-        self.port: Port = _Detached()
+        self.port: Port  # set by `attach`
         self.tasks: dict[str, TaskRecord] = {}
         self.graph = DependencyGraph()
         self.ready: list[tuple[int, int, str]] = []  # heap of (-priority, seq, task_id)

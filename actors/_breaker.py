@@ -46,7 +46,7 @@ from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast
 
 from loguru import logger
 
-from actors._errors import CircuitOpenError, InvalidTaskError
+from actors._errors import BreakerConfigError, CircuitOpenError
 from supervisors import SYSTEM_CLOCK, Clock
 
 __all__ = [
@@ -141,7 +141,7 @@ _SUCCESS, _FAILURE, _NEUTRAL = "success", "failure", "neutral"
 
 def _positive_int(value: object, argument: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidTaskError(f"{argument} must be an int >= 1, got {value!r}")
+        raise BreakerConfigError(f"{argument} must be an int >= 1, got {value!r}")
     return value
 
 
@@ -153,7 +153,9 @@ def _positive_seconds(value: object, argument: str) -> float:
         except OverflowError:
             number = None
     if number is None or not math.isfinite(number) or number <= 0:
-        raise InvalidTaskError(f"{argument} must be a finite number of seconds > 0, got {value!r}")
+        raise BreakerConfigError(
+            f"{argument} must be a finite number of seconds > 0, got {value!r}"
+        )
     return number
 
 
@@ -161,7 +163,7 @@ def _exception_classes(value: object) -> tuple[type[BaseException], ...]:
     if not isinstance(value, tuple) or not all(
         isinstance(item, type) and issubclass(item, BaseException) for item in value
     ):
-        raise InvalidTaskError(f"exclude must be a tuple of exception classes, got {value!r}")
+        raise BreakerConfigError(f"exclude must be a tuple of exception classes, got {value!r}")
     return value
 
 
@@ -171,7 +173,7 @@ class CircuitBreaker:
     Use it as ``breaker.call(fn, ...)``, ``await breaker.acall(fn, ...)``, as a decorator
     (``@breaker`` on a def or an async def), as a context manager (``with breaker:``,
     ``async with breaker:``), or through `acquire` / `release`. Every argument is checked
-    here; a bad one raises `InvalidTaskError` naming it.
+    here; a bad one raises `BreakerConfigError` naming it.
     """
 
     def __init__(
@@ -186,19 +188,19 @@ class CircuitBreaker:
         listener: Listener | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
-            raise InvalidTaskError(f"name must be a non-empty str, got {name!r}")
+            raise BreakerConfigError(f"name must be a non-empty str, got {name!r}")
         self._name = name
         self._failure_threshold = _positive_int(failure_threshold, "failure_threshold")
         self._recovery_timeout = _positive_seconds(recovery_timeout, "recovery_timeout")
         self._half_open_max_calls = _positive_int(half_open_max_calls, "half_open_max_calls")
         self._exclude = _exception_classes(exclude)
         if clock is not None and not callable(getattr(clock, "monotonic", None)):
-            raise InvalidTaskError(
+            raise BreakerConfigError(
                 f"clock must be a supervisors.Clock (with a monotonic() method) or None, "
                 f"got {clock!r}"
             )
         if listener is not None and not callable(listener):
-            raise InvalidTaskError(f"listener must be callable or None, got {listener!r}")
+            raise BreakerConfigError(f"listener must be callable or None, got {listener!r}")
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._listener = listener
         self._watchers: list[Callable[[BreakerTransition], None]] = []
@@ -324,7 +326,7 @@ class CircuitBreaker:
     def watch(self, listener: Callable[[BreakerTransition], None]) -> None:
         """Also tell ``listener`` of every state change (a registry watches what it holds)."""
         if not callable(listener):
-            raise InvalidTaskError(f"listener must be callable, got {listener!r}")
+            raise BreakerConfigError(f"listener must be callable, got {listener!r}")
         if listener not in self._watchers:
             self._watchers.append(listener)
 
@@ -408,14 +410,14 @@ class CircuitBreaker:
         (cancellation, interrupts) is neither and only gives the permit back.
         """
         if not isinstance(permit, Permit) or permit._owner is not self:
-            raise InvalidTaskError(
+            raise BreakerConfigError(
                 f"permit must be a Permit that circuit {self._name!r} gave out with acquire(), "
                 f"got {permit!r}"
             )
         outcome = self._classify(error)
         with self._lock:
             if permit._released:
-                raise InvalidTaskError(f"permit {permit!r} was already released")
+                raise BreakerConfigError(f"permit {permit!r} was already released")
             permit._released = True
             if outcome == _SUCCESS:
                 self._successes += 1
@@ -489,7 +491,7 @@ class CircuitBreaker:
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a def or an async def so every call goes through the breaker."""
         if not callable(fn):
-            raise InvalidTaskError(f"a circuit breaker decorates a callable, got {fn!r}")
+            raise BreakerConfigError(f"a circuit breaker decorates a callable, got {fn!r}")
         if inspect.iscoroutinefunction(fn):
             afn = cast(Callable[P, Awaitable[Any]], fn)
 
@@ -541,12 +543,12 @@ class BreakerRegistry:
 
     def __init__(self, *, clock: Clock | None = None, listener: Listener | None = None) -> None:
         if clock is not None and not callable(getattr(clock, "monotonic", None)):
-            raise InvalidTaskError(
+            raise BreakerConfigError(
                 f"clock must be a supervisors.Clock (with a monotonic() method) or None, "
                 f"got {clock!r}"
             )
         if listener is not None and not callable(listener):
-            raise InvalidTaskError(f"listener must be callable or None, got {listener!r}")
+            raise BreakerConfigError(f"listener must be callable or None, got {listener!r}")
         self._clock = clock
         self._listener = listener
         self._lock = threading.Lock()
@@ -560,14 +562,14 @@ class BreakerRegistry:
     def add(self, breaker: CircuitBreaker) -> CircuitBreaker:
         """Register ``breaker`` under its name and return it (adding it again is a no-op).
 
-        Raises `InvalidTaskError` if another breaker already has that name.
+        Raises `BreakerConfigError` if another breaker already has that name.
         """
         if not isinstance(breaker, CircuitBreaker):
-            raise InvalidTaskError(f"breaker must be a CircuitBreaker, got {breaker!r}")
+            raise BreakerConfigError(f"breaker must be a CircuitBreaker, got {breaker!r}")
         with self._lock:
             existing = self._breakers.setdefault(breaker.name, breaker)
         if existing is not breaker:
-            raise InvalidTaskError(
+            raise BreakerConfigError(
                 f"a different circuit breaker is already registered as {breaker.name!r}; "
                 f"use get({breaker.name!r}) to share it"
             )

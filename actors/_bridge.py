@@ -14,14 +14,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from actors._errors import ActorSystemError
-from supervisors import Clock
+from actors._errors import CallTimeout
 
-__all__ = ["CallTimeout", "LoopBridge", "Reply", "ReplyTo", "bridge_for", "clock_sleep"]
-
-
-class CallTimeout(ActorSystemError):
-    """A call into the actor system got no answer within ``CALL_TIMEOUT``."""
+__all__ = ["LoopBridge", "Reply", "ReplyTo", "bridge_for"]
 
 
 class ReplyTo(Protocol):
@@ -163,18 +158,3 @@ class Reply:
 
     def set_exception(self, error: BaseException) -> None:
         self.bridge.post(_resolve, self.future, None, error)
-
-
-async def clock_sleep(clock: Clock, seconds: float) -> None:
-    """``asyncio.sleep`` on an injected clock (a fake clock in tests)."""
-    if seconds <= 0:
-        await asyncio.sleep(0)
-        return
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    bridge = bridge_for(loop)
-    timer = clock.call_later(seconds, lambda: bridge.post(_resolve, done, None, None))
-    try:
-        await done
-    finally:
-        timer.cancel()

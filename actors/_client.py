@@ -14,15 +14,16 @@ import concurrent.futures.thread  # noqa: F401  (registers its exit hook before 
 import contextlib
 import math
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVarTuple
 
 from tenacity.wait import wait_base
 
+from actors import _messages as messages
 from actors._backends import require_backend
 from actors._breaker import CircuitBreaker
-from actors._bridge import Reply, bridge_for
+from actors._bridge import Reply, ReplyTo, bridge_for
 from actors._config import Config, load_config
 from actors._context import _current
 from actors._errors import (
@@ -34,10 +35,8 @@ from actors._errors import (
     WaitTimeoutError,
 )
 from actors._events import EventStream, Subscriber
-from actors._facade import BACKENDS
-from actors._messages import Call
+from actors._facade import TASK_SYSTEMS
 from actors._metrics import MetricsSnapshot, render_prometheus
-from actors._pool import Submit
 from actors._query import PageQuery, TaskDetail, TaskPage, TaskRow, merge_rows, split_page
 from actors._taskgraph import TaskGraph
 from actors._tracing import capture
@@ -49,7 +48,7 @@ from actors._validate import (
     validate_task_id,
     validate_timeout,
 )
-from supervisors import BufferFullError, SupervisorError
+from supervisors import BufferFullError, ChildHandle, SupervisorError
 
 if TYPE_CHECKING:
     from actors._system import ActorSystem
@@ -57,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["ThreadPoolClient", "UnifiedTaskManager", "configure", "unified_task_manager"]
 
 _UNBOUNDED = -1.0
+Ts = TypeVarTuple("Ts")
 
 
 def _translated(error: SupervisorError, what: str) -> ActorsError:
@@ -101,27 +101,53 @@ class UnifiedTaskManager:
             system = _lazy_system(self)
         return system
 
-    async def _call(self, op: str, *args: Any, timeout: float | None = None) -> Any:
-        """One call through the facade, bounded by CALL_TIMEOUT unless ``timeout`` says
-        otherwise (``_UNBOUNDED``: only a failure of the system ends the wait)."""
+    def _reply(self) -> Reply:
+        """A reply channel for one call, resolved on the running loop."""
         system = self._system or self._get_system()
-        facade = system._check()
+        system._check()
         loop = asyncio.get_running_loop()
         bridge = bridge_for(loop)
         if bridge is not system._last_bridge:
             system._remember(bridge)
-        future = loop.create_future()
+        return Reply(bridge, loop.create_future())
+
+    def _ask(
+        self, kind: Callable[[*Ts, ReplyTo], tuple[Any, ...]], *args: *Ts
+    ) -> Coroutine[Any, Any, Any]:
+        """One request: ``kind(*args, reply)`` to the facade; await it for the answer."""
+        reply = self._reply()
+        return self._call(reply, kind(*args, reply))
+
+    async def _call(
+        self,
+        reply: Reply,
+        message: tuple[Any, ...],
+        timeout: float | None = None,
+        to: ChildHandle | None = None,
+    ) -> Any:
+        """Send ``message`` (a request carrying ``reply``) to the facade (or ``to``) and
+        await the answer, bounded by CALL_TIMEOUT unless ``timeout`` says otherwise
+        (``_UNBOUNDED``: only a failure of the system ends the wait)."""
+        system = self._system or self._get_system()
+        facade = system._check()
+        future, bridge = reply.future, reply.bridge
+        what = (
+            "the actor system cannot take calls"
+            if to is None
+            else "the thread pool cannot take work"
+        )
         try:
-            facade.tell(Call(op, args, Reply(bridge, future)))
+            (facade if to is None else to).tell(message)
         except SupervisorError as exc:
-            raise _translated(exc, "the actor system cannot take calls") from exc
+            raise _translated(exc, what) from exc
         if timeout is None:
             timeout = system.config.CALL_TIMEOUT
-        bridge.track(future, None if timeout == _UNBOUNDED else timeout, op, system)
+        bound = None if timeout == _UNBOUNDED else timeout
+        bridge.track(future, bound, type(message).__name__, system)
         try:
             return await future
         except SupervisorError as exc:  # a child refused the call on its way
-            raise _translated(exc, "the actor system cannot take calls") from exc
+            raise _translated(exc, what) from exc
         finally:
             bridge.calls.pop(future, None)
 
@@ -199,8 +225,10 @@ class UnifiedTaskManager:
         trace = capture()  # None without OpenTelemetry
         if trace is not None:
             spec = spec._replace(trace=trace)
-        bridge = bridge_for(asyncio.get_running_loop())
-        result: str = await self._call("register", spec, spec.task_id, bridge)
+        reply = self._reply()
+        result: str = await self._call(
+            reply, messages.Register(spec, spec.task_id, reply.bridge, reply)
+        )
         return result
 
     async def execute_task(self, task_id: str, wait: bool = False) -> Any:
@@ -213,8 +241,8 @@ class UnifiedTaskManager:
         if not isinstance(wait, bool):
             raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
         if wait:
-            return await self._wait("execute", task_id, (True,), None)
-        return await self._call("execute", task_id, False)
+            return await self._wait(task_id, None, True)
+        return await self._ask(messages.Execute, task_id, False)
 
     async def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
         """The task's result once it ends, or its exception raised (unchanged).
@@ -226,36 +254,36 @@ class UnifiedTaskManager:
         """
         validate_task_id(task_id)
         bound = validate_timeout(timeout, "timeout")
-        return await self._wait("wait", task_id, (), bound)
+        return await self._wait(task_id, bound, False)
 
-    async def _wait(self, op: str, task_id: str, args: tuple[Any, ...], bound: float | None) -> Any:
-        """Wait for ``task_id``'s outcome through ``op`` (``wait``, or ``execute`` with
-        wait): at most ``bound`` seconds, and only while someone awaits this call.
+    async def _wait(self, task_id: str, bound: float | None, execute: bool) -> Any:
+        """Wait for ``task_id``'s outcome (executing it first if ``execute``): at most
+        ``bound`` seconds, and only while someone awaits this call.
 
         A wait that ends without the outcome (timed out, or cancelled) withdraws its
         reply from the task's waiters. A caller that is itself a task of this system
         tells its manager it is blocked, so that its slot runs other tasks meanwhile
         (the task it waits for, say), and unblocked when the wait ends.
         """
+        reply = self._reply()
         system = self._system or self._get_system()
         facade = system._check()
-        loop = asyncio.get_running_loop()
-        bridge = bridge_for(loop)
-        if bridge is not system._last_bridge:
-            system._remember(bridge)
-        future = loop.create_future()
-        reply = Reply(bridge, future)
+        bridge, future = reply.bridge, reply.future
         caller = _current.get()
         blocked = False
         try:
             try:
                 if caller is not None:
-                    facade.tell(Call("block", (caller[0], caller[1], True), _IGNORE))
+                    facade.tell(messages.Block(caller[0], caller[1], True, _IGNORE))
                     blocked = True
-                facade.tell(Call(op, (task_id, *args), reply))
+                facade.tell(
+                    messages.Execute(task_id, True, reply)
+                    if execute
+                    else messages.Wait(task_id, reply)
+                )
             except SupervisorError as exc:
                 raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
-            bridge.track(future, None, op, system)
+            bridge.track(future, None, "Execute" if execute else "Wait", system)
             if bound is None:
                 return await future
             await asyncio.wait((future,), timeout=bound)
@@ -268,43 +296,43 @@ class UnifiedTaskManager:
             if not future.done():
                 future.cancel()
                 with contextlib.suppress(Exception):
-                    facade.tell(Call("unwait", (task_id, reply), _IGNORE))
+                    facade.tell(messages.Unwait(task_id, reply, _IGNORE))
             if blocked:
                 assert caller is not None
                 with contextlib.suppress(Exception):
-                    facade.tell(Call("block", (caller[0], caller[1], False), _IGNORE))
+                    facade.tell(messages.Block(caller[0], caller[1], False, _IGNORE))
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished; False if it already had."""
         validate_task_id(task_id)
-        result: bool = await self._call("cancel", task_id)
+        result: bool = await self._ask(messages.Cancel, task_id)
         return result
 
     # -- queries --------------------------------------------------------------------------
 
     async def get_task(self, task_id: str) -> TaskInfo:
         validate_task_id(task_id)
-        result: TaskInfo = await self._call("get", task_id)
+        result: TaskInfo = await self._ask(messages.GetTask, task_id)
         return result
 
     async def get_task_status(self, task_id: str) -> TaskStatus:
         validate_task_id(task_id)
-        result: TaskStatus = await self._call("status", task_id)
+        result: TaskStatus = await self._ask(messages.GetStatus, task_id)
         return result
 
     async def get_task_result(self, task_id: str) -> Any:
         """The result of a completed task; None while it has not completed."""
         validate_task_id(task_id)
-        return await self._call("result", task_id)
+        return await self._ask(messages.GetResult, task_id)
 
     async def get_task_error(self, task_id: str) -> BaseException | None:
         """The exception a failed or cancelled task ended with, else None."""
         validate_task_id(task_id)
-        result: BaseException | None = await self._call("error", task_id)
+        result: BaseException | None = await self._ask(messages.GetError, task_id)
         return result
 
     async def get_all_tasks(self) -> list[TaskInfo]:
-        result: list[TaskInfo] = await self._call("all")
+        result: list[TaskInfo] = await self._ask(messages.GetAll)
         return result
 
     async def get_tasks_by_status(self, status: TaskStatus | str) -> list[TaskInfo]:
@@ -313,13 +341,13 @@ class UnifiedTaskManager:
         except ValueError:
             known = ", ".join(s.value for s in TaskStatus)
             raise InvalidTaskError(f"status must be one of {known}; got {status!r}") from None
-        result: list[TaskInfo] = await self._call("by_status", checked)
+        result: list[TaskInfo] = await self._ask(messages.GetByStatus, checked)
         return result
 
     async def get_tasks_by_type(self, task_type: str) -> list[TaskInfo]:
         if not isinstance(task_type, str) or not task_type:
             raise InvalidTaskError(f"task_type must be a non-empty str, got {task_type!r}")
-        result: list[TaskInfo] = await self._call("by_type", task_type)
+        result: list[TaskInfo] = await self._ask(messages.GetByType, task_type)
         return result
 
     async def get_task_page(
@@ -335,17 +363,17 @@ class UnifiedTaskManager:
         the name or id (case-insensitive): the total that match and ``limit`` rows from
         ``offset``. Costs two scans of the records, not a `TaskInfo` per task."""
         query = PageQuery(offset, limit, status, task_type, search)
-        keys: list[tuple[int, list[float]]] = await self._call("page_keys", query)
+        keys: list[tuple[int, list[float]]] = await self._ask(messages.PageKeys, query)
         cuts = split_page(query, [part[1] for part in keys])
-        slices = dict(zip(BACKENDS, cuts, strict=True))
-        rows: list[list[TaskRow]] = await self._call("page_rows", query, slices)
+        slices = dict(zip(TASK_SYSTEMS, cuts, strict=True))
+        rows: list[list[TaskRow]] = await self._ask(messages.PageRows, query, slices)
         return merge_rows(query, sum(part[0] for part in keys), rows)
 
     async def get_task_detail(self, task_id: str) -> TaskDetail:
         """A task's snapshot with its dependents, failed attempts (errors and
         tracebacks) and, while it is live or failed, its function and arguments."""
         validate_task_id(task_id)
-        result: TaskDetail = await self._call("detail", task_id)
+        result: TaskDetail = await self._ask(messages.GetDetail, task_id)
         return result
 
     async def retry_task(self, task_id: str) -> str:
@@ -357,18 +385,18 @@ class UnifiedTaskManager:
         if the task did not fail.
         """
         validate_task_id(task_id)
-        spec, bridge = await self._call("definition", task_id)
+        spec, bridge = await self._ask(messages.GetDefinition, task_id)
         metadata = MappingProxyType({**spec.metadata, "retry_of": task_id})
         spec = spec._replace(task_id=None, metadata=metadata)
         if bridge is None or bridge.loop.is_closed():
             bridge = bridge_for(asyncio.get_running_loop())
-        new_id: str = await self._call("register", spec, None, bridge)
-        await self._call("execute", new_id, False)
+        new_id: str = await self._ask(messages.Register, spec, None, bridge)
+        await self._ask(messages.Execute, new_id, False)
         return new_id
 
     async def get_metrics(self) -> MetricsSnapshot:
         """A frozen snapshot of what the monitor counted, up to this call."""
-        result: MetricsSnapshot = await self._call("metrics")
+        result: MetricsSnapshot = await self._ask(messages.GetMetrics)
         return result
 
     async def render_prometheus(self) -> str:
@@ -383,8 +411,10 @@ class UnifiedTaskManager:
         return EventStream(self, task_type)
 
     async def _subscribe(self, task_type: str | None) -> Subscriber:
-        bridge = bridge_for(asyncio.get_running_loop())
-        subscriber: Subscriber = await self._call("subscribe", bridge, task_type)
+        reply = self._reply()
+        subscriber: Subscriber = await self._call(
+            reply, messages.Subscribe(reply.bridge, task_type, reply)
+        )
         return subscriber
 
     def _unsubscribe(self, subscriber: Subscriber) -> None:
@@ -392,7 +422,7 @@ class UnifiedTaskManager:
         system = self._system
         if system is not None and system._facade is not None:
             with contextlib.suppress(Exception):
-                system._facade.tell(Call("unsubscribe", (subscriber,), _IGNORE))
+                system._facade.tell(messages.Unsubscribe(subscriber, _IGNORE))
 
     async def get_task_graph(
         self,
@@ -422,7 +452,7 @@ class UnifiedTaskManager:
         """``task_id`` will start only after ``depends_on`` completed."""
         validate_task_id(task_id)
         validate_task_id(depends_on, "depends_on")
-        await self._call("add_dependency", task_id, depends_on)
+        await self._ask(messages.AddDependency, task_id, depends_on)
 
     async def cleanup_completed_tasks(self, max_age: float = 86400.0) -> int:
         """Remove tasks that ended more than ``max_age`` seconds ago; returns how many."""
@@ -435,14 +465,14 @@ class UnifiedTaskManager:
             raise InvalidTaskError(
                 f"max_age must be a finite number of seconds >= 0, got {max_age!r}"
             )
-        result: int = await self._call("cleanup", float(max_age))
+        result: int = await self._ask(messages.Cleanup, float(max_age))
         return result
 
     async def use_new_task_system(self, flag: bool) -> None:
         """Send new registrations to the new (True) or the old (False) task manager."""
         if not isinstance(flag, bool):
             raise InvalidTaskError(f"flag must be a bool, got {flag!r}")
-        await self._call("use_new", flag)
+        await self._ask(messages.UseNewSystem, flag)
 
     async def shutdown(self) -> None:
         """Stop the actor system: unfinished tasks are cancelled, actors stopped."""
@@ -481,22 +511,10 @@ class ThreadPoolClient:
             check_picklable(backend, fn, args, kwargs)
         pool = system._pool
         assert pool is not None
-        loop = asyncio.get_running_loop()
-        bridge = bridge_for(loop)
-        if bridge is not system._last_bridge:
-            system._remember(bridge)
-        future = loop.create_future()
-        try:
-            pool.tell(Submit(fn, args, kwargs, Reply(bridge, future), backend))
-        except SupervisorError as exc:
-            raise _translated(exc, "the thread pool cannot take work") from exc
-        bridge.track(future, None, "thread_pool.submit", system)
-        try:
-            return await future
-        except SupervisorError as exc:
-            raise _translated(exc, "the thread pool cannot take work") from exc
-        finally:
-            bridge.calls.pop(future, None)
+        client = self._client
+        reply = client._reply()
+        submit = messages.Submit(fn, args, kwargs, reply, backend)
+        return await client._call(reply, submit, _UNBOUNDED, pool)
 
 
 # -- the lazy module-level client -------------------------------------------------------

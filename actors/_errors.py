@@ -5,6 +5,8 @@ from __future__ import annotations
 __all__ = [
     "ActorSystemError",
     "ActorsError",
+    "BreakerConfigError",
+    "CallTimeout",
     "CircuitOpenError",
     "ConfigError",
     "DependencyCycleError",
@@ -105,11 +107,21 @@ class CircuitOpenError(ActorsError):
     """The circuit breaker guarding the call is open: the call failed fast."""
 
 
+class BreakerConfigError(ActorsError, ValueError):
+    """A circuit breaker (or a breaker registry) got a bad argument, or a permit was
+    released twice or to the wrong breaker. Raised before anything changes; the
+    message names the argument and the value."""
+
+
 class ActorSystemError(ActorsError):
     """The actor system is stopped, or has failed (a child exhausted its restarts).
 
     The message names the child and the reason when the system failed.
     """
+
+
+class CallTimeout(ActorSystemError):
+    """A call into the actor system got no answer within ``CALL_TIMEOUT``."""
 
 
 class SystemOverloadedError(ActorsError):

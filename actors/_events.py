@@ -59,8 +59,8 @@ _BY_STATUS = {
 }
 
 
-def kind_of_transition(new: str | None) -> EventKind:
-    return EventKind.REMOVED if new is None else _BY_STATUS[TaskStatus(new)]
+def kind_of_transition(new: TaskStatus | None) -> EventKind:
+    return EventKind.REMOVED if new is None else _BY_STATUS[new]
 
 
 _NO_DETAIL: Mapping[str, Any] = MappingProxyType({})
@@ -68,13 +68,16 @@ _NO_DETAIL: Mapping[str, Any] = MappingProxyType({})
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One thing that happened. Task events carry the task's id and type."""
+    """One thing that happened. Task events carry the task's id, type and name, and the
+    wall-clock time (``at`` is the system clock's monotonic time)."""
 
     kind: EventKind
     at: float
     task_id: str | None = None
     task_type: str | None = None
     detail: Mapping[str, Any] = field(default_factory=lambda: _NO_DETAIL)
+    task_name: str | None = None
+    wall: float | None = None
 
 
 class Subscriber:

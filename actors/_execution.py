@@ -20,7 +20,7 @@ How an attempt ends, on both task systems (these helpers are shared by both mana
   cancelled; any other (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``, one of
   the user's own) ends it ``failed`` with a `TaskFailedError`, not retried. Either way the
   original is the error's ``__cause__`` (see `attempt_error`).
-- A ``retry_wait`` gets a real tenacity `RetryCallState` (see `retry_delay`); a wait
+- A ``retry_wait`` gets a real tenacity `RetryCallState` (see `actors.engine.retry_delay`); a wait
   that raises, or gives no finite delay, fails the task with a `TaskFailedError`.
 """
 
@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-import tenacity
 from loguru import logger
 
 from actors._context import CancellationToken, _current
@@ -44,19 +42,14 @@ from actors._messages import AttemptDone
 from actors._tracing import traced_await, traced_call
 
 if TYPE_CHECKING:
-    from tenacity.wait import wait_base
-
     from actors._bridge import LoopBridge, ReplyTo
-    from actors._store import TaskRecord
+    from actors.engine import TaskRecord
     from supervisors import Clock
 
 __all__ = [
     "Execution",
     "attempt_error",
-    "breaker_outcome",
     "complete",
-    "ended_cancelled",
-    "retry_delay",
     "run_function",
     "start_coroutine",
 ]
@@ -143,7 +136,7 @@ def attempt_error(task_id: str, error: BaseException) -> BaseException:
     never reach a caller (set on an asyncio future, ``SystemExit`` and
     ``KeyboardInterrupt`` stop the event loop that awaits it), so it is wrapped, with
     ``error`` as the ``__cause__``: ``asyncio.CancelledError`` in a `TaskCancelledError`
-    (the task ends cancelled, see `ended_cancelled`), any other in a `TaskFailedError`
+    (the task ends cancelled, see `actors.engine.ended_cancelled`), any other in a `TaskFailedError`
     (the task ends failed, not retried).
     """
     if isinstance(error, Exception):
@@ -158,79 +151,6 @@ def attempt_error(task_id: str, error: BaseException) -> BaseException:
         )
     wrapped.__cause__ = error
     return wrapped
-
-
-def ended_cancelled(error: BaseException) -> bool:
-    """Whether an attempt that ended with ``error`` ends its task cancelled: its code
-    raised ``asyncio.CancelledError`` (wrapped by `attempt_error`)."""
-    return isinstance(error, TaskCancelledError) and isinstance(
-        error.__cause__, asyncio.CancelledError
-    )
-
-
-def breaker_outcome(error: BaseException) -> BaseException:
-    """What a circuit breaker hears of an attempt that ended with ``error``: for an error
-    `attempt_error` wrapped, the original `BaseException`, which a breaker counts as
-    neither a success nor a failure (the call was interrupted, not answered)."""
-    cause = error.__cause__
-    if (
-        cause is not None
-        and not isinstance(cause, Exception)
-        and isinstance(error, TaskCancelledError | TaskFailedError)
-    ):
-        return cause
-    return error
-
-
-def retry_delay(
-    task_id: str,
-    wait: wait_base,
-    attempt: int,
-    error: BaseException,
-    fn: Callable[..., Any] | None,
-    args: tuple[Any, ...] | None,
-    kwargs: dict[str, Any] | None,
-    start_time: float,
-    idle_for: float,
-    now: float,
-) -> float:
-    """Seconds to wait after attempt number ``attempt`` failed with ``error``, as the
-    task's tenacity ``retry_wait`` says (without one, the fixed ``retry_delay`` applies).
-
-    The wait is asked with a real `tenacity.RetryCallState`: ``attempt_number``, the
-    ``outcome`` (a tenacity `Future` holding ``error``, so that
-    ``retry_state.outcome.exception()`` honours a Retry-After), ``outcome_timestamp``
-    (``now``), ``start_time`` (the first attempt's start) and ``idle_for`` (seconds waited
-    before earlier retries), all on the system's clock, and the task's ``fn``, ``args``
-    and ``kwargs``. A negative delay counts as 0. Shared by both task managers.
-
-    Raises `TaskFailedError` when the wait raises (the ``__cause__``) or gives no finite
-    number: the task ends failed with it (its ``__context__`` is ``error``), not retried.
-    """
-    state = tenacity.RetryCallState(
-        retry_object=cast(Any, None), fn=fn, args=args or (), kwargs=kwargs or {}
-    )
-    state.start_time = start_time
-    state.attempt_number = attempt
-    state.idle_for = idle_for
-    state.outcome = tenacity.Future.construct(attempt, error, True)
-    state.outcome_timestamp = now
-    problem: BaseException | None = None
-    try:
-        delay = float(wait(state))
-    except BaseException as exc:  # a user's callable: it must not take the manager down
-        what, problem = f"raised {safe_repr(exc)}", exc
-    else:
-        if math.isfinite(delay):
-            return max(0.0, delay)
-        what = f"returned {delay!r}, not a finite number of seconds"
-    failed = TaskFailedError(
-        f"task {task_id!r}: its retry_wait {what} after attempt {attempt} failed with "
-        f"{safe_repr(error)}; the task is not retried"
-    )
-    failed.__cause__ = problem
-    failed.__context__ = error
-    raise failed
 
 
 def _report(report: Callable[[AttemptDone], None], done: AttemptDone) -> None:

@@ -13,10 +13,12 @@ import itertools
 import secrets
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+from loguru import logger
+
+from actors import _messages as messages
 from actors._errors import DuplicateTaskError, InvalidTaskError, TaskNotFoundError
-from actors._messages import Call, Forget
 from actors._types import TaskInfo
 from actors._util import shrink
 from supervisors import SupervisedActor
@@ -25,29 +27,15 @@ if TYPE_CHECKING:
     from actors._bridge import ReplyTo
     from actors._system import SystemContext
 
-__all__ = ["FacadeActor", "FacadeState"]
+__all__ = ["TASK_SYSTEMS", "FacadeActor", "FacadeState"]
 
-BACKENDS = ("new", "old")
+TASK_SYSTEMS = ("new", "old")
+"""The task systems, in the order of their answers to a request sent to both."""
 
 # Generated task ids: a random per-process prefix and a counter ("t3f9a0c21-1a"): unique
 # in the process and across restarts, and ten times cheaper than uuid4 (no syscall).
 _ID_PREFIX = f"t{secrets.token_hex(4)}-"
 _ids = itertools.count(1)
-PER_TASK = frozenset(
-    {
-        "execute",
-        "wait",
-        "unwait",
-        "block",
-        "cancel",
-        "get",
-        "status",
-        "result",
-        "error",
-        "detail",
-        "definition",
-    }
-)
 
 
 class FacadeState:
@@ -71,7 +59,7 @@ class _Forwarded:
 
     def set_exception(self, error: BaseException) -> None:
         try:
-            self.facade.tell(Forget((self.task_id,)))
+            self.facade.tell(messages.Forget((self.task_id,)))
         finally:
             self.reply.set_exception(error)
 
@@ -127,22 +115,35 @@ class _Part:
 
 
 class _ThenTell:
-    """A reply that, on success, sends ``call`` on to ``target`` (which answers it)."""
+    """A reply that, on success, sends ``message`` on to ``target`` (which answers it)."""
 
-    __slots__ = ("call", "target")
+    __slots__ = ("message", "target")
 
-    def __init__(self, target: Any, call: Call) -> None:
+    def __init__(self, target: Any, message: messages.GetMetrics) -> None:
         self.target = target
-        self.call = call
+        self.message = message
 
     def set_result(self, value: Any) -> None:
         try:
-            self.target.tell(self.call)
+            self.target.tell(self.message)
         except Exception as exc:
-            self.call.reply.set_exception(exc)
+            self.message.reply.set_exception(exc)
 
     def set_exception(self, error: BaseException) -> None:
-        self.call.reply.set_exception(error)
+        self.message.reply.set_exception(error)
+
+
+FanOut: TypeAlias = (
+    messages.GetAll
+    | messages.GetByStatus
+    | messages.GetByType
+    | messages.PageKeys
+    | messages.PageRows
+    | messages.Cleanup
+    | messages.Shutdown
+    | messages.Flush
+)
+"""Requests both managers answer; the facade joins the answers."""
 
 
 def _nothing(parts: list[Any]) -> None:
@@ -170,20 +171,43 @@ class FacadeActor(SupervisedActor):
             "new": ctx.handle("task_manager"),
             "old": ctx.handle("legacy_task_manager"),
         }
+        fan_out = self._fan_out
+        self._table: dict[type, Callable[[Any], None]] = {
+            **dict.fromkeys(messages.PER_TASK_TYPES, self._per_task),
+            messages.Register: self._register,
+            messages.AddDependency: self._add_dependency,
+            messages.GetAll: lambda m: fan_out(m, _merge_infos),
+            messages.GetByStatus: lambda m: fan_out(m, _merge_infos),
+            messages.GetByType: lambda m: fan_out(m, _merge_infos),
+            messages.PageKeys: lambda m: fan_out(m, list),
+            messages.PageRows: lambda m: fan_out(m, list),
+            messages.Cleanup: lambda m: fan_out(m, self._forget_cleaned),
+            messages.Shutdown: lambda m: fan_out(m, sum),
+            messages.GetMetrics: self._metrics,
+            messages.Subscribe: self.monitor.tell,
+            messages.Unsubscribe: self.monitor.tell,
+            messages.UseNewSystem: self._use_new,
+            messages.GetBackend: self._backend,
+            messages.Forget: self._forget,
+        }
 
     def on_receive(self, message: Any) -> Any:
-        if type(message) is Call:
-            try:
-                self._route(message)
-            except Exception as exc:
-                message.reply.set_exception(exc)
-        elif type(message) is Forget:
-            owners = self.owners
-            for task_id in message.task_ids:
-                owners.pop(task_id, None)
-            if len(message.task_ids) >= len(owners):
-                shrink(owners)
+        handler = self._table.get(type(message))
+        if handler is None:
+            logger.bind(actor=self.CHILD_ID).warning("unexpected message {!r}", message)
+            return None
+        try:
+            handler(message)
+        except Exception as exc:
+            message.reply.set_exception(exc)  # only requests can fail here
         return None
+
+    def _forget(self, message: messages.Forget) -> None:
+        owners = self.owners
+        for task_id in message.task_ids:
+            owners.pop(task_id, None)
+        if len(message.task_ids) >= len(owners):
+            shrink(owners)
 
     def _owner(self, task_id: str) -> str:
         backend = self.owners.get(task_id)
@@ -192,48 +216,35 @@ class FacadeActor(SupervisedActor):
             raise TaskNotFoundError(msg)
         return backend
 
-    def _route(self, call: Call) -> None:
-        op = call.op
-        if op in PER_TASK:
-            self.managers[self._owner(call.args[0])].tell(call)
-        elif op == "register":
-            self._register(call)
-        elif op == "add_dependency":
-            task_id, depends_on = call.args
-            backend = self._owner(task_id)
-            other = self._owner(depends_on)
-            if other != backend:
-                msg = (
-                    f"task {task_id!r} belongs to the {backend} task system and "
-                    f"{depends_on!r} to the {other} one; dependencies must stay in one system"
-                )
-                raise InvalidTaskError(msg)
-            self.managers[backend].tell(call)
-        elif op in ("all", "by_status", "by_type"):
-            self._fan_out(call, _merge_infos)
-        elif op in ("page_keys", "page_rows"):
-            self._fan_out(call, list)
-        elif op == "cleanup":
-            self._fan_out(call, self._forget_cleaned)
-        elif op == "shutdown":
-            self._fan_out(call, sum)
-        elif op == "metrics":
-            # Managers flush their pending lifecycle events first, so the snapshot
-            # counts everything that happened before the call.
-            self._fan_out(Call("flush", (), _ThenTell(self.monitor, call)), _nothing)
-        elif op in ("subscribe", "unsubscribe"):
-            self.monitor.tell(call)
-        elif op == "use_new":
-            self.state.use_new = call.args[0]
-            call.reply.set_result(None)
-        elif op == "backend":
-            call.reply.set_result("new" if self.state.use_new else "old")
-        else:
-            msg = f"unknown operation {op!r}"
-            raise InvalidTaskError(msg)
+    def _per_task(self, message: messages.PerTask) -> None:
+        self.managers[self._owner(message.task_id)].tell(message)
 
-    def _register(self, call: Call) -> None:
-        spec, task_id, bridge = call.args
+    def _add_dependency(self, message: messages.AddDependency) -> None:
+        task_id, depends_on = message.task_id, message.depends_on
+        backend = self._owner(task_id)
+        other = self._owner(depends_on)
+        if other != backend:
+            msg = (
+                f"task {task_id!r} belongs to the {backend} task system and "
+                f"{depends_on!r} to the {other} one; dependencies must stay in one system"
+            )
+            raise InvalidTaskError(msg)
+        self.managers[backend].tell(message)
+
+    def _metrics(self, message: messages.GetMetrics) -> None:
+        # Managers flush their pending transitions first, so the snapshot counts
+        # everything that happened before the call.
+        self._fan_out(messages.Flush(_ThenTell(self.monitor, message)), _nothing)
+
+    def _use_new(self, message: messages.UseNewSystem) -> None:
+        self.state.use_new = message.flag
+        message.reply.set_result(None)
+
+    def _backend(self, message: messages.GetBackend) -> None:
+        message.reply.set_result("new" if self.state.use_new else "old")
+
+    def _register(self, message: messages.Register) -> None:
+        spec, task_id = message.spec, message.task_id
         owners = self.owners
         if task_id is None:
             task_id = f"{_ID_PREFIX}{next(_ids):x}"
@@ -255,17 +266,16 @@ class FacadeActor(SupervisedActor):
                 )
                 raise InvalidTaskError(msg)
         owners[task_id] = backend
-        self.managers[backend].tell(
-            Call("register", (spec, task_id, bridge), _Forwarded(call.reply, self.me, task_id))
-        )
+        forwarded = _Forwarded(message.reply, self.me, task_id)
+        self.managers[backend].tell(messages.Register(spec, task_id, message.bridge, forwarded))
 
-    def _fan_out(self, call: Call, combine: Callable[[list[Any]], Any]) -> None:
-        gather = _Gather(call.reply, combine)
-        for index, backend in enumerate(BACKENDS):
-            self.managers[backend].tell(Call(call.op, call.args, gather.part(index)))
+    def _fan_out(self, message: FanOut, combine: Callable[[list[Any]], Any]) -> None:
+        gather = _Gather(message.reply, combine)
+        for index, backend in enumerate(TASK_SYSTEMS):
+            self.managers[backend].tell(message._replace(reply=gather.part(index)))
 
     def _forget_cleaned(self, parts: list[list[str]]) -> int:
         removed = parts[0] + parts[1]
         if removed:
-            self.me.tell(Forget(tuple(removed)))
+            self.me.tell(messages.Forget(tuple(removed)))
         return len(removed)

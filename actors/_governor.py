@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
@@ -59,9 +58,6 @@ def decide(limit: int, sample: ResourceSample, policy: GovernorPolicy) -> tuple[
     if level is Pressure.OK:
         return min(policy.max_limit, limit + policy.increase_step), level
     return max(1, math.floor(limit * policy.decrease_factor)), level
-
-
-Probe = Callable[[], ResourceSample]
 
 
 def psutil_probe() -> ResourceSample:

@@ -8,14 +8,10 @@ from loguru import logger
 from actors._errors import ConfigError
 from actors._stdlib_logging import install_stdlib_sink, remove_stdlib_sink
 
-__all__ = ["SafeRepr", "configure_logging", "lifecycle_logging", "safe_repr"]
+__all__ = ["SafeRepr", "configure_logging", "safe_repr"]
 
 _enabled = False
-
-
-def lifecycle_logging() -> bool:
-    """Whether task lifecycle lines are built at all (free when logging is off)."""
-    return _enabled
+"""Whether task lifecycle lines are built at all (free when logging is off)."""
 
 
 def safe_repr(value: object) -> str:

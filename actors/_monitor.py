@@ -11,48 +11,34 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from actors._breaker import BreakerTransition
 from actors._events import Event, EventKind, Subscriber, kind_of_transition
 from actors._governor import GovernorPolicy, Pressure, ResourceSample, decide, pressure
 from actors._histogram import Histogram
-from actors._messages import Call, TaskEvents
+from actors._messages import (
+    BreakerChanged,
+    ChildRestarted,
+    GetMetrics,
+    ResourceTick,
+    SetLimit,
+    Subscribe,
+    Transitions,
+    Unsubscribe,
+)
 from actors._metrics import MetricsSnapshot, QuantileSketch, TimingStats
 from actors._util import tell_later
 from supervisors import SupervisedActor, TimerHandle
 
 if TYPE_CHECKING:
+    from actors._breaker import BreakerTransition
     from actors._system import SystemContext
+    from actors.engine import Transition
 
-__all__ = [
-    "BreakerChanged",
-    "ChildRestarted",
-    "MonitorState",
-    "ResourceTick",
-    "SetLimit",
-    "TaskMonitorActor",
-]
-
-
-class ChildRestarted(NamedTuple):
-    child_id: str
-
-
-class BreakerChanged(NamedTuple):
-    transition: BreakerTransition
-
-
-class ResourceTick(NamedTuple):
-    """Time for the governor to sample CPU and memory."""
-
-
-class SetLimit(NamedTuple):
-    """Task manager: the governor's new concurrency limit."""
-
-    limit: int
+__all__ = ["MonitorState", "TaskMonitorActor"]
 
 
 OTHER = "__other__"
@@ -122,7 +108,7 @@ class TaskMonitorActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         kind = type(message)
-        if kind is TaskEvents:
+        if kind is Transitions:
             self._apply(message.items)
         elif kind is ChildRestarted:
             self.state.restarts[message.child_id] += 1
@@ -132,34 +118,35 @@ class TaskMonitorActor(SupervisedActor):
             self.state.resource_timer = None
             self._govern()
             self._arm_governor()
-        elif kind is Call:
-            self._call(message)
+        elif kind is GetMetrics:
+            self._answer(message, self.snapshot)
+        elif kind is Subscribe:
+            self._answer(message, lambda: self._subscribe(message))
+        elif kind is Unsubscribe:
+            with contextlib.suppress(ValueError):
+                self.state.subscribers.remove(message.subscriber)
+            message.reply.set_result(None)
         return None
 
-    def _call(self, call: Call) -> None:
-        op = call.op
+    def _subscribe(self, message: Subscribe) -> Subscriber:
+        subscriber = Subscriber(
+            message.bridge, self.ctx.config.EVENT_BUFFER_SIZE, message.task_type
+        )
+        self.state.subscribers.append(subscriber)
+        return subscriber
+
+    @staticmethod
+    def _answer(message: GetMetrics | Subscribe, make: Callable[[], Any]) -> None:
         try:
-            if op == "metrics":
-                result: Any = self.snapshot()
-            elif op == "subscribe":
-                bridge, task_type = call.args
-                result = Subscriber(bridge, self.ctx.config.EVENT_BUFFER_SIZE, task_type)
-                self.state.subscribers.append(result)
-            elif op == "unsubscribe":
-                with contextlib.suppress(ValueError):
-                    self.state.subscribers.remove(call.args[0])
-                result = None
-            else:
-                msg = f"the monitor has no operation {op!r}"
-                raise ValueError(msg)
+            result = make()
         except Exception as exc:
-            call.reply.set_exception(exc)
+            message.reply.set_exception(exc)
         else:
-            call.reply.set_result(result)
+            message.reply.set_result(result)
 
     # -- lifecycle events -----------------------------------------------------------------
 
-    def _apply(self, items: tuple[tuple[Any, ...], ...]) -> None:
+    def _apply(self, items: tuple[Transition, ...]) -> None:
         state = self.state
         by_status = state.by_status
         by_type = state.by_type
@@ -167,7 +154,7 @@ class TaskMonitorActor(SupervisedActor):
         started_at = state.started_at
         bounds = self.ctx.config.METRICS_HISTOGRAM_BUCKETS
         labels = state.labels
-        for task_id, task_type, old, new, at, detail in items:
+        for task_id, _name, task_type, old, new, _attempt, at, _wall, detail in items:
             label = labels.get(task_type)
             if label is None:
                 label = self._label(task_type)
@@ -214,13 +201,15 @@ class TaskMonitorActor(SupervisedActor):
             self._publish(
                 [
                     Event(
-                        kind_of_transition(new),
-                        at,
-                        task_id,
-                        task_type,
-                        {"error": detail} if detail is not None else {},
+                        kind_of_transition(t.new),
+                        t.at,
+                        t.task_id,
+                        t.task_type,
+                        {"error": t.error} if t.error is not None else {},
+                        t.name,
+                        t.wall,
                     )
-                    for task_id, task_type, _old, new, at, detail in items
+                    for t in items
                 ]
             )
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -38,7 +38,7 @@ from actors._backends import (
 )
 from actors._errors import ActorSystemError
 from actors._execution import Execution, complete, run_function
-from actors._messages import AttemptDone, Call, FunctionStarted, RunFunction
+from actors._messages import AttemptDone, FunctionStarted, PoolBroken, RunFunction, Submit
 from actors._tracing import end_span, start_span
 from actors._util import tell_quietly
 from supervisors import SupervisedActor
@@ -47,24 +47,7 @@ if TYPE_CHECKING:
     from actors._bridge import ReplyTo
     from actors._system import SystemContext
 
-__all__ = ["PoolBroken", "PoolState", "Submit", "ThreadPoolActor"]
-
-
-class Submit(NamedTuple):
-    """``thread_pool.submit``: run ``fn`` and answer ``reply`` with its result."""
-
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    reply: ReplyTo
-    executor: str | None = None
-    """One of `BACKENDS`, or None for ``THREAD_POOL_BACKEND``."""
-
-
-class PoolBroken(NamedTuple):
-    """A worker process of ``pool`` died: the actor crashes so that a new one replaces it."""
-
-    pool: ProcessPoolExecutor
+__all__ = ["PoolState", "ThreadPoolActor"]
 
 
 class PoolState:
@@ -76,7 +59,6 @@ class PoolState:
         self.dask: DaskBackend | None = None
         self.broken = False
         """The process pool broke: the next incarnation replaces it."""
-        self.submitted = 0
 
 
 def _run_direct(
@@ -140,7 +122,6 @@ class ThreadPoolActor(SupervisedActor):
         assert executor is not None
         kind = type(message)
         if kind is RunFunction:
-            self.state.submitted += 1
             if (message.executor or self.default) == "thread":
                 execution = message.execution
                 executor.submit(
@@ -155,7 +136,6 @@ class ThreadPoolActor(SupervisedActor):
             else:
                 self._run_remote(message)
         elif kind is Submit:
-            self.state.submitted += 1
             backend = message.executor or self.default
             if backend == "thread":
                 executor.submit(
@@ -175,20 +155,11 @@ class ThreadPoolActor(SupervisedActor):
                         f"thread_pool.submit({getattr(message.fn, '__name__', message.fn)!r})",
                     ),
                 )
-        elif kind is PoolBroken:
-            if message.pool is self.state.process:
-                self.state.broken = True
-                raise ActorSystemError(
-                    "a worker process of the process pool died; thread_pool restarts to "
-                    "replace the pool"
-                )
-        elif kind is Call and message.op == "stats":
-            message.reply.set_result(
-                {
-                    "workers": self.ctx.config.MAX_THREAD_WORKERS,
-                    "queued": executor.qsize(),
-                    "submitted": self.state.submitted,
-                }
+        elif kind is PoolBroken and message.pool is self.state.process:
+            self.state.broken = True
+            raise ActorSystemError(
+                "a worker process of the process pool died; thread_pool restarts to "
+                "replace the pool"
             )
         return None
 
@@ -250,7 +221,6 @@ class ThreadPoolActor(SupervisedActor):
         except BrokenProcessPool:
             # Broken before we heard of it: the next incarnation takes the message again
             # (the supervisor hands a crashed actor's inbox to it) and a new pool.
-            state.submitted -= 1
             handle.tell(message)
             state.broken = True
             raise ActorSystemError(

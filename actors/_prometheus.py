@@ -21,7 +21,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from actors._errors import ActorsError, ActorSystemError, ConfigError
-from actors._messages import Call
+from actors._messages import GetMetrics
 from actors._metrics import MetricsSnapshot, empty_snapshot, snapshot_collector
 from supervisors import SupervisorError
 
@@ -76,7 +76,7 @@ def metrics_snapshot(system: ActorSystem, timeout: float) -> MetricsSnapshot:
     facade = system._check()
     future: Future[MetricsSnapshot] = Future()
     try:
-        facade.tell(Call("metrics", (), _FutureReply(future)))
+        facade.tell(GetMetrics(_FutureReply(future)))
     except SupervisorError as exc:
         raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
     try:

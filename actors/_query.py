@@ -13,26 +13,23 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import traceback
 from collections.abc import Iterator, Mapping, Reversible, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors._errors import InvalidTaskError
 from actors._types import TaskInfo, TaskStatus
+from actors.engine._record import AttemptFailure
 
 if TYPE_CHECKING:
-    from actors._store import TaskRecord
+    from actors.engine._record import TaskRecord
 
 __all__ = [
-    "MAX_FAILURES_KEPT",
     "MAX_PAGE_SIZE",
-    "AttemptFailure",
     "PageQuery",
     "TaskDetail",
     "TaskPage",
     "TaskRow",
-    "failure_of",
     "merge_rows",
     "page_keys",
     "page_rows",
@@ -41,36 +38,6 @@ __all__ = [
 
 MAX_PAGE_SIZE = 500
 """The most rows one page query returns."""
-MAX_FAILURES_KEPT = 10
-"""Failed attempts a task keeps (the latest ones), with their formatted tracebacks."""
-_TRACEBACK_CHARS = 8000
-_MESSAGE_CHARS = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptFailure:
-    """One failed attempt of a task: its number, when it ended and how."""
-
-    attempt: int
-    at: float
-    error_type: str
-    message: str
-    traceback: str
-
-
-def failure_of(attempt: int, at: float, error: BaseException | None) -> AttemptFailure:
-    """The record of a failed attempt (message and traceback cut to a bounded length)."""
-    if error is None:
-        return AttemptFailure(attempt, at, "", "", "")
-    try:
-        message = str(error)
-        text = "".join(traceback.format_exception(error))
-    except Exception as exc:  # a broken __str__ must not crash the manager
-        message = f"<unprintable {type(error).__name__}: {exc!r}>"
-        text = message
-    if len(text) > _TRACEBACK_CHARS:
-        text = "...\n" + text[-_TRACEBACK_CHARS:]
-    return AttemptFailure(attempt, at, type(error).__qualname__, message[:_MESSAGE_CHARS], text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,10 +121,6 @@ def remove_stdlib_sink() -> None:
                 _stderr_id = logger.add(sys.stderr)
 
 
-def stdlib_sink_installed() -> bool:
-    return _sink_id is not None
-
-
 class TaskContextFilter(logging.Filter):
     """Sets ``task_id``, ``task_name`` and ``task_type`` on each `logging.LogRecord`.
 

@@ -31,23 +31,23 @@ from actors._facade import FacadeActor, FacadeState
 from actors._governor import ResourceSample, psutil_probe
 from actors._legacy import LegacyTaskManagerActor
 from actors._manager import TaskManagerActor
-from actors._messages import Call
-from actors._monitor import BreakerChanged, ChildRestarted, MonitorState, TaskMonitorActor
-from actors._pool import PoolState, Submit, ThreadPoolActor
-from actors._store import ManagerState
+from actors._messages import REQUEST_TYPES, BreakerChanged, ChildRestarted, Shutdown
+from actors._monitor import MonitorState, TaskMonitorActor
+from actors._pool import PoolState, ThreadPoolActor
+from actors.engine import Engine, Policy
 from supervisors import (
     SYSTEM_CLOCK,
     ChildHandle,
     ChildSpec,
     Clock,
     ConsecutiveFailuresExceeded,
-    EventKind,
     RestartIntensityExceeded,
     RestartPolicy,
     Strategy,
     Supervisor,
     SupervisorError,
     SupervisorEvent,
+    SupervisorEventKind,
     SupervisorState,
 )
 
@@ -61,11 +61,6 @@ if TYPE_CHECKING:
 __all__ = ["CHILD_IDS", "ActorSystem", "SupervisorClient", "SystemContext"]
 
 CHILD_IDS = ("task_monitor", "thread_pool", "legacy_task_manager", "task_manager", "facade")
-
-REQUEST_TYPES: tuple[type, ...] = (Call, Submit)
-"""Callers' messages: at most MAILBOX_BUFFER_CAPACITY of them wait for a restarting
-child, and one more fails the call with `SystemOverloadedError`. Every other message is
-the system's own and always waits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +208,8 @@ class ActorSystem:
             if cfg.THREAD_POOL_BACKEND == "dask" and not dask_installed():
                 raise ActorSystemError(f"THREAD_POOL_BACKEND is 'dask', but {DASK_MISSING}")
             state = SupervisorState()
-            ctx = SystemContext(cfg, self.clock, state, self.circuit_breakers, self._probe)
+            clock = self.clock
+            ctx = SystemContext(cfg, clock, state, self.circuit_breakers, self._probe)
             specs = [
                 ChildSpec("task_monitor", TaskMonitorActor, (ctx,), state_factory=MonitorState),
                 ChildSpec("thread_pool", ThreadPoolActor, (ctx,), state_factory=PoolState),
@@ -221,13 +217,15 @@ class ActorSystem:
                     "legacy_task_manager",
                     LegacyTaskManagerActor,
                     (ctx,),
-                    state_factory=ManagerState,
+                    state_factory=lambda: Engine(Policy.simple(cfg.MAX_FINISHED_TASKS), clock),
                 ),
                 ChildSpec(
                     "task_manager",
                     TaskManagerActor,
                     (ctx,),
-                    state_factory=lambda: ManagerState(cfg.MAX_CONCURRENT_TASKS),
+                    state_factory=lambda: Engine(
+                        Policy.scheduler(cfg.MAX_CONCURRENT_TASKS, cfg.MAX_FINISHED_TASKS), clock
+                    ),
                 ),
                 ChildSpec(
                     "facade",
@@ -287,7 +285,10 @@ class ActorSystem:
             bound = self.config.SHUTDOWN_TIMEOUT
             try:
                 # The call's own bound is swept once a second; wait_for makes it exact.
-                await asyncio.wait_for(self.task_manager._call("shutdown", timeout=bound), bound)
+                reply = self.task_manager._reply()
+                await asyncio.wait_for(
+                    self.task_manager._call(reply, Shutdown(reply), timeout=bound), bound
+                )
             except Exception as exc:
                 logger.bind(system="actorflow").warning("cancelling tasks at shutdown: {!r}", exc)
         loop = asyncio.get_running_loop()
@@ -412,7 +413,7 @@ class ActorSystem:
 
     def _supervisor_event(self, event: SupervisorEvent) -> None:
         state = self._state
-        if event.kind is EventKind.RESTARTED and event.child_id and state is not None:
+        if event.kind is SupervisorEventKind.RESTARTED and event.child_id and state is not None:
             with contextlib.suppress(SupervisorError):
                 state.handles["task_monitor"].tell(ChildRestarted(event.child_id))
 

@@ -18,9 +18,9 @@ from supervisors._spec import ChildSpec, Restart, RestartPolicy, Strategy
 from supervisors._supervisor import (
     ChildCounts,
     ChildInfo,
-    EventKind,
     Supervisor,
     SupervisorEvent,
+    SupervisorEventKind,
     SupervisorState,
 )
 
@@ -36,7 +36,6 @@ __all__ = [
     "ChildStatus",
     "Clock",
     "ConsecutiveFailuresExceeded",
-    "EventKind",
     "Kill",
     "RealClock",
     "Restart",
@@ -47,6 +46,7 @@ __all__ = [
     "Supervisor",
     "SupervisorError",
     "SupervisorEvent",
+    "SupervisorEventKind",
     "SupervisorState",
     "TimerHandle",
 ]

@@ -12,7 +12,7 @@ import contextlib
 import enum
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -46,9 +46,9 @@ from supervisors._spec import ChildSpec, Restart, RestartPolicy, Strategy, check
 __all__ = [
     "ChildCounts",
     "ChildInfo",
-    "EventKind",
     "Supervisor",
     "SupervisorEvent",
+    "SupervisorEventKind",
     "SupervisorState",
 ]
 
@@ -58,7 +58,7 @@ __all__ = [
 _generations = itertools.count(1)
 
 
-class EventKind(enum.Enum):
+class SupervisorEventKind(enum.Enum):
     STARTED = "started"
     CRASHED = "crashed"
     EXITED = "exited"
@@ -75,7 +75,7 @@ class EventKind(enum.Enum):
 class SupervisorEvent:
     """One thing a supervisor did or saw, for listeners (monitors, tests)."""
 
-    kind: EventKind
+    kind: SupervisorEventKind
     supervisor: str
     child_id: str | None
     at: float
@@ -142,7 +142,6 @@ class _Child:
     pending: int | None = None  # generation of the scheduled restart
     timer: TimerHandle | None = None
     suspect: str | None = None  # urn the watchdog found not alive once
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Supervisor(SupervisedActor):
@@ -310,7 +309,7 @@ class Supervisor(SupervisedActor):
         child.ref = None
         child.handle._detach()
         abnormal = msg.reason is not None
-        kind = EventKind.CRASHED if abnormal else EventKind.EXITED
+        kind = SupervisorEventKind.CRASHED if abnormal else SupervisorEventKind.EXITED
         self._event(kind, child.spec.id, reason=msg.reason)
         if not should_restart(child.spec.restart, abnormal):
             if child.spec.restart is Restart.TEMPORARY:
@@ -385,7 +384,9 @@ class Supervisor(SupervisedActor):
             c.status = ChildStatus.RESTARTING
             c.pending = generation
             restart_ids.append(cid)
-        self._event(EventKind.RESTART_SCHEDULED, child.spec.id, reason=reason, delay=delay)
+        self._event(
+            SupervisorEventKind.RESTART_SCHEDULED, child.spec.id, reason=reason, delay=delay
+        )
         message = RestartDue(tuple(restart_ids), generation)
         if delay <= 0 and retry:
             # A failed restart tries again through the mailbox (OTP's try_again_restart):
@@ -413,7 +414,7 @@ class Supervisor(SupervisedActor):
                 self._restart_after_failure(child, error, retry=True)
                 return
             child.restarts += 1
-            self._event(EventKind.RESTARTED, cid)
+            self._event(SupervisorEventKind.RESTARTED, cid)
 
     def _watchdog_tick(self, tick: WatchdogTick) -> None:
         if tick.owner != self.actor_urn:
@@ -442,13 +443,13 @@ class Supervisor(SupervisedActor):
         )
 
     def _escalate(self, child: _Child, error: RestartIntensityExceeded) -> None:
-        self._event(EventKind.INTENSITY_EXCEEDED, child.spec.id, reason=error)
+        self._event(SupervisorEventKind.INTENSITY_EXCEEDED, child.spec.id, reason=error)
         self._log.error("{}", error)
         for c in self._children.values():
             self._cancel_timer(c)
         self._stop_children(reversed(list(self._children)))
         self._detach_all()
-        self._event(EventKind.ESCALATED, child.spec.id, reason=error)
+        self._event(SupervisorEventKind.ESCALATED, child.spec.id, reason=error)
         if self._supervision is not None:
             raise error  # crash: our own supervisor decides
         self._escalation = error
@@ -479,14 +480,14 @@ class Supervisor(SupervisedActor):
                 actor, Supervision(spec.id, child.handle, self.actor_ref), spec.start_timeout
             )
         except Exception as exc:
-            self._event(EventKind.START_FAILED, spec.id, reason=exc)
+            self._event(SupervisorEventKind.START_FAILED, spec.id, reason=exc)
             return exc
         child.ref = ref
         child.status = ChildStatus.RUNNING
         child.started_at = self.clock.monotonic()
         child.suspect = None
         child.handle._attach(ref)
-        self._event(EventKind.STARTED, spec.id)
+        self._event(SupervisorEventKind.STARTED, spec.id)
         return None
 
     def _stop_children(self, ids: Iterable[str]) -> None:
@@ -502,7 +503,7 @@ class Supervisor(SupervisedActor):
                 stopped.get(timeout=child.spec.shutdown_timeout)
             except pykka.Timeout:
                 self._event(
-                    EventKind.ABANDONED,
+                    SupervisorEventKind.ABANDONED,
                     cid,
                     reason=SupervisorError(
                         f"child {cid!r} did not stop within {child.spec.shutdown_timeout}s; "
@@ -510,7 +511,7 @@ class Supervisor(SupervisedActor):
                     ),
                 )
                 continue
-            self._event(EventKind.STOPPED, cid)
+            self._event(SupervisorEventKind.STOPPED, cid)
 
     def _cancel_timer(self, child: _Child) -> None:
         """This child no longer waits for its restart timer; the timer is cancelled
@@ -533,16 +534,20 @@ class Supervisor(SupervisedActor):
 
     def _event(
         self,
-        kind: EventKind,
+        kind: SupervisorEventKind,
         child_id: str | None,
         *,
         reason: BaseException | None = None,
         delay: float | None = None,
     ) -> None:
         log = self._log.bind(child=child_id)
-        if kind in (EventKind.CRASHED, EventKind.START_FAILED, EventKind.ABANDONED):
+        if kind in (
+            SupervisorEventKind.CRASHED,
+            SupervisorEventKind.START_FAILED,
+            SupervisorEventKind.ABANDONED,
+        ):
             log.warning("child {!r} {}: {!r}", child_id, kind.value, reason)
-        elif kind is EventKind.RESTART_SCHEDULED:
+        elif kind is SupervisorEventKind.RESTART_SCHEDULED:
             log.info("child {!r} restart scheduled in {:.3f}s", child_id, delay)
         else:
             log.debug("child {!r} {}", child_id, kind.value)

@@ -24,7 +24,7 @@ from actors._breaker import (
     CircuitBreaker,
     Permit,
 )
-from actors._errors import CircuitOpenError, InvalidTaskError
+from actors._errors import BreakerConfigError, CircuitOpenError
 from supervisors import SYSTEM_CLOCK
 from supervisors.testing import FakeClock
 
@@ -528,7 +528,7 @@ async def test_decorates_an_async_def(clock: FakeClock) -> None:
 def test_decorating_a_non_callable_is_refused(clock: FakeClock) -> None:
     breaker = make(clock)
     with pytest.raises(
-        InvalidTaskError, match=exact("a circuit breaker decorates a callable, got 42")
+        BreakerConfigError, match=exact("a circuit breaker decorates a callable, got 42")
     ):
         breaker(42)  # type: ignore[arg-type]
 
@@ -682,11 +682,11 @@ def test_permit_misuse_is_refused(clock: FakeClock) -> None:
         "permit must be a Permit that circuit 'other' gave out with acquire(), "
         "got <Permit closed of circuit 'svc'>"
     )
-    with pytest.raises(InvalidTaskError, match=exact(foreign)):
+    with pytest.raises(BreakerConfigError, match=exact(foreign)):
         other.release(permit)
     breaker.release(permit)
     with pytest.raises(
-        InvalidTaskError,
+        BreakerConfigError,
         match=exact("permit <Permit closed of circuit 'svc'> was already released"),
     ):
         breaker.release(permit)
@@ -751,7 +751,7 @@ def test_permit_misuse_is_refused(clock: FakeClock) -> None:
 def test_bad_arguments_are_refused_with_exact_messages(
     args: tuple[Any, ...], kwargs: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(InvalidTaskError, match=exact(message)):
+    with pytest.raises(BreakerConfigError, match=exact(message)):
         CircuitBreaker(*args, **kwargs)
 
 
@@ -817,13 +817,15 @@ def test_registry_maps_names_to_shared_breakers(clock: FakeClock, recorder: Reco
     db = registry.add(CircuitBreaker("db", clock=clock))
     assert registry.add(db) is db
     with pytest.raises(
-        InvalidTaskError,
+        BreakerConfigError,
         match=exact(
             "a different circuit breaker is already registered as 'db'; use get('db') to share it"
         ),
     ):
         registry.add(CircuitBreaker("db"))
-    with pytest.raises(InvalidTaskError, match=exact("breaker must be a CircuitBreaker, got 'db'")):
+    with pytest.raises(
+        BreakerConfigError, match=exact("breaker must be a CircuitBreaker, got 'db'")
+    ):
         registry.add("db")  # type: ignore[arg-type]
     assert registry.all() == [llm, db]
     assert len(registry) == 2
@@ -845,11 +847,11 @@ def test_registry_maps_names_to_shared_breakers(clock: FakeClock, recorder: Reco
 def test_registry_checks_what_it_creates() -> None:
     registry = BreakerRegistry()
     with pytest.raises(
-        InvalidTaskError, match=exact("failure_threshold must be an int >= 1, got 0")
+        BreakerConfigError, match=exact("failure_threshold must be an int >= 1, got 0")
     ):
         registry.get_or_create("svc", failure_threshold=0)
     assert "svc" not in registry
-    with pytest.raises(InvalidTaskError, match=exact("listener must be callable or None, got 1")):
+    with pytest.raises(BreakerConfigError, match=exact("listener must be callable or None, got 1")):
         BreakerRegistry(listener=1)  # type: ignore[arg-type]
 
 

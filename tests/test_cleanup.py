@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 
 from actors import ActorSystem, Config, TaskNotFoundError, TaskStatus, UnifiedTaskManager
-from actors._store import TaskRecord
+from actors.engine import TaskRecord
 from supervisors.testing import FakeClock
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from actors import ActorSystem, ActorSystemError, TaskStatus
 from actors._manager import TaskManagerActor
-from supervisors import EventKind, Kill, SupervisorEvent
+from supervisors import Kill, SupervisorEvent, SupervisorEventKind
 from supervisors.testing import FakeClock
 
 WAIT = 5.0
@@ -48,15 +48,15 @@ class Events:
             self.seen.append(event)
             self._cond.notify_all()
 
-    def kinds(self, child_id: str) -> list[EventKind]:
+    def kinds(self, child_id: str) -> list[SupervisorEventKind]:
         with self._cond:
             return [e.kind for e in self.seen if e.child_id == child_id]
 
     def stopped(self) -> list[str | None]:
         with self._cond:
-            return [e.child_id for e in self.seen if e.kind is EventKind.STOPPED]
+            return [e.child_id for e in self.seen if e.kind is SupervisorEventKind.STOPPED]
 
-    def wait_for(self, kind: EventKind, count: int) -> None:
+    def wait_for(self, kind: SupervisorEventKind, count: int) -> None:
         def enough() -> bool:
             return sum(1 for e in self.seen if e.kind is kind) >= count
 
@@ -137,21 +137,21 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
 
         steps: list[float] = []
         for restart in range(1, MAX_RESTARTS + 1):
-            await asyncio.to_thread(events.wait_for, EventKind.RESTART_SCHEDULED, restart)
+            await asyncio.to_thread(events.wait_for, SupervisorEventKind.RESTART_SCHEDULED, restart)
             steps.append(await advance_to_next_timer(clock))
-        await asyncio.to_thread(events.wait_for, EventKind.ESCALATED, 1)
+        await asyncio.to_thread(events.wait_for, SupervisorEventKind.ESCALATED, 1)
         fake_elapsed = sum(steps)
         assert fake_elapsed < 1.0
         assert starts == 1 + MAX_RESTARTS
         assert events.kinds("task_manager") == [
-            EventKind.STARTED,
-            EventKind.CRASHED,
-            EventKind.RESTART_SCHEDULED,
-            EventKind.START_FAILED,
-            EventKind.RESTART_SCHEDULED,
-            EventKind.START_FAILED,
-            EventKind.INTENSITY_EXCEEDED,
-            EventKind.ESCALATED,
+            SupervisorEventKind.STARTED,
+            SupervisorEventKind.CRASHED,
+            SupervisorEventKind.RESTART_SCHEDULED,
+            SupervisorEventKind.START_FAILED,
+            SupervisorEventKind.RESTART_SCHEDULED,
+            SupervisorEventKind.START_FAILED,
+            SupervisorEventKind.INTENSITY_EXCEEDED,
+            SupervisorEventKind.ESCALATED,
         ]
         # The other children were stopped in reverse start order.
         assert events.stopped() == ["facade", "legacy_task_manager", "thread_pool", "task_monitor"]

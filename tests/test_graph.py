@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors._errors import DependencyCycleError, DuplicateTaskError, TaskNotFoundError
-from actors._graph import DependencyGraph
+from actors.engine._graph import DependencyGraph
 
 # The autouse leak check in conftest.py is function scoped; it is harmless to run it once
 # around all the examples of a property test.

@@ -163,7 +163,7 @@ async def test_event_stream_yields_every_transition_in_order() -> None:
         EventKind.STARTED,
         EventKind.COMPLETED,
     ]
-    assert {e.task_id for e in events} == {task_id}
+    assert {(e.task_id, e.task_name) for e in events} == {(task_id, "flaky")}
     assert [e.at for e in events] == [0.0] * 4 + [2.0] * 3
     assert dict(events[3].detail) == {"error": "ConnectionError"}
 
@@ -191,6 +191,7 @@ async def test_event_stream_filters_by_type_and_a_slow_subscriber_drops_the_olde
         EventKind.STARTED,
         EventKind.COMPLETED,
     ]
+    assert [e.task_name for e in events] == ["io2", "io3", "io3", "io3", "io3"]
     assert {e.task_type for e in events} == {"io"}
 
 

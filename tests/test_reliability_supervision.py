@@ -35,7 +35,6 @@ from supervisors import (
     ChildSpecError,
     ChildStatus,
     ConsecutiveFailuresExceeded,
-    EventKind,
     Kill,
     RealClock,
     RestartIntensityExceeded,
@@ -43,6 +42,7 @@ from supervisors import (
     SupervisedActor,
     Supervisor,
     SupervisorEvent,
+    SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
 
@@ -495,7 +495,7 @@ class Events:
     """The root supervisor's events for one child, to wait on (bounded)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, child_id: str) -> None:
-        self.kinds: list[EventKind] = []
+        self.kinds: list[SupervisorEventKind] = []
         self._cond = threading.Condition()
         original = ActorSystem._supervisor_event
 
@@ -508,12 +508,12 @@ class Events:
 
         monkeypatch.setattr(ActorSystem, "_supervisor_event", listener)
 
-    def next_decision(self, seen: int) -> EventKind:
+    def next_decision(self, seen: int) -> SupervisorEventKind:
         """The supervisor's decision after failure number ``seen + 1``: a restart
         scheduled, or an escalation."""
-        decisions = (EventKind.RESTART_SCHEDULED, EventKind.ESCALATED)
+        decisions = (SupervisorEventKind.RESTART_SCHEDULED, SupervisorEventKind.ESCALATED)
 
-        def made() -> list[EventKind]:
+        def made() -> list[SupervisorEventKind]:
             return [k for k in self.kinds if k in decisions]
 
         with self._cond:
@@ -551,7 +551,7 @@ async def test_a_hundred_kills_to_the_facade_end_every_call(
         restarts = 0
         while restarts < 30:
             decision = await asyncio.to_thread(events.next_decision, restarts)
-            if decision is EventKind.ESCALATED:
+            if decision is SupervisorEventKind.ESCALATED:
                 break
             await advance_to_next_timer(clock)
             restarts += 1

@@ -84,12 +84,12 @@ async def test_lifecycle_lines_arrive_through_logging_with_levels_and_extras(
         if getattr(r, "task_id", None) in (ok, bad)
     ]
     assert lines == [
-        ("actors._manager_base", 20, "INFO", ok, "ok", "demo", "task 'ok' registered"),
-        ("actors._manager_base", 20, "INFO", ok, "ok", "demo", "task 'ok' started (attempt 1)"),
-        ("actors._manager_base", 20, "INFO", ok, "ok", "demo", "task 'ok' completed"),
-        ("actors._manager_base", 20, "INFO", bad, "bad", "default", "task 'bad' registered"),
+        ("actors.engine._engine", 20, "INFO", ok, "ok", "demo", "task 'ok' registered"),
+        ("actors.engine._engine", 20, "INFO", ok, "ok", "demo", "task 'ok' started (attempt 1)"),
+        ("actors.engine._engine", 20, "INFO", ok, "ok", "demo", "task 'ok' completed"),
+        ("actors.engine._engine", 20, "INFO", bad, "bad", "default", "task 'bad' registered"),
         (
-            "actors._manager_base",
+            "actors.engine._engine",
             20,
             "INFO",
             bad,
@@ -98,7 +98,7 @@ async def test_lifecycle_lines_arrive_through_logging_with_levels_and_extras(
             "task 'bad' started (attempt 1)",
         ),
         (
-            "actors._manager_base",
+            "actors.engine._engine",
             30,
             "WARNING",
             bad,

@@ -24,13 +24,13 @@ from supervisors import (
     ActorKilled,
     ChildHandle,
     ChildSpec,
-    EventKind,
     Kill,
     RestartIntensityExceeded,
     RestartPolicy,
     SupervisedActor,
     Supervisor,
     SupervisorEvent,
+    SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
 
@@ -49,7 +49,7 @@ class Events:
             self._items.append(event)
             self._cond.notify_all()
 
-    def of(self, kind: EventKind, child_id: str | None = None) -> list[SupervisorEvent]:
+    def of(self, kind: SupervisorEventKind, child_id: str | None = None) -> list[SupervisorEvent]:
         with self._cond:
             return [
                 e
@@ -165,8 +165,15 @@ def test_delays_are_tenacitys_exponential_sequence(
 
     assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
     assert delays == tenacity_schedule(wait, 6)
-    assert [e.delay for e in events.of(EventKind.RESTART_SCHEDULED)] == delays
-    assert [e.at for e in events.of(EventKind.RESTARTED)] == [1.0, 3.0, 7.0, 15.0, 31.0, 63.0]
+    assert [e.delay for e in events.of(SupervisorEventKind.RESTART_SCHEDULED)] == delays
+    assert [e.at for e in events.of(SupervisorEventKind.RESTARTED)] == [
+        1.0,
+        3.0,
+        7.0,
+        15.0,
+        31.0,
+        63.0,
+    ]
 
 
 def test_jittered_delays_fall_within_bounds(stopper: list[pykka.ActorRef[Any]]) -> None:
@@ -229,7 +236,9 @@ def test_a_second_childs_crash_is_handled_while_the_first_is_in_backoff(
     clock.wait_for_timers(2)
 
     assert clock.pending_delays() == [2.0, 5.0]
-    assert [(e.child_id, e.at, e.delay) for e in events.of(EventKind.RESTART_SCHEDULED)] == [
+    assert [
+        (e.child_id, e.at, e.delay) for e in events.of(SupervisorEventKind.RESTART_SCHEDULED)
+    ] == [
         ("a", 0.0, 5.0),
         ("b", 3.0, 5.0),
     ]
@@ -247,7 +256,7 @@ def test_a_second_childs_crash_is_handled_while_the_first_is_in_backoff(
 
     clock.advance(3)
     assert reply_b.get(timeout=TIMEOUT) == b.actor_urn
-    assert [(e.child_id, e.at) for e in events.of(EventKind.RESTARTED)] == [
+    assert [(e.child_id, e.at) for e in events.of(SupervisorEventKind.RESTARTED)] == [
         ("a", 5.0),
         ("b", 8.0),
     ]
@@ -299,9 +308,9 @@ def test_one_crash_too_many_inside_the_window_escalates(
     assert (error.max_restarts, error.within_seconds) == (3, 5.0)
     assert isinstance(error.reason, ActorKilled)
     assert log == ["crash:b", "stop:c", "stop:a"]
-    assert [e.child_id for e in events.of(EventKind.INTENSITY_EXCEEDED)] == ["b"]
-    assert [e.reason for e in events.of(EventKind.ESCALATED)] == [error]
-    assert len(events.of(EventKind.RESTARTED)) == 3
+    assert [e.child_id for e in events.of(SupervisorEventKind.INTENSITY_EXCEEDED)] == ["b"]
+    assert [e.reason for e in events.of(SupervisorEventKind.ESCALATED)] == [error]
+    assert len(events.of(SupervisorEventKind.RESTARTED)) == 3
     match = f"^{re.escape(INTENSITY_MESSAGE)}$"
     for handle in (a, b, c):
         with pytest.raises(RestartIntensityExceeded, match=match):
@@ -363,8 +372,8 @@ def test_the_same_crashes_spread_wider_than_the_window_do_not_escalate(
         clock.advance(2.0)  # at most 3 crashes in any 5 s window
 
     assert escalations.errors == []
-    assert events.of(EventKind.INTENSITY_EXCEEDED) == []
-    assert [e.at for e in events.of(EventKind.RESTARTED)] == [2.0 * i for i in range(8)]
+    assert events.of(SupervisorEventKind.INTENSITY_EXCEEDED) == []
+    assert [e.at for e in events.of(SupervisorEventKind.RESTARTED)] == [2.0 * i for i in range(8)]
     rows = sup.proxy().which_children().get(timeout=TIMEOUT)
     assert [(r.id, r.status, r.restarts) for r in rows] == [("b", "running", 8)]
     assert sup.is_alive()

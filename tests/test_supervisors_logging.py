@@ -13,12 +13,12 @@ from tenacity import wait_none
 
 from supervisors import (
     ChildSpec,
-    EventKind,
     Kill,
     RestartPolicy,
     SupervisedActor,
     Supervisor,
     SupervisorEvent,
+    SupervisorEventKind,
 )
 
 TIMEOUT = 5.0
@@ -44,7 +44,7 @@ def run_to_escalation() -> None:
     escalated = threading.Event()
 
     def listen(event: SupervisorEvent) -> None:
-        if event.kind is EventKind.ESCALATED:
+        if event.kind is SupervisorEventKind.ESCALATED:
             escalated.set()
 
     ref = Supervisor.start(

@@ -10,13 +10,13 @@ from tenacity import wait_fixed
 
 from supervisors import (
     ChildSpec,
-    EventKind,
     Kill,
     RestartPolicy,
     Strategy,
     SupervisedActor,
     Supervisor,
     SupervisorEvent,
+    SupervisorEventKind,
 )
 from supervisors._messages import WatchdogTick
 from supervisors.testing import FakeClock
@@ -59,7 +59,7 @@ def test_a_watchdog_tick_left_by_a_crashed_supervisor_arms_nothing() -> None:
     scheduled = threading.Event()
 
     def listen(event: SupervisorEvent) -> None:
-        if event.kind is EventKind.RESTART_SCHEDULED:
+        if event.kind is SupervisorEventKind.RESTART_SCHEDULED:
             scheduled.set()
 
     ref = Supervisor.start(

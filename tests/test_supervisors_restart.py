@@ -17,7 +17,6 @@ from supervisors import (
     ChildHandle,
     ChildInfo,
     ChildSpec,
-    EventKind,
     Kill,
     Restart,
     RestartPolicy,
@@ -25,6 +24,7 @@ from supervisors import (
     Supervisor,
     SupervisorError,
     SupervisorEvent,
+    SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
 
@@ -44,7 +44,7 @@ class Events:
             self._items.append(event)
             self._cond.notify_all()
 
-    def of(self, child_id: str, kind: EventKind | None = None) -> list[SupervisorEvent]:
+    def of(self, child_id: str, kind: SupervisorEventKind | None = None) -> list[SupervisorEvent]:
         with self._cond:
             return [
                 e
@@ -52,10 +52,10 @@ class Events:
                 if e.child_id == child_id and (kind is None or e.kind is kind)
             ]
 
-    def kinds(self, child_id: str) -> list[EventKind]:
+    def kinds(self, child_id: str) -> list[SupervisorEventKind]:
         return [e.kind for e in self.of(child_id)]
 
-    def wait_for(self, kind: EventKind, child_id: str, count: int = 1) -> None:
+    def wait_for(self, kind: SupervisorEventKind, child_id: str, count: int = 1) -> None:
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.of(child_id, kind)) >= count, TIMEOUT):
                 pytest.fail(f"no {count} {kind} events for {child_id!r}: {self._items}")
@@ -146,10 +146,10 @@ def child(sup: pykka.ActorRef[Supervisor], child_id: str) -> ChildHandle:
 
 # -- the restart table: restart type x exit reason ------------------------------------------
 
-EXITS: dict[str, tuple[Any, EventKind, str]] = {
-    "normal": (StopSelf(), EventKind.EXITED, "None"),
-    "crash": (Crash(ValueError("boom")), EventKind.CRASHED, "ValueError('boom')"),
-    "kill": (Kill(), EventKind.CRASHED, "ActorKilled('killed by a Kill message')"),
+EXITS: dict[str, tuple[Any, SupervisorEventKind, str]] = {
+    "normal": (StopSelf(), SupervisorEventKind.EXITED, "None"),
+    "crash": (Crash(ValueError("boom")), SupervisorEventKind.CRASHED, "ValueError('boom')"),
+    "kill": (Kill(), SupervisorEventKind.CRASHED, "ActorKilled('killed by a Kill message')"),
 }
 
 OUTCOME = {
@@ -191,15 +191,15 @@ def test_restart_type_by_exit_reason(
         assert new_urn != first_urn
         assert rows == [ChildInfo("w", "running", 1, new_urn, restart, False)]
         assert events.kinds("w") == [
-            EventKind.STARTED,
+            SupervisorEventKind.STARTED,
             exit_kind,
-            EventKind.RESTART_SCHEDULED,
-            EventKind.STARTED,
-            EventKind.RESTARTED,
+            SupervisorEventKind.RESTART_SCHEDULED,
+            SupervisorEventKind.STARTED,
+            SupervisorEventKind.RESTARTED,
         ]
     elif outcome == "stopped":
         assert rows == [ChildInfo("w", "stopped", 0, None, restart, False)]
-        assert events.kinds("w") == [EventKind.STARTED, exit_kind]
+        assert events.kinds("w") == [SupervisorEventKind.STARTED, exit_kind]
         expected = (
             r"^child 'w' stopped normally and is not restarted \(transient\); "
             r"call restart_child\('w'\) to start it again$"
@@ -210,7 +210,7 @@ def test_restart_type_by_exit_reason(
             handle.ask("ping", timeout=TIMEOUT)
     else:
         assert rows == []
-        assert events.kinds("w") == [EventKind.STARTED, exit_kind]
+        assert events.kinds("w") == [SupervisorEventKind.STARTED, exit_kind]
         expected = re.escape(
             f"child 'w' is temporary and exited ({reason_repr}); it is not restarted"
         )
@@ -245,7 +245,7 @@ def test_an_exception_in_an_ask_handler_goes_to_the_caller_and_the_actor_lives_o
     assert handle.ask("ping", timeout=TIMEOUT) == urn
     rows = sup.proxy().which_children().get(timeout=TIMEOUT)
     assert rows == [ChildInfo("w", "running", 0, urn, Restart.PERMANENT, False)]
-    assert events.kinds("w") == [EventKind.STARTED]
+    assert events.kinds("w") == [SupervisorEventKind.STARTED]
 
 
 class FailsToStart(SupervisedActor):
@@ -334,12 +334,16 @@ def test_a_restart_whose_on_start_raises_counts_as_a_failure_and_backs_off_furth
     new_urn = handle.ask("ping", timeout=TIMEOUT)
 
     assert scheduled == [1.0, 2.0, 4.0]
-    assert [e.delay for e in events.of("w", EventKind.RESTART_SCHEDULED)] == [1.0, 2.0, 4.0]
-    assert [repr(e.reason) for e in events.of("w", EventKind.START_FAILED)] == [
+    assert [e.delay for e in events.of("w", SupervisorEventKind.RESTART_SCHEDULED)] == [
+        1.0,
+        2.0,
+        4.0,
+    ]
+    assert [repr(e.reason) for e in events.of("w", SupervisorEventKind.START_FAILED)] == [
         "RuntimeError('start failed (2 left)')",
         "RuntimeError('start failed (1 left)')",
     ]
-    assert [e.at for e in events.of("w", EventKind.RESTARTED)] == [7.0]
+    assert [e.at for e in events.of("w", SupervisorEventKind.RESTARTED)] == [7.0]
     assert plan == deque()
     assert new_urn != first_urn
     rows = sup.proxy().which_children().get(timeout=TIMEOUT)
@@ -408,13 +412,13 @@ def test_a_base_exception_in_one_child_stops_neither_siblings_nor_other_supervis
     urns = [h.ask("ping", timeout=TIMEOUT) for h in (a, b, c)]
 
     a.tell(Crash(error))
-    events.wait_for(EventKind.RESTARTED, "a")
+    events.wait_for(SupervisorEventKind.RESTARTED, "a")
 
     assert b.ask("ping", timeout=TIMEOUT) == urns[1]
     assert c.ask("ping", timeout=TIMEOUT) == urns[2]
     new_a = a.ask("ping", timeout=TIMEOUT)
     assert new_a != urns[0]
-    [crashed] = events.of("a", EventKind.CRASHED)
+    [crashed] = events.of("a", SupervisorEventKind.CRASHED)
     assert crashed.reason is error
     assert sup.is_alive()
     assert other.is_alive()
@@ -439,7 +443,7 @@ def test_two_hundred_crash_restart_cycles_leave_no_threads_and_no_dead_actors(
         seen.add(a.ask("ping", timeout=TIMEOUT))
 
     assert len(seen) == 201
-    assert len(events.of("a", EventKind.RESTARTED)) == 200
+    assert len(events.of("a", SupervisorEventKind.RESTARTED)) == 200
     counts = sup.proxy().count_children().get(timeout=TIMEOUT)
     assert (counts.specs, counts.active, counts.restarting) == (2, 2, 0)
     a_urn = a.actor_urn
@@ -500,6 +504,6 @@ def test_failed_restarts_with_zero_backoff_retry_until_the_intensity_escalates(
         "supervisor 'root'; last reason: RuntimeError('start 1001 failed')"
     )
     assert [str(e) for e in errors] == [message]
-    assert len(events.of("w", EventKind.START_FAILED)) == 1000
+    assert len(events.of("w", SupervisorEventKind.START_FAILED)) == 1000
     with pytest.raises(SupervisorError, match=f"^{re.escape(message)}$"):
         pending.get(timeout=TIMEOUT)

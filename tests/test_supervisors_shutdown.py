@@ -12,11 +12,11 @@ import pytest
 from supervisors import (
     ChildSpec,
     ChildStatus,
-    EventKind,
     SupervisedActor,
     Supervisor,
     SupervisorError,
     SupervisorEvent,
+    SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
 
@@ -72,9 +72,9 @@ def test_a_child_blocking_past_its_shutdown_timeout_is_abandoned_not_waited_on()
         assert sup.stop(timeout=TIMEOUT) is True
 
         assert [(e.kind, e.child_id) for e in events[3:]] == [
-            (EventKind.STOPPED, "c"),
-            (EventKind.ABANDONED, "slow"),
-            (EventKind.STOPPED, "a"),
+            (SupervisorEventKind.STOPPED, "c"),
+            (SupervisorEventKind.ABANDONED, "slow"),
+            (SupervisorEventKind.STOPPED, "a"),
         ]
         abandoned = events[4]
         assert isinstance(abandoned.reason, SupervisorError)

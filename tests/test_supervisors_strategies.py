@@ -13,7 +13,6 @@ from tenacity import wait_fixed, wait_none
 from supervisors import (
     ChildHandle,
     ChildSpec,
-    EventKind,
     Kill,
     Restart,
     RestartPolicy,
@@ -22,6 +21,7 @@ from supervisors import (
     Supervisor,
     SupervisorError,
     SupervisorEvent,
+    SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
 
@@ -41,11 +41,11 @@ class Events:
             self._items.append(event)
             self._cond.notify_all()
 
-    def of(self, kind: EventKind) -> list[SupervisorEvent]:
+    def of(self, kind: SupervisorEventKind) -> list[SupervisorEvent]:
         with self._cond:
             return [e for e in self._items if e.kind is kind]
 
-    def wait_for(self, kind: EventKind, count: int = 1) -> None:
+    def wait_for(self, kind: SupervisorEventKind, count: int = 1) -> None:
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.of(kind)) >= count, TIMEOUT):
                 pytest.fail(f"fewer than {count} {kind} events: {self._items}")
@@ -122,11 +122,11 @@ def test_strategy_restarts_the_right_children_in_order(
 
     h["b"].tell(Kill())
     restarted = [entry.split(":")[1] for entry in after_crash if entry.startswith("start:")]
-    events.wait_for(EventKind.RESTARTED, len(restarted))
+    events.wait_for(SupervisorEventKind.RESTARTED, len(restarted))
     rows = sup.proxy().which_children().get(timeout=TIMEOUT)
 
     assert log == STARTS + after_crash
-    assert [e.child_id for e in events.of(EventKind.RESTARTED)] == restarted
+    assert [e.child_id for e in events.of(SupervisorEventKind.RESTARTED)] == restarted
     after = {n: h[n].ask("ping", timeout=TIMEOUT) for n in "abcd"}
     assert [n for n in "abcd" if after[n] != before[n]] == restarted
     assert [(r.id, r.status, r.restarts) for r in rows] == [
@@ -163,7 +163,7 @@ def test_one_for_all_removes_temporary_siblings_instead_of_restarting_them(
     h = handles(sup, "abcd")
 
     h["a"].tell(Kill())
-    events.wait_for(EventKind.RESTARTED, 3)
+    events.wait_for(SupervisorEventKind.RESTARTED, 3)
     rows = sup.proxy().which_children().get(timeout=TIMEOUT)
 
     assert log == [

@@ -14,13 +14,13 @@ from tenacity import wait_none
 from supervisors import (
     ChildHandle,
     ChildSpec,
-    EventKind,
     Kill,
     RestartIntensityExceeded,
     RestartPolicy,
     SupervisedActor,
     Supervisor,
     SupervisorEvent,
+    SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
 
@@ -56,11 +56,11 @@ class Events:
             self.items.append(event)
             self._cond.notify_all()
 
-    def of(self, kind: EventKind) -> list[SupervisorEvent]:
+    def of(self, kind: SupervisorEventKind) -> list[SupervisorEvent]:
         with self._cond:
             return [e for e in self.items if e.kind is kind]
 
-    def wait_for(self, kind: EventKind) -> None:
+    def wait_for(self, kind: SupervisorEventKind) -> None:
         with self._cond:
             assert self._cond.wait_for(lambda: self.of(kind), TIMEOUT), self.items
 
@@ -126,7 +126,7 @@ def test_an_escalating_child_supervisor_is_restarted_by_its_parent(tree: Tree) -
     tree.log.clear()
 
     tree.g1.tell(Kill())  # the second restart in 5 s: sub gives up
-    tree.root_events.wait_for(EventKind.RESTARTED)
+    tree.root_events.wait_for(SupervisorEventKind.RESTARTED)
 
     # Handles to grandchildren obtained before the escalation reach the new incarnations.
     new_g1 = tree.g1.ask("ping", timeout=TIMEOUT)
@@ -137,7 +137,7 @@ def test_an_escalating_child_supervisor_is_restarted_by_its_parent(tree: Tree) -
     assert tree.sub.actor_urn not in (None, sub_urn)
     assert tree.log == ["crash:g1", "stop:g2", "start:g1", "start:g2"]
 
-    [crashed] = tree.root_events.of(EventKind.CRASHED)
+    [crashed] = tree.root_events.of(SupervisorEventKind.CRASHED)
     assert crashed.child_id == "sub"
     assert isinstance(crashed.reason, RestartIntensityExceeded)
     assert str(crashed.reason) == (

@@ -14,11 +14,11 @@ from supervisors import (
     ChildHandle,
     ChildInfo,
     ChildSpec,
-    EventKind,
     Restart,
     RestartPolicy,
     Supervisor,
     SupervisorEvent,
+    SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
 
@@ -42,7 +42,7 @@ class Events:
 
     def __call__(self, event: SupervisorEvent) -> None:
         self.items.append(event)
-        if event.kind is EventKind.RESTARTED:
+        if event.kind is SupervisorEventKind.RESTARTED:
             self.restarted.set()
 
 
@@ -106,7 +106,7 @@ def test_a_crashed_plain_actor_is_found_dead_after_two_ticks_and_restarted(
     assert events.restarted.is_set()
     rows = supervisor.proxy().which_children().get(timeout=TIMEOUT)
     assert rows == [ChildInfo("p", "running", 1, new_urn, Restart.PERMANENT, False)]
-    [crashed] = [e for e in events.items if e.kind is EventKind.CRASHED]
+    [crashed] = [e for e in events.items if e.kind is SupervisorEventKind.CRASHED]
     assert (crashed.child_id, str(crashed.reason), crashed.at) == (
         "p",
         "child 'p' was found dead by the watchdog",
@@ -121,4 +121,4 @@ def test_a_healthy_plain_actor_is_left_alone(
     for _ in range(5):
         tick(clock)
     assert handle.ask("ping", timeout=TIMEOUT) == urn
-    assert [e.kind for e in events.items] == [EventKind.STARTED]
+    assert [e.kind for e in events.items] == [SupervisorEventKind.STARTED]

@@ -22,8 +22,8 @@ from actors import (
     configure_logging,
     current_task_id,
 )
-from actors._manager_base import BaseManager
 from actors._system import CHILD_IDS
+from actors.engine import Engine, TaskRecord
 from supervisors import ChildHandle, Kill
 
 
@@ -44,13 +44,13 @@ async def test_system_exposes_its_tree_and_child_handles() -> None:
 
 async def test_a_slow_actor_call_does_not_stall_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 1 ms heartbeat never stalls more than 20 ms while a 500 ms actor call is awaited."""
-    original = BaseManager.op_status
+    original = Engine.get
 
-    def slow_status(self: BaseManager, reply: Any, task_id: str) -> TaskStatus:
+    def slow_get(self: Engine, task_id: str) -> TaskRecord:
         threading.Event().wait(0.5)  # the actor is busy for 500 ms
-        return original(self, reply, task_id)
+        return original(self, task_id)
 
-    monkeypatch.setattr(BaseManager, "op_status", slow_status)
+    monkeypatch.setattr(Engine, "get", slow_get)
     async with ActorSystem() as system:
         tm = system.task_manager
         task_id = await tm.register_task("t", noop)
@@ -81,14 +81,14 @@ async def test_a_slow_actor_call_does_not_stall_the_loop(monkeypatch: pytest.Mon
 async def test_facade_never_waits_for_a_manager(monkeypatch: pytest.MonkeyPatch) -> None:
     """A call stuck in the old manager does not delay calls to the new one."""
     release = threading.Event()
-    original = BaseManager.op_get
+    original = Engine.get
 
-    def blocking_get(self: BaseManager, reply: Any, task_id: str) -> Any:
+    def blocking_get(self: Engine, task_id: str) -> TaskRecord:
         if self.backend == "old":
             release.wait(10)
-        return original(self, reply, task_id)
+        return original(self, task_id)
 
-    monkeypatch.setattr(BaseManager, "op_get", blocking_get)
+    monkeypatch.setattr(Engine, "get", blocking_get)
     async with ActorSystem() as system:
         tm = system.task_manager
         await tm.use_new_task_system(False)

@@ -20,9 +20,9 @@ from actors._errors import (
     InvalidTaskError,
     TaskNotFoundError,
 )
-from actors._graph import DependencyGraph
 from actors._taskgraph import STATUS_COLOURS, GraphvizNotFoundError, TaskGraph, TaskNode
 from actors._types import TaskInfo, TaskPriority, TaskStatus
+from actors.engine._graph import DependencyGraph
 
 PROPERTY = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -159,6 +159,7 @@ def _event(event: Event) -> dict[str, Any]:
         "at": event.at,
         "task_id": event.task_id,
         "task_type": event.task_type,
+        "task_name": event.task_name,
         "detail": detail,
     }
 

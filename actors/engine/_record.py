@@ -1,13 +1,13 @@
-"""Task records and the state a task manager keeps across its incarnations."""
+"""A task's record, owned by the engine, and the record of a failed attempt."""
 
 from __future__ import annotations
 
-import itertools
+import traceback
 from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-from actors._graph import DependencyGraph
 from actors._types import TaskInfo, TaskPriority, TaskStatus
 
 if TYPE_CHECKING:
@@ -15,16 +15,64 @@ if TYPE_CHECKING:
 
     from actors._breaker import CircuitBreaker, Permit
     from actors._bridge import LoopBridge, ReplyTo
-    from actors._execution import Execution
-    from actors._query import AttemptFailure
     from actors._validate import TaskSpec
-    from supervisors import TimerHandle
+    from actors.engine._graph import DependencyGraph
 
-__all__ = ["ManagerState", "TaskRecord"]
+__all__ = ["MAX_FAILURES_KEPT", "Attempt", "AttemptFailure", "TaskRecord", "Timer", "failure_of"]
+
+MAX_FAILURES_KEPT = 10
+"""Failed attempts a task keeps (the latest ones), with their formatted tracebacks."""
+_TRACEBACK_CHARS = 8000
+_MESSAGE_CHARS = 2000
+
+
+class Attempt(Protocol):
+    """A started attempt, as the engine sees it (`actors._execution.Execution`)."""
+
+    @property
+    def token(self) -> object:
+        """Identifies the attempt (a task that waits names it in a `Block`)."""
+
+    def claim(self) -> bool:
+        """Decide the attempt's outcome: True for the first caller only."""
+
+    def cancel(self) -> None:
+        """Stop the attempt (from any thread; idempotent)."""
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailure:
+    """One failed attempt of a task: its number, when it ended and how."""
+
+    attempt: int
+    at: float
+    error_type: str
+    message: str
+    traceback: str
+
+
+def failure_of(attempt: int, at: float, error: BaseException | None) -> AttemptFailure:
+    """The record of a failed attempt (message and traceback cut to a bounded length)."""
+    if error is None:
+        return AttemptFailure(attempt, at, "", "", "")
+    try:
+        message = str(error)
+        text = "".join(traceback.format_exception(error))
+    except Exception as exc:  # a broken __str__ must not crash the manager
+        message = f"<unprintable {type(error).__name__}: {exc!r}>"
+        text = message
+    if len(text) > _TRACEBACK_CHARS:
+        text = "...\n" + text[-_TRACEBACK_CHARS:]
+    return AttemptFailure(attempt, at, type(error).__qualname__, message[:_MESSAGE_CHARS], text)
 
 
 class TaskRecord:
-    """One task, mutable, owned by exactly one manager actor at a time.
+    """One task, mutable, owned by one `Engine`. Only `Engine._move` sets ``status``
+    (a new record has none until its registration moves it to ``pending``).
 
     What only a running task needs (the function, its arguments, waiters, timers) is
     dropped when the task ends, so a retained finished task costs little memory.
@@ -87,7 +135,7 @@ class TaskRecord:
         self.args: tuple[Any, ...] | None = spec.args
         self.kwargs: dict[str, Any] | None = spec.kwargs
         self.bridge: LoopBridge | None = bridge
-        self.status = TaskStatus.PENDING
+        self.status: TaskStatus
         self.attempts = 0
         self.created_at = now
         self.started_at: float | None = None
@@ -95,8 +143,8 @@ class TaskRecord:
         self.result: Any = None
         self.error: BaseException | None = None
         self.waiters: list[ReplyTo] | None = None
-        self.execution: Execution | None = None
-        self.timer: TimerHandle | None = None
+        self.execution: Attempt | None = None
+        self.timer: Timer | None = None
         self.seq = seq
         self.breaker: CircuitBreaker | None = spec.circuit_breaker
         self.permit: Permit | None = None
@@ -104,7 +152,7 @@ class TaskRecord:
         self.cancels: list[ReplyTo] | None = None  # cancel calls waiting for an outcome
         self.idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
         self.trace: Any = spec.trace  # OpenTelemetry context at registration, or None
-        self.failures: list[AttemptFailure] | None = None  # latest failed attempts
+        self.failures: deque[AttemptFailure] | None = None  # latest failed attempts
         self.spec: TaskSpec | None = spec  # kept after a failure, to retry the task
         self.kept_bridge: LoopBridge | None = None
         self.blocked = 0  # waits for other tasks in progress: its slot is lent out
@@ -149,25 +197,3 @@ class TaskRecord:
             error=self.error,
             backend=backend,
         )
-
-
-class ManagerState:
-    """What a task manager keeps across crashes: records, graph, queue, counters."""
-
-    def __init__(self, max_concurrent: int = 0) -> None:
-        self.tasks: dict[str, TaskRecord] = {}
-        self.graph = DependencyGraph()
-        self.ready: list[tuple[int, int, str]] = []  # heap of (-priority, seq, task_id)
-        self.running = 0
-        self.limit = max_concurrent
-        self.seq = itertools.count()
-        self.cleanup_timer: TimerHandle | None = None
-        # Finished records in the order they finished, for MAX_FINISHED_TASKS (unused
-        # when it is 0); ids whose removal the facade has not heard of yet.
-        self.finished: deque[tuple[str, TaskRecord]] = deque()
-        self.forgotten: list[str] = []
-        self.retries = 0
-        self.timeouts = 0
-        # Lifecycle events not yet sent to the monitor (flushed when the inbox runs dry):
-        # (task_id, task_type, old status, new status, time, error type name or None).
-        self.events: list[tuple[str, str, str | None, str | None, float, str | None]] = []

@@ -1,0 +1,723 @@
+"""The task engine: the one state machine behind both task systems.
+
+An `Engine` owns the task records, the dependency graph and the ready queue, and makes
+every decision about a task: when it is ready, when an attempt starts, retries (fixed
+delay or tenacity ``retry_wait``), timeouts, circuit breakers, cancellation, dependency
+failure, concurrency slots, cleanup and shutdown. It is pure: it never runs user code,
+never touches an event loop or an actor, and reads time from the injected clock. Where
+something must happen in the world it calls its `Port` (start an attempt, arm a timer
+that comes back as a message); outcomes come back as method calls from the shell actor.
+
+Every change of a task's status goes through `Engine._move`, which appends one
+`Transition` to ``transitions`` (the shell sends them to the monitor in batches).
+
+A `Policy` makes the difference between the two task systems. ``scheduler``: at most
+``limit`` attempts run at once, ready tasks wait ``queued`` in a heap by priority, then
+arrival; a plain function is ``running`` (and its timeout counts) from when the pool
+reports that it starts. ``simple`` (the seed's design): no limit and no queue, a ready
+task starts at once (so in the order it became ready), ``running`` from the hand-off.
+
+A running task that waits for another task lends its slot out while it waits (`block`)
+and takes it back when the wait ends, even if that briefly puts more than ``limit``
+tasks in the running count: as Ray releases a worker blocked in ``ray.get``, so a parent
+that waits for its children never starves them of slots.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from loguru import logger
+
+from actors import _logging
+from actors._errors import (
+    CircuitOpenError,
+    ConfigError,
+    DependencyFailedError,
+    DuplicateTaskError,
+    InvalidTaskError,
+    TaskCancelledError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskTimeoutError,
+)
+from actors._logging import SafeRepr
+from actors._types import TERMINAL, TaskInfo, TaskStatus
+from actors._util import shrink
+from actors.engine._graph import DependencyGraph
+from actors.engine._outcomes import INTERRUPTED, breaker_outcome, ended_cancelled, retry_delay
+from actors.engine._record import MAX_FAILURES_KEPT, Attempt, TaskRecord, Timer, failure_of
+
+if TYPE_CHECKING:
+    from actors._breaker import CircuitBreaker
+    from actors._bridge import LoopBridge, ReplyTo
+    from actors._validate import TaskSpec
+    from supervisors import Clock
+
+__all__ = ["Engine", "Policy", "Port", "StartFailed", "Transition"]
+
+PENDING = TaskStatus.PENDING
+WAITING = TaskStatus.WAITING
+QUEUED = TaskStatus.QUEUED
+RUNNING = TaskStatus.RUNNING
+RETRYING = TaskStatus.RETRYING
+COMPLETED = TaskStatus.COMPLETED
+FAILED = TaskStatus.FAILED
+CANCELLED = TaskStatus.CANCELLED
+_WITH_ERROR = frozenset({RETRYING, FAILED, CANCELLED})
+_LOGGED = frozenset({PENDING, RUNNING, RETRYING, COMPLETED, FAILED, CANCELLED})
+_ATTEMPT_FAILED = frozenset({RETRYING, FAILED})
+_log = logger.bind(actor="engine")
+
+
+class Transition(NamedTuple):
+    """One change of a task's status (a named tuple: one is built per transition)."""
+
+    task_id: str
+    name: str
+    task_type: str
+    old: TaskStatus | None
+    """None: the task was registered."""
+    new: TaskStatus | None
+    """None: the task was removed by a cleanup."""
+    attempt: int
+    at: float
+    """The injected clock's monotonic time."""
+    wall: float
+    """Wall-clock time (``time.time`` unless another was injected)."""
+    error: str | None
+    """The type name of the error of a retrying, failed or cancelled task, else None."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What differs between the task systems (see the module docstring)."""
+
+    backend: str
+    """``"new"`` or ``"old"``: the ``backend`` of the system's `TaskInfo`."""
+    max_concurrent: int | None = None
+    """Attempts that run at once (the governor may lower it), or None: no limit, no queue."""
+    start_reported: bool = False
+    """A plain function runs from when its runner reports it (`Engine.function_started`)."""
+    max_finished: int = 0
+    """Finished tasks kept at most (the oldest go first); 0: no bound."""
+
+    def __post_init__(self) -> None:
+        limit, kept = self.max_concurrent, self.max_finished
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ConfigError(f"max_concurrent must be an int >= 1 or None, got {limit!r}")
+        if type(kept) is not int or kept < 0:
+            raise ConfigError(f"max_finished must be an int >= 0, got {kept!r}")
+
+    @classmethod
+    def scheduler(cls, max_concurrent: int, max_finished: int = 0) -> Policy:
+        """The new task system: bounded concurrency, priorities, the thread-pool actor."""
+        return cls("new", max_concurrent, True, max_finished)
+
+    @classmethod
+    def simple(cls, max_finished: int = 0) -> Policy:
+        """The old task system: no limit, tasks start as they become ready."""
+        return cls("old", None, False, max_finished)
+
+
+class StartFailed(Exception):
+    """Raised by `Port.start_attempt`: the attempt could not start; it fails with ``error``,
+    retried while retries remain if ``retry``."""
+
+    def __init__(self, error: BaseException, retry: bool) -> None:
+        super().__init__(error)
+        self.error = error
+        self.retry = retry
+
+
+class Port(Protocol):
+    """What the engine asks of the world; the manager actor implements it."""
+
+    def start_attempt(self, record: TaskRecord) -> Attempt:
+        """Start attempt ``record.attempts`` of ``record`` (raise `StartFailed` if not)."""
+
+    def timeout_after(self, delay: float, task_id: str, attempt: int) -> Timer:
+        """Call `Engine.timed_out` with these after ``delay`` seconds on the clock."""
+
+    def retry_after(self, delay: float, task_id: str, attempt: int) -> Timer:
+        """Call `Engine.retry_due` with these after ``delay`` seconds on the clock."""
+
+
+def deliver(reply: ReplyTo, record: TaskRecord) -> None:
+    """Answer a waiter with a finished task's outcome."""
+    if record.status is COMPLETED:
+        reply.set_result(record.result)
+    else:
+        reply.set_exception(record.error or TaskCancelledError(f"task {record.task_id!r} ended"))
+
+
+class Engine:
+    """Task records, the dependency graph and every decision about them.
+
+    Not thread-safe: one actor at a time calls it. It outlives the actor's incarnations
+    (it is the child's state); each incarnation `attach`\\ es itself as the port.
+    """
+
+    def __init__(self, policy: Policy, clock: Clock, wall: Callable[[], float] = time.time) -> None:
+        self.policy = policy
+        self.backend = policy.backend
+        self.clock = clock
+        self._now = clock.monotonic
+        self._wall = wall
+        self.port: Port  # set by `attach`
+        self.tasks: dict[str, TaskRecord] = {}
+        self.graph = DependencyGraph()
+        self.ready: list[tuple[int, int, str]] = []  # heap of (-priority, seq, task_id)
+        self.running = 0
+        self.limit = policy.max_concurrent or 0
+        self._queue = policy.max_concurrent is not None
+        self._seq = itertools.count()
+        # Finished records in the order they finished, for max_finished (unused when it
+        # is 0); ids removed without a cleanup call, which the facade has not heard of.
+        self.finished: deque[tuple[str, TaskRecord]] = deque()
+        self.forgotten: list[str] = []
+        self.transitions: list[Transition] = []
+        """Not yet sent to the monitor (the shell takes them)."""
+        self.cleanup_timer: Timer | None = None
+
+    def attach(self, port: Port) -> None:
+        self.port = port
+
+    # -- the one place a status changes -------------------------------------------------
+
+    def _move(
+        self,
+        record: TaskRecord,
+        new: TaskStatus | None,
+        at: float | None = None,
+        registered: bool = False,
+    ) -> None:
+        """Move ``record`` to ``new`` (None: it was removed) at ``at`` (default: now)."""
+        old = None if registered else record.status
+        if new is not None:
+            record.status = new
+        error = record.error
+        when = self._now() if at is None else at
+        self.transitions.append(
+            Transition(
+                record.task_id,
+                record.name,
+                record.task_type,
+                old,
+                new,
+                record.attempts,
+                when,
+                self._wall(),
+                None if error is None or new not in _WITH_ERROR else type(error).__name__,
+            )
+        )
+        if new in _ATTEMPT_FAILED:
+            self._note_failure(record, when)
+        if _logging._enabled and new in _LOGGED:
+            _log_transition(record, new)
+
+    def _note_failure(self, record: TaskRecord, at: float) -> None:
+        """Keep the failed attempt's error and traceback (the latest few) for the
+        dashboard; only failures pay for it."""
+        if record.failures is None:
+            record.failures = deque(maxlen=MAX_FAILURES_KEPT)
+        record.failures.append(failure_of(record.attempts, at, record.error))
+
+    # -- queries ------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> TaskRecord:
+        record = self.tasks.get(task_id)
+        if record is None:
+            msg = f"no task with id {task_id!r} (never registered, or cleaned up)"
+            raise TaskNotFoundError(msg)
+        return record
+
+    def info(self, record: TaskRecord) -> TaskInfo:
+        return record.info(self.graph, self.backend)
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def register(self, spec: TaskSpec, task_id: str, bridge: LoopBridge) -> str:
+        tasks = self.tasks
+        if task_id in tasks:
+            msg = f"task id {task_id!r} is already registered; pick another or omit task_id"
+            raise DuplicateTaskError(msg)
+        for dep in spec.dependencies:
+            if dep not in tasks:
+                msg = (
+                    f"dependency {dep!r} of task {spec.name!r} is not registered in the "
+                    f"{self.backend} task system; register it first"
+                )
+                raise TaskNotFoundError(msg)
+        self.graph.add(task_id, spec.dependencies)
+        record = tasks[task_id] = TaskRecord(spec, task_id, bridge, self._now(), next(self._seq))
+        self._move(record, PENDING, registered=True)
+        failed = self._deps_failed(record)
+        if failed is not None:
+            self._cancel(record, _dependency_error(record, failed), propagate=False)
+        return task_id
+
+    def execute(self, task_id: str, waiter: ReplyTo | None = None) -> bool:
+        """Execute a pending task and, first, its pending dependencies; True if it was
+        pending. ``waiter`` gets the outcome (added first: the attempt may answer it)."""
+        record = self.get(task_id)
+        accepted = record.status is PENDING
+        if waiter is not None:
+            self.wait(task_id, waiter)
+        if accepted:
+            self._execute(record)
+            self._pump()
+        return accepted
+
+    def wait(self, task_id: str, reply: ReplyTo) -> None:
+        record = self.get(task_id)
+        if record.status in TERMINAL:
+            deliver(reply, record)
+        elif record.waiters is None:
+            record.waiters = [reply]
+        else:
+            record.waiters.append(reply)
+
+    def unwait(self, task_id: str, waiter: ReplyTo) -> None:
+        """``waiter`` stopped waiting (its wait timed out or was cancelled): drop it."""
+        record = self.tasks.get(task_id)
+        if record is None or not record.waiters:
+            return
+        for index, reply_to in enumerate(record.waiters):
+            if reply_to is waiter:
+                del record.waiters[index]
+                if index < record.delegated:  # the attempt's copy answers nobody now
+                    record.delegated -= 1
+                return
+
+    def block(self, task_id: str, token: object, blocked: bool) -> None:
+        """The attempt ``token`` of ``task_id`` waits (``blocked``) for another task, or
+        stopped waiting: it lends its slot out meanwhile."""
+        record = self.tasks.get(task_id)
+        execution = None if record is None else record.execution
+        if record is None or execution is None or execution.token is not token:
+            return  # not this attempt (it ended meanwhile, or another system's task)
+        if blocked:
+            record.blocked += 1
+            if record.blocked == 1:
+                self.running -= 1
+                self._pump()
+        elif record.blocked:
+            record.blocked -= 1
+            if record.blocked == 0:
+                self.running += 1
+
+    def cancel(self, task_id: str, reply: ReplyTo) -> bool | None:
+        """Cancel a task: False if it had ended, None if ``reply`` is answered later
+        (its attempt ended and its outcome is on the way)."""
+        record = self.get(task_id)
+        if record.status in TERMINAL:
+            return False
+        if not self._can_stop(record):
+            record.cancels = [*(record.cancels or ()), reply]
+            return None
+        self._cancel(record, TaskCancelledError(f"task {task_id!r} was cancelled"), propagate=True)
+        self._pump()
+        return True
+
+    def add_dependency(self, task_id: str, depends_on: str) -> None:
+        record = self.get(task_id)
+        dependency = self.get(depends_on)
+        if record.status is not PENDING and record.status is not WAITING:
+            msg = (
+                f"cannot add a dependency to task {task_id!r}: it is {record.status.value}; "
+                "dependencies can be added to pending or waiting tasks only"
+            )
+            raise InvalidTaskError(msg)
+        self.graph.add_edge(task_id, depends_on)
+        if dependency.status is FAILED or dependency.status is CANCELLED:
+            self._cancel(record, _dependency_error(record, dependency), propagate=True)
+        elif record.status is WAITING and dependency.status is PENDING:
+            self._execute(dependency)
+        self._pump()
+
+    def set_limit(self, limit: int) -> None:
+        """The governor's new concurrency limit (the scheduler policy only)."""
+        if self._queue:
+            self.limit = limit
+            self._pump()
+
+    def cleanup(self, max_age: float) -> list[str]:
+        """Remove the tasks that finished ``max_age`` seconds ago or earlier."""
+        cutoff = self._now() - max_age
+        removed = [
+            r.task_id
+            for r in self.tasks.values()
+            if r.finished_at is not None and r.finished_at <= cutoff
+        ]
+        if removed:
+            self._remove(removed)
+            if self.finished:  # drop what is gone, so the count bound counts live tasks
+                tasks = self.tasks
+                self.finished = deque(e for e in self.finished if tasks.get(e[0]) is e[1])
+        return removed
+
+    def shutdown(self) -> int:
+        """Cancel every unfinished task: the system is going down. Returns how many."""
+        live = [r for r in self.tasks.values() if r.status not in TERMINAL]
+        for record in live:
+            if record.status not in TERMINAL and self._can_stop(record):
+                error = TaskCancelledError(
+                    f"task {record.task_id!r} was cancelled: the actor system shut down"
+                )
+                self._cancel(record, error, propagate=False)
+        return len(live)
+
+    # -- what the world reports -----------------------------------------------------------
+
+    def attempt_done(
+        self,
+        task_id: str,
+        attempt: int,
+        value: Any,
+        error: BaseException | None,
+        at: float | None,
+    ) -> None:
+        """Attempt ``attempt`` ended at ``at`` (None: now) with ``value`` or ``error``."""
+        record = self.tasks.get(task_id)
+        if record is None or record.execution is None or record.attempts != attempt:
+            return  # cleaned up meanwhile (timeouts and cancels claim the attempt first)
+        cancels, record.cancels = record.cancels, None
+        answered = record.delegated
+        self._leave_running(record, None if error is None else breaker_outcome(error))
+        if error is None:
+            record.result = value
+            self._finish(record, COMPLETED, answered=answered, at=at)
+        elif ended_cancelled(error):  # its code raised CancelledError: like asyncio
+            record.error = error
+            self._finish(record, CANCELLED, at=at)
+        else:
+            self._attempt_failed(record, error)
+        if cancels:  # cancel calls that arrived while this outcome was on its way
+            stopped = record.status not in TERMINAL
+            if stopped:
+                cancelled = TaskCancelledError(f"task {task_id!r} was cancelled")
+                self._cancel(record, cancelled, propagate=True)
+            for reply in cancels:
+                reply.set_result(stopped)
+        self._pump()
+
+    def function_started(self, task_id: str, attempt: int, at: float) -> None:
+        """The runner started attempt ``attempt`` of a plain function at ``at``."""
+        record = self.tasks.get(task_id)
+        if (
+            record is not None
+            and record.status is QUEUED
+            and record.execution is not None
+            and record.attempts == attempt
+        ):
+            self._begin(record, at)
+
+    def timed_out(self, task_id: str, attempt: int) -> None:
+        record = self.tasks.get(task_id)
+        if record is None or record.status is not RUNNING or record.attempts != attempt:
+            return
+        record.timer = None
+        execution = record.execution
+        if execution is not None:
+            if not execution.claim():
+                return  # it ended just now: its outcome is on its way and wins
+            execution.cancel()
+        error = TaskTimeoutError(
+            f"task {task_id!r} attempt {record.attempts} timed out after {record.timeout}s"
+        )
+        self._leave_running(record, error)  # a hung service is a failure for its breaker
+        self._attempt_failed(record, error)
+        self._pump()
+
+    def retry_due(self, task_id: str, attempt: int) -> None:
+        record = self.tasks.get(task_id)
+        if record is not None and record.status is RETRYING and record.attempts == attempt:
+            record.timer = None
+            self._ready(record)
+            self._pump()
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def _ready(self, record: TaskRecord) -> None:
+        if self._queue:
+            self._move(record, QUEUED)
+            heapq.heappush(self.ready, (-record.priority, record.seq, record.task_id))
+        else:
+            self._start_attempt(record)
+
+    def _pump(self) -> None:
+        ready = self.ready
+        tasks = self.tasks
+        while ready and self.running < self.limit:
+            record = tasks.get(heapq.heappop(ready)[2])
+            if record is not None and record.status is QUEUED and record.execution is None:
+                self._start_attempt(record)
+
+    def _start_attempt(self, record: TaskRecord) -> None:
+        breaker = record.breaker
+        if breaker is not None:
+            try:
+                record.permit = breaker.acquire()
+            except CircuitOpenError as exc:
+                self._refused(record, breaker, exc)
+                return
+        self.running += 1
+        record.attempts += 1
+        waiters = record.waiters
+        record.delegated = len(waiters) if waiters else 0
+        if record.is_coroutine or not self.policy.start_reported:
+            self._begin(record, self._now())
+        try:
+            record.execution = self.port.start_attempt(record)
+        except StartFailed as failed:
+            self._leave_running(record, INTERRUPTED)
+            self._attempt_failed(record, failed.error, retry=failed.retry)
+
+    def _begin(self, record: TaskRecord, at: float) -> None:
+        """The attempt's code starts at ``at``: the task runs, its timeout counts."""
+        if record.started_at is None:
+            record.started_at = at
+        self._move(record, RUNNING, at)
+        if record.timeout is not None:
+            delay = max(0.0, record.timeout - max(0.0, self._now() - at))
+            record.timer = self.port.timeout_after(delay, record.task_id, record.attempts)
+
+    def _refused(
+        self, record: TaskRecord, breaker: CircuitBreaker, error: CircuitOpenError
+    ) -> None:
+        """The breaker refused the attempt: it fails fast, and its retry waits for the
+        breaker to half-open instead of being burned at once."""
+        record.attempts += 1
+        record.error = error
+        if record.attempts > record.max_retries:
+            self._finish(record, FAILED)
+            return
+        self._move(record, RETRYING)
+        retry_at = breaker.retry_at()
+        if retry_at is not None:
+            delay = max(0.0, retry_at - self._now())
+        else:  # half-open with every trial slot taken: try again a little later
+            delay = max(record.retry_delay, breaker.recovery_timeout / 10)
+        record.idle += delay
+        record.timer = self.port.retry_after(delay, record.task_id, record.attempts)
+
+    def _leave_running(self, record: TaskRecord, outcome: BaseException | None = None) -> None:
+        """The attempt is over; ``outcome`` (None: success) goes to its breaker."""
+        if record.blocked:
+            record.blocked = 0  # its slot is lent out already
+        else:
+            self.running -= 1
+        record.execution = None
+        if record.timer is not None:
+            record.timer.cancel()
+            record.timer = None
+        permit = record.permit
+        if permit is not None and record.breaker is not None:
+            record.permit = None
+            record.breaker.release(permit, outcome)
+
+    def _attempt_failed(self, record: TaskRecord, error: BaseException, retry: bool = True) -> None:
+        """The attempt failed with ``error``: retry it while retries remain (never after a
+        `TaskFailedError`), else the task fails."""
+        record.error = error
+        if not retry or record.attempts > record.max_retries or isinstance(error, TaskFailedError):
+            self._finish(record, FAILED)
+            return
+        wait = record.retry_wait
+        if wait is None:
+            delay = record.retry_delay
+        else:
+            now = self._now()
+            started = record.started_at
+            try:
+                delay = retry_delay(
+                    record.task_id,
+                    wait,
+                    record.attempts,
+                    error,
+                    record.func,
+                    record.args,
+                    record.kwargs,
+                    now if started is None else started,
+                    record.idle,
+                    now,
+                )
+            except TaskFailedError as failed:  # the wait failed: so does the task
+                record.error = failed
+                self._finish(record, FAILED)
+                return
+        self._move(record, RETRYING)
+        if delay <= 0:
+            self._ready(record)
+            return
+        record.idle += delay
+        record.timer = self.port.retry_after(delay, record.task_id, record.attempts)
+
+    def _can_stop(self, record: TaskRecord) -> bool:
+        """Whether ``record`` can be cancelled now: not while an attempt that already
+        ended is reporting its outcome."""
+        execution = record.execution
+        return execution is None or execution.claim()
+
+    def _stop_execution(self, record: TaskRecord) -> None:
+        execution = record.execution
+        if execution is not None:  # running, or handed to the pool
+            execution.cancel()
+            self._leave_running(record, INTERRUPTED)
+        elif record.timer is not None:
+            record.timer.cancel()
+            record.timer = None
+
+    # -- dependencies and endings ---------------------------------------------------------
+
+    def _deps_failed(self, record: TaskRecord) -> TaskRecord | None:
+        tasks = self.tasks
+        for dep in self.graph.direct_dependencies(record.task_id):
+            d = tasks.get(dep)
+            if d is not None and (d.status is FAILED or d.status is CANCELLED):
+                return d
+        return None
+
+    def _deps_done(self, record: TaskRecord) -> bool:
+        tasks = self.tasks
+        for dep in self.graph.direct_dependencies(record.task_id):
+            d = tasks.get(dep)
+            if d is not None and d.status is not COMPLETED:
+                return False
+        return True
+
+    def _activate(self, record: TaskRecord) -> None:
+        """An executed task: cancelled, ready or waiting, by its dependencies."""
+        failed = self._deps_failed(record)
+        if failed is not None:
+            self._cancel(record, _dependency_error(record, failed), propagate=True)
+        elif self._deps_done(record):
+            self._ready(record)
+        else:
+            self._move(record, WAITING)
+
+    def _execute(self, record: TaskRecord) -> None:
+        """Execute ``record`` and, first, every pending task it depends on."""
+        order: list[TaskRecord] = []
+        seen: set[str] = set()
+        stack: list[tuple[TaskRecord, bool]] = [(record, False)]
+        tasks = self.tasks
+        while stack:
+            current, expanded = stack.pop()
+            if expanded:
+                order.append(current)
+                continue
+            if current.task_id in seen:
+                continue
+            seen.add(current.task_id)
+            stack.append((current, True))
+            for dep in self.graph.direct_dependencies(current.task_id):
+                d = tasks.get(dep)
+                if d is not None and d.status is PENDING and dep not in seen:
+                    stack.append((d, False))
+        for current in order:
+            if current.status is PENDING:
+                self._activate(current)
+
+    def _finish(
+        self,
+        record: TaskRecord,
+        status: TaskStatus,
+        *,
+        propagate: bool = True,
+        answered: int = 0,
+        at: float | None = None,
+    ) -> None:
+        """``record`` reached a terminal status at ``at`` (default: now): answer waiters
+        (but the first ``answered``, whom the attempt answered itself), then move
+        dependents."""
+        record.finished_at = self._now() if at is None else at
+        if status is COMPLETED:
+            record.error = None  # a retried task that completed did not end with an error
+        self._move(record, status, record.finished_at)
+        waiters = record.waiters
+        record.release()
+        if waiters:
+            for reply in waiters[answered:] if answered else waiters:
+                deliver(reply, record)
+        if self.policy.max_finished:
+            self._retain(record)
+        if not propagate:
+            return
+        tasks = self.tasks
+        if status is COMPLETED:
+            for dep_id in tuple(self.graph.direct_dependents(record.task_id)):
+                d = tasks.get(dep_id)
+                if d is not None and d.status is WAITING and self._deps_done(d):
+                    self._ready(d)
+            return
+        for dep_id in self.graph.transitive_dependents(record.task_id):
+            d = tasks.get(dep_id)
+            if d is not None and d.status not in TERMINAL:
+                self._cancel(d, _dependency_error(d, record), propagate=False)
+
+    def _cancel(self, record: TaskRecord, error: BaseException, *, propagate: bool) -> None:
+        self._stop_execution(record)
+        record.error = error
+        self._finish(record, CANCELLED, propagate=propagate)
+
+    def _retain(self, record: TaskRecord) -> None:
+        """Keep at most ``max_finished`` finished tasks: ``record`` just finished; remove
+        the ones that finished first beyond the bound."""
+        finished = self.finished
+        finished.append((record.task_id, record))
+        bound = self.policy.max_finished
+        if len(finished) <= bound:
+            return
+        tasks = self.tasks
+        removed: list[str] = []
+        while len(finished) > bound:
+            task_id, old = finished.popleft()
+            if tasks.get(task_id) is old and old.status in TERMINAL:
+                removed.append(task_id)
+        if removed:
+            self._remove(removed)
+            self.forgotten.extend(removed)
+
+    def _remove(self, removed: list[str]) -> None:
+        tasks = self.tasks
+        for task_id in removed:
+            self._move(tasks.pop(task_id), None)
+        if len(removed) >= len(tasks):
+            shrink(tasks)
+        self.graph.remove(removed)
+
+
+def _dependency_error(record: TaskRecord, failed: TaskRecord) -> DependencyFailedError:
+    return DependencyFailedError(record.task_id, failed.task_id, failed.status.value)
+
+
+def _log_transition(record: TaskRecord, status: TaskStatus) -> None:
+    """One lifecycle line. Logging never takes the manager down: the task's error is
+    shown through `SafeRepr` (its ``__repr__`` may raise), and a line that still cannot
+    be built or emitted is dropped."""
+    try:
+        log = logger.bind(task_id=record.task_id, task_name=record.name, task_type=record.task_type)
+        if status is FAILED:
+            log.warning("task {!r} failed: {}", record.name, SafeRepr(record.error))
+        elif status is RETRYING:
+            log.info(
+                "task {!r} retrying after attempt {}: {}",
+                record.name,
+                record.attempts,
+                SafeRepr(record.error),
+            )
+        elif status is RUNNING:
+            log.info("task {!r} started (attempt {})", record.name, record.attempts)
+        else:
+            word = "registered" if status is PENDING else status.value
+            log.info("task {!r} {}", record.name, word)
+    except Exception as exc:
+        _log.debug("a lifecycle line of task {!r} was dropped: {}", record.task_id, SafeRepr(exc))

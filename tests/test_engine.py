@@ -1,0 +1,216 @@
+"""The task engine on its own: no actors, no loop; a recording port and the fake clock."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from actors._breaker import BreakerState, CircuitBreaker
+from actors._errors import ActorSystemError, ConfigError, TaskTimeoutError
+from actors._types import TaskPriority, TaskStatus
+from actors._validate import validate_registration
+from actors.engine import Engine, Policy, StartFailed, TaskRecord, Transition
+from supervisors.testing import FakeClock
+
+PENDING, WAITING, QUEUED = TaskStatus.PENDING, TaskStatus.WAITING, TaskStatus.QUEUED
+RUNNING, RETRYING = TaskStatus.RUNNING, TaskStatus.RETRYING
+COMPLETED, FAILED = TaskStatus.COMPLETED, TaskStatus.FAILED
+
+
+async def job() -> None:
+    """A coroutine function: registered, never run (the engine runs nothing)."""
+
+
+def work() -> None:
+    """A plain function: registered, never run."""
+
+
+class Attempt:
+    def __init__(self) -> None:
+        self.token = object()
+        self.claimed = False
+        self.cancelled = False
+
+    def claim(self) -> bool:
+        first, self.claimed = not self.claimed, True
+        return first
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Port:
+    """Records what the engine asks of the world."""
+
+    def __init__(self, refuse: StartFailed | None = None) -> None:
+        self.refuse = refuse
+        self.started: list[tuple[str, int]] = []
+        self.attempts: list[Attempt] = []
+        self.timers: list[tuple[str, float, str, int]] = []
+
+    def start_attempt(self, record: TaskRecord) -> Attempt:
+        if self.refuse is not None:
+            raise self.refuse
+        self.started.append((record.task_id, record.attempts))
+        self.attempts.append(Attempt())
+        return self.attempts[-1]
+
+    def timeout_after(self, delay: float, task_id: str, attempt: int) -> Timer:
+        self.timers.append(("timeout", delay, task_id, attempt))
+        return Timer()
+
+    def retry_after(self, delay: float, task_id: str, attempt: int) -> Timer:
+        self.timers.append(("retry", delay, task_id, attempt))
+        return Timer()
+
+
+class Replies:
+    def __init__(self) -> None:
+        self.got: list[tuple[str, Any]] = []
+
+    def set_result(self, value: Any) -> None:
+        self.got.append(("result", value))
+
+    def set_exception(self, error: BaseException) -> None:
+        self.got.append(("error", error))
+
+
+def make(policy: Policy, port: Port | None = None) -> tuple[Engine, Port, FakeClock]:
+    clock = FakeClock(100.0)
+    walls = itertools.count(1_000_000)
+    engine = Engine(policy, clock, wall=lambda: float(next(walls)))
+    engine.attach(port or Port())
+    return engine, cast(Port, engine.port), clock
+
+
+def register(engine: Engine, task_id: str, func: Any = job, **options: Any) -> str:
+    spec = validate_registration(task_id, func, **options)
+    return engine.register(spec, task_id, cast(Any, None))
+
+
+def moves(engine: Engine) -> list[tuple[str, TaskStatus | None, TaskStatus | None]]:
+    return [(t.task_id, t.old, t.new) for t in engine.transitions]
+
+
+def test_each_change_of_status_is_one_transition() -> None:
+    engine, port, clock = make(Policy.simple())
+    register(engine, "a", task_type="io")
+    assert engine.execute("a") is True
+    clock.advance(2.5)
+    replies = Replies()
+    engine.wait("a", replies)  # after the start: the engine answers it, not the attempt
+    engine.attempt_done("a", 1, 42, None, at=clock.monotonic())
+    assert engine.transitions == [
+        Transition("a", "a", "io", None, PENDING, 0, 100.0, 1_000_000.0, None),
+        Transition("a", "a", "io", PENDING, RUNNING, 1, 100.0, 1_000_001.0, None),
+        Transition("a", "a", "io", RUNNING, COMPLETED, 1, 102.5, 1_000_002.0, None),
+    ]
+    assert (port.started, replies.got, engine.running) == ([("a", 1)], [("result", 42)], 0)
+
+
+def test_the_scheduler_queues_past_its_limit_highest_priority_first() -> None:
+    engine, port, _ = make(Policy.scheduler(1))
+    register(engine, "first", work)
+    register(engine, "low", work, priority=TaskPriority.LOW)
+    register(engine, "high", work, priority=TaskPriority.HIGH)
+    for task_id in ("first", "low", "high"):
+        engine.execute(task_id)
+    # A plain function holds its slot from the hand-off, and runs once the pool says so.
+    assert [engine.tasks[t].status for t in ("first", "low", "high")] == [QUEUED] * 3
+    engine.function_started("first", 1, 101.0)
+    assert (engine.tasks["first"].status, engine.tasks["first"].started_at) == (RUNNING, 101.0)
+    engine.attempt_done("first", 1, None, None, at=102.0)
+    assert port.started == [("first", 1), ("high", 1)]
+
+
+def test_a_task_waiting_on_dependencies_starts_when_they_complete() -> None:
+    engine, port, _ = make(Policy.simple())
+    register(engine, "dep")
+    register(engine, "top", dependencies=["dep"])
+    engine.execute("top")
+    assert moves(engine)[2:] == [("dep", PENDING, RUNNING), ("top", PENDING, WAITING)]
+    engine.attempt_done("dep", 1, "x", None, at=None)
+    assert port.started == [("dep", 1), ("top", 1)]
+
+
+def test_a_failed_attempt_is_retried_on_a_timer_of_the_port() -> None:
+    engine, port, _ = make(Policy.simple())
+    register(engine, "a", max_retries=1, retry_delay=2.0)
+    engine.execute("a")
+    engine.attempt_done("a", 1, None, ValueError("boom"), at=None)
+    assert port.timers == [("retry", 2.0, "a", 1)]
+    assert engine.transitions[-1].error == "ValueError"
+    engine.retry_due("a", 1)
+    assert (port.started, engine.tasks["a"].status) == ([("a", 1), ("a", 2)], RUNNING)
+    engine.attempt_done("a", 2, None, ValueError("again"), at=None)
+    assert moves(engine)[-3:] == [
+        ("a", RUNNING, RETRYING),
+        ("a", RETRYING, RUNNING),
+        ("a", RUNNING, FAILED),
+    ]
+    assert [f.error_type for f in engine.tasks["a"].failures or ()] == ["ValueError"] * 2
+
+
+def test_a_timeout_cancels_the_attempt_and_is_a_failure_for_its_breaker() -> None:
+    engine, port, clock = make(Policy.scheduler(4))
+    breaker = CircuitBreaker("svc", failure_threshold=1, clock=clock)
+    register(engine, "a", timeout=3.0, circuit_breaker=breaker)
+    engine.execute("a")
+    assert port.timers == [("timeout", 3.0, "a", 1)]
+    engine.timed_out("a", 1)
+    record = engine.tasks["a"]
+    assert (record.status, type(record.error), port.attempts[0].cancelled) == (
+        FAILED,
+        TaskTimeoutError,
+        True,
+    )
+    assert (breaker.state, engine.running) == (BreakerState.OPEN, 0)
+
+
+def test_an_attempt_that_cannot_start_fails_without_holding_a_slot() -> None:
+    closed = ActorSystemError("the loop is closed")
+    engine, _, _ = make(Policy.scheduler(1), Port(refuse=StartFailed(closed, retry=False)))
+    register(engine, "a", max_retries=3)
+    engine.execute("a")
+    assert (engine.tasks["a"].status, engine.tasks["a"].error, engine.running) == (
+        FAILED,
+        closed,
+        0,
+    )
+
+
+def test_a_bad_policy_is_refused_when_it_is_built() -> None:
+    with pytest.raises(ConfigError, match=r"^max_concurrent must be an int >= 1 or None, got 0$"):
+        Policy("new", 0)
+
+
+def test_only_the_engine_assigns_a_task_status() -> None:
+    """Every status change is a transition: one assignment site, in `Engine._move`."""
+    sites = []
+    for path in sorted(Path(__file__).parent.parent.joinpath("actors").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for func in ast.walk(tree):
+            if not isinstance(func, ast.FunctionDef):
+                continue
+            for node in ast.walk(func):
+                targets = node.targets if isinstance(node, ast.Assign) else []
+                for target in targets:
+                    if (
+                        isinstance(target, ast.Attribute)
+                        and target.attr == "status"
+                        and not (isinstance(target.value, ast.Name) and target.value.id == "self")
+                    ):
+                        sites.append((path.name, func.name))
+    assert sites == [("_engine.py", "_move")]

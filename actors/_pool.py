@@ -36,8 +36,9 @@ from actors._backends import (
     default_dask_workers,
     new_process_pool,
 )
-from actors._errors import ActorSystemError
+from actors._errors import ActorSystemError, TaskFailedError
 from actors._execution import Execution, complete, run_function
+from actors._logging import safe_repr
 from actors._messages import AttemptDone, FunctionStarted, PoolBroken, RunFunction, Submit
 from actors._tracing import end_span, start_span
 from actors._util import tell_quietly
@@ -67,7 +68,7 @@ def _run_direct(
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:
-        reply.set_exception(exc)
+        _answer(reply, None, exc)
     else:
         reply.set_result(value)
 
@@ -250,7 +251,17 @@ class ThreadPoolActor(SupervisedActor):
 
 
 def _answer(reply: ReplyTo, value: Any, error: BaseException | None) -> None:
+    """Answer a ``thread_pool.submit`` call. A `BaseException` that is not an `Exception`
+    (``sys.exit()`` in ``fn``, ``KeyboardInterrupt``) is wrapped in a `TaskFailedError`,
+    as for a task: set bare on the caller's future it would stop the caller's loop."""
     if error is None:
         reply.set_result(value)
-    else:
+    elif isinstance(error, Exception):
         reply.set_exception(error)
+    else:
+        wrapped = TaskFailedError(
+            f"thread_pool.submit: the function raised {safe_repr(error)}, which is not an "
+            "Exception: the call failed (the program goes on)"
+        )
+        wrapped.__cause__ = error
+        reply.set_exception(wrapped)

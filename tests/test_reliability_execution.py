@@ -536,3 +536,22 @@ async def test_a_task_raising_cancelled_error_ends_cancelled(
     assert await tm.get_task_status("next") is CANCELLED
     await still_running(tm)
     assert await restarts(system) == NO_RESTARTS
+
+
+@pytest.mark.parametrize("exit_with", [SystemExit(3), KeyboardInterrupt()])
+async def test_thread_pool_submit_wraps_a_base_exception_and_the_loop_goes_on(
+    exit_with: BaseException,
+) -> None:
+    def leave() -> None:
+        raise exit_with
+
+    async with ActorSystem({"CLEANUP_INTERVAL": 0.0}) as running:
+        pool = running.task_manager.thread_pool
+        with pytest.raises(TaskFailedError) as failed:
+            await pool.submit(leave)
+        assert str(failed.value) == (
+            f"thread_pool.submit: the function raised {exit_with!r}, which is not an "
+            "Exception: the call failed (the program goes on)"
+        )
+        assert failed.value.__cause__ is exit_with
+        assert await pool.submit(int, "7") == 7  # the caller's loop and the pool go on

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -209,3 +212,26 @@ def test_events_for_blocking_code() -> None:
             EventKind.STARTED,
             EventKind.COMPLETED,
         ]
+
+
+def _readme_block(marker: str) -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    [block] = [b for b in blocks if marker in b]
+    return str(block)
+
+
+def test_the_readme_blocking_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    before = set(threading.enumerate())
+    block = _readme_block("tm = system.blocking")
+    exec(compile(block, "<README blocking example>", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["cat.png@640", "notified ada"]
+    assert datetime.fromisoformat(lines[2]).tzinfo == UTC
+    assert set(threading.enumerate()) <= before
+
+
+def test_the_readme_submit_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    block = _readme_block("await tm.submit(fetch")
+    exec(compile(block, "<README submit example>", "exec"), {})
+    assert capsys.readouterr().out == "<html>https://example.org</html> 1\n"

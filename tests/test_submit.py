@@ -216,3 +216,69 @@ async def test_the_module_level_client_submits() -> None:
         assert await asyncio.wait_for(unified_task_manager.submit(double, 5), WAIT) == 10
     finally:
         await unified_task_manager.shutdown()
+
+
+# -- the engine on its own: one call registers, executes and answers ---------------------
+
+
+class _Attempt:
+    token = object()
+
+    def claim(self) -> bool:
+        return True
+
+    def cancel(self) -> None:
+        pass
+
+
+class _Port:
+    """Records the attempts the engine starts; arms no timer (none is asked for)."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, int]] = []
+
+    def start_attempt(self, record: Any) -> _Attempt:
+        self.started.append((record.task_id, record.attempts))
+        return _Attempt()
+
+    def timeout_after(self, delay: float, task_id: str, attempt: int) -> Any:
+        raise AssertionError("no timeout was asked for")
+
+    def retry_after(self, delay: float, task_id: str, attempt: int) -> Any:
+        raise AssertionError("no retry was asked for")
+
+
+class _Replies:
+    def __init__(self) -> None:
+        self.got: list[tuple[str, Any]] = []
+
+    def set_result(self, value: Any) -> None:
+        self.got.append(("result", value))
+
+    def set_exception(self, error: BaseException) -> None:
+        self.got.append(("error", error))
+
+
+def test_engine_submit_registers_executes_and_answers_when_the_task_ends() -> None:
+    from actors._validate import validate_registration
+    from actors.engine import Engine, Policy
+
+    engine = Engine(Policy.scheduler(2), FakeClock(100.0))
+    port = _Port()
+    engine.attach(port)
+    replies = _Replies()
+    spec = validate_registration("job", add, (1, 2))
+    engine.submit(spec, "s", None, replies)  # type: ignore[arg-type]
+    assert port.started == [("s", 1)]
+    assert [(t.old, t.new) for t in engine.transitions] == [
+        (None, TaskStatus.PENDING),
+        (TaskStatus.PENDING, TaskStatus.QUEUED),
+    ]
+    assert replies.got == []
+    # On success the attempt answers the caller itself (the engine counts it delegated);
+    # on failure the engine answers.
+    assert (engine.tasks["s"].waiters, engine.tasks["s"].delegated) == ([replies], 1)
+    boom = Boom("x")
+    engine.attempt_done("s", 1, None, boom, None)
+    assert replies.got == [("error", boom)]
+    assert engine.tasks["s"].status is TaskStatus.FAILED

@@ -2,6 +2,7 @@
 
 from loguru import logger
 
+from actors._blocking import BlockingTaskManager
 from actors._breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from actors._client import ThreadPoolClient, UnifiedTaskManager, configure, unified_task_manager
 from actors._config import Config, load_config
@@ -9,6 +10,7 @@ from actors._context import CancellationToken, cancellation_token, current_task_
 from actors._errors import (
     ActorsError,
     ActorSystemError,
+    BlockingCallError,
     BreakerConfigError,
     CallTimeout,
     CircuitOpenError,
@@ -20,6 +22,7 @@ from actors._errors import (
     SystemOverloadedError,
     TaskCancelledError,
     TaskFailedError,
+    TaskNotExecutedError,
     TaskNotFoundError,
     TaskTimeoutError,
     WaitTimeoutError,
@@ -38,6 +41,8 @@ __all__ = [
     "ActorSystem",
     "ActorSystemError",
     "ActorsError",
+    "BlockingCallError",
+    "BlockingTaskManager",
     "BreakerConfigError",
     "BreakerRegistry",
     "BreakerState",
@@ -65,6 +70,7 @@ __all__ = [
     "TaskGraph",
     "TaskInfo",
     "TaskNode",
+    "TaskNotExecutedError",
     "TaskNotFoundError",
     "TaskPriority",
     "TaskStatus",

@@ -12,11 +12,12 @@ import asyncio
 import atexit
 import concurrent.futures.thread  # noqa: F401  (registers its exit hook before ours)
 import contextlib
+import functools
 import math
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVarTuple
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, TypeVarTuple, Unpack, overload
 
 from tenacity.wait import wait_base
 
@@ -35,13 +36,14 @@ from actors._errors import (
     WaitTimeoutError,
 )
 from actors._events import EventStream, Subscriber
-from actors._facade import TASK_SYSTEMS
+from actors._facade import TASK_SYSTEMS, new_task_id
 from actors._metrics import MetricsSnapshot, render_prometheus
 from actors._query import PageQuery, TaskDetail, TaskPage, TaskRow, merge_rows, split_page
 from actors._taskgraph import TaskGraph
 from actors._tracing import capture
 from actors._types import TaskInfo, TaskPriority, TaskStatus
 from actors._validate import (
+    TaskSpec,
     check_picklable,
     validate_executor,
     validate_registration,
@@ -53,10 +55,41 @@ from supervisors import BufferFullError, ChildHandle, SupervisorError
 if TYPE_CHECKING:
     from actors._system import ActorSystem
 
-__all__ = ["ThreadPoolClient", "UnifiedTaskManager", "configure", "unified_task_manager"]
+__all__ = [
+    "TaskOptions",
+    "ThreadPoolClient",
+    "UnifiedTaskManager",
+    "configure",
+    "unified_task_manager",
+]
 
 _UNBOUNDED = -1.0
 Ts = TypeVarTuple("Ts")
+R = TypeVar("R")
+
+
+class TaskOptions(TypedDict, total=False):
+    """The options of `UnifiedTaskManager.submit`: ``name`` (default: the function's
+    ``__qualname__``), ``kwargs`` (the function's keyword arguments) and every keyword
+    option of ``register_task``, with the same meaning."""
+
+    name: str
+    kwargs: Mapping[str, Any] | None
+    task_type: str
+    description: str
+    metadata: Mapping[str, Any] | None
+    priority: TaskPriority | int
+    dependencies: Iterable[str]
+    max_retries: int
+    retry_delay: float
+    retry_wait: wait_base | None
+    timeout: float | None
+    task_id: str | None
+    circuit_breaker: str | CircuitBreaker | None
+    executor: str | None
+
+
+_OPTIONS = frozenset(TaskOptions.__annotations__)
 
 
 def _translated(error: SupervisorError, what: str) -> ActorsError:
@@ -207,6 +240,16 @@ class UnifiedTaskManager:
             circuit_breaker=circuit_breaker,
             executor=executor,
         )
+        spec = self._complete(spec)
+        reply = self._reply()
+        result: str = await self._call(
+            reply, messages.Register(spec, spec.task_id, reply.bridge, reply)
+        )
+        return result
+
+    def _complete(self, spec: TaskSpec) -> TaskSpec:
+        """A validated registration, with what the system decides: the executor (its
+        arguments checked for pickling), the shared breaker, the trace context."""
         if not spec.is_coroutine:
             backend = (
                 spec.executor or (self._system or self._get_system()).config.THREAD_POOL_BACKEND
@@ -215,6 +258,7 @@ class UnifiedTaskManager:
                 require_backend(backend)
                 check_picklable(backend, spec.func, spec.args, spec.kwargs)
                 spec = spec._replace(executor=backend)
+        circuit_breaker = spec.circuit_breaker
         if circuit_breaker is not None:
             system = self._system or self._get_system()
             if isinstance(circuit_breaker, str):
@@ -225,11 +269,55 @@ class UnifiedTaskManager:
         trace = capture()  # None without OpenTelemetry
         if trace is not None:
             spec = spec._replace(trace=trace)
-        reply = self._reply()
-        result: str = await self._call(
-            reply, messages.Register(spec, spec.task_id, reply.bridge, reply)
+        return spec
+
+    @overload
+    async def submit(
+        self,
+        func: Callable[[*Ts], Awaitable[R]],
+        /,
+        *args: *Ts,
+        **options: Unpack[TaskOptions],
+    ) -> R: ...
+
+    @overload
+    async def submit(
+        self, func: Callable[[*Ts], R], /, *args: *Ts, **options: Unpack[TaskOptions]
+    ) -> R: ...
+
+    async def submit(self, func: Callable[[*Ts], Any], /, *args: *Ts, **options: Any) -> Any:
+        """Register ``func(*args)`` as a task, execute it and return its result (or
+        raise its error): the common case in one call and one message round trip.
+
+        ``options`` are ``name`` (default: ``func.__qualname__``), ``kwargs`` (the
+        function's keyword arguments: every other keyword is an option) and the keyword
+        options of `register_task` (`TaskOptions`). A type checker sees ``func``'s
+        return type (the awaited type for a coroutine function). The task is an ordinary
+        task: it shows in listings, metrics and events under its id. Cancelling the call
+        (``asyncio.wait_for`` timing out, say) cancels the task, as cancelling an
+        ``await`` of an asyncio task cancels that task.
+        """
+        unknown = options.keys() - _OPTIONS
+        if unknown:
+            raise InvalidTaskError(
+                f"submit() got unknown option(s) {', '.join(sorted(map(repr, unknown)))}; "
+                f"its options are {', '.join(sorted(_OPTIONS))}; pass the function's own "
+                "keyword arguments as kwargs={...}"
+            )
+        fields: dict[str, Any] = dict(options)
+        name = fields.pop("name", None)
+        if name is None:
+            name = _name_of(func)
+        kwargs = fields.pop("kwargs", None)
+        spec = self._complete(validate_registration(name, func, args, kwargs, **fields))
+        task_id = spec.task_id or new_task_id()
+        return await self._wait(
+            task_id,
+            None,
+            lambda reply: messages.SubmitTask(spec, task_id, reply.bridge, reply),
+            "SubmitTask",
+            abandon_cancels=True,
         )
-        return result
 
     async def execute_task(self, task_id: str, wait: bool = False) -> Any:
         """Start a pending task (and its pending dependencies).
@@ -241,7 +329,9 @@ class UnifiedTaskManager:
         if not isinstance(wait, bool):
             raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
         if wait:
-            return await self._wait(task_id, None, True)
+            return await self._wait(
+                task_id, None, lambda reply: messages.Execute(task_id, True, reply), "Execute"
+            )
         return await self._ask(messages.Execute, task_id, False)
 
     async def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
@@ -249,19 +339,33 @@ class UnifiedTaskManager:
 
         Raises `WaitTimeoutError` (a `TimeoutError`) if it has not ended within
         ``timeout`` seconds: the task goes on, and this caller is no longer its waiter.
+        Without a timeout, a task that was registered but never executed raises
+        `TaskNotExecutedError` at once (nothing would end the wait); with one, the call
+        waits for someone else to execute it.
         Called from inside a task, the calling task gives its concurrency slot up while
         it waits (see the README: tasks that wait for tasks).
         """
         validate_task_id(task_id)
         bound = validate_timeout(timeout, "timeout")
-        return await self._wait(task_id, bound, False)
+        bounded = bound is not None
+        return await self._wait(
+            task_id, bound, lambda reply: messages.Wait(task_id, reply, bounded), "Wait"
+        )
 
-    async def _wait(self, task_id: str, bound: float | None, execute: bool) -> Any:
-        """Wait for ``task_id``'s outcome (executing it first if ``execute``): at most
+    async def _wait(
+        self,
+        task_id: str,
+        bound: float | None,
+        request: Callable[[Reply], tuple[Any, ...]],
+        op: str,
+        abandon_cancels: bool = False,
+    ) -> Any:
+        """Send ``request(reply)`` for ``task_id``'s outcome and wait for it: at most
         ``bound`` seconds, and only while someone awaits this call.
 
         A wait that ends without the outcome (timed out, or cancelled) withdraws its
-        reply from the task's waiters. A caller that is itself a task of this system
+        reply from the task's waiters (``abandon_cancels``: cancels the task, whose
+        only waiter it is). A caller that is itself a task of this system
         tells its manager it is blocked, so that its slot runs other tasks meanwhile
         (the task it waits for, say), and unblocked when the wait ends.
         """
@@ -276,14 +380,10 @@ class UnifiedTaskManager:
                 if caller is not None:
                     facade.tell(messages.Block(caller[0], caller[1], True, _IGNORE))
                     blocked = True
-                facade.tell(
-                    messages.Execute(task_id, True, reply)
-                    if execute
-                    else messages.Wait(task_id, reply)
-                )
+                facade.tell(request(reply))
             except SupervisorError as exc:
                 raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
-            bridge.track(future, None, "Execute" if execute else "Wait", system)
+            bridge.track(future, None, op, system)
             if bound is None:
                 return await future
             await asyncio.wait((future,), timeout=bound)
@@ -293,10 +393,14 @@ class UnifiedTaskManager:
             return future.result()
         finally:
             bridge.calls.pop(future, None)
-            if not future.done():
+            if future.cancelled() or not future.done():  # ended without the outcome
                 future.cancel()
                 with contextlib.suppress(Exception):
-                    facade.tell(messages.Unwait(task_id, reply, _IGNORE))
+                    facade.tell(
+                        messages.Cancel(task_id, _IGNORE)
+                        if abandon_cancels
+                        else messages.Unwait(task_id, reply, _IGNORE)
+                    )
             if blocked:
                 assert caller is not None
                 with contextlib.suppress(Exception):
@@ -405,10 +509,33 @@ class UnifiedTaskManager:
 
     def events(self, task_type: str | None = None) -> EventStream:
         """Every lifecycle transition (of ``task_type`` tasks only, if given), circuit
-        breaker change and resource alarm from now on: ``async for event in ...``."""
+        breaker change and resource alarm from now on: ``async for event in ...``.
+
+        Called on an event loop, it subscribes at once: an event of a call made after
+        ``events()`` returned is in the stream even if it happened before the first
+        iteration (which waits for the subscription to be confirmed). Called outside
+        an event loop, it subscribes on the first iteration."""
         if task_type is not None and (not isinstance(task_type, str) or not task_type):
             raise InvalidTaskError(f"task_type must be a non-empty str or None, got {task_type!r}")
-        return EventStream(self, task_type)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return EventStream(self, task_type)
+        return EventStream(self, task_type, self._subscription(task_type))
+
+    def _subscription(self, task_type: str | None) -> asyncio.Future[Subscriber]:
+        """Send the subscription now; the future gets the `Subscriber` (CALL_TIMEOUT)."""
+        reply = self._reply()
+        system = self._system or self._get_system()
+        future, bridge = reply.future, reply.bridge
+        try:
+            system._check().tell(messages.Subscribe(bridge, task_type, reply))
+        except SupervisorError as exc:
+            raise _translated(exc, "the actor system cannot take calls") from exc
+        bridge.track(future, system.config.CALL_TIMEOUT, "Subscribe", system)
+        calls = bridge.calls
+        future.add_done_callback(lambda done: calls.pop(done, None))
+        return future
 
     async def _subscribe(self, task_type: str | None) -> Subscriber:
         reply = self._reply()
@@ -515,6 +642,16 @@ class ThreadPoolClient:
         reply = client._reply()
         submit = messages.Submit(fn, args, kwargs, reply, backend)
         return await client._call(reply, submit, _UNBOUNDED, pool)
+
+
+def _name_of(func: Callable[..., Any]) -> str:
+    """A task name for ``func``: its ``__qualname__`` (through partials), else its
+    type's."""
+    inner: Any = func
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    name = getattr(inner, "__qualname__", None)
+    return name if isinstance(name, str) and name else type(inner).__qualname__
 
 
 # -- the lazy module-level client -------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ActorSystemError",
     "ActorsError",
+    "BlockingCallError",
     "BreakerConfigError",
     "CallTimeout",
     "CircuitOpenError",
@@ -23,6 +24,7 @@ __all__ = [
     "SystemOverloadedError",
     "TaskCancelledError",
     "TaskFailedError",
+    "TaskNotExecutedError",
     "TaskNotFoundError",
     "TaskTimeoutError",
     "WaitTimeoutError",
@@ -49,6 +51,12 @@ class ConfigError(InvalidTaskError):
 
 class TaskNotFoundError(ActorsError, LookupError):
     """No task has the given id (never registered, or already cleaned up)."""
+
+
+class TaskNotExecutedError(ActorsError):
+    """``wait_for_task`` without a timeout on a task that was registered but never
+    executed: nothing would ever end that wait. Execute it first (or pass a timeout, to
+    wait for someone else to execute it)."""
 
 
 class DuplicateTaskError(ActorsError):
@@ -118,6 +126,12 @@ class ActorSystemError(ActorsError):
 
     The message names the child and the reason when the system failed.
     """
+
+
+class BlockingCallError(ActorsError):
+    """A call of ``system.blocking`` (or ``with ActorSystem()``) came from a thread that
+    runs an event loop: it would block that loop, and deadlock if the loop is the
+    system's own. Use the async client (``await system.task_manager...``) there."""
 
 
 class CallTimeout(ActorSystemError):

@@ -147,11 +147,32 @@ class Subscriber:
 class EventStream:
     """``async for event in tm.events()``, or ``async with tm.events() as stream``."""
 
-    def __init__(self, client: UnifiedTaskManager, task_type: str | None) -> None:
+    def __init__(
+        self,
+        client: UnifiedTaskManager,
+        task_type: str | None,
+        pending: asyncio.Future[Subscriber] | None = None,
+    ) -> None:
         self._client = client
         self._task_type = task_type
         self._subscriber: Subscriber | None = None
         self._closed = False
+        self._pending = pending
+        """The subscription sent when the stream was made (`UnifiedTaskManager.events`)."""
+        if pending is not None:
+            pending.add_done_callback(self._subscribed)
+
+    def _subscribed(self, future: asyncio.Future[Subscriber]) -> None:
+        """The monitor confirmed the subscription (idempotent)."""
+        if self._subscriber is not None or future.cancelled() or future.exception() is not None:
+            return
+        subscriber = future.result()
+        if self._closed:
+            self._client._unsubscribe(subscriber)
+            return
+        self._subscriber = subscriber
+        # Leaving `async for` with break drops the stream: unsubscribe then too.
+        self._finalizer = weakref.finalize(self, self._client._unsubscribe, subscriber)
 
     @property
     def dropped(self) -> int:
@@ -159,12 +180,17 @@ class EventStream:
         return 0 if self._subscriber is None else self._subscriber.dropped
 
     async def subscribe(self) -> None:
-        """Start receiving events (done by the first iteration if not called)."""
+        """Wait until the stream is subscribed (done by the first iteration if not
+        called; a stream made on an event loop was subscribed when it was made)."""
         if self._subscriber is None and not self._closed:
-            subscriber = await self._client._subscribe(self._task_type)
-            self._subscriber = subscriber
-            # Leaving `async for` with break drops the stream: unsubscribe then too.
-            self._finalizer = weakref.finalize(self, self._client._unsubscribe, subscriber)
+            pending = self._pending
+            if pending is None:
+                pending = self._pending = asyncio.ensure_future(
+                    self._client._subscribe(self._task_type)
+                )
+                pending.add_done_callback(self._subscribed)
+            await asyncio.shield(pending)  # a cancelled iteration keeps the subscription
+            self._subscribed(pending)
 
     async def aclose(self) -> None:
         """Unsubscribe; the iteration ends."""

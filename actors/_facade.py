@@ -26,8 +26,9 @@ from supervisors import SupervisedActor
 if TYPE_CHECKING:
     from actors._bridge import ReplyTo
     from actors._system import SystemContext
+    from actors._validate import TaskSpec
 
-__all__ = ["TASK_SYSTEMS", "FacadeActor", "FacadeState"]
+__all__ = ["TASK_SYSTEMS", "FacadeActor", "FacadeState", "new_task_id"]
 
 TASK_SYSTEMS = ("new", "old")
 """The task systems, in the order of their answers to a request sent to both."""
@@ -36,6 +37,11 @@ TASK_SYSTEMS = ("new", "old")
 # in the process and across restarts, and ten times cheaper than uuid4 (no syscall).
 _ID_PREFIX = f"t{secrets.token_hex(4)}-"
 _ids = itertools.count(1)
+
+
+def new_task_id() -> str:
+    """A generated task id (``tm.submit`` makes its own, to cancel the task by it)."""
+    return f"{_ID_PREFIX}{next(_ids):x}"
 
 
 class FacadeState:
@@ -175,6 +181,7 @@ class FacadeActor(SupervisedActor):
         self._table: dict[type, Callable[[Any], None]] = {
             **dict.fromkeys(messages.PER_TASK_TYPES, self._per_task),
             messages.Register: self._register,
+            messages.SubmitTask: self._submit,
             messages.AddDependency: self._add_dependency,
             messages.GetAll: lambda m: fan_out(m, _merge_infos),
             messages.GetByStatus: lambda m: fan_out(m, _merge_infos),
@@ -244,10 +251,23 @@ class FacadeActor(SupervisedActor):
         message.reply.set_result("new" if self.state.use_new else "old")
 
     def _register(self, message: messages.Register) -> None:
-        spec, task_id = message.spec, message.task_id
+        task_id, backend = self._route(message.spec, message.task_id)
+        forwarded = _Forwarded(message.reply, self.me, task_id)
+        self.managers[backend].tell(
+            messages.Register(message.spec, task_id, message.bridge, forwarded)
+        )
+
+    def _submit(self, message: messages.SubmitTask) -> None:
+        """Route as a registration; the manager drops the routing entry again if it
+        refuses the registration (the reply carries the task's outcome, not that)."""
+        _task_id, backend = self._route(message.spec, message.task_id)
+        self.managers[backend].tell(message)
+
+    def _route(self, spec: TaskSpec, task_id: str | None) -> tuple[str, str]:
+        """Give a new task its id and its task system (``(task_id, backend)``)."""
         owners = self.owners
         if task_id is None:
-            task_id = f"{_ID_PREFIX}{next(_ids):x}"
+            task_id = new_task_id()
         elif task_id in owners:
             msg = f"task id {task_id!r} is already registered; pick another or omit task_id"
             raise DuplicateTaskError(msg)
@@ -266,8 +286,7 @@ class FacadeActor(SupervisedActor):
                 )
                 raise InvalidTaskError(msg)
         owners[task_id] = backend
-        forwarded = _Forwarded(message.reply, self.me, task_id)
-        self.managers[backend].tell(messages.Register(spec, task_id, message.bridge, forwarded))
+        return task_id, backend
 
     def _fan_out(self, message: FanOut, combine: Callable[[list[Any]], Any]) -> None:
         gather = _Gather(message.reply, combine)

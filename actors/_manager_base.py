@@ -54,6 +54,7 @@ class BaseManager(SupervisedActor):
         e = engine
         self._requests: dict[type, Callable[[Any], Any]] = {
             messages.Register: self._register,
+            messages.SubmitTask: self._submit,
             messages.Execute: self._execute,
             messages.Wait: self._wait,
             messages.Unwait: lambda m: e.unwait(m.task_id, m.waiter),
@@ -204,6 +205,15 @@ class BaseManager(SupervisedActor):
             raise InvalidTaskError("a registration reaches a manager with its task id")
         return self.engine.register(message.spec, task_id, message.bridge)
 
+    def _submit(self, message: messages.SubmitTask) -> Any:
+        try:
+            self.engine.submit(message.spec, message.task_id, message.bridge, message.reply)
+        except ActorsError:  # not registered: the facade forgets the id it routed
+            with contextlib.suppress(ActorsError):
+                self.ctx.handle("facade").tell(messages.Forget((message.task_id,)))
+            raise
+        return DEFERRED
+
     def _execute(self, message: messages.Execute) -> Any:
         if message.wait:
             self.engine.execute(message.task_id, message.reply)
@@ -211,7 +221,7 @@ class BaseManager(SupervisedActor):
         return self.engine.execute(message.task_id)
 
     def _wait(self, message: messages.Wait) -> Any:
-        self.engine.wait(message.task_id, message.reply)
+        self.engine.wait(message.task_id, message.reply, pending_ok=message.bounded)
         return DEFERRED
 
     def _cancel(self, message: messages.Cancel) -> Any:

@@ -63,6 +63,7 @@ __all__ = [
     "SetLimit",
     "Shutdown",
     "Submit",
+    "SubmitTask",
     "Subscribe",
     "Transitions",
     "Unsubscribe",
@@ -81,6 +82,16 @@ class Register(NamedTuple):
     reply: ReplyTo
 
 
+class SubmitTask(NamedTuple):
+    """``tm.submit``: register ``spec`` as ``task_id``, execute it, and answer ``reply``
+    with its outcome (its result, or its error) when it ends: one round trip."""
+
+    spec: TaskSpec
+    task_id: str
+    bridge: LoopBridge
+    reply: ReplyTo
+
+
 class Execute(NamedTuple):
     task_id: str
     wait: bool
@@ -91,6 +102,8 @@ class Execute(NamedTuple):
 class Wait(NamedTuple):
     task_id: str
     reply: ReplyTo
+    bounded: bool = False
+    """The caller bounds its wait (a timeout): it may wait for a task not executed yet."""
 
 
 class Unwait(NamedTuple):

@@ -52,8 +52,11 @@ from supervisors import (
 )
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from pykka import ActorRef
 
+    from actors._blocking import BlockingTaskManager, LoopThread
     from actors._client import UnifiedTaskManager
     from actors.dashboard import DashboardServer
     from supervisors import ChildCounts, ChildInfo
@@ -184,6 +187,8 @@ class ActorSystem:
         self._last_bridge: LoopBridge | None = None
         self._lock = threading.Lock()
         self._dashboards: list[DashboardServer] = []
+        self._loop_thread: LoopThread | None = None
+        self._blocking: BlockingTaskManager | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -273,6 +278,69 @@ class ActorSystem:
     async def __aenter__(self) -> ActorSystem:
         return self.start()
 
+    # -- synchronous code: `with`, and `system.blocking` (actors._blocking) ---------------
+
+    def __enter__(self) -> ActorSystem:
+        """``with ActorSystem(...) as system:`` in synchronous code: starts the system
+        and its loop thread (where ``system.blocking`` runs calls, and so where coroutine
+        tasks registered through it run). In a coroutine, use ``async with``."""
+        from actors._blocking import refuse_in_loop
+
+        refuse_in_loop("`with ActorSystem()` (use `async with ActorSystem()` there)")
+        self.start()
+        self._loop_thread_for_blocking()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop_blocking(self.config.SHUTDOWN_TIMEOUT * 4 + 2.0)
+
+    @property
+    def blocking(self) -> BlockingTaskManager:
+        """The client's methods as plain blocking calls (`BlockingTaskManager`), for
+        threads that run no event loop; they raise `BlockingCallError` on one."""
+        blocking = self._blocking
+        if blocking is None:
+            from actors._blocking import BlockingTaskManager
+
+            with self._lock:
+                if self._blocking is None:
+                    self._blocking = BlockingTaskManager(self)
+                blocking = self._blocking
+        return blocking
+
+    def _loop_thread_for_blocking(self) -> LoopThread:
+        """The system's own loop thread (started on first use)."""
+        runner = self._loop_thread
+        if runner is None:
+            from actors._blocking import LoopThread
+
+            with self._lock:
+                if self._closed:
+                    raise ActorSystemError(
+                        "the actor system is shut down; create a new ActorSystem"
+                    )
+                if self._loop_thread is None:
+                    self._loop_thread = LoopThread("actorflow-loop")
+                runner = self._loop_thread
+        return runner
+
+    def _stop_blocking(self, bound: float) -> None:
+        """Shut down from synchronous code: on the loop thread, then stop it."""
+        runner = self._loop_thread
+        try:
+            if runner is not None and not self._closed:
+                runner.call(self.shutdown(), bound, "system shutdown")
+            elif not self._closed:
+                self.stop_sync()
+        finally:
+            if runner is not None:
+                runner.stop()
+
     async def __aexit__(self, *exc_info: object) -> None:
         await self.shutdown()
 
@@ -294,10 +362,14 @@ class ActorSystem:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         bridge = bridge_for(loop)
+        own = self._loop_thread  # not from its own loop: the blocking caller stops it
+        stop_own = own is not None and own.loop is not loop
 
         def stop() -> None:
             try:
                 self.stop_sync()
+                if stop_own and own is not None:
+                    own.stop()
             finally:
                 bridge.post(_resolve_none, done)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["TERMINAL", "TaskInfo", "TaskPriority", "TaskStatus"]
@@ -41,7 +42,14 @@ class TaskPriority(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class TaskInfo:
-    """A snapshot of one task; it does not change when the task moves on."""
+    """A snapshot of one task; it does not change when the task moves on.
+
+    ``created_at``, ``started_at`` and ``finished_at`` are the system clock's monotonic
+    seconds (differences are exact; a fake clock in tests sets them). ``created_utc``,
+    ``started_utc`` and ``finished_utc`` are the same moments as aware UTC datetimes:
+    the wall clock read at registration plus the monotonic time elapsed since, so
+    ``finished_utc - started_utc`` is exactly the ``duration``.
+    """
 
     task_id: str
     name: str
@@ -58,6 +66,29 @@ class TaskInfo:
     finished_at: float | None
     error: BaseException | None
     backend: str
+    wall_offset: float | None = field(default=None, compare=False, repr=False)
+    """Wall-clock seconds (``time.time``) minus the monotonic clock, taken at
+    registration (None: unknown). Not compared: it is how the times are shown."""
+
+    def _utc(self, monotonic: float | None) -> datetime | None:
+        if monotonic is None or self.wall_offset is None:
+            return None
+        return datetime.fromtimestamp(monotonic + self.wall_offset, UTC)
+
+    @property
+    def created_utc(self) -> datetime | None:
+        """When the task was registered, as an aware UTC datetime."""
+        return self._utc(self.created_at)
+
+    @property
+    def started_utc(self) -> datetime | None:
+        """When its first attempt started (None: not yet), as an aware UTC datetime."""
+        return self._utc(self.started_at)
+
+    @property
+    def finished_utc(self) -> datetime | None:
+        """When it ended (None: not yet), as an aware UTC datetime."""
+        return self._utc(self.finished_at)
 
     @property
     def duration(self) -> float | None:

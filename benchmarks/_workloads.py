@@ -152,6 +152,11 @@ async def _gather_all(tm: Any, n: int, register: Mapping[str, Any]) -> list[Any]
     return await asyncio.gather(*(tm.execute_task(task_id, wait=True) for task_id in ids))
 
 
+async def _submit_all(tm: Any, n: int, register: Mapping[str, Any]) -> list[Any]:
+    """S1 through ``tm.submit``: one call (one message) per task."""
+    return await asyncio.gather(*(tm.submit(noop, i, name="noop", **register) for i in range(n)))
+
+
 async def _paced(tm: Any, n: int, register: Mapping[str, Any], workers: int = 100) -> list[Any]:
     results: list[Any] = [None] * n
     numbers = iter(range(n))
@@ -173,13 +178,15 @@ def actorflow_fanout(
     heartbeat: bool = False,
     paced: bool = False,
     setup: Callable[[], Callable[[], None]] | None = None,
+    submit: bool = False,
 ) -> dict[str, float]:
     """S1 through the facade: register N no-op tasks, execute them, await every result.
 
     The calls are pipelined with one `asyncio.gather` per phase (``paced``: 100 caller
     coroutines, each registering and executing one task at a time). Returns
     ``{"us": µs/task}`` and, with ``heartbeat``, ``{"stall_ms": longest gap}``.
-    ``setup`` runs just before the system starts and returns its own undo.
+    ``setup`` runs just before the system starts and returns its own undo. ``submit``:
+    through ``tm.submit`` (one gather of N calls) instead of register + execute.
     """
     options = dict(register or {})
 
@@ -190,7 +197,9 @@ def actorflow_fanout(
             if beat is not None:
                 await beat.start()
             started = time.perf_counter()
-            if paced:
+            if submit:
+                results = await _submit_all(tm, n, options)
+            elif paced:
                 results = await _paced(tm, n, options)
             else:
                 results = await _gather_all(tm, n, options)

@@ -1,7 +1,8 @@
 """S1 fan-out: N no-op ``async def`` tasks through the facade, pipelined.
 
 actorflow: register N tasks (one `asyncio.gather`), then ``execute_task(wait=True)``
-for all of them (another gather), every result checked. Baseline: raw pykka, N proxy
+for all of them (another gather), every result checked; and the same N tasks through
+``tm.submit`` (one gather, one message per task), a figure of its own. Baseline: raw pykka, N proxy
 calls to one ThreadingActor collected through their futures. Also measured, for
 context: a raw `asyncio.gather` of the same coroutines (no actors at all).
 """
@@ -13,7 +14,7 @@ from ._workloads import actorflow_fanout, asyncio_fanout, pykka_fanout
 
 NAME = "s1_fanout"
 TITLE = "fan-out of no-op async tasks"
-SIDES = 3
+SIDES = 4
 
 
 def steps(settings: Settings) -> int:
@@ -27,18 +28,27 @@ def run(settings: Settings) -> list[Result]:
         NAME,
         {
             "actorflow": lambda: actorflow_fanout(n),
+            "submit": lambda: actorflow_fanout(n, submit=True),
             "pykka": lambda: pykka_fanout(n),
             "asyncio": lambda: asyncio_fanout(n),
         },
     )
     facade = Figure("facade fan-out", US_PER_TASK, column(samples["actorflow"], "us"))
+    pykka = Figure("pykka proxy fan-out", "µs/call", column(samples["pykka"]))
     return [
         Result(
             NAME,
             f"N={n:,} register+execute+await vs pykka proxy fan-out",
             facade,
-            Figure("pykka proxy fan-out", "µs/call", column(samples["pykka"])),
+            pykka,
             Goal("≤ 3x pykka", "ratio", 3.0),
+        ),
+        Result(
+            NAME,
+            f"N={n:,} submit+await vs pykka proxy fan-out",
+            Figure("submit fan-out", US_PER_TASK, column(samples["submit"], "us")),
+            pykka,
+            Goal("≤ 1.5x pykka", "ratio", 1.5),
         ),
         Result(
             NAME,

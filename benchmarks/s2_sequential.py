@@ -3,7 +3,8 @@
 Nothing is pipelined, so every task pays the whole round trip: caller loop -> facade
 -> manager -> caller loop (the coroutine runs) -> manager -> caller loop, twice (once
 to register, once to execute and wait). Baseline: raw pykka, N sequential ``ask``
-calls to one ThreadingActor, each waited for before the next.
+calls to one ThreadingActor, each waited for before the next. Also measured: the same
+through ``tm.submit`` (one round trip per task), against the same baseline.
 """
 
 from __future__ import annotations
@@ -28,22 +29,26 @@ from ._workloads import NoopActor, noop
 
 NAME = "s2_sequential"
 TITLE = "sequential register + execute(wait=True)"
-SIDES = 2
+SIDES = 3
 
 
 def steps(settings: Settings) -> int:
     return settings.repeats * SIDES
 
 
-def actorflow_sequential(n: int) -> float:
+def actorflow_sequential(n: int, submit: bool = False) -> float:
     async def run() -> float:
         async with ActorSystem() as system:
             tm = system.task_manager
             wrong = 0
             started = time.perf_counter()
             for i in range(n):
-                task_id = await tm.register_task("noop", noop, (i,))
-                if await tm.execute_task(task_id, wait=True) != i:
+                if submit:
+                    result = await tm.submit(noop, i, name="noop")
+                else:
+                    task_id = await tm.register_task("noop", noop, (i,))
+                    result = await tm.execute_task(task_id, wait=True)
+                if result != i:
                     wrong += 1
             elapsed = time.perf_counter() - started
         if wrong:
@@ -74,14 +79,26 @@ def run(settings: Settings) -> list[Result]:
     samples = alternate(
         settings,
         NAME,
-        {"actorflow": lambda: actorflow_sequential(n), "pykka": lambda: pykka_sequential(n)},
+        {
+            "actorflow": lambda: actorflow_sequential(n),
+            "submit": lambda: actorflow_sequential(n, submit=True),
+            "pykka": lambda: pykka_sequential(n),
+        },
     )
+    pykka = Figure("pykka ask", "µs/ask", column(samples["pykka"]))
     return [
         Result(
             NAME,
             f"N={n:,} one at a time vs pykka sequential ask",
             Figure("register + execute(wait=True)", US_PER_TASK, column(samples["actorflow"])),
-            Figure("pykka ask", "µs/ask", column(samples["pykka"])),
+            pykka,
             Goal("≤ 4x pykka", "ratio", 4.0),
-        )
+        ),
+        Result(
+            NAME,
+            f"N={n:,} one submit at a time vs pykka sequential ask",
+            Figure("submit", US_PER_TASK, column(samples["submit"])),
+            pykka,
+            Goal("≤ 2.5x pykka", "ratio", 2.5),
+        ),
     ]

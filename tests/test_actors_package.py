@@ -47,6 +47,7 @@ CLIENT_METHODS = {
     "events",
     "use_new_task_system",
     "shutdown",
+    "submit",
 }
 
 

@@ -50,6 +50,20 @@ async def main() -> None:
         reveal_type(info)
         status: str = info.status.value
         print(status)
+        reveal_type(await system.task_manager.submit(fetch, 1))
+
+
+def sync_code() -> None:
+    with ActorSystem() as system:
+        reveal_type(system.blocking.submit(parse, "<p>"))
+
+
+async def fetch(page: int) -> str:
+    return str(page)
+
+
+def parse(html: str) -> list[str]:
+    return [html]
 
 
 asyncio.run(main())
@@ -213,6 +227,8 @@ def test_mypy_in_a_user_project_sees_the_installed_wheel(
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines() == [
         'prog.py:9: note: Revealed type is "actors._types.TaskInfo"',
+        'prog.py:12: note: Revealed type is "str"',
+        'prog.py:17: note: Revealed type is "list[str]"',
         "Success: no issues found in 1 source file",
     ]
 
@@ -231,5 +247,7 @@ def test_mypy_in_a_user_project_sees_a_strict_editable_install(
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines() == [
         'prog.py:9: note: Revealed type is "actors._types.TaskInfo"',
+        'prog.py:12: note: Revealed type is "str"',
+        'prog.py:17: note: Revealed type is "list[str]"',
         "Success: no issues found in 1 source file",
     ]

@@ -178,7 +178,9 @@ async def test_a_parent_that_times_out_while_waiting_gives_back_no_slot_twice() 
 
         async def parent() -> None:
             waiting.set()
-            await tm.wait_for_task(child_id)  # the child is never executed
+            # The child is never executed: without a timeout the wait would be refused
+            # (TaskNotExecutedError); with one it waits until the parent times out.
+            await tm.wait_for_task(child_id, timeout=WAIT * 10)
 
         parent_id = await tm.register_task("parent", parent, timeout=1.0)
         await tm.execute_task(parent_id)

@@ -44,6 +44,7 @@ from actors._errors import (
     InvalidTaskError,
     TaskCancelledError,
     TaskFailedError,
+    TaskNotExecutedError,
     TaskNotFoundError,
     TaskTimeoutError,
 )
@@ -258,6 +259,8 @@ class Engine:
         self.graph.add(task_id, spec.dependencies)
         record = tasks[task_id] = TaskRecord(spec, task_id, bridge, self._now(), next(self._seq))
         self._move(record, PENDING, registered=True)
+        registered = self.transitions[-1]
+        record.wall_offset = registered.wall - registered.at  # TaskInfo's wall-clock times
         failed = self._deps_failed(record)
         if failed is not None:
             self._cancel(record, _dependency_error(record, failed), propagate=False)
@@ -275,8 +278,23 @@ class Engine:
             self._pump()
         return accepted
 
-    def wait(self, task_id: str, reply: ReplyTo) -> None:
+    def submit(self, spec: TaskSpec, task_id: str, bridge: LoopBridge, reply: ReplyTo) -> None:
+        """Register and execute a task; ``reply`` gets its outcome (`deliver`)."""
+        self.register(spec, task_id, bridge)
+        self.execute(task_id, reply)
+
+    def wait(self, task_id: str, reply: ReplyTo, pending_ok: bool = True) -> None:
+        """``reply`` gets the task's outcome when it ends. Unless ``pending_ok``, a task
+        never executed raises `TaskNotExecutedError`: nothing would end the wait."""
         record = self.get(task_id)
+        if not pending_ok and record.status is PENDING:
+            msg = (
+                f"task {record.name!r} ({task_id}) was registered but never executed, so "
+                f"nothing would end this wait: call execute_task({task_id!r}) first (or "
+                "execute_task(..., wait=True)), or pass a timeout to wait for another "
+                "caller to execute it"
+            )
+            raise TaskNotExecutedError(msg)
         if record.status in TERMINAL:
             deliver(reply, record)
         elif record.waiters is None:

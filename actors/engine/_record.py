@@ -116,6 +116,7 @@ class TaskRecord:
         "timer",
         "trace",
         "waiters",
+        "wall_offset",
     )
 
     def __init__(self, spec: TaskSpec, task_id: str, bridge: LoopBridge, now: float, seq: int):
@@ -156,6 +157,7 @@ class TaskRecord:
         self.spec: TaskSpec | None = spec  # kept after a failure, to retry the task
         self.kept_bridge: LoopBridge | None = None
         self.blocked = 0  # waits for other tasks in progress: its slot is lent out
+        self.wall_offset: float | None = None  # wall clock minus the clock at registration
 
     def release(self) -> None:
         """The task ended: drop what only a live task needs (a failed task keeps its
@@ -196,4 +198,5 @@ class TaskRecord:
             finished_at=self.finished_at,
             error=self.error,
             backend=backend,
+            wall_offset=self.wall_offset,
         )

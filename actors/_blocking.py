@@ -1,0 +1,311 @@
+"""The blocking API: the client's methods as plain calls, for synchronous code.
+
+``with ActorSystem(config) as system:`` starts the system and an event loop in a thread
+the system owns (`LoopThread`); ``system.blocking`` (a `BlockingTaskManager`) runs each
+client call on that loop and waits for its answer, from any thread that runs no event
+loop of its own. So coroutine tasks registered from synchronous code run on that loop.
+
+Called from a thread that runs an event loop (the system's own loop, a task's coroutine,
+an async web handler) a blocking call would block that loop, and deadlock if it is the
+loop that must answer: it raises `BlockingCallError` instead, before anything is sent.
+
+Bounds: a call is bounded by ``CALL_TIMEOUT`` per message it makes (the async call
+fails itself at that bound; the blocking side waits a sweep longer, then gives up with
+`CallTimeout`). A call that waits for a task (``submit``, ``execute_task(wait=True)``,
+``wait_for_task``, ``thread_pool.submit``) is bounded by its own ``timeout`` when it has
+one, and otherwise ends when the task ends or the system stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    ParamSpec,
+    TypeVar,
+    TypeVarTuple,
+    Unpack,
+    overload,
+)
+
+from actors._bridge import SWEEP_INTERVAL
+from actors._client import TaskOptions, UnifiedTaskManager
+from actors._errors import ActorSystemError, BlockingCallError, CallTimeout
+from actors._events import Event, EventStream
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from actors._system import ActorSystem
+
+__all__ = ["BlockingEventStream", "BlockingTaskManager", "LoopThread", "refuse_in_loop"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
+
+_STOP_BOUND = 5.0
+"""Seconds `LoopThread.stop` waits for the loop thread to end."""
+
+
+def refuse_in_loop(what: str) -> None:
+    """`BlockingCallError` if the calling thread runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise BlockingCallError(
+        f"{what} was called from a thread that runs an event loop: it would block that "
+        "loop (and deadlock if it is the actor system's own); in a coroutine use the "
+        "async client, `await system.task_manager.<method>(...)`"
+    )
+
+
+class LoopThread:
+    """An event loop running in a daemon thread of its own, owned by one system."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix=f"{name}-exec")
+        self.loop.set_default_executor(self._executor)
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                tasks = asyncio.all_tasks(loop)
+                for task in tasks:
+                    task.cancel()
+                if tasks:
+                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    def call(self, coro: Coroutine[Any, Any, R], bound: float | None, what: str) -> R:
+        """Run ``coro`` on the loop and wait for its outcome: at most ``bound`` seconds
+        (None: until it ends, or the loop thread ends)."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        except RuntimeError:  # the loop is closed
+            coro.close()
+            raise ActorSystemError(f"{what}: the actor system's loop thread has stopped") from None
+        try:
+            if bound is not None:
+                return future.result(bound)
+            while True:  # unbounded: end when the loop thread does
+                try:
+                    return future.result(SWEEP_INTERVAL)
+                except concurrent.futures.TimeoutError:
+                    if not self.thread.is_alive():
+                        raise ActorSystemError(
+                            f"{what}: the actor system's loop thread has stopped"
+                        ) from None
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise CallTimeout(
+                f"no answer to {what} within {bound}s; the actor system is overloaded or stuck"
+            ) from None
+        except concurrent.futures.CancelledError:
+            raise ActorSystemError(f"{what} was cancelled: the actor system stopped") from None
+
+    def stop(self) -> None:
+        """Stop the loop (its remaining tasks are cancelled) and join the thread
+        (bounded; never from the loop thread itself)."""
+        if threading.current_thread() is self.thread:
+            return
+        if not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(_STOP_BOUND)
+
+
+def _blocking(
+    method: Callable[Concatenate[UnifiedTaskManager, P], Coroutine[Any, Any, R]],
+    calls: int = 1,
+) -> Callable[Concatenate[BlockingTaskManager, P], R]:
+    """The blocking form of a client method that makes ``calls`` calls into the system."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(self: BlockingTaskManager, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        what = f"system.blocking.{name}()"
+        refuse_in_loop(what)
+        runner = self._runner()
+        bound = calls * self._system.config.CALL_TIMEOUT + SWEEP_INTERVAL + 1.0
+        return runner.call(method(self._client, *args, **kwargs), bound, what)
+
+    return call
+
+
+class BlockingTaskManager:
+    """``system.blocking``: every method of `UnifiedTaskManager` as a plain call that
+    returns its value (or raises its error), from any thread that runs no event loop.
+    See the module docstring for the bounds."""
+
+    def __init__(self, system: ActorSystem) -> None:
+        self._system = system
+        self._client = system.task_manager
+        self.thread_pool = BlockingThreadPool(self)
+
+    def _runner(self) -> LoopThread:
+        self._system._check()  # why calls cannot be made (shut down, failed), first
+        return self._system._loop_thread_for_blocking()
+
+    def _wait(self, coro: Coroutine[Any, Any, R], bound: float | None, what: str) -> R:
+        margin = self._system.config.CALL_TIMEOUT + SWEEP_INTERVAL + 1.0
+        return self._runner().call(coro, None if bound is None else bound + margin, what)
+
+    register_task = _blocking(UnifiedTaskManager.register_task)
+    cancel_task = _blocking(UnifiedTaskManager.cancel_task)
+    get_task = _blocking(UnifiedTaskManager.get_task)
+    get_task_status = _blocking(UnifiedTaskManager.get_task_status)
+    get_task_result = _blocking(UnifiedTaskManager.get_task_result)
+    get_task_error = _blocking(UnifiedTaskManager.get_task_error)
+    get_all_tasks = _blocking(UnifiedTaskManager.get_all_tasks)
+    get_tasks_by_status = _blocking(UnifiedTaskManager.get_tasks_by_status)
+    get_tasks_by_type = _blocking(UnifiedTaskManager.get_tasks_by_type)
+    get_task_page = _blocking(UnifiedTaskManager.get_task_page, calls=2)
+    get_task_detail = _blocking(UnifiedTaskManager.get_task_detail)
+    retry_task = _blocking(UnifiedTaskManager.retry_task, calls=3)
+    get_metrics = _blocking(UnifiedTaskManager.get_metrics)
+    render_prometheus = _blocking(UnifiedTaskManager.render_prometheus)
+    get_task_graph = _blocking(UnifiedTaskManager.get_task_graph)
+    add_dependency = _blocking(UnifiedTaskManager.add_dependency)
+    cleanup_completed_tasks = _blocking(UnifiedTaskManager.cleanup_completed_tasks)
+    use_new_task_system = _blocking(UnifiedTaskManager.use_new_task_system)
+
+    def execute_task(self, task_id: str, wait: bool = False) -> Any:
+        """`UnifiedTaskManager.execute_task`; with ``wait=True`` it waits for the task."""
+        what = "system.blocking.execute_task()"
+        refuse_in_loop(what)
+        coro = self._client.execute_task(task_id, wait)
+        if wait is True:
+            return self._wait(coro, None, what)
+        return self._runner().call(coro, self._call_bound(), what)
+
+    def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
+        """`UnifiedTaskManager.wait_for_task`: bounded by ``timeout`` (None: until the
+        task ends or the system stops)."""
+        what = "system.blocking.wait_for_task()"
+        refuse_in_loop(what)
+        bound = timeout if isinstance(timeout, int | float) and timeout > 0 else None
+        return self._wait(self._client.wait_for_task(task_id, timeout), bound, what)
+
+    @overload
+    def submit(
+        self, func: Callable[[*Ts], Awaitable[R]], /, *args: *Ts, **options: Unpack[TaskOptions]
+    ) -> R: ...
+
+    @overload
+    def submit(
+        self, func: Callable[[*Ts], R], /, *args: *Ts, **options: Unpack[TaskOptions]
+    ) -> R: ...
+
+    def submit(self, func: Callable[[*Ts], Any], /, *args: *Ts, **options: Any) -> Any:
+        """`UnifiedTaskManager.submit`: runs the task and returns its result."""
+        what = "system.blocking.submit()"
+        refuse_in_loop(what)
+        return self._wait(self._client.submit(func, *args, **options), None, what)
+
+    def events(self, task_type: str | None = None) -> BlockingEventStream:
+        """`UnifiedTaskManager.events` for blocking code: ``with system.blocking.events()
+        as stream: event = stream.get(timeout=1.0)``."""
+        what = "system.blocking.events()"
+        refuse_in_loop(what)
+        runner = self._runner()
+
+        async def make() -> EventStream:
+            stream = self._client.events(task_type)
+            await stream.subscribe()
+            return stream
+
+        return BlockingEventStream(runner, runner.call(make(), self._call_bound(), what))
+
+    def shutdown(self) -> None:
+        """Stop the actor system (unfinished tasks are cancelled) and its loop thread."""
+        what = "system.blocking.shutdown()"
+        refuse_in_loop(what)
+        system = self._system
+        bound = system.config.SHUTDOWN_TIMEOUT * 4 + SWEEP_INTERVAL + 1.0
+        system._stop_blocking(bound)
+
+    def _call_bound(self) -> float:
+        return self._system.config.CALL_TIMEOUT + SWEEP_INTERVAL + 1.0
+
+
+class BlockingThreadPool:
+    """``system.blocking.thread_pool``: `ThreadPoolClient.submit` as a plain call."""
+
+    def __init__(self, blocking: BlockingTaskManager) -> None:
+        self._blocking = blocking
+
+    def submit(
+        self, fn: Callable[..., R], /, *args: Any, executor: str | None = None, **kwargs: Any
+    ) -> R:
+        """Run ``fn(*args, **kwargs)`` on the pool's executor; returns its result."""
+        what = "system.blocking.thread_pool.submit()"
+        refuse_in_loop(what)
+        client = self._blocking._client.thread_pool
+        coro = client.submit(fn, *args, executor=executor, **kwargs)
+        result: R = self._blocking._wait(coro, None, what)
+        return result
+
+
+class BlockingEventStream:
+    """Events for a blocking caller: ``stream.get(timeout)`` returns the next one.
+    Close it (or leave its ``with``) to unsubscribe."""
+
+    def __init__(self, runner: LoopThread, stream: EventStream) -> None:
+        self._runner = runner
+        self._stream = stream
+
+    def get(self, timeout: float) -> Event | None:
+        """The next event within ``timeout`` seconds (`CallTimeout` if none came; the
+        stream stays open), or None once the subscription is closed."""
+        what = "BlockingEventStream.get()"
+        refuse_in_loop(what)
+        stream = self._stream
+
+        async def next_event() -> Event | None:
+            await stream.subscribe()
+            subscriber = stream._subscriber
+            if subscriber is None:
+                return None
+            try:
+                return await asyncio.wait_for(subscriber.get(), timeout)
+            except TimeoutError:
+                raise CallTimeout(f"no event within {timeout}s") from None
+
+        return self._runner.call(next_event(), timeout + SWEEP_INTERVAL + 1.0, what)
+
+    def close(self) -> None:
+        """Unsubscribe."""
+        if not self._runner.loop.is_closed():
+            what = "BlockingEventStream.close()"
+            self._runner.call(self._stream.aclose(), SWEEP_INTERVAL + 1.0, what)
+
+    def __enter__(self) -> BlockingEventStream:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,237 @@
+"""The blocking API: ``with ActorSystem() as system`` and ``system.blocking`` in
+synchronous code, from plain threads and from a thread-pool task; refused on a thread
+that runs an event loop. Waits are bounded by `WAIT` or by the calls' own bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors import (
+    ActorSystem,
+    ActorSystemError,
+    BlockingCallError,
+    BlockingTaskManager,
+    EventKind,
+    TaskNotFoundError,
+    TaskStatus,
+    UnifiedTaskManager,
+)
+
+WAIT = 5.0
+REFUSED = (
+    r"^system\.blocking\.{}\(\) was called from a thread that runs an event loop: it would "
+    r"block that loop \(and deadlock if it is the actor system's own\); in a coroutine use "
+    r"the async client, `await system\.task_manager\.<method>\(\.\.\.\)`$"
+)
+
+
+class Boom(Exception):
+    pass
+
+
+def config(backend: str = "new") -> dict[str, Any]:
+    return {"USE_NEW_TASK_SYSTEM": backend == "new", "CLEANUP_INTERVAL": 0}
+
+
+@pytest.fixture(params=["new", "old"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+async def loop_name() -> str:
+    """The name of the thread whose event loop runs this coroutine task."""
+    await asyncio.sleep(0)
+    return threading.current_thread().name
+
+
+def fail() -> None:
+    raise Boom("broken")
+
+
+def test_with_runs_tasks_from_sync_code_and_leaves_no_thread(backend: str) -> None:
+    before = set(threading.enumerate())
+    with ActorSystem(config(backend)) as system:
+        blocking = system.blocking
+        task_id = blocking.register_task("add", add, (2, 3))
+        assert blocking.get_task_status(task_id) is TaskStatus.PENDING
+        assert blocking.execute_task(task_id, wait=True) == 5
+        # Coroutine tasks registered from sync code run on the system's own loop thread.
+        assert blocking.submit(loop_name) == "actorflow-loop"
+        coro_id = blocking.register_task("coro", loop_name)
+        assert blocking.execute_task(coro_id) is True
+        assert blocking.wait_for_task(coro_id, timeout=WAIT) == "actorflow-loop"
+        with pytest.raises(Boom, match=r"^broken$"):
+            blocking.submit(fail, task_id="f")
+        assert blocking.get_task_status("f") is TaskStatus.FAILED
+        assert isinstance(blocking.get_task_error("f"), Boom)
+        assert [info.name for info in blocking.get_all_tasks()] == [
+            "add",
+            "loop_name",
+            "coro",
+            "fail",
+        ]
+        assert blocking.thread_pool.submit(add, 1, 1) == 2
+        with pytest.raises(TaskNotFoundError, match="'missing'"):
+            blocking.get_task("missing")
+    assert not system.running
+    assert set(threading.enumerate()) <= before
+    with pytest.raises(ActorSystemError, match="shut down"):
+        system.blocking.get_all_tasks()
+
+
+def test_every_client_method_has_a_blocking_twin_with_its_signature() -> None:
+    async_methods = {
+        name
+        for name, member in inspect.getmembers(UnifiedTaskManager)
+        if not name.startswith("_") and (inspect.iscoroutinefunction(member) or name == "events")
+    }
+    async_methods.discard("shutdown")  # blocking.shutdown() takes no loop: compared below
+    assert async_methods <= set(dir(BlockingTaskManager))
+    for name in async_methods - {"events", "submit"}:
+        mine = inspect.signature(getattr(BlockingTaskManager, name))
+        theirs = inspect.signature(getattr(UnifiedTaskManager, name))
+        assert list(mine.parameters)[1:] == list(theirs.parameters)[1:], name
+    assert callable(BlockingTaskManager.shutdown)
+
+
+def test_calls_from_many_plain_threads() -> None:
+    with ActorSystem(config()) as system:
+        blocking = system.blocking
+
+        def work(i: int) -> int:
+            return blocking.submit(add, i, 100)
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(work, range(20)))
+        assert results == [i + 100 for i in range(20)]
+        assert len(blocking.get_tasks_by_status(TaskStatus.COMPLETED)) == 20
+
+
+def test_calls_from_inside_a_thread_pool_task(backend: str) -> None:
+    with ActorSystem(config(backend)) as system:
+        blocking = system.blocking
+
+        def parent(x: int) -> tuple[int, str]:
+            child = blocking.submit(add, x, 1)
+            return child, blocking.get_task_status("p").value
+
+        assert blocking.submit(parent, 41, task_id="p") == (42, "running")
+
+
+def test_refused_on_a_thread_that_runs_a_loop_before_anything_is_sent() -> None:
+    with ActorSystem(config()) as system:
+        blocking = system.blocking
+
+        async def from_a_coroutine() -> None:
+            with pytest.raises(BlockingCallError, match=REFUSED.format("get_all_tasks")):
+                blocking.get_all_tasks()
+            with pytest.raises(BlockingCallError, match=REFUSED.format("submit")):
+                blocking.submit(add, 1, 2)
+
+        asyncio.run(from_a_coroutine())
+
+        async def on_the_systems_own_loop() -> str:
+            try:
+                blocking.get_all_tasks()
+            except BlockingCallError as exc:
+                return type(exc).__name__
+            return "not refused"
+
+        # A coroutine task runs on the system's loop thread: a blocking call there
+        # would deadlock, and is refused instead.
+        assert blocking.submit(on_the_systems_own_loop) == "BlockingCallError"
+        assert [i.name for i in blocking.get_all_tasks()] == [
+            "test_refused_on_a_thread_that_runs_a_loop_before_anything_is_sent.<locals>."
+            "on_the_systems_own_loop"
+        ]
+
+
+async def test_with_is_refused_in_a_coroutine() -> None:
+    system = ActorSystem(config())
+    with (
+        pytest.raises(BlockingCallError, match=r"`with ActorSystem\(\)` \(use `async with"),
+        system,
+    ):
+        pass
+    assert not system.running
+
+
+async def test_blocking_on_an_async_system_from_a_thread_stops_with_it() -> None:
+    """`system.blocking` of a system run with `async with` starts the loop thread on
+    first use; the system's shutdown stops it."""
+    before = set(threading.enumerate())
+    async with ActorSystem(config()) as system:
+        results: list[int] = []
+        caller = threading.Thread(target=lambda: results.append(system.blocking.submit(add, 4, 5)))
+        caller.start()
+        caller.join(WAIT)  # this test's loop has nothing to do meanwhile
+        assert results == [9]
+        assert system._loop_thread is not None
+        loop_thread = system._loop_thread.thread
+        assert loop_thread.is_alive()
+    assert not loop_thread.is_alive()
+    assert set(threading.enumerate()) <= before
+
+
+def test_blocking_shutdown_then_exit_is_clean() -> None:
+    before = set(threading.enumerate())
+    with ActorSystem(config()) as system:
+        system.blocking.submit(add, 1, 2)
+        system.blocking.shutdown()
+        assert not system.running
+    assert set(threading.enumerate()) <= before
+
+
+def test_events_for_blocking_code() -> None:
+    with ActorSystem(config()) as system:
+        blocking = system.blocking
+        with blocking.events() as stream:
+            blocking.submit(add, 1, 2, task_id="e", name="adder")
+            kinds: list[EventKind] = []
+            while len(kinds) < 4:
+                event = stream.get(timeout=WAIT)
+                assert event is not None
+                assert (event.task_id, event.task_name) == ("e", "adder")
+                kinds.append(event.kind)
+        assert kinds == [
+            EventKind.REGISTERED,
+            EventKind.QUEUED,
+            EventKind.STARTED,
+            EventKind.COMPLETED,
+        ]
+
+
+def _readme_block(marker: str) -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    [block] = [b for b in blocks if marker in b]
+    return str(block)
+
+
+def test_the_readme_blocking_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    before = set(threading.enumerate())
+    block = _readme_block("tm = system.blocking")
+    exec(compile(block, "<README blocking example>", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["cat.png@640", "notified ada"]
+    assert datetime.fromisoformat(lines[2]).tzinfo == UTC
+    assert set(threading.enumerate()) <= before
+
+
+def test_the_readme_submit_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    block = _readme_block("await tm.submit(fetch")
+    exec(compile(block, "<README submit example>", "exec"), {})
+    assert capsys.readouterr().out == "<html>https://example.org</html> 1\n"

@@ -1,0 +1,166 @@
+"""Small truths, on both task systems: wall-clock times in `TaskInfo`, the task's name
+in events, `events()` subscribing when called, and `wait_for_task` on a task that was
+never executed. Time is a `FakeClock`; every wait is bounded by `WAIT`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from actors import (
+    ActorSystem,
+    EventKind,
+    TaskNotExecutedError,
+    TaskStatus,
+    UnifiedTaskManager,
+    WaitTimeoutError,
+)
+from supervisors.testing import FakeClock
+
+WAIT = 5.0
+
+
+@pytest.fixture(params=["new", "old"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def tm(backend: str, clock: FakeClock) -> AsyncIterator[UnifiedTaskManager]:
+    config = {"USE_NEW_TASK_SYSTEM": backend == "new", "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=clock) as system:
+        yield system.task_manager
+
+
+async def double(x: int) -> int:
+    return 2 * x
+
+
+async def test_task_info_carries_aware_utc_wall_times(
+    tm: UnifiedTaskManager, clock: FakeClock
+) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def work() -> str:
+        started.set()
+        await release.wait()
+        return "done"
+
+    before = datetime.now(UTC)
+    task_id = await tm.register_task("work", work)
+    after = datetime.now(UTC)
+    info = await tm.get_task(task_id)
+    assert info.created_utc is not None
+    assert info.created_utc.tzinfo is UTC
+    assert before - timedelta(milliseconds=1) <= info.created_utc <= after
+    assert (info.started_utc, info.finished_utc) == (None, None)
+    clock.advance(1.25)
+    await tm.execute_task(task_id)
+    await asyncio.wait_for(started.wait(), WAIT)
+    clock.advance(2.5)
+    release.set()
+    assert await asyncio.wait_for(tm.wait_for_task(task_id), WAIT) == "done"
+    done = await tm.get_task(task_id)
+    created, began, ended = done.created_utc, done.started_utc, done.finished_utc
+    assert created is not None
+    assert began is not None
+    assert ended is not None
+    # Wall times are the registration's wall clock plus the clock's elapsed time.
+    assert (began - created, ended - began) == (timedelta(seconds=1.25), timedelta(seconds=2.5))
+    assert done.duration == 2.5
+    assert created == info.created_utc
+    assert dataclasses.replace(done, wall_offset=None) == done  # how times show: not compared
+
+
+async def test_events_carry_the_tasks_name(tm: UnifiedTaskManager) -> None:
+    async with tm.events() as stream:
+        assert await asyncio.wait_for(tm.submit(double, 2, name="doubler", task_id="d"), WAIT) == 4
+        seen = []
+        async for event in stream:
+            seen.append((event.kind, event.task_id, event.task_name))
+            if event.kind is EventKind.COMPLETED:
+                break
+    assert seen[0] == (EventKind.REGISTERED, "d", "doubler")
+    assert seen[-1] == (EventKind.COMPLETED, "d", "doubler")
+    assert {name for _kind, _id, name in seen} == {"doubler"}
+
+
+async def test_events_subscribes_when_called_not_on_first_iteration(
+    tm: UnifiedTaskManager,
+) -> None:
+    stream = tm.events()
+    # The task runs and completes, and its events reach the monitor, before iterating.
+    assert await asyncio.wait_for(tm.submit(double, 21, task_id="early"), WAIT) == 42
+    assert await tm.get_metrics() is not None  # the managers flushed every transition
+    kinds: list[EventKind] = []
+    try:
+        while not kinds or kinds[-1] is not EventKind.COMPLETED:
+            event = await asyncio.wait_for(anext(stream), WAIT)
+            assert event.task_id == "early"
+            kinds.append(event.kind)
+    finally:
+        await stream.aclose()
+    assert kinds[0] is EventKind.REGISTERED
+    assert kinds[-1] is EventKind.COMPLETED
+
+
+def test_events_called_outside_a_loop_subscribes_on_first_iteration() -> None:
+    config = {"CLEANUP_INTERVAL": 0}
+    with ActorSystem(config) as system:
+        stream = system.task_manager.events()  # no running loop here: lazy
+
+        async def first_event() -> tuple[EventKind, str | None]:
+            async with stream:
+                await system.task_manager.register_task("late", double, (1,), task_id="l")
+                event = await asyncio.wait_for(anext(stream), WAIT)
+                return event.kind, event.task_id
+
+        runner = system._loop_thread_for_blocking()
+        result = runner.call(first_event(), WAIT, "test")
+    assert result == (EventKind.REGISTERED, "l")
+
+
+async def test_waiting_without_timeout_for_a_task_never_executed_says_so(
+    tm: UnifiedTaskManager,
+) -> None:
+    task_id = await tm.register_task("parse", double, (1,), task_id="p1")
+    with pytest.raises(
+        TaskNotExecutedError,
+        match=(
+            r"^task 'parse' \(p1\) was registered but never executed, so nothing would end "
+            r"this wait: call execute_task\('p1'\) first \(or execute_task\(\.\.\., "
+            r"wait=True\)\), or pass a timeout to wait for another caller to execute it$"
+        ),
+    ):
+        await asyncio.wait_for(tm.wait_for_task(task_id), WAIT)
+    assert await tm.get_task_status(task_id) is TaskStatus.PENDING  # nothing changed
+
+
+async def test_waiting_with_a_timeout_waits_for_someone_to_execute_it(
+    tm: UnifiedTaskManager,
+) -> None:
+    task_id = await tm.register_task("parse", double, (4,))
+    waiter = asyncio.ensure_future(tm.wait_for_task(task_id, timeout=WAIT))
+    await tm.get_task_status(task_id)  # the Wait went in before this call
+    assert not waiter.done()
+    assert await tm.execute_task(task_id) is True
+    assert await waiter == 8
+
+
+async def test_waiting_with_a_timeout_for_a_task_nobody_executes_times_out(
+    tm: UnifiedTaskManager,
+) -> None:
+    task_id = await tm.register_task("parse", double, (4,))
+    with pytest.raises(WaitTimeoutError, match=r"did not finish within 0\.05s"):
+        await tm.wait_for_task(task_id, timeout=0.05)
+    assert await tm.get_task_status(task_id) is TaskStatus.PENDING

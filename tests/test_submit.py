@@ -1,0 +1,284 @@
+"""`tm.submit(func, *args, **options)`: register, execute and wait in one call, on both
+task systems. Time is a `FakeClock`; waits are on outcomes, bounded by `WAIT`."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from actors import (
+    ActorSystem,
+    DependencyFailedError,
+    InvalidTaskError,
+    TaskCancelledError,
+    TaskNotFoundError,
+    TaskPriority,
+    TaskStatus,
+    UnifiedTaskManager,
+)
+from actors import _messages as messages
+from supervisors.testing import FakeClock
+
+WAIT = 5.0
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture(params=["new", "old"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def system(backend: str) -> AsyncIterator[ActorSystem]:
+    config = {"USE_NEW_TASK_SYSTEM": backend == "new", "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as running:
+        yield running
+
+
+@pytest.fixture
+def tm(system: ActorSystem) -> UnifiedTaskManager:
+    return system.task_manager
+
+
+async def double(x: int) -> int:
+    return 2 * x
+
+
+def add(x: int, y: int = 0) -> int:
+    return x + y
+
+
+def fail(message: str) -> None:
+    raise Boom(message)
+
+
+async def test_submit_returns_a_coroutine_functions_result(tm: UnifiedTaskManager) -> None:
+    assert await asyncio.wait_for(tm.submit(double, 21), WAIT) == 42
+
+
+async def test_submit_returns_a_plain_functions_result_with_kwargs(
+    tm: UnifiedTaskManager,
+) -> None:
+    assert await asyncio.wait_for(tm.submit(add, 1, kwargs={"y": 2}), WAIT) == 3
+
+
+async def test_submit_raises_the_tasks_error_and_the_task_stays_failed(
+    tm: UnifiedTaskManager, backend: str
+) -> None:
+    with pytest.raises(Boom, match=r"^no luck$"):
+        await asyncio.wait_for(tm.submit(fail, "no luck", task_id="f1"), WAIT)
+    info = await tm.get_task("f1")
+    assert (info.status, info.attempts, info.backend, info.name) == (
+        TaskStatus.FAILED,
+        1,
+        backend,
+        "fail",
+    )
+
+
+async def test_submit_names_the_task_after_the_function_and_takes_every_option(
+    tm: UnifiedTaskManager,
+) -> None:
+    calls: list[int] = []
+
+    def flaky(x: int) -> int:
+        calls.append(x)
+        if len(calls) < 3:
+            raise Boom("again")
+        return x
+
+    result = await asyncio.wait_for(
+        tm.submit(
+            flaky,
+            7,
+            task_id="s1",
+            task_type="io",
+            description="retried",
+            metadata={"k": "v"},
+            priority=TaskPriority.HIGH,
+            max_retries=2,
+        ),
+        WAIT,
+    )
+    assert (result, calls) == (7, [7, 7, 7])
+    info = await tm.get_task("s1")
+    assert (info.name, info.task_type, info.description, dict(info.metadata)) == (
+        "test_submit_names_the_task_after_the_function_and_takes_every_option.<locals>.flaky",
+        "io",
+        "retried",
+        {"k": "v"},
+    )
+    assert (info.priority, info.attempts, info.status) == (
+        TaskPriority.HIGH,
+        3,
+        TaskStatus.COMPLETED,
+    )
+    named = await asyncio.wait_for(tm.submit(functools.partial(add, 1), 2, name="sum"), WAIT)
+    assert named == 3
+    assert [i.name for i in await tm.get_all_tasks()][-1] == "sum"
+
+
+async def test_submit_waits_for_its_dependencies(tm: UnifiedTaskManager) -> None:
+    first = await tm.register_task("first", double, (1,))
+    assert await asyncio.wait_for(tm.submit(add, 5, dependencies=[first]), WAIT) == 5
+    assert await tm.get_task_status(first) == TaskStatus.COMPLETED
+
+
+async def test_submit_with_a_failed_dependency_raises_dependency_failed(
+    tm: UnifiedTaskManager,
+) -> None:
+    broken = await tm.register_task("broken", fail, ("x",))
+    with pytest.raises(Boom):
+        await asyncio.wait_for(tm.execute_task(broken, wait=True), WAIT)
+    with pytest.raises(DependencyFailedError, match=broken):
+        await asyncio.wait_for(tm.submit(add, 1, dependencies=[broken], task_id="d"), WAIT)
+    assert await tm.get_task_status("d") == TaskStatus.CANCELLED
+
+
+async def test_bad_options_are_refused_before_anything_changes(tm: UnifiedTaskManager) -> None:
+    with pytest.raises(InvalidTaskError, match=r"unknown option\(s\) 'y'.*kwargs=\{\.\.\.\}"):
+        await tm.submit(add, 1, y=2)  # type: ignore[call-overload]
+    with pytest.raises(InvalidTaskError, match=r"^max_retries must be an int >= 0, got -1$"):
+        await tm.submit(add, 1, max_retries=-1)
+    with pytest.raises(InvalidTaskError, match=r"^func must be callable"):
+        await tm.submit(42)  # type: ignore[call-overload]
+    assert await tm.get_all_tasks() == []
+
+
+async def test_an_unknown_dependency_is_refused_and_leaves_no_routing_entry(
+    system: ActorSystem, tm: UnifiedTaskManager
+) -> None:
+    with pytest.raises(TaskNotFoundError, match="'nope'"):
+        await asyncio.wait_for(tm.submit(add, 1, dependencies=["nope"], task_id="x"), WAIT)
+    assert await tm.get_all_tasks() == []
+    # The id is free again: a later task may take it.
+    assert await asyncio.wait_for(tm.submit(add, 2, task_id="x"), WAIT) == 2
+
+
+async def test_cancelling_the_call_cancels_the_task(tm: UnifiedTaskManager) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hang() -> None:
+        started.set()
+        await release.wait()
+
+    call = asyncio.ensure_future(tm.submit(hang, task_id="h"))
+    await asyncio.wait_for(started.wait(), WAIT)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    # The Cancel left before the call returned: the facade delivers it first.
+    info = await tm.get_task("h")
+    assert info.status is TaskStatus.CANCELLED
+    assert isinstance(info.error, TaskCancelledError)
+
+
+async def test_submit_is_one_message_to_the_facade(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    facade = system._check()
+    sent: list[type] = []
+
+    class Spy:
+        def tell(self, message: Any) -> None:
+            sent.append(type(message))
+            facade.tell(message)
+
+    monkeypatch.setattr(system, "_facade", Spy())
+    assert await asyncio.wait_for(tm.submit(add, 2, 3), WAIT) == 5
+    assert sent == [messages.SubmitTask]
+
+
+async def test_submit_from_inside_a_task_lends_its_slot(backend: str) -> None:
+    """A task that submits a child and waits for it must not starve it of the only slot."""
+    config = {"USE_NEW_TASK_SYSTEM": backend == "new", "MAX_CONCURRENT_TASKS": 1}
+    async with ActorSystem(config) as running:
+        tm = running.task_manager
+
+        async def parent() -> int:
+            return await tm.submit(double, 4) + 1
+
+        assert await asyncio.wait_for(tm.submit(parent), WAIT) == 9
+
+
+async def test_the_module_level_client_submits() -> None:
+    from actors import unified_task_manager
+
+    try:
+        assert await asyncio.wait_for(unified_task_manager.submit(double, 5), WAIT) == 10
+    finally:
+        await unified_task_manager.shutdown()
+
+
+# -- the engine on its own: one call registers, executes and answers ---------------------
+
+
+class _Attempt:
+    token = object()
+
+    def claim(self) -> bool:
+        return True
+
+    def cancel(self) -> None:
+        pass
+
+
+class _Port:
+    """Records the attempts the engine starts; arms no timer (none is asked for)."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, int]] = []
+
+    def start_attempt(self, record: Any) -> _Attempt:
+        self.started.append((record.task_id, record.attempts))
+        return _Attempt()
+
+    def timeout_after(self, delay: float, task_id: str, attempt: int) -> Any:
+        raise AssertionError("no timeout was asked for")
+
+    def retry_after(self, delay: float, task_id: str, attempt: int) -> Any:
+        raise AssertionError("no retry was asked for")
+
+
+class _Replies:
+    def __init__(self) -> None:
+        self.got: list[tuple[str, Any]] = []
+
+    def set_result(self, value: Any) -> None:
+        self.got.append(("result", value))
+
+    def set_exception(self, error: BaseException) -> None:
+        self.got.append(("error", error))
+
+
+def test_engine_submit_registers_executes_and_answers_when_the_task_ends() -> None:
+    from actors._validate import validate_registration
+    from actors.engine import Engine, Policy
+
+    engine = Engine(Policy.scheduler(2), FakeClock(100.0))
+    port = _Port()
+    engine.attach(port)
+    replies = _Replies()
+    spec = validate_registration("job", add, (1, 2))
+    engine.submit(spec, "s", None, replies)  # type: ignore[arg-type]
+    assert port.started == [("s", 1)]
+    assert [(t.old, t.new) for t in engine.transitions] == [
+        (None, TaskStatus.PENDING),
+        (TaskStatus.PENDING, TaskStatus.QUEUED),
+    ]
+    assert replies.got == []
+    # On success the attempt answers the caller itself (the engine counts it delegated);
+    # on failure the engine answers.
+    assert (engine.tasks["s"].waiters, engine.tasks["s"].delegated) == ([replies], 1)
+    boom = Boom("x")
+    engine.attempt_done("s", 1, None, boom, None)
+    assert replies.got == [("error", boom)]
+    assert engine.tasks["s"].status is TaskStatus.FAILED

@@ -16,7 +16,7 @@ import math
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVarTuple
+from typing import TYPE_CHECKING, Any, Literal, TypeVarTuple
 
 from tenacity.wait import wait_base
 
@@ -172,8 +172,16 @@ class UnifiedTaskManager:
         task_id: str | None = None,
         circuit_breaker: str | CircuitBreaker | None = None,
         executor: str | None = None,
+        on_dependency_failure: Literal["cancel", "run"] = "cancel",
     ) -> str:
         """Register a task; returns its id. Nothing runs until `execute_task`.
+
+        ``result_of(task_id)`` in ``args`` or ``kwargs`` (also inside lists, tuples and
+        dicts) makes ``task_id`` a dependency and is replaced by its result when this
+        task starts. ``on_dependency_failure``: ``"cancel"`` (a dependency that fails or
+        is cancelled cancels this task with a `DependencyFailedError`) or ``"run"`` (it
+        runs once every dependency ended, with the exception of one that did not
+        complete in place of its ``result_of``).
 
         ``circuit_breaker`` names the breaker shared by every task that talks to the same
         service (created with the configured defaults on first use), or is a
@@ -206,6 +214,7 @@ class UnifiedTaskManager:
             task_id=task_id,
             circuit_breaker=circuit_breaker,
             executor=executor,
+            on_dependency_failure=on_dependency_failure,
         )
         if not spec.is_coroutine:
             backend = (

@@ -27,6 +27,7 @@ from actors import (
     result_of,
 )
 from actors.engine import find_results, substitute
+from actors.journal import Codec
 from supervisors import Kill
 
 WAIT = 10.0
@@ -93,6 +94,13 @@ def test_substitution_rebuilds_only_the_containers_that_hold_placeholders() -> N
     assert args[0] == result_of("a")  # the originals are not changed
     flat = (1, 2)
     assert substitute(flat, {}, {})[0] is flat
+
+
+def test_the_journal_keeps_a_placeholder_under_a_stable_tag() -> None:
+    codec = Codec()
+    payload = codec.encode_value([result_of("t-1")], what="argument 0", task="t")
+    assert payload == '[{"__actorflow__":"placeholder","type":"actorflow.result_of","value":"t-1"}]'
+    assert codec.decode_value(payload, what="argument 0", task="t") == [result_of("t-1")]
 
 
 # -- on both task systems ---------------------------------------------------------------

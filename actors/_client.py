@@ -185,8 +185,10 @@ class UnifiedTaskManager:
 
         ``circuit_breaker`` names the breaker shared by every task that talks to the same
         service (created with the configured defaults on first use), or is a
-        `CircuitBreaker` (registered under its name). While it is open, attempts fail
-        fast with `CircuitOpenError` and their retries wait for it to half-open.
+        `CircuitBreaker` (registered under its name). While it is open (or half-open with
+        its trial calls taken) the task waits for it, ``queued``, holding no slot and
+        spending no attempt, and is released, most urgent first, when it lets calls
+        through; its ``timeout`` (per attempt) does not run meanwhile.
 
         ``executor`` runs a plain function on ``"thread"``, ``"process"`` or ``"dask"``
         (None: the configured ``THREAD_POOL_BACKEND``); coroutine functions always run

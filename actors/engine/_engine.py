@@ -17,6 +17,17 @@ arrival; a plain function is ``running`` (and its timeout counts) from when the 
 reports that it starts. ``simple`` (the seed's design): no limit and no queue, a ready
 task starts at once (so in the order it became ready), ``running`` from the hand-off.
 
+Results flow along dependencies: a task's `result_of` placeholders are filled in with its
+dependencies' results when it becomes ready (`_fill`, once); until then each such
+dependency is pinned (``pins``), so neither `cleanup` nor the ``max_finished`` bound drops
+its result. A task with ``on_dependency_failure="run"`` becomes ready once every
+dependency ended, and stops the spread of a failure (`_finish`).
+
+A task whose circuit breaker refuses its attempt is parked (`_park`): ``queued``, no
+slot, no attempt counted, its timeout not running; it is released by priority when the
+breaker lets calls through (`_wake`: a timer at the breaker's ``retry_at``, the end of a
+trial call, or `breaker_ready` from the breaker's listener).
+
 A running task that waits for another task lends its slot out while it waits (`block`)
 and takes it back when the wait ends, even if that briefly puts more than ``limit``
 tasks in the running count: as Ray releases a worker blocked in ``ray.get``, so a parent

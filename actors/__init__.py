@@ -36,6 +36,7 @@ from actors._stdlib_logging import TaskContextFilter
 from actors._system import ActorSystem, SupervisorClient
 from actors._taskgraph import GraphvizNotFoundError, TaskGraph, TaskNode
 from actors._types import TaskInfo, TaskPriority, TaskStatus
+from actors.engine import ResultOf, result_of
 
 __all__ = [
     "ActorSystem",
@@ -62,6 +63,7 @@ __all__ = [
     "InvalidTaskError",
     "MetricsSnapshot",
     "ResourceSample",
+    "ResultOf",
     "SupervisorClient",
     "SystemOverloadedError",
     "TaskCancelledError",
@@ -86,6 +88,7 @@ __all__ = [
     "load_config",
     "prometheus_collector",
     "render_prometheus",
+    "result_of",
     "unified_task_manager",
 ]
 

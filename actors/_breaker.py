@@ -356,6 +356,23 @@ class CircuitBreaker:
         self._deliver()
         return retry_at
 
+    def available_calls(self) -> int | None:
+        """How many calls `acquire` would let through now: None while closed (any
+        number), 0 while open or half-open with every trial call taken, else the trial
+        calls still free. Nothing is counted (a task manager asks before it starts tasks
+        that wait for this breaker)."""
+        with self._lock:
+            self._refresh()
+            if self._state is BreakerState.CLOSED:
+                free: int | None = None
+            elif self._state is BreakerState.OPEN:
+                free = 0
+            else:
+                taken = self._trials_in_flight + self._trial_successes
+                free = max(0, self._half_open_max_calls - taken)
+        self._deliver()
+        return free
+
     def stats(self) -> BreakerStats:
         """A frozen snapshot of the state and the counters."""
         with self._lock:

@@ -17,7 +17,7 @@ import math
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, TypeVarTuple, Unpack, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, TypeVarTuple, Unpack, overload
 
 from tenacity.wait import wait_base
 
@@ -87,6 +87,7 @@ class TaskOptions(TypedDict, total=False):
     task_id: str | None
     circuit_breaker: str | CircuitBreaker | None
     executor: str | None
+    on_dependency_failure: Literal["cancel", "run"]
 
 
 _OPTIONS = frozenset(TaskOptions.__annotations__)
@@ -205,13 +206,23 @@ class UnifiedTaskManager:
         task_id: str | None = None,
         circuit_breaker: str | CircuitBreaker | None = None,
         executor: str | None = None,
+        on_dependency_failure: Literal["cancel", "run"] = "cancel",
     ) -> str:
         """Register a task; returns its id. Nothing runs until `execute_task`.
 
+        ``result_of(task_id)`` in ``args`` or ``kwargs`` (also inside lists, tuples and
+        dicts) makes ``task_id`` a dependency and is replaced by its result when this
+        task starts. ``on_dependency_failure``: ``"cancel"`` (a dependency that fails or
+        is cancelled cancels this task with a `DependencyFailedError`) or ``"run"`` (it
+        runs once every dependency ended, with the exception of one that did not
+        complete in place of its ``result_of``).
+
         ``circuit_breaker`` names the breaker shared by every task that talks to the same
         service (created with the configured defaults on first use), or is a
-        `CircuitBreaker` (registered under its name). While it is open, attempts fail
-        fast with `CircuitOpenError` and their retries wait for it to half-open.
+        `CircuitBreaker` (registered under its name). While it is open (or half-open with
+        its trial calls taken) the task waits for it, ``queued``, holding no slot and
+        spending no attempt, and is released, most urgent first, when it lets calls
+        through; its ``timeout`` (per attempt) does not run meanwhile.
 
         ``executor`` runs a plain function on ``"thread"``, ``"process"`` or ``"dask"``
         (None: the configured ``THREAD_POOL_BACKEND``); coroutine functions always run
@@ -239,6 +250,7 @@ class UnifiedTaskManager:
             task_id=task_id,
             circuit_breaker=circuit_breaker,
             executor=executor,
+            on_dependency_failure=on_dependency_failure,
         )
         spec = self._complete(spec)
         reply = self._reply()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ActorSystemError",
     "ActorsError",
@@ -74,14 +76,41 @@ class DependencyCycleError(ActorsError):
 
 
 class DependencyFailedError(ActorsError):
-    """A task was cancelled because a task it depends on failed or was cancelled."""
+    """A task was cancelled because a task it depends on failed or was cancelled.
 
-    def __init__(self, task_id: str, dependency: str, dependency_status: str) -> None:
+    The message names both tasks by name and id: ``task 'parse' (t1a2b-3) cancelled: its
+    dependency 'fetch' (t1a2b-2) failed`` (a name defaults to the id).
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        dependency: str,
+        dependency_status: str,
+        task_name: str | None = None,
+        dependency_name: str | None = None,
+    ) -> None:
         self.task_id = task_id
         self.dependency = dependency
+        self.dependency_status = dependency_status
+        self.task_name = task_id if task_name is None else task_name
+        self.dependency_name = dependency if dependency_name is None else dependency_name
         super().__init__(
-            f"task {task_id!r} cancelled: its dependency {dependency!r} {dependency_status}"
+            f"task {self.task_name!r} ({task_id}) cancelled: its dependency "
+            f"{self.dependency_name!r} ({dependency}) {dependency_status}"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable (it is passed to a task with on_dependency_failure="run", which may
+        # run in another process): rebuilt from its fields, not from its message.
+        fields = (
+            self.task_id,
+            self.dependency,
+            self.dependency_status,
+            self.task_name,
+            self.dependency_name,
+        )
+        return (type(self), fields, self.__dict__)
 
 
 class TaskTimeoutError(ActorsError, TimeoutError):

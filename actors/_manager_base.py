@@ -87,6 +87,8 @@ class BaseManager(SupervisedActor):
             messages.FunctionStarted: lambda m: e.function_started(m.task_id, m.attempt, m.at),
             messages.AttemptTimedOut: lambda m: e.timed_out(m.task_id, m.attempt),
             messages.RetryDue: lambda m: e.retry_due(m.task_id, m.attempt),
+            messages.BreakerDue: lambda m: e.breaker_ready(m.name, timer=True),
+            messages.BreakerChanged: lambda m: e.breaker_ready(m.transition.name),
             messages.SetLimit: lambda m: e.set_limit(m.limit),
             messages.CleanupTick: self._cleanup_tick,
         }
@@ -196,6 +198,9 @@ class BaseManager(SupervisedActor):
 
     def retry_after(self, delay: float, task_id: str, attempt: int) -> Timer:
         return tell_later(self.clock, delay, self.me, messages.RetryDue(task_id, attempt))
+
+    def breaker_after(self, delay: float, name: str) -> Timer:
+        return tell_later(self.clock, delay, self.me, messages.BreakerDue(name))
 
     # -- requests ---------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ __all__ = [
     "AttemptTimedOut",
     "Block",
     "BreakerChanged",
+    "BreakerDue",
     "Cancel",
     "ChildRestarted",
     "Cleanup",
@@ -354,9 +355,17 @@ class ChildRestarted(NamedTuple):
 
 
 class BreakerChanged(NamedTuple):
-    """Monitor: a circuit breaker changed state."""
+    """Monitor, and both managers: a circuit breaker changed state (a manager releases
+    the tasks that wait for it)."""
 
     transition: BreakerTransition
+
+
+class BreakerDue(NamedTuple):
+    """Manager (a timer): open circuit breaker ``name`` half-opens now; release the
+    tasks that wait for it."""
+
+    name: str
 
 
 class ResourceTick(NamedTuple):

@@ -470,8 +470,10 @@ class ActorSystem:
     def _breaker_changed(self, transition: BreakerTransition) -> None:
         state = self._state
         if state is not None:
-            with contextlib.suppress(SupervisorError):
-                state.handles["task_monitor"].tell(BreakerChanged(transition))
+            message = BreakerChanged(transition)
+            for child in ("task_monitor", "task_manager", "legacy_task_manager"):
+                with contextlib.suppress(SupervisorError):
+                    state.handles[child].tell(message)
 
     def breaker(self, name: str) -> CircuitBreaker:
         """The breaker tasks share under ``name`` (created with the configured defaults)."""

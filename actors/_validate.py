@@ -22,6 +22,7 @@ from actors._breaker import CircuitBreaker
 from actors._config import BACKENDS
 from actors._errors import InvalidTaskError
 from actors._types import TaskPriority
+from actors.engine import find_results
 
 __all__ = [
     "TaskSpec",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 _NO_METADATA: Mapping[str, Any] = types.MappingProxyType({})
+ON_DEPENDENCY_FAILURE = ("cancel", "run")
+"""The values ``on_dependency_failure`` accepts."""
 _PRIORITY_VALUES = ", ".join(str(int(member)) for member in TaskPriority)
 
 
@@ -67,6 +70,12 @@ class TaskSpec(NamedTuple):
     trace: Any = None
     """The OpenTelemetry context current at ``register_task`` (None without OpenTelemetry):
     the parent of each attempt's span."""
+    results: tuple[str, ...] = ()
+    """The task ids of the `result_of` placeholders in ``args`` and ``kwargs`` (each is
+    also in ``dependencies``); empty: nothing to substitute when the task starts."""
+    on_dependency_failure: str = "cancel"
+    """``"cancel"``: a failed or cancelled dependency cancels the task; ``"run"``: the task
+    runs once every dependency ended, with the exception in place of its result."""
 
 
 def _non_empty_str(value: object, argument: str) -> str:
@@ -224,6 +233,7 @@ def validate_registration(
     task_id: object = None,
     circuit_breaker: object = None,
     executor: object = None,
+    on_dependency_failure: object = "cancel",
 ) -> TaskSpec:
     """Check every argument of ``register_task`` and return them as a `TaskSpec`.
 
@@ -268,6 +278,10 @@ def validate_registration(
     checked_metadata = _NO_METADATA if not metadata else types.MappingProxyType(dict(metadata))
     checked_priority = _priority(priority)
     checked_dependencies = _dependencies(dependencies)
+    checked_args = tuple(args)
+    results = find_results(checked_args, checked_kwargs)
+    if results:  # each result_of is a dependency too
+        checked_dependencies = tuple(dict.fromkeys((*checked_dependencies, *results)))
     if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
         raise InvalidTaskError(f"max_retries must be an int >= 0, got {max_retries!r}")
     checked_delay = _finite(retry_delay)
@@ -282,6 +296,11 @@ def validate_registration(
         )
     checked_timeout = validate_timeout(timeout, "timeout")
     checked_id = None if task_id is None else validate_task_id(task_id)
+    if checked_id is not None and checked_id in results:
+        raise InvalidTaskError(
+            f"task {checked_id!r} cannot take its own result; remove result_of({checked_id!r}) "
+            "from its arguments"
+        )
     if checked_id is not None and checked_id in checked_dependencies:
         raise InvalidTaskError(
             f"task {checked_id!r} cannot depend on itself; remove {checked_id!r} from dependencies"
@@ -295,6 +314,14 @@ def validate_registration(
             f"None, got {circuit_breaker!r}"
         )
     checked_executor = validate_executor(executor)
+    if (
+        not isinstance(on_dependency_failure, str)
+        or on_dependency_failure not in ON_DEPENDENCY_FAILURE
+    ):
+        raise InvalidTaskError(
+            f"on_dependency_failure must be 'cancel' (a failed dependency cancels the task) "
+            f"or 'run' (the task runs with the exception), got {on_dependency_failure!r}"
+        )
     is_coroutine = is_coroutine_callable(func)
     if is_coroutine and checked_executor is not None and checked_executor != "thread":
         raise InvalidTaskError(
@@ -305,7 +332,7 @@ def validate_registration(
         task_id=checked_id,
         name=checked_name,
         func=func,
-        args=tuple(args),
+        args=checked_args,
         kwargs=checked_kwargs,
         task_type=checked_type,
         description=description,
@@ -319,4 +346,6 @@ def validate_registration(
         is_coroutine=is_coroutine,
         circuit_breaker=circuit_breaker,
         executor=checked_executor,
+        results=results,
+        on_dependency_failure=on_dependency_failure,
     )

@@ -1,4 +1,5 @@
-"""The seed document's snippets as one program, on the lazy `unified_task_manager`.
+"""The seed document's snippets as one program, on the lazy `unified_task_manager`,
+and a result passed along a dependency with `result_of`.
 
 Run it: ``python examples/quickstart.py``. It prints what each step did and exits 0.
 """
@@ -9,11 +10,15 @@ import asyncio
 
 from loguru import logger
 
-from actors import TaskStatus, unified_task_manager
+from actors import TaskStatus, result_of, unified_task_manager
 
 
 def my_function(a: int, b: int, param1: str = "") -> str:
     return f"{a}+{b}={a + b} {param1}".strip()
+
+
+def shout(text: str) -> str:
+    return f"{text}!"
 
 
 def cpu_bound_function(n: int) -> int:
@@ -68,6 +73,12 @@ async def main() -> int:
         "dependency status:", (await unified_task_manager.get_task_status(dependency_task_id)).value
     )
 
+    # Results flow along dependencies: result_of(task_id) stands for that task's result
+    loud = await unified_task_manager.register_task(
+        name="Shout", func=shout, args=(result_of(dependency_task_id),)
+    )
+    print("result_of:", await unified_task_manager.execute_task(loud, wait=True))
+
     # Timeouts
     async def slow() -> None:
         await asyncio.sleep(10)
@@ -88,7 +99,7 @@ async def main() -> int:
     print("cleaned up:", cleaned_up)
 
     await unified_task_manager.shutdown()
-    return 0 if cleaned_up == 5 and len(done) == 4 and attempts == 3 else 1
+    return 0 if cleaned_up == 6 and len(done) == 5 and attempts == 3 else 1
 
 
 if __name__ == "__main__":

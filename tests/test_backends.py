@@ -363,7 +363,9 @@ async def test_failed_dependency_cancels_dependents(tm: UnifiedTaskManager, tmp_
     await tm.register_task("a", fail_with, ("no",), task_id="a")
     await tm.register_task("b", append, (str(log), "b"), dependencies=("a",), task_id="b")
     await tm.execute_task("b")
-    with pytest.raises(DependencyFailedError, match=r"^task 'b' cancelled: its dependency 'a' "):
+    with pytest.raises(
+        DependencyFailedError, match=r"^task 'b' \(b\) cancelled: its dependency 'a' \(a\) "
+    ):
         await tm.wait_for_task("b", timeout=WAIT)
     assert await tm.get_task_status("b") is TaskStatus.CANCELLED
     assert lines(log) == []

@@ -514,7 +514,10 @@ def mismatch(
         if culprit not in spec.ancestors or specs[culprit].status is COMPLETED:
             return f"{error!r} names {error.dependency!r}, which is no failed ancestor"
         status = by_id[error.dependency].status.value
-        expected = f"task {task_id!r} cancelled: its dependency {error.dependency!r} {status}"
+        expected = (
+            f"task {info.name!r} ({task_id}) cancelled: its dependency "
+            f"{by_id[error.dependency].name!r} ({error.dependency}) {status}"
+        )
         return None if str(error) == expected else f"message {str(error)!r}"
     if spec.kind == "cancel":
         expected_error: BaseException = TaskCancelledError(f"task {task_id!r} was cancelled")

@@ -741,7 +741,7 @@ async def test_failed_dependency_cancels_dependents_transitively(tm: UnifiedTask
     await tm.execute_task("c")
     with pytest.raises(DependencyFailedError) as raised:
         await tm.wait_for_task("c", timeout=WAIT)
-    assert str(raised.value) == "task 'c' cancelled: its dependency 'a' failed"
+    assert str(raised.value) == "task 'c' (c) cancelled: its dependency 'a' (a) failed"
     assert await tm.get_task_error("a") is error
     for task_id in ("b", "c", "d"):
         assert await tm.get_task_status(task_id) is CANCELLED
@@ -749,13 +749,15 @@ async def test_failed_dependency_cancels_dependents_transitively(tm: UnifiedTask
         assert isinstance(dependency_error, DependencyFailedError)
         assert dependency_error.task_id == task_id
         assert dependency_error.dependency == "a"
-        assert str(dependency_error) == f"task {task_id!r} cancelled: its dependency 'a' failed"
+        assert str(dependency_error) == (
+            f"task {task_id!r} ({task_id}) cancelled: its dependency 'a' (a) failed"
+        )
     assert await tm.get_task_status("free") is PENDING
     assert order == []
     # A task registered later on the failed one is cancelled at once.
     await tm.register_task("late", records(order, "late"), dependencies=("a",), task_id="late")
     assert await tm.get_task_status("late") is CANCELLED
-    with pytest.raises(DependencyFailedError, match="its dependency 'a' failed"):
+    with pytest.raises(DependencyFailedError, match=r"its dependency 'a' \(a\) failed"):
         await tm.execute_task("late", wait=True)
 
 
@@ -776,7 +778,7 @@ async def test_cancelled_dependency_cancels_dependents(tm: UnifiedTaskManager) -
     assert await tm.get_task_status("b") is CANCELLED
     error = await tm.get_task_error("b")
     assert isinstance(error, DependencyFailedError)
-    assert str(error) == "task 'b' cancelled: its dependency 'a' cancelled"
+    assert str(error) == "task 'b' (b) cancelled: its dependency 'a' (a) cancelled"
 
 
 async def test_unknown_dependency_is_refused(tm: UnifiedTaskManager) -> None:

@@ -27,7 +27,7 @@ REPORT_LINES = [
     "flaky-feed: 'feed: 42 items' after 3 attempts; download-archive: TaskTimeoutError after "
     "2 attempts; unpack-archive: cancelled",
     "circuit external-api: closed -> open -> half_open -> closed",
-    "retries 4, timeouts 2, failures 5",
+    "retries 3, timeouts 2, failures 4",
     '  actorflow_actor_restarts_total{child="task_manager"} 1.0',
     '  actorflow_circuit_breaker_state{breaker="external-api",state="closed"} 1.0',
     "cleanup_completed_tasks(0.0) removed 39 finished tasks; 0 left",
@@ -42,7 +42,7 @@ def check_files(out_dir: Path, lines: list[str]) -> None:
         assert f"wrote {out_dir / name}" in lines
     assert (out_dir / "tasks.mmd").read_text().startswith("flowchart LR\n")
     assert (out_dir / "tasks.dot").read_text().startswith("digraph")
-    assert 'actorflow_tasks{status="completed"} 33.0' in (out_dir / "metrics.prom").read_text()
+    assert 'actorflow_tasks{status="completed"} 34.0' in (out_dir / "metrics.prom").read_text()
     if "tasks.svg" in FILES:
         assert "<svg" in (out_dir / "tasks.svg").read_text()
 

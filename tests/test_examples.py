@@ -25,7 +25,13 @@ EXPECTED = {
         "GET /metrics: text/plain; version=0.0.4; charset=utf-8",
         '  actorflow_tasks{status="completed"} 3.0',
     ],
-    "quickstart.py": ["task: 1+2=3 ok", "retried: fetched", "attempts: 3", "cleaned up: 5"],
+    "quickstart.py": [
+        "task: 1+2=3 ok",
+        "retried: fetched",
+        "attempts: 3",
+        "result_of: 20+22=42!",
+        "cleaned up: 6",
+    ],
     "supervision_tree.py": ["journal lines kept across restarts: 10"],
 }
 

@@ -746,7 +746,8 @@ class TaskSystemMachine(RuleBasedStateMachine):
             culprit = self.model.tasks.get(error.dependency)
             if culprit is not None:
                 assert str(error) == (
-                    f"task {task.task_id!r} cancelled: its dependency {error.dependency!r} "
+                    f"task {f'task {task.task_id}'!r} ({task.task_id}) cancelled: its "
+                    f"dependency {f'task {error.dependency}'!r} ({error.dependency}) "
                     f"{culprit.status.value}"
                 )
         elif task.error is None:

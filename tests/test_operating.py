@@ -11,7 +11,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors import (
     ActorSystem,
-    CircuitOpenError,
     TaskStatus,
     TaskTimeoutError,
 )
@@ -221,7 +220,7 @@ async def test_leaving_the_loop_unsubscribes() -> None:
 
 
 @pytest.mark.parametrize("backend", ["new", "old"])
-async def test_tasks_share_a_breaker_by_name_and_retry_when_it_half_opens(backend: str) -> None:
+async def test_tasks_share_a_breaker_by_name_and_wait_while_it_is_open(backend: str) -> None:
     clock = FakeClock()
     healthy = False
     calls = 0
@@ -245,21 +244,25 @@ async def test_tasks_share_a_breaker_by_name_and_retry_when_it_half_opens(backen
                 with pytest.raises(ConnectionError):
                     await tm.execute_task(failing, wait=True)
             assert (await tm.get_metrics()).breakers == {"llm-api": "open"}
+            # While it is open, tasks wait for it: no attempt, no slot, no retry spent.
             fast = await tm.register_task("fast", call_api, circuit_breaker="llm-api")
-            with pytest.raises(
-                CircuitOpenError, match=r"^circuit 'llm-api' is open; it half-opens in 30.0s$"
-            ):
-                await tm.execute_task(fast, wait=True)
             patient = await tm.register_task(
                 "patient", call_api, circuit_breaker="llm-api", max_retries=1
             )
+            await tm.execute_task(fast)
             await tm.execute_task(patient)
             await settle(clock)
-            assert clock.pending_delays() == [30.0]  # the retry waits for the half-open
-            assert (await tm.get_task(patient)).status is TaskStatus.RETRYING
+            assert clock.pending_delays() == [pytest.approx(30.0)]  # when it half-opens
+            for waiting in (fast, patient):
+                info = await tm.get_task(waiting)
+                assert (info.status, info.attempts) == (TaskStatus.QUEUED, 0)
             healthy = True
-            clock.advance(30.0)
+            clock.advance(30.001)
+            # Half-open: the first to wait is the trial; its success closes the breaker
+            # and releases the other.
+            assert await tm.wait_for_task(fast, timeout=5) == "answer"
             assert await tm.wait_for_task(patient, timeout=5) == "answer"
+            assert [(await tm.get_task(t)).attempts for t in (fast, patient)] == [1, 1]
             assert (await tm.get_metrics()).breakers == {"llm-api": "closed"}
             changes = []
             async for event in stream:
@@ -267,7 +270,7 @@ async def test_tasks_share_a_breaker_by_name_and_retry_when_it_half_opens(backen
                     changes.append((event.detail["old"], event.detail["new"]))
                     if len(changes) == 3:
                         break
-    assert calls == 3  # two failures and the trial: refused attempts never ran
+    assert calls == 4  # two failures, the trial and the released task: refusals never ran
     assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
 
 

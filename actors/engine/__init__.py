@@ -8,6 +8,7 @@ from actors.engine._engine import Engine, Policy, Port, StartFailed, Transition
 from actors.engine._graph import DependencyGraph
 from actors.engine._outcomes import retry_delay
 from actors.engine._record import MAX_FAILURES_KEPT, Attempt, AttemptFailure, TaskRecord, Timer
+from actors.engine._results import ResultOf, find_results, result_of, substitute
 
 __all__ = [
     "MAX_FAILURES_KEPT",
@@ -17,9 +18,13 @@ __all__ = [
     "Engine",
     "Policy",
     "Port",
+    "ResultOf",
     "StartFailed",
     "TaskRecord",
     "Timer",
     "Transition",
+    "find_results",
+    "result_of",
     "retry_delay",
+    "substitute",
 ]

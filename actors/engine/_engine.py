@@ -17,6 +17,17 @@ arrival; a plain function is ``running`` (and its timeout counts) from when the 
 reports that it starts. ``simple`` (the seed's design): no limit and no queue, a ready
 task starts at once (so in the order it became ready), ``running`` from the hand-off.
 
+Results flow along dependencies: a task's `result_of` placeholders are filled in with its
+dependencies' results when it becomes ready (`_fill`, once); until then each such
+dependency is pinned (``pins``), so neither `cleanup` nor the ``max_finished`` bound drops
+its result. A task with ``on_dependency_failure="run"`` becomes ready once every
+dependency ended, and stops the spread of a failure (`_finish`).
+
+A task whose circuit breaker refuses its attempt is parked (`_park`): ``queued``, no
+slot, no attempt counted, its timeout not running; it is released by priority when the
+breaker lets calls through (`_wake`: a timer at the breaker's ``retry_at``, the end of a
+trial call, or `breaker_ready` from the breaker's listener).
+
 A running task that waits for another task lends its slot out while it waits (`block`)
 and takes it back when the wait ends, even if that briefly puts more than ``limit``
 tasks in the running count: as Ray releases a worker blocked in ``ray.get``, so a parent
@@ -54,6 +65,7 @@ from actors._util import shrink
 from actors.engine._graph import DependencyGraph
 from actors.engine._outcomes import INTERRUPTED, breaker_outcome, ended_cancelled, retry_delay
 from actors.engine._record import MAX_FAILURES_KEPT, Attempt, TaskRecord, Timer, failure_of
+from actors.engine._results import substitute
 
 if TYPE_CHECKING:
     from actors._breaker import CircuitBreaker
@@ -149,6 +161,9 @@ class Port(Protocol):
     def retry_after(self, delay: float, task_id: str, attempt: int) -> Timer:
         """Call `Engine.retry_due` with these after ``delay`` seconds on the clock."""
 
+    def breaker_after(self, delay: float, name: str) -> Timer:
+        """Call `Engine.breaker_ready` with ``name`` after ``delay`` seconds on the clock."""
+
 
 def deliver(reply: ReplyTo, record: TaskRecord) -> None:
     """Answer a waiter with a finished task's outcome."""
@@ -186,6 +201,15 @@ class Engine:
         self.transitions: list[Transition] = []
         """Not yet sent to the monitor (the shell takes them)."""
         self.cleanup_timer: Timer | None = None
+        # Tasks waiting for their circuit breaker, per breaker name: the breaker and a
+        # heap of (-priority, seq, task_id); one timer per open breaker, at its retry_at.
+        self.parked: dict[str, tuple[CircuitBreaker, list[tuple[int, int, str]]]] = {}
+        self.breaker_timers: dict[str, Timer] = {}
+        # Finished tasks the max_finished bound skipped while a dependent still had to
+        # take their result: bounded again once it did.
+        self.held: set[str] = set()
+        self.released: list[TaskRecord] = []
+        """Released by their breaker, for `_pump` to start (the simple policy)."""
 
     def attach(self, port: Port) -> None:
         self.port = port
@@ -258,10 +282,13 @@ class Engine:
                 raise TaskNotFoundError(msg)
         self.graph.add(task_id, spec.dependencies)
         record = tasks[task_id] = TaskRecord(spec, task_id, bridge, self._now(), next(self._seq))
+        if record.results is not None:
+            for dep in record.results:  # keep their results until this task takes them
+                tasks[dep].pins += 1
         self._move(record, PENDING, registered=True)
         registered = self.transitions[-1]
         record.wall_offset = registered.wall - registered.at  # TaskInfo's wall-clock times
-        failed = self._deps_failed(record)
+        failed = None if record.runs_anyway else self._deps_failed(record)
         if failed is not None:
             self._cancel(record, _dependency_error(record, failed), propagate=False)
         return task_id
@@ -354,7 +381,9 @@ class Engine:
             )
             raise InvalidTaskError(msg)
         self.graph.add_edge(task_id, depends_on)
-        if dependency.status is FAILED or dependency.status is CANCELLED:
+        if (dependency.status is FAILED or dependency.status is CANCELLED) and not (
+            record.runs_anyway
+        ):
             self._cancel(record, _dependency_error(record, dependency), propagate=True)
         elif record.status is WAITING and dependency.status is PENDING:
             self._execute(dependency)
@@ -372,7 +401,7 @@ class Engine:
         removed = [
             r.task_id
             for r in self.tasks.values()
-            if r.finished_at is not None and r.finished_at <= cutoff
+            if r.finished_at is not None and r.finished_at <= cutoff and not r.pins
         ]
         if removed:
             self._remove(removed)
@@ -384,6 +413,11 @@ class Engine:
     def shutdown(self) -> int:
         """Cancel every unfinished task: the system is going down. Returns how many."""
         live = [r for r in self.tasks.values() if r.status not in TERMINAL]
+        for timer in self.breaker_timers.values():
+            timer.cancel()
+        self.breaker_timers.clear()
+        self.parked.clear()
+        self.released.clear()
         for record in live:
             if record.status not in TERMINAL and self._can_stop(record):
                 error = TaskCancelledError(
@@ -461,9 +495,21 @@ class Engine:
             self._ready(record)
             self._pump()
 
+    def breaker_ready(self, name: str, timer: bool = False) -> None:
+        """Circuit breaker ``name`` may let calls through again (it changed state, or,
+        with ``timer``, the time at which it half-opens came): release the tasks waiting
+        for it, as many as it lets through."""
+        if timer:
+            self.breaker_timers.pop(name, None)
+        if name in self.parked:
+            self._wake(name)
+            self._pump()
+
     # -- scheduling -----------------------------------------------------------------------
 
     def _ready(self, record: TaskRecord) -> None:
+        if record.results is not None:
+            self._fill(record)
         if self._queue:
             self._move(record, QUEUED)
             heapq.heappush(self.ready, (-record.priority, record.seq, record.task_id))
@@ -471,6 +517,11 @@ class Engine:
             self._start_attempt(record)
 
     def _pump(self) -> None:
+        if self.released:
+            released, self.released = self.released, []
+            for woken in released:
+                if woken.status is QUEUED and woken.execution is None and not woken.parked:
+                    self._start_attempt(woken)
         ready = self.ready
         tasks = self.tasks
         while ready and self.running < self.limit:
@@ -483,8 +534,8 @@ class Engine:
         if breaker is not None:
             try:
                 record.permit = breaker.acquire()
-            except CircuitOpenError as exc:
-                self._refused(record, breaker, exc)
+            except CircuitOpenError:
+                self._park(record, breaker)
                 return
         self.running += 1
         record.attempts += 1
@@ -507,24 +558,52 @@ class Engine:
             delay = max(0.0, record.timeout - max(0.0, self._now() - at))
             record.timer = self.port.timeout_after(delay, record.task_id, record.attempts)
 
-    def _refused(
-        self, record: TaskRecord, breaker: CircuitBreaker, error: CircuitOpenError
-    ) -> None:
-        """The breaker refused the attempt: it fails fast, and its retry waits for the
-        breaker to half-open instead of being burned at once."""
-        record.attempts += 1
-        record.error = error
-        if record.attempts > record.max_retries:
-            self._finish(record, FAILED)
+    def _park(self, record: TaskRecord, breaker: CircuitBreaker) -> None:
+        """The breaker refused the attempt: it does not start, and counts as no attempt.
+        The task waits ``queued``, holding no slot, until the breaker lets calls through
+        (`_wake`); its timeout, per attempt, does not run meanwhile; cancel stops it."""
+        record.parked = True
+        if record.status is not QUEUED:
+            self._move(record, QUEUED)
+        entry = self.parked.get(breaker.name)
+        if entry is None:
+            entry = self.parked[breaker.name] = (breaker, [])
+        heapq.heappush(entry[1], (-record.priority, record.seq, record.task_id))
+        self._arm_breaker(breaker)
+
+    def _arm_breaker(self, breaker: CircuitBreaker) -> None:
+        """While ``breaker`` is open, a timer at the time it half-opens (one per breaker);
+        half-open, the end of a trial call (or its listener) wakes its tasks."""
+        name = breaker.name
+        if name in self.breaker_timers:
             return
-        self._move(record, RETRYING)
         retry_at = breaker.retry_at()
-        if retry_at is not None:
-            delay = max(0.0, retry_at - self._now())
-        else:  # half-open with every trial slot taken: try again a little later
-            delay = max(record.retry_delay, breaker.recovery_timeout / 10)
-        record.idle += delay
-        record.timer = self.port.retry_after(delay, record.task_id, record.attempts)
+        if retry_at is not None:  # 1 ns late: the breaker reads half-open when it fires
+            delay = max(0.0, retry_at - breaker.clock.monotonic()) + 1e-9
+            self.breaker_timers[name] = self.port.breaker_after(delay, name)
+
+    def _wake(self, name: str) -> None:
+        """Release the tasks waiting for breaker ``name`` that it lets through now
+        (highest priority first, then the earliest): all of them once it is closed."""
+        breaker, waiting = self.parked[name]
+        free = breaker.available_calls()
+        if free == 0:
+            self._arm_breaker(breaker)
+            return
+        tasks = self.tasks
+        released = 0
+        while waiting and (free is None or released < free):
+            record = tasks.get(heapq.heappop(waiting)[2])
+            if record is None or not record.parked or record.status is not QUEUED:
+                continue  # cancelled or cleaned up meanwhile
+            record.parked = False
+            released += 1
+            if self._queue:  # `_pump` starts it when a slot is free
+                heapq.heappush(self.ready, (-record.priority, record.seq, record.task_id))
+            else:
+                self.released.append(record)
+        if not waiting:
+            del self.parked[name]
 
     def _leave_running(self, record: TaskRecord, outcome: BaseException | None = None) -> None:
         """The attempt is over; ``outcome`` (None: success) goes to its breaker."""
@@ -537,9 +616,12 @@ class Engine:
             record.timer.cancel()
             record.timer = None
         permit = record.permit
-        if permit is not None and record.breaker is not None:
+        breaker = record.breaker
+        if permit is not None and breaker is not None:
             record.permit = None
-            record.breaker.release(permit, outcome)
+            breaker.release(permit, outcome)
+            if breaker.name in self.parked:  # a trial slot, or the closed breaker, is free
+                self._wake(breaker.name)
 
     def _attempt_failed(self, record: TaskRecord, error: BaseException, retry: bool = True) -> None:
         """The attempt failed with ``error``: retry it while retries remain (never after a
@@ -604,7 +686,15 @@ class Engine:
         return None
 
     def _deps_done(self, record: TaskRecord) -> bool:
+        """Whether ``record`` may start: every dependency completed, or, for a task
+        with ``on_dependency_failure="run"``, ended."""
         tasks = self.tasks
+        if record.runs_anyway:
+            for dep in self.graph.direct_dependencies(record.task_id):
+                d = tasks.get(dep)
+                if d is not None and d.status not in TERMINAL:
+                    return False
+            return True
         for dep in self.graph.direct_dependencies(record.task_id):
             d = tasks.get(dep)
             if d is not None and d.status is not COMPLETED:
@@ -613,13 +703,41 @@ class Engine:
 
     def _activate(self, record: TaskRecord) -> None:
         """An executed task: cancelled, ready or waiting, by its dependencies."""
-        failed = self._deps_failed(record)
+        failed = None if record.runs_anyway else self._deps_failed(record)
         if failed is not None:
             self._cancel(record, _dependency_error(record, failed), propagate=True)
         elif self._deps_done(record):
             self._ready(record)
         else:
             self._move(record, WAITING)
+
+    def _fill(self, record: TaskRecord) -> None:
+        """Its dependencies ended: replace its `result_of` placeholders by their results
+        (or, for a task that runs anyway, the exception of one that did not complete),
+        once; retries reuse the filled arguments."""
+        tasks = self.tasks
+        values: dict[str, Any] = {}
+        for dep in record.results or ():
+            d = tasks[dep]  # pinned: kept until now
+            if d.status is COMPLETED:
+                values[dep] = d.result
+            else:
+                values[dep] = d.error or TaskCancelledError(f"task {dep!r} {d.status.value}")
+        if record.args is not None and record.kwargs is not None:
+            record.args, record.kwargs = substitute(record.args, record.kwargs, values)
+        self._unpin(record)
+
+    def _unpin(self, record: TaskRecord) -> None:
+        """``record`` took its dependencies' results, or ended without: they may go."""
+        results, record.results = record.results, None
+        tasks = self.tasks
+        for dep in results or ():
+            d = tasks.get(dep)
+            if d is not None:
+                d.pins -= 1
+                if not d.pins and dep in self.held:
+                    self.held.discard(dep)
+                    self._retain(d)
 
     def _execute(self, record: TaskRecord) -> None:
         """Execute ``record`` and, first, every pending task it depends on."""
@@ -657,6 +775,8 @@ class Engine:
         (but the first ``answered``, whom the attempt answered itself), then move
         dependents."""
         record.finished_at = self._now() if at is None else at
+        if record.results is not None:
+            self._unpin(record)
         if status is COMPLETED:
             record.error = None  # a retried task that completed did not end with an error
         self._move(record, status, record.finished_at)
@@ -676,10 +796,21 @@ class Engine:
                 if d is not None and d.status is WAITING and self._deps_done(d):
                     self._ready(d)
             return
-        for dep_id in self.graph.transitive_dependents(record.task_id):
-            d = tasks.get(dep_id)
-            if d is not None and d.status not in TERMINAL:
-                self._cancel(d, _dependency_error(d, record), propagate=False)
+        # It failed or was cancelled: its dependents are cancelled, and theirs, breadth
+        # first, each naming ``record``; one that runs anyway is not, and stops the
+        # spread: it runs once all its dependencies ended, and its own ending counts.
+        spread = deque([record])
+        while spread:
+            ended = spread.popleft()
+            for dep_id in tuple(self.graph.direct_dependents(ended.task_id)):
+                d = tasks.get(dep_id)
+                if d is None or d.status in TERMINAL:
+                    continue
+                if not d.runs_anyway:
+                    self._cancel(d, _dependency_error(d, record), propagate=False)
+                    spread.append(d)
+                elif d.status is WAITING and self._deps_done(d):
+                    self._ready(d)
 
     def _cancel(self, record: TaskRecord, error: BaseException, *, propagate: bool) -> None:
         self._stop_execution(record)
@@ -699,7 +830,10 @@ class Engine:
         while len(finished) > bound:
             task_id, old = finished.popleft()
             if tasks.get(task_id) is old and old.status in TERMINAL:
-                removed.append(task_id)
+                if old.pins:  # a dependent has yet to take its result: later
+                    self.held.add(task_id)
+                else:
+                    removed.append(task_id)
         if removed:
             self._remove(removed)
             self.forgotten.extend(removed)
@@ -714,7 +848,9 @@ class Engine:
 
 
 def _dependency_error(record: TaskRecord, failed: TaskRecord) -> DependencyFailedError:
-    return DependencyFailedError(record.task_id, failed.task_id, failed.status.value)
+    return DependencyFailedError(
+        record.task_id, failed.task_id, failed.status.value, record.name, failed.name
+    )
 
 
 def _log_transition(record: TaskRecord, status: TaskStatus) -> None:

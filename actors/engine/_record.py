@@ -101,11 +101,15 @@ class TaskRecord:
         "max_retries",
         "metadata",
         "name",
+        "parked",
         "permit",
+        "pins",
         "priority",
         "result",
+        "results",
         "retry_delay",
         "retry_wait",
+        "runs_anyway",
         "seq",
         "spec",
         "started_at",
@@ -158,6 +162,12 @@ class TaskRecord:
         self.kept_bridge: LoopBridge | None = None
         self.blocked = 0  # waits for other tasks in progress: its slot is lent out
         self.wall_offset: float | None = None  # wall clock minus the clock at registration
+        self.results: tuple[str, ...] | None = spec.results or None
+        """The dependencies whose results replace its `result_of` placeholders; None once
+        they did (when it became ready), or when it takes none."""
+        self.runs_anyway = spec.on_dependency_failure == "run"
+        self.pins = 0  # dependents waiting to take this task's result: keep it
+        self.parked = False  # waiting for its circuit breaker to let a call through
 
     def release(self) -> None:
         """The task ended: drop what only a live task needs (a failed task keeps its

@@ -27,9 +27,11 @@ import json
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from actors._errors import InvalidTaskError, JournalDecodeError, JournalEncodeError
+from actors.engine import ResultOf
 from actors.journal._functions import NOT_DURABLE as _NOT_DURABLE
 from actors.journal._functions import type_name as _type_name
 
@@ -359,3 +361,7 @@ def error_fields(error: BaseException) -> tuple[str, str]:
     except Exception as exc:  # a broken __str__ of the user's exception
         text = f"<str() failed: {type(exc).__name__}>"
     return _type_name(type(error)), text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# The task system's own placeholder journals under a tag that stays across versions.
+register_placeholder(ResultOf, attrgetter("task_id"), ResultOf, tag="actorflow.result_of")

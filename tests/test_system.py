@@ -22,8 +22,8 @@ from actors import (
     configure_logging,
     current_task_id,
 )
-from actors._system import CHILD_IDS
 from actors.engine import Engine, TaskRecord
+from actors.runtime._shared import CHILD_IDS
 from supervisors import ChildHandle, Kill
 
 

@@ -2,7 +2,7 @@
 
 Each method checks its arguments in the caller (a rejected call changes nothing), sends
 one message to the facade carrying a reply channel, and awaits an asyncio future that
-the answering actor resolves on this loop (`actors._bridge`). Calls are bounded by
+the answering actor resolves on this loop (`actors.core._bridge`). Calls are bounded by
 ``CALL_TIMEOUT``; waiting for a task is bounded by the caller's ``timeout``.
 """
 
@@ -20,38 +20,50 @@ from typing import TYPE_CHECKING, Any, TypeVarTuple
 
 from tenacity.wait import wait_base
 
-from actors import _messages as messages
-from actors._backends import require_backend
-from actors._breaker import CircuitBreaker
-from actors._bridge import Reply, ReplyTo, bridge_for
-from actors._config import Config, load_config
-from actors._context import _current
-from actors._errors import (
+from actors.core import TASK_CONTEXT as _current
+from actors.core import (
     ActorsError,
     ActorSystemError,
+    Config,
     ConfigError,
     InvalidTaskError,
+    Reply,
+    ReplyTo,
     SystemOverloadedError,
+    TaskInfo,
+    TaskPriority,
+    TaskStatus,
     WaitTimeoutError,
+    bridge_for,
+    load_config,
 )
-from actors._events import EventStream, Subscriber
-from actors._facade import TASK_SYSTEMS
-from actors._metrics import MetricsSnapshot, render_prometheus
-from actors._query import PageQuery, TaskDetail, TaskPage, TaskRow, merge_rows, split_page
-from actors._taskgraph import TaskGraph
-from actors._tracing import capture
-from actors._types import TaskInfo, TaskPriority, TaskStatus
-from actors._validate import (
+from actors.engine import (
+    CircuitBreaker,
+    PageQuery,
+    TaskDetail,
+    TaskPage,
+    TaskRow,
     check_picklable,
+    merge_rows,
+    split_page,
     validate_executor,
     validate_registration,
     validate_task_id,
     validate_timeout,
 )
+from actors.observe import (
+    EventStream,
+    MetricsSnapshot,
+    Subscriber,
+    TaskGraph,
+    capture,
+    render_prometheus,
+)
+from actors.runtime import TASK_SYSTEMS, messages, require_backend
 from supervisors import BufferFullError, ChildHandle, SupervisorError
 
 if TYPE_CHECKING:
-    from actors._system import ActorSystem
+    from actors.runtime import SystemRuntime
 
 __all__ = ["ThreadPoolClient", "UnifiedTaskManager", "configure", "unified_task_manager"]
 
@@ -86,16 +98,16 @@ _IGNORE = _Ignore()
 
 
 class UnifiedTaskManager:
-    """The async API of DESIGN.md. Bound to an `ActorSystem`, or lazy (module level)."""
+    """The async API (docs/architecture.md). Bound to an `ActorSystem`, or lazy (module level)."""
 
-    def __init__(self, system: ActorSystem | None = None) -> None:
+    def __init__(self, system: SystemRuntime | None = None) -> None:
         self._system = system
         self._lazy = system is None
         self.thread_pool = ThreadPoolClient(self)
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def _get_system(self) -> ActorSystem:
+    def _get_system(self) -> SystemRuntime:
         system = self._system
         if system is None:
             system = _lazy_system(self)
@@ -521,7 +533,7 @@ class ThreadPoolClient:
 
 _lazy_lock = threading.Lock()
 _global_config: Config | None = None
-_lazy_systems: list[ActorSystem] = []
+_lazy_systems: list[SystemRuntime] = []
 
 
 def configure(config: Mapping[str, Any] | Config) -> Config:
@@ -542,12 +554,12 @@ def configure(config: Mapping[str, Any] | Config) -> Config:
     return checked
 
 
-def _lazy_system(client: UnifiedTaskManager) -> ActorSystem:
-    from actors._system import ActorSystem
+def _lazy_system(client: UnifiedTaskManager) -> SystemRuntime:
+    from actors.runtime import SystemRuntime
 
     with _lazy_lock:
         if client._system is None:
-            system = ActorSystem(_global_config)
+            system = SystemRuntime(_global_config)
             system.start()
             client._system = system
             _lazy_systems.append(system)

@@ -20,16 +20,17 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
-from actors._errors import ActorsError, ActorSystemError, ConfigError
-from actors._messages import GetMetrics
-from actors._metrics import MetricsSnapshot, empty_snapshot, snapshot_collector
+from actors.api._client import UnifiedTaskManager
+from actors.core import ActorsError, ActorSystemError, ConfigError
+from actors.observe import MetricsSnapshot, empty_snapshot, snapshot_collector
+from actors.runtime import SystemRuntime
+from actors.runtime.messages import GetMetrics
 from supervisors import SupervisorError
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from actors._client import UnifiedTaskManager
-    from actors._system import ActorSystem
+    from actors.api._system import ActorSystem
 
 __all__ = ["MetricsCollector", "metrics_snapshot", "prometheus_collector"]
 
@@ -55,7 +56,7 @@ class _FutureReply:
             self.future.set_exception(error)
 
 
-def metrics_snapshot(system: ActorSystem, timeout: float) -> MetricsSnapshot:
+def metrics_snapshot(system: SystemRuntime, timeout: float) -> MetricsSnapshot:
     """`get_metrics` for a thread without an event loop: blocks up to ``timeout`` seconds.
 
     Raises `ActorSystemError` when called on a thread running an event loop (use
@@ -90,13 +91,11 @@ def metrics_snapshot(system: ActorSystem, timeout: float) -> MetricsSnapshot:
 class MetricsCollector:
     """A prometheus_client collector of one actor system (see `prometheus_collector`)."""
 
-    def __init__(self, source: ActorSystem | UnifiedTaskManager, timeout: float) -> None:
+    def __init__(self, source: SystemRuntime | UnifiedTaskManager, timeout: float) -> None:
         self._source = source
         self.timeout = timeout
 
-    def _system(self) -> ActorSystem:
-        from actors._client import UnifiedTaskManager
-
+    def _system(self) -> SystemRuntime:
         source = self._source
         return source._get_system() if isinstance(source, UnifiedTaskManager) else source
 
@@ -123,11 +122,8 @@ def prometheus_collector(
     ``actorflow_task_wait_duration_seconds``: histograms per task type with the buckets
     of ``METRICS_HISTOGRAM_BUCKETS``.
     """
-    from actors._client import UnifiedTaskManager
-    from actors._system import ActorSystem
-
     source: object = system
-    if not isinstance(source, (ActorSystem, UnifiedTaskManager)):
+    if not isinstance(source, (SystemRuntime, UnifiedTaskManager)):
         msg = f"prometheus_collector needs an ActorSystem or a UnifiedTaskManager, got {system!r}"
         raise ConfigError(msg)
     bound: object = timeout

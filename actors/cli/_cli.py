@@ -68,7 +68,7 @@ def _bench_package() -> str:
     repository's ``benchmarks/`` when ``actors`` is a source checkout (an editable install
     or PYTHONPATH), else the installed ``actorflow_benchmarks``. Never a ``benchmarks``
     package that merely happens to be importable (the current directory's, say)."""
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]
     if (checkout / "benchmarks" / "__main__.py").is_file() and (checkout / "setup.cfg").is_file():
         loaded = sys.modules.get("benchmarks")
         if loaded is None:
@@ -112,7 +112,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stdout)
         return 2
-    from actors._demo import DashboardOption, demo
+    from actors.cli._demo import DashboardOption, demo
 
     option = DashboardOption(args.port, args.linger) if args.dashboard else None
     return demo(sys.stdout, args.out, option)

@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from tenacity import wait_exponential
 
-from actors._breaker import BreakerTransition, CircuitBreaker
-from actors._errors import CircuitOpenError, DependencyFailedError, TaskTimeoutError
-from actors._system import CHILD_IDS, ActorSystem
+from actors.api import ActorSystem
+from actors.core import CircuitOpenError, DependencyFailedError, TaskTimeoutError
+from actors.engine import BreakerTransition, CircuitBreaker
+from actors.runtime import CHILD_IDS
 from supervisors import Kill
 
 if TYPE_CHECKING:
@@ -46,11 +47,9 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
     from rich.table import Table
 
-    from actors._client import UnifiedTaskManager
-    from actors._events import EventStream
-    from actors._metrics import MetricsSnapshot
-    from actors._taskgraph import TaskGraph
-    from actors._types import TaskInfo
+    from actors.api import UnifiedTaskManager
+    from actors.core import TaskInfo
+    from actors.observe import EventStream, MetricsSnapshot, TaskGraph
     from supervisors import ChildInfo
 
 __all__ = ["demo"]

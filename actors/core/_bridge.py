@@ -1,6 +1,6 @@
 """Getting answers from actor threads back onto the caller's event loop.
 
-Decision 1 of DESIGN.md: an event loop never blocks on a pykka future. An actor answers
+An event loop never blocks on a pykka future. An actor answers
 through a `Reply`, which resolves an asyncio future by posting a callback to the owner
 loop with ``loop.call_soon_threadsafe``. A `LoopBridge` batches those posts: a burst of
 replies costs one wake-up of the loop, not one each.
@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from actors._errors import CallTimeout
+from actors.core._errors import CallTimeout
 
 __all__ = ["LoopBridge", "Reply", "ReplyTo", "bridge_for"]
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors._errors import ConfigError
+from actors.core._errors import ConfigError
 
 __all__ = [
     "BACKENDS",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import threading
 
-__all__ = ["CancellationToken", "cancellation_token", "current_task_id"]
+__all__ = ["TASK_CONTEXT", "CancellationToken", "cancellation_token", "current_task_id"]
 
 
 class CancellationToken:
@@ -34,7 +34,7 @@ class CancellationToken:
         return self._event.wait(timeout)
 
 
-_current: contextvars.ContextVar[
+TASK_CONTEXT: contextvars.ContextVar[
     tuple[str, CancellationToken] | tuple[str, CancellationToken, str, str] | None
 ] = contextvars.ContextVar("actorflow_task", default=None)
 """The running task: ``(task_id, token)``, or ``(task_id, token, name, task_type)`` where
@@ -45,11 +45,11 @@ _NEVER = CancellationToken()
 
 def current_task_id() -> str | None:
     """The id of the task whose code is running here, or None outside a task."""
-    current = _current.get()
+    current = TASK_CONTEXT.get()
     return None if current is None else current[0]
 
 
 def cancellation_token() -> CancellationToken:
     """The current attempt's token (a never-set token outside a task)."""
-    current = _current.get()
+    current = TASK_CONTEXT.get()
     return _NEVER if current is None else current[1]

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from loguru import logger
 
-from actors._errors import ConfigError
-from actors._stdlib_logging import install_stdlib_sink, remove_stdlib_sink
+from actors.core._errors import ConfigError
+from actors.core._stdlib_logging import install_stdlib_sink, remove_stdlib_sink
 
-__all__ = ["SafeRepr", "configure_logging", "safe_repr"]
+__all__ = ["TASK_LOGGING", "SafeRepr", "configure_logging", "safe_repr"]
 
-_enabled = False
-"""Whether task lifecycle lines are built at all (free when logging is off)."""
+
+class _Switch:
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on = False
+
+
+TASK_LOGGING = _Switch()
+"""``TASK_LOGGING.on``: whether task lifecycle lines are built at all (free when off)."""
 
 
 def safe_repr(value: object) -> str:
@@ -53,7 +61,7 @@ def configure_logging(enabled: bool = True, *, stdlib: bool = False) -> None:
 
     ``stdlib=True`` sends those lines to the standard `logging` module instead of
     loguru's own handlers (levels mapped, bound values as `LogRecord` attributes; see
-    `actors._stdlib_logging`); ``configure_logging(False)`` or a call without it removes
+    `actors.core._stdlib_logging`); ``configure_logging(False)`` or a call without it removes
     that sink again. Pair it with `actors.TaskContextFilter` for the application's own
     `logging` lines inside tasks.
     """
@@ -64,8 +72,7 @@ def configure_logging(enabled: bool = True, *, stdlib: bool = False) -> None:
             "pass True or False"
         )
         raise ConfigError(msg)
-    global _enabled
-    _enabled = enabled
+    TASK_LOGGING.on = enabled
     if enabled and stdlib:
         install_stdlib_sink()
     else:

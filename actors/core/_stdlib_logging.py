@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from actors._context import _current
+from actors.core._context import TASK_CONTEXT
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -131,7 +131,7 @@ class TaskContextFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        current = _current.get()
+        current = TASK_CONTEXT.get()
         if current is None:
             values: tuple[str | None, ...] = (None, None, None)
         elif len(current) == 4:

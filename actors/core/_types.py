@@ -11,7 +11,7 @@ __all__ = ["TERMINAL", "TaskInfo", "TaskPriority", "TaskStatus"]
 
 
 class TaskStatus(enum.StrEnum):
-    """Where a task is in its lifecycle (see DESIGN.md, "Task lifecycle")."""
+    """Where a task is in its lifecycle (docs/architecture.md, "Task lifecycle")."""
 
     PENDING = "pending"
     """Registered, not executed yet."""

@@ -46,7 +46,7 @@ from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast
 
 from loguru import logger
 
-from actors._errors import BreakerConfigError, CircuitOpenError
+from actors.core import BreakerConfigError, CircuitOpenError
 from supervisors import SYSTEM_CLOCK, Clock
 
 __all__ = [

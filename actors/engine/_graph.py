@@ -12,8 +12,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
 
-from actors._errors import DependencyCycleError, DuplicateTaskError, TaskNotFoundError
-from actors._util import shrink
+from actors.core import DependencyCycleError, DuplicateTaskError, TaskNotFoundError, shrink
 
 __all__ = ["DependencyGraph"]
 

@@ -17,8 +17,7 @@ from collections.abc import Iterator, Mapping, Reversible, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from actors._errors import InvalidTaskError
-from actors._types import TaskInfo, TaskStatus
+from actors.core import InvalidTaskError, TaskInfo, TaskStatus
 from actors.engine._record import AttemptFailure
 
 if TYPE_CHECKING:

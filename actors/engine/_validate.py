@@ -18,10 +18,8 @@ from typing import Any, NamedTuple
 
 from tenacity.wait import wait_base
 
-from actors._breaker import CircuitBreaker
-from actors._config import BACKENDS
-from actors._errors import InvalidTaskError
-from actors._types import TaskPriority
+from actors.core import BACKENDS, InvalidTaskError, TaskPriority
+from actors.engine._breaker import CircuitBreaker
 
 __all__ = [
     "TaskSpec",

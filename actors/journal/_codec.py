@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from actors._errors import InvalidTaskError, JournalDecodeError, JournalEncodeError
+from actors.core import InvalidTaskError, JournalDecodeError, JournalEncodeError
 from actors.journal._functions import NOT_DURABLE as _NOT_DURABLE
 from actors.journal._functions import type_name as _type_name
 

@@ -17,13 +17,12 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from actors._types import TaskStatus
+from actors.core import TaskStatus
 
 if TYPE_CHECKING:
-    from actors._bridge import LoopBridge
-    from actors._client import UnifiedTaskManager
+    from actors.core import LoopBridge
 
 __all__ = ["Event", "EventKind", "EventStream", "Subscriber", "kind_of_transition"]
 
@@ -144,10 +143,18 @@ class Subscriber:
                 self._waiter = None
 
 
+class Subscriptions(Protocol):
+    """What an `EventStream` needs of its client (`UnifiedTaskManager` has it)."""
+
+    async def _subscribe(self, task_type: str | None) -> Subscriber: ...
+
+    def _unsubscribe(self, subscriber: Subscriber) -> None: ...
+
+
 class EventStream:
     """``async for event in tm.events()``, or ``async with tm.events() as stream``."""
 
-    def __init__(self, client: UnifiedTaskManager, task_type: str | None) -> None:
+    def __init__(self, client: Subscriptions, task_type: str | None) -> None:
         self._client = client
         self._task_type = task_type
         self._subscriber: Subscriber | None = None

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from actors._errors import ActorsError
-from actors._histogram import HistogramCounts
+from actors.core import ActorsError
+from actors.observe._histogram import HistogramCounts
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric

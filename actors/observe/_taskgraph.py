@@ -17,13 +17,14 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from actors._errors import (
+from actors.core import (
     ActorsError,
     DependencyCycleError,
     InvalidTaskError,
+    TaskInfo,
     TaskNotFoundError,
+    TaskStatus,
 )
-from actors._types import TaskInfo, TaskStatus
 
 __all__ = [
     "RENDER_FORMATS",

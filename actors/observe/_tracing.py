@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 try:
     from opentelemetry import context as otel_context
@@ -41,11 +41,19 @@ except ImportError:  # the extra is not installed: nothing is traced
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from actors._execution import Execution
-
 __all__ = ["AVAILABLE", "capture", "end_span", "start_span", "traced_await", "traced_call"]
 
 TRACER_NAME = "actorflow"
+
+
+class Execution(Protocol):
+    """What a span needs of an attempt (`actors.runtime.Execution` has it)."""
+
+    task_id: str
+    name: str
+    task_type: str
+    attempt: int
+    trace: Any
 
 
 _tracer: tuple[Any, Any] | None = None

@@ -7,10 +7,10 @@
   ``concurrent.futures`` interface (``client.get_executor()``). The client is started
   by a thread of its own, so the pool actor's mailbox never waits for a cluster.
 
-A call on either runs `actors._remote.run_remote` in a worker; its outcome comes back
+A call on either runs `actors.runtime._remote.run_remote` in a worker; its outcome comes back
 through the future's done callback (a thread of the executor), which hands it to the
 call's ``finish(value, error)``. The ``thread`` executor is the pool actor's own
-`WorkerThreads` and runs in-process (`actors._execution.run_function`).
+`WorkerThreads` and runs in-process (`actors.runtime._execution.run_function`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Any
 import psutil
 from loguru import logger
 
-from actors._errors import ActorSystemError, InvalidTaskError, TaskCancelledError
-from actors._remote import Outcome, decode, run_remote
+from actors.core import ActorSystemError, InvalidTaskError, TaskCancelledError
+from actors.runtime._remote import Outcome, decode, run_remote
 
 __all__ = [
     "DASK_MISSING",

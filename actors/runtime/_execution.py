@@ -1,6 +1,6 @@
 """Running one attempt of a task: coroutines on their owner loop, functions in a pool thread.
 
-No user code ever runs inside an actor: the manager hands an `Execution` to the owner
+No user code ever runs inside an actor: the manager hands an `Execution` (`_attempt`) to the owner
 event loop (coroutines) or to the thread-pool actor (plain functions); the outcome comes
 back to the manager as an `AttemptDone` message through its stable handle, so it reaches
 the next incarnation if the manager crashed meanwhile.
@@ -28,105 +28,31 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from actors._context import CancellationToken, _current
-from actors._errors import ActorSystemError, TaskCancelledError, TaskFailedError
-from actors._logging import safe_repr
-from actors._messages import AttemptDone
-from actors._tracing import traced_await, traced_call
+from actors.core import (
+    TASK_CONTEXT,
+    ActorSystemError,
+    TaskCancelledError,
+    TaskFailedError,
+    safe_repr,
+)
+from actors.observe import traced_await, traced_call
+from actors.runtime._attempt import Execution
+from actors.runtime.messages import AttemptDone
 
 if TYPE_CHECKING:
-    from actors._bridge import LoopBridge, ReplyTo
-    from actors.engine import TaskRecord
-    from supervisors import Clock
+    pass
 
 __all__ = [
-    "Execution",
     "attempt_error",
     "complete",
     "run_function",
     "start_coroutine",
 ]
-
-
-class Execution:
-    """One attempt of one task. `cancel` is safe from any thread and idempotent.
-
-    ``bridge`` is the task's owner loop: where a coroutine runs, and where an awaitable
-    that a plain function returned is awaited (None: nowhere, it is refused).
-    """
-
-    __slots__ = (
-        "_decided",
-        "atask",
-        "attempt",
-        "bridge",
-        "cancel_requested",
-        "clock",
-        "name",
-        "remote",
-        "task_id",
-        "task_type",
-        "token",
-        "trace",
-        "waiters",
-    )
-
-    def __init__(
-        self,
-        task_id: str,
-        attempt: int,
-        bridge: LoopBridge | None,
-        record: TaskRecord | None = None,
-    ) -> None:
-        self.task_id = task_id
-        self.attempt = attempt
-        self.bridge = bridge
-        self.name = "" if record is None else record.name
-        self.task_type = "" if record is None else record.task_type
-        self.trace: Any = None if record is None else record.trace
-        """The OpenTelemetry context captured at ``register_task`` (`actors._tracing`);
-        None when OpenTelemetry is not installed: the attempt is then not traced."""
-        self.token = CancellationToken()
-        self.atask: asyncio.Task[Any] | None = None
-        self.cancel_requested = False
-        self.remote: Future[Any] | None = None
-        """The process pool's future of this attempt (a worker process cannot see the
-        token: a call still queued is cancelled, a running one is abandoned)."""
-        self.waiters: list[ReplyTo] | None = None
-        """Callers the manager lets this attempt answer itself if it succeeds, saving
-        the round trip through the manager (which still hears the outcome first)."""
-        self._decided = threading.Lock()
-        self.clock: Clock | None = None
-        """The system clock, to stamp when the attempt ended (set by the manager)."""
-
-    def claim(self) -> bool:
-        """Decide the attempt's outcome: True for the first caller only.
-
-        The runner claims when the attempt ends; the manager claims before it times out
-        or cancels the attempt. Whoever loses leaves the outcome to the winner, so a
-        result and a timeout can never both be reported.
-        """
-        return self._decided.acquire(blocking=False)
-
-    def cancel(self) -> None:
-        self.token.cancel()
-        remote = self.remote
-        if remote is not None:
-            remote.cancel()
-        if self.bridge is not None:
-            self.bridge.post(self._cancel_on_loop)
-
-    def _cancel_on_loop(self) -> None:
-        self.cancel_requested = True
-        if self.atask is not None:
-            self.atask.cancel()
 
 
 def attempt_error(task_id: str, error: BaseException) -> BaseException:
@@ -206,7 +132,7 @@ async def _run_coroutine(
     report: Callable[[AttemptDone], None],
 ) -> None:
     task_id = execution.task_id
-    _current.set((task_id, execution.token, execution.name, execution.task_type))
+    TASK_CONTEXT.set((task_id, execution.token, execution.name, execution.task_type))
     try:
         with logger.contextualize(task_id=task_id):
             if execution.trace is None:
@@ -260,7 +186,7 @@ def run_function(
     if execution.token.cancelled:
         return
     task_id = execution.task_id
-    reset = _current.set((task_id, execution.token, execution.name, execution.task_type))
+    reset = TASK_CONTEXT.set((task_id, execution.token, execution.name, execution.task_type))
     try:
         with logger.contextualize(task_id=task_id):
             if execution.trace is None:
@@ -282,4 +208,4 @@ def run_function(
         else:
             complete(execution, report, value, None)
     finally:
-        _current.reset(reset)
+        TASK_CONTEXT.reset(reset)

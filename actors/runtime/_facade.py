@@ -1,6 +1,6 @@
 """The facade actor: routes each call to the old or the new manager and never waits.
 
-It forwards the caller's reply channel with the message (decision 3 of DESIGN.md), so
+It forwards the caller's reply channel with the message (docs/architecture.md), so
 a slow call into one manager never delays calls to the other. It remembers which
 manager owns each task id, so tasks registered before a switch of
 ``USE_NEW_TASK_SYSTEM`` are still found. Calls that need both managers (listings,
@@ -17,15 +17,13 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from loguru import logger
 
-from actors import _messages as messages
-from actors._errors import DuplicateTaskError, InvalidTaskError, TaskNotFoundError
-from actors._types import TaskInfo
-from actors._util import shrink
+from actors.core import DuplicateTaskError, InvalidTaskError, TaskInfo, TaskNotFoundError, shrink
+from actors.runtime import messages
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
-    from actors._bridge import ReplyTo
-    from actors._system import SystemContext
+    from actors.core import ReplyTo
+    from actors.runtime._shared import SystemContext
 
 __all__ = ["TASK_SYSTEMS", "FacadeActor", "FacadeState"]
 

@@ -12,10 +12,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from actors._errors import ActorSystemError
-from actors._execution import Execution, complete, run_function
-from actors._manager_base import BaseManager, _loop_closed
+from actors.core import ActorSystemError
 from actors.engine import StartFailed, TaskRecord
+from actors.runtime._attempt import Execution
+from actors.runtime._execution import complete, run_function
+from actors.runtime._manager_base import BaseManager, _loop_closed
 
 __all__ = ["LegacyTaskManagerActor"]
 

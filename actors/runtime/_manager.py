@@ -7,11 +7,11 @@ function starts on a worker (`FunctionStarted`): the task is ``queued`` until th
 
 from __future__ import annotations
 
-from actors._errors import ActorSystemError
-from actors._execution import Execution
-from actors._manager_base import BaseManager
-from actors._messages import RunFunction
+from actors.core import ActorSystemError
 from actors.engine import StartFailed, TaskRecord
+from actors.runtime._attempt import Execution
+from actors.runtime._manager_base import BaseManager
+from actors.runtime.messages import RunFunction
 
 __all__ = ["TaskManagerActor"]
 

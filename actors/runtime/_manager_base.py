@@ -15,19 +15,26 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from loguru import logger
 
-from actors import _messages as messages
-from actors._errors import ActorsError, ActorSystemError, InvalidTaskError
-from actors._execution import Execution, start_coroutine
-from actors._query import TaskDetail, TaskRow, page_keys, page_rows
-from actors._types import TaskStatus
-from actors._util import tell_later
-from actors.engine import Engine, StartFailed, TaskRecord, Timer
+from actors.core import ActorsError, ActorSystemError, InvalidTaskError, TaskStatus, tell_later
+from actors.engine import (
+    Engine,
+    StartFailed,
+    TaskDetail,
+    TaskRecord,
+    TaskRow,
+    Timer,
+    page_keys,
+    page_rows,
+)
+from actors.runtime import messages
+from actors.runtime._attempt import Execution
+from actors.runtime._execution import start_coroutine
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
-    from actors._bridge import LoopBridge
-    from actors._system import SystemContext
-    from actors._validate import TaskSpec
+    from actors.core import LoopBridge
+    from actors.engine import TaskSpec
+    from actors.runtime._shared import SystemContext
 
 __all__ = ["DEFERRED", "BaseManager"]
 

@@ -16,10 +16,23 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from actors._events import Event, EventKind, Subscriber, kind_of_transition
-from actors._governor import GovernorPolicy, Pressure, ResourceSample, decide, pressure
-from actors._histogram import Histogram
-from actors._messages import (
+from actors.core import tell_later
+from actors.observe import (
+    Event,
+    EventKind,
+    GovernorPolicy,
+    Histogram,
+    MetricsSnapshot,
+    Pressure,
+    QuantileSketch,
+    ResourceSample,
+    Subscriber,
+    TimingStats,
+    decide,
+    kind_of_transition,
+    pressure,
+)
+from actors.runtime.messages import (
     BreakerChanged,
     ChildRestarted,
     GetMetrics,
@@ -29,14 +42,11 @@ from actors._messages import (
     Transitions,
     Unsubscribe,
 )
-from actors._metrics import MetricsSnapshot, QuantileSketch, TimingStats
-from actors._util import tell_later
 from supervisors import SupervisedActor, TimerHandle
 
 if TYPE_CHECKING:
-    from actors._breaker import BreakerTransition
-    from actors._system import SystemContext
-    from actors.engine import Transition
+    from actors.engine import BreakerTransition, Transition
+    from actors.runtime._shared import SystemContext
 
 __all__ = ["MonitorState", "TaskMonitorActor"]
 

@@ -2,7 +2,7 @@
 
 Three executors, picked per task (``executor=``, default ``THREAD_POOL_BACKEND``):
 ``thread`` (`WorkerThreads`, daemon threads), ``process`` (spawned worker processes) and
-``dask`` (a Dask client); see `actors._backends`. The last two are created on first
+``dask`` (a Dask client); see `actors.runtime._backends`. The last two are created on first
 use. They live in the child's state object, so a crash of the actor loses no running
 function: each reports its outcome straight to the manager's stable handle.
 
@@ -28,7 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from actors._backends import (
+from actors.core import ActorSystemError, tell_quietly
+from actors.observe import end_span, start_span
+from actors.runtime._attempt import Execution
+from actors.runtime._backends import (
     DaskBackend,
     RemoteCall,
     WorkerThreads,
@@ -36,16 +39,13 @@ from actors._backends import (
     default_dask_workers,
     new_process_pool,
 )
-from actors._errors import ActorSystemError
-from actors._execution import Execution, complete, run_function
-from actors._messages import AttemptDone, FunctionStarted, PoolBroken, RunFunction, Submit
-from actors._tracing import end_span, start_span
-from actors._util import tell_quietly
+from actors.runtime._execution import complete, run_function
+from actors.runtime.messages import AttemptDone, FunctionStarted, PoolBroken, RunFunction, Submit
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
-    from actors._bridge import ReplyTo
-    from actors._system import SystemContext
+    from actors.core import ReplyTo
+    from actors.runtime._shared import SystemContext
 
 __all__ = ["PoolState", "ThreadPoolActor"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from loguru import logger
 
-from actors._context import CancellationToken, _current
+from actors.core import TASK_CONTEXT, CancellationToken
 
 __all__ = ["Outcome", "decode", "run_remote"]
 
@@ -52,12 +52,12 @@ def run_remote(
     """
     if task_id is None:
         return _call(func, args, kwargs)
-    reset = _current.set((task_id, CancellationToken()))
+    reset = TASK_CONTEXT.set((task_id, CancellationToken()))
     try:
         with logger.contextualize(task_id=task_id):
             return _call(func, args, kwargs)
     finally:
-        _current.reset(reset)
+        TASK_CONTEXT.reset(reset)
 
 
 def _call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Outcome:

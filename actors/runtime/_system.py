@@ -1,4 +1,4 @@
-"""`ActorSystem`: the root supervisor, its five children, and their shared context.
+"""`SystemRuntime`: the root supervisor and its five children (`ActorSystem` adds the client).
 
 Children, in start order: ``task_monitor``, ``thread_pool``, ``legacy_task_manager``,
 ``task_manager``, ``facade`` (stopped in reverse). Each keeps what must survive a crash
@@ -13,28 +13,32 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from loguru import logger
 from pykka import ThreadingFuture
-from pykka._envelope import Envelope
 from pykka.messages import ProxyCall
 from tenacity import wait_exponential_jitter
 
-from actors._backends import DASK_MISSING, dask_installed
-from actors._breaker import BreakerRegistry, BreakerTransition, CircuitBreaker
-from actors._bridge import LoopBridge, Reply, bridge_for
-from actors._config import Config, load_config
-from actors._errors import ActorSystemError, ConfigError
-from actors._facade import FacadeActor, FacadeState
-from actors._governor import ResourceSample, psutil_probe
-from actors._legacy import LegacyTaskManagerActor
-from actors._manager import TaskManagerActor
-from actors._messages import REQUEST_TYPES, BreakerChanged, ChildRestarted, Shutdown
-from actors._monitor import MonitorState, TaskMonitorActor
-from actors._pool import PoolState, ThreadPoolActor
-from actors.engine import Engine, Policy
+from actors.core import (
+    ActorSystemError,
+    Config,
+    ConfigError,
+    LoopBridge,
+    Reply,
+    bridge_for,
+    load_config,
+)
+from actors.engine import BreakerRegistry, BreakerTransition, CircuitBreaker, Engine, Policy
+from actors.observe import ResourceSample, psutil_probe
+from actors.runtime._backends import DASK_MISSING, dask_installed
+from actors.runtime._facade import FacadeActor, FacadeState
+from actors.runtime._legacy import LegacyTaskManagerActor
+from actors.runtime._manager import TaskManagerActor
+from actors.runtime._monitor import MonitorState, TaskMonitorActor
+from actors.runtime._pool import PoolState, ThreadPoolActor
+from actors.runtime._shared import CHILD_IDS, SystemContext
+from actors.runtime.messages import REQUEST_TYPES, BreakerChanged, ChildRestarted, Shutdown
 from supervisors import (
     SYSTEM_CLOCK,
     ChildHandle,
@@ -49,33 +53,21 @@ from supervisors import (
     SupervisorEvent,
     SupervisorEventKind,
     SupervisorState,
+    ask_into,
 )
 
 if TYPE_CHECKING:
     from pykka import ActorRef
 
-    from actors._client import UnifiedTaskManager
-    from actors.dashboard import DashboardServer
     from supervisors import ChildCounts, ChildInfo
 
-__all__ = ["CHILD_IDS", "ActorSystem", "SupervisorClient", "SystemContext"]
-
-CHILD_IDS = ("task_monitor", "thread_pool", "legacy_task_manager", "task_manager", "facade")
+__all__ = ["SupervisorClient", "SystemRuntime"]
 
 
-@dataclass(frozen=True, slots=True)
-class SystemContext:
-    """What every child of the system shares: configuration, clock, the stable handles,
-    the circuit breakers and the resource probe."""
+class _Server(Protocol):
+    """A server that stops with the system (the dashboard's)."""
 
-    config: Config
-    clock: Clock
-    supervisor_state: SupervisorState
-    breakers: BreakerRegistry
-    probe: Callable[[], ResourceSample]
-
-    def handle(self, child_id: str) -> ChildHandle:
-        return self.supervisor_state.handles[child_id]
+    def stop(self) -> None: ...
 
 
 class SupervisorClient:
@@ -112,9 +104,7 @@ class SupervisorClient:
         reply_to = _LoopFuture(Reply(bridge_for(loop), answer))
         if not self._ref.is_alive():
             raise ActorSystemError("the root supervisor is stopped")
-        self._ref.actor_inbox.put(
-            Envelope(ProxyCall(attr_path=(method,), args=(), kwargs={}), reply_to=reply_to)
-        )
+        ask_into(self._ref, ProxyCall(attr_path=(method,), args=(), kwargs={}), reply_to)
         try:
             return await asyncio.wait_for(answer, self._timeout)
         except TimeoutError:
@@ -140,8 +130,8 @@ class _LoopFuture(ThreadingFuture[Any]):
         self._reply.set_exception(exc_info[1])
 
 
-class ActorSystem:
-    """The embedded actor system. ``async with ActorSystem({...}) as system:``.
+class SystemRuntime:
+    """The supervision tree of an actor system, without its client (`ActorSystem`).
 
     ``config`` is a mapping of the upper-case keys (or a `Config`); environment
     variables ``ACTORFLOW_*`` and a TOML file named by ``ACTORFLOW_CONFIG`` apply below
@@ -155,8 +145,6 @@ class ActorSystem:
         clock: Clock | None = None,
         probe: object = None,
     ) -> None:
-        from actors._client import UnifiedTaskManager
-
         if isinstance(config, Config):
             self.config = config
         elif config is None or isinstance(config, Mapping):
@@ -171,7 +159,6 @@ class ActorSystem:
         self._probe: Callable[[], ResourceSample] = psutil_probe if probe is None else probe
         self.circuit_breakers = BreakerRegistry(clock=self.clock, listener=self._breaker_changed)
         """Breakers that tasks name in ``register_task(circuit_breaker=...)``."""
-        self.task_manager: UnifiedTaskManager = UnifiedTaskManager(self)
         self._root: ActorRef[Any] | None = None
         self._state: SupervisorState | None = None
         self._supervisor: SupervisorClient | None = None
@@ -183,7 +170,7 @@ class ActorSystem:
         self._bridges: weakref.WeakSet[LoopBridge] = weakref.WeakSet()
         self._last_bridge: LoopBridge | None = None
         self._lock = threading.Lock()
-        self._dashboards: list[DashboardServer] = []
+        self._dashboards: list[_Server] = []
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -197,7 +184,7 @@ class ActorSystem:
             raise ActorSystemError("the actor system is not started; use `async with` or start()")
         return self._supervisor
 
-    def start(self) -> ActorSystem:
+    def start(self) -> Self:
         """Start the supervision tree (idempotent). Blocks for a few milliseconds."""
         with self._lock:
             if self._closed:
@@ -270,7 +257,7 @@ class ActorSystem:
             logger.bind(system="actorflow").info("actor system started")
             return self
 
-    async def __aenter__(self) -> ActorSystem:
+    async def __aenter__(self) -> Self:
         return self.start()
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -285,10 +272,10 @@ class ActorSystem:
             bound = self.config.SHUTDOWN_TIMEOUT
             try:
                 # The call's own bound is swept once a second; wait_for makes it exact.
-                reply = self.task_manager._reply()
-                await asyncio.wait_for(
-                    self.task_manager._call(reply, Shutdown(reply), timeout=bound), bound
-                )
+                loop = asyncio.get_running_loop()
+                reply = Reply(bridge_for(loop), loop.create_future())
+                self._check().tell(Shutdown(reply))
+                await asyncio.wait_for(reply.future, bound)
             except Exception as exc:
                 logger.bind(system="actorflow").warning("cancelling tasks at shutdown: {!r}", exc)
         loop = asyncio.get_running_loop()
@@ -319,39 +306,9 @@ class ActorSystem:
                 logger.bind(system="actorflow").warning("stopping the supervisor: {!r}", exc)
         self._fail_pending(ActorSystemError("the actor system was shut down"))
 
-    # -- dashboard ------------------------------------------------------------------------
+    # -- dashboards -----------------------------------------------------------------------
 
-    def serve_dashboard(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        token: str | None = None,
-        read_only: bool = False,
-    ) -> DashboardServer:
-        """Serve the dashboard with uvicorn in a thread (port 0: any free port); returns
-        the running server (``.url``, ``.stop()``). It stops with the system. Needs the
-        ``dashboard`` extra. ``token`` defaults to ``DASHBOARD_TOKEN``."""
-        try:
-            from actors.dashboard import DashboardServer
-        except ImportError as exc:
-            msg = (
-                "the dashboard needs starlette and uvicorn: "
-                f"pip install 'actorflow[dashboard]' ({exc})"
-            )
-            raise ActorSystemError(msg) from None
-        if self._closed:
-            raise ActorSystemError("the actor system was shut down; create a new one")
-        server = DashboardServer(self, host, port, token=token, read_only=read_only)
-        with self._lock:
-            self._dashboards.append(server)
-        try:
-            return server.start()
-        except BaseException:
-            server.stop()
-            raise
-
-    def _forget_dashboard(self, server: DashboardServer) -> None:
+    def _forget_dashboard(self, server: _Server) -> None:
         with self._lock, contextlib.suppress(ValueError):
             self._dashboards.remove(server)
 

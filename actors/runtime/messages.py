@@ -16,14 +16,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, get_args
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
-    from actors._breaker import BreakerTransition
-    from actors._bridge import LoopBridge, ReplyTo
-    from actors._events import Subscriber
-    from actors._execution import Execution
-    from actors._query import PageQuery
-    from actors._types import TaskStatus
-    from actors._validate import TaskSpec
-    from actors.engine import Transition
+    from actors.core import LoopBridge, ReplyTo, TaskStatus
+    from actors.engine import BreakerTransition, PageQuery, TaskSpec, Transition
+    from actors.observe import Subscriber
+    from actors.runtime._attempt import Execution
 
 __all__ = [
     "PER_TASK_TYPES",
@@ -171,7 +167,7 @@ class GetByType(NamedTuple):
 
 
 class PageKeys(NamedTuple):
-    """How many tasks match, and the creation times of the first ones (`actors._query`)."""
+    """How many tasks match, and the creation times of the first ones (`actors.engine._query`)."""
 
     query: PageQuery
     reply: ReplyTo

@@ -40,7 +40,7 @@ from actors.core._errors import (
 from actors.core._logging import TASK_LOGGING, SafeRepr, configure_logging, safe_repr
 from actors.core._stdlib_logging import TaskContextFilter
 from actors.core._types import TERMINAL, TaskInfo, TaskPriority, TaskStatus
-from actors.core._util import shrink, tell_later, tell_quietly
+from actors.core._util import shrink, stable_order, tell_later, tell_quietly
 
 __all__ = [
     "BACKENDS",
@@ -87,6 +87,7 @@ __all__ = [
     "load_config",
     "safe_repr",
     "shrink",
+    "stable_order",
     "tell_later",
     "tell_quietly",
 ]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import heapq
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import graphlib
+
     from supervisors import Clock, TimerHandle
 
-__all__ = ["shrink", "tell_later", "tell_quietly"]
+__all__ = ["shrink", "stable_order", "tell_later", "tell_quietly"]
 
 
 def tell_quietly(handle: Any, message: Any) -> None:
@@ -31,3 +35,18 @@ def shrink(mapping: dict[Any, Any]) -> None:
     items = list(mapping.items())
     mapping.clear()
     mapping.update(items)
+
+
+def stable_order(sorter: graphlib.TopologicalSorter[str], rank: Mapping[str, int]) -> list[str]:
+    """Drain a prepared ``sorter``: each node after its predecessors and, among the nodes
+    free to go, the lowest ``rank`` first (so the order is the same for the same graph)."""
+    ready = [(rank[node], node) for node in sorter.get_ready()]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        _, node = heapq.heappop(ready)
+        order.append(node)
+        sorter.done(node)
+        for nxt in sorter.get_ready():
+            heapq.heappush(ready, (rank[nxt], nxt))
+    return order

@@ -7,7 +7,6 @@ only side effect is `TaskGraph.render`, which runs the Graphviz ``dot`` program.
 from __future__ import annotations
 
 import graphlib
-import heapq
 import os
 import pathlib
 import re
@@ -24,6 +23,7 @@ from actors.core import (
     TaskInfo,
     TaskNotFoundError,
     TaskStatus,
+    stable_order,
 )
 
 __all__ = [
@@ -211,17 +211,7 @@ class TaskGraph:
         the same for the same graph.
         """
         position = {node.task_id: index for index, node in enumerate(self.nodes)}
-        sorter = self._sorter()
-        ready = [(position[task_id], task_id) for task_id in sorter.get_ready()]
-        heapq.heapify(ready)
-        order: list[str] = []
-        while ready:
-            _, task_id = heapq.heappop(ready)
-            order.append(task_id)
-            sorter.done(task_id)
-            for nxt in sorter.get_ready():
-                heapq.heappush(ready, (position[nxt], nxt))
-        return order
+        return stable_order(self._sorter(), position)
 
     def _subgraph(self, keep: Iterable[str]) -> TaskGraph:
         """The nodes in ``keep`` (in graph order) and every edge between two of them."""

@@ -180,8 +180,7 @@ class TaskMonitorActor(SupervisedActor):
                     began = started_at.pop(task_id, None)
                     if began is not None:
                         ran = max(0.0, at - began)
-                        _sketch(state.execution, label).add(ran)
-                        _histogram(state.execution_buckets, label, bounds).observe(ran)
+                        _observe(state.execution, state.execution_buckets, label, bounds, ran)
             if new is None:
                 queued_at.pop(task_id, None)
                 started_at.pop(task_id, None)
@@ -195,8 +194,7 @@ class TaskMonitorActor(SupervisedActor):
                 since = queued_at.pop(task_id, None)
                 if since is not None:
                     waited = max(0.0, at - since)
-                    _sketch(state.waiting, label).add(waited)
-                    _histogram(state.waiting_buckets, label, bounds).observe(waited)
+                    _observe(state.waiting, state.waiting_buckets, label, bounds, waited)
                 started_at[task_id] = at
             elif new == "retrying":
                 state.retries += 1
@@ -365,20 +363,22 @@ class TaskMonitorActor(SupervisedActor):
         )
 
 
-def _sketch(sketches: dict[str, QuantileSketch], task_type: str) -> QuantileSketch:
+def _observe(
+    sketches: dict[str, QuantileSketch],
+    histograms: dict[str, Histogram],
+    task_type: str,
+    bounds: tuple[float, ...],
+    seconds: float,
+) -> None:
+    """Count ``seconds`` in the task type's sketch and histogram (made on first use)."""
     sketch = sketches.get(task_type)
     if sketch is None:
         sketch = sketches[task_type] = QuantileSketch()
-    return sketch
-
-
-def _histogram(
-    histograms: dict[str, Histogram], task_type: str, bounds: tuple[float, ...]
-) -> Histogram:
+    sketch.add(seconds)
     histogram = histograms.get(task_type)
     if histogram is None:
         histogram = histograms[task_type] = Histogram(bounds)
-    return histogram
+    histogram.observe(seconds)
 
 
 def _stats(sketches: dict[str, QuantileSketch]) -> dict[str, TimingStats]:

@@ -2,18 +2,24 @@
 
 from loguru import logger
 
-from actors._blocking import BlockingTaskManager
-from actors._breaker import BreakerRegistry, BreakerState, CircuitBreaker
-from actors._client import ThreadPoolClient, UnifiedTaskManager, configure, unified_task_manager
-from actors._config import Config, load_config
-from actors._context import CancellationToken, cancellation_token, current_task_id
-from actors._errors import (
+from actors.api import (
+    ActorSystem,
+    BlockingTaskManager,
+    ThreadPoolClient,
+    UnifiedTaskManager,
+    configure,
+    prometheus_collector,
+    unified_task_manager,
+)
+from actors.core import (
     ActorsError,
     ActorSystemError,
     BlockingCallError,
     BreakerConfigError,
     CallTimeout,
+    CancellationToken,
     CircuitOpenError,
+    Config,
     ConfigError,
     DependencyCycleError,
     DependencyFailedError,
@@ -21,22 +27,34 @@ from actors._errors import (
     InvalidTaskError,
     SystemOverloadedError,
     TaskCancelledError,
+    TaskContextFilter,
     TaskFailedError,
+    TaskInfo,
     TaskNotExecutedError,
     TaskNotFoundError,
+    TaskPriority,
+    TaskStatus,
     TaskTimeoutError,
     WaitTimeoutError,
+    cancellation_token,
+    configure_logging,
+    current_task_id,
+    load_config,
 )
-from actors._events import Event, EventKind, EventStream
-from actors._governor import ResourceSample
-from actors._logging import configure_logging
-from actors._metrics import MetricsSnapshot, TimingStats, render_prometheus
-from actors._prometheus import prometheus_collector
-from actors._stdlib_logging import TaskContextFilter
-from actors._system import ActorSystem, SupervisorClient
-from actors._taskgraph import GraphvizNotFoundError, TaskGraph, TaskNode
-from actors._types import TaskInfo, TaskPriority, TaskStatus
-from actors.engine import ResultOf, result_of
+from actors.engine import BreakerRegistry, BreakerState, CircuitBreaker, ResultOf, result_of
+from actors.observe import (
+    Event,
+    EventKind,
+    EventStream,
+    GraphvizNotFoundError,
+    MetricsSnapshot,
+    ResourceSample,
+    TaskGraph,
+    TaskNode,
+    TimingStats,
+    render_prometheus,
+)
+from actors.runtime import SupervisorClient
 
 __all__ = [
     "ActorSystem",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def main(argv: list[str] | None = None) -> int:
-    from actors._cli import run
+    from actors.cli import run
 
     return run(argv)
 

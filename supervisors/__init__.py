@@ -2,7 +2,7 @@
 
 from loguru import logger
 
-from supervisors._actor import SupervisedActor
+from supervisors._actor import SupervisedActor, ask_into
 from supervisors._clock import SYSTEM_CLOCK, Clock, RealClock, TimerHandle
 from supervisors._errors import (
     ActorKilled,
@@ -49,6 +49,7 @@ __all__ = [
     "SupervisorEventKind",
     "SupervisorState",
     "TimerHandle",
+    "ask_into",
 ]
 
 logger.disable("supervisors")

@@ -9,6 +9,11 @@ actor carries on, as in pykka.
 
 ``start()`` is synchronous, like OTP's ``start_link``: it returns once ``on_start`` has
 finished and raises what ``on_start`` raised.
+
+This module is the one adapter to pykka's internals: the actor-loop hooks it overrides
+(``_create_actor_inbox``, ``_start_actor_loop``, ``_actor_loop_*``, ``_handle_receive``),
+``pykka._envelope.Envelope`` and ``pykka.messages._ActorStop``. Every other module uses
+what it re-exports; tests/test_pykka_adapter.py fails loudly on a pykka that changed them.
 """
 
 from __future__ import annotations
@@ -19,13 +24,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import pykka
 from loguru import logger
 from pykka import ActorDeadError, ActorRef, ActorRegistry
 from pykka._envelope import Envelope
-from pykka.messages import _ActorStop
+from pykka.messages import _ActorStop as ActorStop
 
 from supervisors._errors import ActorKilled, SupervisorError
 from supervisors._messages import ChildExited, Kill
@@ -33,13 +38,18 @@ from supervisors._messages import ChildExited, Kill
 if TYPE_CHECKING:
     from pykka._actor import ActorInbox
 
-    from supervisors._handle import ChildHandle
 
-__all__ = ["SupervisedActor", "launch"]
+__all__ = ["ActorStop", "Envelope", "SupervisedActor", "ask_into", "launch"]
 
 _PYKKA_MESSAGES = frozenset(
-    {_ActorStop, pykka.messages.ProxyCall, pykka.messages.ProxyGetAttr, pykka.messages.ProxySetAttr}
+    {ActorStop, pykka.messages.ProxyCall, pykka.messages.ProxyGetAttr, pykka.messages.ProxySetAttr}
 )
+
+
+class _Absorbs(Protocol):
+    """What a dying incarnation needs of its `ChildHandle`."""
+
+    def _absorb(self, actor_urn: str, inbox: Any) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +57,7 @@ class Supervision:
     """What a supervisor hands to each incarnation of a child."""
 
     child_id: str
-    handle: ChildHandle
+    handle: _Absorbs
     supervisor: ActorRef[Any]
 
 
@@ -183,7 +193,7 @@ def _fail_leftovers(actor: pykka.Actor) -> None:
         envelope: Envelope[Any] = inbox.get()
         if envelope.reply_to is None:
             continue
-        if isinstance(envelope.message, _ActorStop):
+        if isinstance(envelope.message, ActorStop):
             envelope.reply_to.set(None)
         else:
             error = ActorDeadError(f"{actor.actor_ref} stopped before handling the message")
@@ -206,9 +216,15 @@ def launch(actor: object, supervision: Supervision | None, timeout: float) -> Ac
     actor._start_actor_loop()
     if isinstance(actor, SupervisedActor):
         if not actor._started.wait(timeout):
-            actor.actor_inbox.put(Envelope(_ActorStop()))
+            actor.actor_inbox.put(Envelope(ActorStop()))
             msg = f"{actor} did not finish on_start within {timeout}s"
             raise SupervisorError(msg)
         if actor._start_error is not None:
             raise actor._start_error
     return actor.actor_ref
+
+
+def ask_into(ref: ActorRef[Any], message: Any, future: pykka.Future[Any]) -> None:
+    """Send ``message`` to ``ref``'s actor; its reply, or its error, is set on ``future``
+    (a `pykka.Future` of the caller's own kind, one that also wakes an event loop, say)."""
+    ref.actor_inbox.put(Envelope(message, reply_to=future))

@@ -25,10 +25,9 @@ from typing import Any
 import pykka
 from loguru import logger
 from pykka import ActorRef, Future, ThreadingFuture
-from pykka._envelope import Envelope
-from pykka.messages import ProxyCall, _ActorStop
+from pykka.messages import ProxyCall
 
-from supervisors._actor import SupervisedActor
+from supervisors._actor import ActorStop, Envelope, SupervisedActor
 from supervisors._errors import BufferFullError, SupervisorError
 
 __all__ = ["ChildHandle", "ChildStatus"]
@@ -216,7 +215,7 @@ class ChildHandle:
         with self._lock:
             while not inbox.empty():
                 envelope = inbox.get()
-                if isinstance(envelope.message, _ActorStop):
+                if isinstance(envelope.message, ActorStop):
                     if envelope.reply_to is not None:
                         envelope.reply_to.set(None)
                 else:

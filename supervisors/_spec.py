@@ -43,6 +43,19 @@ def _default_wait() -> wait_base:
     return wait_exponential_jitter(multiplier=0.01, max=5.0, jitter=0.005)
 
 
+def _check_seconds(owner: object, names: tuple[str, ...], where: str) -> None:
+    """Each attribute in ``names`` is a finite number of seconds > 0 (not a bool)."""
+    for name in names:
+        value = getattr(owner, name)
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ChildSpecError(f"{where}{name} must be a finite number > 0, got {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class RestartPolicy:
     """How fast and how often a supervisor restarts its children.
@@ -82,17 +95,7 @@ class RestartPolicy:
                 raise ChildSpecError(
                     f"RestartPolicy.{name} must be an int >= 0{also}, got {value!r}"
                 )
-        for name in ("within_seconds", "reset_after"):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, int | float)
-                or isinstance(value, bool)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                raise ChildSpecError(
-                    f"RestartPolicy.{name} must be a finite number > 0, got {value!r}"
-                )
+        _check_seconds(self, ("within_seconds", "reset_after"), "RestartPolicy.")
 
     @property
     def failures_limit(self) -> int:
@@ -147,17 +150,7 @@ class ChildSpec:
                 f"ChildSpec {self.id!r}: restart must be a Restart member "
                 f"(PERMANENT, TRANSIENT, TEMPORARY), got {self.restart!r}"
             )
-        for name in ("shutdown_timeout", "start_timeout"):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, int | float)
-                or isinstance(value, bool)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                raise ChildSpecError(
-                    f"ChildSpec {self.id!r}: {name} must be a finite number > 0, got {value!r}"
-                )
+        _check_seconds(self, ("shutdown_timeout", "start_timeout"), f"ChildSpec {self.id!r}: ")
         if self.state_factory is not None and not callable(self.state_factory):
             raise ChildSpecError(
                 f"ChildSpec {self.id!r}: state_factory must be callable or None, "

@@ -1,4 +1,4 @@
-"""The public surface of `actors`: DESIGN.md's names and every client method."""
+"""The public surface of `actors`: the documented names and every client method."""
 
 from __future__ import annotations
 

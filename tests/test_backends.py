@@ -41,8 +41,8 @@ from actors import (
     TaskTimeoutError,
     UnifiedTaskManager,
 )
-from actors._backends import DASK_MISSING
-from actors._config import BACKENDS
+from actors.core._config import BACKENDS
+from actors.runtime._backends import DASK_MISSING
 from supervisors.testing import FakeClock
 
 WAIT = 10.0

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from loguru import logger
 
 from actors import ActorsError, configure_logging
-from actors._breaker import (
+from actors.core._errors import BreakerConfigError, CircuitOpenError
+from actors.engine._breaker import (
     BreakerRegistry,
     BreakerState,
     BreakerStats,
@@ -24,7 +25,6 @@ from actors._breaker import (
     CircuitBreaker,
     Permit,
 )
-from actors._errors import BreakerConfigError, CircuitOpenError
 from supervisors import SYSTEM_CLOCK
 from supervisors.testing import FakeClock
 

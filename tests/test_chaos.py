@@ -63,7 +63,7 @@ from actors import (
     UnifiedTaskManager,
     cancellation_token,
 )
-from actors._system import CHILD_IDS
+from actors.runtime._shared import CHILD_IDS
 from supervisors import ChildHandle, Kill
 
 T = TypeVar("T")
@@ -594,7 +594,7 @@ async def test_chaos_a_full_restart_buffer_and_a_burst_of_calls_during_a_kill(
     attempt has ended into it. Calls past the buffer fail with `SystemOverloadedError`;
     no outcome is lost: 0 tasks stuck, every call ends."""
     from actors import SystemOverloadedError
-    from actors._manager import TaskManagerActor
+    from actors.runtime._manager import TaskManagerActor
 
     capacity, n_tasks, running, burst = 200, 1000, 100, 1000
     restart_gate = threading.Event()

@@ -13,10 +13,10 @@ import pytest
 from rich.console import Console
 from rich.progress import Progress, TextColumn
 
-import actors._demo
+import actors.cli._demo
 import benchmarks.__main__
-from actors._cli import run
-from actors._demo import print_line
+from actors.cli._cli import run
+from actors.cli._demo import print_line
 
 
 def test_bench_options_reach_the_suite(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,8 +39,8 @@ def test_an_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_demo_dashboard_options_reach_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
-    import actors._demo
-    from actors._demo import DashboardOption
+    import actors.cli._demo
+    from actors.cli._demo import DashboardOption
 
     seen: list[object] = []
 
@@ -48,7 +48,7 @@ def test_demo_dashboard_options_reach_the_demo(monkeypatch: pytest.MonkeyPatch) 
         seen.append(dashboard)
         return 0
 
-    monkeypatch.setattr(actors._demo, "demo", fake_demo)
+    monkeypatch.setattr(actors.cli._demo, "demo", fake_demo)
     assert run(["demo", "--dashboard", "--port", "8123", "--linger", "2.5"]) == 0
     assert run(["demo"]) == 0
     assert seen == [DashboardOption(8123, 2.5), None]
@@ -111,12 +111,12 @@ def test_demo_without_out_leaves_no_folder_behind(monkeypatch: pytest.MonkeyPatc
     async def fake_run(console: Console, out_dir: Path, dashboard: object = None) -> Any:
         used.append(out_dir)
         (out_dir / "tasks.mmd").write_text("flowchart LR\n")
-        return actors._demo.Expectations()
+        return actors.cli._demo.Expectations()
 
-    monkeypatch.setattr(actors._demo, "_run", fake_run)
+    monkeypatch.setattr(actors.cli._demo, "_run", fake_run)
     before = _demo_folders()
     out = io.StringIO()
-    assert actors._demo.demo(out) == 0
+    assert actors.cli._demo.demo(out) == 0
     [folder] = used
     assert folder.name.startswith("actorflow-demo-")
     assert not folder.exists()
@@ -127,11 +127,11 @@ def test_demo_without_out_leaves_no_folder_behind(monkeypatch: pytest.MonkeyPatc
 def test_demo_with_out_keeps_its_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     async def fake_run(console: Console, out_dir: Path, dashboard: object = None) -> Any:
         (out_dir / "tasks.mmd").write_text("flowchart LR\n")
-        return actors._demo.Expectations()
+        return actors.cli._demo.Expectations()
 
-    monkeypatch.setattr(actors._demo, "_run", fake_run)
+    monkeypatch.setattr(actors.cli._demo, "_run", fake_run)
     out = io.StringIO()
-    assert actors._demo.demo(out, tmp_path) == 0
+    assert actors.cli._demo.demo(out, tmp_path) == 0
     assert (tmp_path / "tasks.mmd").read_text() == "flowchart LR\n"
     assert "temporary" not in out.getvalue()
 

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from actors import _config, journal
-from actors._config import BACKENDS, Config, load_config
-from actors._errors import ActorsError, ConfigError, InvalidTaskError
+from actors import journal
+from actors.core import _config
+from actors.core._config import BACKENDS, Config, load_config
+from actors.core._errors import ActorsError, ConfigError, InvalidTaskError
 
 DEFAULTS_WITHOUT_WORKERS: dict[str, Any] = {
     "USE_NEW_TASK_SYSTEM": True,

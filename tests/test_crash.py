@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from actors import ActorSystem, TaskStatus
-from actors._system import CHILD_IDS
+from actors.runtime._shared import CHILD_IDS
 from supervisors import Kill
 
 N_TASKS = 1000

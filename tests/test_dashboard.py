@@ -17,9 +17,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from actors import ActorSystem, ConfigError, InvalidTaskError, TaskStatus
-from actors._query import PageQuery, TaskRow, merge_rows, split_page
 from actors.dashboard import create_app
 from actors.engine import MAX_FAILURES_KEPT
+from actors.engine._query import PageQuery, TaskRow, merge_rows, split_page
 from supervisors import Kill
 
 HOSTILE = "<script>alert(1)</script>"

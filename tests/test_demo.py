@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-import actors._demo
-from actors._demo import demo
+import actors.cli._demo
+from actors.cli._demo import demo
 
 REPORT_LINES = [
     "no task lost: 39 of 39 registered tasks accounted for, all finished",
@@ -83,7 +83,7 @@ def test_demo_in_process(tmp_path: Path) -> None:
 def test_a_failed_expectation_is_named_and_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(actors._demo, "expected_report", lambda: "something else")
+    monkeypatch.setattr(actors.cli._demo, "expected_report", lambda: "something else")
     out = io.StringIO()
     assert demo(out, tmp_path) == 1
     lines = out.getvalue().splitlines()
@@ -100,7 +100,7 @@ def test_without_the_extras_it_says_what_to_install(monkeypatch: pytest.MonkeyPa
 
 
 def test_demo_with_the_dashboard_prints_its_url(tmp_path: Path) -> None:
-    from actors._demo import DashboardOption
+    from actors.cli._demo import DashboardOption
 
     out = io.StringIO()
     assert demo(out, tmp_path, DashboardOption(linger=0)) == 0

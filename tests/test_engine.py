@@ -9,11 +9,11 @@ from typing import Any, cast
 
 import pytest
 
-from actors._breaker import BreakerState, CircuitBreaker
-from actors._errors import ActorSystemError, ConfigError, TaskTimeoutError
-from actors._types import TaskPriority, TaskStatus
-from actors._validate import validate_registration
+from actors.core._errors import ActorSystemError, ConfigError, TaskTimeoutError
+from actors.core._types import TaskPriority, TaskStatus
 from actors.engine import Engine, Policy, StartFailed, TaskRecord, Transition
+from actors.engine._breaker import BreakerState, CircuitBreaker
+from actors.engine._validate import validate_registration
 from supervisors.testing import FakeClock
 
 PENDING, WAITING, QUEUED = TaskStatus.PENDING, TaskStatus.WAITING, TaskStatus.QUEUED

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 from typing import Any
 
 import pytest
+from helpers import SupervisorEvents as Events
 
 from actors import ActorSystem, ActorSystemError, TaskStatus
-from actors._manager import TaskManagerActor
+from actors.runtime._manager import TaskManagerActor
 from supervisors import Kill, SupervisorEvent, SupervisorEventKind
 from supervisors.testing import FakeClock
 
@@ -34,36 +34,6 @@ FAILURE = (
     "the actor system failed: child 'task_manager' exhausted its restarts "
     f"(3 in {WITHIN}s, max {MAX_RESTARTS}); last reason: {START_ERROR!r}"
 )
-
-
-class Events:
-    """Records what the root supervisor reports; tests wait on it (bounded)."""
-
-    def __init__(self) -> None:
-        self.seen: list[SupervisorEvent] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, event: SupervisorEvent) -> None:
-        with self._cond:
-            self.seen.append(event)
-            self._cond.notify_all()
-
-    def kinds(self, child_id: str) -> list[SupervisorEventKind]:
-        with self._cond:
-            return [e.kind for e in self.seen if e.child_id == child_id]
-
-    def stopped(self) -> list[str | None]:
-        with self._cond:
-            return [e.child_id for e in self.seen if e.kind is SupervisorEventKind.STOPPED]
-
-    def wait_for(self, kind: SupervisorEventKind, count: int) -> None:
-        def enough() -> bool:
-            return sum(1 for e in self.seen if e.kind is kind) >= count
-
-        with self._cond:
-            if not self._cond.wait_for(enough, WAIT):
-                msg = f"no {count} {kind.value} events within {WAIT}s: {self.seen}"
-                raise TimeoutError(msg)
 
 
 async def advance_to_next_timer(clock: FakeClock) -> float:
@@ -137,9 +107,11 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
 
         steps: list[float] = []
         for restart in range(1, MAX_RESTARTS + 1):
-            await asyncio.to_thread(events.wait_for, SupervisorEventKind.RESTART_SCHEDULED, restart)
+            await asyncio.to_thread(
+                events.wait_for, SupervisorEventKind.RESTART_SCHEDULED, None, restart
+            )
             steps.append(await advance_to_next_timer(clock))
-        await asyncio.to_thread(events.wait_for, SupervisorEventKind.ESCALATED, 1)
+        await asyncio.to_thread(events.wait_for, SupervisorEventKind.ESCALATED)
         fake_elapsed = sum(steps)
         assert fake_elapsed < 1.0
         assert starts == 1 + MAX_RESTARTS
@@ -154,7 +126,12 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
             SupervisorEventKind.ESCALATED,
         ]
         # The other children were stopped in reverse start order.
-        assert events.stopped() == ["facade", "legacy_task_manager", "thread_pool", "task_monitor"]
+        assert [e.child_id for e in events.of(SupervisorEventKind.STOPPED)] == [
+            "facade",
+            "legacy_task_manager",
+            "thread_pool",
+            "task_monitor",
+        ]
 
         # Every call that was waiting fails with the system's failure, without a hang.
         for pending_call in (waiting, executing, buffered):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from actors._execution import Execution, complete
-from actors._messages import AttemptDone
+from actors.runtime._attempt import Execution
+from actors.runtime._execution import complete
+from actors.runtime.messages import AttemptDone
 
 
 class Recorder:

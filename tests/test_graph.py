@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors._errors import DependencyCycleError, DuplicateTaskError, TaskNotFoundError
+from actors.core._errors import DependencyCycleError, DuplicateTaskError, TaskNotFoundError
 from actors.engine._graph import DependencyGraph
 
 # The autouse leak check in conftest.py is function scoped; it is harmless to run it once

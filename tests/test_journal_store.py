@@ -241,7 +241,7 @@ def test_a_placeholder_is_a_tagged_object_in_the_json() -> None:
         (
             (TaskPriority.HIGH,),
             {},
-            "task 'fetch' cannot be durable: argument 0 is a actors._types.TaskPriority, not "
+            "task 'fetch' cannot be durable: argument 0 is a actors.core._types.TaskPriority, not "
             "JSON-serializable" + JSON_TAIL,
         ),
         (
@@ -382,7 +382,7 @@ def test_encode_result_records_a_result_that_does_not_serialize() -> None:
 
 def test_error_fields_are_storable_text() -> None:
     assert error_fields(ValueError("bad \ud800 value")) == ("ValueError", "bad \\ud800 value")
-    assert error_fields(JournalFullError("x")) == ("actors._errors.JournalFullError", "x")
+    assert error_fields(JournalFullError("x")) == ("actors.core._errors.JournalFullError", "x")
 
 
 # --- the codec: functions by reference ------------------------------------------------------

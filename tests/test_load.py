@@ -5,9 +5,10 @@ periodic cleanup (every 50 ms, any finished task) removes what finished. Memory 
 bounded: the process's RSS (after a garbage collection, every 10 batches) never grows
 more than 40 MiB above where it was after a warm-up batch. Without the cleanup the
 finished tasks would be kept: about 600 bytes each, over 100 MiB for 200,000, so the
-bound fails after some 70,000 tasks. Throughput does not degrade: the last quarter of
-the run goes at least half as fast as the first. On the 2-core reference machine the
-run takes about 10 s (some 20,000 tasks/s).
+bound fails after some 70,000 tasks. Every batch gets its results in order, nothing
+fails or is retried, and the periodic cleanup keeps up (the final explicit one finds
+fewer than 10 batches left). Speed is the benchmarks' business: the throughput of the
+first and the last quarter is printed, not asserted.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ async def noop(i: int) -> int:
 
 
 @pytest.mark.slow
-async def test_200000_tasks_with_periodic_cleanup_keep_memory_and_throughput(
+async def test_200000_tasks_with_periodic_cleanup_keep_memory_bounded(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = {
@@ -72,6 +73,7 @@ async def test_200000_tasks_with_periodic_cleanup_keep_memory_and_throughput(
                 retained_peak = max(retained_peak, len(await tm.get_all_tasks()))
         left = await tm.cleanup_completed_tasks(0.0)
         assert await tm.get_all_tasks() == []
+        metrics = await tm.get_metrics()
 
     quarter = batches // 4
     first_rate = quarter * BATCH / sum(durations[:quarter])
@@ -88,4 +90,6 @@ async def test_200000_tasks_with_periodic_cleanup_keep_memory_and_throughput(
         )
     assert rss_peak < MAX_RSS_GROWTH
     assert retained_peak < MAX_RETAINED
-    assert last_rate >= 0.5 * first_rate
+    assert left < MAX_RETAINED
+    assert (metrics.failures, metrics.retries, metrics.timeouts) == (0, 0, 0)
+    assert sum(metrics.tasks_by_status.values()) == 0

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors._errors import ActorsError
-from actors._metrics import (
+from actors.core._errors import ActorsError
+from actors.observe._metrics import (
     BREAKER_STATES,
     MetricsSnapshot,
     QuantileSketch,

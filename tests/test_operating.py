@@ -14,9 +14,9 @@ from actors import (
     TaskStatus,
     TaskTimeoutError,
 )
-from actors._breaker import CircuitBreaker
-from actors._events import Event, EventKind
-from actors._governor import ResourceSample
+from actors.engine._breaker import CircuitBreaker
+from actors.observe._events import Event, EventKind
+from actors.observe._governor import ResourceSample
 from supervisors import Kill
 from supervisors.testing import FakeClock
 

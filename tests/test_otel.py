@@ -201,7 +201,7 @@ def test_without_opentelemetry_or_a_provider_nothing_is_traced(hide: str, shown:
         import asyncio, sys
         HIDE
         from actors import ActorSystem
-        from actors import _tracing
+        from actors.observe import _tracing
 
         async def main():
             async def work():

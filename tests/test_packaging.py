@@ -226,7 +226,7 @@ def test_mypy_in_a_user_project_sees_the_installed_wheel(
     done = _mypy(wheel_python, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines() == [
-        'prog.py:9: note: Revealed type is "actors._types.TaskInfo"',
+        'prog.py:9: note: Revealed type is "actors.core._types.TaskInfo"',
         'prog.py:12: note: Revealed type is "str"',
         'prog.py:17: note: Revealed type is "list[str]"',
         "Success: no issues found in 1 source file",
@@ -246,7 +246,7 @@ def test_mypy_in_a_user_project_sees_a_strict_editable_install(
     done = _mypy(python, project)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines() == [
-        'prog.py:9: note: Revealed type is "actors._types.TaskInfo"',
+        'prog.py:9: note: Revealed type is "actors.core._types.TaskInfo"',
         'prog.py:12: note: Revealed type is "str"',
         'prog.py:17: note: Revealed type is "list[str]"',
         "Success: no issues found in 1 source file",

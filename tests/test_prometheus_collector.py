@@ -18,7 +18,7 @@ from actors import (
     prometheus_collector,
     render_prometheus,
 )
-from actors._histogram import Histogram, HistogramCounts
+from actors.observe._histogram import Histogram, HistogramCounts
 from supervisors.testing import FakeClock
 
 BUCKETS = [0.3, 1, 4, 16]
@@ -191,7 +191,7 @@ async def test_a_scrape_that_gets_no_answer_is_bounded() -> None:
         gate = asyncio.Event()
         facade = system.supervisor.child("facade")
         # Hold the facade's mailbox: the metrics call waits behind this one.
-        facade.tell(actors._messages.GetBackend(_Blocking(blocked, gate)))
+        facade.tell(actors.runtime.messages.GetBackend(_Blocking(blocked, gate)))
         await asyncio.wait_for(blocked.wait(), 5)
         try:
             with pytest.raises(

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import tenacity
+from helpers import CANCELLED, COMPLETED, FAILED, WAIT, Boom, make_system
 from loguru import logger
 from tenacity.wait import wait_base
 
@@ -31,39 +32,14 @@ from actors import (
     InvalidTaskError,
     TaskCancelledError,
     TaskFailedError,
-    TaskStatus,
     TaskTimeoutError,
     UnifiedTaskManager,
     configure_logging,
 )
 from supervisors.testing import FakeClock
 
-WAIT = 5.0
-"""Upper bound, in real seconds, on waiting for anything in these tests."""
-
 START = 100.0
 """Where the fake clock starts (not 0, so a wrong time source shows)."""
-
-COMPLETED = TaskStatus.COMPLETED
-FAILED = TaskStatus.FAILED
-CANCELLED = TaskStatus.CANCELLED
-
-
-class Boom(Exception):
-    """What failing task bodies raise."""
-
-
-def make_system(backend: str, clock: FakeClock, **config: Any) -> ActorSystem:
-    return ActorSystem(
-        {
-            "USE_NEW_TASK_SYSTEM": backend == "new",
-            "RESTART_BACKOFF_INITIAL": 0.0,
-            # No periodic cleanup: the tests count the fake clock's timers.
-            "CLEANUP_INTERVAL": 0.0,
-            **config,
-        },
-        clock=clock,
-    )
 
 
 @pytest.fixture(params=["new", "old"])

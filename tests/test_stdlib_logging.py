@@ -13,7 +13,7 @@ import pytest
 from loguru import logger
 
 from actors import ActorSystem, ConfigError, TaskContextFilter, configure_logging
-from actors import _stdlib_logging as stdlib_logging
+from actors.core import _stdlib_logging as stdlib_logging
 
 if TYPE_CHECKING:
     from loguru import Logger

@@ -9,6 +9,8 @@ from typing import Any
 
 import pykka
 import pytest
+from helpers import Logged
+from helpers import SupervisorEvents as Events
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -27,54 +29,12 @@ from supervisors import (
     Kill,
     RestartIntensityExceeded,
     RestartPolicy,
-    SupervisedActor,
     Supervisor,
-    SupervisorEvent,
     SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
 
 TIMEOUT = 5.0
-
-
-class Events:
-    """A supervisor ``listener`` that tests can wait on."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._items: list[SupervisorEvent] = []
-
-    def __call__(self, event: SupervisorEvent) -> None:
-        with self._cond:
-            self._items.append(event)
-            self._cond.notify_all()
-
-    def of(self, kind: SupervisorEventKind, child_id: str | None = None) -> list[SupervisorEvent]:
-        with self._cond:
-            return [
-                e
-                for e in self._items
-                if e.kind is kind and (child_id is None or e.child_id == child_id)
-            ]
-
-
-class Logged(SupervisedActor):
-    def __init__(self, name: str = "w", log: list[str] | None = None) -> None:
-        super().__init__()
-        self.name = name
-        self.log = [] if log is None else log
-
-    def on_start(self) -> None:
-        self.log.append(f"start:{self.name}")
-
-    def on_stop(self) -> None:
-        self.log.append(f"stop:{self.name}")
-
-    def on_failure(self, *exc_info: Any) -> None:
-        self.log.append(f"crash:{self.name}")
-
-    def on_receive(self, message: Any) -> Any:
-        return self.actor_urn if message == "ping" else None
 
 
 class _Fail(Exception):

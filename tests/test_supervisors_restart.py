@@ -11,6 +11,8 @@ from typing import Any
 
 import pykka
 import pytest
+from helpers import Logged
+from helpers import SupervisorEvents as Events
 from tenacity import wait_exponential, wait_none
 
 from supervisors import (
@@ -23,42 +25,12 @@ from supervisors import (
     SupervisedActor,
     Supervisor,
     SupervisorError,
-    SupervisorEvent,
     SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
 
 TIMEOUT = 5.0
 ZERO_BACKOFF = RestartPolicy(wait=wait_none(), max_restarts=1000, within_seconds=60.0)
-
-
-class Events:
-    """A supervisor ``listener`` that tests can wait on."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._items: list[SupervisorEvent] = []
-
-    def __call__(self, event: SupervisorEvent) -> None:
-        with self._cond:
-            self._items.append(event)
-            self._cond.notify_all()
-
-    def of(self, child_id: str, kind: SupervisorEventKind | None = None) -> list[SupervisorEvent]:
-        with self._cond:
-            return [
-                e
-                for e in self._items
-                if e.child_id == child_id and (kind is None or e.kind is kind)
-            ]
-
-    def kinds(self, child_id: str) -> list[SupervisorEventKind]:
-        return [e.kind for e in self.of(child_id)]
-
-    def wait_for(self, kind: SupervisorEventKind, child_id: str, count: int = 1) -> None:
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self.of(child_id, kind)) >= count, TIMEOUT):
-                pytest.fail(f"no {count} {kind} events for {child_id!r}: {self._items}")
 
 
 @dataclass(frozen=True)
@@ -183,7 +155,7 @@ def test_restart_type_by_exit_reason(
     events.wait_for(exit_kind, "w")
     rows = sup.proxy().which_children().get(timeout=TIMEOUT)
 
-    [exit_event] = events.of("w", exit_kind)
+    [exit_event] = events.of(exit_kind, "w")
     assert repr(exit_event.reason) == reason_repr
     outcome = OUTCOME[restart, exit_reason]
     if outcome == "restarted":
@@ -259,19 +231,6 @@ def test_start_raises_what_on_start_raised() -> None:
     assert pykka.ActorRegistry.get_all() == []
 
 
-class Logged(SupervisedActor):
-    def __init__(self, name: str, log: list[str]) -> None:
-        super().__init__()
-        self.name = name
-        self.log = log
-
-    def on_start(self) -> None:
-        self.log.append(f"start:{self.name}")
-
-    def on_stop(self) -> None:
-        self.log.append(f"stop:{self.name}")
-
-
 def test_a_child_failing_to_start_fails_the_supervisor_start_and_stops_the_others() -> None:
     log: list[str] = []
     specs = [
@@ -334,16 +293,16 @@ def test_a_restart_whose_on_start_raises_counts_as_a_failure_and_backs_off_furth
     new_urn = handle.ask("ping", timeout=TIMEOUT)
 
     assert scheduled == [1.0, 2.0, 4.0]
-    assert [e.delay for e in events.of("w", SupervisorEventKind.RESTART_SCHEDULED)] == [
+    assert [e.delay for e in events.of(SupervisorEventKind.RESTART_SCHEDULED, "w")] == [
         1.0,
         2.0,
         4.0,
     ]
-    assert [repr(e.reason) for e in events.of("w", SupervisorEventKind.START_FAILED)] == [
+    assert [repr(e.reason) for e in events.of(SupervisorEventKind.START_FAILED, "w")] == [
         "RuntimeError('start failed (2 left)')",
         "RuntimeError('start failed (1 left)')",
     ]
-    assert [e.at for e in events.of("w", SupervisorEventKind.RESTARTED)] == [7.0]
+    assert [e.at for e in events.of(SupervisorEventKind.RESTARTED, "w")] == [7.0]
     assert plan == deque()
     assert new_urn != first_urn
     rows = sup.proxy().which_children().get(timeout=TIMEOUT)
@@ -418,7 +377,7 @@ def test_a_base_exception_in_one_child_stops_neither_siblings_nor_other_supervis
     assert c.ask("ping", timeout=TIMEOUT) == urns[2]
     new_a = a.ask("ping", timeout=TIMEOUT)
     assert new_a != urns[0]
-    [crashed] = events.of("a", SupervisorEventKind.CRASHED)
+    [crashed] = events.of(SupervisorEventKind.CRASHED, "a")
     assert crashed.reason is error
     assert sup.is_alive()
     assert other.is_alive()
@@ -443,7 +402,7 @@ def test_two_hundred_crash_restart_cycles_leave_no_threads_and_no_dead_actors(
         seen.add(a.ask("ping", timeout=TIMEOUT))
 
     assert len(seen) == 201
-    assert len(events.of("a", SupervisorEventKind.RESTARTED)) == 200
+    assert len(events.of(SupervisorEventKind.RESTARTED, "a")) == 200
     counts = sup.proxy().count_children().get(timeout=TIMEOUT)
     assert (counts.specs, counts.active, counts.restarting) == (2, 2, 0)
     a_urn = a.actor_urn
@@ -504,6 +463,6 @@ def test_failed_restarts_with_zero_backoff_retry_until_the_intensity_escalates(
         "supervisor 'root'; last reason: RuntimeError('start 1001 failed')"
     )
     assert [str(e) for e in errors] == [message]
-    assert len(events.of("w", SupervisorEventKind.START_FAILED)) == 1000
+    assert len(events.of(SupervisorEventKind.START_FAILED, "w")) == 1000
     with pytest.raises(SupervisorError, match=f"^{re.escape(message)}$"):
         pending.get(timeout=TIMEOUT)

@@ -6,13 +6,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import helpers
 import pykka
 import pytest
 
 from supervisors import (
     ChildSpec,
     ChildStatus,
-    SupervisedActor,
     Supervisor,
     SupervisorError,
     SupervisorEvent,
@@ -29,17 +29,8 @@ class Block:
     release: threading.Event
 
 
-class Logged(SupervisedActor):
-    def __init__(self, name: str, log: list[str]) -> None:
-        super().__init__()
-        self.name = name
-        self.log = log
-
-    def on_start(self) -> None:
-        self.log.append(f"start:{self.name}")
-
-    def on_stop(self) -> None:
-        self.log.append(f"stop:{self.name}")
+class Logged(helpers.Logged):
+    """Blocks on `Block` until released."""
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Block):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pykka
 import pytest
+from helpers import Logged
+from helpers import SupervisorEvents as Events
 from tenacity import wait_fixed, wait_none
 
 from supervisors import (
@@ -17,59 +18,14 @@ from supervisors import (
     Restart,
     RestartPolicy,
     Strategy,
-    SupervisedActor,
     Supervisor,
     SupervisorError,
-    SupervisorEvent,
     SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
 
 TIMEOUT = 5.0
 ZERO_BACKOFF = RestartPolicy(wait=wait_none(), max_restarts=100, within_seconds=60.0)
-
-
-class Events:
-    """A supervisor ``listener`` that tests can wait on."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._items: list[SupervisorEvent] = []
-
-    def __call__(self, event: SupervisorEvent) -> None:
-        with self._cond:
-            self._items.append(event)
-            self._cond.notify_all()
-
-    def of(self, kind: SupervisorEventKind) -> list[SupervisorEvent]:
-        with self._cond:
-            return [e for e in self._items if e.kind is kind]
-
-    def wait_for(self, kind: SupervisorEventKind, count: int = 1) -> None:
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self.of(kind)) >= count, TIMEOUT):
-                pytest.fail(f"fewer than {count} {kind} events: {self._items}")
-
-
-class Logged(SupervisedActor):
-    """Records its starts, stops and crashes in a list shared by all children."""
-
-    def __init__(self, name: str, log: list[str]) -> None:
-        super().__init__()
-        self.name = name
-        self.log = log
-
-    def on_start(self) -> None:
-        self.log.append(f"start:{self.name}")
-
-    def on_stop(self) -> None:
-        self.log.append(f"stop:{self.name}")
-
-    def on_failure(self, *exc_info: Any) -> None:
-        self.log.append(f"crash:{self.name}")
-
-    def on_receive(self, message: Any) -> Any:
-        return self.actor_urn if message == "ping" else None
 
 
 def specs(log: list[str], names: str = "abcd", **kwargs: Any) -> list[ChildSpec]:
@@ -122,7 +78,7 @@ def test_strategy_restarts_the_right_children_in_order(
 
     h["b"].tell(Kill())
     restarted = [entry.split(":")[1] for entry in after_crash if entry.startswith("start:")]
-    events.wait_for(SupervisorEventKind.RESTARTED, len(restarted))
+    events.wait_for(SupervisorEventKind.RESTARTED, count=len(restarted))
     rows = sup.proxy().which_children().get(timeout=TIMEOUT)
 
     assert log == STARTS + after_crash
@@ -163,7 +119,7 @@ def test_one_for_all_removes_temporary_siblings_instead_of_restarting_them(
     h = handles(sup, "abcd")
 
     h["a"].tell(Kill())
-    events.wait_for(SupervisorEventKind.RESTARTED, 3)
+    events.wait_for(SupervisorEventKind.RESTARTED, count=3)
     rows = sup.proxy().which_children().get(timeout=TIMEOUT)
 
     assert log == [

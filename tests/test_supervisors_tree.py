@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pykka
 import pytest
+from helpers import Logged
+from helpers import SupervisorEvents as Events
 from tenacity import wait_none
 
 from supervisors import (
@@ -17,52 +18,12 @@ from supervisors import (
     Kill,
     RestartIntensityExceeded,
     RestartPolicy,
-    SupervisedActor,
     Supervisor,
-    SupervisorEvent,
     SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
 
 TIMEOUT = 5.0
-
-
-class Logged(SupervisedActor):
-    def __init__(self, name: str, log: list[str]) -> None:
-        super().__init__()
-        self.name = name
-        self.log = log
-
-    def on_start(self) -> None:
-        self.log.append(f"start:{self.name}")
-
-    def on_stop(self) -> None:
-        self.log.append(f"stop:{self.name}")
-
-    def on_failure(self, *exc_info: Any) -> None:
-        self.log.append(f"crash:{self.name}")
-
-    def on_receive(self, message: Any) -> Any:
-        return self.actor_urn if message == "ping" else None
-
-
-class Events:
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self.items: list[SupervisorEvent] = []
-
-    def __call__(self, event: SupervisorEvent) -> None:
-        with self._cond:
-            self.items.append(event)
-            self._cond.notify_all()
-
-    def of(self, kind: SupervisorEventKind) -> list[SupervisorEvent]:
-        with self._cond:
-            return [e for e in self.items if e.kind is kind]
-
-    def wait_for(self, kind: SupervisorEventKind) -> None:
-        with self._cond:
-            assert self._cond.wait_for(lambda: self.of(kind), TIMEOUT), self.items
 
 
 class Escalations:

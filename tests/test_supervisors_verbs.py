@@ -8,6 +8,7 @@ from typing import Any
 
 import pykka
 import pytest
+from helpers import Logged
 from tenacity import wait_fixed
 
 from supervisors import (
@@ -27,22 +28,6 @@ from supervisors import (
 from supervisors.testing import FakeClock
 
 TIMEOUT = 5.0
-
-
-class Logged(SupervisedActor):
-    def __init__(self, name: str, log: list[str]) -> None:
-        super().__init__()
-        self.name = name
-        self.log = log
-
-    def on_start(self) -> None:
-        self.log.append(f"start:{self.name}")
-
-    def on_stop(self) -> None:
-        self.log.append(f"stop:{self.name}")
-
-    def on_receive(self, message: Any) -> Any:
-        return self.actor_urn if message == "ping" else None
 
 
 class FailsToStart(SupervisedActor):

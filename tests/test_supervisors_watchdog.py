@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pykka
 import pytest
+from helpers import SupervisorEvents as Events
 from tenacity import wait_none
 
 from supervisors import (
@@ -17,7 +17,6 @@ from supervisors import (
     Restart,
     RestartPolicy,
     Supervisor,
-    SupervisorEvent,
     SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
@@ -33,17 +32,6 @@ class Plain(pykka.ThreadingActor):
         if message == "crash":
             raise RuntimeError("plain crash")
         return self.actor_urn
-
-
-class Events:
-    def __init__(self) -> None:
-        self.items: list[SupervisorEvent] = []
-        self.restarted = threading.Event()
-
-    def __call__(self, event: SupervisorEvent) -> None:
-        self.items.append(event)
-        if event.kind is SupervisorEventKind.RESTARTED:
-            self.restarted.set()
 
 
 @pytest.fixture
@@ -97,16 +85,16 @@ def test_a_crashed_plain_actor_is_found_dead_after_two_ticks_and_restarted(
     tick(clock)
     rows = supervisor.proxy().which_children().get(timeout=TIMEOUT)
     assert rows == [ChildInfo("p", "running", 0, old_urn, Restart.PERMANENT, False)]
-    assert not events.restarted.is_set()
+    assert events.of(SupervisorEventKind.RESTARTED) == []
 
     tick(clock)
     new_urn = reply.get(timeout=TIMEOUT)
 
     assert new_urn != old_urn
-    assert events.restarted.is_set()
+    assert len(events.of(SupervisorEventKind.RESTARTED)) == 1
     rows = supervisor.proxy().which_children().get(timeout=TIMEOUT)
     assert rows == [ChildInfo("p", "running", 1, new_urn, Restart.PERMANENT, False)]
-    [crashed] = [e for e in events.items if e.kind is SupervisorEventKind.CRASHED]
+    [crashed] = events.of(SupervisorEventKind.CRASHED)
     assert (crashed.child_id, str(crashed.reason), crashed.at) == (
         "p",
         "child 'p' was found dead by the watchdog",

@@ -13,16 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import actors._taskgraph as taskgraph_module
-from actors._errors import (
+import actors.observe._taskgraph as taskgraph_module
+from actors.core._errors import (
     ActorsError,
     DependencyCycleError,
     InvalidTaskError,
     TaskNotFoundError,
 )
-from actors._taskgraph import STATUS_COLOURS, GraphvizNotFoundError, TaskGraph, TaskNode
-from actors._types import TaskInfo, TaskPriority, TaskStatus
+from actors.core._types import TaskInfo, TaskPriority, TaskStatus
 from actors.engine._graph import DependencyGraph
+from actors.observe._taskgraph import STATUS_COLOURS, GraphvizNotFoundError, TaskGraph, TaskNode
 
 PROPERTY = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import tenacity
 
-from actors._errors import ActorsError, InvalidTaskError
-from actors._types import TaskPriority
-from actors._validate import (
+from actors.core._errors import ActorsError, InvalidTaskError
+from actors.core._types import TaskPriority
+from actors.engine._validate import (
     TaskSpec,
     is_coroutine_callable,
     validate_registration,

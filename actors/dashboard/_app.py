@@ -25,13 +25,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from actors._errors import ActorsError, InvalidTaskError, TaskNotFoundError
-from actors._query import MAX_PAGE_SIZE, TaskDetail, TaskRow
-from actors._types import TaskInfo, TaskStatus
+from actors.api import ActorSystem
+from actors.core import ActorsError, InvalidTaskError, TaskInfo, TaskNotFoundError, TaskStatus
+from actors.engine import MAX_PAGE_SIZE, TaskDetail, TaskRow
 
 if TYPE_CHECKING:
-    from actors._events import Event
-    from actors._system import ActorSystem
+    from actors.observe import Event
 
 __all__ = ["GRAPH_MAX_NODES", "SSE_HEARTBEAT_SECONDS", "create_app"]
 
@@ -414,8 +413,6 @@ def create_app(
     ``token`` (default: the system's ``DASHBOARD_TOKEN``) makes every API call need
     ``Authorization: Bearer <token>``; ``read_only`` refuses cancel and retry (403).
     """
-    from actors._system import ActorSystem
-
     if not isinstance(system, ActorSystem):
         raise InvalidTaskError(f"system must be an ActorSystem, got {system!r}")
     if token is None:

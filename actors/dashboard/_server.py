@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from actors._errors import ActorSystemError, InvalidTaskError
+from actors.core import ActorSystemError, InvalidTaskError
 
 if TYPE_CHECKING:
-    from actors._system import ActorSystem
+    from actors.api import ActorSystem
 
 __all__ = ["DashboardServer"]
 

@@ -46,31 +46,33 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from loguru import logger
 
-from actors import _logging
-from actors._errors import (
+from actors.core import (
+    TASK_LOGGING,
+    TERMINAL,
     CircuitOpenError,
     ConfigError,
     DependencyFailedError,
     DuplicateTaskError,
     InvalidTaskError,
+    SafeRepr,
     TaskCancelledError,
     TaskFailedError,
+    TaskInfo,
     TaskNotExecutedError,
     TaskNotFoundError,
+    TaskStatus,
     TaskTimeoutError,
+    shrink,
 )
-from actors._logging import SafeRepr
-from actors._types import TERMINAL, TaskInfo, TaskStatus
-from actors._util import shrink
 from actors.engine._graph import DependencyGraph
 from actors.engine._outcomes import INTERRUPTED, breaker_outcome, ended_cancelled, retry_delay
 from actors.engine._record import MAX_FAILURES_KEPT, Attempt, TaskRecord, Timer, failure_of
 from actors.engine._results import substitute
 
 if TYPE_CHECKING:
-    from actors._breaker import CircuitBreaker
-    from actors._bridge import LoopBridge, ReplyTo
-    from actors._validate import TaskSpec
+    from actors.core import LoopBridge, ReplyTo
+    from actors.engine._breaker import CircuitBreaker
+    from actors.engine._validate import TaskSpec
     from supervisors import Clock
 
 __all__ = ["Engine", "Policy", "Port", "StartFailed", "Transition"]
@@ -244,7 +246,7 @@ class Engine:
         )
         if new in _ATTEMPT_FAILED:
             self._note_failure(record, when)
-        if _logging._enabled and new in _LOGGED:
+        if TASK_LOGGING.on and new in _LOGGED:
             _log_transition(record, new)
 
     def _note_failure(self, record: TaskRecord, at: float) -> None:

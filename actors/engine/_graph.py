@@ -8,12 +8,16 @@ close one, naming the cycle. Not thread-safe: it lives inside one actor's state.
 from __future__ import annotations
 
 import graphlib
-import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
 
-from actors._errors import DependencyCycleError, DuplicateTaskError, TaskNotFoundError
-from actors._util import shrink
+from actors.core import (
+    DependencyCycleError,
+    DuplicateTaskError,
+    TaskNotFoundError,
+    shrink,
+    stable_order,
+)
 
 __all__ = ["DependencyGraph"]
 
@@ -224,15 +228,7 @@ class DependencyGraph:
         for node in nodes:
             sorter.add(node, *self._dependencies.get(node, ()))
         sorter.prepare()
-        ready = [(self._seq[node], node) for node in sorter.get_ready()]
-        heapq.heapify(ready)
-        order: list[str] = []
-        while ready:
-            _, node = heapq.heappop(ready)
-            order.append(node)
-            sorter.done(node)
-            for nxt in sorter.get_ready():
-                heapq.heappush(ready, (self._seq[nxt], nxt))
+        order = stable_order(sorter, self._seq)
         if wanted is None:
             return order
         return [node for node in order if node in wanted]

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import tenacity
 
-from actors._errors import TaskCancelledError, TaskFailedError
-from actors._logging import safe_repr
+from actors.core import TaskCancelledError, TaskFailedError, safe_repr
 
 if TYPE_CHECKING:
     from tenacity.wait import wait_base
@@ -28,7 +27,7 @@ INTERRUPTED = Interrupted("the attempt was stopped before it answered")
 
 def ended_cancelled(error: BaseException) -> bool:
     """Whether an attempt that ended with ``error`` ends its task cancelled: its code
-    raised ``asyncio.CancelledError``, which `actors._execution.attempt_error` wraps in a
+    raised ``asyncio.CancelledError``, which `actors.runtime._execution.attempt_error` wraps in a
     `TaskCancelledError` (every other non-`Exception` it wraps in a `TaskFailedError`)."""
     cause = error.__cause__
     return (
@@ -40,7 +39,7 @@ def ended_cancelled(error: BaseException) -> bool:
 
 def breaker_outcome(error: BaseException) -> BaseException:
     """What a circuit breaker hears of an attempt that ended with ``error``: for an error
-    that `actors._execution.attempt_error` wrapped, the original `BaseException`, which a
+    that `actors.runtime._execution.attempt_error` wrapped, the original `BaseException`, which a
     breaker counts as neither a success nor a failure (interrupted, not answered)."""
     cause = error.__cause__
     if (

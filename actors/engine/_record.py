@@ -8,15 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actors._types import TaskInfo, TaskPriority, TaskStatus
+from actors.core import TaskInfo, TaskPriority, TaskStatus
 
 if TYPE_CHECKING:
     from tenacity.wait import wait_base
 
-    from actors._breaker import CircuitBreaker, Permit
-    from actors._bridge import LoopBridge, ReplyTo
-    from actors._validate import TaskSpec
+    from actors.core import LoopBridge, ReplyTo
+    from actors.engine._breaker import CircuitBreaker, Permit
     from actors.engine._graph import DependencyGraph
+    from actors.engine._validate import TaskSpec
 
 __all__ = ["MAX_FAILURES_KEPT", "Attempt", "AttemptFailure", "TaskRecord", "Timer", "failure_of"]
 
@@ -27,7 +27,7 @@ _MESSAGE_CHARS = 2000
 
 
 class Attempt(Protocol):
-    """A started attempt, as the engine sees it (`actors._execution.Execution`)."""
+    """A started attempt, as the engine sees it (`actors.runtime._execution.Execution`)."""
 
     @property
     def token(self) -> object:

@@ -4,7 +4,7 @@
 `Codec` and `function_reference` turn a task into what the file holds.
 """
 
-from actors._errors import (
+from actors.core import (
     JournalDecodeError,
     JournalEncodeError,
     JournalError,

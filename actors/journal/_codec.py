@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from actors._errors import InvalidTaskError, JournalDecodeError, JournalEncodeError
+from actors.core import InvalidTaskError, JournalDecodeError, JournalEncodeError
 from actors.engine import ResultOf
 from actors.journal._functions import NOT_DURABLE as _NOT_DURABLE
 from actors.journal._functions import type_name as _type_name

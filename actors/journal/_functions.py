@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from actors._errors import JournalDecodeError, JournalEncodeError
+from actors.core import JournalDecodeError, JournalEncodeError
 
 __all__ = ["NOT_DURABLE", "function_reference", "resolve_function", "type_name"]
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from actors._errors import (
+from actors.core import (
     InvalidTaskError,
     JournalError,
     JournalFormatError,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from actors._errors import JournalError, JournalStoreError
+from actors.core import JournalError, JournalStoreError
 from actors.journal._records import Deletion, Record, StatusChange, TaskRow, merge
 from actors.journal._store import JournalStore
 

@@ -1,0 +1,739 @@
+"""`UnifiedTaskManager`: the async client every caller uses, and the lazy module-level one.
+
+Each method checks its arguments in the caller (a rejected call changes nothing), sends
+one message to the facade carrying a reply channel, and awaits an asyncio future that
+the answering actor resolves on this loop (`actors.core._bridge`). Calls are bounded by
+``CALL_TIMEOUT``; waiting for a task is bounded by the caller's ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures.thread  # noqa: F401  (registers its exit hook before ours)
+import contextlib
+import functools
+import math
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, TypeVarTuple, Unpack, overload
+
+from tenacity.wait import wait_base
+
+from actors.core import TASK_CONTEXT as _current
+from actors.core import (
+    ActorsError,
+    ActorSystemError,
+    Config,
+    ConfigError,
+    InvalidTaskError,
+    Reply,
+    ReplyTo,
+    SystemOverloadedError,
+    TaskInfo,
+    TaskPriority,
+    TaskStatus,
+    WaitTimeoutError,
+    bridge_for,
+    load_config,
+)
+from actors.engine import (
+    CircuitBreaker,
+    PageQuery,
+    TaskDetail,
+    TaskPage,
+    TaskRow,
+    TaskSpec,
+    check_picklable,
+    merge_rows,
+    split_page,
+    validate_executor,
+    validate_registration,
+    validate_task_id,
+    validate_timeout,
+)
+from actors.observe import (
+    EventStream,
+    MetricsSnapshot,
+    Subscriber,
+    TaskGraph,
+    capture,
+    render_prometheus,
+)
+from actors.runtime import TASK_SYSTEMS, messages, new_task_id, require_backend
+from supervisors import BufferFullError, ChildHandle, SupervisorError
+
+if TYPE_CHECKING:
+    from actors.runtime import SystemRuntime
+
+__all__ = [
+    "TaskOptions",
+    "ThreadPoolClient",
+    "UnifiedTaskManager",
+    "configure",
+    "unified_task_manager",
+]
+
+_UNBOUNDED = -1.0
+Ts = TypeVarTuple("Ts")
+R = TypeVar("R")
+
+
+class TaskOptions(TypedDict, total=False):
+    """The options of `UnifiedTaskManager.submit`: ``name`` (default: the function's
+    ``__qualname__``), ``kwargs`` (the function's keyword arguments) and every keyword
+    option of ``register_task``, with the same meaning."""
+
+    name: str
+    kwargs: Mapping[str, Any] | None
+    task_type: str
+    description: str
+    metadata: Mapping[str, Any] | None
+    priority: TaskPriority | int
+    dependencies: Iterable[str]
+    max_retries: int
+    retry_delay: float
+    retry_wait: wait_base | None
+    timeout: float | None
+    task_id: str | None
+    circuit_breaker: str | CircuitBreaker | None
+    executor: str | None
+    on_dependency_failure: Literal["cancel", "run"]
+
+
+_OPTIONS = frozenset(TaskOptions.__annotations__)
+
+
+def _translated(error: SupervisorError, what: str) -> ActorsError:
+    """The `actors` error a caller sees for a supervision error: every error of the API
+    is an `ActorsError`."""
+    if isinstance(error, BufferFullError):
+        return SystemOverloadedError(
+            f"the actor system is overloaded: child {error.child_id!r} is restarting and "
+            f"already holds {error.capacity} buffered calls (MAILBOX_BUFFER_CAPACITY); "
+            "the call was not accepted: retry after a short backoff, or raise "
+            "MAILBOX_BUFFER_CAPACITY"
+        )
+    return ActorSystemError(f"{what}: {error}")
+
+
+class _Ignore:
+    """A reply nobody waits for."""
+
+    def set_result(self, value: Any) -> None:
+        pass
+
+    def set_exception(self, error: BaseException) -> None:
+        pass
+
+
+_IGNORE = _Ignore()
+
+
+class UnifiedTaskManager:
+    """The async API (docs/architecture.md). Bound to an `ActorSystem`, or lazy (module level)."""
+
+    def __init__(self, system: SystemRuntime | None = None) -> None:
+        self._system = system
+        self._lazy = system is None
+        self.thread_pool = ThreadPoolClient(self)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _get_system(self) -> SystemRuntime:
+        system = self._system
+        if system is None:
+            system = _lazy_system(self)
+        return system
+
+    def _reply(self) -> Reply:
+        """A reply channel for one call, resolved on the running loop."""
+        system = self._system or self._get_system()
+        system._check()
+        loop = asyncio.get_running_loop()
+        bridge = bridge_for(loop)
+        if bridge is not system._last_bridge:
+            system._remember(bridge)
+        return Reply(bridge, loop.create_future())
+
+    def _ask(
+        self, kind: Callable[[*Ts, ReplyTo], tuple[Any, ...]], *args: *Ts
+    ) -> Coroutine[Any, Any, Any]:
+        """One request: ``kind(*args, reply)`` to the facade; await it for the answer."""
+        reply = self._reply()
+        return self._call(reply, kind(*args, reply))
+
+    async def _call(
+        self,
+        reply: Reply,
+        message: tuple[Any, ...],
+        timeout: float | None = None,
+        to: ChildHandle | None = None,
+    ) -> Any:
+        """Send ``message`` (a request carrying ``reply``) to the facade (or ``to``) and
+        await the answer, bounded by CALL_TIMEOUT unless ``timeout`` says otherwise
+        (``_UNBOUNDED``: only a failure of the system ends the wait)."""
+        system = self._system or self._get_system()
+        facade = system._check()
+        future, bridge = reply.future, reply.bridge
+        what = (
+            "the actor system cannot take calls"
+            if to is None
+            else "the thread pool cannot take work"
+        )
+        try:
+            (facade if to is None else to).tell(message)
+        except SupervisorError as exc:
+            raise _translated(exc, what) from exc
+        if timeout is None:
+            timeout = system.config.CALL_TIMEOUT
+        bound = None if timeout == _UNBOUNDED else timeout
+        bridge.track(future, bound, type(message).__name__, system)
+        try:
+            return await future
+        except SupervisorError as exc:  # a child refused the call on its way
+            raise _translated(exc, what) from exc
+        finally:
+            bridge.calls.pop(future, None)
+
+    # -- registration and execution -------------------------------------------------------
+
+    async def register_task(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task_type: str = "default",
+        description: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        priority: TaskPriority | int = TaskPriority.NORMAL,
+        dependencies: Iterable[str] = (),
+        max_retries: int = 0,
+        retry_delay: float = 0.0,
+        retry_wait: wait_base | None = None,
+        timeout: float | None = None,
+        task_id: str | None = None,
+        circuit_breaker: str | CircuitBreaker | None = None,
+        executor: str | None = None,
+        on_dependency_failure: Literal["cancel", "run"] = "cancel",
+    ) -> str:
+        """Register a task; returns its id. Nothing runs until `execute_task`.
+
+        ``result_of(task_id)`` in ``args`` or ``kwargs`` (also inside lists, tuples and
+        dicts) makes ``task_id`` a dependency and is replaced by its result when this
+        task starts. ``on_dependency_failure``: ``"cancel"`` (a dependency that fails or
+        is cancelled cancels this task with a `DependencyFailedError`) or ``"run"`` (it
+        runs once every dependency ended, with the exception of one that did not
+        complete in place of its ``result_of``).
+
+        ``circuit_breaker`` names the breaker shared by every task that talks to the same
+        service (created with the configured defaults on first use), or is a
+        `CircuitBreaker` (registered under its name). While it is open (or half-open with
+        its trial calls taken) the task waits for it, ``queued``, holding no slot and
+        spending no attempt, and is released, most urgent first, when it lets calls
+        through; its ``timeout`` (per attempt) does not run meanwhile.
+
+        ``executor`` runs a plain function on ``"thread"``, ``"process"`` or ``"dask"``
+        (None: the configured ``THREAD_POOL_BACKEND``); coroutine functions always run
+        on their event loop. For ``process`` and ``dask``, ``func`` and its arguments
+        must pickle (checked here), the task id is bound in the worker for logging and
+        `current_task_id`, and an attempt that times out or is cancelled while it runs
+        is abandoned (a worker process cannot see the cancellation token) and its late
+        result discarded. The old task system runs plain functions on its loop's default
+        executor and ignores ``executor``.
+        """
+        spec = validate_registration(
+            name,
+            func,
+            args,
+            kwargs,
+            task_type=task_type,
+            description=description,
+            metadata=metadata,
+            priority=priority,
+            dependencies=dependencies,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            retry_wait=retry_wait,
+            timeout=timeout,
+            task_id=task_id,
+            circuit_breaker=circuit_breaker,
+            executor=executor,
+            on_dependency_failure=on_dependency_failure,
+        )
+        spec = self._complete(spec)
+        reply = self._reply()
+        result: str = await self._call(
+            reply, messages.Register(spec, spec.task_id, reply.bridge, reply)
+        )
+        return result
+
+    def _complete(self, spec: TaskSpec) -> TaskSpec:
+        """A validated registration, with what the system decides: the executor (its
+        arguments checked for pickling), the shared breaker, the trace context."""
+        if not spec.is_coroutine:
+            backend = (
+                spec.executor or (self._system or self._get_system()).config.THREAD_POOL_BACKEND
+            )
+            if backend != "thread":
+                require_backend(backend)
+                check_picklable(backend, spec.func, spec.args, spec.kwargs)
+                spec = spec._replace(executor=backend)
+        circuit_breaker = spec.circuit_breaker
+        if circuit_breaker is not None:
+            system = self._system or self._get_system()
+            if isinstance(circuit_breaker, str):
+                breaker = system.breaker(circuit_breaker)
+            else:
+                breaker = system.circuit_breakers.add(circuit_breaker)
+            spec = spec._replace(circuit_breaker=breaker)
+        trace = capture()  # None without OpenTelemetry
+        if trace is not None:
+            spec = spec._replace(trace=trace)
+        return spec
+
+    @overload
+    async def submit(
+        self,
+        func: Callable[[*Ts], Awaitable[R]],
+        /,
+        *args: *Ts,
+        **options: Unpack[TaskOptions],
+    ) -> R: ...
+
+    @overload
+    async def submit(
+        self, func: Callable[[*Ts], R], /, *args: *Ts, **options: Unpack[TaskOptions]
+    ) -> R: ...
+
+    async def submit(self, func: Callable[[*Ts], Any], /, *args: *Ts, **options: Any) -> Any:
+        """Register ``func(*args)`` as a task, execute it and return its result (or
+        raise its error): the common case in one call and one message round trip.
+
+        ``options`` are ``name`` (default: ``func.__qualname__``), ``kwargs`` (the
+        function's keyword arguments: every other keyword is an option) and the keyword
+        options of `register_task` (`TaskOptions`). A type checker sees ``func``'s
+        return type (the awaited type for a coroutine function). The task is an ordinary
+        task: it shows in listings, metrics and events under its id. Cancelling the call
+        (``asyncio.wait_for`` timing out, say) cancels the task, as cancelling an
+        ``await`` of an asyncio task cancels that task.
+        """
+        unknown = options.keys() - _OPTIONS
+        if unknown:
+            raise InvalidTaskError(
+                f"submit() got unknown option(s) {', '.join(sorted(map(repr, unknown)))}; "
+                f"its options are {', '.join(sorted(_OPTIONS))}; pass the function's own "
+                "keyword arguments as kwargs={...}"
+            )
+        fields: dict[str, Any] = dict(options)
+        name = fields.pop("name", None)
+        if name is None:
+            name = _name_of(func)
+        kwargs = fields.pop("kwargs", None)
+        spec = self._complete(validate_registration(name, func, args, kwargs, **fields))
+        task_id = spec.task_id or new_task_id()
+        return await self._wait(
+            task_id,
+            None,
+            lambda reply: messages.SubmitTask(spec, task_id, reply.bridge, reply),
+            "SubmitTask",
+            abandon_cancels=True,
+        )
+
+    async def execute_task(self, task_id: str, wait: bool = False) -> Any:
+        """Start a pending task (and its pending dependencies).
+
+        Returns True when accepted, False if the task was already executing or finished.
+        With ``wait=True``: the task's result, or its exception raised.
+        """
+        validate_task_id(task_id)
+        if not isinstance(wait, bool):
+            raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
+        if wait:
+            return await self._wait(
+                task_id, None, lambda reply: messages.Execute(task_id, True, reply), "Execute"
+            )
+        return await self._ask(messages.Execute, task_id, False)
+
+    async def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
+        """The task's result once it ends, or its exception raised (unchanged).
+
+        Raises `WaitTimeoutError` (a `TimeoutError`) if it has not ended within
+        ``timeout`` seconds: the task goes on, and this caller is no longer its waiter.
+        Without a timeout, a task that was registered but never executed raises
+        `TaskNotExecutedError` at once (nothing would end the wait); with one, the call
+        waits for someone else to execute it.
+        Called from inside a task, the calling task gives its concurrency slot up while
+        it waits (see the README: tasks that wait for tasks).
+        """
+        validate_task_id(task_id)
+        bound = validate_timeout(timeout, "timeout")
+        bounded = bound is not None
+        return await self._wait(
+            task_id, bound, lambda reply: messages.Wait(task_id, reply, bounded), "Wait"
+        )
+
+    async def _wait(
+        self,
+        task_id: str,
+        bound: float | None,
+        request: Callable[[Reply], tuple[Any, ...]],
+        op: str,
+        abandon_cancels: bool = False,
+    ) -> Any:
+        """Send ``request(reply)`` for ``task_id``'s outcome and wait for it: at most
+        ``bound`` seconds, and only while someone awaits this call.
+
+        A wait that ends without the outcome (timed out, or cancelled) withdraws its
+        reply from the task's waiters (``abandon_cancels``: cancels the task, whose
+        only waiter it is). A caller that is itself a task of this system
+        tells its manager it is blocked, so that its slot runs other tasks meanwhile
+        (the task it waits for, say), and unblocked when the wait ends.
+        """
+        reply = self._reply()
+        system = self._system or self._get_system()
+        facade = system._check()
+        bridge, future = reply.bridge, reply.future
+        caller = _current.get()
+        blocked = False
+        try:
+            try:
+                if caller is not None:
+                    facade.tell(messages.Block(caller[0], caller[1], True, _IGNORE))
+                    blocked = True
+                facade.tell(request(reply))
+            except SupervisorError as exc:
+                raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
+            bridge.track(future, None, op, system)
+            if bound is None:
+                return await future
+            await asyncio.wait((future,), timeout=bound)
+            if not future.done():
+                msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
+                raise WaitTimeoutError(msg)
+            return future.result()
+        finally:
+            bridge.calls.pop(future, None)
+            if future.cancelled() or not future.done():  # ended without the outcome
+                future.cancel()
+                with contextlib.suppress(Exception):
+                    facade.tell(
+                        messages.Cancel(task_id, _IGNORE)
+                        if abandon_cancels
+                        else messages.Unwait(task_id, reply, _IGNORE)
+                    )
+            if blocked:
+                assert caller is not None
+                with contextlib.suppress(Exception):
+                    facade.tell(messages.Block(caller[0], caller[1], False, _IGNORE))
+
+    async def cancel_task(self, task_id: str) -> bool:
+        """Cancel a task that has not finished; False if it already had."""
+        validate_task_id(task_id)
+        result: bool = await self._ask(messages.Cancel, task_id)
+        return result
+
+    # -- queries --------------------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> TaskInfo:
+        validate_task_id(task_id)
+        result: TaskInfo = await self._ask(messages.GetTask, task_id)
+        return result
+
+    async def get_task_status(self, task_id: str) -> TaskStatus:
+        validate_task_id(task_id)
+        result: TaskStatus = await self._ask(messages.GetStatus, task_id)
+        return result
+
+    async def get_task_result(self, task_id: str) -> Any:
+        """The result of a completed task; None while it has not completed."""
+        validate_task_id(task_id)
+        return await self._ask(messages.GetResult, task_id)
+
+    async def get_task_error(self, task_id: str) -> BaseException | None:
+        """The exception a failed or cancelled task ended with, else None."""
+        validate_task_id(task_id)
+        result: BaseException | None = await self._ask(messages.GetError, task_id)
+        return result
+
+    async def get_all_tasks(self) -> list[TaskInfo]:
+        result: list[TaskInfo] = await self._ask(messages.GetAll)
+        return result
+
+    async def get_tasks_by_status(self, status: TaskStatus | str) -> list[TaskInfo]:
+        try:
+            checked = TaskStatus(status)
+        except ValueError:
+            known = ", ".join(s.value for s in TaskStatus)
+            raise InvalidTaskError(f"status must be one of {known}; got {status!r}") from None
+        result: list[TaskInfo] = await self._ask(messages.GetByStatus, checked)
+        return result
+
+    async def get_tasks_by_type(self, task_type: str) -> list[TaskInfo]:
+        if not isinstance(task_type, str) or not task_type:
+            raise InvalidTaskError(f"task_type must be a non-empty str, got {task_type!r}")
+        result: list[TaskInfo] = await self._ask(messages.GetByType, task_type)
+        return result
+
+    async def get_task_page(
+        self,
+        offset: int = 0,
+        limit: int = 50,
+        *,
+        status: TaskStatus | str | None = None,
+        task_type: str | None = None,
+        search: str | None = None,
+    ) -> TaskPage:
+        """One page of the tasks, newest first, filtered by status, type and a part of
+        the name or id (case-insensitive): the total that match and ``limit`` rows from
+        ``offset``. Costs two scans of the records, not a `TaskInfo` per task."""
+        query = PageQuery(offset, limit, status, task_type, search)
+        keys: list[tuple[int, list[float]]] = await self._ask(messages.PageKeys, query)
+        cuts = split_page(query, [part[1] for part in keys])
+        slices = dict(zip(TASK_SYSTEMS, cuts, strict=True))
+        rows: list[list[TaskRow]] = await self._ask(messages.PageRows, query, slices)
+        return merge_rows(query, sum(part[0] for part in keys), rows)
+
+    async def get_task_detail(self, task_id: str) -> TaskDetail:
+        """A task's snapshot with its dependents, failed attempts (errors and
+        tracebacks) and, while it is live or failed, its function and arguments."""
+        validate_task_id(task_id)
+        result: TaskDetail = await self._ask(messages.GetDetail, task_id)
+        return result
+
+    async def retry_task(self, task_id: str) -> str:
+        """Run a failed task again: register a new task with its definition (function,
+        arguments, options, current dependencies; ``metadata["retry_of"]`` names the
+        failed one) on the loop it was registered from, execute it, return its id.
+
+        The failed task stays as it is (its history is kept); raises `InvalidTaskError`
+        if the task did not fail.
+        """
+        validate_task_id(task_id)
+        spec, bridge = await self._ask(messages.GetDefinition, task_id)
+        metadata = MappingProxyType({**spec.metadata, "retry_of": task_id})
+        spec = spec._replace(task_id=None, metadata=metadata)
+        if bridge is None or bridge.loop.is_closed():
+            bridge = bridge_for(asyncio.get_running_loop())
+        new_id: str = await self._ask(messages.Register, spec, None, bridge)
+        await self._ask(messages.Execute, new_id, False)
+        return new_id
+
+    async def get_metrics(self) -> MetricsSnapshot:
+        """A frozen snapshot of what the monitor counted, up to this call."""
+        result: MetricsSnapshot = await self._ask(messages.GetMetrics)
+        return result
+
+    async def render_prometheus(self) -> str:
+        """The metrics in the Prometheus text exposition format (needs prometheus_client)."""
+        return render_prometheus(await self.get_metrics())
+
+    def events(self, task_type: str | None = None) -> EventStream:
+        """Every lifecycle transition (of ``task_type`` tasks only, if given), circuit
+        breaker change and resource alarm from now on: ``async for event in ...``.
+
+        Called on an event loop, it subscribes at once: an event of a call made after
+        ``events()`` returned is in the stream even if it happened before the first
+        iteration (which waits for the subscription to be confirmed). Called outside
+        an event loop, it subscribes on the first iteration."""
+        if task_type is not None and (not isinstance(task_type, str) or not task_type):
+            raise InvalidTaskError(f"task_type must be a non-empty str or None, got {task_type!r}")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return EventStream(self, task_type)
+        return EventStream(self, task_type, self._subscription(task_type))
+
+    def _subscription(self, task_type: str | None) -> asyncio.Future[Subscriber]:
+        """Send the subscription now; the future gets the `Subscriber` (CALL_TIMEOUT)."""
+        reply = self._reply()
+        system = self._system or self._get_system()
+        future, bridge = reply.future, reply.bridge
+        try:
+            system._check().tell(messages.Subscribe(bridge, task_type, reply))
+        except SupervisorError as exc:
+            raise _translated(exc, "the actor system cannot take calls") from exc
+        bridge.track(future, system.config.CALL_TIMEOUT, "Subscribe", system)
+        calls = bridge.calls
+        future.add_done_callback(lambda done: calls.pop(done, None))
+        return future
+
+    async def _subscribe(self, task_type: str | None) -> Subscriber:
+        reply = self._reply()
+        subscriber: Subscriber = await self._call(
+            reply, messages.Subscribe(reply.bridge, task_type, reply)
+        )
+        return subscriber
+
+    def _unsubscribe(self, subscriber: Subscriber) -> None:
+        subscriber.close()
+        system = self._system
+        if system is not None and system._facade is not None:
+            with contextlib.suppress(Exception):
+                system._facade.tell(messages.Unsubscribe(subscriber, _IGNORE))
+
+    async def get_task_graph(
+        self,
+        task_type: str | None = None,
+        around: str | None = None,
+        depth: int | None = None,
+    ) -> TaskGraph:
+        """A snapshot of the tasks and their dependencies, coloured by status.
+
+        ``task_type`` keeps only tasks of that type; ``around`` keeps one task and what
+        it depends on and what depends on it (up to ``depth`` hops).
+        """
+        if task_type is not None and (not isinstance(task_type, str) or not task_type):
+            raise InvalidTaskError(f"task_type must be a non-empty str or None, got {task_type!r}")
+        if around is not None:
+            validate_task_id(around, "around")
+        graph = TaskGraph.from_infos(await self.get_all_tasks())
+        if task_type is not None:
+            graph = graph.filter(task_type=task_type)
+        if around is not None:
+            graph = graph.neighbourhood(around, depth)
+        return graph
+
+    # -- graph, cleanup, switch -----------------------------------------------------------
+
+    async def add_dependency(self, task_id: str, depends_on: str) -> None:
+        """``task_id`` will start only after ``depends_on`` completed."""
+        validate_task_id(task_id)
+        validate_task_id(depends_on, "depends_on")
+        await self._ask(messages.AddDependency, task_id, depends_on)
+
+    async def cleanup_completed_tasks(self, max_age: float = 86400.0) -> int:
+        """Remove tasks that ended more than ``max_age`` seconds ago; returns how many."""
+        if (
+            not isinstance(max_age, int | float)
+            or isinstance(max_age, bool)
+            or not math.isfinite(max_age)
+            or max_age < 0
+        ):
+            raise InvalidTaskError(
+                f"max_age must be a finite number of seconds >= 0, got {max_age!r}"
+            )
+        result: int = await self._ask(messages.Cleanup, float(max_age))
+        return result
+
+    async def use_new_task_system(self, flag: bool) -> None:
+        """Send new registrations to the new (True) or the old (False) task manager."""
+        if not isinstance(flag, bool):
+            raise InvalidTaskError(f"flag must be a bool, got {flag!r}")
+        await self._ask(messages.UseNewSystem, flag)
+
+    async def shutdown(self) -> None:
+        """Stop the actor system: unfinished tasks are cancelled, actors stopped."""
+        system = self._system
+        if system is None:
+            return
+        if self._lazy:
+            self._system = None
+        await system.shutdown()
+
+
+class ThreadPoolClient:
+    """``unified_task_manager.thread_pool``: run a plain function on the pool."""
+
+    def __init__(self, client: UnifiedTaskManager) -> None:
+        self._client = client
+
+    async def submit(
+        self, fn: Callable[..., Any], /, *args: Any, executor: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)`` on the pool's executor; returns its result.
+
+        ``executor`` (keyword only, and reserved: it is never passed on to ``fn``) is one
+        of ``"thread"``, ``"process"``, ``"dask"``, or None for the configured
+        ``THREAD_POOL_BACKEND``. For ``process`` and ``dask``, ``fn`` and its arguments
+        must pickle (checked here, `InvalidTaskError` naming what does not).
+        """
+        if not callable(fn):
+            raise InvalidTaskError(f"fn must be callable, got {fn!r}")
+        checked = validate_executor(executor)
+        system = self._client._system or self._client._get_system()
+        system._check()
+        backend = checked or system.config.THREAD_POOL_BACKEND
+        if backend != "thread":
+            require_backend(backend)
+            check_picklable(backend, fn, args, kwargs)
+        pool = system._pool
+        assert pool is not None
+        client = self._client
+        reply = client._reply()
+        submit = messages.Submit(fn, args, kwargs, reply, backend)
+        return await client._call(reply, submit, _UNBOUNDED, pool)
+
+
+def _name_of(func: Callable[..., Any]) -> str:
+    """A task name for ``func``: its ``__qualname__`` (through partials), else its
+    type's."""
+    inner: Any = func
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    name = getattr(inner, "__qualname__", None)
+    return name if isinstance(name, str) and name else type(inner).__qualname__
+
+
+# -- the lazy module-level client -------------------------------------------------------
+
+_lazy_lock = threading.Lock()
+_global_config: Config | None = None
+_lazy_systems: list[SystemRuntime] = []
+
+
+def configure(config: Mapping[str, Any] | Config) -> Config:
+    """Set the configuration the lazy `unified_task_manager` starts with.
+
+    Call it before first use (or after ``shutdown()``); raises `ConfigError` otherwise,
+    or when a key is unknown or a value is of the wrong type.
+    """
+    global _global_config
+    checked = config if isinstance(config, Config) else load_config(config)
+    with _lazy_lock:
+        if unified_task_manager._system is not None:
+            raise ConfigError(
+                "the actor system of unified_task_manager is running; call "
+                "configure() before first use or after `await unified_task_manager.shutdown()`"
+            )
+        _global_config = checked
+    return checked
+
+
+def _lazy_system(client: UnifiedTaskManager) -> SystemRuntime:
+    from actors.runtime import SystemRuntime
+
+    with _lazy_lock:
+        if client._system is None:
+            system = SystemRuntime(_global_config)
+            system.start()
+            client._system = system
+            _lazy_systems.append(system)
+        return client._system
+
+
+def _stop_at_exit() -> None:
+    for system in _lazy_systems:
+        system.stop_sync()
+    _lazy_systems.clear()
+
+
+# The lazy system stops before the interpreter joins any thread. `atexit` hooks run only
+# after `threading._shutdown` has joined every non-daemon thread and run the hooks that
+# `threading._register_atexit` holds (last registered first), among them
+# `concurrent.futures`' own, which join their executors' workers without a bound: a
+# worker blocked in a task function that waits for its cancellation token would never
+# see it set. `threading._register_atexit` is CPython-internal (3.9+, undocumented, the
+# hook `concurrent.futures` itself uses); where it is missing, `atexit` stands in.
+# concurrent.futures.thread is imported first so that its hook runs after ours.
+_register_early: Callable[[Callable[[], None]], object] = getattr(
+    threading, "_register_atexit", atexit.register
+)
+_register_early(_stop_at_exit)
+
+
+unified_task_manager = UnifiedTaskManager()
+"""The module-level client: starts its actor system on first use."""

@@ -1,0 +1,130 @@
+"""`ActorSystem`: the embedded actor system, as users hold it.
+
+The supervision tree itself is `actors.runtime.SystemRuntime`; this adds what a user
+reaches through the system: its client (``system.task_manager``), the dashboard, and
+the blocking API for synchronous code (``with ActorSystem()``, ``system.blocking``:
+`actors.api._blocking`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from actors.api._blocking import BlockingTaskManager, refuse_in_loop
+from actors.api._client import UnifiedTaskManager
+from actors.core import ActorSystemError, LoopThread
+from actors.runtime import SystemRuntime
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from actors.dashboard import DashboardServer
+    from supervisors import Clock
+
+__all__ = ["ActorSystem"]
+
+
+class ActorSystem(SystemRuntime):
+    """The embedded actor system. ``async with ActorSystem({...}) as system:``.
+
+    ``config`` is a mapping of the upper-case keys (or a `Config`); environment
+    variables ``ACTORFLOW_*`` and a TOML file named by ``ACTORFLOW_CONFIG`` apply below
+    it. ``clock`` replaces the wall clock (tests pass a fake one).
+    """
+
+    def __init__(
+        self, config: object = None, *, clock: Clock | None = None, probe: object = None
+    ) -> None:
+        super().__init__(config, clock=clock, probe=probe)
+        self.task_manager = UnifiedTaskManager(self)
+        self._blocking: BlockingTaskManager | None = None
+
+    # -- synchronous code: `with`, and `system.blocking` (actors.api._blocking) -----------
+
+    def __enter__(self) -> ActorSystem:
+        """``with ActorSystem(...) as system:`` in synchronous code: starts the system
+        and its loop thread (where ``system.blocking`` runs calls, and so where coroutine
+        tasks registered through it run). In a coroutine, use ``async with``."""
+        refuse_in_loop("`with ActorSystem()` (use `async with ActorSystem()` there)")
+        self.start()
+        self._loop_thread_for_blocking()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop_blocking(self.config.SHUTDOWN_TIMEOUT * 4 + 2.0)
+
+    @property
+    def blocking(self) -> BlockingTaskManager:
+        """The client's methods as plain blocking calls (`BlockingTaskManager`), for
+        threads that run no event loop; they raise `BlockingCallError` on one."""
+        blocking = self._blocking
+        if blocking is None:
+            with self._lock:
+                if self._blocking is None:
+                    self._blocking = BlockingTaskManager(self)
+                blocking = self._blocking
+        return blocking
+
+    def _loop_thread_for_blocking(self) -> LoopThread:
+        """The system's own loop thread (started on first use; `SystemRuntime.shutdown`
+        stops it)."""
+        runner = self._loop_thread
+        if runner is None:
+            with self._lock:
+                if self._closed:
+                    raise ActorSystemError(
+                        "the actor system is shut down; create a new ActorSystem"
+                    )
+                if self._loop_thread is None:
+                    self._loop_thread = LoopThread("actorflow-loop")
+                runner = self._loop_thread
+        return runner
+
+    def _stop_blocking(self, bound: float) -> None:
+        """Shut down from synchronous code: on the loop thread, then stop it."""
+        runner = self._loop_thread
+        try:
+            if runner is not None and not self._closed:
+                runner.call(self.shutdown(), bound, "system shutdown")
+            elif not self._closed:
+                self.stop_sync()
+        finally:
+            if runner is not None:
+                runner.stop()
+
+    def serve_dashboard(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        read_only: bool = False,
+    ) -> DashboardServer:
+        """Serve the dashboard with uvicorn in a thread (port 0: any free port); returns
+        the running server (``.url``, ``.stop()``). It stops with the system. Needs the
+        ``dashboard`` extra. ``token`` defaults to ``DASHBOARD_TOKEN``."""
+        try:
+            # The one upward import of the library: the optional dashboard extra, loaded
+            # on demand (docs/architecture.md, "Layers").
+            from actors.dashboard import DashboardServer
+        except ImportError as exc:
+            msg = (
+                "the dashboard needs starlette and uvicorn: "
+                f"pip install 'actorflow[dashboard]' ({exc})"
+            )
+            raise ActorSystemError(msg) from None
+        if self._closed:
+            raise ActorSystemError("the actor system was shut down; create a new one")
+        server = DashboardServer(self, host, port, token=token, read_only=read_only)
+        with self._lock:
+            self._dashboards.append(server)
+        try:
+            return server.start()
+        except BaseException:
+            server.stop()
+            raise

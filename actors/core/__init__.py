@@ -1,0 +1,97 @@
+"""The core: errors, task types, configuration, the task context, logging, the loop bridge.
+
+Imports nothing else from `actors` (only `supervisors`' clock types); every other layer
+builds on it. See docs/architecture.md, "Layers".
+"""
+
+from actors.core._bridge import LoopBridge, Reply, ReplyTo, bridge_for
+from actors.core._config import BACKENDS, Config, load_config
+from actors.core._context import (
+    TASK_CONTEXT,
+    CancellationToken,
+    cancellation_token,
+    current_task_id,
+)
+from actors.core._errors import (
+    ActorsError,
+    ActorSystemError,
+    BlockingCallError,
+    BreakerConfigError,
+    CallTimeout,
+    CircuitOpenError,
+    ConfigError,
+    DependencyCycleError,
+    DependencyFailedError,
+    DuplicateTaskError,
+    InvalidTaskError,
+    JournalDecodeError,
+    JournalEncodeError,
+    JournalError,
+    JournalFormatError,
+    JournalFullError,
+    JournalLockedError,
+    JournalStoreError,
+    SystemOverloadedError,
+    TaskCancelledError,
+    TaskFailedError,
+    TaskNotExecutedError,
+    TaskNotFoundError,
+    TaskTimeoutError,
+    WaitTimeoutError,
+)
+from actors.core._logging import TASK_LOGGING, SafeRepr, configure_logging, safe_repr
+from actors.core._stdlib_logging import TaskContextFilter
+from actors.core._types import TERMINAL, TaskInfo, TaskPriority, TaskStatus
+from actors.core._util import shrink, stable_order, tell_later, tell_quietly
+
+__all__ = [
+    "BACKENDS",
+    "TASK_CONTEXT",
+    "TASK_LOGGING",
+    "TERMINAL",
+    "ActorSystemError",
+    "ActorsError",
+    "BlockingCallError",
+    "BreakerConfigError",
+    "CallTimeout",
+    "CancellationToken",
+    "CircuitOpenError",
+    "Config",
+    "ConfigError",
+    "DependencyCycleError",
+    "DependencyFailedError",
+    "DuplicateTaskError",
+    "InvalidTaskError",
+    "JournalDecodeError",
+    "JournalEncodeError",
+    "JournalError",
+    "JournalFormatError",
+    "JournalFullError",
+    "JournalLockedError",
+    "JournalStoreError",
+    "LoopBridge",
+    "Reply",
+    "ReplyTo",
+    "SafeRepr",
+    "SystemOverloadedError",
+    "TaskCancelledError",
+    "TaskContextFilter",
+    "TaskFailedError",
+    "TaskInfo",
+    "TaskNotExecutedError",
+    "TaskNotFoundError",
+    "TaskPriority",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "WaitTimeoutError",
+    "bridge_for",
+    "cancellation_token",
+    "configure_logging",
+    "current_task_id",
+    "load_config",
+    "safe_repr",
+    "shrink",
+    "stable_order",
+    "tell_later",
+    "tell_quietly",
+]

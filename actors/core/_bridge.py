@@ -1,0 +1,160 @@
+"""Getting answers from actor threads back onto the caller's event loop.
+
+An event loop never blocks on a pykka future. An actor answers
+through a `Reply`, which resolves an asyncio future by posting a callback to the owner
+loop with ``loop.call_soon_threadsafe``. A `LoopBridge` batches those posts: a burst of
+replies costs one wake-up of the loop, not one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from actors.core._errors import CallTimeout
+
+__all__ = ["LoopBridge", "Reply", "ReplyTo", "bridge_for"]
+
+
+class ReplyTo(Protocol):
+    """Where an actor sends the answer to a call. Safe to call from any thread, once."""
+
+    def set_result(self, value: Any) -> None: ...
+
+    def set_exception(self, error: BaseException) -> None: ...
+
+
+class LoopBridge:
+    """Posts callbacks onto one event loop from any thread, one wake-up per burst.
+
+    It also bounds the calls awaited on its loop: `track` records a call's deadline and
+    owner, a sweep once a second fails the calls past their deadline, and
+    `fail_owned` fails every call of an owner (a system that failed or stopped). That
+    costs a dict insert per call instead of an event-loop timer per call.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_pending",
+        "_scheduled",
+        "_sweeping",
+        "calls",
+        "closed",
+        "loop",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._pending: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        self._scheduled = False
+        self._sweeping = False
+        self.closed = False
+        self.calls: dict[asyncio.Future[Any], tuple[float | None, str, object]] = {}
+
+    # -- bounded calls (loop thread only) -----------------------------------------------
+
+    def track(
+        self, future: asyncio.Future[Any], timeout: float | None, op: str, owner: object
+    ) -> None:
+        deadline = None if timeout is None else self.loop.time() + timeout
+        self.calls[future] = (deadline, op, owner)
+        if not self._sweeping and deadline is not None:
+            self._sweeping = True
+            self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        bounded = False
+        for future, (deadline, op, _owner) in list(self.calls.items()):
+            if deadline is None:
+                continue
+            bounded = True
+            if now >= deadline and not future.done():
+                future.set_exception(
+                    CallTimeout(
+                        f"no answer to {op!r} within its bound (CALL_TIMEOUT); the actor "
+                        "system is overloaded or stuck"
+                    )
+                )
+        if bounded and not self.loop.is_closed():
+            self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+        else:
+            self._sweeping = False
+
+    def fail_owned(self, owner: object, error: BaseException) -> None:
+        """Fail every call of ``owner`` still waiting (runs on the loop)."""
+        for future, (_deadline, _op, who) in list(self.calls.items()):
+            if who is owner and not future.done():
+                future.set_exception(error)
+
+    def post(self, fn: Callable[..., object], *args: Any) -> bool:
+        """Run ``fn(*args)`` on the loop soon; False if the loop is closed."""
+        self._pending.append((fn, args))
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed: nobody is left to answer
+                self.closed = True
+                self._pending.clear()
+                return False
+        return True
+
+    def _drain(self) -> None:
+        # Clear the flag first: a post that lands after this line schedules a new drain,
+        # and one that landed before it is in the deque we are about to empty.
+        self._scheduled = False
+        pending = self._pending
+        while pending:
+            fn, args = pending.popleft()
+            fn(*args)
+
+
+SWEEP_INTERVAL = 1.0
+"""Seconds between two sweeps for calls past their deadline."""
+
+_bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBridge] = (
+    weakref.WeakKeyDictionary()
+)
+_last: tuple[asyncio.AbstractEventLoop | None, LoopBridge | None] = (None, None)
+
+
+def bridge_for(loop: asyncio.AbstractEventLoop) -> LoopBridge:
+    """The bridge of ``loop`` (created on first use; the last one is cached)."""
+    global _last
+    last_loop, last_bridge = _last
+    if last_loop is loop and last_bridge is not None:
+        return last_bridge
+    bridge = _bridges.get(loop)
+    if bridge is None:
+        bridge = _bridges[loop] = LoopBridge(loop)
+    _last = (loop, bridge)
+    return bridge
+
+
+def _resolve(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(value)
+    else:
+        future.set_exception(error)
+
+
+class Reply:
+    """Resolves an asyncio future on its loop, from any thread."""
+
+    __slots__ = ("bridge", "future")
+
+    def __init__(self, bridge: LoopBridge, future: asyncio.Future[Any]) -> None:
+        self.bridge = bridge
+        self.future = future
+
+    def set_result(self, value: Any) -> None:
+        self.bridge.post(_resolve, self.future, value, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self.bridge.post(_resolve, self.future, None, error)

@@ -1,0 +1,84 @@
+"""Logging switch. Both packages are silent by default (``logger.disable``), as libraries
+should be; `configure_logging` turns their lines on. Handlers stay the application's."""
+
+from __future__ import annotations
+
+from loguru import logger
+
+from actors.core._errors import ConfigError
+from actors.core._stdlib_logging import install_stdlib_sink, remove_stdlib_sink
+
+__all__ = ["TASK_LOGGING", "SafeRepr", "configure_logging", "safe_repr"]
+
+
+class _Switch:
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on = False
+
+
+TASK_LOGGING = _Switch()
+"""``TASK_LOGGING.on``: whether task lifecycle lines are built at all (free when off)."""
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a stand-in naming the type when that repr raises.
+
+    Logging and error messages show the user's objects (a task's exception above all);
+    an object whose ``__repr__`` raises must not take an actor down with it.
+    """
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__qualname__} object; repr() raised {type(exc).__name__}>"
+
+
+class SafeRepr:
+    """A log argument shown as `safe_repr` of ``value``, built only if the line is emitted:
+    ``log.info("failed: {}", SafeRepr(error))``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        return format(safe_repr(self.value), spec)
+
+    def __str__(self) -> str:
+        return safe_repr(self.value)
+
+    __repr__ = __str__
+
+
+def configure_logging(enabled: bool = True, *, stdlib: bool = False) -> None:
+    """Let actorflow's own log lines (``actors`` and ``supervisors``) through loguru.
+
+    Task lifecycle lines (registered, started, retrying, completed, failed, cancelled)
+    are bound with ``task_id``, ``task_name`` and ``task_type``. While logging is off
+    they are not even built, so the hot path pays one boolean test per transition.
+
+    ``stdlib=True`` sends those lines to the standard `logging` module instead of
+    loguru's own handlers (levels mapped, bound values as `LogRecord` attributes; see
+    `actors.core._stdlib_logging`); ``configure_logging(False)`` or a call without it removes
+    that sink again. Pair it with `actors.TaskContextFilter` for the application's own
+    `logging` lines inside tasks.
+    """
+    given: tuple[object, object] = (enabled, stdlib)
+    if not all(isinstance(flag, bool) for flag in given):
+        msg = (
+            f"configure_logging takes booleans: enabled={enabled!r}, stdlib={stdlib!r}; "
+            "pass True or False"
+        )
+        raise ConfigError(msg)
+    TASK_LOGGING.on = enabled
+    if enabled and stdlib:
+        install_stdlib_sink()
+    else:
+        remove_stdlib_sink()
+    for package in ("actors", "supervisors"):
+        if enabled:
+            logger.enable(package)
+        else:
+            logger.disable(package)

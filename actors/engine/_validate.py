@@ -1,0 +1,349 @@
+"""Checking the arguments of a task registration before anything changes.
+
+Every check raises `InvalidTaskError` whose message names the argument, shows the bad
+value and says what is expected. The result is a frozen `TaskSpec` holding the
+normalised values (tuples, a fresh dict, a read-only metadata view, a `TaskPriority`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import numbers
+import pickle
+import types
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+from tenacity.wait import wait_base
+
+from actors.core import BACKENDS, InvalidTaskError, TaskPriority
+from actors.engine._breaker import CircuitBreaker
+from actors.engine._results import find_results
+
+__all__ = [
+    "TaskSpec",
+    "check_picklable",
+    "validate_executor",
+    "validate_registration",
+    "validate_task_id",
+    "validate_timeout",
+]
+
+_NO_METADATA: Mapping[str, Any] = types.MappingProxyType({})
+ON_DEPENDENCY_FAILURE = ("cancel", "run")
+"""The values ``on_dependency_failure`` accepts."""
+_PRIORITY_VALUES = ", ".join(str(int(member)) for member in TaskPriority)
+
+
+class TaskSpec(NamedTuple):
+    """One validated registration: what `validate_registration` returns."""
+
+    task_id: str | None
+    """The id the caller asked for, or None to have one generated."""
+    name: str
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    """A fresh dict: the caller's mapping is not shared."""
+    task_type: str
+    description: str
+    metadata: Mapping[str, Any]
+    """A read-only view (`types.MappingProxyType`) of a copy of the caller's mapping."""
+    priority: TaskPriority
+    dependencies: tuple[str, ...]
+    """Task ids, duplicates removed, in the order given."""
+    max_retries: int
+    retry_delay: float
+    retry_wait: wait_base | None
+    """A tenacity wait strategy replacing the fixed ``retry_delay``, or None."""
+    timeout: float | None
+    is_coroutine: bool
+    circuit_breaker: Any = None
+    """None, a breaker name (str), or the `CircuitBreaker` the task's attempts go through."""
+    """True when calling ``func`` returns a coroutine (async def, also behind a partial)."""
+    executor: str | None = None
+    """One of `BACKENDS`, or None for the configured ``THREAD_POOL_BACKEND``."""
+    trace: Any = None
+    """The OpenTelemetry context current at ``register_task`` (None without OpenTelemetry):
+    the parent of each attempt's span."""
+    results: tuple[str, ...] = ()
+    """The task ids of the `result_of` placeholders in ``args`` and ``kwargs`` (each is
+    also in ``dependencies``); empty: nothing to substitute when the task starts."""
+    on_dependency_failure: str = "cancel"
+    """``"cancel"``: a failed or cancelled dependency cancels the task; ``"run"``: the task
+    runs once every dependency ended, with the exception in place of its result."""
+
+
+def _non_empty_str(value: object, argument: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidTaskError(f"{argument} must be a non-empty str, got {value!r}")
+    return value
+
+
+def _finite(value: object) -> float | None:
+    """The value as a finite float, or None if it is not a finite real number."""
+    kind = type(value)
+    if kind is float:  # the common case, without the ABC check
+        return value if math.isfinite(value) else None  # type: ignore[arg-type,return-value]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def validate_task_id(value: object, argument: str = "task_id") -> str:
+    """``value`` if it is a non-empty str, else `InvalidTaskError` naming ``argument``."""
+    return _non_empty_str(value, argument)
+
+
+def validate_timeout(value: object, argument: str) -> float | None:
+    """None, or ``value`` as a float if it is a finite number > 0 (seconds)."""
+    if value is None:
+        return None
+    number = _finite(value)
+    if number is None or number <= 0:
+        raise InvalidTaskError(
+            f"{argument} must be a finite number of seconds > 0 or None, got {value!r}"
+        )
+    return number
+
+
+_BACKEND_VALUES = ", ".join(repr(backend) for backend in BACKENDS)
+
+
+def validate_executor(value: object) -> str | None:
+    """None, or ``value`` if it is one of `BACKENDS`."""
+    if value is None or (isinstance(value, str) and value in BACKENDS):
+        return value
+    raise InvalidTaskError(
+        f"executor must be one of {_BACKEND_VALUES} or None (the configured "
+        f"THREAD_POOL_BACKEND), got {value!r}"
+    )
+
+
+def check_picklable(
+    executor: str, func: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> None:
+    """`InvalidTaskError` naming the first of ``func``, ``args`` and ``kwargs`` that
+    `pickle` cannot serialise: the ``process`` and ``dask`` executors send them to
+    another process."""
+    try:
+        pickle.dumps((func, args, kwargs), pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        pass
+    else:
+        return
+    where = f"cannot be pickled for the {executor!r} executor"
+    error = _pickle_error(func)
+    if error is not None:
+        raise InvalidTaskError(
+            f"func {func!r} {where}: {error}; define it at module level (no lambda, closure "
+            "or local function), or use executor='thread'"
+        ) from error
+    items = [(f"args[{i}]", arg) for i, arg in enumerate(args)]
+    items += [(f"kwargs[{key!r}]", value) for key, value in kwargs.items()]
+    for name, value in items:
+        error = _pickle_error(value)
+        if error is not None:
+            raise InvalidTaskError(
+                f"{name} {value!r} {where}: {error}; pass plain data (or use executor='thread')"
+            ) from error
+    raise InvalidTaskError(f"the arguments of {func!r} {where}; use executor='thread'")
+
+
+def _pickle_error(value: object) -> Exception | None:
+    try:
+        pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _what_a_call_runs(func: object) -> object:
+    """The function a call of ``func`` runs: through `functools.partial`, and the type's
+    ``__call__`` (not the object's) for a callable object."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    if isinstance(func, type) or inspect.isroutine(func) or not callable(func):
+        return func
+    return type(func).__call__
+
+
+def is_coroutine_callable(func: object) -> bool:
+    """True when calling ``func`` gives a coroutine: an async function or method, one
+    wrapped in `functools.partial`, or an object whose ``__call__`` is async."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(_what_a_call_runs(func))
+
+
+def _priority(value: object) -> TaskPriority:
+    if isinstance(value, TaskPriority):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return TaskPriority(value)
+        except ValueError:
+            pass
+    raise InvalidTaskError(
+        f"priority must be a TaskPriority or one of its values {_PRIORITY_VALUES}, got {value!r}"
+    )
+
+
+def _dependencies(value: object) -> tuple[str, ...]:
+    if value == () and type(value) is tuple:
+        return ()
+    if isinstance(value, str):
+        raise InvalidTaskError(
+            f"dependencies must be an iterable of task ids, not a str, got {value!r}; "
+            f"for one dependency pass a tuple: dependencies=({value!r},)"
+        )
+    if not isinstance(value, Iterable):
+        raise InvalidTaskError(f"dependencies must be an iterable of task ids, got {value!r}")
+    ids: dict[str, None] = {}
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise InvalidTaskError(f"each dependency must be a non-empty str task id, got {item!r}")
+        ids[item] = None
+    return tuple(ids)
+
+
+def validate_registration(
+    name: object,
+    func: object,
+    args: object = (),
+    kwargs: object = None,
+    *,
+    task_type: object = "default",
+    description: object = "",
+    metadata: object = None,
+    priority: object = TaskPriority.NORMAL,
+    dependencies: object = (),
+    max_retries: object = 0,
+    retry_delay: object = 0.0,
+    retry_wait: object = None,
+    timeout: object = None,
+    task_id: object = None,
+    circuit_breaker: object = None,
+    executor: object = None,
+    on_dependency_failure: object = "cancel",
+) -> TaskSpec:
+    """Check every argument of ``register_task`` and return them as a `TaskSpec`.
+
+    The arguments are checked in signature order; the first bad one raises
+    `InvalidTaskError`. Whether the dependencies exist and whether ``task_id`` is free
+    are for the task manager to check: this function knows no other task. Whether
+    ``func`` and its arguments pickle (``process``/``dask``) is `check_picklable`'s
+    job, once the configured executor is known.
+    """
+    checked_name = _non_empty_str(name, "name")
+    if not callable(func):
+        raise InvalidTaskError(
+            f"func must be callable, got {func!r}; pass the function itself, "
+            f"not the result of calling it"
+        )
+    if inspect.isasyncgenfunction(func) or inspect.isasyncgenfunction(_what_a_call_runs(func)):
+        raise InvalidTaskError(
+            f"func {func!r} is an async generator function: calling it gives an async "
+            "generator, not a result; register an async def that iterates it (async for) "
+            "and returns what you need"
+        )
+    if not isinstance(args, tuple | list):
+        raise InvalidTaskError(
+            f"args must be a tuple or a list, got {args!r}; "
+            f"for one positional argument pass args=(value,)"
+        )
+    checked_kwargs: dict[str, Any] = {}
+    if kwargs is not None:
+        if type(kwargs) is not dict and not isinstance(kwargs, Mapping):
+            raise InvalidTaskError(f"kwargs must be a mapping or None, got {kwargs!r}")
+        for key, value in kwargs.items():
+            if not isinstance(key, str):
+                raise InvalidTaskError(
+                    f"kwargs keys must be str (parameter names), got {key!r} in {kwargs!r}"
+                )
+            checked_kwargs[key] = value
+    checked_type = _non_empty_str(task_type, "task_type")
+    if not isinstance(description, str):
+        raise InvalidTaskError(f"description must be a str, got {description!r}")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidTaskError(f"metadata must be a mapping or None, got {metadata!r}")
+    checked_metadata = _NO_METADATA if not metadata else types.MappingProxyType(dict(metadata))
+    checked_priority = _priority(priority)
+    checked_dependencies = _dependencies(dependencies)
+    checked_args = tuple(args)
+    results = find_results(checked_args, checked_kwargs)
+    if results:  # each result_of is a dependency too
+        checked_dependencies = tuple(dict.fromkeys((*checked_dependencies, *results)))
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise InvalidTaskError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    checked_delay = _finite(retry_delay)
+    if checked_delay is None or checked_delay < 0:
+        raise InvalidTaskError(
+            f"retry_delay must be a finite number of seconds >= 0, got {retry_delay!r}"
+        )
+    if retry_wait is not None and not isinstance(retry_wait, wait_base):
+        raise InvalidTaskError(
+            f"retry_wait must be a tenacity wait strategy (such as "
+            f"tenacity.wait_exponential()) or None, got {retry_wait!r}"
+        )
+    checked_timeout = validate_timeout(timeout, "timeout")
+    checked_id = None if task_id is None else validate_task_id(task_id)
+    if checked_id is not None and checked_id in results:
+        raise InvalidTaskError(
+            f"task {checked_id!r} cannot take its own result; remove result_of({checked_id!r}) "
+            "from its arguments"
+        )
+    if checked_id is not None and checked_id in checked_dependencies:
+        raise InvalidTaskError(
+            f"task {checked_id!r} cannot depend on itself; remove {checked_id!r} from dependencies"
+        )
+    if circuit_breaker is not None and not (
+        (isinstance(circuit_breaker, str) and circuit_breaker)
+        or isinstance(circuit_breaker, CircuitBreaker)
+    ):
+        raise InvalidTaskError(
+            f"circuit_breaker must be a breaker name (a non-empty str), a CircuitBreaker or "
+            f"None, got {circuit_breaker!r}"
+        )
+    checked_executor = validate_executor(executor)
+    if (
+        not isinstance(on_dependency_failure, str)
+        or on_dependency_failure not in ON_DEPENDENCY_FAILURE
+    ):
+        raise InvalidTaskError(
+            f"on_dependency_failure must be 'cancel' (a failed dependency cancels the task) "
+            f"or 'run' (the task runs with the exception), got {on_dependency_failure!r}"
+        )
+    is_coroutine = is_coroutine_callable(func)
+    if is_coroutine and checked_executor is not None and checked_executor != "thread":
+        raise InvalidTaskError(
+            f"executor={checked_executor!r} runs plain functions only; {func!r} is a coroutine "
+            "function, which runs on its event loop: drop executor=, or pass a plain function"
+        )
+    return TaskSpec(
+        task_id=checked_id,
+        name=checked_name,
+        func=func,
+        args=checked_args,
+        kwargs=checked_kwargs,
+        task_type=checked_type,
+        description=description,
+        metadata=checked_metadata,
+        priority=checked_priority,
+        dependencies=checked_dependencies,
+        max_retries=max_retries,
+        retry_delay=checked_delay,
+        retry_wait=retry_wait,
+        timeout=checked_timeout,
+        is_coroutine=is_coroutine,
+        circuit_breaker=circuit_breaker,
+        executor=checked_executor,
+        results=results,
+        on_dependency_failure=on_dependency_failure,
+    )

@@ -1,0 +1,548 @@
+"""Metrics: a bounded-memory quantile sketch, the frozen snapshot, the Prometheus text.
+
+Pure: no actors, no threads, no clock reads. The monitor actor owns the sketches and
+builds a `MetricsSnapshot` when asked; `render_prometheus` turns a snapshot into the
+Prometheus text exposition format through prometheus_client (an optional extra).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from actors.core import ActorsError
+from actors.observe._histogram import HistogramCounts
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+__all__ = [
+    "BREAKER_STATES",
+    "MetricsSnapshot",
+    "QuantileSketch",
+    "TimingStats",
+    "empty_snapshot",
+    "render_prometheus",
+    "snapshot_collector",
+]
+
+BREAKER_STATES = ("closed", "open", "half_open")
+"""The states a circuit breaker reports in `MetricsSnapshot.breakers`."""
+
+_INSTALL_HINT = (
+    "render_prometheus needs the prometheus_client package: pip install 'actorflow[prometheus]'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TimingStats:
+    """Summary of a set of durations, in seconds; all zeros when ``count == 0``."""
+
+    count: int = 0
+    sum: float = 0.0
+    mean: float = 0.0
+    p50: float = 0.0
+    p95: float = 0.0
+    p99: float = 0.0
+    max: float = 0.0
+
+
+class QuantileSketch:
+    """Streaming quantiles of non-negative durations in bounded memory (DDSketch).
+
+    A value ``x >= min_value`` is counted in bucket ``ceil(log(x) / log(gamma))`` with
+    ``gamma = (1 + alpha) / (1 - alpha)``; a bucket answers with the value that is
+    within ``alpha`` relative error of everything it holds. Values below ``min_value``
+    are counted in a zero bucket. At most ``max_buckets`` buckets are kept: when one
+    more is needed the lowest ones are collapsed into one, so the low quantiles lose
+    accuracy and the high ones (the ones that matter for latency) keep it. Merging is
+    exact: a merge of two sketches equals one sketch fed both inputs.
+
+    `quantile(q)` answers for the element of rank ``floor(q * (count - 1))`` in sorted
+    order, within ``alpha`` relative error (unless its bucket was collapsed); ``count``,
+    ``sum``, ``mean``, ``min`` and ``max`` are exact (``sum`` up to float rounding).
+    Not thread-safe: it lives inside one actor's state.
+
+    Why our own and not the ``ddsketch`` package (Datadog's, the same algorithm):
+    measured on 200,000 values (lognormal, uniform, Pareto; alpha 0.01, best of 5) it
+    gives the same answers (largest relative error 0.0078-0.0100 for both) but adds
+    slower: 340-520 ns a value here against 530-740 ns for ``DDSketch`` (unbounded)
+    and 540-670 ns for its bounded ``LogCollapsingLowestDenseDDSketch(bin_limit=2048)``.
+    Adding is the hot path (one per transition); its quantile queries are faster (25-50
+    us against 120-430 us here for three), but they run once per snapshot.
+    """
+
+    __slots__ = (
+        "_alpha",
+        "_bins",
+        "_count",
+        "_floor",
+        "_gamma",
+        "_inv_log_gamma",
+        "_max",
+        "_max_buckets",
+        "_min",
+        "_min_value",
+        "_sum",
+        "_zero",
+    )
+
+    def __init__(
+        self, alpha: float = 0.01, *, max_buckets: int = 2048, min_value: float = 1e-9
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be between 0 and 1 (exclusive), got {alpha!r}")
+        if isinstance(max_buckets, bool) or not isinstance(max_buckets, int) or max_buckets < 1:
+            raise ValueError(f"max_buckets must be an int >= 1, got {max_buckets!r}")
+        if not 0.0 < min_value < math.inf:
+            raise ValueError(f"min_value must be a finite number > 0, got {min_value!r}")
+        self._alpha = alpha
+        self._gamma = (1.0 + alpha) / (1.0 - alpha)
+        self._inv_log_gamma = 1.0 / math.log(self._gamma)
+        self._max_buckets = max_buckets
+        self._min_value = min_value
+        self._bins: dict[int, int] = {}
+        self._floor = math.ceil(math.log(min_value) * self._inv_log_gamma)
+        """No bucket below this index: lower values count here (raised by collapsing)."""
+        self._zero = 0
+        self._count = 0
+        self._sum = 0.0
+        self._min = math.inf
+        self._max = -math.inf
+
+    def __repr__(self) -> str:
+        return (
+            f"<QuantileSketch alpha={self._alpha}: {self._count} values, {len(self._bins)} buckets>"
+        )
+
+    @property
+    def alpha(self) -> float:
+        return self._alpha
+
+    @property
+    def max_buckets(self) -> int:
+        return self._max_buckets
+
+    @property
+    def bucket_count(self) -> int:
+        """Buckets in use, the zero bucket not included; never above `max_buckets`."""
+        return len(self._bins)
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def sum(self) -> float:
+        return self._sum
+
+    @property
+    def mean(self) -> float:
+        return self._sum / self._count if self._count else 0.0
+
+    @property
+    def min(self) -> float:
+        return self._min if self._count else 0.0
+
+    @property
+    def max(self) -> float:
+        return self._max if self._count else 0.0
+
+    def add(self, value: float) -> None:
+        """Count one duration in seconds (a finite number >= 0)."""
+        if not 0.0 <= value < math.inf:  # also refuses NaN
+            raise ValueError(f"a duration must be a finite number >= 0, got {value!r}")
+        self._count += 1
+        self._sum += value
+        if value < self._min:
+            self._min = value
+        if value > self._max:
+            self._max = value
+        if value < self._min_value:
+            self._zero += 1
+            return
+        key = math.ceil(math.log(value) * self._inv_log_gamma)
+        if key < self._floor:
+            key = self._floor
+        bins = self._bins
+        n = bins.get(key)
+        if n is None:
+            bins[key] = 1
+            if len(bins) > self._max_buckets:
+                self._collapse()
+        else:
+            bins[key] = n + 1
+
+    def merge(self, other: QuantileSketch) -> None:
+        """Add everything `other` counted (same `alpha` and `min_value` required)."""
+        if not isinstance(other, QuantileSketch):
+            raise TypeError(f"can only merge a QuantileSketch, got {other!r}")
+        if other._alpha != self._alpha or other._min_value != self._min_value:
+            raise ValueError(
+                f"cannot merge sketches with different accuracy: alpha {other._alpha} and "
+                f"min_value {other._min_value} into alpha {self._alpha} and "
+                f"min_value {self._min_value}"
+            )
+        if not other._count:
+            return
+        self._count += other._count
+        self._sum += other._sum
+        self._zero += other._zero
+        self._min = min(self._min, other._min)
+        self._max = max(self._max, other._max)
+        bins = self._bins
+        floor = max(self._floor, other._floor)
+        if floor > self._floor:
+            self._floor = floor
+            low = [k for k in bins if k < floor]
+            if low:
+                bins[floor] = bins.get(floor, 0) + sum(bins.pop(k) for k in low)
+        for key, n in list(other._bins.items()):
+            key = max(key, floor)
+            bins[key] = bins.get(key, 0) + n
+        if len(bins) > self._max_buckets:
+            self._collapse()
+
+    def quantile(self, q: float) -> float:
+        """The value at quantile `q` (0 <= q <= 1); 0.0 when nothing was counted."""
+        return self._quantiles((q,))[0]
+
+    def stats(self) -> TimingStats:
+        """count, sum, mean, p50, p95, p99 and max, as a frozen `TimingStats`."""
+        if not self._count:
+            return TimingStats()
+        p50, p95, p99 = self._quantiles((0.5, 0.95, 0.99))
+        return TimingStats(self._count, self._sum, self.mean, p50, p95, p99, self._max)
+
+    def _collapse(self) -> None:
+        bins = self._bins
+        keys = sorted(bins)
+        excess = len(keys) - self._max_buckets
+        floor = keys[excess]
+        bins[floor] += sum(bins.pop(k) for k in keys[:excess])
+        self._floor = floor
+
+    def _quantiles(self, qs: Iterable[float]) -> list[float]:
+        qs = list(qs)
+        for q in qs:
+            if not 0.0 <= q <= 1.0:
+                raise ValueError(f"quantile must be between 0 and 1, got {q!r}")
+        if not self._count:
+            return [0.0] * len(qs)
+        answers = [0.0] * len(qs)
+        pending = sorted(range(len(qs)), key=qs.__getitem__)
+        keys: Iterator[int] = iter(sorted(self._bins))
+        running = self._zero
+        value = 0.0
+        for i in pending:
+            q = qs[i]
+            if q == 0.0:
+                answers[i] = self._min
+                continue
+            if q == 1.0:
+                answers[i] = self._max
+                continue
+            rank = q * (self._count - 1)
+            while running <= rank:
+                key = next(keys)
+                running += self._bins[key]
+                value = 2.0 * self._gamma**key / (self._gamma + 1.0)
+            answers[i] = min(max(value, self._min), self._max)
+        return answers
+
+
+_FLAT_MAPPINGS = (
+    "tasks_by_status",
+    "execution_time",
+    "wait_time",
+    "mailbox_depth",
+    "restarts",
+    "breakers",
+    "resource",
+    "execution_histogram",
+    "wait_histogram",
+)
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSnapshot:
+    """What `await tm.get_metrics()` returns: the monitor's counters at `taken_at`.
+
+    Immutable all the way down: mappings are copied and wrapped read-only when the
+    snapshot is built. Durations are seconds; `taken_at` is the system clock's time.
+    """
+
+    tasks_by_status: Mapping[str, int]
+    """status -> tasks currently in it."""
+    tasks_by_type: Mapping[str, Mapping[str, int]]
+    """task type -> status -> tasks.
+
+    At most ``METRICS_MAX_TASK_TYPES`` task types appear by name (the first ones seen);
+    tasks of further types are counted under ``"__other__"``. A type whose tasks were all
+    cleaned up leaves this mapping and `execution_time` and `wait_time`, freeing its
+    place for a later type."""
+    execution_time: Mapping[str, TimingStats]
+    """task type (or ``"__other__"``) -> time spent running, per attempt."""
+    wait_time: Mapping[str, TimingStats]
+    """task type (or ``"__other__"``) -> time spent queued before running (a plain
+    function also waits for a worker of the pool here)."""
+    retries: int
+    """Attempts that failed and were scheduled to run again."""
+    failures: int
+    """Tasks that ended `failed` (an attempt that is retried counts in `retries`)."""
+    timeouts: int
+    """Attempts that exceeded their task's timeout, retried or not."""
+    mailbox_depth: Mapping[str, int]
+    """actor child id -> messages waiting in its mailbox."""
+    ready_queue: int
+    """Tasks ready to run, waiting for a concurrency slot."""
+    pool_queue: int
+    """Functions waiting for a worker of the thread pool."""
+    restarts: Mapping[str, int]
+    """child id -> restarts since the system started."""
+    concurrency_limit: int
+    """The current limit (lowered by the resource governor under load)."""
+    max_concurrency: int
+    """The configured ceiling of `concurrency_limit` (``MAX_CONCURRENT_TASKS``)."""
+    events_dropped: int
+    """Events dropped from slow subscribers' buffers."""
+    breakers: Mapping[str, str]
+    """circuit breaker name -> one of `BREAKER_STATES`."""
+    resource: Mapping[str, float]
+    """Last resource sample, e.g. ``{"cpu_percent": 12.5, "memory_percent": 40.0}``."""
+    taken_at: float
+    execution_histogram: Mapping[str, HistogramCounts] = field(default_factory=dict)
+    """task type -> run times per attempt in cumulative buckets (METRICS_HISTOGRAM_BUCKETS)."""
+    wait_histogram: Mapping[str, HistogramCounts] = field(default_factory=dict)
+    """task type -> queue times in cumulative buckets (METRICS_HISTOGRAM_BUCKETS)."""
+
+    def __post_init__(self) -> None:
+        for name in _FLAT_MAPPINGS:
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        by_type = {t: _frozen(counts) for t, counts in self.tasks_by_type.items()}
+        object.__setattr__(self, "tasks_by_type", MappingProxyType(by_type))
+        for breaker, state in self.breakers.items():
+            if state not in BREAKER_STATES:
+                raise ValueError(
+                    f"circuit breaker {breaker!r} has state {state!r}; "
+                    f"expected one of {', '.join(BREAKER_STATES)}"
+                )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Read-only mapping proxies do not pickle: rebuild from plain dicts.
+        values: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Mapping):
+                value = {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+            values[f.name] = value
+        return (_restore_snapshot, (values,))
+
+
+def _restore_snapshot(values: dict[str, Any]) -> MetricsSnapshot:
+    return MetricsSnapshot(**values)
+
+
+def empty_snapshot(taken_at: float = 0.0) -> MetricsSnapshot:
+    """A snapshot with every count zero and every mapping empty."""
+    return MetricsSnapshot(
+        tasks_by_status={},
+        tasks_by_type={},
+        execution_time={},
+        wait_time={},
+        retries=0,
+        failures=0,
+        timeouts=0,
+        mailbox_depth={},
+        ready_queue=0,
+        pool_queue=0,
+        restarts={},
+        concurrency_limit=0,
+        max_concurrency=0,
+        events_dropped=0,
+        breakers={},
+        resource={},
+        taken_at=taken_at,
+    )
+
+
+class _SnapshotCollector:
+    """A prometheus_client collector that yields one snapshot's metric families."""
+
+    def __init__(self, snapshot: MetricsSnapshot) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+            SummaryMetricFamily,
+        )
+
+        s = self.snapshot
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, value=value)
+
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+            return CounterMetricFamily(name, doc, value=value)
+
+        def labelled(
+            family: GaugeMetricFamily | CounterMetricFamily, values: Mapping[str, float]
+        ) -> Metric:
+            for key in sorted(values):
+                family.add_metric([key], values[key])
+            return family
+
+        def summary(name: str, doc: str, stats: Mapping[str, TimingStats]) -> Metric:
+            family = SummaryMetricFamily(name, doc, labels=["task_type"])
+            for task_type in sorted(stats):
+                t = stats[task_type]
+                for quantile, value in (("0.5", t.p50), ("0.95", t.p95), ("0.99", t.p99)):
+                    family.add_sample(name, {"task_type": task_type, "quantile": quantile}, value)
+                family.add_metric([task_type], t.count, t.sum)
+            return family
+
+        def histogram(name: str, doc: str, counts: Mapping[str, HistogramCounts]) -> Metric:
+            family = HistogramMetricFamily(name, doc, labels=["task_type"])
+            for task_type in sorted(counts):
+                h = counts[task_type]
+                buckets = [(repr(b), n) for b, n in zip(h.bounds, h.cumulative, strict=True)]
+                buckets.append(("+Inf", h.count))
+                family.add_metric([task_type], buckets, h.sum)
+            return family
+
+        yield labelled(
+            GaugeMetricFamily("actorflow_tasks", "Tasks by status.", labels=["status"]),
+            s.tasks_by_status,
+        )
+        by_type = GaugeMetricFamily(
+            "actorflow_tasks_by_type",
+            "Tasks by task type and status.",
+            labels=["task_type", "status"],
+        )
+        for task_type in sorted(s.tasks_by_type):
+            counts = s.tasks_by_type[task_type]
+            for status in sorted(counts):
+                by_type.add_metric([task_type, status], counts[status])
+        yield by_type
+        yield summary(
+            "actorflow_task_execution_seconds",
+            "Time task attempts spent running, by task type.",
+            s.execution_time,
+        )
+        yield summary(
+            "actorflow_task_wait_seconds",
+            "Time tasks spent queued for a concurrency slot before running, by task type.",
+            s.wait_time,
+        )
+        yield counter(
+            "actorflow_task_retries_total", "Task attempts that failed and were retried.", s.retries
+        )
+        yield counter(
+            "actorflow_task_failures_total",
+            "Tasks that ended failed, after their last attempt.",
+            s.failures,
+        )
+        yield counter(
+            "actorflow_task_timeouts_total",
+            "Task attempts that exceeded their timeout.",
+            s.timeouts,
+        )
+        yield labelled(
+            GaugeMetricFamily(
+                "actorflow_actor_mailbox_messages",
+                "Messages waiting in each actor's mailbox.",
+                labels=["actor"],
+            ),
+            s.mailbox_depth,
+        )
+        yield gauge(
+            "actorflow_ready_queue_tasks",
+            "Tasks ready to run, waiting for a concurrency slot.",
+            s.ready_queue,
+        )
+        yield gauge(
+            "actorflow_pool_queue_tasks",
+            "Functions waiting for a worker of the thread pool.",
+            s.pool_queue,
+        )
+        yield labelled(
+            CounterMetricFamily(
+                "actorflow_actor_restarts_total",
+                "Restarts of each supervised actor.",
+                labels=["child"],
+            ),
+            s.restarts,
+        )
+        yield gauge(
+            "actorflow_concurrency_limit",
+            "Tasks allowed to run at once now (lowered under resource pressure).",
+            s.concurrency_limit,
+        )
+        yield gauge(
+            "actorflow_concurrency_limit_max",
+            "The configured ceiling of the concurrency limit (MAX_CONCURRENT_TASKS).",
+            s.max_concurrency,
+        )
+        yield counter(
+            "actorflow_events_dropped_total",
+            "Events dropped from slow subscribers' buffers.",
+            s.events_dropped,
+        )
+        breakers = GaugeMetricFamily(
+            "actorflow_circuit_breaker_state",
+            "Circuit breaker state: 1 for the current state, 0 for the others.",
+            labels=["breaker", "state"],
+        )
+        for name in sorted(s.breakers):
+            for state in BREAKER_STATES:
+                breakers.add_metric([name, state], 1.0 if s.breakers[name] == state else 0.0)
+        yield breakers
+        yield labelled(
+            GaugeMetricFamily(
+                "actorflow_resource_percent",
+                "Last resource sample, in percent (cpu, memory).",
+                labels=["resource"],
+            ),
+            {k.removesuffix("_percent"): v for k, v in s.resource.items()},
+        )
+        yield histogram(
+            "actorflow_task_execution_duration_seconds",
+            "Time task attempts spent running, by task type (cumulative buckets).",
+            s.execution_histogram,
+        )
+        yield histogram(
+            "actorflow_task_wait_duration_seconds",
+            "Time tasks spent queued before running, by task type (cumulative buckets).",
+            s.wait_histogram,
+        )
+
+
+def snapshot_collector(snapshot: MetricsSnapshot) -> _SnapshotCollector:
+    """A prometheus_client collector yielding ``snapshot``'s families (needs the package
+    at `collect` time): what `render_prometheus` and `actors.prometheus_collector` share."""
+    return _SnapshotCollector(snapshot)
+
+
+def render_prometheus(snapshot: MetricsSnapshot) -> str:
+    """The snapshot in the Prometheus text exposition format (needs prometheus_client).
+
+    Raises `ActorsError` when prometheus_client is not installed. Resource keys lose a
+    ``_percent`` suffix in the ``resource`` label (``cpu_percent`` -> ``cpu``).
+    """
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+    except ImportError as exc:
+        raise ActorsError(_INSTALL_HINT) from exc
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(snapshot_collector(snapshot))
+    return generate_latest(registry).decode()

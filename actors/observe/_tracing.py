@@ -1,0 +1,144 @@
+"""OpenTelemetry spans for task attempts (the optional ``otel`` extra).
+
+``register_task`` captures the OpenTelemetry context current in the caller (`capture`)
+and the task carries it; each attempt then runs inside a span whose parent is the span
+that was current at registration, named ``task <name>``, with the attributes
+``actorflow.task.id``, ``actorflow.task.name``, ``actorflow.task.type`` and
+``actorflow.task.attempt``. An attempt that returns ends its span with status OK; one
+that raises records the exception as a span event and ends with status ERROR.
+
+Where the span is open:
+
+- coroutine functions: around the ``await`` of the function on its event loop, so spans
+  the function starts are its children;
+- plain functions on the ``thread`` executor: around the call in the pool thread (the
+  span is current there, same as above);
+- plain functions on the ``process`` and ``dask`` executors: the span is recorded in the
+  caller's process, from the submission of the attempt to its outcome coming back. The
+  context does not travel to the worker: spans the function starts there have no parent.
+- the old task system (``USE_NEW_TASK_SYSTEM=False``) is not traced.
+
+Without ``opentelemetry-api`` installed this module tries the import once; `capture`
+returns None, tasks carry None, and the runners skip tracing on that None check. The same
+holds while the application has set no tracer provider (``trace.set_tracer_provider``):
+tasks registered before it sets one are not traced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace as otel_trace
+
+    AVAILABLE = True
+except ImportError:  # the extra is not installed: nothing is traced
+    AVAILABLE = False
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+__all__ = ["AVAILABLE", "capture", "end_span", "start_span", "traced_await", "traced_call"]
+
+TRACER_NAME = "actorflow"
+
+
+class Execution(Protocol):
+    """What a span needs of an attempt (`actors.runtime.Execution` has it)."""
+
+    task_id: str
+    name: str
+    task_type: str
+    attempt: int
+    trace: Any
+
+
+_tracer: tuple[Any, Any] | None = None
+"""(tracer provider, our tracer from it): a tracer is made once per provider."""
+
+
+def capture() -> Any:
+    """The OpenTelemetry context current here; None without OpenTelemetry, or while
+    the application has set no tracer provider (nothing would record the spans)."""
+    if not AVAILABLE:
+        return None
+    provider = otel_trace.get_tracer_provider()
+    if isinstance(provider, (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)):
+        return None
+    return otel_context.get_current()
+
+
+def _get_tracer() -> otel_trace.Tracer:
+    global _tracer
+    provider = otel_trace.get_tracer_provider()
+    cached = _tracer
+    if cached is None or cached[0] is not provider:
+        cached = _tracer = (provider, provider.get_tracer(TRACER_NAME))
+    tracer: otel_trace.Tracer = cached[1]
+    return tracer
+
+
+def start_span(execution: Execution) -> Span:
+    """Start the span of one attempt (not made current), child of the captured context."""
+    return _get_tracer().start_span(
+        f"task {execution.name}",
+        context=execution.trace,
+        attributes={
+            "actorflow.task.id": execution.task_id,
+            "actorflow.task.name": execution.name,
+            "actorflow.task.type": execution.task_type,
+            "actorflow.task.attempt": execution.attempt,
+        },
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+
+
+def end_span(span: Span, error: BaseException | None) -> None:
+    """End an attempt's span: status OK, or ERROR with the exception recorded."""
+    status = otel_trace.StatusCode
+    if error is None:
+        span.set_status(status.OK)
+    else:
+        span.record_exception(error)
+        span.set_status(status.ERROR, f"{type(error).__name__}: {error}")
+    span.end()
+
+
+@contextmanager
+def _current_span(execution: Execution) -> Iterator[None]:
+    span = start_span(execution)
+    try:
+        with otel_trace.use_span(
+            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        ):
+            yield
+    except BaseException as exc:
+        end_span(span, exc)
+        raise
+    end_span(span, None)
+
+
+def traced_call(
+    execution: Execution,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """``func(*args, **kwargs)`` inside the attempt's span (a pool thread)."""
+    with _current_span(execution):
+        return func(*args, **kwargs)
+
+
+async def traced_await(
+    execution: Execution,
+    func: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """``await func(*args, **kwargs)`` inside the attempt's span (the owner loop)."""
+    with _current_span(execution):
+        return await func(*args, **kwargs)

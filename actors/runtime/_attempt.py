@@ -1,0 +1,91 @@
+"""`Execution`: one attempt of one task, as the manager, the runners and the pool see it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from actors.core import CancellationToken
+
+if TYPE_CHECKING:
+    from actors.core import LoopBridge, ReplyTo
+    from actors.engine import TaskRecord
+    from supervisors import Clock
+
+__all__ = ["Execution"]
+
+
+class Execution:
+    """One attempt of one task. `cancel` is safe from any thread and idempotent.
+
+    ``bridge`` is the task's owner loop: where a coroutine runs, and where an awaitable
+    that a plain function returned is awaited (None: nowhere, it is refused).
+    """
+
+    __slots__ = (
+        "_decided",
+        "atask",
+        "attempt",
+        "bridge",
+        "cancel_requested",
+        "clock",
+        "name",
+        "remote",
+        "task_id",
+        "task_type",
+        "token",
+        "trace",
+        "waiters",
+    )
+
+    def __init__(
+        self,
+        task_id: str,
+        attempt: int,
+        bridge: LoopBridge | None,
+        record: TaskRecord | None = None,
+    ) -> None:
+        self.task_id = task_id
+        self.attempt = attempt
+        self.bridge = bridge
+        self.name = "" if record is None else record.name
+        self.task_type = "" if record is None else record.task_type
+        self.trace: Any = None if record is None else record.trace
+        """The OpenTelemetry context captured at ``register_task`` (`actors.observe._tracing`);
+        None when OpenTelemetry is not installed: the attempt is then not traced."""
+        self.token = CancellationToken()
+        self.atask: asyncio.Task[Any] | None = None
+        self.cancel_requested = False
+        self.remote: Future[Any] | None = None
+        """The process pool's future of this attempt (a worker process cannot see the
+        token: a call still queued is cancelled, a running one is abandoned)."""
+        self.waiters: list[ReplyTo] | None = None
+        """Callers the manager lets this attempt answer itself if it succeeds, saving
+        the round trip through the manager (which still hears the outcome first)."""
+        self._decided = threading.Lock()
+        self.clock: Clock | None = None
+        """The system clock, to stamp when the attempt ended (set by the manager)."""
+
+    def claim(self) -> bool:
+        """Decide the attempt's outcome: True for the first caller only.
+
+        The runner claims when the attempt ends; the manager claims before it times out
+        or cancels the attempt. Whoever loses leaves the outcome to the winner, so a
+        result and a timeout can never both be reported.
+        """
+        return self._decided.acquire(blocking=False)
+
+    def cancel(self) -> None:
+        self.token.cancel()
+        remote = self.remote
+        if remote is not None:
+            remote.cancel()
+        if self.bridge is not None:
+            self.bridge.post(self._cancel_on_loop)
+
+    def _cancel_on_loop(self) -> None:
+        self.cancel_requested = True
+        if self.atask is not None:
+            self.atask.cancel()

@@ -1,0 +1,211 @@
+"""Running one attempt of a task: coroutines on their owner loop, functions in a pool thread.
+
+No user code ever runs inside an actor: the manager hands an `Execution` (`_attempt`) to the owner
+event loop (coroutines) or to the thread-pool actor (plain functions); the outcome comes
+back to the manager as an `AttemptDone` message through its stable handle, so it reaches
+the next incarnation if the manager crashed meanwhile.
+
+How an attempt ends, on both task systems (these helpers are shared by both managers):
+
+- A plain function whose result is awaitable (``lambda: fetch(url)``, a decorator that
+  hides ``async``) has that result awaited on the task's owner event loop (the loop it
+  was registered from), as if the function were async: the pool thread is free again,
+  and the task's timeout and cancellation cover the awaiting. (On the ``process`` and
+  ``dask`` executors the result must pickle, which a coroutine does not: the attempt
+  fails.)
+- An attempt's `BaseException` that is not an `Exception` never leaves the task: it
+  would stop the caller's event loop. ``asyncio.CancelledError`` that the task's own
+  code raised (or that cancelled its asyncio task from outside actorflow) ends the task
+  ``cancelled`` with a `TaskCancelledError`, as an asyncio task that raises it ends
+  cancelled; any other (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``, one of
+  the user's own) ends it ``failed`` with a `TaskFailedError`, not retried. Either way the
+  original is the error's ``__cause__`` (see `attempt_error`).
+- A ``retry_wait`` gets a real tenacity `RetryCallState` (see `actors.engine.retry_delay`); a wait
+  that raises, or gives no finite delay, fails the task with a `TaskFailedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from actors.core import (
+    TASK_CONTEXT,
+    ActorSystemError,
+    TaskCancelledError,
+    TaskFailedError,
+    safe_repr,
+)
+from actors.observe import traced_await, traced_call
+from actors.runtime._attempt import Execution
+from actors.runtime.messages import AttemptDone
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = [
+    "attempt_error",
+    "complete",
+    "run_function",
+    "start_coroutine",
+]
+
+
+def attempt_error(task_id: str, error: BaseException) -> BaseException:
+    """The error an attempt that raised ``error`` ends with.
+
+    An `Exception` is the task's error as it is. A `BaseException` that is not one must
+    never reach a caller (set on an asyncio future, ``SystemExit`` and
+    ``KeyboardInterrupt`` stop the event loop that awaits it), so it is wrapped, with
+    ``error`` as the ``__cause__``: ``asyncio.CancelledError`` in a `TaskCancelledError`
+    (the task ends cancelled, see `actors.engine.ended_cancelled`), any other in a `TaskFailedError`
+    (the task ends failed, not retried).
+    """
+    if isinstance(error, Exception):
+        return error
+    wrapped: TaskCancelledError | TaskFailedError
+    if isinstance(error, asyncio.CancelledError):
+        wrapped = TaskCancelledError(f"task {task_id!r} was cancelled outside actorflow")
+    else:
+        wrapped = TaskFailedError(
+            f"task {task_id!r} raised {safe_repr(error)}, which is not an Exception: the task "
+            "failed and is not retried (the program goes on)"
+        )
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def _report(report: Callable[[AttemptDone], None], done: AttemptDone) -> None:
+    try:
+        report(done)
+    except Exception as exc:
+        logger.bind(task_id=done.task_id).debug("outcome of task not delivered: {!r}", exc)
+
+
+def complete(
+    execution: Execution,
+    report: Callable[[AttemptDone], None],
+    value: Any,
+    error: BaseException | None,
+) -> None:
+    """The attempt ended: unless a timeout or a cancel decided it first, tell the
+    manager, then (on success) answer the callers it delegated to this attempt.
+    ``error`` goes through `attempt_error`."""
+    if not execution.claim():
+        return
+    if error is not None and not isinstance(error, Exception):
+        error = attempt_error(execution.task_id, error)
+    clock = execution.clock
+    at = None if clock is None else clock.monotonic()
+    _report(report, AttemptDone(execution.task_id, execution.attempt, value, error, at))
+    waiters = execution.waiters
+    if error is None and waiters:
+        for reply in waiters:
+            reply.set_result(value)
+
+
+def start_coroutine(
+    execution: Execution,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    report: Callable[[AttemptDone], None],
+) -> None:
+    """Runs on the owner loop: start the attempt as an asyncio task."""
+    if execution.cancel_requested:
+        return
+    assert execution.bridge is not None
+    execution.atask = execution.bridge.loop.create_task(
+        _run_coroutine(execution, func, args, kwargs, report)
+    )
+
+
+async def _run_coroutine(
+    execution: Execution,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    report: Callable[[AttemptDone], None],
+) -> None:
+    task_id = execution.task_id
+    TASK_CONTEXT.set((task_id, execution.token, execution.name, execution.task_type))
+    try:
+        with logger.contextualize(task_id=task_id):
+            if execution.trace is None:
+                value = await func(*args, **kwargs)
+            else:
+                value = await traced_await(execution, func, args, kwargs)
+    except asyncio.CancelledError as exc:
+        if not execution.cancel_requested:
+            # Raised by the task's own code, or its asyncio task was cancelled by someone
+            # other than actorflow (the loop is shutting down): the task ends cancelled.
+            complete(execution, report, None, exc)
+        raise
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too: never re-raised
+        complete(execution, report, None, exc)
+    else:
+        complete(execution, report, value, None)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _start_awaitable(
+    execution: Execution, awaitable: Any, report: Callable[[AttemptDone], None]
+) -> None:
+    """Runs on the owner loop: await what a plain function returned, as an attempt."""
+    if execution.cancel_requested:  # timed out or cancelled meanwhile
+        _discard(awaitable)
+        return
+    start_coroutine(execution, _awaited, (awaitable,), {}, report)
+
+
+def _discard(awaitable: Any) -> None:
+    """Close a coroutine that will never run (no "never awaited" warning)."""
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
+
+
+def run_function(
+    execution: Execution,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    report: Callable[[AttemptDone], None],
+) -> None:
+    """Runs in a pool thread: one attempt of a plain function.
+
+    If the function returns an awaitable, it is awaited on the task's owner loop
+    (``execution.bridge``) and the attempt ends when that does.
+    """
+    if execution.token.cancelled:
+        return
+    task_id = execution.task_id
+    reset = TASK_CONTEXT.set((task_id, execution.token, execution.name, execution.task_type))
+    try:
+        with logger.contextualize(task_id=task_id):
+            if execution.trace is None:
+                value = func(*args, **kwargs)
+            else:
+                value = traced_call(execution, func, args, kwargs)
+    except BaseException as exc:
+        complete(execution, report, None, exc)
+    else:
+        if inspect.isawaitable(value):
+            bridge = execution.bridge
+            if bridge is None or not bridge.post(_start_awaitable, execution, value, report):
+                _discard(value)
+                error = ActorSystemError(
+                    f"task {task_id!r} returned {safe_repr(value)}, which is awaited on the "
+                    "event loop that registered the task, and that loop is closed"
+                )
+                complete(execution, report, None, error)
+        else:
+            complete(execution, report, value, None)
+    finally:
+        TASK_CONTEXT.reset(reset)

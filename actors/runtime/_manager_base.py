@@ -1,0 +1,289 @@
+"""The task manager actor: a thin shell over an `Engine` (the child's state).
+
+It receives typed messages, calls the engine, and answers. It is the engine's `Port`:
+it starts attempts (coroutines on their owner loop here; plain functions as the
+subclass says) and arms the timers that come back to it as messages through its stable
+handle, so they reach the next incarnation if this one crashed. Transitions go to the
+monitor, in batches, when the mailbox runs dry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from loguru import logger
+
+from actors.core import ActorsError, ActorSystemError, InvalidTaskError, TaskStatus, tell_later
+from actors.engine import (
+    Engine,
+    StartFailed,
+    TaskDetail,
+    TaskRecord,
+    TaskRow,
+    Timer,
+    page_keys,
+    page_rows,
+)
+from actors.runtime import messages
+from actors.runtime._attempt import Execution
+from actors.runtime._execution import start_coroutine
+from supervisors import SupervisedActor
+
+if TYPE_CHECKING:
+    from actors.core import LoopBridge
+    from actors.engine import TaskSpec
+    from actors.runtime._shared import SystemContext
+
+__all__ = ["DEFERRED", "BaseManager"]
+
+DEFERRED: Any = object()
+"""Returned by a request handler that answers later (the engine keeps the reply)."""
+
+
+class BaseManager(SupervisedActor):
+    """A task manager actor. See `TaskManagerActor` and `LegacyTaskManagerActor`."""
+
+    CHILD_ID: ClassVar[str]
+    use_daemon_thread = True
+
+    def __init__(self, ctx: SystemContext, state: Engine) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.engine = engine = state
+        self.backend = engine.backend
+        self.clock = ctx.clock
+        self.me = ctx.handle(self.CHILD_ID)
+        self.report = self.me.tell
+        self._log = logger.bind(actor=self.CHILD_ID)
+        engine.attach(self)
+        e = engine
+        self._requests: dict[type, Callable[[Any], Any]] = {
+            messages.Register: self._register,
+            messages.SubmitTask: self._submit,
+            messages.Execute: self._execute,
+            messages.Wait: self._wait,
+            messages.Unwait: lambda m: e.unwait(m.task_id, m.waiter),
+            messages.Block: lambda m: e.block(m.task_id, m.token, m.blocked),
+            messages.Cancel: self._cancel,
+            messages.GetTask: lambda m: e.info(e.get(m.task_id)),
+            messages.GetStatus: lambda m: e.get(m.task_id).status,
+            messages.GetResult: lambda m: e.get(m.task_id).result,
+            messages.GetError: lambda m: e.get(m.task_id).error,
+            messages.GetAll: lambda m: [e.info(r) for r in e.tasks.values()],
+            messages.GetByStatus: lambda m: [
+                e.info(r) for r in e.tasks.values() if r.status is m.status
+            ],
+            messages.GetByType: lambda m: [
+                e.info(r) for r in e.tasks.values() if r.task_type == m.task_type
+            ],
+            messages.PageKeys: lambda m: page_keys(e.tasks.values(), m.query),
+            messages.PageRows: self._page_rows,
+            messages.GetDetail: self._detail,
+            messages.GetDefinition: self._definition,
+            messages.AddDependency: lambda m: e.add_dependency(m.task_id, m.depends_on),
+            messages.Flush: lambda m: self._flush(),
+            messages.Cleanup: self._cleanup,
+            messages.Shutdown: self._shutdown,
+        }
+        self._internal: dict[type, Callable[[Any], None]] = {
+            messages.AttemptDone: lambda m: e.attempt_done(
+                m.task_id, m.attempt, m.value, m.error, m.at
+            ),
+            messages.FunctionStarted: lambda m: e.function_started(m.task_id, m.attempt, m.at),
+            messages.AttemptTimedOut: lambda m: e.timed_out(m.task_id, m.attempt),
+            messages.RetryDue: lambda m: e.retry_due(m.task_id, m.attempt),
+            messages.BreakerDue: lambda m: e.breaker_ready(m.name, timer=True),
+            messages.BreakerChanged: lambda m: e.breaker_ready(m.transition.name),
+            messages.SetLimit: lambda m: e.set_limit(m.limit),
+            messages.CleanupTick: self._cleanup_tick,
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._flush()
+        if self.ctx.config.CLEANUP_INTERVAL > 0 and self.engine.cleanup_timer is None:
+            self._arm_cleanup()
+
+    def on_idle(self) -> None:
+        if self.engine.transitions:
+            self._flush()
+        if self.engine.forgotten:
+            self._forget()
+
+    def on_stop(self) -> None:
+        # A stop (not a crash) ends this manager's life: its timer must not outlive it.
+        timer = self.engine.cleanup_timer
+        if timer is not None:
+            timer.cancel()
+            self.engine.cleanup_timer = None
+
+    def _forget(self) -> None:
+        """Tell the facade which tasks were removed without a cleanup call."""
+        removed = tuple(self.engine.forgotten)
+        self.engine.forgotten.clear()
+        with contextlib.suppress(ActorsError):
+            self.ctx.handle("facade").tell(messages.Forget(removed))
+
+    def _flush(self) -> None:
+        """Send the transitions not sent yet to the monitor."""
+        transitions = self.engine.transitions
+        if transitions:
+            batch = messages.Transitions(tuple(transitions))
+            transitions.clear()
+            try:
+                self.ctx.handle("task_monitor").tell(batch)
+            except ActorsError:
+                pass
+            except Exception as exc:
+                self._log.debug("transitions not delivered to the monitor: {!r}", exc)
+
+    def _arm_cleanup(self) -> None:
+        self.engine.cleanup_timer = tell_later(
+            self.clock, self.ctx.config.CLEANUP_INTERVAL, self.me, messages.CleanupTick()
+        )
+
+    def _cleanup_tick(self, message: messages.CleanupTick) -> None:
+        self.engine.cleanup_timer = None
+        removed = self.engine.cleanup(self.ctx.config.CLEANUP_MAX_AGE)
+        if removed:
+            self.ctx.handle("facade").tell(messages.Forget(tuple(removed)))
+        self._arm_cleanup()
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        kind = type(message)
+        handler = self._requests.get(kind)
+        if handler is not None:
+            reply = message.reply
+            try:
+                result = handler(message)
+            except ActorsError as exc:
+                reply.set_exception(exc)
+                return None
+            except Exception as exc:
+                self._log.opt(exception=exc).error("{} failed", kind.__name__)
+                reply.set_exception(exc)
+                return None
+            if result is not DEFERRED:
+                reply.set_result(result)
+            return None
+        internal = self._internal.get(kind)
+        if internal is None:
+            self._log.warning("unexpected message {!r}", message)
+        else:
+            internal(message)
+        return None
+
+    # -- the engine's port ----------------------------------------------------------------
+
+    def start_attempt(self, record: TaskRecord) -> Execution:
+        """Start the attempt: a coroutine as an asyncio task on its owner loop, a plain
+        function as `_start_function` says."""
+        execution = Execution(record.task_id, record.attempts, record.bridge, record)
+        execution.clock = self.clock
+        if record.waiters:
+            execution.waiters = record.waiters.copy()
+        if record.is_coroutine:
+            bridge = record.bridge
+            if bridge is None or not bridge.post(
+                start_coroutine, execution, record.func, record.args, record.kwargs, self.report
+            ):
+                raise StartFailed(_loop_closed(record.task_id), retry=False)
+        else:
+            self._start_function(execution, record)
+        return execution
+
+    def _start_function(self, execution: Execution, record: TaskRecord) -> None:
+        raise NotImplementedError
+
+    def timeout_after(self, delay: float, task_id: str, attempt: int) -> Timer:
+        return tell_later(self.clock, delay, self.me, messages.AttemptTimedOut(task_id, attempt))
+
+    def retry_after(self, delay: float, task_id: str, attempt: int) -> Timer:
+        return tell_later(self.clock, delay, self.me, messages.RetryDue(task_id, attempt))
+
+    def breaker_after(self, delay: float, name: str) -> Timer:
+        return tell_later(self.clock, delay, self.me, messages.BreakerDue(name))
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _register(self, message: messages.Register) -> str:
+        task_id = message.task_id
+        if task_id is None:
+            raise InvalidTaskError("a registration reaches a manager with its task id")
+        return self.engine.register(message.spec, task_id, message.bridge)
+
+    def _submit(self, message: messages.SubmitTask) -> Any:
+        try:
+            self.engine.submit(message.spec, message.task_id, message.bridge, message.reply)
+        except ActorsError:  # not registered: the facade forgets the id it routed
+            with contextlib.suppress(ActorsError):
+                self.ctx.handle("facade").tell(messages.Forget((message.task_id,)))
+            raise
+        return DEFERRED
+
+    def _execute(self, message: messages.Execute) -> Any:
+        if message.wait:
+            self.engine.execute(message.task_id, message.reply)
+            return DEFERRED
+        return self.engine.execute(message.task_id)
+
+    def _wait(self, message: messages.Wait) -> Any:
+        self.engine.wait(message.task_id, message.reply, pending_ok=message.bounded)
+        return DEFERRED
+
+    def _cancel(self, message: messages.Cancel) -> Any:
+        cancelled = self.engine.cancel(message.task_id, message.reply)
+        return DEFERRED if cancelled is None else cancelled
+
+    def _page_rows(self, message: messages.PageRows) -> list[TaskRow]:
+        start, stop = message.slices[self.backend]
+        return page_rows(self.engine.tasks.values(), message.query, start, stop, self.backend)
+
+    def _detail(self, message: messages.GetDetail) -> TaskDetail:
+        task_id = message.task_id
+        record = self.engine.get(task_id)
+        graph = self.engine.graph
+        spec = record.spec
+        live = record.args is not None
+        return TaskDetail(
+            info=self.engine.info(record),
+            dependents=graph.dependents(task_id) if task_id in graph else (),
+            failures=tuple(record.failures or ()),
+            func=record.func if live else (spec.func if spec is not None else None),
+            args=record.args if live else (spec.args if spec is not None else None),
+            kwargs=record.kwargs if live else (spec.kwargs if spec is not None else None),
+            retryable=record.status is TaskStatus.FAILED and spec is not None,
+        )
+
+    def _definition(self, message: messages.GetDefinition) -> tuple[TaskSpec, LoopBridge | None]:
+        """A failed task's registration and loop, to register it again (`retry_task`)."""
+        task_id = message.task_id
+        record = self.engine.get(task_id)
+        spec = record.spec
+        if record.status is not TaskStatus.FAILED or spec is None:
+            msg = f"task {task_id!r} is {record.status.value}; only a failed task can be retried"
+            raise InvalidTaskError(msg)
+        graph = self.engine.graph
+        deps = graph.dependencies(task_id) if task_id in graph else ()
+        return spec._replace(dependencies=tuple(deps)), record.kept_bridge
+
+    def _cleanup(self, message: messages.Cleanup) -> list[str]:
+        removed = self.engine.cleanup(message.max_age)
+        self._flush()  # the monitor hears of it before the caller does
+        return removed
+
+    def _shutdown(self, message: messages.Shutdown) -> int:
+        count = self.engine.shutdown()
+        self._flush()
+        return count
+
+
+def _loop_closed(task_id: str) -> ActorSystemError:
+    return ActorSystemError(
+        f"task {task_id!r} cannot start: the event loop that registered it is closed"
+    )

@@ -1,0 +1,385 @@
+"""The task monitor actor: metrics, the event stream, and the resource governor.
+
+It hears every lifecycle transition from the managers in batches, restarts from the
+supervisor and state changes from the circuit breakers. It keeps aggregates (counts,
+streaming timing sketches per task type) plus the start time of tasks in flight, all in
+its child state so a restart loses nothing. Subscribers of the event stream get their
+events from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from actors.core import tell_later
+from actors.observe import (
+    Event,
+    EventKind,
+    GovernorPolicy,
+    Histogram,
+    MetricsSnapshot,
+    Pressure,
+    QuantileSketch,
+    ResourceSample,
+    Subscriber,
+    TimingStats,
+    decide,
+    kind_of_transition,
+    pressure,
+)
+from actors.runtime.messages import (
+    BreakerChanged,
+    ChildRestarted,
+    GetMetrics,
+    ResourceTick,
+    SetLimit,
+    Subscribe,
+    Transitions,
+    Unsubscribe,
+)
+from supervisors import SupervisedActor, TimerHandle
+
+if TYPE_CHECKING:
+    from actors.engine import BreakerTransition, Transition
+    from actors.runtime._shared import SystemContext
+
+__all__ = ["MonitorState", "TaskMonitorActor"]
+
+
+OTHER = "__other__"
+"""The metrics label of task types past ``METRICS_MAX_TASK_TYPES``."""
+
+
+class MonitorState:
+    """Aggregates, plus the queue/start times of tasks in flight (bounded by them).
+
+    Per-type aggregates are keyed by a label: the task type itself for the first
+    ``METRICS_MAX_TASK_TYPES`` types, `OTHER` for the rest. A type keeps its label while
+    it has tasks (registered and not cleaned up); when its last task is cleaned up, an
+    own label is freed with its counts and timing sketches.
+    """
+
+    def __init__(self) -> None:
+        self.by_status: Counter[str] = Counter()
+        self.by_type: dict[str, Counter[str]] = {}
+        """label -> status -> tasks."""
+        self.labels: dict[str, str] = {}
+        """task type -> its label, for types that have tasks."""
+        self.live: Counter[str] = Counter()
+        """task type -> its tasks not cleaned up yet."""
+        self.own_labels = 0
+        """Types labelled by their own name (at most ``METRICS_MAX_TASK_TYPES``)."""
+        self.transitions = 0
+        self.restarts: Counter[str] = Counter()
+        self.execution: dict[str, QuantileSketch] = {}
+        self.waiting: dict[str, QuantileSketch] = {}
+        # The same durations in cumulative buckets, for Prometheus histograms.
+        self.execution_buckets: dict[str, Histogram] = {}
+        self.waiting_buckets: dict[str, Histogram] = {}
+        self.queued_at: dict[str, float] = {}
+        self.started_at: dict[str, float] = {}
+        self.retries = 0
+        self.failures = 0
+        self.timeouts = 0
+        self.subscribers: list[Subscriber] = []
+        self.dropped = 0
+        self.resource: dict[str, float] = {}
+        self.pressure = Pressure.OK
+        self.resource_timer: TimerHandle | None = None
+        self.limit = 0  # the governor's last decision (0: it has not decided yet)
+
+
+class TaskMonitorActor(SupervisedActor):
+    CHILD_ID = "task_monitor"
+    use_daemon_thread = True
+
+    def __init__(self, ctx: SystemContext, state: MonitorState) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.state = state
+        self.me = ctx.handle(self.CHILD_ID)
+
+    def on_start(self) -> None:
+        if self.ctx.config.RESOURCE_CHECK_INTERVAL > 0 and self.state.resource_timer is None:
+            self._arm_governor()
+
+    def on_stop(self) -> None:
+        if self.state.resource_timer is not None:
+            self.state.resource_timer.cancel()
+            self.state.resource_timer = None
+        for subscriber in self.state.subscribers:
+            subscriber.close()
+        self.state.subscribers.clear()
+
+    def on_receive(self, message: Any) -> Any:
+        kind = type(message)
+        if kind is Transitions:
+            self._apply(message.items)
+        elif kind is ChildRestarted:
+            self.state.restarts[message.child_id] += 1
+        elif kind is BreakerChanged:
+            self._breaker_changed(message.transition)
+        elif kind is ResourceTick:
+            self.state.resource_timer = None
+            self._govern()
+            self._arm_governor()
+        elif kind is GetMetrics:
+            self._answer(message, self.snapshot)
+        elif kind is Subscribe:
+            self._answer(message, lambda: self._subscribe(message))
+        elif kind is Unsubscribe:
+            with contextlib.suppress(ValueError):
+                self.state.subscribers.remove(message.subscriber)
+            message.reply.set_result(None)
+        return None
+
+    def _subscribe(self, message: Subscribe) -> Subscriber:
+        subscriber = Subscriber(
+            message.bridge, self.ctx.config.EVENT_BUFFER_SIZE, message.task_type
+        )
+        self.state.subscribers.append(subscriber)
+        return subscriber
+
+    @staticmethod
+    def _answer(message: GetMetrics | Subscribe, make: Callable[[], Any]) -> None:
+        try:
+            result = make()
+        except Exception as exc:
+            message.reply.set_exception(exc)
+        else:
+            message.reply.set_result(result)
+
+    # -- lifecycle events -----------------------------------------------------------------
+
+    def _apply(self, items: tuple[Transition, ...]) -> None:
+        state = self.state
+        by_status = state.by_status
+        by_type = state.by_type
+        queued_at = state.queued_at
+        started_at = state.started_at
+        bounds = self.ctx.config.METRICS_HISTOGRAM_BUCKETS
+        labels = state.labels
+        for task_id, _name, task_type, old, new, _attempt, at, _wall, detail in items:
+            label = labels.get(task_type)
+            if label is None:
+                label = self._label(task_type)
+            if old is None:
+                state.live[task_type] += 1
+            counts = by_type.get(label)
+            if counts is None:
+                counts = by_type[label] = Counter()
+            if old is not None:
+                by_status[old] -= 1
+                counts[old] -= 1
+                if old == "running":
+                    began = started_at.pop(task_id, None)
+                    if began is not None:
+                        ran = max(0.0, at - began)
+                        _observe(state.execution, state.execution_buckets, label, bounds, ran)
+            if new is None:
+                queued_at.pop(task_id, None)
+                started_at.pop(task_id, None)
+                self._forget(task_type)
+                continue
+            by_status[new] += 1
+            counts[new] += 1
+            if new == "queued":
+                queued_at[task_id] = at
+            elif new == "running":
+                since = queued_at.pop(task_id, None)
+                if since is not None:
+                    waited = max(0.0, at - since)
+                    _observe(state.waiting, state.waiting_buckets, label, bounds, waited)
+                started_at[task_id] = at
+            elif new == "retrying":
+                state.retries += 1
+            elif new == "failed":
+                state.failures += 1
+            if detail == "TaskTimeoutError" and new in ("retrying", "failed"):
+                state.timeouts += 1
+            if new in ("completed", "failed", "cancelled"):
+                queued_at.pop(task_id, None)
+        state.transitions += len(items)
+        if state.subscribers:
+            self._publish(
+                [
+                    Event(
+                        kind_of_transition(t.new),
+                        t.at,
+                        t.task_id,
+                        t.task_type,
+                        {"error": t.error} if t.error is not None else {},
+                        t.name,
+                        t.wall,
+                    )
+                    for t in items
+                ]
+            )
+
+    def _label(self, task_type: str) -> str:
+        """Give ``task_type`` its metrics label: its own name while there is room."""
+        state = self.state
+        if state.own_labels < self.ctx.config.METRICS_MAX_TASK_TYPES and task_type != OTHER:
+            state.own_labels += 1
+            label = task_type
+        else:
+            label = OTHER
+        state.labels[task_type] = label
+        return label
+
+    def _forget(self, task_type: str) -> None:
+        """A task of ``task_type`` was cleaned up: the last one frees the type's label."""
+        state = self.state
+        live = state.live[task_type] - 1
+        if live > 0:
+            state.live[task_type] = live
+            return
+        del state.live[task_type]
+        label = state.labels.pop(task_type, None)
+        if label == task_type:
+            state.own_labels -= 1
+            state.by_type.pop(label, None)
+            state.execution.pop(label, None)
+            state.waiting.pop(label, None)
+            state.execution_buckets.pop(label, None)
+            state.waiting_buckets.pop(label, None)
+
+    def _publish(self, events: list[Event]) -> None:
+        for subscriber in list(self.state.subscribers):
+            if subscriber.closed:
+                self.state.subscribers.remove(subscriber)
+                continue
+            mine = [e for e in events if subscriber.wants(e.task_type)]
+            if mine:
+                self.state.dropped += subscriber.offer(mine)
+
+    def _breaker_changed(self, transition: BreakerTransition) -> None:
+        if self.state.subscribers:
+            detail = {
+                "breaker": transition.name,
+                "old": transition.old.value,
+                "new": transition.new.value,
+                "reason": transition.reason,
+            }
+            self._publish([Event(EventKind.CIRCUIT_BREAKER, transition.at, detail=detail)])
+
+    # -- resource governor ----------------------------------------------------------------
+
+    def _arm_governor(self) -> None:
+        interval = self.ctx.config.RESOURCE_CHECK_INTERVAL
+        if interval <= 0 or self.actor_stopped.is_set():
+            return
+        self.state.resource_timer = tell_later(self.ctx.clock, interval, self.me, ResourceTick())
+
+    def _govern(self) -> None:
+        cfg = self.ctx.config
+        try:
+            sample: ResourceSample = self.ctx.probe()
+        except Exception as exc:
+            logger.bind(actor=self.CHILD_ID).warning("resource probe failed: {!r}", exc)
+            return
+        policy = GovernorPolicy(
+            max_limit=cfg.MAX_CONCURRENT_TASKS,
+            cpu_high=cfg.CPU_HIGH_PERCENT,
+            memory_high=cfg.MEMORY_HIGH_PERCENT,
+            cpu_critical=cfg.CPU_CRITICAL_PERCENT,
+            memory_critical=cfg.MEMORY_CRITICAL_PERCENT,
+        )
+        manager_state = self.ctx.supervisor_state.states["task_manager"]
+        current = self.state.limit or manager_state.limit or cfg.MAX_CONCURRENT_TASKS
+        self.state.limit = limit_after = decide(current, sample, policy)[0]
+        limit, level = limit_after, pressure(sample, policy)
+        self.state.resource = {
+            "cpu_percent": sample.cpu_percent,
+            "memory_percent": sample.memory_percent,
+        }
+        if limit != current:
+            with contextlib.suppress(Exception):
+                self.ctx.handle("task_manager").tell(SetLimit(limit))
+        previous, self.state.pressure = self.state.pressure, level
+        if level is Pressure.OK and previous is Pressure.OK:
+            return
+        kind = {
+            Pressure.OK: EventKind.RESOURCE_OK,
+            Pressure.WARNING: EventKind.RESOURCE_WARNING,
+            Pressure.CRITICAL: EventKind.RESOURCE_CRITICAL,
+        }[level]
+        logger.bind(actor=self.CHILD_ID).log(
+            "INFO" if level is Pressure.OK else "WARNING",
+            "resource {}: cpu {:.0f}%, memory {:.0f}%; concurrency limit {} -> {}",
+            level.value,
+            sample.cpu_percent,
+            sample.memory_percent,
+            current,
+            limit,
+        )
+        if self.state.subscribers:
+            detail = {**self.state.resource, "limit": limit, "previous_limit": current}
+            self._publish([Event(kind, self.ctx.clock.monotonic(), detail=detail)])
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def snapshot(self) -> MetricsSnapshot:
+        state = self.state
+        ctx = self.ctx
+        states = ctx.supervisor_state.states
+        mailboxes = {}
+        for child_id, handle in ctx.supervisor_state.handles.items():
+            ref = handle.actor_ref
+            depth = handle.buffered
+            if ref is not None:
+                depth += ref.actor_inbox.qsize()  # type: ignore[attr-defined]
+            mailboxes[child_id] = depth
+        pool = states["thread_pool"].executor
+        manager = states["task_manager"]
+        return MetricsSnapshot(
+            tasks_by_status={k: v for k, v in state.by_status.items() if v},
+            tasks_by_type={
+                t: {k: v for k, v in c.items() if v} for t, c in state.by_type.items() if +c
+            },
+            execution_time=_stats(state.execution),
+            wait_time=_stats(state.waiting),
+            retries=state.retries,
+            failures=state.failures,
+            timeouts=state.timeouts,
+            mailbox_depth=mailboxes,
+            ready_queue=state.by_status.get("queued", 0),
+            pool_queue=0 if pool is None else pool.qsize(),
+            restarts=dict(state.restarts),
+            # The governor's decision, even if the manager has not received it yet.
+            concurrency_limit=state.limit or manager.limit,
+            max_concurrency=ctx.config.MAX_CONCURRENT_TASKS,
+            events_dropped=state.dropped,
+            breakers={b.name: b.state.value for b in ctx.breakers.all()},
+            resource=dict(state.resource),
+            taken_at=ctx.clock.monotonic(),
+            execution_histogram={t: h.counts() for t, h in state.execution_buckets.items()},
+            wait_histogram={t: h.counts() for t, h in state.waiting_buckets.items()},
+        )
+
+
+def _observe(
+    sketches: dict[str, QuantileSketch],
+    histograms: dict[str, Histogram],
+    task_type: str,
+    bounds: tuple[float, ...],
+    seconds: float,
+) -> None:
+    """Count ``seconds`` in the task type's sketch and histogram (made on first use)."""
+    sketch = sketches.get(task_type)
+    if sketch is None:
+        sketch = sketches[task_type] = QuantileSketch()
+    sketch.add(seconds)
+    histogram = histograms.get(task_type)
+    if histogram is None:
+        histogram = histograms[task_type] = Histogram(bounds)
+    histogram.observe(seconds)
+
+
+def _stats(sketches: dict[str, QuantileSketch]) -> dict[str, TimingStats]:
+    return {task_type: sketch.stats() for task_type, sketch in sketches.items()}

@@ -1,0 +1,266 @@
+"""The thread-pool actor: plain functions run on its executors, never in an actor.
+
+Three executors, picked per task (``executor=``, default ``THREAD_POOL_BACKEND``):
+``thread`` (`WorkerThreads`, daemon threads), ``process`` (spawned worker processes) and
+``dask`` (a Dask client); see `actors.runtime._backends`. The last two are created on first
+use. They live in the child's state object, so a crash of the actor loses no running
+function: each reports its outcome straight to the manager's stable handle.
+
+A worker process that dies breaks its `ProcessPoolExecutor`: every call on it fails
+(`ActorSystemError`, retried while the task has retries), and the actor crashes itself
+(`PoolBroken`) so that its next incarnation, started by the supervisor, replaces the
+broken pool.
+
+An attempt handed to the pool is not running yet: it may wait for a worker. The pool
+tells the manager (`FunctionStarted`, through the manager's stable handle) when the
+function starts on a worker thread, or, for ``process`` and ``dask``, when it hands the
+call to that executor (whose own queue it cannot see into); the task is ``running``, and
+its timeout counts, from then on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from actors.core import ActorSystemError, TaskFailedError, safe_repr, tell_quietly
+from actors.observe import end_span, start_span
+from actors.runtime._attempt import Execution
+from actors.runtime._backends import (
+    DaskBackend,
+    RemoteCall,
+    WorkerThreads,
+    close_process_pool,
+    default_dask_workers,
+    new_process_pool,
+)
+from actors.runtime._execution import complete, run_function
+from actors.runtime.messages import AttemptDone, FunctionStarted, PoolBroken, RunFunction, Submit
+from supervisors import SupervisedActor
+
+if TYPE_CHECKING:
+    from actors.core import ReplyTo
+    from actors.runtime._shared import SystemContext
+
+__all__ = ["PoolState", "ThreadPoolActor"]
+
+
+class PoolState:
+    """The executors, kept across incarnations of the actor."""
+
+    def __init__(self) -> None:
+        self.executor: WorkerThreads | None = None
+        self.process: ProcessPoolExecutor | None = None
+        self.dask: DaskBackend | None = None
+        self.broken = False
+        """The process pool broke: the next incarnation replaces it."""
+
+
+def _run_direct(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], reply: ReplyTo
+) -> None:
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as exc:
+        _answer(reply, None, exc)
+    else:
+        reply.set_result(value)
+
+
+def _started(execution: Execution, report: Callable[[Any], None]) -> bool:
+    """Tell the manager the attempt starts now; False if it was cancelled meanwhile."""
+    if execution.token.cancelled:
+        return False
+    clock = execution.clock
+    at = time.monotonic() if clock is None else clock.monotonic()
+    try:
+        report(FunctionStarted(execution.task_id, execution.attempt, at))
+    except Exception as exc:
+        logger.bind(task_id=execution.task_id).debug("start of task not delivered: {!r}", exc)
+    return True
+
+
+def _run_started(
+    execution: Execution,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    report: Callable[[AttemptDone], None],
+) -> None:
+    """On a worker thread: report the start, then run the attempt."""
+    if _started(execution, report):
+        run_function(execution, func, args, kwargs, report)
+
+
+class ThreadPoolActor(SupervisedActor):
+    CHILD_ID = "thread_pool"
+    use_daemon_thread = True
+
+    def __init__(self, ctx: SystemContext, state: PoolState) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.state = state
+        self.default = ctx.config.THREAD_POOL_BACKEND
+
+    def on_start(self) -> None:
+        state = self.state
+        if state.executor is None:
+            state.executor = WorkerThreads(self.ctx.config.MAX_THREAD_WORKERS, "actorflow-pool")
+        if state.broken:
+            broken, state.process, state.broken = state.process, None, False
+            if broken is not None:
+                # Its manager thread has already terminated the workers.
+                broken.shutdown(wait=False, cancel_futures=True)
+
+    def on_receive(self, message: Any) -> Any:
+        executor = self.state.executor
+        assert executor is not None
+        kind = type(message)
+        if kind is RunFunction:
+            if (message.executor or self.default) == "thread":
+                execution = message.execution
+                executor.submit(
+                    _run_started,
+                    execution,
+                    message.func,
+                    message.args,
+                    message.kwargs,
+                    message.report,
+                    on_abandon=execution.token.cancel,
+                )
+            else:
+                self._run_remote(message)
+        elif kind is Submit:
+            backend = message.executor or self.default
+            if backend == "thread":
+                executor.submit(
+                    _run_direct, message.fn, message.args, message.kwargs, message.reply
+                )
+            else:
+                reply = message.reply
+                self._submit(
+                    message,
+                    RemoteCall(
+                        backend,
+                        None,
+                        message.fn,
+                        message.args,
+                        message.kwargs,
+                        lambda value, error: _answer(reply, value, error),
+                        f"thread_pool.submit({getattr(message.fn, '__name__', message.fn)!r})",
+                    ),
+                )
+        elif kind is PoolBroken and message.pool is self.state.process:
+            self.state.broken = True
+            raise ActorSystemError(
+                "a worker process of the process pool died; thread_pool restarts to "
+                "replace the pool"
+            )
+        return None
+
+    def _run_remote(self, message: RunFunction) -> None:
+        """One attempt in a worker process (``process`` or ``dask``)."""
+        execution = message.execution
+        report = message.report
+        if not _started(execution, report):
+            return
+        task_id = execution.task_id
+        span = None if execution.trace is None else start_span(execution)
+
+        def finish(value: Any, error: BaseException | None) -> None:
+            if span is not None:
+                end_span(span, error)
+            complete(execution, report, value, error)
+
+        call = RemoteCall(
+            message.executor or self.default,
+            task_id,
+            message.func,
+            message.args,
+            message.kwargs,
+            finish,
+            f"task {task_id!r}",
+        )
+        future = self._submit(message, call)
+        if future is not None:
+            # A queued call is dropped if the attempt is cancelled or times out first.
+            execution.remote = future
+            token = execution.token  # set meanwhile by the manager's thread?
+            if token.cancelled:
+                future.cancel()
+
+    def _submit(self, message: Any, call: RemoteCall) -> Any:
+        """Start ``call`` on its executor; the process pool's future, else None."""
+        state = self.state
+        if call.executor == "dask":
+            dask = state.dask
+            if dask is None or dask.failed:
+                config = self.ctx.config
+                dask = state.dask = DaskBackend(
+                    config.DASK_SCHEDULER_ADDRESS,
+                    default_dask_workers(config.MAX_THREAD_WORKERS),
+                    config.CALL_TIMEOUT,
+                )
+            try:
+                dask.submit(call)
+            except Exception as exc:
+                call.fail(ActorSystemError(f"{call.what}: the 'dask' executor failed: {exc!r}"))
+            return None
+        pool = state.process
+        if pool is None:
+            pool = state.process = new_process_pool(self.ctx.config.MAX_THREAD_WORKERS)
+        handle = self.ctx.handle(self.CHILD_ID)
+        call.on_broken = lambda: tell_quietly(handle, PoolBroken(pool))
+        try:
+            return call.submit(pool)
+        except BrokenProcessPool:
+            # Broken before we heard of it: the next incarnation takes the message again
+            # (the supervisor hands a crashed actor's inbox to it) and a new pool.
+            handle.tell(message)
+            state.broken = True
+            raise ActorSystemError(
+                "the process pool is broken (a worker process died); thread_pool restarts "
+                "to replace it"
+            ) from None
+        except RuntimeError as exc:  # shut down
+            call.fail(ActorSystemError(f"{call.what}: the process pool is closed ({exc})"))
+            return None
+
+    def on_stop(self) -> None:
+        state = self.state
+        deadline = time.monotonic() + self.ctx.config.SHUTDOWN_TIMEOUT
+        process, dask = state.process, state.dask
+        state.process = state.dask = None
+        if process is not None:
+            close_process_pool(process, max(0.0, deadline - time.monotonic()))
+        if dask is not None:
+            dask.close(max(0.0, deadline - time.monotonic()))
+        executor = state.executor
+        if executor is None:
+            return
+        state.executor = None
+        executor.shutdown()  # running attempts see their cancellation token set
+        for thread in executor.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _answer(reply: ReplyTo, value: Any, error: BaseException | None) -> None:
+    """Answer a ``thread_pool.submit`` call. A `BaseException` that is not an `Exception`
+    (``sys.exit()`` in ``fn``, ``KeyboardInterrupt``) is wrapped in a `TaskFailedError`,
+    as for a task: set bare on the caller's future it would stop the caller's loop."""
+    if error is None:
+        reply.set_result(value)
+    elif isinstance(error, Exception):
+        reply.set_exception(error)
+    else:
+        wrapped = TaskFailedError(
+            f"thread_pool.submit: the function raised {safe_repr(error)}, which is not an "
+            "Exception: the call failed (the program goes on)"
+        )
+        wrapped.__cause__ = error
+        reply.set_exception(wrapped)

@@ -1,0 +1,409 @@
+"""`SystemRuntime`: the root supervisor and its five children (`ActorSystem` adds the client).
+
+Children, in start order: ``task_monitor``, ``thread_pool``, ``legacy_task_manager``,
+``task_manager``, ``facade`` (stopped in reverse). Each keeps what must survive a crash
+in the state object its `ChildSpec` creates once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+from loguru import logger
+from pykka import ThreadingFuture
+from pykka.messages import ProxyCall
+from tenacity import wait_exponential_jitter
+
+from actors.core import (
+    ActorSystemError,
+    Config,
+    ConfigError,
+    LoopBridge,
+    Reply,
+    bridge_for,
+    load_config,
+)
+from actors.engine import BreakerRegistry, BreakerTransition, CircuitBreaker, Engine, Policy
+from actors.observe import ResourceSample, psutil_probe
+from actors.runtime._backends import DASK_MISSING, dask_installed
+from actors.runtime._facade import FacadeActor, FacadeState
+from actors.runtime._legacy import LegacyTaskManagerActor
+from actors.runtime._manager import TaskManagerActor
+from actors.runtime._monitor import MonitorState, TaskMonitorActor
+from actors.runtime._pool import PoolState, ThreadPoolActor
+from actors.runtime._shared import CHILD_IDS, SystemContext
+from actors.runtime.messages import REQUEST_TYPES, BreakerChanged, ChildRestarted, Shutdown
+from supervisors import (
+    SYSTEM_CLOCK,
+    ChildHandle,
+    ChildSpec,
+    Clock,
+    ConsecutiveFailuresExceeded,
+    RestartIntensityExceeded,
+    RestartPolicy,
+    Strategy,
+    Supervisor,
+    SupervisorError,
+    SupervisorEvent,
+    SupervisorEventKind,
+    SupervisorState,
+    ask_into,
+)
+
+if TYPE_CHECKING:
+    from pykka import ActorRef
+
+    from actors.core import LoopThread
+    from supervisors import ChildCounts, ChildInfo
+
+__all__ = ["SupervisorClient", "SystemRuntime"]
+
+
+class _Server(Protocol):
+    """A server that stops with the system (the dashboard's)."""
+
+    def stop(self) -> None: ...
+
+
+class SupervisorClient:
+    """``system.supervisor``: the root supervisor, for operators and fault injection."""
+
+    def __init__(self, ref: ActorRef[Any], state: SupervisorState, timeout: float):
+        self._ref = ref
+        self._state = state
+        self._timeout = timeout
+
+    @property
+    def actor_ref(self) -> ActorRef[Any]:
+        return self._ref
+
+    def child(self, child_id: str) -> ChildHandle:
+        """The stable `ChildHandle` of a child; ``child(...).tell(Kill())`` crashes it."""
+        handle = self._state.handles.get(child_id)
+        if handle is None:
+            msg = f"the actor system has no child {child_id!r}; children: {', '.join(CHILD_IDS)}"
+            raise ActorSystemError(msg)
+        return handle
+
+    async def which_children(self) -> list[ChildInfo]:
+        result: list[ChildInfo] = await self._ask("which_children")
+        return result
+
+    async def count_children(self) -> ChildCounts:
+        result: ChildCounts = await self._ask("count_children")
+        return result
+
+    async def _ask(self, method: str) -> Any:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        reply_to = _LoopFuture(Reply(bridge_for(loop), answer))
+        if not self._ref.is_alive():
+            raise ActorSystemError("the root supervisor is stopped")
+        ask_into(self._ref, ProxyCall(attr_path=(method,), args=(), kwargs={}), reply_to)
+        try:
+            return await asyncio.wait_for(answer, self._timeout)
+        except TimeoutError:
+            msg = f"the root supervisor did not answer {method}() within {self._timeout}s"
+            raise ActorSystemError(msg) from None
+
+
+class _LoopFuture(ThreadingFuture[Any]):
+    """A pykka future that also resolves an asyncio future on its loop."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__()
+        self._reply = reply
+
+    def set(self, value: Any | None = None) -> None:
+        super().set(value)
+        self._reply.set_result(value)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        if exc_info is None:
+            exc_info = sys.exc_info()
+        super().set_exception(exc_info)
+        self._reply.set_exception(exc_info[1])
+
+
+class SystemRuntime:
+    """The supervision tree of an actor system, without its client (`ActorSystem`).
+
+    ``config`` is a mapping of the upper-case keys (or a `Config`); environment
+    variables ``ACTORFLOW_*`` and a TOML file named by ``ACTORFLOW_CONFIG`` apply below
+    it. ``clock`` replaces the wall clock (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        config: object = None,
+        *,
+        clock: Clock | None = None,
+        probe: object = None,
+    ) -> None:
+        if isinstance(config, Config):
+            self.config = config
+        elif config is None or isinstance(config, Mapping):
+            self.config = load_config(config)
+        else:
+            msg = f"config must be a mapping of upper-case keys or a Config, got {config!r}"
+            raise ConfigError(msg)
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        if probe is not None and not callable(probe):
+            msg = f"probe must be a callable returning a ResourceSample, got {probe!r}"
+            raise ConfigError(msg)
+        self._probe: Callable[[], ResourceSample] = psutil_probe if probe is None else probe
+        self.circuit_breakers = BreakerRegistry(clock=self.clock, listener=self._breaker_changed)
+        """Breakers that tasks name in ``register_task(circuit_breaker=...)``."""
+        self._root: ActorRef[Any] | None = None
+        self._state: SupervisorState | None = None
+        self._supervisor: SupervisorClient | None = None
+        self._facade: ChildHandle | None = None
+        self._pool: ChildHandle | None = None
+        self._failure: ActorSystemError | None = None
+        self._closed = False
+        # Loops this system has answered calls on (their bridges track the calls).
+        self._bridges: weakref.WeakSet[LoopBridge] = weakref.WeakSet()
+        self._last_bridge: LoopBridge | None = None
+        self._lock = threading.Lock()
+        self._dashboards: list[_Server] = []
+        self._loop_thread: LoopThread | None = None
+        """The loop thread of ``with ActorSystem()`` and ``system.blocking`` (`ActorSystem`
+        starts it; `shutdown` stops it unless it runs there)."""
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._root is not None and not self._closed and self._failure is None
+
+    @property
+    def supervisor(self) -> SupervisorClient:
+        if self._supervisor is None:
+            raise ActorSystemError("the actor system is not started; use `async with` or start()")
+        return self._supervisor
+
+    def start(self) -> Self:
+        """Start the supervision tree (idempotent). Blocks for a few milliseconds."""
+        with self._lock:
+            if self._closed:
+                raise ActorSystemError("the actor system was shut down; create a new one")
+            if self._root is not None:
+                return self
+            cfg = self.config
+            if cfg.THREAD_POOL_BACKEND == "dask" and not dask_installed():
+                raise ActorSystemError(f"THREAD_POOL_BACKEND is 'dask', but {DASK_MISSING}")
+            state = SupervisorState()
+            clock = self.clock
+            ctx = SystemContext(cfg, clock, state, self.circuit_breakers, self._probe)
+            specs = [
+                ChildSpec("task_monitor", TaskMonitorActor, (ctx,), state_factory=MonitorState),
+                ChildSpec("thread_pool", ThreadPoolActor, (ctx,), state_factory=PoolState),
+                ChildSpec(
+                    "legacy_task_manager",
+                    LegacyTaskManagerActor,
+                    (ctx,),
+                    state_factory=lambda: Engine(Policy.simple(cfg.MAX_FINISHED_TASKS), clock),
+                ),
+                ChildSpec(
+                    "task_manager",
+                    TaskManagerActor,
+                    (ctx,),
+                    state_factory=lambda: Engine(
+                        Policy.scheduler(cfg.MAX_CONCURRENT_TASKS, cfg.MAX_FINISHED_TASKS), clock
+                    ),
+                ),
+                ChildSpec(
+                    "facade",
+                    FacadeActor,
+                    (ctx,),
+                    state_factory=lambda: FacadeState(cfg.USE_NEW_TASK_SYSTEM),
+                ),
+            ]
+            policy = RestartPolicy(
+                wait=wait_exponential_jitter(
+                    multiplier=cfg.RESTART_BACKOFF_INITIAL,
+                    max=cfg.RESTART_BACKOFF_MAX,
+                    jitter=cfg.RESTART_BACKOFF_INITIAL / 2,
+                ),
+                max_restarts=cfg.RESTART_MAX_RESTARTS,
+                within_seconds=cfg.RESTART_WITHIN_SECONDS,
+                reset_after=cfg.RESTART_RESET_AFTER,
+                # max_consecutive_failures defaults to max_restarts: the same bound holds
+                # a crash loop the window cannot see (each incarnation fails before
+                # RESTART_RESET_AFTER while the backoff outgrows the window).
+            )
+            root = _RootSupervisor.start(
+                specs,
+                strategy=Strategy.ONE_FOR_ONE,
+                policy=policy,
+                clock=self.clock,
+                name="actorflow",
+                on_escalation=self._escalated,
+                listener=self._supervisor_event,
+                buffer_capacity=cfg.MAILBOX_BUFFER_CAPACITY,
+                # Callers' calls are bounded while a child restarts; the system's own
+                # messages (outcomes, timers, events) never are: none may be lost.
+                request_types=REQUEST_TYPES,
+                watchdog_interval=None,
+                state=state,
+            )
+            self._state = state
+            self._facade = state.handles["facade"]
+            self._pool = state.handles["thread_pool"]
+            self._supervisor = SupervisorClient(root, state, cfg.CALL_TIMEOUT)
+            self._root = root
+            logger.bind(system="actorflow").info("actor system started")
+            return self
+
+    async def __aenter__(self) -> Self:
+        return self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Cancel unfinished tasks, stop every actor (reverse order), close the pool."""
+        if self._root is None or self._closed:
+            self._closed = True
+            return
+        if self._failure is None:
+            bound = self.config.SHUTDOWN_TIMEOUT
+            try:
+                # The call's own bound is swept once a second; wait_for makes it exact.
+                loop = asyncio.get_running_loop()
+                reply = Reply(bridge_for(loop), loop.create_future())
+                self._check().tell(Shutdown(reply))
+                await asyncio.wait_for(reply.future, bound)
+            except Exception as exc:
+                logger.bind(system="actorflow").warning("cancelling tasks at shutdown: {!r}", exc)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        bridge = bridge_for(loop)
+        own = self._loop_thread  # not from its own loop: the blocking caller stops it
+        stop_own = own is not None and own.loop is not loop
+
+        def stop() -> None:
+            try:
+                self.stop_sync()
+                if stop_own and own is not None:
+                    own.stop()
+            finally:
+                bridge.post(_resolve_none, done)
+
+        stopper = threading.Thread(target=stop, name="actorflow-shutdown")
+        stopper.start()
+        await done
+        stopper.join(1.0)  # it has posted its last act; this returns at once
+
+    def stop_sync(self) -> None:
+        """Stop without an event loop (at interpreter exit, say)."""
+        with self._lock:
+            self._closed = True
+            root = self._root
+        self._stop_dashboards()
+        if root is not None and root.is_alive():
+            try:
+                root.stop(block=True, timeout=self.config.SHUTDOWN_TIMEOUT * 3)
+            except Exception as exc:
+                logger.bind(system="actorflow").warning("stopping the supervisor: {!r}", exc)
+        self._fail_pending(ActorSystemError("the actor system was shut down"))
+
+    # -- dashboards -----------------------------------------------------------------------
+
+    def _forget_dashboard(self, server: _Server) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._dashboards.remove(server)
+
+    def _stop_dashboards(self) -> None:
+        with self._lock:
+            servers = list(self._dashboards)
+        for server in servers:
+            try:
+                server.stop()
+            except Exception as exc:
+                logger.bind(system="actorflow").warning("stopping the dashboard: {!r}", exc)
+
+    # -- failure ------------------------------------------------------------------------
+
+    def _escalated(self, error: RestartIntensityExceeded) -> None:
+        if isinstance(error, ConsecutiveFailuresExceeded):
+            what = (
+                f"failed {error.failures} times in a row, each incarnation within "
+                f"{error.reset_after}s of its start (max {error.max_failures} in a row)"
+            )
+        else:
+            what = (
+                f"exhausted its restarts ({error.count} in {error.within_seconds}s, "
+                f"max {error.max_restarts})"
+            )
+        failure = ActorSystemError(
+            f"the actor system failed: child {error.child_id!r} {what}; "
+            f"last reason: {error.reason!r}"
+        )
+        failure.__cause__ = error
+        self._failure = failure
+        logger.bind(system="actorflow").error("{}", failure)
+        self._fail_pending(failure)
+
+    def _remember(self, bridge: LoopBridge) -> None:
+        self._bridges.add(bridge)
+        self._last_bridge = bridge
+
+    def _fail_pending(self, error: ActorSystemError) -> None:
+        """Fail every call still waiting for this system, on whichever loop it waits."""
+        for bridge in list(self._bridges):
+            bridge.post(bridge.fail_owned, self, error)
+
+    def _breaker_changed(self, transition: BreakerTransition) -> None:
+        state = self._state
+        if state is not None:
+            message = BreakerChanged(transition)
+            for child in ("task_monitor", "task_manager", "legacy_task_manager"):
+                with contextlib.suppress(SupervisorError):
+                    state.handles[child].tell(message)
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        """The breaker tasks share under ``name`` (created with the configured defaults)."""
+        cfg = self.config
+        return self.circuit_breakers.get_or_create(
+            name,
+            failure_threshold=cfg.BREAKER_FAILURE_THRESHOLD,
+            recovery_timeout=cfg.BREAKER_RECOVERY_TIMEOUT,
+            half_open_max_calls=cfg.BREAKER_HALF_OPEN_MAX_CALLS,
+        )
+
+    def _supervisor_event(self, event: SupervisorEvent) -> None:
+        state = self._state
+        if event.kind is SupervisorEventKind.RESTARTED and event.child_id and state is not None:
+            with contextlib.suppress(SupervisorError):
+                state.handles["task_monitor"].tell(ChildRestarted(event.child_id))
+
+    def _check(self) -> ChildHandle:
+        """The facade's handle, or the reason calls cannot be made."""
+        if self._failure is not None:
+            raise self._failure
+        if self._closed:
+            raise ActorSystemError("the actor system is shut down; create a new ActorSystem")
+        facade = self._facade
+        if facade is None:
+            self.start()
+            facade = self._facade
+            assert facade is not None
+        return facade
+
+
+class _RootSupervisor(Supervisor):
+    # Daemon threads: a script that never calls shutdown() still exits; the atexit hook
+    # of the lazy client stops the tree in order first.
+    use_daemon_thread = True
+
+
+def _resolve_none(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

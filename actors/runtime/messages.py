@@ -1,0 +1,380 @@
+"""Every message between the client, the facade, the managers, the pool and the monitor.
+
+One immutable named tuple per operation, as pykka's own messages: they are built once
+per call or per task event, and a tuple is about half the cost of a frozen dataclass to
+build. Actors dispatch on the message's type through a table, never on a name.
+
+Requests (`REQUEST_TYPES`) come from callers and carry a ``reply`` (`ReplyTo`) that the
+actor answering them resolves; everything else is the system's own traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, get_args
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from actors.core import LoopBridge, ReplyTo, TaskStatus
+    from actors.engine import BreakerTransition, PageQuery, TaskSpec, Transition
+    from actors.observe import Subscriber
+    from actors.runtime._attempt import Execution
+
+__all__ = [
+    "PER_TASK_TYPES",
+    "REQUEST_TYPES",
+    "AddDependency",
+    "AttemptDone",
+    "AttemptTimedOut",
+    "Block",
+    "BreakerChanged",
+    "BreakerDue",
+    "Cancel",
+    "ChildRestarted",
+    "Cleanup",
+    "CleanupTick",
+    "Execute",
+    "Flush",
+    "Forget",
+    "FunctionStarted",
+    "GetAll",
+    "GetBackend",
+    "GetByStatus",
+    "GetByType",
+    "GetDefinition",
+    "GetDetail",
+    "GetError",
+    "GetMetrics",
+    "GetResult",
+    "GetStatus",
+    "GetTask",
+    "PageKeys",
+    "PageRows",
+    "PerTask",
+    "PoolBroken",
+    "Register",
+    "ResourceTick",
+    "RetryDue",
+    "RunFunction",
+    "SetLimit",
+    "Shutdown",
+    "Submit",
+    "SubmitTask",
+    "Subscribe",
+    "Transitions",
+    "Unsubscribe",
+    "Unwait",
+    "UseNewSystem",
+    "Wait",
+]
+
+# -- requests: the public API, one type per call (client -> facade -> a manager) --------
+
+
+class Register(NamedTuple):
+    spec: TaskSpec
+    task_id: str | None
+    bridge: LoopBridge
+    reply: ReplyTo
+
+
+class SubmitTask(NamedTuple):
+    """``tm.submit``: register ``spec`` as ``task_id``, execute it, and answer ``reply``
+    with its outcome (its result, or its error) when it ends: one round trip."""
+
+    spec: TaskSpec
+    task_id: str
+    bridge: LoopBridge
+    reply: ReplyTo
+
+
+class Execute(NamedTuple):
+    task_id: str
+    wait: bool
+    """True: ``reply`` gets the task's outcome, not whether it was accepted."""
+    reply: ReplyTo
+
+
+class Wait(NamedTuple):
+    task_id: str
+    reply: ReplyTo
+    bounded: bool = False
+    """The caller bounds its wait (a timeout): it may wait for a task not executed yet."""
+
+
+class Unwait(NamedTuple):
+    """``waiter`` stopped waiting for ``task_id`` (its wait timed out or was cancelled)."""
+
+    task_id: str
+    waiter: ReplyTo
+    reply: ReplyTo
+
+
+class Block(NamedTuple):
+    """Attempt ``token`` of task ``task_id`` waits for another task (``blocked``), or
+    stopped waiting."""
+
+    task_id: str
+    token: object
+    blocked: bool
+    reply: ReplyTo
+
+
+class Cancel(NamedTuple):
+    task_id: str
+    reply: ReplyTo
+
+
+class GetTask(NamedTuple):
+    task_id: str
+    reply: ReplyTo
+
+
+class GetStatus(NamedTuple):
+    task_id: str
+    reply: ReplyTo
+
+
+class GetResult(NamedTuple):
+    task_id: str
+    reply: ReplyTo
+
+
+class GetError(NamedTuple):
+    task_id: str
+    reply: ReplyTo
+
+
+class GetDetail(NamedTuple):
+    """Dashboard: a task's `TaskDetail`."""
+
+    task_id: str
+    reply: ReplyTo
+
+
+class GetDefinition(NamedTuple):
+    """Dashboard's retry: a failed task's spec (current dependencies) and loop."""
+
+    task_id: str
+    reply: ReplyTo
+
+
+class AddDependency(NamedTuple):
+    task_id: str
+    depends_on: str
+    reply: ReplyTo
+
+
+class GetAll(NamedTuple):
+    reply: ReplyTo
+
+
+class GetByStatus(NamedTuple):
+    status: TaskStatus
+    reply: ReplyTo
+
+
+class GetByType(NamedTuple):
+    task_type: str
+    reply: ReplyTo
+
+
+class PageKeys(NamedTuple):
+    """How many tasks match, and the creation times of the first ones (`actors.engine._query`)."""
+
+    query: PageQuery
+    reply: ReplyTo
+
+
+class PageRows(NamedTuple):
+    """The rows of each manager's matches ``slices[backend]`` (start, stop)."""
+
+    query: PageQuery
+    slices: dict[str, tuple[int, int]]
+    reply: ReplyTo
+
+
+class Flush(NamedTuple):
+    """A manager sends its pending transitions to the monitor, then answers."""
+
+    reply: ReplyTo
+
+
+class Cleanup(NamedTuple):
+    max_age: float
+    reply: ReplyTo
+
+
+class Shutdown(NamedTuple):
+    """Cancel every unfinished task: the system is going down."""
+
+    reply: ReplyTo
+
+
+class GetMetrics(NamedTuple):
+    reply: ReplyTo
+
+
+class Subscribe(NamedTuple):
+    bridge: LoopBridge
+    task_type: str | None
+    reply: ReplyTo
+
+
+class Unsubscribe(NamedTuple):
+    subscriber: Subscriber
+    reply: ReplyTo
+
+
+class UseNewSystem(NamedTuple):
+    flag: bool
+    reply: ReplyTo
+
+
+class GetBackend(NamedTuple):
+    """Which task system new registrations go to: ``"new"`` or ``"old"``."""
+
+    reply: ReplyTo
+
+
+class Submit(NamedTuple):
+    """Thread pool (``thread_pool.submit``): run ``fn`` and answer ``reply``."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    reply: ReplyTo
+    executor: str | None = None
+    """``"thread"``, ``"process"``, ``"dask"``, or None for ``THREAD_POOL_BACKEND``."""
+
+
+PerTask: TypeAlias = (
+    Execute
+    | Wait
+    | Unwait
+    | Block
+    | Cancel
+    | GetTask
+    | GetStatus
+    | GetResult
+    | GetError
+    | GetDetail
+    | GetDefinition
+)
+"""Requests about one task: the facade sends them to the manager that owns it."""
+
+PER_TASK_TYPES: tuple[type[PerTask], ...] = get_args(PerTask)
+
+# -- the system's own messages ----------------------------------------------------------
+
+
+class AttemptDone(NamedTuple):
+    """Manager: an attempt ended; ``error`` is None on success. ``at`` is the clock time
+    it ended, read where it ended (None: unknown, the manager uses the time it hears)."""
+
+    task_id: str
+    attempt: int
+    value: Any
+    error: BaseException | None
+    at: float | None = None
+
+
+class FunctionStarted(NamedTuple):
+    """Manager: a plain function's attempt left the pool's queue and starts (at clock
+    time ``at``); the task is running, and its timeout counts, from then on."""
+
+    task_id: str
+    attempt: int
+    at: float
+
+
+class AttemptTimedOut(NamedTuple):
+    """Manager (a timer): attempt ``attempt`` of ``task_id`` ran out of time."""
+
+    task_id: str
+    attempt: int
+
+
+class RetryDue(NamedTuple):
+    """Manager (a timer): the retry delay after attempt ``attempt`` has passed."""
+
+    task_id: str
+    attempt: int
+
+
+class SetLimit(NamedTuple):
+    """Manager: the governor's new concurrency limit."""
+
+    limit: int
+
+
+class CleanupTick(NamedTuple):
+    """Manager (a timer): time for the periodic cleanup of old finished tasks."""
+
+
+class Forget(NamedTuple):
+    """Facade: these task ids were cleaned up; drop their routing entries."""
+
+    task_ids: tuple[str, ...]
+
+
+class RunFunction(NamedTuple):
+    """Thread pool: run a plain function for one attempt and report to ``report``."""
+
+    execution: Execution
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    report: Callable[[Any], None]
+    executor: str | None = None
+    """The task's ``executor``, or None for ``THREAD_POOL_BACKEND``."""
+
+
+class PoolBroken(NamedTuple):
+    """Thread pool: a worker process of ``pool`` died; the actor crashes so that a new
+    incarnation replaces the pool."""
+
+    pool: ProcessPoolExecutor
+
+
+class Transitions(NamedTuple):
+    """Monitor: a batch of task transitions from one manager, oldest first."""
+
+    items: tuple[Transition, ...]
+
+
+class ChildRestarted(NamedTuple):
+    """Monitor: the supervisor restarted ``child_id``."""
+
+    child_id: str
+
+
+class BreakerChanged(NamedTuple):
+    """Monitor, and both managers: a circuit breaker changed state (a manager releases
+    the tasks that wait for it)."""
+
+    transition: BreakerTransition
+
+
+class BreakerDue(NamedTuple):
+    """Manager (a timer): open circuit breaker ``name`` half-opens now; release the
+    tasks that wait for it."""
+
+    name: str
+
+
+class ResourceTick(NamedTuple):
+    """Monitor (a timer): time for the governor to sample CPU and memory."""
+
+
+REQUEST_TYPES: tuple[type, ...] = tuple(
+    kind
+    for kind in list(globals().values())
+    if isinstance(kind, type)
+    and issubclass(kind, tuple)
+    and "reply" in getattr(kind, "_fields", ())
+)
+"""Callers' requests (the messages with a ``reply``): at most MAILBOX_BUFFER_CAPACITY of
+them wait for a restarting child, and one more fails the call with
+`SystemOverloadedError`. Every other message is the system's own and always waits."""

@@ -1,0 +1,168 @@
+"""What many tests share: event recorders, small actors, task bodies, systems, waits.
+
+Every wait here is bounded by `WAIT` real seconds; none sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from actors import ActorSystem, TaskCancelledError, TaskInfo, TaskStatus, UnifiedTaskManager
+from supervisors import SupervisedActor, SupervisorEvent, SupervisorEventKind
+from supervisors.testing import FakeClock
+
+WAIT = 5.0
+"""Upper bound, in real seconds, on waiting for anything in the tests."""
+
+PENDING = TaskStatus.PENDING
+WAITING = TaskStatus.WAITING
+QUEUED = TaskStatus.QUEUED
+RUNNING = TaskStatus.RUNNING
+RETRYING = TaskStatus.RETRYING
+COMPLETED = TaskStatus.COMPLETED
+FAILED = TaskStatus.FAILED
+CANCELLED = TaskStatus.CANCELLED
+
+
+# -- supervisors ----------------------------------------------------------------------------
+
+
+class SupervisorEvents:
+    """A supervisor ``listener`` that records every event; tests wait on it (bounded)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.items: list[SupervisorEvent] = []
+
+    def __call__(self, event: SupervisorEvent) -> None:
+        with self._cond:
+            self.items.append(event)
+            self._cond.notify_all()
+
+    def of(
+        self, kind: SupervisorEventKind | None = None, child_id: str | None = None
+    ) -> list[SupervisorEvent]:
+        """The events of ``kind`` (any kind if None) about ``child_id`` (any if None)."""
+        with self._cond:
+            return [
+                e
+                for e in self.items
+                if (kind is None or e.kind is kind) and (child_id is None or e.child_id == child_id)
+            ]
+
+    def kinds(self, child_id: str | None = None) -> list[SupervisorEventKind]:
+        return [e.kind for e in self.of(None, child_id)]
+
+    def wait_for(
+        self, kind: SupervisorEventKind, child_id: str | None = None, count: int = 1
+    ) -> None:
+        """Until ``count`` events of ``kind`` (about ``child_id``) were recorded."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.of(kind, child_id)) >= count, WAIT):
+                pytest.fail(f"fewer than {count} {kind} events within {WAIT}s: {self.items}")
+
+
+class Logged(SupervisedActor):
+    """Records its starts, stops and crashes in a list (shared by siblings, say);
+    answers ``"ping"`` with its urn."""
+
+    def __init__(self, name: str = "w", log: list[str] | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self.log = [] if log is None else log
+
+    def on_start(self) -> None:
+        self.log.append(f"start:{self.name}")
+
+    def on_stop(self) -> None:
+        self.log.append(f"stop:{self.name}")
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self.log.append(f"crash:{self.name}")
+
+    def on_receive(self, message: Any) -> Any:
+        return self.actor_urn if message == "ping" else None
+
+
+# -- task systems -----------------------------------------------------------------------
+
+
+class Boom(Exception):
+    """What failing task bodies raise."""
+
+
+def make_system(backend: str, clock: FakeClock, **config: Any) -> ActorSystem:
+    """A system on ``backend`` ("new" or "old") with the fake ``clock``, restarting at
+    once, without periodic cleanup (its timers would count with those tests wait on)."""
+    return ActorSystem(
+        {
+            "USE_NEW_TASK_SYSTEM": backend == "new",
+            "RESTART_BACKOFF_INITIAL": 0.0,
+            "CLEANUP_INTERVAL": 0,
+            **config,
+        },
+        clock=clock,
+    )
+
+
+async def until(event: asyncio.Event) -> None:
+    await asyncio.wait_for(event.wait(), WAIT)
+
+
+async def timers_armed(clock: FakeClock, count: int = 1) -> None:
+    """Until ``count`` timers are armed on ``clock`` (then `FakeClock.advance` fires them)."""
+    await asyncio.to_thread(clock.wait_for_timers, count, WAIT)
+
+
+def returns(value: Any) -> Callable[[], Awaitable[Any]]:
+    async def body() -> Any:
+        return value
+
+    return body
+
+
+def records(order: list[str], name: str) -> Callable[[], Awaitable[str]]:
+    async def body() -> str:
+        order.append(name)
+        return name
+
+    return body
+
+
+def fails(error: BaseException) -> Callable[[], Awaitable[Any]]:
+    async def body() -> Any:
+        raise error
+
+    return body
+
+
+def gated(started: asyncio.Event, release: asyncio.Event, value: Any = None) -> Any:
+    """A coroutine function that sets ``started``, waits for ``release``, returns ``value``."""
+
+    async def body() -> Any:
+        started.set()
+        await release.wait()
+        return value
+
+    return body
+
+
+def ids(infos: list[TaskInfo]) -> set[str]:
+    return {info.task_id for info in infos}
+
+
+async def assert_cancelled(tm: UnifiedTaskManager, task_id: str) -> None:
+    """The task is cancelled, and every call on it says so."""
+    assert await tm.get_task_status(task_id) is CANCELLED
+    error = await tm.get_task_error(task_id)
+    assert isinstance(error, TaskCancelledError)
+    assert str(error) == f"task {task_id!r} was cancelled"
+    with pytest.raises(TaskCancelledError):
+        await tm.wait_for_task(task_id, timeout=WAIT)
+    assert await tm.cancel_task(task_id) is False
+    assert await tm.execute_task(task_id) is False

@@ -4,7 +4,7 @@ Imports nothing else from `actors` (only `supervisors`' clock types); every othe
 builds on it. See docs/architecture.md, "Layers".
 """
 
-from actors.core._bridge import LoopBridge, Reply, ReplyTo, bridge_for
+from actors.core._bridge import SWEEP_INTERVAL, LoopBridge, Reply, ReplyTo, bridge_for
 from actors.core._config import BACKENDS, Config, load_config
 from actors.core._context import (
     TASK_CONTEXT,
@@ -40,12 +40,14 @@ from actors.core._errors import (
     WaitTimeoutError,
 )
 from actors.core._logging import TASK_LOGGING, SafeRepr, configure_logging, safe_repr
+from actors.core._loop_thread import LoopThread
 from actors.core._stdlib_logging import TaskContextFilter
 from actors.core._types import TERMINAL, TaskInfo, TaskPriority, TaskStatus
 from actors.core._util import shrink, stable_order, tell_later, tell_quietly
 
 __all__ = [
     "BACKENDS",
+    "SWEEP_INTERVAL",
     "TASK_CONTEXT",
     "TASK_LOGGING",
     "TERMINAL",
@@ -70,6 +72,7 @@ __all__ = [
     "JournalLockedError",
     "JournalStoreError",
     "LoopBridge",
+    "LoopThread",
     "Reply",
     "ReplyTo",
     "SafeRepr",

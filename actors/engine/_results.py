@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from actors._errors import InvalidTaskError
+from actors.core import InvalidTaskError
 
 __all__ = ["ResultOf", "find_results", "result_of", "substitute"]
 

@@ -10,7 +10,10 @@ from actors.runtime._shared import CHILD_IDS
 from actors.runtime._system import SupervisorClient, SystemRuntime
 
 __all__ = [
-    "CHILD_IDS", "TASK_SYSTEMS", "SupervisorClient", "SystemRuntime",
+    "CHILD_IDS",
+    "TASK_SYSTEMS",
+    "SupervisorClient",
+    "SystemRuntime",
     "new_task_id",
     "require_backend",
 ]

@@ -1,7 +1,7 @@
 """The blocking API: the client's methods as plain calls, for synchronous code.
 
 ``with ActorSystem(config) as system:`` starts the system and an event loop in a thread
-the system owns (`LoopThread`); ``system.blocking`` (a `BlockingTaskManager`) runs each
+the system owns (`actors.core.LoopThread`); ``system.blocking`` (a `BlockingTaskManager`) runs each
 client call on that loop and waits for its answer, from any thread that runs no event
 loop of its own. So coroutine tasks registered from synchronous code run on that loop.
 
@@ -19,40 +19,51 @@ one, and otherwise ends when the task ends or the system stops.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import functools
-import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import (
     TYPE_CHECKING,
     Any,
     Concatenate,
     ParamSpec,
+    Protocol,
     TypeVar,
     TypeVarTuple,
     Unpack,
     overload,
 )
 
-from actors._bridge import SWEEP_INTERVAL
-from actors._client import TaskOptions, UnifiedTaskManager
-from actors._errors import ActorSystemError, BlockingCallError, CallTimeout
-from actors._events import Event, EventStream
+from actors.api._client import TaskOptions, UnifiedTaskManager
+from actors.core import SWEEP_INTERVAL, BlockingCallError, CallTimeout
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from actors._system import ActorSystem
+    from actors.core import Config, LoopThread
+    from actors.observe import Event, EventStream
 
-__all__ = ["BlockingEventStream", "BlockingTaskManager", "LoopThread", "refuse_in_loop"]
+__all__ = ["BlockingEventStream", "BlockingTaskManager", "refuse_in_loop"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 Ts = TypeVarTuple("Ts")
 
-_STOP_BOUND = 5.0
-"""Seconds `LoopThread.stop` waits for the loop thread to end."""
+
+class BlockingHost(Protocol):
+    """What `BlockingTaskManager` needs of its system (`ActorSystem` has it; typed so,
+    the system and its blocking client do not import each other)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def task_manager(self) -> UnifiedTaskManager: ...
+
+    def _check(self) -> object: ...
+
+    def _loop_thread_for_blocking(self) -> LoopThread: ...
+
+    def _stop_blocking(self, bound: float) -> None: ...
 
 
 def refuse_in_loop(what: str) -> None:
@@ -66,72 +77,6 @@ def refuse_in_loop(what: str) -> None:
         "loop (and deadlock if it is the actor system's own); in a coroutine use the "
         "async client, `await system.task_manager.<method>(...)`"
     )
-
-
-class LoopThread:
-    """An event loop running in a daemon thread of its own, owned by one system."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix=f"{name}-exec")
-        self.loop.set_default_executor(self._executor)
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        loop = self.loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            try:
-                tasks = asyncio.all_tasks(loop)
-                for task in tasks:
-                    task.cancel()
-                if tasks:
-                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                self._executor.shutdown(wait=True, cancel_futures=True)
-                asyncio.set_event_loop(None)
-                loop.close()
-
-    def call(self, coro: Coroutine[Any, Any, R], bound: float | None, what: str) -> R:
-        """Run ``coro`` on the loop and wait for its outcome: at most ``bound`` seconds
-        (None: until it ends, or the loop thread ends)."""
-        try:
-            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        except RuntimeError:  # the loop is closed
-            coro.close()
-            raise ActorSystemError(f"{what}: the actor system's loop thread has stopped") from None
-        try:
-            if bound is not None:
-                return future.result(bound)
-            while True:  # unbounded: end when the loop thread does
-                try:
-                    return future.result(SWEEP_INTERVAL)
-                except concurrent.futures.TimeoutError:
-                    if not self.thread.is_alive():
-                        raise ActorSystemError(
-                            f"{what}: the actor system's loop thread has stopped"
-                        ) from None
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise CallTimeout(
-                f"no answer to {what} within {bound}s; the actor system is overloaded or stuck"
-            ) from None
-        except concurrent.futures.CancelledError:
-            raise ActorSystemError(f"{what} was cancelled: the actor system stopped") from None
-
-    def stop(self) -> None:
-        """Stop the loop (its remaining tasks are cancelled) and join the thread
-        (bounded; never from the loop thread itself)."""
-        if threading.current_thread() is self.thread:
-            return
-        if not self.loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # closed meanwhile
-                self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(_STOP_BOUND)
 
 
 def _blocking(
@@ -157,7 +102,7 @@ class BlockingTaskManager:
     returns its value (or raises its error), from any thread that runs no event loop.
     See the module docstring for the bounds."""
 
-    def __init__(self, system: ActorSystem) -> None:
+    def __init__(self, system: BlockingHost) -> None:
         self._system = system
         self._client = system.task_manager
         self.thread_pool = BlockingThreadPool(self)

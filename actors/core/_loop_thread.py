@@ -1,0 +1,91 @@
+"""`LoopThread`: an asyncio event loop running in a daemon thread of its own.
+
+``with ActorSystem()`` and ``system.blocking`` (`actors.api._blocking`) run the client's
+calls on one; `SystemRuntime.shutdown` stops it. It lives in core, beside the loop
+bridge, so that the runtime can stop the loop without importing the blocking API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from actors.core._bridge import SWEEP_INTERVAL
+from actors.core._errors import ActorSystemError, CallTimeout
+
+__all__ = ["LoopThread"]
+
+R = TypeVar("R")
+
+_STOP_BOUND = 5.0
+"""Seconds `LoopThread.stop` waits for the loop thread to end."""
+
+
+class LoopThread:
+    """An event loop running in a daemon thread of its own, owned by one system."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix=f"{name}-exec")
+        self.loop.set_default_executor(self._executor)
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                tasks = asyncio.all_tasks(loop)
+                for task in tasks:
+                    task.cancel()
+                if tasks:
+                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    def call(self, coro: Coroutine[Any, Any, R], bound: float | None, what: str) -> R:
+        """Run ``coro`` on the loop and wait for its outcome: at most ``bound`` seconds
+        (None: until it ends, or the loop thread ends)."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        except RuntimeError:  # the loop is closed
+            coro.close()
+            raise ActorSystemError(f"{what}: the actor system's loop thread has stopped") from None
+        try:
+            if bound is not None:
+                return future.result(bound)
+            while True:  # unbounded: end when the loop thread does
+                try:
+                    return future.result(SWEEP_INTERVAL)
+                except concurrent.futures.TimeoutError:
+                    if not self.thread.is_alive():
+                        raise ActorSystemError(
+                            f"{what}: the actor system's loop thread has stopped"
+                        ) from None
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise CallTimeout(
+                f"no answer to {what} within {bound}s; the actor system is overloaded or stuck"
+            ) from None
+        except concurrent.futures.CancelledError:
+            raise ActorSystemError(f"{what} was cancelled: the actor system stopped") from None
+
+    def stop(self) -> None:
+        """Stop the loop (its remaining tasks are cancelled) and join the thread
+        (bounded; never from the loop thread itself)."""
+        if threading.current_thread() is self.thread:
+            return
+        if not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(_STOP_BOUND)

@@ -6,10 +6,16 @@ from typing import Any
 
 import pytest
 
-from actors._breaker import BreakerState, CircuitBreaker
-from actors._types import TaskStatus
-from actors._validate import validate_registration
-from actors.engine import Engine, Policy, TaskRecord, result_of
+from actors.core import TaskStatus
+from actors.engine import (
+    BreakerState,
+    CircuitBreaker,
+    Engine,
+    Policy,
+    TaskRecord,
+    result_of,
+    validate_registration,
+)
 from supervisors.testing import FakeClock
 
 QUEUED, RUNNING, COMPLETED = TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.COMPLETED

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import tenacity
-from helpers import CANCELLED, COMPLETED, FAILED, WAIT, Boom, make_system
+from helpers import CANCELLED, COMPLETED, FAILED, QUEUED, WAIT, Boom, make_system
 from loguru import logger
 from tenacity.wait import wait_base
 
@@ -143,7 +143,7 @@ async def test_timed_out_attempts_open_the_breaker(
                     continue
                 # The open breaker refuses it: it waits for the breaker, no attempt made.
                 info = await tm.get_task(task_id)
-                assert (info.status, info.attempts) == (TaskStatus.QUEUED, 0)
+                assert (info.status, info.attempts) == (QUEUED, 0)
             for index in range(3, 6):
                 assert await tm.cancel_task(f"call{index}") is True
                 with pytest.raises(TaskCancelledError):

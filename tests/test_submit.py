@@ -20,7 +20,7 @@ from actors import (
     TaskStatus,
     UnifiedTaskManager,
 )
-from actors import _messages as messages
+from actors.runtime import messages
 from supervisors.testing import FakeClock
 
 WAIT = 5.0
@@ -260,8 +260,7 @@ class _Replies:
 
 
 def test_engine_submit_registers_executes_and_answers_when_the_task_ends() -> None:
-    from actors._validate import validate_registration
-    from actors.engine import Engine, Policy
+    from actors.engine import Engine, Policy, validate_registration
 
     engine = Engine(Policy.scheduler(2), FakeClock(100.0))
     port = _Port()

@@ -48,6 +48,7 @@ from actors._validate import (
     validate_task_id,
     validate_timeout,
 )
+from actors.journal._definition import durable_row
 from supervisors import BufferFullError, ChildHandle, SupervisorError
 
 if TYPE_CHECKING:
@@ -172,6 +173,7 @@ class UnifiedTaskManager:
         task_id: str | None = None,
         circuit_breaker: str | CircuitBreaker | None = None,
         executor: str | None = None,
+        durable: bool | None = None,
     ) -> str:
         """Register a task; returns its id. Nothing runs until `execute_task`.
 
@@ -188,6 +190,11 @@ class UnifiedTaskManager:
         is abandoned (a worker process cannot see the cancellation token) and its late
         result discarded. The old task system runs plain functions on its loop's default
         executor and ignores ``executor``.
+
+        ``durable`` (with ``JOURNAL_PATH``; None means True): the task is journaled and
+        survives a restart, and this call returns once its record is committed; a task
+        that cannot be journaled is refused with `JournalEncodeError`. ``False`` keeps
+        it in memory only. See the README, "Durable tasks".
         """
         spec = validate_registration(
             name,
@@ -215,6 +222,8 @@ class UnifiedTaskManager:
                 require_backend(backend)
                 check_picklable(backend, spec.func, spec.args, spec.kwargs)
                 spec = spec._replace(executor=backend)
+        # Refused before anything changes (a breaker is created below).
+        journal = durable_row(self._system or self._get_system(), spec, durable, circuit_breaker)
         if circuit_breaker is not None:
             system = self._system or self._get_system()
             if isinstance(circuit_breaker, str):
@@ -227,7 +236,7 @@ class UnifiedTaskManager:
             spec = spec._replace(trace=trace)
         reply = self._reply()
         result: str = await self._call(
-            reply, messages.Register(spec, spec.task_id, reply.bridge, reply)
+            reply, messages.Register(spec, spec.task_id, reply.bridge, reply, journal)
         )
         return result
 

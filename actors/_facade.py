@@ -249,6 +249,9 @@ class FacadeActor(SupervisedActor):
         if task_id is None:
             task_id = f"{_ID_PREFIX}{next(_ids):x}"
         elif task_id in owners:
+            if message.journal is not None:  # durable: its manager answers (idempotent)
+                self.managers[owners[task_id]].tell(message)
+                return
             msg = f"task id {task_id!r} is already registered; pick another or omit task_id"
             raise DuplicateTaskError(msg)
         backend = "new" if self.state.use_new else "old"
@@ -267,7 +270,7 @@ class FacadeActor(SupervisedActor):
                 raise InvalidTaskError(msg)
         owners[task_id] = backend
         forwarded = _Forwarded(message.reply, self.me, task_id)
-        self.managers[backend].tell(messages.Register(spec, task_id, message.bridge, forwarded))
+        self.managers[backend].tell(message._replace(task_id=task_id, reply=forwarded))
 
     def _fan_out(self, message: FanOut, combine: Callable[[list[Any]], Any]) -> None:
         gather = _Gather(message.reply, combine)

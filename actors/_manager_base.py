@@ -22,6 +22,7 @@ from actors._query import TaskDetail, TaskRow, page_keys, page_rows
 from actors._types import TaskStatus
 from actors._util import tell_later
 from actors.engine import Engine, StartFailed, TaskRecord, Timer
+from actors.journal._link import journal_link
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class BaseManager(SupervisedActor):
         self.me = ctx.handle(self.CHILD_ID)
         self.report = self.me.tell
         self._log = logger.bind(actor=self.CHILD_ID)
+        self.link = journal_link(ctx, engine)  # None without JOURNAL_PATH
         engine.attach(self)
         e = engine
         self._requests: dict[type, Callable[[Any], Any]] = {
@@ -93,12 +95,14 @@ class BaseManager(SupervisedActor):
     # -- lifecycle ----------------------------------------------------------------------
 
     def on_start(self) -> None:
+        if self.link is not None:
+            self.link.start()  # executes recovered tasks again (the first incarnation)
         self._flush()
         if self.ctx.config.CLEANUP_INTERVAL > 0 and self.engine.cleanup_timer is None:
             self._arm_cleanup()
 
     def on_idle(self) -> None:
-        if self.engine.transitions:
+        if self.engine.transitions or (self.link is not None and self.link.busy()):
             self._flush()
         if self.engine.forgotten:
             self._forget()
@@ -120,6 +124,8 @@ class BaseManager(SupervisedActor):
     def _flush(self) -> None:
         """Send the transitions not sent yet to the monitor."""
         transitions = self.engine.transitions
+        if self.link is not None:
+            self.link.send(transitions)
         if transitions:
             batch = messages.Transitions(tuple(transitions))
             transitions.clear()
@@ -177,6 +183,14 @@ class BaseManager(SupervisedActor):
         execution.clock = self.clock
         if record.waiters:
             execution.waiters = record.waiters.copy()
+        if self.link is not None and self.link.durable(record.task_id):
+            self.link.defer_start(self, execution, record)
+        else:
+            self._launch(execution, record)
+        return execution
+
+    def _launch(self, execution: Execution, record: TaskRecord) -> None:
+        """Hand the attempt to its runner (raise `StartFailed` if it cannot start)."""
         if record.is_coroutine:
             bridge = record.bridge
             if bridge is None or not bridge.post(
@@ -185,7 +199,6 @@ class BaseManager(SupervisedActor):
                 raise StartFailed(_loop_closed(record.task_id), retry=False)
         else:
             self._start_function(execution, record)
-        return execution
 
     def _start_function(self, execution: Execution, record: TaskRecord) -> None:
         raise NotImplementedError
@@ -198,15 +211,21 @@ class BaseManager(SupervisedActor):
 
     # -- requests ---------------------------------------------------------------------------
 
-    def _register(self, message: messages.Register) -> str:
+    def _register(self, message: messages.Register) -> Any:
         task_id = message.task_id
         if task_id is None:
             raise InvalidTaskError("a registration reaches a manager with its task id")
+        if self.link is not None and message.journal is not None:
+            self.link.register(message, task_id)
+            return DEFERRED
         return self.engine.register(message.spec, task_id, message.bridge)
 
     def _execute(self, message: messages.Execute) -> Any:
         if message.wait:
             self.engine.execute(message.task_id, message.reply)
+            return DEFERRED
+        if self.link is not None and self.link.durable(message.task_id):
+            self.link.answer_later(message.reply, self.engine.execute(message.task_id))
             return DEFERRED
         return self.engine.execute(message.task_id)
 
@@ -256,6 +275,9 @@ class BaseManager(SupervisedActor):
         return removed
 
     def _shutdown(self, message: messages.Shutdown) -> int:
+        if self.link is not None:  # durable tasks stay in the journal as they are
+            self._flush()
+            self.link.detach()
         count = self.engine.shutdown()
         self._flush()
         return count

@@ -58,6 +58,9 @@ class TaskInfo:
     finished_at: float | None
     error: BaseException | None
     backend: str
+    recoveries: int = 0
+    """Times the journal's recovery ran this task again after the process died while it
+    was running (0: never); it may have run more than once (at-least-once)."""
 
     @property
     def duration(self) -> float | None:

@@ -1,0 +1,261 @@
+"""Recovery at start: the journal's tasks back into a task manager's engine.
+
+`ActorSystem.start` with ``JOURNAL_PATH`` opens the file, reads every row, and
+`restore` puts each task back with its id, name, priority, dependencies, arguments and
+state:
+
+- ``pending``: pending again (not executed);
+- ``completed``: completed with its result (never run again); ``failed`` and
+  ``cancelled``: with their error as a `JournaledError` (type name and message);
+- ``waiting``, ``queued``, ``retrying``: executed again when the manager starts, with
+  the attempts they had used (so their remaining retries);
+- ``running`` (an attempt may have been running at the crash): executed again and
+  marked recovered (``TaskInfo.recoveries`` counts the times); the interrupted attempt
+  does not count against ``max_retries``. Past ``MAX_RECOVERIES`` the task ends
+  ``failed`` with `TaskRecoveryError` instead (a poison task).
+
+A task whose function can no longer be imported, or whose arguments cannot be decoded,
+ends ``failed`` with the `JournalDecodeError`. Coroutine tasks (and, in the old task
+system, every task) run on a loop thread the system owns (`SystemLoop`), since the loop
+that registered them is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from actors._bridge import LoopBridge, bridge_for
+from actors._errors import JournalDecodeError, JournaledError, TaskRecoveryError
+from actors._types import TaskPriority, TaskStatus
+from actors._validate import TaskSpec, is_coroutine_callable
+from actors.journal._actor import JournalActor, JournalState
+from actors.journal._codec import Codec
+from actors.journal._definition import codec_for
+from actors.journal._functions import resolve_function
+from actors.journal._link import DurableEngine
+from actors.journal._records import TaskRow
+from actors.journal._store import JournalStore
+from supervisors import ChildSpec
+
+if TYPE_CHECKING:
+    from actors._breaker import CircuitBreaker
+    from actors._facade import FacadeState
+    from actors._system import SystemContext
+    from actors.engine import Policy
+
+__all__ = ["BUSY_TIMEOUT", "Journal", "SystemLoop", "restore"]
+
+BUSY_TIMEOUT = 2.0
+"""Seconds a journal write waits for a file another connection locked, then fails
+(reported; the system goes on from memory and tries again with the next batch)."""
+
+_TERMINAL = {"completed", "failed", "cancelled"}
+_RERUN = {"waiting", "queued", "retrying", "running"}
+
+
+def _ended(*args: Any, **kwargs: Any) -> None:
+    """The function of a restored task that had ended: it never runs again."""
+
+
+class SystemLoop:
+    """An event loop on a daemon thread the system owns, for recovered tasks that have
+    no caller's loop. Stopped with the system."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run, name="actorflow-recovered-loop", daemon=True
+        )
+        self._thread.start()
+        self.bridge: LoopBridge = bridge_for(self.loop)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        loop = self.loop
+        if loop.is_closed():
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            loop.close()
+
+
+def restore(
+    engine: DurableEngine,
+    rows: list[TaskRow],
+    *,
+    codec: Codec,
+    breaker: Callable[[str], CircuitBreaker],
+    bridge: Callable[[], LoopBridge],
+    max_recoveries: int,
+) -> list[str]:
+    """Put ``rows`` (in load order) back into ``engine``; returns their task ids.
+
+    ``breaker(name)`` gives a circuit breaker by name; ``bridge()`` the loop of the
+    recovered tasks (called only if one needs it).
+    """
+    functions: dict[str, tuple[Callable[..., Any], bool]] = {}
+    loop_bridge: LoopBridge | None = None
+    tasks = engine.tasks
+    restored: list[str] = []
+    for row in rows:
+        task_id = row.task_id
+        if task_id in tasks:
+            continue
+        status = row.status
+        ended = status in _TERMINAL
+        problem: JournalDecodeError | None = None
+        func: Callable[..., Any] = _ended
+        is_coroutine = False
+        args: tuple[Any, ...] = ()
+        kwargs: dict[str, Any] = {}
+        metadata: dict[str, Any] = {}
+        try:
+            metadata = codec.decode_value(row.metadata, what="its metadata", task=task_id)
+            if not ended:
+                found = functions.get(row.function)
+                if found is None:
+                    resolved = resolve_function(row.function, task=task_id)
+                    found = functions[row.function] = (resolved, is_coroutine_callable(resolved))
+                func, is_coroutine = found
+                args, kwargs = codec.decode_args(row.args, row.kwargs, task=task_id)
+        except JournalDecodeError as exc:
+            problem = exc
+            func, is_coroutine = _ended, False
+        try:
+            priority: Any = TaskPriority(row.priority)
+        except ValueError:
+            priority = row.priority
+        spec = TaskSpec(
+            task_id=task_id,
+            name=row.name,
+            func=func,
+            args=args,
+            kwargs=kwargs,
+            task_type=row.task_type,
+            description=row.description,
+            metadata=MappingProxyType(metadata),
+            priority=priority,
+            dependencies=tuple(dep for dep in row.dependencies if dep in tasks),
+            max_retries=row.max_retries,
+            retry_delay=row.retry_delay,
+            retry_wait=None,
+            timeout=row.timeout,
+            is_coroutine=is_coroutine,
+            circuit_breaker=None
+            if ended or row.circuit_breaker is None
+            else breaker(row.circuit_breaker),
+            executor=row.executor,
+        )
+        if loop_bridge is None and not ended and (is_coroutine or engine.backend == "old"):
+            loop_bridge = bridge()
+        engine.register(spec, task_id, loop_bridge)  # type: ignore[arg-type]
+        engine.rows[task_id] = row
+        restored.append(task_id)
+        record = tasks[task_id]
+        if record.status is not TaskStatus.PENDING:
+            continue  # cancelled at registration: a dependency had failed
+        if problem is not None and status not in _TERMINAL:
+            engine.end(record, TaskStatus.FAILED, error=problem)
+            continue
+        record.attempts = row.attempts
+        if status == "completed":
+            result = None
+            if row.result is not None:
+                try:
+                    result = codec.decode_value(row.result, what="its result", task=task_id)
+                except JournalDecodeError:
+                    result = None
+            engine.end(record, TaskStatus.COMPLETED, result=result)
+        elif status in ("failed", "cancelled"):
+            journaled = JournaledError(row.error_type or "Exception", row.error_message or "")
+            engine.end(record, TaskStatus(status), error=journaled)
+        elif status == "running":
+            count = row.recoveries + 1
+            engine.recoveries[task_id] = count
+            engine.touched.add(task_id)
+            if count > max_recoveries:
+                error = TaskRecoveryError(
+                    f"task {task_id!r} was running when the process died {count} times "
+                    f"(MAX_RECOVERIES is {max_recoveries}); it is not run again"
+                )
+                engine.end(record, TaskStatus.FAILED, error=error)
+            else:
+                record.attempts = max(0, row.attempts - 1)
+                engine.rerun.append(task_id)
+        elif status in _RERUN:
+            engine.rerun.append(task_id)
+    return restored
+
+
+class Journal:
+    """The journal of one `ActorSystem`: the file, its rows at start, the child spec.
+
+    Built by `ActorSystem.start` when ``JOURNAL_PATH`` is set; `close` at stop.
+    """
+
+    def __init__(self, ctx: SystemContext, breaker: Callable[[str], CircuitBreaker]) -> None:
+        config = ctx.config
+        assert config.JOURNAL_PATH is not None
+        self.ctx = ctx
+        self.store = JournalStore(config.JOURNAL_PATH, sync=config.JOURNAL_SYNC,
+                                  busy_timeout=BUSY_TIMEOUT)  # fmt: skip
+        try:
+            self.rows: list[TaskRow] = self.store.load()
+        except BaseException:
+            self.store.close()
+            raise
+        self.codec = codec_for(config.JOURNAL_SERIALIZER)
+        self._breaker = breaker
+        self.loop: SystemLoop | None = None
+        self.restored: dict[str, str] = {}
+        """Recovered task id -> the task system it was recovered into."""
+        self.backend = "new" if config.USE_NEW_TASK_SYSTEM else "old"
+
+    def spec(self) -> ChildSpec:
+        """The ``journal`` child (its state holds the writer and its pending records)."""
+        return ChildSpec(
+            "journal",
+            JournalActor,
+            (self.ctx,),
+            state_factory=lambda: JournalState(self.store, self.ctx),
+        )
+
+    def engine(self, policy: Policy) -> DurableEngine:
+        """A manager's state; the current task system's gets the journal's tasks."""
+        engine = DurableEngine(policy, self.ctx.clock)
+        if policy.backend == self.backend and self.rows:
+            rows, self.rows = self.rows, []
+            ids = restore(
+                engine,
+                rows,
+                codec=self.codec,
+                breaker=self._breaker,
+                bridge=self._bridge,
+                max_recoveries=self.ctx.config.MAX_RECOVERIES,
+            )
+            self.restored.update(dict.fromkeys(ids, policy.backend))
+        return engine
+
+    def facade_state(self, state: FacadeState) -> FacadeState:
+        state.owners.update(self.restored)
+        return state
+
+    def _bridge(self) -> LoopBridge:
+        if self.loop is None:
+            self.loop = SystemLoop()
+        return self.loop.bridge
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.stop()
+        with contextlib.suppress(Exception):
+            self.store.close()

@@ -101,7 +101,7 @@ def journal_row(
         function=function_reference(func, task=task_id),
         args=encoded,
         kwargs=kwargs,
-        priority=5,
+        priority=1,
         dependencies=state.pop("dependencies", ()),
         max_retries=state.pop("max_retries", 0),
         retry_delay=0.0,

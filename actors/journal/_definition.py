@@ -16,6 +16,7 @@ Decisions (see the README, "Durable tasks"):
 
 from __future__ import annotations
 
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from actors._errors import InvalidTaskError, JournalEncodeError
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 __all__ = ["breaker_name", "codec_for", "definition_row", "durable_row", "same_definition"]
 
 _CODECS: dict[str, Codec] = {}
+_REFERENCES: dict[Any, str] = {}
+"""Functions already checked by `function_reference` (by identity): a registration of
+the same function again skips the import and the checks."""
+_REFERENCES_KEPT = 1024
 
 
 def codec_for(serializer: str) -> Codec:
@@ -69,7 +74,15 @@ def definition_row(
             f"object the journal cannot find again after a restart; use retry_delay"
             f"{NOT_DURABLE}"
         )
-    function = function_reference(spec.func, task=task)
+    func = spec.func
+    plain = isinstance(func, FunctionType)  # hashed by identity: safe to cache
+    function = _REFERENCES.get(func) if plain else None
+    if function is None:
+        function = function_reference(func, task=task)
+        if plain:
+            if len(_REFERENCES) >= _REFERENCES_KEPT:
+                _REFERENCES.clear()
+            _REFERENCES[func] = function
     codec = codec_for(config.JOURNAL_SERIALIZER)
     args, kwargs = codec.encode_args(spec.args, spec.kwargs, task=task)
     metadata = codec.encode_value(dict(spec.metadata), what="metadata", task=task)

@@ -281,7 +281,7 @@ async def test_cleanup_deletes_from_the_journal_and_the_file_stops_growing(
     pages: list[int] = []
     async with ActorSystem(config(path)) as system:
         tm = system.task_manager
-        for round_ in range(3):
+        for round_ in range(5):
             ids = [await tm.register_task("label", label, (i, "x" * 200)) for i in range(300)]
             await asyncio.gather(*(tm.execute_task(task_id, wait=True) for task_id in ids))
             assert await tm.cleanup_completed_tasks(max_age=0) == 300 + (round_ > 0)
@@ -293,7 +293,7 @@ async def test_cleanup_deletes_from_the_journal_and_the_file_stops_growing(
                 pages.append(connection.execute("PRAGMA page_count").fetchone()[0])
         assert await tm.cleanup_completed_tasks(max_age=0) == 1
     assert rows(path) == []
-    assert pages[2] <= pages[0] + 2  # freed pages are reused: the file does not grow
+    assert max(pages) < pages[0] + 18  # less than one round of rows: freed pages are reused
 
 
 # -- a full disk, a locked file: reported, and the system goes on from memory -------------

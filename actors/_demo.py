@@ -13,7 +13,9 @@ What it runs, in a few seconds, with a live progress display and a final report:
 - ``Kill`` sent to the ``task_manager`` actor mid-run: its supervisor restarts it and
   no task is lost;
 - three tasks registered under the old task system before switching to the new one,
-  still found (``backend == "old"``) and run after the switch.
+  still found (``backend == "old"``) and run after the switch;
+- then durable tasks (`actors._demo_durable`): a system with ``JOURNAL_PATH`` shuts
+  down with work unfinished, and a new one restarts from its journal and finishes it.
 
 The report checks every expectation explicitly: `demo` returns 0 only when all hold.
 """
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from tenacity import wait_exponential
 
 from actors._breaker import BreakerTransition, CircuitBreaker
+from actors._demo_durable import durable_phase
 from actors._errors import CircuitOpenError, DependencyFailedError, TaskTimeoutError
 from actors._system import CHILD_IDS, ActorSystem
 from supervisors import Kill
@@ -670,6 +673,8 @@ async def _run(
                     await asyncio.Event().wait()
                 else:
                     await asyncio.sleep(dashboard.linger)
+    console.print()
+    await durable_phase(console, out_dir, d.checks)  # restarts from a journal
     return d.checks
 
 

@@ -21,14 +21,9 @@ from actors import (
     TaskStatus,
 )
 from actors._errors import JournalEncodeError
-from actors.journal import (
-    Codec,
-    JournalStore,
-    TaskRow,
-    function_reference,
-    register_placeholder,
-)
+from actors.journal import Codec, JournalStore, TaskRow, function_reference
 from actors.journal import _recovery as recovery
+from actors.journal._result_of import wire_result_of
 
 RUNS: list[tuple[Any, ...]] = []
 
@@ -68,7 +63,7 @@ def takes_ref(ref: Ref) -> str:
     return ref.task_id
 
 
-register_placeholder(Ref, lambda ref: ref.task_id, Ref, tag="tests.Ref")
+wire_result_of(Ref)  # what the integrator does with issue 12's class
 
 
 @pytest.fixture(autouse=True)
@@ -265,6 +260,9 @@ async def test_results_that_do_not_serialize_are_recorded_as_such(tmp_path: Path
         await tm.register_task("ref", takes_ref, (Ref("upstream"),), task_id="r")
         assert await tm.execute_task("s", wait=True) == {1, 2}
     assert rows(path)[0][5] == '{"__actorflow__":"set","items":[1,2]}'
+    with sqlite3.connect(path) as connection:
+        args = connection.execute("SELECT args FROM tasks WHERE id = 'r'").fetchone()[0]
+    assert args == '[{"__actorflow__":"placeholder","type":"actors.result_of","value":"upstream"}]'
     async with ActorSystem(config(path)) as system:
         tm = system.task_manager
         assert await tm.get_task_result("s") == {1, 2}

@@ -270,7 +270,9 @@ class FacadeActor(SupervisedActor):
                 raise InvalidTaskError(msg)
         owners[task_id] = backend
         forwarded = _Forwarded(message.reply, self.me, task_id)
-        self.managers[backend].tell(message._replace(task_id=task_id, reply=forwarded))
+        self.managers[backend].tell(
+            messages.Register(spec, task_id, message.bridge, forwarded, message.journal)
+        )
 
     def _fan_out(self, message: FanOut, combine: Callable[[list[Any]], Any]) -> None:
         gather = _Gather(message.reply, combine)

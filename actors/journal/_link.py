@@ -47,6 +47,10 @@ Action = Callable[[], object]
 _PENDING = TaskStatus.PENDING
 _RUNNING = TaskStatus.RUNNING
 _CHANGED, _REGISTERED, _REMOVED = 0, 1, 2
+_DEFINITION = TaskRow._fields.index("status")
+"""`TaskRow`'s definition fields come first; then ``status``, ``created_at`` and the
+fields of `StatusChange` from ``updated_at`` on, in the same order."""
+assert TaskRow._fields[_DEFINITION:] == ("status", "created_at", *StatusChange._fields[2:])
 
 
 class DurableEngine(Engine):
@@ -225,7 +229,10 @@ class JournalLink:
             if task_id in unwritten:
                 unwritten.discard(task_id)
                 row = rows[task_id]
-                records.append(row._replace(created_at=wall, **change._asdict()))
+                # The definition's fields, then the state (`TaskRow` ends with them).
+                records.append(
+                    TaskRow._make((*row[:_DEFINITION], change.status, wall, *change[2:]))
+                )
             else:
                 records.append(change)
         actions = engine.actions

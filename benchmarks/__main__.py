@@ -41,6 +41,7 @@ from . import (
     s9_overhead,
     s10_backends,
     s11_savina,
+    s12_journal,
 )
 from ._core import Result, Settings, check_no_actors
 from ._report import load_average, machine_info, print_table, to_json, write_json
@@ -57,6 +58,7 @@ SCENARIOS: tuple[ModuleType, ...] = (
     s9_overhead,
     s10_backends,
     s11_savina,
+    s12_journal,
     peers,
 )
 BY_NAME = {module.NAME: module for module in SCENARIOS}
@@ -74,7 +76,7 @@ def _scenario(value: str) -> str:
     if len(matches) == 1:
         return matches[0]
     raise argparse.ArgumentTypeError(
-        f"unknown scenario {value!r}; choose from {', '.join(BY_NAME)} (or s1 ... s11)"
+        f"unknown scenario {value!r}; choose from {', '.join(BY_NAME)} (or s1 ... s12)"
     )
 
 

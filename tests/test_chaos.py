@@ -42,12 +42,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -234,12 +236,32 @@ class Bodies:
         return self.succeed(i)
 
 
+_BODIES: list[Bodies] = []
+"""The current run's bodies, for the journal-on variant (whose task functions must be
+importable by name: these two)."""
+
+
+async def durable_coroutine(i: int) -> int:
+    return await _BODIES[-1].coroutine(i)
+
+
+def durable_function(i: int) -> int:
+    return _BODIES[-1].function(i)
+
+
 class ChaosDriver:
     """Kills a random child every ``every`` seconds (a random pause in that range) until
     stopped, from its own thread."""
 
-    def __init__(self, system: ActorSystem, seed: int, every: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        system: ActorSystem,
+        seed: int,
+        every: tuple[float, float],
+        children: tuple[str, ...] = CHILD_IDS,
+    ) -> None:
         self.system = system
+        self.children = children
         self.rng = random.Random(seed)
         self.every = every
         self.kills: Counter[str] = Counter()
@@ -249,7 +271,7 @@ class ChaosDriver:
     def run(self) -> None:
         # Waiting on the stop event is the pacing: it returns early only to stop.
         while not self.stop.wait(self.rng.uniform(*self.every)):
-            child = self.rng.choice(CHILD_IDS)
+            child = self.rng.choice(self.children)
             self.system.supervisor.child(child).tell(Kill())
             self.kills[child] += 1
 
@@ -279,10 +301,11 @@ class Figures:
     metric_restarts: dict[str, int] = field(default_factory=dict)
     metric_statuses: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    children: tuple[str, ...] = CHILD_IDS
 
     def line(self) -> str:
-        kills = ", ".join(f"{c} {self.kills[c]}" for c in CHILD_IDS)
-        restarts = ", ".join(f"{c} {self.restarts.get(c, 0)}" for c in CHILD_IDS)
+        kills = ", ".join(f"{c} {self.kills[c]}" for c in self.children)
+        restarts = ", ".join(f"{c} {self.restarts.get(c, 0)}" for c in self.children)
         return (
             f"chaos seed {self.seed}: {self.tasks} tasks ({self.coroutines} coroutines, "
             f"{self.tasks - self.coroutines} functions; new {self.by_backend['new']}, "
@@ -298,12 +321,17 @@ class Figures:
 
 
 async def run_chaos(
-    seed: int, count: int, kill_every: tuple[float, float] = (0.02, 0.1)
+    seed: int,
+    count: int,
+    kill_every: tuple[float, float] = (0.02, 0.1),
+    journal: str | None = None,
 ) -> Figures:
     groups = plan(seed, count)
     specs = {s.index: s for g in groups for s in g}
     bodies = Bodies(specs)
-    figures = Figures(seed, tasks=len(specs))
+    _BODIES.append(bodies)
+    children = CHILD_IDS if journal is None else (*CHILD_IDS, "journal")
+    figures = Figures(seed, tasks=len(specs), children=children)
     figures.coroutines = sum(1 for s in specs.values() if s.coroutine)
     figures.by_kind = Counter(s.kind for s in specs.values())
     ids: dict[int, str] = {}
@@ -324,6 +352,8 @@ async def run_chaos(
             figures.lost.append(f"register {spec.index}: a dependency was not registered")
             return
         body: Callable[..., Any] = bodies.coroutine if spec.coroutine else bodies.function
+        if journal is not None:
+            body = durable_coroutine if spec.coroutine else durable_function
         try:
             task_id = await bounded(
                 f"register {spec.index}",
@@ -375,6 +405,7 @@ async def run_chaos(
         "RESTART_MAX_RESTARTS": 1_000_000,
         "RESTART_WITHIN_SECONDS": 1.0,
         "MAX_FINISHED_TASKS": 0,  # every task is checked at the end (the soak runs 30,000)
+        "JOURNAL_PATH": journal,
     }
     batches: list[list[list[Spec]]] = [[]]
     for group in groups:
@@ -387,7 +418,7 @@ async def run_chaos(
         async with ActorSystem(config) as system:
             tm = system.task_manager
             in_flight: asyncio.Future[Any] | None = None
-            with ChaosDriver(system, seed + 1, kill_every) as driver:
+            with ChaosDriver(system, seed + 1, kill_every, children) as driver:
                 for number, batch in enumerate(batches):
                     backend = "new" if (number // 3) % 2 == 0 else "old"
                     await expect("switch", tm.use_new_task_system(backend == "new"), None)
@@ -436,9 +467,10 @@ async def run_chaos(
                     TaskStatus(k).value: n for k, n in metrics.tasks_by_status.items()
                 }
             figures.seconds = time.perf_counter() - started
-            assert [row.status for row in rows] == ["running"] * len(CHILD_IDS)
+            assert [row.status for row in rows] == ["running"] * len(children)
     finally:
         default_executor.shutdown(wait=True)
+        _BODIES.remove(bodies)
 
     check(specs, ids, outcomes, infos, bodies, figures)
     return figures
@@ -549,7 +581,7 @@ def assert_clean(figures: Figures) -> None:
     assert figures.duplicated == []
     assert figures.hung == []
     assert sum(figures.kills.values()) > 0
-    assert figures.restarts == {c: figures.kills[c] for c in CHILD_IDS}
+    assert figures.restarts == {c: figures.kills[c] for c in figures.children}
     assert figures.metric_restarts == {c: n for c, n in figures.restarts.items() if n}
     # The monitor, killed as often as the rest, lost no lifecycle event either.
     assert figures.metric_statuses == figures.by_status
@@ -562,6 +594,23 @@ async def test_chaos_10000_tasks_under_random_kills(capsys: pytest.CaptureFixtur
     assert figures.tasks == 10_000
     assert set(figures.by_backend) == {"new", "old"}
     assert_clean(figures)
+
+
+async def test_chaos_with_the_journal_on_and_killed_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Durable tasks (issue 14): the ``journal`` child is killed with the rest, and its
+    file still holds every task in its final state (nothing lost)."""
+    path = tmp_path / "tasks.db"
+    figures = await run_chaos(seed=20261128, count=2_000, journal=str(path))
+    report(figures, capsys)
+    assert figures.kills["journal"] > 0
+    assert_clean(figures)
+    with sqlite3.connect(path) as connection:
+        journaled = Counter(
+            dict(connection.execute("SELECT status, count(*) FROM tasks GROUP BY status"))
+        )
+    assert journaled == figures.by_status
 
 
 @pytest.mark.soak

@@ -31,7 +31,11 @@ REPORT_LINES = [
     '  actorflow_actor_restarts_total{child="task_manager"} 1.0',
     '  actorflow_circuit_breaker_state{breaker="external-api",state="closed"} 1.0',
     "cleanup_completed_tasks(0.0) removed 39 finished tasks; 0 left",
-    "all 21 expectations met",
+    "durable tasks: phase 1 with JOURNAL_PATH=journal.db",
+    "  2 invoices done, invoice-3 running, 3 pending: shut down",
+    "durable tasks: phase 2 restarts from the journal",
+    "  invoice-3 recovered 1 time(s); 3 pending invoices run; runs [1, 2, 3, 3, 4, 5, 6]",
+    "all 27 expectations met",
 ]
 
 FILES = ["tasks.mmd", "tasks.dot", "metrics.prom"] + (["tasks.svg"] if shutil.which("dot") else [])
@@ -87,7 +91,7 @@ def test_a_failed_expectation_is_named_and_exits_1(
     out = io.StringIO()
     assert demo(out, tmp_path) == 1
     lines = out.getvalue().splitlines()
-    assert lines[-2:] == ["1 of 21 expectations FAILED:", "  - the report is right"]
+    assert lines[-2:] == ["1 of 27 expectations FAILED:", "  - the report is right"]
 
 
 def test_without_the_extras_it_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,10 +61,11 @@ from actors.observe import (
     capture,
     render_prometheus,
 )
-from actors.runtime import TASK_SYSTEMS, messages, new_task_id, require_backend
+from actors.runtime import TASK_SYSTEMS, durable_row, messages, new_task_id, require_backend
 from supervisors import BufferFullError, ChildHandle, SupervisorError
 
 if TYPE_CHECKING:
+    from actors.journal import TaskRow as JournalRow
     from actors.runtime import SystemRuntime
 
 __all__ = [
@@ -219,6 +220,7 @@ class UnifiedTaskManager:
         circuit_breaker: str | CircuitBreaker | None = None,
         executor: str | None = None,
         on_dependency_failure: Literal["cancel", "run"] = "cancel",
+        durable: bool | None = None,
     ) -> str:
         """Register a task; returns its id. Nothing runs until `execute_task`.
 
@@ -244,6 +246,11 @@ class UnifiedTaskManager:
         is abandoned (a worker process cannot see the cancellation token) and its late
         result discarded. The old task system runs plain functions on its loop's default
         executor and ignores ``executor``.
+
+        ``durable`` (with ``JOURNAL_PATH``; None means True): the task is journaled and
+        survives a restart, and this call returns once its record is committed; a task
+        that cannot be journaled is refused with `JournalEncodeError`. ``False`` keeps
+        it in memory only. See the README, "Durable tasks".
         """
         spec = validate_registration(
             name,
@@ -264,16 +271,20 @@ class UnifiedTaskManager:
             executor=executor,
             on_dependency_failure=on_dependency_failure,
         )
-        spec = self._complete(spec)
+        spec, journal = self._complete(spec, durable)
+        return await self._register(spec, journal)
+
+    async def _register(self, spec: TaskSpec, journal: JournalRow | None) -> str:
         reply = self._reply()
         result: str = await self._call(
-            reply, messages.Register(spec, spec.task_id, reply.bridge, reply)
+            reply, messages.Register(spec, spec.task_id, reply.bridge, reply, journal)
         )
         return result
 
-    def _complete(self, spec: TaskSpec) -> TaskSpec:
+    def _complete(self, spec: TaskSpec, durable: bool | None) -> tuple[TaskSpec, JournalRow | None]:
         """A validated registration, with what the system decides: the executor (its
-        arguments checked for pickling), the shared breaker, the trace context."""
+        arguments checked for pickling), its journal row (None: not durable), the shared
+        breaker, the trace context."""
         if not spec.is_coroutine:
             backend = (
                 spec.executor or (self._system or self._get_system()).config.THREAD_POOL_BACKEND
@@ -283,6 +294,10 @@ class UnifiedTaskManager:
                 check_picklable(backend, spec.func, spec.args, spec.kwargs)
                 spec = spec._replace(executor=backend)
         circuit_breaker = spec.circuit_breaker
+        # Refused before anything changes (a breaker is created below).
+        journal = durable_row(
+            (self._system or self._get_system()).config, spec, durable, circuit_breaker
+        )
         if circuit_breaker is not None:
             system = self._system or self._get_system()
             if isinstance(circuit_breaker, str):
@@ -293,7 +308,7 @@ class UnifiedTaskManager:
         trace = capture()  # None without OpenTelemetry
         if trace is not None:
             spec = spec._replace(trace=trace)
-        return spec
+        return spec, journal
 
     @overload
     async def submit(
@@ -333,7 +348,9 @@ class UnifiedTaskManager:
         if name is None:
             name = _name_of(func)
         kwargs = fields.pop("kwargs", None)
-        spec = self._complete(validate_registration(name, func, args, kwargs, **fields))
+        spec, _ = self._complete(
+            validate_registration(name, func, args, kwargs, **fields), durable=False
+        )
         task_id = spec.task_id or new_task_id()
         return await self._wait(
             task_id,

@@ -14,7 +14,9 @@ What it runs, in a few seconds, with a live progress display and a final report:
 - ``Kill`` sent to the ``task_manager`` actor mid-run: its supervisor restarts it and
   no task is lost;
 - three tasks registered under the old task system before switching to the new one,
-  still found (``backend == "old"``) and run after the switch.
+  still found (``backend == "old"``) and run after the switch;
+- then durable tasks (`actors.cli._demo_durable`): a system with ``JOURNAL_PATH`` shuts
+  down with work unfinished, and a new one restarts from its journal and finishes it.
 
 The report checks every expectation explicitly: `demo` returns 0 only when all hold.
 """
@@ -31,13 +33,15 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tenacity import wait_exponential
 
 from actors.api import ActorSystem
+from actors.cli._checks import Expectations, print_line
+from actors.cli._demo_durable import durable_phase
 from actors.core import DependencyFailedError, TaskTimeoutError
 from actors.engine import BreakerTransition, CircuitBreaker, result_of
 from actors.runtime import CHILD_IDS
@@ -81,15 +85,6 @@ _EXTRAS_HINT = "actorflow demo needs rich and prometheus_client: pip install 'ac
 _DASHBOARD_HINT = (
     "actorflow demo --dashboard needs starlette and uvicorn: pip install 'actorflow[dashboard]'"
 )
-
-
-def print_line(console: Console, text: str, style: str | None = None) -> None:
-    """Print one line in ``style``. The style goes on the text itself, not on the call:
-    while progress bars are live, ``console.print(..., style=...)`` also paints the bars
-    redrawn under the line in that style."""
-    from rich.text import Text
-
-    console.print(Text(text, style=style or ""))
 
 
 # -- the service's work: plain, deterministic functions ------------------------------------
@@ -174,21 +169,6 @@ async def warm_cache(key: str) -> str:
 
 
 # -- the run --------------------------------------------------------------------------------
-
-
-@dataclass
-class Expectations:
-    """Named checks; the demo succeeds when every one holds."""
-
-    results: list[tuple[str, bool]] = field(default_factory=list)
-
-    def check(self, name: str, ok: bool) -> bool:
-        self.results.append((name, ok))
-        return ok
-
-    @property
-    def failed(self) -> list[str]:
-        return [name for name, ok in self.results if not ok]
 
 
 class Demo:
@@ -653,6 +633,8 @@ async def _run(
                     await asyncio.Event().wait()
                 else:
                     await asyncio.sleep(dashboard.linger)
+    console.print()
+    await durable_phase(console, out_dir, d.checks)  # restarts from a journal
     return d.checks
 
 

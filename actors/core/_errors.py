@@ -23,11 +23,13 @@ __all__ = [
     "JournalFullError",
     "JournalLockedError",
     "JournalStoreError",
+    "JournaledError",
     "SystemOverloadedError",
     "TaskCancelledError",
     "TaskFailedError",
     "TaskNotExecutedError",
     "TaskNotFoundError",
+    "TaskRecoveryError",
     "TaskTimeoutError",
     "WaitTimeoutError",
 ]
@@ -222,3 +224,22 @@ class JournalFormatError(JournalStoreError):
     """The file is not an actorflow journal: not an SQLite database, an SQLite database
     of something else, damaged, or written by a newer actorflow (a newer schema).
     """
+
+
+class TaskRecoveryError(ActorsError):
+    """A durable task was running when the process died more than ``MAX_RECOVERIES``
+    times in a row: recovery ends it ``failed`` with this error instead of running it
+    again (a poison task that kills its process would crash-loop the service)."""
+
+
+class JournaledError(ActorsError):
+    """The error of a task that failed or was cancelled before a restart, as the journal
+    kept it: ``error_type`` is the original type's qualified name, the message its text.
+    """
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+    def __str__(self) -> str:
+        return f"{self.error_type}: {self.args[0]}"

@@ -90,6 +90,10 @@ class TaskInfo:
         """When it ended (None: not yet), as an aware UTC datetime."""
         return self._utc(self.finished_at)
 
+    recoveries: int = 0
+    """Times the journal's recovery ran this task again after the process died while it
+    was running (0: never); it may have run more than once (at-least-once)."""
+
     @property
     def duration(self) -> float | None:
         """Seconds from the first start to the end, once the task has ended."""

@@ -26,6 +26,7 @@ from actors.engine._results import ResultOf, find_results, result_of, substitute
 from actors.engine._validate import (
     TaskSpec,
     check_picklable,
+    is_coroutine_callable,
     validate_executor,
     validate_registration,
     validate_task_id,
@@ -57,6 +58,7 @@ __all__ = [
     "Transition",
     "check_picklable",
     "find_results",
+    "is_coroutine_callable",
     "merge_rows",
     "page_keys",
     "page_rows",

@@ -22,12 +22,13 @@ from actors.journal._codec import (
     error_fields,
     register_placeholder,
 )
-from actors.journal._functions import function_reference, resolve_function
+from actors.journal._functions import NOT_DURABLE, function_reference, resolve_function
 from actors.journal._records import Deletion, Record, StatusChange, TaskRow, merge
 from actors.journal._store import SCHEMA_VERSION, SYNC_MODES, JournalStore
 from actors.journal._writer import JournalWriter
 
 __all__ = [
+    "NOT_DURABLE",
     "SCHEMA_VERSION",
     "SERIALIZERS",
     "SYNC_MODES",

@@ -110,7 +110,8 @@ _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tasks ORDER BY rowid"
 def _task_params(row: TaskRow) -> tuple[Any, ...]:
     return (
         row.task_id, row.name, row.task_type, row.function, row.args, row.kwargs,
-        row.priority, json.dumps(row.dependencies), row.max_retries, row.retry_delay,
+        row.priority, json.dumps(row.dependencies) if row.dependencies else "[]",
+        row.max_retries, row.retry_delay,
         row.timeout, row.executor, row.circuit_breaker, row.description, row.metadata,
         row.status, row.created_at, row.updated_at, row.executed, row.attempts,
         row.recoveries, row.result, row.result_note, row.error_type, row.error_message,

@@ -44,6 +44,10 @@ class EventKind(enum.StrEnum):
     RESOURCE_CRITICAL = "resource_critical"
     RESOURCE_OK = "resource_ok"
     """Pressure is back under the thresholds; ``detail`` has the sample and the limit."""
+    JOURNAL_ERROR = "journal_error"
+    """A journal write failed (full disk, locked file...); the system goes on from memory
+    and writes the records with the next batch. ``detail`` has ``error`` (the type name),
+    ``message`` and ``records`` (kept pending)."""
 
 
 _BY_STATUS = {

@@ -322,6 +322,9 @@ class MetricsSnapshot:
     """task type -> run times per attempt in cumulative buckets (METRICS_HISTOGRAM_BUCKETS)."""
     wait_histogram: Mapping[str, HistogramCounts] = field(default_factory=dict)
     """task type -> queue times in cumulative buckets (METRICS_HISTOGRAM_BUCKETS)."""
+    journal_errors: int | None = None
+    """Journal writes that failed (each is also a ``journal_error`` event; the system
+    went on from memory); None without ``JOURNAL_PATH``."""
 
     def __post_init__(self) -> None:
         for name in _FLAT_MAPPINGS:
@@ -498,6 +501,12 @@ class _SnapshotCollector:
             "Events dropped from slow subscribers' buffers.",
             s.events_dropped,
         )
+        if s.journal_errors is not None:
+            yield counter(
+                "actorflow_journal_errors_total",
+                "Journal writes that failed (the system went on from memory).",
+                s.journal_errors,
+            )
         breakers = GaugeMetricFamily(
             "actorflow_circuit_breaker_state",
             "Circuit breaker state: 1 for the current state, 0 for the others.",

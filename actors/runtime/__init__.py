@@ -5,6 +5,7 @@
 """
 
 from actors.runtime._backends import require_backend
+from actors.runtime._durable import durable_row
 from actors.runtime._facade import TASK_SYSTEMS, new_task_id
 from actors.runtime._shared import CHILD_IDS
 from actors.runtime._system import SupervisorClient, SystemRuntime
@@ -14,6 +15,7 @@ __all__ = [
     "TASK_SYSTEMS",
     "SupervisorClient",
     "SystemRuntime",
+    "durable_row",
     "new_task_id",
     "require_backend",
 ]

@@ -249,10 +249,14 @@ class FacadeActor(SupervisedActor):
         message.reply.set_result("new" if self.state.use_new else "old")
 
     def _register(self, message: messages.Register) -> None:
+        if message.journal is not None and message.task_id in self.owners:
+            # durable, registered before: its manager answers (idempotent registration)
+            self.managers[self.owners[message.task_id]].tell(message)
+            return
         task_id, backend = self._route(message.spec, message.task_id)
         forwarded = _Forwarded(message.reply, self.me, task_id)
         self.managers[backend].tell(
-            messages.Register(message.spec, task_id, message.bridge, forwarded)
+            messages.Register(message.spec, task_id, message.bridge, forwarded, message.journal)
         )
 
     def _submit(self, message: messages.SubmitTask) -> None:

@@ -29,6 +29,7 @@ from actors.engine import (
 from actors.runtime import messages
 from actors.runtime._attempt import Execution
 from actors.runtime._execution import start_coroutine
+from actors.runtime._journal_link import journal_link
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class BaseManager(SupervisedActor):
         self.me = ctx.handle(self.CHILD_ID)
         self.report = self.me.tell
         self._log = logger.bind(actor=self.CHILD_ID)
+        self.link = journal_link(ctx, engine)  # None without JOURNAL_PATH
         engine.attach(self)
         e = engine
         self._requests: dict[type, Callable[[Any], Any]] = {
@@ -103,12 +105,14 @@ class BaseManager(SupervisedActor):
     # -- lifecycle ----------------------------------------------------------------------
 
     def on_start(self) -> None:
+        if self.link is not None:
+            self.link.start()  # executes recovered tasks again (the first incarnation)
         self._flush()
         if self.ctx.config.CLEANUP_INTERVAL > 0 and self.engine.cleanup_timer is None:
             self._arm_cleanup()
 
     def on_idle(self) -> None:
-        if self.engine.transitions:
+        if self.engine.transitions or (self.link is not None and self.link.busy()):
             self._flush()
         if self.engine.forgotten:
             self._forget()
@@ -130,6 +134,8 @@ class BaseManager(SupervisedActor):
     def _flush(self) -> None:
         """Send the transitions not sent yet to the monitor."""
         transitions = self.engine.transitions
+        if self.link is not None:
+            self.link.send(transitions)
         if transitions:
             batch = messages.Transitions(tuple(transitions))
             transitions.clear()
@@ -187,6 +193,14 @@ class BaseManager(SupervisedActor):
         execution.clock = self.clock
         if record.waiters:
             execution.waiters = record.waiters.copy()
+        if self.link is not None and self.link.durable(record.task_id):
+            self.link.defer_start(self, execution, record)
+        else:
+            self._launch(execution, record)
+        return execution
+
+    def _launch(self, execution: Execution, record: TaskRecord) -> None:
+        """Hand the attempt to its runner (raise `StartFailed` if it cannot start)."""
         if record.is_coroutine:
             bridge = record.bridge
             if bridge is None or not bridge.post(
@@ -195,7 +209,6 @@ class BaseManager(SupervisedActor):
                 raise StartFailed(_loop_closed(record.task_id), retry=False)
         else:
             self._start_function(execution, record)
-        return execution
 
     def _start_function(self, execution: Execution, record: TaskRecord) -> None:
         raise NotImplementedError
@@ -211,10 +224,13 @@ class BaseManager(SupervisedActor):
 
     # -- requests ---------------------------------------------------------------------------
 
-    def _register(self, message: messages.Register) -> str:
+    def _register(self, message: messages.Register) -> Any:
         task_id = message.task_id
         if task_id is None:
             raise InvalidTaskError("a registration reaches a manager with its task id")
+        if self.link is not None and message.journal is not None:
+            self.link.register(message, task_id)
+            return DEFERRED
         return self.engine.register(message.spec, task_id, message.bridge)
 
     def _submit(self, message: messages.SubmitTask) -> Any:
@@ -229,6 +245,9 @@ class BaseManager(SupervisedActor):
     def _execute(self, message: messages.Execute) -> Any:
         if message.wait:
             self.engine.execute(message.task_id, message.reply)
+            return DEFERRED
+        if self.link is not None and self.link.durable(message.task_id):
+            self.link.answer_later(message.reply, self.engine.execute(message.task_id))
             return DEFERRED
         return self.engine.execute(message.task_id)
 
@@ -278,6 +297,9 @@ class BaseManager(SupervisedActor):
         return removed
 
     def _shutdown(self, message: messages.Shutdown) -> int:
+        if self.link is not None:  # durable tasks stay in the journal as they are
+            self._flush()
+            self.link.detach()
         count = self.engine.shutdown()
         self._flush()
         return count

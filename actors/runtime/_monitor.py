@@ -36,6 +36,7 @@ from actors.runtime.messages import (
     BreakerChanged,
     ChildRestarted,
     GetMetrics,
+    JournalFailed,
     ResourceTick,
     SetLimit,
     Subscribe,
@@ -92,6 +93,7 @@ class MonitorState:
         self.pressure = Pressure.OK
         self.resource_timer: TimerHandle | None = None
         self.limit = 0  # the governor's last decision (0: it has not decided yet)
+        self.journal_errors = 0
 
 
 class TaskMonitorActor(SupervisedActor):
@@ -124,6 +126,8 @@ class TaskMonitorActor(SupervisedActor):
             self.state.restarts[message.child_id] += 1
         elif kind is BreakerChanged:
             self._breaker_changed(message.transition)
+        elif kind is JournalFailed:
+            self._journal_failed(message)
         elif kind is ResourceTick:
             self.state.resource_timer = None
             self._govern()
@@ -268,6 +272,17 @@ class TaskMonitorActor(SupervisedActor):
             }
             self._publish([Event(EventKind.CIRCUIT_BREAKER, transition.at, detail=detail)])
 
+    def _journal_failed(self, message: JournalFailed) -> None:
+        self.state.journal_errors += 1
+        if self.state.subscribers:
+            detail = {
+                "error": type(message.error).__name__,
+                "message": str(message.error),
+                "records": message.records,
+            }
+            event = Event(EventKind.JOURNAL_ERROR, self.ctx.clock.monotonic(), detail=detail)
+            self._publish([event])
+
     # -- resource governor ----------------------------------------------------------------
 
     def _arm_governor(self) -> None:
@@ -355,6 +370,7 @@ class TaskMonitorActor(SupervisedActor):
             concurrency_limit=state.limit or manager.limit,
             max_concurrency=ctx.config.MAX_CONCURRENT_TASKS,
             events_dropped=state.dropped,
+            journal_errors=None if ctx.config.JOURNAL_PATH is None else state.journal_errors,
             breakers={b.name: b.state.value for b in ctx.breakers.all()},
             resource=dict(state.resource),
             taken_at=ctx.clock.monotonic(),

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from pykka import ActorRef
 
     from actors.core import LoopThread
+    from actors.runtime._recovery import Journal
     from supervisors import ChildCounts, ChildInfo
 
 __all__ = ["SupervisorClient", "SystemRuntime"]
@@ -175,6 +176,7 @@ class SystemRuntime:
         self._loop_thread: LoopThread | None = None
         """The loop thread of ``with ActorSystem()`` and ``system.blocking`` (`ActorSystem`
         starts it; `shutdown` stops it unless it runs there)."""
+        self._journal: Journal | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -201,6 +203,11 @@ class SystemRuntime:
             state = SupervisorState()
             clock = self.clock
             ctx = SystemContext(cfg, clock, state, self.circuit_breakers, self._probe)
+            journal = self._journal = None if cfg.JOURNAL_PATH is None else _journal(ctx, self)
+
+            def engine(policy: Policy) -> Engine:
+                return Engine(policy, clock) if journal is None else journal.engine(policy)
+
             specs = [
                 ChildSpec("task_monitor", TaskMonitorActor, (ctx,), state_factory=MonitorState),
                 ChildSpec("thread_pool", ThreadPoolActor, (ctx,), state_factory=PoolState),
@@ -208,23 +215,25 @@ class SystemRuntime:
                     "legacy_task_manager",
                     LegacyTaskManagerActor,
                     (ctx,),
-                    state_factory=lambda: Engine(Policy.simple(cfg.MAX_FINISHED_TASKS), clock),
+                    state_factory=lambda: engine(Policy.simple(cfg.MAX_FINISHED_TASKS)),
                 ),
                 ChildSpec(
                     "task_manager",
                     TaskManagerActor,
                     (ctx,),
-                    state_factory=lambda: Engine(
-                        Policy.scheduler(cfg.MAX_CONCURRENT_TASKS, cfg.MAX_FINISHED_TASKS), clock
+                    state_factory=lambda: engine(
+                        Policy.scheduler(cfg.MAX_CONCURRENT_TASKS, cfg.MAX_FINISHED_TASKS)
                     ),
                 ),
                 ChildSpec(
                     "facade",
                     FacadeActor,
                     (ctx,),
-                    state_factory=lambda: FacadeState(cfg.USE_NEW_TASK_SYSTEM),
+                    state_factory=lambda: _facade_state(cfg.USE_NEW_TASK_SYSTEM, journal),
                 ),
             ]
+            if journal is not None:  # started after the monitor, stopped after the managers
+                specs.insert(1, journal.spec())
             policy = RestartPolicy(
                 wait=wait_exponential_jitter(
                     multiplier=cfg.RESTART_BACKOFF_INITIAL,
@@ -312,6 +321,8 @@ class SystemRuntime:
                 root.stop(block=True, timeout=self.config.SHUTDOWN_TIMEOUT * 3)
             except Exception as exc:
                 logger.bind(system="actorflow").warning("stopping the supervisor: {!r}", exc)
+        if self._journal is not None:
+            self._journal.close()
         self._fail_pending(ActorSystemError("the actor system was shut down"))
 
     # -- dashboards -----------------------------------------------------------------------
@@ -407,3 +418,15 @@ class _RootSupervisor(Supervisor):
 def _resolve_none(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _journal(ctx: SystemContext, system: SystemRuntime) -> Journal:
+    """Open ``JOURNAL_PATH`` and read its tasks (only with the key: no import without)."""
+    from actors.runtime._recovery import Journal
+
+    return Journal(ctx, system.breaker)
+
+
+def _facade_state(use_new: bool, journal: Journal | None) -> FacadeState:
+    state = FacadeState(use_new)
+    return state if journal is None else journal.facade_state(state)

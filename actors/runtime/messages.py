@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
     from actors.core import LoopBridge, ReplyTo, TaskStatus
     from actors.engine import BreakerTransition, PageQuery, TaskSpec, Transition
+    from actors.journal import JournalError, Record
+    from actors.journal import TaskRow as JournalRow
     from actors.observe import Subscriber
     from actors.runtime._attempt import Execution
 
@@ -49,6 +51,8 @@ __all__ = [
     "GetResult",
     "GetStatus",
     "GetTask",
+    "JournalBatch",
+    "JournalFailed",
     "PageKeys",
     "PageRows",
     "PerTask",
@@ -77,6 +81,8 @@ class Register(NamedTuple):
     task_id: str | None
     bridge: LoopBridge
     reply: ReplyTo
+    journal: JournalRow | None = None
+    """A durable task's journal row (`actors.journal`), or None: memory only."""
 
 
 class SubmitTask(NamedTuple):
@@ -378,3 +384,22 @@ REQUEST_TYPES: tuple[type, ...] = tuple(
 """Callers' requests (the messages with a ``reply``): at most MAILBOX_BUFFER_CAPACITY of
 them wait for a restarting child, and one more fails the call with
 `SystemOverloadedError`. Every other message is the system's own and always waits."""
+
+
+# -- the journal (issue 14; only with JOURNAL_PATH) --------------------------------------
+
+
+class JournalBatch(NamedTuple):
+    """Journal: records to write, then ``actions`` to run once they are committed (the
+    replies of durable registrations and executions, the starts of durable attempts)."""
+
+    records: tuple[Record, ...]
+    actions: tuple[Callable[[], object], ...]
+
+
+class JournalFailed(NamedTuple):
+    """Monitor: a journal write failed with ``error``; ``records`` stay pending and the
+    system goes on from memory."""
+
+    error: JournalError
+    records: int

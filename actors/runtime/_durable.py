@@ -1,0 +1,129 @@
+"""What a durable task's registration journals: its definition, checked in the caller.
+
+`definition_row` runs in `register_task`, on the caller's thread, before anything is
+sent: a task that cannot be journaled is refused there with the codec's
+`JournalEncodeError` (an `InvalidTaskError`) and nothing changes. The row it returns
+travels with the registration; the manager fills in the task id and the state.
+
+Decisions (see the README, "Durable tasks"):
+
+- ``circuit_breaker`` is journaled by name: the restarted system shares the breaker of
+  that name (created with the configured defaults, or the one the code adds again).
+- ``retry_wait`` (a tenacity object) has no name to be found by after a restart: a
+  durable task with one is refused; use ``retry_delay``, or ``durable=False``.
+- OpenTelemetry trace context is not journaled (a recovered task starts a new trace).
+"""
+
+from __future__ import annotations
+
+from types import FunctionType
+from typing import TYPE_CHECKING, Any
+
+from actors.core import InvalidTaskError, JournalEncodeError
+from actors.journal import NOT_DURABLE, Codec, TaskRow, function_reference
+
+if TYPE_CHECKING:
+    from actors.core import Config
+    from actors.engine import TaskSpec
+
+__all__ = ["breaker_name", "codec_for", "definition_row", "durable_row", "same_definition"]
+
+_CODECS: dict[str, Codec] = {}
+_REFERENCES: dict[Any, str] = {}
+"""Functions already checked by `function_reference` (by identity): a registration of
+the same function again skips the import and the checks."""
+_REFERENCES_KEPT = 1024
+
+
+def codec_for(serializer: str) -> Codec:
+    """The (stateless, shared) codec of ``serializer``."""
+    codec = _CODECS.get(serializer)
+    if codec is None:
+        codec = _CODECS[serializer] = Codec(serializer)
+    return codec
+
+
+def definition_row(
+    config: Config, spec: TaskSpec, durable: object, breaker: str | None
+) -> TaskRow | None:
+    """The journal row of ``spec`` (state fields at their registration values), or None
+    when the task lives in memory only: no ``JOURNAL_PATH``, or ``durable=False``.
+
+    ``durable`` is None (the default: durable when the journal is on), True or False.
+    ``breaker`` is the name of the task's circuit breaker, or None.
+    Raises `InvalidTaskError` for a bad ``durable`` and `JournalEncodeError` for a task
+    that cannot be journaled.
+    """
+    if durable is not None and not isinstance(durable, bool):
+        raise InvalidTaskError(f"durable must be a bool or None, got {durable!r}")
+    if config.JOURNAL_PATH is None:
+        if durable:
+            raise InvalidTaskError(
+                "durable=True needs a journal: set JOURNAL_PATH (or leave durable unset)"
+            )
+        return None
+    if durable is False:
+        return None
+    task = spec.task_id or spec.name
+    if spec.retry_wait is not None:
+        raise JournalEncodeError(
+            f"task {task!r} cannot be durable: its retry_wait ({spec.retry_wait!r}) is an "
+            f"object the journal cannot find again after a restart; use retry_delay"
+            f"{NOT_DURABLE}"
+        )
+    func = spec.func
+    plain = isinstance(func, FunctionType)  # hashed by identity: safe to cache
+    function = _REFERENCES.get(func) if plain else None
+    if function is None:
+        function = function_reference(func, task=task)
+        if plain:
+            if len(_REFERENCES) >= _REFERENCES_KEPT:
+                _REFERENCES.clear()
+            _REFERENCES[func] = function
+    codec = codec_for(config.JOURNAL_SERIALIZER)
+    args, kwargs = codec.encode_args(spec.args, spec.kwargs, task=task)
+    metadata = codec.encode_value(dict(spec.metadata), what="metadata", task=task)
+    return TaskRow(
+        task_id="",
+        name=spec.name,
+        task_type=spec.task_type,
+        function=function,
+        args=args,
+        kwargs=kwargs,
+        priority=int(spec.priority),
+        dependencies=spec.dependencies,
+        max_retries=spec.max_retries,
+        retry_delay=spec.retry_delay,
+        timeout=spec.timeout,
+        executor=spec.executor,
+        circuit_breaker=breaker,
+        description=spec.description,
+        metadata=metadata,
+        status="pending",
+        created_at=0.0,
+        updated_at=0.0,
+    )
+
+
+def same_definition(journaled: TaskRow, row: TaskRow) -> str | None:
+    """None when ``row`` registers the same task as ``journaled``, else what differs."""
+    if journaled.function != row.function:
+        return f"function {journaled.function} is now {row.function}"
+    if journaled.args != row.args or journaled.kwargs != row.kwargs:
+        return "its arguments differ"
+    return None
+
+
+def breaker_name(breaker: Any) -> str | None:
+    """The name of a spec's circuit breaker (a name or a `CircuitBreaker`), or None."""
+    if breaker is None:
+        return None
+    if isinstance(breaker, str):
+        return breaker
+    name = getattr(breaker, "name", None)
+    return name if isinstance(name, str) else None
+
+
+def durable_row(config: Config, spec: TaskSpec, durable: object, breaker: Any) -> TaskRow | None:
+    """`definition_row` for ``register_task`` under ``config`` (``breaker``: its argument)."""
+    return definition_row(config, spec, durable, breaker_name(breaker))

@@ -1,0 +1,96 @@
+"""The ``journal`` actor: the sixth supervised child, only with ``JOURNAL_PATH``.
+
+It receives `JournalBatch` messages from the task managers, adds their records to its
+`JournalWriter` (coalesced per task) and, when its mailbox is empty, writes them all
+in one transaction (group commit), then runs the batches' actions: the replies of
+durable registrations and executions, and the starts of durable attempts. It is the
+only actor that waits for the disk.
+
+Its `JournalState` outlives incarnations and holds the writer (with the records not
+written yet) and the actions not run yet: a `Kill` mid-run loses nothing, the next
+incarnation writes them (the state handover of the other children). A failed write
+(full disk, locked file) is reported to the monitor (`JournalFailed`: an error event
+and the ``journal_errors`` metric); the records stay pending for the next write, and
+the actions run anyway: the system goes on from memory and never crashes for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from actors.journal import JournalStore, JournalWriter
+from actors.runtime.messages import JournalBatch, JournalFailed
+from supervisors import SupervisedActor
+
+if TYPE_CHECKING:
+    from actors.core import JournalError
+    from actors.runtime._shared import SystemContext
+
+__all__ = ["FLUSH_AT", "JournalActor", "JournalState"]
+
+FLUSH_AT = 8192
+"""Pending records (or actions) that trigger a write before the mailbox is empty."""
+
+_log = logger.bind(actor="journal")
+
+
+class JournalState:
+    """What outlives the journal actor's incarnations."""
+
+    def __init__(self, store: JournalStore, ctx: SystemContext) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.writer = JournalWriter(store, on_error=self._failed)
+        self.actions: list[Callable[[], object]] = []
+        self.errors = 0
+        """Failed writes so far."""
+
+    def _failed(self, error: JournalError, records: int) -> None:
+        self.errors += 1
+        _log.error("journal write failed ({} records kept pending): {}", records, error)
+        with contextlib.suppress(Exception):
+            self.ctx.handle("task_monitor").tell(JournalFailed(error, records))
+
+
+class JournalActor(SupervisedActor):
+    CHILD_ID = "journal"
+    use_daemon_thread = True
+
+    def __init__(self, ctx: SystemContext, state: JournalState) -> None:
+        super().__init__()
+        self.state = state
+        self.writer = state.writer
+
+    def on_start(self) -> None:
+        self.commit()  # what the previous incarnation had not written
+
+    def on_stop(self) -> None:
+        self.commit()
+
+    def on_idle(self) -> None:
+        self.commit()
+
+    def on_receive(self, message: Any) -> Any:
+        if type(message) is JournalBatch:
+            self.writer.add_all(message.records)
+            self.state.actions.extend(message.actions)
+            if len(self.writer) >= FLUSH_AT or len(self.state.actions) >= FLUSH_AT:
+                self.commit()
+        else:
+            _log.warning("unexpected message {!r}", message)
+        return None
+
+    def commit(self) -> None:
+        """Write what is pending in one transaction, then run the waiting actions."""
+        state = self.state
+        self.writer.flush()
+        actions, state.actions = state.actions, []
+        for action in actions:
+            try:
+                action()
+            except Exception as exc:  # a caller that left, a stopped pool: not ours
+                _log.debug("a post-commit action failed: {!r}", exc)

@@ -1,0 +1,296 @@
+"""A manager's side of the journal: which tasks are durable, and what to send.
+
+With ``JOURNAL_PATH`` set, a task manager's state (the engine that outlives its
+incarnations) is a `DurableEngine`: the engine plus the journal rows of its durable
+tasks and the work waiting for the next batch. The manager's `JournalLink` turns the
+engine's transitions into journal records when it flushes them to the monitor, and
+hands the journal what must wait for the commit:
+
+- the reply to ``register_task`` / ``execute_task`` of a durable task (acknowledged
+  means durable);
+- the start of each attempt of a durable task, so no attempt runs before the journal
+  says it may be running (then a crash that loses an attempt's outcome finds the task
+  marked ``running`` and runs it again, marked ``recovered``: at-least-once).
+
+The journal runs these actions after its commit, on its own thread; a failed commit
+runs them too (the system goes on from memory, see the README).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from actors.core import ActorsError, DuplicateTaskError, TaskInfo, TaskStatus
+from actors.engine import Engine, Policy, StartFailed
+from actors.journal import Codec, Deletion, Record, StatusChange, TaskRow, error_fields
+from actors.runtime import messages
+from actors.runtime._durable import codec_for, same_definition
+
+if TYPE_CHECKING:
+    from actors.engine import TaskRecord, Transition
+    from actors.runtime._attempt import Execution
+    from actors.runtime._shared import SystemContext
+    from supervisors import ChildHandle, Clock
+
+__all__ = ["DurableEngine", "JournalLink", "journal_link"]
+
+Action = Callable[[], object]
+
+
+class Launcher(Protocol):
+    """The manager as a durable attempt's start sees it (`BaseManager`)."""
+
+    @property
+    def report(self) -> Callable[[Any], object]: ...
+
+    def _launch(self, execution: Execution, record: TaskRecord) -> None: ...
+
+
+_PENDING = TaskStatus.PENDING
+_RUNNING = TaskStatus.RUNNING
+_CHANGED, _REGISTERED, _REMOVED = 0, 1, 2
+_DEFINITION = TaskRow._fields.index("status")
+"""`TaskRow`'s definition fields come first; then ``status``, ``created_at`` and the
+fields of `StatusChange` from ``updated_at`` on, in the same order."""
+assert TaskRow._fields[_DEFINITION:] == ("status", "created_at", *StatusChange._fields[2:])
+
+
+class DurableEngine(Engine):
+    """An engine whose durable tasks are journaled (the manager's state object)."""
+
+    def __init__(self, policy: Policy, clock: Clock, wall: Callable[[], float] = time.time):
+        super().__init__(policy, clock, wall)
+        self.rows: dict[str, TaskRow] = {}
+        """Durable task id -> its journaled definition (state fields not kept up to date)."""
+        self.unwritten: set[str] = set()
+        """Durable tasks registered whose row has not been sent to the journal yet."""
+        self.touched: set[str] = set()
+        """Durable tasks whose state changed without a transition (an attempt handed off)."""
+        self.recoveries: dict[str, int] = {}
+        """Task id -> times recovery ran it again (only tasks recovered at least once)."""
+        self.actions: list[Action] = []
+        """To run once the next batch is committed."""
+        self.rerun: list[str] = []
+        """Recovered tasks to execute again when the manager starts."""
+        self.detached = False
+        """The system shuts down: its cancellations are not journaled."""
+
+    def end(
+        self,
+        record: TaskRecord,
+        status: TaskStatus,
+        *,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """End a restored ``record`` as the journal says it ended (recovery only)."""
+        record.result = result
+        record.error = error
+        self._finish(record, status, propagate=False)
+
+    def info(self, record: TaskRecord) -> TaskInfo:
+        info = super().info(record)
+        count = self.recoveries.get(record.task_id)
+        return info if count is None else dataclasses.replace(info, recoveries=count)
+
+
+class JournalLink:
+    """What one manager incarnation uses to talk to the journal."""
+
+    __slots__ = ("codec", "engine", "journal")
+
+    def __init__(self, engine: DurableEngine, journal: ChildHandle, codec: Codec) -> None:
+        self.engine = engine
+        self.journal = journal
+        self.codec = codec
+
+    def start(self) -> None:
+        """Execute again the recovered tasks that had been executed and had not ended."""
+        engine = self.engine
+        rerun, engine.rerun = engine.rerun, []
+        for task_id in rerun:
+            record = engine.tasks.get(task_id)
+            if record is not None and record.status is _PENDING:
+                engine.execute(task_id)
+
+    def detach(self) -> None:
+        """Journal no more changes: the system is shutting down, and its cancellations
+        must not reach the file (unfinished durable tasks come back at the next start)."""
+        self.engine.detached = True
+
+    def busy(self) -> bool:
+        """Whether there is something to send without a transition."""
+        engine = self.engine
+        return bool(engine.actions or engine.touched)
+
+    # -- requests -------------------------------------------------------------------------
+
+    def register(self, message: messages.Register, task_id: str) -> None:
+        """Register a durable task (``message.journal`` is set); its reply waits for the
+        commit. A task id the journal holds already answers with the id (idempotent
+        start-up code), or raises if the definition differs."""
+        engine = self.engine
+        row = cast(TaskRow, message.journal)._replace(task_id=task_id)
+        if task_id in engine.tasks:
+            journaled = engine.rows.get(task_id)
+            if journaled is None:
+                msg = f"task id {task_id!r} is already registered; pick another or omit task_id"
+                raise DuplicateTaskError(msg)
+            differs = same_definition(journaled, row)
+            if differs is not None:
+                msg = (
+                    f"task id {task_id!r} is journaled with another definition ({differs}); "
+                    "pick another task_id, or clean the old task up first"
+                )
+                raise DuplicateTaskError(msg)
+        else:
+            engine.register(message.spec, task_id, message.bridge)
+            engine.rows[task_id] = row
+            engine.unwritten.add(task_id)
+        engine.actions.append(_answer(message.reply, task_id))
+
+    def answer_later(self, reply: Any, value: Any) -> None:
+        """Answer ``reply`` with ``value`` once what happened so far is committed."""
+        self.engine.actions.append(_answer(reply, value))
+
+    def durable(self, task_id: str) -> bool:
+        return task_id in self.engine.rows
+
+    # -- attempts -------------------------------------------------------------------------
+
+    def defer_start(self, manager: Launcher, execution: Execution, record: TaskRecord) -> None:
+        """Start the attempt once the journal says the task may be running."""
+        snapshot = cast(
+            "TaskRecord",
+            SimpleNamespace(
+                task_id=record.task_id,
+                attempts=record.attempts,
+                func=record.func,
+                args=record.args,
+                kwargs=record.kwargs,
+                bridge=record.bridge,
+                executor=record.executor,
+                is_coroutine=record.is_coroutine,
+            ),
+        )
+        self.engine.touched.add(record.task_id)
+        report = manager.report
+
+        def start() -> None:
+            if getattr(execution, "cancel_requested", False):
+                return  # cancelled (or timed out) before it could start
+            try:
+                manager._launch(execution, snapshot)
+            except StartFailed as failed:
+                report(messages.AttemptDone(snapshot.task_id, snapshot.attempts, None,
+                                            failed.error))  # fmt: skip
+            except Exception as exc:
+                report(messages.AttemptDone(snapshot.task_id, snapshot.attempts, None, exc))
+
+        self.engine.actions.append(start)
+
+    # -- the batch ------------------------------------------------------------------------
+
+    def send(self, transitions: list[Transition]) -> None:
+        """Send the journal the records of ``transitions`` (and of tasks touched since
+        the last batch) with the actions waiting for their commit."""
+        engine = self.engine
+        if engine.detached:
+            actions, engine.actions = engine.actions, []
+            _run(actions)
+            return
+        rows = engine.rows
+        kinds: dict[str, int] = {}
+        for transition in transitions:
+            task_id = transition.task_id
+            if task_id not in rows and task_id not in kinds:
+                continue
+            if transition.new is None:
+                kinds[task_id] = _REMOVED
+            elif transition.old is None:
+                kinds[task_id] = _REGISTERED
+            else:
+                kinds.setdefault(task_id, _CHANGED)
+        for task_id in engine.touched:
+            kinds.setdefault(task_id, _CHANGED)
+        engine.touched.clear()
+        records: list[Record] = []
+        tasks = engine.tasks
+        unwritten = engine.unwritten
+        wall = time.time()
+        offset = wall - engine.clock.monotonic()  # monotonic -> wall-clock times
+        for task_id, kind in kinds.items():
+            record = tasks.get(task_id)
+            if kind == _REMOVED or record is None:
+                if rows.pop(task_id, None) is not None and task_id not in unwritten:
+                    records.append(Deletion(task_id))
+                unwritten.discard(task_id)
+                engine.recoveries.pop(task_id, None)
+                continue
+            change = self._change(record, wall, offset)
+            if task_id in unwritten:
+                unwritten.discard(task_id)
+                row = rows[task_id]
+                # The definition's fields, then the state (`TaskRow` ends with them).
+                records.append(
+                    TaskRow._make((*row[:_DEFINITION], change.status, wall, *change[2:]))
+                )
+            else:
+                records.append(change)
+        actions = engine.actions
+        if not records and not actions:
+            return
+        engine.actions = []
+        batch = messages.JournalBatch(tuple(records), tuple(actions))
+        try:
+            self.journal.tell(batch)
+        except ActorsError:  # the system is stopping: answer from memory
+            _run(actions)
+        except Exception:
+            _run(actions)
+
+    def _change(self, record: TaskRecord, wall: float, offset: float) -> StatusChange:
+        status = record.status
+        # An attempt handed off may be running already: say so, so recovery runs it again.
+        journaled = _RUNNING if record.execution is not None else status
+        result = note = error_type = error_message = None
+        if status is TaskStatus.COMPLETED:
+            result, note = self.codec.encode_result(record.result, task=record.task_id)
+        elif record.error is not None and status is not _PENDING:
+            error_type, error_message = error_fields(record.error)
+        return StatusChange(
+            record.task_id,
+            journaled.value,
+            wall,
+            status is not _PENDING,
+            record.attempts,
+            self.engine.recoveries.get(record.task_id, 0),
+            result,
+            note,
+            error_type,
+            error_message,
+            None if record.started_at is None else record.started_at + offset,
+            None if record.finished_at is None else record.finished_at + offset,
+        )
+
+
+def journal_link(ctx: SystemContext, engine: Engine) -> JournalLink | None:
+    """The link of a manager whose state is ``engine``; None without a journal."""
+    if not isinstance(engine, DurableEngine):
+        return None
+    return JournalLink(engine, ctx.handle("journal"), codec_for(ctx.config.JOURNAL_SERIALIZER))
+
+
+def _answer(reply: Any, value: Any) -> Action:
+    return lambda: reply.set_result(value)
+
+
+def _run(actions: list[Action]) -> None:
+    for action in actions:
+        with contextlib.suppress(Exception):  # an answer to a caller that left
+            action()

@@ -1,0 +1,296 @@
+"""Recovery at start: the journal's tasks back into a task manager's engine.
+
+`ActorSystem.start` with ``JOURNAL_PATH`` opens the file, reads every row, and
+`restore` puts each task back with its id, name, priority, dependencies, arguments and
+state:
+
+- ``pending``: pending again (not executed);
+- ``completed``: completed with its result (never run again); ``failed`` and
+  ``cancelled``: with their error as a `JournaledError` (type name and message);
+- ``waiting``, ``queued``, ``retrying``: executed again when the manager starts, with
+  the attempts they had used (so their remaining retries);
+- ``running`` (an attempt may have been running at the crash): executed again and
+  marked recovered (``TaskInfo.recoveries`` counts the times); the interrupted attempt
+  does not count against ``max_retries``. Past ``MAX_RECOVERIES`` the task ends
+  ``failed`` with `TaskRecoveryError` instead (a poison task).
+
+A task whose function can no longer be imported, or whose arguments cannot be decoded,
+ends ``failed`` with the `JournalDecodeError`. Coroutine tasks (and, in the old task
+system, every task) run on a loop thread the system owns (`SystemLoop`), since the loop
+that registered them is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import threading
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from actors.core import (
+    JournalDecodeError,
+    JournaledError,
+    LoopBridge,
+    TaskPriority,
+    TaskRecoveryError,
+    TaskStatus,
+    bridge_for,
+)
+from actors.engine import TaskSpec, find_results, is_coroutine_callable
+from actors.journal import Codec, JournalStore, TaskRow, resolve_function
+from actors.runtime._durable import codec_for
+from actors.runtime._journal import JournalActor, JournalState
+from actors.runtime._journal_link import DurableEngine
+from supervisors import ChildSpec
+
+if TYPE_CHECKING:
+    from actors.engine import CircuitBreaker, Policy
+    from actors.runtime._facade import FacadeState
+    from actors.runtime._shared import SystemContext
+
+__all__ = ["BUSY_TIMEOUT", "Journal", "SystemLoop", "restore"]
+
+BUSY_TIMEOUT = 2.0
+"""Seconds a journal write waits for a file another connection locked, then fails
+(reported; the system goes on from memory and tries again with the next batch)."""
+
+_TERMINAL = {"completed", "failed", "cancelled"}
+_EMPTY = "{}"
+"""An empty mapping as the JSON codec writes it (most kwargs and metadata)."""
+_PRIORITIES: dict[int, TaskPriority] = {p.value: p for p in TaskPriority}
+_RERUN = {"waiting", "queued", "retrying", "running"}
+
+
+def _ended(*args: Any, **kwargs: Any) -> None:
+    """The function of a restored task that had ended: it never runs again."""
+
+
+class SystemLoop:
+    """An event loop on a daemon thread the system owns, for recovered tasks that have
+    no caller's loop. Stopped with the system."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run, name="actorflow-recovered-loop", daemon=True
+        )
+        self._thread.start()
+        self.bridge: LoopBridge = bridge_for(self.loop)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        loop = self.loop
+        if loop.is_closed():
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            loop.close()
+
+
+def restore(
+    engine: DurableEngine,
+    rows: list[TaskRow],
+    *,
+    codec: Codec,
+    breaker: Callable[[str], CircuitBreaker],
+    bridge: Callable[[], LoopBridge],
+    max_recoveries: int,
+) -> list[str]:
+    """Put ``rows`` (in load order) back into ``engine``; returns their task ids.
+
+    ``breaker(name)`` gives a circuit breaker by name; ``bridge()`` the loop of the
+    recovered tasks (called only if one needs it).
+    """
+    # Bulk loading makes the cyclic GC rescan the growing heap again and again (half
+    # of the time at 100,000 tasks): it waits until the tasks are back.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _restore(engine, rows, codec, breaker, bridge, max_recoveries)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _restore(
+    engine: DurableEngine,
+    rows: list[TaskRow],
+    codec: Codec,
+    breaker: Callable[[str], CircuitBreaker],
+    bridge: Callable[[], LoopBridge],
+    max_recoveries: int,
+) -> list[str]:
+    functions: dict[str, tuple[Callable[..., Any], bool]] = {}
+    loop_bridge: LoopBridge | None = None
+    tasks = engine.tasks
+    restored: list[str] = []
+    for row in rows:
+        task_id = row.task_id
+        if task_id in tasks:
+            continue
+        status = row.status
+        ended = status in _TERMINAL
+        problem: JournalDecodeError | None = None
+        func: Callable[..., Any] = _ended
+        is_coroutine = False
+        args: tuple[Any, ...] = ()
+        kwargs: dict[str, Any] = {}
+        metadata: dict[str, Any] = {}
+        try:
+            if row.metadata != _EMPTY:
+                metadata = codec.decode_value(row.metadata, what="its metadata", task=task_id)
+            if not ended:
+                found = functions.get(row.function)
+                if found is None:
+                    resolved = resolve_function(row.function, task=task_id)
+                    found = functions[row.function] = (resolved, is_coroutine_callable(resolved))
+                func, is_coroutine = found
+                if row.kwargs == _EMPTY:
+                    args = tuple(codec.decode_value(row.args, what="its arguments", task=task_id))
+                else:
+                    args, kwargs = codec.decode_args(row.args, row.kwargs, task=task_id)
+        except JournalDecodeError as exc:
+            problem = exc
+            func, is_coroutine = _ended, False
+        results = find_results(args, kwargs) if args or kwargs else ()
+        missing = [dep for dep in results if dep not in tasks]
+        if missing and problem is None:  # its result_of task was not journaled before it
+            problem = JournalDecodeError(
+                f"journaled task {task_id!r} cannot be read back: the task of its "
+                f"result_of({missing[0]!r}) is not in the journal"
+            )
+            func, is_coroutine, args, kwargs, results = _ended, False, (), {}, ()
+        priority: Any = _PRIORITIES.get(row.priority, row.priority)
+        spec = TaskSpec(
+            task_id=task_id,
+            name=row.name,
+            func=func,
+            args=args,
+            kwargs=kwargs,
+            task_type=row.task_type,
+            description=row.description,
+            metadata=MappingProxyType(metadata),
+            priority=priority,
+            dependencies=tuple(dep for dep in row.dependencies if dep in tasks),
+            max_retries=row.max_retries,
+            retry_delay=row.retry_delay,
+            retry_wait=None,
+            timeout=row.timeout,
+            is_coroutine=is_coroutine,
+            circuit_breaker=None
+            if ended or row.circuit_breaker is None
+            else breaker(row.circuit_breaker),
+            executor=row.executor,
+            results=results,
+        )
+        if loop_bridge is None and not ended and (is_coroutine or engine.backend == "old"):
+            loop_bridge = bridge()
+        engine.register(spec, task_id, loop_bridge)  # type: ignore[arg-type]
+        engine.rows[task_id] = row
+        restored.append(task_id)
+        record = tasks[task_id]
+        if record.status is not TaskStatus.PENDING:
+            continue  # cancelled at registration: a dependency had failed
+        if problem is not None and status not in _TERMINAL:
+            engine.end(record, TaskStatus.FAILED, error=problem)
+            continue
+        record.attempts = row.attempts
+        if status == "completed":
+            result = None
+            if row.result is not None:
+                try:
+                    result = codec.decode_value(row.result, what="its result", task=task_id)
+                except JournalDecodeError:
+                    result = None
+            engine.end(record, TaskStatus.COMPLETED, result=result)
+        elif status in ("failed", "cancelled"):
+            journaled = JournaledError(row.error_type or "Exception", row.error_message or "")
+            engine.end(record, TaskStatus(status), error=journaled)
+        elif status == "running":
+            count = row.recoveries + 1
+            engine.recoveries[task_id] = count
+            engine.touched.add(task_id)
+            if count > max_recoveries:
+                error = TaskRecoveryError(
+                    f"task {task_id!r} was running when the process died {count} times "
+                    f"(MAX_RECOVERIES is {max_recoveries}); it is not run again"
+                )
+                engine.end(record, TaskStatus.FAILED, error=error)
+            else:
+                record.attempts = max(0, row.attempts - 1)
+                engine.rerun.append(task_id)
+        elif status in _RERUN:
+            engine.rerun.append(task_id)
+    return restored
+
+
+class Journal:
+    """The journal of one `ActorSystem`: the file, its rows at start, the child spec.
+
+    Built by `ActorSystem.start` when ``JOURNAL_PATH`` is set; `close` at stop.
+    """
+
+    def __init__(self, ctx: SystemContext, breaker: Callable[[str], CircuitBreaker]) -> None:
+        config = ctx.config
+        assert config.JOURNAL_PATH is not None
+        self.ctx = ctx
+        self.store = JournalStore(config.JOURNAL_PATH, sync=config.JOURNAL_SYNC,
+                                  busy_timeout=BUSY_TIMEOUT)  # fmt: skip
+        try:
+            self.rows: list[TaskRow] = self.store.load()
+        except BaseException:
+            self.store.close()
+            raise
+        self.codec = codec_for(config.JOURNAL_SERIALIZER)
+        self._breaker = breaker
+        self.loop: SystemLoop | None = None
+        self.restored: dict[str, str] = {}
+        """Recovered task id -> the task system it was recovered into."""
+        self.backend = "new" if config.USE_NEW_TASK_SYSTEM else "old"
+
+    def spec(self) -> ChildSpec:
+        """The ``journal`` child (its state holds the writer and its pending records)."""
+        return ChildSpec(
+            "journal",
+            JournalActor,
+            (self.ctx,),
+            state_factory=lambda: JournalState(self.store, self.ctx),
+        )
+
+    def engine(self, policy: Policy) -> DurableEngine:
+        """A manager's state; the current task system's gets the journal's tasks."""
+        engine = DurableEngine(policy, self.ctx.clock)
+        if policy.backend == self.backend and self.rows:
+            rows, self.rows = self.rows, []
+            ids = restore(
+                engine,
+                rows,
+                codec=self.codec,
+                breaker=self._breaker,
+                bridge=self._bridge,
+                max_recoveries=self.ctx.config.MAX_RECOVERIES,
+            )
+            self.restored.update(dict.fromkeys(ids, policy.backend))
+        return engine
+
+    def facade_state(self, state: FacadeState) -> FacadeState:
+        state.owners.update(self.restored)
+        return state
+
+    def _bridge(self) -> LoopBridge:
+        if self.loop is None:
+            self.loop = SystemLoop()
+        return self.loop.bridge
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.stop()
+        with contextlib.suppress(Exception):
+            self.store.close()

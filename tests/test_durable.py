@@ -1,0 +1,357 @@
+"""Durable tasks (issue 14): the journal wired into the system, recovery at start."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tenacity import wait_fixed
+
+from actors import (
+    ActorSystem,
+    DuplicateTaskError,
+    EventKind,
+    InvalidTaskError,
+    JournaledError,
+    JournalEncodeError,
+    TaskRecoveryError,
+    TaskStatus,
+    result_of,
+)
+from actors.journal import Codec, JournalStore, TaskRow, function_reference
+from actors.runtime import _recovery as recovery
+
+RUNS: list[tuple[Any, ...]] = []
+
+
+def add(a: int, b: int) -> int:
+    RUNS.append((a, b))
+    return a + b
+
+
+def boom(message: str) -> None:
+    RUNS.append((message,))
+    raise ValueError(message)
+
+
+async def slow_add(a: int, b: int) -> int:
+    await asyncio.sleep(0)
+    RUNS.append(("slow", a, b))
+    return a + b
+
+
+def label(index: int, text: str) -> str:
+    return f"{index}{text}"
+
+
+def make_set() -> set[int]:
+    return {1, 2}
+
+
+@pytest.fixture(autouse=True)
+def _clear_runs() -> None:
+    RUNS.clear()
+
+
+def rows(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(
+            "SELECT id, status, executed, attempts, recoveries, result, result_note "
+            "FROM tasks ORDER BY rowid"
+        ).fetchall()
+
+
+def config(path: Path, **more: Any) -> dict[str, Any]:
+    return {"JOURNAL_PATH": str(path), "CLEANUP_INTERVAL": 0, **more}
+
+
+def journal_row(
+    task_id: str, func: Any, args: tuple[Any, ...], status: str, **state: Any
+) -> TaskRow:
+    codec = Codec("json")
+    encoded, kwargs = codec.encode_args(args, {}, task=task_id)
+    now = time.time()
+    return TaskRow(
+        task_id=task_id,
+        name=task_id,
+        task_type="default",
+        function=function_reference(func, task=task_id),
+        args=encoded,
+        kwargs=kwargs,
+        priority=1,
+        dependencies=state.pop("dependencies", ()),
+        max_retries=state.pop("max_retries", 0),
+        retry_delay=0.0,
+        timeout=None,
+        executor=None,
+        circuit_breaker=None,
+        description="",
+        metadata="{}",
+        status=status,
+        created_at=now,
+        updated_at=now,
+        executed=status != "pending",
+        **state,
+    )
+
+
+def write(path: Path, *records: TaskRow) -> None:
+    with JournalStore(path) as store:
+        store.write(records)
+
+
+# -- acknowledged means durable; what survives a restart ----------------------------------
+
+
+async def test_a_completed_task_keeps_its_result_and_never_runs_again(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        assert await tm.register_task("add", add, (1, 2), task_id="a") == "a"
+        assert rows(path) == [("a", "pending", 0, 0, 0, None, None)]  # committed on return
+        assert await tm.execute_task("a", wait=True) == 3
+        await tm.register_task("later", add, (3, 4), task_id="p")
+    assert rows(path) == [
+        ("a", "completed", 1, 1, 0, "3", None),
+        ("p", "pending", 0, 0, 0, None, None),  # a shutdown does not cancel durable tasks
+    ]
+    RUNS.clear()
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        assert await tm.get_task_result("a") == 3
+        assert await tm.get_task_status("a") is TaskStatus.COMPLETED
+        assert await tm.get_task_status("p") is TaskStatus.PENDING
+        assert await tm.execute_task("p", wait=True) == 7
+    assert RUNS == [(3, 4)]
+
+
+async def test_recovery_runs_again_what_had_not_ended(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    write(
+        path,
+        journal_row("done", add, (1, 1), "completed", attempts=1, result="2"),
+        journal_row(
+            "bad", boom, ("x",), "failed", attempts=1, error_type="ValueError", error_message="x"
+        ),
+        journal_row("pending", add, (0, 0), "pending"),
+        journal_row("waiting", add, (2, 2), "waiting", dependencies=("queued",)),
+        journal_row("queued", add, (3, 3), "queued"),
+        journal_row("running", add, (4, 4), "running", attempts=1),
+        journal_row("retrying", boom, ("r",), "retrying", attempts=1, max_retries=2),
+        journal_row("coro", slow_add, (5, 5), "running", attempts=1),
+    )
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        assert await tm.wait_for_task("waiting", timeout=10) == 4
+        assert await tm.wait_for_task("running", timeout=10) == 8
+        assert await tm.wait_for_task("coro", timeout=10) == 10  # on the system's own loop
+        with pytest.raises(ValueError, match=r"^r$"):
+            await tm.wait_for_task("retrying", timeout=10)
+        running = await tm.get_task("running")
+        assert (running.recoveries, running.attempts) == (1, 1)
+        retrying = await tm.get_task("retrying")
+        assert (retrying.recoveries, retrying.attempts, retrying.status) == (0, 3, "failed")
+        assert (await tm.get_task("queued")).recoveries == 0
+        assert await tm.get_task_result("done") == 2
+        error = await tm.get_task_error("bad")
+        assert isinstance(error, JournaledError)
+        assert (error.error_type, str(error)) == ("ValueError", "ValueError: x")
+        assert await tm.get_task_status("pending") is TaskStatus.PENDING
+    assert sorted(RUNS, key=repr) == sorted(
+        [(2, 2), (3, 3), (4, 4), ("r",), ("r",), ("slow", 5, 5)], key=repr
+    )
+    assert {row[0]: row[4] for row in rows(path)}["running"] == 1
+
+
+async def test_a_poison_task_ends_failed_past_max_recoveries(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    write(path, journal_row("poison", add, (1, 1), "running", attempts=1, recoveries=2))
+    async with ActorSystem(config(path, MAX_RECOVERIES=2)) as system:
+        tm = system.task_manager
+        with pytest.raises(TaskRecoveryError) as caught:
+            await tm.wait_for_task("poison", timeout=10)
+        assert str(caught.value) == (
+            "task 'poison' was running when the process died 3 times (MAX_RECOVERIES is 2); "
+            "it is not run again"
+        )
+        assert (await tm.get_task("poison")).recoveries == 3
+    assert RUNS == []
+    assert rows(path)[0][1] == "failed"
+
+
+# -- registration ------------------------------------------------------------------------
+
+
+async def test_registering_a_journaled_id_again_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    async with ActorSystem(config(path)) as system:
+        await system.task_manager.register_task("add", add, (1, 2), task_id="job")
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        assert await tm.register_task("add", add, (1, 2), task_id="job") == "job"
+        with pytest.raises(DuplicateTaskError) as caught:
+            await tm.register_task("add", add, (1, 3), task_id="job")
+        assert str(caught.value) == (
+            "task id 'job' is journaled with another definition (its arguments differ); "
+            "pick another task_id, or clean the old task up first"
+        )
+        changed = r"\(function (tests\.)?test_durable:add is now (tests\.)?test_durable:boom\)"
+        with pytest.raises(DuplicateTaskError, match=changed):
+            await tm.register_task("add", boom, (1, 2), task_id="job")
+        assert await tm.execute_task("job", wait=True) == 3
+    assert [row[:2] for row in rows(path)] == [("job", "completed")]
+
+
+async def test_durable_false_and_refusals(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        memory = await tm.register_task("mem", add, (1, 2), durable=False)
+        local = await tm.register_task("lambda", lambda: 5, durable=False)
+        assert await tm.execute_task(local, wait=True) == 5
+        assert await tm.execute_task(memory, wait=True) == 3
+        with pytest.raises(JournalEncodeError, match=r"is a lambda.*pass durable=False"):
+            await tm.register_task("lambda", lambda: 5)
+        with pytest.raises(
+            JournalEncodeError,
+            match=r"^task 'obj' cannot be durable: argument 0 is a object, not JSON-serializable",
+        ):
+            await tm.register_task("obj", add, (object(), 1))
+        with pytest.raises(JournalEncodeError, match=r"retry_wait .* use retry_delay"):
+            await tm.register_task("w", add, (1, 2), max_retries=1, retry_wait=wait_fixed(1))
+        with pytest.raises(InvalidTaskError, match=r"^durable must be a bool or None, got 1$"):
+            await tm.register_task("x", add, (1, 2), durable=1)  # type: ignore[arg-type]
+        assert len(await tm.get_all_tasks()) == 2
+    assert rows(path) == []
+
+
+async def test_durable_true_needs_a_journal() -> None:
+    async with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        with pytest.raises(
+            InvalidTaskError,
+            match=r"^durable=True needs a journal: set JOURNAL_PATH \(or leave durable unset\)$",
+        ):
+            await system.task_manager.register_task("add", add, (1, 2), durable=True)
+
+
+async def test_results_that_do_not_serialize_are_recorded_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        await tm.register_task("set", make_set, task_id="s")
+        assert await tm.execute_task("s", wait=True) == {1, 2}
+    assert rows(path)[0][5] == '{"__actorflow__":"set","items":[1,2]}'
+    async with ActorSystem(config(path)) as system:
+        assert await system.task_manager.get_task_result("s") == {1, 2}
+
+
+async def test_a_result_of_task_survives_a_restart(tmp_path: Path) -> None:
+    """``result_of`` (issue 12) is journaled under its stable tag; after a restart the
+    dependency holds and the placeholder takes the journaled result of the upstream
+    task, which does not run again."""
+    path = tmp_path / "tasks.db"
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        await tm.register_task("up", add, (1, 2), task_id="up")
+        await tm.register_task("down", label, (result_of("up"), "x"), task_id="down")
+        assert await tm.execute_task("up", wait=True) == 3
+    with sqlite3.connect(path) as connection:
+        args, deps = connection.execute(
+            "SELECT args, dependencies FROM tasks WHERE id = 'down'"
+        ).fetchone()
+    assert args == '[{"__actorflow__":"placeholder","type":"actorflow.result_of","value":"up"},"x"]'
+    assert deps == '["up"]'
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        assert (await tm.get_task("down")).dependencies == ("up",)
+        assert await tm.execute_task("down", wait=True) == "3x"
+    assert RUNS == [(1, 2)]
+
+
+# -- cleanup and growth ------------------------------------------------------------------
+
+
+async def test_cleanup_deletes_from_the_journal_and_the_file_stops_growing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tasks.db"
+    pages: list[int] = []
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        for round_ in range(5):
+            ids = [await tm.register_task("label", label, (i, "x" * 200)) for i in range(300)]
+            await asyncio.gather(*(tm.execute_task(task_id, wait=True) for task_id in ids))
+            assert await tm.cleanup_completed_tasks(max_age=0) == 300 + (round_ > 0)
+            # Committed on return, after the deletions (one journal, batches in order).
+            marker = await tm.register_task("label", label, (round_, ""))
+            assert [row[0] for row in rows(path)] == [marker]
+            await tm.execute_task(marker, wait=True)
+            with sqlite3.connect(path) as connection:
+                pages.append(connection.execute("PRAGMA page_count").fetchone()[0])
+        assert await tm.cleanup_completed_tasks(max_age=0) == 1
+    assert rows(path) == []
+    assert max(pages) < pages[0] + 18  # less than one round of rows: freed pages are reused
+
+
+# -- a full disk, a locked file: reported, and the system goes on from memory -------------
+
+
+async def test_a_full_disk_is_an_error_event_and_a_metric(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        store = system._journal.store  # type: ignore[union-attr]
+        with store._lock:
+            count = store._connection.execute("PRAGMA page_count").fetchone()[0]
+            store._connection.execute(f"PRAGMA max_page_count = {count}")
+        async with tm.events() as stream:
+            ids = [await tm.register_task("label", label, (i, "x" * 5000)) for i in range(3)]
+            results = [await tm.execute_task(task_id, wait=True) for task_id in ids]
+            event = await asyncio.wait_for(anext(aiter(stream)), 10)
+            while event.kind is not EventKind.JOURNAL_ERROR:
+                event = await asyncio.wait_for(anext(aiter(stream)), 10)
+        assert results == [f"{i}{'x' * 5000}" for i in range(3)]
+        assert event.detail["error"] == "JournalFullError"
+        assert event.detail["message"].startswith(f"cannot write journal {str(path)!r}: the disk")
+        metrics = await tm.get_metrics()
+        assert metrics.journal_errors is not None
+        assert metrics.journal_errors >= 1
+        with store._lock:
+            store._connection.execute("PRAGMA max_page_count = 1000000")
+        marker = await tm.register_task("label", label, (9, ""))  # pending records go too
+    assert sorted(row[0] for row in rows(path)) == sorted([*ids, marker])
+    assert [row[1] for row in rows(path)] == ["completed"] * 3 + ["pending"]
+
+
+async def test_a_locked_file_is_an_error_event_and_a_metric(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recovery, "BUSY_TIMEOUT", 0.1)
+    path = tmp_path / "tasks.db"
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN EXCLUSIVE")
+            first = await tm.register_task("add", add, (1, 2))
+            assert await tm.execute_task(first, wait=True) == 3
+            metrics = await tm.get_metrics()
+            assert metrics.journal_errors is not None
+            assert metrics.journal_errors >= 1
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        second = await tm.register_task("add", add, (2, 3))
+    assert rows(path) == [
+        (first, "completed", 1, 1, 0, "3", None),
+        (second, "pending", 0, 0, 0, None, None),
+    ]
+
+
+async def test_without_a_journal_the_metric_is_none() -> None:
+    async with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        assert (await system.task_manager.get_metrics()).journal_errors is None

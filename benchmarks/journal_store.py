@@ -51,6 +51,7 @@ def make_row(codec: Codec, index: int) -> TaskRow:
         circuit_breaker=None,
         description="",
         metadata="{}",
+        on_dependency_failure="cancel",
         status="pending",
         created_at=1.0,
         updated_at=1.0,

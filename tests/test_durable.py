@@ -52,6 +52,10 @@ def make_set() -> set[int]:
     return {1, 2}
 
 
+def describe(value: object) -> str:
+    return f"{type(value).__name__}: {value}"
+
+
 @pytest.fixture(autouse=True)
 def _clear_runs() -> None:
     RUNS.clear()
@@ -91,6 +95,7 @@ def journal_row(
         circuit_breaker=None,
         description="",
         metadata="{}",
+        on_dependency_failure="cancel",
         status=status,
         created_at=now,
         updated_at=now,
@@ -270,6 +275,24 @@ async def test_a_result_of_task_survives_a_restart(tmp_path: Path) -> None:
         assert (await tm.get_task("down")).dependencies == ("up",)
         assert await tm.execute_task("down", wait=True) == "3x"
     assert RUNS == [(1, 2)]
+
+
+async def test_a_run_anyway_task_keeps_its_policy_across_a_restart(tmp_path: Path) -> None:
+    """``on_dependency_failure="run"`` is journaled: after a restart the task still runs
+    with the journaled error of its failed dependency in place of its result."""
+    path = tmp_path / "tasks.db"
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        await tm.register_task("up", boom, ("nope",), task_id="up")
+        with pytest.raises(ValueError, match=r"^nope$"):
+            await tm.execute_task("up", wait=True)
+        await tm.register_task(
+            "down", describe, (result_of("up"),), task_id="down", on_dependency_failure="run"
+        )
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        assert await tm.execute_task("down", wait=True) == "JournaledError: ValueError: nope"
+    assert RUNS == [("nope",)]
 
 
 # -- cleanup and growth ------------------------------------------------------------------

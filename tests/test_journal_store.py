@@ -174,6 +174,7 @@ def row(task_id: str, **changes: Any) -> TaskRow:
         circuit_breaker="api",
         description="a task",
         metadata=codec.encode_value({"owner": "me"}, what="metadata", task=task_id),
+        on_dependency_failure="run",
         status="pending",
         created_at=1000.0,
         updated_at=1000.0,
@@ -815,7 +816,7 @@ store = JournalStore(path)
 for batch in range(100_000):
     records = [
         TaskRow(f"{batch}-{i}", "n", "t", "m:f", "[]", "{}", 1, (), 0, 0.0, None, None, None,
-                "x" * 200, "{}", "pending", 1.0, 1.0)
+                "x" * 200, "{}", "cancel", "pending", 1.0, 1.0)
         for i in range(size)
     ]
     if batch:

@@ -36,6 +36,8 @@ class TaskRow(NamedTuple):
     """The breaker's name, or None."""
     description: str
     metadata: Payload
+    on_dependency_failure: str
+    """``"cancel"`` or ``"run"``: what a failed dependency does to the task (issue 12)."""
     status: str
     """A `TaskStatus` value (``"pending"``, ``"running"``...)."""
     created_at: float

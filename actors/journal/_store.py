@@ -43,8 +43,9 @@ _APPLICATION_ID = 0x41664A31  # "AfJ1": marks the file as an actorflow journal
 _COLUMNS = (
     "id", "name", "task_type", "function", "args", "kwargs", "priority", "dependencies",
     "max_retries", "retry_delay", "timeout", "executor", "circuit_breaker", "description",
-    "metadata", "status", "created_at", "updated_at", "executed", "attempts", "recoveries",
-    "result", "result_note", "error_type", "error_message", "started_at", "finished_at",
+    "metadata", "on_dependency_failure", "status", "created_at", "updated_at", "executed",
+    "attempts", "recoveries", "result", "result_note", "error_type", "error_message",
+    "started_at", "finished_at",
 )  # fmt: skip
 """In `TaskRow` field order: a row loads with ``TaskRow(*row)``."""
 
@@ -73,6 +74,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     circuit_breaker TEXT,
     description TEXT NOT NULL,
     metadata BLOB NOT NULL,
+    on_dependency_failure TEXT NOT NULL,
     status TEXT NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
@@ -113,6 +115,7 @@ def _task_params(row: TaskRow) -> tuple[Any, ...]:
         row.priority, json.dumps(row.dependencies) if row.dependencies else "[]",
         row.max_retries, row.retry_delay,
         row.timeout, row.executor, row.circuit_breaker, row.description, row.metadata,
+        row.on_dependency_failure,
         row.status, row.created_at, row.updated_at, row.executed, row.attempts,
         row.recoveries, row.result, row.result_note, row.error_type, row.error_message,
         row.started_at, row.finished_at,
@@ -138,11 +141,15 @@ _STATEMENTS: dict[type, tuple[str, Any]] = {
 }
 
 
+_DEPENDENCIES = _COLUMNS.index("dependencies")
+_EXECUTED = _COLUMNS.index("executed")
+
+
 def _load_row(row: tuple[Any, ...]) -> TaskRow:
     values = list(row)
-    dependencies = values[7]
-    values[7] = () if dependencies == "[]" else tuple(json.loads(dependencies))
-    values[18] = values[18] == 1
+    dependencies = values[_DEPENDENCIES]
+    values[_DEPENDENCIES] = () if dependencies == "[]" else tuple(json.loads(dependencies))
+    values[_EXECUTED] = values[_EXECUTED] == 1
     return TaskRow._make(values)
 
 

@@ -102,6 +102,7 @@ def definition_row(
         status="pending",
         created_at=0.0,
         updated_at=0.0,
+        on_dependency_failure=spec.on_dependency_failure,
     )
 
 

@@ -189,6 +189,7 @@ def _restore(
             else breaker(row.circuit_breaker),
             executor=row.executor,
             results=results,
+            on_dependency_failure=row.on_dependency_failure,
         )
         if loop_bridge is None and not ended and (is_coroutine or engine.backend == "old"):
             loop_bridge = bridge()

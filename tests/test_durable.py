@@ -295,6 +295,22 @@ async def test_a_run_anyway_task_keeps_its_policy_across_a_restart(tmp_path: Pat
     assert RUNS == [("nope",)]
 
 
+async def test_submit_takes_durable(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    async with ActorSystem(config(path)) as system:
+        tm = system.task_manager
+        assert await tm.submit(add, 2, 3, task_id="kept") == 5
+        assert await tm.submit(add, 4, 5, task_id="memory", durable=False) == 9
+        assert await tm.submit(add, 2, 3, task_id="kept") == 5  # idempotent: not run again
+        with pytest.raises(JournalEncodeError, match=r"is a lambda.*pass durable=False"):
+            await tm.submit(lambda: 5)
+    assert [row[:3] for row in rows(path)] == [("kept", "completed", 1)]
+    assert RUNS == [(2, 3), (4, 5)]
+    async with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        with pytest.raises(InvalidTaskError, match=r"^durable=True needs a journal"):
+            await system.task_manager.submit(add, 1, 2, durable=True)
+
+
 # -- cleanup and growth ------------------------------------------------------------------
 
 

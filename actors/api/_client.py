@@ -101,6 +101,7 @@ class TaskOptions(TypedDict, total=False):
     circuit_breaker: str | CircuitBreaker | None
     executor: str | None
     on_dependency_failure: Literal["cancel", "run"]
+    durable: bool | None
 
 
 _OPTIONS = frozenset(TaskOptions.__annotations__)
@@ -334,7 +335,9 @@ class UnifiedTaskManager:
         return type (the awaited type for a coroutine function). The task is an ordinary
         task: it shows in listings, metrics and events under its id. Cancelling the call
         (``asyncio.wait_for`` timing out, say) cancels the task, as cancelling an
-        ``await`` of an asyncio task cancels that task.
+        ``await`` of an asyncio task cancels that task. A durable task (``JOURNAL_PATH``
+        set and ``durable`` not False) takes two round trips: its registration is
+        committed to the journal before it is executed.
         """
         unknown = options.keys() - _OPTIONS
         if unknown:
@@ -348,9 +351,19 @@ class UnifiedTaskManager:
         if name is None:
             name = _name_of(func)
         kwargs = fields.pop("kwargs", None)
-        spec, _ = self._complete(
-            validate_registration(name, func, args, kwargs, **fields), durable=False
+        durable = fields.pop("durable", None)
+        spec, journal = self._complete(
+            validate_registration(name, func, args, kwargs, **fields), durable
         )
+        if journal is not None:  # durable: registered once committed, then executed
+            task_id = await self._register(spec, journal)
+            return await self._wait(
+                task_id,
+                None,
+                lambda reply: messages.Execute(task_id, True, reply),
+                "Execute",
+                abandon_cancels=True,
+            )
         task_id = spec.task_id or new_task_id()
         return await self._wait(
             task_id,

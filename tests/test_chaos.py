@@ -48,6 +48,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -606,7 +607,7 @@ async def test_chaos_with_the_journal_on_and_killed_too(
     report(figures, capsys)
     assert figures.kills["journal"] > 0
     assert_clean(figures)
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         journaled = Counter(
             dict(connection.execute("SELECT status, count(*) FROM tasks GROUP BY status"))
         )

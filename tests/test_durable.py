@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def _clear_runs() -> None:
 
 
 def rows(path: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         return connection.execute(
             "SELECT id, status, executed, attempts, recoveries, result, result_note "
             "FROM tasks ORDER BY rowid"
@@ -264,7 +265,7 @@ async def test_a_result_of_task_survives_a_restart(tmp_path: Path) -> None:
         await tm.register_task("up", add, (1, 2), task_id="up")
         await tm.register_task("down", label, (result_of("up"), "x"), task_id="down")
         assert await tm.execute_task("up", wait=True) == 3
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         args, deps = connection.execute(
             "SELECT args, dependencies FROM tasks WHERE id = 'down'"
         ).fetchone()
@@ -329,7 +330,7 @@ async def test_cleanup_deletes_from_the_journal_and_the_file_stops_growing(
             marker = await tm.register_task("label", label, (round_, ""))
             assert [row[0] for row in rows(path)] == [marker]
             await tm.execute_task(marker, wait=True)
-            with sqlite3.connect(path) as connection:
+            with closing(sqlite3.connect(path)) as connection, connection:
                 pages.append(connection.execute("PRAGMA page_count").fetchone()[0])
         assert await tm.cleanup_completed_tasks(max_age=0) == 1
     assert rows(path) == []

@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def kill_and_recover(tmp_path: Path, seed: int, tasks: int) -> None:
     assert set(runs) == set(range(tasks))  # each side effect at least once
     twice = {f"t{index}" for index, count in runs.items() if count > 1}
     assert {task_id for task_id in twice if infos[task_id][1] == 0} == set()  # all recovered
-    with sqlite3.connect(journal) as connection:
+    with closing(sqlite3.connect(journal)) as connection, connection:
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         statuses = connection.execute("SELECT DISTINCT status FROM tasks").fetchall()
     assert statuses == [("completed",)]

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -577,7 +578,7 @@ def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
     ):
         JournalStore(text)
     other = tmp_path / "other.db"
-    with sqlite3.connect(other) as connection:
+    with closing(sqlite3.connect(other)) as connection, connection:
         connection.execute("CREATE TABLE users (id)")
     connection.close()
     with pytest.raises(
@@ -601,7 +602,7 @@ def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
 def test_a_journal_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     JournalStore(path).close()
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         connection.execute("UPDATE schema_version SET version = 2")
     connection.close()
     with pytest.raises(

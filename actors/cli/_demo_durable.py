@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,7 +84,7 @@ async def durable_phase(console: Console, out_dir: Path, checks: Expectations) -
                 f"{len(rest)} pending invoices run; runs {sorted(_RUNS)}",
             )
             removed = await tm.cleanup_completed_tasks(max_age=0)
-        with sqlite3.connect(journal) as connection:
+        with closing(sqlite3.connect(journal)) as connection, connection:
             left = connection.execute("SELECT count(*) FROM tasks").fetchone()[0]
             integrity = connection.execute("PRAGMA integrity_check").fetchone()[0]
     finally:

@@ -44,6 +44,7 @@ class LoopBridge:
         "calls",
         "closed",
         "loop",
+        "outbox",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -53,6 +54,8 @@ class LoopBridge:
         self._sweeping = False
         self.closed = False
         self.calls: dict[asyncio.Future[Any], tuple[float | None, str, object]] = {}
+        self.outbox: Any = None
+        """The requests this loop sends in its current iteration (`actors.api`'s)."""
 
     # -- bounded calls (loop thread only) -----------------------------------------------
 

@@ -6,6 +6,7 @@
 
 from actors.runtime._backends import require_backend
 from actors.runtime._facade import TASK_SYSTEMS, new_task_id
+from actors.runtime._outbox import outbox
 from actors.runtime._shared import CHILD_IDS
 from actors.runtime._system import SupervisorClient, SystemRuntime
 
@@ -15,5 +16,6 @@ __all__ = [
     "SupervisorClient",
     "SystemRuntime",
     "new_task_id",
+    "outbox",
     "require_backend",
 ]

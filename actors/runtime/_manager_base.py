@@ -29,6 +29,7 @@ from actors.engine import (
 from actors.runtime import messages
 from actors.runtime._attempt import Execution
 from actors.runtime._execution import start_coroutine
+from actors.runtime._outbox import OnLoop
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class BaseManager(SupervisedActor):
         self.clock = ctx.clock
         self.me = ctx.handle(self.CHILD_ID)
         self.report = self.me.tell
+        self.report_on_loop = OnLoop(self.me)
+        """Reports an attempt's outcome from its own loop (batched per iteration)."""
         self._log = logger.bind(actor=self.CHILD_ID)
         engine.attach(self)
         e = engine
@@ -98,6 +101,7 @@ class BaseManager(SupervisedActor):
             messages.BreakerChanged: lambda m: e.breaker_ready(m.transition.name),
             messages.SetLimit: lambda m: e.set_limit(m.limit),
             messages.CleanupTick: self._cleanup_tick,
+            messages.Batch: self._batch,
         }
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -178,6 +182,11 @@ class BaseManager(SupervisedActor):
             internal(message)
         return None
 
+    def _batch(self, message: messages.Batch) -> None:
+        receive = self.on_receive
+        for item in message.items:
+            receive(item)
+
     # -- the engine's port ----------------------------------------------------------------
 
     def start_attempt(self, record: TaskRecord) -> Execution:
@@ -190,7 +199,12 @@ class BaseManager(SupervisedActor):
         if record.is_coroutine:
             bridge = record.bridge
             if bridge is None or not bridge.post(
-                start_coroutine, execution, record.func, record.args, record.kwargs, self.report
+                start_coroutine,
+                execution,
+                record.func,
+                record.args,
+                record.kwargs,
+                self.report_on_loop,
             ):
                 raise StartFailed(_loop_closed(record.task_id), retry=False)
         else:

@@ -19,6 +19,8 @@ from actors import (
     UnifiedTaskManager,
     WaitTimeoutError,
 )
+from actors.core import LoopBridge
+from actors.core._bridge import DRAIN_CHUNK
 from supervisors.testing import FakeClock
 
 WAIT = 5.0
@@ -164,3 +166,19 @@ async def test_waiting_with_a_timeout_for_a_task_nobody_executes_times_out(
     with pytest.raises(WaitTimeoutError, match=r"did not finish within 0\.05s"):
         await tm.wait_for_task(task_id, timeout=0.05)
     assert await tm.get_task_status(task_id) is TaskStatus.PENDING
+
+
+async def test_a_burst_of_answers_is_drained_in_bounded_chunks() -> None:
+    """A burst posted to a `LoopBridge` runs at most DRAIN_CHUNK callbacks per loop
+    iteration: the loop's other callbacks run between the chunks."""
+    bridge = LoopBridge(asyncio.get_running_loop())
+    ran: list[int] = []
+    count = DRAIN_CHUNK * 2 + 10
+    for i in range(count):
+        assert bridge.post(ran.append, i)
+    seen = []
+    for _ in range(3):
+        await asyncio.sleep(0)  # one loop iteration: one drain runs before this resumes
+        seen.append(len(ran))
+    assert seen == [DRAIN_CHUNK, DRAIN_CHUNK * 2, count]
+    assert ran == list(range(count))

@@ -197,6 +197,35 @@ async def test_submit_is_one_message_to_the_facade(
     assert sent == [messages.SubmitTask]
 
 
+async def test_a_burst_of_calls_is_one_message_to_the_facade(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls a loop makes in one iteration reach the facade as one `Batch`, in order:
+    the submits, then the cancel of the last one, which therefore finds it."""
+    facade = system._check()
+    sent: list[type] = []
+
+    class Spy:
+        @property
+        def actor_ref(self) -> Any:
+            return facade.actor_ref
+
+        def tell(self, message: Any) -> None:
+            sent.append(type(message))
+            facade.tell(message)
+
+    monkeypatch.setattr(system, "_facade", Spy())
+    calls = [tm.submit(add, i, 1, task_id=f"b{i}") for i in range(50)]
+    cancelled = tm.cancel_task("b49")
+    results = await asyncio.wait_for(
+        asyncio.gather(*calls, cancelled, return_exceptions=True), WAIT
+    )
+    assert results[:49] == [i + 1 for i in range(49)]
+    assert isinstance(results[49], TaskCancelledError)
+    assert results[50] is True
+    assert sent == [messages.Batch]
+
+
 async def test_submit_from_inside_a_task_lends_its_slot(backend: str) -> None:
     """A task that submits a child and waits for it must not starve it of the only slot."""
     config = {"USE_NEW_TASK_SYSTEM": backend == "new", "MAX_CONCURRENT_TASKS": 1}

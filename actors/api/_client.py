@@ -61,7 +61,14 @@ from actors.observe import (
     capture,
     render_prometheus,
 )
-from actors.runtime import TASK_SYSTEMS, durable_row, messages, new_task_id, require_backend
+from actors.runtime import (
+    TASK_SYSTEMS,
+    durable_row,
+    messages,
+    new_task_id,
+    outbox,
+    require_backend,
+)
 from supervisors import BufferFullError, ChildHandle, SupervisorError
 
 if TYPE_CHECKING:
@@ -184,10 +191,13 @@ class UnifiedTaskManager:
             if to is None
             else "the thread pool cannot take work"
         )
-        try:
-            (facade if to is None else to).tell(message)
-        except SupervisorError as exc:
-            raise _translated(exc, what) from exc
+        if to is None:
+            outbox(bridge).send(facade, message)
+        else:
+            try:
+                to.tell(message)
+            except SupervisorError as exc:
+                raise _translated(exc, what) from exc
         if timeout is None:
             timeout = system.config.CALL_TIMEOUT
         bound = None if timeout == _UNBOUNDED else timeout
@@ -429,36 +439,38 @@ class UnifiedTaskManager:
         bridge, future = reply.bridge, reply.future
         caller = _current.get()
         blocked = False
+        box = outbox(bridge)
         try:
-            try:
-                if caller is not None:
-                    facade.tell(messages.Block(caller[0], caller[1], True, _IGNORE))
-                    blocked = True
-                facade.tell(request(reply))
-            except SupervisorError as exc:
-                raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
+            if caller is not None:
+                box.send(facade, messages.Block(caller[0], caller[1], True, _IGNORE))
+                blocked = True
+            box.send(facade, request(reply))
             bridge.track(future, None, op, system)
-            if bound is None:
-                return await future
-            await asyncio.wait((future,), timeout=bound)
-            if not future.done():
-                msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
-                raise WaitTimeoutError(msg)
-            return future.result()
+            try:
+                if bound is None:
+                    return await future
+                await asyncio.wait((future,), timeout=bound)
+                if not future.done():
+                    msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
+                    raise WaitTimeoutError(msg)
+                return future.result()
+            except SupervisorError as exc:  # the request could not be sent
+                raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
         finally:
             bridge.calls.pop(future, None)
             if future.cancelled() or not future.done():  # ended without the outcome
                 future.cancel()
                 with contextlib.suppress(Exception):
-                    facade.tell(
+                    box.send(
+                        facade,
                         messages.Cancel(task_id, _IGNORE)
                         if abandon_cancels
-                        else messages.Unwait(task_id, reply, _IGNORE)
+                        else messages.Unwait(task_id, reply, _IGNORE),
                     )
             if blocked:
                 assert caller is not None
                 with contextlib.suppress(Exception):
-                    facade.tell(messages.Block(caller[0], caller[1], False, _IGNORE))
+                    box.send(facade, messages.Block(caller[0], caller[1], False, _IGNORE))
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished; False if it already had."""
@@ -582,10 +594,15 @@ class UnifiedTaskManager:
         reply = self._reply()
         system = self._system or self._get_system()
         future, bridge = reply.future, reply.bridge
-        try:
-            system._check().tell(messages.Subscribe(bridge, task_type, reply))
-        except SupervisorError as exc:
-            raise _translated(exc, "the actor system cannot take calls") from exc
+        facade, box = system._check(), outbox(bridge)
+        subscribe = messages.Subscribe(bridge, task_type, reply)
+        if box.items:  # after this iteration's earlier calls, in order
+            box.send(facade, subscribe)
+        else:
+            try:
+                facade.tell(subscribe)
+            except SupervisorError as exc:
+                raise _translated(exc, "the actor system cannot take calls") from exc
         bridge.track(future, system.config.CALL_TIMEOUT, "Subscribe", system)
         calls = bridge.calls
         future.add_done_callback(lambda done: calls.pop(done, None))

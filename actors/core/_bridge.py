@@ -44,6 +44,7 @@ class LoopBridge:
         "calls",
         "closed",
         "loop",
+        "outbox",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -53,6 +54,8 @@ class LoopBridge:
         self._sweeping = False
         self.closed = False
         self.calls: dict[asyncio.Future[Any], tuple[float | None, str, object]] = {}
+        self.outbox: Any = None
+        """The requests this loop sends in its current iteration (`actors.api`'s)."""
 
     # -- bounded calls (loop thread only) -----------------------------------------------
 
@@ -105,13 +108,25 @@ class LoopBridge:
 
     def _drain(self) -> None:
         # Clear the flag first: a post that lands after this line schedules a new drain,
-        # and one that landed before it is in the deque we are about to empty.
+        # and one that landed before it is in the deque we are draining. At most
+        # DRAIN_CHUNK callbacks run per loop iteration: a burst of 20,000 answers wakes
+        # its waiters over many iterations, so the loop's other callbacks (timers, I/O)
+        # run in between instead of after all of them.
         self._scheduled = False
         pending = self._pending
-        while pending:
-            fn, args = pending.popleft()
+        popleft = pending.popleft
+        for _ in range(min(len(pending), DRAIN_CHUNK)):
+            fn, args = popleft()
             fn(*args)
+        if pending:
+            # The rest next iteration (a post that saw the flag clear may have scheduled
+            # a drain too: draining an empty deque is a no-op).
+            self._scheduled = True
+            self.loop.call_soon(self._drain)
 
+
+DRAIN_CHUNK = 256
+"""Callbacks a `LoopBridge` runs per loop iteration, at most."""
 
 SWEEP_INTERVAL = 1.0
 """Seconds between two sweeps for calls past their deadline."""

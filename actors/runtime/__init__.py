@@ -7,6 +7,7 @@
 from actors.runtime._backends import require_backend
 from actors.runtime._durable import durable_row
 from actors.runtime._facade import TASK_SYSTEMS, new_task_id
+from actors.runtime._outbox import outbox
 from actors.runtime._shared import CHILD_IDS
 from actors.runtime._system import SupervisorClient, SystemRuntime
 
@@ -17,5 +18,6 @@ __all__ = [
     "SystemRuntime",
     "durable_row",
     "new_task_id",
+    "outbox",
     "require_backend",
 ]

@@ -19,6 +19,7 @@ from loguru import logger
 
 from actors.core import DuplicateTaskError, InvalidTaskError, TaskInfo, TaskNotFoundError, shrink
 from actors.runtime import messages
+from actors.runtime._outbox import send_run
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
@@ -175,6 +176,7 @@ class FacadeActor(SupervisedActor):
             "new": ctx.handle("task_manager"),
             "old": ctx.handle("legacy_task_manager"),
         }
+        self._held: dict[str, list[Any]] | None = None
         fan_out = self._fan_out
         self._table: dict[type, Callable[[Any], None]] = {
             **dict.fromkeys(messages.PER_TASK_TYPES, self._per_task),
@@ -194,6 +196,7 @@ class FacadeActor(SupervisedActor):
             messages.UseNewSystem: self._use_new,
             messages.GetBackend: self._backend,
             messages.Forget: self._forget,
+            messages.Batch: self._batch,
         }
 
     def on_receive(self, message: Any) -> Any:
@@ -206,6 +209,32 @@ class FacadeActor(SupervisedActor):
         except Exception as exc:
             message.reply.set_exception(exc)  # only requests can fail here
         return None
+
+    def _batch(self, message: messages.Batch) -> None:
+        """Handle a caller loop's burst in order; what it sends on to each manager goes
+        as one batch per manager (`send_run`), after the whole burst."""
+        receive = self.on_receive
+        held: dict[str, list[Any]] = {}
+        self._held = held
+        try:
+            for item in message.items:
+                receive(item)
+        finally:
+            self._held = None
+            for backend, run in held.items():
+                send_run(self.managers[backend], run)
+
+    def _to(self, backend: str, message: Any) -> None:
+        """Send ``message`` to the ``backend`` manager (held while a batch runs)."""
+        held = self._held
+        if held is None:
+            self.managers[backend].tell(message)
+        else:
+            run = held.get(backend)
+            if run is None:
+                held[backend] = [message]
+            else:
+                run.append(message)
 
     def _forget(self, message: messages.Forget) -> None:
         owners = self.owners
@@ -222,7 +251,7 @@ class FacadeActor(SupervisedActor):
         return backend
 
     def _per_task(self, message: messages.PerTask) -> None:
-        self.managers[self._owner(message.task_id)].tell(message)
+        self._to(self._owner(message.task_id), message)
 
     def _add_dependency(self, message: messages.AddDependency) -> None:
         task_id, depends_on = message.task_id, message.depends_on
@@ -234,7 +263,7 @@ class FacadeActor(SupervisedActor):
                 f"{depends_on!r} to the {other} one; dependencies must stay in one system"
             )
             raise InvalidTaskError(msg)
-        self.managers[backend].tell(message)
+        self._to(backend, message)
 
     def _metrics(self, message: messages.GetMetrics) -> None:
         # Managers flush their pending transitions first, so the snapshot counts
@@ -251,19 +280,20 @@ class FacadeActor(SupervisedActor):
     def _register(self, message: messages.Register) -> None:
         if message.journal is not None and message.task_id in self.owners:
             # durable, registered before: its manager answers (idempotent registration)
-            self.managers[self.owners[message.task_id]].tell(message)
+            self._to(self.owners[message.task_id], message)
             return
         task_id, backend = self._route(message.spec, message.task_id)
         forwarded = _Forwarded(message.reply, self.me, task_id)
-        self.managers[backend].tell(
-            messages.Register(message.spec, task_id, message.bridge, forwarded, message.journal)
+        self._to(
+            backend,
+            messages.Register(message.spec, task_id, message.bridge, forwarded, message.journal),
         )
 
     def _submit(self, message: messages.SubmitTask) -> None:
         """Route as a registration; the manager drops the routing entry again if it
         refuses the registration (the reply carries the task's outcome, not that)."""
         _task_id, backend = self._route(message.spec, message.task_id)
-        self.managers[backend].tell(message)
+        self._to(backend, message)
 
     def _route(self, spec: TaskSpec, task_id: str | None) -> tuple[str, str]:
         """Give a new task its id and its task system (``(task_id, backend)``)."""
@@ -293,7 +323,7 @@ class FacadeActor(SupervisedActor):
     def _fan_out(self, message: FanOut, combine: Callable[[list[Any]], Any]) -> None:
         gather = _Gather(message.reply, combine)
         for index, backend in enumerate(TASK_SYSTEMS):
-            self.managers[backend].tell(message._replace(reply=gather.part(index)))
+            self._to(backend, message._replace(reply=gather.part(index)))
 
     def _forget_cleaned(self, parts: list[list[str]]) -> int:
         removed = parts[0] + parts[1]

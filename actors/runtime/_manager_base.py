@@ -30,6 +30,7 @@ from actors.runtime import messages
 from actors.runtime._attempt import Execution
 from actors.runtime._execution import start_coroutine
 from actors.runtime._journal_link import journal_link
+from actors.runtime._outbox import OnLoop
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class BaseManager(SupervisedActor):
         self.clock = ctx.clock
         self.me = ctx.handle(self.CHILD_ID)
         self.report = self.me.tell
+        self.report_on_loop = OnLoop(self.me)
+        """Reports an attempt's outcome from its own loop (batched per iteration)."""
         self._log = logger.bind(actor=self.CHILD_ID)
         self.link = journal_link(ctx, engine)  # None without JOURNAL_PATH
         engine.attach(self)
@@ -100,6 +103,7 @@ class BaseManager(SupervisedActor):
             messages.BreakerChanged: lambda m: e.breaker_ready(m.transition.name),
             messages.SetLimit: lambda m: e.set_limit(m.limit),
             messages.CleanupTick: self._cleanup_tick,
+            messages.Batch: self._batch,
         }
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -184,6 +188,11 @@ class BaseManager(SupervisedActor):
             internal(message)
         return None
 
+    def _batch(self, message: messages.Batch) -> None:
+        receive = self.on_receive
+        for item in message.items:
+            receive(item)
+
     # -- the engine's port ----------------------------------------------------------------
 
     def start_attempt(self, record: TaskRecord) -> Execution:
@@ -204,7 +213,12 @@ class BaseManager(SupervisedActor):
         if record.is_coroutine:
             bridge = record.bridge
             if bridge is None or not bridge.post(
-                start_coroutine, execution, record.func, record.args, record.kwargs, self.report
+                start_coroutine,
+                execution,
+                record.func,
+                record.args,
+                record.kwargs,
+                self.report_on_loop,
             ):
                 raise StartFailed(_loop_closed(record.task_id), retry=False)
         else:

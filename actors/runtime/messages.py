@@ -29,6 +29,7 @@ __all__ = [
     "AddDependency",
     "AttemptDone",
     "AttemptTimedOut",
+    "Batch",
     "Block",
     "BreakerChanged",
     "BreakerDue",
@@ -317,6 +318,13 @@ class SetLimit(NamedTuple):
 
 class CleanupTick(NamedTuple):
     """Manager (a timer): time for the periodic cleanup of old finished tasks."""
+
+
+class Batch(NamedTuple):
+    """Facade: the requests one caller's event loop made in one iteration, in order
+    (one message and one wake-up of the facade for a burst of calls)."""
+
+    items: tuple[Any, ...]
 
 
 class Forget(NamedTuple):

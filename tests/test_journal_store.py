@@ -744,7 +744,8 @@ def test_group_commit_writes_many_updates_in_one_transaction(store: JournalStore
     assert writer.flush() is True
     before = store._connection.total_changes
     assert [s for s in statements if not s.startswith("INSERT")] == ["BEGIN IMMEDIATE", "COMMIT"]
-    assert len(statements) == 52
+    # 50 rows in statements of 32, 4, 4, 4, 4, 1 and 1 rows (one each would be 50).
+    assert len(statements) == 9
     statements.clear()
     for i in range(50):
         writer.add(StatusChange(f"t{i}", "cancelled", 1020.0))
@@ -754,7 +755,7 @@ def test_group_commit_writes_many_updates_in_one_transaction(store: JournalStore
     assert store._connection.total_changes - before == 51
     assert statements[0] == "BEGIN IMMEDIATE"
     assert statements[-1] == "COMMIT"
-    assert len(statements) == 53
+    assert len(statements) == 10  # the row, then the 50 deletions in 7 statements
     store._connection.set_trace_callback(None)
     assert store.load() == [row("late")]
     assert (writer.commits, writer.records_written, writer.failures) == (2, 101, 0)
@@ -874,3 +875,26 @@ def test_kill_9_loses_no_acknowledged_batch(tmp_path: Path, seed: int) -> None:
         {"running"} if last else set()
     )
     assert {task.status for task in batches[last]} == {"pending"}
+
+
+def test_a_batch_of_many_records_writes_each_one_in_order(store: JournalStore) -> None:
+    # 300 records of a kind go in multi-row statements (256, 32, 4 x 3...): each record
+    # must land on its own task, in order, and two changes of one task both apply.
+    store.write([row(f"t{i:03d}", priority=i) for i in range(300)])
+    store.write(
+        [
+            StatusChange(f"t{i:03d}", "running", 2000.0 + i, executed=i % 2 == 0, attempts=i)
+            for i in range(299)
+        ]
+        + [
+            StatusChange("t299", "failed", 3000.0, executed=True, error_type="E"),
+            StatusChange("t299", "pending", 3001.0, attempts=7),
+        ]
+    )
+    store.write([Deletion(f"t{i:03d}") for i in range(0, 300, 3)] + [Deletion("missing")])
+    loaded = store.load()
+    assert [r.task_id for r in loaded] == [f"t{i:03d}" for i in range(300) if i % 3]
+    assert [(r.priority, r.status, r.updated_at, r.executed, r.attempts) for r in loaded] == [
+        (i, "running", 2000.0 + i, i % 2 == 0, i) for i in range(1, 299) if i % 3
+    ] + [(299, "pending", 3001.0, True, 7)]
+    assert loaded[-1].error_type is None

@@ -219,6 +219,10 @@ def _from_tagged(obj: dict[str, Any]) -> Any:
     raise ValueError(f"unknown tag {kind!r}")
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+"""Types `_to_json` returns as they are."""
+_EMPTY_JSON = "{}"
+
 _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 _loads = json.JSONDecoder(object_hook=_from_tagged).decode
 
@@ -236,7 +240,7 @@ class Codec:
     Every ``task`` argument is the task's name or id, for the messages.
     """
 
-    __slots__ = ("serializer",)
+    __slots__ = ("empty", "serializer")
 
     def __init__(self, serializer: str = "json") -> None:
         if serializer not in SERIALIZERS:
@@ -244,6 +248,10 @@ class Codec:
                 f"serializer must be one of {', '.join(map(repr, SERIALIZERS))}, got {serializer!r}"
             )
         self.serializer = serializer
+        self.empty: Payload = (
+            _EMPTY_JSON if serializer == "json" else pickle.dumps({}, pickle.HIGHEST_PROTOCOL)
+        )
+        """An empty dict encoded (most keyword arguments and metadata)."""
 
     def __repr__(self) -> str:
         return f"Codec({self.serializer!r})"
@@ -300,7 +308,12 @@ class Codec:
         """The positional and keyword arguments, encoded; errors name the argument."""
         if self.serializer == "json":
             try:
-                return _dumps(_items(args)), _dumps(_to_json(dict(kwargs)))
+                # Scalars only (the common case) encode as themselves: no copy to walk.
+                if all(map(_SCALARS.__contains__, map(type, args))):
+                    encoded = _dumps(args)
+                else:
+                    encoded = _dumps(_items(args))
+                return encoded, _dumps(_to_json(dict(kwargs))) if kwargs else _EMPTY_JSON
             except (_Unsupported, RecursionError):
                 pass  # find the argument, for the message
         else:
@@ -331,6 +344,8 @@ class Codec:
     def encode_result(self, value: Any, *, task: str) -> EncodedResult:
         """The result encoded, or a note ``"result not serializable: <type>"``; never raises
         for a value that does not serialize (it is recorded as such)."""
+        if type(value) in _SCALARS and self.serializer == "json":
+            return EncodedResult(_dumps(value), None)
         try:
             return EncodedResult(self.encode_value(value, what="result", task=task), None)
         except JournalEncodeError as exc:

@@ -93,21 +93,20 @@ def merge(earlier: Record | None, later: Record) -> Record:
     """One record with the effect of ``earlier`` then ``later`` (of the same task)."""
     if isinstance(later, StatusChange):
         if isinstance(earlier, TaskRow):
-            return earlier._replace(
-                status=later.status,
-                updated_at=later.updated_at,
-                executed=earlier.executed or later.executed,
-                attempts=later.attempts,
-                recoveries=later.recoveries,
-                result=later.result,
-                result_note=later.result_note,
-                error_type=later.error_type,
-                error_message=later.error_message,
-                started_at=later.started_at,
-                finished_at=later.finished_at,
-            )
+            # The definition and ``created_at`` of the row, the state of the change.
+            return _make_row(
+                (
+                    *earlier[:_STATUS], later.status, earlier.created_at, later.updated_at,
+                    earlier.executed or later.executed, *later[4:],
+                )
+            )  # fmt: skip
         if isinstance(earlier, StatusChange) and earlier.executed and not later.executed:
             return later._replace(executed=True)
         if isinstance(earlier, Deletion):
             return earlier  # the row is gone: the change would change nothing
     return later
+
+
+_make_row = TaskRow._make
+_STATUS = TaskRow._fields.index("status")
+assert TaskRow._fields[_STATUS:] == ("status", "created_at", *StatusChange._fields[2:])

@@ -11,6 +11,7 @@ A failed `write` is rolled back whole: what had been committed is intact.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -53,6 +54,7 @@ _STATE = (
     "status", "updated_at", "executed", "attempts", "recoveries", "result", "result_note",
     "error_type", "error_message", "started_at", "finished_at",
 )  # fmt: skip
+assert StatusChange._fields[1:] == _STATE
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -94,54 +96,87 @@ PRAGMA application_id = {_APPLICATION_ID};
 # BLOB columns have no type affinity: a JSON payload stays TEXT, a pickle stays BLOB.
 
 _UPSERT = (
-    f"INSERT INTO tasks ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    f"INSERT INTO tasks ({', '.join(_COLUMNS)}) VALUES {{values}} "
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[1:])
 )
 _UPDATE = (
     "UPDATE tasks SET "
     + ", ".join(
-        "executed = executed OR ?" if column == "executed" else f"{column} = ?" for column in _STATE
+        f"executed = executed OR c.column{number}"
+        if column == "executed"
+        else f"{column} = c.column{number}"
+        for number, column in enumerate(_STATE, start=2)
     )
-    + " WHERE id = ?"
+    + " FROM (VALUES {values}) AS c WHERE tasks.id = c.column1"
 )
-_DELETE = "DELETE FROM tasks WHERE id = ?"
+_DELETE = "DELETE FROM tasks WHERE id IN (VALUES {values})"
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tasks ORDER BY rowid"
 
 
-def _task_params(row: TaskRow) -> tuple[Any, ...]:
-    return (
-        row.task_id, row.name, row.task_type, row.function, row.args, row.kwargs,
-        row.priority, json.dumps(row.dependencies) if row.dependencies else "[]",
-        row.max_retries, row.retry_delay,
-        row.timeout, row.executor, row.circuit_breaker, row.description, row.metadata,
-        row.on_dependency_failure,
-        row.status, row.created_at, row.updated_at, row.executed, row.attempts,
-        row.recoveries, row.result, row.result_note, row.error_type, row.error_message,
-        row.started_at, row.finished_at,
-    )  # fmt: skip
-
-
-def _change_params(change: StatusChange) -> tuple[Any, ...]:
-    return (
-        change.status, change.updated_at, change.executed, change.attempts,
-        change.recoveries, change.result, change.result_note, change.error_type,
-        change.error_message, change.started_at, change.finished_at, change.task_id,
-    )  # fmt: skip
-
-
-def _delete_params(deletion: Deletion) -> tuple[Any, ...]:
-    return (deletion.task_id,)
-
-
-_STATEMENTS: dict[type, tuple[str, Any]] = {
-    TaskRow: (_UPSERT, _task_params),
-    StatusChange: (_UPDATE, _change_params),
-    Deletion: (_DELETE, _delete_params),
-}
-
-
 _DEPENDENCIES = _COLUMNS.index("dependencies")
+
+
+def _task_params(row: TaskRow) -> tuple[Any, ...]:
+    dependencies = row[_DEPENDENCIES]
+    return (
+        *row[:_DEPENDENCIES],
+        json.dumps(dependencies) if dependencies else "[]",
+        *row[_DEPENDENCIES + 1 :],
+    )
+
+
+_STATEMENTS: dict[type, tuple[str, int]] = {
+    TaskRow: (_UPSERT, len(_COLUMNS)),
+    StatusChange: (_UPDATE, len(StatusChange._fields)),
+    Deletion: (_DELETE, 1),
+}
+"""Each kind of record: its statement (``{values}``: one row of parameters per record)
+and the number of parameters of one record."""
+
+_CHUNKS = (256, 32, 4, 1)
+"""Records per statement: a batch is written in statements of these sizes (few distinct
+statements, so that SQLite's statement cache keeps them all)."""
+
+_SQL: dict[tuple[type, int], str] = {}
+
+
+def _sql(kind: type, size: int) -> str:
+    """The statement that writes ``size`` records of ``kind``."""
+    sql = _SQL.get((kind, size))
+    if sql is None:
+        statement, width = _STATEMENTS[kind]
+        one = f"({', '.join('?' * width)})"
+        sql = _SQL[kind, size] = statement.format(values=", ".join([one] * size))
+    return sql
+
+
+def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> None:
+    """Write ``run``, records of ``kind`` in order, in as few statements as `_CHUNKS` allows.
+
+    One statement writes many records: SQLite does the work of all of them with the GIL
+    released once, not once per record as ``executemany`` would. Per record, the journal
+    thread then waited for the GIL again while the other threads ran (most of a flush's
+    time under load), and every acknowledgement waited with it.
+    """
+    if kind is TaskRow:
+        run = list(map(_task_params, run))
+    elif kind is StatusChange and len({change[0] for change in run}) != len(run):
+        # Two changes of one task: ``UPDATE ... FROM`` would apply only one of them.
+        for change in run:
+            connection.execute(_sql(kind, 1), change)
+        return
+    start, end = 0, len(run)
+    for size in _CHUNKS:
+        if end - start < size:
+            continue
+        sql = _sql(kind, size)
+        while end - start >= size:
+            chunk = run[start : start + size]
+            start += size
+            connection.execute(sql, [value for params in chunk for value in params])
+
+
 _EXECUTED = _COLUMNS.index("executed")
 
 
@@ -259,8 +294,9 @@ class JournalStore:
             try:
                 connection.execute("BEGIN IMMEDIATE")
                 for kind, run in itertools.groupby(batch, type):
-                    statement, params = _STATEMENTS[kind]
-                    connection.executemany(statement, map(params, run))
+                    if kind not in _STATEMENTS:
+                        raise KeyError(kind)
+                    _write_run(connection, kind, list(run))
                 connection.execute("COMMIT")
             except (sqlite3.Error, ValueError, TypeError, OverflowError, KeyError) as exc:
                 # ValueError/TypeError/OverflowError: a value sqlite3 cannot bind (a str
@@ -285,17 +321,26 @@ class JournalStore:
 
     def load(self) -> list[TaskRow]:
         """Every task in the journal, in the order first written."""
-        with self._lock:
-            try:
-                rows = self._connection.execute(_SELECT).fetchall()
-            except sqlite3.Error as exc:
-                raise self._error("read", exc) from exc
+        # Loading many rows makes the cyclic GC rescan the growing heap again and again
+        # (half of the time at 100,000 tasks), for objects that hold no cycles.
+        enabled = gc.isenabled()
+        gc.disable()
         try:
-            return list(map(_load_row, rows))
-        except (ValueError, TypeError) as exc:
-            raise JournalFormatError(
-                f"cannot read journal {self.path!r}: a row is damaged ({type(exc).__name__}: {exc})"
-            ) from exc
+            with self._lock:
+                try:
+                    rows = self._connection.execute(_SELECT).fetchall()
+                except sqlite3.Error as exc:
+                    raise self._error("read", exc) from exc
+            try:
+                return list(map(_load_row, rows))
+            except (ValueError, TypeError) as exc:
+                raise JournalFormatError(
+                    f"cannot read journal {self.path!r}: a row is damaged "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
+        finally:
+            if enabled:
+                gc.enable()
 
     def close(self) -> None:
         """Close the file (idempotent). A later call raises `JournalStoreError`."""

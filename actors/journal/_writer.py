@@ -20,7 +20,11 @@ from actors.journal._store import JournalStore
 __all__ = ["JournalWriter"]
 
 _ORDER = {TaskRow: 0, StatusChange: 1, Deletion: 2}
-"""Records of one kind together: the store writes each run with one executemany."""
+"""Records of one kind together: the store writes each run in a few statements."""
+
+
+def _order(record: Record) -> int:
+    return _ORDER[type(record)]
 
 
 class JournalWriter:
@@ -55,12 +59,17 @@ class JournalWriter:
         """Queue ``record``, merged with the task's pending record if there is one."""
         pending = self._pending
         task_id = record.task_id
-        pending[task_id] = merge(pending.get(task_id), record)
+        earlier = pending.get(task_id)
+        pending[task_id] = record if earlier is None else merge(earlier, record)
 
     def add_all(self, records: Iterable[Record]) -> None:
         """`add` each of ``records``, in order."""
+        pending = self._pending
+        get = pending.get
         for record in records:
-            self.add(record)
+            task_id = record.task_id
+            earlier = get(task_id)
+            pending[task_id] = record if earlier is None else merge(earlier, record)
 
     def flush(self) -> bool:
         """Write every pending record in one transaction.
@@ -70,7 +79,7 @@ class JournalWriter:
         """
         if not self._pending:
             return True
-        batch = sorted(self._pending.values(), key=lambda record: _ORDER[type(record)])
+        batch = sorted(self._pending.values(), key=_order)
         try:
             self.store.write(batch)
         except Exception as exc:  # the store raises JournalError; anything else is wrapped

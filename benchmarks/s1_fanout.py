@@ -41,7 +41,7 @@ def run(settings: Settings) -> list[Result]:
             f"N={n:,} register+execute+await vs pykka proxy fan-out",
             facade,
             pykka,
-            Goal("≤ 3x pykka", "ratio", 3.0),
+            Goal("≤ 2x pykka", "ratio", 2.0),
         ),
         Result(
             NAME,

@@ -41,7 +41,14 @@ from actors.core._errors import (
     TaskTimeoutError,
     WaitTimeoutError,
 )
-from actors.core._logging import TASK_LOGGING, SafeRepr, configure_logging, safe_repr
+from actors.core._logging import (
+    TASK_LOGGING,
+    SafeRepr,
+    bind_task_id,
+    configure_logging,
+    safe_repr,
+    unbind_task_id,
+)
 from actors.core._loop_thread import LoopThread
 from actors.core._stdlib_logging import TaskContextFilter
 from actors.core._types import TERMINAL, TaskInfo, TaskPriority, TaskStatus
@@ -91,6 +98,7 @@ __all__ = [
     "TaskStatus",
     "TaskTimeoutError",
     "WaitTimeoutError",
+    "bind_task_id",
     "bridge_for",
     "cancellation_token",
     "configure_logging",
@@ -101,4 +109,5 @@ __all__ = [
     "stable_order",
     "tell_later",
     "tell_quietly",
+    "unbind_task_id",
 ]

@@ -173,3 +173,7 @@ class Reply:
 
     def set_exception(self, error: BaseException) -> None:
         self.bridge.post(_resolve, self.future, None, error)
+
+    def resolve(self, value: Any) -> None:
+        """`set_result`, called on the bridge's own loop thread: at once, no post."""
+        _resolve(self.future, value, None)

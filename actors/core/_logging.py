@@ -3,12 +3,23 @@ should be; `configure_logging` turns their lines on. Handlers stay the applicati
 
 from __future__ import annotations
 
+import contextvars
+from typing import Any
+
+import loguru
 from loguru import logger
 
 from actors.core._errors import ConfigError
 from actors.core._stdlib_logging import install_stdlib_sink, remove_stdlib_sink
 
-__all__ = ["TASK_LOGGING", "SafeRepr", "configure_logging", "safe_repr"]
+__all__ = [
+    "TASK_LOGGING",
+    "SafeRepr",
+    "bind_task_id",
+    "configure_logging",
+    "safe_repr",
+    "unbind_task_id",
+]
 
 
 class _Switch:
@@ -20,6 +31,38 @@ class _Switch:
 
 TASK_LOGGING = _Switch()
 """``TASK_LOGGING.on``: whether task lifecycle lines are built at all (free when off)."""
+
+
+def _loguru_context() -> contextvars.ContextVar[dict[str, Any]] | None:
+    """loguru's own context variable (what ``logger.contextualize`` sets), or None if
+    this loguru keeps it elsewhere (then `bind_task_id` uses ``contextualize``)."""
+    module = getattr(loguru, "_logger", None)
+    var = getattr(module, "context", None)
+    return var if isinstance(var, contextvars.ContextVar) else None
+
+
+_CONTEXT = _loguru_context()
+
+
+def bind_task_id(task_id: str) -> Any:
+    """Bind ``task_id`` to every loguru line logged in the current context (the task's
+    code), as ``logger.contextualize(task_id=...)`` does, for a tenth of its cost (no
+    lock, no generator); undo it with `unbind_task_id` and what this returned."""
+    context = _CONTEXT
+    if context is None:  # pragma: no cover - another loguru layout
+        manager = logger.contextualize(task_id=task_id)
+        manager.__enter__()
+        return manager
+    return context.set({**context.get(), "task_id": task_id})
+
+
+def unbind_task_id(token: Any) -> None:
+    """Undo `bind_task_id` (in the context it ran in)."""
+    context = _CONTEXT
+    if context is None:  # pragma: no cover - another loguru layout
+        token.__exit__(None, None, None)
+        return
+    context.reset(token)
 
 
 def safe_repr(value: object) -> str:

@@ -36,9 +36,12 @@ from loguru import logger
 from actors.core import (
     TASK_CONTEXT,
     ActorSystemError,
+    LoopBridge,
     TaskCancelledError,
     TaskFailedError,
+    bind_task_id,
     safe_repr,
+    unbind_task_id,
 )
 from actors.observe import traced_await, traced_call
 from actors.runtime._attempt import Execution
@@ -91,10 +94,13 @@ def complete(
     report: Callable[[AttemptDone], None],
     value: Any,
     error: BaseException | None,
+    on_loop: LoopBridge | None = None,
 ) -> None:
     """The attempt ended: unless a timeout or a cancel decided it first, tell the
     manager, then (on success) answer the callers it delegated to this attempt.
-    ``error`` goes through `attempt_error`."""
+    ``error`` goes through `attempt_error`. ``on_loop``: the bridge whose loop runs
+    this call; a waiter on that loop is answered at once rather than posted (the
+    manager's message is in the outbox already, ahead of the waiter's next call)."""
     if not execution.claim():
         return
     if error is not None and not isinstance(error, Exception):
@@ -105,7 +111,10 @@ def complete(
     waiters = execution.waiters
     if error is None and waiters:
         for reply in waiters:
-            reply.set_result(value)
+            if on_loop is not None and getattr(reply, "bridge", None) is on_loop:
+                reply.resolve(value)  # type: ignore[attr-defined]
+            else:
+                reply.set_result(value)
 
 
 def start_coroutine(
@@ -133,12 +142,15 @@ async def _run_coroutine(
 ) -> None:
     task_id = execution.task_id
     TASK_CONTEXT.set((task_id, execution.token, execution.name, execution.task_type))
+    bound = bind_task_id(task_id)
     try:
-        with logger.contextualize(task_id=task_id):
+        try:
             if execution.trace is None:
                 value = await func(*args, **kwargs)
             else:
                 value = await traced_await(execution, func, args, kwargs)
+        finally:
+            unbind_task_id(bound)
     except asyncio.CancelledError as exc:
         if not execution.cancel_requested:
             # Raised by the task's own code, or its asyncio task was cancelled by someone
@@ -148,7 +160,7 @@ async def _run_coroutine(
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: never re-raised
         complete(execution, report, None, exc)
     else:
-        complete(execution, report, value, None)
+        complete(execution, report, value, None, execution.bridge)
 
 
 async def _awaited(awaitable: Any) -> Any:
@@ -188,11 +200,14 @@ def run_function(
     task_id = execution.task_id
     reset = TASK_CONTEXT.set((task_id, execution.token, execution.name, execution.task_type))
     try:
-        with logger.contextualize(task_id=task_id):
+        bound = bind_task_id(task_id)
+        try:
             if execution.trace is None:
                 value = func(*args, **kwargs)
             else:
                 value = traced_call(execution, func, args, kwargs)
+        finally:
+            unbind_task_id(bound)
     except BaseException as exc:
         complete(execution, report, None, exc)
     else:

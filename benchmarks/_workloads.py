@@ -179,6 +179,7 @@ def actorflow_fanout(
     paced: bool = False,
     setup: Callable[[], Callable[[], None]] | None = None,
     submit: bool = False,
+    map_: bool = False,
 ) -> dict[str, float]:
     """S1 through the facade: register N no-op tasks, execute them, await every result.
 
@@ -186,7 +187,8 @@ def actorflow_fanout(
     coroutines, each registering and executing one task at a time). Returns
     ``{"us": µs/task}`` and, with ``heartbeat``, ``{"stall_ms": longest gap}``.
     ``setup`` runs just before the system starts and returns its own undo. ``submit``:
-    through ``tm.submit`` (one gather of N calls) instead of register + execute.
+    through ``tm.submit`` (one gather of N calls) instead of register + execute;
+    ``map_``: through one ``tm.map`` call for the N items.
     """
     options = dict(register or {})
 
@@ -197,7 +199,9 @@ def actorflow_fanout(
             if beat is not None:
                 await beat.start()
             started = time.perf_counter()
-            if submit:
+            if map_:
+                results = await tm.map(noop, range(n), name="noop", **options)
+            elif submit:
                 results = await _submit_all(tm, n, options)
             elif paced:
                 results = await _paced(tm, n, options)

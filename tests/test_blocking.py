@@ -107,6 +107,13 @@ def test_every_client_method_has_a_blocking_twin_with_its_signature() -> None:
     assert callable(BlockingTaskManager.shutdown)
 
 
+def test_blocking_map_returns_the_results_in_order() -> None:
+    with ActorSystem(config()) as system:
+        blocking = system.blocking
+        assert blocking.map(add, [1, 2, 3], kwargs={"y": 10}) == [11, 12, 13]
+        assert len(blocking.get_tasks_by_status(TaskStatus.COMPLETED)) == 3
+
+
 def test_calls_from_many_plain_threads() -> None:
     with ActorSystem(config()) as system:
         blocking = system.blocking

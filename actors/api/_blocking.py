@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import (
     TYPE_CHECKING,
     Any,
     Concatenate,
+    Literal,
     ParamSpec,
     Protocol,
     TypeVar,
@@ -33,7 +34,7 @@ from typing import (
     overload,
 )
 
-from actors.api._client import TaskOptions, UnifiedTaskManager
+from actors.api._client import MapOptions, TaskOptions, UnifiedTaskManager
 from actors.core import SWEEP_INTERVAL, BlockingCallError, CallTimeout
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ __all__ = ["BlockingEventStream", "BlockingTaskManager", "refuse_in_loop"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
@@ -166,6 +168,54 @@ class BlockingTaskManager:
         what = "system.blocking.submit()"
         refuse_in_loop(what)
         return self._wait(self._client.submit(func, *args, **options), None, what)
+
+    @overload
+    def map(
+        self,
+        func: Callable[[T], Awaitable[R]],
+        iterable: Iterable[T],
+        /,
+        *,
+        return_exceptions: Literal[False] = False,
+        **options: Unpack[MapOptions],
+    ) -> list[R]: ...
+
+    @overload
+    def map(
+        self,
+        func: Callable[[T], R],
+        iterable: Iterable[T],
+        /,
+        *,
+        return_exceptions: Literal[False] = False,
+        **options: Unpack[MapOptions],
+    ) -> list[R]: ...
+
+    @overload
+    def map(
+        self,
+        func: Callable[[T], Any],
+        iterable: Iterable[T],
+        /,
+        *,
+        return_exceptions: bool,
+        **options: Unpack[MapOptions],
+    ) -> list[Any]: ...
+
+    def map(
+        self,
+        func: Callable[[T], Any],
+        iterable: Iterable[T],
+        /,
+        *,
+        return_exceptions: bool = False,
+        **options: Any,
+    ) -> list[Any]:
+        """`UnifiedTaskManager.map`: runs the tasks and returns their results in order."""
+        what = "system.blocking.map()"
+        refuse_in_loop(what)
+        call = self._client.map(func, iterable, return_exceptions=return_exceptions, **options)
+        return self._wait(call, None, what)
 
     def events(self, task_type: str | None = None) -> BlockingEventStream:
         """`UnifiedTaskManager.events` for blocking code: ``with system.blocking.events()

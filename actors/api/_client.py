@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, TypeVarTuple
 
 from tenacity.wait import wait_base
 
+from actors.api._map import MapCall
 from actors.core import TASK_CONTEXT as _current
 from actors.core import (
     ActorsError,
@@ -46,6 +47,7 @@ from actors.engine import (
     TaskRow,
     TaskSpec,
     check_picklable,
+    find_results,
     merge_rows,
     split_page,
     validate_executor,
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
     from actors.runtime import SystemRuntime
 
 __all__ = [
+    "MapOptions",
     "TaskOptions",
     "ThreadPoolClient",
     "UnifiedTaskManager",
@@ -86,12 +89,12 @@ __all__ = [
 _UNBOUNDED = -1.0
 Ts = TypeVarTuple("Ts")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
-class TaskOptions(TypedDict, total=False):
-    """The options of `UnifiedTaskManager.submit`: ``name`` (default: the function's
-    ``__qualname__``), ``kwargs`` (the function's keyword arguments) and every keyword
-    option of ``register_task``, with the same meaning."""
+class MapOptions(TypedDict, total=False):
+    """The options of `UnifiedTaskManager.map`: those of `TaskOptions` but ``task_id``
+    (each task of a map gets its own id)."""
 
     name: str
     kwargs: Mapping[str, Any] | None
@@ -104,14 +107,23 @@ class TaskOptions(TypedDict, total=False):
     retry_delay: float
     retry_wait: wait_base | None
     timeout: float | None
-    task_id: str | None
     circuit_breaker: str | CircuitBreaker | None
     executor: str | None
     on_dependency_failure: Literal["cancel", "run"]
     durable: bool | None
 
 
+class TaskOptions(MapOptions, total=False):
+    """The options of `UnifiedTaskManager.submit`: ``name`` (default: the function's
+    ``__qualname__``), ``kwargs`` (the function's keyword arguments) and every keyword
+    option of ``register_task``, with the same meaning."""
+
+    task_id: str | None
+
+
 _OPTIONS = frozenset(TaskOptions.__annotations__)
+_MAP_CHUNK = 1000
+"""Items `UnifiedTaskManager.map` checks or sends per loop iteration, at most."""
 
 
 def _translated(error: SupervisorError, what: str) -> ActorsError:
@@ -382,6 +394,167 @@ class UnifiedTaskManager:
             "SubmitTask",
             abandon_cancels=True,
         )
+
+    @overload
+    async def map(
+        self,
+        func: Callable[[T], Awaitable[R]],
+        iterable: Iterable[T],
+        /,
+        *,
+        return_exceptions: Literal[False] = False,
+        **options: Unpack[MapOptions],
+    ) -> list[R]: ...
+
+    @overload
+    async def map(
+        self,
+        func: Callable[[T], R],
+        iterable: Iterable[T],
+        /,
+        *,
+        return_exceptions: Literal[False] = False,
+        **options: Unpack[MapOptions],
+    ) -> list[R]: ...
+
+    @overload
+    async def map(
+        self,
+        func: Callable[[T], Any],
+        iterable: Iterable[T],
+        /,
+        *,
+        return_exceptions: bool,
+        **options: Unpack[MapOptions],
+    ) -> list[Any]: ...
+
+    async def map(
+        self,
+        func: Callable[[T], Any],
+        iterable: Iterable[T],
+        /,
+        *,
+        return_exceptions: bool = False,
+        **options: Any,
+    ) -> list[Any]:
+        """`submit` ``func(item)`` for every item of ``iterable``; their results, in order.
+
+        One call for a list: the tasks travel to the facade in one message and the
+        caller waits on one future, where a `gather` of `submit` calls costs a
+        coroutine, an asyncio task and a future per item. Every task is an ordinary
+        task (own id, listed, counted), with the ``options`` of `submit` (`MapOptions`:
+        all but ``task_id``). Every item is checked before any task is sent: a refused
+        call sends nothing.
+
+        The call returns once every task has ended. If some failed, it raises the error
+        of the first (in item order) failed one, as `submit` would have raised it;
+        ``return_exceptions=True`` returns each such error in its task's place instead.
+        Cancelling the call cancels the tasks that have not ended. Durable tasks
+        (``JOURNAL_PATH`` set, ``durable`` not False) take `submit`'s two round trips
+        each.
+        """
+        if not isinstance(return_exceptions, bool):
+            raise InvalidTaskError(f"return_exceptions must be a bool, got {return_exceptions!r}")
+        unknown = options.keys() - _OPTIONS
+        if unknown:
+            raise InvalidTaskError(
+                f"map() got unknown option(s) {', '.join(sorted(map(repr, unknown)))}; "
+                f"its options are {', '.join(sorted(_OPTIONS - {'task_id'}))}; pass the "
+                "function's own keyword arguments as kwargs={...}"
+            )
+        if "task_id" in options:
+            raise InvalidTaskError(
+                f"map() gives each task its own id; got task_id={options['task_id']!r}: "
+                "drop it, or submit() that task on its own"
+            )
+        if isinstance(iterable, str | bytes) or not isinstance(iterable, Iterable):
+            raise InvalidTaskError(
+                f"map() takes an iterable of arguments (a list, a range, a generator), "
+                f"got {iterable!r}; for one call use submit()"
+            )
+        fields: dict[str, Any] = dict(options)
+        name = fields.pop("name", None)
+        if name is None:
+            name = _name_of(func)
+        kwargs = fields.pop("kwargs", None)
+        durable = fields.pop("durable", None)
+        base, journal = self._complete(
+            validate_registration(name, func, (), kwargs, **fields), durable
+        )
+        items = list(iterable)
+        if journal is not None:  # durable: submit's two round trips per task
+            for item in items:
+                self._complete(
+                    validate_registration(name, func, (item,), kwargs, **fields), durable
+                )
+            outcomes = await asyncio.gather(
+                *(self.submit(func, item, **options) for item in items),
+                return_exceptions=True,
+            )
+            return _outcome(
+                outcomes,
+                {
+                    index: error
+                    for index, error in enumerate(outcomes)
+                    if isinstance(error, BaseException)
+                },
+                return_exceptions,
+            )
+        # Checked in bounded chunks (the loop runs its other callbacks in between), all
+        # before anything is sent.
+        specs: list[TaskSpec] = []
+        backend = base.executor or "thread"
+        picklable = backend != "thread" and not base.is_coroutine
+        plain = not base.results
+        for index, item in enumerate(items):
+            if index and not index % _MAP_CHUNK:
+                await asyncio.sleep(0)
+            if plain and not find_results((item,), _NO_KWARGS):
+                spec = base._replace(args=(item,))
+            else:  # a result_of among the arguments: a dependency of its own
+                spec = self._complete(
+                    validate_registration(name, func, (item,), kwargs, **fields), durable
+                )[0]
+            if picklable:
+                check_picklable(backend, func, spec.args, spec.kwargs)
+            specs.append(spec)
+        if not specs:
+            return []
+        return await self._map(specs, return_exceptions)
+
+    async def _map(self, specs: list[TaskSpec], return_exceptions: bool) -> list[Any]:
+        reply = self._reply()
+        system = self._system or self._get_system()
+        facade = system._check()
+        bridge, future = reply.bridge, reply.future
+        call = MapCall(bridge, future, len(specs))
+        ids = [new_task_id() for _spec in specs]
+        caller = _current.get()
+        blocked = False
+        box = outbox(bridge)
+        bridge.track(future, None, "Map", system)
+        try:
+            if caller is not None:
+                box.send(facade, messages.Block(caller[0], caller[1], True, _IGNORE))
+                blocked = True
+            send = box.send
+            for index, spec in enumerate(specs):
+                if index and not index % _MAP_CHUNK:
+                    await asyncio.sleep(0)  # one Batch per chunk, one chunk per iteration
+                send(facade, messages.SubmitTask(spec, ids[index], bridge, call.slot(index)))
+            await future
+        finally:
+            bridge.calls.pop(future, None)
+            if future.cancelled() or not future.done():  # ended without every outcome
+                future.cancel()
+                with contextlib.suppress(Exception):
+                    for index in call.unsettled():
+                        box.send(facade, messages.Cancel(ids[index], _IGNORE))
+            if blocked:
+                assert caller is not None
+                with contextlib.suppress(Exception):
+                    box.send(facade, messages.Block(caller[0], caller[1], False, _IGNORE))
+        return _outcome(call.outcomes, call.errors, return_exceptions)
 
     async def execute_task(self, task_id: str, wait: bool = False) -> Any:
         """Start a pending task (and its pending dependencies).
@@ -713,6 +886,24 @@ class ThreadPoolClient:
         reply = client._reply()
         submit = messages.Submit(fn, args, kwargs, reply, backend)
         return await client._call(reply, submit, _UNBOUNDED, pool)
+
+
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
+
+
+def _outcome(
+    outcomes: list[Any], errors: Mapping[int, BaseException], return_exceptions: bool
+) -> list[Any]:
+    """A map's results in item order; raises the first failed task's error (item order)
+    unless ``return_exceptions``. A request that could not be sent shows as the
+    `ActorsError` that `submit` raises for it."""
+    if errors:
+        for index, error in errors.items():
+            if isinstance(error, SupervisorError):
+                outcomes[index] = _translated(error, "the actor system cannot take calls")
+        if not return_exceptions:
+            raise outcomes[min(errors)]
+    return outcomes
 
 
 def _name_of(func: Callable[..., Any]) -> str:

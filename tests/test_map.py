@@ -1,0 +1,192 @@
+"""`tm.map(func, items, **options)`: one task per item, one message and one future for
+the list, results in item order; on both task systems. Waits are bounded by `WAIT`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from actors import (
+    ActorSystem,
+    InvalidTaskError,
+    TaskCancelledError,
+    TaskStatus,
+    UnifiedTaskManager,
+    result_of,
+)
+from actors.api import _client
+from actors.runtime import messages
+from supervisors.testing import FakeClock
+
+WAIT = 5.0
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture(params=["new", "old"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def system(backend: str) -> AsyncIterator[ActorSystem]:
+    config = {"USE_NEW_TASK_SYSTEM": backend == "new", "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as running:
+        yield running
+
+
+@pytest.fixture
+def tm(system: ActorSystem) -> UnifiedTaskManager:
+    return system.task_manager
+
+
+async def double(x: int) -> int:
+    return 2 * x
+
+
+def add(x: int, y: int = 0) -> int:
+    return x + y
+
+
+def odd_fails(x: int) -> int:
+    if x % 2:
+        raise Boom(f"odd {x}")
+    return x
+
+
+def _spy(system: ActorSystem, monkeypatch: pytest.MonkeyPatch) -> list[tuple[type, int]]:
+    """Record what reaches the facade: each message's type and how many requests."""
+    facade = system._check()
+    sent: list[tuple[type, int]] = []
+
+    class Spy:
+        @property
+        def actor_ref(self) -> Any:
+            return facade.actor_ref
+
+        def tell(self, message: Any) -> None:
+            count = len(message.items) if isinstance(message, messages.Batch) else 1
+            sent.append((type(message), count))
+            facade.tell(message)
+
+    monkeypatch.setattr(system, "_facade", Spy())
+    return sent
+
+
+async def test_map_returns_every_result_in_item_order(tm: UnifiedTaskManager, backend: str) -> None:
+    assert await asyncio.wait_for(tm.map(double, range(6)), WAIT) == [0, 2, 4, 6, 8, 10]
+    assert await asyncio.wait_for(tm.map(add, [1, 2, 3], kwargs={"y": 10}), WAIT) == [11, 12, 13]
+    infos = await tm.get_all_tasks()
+    assert sorted(info.name for info in infos) == ["add"] * 3 + ["double"] * 6
+    assert {(info.status, info.backend, info.attempts) for info in infos} == {
+        (TaskStatus.COMPLETED, backend, 1)
+    }
+
+
+async def test_map_is_one_message_to_the_facade(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = _spy(system, monkeypatch)
+    assert await asyncio.wait_for(tm.map(add, range(40), name="n"), WAIT) == list(range(40))
+    assert sent == [(messages.Batch, 40)]
+
+
+async def test_a_long_map_is_sent_in_bounded_chunks(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No loop iteration sends more than `_MAP_CHUNK` tasks: a big list lets the loop
+    run its other callbacks in between."""
+    monkeypatch.setattr(_client, "_MAP_CHUNK", 10)
+    sent = _spy(system, monkeypatch)
+    assert await asyncio.wait_for(tm.map(add, range(25)), WAIT) == list(range(25))
+    assert sent == [(messages.Batch, 10), (messages.Batch, 10), (messages.Batch, 5)]
+
+
+async def test_map_raises_the_first_error_in_item_order_once_all_ended(
+    tm: UnifiedTaskManager,
+) -> None:
+    with pytest.raises(Boom, match=r"^odd 3$"):  # item 1, not item 3
+        await asyncio.wait_for(tm.map(odd_fails, [4, 3, 2, 1], name="o"), WAIT)
+    # Every task ended before the call raised.
+    statuses = sorted(info.status.value for info in await tm.get_all_tasks())
+    assert statuses == ["completed", "completed", "failed", "failed"]
+
+
+async def test_map_return_exceptions_puts_each_error_in_its_place(
+    tm: UnifiedTaskManager,
+) -> None:
+    outcomes = await asyncio.wait_for(tm.map(odd_fails, [0, 1, 2, 3], return_exceptions=True), WAIT)
+    assert [type(o).__name__ for o in outcomes] == ["int", "Boom", "int", "Boom"]
+    assert (outcomes[0], str(outcomes[1]), outcomes[2], str(outcomes[3])) == (
+        0,
+        "odd 1",
+        2,
+        "odd 3",
+    )
+
+
+async def test_a_result_of_item_is_a_dependency(tm: UnifiedTaskManager) -> None:
+    first = await tm.register_task("first", add, (20,), task_id="first")
+    await tm.execute_task(first)
+    assert await asyncio.wait_for(tm.map(add, [1, result_of("first")]), WAIT) == [1, 20]
+
+
+async def test_bad_calls_are_refused_before_anything_is_sent(tm: UnifiedTaskManager) -> None:
+    with pytest.raises(InvalidTaskError, match=r"^map\(\) got unknown option\(s\) 'y'; .*kwargs"):
+        await tm.map(add, [1], y=2)  # type: ignore[call-overload]
+    with pytest.raises(
+        InvalidTaskError, match=r"^map\(\) gives each task its own id; got task_id='a'"
+    ):
+        await tm.map(add, [1], task_id="a")  # type: ignore[call-overload]
+    with pytest.raises(InvalidTaskError, match=r"^map\(\) takes an iterable of arguments .*got 3;"):
+        await tm.map(add, 3)  # type: ignore[call-overload]
+    with pytest.raises(InvalidTaskError, match=r"^map\(\) takes an iterable .*got 'ab';"):
+        await tm.map(add, "ab")
+    with pytest.raises(InvalidTaskError, match=r"^return_exceptions must be a bool, got 1$"):
+        await tm.map(add, [1], return_exceptions=1)  # type: ignore[call-overload]
+    with pytest.raises(InvalidTaskError, match=r"^max_retries must be an int >= 0, got -1$"):
+        await tm.map(add, [1, 2], max_retries=-1)
+    with pytest.raises(InvalidTaskError, match=r"cannot depend on itself|each dependency"):
+        await tm.map(add, [1, 2], dependencies=[""])
+    assert await tm.map(add, []) == []
+    assert await tm.get_all_tasks() == []
+
+
+async def test_cancelling_the_call_cancels_the_tasks_that_have_not_ended(
+    tm: UnifiedTaskManager,
+) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hang(x: int) -> int:
+        if x:
+            started.set()
+            await release.wait()
+        return x
+
+    call = asyncio.ensure_future(tm.map(hang, [0, 1], name="hang"))
+    await asyncio.wait_for(started.wait(), WAIT)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    # The Cancel left before the call returned: the facade delivers it first.
+    infos = sorted(await tm.get_all_tasks(), key=lambda info: info.status.value)
+    assert [info.status for info in infos] == [TaskStatus.CANCELLED, TaskStatus.COMPLETED]
+    assert isinstance(infos[0].error, TaskCancelledError)
+
+
+async def test_map_from_inside_a_task_lends_its_slot(backend: str) -> None:
+    """A task that maps children and waits for them must not starve them of the only slot."""
+    config = {"USE_NEW_TASK_SYSTEM": backend == "new", "MAX_CONCURRENT_TASKS": 1}
+    async with ActorSystem(config) as running:
+        tm = running.task_manager
+
+        async def parent() -> int:
+            return sum(await tm.map(double, [1, 2, 3])) + 1
+
+        assert await asyncio.wait_for(tm.submit(parent), WAIT) == 13

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -182,3 +183,56 @@ async def test_a_burst_of_answers_is_drained_in_bounded_chunks() -> None:
         seen.append(len(ran))
     assert seen == [DRAIN_CHUNK, DRAIN_CHUNK * 2, count]
     assert ran == list(range(count))
+
+
+class _StillLoop:
+    """What a `LoopBridge` asks of its loop for bounding calls, with a hand-set clock;
+    the sweeps it schedules are recorded, not run."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.later: list[tuple[float, Any]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback: Any) -> None:
+        self.later.append((delay, callback))
+
+    def is_closed(self) -> bool:
+        return False
+
+
+async def test_the_sweep_fails_exactly_the_calls_past_their_bound() -> None:
+    loop = _StillLoop()
+    bridge = LoopBridge(loop)  # type: ignore[arg-type]
+    real = asyncio.get_running_loop()
+    short = [real.create_future() for _ in range(3)]
+    answered, long, unbounded = real.create_future(), real.create_future(), real.create_future()
+    for future in short:
+        bridge.track(future, 5.0, "GetTask", "owner")
+    bridge.track(answered, 5.0, "Register", "owner")
+    bridge.track(long, 10.0, "Execute", "owner")
+    bridge.track(unbounded, None, "Wait", "owner")
+    answered.set_result("ok")
+    bridge.untrack(answered)
+    assert len(loop.later) == 1  # one sweep scheduled, not a timer per call
+
+    loop.now = 105.5
+    loop.later.pop()[1]()
+    assert [type(f.exception()).__name__ for f in short] == ["CallTimeout"] * 3
+    assert str(short[0].exception()) == (
+        "no answer to 'GetTask' within its bound (CALL_TIMEOUT); the actor system is "
+        "overloaded or stuck"
+    )
+    assert (answered.result(), long.done(), unbounded.done()) == ("ok", False, False)
+    assert set(bridge.calls) == {long, unbounded}
+    assert len(loop.later) == 1  # a bounded call is left: the sweep goes on
+
+    loop.now = 111.0
+    loop.later.pop()[1]()
+    assert str(long.exception()).startswith("no answer to 'Execute' within its bound")
+    assert (unbounded.done(), set(bridge.calls), loop.later) == (False, {unbounded}, [])
+    unbounded.cancel()
+    bridge.untrack(unbounded)
+    assert bridge.calls == {}

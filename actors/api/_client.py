@@ -219,7 +219,7 @@ class UnifiedTaskManager:
         except SupervisorError as exc:  # a child refused the call on its way
             raise _translated(exc, what) from exc
         finally:
-            bridge.calls.pop(future, None)
+            bridge.untrack(future)
 
     # -- registration and execution -------------------------------------------------------
 
@@ -544,7 +544,7 @@ class UnifiedTaskManager:
                 send(facade, messages.SubmitTask(spec, ids[index], bridge, call.slot(index)))
             await future
         finally:
-            bridge.calls.pop(future, None)
+            bridge.untrack(future)
             if future.cancelled() or not future.done():  # ended without every outcome
                 future.cancel()
                 with contextlib.suppress(Exception):
@@ -630,7 +630,7 @@ class UnifiedTaskManager:
             except SupervisorError as exc:  # the request could not be sent
                 raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
         finally:
-            bridge.calls.pop(future, None)
+            bridge.untrack(future)
             if future.cancelled() or not future.done():  # ended without the outcome
                 future.cancel()
                 with contextlib.suppress(Exception):
@@ -777,8 +777,7 @@ class UnifiedTaskManager:
             except SupervisorError as exc:
                 raise _translated(exc, "the actor system cannot take calls") from exc
         bridge.track(future, system.config.CALL_TIMEOUT, "Subscribe", system)
-        calls = bridge.calls
-        future.add_done_callback(lambda done: calls.pop(done, None))
+        future.add_done_callback(bridge.untrack)
         return future
 
     async def _subscribe(self, task_type: str | None) -> Subscriber:

@@ -33,11 +33,14 @@ class LoopBridge:
     It also bounds the calls awaited on its loop: `track` records a call's deadline and
     owner, a sweep once a second fails the calls past their deadline, and
     `fail_owned` fails every call of an owner (a system that failed or stopped). That
-    costs a dict insert per call instead of an event-loop timer per call.
+    costs a dict insert per call instead of an event-loop timer per call, and a sweep
+    costs what expired, not what is in flight: the calls of one bound are kept in the
+    order they were tracked, which is the order of their deadlines.
     """
 
     __slots__ = (
         "__weakref__",
+        "_bounded",
         "_pending",
         "_scheduled",
         "_sweeping",
@@ -54,6 +57,10 @@ class LoopBridge:
         self._sweeping = False
         self.closed = False
         self.calls: dict[asyncio.Future[Any], tuple[float | None, str, object]] = {}
+        """Every call awaited on this loop: its deadline (None: unbounded), op, owner."""
+        self._bounded: dict[float, dict[asyncio.Future[Any], float]] = {}
+        """The bounded calls by their bound, each in deadline order (``loop.time()``
+        only grows, and every call of one bound adds the same to it)."""
         self.outbox: Any = None
         """The requests this loop sends in its current iteration (`actors.api`'s)."""
 
@@ -62,27 +69,52 @@ class LoopBridge:
     def track(
         self, future: asyncio.Future[Any], timeout: float | None, op: str, owner: object
     ) -> None:
-        deadline = None if timeout is None else self.loop.time() + timeout
+        """Bound the call that ``future`` awaits by ``timeout`` seconds (None: only
+        `fail_owned` ends it); `untrack` it once it ended."""
+        if timeout is None:
+            self.calls[future] = (None, op, owner)
+            return
+        deadline = self.loop.time() + timeout
         self.calls[future] = (deadline, op, owner)
-        if not self._sweeping and deadline is not None:
+        bounded = self._bounded.get(timeout)
+        if bounded is None:
+            bounded = self._bounded[timeout] = {}
+        bounded[future] = deadline
+        if not self._sweeping:
             self._sweeping = True
             self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
+    def untrack(self, future: asyncio.Future[Any]) -> None:
+        """Forget the call of ``future`` (it ended, or its caller stopped waiting)."""
+        entry = self.calls.pop(future, None)
+        if entry is not None and entry[0] is not None:
+            for bounded in self._bounded.values():
+                if bounded.pop(future, None) is not None:
+                    return
+
     def _sweep(self) -> None:
         now = self.loop.time()
-        bounded = False
-        for future, (deadline, op, _owner) in list(self.calls.items()):
-            if deadline is None:
-                continue
-            bounded = True
-            if now >= deadline and not future.done():
-                future.set_exception(
-                    CallTimeout(
-                        f"no answer to {op!r} within its bound (CALL_TIMEOUT); the actor "
-                        "system is overloaded or stuck"
+        expired: list[tuple[asyncio.Future[Any], float]] = []
+        for timeout, bounded in list(self._bounded.items()):
+            for future, deadline in bounded.items():
+                if deadline > now:
+                    break
+                expired.append((future, deadline))
+            for future, _deadline in expired:
+                del bounded[future]
+            if not bounded:
+                del self._bounded[timeout]
+            for future, _deadline in expired:
+                entry = self.calls.pop(future, None)
+                if entry is not None and not future.done():
+                    future.set_exception(
+                        CallTimeout(
+                            f"no answer to {entry[1]!r} within its bound (CALL_TIMEOUT); "
+                            "the actor system is overloaded or stuck"
+                        )
                     )
-                )
-        if bounded and not self.loop.is_closed():
+            expired.clear()
+        if self._bounded and not self.loop.is_closed():
             self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         else:
             self._sweeping = False

@@ -20,7 +20,7 @@ from actors import (
     TaskStatus,
     UnifiedTaskManager,
 )
-from actors.runtime import messages
+from actors.runtime import _outbox, messages
 from supervisors.testing import FakeClock
 
 WAIT = 5.0
@@ -310,3 +310,61 @@ def test_engine_submit_registers_executes_and_answers_when_the_task_ends() -> No
     engine.attempt_done("s", 1, None, boom, None)
     assert replies.got == [("error", boom)]
     assert engine.tasks["s"].status is TaskStatus.FAILED
+
+
+# -- a burst's arguments are checked by the outbox, in bounded chunks ----------------------
+
+
+def _spy_batches(system: ActorSystem, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many requests each message to the facade carries (a lone request: 1)."""
+    facade = system._check()
+    sent: list[int] = []
+
+    class Spy:
+        @property
+        def actor_ref(self) -> Any:
+            return facade.actor_ref
+
+        def tell(self, message: Any) -> None:
+            sent.append(len(message.items) if isinstance(message, messages.Batch) else 1)
+            facade.tell(message)
+
+    monkeypatch.setattr(system, "_facade", Spy())
+    return sent
+
+
+async def test_a_burst_is_checked_and_sent_in_bounded_chunks(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gather of N calls costs one loop iteration N small steps; the outbox checks
+    and builds at most BUILD_CHUNK of them per iteration, in order."""
+    monkeypatch.setattr(_outbox, "BUILD_CHUNK", 10)
+    sent = _spy_batches(system, monkeypatch)
+    calls = [tm.submit(add, i, 1) for i in range(15)]
+    registered = [tm.register_task("r", add, (i,), task_id=f"r{i}") for i in range(10)]
+    results = await asyncio.wait_for(asyncio.gather(*calls, *registered), WAIT)
+    assert results == [i + 1 for i in range(15)] + [f"r{i}" for i in range(10)]
+    assert sent == [10, 10, 5]
+
+
+async def test_a_refused_call_in_a_burst_raises_and_sends_nothing(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = _spy_batches(system, monkeypatch)
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            tm.submit(add, 1, task_id="ok1"),
+            tm.submit(add, 1, max_retries=-1),
+            tm.register_task("bad", add, (1,), timeout=-1.0),
+            tm.submit(add, 2, task_id="ok2"),
+            return_exceptions=True,
+        ),
+        WAIT,
+    )
+    assert results[0] == 1
+    assert results[3] == 2
+    assert [type(r).__name__ for r in results[1:3]] == ["InvalidTaskError"] * 2
+    assert str(results[1]) == "max_retries must be an int >= 0, got -1"
+    assert str(results[2]).startswith("timeout must be")
+    assert sent == [2]
+    assert sorted(info.task_id for info in await tm.get_all_tasks()) == ["ok1", "ok2"]

@@ -1,9 +1,13 @@
 """`UnifiedTaskManager`: the async client every caller uses, and the lazy module-level one.
 
-Each method checks its arguments in the caller (a rejected call changes nothing), sends
-one message to the facade carrying a reply channel, and awaits an asyncio future that
-the answering actor resolves on this loop (`actors.core._bridge`). Calls are bounded by
-``CALL_TIMEOUT``; waiting for a task is bounded by the caller's ``timeout``.
+Each method checks its arguments (a rejected call changes nothing and sends nothing),
+sends one message to the facade carrying a reply channel, and awaits an asyncio future
+that the answering actor resolves on this loop (`actors.core._bridge`). Calls are
+bounded by ``CALL_TIMEOUT``; waiting for a task is bounded by the caller's ``timeout``.
+`register_task` and `submit` leave their checks to the loop's outbox (`Outbox.defer`):
+the caller's step only queues the call, so a `gather` of 20,000 of them costs its loop
+iteration 20,000 small steps, and the checks run in bounded chunks after it; a refused
+call raises its error from the ``await`` as before.
 """
 
 from __future__ import annotations
@@ -191,10 +195,13 @@ class UnifiedTaskManager:
         message: tuple[Any, ...],
         timeout: float | None = None,
         to: ChildHandle | None = None,
+        op: str | None = None,
+        build: Callable[..., Any] | None = None,
     ) -> Any:
         """Send ``message`` (a request carrying ``reply``) to the facade (or ``to``) and
         await the answer, bounded by CALL_TIMEOUT unless ``timeout`` says otherwise
-        (``_UNBOUNDED``: only a failure of the system ends the wait)."""
+        (``_UNBOUNDED``: only a failure of the system ends the wait). With ``build``,
+        ``message`` is its arguments: the outbox builds the request (`Outbox.defer`)."""
         system = self._system or self._get_system()
         facade = system._check()
         future, bridge = reply.future, reply.bridge
@@ -204,7 +211,10 @@ class UnifiedTaskManager:
             else "the thread pool cannot take work"
         )
         if to is None:
-            outbox(bridge).send(facade, message)
+            if build is None:
+                outbox(bridge).send(facade, message)
+            else:
+                outbox(bridge).defer(facade, build, *message)
         else:
             try:
                 to.tell(message)
@@ -213,7 +223,7 @@ class UnifiedTaskManager:
         if timeout is None:
             timeout = system.config.CALL_TIMEOUT
         bound = None if timeout == _UNBOUNDED else timeout
-        bridge.track(future, bound, type(message).__name__, system)
+        bridge.track(future, bound, op or type(message).__name__, system)
         try:
             return await future
         except SupervisorError as exc:  # a child refused the call on its way
@@ -275,27 +285,84 @@ class UnifiedTaskManager:
         that cannot be journaled is refused with `JournalEncodeError`. ``False`` keeps
         it in memory only. See the README, "Durable tasks".
         """
-        spec = validate_registration(
+        # Checked and built by the outbox (`_build_register`), in bounded chunks: a burst
+        # of registrations costs its loop iteration a small step each.
+        reply = self._reply()
+        request = (
+            reply,
             name,
             func,
             args,
             kwargs,
-            task_type=task_type,
-            description=description,
-            metadata=metadata,
-            priority=priority,
-            dependencies=dependencies,
-            max_retries=max_retries,
-            retry_delay=retry_delay,
-            retry_wait=retry_wait,
-            timeout=timeout,
-            task_id=task_id,
-            circuit_breaker=circuit_breaker,
-            executor=executor,
-            on_dependency_failure=on_dependency_failure,
+            task_type,
+            description,
+            metadata,
+            priority,
+            dependencies,
+            max_retries,
+            retry_delay,
+            retry_wait,
+            timeout,
+            task_id,
+            circuit_breaker,
+            executor,
+            on_dependency_failure,
+            durable,
+            capture(),  # the caller's trace context (None without OpenTelemetry)
         )
-        spec, journal = self._complete(spec, durable)
-        return await self._register(spec, journal)
+        result: str = await self._call(reply, request, op="Register", build=self._build_register)
+        return result
+
+    def _build_register(
+        self,
+        reply: Reply,
+        name: Any,
+        func: Any,
+        args: Any,
+        kwargs: Any,
+        task_type: Any,
+        description: Any,
+        metadata: Any,
+        priority: Any,
+        dependencies: Any,
+        max_retries: Any,
+        retry_delay: Any,
+        retry_wait: Any,
+        timeout: Any,
+        task_id: Any,
+        circuit_breaker: Any,
+        executor: Any,
+        on_dependency_failure: Any,
+        durable: Any,
+        trace: Any,
+    ) -> messages.Register | None:
+        """The `Register` request of a `register_task` call, or None (its caller gets
+        the error) if an argument is refused."""
+        try:
+            spec = validate_registration(
+                name,
+                func,
+                args,
+                kwargs,
+                task_type=task_type,
+                description=description,
+                metadata=metadata,
+                priority=priority,
+                dependencies=dependencies,
+                max_retries=max_retries,
+                retry_delay=retry_delay,
+                retry_wait=retry_wait,
+                timeout=timeout,
+                task_id=task_id,
+                circuit_breaker=circuit_breaker,
+                executor=executor,
+                on_dependency_failure=on_dependency_failure,
+            )
+            spec, journal = self._complete(spec, durable, trace)
+        except Exception as exc:
+            _refuse(reply, exc)
+            return None
+        return messages.Register(spec, spec.task_id, reply.bridge, reply, journal)
 
     async def _register(self, spec: TaskSpec, journal: JournalRow | None) -> str:
         reply = self._reply()
@@ -304,10 +371,12 @@ class UnifiedTaskManager:
         )
         return result
 
-    def _complete(self, spec: TaskSpec, durable: bool | None) -> tuple[TaskSpec, JournalRow | None]:
+    def _complete(
+        self, spec: TaskSpec, durable: bool | None, trace: Any
+    ) -> tuple[TaskSpec, JournalRow | None]:
         """A validated registration, with what the system decides: the executor (its
         arguments checked for pickling), its journal row (None: not durable), the shared
-        breaker, the trace context."""
+        breaker, and ``trace``, the caller's trace context (`capture`)."""
         if not spec.is_coroutine:
             backend = (
                 spec.executor or (self._system or self._get_system()).config.THREAD_POOL_BACKEND
@@ -328,7 +397,6 @@ class UnifiedTaskManager:
             else:
                 breaker = system.circuit_breakers.add(circuit_breaker)
             spec = spec._replace(circuit_breaker=breaker)
-        trace = capture()  # None without OpenTelemetry
         if trace is not None:
             spec = spec._replace(trace=trace)
         return spec, journal
@@ -368,29 +436,78 @@ class UnifiedTaskManager:
                 f"its options are {', '.join(sorted(_OPTIONS))}; pass the function's own "
                 "keyword arguments as kwargs={...}"
             )
+        system = self._system or self._get_system()
+        if system.config.JOURNAL_PATH is not None:
+            return await self._submit_checked(func, args, options)
+        # Checked and built by the outbox (`_build_submit`), in bounded chunks.
+        reply = self._reply()
+        given = options.get("task_id")
+        task_id = given if isinstance(given, str) and given else new_task_id()
+        return await self._wait(
+            task_id,
+            None,
+            reply,
+            (reply, func, args, options, task_id, capture()),
+            "SubmitTask",
+            abandon_cancels=True,
+            build=self._build_submit,
+        )
+
+    def _submit_spec(
+        self, func: Any, args: tuple[Any, ...], options: dict[str, Any], trace: Any
+    ) -> tuple[TaskSpec, JournalRow | None]:
         fields: dict[str, Any] = dict(options)
         name = fields.pop("name", None)
         if name is None:
             name = _name_of(func)
         kwargs = fields.pop("kwargs", None)
         durable = fields.pop("durable", None)
-        spec, journal = self._complete(
-            validate_registration(name, func, args, kwargs, **fields), durable
+        return self._complete(
+            validate_registration(name, func, args, kwargs, **fields), durable, trace
         )
-        if journal is not None:  # durable: registered once committed, then executed
+
+    def _build_submit(
+        self,
+        reply: Reply,
+        func: Any,
+        args: tuple[Any, ...],
+        options: dict[str, Any],
+        task_id: str,
+        trace: Any,
+    ) -> messages.SubmitTask | None:
+        """The `SubmitTask` request of a `submit` call, or None (its caller gets the
+        error) if an argument is refused."""
+        try:
+            spec, _journal = self._submit_spec(func, args, options, trace)
+        except Exception as exc:
+            _refuse(reply, exc)
+            return None
+        return messages.SubmitTask(spec, task_id, reply.bridge, reply)
+
+    async def _submit_checked(
+        self, func: Any, args: tuple[Any, ...], options: dict[str, Any]
+    ) -> Any:
+        """`submit` with a journal: checked here; a durable task is registered once
+        committed, then executed (two round trips)."""
+        spec, journal = self._submit_spec(func, args, options, capture())
+        if journal is not None:
             task_id = await self._register(spec, journal)
+            reply = self._reply()
             return await self._wait(
                 task_id,
                 None,
-                lambda reply: messages.Execute(task_id, True, reply),
+                reply,
+                messages.Execute(task_id, True, reply),
                 "Execute",
                 abandon_cancels=True,
             )
         task_id = spec.task_id or new_task_id()
+        reply = self._reply()
         return await self._wait(
             task_id,
             None,
-            lambda reply: messages.SubmitTask(spec, task_id, reply.bridge, reply),
+            reply,
+            messages.SubmitTask(spec, task_id, reply.bridge, reply),
             "SubmitTask",
             abandon_cancels=True,
         )
@@ -478,14 +595,15 @@ class UnifiedTaskManager:
             name = _name_of(func)
         kwargs = fields.pop("kwargs", None)
         durable = fields.pop("durable", None)
+        trace = capture()
         base, journal = self._complete(
-            validate_registration(name, func, (), kwargs, **fields), durable
+            validate_registration(name, func, (), kwargs, **fields), durable, trace
         )
         items = list(iterable)
         if journal is not None:  # durable: submit's two round trips per task
             for item in items:
                 self._complete(
-                    validate_registration(name, func, (item,), kwargs, **fields), durable
+                    validate_registration(name, func, (item,), kwargs, **fields), durable, trace
                 )
             outcomes = await asyncio.gather(
                 *(self.submit(func, item, **options) for item in items),
@@ -513,7 +631,7 @@ class UnifiedTaskManager:
                 spec = base._replace(args=(item,))
             else:  # a result_of among the arguments: a dependency of its own
                 spec = self._complete(
-                    validate_registration(name, func, (item,), kwargs, **fields), durable
+                    validate_registration(name, func, (item,), kwargs, **fields), durable, trace
                 )[0]
             if picklable:
                 check_picklable(backend, func, spec.args, spec.kwargs)
@@ -566,8 +684,9 @@ class UnifiedTaskManager:
         if not isinstance(wait, bool):
             raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
         if wait:
+            reply = self._reply()
             return await self._wait(
-                task_id, None, lambda reply: messages.Execute(task_id, True, reply), "Execute"
+                task_id, None, reply, messages.Execute(task_id, True, reply), "Execute"
             )
         return await self._ask(messages.Execute, task_id, False)
 
@@ -584,20 +703,23 @@ class UnifiedTaskManager:
         """
         validate_task_id(task_id)
         bound = validate_timeout(timeout, "timeout")
-        bounded = bound is not None
+        reply = self._reply()
         return await self._wait(
-            task_id, bound, lambda reply: messages.Wait(task_id, reply, bounded), "Wait"
+            task_id, bound, reply, messages.Wait(task_id, reply, bound is not None), "Wait"
         )
 
     async def _wait(
         self,
         task_id: str,
         bound: float | None,
-        request: Callable[[Reply], tuple[Any, ...]],
+        reply: Reply,
+        request: Any,
         op: str,
         abandon_cancels: bool = False,
+        build: Callable[..., Any] | None = None,
     ) -> Any:
-        """Send ``request(reply)`` for ``task_id``'s outcome and wait for it: at most
+        """Send ``request`` (carrying ``reply``; with ``build``, the arguments the
+        outbox builds it from) for ``task_id``'s outcome and wait for it: at most
         ``bound`` seconds, and only while someone awaits this call.
 
         A wait that ends without the outcome (timed out, or cancelled) withdraws its
@@ -606,7 +728,6 @@ class UnifiedTaskManager:
         tells its manager it is blocked, so that its slot runs other tasks meanwhile
         (the task it waits for, say), and unblocked when the wait ends.
         """
-        reply = self._reply()
         system = self._system or self._get_system()
         facade = system._check()
         bridge, future = reply.bridge, reply.future
@@ -617,7 +738,10 @@ class UnifiedTaskManager:
             if caller is not None:
                 box.send(facade, messages.Block(caller[0], caller[1], True, _IGNORE))
                 blocked = True
-            box.send(facade, request(reply))
+            if build is None:
+                box.send(facade, request)
+            else:
+                box.defer(facade, build, *request)
             bridge.track(future, None, op, system)
             try:
                 if bound is None:
@@ -888,6 +1012,13 @@ class ThreadPoolClient:
 
 
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
+
+
+def _refuse(reply: Reply, error: Exception) -> None:
+    """Fail the call of ``reply`` with ``error`` (its request was not built)."""
+    future = reply.future
+    if not future.done():
+        future.set_exception(error)
 
 
 def _outcome(

@@ -3,11 +3,16 @@ when it times the attempt out or cancels it — never both."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import threading
 from typing import Any
 
+import pytest
+
+from actors.core import Reply, bridge_for
 from actors.runtime._attempt import Execution
-from actors.runtime._execution import complete
+from actors.runtime._execution import complete, start_coroutine
 from actors.runtime.messages import AttemptDone
 
 
@@ -96,3 +101,51 @@ async def test_an_attempt_answering_its_waiter_stamps_its_own_end_time() -> None
             clock.advance(50)
             info = await tm.get_task(task_id)
             assert (info.started_at, info.finished_at) == (started, started)
+
+
+# -- starting a coroutine attempt on its loop ------------------------------------------------
+
+
+async def test_a_waiter_on_the_attempts_loop_is_answered_at_once() -> None:
+    """A successful coroutine attempt answers a `Reply` of its own loop directly: the
+    caller's future is resolved when the attempt ends, not a bridge round later."""
+    loop = asyncio.get_running_loop()
+    bridge = bridge_for(loop)
+    execution = Execution("t", 1, bridge)
+    future: asyncio.Future[Any] = loop.create_future()
+    other = Recorder()
+    execution.waiters = [Reply(bridge, future), other]
+    reports: list[AttemptDone] = []
+    complete(execution, reports.append, 42, None, bridge)
+    assert (future.done(), future.result()) == (True, 42)
+    assert [(r.task_id, r.value, r.error) for r in reports] == [("t", 42, None)]
+    assert other.results == [42]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in Python 3.12")
+async def test_a_coroutine_that_does_not_suspend_ends_in_the_callback_that_starts_it() -> None:
+    loop = asyncio.get_running_loop()
+    execution = Execution("t", 1, bridge_for(loop))
+    reports: list[AttemptDone] = []
+
+    async def at_once() -> int:
+        return 7
+
+    start_coroutine(execution, at_once, (), {}, reports.append)
+    # No loop iteration in between: it already ended, and no asyncio task is left.
+    assert [(r.value, r.error) for r in reports] == [(7, None)]
+    assert execution.atask is None
+
+    gate = asyncio.Event()
+
+    async def suspends() -> int:
+        await gate.wait()
+        return 8
+
+    later = Execution("u", 1, bridge_for(loop))
+    start_coroutine(later, suspends, (), {}, reports.append)
+    assert later.atask is not None
+    assert not later.atask.done()
+    gate.set()
+    await asyncio.wait_for(later.atask, 5.0)
+    assert [(r.task_id, r.value) for r in reports] == [("t", 7), ("u", 8)]

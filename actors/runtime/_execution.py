@@ -117,6 +117,11 @@ def complete(
                 reply.set_result(value)
 
 
+_EAGER: Callable[..., asyncio.Task[Any]] | None = getattr(asyncio, "eager_task_factory", None)
+"""Python 3.12+: starts a task's coroutine at once, in the caller's callback; a coroutine
+that ends without suspending then costs no scheduling round (and no loop iteration)."""
+
+
 def start_coroutine(
     execution: Execution,
     func: Callable[..., Any],
@@ -124,13 +129,19 @@ def start_coroutine(
     kwargs: dict[str, Any],
     report: Callable[[AttemptDone], None],
 ) -> None:
-    """Runs on the owner loop: start the attempt as an asyncio task."""
+    """Runs on the owner loop: start the attempt as an asyncio task (an eager one,
+    where the Python has them: it runs up to its first suspension right here)."""
     if execution.cancel_requested:
         return
     assert execution.bridge is not None
-    execution.atask = execution.bridge.loop.create_task(
-        _run_coroutine(execution, func, args, kwargs, report)
-    )
+    loop = execution.bridge.loop
+    coroutine = _run_coroutine(execution, func, args, kwargs, report)
+    if _EAGER is None:
+        execution.atask = loop.create_task(coroutine)
+        return
+    task = _EAGER(loop, coroutine)
+    if not task.done():
+        execution.atask = task
 
 
 async def _run_coroutine(

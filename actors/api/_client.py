@@ -659,6 +659,8 @@ class UnifiedTaskManager:
             for index, spec in enumerate(specs):
                 if index and not index % _MAP_CHUNK:
                     await asyncio.sleep(0)  # one Batch per chunk, one chunk per iteration
+                    if future.done():  # the system failed meanwhile: send no more
+                        break
                 send(facade, messages.SubmitTask(spec, ids[index], bridge, call.slot(index)))
             await future
         finally:

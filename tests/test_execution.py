@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from actors.core import CancellationToken
 from actors.runtime._attempt import Execution
 from actors.runtime._execution import complete
 from actors.runtime.messages import AttemptDone
@@ -96,3 +97,33 @@ async def test_an_attempt_answering_its_waiter_stamps_its_own_end_time() -> None
             clock.advance(50)
             info = await tm.get_task(task_id)
             assert (info.started_at, info.finished_at) == (started, started)
+
+
+def test_a_token_cancelled_before_anyone_waits_wakes_a_wait_at_once() -> None:
+    token = CancellationToken()
+    assert token.cancelled is False
+    assert token.wait(0) is False  # not cancelled: the bound passes
+    token.cancel()
+    assert token.cancelled is True
+    assert token.wait(0) is True
+    token.cancel()  # idempotent
+    assert token.wait() is True
+
+
+def test_a_token_cancelled_while_threads_wait_wakes_every_waiter() -> None:
+    token = CancellationToken()
+    woken: list[bool] = []
+    barrier = threading.Barrier(5)
+
+    def waiter() -> None:
+        barrier.wait()
+        woken.append(token.wait(30))
+
+    threads = [threading.Thread(target=waiter) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()  # the waiters race the cancel: each must see it, however they interleave
+    token.cancel()
+    for thread in threads:
+        thread.join(30)
+    assert woken == [True] * 4

@@ -197,8 +197,10 @@ class Engine:
         self._queue = policy.max_concurrent is not None
         self._seq = itertools.count()
         # Finished records in the order they finished, for max_finished (unused when it
-        # is 0); ids removed without a cleanup call, which the facade has not heard of.
-        self.finished: deque[tuple[str, TaskRecord]] = deque()
+        # is 0; the records themselves, not (id, record) pairs: a retained task is one
+        # object the cyclic GC tracks, not two); ids removed without a cleanup call,
+        # which the facade has not heard of.
+        self.finished: deque[TaskRecord] = deque()
         self.forgotten: list[str] = []
         self.transitions: list[Transition] = []
         """Not yet sent to the monitor (the shell takes them)."""
@@ -409,7 +411,7 @@ class Engine:
             self._remove(removed)
             if self.finished:  # drop what is gone, so the count bound counts live tasks
                 tasks = self.tasks
-                self.finished = deque(e for e in self.finished if tasks.get(e[0]) is e[1])
+                self.finished = deque(r for r in self.finished if tasks.get(r.task_id) is r)
         return removed
 
     def shutdown(self) -> int:
@@ -823,14 +825,15 @@ class Engine:
         """Keep at most ``max_finished`` finished tasks: ``record`` just finished; remove
         the ones that finished first beyond the bound."""
         finished = self.finished
-        finished.append((record.task_id, record))
+        finished.append(record)
         bound = self.policy.max_finished
         if len(finished) <= bound:
             return
         tasks = self.tasks
         removed: list[str] = []
         while len(finished) > bound:
-            task_id, old = finished.popleft()
+            old = finished.popleft()
+            task_id = old.task_id
             if tasks.get(task_id) is old and old.status in TERMINAL:
                 if old.pins:  # a dependent has yet to take its result: later
                     self.held.add(task_id)

@@ -174,9 +174,24 @@ def _what_a_call_runs(func: object) -> object:
     return type(func).__call__
 
 
+_CO_COROUTINE = inspect.CO_COROUTINE
+_CO_ASYNC_GENERATOR = inspect.CO_ASYNC_GENERATOR
+_FUNCTION = types.FunctionType
+
+
+def _function_flags(func: object) -> int | None:
+    """The code flags of a plain Python function (None for any other callable)."""
+    if type(func) is _FUNCTION:
+        return func.__code__.co_flags
+    return None
+
+
 def is_coroutine_callable(func: object) -> bool:
     """True when calling ``func`` gives a coroutine: an async function or method, one
     wrapped in `functools.partial`, or an object whose ``__call__`` is async."""
+    flags = _function_flags(func)
+    if flags is not None and flags & _CO_COROUTINE:
+        return True  # an ``async def`` function: the common case, read from its code
     while isinstance(func, functools.partial):
         func = func.func
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(_what_a_call_runs(func))
@@ -247,7 +262,14 @@ def validate_registration(
             f"func must be callable, got {func!r}; pass the function itself, "
             f"not the result of calling it"
         )
-    if inspect.isasyncgenfunction(func) or inspect.isasyncgenfunction(_what_a_call_runs(func)):
+    flags = _function_flags(func)
+    if flags is not None:  # the common case: its code says (what inspect reads)
+        async_generator = bool(flags & _CO_ASYNC_GENERATOR)
+    else:
+        async_generator = inspect.isasyncgenfunction(func) or inspect.isasyncgenfunction(
+            _what_a_call_runs(func)
+        )
+    if async_generator:
         raise InvalidTaskError(
             f"func {func!r} is an async generator function: calling it gives an async "
             "generator, not a result; register an async def that iterates it (async for) "

@@ -89,6 +89,7 @@ _WITH_ERROR = frozenset({RETRYING, FAILED, CANCELLED})
 _LOGGED = frozenset({PENDING, RUNNING, RETRYING, COMPLETED, FAILED, CANCELLED})
 _ATTEMPT_FAILED = frozenset({RETRYING, FAILED})
 _log = logger.bind(actor="engine")
+_transition = tuple.__new__
 
 
 class Transition(NamedTuple):
@@ -234,16 +235,19 @@ class Engine:
         error = record.error
         when = self._now() if at is None else at
         self.transitions.append(
-            Transition(
-                record.task_id,
-                record.name,
-                record.task_type,
-                old,
-                new,
-                record.attempts,
-                when,
-                self._wall(),
-                None if error is None or new not in _WITH_ERROR else type(error).__name__,
+            _transition(  # a Transition without the call of its __new__ (a hot path)
+                Transition,
+                (
+                    record.task_id,
+                    record.name,
+                    record.task_type,
+                    old,
+                    new,
+                    record.attempts,
+                    when,
+                    self._wall(),
+                    None if error is None or new not in _WITH_ERROR else type(error).__name__,
+                ),
             )
         )
         if new in _ATTEMPT_FAILED:
@@ -292,7 +296,9 @@ class Engine:
         self._move(record, PENDING, registered=True)
         registered = self.transitions[-1]
         record.wall_offset = registered.wall - registered.at  # TaskInfo's wall-clock times
-        failed = None if record.runs_anyway else self._deps_failed(record)
+        if not spec.dependencies or record.runs_anyway:
+            return task_id
+        failed = self._deps_failed(record)
         if failed is not None:
             self._cancel(record, _dependency_error(record, failed), propagate=False)
         return task_id
@@ -745,6 +751,10 @@ class Engine:
 
     def _execute(self, record: TaskRecord) -> None:
         """Execute ``record`` and, first, every pending task it depends on."""
+        if not self.graph.direct_dependencies(record.task_id):  # the common case
+            if record.status is PENDING:
+                self._ready(record)
+            return
         order: list[TaskRecord] = []
         seen: set[str] = set()
         stack: list[tuple[TaskRecord, bool]] = [(record, False)]

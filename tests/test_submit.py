@@ -21,6 +21,8 @@ from actors import (
     UnifiedTaskManager,
 )
 from actors.runtime import messages
+from actors.runtime._manager_base import FLUSH_AT
+from actors.runtime._monitor import TaskMonitorActor
 from supervisors.testing import FakeClock
 
 WAIT = 5.0
@@ -310,3 +312,23 @@ def test_engine_submit_registers_executes_and_answers_when_the_task_ends() -> No
     engine.attempt_done("s", 1, None, boom, None)
     assert replies.got == [("error", boom)]
     assert engine.tasks["s"].status is TaskStatus.FAILED
+
+
+async def test_a_burst_reaches_the_monitor_in_batches_of_flush_at(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of calls is one message to the manager, which sends its transitions to
+    the monitor every `FLUSH_AT` of them, not all at once when its mailbox runs dry."""
+    sizes: list[int] = []
+    apply = TaskMonitorActor._apply
+
+    def spy(self: TaskMonitorActor, items: tuple[Any, ...]) -> None:
+        sizes.append(len(items))
+        apply(self, items)
+
+    monkeypatch.setattr(TaskMonitorActor, "_apply", spy)
+    calls = [tm.register_task("r", add, (i,)) for i in range(3 * FLUSH_AT + 5)]
+    await asyncio.wait_for(asyncio.gather(*calls), WAIT)
+    metrics = await asyncio.wait_for(tm.get_metrics(), WAIT)  # the manager flushes first
+    assert metrics.tasks_by_status == {"pending": 3 * FLUSH_AT + 5}
+    assert sizes == [FLUSH_AT, FLUSH_AT, FLUSH_AT, 5]  # one transition per registration

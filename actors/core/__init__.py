@@ -45,7 +45,7 @@ from actors.core._logging import TASK_LOGGING, SafeRepr, configure_logging, safe
 from actors.core._loop_thread import LoopThread
 from actors.core._stdlib_logging import TaskContextFilter
 from actors.core._types import TERMINAL, TaskInfo, TaskPriority, TaskStatus
-from actors.core._util import shrink, stable_order, tell_later, tell_quietly
+from actors.core._util import ClosedOnExit, shrink, stable_order, tell_later, tell_quietly
 
 __all__ = [
     "BACKENDS",
@@ -60,6 +60,7 @@ __all__ = [
     "CallTimeout",
     "CancellationToken",
     "CircuitOpenError",
+    "ClosedOnExit",
     "Config",
     "ConfigError",
     "DependencyCycleError",

@@ -5,14 +5,30 @@ from __future__ import annotations
 import contextlib
 import heapq
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     import graphlib
 
     from supervisors import Clock, TimerHandle
 
-__all__ = ["shrink", "stable_order", "tell_later", "tell_quietly"]
+__all__ = ["ClosedOnExit", "shrink", "stable_order", "tell_later", "tell_quietly"]
+
+
+class ClosedOnExit:
+    """A base class: ``with thing:`` closes it on the way out (`contextlib.closing` as a
+    base class, so the object itself is the context manager)."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def tell_quietly(handle: Any, message: Any) -> None:

@@ -18,10 +18,10 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 from typing import Any
 
 from actors.core import (
+    ClosedOnExit,
     InvalidTaskError,
     JournalError,
     JournalFormatError,
@@ -188,7 +188,7 @@ def _load_row(row: tuple[Any, ...]) -> TaskRow:
     return TaskRow._make(values)
 
 
-class JournalStore:
+class JournalStore(ClosedOnExit):
     """One journal file, opened (and created, with its tables) by the constructor.
 
     ``sync`` is one of `SYNC_MODES`: ``"normal"`` (a commit survives a crash of the
@@ -349,17 +349,6 @@ class JournalStore:
                 self._connection.close()
             except sqlite3.Error as exc:
                 raise self._error("close", exc) from exc
-
-    def __enter__(self) -> JournalStore:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"JournalStore({self.path!r}, sync={self.sync!r})"

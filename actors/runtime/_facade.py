@@ -20,7 +20,7 @@ from loguru import logger
 from actors.core import DuplicateTaskError, InvalidTaskError, TaskInfo, TaskNotFoundError, shrink
 from actors.runtime import messages
 from actors.runtime._outbox import send_run
-from supervisors import SupervisedActor
+from actors.runtime._shared import SystemChild
 
 if TYPE_CHECKING:
     from actors.core import ReplyTo
@@ -161,14 +161,11 @@ def _merge_infos(parts: list[list[TaskInfo]]) -> list[TaskInfo]:
     return merged
 
 
-class FacadeActor(SupervisedActor):
+class FacadeActor(SystemChild[FacadeState]):
     CHILD_ID = "facade"
-    use_daemon_thread = True
 
     def __init__(self, ctx: SystemContext, state: FacadeState) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.state = state
+        super().__init__(ctx, state)
         self.owners = state.owners
         self.me = ctx.handle(self.CHILD_ID)
         self.monitor = ctx.handle("task_monitor")

@@ -40,8 +40,8 @@ from actors.runtime._backends import (
     new_process_pool,
 )
 from actors.runtime._execution import complete, run_function
+from actors.runtime._shared import SystemChild
 from actors.runtime.messages import AttemptDone, FunctionStarted, PoolBroken, RunFunction, Submit
-from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
     from actors.core import ReplyTo
@@ -97,14 +97,11 @@ def _run_started(
         run_function(execution, func, args, kwargs, report)
 
 
-class ThreadPoolActor(SupervisedActor):
+class ThreadPoolActor(SystemChild[PoolState]):
     CHILD_ID = "thread_pool"
-    use_daemon_thread = True
 
     def __init__(self, ctx: SystemContext, state: PoolState) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.state = state
+        super().__init__(ctx, state)
         self.default = ctx.config.THREAD_POOL_BACKEND
 
     def on_start(self) -> None:

@@ -4,6 +4,7 @@ Imports nothing else from `actors` (only `supervisors`' clock types); every othe
 builds on it. See docs/architecture.md, "Layers".
 """
 
+from actors.core import _errors
 from actors.core._bridge import SWEEP_INTERVAL, LoopBridge, Reply, ReplyTo, bridge_for
 from actors.core._config import BACKENDS, Config, load_config
 from actors.core._context import (
@@ -12,35 +13,7 @@ from actors.core._context import (
     cancellation_token,
     current_task_id,
 )
-from actors.core._errors import (
-    ActorsError,
-    ActorSystemError,
-    BlockingCallError,
-    BreakerConfigError,
-    CallTimeout,
-    CircuitOpenError,
-    ConfigError,
-    DependencyCycleError,
-    DependencyFailedError,
-    DuplicateTaskError,
-    InvalidTaskError,
-    JournalDecodeError,
-    JournaledError,
-    JournalEncodeError,
-    JournalError,
-    JournalFormatError,
-    JournalFullError,
-    JournalLockedError,
-    JournalStoreError,
-    SystemOverloadedError,
-    TaskCancelledError,
-    TaskFailedError,
-    TaskNotExecutedError,
-    TaskNotFoundError,
-    TaskRecoveryError,
-    TaskTimeoutError,
-    WaitTimeoutError,
-)
+from actors.core._errors import *  # noqa: F403  (every error, as listed in its __all__)
 from actors.core._logging import TASK_LOGGING, SafeRepr, configure_logging, safe_repr
 from actors.core._loop_thread import LoopThread
 from actors.core._stdlib_logging import TaskContextFilter
@@ -53,45 +26,18 @@ __all__ = [
     "TASK_CONTEXT",
     "TASK_LOGGING",
     "TERMINAL",
-    "ActorSystemError",
-    "ActorsError",
-    "BlockingCallError",
-    "BreakerConfigError",
-    "CallTimeout",
     "CancellationToken",
-    "CircuitOpenError",
     "ClosedOnExit",
     "Config",
-    "ConfigError",
-    "DependencyCycleError",
-    "DependencyFailedError",
-    "DuplicateTaskError",
-    "InvalidTaskError",
-    "JournalDecodeError",
-    "JournalEncodeError",
-    "JournalError",
-    "JournalFormatError",
-    "JournalFullError",
-    "JournalLockedError",
-    "JournalStoreError",
-    "JournaledError",
     "LoopBridge",
     "LoopThread",
     "Reply",
     "ReplyTo",
     "SafeRepr",
-    "SystemOverloadedError",
-    "TaskCancelledError",
     "TaskContextFilter",
-    "TaskFailedError",
     "TaskInfo",
-    "TaskNotExecutedError",
-    "TaskNotFoundError",
     "TaskPriority",
-    "TaskRecoveryError",
     "TaskStatus",
-    "TaskTimeoutError",
-    "WaitTimeoutError",
     "bridge_for",
     "cancellation_token",
     "configure_logging",
@@ -103,3 +49,4 @@ __all__ = [
     "tell_later",
     "tell_quietly",
 ]
+__all__ += _errors.__all__

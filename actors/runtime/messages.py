@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, get_args
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
-    from actors.core import LoopBridge, ReplyTo, TaskStatus
+    from actors.core import JournalError, LoopBridge, ReplyTo, TaskStatus
     from actors.engine import BreakerTransition, PageQuery, TaskSpec, Transition
-    from actors.journal import JournalError, Record
+    from actors.journal import Record
     from actors.journal import TaskRow as JournalRow
     from actors.observe import Subscriber
     from actors.runtime._attempt import Execution

@@ -18,7 +18,7 @@ from actors.core._logging import TASK_LOGGING, SafeRepr, configure_logging, safe
 from actors.core._loop_thread import LoopThread
 from actors.core._stdlib_logging import TaskContextFilter
 from actors.core._types import TERMINAL, TaskInfo, TaskPriority, TaskStatus
-from actors.core._util import ClosedOnExit, shrink, stable_order, tell_later, tell_quietly
+from actors.core._util import ClosedOnExit, ReadOnly, shrink, stable_order, tell_later, tell_quietly
 
 __all__ = [
     "BACKENDS",
@@ -31,6 +31,7 @@ __all__ = [
     "Config",
     "LoopBridge",
     "LoopThread",
+    "ReadOnly",
     "Reply",
     "ReplyTo",
     "SafeRepr",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import heapq
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 if TYPE_CHECKING:
     import graphlib
 
     from supervisors import Clock, TimerHandle
 
-__all__ = ["ClosedOnExit", "shrink", "stable_order", "tell_later", "tell_quietly"]
+__all__ = ["ClosedOnExit", "ReadOnly", "shrink", "stable_order", "tell_later", "tell_quietly"]
 
 
 class ClosedOnExit:
@@ -29,6 +29,34 @@ class ClosedOnExit:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+T = TypeVar("T")
+
+
+class ReadOnly(Generic[T]):
+    """A public read-only attribute kept in the private one of the same name:
+    ``name = ReadOnly[str]()`` in a class body reads ``self._name`` (a property with no
+    setter, written once)."""
+
+    __slots__ = ("_private", "_public")
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._public = name
+        self._private = f"_{name}"
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Self: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> T: ...
+    def __get__(self, instance: object, owner: type) -> T | Self:
+        if instance is None:
+            return self
+        value: T = getattr(instance, self._private)
+        return value
+
+    def __set__(self, instance: object, value: T) -> None:
+        raise AttributeError(f"attribute {self._public!r} is read-only")
 
 
 def tell_quietly(handle: Any, message: Any) -> None:

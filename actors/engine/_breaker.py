@@ -46,7 +46,7 @@ from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast
 
 from loguru import logger
 
-from actors.core import BreakerConfigError, CircuitOpenError
+from actors.core import BreakerConfigError, CircuitOpenError, ReadOnly
 from supervisors import SYSTEM_CLOCK, Clock
 
 __all__ = [
@@ -167,6 +167,16 @@ def _exception_classes(value: object) -> tuple[type[BaseException], ...]:
     return value
 
 
+def _check_clock_and_listener(clock: object, listener: object) -> None:
+    if clock is not None and not callable(getattr(clock, "monotonic", None)):
+        raise BreakerConfigError(
+            f"clock must be a supervisors.Clock (with a monotonic() method) or None, "
+            f"got {clock!r}"
+        )
+    if listener is not None and not callable(listener):
+        raise BreakerConfigError(f"listener must be callable or None, got {listener!r}")
+
+
 class CircuitBreaker:
     """A circuit breaker around calls to one external service (see the module docstring).
 
@@ -194,13 +204,7 @@ class CircuitBreaker:
         self._recovery_timeout = _positive_seconds(recovery_timeout, "recovery_timeout")
         self._half_open_max_calls = _positive_int(half_open_max_calls, "half_open_max_calls")
         self._exclude = _exception_classes(exclude)
-        if clock is not None and not callable(getattr(clock, "monotonic", None)):
-            raise BreakerConfigError(
-                f"clock must be a supervisors.Clock (with a monotonic() method) or None, "
-                f"got {clock!r}"
-            )
-        if listener is not None and not callable(listener):
-            raise BreakerConfigError(f"listener must be callable or None, got {listener!r}")
+        _check_clock_and_listener(clock, listener)
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._listener = listener
         self._watchers: list[Callable[[BreakerTransition], None]] = []
@@ -224,30 +228,13 @@ class CircuitBreaker:
             f"breaker-{name}-permits", default=()
         )
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def clock(self) -> Clock:
-        """The clock this breaker reads (to schedule a retry for `retry_at`)."""
-        return self._clock
-
-    @property
-    def failure_threshold(self) -> int:
-        return self._failure_threshold
-
-    @property
-    def recovery_timeout(self) -> float:
-        return self._recovery_timeout
-
-    @property
-    def half_open_max_calls(self) -> int:
-        return self._half_open_max_calls
-
-    @property
-    def exclude(self) -> tuple[type[BaseException], ...]:
-        return self._exclude
+    name = ReadOnly[str]()
+    clock = ReadOnly[Clock]()
+    """The clock this breaker reads (to schedule a retry for `retry_at`)."""
+    failure_threshold = ReadOnly[int]()
+    recovery_timeout = ReadOnly[float]()
+    half_open_max_calls = ReadOnly[int]()
+    exclude = ReadOnly[tuple[type[BaseException], ...]]()
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self._name!r} {self._state}>"
@@ -559,13 +546,7 @@ class BreakerRegistry:
     """
 
     def __init__(self, *, clock: Clock | None = None, listener: Listener | None = None) -> None:
-        if clock is not None and not callable(getattr(clock, "monotonic", None)):
-            raise BreakerConfigError(
-                f"clock must be a supervisors.Clock (with a monotonic() method) or None, "
-                f"got {clock!r}"
-            )
-        if listener is not None and not callable(listener):
-            raise BreakerConfigError(f"listener must be callable or None, got {listener!r}")
+        _check_clock_and_listener(clock, listener)
         self._clock = clock
         self._listener = listener
         self._lock = threading.Lock()

@@ -170,8 +170,7 @@ def _exception_classes(value: object) -> tuple[type[BaseException], ...]:
 def _check_clock_and_listener(clock: object, listener: object) -> None:
     if clock is not None and not callable(getattr(clock, "monotonic", None)):
         raise BreakerConfigError(
-            f"clock must be a supervisors.Clock (with a monotonic() method) or None, "
-            f"got {clock!r}"
+            f"clock must be a supervisors.Clock (with a monotonic() method) or None, got {clock!r}"
         )
     if listener is not None and not callable(listener):
         raise BreakerConfigError(f"listener must be callable or None, got {listener!r}")

@@ -13,6 +13,7 @@ import itertools
 import secrets
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from loguru import logger
@@ -49,15 +50,13 @@ class FacadeState:
         self.use_new = use_new
 
 
+@dataclass(slots=True, eq=False)
 class _Forwarded:
     """The reply of a registration: on failure the routing entry is dropped again."""
 
-    __slots__ = ("facade", "reply", "task_id")
-
-    def __init__(self, reply: ReplyTo, facade: Any, task_id: str) -> None:
-        self.reply = reply
-        self.facade = facade
-        self.task_id = task_id
+    reply: ReplyTo
+    facade: Any
+    task_id: str
 
     def set_result(self, value: Any) -> None:
         self.reply.set_result(value)

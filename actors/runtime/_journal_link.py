@@ -100,15 +100,13 @@ class DurableEngine(Engine):
         return info if count is None else dataclasses.replace(info, recoveries=count)
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class JournalLink:
     """What one manager incarnation uses to talk to the journal."""
 
-    __slots__ = ("codec", "engine", "journal")
-
-    def __init__(self, engine: DurableEngine, journal: ChildHandle, codec: Codec) -> None:
-        self.engine = engine
-        self.journal = journal
-        self.codec = codec
+    engine: DurableEngine
+    journal: ChildHandle
+    codec: Codec
 
     def start(self) -> None:
         """Execute again the recovered tasks that had been executed and had not ended."""

@@ -18,10 +18,20 @@ from actors.core._logging import TASK_LOGGING, SafeRepr, configure_logging, safe
 from actors.core._loop_thread import LoopThread
 from actors.core._stdlib_logging import TaskContextFilter
 from actors.core._types import TERMINAL, TaskInfo, TaskPriority, TaskStatus
-from actors.core._util import ClosedOnExit, ReadOnly, shrink, stable_order, tell_later, tell_quietly
+from actors.core._util import (
+    BULK,
+    ClosedOnExit,
+    ReadOnly,
+    gc_paused,
+    shrink,
+    stable_order,
+    tell_later,
+    tell_quietly,
+)
 
 __all__ = [
     "BACKENDS",
+    "BULK",
     "SWEEP_INTERVAL",
     "TASK_CONTEXT",
     "TASK_LOGGING",
@@ -43,6 +53,7 @@ __all__ = [
     "cancellation_token",
     "configure_logging",
     "current_task_id",
+    "gc_paused",
     "load_config",
     "safe_repr",
     "shrink",

@@ -11,7 +11,6 @@ A failed `write` is rolled back whole: what had been committed is intact.
 from __future__ import annotations
 
 import contextlib
-import gc
 import itertools
 import json
 import os
@@ -28,6 +27,7 @@ from actors.core import (
     JournalFullError,
     JournalLockedError,
     JournalStoreError,
+    gc_paused,
 )
 from actors.journal._records import Deletion, Record, StatusChange, TaskRow
 
@@ -319,28 +319,20 @@ class JournalStore(ClosedOnExit):
         """Delete the rows of ``task_ids`` in one transaction (missing ones are no error)."""
         self.write([Deletion(task_id) for task_id in task_ids])
 
+    @gc_paused()  # many rows at once, none holding a cycle
     def load(self) -> list[TaskRow]:
         """Every task in the journal, in the order first written."""
-        # Loading many rows makes the cyclic GC rescan the growing heap again and again
-        # (half of the time at 100,000 tasks), for objects that hold no cycles.
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            with self._lock:
-                try:
-                    rows = self._connection.execute(_SELECT).fetchall()
-                except sqlite3.Error as exc:
-                    raise self._error("read", exc) from exc
+        with self._lock:
             try:
-                return list(map(_load_row, rows))
-            except (ValueError, TypeError) as exc:
-                raise JournalFormatError(
-                    f"cannot read journal {self.path!r}: a row is damaged "
-                    f"({type(exc).__name__}: {exc})"
-                ) from exc
-        finally:
-            if enabled:
-                gc.enable()
+                rows = self._connection.execute(_SELECT).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error("read", exc) from exc
+        try:
+            return list(map(_load_row, rows))
+        except (ValueError, TypeError) as exc:
+            raise JournalFormatError(
+                f"cannot read journal {self.path!r}: a row is damaged ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def close(self) -> None:
         """Close the file (idempotent). A later call raises `JournalStoreError`."""

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from actors.core import ActorsError, DuplicateTaskError, TaskInfo, TaskStatus
+from actors.core import BULK, ActorsError, DuplicateTaskError, TaskInfo, TaskStatus, gc_paused
 from actors.engine import Engine, Policy, StartFailed
 from actors.journal import Codec, Deletion, Record, StatusChange, TaskRow, error_fields
 from actors.runtime import messages
@@ -112,7 +111,7 @@ class JournalLink:
         """Execute again the recovered tasks that had been executed and had not ended."""
         engine = self.engine
         rerun, engine.rerun = engine.rerun, []
-        with _bulk(len(rerun)):
+        with gc_paused(len(rerun)):
             for task_id in rerun:
                 record = engine.tasks.get(task_id)
                 if record is not None and record.status is _PENDING:
@@ -201,10 +200,10 @@ class JournalLink:
     def send(self, transitions: list[Transition]) -> None:
         """Send the journal the records of ``transitions`` (and of tasks touched since
         the last batch) with the actions waiting for their commit."""
-        if len(transitions) < _BULK:
+        if len(transitions) < BULK:
             self._send(transitions)
         else:
-            with _bulk(len(transitions)):  # the re-runs of a recovery, all at once
+            with gc_paused(len(transitions)):  # the re-runs of a recovery, all at once
                 self._send(transitions)
 
     def _send(self, transitions: list[Transition]) -> None:
@@ -296,25 +295,6 @@ def journal_link(ctx: SystemContext, engine: Engine) -> JournalLink | None:
     if not isinstance(engine, DurableEngine):
         return None
     return JournalLink(engine, ctx.handle("journal"), codec_for(ctx.config.JOURNAL_SERIALIZER))
-
-
-_BULK = 10_000
-"""Tasks at once from which the cyclic GC waits (see `_bulk`)."""
-
-
-@contextlib.contextmanager
-def _bulk(tasks: int) -> Iterator[None]:
-    """Keep the cyclic GC off while ``tasks`` tasks are handled at once (when there are
-    `_BULK` or more): each pass would rescan the heap growing with them (a third of a
-    recovery's time at 100,000 tasks), for objects that hold no cycles."""
-    if tasks < _BULK or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _answer(reply: Any, value: Any) -> Action:

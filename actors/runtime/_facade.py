@@ -242,8 +242,7 @@ class FacadeActor(SystemChild[FacadeState]):
     def _owner(self, task_id: str) -> str:
         backend = self.owners.get(task_id)
         if backend is None:
-            msg = f"no task with id {task_id!r} (never registered, or cleaned up)"
-            raise TaskNotFoundError(msg)
+            raise TaskNotFoundError.for_id(task_id)
         return backend
 
     def _per_task(self, message: messages.PerTask) -> None:

@@ -41,7 +41,15 @@ from actors.runtime._backends import (
 )
 from actors.runtime._execution import complete, run_function
 from actors.runtime._shared import SystemChild
-from actors.runtime.messages import AttemptDone, FunctionStarted, PoolBroken, RunFunction, Submit
+from actors.runtime.messages import (
+    Args,
+    FunctionStarted,
+    Kwargs,
+    PoolBroken,
+    Report,
+    RunFunction,
+    Submit,
+)
 
 if TYPE_CHECKING:
     from actors.core import ReplyTo
@@ -86,11 +94,7 @@ def _started(execution: Execution, report: Callable[[Any], None]) -> bool:
 
 
 def _run_started(
-    execution: Execution,
-    func: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    report: Callable[[AttemptDone], None],
+    execution: Execution, func: Callable[..., Any], args: Args, kwargs: Kwargs, report: Report
 ) -> None:
     """On a worker thread: report the start, then run the attempt."""
     if _started(execution, report):

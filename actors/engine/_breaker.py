@@ -66,11 +66,12 @@ Listener = Callable[["BreakerTransition"], None]
 
 
 class BreakerState(enum.StrEnum):
-    """Where a breaker is: letting calls through, refusing them, or probing."""
+    """Where a breaker is: letting calls through, refusing them, or probing (values:
+    the lower-case names, ``"closed"``, ``"open"``, ``"half_open"``)."""
 
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
+    CLOSED = enum.auto()
+    OPEN = enum.auto()
+    HALF_OPEN = enum.auto()
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,16 +176,8 @@ class TaskRecord:
             self.kept_bridge = self.bridge
         else:
             self.spec = None
-        self.func = None
-        self.args = None
-        self.kwargs = None
-        self.bridge = None
-        self.execution = None
-        self.waiters = None
-        self.breaker = None
-        self.permit = None
-        self.cancels = None
-        self.trace = None
+        self.func = self.args = self.kwargs = self.bridge = self.execution = None
+        self.waiters = self.breaker = self.permit = self.cancels = self.trace = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

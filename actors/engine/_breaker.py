@@ -248,13 +248,14 @@ class CircuitBreaker:
         self._trials_in_flight = 0
         self._trial_successes = 0
 
-    def _to_open(self, now: float, reason: str) -> None:
+    def _to_open(self, reason: str) -> None:
+        now = self._clock.monotonic()
         self._move(BreakerState.OPEN, now, reason)
         self._retry_at = now + self._recovery_timeout
         self._opened += 1
 
-    def _to_closed(self, now: float, reason: str) -> None:
-        self._move(BreakerState.CLOSED, now, reason)
+    def _to_closed(self, reason: str) -> None:
+        self._move(BreakerState.CLOSED, self._clock.monotonic(), reason)
         self._consecutive_failures = 0
 
     def _refresh(self) -> float:
@@ -440,23 +441,21 @@ class CircuitBreaker:
                 self._consecutive_failures += 1
                 if self._consecutive_failures >= self._failure_threshold:
                     self._to_open(
-                        self._clock.monotonic(),
                         f"{self._consecutive_failures} consecutive failures "
-                        f"(threshold {self._failure_threshold}); last: {error!r}",
+                        f"(threshold {self._failure_threshold}); last: {error!r}"
                     )
         elif permit.trial:  # HALF_OPEN: OPEN always has a newer epoch than any permit
             self._trials_in_flight -= 1
-            if outcome == _SUCCESS:
+            if outcome == _FAILURE:
+                self._consecutive_failures += 1
+                self._to_open(f"trial call failed: {error!r}")
+            elif outcome == _SUCCESS:
                 self._trial_successes += 1
                 if self._trial_successes >= self._half_open_max_calls:
                     self._to_closed(
-                        self._clock.monotonic(),
                         f"{self._trial_successes} of {self._half_open_max_calls} "
-                        f"trial calls succeeded",
+                        "trial calls succeeded"
                     )
-            elif outcome == _FAILURE:
-                self._consecutive_failures += 1
-                self._to_open(self._clock.monotonic(), f"trial call failed: {error!r}")
 
     def reset(self) -> None:
         """Close the breaker now, forgetting consecutive failures (totals are kept)."""
@@ -465,7 +464,7 @@ class CircuitBreaker:
                 self._consecutive_failures = 0
                 self._epoch += 1
             else:
-                self._to_closed(self._clock.monotonic(), "reset")
+                self._to_closed("reset")
         self._deliver()
 
     # The high-level API.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import heapq
-from collections.abc import Iterator, Mapping
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ __all__ = [
     "BULK",
     "ClosedOnExit",
     "ReadOnly",
+    "attribute_reader",
     "gc_paused",
     "shrink",
     "stable_order",
@@ -67,6 +69,16 @@ class ReadOnly(Generic[T]):
 
     def __set__(self, instance: object, value: T) -> None:
         raise AttributeError(f"attribute {self._public!r} is read-only")
+
+
+def attribute_reader(names: Iterable[str], prefix: str = "") -> Callable[[object], dict[str, Any]]:
+    """A function reading the attributes ``prefix + name`` of an object into a dict by
+    ``name``: the keyword arguments of a snapshot whose fields have those names."""
+    keys = tuple(names)
+    if len(keys) < 2:
+        raise ValueError(f"attribute_reader takes two names or more, got {keys!r}")
+    read = operator.attrgetter(*(prefix + key for key in keys))
+    return lambda obj: dict(zip(keys, read(obj), strict=True))
 
 
 BULK = 10_000

@@ -40,13 +40,13 @@ import numbers
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast
 
 from loguru import logger
 
-from actors.core import BreakerConfigError, CircuitOpenError, ReadOnly
+from actors.core import BreakerConfigError, CircuitOpenError, ReadOnly, attribute_reader
 from supervisors import SYSTEM_CLOCK, Clock
 
 __all__ = [
@@ -103,6 +103,12 @@ class BreakerStats:
     """Times the breaker opened (from closed or from half-open)."""
     retry_at: float | None
     """The clock time at which an open breaker half-opens; None unless open."""
+
+
+_read_stats = attribute_reader(
+    (field.name for field in fields(BreakerStats) if field.name != "retry_at"), prefix="_"
+)
+"""A breaker's counters and state, as the fields of `BreakerStats`."""
 
 
 class Permit:
@@ -365,16 +371,8 @@ class CircuitBreaker:
         """A frozen snapshot of the state and the counters."""
         with self._lock:
             self._refresh()
-            stats = BreakerStats(
-                name=self._name,
-                state=self._state,
-                consecutive_failures=self._consecutive_failures,
-                failures=self._failures,
-                successes=self._successes,
-                rejected=self._rejected,
-                opened=self._opened,
-                retry_at=self._retry_at if self._state is BreakerState.OPEN else None,
-            )
+            retry_at = self._retry_at if self._state is BreakerState.OPEN else None
+            stats = BreakerStats(**_read_stats(self), retry_at=retry_at)
         self._deliver()
         return stats
 

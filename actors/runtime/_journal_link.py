@@ -25,7 +25,15 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from actors.core import BULK, ActorsError, DuplicateTaskError, TaskInfo, TaskStatus, gc_paused
+from actors.core import (
+    BULK,
+    ActorsError,
+    DuplicateTaskError,
+    TaskInfo,
+    TaskStatus,
+    attribute_reader,
+    gc_paused,
+)
 from actors.engine import Engine, Policy, StartFailed
 from actors.journal import Codec, Deletion, Record, StatusChange, TaskRow, error_fields
 from actors.runtime import messages
@@ -166,19 +174,7 @@ class JournalLink:
 
     def defer_start(self, manager: Launcher, execution: Execution, record: TaskRecord) -> None:
         """Start the attempt once the journal says the task may be running."""
-        snapshot = cast(
-            "TaskRecord",
-            SimpleNamespace(
-                task_id=record.task_id,
-                attempts=record.attempts,
-                func=record.func,
-                args=record.args,
-                kwargs=record.kwargs,
-                bridge=record.bridge,
-                executor=record.executor,
-                is_coroutine=record.is_coroutine,
-            ),
-        )
+        snapshot = cast("TaskRecord", SimpleNamespace(**_read_attempt(record)))
         self.engine.touched.add(record.task_id)
         report = manager.report
 
@@ -295,6 +291,12 @@ def journal_link(ctx: SystemContext, engine: Engine) -> JournalLink | None:
     if not isinstance(engine, DurableEngine):
         return None
     return JournalLink(engine, ctx.handle("journal"), codec_for(ctx.config.JOURNAL_SERIALIZER))
+
+
+_read_attempt = attribute_reader(
+    ("task_id", "attempts", "func", "args", "kwargs", "bridge", "executor", "is_coroutine")
+)
+"""What starting an attempt reads from its record (kept until the journal has it)."""
 
 
 def _answer(reply: Any, value: Any) -> Action:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import heapq
+import math
+import numbers
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
@@ -19,6 +21,7 @@ __all__ = [
     "ClosedOnExit",
     "ReadOnly",
     "attribute_reader",
+    "finite_float",
     "gc_paused",
     "shrink",
     "stable_order",
@@ -79,6 +82,20 @@ def attribute_reader(names: Iterable[str], prefix: str = "") -> Callable[[object
         raise ValueError(f"attribute_reader takes two names or more, got {keys!r}")
     read = operator.attrgetter(*(prefix + key for key in keys))
     return lambda obj: dict(zip(keys, read(obj), strict=True))
+
+
+def finite_float(value: object) -> float | None:
+    """The value as a finite float, or None if it is not a finite real number."""
+    kind = type(value)
+    if kind is float:  # the common case, without the ABC check
+        return value if math.isfinite(value) else None  # type: ignore[arg-type,return-value]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 BULK = 10_000

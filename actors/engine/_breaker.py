@@ -35,8 +35,6 @@ import contextvars
 import enum
 import functools
 import inspect
-import math
-import numbers
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -46,7 +44,13 @@ from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast
 
 from loguru import logger
 
-from actors.core import BreakerConfigError, CircuitOpenError, ReadOnly, attribute_reader
+from actors.core import (
+    BreakerConfigError,
+    CircuitOpenError,
+    ReadOnly,
+    attribute_reader,
+    finite_float,
+)
 from supervisors import SYSTEM_CLOCK, Clock
 
 __all__ = [
@@ -153,13 +157,8 @@ def _positive_int(value: object, argument: str) -> int:
 
 
 def _positive_seconds(value: object, argument: str) -> float:
-    number: float | None = None
-    if not isinstance(value, bool) and isinstance(value, numbers.Real):
-        try:
-            number = float(value)
-        except OverflowError:
-            number = None
-    if number is None or not math.isfinite(number) or number <= 0:
+    number = finite_float(value)
+    if number is None or number <= 0:
         raise BreakerConfigError(
             f"{argument} must be a finite number of seconds > 0, got {value!r}"
         )

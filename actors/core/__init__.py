@@ -4,7 +4,7 @@ Imports nothing else from `actors` (only `supervisors`' clock types); every othe
 builds on it. See docs/architecture.md, "Layers".
 """
 
-from actors.core import _errors
+from actors.core import _errors, _util
 from actors.core._bridge import SWEEP_INTERVAL, LoopBridge, Reply, ReplyTo, bridge_for
 from actors.core._config import BACKENDS, Config, load_config
 from actors.core._context import (
@@ -18,32 +18,18 @@ from actors.core._logging import TASK_LOGGING, SafeRepr, configure_logging, safe
 from actors.core._loop_thread import LoopThread
 from actors.core._stdlib_logging import TaskContextFilter
 from actors.core._types import TERMINAL, TaskInfo, TaskPriority, TaskStatus
-from actors.core._util import (
-    BULK,
-    ClosedOnExit,
-    ReadOnly,
-    attribute_reader,
-    finite_float,
-    gc_paused,
-    shrink,
-    stable_order,
-    tell_later,
-    tell_quietly,
-)
+from actors.core._util import *  # noqa: F403  (the helpers, as listed in its __all__)
 
 __all__ = [
     "BACKENDS",
-    "BULK",
     "SWEEP_INTERVAL",
     "TASK_CONTEXT",
     "TASK_LOGGING",
     "TERMINAL",
     "CancellationToken",
-    "ClosedOnExit",
     "Config",
     "LoopBridge",
     "LoopThread",
-    "ReadOnly",
     "Reply",
     "ReplyTo",
     "SafeRepr",
@@ -51,18 +37,12 @@ __all__ = [
     "TaskInfo",
     "TaskPriority",
     "TaskStatus",
-    "attribute_reader",
     "bridge_for",
     "cancellation_token",
     "configure_logging",
     "current_task_id",
-    "finite_float",
-    "gc_paused",
     "load_config",
     "safe_repr",
-    "shrink",
-    "stable_order",
-    "tell_later",
-    "tell_quietly",
 ]
 __all__ += _errors.__all__
+__all__ += _util.__all__

@@ -267,8 +267,7 @@ class Engine:
     def get(self, task_id: str) -> TaskRecord:
         record = self.tasks.get(task_id)
         if record is None:
-            msg = f"no task with id {task_id!r} (never registered, or cleaned up)"
-            raise TaskNotFoundError(msg)
+            raise TaskNotFoundError.for_id(task_id)
         return record
 
     def info(self, record: TaskRecord) -> TaskInfo:

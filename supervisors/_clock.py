@@ -15,6 +15,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from loguru import logger
@@ -22,29 +23,22 @@ from loguru import logger
 __all__ = ["SYSTEM_CLOCK", "Clock", "RealClock", "TimerHandle"]
 
 
+@dataclass(slots=True, eq=False)
 class TimerHandle:
     """A scheduled callback. `cancel()` is idempotent and safe from any thread."""
 
-    __slots__ = ("_cancelled", "_on_cancel", "callback", "deadline", "seq")
-
-    def __init__(
-        self,
-        deadline: float,
-        seq: int,
-        callback: Callable[[], object],
-        on_cancel: Callable[[], object] | None = None,
-    ) -> None:
-        self.deadline = deadline
-        self.seq = seq
-        self.callback = callback
-        self._cancelled = False
-        self._on_cancel = on_cancel
+    deadline: float
+    seq: int
+    callback: Callable[[], object]
+    on_cancel: Callable[[], object] | None = None
+    """Called by the first `cancel()` (the clock's wake-up)."""
+    _cancelled: bool = field(default=False, init=False)
 
     def cancel(self) -> None:
         if not self._cancelled:
             self._cancelled = True
-            if self._on_cancel is not None:
-                self._on_cancel()
+            if self.on_cancel is not None:
+                self.on_cancel()
 
     @property
     def cancelled(self) -> bool:

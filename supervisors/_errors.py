@@ -74,11 +74,14 @@ class RestartIntensityExceeded(SupervisorError):
         self.max_restarts = max_restarts
         self.within_seconds = within_seconds
         self.reason = reason
-        super().__init__(
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        count = self.count
+        return (
             f"restart intensity exceeded: {count} restart{'' if count == 1 else 's'} in "
-            f"{float(within_seconds)}s "
-            f"(max {max_restarts}) for child {child_id!r} of supervisor {supervisor!r}; "
-            f"last reason: {reason!r}"
+            f"{float(self.within_seconds)}s (max {self.max_restarts}) for child "
+            f"{self.child_id!r} of supervisor {self.supervisor!r}; last reason: {self.reason!r}"
         )
 
 
@@ -88,30 +91,28 @@ class ConsecutiveFailuresExceeded(RestartIntensityExceeded):
     A failure is consecutive when the incarnation before it ran less than
     ``reset_after`` seconds (Akka's backoff supervisor counts retries the same way): a
     child that crashes in every incarnation escalates even when its growing backoff
-    keeps it under the sliding-window intensity. ``failures`` is the run of failures and
-    ``max_failures`` the limit; ``count`` and ``max_restarts`` hold the same numbers and
-    ``within_seconds`` holds ``reset_after``, for code written for the base class.
+    keeps it under the sliding-window intensity. It takes the base class's arguments:
+    ``count`` (also ``failures``) is the run of failures, ``max_restarts`` (also
+    ``max_failures``) the limit, and ``within_seconds`` (also ``reset_after``) the time
+    an incarnation must run to end the run.
     """
 
-    def __init__(
-        self,
-        supervisor: str,
-        child_id: str,
-        failures: int,
-        max_failures: int,
-        reset_after: float,
-        reason: BaseException | None,
-    ) -> None:
-        self.supervisor = supervisor
-        self.child_id = child_id
-        self.count = self.failures = failures
-        self.max_restarts = self.max_failures = max_failures
-        self.within_seconds = self.reset_after = reset_after
-        self.reason = reason
-        SupervisorError.__init__(
-            self,
-            f"consecutive failures exceeded: child {child_id!r} of supervisor "
-            f"{supervisor!r} failed {failures} times in a row, each incarnation within "
-            f"{float(reset_after)}s of its start (max {max_failures}); "
-            f"last reason: {reason!r}",
+    @property
+    def failures(self) -> int:
+        return self.count
+
+    @property
+    def max_failures(self) -> int:
+        return self.max_restarts
+
+    @property
+    def reset_after(self) -> float:
+        return self.within_seconds
+
+    def _describe(self) -> str:
+        return (
+            f"consecutive failures exceeded: child {self.child_id!r} of supervisor "
+            f"{self.supervisor!r} failed {self.count} times in a row, each incarnation "
+            f"within {float(self.within_seconds)}s of its start (max {self.max_restarts}); "
+            f"last reason: {self.reason!r}"
         )

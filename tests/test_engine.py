@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import gc
 import itertools
 from pathlib import Path
 from typing import Any, cast
@@ -214,3 +215,36 @@ def test_only_the_engine_assigns_a_task_status() -> None:
                     ):
                         sites.append((path.name, func.name))
     assert sites == [("_engine.py", "_move")]
+
+
+class QuietPort(Port):
+    """Starts every attempt with one shared attempt and keeps no per-task record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempt = Attempt()
+
+    def start_attempt(self, record: TaskRecord) -> Attempt:
+        return self.attempt
+
+
+def test_a_retained_finished_task_is_one_object_for_the_cyclic_gc() -> None:
+    """What a finished task keeps alive is what every full collection walks: its record
+    and nothing else (the ``max_finished`` bound keeps records, not (id, record) pairs)."""
+    engine, _, clock = make(Policy.simple(max_finished=1000), QuietPort())
+
+    def run(ids: range) -> None:
+        for i in ids:
+            register(engine, f"t{i}")
+            engine.execute(f"t{i}")
+            engine.attempt_done(f"t{i}", 1, i, None, at=clock.monotonic())
+        engine.transitions.clear()
+
+    run(range(10))  # lazily made objects, made once
+    gc.collect()
+    before = len(gc.get_objects())
+    run(range(10, 510))
+    gc.collect()
+    assert len(gc.get_objects()) - before == 500
+    assert [r.task_id for r in engine.finished][-2:] == ["t508", "t509"]
+    assert engine.tasks["t509"].result == 509

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from actors.core import Reply, bridge_for
+from actors.core import CancellationToken, Reply, bridge_for
 from actors.runtime._attempt import Execution
 from actors.runtime._execution import complete, start_coroutine
 from actors.runtime.messages import AttemptDone
@@ -149,3 +149,33 @@ async def test_a_coroutine_that_does_not_suspend_ends_in_the_callback_that_start
     gate.set()
     await asyncio.wait_for(later.atask, 5.0)
     assert [(r.task_id, r.value) for r in reports] == [("t", 7), ("u", 8)]
+
+
+def test_a_token_cancelled_before_anyone_waits_wakes_a_wait_at_once() -> None:
+    token = CancellationToken()
+    assert token.cancelled is False
+    assert token.wait(0) is False  # not cancelled: the bound passes
+    token.cancel()
+    assert token.cancelled is True
+    assert token.wait(0) is True
+    token.cancel()  # idempotent
+    assert token.wait() is True
+
+
+def test_a_token_cancelled_while_threads_wait_wakes_every_waiter() -> None:
+    token = CancellationToken()
+    woken: list[bool] = []
+    barrier = threading.Barrier(5)
+
+    def waiter() -> None:
+        barrier.wait()
+        woken.append(token.wait(30))
+
+    threads = [threading.Thread(target=waiter) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()  # the waiters race the cancel: each must see it, however they interleave
+    token.cancel()
+    for thread in threads:
+        thread.join(30)
+    assert woken == [True] * 4

@@ -25,19 +25,21 @@ from typing import Any, NamedTuple
 import pytest
 
 from actors import InvalidTaskError, TaskPriority
-from actors.journal import (
-    TAG,
-    Codec,
-    Deletion,
-    EncodedResult,
+from actors.core import (
     JournalDecodeError,
     JournalEncodeError,
     JournalError,
     JournalFormatError,
     JournalFullError,
     JournalLockedError,
-    JournalStore,
     JournalStoreError,
+)
+from actors.journal import (
+    TAG,
+    Codec,
+    Deletion,
+    EncodedResult,
+    JournalStore,
     JournalWriter,
     StatusChange,
     TaskRow,

@@ -245,6 +245,7 @@ def test_bad_arguments(arguments: tuple[Any, ...], message: str) -> None:
         ([2, 1], "[2, 1]"),
         ([0, 1], "[0, 1]"),
         ([1, float("inf")], "[1, inf]"),
+        pytest.param([1, 10**400], repr([1, 10**400]), id="too-large-for-a-float"),
         (["1"], "['1']"),
         ([True], "[True]"),
         (1.0, "1.0"),

@@ -21,6 +21,8 @@ from actors import (
     UnifiedTaskManager,
 )
 from actors.runtime import _outbox, messages
+from actors.runtime._manager_base import FLUSH_AT
+from actors.runtime._monitor import TaskMonitorActor
 from supervisors.testing import FakeClock
 
 WAIT = 5.0
@@ -368,3 +370,23 @@ async def test_a_refused_call_in_a_burst_raises_and_sends_nothing(
     assert str(results[2]).startswith("timeout must be")
     assert sent == [2]
     assert sorted(info.task_id for info in await tm.get_all_tasks()) == ["ok1", "ok2"]
+
+
+async def test_a_burst_reaches_the_monitor_in_batches_of_flush_at(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of calls is one message to the manager, which sends its transitions to
+    the monitor every `FLUSH_AT` of them, not all at once when its mailbox runs dry."""
+    sizes: list[int] = []
+    apply = TaskMonitorActor._apply
+
+    def spy(self: TaskMonitorActor, items: tuple[Any, ...]) -> None:
+        sizes.append(len(items))
+        apply(self, items)
+
+    monkeypatch.setattr(TaskMonitorActor, "_apply", spy)
+    calls = [tm.register_task("r", add, (i,)) for i in range(3 * FLUSH_AT + 5)]
+    await asyncio.wait_for(asyncio.gather(*calls), WAIT)
+    metrics = await asyncio.wait_for(tm.get_metrics(), WAIT)  # the manager flushes first
+    assert metrics.tasks_by_status == {"pending": 3 * FLUSH_AT + 5}
+    assert sizes == [FLUSH_AT, FLUSH_AT, FLUSH_AT, 5]  # one transition per registration

@@ -35,11 +35,9 @@ from typing import (
 )
 
 from actors.api._client import MapOptions, TaskOptions, UnifiedTaskManager
-from actors.core import SWEEP_INTERVAL, BlockingCallError, CallTimeout
+from actors.core import SWEEP_INTERVAL, BlockingCallError, CallTimeout, ClosedOnExit
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from actors.core import Config, LoopThread
     from actors.observe import Event, EventStream
 
@@ -261,7 +259,7 @@ class BlockingThreadPool:
         return result
 
 
-class BlockingEventStream:
+class BlockingEventStream(ClosedOnExit):
     """Events for a blocking caller: ``stream.get(timeout)`` returns the next one.
     Close it (or leave its ``with``) to unsubscribe."""
 
@@ -293,14 +291,3 @@ class BlockingEventStream:
         if not self._runner.loop.is_closed():
             what = "BlockingEventStream.close()"
             self._runner.call(self._stream.aclose(), SWEEP_INTERVAL + 1.0, what)
-
-    def __enter__(self) -> BlockingEventStream:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -189,6 +189,13 @@ class UnifiedTaskManager:
         reply = self._reply()
         return self._call(reply, kind(*args, reply))
 
+    def _ask_about(
+        self, kind: Callable[[str, ReplyTo], tuple[Any, ...]], task_id: str
+    ) -> Coroutine[Any, Any, Any]:
+        """`_ask` for a request about one task: ``task_id`` is checked first."""
+        validate_task_id(task_id)
+        return self._ask(kind, task_id)
+
     async def _call(
         self,
         reply: Reply,
@@ -773,31 +780,26 @@ class UnifiedTaskManager:
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished; False if it already had."""
-        validate_task_id(task_id)
-        result: bool = await self._ask(messages.Cancel, task_id)
+        result: bool = await self._ask_about(messages.Cancel, task_id)
         return result
 
     # -- queries --------------------------------------------------------------------------
 
     async def get_task(self, task_id: str) -> TaskInfo:
-        validate_task_id(task_id)
-        result: TaskInfo = await self._ask(messages.GetTask, task_id)
+        result: TaskInfo = await self._ask_about(messages.GetTask, task_id)
         return result
 
     async def get_task_status(self, task_id: str) -> TaskStatus:
-        validate_task_id(task_id)
-        result: TaskStatus = await self._ask(messages.GetStatus, task_id)
+        result: TaskStatus = await self._ask_about(messages.GetStatus, task_id)
         return result
 
     async def get_task_result(self, task_id: str) -> Any:
         """The result of a completed task; None while it has not completed."""
-        validate_task_id(task_id)
-        return await self._ask(messages.GetResult, task_id)
+        return await self._ask_about(messages.GetResult, task_id)
 
     async def get_task_error(self, task_id: str) -> BaseException | None:
         """The exception a failed or cancelled task ended with, else None."""
-        validate_task_id(task_id)
-        result: BaseException | None = await self._ask(messages.GetError, task_id)
+        result: BaseException | None = await self._ask_about(messages.GetError, task_id)
         return result
 
     async def get_all_tasks(self) -> list[TaskInfo]:
@@ -841,8 +843,7 @@ class UnifiedTaskManager:
     async def get_task_detail(self, task_id: str) -> TaskDetail:
         """A task's snapshot with its dependents, failed attempts (errors and
         tracebacks) and, while it is live or failed, its function and arguments."""
-        validate_task_id(task_id)
-        result: TaskDetail = await self._ask(messages.GetDetail, task_id)
+        result: TaskDetail = await self._ask_about(messages.GetDetail, task_id)
         return result
 
     async def retry_task(self, task_id: str) -> str:
@@ -853,8 +854,7 @@ class UnifiedTaskManager:
         The failed task stays as it is (its history is kept); raises `InvalidTaskError`
         if the task did not fail.
         """
-        validate_task_id(task_id)
-        spec, bridge = await self._ask(messages.GetDefinition, task_id)
+        spec, bridge = await self._ask_about(messages.GetDefinition, task_id)
         metadata = MappingProxyType({**spec.metadata, "retry_of": task_id})
         spec = spec._replace(task_id=None, metadata=metadata)
         if bridge is None or bridge.loop.is_closed():

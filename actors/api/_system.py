@@ -16,8 +16,6 @@ from actors.core import ActorSystemError, LoopThread
 from actors.runtime import SystemRuntime
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from actors.dashboard import DashboardServer
     from supervisors import Clock
 
@@ -50,12 +48,7 @@ class ActorSystem(SystemRuntime):
         self._loop_thread_for_blocking()
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stop_blocking(self.config.SHUTDOWN_TIMEOUT * 4 + 2.0)
 
     @property

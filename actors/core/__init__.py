@@ -4,6 +4,7 @@ Imports nothing else from `actors` (only `supervisors`' clock types); every othe
 builds on it. See docs/architecture.md, "Layers".
 """
 
+from actors.core import _errors, _util
 from actors.core._bridge import SWEEP_INTERVAL, LoopBridge, Reply, ReplyTo, bridge_for
 from actors.core._config import BACKENDS, Config, load_config
 from actors.core._context import (
@@ -12,35 +13,7 @@ from actors.core._context import (
     cancellation_token,
     current_task_id,
 )
-from actors.core._errors import (
-    ActorsError,
-    ActorSystemError,
-    BlockingCallError,
-    BreakerConfigError,
-    CallTimeout,
-    CircuitOpenError,
-    ConfigError,
-    DependencyCycleError,
-    DependencyFailedError,
-    DuplicateTaskError,
-    InvalidTaskError,
-    JournalDecodeError,
-    JournaledError,
-    JournalEncodeError,
-    JournalError,
-    JournalFormatError,
-    JournalFullError,
-    JournalLockedError,
-    JournalStoreError,
-    SystemOverloadedError,
-    TaskCancelledError,
-    TaskFailedError,
-    TaskNotExecutedError,
-    TaskNotFoundError,
-    TaskRecoveryError,
-    TaskTimeoutError,
-    WaitTimeoutError,
-)
+from actors.core._errors import *  # noqa: F403  (every error, as listed in its __all__)
 from actors.core._logging import (
     TASK_LOGGING,
     SafeRepr,
@@ -52,7 +25,7 @@ from actors.core._logging import (
 from actors.core._loop_thread import LoopThread
 from actors.core._stdlib_logging import TaskContextFilter
 from actors.core._types import TERMINAL, TaskInfo, TaskPriority, TaskStatus
-from actors.core._util import shrink, stable_order, tell_later, tell_quietly
+from actors.core._util import *  # noqa: F403  (the helpers, as listed in its __all__)
 
 __all__ = [
     "BACKENDS",
@@ -60,44 +33,17 @@ __all__ = [
     "TASK_CONTEXT",
     "TASK_LOGGING",
     "TERMINAL",
-    "ActorSystemError",
-    "ActorsError",
-    "BlockingCallError",
-    "BreakerConfigError",
-    "CallTimeout",
     "CancellationToken",
-    "CircuitOpenError",
     "Config",
-    "ConfigError",
-    "DependencyCycleError",
-    "DependencyFailedError",
-    "DuplicateTaskError",
-    "InvalidTaskError",
-    "JournalDecodeError",
-    "JournalEncodeError",
-    "JournalError",
-    "JournalFormatError",
-    "JournalFullError",
-    "JournalLockedError",
-    "JournalStoreError",
-    "JournaledError",
     "LoopBridge",
     "LoopThread",
     "Reply",
     "ReplyTo",
     "SafeRepr",
-    "SystemOverloadedError",
-    "TaskCancelledError",
     "TaskContextFilter",
-    "TaskFailedError",
     "TaskInfo",
-    "TaskNotExecutedError",
-    "TaskNotFoundError",
     "TaskPriority",
-    "TaskRecoveryError",
     "TaskStatus",
-    "TaskTimeoutError",
-    "WaitTimeoutError",
     "bind_task_id",
     "bridge_for",
     "cancellation_token",
@@ -105,9 +51,7 @@ __all__ = [
     "current_task_id",
     "load_config",
     "safe_repr",
-    "shrink",
-    "stable_order",
-    "tell_later",
-    "tell_quietly",
     "unbind_task_id",
 ]
+__all__ += _errors.__all__
+__all__ += _util.__all__

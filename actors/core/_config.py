@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import numbers
 import os
 import tomllib
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.core._errors import ConfigError
+from actors.core._util import finite_float
 
 __all__ = [
     "BACKENDS",
@@ -116,14 +116,10 @@ class _Rule:
                 return None
             number = int(value)
         else:
-            if not isinstance(value, numbers.Real):
+            real = finite_float(value)
+            if real is None:
                 return None
-            try:
-                number = float(value)
-            except OverflowError:
-                return None
-            if not math.isfinite(number):
-                return None
+            number = real
         if self.low is not None and (number <= self.low if self.strict else number < self.low):
             return None
         if self.high is not None and number > self.high:
@@ -137,10 +133,8 @@ def _increasing(value: object) -> tuple[float, ...] | None:
         return None
     bounds: list[float] = []
     for item in value:
-        if isinstance(item, bool) or not isinstance(item, numbers.Real):
-            return None
-        number = float(item)
-        if not 0.0 < number < math.inf or (bounds and number <= bounds[-1]):
+        number = finite_float(item)
+        if number is None or number <= 0.0 or (bounds and number <= bounds[-1]):
             return None
         bounds.append(number)
     return tuple(bounds)

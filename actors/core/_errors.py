@@ -56,6 +56,11 @@ class ConfigError(InvalidTaskError):
 class TaskNotFoundError(ActorsError, LookupError):
     """No task has the given id (never registered, or already cleaned up)."""
 
+    @classmethod
+    def for_id(cls, task_id: str) -> TaskNotFoundError:
+        """The error of a call naming ``task_id``, which names no task."""
+        return cls(f"no task with id {task_id!r} (never registered, or cleaned up)")
+
 
 class TaskNotExecutedError(ActorsError):
     """``wait_for_task`` without a timeout on a task that was registered but never

@@ -76,19 +76,24 @@ class HTTPError(Exception):
         self.message = message
 
 
-def _row(row: TaskRow) -> dict[str, Any]:
-    return {
-        "task_id": row.task_id,
-        "name": row.name,
-        "status": row.status.value,
-        "task_type": row.task_type,
-        "attempts": row.attempts,
-        "created_at": row.created_at,
-        "started_at": row.started_at,
-        "finished_at": row.finished_at,
-        "duration": row.duration,
-        "backend": row.backend,
-    }
+_SUMMARY = (
+    "task_id",
+    "name",
+    "task_type",
+    "attempts",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "duration",
+    "backend",
+)
+"""What a row of the task list shows; the detail view shows it too, and more."""
+
+
+def _row(row: TaskRow | TaskInfo) -> dict[str, Any]:
+    fields = {name: getattr(row, name) for name in _SUMMARY}
+    fields["status"] = row.status.value
+    return fields
 
 
 def _error(error: BaseException | None) -> dict[str, str] | None:
@@ -103,22 +108,13 @@ def _error(error: BaseException | None) -> dict[str, str] | None:
 
 def _info(info: TaskInfo) -> dict[str, Any]:
     return {
-        "task_id": info.task_id,
-        "name": info.name,
-        "status": info.status.value,
-        "task_type": info.task_type,
+        **_row(info),
         "description": info.description,
         "metadata": {str(k): _safe_repr(v) for k, v in info.metadata.items()},
         "dependencies": list(info.dependencies),
         "priority": info.priority.name,
-        "attempts": info.attempts,
         "max_retries": info.max_retries,
-        "created_at": info.created_at,
-        "started_at": info.started_at,
-        "finished_at": info.finished_at,
-        "duration": info.duration,
         "error": _error(info.error),
-        "backend": info.backend,
     }
 
 

@@ -35,18 +35,22 @@ import contextvars
 import enum
 import functools
 import inspect
-import math
-import numbers
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast
 
 from loguru import logger
 
-from actors.core import BreakerConfigError, CircuitOpenError
+from actors.core import (
+    BreakerConfigError,
+    CircuitOpenError,
+    ReadOnly,
+    attribute_reader,
+    finite_float,
+)
 from supervisors import SYSTEM_CLOCK, Clock
 
 __all__ = [
@@ -66,11 +70,12 @@ Listener = Callable[["BreakerTransition"], None]
 
 
 class BreakerState(enum.StrEnum):
-    """Where a breaker is: letting calls through, refusing them, or probing."""
+    """Where a breaker is: letting calls through, refusing them, or probing (values:
+    the lower-case names, ``"closed"``, ``"open"``, ``"half_open"``)."""
 
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
+    CLOSED = enum.auto()
+    OPEN = enum.auto()
+    HALF_OPEN = enum.auto()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,12 @@ class BreakerStats:
     """Times the breaker opened (from closed or from half-open)."""
     retry_at: float | None
     """The clock time at which an open breaker half-opens; None unless open."""
+
+
+_read_stats = attribute_reader(
+    (field.name for field in fields(BreakerStats) if field.name != "retry_at"), prefix="_"
+)
+"""A breaker's counters and state, as the fields of `BreakerStats`."""
 
 
 class Permit:
@@ -146,13 +157,8 @@ def _positive_int(value: object, argument: str) -> int:
 
 
 def _positive_seconds(value: object, argument: str) -> float:
-    number: float | None = None
-    if not isinstance(value, bool) and isinstance(value, numbers.Real):
-        try:
-            number = float(value)
-        except OverflowError:
-            number = None
-    if number is None or not math.isfinite(number) or number <= 0:
+    number = finite_float(value)
+    if number is None or number <= 0:
         raise BreakerConfigError(
             f"{argument} must be a finite number of seconds > 0, got {value!r}"
         )
@@ -165,6 +171,15 @@ def _exception_classes(value: object) -> tuple[type[BaseException], ...]:
     ):
         raise BreakerConfigError(f"exclude must be a tuple of exception classes, got {value!r}")
     return value
+
+
+def _check_clock_and_listener(clock: object, listener: object) -> None:
+    if clock is not None and not callable(getattr(clock, "monotonic", None)):
+        raise BreakerConfigError(
+            f"clock must be a supervisors.Clock (with a monotonic() method) or None, got {clock!r}"
+        )
+    if listener is not None and not callable(listener):
+        raise BreakerConfigError(f"listener must be callable or None, got {listener!r}")
 
 
 class CircuitBreaker:
@@ -194,13 +209,7 @@ class CircuitBreaker:
         self._recovery_timeout = _positive_seconds(recovery_timeout, "recovery_timeout")
         self._half_open_max_calls = _positive_int(half_open_max_calls, "half_open_max_calls")
         self._exclude = _exception_classes(exclude)
-        if clock is not None and not callable(getattr(clock, "monotonic", None)):
-            raise BreakerConfigError(
-                f"clock must be a supervisors.Clock (with a monotonic() method) or None, "
-                f"got {clock!r}"
-            )
-        if listener is not None and not callable(listener):
-            raise BreakerConfigError(f"listener must be callable or None, got {listener!r}")
+        _check_clock_and_listener(clock, listener)
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._listener = listener
         self._watchers: list[Callable[[BreakerTransition], None]] = []
@@ -224,30 +233,13 @@ class CircuitBreaker:
             f"breaker-{name}-permits", default=()
         )
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def clock(self) -> Clock:
-        """The clock this breaker reads (to schedule a retry for `retry_at`)."""
-        return self._clock
-
-    @property
-    def failure_threshold(self) -> int:
-        return self._failure_threshold
-
-    @property
-    def recovery_timeout(self) -> float:
-        return self._recovery_timeout
-
-    @property
-    def half_open_max_calls(self) -> int:
-        return self._half_open_max_calls
-
-    @property
-    def exclude(self) -> tuple[type[BaseException], ...]:
-        return self._exclude
+    name = ReadOnly[str]()
+    clock = ReadOnly[Clock]()
+    """The clock this breaker reads (to schedule a retry for `retry_at`)."""
+    failure_threshold = ReadOnly[int]()
+    recovery_timeout = ReadOnly[float]()
+    half_open_max_calls = ReadOnly[int]()
+    exclude = ReadOnly[tuple[type[BaseException], ...]]()
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self._name!r} {self._state}>"
@@ -261,13 +253,14 @@ class CircuitBreaker:
         self._trials_in_flight = 0
         self._trial_successes = 0
 
-    def _to_open(self, now: float, reason: str) -> None:
+    def _to_open(self, reason: str) -> None:
+        now = self._clock.monotonic()
         self._move(BreakerState.OPEN, now, reason)
         self._retry_at = now + self._recovery_timeout
         self._opened += 1
 
-    def _to_closed(self, now: float, reason: str) -> None:
-        self._move(BreakerState.CLOSED, now, reason)
+    def _to_closed(self, reason: str) -> None:
+        self._move(BreakerState.CLOSED, self._clock.monotonic(), reason)
         self._consecutive_failures = 0
 
     def _refresh(self) -> float:
@@ -377,16 +370,8 @@ class CircuitBreaker:
         """A frozen snapshot of the state and the counters."""
         with self._lock:
             self._refresh()
-            stats = BreakerStats(
-                name=self._name,
-                state=self._state,
-                consecutive_failures=self._consecutive_failures,
-                failures=self._failures,
-                successes=self._successes,
-                rejected=self._rejected,
-                opened=self._opened,
-                retry_at=self._retry_at if self._state is BreakerState.OPEN else None,
-            )
+            retry_at = self._retry_at if self._state is BreakerState.OPEN else None
+            stats = BreakerStats(**_read_stats(self), retry_at=retry_at)
         self._deliver()
         return stats
 
@@ -453,23 +438,21 @@ class CircuitBreaker:
                 self._consecutive_failures += 1
                 if self._consecutive_failures >= self._failure_threshold:
                     self._to_open(
-                        self._clock.monotonic(),
                         f"{self._consecutive_failures} consecutive failures "
-                        f"(threshold {self._failure_threshold}); last: {error!r}",
+                        f"(threshold {self._failure_threshold}); last: {error!r}"
                     )
         elif permit.trial:  # HALF_OPEN: OPEN always has a newer epoch than any permit
             self._trials_in_flight -= 1
-            if outcome == _SUCCESS:
+            if outcome == _FAILURE:
+                self._consecutive_failures += 1
+                self._to_open(f"trial call failed: {error!r}")
+            elif outcome == _SUCCESS:
                 self._trial_successes += 1
                 if self._trial_successes >= self._half_open_max_calls:
                     self._to_closed(
-                        self._clock.monotonic(),
                         f"{self._trial_successes} of {self._half_open_max_calls} "
-                        f"trial calls succeeded",
+                        "trial calls succeeded"
                     )
-            elif outcome == _FAILURE:
-                self._consecutive_failures += 1
-                self._to_open(self._clock.monotonic(), f"trial call failed: {error!r}")
 
     def reset(self) -> None:
         """Close the breaker now, forgetting consecutive failures (totals are kept)."""
@@ -478,7 +461,7 @@ class CircuitBreaker:
                 self._consecutive_failures = 0
                 self._epoch += 1
             else:
-                self._to_closed(self._clock.monotonic(), "reset")
+                self._to_closed("reset")
         self._deliver()
 
     # The high-level API.
@@ -559,13 +542,7 @@ class BreakerRegistry:
     """
 
     def __init__(self, *, clock: Clock | None = None, listener: Listener | None = None) -> None:
-        if clock is not None and not callable(getattr(clock, "monotonic", None)):
-            raise BreakerConfigError(
-                f"clock must be a supervisors.Clock (with a monotonic() method) or None, "
-                f"got {clock!r}"
-            )
-        if listener is not None and not callable(listener):
-            raise BreakerConfigError(f"listener must be callable or None, got {listener!r}")
+        _check_clock_and_listener(clock, listener)
         self._clock = clock
         self._listener = listener
         self._lock = threading.Lock()

@@ -89,6 +89,7 @@ _WITH_ERROR = frozenset({RETRYING, FAILED, CANCELLED})
 _LOGGED = frozenset({PENDING, RUNNING, RETRYING, COMPLETED, FAILED, CANCELLED})
 _ATTEMPT_FAILED = frozenset({RETRYING, FAILED})
 _log = logger.bind(actor="engine")
+_transition = tuple.__new__
 
 
 class Transition(NamedTuple):
@@ -197,8 +198,10 @@ class Engine:
         self._queue = policy.max_concurrent is not None
         self._seq = itertools.count()
         # Finished records in the order they finished, for max_finished (unused when it
-        # is 0); ids removed without a cleanup call, which the facade has not heard of.
-        self.finished: deque[tuple[str, TaskRecord]] = deque()
+        # is 0; the records themselves, not (id, record) pairs: a retained task is one
+        # object the cyclic GC tracks, not two); ids removed without a cleanup call,
+        # which the facade has not heard of.
+        self.finished: deque[TaskRecord] = deque()
         self.forgotten: list[str] = []
         self.transitions: list[Transition] = []
         """Not yet sent to the monitor (the shell takes them)."""
@@ -232,16 +235,19 @@ class Engine:
         error = record.error
         when = self._now() if at is None else at
         self.transitions.append(
-            Transition(
-                record.task_id,
-                record.name,
-                record.task_type,
-                old,
-                new,
-                record.attempts,
-                when,
-                self._wall(),
-                None if error is None or new not in _WITH_ERROR else type(error).__name__,
+            _transition(  # a Transition without the call of its __new__ (a hot path)
+                Transition,
+                (
+                    record.task_id,
+                    record.name,
+                    record.task_type,
+                    old,
+                    new,
+                    record.attempts,
+                    when,
+                    self._wall(),
+                    None if error is None or new not in _WITH_ERROR else type(error).__name__,
+                ),
             )
         )
         if new in _ATTEMPT_FAILED:
@@ -261,8 +267,7 @@ class Engine:
     def get(self, task_id: str) -> TaskRecord:
         record = self.tasks.get(task_id)
         if record is None:
-            msg = f"no task with id {task_id!r} (never registered, or cleaned up)"
-            raise TaskNotFoundError(msg)
+            raise TaskNotFoundError.for_id(task_id)
         return record
 
     def info(self, record: TaskRecord) -> TaskInfo:
@@ -290,7 +295,9 @@ class Engine:
         self._move(record, PENDING, registered=True)
         registered = self.transitions[-1]
         record.wall_offset = registered.wall - registered.at  # TaskInfo's wall-clock times
-        failed = None if record.runs_anyway else self._deps_failed(record)
+        if not spec.dependencies or record.runs_anyway:
+            return task_id
+        failed = self._deps_failed(record)
         if failed is not None:
             self._cancel(record, _dependency_error(record, failed), propagate=False)
         return task_id
@@ -409,7 +416,7 @@ class Engine:
             self._remove(removed)
             if self.finished:  # drop what is gone, so the count bound counts live tasks
                 tasks = self.tasks
-                self.finished = deque(e for e in self.finished if tasks.get(e[0]) is e[1])
+                self.finished = deque(r for r in self.finished if tasks.get(r.task_id) is r)
         return removed
 
     def shutdown(self) -> int:
@@ -743,6 +750,10 @@ class Engine:
 
     def _execute(self, record: TaskRecord) -> None:
         """Execute ``record`` and, first, every pending task it depends on."""
+        if not self.graph.direct_dependencies(record.task_id):  # the common case
+            if record.status is PENDING:
+                self._ready(record)
+            return
         order: list[TaskRecord] = []
         seen: set[str] = set()
         stack: list[tuple[TaskRecord, bool]] = [(record, False)]
@@ -823,14 +834,15 @@ class Engine:
         """Keep at most ``max_finished`` finished tasks: ``record`` just finished; remove
         the ones that finished first beyond the bound."""
         finished = self.finished
-        finished.append((record.task_id, record))
+        finished.append(record)
         bound = self.policy.max_finished
         if len(finished) <= bound:
             return
         tasks = self.tasks
         removed: list[str] = []
         while len(finished) > bound:
-            task_id, old = finished.popleft()
+            old = finished.popleft()
+            task_id = old.task_id
             if tasks.get(task_id) is old and old.status in TERMINAL:
                 if old.pins:  # a dependent has yet to take its result: later
                     self.held.add(task_id)

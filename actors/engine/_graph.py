@@ -7,16 +7,14 @@ close one, naming the cycle. Not thread-safe: it lives inside one actor's state.
 
 from __future__ import annotations
 
-import graphlib
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from actors.core import (
     DependencyCycleError,
     DuplicateTaskError,
     TaskNotFoundError,
     shrink,
-    stable_order,
 )
 
 __all__ = ["DependencyGraph"]
@@ -29,35 +27,33 @@ def _task_ids(value: Iterable[str], argument: str) -> Iterable[str]:
 
 
 class DependencyGraph:
-    """Tasks and their dependencies, with cycle checks and a deterministic order.
+    """Tasks and their dependencies, with cycle checks.
 
-    Every operation costs O(nodes + edges) it touches, at most. Ties in
-    `topological_order` go to the task added first.
+    Every operation costs O(nodes + edges) it touches, at most.
     """
 
-    __slots__ = ("_dependencies", "_dependents", "_edges", "_next_seq", "_seq")
+    __slots__ = ("_dependencies", "_dependents", "_edges", "_nodes")
 
     def __init__(self) -> None:
-        self._seq: dict[str, int] = {}
-        """Every node, with when it was added (breaks ties in `topological_order`)."""
+        self._nodes: dict[str, None] = {}
+        """Every node (an ordered set)."""
         self._dependencies: dict[str, dict[str, None]] = {}
         """Nodes that depend on something (only those): what, as an ordered set."""
         self._dependents: dict[str, dict[str, None]] = {}
         """Nodes that something depends on (only those): what, as an ordered set."""
-        self._next_seq = 0
         self._edges = 0
 
     def __contains__(self, task_id: object) -> bool:
-        return task_id in self._seq
+        return task_id in self._nodes
 
     def __len__(self) -> int:
-        return len(self._seq)
+        return len(self._nodes)
 
     def __repr__(self) -> str:
         return f"<DependencyGraph: {len(self)} tasks, {self._edges} dependencies>"
 
     def _require(self, task_id: str) -> None:
-        if task_id not in self._seq:
+        if task_id not in self._nodes:
             raise TaskNotFoundError(f"task {task_id!r} is not in the dependency graph")
 
     def _link(self, task_id: str, depends_on: str) -> None:
@@ -79,19 +75,18 @@ class DependencyGraph:
         `DependencyCycleError` if it names itself, `TaskNotFoundError` for a
         dependency that is not a node. Nothing changes when it raises.
         """
-        if task_id in self._seq:
+        if task_id in self._nodes:
             raise DuplicateTaskError(f"task {task_id!r} is already in the dependency graph")
         deps = dict.fromkeys(_task_ids(dependencies, "dependencies"))
         for dep in deps:
             if dep == task_id:
                 raise DependencyCycleError([task_id, task_id])
-            if dep not in self._seq:
+            if dep not in self._nodes:
                 raise TaskNotFoundError(
                     f"task {task_id!r} depends on {dep!r}, which is not in the dependency "
                     f"graph; add {dep!r} first"
                 )
-        self._seq[task_id] = self._next_seq
-        self._next_seq += 1
+        self._nodes[task_id] = None
         for dep in deps:
             self._link(task_id, dep)
 
@@ -118,7 +113,7 @@ class DependencyGraph:
     def _dependency_path(self, start: str, goal: str) -> list[str] | None:
         """The shortest path ``start -> ... -> goal`` along dependencies, or None.
 
-        Why not `graphlib.CycleError` here (`topological_order` does use graphlib): the
+        Why not `graphlib.CycleError` here (as `TaskGraph.topological_order` uses): the
         graph is kept acyclic, so an edge closes a cycle exactly when its task is
         reachable from its dependency, and a breadth-first search from there answers
         that while visiting only what is reachable, and yields the shortest cycle
@@ -151,10 +146,10 @@ class DependencyGraph:
 
         Costs O(removed tasks + their edges), however many other tasks share an edge.
         """
-        gone = {t for t in _task_ids(task_ids, "task_ids") if t in self._seq}
-        shrink_after = len(gone) >= len(self._seq) - len(gone)
+        gone = {t for t in _task_ids(task_ids, "task_ids") if t in self._nodes}
+        shrink_after = len(gone) >= len(self._nodes) - len(gone)
         for node in gone:
-            del self._seq[node]
+            del self._nodes[node]
             for dep in self._dependencies.pop(node, ()):
                 self._edges -= 1  # each edge from a removed task, counted here once
                 if dep not in gone:
@@ -164,7 +159,7 @@ class DependencyGraph:
                     self._edges -= 1
                     self._unlink(self._dependencies, dependent, node)
         if shrink_after and gone:  # at least half went: give the tables back
-            shrink(self._seq)
+            shrink(self._nodes)
             shrink(self._dependencies)
             shrink(self._dependents)
 
@@ -185,50 +180,3 @@ class DependencyGraph:
         """What depends on ``task_id`` directly, in the order the edges were added."""
         self._require(task_id)
         return tuple(self._dependents.get(task_id, ()))
-
-    def _reach(self, start: Iterable[str], edges: Mapping[str, Iterable[str]]) -> list[str]:
-        seen = dict.fromkeys(start)
-        queue = deque(seen)
-        found: list[str] = []
-        while queue:
-            for nxt in edges.get(queue.popleft(), ()):
-                if nxt not in seen:
-                    seen[nxt] = None
-                    found.append(nxt)
-                    queue.append(nxt)
-        return found
-
-    def transitive_dependents(self, task_id: str) -> list[str]:
-        """Everything that depends on ``task_id``, directly or not, breadth first."""
-        self._require(task_id)
-        return self._reach((task_id,), self._dependents)
-
-    def transitive_dependencies(self, task_id: str) -> list[str]:
-        """Everything ``task_id`` depends on, directly or not, breadth first."""
-        self._require(task_id)
-        return self._reach((task_id,), self._dependencies)
-
-    def topological_order(self, task_ids: Iterable[str] | None = None) -> list[str]:
-        """The tasks, each after everything it depends on (directly or not).
-
-        With ``task_ids``, only those tasks (each once), still ordered by the whole
-        graph's dependencies. Among tasks free to go, the one added first goes first,
-        so the order is the full order with the other tasks left out.
-        """
-        nodes: Iterable[str]
-        wanted: dict[str, None] | None = None
-        if task_ids is None:
-            nodes = self._seq
-        else:
-            wanted = dict.fromkeys(_task_ids(task_ids, "task_ids"))
-            for task_id in wanted:
-                self._require(task_id)
-            nodes = [*wanted, *self._reach(wanted, self._dependencies)]
-        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-        for node in nodes:
-            sorter.add(node, *self._dependencies.get(node, ()))
-        sorter.prepare()
-        order = stable_order(sorter, self._seq)
-        if wanted is None:
-            return order
-        return [node for node in order if node in wanted]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import traceback
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actors.core import TaskInfo, TaskPriority, TaskStatus
+from actors.core import TaskInfo, TaskPriority, TaskStatus, attribute_reader
 
 if TYPE_CHECKING:
     from tenacity.wait import wait_base
@@ -176,37 +176,21 @@ class TaskRecord:
             self.kept_bridge = self.bridge
         else:
             self.spec = None
-        self.func = None
-        self.args = None
-        self.kwargs = None
-        self.bridge = None
-        self.execution = None
-        self.waiters = None
-        self.breaker = None
-        self.permit = None
-        self.cancels = None
-        self.trace = None
+        self.func = self.args = self.kwargs = self.bridge = self.execution = None
+        self.waiters = self.breaker = self.permit = self.cancels = self.trace = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
     def info(self, graph: DependencyGraph, backend: str) -> TaskInfo:
         deps = graph.dependencies(self.task_id) if self.task_id in graph else ()
-        return TaskInfo(
-            task_id=self.task_id,
-            name=self.name,
-            status=self.status,
-            task_type=self.task_type,
-            description=self.description,
-            metadata=self.metadata,
-            dependencies=tuple(deps),
-            priority=self.priority,
-            attempts=self.attempts,
-            max_retries=self.max_retries,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            error=self.error,
-            backend=backend,
-            wall_offset=self.wall_offset,
-        )
+        return TaskInfo(**_read_info(self), dependencies=tuple(deps), backend=backend)
+
+
+_read_info = attribute_reader(
+    field.name
+    for field in fields(TaskInfo)
+    if field.name not in ("dependencies", "backend", "recoveries")
+)
+"""A `TaskInfo`'s fields that are the record's attributes of the same name (the
+recoveries are the journal's to add)."""

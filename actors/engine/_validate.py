@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
-import numbers
 import pickle
 import types
 from collections.abc import Callable, Iterable, Mapping
@@ -18,7 +16,7 @@ from typing import Any, NamedTuple
 
 from tenacity.wait import wait_base
 
-from actors.core import BACKENDS, InvalidTaskError, TaskPriority
+from actors.core import BACKENDS, InvalidTaskError, TaskPriority, finite_float
 from actors.engine._breaker import CircuitBreaker
 from actors.engine._results import find_results
 
@@ -82,20 +80,6 @@ def _non_empty_str(value: object, argument: str) -> str:
     return value
 
 
-def _finite(value: object) -> float | None:
-    """The value as a finite float, or None if it is not a finite real number."""
-    kind = type(value)
-    if kind is float:  # the common case, without the ABC check
-        return value if math.isfinite(value) else None  # type: ignore[arg-type,return-value]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def validate_task_id(value: object, argument: str = "task_id") -> str:
     """``value`` if it is a non-empty str, else `InvalidTaskError` naming ``argument``."""
     return _non_empty_str(value, argument)
@@ -105,7 +89,7 @@ def validate_timeout(value: object, argument: str) -> float | None:
     """None, or ``value`` as a float if it is a finite number > 0 (seconds)."""
     if value is None:
         return None
-    number = _finite(value)
+    number = finite_float(value)
     if number is None or number <= 0:
         raise InvalidTaskError(
             f"{argument} must be a finite number of seconds > 0 or None, got {value!r}"
@@ -174,9 +158,24 @@ def _what_a_call_runs(func: object) -> object:
     return type(func).__call__
 
 
+_CO_COROUTINE = inspect.CO_COROUTINE
+_CO_ASYNC_GENERATOR = inspect.CO_ASYNC_GENERATOR
+_FUNCTION = types.FunctionType
+
+
+def _function_flags(func: object) -> int | None:
+    """The code flags of a plain Python function (None for any other callable)."""
+    if type(func) is _FUNCTION:
+        return func.__code__.co_flags
+    return None
+
+
 def is_coroutine_callable(func: object) -> bool:
     """True when calling ``func`` gives a coroutine: an async function or method, one
     wrapped in `functools.partial`, or an object whose ``__call__`` is async."""
+    flags = _function_flags(func)
+    if flags is not None and flags & _CO_COROUTINE:
+        return True  # an ``async def`` function: the common case, read from its code
     while isinstance(func, functools.partial):
         func = func.func
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(_what_a_call_runs(func))
@@ -247,7 +246,14 @@ def validate_registration(
             f"func must be callable, got {func!r}; pass the function itself, "
             f"not the result of calling it"
         )
-    if inspect.isasyncgenfunction(func) or inspect.isasyncgenfunction(_what_a_call_runs(func)):
+    flags = _function_flags(func)
+    if flags is not None:  # the common case: its code says (what inspect reads)
+        async_generator = bool(flags & _CO_ASYNC_GENERATOR)
+    else:
+        async_generator = inspect.isasyncgenfunction(func) or inspect.isasyncgenfunction(
+            _what_a_call_runs(func)
+        )
+    if async_generator:
         raise InvalidTaskError(
             f"func {func!r} is an async generator function: calling it gives an async "
             "generator, not a result; register an async def that iterates it (async for) "
@@ -282,7 +288,7 @@ def validate_registration(
         checked_dependencies = tuple(dict.fromkeys((*checked_dependencies, *results)))
     if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
         raise InvalidTaskError(f"max_retries must be an int >= 0, got {max_retries!r}")
-    checked_delay = _finite(retry_delay)
+    checked_delay = finite_float(retry_delay)
     if checked_delay is None or checked_delay < 0:
         raise InvalidTaskError(
             f"retry_delay must be a finite number of seconds >= 0, got {retry_delay!r}"

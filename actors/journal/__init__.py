@@ -1,18 +1,10 @@
 """The durable-task journal: an SQLite file that outlives the process (issue 14).
 
 `JournalStore` is the file, `JournalWriter` batches records into it (group commit),
-`Codec` and `function_reference` turn a task into what the file holds.
+`Codec` and `function_reference` turn a task into what the file holds. Its errors
+(`JournalError` and subclasses) live with the others in `actors.core`.
 """
 
-from actors.core import (
-    JournalDecodeError,
-    JournalEncodeError,
-    JournalError,
-    JournalFormatError,
-    JournalFullError,
-    JournalLockedError,
-    JournalStoreError,
-)
 from actors.journal._codec import (
     SERIALIZERS,
     TAG,
@@ -36,14 +28,7 @@ __all__ = [
     "Codec",
     "Deletion",
     "EncodedResult",
-    "JournalDecodeError",
-    "JournalEncodeError",
-    "JournalError",
-    "JournalFormatError",
-    "JournalFullError",
-    "JournalLockedError",
     "JournalStore",
-    "JournalStoreError",
     "JournalWriter",
     "Payload",
     "Record",

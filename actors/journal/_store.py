@@ -11,23 +11,23 @@ A failed `write` is rolled back whole: what had been committed is intact.
 from __future__ import annotations
 
 import contextlib
-import gc
 import itertools
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 from typing import Any
 
 from actors.core import (
+    ClosedOnExit,
     InvalidTaskError,
     JournalError,
     JournalFormatError,
     JournalFullError,
     JournalLockedError,
     JournalStoreError,
+    gc_paused,
 )
 from actors.journal._records import Deletion, Record, StatusChange, TaskRow
 
@@ -188,7 +188,7 @@ def _load_row(row: tuple[Any, ...]) -> TaskRow:
     return TaskRow._make(values)
 
 
-class JournalStore:
+class JournalStore(ClosedOnExit):
     """One journal file, opened (and created, with its tables) by the constructor.
 
     ``sync`` is one of `SYNC_MODES`: ``"normal"`` (a commit survives a crash of the
@@ -319,28 +319,20 @@ class JournalStore:
         """Delete the rows of ``task_ids`` in one transaction (missing ones are no error)."""
         self.write([Deletion(task_id) for task_id in task_ids])
 
+    @gc_paused()  # many rows at once, none holding a cycle
     def load(self) -> list[TaskRow]:
         """Every task in the journal, in the order first written."""
-        # Loading many rows makes the cyclic GC rescan the growing heap again and again
-        # (half of the time at 100,000 tasks), for objects that hold no cycles.
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            with self._lock:
-                try:
-                    rows = self._connection.execute(_SELECT).fetchall()
-                except sqlite3.Error as exc:
-                    raise self._error("read", exc) from exc
+        with self._lock:
             try:
-                return list(map(_load_row, rows))
-            except (ValueError, TypeError) as exc:
-                raise JournalFormatError(
-                    f"cannot read journal {self.path!r}: a row is damaged "
-                    f"({type(exc).__name__}: {exc})"
-                ) from exc
-        finally:
-            if enabled:
-                gc.enable()
+                rows = self._connection.execute(_SELECT).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error("read", exc) from exc
+        try:
+            return list(map(_load_row, rows))
+        except (ValueError, TypeError) as exc:
+            raise JournalFormatError(
+                f"cannot read journal {self.path!r}: a row is damaged ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def close(self) -> None:
         """Close the file (idempotent). A later call raises `JournalStoreError`."""
@@ -349,17 +341,6 @@ class JournalStore:
                 self._connection.close()
             except sqlite3.Error as exc:
                 raise self._error("close", exc) from exc
-
-    def __enter__(self) -> JournalStore:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"JournalStore({self.path!r}, sync={self.sync!r})"

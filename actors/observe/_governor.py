@@ -21,12 +21,6 @@ __all__ = [
 ]
 
 
-class Pressure(enum.StrEnum):
-    OK = "ok"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-
 @dataclass(frozen=True, slots=True)
 class ResourceSample:
     cpu_percent: float
@@ -42,6 +36,14 @@ class GovernorPolicy:
     memory_critical: float = 95.0
     decrease_factor: float = 0.5
     increase_step: int = 1
+
+
+class Pressure(enum.StrEnum):
+    """How loaded the machine is, by the policy's thresholds (values: the lower-case names)."""
+
+    OK = enum.auto()
+    WARNING = enum.auto()
+    CRITICAL = enum.auto()
 
 
 def pressure(sample: ResourceSample, policy: GovernorPolicy) -> Pressure:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from actors.core import ActorsError
+from actors.core import ActorsError, ReadOnly
 from actors.observe._histogram import HistogramCounts
 
 if TYPE_CHECKING:
@@ -118,26 +118,16 @@ class QuantileSketch:
             f"<QuantileSketch alpha={self._alpha}: {self._count} values, {len(self._bins)} buckets>"
         )
 
-    @property
-    def alpha(self) -> float:
-        return self._alpha
-
-    @property
-    def max_buckets(self) -> int:
-        return self._max_buckets
+    alpha = ReadOnly[float]()
+    max_buckets = ReadOnly[int]()
 
     @property
     def bucket_count(self) -> int:
         """Buckets in use, the zero bucket not included; never above `max_buckets`."""
         return len(self._bins)
 
-    @property
-    def count(self) -> int:
-        return self._count
-
-    @property
-    def sum(self) -> float:
-        return self._sum
+    count = ReadOnly[int]()
+    sum = ReadOnly[float]()
 
     @property
     def mean(self) -> float:
@@ -405,6 +395,16 @@ class _SnapshotCollector:
                 family.add_metric([key], values[key])
             return family
 
+        def table(
+            name: str, doc: str, labels: list[str], rows: Mapping[str, Mapping[str, float]]
+        ) -> Metric:
+            """A gauge with two labels: one sample per row (sorted) and column."""
+            family = GaugeMetricFamily(name, doc, labels=labels)
+            for row in sorted(rows):
+                for column, value in rows[row].items():
+                    family.add_metric([row, column], value)
+            return family
+
         def summary(name: str, doc: str, stats: Mapping[str, TimingStats]) -> Metric:
             family = SummaryMetricFamily(name, doc, labels=["task_type"])
             for task_type in sorted(stats):
@@ -427,16 +427,15 @@ class _SnapshotCollector:
             GaugeMetricFamily("actorflow_tasks", "Tasks by status.", labels=["status"]),
             s.tasks_by_status,
         )
-        by_type = GaugeMetricFamily(
+        yield table(
             "actorflow_tasks_by_type",
             "Tasks by task type and status.",
-            labels=["task_type", "status"],
+            ["task_type", "status"],
+            {
+                task_type: dict(sorted(counts.items()))
+                for task_type, counts in s.tasks_by_type.items()
+            },
         )
-        for task_type in sorted(s.tasks_by_type):
-            counts = s.tasks_by_type[task_type]
-            for status in sorted(counts):
-                by_type.add_metric([task_type, status], counts[status])
-        yield by_type
         yield summary(
             "actorflow_task_execution_seconds",
             "Time task attempts spent running, by task type.",
@@ -507,15 +506,15 @@ class _SnapshotCollector:
                 "Journal writes that failed (the system went on from memory).",
                 s.journal_errors,
             )
-        breakers = GaugeMetricFamily(
+        yield table(
             "actorflow_circuit_breaker_state",
             "Circuit breaker state: 1 for the current state, 0 for the others.",
-            labels=["breaker", "state"],
+            ["breaker", "state"],
+            {
+                name: {st: float(st == state) for st in BREAKER_STATES}
+                for name, state in s.breakers.items()
+            },
         )
-        for name in sorted(s.breakers):
-            for state in BREAKER_STATES:
-                breakers.add_metric([name, state], 1.0 if s.breakers[name] == state else 0.0)
-        yield breakers
         yield labelled(
             GaugeMetricFamily(
                 "actorflow_resource_percent",

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
@@ -68,29 +69,18 @@ def require_backend(backend: str) -> None:
         raise InvalidTaskError(DASK_MISSING)
 
 
+@dataclass(slots=True, eq=False)
 class RemoteCall:
     """One call of a function in a worker process: what to run and where its outcome goes."""
 
-    __slots__ = ("args", "executor", "finish", "func", "kwargs", "on_broken", "task_id", "what")
-
-    def __init__(
-        self,
-        executor: str,
-        task_id: str | None,
-        func: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        finish: Finish,
-        what: str,
-    ) -> None:
-        self.executor = executor
-        self.task_id = task_id
-        self.func = func
-        self.args = args
-        self.kwargs = kwargs
-        self.finish = finish
-        self.what = what
-        self.on_broken: Callable[[], None] | None = None
+    executor: str
+    task_id: str | None
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    finish: Finish
+    what: str
+    on_broken: Callable[[], None] | None = field(default=None, init=False)
 
     def submit(self, executor: Executor) -> Future[Outcome]:
         """Hand the call to ``executor``; its outcome goes to ``finish`` when done."""

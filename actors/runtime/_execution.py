@@ -45,7 +45,7 @@ from actors.core import (
 )
 from actors.observe import traced_await, traced_call
 from actors.runtime._attempt import Execution
-from actors.runtime.messages import AttemptDone
+from actors.runtime.messages import Args, AttemptDone, Kwargs, Report
 
 if TYPE_CHECKING:
     pass
@@ -82,7 +82,7 @@ def attempt_error(task_id: str, error: BaseException) -> BaseException:
     return wrapped
 
 
-def _report(report: Callable[[AttemptDone], None], done: AttemptDone) -> None:
+def _report(report: Report, done: AttemptDone) -> None:
     try:
         report(done)
     except Exception as exc:
@@ -91,7 +91,7 @@ def _report(report: Callable[[AttemptDone], None], done: AttemptDone) -> None:
 
 def complete(
     execution: Execution,
-    report: Callable[[AttemptDone], None],
+    report: Report,
     value: Any,
     error: BaseException | None,
     on_loop: LoopBridge | None = None,
@@ -123,11 +123,7 @@ that ends without suspending then costs no scheduling round (and no loop iterati
 
 
 def start_coroutine(
-    execution: Execution,
-    func: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    report: Callable[[AttemptDone], None],
+    execution: Execution, func: Callable[..., Any], args: Args, kwargs: Kwargs, report: Report
 ) -> None:
     """Runs on the owner loop: start the attempt as an asyncio task (an eager one,
     where the Python has them: it runs up to its first suspension right here)."""
@@ -145,11 +141,7 @@ def start_coroutine(
 
 
 async def _run_coroutine(
-    execution: Execution,
-    func: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    report: Callable[[AttemptDone], None],
+    execution: Execution, func: Callable[..., Any], args: Args, kwargs: Kwargs, report: Report
 ) -> None:
     task_id = execution.task_id
     TASK_CONTEXT.set((task_id, execution.token, execution.name, execution.task_type))
@@ -178,9 +170,7 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
-def _start_awaitable(
-    execution: Execution, awaitable: Any, report: Callable[[AttemptDone], None]
-) -> None:
+def _start_awaitable(execution: Execution, awaitable: Any, report: Report) -> None:
     """Runs on the owner loop: await what a plain function returned, as an attempt."""
     if execution.cancel_requested:  # timed out or cancelled meanwhile
         _discard(awaitable)
@@ -195,11 +185,7 @@ def _discard(awaitable: Any) -> None:
 
 
 def run_function(
-    execution: Execution,
-    func: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    report: Callable[[AttemptDone], None],
+    execution: Execution, func: Callable[..., Any], args: Args, kwargs: Kwargs, report: Report
 ) -> None:
     """Runs in a pool thread: one attempt of a plain function.
 

@@ -13,6 +13,7 @@ import itertools
 import secrets
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from loguru import logger
@@ -20,7 +21,7 @@ from loguru import logger
 from actors.core import DuplicateTaskError, InvalidTaskError, TaskInfo, TaskNotFoundError, shrink
 from actors.runtime import messages
 from actors.runtime._outbox import send_run
-from supervisors import SupervisedActor
+from actors.runtime._shared import SystemChild
 
 if TYPE_CHECKING:
     from actors.core import ReplyTo
@@ -49,15 +50,13 @@ class FacadeState:
         self.use_new = use_new
 
 
+@dataclass(slots=True, eq=False)
 class _Forwarded:
     """The reply of a registration: on failure the routing entry is dropped again."""
 
-    __slots__ = ("facade", "reply", "task_id")
-
-    def __init__(self, reply: ReplyTo, facade: Any, task_id: str) -> None:
-        self.reply = reply
-        self.facade = facade
-        self.task_id = task_id
+    reply: ReplyTo
+    facade: Any
+    task_id: str
 
     def set_result(self, value: Any) -> None:
         self.reply.set_result(value)
@@ -161,14 +160,11 @@ def _merge_infos(parts: list[list[TaskInfo]]) -> list[TaskInfo]:
     return merged
 
 
-class FacadeActor(SupervisedActor):
+class FacadeActor(SystemChild[FacadeState]):
     CHILD_ID = "facade"
-    use_daemon_thread = True
 
     def __init__(self, ctx: SystemContext, state: FacadeState) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.state = state
+        super().__init__(ctx, state)
         self.owners = state.owners
         self.me = ctx.handle(self.CHILD_ID)
         self.monitor = ctx.handle("task_monitor")
@@ -246,8 +242,7 @@ class FacadeActor(SupervisedActor):
     def _owner(self, task_id: str) -> str:
         backend = self.owners.get(task_id)
         if backend is None:
-            msg = f"no task with id {task_id!r} (never registered, or cleaned up)"
-            raise TaskNotFoundError(msg)
+            raise TaskNotFoundError.for_id(task_id)
         return backend
 
     def _per_task(self, message: messages.PerTask) -> None:

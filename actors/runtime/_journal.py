@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from actors.journal import JournalStore, JournalWriter
+from actors.runtime._shared import SystemChild
 from actors.runtime.messages import JournalBatch, JournalFailed
-from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
     from actors.core import JournalError
@@ -56,13 +56,11 @@ class JournalState:
             self.ctx.handle("task_monitor").tell(JournalFailed(error, records))
 
 
-class JournalActor(SupervisedActor):
+class JournalActor(SystemChild[JournalState]):
     CHILD_ID = "journal"
-    use_daemon_thread = True
 
     def __init__(self, ctx: SystemContext, state: JournalState) -> None:
-        super().__init__()
-        self.state = state
+        super().__init__(ctx, state)
         self.writer = state.writer
 
     def on_start(self) -> None:

@@ -20,13 +20,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from actors.core import ActorsError, DuplicateTaskError, TaskInfo, TaskStatus
+from actors.core import (
+    BULK,
+    ActorsError,
+    DuplicateTaskError,
+    TaskInfo,
+    TaskStatus,
+    attribute_reader,
+    gc_paused,
+)
 from actors.engine import Engine, Policy, StartFailed
 from actors.journal import Codec, Deletion, Record, StatusChange, TaskRow, error_fields
 from actors.runtime import messages
@@ -100,21 +107,19 @@ class DurableEngine(Engine):
         return info if count is None else dataclasses.replace(info, recoveries=count)
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class JournalLink:
     """What one manager incarnation uses to talk to the journal."""
 
-    __slots__ = ("codec", "engine", "journal")
-
-    def __init__(self, engine: DurableEngine, journal: ChildHandle, codec: Codec) -> None:
-        self.engine = engine
-        self.journal = journal
-        self.codec = codec
+    engine: DurableEngine
+    journal: ChildHandle
+    codec: Codec
 
     def start(self) -> None:
         """Execute again the recovered tasks that had been executed and had not ended."""
         engine = self.engine
         rerun, engine.rerun = engine.rerun, []
-        with _bulk(len(rerun)):
+        with gc_paused(len(rerun)):
             for task_id in rerun:
                 record = engine.tasks.get(task_id)
                 if record is not None and record.status is _PENDING:
@@ -169,19 +174,7 @@ class JournalLink:
 
     def defer_start(self, manager: Launcher, execution: Execution, record: TaskRecord) -> None:
         """Start the attempt once the journal says the task may be running."""
-        snapshot = cast(
-            "TaskRecord",
-            SimpleNamespace(
-                task_id=record.task_id,
-                attempts=record.attempts,
-                func=record.func,
-                args=record.args,
-                kwargs=record.kwargs,
-                bridge=record.bridge,
-                executor=record.executor,
-                is_coroutine=record.is_coroutine,
-            ),
-        )
+        snapshot = cast("TaskRecord", SimpleNamespace(**_read_attempt(record)))
         self.engine.touched.add(record.task_id)
         report = manager.report
 
@@ -203,10 +196,10 @@ class JournalLink:
     def send(self, transitions: list[Transition]) -> None:
         """Send the journal the records of ``transitions`` (and of tasks touched since
         the last batch) with the actions waiting for their commit."""
-        if len(transitions) < _BULK:
+        if len(transitions) < BULK:
             self._send(transitions)
         else:
-            with _bulk(len(transitions)):  # the re-runs of a recovery, all at once
+            with gc_paused(len(transitions)):  # the re-runs of a recovery, all at once
                 self._send(transitions)
 
     def _send(self, transitions: list[Transition]) -> None:
@@ -300,23 +293,10 @@ def journal_link(ctx: SystemContext, engine: Engine) -> JournalLink | None:
     return JournalLink(engine, ctx.handle("journal"), codec_for(ctx.config.JOURNAL_SERIALIZER))
 
 
-_BULK = 10_000
-"""Tasks at once from which the cyclic GC waits (see `_bulk`)."""
-
-
-@contextlib.contextmanager
-def _bulk(tasks: int) -> Iterator[None]:
-    """Keep the cyclic GC off while ``tasks`` tasks are handled at once (when there are
-    `_BULK` or more): each pass would rescan the heap growing with them (a third of a
-    recovery's time at 100,000 tasks), for objects that hold no cycles."""
-    if tasks < _BULK or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+_read_attempt = attribute_reader(
+    ("task_id", "attempts", "func", "args", "kwargs", "bridge", "executor", "is_coroutine")
+)
+"""What starting an attempt reads from its record (kept until the journal has it)."""
 
 
 def _answer(reply: Any, value: Any) -> Action:

@@ -17,6 +17,7 @@ from actors.engine import StartFailed, TaskRecord
 from actors.runtime._attempt import Execution
 from actors.runtime._execution import complete, run_function
 from actors.runtime._manager_base import BaseManager, _loop_closed
+from actors.runtime.messages import Args, Kwargs, Report
 
 __all__ = ["LegacyTaskManagerActor"]
 
@@ -33,11 +34,7 @@ class LegacyTaskManagerActor(BaseManager):
 
 
 def _in_default_executor(
-    execution: Execution,
-    func: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    report: Callable[[Any], None],
+    execution: Execution, func: Callable[..., Any], args: Args, kwargs: Kwargs, report: Report
 ) -> None:
     """Runs on the owner loop: the attempt goes to the loop's default executor."""
     if execution.cancel_requested:

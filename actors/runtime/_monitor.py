@@ -32,6 +32,7 @@ from actors.observe import (
     kind_of_transition,
     pressure,
 )
+from actors.runtime._shared import SystemChild
 from actors.runtime.messages import (
     BreakerChanged,
     ChildRestarted,
@@ -43,7 +44,7 @@ from actors.runtime.messages import (
     Transitions,
     Unsubscribe,
 )
-from supervisors import SupervisedActor, TimerHandle
+from supervisors import TimerHandle
 
 if TYPE_CHECKING:
     from actors.engine import BreakerTransition, Transition
@@ -96,14 +97,11 @@ class MonitorState:
         self.journal_errors = 0
 
 
-class TaskMonitorActor(SupervisedActor):
+class TaskMonitorActor(SystemChild[MonitorState]):
     CHILD_ID = "task_monitor"
-    use_daemon_thread = True
 
     def __init__(self, ctx: SystemContext, state: MonitorState) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.state = state
+        super().__init__(ctx, state)
         self.me = ctx.handle(self.CHILD_ID)
 
     def on_start(self) -> None:

@@ -40,8 +40,16 @@ from actors.runtime._backends import (
     new_process_pool,
 )
 from actors.runtime._execution import complete, run_function
-from actors.runtime.messages import AttemptDone, FunctionStarted, PoolBroken, RunFunction, Submit
-from supervisors import SupervisedActor
+from actors.runtime._shared import SystemChild
+from actors.runtime.messages import (
+    Args,
+    FunctionStarted,
+    Kwargs,
+    PoolBroken,
+    Report,
+    RunFunction,
+    Submit,
+)
 
 if TYPE_CHECKING:
     from actors.core import ReplyTo
@@ -86,25 +94,18 @@ def _started(execution: Execution, report: Callable[[Any], None]) -> bool:
 
 
 def _run_started(
-    execution: Execution,
-    func: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    report: Callable[[AttemptDone], None],
+    execution: Execution, func: Callable[..., Any], args: Args, kwargs: Kwargs, report: Report
 ) -> None:
     """On a worker thread: report the start, then run the attempt."""
     if _started(execution, report):
         run_function(execution, func, args, kwargs, report)
 
 
-class ThreadPoolActor(SupervisedActor):
+class ThreadPoolActor(SystemChild[PoolState]):
     CHILD_ID = "thread_pool"
-    use_daemon_thread = True
 
     def __init__(self, ctx: SystemContext, state: PoolState) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.state = state
+        super().__init__(ctx, state)
         self.default = ctx.config.THREAD_POOL_BACKEND
 
     def on_start(self) -> None:

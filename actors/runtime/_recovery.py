@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import threading
 from collections.abc import Callable
 from types import MappingProxyType
@@ -38,6 +37,7 @@ from actors.core import (
     TaskRecoveryError,
     TaskStatus,
     bridge_for,
+    gc_paused,
 )
 from actors.engine import TaskSpec, find_results, is_coroutine_callable
 from actors.journal import Codec, JournalStore, TaskRow, resolve_function
@@ -94,6 +94,7 @@ class SystemLoop:
             loop.close()
 
 
+@gc_paused()  # bulk loading: the GC waits until the tasks are back
 def restore(
     engine: DurableEngine,
     rows: list[TaskRow],
@@ -108,25 +109,6 @@ def restore(
     ``breaker(name)`` gives a circuit breaker by name; ``bridge()`` the loop of the
     recovered tasks (called only if one needs it).
     """
-    # Bulk loading makes the cyclic GC rescan the growing heap again and again (half
-    # of the time at 100,000 tasks): it waits until the tasks are back.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _restore(engine, rows, codec, breaker, bridge, max_recoveries)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _restore(
-    engine: DurableEngine,
-    rows: list[TaskRow],
-    codec: Codec,
-    breaker: Callable[[str], CircuitBreaker],
-    bridge: Callable[[], LoopBridge],
-    max_recoveries: int,
-) -> list[str]:
     functions: dict[str, tuple[Callable[..., Any], bool]] = {}
     loop_bridge: LoopBridge | None = None
     tasks = engine.tasks

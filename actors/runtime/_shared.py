@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+
+from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
     from actors.core import Config
@@ -12,7 +14,7 @@ if TYPE_CHECKING:
     from actors.observe import ResourceSample
     from supervisors import ChildHandle, Clock, SupervisorState
 
-__all__ = ["CHILD_IDS", "SystemContext"]
+__all__ = ["CHILD_IDS", "SystemChild", "SystemContext"]
 
 CHILD_IDS = ("task_monitor", "thread_pool", "legacy_task_manager", "task_manager", "facade")
 
@@ -30,3 +32,19 @@ class SystemContext:
 
     def handle(self, child_id: str) -> ChildHandle:
         return self.supervisor_state.handles[child_id]
+
+
+StateT = TypeVar("StateT")
+
+
+class SystemChild(SupervisedActor, Generic[StateT]):
+    """A child of the actor system: a fixed id, the shared context, and the state that
+    the supervisor creates once and hands to every incarnation."""
+
+    CHILD_ID: ClassVar[str]
+    use_daemon_thread = True
+
+    def __init__(self, ctx: SystemContext, state: StateT) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.state = state

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, get_args
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
-    from actors.core import LoopBridge, ReplyTo, TaskStatus
+    from actors.core import JournalError, LoopBridge, ReplyTo, TaskStatus
     from actors.engine import BreakerTransition, PageQuery, TaskSpec, Transition
-    from actors.journal import JournalError, Record
+    from actors.journal import Record
     from actors.journal import TaskRow as JournalRow
     from actors.observe import Subscriber
     from actors.runtime._attempt import Execution
@@ -27,6 +27,7 @@ __all__ = [
     "PER_TASK_TYPES",
     "REQUEST_TYPES",
     "AddDependency",
+    "Args",
     "AttemptDone",
     "AttemptTimedOut",
     "Batch",
@@ -54,11 +55,13 @@ __all__ = [
     "GetTask",
     "JournalBatch",
     "JournalFailed",
+    "Kwargs",
     "PageKeys",
     "PageRows",
     "PerTask",
     "PoolBroken",
     "Register",
+    "Report",
     "ResourceTick",
     "RetryDue",
     "RunFunction",
@@ -287,6 +290,12 @@ class AttemptDone(NamedTuple):
     at: float | None = None
 
 
+Report: TypeAlias = Callable[[AttemptDone], None]
+"""Where an attempt's outcome goes (a manager's ``tell``, or its batching `OnLoop`)."""
+Args: TypeAlias = tuple[Any, ...]
+Kwargs: TypeAlias = dict[str, Any]
+
+
 class FunctionStarted(NamedTuple):
     """Manager: a plain function's attempt left the pool's queue and starts (at clock
     time ``at``); the task is running, and its timeout counts, from then on."""
@@ -338,9 +347,9 @@ class RunFunction(NamedTuple):
 
     execution: Execution
     func: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    report: Callable[[Any], None]
+    args: Args
+    kwargs: Kwargs
+    report: Report
     executor: str | None = None
     """The task's ``executor``, or None for ``THREAD_POOL_BACKEND``."""
 

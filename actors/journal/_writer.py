@@ -14,17 +14,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from actors.core import JournalError, JournalStoreError
-from actors.journal._records import Deletion, Record, StatusChange, TaskRow, merge
+from actors.journal._records import Record, StatusChange, TaskRow, merge
 from actors.journal._store import JournalStore
 
 __all__ = ["JournalWriter"]
 
-_ORDER = {TaskRow: 0, StatusChange: 1, Deletion: 2}
-"""Records of one kind together: the store writes each run in a few statements."""
 
-
-def _order(record: Record) -> int:
-    return _ORDER[type(record)]
+def _grouped(records: Iterable[Record]) -> list[Record]:
+    """``records`` with those of one kind together, each kind in order: rows, changes,
+    then deletions (the store writes each run in a few statements). One pass, no sort."""
+    rows: list[Record] = []
+    changes: list[Record] = []
+    other: list[Record] = []
+    for record in records:
+        kind = type(record)
+        (changes if kind is StatusChange else rows if kind is TaskRow else other).append(record)
+    rows += changes
+    rows += other
+    return rows
 
 
 class JournalWriter:
@@ -79,7 +86,7 @@ class JournalWriter:
         """
         if not self._pending:
             return True
-        batch = sorted(self._pending.values(), key=_order)
+        batch = _grouped(self._pending.values())
         try:
             self.store.write(batch)
         except Exception as exc:  # the store raises JournalError; anything else is wrapped

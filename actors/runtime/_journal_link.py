@@ -53,12 +53,15 @@ class Launcher(Protocol):
 
 
 _PENDING = TaskStatus.PENDING
-_RUNNING = TaskStatus.RUNNING
-_CHANGED, _REGISTERED, _REMOVED = 0, 1, 2
+_COMPLETED = TaskStatus.COMPLETED
+_RUNNING_VALUE = TaskStatus.RUNNING.value
+_VALUES = {status: status.value for status in TaskStatus}
 _DEFINITION = TaskRow._fields.index("status")
 """`TaskRow`'s definition fields come first; then ``status``, ``created_at`` and the
 fields of `StatusChange` from ``updated_at`` on, in the same order."""
 assert TaskRow._fields[_DEFINITION:] == ("status", "created_at", *StatusChange._fields[2:])
+_CREATED = TaskRow._fields.index("created_at")
+_EXECUTED = TaskRow._fields.index("executed")
 
 
 class DurableEngine(Engine):
@@ -216,43 +219,65 @@ class JournalLink:
             _run(actions)
             return
         rows = engine.rows
-        kinds: dict[str, int] = {}
-        for transition in transitions:
-            task_id = transition.task_id
-            if task_id not in rows and task_id not in kinds:
-                continue
-            if transition.new is None:
-                kinds[task_id] = _REMOVED
-            elif transition.old is None:
-                kinds[task_id] = _REGISTERED
-            else:
-                kinds.setdefault(task_id, _CHANGED)
-        for task_id in engine.touched:
-            kinds.setdefault(task_id, _CHANGED)
-        engine.touched.clear()
+        # The durable tasks that changed, each once, in order: a removed one is no
+        # longer in ``engine.tasks`` (whatever else happened to it in the batch).
+        changed = dict.fromkeys([t[0] for t in transitions if t[0] in rows])
+        if engine.touched:
+            changed.update(dict.fromkeys(engine.touched))
+            engine.touched.clear()
         records: list[Record] = []
+        append = records.append
         tasks = engine.tasks
         unwritten = engine.unwritten
+        recoveries = engine.recoveries
+        encode_result = self.codec.encode_result
         wall = time.time()
         offset = wall - engine.clock.monotonic()  # monotonic -> wall-clock times
-        for task_id, kind in kinds.items():
+        for task_id in changed:
             record = tasks.get(task_id)
-            if kind == _REMOVED or record is None:
+            if record is None:
                 if rows.pop(task_id, None) is not None and task_id not in unwritten:
-                    records.append(Deletion(task_id))
+                    append(Deletion(task_id))
                 unwritten.discard(task_id)
-                engine.recoveries.pop(task_id, None)
+                recoveries.pop(task_id, None)
                 continue
-            change = self._change(record, wall, offset)
+            status = record.status
+            execution = record.execution
             if task_id in unwritten:
                 unwritten.discard(task_id)
                 row = rows[task_id]
-                # The definition's fields, then the state (`TaskRow` ends with them).
-                records.append(
-                    TaskRow._make((*row[:_DEFINITION], change.status, wall, *change[2:]))
-                )
+                if status is _PENDING and execution is None:
+                    # Just registered: the definition row holds its state already.
+                    append(_make_row((*row[:_CREATED], wall, wall, *row[_EXECUTED:])))
+                    continue
             else:
-                records.append(change)
+                row = None
+            # The state of the task (`StatusChange`'s fields after ``task_id``). An
+            # attempt handed off may be running already: say so, so recovery runs it again.
+            result = note = error_type = error_message = None
+            if status is _COMPLETED:
+                result, note = encode_result(record.result, task=task_id)
+            elif status is not _PENDING and record.error is not None:
+                error_type, error_message = error_fields(record.error)
+            started = record.started_at
+            finished = record.finished_at
+            state = (
+                _RUNNING_VALUE if execution is not None else _VALUES[status],
+                wall,
+                status is not _PENDING,
+                record.attempts,
+                recoveries.get(task_id, 0),
+                result,
+                note,
+                error_type,
+                error_message,
+                None if started is None else started + offset,
+                None if finished is None else finished + offset,
+            )
+            if row is None:
+                append(_make_change((task_id, *state)))
+            else:  # the definition's fields, then the state (`TaskRow` ends with them)
+                append(_make_row((*row[:_DEFINITION], state[0], wall, *state[1:])))
         actions = engine.actions
         if not records and not actions:
             return
@@ -265,32 +290,9 @@ class JournalLink:
         except Exception:
             _run(actions)
 
-    def _change(self, record: TaskRecord, wall: float, offset: float) -> StatusChange:
-        status = record.status
-        # An attempt handed off may be running already: say so, so recovery runs it again.
-        journaled = _RUNNING if record.execution is not None else status
-        result = note = error_type = error_message = None
-        if status is TaskStatus.COMPLETED:
-            result, note = self.codec.encode_result(record.result, task=record.task_id)
-        elif record.error is not None and status is not _PENDING:
-            error_type, error_message = error_fields(record.error)
-        return StatusChange(
-            record.task_id,
-            journaled.value,
-            wall,
-            status is not _PENDING,
-            record.attempts,
-            self.engine.recoveries.get(record.task_id, 0),
-            result,
-            note,
-            error_type,
-            error_message,
-            None if record.started_at is None else record.started_at + offset,
-            None if record.finished_at is None else record.finished_at + offset,
-        )
-
 
 _make_row = TaskRow._make
+_make_change = StatusChange._make
 
 
 def journal_link(ctx: SystemContext, engine: Engine) -> JournalLink | None:

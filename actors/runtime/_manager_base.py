@@ -293,8 +293,11 @@ class BaseManager(SupervisedActor):
             retryable=record.status is TaskStatus.FAILED and spec is not None,
         )
 
-    def _definition(self, message: messages.GetDefinition) -> tuple[TaskSpec, LoopBridge | None]:
-        """A failed task's registration and loop, to register it again (`retry_task`)."""
+    def _definition(
+        self, message: messages.GetDefinition
+    ) -> tuple[TaskSpec, LoopBridge | None, bool]:
+        """A failed task's registration, loop and whether it is durable, to register it
+        again (`retry_task`)."""
         task_id = message.task_id
         record = self.engine.get(task_id)
         spec = record.spec
@@ -303,7 +306,8 @@ class BaseManager(SupervisedActor):
             raise InvalidTaskError(msg)
         graph = self.engine.graph
         deps = graph.dependencies(task_id) if task_id in graph else ()
-        return spec._replace(dependencies=tuple(deps)), record.kept_bridge
+        durable = self.link is not None and self.link.durable(task_id)
+        return spec._replace(dependencies=tuple(deps)), record.kept_bridge, durable
 
     def _cleanup(self, message: messages.Cleanup) -> list[str]:
         removed = self.engine.cleanup(message.max_age)

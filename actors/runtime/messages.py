@@ -161,7 +161,8 @@ class GetDetail(NamedTuple):
 
 
 class GetDefinition(NamedTuple):
-    """Dashboard's retry: a failed task's spec (current dependencies) and loop."""
+    """Dashboard's retry: a failed task's spec (current dependencies), loop, and
+    whether it is durable."""
 
     task_id: str
     reply: ReplyTo

@@ -176,6 +176,7 @@ def row(task_id: str, **changes: Any) -> TaskRow:
         description="a task",
         metadata=codec.encode_value({"owner": "me"}, what="metadata", task=task_id),
         on_dependency_failure="run",
+        backend="new",
         status="pending",
         created_at=1000.0,
         updated_at=1000.0,
@@ -603,13 +604,13 @@ def test_a_journal_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     JournalStore(path).close()
     with closing(sqlite3.connect(path)) as connection, connection:
-        connection.execute("UPDATE schema_version SET version = 2")
+        connection.execute("UPDATE schema_version SET version = 3")
     connection.close()
     with pytest.raises(
         JournalFormatError,
         match=exactly(
-            f"cannot open journal {str(path)!r}: its schema version is 2, this actorflow reads "
-            "version 1; a newer actorflow wrote it: upgrade"
+            f"cannot open journal {str(path)!r}: its schema version is 3, this actorflow reads "
+            "version 2; a newer actorflow wrote it: upgrade"
         ),
     ):
         JournalStore(path)
@@ -818,7 +819,7 @@ store = JournalStore(path)
 for batch in range(100_000):
     records = [
         TaskRow(f"{batch}-{i}", "n", "t", "m:f", "[]", "{}", 1, (), 0, 0.0, None, None, None,
-                "x" * 200, "{}", "cancel", "pending", 1.0, 1.0)
+                "x" * 200, "{}", "cancel", None, "pending", 1.0, 1.0)
         for i in range(size)
     ]
     if batch:

@@ -33,8 +33,9 @@ from actors.journal._records import Deletion, Record, StatusChange, TaskRow
 
 __all__ = ["SCHEMA_VERSION", "SYNC_MODES", "JournalStore"]
 
-SCHEMA_VERSION = 1
-"""The version of the tables this code reads and writes."""
+SCHEMA_VERSION = 2
+"""The version of the tables this code reads and writes. Version 1 (no ``backend``
+column) is migrated when opened."""
 
 SYNC_MODES: tuple[str, ...] = ("normal", "full")
 """The values ``JOURNAL_SYNC`` accepts: survive a crash of the process / a power loss."""
@@ -44,9 +45,9 @@ _APPLICATION_ID = 0x41664A31  # "AfJ1": marks the file as an actorflow journal
 _COLUMNS = (
     "id", "name", "task_type", "function", "args", "kwargs", "priority", "dependencies",
     "max_retries", "retry_delay", "timeout", "executor", "circuit_breaker", "description",
-    "metadata", "on_dependency_failure", "status", "created_at", "updated_at", "executed",
-    "attempts", "recoveries", "result", "result_note", "error_type", "error_message",
-    "started_at", "finished_at",
+    "metadata", "on_dependency_failure", "backend", "status", "created_at", "updated_at",
+    "executed", "attempts", "recoveries", "result", "result_note", "error_type",
+    "error_message", "started_at", "finished_at",
 )  # fmt: skip
 """In `TaskRow` field order: a row loads with ``TaskRow(*row)``."""
 
@@ -77,6 +78,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     description TEXT NOT NULL,
     metadata BLOB NOT NULL,
     on_dependency_failure TEXT NOT NULL,
+    backend TEXT,
     status TEXT NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
@@ -301,6 +303,8 @@ class JournalStore:
                     "choose another JOURNAL_PATH"
                 )
             versions = [v for (v,) in connection.execute("SELECT version FROM schema_version")]
+            if versions == [1]:
+                versions = self._migrate_1()
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
         if versions != [SCHEMA_VERSION]:
@@ -315,6 +319,24 @@ class JournalStore:
                 f"cannot open journal {self.path!r}: SQLite refused WAL mode (journal mode "
                 f"{mode!r}); put JOURNAL_PATH on a local file system"
             )
+
+    def _migrate_1(self) -> list[Any]:
+        """Version 1 -> 2: the ``backend`` column (NULL for the rows already there:
+        recovery puts them into the current task system, as version 1 did). Returns the
+        versions after it; another connection may have migrated the file first."""
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            versions = [v for (v,) in connection.execute("SELECT version FROM schema_version")]
+            if versions == [1]:
+                connection.execute("ALTER TABLE tasks ADD COLUMN backend TEXT")
+                connection.execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION}")
+                versions = [SCHEMA_VERSION]
+            connection.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return versions
 
     def write(self, batch: Sequence[Record]) -> None:
         """Apply ``batch`` in order in one transaction; returns once it is committed.

@@ -61,6 +61,7 @@ _DEFINITION = TaskRow._fields.index("status")
 fields of `StatusChange` from ``updated_at`` on, in the same order."""
 assert TaskRow._fields[_DEFINITION:] == ("status", "created_at", *StatusChange._fields[2:])
 _CREATED = TaskRow._fields.index("created_at")
+_BACKEND = TaskRow._fields.index("backend")
 _EXECUTED = TaskRow._fields.index("executed")
 
 
@@ -73,6 +74,9 @@ class DurableEngine(Engine):
         """Durable task id -> its journaled definition (state fields not kept up to date)."""
         self.unwritten: set[str] = set()
         """Durable tasks registered whose row has not been sent to the journal yet."""
+        self.rewrite: set[str] = set()
+        """Durable tasks written already whose definition changed (a dependency added):
+        their whole row is written again."""
         self.touched: set[str] = set()
         """Durable tasks whose state changed without a transition (an attempt handed off)."""
         self.recoveries: dict[str, int] = {}
@@ -141,17 +145,17 @@ class JournalLink:
         start-up code), or raises if the definition differs."""
         engine = self.engine
         row = cast(TaskRow, message.journal)
-        if row.task_id != task_id:
-            row = _make_row((task_id, *row[1:]))  # `_replace` costs ten times more
+        # Its id and task system (`_replace` costs ten times more).
+        row = _make_row((task_id, *row[1:_BACKEND], engine.backend, *row[_BACKEND + 1 :]))
         if task_id in engine.tasks:
             journaled = engine.rows.get(task_id)
             if journaled is None:
                 msg = f"task id {task_id!r} is already registered; pick another or omit task_id"
                 raise DuplicateTaskError(msg)
-            differs = same_definition(journaled, row)
+            differs = same_definition(journaled, row, self.codec)
             if differs is not None:
                 msg = (
-                    f"task id {task_id!r} is journaled with another definition ({differs}); "
+                    f"task id {task_id!r} is journaled with another definition: {differs}; "
                     "pick another task_id, or clean the old task up first"
                 )
                 raise DuplicateTaskError(msg)
@@ -160,6 +164,18 @@ class JournalLink:
             engine.rows[task_id] = row
             engine.unwritten.add(task_id)
         engine.actions.append(_answer(message.reply, task_id))
+
+    def dependency_added(self, task_id: str, reply: Any) -> None:
+        """``add_dependency`` added an edge to durable ``task_id``: its row is written
+        again with every dependency it has now, and ``reply`` answered once committed."""
+        engine = self.engine
+        graph = engine.graph
+        row = engine.rows[task_id]
+        dependencies = tuple(graph.dependencies(task_id)) if task_id in graph else ()
+        engine.rows[task_id] = row._replace(dependencies=dependencies)
+        engine.rewrite.add(task_id)
+        engine.touched.add(task_id)
+        engine.actions.append(_answer(reply, None))
 
     def answer_later(self, reply: Any, value: Any) -> None:
         """Answer ``reply`` with ``value`` once what happened so far is committed."""
@@ -230,6 +246,7 @@ class JournalLink:
         tasks = engine.tasks
         unwritten = engine.unwritten
         recoveries = engine.recoveries
+        rewrite = engine.rewrite
         encode_result = self.codec.encode_result
         wall = time.time()
         offset = wall - engine.clock.monotonic()  # monotonic -> wall-clock times
@@ -239,10 +256,12 @@ class JournalLink:
                 if rows.pop(task_id, None) is not None and task_id not in unwritten:
                     append(Deletion(task_id))
                 unwritten.discard(task_id)
+                rewrite.discard(task_id)
                 recoveries.pop(task_id, None)
                 continue
             status = record.status
             execution = record.execution
+            row = None
             if task_id in unwritten:
                 unwritten.discard(task_id)
                 row = rows[task_id]
@@ -250,8 +269,8 @@ class JournalLink:
                     # Just registered: the definition row holds its state already.
                     append(_make_row((*row[:_CREATED], wall, wall, *row[_EXECUTED:])))
                     continue
-            else:
-                row = None
+            elif rewrite and task_id in rewrite:
+                row = rows[task_id]
             # The state of the task (`StatusChange`'s fields after ``task_id``). An
             # attempt handed off may be running already: say so, so recovery runs it again.
             result = note = error_type = error_message = None
@@ -277,7 +296,9 @@ class JournalLink:
             if row is None:
                 append(_make_change((task_id, *state)))
             else:  # the definition's fields, then the state (`TaskRow` ends with them)
-                append(_make_row((*row[:_DEFINITION], state[0], wall, *state[1:])))
+                created = record.created_at + offset
+                append(_make_row((*row[:_DEFINITION], state[0], created, *state[1:])))
+        rewrite.clear()
         actions = engine.actions
         if not records and not actions:
             return

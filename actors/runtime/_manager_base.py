@@ -87,7 +87,7 @@ class BaseManager(SupervisedActor):
             messages.PageRows: self._page_rows,
             messages.GetDetail: self._detail,
             messages.GetDefinition: self._definition,
-            messages.AddDependency: lambda m: e.add_dependency(m.task_id, m.depends_on),
+            messages.AddDependency: self._add_dependency,
             messages.Flush: lambda m: self._flush(),
             messages.Cleanup: self._cleanup,
             messages.Shutdown: self._shutdown,
@@ -264,6 +264,13 @@ class BaseManager(SupervisedActor):
             self.link.answer_later(message.reply, self.engine.execute(message.task_id))
             return DEFERRED
         return self.engine.execute(message.task_id)
+
+    def _add_dependency(self, message: messages.AddDependency) -> Any:
+        self.engine.add_dependency(message.task_id, message.depends_on)
+        if self.link is not None and self.link.durable(message.task_id):
+            self.link.dependency_added(message.task_id, message.reply)  # answered once journaled
+            return DEFERRED
+        return None
 
     def _wait(self, message: messages.Wait) -> Any:
         self.engine.wait(message.task_id, message.reply, pending_ok=message.bounded)

@@ -899,3 +899,46 @@ def test_a_batch_of_many_records_writes_each_one_in_order(store: JournalStore) -
         (i, "running", 2000.0 + i, i % 2 == 0, i) for i in range(1, 299) if i % 3
     ] + [(299, "pending", 3001.0, True, 7)]
     assert loaded[-1].error_type is None
+
+
+def test_fresh_and_bare_records_mixed_with_others_keep_order_and_every_field(
+    store: JournalStore,
+) -> None:
+    # A just-registered row and a change with no result, error or end time are written
+    # with their own statements (literals for the state they do not carry): mixed with
+    # the others in one batch, each row keeps its place and every field its value.
+    rows = [
+        row("full-1", status="queued", executed=True),
+        row("fresh-1"),
+        row("fresh-2", dependencies=()),
+        row("full-2", attempts=1),
+        row("fresh-3"),
+    ]
+    store.write(rows)
+    assert store.load() == rows
+    store.write(
+        [
+            StatusChange("fresh-1", "running", 2001.0, True, 1, 0, None, None, None, None, 2001.0),
+            StatusChange("fresh-2", "failed", 2002.0, True, 1, 0, None, None, "E", "m", 2001.0,
+                         2002.0),
+            StatusChange("full-1", "queued", 2003.0, False, 2, 1),
+            StatusChange("fresh-3", "completed", 2004.0, True, 1, 0, '"ok"', None, None, None,
+                         2003.0, 2004.0),
+        ]
+    )  # fmt: skip
+    assert store.load() == [
+        rows[0]._replace(updated_at=2003.0, attempts=2, recoveries=1),
+        rows[1]._replace(status="running", updated_at=2001.0, executed=True, attempts=1,
+                         started_at=2001.0),
+        rows[2]._replace(status="failed", updated_at=2002.0, executed=True, attempts=1,
+                         error_type="E", error_message="m", started_at=2001.0,
+                         finished_at=2002.0),
+        rows[3],
+        rows[4]._replace(status="completed", updated_at=2004.0, executed=True, attempts=1,
+                         result='"ok"', started_at=2003.0, finished_at=2004.0),
+    ]  # fmt: skip
+    # A bare change clears what an earlier change had set.
+    store.write([StatusChange("fresh-2", "queued", 2005.0, attempts=1)])
+    assert store.load()[2] == rows[2]._replace(
+        status="queued", updated_at=2005.0, executed=True, attempts=1
+    )

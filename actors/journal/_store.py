@@ -102,6 +102,20 @@ _UPSERT = (
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[1:])
 )
+_FRESH_STATE = {"status": "'pending'", "executed": "0", "attempts": "0", "recoveries": "0"}
+"""A just-registered task's state, as literals (the rest is NULL)."""
+_FRESH_BOUND = (*_COLUMNS[: _COLUMNS.index("status")], "created_at", "updated_at")
+_FRESH_LITERAL = tuple(column for column in _COLUMNS if column not in _FRESH_BOUND)
+_UPSERT_FRESH = (
+    f"INSERT INTO tasks ({', '.join((*_FRESH_BOUND, *_FRESH_LITERAL))}) SELECT "
+    + ", ".join(
+        [f"column{number}" for number in range(1, len(_FRESH_BOUND) + 1)]
+        + [_FRESH_STATE.get(column, "NULL") for column in _FRESH_LITERAL]
+    )
+    + " FROM (VALUES {values}) WHERE true ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[1:])
+)
+# ``WHERE true``: SQLite's parser needs it between a SELECT and ON CONFLICT.
 _UPDATE = (
     "UPDATE tasks SET "
     + ", ".join(
@@ -136,6 +150,12 @@ _DEPENDENCIES = _COLUMNS.index("dependencies")
 _dumps = json.dumps
 
 
+class _Fresh:
+    """The kind of a `TaskRow` of a task just registered (pending, never executed, no
+    attempt, result or error: most rows): its statement binds the definition and the
+    two times, and writes the state as literals."""
+
+
 class _Bare:
     """The kind of a `StatusChange` with no result, error or end time (most of them:
     queued, running): its statement binds those as NULL literals, not parameters,
@@ -146,6 +166,7 @@ _STATEMENTS: dict[type, tuple[str, int]] = {
     TaskRow: (_UPSERT, len(_COLUMNS)),
     StatusChange: (_UPDATE, len(StatusChange._fields)),
     _Bare: (_UPDATE_BARE, 1 + len(_BARE_STATE)),
+    _Fresh: (_UPSERT_FRESH, len(_FRESH_BOUND)),
     Deletion: (_DELETE, 1),
 }
 """Each kind of record: its statement (``{values}``: one row of parameters per record)
@@ -182,7 +203,18 @@ def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> No
             (*row[:d], _dumps(row[d]), *row[d + 1 :]) if row[d] else (*row[:d], "[]", *row[d + 1 :])
             for row in run
         ]
-    elif kind is StatusChange:
+        # In order (a row's place is its place in load order): runs of fresh rows and
+        # of others, each in as few statements as it takes.
+        s = _STATUS
+        for fresh, rows in itertools.groupby(
+            run, lambda row: row[s] == "pending" and row[s + 3 :] == _FRESH_TAIL
+        ):
+            if fresh:
+                _write_chunks(connection, _Fresh, [row[:s] + row[s + 1 : s + 3] for row in rows])
+            else:
+                _write_chunks(connection, TaskRow, list(rows))
+        return
+    if kind is StatusChange:
         if len({change[0] for change in run}) != len(run):
             # Two changes of one task: ``UPDATE ... FROM`` would apply only one of them.
             for change in run:
@@ -199,6 +231,12 @@ def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> No
 
 
 _NONE4 = (None, None, None, None)
+_STATUS = _COLUMNS.index("status")
+
+
+_FRESH_TAIL = (False, 0, 0, None, None, None, None, None, None)
+"""A just-registered task's state after its status and two times: not executed, no
+attempt, recovery, result, error or start and end times."""
 
 
 def _write_chunks(connection: sqlite3.Connection, kind: type, run: list[Any]) -> None:

@@ -126,20 +126,6 @@ _UPDATE = (
     )
     + " FROM (VALUES {values}) AS c WHERE tasks.id = c.column1"
 )
-_BARE_STATE = ("status", "updated_at", "executed", "attempts", "recoveries", "started_at")
-_CLEARED = ("result", "result_note", "error_type", "error_message", "finished_at")
-assert set(_BARE_STATE) | set(_CLEARED) == set(_STATE)
-_UPDATE_BARE = (
-    "UPDATE tasks SET "
-    + ", ".join(
-        f"executed = executed OR c.column{number}"
-        if column == "executed"
-        else f"{column} = c.column{number}"
-        for number, column in enumerate(_BARE_STATE, start=2)
-    )
-    + "".join(f", {column} = NULL" for column in _CLEARED)
-    + " FROM (VALUES {values}) AS c WHERE tasks.id = c.column1"
-)
 _DELETE = "DELETE FROM tasks WHERE id IN (VALUES {values})"
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tasks ORDER BY rowid"
 
@@ -156,16 +142,9 @@ class _Fresh:
     two times, and writes the state as literals."""
 
 
-class _Bare:
-    """The kind of a `StatusChange` with no result, error or end time (most of them:
-    queued, running): its statement binds those as NULL literals, not parameters,
-    which halves what SQLite does per record."""
-
-
-_STATEMENTS: dict[type, tuple[str, int]] = {
+_STATEMENTS: dict[Any, tuple[str, int]] = {
     TaskRow: (_UPSERT, len(_COLUMNS)),
     StatusChange: (_UPDATE, len(StatusChange._fields)),
-    _Bare: (_UPDATE_BARE, 1 + len(_BARE_STATE)),
     _Fresh: (_UPSERT_FRESH, len(_FRESH_BOUND)),
     Deletion: (_DELETE, 1),
 }
@@ -176,10 +155,10 @@ _CHUNKS = (256, 32, 4, 1)
 """Records per statement: a batch is written in statements of these sizes (few distinct
 statements, so that SQLite's statement cache keeps them all)."""
 
-_SQL: dict[tuple[type, int], str] = {}
+_SQL: dict[tuple[Any, int], str] = {}
 
 
-def _sql(kind: type, size: int) -> str:
+def _sql(kind: Any, size: int) -> str:
     """The statement that writes ``size`` records of ``kind``."""
     sql = _SQL.get((kind, size))
     if sql is None:
@@ -220,17 +199,63 @@ def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> No
             for change in run:
                 connection.execute(_sql(kind, 1), change)
             return
-        # One change per task: the order between tasks does not matter.
-        bare = [c[:6] + c[10:11] for c in run if c[6:10] == _NONE4 and c[11] is None]
-        if bare:
-            _write_chunks(connection, _Bare, bare)
-            if len(bare) == len(run):
-                return
-            run = [c for c in run if not (c[6:10] == _NONE4 and c[11] is None)]
+        # One change per task: the order between tasks does not matter. Changes are
+        # grouped by which of their optional fields are None (most: queued, running,
+        # completed), each group written with NULL literals for those: binding a
+        # parameter costs SQLite more than the rest of the update.
+        groups: dict[tuple[bool, ...], list[Any]] = {}
+        for change in run:
+            nulls = tuple(value is None for value in change[_OPTIONAL:])
+            group = groups.get(nulls)
+            if group is None:
+                group = groups[nulls] = []
+            group.append(change)
+        for nulls, changes in groups.items():
+            if not any(nulls):
+                _write_chunks(connection, StatusChange, changes)
+                continue
+            keep = [index for index, null in enumerate(nulls, _OPTIONAL) if not null]
+            _write_chunks(
+                connection,
+                _change_statement(nulls),
+                [(*c[:_OPTIONAL], *[c[index] for index in keep]) for c in changes],
+            )
+        return
     _write_chunks(connection, kind, run)
 
 
-_NONE4 = (None, None, None, None)
+_OPTIONAL = StatusChange._fields.index("result")
+"""`StatusChange`'s fields from here on may be None."""
+
+
+def _change_statement(nulls: tuple[bool, ...]) -> tuple[str, tuple[bool, ...]]:
+    """The key in `_STATEMENTS` of an update that sets the optional fields marked in
+    ``nulls`` to NULL literals (registered on first use)."""
+    key = ("change", nulls)
+    if key not in _STATEMENTS:
+        bound = [
+            column
+            for column, null in zip(_STATE, (False,) * (_OPTIONAL - 1) + nulls, strict=True)
+            if not null
+        ]
+        sets = [
+            f"executed = executed OR c.column{number}"
+            if column == "executed"
+            else f"{column} = c.column{number}"
+            for number, column in enumerate(bound, start=2)
+        ] + [
+            f"{column} = NULL"
+            for column, null in zip(_STATE[_OPTIONAL - 1 :], nulls, strict=True)
+            if null
+        ]
+        _STATEMENTS[key] = (
+            f"UPDATE tasks SET {', '.join(sets)} FROM (VALUES {{values}}) AS c "
+            "WHERE tasks.id = c.column1",
+            1 + len(bound),
+        )
+    return key
+
+
 _STATUS = _COLUMNS.index("status")
 
 
@@ -239,7 +264,7 @@ _FRESH_TAIL = (False, 0, 0, None, None, None, None, None, None)
 attempt, recovery, result, error or start and end times."""
 
 
-def _write_chunks(connection: sqlite3.Connection, kind: type, run: list[Any]) -> None:
+def _write_chunks(connection: sqlite3.Connection, kind: Any, run: list[Any]) -> None:
     start, end = 0, len(run)
     for size in _CHUNKS:
         if end - start < size:

@@ -910,7 +910,7 @@ def test_fresh_and_bare_records_mixed_with_others_keep_order_and_every_field(
     rows = [
         row("full-1", status="queued", executed=True),
         row("fresh-1"),
-        row("fresh-2", dependencies=()),
+        row("fresh-2", dependencies=(), priority=9, description="other"),
         row("full-2", attempts=1),
         row("fresh-3"),
     ]

@@ -14,6 +14,7 @@ import contextlib
 import gc
 import itertools
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -104,17 +105,22 @@ _UPSERT = (
 )
 _FRESH_STATE = {"status": "'pending'", "executed": "0", "attempts": "0", "recoveries": "0"}
 """A just-registered task's state, as literals (the rest is NULL)."""
-_FRESH_BOUND = (*_COLUMNS[: _COLUMNS.index("status")], "created_at", "updated_at")
-_FRESH_LITERAL = tuple(column for column in _COLUMNS if column not in _FRESH_BOUND)
+_FRESH_ROW = ("id", "name", "args", "dependencies", "created_at", "updated_at")
+"""A fresh row's own values; the rest of its definition is often the same for a run
+of rows (one function, its options), bound once per statement."""
+_FRESH_SHARED = tuple(c for c in _COLUMNS[: _COLUMNS.index("status")] if c not in _FRESH_ROW)
+_FRESH_LITERAL = tuple(c for c in _COLUMNS if c not in _FRESH_ROW and c not in _FRESH_SHARED)
 _UPSERT_FRESH = (
-    f"INSERT INTO tasks ({', '.join((*_FRESH_BOUND, *_FRESH_LITERAL))}) SELECT "
+    f"INSERT INTO tasks ({', '.join((*_FRESH_ROW, *_FRESH_SHARED, *_FRESH_LITERAL))}) SELECT "
     + ", ".join(
-        [f"column{number}" for number in range(1, len(_FRESH_BOUND) + 1)]
+        [f"column{number}" for number in range(1, len(_FRESH_ROW) + 1)]
+        + ["?"] * len(_FRESH_SHARED)
         + [_FRESH_STATE.get(column, "NULL") for column in _FRESH_LITERAL]
     )
     + " FROM (VALUES {values}) WHERE true ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[1:])
 )
+# The shared parameters come first: SQLite numbers them in the order they appear.
 # ``WHERE true``: SQLite's parser needs it between a SELECT and ON CONFLICT.
 _UPDATE = (
     "UPDATE tasks SET "
@@ -145,7 +151,7 @@ class _Fresh:
 _STATEMENTS: dict[Any, tuple[str, int]] = {
     TaskRow: (_UPSERT, len(_COLUMNS)),
     StatusChange: (_UPDATE, len(StatusChange._fields)),
-    _Fresh: (_UPSERT_FRESH, len(_FRESH_BOUND)),
+    _Fresh: (_UPSERT_FRESH, len(_FRESH_ROW)),
     Deletion: (_DELETE, 1),
 }
 """Each kind of record: its statement (``{values}``: one row of parameters per record)
@@ -182,16 +188,14 @@ def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> No
             (*row[:d], _dumps(row[d]), *row[d + 1 :]) if row[d] else (*row[:d], "[]", *row[d + 1 :])
             for row in run
         ]
-        # In order (a row's place is its place in load order): runs of fresh rows and
-        # of others, each in as few statements as it takes.
-        s = _STATUS
-        for fresh, rows in itertools.groupby(
-            run, lambda row: row[s] == "pending" and row[s + 3 :] == _FRESH_TAIL
-        ):
-            if fresh:
-                _write_chunks(connection, _Fresh, [row[:s] + row[s + 1 : s + 3] for row in rows])
-            else:
+        # In order (a row's place is its place in load order): runs of fresh rows that
+        # share the rest of their definition, and of others, each in as few
+        # statements as it takes.
+        for shared, rows in itertools.groupby(run, _fresh_shared):
+            if shared is None:
                 _write_chunks(connection, TaskRow, list(rows))
+            else:
+                _write_chunks(connection, _Fresh, list(map(_fresh_row, rows)), shared)
         return
     if kind is StatusChange:
         if len({change[0] for change in run}) != len(run):
@@ -256,15 +260,31 @@ def _change_statement(nulls: tuple[bool, ...]) -> tuple[str, tuple[bool, ...]]:
     return key
 
 
-_STATUS = _COLUMNS.index("status")
-
-
 _FRESH_TAIL = (False, 0, 0, None, None, None, None, None, None)
 """A just-registered task's state after its status and two times: not executed, no
 attempt, recovery, result, error or start and end times."""
 
 
-def _write_chunks(connection: sqlite3.Connection, kind: Any, run: list[Any]) -> None:
+_STATUS_AT = _COLUMNS.index("status")
+_fresh_row = operator.itemgetter(*map(_COLUMNS.index, _FRESH_ROW))
+_shared_of = operator.itemgetter(*map(_COLUMNS.index, _FRESH_SHARED))
+
+
+def _fresh_shared(params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The values a fresh row shares with others (see `_UPSERT_FRESH`); None for a row
+    that is not fresh (its state is not a just-registered task's)."""
+    s = _STATUS_AT
+    if params[s] == "pending" and params[s + 3 :] == _FRESH_TAIL:
+        shared: tuple[Any, ...] = _shared_of(params)
+        return shared
+    return None
+
+
+def _write_chunks(
+    connection: sqlite3.Connection, kind: Any, run: list[Any], shared: tuple[Any, ...] = ()
+) -> None:
+    """Write ``run`` (parameters of records of ``kind``) in statements of `_CHUNKS`
+    sizes; ``shared``: parameters bound once per statement, before the records'."""
     start, end = 0, len(run)
     for size in _CHUNKS:
         if end - start < size:
@@ -273,7 +293,7 @@ def _write_chunks(connection: sqlite3.Connection, kind: Any, run: list[Any]) -> 
         while end - start >= size:
             chunk = run[start : start + size]
             start += size
-            connection.execute(sql, [value for params in chunk for value in params])
+            connection.execute(sql, [*shared, *[value for params in chunk for value in params]])
 
 
 _EXECUTED = _COLUMNS.index("executed")

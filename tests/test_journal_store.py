@@ -942,3 +942,38 @@ def test_fresh_and_bare_records_mixed_with_others_keep_order_and_every_field(
     assert store.load()[2] == rows[2]._replace(
         status="queued", updated_at=2005.0, executed=True, attempts=1
     )
+
+
+def test_flush_changes_writes_the_starting_tasks_alone_or_says_to_flush_all(
+    store: JournalStore,
+) -> None:
+    errors: list[tuple[JournalError, int]] = []
+    writer = JournalWriter(store, on_error=lambda error, count: errors.append((error, count)))
+    writer.add_all([row("a"), row("b")])
+    assert writer.flush() is True
+    running = StatusChange("a", "running", 2.0, executed=True, attempts=1, started_at=2.0)
+    queued = StatusChange("b", "queued", 2.0, executed=True)
+    writer.add_all([queued, row("c"), running])
+    # Only "a"'s change is written: "b" and the new row "c" stay pending.
+    assert writer.flush_changes(["a", "gone"]) is True
+    assert store.load() == [
+        row("a", status="running", updated_at=2.0, executed=True, attempts=1, started_at=2.0),
+        row("b"),
+    ]
+    assert writer.pending() == [queued, row("c")]
+    # A task whose row is not written yet: nothing is written, flush everything instead.
+    assert writer.flush_changes(["b", "c"]) is None
+    assert writer.pending() == [queued, row("c")]
+    # A failed write keeps its records pending and is reported.
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        assert writer.flush_changes(["b"]) is False
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert [(type(error), count) for error, count in errors] == [(JournalLockedError, 1)]
+    assert writer.pending() == [queued, row("c")]
+    assert writer.flush() is True
+    assert [task.status for task in store.load()] == ["running", "queued", "pending"]
+    assert (writer.commits, writer.records_written, writer.failures) == (3, 5, 1)

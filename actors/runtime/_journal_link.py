@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from actors.core import ActorsError, DuplicateTaskError, TaskInfo, TaskStatus
+from actors.core import DuplicateTaskError, TaskInfo, TaskStatus
 from actors.engine import Engine, Policy, StartFailed
 from actors.journal import Codec, Deletion, Record, StatusChange, TaskRow, error_fields
 from actors.runtime import messages
@@ -83,6 +83,9 @@ class DurableEngine(Engine):
         """Task id -> times recovery ran it again (only tasks recovered at least once)."""
         self.actions: list[Action] = []
         """To run once the next batch is committed."""
+        self.starts: list[Action] = []
+        """Attempts to start once the records of ``starting`` are committed."""
+        self.starting: list[str] = []
         self.rerun: list[str] = []
         """Recovered tasks to execute again when the manager starts."""
         self.detached = False
@@ -135,7 +138,7 @@ class JournalLink:
     def busy(self) -> bool:
         """Whether there is something to send without a transition."""
         engine = self.engine
-        return bool(engine.actions or engine.touched)
+        return bool(engine.actions or engine.starts or engine.touched)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -201,7 +204,9 @@ class JournalLink:
                 is_coroutine=record.is_coroutine,
             ),
         )
-        self.engine.touched.add(record.task_id)
+        engine = self.engine
+        engine.touched.add(record.task_id)
+        engine.starting.append(record.task_id)
         report = manager.report
 
         def start() -> None:
@@ -215,7 +220,7 @@ class JournalLink:
             except Exception as exc:
                 report(messages.AttemptDone(snapshot.task_id, snapshot.attempts, None, exc))
 
-        self.engine.actions.append(start)
+        engine.starts.append(start)
 
     # -- the batch ------------------------------------------------------------------------
 
@@ -231,7 +236,8 @@ class JournalLink:
     def _send(self, transitions: list[Transition]) -> None:
         engine = self.engine
         if engine.detached:
-            actions, engine.actions = engine.actions, []
+            actions, engine.actions = engine.actions + engine.starts, []
+            engine.starts, engine.starting = [], []
             _run(actions)
             return
         rows = engine.rows
@@ -300,15 +306,20 @@ class JournalLink:
                 append(_make_row((*row[:_DEFINITION], state[0], created, *state[1:])))
         rewrite.clear()
         actions = engine.actions
-        if not records and not actions:
+        starts = engine.starts
+        if not records and not actions and not starts:
             return
         engine.actions = []
-        batch = messages.JournalBatch(tuple(records), tuple(actions))
+        if starts:
+            engine.starts = []
+            starting, engine.starting = tuple(engine.starting), []
+            batch = messages.JournalBatch(tuple(records), tuple(actions), tuple(starts), starting)
+        else:
+            batch = messages.JournalBatch(tuple(records), tuple(actions))
         try:
             self.journal.tell(batch)
-        except ActorsError:  # the system is stopping: answer from memory
-            _run(actions)
-        except Exception:
+        except Exception:  # the system is stopping (an ActorsError): go on from memory
+            _run(starts)
             _run(actions)
 
 

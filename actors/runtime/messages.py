@@ -400,10 +400,13 @@ them wait for a restarting child, and one more fails the call with
 
 class JournalBatch(NamedTuple):
     """Journal: records to write, then ``actions`` to run once they are committed (the
-    replies of durable registrations and executions, the starts of durable attempts)."""
+    replies of durable registrations and executions); ``starts`` (durable attempts) may
+    run as soon as the records of the ``starting`` tasks are committed."""
 
     records: tuple[Record, ...]
     actions: tuple[Callable[[], object], ...]
+    starts: tuple[Callable[[], object], ...] = ()
+    starting: tuple[str, ...] = ()
 
 
 class JournalFailed(NamedTuple):

@@ -52,6 +52,7 @@ def make_row(codec: Codec, index: int) -> TaskRow:
         description="",
         metadata="{}",
         on_dependency_failure="cancel",
+        backend="new",
         status="pending",
         created_at=1.0,
         updated_at=1.0,

@@ -58,7 +58,8 @@ def unfinished_journal(path: Path, n: int) -> None:
         task_id = f"task-{i:07d}"
         args, kwargs = codec.encode_args((i,), {}, task=task_id)
         row = (task_id, f"noop {i}", "default", function, args, kwargs, 1, (), 0, 0.0)
-        rows.append(TaskRow(*row, None, None, None, "", "{}", "cancel", "queued", now, now, True))
+        state = ("new", "queued", now, now, True)
+        rows.append(TaskRow(*row, None, None, None, "", "{}", "cancel", *state))
     with JournalStore(path) as store:
         store.write(rows)
 

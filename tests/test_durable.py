@@ -97,6 +97,7 @@ def journal_row(
         description="",
         metadata="{}",
         on_dependency_failure="cancel",
+        backend=state.pop("backend", None),
         status=status,
         created_at=now,
         updated_at=now,
@@ -202,10 +203,13 @@ async def test_registering_a_journaled_id_again_is_idempotent(tmp_path: Path) ->
         with pytest.raises(DuplicateTaskError) as caught:
             await tm.register_task("add", add, (1, 3), task_id="job")
         assert str(caught.value) == (
-            "task id 'job' is journaled with another definition (its arguments differ); "
-            "pick another task_id, or clean the old task up first"
+            "task id 'job' is journaled with another definition: its args is (1, 2), this "
+            "registration's is (1, 3); pick another task_id, or clean the old task up first"
         )
-        changed = r"\(function (tests\.)?test_durable:add is now (tests\.)?test_durable:boom\)"
+        changed = (
+            r": its func is '(tests\.)?test_durable:add', this registration's is "
+            r"'(tests\.)?test_durable:boom';"
+        )
         with pytest.raises(DuplicateTaskError, match=changed):
             await tm.register_task("add", boom, (1, 2), task_id="job")
         assert await tm.execute_task("job", wait=True) == 3

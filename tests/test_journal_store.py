@@ -178,6 +178,7 @@ def row(task_id: str, **changes: Any) -> TaskRow:
         description="a task",
         metadata=codec.encode_value({"owner": "me"}, what="metadata", task=task_id),
         on_dependency_failure="run",
+        backend="new",
         status="pending",
         created_at=1000.0,
         updated_at=1000.0,
@@ -605,13 +606,13 @@ def test_a_journal_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     JournalStore(path).close()
     with closing(sqlite3.connect(path)) as connection, connection:
-        connection.execute("UPDATE schema_version SET version = 2")
+        connection.execute("UPDATE schema_version SET version = 3")
     connection.close()
     with pytest.raises(
         JournalFormatError,
         match=exactly(
-            f"cannot open journal {str(path)!r}: its schema version is 2, this actorflow reads "
-            "version 1; a newer actorflow wrote it: upgrade"
+            f"cannot open journal {str(path)!r}: its schema version is 3, this actorflow reads "
+            "version 2; a newer actorflow wrote it: upgrade"
         ),
     ):
         JournalStore(path)
@@ -820,7 +821,7 @@ store = JournalStore(path)
 for batch in range(100_000):
     records = [
         TaskRow(f"{batch}-{i}", "n", "t", "m:f", "[]", "{}", 1, (), 0, 0.0, None, None, None,
-                "x" * 200, "{}", "cancel", "pending", 1.0, 1.0)
+                "x" * 200, "{}", "cancel", None, "pending", 1.0, 1.0)
         for i in range(size)
     ]
     if batch:
@@ -900,3 +901,81 @@ def test_a_batch_of_many_records_writes_each_one_in_order(store: JournalStore) -
         (i, "running", 2000.0 + i, i % 2 == 0, i) for i in range(1, 299) if i % 3
     ] + [(299, "pending", 3001.0, True, 7)]
     assert loaded[-1].error_type is None
+
+
+def test_fresh_and_bare_records_mixed_with_others_keep_order_and_every_field(
+    store: JournalStore,
+) -> None:
+    # A just-registered row and a change with no result, error or end time are written
+    # with their own statements (literals for the state they do not carry): mixed with
+    # the others in one batch, each row keeps its place and every field its value.
+    rows = [
+        row("full-1", status="queued", executed=True),
+        row("fresh-1"),
+        row("fresh-2", dependencies=(), priority=9, description="other"),
+        row("full-2", attempts=1),
+        row("fresh-3"),
+    ]
+    store.write(rows)
+    assert store.load() == rows
+    store.write(
+        [
+            StatusChange("fresh-1", "running", 2001.0, True, 1, 0, None, None, None, None, 2001.0),
+            StatusChange("fresh-2", "failed", 2002.0, True, 1, 0, None, None, "E", "m", 2001.0,
+                         2002.0),
+            StatusChange("full-1", "queued", 2003.0, False, 2, 1),
+            StatusChange("fresh-3", "completed", 2004.0, True, 1, 0, '"ok"', None, None, None,
+                         2003.0, 2004.0),
+        ]
+    )  # fmt: skip
+    assert store.load() == [
+        rows[0]._replace(updated_at=2003.0, attempts=2, recoveries=1),
+        rows[1]._replace(status="running", updated_at=2001.0, executed=True, attempts=1,
+                         started_at=2001.0),
+        rows[2]._replace(status="failed", updated_at=2002.0, executed=True, attempts=1,
+                         error_type="E", error_message="m", started_at=2001.0,
+                         finished_at=2002.0),
+        rows[3],
+        rows[4]._replace(status="completed", updated_at=2004.0, executed=True, attempts=1,
+                         result='"ok"', started_at=2003.0, finished_at=2004.0),
+    ]  # fmt: skip
+    # A bare change clears what an earlier change had set.
+    store.write([StatusChange("fresh-2", "queued", 2005.0, attempts=1)])
+    assert store.load()[2] == rows[2]._replace(
+        status="queued", updated_at=2005.0, executed=True, attempts=1
+    )
+
+
+def test_flush_changes_writes_the_starting_tasks_alone_or_says_to_flush_all(
+    store: JournalStore,
+) -> None:
+    errors: list[tuple[JournalError, int]] = []
+    writer = JournalWriter(store, on_error=lambda error, count: errors.append((error, count)))
+    writer.add_all([row("a"), row("b")])
+    assert writer.flush() is True
+    running = StatusChange("a", "running", 2.0, executed=True, attempts=1, started_at=2.0)
+    queued = StatusChange("b", "queued", 2.0, executed=True)
+    writer.add_all([queued, row("c"), running])
+    # Only "a"'s change is written: "b" and the new row "c" stay pending.
+    assert writer.flush_changes(["a", "gone"]) is True
+    assert store.load() == [
+        row("a", status="running", updated_at=2.0, executed=True, attempts=1, started_at=2.0),
+        row("b"),
+    ]
+    assert writer.pending() == [queued, row("c")]
+    # A task whose row is not written yet: nothing is written, flush everything instead.
+    assert writer.flush_changes(["b", "c"]) is None
+    assert writer.pending() == [queued, row("c")]
+    # A failed write keeps its records pending and is reported.
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        assert writer.flush_changes(["b"]) is False
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert [(type(error), count) for error, count in errors] == [(JournalLockedError, 1)]
+    assert writer.pending() == [queued, row("c")]
+    assert writer.flush() is True
+    assert [task.status for task in store.load()] == ["running", "queued", "pending"]
+    assert (writer.commits, writer.records_written, writer.failures) == (3, 5, 1)

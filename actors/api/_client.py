@@ -854,12 +854,22 @@ class UnifiedTaskManager:
         The failed task stays as it is (its history is kept); raises `InvalidTaskError`
         if the task did not fail.
         """
-        spec, bridge = await self._ask_about(messages.GetDefinition, task_id)
+        spec, bridge, durable = await self._ask_about(messages.GetDefinition, task_id)
         metadata = MappingProxyType({**spec.metadata, "retry_of": task_id})
         spec = spec._replace(task_id=None, metadata=metadata)
         if bridge is None or bridge.loop.is_closed():
             bridge = bridge_for(asyncio.get_running_loop())
-        new_id: str = await self._ask(messages.Register, spec, None, bridge)
+        # A durable task's retry is journaled like any registration (acknowledged once
+        # committed); its breaker is the shared one of the failed task's.
+        journal = (
+            durable_row(
+                (self._system or self._get_system()).config, spec, True, spec.circuit_breaker
+            )
+            if durable
+            else None
+        )
+        reply = self._reply()
+        new_id: str = await self._call(reply, messages.Register(spec, None, bridge, reply, journal))
         await self._ask(messages.Execute, new_id, False)
         return new_id
 

@@ -225,6 +225,8 @@ _EMPTY_JSON = "{}"
 
 _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 _loads = json.JSONDecoder(object_hook=_from_tagged).decode
+_NULL = EncodedResult("null", None)
+"""``None`` as a result (most tasks'), encoded once."""
 
 
 def _where(exc: _Unsupported) -> str:
@@ -345,7 +347,10 @@ class Codec:
         """The result encoded, or a note ``"result not serializable: <type>"``; never raises
         for a value that does not serialize (it is recorded as such)."""
         if type(value) in _SCALARS and self.serializer == "json":
-            return EncodedResult(_dumps(value), None)
+            if value is None:
+                return _NULL
+            # An int's JSON is its repr (a bool's is not: "true").
+            return EncodedResult(int.__repr__(value) if type(value) is int else _dumps(value), None)
         try:
             return EncodedResult(self.encode_value(value, what="result", task=task), None)
         except JournalEncodeError as exc:

@@ -38,6 +38,9 @@ class TaskRow(NamedTuple):
     metadata: Payload
     on_dependency_failure: str
     """``"cancel"`` or ``"run"``: what a failed dependency does to the task (issue 12)."""
+    backend: str | None
+    """The task system that registered it (``"new"`` or ``"old"``): recovery puts it
+    back there. None (a file of schema version 1): the system's current one."""
     status: str
     """A `TaskStatus` value (``"pending"``, ``"running"``...)."""
     created_at: float

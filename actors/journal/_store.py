@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -33,8 +34,9 @@ from actors.journal._records import Deletion, Record, StatusChange, TaskRow
 
 __all__ = ["SCHEMA_VERSION", "SYNC_MODES", "JournalStore"]
 
-SCHEMA_VERSION = 1
-"""The version of the tables this code reads and writes."""
+SCHEMA_VERSION = 2
+"""The version of the tables this code reads and writes. Version 1 (no ``backend``
+column) is migrated when opened."""
 
 SYNC_MODES: tuple[str, ...] = ("normal", "full")
 """The values ``JOURNAL_SYNC`` accepts: survive a crash of the process / a power loss."""
@@ -44,9 +46,9 @@ _APPLICATION_ID = 0x41664A31  # "AfJ1": marks the file as an actorflow journal
 _COLUMNS = (
     "id", "name", "task_type", "function", "args", "kwargs", "priority", "dependencies",
     "max_retries", "retry_delay", "timeout", "executor", "circuit_breaker", "description",
-    "metadata", "on_dependency_failure", "status", "created_at", "updated_at", "executed",
-    "attempts", "recoveries", "result", "result_note", "error_type", "error_message",
-    "started_at", "finished_at",
+    "metadata", "on_dependency_failure", "backend", "status", "created_at", "updated_at",
+    "executed", "attempts", "recoveries", "result", "result_note", "error_type",
+    "error_message", "started_at", "finished_at",
 )  # fmt: skip
 """In `TaskRow` field order: a row loads with ``TaskRow(*row)``."""
 
@@ -77,6 +79,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     description TEXT NOT NULL,
     metadata BLOB NOT NULL,
     on_dependency_failure TEXT NOT NULL,
+    backend TEXT,
     status TEXT NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
@@ -100,6 +103,25 @@ _UPSERT = (
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[1:])
 )
+_FRESH_STATE = {"status": "'pending'", "executed": "0", "attempts": "0", "recoveries": "0"}
+"""A just-registered task's state, as literals (the rest is NULL)."""
+_FRESH_ROW = ("id", "name", "args", "dependencies", "created_at", "updated_at")
+"""A fresh row's own values; the rest of its definition is often the same for a run
+of rows (one function, its options), bound once per statement."""
+_FRESH_SHARED = tuple(c for c in _COLUMNS[: _COLUMNS.index("status")] if c not in _FRESH_ROW)
+_FRESH_LITERAL = tuple(c for c in _COLUMNS if c not in _FRESH_ROW and c not in _FRESH_SHARED)
+_UPSERT_FRESH = (
+    f"INSERT INTO tasks ({', '.join((*_FRESH_ROW, *_FRESH_SHARED, *_FRESH_LITERAL))}) SELECT "
+    + ", ".join(
+        [f"column{number}" for number in range(1, len(_FRESH_ROW) + 1)]
+        + ["?"] * len(_FRESH_SHARED)
+        + [_FRESH_STATE.get(column, "NULL") for column in _FRESH_LITERAL]
+    )
+    + " FROM (VALUES {values}) WHERE true ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[1:])
+)
+# The shared parameters come first: SQLite numbers them in the order they appear.
+# ``WHERE true``: SQLite's parser needs it between a SELECT and ON CONFLICT.
 _UPDATE = (
     "UPDATE tasks SET "
     + ", ".join(
@@ -117,18 +139,19 @@ _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tasks ORDER BY rowid"
 _DEPENDENCIES = _COLUMNS.index("dependencies")
 
 
-def _task_params(row: TaskRow) -> tuple[Any, ...]:
-    dependencies = row[_DEPENDENCIES]
-    return (
-        *row[:_DEPENDENCIES],
-        json.dumps(dependencies) if dependencies else "[]",
-        *row[_DEPENDENCIES + 1 :],
-    )
+_dumps = json.dumps
 
 
-_STATEMENTS: dict[type, tuple[str, int]] = {
+class _Fresh:
+    """The kind of a `TaskRow` of a task just registered (pending, never executed, no
+    attempt, result or error: most rows): its statement binds the definition and the
+    two times, and writes the state as literals."""
+
+
+_STATEMENTS: dict[Any, tuple[str, int]] = {
     TaskRow: (_UPSERT, len(_COLUMNS)),
     StatusChange: (_UPDATE, len(StatusChange._fields)),
+    _Fresh: (_UPSERT_FRESH, len(_FRESH_ROW)),
     Deletion: (_DELETE, 1),
 }
 """Each kind of record: its statement (``{values}``: one row of parameters per record)
@@ -138,10 +161,10 @@ _CHUNKS = (256, 32, 4, 1)
 """Records per statement: a batch is written in statements of these sizes (few distinct
 statements, so that SQLite's statement cache keeps them all)."""
 
-_SQL: dict[tuple[type, int], str] = {}
+_SQL: dict[tuple[Any, int], str] = {}
 
 
-def _sql(kind: type, size: int) -> str:
+def _sql(kind: Any, size: int) -> str:
     """The statement that writes ``size`` records of ``kind``."""
     sql = _SQL.get((kind, size))
     if sql is None:
@@ -160,12 +183,108 @@ def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> No
     time under load), and every acknowledgement waited with it.
     """
     if kind is TaskRow:
-        run = list(map(_task_params, run))
-    elif kind is StatusChange and len({change[0] for change in run}) != len(run):
-        # Two changes of one task: ``UPDATE ... FROM`` would apply only one of them.
-        for change in run:
-            connection.execute(_sql(kind, 1), change)
+        d = _DEPENDENCIES
+        run = [
+            (*row[:d], _dumps(row[d]), *row[d + 1 :]) if row[d] else (*row[:d], "[]", *row[d + 1 :])
+            for row in run
+        ]
+        # In order (a row's place is its place in load order): runs of fresh rows that
+        # share the rest of their definition, and of others, each in as few
+        # statements as it takes.
+        for shared, rows in itertools.groupby(run, _fresh_shared):
+            if shared is None:
+                _write_chunks(connection, TaskRow, list(rows))
+            else:
+                _write_chunks(connection, _Fresh, list(map(_fresh_row, rows)), shared)
         return
+    if kind is StatusChange:
+        if len({change[0] for change in run}) != len(run):
+            # Two changes of one task: ``UPDATE ... FROM`` would apply only one of them.
+            for change in run:
+                connection.execute(_sql(kind, 1), change)
+            return
+        # One change per task: the order between tasks does not matter. Changes are
+        # grouped by which of their optional fields are None (most: queued, running,
+        # completed), each group written with NULL literals for those: binding a
+        # parameter costs SQLite more than the rest of the update.
+        groups: dict[tuple[bool, ...], list[Any]] = {}
+        for change in run:
+            nulls = tuple(value is None for value in change[_OPTIONAL:])
+            group = groups.get(nulls)
+            if group is None:
+                group = groups[nulls] = []
+            group.append(change)
+        for nulls, changes in groups.items():
+            if not any(nulls):
+                _write_chunks(connection, StatusChange, changes)
+                continue
+            keep = [index for index, null in enumerate(nulls, _OPTIONAL) if not null]
+            _write_chunks(
+                connection,
+                _change_statement(nulls),
+                [(*c[:_OPTIONAL], *[c[index] for index in keep]) for c in changes],
+            )
+        return
+    _write_chunks(connection, kind, run)
+
+
+_OPTIONAL = StatusChange._fields.index("result")
+"""`StatusChange`'s fields from here on may be None."""
+
+
+def _change_statement(nulls: tuple[bool, ...]) -> tuple[str, tuple[bool, ...]]:
+    """The key in `_STATEMENTS` of an update that sets the optional fields marked in
+    ``nulls`` to NULL literals (registered on first use)."""
+    key = ("change", nulls)
+    if key not in _STATEMENTS:
+        bound = [
+            column
+            for column, null in zip(_STATE, (False,) * (_OPTIONAL - 1) + nulls, strict=True)
+            if not null
+        ]
+        sets = [
+            f"executed = executed OR c.column{number}"
+            if column == "executed"
+            else f"{column} = c.column{number}"
+            for number, column in enumerate(bound, start=2)
+        ] + [
+            f"{column} = NULL"
+            for column, null in zip(_STATE[_OPTIONAL - 1 :], nulls, strict=True)
+            if null
+        ]
+        _STATEMENTS[key] = (
+            f"UPDATE tasks SET {', '.join(sets)} FROM (VALUES {{values}}) AS c "
+            "WHERE tasks.id = c.column1",
+            1 + len(bound),
+        )
+    return key
+
+
+_FRESH_TAIL = (False, 0, 0, None, None, None, None, None, None)
+"""A just-registered task's state after its status and two times: not executed, no
+attempt, recovery, result, error or start and end times."""
+
+
+_STATUS_AT = _COLUMNS.index("status")
+_fresh_row = operator.itemgetter(*map(_COLUMNS.index, _FRESH_ROW))
+_shared_of = operator.itemgetter(*map(_COLUMNS.index, _FRESH_SHARED))
+
+
+def _fresh_shared(params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The values a fresh row shares with others (see `_UPSERT_FRESH`); None for a row
+    that is not fresh (its state is not a just-registered task's)."""
+    s = _STATUS_AT
+    if params[s] == "pending" and params[s + 3 :] == _FRESH_TAIL:
+        shared: tuple[Any, ...] = _shared_of(params)
+        return shared
+    return None
+
+
+def _write_chunks(
+    connection: sqlite3.Connection, kind: Any, run: list[Any], shared: tuple[Any, ...] = ()
+) -> None:
+    """Write ``run`` (parameters of records of ``kind``) in statements of `_CHUNKS`
+    sizes; ``shared``: parameters bound once per statement, before the records'."""
     start, end = 0, len(run)
     for size in _CHUNKS:
         if end - start < size:
@@ -174,7 +293,7 @@ def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> No
         while end - start >= size:
             chunk = run[start : start + size]
             start += size
-            connection.execute(sql, [value for params in chunk for value in params])
+            connection.execute(sql, [*shared, *[value for params in chunk for value in params]])
 
 
 _EXECUTED = _COLUMNS.index("executed")
@@ -267,6 +386,8 @@ class JournalStore(ClosedOnExit):
                     "choose another JOURNAL_PATH"
                 )
             versions = [v for (v,) in connection.execute("SELECT version FROM schema_version")]
+            if versions == [1]:
+                versions = self._migrate_1()
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
         if versions != [SCHEMA_VERSION]:
@@ -281,6 +402,24 @@ class JournalStore(ClosedOnExit):
                 f"cannot open journal {self.path!r}: SQLite refused WAL mode (journal mode "
                 f"{mode!r}); put JOURNAL_PATH on a local file system"
             )
+
+    def _migrate_1(self) -> list[Any]:
+        """Version 1 -> 2: the ``backend`` column (NULL for the rows already there:
+        recovery puts them into the current task system, as version 1 did). Returns the
+        versions after it; another connection may have migrated the file first."""
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            versions = [v for (v,) in connection.execute("SELECT version FROM schema_version")]
+            if versions == [1]:
+                connection.execute("ALTER TABLE tasks ADD COLUMN backend TEXT")
+                connection.execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION}")
+                versions = [SCHEMA_VERSION]
+            connection.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return versions
 
     def write(self, batch: Sequence[Record]) -> None:
         """Apply ``batch`` in order in one transaction; returns once it is committed.

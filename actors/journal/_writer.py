@@ -14,17 +14,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from actors.core import JournalError, JournalStoreError
-from actors.journal._records import Deletion, Record, StatusChange, TaskRow, merge
+from actors.journal._records import Record, StatusChange, TaskRow, merge
 from actors.journal._store import JournalStore
 
 __all__ = ["JournalWriter"]
 
-_ORDER = {TaskRow: 0, StatusChange: 1, Deletion: 2}
-"""Records of one kind together: the store writes each run in a few statements."""
 
-
-def _order(record: Record) -> int:
-    return _ORDER[type(record)]
+def _grouped(records: Iterable[Record]) -> list[Record]:
+    """``records`` with those of one kind together, each kind in order: rows, changes,
+    then deletions (the store writes each run in a few statements). One pass, no sort."""
+    rows: list[Record] = []
+    changes: list[Record] = []
+    other: list[Record] = []
+    for record in records:
+        kind = type(record)
+        (changes if kind is StatusChange else rows if kind is TaskRow else other).append(record)
+    rows += changes
+    rows += other
+    return rows
 
 
 class JournalWriter:
@@ -79,7 +86,13 @@ class JournalWriter:
         """
         if not self._pending:
             return True
-        batch = sorted(self._pending.values(), key=_order)
+        if not self._write(_grouped(self._pending.values())):
+            return False
+        self._pending.clear()
+        return True
+
+    def _write(self, batch: list[Record]) -> bool:
+        """Write ``batch`` in one transaction; False (reported) if it failed."""
         try:
             self.store.write(batch)
         except Exception as exc:  # the store raises JournalError; anything else is wrapped
@@ -93,9 +106,31 @@ class JournalWriter:
             self.failures += 1
             self._on_error(error, len(batch))
             return False
-        self._pending.clear()
         self.commits += 1
         self.records_written += len(batch)
+        return True
+
+    def flush_changes(self, task_ids: Iterable[str]) -> bool | None:
+        """Write the pending records of ``task_ids`` alone, in one transaction, when
+        each is a `StatusChange` (its row is in the file: writing it before other
+        tasks' records changes no row's place). None: one is not (nothing written;
+        `flush` them all). True: committed, or nothing pending for them. False: the
+        error went to ``on_error`` and they stay pending."""
+        pending = self._pending
+        batch: list[Record] = []
+        for task_id in task_ids:
+            record = pending.get(task_id)
+            if record is None:
+                continue
+            if type(record) is not StatusChange:
+                return None
+            batch.append(record)
+        if not batch:
+            return True
+        if not self._write(batch):
+            return False
+        for record in batch:
+            del pending[record.task_id]
         return True
 
     def pending(self) -> list[Record]:

@@ -17,9 +17,9 @@ Decisions (see the README, "Durable tasks"):
 from __future__ import annotations
 
 from types import FunctionType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from actors.core import InvalidTaskError, JournalEncodeError
+from actors.core import InvalidTaskError, JournalDecodeError, JournalEncodeError
 from actors.journal import NOT_DURABLE, Codec, TaskRow, function_reference
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def definition_row(
             "", spec.name, spec.task_type, function, args, kwargs, int(spec.priority),
             spec.dependencies, spec.max_retries, spec.retry_delay, spec.timeout,
             spec.executor, breaker, spec.description, encoded, spec.on_dependency_failure,
-            "pending", 0.0, 0.0, False, 0, 0, None, None, None, None, None, None,
+            None, "pending", 0.0, 0.0, False, 0, 0, None, None, None, None, None, None,
         )
     )  # fmt: skip
 
@@ -102,13 +102,46 @@ def definition_row(
 _row = TaskRow._make
 
 
-def same_definition(journaled: TaskRow, row: TaskRow) -> str | None:
-    """None when ``row`` registers the same task as ``journaled``, else what differs."""
-    if journaled.function != row.function:
-        return f"function {journaled.function} is now {row.function}"
-    if journaled.args != row.args or journaled.kwargs != row.kwargs:
-        return "its arguments differ"
+_COMPARED: tuple[tuple[int, str], ...] = tuple(
+    (index, {"function": "func"}.get(field, field))
+    for index, field in enumerate(TaskRow._fields[: TaskRow._fields.index("backend")])
+    if field != "task_id"
+)
+"""The definition's fields (index in `TaskRow`, `register_task`'s name for it): all of
+them but the id and the task system, which the registration does not choose."""
+_PAYLOADS = {"args": "arguments", "kwargs": "keyword arguments", "metadata": "metadata"}
+
+
+def same_definition(journaled: TaskRow, row: TaskRow, codec: Codec) -> str | None:
+    """None when ``row`` registers the same task as ``journaled``; else what differs:
+    the first field (in `register_task`'s order) whose values differ, and both values.
+
+    Dependencies added with ``add_dependency`` after the registration are journaled
+    after the registered ones: ``row``'s dependencies may be a prefix of them.
+    """
+    for index, field in _COMPARED:
+        old, new = journaled[index], row[index]
+        if old == new:
+            continue
+        if field == "dependencies":
+            old_deps, new_deps = cast("tuple[str, ...]", old), cast("tuple[str, ...]", new)
+            if old_deps[: len(new_deps)] == new_deps:
+                continue
+        elif field in _PAYLOADS:  # equal values may encode differently (dict order)
+            old, new = _shown(codec, old, field), _shown(codec, new, field)
+            if old == new:
+                continue
+        return f"its {field} is {old!r}, this registration's is {new!r}"
     return None
+
+
+def _shown(codec: Codec, payload: Any, field: str) -> Any:
+    """A journaled payload as the value it holds (the payload itself if unreadable)."""
+    try:
+        value = codec.decode_value(payload, what=f"its {_PAYLOADS[field]}", task="")
+    except JournalDecodeError:
+        return payload
+    return tuple(value) if field == "args" else value  # as given: a tuple
 
 
 def breaker_name(breaker: Any) -> str | None:

@@ -17,7 +17,7 @@ the actions run anyway: the system goes on from memory and never crashes for it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -76,19 +76,37 @@ class JournalActor(SystemChild[JournalState]):
         if type(message) is JournalBatch:
             self.writer.add_all(message.records)
             self.state.actions.extend(message.actions)
+            if message.starts:
+                self.start_attempts(message.starting, message.starts)
             if len(self.writer) >= FLUSH_AT or len(self.state.actions) >= FLUSH_AT:
                 self.commit()
         else:
             _log.warning("unexpected message {!r}", message)
         return None
 
+    def start_attempts(
+        self, starting: tuple[str, ...], starts: tuple[Callable[[], object], ...]
+    ) -> None:
+        """Start attempts as soon as their tasks' ``running`` records are committed: in
+        a transaction of their own, before the rest of what is pending (the attempts then
+        run while the rest is written). If one of those tasks has a row not yet written,
+        or the write failed, they wait for the next `commit` with everything else."""
+        if self.writer.flush_changes(starting):
+            _run(starts)
+        else:
+            self.state.actions.extend(starts)
+
     def commit(self) -> None:
         """Write what is pending in one transaction, then run the waiting actions."""
         state = self.state
         self.writer.flush()
         actions, state.actions = state.actions, []
-        for action in actions:
-            try:
-                action()
-            except Exception as exc:  # a caller that left, a stopped pool: not ours
-                _log.debug("a post-commit action failed: {!r}", exc)
+        _run(actions)
+
+
+def _run(actions: Iterable[Callable[[], object]]) -> None:
+    for action in actions:
+        try:
+            action()
+        except Exception as exc:  # a caller that left, a stopped pool: not ours
+            _log.debug("a post-commit action failed: {!r}", exc)

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from actors.core import (
     BULK,
-    ActorsError,
     DuplicateTaskError,
     TaskInfo,
     TaskStatus,
@@ -60,12 +59,16 @@ class Launcher(Protocol):
 
 
 _PENDING = TaskStatus.PENDING
-_RUNNING = TaskStatus.RUNNING
-_CHANGED, _REGISTERED, _REMOVED = 0, 1, 2
+_COMPLETED = TaskStatus.COMPLETED
+_RUNNING_VALUE = TaskStatus.RUNNING.value
+_VALUES = {status: status.value for status in TaskStatus}
 _DEFINITION = TaskRow._fields.index("status")
 """`TaskRow`'s definition fields come first; then ``status``, ``created_at`` and the
 fields of `StatusChange` from ``updated_at`` on, in the same order."""
 assert TaskRow._fields[_DEFINITION:] == ("status", "created_at", *StatusChange._fields[2:])
+_CREATED = TaskRow._fields.index("created_at")
+_BACKEND = TaskRow._fields.index("backend")
+_EXECUTED = TaskRow._fields.index("executed")
 
 
 class DurableEngine(Engine):
@@ -77,12 +80,18 @@ class DurableEngine(Engine):
         """Durable task id -> its journaled definition (state fields not kept up to date)."""
         self.unwritten: set[str] = set()
         """Durable tasks registered whose row has not been sent to the journal yet."""
+        self.rewrite: set[str] = set()
+        """Durable tasks written already whose definition changed (a dependency added):
+        their whole row is written again."""
         self.touched: set[str] = set()
         """Durable tasks whose state changed without a transition (an attempt handed off)."""
         self.recoveries: dict[str, int] = {}
         """Task id -> times recovery ran it again (only tasks recovered at least once)."""
         self.actions: list[Action] = []
         """To run once the next batch is committed."""
+        self.starts: list[Action] = []
+        """Attempts to start once the records of ``starting`` are committed."""
+        self.starting: list[str] = []
         self.rerun: list[str] = []
         """Recovered tasks to execute again when the manager starts."""
         self.detached = False
@@ -133,7 +142,7 @@ class JournalLink:
     def busy(self) -> bool:
         """Whether there is something to send without a transition."""
         engine = self.engine
-        return bool(engine.actions or engine.touched)
+        return bool(engine.actions or engine.starts or engine.touched)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -143,17 +152,17 @@ class JournalLink:
         start-up code), or raises if the definition differs."""
         engine = self.engine
         row = cast(TaskRow, message.journal)
-        if row.task_id != task_id:
-            row = _make_row((task_id, *row[1:]))  # `_replace` costs ten times more
+        # Its id and task system (`_replace` costs ten times more).
+        row = _make_row((task_id, *row[1:_BACKEND], engine.backend, *row[_BACKEND + 1 :]))
         if task_id in engine.tasks:
             journaled = engine.rows.get(task_id)
             if journaled is None:
                 msg = f"task id {task_id!r} is already registered; pick another or omit task_id"
                 raise DuplicateTaskError(msg)
-            differs = same_definition(journaled, row)
+            differs = same_definition(journaled, row, self.codec)
             if differs is not None:
                 msg = (
-                    f"task id {task_id!r} is journaled with another definition ({differs}); "
+                    f"task id {task_id!r} is journaled with another definition: {differs}; "
                     "pick another task_id, or clean the old task up first"
                 )
                 raise DuplicateTaskError(msg)
@@ -162,6 +171,18 @@ class JournalLink:
             engine.rows[task_id] = row
             engine.unwritten.add(task_id)
         engine.actions.append(_answer(message.reply, task_id))
+
+    def dependency_added(self, task_id: str, reply: Any) -> None:
+        """``add_dependency`` added an edge to durable ``task_id``: its row is written
+        again with every dependency it has now, and ``reply`` answered once committed."""
+        engine = self.engine
+        graph = engine.graph
+        row = engine.rows[task_id]
+        dependencies = tuple(graph.dependencies(task_id)) if task_id in graph else ()
+        engine.rows[task_id] = row._replace(dependencies=dependencies)
+        engine.rewrite.add(task_id)
+        engine.touched.add(task_id)
+        engine.actions.append(_answer(reply, None))
 
     def answer_later(self, reply: Any, value: Any) -> None:
         """Answer ``reply`` with ``value`` once what happened so far is committed."""
@@ -175,7 +196,9 @@ class JournalLink:
     def defer_start(self, manager: Launcher, execution: Execution, record: TaskRecord) -> None:
         """Start the attempt once the journal says the task may be running."""
         snapshot = cast("TaskRecord", SimpleNamespace(**_read_attempt(record)))
-        self.engine.touched.add(record.task_id)
+        engine = self.engine
+        engine.touched.add(record.task_id)
+        engine.starting.append(record.task_id)
         report = manager.report
 
         def start() -> None:
@@ -189,7 +212,7 @@ class JournalLink:
             except Exception as exc:
                 report(messages.AttemptDone(snapshot.task_id, snapshot.attempts, None, exc))
 
-        self.engine.actions.append(start)
+        engine.starts.append(start)
 
     # -- the batch ------------------------------------------------------------------------
 
@@ -205,85 +228,95 @@ class JournalLink:
     def _send(self, transitions: list[Transition]) -> None:
         engine = self.engine
         if engine.detached:
-            actions, engine.actions = engine.actions, []
+            actions, engine.actions = engine.actions + engine.starts, []
+            engine.starts, engine.starting = [], []
             _run(actions)
             return
         rows = engine.rows
-        kinds: dict[str, int] = {}
-        for transition in transitions:
-            task_id = transition.task_id
-            if task_id not in rows and task_id not in kinds:
-                continue
-            if transition.new is None:
-                kinds[task_id] = _REMOVED
-            elif transition.old is None:
-                kinds[task_id] = _REGISTERED
-            else:
-                kinds.setdefault(task_id, _CHANGED)
-        for task_id in engine.touched:
-            kinds.setdefault(task_id, _CHANGED)
-        engine.touched.clear()
+        # The durable tasks that changed, each once, in order: a removed one is no
+        # longer in ``engine.tasks`` (whatever else happened to it in the batch).
+        changed = dict.fromkeys([t[0] for t in transitions if t[0] in rows])
+        if engine.touched:
+            changed.update(dict.fromkeys(engine.touched))
+            engine.touched.clear()
         records: list[Record] = []
+        append = records.append
         tasks = engine.tasks
         unwritten = engine.unwritten
+        recoveries = engine.recoveries
+        rewrite = engine.rewrite
+        encode_result = self.codec.encode_result
         wall = time.time()
         offset = wall - engine.clock.monotonic()  # monotonic -> wall-clock times
-        for task_id, kind in kinds.items():
+        for task_id in changed:
             record = tasks.get(task_id)
-            if kind == _REMOVED or record is None:
+            if record is None:
                 if rows.pop(task_id, None) is not None and task_id not in unwritten:
-                    records.append(Deletion(task_id))
+                    append(Deletion(task_id))
                 unwritten.discard(task_id)
-                engine.recoveries.pop(task_id, None)
+                rewrite.discard(task_id)
+                recoveries.pop(task_id, None)
                 continue
-            change = self._change(record, wall, offset)
+            status = record.status
+            execution = record.execution
+            row = None
             if task_id in unwritten:
                 unwritten.discard(task_id)
                 row = rows[task_id]
-                # The definition's fields, then the state (`TaskRow` ends with them).
-                records.append(
-                    TaskRow._make((*row[:_DEFINITION], change.status, wall, *change[2:]))
-                )
-            else:
-                records.append(change)
+                if status is _PENDING and execution is None:
+                    # Just registered: the definition row holds its state already.
+                    append(_make_row((*row[:_CREATED], wall, wall, *row[_EXECUTED:])))
+                    continue
+            elif rewrite and task_id in rewrite:
+                row = rows[task_id]
+            # The state of the task (`StatusChange`'s fields after ``task_id``). An
+            # attempt handed off may be running already: say so, so recovery runs it again.
+            result = note = error_type = error_message = None
+            if status is _COMPLETED:
+                result, note = encode_result(record.result, task=task_id)
+            elif status is not _PENDING and record.error is not None:
+                error_type, error_message = error_fields(record.error)
+            started = record.started_at
+            finished = record.finished_at
+            state = (
+                _RUNNING_VALUE if execution is not None else _VALUES[status],
+                wall,
+                status is not _PENDING,
+                record.attempts,
+                recoveries.get(task_id, 0),
+                result,
+                note,
+                error_type,
+                error_message,
+                None if started is None else started + offset,
+                None if finished is None else finished + offset,
+            )
+            if row is None:
+                append(_make_change((task_id, *state)))
+            else:  # the definition's fields, then the state (`TaskRow` ends with them)
+                created = record.created_at + offset
+                append(_make_row((*row[:_DEFINITION], state[0], created, *state[1:])))
+        rewrite.clear()
         actions = engine.actions
-        if not records and not actions:
+        starts = engine.starts
+        if not records and not actions and not starts:
             return
         engine.actions = []
-        batch = messages.JournalBatch(tuple(records), tuple(actions))
+        if starts:
+            engine.starts = []
+            starting, engine.starting = tuple(engine.starting), []
+            batch = messages.JournalBatch(tuple(records), tuple(actions), tuple(starts), starting)
+        else:
+            batch = messages.JournalBatch(tuple(records), tuple(actions))
         try:
             self.journal.tell(batch)
-        except ActorsError:  # the system is stopping: answer from memory
+        except Exception:  # the system is stopping (an ActorsError): go on from memory
+            _run(starts)
             _run(actions)
-        except Exception:
-            _run(actions)
-
-    def _change(self, record: TaskRecord, wall: float, offset: float) -> StatusChange:
-        status = record.status
-        # An attempt handed off may be running already: say so, so recovery runs it again.
-        journaled = _RUNNING if record.execution is not None else status
-        result = note = error_type = error_message = None
-        if status is TaskStatus.COMPLETED:
-            result, note = self.codec.encode_result(record.result, task=record.task_id)
-        elif record.error is not None and status is not _PENDING:
-            error_type, error_message = error_fields(record.error)
-        return StatusChange(
-            record.task_id,
-            journaled.value,
-            wall,
-            status is not _PENDING,
-            record.attempts,
-            self.engine.recoveries.get(record.task_id, 0),
-            result,
-            note,
-            error_type,
-            error_message,
-            None if record.started_at is None else record.started_at + offset,
-            None if record.finished_at is None else record.finished_at + offset,
-        )
 
 
 _make_row = TaskRow._make
+_make_change = StatusChange._make
 
 
 def journal_link(ctx: SystemContext, engine: Engine) -> JournalLink | None:

@@ -93,7 +93,7 @@ class BaseManager(SupervisedActor):
             messages.PageRows: self._page_rows,
             messages.GetDetail: self._detail,
             messages.GetDefinition: self._definition,
-            messages.AddDependency: lambda m: e.add_dependency(m.task_id, m.depends_on),
+            messages.AddDependency: self._add_dependency,
             messages.Flush: lambda m: self._flush(),
             messages.Cleanup: self._cleanup,
             messages.Shutdown: self._shutdown,
@@ -279,6 +279,13 @@ class BaseManager(SupervisedActor):
             return DEFERRED
         return self.engine.execute(message.task_id)
 
+    def _add_dependency(self, message: messages.AddDependency) -> Any:
+        self.engine.add_dependency(message.task_id, message.depends_on)
+        if self.link is not None and self.link.durable(message.task_id):
+            self.link.dependency_added(message.task_id, message.reply)  # answered once journaled
+            return DEFERRED
+        return None
+
     def _wait(self, message: messages.Wait) -> Any:
         self.engine.wait(message.task_id, message.reply, pending_ok=message.bounded)
         return DEFERRED
@@ -307,8 +314,11 @@ class BaseManager(SupervisedActor):
             retryable=record.status is TaskStatus.FAILED and spec is not None,
         )
 
-    def _definition(self, message: messages.GetDefinition) -> tuple[TaskSpec, LoopBridge | None]:
-        """A failed task's registration and loop, to register it again (`retry_task`)."""
+    def _definition(
+        self, message: messages.GetDefinition
+    ) -> tuple[TaskSpec, LoopBridge | None, bool]:
+        """A failed task's registration, loop and whether it is durable, to register it
+        again (`retry_task`)."""
         task_id = message.task_id
         record = self.engine.get(task_id)
         spec = record.spec
@@ -317,7 +327,8 @@ class BaseManager(SupervisedActor):
             raise InvalidTaskError(msg)
         graph = self.engine.graph
         deps = graph.dependencies(task_id) if task_id in graph else ()
-        return spec._replace(dependencies=tuple(deps)), record.kept_bridge
+        durable = self.link is not None and self.link.durable(task_id)
+        return spec._replace(dependencies=tuple(deps)), record.kept_bridge, durable
 
     def _cleanup(self, message: messages.Cleanup) -> list[str]:
         removed = self.engine.cleanup(message.max_age)

@@ -30,6 +30,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from actors.core import (
+    ActorsError,
     JournalDecodeError,
     JournaledError,
     LoopBridge,
@@ -113,6 +114,7 @@ def restore(
     loop_bridge: LoopBridge | None = None
     tasks = engine.tasks
     restored: list[str] = []
+    later: list[tuple[str, str]] = []
     for row in rows:
         task_id = row.task_id
         if task_id in tasks:
@@ -160,7 +162,9 @@ def restore(
             description=row.description,
             metadata=MappingProxyType(metadata),
             priority=priority,
-            dependencies=tuple(dep for dep in row.dependencies if dep in tasks),
+            dependencies=tuple(dep for dep in row.dependencies if dep in tasks)
+            if row.dependencies
+            else (),
             max_retries=row.max_retries,
             retry_delay=row.retry_delay,
             retry_wait=None,
@@ -178,6 +182,9 @@ def restore(
         engine.register(spec, task_id, loop_bridge)  # type: ignore[arg-type]
         engine.rows[task_id] = row
         restored.append(task_id)
+        if row.dependencies:
+            # An edge added with add_dependency may point to a task journaled later.
+            later.extend((task_id, dep) for dep in row.dependencies if dep not in tasks)
         record = tasks[task_id]
         if record.status is not TaskStatus.PENDING:
             continue  # cancelled at registration: a dependency had failed
@@ -211,6 +218,14 @@ def restore(
                 engine.rerun.append(task_id)
         elif status in _RERUN:
             engine.rerun.append(task_id)
+    for task_id, dep in later:
+        if dep not in tasks:
+            continue  # cleaned up
+        with contextlib.suppress(ActorsError):  # a damaged file: a cycle
+            if tasks[task_id].status is TaskStatus.PENDING:
+                engine.add_dependency(task_id, dep)  # what a failed dependency means
+            else:
+                engine.graph.add_edge(task_id, dep)  # ended: the edge is history
     return restored
 
 
@@ -227,7 +242,7 @@ class Journal:
         self.store = JournalStore(config.JOURNAL_PATH, sync=config.JOURNAL_SYNC,
                                   busy_timeout=BUSY_TIMEOUT)  # fmt: skip
         try:
-            self.rows: list[TaskRow] = self.store.load()
+            rows = self.store.load()
         except BaseException:
             self.store.close()
             raise
@@ -237,6 +252,16 @@ class Journal:
         self.restored: dict[str, str] = {}
         """Recovered task id -> the task system it was recovered into."""
         self.backend = "new" if config.USE_NEW_TASK_SYSTEM else "old"
+        self.rows: dict[str, list[TaskRow]] = {}
+        """Task system -> the journaled tasks it registered, in load order (a row of
+        a version 1 file, with no task system, goes to the current one)."""
+        current = self.backend
+        for row in rows:
+            backend = row.backend or current
+            group = self.rows.get(backend)
+            if group is None:
+                group = self.rows[backend] = []
+            group.append(row)
 
     def spec(self) -> ChildSpec:
         """The ``journal`` child (its state holds the writer and its pending records)."""
@@ -248,10 +273,10 @@ class Journal:
         )
 
     def engine(self, policy: Policy) -> DurableEngine:
-        """A manager's state; the current task system's gets the journal's tasks."""
+        """A manager's state, with the journal's tasks that its task system registered."""
         engine = DurableEngine(policy, self.ctx.clock)
-        if policy.backend == self.backend and self.rows:
-            rows, self.rows = self.rows, []
+        rows = self.rows.pop(policy.backend, None)
+        if rows:
             ids = restore(
                 engine,
                 rows,

@@ -164,7 +164,8 @@ class GetDetail(NamedTuple):
 
 
 class GetDefinition(NamedTuple):
-    """Dashboard's retry: a failed task's spec (current dependencies) and loop."""
+    """Dashboard's retry: a failed task's spec (current dependencies), loop, and
+    whether it is durable."""
 
     task_id: str
     reply: ReplyTo
@@ -408,10 +409,13 @@ them wait for a restarting child, and one more fails the call with
 
 class JournalBatch(NamedTuple):
     """Journal: records to write, then ``actions`` to run once they are committed (the
-    replies of durable registrations and executions, the starts of durable attempts)."""
+    replies of durable registrations and executions); ``starts`` (durable attempts) may
+    run as soon as the records of the ``starting`` tasks are committed."""
 
     records: tuple[Record, ...]
     actions: tuple[Callable[[], object], ...]
+    starts: tuple[Callable[[], object], ...] = ()
+    starting: tuple[str, ...] = ()
 
 
 class JournalFailed(NamedTuple):

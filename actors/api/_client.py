@@ -21,7 +21,18 @@ import math
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, TypeVarTuple, Unpack, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    Required,
+    TypeAlias,
+    TypedDict,
+    TypeVar,
+    TypeVarTuple,
+    Unpack,
+    overload,
+)
 
 from tenacity.wait import wait_base
 
@@ -94,6 +105,13 @@ _UNBOUNDED = -1.0
 Ts = TypeVarTuple("Ts")
 R = TypeVar("R")
 T = TypeVar("T")
+AsyncFunc: TypeAlias = Callable[[*Ts], Awaitable[R]]
+"""A coroutine function (or any callable returning an awaitable) taking ``*Ts``; its
+task's result is the awaited ``R``."""
+PlainFunc: TypeAlias = Callable[[*Ts], R]
+"""A plain function taking ``*Ts``; its task's result is its return value ``R``. (One
+alias for both kinds, ``Callable[..., Awaitable[R] | R]``, leaves mypy inferring
+``Never`` for a coroutine function: ``submit`` and ``map`` overload on the two.)"""
 
 
 class MapOptions(TypedDict, total=False):
@@ -123,6 +141,20 @@ class TaskOptions(MapOptions, total=False):
     option of ``register_task``, with the same meaning."""
 
     task_id: str | None
+
+
+class _MapRaising(MapOptions, total=False):
+    """`UnifiedTaskManager.map`'s keywords for a call that raises a failed task's error
+    (``return_exceptions`` absent or False): its results are the functions' results."""
+
+    return_exceptions: Literal[False]
+
+
+class _MapCollecting(MapOptions, total=False):
+    """`UnifiedTaskManager.map`'s keywords for a call that may return errors in their
+    tasks' places (``return_exceptions`` True, or a bool not known until run time)."""
+
+    return_exceptions: Required[bool]
 
 
 _OPTIONS = frozenset(TaskOptions.__annotations__)
@@ -410,16 +442,12 @@ class UnifiedTaskManager:
 
     @overload
     async def submit(
-        self,
-        func: Callable[[*Ts], Awaitable[R]],
-        /,
-        *args: *Ts,
-        **options: Unpack[TaskOptions],
+        self, func: AsyncFunc[*Ts, R], /, *args: *Ts, **options: Unpack[TaskOptions]
     ) -> R: ...
 
     @overload
     async def submit(
-        self, func: Callable[[*Ts], R], /, *args: *Ts, **options: Unpack[TaskOptions]
+        self, func: PlainFunc[*Ts, R], /, *args: *Ts, **options: Unpack[TaskOptions]
     ) -> R: ...
 
     async def submit(self, func: Callable[[*Ts], Any], /, *args: *Ts, **options: Any) -> Any:
@@ -521,36 +549,23 @@ class UnifiedTaskManager:
 
     @overload
     async def map(
-        self,
-        func: Callable[[T], Awaitable[R]],
-        iterable: Iterable[T],
-        /,
-        *,
-        return_exceptions: Literal[False] = False,
-        **options: Unpack[MapOptions],
+        self, func: AsyncFunc[T, R], iterable: Iterable[T], /, **options: Unpack[_MapRaising]
     ) -> list[R]: ...
 
     @overload
     async def map(
-        self,
-        func: Callable[[T], R],
-        iterable: Iterable[T],
-        /,
-        *,
-        return_exceptions: Literal[False] = False,
-        **options: Unpack[MapOptions],
+        self, func: PlainFunc[T, R], iterable: Iterable[T], /, **options: Unpack[_MapRaising]
     ) -> list[R]: ...
 
     @overload
     async def map(
-        self,
-        func: Callable[[T], Any],
-        iterable: Iterable[T],
-        /,
-        *,
-        return_exceptions: bool,
-        **options: Unpack[MapOptions],
-    ) -> list[Any]: ...
+        self, func: AsyncFunc[T, R], iterable: Iterable[T], /, **options: Unpack[_MapCollecting]
+    ) -> list[R | BaseException]: ...
+
+    @overload
+    async def map(
+        self, func: PlainFunc[T, R], iterable: Iterable[T], /, **options: Unpack[_MapCollecting]
+    ) -> list[R | BaseException]: ...
 
     async def map(
         self,

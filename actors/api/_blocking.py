@@ -20,21 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Concatenate,
-    Literal,
-    ParamSpec,
-    Protocol,
-    TypeVar,
-    TypeVarTuple,
-    Unpack,
-    overload,
-)
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from actors.api._client import MapOptions, TaskOptions, UnifiedTaskManager
+from actors.api._client import UnifiedTaskManager
 from actors.core import SWEEP_INTERVAL, BlockingCallError, CallTimeout, ClosedOnExit
 
 if TYPE_CHECKING:
@@ -45,8 +34,6 @@ __all__ = ["BlockingEventStream", "BlockingTaskManager", "refuse_in_loop"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
 
 
 class BlockingHost(Protocol):
@@ -81,9 +68,11 @@ def refuse_in_loop(what: str) -> None:
 
 def _blocking(
     method: Callable[Concatenate[UnifiedTaskManager, P], Coroutine[Any, Any, R]],
-    calls: int = 1,
+    calls: int | None = 1,
 ) -> Callable[Concatenate[BlockingTaskManager, P], R]:
-    """The blocking form of a client method that makes ``calls`` calls into the system."""
+    """The blocking form of a client method that makes ``calls`` calls into the system,
+    or (``calls=None``) that waits for tasks: bounded only by the tasks' own ends and
+    the system's stop."""
     name = method.__name__
 
     @functools.wraps(method)
@@ -91,10 +80,19 @@ def _blocking(
         what = f"system.blocking.{name}()"
         refuse_in_loop(what)
         runner = self._runner()
-        bound = calls * self._system.config.CALL_TIMEOUT + SWEEP_INTERVAL + 1.0
+        bound = None if calls is None else self._call_bound(calls)
         return runner.call(method(self._client, *args, **kwargs), bound, what)
 
     return call
+
+
+def _waiting(
+    method: Callable[Concatenate[UnifiedTaskManager, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[BlockingTaskManager, P], R]:
+    """The blocking form of a client method that waits for tasks (``_blocking`` with
+    ``calls=None``), with ``method``'s signature, overloads included: mypy carries an
+    overloaded argument's overloads through ``P`` only in a call with that one argument."""
+    return _blocking(method, calls=None)
 
 
 class BlockingTaskManager:
@@ -151,69 +149,8 @@ class BlockingTaskManager:
         bound = timeout if isinstance(timeout, int | float) and timeout > 0 else None
         return self._wait(self._client.wait_for_task(task_id, timeout), bound, what)
 
-    @overload
-    def submit(
-        self, func: Callable[[*Ts], Awaitable[R]], /, *args: *Ts, **options: Unpack[TaskOptions]
-    ) -> R: ...
-
-    @overload
-    def submit(
-        self, func: Callable[[*Ts], R], /, *args: *Ts, **options: Unpack[TaskOptions]
-    ) -> R: ...
-
-    def submit(self, func: Callable[[*Ts], Any], /, *args: *Ts, **options: Any) -> Any:
-        """`UnifiedTaskManager.submit`: runs the task and returns its result."""
-        what = "system.blocking.submit()"
-        refuse_in_loop(what)
-        return self._wait(self._client.submit(func, *args, **options), None, what)
-
-    @overload
-    def map(
-        self,
-        func: Callable[[T], Awaitable[R]],
-        iterable: Iterable[T],
-        /,
-        *,
-        return_exceptions: Literal[False] = False,
-        **options: Unpack[MapOptions],
-    ) -> list[R]: ...
-
-    @overload
-    def map(
-        self,
-        func: Callable[[T], R],
-        iterable: Iterable[T],
-        /,
-        *,
-        return_exceptions: Literal[False] = False,
-        **options: Unpack[MapOptions],
-    ) -> list[R]: ...
-
-    @overload
-    def map(
-        self,
-        func: Callable[[T], Any],
-        iterable: Iterable[T],
-        /,
-        *,
-        return_exceptions: bool,
-        **options: Unpack[MapOptions],
-    ) -> list[Any]: ...
-
-    def map(
-        self,
-        func: Callable[[T], Any],
-        iterable: Iterable[T],
-        /,
-        *,
-        return_exceptions: bool = False,
-        **options: Any,
-    ) -> list[Any]:
-        """`UnifiedTaskManager.map`: runs the tasks and returns their results in order."""
-        what = "system.blocking.map()"
-        refuse_in_loop(what)
-        call = self._client.map(func, iterable, return_exceptions=return_exceptions, **options)
-        return self._wait(call, None, what)
+    submit = _waiting(UnifiedTaskManager.submit)
+    map = _waiting(UnifiedTaskManager.map)
 
     def events(self, task_type: str | None = None) -> BlockingEventStream:
         """`UnifiedTaskManager.events` for blocking code: ``with system.blocking.events()
@@ -237,8 +174,8 @@ class BlockingTaskManager:
         bound = system.config.SHUTDOWN_TIMEOUT * 4 + SWEEP_INTERVAL + 1.0
         system._stop_blocking(bound)
 
-    def _call_bound(self) -> float:
-        return self._system.config.CALL_TIMEOUT + SWEEP_INTERVAL + 1.0
+    def _call_bound(self, calls: int = 1) -> float:
+        return calls * self._system.config.CALL_TIMEOUT + SWEEP_INTERVAL + 1.0
 
 
 class BlockingThreadPool:

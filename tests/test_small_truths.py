@@ -14,6 +14,7 @@ import pytest
 
 from actors import (
     ActorSystem,
+    ActorSystemError,
     EventKind,
     TaskNotExecutedError,
     TaskStatus,
@@ -236,3 +237,22 @@ async def test_the_sweep_fails_exactly_the_calls_past_their_bound() -> None:
     unbounded.cancel()
     bridge.untrack(unbounded)
     assert bridge.calls == {}
+
+
+async def test_unbounded_calls_of_one_op_and_owner_share_one_entry_until_the_owner_fails() -> None:
+    # A burst of unbounded calls (submit's waits) adds no tracked tuple per call, and a
+    # failed (stopped) owner is not kept alive by the shared entry.
+    bridge = LoopBridge(_StillLoop())  # type: ignore[arg-type]
+    real = asyncio.get_running_loop()
+    first, second, other = (real.create_future() for _ in range(3))
+    owner, stranger = object(), object()
+    bridge.track(first, None, "SubmitTask", owner)
+    bridge.track(second, None, "SubmitTask", owner)
+    bridge.track(other, None, "SubmitTask", stranger)
+    assert bridge.calls[first] is bridge.calls[second]
+    assert bridge.calls[first] == (None, "SubmitTask", owner)
+    assert bridge.calls[other] == (None, "SubmitTask", stranger)
+    bridge.fail_owned(owner, ActorSystemError("stopped"))
+    bridge.fail_owned(stranger, ActorSystemError("stopped"))
+    assert [str(f.exception()) for f in (first, second, other)] == ["stopped"] * 3
+    assert all(who is not owner and who is not stranger for who in bridge._unbounded)

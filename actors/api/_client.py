@@ -221,7 +221,7 @@ class UnifiedTaskManager:
             if build is None:
                 outbox(bridge).send(facade, message)
             else:
-                outbox(bridge).defer(facade, build, *message)
+                outbox(bridge).defer(facade, build, message)
         else:
             try:
                 to.tell(message)
@@ -296,6 +296,7 @@ class UnifiedTaskManager:
         # of registrations costs its loop iteration a small step each.
         reply = self._reply()
         request = (
+            self,
             reply,
             name,
             func,
@@ -317,7 +318,9 @@ class UnifiedTaskManager:
             durable,
             capture(),  # the caller's trace context (None without OpenTelemetry)
         )
-        result: str = await self._call(reply, request, op="Register", build=self._build_register)
+        result: str = await self._call(
+            reply, request, op="Register", build=UnifiedTaskManager._build_register
+        )
         return result
 
     def _build_register(
@@ -436,8 +439,8 @@ class UnifiedTaskManager:
         set and ``durable`` not False) takes two round trips: its registration is
         committed to the journal before it is executed.
         """
-        unknown = options.keys() - _OPTIONS
-        if unknown:
+        if not options.keys() <= _OPTIONS:  # (no set made per call)
+            unknown = options.keys() - _OPTIONS
             raise InvalidTaskError(
                 f"submit() got unknown option(s) {', '.join(sorted(map(repr, unknown)))}; "
                 f"its options are {', '.join(sorted(_OPTIONS))}; pass the function's own "
@@ -454,10 +457,10 @@ class UnifiedTaskManager:
             task_id,
             None,
             reply,
-            (reply, func, args, options, task_id, capture()),
+            (self, reply, func, args, options, task_id, capture()),
             "SubmitTask",
             abandon_cancels=True,
-            build=self._build_submit,
+            build=UnifiedTaskManager._build_submit,
         )
 
     def _submit_spec(
@@ -579,8 +582,8 @@ class UnifiedTaskManager:
         """
         if not isinstance(return_exceptions, bool):
             raise InvalidTaskError(f"return_exceptions must be a bool, got {return_exceptions!r}")
-        unknown = options.keys() - _OPTIONS
-        if unknown:
+        if not options.keys() <= _OPTIONS:  # (no set made per call)
+            unknown = options.keys() - _OPTIONS
             raise InvalidTaskError(
                 f"map() got unknown option(s) {', '.join(sorted(map(repr, unknown)))}; "
                 f"its options are {', '.join(sorted(_OPTIONS - {'task_id'}))}; pass the "
@@ -750,7 +753,7 @@ class UnifiedTaskManager:
             if build is None:
                 box.send(facade, request)
             else:
-                box.defer(facade, build, *request)
+                box.defer(facade, build, request)
             bridge.track(future, None, op, system)
             try:
                 if bound is None:

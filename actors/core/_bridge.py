@@ -44,6 +44,7 @@ class LoopBridge:
         "_pending",
         "_scheduled",
         "_sweeping",
+        "_unbounded",
         "calls",
         "closed",
         "loop",
@@ -61,6 +62,9 @@ class LoopBridge:
         self._bounded: dict[float, dict[asyncio.Future[Any], float]] = {}
         """The bounded calls by their bound, each in deadline order (``loop.time()``
         only grows, and every call of one bound adds the same to it)."""
+        self._unbounded: tuple[float | None, str, object] = (None, "", None)
+        """The last entry of an unbounded call, shared by the next one of the same op
+        and owner (a burst of calls then adds no tracked tuple per call)."""
         self.outbox: Any = None
         """The requests this loop sends in its current iteration (`actors.api`'s)."""
 
@@ -72,7 +76,10 @@ class LoopBridge:
         """Bound the call that ``future`` awaits by ``timeout`` seconds (None: only
         `fail_owned` ends it); `untrack` it once it ended."""
         if timeout is None:
-            self.calls[future] = (None, op, owner)
+            entry = self._unbounded
+            if entry[1] != op or entry[2] is not owner:
+                entry = self._unbounded = (None, op, owner)
+            self.calls[future] = entry
             return
         deadline = self.loop.time() + timeout
         self.calls[future] = (deadline, op, owner)
@@ -121,6 +128,8 @@ class LoopBridge:
 
     def fail_owned(self, owner: object, error: BaseException) -> None:
         """Fail every call of ``owner`` still waiting (runs on the loop)."""
+        if self._unbounded[2] is owner:  # hold no stopped owner
+            self._unbounded = (None, "", None)
         for future, (_deadline, _op, who) in list(self.calls.items()):
             if who is owner and not future.done():
                 future.set_exception(error)

@@ -72,9 +72,11 @@ class Outbox:
             self.loop.call_soon(self.flush)
         items.append((target, message, None))
 
-    def defer(self, target: ChildHandle, build: Callable[..., Any], *args: Any) -> None:
+    def defer(self, target: ChildHandle, build: Callable[..., Any], args: tuple[Any, ...]) -> None:
         """Queue the message ``build(*args)`` for ``target``, built when it is sent.
-        ``build`` returns None for a request it refused (it has told its caller)."""
+        ``build`` returns None for a request it refused (it has told its caller).
+        ``args`` is a tuple (not ``*args``: no second tuple per call), and ``build`` is
+        best a plain function, not a bound method made per call."""
         items = self.items
         if not items:
             self.loop.call_soon(self.flush)

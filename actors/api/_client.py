@@ -231,6 +231,7 @@ class UnifiedTaskManager:
             timeout = system.config.CALL_TIMEOUT
         bound = None if timeout == _UNBOUNDED else timeout
         bridge.track(future, bound, op or type(message).__name__, system)
+        del message  # the facade's (or the outbox's) now: not kept while this call waits
         try:
             return await future
         except SupervisorError as exc:  # a child refused the call on its way
@@ -453,15 +454,18 @@ class UnifiedTaskManager:
         reply = self._reply()
         given = options.get("task_id")
         task_id = given if isinstance(given, str) and given else new_task_id()
-        return await self._wait(
-            task_id,
-            None,
+        caller = self._start_wait(
             reply,
-            (self, reply, func, args, options, task_id, capture()),
+            (self, reply, func, args, options, task_id, capture()),  # the outbox's, till built
             "SubmitTask",
-            abandon_cancels=True,
-            build=UnifiedTaskManager._build_submit,
+            UnifiedTaskManager._build_submit,
         )
+        try:
+            return await reply.future
+        except SupervisorError as exc:  # the request could not be sent
+            raise _not_sent(exc) from exc
+        finally:
+            self._end_wait(task_id, reply, caller, True)
 
     def _submit_spec(
         self, func: Any, args: tuple[Any, ...], options: dict[str, Any], trace: Any
@@ -697,9 +701,15 @@ class UnifiedTaskManager:
             raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
         if wait:
             reply = self._reply()
-            return await self._wait(
-                task_id, None, reply, messages.Execute(task_id, True, reply), "Execute"
-            )
+            request = messages.Execute(task_id, True, reply)
+            caller = self._start_wait(reply, request, "Execute", None)
+            del request  # the facade's now: not kept while this call waits
+            try:
+                return await reply.future
+            except SupervisorError as exc:  # the request could not be sent
+                raise _not_sent(exc) from exc
+            finally:
+                self._end_wait(task_id, reply, caller, False)
         return await self._ask(messages.Execute, task_id, False)
 
     async def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
@@ -740,46 +750,66 @@ class UnifiedTaskManager:
         tells its manager it is blocked, so that its slot runs other tasks meanwhile
         (the task it waits for, say), and unblocked when the wait ends.
         """
+        caller = self._start_wait(reply, request, op, build)
+        del request  # not kept while this call waits
+        future = reply.future
+        try:
+            if bound is None:
+                return await future
+            await asyncio.wait((future,), timeout=bound)
+            if not future.done():
+                msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
+                raise WaitTimeoutError(msg)
+            return future.result()
+        except SupervisorError as exc:  # the request could not be sent
+            raise _not_sent(exc) from exc
+        finally:
+            self._end_wait(task_id, reply, caller, abandon_cancels)
+
+    # `_wait` in two halves around its ``await``, for the calls that await their answer
+    # in their own coroutine (`submit`, `execute_task`): no coroutine of its own per call.
+
+    def _start_wait(
+        self, reply: Reply, request: Any, op: str, build: Callable[..., Any] | None
+    ) -> tuple[Any, ...] | None:
+        """Send `_wait`'s request; returns the caller (a task of this system, which
+        the request blocked: `_end_wait` unblocks it), or None."""
         system = self._system or self._get_system()
         facade = system._check()
-        bridge, future = reply.bridge, reply.future
+        box = outbox(reply.bridge)
         caller = _current.get()
-        blocked = False
+        if caller is not None:
+            box.send(facade, messages.Block(caller[0], caller[1], True, _IGNORE))
+        if build is None:
+            box.send(facade, request)
+        else:
+            box.defer(facade, build, request)
+        reply.bridge.track(reply.future, None, op, system)
+        return caller
+
+    def _end_wait(
+        self, task_id: str, reply: Reply, caller: tuple[Any, ...] | None, abandon_cancels: bool
+    ) -> None:
+        """The wait of `_start_wait` ended (with the outcome, or not: see `_wait`)."""
+        bridge, future = reply.bridge, reply.future
+        bridge.untrack(future)
+        abandoned = future.cancelled() or not future.done()  # ended without the outcome
+        if not abandoned and caller is None:
+            return
+        if abandoned:
+            future.cancel()
         box = outbox(bridge)
-        try:
+        with contextlib.suppress(Exception):  # a stopped system: nobody to tell
+            facade = (self._system or self._get_system())._check()
+            if abandoned:
+                box.send(
+                    facade,
+                    messages.Cancel(task_id, _IGNORE)
+                    if abandon_cancels
+                    else messages.Unwait(task_id, reply, _IGNORE),
+                )
             if caller is not None:
-                box.send(facade, messages.Block(caller[0], caller[1], True, _IGNORE))
-                blocked = True
-            if build is None:
-                box.send(facade, request)
-            else:
-                box.defer(facade, build, request)
-            bridge.track(future, None, op, system)
-            try:
-                if bound is None:
-                    return await future
-                await asyncio.wait((future,), timeout=bound)
-                if not future.done():
-                    msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
-                    raise WaitTimeoutError(msg)
-                return future.result()
-            except SupervisorError as exc:  # the request could not be sent
-                raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
-        finally:
-            bridge.untrack(future)
-            if future.cancelled() or not future.done():  # ended without the outcome
-                future.cancel()
-                with contextlib.suppress(Exception):
-                    box.send(
-                        facade,
-                        messages.Cancel(task_id, _IGNORE)
-                        if abandon_cancels
-                        else messages.Unwait(task_id, reply, _IGNORE),
-                    )
-            if blocked:
-                assert caller is not None
-                with contextlib.suppress(Exception):
-                    box.send(facade, messages.Block(caller[0], caller[1], False, _IGNORE))
+                box.send(facade, messages.Block(caller[0], caller[1], False, _IGNORE))
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished; False if it already had."""
@@ -1017,6 +1047,10 @@ class ThreadPoolClient:
 
 
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
+
+
+def _not_sent(error: SupervisorError) -> ActorSystemError:
+    return ActorSystemError(f"the actor system cannot take calls: {error}")
 
 
 def _refuse(reply: Reply, error: Exception) -> None:

@@ -239,9 +239,9 @@ async def test_the_sweep_fails_exactly_the_calls_past_their_bound() -> None:
     assert bridge.calls == {}
 
 
-async def test_unbounded_calls_of_one_op_and_owner_share_one_entry_until_the_owner_fails() -> None:
-    # A burst of unbounded calls (submit's waits) adds no tracked tuple per call, and a
-    # failed (stopped) owner is not kept alive by the shared entry.
+async def test_calls_of_one_bound_op_and_owner_share_one_entry_until_the_owner_fails() -> None:
+    # A burst of calls (submit's waits, register's asks) adds no tracked tuple per call,
+    # and a failed (stopped) owner is not kept alive by the shared entry.
     bridge = LoopBridge(_StillLoop())  # type: ignore[arg-type]
     real = asyncio.get_running_loop()
     first, second, other = (real.create_future() for _ in range(3))
@@ -255,4 +255,16 @@ async def test_unbounded_calls_of_one_op_and_owner_share_one_entry_until_the_own
     bridge.fail_owned(owner, ActorSystemError("stopped"))
     bridge.fail_owned(stranger, ActorSystemError("stopped"))
     assert [str(f.exception()) for f in (first, second, other)] == ["stopped"] * 3
-    assert all(who is not owner and who is not stranger for who in bridge._unbounded)
+    assert all(who is not owner and who is not stranger for who in bridge._entry)
+    bounded = [real.create_future() for _ in range(3)]
+    bridge.track(bounded[0], 5.0, "Register", owner)
+    bridge.track(bounded[1], 5.0, "Register", owner)
+    bridge.track(bounded[2], 10.0, "Register", owner)
+    assert bridge.calls[bounded[0]] is bridge.calls[bounded[1]]
+    assert [bridge.calls[f] for f in bounded[1:]] == [
+        (5.0, "Register", owner),
+        (10.0, "Register", owner),
+    ]
+    for future in (first, second, other, *bounded):
+        bridge.untrack(future)
+    assert (bridge.calls, bridge._bounded) == ({}, {5.0: {}, 10.0: {}})

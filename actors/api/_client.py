@@ -205,18 +205,34 @@ class UnifiedTaskManager:
         op: str | None = None,
         build: Callable[..., Any] | None = None,
     ) -> Any:
+        """`_send` ``message`` and await the answer."""
+        self._send(reply, message, timeout, to, op, build)
+        del message  # the facade's (or the outbox's) now: not kept while this call waits
+        future = reply.future
+        try:
+            return await future
+        except SupervisorError as exc:  # a child refused the call on its way
+            raise _translated(exc, _NOT_TAKEN if to is None else _NO_WORK) from exc
+        finally:
+            reply.bridge.untrack(future)
+
+    def _send(
+        self,
+        reply: Reply,
+        message: tuple[Any, ...],
+        timeout: float | None = None,
+        to: ChildHandle | None = None,
+        op: str | None = None,
+        build: Callable[..., Any] | None = None,
+    ) -> None:
         """Send ``message`` (a request carrying ``reply``) to the facade (or ``to``) and
-        await the answer, bounded by CALL_TIMEOUT unless ``timeout`` says otherwise
-        (``_UNBOUNDED``: only a failure of the system ends the wait). With ``build``,
-        ``message`` is its arguments: the outbox builds the request (`Outbox.defer`)."""
+        track its answer, bounded by CALL_TIMEOUT unless ``timeout`` says otherwise
+        (``_UNBOUNDED``: only a failure of the system ends the wait); the caller awaits
+        ``reply.future`` and untracks it (`_call`). With ``build``, ``message`` is its
+        arguments: the outbox builds the request (`Outbox.defer`)."""
         system = self._system or self._get_system()
         facade = system._check()
-        future, bridge = reply.future, reply.bridge
-        what = (
-            "the actor system cannot take calls"
-            if to is None
-            else "the thread pool cannot take work"
-        )
+        bridge = reply.bridge
         if to is None:
             if build is None:
                 outbox(bridge).send(facade, message)
@@ -226,18 +242,11 @@ class UnifiedTaskManager:
             try:
                 to.tell(message)
             except SupervisorError as exc:
-                raise _translated(exc, what) from exc
+                raise _translated(exc, _NO_WORK) from exc
         if timeout is None:
             timeout = system.config.CALL_TIMEOUT
         bound = None if timeout == _UNBOUNDED else timeout
-        bridge.track(future, bound, op or type(message).__name__, system)
-        del message  # the facade's (or the outbox's) now: not kept while this call waits
-        try:
-            return await future
-        except SupervisorError as exc:  # a child refused the call on its way
-            raise _translated(exc, what) from exc
-        finally:
-            bridge.untrack(future)
+        bridge.track(reply.future, bound, op or type(message).__name__, system)
 
     # -- registration and execution -------------------------------------------------------
 
@@ -319,9 +328,17 @@ class UnifiedTaskManager:
             durable,
             capture(),  # the caller's trace context (None without OpenTelemetry)
         )
-        result: str = await self._call(
-            reply, request, op="Register", build=UnifiedTaskManager._build_register
-        )
+        # Awaited here, not in a `_call` coroutine of its own, and ``request`` is the
+        # outbox's alone: a burst of calls keeps fewer objects alive while it waits.
+        self._send(reply, request, op="Register", build=UnifiedTaskManager._build_register)
+        del request
+        future = reply.future
+        try:
+            result: str = await future
+        except SupervisorError as exc:  # a child refused the call on its way
+            raise _translated(exc, _NOT_TAKEN) from exc
+        finally:
+            reply.bridge.untrack(future)
         return result
 
     def _build_register(
@@ -1049,8 +1066,12 @@ class ThreadPoolClient:
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
 
 
+_NOT_TAKEN = "the actor system cannot take calls"
+_NO_WORK = "the thread pool cannot take work"
+
+
 def _not_sent(error: SupervisorError) -> ActorSystemError:
-    return ActorSystemError(f"the actor system cannot take calls: {error}")
+    return ActorSystemError(f"{_NOT_TAKEN}: {error}")
 
 
 def _refuse(reply: Reply, error: Exception) -> None:

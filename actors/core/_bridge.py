@@ -41,10 +41,10 @@ class LoopBridge:
     __slots__ = (
         "__weakref__",
         "_bounded",
+        "_entry",
         "_pending",
         "_scheduled",
         "_sweeping",
-        "_unbounded",
         "calls",
         "closed",
         "loop",
@@ -58,13 +58,14 @@ class LoopBridge:
         self._sweeping = False
         self.closed = False
         self.calls: dict[asyncio.Future[Any], tuple[float | None, str, object]] = {}
-        """Every call awaited on this loop: its deadline (None: unbounded), op, owner."""
+        """Every call awaited on this loop: its bound in seconds (None: unbounded), op,
+        owner. Calls alike share one entry (a burst adds no tracked tuple per call)."""
         self._bounded: dict[float, dict[asyncio.Future[Any], float]] = {}
         """The bounded calls by their bound, each in deadline order (``loop.time()``
         only grows, and every call of one bound adds the same to it)."""
-        self._unbounded: tuple[float | None, str, object] = (None, "", None)
-        """The last entry of an unbounded call, shared by the next one of the same op
-        and owner (a burst of calls then adds no tracked tuple per call)."""
+        self._entry: tuple[float | None, str, object] = (None, "", None)
+        """The last entry of `calls`, shared by the next call of the same bound, op and
+        owner."""
         self.outbox: Any = None
         """The requests this loop sends in its current iteration (`actors.api`'s)."""
 
@@ -75,14 +76,13 @@ class LoopBridge:
     ) -> None:
         """Bound the call that ``future`` awaits by ``timeout`` seconds (None: only
         `fail_owned` ends it); `untrack` it once it ended."""
+        entry = self._entry
+        if entry[0] != timeout or entry[1] != op or entry[2] is not owner:
+            entry = self._entry = (timeout, op, owner)
+        self.calls[future] = entry
         if timeout is None:
-            entry = self._unbounded
-            if entry[1] != op or entry[2] is not owner:
-                entry = self._unbounded = (None, op, owner)
-            self.calls[future] = entry
             return
         deadline = self.loop.time() + timeout
-        self.calls[future] = (deadline, op, owner)
         bounded = self._bounded.get(timeout)
         if bounded is None:
             bounded = self._bounded[timeout] = {}
@@ -95,9 +95,9 @@ class LoopBridge:
         """Forget the call of ``future`` (it ended, or its caller stopped waiting)."""
         entry = self.calls.pop(future, None)
         if entry is not None and entry[0] is not None:
-            for bounded in self._bounded.values():
-                if bounded.pop(future, None) is not None:
-                    return
+            bounded = self._bounded.get(entry[0])
+            if bounded is not None:
+                bounded.pop(future, None)
 
     def _sweep(self) -> None:
         now = self.loop.time()
@@ -128,8 +128,8 @@ class LoopBridge:
 
     def fail_owned(self, owner: object, error: BaseException) -> None:
         """Fail every call of ``owner`` still waiting (runs on the loop)."""
-        if self._unbounded[2] is owner:  # hold no stopped owner
-            self._unbounded = (None, "", None)
+        if self._entry[2] is owner:  # hold no stopped owner
+            self._entry = (None, "", None)
         for future, (_deadline, _op, who) in list(self.calls.items()):
             if who is owner and not future.done():
                 future.set_exception(error)

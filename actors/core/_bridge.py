@@ -53,7 +53,8 @@ class LoopBridge:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._pending: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        self._pending: deque[tuple[Any, ...]] = deque()
+        """``(fn, *args)`` per post: one tuple each while it waits for its drain."""
         self._scheduled = False
         self._sweeping = False
         self.closed = False
@@ -136,7 +137,7 @@ class LoopBridge:
 
     def post(self, fn: Callable[..., object], *args: Any) -> bool:
         """Run ``fn(*args)`` on the loop soon; False if the loop is closed."""
-        self._pending.append((fn, args))
+        self._pending.append((fn, *args))
         if not self._scheduled:
             self._scheduled = True
             try:
@@ -157,8 +158,8 @@ class LoopBridge:
         pending = self._pending
         popleft = pending.popleft
         for _ in range(min(len(pending), DRAIN_CHUNK)):
-            fn, args = popleft()
-            fn(*args)
+            post = popleft()
+            post[0](*post[1:])
         if pending:
             # The rest next iteration (a post that saw the flag clear may have scheduled
             # a drain too: draining an empty deque is a no-op).

@@ -21,7 +21,17 @@ import math
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, TypeVarTuple, Unpack, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    TypedDict,
+    TypeVar,
+    TypeVarTuple,
+    Unpack,
+    cast,
+    overload,
+)
 
 from tenacity.wait import wait_base
 
@@ -809,7 +819,7 @@ class UnifiedTaskManager:
     ) -> None:
         """The wait of `_start_wait` ended (with the outcome, or not: see `_wait`)."""
         bridge, future = reply.bridge, reply.future
-        bridge.untrack(future)
+        system = bridge.untrack(future)  # the system `_start_wait` sent to
         abandoned = future.cancelled() or not future.done()  # ended without the outcome
         if not abandoned and caller is None:
             return
@@ -817,7 +827,7 @@ class UnifiedTaskManager:
             future.cancel()
         box = outbox(bridge)
         with contextlib.suppress(Exception):  # a stopped system: nobody to tell
-            facade = (self._system or self._get_system())._check()
+            facade = cast("SystemRuntime", system)._check()
             if abandoned:
                 box.send(
                     facade,

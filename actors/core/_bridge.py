@@ -92,13 +92,17 @@ class LoopBridge:
             self._sweeping = True
             self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
-    def untrack(self, future: asyncio.Future[Any]) -> None:
-        """Forget the call of ``future`` (it ended, or its caller stopped waiting)."""
+    def untrack(self, future: asyncio.Future[Any]) -> object:
+        """Forget the call of ``future`` (it ended, or its caller stopped waiting);
+        returns its owner (None: it was not tracked)."""
         entry = self.calls.pop(future, None)
-        if entry is not None and entry[0] is not None:
+        if entry is None:
+            return None
+        if entry[0] is not None:
             bounded = self._bounded.get(entry[0])
             if bounded is not None:
                 bounded.pop(future, None)
+        return entry[2]
 
     def _sweep(self) -> None:
         now = self.loop.time()

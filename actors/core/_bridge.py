@@ -64,9 +64,9 @@ class LoopBridge:
         self._bounded: dict[float, dict[asyncio.Future[Any], float]] = {}
         """The bounded calls by their bound, each in deadline order (``loop.time()``
         only grows, and every call of one bound adds the same to it)."""
-        self._entry: tuple[float | None, str, object] = (None, "", None)
+        self._entry: tuple[float | None, str, object] = _NO_ENTRY
         """The last entry of `calls`, shared by the next call of the same bound, op and
-        owner."""
+        owner while any is in `calls`."""
         self.outbox: Any = None
         """The requests this loop sends in its current iteration (`actors.api`'s)."""
 
@@ -95,9 +95,12 @@ class LoopBridge:
     def untrack(self, future: asyncio.Future[Any]) -> object:
         """Forget the call of ``future`` (it ended, or its caller stopped waiting);
         returns its owner (None: it was not tracked)."""
-        entry = self.calls.pop(future, None)
+        calls = self.calls
+        entry = calls.pop(future, None)
         if entry is None:
             return None
+        if not calls:  # hold no owner past its last call (a system that stopped)
+            self._entry = _NO_ENTRY
         if entry[0] is not None:
             bounded = self._bounded.get(entry[0])
             if bounded is not None:
@@ -133,8 +136,6 @@ class LoopBridge:
 
     def fail_owned(self, owner: object, error: BaseException) -> None:
         """Fail every call of ``owner`` still waiting (runs on the loop)."""
-        if self._entry[2] is owner:  # hold no stopped owner
-            self._entry = (None, "", None)
         for future, (_deadline, _op, who) in list(self.calls.items()):
             if who is owner and not future.done():
                 future.set_exception(error)
@@ -170,6 +171,8 @@ class LoopBridge:
             self._scheduled = True
             self.loop.call_soon(self._drain)
 
+
+_NO_ENTRY: tuple[float | None, str, object] = (None, "", None)
 
 DRAIN_CHUNK = 256
 """Callbacks a `LoopBridge` runs per loop iteration, at most."""

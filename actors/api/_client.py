@@ -1038,6 +1038,9 @@ class UnifiedTaskManager:
         if self._lazy:
             self._system = None
         await system.shutdown()
+        if self._lazy:
+            with _lazy_lock, contextlib.suppress(ValueError):
+                _lazy_systems.remove(system)  # stopped: nothing for the exit hook to do
 
 
 class ThreadPoolClient:

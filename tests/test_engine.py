@@ -248,3 +248,53 @@ def test_a_retained_finished_task_is_one_object_for_the_cyclic_gc() -> None:
     assert len(gc.get_objects()) - before == 500
     assert [r.task_id for r in engine.finished][-2:] == ["t508", "t509"]
     assert engine.tasks["t509"].result == 509
+
+
+def test_a_registered_task_is_one_object_for_the_cyclic_gc() -> None:
+    """A task waiting to run keeps its record, not its registration besides: a burst of
+    registered tasks is what every full collection walks meanwhile."""
+    engine, _, _ = make(Policy.simple(), QuietPort())
+    for i in range(10):  # lazily made objects, made once
+        register(engine, f"warm{i}")
+    engine.transitions.clear()
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(500):
+        register(engine, f"t{i}", job, args=(i,), task_type="io")
+    engine.transitions.clear()  # the manager's to send on
+    gc.collect()
+    assert len(gc.get_objects()) - before == 500
+    assert engine.tasks["t499"].args == (499,)
+
+
+def test_a_failed_task_keeps_its_registration_to_be_retried() -> None:
+    engine, _, clock = make(Policy.simple(), QuietPort())
+    breaker = CircuitBreaker("svc")
+    spec = validate_registration(
+        "flaky",
+        job,
+        (1, [2]),
+        {"k": 3},
+        task_type="io",
+        description="d",
+        metadata={"m": 4},
+        priority=TaskPriority.HIGH,
+        max_retries=0,
+        retry_delay=1.5,
+        timeout=9.0,
+        task_id="given",
+        circuit_breaker=breaker,
+        on_dependency_failure="run",
+    )
+    engine.register(spec, "flaky", cast(Any, None))
+    engine.execute("flaky")
+    record = engine.tasks["flaky"]
+    assert record.spec is None  # rebuilt when it fails
+    engine.attempt_done("flaky", 1, None, ValueError("no"), at=clock.monotonic())
+    assert record.status is TaskStatus.FAILED
+    assert record.spec == spec._replace(task_id=None, dependencies=())
+    assert (record.spec.args, record.spec.kwargs, record.spec.circuit_breaker) == (
+        (1, [2]),
+        {"k": 3},
+        breaker,
+    )

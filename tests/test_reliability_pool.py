@@ -128,6 +128,34 @@ async def test_timed_out_waits_leave_no_waiters(backend: str) -> None:
         assert await waiter == 42
 
 
+@pytest.mark.parametrize("backend", ["new", "old"])
+async def test_a_cancelled_execute_with_wait_withdraws_its_waiter_and_the_task_goes_on(
+    backend: str,
+) -> None:
+    async with make_system(USE_NEW_TASK_SYSTEM=backend == "new") as system:
+        tm = system.task_manager
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def held() -> int:
+            started.set()
+            await release.wait()
+            return 7
+
+        task_id = await tm.register_task("held", held)
+        call = asyncio.ensure_future(tm.execute_task(task_id, wait=True))
+        await asyncio.wait_for(started.wait(), WAIT)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        # The manager hears the withdrawal before this call (one mailbox, in order).
+        assert await tm.get_task_status(task_id) is TaskStatus.RUNNING
+        assert system._state is not None
+        child = "task_manager" if backend == "new" else "legacy_task_manager"
+        assert system._state.states[child].tasks[task_id].waiters == []
+        release.set()
+        assert await tm.wait_for_task(task_id, timeout=WAIT) == 7
+
+
 # -- 9: tasks that wait for tasks ----------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from actors import (
     ActorSystem,
+    ActorSystemError,
     EventKind,
     TaskNotExecutedError,
     TaskStatus,
@@ -236,3 +237,39 @@ async def test_the_sweep_fails_exactly_the_calls_past_their_bound() -> None:
     unbounded.cancel()
     bridge.untrack(unbounded)
     assert bridge.calls == {}
+
+
+async def test_calls_of_one_bound_op_and_owner_share_one_entry_while_any_is_tracked() -> None:
+    # A burst of calls (submit's waits, register's asks) adds no tracked tuple per call,
+    # and the shared entry keeps no owner (a stopped system) alive after its last call.
+    bridge = LoopBridge(_StillLoop())  # type: ignore[arg-type]
+    real = asyncio.get_running_loop()
+    first, second, other = (real.create_future() for _ in range(3))
+    owner, stranger = object(), object()
+    bridge.track(first, None, "SubmitTask", owner)
+    bridge.track(second, None, "SubmitTask", owner)
+    bridge.track(other, None, "SubmitTask", stranger)
+    assert bridge.calls[first] is bridge.calls[second]
+    assert bridge.calls[first] == (None, "SubmitTask", owner)
+    assert bridge.calls[other] == (None, "SubmitTask", stranger)
+    bridge.fail_owned(owner, ActorSystemError("stopped"))
+    assert [str(f.exception()) for f in (first, second)] == ["stopped"] * 2
+    assert not other.done()
+    assert [bridge.untrack(f) for f in (first, second, other)] == [owner, owner, stranger]
+    assert bridge.untrack(other) is None  # no longer tracked
+    assert all(who is not owner and who is not stranger for who in bridge._entry)
+    other.cancel()
+
+    bounded = [real.create_future() for _ in range(3)]
+    bridge.track(bounded[0], 5.0, "Register", owner)
+    bridge.track(bounded[1], 5.0, "Register", owner)
+    bridge.track(bounded[2], 10.0, "Register", owner)
+    assert bridge.calls[bounded[0]] is bridge.calls[bounded[1]]
+    assert [bridge.calls[f] for f in bounded[1:]] == [
+        (5.0, "Register", owner),
+        (10.0, "Register", owner),
+    ]
+    for future in bounded:
+        bridge.untrack(future)
+    assert (bridge.calls, bridge._bounded) == ({}, {5.0: {}, 10.0: {}})
+    assert owner not in bridge._entry

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -247,6 +249,44 @@ async def test_the_module_level_client_submits() -> None:
         assert await asyncio.wait_for(unified_task_manager.submit(double, 5), WAIT) == 10
     finally:
         await unified_task_manager.shutdown()
+
+
+async def test_a_shut_down_module_level_client_lets_its_system_go() -> None:
+    # Its exit hook no longer needs the stopped system: nothing else keeps it, or the
+    # records of its tasks, alive.
+    from actors import unified_task_manager as tm
+
+    try:
+        assert await asyncio.wait_for(tm.submit(double, 4), WAIT) == 8
+        system = weakref.ref(tm._get_system())
+    finally:
+        await tm.shutdown()
+    gc.collect()
+    assert system() is None
+
+
+async def test_a_call_cancelled_while_its_lazy_system_shuts_down_starts_no_new_one() -> None:
+    # The withdrawal of an abandoned call goes to the system the call went to: the
+    # module-level client must not start a fresh system to send it.
+    from actors import unified_task_manager as tm
+
+    started = asyncio.Event()
+
+    async def held() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    call = asyncio.ensure_future(tm.submit(held))
+    try:
+        await asyncio.wait_for(started.wait(), WAIT)
+        stopping = asyncio.ensure_future(tm.shutdown())  # its first step runs first
+        call.cancel()
+        await asyncio.wait_for(stopping, WAIT)
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert tm._system is None
+    finally:
+        await tm.shutdown()
 
 
 # -- the engine on its own: one call registers, executes and answers ---------------------

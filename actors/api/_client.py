@@ -31,6 +31,7 @@ from typing import (
     TypeVar,
     TypeVarTuple,
     Unpack,
+    cast,
     overload,
 )
 
@@ -237,38 +238,48 @@ class UnifiedTaskManager:
         op: str | None = None,
         build: Callable[..., Any] | None = None,
     ) -> Any:
+        """`_send` ``message`` and await the answer."""
+        self._send(reply, message, timeout, to, op, build)
+        del message  # the facade's (or the outbox's) now: not kept while this call waits
+        future = reply.future
+        try:
+            return await future
+        except SupervisorError as exc:  # a child refused the call on its way
+            raise _translated(exc, _NOT_TAKEN if to is None else _NO_WORK) from exc
+        finally:
+            reply.bridge.untrack(future)
+
+    def _send(
+        self,
+        reply: Reply,
+        message: tuple[Any, ...],
+        timeout: float | None = None,
+        to: ChildHandle | None = None,
+        op: str | None = None,
+        build: Callable[..., Any] | None = None,
+    ) -> None:
         """Send ``message`` (a request carrying ``reply``) to the facade (or ``to``) and
-        await the answer, bounded by CALL_TIMEOUT unless ``timeout`` says otherwise
-        (``_UNBOUNDED``: only a failure of the system ends the wait). With ``build``,
-        ``message`` is its arguments: the outbox builds the request (`Outbox.defer`)."""
+        track its answer, bounded by CALL_TIMEOUT unless ``timeout`` says otherwise
+        (``_UNBOUNDED``: only a failure of the system ends the wait); the caller awaits
+        ``reply.future`` and untracks it (`_call`). With ``build``, ``message`` is its
+        arguments: the outbox builds the request (`Outbox.defer`)."""
         system = self._system or self._get_system()
         facade = system._check()
-        future, bridge = reply.future, reply.bridge
-        what = (
-            "the actor system cannot take calls"
-            if to is None
-            else "the thread pool cannot take work"
-        )
+        bridge = reply.bridge
         if to is None:
             if build is None:
                 outbox(bridge).send(facade, message)
             else:
-                outbox(bridge).defer(facade, build, *message)
+                outbox(bridge).defer(facade, build, message)
         else:
             try:
                 to.tell(message)
             except SupervisorError as exc:
-                raise _translated(exc, what) from exc
+                raise _translated(exc, _NO_WORK) from exc
         if timeout is None:
             timeout = system.config.CALL_TIMEOUT
         bound = None if timeout == _UNBOUNDED else timeout
-        bridge.track(future, bound, op or type(message).__name__, system)
-        try:
-            return await future
-        except SupervisorError as exc:  # a child refused the call on its way
-            raise _translated(exc, what) from exc
-        finally:
-            bridge.untrack(future)
+        bridge.track(reply.future, bound, op or type(message).__name__, system)
 
     # -- registration and execution -------------------------------------------------------
 
@@ -328,6 +339,7 @@ class UnifiedTaskManager:
         # of registrations costs its loop iteration a small step each.
         reply = self._reply()
         request = (
+            self,
             reply,
             name,
             func,
@@ -349,7 +361,17 @@ class UnifiedTaskManager:
             durable,
             capture(),  # the caller's trace context (None without OpenTelemetry)
         )
-        result: str = await self._call(reply, request, op="Register", build=self._build_register)
+        # Awaited here, not in a `_call` coroutine of its own, and ``request`` is the
+        # outbox's alone: a burst of calls keeps fewer objects alive while it waits.
+        self._send(reply, request, op="Register", build=UnifiedTaskManager._build_register)
+        del request
+        future = reply.future
+        try:
+            result: str = await future
+        except SupervisorError as exc:  # a child refused the call on its way
+            raise _translated(exc, _NOT_TAKEN) from exc
+        finally:
+            reply.bridge.untrack(future)
         return result
 
     def _build_register(
@@ -464,8 +486,8 @@ class UnifiedTaskManager:
         set and ``durable`` not False) takes two round trips: its registration is
         committed to the journal before it is executed.
         """
-        unknown = options.keys() - _OPTIONS
-        if unknown:
+        if not options.keys() <= _OPTIONS:  # (no set made per call)
+            unknown = options.keys() - _OPTIONS
             raise InvalidTaskError(
                 f"submit() got unknown option(s) {', '.join(sorted(map(repr, unknown)))}; "
                 f"its options are {', '.join(sorted(_OPTIONS))}; pass the function's own "
@@ -478,15 +500,18 @@ class UnifiedTaskManager:
         reply = self._reply()
         given = options.get("task_id")
         task_id = given if isinstance(given, str) and given else new_task_id()
-        return await self._wait(
-            task_id,
-            None,
+        caller = self._start_wait(
             reply,
-            (reply, func, args, options, task_id, capture()),
+            (self, reply, func, args, options, task_id, capture()),  # the outbox's, till built
             "SubmitTask",
-            abandon_cancels=True,
-            build=self._build_submit,
+            UnifiedTaskManager._build_submit,
         )
+        try:
+            return await reply.future
+        except SupervisorError as exc:  # the request could not be sent
+            raise _not_sent(exc) from exc
+        finally:
+            self._end_wait(task_id, reply, caller, True)
 
     def _submit_spec(
         self, func: Any, args: tuple[Any, ...], options: dict[str, Any], trace: Any
@@ -594,8 +619,8 @@ class UnifiedTaskManager:
         """
         if not isinstance(return_exceptions, bool):
             raise InvalidTaskError(f"return_exceptions must be a bool, got {return_exceptions!r}")
-        unknown = options.keys() - _OPTIONS
-        if unknown:
+        if not options.keys() <= _OPTIONS:  # (no set made per call)
+            unknown = options.keys() - _OPTIONS
             raise InvalidTaskError(
                 f"map() got unknown option(s) {', '.join(sorted(map(repr, unknown)))}; "
                 f"its options are {', '.join(sorted(_OPTIONS - {'task_id'}))}; pass the "
@@ -709,9 +734,15 @@ class UnifiedTaskManager:
             raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
         if wait:
             reply = self._reply()
-            return await self._wait(
-                task_id, None, reply, messages.Execute(task_id, True, reply), "Execute"
-            )
+            request = messages.Execute(task_id, True, reply)
+            caller = self._start_wait(reply, request, "Execute", None)
+            del request  # the facade's now: not kept while this call waits
+            try:
+                return await reply.future
+            except SupervisorError as exc:  # the request could not be sent
+                raise _not_sent(exc) from exc
+            finally:
+                self._end_wait(task_id, reply, caller, False)
         return await self._ask(messages.Execute, task_id, False)
 
     async def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
@@ -752,46 +783,66 @@ class UnifiedTaskManager:
         tells its manager it is blocked, so that its slot runs other tasks meanwhile
         (the task it waits for, say), and unblocked when the wait ends.
         """
+        caller = self._start_wait(reply, request, op, build)
+        del request  # not kept while this call waits
+        future = reply.future
+        try:
+            if bound is None:
+                return await future
+            await asyncio.wait((future,), timeout=bound)
+            if not future.done():
+                msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
+                raise WaitTimeoutError(msg)
+            return future.result()
+        except SupervisorError as exc:  # the request could not be sent
+            raise _not_sent(exc) from exc
+        finally:
+            self._end_wait(task_id, reply, caller, abandon_cancels)
+
+    # `_wait` in two halves around its ``await``, for the calls that await their answer
+    # in their own coroutine (`submit`, `execute_task`): no coroutine of its own per call.
+
+    def _start_wait(
+        self, reply: Reply, request: Any, op: str, build: Callable[..., Any] | None
+    ) -> tuple[Any, ...] | None:
+        """Send `_wait`'s request; returns the caller (a task of this system, which
+        the request blocked: `_end_wait` unblocks it), or None."""
         system = self._system or self._get_system()
         facade = system._check()
-        bridge, future = reply.bridge, reply.future
+        box = outbox(reply.bridge)
         caller = _current.get()
-        blocked = False
+        if caller is not None:
+            box.send(facade, messages.Block(caller[0], caller[1], True, _IGNORE))
+        if build is None:
+            box.send(facade, request)
+        else:
+            box.defer(facade, build, request)
+        reply.bridge.track(reply.future, None, op, system)
+        return caller
+
+    def _end_wait(
+        self, task_id: str, reply: Reply, caller: tuple[Any, ...] | None, abandon_cancels: bool
+    ) -> None:
+        """The wait of `_start_wait` ended (with the outcome, or not: see `_wait`)."""
+        bridge, future = reply.bridge, reply.future
+        system = bridge.untrack(future)  # the system `_start_wait` sent to
+        abandoned = future.cancelled() or not future.done()  # ended without the outcome
+        if not abandoned and caller is None:
+            return
+        if abandoned:
+            future.cancel()
         box = outbox(bridge)
-        try:
+        with contextlib.suppress(Exception):  # a stopped system: nobody to tell
+            facade = cast("SystemRuntime", system)._check()
+            if abandoned:
+                box.send(
+                    facade,
+                    messages.Cancel(task_id, _IGNORE)
+                    if abandon_cancels
+                    else messages.Unwait(task_id, reply, _IGNORE),
+                )
             if caller is not None:
-                box.send(facade, messages.Block(caller[0], caller[1], True, _IGNORE))
-                blocked = True
-            if build is None:
-                box.send(facade, request)
-            else:
-                box.defer(facade, build, *request)
-            bridge.track(future, None, op, system)
-            try:
-                if bound is None:
-                    return await future
-                await asyncio.wait((future,), timeout=bound)
-                if not future.done():
-                    msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
-                    raise WaitTimeoutError(msg)
-                return future.result()
-            except SupervisorError as exc:  # the request could not be sent
-                raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
-        finally:
-            bridge.untrack(future)
-            if future.cancelled() or not future.done():  # ended without the outcome
-                future.cancel()
-                with contextlib.suppress(Exception):
-                    box.send(
-                        facade,
-                        messages.Cancel(task_id, _IGNORE)
-                        if abandon_cancels
-                        else messages.Unwait(task_id, reply, _IGNORE),
-                    )
-            if blocked:
-                assert caller is not None
-                with contextlib.suppress(Exception):
-                    box.send(facade, messages.Block(caller[0], caller[1], False, _IGNORE))
+                box.send(facade, messages.Block(caller[0], caller[1], False, _IGNORE))
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished; False if it already had."""
@@ -1003,6 +1054,9 @@ class UnifiedTaskManager:
         if self._lazy:
             self._system = None
         await system.shutdown()
+        if self._lazy:
+            with _lazy_lock, contextlib.suppress(ValueError):
+                _lazy_systems.remove(system)  # stopped: nothing for the exit hook to do
 
 
 class ThreadPoolClient:
@@ -1039,6 +1093,14 @@ class ThreadPoolClient:
 
 
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
+
+
+_NOT_TAKEN = "the actor system cannot take calls"
+_NO_WORK = "the thread pool cannot take work"
+
+
+def _not_sent(error: SupervisorError) -> ActorSystemError:
+    return ActorSystemError(f"{_NOT_TAKEN}: {error}")
 
 
 def _refuse(reply: Reply, error: Exception) -> None:

@@ -41,6 +41,7 @@ class LoopBridge:
     __slots__ = (
         "__weakref__",
         "_bounded",
+        "_entry",
         "_pending",
         "_scheduled",
         "_sweeping",
@@ -52,15 +53,20 @@ class LoopBridge:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._pending: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        self._pending: deque[tuple[Any, ...]] = deque()
+        """``(fn, *args)`` per post: one tuple each while it waits for its drain."""
         self._scheduled = False
         self._sweeping = False
         self.closed = False
         self.calls: dict[asyncio.Future[Any], tuple[float | None, str, object]] = {}
-        """Every call awaited on this loop: its deadline (None: unbounded), op, owner."""
+        """Every call awaited on this loop: its bound in seconds (None: unbounded), op,
+        owner. Calls alike share one entry (a burst adds no tracked tuple per call)."""
         self._bounded: dict[float, dict[asyncio.Future[Any], float]] = {}
         """The bounded calls by their bound, each in deadline order (``loop.time()``
         only grows, and every call of one bound adds the same to it)."""
+        self._entry: tuple[float | None, str, object] = _NO_ENTRY
+        """The last entry of `calls`, shared by the next call of the same bound, op and
+        owner while any is in `calls`."""
         self.outbox: Any = None
         """The requests this loop sends in its current iteration (`actors.api`'s)."""
 
@@ -71,11 +77,13 @@ class LoopBridge:
     ) -> None:
         """Bound the call that ``future`` awaits by ``timeout`` seconds (None: only
         `fail_owned` ends it); `untrack` it once it ended."""
+        entry = self._entry
+        if entry[0] != timeout or entry[1] != op or entry[2] is not owner:
+            entry = self._entry = (timeout, op, owner)
+        self.calls[future] = entry
         if timeout is None:
-            self.calls[future] = (None, op, owner)
             return
         deadline = self.loop.time() + timeout
-        self.calls[future] = (deadline, op, owner)
         bounded = self._bounded.get(timeout)
         if bounded is None:
             bounded = self._bounded[timeout] = {}
@@ -84,13 +92,20 @@ class LoopBridge:
             self._sweeping = True
             self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
-    def untrack(self, future: asyncio.Future[Any]) -> None:
-        """Forget the call of ``future`` (it ended, or its caller stopped waiting)."""
-        entry = self.calls.pop(future, None)
-        if entry is not None and entry[0] is not None:
-            for bounded in self._bounded.values():
-                if bounded.pop(future, None) is not None:
-                    return
+    def untrack(self, future: asyncio.Future[Any]) -> object:
+        """Forget the call of ``future`` (it ended, or its caller stopped waiting);
+        returns its owner (None: it was not tracked)."""
+        calls = self.calls
+        entry = calls.pop(future, None)
+        if entry is None:
+            return None
+        if not calls:  # hold no owner past its last call (a system that stopped)
+            self._entry = _NO_ENTRY
+        if entry[0] is not None:
+            bounded = self._bounded.get(entry[0])
+            if bounded is not None:
+                bounded.pop(future, None)
+        return entry[2]
 
     def _sweep(self) -> None:
         now = self.loop.time()
@@ -127,7 +142,7 @@ class LoopBridge:
 
     def post(self, fn: Callable[..., object], *args: Any) -> bool:
         """Run ``fn(*args)`` on the loop soon; False if the loop is closed."""
-        self._pending.append((fn, args))
+        self._pending.append((fn, *args))
         if not self._scheduled:
             self._scheduled = True
             try:
@@ -148,14 +163,16 @@ class LoopBridge:
         pending = self._pending
         popleft = pending.popleft
         for _ in range(min(len(pending), DRAIN_CHUNK)):
-            fn, args = popleft()
-            fn(*args)
+            post = popleft()
+            post[0](*post[1:])
         if pending:
             # The rest next iteration (a post that saw the flag clear may have scheduled
             # a drain too: draining an empty deque is a no-op).
             self._scheduled = True
             self.loop.call_soon(self._drain)
 
+
+_NO_ENTRY: tuple[float | None, str, object] = (None, "", None)
 
 DRAIN_CHUNK = 256
 """Callbacks a `LoopBridge` runs per loop iteration, at most."""

@@ -158,7 +158,11 @@ class TaskRecord:
         self.idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
         self.trace: Any = spec.trace  # OpenTelemetry context at registration, or None
         self.failures: deque[AttemptFailure] | None = None  # latest failed attempts
-        self.spec: TaskSpec | None = spec  # kept after a failure, to retry the task
+        self.spec: TaskSpec | None = spec if spec.results else None
+        """The registration as given, kept after a failure to retry the task. Only a
+        task whose arguments take its dependencies' results keeps it from the start
+        (they are filled in): any other rebuilds it from its fields if it fails
+        (`definition`), so a live task holds one tracked object less."""
         self.kept_bridge: LoopBridge | None = None
         self.blocked = 0  # waits for other tasks in progress: its slot is lent out
         self.wall_offset: float | None = None  # wall clock minus the clock at registration
@@ -174,6 +178,8 @@ class TaskRecord:
         definition and its loop, so it can be retried)."""
         if self.status is TaskStatus.FAILED:
             self.kept_bridge = self.bridge
+            if self.spec is None and self.func is not None:
+                self.spec = self.definition()
         else:
             self.spec = None
         self.func = self.args = self.kwargs = self.bridge = self.execution = None
@@ -181,6 +187,35 @@ class TaskRecord:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+    def definition(self) -> TaskSpec:
+        """The registration of a live task whose arguments were never filled in (its
+        ``spec`` is None): its spec as registered, but for the dependencies (the graph
+        has them) and the task id (None: a registration of it gets a new one)."""
+        from actors.engine._validate import TaskSpec
+
+        return TaskSpec(
+            None,
+            self.name,
+            self.func,
+            self.args or (),
+            self.kwargs if self.kwargs is not None else {},
+            self.task_type,
+            self.description,
+            self.metadata,
+            self.priority,
+            (),
+            self.max_retries,
+            self.retry_delay,
+            self.retry_wait,
+            self.timeout,
+            self.is_coroutine,
+            self.breaker,
+            self.executor,
+            self.trace,
+            (),
+            "run" if self.runs_anyway else "cancel",
+        )
 
     def info(self, graph: DependencyGraph, backend: str) -> TaskInfo:
         deps = graph.dependencies(self.task_id) if self.task_id in graph else ()

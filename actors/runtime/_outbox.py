@@ -63,22 +63,26 @@ class Outbox:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.items: deque[tuple[ChildHandle, Any, Callable[..., Any] | None]] = deque()
+        self.items: deque[Any] = deque()
+        """Three entries per message, flat (no tuple per message while it waits here):
+        its target, the message (or its arguments) and its build function (or None)."""
 
     def send(self, target: ChildHandle, message: Any) -> None:
         """Queue ``message`` for ``target`` (on the loop's thread)."""
         items = self.items
         if not items:
             self.loop.call_soon(self.flush)
-        items.append((target, message, None))
+        items.extend((target, message, None))
 
-    def defer(self, target: ChildHandle, build: Callable[..., Any], *args: Any) -> None:
+    def defer(self, target: ChildHandle, build: Callable[..., Any], args: tuple[Any, ...]) -> None:
         """Queue the message ``build(*args)`` for ``target``, built when it is sent.
-        ``build`` returns None for a request it refused (it has told its caller)."""
+        ``build`` returns None for a request it refused (it has told its caller).
+        ``args`` is a tuple (not ``*args``: no second tuple per call), and ``build`` is
+        best a plain function, not a bound method made per call."""
         items = self.items
         if not items:
             self.loop.call_soon(self.flush)
-        items.append((target, args, build))
+        items.extend((target, args, build))
 
     def flush(self) -> None:
         """Send what is queued, in order: at most `SEND_CHUNK` messages and
@@ -89,8 +93,8 @@ class Outbox:
         target: ChildHandle | None = None
         builds = 0
         try:
-            for _ in range(min(len(items), SEND_CHUNK)):
-                to, message, build = popleft()
+            for _ in range(min(len(items) // 3, SEND_CHUNK)):
+                to, message, build = popleft(), popleft(), popleft()
                 if build is not None:
                     message = build(*message)
                     builds += 1

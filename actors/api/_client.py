@@ -19,7 +19,7 @@ import contextlib
 import functools
 import math
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Mapping
 from types import MappingProxyType
 from typing import (
     TYPE_CHECKING,
@@ -176,6 +176,26 @@ def _translated(error: SupervisorError, what: str) -> ActorsError:
     return ActorSystemError(f"{what}: {error}")
 
 
+def _unknown_options(
+    call: str, options: Mapping[str, Any], known: Collection[str]
+) -> InvalidTaskError:
+    unknown = options.keys() - _OPTIONS
+    return InvalidTaskError(
+        f"{call}() got unknown option(s) {', '.join(sorted(map(repr, unknown)))}; "
+        f"its options are {', '.join(sorted(known))}; pass the function's own "
+        "keyword arguments as kwargs={...}"
+    )
+
+
+class _Route(TypedDict, total=False):
+    """Where `UnifiedTaskManager._send` sends a request and how long its answer may take."""
+
+    timeout: float | None
+    to: ChildHandle | None
+    op: str | None
+    build: Callable[..., Any] | None
+
+
 class _Ignore:
     """A reply nobody waits for."""
 
@@ -229,23 +249,15 @@ class UnifiedTaskManager:
         validate_task_id(task_id)
         return self._ask(kind, task_id)
 
-    async def _call(
-        self,
-        reply: Reply,
-        message: tuple[Any, ...],
-        timeout: float | None = None,
-        to: ChildHandle | None = None,
-        op: str | None = None,
-        build: Callable[..., Any] | None = None,
-    ) -> Any:
+    async def _call(self, reply: Reply, message: tuple[Any, ...], **route: Unpack[_Route]) -> Any:
         """`_send` ``message`` and await the answer."""
-        self._send(reply, message, timeout, to, op, build)
+        self._send(reply, message, **route)
         del message  # the facade's (or the outbox's) now: not kept while this call waits
         future = reply.future
         try:
             return await future
         except SupervisorError as exc:  # a child refused the call on its way
-            raise _translated(exc, _NOT_TAKEN if to is None else _NO_WORK) from exc
+            raise _translated(exc, _NOT_TAKEN if route.get("to") is None else _NO_WORK) from exc
         finally:
             reply.bridge.untrack(future)
 
@@ -487,12 +499,7 @@ class UnifiedTaskManager:
         committed to the journal before it is executed.
         """
         if not options.keys() <= _OPTIONS:  # (no set made per call)
-            unknown = options.keys() - _OPTIONS
-            raise InvalidTaskError(
-                f"submit() got unknown option(s) {', '.join(sorted(map(repr, unknown)))}; "
-                f"its options are {', '.join(sorted(_OPTIONS))}; pass the function's own "
-                "keyword arguments as kwargs={...}"
-            )
+            raise _unknown_options("submit", options, _OPTIONS)
         system = self._system or self._get_system()
         if system.config.JOURNAL_PATH is not None:
             return await self._submit_checked(func, args, options)
@@ -516,6 +523,7 @@ class UnifiedTaskManager:
     def _submit_spec(
         self, func: Any, args: tuple[Any, ...], options: dict[str, Any], trace: Any
     ) -> tuple[TaskSpec, JournalRow | None]:
+        """``func(*args)`` with submit's (or map's) ``options``, validated and completed."""
         fields: dict[str, Any] = dict(options)
         name = fields.pop("name", None)
         if name is None:
@@ -619,13 +627,8 @@ class UnifiedTaskManager:
         """
         if not isinstance(return_exceptions, bool):
             raise InvalidTaskError(f"return_exceptions must be a bool, got {return_exceptions!r}")
-        if not options.keys() <= _OPTIONS:  # (no set made per call)
-            unknown = options.keys() - _OPTIONS
-            raise InvalidTaskError(
-                f"map() got unknown option(s) {', '.join(sorted(map(repr, unknown)))}; "
-                f"its options are {', '.join(sorted(_OPTIONS - {'task_id'}))}; pass the "
-                "function's own keyword arguments as kwargs={...}"
-            )
+        if not options.keys() <= _OPTIONS:
+            raise _unknown_options("map", options, _OPTIONS - {"task_id"})
         if "task_id" in options:
             raise InvalidTaskError(
                 f"map() gives each task its own id; got task_id={options['task_id']!r}: "
@@ -636,22 +639,12 @@ class UnifiedTaskManager:
                 f"map() takes an iterable of arguments (a list, a range, a generator), "
                 f"got {iterable!r}; for one call use submit()"
             )
-        fields: dict[str, Any] = dict(options)
-        name = fields.pop("name", None)
-        if name is None:
-            name = _name_of(func)
-        kwargs = fields.pop("kwargs", None)
-        durable = fields.pop("durable", None)
         trace = capture()
-        base, journal = self._complete(
-            validate_registration(name, func, (), kwargs, **fields), durable, trace
-        )
+        base, journal = self._submit_spec(func, (), options, trace)
         items = list(iterable)
         if journal is not None:  # durable: submit's two round trips per task
             for item in items:
-                self._complete(
-                    validate_registration(name, func, (item,), kwargs, **fields), durable, trace
-                )
+                self._submit_spec(func, (item,), options, trace)
             outcomes = await asyncio.gather(
                 *(self.submit(func, item, **options) for item in items),
                 return_exceptions=True,
@@ -677,9 +670,7 @@ class UnifiedTaskManager:
             if plain and not find_results((item,), _NO_KWARGS):
                 spec = base._replace(args=(item,))
             else:  # a result_of among the arguments: a dependency of its own
-                spec = self._complete(
-                    validate_registration(name, func, (item,), kwargs, **fields), durable, trace
-                )[0]
+                spec = self._submit_spec(func, (item,), options, trace)[0]
             if picklable:
                 check_picklable(backend, func, spec.args, spec.kwargs)
             specs.append(spec)
@@ -1089,7 +1080,7 @@ class ThreadPoolClient:
         client = self._client
         reply = client._reply()
         submit = messages.Submit(fn, args, kwargs, reply, backend)
-        return await client._call(reply, submit, _UNBOUNDED, pool)
+        return await client._call(reply, submit, timeout=_UNBOUNDED, to=pool)
 
 
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})

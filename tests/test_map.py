@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,3 +191,40 @@ async def test_map_from_inside_a_task_lends_its_slot(backend: str) -> None:
             return sum(await tm.map(double, [1, 2, 3])) + 1
 
         assert await asyncio.wait_for(tm.submit(parent), WAIT) == 13
+
+
+def value_or_boom(x: int) -> Any:
+    """Returns an exception object (a legal result) for 0, raises for 1."""
+    if x == 1:
+        raise Boom("raised 1")
+    return ValueError(f"returned {x}") if x == 0 else x
+
+
+async def test_a_durable_map_returns_a_returned_exception_as_a_value(
+    backend: str, tmp_path: Path
+) -> None:
+    """With the journal on, a task that returns an exception object has completed: map
+    puts that object in its place; a raised error is handled as by a non-durable map."""
+    config = {
+        "USE_NEW_TASK_SYSTEM": backend == "new",
+        "CLEANUP_INTERVAL": 0,
+        "JOURNAL_PATH": str(tmp_path / "journal.db"),
+        "JOURNAL_SERIALIZER": "pickle",
+    }
+    async with ActorSystem(config, clock=FakeClock()) as running:
+        tm = running.task_manager
+        outcomes = await asyncio.wait_for(tm.map(value_or_boom, [0, 2]), WAIT)
+        assert [type(o).__name__ for o in outcomes] == ["ValueError", "int"]
+        assert (str(outcomes[0]), outcomes[1]) == ("returned 0", 2)
+        collected = await asyncio.wait_for(
+            tm.map(value_or_boom, [0, 1, 2], return_exceptions=True), WAIT
+        )
+        assert [(type(o).__name__, str(o)) for o in collected] == [
+            ("ValueError", "returned 0"),
+            ("Boom", "raised 1"),
+            ("int", "2"),
+        ]
+        with pytest.raises(Boom, match=r"^raised 1$"):  # the raised one, not the returned
+            await asyncio.wait_for(tm.map(value_or_boom, [0, 1, 2]), WAIT)
+        statuses = [info.status.value for info in await tm.get_all_tasks()]
+        assert sorted(statuses) == ["completed"] * 6 + ["failed"] * 2

@@ -645,16 +645,15 @@ class UnifiedTaskManager:
         if journal is not None:  # durable: submit's two round trips per task
             for item in items:
                 self._submit_spec(func, (item,), options, trace)
-            outcomes = await asyncio.gather(
-                *(self.submit(func, item, **options) for item in items),
-                return_exceptions=True,
-            )
+            calls = [asyncio.ensure_future(self.submit(func, item, **options)) for item in items]
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+            # Failed are the calls that raised: a task may return an exception as its value.
             return _outcome(
                 outcomes,
                 {
-                    index: error
-                    for index, error in enumerate(outcomes)
-                    if isinstance(error, BaseException)
+                    index: outcomes[index]
+                    for index, call in enumerate(calls)
+                    if call.cancelled() or call.exception() is not None
                 },
                 return_exceptions,
             )

@@ -446,6 +446,55 @@ async def test_graph_as_json_and_as_escaped_mermaid_and_dot(
     assert missing.status_code == 404
 
 
+async def test_graph_asks_for_the_newest_tasks_only(
+    system: ActorSystem, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The graph page's query is one page of `GRAPH_MAX_NODES` rows (with their
+    dependencies), not every task: the newest N come back, with the edges among them."""
+    from actors.dashboard import _app
+
+    monkeypatch.setattr(_app, "GRAPH_MAX_NODES", 4)
+    tm = system.task_manager
+    ids = await asyncio.gather(*(tm.register_task(f"old-{i}", double, (i,)) for i in range(300)))
+    a = await tm.register_task("a", double, (1,), dependencies=[ids[-1]])  # edge out of the page
+    b = await tm.register_task("b", double, (2,), dependencies=[a])
+    c = await tm.register_task("c", double, (3,), dependencies=[a, b])
+    d = await tm.register_task("d", double, (4,), task_type="other")
+
+    facade = system._check()
+    sent: list[Any] = []
+
+    class Spy:
+        @property
+        def actor_ref(self) -> Any:
+            return facade.actor_ref
+
+        def tell(self, message: Any) -> None:
+            items = message.items if type(message).__name__ == "Batch" else (message,)
+            sent.extend(items)
+            facade.tell(message)
+
+    monkeypatch.setattr(system, "_facade", Spy())
+    graph = (await http.get("/api/graph")).json()
+    assert (graph["total"], graph["truncated"]) == (304, True)
+    assert [n["name"] for n in graph["nodes"]] == ["a", "b", "c", "d"]
+    assert graph["edges"] == [[a, b], [a, c], [b, c]]
+    assert [type(m).__name__ for m in sent] == ["PageKeys", "PageRows"]  # no GetAll
+    assert [(type(m).__name__, m.query.offset, m.query.limit) for m in sent] == [
+        ("PageKeys", 0, 4),
+        ("PageRows", 0, 4),
+    ]
+    sent.clear()
+    typed = (await http.get("/api/graph", params={"type": "default"})).json()
+    assert (typed["total"], [n["id"] for n in typed["nodes"]]) == (303, [ids[-1], a, b, c])
+    assert typed["edges"] == [[ids[-1], a], [a, b], [a, c], [b, c]]
+    assert [(type(m).__name__, m.query.limit, m.query.task_type) for m in sent] == [
+        ("PageKeys", 4, "default"),
+        ("PageRows", 4, "default"),
+    ]
+    assert d in {n["id"] for n in graph["nodes"]}
+
+
 async def test_supervision_tree_counts_a_restart(
     system: ActorSystem, http: httpx.AsyncClient
 ) -> None:

@@ -28,6 +28,7 @@ from starlette.routing import Route
 from actors.api import ActorSystem
 from actors.core import ActorsError, InvalidTaskError, TaskInfo, TaskNotFoundError, TaskStatus
 from actors.engine import MAX_PAGE_SIZE, TaskDetail, TaskRow
+from actors.observe import TaskGraph, TaskNode
 
 if TYPE_CHECKING:
     from actors.observe import Event
@@ -94,6 +95,17 @@ def _row(row: TaskRow | TaskInfo) -> dict[str, Any]:
     fields = {name: getattr(row, name) for name in _SUMMARY}
     fields["status"] = row.status.value
     return fields
+
+
+def _graph_of(rows: tuple[TaskRow, ...]) -> TaskGraph:
+    """The graph of a page of rows (newest first): nodes oldest first, as
+    `TaskGraph.from_infos` orders them; the edges between two of them."""
+    ordered = rows[::-1]
+    present = {row.task_id for row in ordered}
+    return TaskGraph(
+        tuple(TaskNode(row.task_id, row.name, row.status, row.task_type) for row in ordered),
+        tuple((dep, row.task_id) for row in ordered for dep in row.dependencies if dep in present),
+    )
 
 
 def _error(error: BaseException | None) -> dict[str, str] | None:
@@ -279,13 +291,17 @@ class _Dashboard:
         task_type = _str_param(request, "type")
         around = _str_param(request, "around")
         depth = _int_param(request, "depth", -1, -1, 1000)
-        graph = await self.tm.get_task_graph(
-            task_type=task_type, around=around, depth=None if depth < 0 else depth
-        )
-        total = len(graph.nodes)
-        if total > GRAPH_MAX_NODES:
-            newest = [n.task_id for n in graph.nodes[-GRAPH_MAX_NODES:]]
-            graph = graph._subgraph(newest)
+        if around is None:  # the newest tasks only: one page, not every task
+            page = await self.tm.get_task_page(0, GRAPH_MAX_NODES, task_type=task_type)
+            graph, total = _graph_of(page.rows), page.total
+        else:
+            graph = await self.tm.get_task_graph(
+                task_type=task_type, around=around, depth=None if depth < 0 else depth
+            )
+            total = len(graph.nodes)
+            if total > GRAPH_MAX_NODES:
+                newest = [n.task_id for n in graph.nodes[-GRAPH_MAX_NODES:]]
+                graph = graph._subgraph(newest)
         fmt = _str_param(request, "format")
         if fmt in ("dot", "mermaid"):
             text = graph.to_dot() if fmt == "dot" else graph.to_mermaid()

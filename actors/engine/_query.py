@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterator, Mapping, Reversible, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Reversible, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +86,8 @@ class TaskRow:
     started_at: float | None
     finished_at: float | None
     backend: str
+    dependencies: tuple[str, ...] = ()
+    """The ids it depends on directly (the graph page draws these edges)."""
 
     @property
     def duration(self) -> float | None:
@@ -150,9 +152,15 @@ def page_keys(records: Reversible[TaskRecord], query: PageQuery) -> tuple[int, l
 
 
 def page_rows(
-    records: Reversible[TaskRecord], query: PageQuery, start: int, stop: int, backend: str
+    records: Reversible[TaskRecord],
+    query: PageQuery,
+    start: int,
+    stop: int,
+    backend: str,
+    dependencies: Callable[[str], Iterable[str]] = lambda _task_id: (),
 ) -> list[TaskRow]:
-    """A manager's second step: the rows of its matches ``start`` to ``stop``."""
+    """A manager's second step: the rows of its matches ``start`` to ``stop``, each with
+    its direct ``dependencies`` (by task id)."""
     return [
         TaskRow(
             r.task_id,
@@ -164,6 +172,7 @@ def page_rows(
             r.started_at,
             r.finished_at,
             backend,
+            tuple(dependencies(r.task_id)),
         )
         for r in itertools.islice(_matches(records, query), start, stop)
     ]

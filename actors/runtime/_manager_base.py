@@ -296,7 +296,15 @@ class BaseManager(SupervisedActor):
 
     def _page_rows(self, message: messages.PageRows) -> list[TaskRow]:
         start, stop = message.slices[self.backend]
-        return page_rows(self.engine.tasks.values(), message.query, start, stop, self.backend)
+        engine = self.engine
+        return page_rows(
+            engine.tasks.values(),
+            message.query,
+            start,
+            stop,
+            self.backend,
+            engine.graph.direct_dependencies,
+        )
 
     def _detail(self, message: messages.GetDetail) -> TaskDetail:
         task_id = message.task_id

@@ -20,6 +20,7 @@ from actors import (
     ActorSystemError,
     BlockingCallError,
     BlockingTaskManager,
+    CallTimeout,
     EventKind,
     TaskNotFoundError,
     TaskStatus,
@@ -242,3 +243,37 @@ def test_the_readme_submit_example_runs(capsys: pytest.CaptureFixture[str]) -> N
     block = _readme_block("await tm.submit(fetch")
     exec(compile(block, "<README submit example>", "exec"), {})
     assert capsys.readouterr().out == "<html>https://example.org</html> 1\n"
+
+
+def test_a_call_timeout_names_the_bound_that_ran_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop that answers blocking calls is held: each call fails at its own bound,
+    and its `CallTimeout` says which bound (CALL_TIMEOUT, the call's timeout) and its value."""
+    from actors.api import _blocking
+
+    monkeypatch.setattr(_blocking, "SWEEP_MARGIN", 0.0)  # the bounds are exact sums
+    started, gate = threading.Event(), threading.Event()
+
+    def hold_the_loop() -> None:
+        started.set()
+        gate.wait(WAIT)  # blocks the loop thread on purpose
+
+    with ActorSystem({**config(), "CALL_TIMEOUT": 0.5}) as system:
+        task_id = system.blocking.register_task("idle", add, (1, 2), task_id="idle")
+        system._loop_thread_for_blocking().loop.call_soon_threadsafe(hold_the_loop)
+        try:
+            assert started.wait(WAIT)
+            with pytest.raises(CallTimeout) as by_setting:
+                system.blocking.get_task(task_id)
+            with pytest.raises(CallTimeout) as by_argument:
+                system.blocking.wait_for_task(task_id, timeout=0.25)
+        finally:
+            gate.set()
+        assert system.blocking.get_task_status(task_id) is TaskStatus.PENDING
+    assert str(by_setting.value) == (
+        "no answer to system.blocking.get_task() within 0.5s (CALL_TIMEOUT=0.5s + 0.0s); "
+        "the actor system is overloaded or stuck"
+    )
+    assert str(by_argument.value) == (
+        "no answer to system.blocking.wait_for_task() within 0.75s "
+        "(timeout=0.25s + CALL_TIMEOUT=0.5s + 0.0s); the actor system is overloaded or stuck"
+    )

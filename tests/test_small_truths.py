@@ -213,7 +213,7 @@ async def test_the_sweep_fails_exactly_the_calls_past_their_bound() -> None:
     for future in short:
         bridge.track(future, 5.0, "GetTask", "owner")
     bridge.track(answered, 5.0, "Register", "owner")
-    bridge.track(long, 10.0, "Execute", "owner")
+    bridge.track(long, 10.0, "Execute", "owner", "timeout")  # a bound named by the caller
     bridge.track(unbounded, None, "Wait", "owner")
     answered.set_result("ok")
     bridge.untrack(answered)
@@ -223,8 +223,7 @@ async def test_the_sweep_fails_exactly_the_calls_past_their_bound() -> None:
     loop.later.pop()[1]()
     assert [type(f.exception()).__name__ for f in short] == ["CallTimeout"] * 3
     assert str(short[0].exception()) == (
-        "no answer to 'GetTask' within its bound (CALL_TIMEOUT); the actor system is "
-        "overloaded or stuck"
+        "no answer to 'GetTask' within CALL_TIMEOUT=5.0s; the actor system is overloaded or stuck"
     )
     assert (answered.result(), long.done(), unbounded.done()) == ("ok", False, False)
     assert set(bridge.calls) == {long, unbounded}
@@ -232,7 +231,9 @@ async def test_the_sweep_fails_exactly_the_calls_past_their_bound() -> None:
 
     loop.now = 111.0
     loop.later.pop()[1]()
-    assert str(long.exception()).startswith("no answer to 'Execute' within its bound")
+    assert str(long.exception()) == (
+        "no answer to 'Execute' within timeout=10.0s; the actor system is overloaded or stuck"
+    )
     assert (unbounded.done(), set(bridge.calls), loop.later) == (False, {unbounded}, [])
     unbounded.cancel()
     bridge.untrack(unbounded)
@@ -250,8 +251,8 @@ async def test_calls_of_one_bound_op_and_owner_share_one_entry_while_any_is_trac
     bridge.track(second, None, "SubmitTask", owner)
     bridge.track(other, None, "SubmitTask", stranger)
     assert bridge.calls[first] is bridge.calls[second]
-    assert bridge.calls[first] == (None, "SubmitTask", owner)
-    assert bridge.calls[other] == (None, "SubmitTask", stranger)
+    assert bridge.calls[first] == (None, "SubmitTask", owner, "CALL_TIMEOUT")
+    assert bridge.calls[other] == (None, "SubmitTask", stranger, "CALL_TIMEOUT")
     bridge.fail_owned(owner, ActorSystemError("stopped"))
     assert [str(f.exception()) for f in (first, second)] == ["stopped"] * 2
     assert not other.done()
@@ -266,8 +267,8 @@ async def test_calls_of_one_bound_op_and_owner_share_one_entry_while_any_is_trac
     bridge.track(bounded[2], 10.0, "Register", owner)
     assert bridge.calls[bounded[0]] is bridge.calls[bounded[1]]
     assert [bridge.calls[f] for f in bounded[1:]] == [
-        (5.0, "Register", owner),
-        (10.0, "Register", owner),
+        (5.0, "Register", owner, "CALL_TIMEOUT"),
+        (10.0, "Register", owner, "CALL_TIMEOUT"),
     ]
     for future in bounded:
         bridge.untrack(future)

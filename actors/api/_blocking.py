@@ -35,6 +35,10 @@ __all__ = ["BlockingEventStream", "BlockingTaskManager", "refuse_in_loop"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
+SWEEP_MARGIN = SWEEP_INTERVAL + 1.0
+"""Seconds a blocking call waits past the bound of the async call it runs: that call
+fails itself at its bound, within one sweep."""
+
 
 class BlockingHost(Protocol):
     """What `BlockingTaskManager` needs of its system (`ActorSystem` has it; typed so,
@@ -50,7 +54,7 @@ class BlockingHost(Protocol):
 
     def _loop_thread_for_blocking(self) -> LoopThread: ...
 
-    def _stop_blocking(self, bound: float) -> None: ...
+    def _stop_blocking(self) -> None: ...
 
 
 def refuse_in_loop(what: str) -> None:
@@ -80,8 +84,10 @@ def _blocking(
         what = f"system.blocking.{name}()"
         refuse_in_loop(what)
         runner = self._runner()
-        bound = None if calls is None else self._call_bound(calls)
-        return runner.call(method(self._client, *args, **kwargs), bound, what)
+        if calls is None:
+            return runner.call(method(self._client, *args, **kwargs), None, what)
+        bound, named = self._call_bound(calls)
+        return runner.call(method(self._client, *args, **kwargs), bound, what, named)
 
     return call
 
@@ -110,8 +116,13 @@ class BlockingTaskManager:
         return self._system._loop_thread_for_blocking()
 
     def _wait(self, coro: Coroutine[Any, Any, R], bound: float | None, what: str) -> R:
-        margin = self._system.config.CALL_TIMEOUT + SWEEP_INTERVAL + 1.0
-        return self._runner().call(coro, None if bound is None else bound + margin, what)
+        """Run ``coro`` (it waits for a task) bounded by the call's ``timeout`` (``bound``;
+        None: unbounded) and a margin for the answer to come back."""
+        if bound is None:
+            return self._runner().call(coro, None, what)
+        call_timeout = self._system.config.CALL_TIMEOUT
+        named = f"timeout={bound}s + CALL_TIMEOUT={call_timeout}s + {SWEEP_MARGIN}s"
+        return self._runner().call(coro, bound + call_timeout + SWEEP_MARGIN, what, named)
 
     register_task = _blocking(UnifiedTaskManager.register_task)
     cancel_task = _blocking(UnifiedTaskManager.cancel_task)
@@ -139,7 +150,8 @@ class BlockingTaskManager:
         coro = self._client.execute_task(task_id, wait)
         if wait is True:
             return self._wait(coro, None, what)
-        return self._runner().call(coro, self._call_bound(), what)
+        bound, named = self._call_bound()
+        return self._runner().call(coro, bound, what, named)
 
     def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
         """`UnifiedTaskManager.wait_for_task`: bounded by ``timeout`` (None: until the
@@ -164,18 +176,22 @@ class BlockingTaskManager:
             await stream.subscribe()
             return stream
 
-        return BlockingEventStream(runner, runner.call(make(), self._call_bound(), what))
+        bound, named = self._call_bound()
+        return BlockingEventStream(runner, runner.call(make(), bound, what, named))
 
     def shutdown(self) -> None:
         """Stop the actor system (unfinished tasks are cancelled) and its loop thread."""
         what = "system.blocking.shutdown()"
         refuse_in_loop(what)
-        system = self._system
-        bound = system.config.SHUTDOWN_TIMEOUT * 4 + SWEEP_INTERVAL + 1.0
-        system._stop_blocking(bound)
+        self._system._stop_blocking()
 
-    def _call_bound(self, calls: int = 1) -> float:
-        return calls * self._system.config.CALL_TIMEOUT + SWEEP_INTERVAL + 1.0
+    def _call_bound(self, calls: int = 1) -> tuple[float, str]:
+        """The bound of a call that makes ``calls`` calls into the system, in seconds,
+        and what it is made of (for its `CallTimeout`)."""
+        call_timeout = self._system.config.CALL_TIMEOUT
+        times = "" if calls == 1 else f"{calls} x "
+        named = f"{times}CALL_TIMEOUT={call_timeout}s + {SWEEP_MARGIN}s"
+        return calls * call_timeout + SWEEP_MARGIN, named
 
 
 class BlockingThreadPool:
@@ -221,10 +237,11 @@ class BlockingEventStream(ClosedOnExit):
             except TimeoutError:
                 raise CallTimeout(f"no event within {timeout}s") from None
 
-        return self._runner.call(next_event(), timeout + SWEEP_INTERVAL + 1.0, what)
+        named = f"timeout={timeout}s + {SWEEP_MARGIN}s"
+        return self._runner.call(next_event(), timeout + SWEEP_MARGIN, what, named)
 
     def close(self) -> None:
         """Unsubscribe."""
         if not self._runner.loop.is_closed():
             what = "BlockingEventStream.close()"
-            self._runner.call(self._stream.aclose(), SWEEP_INTERVAL + 1.0, what)
+            self._runner.call(self._stream.aclose(), SWEEP_MARGIN, what, "a sweep's margin")

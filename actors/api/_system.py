@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from actors.api._blocking import BlockingTaskManager, refuse_in_loop
+from actors.api._blocking import SWEEP_MARGIN, BlockingTaskManager, refuse_in_loop
 from actors.api._client import UnifiedTaskManager
 from actors.core import ActorSystemError, LoopThread
 from actors.runtime import SystemRuntime
@@ -49,7 +49,7 @@ class ActorSystem(SystemRuntime):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop_blocking(self.config.SHUTDOWN_TIMEOUT * 4 + 2.0)
+        self._stop_blocking()
 
     @property
     def blocking(self) -> BlockingTaskManager:
@@ -78,12 +78,15 @@ class ActorSystem(SystemRuntime):
                 runner = self._loop_thread
         return runner
 
-    def _stop_blocking(self, bound: float) -> None:
+    def _stop_blocking(self) -> None:
         """Shut down from synchronous code: on the loop thread, then stop it."""
         runner = self._loop_thread
         try:
             if runner is not None and not self._closed:
-                runner.call(self.shutdown(), bound, "system shutdown")
+                shutdown_timeout = self.config.SHUTDOWN_TIMEOUT
+                bound = shutdown_timeout * 4 + SWEEP_MARGIN
+                named = f"4 x SHUTDOWN_TIMEOUT={shutdown_timeout}s + {SWEEP_MARGIN}s"
+                runner.call(self.shutdown(), bound, "system shutdown", named)
             elif not self._closed:
                 self.stop_sync()
         finally:

@@ -171,7 +171,9 @@ class BlockingCallError(ActorsError):
 
 
 class CallTimeout(ActorSystemError):
-    """A call into the actor system got no answer within ``CALL_TIMEOUT``."""
+    """A call into the actor system got no answer within its bound: ``CALL_TIMEOUT``,
+    the call's own ``timeout`` (plus a margin), ``SHUTDOWN_TIMEOUT``...; the message
+    names the bound used and its value."""
 
 
 class SystemOverloadedError(ActorsError):

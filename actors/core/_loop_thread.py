@@ -53,9 +53,12 @@ class LoopThread:
                 asyncio.set_event_loop(None)
                 loop.close()
 
-    def call(self, coro: Coroutine[Any, Any, R], bound: float | None, what: str) -> R:
+    def call(
+        self, coro: Coroutine[Any, Any, R], bound: float | None, what: str, bound_name: str = ""
+    ) -> R:
         """Run ``coro`` on the loop and wait for its outcome: at most ``bound`` seconds
-        (None: until it ends, or the loop thread ends)."""
+        (None: until it ends, or the loop thread ends). ``bound_name`` says what
+        ``bound`` is made of (the settings and arguments): the `CallTimeout` says it."""
         try:
             future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         except RuntimeError:  # the loop is closed
@@ -74,8 +77,10 @@ class LoopThread:
                         ) from None
         except concurrent.futures.TimeoutError:
             future.cancel()
+            named = f" ({bound_name})" if bound_name else ""
             raise CallTimeout(
-                f"no answer to {what} within {bound}s; the actor system is overloaded or stuck"
+                f"no answer to {what} within {bound}s{named}; "
+                "the actor system is overloaded or stuck"
             ) from None
         except concurrent.futures.CancelledError:
             raise ActorSystemError(f"{what} was cancelled: the actor system stopped") from None

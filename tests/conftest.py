@@ -83,7 +83,9 @@ def no_leaked_actors_or_threads(request: pytest.FixtureRequest) -> Iterator[None
         problems.append(f"threads still running: {[t.name for t in leaked_threads]}")
     # This fixture is torn down after every other function-scoped one; pytest lets go
     # of their values only after the teardown, so drop them here before counting.
-    request.node.funcargs.clear()
+    funcargs = getattr(request.node, "funcargs", None)
+    if funcargs:
+        funcargs.clear()
     _records_left = _live_task_records()
     if _records_left > records_before and not request.node.stash.get(_CALL_FAILED, False):
         problems.append(

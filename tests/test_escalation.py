@@ -28,11 +28,13 @@ WAIT = 5.0
 MAX_RESTARTS = 2
 WITHIN = 1.0
 
-START_ERROR = RuntimeError("task_manager cannot start: its database is gone")
+START_TEXT = "task_manager cannot start: its database is gone"
+# raised fresh each time: a module-level instance would keep the traceback of its
+# last raise (and the system in its frames) alive for the whole session
 
 FAILURE = (
     "the actor system failed: child 'task_manager' exhausted its restarts "
-    f"(3 in {WITHIN}s, max {MAX_RESTARTS}); last reason: {START_ERROR!r}"
+    f"(3 in {WITHIN}s, max {MAX_RESTARTS}); last reason: {RuntimeError(START_TEXT)!r}"
 )
 
 
@@ -56,7 +58,7 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
         nonlocal starts
         starts += 1
         if starts > 1:
-            raise START_ERROR
+            raise RuntimeError(START_TEXT)
         original_on_start(self)
 
     monkeypatch.setattr(TaskManagerActor, "on_start", on_start)

@@ -44,7 +44,11 @@ if TYPE_CHECKING:
     from actors.runtime._shared import SystemContext
     from supervisors import ChildHandle, Clock
 
-__all__ = ["DurableEngine", "JournalLink", "journal_link"]
+__all__ = ["RERUN_CHUNK", "DurableEngine", "JournalLink", "journal_link"]
+
+RERUN_CHUNK = 1000
+"""Recovered tasks a manager executes again per message: between two chunks it answers
+calls, so a recovery of 100,000 tasks does not hold the first call back."""
 
 Action = Callable[[], object]
 
@@ -93,7 +97,12 @@ class DurableEngine(Engine):
         """Attempts to start once the records of ``starting`` are committed."""
         self.starting: list[str] = []
         self.rerun: list[str] = []
-        """Recovered tasks to execute again when the manager starts."""
+        """Recovered tasks to execute again once the manager has started, in load order."""
+        self.rerunning: set[str] = set()
+        """The tasks of ``rerun`` not executed again yet (`JournalLink.promote`)."""
+        self.quiet = 0
+        """The first transitions that recovery made putting the journal's tasks back:
+        the file holds their states already (what differs from it is ``touched``)."""
         self.detached = False
         """The system shuts down: its cancellations are not journaled."""
 
@@ -124,15 +133,44 @@ class JournalLink:
     journal: ChildHandle
     codec: Codec
 
-    def start(self) -> None:
-        """Execute again the recovered tasks that had been executed and had not ended."""
+    def start(self) -> bool:
+        """Whether recovered tasks wait to be executed again (`rerun_next` does it, a
+        chunk at a time, so the system answers calls meanwhile). A recovered task is
+        pending until then; a call about it (`promote`) executes it at once."""
         engine = self.engine
-        rerun, engine.rerun = engine.rerun, []
-        with gc_paused(len(rerun)):
-            for task_id in rerun:
-                record = engine.tasks.get(task_id)
-                if record is not None and record.status is _PENDING:
-                    engine.execute(task_id)
+        if engine.rerun and not engine.rerunning:
+            engine.rerunning = set(engine.rerun)
+        # Those that were running at the crash now, first: their record (recovered once
+        # more) must not say "pending" in the file, or a crash before their chunk would
+        # leave them unexecuted.
+        for task_id in [t for t in engine.touched if t in engine.rerunning]:
+            self.promote(task_id)
+        return bool(engine.rerun)
+
+    def rerun_next(self) -> bool:
+        """Execute again the next `RERUN_CHUNK` recovered tasks (those still pending:
+        one executed meanwhile is left as it is); whether more wait."""
+        engine = self.engine
+        chunk = engine.rerun[:RERUN_CHUNK]
+        del engine.rerun[:RERUN_CHUNK]
+        rerunning = engine.rerunning
+        tasks = engine.tasks
+        for task_id in chunk:
+            rerunning.discard(task_id)
+            record = tasks.get(task_id)
+            if record is not None and record.status is _PENDING:
+                engine.execute(task_id)
+        return bool(engine.rerun)
+
+    def promote(self, task_id: str) -> None:
+        """Execute recovered ``task_id`` again now if its chunk has not come yet (a call
+        about it answers as if every recovered task had been executed again)."""
+        engine = self.engine
+        if task_id in engine.rerunning:
+            engine.rerunning.discard(task_id)
+            record = engine.tasks.get(task_id)
+            if record is not None and record.status is _PENDING:
+                engine.execute(task_id)
 
     def detach(self) -> None:
         """Journal no more changes: the system is shutting down, and its cancellations
@@ -235,7 +273,11 @@ class JournalLink:
         rows = engine.rows
         # The durable tasks that changed, each once, in order: a removed one is no
         # longer in ``engine.tasks`` (whatever else happened to it in the batch).
-        changed = dict.fromkeys([t[0] for t in transitions if t[0] in rows])
+        if engine.quiet:  # the first batch: skip recovery's own transitions
+            quiet, engine.quiet = engine.quiet, 0
+            changed = dict.fromkeys([t[0] for t in transitions[quiet:] if t[0] in rows])
+        else:
+            changed = dict.fromkeys([t[0] for t in transitions if t[0] in rows])
         if engine.touched:
             changed.update(dict.fromkeys(engine.touched))
             engine.touched.clear()

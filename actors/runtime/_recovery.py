@@ -63,6 +63,7 @@ _EMPTY = "{}"
 """An empty mapping as the JSON codec writes it (most kwargs and metadata)."""
 _PRIORITIES: dict[int, TaskPriority] = {p.value: p for p in TaskPriority}
 _RERUN = {"waiting", "queued", "retrying", "running"}
+_VALUES = {status: status.value for status in TaskStatus}
 
 
 def _ended(*args: Any, **kwargs: Any) -> None:
@@ -226,6 +227,15 @@ def restore(
                 engine.add_dependency(task_id, dep)  # what a failed dependency means
             else:
                 engine.graph.add_edge(task_id, dep)  # ended: the edge is history
+    # The file holds the states of these transitions but those that ended otherwise
+    # (a decode problem, a poison task, a failed dependency): those are written.
+    touched = engine.touched
+    rows_of = engine.rows
+    for task_id in restored:
+        current = tasks[task_id].status
+        if current is not TaskStatus.PENDING and _VALUES[current] != rows_of[task_id].status:
+            touched.add(task_id)
+    engine.quiet = len(engine.transitions)
     return restored
 
 

@@ -62,6 +62,7 @@ __all__ = [
     "PoolBroken",
     "Register",
     "Report",
+    "Rerun",
     "ResourceTick",
     "RetryDue",
     "RunFunction",
@@ -324,6 +325,10 @@ class SetLimit(NamedTuple):
     """Manager: the governor's new concurrency limit."""
 
     limit: int
+
+
+class Rerun(NamedTuple):
+    """Manager (itself): execute the next chunk of the tasks recovered from the journal."""
 
 
 class CleanupTick(NamedTuple):

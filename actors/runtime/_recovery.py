@@ -252,7 +252,8 @@ class Journal:
         self.store = JournalStore(config.JOURNAL_PATH, sync=config.JOURNAL_SYNC,
                                   busy_timeout=BUSY_TIMEOUT)  # fmt: skip
         try:
-            rows = self.store.load()
+            with gc_paused():  # 100,000 rows of 30 values: no cycles to look for
+                rows = self.store.load()
         except BaseException:
             self.store.close()
             raise

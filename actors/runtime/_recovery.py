@@ -7,8 +7,9 @@ state:
 - ``pending``: pending again (not executed);
 - ``completed``: completed with its result (never run again); ``failed`` and
   ``cancelled``: with their error as a `JournaledError` (type name and message);
-- ``waiting``, ``queued``, ``retrying``: executed again when the manager starts, with
-  the attempts they had used (so their remaining retries);
+- ``waiting``, ``queued``, ``retrying``: executed again once the manager has started,
+  in chunks of `RERUN_CHUNK` (calls are answered in between; a call about one executes
+  it at once), with the attempts they had used (so their remaining retries);
 - ``running`` (an attempt may have been running at the crash): executed again and
   marked recovered (``TaskInfo.recoveries`` counts the times); the interrupted attempt
   does not count against ``max_retries``. Past ``MAX_RECOVERIES`` the task ends

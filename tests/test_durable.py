@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import RecordingPort
 from tenacity import wait_fixed
 
 from actors import (
@@ -408,25 +409,6 @@ async def test_without_a_journal_the_metric_is_none() -> None:
 # -- recovery's re-runs: after the system is up, in chunks --------------------------------
 
 
-class _Attempt:
-    def claim(self) -> bool:
-        return True
-
-    def cancel(self) -> None:
-        pass
-
-
-class _Port:
-    """Records the attempts the engine starts."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-
-    def start_attempt(self, record: Any) -> _Attempt:
-        self.started.append(record.task_id)
-        return _Attempt()
-
-
 class _Journal:
     """The journal's handle: keeps the batches told."""
 
@@ -437,10 +419,10 @@ class _Journal:
         self.sent.append(batch)
 
 
-def _recovered(rows: list[TaskRow]) -> tuple[Any, _Port, list[Any]]:
+def _recovered(rows: list[TaskRow]) -> tuple[Any, RecordingPort, list[Any]]:
     """A manager's engine with ``rows`` restored, its port, and what its link sends."""
     engine = DurableEngine(Policy.scheduler(1), FakeClock(100.0))
-    port = _Port()
+    port = RecordingPort()
     engine.attach(port)
     recovery.restore(
         engine, rows, codec=Codec("json"), breaker=None,  # type: ignore[arg-type]
@@ -466,7 +448,7 @@ def test_recovery_writes_back_only_what_differs_from_the_file() -> None:
     # The task running at the crash is executed again at once (its record must not
     # say "pending" in the file); "queued" waits for its chunk.
     assert link.start() is True
-    assert port.started == ["running"]
+    assert port.started == [("running", 1)]
     assert link.engine.tasks["queued"].status is TaskStatus.PENDING
     link.send(link.engine.transitions)
     (batch,) = sent
@@ -486,11 +468,11 @@ def test_recovered_tasks_run_again_in_chunks_and_a_call_about_one_puts_it_first(
     assert link.start() is True
     assert [tasks[f"q{i}"].status for i in range(5)] == [TaskStatus.PENDING] * 5
     link.promote("q4")  # execute_task, wait_for_task or add_dependency about it
-    assert port.started == ["q4"]
+    assert port.started == [("q4", 1)]
     assert link.rerun_next() is True
     assert link.rerun_next() is True
     assert link.rerun_next() is False  # q4's turn: executed already, left as it is
-    assert port.started == ["q4"]  # one slot (MAX_CONCURRENT_TASKS 1)
+    assert port.started == [("q4", 1)]  # one slot (MAX_CONCURRENT_TASKS 1)
     assert [tasks[f"q{i}"].status for i in range(4)] == [TaskStatus.QUEUED] * 4
     assert link.engine.rerun == []
     assert link.engine.rerunning == set()

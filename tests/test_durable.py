@@ -419,9 +419,9 @@ class _Journal:
         self.sent.append(batch)
 
 
-def _recovered(rows: list[TaskRow]) -> tuple[Any, RecordingPort, list[Any]]:
+def _recovered(rows: list[TaskRow], max_finished: int = 0) -> tuple[Any, RecordingPort, list[Any]]:
     """A manager's engine with ``rows`` restored, its port, and what its link sends."""
-    engine = DurableEngine(Policy.scheduler(1), FakeClock(100.0))
+    engine = DurableEngine(Policy.scheduler(1, max_finished), FakeClock(100.0))
     port = RecordingPort()
     engine.attach(port)
     recovery.restore(
@@ -476,3 +476,18 @@ def test_recovered_tasks_run_again_in_chunks_and_a_call_about_one_puts_it_first(
     assert [tasks[f"q{i}"].status for i in range(4)] == [TaskStatus.QUEUED] * 4
     assert link.engine.rerun == []
     assert link.engine.rerunning == set()
+
+
+def test_tasks_evicted_while_recovered_are_deleted_from_the_file() -> None:
+    # MAX_FINISHED_TASKS 2: putting three completed tasks back evicts the oldest one.
+    link, _, sent = _recovered(
+        [journal_row(f"done{i}", add, (i, i), "completed", attempts=1, result="2")
+         for i in range(3)],
+        max_finished=2,
+    )  # fmt: skip
+    assert sorted(link.engine.tasks) == ["done1", "done2"]
+    assert link.start() is False
+    link.send(link.engine.transitions)
+    (batch,) = sent
+    assert [(type(r).__name__, r.task_id) for r in batch.records] == [("Deletion", "done0")]
+    assert sorted(link.engine.rows) == ["done1", "done2"]

@@ -229,11 +229,16 @@ def restore(
             else:
                 engine.graph.add_edge(task_id, dep)  # ended: the edge is history
     # The file holds the states of these transitions but those that ended otherwise
-    # (a decode problem, a poison task, a failed dependency): those are written.
+    # (a decode problem, a poison task, a failed dependency) and those evicted by
+    # MAX_FINISHED_TASKS (deleted from the file too): those are written.
     touched = engine.touched
     rows_of = engine.rows
     for task_id in restored:
-        current = tasks[task_id].status
+        kept = tasks.get(task_id)
+        if kept is None:
+            touched.add(task_id)
+            continue
+        current = kept.status
         if current is not TaskStatus.PENDING and _VALUES[current] != rows_of[task_id].status:
             touched.add(task_id)
     engine.quiet = len(engine.transitions)

@@ -166,3 +166,36 @@ async def assert_cancelled(tm: UnifiedTaskManager, task_id: str) -> None:
         await tm.wait_for_task(task_id, timeout=WAIT)
     assert await tm.cancel_task(task_id) is False
     assert await tm.execute_task(task_id) is False
+
+
+# -- the engine without actors ---------------------------------------------------------------
+
+
+class AnAttempt:
+    """The attempt `RecordingPort` starts: claimed at once, nothing to cancel."""
+
+    token = object()
+
+    def claim(self) -> bool:
+        return True
+
+    def cancel(self) -> None:
+        pass
+
+
+class RecordingPort:
+    """An engine port that records the attempts it starts (task id, attempt) and arms
+    no timer (none is asked for)."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, int]] = []
+
+    def start_attempt(self, record: Any) -> AnAttempt:
+        self.started.append((record.task_id, record.attempts))
+        return AnAttempt()
+
+    def timeout_after(self, delay: float, task_id: str, attempt: int) -> Any:
+        raise AssertionError("no timeout was asked for")
+
+    def retry_after(self, delay: float, task_id: str, attempt: int) -> Any:
+        raise AssertionError("no retry was asked for")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import RecordingPort
 from tenacity import wait_fixed
 
 from actors import (
@@ -23,8 +24,12 @@ from actors import (
     TaskStatus,
     result_of,
 )
+from actors.engine import Policy
 from actors.journal import Codec, JournalStore, TaskRow, function_reference
+from actors.runtime import _journal_link
 from actors.runtime import _recovery as recovery
+from actors.runtime._journal_link import DurableEngine, JournalLink
+from supervisors.testing import FakeClock
 
 RUNS: list[tuple[Any, ...]] = []
 
@@ -399,3 +404,90 @@ async def test_a_locked_file_is_an_error_event_and_a_metric(
 async def test_without_a_journal_the_metric_is_none() -> None:
     async with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
         assert (await system.task_manager.get_metrics()).journal_errors is None
+
+
+# -- recovery's re-runs: after the system is up, in chunks --------------------------------
+
+
+class _Journal:
+    """The journal's handle: keeps the batches told."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def tell(self, batch: Any) -> None:
+        self.sent.append(batch)
+
+
+def _recovered(rows: list[TaskRow], max_finished: int = 0) -> tuple[Any, RecordingPort, list[Any]]:
+    """A manager's engine with ``rows`` restored, its port, and what its link sends."""
+    engine = DurableEngine(Policy.scheduler(1, max_finished), FakeClock(100.0))
+    port = RecordingPort()
+    engine.attach(port)
+    recovery.restore(
+        engine, rows, codec=Codec("json"), breaker=None,  # type: ignore[arg-type]
+        bridge=None, max_recoveries=3,  # type: ignore[arg-type]
+    )  # fmt: skip
+    journal = _Journal()
+    link = JournalLink(engine, journal, Codec("json"))  # type: ignore[arg-type]
+    return link, port, journal.sent
+
+
+def test_recovery_writes_back_only_what_differs_from_the_file() -> None:
+    lost = journal_row("lost", add, (6, 6), "queued")._replace(function="no_such_module:add")
+    link, port, sent = _recovered(
+        [
+            journal_row("done", add, (1, 1), "completed", attempts=1, result="2"),
+            journal_row("pending", add, (0, 0), "pending"),
+            journal_row("queued", add, (3, 3), "queued"),
+            journal_row("running", add, (4, 4), "running", attempts=1),
+            journal_row("poison", add, (5, 5), "running", attempts=1, recoveries=3),
+            lost,
+        ]
+    )
+    # The task running at the crash is executed again at once (its record must not
+    # say "pending" in the file); "queued" waits for its chunk.
+    assert link.start() is True
+    assert port.started == [("running", 1)]
+    assert link.engine.tasks["queued"].status is TaskStatus.PENDING
+    link.send(link.engine.transitions)
+    (batch,) = sent
+    assert sorted((r.task_id, r.status, r.executed, r.recoveries) for r in batch.records) == [
+        ("lost", "failed", True, 0),
+        ("poison", "failed", True, 4),
+        ("running", "running", True, 1),
+    ]
+
+
+def test_recovered_tasks_run_again_in_chunks_and_a_call_about_one_puts_it_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_journal_link, "RERUN_CHUNK", 2)
+    link, port, _ = _recovered([journal_row(f"q{i}", add, (i, i), "queued") for i in range(5)])
+    tasks = link.engine.tasks
+    assert link.start() is True
+    assert [tasks[f"q{i}"].status for i in range(5)] == [TaskStatus.PENDING] * 5
+    link.promote("q4")  # execute_task, wait_for_task or add_dependency about it
+    assert port.started == [("q4", 1)]
+    assert link.rerun_next() is True
+    assert link.rerun_next() is True
+    assert link.rerun_next() is False  # q4's turn: executed already, left as it is
+    assert port.started == [("q4", 1)]  # one slot (MAX_CONCURRENT_TASKS 1)
+    assert [tasks[f"q{i}"].status for i in range(4)] == [TaskStatus.QUEUED] * 4
+    assert link.engine.rerun == []
+    assert link.engine.rerunning == set()
+
+
+def test_tasks_evicted_while_recovered_are_deleted_from_the_file() -> None:
+    # MAX_FINISHED_TASKS 2: putting three completed tasks back evicts the oldest one.
+    link, _, sent = _recovered(
+        [journal_row(f"done{i}", add, (i, i), "completed", attempts=1, result="2")
+         for i in range(3)],
+        max_finished=2,
+    )  # fmt: skip
+    assert sorted(link.engine.tasks) == ["done1", "done2"]
+    assert link.start() is False
+    link.send(link.engine.transitions)
+    (batch,) = sent
+    assert [(type(r).__name__, r.task_id) for r in batch.records] == [("Deletion", "done0")]
+    assert sorted(link.engine.rows) == ["done1", "done2"]

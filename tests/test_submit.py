@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from helpers import RecordingPort
 
 from actors import (
     ActorSystem,
@@ -292,33 +293,6 @@ async def test_a_call_cancelled_while_its_lazy_system_shuts_down_starts_no_new_o
 # -- the engine on its own: one call registers, executes and answers ---------------------
 
 
-class _Attempt:
-    token = object()
-
-    def claim(self) -> bool:
-        return True
-
-    def cancel(self) -> None:
-        pass
-
-
-class _Port:
-    """Records the attempts the engine starts; arms no timer (none is asked for)."""
-
-    def __init__(self) -> None:
-        self.started: list[tuple[str, int]] = []
-
-    def start_attempt(self, record: Any) -> _Attempt:
-        self.started.append((record.task_id, record.attempts))
-        return _Attempt()
-
-    def timeout_after(self, delay: float, task_id: str, attempt: int) -> Any:
-        raise AssertionError("no timeout was asked for")
-
-    def retry_after(self, delay: float, task_id: str, attempt: int) -> Any:
-        raise AssertionError("no retry was asked for")
-
-
 class _Replies:
     def __init__(self) -> None:
         self.got: list[tuple[str, Any]] = []
@@ -334,7 +308,7 @@ def test_engine_submit_registers_executes_and_answers_when_the_task_ends() -> No
     from actors.engine import Engine, Policy, validate_registration
 
     engine = Engine(Policy.scheduler(2), FakeClock(100.0))
-    port = _Port()
+    port = RecordingPort()
     engine.attach(port)
     replies = _Replies()
     spec = validate_registration("job", add, (1, 2))

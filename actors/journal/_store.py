@@ -11,6 +11,7 @@ A failed `write` is rolled back whole: what had been committed is intact.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import operator
@@ -183,19 +184,22 @@ def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> No
     time under load), and every acknowledgement waited with it.
     """
     if kind is TaskRow:
-        d = _DEPENDENCIES
-        run = [
-            (*row[:d], _dumps(row[d]), *row[d + 1 :]) if row[d] else (*row[:d], "[]", *row[d + 1 :])
-            for row in run
-        ]
         # In order (a row's place is its place in load order): runs of fresh rows that
         # share the rest of their definition, and of others, each in as few
-        # statements as it takes.
+        # statements as it takes. Dependencies are written as a JSON list.
+        d = _DEPENDENCIES
         for shared, rows in itertools.groupby(run, _fresh_shared):
             if shared is None:
-                _write_chunks(connection, TaskRow, list(rows))
+                params = [
+                    (*row[:d], _dumps(row[d]) if row[d] else "[]", *row[d + 1 :]) for row in rows
+                ]
+                _write_chunks(connection, TaskRow, params)
             else:
-                _write_chunks(connection, _Fresh, list(map(_fresh_row, rows)), shared)
+                params = [
+                    (task_id, name, args, _dumps(deps) if deps else "[]", created, updated)
+                    for task_id, name, args, deps, created, updated in map(_fresh_row, rows)
+                ]
+                _write_chunks(connection, _Fresh, params, shared)
         return
     if kind is StatusChange:
         if len({change[0] for change in run}) != len(run):
@@ -209,7 +213,7 @@ def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> No
         # parameter costs SQLite more than the rest of the update.
         groups: dict[tuple[bool, ...], list[Any]] = {}
         for change in run:
-            nulls = tuple(value is None for value in change[_OPTIONAL:])
+            nulls = tuple(map(_is_none, change[_OPTIONAL:]))
             group = groups.get(nulls)
             if group is None:
                 group = groups[nulls] = []
@@ -228,6 +232,7 @@ def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> No
     _write_chunks(connection, kind, run)
 
 
+_is_none = functools.partial(operator.is_, None)
 _OPTIONAL = StatusChange._fields.index("result")
 """`StatusChange`'s fields from here on may be None."""
 

@@ -17,12 +17,13 @@ the actions run anyway: the system goes on from memory and never crashes for it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from actors.journal import JournalStore, JournalWriter
+from actors.runtime._journal_link import Answer, Start, answer_all, start_all
 from actors.runtime._shared import SystemChild
 from actors.runtime.messages import JournalBatch, JournalFailed
 
@@ -45,7 +46,9 @@ class JournalState:
         self.store = store
         self.ctx = ctx
         self.writer = JournalWriter(store, on_error=self._failed)
-        self.actions: list[Callable[[], object]] = []
+        self.answers: list[Answer] = []
+        self.starts: list[Start] = []
+        """What waits for the next commit (the state handover keeps them)."""
         self.errors = 0
         """Failed writes so far."""
 
@@ -74,39 +77,35 @@ class JournalActor(SystemChild[JournalState]):
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is JournalBatch:
+            state = self.state
             self.writer.add_all(message.records)
-            self.state.actions.extend(message.actions)
+            state.answers += message.answers
             if message.starts:
                 self.start_attempts(message.starting, message.starts)
-            if len(self.writer) >= FLUSH_AT or len(self.state.actions) >= FLUSH_AT:
+            if len(self.writer) >= FLUSH_AT or len(state.answers) >= FLUSH_AT:
                 self.commit()
         else:
             _log.warning("unexpected message {!r}", message)
         return None
 
-    def start_attempts(
-        self, starting: tuple[str, ...], starts: tuple[Callable[[], object], ...]
-    ) -> None:
+    def start_attempts(self, starting: Sequence[str], starts: Sequence[Start]) -> None:
         """Start attempts as soon as their tasks' ``running`` records are committed: in
         a transaction of their own, before the rest of what is pending (the attempts then
         run while the rest is written). If one of those tasks has a row not yet written,
         or the write failed, they wait for the next `commit` with everything else."""
         if self.writer.flush_changes(starting):
-            _run(starts)
+            start_all(starts)
         else:
-            self.state.actions.extend(starts)
+            self.state.starts += starts
 
     def commit(self) -> None:
-        """Write what is pending in one transaction, then run the waiting actions."""
+        """Write what is pending in one transaction, then give the waiting answers and
+        start the waiting attempts."""
         state = self.state
         self.writer.flush()
-        actions, state.actions = state.actions, []
-        _run(actions)
-
-
-def _run(actions: Iterable[Callable[[], object]]) -> None:
-    for action in actions:
-        try:
-            action()
-        except Exception as exc:  # a caller that left, a stopped pool: not ours
-            _log.debug("a post-commit action failed: {!r}", exc)
+        if state.starts:
+            starts, state.starts = state.starts, []
+            start_all(starts)
+        if state.answers:
+            answers, state.answers = state.answers, []
+            answer_all(answers)

@@ -18,19 +18,19 @@ runs them too (the system goes on from memory, see the README).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import operator
 import time
-from collections.abc import Callable
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
+
+from loguru import logger
 
 from actors.core import (
     BULK,
     DuplicateTaskError,
     TaskInfo,
     TaskStatus,
-    attribute_reader,
     gc_paused,
 )
 from actors.engine import Engine, Policy, StartFailed
@@ -44,9 +44,25 @@ if TYPE_CHECKING:
     from actors.runtime._shared import SystemContext
     from supervisors import ChildHandle, Clock
 
-__all__ = ["DurableEngine", "JournalLink", "journal_link"]
+__all__ = [
+    "RERUN_CHUNK",
+    "Answer",
+    "DurableEngine",
+    "JournalLink",
+    "Start",
+    "answer_all",
+    "journal_link",
+    "start_all",
+]
 
-Action = Callable[[], object]
+RERUN_CHUNK = 1000
+"""Recovered tasks a manager executes again per message: between two chunks it answers
+calls, so a recovery of 100,000 tasks does not hold the first call back."""
+
+_log = logger.bind(actor="journal")
+
+Answer = tuple[Any, Any]
+"""``(reply, value)``: ``reply.set_result(value)`` once the journal has committed."""
 
 
 class Launcher(Protocol):
@@ -56,6 +72,24 @@ class Launcher(Protocol):
     def report(self) -> Callable[[Any], object]: ...
 
     def _launch(self, execution: Execution, record: TaskRecord) -> None: ...
+
+
+class AttemptView(NamedTuple):
+    """What starting an attempt reads from its record, read when the engine started it
+    (the record may change before the journal has committed its running record)."""
+
+    task_id: str
+    attempts: int
+    func: Callable[..., Any]
+    args: tuple[Any, ...] | None
+    kwargs: dict[str, Any] | None
+    bridge: Any
+    executor: str | None
+    is_coroutine: bool
+
+
+Start = tuple[Launcher, "Execution", AttemptView]
+"""An attempt to start once its task's running record is committed (`start_all`)."""
 
 
 _PENDING = TaskStatus.PENDING
@@ -87,13 +121,18 @@ class DurableEngine(Engine):
         """Durable tasks whose state changed without a transition (an attempt handed off)."""
         self.recoveries: dict[str, int] = {}
         """Task id -> times recovery ran it again (only tasks recovered at least once)."""
-        self.actions: list[Action] = []
-        """To run once the next batch is committed."""
-        self.starts: list[Action] = []
+        self.answers: list[Answer] = []
+        """To answer once the next batch is committed."""
+        self.starts: list[Start] = []
         """Attempts to start once the records of ``starting`` are committed."""
         self.starting: list[str] = []
         self.rerun: list[str] = []
-        """Recovered tasks to execute again when the manager starts."""
+        """Recovered tasks to execute again once the manager has started, in load order."""
+        self.rerunning: set[str] = set()
+        """The tasks of ``rerun`` not executed again yet (`JournalLink.promote`)."""
+        self.quiet = 0
+        """The first transitions that recovery made putting the journal's tasks back:
+        the file holds their states already (what differs from it is ``touched``)."""
         self.detached = False
         """The system shuts down: its cancellations are not journaled."""
 
@@ -124,15 +163,44 @@ class JournalLink:
     journal: ChildHandle
     codec: Codec
 
-    def start(self) -> None:
-        """Execute again the recovered tasks that had been executed and had not ended."""
+    def start(self) -> bool:
+        """Whether recovered tasks wait to be executed again (`rerun_next` does it, a
+        chunk at a time, so the system answers calls meanwhile). A recovered task is
+        pending until then; a call about it (`promote`) executes it at once."""
         engine = self.engine
-        rerun, engine.rerun = engine.rerun, []
-        with gc_paused(len(rerun)):
-            for task_id in rerun:
-                record = engine.tasks.get(task_id)
-                if record is not None and record.status is _PENDING:
-                    engine.execute(task_id)
+        if engine.rerun and not engine.rerunning:
+            engine.rerunning = set(engine.rerun)
+        # Those that were running at the crash now, first: their record (recovered once
+        # more) must not say "pending" in the file, or a crash before their chunk would
+        # leave them unexecuted.
+        for task_id in [t for t in engine.touched if t in engine.rerunning]:
+            self.promote(task_id)
+        return bool(engine.rerun)
+
+    def rerun_next(self) -> bool:
+        """Execute again the next `RERUN_CHUNK` recovered tasks (those still pending:
+        one executed meanwhile is left as it is); whether more wait."""
+        engine = self.engine
+        chunk = engine.rerun[:RERUN_CHUNK]
+        del engine.rerun[:RERUN_CHUNK]
+        rerunning = engine.rerunning
+        tasks = engine.tasks
+        for task_id in chunk:
+            rerunning.discard(task_id)
+            record = tasks.get(task_id)
+            if record is not None and record.status is _PENDING:
+                engine.execute(task_id)
+        return bool(engine.rerun)
+
+    def promote(self, task_id: str) -> None:
+        """Execute recovered ``task_id`` again now if its chunk has not come yet (a call
+        about it answers as if every recovered task had been executed again)."""
+        engine = self.engine
+        if task_id in engine.rerunning:
+            engine.rerunning.discard(task_id)
+            record = engine.tasks.get(task_id)
+            if record is not None and record.status is _PENDING:
+                engine.execute(task_id)
 
     def detach(self) -> None:
         """Journal no more changes: the system is shutting down, and its cancellations
@@ -142,7 +210,7 @@ class JournalLink:
     def busy(self) -> bool:
         """Whether there is something to send without a transition."""
         engine = self.engine
-        return bool(engine.actions or engine.starts or engine.touched)
+        return bool(engine.answers or engine.starts or engine.touched)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -170,7 +238,7 @@ class JournalLink:
             engine.register(message.spec, task_id, message.bridge)
             engine.rows[task_id] = row
             engine.unwritten.add(task_id)
-        engine.actions.append(_answer(message.reply, task_id))
+        engine.answers.append((message.reply, task_id))
 
     def dependency_added(self, task_id: str, reply: Any) -> None:
         """``add_dependency`` added an edge to durable ``task_id``: its row is written
@@ -182,11 +250,11 @@ class JournalLink:
         engine.rows[task_id] = row._replace(dependencies=dependencies)
         engine.rewrite.add(task_id)
         engine.touched.add(task_id)
-        engine.actions.append(_answer(reply, None))
+        engine.answers.append((reply, None))
 
     def answer_later(self, reply: Any, value: Any) -> None:
         """Answer ``reply`` with ``value`` once what happened so far is committed."""
-        self.engine.actions.append(_answer(reply, value))
+        self.engine.answers.append((reply, value))
 
     def durable(self, task_id: str) -> bool:
         return task_id in self.engine.rows
@@ -195,24 +263,10 @@ class JournalLink:
 
     def defer_start(self, manager: Launcher, execution: Execution, record: TaskRecord) -> None:
         """Start the attempt once the journal says the task may be running."""
-        snapshot = cast("TaskRecord", SimpleNamespace(**_read_attempt(record)))
         engine = self.engine
         engine.touched.add(record.task_id)
         engine.starting.append(record.task_id)
-        report = manager.report
-
-        def start() -> None:
-            if getattr(execution, "cancel_requested", False):
-                return  # cancelled (or timed out) before it could start
-            try:
-                manager._launch(execution, snapshot)
-            except StartFailed as failed:
-                report(messages.AttemptDone(snapshot.task_id, snapshot.attempts, None,
-                                            failed.error))  # fmt: skip
-            except Exception as exc:
-                report(messages.AttemptDone(snapshot.task_id, snapshot.attempts, None, exc))
-
-        engine.starts.append(start)
+        engine.starts.append((manager, execution, _make_view(_read_attempt(record))))
 
     # -- the batch ------------------------------------------------------------------------
 
@@ -228,14 +282,19 @@ class JournalLink:
     def _send(self, transitions: list[Transition]) -> None:
         engine = self.engine
         if engine.detached:
-            actions, engine.actions = engine.actions + engine.starts, []
-            engine.starts, engine.starting = [], []
-            _run(actions)
+            answers, starts = engine.answers, engine.starts
+            engine.answers, engine.starts, engine.starting = [], [], []
+            answer_all(answers)
+            start_all(starts)
             return
         rows = engine.rows
         # The durable tasks that changed, each once, in order: a removed one is no
         # longer in ``engine.tasks`` (whatever else happened to it in the batch).
-        changed = dict.fromkeys([t[0] for t in transitions if t[0] in rows])
+        if engine.quiet:  # the first batch: skip recovery's own transitions
+            quiet, engine.quiet = engine.quiet, 0
+            changed = dict.fromkeys([t[0] for t in transitions[quiet:] if t[0] in rows])
+        else:
+            changed = dict.fromkeys([t[0] for t in transitions if t[0] in rows])
         if engine.touched:
             changed.update(dict.fromkeys(engine.touched))
             engine.touched.clear()
@@ -297,22 +356,22 @@ class JournalLink:
                 created = record.created_at + offset
                 append(_make_row((*row[:_DEFINITION], state[0], created, *state[1:])))
         rewrite.clear()
-        actions = engine.actions
+        answers = engine.answers
         starts = engine.starts
-        if not records and not actions and not starts:
+        if not records and not answers and not starts:
             return
-        engine.actions = []
+        engine.answers = []
         if starts:
             engine.starts = []
-            starting, engine.starting = tuple(engine.starting), []
-            batch = messages.JournalBatch(tuple(records), tuple(actions), tuple(starts), starting)
+            starting, engine.starting = engine.starting, []
+            batch = messages.JournalBatch(records, answers, starts, starting)
         else:
-            batch = messages.JournalBatch(tuple(records), tuple(actions))
+            batch = messages.JournalBatch(records, answers)
         try:
             self.journal.tell(batch)
         except Exception:  # the system is stopping (an ActorsError): go on from memory
-            _run(starts)
-            _run(actions)
+            start_all(starts)
+            answer_all(answers)
 
 
 _make_row = TaskRow._make
@@ -326,17 +385,32 @@ def journal_link(ctx: SystemContext, engine: Engine) -> JournalLink | None:
     return JournalLink(engine, ctx.handle("journal"), codec_for(ctx.config.JOURNAL_SERIALIZER))
 
 
-_read_attempt = attribute_reader(
-    ("task_id", "attempts", "func", "args", "kwargs", "bridge", "executor", "is_coroutine")
-)
-"""What starting an attempt reads from its record (kept until the journal has it)."""
+_read_attempt = operator.attrgetter(*AttemptView._fields)
+_make_view = AttemptView._make
 
 
-def _answer(reply: Any, value: Any) -> Action:
-    return lambda: reply.set_result(value)
+def answer_all(answers: Iterable[Answer]) -> None:
+    """Answer each reply with its value (after a commit, on the journal's thread)."""
+    for reply, value in answers:
+        try:
+            reply.set_result(value)
+        except Exception as exc:  # a caller that left
+            _log.debug("an answer after a commit failed: {!r}", exc)
 
 
-def _run(actions: list[Action]) -> None:
-    for action in actions:
-        with contextlib.suppress(Exception):  # an answer to a caller that left
-            action()
+def start_all(starts: Iterable[Start]) -> None:
+    """Start each attempt (its running record is committed), unless it was cancelled or
+    timed out meanwhile; one that cannot start is reported done with the error."""
+    for manager, execution, view in starts:
+        if getattr(execution, "cancel_requested", False):
+            continue  # cancelled (or timed out) before it could start
+        try:
+            try:
+                manager._launch(execution, cast("TaskRecord", view))
+            except StartFailed as failed:
+                manager.report(messages.AttemptDone(view.task_id, view.attempts, None,
+                                                    failed.error))  # fmt: skip
+            except Exception as exc:
+                manager.report(messages.AttemptDone(view.task_id, view.attempts, None, exc))
+        except Exception as lost:  # a stopped pool or system: not the journal's
+            _log.debug("a post-commit start failed: {!r}", lost)

@@ -109,14 +109,15 @@ class BaseManager(SupervisedActor):
             messages.BreakerChanged: lambda m: e.breaker_ready(m.transition.name),
             messages.SetLimit: lambda m: e.set_limit(m.limit),
             messages.CleanupTick: self._cleanup_tick,
+            messages.Rerun: self._rerun,
             messages.Batch: self._batch,
         }
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def on_start(self) -> None:
-        if self.link is not None:
-            self.link.start()  # executes recovered tasks again (the first incarnation)
+        if self.link is not None and self.link.start():
+            self.actor_ref.tell(messages.Rerun())  # recovered tasks, after what is queued
         self._flush()
         if self.ctx.config.CLEANUP_INTERVAL > 0 and self.engine.cleanup_timer is None:
             self._arm_cleanup()
@@ -160,6 +161,13 @@ class BaseManager(SupervisedActor):
         self.engine.cleanup_timer = tell_later(
             self.clock, self.ctx.config.CLEANUP_INTERVAL, self.me, messages.CleanupTick()
         )
+
+    def _rerun(self, message: messages.Rerun) -> None:
+        """Execute the next chunk of recovered tasks; the next chunk goes behind the
+        calls that arrived meanwhile."""
+        if self.link is not None and self.link.rerun_next():
+            self.actor_ref.tell(message)
+        self._flush()
 
     def _cleanup_tick(self, message: messages.CleanupTick) -> None:
         self.engine.cleanup_timer = None
@@ -271,6 +279,8 @@ class BaseManager(SupervisedActor):
         return DEFERRED
 
     def _execute(self, message: messages.Execute) -> Any:
+        if self.link is not None:
+            self.link.promote(message.task_id)
         if message.wait:
             self.engine.execute(message.task_id, message.reply)
             return DEFERRED
@@ -280,6 +290,8 @@ class BaseManager(SupervisedActor):
         return self.engine.execute(message.task_id)
 
     def _add_dependency(self, message: messages.AddDependency) -> Any:
+        if self.link is not None:
+            self.link.promote(message.task_id)
         self.engine.add_dependency(message.task_id, message.depends_on)
         if self.link is not None and self.link.durable(message.task_id):
             self.link.dependency_added(message.task_id, message.reply)  # answered once journaled
@@ -287,6 +299,8 @@ class BaseManager(SupervisedActor):
         return None
 
     def _wait(self, message: messages.Wait) -> Any:
+        if self.link is not None:
+            self.link.promote(message.task_id)
         self.engine.wait(message.task_id, message.reply, pending_ok=message.bounded)
         return DEFERRED
 

@@ -7,8 +7,9 @@ state:
 - ``pending``: pending again (not executed);
 - ``completed``: completed with its result (never run again); ``failed`` and
   ``cancelled``: with their error as a `JournaledError` (type name and message);
-- ``waiting``, ``queued``, ``retrying``: executed again when the manager starts, with
-  the attempts they had used (so their remaining retries);
+- ``waiting``, ``queued``, ``retrying``: executed again once the manager has started,
+  in chunks of `RERUN_CHUNK` (calls are answered in between; a call about one executes
+  it at once), with the attempts they had used (so their remaining retries);
 - ``running`` (an attempt may have been running at the crash): executed again and
   marked recovered (``TaskInfo.recoveries`` counts the times); the interrupted attempt
   does not count against ``max_retries``. Past ``MAX_RECOVERIES`` the task ends
@@ -63,6 +64,7 @@ _EMPTY = "{}"
 """An empty mapping as the JSON codec writes it (most kwargs and metadata)."""
 _PRIORITIES: dict[int, TaskPriority] = {p.value: p for p in TaskPriority}
 _RERUN = {"waiting", "queued", "retrying", "running"}
+_VALUES = {status: status.value for status in TaskStatus}
 
 
 def _ended(*args: Any, **kwargs: Any) -> None:
@@ -226,6 +228,20 @@ def restore(
                 engine.add_dependency(task_id, dep)  # what a failed dependency means
             else:
                 engine.graph.add_edge(task_id, dep)  # ended: the edge is history
+    # The file holds the states of these transitions but those that ended otherwise
+    # (a decode problem, a poison task, a failed dependency) and those evicted by
+    # MAX_FINISHED_TASKS (deleted from the file too): those are written.
+    touched = engine.touched
+    rows_of = engine.rows
+    for task_id in restored:
+        kept = tasks.get(task_id)
+        if kept is None:
+            touched.add(task_id)
+            continue
+        current = kept.status
+        if current is not TaskStatus.PENDING and _VALUES[current] != rows_of[task_id].status:
+            touched.add(task_id)
+    engine.quiet = len(engine.transitions)
     return restored
 
 
@@ -242,7 +258,8 @@ class Journal:
         self.store = JournalStore(config.JOURNAL_PATH, sync=config.JOURNAL_SYNC,
                                   busy_timeout=BUSY_TIMEOUT)  # fmt: skip
         try:
-            rows = self.store.load()
+            with gc_paused():  # 100,000 rows of 30 values: no cycles to look for
+                rows = self.store.load()
         except BaseException:
             self.store.close()
             raise

@@ -10,7 +10,7 @@ actor answering them resolves; everything else is the system's own traffic.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, get_args
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ __all__ = [
     "PoolBroken",
     "Register",
     "Report",
+    "Rerun",
     "ResourceTick",
     "RetryDue",
     "RunFunction",
@@ -326,6 +327,10 @@ class SetLimit(NamedTuple):
     limit: int
 
 
+class Rerun(NamedTuple):
+    """Manager (itself): execute the next chunk of the tasks recovered from the journal."""
+
+
 class CleanupTick(NamedTuple):
     """Manager (a timer): time for the periodic cleanup of old finished tasks."""
 
@@ -408,14 +413,15 @@ them wait for a restarting child, and one more fails the call with
 
 
 class JournalBatch(NamedTuple):
-    """Journal: records to write, then ``actions`` to run once they are committed (the
-    replies of durable registrations and executions); ``starts`` (durable attempts) may
-    run as soon as the records of the ``starting`` tasks are committed."""
+    """Journal: records to write, then ``answers`` to give once they are committed
+    (``(reply, value)``: the replies of durable registrations and executions);
+    ``starts`` (durable attempts, `start_all`) may run as soon as the records of the
+    ``starting`` tasks are committed. Lists the sender hands over and no longer uses."""
 
-    records: tuple[Record, ...]
-    actions: tuple[Callable[[], object], ...]
-    starts: tuple[Callable[[], object], ...] = ()
-    starting: tuple[str, ...] = ()
+    records: Sequence[Record]
+    answers: Sequence[tuple[Any, Any]]
+    starts: Sequence[Any] = ()
+    starting: Sequence[str] = ()
 
 
 class JournalFailed(NamedTuple):

@@ -22,6 +22,7 @@ from actors import (
     TaskStatus,
     UnifiedTaskManager,
 )
+from actors.core import bridge_for
 from actors.runtime import _outbox, messages
 from actors.runtime._manager_base import FLUSH_AT
 from actors.runtime._monitor import TaskMonitorActor
@@ -199,6 +200,27 @@ async def test_submit_is_one_message_to_the_facade(
     monkeypatch.setattr(system, "_facade", Spy())
     assert await asyncio.wait_for(tm.submit(add, 2, 3), WAIT) == 5
     assert sent == [messages.SubmitTask]
+
+
+async def test_a_sequential_caller_wakes_before_its_outcome_is_flushed(
+    tm: UnifiedTaskManager,
+) -> None:
+    """A coroutine task's waiter on its own loop wakes before the outbox flushes the
+    attempt's outcome: the caller's next call leaves in that same flush, after the
+    outcome (one loop iteration per call, not two), and finds the task completed."""
+    box = _outbox.outbox(bridge_for(asyncio.get_running_loop()))
+
+    async def caller() -> tuple[int, list[Any]]:
+        result = await tm.submit(double, 4, task_id="seq1")
+        return result, list(box.items)  # what the outbox holds as the caller wakes
+
+    result, queued = await asyncio.wait_for(caller(), WAIT)
+    assert result == 8
+    assert len(queued) == 3
+    assert isinstance(queued[1], messages.AttemptDone)
+    assert (queued[1].task_id, queued[1].value) == ("seq1", 8)
+    assert await tm.get_task_status("seq1") is TaskStatus.COMPLETED
+    assert not box.items
 
 
 async def test_a_burst_of_calls_is_one_message_to_the_facade(

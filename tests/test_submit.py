@@ -167,6 +167,27 @@ async def test_an_unknown_dependency_is_refused_and_leaves_no_routing_entry(
     assert await asyncio.wait_for(tm.submit(add, 2, task_id="x"), WAIT) == 2
 
 
+async def test_a_registration_its_manager_refuses_leaves_no_routing_entry(
+    system: ActorSystem, tm: UnifiedTaskManager, backend: str
+) -> None:
+    """The facade routes a registration on to its manager as it is; if the manager
+    refuses it (here: a dependency the facade still routes but the manager no longer
+    has), the manager has the facade forget the id again, for `register_task` as for
+    `submit`."""
+    assert system._state is not None
+    system._state.states["facade"].owners["ghost"] = backend  # gone from the manager
+    with pytest.raises(TaskNotFoundError, match=r"dependency 'ghost' of task 'r'"):
+        await asyncio.wait_for(
+            tm.register_task("r", add, (1,), dependencies=["ghost"], task_id="r"), WAIT
+        )
+    with pytest.raises(TaskNotFoundError, match=r"dependency 'ghost' of task 'add'"):
+        await asyncio.wait_for(tm.submit(add, 1, dependencies=["ghost"], task_id="s"), WAIT)
+    # Both ids are free again.
+    assert await asyncio.wait_for(tm.register_task("r", add, (3,), task_id="r"), WAIT) == "r"
+    assert await asyncio.wait_for(tm.execute_task("r", wait=True), WAIT) == 3
+    assert await asyncio.wait_for(tm.submit(add, 4, task_id="s"), WAIT) == 4
+
+
 async def test_cancelling_the_call_cancels_the_task(tm: UnifiedTaskManager) -> None:
     started = asyncio.Event()
     release = asyncio.Event()

@@ -52,7 +52,8 @@ class FacadeState:
 
 @dataclass(slots=True, eq=False)
 class _Forwarded:
-    """The reply of a registration: on failure the routing entry is dropped again."""
+    """The reply of a registration the facade gave its id, or a durable one: on failure
+    the routing entry is dropped again."""
 
     reply: ReplyTo
     facade: Any
@@ -273,7 +274,13 @@ class FacadeActor(SystemChild[FacadeState]):
         message.reply.set_result("new" if self.state.use_new else "old")
 
     def _register(self, message: messages.Register) -> None:
-        if message.journal is not None and message.task_id in self.owners:
+        if message.journal is None:
+            if message.task_id is not None:  # (`register_task` gives every call its id)
+                # Forwarded as it is: the manager drops the routing entry again if it
+                # refuses the registration (as for `SubmitTask`).
+                self._to(self._route(message.spec, message.task_id)[1], message)
+                return
+        elif message.task_id in self.owners:
             # durable, registered before: its manager answers (idempotent registration)
             self._to(self.owners[message.task_id], message)
             return

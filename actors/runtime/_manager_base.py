@@ -256,19 +256,31 @@ class BaseManager(SupervisedActor):
         task_id = message.task_id
         if task_id is None:
             raise InvalidTaskError("a registration reaches a manager with its task id")
-        if self.link is not None and message.journal is not None:
-            self.link.register(message, task_id)
-            return DEFERRED
-        return self.engine.register(message.spec, task_id, message.bridge)
+        if message.journal is not None:
+            if self.link is not None:
+                self.link.register(message, task_id)
+                return DEFERRED
+            # (the facade's reply wrapper drops its routing entry if this refuses it)
+            return self.engine.register(message.spec, task_id, message.bridge)
+        try:
+            return self.engine.register(message.spec, task_id, message.bridge)
+        except ActorsError:
+            self._refused(task_id)
+            raise
 
     def _submit(self, message: messages.SubmitTask) -> Any:
         try:
             self.engine.submit(message.spec, message.task_id, message.bridge, message.reply)
-        except ActorsError:  # not registered: the facade forgets the id it routed
-            with contextlib.suppress(ActorsError):
-                self.ctx.handle("facade").tell(messages.Forget((message.task_id,)))
+        except ActorsError:
+            self._refused(message.task_id)
             raise
         return DEFERRED
+
+    def _refused(self, task_id: str) -> None:
+        """A registration was refused (not registered): the facade forgets the id it
+        routed here."""
+        with contextlib.suppress(ActorsError):
+            self.ctx.handle("facade").tell(messages.Forget((task_id,)))
 
     def _execute(self, message: messages.Execute) -> Any:
         if message.wait:

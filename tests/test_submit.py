@@ -16,6 +16,7 @@ from helpers import RecordingPort
 from actors import (
     ActorSystem,
     DependencyFailedError,
+    EventKind,
     InvalidTaskError,
     TaskCancelledError,
     TaskNotFoundError,
@@ -23,6 +24,7 @@ from actors import (
     TaskStatus,
     UnifiedTaskManager,
 )
+from actors.core import bridge_for
 from actors.runtime import _outbox, messages
 from actors.runtime._manager_base import FLUSH_AT
 from actors.runtime._monitor import TaskMonitorActor
@@ -167,6 +169,53 @@ async def test_an_unknown_dependency_is_refused_and_leaves_no_routing_entry(
     assert await asyncio.wait_for(tm.submit(add, 2, task_id="x"), WAIT) == 2
 
 
+async def test_an_outcome_reaches_its_manager_when_the_facade_no_longer_routes_it(
+    system: ActorSystem, tm: UnifiedTaskManager, backend: str
+) -> None:
+    """An attempt's outcome travels through the facade; for a task the facade does not
+    route (any more), it goes to both managers, and the task's own one takes it."""
+    assert system._state is not None
+    states = system._state.states
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def gated() -> int:
+        started.set()
+        await release.wait()
+        return 7
+
+    await asyncio.wait_for(tm.register_task("g", gated, task_id="g"), WAIT)
+    call = asyncio.ensure_future(tm.execute_task("g", wait=True))
+    await asyncio.wait_for(started.wait(), WAIT)
+    del states["facade"].owners["g"]
+    release.set()
+    assert await asyncio.wait_for(call, WAIT) == 7
+    await asyncio.wait_for(tm.get_metrics(), WAIT)  # the managers took what came before
+    manager = states["task_manager" if backend == "new" else "legacy_task_manager"]
+    assert manager.tasks["g"].status is TaskStatus.COMPLETED
+
+
+async def test_a_registration_its_manager_refuses_leaves_no_routing_entry(
+    system: ActorSystem, tm: UnifiedTaskManager, backend: str
+) -> None:
+    """The facade routes a registration on to its manager as it is; if the manager
+    refuses it (here: a dependency the facade still routes but the manager no longer
+    has), the manager has the facade forget the id again, for `register_task` as for
+    `submit`."""
+    assert system._state is not None
+    system._state.states["facade"].owners["ghost"] = backend  # gone from the manager
+    with pytest.raises(TaskNotFoundError, match=r"dependency 'ghost' of task 'r'"):
+        await asyncio.wait_for(
+            tm.register_task("r", add, (1,), dependencies=["ghost"], task_id="r"), WAIT
+        )
+    with pytest.raises(TaskNotFoundError, match=r"dependency 'ghost' of task 'add'"):
+        await asyncio.wait_for(tm.submit(add, 1, dependencies=["ghost"], task_id="s"), WAIT)
+    # Both ids are free again.
+    assert await asyncio.wait_for(tm.register_task("r", add, (3,), task_id="r"), WAIT) == "r"
+    assert await asyncio.wait_for(tm.execute_task("r", wait=True), WAIT) == 3
+    assert await asyncio.wait_for(tm.submit(add, 4, task_id="s"), WAIT) == 4
+
+
 async def test_cancelling_the_call_cancels_the_task(tm: UnifiedTaskManager) -> None:
     started = asyncio.Event()
     release = asyncio.Event()
@@ -200,6 +249,28 @@ async def test_submit_is_one_message_to_the_facade(
     monkeypatch.setattr(system, "_facade", Spy())
     assert await asyncio.wait_for(tm.submit(add, 2, 3), WAIT) == 5
     assert sent == [messages.SubmitTask]
+
+
+async def test_a_sequential_caller_wakes_before_its_outcome_is_flushed(
+    system: ActorSystem, tm: UnifiedTaskManager
+) -> None:
+    """A coroutine task's waiter on its own loop wakes before the outbox flushes the
+    attempt's outcome: the caller's next call leaves in that same flush, after the
+    outcome (one loop iteration per call, not two), and finds the task completed."""
+    box = _outbox.outbox(bridge_for(asyncio.get_running_loop()))
+
+    async def caller() -> tuple[int, list[Any]]:
+        result = await tm.submit(double, 4, task_id="seq1")
+        return result, list(box.items)  # what the outbox holds as the caller wakes
+
+    result, queued = await asyncio.wait_for(caller(), WAIT)
+    assert result == 8
+    assert len(queued) == 3
+    assert queued[0] is system._check()  # through the facade, in order with the calls
+    assert isinstance(queued[1], messages.AttemptDone)
+    assert (queued[1].task_id, queued[1].value) == ("seq1", 8)
+    assert await tm.get_task_status("seq1") is TaskStatus.COMPLETED
+    assert not box.items
 
 
 async def test_a_burst_of_calls_is_one_message_to_the_facade(
@@ -384,6 +455,44 @@ async def test_a_refused_call_in_a_burst_raises_and_sends_nothing(
     assert str(results[2]).startswith("timeout must be")
     assert sent == [2]
     assert sorted(info.task_id for info in await tm.get_all_tasks()) == ["ok1", "ok2"]
+
+
+async def test_a_quiet_systems_transitions_reach_the_monitor_when_asked_for(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no subscriber (and no journal), a manager keeps its transitions (up to
+    `FLUSH_AT`) instead of waking the monitor after every call; a metrics call
+    flushes them first, so it counts every one."""
+    sizes: list[int] = []
+    apply = TaskMonitorActor._apply
+
+    def spy(self: TaskMonitorActor, items: tuple[Any, ...]) -> None:
+        sizes.append(len(items))
+        apply(self, items)
+
+    monkeypatch.setattr(TaskMonitorActor, "_apply", spy)
+    for i in range(5):
+        assert await asyncio.wait_for(tm.submit(add, i, 1), WAIT) == i + 1
+    assert sizes == []
+    metrics = await asyncio.wait_for(tm.get_metrics(), WAIT)
+    assert metrics.tasks_by_status == {"completed": 5}
+    assert len(sizes) == 1
+
+
+async def test_a_subscriber_hears_the_calls_after_its_own_and_none_before(
+    tm: UnifiedTaskManager,
+) -> None:
+    assert await asyncio.wait_for(tm.submit(add, 1, 1, task_id="before"), WAIT) == 2
+    stream = tm.events()
+    assert await asyncio.wait_for(tm.submit(add, 2, 1, task_id="after"), WAIT) == 3
+
+    async def first() -> Any:
+        async for event in stream:
+            return event
+        return None
+
+    event = await asyncio.wait_for(first(), WAIT)
+    assert (event.kind, event.task_id) == (EventKind.REGISTERED, "after")
 
 
 async def test_a_burst_reaches_the_monitor_in_batches_of_flush_at(

@@ -435,7 +435,9 @@ class UnifiedTaskManager:
         except Exception as exc:
             _refuse(reply, exc)
             return None
-        return messages.Register(spec, spec.task_id, reply.bridge, reply, journal)
+        # The id is given here (as `submit` does): the facade forwards the request as it is.
+        task_id = spec.task_id or new_task_id()
+        return messages.Register(spec, task_id, reply.bridge, reply, journal)
 
     async def _register(self, spec: TaskSpec, journal: JournalRow | None) -> str:
         reply = self._reply()

@@ -48,7 +48,7 @@ from actors.runtime._attempt import Execution
 from actors.runtime.messages import Args, AttemptDone, Kwargs, Report
 
 if TYPE_CHECKING:
-    pass
+    from actors.core import ReplyTo
 
 __all__ = [
     "attempt_error",
@@ -107,14 +107,23 @@ def complete(
         error = attempt_error(execution.task_id, error)
     clock = execution.clock
     at = None if clock is None else clock.monotonic()
-    _report(report, AttemptDone(execution.task_id, execution.attempt, value, error, at))
-    waiters = execution.waiters
-    if error is None and waiters:
+    waiters = execution.waiters if error is None else None
+    if waiters and on_loop is not None:
+        # Waiters on this loop first: their wake-ups are queued ahead of the outbox's
+        # flush, so a waiter's next call leaves in the same flush as this outcome
+        # (after it: the manager still hears the outcome first), one loop iteration
+        # sooner than behind a flush of its own.
+        others: list[ReplyTo] = []
         for reply in waiters:
-            if on_loop is not None and getattr(reply, "bridge", None) is on_loop:
+            if getattr(reply, "bridge", None) is on_loop:
                 reply.resolve(value)  # type: ignore[attr-defined]
             else:
-                reply.set_result(value)
+                others.append(reply)
+        waiters = others
+    _report(report, AttemptDone(execution.task_id, execution.attempt, value, error, at))
+    if waiters:
+        for reply in waiters:
+            reply.set_result(value)
 
 
 _EAGER: Callable[..., asyncio.Task[Any]] | None = getattr(asyncio, "eager_task_factory", None)

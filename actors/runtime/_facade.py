@@ -52,7 +52,8 @@ class FacadeState:
 
 @dataclass(slots=True, eq=False)
 class _Forwarded:
-    """The reply of a registration: on failure the routing entry is dropped again."""
+    """The reply of a registration the facade gave its id, or a durable one: on failure
+    the routing entry is dropped again."""
 
     reply: ReplyTo
     facade: Any
@@ -123,7 +124,7 @@ class _ThenTell:
 
     __slots__ = ("message", "target")
 
-    def __init__(self, target: Any, message: messages.GetMetrics) -> None:
+    def __init__(self, target: Any, message: messages.GetMetrics | messages.Subscribe) -> None:
         self.target = target
         self.message = message
 
@@ -187,12 +188,13 @@ class FacadeActor(SystemChild[FacadeState]):
             messages.Cleanup: lambda m: fan_out(m, self._forget_cleaned),
             messages.Shutdown: lambda m: fan_out(m, sum),
             messages.GetMetrics: self._metrics,
-            messages.Subscribe: self.monitor.tell,
+            messages.Subscribe: self._subscribe,
             messages.Unsubscribe: self.monitor.tell,
             messages.UseNewSystem: self._use_new,
             messages.GetBackend: self._backend,
             messages.Forget: self._forget,
             messages.Batch: self._batch,
+            messages.AttemptDone: self._attempt_done,
         }
 
     def on_receive(self, message: Any) -> Any:
@@ -248,6 +250,19 @@ class FacadeActor(SystemChild[FacadeState]):
     def _per_task(self, message: messages.PerTask) -> None:
         self._to(self._owner(message.task_id), message)
 
+    def _attempt_done(self, message: messages.AttemptDone) -> None:
+        """A coroutine attempt's outcome, reported from its loop (`BaseManager`'s
+        ``report_on_loop``): it travels with that loop's calls, so a sequential caller's
+        next call and the outcome reach the manager as one message (one wake-up of it,
+        and one flush of its transitions, per call instead of two). A task no longer
+        routed here goes to both managers: the one without it ignores it."""
+        backend = self.owners.get(message.task_id)
+        if backend is not None:
+            self._to(backend, message)
+            return
+        for other in TASK_SYSTEMS:
+            self._to(other, message)
+
     def _add_dependency(self, message: messages.AddDependency) -> None:
         task_id, depends_on = message.task_id, message.depends_on
         backend = self._owner(task_id)
@@ -265,6 +280,11 @@ class FacadeActor(SystemChild[FacadeState]):
         # everything that happened before the call.
         self._fan_out(messages.Flush(_ThenTell(self.monitor, message)), _nothing)
 
+    def _subscribe(self, message: messages.Subscribe) -> None:
+        # As for metrics: the managers flush first (they hold their transitions while
+        # nobody subscribes), so the new subscriber hears nothing from before its call.
+        self._fan_out(messages.Flush(_ThenTell(self.monitor, message)), _nothing)
+
     def _use_new(self, message: messages.UseNewSystem) -> None:
         self.state.use_new = message.flag
         message.reply.set_result(None)
@@ -273,7 +293,13 @@ class FacadeActor(SystemChild[FacadeState]):
         message.reply.set_result("new" if self.state.use_new else "old")
 
     def _register(self, message: messages.Register) -> None:
-        if message.journal is not None and message.task_id in self.owners:
+        if message.journal is None:
+            if message.task_id is not None:  # (`register_task` gives every call its id)
+                # Forwarded as it is: the manager drops the routing entry again if it
+                # refuses the registration (as for `SubmitTask`).
+                self._to(self._route(message.spec, message.task_id)[1], message)
+                return
+        elif message.task_id in self.owners:
             # durable, registered before: its manager answers (idempotent registration)
             self._to(self.owners[message.task_id], message)
             return

@@ -64,10 +64,16 @@ class BaseManager(SupervisedActor):
         self.clock = ctx.clock
         self.me = ctx.handle(self.CHILD_ID)
         self.report = self.me.tell
-        self.report_on_loop = OnLoop(self.me)
-        """Reports an attempt's outcome from its own loop (batched per iteration)."""
+        handles = ctx.supervisor_state.handles
+        self.report_on_loop = OnLoop(handles.get("facade", self.me))
+        """Reports an attempt's outcome from its own loop (batched per iteration), through
+        the facade (`FacadeActor._attempt_done`): in order with that loop's calls."""
         self._log = logger.bind(actor=self.CHILD_ID)
         self.link = journal_link(ctx, engine)  # None without JOURNAL_PATH
+        monitor = ctx.supervisor_state.states.get("task_monitor")
+        self.watched: list[Any] | None = getattr(monitor, "subscribers", None)
+        """The event stream's subscribers (the monitor's list; None: unknown, so
+        transitions always go at once)."""
         engine.attach(self)
         e = engine
         self._requests: dict[type, Callable[[Any], Any]] = {
@@ -123,7 +129,14 @@ class BaseManager(SupervisedActor):
             self._arm_cleanup()
 
     def on_idle(self) -> None:
-        if self.engine.transitions or (self.link is not None and self.link.busy()):
+        # Transitions wait here (up to FLUSH_AT) while nobody needs them at once: the
+        # monitor hears them with the next flush (a metrics call flushes first), and a
+        # sequential caller's every call does not wake it. The journal, and the event
+        # stream's subscribers, get them as soon as the mailbox runs dry.
+        if self.engine.transitions:
+            if self.link is not None or self.watched is None or self.watched:
+                self._flush()
+        elif self.link is not None and self.link.busy():
             self._flush()
         if self.engine.forgotten:
             self._forget()
@@ -264,19 +277,31 @@ class BaseManager(SupervisedActor):
         task_id = message.task_id
         if task_id is None:
             raise InvalidTaskError("a registration reaches a manager with its task id")
-        if self.link is not None and message.journal is not None:
-            self.link.register(message, task_id)
-            return DEFERRED
-        return self.engine.register(message.spec, task_id, message.bridge)
+        if message.journal is not None:
+            if self.link is not None:
+                self.link.register(message, task_id)
+                return DEFERRED
+            # (the facade's reply wrapper drops its routing entry if this refuses it)
+            return self.engine.register(message.spec, task_id, message.bridge)
+        try:
+            return self.engine.register(message.spec, task_id, message.bridge)
+        except ActorsError:
+            self._refused(task_id)
+            raise
 
     def _submit(self, message: messages.SubmitTask) -> Any:
         try:
             self.engine.submit(message.spec, message.task_id, message.bridge, message.reply)
-        except ActorsError:  # not registered: the facade forgets the id it routed
-            with contextlib.suppress(ActorsError):
-                self.ctx.handle("facade").tell(messages.Forget((message.task_id,)))
+        except ActorsError:
+            self._refused(message.task_id)
             raise
         return DEFERRED
+
+    def _refused(self, task_id: str) -> None:
+        """A registration was refused (not registered): the facade forgets the id it
+        routed here."""
+        with contextlib.suppress(ActorsError):
+            self.ctx.handle("facade").tell(messages.Forget((task_id,)))
 
     def _execute(self, message: messages.Execute) -> Any:
         if self.link is not None:

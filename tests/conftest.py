@@ -6,12 +6,14 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pykka
 import pytest
 
+from actors import ActorSystem, UnifiedTaskManager
 from actors.engine import TaskRecord
+from supervisors.testing import FakeClock
 
 LEAK_GRACE_SECONDS = 5.0
 
@@ -93,3 +95,28 @@ def no_leaked_actors_or_threads(request: pytest.FixtureRequest) -> Iterator[None
         )
     if problems:
         pytest.fail("; ".join(problems))
+
+
+# -- a fresh system per test, on each task system ----------------------------------------
+# For test files that run every test against both managers (a file can define its own
+# `backend`, `system` or `tm`, which then takes precedence; tests/contract/ does).
+
+
+@pytest.fixture(params=["new", "old"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """ "new" (the scheduler) or "old" (the seed's simple manager)."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def system(backend: str) -> AsyncIterator[ActorSystem]:
+    """A running system on ``backend``, on a `FakeClock`, without periodic cleanup (its
+    timers would count with the ones a test waits on)."""
+    config = {"USE_NEW_TASK_SYSTEM": backend == "new", "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as running:
+        yield running
+
+
+@pytest.fixture
+def tm(system: ActorSystem) -> UnifiedTaskManager:
+    return system.task_manager

@@ -4,11 +4,11 @@ the list, results in item order; on both task systems. Waits are bounded by `WAI
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import Boom
 
 from actors import (
     ActorSystem,
@@ -23,27 +23,6 @@ from actors.runtime import messages
 from supervisors.testing import FakeClock
 
 WAIT = 5.0
-
-
-class Boom(Exception):
-    pass
-
-
-@pytest.fixture(params=["new", "old"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-async def system(backend: str) -> AsyncIterator[ActorSystem]:
-    config = {"USE_NEW_TASK_SYSTEM": backend == "new", "CLEANUP_INTERVAL": 0}
-    async with ActorSystem(config, clock=FakeClock()) as running:
-        yield running
-
-
-@pytest.fixture
-def tm(system: ActorSystem) -> UnifiedTaskManager:
-    return system.task_manager
 
 
 async def double(x: int) -> int:

@@ -7,11 +7,10 @@ import asyncio
 import functools
 import gc
 import weakref
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from helpers import RecordingPort
+from helpers import Boom, RecordingPort
 
 from actors import (
     ActorSystem,
@@ -31,27 +30,6 @@ from actors.runtime._monitor import TaskMonitorActor
 from supervisors.testing import FakeClock
 
 WAIT = 5.0
-
-
-class Boom(Exception):
-    pass
-
-
-@pytest.fixture(params=["new", "old"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-async def system(backend: str) -> AsyncIterator[ActorSystem]:
-    config = {"USE_NEW_TASK_SYSTEM": backend == "new", "CLEANUP_INTERVAL": 0}
-    async with ActorSystem(config, clock=FakeClock()) as running:
-        yield running
-
-
-@pytest.fixture
-def tm(system: ActorSystem) -> UnifiedTaskManager:
-    return system.task_manager
 
 
 async def double(x: int) -> int:

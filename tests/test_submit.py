@@ -15,7 +15,6 @@ from helpers import Boom, RecordingPort
 from actors import (
     ActorSystem,
     DependencyFailedError,
-    EventKind,
     InvalidTaskError,
     TaskCancelledError,
     TaskNotFoundError,
@@ -433,44 +432,6 @@ async def test_a_refused_call_in_a_burst_raises_and_sends_nothing(
     assert str(results[2]).startswith("timeout must be")
     assert sent == [2]
     assert sorted(info.task_id for info in await tm.get_all_tasks()) == ["ok1", "ok2"]
-
-
-async def test_a_quiet_systems_transitions_reach_the_monitor_when_asked_for(
-    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With no subscriber (and no journal), a manager keeps its transitions (up to
-    `FLUSH_AT`) instead of waking the monitor after every call; a metrics call
-    flushes them first, so it counts every one."""
-    sizes: list[int] = []
-    apply = TaskMonitorActor._apply
-
-    def spy(self: TaskMonitorActor, items: tuple[Any, ...]) -> None:
-        sizes.append(len(items))
-        apply(self, items)
-
-    monkeypatch.setattr(TaskMonitorActor, "_apply", spy)
-    for i in range(5):
-        assert await asyncio.wait_for(tm.submit(add, i, 1), WAIT) == i + 1
-    assert sizes == []
-    metrics = await asyncio.wait_for(tm.get_metrics(), WAIT)
-    assert metrics.tasks_by_status == {"completed": 5}
-    assert len(sizes) == 1
-
-
-async def test_a_subscriber_hears_the_calls_after_its_own_and_none_before(
-    tm: UnifiedTaskManager,
-) -> None:
-    assert await asyncio.wait_for(tm.submit(add, 1, 1, task_id="before"), WAIT) == 2
-    stream = tm.events()
-    assert await asyncio.wait_for(tm.submit(add, 2, 1, task_id="after"), WAIT) == 3
-
-    async def first() -> Any:
-        async for event in stream:
-            return event
-        return None
-
-    event = await asyncio.wait_for(first(), WAIT)
-    assert (event.kind, event.task_id) == (EventKind.REGISTERED, "after")
 
 
 async def test_a_burst_reaches_the_monitor_in_batches_of_flush_at(

@@ -124,7 +124,7 @@ class _ThenTell:
 
     __slots__ = ("message", "target")
 
-    def __init__(self, target: Any, message: messages.GetMetrics | messages.Subscribe) -> None:
+    def __init__(self, target: Any, message: messages.GetMetrics) -> None:
         self.target = target
         self.message = message
 
@@ -188,7 +188,7 @@ class FacadeActor(SystemChild[FacadeState]):
             messages.Cleanup: lambda m: fan_out(m, self._forget_cleaned),
             messages.Shutdown: lambda m: fan_out(m, sum),
             messages.GetMetrics: self._metrics,
-            messages.Subscribe: self._subscribe,
+            messages.Subscribe: self.monitor.tell,
             messages.Unsubscribe: self.monitor.tell,
             messages.UseNewSystem: self._use_new,
             messages.GetBackend: self._backend,
@@ -278,11 +278,6 @@ class FacadeActor(SystemChild[FacadeState]):
     def _metrics(self, message: messages.GetMetrics) -> None:
         # Managers flush their pending transitions first, so the snapshot counts
         # everything that happened before the call.
-        self._fan_out(messages.Flush(_ThenTell(self.monitor, message)), _nothing)
-
-    def _subscribe(self, message: messages.Subscribe) -> None:
-        # As for metrics: the managers flush first (they hold their transitions while
-        # nobody subscribes), so the new subscriber hears nothing from before its call.
         self._fan_out(messages.Flush(_ThenTell(self.monitor, message)), _nothing)
 
     def _use_new(self, message: messages.UseNewSystem) -> None:

@@ -70,10 +70,6 @@ class BaseManager(SupervisedActor):
         the facade (`FacadeActor._attempt_done`): in order with that loop's calls."""
         self._log = logger.bind(actor=self.CHILD_ID)
         self.link = journal_link(ctx, engine)  # None without JOURNAL_PATH
-        monitor = ctx.supervisor_state.states.get("task_monitor")
-        self.watched: list[Any] | None = getattr(monitor, "subscribers", None)
-        """The event stream's subscribers (the monitor's list; None: unknown, so
-        transitions always go at once)."""
         engine.attach(self)
         e = engine
         self._requests: dict[type, Callable[[Any], Any]] = {
@@ -129,14 +125,7 @@ class BaseManager(SupervisedActor):
             self._arm_cleanup()
 
     def on_idle(self) -> None:
-        # Transitions wait here (up to FLUSH_AT) while nobody needs them at once: the
-        # monitor hears them with the next flush (a metrics call flushes first), and a
-        # sequential caller's every call does not wake it. The journal, and the event
-        # stream's subscribers, get them as soon as the mailbox runs dry.
-        if self.engine.transitions:
-            if self.link is not None or self.watched is None or self.watched:
-                self._flush()
-        elif self.link is not None and self.link.busy():
+        if self.engine.transitions or (self.link is not None and self.link.busy()):
             self._flush()
         if self.engine.forgotten:
             self._forget()

@@ -36,7 +36,6 @@ from actors.runtime._shared import SystemChild
 from actors.runtime.messages import (
     BreakerChanged,
     ChildRestarted,
-    Flush,
     GetMetrics,
     JournalFailed,
     ResourceTick,
@@ -56,19 +55,6 @@ __all__ = ["MonitorState", "TaskMonitorActor"]
 
 OTHER = "__other__"
 """The metrics label of task types past ``METRICS_MAX_TASK_TYPES``."""
-
-
-class _NoReply:
-    """The reply of a request whose answer nobody needs."""
-
-    def set_result(self, value: Any) -> None:
-        pass
-
-    def set_exception(self, error: BaseException) -> None:
-        pass
-
-
-_NO_REPLY = _NoReply()
 
 
 class MonitorState:
@@ -159,11 +145,6 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             message.bridge, self.ctx.config.EVENT_BUFFER_SIZE, message.task_type
         )
         self.state.subscribers.append(subscriber)
-        # The managers send their transitions as they go from now on; what they held
-        # since the facade's flush for this call comes now, not with their next call.
-        for manager in ("task_manager", "legacy_task_manager"):
-            with contextlib.suppress(Exception):
-                self.ctx.handle(manager).tell(Flush(_NO_REPLY))
         return subscriber
 
     @staticmethod

@@ -178,11 +178,6 @@ BAD_CALLS: list[tuple[str, Call, type[ActorsError], object]] = [
 ]
 
 
-@pytest.fixture(params=["new", "old"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 async def tm(backend: str) -> AsyncIterator[UnifiedTaskManager]:
     config = {"USE_NEW_TASK_SYSTEM": backend == "new", "RESTART_BACKOFF_INITIAL": 0.0}

@@ -43,11 +43,6 @@ def config(backend: str = "new") -> dict[str, Any]:
     return {"USE_NEW_TASK_SYSTEM": backend == "new", "CLEANUP_INTERVAL": 0}
 
 
-@pytest.fixture(params=["new", "old"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 def add(x: int, y: int) -> int:
     return x + y
 

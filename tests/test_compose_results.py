@@ -106,11 +106,6 @@ def test_the_journal_keeps_a_placeholder_under_a_stable_tag() -> None:
 # -- on both task systems ---------------------------------------------------------------
 
 
-@pytest.fixture(params=["new", "old"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 def make_system(backend: str, **config: Any) -> ActorSystem:
     return ActorSystem(
         {

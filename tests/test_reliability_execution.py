@@ -42,11 +42,6 @@ START = 100.0
 """Where the fake clock starts (not 0, so a wrong time source shows)."""
 
 
-@pytest.fixture(params=["new", "old"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(START)

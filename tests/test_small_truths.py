@@ -28,11 +28,6 @@ from supervisors.testing import FakeClock
 WAIT = 5.0
 
 
-@pytest.fixture(params=["new", "old"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

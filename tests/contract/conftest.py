@@ -16,11 +16,6 @@ from actors import UnifiedTaskManager
 from supervisors.testing import FakeClock
 
 
-@pytest.fixture(params=["new", "old"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -146,32 +146,6 @@ async def test_an_unknown_dependency_is_refused_and_leaves_no_routing_entry(
     assert await asyncio.wait_for(tm.submit(add, 2, task_id="x"), WAIT) == 2
 
 
-async def test_an_outcome_reaches_its_manager_when_the_facade_no_longer_routes_it(
-    system: ActorSystem, tm: UnifiedTaskManager, backend: str
-) -> None:
-    """An attempt's outcome travels through the facade; for a task the facade does not
-    route (any more), it goes to both managers, and the task's own one takes it."""
-    assert system._state is not None
-    states = system._state.states
-    started = asyncio.Event()
-    release = asyncio.Event()
-
-    async def gated() -> int:
-        started.set()
-        await release.wait()
-        return 7
-
-    await asyncio.wait_for(tm.register_task("g", gated, task_id="g"), WAIT)
-    call = asyncio.ensure_future(tm.execute_task("g", wait=True))
-    await asyncio.wait_for(started.wait(), WAIT)
-    del states["facade"].owners["g"]
-    release.set()
-    assert await asyncio.wait_for(call, WAIT) == 7
-    await asyncio.wait_for(tm.get_metrics(), WAIT)  # the managers took what came before
-    manager = states["task_manager" if backend == "new" else "legacy_task_manager"]
-    assert manager.tasks["g"].status is TaskStatus.COMPLETED
-
-
 async def test_a_registration_its_manager_refuses_leaves_no_routing_entry(
     system: ActorSystem, tm: UnifiedTaskManager, backend: str
 ) -> None:
@@ -229,7 +203,7 @@ async def test_submit_is_one_message_to_the_facade(
 
 
 async def test_a_sequential_caller_wakes_before_its_outcome_is_flushed(
-    system: ActorSystem, tm: UnifiedTaskManager
+    tm: UnifiedTaskManager,
 ) -> None:
     """A coroutine task's waiter on its own loop wakes before the outbox flushes the
     attempt's outcome: the caller's next call leaves in that same flush, after the
@@ -243,7 +217,6 @@ async def test_a_sequential_caller_wakes_before_its_outcome_is_flushed(
     result, queued = await asyncio.wait_for(caller(), WAIT)
     assert result == 8
     assert len(queued) == 3
-    assert queued[0] is system._check()  # through the facade, in order with the calls
     assert isinstance(queued[1], messages.AttemptDone)
     assert (queued[1].task_id, queued[1].value) == ("seq1", 8)
     assert await tm.get_task_status("seq1") is TaskStatus.COMPLETED

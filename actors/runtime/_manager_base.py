@@ -64,10 +64,8 @@ class BaseManager(SupervisedActor):
         self.clock = ctx.clock
         self.me = ctx.handle(self.CHILD_ID)
         self.report = self.me.tell
-        handles = ctx.supervisor_state.handles
-        self.report_on_loop = OnLoop(handles.get("facade", self.me))
-        """Reports an attempt's outcome from its own loop (batched per iteration), through
-        the facade (`FacadeActor._attempt_done`): in order with that loop's calls."""
+        self.report_on_loop = OnLoop(self.me)
+        """Reports an attempt's outcome from its own loop (batched per iteration)."""
         self._log = logger.bind(actor=self.CHILD_ID)
         self.link = journal_link(ctx, engine)  # None without JOURNAL_PATH
         engine.attach(self)

@@ -194,6 +194,7 @@ class FacadeActor(SystemChild[FacadeState]):
             messages.GetBackend: self._backend,
             messages.Forget: self._forget,
             messages.Batch: self._batch,
+            messages.AttemptDone: self._attempt_done,
         }
 
     def on_receive(self, message: Any) -> Any:
@@ -248,6 +249,19 @@ class FacadeActor(SystemChild[FacadeState]):
 
     def _per_task(self, message: messages.PerTask) -> None:
         self._to(self._owner(message.task_id), message)
+
+    def _attempt_done(self, message: messages.AttemptDone) -> None:
+        """A coroutine attempt's outcome, reported from its loop (`BaseManager`'s
+        ``report_on_loop``): it travels with that loop's calls, so a sequential caller's
+        next call and the outcome reach the manager as one message (one wake-up of it,
+        and one flush of its transitions, per call instead of two). A task no longer
+        routed here goes to both managers: the one without it ignores it."""
+        backend = self.owners.get(message.task_id)
+        if backend is not None:
+            self._to(backend, message)
+            return
+        for other in TASK_SYSTEMS:
+            self._to(other, message)
 
     def _add_dependency(self, message: messages.AddDependency) -> None:
         task_id, depends_on = message.task_id, message.depends_on

@@ -64,8 +64,9 @@ class BaseManager(SupervisedActor):
         self.clock = ctx.clock
         self.me = ctx.handle(self.CHILD_ID)
         self.report = self.me.tell
-        self.report_on_loop = OnLoop(self.me)
-        """Reports an attempt's outcome from its own loop (batched per iteration)."""
+        self.report_on_loop = OnLoop(ctx.handle("facade"))
+        """Reports an attempt's outcome from its own loop (batched per iteration), through
+        the facade (`FacadeActor._attempt_done`): in order with that loop's calls."""
         self._log = logger.bind(actor=self.CHILD_ID)
         self.link = journal_link(ctx, engine)  # None without JOURNAL_PATH
         engine.attach(self)

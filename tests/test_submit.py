@@ -16,6 +16,7 @@ from helpers import Boom, RecordingPort
 from actors import (
     ActorSystem,
     DependencyFailedError,
+    EventKind,
     InvalidTaskError,
     TaskCancelledError,
     TaskNotFoundError,
@@ -25,7 +26,7 @@ from actors import (
 )
 from actors.core import LoopThread, bridge_for
 from actors.runtime import _outbox, messages
-from actors.runtime._manager_base import FLUSH_AT
+from actors.runtime._manager_base import FLUSH_AT, BaseManager
 from actors.runtime._monitor import TaskMonitorActor
 from supervisors.testing import FakeClock
 
@@ -484,6 +485,136 @@ async def test_a_refused_call_in_a_burst_raises_and_sends_nothing(
     assert sorted(info.task_id for info in await tm.get_all_tasks()) == ["ok1", "ok2"]
 
 
+async def test_a_quiet_systems_transitions_reach_the_monitor_when_asked_for(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no subscriber (and no journal), a manager keeps its transitions (up to
+    `FLUSH_AT`) instead of waking the monitor after every call; a metrics call
+    flushes them first, so it counts every one."""
+    sizes: list[int] = []
+    apply = TaskMonitorActor._apply
+
+    def spy(self: TaskMonitorActor, items: tuple[Any, ...], *args: Any) -> None:
+        sizes.append(len(items))
+        apply(self, items, *args)
+
+    monkeypatch.setattr(TaskMonitorActor, "_apply", spy)
+    for i in range(5):
+        assert await asyncio.wait_for(tm.submit(add, i, 1), WAIT) == i + 1
+    assert sizes == []
+    metrics = await asyncio.wait_for(tm.get_metrics(), WAIT)
+    assert metrics.tasks_by_status == {"completed": 5}
+    assert len(sizes) == 1
+
+
+async def test_a_subscriber_hears_the_calls_after_its_own_and_none_before(
+    tm: UnifiedTaskManager,
+) -> None:
+    assert await asyncio.wait_for(tm.submit(add, 1, 1, task_id="before"), WAIT) == 2
+    stream = tm.events()
+    assert await asyncio.wait_for(tm.submit(add, 2, 1, task_id="after"), WAIT) == 3
+
+    async def first() -> Any:
+        async for event in stream:
+            return event
+        return None
+
+    event = await asyncio.wait_for(first(), WAIT)
+    assert (event.kind, event.task_id) == (EventKind.REGISTERED, "after")
+
+
+def _kinds_of_one_call(backend: str) -> list[EventKind]:
+    """The events of one coroutine task that completes at its first attempt."""
+    queued = [EventKind.QUEUED] if backend == "new" else []
+    return [EventKind.REGISTERED, *queued, EventKind.STARTED, EventKind.COMPLETED]
+
+
+async def _heard_until_completed(stream: Any) -> list[tuple[EventKind, str | None]]:
+    heard: list[tuple[EventKind, str | None]] = []
+    try:
+        while not heard or heard[-1][0] is not EventKind.COMPLETED:
+            event = await asyncio.wait_for(anext(stream), WAIT)
+            heard.append((event.kind, event.task_id))
+    finally:
+        await stream.aclose()
+    return heard
+
+
+async def test_a_subscriber_hears_later_calls_while_the_other_manager_lags(
+    tm: UnifiedTaskManager, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other task system's manager is held (its thread blocked) from just after
+    ``events()`` until the monitor has applied a later call's transitions: the new
+    subscriber still hears that call, from its registration on."""
+    here = asyncio.get_running_loop()
+    applied = asyncio.Event()
+    release = threading.Event()
+    other = "legacy_task_manager" if backend == "new" else "task_manager"
+    receive = BaseManager.on_receive
+    apply = TaskMonitorActor._apply
+
+    def held(self: BaseManager, message: Any) -> Any:
+        if other == self.CHILD_ID:
+            release.wait(WAIT)
+        return receive(self, message)
+
+    def spy(self: TaskMonitorActor, items: tuple[Any, ...], *args: Any) -> None:
+        apply(self, items, *args)
+        if any((t.task_id, t.new) == ("after", "completed") for t in items):
+            here.call_soon_threadsafe(applied.set)
+
+    monkeypatch.setattr(TaskMonitorActor, "_apply", spy)
+    monkeypatch.setattr(BaseManager, "on_receive", held)
+    try:
+        stream = tm.events()
+        assert await asyncio.wait_for(tm.submit(double, 2, task_id="after"), WAIT) == 4
+        metrics = asyncio.ensure_future(tm.get_metrics())  # flushes every manager
+        await asyncio.wait_for(applied.wait(), WAIT)
+    finally:
+        release.set()
+    assert (await asyncio.wait_for(metrics, WAIT)).tasks_by_status == {"completed": 1}
+    heard = await _heard_until_completed(stream)
+    assert heard == [(kind, "after") for kind in _kinds_of_one_call(backend)]
+
+
+async def test_a_subscriber_hears_nothing_of_a_call_before_it_ended_late(
+    tm: UnifiedTaskManager, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A coroutine task's outcome leaves its loop behind the caller's wake-up, so a
+    ``tm.events()`` right after ``await tm.submit(...)`` is sent with it; the task's
+    manager is held on that outcome until the monitor has the subscription: the
+    subscriber still hears nothing of that task, only of the next call."""
+    subscribed = threading.Event()
+    receive = BaseManager.on_receive
+    subscribe = TaskMonitorActor._subscribe
+
+    def carries_before(message: Any) -> bool:
+        items = message.items if isinstance(message, messages.Batch) else (message,)
+        return any(isinstance(m, messages.AttemptDone) and m.task_id == "before" for m in items)
+
+    def held(self: BaseManager, message: Any) -> Any:
+        if carries_before(message):
+            subscribed.wait(WAIT)
+        return receive(self, message)
+
+    def spy(self: TaskMonitorActor, message: Any) -> Any:
+        try:
+            return subscribe(self, message)
+        finally:
+            subscribed.set()
+
+    monkeypatch.setattr(TaskMonitorActor, "_subscribe", spy)
+    monkeypatch.setattr(BaseManager, "on_receive", held)
+    try:
+        assert await asyncio.wait_for(tm.submit(double, 1, task_id="before"), WAIT) == 2
+        stream = tm.events()
+        assert await asyncio.wait_for(tm.submit(double, 2, task_id="after"), WAIT) == 4
+    finally:
+        subscribed.set()
+    heard = await _heard_until_completed(stream)
+    assert heard == [(kind, "after") for kind in _kinds_of_one_call(backend)]
+
+
 async def test_a_burst_reaches_the_monitor_in_batches_of_flush_at(
     system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -492,9 +623,9 @@ async def test_a_burst_reaches_the_monitor_in_batches_of_flush_at(
     sizes: list[int] = []
     apply = TaskMonitorActor._apply
 
-    def spy(self: TaskMonitorActor, items: tuple[Any, ...]) -> None:
+    def spy(self: TaskMonitorActor, items: tuple[Any, ...], *args: Any) -> None:
         sizes.append(len(items))
-        apply(self, items)
+        apply(self, items, *args)
 
     monkeypatch.setattr(TaskMonitorActor, "_apply", spy)
     calls = [tm.register_task("r", add, (i,)) for i in range(3 * FLUSH_AT + 5)]

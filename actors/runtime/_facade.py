@@ -188,7 +188,7 @@ class FacadeActor(SystemChild[FacadeState]):
             messages.Cleanup: lambda m: fan_out(m, self._forget_cleaned),
             messages.Shutdown: lambda m: fan_out(m, sum),
             messages.GetMetrics: self._metrics,
-            messages.Subscribe: self.monitor.tell,
+            messages.Subscribe: self._subscribe,
             messages.Unsubscribe: self.monitor.tell,
             messages.UseNewSystem: self._use_new,
             messages.GetBackend: self._backend,
@@ -279,6 +279,22 @@ class FacadeActor(SystemChild[FacadeState]):
         # Managers flush their pending transitions first, so the snapshot counts
         # everything that happened before the call.
         self._fan_out(messages.Flush(_ThenTell(self.monitor, message)), _nothing)
+
+    def _subscribe(self, message: messages.Subscribe) -> None:
+        """The monitor adds the subscriber at once, muted for both managers; each
+        manager gets a `messages.Mark` in order with the calls routed to it (after
+        those before this one, before those after), flushes what it holds (the
+        managers keep their transitions while nobody subscribes) and unmutes it with
+        `messages.Marked`. So the subscriber hears every transition a manager sends
+        after taking the calls made after ``events()``, and none it sent before,
+        however late either manager takes its mark."""
+        token = object()
+        self.monitor.tell(message._replace(token=token, muted=TASK_SYSTEMS))
+        for backend in TASK_SYSTEMS:
+            try:
+                self._to(backend, messages.Mark(token))
+            except Exception:  # the manager is gone: it sends nothing to mute either
+                self.monitor.tell(messages.Marked(token, backend))
 
     def _use_new(self, message: messages.UseNewSystem) -> None:
         self.state.use_new = message.flag

@@ -97,7 +97,9 @@ def complete(
     on_loop: LoopBridge | None = None,
 ) -> None:
     """The attempt ended: unless a timeout or a cancel decided it first, tell the
-    manager, then (on success) answer the callers it delegated to this attempt.
+    manager, then (on success) answer the callers it delegated to this attempt (when
+    ``report`` queues the outcome in a loop's outbox, a caller on another loop once it
+    has been sent: `OnLoop.then`).
     ``error`` goes through `attempt_error`. ``on_loop``: the bridge whose loop runs
     this call; a waiter on that loop is answered at once rather than posted (the
     manager's message is in the outbox already, ahead of the waiter's next call)."""
@@ -122,8 +124,19 @@ def complete(
         waiters = others
     _report(report, AttemptDone(execution.task_id, execution.attempt, value, error, at))
     if waiters:
-        for reply in waiters:
-            reply.set_result(value)
+        then = getattr(report, "then", None)
+        if then is None:  # the outcome is told already: the manager has it first
+            _answer(waiters, value)
+        else:
+            # The outcome waits in this loop's outbox: a caller on another loop must
+            # not wake (and call again) before it is sent, or its next call could reach
+            # the manager first (a cleanup would miss the task).
+            then(_answer, (waiters, value))
+
+
+def _answer(waiters: list[ReplyTo], value: Any) -> None:
+    for reply in waiters:
+        reply.set_result(value)
 
 
 _EAGER: Callable[..., asyncio.Task[Any]] | None = getattr(asyncio, "eager_task_factory", None)

@@ -188,12 +188,13 @@ class FacadeActor(SystemChild[FacadeState]):
             messages.Cleanup: lambda m: fan_out(m, self._forget_cleaned),
             messages.Shutdown: lambda m: fan_out(m, sum),
             messages.GetMetrics: self._metrics,
-            messages.Subscribe: self.monitor.tell,
+            messages.Subscribe: self._subscribe,
             messages.Unsubscribe: self.monitor.tell,
             messages.UseNewSystem: self._use_new,
             messages.GetBackend: self._backend,
             messages.Forget: self._forget,
             messages.Batch: self._batch,
+            messages.AttemptDone: self._attempt_done,
         }
 
     def on_receive(self, message: Any) -> Any:
@@ -249,6 +250,19 @@ class FacadeActor(SystemChild[FacadeState]):
     def _per_task(self, message: messages.PerTask) -> None:
         self._to(self._owner(message.task_id), message)
 
+    def _attempt_done(self, message: messages.AttemptDone) -> None:
+        """A coroutine attempt's outcome, reported from its loop (`BaseManager`'s
+        ``report_on_loop``): it travels with that loop's calls, so a sequential caller's
+        next call and the outcome reach the manager as one message (one wake-up of it,
+        and one flush of its transitions, per call instead of two). A task no longer
+        routed here goes to both managers: the one without it ignores it."""
+        backend = self.owners.get(message.task_id)
+        if backend is not None:
+            self._to(backend, message)
+            return
+        for other in TASK_SYSTEMS:
+            self._to(other, message)
+
     def _add_dependency(self, message: messages.AddDependency) -> None:
         task_id, depends_on = message.task_id, message.depends_on
         backend = self._owner(task_id)
@@ -265,6 +279,22 @@ class FacadeActor(SystemChild[FacadeState]):
         # Managers flush their pending transitions first, so the snapshot counts
         # everything that happened before the call.
         self._fan_out(messages.Flush(_ThenTell(self.monitor, message)), _nothing)
+
+    def _subscribe(self, message: messages.Subscribe) -> None:
+        """The monitor adds the subscriber at once, muted for both managers; each
+        manager gets a `messages.Mark` in order with the calls routed to it (after
+        those before this one, before those after), flushes what it holds (the
+        managers keep their transitions while nobody subscribes) and unmutes it with
+        `messages.Marked`. So the subscriber hears every transition a manager sends
+        after taking the calls made after ``events()``, and none it sent before,
+        however late either manager takes its mark."""
+        token = object()
+        self.monitor.tell(message._replace(token=token, muted=TASK_SYSTEMS))
+        for backend in TASK_SYSTEMS:
+            try:
+                self._to(backend, messages.Mark(token))
+            except Exception:  # the manager is gone: it sends nothing to mute either
+                self.monitor.tell(messages.Marked(token, backend))
 
     def _use_new(self, message: messages.UseNewSystem) -> None:
         self.state.use_new = message.flag

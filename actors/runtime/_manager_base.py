@@ -4,7 +4,9 @@ It receives typed messages, calls the engine, and answers. It is the engine's `P
 it starts attempts (coroutines on their owner loop here; plain functions as the
 subclass says) and arms the timers that come back to it as messages through its stable
 handle, so they reach the next incarnation if this one crashed. Transitions go to the
-monitor, in batches, when the mailbox runs dry.
+monitor, in batches: when the mailbox runs dry while someone subscribes to events (or
+the journal needs them), else every `FLUSH_AT` of them, or when asked (`Flush`,
+`Mark`).
 """
 
 from __future__ import annotations
@@ -64,10 +66,15 @@ class BaseManager(SupervisedActor):
         self.clock = ctx.clock
         self.me = ctx.handle(self.CHILD_ID)
         self.report = self.me.tell
-        self.report_on_loop = OnLoop(self.me)
-        """Reports an attempt's outcome from its own loop (batched per iteration)."""
+        self.report_on_loop = OnLoop(ctx.handle("facade"))
+        """Reports an attempt's outcome from its own loop (batched per iteration), through
+        the facade (`FacadeActor._attempt_done`): in order with that loop's calls."""
         self._log = logger.bind(actor=self.CHILD_ID)
         self.link = journal_link(ctx, engine)  # None without JOURNAL_PATH
+        monitor = ctx.supervisor_state.states.get("task_monitor")
+        self.watched: list[Any] | None = getattr(monitor, "subscribers", None)
+        """The event stream's subscribers (the monitor's list; None: unknown, so
+        transitions always go at once)."""
         engine.attach(self)
         e = engine
         self._requests: dict[type, Callable[[Any], Any]] = {
@@ -110,6 +117,7 @@ class BaseManager(SupervisedActor):
             messages.SetLimit: lambda m: e.set_limit(m.limit),
             messages.CleanupTick: self._cleanup_tick,
             messages.Rerun: self._rerun,
+            messages.Mark: self._mark,
             messages.Batch: self._batch,
         }
 
@@ -123,7 +131,14 @@ class BaseManager(SupervisedActor):
             self._arm_cleanup()
 
     def on_idle(self) -> None:
-        if self.engine.transitions or (self.link is not None and self.link.busy()):
+        # Transitions wait here (up to FLUSH_AT) while nobody needs them at once: the
+        # monitor hears them with the next flush (a metrics call flushes first), and a
+        # sequential caller's every call does not wake it. The journal, and the event
+        # stream's subscribers, get them as soon as the mailbox runs dry.
+        if self.engine.transitions:
+            if self.link is not None or self.watched is None or self.watched:
+                self._flush()
+        elif self.link is not None and self.link.busy():
             self._flush()
         if self.engine.forgotten:
             self._forget()
@@ -148,7 +163,7 @@ class BaseManager(SupervisedActor):
         if self.link is not None:
             self.link.send(transitions)
         if transitions:
-            batch = messages.Transitions(tuple(transitions))
+            batch = messages.Transitions(tuple(transitions), self.backend)
             transitions.clear()
             try:
                 self.ctx.handle("task_monitor").tell(batch)
@@ -156,6 +171,13 @@ class BaseManager(SupervisedActor):
                 pass
             except Exception as exc:
                 self._log.debug("transitions not delivered to the monitor: {!r}", exc)
+
+    def _mark(self, message: messages.Mark) -> None:
+        """A subscription is routed here (`FacadeActor._subscribe`): what this manager
+        sent the monitor so far is from before it, what it sends from now on is not."""
+        self._flush()
+        with contextlib.suppress(ActorsError):
+            self.ctx.handle("task_monitor").tell(messages.Marked(message.token, self.backend))
 
     def _arm_cleanup(self) -> None:
         self.engine.cleanup_timer = tell_later(

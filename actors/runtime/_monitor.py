@@ -36,8 +36,10 @@ from actors.runtime._shared import SystemChild
 from actors.runtime.messages import (
     BreakerChanged,
     ChildRestarted,
+    Flush,
     GetMetrics,
     JournalFailed,
+    Marked,
     ResourceTick,
     SetLimit,
     Subscribe,
@@ -55,6 +57,19 @@ __all__ = ["MonitorState", "TaskMonitorActor"]
 
 OTHER = "__other__"
 """The metrics label of task types past ``METRICS_MAX_TASK_TYPES``."""
+
+
+class _NoReply:
+    """The reply of a request whose answer nobody needs."""
+
+    def set_result(self, value: Any) -> None:
+        pass
+
+    def set_exception(self, error: BaseException) -> None:
+        pass
+
+
+_NO_REPLY = _NoReply()
 
 
 class MonitorState:
@@ -89,6 +104,11 @@ class MonitorState:
         self.failures = 0
         self.timeouts = 0
         self.subscribers: list[Subscriber] = []
+        self.muted: dict[str, list[Subscriber]] = {}
+        """backend -> the subscribers that hear none of its manager's transitions yet
+        (until its `Marked`)."""
+        self.marks: dict[object, Subscriber] = {}
+        """A muted subscriber by its subscription's token."""
         self.dropped = 0
         self.resource: dict[str, float] = {}
         self.pressure = Pressure.OK
@@ -115,11 +135,13 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         for subscriber in self.state.subscribers:
             subscriber.close()
         self.state.subscribers.clear()
+        self.state.muted.clear()
+        self.state.marks.clear()
 
     def on_receive(self, message: Any) -> Any:
         kind = type(message)
         if kind is Transitions:
-            self._apply(message.items)
+            self._apply(message.items, message.backend)
         elif kind is ChildRestarted:
             self.state.restarts[message.child_id] += 1
         elif kind is BreakerChanged:
@@ -134,9 +156,10 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             self._answer(message, self.snapshot)
         elif kind is Subscribe:
             self._answer(message, lambda: self._subscribe(message))
+        elif kind is Marked:
+            self._marked(message)
         elif kind is Unsubscribe:
-            with contextlib.suppress(ValueError):
-                self.state.subscribers.remove(message.subscriber)
+            self._drop(message.subscriber)
             message.reply.set_result(None)
         return None
 
@@ -144,8 +167,47 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         subscriber = Subscriber(
             message.bridge, self.ctx.config.EVENT_BUFFER_SIZE, message.task_type
         )
-        self.state.subscribers.append(subscriber)
+        state = self.state
+        state.subscribers.append(subscriber)
+        if message.muted:  # until each manager's mark (`FacadeActor._subscribe`)
+            state.marks[message.token] = subscriber
+            for backend in message.muted:
+                state.muted.setdefault(backend, []).append(subscriber)
+        # The managers send their transitions as they go from now on (they keep them
+        # while nobody subscribes): what they hold now comes now, not with their next
+        # call (a manager that took its mark before this still held what came after).
+        for manager in ("task_manager", "legacy_task_manager"):
+            with contextlib.suppress(Exception):
+                self.ctx.handle(manager).tell(Flush(_NO_REPLY))
         return subscriber
+
+    def _marked(self, message: Marked) -> None:
+        """``message.backend``'s transitions from now on reach the subscriber too."""
+        state = self.state
+        subscriber = state.marks.get(message.token)
+        if subscriber is None:
+            return
+        muted = state.muted.get(message.backend)
+        if muted is not None and subscriber in muted:
+            muted.remove(subscriber)
+            if not muted:
+                del state.muted[message.backend]
+        if not any(subscriber in muted for muted in state.muted.values()):
+            del state.marks[message.token]
+
+    def _drop(self, subscriber: Subscriber) -> None:
+        state = self.state
+        with contextlib.suppress(ValueError):
+            state.subscribers.remove(subscriber)
+        if state.marks:
+            for backend, muted in list(state.muted.items()):
+                if subscriber in muted:
+                    muted.remove(subscriber)
+                    if not muted:
+                        del state.muted[backend]
+            for token, marked in list(state.marks.items()):
+                if marked is subscriber:
+                    del state.marks[token]
 
     @staticmethod
     def _answer(message: GetMetrics | Subscribe, make: Callable[[], Any]) -> None:
@@ -158,7 +220,7 @@ class TaskMonitorActor(SystemChild[MonitorState]):
 
     # -- lifecycle events -----------------------------------------------------------------
 
-    def _apply(self, items: tuple[Transition, ...]) -> None:
+    def _apply(self, items: tuple[Transition, ...], backend: str = "") -> None:
         state = self.state
         by_status = state.by_status
         by_type = state.by_type
@@ -220,7 +282,8 @@ class TaskMonitorActor(SystemChild[MonitorState]):
                         t.wall,
                     )
                     for t in items
-                ]
+                ],
+                self.state.muted.get(backend),
             )
 
     def _label(self, task_type: str) -> str:
@@ -251,10 +314,13 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             state.execution_buckets.pop(label, None)
             state.waiting_buckets.pop(label, None)
 
-    def _publish(self, events: list[Event]) -> None:
+    def _publish(self, events: list[Event], muted: list[Subscriber] | None = None) -> None:
+        """Offer ``events`` to every subscriber but the ``muted`` ones."""
         for subscriber in list(self.state.subscribers):
             if subscriber.closed:
-                self.state.subscribers.remove(subscriber)
+                self._drop(subscriber)
+                continue
+            if muted and subscriber in muted:
                 continue
             mine = [e for e in events if subscriber.wants(e.task_type)]
             if mine:

@@ -84,6 +84,15 @@ class Outbox:
             self.loop.call_soon(self.flush)
         items.extend((target, args, build))
 
+    def then(self, action: Callable[..., None], args: tuple[Any, ...]) -> None:
+        """Run ``action(*args)`` once every message queued before it has been sent
+        (told to its target): to answer a caller on another loop only after what it
+        must observe is on its way."""
+        items = self.items
+        if not items:
+            self.loop.call_soon(self.flush)
+        items.extend((None, args, action))
+
     def flush(self) -> None:
         """Send what is queued, in order: at most `SEND_CHUNK` messages and
         `BUILD_CHUNK` builds this iteration, the rest in the next."""
@@ -96,6 +105,13 @@ class Outbox:
             for _ in range(min(len(items) // 3, SEND_CHUNK)):
                 to, message, build = popleft(), popleft(), popleft()
                 if build is not None:
+                    if to is None:  # an action (`then`): after what was queued before it
+                        if run:
+                            assert target is not None
+                            send_run(target, run)
+                            run = []
+                        build(*message)
+                        continue
                     message = build(*message)
                     builds += 1
                 if message is not None:
@@ -135,3 +151,7 @@ class OnLoop:
 
     def __call__(self, message: Any) -> None:
         outbox(bridge_for(asyncio.get_running_loop())).send(self.target, message)
+
+    def then(self, action: Callable[..., None], args: tuple[Any, ...]) -> None:
+        """`Outbox.then` on the running loop's outbox: after the messages told so far."""
+        outbox(bridge_for(asyncio.get_running_loop())).then(action, args)

@@ -56,6 +56,8 @@ __all__ = [
     "JournalBatch",
     "JournalFailed",
     "Kwargs",
+    "Mark",
+    "Marked",
     "PageKeys",
     "PageRows",
     "PerTask",
@@ -232,6 +234,26 @@ class Subscribe(NamedTuple):
     bridge: LoopBridge
     task_type: str | None
     reply: ReplyTo
+    token: object = None
+    """Set by the facade, with ``muted``: the monitor gives the new subscriber no
+    transitions of the managers in ``muted`` until each one's `Marked` with this token."""
+    muted: tuple[str, ...] = ()
+
+
+class Mark(NamedTuple):
+    """Manager: send the monitor the transitions so far, then `Marked`. The facade
+    sends it for a subscription, in order with the calls it routes: what the manager
+    sends after it belongs to calls made after the subscription."""
+
+    token: object
+
+
+class Marked(NamedTuple):
+    """Monitor: the transitions of ``backend``'s manager from here on are for the
+    subscriber of ``token`` too."""
+
+    token: object
+    backend: str
 
 
 class Unsubscribe(NamedTuple):
@@ -371,6 +393,8 @@ class Transitions(NamedTuple):
     """Monitor: a batch of task transitions from one manager, oldest first."""
 
     items: tuple[Transition, ...]
+    backend: str = ""
+    """The manager's task system (``"new"`` or ``"old"``)."""
 
 
 class ChildRestarted(NamedTuple):

@@ -4,6 +4,7 @@ when it times the attempt out or cancels it — never both."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 from typing import Any
@@ -80,6 +81,15 @@ def test_an_attempt_the_manager_decided_first_reports_nothing() -> None:
     complete(execution, reports.append, "late", None)
     assert reports == []
     assert waiter.results == []
+
+
+def test_an_attempt_is_claimed_once_and_its_claim_is_not_a_gc_tracked_object() -> None:
+    """An attempt in flight is what gen-1 collections push into the oldest generation,
+    and what sets full collections off: its claim adds no object the cyclic GC tracks
+    (a threading.Lock would be one per attempt)."""
+    execution = Execution("t1", 1, None)
+    assert gc.is_tracked(execution._decided) is False
+    assert [execution.claim() for _ in range(3)] == [True, False, False]
 
 
 async def test_an_attempt_answering_its_waiter_stamps_its_own_end_time() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +63,9 @@ class Execution:
         self.waiters: list[ReplyTo] | None = None
         """Callers the manager lets this attempt answer itself if it succeeds, saving
         the round trip through the manager (which still hears the outcome first)."""
-        self._decided = threading.Lock()
+        self._decided = bytearray(1)
+        """Emptied by the first `claim` (an atomic `pop` under the GIL); a bytearray,
+        which the cyclic GC does not track, where a lock is one more object it does."""
         self.clock: Clock | None = None
         """The system clock, to stamp when the attempt ended (set by the manager)."""
 
@@ -75,7 +76,11 @@ class Execution:
         or cancels the attempt. Whoever loses leaves the outcome to the winner, so a
         result and a timeout can never both be reported.
         """
-        return self._decided.acquire(blocking=False)
+        try:
+            self._decided.pop()
+        except IndexError:
+            return False
+        return True
 
     def cancel(self) -> None:
         self.token.cancel()

@@ -62,7 +62,9 @@ class Execution:
         token: a call still queued is cancelled, a running one is abandoned)."""
         self.waiters: list[ReplyTo] | None = None
         """Callers the manager lets this attempt answer itself if it succeeds, saving
-        the round trip through the manager (which still hears the outcome first)."""
+        the round trip through the manager (which still hears the outcome first): the
+        task's list of waiters as the attempt started, not a copy (the engine never
+        changes it in place afterwards: `TaskRecord.lent`)."""
         self._decided = bytearray(1)
         """Emptied by the first `claim` (an atomic `pop` under the GIL); a bytearray,
         which the cyclic GC does not track, where a lock is one more object it does."""

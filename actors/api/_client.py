@@ -50,6 +50,7 @@ from actors.core import (
     SystemOverloadedError,
     TaskInfo,
     TaskPriority,
+    TaskScope,
     TaskStatus,
     WaitTimeoutError,
     bridge_for,
@@ -692,7 +693,7 @@ class UnifiedTaskManager:
         bridge.track(future, None, "Map", system)
         try:
             if caller is not None:
-                box.send(facade, messages.Block(caller[0], caller[1], True, _IGNORE))
+                box.send(facade, messages.Block(caller.task_id, caller, True, _IGNORE))
                 blocked = True
             send = box.send
             for index, spec in enumerate(specs):
@@ -712,7 +713,7 @@ class UnifiedTaskManager:
             if blocked:
                 assert caller is not None
                 with contextlib.suppress(Exception):
-                    box.send(facade, messages.Block(caller[0], caller[1], False, _IGNORE))
+                    box.send(facade, messages.Block(caller.task_id, caller, False, _IGNORE))
         return _outcome(call.outcomes, call.errors, return_exceptions)
 
     async def execute_task(self, task_id: str, wait: bool = False) -> Any:
@@ -796,7 +797,7 @@ class UnifiedTaskManager:
 
     def _start_wait(
         self, reply: Reply, request: Any, op: str, build: Callable[..., Any] | None
-    ) -> tuple[Any, ...] | None:
+    ) -> TaskScope | None:
         """Send `_wait`'s request; returns the caller (a task of this system, which
         the request blocked: `_end_wait` unblocks it), or None."""
         system = self._system or self._get_system()
@@ -804,7 +805,7 @@ class UnifiedTaskManager:
         box = outbox(reply.bridge)
         caller = _current.get()
         if caller is not None:
-            box.send(facade, messages.Block(caller[0], caller[1], True, _IGNORE))
+            box.send(facade, messages.Block(caller.task_id, caller, True, _IGNORE))
         if build is None:
             box.send(facade, request)
         else:
@@ -813,7 +814,7 @@ class UnifiedTaskManager:
         return caller
 
     def _end_wait(
-        self, task_id: str, reply: Reply, caller: tuple[Any, ...] | None, abandon_cancels: bool
+        self, task_id: str, reply: Reply, caller: TaskScope | None, abandon_cancels: bool
     ) -> None:
         """The wait of `_start_wait` ended (with the outcome, or not: see `_wait`)."""
         bridge, future = reply.bridge, reply.future
@@ -834,7 +835,7 @@ class UnifiedTaskManager:
                     else messages.Unwait(task_id, reply, _IGNORE),
                 )
             if caller is not None:
-                box.send(facade, messages.Block(caller[0], caller[1], False, _IGNORE))
+                box.send(facade, messages.Block(caller.task_id, caller, False, _IGNORE))
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished; False if it already had."""

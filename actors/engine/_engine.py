@@ -359,11 +359,12 @@ class Engine:
                 return
 
     def block(self, task_id: str, token: object, blocked: bool) -> None:
-        """The attempt ``token`` of ``task_id`` waits (``blocked``) for another task, or
-        stopped waiting: it lends its slot out meanwhile."""
+        """The attempt ``token`` of ``task_id`` (the attempt itself, as its code's
+        context names it) waits (``blocked``) for another task, or stopped waiting: it
+        lends its slot out meanwhile."""
         record = self.tasks.get(task_id)
         execution = None if record is None else record.execution
-        if record is None or execution is None or execution.token is not token:
+        if record is None or execution is None or execution is not token:
             return  # not this attempt (it ended meanwhile, or another system's task)
         if blocked:
             record.blocked += 1

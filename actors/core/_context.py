@@ -23,9 +23,10 @@ __all__ = [
 class CancellationToken:
     """Set when the attempt it belongs to is cancelled or timed out. Thread-safe.
 
-    One is made per attempt and most are never waited on, so the `threading.Event`
-    (six objects the cyclic GC tracks, 2.7 µs to make) is made only
-    by the first `wait`; `cancelled` reads a flag.
+    One is made only for an attempt whose code asks for it (`TaskScope.token`), and
+    most of those are never waited on, so the `threading.Event` (six objects the
+    cyclic GC tracks, 2.7 µs to make) is made only by the first `wait`; `cancelled`
+    reads a flag.
     """
 
     __slots__ = ("_cancelled", "_event")

@@ -517,9 +517,7 @@ class UnifiedTaskManager:
         )
         try:
             return await reply.future
-        except SupervisorError as exc:  # the request could not be sent
-            raise _not_sent(exc) from exc
-        finally:
+        finally:  # (raises the error of a request that could not be sent)
             self._end_wait(task_id, reply, caller, True)
 
     def _submit_spec(
@@ -731,9 +729,7 @@ class UnifiedTaskManager:
             del request  # the facade's now: not kept while this call waits
             try:
                 return await reply.future
-            except SupervisorError as exc:  # the request could not be sent
-                raise _not_sent(exc) from exc
-            finally:
+            finally:  # (raises the error of a request that could not be sent)
                 self._end_wait(task_id, reply, caller, False)
         return await self._ask(messages.Execute, task_id, False)
 
@@ -786,9 +782,7 @@ class UnifiedTaskManager:
                 msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
                 raise WaitTimeoutError(msg)
             return future.result()
-        except SupervisorError as exc:  # the request could not be sent
-            raise _not_sent(exc) from exc
-        finally:
+        finally:  # (raises the error of a request that could not be sent)
             self._end_wait(task_id, reply, caller, abandon_cancels)
 
     # `_wait` in two halves around its ``await``, for the calls that await their answer
@@ -815,14 +809,23 @@ class UnifiedTaskManager:
     def _end_wait(
         self, task_id: str, reply: Reply, caller: tuple[Any, ...] | None, abandon_cancels: bool
     ) -> None:
-        """The wait of `_start_wait` ended (with the outcome, or not: see `_wait`)."""
+        """The wait of `_start_wait` ended (with the outcome, or not: see `_wait`).
+
+        Called from the waiting call's ``finally``. If the outcome is a `SupervisorError`
+        (the request could not be sent), it raises the `ActorSystemError` the caller
+        sees instead, once the wait is cleaned up: the one place that translates it for
+        `submit`, `execute_task(wait=True)` and `_wait`."""
         bridge, future = reply.bridge, reply.future
         system = bridge.untrack(future)  # the system `_start_wait` sent to
-        abandoned = future.cancelled() or not future.done()  # ended without the outcome
-        if not abandoned and caller is None:
-            return
-        if abandoned:
+        try:
+            error = future.exception()  # one call when the outcome came (the hot path)
+        except (asyncio.CancelledError, asyncio.InvalidStateError):  # ended without it
             future.cancel()
+            abandoned, error = True, None
+        else:
+            if caller is None and not isinstance(error, SupervisorError):
+                return
+            abandoned = False
         box = outbox(bridge)
         with contextlib.suppress(Exception):  # a stopped system: nobody to tell
             facade = cast("SystemRuntime", system)._check()
@@ -835,6 +838,8 @@ class UnifiedTaskManager:
                 )
             if caller is not None:
                 box.send(facade, messages.Block(caller[0], caller[1], False, _IGNORE))
+        if isinstance(error, SupervisorError):
+            raise _not_sent(error) from error
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished; False if it already had."""

@@ -38,8 +38,8 @@ from typing import (
 from tenacity.wait import wait_base
 
 from actors.api._map import MapCall
-from actors.core import TASK_CONTEXT as _current
 from actors.core import (
+    NO_REPLY,
     ActorsError,
     ActorSystemError,
     Config,
@@ -55,6 +55,7 @@ from actors.core import (
     bridge_for,
     load_config,
 )
+from actors.core import TASK_CONTEXT as _current
 from actors.engine import (
     CircuitBreaker,
     PageQuery,
@@ -194,19 +195,6 @@ class _Route(TypedDict, total=False):
     to: ChildHandle | None
     op: str | None
     build: Callable[..., Any] | None
-
-
-class _Ignore:
-    """A reply nobody waits for."""
-
-    def set_result(self, value: Any) -> None:
-        pass
-
-    def set_exception(self, error: BaseException) -> None:
-        pass
-
-
-_IGNORE = _Ignore()
 
 
 class UnifiedTaskManager:
@@ -690,7 +678,7 @@ class UnifiedTaskManager:
         bridge.track(future, None, "Map", system)
         try:
             if caller is not None:
-                box.send(facade, messages.Block(caller[0], caller[1], True, _IGNORE))
+                box.send(facade, messages.Block(caller[0], caller[1], True, NO_REPLY))
                 blocked = True
             send = box.send
             for index, spec in enumerate(specs):
@@ -706,11 +694,11 @@ class UnifiedTaskManager:
                 future.cancel()
                 with contextlib.suppress(Exception):
                     for index in call.unsettled():
-                        box.send(facade, messages.Cancel(ids[index], _IGNORE))
+                        box.send(facade, messages.Cancel(ids[index], NO_REPLY))
             if blocked:
                 assert caller is not None
                 with contextlib.suppress(Exception):
-                    box.send(facade, messages.Block(caller[0], caller[1], False, _IGNORE))
+                    box.send(facade, messages.Block(caller[0], caller[1], False, NO_REPLY))
         return _outcome(call.outcomes, call.errors, return_exceptions)
 
     async def execute_task(self, task_id: str, wait: bool = False) -> Any:
@@ -798,7 +786,7 @@ class UnifiedTaskManager:
         box = outbox(reply.bridge)
         caller = _current.get()
         if caller is not None:
-            box.send(facade, messages.Block(caller[0], caller[1], True, _IGNORE))
+            box.send(facade, messages.Block(caller[0], caller[1], True, NO_REPLY))
         if build is None:
             box.send(facade, request)
         else:
@@ -832,12 +820,12 @@ class UnifiedTaskManager:
             if abandoned:
                 box.send(
                     facade,
-                    messages.Cancel(task_id, _IGNORE)
+                    messages.Cancel(task_id, NO_REPLY)
                     if abandon_cancels
-                    else messages.Unwait(task_id, reply, _IGNORE),
+                    else messages.Unwait(task_id, reply, NO_REPLY),
                 )
             if caller is not None:
-                box.send(facade, messages.Block(caller[0], caller[1], False, _IGNORE))
+                box.send(facade, messages.Block(caller[0], caller[1], False, NO_REPLY))
         if isinstance(error, SupervisorError):
             raise _not_sent(error) from error
 
@@ -991,7 +979,7 @@ class UnifiedTaskManager:
         system = self._system
         if system is not None and system._facade is not None:
             with contextlib.suppress(Exception):
-                system._facade.tell(messages.Unsubscribe(subscriber, _IGNORE))
+                system._facade.tell(messages.Unsubscribe(subscriber, NO_REPLY))
 
     async def get_task_graph(
         self,

@@ -827,7 +827,7 @@ class UnifiedTaskManager:
             if caller is not None:
                 box.send(facade, messages.Block(caller[0], caller[1], False, NO_REPLY))
         if isinstance(error, SupervisorError):
-            raise _not_sent(error) from error
+            raise _translated(error, _NOT_TAKEN) from error
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished; False if it already had."""
@@ -1082,10 +1082,6 @@ _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
 
 _NOT_TAKEN = "the actor system cannot take calls"
 _NO_WORK = "the thread pool cannot take work"
-
-
-def _not_sent(error: SupervisorError) -> ActorSystemError:
-    return ActorSystemError(f"{_NOT_TAKEN}: {error}")
 
 
 def _refuse(reply: Reply, error: Exception) -> None:

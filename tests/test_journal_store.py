@@ -747,8 +747,8 @@ def test_group_commit_writes_many_updates_in_one_transaction(store: JournalStore
     assert writer.flush() is True
     before = store._connection.total_changes
     assert [s for s in statements if not s.startswith("INSERT")] == ["BEGIN IMMEDIATE", "COMMIT"]
-    # 50 rows in statements of 32, 4, 4, 4, 4, 1 and 1 rows (one each would be 50).
-    assert len(statements) == 9
+    # 50 rows in statements of 32 and 18 rows (one each would be 50).
+    assert len(statements) == 4
     statements.clear()
     for i in range(50):
         writer.add(StatusChange(f"t{i}", "cancelled", 1020.0))
@@ -758,10 +758,30 @@ def test_group_commit_writes_many_updates_in_one_transaction(store: JournalStore
     assert store._connection.total_changes - before == 51
     assert statements[0] == "BEGIN IMMEDIATE"
     assert statements[-1] == "COMMIT"
-    assert len(statements) == 10  # the row, then the 50 deletions in 7 statements
+    assert len(statements) == 5  # the row, then the 50 deletions in 2 statements
     store._connection.set_trace_callback(None)
     assert store.load() == [row("late")]
     assert (writer.commits, writer.records_written, writer.failures) == (2, 101, 0)
+
+
+def test_a_batch_of_one_statement_is_its_own_transaction(store: JournalStore) -> None:
+    """A batch written by one statement is not wrapped in BEGIN and COMMIT (SQLite makes
+    the statement a transaction); runs are cut in statements of exact sizes up to 32,
+    then of multiples of 32 (at most 256) and the rest."""
+    statements: list[str] = []
+    store._connection.set_trace_callback(statements.append)
+    store.write([row(f"t{i}") for i in range(31)])
+    assert [s.split(" ", 1)[0] for s in statements] == ["INSERT"]
+    statements.clear()
+    store.write([StatusChange(f"t{i}", "queued", 2.0, executed=True) for i in range(31)])
+    assert [s.split(" ", 1)[0] for s in statements] == ["UPDATE"]
+    statements.clear()
+    store.write([Deletion(f"t{i}") for i in range(300)])  # 256 + 32 + 12 (31 exist)
+    assert [s.split(" ", 1)[0] for s in statements] == ["BEGIN", "DELETE", "DELETE", "DELETE",
+                                                       "COMMIT"]  # fmt: skip
+    assert [s.count("('t") for s in statements[1:4]] == [256, 32, 12]
+    store._connection.set_trace_callback(None)
+    assert store.load() == []
 
 
 def test_the_unwritten_batch_is_handed_to_the_next_writer(store: JournalStore) -> None:

@@ -7,6 +7,7 @@ test runs a child process that writes batches and is killed at a seeded random m
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import random
@@ -218,6 +219,27 @@ def test_args_and_kwargs_round_trip_through_the_file(store: JournalStore, serial
     decoded_args, decoded_kwargs = codec.decode_args(loaded.args, loaded.kwargs, task="t")
     assert shape(decoded_args) == shape(args)
     assert shape(decoded_kwargs) == shape(kwargs)
+
+
+@pytest.mark.parametrize(
+    ("args", "encoded"),
+    [
+        ((), "[]"),
+        ((7,), "[7]"),
+        ((-3, 10**30), "[-3,1000000000000000000000000000000]"),
+        (('é\n"x\u2028', 1), '["\\u00e9\\n\\"x\\u2028",1]'),
+        ((True, 1), "[true,1]"),  # a bool is not an int here
+        ((1.5, None, "a"), '[1.5,null,"a"]'),
+    ],
+)
+def test_scalar_arguments_encode_as_the_json_encoder_writes_them(
+    args: tuple[Any, ...], encoded: str
+) -> None:
+    """ints and strs are joined without the encoder (the common case): the same text."""
+    codec = Codec()
+    assert codec.encode_args(args, {}, task="t") == (encoded, "{}")
+    assert encoded == json.dumps(args, separators=(",", ":"))
+    assert codec.decode_args(encoded, "{}", task="t") == (args, {})
 
 
 def test_a_placeholder_is_a_tagged_object_in_the_json() -> None:

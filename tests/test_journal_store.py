@@ -1021,3 +1021,40 @@ def test_flush_changes_writes_the_starting_tasks_alone_or_says_to_flush_all(
     assert writer.flush() is True
     assert [task.status for task in store.load()] == ["running", "queued", "pending"]
     assert (writer.commits, writer.records_written, writer.failures) == (3, 5, 1)
+
+
+def test_deferred_records_wait_for_a_later_record_of_their_task_or_a_flush_asking(
+    store: JournalStore,
+) -> None:
+    writer = JournalWriter(store, on_error=pytest.fail)
+    writer.add_all([row("a"), row("b"), row("c")])
+    assert writer.flush() is True
+    queued = {t: StatusChange(t, "queued", 2.0, executed=True) for t in "abcd"}
+    writer.add(StatusChange("d", "running", 2.0, executed=True, attempts=1))
+    writer.defer_all(queued.values())
+    # "d" had a pending record: its queued change goes with it (merged), not deferred.
+    assert (len(writer), writer.deferred) == (1, 3)
+    assert writer.pending() == [
+        StatusChange("d", "queued", 2.0, executed=True),
+        queued["a"],
+        queued["b"],
+        queued["c"],
+    ]
+    running = StatusChange("a", "running", 3.0, attempts=1, started_at=3.0)
+    writer.add_all([running, Deletion("b")])  # each takes its task's deferred record along
+    assert (len(writer), writer.deferred) == (3, 1)
+    assert writer.flush() is True  # "c"'s record keeps waiting
+    assert [(t.task_id, t.status, t.executed) for t in store.load()] == [
+        ("a", "running", True),
+        ("c", "pending", False),
+    ]
+    assert (writer.records_written, writer.pending()) == (6, [queued["c"]])
+    assert writer.flush(deferred=True) is True
+    assert [(t.task_id, t.status, t.executed) for t in store.load()] == [
+        ("a", "running", True),
+        ("c", "queued", True),
+    ]
+    assert (len(writer), writer.deferred, writer.commits, writer.records_written) == (0, 0, 3, 7)
+    writer.defer_all([StatusChange("a", "completed", 4.0, attempts=1, result="1")])
+    assert writer.take_pending() == [StatusChange("a", "completed", 4.0, attempts=1, result="1")]
+    assert (len(writer), writer.deferred) == (0, 0)

@@ -83,7 +83,10 @@ class JournalActor(SystemChild[JournalState]):
         self.commit()  # what the previous incarnation had not written
 
     def on_stop(self) -> None:
-        self.commit(deferred=True)
+        self.commit(deferred=True)  # the deferred records too: none is left to wait
+        due, self.state.due = self.state.due, None
+        if due is not None:
+            due.cancel()
 
     def on_idle(self) -> None:
         self.commit()

@@ -122,6 +122,12 @@ def complete(
         waiters = others
     _report(report, AttemptDone(execution.task_id, execution.attempt, value, error, at))
     if waiters:
+        box = None if on_loop is None else on_loop.outbox
+        while box is not None and box.items:
+            # A waiter on another loop (a recovered task runs on the system's own loop)
+            # may call again before this loop's outbox flushes: the manager hears the
+            # outcome first.
+            box.flush()
         for reply in waiters:
             reply.set_result(value)
 

@@ -20,13 +20,14 @@ from actors import (
     InvalidTaskError,
     JournaledError,
     JournalEncodeError,
+    TaskCancelledError,
     TaskRecoveryError,
     TaskStatus,
     result_of,
 )
 from actors.engine import Policy
 from actors.journal import Codec, JournalStore, TaskRow, function_reference
-from actors.runtime import _journal_link
+from actors.runtime import _journal, _journal_link
 from actors.runtime import _recovery as recovery
 from actors.runtime._journal_link import DurableEngine, JournalLink
 from supervisors.testing import FakeClock
@@ -344,6 +345,93 @@ async def test_cleanup_deletes_from_the_journal_and_the_file_stops_growing(
         assert await tm.cleanup_completed_tasks(max_age=0) == 1
     assert rows(path) == []
     assert max(pages) < pages[0] + 18  # less than one round of rows: freed pages are reused
+
+
+# -- a queued record nobody waits for is deferred (DEFER_FOR) -------------------------------
+
+GATE: list[asyncio.Event] = []
+
+
+async def gated() -> str:
+    await GATE[0].wait()
+    return "open"
+
+
+async def _queued_behind_a_gate(tm: Any, path: Path) -> asyncio.Future[Any]:
+    """``gated`` running in the only slot, ``later`` queued behind it by an
+    ``execute_task(wait=True)`` (returned): the file says ``later`` is pending, as its
+    queued record waits; ``marker``'s registration committed after it was deferred."""
+    await tm.register_task("gated", gated, task_id="gated")
+    await tm.register_task("add", add, (1, 2), task_id="later")
+    assert await tm.execute_task("gated") is True  # answered once committed
+    async with tm.events() as stream:
+        waited = asyncio.ensure_future(tm.execute_task("later", wait=True))
+        event = await asyncio.wait_for(anext(aiter(stream)), 10)
+        while (event.kind, event.task_id) != (EventKind.QUEUED, "later"):
+            event = await asyncio.wait_for(anext(aiter(stream)), 10)
+    # The journal had the batch of "later"'s queued record before "marker"'s.
+    await tm.register_task("add", add, (0, 0), task_id="marker")
+    assert rows(path) == [
+        ("gated", "running", 1, 1, 0, None, None),
+        ("later", "pending", 0, 0, 0, None, None),
+        ("marker", "pending", 0, 0, 0, None, None),
+    ]
+    return waited
+
+
+async def test_a_queued_record_nobody_waits_for_is_written_within_defer_for(
+    tmp_path: Path,
+) -> None:
+    """Nobody has been told that ``later`` is durable (its ``execute_task(wait=True)``
+    answers with the result, after its running record): its queued record waits up to
+    `DEFER_FOR` seconds on the system's clock for a later record of the task, and is
+    written then; an acknowledged ``execute_task`` is committed when it returns."""
+    path = tmp_path / "tasks.db"
+    clock = FakeClock()
+    GATE[:] = [asyncio.Event()]
+    async with ActorSystem(config(path, MAX_CONCURRENT_TASKS=1), clock=clock) as system:
+        tm = system.task_manager
+        waited = await _queued_behind_a_gate(tm, path)
+        assert await tm.execute_task("marker") is True  # answered: committed, not deferred
+        assert rows(path)[2] == ("marker", "queued", 1, 0, 0, None, None)
+        assert rows(path)[1] == ("later", "pending", 0, 0, 0, None, None)
+        clock.advance(_journal.DEFER_FOR)  # the journal's timer: before the next batch
+        await tm.register_task("add", add, (5, 5), task_id="after")
+        assert rows(path)[1] == ("later", "queued", 1, 0, 0, None, None)
+        GATE[0].set()
+        assert await asyncio.wait_for(waited, 10) == 3
+        assert await tm.wait_for_task("marker", timeout=10) == 0
+    assert [row[:3] for row in rows(path)] == [
+        ("gated", "completed", 1),
+        ("later", "completed", 1),
+        ("marker", "completed", 1),
+        ("after", "pending", 0),
+    ]
+
+
+async def test_a_deferred_queued_record_is_written_at_shutdown_and_runs_again(
+    tmp_path: Path,
+) -> None:
+    """A graceful shutdown writes the deferred records: a task queued at the shutdown
+    comes back queued, and runs at the next start."""
+    path = tmp_path / "tasks.db"
+    GATE[:] = [asyncio.Event()]
+    async with ActorSystem(config(path, MAX_CONCURRENT_TASKS=1), clock=FakeClock()) as system:
+        waited = await _queued_behind_a_gate(system.task_manager, path)
+    with pytest.raises(
+        TaskCancelledError, match=r"^task 'later' was cancelled: the actor system shut down$"
+    ):
+        await asyncio.wait_for(waited, 10)
+    assert rows(path)[:2] == [
+        ("gated", "running", 1, 1, 0, None, None),
+        ("later", "queued", 1, 0, 0, None, None),
+    ]
+    assert RUNS == []
+    GATE[0].set()
+    async with ActorSystem(config(path)) as system:
+        assert await system.task_manager.wait_for_task("later", timeout=10) == 3
+        assert await system.task_manager.wait_for_task("gated", timeout=10) == "open"
+    assert RUNS == [(1, 2)]
 
 
 # -- a full disk, a locked file: reported, and the system goes on from memory -------------

@@ -7,7 +7,7 @@ import asyncio
 import gc
 import sys
 import threading
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ import actors
 from actors.core import TASK_CONTEXT, CancellationToken, Reply, bridge_for
 from actors.runtime._attempt import Execution
 from actors.runtime._execution import complete, start_coroutine
+from actors.runtime._outbox import OnLoop
 from actors.runtime.messages import AttemptDone
 
 
@@ -132,6 +133,49 @@ async def test_a_waiter_on_the_attempts_loop_is_answered_at_once() -> None:
     assert (future.done(), future.result()) == (True, 42)
     assert [(r.task_id, r.value, r.error) for r in reports] == [("t", 42, None)]
     assert other.results == [42]
+
+
+class _Manager:
+    """A manager's handle: keeps what it is told (`send_run` tells a `Batch` of two or
+    more messages)."""
+
+    actor_ref = object()
+
+    def __init__(self) -> None:
+        self.told: list[Any] = []
+
+    def tell(self, message: Any) -> None:
+        self.told.append(message)
+
+
+async def test_a_waiter_on_another_loop_is_answered_once_the_manager_was_told() -> None:
+    """An attempt running on one loop (a recovered task, on the system's own loop)
+    whose waiter is on another: its outcome, queued in this loop's outbox, is sent
+    before the waiter is answered (`OnLoop.then`), so the waiter's next call (through
+    the facade) cannot reach the manager first."""
+    loop = asyncio.get_running_loop()
+    bridge = bridge_for(loop)
+    manager = _Manager()
+    earlier = AttemptDone("other", 1, 7, None)
+    OnLoop(manager)(earlier)  # already queued in this iteration's outbox
+
+    class Waiter(Recorder):
+        def set_result(self, value: Any) -> None:
+            told = [m for item in manager.told for m in getattr(item, "items", (item,))]
+            seen.append([(m.task_id, m.value) for m in told])
+            super().set_result(value)
+
+    seen: list[list[tuple[str, Any]]] = []
+    waiter = Waiter()
+    execution = Execution("t", 1, bridge)
+    execution.waiters = [waiter]
+    complete(execution, OnLoop(manager), 42, None, bridge)
+    assert (seen, manager.told) == ([], [])  # nothing sent yet: the waiter waits too
+    await asyncio.sleep(0)  # the outbox's flush: both sent, in order, then the answer
+    assert seen == [[("other", 7), ("t", 42)]]
+    assert waiter.results == [42]
+    assert bridge.outbox.items == deque()
+    assert len(manager.told) == 1
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in Python 3.12")

@@ -7,6 +7,7 @@ test runs a child process that writes batches and is killed at a seeded random m
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import random
@@ -218,6 +219,27 @@ def test_args_and_kwargs_round_trip_through_the_file(store: JournalStore, serial
     decoded_args, decoded_kwargs = codec.decode_args(loaded.args, loaded.kwargs, task="t")
     assert shape(decoded_args) == shape(args)
     assert shape(decoded_kwargs) == shape(kwargs)
+
+
+@pytest.mark.parametrize(
+    ("args", "encoded"),
+    [
+        ((), "[]"),
+        ((7,), "[7]"),
+        ((-3, 10**30), "[-3,1000000000000000000000000000000]"),
+        (('é\n"x\u2028', 1), '["\\u00e9\\n\\"x\\u2028",1]'),
+        ((True, 1), "[true,1]"),  # a bool is not an int here
+        ((1.5, None, "a"), '[1.5,null,"a"]'),
+    ],
+)
+def test_scalar_arguments_encode_as_the_json_encoder_writes_them(
+    args: tuple[Any, ...], encoded: str
+) -> None:
+    """ints and strs are joined without the encoder (the common case): the same text."""
+    codec = Codec()
+    assert codec.encode_args(args, {}, task="t") == (encoded, "{}")
+    assert encoded == json.dumps(args, separators=(",", ":"))
+    assert codec.decode_args(encoded, "{}", task="t") == (args, {})
 
 
 def test_a_placeholder_is_a_tagged_object_in_the_json() -> None:
@@ -747,8 +769,8 @@ def test_group_commit_writes_many_updates_in_one_transaction(store: JournalStore
     assert writer.flush() is True
     before = store._connection.total_changes
     assert [s for s in statements if not s.startswith("INSERT")] == ["BEGIN IMMEDIATE", "COMMIT"]
-    # 50 rows in statements of 32, 4, 4, 4, 4, 1 and 1 rows (one each would be 50).
-    assert len(statements) == 9
+    # 50 rows in statements of 32 and 18 rows (one each would be 50).
+    assert len(statements) == 4
     statements.clear()
     for i in range(50):
         writer.add(StatusChange(f"t{i}", "cancelled", 1020.0))
@@ -758,10 +780,30 @@ def test_group_commit_writes_many_updates_in_one_transaction(store: JournalStore
     assert store._connection.total_changes - before == 51
     assert statements[0] == "BEGIN IMMEDIATE"
     assert statements[-1] == "COMMIT"
-    assert len(statements) == 10  # the row, then the 50 deletions in 7 statements
+    assert len(statements) == 5  # the row, then the 50 deletions in 2 statements
     store._connection.set_trace_callback(None)
     assert store.load() == [row("late")]
     assert (writer.commits, writer.records_written, writer.failures) == (2, 101, 0)
+
+
+def test_a_batch_of_one_statement_is_its_own_transaction(store: JournalStore) -> None:
+    """A batch written by one statement is not wrapped in BEGIN and COMMIT (SQLite makes
+    the statement a transaction); runs are cut in statements of exact sizes up to 32,
+    then of multiples of 32 (at most 256) and the rest."""
+    statements: list[str] = []
+    store._connection.set_trace_callback(statements.append)
+    store.write([row(f"t{i}") for i in range(31)])
+    assert [s.split(" ", 1)[0] for s in statements] == ["INSERT"]
+    statements.clear()
+    store.write([StatusChange(f"t{i}", "queued", 2.0, executed=True) for i in range(31)])
+    assert [s.split(" ", 1)[0] for s in statements] == ["UPDATE"]
+    statements.clear()
+    store.write([Deletion(f"t{i}") for i in range(300)])  # 256 + 32 + 12 (31 exist)
+    assert [s.split(" ", 1)[0] for s in statements] == ["BEGIN", "DELETE", "DELETE", "DELETE",
+                                                       "COMMIT"]  # fmt: skip
+    assert [s.count("('t") for s in statements[1:4]] == [256, 32, 12]
+    store._connection.set_trace_callback(None)
+    assert store.load() == []
 
 
 def test_the_unwritten_batch_is_handed_to_the_next_writer(store: JournalStore) -> None:
@@ -979,3 +1021,40 @@ def test_flush_changes_writes_the_starting_tasks_alone_or_says_to_flush_all(
     assert writer.flush() is True
     assert [task.status for task in store.load()] == ["running", "queued", "pending"]
     assert (writer.commits, writer.records_written, writer.failures) == (3, 5, 1)
+
+
+def test_deferred_records_wait_for_a_later_record_of_their_task_or_a_flush_asking(
+    store: JournalStore,
+) -> None:
+    writer = JournalWriter(store, on_error=pytest.fail)
+    writer.add_all([row("a"), row("b"), row("c")])
+    assert writer.flush() is True
+    queued = {t: StatusChange(t, "queued", 2.0, executed=True) for t in "abcd"}
+    writer.add(StatusChange("d", "running", 2.0, executed=True, attempts=1))
+    writer.defer_all(queued.values())
+    # "d" had a pending record: its queued change goes with it (merged), not deferred.
+    assert (len(writer), writer.deferred) == (1, 3)
+    assert writer.pending() == [
+        StatusChange("d", "queued", 2.0, executed=True),
+        queued["a"],
+        queued["b"],
+        queued["c"],
+    ]
+    running = StatusChange("a", "running", 3.0, attempts=1, started_at=3.0)
+    writer.add_all([running, Deletion("b")])  # each takes its task's deferred record along
+    assert (len(writer), writer.deferred) == (3, 1)
+    assert writer.flush() is True  # "c"'s record keeps waiting
+    assert [(t.task_id, t.status, t.executed) for t in store.load()] == [
+        ("a", "running", True),
+        ("c", "pending", False),
+    ]
+    assert (writer.records_written, writer.pending()) == (6, [queued["c"]])
+    assert writer.flush(deferred=True) is True
+    assert [(t.task_id, t.status, t.executed) for t in store.load()] == [
+        ("a", "running", True),
+        ("c", "queued", True),
+    ]
+    assert (len(writer), writer.deferred, writer.commits, writer.records_written) == (0, 0, 3, 7)
+    writer.defer_all([StatusChange("a", "completed", 4.0, attempts=1, result="1")])
+    assert writer.take_pending() == [StatusChange("a", "completed", 4.0, attempts=1, result="1")]
+    assert (len(writer), writer.deferred) == (0, 0)

@@ -28,6 +28,7 @@ from tenacity import wait_fixed
 
 import actors
 from actors import ActorsError, ActorSystem, ActorSystemError, SystemOverloadedError, TaskStatus
+from actors.core import bridge_for
 from supervisors import (
     BufferFullError,
     ChildHandle,
@@ -279,6 +280,50 @@ async def test_a_call_refused_for_room_is_a_system_overloaded_error(child: str) 
         await advance_to_next_timer(clock)
         answers = await asyncio.wait_for(asyncio.gather(*accepted), WAIT)
         assert answers == ([[]] * 3 if child == "facade" else [7] * 3)
+
+
+async def double(x: int) -> int:
+    return x * 2
+
+
+async def test_a_wait_refused_by_a_full_restart_buffer_is_system_overloaded() -> None:
+    """submit, execute_task(wait=True) and wait_for_task send through the outbox, which
+    fails their reply with the `BufferFullError` that refused the request: the caller
+    gets the same `SystemOverloadedError` as any other call refused so (not a bare
+    `ActorSystemError`), caused by it, and the call leaves nothing tracked."""
+    clock = FakeClock()
+    config = {"MAILBOX_BUFFER_CAPACITY": 2, "RESTART_BACKOFF_INITIAL": 1.0, "CLEANUP_INTERVAL": 0.0}
+    async with ActorSystem(config, clock=clock) as system:
+        tm = system.task_manager
+        task_id = await tm.register_task("double", double, (4,))
+        handle = system.supervisor.child("facade")
+        handle.tell(Kill())
+        await asyncio.to_thread(clock.wait_for_timers, 1, WAIT)
+        accepted = [asyncio.ensure_future(tm.get_all_tasks()) for _ in range(2)]
+        await asyncio.sleep(0)  # let them send (they then wait for the restart)
+
+        calls = {
+            "submit": lambda: tm.submit(double, 1),
+            "execute_task": lambda: tm.execute_task(task_id, wait=True),
+            "wait_for_task": lambda: tm.wait_for_task(task_id, timeout=WAIT),
+        }
+        for name, call in calls.items():
+            with pytest.raises(SystemOverloadedError) as refused:
+                await asyncio.wait_for(call(), WAIT)
+            cause = refused.value.__cause__
+            assert isinstance(cause, BufferFullError), name
+            assert str(refused.value) == (
+                "the actor system is overloaded: child 'facade' is restarting and already "
+                "holds 2 buffered calls (MAILBOX_BUFFER_CAPACITY); the call was not "
+                "accepted: retry after a short backoff, or raise MAILBOX_BUFFER_CAPACITY"
+            ), name
+        bridge = bridge_for(asyncio.get_running_loop())
+        assert len(bridge.calls) == 2  # only the accepted calls' answers are awaited
+
+        await advance_to_next_timer(clock)
+        answers = await asyncio.wait_for(asyncio.gather(*accepted), WAIT)
+        assert [[info.task_id for info in infos] for infos in answers] == [[task_id]] * 2
+        assert await asyncio.wait_for(tm.execute_task(task_id, wait=True), WAIT) == 8
 
 
 def test_system_overloaded_error_is_public() -> None:

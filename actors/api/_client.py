@@ -38,8 +38,8 @@ from typing import (
 from tenacity.wait import wait_base
 
 from actors.api._map import MapCall
-from actors.core import TASK_CONTEXT as _current
 from actors.core import (
+    NO_REPLY,
     ActorsError,
     ActorSystemError,
     Config,
@@ -56,6 +56,7 @@ from actors.core import (
     bridge_for,
     load_config,
 )
+from actors.core import TASK_CONTEXT as _current
 from actors.engine import (
     CircuitBreaker,
     PageQuery,
@@ -195,19 +196,6 @@ class _Route(TypedDict, total=False):
     to: ChildHandle | None
     op: str | None
     build: Callable[..., Any] | None
-
-
-class _Ignore:
-    """A reply nobody waits for."""
-
-    def set_result(self, value: Any) -> None:
-        pass
-
-    def set_exception(self, error: BaseException) -> None:
-        pass
-
-
-_IGNORE = _Ignore()
 
 
 class UnifiedTaskManager:
@@ -518,9 +506,7 @@ class UnifiedTaskManager:
         )
         try:
             return await reply.future
-        except SupervisorError as exc:  # the request could not be sent
-            raise _not_sent(exc) from exc
-        finally:
+        finally:  # (raises the error of a request that could not be sent)
             self._end_wait(task_id, reply, caller, True)
 
     def _submit_spec(
@@ -693,7 +679,7 @@ class UnifiedTaskManager:
         bridge.track(future, None, "Map", system)
         try:
             if caller is not None:
-                box.send(facade, messages.Block(caller.task_id, caller, True, _IGNORE))
+                box.send(facade, messages.Block(caller.task_id, caller, True, NO_REPLY))
                 blocked = True
             send = box.send
             for index, spec in enumerate(specs):
@@ -709,11 +695,11 @@ class UnifiedTaskManager:
                 future.cancel()
                 with contextlib.suppress(Exception):
                     for index in call.unsettled():
-                        box.send(facade, messages.Cancel(ids[index], _IGNORE))
+                        box.send(facade, messages.Cancel(ids[index], NO_REPLY))
             if blocked:
                 assert caller is not None
                 with contextlib.suppress(Exception):
-                    box.send(facade, messages.Block(caller.task_id, caller, False, _IGNORE))
+                    box.send(facade, messages.Block(caller.task_id, caller, False, NO_REPLY))
         return _outcome(call.outcomes, call.errors, return_exceptions)
 
     async def execute_task(self, task_id: str, wait: bool = False) -> Any:
@@ -732,9 +718,7 @@ class UnifiedTaskManager:
             del request  # the facade's now: not kept while this call waits
             try:
                 return await reply.future
-            except SupervisorError as exc:  # the request could not be sent
-                raise _not_sent(exc) from exc
-            finally:
+            finally:  # (raises the error of a request that could not be sent)
                 self._end_wait(task_id, reply, caller, False)
         return await self._ask(messages.Execute, task_id, False)
 
@@ -787,9 +771,7 @@ class UnifiedTaskManager:
                 msg = f"task {task_id!r} did not finish within {bound}s; it keeps running"
                 raise WaitTimeoutError(msg)
             return future.result()
-        except SupervisorError as exc:  # the request could not be sent
-            raise _not_sent(exc) from exc
-        finally:
+        finally:  # (raises the error of a request that could not be sent)
             self._end_wait(task_id, reply, caller, abandon_cancels)
 
     # `_wait` in two halves around its ``await``, for the calls that await their answer
@@ -805,7 +787,7 @@ class UnifiedTaskManager:
         box = outbox(reply.bridge)
         caller = _current.get()
         if caller is not None:
-            box.send(facade, messages.Block(caller.task_id, caller, True, _IGNORE))
+            box.send(facade, messages.Block(caller.task_id, caller, True, NO_REPLY))
         if build is None:
             box.send(facade, request)
         else:
@@ -816,26 +798,37 @@ class UnifiedTaskManager:
     def _end_wait(
         self, task_id: str, reply: Reply, caller: TaskScope | None, abandon_cancels: bool
     ) -> None:
-        """The wait of `_start_wait` ended (with the outcome, or not: see `_wait`)."""
+        """The wait of `_start_wait` ended (with the outcome, or not: see `_wait`).
+
+        Called from the waiting call's ``finally``. If the outcome is a `SupervisorError`
+        (the request could not be sent), it raises the `ActorSystemError` the caller
+        sees instead, once the wait is cleaned up: the one place that translates it for
+        `submit`, `execute_task(wait=True)` and `_wait`."""
         bridge, future = reply.bridge, reply.future
         system = bridge.untrack(future)  # the system `_start_wait` sent to
-        abandoned = future.cancelled() or not future.done()  # ended without the outcome
-        if not abandoned and caller is None:
-            return
-        if abandoned:
+        try:
+            error = future.exception()  # one call when the outcome came (the hot path)
+        except (asyncio.CancelledError, asyncio.InvalidStateError):  # ended without it
             future.cancel()
+            abandoned, error = True, None
+        else:
+            if caller is None and not isinstance(error, SupervisorError):
+                return
+            abandoned = False
         box = outbox(bridge)
         with contextlib.suppress(Exception):  # a stopped system: nobody to tell
             facade = cast("SystemRuntime", system)._check()
             if abandoned:
                 box.send(
                     facade,
-                    messages.Cancel(task_id, _IGNORE)
+                    messages.Cancel(task_id, NO_REPLY)
                     if abandon_cancels
-                    else messages.Unwait(task_id, reply, _IGNORE),
+                    else messages.Unwait(task_id, reply, NO_REPLY),
                 )
             if caller is not None:
-                box.send(facade, messages.Block(caller.task_id, caller, False, _IGNORE))
+                box.send(facade, messages.Block(caller.task_id, caller, False, NO_REPLY))
+        if isinstance(error, SupervisorError):
+            raise _translated(error, _NOT_TAKEN) from error
 
     async def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished; False if it already had."""
@@ -987,7 +980,7 @@ class UnifiedTaskManager:
         system = self._system
         if system is not None and system._facade is not None:
             with contextlib.suppress(Exception):
-                system._facade.tell(messages.Unsubscribe(subscriber, _IGNORE))
+                system._facade.tell(messages.Unsubscribe(subscriber, NO_REPLY))
 
     async def get_task_graph(
         self,
@@ -1090,10 +1083,6 @@ _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
 
 _NOT_TAKEN = "the actor system cannot take calls"
 _NO_WORK = "the thread pool cannot take work"
-
-
-def _not_sent(error: SupervisorError) -> ActorSystemError:
-    return ActorSystemError(f"{_NOT_TAKEN}: {error}")
 
 
 def _refuse(reply: Reply, error: Exception) -> None:

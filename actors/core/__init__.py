@@ -5,7 +5,7 @@ builds on it. See docs/architecture.md, "Layers".
 """
 
 from actors.core import _errors, _util
-from actors.core._bridge import SWEEP_INTERVAL, LoopBridge, Reply, ReplyTo, bridge_for
+from actors.core._bridge import NO_REPLY, SWEEP_INTERVAL, LoopBridge, Reply, ReplyTo, bridge_for
 from actors.core._config import BACKENDS, Config, load_config
 from actors.core._context import (
     TASK_CONTEXT,
@@ -30,6 +30,7 @@ from actors.core._util import *  # noqa: F403  (the helpers, as listed in its __
 
 __all__ = [
     "BACKENDS",
+    "NO_REPLY",
     "SWEEP_INTERVAL",
     "TASK_CONTEXT",
     "TASK_LOGGING",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from actors.core._errors import CallTimeout
 
-__all__ = ["LoopBridge", "Reply", "ReplyTo", "bridge_for"]
+__all__ = ["NO_REPLY", "LoopBridge", "Reply", "ReplyTo", "bridge_for"]
 
 
 class ReplyTo(Protocol):
@@ -25,6 +25,23 @@ class ReplyTo(Protocol):
     def set_result(self, value: Any) -> None: ...
 
     def set_exception(self, error: BaseException) -> None: ...
+
+
+class _NoReply:
+    """The `ReplyTo` of a request whose answer nobody needs."""
+
+    __slots__ = ()
+
+    def set_result(self, value: Any) -> None:
+        pass
+
+    def set_exception(self, error: BaseException) -> None:
+        pass
+
+
+NO_REPLY: ReplyTo = _NoReply()
+"""The reply of a request whose answer nobody needs (a `Block`, an abandoned wait's
+`Cancel`, a monitor's `Flush`)."""
 
 
 class LoopBridge:

@@ -25,8 +25,9 @@ from __future__ import annotations
 import base64
 import json
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -229,6 +230,26 @@ _NULL = EncodedResult("null", None)
 """``None`` as a result (most tasks'), encoded once."""
 
 
+_int_json = int.__repr__
+"""An int's JSON (a bool's is not: it is no int here)."""
+
+
+def _plain_list(values: Sequence[Any]) -> str | None:
+    """``_dumps(values)`` when every value is an int or a str (exactly those types), in
+    a third of the time; None otherwise."""
+    parts: list[str] = []
+    append = parts.append
+    for value in values:
+        kind = type(value)
+        if kind is int:
+            append(_int_json(value))
+        elif kind is str:
+            append(_quote(value))
+        else:
+            return None
+    return f"[{','.join(parts)}]"
+
+
 def _where(exc: _Unsupported) -> str:
     return "".join(reversed(exc.path))
 
@@ -310,11 +331,12 @@ class Codec:
         """The positional and keyword arguments, encoded; errors name the argument."""
         if self.serializer == "json":
             try:
-                # Scalars only (the common case) encode as themselves: no copy to walk.
-                if all(map(_SCALARS.__contains__, map(type, args))):
-                    encoded = _dumps(args)
-                else:
-                    encoded = _dumps(_items(args))
+                # ints and strs only (the common case): joined here, no encoder to call;
+                # other scalars encode as themselves: no copy to walk.
+                encoded = _plain_list(args)
+                if encoded is None:
+                    scalars = all(map(_SCALARS.__contains__, map(type, args)))
+                    encoded = _dumps(args if scalars else _items(args))
                 return encoded, _dumps(_to_json(dict(kwargs))) if kwargs else _EMPTY_JSON
             except (_Unsupported, RecursionError):
                 pass  # find the argument, for the message

@@ -158,9 +158,14 @@ _STATEMENTS: dict[Any, tuple[str, int]] = {
 """Each kind of record: its statement (``{values}``: one row of parameters per record)
 and the number of parameters of one record."""
 
-_CHUNKS = (256, 32, 4, 1)
-"""Records per statement: a batch is written in statements of these sizes (few distinct
-statements, so that SQLite's statement cache keeps them all)."""
+_STEP = 32
+_WIDEST = 256
+"""Records per statement: a run of up to `_STEP` records is one statement of its exact
+size; a longer one, statements of a multiple of `_STEP` records (at most `_WIDEST`) and
+one for the rest. So a run of n records takes at most ceil(n / _WIDEST) + 1 statements,
+from 39 sizes per kind of record: few enough for SQLite's statement cache
+(`_CACHED_STATEMENTS`) to keep every one in use."""
+_CACHED_STATEMENTS = 512
 
 _SQL: dict[tuple[Any, int], str] = {}
 
@@ -175,13 +180,18 @@ def _sql(kind: Any, size: int) -> str:
     return sql
 
 
-def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> None:
-    """Write ``run``, records of ``kind`` in order, in as few statements as `_CHUNKS` allows.
+Plan = list[tuple[str, list[Any]]]
+"""The statements that write a batch, each with its parameters, in order."""
+
+
+def _write_run(plan: Plan, kind: type, run: list[Any]) -> None:
+    """Plan the writing of ``run``, records of ``kind`` in order, in as few statements as
+    `_STEP` and `_WIDEST` allow.
 
     One statement writes many records: SQLite does the work of all of them with the GIL
-    released once, not once per record as ``executemany`` would. Per record, the journal
-    thread then waited for the GIL again while the other threads ran (most of a flush's
-    time under load), and every acknowledgement waited with it.
+    released once, not once per record as ``executemany`` would. Per statement, the
+    journal thread then waits for the GIL again while the other threads run (most of a
+    flush's time under load), and every acknowledgement waits with it.
     """
     if kind is TaskRow:
         # In order (a row's place is its place in load order): runs of fresh rows that
@@ -193,19 +203,18 @@ def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> No
                 params = [
                     (*row[:d], _dumps(row[d]) if row[d] else "[]", *row[d + 1 :]) for row in rows
                 ]
-                _write_chunks(connection, TaskRow, params)
+                _write_chunks(plan, TaskRow, params)
             else:
                 params = [
                     (task_id, name, args, _dumps(deps) if deps else "[]", created, updated)
                     for task_id, name, args, deps, created, updated in map(_fresh_row, rows)
                 ]
-                _write_chunks(connection, _Fresh, params, shared)
+                _write_chunks(plan, _Fresh, params, shared)
         return
     if kind is StatusChange:
         if len({change[0] for change in run}) != len(run):
             # Two changes of one task: ``UPDATE ... FROM`` would apply only one of them.
-            for change in run:
-                connection.execute(_sql(kind, 1), change)
+            plan += [(_sql(kind, 1), list(change)) for change in run]
             return
         # One change per task: the order between tasks does not matter. Changes are
         # grouped by which of their optional fields are None (most: queued, running,
@@ -220,16 +229,16 @@ def _write_run(connection: sqlite3.Connection, kind: type, run: list[Any]) -> No
             group.append(change)
         for nulls, changes in groups.items():
             if not any(nulls):
-                _write_chunks(connection, StatusChange, changes)
+                _write_chunks(plan, StatusChange, changes)
                 continue
             keep = [index for index, null in enumerate(nulls, _OPTIONAL) if not null]
             _write_chunks(
-                connection,
+                plan,
                 _change_statement(nulls),
                 [(*c[:_OPTIONAL], *[c[index] for index in keep]) for c in changes],
             )
         return
-    _write_chunks(connection, kind, run)
+    _write_chunks(plan, kind, run)
 
 
 _is_none = functools.partial(operator.is_, None)
@@ -285,20 +294,17 @@ def _fresh_shared(params: tuple[Any, ...]) -> tuple[Any, ...] | None:
     return None
 
 
-def _write_chunks(
-    connection: sqlite3.Connection, kind: Any, run: list[Any], shared: tuple[Any, ...] = ()
-) -> None:
-    """Write ``run`` (parameters of records of ``kind``) in statements of `_CHUNKS`
-    sizes; ``shared``: parameters bound once per statement, before the records'."""
+def _write_chunks(plan: Plan, kind: Any, run: list[Any], shared: tuple[Any, ...] = ()) -> None:
+    """Plan ``run`` (parameters of records of ``kind``) in statements of the sizes
+    `_STEP` and `_WIDEST` allow; ``shared``: parameters bound once per statement, before
+    the records'."""
     start, end = 0, len(run)
-    for size in _CHUNKS:
-        if end - start < size:
-            continue
-        sql = _sql(kind, size)
-        while end - start >= size:
-            chunk = run[start : start + size]
-            start += size
-            connection.execute(sql, [*shared, *[value for params in chunk for value in params]])
+    while start < end:
+        left = end - start
+        size = left if left <= _STEP else min(left - left % _STEP, _WIDEST)
+        chunk = run[start : start + size]
+        start += size
+        plan.append((_sql(kind, size), [*shared, *[value for params in chunk for value in params]]))
 
 
 _EXECUTED = _COLUMNS.index("executed")
@@ -341,7 +347,11 @@ class JournalStore(ClosedOnExit):
         self._lock = threading.Lock()
         try:
             self._connection = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+                self.path,
+                timeout=busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=_CACHED_STATEMENTS,
             )
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
@@ -436,12 +446,18 @@ class JournalStore(ClosedOnExit):
         with self._lock:
             connection = self._connection
             try:
-                connection.execute("BEGIN IMMEDIATE")
+                plan: Plan = []
                 for kind, run in itertools.groupby(batch, type):
                     if kind not in _STATEMENTS:
                         raise KeyError(kind)
-                    _write_run(connection, kind, list(run))
-                connection.execute("COMMIT")
+                    _write_run(plan, kind, list(run))
+                if len(plan) == 1:  # a transaction of its own: no BEGIN and COMMIT to wait for
+                    connection.execute(*plan[0])
+                else:
+                    connection.execute("BEGIN IMMEDIATE")
+                    for sql, params in plan:
+                        connection.execute(sql, params)
+                    connection.execute("COMMIT")
             except (sqlite3.Error, ValueError, TypeError, OverflowError, KeyError) as exc:
                 # ValueError/TypeError/OverflowError: a value sqlite3 cannot bind (a str
                 # with a lone surrogate, an int past 64 bits); KeyError: not a record.

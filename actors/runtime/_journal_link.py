@@ -14,6 +14,12 @@ hands the journal what must wait for the commit:
 
 The journal runs these actions after its commit, on its own thread; a failed commit
 runs them too (the system goes on from memory, see the README).
+
+A batch with no reply to give sends the record of a task that its first execution put
+in the queue (or made wait for its dependencies) as *deferred*: nobody has been told it
+is durable (an ``execute_task(wait=True)`` answers with the result, after its running
+record), so it may wait, up to `DEFER_FOR` seconds, for the task's running record,
+which then takes it along: one write instead of two for a task that starts soon.
 """
 
 from __future__ import annotations
@@ -94,6 +100,8 @@ Start = tuple[Launcher, "Execution", AttemptView]
 
 _PENDING = TaskStatus.PENDING
 _COMPLETED = TaskStatus.COMPLETED
+_MAY_WAIT = frozenset((TaskStatus.QUEUED, TaskStatus.WAITING))
+"""The states of a task executed and not started yet whose record may be deferred."""
 _RUNNING_VALUE = TaskStatus.RUNNING.value
 _VALUES = {status: status.value for status in TaskStatus}
 _DEFINITION = TaskRow._fields.index("status")
@@ -300,6 +308,8 @@ class JournalLink:
             engine.touched.clear()
         records: list[Record] = []
         append = records.append
+        # With no reply to give, a first execution's queued record may wait (see above).
+        deferred: list[Record] | None = None if engine.answers else []
         tasks = engine.tasks
         unwritten = engine.unwritten
         recoveries = engine.recoveries
@@ -351,22 +361,31 @@ class JournalLink:
                 None if finished is None else finished + offset,
             )
             if row is None:
-                append(_make_change((task_id, *state)))
+                if (
+                    deferred is not None
+                    and execution is None
+                    and status in _MAY_WAIT
+                    and not record.attempts
+                    and task_id not in recoveries
+                ):
+                    deferred.append(_make_change((task_id, *state)))
+                else:
+                    append(_make_change((task_id, *state)))
             else:  # the definition's fields, then the state (`TaskRow` ends with them)
                 created = record.created_at + offset
                 append(_make_row((*row[:_DEFINITION], state[0], created, *state[1:])))
         rewrite.clear()
         answers = engine.answers
         starts = engine.starts
-        if not records and not answers and not starts:
+        if not records and not answers and not starts and not deferred:
             return
         engine.answers = []
         if starts:
             engine.starts = []
             starting, engine.starting = engine.starting, []
-            batch = messages.JournalBatch(records, answers, starts, starting)
+            batch = messages.JournalBatch(records, answers, starts, starting, deferred or ())
         else:
-            batch = messages.JournalBatch(records, answers)
+            batch = messages.JournalBatch(records, answers, deferred=deferred or ())
         try:
             self.journal.tell(batch)
         except Exception:  # the system is stopping (an ActorsError): go on from memory

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from actors.core import tell_later
+from actors.core import NO_REPLY, tell_later
 from actors.observe import (
     Event,
     EventKind,
@@ -57,19 +57,6 @@ __all__ = ["MonitorState", "TaskMonitorActor"]
 
 OTHER = "__other__"
 """The metrics label of task types past ``METRICS_MAX_TASK_TYPES``."""
-
-
-class _NoReply:
-    """The reply of a request whose answer nobody needs."""
-
-    def set_result(self, value: Any) -> None:
-        pass
-
-    def set_exception(self, error: BaseException) -> None:
-        pass
-
-
-_NO_REPLY = _NoReply()
 
 
 class MonitorState:
@@ -178,7 +165,7 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         # call (a manager that took its mark before this still held what came after).
         for manager in ("task_manager", "legacy_task_manager"):
             with contextlib.suppress(Exception):
-                self.ctx.handle(manager).tell(Flush(_NO_REPLY))
+                self.ctx.handle(manager).tell(Flush(NO_REPLY))
         return subscriber
 
     def _marked(self, message: Marked) -> None:

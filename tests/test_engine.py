@@ -267,6 +267,45 @@ def test_a_registered_task_is_one_object_for_the_cyclic_gc() -> None:
     assert engine.tasks["t499"].args == (499,)
 
 
+class KeepingPort(Port):
+    """Keeps each attempt's ``record.waiters`` as it is, as the manager does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[Any] = []
+
+    def start_attempt(self, record: TaskRecord) -> Attempt:
+        self.kept.append(record.waiters)
+        return super().start_attempt(record)
+
+
+def test_an_attempt_keeps_the_waiters_list_it_started_with_unchanged() -> None:
+    """The attempt answers the callers it started with on success: it holds the task's
+    list itself (no copy per attempt), so the engine must never change it in place."""
+    engine, port, _ = make(Policy.scheduler(2), KeepingPort())
+    first, second, third = Replies(), Replies(), Replies()
+    register(engine, "t", max_retries=1)
+    engine.execute("t", cast(Any, first))
+    kept = cast(KeepingPort, port).kept
+    lent = engine.tasks["t"].waiters
+    assert kept == [[first]]
+    assert kept[0] is lent
+    engine.wait("t", cast(Any, second))  # while it runs: a list of the engine's own
+    engine.unwait("t", cast(Any, first))
+    assert kept[0] == [first]
+    assert kept[0] is lent
+    assert (engine.tasks["t"].waiters, engine.tasks["t"].delegated) == ([second], 0)
+    engine.attempt_done("t", 1, None, ValueError("again"), None)  # retried
+    assert engine.tasks["t"].status is RUNNING
+    assert kept[1] == [second]
+    engine.wait("t", cast(Any, third))
+    assert kept[1] == [second]
+    assert engine.tasks["t"].waiters == [second, third]
+    engine.attempt_done("t", 2, 7, None, None)
+    # The attempt answered ``second`` (delegated); the engine answers only ``third``.
+    assert (first.got, second.got, third.got) == ([], [], [("result", 7)])
+
+
 def test_a_failed_task_keeps_its_registration_to_be_retried() -> None:
     engine, _, clock = make(Policy.simple(), QuietPort())
     breaker = CircuitBreaker("svc")

@@ -7,12 +7,13 @@ import asyncio
 import gc
 import sys
 import threading
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 import pytest
 
-from actors.core import CancellationToken, Reply, bridge_for
+import actors
+from actors.core import TASK_CONTEXT, CancellationToken, Reply, bridge_for
 from actors.runtime._attempt import Execution
 from actors.runtime._execution import complete, start_coroutine
 from actors.runtime._outbox import OnLoop
@@ -234,3 +235,80 @@ def test_a_token_cancelled_while_threads_wait_wakes_every_waiter() -> None:
     for thread in threads:
         thread.join(30)
     assert woken == [True] * 4
+
+
+def test_an_attempt_makes_its_cancellation_token_only_when_asked() -> None:
+    before = Execution("b", 1, None)
+    before.cancel()  # cancelled before anyone asked: the token is made set
+    assert before._token is None
+    assert (before.cancelled, before.token.cancelled, before.token.wait(0)) == (True, True, True)
+    after = Execution("a", 1, None)
+    token = after.token
+    assert (after.token is token, token.cancelled) == (True, False)
+    after.cancel()  # asked first: the same token is set
+    assert (after.cancelled, token.cancelled, token.wait(0)) == (True, True, True)
+
+
+def test_a_token_asked_for_while_the_attempt_is_cancelled_is_set_either_way() -> None:
+    for _ in range(200):  # the two threads interleave differently from run to run
+        execution = Execution("t", 1, None)
+        barrier = threading.Barrier(2)
+        asked: list[CancellationToken] = []
+
+        def ask(
+            e: Execution = execution,
+            b: threading.Barrier = barrier,
+            out: list[CancellationToken] = asked,
+        ) -> None:
+            b.wait()
+            out.append(e.token)
+
+        thread = threading.Thread(target=ask)
+        thread.start()
+        barrier.wait()
+        execution.cancel()
+        thread.join(5)
+        assert (asked[0] is execution.token, asked[0].wait(5)) == (True, True)
+
+
+async def test_task_code_sees_its_attempt_and_an_attempt_in_flight_holds_no_extras() -> None:
+    """The task's context holds the attempt itself: no (id, token, ...) tuple, no token,
+    no `contextvars.Token` of the logging binding per attempt in flight (each one more
+    object for the cyclic GC to walk while thousands of attempts are in flight)."""
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Event()
+    ids: list[str | None] = []
+    scopes: list[object] = []
+
+    async def suspends(i: int) -> int:
+        ids.append(actors.current_task_id())
+        scopes.append(TASK_CONTEXT.get())
+        await gate.wait()
+        return i
+
+    def start(i: int) -> Execution:
+        execution = Execution(f"t{i}", 1, bridge_for(loop))
+        start_coroutine(execution, suspends, (i,), {}, lambda done: None)
+        return execution
+
+    warm = [start(i) for i in range(5)]  # lazily made objects, made once
+    await asyncio.sleep(0)
+    gc.collect()
+    old = Counter(type(o).__qualname__ for o in gc.get_objects())
+    started = [start(i) for i in range(5, 105)]
+    await asyncio.sleep(0)  # every one suspended at its gate
+    gc.collect()
+    new = Counter(type(o).__qualname__ for o in gc.get_objects())
+    new.subtract(old)
+    per_attempt = {"CancellationToken", "Token", "tuple", "list"}
+    extras = {kind: count for kind, count in new.items() if kind in per_attempt and count >= 100}
+    assert extras == {}
+    assert new["Execution"] == 100
+    assert (ids[5:], scopes[5:]) == ([e.task_id for e in started], started)
+    tasks = [e.atask for e in warm + started if e.atask is not None]
+    assert len(tasks) == 105
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5.0)
+    # Ended: an attempt lets its asyncio task go (the task's context holds the attempt;
+    # holding the task back would make a cycle that only the cyclic GC frees).
+    assert [e.atask for e in started] == [None] * 100

@@ -50,6 +50,7 @@ from actors.core import (
     SystemOverloadedError,
     TaskInfo,
     TaskPriority,
+    TaskScope,
     TaskStatus,
     WaitTimeoutError,
     bridge_for,
@@ -678,7 +679,7 @@ class UnifiedTaskManager:
         bridge.track(future, None, "Map", system)
         try:
             if caller is not None:
-                box.send(facade, messages.Block(caller[0], caller[1], True, NO_REPLY))
+                box.send(facade, messages.Block(caller.task_id, caller, True, NO_REPLY))
                 blocked = True
             send = box.send
             for index, spec in enumerate(specs):
@@ -698,7 +699,7 @@ class UnifiedTaskManager:
             if blocked:
                 assert caller is not None
                 with contextlib.suppress(Exception):
-                    box.send(facade, messages.Block(caller[0], caller[1], False, NO_REPLY))
+                    box.send(facade, messages.Block(caller.task_id, caller, False, NO_REPLY))
         return _outcome(call.outcomes, call.errors, return_exceptions)
 
     async def execute_task(self, task_id: str, wait: bool = False) -> Any:
@@ -778,7 +779,7 @@ class UnifiedTaskManager:
 
     def _start_wait(
         self, reply: Reply, request: Any, op: str, build: Callable[..., Any] | None
-    ) -> tuple[Any, ...] | None:
+    ) -> TaskScope | None:
         """Send `_wait`'s request; returns the caller (a task of this system, which
         the request blocked: `_end_wait` unblocks it), or None."""
         system = self._system or self._get_system()
@@ -786,7 +787,7 @@ class UnifiedTaskManager:
         box = outbox(reply.bridge)
         caller = _current.get()
         if caller is not None:
-            box.send(facade, messages.Block(caller[0], caller[1], True, NO_REPLY))
+            box.send(facade, messages.Block(caller.task_id, caller, True, NO_REPLY))
         if build is None:
             box.send(facade, request)
         else:
@@ -795,7 +796,7 @@ class UnifiedTaskManager:
         return caller
 
     def _end_wait(
-        self, task_id: str, reply: Reply, caller: tuple[Any, ...] | None, abandon_cancels: bool
+        self, task_id: str, reply: Reply, caller: TaskScope | None, abandon_cancels: bool
     ) -> None:
         """The wait of `_start_wait` ended (with the outcome, or not: see `_wait`).
 
@@ -825,7 +826,7 @@ class UnifiedTaskManager:
                     else messages.Unwait(task_id, reply, NO_REPLY),
                 )
             if caller is not None:
-                box.send(facade, messages.Block(caller[0], caller[1], False, NO_REPLY))
+                box.send(facade, messages.Block(caller.task_id, caller, False, NO_REPLY))
         if isinstance(error, SupervisorError):
             raise _translated(error, _NOT_TAKEN) from error
 

@@ -10,6 +10,7 @@ from actors.core._config import BACKENDS, Config, load_config
 from actors.core._context import (
     TASK_CONTEXT,
     CancellationToken,
+    TaskScope,
     cancellation_token,
     current_task_id,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "TaskContextFilter",
     "TaskInfo",
     "TaskPriority",
+    "TaskScope",
     "TaskStatus",
     "bind_task_id",
     "bridge_for",

@@ -134,10 +134,8 @@ class TaskContextFilter(logging.Filter):
         current = TASK_CONTEXT.get()
         if current is None:
             values: tuple[str | None, ...] = (None, None, None)
-        elif len(current) == 4:
-            values = (current[0], current[2] or None, current[3] or None)
         else:
-            values = (current[0], None, None)
+            values = (current.task_id, current.name or None, current.task_type or None)
         attrs = record.__dict__
         for field, value in zip(CONTEXT_FIELDS, values, strict=True):
             if attrs.get(field) is None:

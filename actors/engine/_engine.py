@@ -156,7 +156,11 @@ class Port(Protocol):
     """What the engine asks of the world; the manager actor implements it."""
 
     def start_attempt(self, record: TaskRecord) -> Attempt:
-        """Start attempt ``record.attempts`` of ``record`` (raise `StartFailed` if not)."""
+        """Start attempt ``record.attempts`` of ``record`` (raise `StartFailed` if not).
+
+        The attempt may keep ``record.waiters`` as it is (its first ``record.delegated``
+        callers are the attempt's to answer if it succeeds): the engine never changes
+        that list in place afterwards (`TaskRecord.lent`)."""
 
     def timeout_after(self, delay: float, task_id: str, attempt: int) -> Timer:
         """Call `Engine.timed_out` with these after ``delay`` seconds on the clock."""
@@ -335,6 +339,8 @@ class Engine:
             deliver(reply, record)
         elif record.waiters is None:
             record.waiters = [reply]
+        elif record.waiters is record.lent:  # the attempt holds it: a list of our own
+            record.waiters = [*record.waiters, reply]
         else:
             record.waiters.append(reply)
 
@@ -345,17 +351,20 @@ class Engine:
             return
         for index, reply_to in enumerate(record.waiters):
             if reply_to is waiter:
+                if record.waiters is record.lent:  # the attempt holds it: a list of our own
+                    record.waiters = record.waiters.copy()
                 del record.waiters[index]
-                if index < record.delegated:  # the attempt's copy answers nobody now
+                if index < record.delegated:  # the attempt's list answers nobody now
                     record.delegated -= 1
                 return
 
     def block(self, task_id: str, token: object, blocked: bool) -> None:
-        """The attempt ``token`` of ``task_id`` waits (``blocked``) for another task, or
-        stopped waiting: it lends its slot out meanwhile."""
+        """The attempt ``token`` of ``task_id`` (the attempt itself, as its code's
+        context names it) waits (``blocked``) for another task, or stopped waiting: it
+        lends its slot out meanwhile."""
         record = self.tasks.get(task_id)
         execution = None if record is None else record.execution
-        if record is None or execution is None or execution.token is not token:
+        if record is None or execution is None or execution is not token:
             return  # not this attempt (it ended meanwhile, or another system's task)
         if blocked:
             record.blocked += 1
@@ -548,7 +557,7 @@ class Engine:
                 return
         self.running += 1
         record.attempts += 1
-        waiters = record.waiters
+        waiters = record.lent = record.waiters
         record.delegated = len(waiters) if waiters else 0
         if record.is_coroutine or not self.policy.start_reported:
             self._begin(record, self._now())

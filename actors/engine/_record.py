@@ -29,10 +29,6 @@ _MESSAGE_CHARS = 2000
 class Attempt(Protocol):
     """A started attempt, as the engine sees it (`actors.runtime._execution.Execution`)."""
 
-    @property
-    def token(self) -> object:
-        """Identifies the attempt (a task that waits names it in a `Block`)."""
-
     def claim(self) -> bool:
         """Decide the attempt's outcome: True for the first caller only."""
 
@@ -98,6 +94,7 @@ class TaskRecord:
         "is_coroutine",
         "kept_bridge",
         "kwargs",
+        "lent",
         "max_retries",
         "metadata",
         "name",
@@ -154,6 +151,9 @@ class TaskRecord:
         self.breaker: CircuitBreaker | None = spec.circuit_breaker
         self.permit: Permit | None = None
         self.delegated = 0  # waiters the running attempt answers itself on success
+        self.lent: list[ReplyTo] | None = None
+        """The ``waiters`` list as the latest attempt started with it: the attempt may
+        hold it (no copy per attempt), so the engine copies it before a change."""
         self.cancels: list[ReplyTo] | None = None  # cancel calls waiting for an outcome
         self.idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
         self.trace: Any = spec.trace  # OpenTelemetry context at registration, or None
@@ -183,7 +183,8 @@ class TaskRecord:
         else:
             self.spec = None
         self.func = self.args = self.kwargs = self.bridge = self.execution = None
-        self.waiters = self.breaker = self.permit = self.cancels = self.trace = None
+        self.waiters = self.lent = self.breaker = self.permit = self.cancels = None
+        self.trace = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

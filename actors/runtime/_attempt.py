@@ -6,7 +6,7 @@ import asyncio
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from actors.core import CancellationToken
+from actors.core import TaskScope
 
 if TYPE_CHECKING:
     from actors.core import LoopBridge, ReplyTo
@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 __all__ = ["Execution"]
 
 
-class Execution:
+class Execution(TaskScope):
     """One attempt of one task. `cancel` is safe from any thread and idempotent.
+
+    It is the task code's `TaskScope` too (`actors.core.TASK_CONTEXT`): its id, name,
+    type, and its cancellation token, made only if the code asks for it.
 
     ``bridge`` is the task's owner loop: where a coroutine runs, and where an awaitable
     that a plain function returned is awaited (None: nowhere, it is refused).
@@ -30,11 +33,7 @@ class Execution:
         "bridge",
         "cancel_requested",
         "clock",
-        "name",
         "remote",
-        "task_id",
-        "task_type",
-        "token",
         "trace",
         "waiters",
     )
@@ -46,15 +45,15 @@ class Execution:
         bridge: LoopBridge | None,
         record: TaskRecord | None = None,
     ) -> None:
-        self.task_id = task_id
+        if record is None:
+            super().__init__(task_id)
+        else:
+            super().__init__(task_id, record.name, record.task_type)
         self.attempt = attempt
         self.bridge = bridge
-        self.name = "" if record is None else record.name
-        self.task_type = "" if record is None else record.task_type
         self.trace: Any = None if record is None else record.trace
         """The OpenTelemetry context captured at ``register_task`` (`actors.observe._tracing`);
         None when OpenTelemetry is not installed: the attempt is then not traced."""
-        self.token = CancellationToken()
         self.atask: asyncio.Task[Any] | None = None
         self.cancel_requested = False
         self.remote: Future[Any] | None = None
@@ -62,7 +61,9 @@ class Execution:
         token: a call still queued is cancelled, a running one is abandoned)."""
         self.waiters: list[ReplyTo] | None = None
         """Callers the manager lets this attempt answer itself if it succeeds, saving
-        the round trip through the manager (which still hears the outcome first)."""
+        the round trip through the manager (which still hears the outcome first): the
+        task's list of waiters as the attempt started, not a copy (the engine never
+        changes it in place afterwards: `TaskRecord.lent`)."""
         self._decided = bytearray(1)
         """Emptied by the first `claim` (an atomic `pop` under the GIL); a bytearray,
         which the cyclic GC does not track, where a lock is one more object it does."""
@@ -83,7 +84,7 @@ class Execution:
         return True
 
     def cancel(self) -> None:
-        self.token.cancel()
+        self.set_cancelled()
         remote = self.remote
         if remote is not None:
             remote.cancel()

@@ -166,7 +166,7 @@ async def _run_coroutine(
     execution: Execution, func: Callable[..., Any], args: Args, kwargs: Kwargs, report: Report
 ) -> None:
     task_id = execution.task_id
-    TASK_CONTEXT.set((task_id, execution.token, execution.name, execution.task_type))
+    TASK_CONTEXT.set(execution)
     bound = bind_task_id(task_id)
     try:
         try:
@@ -176,6 +176,9 @@ async def _run_coroutine(
                 value = await traced_await(execution, func, args, kwargs)
         finally:
             unbind_task_id(bound)
+            # The asyncio task's context holds the attempt (`TASK_CONTEXT`): an attempt
+            # that kept holding its task would make a cycle only the cyclic GC frees.
+            execution.atask = None
     except asyncio.CancelledError as exc:
         if not execution.cancel_requested:
             # Raised by the task's own code, or its asyncio task was cancelled by someone
@@ -214,10 +217,10 @@ def run_function(
     If the function returns an awaitable, it is awaited on the task's owner loop
     (``execution.bridge``) and the attempt ends when that does.
     """
-    if execution.token.cancelled:
+    if execution.cancelled:
         return
     task_id = execution.task_id
-    reset = TASK_CONTEXT.set((task_id, execution.token, execution.name, execution.task_type))
+    reset = TASK_CONTEXT.set(execution)
     try:
         bound = bind_task_id(task_id)
         try:

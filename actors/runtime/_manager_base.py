@@ -244,8 +244,7 @@ class BaseManager(SupervisedActor):
         function as `_start_function` says."""
         execution = Execution(record.task_id, record.attempts, record.bridge, record)
         execution.clock = self.clock
-        if record.waiters:
-            execution.waiters = record.waiters.copy()
+        execution.waiters = record.waiters  # the engine never changes it in place now
         if self.link is not None and self.link.durable(record.task_id):
             self.link.defer_start(self, execution, record)
         else:

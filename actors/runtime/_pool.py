@@ -82,7 +82,7 @@ def _run_direct(
 
 def _started(execution: Execution, report: Callable[[Any], None]) -> bool:
     """Tell the manager the attempt starts now; False if it was cancelled meanwhile."""
-    if execution.token.cancelled:
+    if execution.cancelled:
         return False
     clock = execution.clock
     at = time.monotonic() if clock is None else clock.monotonic()
@@ -132,7 +132,7 @@ class ThreadPoolActor(SystemChild[PoolState]):
                     message.args,
                     message.kwargs,
                     message.report,
-                    on_abandon=execution.token.cancel,
+                    on_abandon=execution.set_cancelled,
                 )
             else:
                 self._run_remote(message)
@@ -191,8 +191,7 @@ class ThreadPoolActor(SystemChild[PoolState]):
         if future is not None:
             # A queued call is dropped if the attempt is cancelled or times out first.
             execution.remote = future
-            token = execution.token  # set meanwhile by the manager's thread?
-            if token.cancelled:
+            if execution.cancelled:  # set meanwhile by the manager's thread?
                 future.cancel()
 
     def _submit(self, message: Any, call: RemoteCall) -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 
 from loguru import logger
 
-from actors.core import TASK_CONTEXT, CancellationToken
+from actors.core import TASK_CONTEXT, TaskScope
 
 __all__ = ["Outcome", "decode", "run_remote"]
 
@@ -52,7 +52,7 @@ def run_remote(
     """
     if task_id is None:
         return _call(func, args, kwargs)
-    reset = TASK_CONTEXT.set((task_id, CancellationToken()))
+    reset = TASK_CONTEXT.set(TaskScope(task_id))
     try:
         with logger.contextualize(task_id=task_id):
             return _call(func, args, kwargs)

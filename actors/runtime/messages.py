@@ -126,8 +126,8 @@ class Unwait(NamedTuple):
 
 
 class Block(NamedTuple):
-    """Attempt ``token`` of task ``task_id`` waits for another task (``blocked``), or
-    stopped waiting."""
+    """Attempt ``token`` of task ``task_id`` (the `actors.core.TaskScope` its code runs
+    in) waits for another task (``blocked``), or stopped waiting."""
 
     task_id: str
     token: object

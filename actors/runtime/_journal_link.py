@@ -110,6 +110,7 @@ fields of `StatusChange` from ``updated_at`` on, in the same order."""
 assert TaskRow._fields[_DEFINITION:] == ("status", "created_at", *StatusChange._fields[2:])
 _CREATED = TaskRow._fields.index("created_at")
 _BACKEND = TaskRow._fields.index("backend")
+_DEPENDENCIES = TaskRow._fields.index("dependencies")
 _EXECUTED = TaskRow._fields.index("executed")
 
 
@@ -118,8 +119,10 @@ class DurableEngine(Engine):
 
     def __init__(self, policy: Policy, clock: Clock, wall: Callable[[], float] = time.time):
         super().__init__(policy, clock, wall)
-        self.rows: dict[str, TaskRow] = {}
-        """Durable task id -> its journaled definition (state fields not kept up to date)."""
+        self.rows: dict[str, tuple[Any, ...]] = {}
+        """Durable task id -> its journaled definition (state fields not kept up to date):
+        the values of a `TaskRow` in a plain tuple, which the garbage collector stops
+        tracking (a named tuple it visits at every collection, with its 29 fields)."""
         self.unwritten: set[str] = set()
         """Durable tasks registered whose row has not been sent to the journal yet."""
         self.rewrite: set[str] = set()
@@ -227,9 +230,9 @@ class JournalLink:
         commit. A task id the journal holds already answers with the id (idempotent
         start-up code), or raises if the definition differs."""
         engine = self.engine
-        row = cast(TaskRow, message.journal)
+        given = cast(TaskRow, message.journal)
         # Its id and task system (`_replace` costs ten times more).
-        row = _make_row((task_id, *row[1:_BACKEND], engine.backend, *row[_BACKEND + 1 :]))
+        row = (task_id, *given[1:_BACKEND], engine.backend, *given[_BACKEND + 1 :])
         if task_id in engine.tasks:
             journaled = engine.rows.get(task_id)
             if journaled is None:
@@ -255,7 +258,7 @@ class JournalLink:
         graph = engine.graph
         row = engine.rows[task_id]
         dependencies = tuple(graph.dependencies(task_id)) if task_id in graph else ()
-        engine.rows[task_id] = row._replace(dependencies=dependencies)
+        engine.rows[task_id] = (*row[:_DEPENDENCIES], dependencies, *row[_DEPENDENCIES + 1 :])
         engine.rewrite.add(task_id)
         engine.touched.add(task_id)
         engine.answers.append((reply, None))

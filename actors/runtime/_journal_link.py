@@ -15,11 +15,14 @@ hands the journal what must wait for the commit:
 The journal runs these actions after its commit, on its own thread; a failed commit
 runs them too (the system goes on from memory, see the README).
 
-A batch with no reply to give sends the record of a task that its first execution put
-in the queue (or made wait for its dependencies) as *deferred*: nobody has been told it
-is durable (an ``execute_task(wait=True)`` answers with the result, after its running
-record), so it may wait, up to `DEFER_FOR` seconds, for the task's running record,
-which then takes it along: one write instead of two for a task that starts soon.
+A batch with no reply to give *holds* the record of a task that its first execution
+put in the queue (or made wait for its dependencies): nobody has been told it is
+durable (an ``execute_task(wait=True)`` answers with the result, after its running
+record), so the record may wait, up to `DEFER_FOR` seconds, for the task's running
+record, which makes it needless: one write instead of two for a task that starts soon.
+A held record is not even built: the link keeps the task's id, and builds its record
+from the task's state when the timer (`messages.JournalDue`, on the system's clock)
+or the manager's stop or shutdown asks for it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from actors.core import (
     TaskInfo,
     TaskStatus,
     gc_paused,
+    tell_later,
 )
 from actors.engine import Engine, Policy, StartFailed
 from actors.journal import Codec, Deletion, Record, StatusChange, TaskRow, error_fields
@@ -48,9 +52,10 @@ if TYPE_CHECKING:
     from actors.engine import TaskRecord, Transition
     from actors.runtime._attempt import Execution
     from actors.runtime._shared import SystemContext
-    from supervisors import ChildHandle, Clock
+    from supervisors import ChildHandle, Clock, TimerHandle
 
 __all__ = [
+    "DEFER_FOR",
     "RERUN_CHUNK",
     "Answer",
     "DurableEngine",
@@ -60,6 +65,9 @@ __all__ = [
     "journal_link",
     "start_all",
 ]
+
+DEFER_FOR = 1.0
+"""Seconds a held record may wait for a later record of its task."""
 
 RERUN_CHUNK = 1000
 """Recovered tasks a manager executes again per message: between two chunks it answers
@@ -101,7 +109,7 @@ Start = tuple[Launcher, "Execution", AttemptView]
 _PENDING = TaskStatus.PENDING
 _COMPLETED = TaskStatus.COMPLETED
 _MAY_WAIT = frozenset((TaskStatus.QUEUED, TaskStatus.WAITING))
-"""The states of a task executed and not started yet whose record may be deferred."""
+"""The states of a task executed and not started yet whose record may be held."""
 _RUNNING_VALUE = TaskStatus.RUNNING.value
 _VALUES = {status: status.value for status in TaskStatus}
 _DEFINITION = TaskRow._fields.index("status")
@@ -144,6 +152,12 @@ class DurableEngine(Engine):
         self.quiet = 0
         """The first transitions that recovery made putting the journal's tasks back:
         the file holds their states already (what differs from it is ``touched``)."""
+        self.held: set[str] = set()
+        """Durable tasks whose queued (or waiting) record is held, not built yet."""
+        self.held_timer: TimerHandle | None = None
+        """Writes the held records (`DEFER_FOR`), while one is armed."""
+        self.release = False
+        """The next batch writes the held records and holds none."""
         self.detached = False
         """The system shuts down: its cancellations are not journaled."""
 
@@ -173,6 +187,8 @@ class JournalLink:
     engine: DurableEngine
     journal: ChildHandle
     codec: Codec
+    me: ChildHandle
+    """The manager: where the timer of the held records tells `messages.JournalDue`."""
 
     def start(self) -> bool:
         """Whether recovered tasks wait to be executed again (`rerun_next` does it, a
@@ -186,6 +202,10 @@ class JournalLink:
         # leave them unexecuted.
         for task_id in [t for t in engine.touched if t in engine.rerunning]:
             self.promote(task_id)
+        if engine.held:  # the timer's message may have reached no incarnation
+            if engine.held_timer is not None:
+                engine.held_timer.cancel()
+            engine.held_timer = tell_later(engine.clock, DEFER_FOR, self.me, messages.JournalDue())
         return bool(engine.rerun)
 
     def rerun_next(self) -> bool:
@@ -215,13 +235,33 @@ class JournalLink:
 
     def detach(self) -> None:
         """Journal no more changes: the system is shutting down, and its cancellations
-        must not reach the file (unfinished durable tasks come back at the next start)."""
+        must not reach the file (unfinished durable tasks come back at the next start).
+        The held records are sent first: a task queued now comes back queued."""
+        self.stop()
         self.engine.detached = True
+
+    def due(self) -> None:
+        """The timer of the held records: the next batch (`send`) writes them."""
+        engine = self.engine
+        engine.held_timer = None
+        if engine.held:
+            engine.release = True
+
+    def stop(self) -> None:
+        """The manager stops: send the held records now (the journal stops after the
+        managers), and disarm their timer."""
+        engine = self.engine
+        timer, engine.held_timer = engine.held_timer, None
+        if timer is not None:
+            timer.cancel()
+        if engine.held and not engine.detached:
+            engine.release = True
+            self.send([])
 
     def busy(self) -> bool:
         """Whether there is something to send without a transition."""
         engine = self.engine
-        return bool(engine.answers or engine.starts or engine.touched)
+        return bool(engine.answers or engine.starts or engine.touched or engine.release)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -309,10 +349,16 @@ class JournalLink:
         if engine.touched:
             changed.update(dict.fromkeys(engine.touched))
             engine.touched.clear()
+        held = engine.held
+        if engine.release:  # the held records are written now, and none is held
+            engine.release = False
+            changed.update(dict.fromkeys(held))
+            held.clear()
+            hold = False
+        else:  # with no reply to give, a first execution's queued record may wait
+            hold = not engine.answers
         records: list[Record] = []
         append = records.append
-        # With no reply to give, a first execution's queued record may wait (see above).
-        deferred: list[Record] | None = None if engine.answers else []
         tasks = engine.tasks
         unwritten = engine.unwritten
         recoveries = engine.recoveries
@@ -325,6 +371,7 @@ class JournalLink:
             if record is None:
                 if rows.pop(task_id, None) is not None and task_id not in unwritten:
                     append(Deletion(task_id))
+                held.discard(task_id)
                 unwritten.discard(task_id)
                 rewrite.discard(task_id)
                 recoveries.pop(task_id, None)
@@ -341,6 +388,17 @@ class JournalLink:
                     continue
             elif rewrite and task_id in rewrite:
                 row = rows[task_id]
+            elif (
+                hold
+                and execution is None
+                and status in _MAY_WAIT
+                and not record.attempts
+                and task_id not in recoveries
+            ):
+                held.add(task_id)
+                continue
+            if held:
+                held.discard(task_id)  # this record says more than the held one
             # The state of the task (`StatusChange`'s fields after ``task_id``). An
             # attempt handed off may be running already: say so, so recovery runs it again.
             result = note = error_type = error_message = None
@@ -364,31 +422,24 @@ class JournalLink:
                 None if finished is None else finished + offset,
             )
             if row is None:
-                if (
-                    deferred is not None
-                    and execution is None
-                    and status in _MAY_WAIT
-                    and not record.attempts
-                    and task_id not in recoveries
-                ):
-                    deferred.append(_make_change((task_id, *state)))
-                else:
-                    append(_make_change((task_id, *state)))
+                append(_make_change((task_id, *state)))
             else:  # the definition's fields, then the state (`TaskRow` ends with them)
                 created = record.created_at + offset
                 append(_make_row((*row[:_DEFINITION], state[0], created, *state[1:])))
         rewrite.clear()
+        if held and engine.held_timer is None:
+            engine.held_timer = tell_later(engine.clock, DEFER_FOR, self.me, messages.JournalDue())
         answers = engine.answers
         starts = engine.starts
-        if not records and not answers and not starts and not deferred:
+        if not records and not answers and not starts:
             return
         engine.answers = []
         if starts:
             engine.starts = []
             starting, engine.starting = engine.starting, []
-            batch = messages.JournalBatch(records, answers, starts, starting, deferred or ())
+            batch = messages.JournalBatch(records, answers, starts, starting)
         else:
-            batch = messages.JournalBatch(records, answers, deferred=deferred or ())
+            batch = messages.JournalBatch(records, answers)
         try:
             self.journal.tell(batch)
         except Exception:  # the system is stopping (an ActorsError): go on from memory
@@ -400,11 +451,12 @@ _make_row = TaskRow._make
 _make_change = StatusChange._make
 
 
-def journal_link(ctx: SystemContext, engine: Engine) -> JournalLink | None:
-    """The link of a manager whose state is ``engine``; None without a journal."""
+def journal_link(ctx: SystemContext, engine: Engine, me: ChildHandle) -> JournalLink | None:
+    """The link of manager ``me`` whose state is ``engine``; None without a journal."""
     if not isinstance(engine, DurableEngine):
         return None
-    return JournalLink(engine, ctx.handle("journal"), codec_for(ctx.config.JOURNAL_SERIALIZER))
+    codec = codec_for(ctx.config.JOURNAL_SERIALIZER)
+    return JournalLink(engine, ctx.handle("journal"), codec, me)
 
 
 _read_attempt = operator.attrgetter(*AttemptView._fields)

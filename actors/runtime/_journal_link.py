@@ -249,14 +249,20 @@ class JournalLink:
 
     def stop(self) -> None:
         """The manager stops: send the held records now (the journal stops after the
-        managers), and disarm their timer."""
+        managers), and disarm their timer. Only those: the answers and attempt starts
+        waiting for a batch stay with the engine (for a next incarnation, if any)."""
         engine = self.engine
         timer, engine.held_timer = engine.held_timer, None
         if timer is not None:
             timer.cancel()
         if engine.held and not engine.detached:
+            kept = engine.answers, engine.starts, engine.starting, engine.touched
+            engine.answers, engine.starts, engine.starting, engine.touched = [], [], [], set()
             engine.release = True
-            self.send([])
+            try:
+                self.send([])
+            finally:
+                engine.answers, engine.starts, engine.starting, engine.touched = kept
 
     def busy(self) -> bool:
         """Whether there is something to send without a transition."""

@@ -414,24 +414,23 @@ class JournalLink:
                 error_type, error_message = error_fields(record.error)
             started = record.started_at
             finished = record.finished_at
-            state = (
-                _RUNNING_VALUE if execution is not None else _VALUES[status],
-                wall,
-                status is not _PENDING,
-                record.attempts,
-                recoveries.get(task_id, 0),
-                result,
-                note,
-                error_type,
-                error_message,
-                None if started is None else started + offset,
-                None if finished is None else finished + offset,
-            )
-            if row is None:
-                append(_make_change((task_id, *state)))
+            value = _RUNNING_VALUE if execution is not None else _VALUES[status]
+            if started is not None:
+                started += offset
+            if finished is not None:
+                finished += offset
+            executed = status is not _PENDING
+            attempts = record.attempts
+            recovered = recoveries.get(task_id, 0) if recoveries else 0
+            if row is None:  # one tuple, no `_make` call: the cheapest record to build
+                append(_new(StatusChange, (task_id, value, wall, executed, attempts, recovered,
+                                           result, note, error_type, error_message, started,
+                                           finished)))  # fmt: skip
             else:  # the definition's fields, then the state (`TaskRow` ends with them)
                 created = record.created_at + offset
-                append(_make_row((*row[:_DEFINITION], state[0], created, *state[1:])))
+                append(_make_row((*row[:_DEFINITION], value, created, wall, executed, attempts,
+                                  recovered, result, note, error_type, error_message, started,
+                                  finished)))  # fmt: skip
         rewrite.clear()
         if held and engine.held_timer is None:
             engine.held_timer = tell_later(engine.clock, DEFER_FOR, self.me, messages.JournalDue())
@@ -454,7 +453,7 @@ class JournalLink:
 
 
 _make_row = TaskRow._make
-_make_change = StatusChange._make
+_new = tuple.__new__
 
 
 def journal_link(ctx: SystemContext, engine: Engine, me: ChildHandle) -> JournalLink | None:

@@ -27,9 +27,10 @@ from actors import (
 )
 from actors.engine import Policy
 from actors.journal import Codec, JournalStore, TaskRow, function_reference
-from actors.runtime import _journal, _journal_link
+from actors.runtime import _journal_link
 from actors.runtime import _recovery as recovery
 from actors.runtime._journal_link import DurableEngine, JournalLink
+from supervisors import Kill
 from supervisors.testing import FakeClock
 
 RUNS: list[tuple[Any, ...]] = []
@@ -395,7 +396,7 @@ async def test_a_queued_record_nobody_waits_for_is_written_within_defer_for(
         assert await tm.execute_task("marker") is True  # answered: committed, not deferred
         assert rows(path)[2] == ("marker", "queued", 1, 0, 0, None, None)
         assert rows(path)[1] == ("later", "pending", 0, 0, 0, None, None)
-        clock.advance(_journal.DEFER_FOR)  # the journal's timer: before the next batch
+        clock.advance(_journal_link.DEFER_FOR)  # the manager's timer: before the next batch
         await tm.register_task("add", add, (5, 5), task_id="after")
         assert rows(path)[1] == ("later", "queued", 1, 0, 0, None, None)
         GATE[0].set()
@@ -432,6 +433,44 @@ async def test_a_deferred_queued_record_is_written_at_shutdown_and_runs_again(
         assert await system.task_manager.wait_for_task("later", timeout=10) == 3
         assert await system.task_manager.wait_for_task("gated", timeout=10) == "open"
     assert RUNS == [(1, 2)]
+
+
+async def test_a_held_queued_record_outlives_a_killed_manager(tmp_path: Path) -> None:
+    """The manager holds the queued record (its task id, in its engine, which outlives
+    incarnations): a `Kill` loses nothing, and the timer still writes it."""
+    path = tmp_path / "tasks.db"
+    clock = FakeClock()
+    GATE[:] = [asyncio.Event()]
+    settings = config(path, MAX_CONCURRENT_TASKS=1, RESTART_BACKOFF_INITIAL=0.0)
+    async with ActorSystem(settings, clock=clock) as system:
+        tm = system.task_manager
+        waited = await _queued_behind_a_gate(tm, path)
+        system.supervisor.child("task_manager").tell(Kill())
+        assert await tm.get_task_status("later") is TaskStatus.QUEUED  # the next incarnation
+        assert rows(path)[1] == ("later", "pending", 0, 0, 0, None, None)
+        clock.advance(_journal_link.DEFER_FOR)
+        await tm.register_task("add", add, (5, 5), task_id="after")
+        assert rows(path)[1] == ("later", "queued", 1, 0, 0, None, None)
+        GATE[0].set()
+        assert await asyncio.wait_for(waited, 10) == 3
+
+
+async def test_a_held_queued_record_is_written_by_a_stop_without_shutdown(
+    tmp_path: Path,
+) -> None:
+    """`stop_sync` (at interpreter exit, say) sends no `Shutdown`: the manager's stop
+    sends its held records to the journal, which stops after the managers."""
+    path = tmp_path / "tasks.db"
+    GATE[:] = [asyncio.Event()]
+    async with ActorSystem(config(path, MAX_CONCURRENT_TASKS=1), clock=FakeClock()) as system:
+        waited = await _queued_behind_a_gate(system.task_manager, path)
+        await asyncio.to_thread(system.stop_sync)
+        GATE[0].set()
+    waited.cancel()
+    assert rows(path)[:2] == [
+        ("gated", "running", 1, 1, 0, None, None),
+        ("later", "queued", 1, 0, 0, None, None),
+    ]
 
 
 # -- a full disk, a locked file: reported, and the system goes on from memory -------------
@@ -517,7 +556,7 @@ def _recovered(rows: list[TaskRow], max_finished: int = 0) -> tuple[Any, Recordi
         bridge=None, max_recoveries=3,  # type: ignore[arg-type]
     )  # fmt: skip
     journal = _Journal()
-    link = JournalLink(engine, journal, Codec("json"))  # type: ignore[arg-type]
+    link = JournalLink(engine, journal, Codec("json"), _Journal())  # type: ignore[arg-type]
     return link, port, journal.sent
 
 

@@ -372,7 +372,8 @@ class Codec:
             if value is None:
                 return _NULL
             # An int's JSON is its repr (a bool's is not: "true").
-            return EncodedResult(int.__repr__(value) if type(value) is int else _dumps(value), None)
+            payload = int.__repr__(value) if type(value) is int else _dumps(value)
+            return tuple.__new__(EncodedResult, (payload, None))  # no `__new__` call in Python
         try:
             return EncodedResult(self.encode_value(value, what="result", task=task), None)
         except JournalEncodeError as exc:

@@ -18,7 +18,7 @@ import operator
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from actors.core import (
@@ -222,28 +222,32 @@ def _write_run(plan: Plan, kind: type, run: list[Any]) -> None:
         # parameter costs SQLite more than the rest of the update.
         groups: dict[tuple[bool, ...], list[Any]] = {}
         for change in run:
-            nulls = tuple(map(_is_none, change[_OPTIONAL:]))
+            a, b, c, d, e, f = change[_OPTIONAL:]
+            nulls = (a is None, b is None, c is None, d is None, e is None, f is None)
             group = groups.get(nulls)
             if group is None:
                 group = groups[nulls] = []
             group.append(change)
-        for nulls, changes in groups.items():
-            if not any(nulls):
+        for key, changes in groups.items():
+            if not any(key):
                 _write_chunks(plan, StatusChange, changes)
                 continue
-            keep = [index for index, null in enumerate(nulls, _OPTIONAL) if not null]
-            _write_chunks(
-                plan,
-                _change_statement(nulls),
-                [(*c[:_OPTIONAL], *[c[index] for index in keep]) for c in changes],
-            )
+            bound = _bound_of(key)  # the fields of each change that are bound
+            _write_chunks(plan, _change_statement(key), list(map(bound, changes)))
         return
     _write_chunks(plan, kind, run)
 
 
-_is_none = functools.partial(operator.is_, None)
 _OPTIONAL = StatusChange._fields.index("result")
 """`StatusChange`'s fields from here on may be None."""
+
+
+@functools.cache
+def _bound_of(nulls: tuple[bool, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """What a change with the optional fields ``nulls`` binds: its fields up to
+    `_OPTIONAL`, then the optional ones not None (a C-level getter)."""
+    keep = [index for index, null in enumerate(nulls, _OPTIONAL) if not null]
+    return operator.itemgetter(*range(_OPTIONAL), *keep)
 
 
 def _change_statement(nulls: tuple[bool, ...]) -> tuple[str, tuple[bool, ...]]:
@@ -304,9 +308,10 @@ def _write_chunks(plan: Plan, kind: Any, run: list[Any], shared: tuple[Any, ...]
         size = left if left <= _STEP else min(left - left % _STEP, _WIDEST)
         chunk = run[start : start + size]
         start += size
-        plan.append((_sql(kind, size), [*shared, *[value for params in chunk for value in params]]))
+        plan.append((_sql(kind, size), [*shared, *_flat(chunk)]))
 
 
+_flat = itertools.chain.from_iterable
 _EXECUTED = _COLUMNS.index("executed")
 
 

@@ -3,13 +3,10 @@
 `JournalWriter` is a plain object (no thread, no actor): the journal actor adds the
 records of the engine's transitions and flushes when its mailbox is empty. Records of
 one task coalesce, so a task that went pending -> queued -> running -> completed since
-the last flush costs one row write. Records that nobody waits for may be *deferred*
-(`defer_all`): a flush leaves them for later unless asked for them, and a later record
-of their task takes them along (a task queued now and started soon costs one write).
-A failed flush is reported to ``on_error`` (never raised) and its records stay
-pending, for the next flush or, through `take_pending`, for the next incarnation of
-the actor (the state-handover pattern of the supervised children: what outlives an
-incarnation is a plain object handed to the next one).
+the last flush costs one row write. A failed flush is reported to ``on_error`` (never
+raised) and its records stay pending, for the next flush or, through `take_pending`,
+for the next incarnation of the actor (the state-handover pattern of the supervised
+children: what outlives an incarnation is a plain object handed to the next one).
 """
 
 from __future__ import annotations
@@ -45,15 +42,7 @@ class JournalWriter:
     previous writer) is added first, in order.
     """
 
-    __slots__ = (
-        "_deferred",
-        "_on_error",
-        "_pending",
-        "commits",
-        "failures",
-        "records_written",
-        "store",
-    )
+    __slots__ = ("_on_error", "_pending", "commits", "failures", "records_written", "store")
 
     def __init__(
         self,
@@ -65,8 +54,6 @@ class JournalWriter:
         self.store = store
         self._on_error = on_error
         self._pending: dict[str, Record] = {}
-        self._deferred: dict[str, Record] = {}
-        """Records that may wait (`defer_all`); a task is in one of the two dicts at most."""
         self.commits = 0
         """Flushes that committed a transaction."""
         self.records_written = 0
@@ -76,53 +63,27 @@ class JournalWriter:
         self.add_all(pending)
 
     def add(self, record: Record) -> None:
-        """Queue ``record``, merged with the task's pending (or deferred) record if there
-        is one."""
-        self.add_all((record,))
+        """Queue ``record``, merged with the task's pending record if there is one."""
+        pending = self._pending
+        task_id = record.task_id
+        earlier = pending.get(task_id)
+        pending[task_id] = record if earlier is None else merge(earlier, record)
 
     def add_all(self, records: Iterable[Record]) -> None:
         """`add` each of ``records``, in order."""
         pending = self._pending
         get = pending.get
-        deferred = self._deferred
         for record in records:
             task_id = record.task_id
             earlier = get(task_id)
-            if earlier is None and deferred:
-                earlier = deferred.pop(task_id, None)
             pending[task_id] = record if earlier is None else merge(earlier, record)
 
-    def defer_all(self, records: Iterable[Record]) -> None:
-        """Queue ``records``, in order, as records that may wait: `flush` writes them only
-        when asked to (``deferred=True``); until then a later record of their task
-        (`add`) merges them in and takes them with it. Meant for `StatusChange`s of rows
-        in the file (their place in load order does not move)."""
-        pending = self._pending
-        deferred = self._deferred
-        for record in records:
-            task_id = record.task_id
-            earlier = pending.get(task_id)
-            if earlier is not None:  # it goes with the next flush anyway
-                pending[task_id] = merge(earlier, record)
-                continue
-            earlier = deferred.get(task_id)
-            deferred[task_id] = record if earlier is None else merge(earlier, record)
-
-    @property
-    def deferred(self) -> int:
-        """How many of the records not written yet are deferred."""
-        return len(self._deferred)
-
-    def flush(self, *, deferred: bool = False) -> bool:
-        """Write every pending record (and, with ``deferred``, every deferred one) in one
-        transaction.
+    def flush(self) -> bool:
+        """Write every pending record in one transaction.
 
         True: they are committed (or there was nothing to write). False: the error went
         to ``on_error`` and the records stay pending (records added later merge in).
         """
-        if deferred and self._deferred:
-            self._pending.update(self._deferred)  # no task is in both
-            self._deferred.clear()
         if not self._pending:
             return True
         if not self._write(_grouped(self._pending.values())):
@@ -173,22 +134,17 @@ class JournalWriter:
         return True
 
     def pending(self) -> list[Record]:
-        """The records not written yet, in order, the deferred ones last (a copy)."""
-        return [*self._pending.values(), *self._deferred.values()]
+        """The records not written yet, in order (a copy)."""
+        return list(self._pending.values())
 
     def take_pending(self) -> list[Record]:
-        """The records not written yet (`pending`); this writer is left with none."""
-        taken = self.pending()
+        """The records not written yet, in order; this writer is left with none."""
+        taken = list(self._pending.values())
         self._pending.clear()
-        self._deferred.clear()
         return taken
 
     def __len__(self) -> int:
-        """The records `flush` writes (the deferred ones are counted by `deferred`)."""
         return len(self._pending)
 
     def __repr__(self) -> str:
-        return (
-            f"JournalWriter({self.store!r}, pending={len(self._pending)}, "
-            f"deferred={len(self._deferred)})"
-        )
+        return f"JournalWriter({self.store!r}, pending={len(self._pending)})"

@@ -112,7 +112,7 @@ them but the id and the task system, which the registration does not choose."""
 _PAYLOADS = {"args": "arguments", "kwargs": "keyword arguments", "metadata": "metadata"}
 
 
-def same_definition(journaled: TaskRow, row: TaskRow, codec: Codec) -> str | None:
+def same_definition(journaled: tuple[Any, ...], row: tuple[Any, ...], codec: Codec) -> str | None:
     """None when ``row`` registers the same task as ``journaled``; else what differs:
     the first field (in `register_task`'s order) whose values differ, and both values.
 

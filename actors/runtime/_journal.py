@@ -6,12 +6,6 @@ in one transaction (group commit), then runs the batches' actions: the replies o
 durable registrations and executions, and the starts of durable attempts. It is the
 only actor that waits for the disk.
 
-A batch's deferred records (a task queued or waiting that nobody waits for: see
-`JournalLink`) are written within `DEFER_FOR` seconds (a timer on the system's
-clock), at a stop, or sooner with a later record of their task: a task executed and
-started within that time costs one write, not two. (Their number needs no bound of
-its own: one record per task the manager holds in memory anyway.)
-
 Its `JournalState` outlives incarnations and holds the writer (with the records not
 written yet) and the actions not run yet: a `Kill` mid-run loses nothing, the next
 incarnation writes them (the state handover of the other children). A failed write
@@ -28,24 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from actors.core import tell_later
 from actors.journal import JournalStore, JournalWriter
 from actors.runtime._journal_link import Answer, Start, answer_all, start_all
 from actors.runtime._shared import SystemChild
-from actors.runtime.messages import JournalBatch, JournalDue, JournalFailed
+from actors.runtime.messages import JournalBatch, JournalFailed
 
 if TYPE_CHECKING:
     from actors.core import JournalError
     from actors.runtime._shared import SystemContext
-    from supervisors import TimerHandle
 
-__all__ = ["DEFER_FOR", "FLUSH_AT", "JournalActor", "JournalState"]
+__all__ = ["FLUSH_AT", "JournalActor", "JournalState"]
 
 FLUSH_AT = 8192
 """Pending records (or actions) that trigger a write before the mailbox is empty."""
-
-DEFER_FOR = 1.0
-"""Seconds a deferred record may wait for a later record of its task (`JournalBatch`)."""
 
 _log = logger.bind(actor="journal")
 
@@ -60,8 +49,6 @@ class JournalState:
         self.answers: list[Answer] = []
         self.starts: list[Start] = []
         """What waits for the next commit (the state handover keeps them)."""
-        self.due: TimerHandle | None = None
-        """The timer that writes the deferred records (`DEFER_FOR`), while one is armed."""
         self.errors = 0
         """Failed writes so far."""
 
@@ -83,10 +70,7 @@ class JournalActor(SystemChild[JournalState]):
         self.commit()  # what the previous incarnation had not written
 
     def on_stop(self) -> None:
-        self.commit(deferred=True)  # the deferred records too: none is left to wait
-        due, self.state.due = self.state.due, None
-        if due is not None:
-            due.cancel()
+        self.commit()
 
     def on_idle(self) -> None:
         self.commit()
@@ -96,19 +80,11 @@ class JournalActor(SystemChild[JournalState]):
             state = self.state
             writer = self.writer
             writer.add_all(message.records)
-            if message.deferred:
-                writer.defer_all(message.deferred)
-                if state.due is None:
-                    me = self.ctx.handle(self.CHILD_ID)
-                    state.due = tell_later(self.ctx.clock, DEFER_FOR, me, JournalDue())
             state.answers += message.answers
             if message.starts:
                 self.start_attempts(message.starting, message.starts)
             if len(writer) >= FLUSH_AT or len(state.answers) >= FLUSH_AT:
                 self.commit()
-        elif type(message) is JournalDue:
-            self.state.due = None
-            self.commit(deferred=True)
         else:
             _log.warning("unexpected message {!r}", message)
         return None
@@ -123,11 +99,11 @@ class JournalActor(SystemChild[JournalState]):
         else:
             self.state.starts += starts
 
-    def commit(self, *, deferred: bool = False) -> None:
-        """Write what is pending (with ``deferred``, the deferred records too) in one
-        transaction, then give the waiting answers and start the waiting attempts."""
+    def commit(self) -> None:
+        """Write what is pending in one transaction, then give the waiting answers and
+        start the waiting attempts."""
         state = self.state
-        self.writer.flush(deferred=deferred)
+        self.writer.flush()
         if state.starts:
             starts, state.starts = state.starts, []
             start_all(starts)

@@ -15,11 +15,14 @@ hands the journal what must wait for the commit:
 The journal runs these actions after its commit, on its own thread; a failed commit
 runs them too (the system goes on from memory, see the README).
 
-A batch with no reply to give sends the record of a task that its first execution put
-in the queue (or made wait for its dependencies) as *deferred*: nobody has been told it
-is durable (an ``execute_task(wait=True)`` answers with the result, after its running
-record), so it may wait, up to `DEFER_FOR` seconds, for the task's running record,
-which then takes it along: one write instead of two for a task that starts soon.
+A batch with no reply to give *holds* the record of a task that its first execution
+put in the queue (or made wait for its dependencies): nobody has been told it is
+durable (an ``execute_task(wait=True)`` answers with the result, after its running
+record), so the record may wait, up to `DEFER_FOR` seconds, for the task's running
+record, which makes it needless: one write instead of two for a task that starts soon.
+A held record is not even built: the link keeps the task's id, and builds its record
+from the task's state when the timer (`messages.JournalDue`, on the system's clock)
+or the manager's stop or shutdown asks for it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from actors.core import (
     TaskInfo,
     TaskStatus,
     gc_paused,
+    tell_later,
 )
 from actors.engine import Engine, Policy, StartFailed
 from actors.journal import Codec, Deletion, Record, StatusChange, TaskRow, error_fields
@@ -48,9 +52,10 @@ if TYPE_CHECKING:
     from actors.engine import TaskRecord, Transition
     from actors.runtime._attempt import Execution
     from actors.runtime._shared import SystemContext
-    from supervisors import ChildHandle, Clock
+    from supervisors import ChildHandle, Clock, TimerHandle
 
 __all__ = [
+    "DEFER_FOR",
     "RERUN_CHUNK",
     "Answer",
     "DurableEngine",
@@ -60,6 +65,9 @@ __all__ = [
     "journal_link",
     "start_all",
 ]
+
+DEFER_FOR = 1.0
+"""Seconds a held record may wait for a later record of its task."""
 
 RERUN_CHUNK = 1000
 """Recovered tasks a manager executes again per message: between two chunks it answers
@@ -101,7 +109,7 @@ Start = tuple[Launcher, "Execution", AttemptView]
 _PENDING = TaskStatus.PENDING
 _COMPLETED = TaskStatus.COMPLETED
 _MAY_WAIT = frozenset((TaskStatus.QUEUED, TaskStatus.WAITING))
-"""The states of a task executed and not started yet whose record may be deferred."""
+"""The states of a task executed and not started yet whose record may be held."""
 _RUNNING_VALUE = TaskStatus.RUNNING.value
 _VALUES = {status: status.value for status in TaskStatus}
 _DEFINITION = TaskRow._fields.index("status")
@@ -110,6 +118,7 @@ fields of `StatusChange` from ``updated_at`` on, in the same order."""
 assert TaskRow._fields[_DEFINITION:] == ("status", "created_at", *StatusChange._fields[2:])
 _CREATED = TaskRow._fields.index("created_at")
 _BACKEND = TaskRow._fields.index("backend")
+_DEPENDENCIES = TaskRow._fields.index("dependencies")
 _EXECUTED = TaskRow._fields.index("executed")
 
 
@@ -118,8 +127,10 @@ class DurableEngine(Engine):
 
     def __init__(self, policy: Policy, clock: Clock, wall: Callable[[], float] = time.time):
         super().__init__(policy, clock, wall)
-        self.rows: dict[str, TaskRow] = {}
-        """Durable task id -> its journaled definition (state fields not kept up to date)."""
+        self.rows: dict[str, tuple[Any, ...]] = {}
+        """Durable task id -> its journaled definition (state fields not kept up to date):
+        the values of a `TaskRow` in a plain tuple, which the garbage collector stops
+        tracking (a named tuple it visits at every collection, with its 29 fields)."""
         self.unwritten: set[str] = set()
         """Durable tasks registered whose row has not been sent to the journal yet."""
         self.rewrite: set[str] = set()
@@ -141,6 +152,12 @@ class DurableEngine(Engine):
         self.quiet = 0
         """The first transitions that recovery made putting the journal's tasks back:
         the file holds their states already (what differs from it is ``touched``)."""
+        self.held: set[str] = set()
+        """Durable tasks whose queued (or waiting) record is held, not built yet."""
+        self.held_timer: TimerHandle | None = None
+        """Writes the held records (`DEFER_FOR`), while one is armed."""
+        self.release = False
+        """The next batch writes the held records and holds none."""
         self.detached = False
         """The system shuts down: its cancellations are not journaled."""
 
@@ -170,6 +187,8 @@ class JournalLink:
     engine: DurableEngine
     journal: ChildHandle
     codec: Codec
+    me: ChildHandle
+    """The manager: where the timer of the held records tells `messages.JournalDue`."""
 
     def start(self) -> bool:
         """Whether recovered tasks wait to be executed again (`rerun_next` does it, a
@@ -183,6 +202,10 @@ class JournalLink:
         # leave them unexecuted.
         for task_id in [t for t in engine.touched if t in engine.rerunning]:
             self.promote(task_id)
+        if engine.held:  # the timer's message may have reached no incarnation
+            if engine.held_timer is not None:
+                engine.held_timer.cancel()
+            engine.held_timer = tell_later(engine.clock, DEFER_FOR, self.me, messages.JournalDue())
         return bool(engine.rerun)
 
     def rerun_next(self) -> bool:
@@ -212,13 +235,39 @@ class JournalLink:
 
     def detach(self) -> None:
         """Journal no more changes: the system is shutting down, and its cancellations
-        must not reach the file (unfinished durable tasks come back at the next start)."""
+        must not reach the file (unfinished durable tasks come back at the next start).
+        The held records are sent first: a task queued now comes back queued."""
+        self.stop()
         self.engine.detached = True
+
+    def due(self) -> None:
+        """The timer of the held records: the next batch (`send`) writes them."""
+        engine = self.engine
+        engine.held_timer = None
+        if engine.held:
+            engine.release = True
+
+    def stop(self) -> None:
+        """The manager stops: send the held records now (the journal stops after the
+        managers), and disarm their timer. Only those: the answers and attempt starts
+        waiting for a batch stay with the engine (for a next incarnation, if any)."""
+        engine = self.engine
+        timer, engine.held_timer = engine.held_timer, None
+        if timer is not None:
+            timer.cancel()
+        if engine.held and not engine.detached:
+            kept = engine.answers, engine.starts, engine.starting, engine.touched
+            engine.answers, engine.starts, engine.starting, engine.touched = [], [], [], set()
+            engine.release = True
+            try:
+                self.send([])
+            finally:
+                engine.answers, engine.starts, engine.starting, engine.touched = kept
 
     def busy(self) -> bool:
         """Whether there is something to send without a transition."""
         engine = self.engine
-        return bool(engine.answers or engine.starts or engine.touched)
+        return bool(engine.answers or engine.starts or engine.touched or engine.release)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -227,9 +276,9 @@ class JournalLink:
         commit. A task id the journal holds already answers with the id (idempotent
         start-up code), or raises if the definition differs."""
         engine = self.engine
-        row = cast(TaskRow, message.journal)
+        given = cast(TaskRow, message.journal)
         # Its id and task system (`_replace` costs ten times more).
-        row = _make_row((task_id, *row[1:_BACKEND], engine.backend, *row[_BACKEND + 1 :]))
+        row = (task_id, *given[1:_BACKEND], engine.backend, *given[_BACKEND + 1 :])
         if task_id in engine.tasks:
             journaled = engine.rows.get(task_id)
             if journaled is None:
@@ -255,7 +304,7 @@ class JournalLink:
         graph = engine.graph
         row = engine.rows[task_id]
         dependencies = tuple(graph.dependencies(task_id)) if task_id in graph else ()
-        engine.rows[task_id] = row._replace(dependencies=dependencies)
+        engine.rows[task_id] = (*row[:_DEPENDENCIES], dependencies, *row[_DEPENDENCIES + 1 :])
         engine.rewrite.add(task_id)
         engine.touched.add(task_id)
         engine.answers.append((reply, None))
@@ -306,10 +355,16 @@ class JournalLink:
         if engine.touched:
             changed.update(dict.fromkeys(engine.touched))
             engine.touched.clear()
+        held = engine.held
+        if engine.release:  # the held records are written now, and none is held
+            engine.release = False
+            changed.update(dict.fromkeys(held))
+            held.clear()
+            hold = False
+        else:  # with no reply to give, a first execution's queued record may wait
+            hold = not engine.answers
         records: list[Record] = []
         append = records.append
-        # With no reply to give, a first execution's queued record may wait (see above).
-        deferred: list[Record] | None = None if engine.answers else []
         tasks = engine.tasks
         unwritten = engine.unwritten
         recoveries = engine.recoveries
@@ -322,6 +377,7 @@ class JournalLink:
             if record is None:
                 if rows.pop(task_id, None) is not None and task_id not in unwritten:
                     append(Deletion(task_id))
+                held.discard(task_id)
                 unwritten.discard(task_id)
                 rewrite.discard(task_id)
                 recoveries.pop(task_id, None)
@@ -338,6 +394,17 @@ class JournalLink:
                     continue
             elif rewrite and task_id in rewrite:
                 row = rows[task_id]
+            elif (
+                hold
+                and execution is None
+                and status in _MAY_WAIT
+                and not record.attempts
+                and task_id not in recoveries
+            ):
+                held.add(task_id)
+                continue
+            if held:
+                held.discard(task_id)  # this record says more than the held one
             # The state of the task (`StatusChange`'s fields after ``task_id``). An
             # attempt handed off may be running already: say so, so recovery runs it again.
             result = note = error_type = error_message = None
@@ -347,45 +414,37 @@ class JournalLink:
                 error_type, error_message = error_fields(record.error)
             started = record.started_at
             finished = record.finished_at
-            state = (
-                _RUNNING_VALUE if execution is not None else _VALUES[status],
-                wall,
-                status is not _PENDING,
-                record.attempts,
-                recoveries.get(task_id, 0),
-                result,
-                note,
-                error_type,
-                error_message,
-                None if started is None else started + offset,
-                None if finished is None else finished + offset,
-            )
-            if row is None:
-                if (
-                    deferred is not None
-                    and execution is None
-                    and status in _MAY_WAIT
-                    and not record.attempts
-                    and task_id not in recoveries
-                ):
-                    deferred.append(_make_change((task_id, *state)))
-                else:
-                    append(_make_change((task_id, *state)))
+            value = _RUNNING_VALUE if execution is not None else _VALUES[status]
+            if started is not None:
+                started += offset
+            if finished is not None:
+                finished += offset
+            executed = status is not _PENDING
+            attempts = record.attempts
+            recovered = recoveries.get(task_id, 0) if recoveries else 0
+            if row is None:  # one tuple, no `_make` call: the cheapest record to build
+                append(_new(StatusChange, (task_id, value, wall, executed, attempts, recovered,
+                                           result, note, error_type, error_message, started,
+                                           finished)))  # fmt: skip
             else:  # the definition's fields, then the state (`TaskRow` ends with them)
                 created = record.created_at + offset
-                append(_make_row((*row[:_DEFINITION], state[0], created, *state[1:])))
+                append(_make_row((*row[:_DEFINITION], value, created, wall, executed, attempts,
+                                  recovered, result, note, error_type, error_message, started,
+                                  finished)))  # fmt: skip
         rewrite.clear()
+        if held and engine.held_timer is None:
+            engine.held_timer = tell_later(engine.clock, DEFER_FOR, self.me, messages.JournalDue())
         answers = engine.answers
         starts = engine.starts
-        if not records and not answers and not starts and not deferred:
+        if not records and not answers and not starts:
             return
         engine.answers = []
         if starts:
             engine.starts = []
             starting, engine.starting = engine.starting, []
-            batch = messages.JournalBatch(records, answers, starts, starting, deferred or ())
+            batch = messages.JournalBatch(records, answers, starts, starting)
         else:
-            batch = messages.JournalBatch(records, answers, deferred=deferred or ())
+            batch = messages.JournalBatch(records, answers)
         try:
             self.journal.tell(batch)
         except Exception:  # the system is stopping (an ActorsError): go on from memory
@@ -394,14 +453,15 @@ class JournalLink:
 
 
 _make_row = TaskRow._make
-_make_change = StatusChange._make
+_new = tuple.__new__
 
 
-def journal_link(ctx: SystemContext, engine: Engine) -> JournalLink | None:
-    """The link of a manager whose state is ``engine``; None without a journal."""
+def journal_link(ctx: SystemContext, engine: Engine, me: ChildHandle) -> JournalLink | None:
+    """The link of manager ``me`` whose state is ``engine``; None without a journal."""
     if not isinstance(engine, DurableEngine):
         return None
-    return JournalLink(engine, ctx.handle("journal"), codec_for(ctx.config.JOURNAL_SERIALIZER))
+    codec = codec_for(ctx.config.JOURNAL_SERIALIZER)
+    return JournalLink(engine, ctx.handle("journal"), codec, me)
 
 
 _read_attempt = operator.attrgetter(*AttemptView._fields)

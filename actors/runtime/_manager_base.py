@@ -70,7 +70,7 @@ class BaseManager(SupervisedActor):
         """Reports an attempt's outcome from its own loop (batched per iteration), through
         the facade (`FacadeActor._attempt_done`): in order with that loop's calls."""
         self._log = logger.bind(actor=self.CHILD_ID)
-        self.link = journal_link(ctx, engine)  # None without JOURNAL_PATH
+        self.link = journal_link(ctx, engine, self.me)  # None without JOURNAL_PATH
         monitor = ctx.supervisor_state.states.get("task_monitor")
         self.watched: list[Any] | None = getattr(monitor, "subscribers", None)
         """The event stream's subscribers (the monitor's list; None: unknown, so
@@ -119,6 +119,7 @@ class BaseManager(SupervisedActor):
             messages.Rerun: self._rerun,
             messages.Mark: self._mark,
             messages.Batch: self._batch,
+            messages.JournalDue: self._journal_due,
         }
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -149,6 +150,8 @@ class BaseManager(SupervisedActor):
         if timer is not None:
             timer.cancel()
             self.engine.cleanup_timer = None
+        if self.link is not None:
+            self.link.stop()  # its held records go to the journal, which stops later
 
     def _forget(self) -> None:
         """Tell the facade which tasks were removed without a cleanup call."""
@@ -183,6 +186,12 @@ class BaseManager(SupervisedActor):
         self.engine.cleanup_timer = tell_later(
             self.clock, self.ctx.config.CLEANUP_INTERVAL, self.me, messages.CleanupTick()
         )
+
+    def _journal_due(self, message: messages.JournalDue) -> None:
+        """The held queued records have waited `DEFER_FOR`: write them now."""
+        if self.link is not None:
+            self.link.due()
+        self._flush()
 
     def _rerun(self, message: messages.Rerun) -> None:
         """Execute the next chunk of recovered tasks; the next chunk goes behind the

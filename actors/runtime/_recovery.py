@@ -65,6 +65,7 @@ _EMPTY = "{}"
 _PRIORITIES: dict[int, TaskPriority] = {p.value: p for p in TaskPriority}
 _RERUN = {"waiting", "queued", "retrying", "running"}
 _VALUES = {status: status.value for status in TaskStatus}
+_STATUS = TaskRow._fields.index("status")
 
 
 def _ended(*args: Any, **kwargs: Any) -> None:
@@ -182,7 +183,7 @@ def restore(
         if loop_bridge is None and not ended and (is_coroutine or engine.backend == "old"):
             loop_bridge = bridge()
         engine.register(spec, task_id, loop_bridge)  # type: ignore[arg-type]
-        engine.rows[task_id] = row
+        engine.rows[task_id] = tuple(row)  # untracked by the garbage collector
         restored.append(task_id)
         if row.dependencies:
             # An edge added with add_dependency may point to a task journaled later.
@@ -239,7 +240,7 @@ def restore(
             touched.add(task_id)
             continue
         current = kept.status
-        if current is not TaskStatus.PENDING and _VALUES[current] != rows_of[task_id].status:
+        if current is not TaskStatus.PENDING and _VALUES[current] != rows_of[task_id][_STATUS]:
             touched.add(task_id)
     engine.quiet = len(engine.transitions)
     return restored

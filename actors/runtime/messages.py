@@ -441,19 +441,16 @@ class JournalBatch(NamedTuple):
     """Journal: records to write, then ``answers`` to give once they are committed
     (``(reply, value)``: the replies of durable registrations and executions);
     ``starts`` (durable attempts, `start_all`) may run as soon as the records of the
-    ``starting`` tasks are committed; ``deferred``: records nobody waits for, which may
-    wait for a later record of their task (`JournalWriter.defer_all`). Lists the sender
-    hands over and no longer uses."""
+    ``starting`` tasks are committed. Lists the sender hands over and no longer uses."""
 
     records: Sequence[Record]
     answers: Sequence[tuple[Any, Any]]
     starts: Sequence[Any] = ()
     starting: Sequence[str] = ()
-    deferred: Sequence[Record] = ()
 
 
 class JournalDue(NamedTuple):
-    """Journal (a timer): write the deferred records."""
+    """Task manager (a timer): write the held queued records (`JournalLink.due`)."""
 
 
 class JournalFailed(NamedTuple):

@@ -485,12 +485,8 @@ async def test_a_refused_call_in_a_burst_raises_and_sends_nothing(
     assert sorted(info.task_id for info in await tm.get_all_tasks()) == ["ok1", "ok2"]
 
 
-async def test_a_quiet_systems_transitions_reach_the_monitor_when_asked_for(
-    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With no subscriber (and no journal), a manager keeps its transitions (up to
-    `FLUSH_AT`) instead of waking the monitor after every call; a metrics call
-    flushes them first, so it counts every one."""
+def _monitor_batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the transition batches the monitor applies from now on."""
     sizes: list[int] = []
     apply = TaskMonitorActor._apply
 
@@ -499,6 +495,16 @@ async def test_a_quiet_systems_transitions_reach_the_monitor_when_asked_for(
         apply(self, items, *args)
 
     monkeypatch.setattr(TaskMonitorActor, "_apply", spy)
+    return sizes
+
+
+async def test_a_quiet_systems_transitions_reach_the_monitor_when_asked_for(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no subscriber (and no journal), a manager keeps its transitions (up to
+    `FLUSH_AT`) instead of waking the monitor after every call; a metrics call
+    flushes them first, so it counts every one."""
+    sizes = _monitor_batch_sizes(monkeypatch)
     for i in range(5):
         assert await asyncio.wait_for(tm.submit(add, i, 1), WAIT) == i + 1
     assert sizes == []
@@ -620,14 +626,7 @@ async def test_a_burst_reaches_the_monitor_in_batches_of_flush_at(
 ) -> None:
     """A burst of calls is one message to the manager, which sends its transitions to
     the monitor every `FLUSH_AT` of them, not all at once when its mailbox runs dry."""
-    sizes: list[int] = []
-    apply = TaskMonitorActor._apply
-
-    def spy(self: TaskMonitorActor, items: tuple[Any, ...], *args: Any) -> None:
-        sizes.append(len(items))
-        apply(self, items, *args)
-
-    monkeypatch.setattr(TaskMonitorActor, "_apply", spy)
+    sizes = _monitor_batch_sizes(monkeypatch)
     calls = [tm.register_task("r", add, (i,)) for i in range(3 * FLUSH_AT + 5)]
     await asyncio.wait_for(asyncio.gather(*calls), WAIT)
     metrics = await asyncio.wait_for(tm.get_metrics(), WAIT)  # the manager flushes first

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import actors
 from actors import ActorSystem, TaskCancelledError, TaskInfo, TaskStatus, UnifiedTaskManager
 from supervisors import SupervisedActor, SupervisorEvent, SupervisorEventKind
 from supervisors.testing import FakeClock
@@ -150,6 +151,48 @@ def gated(started: asyncio.Event, release: asyncio.Event, value: Any = None) -> 
         return value
 
     return body
+
+
+def hangs(started: asyncio.Event, cancelled: asyncio.Event) -> Callable[[], Awaitable[None]]:
+    """A coroutine function that sets ``started`` and waits for ever; ``cancelled`` is set
+    when it is cancelled (the cancellation is raised on)."""
+    never = asyncio.Event()
+
+    async def body() -> None:
+        started.set()
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    return body
+
+
+class WaitsForToken:
+    """``run``: a plain function that waits (up to `WAIT`) for its attempt's
+    cancellation token, records whether it was set, then returns ``"late"``."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.returned = threading.Event()
+        self.token_set: list[bool] = []
+
+    def run(self) -> str:
+        token = actors.cancellation_token()
+        self.started.set()
+        try:
+            self.token_set.append(token.wait(WAIT))
+            return "late"
+        finally:
+            self.returned.set()
+
+    async def assert_token_was_set(self, tm: UnifiedTaskManager) -> None:
+        """``run`` saw its token set and returned, and its late outcome was reported."""
+        assert await asyncio.to_thread(self.returned.wait, WAIT)
+        assert self.token_set == [True]
+        # The pool has one worker: once this runs, the late outcome has been reported.
+        assert await tm.thread_pool.submit(lambda: "barrier") == "barrier"
 
 
 def ids(infos: list[TaskInfo]) -> set[str]:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,6 +111,19 @@ def make_system(backend: str, clock: FakeClock, **config: Any) -> ActorSystem:
         },
         clock=clock,
     )
+
+
+def journal_config(path: Path, **config: Any) -> dict[str, Any]:
+    """A system journaling to ``path``, without periodic cleanup."""
+    return {"JOURNAL_PATH": str(path), "CLEANUP_INTERVAL": 0, **config}
+
+
+@asynccontextmanager
+async def journaled_manager(path: Path, **config: Any) -> AsyncIterator[UnifiedTaskManager]:
+    """The task manager of a system journaling to ``path`` (`journal_config`), stopped
+    when the block ends."""
+    async with ActorSystem(journal_config(path, **config)) as system:
+        yield system.task_manager
 
 
 async def until(event: asyncio.Event) -> None:

@@ -13,10 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_base
 
 import actors
 from actors import ActorSystem, TaskCancelledError, TaskInfo, TaskStatus, UnifiedTaskManager
-from supervisors import SupervisedActor, SupervisorEvent, SupervisorEventKind
+from supervisors import (
+    RestartIntensityExceeded,
+    SupervisedActor,
+    SupervisorEvent,
+    SupervisorEventKind,
+)
 from supervisors.testing import FakeClock
 
 WAIT = 5.0
@@ -68,6 +75,42 @@ class SupervisorEvents:
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.of(kind, child_id)) >= count, WAIT):
                 pytest.fail(f"fewer than {count} {kind} events within {WAIT}s: {self.items}")
+
+
+class Escalations:
+    """A supervisor's ``on_escalate``: records each `RestartIntensityExceeded`; ``done``
+    is set by the first."""
+
+    def __init__(self) -> None:
+        self.errors: list[RestartIntensityExceeded] = []
+        self.done = threading.Event()
+
+    def __call__(self, error: RestartIntensityExceeded) -> None:
+        self.errors.append(error)
+        self.done.set()
+
+
+class _Fail(Exception):
+    pass
+
+
+def tenacity_schedule(wait: wait_base, steps: int) -> list[float]:
+    """The delays tenacity itself sleeps between ``steps + 1`` failing attempts."""
+    slept: list[float] = []
+    retrying = Retrying(
+        wait=wait,
+        stop=stop_after_attempt(steps + 1),
+        retry=retry_if_exception_type(_Fail),
+        sleep=slept.append,
+        reraise=True,
+    )
+
+    def always_fails() -> None:
+        raise _Fail
+
+    with pytest.raises(_Fail):
+        retrying(always_fails)
+    return slept
 
 
 class Logged(SupervisedActor):

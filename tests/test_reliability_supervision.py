@@ -23,6 +23,7 @@ from typing import Any
 
 import pykka
 import pytest
+from helpers import Escalations
 from loguru import logger
 from tenacity import wait_fixed
 
@@ -38,7 +39,6 @@ from supervisors import (
     ConsecutiveFailuresExceeded,
     Kill,
     RealClock,
-    RestartIntensityExceeded,
     RestartPolicy,
     SupervisedActor,
     Supervisor,
@@ -434,16 +434,6 @@ class StartsOnce(SupervisedActor):
         return "pong"
 
 
-class Escalations:
-    def __init__(self) -> None:
-        self.errors: list[RestartIntensityExceeded] = []
-        self.event = threading.Event()
-
-    def __call__(self, error: RestartIntensityExceeded) -> None:
-        self.errors.append(error)
-        self.event.set()
-
-
 def test_a_child_failing_in_every_incarnation_escalates_after_its_consecutive_failures(
     clock: FakeClock,
 ) -> None:
@@ -468,7 +458,7 @@ def test_a_child_failing_in_every_incarnation_escalates_after_its_consecutive_fa
         for _ in range(3):
             clock.wait_for_timers(1, WAIT)
             clock.advance(3.0)
-        assert escalations.event.wait(WAIT)
+        assert escalations.done.wait(WAIT)
         message = (
             "consecutive failures exceeded: child 'w' of supervisor 'root' failed 4 times "
             "in a row, each incarnation within 10.0s of its start (max 3); "

@@ -77,6 +77,39 @@ class SupervisorEvents:
                 pytest.fail(f"fewer than {count} {kind} events within {WAIT}s: {self.items}")
 
 
+class Ledger:
+    """Per-child state object: outlives incarnations."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+
+class Echo(SupervisedActor):
+    def on_receive(self, message: Any) -> Any:
+        return message
+
+
+class FailsToStart(SupervisedActor):
+    def on_start(self) -> None:
+        raise RuntimeError("no database")
+
+
+class StartsOnce(SupervisedActor):
+    """Starts once; every later incarnation fails in ``on_start``."""
+
+    def __init__(self, state: Ledger) -> None:
+        super().__init__()
+        self.state = state
+
+    def on_start(self) -> None:
+        self.state.items.append("start")
+        if len(self.state.items) > 1:
+            raise RuntimeError(f"start {len(self.state.items)} failed")
+
+    def on_receive(self, message: Any) -> Any:
+        return "pong"
+
+
 class Escalations:
     """A supervisor's ``on_escalate``: records each `RestartIntensityExceeded`; ``done``
     is set by the first."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import pykka
 import pytest
-from helpers import Escalations
+from helpers import Escalations, Ledger, StartsOnce
 from loguru import logger
 from tenacity import wait_fixed
 
@@ -104,11 +104,6 @@ class Request:
 
     def __init__(self, n: int) -> None:
         self.n = n
-
-
-class Ledger:
-    def __init__(self) -> None:
-        self.items: list[Any] = []
 
 
 class Recorder(SupervisedActor):
@@ -416,22 +411,6 @@ async def test_a_huge_task_timeout_and_retry_delay_leave_the_system_working() ->
 
 
 # -- 4: a crash loop escalates -------------------------------------------------------------
-
-
-class StartsOnce(SupervisedActor):
-    """Starts once; every later incarnation fails in ``on_start``."""
-
-    def __init__(self, state: Ledger) -> None:
-        super().__init__()
-        self.state = state
-
-    def on_start(self) -> None:
-        self.state.items.append("start")
-        if len(self.state.items) > 1:
-            raise RuntimeError(f"start {len(self.state.items)} failed")
-
-    def on_receive(self, message: Any) -> Any:
-        return "pong"
 
 
 def test_a_child_failing_in_every_incarnation_escalates_after_its_consecutive_failures(

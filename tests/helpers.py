@@ -6,12 +6,15 @@ Every wait here is bounded by `WAIT` real seconds; none sleeps.
 from __future__ import annotations
 
 import asyncio
+import logging
+import multiprocessing.resource_tracker
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base
@@ -200,6 +203,40 @@ async def journaled_manager(path: Path, **config: Any) -> AsyncIterator[UnifiedT
     when the block ends."""
     async with ActorSystem(journal_config(path, **config)) as system:
         yield system.task_manager
+
+
+@contextmanager
+def dask_cluster(workers: int) -> Iterator[str]:
+    """A `distributed.LocalCluster` of ``workers`` real worker processes (one thread
+    each); yields its scheduler's address. No worker process outlives it."""
+    import distributed
+    from distributed.utils import _offload_executor
+
+    # distributed keeps one process-wide thread ('Dask-Offload_0') that it never stops;
+    # start it now, before any test takes its baseline of threads (distributed's own
+    # test suite does the same at import). The stdlib's resource tracker process is as
+    # process-wide: started by the first spawned worker, alive until the interpreter exits.
+    _offload_executor.submit(lambda: None).result()
+    multiprocessing.resource_tracker.ensure_running()
+    before = child_processes()
+    cluster = distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        scheduler_kwargs={"dashboard": False},
+        silence_logs=logging.ERROR,
+    )
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close(timeout=WAIT)
+    assert child_processes() == before
+
+
+def child_processes() -> set[int]:
+    return {child.pid for child in psutil.Process().children(recursive=True)}
 
 
 async def until(event: asyncio.Event) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pykka
@@ -31,14 +30,6 @@ from supervisors import (
 from supervisors.testing import FakeClock
 
 TIMEOUT = 5.0
-
-
-@pytest.fixture
-def stopper() -> Iterator[list[pykka.ActorRef[Any]]]:
-    refs: list[pykka.ActorRef[Any]] = []
-    yield refs
-    for ref in reversed(refs):
-        ref.stop(timeout=TIMEOUT)
 
 
 def start(

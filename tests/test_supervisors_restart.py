@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,14 +92,6 @@ def start_supervisor(
 @pytest.fixture
 def events() -> Events:
     return Events()
-
-
-@pytest.fixture
-def stopper() -> Iterator[list[pykka.ActorRef[Any]]]:
-    refs: list[pykka.ActorRef[Any]] = []
-    yield refs
-    for ref in reversed(refs):
-        ref.stop(timeout=TIMEOUT)
 
 
 def child(sup: pykka.ActorRef[Supervisor], child_id: str) -> ChildHandle:

@@ -323,6 +323,16 @@ class WaitsForToken:
         assert await tm.thread_pool.submit(lambda: "barrier") == "barrier"
 
 
+async def running_forever(tm: UnifiedTaskManager) -> str:
+    """The id of a task ("forever") registered and executed on ``tm``, once its
+    coroutine runs; it runs until it is cancelled."""
+    started = asyncio.Event()
+    task = await tm.register_task("forever", gated(started, asyncio.Event()))
+    await tm.execute_task(task)
+    await asyncio.wait_for(started.wait(), 10)
+    return task
+
+
 def ids(infos: list[TaskInfo]) -> set[str]:
     return {info.task_id for info in infos}
 

@@ -380,3 +380,17 @@ class RecordingPort:
 
     def retry_after(self, delay: float, task_id: str, attempt: int) -> Any:
         raise AssertionError("no retry was asked for")
+
+
+class Replies:
+    """A reply channel that records what it is given: ``("result", value)`` or
+    ``("error", error)``."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, Any]] = []
+
+    def set_result(self, value: Any) -> None:
+        self.got.append(("result", value))
+
+    def set_exception(self, error: BaseException) -> None:
+        self.got.append(("error", error))

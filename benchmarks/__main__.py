@@ -43,7 +43,7 @@ from . import (
     s11_savina,
     s12_journal,
 )
-from ._core import Result, Settings, check_no_actors
+from ._core import Result, Settings, check_no_actors, scenario_steps
 from ._report import load_average, machine_info, print_table, to_json, write_json
 
 SCENARIOS: tuple[ModuleType, ...] = (
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     with progress:
         for module in modules:
             base = Settings(quick=args.quick, repeats=args.repeats)
-            total = module.steps(base) or 1
+            total = scenario_steps(module, base) or 1
             task = progress.add_task(module.NAME, total=total)
             settings = Settings(
                 quick=args.quick,

@@ -13,6 +13,7 @@ import gc
 import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Literal
 
 import pykka
@@ -28,6 +29,7 @@ __all__ = [
     "column",
     "fmt",
     "per_task_us",
+    "scenario_steps",
 ]
 
 US_PER_TASK = "µs/task"
@@ -204,6 +206,16 @@ def fmt(value: float) -> str:
     if magnitude >= 0.1:
         return f"{value:.3f}"
     return f"{value:.3g}"
+
+
+def scenario_steps(scenario: ModuleType, settings: Settings) -> int:
+    """How many steps a scenario's progress bar counts: its own ``steps(settings)`` when
+    it defines one, else one per side (its ``SIDES``) per repeat."""
+    steps: Callable[[Settings], int] | None = getattr(scenario, "steps", None)
+    if steps is not None:
+        return steps(settings)
+    sides: int = scenario.SIDES
+    return settings.repeats * sides
 
 
 def per_task_us(seconds: float, count: int) -> float:

@@ -79,10 +79,6 @@ def sizes(settings: Settings) -> Sizes:
     return Sizes(task_seconds=0.05, cpu_rounds=3, buffer_mib=8, hash_rounds=20)
 
 
-def steps(settings: Settings) -> int:
-    return settings.repeats * SIDES
-
-
 def cores() -> int:
     return os.cpu_count() or 1
 

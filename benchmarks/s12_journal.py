@@ -32,10 +32,6 @@ TITLE = "durable tasks: journal on vs off, recovery"
 SIDES = 3
 
 
-def steps(settings: Settings) -> int:
-    return settings.repeats * SIDES
-
-
 def _journal_dir() -> tuple[dict[str, str], Callable[[], Callable[[], None]]]:
     """A config whose JOURNAL_PATH is a fresh file for each run, and its setup."""
     config: dict[str, str] = {}

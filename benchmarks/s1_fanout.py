@@ -18,10 +18,6 @@ TITLE = "fan-out of no-op async tasks"
 SIDES = 5
 
 
-def steps(settings: Settings) -> int:
-    return settings.repeats * SIDES
-
-
 def run(settings: Settings) -> list[Result]:
     n = settings.size(20_000, 5_000)
     samples = alternate(

@@ -32,10 +32,6 @@ TITLE = "sequential register + execute(wait=True)"
 SIDES = 3
 
 
-def steps(settings: Settings) -> int:
-    return settings.repeats * SIDES
-
-
 def actorflow_sequential(n: int, submit: bool = False) -> float:
     async def run() -> float:
         async with ActorSystem() as system:

@@ -31,10 +31,6 @@ TITLE = "plain functions through the thread pool"
 SIDES = 2
 
 
-def steps(settings: Settings) -> int:
-    return settings.repeats * SIDES
-
-
 def actorflow_submit(n: int) -> float:
     async def run() -> float:
         async with ActorSystem() as system:

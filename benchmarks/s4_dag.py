@@ -33,10 +33,6 @@ TITLE = "dependency graph, layers x width"
 SIDES = 2
 
 
-def steps(settings: Settings) -> int:
-    return settings.repeats * SIDES
-
-
 def _parents(j: int, width: int) -> tuple[int, int]:
     return j, (j + 1) % width
 

@@ -36,10 +36,6 @@ IN_FLIGHT = 100
 ANSWER_TIMEOUT = 10.0
 
 
-def steps(settings: Settings) -> int:
-    return settings.repeats * SIDES
-
-
 class UrnChild(SupervisedActor):
     """Answers every ask with its incarnation's urn."""
 

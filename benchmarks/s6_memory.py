@@ -42,10 +42,6 @@ TITLE = "memory per retained task; cleanup"
 SIDES = 4
 
 
-def steps(settings: Settings) -> int:
-    return settings.repeats * SIDES
-
-
 async def _complete(tm: Any, n: int) -> None:
     """Register, execute and await n no-op tasks; keep nothing on the caller's side."""
     ids = await asyncio.gather(*(tm.register_task("noop", noop, (i,)) for i in range(n)))

@@ -22,10 +22,6 @@ TITLE = "1 ms heartbeat on the caller's loop during S1"
 SIDES = 4
 
 
-def steps(settings: Settings) -> int:
-    return settings.repeats * SIDES
-
-
 def run(settings: Settings) -> list[Result]:
     n = settings.size(20_000, 5_000)
     samples = alternate(

@@ -24,10 +24,6 @@ SIDES = 3
 RETRIES = {"max_retries": 3, "retry_delay": 1.0}
 
 
-def steps(settings: Settings) -> int:
-    return settings.repeats * SIDES
-
-
 def null_logging() -> Callable[[], None]:
     """Turn actorflow's logging on into a null sink; returns the undo."""
     sink = open(os.devnull, "w")  # noqa: SIM115 - closed by the undo

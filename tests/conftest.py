@@ -7,9 +7,11 @@ import gc
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pykka
 import pytest
+from helpers import WAIT
 
 from actors import ActorSystem, UnifiedTaskManager
 from actors.engine import TaskRecord
@@ -120,3 +122,12 @@ async def system(backend: str) -> AsyncIterator[ActorSystem]:
 @pytest.fixture
 def tm(system: ActorSystem) -> UnifiedTaskManager:
     return system.task_manager
+
+
+@pytest.fixture
+def stopper() -> Iterator[list[pykka.ActorRef[Any]]]:
+    """The test appends the actors it starts; they are stopped after it, last first."""
+    refs: list[pykka.ActorRef[Any]] = []
+    yield refs
+    for ref in reversed(refs):
+        ref.stop(timeout=WAIT)

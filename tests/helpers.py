@@ -6,14 +6,27 @@ Every wait here is bounded by `WAIT` real seconds; none sleeps.
 from __future__ import annotations
 
 import asyncio
+import logging
+import multiprocessing.resource_tracker
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_base
 
+import actors
 from actors import ActorSystem, TaskCancelledError, TaskInfo, TaskStatus, UnifiedTaskManager
-from supervisors import SupervisedActor, SupervisorEvent, SupervisorEventKind
+from supervisors import (
+    RestartIntensityExceeded,
+    SupervisedActor,
+    SupervisorEvent,
+    SupervisorEventKind,
+)
 from supervisors.testing import FakeClock
 
 WAIT = 5.0
@@ -67,6 +80,75 @@ class SupervisorEvents:
                 pytest.fail(f"fewer than {count} {kind} events within {WAIT}s: {self.items}")
 
 
+class Ledger:
+    """Per-child state object: outlives incarnations."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+
+class Echo(SupervisedActor):
+    def on_receive(self, message: Any) -> Any:
+        return message
+
+
+class FailsToStart(SupervisedActor):
+    def on_start(self) -> None:
+        raise RuntimeError("no database")
+
+
+class StartsOnce(SupervisedActor):
+    """Starts once; every later incarnation fails in ``on_start``."""
+
+    def __init__(self, state: Ledger) -> None:
+        super().__init__()
+        self.state = state
+
+    def on_start(self) -> None:
+        self.state.items.append("start")
+        if len(self.state.items) > 1:
+            raise RuntimeError(f"start {len(self.state.items)} failed")
+
+    def on_receive(self, message: Any) -> Any:
+        return "pong"
+
+
+class Escalations:
+    """A supervisor's ``on_escalate``: records each `RestartIntensityExceeded`; ``done``
+    is set by the first."""
+
+    def __init__(self) -> None:
+        self.errors: list[RestartIntensityExceeded] = []
+        self.done = threading.Event()
+
+    def __call__(self, error: RestartIntensityExceeded) -> None:
+        self.errors.append(error)
+        self.done.set()
+
+
+class _Fail(Exception):
+    pass
+
+
+def tenacity_schedule(wait: wait_base, steps: int) -> list[float]:
+    """The delays tenacity itself sleeps between ``steps + 1`` failing attempts."""
+    slept: list[float] = []
+    retrying = Retrying(
+        wait=wait,
+        stop=stop_after_attempt(steps + 1),
+        retry=retry_if_exception_type(_Fail),
+        sleep=slept.append,
+        reraise=True,
+    )
+
+    def always_fails() -> None:
+        raise _Fail
+
+    with pytest.raises(_Fail):
+        retrying(always_fails)
+    return slept
+
+
 class Logged(SupervisedActor):
     """Records its starts, stops and crashes in a list (shared by siblings, say);
     answers ``"ping"`` with its urn."""
@@ -110,6 +192,53 @@ def make_system(backend: str, clock: FakeClock, **config: Any) -> ActorSystem:
     )
 
 
+def journal_config(path: Path, **config: Any) -> dict[str, Any]:
+    """A system journaling to ``path``, without periodic cleanup."""
+    return {"JOURNAL_PATH": str(path), "CLEANUP_INTERVAL": 0, **config}
+
+
+@asynccontextmanager
+async def journaled_manager(path: Path, **config: Any) -> AsyncIterator[UnifiedTaskManager]:
+    """The task manager of a system journaling to ``path`` (`journal_config`), stopped
+    when the block ends."""
+    async with ActorSystem(journal_config(path, **config)) as system:
+        yield system.task_manager
+
+
+@contextmanager
+def dask_cluster(workers: int) -> Iterator[str]:
+    """A `distributed.LocalCluster` of ``workers`` real worker processes (one thread
+    each); yields its scheduler's address. No worker process outlives it."""
+    import distributed
+    from distributed.utils import _offload_executor
+
+    # distributed keeps one process-wide thread ('Dask-Offload_0') that it never stops;
+    # start it now, before any test takes its baseline of threads (distributed's own
+    # test suite does the same at import). The stdlib's resource tracker process is as
+    # process-wide: started by the first spawned worker, alive until the interpreter exits.
+    _offload_executor.submit(lambda: None).result()
+    multiprocessing.resource_tracker.ensure_running()
+    before = child_processes()
+    cluster = distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        scheduler_kwargs={"dashboard": False},
+        silence_logs=logging.ERROR,
+    )
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close(timeout=WAIT)
+    assert child_processes() == before
+
+
+def child_processes() -> set[int]:
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
 async def until(event: asyncio.Event) -> None:
     await asyncio.wait_for(event.wait(), WAIT)
 
@@ -150,6 +279,58 @@ def gated(started: asyncio.Event, release: asyncio.Event, value: Any = None) -> 
         return value
 
     return body
+
+
+def hangs(started: asyncio.Event, cancelled: asyncio.Event) -> Callable[[], Awaitable[None]]:
+    """A coroutine function that sets ``started`` and waits for ever; ``cancelled`` is set
+    when it is cancelled (the cancellation is raised on)."""
+    never = asyncio.Event()
+
+    async def body() -> None:
+        started.set()
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    return body
+
+
+class WaitsForToken:
+    """``run``: a plain function that waits (up to `WAIT`) for its attempt's
+    cancellation token, records whether it was set, then returns ``"late"``."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.returned = threading.Event()
+        self.token_set: list[bool] = []
+
+    def run(self) -> str:
+        token = actors.cancellation_token()
+        self.started.set()
+        try:
+            self.token_set.append(token.wait(WAIT))
+            return "late"
+        finally:
+            self.returned.set()
+
+    async def assert_token_was_set(self, tm: UnifiedTaskManager) -> None:
+        """``run`` saw its token set and returned, and its late outcome was reported."""
+        assert await asyncio.to_thread(self.returned.wait, WAIT)
+        assert self.token_set == [True]
+        # The pool has one worker: once this runs, the late outcome has been reported.
+        assert await tm.thread_pool.submit(lambda: "barrier") == "barrier"
+
+
+async def running_forever(tm: UnifiedTaskManager) -> str:
+    """The id of a task ("forever") registered and executed on ``tm``, once its
+    coroutine runs; it runs until it is cancelled."""
+    started = asyncio.Event()
+    task = await tm.register_task("forever", gated(started, asyncio.Event()))
+    await tm.execute_task(task)
+    await asyncio.wait_for(started.wait(), 10)
+    return task
 
 
 def ids(infos: list[TaskInfo]) -> set[str]:
@@ -199,3 +380,17 @@ class RecordingPort:
 
     def retry_after(self, delay: float, task_id: str, attempt: int) -> Any:
         raise AssertionError("no retry was asked for")
+
+
+class Replies:
+    """A reply channel that records what it is given: ``("result", value)`` or
+    ``("error", error)``."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, Any]] = []
+
+    def set_result(self, value: Any) -> None:
+        self.got.append(("result", value))
+
+    def set_exception(self, error: BaseException) -> None:
+        self.got.append(("error", error))

@@ -14,8 +14,6 @@ the actor system start (and close) a LocalCluster of its own.
 from __future__ import annotations
 
 import asyncio
-import logging
-import multiprocessing.resource_tracker
 import os
 import pickle
 import re
@@ -29,6 +27,7 @@ from typing import Any
 
 import psutil
 import pytest
+from helpers import child_processes, dask_cluster
 
 import actors
 from actors import (
@@ -151,37 +150,11 @@ async def a_coroutine() -> str:
 # -- fixtures ---------------------------------------------------------------------------
 
 
-def children() -> set[int]:
-    return {child.pid for child in psutil.Process().children(recursive=True)}
-
-
 @pytest.fixture(scope="module")
 def dask_address() -> Iterator[str]:
     """One LocalCluster with real worker processes for the module's Dask tests."""
-    import distributed
-    from distributed.utils import _offload_executor
-
-    # distributed keeps one process-wide thread ('Dask-Offload_0') that it never stops;
-    # start it now, before any test takes its baseline of threads (distributed's own
-    # test suite does the same at import). The stdlib's resource tracker process is as
-    # process-wide: started by the first spawned worker, alive until the interpreter exits.
-    _offload_executor.submit(lambda: None).result()
-    multiprocessing.resource_tracker.ensure_running()
-    before = children()
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=":0",
-        scheduler_kwargs={"dashboard": False},
-        silence_logs=logging.ERROR,
-    )
-    try:
-        yield cluster.scheduler_address
-    finally:
-        cluster.close(timeout=WAIT)
-    assert children() == before
+    with dask_cluster(2) as address:
+        yield address
 
 
 @pytest.fixture(params=BACKENDS)
@@ -668,7 +641,7 @@ async def test_shutdown_leaves_no_process_behind(
 ) -> None:
     # The system starts its own LocalCluster (no address); one worker is still busy
     # with a task when the system shuts down: it is killed after SHUTDOWN_TIMEOUT.
-    before = children()
+    before = child_processes()
     async with make_system(backend, None, SHUTDOWN_TIMEOUT=1.0) as system:
         tm = system.task_manager
         await tm.register_task("double", double, (1,), task_id="done")
@@ -676,8 +649,8 @@ async def test_shutdown_leaves_no_process_behind(
         await tm.register_task("stuck", wait_at_gate, (gate.address,), task_id="stuck")
         await tm.execute_task("stuck")
         _, pid = await gate.arrival()
-        assert pid in children() - before
-    assert children() == before
+        assert pid in child_processes() - before
+    assert child_processes() == before
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 

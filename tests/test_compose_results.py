@@ -8,14 +8,13 @@ until every dependent that takes it has started.
 from __future__ import annotations
 
 import asyncio
-import logging
-import multiprocessing.resource_tracker
 import pickle
 from collections import namedtuple
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from helpers import dask_cluster
 
 from actors import (
     ActorSystem,
@@ -247,25 +246,10 @@ async def test_results_flow_across_a_crash_of_the_manager(backend: str) -> None:
 
 @pytest.fixture(scope="module")
 def dask_address() -> Iterator[str]:
-    """One LocalCluster with real worker processes (as tests/test_backends.py does)."""
-    distributed = pytest.importorskip("distributed")
-    from distributed.utils import _offload_executor
-
-    _offload_executor.submit(lambda: None).result()  # its process-wide thread, started now
-    multiprocessing.resource_tracker.ensure_running()
-    cluster = distributed.LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=":0",
-        scheduler_kwargs={"dashboard": False},
-        silence_logs=logging.ERROR,
-    )
-    try:
-        yield cluster.scheduler_address
-    finally:
-        cluster.close(timeout=WAIT)
+    """One LocalCluster with real worker processes."""
+    pytest.importorskip("distributed")
+    with dask_cluster(1) as address:
+        yield address
 
 
 async def through(executor: str, dask_address: str | None = None) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import running_forever
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -269,15 +270,7 @@ async def test_an_unknown_task_is_404(http: httpx.AsyncClient) -> None:
 
 async def test_cancel_a_running_task(system: ActorSystem, http: httpx.AsyncClient) -> None:
     tm = system.task_manager
-    started = asyncio.Event()
-
-    async def forever() -> None:
-        started.set()
-        await asyncio.Event().wait()
-
-    task = await tm.register_task("forever", forever)
-    await tm.execute_task(task)
-    await asyncio.wait_for(started.wait(), 10)
+    task = await running_forever(tm)
     answer = await http.post(f"/api/actions/cancel/{task}", headers=ACTION)
     assert answer.status_code == 200
     assert answer.json() == {"task_id": task, "cancelled": True}

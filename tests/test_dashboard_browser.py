@@ -8,13 +8,13 @@ page error or dialog (a hostile task name must never run as script).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers import running_forever
 from playwright.async_api import BrowserContext, ConsoleMessage, Dialog, Page, async_playwright
 from playwright.async_api import expect as pw_expect
 
@@ -161,15 +161,7 @@ async def test_cancel_button_cancels_a_running_task(
     system: ActorSystem, served: DashboardServer, browser: Browser
 ) -> None:
     tm = system.task_manager
-    started = asyncio.Event()
-
-    async def forever() -> None:
-        started.set()
-        await asyncio.Event().wait()
-
-    task = await tm.register_task("forever", forever)
-    await tm.execute_task(task)
-    await asyncio.wait_for(started.wait(), 10)
+    task = await running_forever(tm)
     page = await open_live(browser, served.url)
     row = page.locator(f'tr[data-task-id="{task}"]')
     await pw_expect(row).to_have_attribute("data-status", "running", timeout=BOUND_MS)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import RecordingPort
+from helpers import RecordingPort, journal_config, journaled_manager
 from tenacity import wait_fixed
 
 from actors import (
@@ -77,10 +77,6 @@ def rows(path: Path) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def config(path: Path, **more: Any) -> dict[str, Any]:
-    return {"JOURNAL_PATH": str(path), "CLEANUP_INTERVAL": 0, **more}
-
-
 def journal_row(
     task_id: str, func: Any, args: tuple[Any, ...], status: str, **state: Any
 ) -> TaskRow:
@@ -123,8 +119,7 @@ def write(path: Path, *records: TaskRow) -> None:
 
 async def test_a_completed_task_keeps_its_result_and_never_runs_again(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         assert await tm.register_task("add", add, (1, 2), task_id="a") == "a"
         assert rows(path) == [("a", "pending", 0, 0, 0, None, None)]  # committed on return
         assert await tm.execute_task("a", wait=True) == 3
@@ -134,8 +129,7 @@ async def test_a_completed_task_keeps_its_result_and_never_runs_again(tmp_path: 
         ("p", "pending", 0, 0, 0, None, None),  # a shutdown does not cancel durable tasks
     ]
     RUNS.clear()
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         assert await tm.get_task_result("a") == 3
         assert await tm.get_task_status("a") is TaskStatus.COMPLETED
         assert await tm.get_task_status("p") is TaskStatus.PENDING
@@ -158,7 +152,7 @@ async def test_recovery_runs_again_what_had_not_ended(tmp_path: Path) -> None:
         journal_row("retrying", boom, ("r",), "retrying", attempts=1, max_retries=2),
         journal_row("coro", slow_add, (5, 5), "running", attempts=1),
     )
-    async with ActorSystem(config(path)) as system:
+    async with ActorSystem(journal_config(path)) as system:
         tm = system.task_manager
         assert await tm.wait_for_task("waiting", timeout=10) == 4
         assert await tm.wait_for_task("running", timeout=10) == 8
@@ -184,8 +178,7 @@ async def test_recovery_runs_again_what_had_not_ended(tmp_path: Path) -> None:
 async def test_a_poison_task_ends_failed_past_max_recoveries(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
     write(path, journal_row("poison", add, (1, 1), "running", attempts=1, recoveries=2))
-    async with ActorSystem(config(path, MAX_RECOVERIES=2)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path, MAX_RECOVERIES=2) as tm:
         with pytest.raises(TaskRecoveryError) as caught:
             await tm.wait_for_task("poison", timeout=10)
         assert str(caught.value) == (
@@ -202,10 +195,9 @@ async def test_a_poison_task_ends_failed_past_max_recoveries(tmp_path: Path) -> 
 
 async def test_registering_a_journaled_id_again_is_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
-        await system.task_manager.register_task("add", add, (1, 2), task_id="job")
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
+        await tm.register_task("add", add, (1, 2), task_id="job")
+    async with journaled_manager(path) as tm:
         assert await tm.register_task("add", add, (1, 2), task_id="job") == "job"
         with pytest.raises(DuplicateTaskError) as caught:
             await tm.register_task("add", add, (1, 3), task_id="job")
@@ -225,8 +217,7 @@ async def test_registering_a_journaled_id_again_is_idempotent(tmp_path: Path) ->
 
 async def test_durable_false_and_refusals(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         memory = await tm.register_task("mem", add, (1, 2), durable=False)
         local = await tm.register_task("lambda", lambda: 5, durable=False)
         assert await tm.execute_task(local, wait=True) == 5
@@ -257,13 +248,12 @@ async def test_durable_true_needs_a_journal() -> None:
 
 async def test_results_that_do_not_serialize_are_recorded_as_such(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         await tm.register_task("set", make_set, task_id="s")
         assert await tm.execute_task("s", wait=True) == {1, 2}
     assert rows(path)[0][5] == '{"__actorflow__":"set","items":[1,2]}'
-    async with ActorSystem(config(path)) as system:
-        assert await system.task_manager.get_task_result("s") == {1, 2}
+    async with journaled_manager(path) as tm:
+        assert await tm.get_task_result("s") == {1, 2}
 
 
 async def test_a_result_of_task_survives_a_restart(tmp_path: Path) -> None:
@@ -271,8 +261,7 @@ async def test_a_result_of_task_survives_a_restart(tmp_path: Path) -> None:
     dependency holds and the placeholder takes the journaled result of the upstream
     task, which does not run again."""
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         await tm.register_task("up", add, (1, 2), task_id="up")
         await tm.register_task("down", label, (result_of("up"), "x"), task_id="down")
         assert await tm.execute_task("up", wait=True) == 3
@@ -282,8 +271,7 @@ async def test_a_result_of_task_survives_a_restart(tmp_path: Path) -> None:
         ).fetchone()
     assert args == '[{"__actorflow__":"placeholder","type":"actorflow.result_of","value":"up"},"x"]'
     assert deps == '["up"]'
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         assert (await tm.get_task("down")).dependencies == ("up",)
         assert await tm.execute_task("down", wait=True) == "3x"
     assert RUNS == [(1, 2)]
@@ -293,24 +281,21 @@ async def test_a_run_anyway_task_keeps_its_policy_across_a_restart(tmp_path: Pat
     """``on_dependency_failure="run"`` is journaled: after a restart the task still runs
     with the journaled error of its failed dependency in place of its result."""
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         await tm.register_task("up", boom, ("nope",), task_id="up")
         with pytest.raises(ValueError, match=r"^nope$"):
             await tm.execute_task("up", wait=True)
         await tm.register_task(
             "down", describe, (result_of("up"),), task_id="down", on_dependency_failure="run"
         )
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         assert await tm.execute_task("down", wait=True) == "JournaledError: ValueError: nope"
     assert RUNS == [("nope",)]
 
 
 async def test_submit_takes_durable(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         assert await tm.submit(add, 2, 3, task_id="kept") == 5
         assert await tm.submit(add, 4, 5, task_id="memory", durable=False) == 9
         assert await tm.submit(add, 2, 3, task_id="kept") == 5  # idempotent: not run again
@@ -331,8 +316,7 @@ async def test_cleanup_deletes_from_the_journal_and_the_file_stops_growing(
 ) -> None:
     path = tmp_path / "tasks.db"
     pages: list[int] = []
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         for round_ in range(5):
             ids = [await tm.register_task("label", label, (i, "x" * 200)) for i in range(300)]
             await asyncio.gather(*(tm.execute_task(task_id, wait=True) for task_id in ids))
@@ -390,7 +374,7 @@ async def test_a_queued_record_nobody_waits_for_is_written_within_defer_for(
     path = tmp_path / "tasks.db"
     clock = FakeClock()
     GATE[:] = [asyncio.Event()]
-    async with ActorSystem(config(path, MAX_CONCURRENT_TASKS=1), clock=clock) as system:
+    async with ActorSystem(journal_config(path, MAX_CONCURRENT_TASKS=1), clock=clock) as system:
         tm = system.task_manager
         waited = await _queued_behind_a_gate(tm, path)
         assert await tm.execute_task("marker") is True  # answered: committed, not deferred
@@ -417,7 +401,9 @@ async def test_a_deferred_queued_record_is_written_at_shutdown_and_runs_again(
     comes back queued, and runs at the next start."""
     path = tmp_path / "tasks.db"
     GATE[:] = [asyncio.Event()]
-    async with ActorSystem(config(path, MAX_CONCURRENT_TASKS=1), clock=FakeClock()) as system:
+    async with ActorSystem(
+        journal_config(path, MAX_CONCURRENT_TASKS=1), clock=FakeClock()
+    ) as system:
         waited = await _queued_behind_a_gate(system.task_manager, path)
     with pytest.raises(
         TaskCancelledError, match=r"^task 'later' was cancelled: the actor system shut down$"
@@ -429,9 +415,9 @@ async def test_a_deferred_queued_record_is_written_at_shutdown_and_runs_again(
     ]
     assert RUNS == []
     GATE[0].set()
-    async with ActorSystem(config(path)) as system:
-        assert await system.task_manager.wait_for_task("later", timeout=10) == 3
-        assert await system.task_manager.wait_for_task("gated", timeout=10) == "open"
+    async with journaled_manager(path) as tm:
+        assert await tm.wait_for_task("later", timeout=10) == 3
+        assert await tm.wait_for_task("gated", timeout=10) == "open"
     assert RUNS == [(1, 2)]
 
 
@@ -441,7 +427,7 @@ async def test_a_held_queued_record_outlives_a_killed_manager(tmp_path: Path) ->
     path = tmp_path / "tasks.db"
     clock = FakeClock()
     GATE[:] = [asyncio.Event()]
-    settings = config(path, MAX_CONCURRENT_TASKS=1, RESTART_BACKOFF_INITIAL=0.0)
+    settings = journal_config(path, MAX_CONCURRENT_TASKS=1, RESTART_BACKOFF_INITIAL=0.0)
     async with ActorSystem(settings, clock=clock) as system:
         tm = system.task_manager
         waited = await _queued_behind_a_gate(tm, path)
@@ -462,7 +448,9 @@ async def test_a_held_queued_record_is_written_by_a_stop_without_shutdown(
     sends its held records to the journal, which stops after the managers."""
     path = tmp_path / "tasks.db"
     GATE[:] = [asyncio.Event()]
-    async with ActorSystem(config(path, MAX_CONCURRENT_TASKS=1), clock=FakeClock()) as system:
+    async with ActorSystem(
+        journal_config(path, MAX_CONCURRENT_TASKS=1), clock=FakeClock()
+    ) as system:
         waited = await _queued_behind_a_gate(system.task_manager, path)
         await asyncio.to_thread(system.stop_sync)
         GATE[0].set()
@@ -478,7 +466,7 @@ async def test_a_held_queued_record_is_written_by_a_stop_without_shutdown(
 
 async def test_a_full_disk_is_an_error_event_and_a_metric(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
+    async with ActorSystem(journal_config(path)) as system:
         tm = system.task_manager
         store = system._journal.store  # type: ignore[union-attr]
         with store._lock:
@@ -508,8 +496,7 @@ async def test_a_locked_file_is_an_error_event_and_a_metric(
 ) -> None:
     monkeypatch.setattr(recovery, "BUSY_TIMEOUT", 0.1)
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         other = sqlite3.connect(path, isolation_level=None)
         try:
             other.execute("BEGIN EXCLUSIVE")

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import journal_config, journaled_manager
 
 from actors import (
     ActorSystem,
@@ -49,10 +50,6 @@ def _clear_calls() -> None:
     CALLS.clear()
 
 
-def config(path: Path, **more: Any) -> dict[str, Any]:
-    return {"JOURNAL_PATH": str(path), "CLEANUP_INTERVAL": 0, **more}
-
-
 def journaled(path: Path, *columns: str) -> list[tuple[Any, ...]]:
     with closing(sqlite3.connect(path)) as connection, connection:
         return connection.execute(
@@ -65,15 +62,13 @@ def journaled(path: Path, *columns: str) -> list[tuple[Any, ...]]:
 
 async def test_an_edge_added_after_registration_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         # "first" is journaled before "second": its edge points to a later row.
         await tm.register_task("first", combine, (1,), task_id="first")
         await tm.register_task("second", combine, (2,), task_id="second")
         assert await tm.add_dependency("first", "second") is None
         assert journaled(path, "dependencies") == [("first", '["second"]'), ("second", "[]")]
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         assert (await tm.get_task("first")).dependencies == ("second",)
         assert await tm.execute_task("first", wait=True) == 1
         assert (await tm.get_task("second")).status is TaskStatus.COMPLETED
@@ -82,8 +77,7 @@ async def test_an_edge_added_after_registration_survives_a_restart(tmp_path: Pat
 
 async def test_an_edge_to_a_failed_task_cancels_the_recovered_dependent(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         await tm.register_task("first", combine, (1,), task_id="first")
         await tm.register_task("broken", fails_once, ("broken",), task_id="broken")
         await tm.add_dependency("first", "broken")
@@ -91,8 +85,8 @@ async def test_an_edge_to_a_failed_task_cancels_the_recovered_dependent(tmp_path
             await tm.execute_task("broken", wait=True)
         # Cancelled at once, like any task whose dependency failed.
         assert (await tm.get_task("first")).status is TaskStatus.CANCELLED
-    async with ActorSystem(config(path)) as system:
-        info = await system.task_manager.get_task("first")
+    async with journaled_manager(path) as tm:
+        info = await tm.get_task("first")
         assert (info.status, info.dependencies) == (TaskStatus.CANCELLED, ("broken",))
 
 
@@ -101,7 +95,7 @@ async def test_an_edge_to_a_failed_task_cancels_the_recovered_dependent(tmp_path
 
 async def test_a_retry_from_the_dashboard_is_journaled(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
+    async with ActorSystem(journal_config(path)) as system:
         tm = system.task_manager
         await tm.register_task("flaky", fails_once, ("flaky",), task_id="flaky")
         with pytest.raises(ValueError, match=r"^flaky failed$"):
@@ -119,8 +113,7 @@ async def test_a_retry_from_the_dashboard_is_journaled(tmp_path: Path) -> None:
         ("flaky", "failed", "{}"),
         (retried, "completed", '{"retry_of":"flaky"}'),
     ]
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         info = await tm.get_task(retried)
         assert (info.status, dict(info.metadata)) == (TaskStatus.COMPLETED, {"retry_of": "flaky"})
         assert await tm.get_task_result(retried) == "flaky"
@@ -135,14 +128,12 @@ async def test_a_recovered_task_goes_back_to_its_task_system(
 ) -> None:
     path = tmp_path / "tasks.db"
     before = "new" if first else "old"
-    async with ActorSystem(config(path, USE_NEW_TASK_SYSTEM=first)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path, USE_NEW_TASK_SYSTEM=first) as tm:
         await tm.register_task("waits", combine, (1, 2), task_id="waits")
         await tm.register_task("done", combine, (3,), task_id="done")
         assert await tm.execute_task("done", wait=True) == 3
     assert journaled(path, "backend") == [("waits", before), ("done", before)]
-    async with ActorSystem(config(path, USE_NEW_TASK_SYSTEM=second)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path, USE_NEW_TASK_SYSTEM=second) as tm:
         assert (await tm.get_task("waits")).backend == before
         assert (await tm.get_task("done")).backend == before
         assert await tm.get_task_result("done") == 3
@@ -180,8 +171,7 @@ async def test_a_version_1_journal_is_migrated_and_its_tasks_go_to_the_current_s
             "'', '{}', 'cancel', 'queued', 1.0, 1.0, 1, 0, 0)",
             (reference,),
         )
-    async with ActorSystem(config(path, USE_NEW_TASK_SYSTEM=False)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path, USE_NEW_TASK_SYSTEM=False) as tm:
         assert await tm.wait_for_task("v1", timeout=10) == 5
         assert (await tm.get_task("v1")).backend == "old"
     with closing(sqlite3.connect(path)) as connection, connection:
@@ -250,13 +240,11 @@ CHANGES: list[tuple[dict[str, Any], str]] = [
 
 async def test_registering_a_journaled_id_compares_the_whole_definition(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         await tm.register_task("d1", combine, (1,), task_id="d1")
         await tm.register_task("d2", combine, (2,), task_id="d2")
         assert await tm.register_task(**_same(), task_id="job") == "job"
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         # The same definition (metadata in another order) is the journaled task.
         again = _same(metadata={"team": "a", "owner": "me"})
         assert await tm.register_task(**again, task_id="job") == "job"
@@ -272,14 +260,12 @@ async def test_registering_a_journaled_id_compares_the_whole_definition(tmp_path
 
 async def test_an_edge_added_later_does_not_make_the_definition_differ(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         await tm.register_task("d1", combine, (1,), task_id="d1")
         await tm.register_task("d2", combine, (2,), task_id="d2")
         await tm.register_task("job", combine, (3,), task_id="job", dependencies=("d1",))
         await tm.add_dependency("job", "d2")
-    async with ActorSystem(config(path)) as system:
-        tm = system.task_manager
+    async with journaled_manager(path) as tm:
         # Start-up code registering it as it did, then adding the edge, runs again.
         same = await tm.register_task("job", combine, (3,), task_id="job", dependencies=("d1",))
         assert same == "job"

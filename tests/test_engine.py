@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from helpers import Replies
 
 from actors.core._errors import ActorSystemError, ConfigError, TaskTimeoutError
 from actors.core._types import TaskPriority, TaskStatus
@@ -75,17 +76,6 @@ class Port:
     def retry_after(self, delay: float, task_id: str, attempt: int) -> Timer:
         self.timers.append(("retry", delay, task_id, attempt))
         return Timer()
-
-
-class Replies:
-    def __init__(self) -> None:
-        self.got: list[tuple[str, Any]] = []
-
-    def set_result(self, value: Any) -> None:
-        self.got.append(("result", value))
-
-    def set_exception(self, error: BaseException) -> None:
-        self.got.append(("error", error))
 
 
 def make(policy: Policy, port: Port | None = None) -> tuple[Engine, Port, FakeClock]:

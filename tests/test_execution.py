@@ -240,7 +240,7 @@ def test_a_token_cancelled_while_threads_wait_wakes_every_waiter() -> None:
 def test_an_attempt_makes_its_cancellation_token_only_when_asked() -> None:
     before = Execution("b", 1, None)
     before.cancel()  # cancelled before anyone asked: the token is made set
-    assert before._token is None
+    assert before._companion is None
     assert (before.cancelled, before.token.cancelled, before.token.wait(0)) == (True, True, True)
     after = Execution("a", 1, None)
     token = after.token

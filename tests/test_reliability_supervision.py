@@ -23,6 +23,7 @@ from typing import Any
 
 import pykka
 import pytest
+from helpers import Escalations, Ledger, StartsOnce
 from loguru import logger
 from tenacity import wait_fixed
 
@@ -38,7 +39,6 @@ from supervisors import (
     ConsecutiveFailuresExceeded,
     Kill,
     RealClock,
-    RestartIntensityExceeded,
     RestartPolicy,
     SupervisedActor,
     Supervisor,
@@ -104,11 +104,6 @@ class Request:
 
     def __init__(self, n: int) -> None:
         self.n = n
-
-
-class Ledger:
-    def __init__(self) -> None:
-        self.items: list[Any] = []
 
 
 class Recorder(SupervisedActor):
@@ -418,32 +413,6 @@ async def test_a_huge_task_timeout_and_retry_delay_leave_the_system_working() ->
 # -- 4: a crash loop escalates -------------------------------------------------------------
 
 
-class StartsOnce(SupervisedActor):
-    """Starts once; every later incarnation fails in ``on_start``."""
-
-    def __init__(self, state: Ledger) -> None:
-        super().__init__()
-        self.state = state
-
-    def on_start(self) -> None:
-        self.state.items.append("start")
-        if len(self.state.items) > 1:
-            raise RuntimeError(f"start {len(self.state.items)} failed")
-
-    def on_receive(self, message: Any) -> Any:
-        return "pong"
-
-
-class Escalations:
-    def __init__(self) -> None:
-        self.errors: list[RestartIntensityExceeded] = []
-        self.event = threading.Event()
-
-    def __call__(self, error: RestartIntensityExceeded) -> None:
-        self.errors.append(error)
-        self.event.set()
-
-
 def test_a_child_failing_in_every_incarnation_escalates_after_its_consecutive_failures(
     clock: FakeClock,
 ) -> None:
@@ -468,7 +437,7 @@ def test_a_child_failing_in_every_incarnation_escalates_after_its_consecutive_fa
         for _ in range(3):
             clock.wait_for_timers(1, WAIT)
             clock.advance(3.0)
-        assert escalations.event.wait(WAIT)
+        assert escalations.done.wait(WAIT)
         message = (
             "consecutive failures exceeded: child 'w' of supervisor 'root' failed 4 times "
             "in a row, each incarnation within 10.0s of its start (max 3); "

@@ -11,7 +11,7 @@ import weakref
 from typing import Any
 
 import pytest
-from helpers import Boom, RecordingPort
+from helpers import Boom, RecordingPort, Replies
 
 from actors import (
     ActorSystem,
@@ -392,24 +392,13 @@ async def test_a_call_cancelled_while_its_lazy_system_shuts_down_starts_no_new_o
 # -- the engine on its own: one call registers, executes and answers ---------------------
 
 
-class _Replies:
-    def __init__(self) -> None:
-        self.got: list[tuple[str, Any]] = []
-
-    def set_result(self, value: Any) -> None:
-        self.got.append(("result", value))
-
-    def set_exception(self, error: BaseException) -> None:
-        self.got.append(("error", error))
-
-
 def test_engine_submit_registers_executes_and_answers_when_the_task_ends() -> None:
     from actors.engine import Engine, Policy, validate_registration
 
     engine = Engine(Policy.scheduler(2), FakeClock(100.0))
     port = RecordingPort()
     engine.attach(port)
-    replies = _Replies()
+    replies = Replies()
     spec = validate_registration("job", add, (1, 2))
     engine.submit(spec, "s", None, replies)  # type: ignore[arg-type]
     assert port.started == [("s", 1)]

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pykka
 import pytest
-from helpers import Logged
+from helpers import Escalations, Logged, tenacity_schedule
 from helpers import SupervisorEvents as Events
 from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
     wait_exponential,
     wait_exponential_jitter,
     wait_fixed,
@@ -35,37 +30,6 @@ from supervisors import (
 from supervisors.testing import FakeClock
 
 TIMEOUT = 5.0
-
-
-class _Fail(Exception):
-    pass
-
-
-def tenacity_schedule(wait: wait_base, steps: int) -> list[float]:
-    """The delays tenacity itself sleeps between ``steps + 1`` failing attempts."""
-    slept: list[float] = []
-    retrying = Retrying(
-        wait=wait,
-        stop=stop_after_attempt(steps + 1),
-        retry=retry_if_exception_type(_Fail),
-        sleep=slept.append,
-        reraise=True,
-    )
-
-    def always_fails() -> None:
-        raise _Fail
-
-    with pytest.raises(_Fail):
-        retrying(always_fails)
-    return slept
-
-
-@pytest.fixture
-def stopper() -> Iterator[list[pykka.ActorRef[Any]]]:
-    refs: list[pykka.ActorRef[Any]] = []
-    yield refs
-    for ref in reversed(refs):
-        ref.stop(timeout=TIMEOUT)
 
 
 def start(
@@ -223,16 +187,6 @@ def test_a_second_childs_crash_is_handled_while_the_first_is_in_backoff(
 
 
 # -- restart intensity --------------------------------------------------------------------------
-
-
-class Escalations:
-    def __init__(self) -> None:
-        self.errors: list[RestartIntensityExceeded] = []
-        self.done = threading.Event()
-
-    def __call__(self, error: RestartIntensityExceeded) -> None:
-        self.errors.append(error)
-        self.done.set()
 
 
 INTENSITY_MESSAGE = (

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from helpers import tenacity_schedule
 from hypothesis import given
 from hypothesis import strategies as st
 from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
     wait_exponential,
     wait_exponential_jitter,
     wait_fixed,
     wait_none,
 )
-from tenacity.wait import wait_base
 
 from supervisors import Restart, Strategy
 from supervisors._decisions import (
@@ -25,30 +22,6 @@ from supervisors._decisions import (
     prune_window,
     should_restart,
 )
-
-
-class _Fail(Exception):
-    pass
-
-
-def tenacity_schedule(wait: wait_base, steps: int) -> list[float]:
-    """The delays tenacity itself sleeps between ``steps + 1`` failing attempts."""
-    slept: list[float] = []
-    retrying = Retrying(
-        wait=wait,
-        stop=stop_after_attempt(steps + 1),
-        retry=retry_if_exception_type(_Fail),
-        sleep=slept.append,
-        reraise=True,
-    )
-
-    def always_fails() -> None:
-        raise _Fail
-
-    with pytest.raises(_Fail):
-        retrying(always_fails)
-    return slept
-
 
 # -- the restart table ----------------------------------------------------------------
 

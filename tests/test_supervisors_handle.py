@@ -8,6 +8,7 @@ from typing import Any
 
 import pykka
 import pytest
+from helpers import Ledger
 from tenacity import wait_fixed
 
 from supervisors import (
@@ -24,11 +25,6 @@ from supervisors.testing import FakeClock
 
 TIMEOUT = 5.0
 BACKOFF = 5.0
-
-
-class Ledger:
-    def __init__(self) -> None:
-        self.items: list[Any] = []
 
 
 class Recorder(SupervisedActor):

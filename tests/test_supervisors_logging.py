@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import Echo
 from loguru import logger
 from tenacity import wait_none
 
@@ -15,18 +16,12 @@ from supervisors import (
     ChildSpec,
     Kill,
     RestartPolicy,
-    SupervisedActor,
     Supervisor,
     SupervisorEvent,
     SupervisorEventKind,
 )
 
 TIMEOUT = 5.0
-
-
-class Echo(SupervisedActor):
-    def on_receive(self, message: Any) -> Any:
-        return message
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ crashed supervisor incarnation do nothing in the next one."""
 from __future__ import annotations
 
 import threading
-from typing import Any
 
+from helpers import Echo
 from tenacity import wait_fixed
 
 from supervisors import (
@@ -13,7 +13,6 @@ from supervisors import (
     Kill,
     RestartPolicy,
     Strategy,
-    SupervisedActor,
     Supervisor,
     SupervisorEvent,
     SupervisorEventKind,
@@ -22,11 +21,6 @@ from supervisors._messages import WatchdogTick
 from supervisors.testing import FakeClock
 
 TIMEOUT = 5.0
-
-
-class Echo(SupervisedActor):
-    def on_receive(self, message: Any) -> Any:
-        return message
 
 
 def test_terminating_the_failed_child_during_backoff_still_restarts_its_group() -> None:

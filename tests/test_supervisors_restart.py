@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 import pytest
-from helpers import Logged
+from helpers import FailsToStart, Ledger, Logged, StartsOnce
 from helpers import SupervisorEvents as Events
 from tenacity import wait_exponential, wait_none
 
@@ -47,13 +46,6 @@ class StopSelf:
 class Block:
     entered: threading.Event
     release: threading.Event
-
-
-class Ledger:
-    """Per-child state object: outlives incarnations."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
 
 
 class Worker(SupervisedActor):
@@ -100,14 +92,6 @@ def start_supervisor(
 @pytest.fixture
 def events() -> Events:
     return Events()
-
-
-@pytest.fixture
-def stopper() -> Iterator[list[pykka.ActorRef[Any]]]:
-    refs: list[pykka.ActorRef[Any]] = []
-    yield refs
-    for ref in reversed(refs):
-        ref.stop(timeout=TIMEOUT)
 
 
 def child(sup: pykka.ActorRef[Supervisor], child_id: str) -> ChildHandle:
@@ -218,11 +202,6 @@ def test_an_exception_in_an_ask_handler_goes_to_the_caller_and_the_actor_lives_o
     rows = sup.proxy().which_children().get(timeout=TIMEOUT)
     assert rows == [ChildInfo("w", "running", 0, urn, Restart.PERMANENT, False)]
     assert events.kinds("w") == [SupervisorEventKind.STARTED]
-
-
-class FailsToStart(SupervisedActor):
-    def on_start(self) -> None:
-        raise RuntimeError("no database")
 
 
 def test_start_raises_what_on_start_raised() -> None:
@@ -422,19 +401,6 @@ def test_two_hundred_crash_restart_cycles_leave_no_threads_and_no_dead_actors(
     assert threading.active_count() == len(threads_before)
 
 
-class NeverAgain(SupervisedActor):
-    """Starts once; every later incarnation fails in ``on_start``."""
-
-    def __init__(self, state: Ledger) -> None:
-        super().__init__()
-        self.state = state
-
-    def on_start(self) -> None:
-        self.state.items.append("start")
-        if len(self.state.items) > 1:
-            raise RuntimeError(f"start {len(self.state.items)} failed")
-
-
 def test_failed_restarts_with_zero_backoff_retry_until_the_intensity_escalates(
     events: Events, stopper: list[pykka.ActorRef[Any]]
 ) -> None:
@@ -447,7 +413,7 @@ def test_failed_restarts_with_zero_backoff_retry_until_the_intensity_escalates(
 
     policy = RestartPolicy(wait=wait_none(), max_restarts=1000, within_seconds=60.0)
     sup = start_supervisor(
-        [ChildSpec("w", NeverAgain, state_factory=Ledger)],
+        [ChildSpec("w", StartsOnce, state_factory=Ledger)],
         events,
         policy=policy,
         on_escalation=on_escalation,

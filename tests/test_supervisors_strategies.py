@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pykka
@@ -30,14 +29,6 @@ ZERO_BACKOFF = RestartPolicy(wait=wait_none(), max_restarts=100, within_seconds=
 
 def specs(log: list[str], names: str = "abcd", **kwargs: Any) -> list[ChildSpec]:
     return [ChildSpec(n, Logged, kwargs={"name": n, "log": log}, **kwargs) for n in names]
-
-
-@pytest.fixture
-def stopper() -> Iterator[list[pykka.ActorRef[Any]]]:
-    refs: list[pykka.ActorRef[Any]] = []
-    yield refs
-    for ref in reversed(refs):
-        ref.stop(timeout=TIMEOUT)
 
 
 def handles(sup: pykka.ActorRef[Supervisor], names: str) -> dict[str, ChildHandle]:

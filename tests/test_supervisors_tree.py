@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 
 import pykka
 import pytest
-from helpers import Logged
+from helpers import Escalations, Logged
 from helpers import SupervisorEvents as Events
 from tenacity import wait_none
 
@@ -24,16 +23,6 @@ from supervisors import (
 from supervisors.testing import FakeClock
 
 TIMEOUT = 5.0
-
-
-class Escalations:
-    def __init__(self) -> None:
-        self.errors: list[RestartIntensityExceeded] = []
-        self.done = threading.Event()
-
-    def __call__(self, error: RestartIntensityExceeded) -> None:
-        self.errors.append(error)
-        self.done.set()
 
 
 class Tree:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pykka
 import pytest
-from helpers import Logged
+from helpers import FailsToStart, Logged
 from tenacity import wait_fixed
 
 from supervisors import (
@@ -21,18 +21,12 @@ from supervisors import (
     Kill,
     Restart,
     RestartPolicy,
-    SupervisedActor,
     Supervisor,
     SupervisorError,
 )
 from supervisors.testing import FakeClock
 
 TIMEOUT = 5.0
-
-
-class FailsToStart(SupervisedActor):
-    def on_start(self) -> None:
-        raise RuntimeError("no database")
 
 
 def logged(child_id: str, log: list[str], **kwargs: Any) -> ChildSpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+from typing import Generic, TypeVar
 
 __all__ = [
     "TASK_CONTEXT",
@@ -20,7 +21,60 @@ __all__ = [
 ]
 
 
-class CancellationToken:
+T = TypeVar("T")
+
+
+class _Flag(Generic[T]):
+    """A flag set once (`cancelled`), and a companion object set with it, made only by
+    its first asker (`_companion_made`): the first askers share one, and one made after
+    the flag was set is set at once. Thread-safe.
+
+    The base of `CancellationToken` (its companion: the `threading.Event` its waiters
+    wait on) and `TaskScope` (its `CancellationToken`). Subclasses set ``_cancelled``
+    and ``_companion`` themselves (one call less per attempt).
+    """
+
+    __slots__ = ("_cancelled", "_companion")
+
+    _cancelled: bool
+    _companion: T | None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def _set_flag(self) -> None:
+        self._cancelled = True  # before reading _companion: see `_companion_made`
+        companion = self._companion
+        if companion is not None:
+            self._set_companion(companion)
+
+    def _companion_made(self) -> T:
+        """The companion (made by the first caller; set if the flag is)."""
+        companion = self._companion
+        if companion is None:
+            with _COMPANION_LOCK:
+                companion = self._companion
+                if companion is None:
+                    companion = self._companion = self._new_companion()
+            # A `_set_flag` that read _companion before it was set wrote the flag first.
+            if self._cancelled:
+                self._set_companion(companion)
+        return companion
+
+    def _new_companion(self) -> T:
+        raise NotImplementedError
+
+    def _set_companion(self, companion: T) -> None:
+        raise NotImplementedError
+
+
+_COMPANION_LOCK = threading.Lock()
+"""Makes the first waiters of a token share one event (and the first askers of a
+`TaskScope` one token)."""
+
+
+class CancellationToken(_Flag[threading.Event]):
     """Set when the attempt it belongs to is cancelled or timed out. Thread-safe.
 
     One is made only for an attempt whose code asks for it (`TaskScope.token`), and
@@ -29,42 +83,29 @@ class CancellationToken:
     reads a flag.
     """
 
-    __slots__ = ("_cancelled", "_event")
+    __slots__ = ()
 
     def __init__(self) -> None:
         self._cancelled = False
-        self._event: threading.Event | None = None
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
+        self._companion = None
 
     def cancel(self) -> None:
-        self._cancelled = True  # before reading _event: see `wait`
-        event = self._event
-        if event is not None:
-            event.set()
+        self._set_flag()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until cancelled (True) or ``timeout`` seconds pass (False)."""
         if self._cancelled:
             return True
-        with _EVENT_LOCK:
-            event = self._event
-            if event is None:
-                event = self._event = threading.Event()
-        # A `cancel` that read _event before it was set wrote the flag first: seen here.
-        if self.cancelled:
-            event.set()
-        return event.wait(timeout)
+        return self._companion_made().wait(timeout)
+
+    def _new_companion(self) -> threading.Event:
+        return threading.Event()
+
+    def _set_companion(self, companion: threading.Event) -> None:
+        companion.set()
 
 
-_EVENT_LOCK = threading.Lock()
-"""Makes the first waiters of a token share one event (and the first askers of a
-`TaskScope` one token)."""
-
-
-class TaskScope:
+class TaskScope(_Flag[CancellationToken]):
     """The running task as its code sees it (`TASK_CONTEXT`'s value): its id, name and
     type, and whether its attempt was cancelled. Thread-safe.
 
@@ -73,39 +114,29 @@ class TaskScope:
     it (`token`): most attempts never do.
     """
 
-    __slots__ = ("_cancelled", "_token", "name", "task_id", "task_type")
+    __slots__ = ("name", "task_id", "task_type")
 
     def __init__(self, task_id: str, name: str = "", task_type: str = "") -> None:
         self.task_id = task_id
         self.name = name
         self.task_type = task_type
         self._cancelled = False
-        self._token: CancellationToken | None = None
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
+        self._companion = None
 
     def set_cancelled(self) -> None:
         """The attempt was cancelled or timed out: its token is (or will be) set."""
-        self._cancelled = True  # before reading _token: see `token`
-        token = self._token
-        if token is not None:
-            token.cancel()
+        self._set_flag()
 
     @property
     def token(self) -> CancellationToken:
         """The attempt's token (made by the first caller)."""
-        token = self._token
-        if token is None:
-            with _EVENT_LOCK:
-                token = self._token
-                if token is None:
-                    token = self._token = CancellationToken()
-            # A `set_cancelled` that read _token before it was set wrote the flag first.
-            if self._cancelled:
-                token.cancel()
-        return token
+        return self._companion_made()
+
+    def _new_companion(self) -> CancellationToken:
+        return CancellationToken()
+
+    def _set_companion(self, companion: CancellationToken) -> None:
+        companion.cancel()
 
 
 TASK_CONTEXT: contextvars.ContextVar[TaskScope | None] = contextvars.ContextVar(

@@ -6,7 +6,6 @@ Part of the contract both task systems satisfy (see conftest.py).
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 from helpers import (
@@ -17,9 +16,11 @@ from helpers import (
     WAIT,
     WAITING,
     Boom,
+    WaitsForToken,
     assert_cancelled,
     fails,
     gated,
+    hangs,
     make_system,
     records,
     returns,
@@ -27,7 +28,6 @@ from helpers import (
     until,
 )
 
-import actors
 from actors import (
     UnifiedTaskManager,
 )
@@ -63,17 +63,7 @@ async def test_cancel_waiting(tm: UnifiedTaskManager) -> None:
 
 async def test_cancel_running_coroutine(tm: UnifiedTaskManager) -> None:
     started, saw_cancel = asyncio.Event(), asyncio.Event()
-    never = asyncio.Event()
-
-    async def hangs() -> None:
-        started.set()
-        try:
-            await never.wait()
-        except asyncio.CancelledError:
-            saw_cancel.set()
-            raise
-
-    await tm.register_task("job", hangs, task_id="job")
+    await tm.register_task("job", hangs(started, saw_cancel), task_id="job")
     await tm.execute_task("job")
     await until(started)
     assert await tm.cancel_task("job") is True
@@ -83,28 +73,14 @@ async def test_cancel_running_coroutine(tm: UnifiedTaskManager) -> None:
 
 
 async def test_cancel_running_plain_function(backend: str, clock: FakeClock) -> None:
-    started, returned = threading.Event(), threading.Event()
-    token_set: list[bool] = []
-
-    def slow() -> str:
-        token = actors.cancellation_token()
-        started.set()
-        try:
-            token_set.append(token.wait(WAIT))
-            return "late"
-        finally:
-            returned.set()
-
+    slow = WaitsForToken()
     async with make_system(backend, clock, MAX_THREAD_WORKERS=1) as system:
         tm = system.task_manager
-        await tm.register_task("slow", slow, task_id="slow")
+        await tm.register_task("slow", slow.run, task_id="slow")
         await tm.execute_task("slow")
-        await asyncio.to_thread(started.wait, WAIT)
+        await asyncio.to_thread(slow.started.wait, WAIT)
         assert await tm.cancel_task("slow") is True
-        assert await asyncio.to_thread(returned.wait, WAIT)
-        assert token_set == [True]
-        # The pool has one worker: once this runs, the late outcome has been reported.
-        assert await tm.thread_pool.submit(lambda: "barrier") == "barrier"
+        await slow.assert_token_was_set(tm)
         await assert_cancelled(tm, "slow")
         assert await tm.get_task_result("slow") is None
 

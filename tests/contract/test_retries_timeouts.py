@@ -6,7 +6,6 @@ Part of the contract both task systems satisfy (see conftest.py).
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 import tenacity
@@ -16,12 +15,13 @@ from helpers import (
     RETRYING,
     WAIT,
     Boom,
+    WaitsForToken,
+    hangs,
     make_system,
     timers_armed,
     until,
 )
 
-import actors
 from actors import (
     TaskTimeoutError,
     UnifiedTaskManager,
@@ -137,17 +137,7 @@ async def test_retry_wait_strategy_replaces_the_fixed_delay(
 
 async def test_coroutine_timeout_fails_the_task(tm: UnifiedTaskManager, clock: FakeClock) -> None:
     started, cancelled = asyncio.Event(), asyncio.Event()
-    never = asyncio.Event()
-
-    async def hangs() -> None:
-        started.set()
-        try:
-            await never.wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    await tm.register_task("hangs", hangs, timeout=2, task_id="hangs")
+    await tm.register_task("hangs", hangs(started, cancelled), timeout=2, task_id="hangs")
     await tm.execute_task("hangs")
     await until(started)
     await timers_armed(clock)
@@ -189,33 +179,19 @@ async def test_timeout_is_retried_while_retries_remain(
 
 
 async def test_timed_out_plain_function_gets_its_token_set(backend: str, clock: FakeClock) -> None:
-    started, returned = threading.Event(), threading.Event()
-    token_set: list[bool] = []
-
-    def slow() -> str:
-        token = actors.cancellation_token()
-        started.set()
-        try:
-            token_set.append(token.wait(WAIT))
-            return "late"
-        finally:
-            returned.set()
-
+    slow = WaitsForToken()
     async with make_system(backend, clock, MAX_THREAD_WORKERS=1) as system:
         tm = system.task_manager
-        await tm.register_task("slow", slow, timeout=2, task_id="slow")
+        await tm.register_task("slow", slow.run, timeout=2, task_id="slow")
         await tm.execute_task("slow")
-        await asyncio.to_thread(started.wait, WAIT)
+        await asyncio.to_thread(slow.started.wait, WAIT)
         await timers_armed(clock)
         clock.advance(2)
         with pytest.raises(
             TaskTimeoutError, match=r"^task 'slow' attempt 1 timed out after 2\.0s$"
         ):
             await tm.wait_for_task("slow", timeout=WAIT)
-        assert await asyncio.to_thread(returned.wait, WAIT)
-        assert token_set == [True]
-        # The pool has one worker: once this runs, the late outcome has been reported.
-        assert await tm.thread_pool.submit(lambda: "barrier") == "barrier"
+        await slow.assert_token_was_set(tm)
         info = await tm.get_task("slow")
         assert (info.status, info.attempts) == (FAILED, 1)
         assert isinstance(info.error, TaskTimeoutError)

@@ -131,6 +131,24 @@ async def test_a_submit_that_times_out_in_wait_for_cancels_its_task(
     assert isinstance(info.error, TaskCancelledError)
 
 
+async def test_cancelling_a_task_that_awaits_a_submit_cancels_the_submits_task(
+    tm: UnifiedTaskManager, gate: threading.Event
+) -> None:
+    started = asyncio.Event()
+
+    async def caller() -> Any:
+        call = tm.submit(gate.wait, WAIT, task_id="c")
+        started.set()
+        return await call
+
+    waiting = asyncio.create_task(caller())
+    await asyncio.wait_for(started.wait(), WAIT)  # (set in the step that awaits the call)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await asyncio.wait_for(tm.get_task_status("c"), WAIT) is TaskStatus.CANCELLED
+
+
 async def test_a_cancelled_gather_cancels_its_submits_tasks(
     tm: UnifiedTaskManager, gate: threading.Event
 ) -> None:

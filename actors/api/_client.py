@@ -395,7 +395,8 @@ class UnifiedTaskManager:
                 on_dependency_failure,
                 durable,
             )
-        call: _Call[str] = _Call(bridge)
+        call: _Call[str] = _Call(loop=bridge.loop)
+        call.bridge = bridge
         reply = CallReply(bridge, call)
         request = (
             self,
@@ -420,10 +421,12 @@ class UnifiedTaskManager:
             durable,
             capture(),  # the caller's trace context (None without OpenTelemetry)
         )
-        try:
-            self._send(reply, request, op="Register", build=UnifiedTaskManager._build_register)
-        except Exception as exc:  # (the system stopped meanwhile, from another thread)
-            call.set_exception(exc)
+        # `_send`, inlined (`_eager` checked the system).
+        system = cast("SystemRuntime", self._system)
+        (bridge.outbox or outbox(bridge)).defer(
+            cast("ChildHandle", system._facade), _BUILD_REGISTER, request
+        )
+        bridge.track(call, system.config.CALL_TIMEOUT, "Register", system)
         return call
 
     async def _register_later(
@@ -611,17 +614,18 @@ class UnifiedTaskManager:
             return self._submit_later(func, args, options)
         given = options.get("task_id")
         task_id = given if isinstance(given, str) and given else new_task_id()
-        call: _SubmitCall[Any] = _SubmitCall(bridge, task_id)
+        call: _SubmitCall[Any] = _SubmitCall(loop=bridge.loop)
+        call.bridge = bridge
+        call.task_id = task_id
         reply = CallReply(bridge, call)
-        try:
-            self._start_wait(
-                reply,
-                (self, reply, func, args, options, task_id, capture()),  # the outbox's
-                "SubmitTask",
-                UnifiedTaskManager._build_submit,
-            )
-        except Exception as exc:  # (the system stopped meanwhile, from another thread)
-            call.set_exception(exc)
+        # `_start_wait`, inlined (`_eager` checked the system; the caller is no task).
+        system = cast("SystemRuntime", self._system)
+        (bridge.outbox or outbox(bridge)).defer(
+            cast("ChildHandle", system._facade),
+            _BUILD_SUBMIT,
+            (self, reply, func, args, options, task_id, capture()),
+        )
+        bridge.track(call, None, "SubmitTask", system)
         return call
 
     async def _submit_later(
@@ -858,20 +862,22 @@ class UnifiedTaskManager:
             validate_task_id(task_id)
         except InvalidTaskError:
             return self._execute_later(task_id, wait)
+        system = cast("SystemRuntime", self._system)
+        facade = cast("ChildHandle", system._facade)
+        box = bridge.outbox or outbox(bridge)
         if wait:
-            waiting = _WaitCall[Any](bridge, task_id)
+            waiting: _WaitCall[Any] = _WaitCall(loop=bridge.loop)
+            waiting.bridge = bridge
+            waiting.task_id = task_id
             reply = waiting.reply = CallReply(bridge, waiting)
-            try:
-                self._start_wait(reply, messages.Execute(task_id, True, reply), "Execute", None)
-            except Exception as exc:  # (the system stopped meanwhile, from another thread)
-                waiting.set_exception(exc)
+            box.send(facade, messages.Execute(task_id, True, reply))
+            bridge.track(waiting, None, "Execute", system)
             return waiting
-        call = _Call[bool](bridge)
+        call: _Call[bool] = _Call(loop=bridge.loop)
+        call.bridge = bridge
         reply = CallReply(bridge, call)
-        try:
-            self._send(reply, messages.Execute(task_id, False, reply))
-        except Exception as exc:
-            call.set_exception(exc)
+        box.send(facade, messages.Execute(task_id, False, reply))
+        bridge.track(call, system.config.CALL_TIMEOUT, "Execute", system)
         return call
 
     async def _execute_later(self, task_id: str, wait: bool) -> Any:
@@ -1243,7 +1249,8 @@ class ThreadPoolClient:
         )
         if bridge is None or pool is None:
             return self._submit_later(fn, args, executor, kwargs)
-        call: _PoolCall[Any] = _PoolCall(bridge)
+        call: _PoolCall[Any] = _PoolCall(loop=bridge.loop)
+        call.bridge = bridge
         reply = CallReply(bridge, call)
         try:
             client._send(
@@ -1318,9 +1325,7 @@ class _SubmitCall(_Call[T]):
 
     __slots__ = ("task_id",)
 
-    def __init__(self, bridge: LoopBridge, task_id: str) -> None:
-        super().__init__(bridge)
-        self.task_id = task_id
+    task_id: str
 
     def abandoned(self, owner: object) -> None:
         with contextlib.suppress(Exception):  # a stopped system: nobody to tell
@@ -1335,10 +1340,8 @@ class _WaitCall(_Call[T]):
 
     __slots__ = ("reply", "task_id")
 
-    def __init__(self, bridge: LoopBridge, task_id: str) -> None:
-        super().__init__(bridge)
-        self.task_id = task_id
-        self.reply: Reply | None = None
+    task_id: str
+    reply: Reply | None
 
     def set_result(self, result: T, /) -> None:
         self.reply = None
@@ -1355,6 +1358,10 @@ class _WaitCall(_Call[T]):
         with contextlib.suppress(Exception):  # a stopped system: nobody to tell
             facade = cast("SystemRuntime", owner)._check()
             outbox(self.bridge).send(facade, messages.Unwait(self.task_id, reply, NO_REPLY))
+
+
+_BUILD_REGISTER = UnifiedTaskManager._build_register
+_BUILD_SUBMIT = UnifiedTaskManager._build_submit
 
 
 def _refuse(reply: Reply, error: Exception) -> None:

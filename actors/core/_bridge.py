@@ -260,7 +260,9 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
     `asyncio.wait_for`, `asyncio.shield` take it as it is (no asyncio task per call)
     and `asyncio.create_task` and `asyncio.run_coroutine_threadsafe` run it.
 
-    Its `CallReply` resolves it and untracks it from ``bridge`` in one step. An
+    Made as ``Call(loop=bridge.loop)`` with ``bridge`` set at once (no Python
+    ``__init__``: a burst makes one per call). Its `CallReply` resolves it and untracks
+    it from ``bridge`` in one step. An
     exception set on it (a refused call, a `LoopBridge` sweep, a failed system) untracks
     it too; cancelling it untracks it and calls `abandoned` with the call's owner (the
     system that `LoopBridge.track` recorded), where a subclass withdraws the request.
@@ -268,11 +270,10 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
 
     __slots__ = ("_steps", "bridge")
 
-    def __init__(self, bridge: LoopBridge) -> None:
-        super().__init__(loop=bridge.loop)
-        self.bridge = bridge
-        self._steps: Generator[Any, None, T] | None = None
-        """`__await__`'s iterator while a task drives this call as a coroutine."""
+    bridge: LoopBridge
+    _steps: Generator[Any, None, T] | None
+    """`__await__`'s iterator while a task drives this call as a coroutine (unset
+    until its first step)."""
 
     def set_exception(self, exception: BaseException | type[BaseException]) -> None:
         self.bridge.untrack(self)
@@ -290,10 +291,14 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
 
     # -- the coroutine protocol: `__await__`'s iterator, made on the first step --------
 
-    def send(self, value: Any) -> Any:
-        steps = self._steps
+    def _stepper(self) -> Generator[Any, None, T]:
+        steps = getattr(self, "_steps", None)
         if steps is None:
             steps = self._steps = self.__await__()
+        return steps
+
+    def send(self, value: Any) -> Any:
+        steps = self._stepper()
         try:
             return steps.send(value)
         except BaseException:
@@ -301,9 +306,7 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
             raise
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        steps = self._steps
-        if steps is None:
-            steps = self._steps = self.__await__()
+        steps = self._stepper()
         try:
             if val is None and tb is None:
                 return steps.throw(typ)
@@ -313,7 +316,7 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
             raise
 
     def close(self) -> None:
-        steps, self._steps = self._steps, None
+        steps, self._steps = getattr(self, "_steps", None), None
         if steps is not None:
             steps.close()
 

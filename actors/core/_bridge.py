@@ -262,10 +262,11 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
 
     Made as ``Call(loop=bridge.loop)`` with ``bridge`` set at once (no Python
     ``__init__``: a burst makes one per call). Its `CallReply` resolves it and untracks
-    it from ``bridge`` in one step. An
-    exception set on it (a refused call, a `LoopBridge` sweep, a failed system) untracks
-    it too; cancelling it untracks it and calls `abandoned` with the call's owner (the
-    system that `LoopBridge.track` recorded), where a subclass withdraws the request.
+    it from ``bridge`` in one step. An exception set on it (a refused call, a
+    `LoopBridge` sweep, a failed system) untracks it too; cancelling it untracks it and
+    calls `abandoned` with the call's owner (the system that `LoopBridge.track`
+    recorded), where a subclass withdraws the request. A call belongs to the loop it
+    was made on (as any asyncio future does).
     """
 
     __slots__ = ("_steps", "bridge")
@@ -275,7 +276,7 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
     """`__await__`'s iterator while a task drives this call as a coroutine (unset
     until its first step)."""
 
-    def set_exception(self, exception: BaseException | type[BaseException]) -> None:
+    def set_exception(self, exception: BaseException | type[BaseException], /) -> None:
         self.bridge.untrack(self)
         super().set_exception(exception)
 

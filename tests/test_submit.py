@@ -284,9 +284,11 @@ async def test_a_waiter_on_another_loop_wakes_after_its_manager_has_the_outcome(
     other = LoopThread("loop-a")
     try:
         on_a = other.loop
-        registered = asyncio.run_coroutine_threadsafe(
-            tm.register_task("a1", double, (4,), task_id="a1"), on_a
-        )
+
+        async def register() -> str:  # made on A (a call made here is this loop's)
+            return await tm.register_task("a1", double, (4,), task_id="a1")
+
+        registered = asyncio.run_coroutine_threadsafe(register(), on_a)
         assert await asyncio.wait_for(asyncio.wrap_future(registered), WAIT) == "a1"
         held = asyncio.run_coroutine_threadsafe(hold(), on_a)
         box = await asyncio.wait_for(asyncio.wrap_future(held), WAIT)
@@ -304,8 +306,9 @@ async def test_a_waiter_on_another_loop_wakes_after_its_manager_has_the_outcome(
 async def test_a_burst_of_calls_is_one_message_to_the_facade(
     system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Calls a loop makes in one iteration reach the facade as one `Batch`, in order:
-    the submits, then the cancel of the last one, which therefore finds it."""
+    """Calls a loop makes in one iteration reach the facade as one `Batch`, in order.
+    The submits are sent when they are made (one `Batch`); the ``cancel_task``
+    coroutine runs in a later iteration, so its `Cancel` follows them and finds the last."""
     facade = system._check()
     sent: list[type] = []
 
@@ -327,7 +330,7 @@ async def test_a_burst_of_calls_is_one_message_to_the_facade(
     assert results[:49] == [i + 1 for i in range(49)]
     assert isinstance(results[49], TaskCancelledError)
     assert results[50] is True
-    assert sent == [messages.Batch]
+    assert sent == [messages.Batch, messages.Cancel]
 
 
 async def test_submit_from_inside_a_task_lends_its_slot(backend: str) -> None:

@@ -8,6 +8,11 @@ bounded by ``CALL_TIMEOUT``; waiting for a task is bounded by the caller's ``tim
 the caller's step only queues the call, so a `gather` of 20,000 of them costs its loop
 iteration 20,000 small steps, and the checks run in bounded chunks after it; a refused
 call raises its error from the ``await`` as before.
+
+On a running loop (outside a task of this system, no journal) `register_task`,
+`execute_task`, `submit` and `ThreadPoolClient.submit` do that first step when they are
+called and return a `Call` (an asyncio future that is also a coroutine: no asyncio task
+per call in a ``gather``); elsewhere they return a coroutine that does it when awaited.
 """
 
 from __future__ import annotations
@@ -42,9 +47,12 @@ from actors.core import (
     NO_REPLY,
     ActorsError,
     ActorSystemError,
+    Call,
+    CallReply,
     Config,
     ConfigError,
     InvalidTaskError,
+    LoopBridge,
     Reply,
     ReplyTo,
     SystemOverloadedError,
@@ -224,6 +232,29 @@ class UnifiedTaskManager:
             system._remember(bridge)
         return Reply(bridge, loop.create_future())
 
+    def _eager(self) -> LoopBridge | None:
+        """The bridge of a call made at once (`Call`): on a running loop, outside the
+        tasks of this system, with a running system that keeps no journal. None: the
+        call is a coroutine, as before (it does its work when it is awaited)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        system = self._system
+        if (
+            system is None  # the lazy client's first call starts its system when awaited
+            or system._facade is None
+            or system._failure is not None
+            or system._closed
+            or system.config.JOURNAL_PATH is not None
+            or _current.get() is not None
+        ):
+            return None
+        bridge = bridge_for(loop)
+        if bridge is not system._last_bridge:
+            system._remember(bridge)
+        return bridge
+
     def _ask(
         self, kind: Callable[[*Ts, ReplyTo], tuple[Any, ...]], *args: *Ts
     ) -> Coroutine[Any, Any, Any]:
@@ -284,7 +315,7 @@ class UnifiedTaskManager:
 
     # -- registration and execution -------------------------------------------------------
 
-    async def register_task(
+    def register_task(
         self,
         name: str,
         func: Callable[..., Any],
@@ -305,7 +336,7 @@ class UnifiedTaskManager:
         executor: str | None = None,
         on_dependency_failure: Literal["cancel", "run"] = "cancel",
         durable: bool | None = None,
-    ) -> str:
+    ) -> Coroutine[Any, Any, str]:
         """Register a task; returns its id. Nothing runs until `execute_task`.
 
         ``result_of(task_id)`` in ``args`` or ``kwargs`` (also inside lists, tuples and
@@ -335,9 +366,91 @@ class UnifiedTaskManager:
         survives a restart, and this call returns once its record is committed; a task
         that cannot be journaled is refused with `JournalEncodeError`. ``False`` keeps
         it in memory only. See the README, "Durable tasks".
+
+        Called on a running event loop (outside a task of this system, no journal), the
+        call is sent when it is made and returns a future of the id (a `Call`: await
+        it, gather it, or ``asyncio.create_task`` it); a call never awaited still runs.
         """
         # Checked and built by the outbox (`_build_register`), in bounded chunks: a burst
         # of registrations costs its loop iteration a small step each.
+        bridge = self._eager()
+        if bridge is None:
+            return self._register_later(
+                name,
+                func,
+                args,
+                kwargs,
+                task_type,
+                description,
+                metadata,
+                priority,
+                dependencies,
+                max_retries,
+                retry_delay,
+                retry_wait,
+                timeout,
+                task_id,
+                circuit_breaker,
+                executor,
+                on_dependency_failure,
+                durable,
+            )
+        call: _Call[str] = _Call(loop=bridge.loop)
+        call.bridge = bridge
+        reply = CallReply(bridge, call)
+        request = (
+            self,
+            reply,
+            name,
+            func,
+            args,
+            kwargs,
+            task_type,
+            description,
+            metadata,
+            priority,
+            dependencies,
+            max_retries,
+            retry_delay,
+            retry_wait,
+            timeout,
+            task_id,
+            circuit_breaker,
+            executor,
+            on_dependency_failure,
+            durable,
+            capture(),  # the caller's trace context (None without OpenTelemetry)
+        )
+        # `_send`, inlined (`_eager` checked the system).
+        system = cast("SystemRuntime", self._system)
+        (bridge.outbox or outbox(bridge)).defer(
+            cast("ChildHandle", system._facade), _BUILD_REGISTER, request
+        )
+        bridge.track(call, system.config.CALL_TIMEOUT, "Register", system)
+        return call
+
+    async def _register_later(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        args: tuple[Any, ...] | list[Any],
+        kwargs: Mapping[str, Any] | None,
+        task_type: str,
+        description: str,
+        metadata: Mapping[str, Any] | None,
+        priority: TaskPriority | int,
+        dependencies: Iterable[str],
+        max_retries: int,
+        retry_delay: float,
+        retry_wait: wait_base | None,
+        timeout: float | None,
+        task_id: str | None,
+        circuit_breaker: str | CircuitBreaker | None,
+        executor: str | None,
+        on_dependency_failure: Literal["cancel", "run"],
+        durable: bool | None,
+    ) -> str:
+        """`register_task` as a coroutine: its work done when it is awaited."""
         reply = self._reply()
         request = (
             self,
@@ -466,16 +579,18 @@ class UnifiedTaskManager:
         return spec, journal
 
     @overload
-    async def submit(
+    def submit(
         self, func: AsyncFunc[*Ts, R], /, *args: *Ts, **options: Unpack[TaskOptions]
-    ) -> R: ...
+    ) -> Coroutine[Any, Any, R]: ...
 
     @overload
-    async def submit(
+    def submit(
         self, func: PlainFunc[*Ts, R], /, *args: *Ts, **options: Unpack[TaskOptions]
-    ) -> R: ...
+    ) -> Coroutine[Any, Any, R]: ...
 
-    async def submit(self, func: Callable[[*Ts], Any], /, *args: *Ts, **options: Any) -> Any:
+    def submit(
+        self, func: Callable[[*Ts], Any], /, *args: *Ts, **options: Any
+    ) -> Coroutine[Any, Any, Any]:
         """Register ``func(*args)`` as a task, execute it and return its result (or
         raise its error): the common case in one call and one message round trip.
 
@@ -488,7 +603,35 @@ class UnifiedTaskManager:
         ``await`` of an asyncio task cancels that task. A durable task (``JOURNAL_PATH``
         set and ``durable`` not False) takes two round trips: its registration is
         committed to the journal before it is executed.
+
+        Called on a running event loop (outside a task of this system, no journal), the
+        call is sent when it is made, like a Ray or Dask future, and returns a future of
+        the result (a `Call`: await it, gather it, or ``asyncio.create_task`` it); a call
+        never awaited still runs its task. Cancelling that future cancels the task.
         """
+        bridge = self._eager() if options.keys() <= _OPTIONS else None  # (no set made)
+        if bridge is None:
+            return self._submit_later(func, args, options)
+        given = options.get("task_id")
+        task_id = given if isinstance(given, str) and given else new_task_id()
+        call: _SubmitCall[Any] = _SubmitCall(loop=bridge.loop)
+        call.bridge = bridge
+        call.task_id = task_id
+        reply = CallReply(bridge, call)
+        # `_start_wait`, inlined (`_eager` checked the system; the caller is no task).
+        system = cast("SystemRuntime", self._system)
+        (bridge.outbox or outbox(bridge)).defer(
+            cast("ChildHandle", system._facade),
+            _BUILD_SUBMIT,
+            (self, reply, func, args, options, task_id, capture()),
+        )
+        bridge.track(call, None, "SubmitTask", system)
+        return call
+
+    async def _submit_later(
+        self, func: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]
+    ) -> Any:
+        """`submit` as a coroutine: its work done when it is awaited."""
         if not options.keys() <= _OPTIONS:  # (no set made per call)
             raise _unknown_options("submit", options, _OPTIONS)
         system = self._system or self._get_system()
@@ -702,12 +845,43 @@ class UnifiedTaskManager:
                     box.send(facade, messages.Block(caller.task_id, caller, False, NO_REPLY))
         return _outcome(call.outcomes, call.errors, return_exceptions)
 
-    async def execute_task(self, task_id: str, wait: bool = False) -> Any:
+    def execute_task(self, task_id: str, wait: bool = False) -> Coroutine[Any, Any, Any]:
         """Start a pending task (and its pending dependencies).
 
         Returns True when accepted, False if the task was already executing or finished.
         With ``wait=True``: the task's result, or its exception raised.
+
+        Called on a running event loop (outside a task of this system, no journal), the
+        call is sent when it is made and returns a future of that answer (a `Call`);
+        cancelling it withdraws this caller's wait (the task goes on).
         """
+        bridge = self._eager() if isinstance(wait, bool) else None
+        if bridge is None:
+            return self._execute_later(task_id, wait)
+        try:
+            validate_task_id(task_id)
+        except InvalidTaskError:
+            return self._execute_later(task_id, wait)
+        system = cast("SystemRuntime", self._system)
+        facade = cast("ChildHandle", system._facade)
+        box = bridge.outbox or outbox(bridge)
+        if wait:
+            waiting: _WaitCall[Any] = _WaitCall(loop=bridge.loop)
+            waiting.bridge = bridge
+            waiting.task_id = task_id
+            reply = waiting.reply = CallReply(bridge, waiting)
+            box.send(facade, messages.Execute(task_id, True, reply))
+            bridge.track(waiting, None, "Execute", system)
+            return waiting
+        call: _Call[bool] = _Call(loop=bridge.loop)
+        call.bridge = bridge
+        reply = CallReply(bridge, call)
+        box.send(facade, messages.Execute(task_id, False, reply))
+        bridge.track(call, system.config.CALL_TIMEOUT, "Execute", system)
+        return call
+
+    async def _execute_later(self, task_id: str, wait: bool) -> Any:
+        """`execute_task` as a coroutine: its work done when it is awaited."""
         validate_task_id(task_id)
         if not isinstance(wait, bool):
             raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
@@ -1051,16 +1225,52 @@ class ThreadPoolClient:
     def __init__(self, client: UnifiedTaskManager) -> None:
         self._client = client
 
-    async def submit(
+    def submit(
         self, fn: Callable[..., Any], /, *args: Any, executor: str | None = None, **kwargs: Any
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
         """Run ``fn(*args, **kwargs)`` on the pool's executor; returns its result.
 
         ``executor`` (keyword only, and reserved: it is never passed on to ``fn``) is one
         of ``"thread"``, ``"process"``, ``"dask"``, or None for the configured
         ``THREAD_POOL_BACKEND``. For ``process`` and ``dask``, ``fn`` and its arguments
         must pickle (checked here, `InvalidTaskError` naming what does not).
+
+        Called on a running event loop (outside a task of this system, no journal) for
+        the thread backend, the call is sent when it is made and returns a future of
+        the result (a `Call`); a call never awaited still runs ``fn``.
         """
+        client = self._client
+        bridge = client._eager() if executor is None and callable(fn) else None
+        system = client._system
+        pool = (
+            None
+            if system is None or system.config.THREAD_POOL_BACKEND != "thread"
+            else system._pool
+        )
+        if bridge is None or pool is None:
+            return self._submit_later(fn, args, executor, kwargs)
+        call: _PoolCall[Any] = _PoolCall(loop=bridge.loop)
+        call.bridge = bridge
+        reply = CallReply(bridge, call)
+        try:
+            client._send(
+                reply,
+                messages.Submit(fn, args, kwargs, reply, "thread"),
+                timeout=_UNBOUNDED,
+                to=pool,
+            )
+        except Exception as exc:  # the pool is gone (translated by `_send`)
+            call.set_exception(exc)
+        return call
+
+    async def _submit_later(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        executor: str | None,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """`submit` as a coroutine: its work done when it is awaited."""
         if not callable(fn):
             raise InvalidTaskError(f"fn must be callable, got {fn!r}")
         checked = validate_executor(executor)
@@ -1083,6 +1293,75 @@ _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
 
 _NOT_TAKEN = "the actor system cannot take calls"
 _NO_WORK = "the thread pool cannot take work"
+
+
+class _Call(Call[T]):
+    """A call of the client made at once (`UnifiedTaskManager._eager`): a
+    `SupervisorError` that reaches it (its request could not be sent) becomes the
+    `ActorsError` the coroutine form raises, with the supervision error as its cause."""
+
+    __slots__ = ()
+
+    _what = _NOT_TAKEN
+
+    def set_exception(self, exception: BaseException | type[BaseException], /) -> None:
+        if isinstance(exception, SupervisorError):
+            error = _translated(exception, self._what)
+            error.__cause__ = error.__context__ = exception
+            exception = error
+        super().set_exception(exception)
+
+
+class _PoolCall(_Call[T]):
+    """`ThreadPoolClient.submit` made at once."""
+
+    __slots__ = ()
+
+    _what = _NO_WORK
+
+
+class _SubmitCall(_Call[T]):
+    """`UnifiedTaskManager.submit` made at once: cancelling it cancels its task."""
+
+    __slots__ = ("task_id",)
+
+    task_id: str
+
+    def abandoned(self, owner: object) -> None:
+        with contextlib.suppress(Exception):  # a stopped system: nobody to tell
+            facade = cast("SystemRuntime", owner)._check()
+            outbox(self.bridge).send(facade, messages.Cancel(self.task_id, NO_REPLY))
+
+
+class _WaitCall(_Call[T]):
+    """`UnifiedTaskManager.execute_task(wait=True)` made at once: cancelling it
+    withdraws its reply from the task's waiters. It holds its reply (the waiter to
+    withdraw) only until it ends: no reference cycle outlives the call."""
+
+    __slots__ = ("reply", "task_id")
+
+    task_id: str
+    reply: Reply | None
+
+    def set_result(self, result: T, /) -> None:
+        self.reply = None
+        super().set_result(result)
+
+    def set_exception(self, exception: BaseException | type[BaseException], /) -> None:
+        self.reply = None
+        super().set_exception(exception)
+
+    def abandoned(self, owner: object) -> None:
+        reply, self.reply = self.reply, None
+        if reply is None:
+            return
+        with contextlib.suppress(Exception):  # a stopped system: nobody to tell
+            facade = cast("SystemRuntime", owner)._check()
+            outbox(self.bridge).send(facade, messages.Unwait(self.task_id, reply, NO_REPLY))
+
+
+_BUILD_REGISTER = UnifiedTaskManager._build_register
+_BUILD_SUBMIT = UnifiedTaskManager._build_submit
 
 
 def _refuse(reply: Reply, error: Exception) -> None:

@@ -5,7 +5,16 @@ builds on it. See docs/architecture.md, "Layers".
 """
 
 from actors.core import _errors, _util
-from actors.core._bridge import NO_REPLY, SWEEP_INTERVAL, LoopBridge, Reply, ReplyTo, bridge_for
+from actors.core._bridge import (
+    NO_REPLY,
+    SWEEP_INTERVAL,
+    Call,
+    CallReply,
+    LoopBridge,
+    Reply,
+    ReplyTo,
+    bridge_for,
+)
 from actors.core._config import BACKENDS, Config, load_config
 from actors.core._context import (
     TASK_CONTEXT,
@@ -35,6 +44,8 @@ __all__ = [
     "TASK_CONTEXT",
     "TASK_LOGGING",
     "TERMINAL",
+    "Call",
+    "CallReply",
     "CancellationToken",
     "Config",
     "LoopBridge",

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Protocol, TypeVar
 
 from actors.core._errors import CallTimeout
 
-__all__ = ["NO_REPLY", "LoopBridge", "Reply", "ReplyTo", "bridge_for"]
+__all__ = ["NO_REPLY", "Call", "CallReply", "LoopBridge", "Reply", "ReplyTo", "bridge_for"]
+
+T = TypeVar("T")
 
 
 class ReplyTo(Protocol):
@@ -250,3 +252,98 @@ class Reply:
     def resolve(self, value: Any) -> None:
         """`set_result`, called on the bridge's own loop thread: at once, no post."""
         _resolve(self.future, value, None)
+
+
+class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
+    """The answer to a call sent when it was made (like a Ray or Dask future): an
+    asyncio future that is also a coroutine, so ``await``, `asyncio.gather`,
+    `asyncio.wait_for`, `asyncio.shield` take it as it is (no asyncio task per call)
+    and `asyncio.create_task` and `asyncio.run_coroutine_threadsafe` run it.
+
+    Made as ``Call(loop=bridge.loop)`` with ``bridge`` set at once (no Python
+    ``__init__``: a burst makes one per call). Its `CallReply` resolves it and untracks
+    it from ``bridge`` in one step. An exception set on it (a refused call, a
+    `LoopBridge` sweep, a failed system) untracks it too; cancelling it untracks it and
+    calls `abandoned` with the call's owner (the system that `LoopBridge.track`
+    recorded), where a subclass withdraws the request. A call belongs to the loop it
+    was made on (as any asyncio future does).
+    """
+
+    __slots__ = ("_steps", "bridge")
+
+    bridge: LoopBridge
+    _steps: Generator[Any, None, T] | None
+    """`__await__`'s iterator while a task drives this call as a coroutine (unset
+    until its first step)."""
+
+    def set_exception(self, exception: BaseException | type[BaseException], /) -> None:
+        self.bridge.untrack(self)
+        super().set_exception(exception)
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        self.abandoned(self.bridge.untrack(self))
+        return True
+
+    def abandoned(self, owner: object) -> None:
+        """The caller stopped waiting before the answer came (runs on the loop);
+        ``owner``: the call's owner, None if it was not tracked."""
+
+    # -- the coroutine protocol: `__await__`'s iterator, made on the first step --------
+
+    def _stepper(self) -> Generator[Any, None, T]:
+        steps = getattr(self, "_steps", None)
+        if steps is None:
+            steps = self._steps = self.__await__()
+        return steps
+
+    def send(self, value: Any) -> Any:
+        steps = self._stepper()
+        try:
+            return steps.send(value)
+        except BaseException:
+            self._steps = None  # ended: no cycle left through the iterator
+            raise
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        steps = self._stepper()
+        try:
+            if val is None and tb is None:
+                return steps.throw(typ)
+            return steps.throw(typ, val, tb)
+        except BaseException:
+            self._steps = None
+            raise
+
+    def close(self) -> None:
+        steps, self._steps = getattr(self, "_steps", None), None
+        if steps is not None:
+            steps.close()
+
+
+def _settle(future: Call[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.bridge.untrack(future)
+        future.set_result(value)
+    else:
+        future.set_exception(error)  # (untracks it)
+
+
+class CallReply(Reply):
+    """The `Reply` of a `Call`: resolving it untracks the call (no done-callback)."""
+
+    __slots__ = ()
+
+    future: Call[Any]
+
+    def set_result(self, value: Any) -> None:
+        self.bridge.post(_settle, self.future, value, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self.bridge.post(_settle, self.future, None, error)
+
+    def resolve(self, value: Any) -> None:
+        _settle(self.future, value, None)

@@ -1,0 +1,221 @@
+"""Calls made at once: on a running loop, ``register_task``, ``execute_task``, ``submit``
+and ``thread_pool.submit`` send their request when they are called and return a future
+that is also a coroutine (`actors.core.Call`), so a ``gather`` of them costs no asyncio
+task per call. Time is a `FakeClock`; waits are on outcomes, bounded by `WAIT`."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from actors import (
+    ActorSystem,
+    InvalidTaskError,
+    TaskCancelledError,
+    TaskStatus,
+    UnifiedTaskManager,
+)
+from actors.core import Call
+from actors.runtime import messages
+from supervisors.testing import FakeClock
+
+WAIT = 5.0
+
+
+def add(x: int, y: int = 0) -> int:
+    return x + y
+
+
+class Tasks:
+    """Counts the asyncio tasks created on a loop (its task factory)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.created = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        self.created += 1
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    def __enter__(self) -> Tasks:
+        self.loop.set_task_factory(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.set_task_factory(None)
+
+
+def _spy(system: ActorSystem, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every message told to the facade from now on, batches unpacked."""
+    facade = system._check()
+    sent: list[Any] = []
+
+    class Spy:
+        @property
+        def actor_ref(self) -> Any:
+            return facade.actor_ref
+
+        def tell(self, message: Any) -> None:
+            sent.extend(message.messages if isinstance(message, messages.Batch) else (message,))
+            facade.tell(message)
+
+    monkeypatch.setattr(system, "_facade", Spy())
+    return sent
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    release = threading.Event()
+    yield release
+    release.set()
+
+
+async def test_a_gather_of_calls_creates_no_asyncio_task_per_call(tm: UnifiedTaskManager) -> None:
+    n = 200
+    with Tasks(asyncio.get_running_loop()) as tasks:
+        submitted = await asyncio.wait_for(
+            asyncio.gather(*(tm.submit(add, i, 1) for i in range(n))), WAIT
+        )
+        ids = await asyncio.wait_for(
+            asyncio.gather(*(tm.register_task(f"r{i}", add, (i, 2)) for i in range(n))), WAIT
+        )
+        executed = await asyncio.wait_for(
+            asyncio.gather(*(tm.execute_task(task_id, wait=True) for task_id in ids)), WAIT
+        )
+    assert submitted == [i + 1 for i in range(n)]
+    assert executed == [i + 2 for i in range(n)]
+    assert tasks.created == 0
+
+
+async def test_a_call_is_a_future_and_a_coroutine_and_sent_when_made(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = _spy(system, monkeypatch)
+    call = tm.submit(add, 2, 3, task_id="s")
+    assert isinstance(call, Call)
+    assert asyncio.isfuture(call)
+    assert asyncio.iscoroutine(call)
+    await asyncio.sleep(0)  # one iteration: the outbox sends, nobody awaits the call
+    assert [(type(m), m.task_id) for m in sent] == [(messages.SubmitTask, "s")]
+    assert await asyncio.wait_for(call, WAIT) == 5
+
+
+async def test_create_task_wait_for_shield_and_run_coroutine_threadsafe_take_a_call(
+    tm: UnifiedTaskManager,
+) -> None:
+    loop = asyncio.get_running_loop()
+    assert await asyncio.wait_for(asyncio.create_task(tm.submit(add, 1, 1)), WAIT) == 2
+    assert await asyncio.wait_for(tm.register_task("t", add, (3, 4), task_id="t"), WAIT) == "t"
+    assert await asyncio.wait_for(asyncio.shield(tm.execute_task("t")), WAIT) is True
+    threadsafe = asyncio.run_coroutine_threadsafe(tm.submit(add, 5, 6), loop)
+    assert await asyncio.wait_for(asyncio.wrap_future(threadsafe), WAIT) == 11
+    assert await asyncio.wait_for(tm.wait_for_task("t"), WAIT) == 7
+    assert await asyncio.wait_for(tm.thread_pool.submit(add, 8, 9), WAIT) == 17
+    assert await asyncio.wait_for(tm.execute_task("t"), WAIT) is False
+
+
+async def test_a_submit_that_times_out_in_wait_for_cancels_its_task(
+    tm: UnifiedTaskManager, gate: threading.Event
+) -> None:
+    call = tm.submit(gate.wait, WAIT, task_id="h")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(call, 0.01)
+    assert call.cancelled()
+    # The Cancel left when the call was cancelled: the facade delivers it first.
+    info = await asyncio.wait_for(tm.get_task("h"), WAIT)
+    assert info.status is TaskStatus.CANCELLED
+    assert isinstance(info.error, TaskCancelledError)
+
+
+async def test_cancelling_a_task_that_awaits_a_submit_cancels_the_submits_task(
+    tm: UnifiedTaskManager, gate: threading.Event
+) -> None:
+    started = asyncio.Event()
+
+    async def caller() -> Any:
+        call = tm.submit(gate.wait, WAIT, task_id="c")
+        started.set()
+        return await call
+
+    waiting = asyncio.create_task(caller())
+    await asyncio.wait_for(started.wait(), WAIT)  # (set in the step that awaits the call)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await asyncio.wait_for(tm.get_task_status("c"), WAIT) is TaskStatus.CANCELLED
+
+
+async def test_a_cancelled_gather_cancels_its_submits_tasks(
+    tm: UnifiedTaskManager, gate: threading.Event
+) -> None:
+    calls = asyncio.gather(*(tm.submit(gate.wait, WAIT, task_id=f"g{i}") for i in range(3)))
+    await asyncio.sleep(0)
+    calls.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await calls
+    statuses = [await asyncio.wait_for(tm.get_task_status(f"g{i}"), WAIT) for i in range(3)]
+    assert statuses == [TaskStatus.CANCELLED] * 3
+
+
+async def test_a_cancelled_execute_wait_withdraws_its_waiter_and_the_task_goes_on(
+    system: ActorSystem,
+    tm: UnifiedTaskManager,
+    monkeypatch: pytest.MonkeyPatch,
+    gate: threading.Event,
+) -> None:
+    await asyncio.wait_for(tm.register_task("w", gate.wait, (WAIT,), task_id="w"), WAIT)
+    sent = _spy(system, monkeypatch)
+    call = tm.execute_task("w", wait=True)
+    await asyncio.sleep(0)
+    assert call.cancel()
+    status = await asyncio.wait_for(tm.get_task_status("w"), WAIT)
+    assert status in {TaskStatus.QUEUED, TaskStatus.RUNNING}  # not cancelled: it goes on
+    unwait = [m for m in sent if isinstance(m, messages.Unwait)]
+    assert [(m.task_id, m.waiter) for m in unwait] == [("w", unwait[0].waiter)]
+    execute = [m for m in sent if isinstance(m, messages.Execute)]
+    assert [(m.task_id, m.wait, m.reply is unwait[0].waiter) for m in execute] == [
+        ("w", True, True)
+    ]
+    assert not _tracked(call)
+    gate.set()
+    assert await asyncio.wait_for(tm.wait_for_task("w"), WAIT) is True
+    assert call.cancelled()
+
+
+def _tracked(call: Call[Any]) -> bool:
+    return call in call.bridge.calls
+
+
+async def test_a_resolved_call_is_untracked_and_holds_no_cycle(tm: UnifiedTaskManager) -> None:
+    calls = [tm.submit(add, 1), tm.register_task("x", add, (1,)), tm.thread_pool.submit(add, 1)]
+    assert all(_tracked(call) for call in calls)
+    await asyncio.wait_for(asyncio.gather(*calls), WAIT)
+    waiting = tm.execute_task(calls[1].result(), wait=True)
+    assert await asyncio.wait_for(waiting, WAIT) == 1
+    assert [_tracked(call) for call in [*calls, waiting]] == [False] * 4
+    assert waiting.reply is None  # type: ignore[attr-defined]
+
+
+def test_without_a_running_loop_a_call_is_a_coroutine() -> None:
+    with ActorSystem({"CLEANUP_INTERVAL": 0}, clock=FakeClock()) as system:
+        call = system.task_manager.submit(add, 20, 22)
+        assert not isinstance(call, Call)
+        assert asyncio.iscoroutine(call)
+        assert asyncio.run(asyncio.wait_for(call, WAIT)) == 42
+
+
+async def test_a_call_with_bad_arguments_raises_at_the_await(tm: UnifiedTaskManager) -> None:
+    calls = [tm.execute_task("", wait=True), tm.submit(add, 1, colour="red")]
+    assert [isinstance(call, Call) for call in calls] == [False, False]
+    with pytest.raises(InvalidTaskError, match=r"^task_id must be a non-empty str, got ''$"):
+        await calls[0]
+    with pytest.raises(InvalidTaskError, match=r"^submit\(\) got unknown option\(s\) 'colour';"):
+        await calls[1]
+    bad = tm.register_task("", add)  # checked by the outbox: refused at the await
+    with pytest.raises(InvalidTaskError, match=r"^name must be a non-empty str, got ''$"):
+        await asyncio.wait_for(bad, WAIT)
+    assert not _tracked(bad)  # type: ignore[arg-type]

@@ -374,33 +374,14 @@ class UnifiedTaskManager:
         # Checked and built by the outbox (`_build_register`), in bounded chunks: a burst
         # of registrations costs its loop iteration a small step each.
         bridge = self._eager()
-        if bridge is None:
-            return self._register_later(
-                name,
-                func,
-                args,
-                kwargs,
-                task_type,
-                description,
-                metadata,
-                priority,
-                dependencies,
-                max_retries,
-                retry_delay,
-                retry_wait,
-                timeout,
-                task_id,
-                circuit_breaker,
-                executor,
-                on_dependency_failure,
-                durable,
-            )
-        call: _Call[str] = _Call(loop=bridge.loop)
-        call.bridge = bridge
-        reply = CallReply(bridge, call)
+        reply = None
+        if bridge is not None:
+            call: _Call[str] = _Call(loop=bridge.loop)
+            call.bridge = bridge
+            reply = CallReply(bridge, call)
         request = (
             self,
-            reply,
+            reply,  # (None: `_register_later` puts its own in)
             name,
             func,
             args,
@@ -421,6 +402,8 @@ class UnifiedTaskManager:
             durable,
             capture(),  # the caller's trace context (None without OpenTelemetry)
         )
+        if bridge is None or reply is None:
+            return self._register_later(request)
         # `_send`, inlined (`_eager` checked the system).
         system = cast("SystemRuntime", self._system)
         (bridge.outbox or outbox(bridge)).defer(
@@ -429,52 +412,11 @@ class UnifiedTaskManager:
         bridge.track(call, system.config.CALL_TIMEOUT, "Register", system)
         return call
 
-    async def _register_later(
-        self,
-        name: str,
-        func: Callable[..., Any],
-        args: tuple[Any, ...] | list[Any],
-        kwargs: Mapping[str, Any] | None,
-        task_type: str,
-        description: str,
-        metadata: Mapping[str, Any] | None,
-        priority: TaskPriority | int,
-        dependencies: Iterable[str],
-        max_retries: int,
-        retry_delay: float,
-        retry_wait: wait_base | None,
-        timeout: float | None,
-        task_id: str | None,
-        circuit_breaker: str | CircuitBreaker | None,
-        executor: str | None,
-        on_dependency_failure: Literal["cancel", "run"],
-        durable: bool | None,
-    ) -> str:
-        """`register_task` as a coroutine: its work done when it is awaited."""
+    async def _register_later(self, request: tuple[Any, ...]) -> str:
+        """`register_task` as a coroutine: its work done when it is awaited (``request``
+        is `register_task`'s, without its reply)."""
         reply = self._reply()
-        request = (
-            self,
-            reply,
-            name,
-            func,
-            args,
-            kwargs,
-            task_type,
-            description,
-            metadata,
-            priority,
-            dependencies,
-            max_retries,
-            retry_delay,
-            retry_wait,
-            timeout,
-            task_id,
-            circuit_breaker,
-            executor,
-            on_dependency_failure,
-            durable,
-            capture(),  # the caller's trace context (None without OpenTelemetry)
-        )
+        request = (self, reply, *request[2:])
         # Awaited here, not in a `_call` coroutine of its own, and ``request`` is the
         # outbox's alone: a burst of calls keeps fewer objects alive while it waits.
         self._send(reply, request, op="Register", build=UnifiedTaskManager._build_register)

@@ -12,7 +12,7 @@ import asyncio
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from actors.core._errors import CallTimeout
 
@@ -239,19 +239,22 @@ class Reply:
 
     __slots__ = ("bridge", "future")
 
+    _settle = staticmethod(_resolve)
+    """What resolves the future on its loop (`CallReply`'s untracks a `Call` too)."""
+
     def __init__(self, bridge: LoopBridge, future: asyncio.Future[Any]) -> None:
         self.bridge = bridge
         self.future = future
 
     def set_result(self, value: Any) -> None:
-        self.bridge.post(_resolve, self.future, value, None)
+        self.bridge.post(self._settle, self.future, value, None)
 
     def set_exception(self, error: BaseException) -> None:
-        self.bridge.post(_resolve, self.future, None, error)
+        self.bridge.post(self._settle, self.future, None, error)
 
     def resolve(self, value: Any) -> None:
         """`set_result`, called on the bridge's own loop thread: at once, no post."""
-        _resolve(self.future, value, None)
+        self._settle(self.future, value, None)
 
 
 class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
@@ -322,11 +325,11 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
             steps.close()
 
 
-def _settle(future: Call[Any], value: Any, error: BaseException | None) -> None:
+def _settle_call(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
     if future.done():
         return
     if error is None:
-        future.bridge.untrack(future)
+        cast("Call[Any]", future).bridge.untrack(future)
         future.set_result(value)
     else:
         future.set_exception(error)  # (untracks it)
@@ -339,11 +342,4 @@ class CallReply(Reply):
 
     future: Call[Any]
 
-    def set_result(self, value: Any) -> None:
-        self.bridge.post(_settle, self.future, value, None)
-
-    def set_exception(self, error: BaseException) -> None:
-        self.bridge.post(_settle, self.future, None, error)
-
-    def resolve(self, value: Any) -> None:
-        _settle(self.future, value, None)
+    _settle = staticmethod(_settle_call)

@@ -89,11 +89,19 @@ def test_with_runs_tasks_from_sync_code_and_leaves_no_thread(backend: str) -> No
 
 
 def test_every_client_method_has_a_blocking_twin_with_its_signature() -> None:
+    # The client's calls: coroutine functions, and the ones that return a `Call` when
+    # made on a running loop (typed as returning a coroutine).
     async_methods = {
         name
         for name, member in inspect.getmembers(UnifiedTaskManager)
-        if not name.startswith("_") and (inspect.iscoroutinefunction(member) or name == "events")
+        if not name.startswith("_")
+        and (
+            inspect.iscoroutinefunction(member)
+            or "Coroutine[" in str(inspect.signature(member).return_annotation)
+            or name == "events"
+        )
     }
+    assert {"register_task", "execute_task", "submit"} <= async_methods
     async_methods.discard("shutdown")  # blocking.shutdown() takes no loop: compared below
     assert async_methods <= set(dir(BlockingTaskManager))
     for name in async_methods - {"events", "submit"}:

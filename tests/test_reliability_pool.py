@@ -446,6 +446,34 @@ async def test_a_label_freed_and_taken_again_within_one_transition_batch() -> No
         }
 
 
+async def test_a_running_tasks_type_has_a_wait_time_and_no_run_time_yet() -> None:
+    """A type's run-time sketch and histogram appear with its first run time, not with
+    its first wait time."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> int:
+        started.set()
+        release.wait(WAIT)
+        return 1
+
+    async with make_system() as system:
+        tm = system.task_manager
+        task_id = await tm.register_task("hold", hold, task_type="held")
+        await tm.execute_task(task_id)
+        try:
+            await wait_thread_event(started)
+            metrics = await tm.get_metrics()
+        finally:
+            release.set()
+        assert metrics.tasks_by_status == {"running": 1}
+        assert {t: s.count for t, s in metrics.wait_time.items()} == {"held": 1}
+        assert (metrics.execution_time, metrics.execution_histogram) == ({}, {})
+        assert await tm.wait_for_task(task_id, timeout=WAIT) == 1
+        metrics = await tm.get_metrics()
+        assert {t: s.count for t, s in metrics.execution_time.items()} == {"held": 1}
+        assert {t: h.count for t, h in metrics.execution_histogram.items()} == {"held": 1}
+
+
 async def test_many_task_types_keep_the_metrics_bounded() -> None:
     async with make_system(METRICS_MAX_TASK_TYPES=3) as system:
         tm = system.task_manager

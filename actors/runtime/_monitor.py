@@ -115,8 +115,10 @@ class TaskMonitorActor(SystemChild[MonitorState]):
     def __init__(self, ctx: SystemContext, state: MonitorState) -> None:
         super().__init__(ctx, state)
         self.me = ctx.handle(self.CHILD_ID)
-        self._observers: dict[str, tuple[Callable[[float], None], Callable[[float], None]]] = {}
-        """label -> what counts a run time, and a wait time, of its tasks (`_timers`)."""
+        self._ran: dict[str, Callable[[float], None]] = {}
+        """label -> what counts a run time of its tasks (`_observer`), made with the first."""
+        self._waited: dict[str, Callable[[float], None]] = {}
+        """label -> what counts a wait time of its tasks, made with the first."""
 
     def on_start(self) -> None:
         if self.ctx.config.RESOURCE_CHECK_INTERVAL > 0 and self.state.resource_timer is None:
@@ -220,6 +222,7 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         started_at = state.started_at
         labels = state.labels
         live = state.live
+        bounds = self.ctx.config.METRICS_HISTOGRAM_BUCKETS
         # The status counts move by (label, old, new) pairs, added up over the batch and
         # applied once at its end (`_count`): a batch holds a few kinds of moves, many
         # times each. A cleanup's removal applies them first (it may free a label).
@@ -244,14 +247,24 @@ class TaskMonitorActor(SystemChild[MonitorState]):
                 began = started_at.pop(task_id, None)
                 if began is not None:
                     ran = at - began
-                    self._timers(label)[0](ran if ran > 0.0 else 0.0)
+                    count = self._ran.get(label)
+                    if count is None:
+                        count = self._ran[label] = _observer(
+                            state.execution, state.execution_buckets, label, bounds
+                        )
+                    count(ran if ran > 0.0 else 0.0)
             if new is QUEUED:
                 queued_at[task_id] = at
             elif new is RUNNING:
                 since = queued_at.pop(task_id, None)
                 if since is not None:
                     waited = at - since
-                    self._timers(label)[1](waited if waited > 0.0 else 0.0)
+                    count = self._waited.get(label)
+                    if count is None:
+                        count = self._waited[label] = _observer(
+                            state.waiting, state.waiting_buckets, label, bounds
+                        )
+                    count(waited if waited > 0.0 else 0.0)
                 started_at[task_id] = at
             else:
                 if new is RETRYING:
@@ -298,19 +311,6 @@ class TaskMonitorActor(SystemChild[MonitorState]):
                 by_status[new] += n
                 counts[new] += n
 
-    def _timers(self, label: str) -> tuple[Callable[[float], None], Callable[[float], None]]:
-        """What counts a run time and a wait time of ``label``'s tasks (each in its
-        sketch and its histogram, made on first use)."""
-        timers = self._observers.get(label)
-        if timers is None:
-            state = self.state
-            bounds = self.ctx.config.METRICS_HISTOGRAM_BUCKETS
-            timers = self._observers[label] = (
-                _observer(state.execution, state.execution_buckets, label, bounds),
-                _observer(state.waiting, state.waiting_buckets, label, bounds),
-            )
-        return timers
-
     def _label(self, task_type: str) -> str:
         """Give ``task_type`` its metrics label: its own name while there is room."""
         state = self.state
@@ -338,7 +338,8 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             state.waiting.pop(label, None)
             state.execution_buckets.pop(label, None)
             state.waiting_buckets.pop(label, None)
-            self._observers.pop(label, None)
+            self._ran.pop(label, None)
+            self._waited.pop(label, None)
 
     def _publish(self, events: list[Event], muted: list[Subscriber] | None = None) -> None:
         """Offer ``events`` to every subscriber but the ``muted`` ones."""

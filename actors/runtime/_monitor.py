@@ -225,7 +225,8 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         bounds = self.ctx.config.METRICS_HISTOGRAM_BUCKETS
         # The status counts move by (label, old, new) pairs, added up over the batch and
         # applied once at its end (`_count`): a batch holds a few kinds of moves, many
-        # times each. A cleanup's removal applies them first (it may free a label).
+        # times each. The removal of a type's last task applies them first (`_forget`
+        # frees its label, and drops its counts).
         moves: dict[tuple[str, str | None, str | None], int] = {}
         for task_id, _name, task_type, old, new, _attempt, at, _wall, detail in items:
             label = labels.get(task_type)
@@ -235,8 +236,9 @@ class TaskMonitorActor(SystemChild[MonitorState]):
                 live[task_type] += 1
             if new is None:
                 moves[label, old, new] = moves.get((label, old, new), 0) + 1
-                self._count(moves)
-                moves.clear()
+                if live[task_type] <= 1:  # its type's last task: `_forget` frees the label
+                    self._count(moves)
+                    moves.clear()
                 queued_at.pop(task_id, None)
                 started_at.pop(task_id, None)
                 self._forget(task_type)

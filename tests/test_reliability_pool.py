@@ -425,6 +425,55 @@ async def test_task_types_past_the_bound_share_one_label_and_cleanup_frees_label
         assert (monitor.own_labels, dict(monitor.live)) == (2, {"e": 1, "f": 1, "g": 1})
 
 
+async def test_a_label_freed_and_taken_again_within_one_transition_batch() -> None:
+    """The monitor adds a batch's status counts up and applies them at its end; a removal
+    applies them first, since it may free its type's label (and drop its counts)."""
+    async with make_system(MAX_FINISHED_TASKS=1, METRICS_MAX_TASK_TYPES=1) as system:
+        tm = system.task_manager
+        assert await tm.submit(lambda: 1, task_type="a") == 1
+        await tm.get_metrics()  # the monitor counts it: "a" completed 1
+        # One batch (nobody subscribes: the manager holds them till the next metrics
+        # call): b (labelled __other__) ends and removes the first a, which frees the
+        # label "a" and its counts; a second a takes the label and removes b.
+        assert await tm.submit(lambda: 2, task_type="b") == 2
+        assert await tm.submit(lambda: 3, task_type="a") == 3
+        metrics = await tm.get_metrics()
+        assert metrics.tasks_by_status == {"completed": 1}
+        assert {t: dict(c) for t, c in metrics.tasks_by_type.items()} == {"a": {"completed": 1}}
+        assert {t: s.count for t, s in metrics.execution_time.items()} == {
+            "a": 1,
+            "__other__": 1,
+        }
+
+
+async def test_a_running_tasks_type_has_a_wait_time_and_no_run_time_yet() -> None:
+    """A type's run-time sketch and histogram appear with its first run time, not with
+    its first wait time."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> int:
+        started.set()
+        release.wait(WAIT)
+        return 1
+
+    async with make_system() as system:
+        tm = system.task_manager
+        task_id = await tm.register_task("hold", hold, task_type="held")
+        await tm.execute_task(task_id)
+        try:
+            await wait_thread_event(started)
+            metrics = await tm.get_metrics()
+        finally:
+            release.set()
+        assert metrics.tasks_by_status == {"running": 1}
+        assert {t: s.count for t, s in metrics.wait_time.items()} == {"held": 1}
+        assert (metrics.execution_time, metrics.execution_histogram) == ({}, {})
+        assert await tm.wait_for_task(task_id, timeout=WAIT) == 1
+        metrics = await tm.get_metrics()
+        assert {t: s.count for t, s in metrics.execution_time.items()} == {"held": 1}
+        assert {t: h.count for t, h in metrics.execution_histogram.items()} == {"held": 1}
+
+
 async def test_many_task_types_keep_the_metrics_bounded() -> None:
     async with make_system(METRICS_MAX_TASK_TYPES=3) as system:
         tm = system.task_manager

@@ -280,6 +280,10 @@ class Engine:
     # -- calls ----------------------------------------------------------------------------
 
     def register(self, spec: TaskSpec, task_id: str, bridge: LoopBridge) -> str:
+        self._register(spec, task_id, bridge)
+        return task_id
+
+    def _register(self, spec: TaskSpec, task_id: str, bridge: LoopBridge) -> TaskRecord:
         tasks = self.tasks
         if task_id in tasks:
             msg = f"task id {task_id!r} is already registered; pick another or omit task_id"
@@ -292,19 +296,19 @@ class Engine:
                 )
                 raise TaskNotFoundError(msg)
         self.graph.add(task_id, spec.dependencies)
-        record = tasks[task_id] = TaskRecord(spec, task_id, bridge, self._now(), next(self._seq))
+        now = self._now()
+        record = tasks[task_id] = TaskRecord(spec, task_id, bridge, now, next(self._seq))
         if record.results is not None:
             for dep in record.results:  # keep their results until this task takes them
                 tasks[dep].pins += 1
-        self._move(record, PENDING, registered=True)
-        registered = self.transitions[-1]
-        record.wall_offset = registered.wall - registered.at  # TaskInfo's wall-clock times
+        self._move(record, PENDING, now, registered=True)
+        record.wall_offset = self.transitions[-1].wall - now  # TaskInfo's wall-clock times
         if not spec.dependencies or record.runs_anyway:
-            return task_id
+            return record
         failed = self._deps_failed(record)
         if failed is not None:
             self._cancel(record, _dependency_error(record, failed), propagate=False)
-        return task_id
+        return record
 
     def execute(self, task_id: str, waiter: ReplyTo | None = None) -> bool:
         """Execute a pending task and, first, its pending dependencies; True if it was
@@ -320,8 +324,13 @@ class Engine:
 
     def submit(self, spec: TaskSpec, task_id: str, bridge: LoopBridge, reply: ReplyTo) -> None:
         """Register and execute a task; ``reply`` gets its outcome (`deliver`)."""
-        self.register(spec, task_id, bridge)
-        self.execute(task_id, reply)
+        record = self._register(spec, task_id, bridge)
+        if record.status is not PENDING:  # cancelled: a dependency had failed
+            deliver(reply, record)
+            return
+        record.waiters = [reply]  # its first waiter (the attempt may answer it)
+        self._execute(record)
+        self._pump()
 
     def wait(self, task_id: str, reply: ReplyTo, pending_ok: bool = True) -> None:
         """``reply`` gets the task's outcome when it ends. Unless ``pending_ok``, a task
@@ -804,16 +813,19 @@ class Engine:
         self._move(record, status, record.finished_at)
         waiters = record.waiters
         record.release()
-        if waiters:
+        if waiters and len(waiters) > answered:
             for reply in waiters[answered:] if answered else waiters:
                 deliver(reply, record)
         if self.policy.max_finished:
             self._retain(record)
         if not propagate:
             return
+        dependents = self.graph.direct_dependents(record.task_id)
+        if not dependents:
+            return
         tasks = self.tasks
         if status is COMPLETED:
-            for dep_id in tuple(self.graph.direct_dependents(record.task_id)):
+            for dep_id in tuple(dependents):
                 d = tasks.get(dep_id)
                 if d is not None and d.status is WAITING and self._deps_done(d):
                     self._ready(d)

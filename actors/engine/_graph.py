@@ -77,6 +77,9 @@ class DependencyGraph:
         """
         if task_id in self._nodes:
             raise DuplicateTaskError(f"task {task_id!r} is already in the dependency graph")
+        if dependencies == ():  # the common case: a node without edges
+            self._nodes[task_id] = None
+            return
         deps = dict.fromkeys(_task_ids(dependencies, "dependencies"))
         for dep in deps:
             if dep == task_id:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from actors.core import NO_REPLY, tell_later
+from actors.core import NO_REPLY, TERMINAL, TaskStatus, tell_later
 from actors.observe import (
     Event,
     EventKind,
@@ -54,6 +54,11 @@ if TYPE_CHECKING:
 
 __all__ = ["MonitorState", "TaskMonitorActor"]
 
+
+QUEUED = TaskStatus.QUEUED
+RUNNING = TaskStatus.RUNNING
+RETRYING = TaskStatus.RETRYING
+FAILED = TaskStatus.FAILED
 
 OTHER = "__other__"
 """The metrics label of task types past ``METRICS_MAX_TASK_TYPES``."""
@@ -110,6 +115,10 @@ class TaskMonitorActor(SystemChild[MonitorState]):
     def __init__(self, ctx: SystemContext, state: MonitorState) -> None:
         super().__init__(ctx, state)
         self.me = ctx.handle(self.CHILD_ID)
+        self._ran: dict[str, Callable[[float], None]] = {}
+        """label -> what counts a run time of its tasks (`_observer`), made with the first."""
+        self._waited: dict[str, Callable[[float], None]] = {}
+        """label -> what counts a wait time of its tasks, made with the first."""
 
     def on_start(self) -> None:
         if self.ctx.config.RESOURCE_CHECK_INTERVAL > 0 and self.state.resource_timer is None:
@@ -209,52 +218,67 @@ class TaskMonitorActor(SystemChild[MonitorState]):
 
     def _apply(self, items: tuple[Transition, ...], backend: str = "") -> None:
         state = self.state
-        by_status = state.by_status
-        by_type = state.by_type
         queued_at = state.queued_at
         started_at = state.started_at
-        bounds = self.ctx.config.METRICS_HISTOGRAM_BUCKETS
         labels = state.labels
+        live = state.live
+        bounds = self.ctx.config.METRICS_HISTOGRAM_BUCKETS
+        # The status counts move by (label, old, new) pairs, added up over the batch and
+        # applied once at its end (`_count`): a batch holds a few kinds of moves, many
+        # times each. The removal of a type's last task applies them first (`_forget`
+        # frees its label, and drops its counts).
+        moves: dict[tuple[str, str | None, str | None], int] = {}
         for task_id, _name, task_type, old, new, _attempt, at, _wall, detail in items:
             label = labels.get(task_type)
             if label is None:
                 label = self._label(task_type)
             if old is None:
-                state.live[task_type] += 1
-            counts = by_type.get(label)
-            if counts is None:
-                counts = by_type[label] = Counter()
-            if old is not None:
-                by_status[old] -= 1
-                counts[old] -= 1
-                if old == "running":
-                    began = started_at.pop(task_id, None)
-                    if began is not None:
-                        ran = max(0.0, at - began)
-                        _observe(state.execution, state.execution_buckets, label, bounds, ran)
+                live[task_type] += 1
             if new is None:
+                moves[label, old, new] = moves.get((label, old, new), 0) + 1
+                if live[task_type] <= 1:  # its type's last task: `_forget` frees the label
+                    self._count(moves)
+                    moves.clear()
                 queued_at.pop(task_id, None)
                 started_at.pop(task_id, None)
                 self._forget(task_type)
                 continue
-            by_status[new] += 1
-            counts[new] += 1
-            if new == "queued":
+            key = (label, old, new)
+            moves[key] = moves.get(key, 0) + 1
+            if old is RUNNING:
+                began = started_at.pop(task_id, None)
+                if began is not None:
+                    ran = at - began
+                    count = self._ran.get(label)
+                    if count is None:
+                        count = self._ran[label] = _observer(
+                            state.execution, state.execution_buckets, label, bounds
+                        )
+                    count(ran if ran > 0.0 else 0.0)
+            if new is QUEUED:
                 queued_at[task_id] = at
-            elif new == "running":
+            elif new is RUNNING:
                 since = queued_at.pop(task_id, None)
                 if since is not None:
-                    waited = max(0.0, at - since)
-                    _observe(state.waiting, state.waiting_buckets, label, bounds, waited)
+                    waited = at - since
+                    count = self._waited.get(label)
+                    if count is None:
+                        count = self._waited[label] = _observer(
+                            state.waiting, state.waiting_buckets, label, bounds
+                        )
+                    count(waited if waited > 0.0 else 0.0)
                 started_at[task_id] = at
-            elif new == "retrying":
-                state.retries += 1
-            elif new == "failed":
-                state.failures += 1
-            if detail == "TaskTimeoutError" and new in ("retrying", "failed"):
-                state.timeouts += 1
-            if new in ("completed", "failed", "cancelled"):
-                queued_at.pop(task_id, None)
+            else:
+                if new is RETRYING:
+                    state.retries += 1
+                elif new is FAILED:
+                    state.failures += 1
+                if detail == "TaskTimeoutError" and (new is RETRYING or new is FAILED):
+                    state.timeouts += 1
+                if new in TERMINAL:
+                    queued_at.pop(task_id, None)
+        if moves:
+            self._count(moves)
         state.transitions += len(items)
         if state.subscribers:
             self._publish(
@@ -272,6 +296,22 @@ class TaskMonitorActor(SystemChild[MonitorState]):
                 ],
                 self.state.muted.get(backend),
             )
+
+    def _count(self, moves: dict[tuple[str, str | None, str | None], int]) -> None:
+        """Apply the status counts of a run of transitions: ``(label, old, new) -> n``."""
+        state = self.state
+        by_status = state.by_status
+        by_type = state.by_type
+        for (label, old, new), n in moves.items():
+            counts = by_type.get(label)
+            if counts is None:
+                counts = by_type[label] = Counter()
+            if old is not None:
+                by_status[old] -= n
+                counts[old] -= n
+            if new is not None:
+                by_status[new] += n
+                counts[new] += n
 
     def _label(self, task_type: str) -> str:
         """Give ``task_type`` its metrics label: its own name while there is room."""
@@ -300,6 +340,8 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             state.waiting.pop(label, None)
             state.execution_buckets.pop(label, None)
             state.waiting_buckets.pop(label, None)
+            self._ran.pop(label, None)
+            self._waited.pop(label, None)
 
     def _publish(self, events: list[Event], muted: list[Subscriber] | None = None) -> None:
         """Offer ``events`` to every subscriber but the ``muted`` ones."""
@@ -430,22 +472,27 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         )
 
 
-def _observe(
+def _observer(
     sketches: dict[str, QuantileSketch],
     histograms: dict[str, Histogram],
-    task_type: str,
+    label: str,
     bounds: tuple[float, ...],
-    seconds: float,
-) -> None:
-    """Count ``seconds`` in the task type's sketch and histogram (made on first use)."""
-    sketch = sketches.get(task_type)
+) -> Callable[[float], None]:
+    """What counts a duration in ``label``'s sketch and histogram (made here if new)."""
+    sketch = sketches.get(label)
     if sketch is None:
-        sketch = sketches[task_type] = QuantileSketch()
-    sketch.add(seconds)
-    histogram = histograms.get(task_type)
+        sketch = sketches[label] = QuantileSketch()
+    histogram = histograms.get(label)
     if histogram is None:
-        histogram = histograms[task_type] = Histogram(bounds)
-    histogram.observe(seconds)
+        histogram = histograms[label] = Histogram(bounds)
+    add = sketch.add
+    observe = histogram.observe
+
+    def count(seconds: float) -> None:
+        add(seconds)
+        observe(seconds)
+
+    return count
 
 
 def _stats(sketches: dict[str, QuantileSketch]) -> dict[str, TimingStats]:

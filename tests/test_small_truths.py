@@ -181,6 +181,23 @@ async def test_a_burst_of_answers_is_drained_in_bounded_chunks() -> None:
     assert ran == list(range(count))
 
 
+async def test_a_cohort_of_100_posts_runs_over_two_loop_iterations() -> None:
+    """100 posts at once (S7's 100 paced callers: their answers and attempt starts) are
+    not drained in one iteration: 64, then 36. A cohort drained whole leaves enough
+    GC-tracked objects alive into the next iteration to trigger the cyclic GC's young
+    collections about thrice as often, and a full collection within 20,000 tasks."""
+    bridge = LoopBridge(asyncio.get_running_loop())
+    ran: list[int] = []
+    for i in range(100):
+        assert bridge.post(ran.append, i)
+    seen = []
+    for _ in range(2):
+        await asyncio.sleep(0)  # one loop iteration: one drain runs before this resumes
+        seen.append(len(ran))
+    assert seen == [64, 100]
+    assert ran == list(range(100))
+
+
 class _StillLoop:
     """What a `LoopBridge` asks of its loop for bounding calls, with a hand-set clock;
     the sweeps it schedules are recorded, not run."""

@@ -8,8 +8,18 @@ import tracemalloc
 
 import pytest
 
-from actors import ActorSystem, Config, TaskNotFoundError, TaskStatus, UnifiedTaskManager
+from actors import (
+    ActorSystem,
+    Config,
+    DuplicateTaskError,
+    TaskNotFoundError,
+    TaskStatus,
+    UnifiedTaskManager,
+)
 from actors.engine import TaskRecord
+from actors.runtime import messages
+from actors.runtime._facade import FacadeActor
+from actors.runtime._manager_base import FORGET_AT
 from supervisors.testing import FakeClock
 
 
@@ -182,3 +192,109 @@ async def test_by_default_a_finished_task_goes_after_an_hour() -> None:
         clock.advance(60)  # t=3600: `first` is an hour old
         await asyncio.to_thread(clock.wait_for_timers, 2)
         assert await ids(tm) == [second]
+
+
+@pytest.fixture
+def told(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many ids each `Forget` the facade handles tells it of (one wake-up each)."""
+    sizes: list[int] = []
+    forget = FacadeActor._forget
+
+    def counting(self: FacadeActor, message: messages.Forget) -> None:
+        sizes.append(len(message.task_ids))
+        forget(self, message)
+
+    monkeypatch.setattr(FacadeActor, "_forget", counting)
+    return sizes
+
+
+def duplicate(task_id: str) -> str:
+    return rf"^task id '{task_id}' is already registered; pick another or omit task_id$"
+
+
+@pytest.mark.parametrize("new", [True, False], ids=["new", "old"])
+async def test_an_evicted_id_is_registered_again_before_and_after_the_facade_hears(
+    new: bool, told: list[int]
+) -> None:
+    """The manager tells the facade of an evicted id later, in a batch; meanwhile the
+    facade still routes the id, yet registering it again works, and the batch that
+    lands afterwards does not drop the new registration's route."""
+    config = {"MAX_FINISHED_TASKS": 1, "USE_NEW_TASK_SYSTEM": new, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        tm = system.task_manager
+        assert system._state is not None
+        owners = system._state.states["facade"].owners
+        await run_one(tm, "a")
+        await run_one(tm, "b")  # evicts `a`
+        assert await ids(tm) == ["b"]
+        with pytest.raises(TaskNotFoundError, match=r"'a'"):
+            await tm.get_task("a")
+        assert (told, sorted(owners)) == ([], ["a", "b"])  # not told yet: still routed
+        assert await run_one(tm, "a") == "a"  # registered again (evicts `b`)
+        assert (await tm.get_task("a")).status is TaskStatus.COMPLETED
+        with pytest.raises(DuplicateTaskError, match=duplicate("a")):
+            await tm.register_task("a", noop, (1,), task_id="a")
+        with pytest.raises(DuplicateTaskError, match=duplicate("a")):
+            await tm.submit(noop, 1, task_id="a")
+        # A cleanup (it removes nothing here) tells the facade of every removed id.
+        assert await tm.cleanup_completed_tasks(3600.0) == 0
+        # (the facade handled the managers' `Forget` before the next call through it)
+        assert (await tm.get_task("a")).status is TaskStatus.COMPLETED
+        assert sorted(owners) == ["a"]
+        assert sum(told) == 2  # `a` (its first registration) and `b`, once each
+        assert await tm.submit(noop, 5, task_id="b") == 5  # registered again after
+        assert await ids(tm) == ["b"]
+
+
+async def test_an_evicted_id_registered_again_goes_to_the_current_system(
+    told: list[int],
+) -> None:
+    """An id evicted from the old system, still routed there, registered again after a
+    switch goes to the new system; one still registered in the old system is refused,
+    and a dependency on the evicted one is not found (not "in the other system")."""
+    config = {"MAX_FINISHED_TASKS": 1, "USE_NEW_TASK_SYSTEM": False, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        tm = system.task_manager
+        await run_one(tm, "a")
+        await run_one(tm, "b")  # evicts `a` from the old system
+        await tm.use_new_task_system(True)
+        assert told == []
+        with pytest.raises(
+            TaskNotFoundError,
+            match=r"^dependency 'a' of task 'c' is not registered; register it first$",
+        ):
+            await tm.register_task("c", noop, (1,), dependencies=["a"], task_id="c")
+        assert await run_one(tm, "a") == "a"
+        assert ((await tm.get_task("a")).backend, (await tm.get_task("b")).backend) == (
+            "new",
+            "old",
+        )
+        with pytest.raises(DuplicateTaskError, match=duplicate("b")):
+            await tm.register_task("b", noop, (1,), task_id="b")
+
+
+@pytest.mark.parametrize("new", [True, False], ids=["new", "old"])
+async def test_evictions_reach_the_facade_in_batches_and_leave_no_route(
+    new: bool, told: list[int]
+) -> None:
+    """Past `MAX_FINISHED_TASKS` every task evicts one: the facade hears of them
+    `FORGET_AT` at a time (not once per task), and after a cleanup its table routes
+    exactly the tasks that are left."""
+    config = {"MAX_FINISHED_TASKS": 1, "USE_NEW_TASK_SYSTEM": new, "CLEANUP_INTERVAL": 0}
+    n = FORGET_AT + 10
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        tm = system.task_manager
+        assert system._state is not None
+        states = system._state.states
+        engine = states["task_manager" if new else "legacy_task_manager"]
+        for _ in range(n):
+            assert await tm.submit(noop, 1) == 1
+        await tm.get_metrics()  # (the manager handled everything before it)
+        assert len(told) == 1
+        assert told[0] + len(engine.forgotten) == n - 1
+        assert len(states["facade"].owners) == n - told[0]
+        assert await tm.cleanup_completed_tasks(3600.0) == 0
+        live = await tm.get_all_tasks()  # (after the managers' `Forget`, through the facade)
+        assert (len(told), sum(told), engine.forgotten) == (2, n - 1, [])
+        assert len(live) == 1
+        assert list(states["facade"].owners) == [live[0].task_id]

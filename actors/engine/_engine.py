@@ -203,10 +203,11 @@ class Engine:
         self._seq = itertools.count()
         # Finished records in the order they finished, for max_finished (unused when it
         # is 0; the records themselves, not (id, record) pairs: a retained task is one
-        # object the cyclic GC tracks, not two); ids removed without a cleanup call,
-        # which the facade has not heard of.
+        # object the cyclic GC tracks, not two).
         self.finished: deque[TaskRecord] = deque()
         self.forgotten: list[str] = []
+        """Removed ids (evicted or cleaned up) the facade has not been told of yet: the
+        shell tells it in batches (`messages.Forget`)."""
         self.transitions: list[Transition] = []
         """Not yet sent to the monitor (the shell takes them)."""
         self.cleanup_timer: Timer | None = None
@@ -871,9 +872,9 @@ class Engine:
                     removed.append(task_id)
         if removed:
             self._remove(removed)
-            self.forgotten.extend(removed)
 
     def _remove(self, removed: list[str]) -> None:
+        self.forgotten.extend(removed)
         tasks = self.tasks
         for task_id in removed:
             self._move(tasks.pop(task_id), None)

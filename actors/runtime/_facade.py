@@ -5,6 +5,16 @@ a slow call into one manager never delays calls to the other. It remembers which
 manager owns each task id, so tasks registered before a switch of
 ``USE_NEW_TASK_SYSTEM`` are still found. Calls that need both managers (listings,
 cleanup, shutdown) are gathered by a small joint reply, not by waiting here.
+
+The managers are the authority on which ids they hold: they tell the facade the ids
+they removed in batches (`messages.Forget`), so the table may still route a removed id
+for a while (its manager answers "not found"). A registration of an id the table still
+routes is therefore not refused here: it is bounced off the id's manager
+(`messages.Recheck`), which sends it back behind every id it removed so far; the
+facade routes it again then, and only an id still routed is a duplicate (the same for a
+dependency routed to the other system: it may be gone from there). A route is
+only made for an id the table does not hold, after its manager's `Forget` of it, so a
+late `Forget` never drops the route of an id registered again.
 """
 
 from __future__ import annotations
@@ -174,6 +184,9 @@ class FacadeActor(SystemChild[FacadeState]):
             "old": ctx.handle("legacy_task_manager"),
         }
         self._held: dict[str, list[Any]] | None = None
+        self._bouncing = True
+        """False while the messages a manager sent back (`messages.Forget.recheck`) are
+        handled: their routes are live now."""
         fan_out = self._fan_out
         self._table: dict[type, Callable[[Any], None]] = {
             **dict.fromkeys(messages.PER_TASK_TYPES, self._per_task),
@@ -185,7 +198,7 @@ class FacadeActor(SystemChild[FacadeState]):
             messages.GetByType: lambda m: fan_out(m, _merge_infos),
             messages.PageKeys: lambda m: fan_out(m, list),
             messages.PageRows: lambda m: fan_out(m, list),
-            messages.Cleanup: lambda m: fan_out(m, self._forget_cleaned),
+            messages.Cleanup: lambda m: fan_out(m, _count_removed),
             messages.Shutdown: lambda m: fan_out(m, sum),
             messages.GetMetrics: self._metrics,
             messages.Subscribe: self._subscribe,
@@ -204,6 +217,11 @@ class FacadeActor(SystemChild[FacadeState]):
             return None
         try:
             handler(message)
+        except _Bounce as bounce:
+            try:
+                self._to(bounce.backend, messages.Recheck(message))
+            except Exception as exc:
+                message.reply.set_exception(exc)
         except Exception as exc:
             message.reply.set_exception(exc)  # only requests can fail here
         return None
@@ -240,6 +258,20 @@ class FacadeActor(SystemChild[FacadeState]):
             owners.pop(task_id, None)
         if len(message.task_ids) >= len(owners):
             shrink(owners)
+        if message.recheck:  # the table now knows every id that manager removed
+            self._bouncing = False
+            try:
+                for bounced in message.recheck:
+                    self.on_receive(bounced)
+            finally:
+                self._bouncing = True
+
+    def _bounce(self, backend: str) -> None:
+        """A route to ``backend`` stands in the way of the message being handled: send
+        the message by that manager first (see the module's docstring), unless it
+        comes back from there (then the route is live)."""
+        if self._bouncing:
+            raise _Bounce(backend)
 
     def _owner(self, task_id: str) -> str:
         backend = self.owners.get(task_id)
@@ -268,6 +300,7 @@ class FacadeActor(SystemChild[FacadeState]):
         backend = self._owner(task_id)
         other = self._owner(depends_on)
         if other != backend:
+            self._bounce(other)  # (the dependency may be gone from it)
             msg = (
                 f"task {task_id!r} belongs to the {backend} task system and "
                 f"{depends_on!r} to the {other} one; dependencies must stay in one system"
@@ -304,15 +337,20 @@ class FacadeActor(SystemChild[FacadeState]):
         message.reply.set_result("new" if self.state.use_new else "old")
 
     def _register(self, message: messages.Register) -> None:
-        if message.journal is None:
-            if message.task_id is not None:  # (`register_task` gives every call its id)
-                # Forwarded as it is: the manager drops the routing entry again if it
-                # refuses the registration (as for `SubmitTask`).
-                self._to(self._route(message.spec, message.task_id)[1], message)
-                return
-        elif message.task_id in self.owners:
+        owners = self.owners
+        if message.task_id in owners:  # (None, an id to give, is not)
+            backend = owners[message.task_id]
+            self._bounce(backend)
+            if message.journal is None:
+                raise _duplicate(message.task_id)
             # durable, registered before: its manager answers (idempotent registration)
-            self._to(self.owners[message.task_id], message)
+            self._to(backend, message)
+            return
+        if message.journal is None and message.task_id is not None:
+            # (`register_task` gives every call its id.) Forwarded as it is: the manager
+            # drops the routing entry again if it refuses the registration (as for
+            # `SubmitTask`).
+            self._to(self._route(message.spec, message.task_id)[1], message)
             return
         task_id, backend = self._route(message.spec, message.task_id)
         forwarded = _Forwarded(message.reply, self.me, task_id)
@@ -324,17 +362,19 @@ class FacadeActor(SystemChild[FacadeState]):
     def _submit(self, message: messages.SubmitTask) -> None:
         """Route as a registration; the manager drops the routing entry again if it
         refuses the registration (the reply carries the task's outcome, not that)."""
+        backend = self.owners.get(message.task_id)
+        if backend is not None:
+            self._bounce(backend)
+            raise _duplicate(message.task_id)
         _task_id, backend = self._route(message.spec, message.task_id)
         self._to(backend, message)
 
     def _route(self, spec: TaskSpec, task_id: str | None) -> tuple[str, str]:
-        """Give a new task its id and its task system (``(task_id, backend)``)."""
+        """Give a new task (an id the table does not hold) its id and its task system
+        (``(task_id, backend)``)."""
         owners = self.owners
         if task_id is None:
             task_id = new_task_id()
-        elif task_id in owners:
-            msg = f"task id {task_id!r} is already registered; pick another or omit task_id"
-            raise DuplicateTaskError(msg)
         backend = "new" if self.state.use_new else "old"
         for dep in spec.dependencies:
             owner = owners.get(dep)
@@ -344,6 +384,7 @@ class FacadeActor(SystemChild[FacadeState]):
                 )
                 raise TaskNotFoundError(msg)
             if owner != backend:
+                self._bounce(owner)  # (the dependency may be gone from it)
                 msg = (
                     f"dependency {dep!r} belongs to the {owner} task system, but new tasks go "
                     f"to the {backend} one; dependencies must stay in one system"
@@ -357,8 +398,22 @@ class FacadeActor(SystemChild[FacadeState]):
         for index, backend in enumerate(TASK_SYSTEMS):
             self._to(backend, message._replace(reply=gather.part(index)))
 
-    def _forget_cleaned(self, parts: list[list[str]]) -> int:
-        removed = parts[0] + parts[1]
-        if removed:
-            self.me.tell(messages.Forget(tuple(removed)))
-        return len(removed)
+
+class _Bounce(Exception):
+    """Raised (`FacadeActor._bounce`) where a route the ``backend`` manager may have
+    removed already stands in the way; `FacadeActor.on_receive` sends the message there
+    (`messages.Recheck`)."""
+
+    def __init__(self, backend: str) -> None:
+        super().__init__(backend)
+        self.backend = backend
+
+
+def _count_removed(parts: list[list[str]]) -> int:
+    """The managers told the facade of the ids (`messages.Forget`) before answering."""
+    return len(parts[0]) + len(parts[1])
+
+
+def _duplicate(task_id: str | None) -> DuplicateTaskError:
+    msg = f"task id {task_id!r} is already registered; pick another or omit task_id"
+    return DuplicateTaskError(msg)

@@ -6,7 +6,10 @@ subclass says) and arms the timers that come back to it as messages through its 
 handle, so they reach the next incarnation if this one crashed. Transitions go to the
 monitor, in batches: when the mailbox runs dry while someone subscribes to events (or
 the journal needs them), else every `FLUSH_AT` of them, or when asked (`Flush`,
-`Mark`).
+`Mark`). The ids it removes go to the facade in batches too (`FORGET_AT`, and with
+every cleanup), so that a task evicted past `MAX_FINISHED_TASKS` costs no wake-up of
+the facade of its own; the facade bounces a registration whose id it still routes here
+(`messages.Recheck`), and this manager sends it back with the ids removed so far.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
     from actors.engine import TaskSpec
     from actors.runtime._shared import SystemContext
 
-__all__ = ["DEFERRED", "FLUSH_AT", "BaseManager"]
+__all__ = ["DEFERRED", "FLUSH_AT", "FORGET_AT", "BaseManager"]
 
 DEFERRED: Any = object()
 """Returned by a request handler that answers later (the engine keeps the reply)."""
@@ -50,6 +53,14 @@ FLUSH_AT = 256
 mailbox never runs dry: a burst of 20,000 tasks kept up to 40,000 of them (tuples the
 cyclic GC tracks) until its end, long enough to be promoted to the oldest generation,
 and then handed the monitor one batch of them to work through."""
+
+FORGET_AT = 256
+"""Removed ids told to the facade once this many wait (or at a cleanup, or when the
+facade asks, `messages.Recheck`): past `MAX_FINISHED_TASKS` every task evicts one, and
+telling the facade of each woke it once more per task (~15 us of CPU). Until then the
+facade routes calls about them here, and this manager answers that they are not found;
+whenever this manager's mailbox ran dry, its table holds fewer than this many of its
+removed ids."""
 
 
 class BaseManager(SupervisedActor):
@@ -117,6 +128,7 @@ class BaseManager(SupervisedActor):
             messages.SetLimit: lambda m: e.set_limit(m.limit),
             messages.CleanupTick: self._cleanup_tick,
             messages.Rerun: self._rerun,
+            messages.Recheck: lambda m: self._forget((m.message,)),
             messages.Mark: self._mark,
             messages.Batch: self._batch,
             messages.JournalDue: self._journal_due,
@@ -141,7 +153,7 @@ class BaseManager(SupervisedActor):
                 self._flush()
         elif self.link is not None and self.link.busy():
             self._flush()
-        if self.engine.forgotten:
+        if len(self.engine.forgotten) >= FORGET_AT:
             self._forget()
 
     def on_stop(self) -> None:
@@ -153,12 +165,19 @@ class BaseManager(SupervisedActor):
         if self.link is not None:
             self.link.stop()  # its held records go to the journal, which stops later
 
-    def _forget(self) -> None:
-        """Tell the facade which tasks were removed without a cleanup call."""
-        removed = tuple(self.engine.forgotten)
-        self.engine.forgotten.clear()
-        with contextlib.suppress(ActorsError):
-            self.ctx.handle("facade").tell(messages.Forget(removed))
+    def _forget(self, recheck: tuple[Any, ...] = ()) -> None:
+        """Tell the facade which tasks were removed since it was last told, and hand it
+        back the messages it bounced (``recheck``)."""
+        forgotten = self.engine.forgotten
+        if not forgotten and not recheck:
+            return
+        removed = tuple(forgotten)
+        forgotten.clear()
+        try:
+            self.ctx.handle("facade").tell(messages.Forget(removed, recheck))
+        except ActorsError as exc:  # the facade is gone: nobody routes them anyway
+            for bounced in recheck:
+                bounced.reply.set_exception(exc)
 
     def _flush(self) -> None:
         """Send the transitions not sent yet to the monitor."""
@@ -202,9 +221,8 @@ class BaseManager(SupervisedActor):
 
     def _cleanup_tick(self, message: messages.CleanupTick) -> None:
         self.engine.cleanup_timer = None
-        removed = self.engine.cleanup(self.ctx.config.CLEANUP_MAX_AGE)
-        if removed:
-            self.ctx.handle("facade").tell(messages.Forget(tuple(removed)))
+        self.engine.cleanup(self.ctx.config.CLEANUP_MAX_AGE)
+        self._forget()  # and what was evicted since: the facade's table shrinks in time
         self._arm_cleanup()
 
     # -- dispatch -------------------------------------------------------------------------
@@ -397,6 +415,7 @@ class BaseManager(SupervisedActor):
     def _cleanup(self, message: messages.Cleanup) -> list[str]:
         removed = self.engine.cleanup(message.max_age)
         self._flush()  # the monitor hears of it before the caller does
+        self._forget()  # and the facade: the caller's next call finds them gone
         return removed
 
     def _shutdown(self, message: messages.Shutdown) -> int:

@@ -63,6 +63,7 @@ __all__ = [
     "PageRows",
     "PerTask",
     "PoolBroken",
+    "Recheck",
     "Register",
     "Report",
     "Rerun",
@@ -366,9 +367,21 @@ class Batch(NamedTuple):
 
 
 class Forget(NamedTuple):
-    """Facade: these task ids were cleaned up; drop their routing entries."""
+    """Facade: a manager removed these task ids (evicted, cleaned up, or refused their
+    registration); drop their routing entries. ``recheck``: the messages the facade
+    bounced off this manager (`Recheck`), to route again now that it knows every id this
+    manager removed before them."""
 
     task_ids: tuple[str, ...]
+    recheck: tuple[Register | SubmitTask | AddDependency, ...] = ()
+
+
+class Recheck(NamedTuple):
+    """Manager: the facade still routes an id ``message`` names here, and that stands in
+    its way (the id is taken; a dependency is in the other system): send ``message``
+    back with every id removed and not told yet (`Forget`)."""
+
+    message: Register | SubmitTask | AddDependency
 
 
 class RunFunction(NamedTuple):

@@ -60,7 +60,7 @@ def _spy(system: ActorSystem, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
             return facade.actor_ref
 
         def tell(self, message: Any) -> None:
-            sent.extend(message.messages if isinstance(message, messages.Batch) else (message,))
+            sent.extend(message.items if isinstance(message, messages.Batch) else (message,))
             facade.tell(message)
 
     monkeypatch.setattr(system, "_facade", Spy())

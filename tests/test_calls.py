@@ -6,6 +6,7 @@ task per call. Time is a `FakeClock`; waits are on outcomes, bounded by `WAIT`."
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +20,7 @@ from actors import (
     TaskStatus,
     UnifiedTaskManager,
 )
-from actors.core import Call
+from actors.core import Call, bridge_for
 from actors.runtime import messages
 from supervisors.testing import FakeClock
 
@@ -197,7 +198,60 @@ async def test_a_resolved_call_is_untracked_and_holds_no_cycle(tm: UnifiedTaskMa
     waiting = tm.execute_task(calls[1].result(), wait=True)
     assert await asyncio.wait_for(waiting, WAIT) == 1
     assert [_tracked(call) for call in [*calls, waiting]] == [False] * 4
-    assert waiting.reply is None  # type: ignore[attr-defined]
+    # A call is its own reply: nothing it holds refers back to it (no cycle left).
+    held_back = [
+        any(call in gc.get_referents(held) for held in gc.get_referents(call))
+        for call in [*calls, waiting]
+    ]
+    assert held_back == [False] * 4
+
+
+def _tracked_call() -> Call[Any]:
+    """A bare `Call` on the running loop, tracked as the client tracks one."""
+    loop = asyncio.get_running_loop()
+    call: Call[Any] = Call(loop=loop)
+    call.bridge = bridge_for(loop)
+    call.bridge.track(call, None, "Test", None)
+    return call
+
+
+def _from_a_thread(action: Any, *args: Any) -> None:
+    """Run ``action(*args)`` on a thread of its own and wait for it (the loop waits)."""
+    thread = threading.Thread(target=action, args=args)
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+
+
+async def test_a_call_answered_from_another_thread_settles_on_its_own_loop() -> None:
+    answered, failed = _tracked_call(), _tracked_call()
+    _from_a_thread(answered.set_result, 5)
+    _from_a_thread(failed.set_exception, ValueError("no"))
+    # Posted to the loop, as a reply's answer is: nothing changed on the other thread.
+    assert [answered.done(), failed.done()] == [False, False]
+    assert await asyncio.wait_for(answered, WAIT) == 5
+    with pytest.raises(ValueError, match=r"^no$"):
+        await asyncio.wait_for(failed, WAIT)
+    assert [_tracked(answered), _tracked(failed)] == [False, False]
+
+
+async def test_an_answer_to_a_cancelled_call_is_dropped_on_any_thread() -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        call = _tracked_call()
+        assert call.cancel()
+        call.set_result(1)  # on its loop: dropped at once
+        call.set_exception(ValueError("late"))
+        _from_a_thread(call.set_result, 2)  # posted, then dropped
+        settled = loop.create_future()
+        loop.call_soon(settled.set_result, None)  # after the post's drain
+        await asyncio.wait_for(settled, WAIT)
+        assert call.cancelled()
+        assert errors == []
+    finally:
+        loop.set_exception_handler(None)
 
 
 def test_without_a_running_loop_a_call_is_a_coroutine() -> None:

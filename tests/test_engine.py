@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import gc
+import heapq
 import itertools
 from pathlib import Path
 from typing import Any, cast
@@ -124,6 +125,43 @@ def test_the_scheduler_queues_past_its_limit_highest_priority_first() -> None:
     assert (engine.tasks["first"].status, engine.tasks["first"].started_at) == (RUNNING, 101.0)
     engine.attempt_done("first", 1, None, None, at=102.0)
     assert port.started == [("first", 1), ("high", 1)]
+
+
+def test_a_task_executed_with_a_free_slot_and_nothing_queued_takes_no_queue_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine, port, _ = make(Policy.scheduler(2))
+    pushed: list[tuple[int, int, str]] = []
+    real_push = heapq.heappush
+
+    def push(heap: list[Any], item: Any) -> None:
+        pushed.append(item)
+        real_push(heap, item)
+
+    monkeypatch.setattr(heapq, "heappush", push)
+    for task_id in ("a", "b", "c", "d"):
+        register(engine, task_id, priority=3 if task_id == "d" else TaskPriority.LOW)
+    engine.execute("a")  # a free slot, nothing queued: started at once
+    replies = Replies()
+    spec = validate_registration("b2", job)
+    engine.submit(spec, "s", cast(Any, None), replies)  # the same for submit
+    engine.execute("b")  # no slot left: queued
+    engine.execute("c")
+    engine.execute("d")
+    assert [entry[2] for entry in pushed] == ["b", "c", "d"]
+    assert port.started == [("a", 1), ("s", 1)]
+    assert moves(engine)[4:] == [
+        ("a", PENDING, QUEUED),
+        ("a", QUEUED, RUNNING),
+        ("s", None, PENDING),
+        ("s", PENDING, QUEUED),
+        ("s", QUEUED, RUNNING),
+        ("b", PENDING, QUEUED),
+        ("c", PENDING, QUEUED),
+        ("d", PENDING, QUEUED),
+    ]
+    engine.attempt_done("a", 1, None, None, at=101.0)  # a slot: the most urgent first
+    assert port.started[2:] == [("d", 1)]
 
 
 def test_a_task_waiting_on_dependencies_starts_when_they_complete() -> None:

@@ -13,6 +13,7 @@ import tenacity
 
 from actors.core._errors import ActorsError, InvalidTaskError
 from actors.core._types import TaskPriority
+from actors.engine._results import result_of
 from actors.engine._validate import (
     TaskSpec,
     is_coroutine_callable,
@@ -115,6 +116,45 @@ def test_every_argument_normalised() -> None:
         spec.metadata["owner"] = "x"  # type: ignore[index]
     with pytest.raises(AttributeError):  # a named tuple: immutable
         spec.name = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("func", [work, async_work])
+@pytest.mark.parametrize("kwargs", [None, {"x": 1}])
+def test_options_left_as_defaults_give_the_spec_the_full_check_gives(
+    func: Any, kwargs: dict[str, Any] | None
+) -> None:
+    # retry_delay=0 (an int) takes every option through its check; the defaults do not.
+    quick = validate_registration("job", func, [1], kwargs)
+    checked = validate_registration("job", func, [1], kwargs, retry_delay=0)
+    assert quick._asdict() == checked._asdict()
+    assert [type(value) for value in quick] == [type(value) for value in checked]
+    assert quick.is_coroutine is (func is async_work)
+    assert quick.args == (1,)
+    assert quick.kwargs == ({} if kwargs is None else kwargs)
+    assert quick.metadata == {}
+    assert quick.priority is TaskPriority.NORMAL
+    assert quick.on_dependency_failure == "cancel"
+
+
+def test_a_placeholder_with_default_options_makes_a_dependency() -> None:
+    spec = validate_registration("job", work, (result_of("a"),), {"y": [result_of("b")]})
+    assert spec.dependencies == ("a", "b")
+    assert spec.results == ("a", "b")
+
+
+class _LooksLikeCancel:
+    def __eq__(self, other: object) -> bool:
+        return other == "cancel"
+
+    __hash__ = object.__hash__
+
+
+def test_an_option_equal_to_its_default_but_not_of_its_type_is_refused() -> None:
+    odd = _LooksLikeCancel()
+    with pytest.raises(InvalidTaskError, match=r"^on_dependency_failure must be 'cancel'"):
+        validate_registration("job", work, on_dependency_failure=odd)  # type: ignore[arg-type]
+    with pytest.raises(InvalidTaskError, match=r"^max_retries must be an int >= 0, got True$"):
+        validate_registration("job", work, max_retries=True)
 
 
 def test_priority_member_kept() -> None:

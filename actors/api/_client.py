@@ -48,7 +48,6 @@ from actors.core import (
     ActorsError,
     ActorSystemError,
     Call,
-    CallReply,
     Config,
     ConfigError,
     InvalidTaskError,
@@ -283,7 +282,7 @@ class UnifiedTaskManager:
 
     def _send(
         self,
-        reply: Reply,
+        reply: Reply | Call[Any],
         message: tuple[Any, ...],
         timeout: float | None = None,
         to: ChildHandle | None = None,
@@ -378,7 +377,7 @@ class UnifiedTaskManager:
         if bridge is not None:
             call: _Call[str] = _Call(loop=bridge.loop)
             call.bridge = bridge
-            reply = CallReply(bridge, call)
+            reply = call  # (its own reply)
         request = (
             self,
             reply,  # (None: `_register_later` puts its own in)
@@ -432,7 +431,7 @@ class UnifiedTaskManager:
 
     def _build_register(
         self,
-        reply: Reply,
+        reply: Reply | Call[Any],
         name: Any,
         func: Any,
         args: Any,
@@ -559,13 +558,12 @@ class UnifiedTaskManager:
         call: _SubmitCall[Any] = _SubmitCall(loop=bridge.loop)
         call.bridge = bridge
         call.task_id = task_id
-        reply = CallReply(bridge, call)
         # `_start_wait`, inlined (`_eager` checked the system; the caller is no task).
         system = cast("SystemRuntime", self._system)
         (bridge.outbox or outbox(bridge)).defer(
             cast("ChildHandle", system._facade),
             _BUILD_SUBMIT,
-            (self, reply, func, args, options, task_id, capture()),
+            (self, call, func, args, options, task_id, capture()),
         )
         bridge.track(call, None, "SubmitTask", system)
         return call
@@ -610,7 +608,7 @@ class UnifiedTaskManager:
 
     def _build_submit(
         self,
-        reply: Reply,
+        reply: Reply | Call[Any],
         func: Any,
         args: tuple[Any, ...],
         options: dict[str, Any],
@@ -811,14 +809,12 @@ class UnifiedTaskManager:
             waiting: _WaitCall[Any] = _WaitCall(loop=bridge.loop)
             waiting.bridge = bridge
             waiting.task_id = task_id
-            reply = waiting.reply = CallReply(bridge, waiting)
-            box.send(facade, messages.Execute(task_id, True, reply))
+            box.send(facade, messages.Execute(task_id, True, waiting))
             bridge.track(waiting, None, "Execute", system)
             return waiting
         call: _Call[bool] = _Call(loop=bridge.loop)
         call.bridge = bridge
-        reply = CallReply(bridge, call)
-        box.send(facade, messages.Execute(task_id, False, reply))
+        box.send(facade, messages.Execute(task_id, False, call))
         bridge.track(call, system.config.CALL_TIMEOUT, "Execute", system)
         return call
 
@@ -1193,11 +1189,10 @@ class ThreadPoolClient:
             return self._submit_later(fn, args, executor, kwargs)
         call: _PoolCall[Any] = _PoolCall(loop=bridge.loop)
         call.bridge = bridge
-        reply = CallReply(bridge, call)
         try:
             client._send(
-                reply,
-                messages.Submit(fn, args, kwargs, reply, "thread"),
+                call,
+                messages.Submit(fn, args, kwargs, call, "thread"),
                 timeout=_UNBOUNDED,
                 to=pool,
             )
@@ -1277,36 +1272,23 @@ class _SubmitCall(_Call[T]):
 
 class _WaitCall(_Call[T]):
     """`UnifiedTaskManager.execute_task(wait=True)` made at once: cancelling it
-    withdraws its reply from the task's waiters. It holds its reply (the waiter to
-    withdraw) only until it ends: no reference cycle outlives the call."""
+    withdraws it (its own reply) from the task's waiters."""
 
-    __slots__ = ("reply", "task_id")
+    __slots__ = ("task_id",)
 
     task_id: str
-    reply: Reply | None
-
-    def set_result(self, result: T, /) -> None:
-        self.reply = None
-        super().set_result(result)
-
-    def set_exception(self, exception: BaseException | type[BaseException], /) -> None:
-        self.reply = None
-        super().set_exception(exception)
 
     def abandoned(self, owner: object) -> None:
-        reply, self.reply = self.reply, None
-        if reply is None:
-            return
         with contextlib.suppress(Exception):  # a stopped system: nobody to tell
             facade = cast("SystemRuntime", owner)._check()
-            outbox(self.bridge).send(facade, messages.Unwait(self.task_id, reply, NO_REPLY))
+            outbox(self.bridge).send(facade, messages.Unwait(self.task_id, self, NO_REPLY))
 
 
 _BUILD_REGISTER = UnifiedTaskManager._build_register
 _BUILD_SUBMIT = UnifiedTaskManager._build_submit
 
 
-def _refuse(reply: Reply, error: Exception) -> None:
+def _refuse(reply: Reply | Call[Any], error: Exception) -> None:
     """Fail the call of ``reply`` with ``error`` (its request was not built)."""
     future = reply.future
     if not future.done():

@@ -12,11 +12,11 @@ import asyncio
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 from actors.core._errors import CallTimeout
 
-__all__ = ["NO_REPLY", "Call", "CallReply", "LoopBridge", "Reply", "ReplyTo", "bridge_for"]
+__all__ = ["NO_REPLY", "Call", "LoopBridge", "Reply", "ReplyTo", "bridge_for"]
 
 T = TypeVar("T")
 
@@ -24,9 +24,9 @@ T = TypeVar("T")
 class ReplyTo(Protocol):
     """Where an actor sends the answer to a call. Safe to call from any thread, once."""
 
-    def set_result(self, value: Any) -> None: ...
+    def set_result(self, value: Any, /) -> None: ...
 
-    def set_exception(self, error: BaseException) -> None: ...
+    def set_exception(self, error: BaseException, /) -> None: ...
 
 
 class _NoReply:
@@ -253,22 +253,19 @@ class Reply:
 
     __slots__ = ("bridge", "future")
 
-    _settle = staticmethod(_resolve)
-    """What resolves the future on its loop (`CallReply`'s untracks a `Call` too)."""
-
     def __init__(self, bridge: LoopBridge, future: asyncio.Future[Any]) -> None:
         self.bridge = bridge
         self.future = future
 
-    def set_result(self, value: Any) -> None:
-        self.bridge.post(self._settle, self.future, value, None)
+    def set_result(self, value: Any, /) -> None:
+        self.bridge.post(_resolve, self.future, value, None)
 
-    def set_exception(self, error: BaseException) -> None:
-        self.bridge.post(self._settle, self.future, None, error)
+    def set_exception(self, error: BaseException, /) -> None:
+        self.bridge.post(_resolve, self.future, None, error)
 
     def resolve(self, value: Any) -> None:
         """`set_result`, called on the bridge's own loop thread: at once, no post."""
-        self._settle(self.future, value, None)
+        _resolve(self.future, value, None)
 
 
 class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
@@ -278,9 +275,11 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
     and `asyncio.create_task` and `asyncio.run_coroutine_threadsafe` run it.
 
     Made as ``Call(loop=bridge.loop)`` with ``bridge`` set at once (no Python
-    ``__init__``: a burst makes one per call). Its `CallReply` resolves it and untracks
-    it from ``bridge`` in one step. An exception set on it (a refused call, a
-    `LoopBridge` sweep, a failed system) untracks it too; cancelling it untracks it and
+    ``__init__``: a burst makes one per call). A call is its own reply (`ReplyTo`: no
+    object of its own per call): `set_result` and `set_exception`, called from another
+    thread, post the answer to its loop, and on its loop settle it at once; either
+    untracks it from ``bridge``, and an answer to a call that is done already (a
+    cancelled one, say) is dropped, as a `Reply`'s is. Cancelling it untracks it and
     calls `abandoned` with the call's owner (the system that `LoopBridge.track`
     recorded), where a subclass withdraws the request. A call belongs to the loop it
     was made on (as any asyncio future does).
@@ -293,9 +292,30 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
     """`__await__`'s iterator while a task drives this call as a coroutine (unset
     until its first step)."""
 
+    @property
+    def future(self) -> Call[T]:
+        """The future this reply resolves: the call itself (as a `Reply`'s ``future``)."""
+        return self
+
+    def set_result(self, result: T, /) -> None:
+        if _running_loop() is not self._loop:  # an actor's thread (or another loop's)
+            self.bridge.post(_settle_call, self, result, None)
+        elif not self.done():
+            self.bridge.untrack(self)
+            super().set_result(result)
+
     def set_exception(self, exception: BaseException | type[BaseException], /) -> None:
-        self.bridge.untrack(self)
-        super().set_exception(exception)
+        if _running_loop() is not self._loop:
+            self.bridge.post(_settle_call, self, None, exception)
+        elif not self.done():
+            self.bridge.untrack(self)
+            super().set_exception(exception)
+
+    def resolve(self, value: T) -> None:
+        """`set_result`, called on its own loop's thread: at once, no post."""
+        if not self.done():
+            self.bridge.untrack(self)
+            asyncio.Future.set_result(self, value)
 
     def cancel(self, msg: Any | None = None) -> bool:
         if not super().cancel(msg):
@@ -339,21 +359,12 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
             steps.close()
 
 
-def _settle_call(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
+def _settle_call(call: Call[Any], value: Any, error: BaseException | None) -> None:
+    """A `Call`'s answer, posted to its loop (through its subclass's overrides)."""
     if error is None:
-        cast("Call[Any]", future).bridge.untrack(future)
-        future.set_result(value)
+        call.set_result(value)
     else:
-        future.set_exception(error)  # (untracks it)
+        call.set_exception(error)
 
 
-class CallReply(Reply):
-    """The `Reply` of a `Call`: resolving it untracks the call (no done-callback)."""
-
-    __slots__ = ()
-
-    future: Call[Any]
-
-    _settle = staticmethod(_settle_call)
+_running_loop = asyncio.events._get_running_loop

@@ -319,7 +319,7 @@ class Engine:
         if waiter is not None:
             self.wait(task_id, waiter)
         if accepted:
-            self._execute(record)
+            self._execute(record, alone=True)
             self._pump()
         return accepted
 
@@ -330,7 +330,7 @@ class Engine:
             deliver(reply, record)
             return
         record.waiters = [reply]  # its first waiter (the attempt may answer it)
-        self._execute(record)
+        self._execute(record, alone=True)
         self._pump()
 
     def wait(self, task_id: str, reply: ReplyTo, pending_ok: bool = True) -> None:
@@ -535,11 +535,19 @@ class Engine:
 
     # -- scheduling -----------------------------------------------------------------------
 
-    def _ready(self, record: TaskRecord) -> None:
+    def _ready(self, record: TaskRecord, alone: bool = False) -> None:
+        """``record`` may run now: queued for a slot (`_pump` starts the most urgent
+        first), or started at once without a queue. ``alone``: no other task becomes
+        ready before the next `_pump`, so when nothing is queued (nor released by a
+        breaker) and a slot is free, it starts at once, as `_pump` would start it,
+        without a heap entry."""
         if record.results is not None:
             self._fill(record)
         if self._queue:
             self._move(record, QUEUED)
+            if alone and not self.ready and not self.released and self.running < self.limit:
+                self._start_attempt(record)
+                return
             heapq.heappush(self.ready, (-record.priority, record.seq, record.task_id))
         else:
             self._start_attempt(record)
@@ -767,11 +775,12 @@ class Engine:
                     self.held.discard(dep)
                     self._retain(d)
 
-    def _execute(self, record: TaskRecord) -> None:
-        """Execute ``record`` and, first, every pending task it depends on."""
+    def _execute(self, record: TaskRecord, alone: bool = False) -> None:
+        """Execute ``record`` and, first, every pending task it depends on (``alone``:
+        a `_pump` follows at once, see `_ready`)."""
         if not self.graph.direct_dependencies(record.task_id):  # the common case
             if record.status is PENDING:
-                self._ready(record)
+                self._ready(record, alone)
             return
         order: list[TaskRecord] = []
         seen: set[str] = set()

@@ -74,6 +74,11 @@ class TaskSpec(NamedTuple):
     runs once every dependency ended, with the exception in place of its result."""
 
 
+_new_spec = tuple.__new__
+"""Makes a `TaskSpec` from its fields in order, without the keyword handling of its
+``__new__`` (a registration's hot path)."""
+
+
 def _non_empty_str(value: object, argument: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidTaskError(f"{argument} must be a non-empty str, got {value!r}")
@@ -259,7 +264,7 @@ def validate_registration(
             "generator, not a result; register an async def that iterates it (async for) "
             "and returns what you need"
         )
-    if not isinstance(args, tuple | list):
+    if type(args) is not tuple and not isinstance(args, tuple | list):
         raise InvalidTaskError(
             f"args must be a tuple or a list, got {args!r}; "
             f"for one positional argument pass args=(value,)"
@@ -274,82 +279,116 @@ def validate_registration(
                     f"kwargs keys must be str (parameter names), got {key!r} in {kwargs!r}"
                 )
             checked_kwargs[key] = value
-    checked_type = _non_empty_str(task_type, "task_type")
-    if not isinstance(description, str):
-        raise InvalidTaskError(f"description must be a str, got {description!r}")
-    if metadata is not None and not isinstance(metadata, Mapping):
-        raise InvalidTaskError(f"metadata must be a mapping or None, got {metadata!r}")
-    checked_metadata = _NO_METADATA if not metadata else types.MappingProxyType(dict(metadata))
-    checked_priority = _priority(priority)
-    checked_dependencies = _dependencies(dependencies)
     checked_args = tuple(args)
-    results = find_results(checked_args, checked_kwargs)
-    if results:  # each result_of is a dependency too
-        checked_dependencies = tuple(dict.fromkeys((*checked_dependencies, *results)))
-    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
-        raise InvalidTaskError(f"max_retries must be an int >= 0, got {max_retries!r}")
-    checked_delay = finite_float(retry_delay)
-    if checked_delay is None or checked_delay < 0:
-        raise InvalidTaskError(
-            f"retry_delay must be a finite number of seconds >= 0, got {retry_delay!r}"
-        )
-    if retry_wait is not None and not isinstance(retry_wait, wait_base):
-        raise InvalidTaskError(
-            f"retry_wait must be a tenacity wait strategy (such as "
-            f"tenacity.wait_exponential()) or None, got {retry_wait!r}"
-        )
-    checked_timeout = validate_timeout(timeout, "timeout")
-    checked_id = None if task_id is None else validate_task_id(task_id)
-    if checked_id is not None and checked_id in results:
-        raise InvalidTaskError(
-            f"task {checked_id!r} cannot take its own result; remove result_of({checked_id!r}) "
-            "from its arguments"
-        )
-    if checked_id is not None and checked_id in checked_dependencies:
-        raise InvalidTaskError(
-            f"task {checked_id!r} cannot depend on itself; remove {checked_id!r} from dependencies"
-        )
-    if circuit_breaker is not None and not (
-        (isinstance(circuit_breaker, str) and circuit_breaker)
-        or isinstance(circuit_breaker, CircuitBreaker)
+    if (  # the common case: options that need no check beyond their type, no placeholder
+        type(task_type) is str
+        and task_type
+        and type(description) is str
+        and metadata is None
+        and type(priority) is TaskPriority
+        and type(dependencies) is tuple
+        and not dependencies
+        and type(max_retries) is int
+        and max_retries >= 0
+        and type(retry_delay) is float
+        and retry_delay == 0.0
+        and retry_wait is None
+        and timeout is None
+        and task_id is None
+        and circuit_breaker is None
+        and executor is None
+        and type(on_dependency_failure) is str
+        and on_dependency_failure == "cancel"
+        and not find_results(checked_args, checked_kwargs)
     ):
-        raise InvalidTaskError(
-            f"circuit_breaker must be a breaker name (a non-empty str), a CircuitBreaker or "
-            f"None, got {circuit_breaker!r}"
-        )
-    checked_executor = validate_executor(executor)
-    if (
-        not isinstance(on_dependency_failure, str)
-        or on_dependency_failure not in ON_DEPENDENCY_FAILURE
-    ):
-        raise InvalidTaskError(
-            f"on_dependency_failure must be 'cancel' (a failed dependency cancels the task) "
-            f"or 'run' (the task runs with the exception), got {on_dependency_failure!r}"
-        )
-    is_coroutine = is_coroutine_callable(func)
-    if is_coroutine and checked_executor is not None and checked_executor != "thread":
-        raise InvalidTaskError(
-            f"executor={checked_executor!r} runs plain functions only; {func!r} is a coroutine "
-            "function, which runs on its event loop: drop executor=, or pass a plain function"
-        )
-    return TaskSpec(
-        task_id=checked_id,
-        name=checked_name,
-        func=func,
-        args=checked_args,
-        kwargs=checked_kwargs,
-        task_type=checked_type,
-        description=description,
-        metadata=checked_metadata,
-        priority=checked_priority,
-        dependencies=checked_dependencies,
-        max_retries=max_retries,
-        retry_delay=checked_delay,
-        retry_wait=retry_wait,
-        timeout=checked_timeout,
-        is_coroutine=is_coroutine,
-        circuit_breaker=circuit_breaker,
-        executor=checked_executor,
-        results=results,
-        on_dependency_failure=on_dependency_failure,
+        checked_type, checked_metadata, checked_priority = task_type, _NO_METADATA, priority
+        results: tuple[str, ...] = ()
+        checked_dependencies = results
+        checked_delay, checked_timeout, checked_id, checked_executor = retry_delay, None, None, None
+        is_coroutine = is_coroutine_callable(func)
+    else:
+        checked_type = _non_empty_str(task_type, "task_type")
+        if not isinstance(description, str):
+            raise InvalidTaskError(f"description must be a str, got {description!r}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidTaskError(f"metadata must be a mapping or None, got {metadata!r}")
+        checked_metadata = _NO_METADATA if not metadata else types.MappingProxyType(dict(metadata))
+        checked_priority = _priority(priority)
+        checked_dependencies = _dependencies(dependencies)
+        results = find_results(checked_args, checked_kwargs)
+        if results:  # each result_of is a dependency too
+            checked_dependencies = tuple(dict.fromkeys((*checked_dependencies, *results)))
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+            raise InvalidTaskError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        delay = finite_float(retry_delay)
+        if delay is None or delay < 0:
+            raise InvalidTaskError(
+                f"retry_delay must be a finite number of seconds >= 0, got {retry_delay!r}"
+            )
+        checked_delay = delay
+        if retry_wait is not None and not isinstance(retry_wait, wait_base):
+            raise InvalidTaskError(
+                f"retry_wait must be a tenacity wait strategy (such as "
+                f"tenacity.wait_exponential()) or None, got {retry_wait!r}"
+            )
+        checked_timeout = validate_timeout(timeout, "timeout")
+        checked_id = None if task_id is None else validate_task_id(task_id)
+        if checked_id is not None and checked_id in results:
+            raise InvalidTaskError(
+                f"task {checked_id!r} cannot take its own result; "
+                f"remove result_of({checked_id!r}) from its arguments"
+            )
+        if checked_id is not None and checked_id in checked_dependencies:
+            raise InvalidTaskError(
+                f"task {checked_id!r} cannot depend on itself; "
+                f"remove {checked_id!r} from dependencies"
+            )
+        if circuit_breaker is not None and not (
+            (isinstance(circuit_breaker, str) and circuit_breaker)
+            or isinstance(circuit_breaker, CircuitBreaker)
+        ):
+            raise InvalidTaskError(
+                f"circuit_breaker must be a breaker name (a non-empty str), a CircuitBreaker or "
+                f"None, got {circuit_breaker!r}"
+            )
+        checked_executor = validate_executor(executor)
+        if (
+            not isinstance(on_dependency_failure, str)
+            or on_dependency_failure not in ON_DEPENDENCY_FAILURE
+        ):
+            raise InvalidTaskError(
+                f"on_dependency_failure must be 'cancel' (a failed dependency cancels the task) "
+                f"or 'run' (the task runs with the exception), got {on_dependency_failure!r}"
+            )
+        is_coroutine = is_coroutine_callable(func)
+        if is_coroutine and checked_executor is not None and checked_executor != "thread":
+            raise InvalidTaskError(
+                f"executor={checked_executor!r} runs plain functions only; {func!r} is a "
+                "coroutine function, which runs on its event loop: drop executor=, or pass a "
+                "plain function"
+            )
+    return _new_spec(
+        TaskSpec,
+        (
+            checked_id,
+            checked_name,
+            func,
+            checked_args,
+            checked_kwargs,
+            checked_type,
+            description,
+            checked_metadata,
+            checked_priority,
+            checked_dependencies,
+            max_retries,
+            checked_delay,
+            retry_wait,
+            checked_timeout,
+            is_coroutine,
+            circuit_breaker,
+            checked_executor,
+            None,  # trace: `register_task` adds the caller's
+            results,
+            on_dependency_failure,
+        ),
     )

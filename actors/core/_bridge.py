@@ -298,14 +298,14 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
         return self
 
     def set_result(self, result: T, /) -> None:
-        if _running_loop() is not self._loop:  # an actor's thread (or another loop's)
+        if _running_loop() is not self.bridge.loop:  # an actor's thread (or another loop's)
             self.bridge.post(_settle_call, self, result, None)
         elif not self.done():
             self.bridge.untrack(self)
             super().set_result(result)
 
     def set_exception(self, exception: BaseException | type[BaseException], /) -> None:
-        if _running_loop() is not self._loop:
+        if _running_loop() is not self.bridge.loop:
             self.bridge.post(_settle_call, self, None, exception)
         elif not self.done():
             self.bridge.untrack(self)
@@ -367,4 +367,5 @@ def _settle_call(call: Call[Any], value: Any, error: BaseException | None) -> No
         call.set_exception(error)
 
 
-_running_loop = asyncio.events._get_running_loop
+# The running loop or None, without raising (exported in asyncio's __all__).
+_running_loop = asyncio._get_running_loop

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import types
 from collections import OrderedDict
@@ -322,3 +323,13 @@ def test_validate_timeout() -> None:
         match=r"^timeout must be a finite number of seconds > 0 or None, got '1'$",
     ):
         validate_timeout("1", "timeout")
+
+
+def test_validate_registration_takes_register_tasks_arguments_in_its_order() -> None:
+    # The outbox passes a register_task call's arguments on positionally
+    # (`UnifiedTaskManager._build_register`): the two signatures must stay in step.
+    from actors import UnifiedTaskManager
+
+    theirs = list(inspect.signature(UnifiedTaskManager.register_task).parameters)
+    mine = list(inspect.signature(validate_registration).parameters)
+    assert theirs[1:] == [*mine, "durable"]

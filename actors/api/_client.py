@@ -429,52 +429,14 @@ class UnifiedTaskManager:
             reply.bridge.untrack(future)
         return result
 
-    def _build_register(
-        self,
-        reply: Reply | Call[Any],
-        name: Any,
-        func: Any,
-        args: Any,
-        kwargs: Any,
-        task_type: Any,
-        description: Any,
-        metadata: Any,
-        priority: Any,
-        dependencies: Any,
-        max_retries: Any,
-        retry_delay: Any,
-        retry_wait: Any,
-        timeout: Any,
-        task_id: Any,
-        circuit_breaker: Any,
-        executor: Any,
-        on_dependency_failure: Any,
-        durable: Any,
-        trace: Any,
-    ) -> messages.Register | None:
+    def _build_register(self, reply: Reply | Call[Any], *fields: Any) -> messages.Register | None:
         """The `Register` request of a `register_task` call, or None (its caller gets
-        the error) if an argument is refused."""
+        the error) if an argument is refused. ``fields``: `register_task`'s arguments in
+        its order (the ones `validate_registration` checks, then ``durable``), then the
+        caller's trace context."""
         try:
-            spec = validate_registration(
-                name,
-                func,
-                args,
-                kwargs,
-                task_type=task_type,
-                description=description,
-                metadata=metadata,
-                priority=priority,
-                dependencies=dependencies,
-                max_retries=max_retries,
-                retry_delay=retry_delay,
-                retry_wait=retry_wait,
-                timeout=timeout,
-                task_id=task_id,
-                circuit_breaker=circuit_breaker,
-                executor=executor,
-                on_dependency_failure=on_dependency_failure,
-            )
-            spec, journal = self._complete(spec, durable, trace)
+            spec = validate_registration(*fields[:-2])
+            spec, journal = self._complete(spec, fields[-2], fields[-1])
         except Exception as exc:
             _refuse(reply, exc)
             return None

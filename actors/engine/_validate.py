@@ -222,7 +222,6 @@ def validate_registration(
     func: object,
     args: object = (),
     kwargs: object = None,
-    *,
     task_type: object = "default",
     description: object = "",
     metadata: object = None,
@@ -237,7 +236,8 @@ def validate_registration(
     executor: object = None,
     on_dependency_failure: object = "cancel",
 ) -> TaskSpec:
-    """Check every argument of ``register_task`` and return them as a `TaskSpec`.
+    """Check every argument of ``register_task`` and return them as a `TaskSpec`
+    (its parameters are `register_task`'s, in its order, up to ``durable``).
 
     The arguments are checked in signature order; the first bad one raises
     `InvalidTaskError`. Whether the dependencies exist and whether ``task_id`` is free

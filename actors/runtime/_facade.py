@@ -24,7 +24,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from loguru import logger
 
@@ -273,6 +273,12 @@ class FacadeActor(SystemChild[FacadeState]):
         if self._bouncing:
             raise _Bounce(backend)
 
+    def _across(self, owner: str, refusal: str) -> NoReturn:
+        """A dependency routed to the ``owner`` system, not the task's: bounced off that
+        manager (the dependency may be gone from it), else refused with ``refusal``."""
+        self._bounce(owner)
+        raise InvalidTaskError(refusal)
+
     def _owner(self, task_id: str) -> str:
         backend = self.owners.get(task_id)
         if backend is None:
@@ -300,12 +306,11 @@ class FacadeActor(SystemChild[FacadeState]):
         backend = self._owner(task_id)
         other = self._owner(depends_on)
         if other != backend:
-            self._bounce(other)  # (the dependency may be gone from it)
-            msg = (
+            self._across(
+                other,
                 f"task {task_id!r} belongs to the {backend} task system and "
-                f"{depends_on!r} to the {other} one; dependencies must stay in one system"
+                f"{depends_on!r} to the {other} one; dependencies must stay in one system",
             )
-            raise InvalidTaskError(msg)
         self._to(backend, message)
 
     def _metrics(self, message: messages.GetMetrics) -> None:
@@ -384,12 +389,11 @@ class FacadeActor(SystemChild[FacadeState]):
                 )
                 raise TaskNotFoundError(msg)
             if owner != backend:
-                self._bounce(owner)  # (the dependency may be gone from it)
-                msg = (
-                    f"dependency {dep!r} belongs to the {owner} task system, but new tasks go "
-                    f"to the {backend} one; dependencies must stay in one system"
+                self._across(
+                    owner,
+                    f"dependency {dep!r} belongs to the {owner} task system, but new tasks "
+                    f"go to the {backend} one; dependencies must stay in one system",
                 )
-                raise InvalidTaskError(msg)
         owners[task_id] = backend
         return task_id, backend
 

@@ -246,27 +246,11 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             key = (label, old, new)
             moves[key] = moves.get(key, 0) + 1
             if old is RUNNING:
-                began = started_at.pop(task_id, None)
-                if began is not None:
-                    ran = at - began
-                    count = self._ran.get(label)
-                    if count is None:
-                        count = self._ran[label] = _observer(
-                            state.execution, state.execution_buckets, label, bounds
-                        )
-                    count(ran if ran > 0.0 else 0.0)
+                self._took(self._ran, label, started_at.pop(task_id, None), at, bounds)
             if new is QUEUED:
                 queued_at[task_id] = at
             elif new is RUNNING:
-                since = queued_at.pop(task_id, None)
-                if since is not None:
-                    waited = at - since
-                    count = self._waited.get(label)
-                    if count is None:
-                        count = self._waited[label] = _observer(
-                            state.waiting, state.waiting_buckets, label, bounds
-                        )
-                    count(waited if waited > 0.0 else 0.0)
+                self._took(self._waited, label, queued_at.pop(task_id, None), at, bounds)
                 started_at[task_id] = at
             else:
                 if new is RETRYING:
@@ -296,6 +280,33 @@ class TaskMonitorActor(SystemChild[MonitorState]):
                 ],
                 self.state.muted.get(backend),
             )
+
+    def _took(
+        self,
+        cache: dict[str, Callable[[float], None]],
+        label: str,
+        since: float | None,
+        at: float,
+        bounds: tuple[float, ...],
+    ) -> None:
+        """Count the time from ``since`` (None: not known) to ``at`` as a run time
+        (``cache`` is `_ran`) or a wait time (`_waited`) of ``label``'s tasks."""
+        if since is not None:
+            count = cache.get(label) or self._observer(cache, label, bounds)
+            count(at - since if at > since else 0.0)
+
+    def _observer(
+        self, cache: dict[str, Callable[[float], None]], label: str, bounds: tuple[float, ...]
+    ) -> Callable[[float], None]:
+        """What counts a run time (``cache`` is `_ran`) or a wait time (`_waited`) of
+        ``label``'s tasks, made on first use and kept in ``cache``."""
+        state = self.state
+        if cache is self._ran:
+            sketches, histograms = state.execution, state.execution_buckets
+        else:
+            sketches, histograms = state.waiting, state.waiting_buckets
+        count = cache[label] = _counter(sketches, histograms, label, bounds)
+        return count
 
     def _count(self, moves: dict[tuple[str, str | None, str | None], int]) -> None:
         """Apply the status counts of a run of transitions: ``(label, old, new) -> n``."""
@@ -472,7 +483,7 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         )
 
 
-def _observer(
+def _counter(
     sketches: dict[str, QuantileSketch],
     histograms: dict[str, Histogram],
     label: str,

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import journaled_manager
 
 from actors import (
     ActorSystem,
@@ -273,3 +277,23 @@ async def test_a_call_with_bad_arguments_raises_at_the_await(tm: UnifiedTaskMana
     with pytest.raises(InvalidTaskError, match=r"^name must be a non-empty str, got ''$"):
         await asyncio.wait_for(bad, WAIT)
     assert not _tracked(bad)  # type: ignore[arg-type]
+
+
+async def test_with_a_journal_register_and_execute_are_calls_and_submit_a_coroutine(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tasks.db"
+    async with journaled_manager(path) as tm:
+        registered = tm.register_task("add", add, (1, 2), task_id="a")
+        assert isinstance(registered, Call)
+        assert await registered == "a"
+        with closing(sqlite3.connect(path)) as connection:  # committed when answered
+            assert connection.execute("SELECT id, status FROM tasks").fetchall() == [
+                ("a", "pending")
+            ]
+        executed = tm.execute_task("a", wait=True)
+        assert isinstance(executed, Call)
+        assert await executed == 3
+        submitted = tm.submit(add, 2, 3)  # registered (committed), then executed
+        assert not isinstance(submitted, Call)
+        assert await submitted == 5

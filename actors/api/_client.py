@@ -9,10 +9,11 @@ the caller's step only queues the call, so a `gather` of 20,000 of them costs it
 iteration 20,000 small steps, and the checks run in bounded chunks after it; a refused
 call raises its error from the ``await`` as before.
 
-On a running loop (outside a task of this system, no journal) `register_task`,
-`execute_task`, `submit` and `ThreadPoolClient.submit` do that first step when they are
-called and return a `Call` (an asyncio future that is also a coroutine: no asyncio task
-per call in a ``gather``); elsewhere they return a coroutine that does it when awaited.
+On a running loop (outside a task of this system) `register_task`, `execute_task`,
+`submit` (without a journal: with one it takes two round trips) and
+`ThreadPoolClient.submit` do that first step when they are called and return a `Call`
+(an asyncio future that is also a coroutine: no asyncio task per call in a ``gather``);
+elsewhere they return a coroutine that does it when awaited.
 """
 
 from __future__ import annotations
@@ -233,8 +234,8 @@ class UnifiedTaskManager:
 
     def _eager(self) -> LoopBridge | None:
         """The bridge of a call made at once (`Call`): on a running loop, outside the
-        tasks of this system, with a running system that keeps no journal. None: the
-        call is a coroutine, as before (it does its work when it is awaited)."""
+        tasks of this system, with a running system. None: the call is a coroutine, as
+        before (it does its work when it is awaited)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -245,7 +246,6 @@ class UnifiedTaskManager:
             or system._facade is None
             or system._failure is not None
             or system._closed
-            or system.config.JOURNAL_PATH is not None
             or _current.get() is not None
         ):
             return None
@@ -366,7 +366,7 @@ class UnifiedTaskManager:
         that cannot be journaled is refused with `JournalEncodeError`. ``False`` keeps
         it in memory only. See the README, "Durable tasks".
 
-        Called on a running event loop (outside a task of this system, no journal), the
+        Called on a running event loop (outside a task of this system), the
         call is sent when it is made and returns a future of the id (a `Call`: await
         it, gather it, or ``asyncio.create_task`` it); a call never awaited still runs.
         """
@@ -513,8 +513,8 @@ class UnifiedTaskManager:
         never awaited still runs its task. Cancelling that future cancels the task.
         """
         bridge = self._eager() if options.keys() <= _OPTIONS else None  # (no set made)
-        if bridge is None:
-            return self._submit_later(func, args, options)
+        if bridge is None or cast("SystemRuntime", self._system).config.JOURNAL_PATH:
+            return self._submit_later(func, args, options)  # (a journal: two round trips)
         given = options.get("task_id")
         task_id = given if isinstance(given, str) and given else new_task_id()
         call: _SubmitCall[Any] = _SubmitCall(loop=bridge.loop)
@@ -753,7 +753,7 @@ class UnifiedTaskManager:
         Returns True when accepted, False if the task was already executing or finished.
         With ``wait=True``: the task's result, or its exception raised.
 
-        Called on a running event loop (outside a task of this system, no journal), the
+        Called on a running event loop (outside a task of this system), the
         call is sent when it is made and returns a future of that answer (a `Call`);
         cancelling it withdraws this caller's wait (the task goes on).
         """
@@ -1135,7 +1135,7 @@ class ThreadPoolClient:
         ``THREAD_POOL_BACKEND``. For ``process`` and ``dask``, ``fn`` and its arguments
         must pickle (checked here, `InvalidTaskError` naming what does not).
 
-        Called on a running event loop (outside a task of this system, no journal) for
+        Called on a running event loop (outside a task of this system) for
         the thread backend, the call is sent when it is made and returns a future of
         the result (a `Call`); a call never awaited still runs ``fn``.
         """

@@ -26,7 +26,7 @@ from actors import (
     result_of,
 )
 from actors.engine import Policy
-from actors.journal import Codec, JournalStore, TaskRow, function_reference
+from actors.journal import Codec, JournalStore, StatusChange, TaskRow, function_reference
 from actors.runtime import _journal_link
 from actors.runtime import _recovery as recovery
 from actors.runtime._journal_link import DurableEngine, JournalLink
@@ -135,6 +135,30 @@ async def test_a_completed_task_keeps_its_result_and_never_runs_again(tmp_path: 
         assert await tm.get_task_status("p") is TaskStatus.PENDING
         assert await tm.execute_task("p", wait=True) == 7
     assert RUNS == [(3, 4)]
+
+
+async def test_the_status_changes_a_manager_journals_bind_executed_as_an_int(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sqlite3 binds an int as it is but takes a bool for a type to adapt (two failed
+    attribute lookups per parameter): the journal's hot path gives 1 or 0."""
+    written: list[Any] = []
+    write_batch = JournalStore.write
+
+    def spy(store: JournalStore, batch: Any) -> None:
+        written.extend(batch)
+        write_batch(store, batch)
+
+    monkeypatch.setattr(JournalStore, "write", spy)
+    path = tmp_path / "tasks.db"
+    async with journaled_manager(path) as tm:
+        await tm.register_task("add", add, (1, 2), task_id="a")
+        assert await tm.execute_task("a", wait=True) == 3
+    changes = [(r.status, r.executed) for r in written if type(r) is StatusChange]
+    assert [status for status, _ in changes] == ["running", "completed"]
+    assert [type(executed) for _, executed in changes] == [int, int]
+    assert [executed for _, executed in changes] == [1, 1]
+    assert rows(path) == [("a", "completed", 1, 1, 0, "3", None)]
 
 
 async def test_recovery_runs_again_what_had_not_ended(tmp_path: Path) -> None:

@@ -71,7 +71,8 @@ class StatusChange(NamedTuple):
     status: str
     updated_at: float
     executed: bool = False
-    """True sets the row's flag; False leaves it as it is (it is never cleared)."""
+    """True sets the row's flag; False leaves it as it is (it is never cleared). The
+    task managers give 1 or 0 (an int binds faster than a bool: see `JournalLink`)."""
     attempts: int = 0
     recoveries: int = 0
     result: Payload | None = None

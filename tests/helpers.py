@@ -9,7 +9,7 @@ import asyncio
 import logging
 import multiprocessing.resource_tracker
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -394,3 +394,33 @@ class Replies:
 
     def set_exception(self, error: BaseException) -> None:
         self.got.append(("error", error))
+
+
+def requests_of(message: Any) -> Iterable[Any]:
+    """The requests one message to the facade carries (a `Batch` unpacked)."""
+    from actors.runtime import messages
+
+    return message.items if isinstance(message, messages.Batch) else (message,)
+
+
+def spy_on_facade(
+    system: ActorSystem,
+    monkeypatch: pytest.MonkeyPatch,
+    entries: Callable[[Any], Iterable[Any]] = requests_of,
+) -> list[Any]:
+    """A list of ``entries(message)`` for every message told to ``system``'s facade from
+    now on (default: its requests, batches unpacked); the messages go on as before."""
+    facade = system._check()
+    sent: list[Any] = []
+
+    class Spy:
+        @property
+        def actor_ref(self) -> Any:
+            return facade.actor_ref
+
+        def tell(self, message: Any) -> None:
+            sent.extend(entries(message))
+            facade.tell(message)
+
+    monkeypatch.setattr(system, "_facade", Spy())
+    return sent

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import journaled_manager
+from helpers import journaled_manager, spy_on_facade
 
 from actors import (
     ActorSystem,
@@ -54,24 +54,6 @@ class Tasks:
         self.loop.set_task_factory(None)
 
 
-def _spy(system: ActorSystem, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every message told to the facade from now on, batches unpacked."""
-    facade = system._check()
-    sent: list[Any] = []
-
-    class Spy:
-        @property
-        def actor_ref(self) -> Any:
-            return facade.actor_ref
-
-        def tell(self, message: Any) -> None:
-            sent.extend(message.items if isinstance(message, messages.Batch) else (message,))
-            facade.tell(message)
-
-    monkeypatch.setattr(system, "_facade", Spy())
-    return sent
-
-
 @pytest.fixture
 def gate() -> Iterator[threading.Event]:
     release = threading.Event()
@@ -99,7 +81,7 @@ async def test_a_gather_of_calls_creates_no_asyncio_task_per_call(tm: UnifiedTas
 async def test_a_call_is_a_future_and_a_coroutine_and_sent_when_made(
     system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sent = _spy(system, monkeypatch)
+    sent = spy_on_facade(system, monkeypatch)
     call = tm.submit(add, 2, 3, task_id="s")
     assert isinstance(call, Call)
     assert asyncio.isfuture(call)
@@ -173,7 +155,7 @@ async def test_a_cancelled_execute_wait_withdraws_its_waiter_and_the_task_goes_o
     gate: threading.Event,
 ) -> None:
     await asyncio.wait_for(tm.register_task("w", gate.wait, (WAIT,), task_id="w"), WAIT)
-    sent = _spy(system, monkeypatch)
+    sent = spy_on_facade(system, monkeypatch)
     call = tm.execute_task("w", wait=True)
     await asyncio.sleep(0)
     assert call.cancel()

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import running_forever
+from helpers import running_forever, spy_on_facade
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -454,20 +454,7 @@ async def test_graph_asks_for_the_newest_tasks_only(
     c = await tm.register_task("c", double, (3,), dependencies=[a, b])
     d = await tm.register_task("d", double, (4,), task_type="other")
 
-    facade = system._check()
-    sent: list[Any] = []
-
-    class Spy:
-        @property
-        def actor_ref(self) -> Any:
-            return facade.actor_ref
-
-        def tell(self, message: Any) -> None:
-            items = message.items if type(message).__name__ == "Batch" else (message,)
-            sent.extend(items)
-            facade.tell(message)
-
-    monkeypatch.setattr(system, "_facade", Spy())
+    sent = spy_on_facade(system, monkeypatch)
     graph = (await http.get("/api/graph")).json()
     assert (graph["total"], graph["truncated"]) == (304, True)
     assert [n["name"] for n in graph["nodes"]] == ["a", "b", "c", "d"]

@@ -11,7 +11,7 @@ import weakref
 from typing import Any
 
 import pytest
-from helpers import Boom, RecordingPort, Replies
+from helpers import Boom, RecordingPort, Replies, requests_of, spy_on_facade
 
 from actors import (
     ActorSystem,
@@ -217,15 +217,7 @@ async def test_cancelling_the_call_cancels_the_task(tm: UnifiedTaskManager) -> N
 async def test_submit_is_one_message_to_the_facade(
     system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    facade = system._check()
-    sent: list[type] = []
-
-    class Spy:
-        def tell(self, message: Any) -> None:
-            sent.append(type(message))
-            facade.tell(message)
-
-    monkeypatch.setattr(system, "_facade", Spy())
+    sent = spy_on_facade(system, monkeypatch, lambda message: (type(message),))
     assert await asyncio.wait_for(tm.submit(add, 2, 3), WAIT) == 5
     assert sent == [messages.SubmitTask]
 
@@ -309,19 +301,7 @@ async def test_a_burst_of_calls_is_one_message_to_the_facade(
     """Calls a loop makes in one iteration reach the facade as one `Batch`, in order.
     The submits are sent when they are made (one `Batch`); the ``cancel_task``
     coroutine runs in a later iteration, so its `Cancel` follows them and finds the last."""
-    facade = system._check()
-    sent: list[type] = []
-
-    class Spy:
-        @property
-        def actor_ref(self) -> Any:
-            return facade.actor_ref
-
-        def tell(self, message: Any) -> None:
-            sent.append(type(message))
-            facade.tell(message)
-
-    monkeypatch.setattr(system, "_facade", Spy())
+    sent = spy_on_facade(system, monkeypatch, lambda message: (type(message),))
     calls = [tm.submit(add, i, 1, task_id=f"b{i}") for i in range(50)]
     cancelled = tm.cancel_task("b49")
     results = await asyncio.wait_for(
@@ -424,20 +404,7 @@ def test_engine_submit_registers_executes_and_answers_when_the_task_ends() -> No
 
 def _spy_batches(system: ActorSystem, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many requests each message to the facade carries (a lone request: 1)."""
-    facade = system._check()
-    sent: list[int] = []
-
-    class Spy:
-        @property
-        def actor_ref(self) -> Any:
-            return facade.actor_ref
-
-        def tell(self, message: Any) -> None:
-            sent.append(len(message.items) if isinstance(message, messages.Batch) else 1)
-            facade.tell(message)
-
-    monkeypatch.setattr(system, "_facade", Spy())
-    return sent
+    return spy_on_facade(system, monkeypatch, lambda message: (len(tuple(requests_of(message))),))
 
 
 async def test_a_burst_is_checked_and_sent_in_bounded_chunks(

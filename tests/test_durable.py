@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from contextlib import closing
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -388,6 +389,19 @@ async def _queued_behind_a_gate(tm: Any, path: Path) -> asyncio.Future[Any]:
     return waited
 
 
+@asynccontextmanager
+async def _one_slot_gated(
+    path: Path, clock: FakeClock | None = None, **config: Any
+) -> AsyncIterator[tuple[ActorSystem, asyncio.Future[Any]]]:
+    """A system journaling to ``path`` with one slot, on ``clock`` (a new `FakeClock` if
+    None), a fresh ``GATE``, and `_queued_behind_a_gate` done: yields the system and
+    ``later``'s ``execute_task(wait=True)``; the system stops when the block ends."""
+    GATE[:] = [asyncio.Event()]
+    settings = journal_config(path, MAX_CONCURRENT_TASKS=1, **config)
+    async with ActorSystem(settings, clock=clock or FakeClock()) as system:
+        yield system, await _queued_behind_a_gate(system.task_manager, path)
+
+
 async def test_a_queued_record_nobody_waits_for_is_written_within_defer_for(
     tmp_path: Path,
 ) -> None:
@@ -397,10 +411,8 @@ async def test_a_queued_record_nobody_waits_for_is_written_within_defer_for(
     written then; an acknowledged ``execute_task`` is committed when it returns."""
     path = tmp_path / "tasks.db"
     clock = FakeClock()
-    GATE[:] = [asyncio.Event()]
-    async with ActorSystem(journal_config(path, MAX_CONCURRENT_TASKS=1), clock=clock) as system:
+    async with _one_slot_gated(path, clock) as (system, waited):
         tm = system.task_manager
-        waited = await _queued_behind_a_gate(tm, path)
         assert await tm.execute_task("marker") is True  # answered: committed, not deferred
         assert rows(path)[2] == ("marker", "queued", 1, 0, 0, None, None)
         assert rows(path)[1] == ("later", "pending", 0, 0, 0, None, None)
@@ -424,11 +436,8 @@ async def test_a_deferred_queued_record_is_written_at_shutdown_and_runs_again(
     """A graceful shutdown writes the deferred records: a task queued at the shutdown
     comes back queued, and runs at the next start."""
     path = tmp_path / "tasks.db"
-    GATE[:] = [asyncio.Event()]
-    async with ActorSystem(
-        journal_config(path, MAX_CONCURRENT_TASKS=1), clock=FakeClock()
-    ) as system:
-        waited = await _queued_behind_a_gate(system.task_manager, path)
+    async with _one_slot_gated(path) as (_, waited):
+        pass
     with pytest.raises(
         TaskCancelledError, match=r"^task 'later' was cancelled: the actor system shut down$"
     ):
@@ -450,11 +459,8 @@ async def test_a_held_queued_record_outlives_a_killed_manager(tmp_path: Path) ->
     incarnations): a `Kill` loses nothing, and the timer still writes it."""
     path = tmp_path / "tasks.db"
     clock = FakeClock()
-    GATE[:] = [asyncio.Event()]
-    settings = journal_config(path, MAX_CONCURRENT_TASKS=1, RESTART_BACKOFF_INITIAL=0.0)
-    async with ActorSystem(settings, clock=clock) as system:
+    async with _one_slot_gated(path, clock, RESTART_BACKOFF_INITIAL=0.0) as (system, waited):
         tm = system.task_manager
-        waited = await _queued_behind_a_gate(tm, path)
         system.supervisor.child("task_manager").tell(Kill())
         assert await tm.get_task_status("later") is TaskStatus.QUEUED  # the next incarnation
         assert rows(path)[1] == ("later", "pending", 0, 0, 0, None, None)
@@ -471,11 +477,7 @@ async def test_a_held_queued_record_is_written_by_a_stop_without_shutdown(
     """`stop_sync` (at interpreter exit, say) sends no `Shutdown`: the manager's stop
     sends its held records to the journal, which stops after the managers."""
     path = tmp_path / "tasks.db"
-    GATE[:] = [asyncio.Event()]
-    async with ActorSystem(
-        journal_config(path, MAX_CONCURRENT_TASKS=1), clock=FakeClock()
-    ) as system:
-        waited = await _queued_behind_a_gate(system.task_manager, path)
+    async with _one_slot_gated(path) as (system, waited):
         await asyncio.to_thread(system.stop_sync)
         GATE[0].set()
     waited.cancel()

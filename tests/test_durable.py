@@ -367,6 +367,16 @@ async def gated() -> str:
     return "open"
 
 
+async def _queued(tm: Any, task_id: str) -> asyncio.Future[Any]:
+    """``execute_task(task_id, wait=True)`` (returned), once the task is queued."""
+    async with tm.events() as stream:
+        waited = asyncio.ensure_future(tm.execute_task(task_id, wait=True))
+        event = await asyncio.wait_for(anext(aiter(stream)), 10)
+        while (event.kind, event.task_id) != (EventKind.QUEUED, task_id):
+            event = await asyncio.wait_for(anext(aiter(stream)), 10)
+    return waited
+
+
 async def _queued_behind_a_gate(tm: Any, path: Path) -> asyncio.Future[Any]:
     """``gated`` running in the only slot, ``later`` queued behind it by an
     ``execute_task(wait=True)`` (returned): the file says ``later`` is pending, as its
@@ -374,11 +384,7 @@ async def _queued_behind_a_gate(tm: Any, path: Path) -> asyncio.Future[Any]:
     await tm.register_task("gated", gated, task_id="gated")
     await tm.register_task("add", add, (1, 2), task_id="later")
     assert await tm.execute_task("gated") is True  # answered once committed
-    async with tm.events() as stream:
-        waited = asyncio.ensure_future(tm.execute_task("later", wait=True))
-        event = await asyncio.wait_for(anext(aiter(stream)), 10)
-        while (event.kind, event.task_id) != (EventKind.QUEUED, "later"):
-            event = await asyncio.wait_for(anext(aiter(stream)), 10)
+    waited = await _queued(tm, "later")
     # The journal had the batch of "later"'s queued record before "marker"'s.
     await tm.register_task("add", add, (0, 0), task_id="marker")
     assert rows(path) == [
@@ -428,6 +434,31 @@ async def test_a_queued_record_nobody_waits_for_is_written_within_defer_for(
         ("marker", "completed", 1),
         ("after", "pending", 0),
     ]
+
+
+async def test_the_timer_is_armed_again_for_a_record_held_after_it_fired(
+    tmp_path: Path,
+) -> None:
+    """The timer that wrote ``later``'s held record is gone; ``again``'s queued record,
+    held after it, gets a timer of its own and is written `DEFER_FOR` seconds on."""
+    path = tmp_path / "tasks.db"
+    clock = FakeClock()
+    async with _one_slot_gated(path, clock) as (system, waited):
+        tm = system.task_manager
+        assert clock.advance(_journal_link.DEFER_FOR) == 1
+        await tm.register_task("add", add, (3, 4), task_id="again")
+        assert rows(path)[1] == ("later", "queued", 1, 0, 0, None, None)
+        waited_again = await _queued(tm, "again")
+        await tm.register_task("add", add, (5, 5), task_id="after")  # committed after it
+        assert rows(path)[3] == ("again", "pending", 0, 0, 0, None, None)
+        assert clock.advance(_journal_link.DEFER_FOR) == 1
+        await tm.register_task("add", add, (6, 6), task_id="last")
+        assert rows(path)[3] == ("again", "queued", 1, 0, 0, None, None)
+        GATE[0].set()
+        assert await asyncio.wait_for(waited, 10) == 3
+        assert await asyncio.wait_for(waited_again, 10) == 7
+    done = {row[0] for row in rows(path) if row[1:3] == ("completed", 1)}
+    assert done == {"gated", "later", "again"}
 
 
 async def test_a_deferred_queued_record_is_written_at_shutdown_and_runs_again(

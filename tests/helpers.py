@@ -6,7 +6,6 @@ Every wait here is bounded by `WAIT` real seconds; none sleeps.
 from __future__ import annotations
 
 import asyncio
-import logging
 import multiprocessing.resource_tracker
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -21,6 +20,7 @@ from tenacity.wait import wait_base
 
 import actors
 from actors import ActorSystem, TaskCancelledError, TaskInfo, TaskStatus, UnifiedTaskManager
+from actors.runtime._backends import local_cluster
 from supervisors import (
     RestartIntensityExceeded,
     SupervisedActor,
@@ -209,7 +209,6 @@ async def journaled_manager(path: Path, **config: Any) -> AsyncIterator[UnifiedT
 def dask_cluster(workers: int) -> Iterator[str]:
     """A `distributed.LocalCluster` of ``workers`` real worker processes (one thread
     each); yields its scheduler's address. No worker process outlives it."""
-    import distributed
     from distributed.utils import _offload_executor
 
     # distributed keeps one process-wide thread ('Dask-Offload_0') that it never stops;
@@ -219,15 +218,7 @@ def dask_cluster(workers: int) -> Iterator[str]:
     _offload_executor.submit(lambda: None).result()
     multiprocessing.resource_tracker.ensure_running()
     before = child_processes()
-    cluster = distributed.LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=":0",
-        scheduler_kwargs={"dashboard": False},
-        silence_logs=logging.ERROR,
-    )
+    cluster = local_cluster(workers)
     try:
         yield cluster.scheduler_address
     finally:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from contextlib import closing
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -366,6 +367,16 @@ async def gated() -> str:
     return "open"
 
 
+async def _queued(tm: Any, task_id: str) -> asyncio.Future[Any]:
+    """``execute_task(task_id, wait=True)`` (returned), once the task is queued."""
+    async with tm.events() as stream:
+        waited = asyncio.ensure_future(tm.execute_task(task_id, wait=True))
+        event = await asyncio.wait_for(anext(aiter(stream)), 10)
+        while (event.kind, event.task_id) != (EventKind.QUEUED, task_id):
+            event = await asyncio.wait_for(anext(aiter(stream)), 10)
+    return waited
+
+
 async def _queued_behind_a_gate(tm: Any, path: Path) -> asyncio.Future[Any]:
     """``gated`` running in the only slot, ``later`` queued behind it by an
     ``execute_task(wait=True)`` (returned): the file says ``later`` is pending, as its
@@ -373,11 +384,7 @@ async def _queued_behind_a_gate(tm: Any, path: Path) -> asyncio.Future[Any]:
     await tm.register_task("gated", gated, task_id="gated")
     await tm.register_task("add", add, (1, 2), task_id="later")
     assert await tm.execute_task("gated") is True  # answered once committed
-    async with tm.events() as stream:
-        waited = asyncio.ensure_future(tm.execute_task("later", wait=True))
-        event = await asyncio.wait_for(anext(aiter(stream)), 10)
-        while (event.kind, event.task_id) != (EventKind.QUEUED, "later"):
-            event = await asyncio.wait_for(anext(aiter(stream)), 10)
+    waited = await _queued(tm, "later")
     # The journal had the batch of "later"'s queued record before "marker"'s.
     await tm.register_task("add", add, (0, 0), task_id="marker")
     assert rows(path) == [
@@ -386,6 +393,19 @@ async def _queued_behind_a_gate(tm: Any, path: Path) -> asyncio.Future[Any]:
         ("marker", "pending", 0, 0, 0, None, None),
     ]
     return waited
+
+
+@asynccontextmanager
+async def _one_slot_gated(
+    path: Path, clock: FakeClock | None = None, **config: Any
+) -> AsyncIterator[tuple[ActorSystem, asyncio.Future[Any]]]:
+    """A system journaling to ``path`` with one slot, on ``clock`` (a new `FakeClock` if
+    None), a fresh ``GATE``, and `_queued_behind_a_gate` done: yields the system and
+    ``later``'s ``execute_task(wait=True)``; the system stops when the block ends."""
+    GATE[:] = [asyncio.Event()]
+    settings = journal_config(path, MAX_CONCURRENT_TASKS=1, **config)
+    async with ActorSystem(settings, clock=clock or FakeClock()) as system:
+        yield system, await _queued_behind_a_gate(system.task_manager, path)
 
 
 async def test_a_queued_record_nobody_waits_for_is_written_within_defer_for(
@@ -397,10 +417,8 @@ async def test_a_queued_record_nobody_waits_for_is_written_within_defer_for(
     written then; an acknowledged ``execute_task`` is committed when it returns."""
     path = tmp_path / "tasks.db"
     clock = FakeClock()
-    GATE[:] = [asyncio.Event()]
-    async with ActorSystem(journal_config(path, MAX_CONCURRENT_TASKS=1), clock=clock) as system:
+    async with _one_slot_gated(path, clock) as (system, waited):
         tm = system.task_manager
-        waited = await _queued_behind_a_gate(tm, path)
         assert await tm.execute_task("marker") is True  # answered: committed, not deferred
         assert rows(path)[2] == ("marker", "queued", 1, 0, 0, None, None)
         assert rows(path)[1] == ("later", "pending", 0, 0, 0, None, None)
@@ -418,17 +436,39 @@ async def test_a_queued_record_nobody_waits_for_is_written_within_defer_for(
     ]
 
 
+async def test_the_timer_is_armed_again_for_a_record_held_after_it_fired(
+    tmp_path: Path,
+) -> None:
+    """The timer that wrote ``later``'s held record is gone; ``again``'s queued record,
+    held after it, gets a timer of its own and is written `DEFER_FOR` seconds on."""
+    path = tmp_path / "tasks.db"
+    clock = FakeClock()
+    async with _one_slot_gated(path, clock) as (system, waited):
+        tm = system.task_manager
+        assert clock.advance(_journal_link.DEFER_FOR) == 1
+        await tm.register_task("add", add, (3, 4), task_id="again")
+        assert rows(path)[1] == ("later", "queued", 1, 0, 0, None, None)
+        waited_again = await _queued(tm, "again")
+        await tm.register_task("add", add, (5, 5), task_id="after")  # committed after it
+        assert rows(path)[3] == ("again", "pending", 0, 0, 0, None, None)
+        assert clock.advance(_journal_link.DEFER_FOR) == 1
+        await tm.register_task("add", add, (6, 6), task_id="last")
+        assert rows(path)[3] == ("again", "queued", 1, 0, 0, None, None)
+        GATE[0].set()
+        assert await asyncio.wait_for(waited, 10) == 3
+        assert await asyncio.wait_for(waited_again, 10) == 7
+    done = {row[0] for row in rows(path) if row[1:3] == ("completed", 1)}
+    assert done == {"gated", "later", "again"}
+
+
 async def test_a_deferred_queued_record_is_written_at_shutdown_and_runs_again(
     tmp_path: Path,
 ) -> None:
     """A graceful shutdown writes the deferred records: a task queued at the shutdown
     comes back queued, and runs at the next start."""
     path = tmp_path / "tasks.db"
-    GATE[:] = [asyncio.Event()]
-    async with ActorSystem(
-        journal_config(path, MAX_CONCURRENT_TASKS=1), clock=FakeClock()
-    ) as system:
-        waited = await _queued_behind_a_gate(system.task_manager, path)
+    async with _one_slot_gated(path) as (_, waited):
+        pass
     with pytest.raises(
         TaskCancelledError, match=r"^task 'later' was cancelled: the actor system shut down$"
     ):
@@ -450,11 +490,8 @@ async def test_a_held_queued_record_outlives_a_killed_manager(tmp_path: Path) ->
     incarnations): a `Kill` loses nothing, and the timer still writes it."""
     path = tmp_path / "tasks.db"
     clock = FakeClock()
-    GATE[:] = [asyncio.Event()]
-    settings = journal_config(path, MAX_CONCURRENT_TASKS=1, RESTART_BACKOFF_INITIAL=0.0)
-    async with ActorSystem(settings, clock=clock) as system:
+    async with _one_slot_gated(path, clock, RESTART_BACKOFF_INITIAL=0.0) as (system, waited):
         tm = system.task_manager
-        waited = await _queued_behind_a_gate(tm, path)
         system.supervisor.child("task_manager").tell(Kill())
         assert await tm.get_task_status("later") is TaskStatus.QUEUED  # the next incarnation
         assert rows(path)[1] == ("later", "pending", 0, 0, 0, None, None)
@@ -471,11 +508,7 @@ async def test_a_held_queued_record_is_written_by_a_stop_without_shutdown(
     """`stop_sync` (at interpreter exit, say) sends no `Shutdown`: the manager's stop
     sends its held records to the journal, which stops after the managers."""
     path = tmp_path / "tasks.db"
-    GATE[:] = [asyncio.Event()]
-    async with ActorSystem(
-        journal_config(path, MAX_CONCURRENT_TASKS=1), clock=FakeClock()
-    ) as system:
-        waited = await _queued_behind_a_gate(system.task_manager, path)
+    async with _one_slot_gated(path) as (system, waited):
         await asyncio.to_thread(system.stop_sync)
         GATE[0].set()
     waited.cancel()

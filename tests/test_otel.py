@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from opentelemetry.util._once import Once
 
 from actors import ActorSystem
 
@@ -24,16 +25,40 @@ tracer = trace.get_tracer("tests")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _reset_trace_globals() -> None:
+    """Back to "no tracer provider set", as OpenTelemetry's own tests do between tests
+    (``opentelemetry.test.globals_test.reset_trace_globals``, not installed here): the
+    API sets its global provider once per process and has no public way to unset it."""
+    names = ("_TRACER_PROVIDER_SET_ONCE", "_TRACER_PROVIDER", "_PROXY_TRACER_PROVIDER")
+    missing = [name for name in names if not hasattr(trace, name)]
+    if missing:
+        pytest.fail(f"opentelemetry.trace {missing} are gone: reset the globals another way")
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+    trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _provider() -> Iterator[TracerProvider]:
+    """The SDK provider, recording into `EXPORTER`, for this module only: afterwards it
+    is shut down and unset, so later tests run untraced, as they do alone (a provider
+    left behind made every later task's span pile up in `EXPORTER`)."""
+    if trace._TRACER_PROVIDER is not None:  # type: ignore[attr-defined]
+        pytest.fail(f"a tracer provider is already set: {trace.get_tracer_provider()!r}")
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+    trace.set_tracer_provider(provider)
+    try:
+        yield provider
+    finally:
+        provider.shutdown()
+        _reset_trace_globals()
+        EXPORTER.clear()
+
+
 @pytest.fixture(autouse=True)
 def spans() -> Iterator[InMemorySpanExporter]:
-    """The process-wide SDK provider (set once; OpenTelemetry allows no second one)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    if not getattr(provider, "_actorflow_tests", False):
-        provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
-        provider._actorflow_tests = True  # type: ignore[attr-defined]
+    """The spans the test's tasks recorded, and only those."""
     EXPORTER.clear()
     yield EXPORTER
     EXPORTER.clear()

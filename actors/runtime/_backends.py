@@ -43,6 +43,7 @@ __all__ = [
     "WorkerThreads",
     "close_process_pool",
     "dask_installed",
+    "local_cluster",
     "new_process_pool",
     "require_backend",
 ]
@@ -356,17 +357,7 @@ class DaskBackend:
         if self.address is not None:
             client = Client(self.address, set_as_default=False, timeout=self._connect_timeout)
             return client, None
-        cluster = distributed.LocalCluster(
-            n_workers=self._workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            # The scheduler always serves HTTP; ":0" picks a free port (8787 may be
-            # taken), and the dashboard stays off.
-            dashboard_address=":0",
-            scheduler_kwargs={"dashboard": False},
-            silence_logs=logging.ERROR,
-        )
+        cluster = local_cluster(self._workers)
         try:
             client = Client(cluster, set_as_default=False)
         except BaseException:
@@ -401,6 +392,23 @@ class DaskBackend:
             if busy and cluster is not None:
                 _kill_workers(cluster)
         _close_dask(client, cluster, max(CLOSE_SECONDS, deadline - time.monotonic()))
+
+
+def local_cluster(workers: int) -> Any:
+    """A new `distributed.LocalCluster` of ``workers`` worker processes on this machine,
+    one thread each, listening on 127.0.0.1 only, its logs silenced below ERROR."""
+    distributed: Any = importlib.import_module("distributed")  # untyped
+    return distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        # The scheduler always serves HTTP; ":0" picks a free port (8787 may be
+        # taken), and the dashboard stays off.
+        dashboard_address=":0",
+        scheduler_kwargs={"dashboard": False},
+        silence_logs=logging.ERROR,
+    )
 
 
 def _kill_workers(cluster: Any) -> None:

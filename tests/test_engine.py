@@ -131,7 +131,7 @@ def test_a_task_executed_with_a_free_slot_and_nothing_queued_takes_no_queue_entr
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     engine, port, _ = make(Policy.scheduler(2))
-    pushed: list[tuple[int, int, str]] = []
+    pushed: list[int] = []
     real_push = heapq.heappush
 
     def push(heap: list[Any], item: Any) -> None:
@@ -148,7 +148,7 @@ def test_a_task_executed_with_a_free_slot_and_nothing_queued_takes_no_queue_entr
     engine.execute("b")  # no slot left: queued
     engine.execute("c")
     engine.execute("d")
-    assert [entry[2] for entry in pushed] == ["b", "c", "d"]
+    assert [engine.queued[rank].task_id for rank in pushed] == ["b", "c", "d"]
     assert port.started == [("a", 1), ("s", 1)]
     assert moves(engine)[4:] == [
         ("a", PENDING, QUEUED),

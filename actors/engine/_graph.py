@@ -149,6 +149,13 @@ class DependencyGraph:
 
         Costs O(removed tasks + their edges), however many other tasks share an edge.
         """
+        if type(task_ids) is list and len(task_ids) == 1:  # an eviction: one at a time
+            node = task_ids[0]
+            if node not in self._dependencies and node not in self._dependents:
+                nodes = self._nodes
+                if nodes.pop(node, self) is not self and len(nodes) <= 1:
+                    shrink(nodes)  # at least half went (as below)
+                return
         gone = {t for t in _task_ids(task_ids, "task_ids") if t in self._nodes}
         shrink_after = len(gone) >= len(self._nodes) - len(gone)
         for node in gone:

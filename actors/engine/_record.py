@@ -120,22 +120,49 @@ class TaskRecord:
         "wall_offset",
     )
 
+    # The types of the fields `__init__` unpacks from the spec (it declares the rest).
+    name: str
+    func: Any
+    args: tuple[Any, ...] | None
+    kwargs: dict[str, Any] | None
+    task_type: str
+    description: str
+    metadata: Mapping[str, Any]
+    priority: TaskPriority
+    max_retries: int
+    retry_delay: float
+    retry_wait: wait_base | None
+    timeout: float | None
+    is_coroutine: bool
+    breaker: CircuitBreaker | None
+    executor: str | None
+    trace: Any  # OpenTelemetry context at registration, or None
+
     def __init__(self, spec: TaskSpec, task_id: str, bridge: LoopBridge, now: float, seq: int):
+        # One unpacking instead of a field read each (a registration's hot path).
+        (
+            _,
+            self.name,
+            self.func,
+            self.args,
+            self.kwargs,
+            self.task_type,
+            self.description,
+            self.metadata,
+            self.priority,
+            _,
+            self.max_retries,
+            self.retry_delay,
+            self.retry_wait,
+            self.timeout,
+            self.is_coroutine,
+            self.breaker,
+            self.executor,
+            self.trace,
+            results,
+            on_dependency_failure,
+        ) = spec
         self.task_id = task_id
-        self.name = spec.name
-        self.task_type = spec.task_type
-        self.description = spec.description
-        self.metadata: Mapping[str, Any] = spec.metadata
-        self.priority: TaskPriority = spec.priority
-        self.max_retries = spec.max_retries
-        self.retry_delay = spec.retry_delay
-        self.retry_wait: wait_base | None = spec.retry_wait
-        self.timeout = spec.timeout
-        self.is_coroutine = spec.is_coroutine
-        self.executor: str | None = spec.executor
-        self.func: Any = spec.func
-        self.args: tuple[Any, ...] | None = spec.args
-        self.kwargs: dict[str, Any] | None = spec.kwargs
         self.bridge: LoopBridge | None = bridge
         self.status: TaskStatus
         self.attempts = 0
@@ -148,7 +175,6 @@ class TaskRecord:
         self.execution: Attempt | None = None
         self.timer: Timer | None = None
         self.seq = seq
-        self.breaker: CircuitBreaker | None = spec.circuit_breaker
         self.permit: Permit | None = None
         self.delegated = 0  # waiters the running attempt answers itself on success
         self.lent: list[ReplyTo] | None = None
@@ -156,9 +182,8 @@ class TaskRecord:
         hold it (no copy per attempt), so the engine copies it before a change."""
         self.cancels: list[ReplyTo] | None = None  # cancel calls waiting for an outcome
         self.idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
-        self.trace: Any = spec.trace  # OpenTelemetry context at registration, or None
         self.failures: deque[AttemptFailure] | None = None  # latest failed attempts
-        self.spec: TaskSpec | None = spec if spec.results else None
+        self.spec: TaskSpec | None = spec if results else None
         """The registration as given, kept after a failure to retry the task. Only a
         task whose arguments take its dependencies' results keeps it from the start
         (they are filled in): any other rebuilds it from its fields if it fails
@@ -166,10 +191,10 @@ class TaskRecord:
         self.kept_bridge: LoopBridge | None = None
         self.blocked = 0  # waits for other tasks in progress: its slot is lent out
         self.wall_offset: float | None = None  # wall clock minus the clock at registration
-        self.results: tuple[str, ...] | None = spec.results or None
+        self.results: tuple[str, ...] | None = results or None
         """The dependencies whose results replace its `result_of` placeholders; None once
         they did (when it became ready), or when it takes none."""
-        self.runs_anyway = spec.on_dependency_failure == "run"
+        self.runs_anyway = on_dependency_failure == "run"
         self.pins = 0  # dependents waiting to take this task's result: keep it
         self.parked = False  # waiting for its circuit breaker to let a call through
 

@@ -249,8 +249,9 @@ class UnifiedTaskManager:
             or _current.get() is not None
         ):
             return None
-        bridge = bridge_for(loop)
-        if bridge is not system._last_bridge:
+        bridge = system._last_bridge  # the common case: this loop's, as last time
+        if bridge is None or bridge.loop is not loop:
+            bridge = bridge_for(loop)
             system._remember(bridge)
         return bridge
 
@@ -760,12 +761,8 @@ class UnifiedTaskManager:
         cancelling it withdraws this caller's wait (the task goes on).
         """
         bridge = self._eager() if isinstance(wait, bool) else None
-        if bridge is None:
-            return self._execute_later(task_id, wait)
-        try:
-            validate_task_id(task_id)
-        except InvalidTaskError:
-            return self._execute_later(task_id, wait)
+        if bridge is None or not isinstance(task_id, str) or not task_id:
+            return self._execute_later(task_id, wait)  # (it raises for a bad id or wait)
         system: SystemRuntime = self._system  # type: ignore[assignment]
         facade: ChildHandle = system._facade  # type: ignore[assignment]
         box = bridge.outbox or outbox(bridge)

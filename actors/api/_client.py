@@ -561,6 +561,10 @@ class UnifiedTaskManager:
         self, func: Any, args: tuple[Any, ...], options: dict[str, Any], trace: Any
     ) -> tuple[TaskSpec, JournalRow | None]:
         """``func(*args)`` with submit's (or map's) ``options``, validated and completed."""
+        if not options or (len(options) == 1 and "name" in options):  # the common case
+            name = options.get("name")
+            spec = validate_registration(_name_of(func) if name is None else name, func, args)
+            return self._complete(spec, None, trace)
         fields: dict[str, Any] = dict(options)
         name = fields.pop("name", None)
         if name is None:

@@ -91,6 +91,31 @@ async def test_a_call_is_a_future_and_a_coroutine_and_sent_when_made(
     assert await asyncio.wait_for(call, WAIT) == 5
 
 
+async def test_the_requests_of_calls_made_at_once_have_every_field(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The eager calls make their requests with ``tuple.__new__`` (no keyword
+    ``__new__`` per call): each is what its class makes of the same fields."""
+
+    async def job(x: int) -> int:
+        return x
+
+    sent = spy_on_facade(system, monkeypatch)
+    assert await asyncio.wait_for(tm.register_task("r", job, (1,), task_id="r"), WAIT) == "r"
+    assert await asyncio.wait_for(tm.execute_task("r"), WAIT) is True
+    assert await asyncio.wait_for(tm.register_task("q", job, (2,), task_id="q"), WAIT) == "q"
+    assert await asyncio.wait_for(tm.execute_task("q", wait=True), WAIT) == 2
+    assert await asyncio.wait_for(tm.submit(job, 3, task_id="s"), WAIT) == 3
+    assert [(type(m).__name__, m.task_id) for m in sent] == [
+        ("Register", "r"),
+        ("Execute", "r"),
+        ("Register", "q"),
+        ("Execute", "q"),
+        ("SubmitTask", "s"),
+    ]
+    assert [m == type(m)(**m._asdict()) for m in sent] == [True] * 5
+
+
 async def test_create_task_wait_for_shield_and_run_coroutine_threadsafe_take_a_call(
     tm: UnifiedTaskManager,
 ) -> None:

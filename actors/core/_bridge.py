@@ -299,14 +299,15 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
 
     def set_result(self, result: T, /) -> None:
         if _running_loop() is not self.bridge.loop:  # an actor's thread (or another loop's)
-            self.bridge.post(_settle_call, self, result, None)
+            # Settled there by `resolve` itself (no subclass changes how a result settles).
+            self.bridge.post(Call.resolve, self, result)
         elif not self.done():
             self.bridge.untrack(self)
             super().set_result(result)
 
     def set_exception(self, exception: BaseException | type[BaseException], /) -> None:
         if _running_loop() is not self.bridge.loop:
-            self.bridge.post(_settle_call, self, None, exception)
+            self.bridge.post(_settle_call, self, exception)
         elif not self.done():
             self.bridge.untrack(self)
             super().set_exception(exception)
@@ -359,12 +360,10 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
             steps.close()
 
 
-def _settle_call(call: Call[Any], value: Any, error: BaseException | None) -> None:
-    """A `Call`'s answer, posted to its loop (through its subclass's overrides)."""
-    if error is None:
-        call.set_result(value)
-    else:
-        call.set_exception(error)
+def _settle_call(call: Call[Any], error: BaseException | type[BaseException]) -> None:
+    """A `Call`'s error, posted to its loop (through its subclass's overrides: a
+    `SupervisorError` becomes an `ActorsError` there)."""
+    call.set_exception(error)
 
 
 # The running loop or None, without raising (exported in asyncio's __all__).

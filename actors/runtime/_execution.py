@@ -45,6 +45,7 @@ from actors.core import (
 )
 from actors.observe import traced_await, traced_call
 from actors.runtime._attempt import Execution
+from actors.runtime._outbox import OnLoop, outbox
 from actors.runtime.messages import Args, AttemptDone, Kwargs, Report
 
 if TYPE_CHECKING:
@@ -102,7 +103,8 @@ def complete(
     has been sent: `OnLoop.then`).
     ``error`` goes through `attempt_error`. ``on_loop``: the bridge whose loop runs
     this call; a waiter on that loop is answered at once rather than posted (the
-    manager's message is in the outbox already, ahead of the waiter's next call)."""
+    manager's message is in the outbox already, ahead of the waiter's next call), and
+    an `OnLoop` ``report`` queues the outcome in that loop's outbox."""
     if not execution.claim():
         return
     if error is not None and not isinstance(error, Exception):
@@ -122,7 +124,12 @@ def complete(
             else:
                 others.append(reply)
         waiters = others
-    _report(report, AttemptDone(execution.task_id, execution.attempt, value, error, at))
+    done = _new(AttemptDone, (execution.task_id, execution.attempt, value, error, at))
+    if on_loop is not None and type(report) is OnLoop:
+        # `OnLoop`'s own work, with the bridge at hand (no running-loop lookup per task).
+        (on_loop.outbox or outbox(on_loop)).send(report.target, done)
+    else:
+        _report(report, done)
     if waiters:
         then = getattr(report, "then", None)
         if then is None:  # the outcome is told already: the manager has it first
@@ -138,6 +145,9 @@ def _answer(waiters: list[ReplyTo], value: Any) -> None:
     for reply in waiters:
         reply.set_result(value)
 
+
+_new = tuple.__new__
+"""Makes an `AttemptDone` from its fields in order (no Python ``__new__`` per attempt)."""
 
 _EAGER: Callable[..., asyncio.Task[Any]] | None = getattr(asyncio, "eager_task_factory", None)
 """Python 3.12+: starts a task's coroutine at once, in the caller's callback; a coroutine
@@ -183,10 +193,10 @@ async def _run_coroutine(
         if not execution.cancel_requested:
             # Raised by the task's own code, or its asyncio task was cancelled by someone
             # other than actorflow (the loop is shutting down): the task ends cancelled.
-            complete(execution, report, None, exc)
+            complete(execution, report, None, exc, execution.bridge)
         raise
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: never re-raised
-        complete(execution, report, None, exc)
+        complete(execution, report, None, exc, execution.bridge)
     else:
         complete(execution, report, value, None, execution.bridge)
 

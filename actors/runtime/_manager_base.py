@@ -228,7 +228,8 @@ class BaseManager(SupervisedActor):
     # -- dispatch -------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
-        self._receive((message,))
+        # (a batch's items directly: no nested `_receive` through the `Batch` handler)
+        self._receive(message.items if type(message) is messages.Batch else (message,))
         return None
 
     def _batch(self, message: messages.Batch) -> None:

@@ -300,14 +300,15 @@ class Engine:
         if task_id in tasks:
             msg = f"task id {task_id!r} is already registered; pick another or omit task_id"
             raise DuplicateTaskError(msg)
-        for dep in spec.dependencies:
+        dependencies = spec.dependencies
+        for dep in dependencies:
             if dep not in tasks:
                 msg = (
                     f"dependency {dep!r} of task {spec.name!r} is not registered in the "
                     f"{self.backend} task system; register it first"
                 )
                 raise TaskNotFoundError(msg)
-        self.graph.add(task_id, spec.dependencies)
+        self.graph.add(task_id, dependencies)
         now = self._now()
         record = tasks[task_id] = TaskRecord(spec, task_id, bridge, now, next(self._seq))
         if record.results is not None:
@@ -315,7 +316,7 @@ class Engine:
                 tasks[dep].pins += 1
         self._move(record, PENDING, now, registered=True)
         record.wall_offset = self.transitions[-1].wall - now  # TaskInfo's wall-clock times
-        if not spec.dependencies or record.runs_anyway:
+        if not dependencies or record.runs_anyway:
             return record
         failed = self._deps_failed(record)
         if failed is not None:
@@ -328,10 +329,14 @@ class Engine:
         record = self.get(task_id)
         accepted = record.status is PENDING
         if waiter is not None:
-            self.wait(task_id, waiter)
+            if accepted and record.waiters is None:  # its first waiter, as `wait` adds it
+                record.waiters = [waiter]
+            else:
+                self.wait(task_id, waiter)
         if accepted:
             self._execute(record, alone=True)
-            self._pump()
+            if self.ready or self.released:  # else `_pump` has nothing to start
+                self._pump()
         return accepted
 
     def submit(self, spec: TaskSpec, task_id: str, bridge: LoopBridge, reply: ReplyTo) -> None:
@@ -342,7 +347,8 @@ class Engine:
             return
         record.waiters = [reply]  # its first waiter (the attempt may answer it)
         self._execute(record, alone=True, at=record.created_at)  # the registration's read
-        self._pump()
+        if self.ready or self.released:  # else `_pump` has nothing to start
+            self._pump()
 
     def wait(self, task_id: str, reply: ReplyTo, pending_ok: bool = True) -> None:
         """``reply`` gets the task's outcome when it ends. Unless ``pending_ok``, a task
@@ -497,7 +503,8 @@ class Engine:
                 self._cancel(record, cancelled, propagate=True)
             for reply in cancels:
                 reply.set_result(stopped)
-        self._pump()
+        if self.ready or self.released:  # else `_pump` has nothing to start
+            self._pump()
 
     def function_started(self, task_id: str, attempt: int, at: float) -> None:
         """The runner started attempt ``attempt`` of a plain function at ``at``."""

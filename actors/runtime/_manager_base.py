@@ -228,39 +228,41 @@ class BaseManager(SupervisedActor):
     # -- dispatch -------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
-        self._dispatch(message)
-        if len(self.engine.transitions) >= FLUSH_AT:  # a long burst: do not wait for idle
-            self._flush()
+        # (a batch's items directly: no nested `_receive` through the `Batch` handler)
+        self._receive(message.items if type(message) is messages.Batch else (message,))
         return None
 
-    def _dispatch(self, message: Any) -> None:
-        kind = type(message)
-        handler = self._requests.get(kind)
-        if handler is not None:
-            reply = message.reply
-            try:
-                result = handler(message)
-            except ActorsError as exc:
-                reply.set_exception(exc)
-                return
-            except Exception as exc:
-                self._log.opt(exception=exc).error("{} failed", kind.__name__)
-                reply.set_exception(exc)
-                return
-            if result is not DEFERRED:
-                reply.set_result(result)
-            return
-        internal = self._internal.get(kind)
-        if internal is None:
-            self._log.warning("unexpected message {!r}", message)
-        else:
-            internal(message)
-
     def _batch(self, message: messages.Batch) -> None:
-        receive = self._dispatch
+        self._receive(message.items)  # a loop's calls of one iteration: thousands, at times
+
+    def _receive(self, items: tuple[Any, ...]) -> None:
+        """Handle ``items`` in order: a request is answered (or its handler answers it
+        later, `DEFERRED`); the transitions go to the monitor once `FLUSH_AT` wait (a
+        long burst does not wait for the mailbox to run dry). One loop for a message and
+        for the items of a batch: no call per item besides its handler's."""
+        requests = self._requests
         transitions = self.engine.transitions  # the list `_flush` empties
-        for item in message.items:  # a loop's calls of one iteration: thousands, at times
-            receive(item)
+        for message in items:
+            kind = type(message)
+            handler = requests.get(kind)
+            if handler is None:
+                internal = self._internal.get(kind)
+                if internal is None:
+                    self._log.warning("unexpected message {!r}", message)
+                else:
+                    internal(message)
+            else:
+                reply = message.reply
+                try:
+                    result = handler(message)
+                except ActorsError as exc:
+                    reply.set_exception(exc)
+                except Exception as exc:
+                    self._log.opt(exception=exc).error("{} failed", kind.__name__)
+                    reply.set_exception(exc)
+                else:
+                    if result is not DEFERRED:
+                        reply.set_result(result)
             if len(transitions) >= FLUSH_AT:
                 self._flush()
 

@@ -485,6 +485,32 @@ async def test_a_held_queued_record_is_written_by_a_stop_without_shutdown(
     ]
 
 
+async def test_a_finished_task_kept_for_its_dependent_goes_once_taken_despite_the_timer(
+    tmp_path: Path,
+) -> None:
+    """The engine keeps a finished task past ``MAX_FINISHED_TASKS`` while a dependent has
+    yet to take its result (`result_of`), and bounds it again once taken. The held
+    queued records' timer (`DEFER_FOR`) running meanwhile must not make it forget that
+    task: it leaves memory and the file once its dependent has taken the result."""
+    path = tmp_path / "tasks.db"
+    clock = FakeClock()
+    settings = journal_config(path, MAX_FINISHED_TASKS=1)
+    async with ActorSystem(settings, clock=clock) as system:
+        tm = system.task_manager
+        await tm.register_task("label", label, (1, "x"), task_id="a")
+        assert await tm.execute_task("a", wait=True) == "1x"
+        await tm.register_task("label", label, (result_of("a"), "y"), task_id="b")
+        await tm.register_task("label", label, (3, "z"), task_id="c")
+        assert await tm.execute_task("c", wait=True) == "3z"  # the bound would drop a
+        clock.advance(_journal_link.DEFER_FOR)  # the manager's timer, if one is armed
+        await tm.register_task("label", label, (4, "w"), task_id="d")  # a batch after it
+        assert await tm.execute_task("b", wait=True) == "1xy"
+        assert await tm.get_task_status("b") is TaskStatus.COMPLETED
+        statuses = await tm.get_all_tasks()
+    assert sorted(task.task_id for task in statuses) == ["b", "d"]
+    assert [row[:2] for row in rows(path)] == [("b", "completed"), ("d", "pending")]
+
+
 # -- a full disk, a locked file: reported, and the system goes on from memory -------------
 
 

@@ -152,8 +152,9 @@ class DurableEngine(Engine):
         self.quiet = 0
         """The first transitions that recovery made putting the journal's tasks back:
         the file holds their states already (what differs from it is ``touched``)."""
-        self.held: set[str] = set()
-        """Durable tasks whose queued (or waiting) record is held, not built yet."""
+        self.holding: set[str] = set()
+        """Durable tasks whose queued (or waiting) record is held, not built yet (not
+        `Engine.held`: the finished tasks kept for a dependent to take their result)."""
         self.held_timer: TimerHandle | None = None
         """Writes the held records (`DEFER_FOR`), while one is armed."""
         self.release = False
@@ -202,7 +203,7 @@ class JournalLink:
         # leave them unexecuted.
         for task_id in [t for t in engine.touched if t in engine.rerunning]:
             self.promote(task_id)
-        if engine.held:  # the timer's message may have reached no incarnation
+        if engine.holding:  # the timer's message may have reached no incarnation
             if engine.held_timer is not None:
                 engine.held_timer.cancel()
             engine.held_timer = tell_later(engine.clock, DEFER_FOR, self.me, messages.JournalDue())
@@ -244,7 +245,7 @@ class JournalLink:
         """The timer of the held records: the next batch (`send`) writes them."""
         engine = self.engine
         engine.held_timer = None
-        if engine.held:
+        if engine.holding:
             engine.release = True
 
     def stop(self) -> None:
@@ -255,7 +256,7 @@ class JournalLink:
         timer, engine.held_timer = engine.held_timer, None
         if timer is not None:
             timer.cancel()
-        if engine.held and not engine.detached:
+        if engine.holding and not engine.detached:
             kept = engine.answers, engine.starts, engine.starting, engine.touched
             engine.answers, engine.starts, engine.starting, engine.touched = [], [], [], set()
             engine.release = True
@@ -355,7 +356,7 @@ class JournalLink:
         if engine.touched:
             changed.update(dict.fromkeys(engine.touched))
             engine.touched.clear()
-        held = engine.held
+        held = engine.holding
         if engine.release:  # the held records are written now, and none is held
             engine.release = False
             changed.update(dict.fromkeys(held))

@@ -418,6 +418,38 @@ async def test_a_queued_record_nobody_waits_for_is_written_within_defer_for(
     ]
 
 
+async def test_each_held_queued_record_waits_defer_for_from_its_own_hold(
+    tmp_path: Path,
+) -> None:
+    """The timer writes the records held `DEFER_FOR` ago, not every record held by then:
+    one held later keeps the rest of its time for its task's running record (which
+    makes it needless), and is written at its own `DEFER_FOR`."""
+    path = tmp_path / "tasks.db"
+    clock = FakeClock()
+    GATE[:] = [asyncio.Event()]
+    async with ActorSystem(journal_config(path, MAX_CONCURRENT_TASKS=1), clock=clock) as system:
+        tm = system.task_manager
+        waited = await _queued_behind_a_gate(tm, path)  # "later" held at 0.0
+        clock.advance(0.5)
+        async with tm.events() as stream:
+            second = asyncio.ensure_future(tm.execute_task("marker", wait=True))
+            event = await asyncio.wait_for(anext(aiter(stream)), 10)
+            while (event.kind, event.task_id) != (EventKind.QUEUED, "marker"):
+                event = await asyncio.wait_for(anext(aiter(stream)), 10)
+        clock.advance(0.5)  # 1.0: "later"'s DEFER_FOR, not "marker"'s
+        await tm.register_task("add", add, (5, 5), task_id="after")
+        assert rows(path)[1:3] == [
+            ("later", "queued", 1, 0, 0, None, None),
+            ("marker", "pending", 0, 0, 0, None, None),
+        ]
+        clock.advance(0.5)  # 1.5: "marker"'s
+        await tm.register_task("add", add, (6, 6), task_id="last")
+        assert rows(path)[2] == ("marker", "queued", 1, 0, 0, None, None)
+        GATE[0].set()
+        assert await asyncio.wait_for(waited, 10) == 3
+        assert await asyncio.wait_for(second, 10) == 0
+
+
 async def test_a_deferred_queued_record_is_written_at_shutdown_and_runs_again(
     tmp_path: Path,
 ) -> None:

@@ -461,6 +461,36 @@ async def test_the_timer_is_armed_again_for_a_record_held_after_it_fired(
     assert done == {"gated", "later", "again"}
 
 
+async def test_each_held_queued_record_waits_defer_for_from_its_own_hold(
+    tmp_path: Path,
+) -> None:
+    """The timer writes the records held `DEFER_FOR` ago, not every record held by then:
+    one held later keeps the rest of its time for its task's running record (which
+    makes it needless), and is written at its own `DEFER_FOR`."""
+    path = tmp_path / "tasks.db"
+    clock = FakeClock()
+    async with _one_slot_gated(path, clock) as (system, waited):  # "later" held at 0.0
+        tm = system.task_manager
+        clock.advance(0.5)
+        async with tm.events() as stream:
+            second = asyncio.ensure_future(tm.execute_task("marker", wait=True))
+            event = await asyncio.wait_for(anext(aiter(stream)), 10)
+            while (event.kind, event.task_id) != (EventKind.QUEUED, "marker"):
+                event = await asyncio.wait_for(anext(aiter(stream)), 10)
+        clock.advance(0.5)  # 1.0: "later"'s DEFER_FOR, not "marker"'s
+        await tm.register_task("add", add, (5, 5), task_id="after")
+        assert rows(path)[1:3] == [
+            ("later", "queued", 1, 0, 0, None, None),
+            ("marker", "pending", 0, 0, 0, None, None),
+        ]
+        clock.advance(0.5)  # 1.5: "marker"'s
+        await tm.register_task("add", add, (6, 6), task_id="last")
+        assert rows(path)[2] == ("marker", "queued", 1, 0, 0, None, None)
+        GATE[0].set()
+        assert await asyncio.wait_for(waited, 10) == 3
+        assert await asyncio.wait_for(second, 10) == 0
+
+
 async def test_a_deferred_queued_record_is_written_at_shutdown_and_runs_again(
     tmp_path: Path,
 ) -> None:
@@ -516,6 +546,32 @@ async def test_a_held_queued_record_is_written_by_a_stop_without_shutdown(
         ("gated", "running", 1, 1, 0, None, None),
         ("later", "queued", 1, 0, 0, None, None),
     ]
+
+
+async def test_a_finished_task_kept_for_its_dependent_goes_once_taken_despite_the_timer(
+    tmp_path: Path,
+) -> None:
+    """The engine keeps a finished task past ``MAX_FINISHED_TASKS`` while a dependent has
+    yet to take its result (`result_of`), and bounds it again once taken. The held
+    queued records' timer (`DEFER_FOR`) running meanwhile must not make it forget that
+    task: it leaves memory and the file once its dependent has taken the result."""
+    path = tmp_path / "tasks.db"
+    clock = FakeClock()
+    settings = journal_config(path, MAX_FINISHED_TASKS=1)
+    async with ActorSystem(settings, clock=clock) as system:
+        tm = system.task_manager
+        await tm.register_task("label", label, (1, "x"), task_id="a")
+        assert await tm.execute_task("a", wait=True) == "1x"
+        await tm.register_task("label", label, (result_of("a"), "y"), task_id="b")
+        await tm.register_task("label", label, (3, "z"), task_id="c")
+        assert await tm.execute_task("c", wait=True) == "3z"  # the bound would drop a
+        clock.advance(_journal_link.DEFER_FOR)  # the manager's timer, if one is armed
+        await tm.register_task("label", label, (4, "w"), task_id="d")  # a batch after it
+        assert await tm.execute_task("b", wait=True) == "1xy"
+        assert await tm.get_task_status("b") is TaskStatus.COMPLETED
+        statuses = await tm.get_all_tasks()
+    assert sorted(task.task_id for task in statuses) == ["b", "d"]
+    assert [row[:2] for row in rows(path)] == [("b", "completed"), ("d", "pending")]
 
 
 # -- a full disk, a locked file: reported, and the system goes on from memory -------------

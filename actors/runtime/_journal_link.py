@@ -67,7 +67,9 @@ __all__ = [
 ]
 
 DEFER_FOR = 1.0
-"""Seconds a held record may wait for a later record of its task."""
+"""Seconds a held record may wait for a later record of its task (each its own)."""
+_EPSILON = 1e-6
+"""Slack in comparing clock readings (a timer armed for ``t`` may read ``t - ulp``)."""
 
 RERUN_CHUNK = 1000
 """Recovered tasks a manager executes again per message: between two chunks it answers
@@ -152,12 +154,14 @@ class DurableEngine(Engine):
         self.quiet = 0
         """The first transitions that recovery made putting the journal's tasks back:
         the file holds their states already (what differs from it is ``touched``)."""
-        self.held: set[str] = set()
-        """Durable tasks whose queued (or waiting) record is held, not built yet."""
+        self.holding: dict[str, float] = {}
+        """Durable task id -> when its queued (or waiting) record was held, not built yet
+        (the engine's clock; in that order). Not `Engine.held`: the finished tasks kept
+        for a dependent to take their result."""
         self.held_timer: TimerHandle | None = None
-        """Writes the held records (`DEFER_FOR`), while one is armed."""
-        self.release = False
-        """The next batch writes the held records and holds none."""
+        """Writes the held records `DEFER_FOR` after they were held, while one is armed."""
+        self.releasing: list[str] = []
+        """Held tasks whose records the next batch writes (it holds none)."""
         self.detached = False
         """The system shuts down: its cancellations are not journaled."""
 
@@ -202,11 +206,18 @@ class JournalLink:
         # leave them unexecuted.
         for task_id in [t for t in engine.touched if t in engine.rerunning]:
             self.promote(task_id)
-        if engine.held:  # the timer's message may have reached no incarnation
+        if engine.holding:  # the timer's message may have reached no incarnation
             if engine.held_timer is not None:
                 engine.held_timer.cancel()
-            engine.held_timer = tell_later(engine.clock, DEFER_FOR, self.me, messages.JournalDue())
+            self._arm(engine.clock.monotonic())
         return bool(engine.rerun)
+
+    def _arm(self, now: float) -> None:
+        """Arm the timer of the held records for the first one's `DEFER_FOR`."""
+        engine = self.engine
+        first = next(iter(engine.holding.values()))
+        delay = max(first + DEFER_FOR - now, 0.0)
+        engine.held_timer = tell_later(engine.clock, delay, self.me, messages.JournalDue())
 
     def rerun_next(self) -> bool:
         """Execute again the next `RERUN_CHUNK` recovered tasks (those still pending:
@@ -241,11 +252,26 @@ class JournalLink:
         self.engine.detached = True
 
     def due(self) -> None:
-        """The timer of the held records: the next batch (`send`) writes them."""
+        """The timer of the held records: the next batch (`send`) writes those held
+        `DEFER_FOR` ago (a record held since may still be made needless by its task's
+        running record); the timer is armed again for the rest."""
         engine = self.engine
         engine.held_timer = None
-        if engine.held:
-            engine.release = True
+        holding = engine.holding
+        if not holding:
+            return
+        now = engine.clock.monotonic()
+        cutoff = now - DEFER_FOR + _EPSILON
+        due = []
+        for task_id, held_at in holding.items():
+            if held_at > cutoff:
+                break
+            due.append(task_id)
+        for task_id in due:
+            del holding[task_id]
+        engine.releasing += due
+        if holding:
+            self._arm(now)
 
     def stop(self) -> None:
         """The manager stops: send the held records now (the journal stops after the
@@ -255,10 +281,11 @@ class JournalLink:
         timer, engine.held_timer = engine.held_timer, None
         if timer is not None:
             timer.cancel()
-        if engine.held and not engine.detached:
+        if engine.holding and not engine.detached:
             kept = engine.answers, engine.starts, engine.starting, engine.touched
             engine.answers, engine.starts, engine.starting, engine.touched = [], [], [], set()
-            engine.release = True
+            engine.releasing += engine.holding
+            engine.holding.clear()
             try:
                 self.send([])
             finally:
@@ -267,7 +294,7 @@ class JournalLink:
     def busy(self) -> bool:
         """Whether there is something to send without a transition."""
         engine = self.engine
-        return bool(engine.answers or engine.starts or engine.touched or engine.release)
+        return bool(engine.answers or engine.starts or engine.touched or engine.releasing)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -355,11 +382,10 @@ class JournalLink:
         if engine.touched:
             changed.update(dict.fromkeys(engine.touched))
             engine.touched.clear()
-        held = engine.held
-        if engine.release:  # the held records are written now, and none is held
-            engine.release = False
-            changed.update(dict.fromkeys(held))
-            held.clear()
+        held = engine.holding
+        if engine.releasing:  # the held records due are written now, and none is held
+            changed.update(dict.fromkeys(engine.releasing))
+            engine.releasing = []
             hold = False
         else:  # with no reply to give, a first execution's queued record may wait
             hold = not engine.answers
@@ -371,13 +397,14 @@ class JournalLink:
         rewrite = engine.rewrite
         encode_result = self.codec.encode_result
         wall = time.time()
-        offset = wall - engine.clock.monotonic()  # monotonic -> wall-clock times
+        now = engine.clock.monotonic()
+        offset = wall - now  # monotonic -> wall-clock times
         for task_id in changed:
             record = tasks.get(task_id)
             if record is None:
                 if rows.pop(task_id, None) is not None and task_id not in unwritten:
                     append(Deletion(task_id))
-                held.discard(task_id)
+                held.pop(task_id, None)
                 unwritten.discard(task_id)
                 rewrite.discard(task_id)
                 recoveries.pop(task_id, None)
@@ -401,10 +428,11 @@ class JournalLink:
                 and not record.attempts
                 and task_id not in recoveries
             ):
-                held.add(task_id)
+                if task_id not in held:  # (held again: it waits since it was first held)
+                    held[task_id] = now
                 continue
             if held:
-                held.discard(task_id)  # this record says more than the held one
+                held.pop(task_id, None)  # this record says more than the held one
             # The state of the task (`StatusChange`'s fields after ``task_id``). An
             # attempt handed off may be running already: say so, so recovery runs it again.
             result = note = error_type = error_message = None
@@ -436,7 +464,7 @@ class JournalLink:
                                   finished)))  # fmt: skip
         rewrite.clear()
         if held and engine.held_timer is None:
-            engine.held_timer = tell_later(engine.clock, DEFER_FOR, self.me, messages.JournalDue())
+            self._arm(now)
         answers = engine.answers
         starts = engine.starts
         if not records and not answers and not starts:

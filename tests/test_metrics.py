@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import pickle
 import random
@@ -198,6 +199,41 @@ def test_bucket_count_never_exceeds_the_cap(values: list[float], max_buckets: in
     if values:
         # The largest values keep their buckets, so the top is still within alpha.
         assert_within_alpha(sketch, values, 1.0)
+
+
+@PROPERTY
+@given(
+    values=st.lists(st.floats(min_value=0.0, max_value=1e12), max_size=200),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=5),
+    max_buckets=st.sampled_from([1, 2, 3, 5, 20, 2048]),
+)
+def test_add_many_equals_add_one_by_one(
+    values: list[float], cuts: list[int], max_buckets: int
+) -> None:
+    """In any chunks: the same count, min, max, buckets and every quantile, and the
+    same sum to the last bit (the values are added in the same order)."""
+    many = QuantileSketch(max_buckets=max_buckets)
+    edges = [0, *sorted(min(cut, len(values)) for cut in cuts), len(values)]
+    for start, stop in itertools.pairwise(edges):
+        many.add_many(values[start:stop])
+    one_by_one = sketch_of(values, max_buckets=max_buckets)
+    assert many.sum == one_by_one.sum
+    assert many.bucket_count <= max_buckets
+    if values:
+        assert_same_sketch(many, one_by_one)
+    else:
+        assert (many.count, many.sum, many.bucket_count) == (0, 0.0, 0)
+
+
+@pytest.mark.parametrize("value", [-1.0, -1e-300, math.nan, math.inf, -math.inf])
+def test_add_many_refuses_what_is_not_a_duration_and_counts_none(value: float) -> None:
+    sketch = sketch_of([0.5])
+    with pytest.raises(
+        ValueError, match=rf"^a duration must be a finite number >= 0, got {value!r}$"
+    ):
+        sketch.add_many([0.25, 1.0, value, 2.0])
+    assert (sketch.count, sketch.sum, sketch.min, sketch.max) == (1, 0.5, 0.5, 0.5)
+    assert sketch.bucket_count == 1
 
 
 # --- merge ----------------------------------------------------------------------------

@@ -446,6 +446,24 @@ async def test_a_label_freed_and_taken_again_within_one_transition_batch() -> No
         }
 
 
+async def test_a_types_times_go_with_its_label_when_its_last_task_goes_in_the_same_batch() -> None:
+    """The monitor gathers a batch's run and wait times per label and counts them at its
+    end; the removal of a type's last task counts them first, so they go with the
+    label's sketches and histograms instead of landing in new ones."""
+    async with make_system(MAX_FINISHED_TASKS=1) as system:
+        tm = system.task_manager
+        # One batch (nobody subscribes: the manager holds them till the metrics call):
+        # a runs and ends, then b ends and removes a, its type's last task.
+        assert await tm.submit(lambda: 1, task_type="a") == 1
+        assert await tm.submit(lambda: 2, task_type="b") == 2
+        metrics = await tm.get_metrics()
+        assert {t: dict(c) for t, c in metrics.tasks_by_type.items()} == {"b": {"completed": 1}}
+        assert {t: s.count for t, s in metrics.execution_time.items()} == {"b": 1}
+        assert {t: s.count for t, s in metrics.wait_time.items()} == {"b": 1}
+        assert {t: h.count for t, h in metrics.execution_histogram.items()} == {"b": 1}
+        assert {t: h.count for t, h in metrics.wait_histogram.items()} == {"b": 1}
+
+
 async def test_a_running_tasks_type_has_a_wait_time_and_no_run_time_yet() -> None:
     """A type's run-time sketch and histogram appear with its first run time, not with
     its first wait time."""

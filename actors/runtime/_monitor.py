@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["MonitorState", "TaskMonitorActor"]
 
 
+PENDING = TaskStatus.PENDING
 QUEUED = TaskStatus.QUEUED
 RUNNING = TaskStatus.RUNNING
 RETRYING = TaskStatus.RETRYING
@@ -115,10 +116,6 @@ class TaskMonitorActor(SystemChild[MonitorState]):
     def __init__(self, ctx: SystemContext, state: MonitorState) -> None:
         super().__init__(ctx, state)
         self.me = ctx.handle(self.CHILD_ID)
-        self._ran: dict[str, Callable[[float], None]] = {}
-        """label -> what counts a run time of its tasks (`_observer`), made with the first."""
-        self._waited: dict[str, Callable[[float], None]] = {}
-        """label -> what counts a wait time of its tasks, made with the first."""
 
     def on_start(self) -> None:
         if self.ctx.config.RESOURCE_CHECK_INTERVAL > 0 and self.state.resource_timer is None:
@@ -222,37 +219,50 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         started_at = state.started_at
         labels = state.labels
         live = state.live
-        bounds = self.ctx.config.METRICS_HISTOGRAM_BUCKETS
-        # The status counts move by (label, old, new) pairs, added up over the batch and
-        # applied once at its end (`_count`): a batch holds a few kinds of moves, many
-        # times each. The removal of a type's last task applies them first (`_forget`
-        # frees its label, and drops its counts).
+        # The status counts move by (label, old, new) pairs, and the run and wait times
+        # are counted per label: both are gathered over the batch and applied once at
+        # its end (`_settle`), as they come (a batch holds a few kinds of moves, many
+        # times each, and a few labels). The removal of a type's last task applies them
+        # first (`_forget` frees its label, and drops its counts and sketches).
         moves: dict[tuple[str, str | None, str | None], int] = {}
+        ran: dict[str, list[float]] = {}
+        waited: dict[str, list[float]] = {}
         for task_id, _name, task_type, old, new, _attempt, at, _wall, detail in items:
             label = labels.get(task_type)
             if label is None:
                 label = self._label(task_type)
-            if old is None:
-                live[task_type] += 1
-            if new is None:
-                moves[label, old, new] = moves.get((label, old, new), 0) + 1
-                if live[task_type] <= 1:  # its type's last task: `_forget` frees the label
-                    self._count(moves)
-                    moves.clear()
-                queued_at.pop(task_id, None)
-                started_at.pop(task_id, None)
-                self._forget(task_type)
-                continue
             key = (label, old, new)
             moves[key] = moves.get(key, 0) + 1
-            if old is RUNNING:
-                self._took(self._ran, label, started_at.pop(task_id, None), at, bounds)
+            if new is None:
+                queued_at.pop(task_id, None)
+                started_at.pop(task_id, None)
+                left = live[task_type]
+                if left > 1:
+                    live[task_type] = left - 1
+                else:  # its type's last task: `_forget` frees the label
+                    self._settle(moves, ran, waited)
+                    self._forget(task_type)
+                continue
+            if old is None:
+                live[task_type] += 1
+            elif old is RUNNING:
+                since = started_at.pop(task_id, None)
+                if since is not None:
+                    times = ran.get(label)
+                    if times is None:
+                        times = ran[label] = []
+                    times.append(at - since if at > since else 0.0)
             if new is QUEUED:
                 queued_at[task_id] = at
             elif new is RUNNING:
-                self._took(self._waited, label, queued_at.pop(task_id, None), at, bounds)
+                since = queued_at.pop(task_id, None)
+                if since is not None:
+                    times = waited.get(label)
+                    if times is None:
+                        times = waited[label] = []
+                    times.append(at - since if at > since else 0.0)
                 started_at[task_id] = at
-            else:
+            elif new is not PENDING:
                 if new is RETRYING:
                     state.retries += 1
                 elif new is FAILED:
@@ -262,7 +272,7 @@ class TaskMonitorActor(SystemChild[MonitorState]):
                 if new in TERMINAL:
                     queued_at.pop(task_id, None)
         if moves:
-            self._count(moves)
+            self._settle(moves, ran, waited)
         state.transitions += len(items)
         if state.subscribers:
             self._publish(
@@ -281,32 +291,41 @@ class TaskMonitorActor(SystemChild[MonitorState]):
                 self.state.muted.get(backend),
             )
 
+    def _settle(
+        self,
+        moves: dict[tuple[str, str | None, str | None], int],
+        ran: dict[str, list[float]],
+        waited: dict[str, list[float]],
+    ) -> None:
+        """Apply what a run of transitions gathered, and clear it: the status counts
+        (``(label, old, new) -> n``), the run and wait times (label -> seconds, in order)."""
+        self._count(moves)
+        moves.clear()
+        state = self.state
+        if ran:
+            self._took(ran, state.execution, state.execution_buckets)
+        if waited:
+            self._took(waited, state.waiting, state.waiting_buckets)
+
     def _took(
         self,
-        cache: dict[str, Callable[[float], None]],
-        label: str,
-        since: float | None,
-        at: float,
-        bounds: tuple[float, ...],
+        times: dict[str, list[float]],
+        sketches: dict[str, QuantileSketch],
+        histograms: dict[str, Histogram],
     ) -> None:
-        """Count the time from ``since`` (None: not known) to ``at`` as a run time
-        (``cache`` is `_ran`) or a wait time (`_waited`) of ``label``'s tasks."""
-        if since is not None:
-            count = cache.get(label) or self._observer(cache, label, bounds)
-            count(at - since if at > since else 0.0)
-
-    def _observer(
-        self, cache: dict[str, Callable[[float], None]], label: str, bounds: tuple[float, ...]
-    ) -> Callable[[float], None]:
-        """What counts a run time (``cache`` is `_ran`) or a wait time (`_waited`) of
-        ``label``'s tasks, made on first use and kept in ``cache``."""
-        state = self.state
-        if cache is self._ran:
-            sketches, histograms = state.execution, state.execution_buckets
-        else:
-            sketches, histograms = state.waiting, state.waiting_buckets
-        count = cache[label] = _counter(sketches, histograms, label, bounds)
-        return count
+        """Count ``times`` (label -> durations) in their labels' sketches and histograms
+        (made here for a label's first), and clear it."""
+        for label, seconds in times.items():
+            sketch = sketches.get(label)
+            if sketch is None:
+                sketch = sketches[label] = QuantileSketch()
+            histogram = histograms.get(label)
+            if histogram is None:
+                bounds = self.ctx.config.METRICS_HISTOGRAM_BUCKETS
+                histogram = histograms[label] = Histogram(bounds)
+            sketch.add_many(seconds)
+            histogram.observe_many(seconds)
+        times.clear()
 
     def _count(self, moves: dict[tuple[str, str | None, str | None], int]) -> None:
         """Apply the status counts of a run of transitions: ``(label, old, new) -> n``."""
@@ -351,8 +370,6 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             state.waiting.pop(label, None)
             state.execution_buckets.pop(label, None)
             state.waiting_buckets.pop(label, None)
-            self._ran.pop(label, None)
-            self._waited.pop(label, None)
 
     def _publish(self, events: list[Event], muted: list[Subscriber] | None = None) -> None:
         """Offer ``events`` to every subscriber but the ``muted`` ones."""
@@ -481,29 +498,6 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             execution_histogram={t: h.counts() for t, h in state.execution_buckets.items()},
             wait_histogram={t: h.counts() for t, h in state.waiting_buckets.items()},
         )
-
-
-def _counter(
-    sketches: dict[str, QuantileSketch],
-    histograms: dict[str, Histogram],
-    label: str,
-    bounds: tuple[float, ...],
-) -> Callable[[float], None]:
-    """What counts a duration in ``label``'s sketch and histogram (made here if new)."""
-    sketch = sketches.get(label)
-    if sketch is None:
-        sketch = sketches[label] = QuantileSketch()
-    histogram = histograms.get(label)
-    if histogram is None:
-        histogram = histograms[label] = Histogram(bounds)
-    add = sketch.add
-    observe = histogram.observe
-
-    def count(seconds: float) -> None:
-        add(seconds)
-        observe(seconds)
-
-    return count
 
 
 def _stats(sketches: dict[str, QuantileSketch]) -> dict[str, TimingStats]:

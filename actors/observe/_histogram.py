@@ -44,8 +44,7 @@ class Histogram:
         self._sum = 0.0
 
     def observe(self, value: float) -> None:
-        self._counts[bisect_left(self._bounds, value)] += 1
-        self._sum += value
+        self.observe_many((value,))
 
     def observe_many(self, values: Iterable[float]) -> None:
         """`observe` every value in ``values``, in order (the same sum, for less)."""

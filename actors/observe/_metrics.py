@@ -143,28 +143,7 @@ class QuantileSketch:
 
     def add(self, value: float) -> None:
         """Count one duration in seconds (a finite number >= 0)."""
-        if not 0.0 <= value < math.inf:  # also refuses NaN
-            raise ValueError(f"a duration must be a finite number >= 0, got {value!r}")
-        self._count += 1
-        self._sum += value
-        if value < self._min:
-            self._min = value
-        if value > self._max:
-            self._max = value
-        if value < self._min_value:
-            self._zero += 1
-            return
-        key = math.ceil(math.log(value) * self._inv_log_gamma)
-        if key < self._floor:
-            key = self._floor
-        bins = self._bins
-        n = bins.get(key)
-        if n is None:
-            bins[key] = 1
-            if len(bins) > self._max_buckets:
-                self._collapse()
-        else:
-            bins[key] = n + 1
+        self.add_many((value,))
 
     def add_many(self, values: Sequence[float]) -> None:
         """Count every duration in ``values`` (seconds), in order: the same sketch as

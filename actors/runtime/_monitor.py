@@ -10,7 +10,7 @@ events from here.
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -225,8 +225,8 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         # times each, and a few labels). The removal of a type's last task applies them
         # first (`_forget` frees its label, and drops its counts and sketches).
         moves: dict[tuple[str, str | None, str | None], int] = {}
-        ran: dict[str, list[float]] = {}
-        waited: dict[str, list[float]] = {}
+        ran: defaultdict[str, list[float]] = defaultdict(list)
+        waited: defaultdict[str, list[float]] = defaultdict(list)
         for task_id, _name, task_type, old, new, _attempt, at, _wall, detail in items:
             label = labels.get(task_type)
             if label is None:
@@ -248,19 +248,13 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             elif old is RUNNING:
                 since = started_at.pop(task_id, None)
                 if since is not None:
-                    times = ran.get(label)
-                    if times is None:
-                        times = ran[label] = []
-                    times.append(at - since if at > since else 0.0)
+                    ran[label].append(at - since if at > since else 0.0)
             if new is QUEUED:
                 queued_at[task_id] = at
             elif new is RUNNING:
                 since = queued_at.pop(task_id, None)
                 if since is not None:
-                    times = waited.get(label)
-                    if times is None:
-                        times = waited[label] = []
-                    times.append(at - since if at > since else 0.0)
+                    waited[label].append(at - since if at > since else 0.0)
                 started_at[task_id] = at
             elif new is not PENDING:
                 if new is RETRYING:

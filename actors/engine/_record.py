@@ -6,6 +6,7 @@ import traceback
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.core import TaskInfo, TaskPriority, TaskStatus, attribute_reader
@@ -64,6 +65,19 @@ def failure_of(attempt: int, at: float, error: BaseException | None) -> AttemptF
     if len(text) > _TRACEBACK_CHARS:
         text = "...\n" + text[-_TRACEBACK_CHARS:]
     return AttemptFailure(attempt, at, type(error).__qualname__, message[:_MESSAGE_CHARS], text)
+
+
+_LEADING = attrgetter(
+    "name", "func", "args", "kwargs", "task_type", "description", "metadata", "priority"
+)
+"""A record's fields that `TaskSpec` holds before its ``dependencies`` (in its order)."""
+_TRAILING = attrgetter(
+    "max_retries", "retry_delay", "retry_wait", "timeout", "is_coroutine", "breaker",
+    "executor", "trace",
+)  # fmt: skip
+"""Those between its ``dependencies`` and its ``results`` (``breaker``: circuit_breaker)."""
+_ON_FAILED = ("cancel", "run")
+"""``on_dependency_failure`` by ``runs_anyway``."""
 
 
 class TaskRecord:
@@ -220,27 +234,8 @@ class TaskRecord:
         has them) and the task id (None: a registration of it gets a new one)."""
         from actors.engine._validate import TaskSpec
 
-        return TaskSpec(
-            None,
-            self.name,
-            self.func,
-            self.args or (),
-            self.kwargs if self.kwargs is not None else {},
-            self.task_type,
-            self.description,
-            self.metadata,
-            self.priority,
-            (),
-            self.max_retries,
-            self.retry_delay,
-            self.retry_wait,
-            self.timeout,
-            self.is_coroutine,
-            self.breaker,
-            self.executor,
-            self.trace,
-            (),
-            "run" if self.runs_anyway else "cancel",
+        return TaskSpec._make(
+            (None, *_LEADING(self), (), *_TRAILING(self), (), _ON_FAILED[self.runs_anyway])
         )
 
     def info(self, graph: DependencyGraph, backend: str) -> TaskInfo:

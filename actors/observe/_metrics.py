@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from math import ceil, log
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -168,11 +169,7 @@ class QuantileSketch:
             self._max = highest
         bins = self._bins
         count = bins.get
-        log = math.log
-        ceil = math.ceil
-        inv_log_gamma = self._inv_log_gamma
-        floor = self._floor
-        min_value = self._min_value
+        inv_log_gamma, floor, min_value = self._inv_log_gamma, self._floor, self._min_value
         zero = 0
         for value in values:
             if value < min_value:

@@ -12,6 +12,7 @@ from actors import (
     ActorSystem,
     Config,
     DuplicateTaskError,
+    InvalidTaskError,
     TaskNotFoundError,
     TaskStatus,
     UnifiedTaskManager,
@@ -271,6 +272,63 @@ async def test_an_evicted_id_registered_again_goes_to_the_current_system(
         )
         with pytest.raises(DuplicateTaskError, match=duplicate("b")):
             await tm.register_task("b", noop, (1,), task_id="b")
+
+
+async def test_a_dependency_across_systems_on_an_evicted_task_is_not_found(
+    told: list[int],
+) -> None:
+    """A task evicted from the old system, still routed there, made to depend on a task
+    of the new system: both managers are asked (either may have removed its id), so the
+    call says the task is not found, not "in the other system"."""
+    config = {"MAX_FINISHED_TASKS": 1, "USE_NEW_TASK_SYSTEM": False, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        tm = system.task_manager
+        assert system._state is not None
+        owners = system._state.states["facade"].owners
+        await run_one(tm, "a")
+        await run_one(tm, "b")  # evicts `a` from the old system
+        await tm.use_new_task_system(True)
+        assert await tm.register_task("d", noop, (1,), task_id="d") == "d"
+        assert (told, owners) == ([], {"a": "old", "b": "old", "d": "new"})
+        not_found = r"^no task with id 'a' \(never registered, or cleaned up\)$"
+        with pytest.raises(TaskNotFoundError, match=not_found):
+            await tm.add_dependency("a", "d")
+        assert owners == {"b": "old", "d": "new"}  # the old manager told it of `a`
+        with pytest.raises(TaskNotFoundError, match=not_found):
+            await tm.add_dependency("d", "a")
+        with pytest.raises(
+            InvalidTaskError,
+            match=r"^task 'b' belongs to the old task system and 'd' to the new one; "
+            r"dependencies must stay in one system$",
+        ):
+            await tm.add_dependency("b", "d")  # both live: refused as before
+        assert (await tm.get_task("d")).status is TaskStatus.PENDING
+
+
+async def test_an_evicted_id_registered_again_on_an_evicted_dependency_is_not_found(
+    told: list[int],
+) -> None:
+    """An id evicted from the new system registered again with a dependency evicted
+    from the old one, both still routed: bounced off the new manager (the id), then off
+    the old one (the dependency), the call says the dependency is not found."""
+    config = {"MAX_FINISHED_TASKS": 1, "USE_NEW_TASK_SYSTEM": False, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        tm = system.task_manager
+        assert system._state is not None
+        owners = system._state.states["facade"].owners
+        await run_one(tm, "a")
+        await run_one(tm, "b")  # evicts `a` from the old system
+        await tm.use_new_task_system(True)
+        await run_one(tm, "x")
+        await run_one(tm, "y")  # evicts `x` from the new system
+        assert (told, owners) == ([], {"a": "old", "b": "old", "x": "new", "y": "new"})
+        with pytest.raises(
+            TaskNotFoundError,
+            match=r"^dependency 'a' of task 'x' is not registered; register it first$",
+        ):
+            await tm.register_task("x", noop, (1,), dependencies=["a"], task_id="x")
+        assert owners == {"b": "old", "y": "new"}  # both managers told of their ids
+        assert await ids(tm) == ["b", "y"]
 
 
 @pytest.mark.parametrize("new", [True, False], ids=["new", "old"])

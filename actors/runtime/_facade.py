@@ -10,9 +10,11 @@ The managers are the authority on which ids they hold: they tell the facade the 
 they removed in batches (`messages.Forget`), so the table may still route a removed id
 for a while (its manager answers "not found"). A registration of an id the table still
 routes is therefore not refused here: it is bounced off the id's manager
-(`messages.Recheck`), which sends it back behind every id it removed so far; the
-facade routes it again then, and only an id still routed is a duplicate (the same for a
-dependency routed to the other system: it may be gone from there). A route is
+(`messages.Recheck`), which sends it back (`messages.Bounced`) behind every id it
+removed so far; the facade routes it again then, and only an id still routed is a
+duplicate. The same for ids routed to two systems (a dependency across systems): the
+message is bounced off each of the two managers in turn (either may have removed its
+id), and refused as crossing systems only when both routes are live. A route is
 only made for an id the table does not hold, after its manager's `Forget` of it, so a
 late `Forget` never drops the route of an id registered again.
 """
@@ -184,9 +186,9 @@ class FacadeActor(SystemChild[FacadeState]):
             "old": ctx.handle("legacy_task_manager"),
         }
         self._held: dict[str, list[Any]] | None = None
-        self._bouncing = True
-        """False while the messages a manager sent back (`messages.Forget.recheck`) are
-        handled: their routes are live now."""
+        self._visited: frozenset[str] = frozenset()
+        """While a message a manager sent back (`messages.Bounced`) is handled, the
+        managers it was bounced off: its routes to them are live now."""
         fan_out = self._fan_out
         self._table: dict[type, Callable[[Any], None]] = {
             **dict.fromkeys(messages.PER_TASK_TYPES, self._per_task),
@@ -206,6 +208,7 @@ class FacadeActor(SystemChild[FacadeState]):
             messages.UseNewSystem: self._use_new,
             messages.GetBackend: self._backend,
             messages.Forget: self._forget,
+            messages.Bounced: self._rebound,
             messages.Batch: self._batch,
             messages.AttemptDone: self._attempt_done,
         }
@@ -219,7 +222,7 @@ class FacadeActor(SystemChild[FacadeState]):
             handler(message)
         except _Bounce as bounce:
             try:
-                self._to(bounce.backend, messages.Recheck(message))
+                self._to(bounce.backend, messages.Recheck(_bounced(message, bounce.backend)))
             except Exception as exc:
                 message.reply.set_exception(exc)
         except Exception as exc:
@@ -258,25 +261,32 @@ class FacadeActor(SystemChild[FacadeState]):
             owners.pop(task_id, None)
         if len(message.task_ids) >= len(owners):
             shrink(owners)
-        if message.recheck:  # the table now knows every id that manager removed
-            self._bouncing = False
-            try:
-                for bounced in message.recheck:
-                    self.on_receive(bounced)
-            finally:
-                self._bouncing = True
+        for bounced in message.recheck:  # the table knows every id it removed now
+            self.on_receive(bounced)
+
+    def _rebound(self, message: messages.Bounced) -> None:
+        """Route a message a manager sent back again (its routes to the managers it
+        visited are live now)."""
+        inner = message.message
+        self._visited = message.visited
+        try:
+            self._table[type(inner)](inner)
+        finally:
+            self._visited = frozenset()
 
     def _bounce(self, backend: str) -> None:
         """A route to ``backend`` stands in the way of the message being handled: send
         the message by that manager first (see the module's docstring), unless it
-        comes back from there (then the route is live)."""
-        if self._bouncing:
+        comes back from there already (then the route is live)."""
+        if backend not in self._visited:
             raise _Bounce(backend)
 
-    def _across(self, owner: str, refusal: str) -> NoReturn:
-        """A dependency routed to the ``owner`` system, not the task's: bounced off that
-        manager (the dependency may be gone from it), else refused with ``refusal``."""
-        self._bounce(owner)
+    def _across(self, refusal: str, *owners: str) -> NoReturn:
+        """Ids routed to both systems (a dependency in another system than its task):
+        bounced off each manager in ``owners`` (its id may be gone from it), else
+        refused with ``refusal``."""
+        for owner in owners:
+            self._bounce(owner)
         raise InvalidTaskError(refusal)
 
     def _owner(self, task_id: str) -> str:
@@ -307,9 +317,10 @@ class FacadeActor(SystemChild[FacadeState]):
         other = self._owner(depends_on)
         if other != backend:
             self._across(
-                other,
                 f"task {task_id!r} belongs to the {backend} task system and "
                 f"{depends_on!r} to the {other} one; dependencies must stay in one system",
+                other,
+                backend,
             )
         self._to(backend, message)
 
@@ -390,9 +401,9 @@ class FacadeActor(SystemChild[FacadeState]):
                 raise TaskNotFoundError(msg)
             if owner != backend:
                 self._across(
-                    owner,
                     f"dependency {dep!r} belongs to the {owner} task system, but new tasks "
                     f"go to the {backend} one; dependencies must stay in one system",
+                    owner,  # (the task is new: not routed anywhere yet)
                 )
         owners[task_id] = backend
         return task_id, backend
@@ -411,6 +422,14 @@ class _Bounce(Exception):
     def __init__(self, backend: str) -> None:
         super().__init__(backend)
         self.backend = backend
+
+
+def _bounced(message: Any, backend: str) -> messages.Bounced:
+    """``message`` (or the message it carries, if sent back before) to bounce off the
+    ``backend`` manager, which it visits next."""
+    if isinstance(message, messages.Bounced):
+        return messages.Bounced(message.message, message.visited | {backend})
+    return messages.Bounced(message, frozenset((backend,)))
 
 
 def _count_removed(parts: list[list[str]]) -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "AttemptTimedOut",
     "Batch",
     "Block",
+    "Bounced",
     "BreakerChanged",
     "BreakerDue",
     "Cancel",
@@ -373,7 +374,7 @@ class Forget(NamedTuple):
     manager removed before them."""
 
     task_ids: tuple[str, ...]
-    recheck: tuple[Register | SubmitTask | AddDependency, ...] = ()
+    recheck: tuple[Bounced, ...] = ()
 
 
 class Recheck(NamedTuple):
@@ -381,7 +382,21 @@ class Recheck(NamedTuple):
     its way (the id is taken; a dependency is in the other system): send ``message``
     back with every id removed and not told yet (`Forget`)."""
 
+    message: Bounced
+
+
+class Bounced(NamedTuple):
+    """Facade: ``message``, bounced off the managers in ``visited`` (`Recheck`), the
+    last of which sent it back: its routes to those managers are live, a route to
+    another one may still be stale (each manager tells only of its own ids)."""
+
     message: Register | SubmitTask | AddDependency
+    visited: frozenset[str]
+
+    @property
+    def reply(self) -> ReplyTo:
+        """The caller's reply (a manager that cannot send it back fails it here)."""
+        return self.message.reply
 
 
 class RunFunction(NamedTuple):

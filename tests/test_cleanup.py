@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import tracemalloc
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -274,20 +277,28 @@ async def test_an_evicted_id_registered_again_goes_to_the_current_system(
             await tm.register_task("b", noop, (1,), task_id="b")
 
 
+@contextlib.asynccontextmanager
+async def _a_evicted_from_the_old_system() -> AsyncIterator[tuple[Any, dict[str, str]]]:
+    """A system that keeps one finished task (``MAX_FINISHED_TASKS=1``), whose old
+    manager ran `a` then `b` (which evicted `a`, the facade not told yet), now routing new
+    tasks to the new system: yields its client and the facade's routes."""
+    config = {"MAX_FINISHED_TASKS": 1, "USE_NEW_TASK_SYSTEM": False, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        tm = system.task_manager
+        assert system._state is not None
+        await run_one(tm, "a")
+        await run_one(tm, "b")  # evicts `a` from the old system
+        await tm.use_new_task_system(True)
+        yield tm, system._state.states["facade"].owners
+
+
 async def test_a_dependency_across_systems_on_an_evicted_task_is_not_found(
     told: list[int],
 ) -> None:
     """A task evicted from the old system, still routed there, made to depend on a task
     of the new system: both managers are asked (either may have removed its id), so the
     call says the task is not found, not "in the other system"."""
-    config = {"MAX_FINISHED_TASKS": 1, "USE_NEW_TASK_SYSTEM": False, "CLEANUP_INTERVAL": 0}
-    async with ActorSystem(config, clock=FakeClock()) as system:
-        tm = system.task_manager
-        assert system._state is not None
-        owners = system._state.states["facade"].owners
-        await run_one(tm, "a")
-        await run_one(tm, "b")  # evicts `a` from the old system
-        await tm.use_new_task_system(True)
+    async with _a_evicted_from_the_old_system() as (tm, owners):
         assert await tm.register_task("d", noop, (1,), task_id="d") == "d"
         assert (told, owners) == ([], {"a": "old", "b": "old", "d": "new"})
         not_found = r"^no task with id 'a' \(never registered, or cleaned up\)$"
@@ -311,14 +322,7 @@ async def test_an_evicted_id_registered_again_on_an_evicted_dependency_is_not_fo
     """An id evicted from the new system registered again with a dependency evicted
     from the old one, both still routed: bounced off the new manager (the id), then off
     the old one (the dependency), the call says the dependency is not found."""
-    config = {"MAX_FINISHED_TASKS": 1, "USE_NEW_TASK_SYSTEM": False, "CLEANUP_INTERVAL": 0}
-    async with ActorSystem(config, clock=FakeClock()) as system:
-        tm = system.task_manager
-        assert system._state is not None
-        owners = system._state.states["facade"].owners
-        await run_one(tm, "a")
-        await run_one(tm, "b")  # evicts `a` from the old system
-        await tm.use_new_task_system(True)
+    async with _a_evicted_from_the_old_system() as (tm, owners):
         await run_one(tm, "x")
         await run_one(tm, "y")  # evicts `x` from the new system
         assert (told, owners) == ([], {"a": "old", "b": "old", "x": "new", "y": "new"})

@@ -377,22 +377,32 @@ def test_a_call_begun_while_closed_does_not_move_a_later_state(
 # Cancellation and interrupts count as neither.
 
 
+async def never_returns() -> None:
+    await asyncio.Event().wait()
+
+
+async def a_hanging_call(breaker: CircuitBreaker) -> asyncio.Task[None]:
+    """A task whose call through ``breaker`` has begun and never returns (cancel it)."""
+    entered = asyncio.Event()
+
+    async def hang() -> None:
+        entered.set()
+        await never_returns()
+
+    task = asyncio.create_task(breaker.acall(hang))
+    await asyncio.wait_for(entered.wait(), BOUND)
+    return task
+
+
 async def test_cancelled_trial_frees_its_slot_and_changes_nothing(
     clock: FakeClock, recorder: Recorder
 ) -> None:
     breaker = make(clock, recorder, failure_threshold=1)
     run(breaker, "F")
     clock.advance(30.0)
-    entered = asyncio.Event()
-
-    async def hang() -> None:
-        entered.set()
-        await asyncio.Event().wait()
-
-    task = asyncio.create_task(breaker.acall(hang))
-    await asyncio.wait_for(entered.wait(), BOUND)
+    task = await a_hanging_call(breaker)
     with pytest.raises(CircuitOpenError, match=exact(IN_FLIGHT.format(1))):
-        await breaker.acall(hang)
+        await breaker.acall(never_returns)
     before = breaker.stats()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -412,14 +422,7 @@ async def test_cancelled_call_in_closed_keeps_the_consecutive_count(clock: FakeC
     breaker = make(clock, failure_threshold=3)
     run(breaker, "F")
     run(breaker, "F")
-    entered = asyncio.Event()
-
-    async def hang() -> None:
-        entered.set()
-        await asyncio.Event().wait()
-
-    task = asyncio.create_task(breaker.acall(hang))
-    await asyncio.wait_for(entered.wait(), BOUND)
+    task = await a_hanging_call(breaker)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -413,6 +413,24 @@ async def test_a_huge_task_timeout_and_retry_delay_leave_the_system_working() ->
 # -- 4: a crash loop escalates -------------------------------------------------------------
 
 
+def escalating_root(
+    factory: type[SupervisedActor],
+    policy: RestartPolicy,
+    clock: FakeClock,
+    escalations: Escalations,
+) -> pykka.ActorRef[Supervisor]:
+    """A supervisor "root" on ``clock``, without watchdog, of one child "w" (``factory``,
+    its state a `Ledger`) restarted under ``policy``; it escalates to ``escalations``."""
+    return Supervisor.start(
+        [ChildSpec("w", factory, state_factory=Ledger)],
+        policy=policy,
+        clock=clock,
+        watchdog_interval=None,
+        on_escalation=escalations,
+        name="root",
+    )
+
+
 def test_a_child_failing_in_every_incarnation_escalates_after_its_consecutive_failures(
     clock: FakeClock,
 ) -> None:
@@ -421,14 +439,7 @@ def test_a_child_failing_in_every_incarnation_escalates_after_its_consecutive_fa
     policy = RestartPolicy(
         wait=wait_fixed(3.0), max_restarts=3, within_seconds=5.0, max_consecutive_failures=3
     )
-    sup = Supervisor.start(
-        [ChildSpec("w", StartsOnce, state_factory=Ledger)],
-        policy=policy,
-        clock=clock,
-        watchdog_interval=None,
-        on_escalation=escalations,
-        name="root",
-    )
+    sup = escalating_root(StartsOnce, policy, clock, escalations)
     try:
         handle = sup.proxy().child("w").get(timeout=WAIT)
         assert handle.ask("ping", timeout=WAIT) == "pong"
@@ -465,14 +476,7 @@ def test_a_child_stable_between_rare_crashes_never_escalates(clock: FakeClock) -
         reset_after=10.0,
         max_consecutive_failures=1,
     )
-    sup = Supervisor.start(
-        [ChildSpec("w", Recorder, state_factory=Ledger)],
-        policy=policy,
-        clock=clock,
-        watchdog_interval=None,
-        on_escalation=escalations,
-        name="root",
-    )
+    sup = escalating_root(Recorder, policy, clock, escalations)
     try:
         handle = sup.proxy().child("w").get(timeout=WAIT)
         for _ in range(10):

@@ -88,6 +88,15 @@ def run(breaker: CircuitBreaker, step: str) -> None:
         assert breaker.call(succeed) == "ok"
 
 
+def half_open(clock: FakeClock, recorder: Recorder | None = None, **options: Any) -> CircuitBreaker:
+    """A breaker (`make`, threshold 1, ``options``) that failed once, then waited out its
+    30 s recovery timeout on ``clock``: its next calls are trial calls."""
+    breaker = make(clock, recorder, failure_threshold=1, **options)
+    run(breaker, "F")
+    clock.advance(30.0)
+    return breaker
+
+
 def open_breaker(breaker: CircuitBreaker) -> None:
     for _ in range(breaker.failure_threshold):
         run(breaker, "F")
@@ -245,9 +254,7 @@ def test_reset_closes_and_keeps_the_totals(clock: FakeClock, recorder: Recorder)
 def test_half_open_admits_exactly_max_concurrent_trials_in_threads(
     clock: FakeClock, recorder: Recorder, joined: list[threading.Thread]
 ) -> None:
-    breaker = make(clock, recorder, failure_threshold=1, half_open_max_calls=2)
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock, recorder, half_open_max_calls=2)
     entered = [threading.Event(), threading.Event()]
     go = [threading.Event(), threading.Event()]
     results: list[object] = [None, None]
@@ -287,9 +294,7 @@ def test_half_open_admits_exactly_max_concurrent_trials_in_threads(
 async def test_half_open_admits_exactly_max_concurrent_trials_in_asyncio(
     clock: FakeClock, recorder: Recorder
 ) -> None:
-    breaker = make(clock, recorder, failure_threshold=1, half_open_max_calls=2)
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock, recorder, half_open_max_calls=2)
     entered = [asyncio.Event(), asyncio.Event()]
     go = [asyncio.Event(), asyncio.Event()]
 
@@ -323,9 +328,7 @@ async def test_half_open_admits_exactly_max_concurrent_trials_in_asyncio(
 def test_one_failed_trial_reopens_even_if_the_other_succeeds(
     clock: FakeClock, recorder: Recorder
 ) -> None:
-    breaker = make(clock, recorder, failure_threshold=1, half_open_max_calls=2)
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock, recorder, half_open_max_calls=2)
     first, second = breaker.acquire(), breaker.acquire()
     assert (first.trial, second.trial) == (True, True)
     breaker.release(first, None)
@@ -339,9 +342,7 @@ def test_one_failed_trial_reopens_even_if_the_other_succeeds(
 def test_a_trial_from_an_earlier_half_open_does_not_count(
     clock: FakeClock, recorder: Recorder
 ) -> None:
-    breaker = make(clock, recorder, failure_threshold=1, half_open_max_calls=2)
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock, recorder, half_open_max_calls=2)
     late, failing = breaker.acquire(), breaker.acquire()
     breaker.release(failing, Boom("x"))  # re-opens; `late` is from the old half-open
     clock.advance(30.0)
@@ -397,9 +398,7 @@ async def a_hanging_call(breaker: CircuitBreaker) -> asyncio.Task[None]:
 async def test_cancelled_trial_frees_its_slot_and_changes_nothing(
     clock: FakeClock, recorder: Recorder
 ) -> None:
-    breaker = make(clock, recorder, failure_threshold=1)
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock, recorder)
     task = await a_hanging_call(breaker)
     with pytest.raises(CircuitOpenError, match=exact(IN_FLIGHT.format(1))):
         await breaker.acall(never_returns)
@@ -438,9 +437,7 @@ def test_interrupts_release_the_permit_and_count_as_neither(
     clock: FakeClock, interrupt: BaseException
 ) -> None:
     interrupts = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
-    breaker = make(clock, failure_threshold=1, exclude=interrupts)  # neither wins over exclude
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock, exclude=interrupts)  # neither wins over exclude
     permit = breaker.acquire()
     with pytest.raises(CircuitOpenError):
         breaker.acquire()
@@ -586,9 +583,7 @@ async def test_async_with_block_records_the_outcome(clock: FakeClock) -> None:
 
 
 async def test_cancelled_async_with_block_counts_as_neither(clock: FakeClock) -> None:
-    breaker = make(clock, failure_threshold=1)
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock)
     entered = asyncio.Event()
 
     async def hang() -> None:

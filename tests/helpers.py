@@ -246,6 +246,14 @@ async def timers_armed(clock: FakeClock, count: int = 1) -> None:
     await asyncio.to_thread(clock.wait_for_timers, count, WAIT)
 
 
+async def double(x: int) -> int:
+    return 2 * x
+
+
+def add(x: int, y: int = 0) -> int:
+    return x + y
+
+
 def returns(value: Any) -> Callable[[], Awaitable[Any]]:
     async def body() -> Any:
         return value

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from helpers import WAIT, double
 
 from actors import (
     ActorSystem,
@@ -25,8 +26,6 @@ from actors.core import LoopBridge
 from actors.core._bridge import DRAIN_CHUNK
 from supervisors.testing import FakeClock
 
-WAIT = 5.0
-
 
 @pytest.fixture
 def clock() -> FakeClock:
@@ -38,10 +37,6 @@ async def tm(backend: str, clock: FakeClock) -> AsyncIterator[UnifiedTaskManager
     config = {"USE_NEW_TASK_SYSTEM": backend == "new", "CLEANUP_INTERVAL": 0}
     async with ActorSystem(config, clock=clock) as system:
         yield system.task_manager
-
-
-async def double(x: int) -> int:
-    return 2 * x
 
 
 async def test_task_info_carries_aware_utc_wall_times(

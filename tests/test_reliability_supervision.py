@@ -23,7 +23,7 @@ from typing import Any
 
 import pykka
 import pytest
-from helpers import Escalations, Ledger, StartsOnce
+from helpers import Escalations, Ledger, StartsOnce, gated
 from loguru import logger
 from tenacity import wait_fixed
 
@@ -378,11 +378,6 @@ async def test_a_huge_task_timeout_and_retry_delay_leave_the_system_working() ->
     gate = asyncio.Event()
     started = asyncio.Event()
 
-    async def waits() -> str:
-        started.set()
-        await gate.wait()
-        return "done"
-
     async def fails() -> None:
         raise RuntimeError("try again much later")
 
@@ -390,7 +385,7 @@ async def test_a_huge_task_timeout_and_retry_delay_leave_the_system_working() ->
     system.start()
     try:
         tm = system.task_manager
-        slow = await tm.register_task("slow", waits, timeout=1e10)
+        slow = await tm.register_task("slow", gated(started, gate, "done"), timeout=1e10)
         later = await tm.register_task("later", fails, max_retries=1, retry_delay=1e300)
         assert await tm.execute_task(slow) is True
         assert await tm.execute_task(later) is True

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import WAIT, double
+from helpers import WAIT, double, gated
 
 from actors import (
     ActorSystem,
@@ -45,13 +45,8 @@ async def test_task_info_carries_aware_utc_wall_times(
     started = asyncio.Event()
     release = asyncio.Event()
 
-    async def work() -> str:
-        started.set()
-        await release.wait()
-        return "done"
-
     before = datetime.now(UTC)
-    task_id = await tm.register_task("work", work)
+    task_id = await tm.register_task("work", gated(started, release, "done"))
     after = datetime.now(UTC)
     info = await tm.get_task(task_id)
     assert info.created_utc is not None

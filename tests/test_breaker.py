@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from loguru import logger
 
 from actors import ActorsError, configure_logging
 from actors.core._errors import BreakerConfigError, CircuitOpenError
@@ -771,21 +770,17 @@ def test_defaults() -> None:
 # Log lines.
 
 
-def test_transitions_are_logged_bound_to_the_breaker(clock: FakeClock) -> None:
-    records: list[Any] = []
+def test_transitions_are_logged_bound_to_the_breaker(
+    clock: FakeClock, log_records: list[dict[str, Any]]
+) -> None:
     configure_logging(True)
-    sink_id = logger.add(lambda message: records.append(message.record), level="DEBUG")
-    try:
-        breaker = make(clock, failure_threshold=1)
-        run(breaker, "F")
-        clock.advance(30.0)
-        run(breaker, "S")
-    finally:
-        logger.remove(sink_id)
-        configure_logging(False)
+    breaker = make(clock, failure_threshold=1)
+    run(breaker, "F")
+    clock.advance(30.0)
+    run(breaker, "S")
     lines = [
         (r["level"].name, r["extra"]["breaker"], r["message"])
-        for r in records
+        for r in log_records
         if "breaker" in r["extra"]
     ]
     assert lines == [

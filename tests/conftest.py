@@ -12,8 +12,9 @@ from typing import Any
 import pykka
 import pytest
 from helpers import WAIT
+from loguru import logger
 
-from actors import ActorSystem, UnifiedTaskManager
+from actors import ActorSystem, UnifiedTaskManager, configure_logging
 from actors.engine import TaskRecord
 from supervisors.testing import FakeClock
 
@@ -122,6 +123,19 @@ async def system(backend: str) -> AsyncIterator[ActorSystem]:
 @pytest.fixture
 def tm(system: ActorSystem) -> UnifiedTaskManager:
     return system.task_manager
+
+
+@pytest.fixture
+def log_records() -> Iterator[list[dict[str, Any]]]:
+    """Every loguru record (DEBUG and up) logged during the test; afterwards actorflow's
+    own logging is off again (`configure_logging(False)`), as it is by default."""
+    records: list[dict[str, Any]] = []
+    sink_id = logger.add(lambda message: records.append(message.record), level="DEBUG")
+    try:
+        yield records
+    finally:
+        logger.remove(sink_id)
+        configure_logging(False)
 
 
 @pytest.fixture

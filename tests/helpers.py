@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
+from hypothesis import HealthCheck, settings
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base
 
@@ -40,6 +41,12 @@ RETRYING = TaskStatus.RETRYING
 COMPLETED = TaskStatus.COMPLETED
 FAILED = TaskStatus.FAILED
 CANCELLED = TaskStatus.CANCELLED
+
+PROPERTY = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+"""The settings of a property test: 200 examples, no deadline. The autouse leak check in
+conftest.py is function scoped; it is harmless to run it once around all the examples."""
 
 
 # -- supervisors ----------------------------------------------------------------------------
@@ -237,6 +244,14 @@ async def until(event: asyncio.Event) -> None:
 async def timers_armed(clock: FakeClock, count: int = 1) -> None:
     """Until ``count`` timers are armed on ``clock`` (then `FakeClock.advance` fires them)."""
     await asyncio.to_thread(clock.wait_for_timers, count, WAIT)
+
+
+async def double(x: int) -> int:
+    return 2 * x
+
+
+def add(x: int, y: int = 0) -> int:
+    return x + y
 
 
 def returns(value: Any) -> Callable[[], Awaitable[Any]]:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from loguru import logger
 
 from actors import ActorsError, configure_logging
 from actors.core._errors import BreakerConfigError, CircuitOpenError
@@ -86,6 +85,15 @@ def run(breaker: CircuitBreaker, step: str) -> None:
             breaker.call(fail)
     else:
         assert breaker.call(succeed) == "ok"
+
+
+def half_open(clock: FakeClock, recorder: Recorder | None = None, **options: Any) -> CircuitBreaker:
+    """A breaker (`make`, threshold 1, ``options``) that failed once, then waited out its
+    30 s recovery timeout on ``clock``: its next calls are trial calls."""
+    breaker = make(clock, recorder, failure_threshold=1, **options)
+    run(breaker, "F")
+    clock.advance(30.0)
+    return breaker
 
 
 def open_breaker(breaker: CircuitBreaker) -> None:
@@ -245,9 +253,7 @@ def test_reset_closes_and_keeps_the_totals(clock: FakeClock, recorder: Recorder)
 def test_half_open_admits_exactly_max_concurrent_trials_in_threads(
     clock: FakeClock, recorder: Recorder, joined: list[threading.Thread]
 ) -> None:
-    breaker = make(clock, recorder, failure_threshold=1, half_open_max_calls=2)
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock, recorder, half_open_max_calls=2)
     entered = [threading.Event(), threading.Event()]
     go = [threading.Event(), threading.Event()]
     results: list[object] = [None, None]
@@ -287,9 +293,7 @@ def test_half_open_admits_exactly_max_concurrent_trials_in_threads(
 async def test_half_open_admits_exactly_max_concurrent_trials_in_asyncio(
     clock: FakeClock, recorder: Recorder
 ) -> None:
-    breaker = make(clock, recorder, failure_threshold=1, half_open_max_calls=2)
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock, recorder, half_open_max_calls=2)
     entered = [asyncio.Event(), asyncio.Event()]
     go = [asyncio.Event(), asyncio.Event()]
 
@@ -323,9 +327,7 @@ async def test_half_open_admits_exactly_max_concurrent_trials_in_asyncio(
 def test_one_failed_trial_reopens_even_if_the_other_succeeds(
     clock: FakeClock, recorder: Recorder
 ) -> None:
-    breaker = make(clock, recorder, failure_threshold=1, half_open_max_calls=2)
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock, recorder, half_open_max_calls=2)
     first, second = breaker.acquire(), breaker.acquire()
     assert (first.trial, second.trial) == (True, True)
     breaker.release(first, None)
@@ -339,9 +341,7 @@ def test_one_failed_trial_reopens_even_if_the_other_succeeds(
 def test_a_trial_from_an_earlier_half_open_does_not_count(
     clock: FakeClock, recorder: Recorder
 ) -> None:
-    breaker = make(clock, recorder, failure_threshold=1, half_open_max_calls=2)
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock, recorder, half_open_max_calls=2)
     late, failing = breaker.acquire(), breaker.acquire()
     breaker.release(failing, Boom("x"))  # re-opens; `late` is from the old half-open
     clock.advance(30.0)
@@ -377,22 +377,30 @@ def test_a_call_begun_while_closed_does_not_move_a_later_state(
 # Cancellation and interrupts count as neither.
 
 
-async def test_cancelled_trial_frees_its_slot_and_changes_nothing(
-    clock: FakeClock, recorder: Recorder
-) -> None:
-    breaker = make(clock, recorder, failure_threshold=1)
-    run(breaker, "F")
-    clock.advance(30.0)
+async def never_returns() -> None:
+    await asyncio.Event().wait()
+
+
+async def a_hanging_call(breaker: CircuitBreaker) -> asyncio.Task[None]:
+    """A task whose call through ``breaker`` has begun and never returns (cancel it)."""
     entered = asyncio.Event()
 
     async def hang() -> None:
         entered.set()
-        await asyncio.Event().wait()
+        await never_returns()
 
     task = asyncio.create_task(breaker.acall(hang))
     await asyncio.wait_for(entered.wait(), BOUND)
+    return task
+
+
+async def test_cancelled_trial_frees_its_slot_and_changes_nothing(
+    clock: FakeClock, recorder: Recorder
+) -> None:
+    breaker = half_open(clock, recorder)
+    task = await a_hanging_call(breaker)
     with pytest.raises(CircuitOpenError, match=exact(IN_FLIGHT.format(1))):
-        await breaker.acall(hang)
+        await breaker.acall(never_returns)
     before = breaker.stats()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -412,14 +420,7 @@ async def test_cancelled_call_in_closed_keeps_the_consecutive_count(clock: FakeC
     breaker = make(clock, failure_threshold=3)
     run(breaker, "F")
     run(breaker, "F")
-    entered = asyncio.Event()
-
-    async def hang() -> None:
-        entered.set()
-        await asyncio.Event().wait()
-
-    task = asyncio.create_task(breaker.acall(hang))
-    await asyncio.wait_for(entered.wait(), BOUND)
+    task = await a_hanging_call(breaker)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -435,9 +436,7 @@ def test_interrupts_release_the_permit_and_count_as_neither(
     clock: FakeClock, interrupt: BaseException
 ) -> None:
     interrupts = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
-    breaker = make(clock, failure_threshold=1, exclude=interrupts)  # neither wins over exclude
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock, exclude=interrupts)  # neither wins over exclude
     permit = breaker.acquire()
     with pytest.raises(CircuitOpenError):
         breaker.acquire()
@@ -583,9 +582,7 @@ async def test_async_with_block_records_the_outcome(clock: FakeClock) -> None:
 
 
 async def test_cancelled_async_with_block_counts_as_neither(clock: FakeClock) -> None:
-    breaker = make(clock, failure_threshold=1)
-    run(breaker, "F")
-    clock.advance(30.0)
+    breaker = half_open(clock)
     entered = asyncio.Event()
 
     async def hang() -> None:
@@ -773,21 +770,17 @@ def test_defaults() -> None:
 # Log lines.
 
 
-def test_transitions_are_logged_bound_to_the_breaker(clock: FakeClock) -> None:
-    records: list[Any] = []
+def test_transitions_are_logged_bound_to_the_breaker(
+    clock: FakeClock, log_records: list[dict[str, Any]]
+) -> None:
     configure_logging(True)
-    sink_id = logger.add(lambda message: records.append(message.record), level="DEBUG")
-    try:
-        breaker = make(clock, failure_threshold=1)
-        run(breaker, "F")
-        clock.advance(30.0)
-        run(breaker, "S")
-    finally:
-        logger.remove(sink_id)
-        configure_logging(False)
+    breaker = make(clock, failure_threshold=1)
+    run(breaker, "F")
+    clock.advance(30.0)
+    run(breaker, "S")
     lines = [
         (r["level"].name, r["extra"]["breaker"], r["message"])
-        for r in records
+        for r in log_records
         if "breaker" in r["extra"]
     ]
     assert lines == [

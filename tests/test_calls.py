@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import journaled_manager, spy_on_facade
+from helpers import WAIT, add, journaled_manager, spy_on_facade
 
 from actors import (
     ActorSystem,
@@ -27,12 +27,6 @@ from actors import (
 from actors.core import Call, bridge_for
 from actors.runtime import messages
 from supervisors.testing import FakeClock
-
-WAIT = 5.0
-
-
-def add(x: int, y: int = 0) -> int:
-    return x + y
 
 
 class Tasks:

@@ -50,11 +50,15 @@ async def timer_armed(clock: FakeClock) -> None:
     await asyncio.to_thread(clock.wait_for_timers, 1, WAIT)
 
 
-def open_breaker(breaker: CircuitBreaker) -> None:
+def open_breaker(system: ActorSystem, clock: FakeClock, **settings: Any) -> CircuitBreaker:
+    """A breaker "svc" on ``clock`` with ``settings``, added to ``system``, then opened
+    by as many failed calls as its threshold."""
+    breaker = system.circuit_breakers.add(CircuitBreaker("svc", clock=clock, **settings))
     for _ in range(breaker.failure_threshold):
         with pytest.raises(ConnectionError):
             breaker.call(_fails)
     assert breaker.state is BreakerState.OPEN
+    return breaker
 
 
 def _fails() -> None:
@@ -102,10 +106,7 @@ async def test_waiting_tasks_spend_no_attempt_and_are_released_in_priority_order
     system: ActorSystem, clock: FakeClock
 ) -> None:
     tm = system.task_manager
-    breaker = system.circuit_breakers.add(
-        CircuitBreaker("svc", failure_threshold=2, recovery_timeout=5.0, clock=clock)
-    )
-    open_breaker(breaker)
+    breaker = open_breaker(system, clock, failure_threshold=2, recovery_timeout=5.0)
     order: list[str] = []
 
     async def call(name: str) -> str:
@@ -144,12 +145,7 @@ async def test_half_open_releases_as_many_as_its_trial_calls(
     system: ActorSystem, clock: FakeClock
 ) -> None:
     tm = system.task_manager
-    breaker = system.circuit_breakers.add(
-        CircuitBreaker(
-            "svc", failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=2, clock=clock
-        )
-    )
-    open_breaker(breaker)
+    open_breaker(system, clock, failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=2)
     gate = asyncio.Event()
     two_started = asyncio.Event()
     started: list[int] = []
@@ -180,10 +176,7 @@ async def test_a_waiting_task_can_be_cancelled_and_its_timeout_does_not_run(
     system: ActorSystem, clock: FakeClock
 ) -> None:
     tm = system.task_manager
-    breaker = system.circuit_breakers.add(
-        CircuitBreaker("svc", failure_threshold=1, recovery_timeout=60.0, clock=clock)
-    )
-    open_breaker(breaker)
+    breaker = open_breaker(system, clock, failure_threshold=1, recovery_timeout=60.0)
 
     async def call() -> str:
         return "done"
@@ -209,10 +202,7 @@ async def test_a_breaker_closed_from_outside_releases_the_tasks(
 ) -> None:
     """The manager hears of changes it did not make (its listener): a reset closes it."""
     tm = system.task_manager
-    breaker = system.circuit_breakers.add(
-        CircuitBreaker("svc", failure_threshold=1, recovery_timeout=60.0, clock=clock)
-    )
-    open_breaker(breaker)
+    breaker = open_breaker(system, clock, failure_threshold=1, recovery_timeout=60.0)
 
     async def call(index: int) -> int:
         return index
@@ -229,10 +219,7 @@ async def test_a_failed_trial_reopens_and_the_tasks_wait_again(
     system: ActorSystem, clock: FakeClock
 ) -> None:
     tm = system.task_manager
-    breaker = system.circuit_breakers.add(
-        CircuitBreaker("svc", failure_threshold=1, recovery_timeout=1.0, clock=clock)
-    )
-    open_breaker(breaker)
+    open_breaker(system, clock, failure_threshold=1, recovery_timeout=1.0)
     healthy = False
 
     async def call(index: int) -> Any:

@@ -7,6 +7,7 @@ import errno
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -473,47 +474,44 @@ def test_toml_actorflow_table_is_read_alone(tmp_path: Path) -> None:
     assert load_config(toml_path=path, env={}).MAX_THREAD_WORKERS == 3
 
 
-def test_toml_unknown_key(tmp_path: Path) -> None:
-    path = write(tmp_path, "[actorflow]\nSHUTDOWN_TIMOUT = 1.0\n")
-    with pytest.raises(
-        ConfigError,
-        match=error(
-            f"unknown configuration key 'SHUTDOWN_TIMOUT' from TOML file {str(path)!r} "
-            "(did you mean 'SHUTDOWN_TIMEOUT'?)"
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "[actorflow]\nSHUTDOWN_TIMOUT = 1.0\n",
+            lambda path: (
+                f"unknown configuration key 'SHUTDOWN_TIMOUT' from TOML file {path!r} "
+                "(did you mean 'SHUTDOWN_TIMEOUT'?)"
+            ),
+            id="unknown-key",
         ),
-    ):
-        load_config(toml_path=path, env={})
-
-
-def test_toml_other_tables_are_unknown_keys_without_an_actorflow_table(tmp_path: Path) -> None:
-    path = write(tmp_path, "MAX_CONCURRENT_TASKS = 7\n[database]\nurl = 'x'\n")
-    with pytest.raises(
-        ConfigError,
-        match=error(
-            f"unknown configuration key 'database' from TOML file {str(path)!r}; "
-            "known keys: " + ", ".join(KEYS)
+        pytest.param(
+            "MAX_CONCURRENT_TASKS = 7\n[database]\nurl = 'x'\n",
+            lambda path: (
+                f"unknown configuration key 'database' from TOML file {path!r}; "
+                "known keys: " + ", ".join(KEYS)
+            ),
+            id="other-tables-are-unknown-keys-without-an-actorflow-table",
         ),
-    ):
-        load_config(toml_path=path, env={})
-
-
-def test_toml_wrong_type(tmp_path: Path) -> None:
-    path = write(tmp_path, 'MAX_CONCURRENT_TASKS = "8"\n')
-    with pytest.raises(
-        ConfigError,
-        match=error(
-            f"MAX_CONCURRENT_TASKS must be an int >= 1, got '8' (from TOML file {str(path)!r})"
+        pytest.param(
+            'MAX_CONCURRENT_TASKS = "8"\n',
+            lambda path: (
+                f"MAX_CONCURRENT_TASKS must be an int >= 1, got '8' (from TOML file {path!r})"
+            ),
+            id="wrong-type",
         ),
-    ):
-        load_config(toml_path=path, env={})
-
-
-def test_toml_actorflow_must_be_a_table(tmp_path: Path) -> None:
-    path = write(tmp_path, "actorflow = 3\n")
-    with pytest.raises(
-        ConfigError,
-        match=error(f"[actorflow] in configuration file {str(path)!r} must be a table, got 3"),
-    ):
+        pytest.param(
+            "actorflow = 3\n",
+            lambda path: f"[actorflow] in configuration file {path!r} must be a table, got 3",
+            id="actorflow-must-be-a-table",
+        ),
+    ],
+)
+def test_toml_errors_name_the_file(
+    tmp_path: Path, text: str, message: Callable[[str], str]
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=error(message(str(path)))):
         load_config(toml_path=path, env={})
 
 

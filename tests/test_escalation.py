@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from helpers import SupervisorEvents as Events
+from helpers import gated, returns
 
 from actors import ActorSystem, ActorSystemError, TaskStatus
 from actors.runtime._manager import TaskManagerActor
@@ -74,14 +75,6 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
     release = asyncio.Event()
     started = asyncio.Event()
 
-    async def hangs() -> str:
-        started.set()
-        await release.wait()
-        return "late"
-
-    async def quick() -> int:
-        return 1
-
     clock = FakeClock()
     config = {
         "RESTART_MAX_RESTARTS": MAX_RESTARTS,
@@ -93,8 +86,8 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
     system = ActorSystem(config, clock=clock)
     async with system:
         tm = system.task_manager
-        running = await tm.register_task("running", hangs)
-        pending = await tm.register_task("pending", quick, dependencies=[running])
+        running = await tm.register_task("running", gated(started, release, "late"))
+        pending = await tm.register_task("pending", returns(1), dependencies=[running])
         assert await tm.execute_task(running) is True
         await asyncio.wait_for(started.wait(), WAIT)
         waiting = asyncio.ensure_future(tm.wait_for_task(running))
@@ -147,7 +140,7 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
 
         # Every later call fails the same way, at once.
         later_calls: list[Any] = [
-            tm.register_task("later", quick),
+            tm.register_task("later", returns(1)),
             tm.execute_task(pending),
             tm.wait_for_task(running),
             tm.get_task(running),

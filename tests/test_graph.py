@@ -6,17 +6,12 @@ import graphlib
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from helpers import PROPERTY
+from hypothesis import given
 from hypothesis import strategies as st
 
 from actors.core._errors import DependencyCycleError, DuplicateTaskError, TaskNotFoundError
 from actors.engine._graph import DependencyGraph
-
-# The autouse leak check in conftest.py is function scoped; it is harmless to run it once
-# around all the examples of a property test.
-PROPERTY = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
 
 
 def build(*nodes: str, edges: tuple[tuple[str, str], ...] = ()) -> DependencyGraph:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Boom
+from helpers import WAIT, Boom, add, double
 
 from actors import (
     ActorSystem,
@@ -21,16 +21,6 @@ from actors import (
 from actors.api import _client
 from actors.runtime import messages
 from supervisors.testing import FakeClock
-
-WAIT = 5.0
-
-
-async def double(x: int) -> int:
-    return 2 * x
-
-
-def add(x: int, y: int = 0) -> int:
-    return x + y
 
 
 def odd_fails(x: int) -> int:

@@ -11,7 +11,8 @@ import re
 import sys
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from helpers import PROPERTY
+from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -25,11 +26,6 @@ from actors.observe._metrics import (
     render_prometheus,
 )
 
-# The autouse leak check in conftest.py is function scoped; it is harmless to run it once
-# around all the examples of a property test.
-PROPERTY = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
 QUANTILES = (0.0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0)
 MIN_VALUE = 1e-9
 # The bound is alpha exactly at a bucket's edges; leave room for float rounding only.

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from helpers import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, WAITING
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -64,12 +65,6 @@ WAIT = 3.0
 task here ends or starts hanging within milliseconds; a failing example that waits out
 this bound must not make shrinking outlast the test's timeout)."""
 
-PENDING = TaskStatus.PENDING
-WAITING = TaskStatus.WAITING
-RUNNING = TaskStatus.RUNNING
-COMPLETED = TaskStatus.COMPLETED
-FAILED = TaskStatus.FAILED
-CANCELLED = TaskStatus.CANCELLED
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 OUTCOMES = ("ok", "fail", "hang")
 SCRIPTS = st.lists(st.sampled_from(OUTCOMES), max_size=3).map(tuple)

@@ -68,6 +68,13 @@ def parse(html: str) -> list[str]:
 
 asyncio.run(main())
 """
+MYPY_SAYS = [
+    'prog.py:9: note: Revealed type is "actors.core._types.TaskInfo"',
+    'prog.py:12: note: Revealed type is "str"',
+    'prog.py:17: note: Revealed type is "list[str]"',
+    "Success: no issues found in 1 source file",
+]
+"""What mypy strict prints about `USER_PROGRAM` against an installed actorflow."""
 
 
 def _env() -> dict[str, str]:
@@ -225,12 +232,7 @@ def test_mypy_in_a_user_project_sees_the_installed_wheel(
 ) -> None:
     done = _mypy(wheel_python, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines() == [
-        'prog.py:9: note: Revealed type is "actors.core._types.TaskInfo"',
-        'prog.py:12: note: Revealed type is "str"',
-        'prog.py:17: note: Revealed type is "list[str]"',
-        "Success: no issues found in 1 source file",
-    ]
+    assert done.stdout.splitlines() == MYPY_SAYS
 
 
 def test_mypy_in_a_user_project_sees_a_strict_editable_install(
@@ -245,9 +247,4 @@ def test_mypy_in_a_user_project_sees_a_strict_editable_install(
     project.mkdir()
     done = _mypy(python, project)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines() == [
-        'prog.py:9: note: Revealed type is "actors.core._types.TaskInfo"',
-        'prog.py:12: note: Revealed type is "str"',
-        'prog.py:17: note: Revealed type is "list[str]"',
-        "Success: no issues found in 1 source file",
-    ]
+    assert done.stdout.splitlines() == MYPY_SAYS

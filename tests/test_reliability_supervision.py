@@ -23,7 +23,7 @@ from typing import Any
 
 import pykka
 import pytest
-from helpers import Escalations, Ledger, StartsOnce
+from helpers import Escalations, Ledger, StartsOnce, gated
 from loguru import logger
 from tenacity import wait_fixed
 
@@ -378,11 +378,6 @@ async def test_a_huge_task_timeout_and_retry_delay_leave_the_system_working() ->
     gate = asyncio.Event()
     started = asyncio.Event()
 
-    async def waits() -> str:
-        started.set()
-        await gate.wait()
-        return "done"
-
     async def fails() -> None:
         raise RuntimeError("try again much later")
 
@@ -390,7 +385,7 @@ async def test_a_huge_task_timeout_and_retry_delay_leave_the_system_working() ->
     system.start()
     try:
         tm = system.task_manager
-        slow = await tm.register_task("slow", waits, timeout=1e10)
+        slow = await tm.register_task("slow", gated(started, gate, "done"), timeout=1e10)
         later = await tm.register_task("later", fails, max_retries=1, retry_delay=1e300)
         assert await tm.execute_task(slow) is True
         assert await tm.execute_task(later) is True
@@ -413,6 +408,24 @@ async def test_a_huge_task_timeout_and_retry_delay_leave_the_system_working() ->
 # -- 4: a crash loop escalates -------------------------------------------------------------
 
 
+def escalating_root(
+    factory: type[SupervisedActor],
+    policy: RestartPolicy,
+    clock: FakeClock,
+    escalations: Escalations,
+) -> pykka.ActorRef[Supervisor]:
+    """A supervisor "root" on ``clock``, without watchdog, of one child "w" (``factory``,
+    its state a `Ledger`) restarted under ``policy``; it escalates to ``escalations``."""
+    return Supervisor.start(
+        [ChildSpec("w", factory, state_factory=Ledger)],
+        policy=policy,
+        clock=clock,
+        watchdog_interval=None,
+        on_escalation=escalations,
+        name="root",
+    )
+
+
 def test_a_child_failing_in_every_incarnation_escalates_after_its_consecutive_failures(
     clock: FakeClock,
 ) -> None:
@@ -421,14 +434,7 @@ def test_a_child_failing_in_every_incarnation_escalates_after_its_consecutive_fa
     policy = RestartPolicy(
         wait=wait_fixed(3.0), max_restarts=3, within_seconds=5.0, max_consecutive_failures=3
     )
-    sup = Supervisor.start(
-        [ChildSpec("w", StartsOnce, state_factory=Ledger)],
-        policy=policy,
-        clock=clock,
-        watchdog_interval=None,
-        on_escalation=escalations,
-        name="root",
-    )
+    sup = escalating_root(StartsOnce, policy, clock, escalations)
     try:
         handle = sup.proxy().child("w").get(timeout=WAIT)
         assert handle.ask("ping", timeout=WAIT) == "pong"
@@ -465,14 +471,7 @@ def test_a_child_stable_between_rare_crashes_never_escalates(clock: FakeClock) -
         reset_after=10.0,
         max_consecutive_failures=1,
     )
-    sup = Supervisor.start(
-        [ChildSpec("w", Recorder, state_factory=Ledger)],
-        policy=policy,
-        clock=clock,
-        watchdog_interval=None,
-        on_escalation=escalations,
-        name="root",
-    )
+    sup = escalating_root(Recorder, policy, clock, escalations)
     try:
         handle = sup.proxy().child("w").get(timeout=WAIT)
         for _ in range(10):

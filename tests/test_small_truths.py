@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from helpers import WAIT, double, gated
 
 from actors import (
     ActorSystem,
@@ -25,8 +26,6 @@ from actors.core import LoopBridge
 from actors.core._bridge import DRAIN_CHUNK
 from supervisors.testing import FakeClock
 
-WAIT = 5.0
-
 
 @pytest.fixture
 def clock() -> FakeClock:
@@ -40,23 +39,14 @@ async def tm(backend: str, clock: FakeClock) -> AsyncIterator[UnifiedTaskManager
         yield system.task_manager
 
 
-async def double(x: int) -> int:
-    return 2 * x
-
-
 async def test_task_info_carries_aware_utc_wall_times(
     tm: UnifiedTaskManager, clock: FakeClock
 ) -> None:
     started = asyncio.Event()
     release = asyncio.Event()
 
-    async def work() -> str:
-        started.set()
-        await release.wait()
-        return "done"
-
     before = datetime.now(UTC)
-    task_id = await tm.register_task("work", work)
+    task_id = await tm.register_task("work", gated(started, release, "done"))
     after = datetime.now(UTC)
     info = await tm.get_task(task_id)
     assert info.created_utc is not None

@@ -11,7 +11,7 @@ import weakref
 from typing import Any
 
 import pytest
-from helpers import Boom, RecordingPort, Replies, requests_of, spy_on_facade
+from helpers import WAIT, Boom, RecordingPort, Replies, add, double, requests_of, spy_on_facade
 
 from actors import (
     ActorSystem,
@@ -29,16 +29,6 @@ from actors.runtime import _outbox, messages
 from actors.runtime._manager_base import FLUSH_AT, BaseManager
 from actors.runtime._monitor import TaskMonitorActor
 from supervisors.testing import FakeClock
-
-WAIT = 5.0
-
-
-async def double(x: int) -> int:
-    return 2 * x
-
-
-def add(x: int, y: int = 0) -> int:
-    return x + y
 
 
 def fail(message: str) -> None:

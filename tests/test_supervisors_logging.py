@@ -4,10 +4,8 @@ the package is silent until enabled (library etiquette)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from helpers import Echo
 from loguru import logger
 from tenacity import wait_none
@@ -22,17 +20,6 @@ from supervisors import (
 )
 
 TIMEOUT = 5.0
-
-
-@pytest.fixture
-def records() -> Iterator[list[dict[str, Any]]]:
-    captured: list[dict[str, Any]] = []
-    sink = logger.add(lambda m: captured.append(m.record), level="DEBUG")
-    try:
-        yield captured
-    finally:
-        logger.remove(sink)
-        logger.disable("supervisors")
 
 
 def run_to_escalation() -> None:
@@ -59,19 +46,19 @@ def run_to_escalation() -> None:
         ref.stop(timeout=TIMEOUT)
 
 
-def test_supervisor_lines_are_silent_by_default(records: list[dict[str, Any]]) -> None:
+def test_supervisor_lines_are_silent_by_default(log_records: list[dict[str, Any]]) -> None:
     run_to_escalation()
-    assert [r for r in records if r["name"].startswith("supervisors")] == []
+    assert [r for r in log_records if r["name"].startswith("supervisors")] == []
 
 
 def test_supervisor_lines_are_bound_with_supervisor_and_child(
-    records: list[dict[str, Any]],
+    log_records: list[dict[str, Any]],
 ) -> None:
     logger.enable("supervisors")
     run_to_escalation()
     lines = [
         (r["extra"].get("supervisor"), r["extra"].get("child"), r["level"].name, r["message"])
-        for r in records
+        for r in log_records
         if r["name"].startswith("supervisors._supervisor")
     ]
     assert lines[0] == ("app", "worker", "DEBUG", "child 'worker' started")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -105,20 +104,9 @@ async def test_facade_never_waits_for_a_manager(monkeypatch: pytest.MonkeyPatch)
         assert (await stuck).backend == "old"
 
 
-@pytest.fixture
-def captured_logs() -> Iterator[list[dict[str, Any]]]:
-    records: list[dict[str, Any]] = []
-    sink_id = logger.add(lambda message: records.append(message.record), level="DEBUG")
-    try:
-        yield records
-    finally:
-        logger.remove(sink_id)
-        configure_logging(False)
-
-
 @pytest.mark.parametrize("backend", ["new", "old"])
 async def test_user_log_lines_carry_the_task_id(
-    backend: str, captured_logs: list[dict[str, Any]]
+    backend: str, log_records: list[dict[str, Any]]
 ) -> None:
     async def in_coroutine() -> str | None:
         logger.info("hello from a coroutine")
@@ -134,7 +122,7 @@ async def test_user_log_lines_carry_the_task_id(
         thread_id = await tm.register_task("t", in_thread)
         assert await tm.execute_task(coro_id, wait=True) == coro_id
         assert await tm.execute_task(thread_id, wait=True) == thread_id
-    by_message = {r["message"]: r for r in captured_logs}
+    by_message = {r["message"]: r for r in log_records}
     assert by_message["hello from a coroutine"]["extra"]["task_id"] == coro_id
     assert by_message["hello from a thread"]["extra"]["task_id"] == thread_id
     assert by_message["hello from a thread"]["thread"].name.startswith(
@@ -143,7 +131,7 @@ async def test_user_log_lines_carry_the_task_id(
 
 
 async def test_lifecycle_lines_are_bound_and_off_by_default(
-    captured_logs: list[dict[str, Any]],
+    log_records: list[dict[str, Any]],
 ) -> None:
     async def fails() -> None:
         raise ValueError("boom")
@@ -152,7 +140,7 @@ async def test_lifecycle_lines_are_bound_and_off_by_default(
         tm = system.task_manager
         quiet = await tm.register_task("quiet", noop)
         await tm.execute_task(quiet, wait=True)
-        assert [r for r in captured_logs if r["extra"].get("task_id") == quiet] == []
+        assert [r for r in log_records if r["extra"].get("task_id") == quiet] == []
         configure_logging(True)
         ok = await tm.register_task("ok", noop, task_type="demo")
         await tm.execute_task(ok, wait=True)
@@ -161,7 +149,7 @@ async def test_lifecycle_lines_are_bound_and_off_by_default(
             await tm.execute_task(bad, wait=True)
     lines = [
         (r["extra"]["task_name"], r["extra"]["task_type"], r["message"])
-        for r in captured_logs
+        for r in log_records
         if r["extra"].get("task_id") in (ok, bad) and "task_name" in r["extra"]
     ]
     assert lines == [

@@ -10,7 +10,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from helpers import PROPERTY
+from hypothesis import given
 from hypothesis import strategies as st
 
 import actors.observe._taskgraph as taskgraph_module
@@ -23,9 +24,6 @@ from actors.core._errors import (
 from actors.core._types import TaskInfo, TaskPriority, TaskStatus
 from actors.observe._taskgraph import STATUS_COLOURS, GraphvizNotFoundError, TaskGraph, TaskNode
 
-PROPERTY = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
 SVG = "{http://www.w3.org/2000/svg}"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MISSING_DOT = (

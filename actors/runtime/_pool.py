@@ -233,7 +233,11 @@ class ThreadPoolActor(SystemChild[PoolState]):
 
     def on_stop(self) -> None:
         state = self.state
-        deadline = time.monotonic() + self.ctx.config.SHUTDOWN_TIMEOUT
+        # The system's stop deadline, shared with every other stage of the stop; a pool
+        # stopped on its own (terminate_child) has SHUTDOWN_TIMEOUT from now.
+        deadline = self.ctx.stop.at
+        if deadline is None:
+            deadline = time.monotonic() + self.ctx.config.SHUTDOWN_TIMEOUT
         process, dask = state.process, state.dask
         state.process = state.dask = None
         if process is not None:

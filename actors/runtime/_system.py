@@ -32,7 +32,7 @@ from actors.core import (
 )
 from actors.engine import BreakerRegistry, BreakerTransition, CircuitBreaker, Engine, Policy
 from actors.observe import ResourceSample, psutil_probe
-from actors.runtime._backends import DASK_MISSING, dask_installed
+from actors.runtime._backends import CLOSE_SECONDS, DASK_MISSING, dask_installed
 from actors.runtime._facade import FacadeActor, FacadeState
 from actors.runtime._legacy import LegacyTaskManagerActor
 from actors.runtime._manager import TaskManagerActor
@@ -70,7 +70,8 @@ __all__ = ["STOP_SLACK", "SupervisorClient", "SystemRuntime"]
 STOP_SLACK = 1.0
 """Seconds past ``SHUTDOWN_TIMEOUT`` a stop may take: what a stage does once the deadline
 has passed (the root supervisor tells the children left to stop, abandoned, and
-answers; the journal makes its last write; the recovered tasks' loop stops)."""
+answers; the journal makes its last write; the recovered tasks' loop stops). Closing
+worker processes (``process``, ``dask`` executors) may take `CLOSE_SECONDS` more."""
 
 
 class _Server(Protocol):
@@ -349,6 +350,12 @@ class SystemRuntime:
                 stopped.get(timeout=max(0.0, late - time.monotonic()))
             except Exception as exc:
                 logger.bind(system="actorflow").warning("stopping the supervisor: {!r}", exc)
+        state = self._state
+        pool = None if state is None else state.states.get("thread_pool")
+        if isinstance(pool, PoolState) and pool.closing_workers.is_set():
+            # Worker processes are killed and joined, a Dask cluster closed, even past
+            # the deadline: none is left behind (`CLOSE_SECONDS` at most).
+            pool.stopped.wait(max(0.0, late - time.monotonic()) + CLOSE_SECONDS)
         if self._journal is not None:
             self._journal.close(max(0.0, late - time.monotonic()))
         self._fail_pending(ActorSystemError("the actor system was shut down"))

@@ -13,7 +13,7 @@ from supervisors._errors import (
     SupervisorError,
 )
 from supervisors._handle import ChildHandle, ChildStatus
-from supervisors._messages import Kill
+from supervisors._messages import Kill, StopBy
 from supervisors._spec import ChildSpec, Restart, RestartPolicy, Strategy
 from supervisors._supervisor import (
     ChildCounts,
@@ -41,6 +41,7 @@ __all__ = [
     "Restart",
     "RestartIntensityExceeded",
     "RestartPolicy",
+    "StopBy",
     "Strategy",
     "SupervisedActor",
     "Supervisor",

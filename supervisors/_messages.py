@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ChildExited", "Kill", "RestartDue", "WatchdogTick"]
+from supervisors._errors import ChildSpecError
+
+__all__ = ["ChildExited", "Kill", "RestartDue", "StopBy", "WatchdogTick"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +18,31 @@ class Kill:
     """
 
     reason: str = "killed by a Kill message"
+
+
+@dataclass(frozen=True, slots=True)
+class StopBy:
+    """Stop the receiving supervisor, its whole stop over by ``deadline``.
+
+    ``deadline`` is a `time.monotonic` value (the waits are real waits, whatever clock
+    the supervisor reads for restarts). The children stop in reverse order as on a
+    plain stop, each waited for at most its ``shutdown_timeout`` and never past
+    ``deadline``: once it has passed, the rest are told to stop and abandoned at once
+    (each reported ``ABANDONED``). Send it with ``ask``: the answer comes when the
+    supervisor has stopped. A supervisor nested under this one gets a plain stop.
+    """
+
+    deadline: float
+
+    def __post_init__(self) -> None:
+        deadline = self.deadline
+        if (
+            not isinstance(deadline, int | float)
+            or isinstance(deadline, bool)
+            or deadline != deadline
+        ):
+            msg = f"StopBy.deadline must be a time.monotonic() value, got {deadline!r}"
+            raise ChildSpecError(msg)
 
 
 @dataclass(frozen=True, slots=True)

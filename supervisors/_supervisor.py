@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import itertools
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ from supervisors._handle import (
     ChildStatus,
     check_request_types,
 )
-from supervisors._messages import ChildExited, RestartDue, WatchdogTick
+from supervisors._messages import ChildExited, RestartDue, StopBy, WatchdogTick
 from supervisors._spec import ChildSpec, Restart, RestartPolicy, Strategy, check_child_specs
 
 __all__ = [
@@ -220,6 +221,7 @@ class Supervisor(SupervisedActor):
         self._restarts: list[float] = []
         self._watchdog: TimerHandle | None = None
         self._escalation: RestartIntensityExceeded | None = None
+        self._stop_deadline: float | None = None  # set by `StopBy`
         self._log = logger.bind(supervisor=name)
 
     @classmethod
@@ -298,6 +300,9 @@ class Supervisor(SupervisedActor):
             self._restart_due(message)
         elif type(message) is WatchdogTick:
             self._watchdog_tick(message)
+        elif type(message) is StopBy:
+            self._stop_deadline = message.deadline
+            self._stop()  # on_stop stops the children within the deadline
         else:
             return super().on_receive(message)
         return None
@@ -498,17 +503,22 @@ class Supervisor(SupervisedActor):
             ref = child.ref
             child.ref = None
             child.handle._detach()
+            timeout = child.spec.shutdown_timeout
+            deadline = self._stop_deadline
+            if deadline is not None:  # one bound for the whole stop (`StopBy`)
+                timeout = min(timeout, max(0.0, deadline - time.monotonic()))
             try:
                 stopped = ref.stop(block=False)
-                stopped.get(timeout=child.spec.shutdown_timeout)
+                stopped.get(timeout=timeout)
             except pykka.Timeout:
+                if timeout < child.spec.shutdown_timeout:
+                    why = f"by the supervisor's stop deadline ({timeout:.3f}s left)"
+                else:
+                    why = f"within {timeout}s"
                 self._event(
                     SupervisorEventKind.ABANDONED,
                     cid,
-                    reason=SupervisorError(
-                        f"child {cid!r} did not stop within {child.spec.shutdown_timeout}s; "
-                        "abandoned"
-                    ),
+                    reason=SupervisorError(f"child {cid!r} did not stop {why}; abandoned"),
                 )
                 continue
             self._event(SupervisorEventKind.STOPPED, cid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
@@ -51,6 +52,16 @@ async def slow_add(a: int, b: int) -> int:
     await asyncio.sleep(0)
     RUNS.append(("slow", a, b))
     return a + b
+
+
+STARTED = threading.Event()
+RELEASE = threading.Event()
+
+
+def stuck() -> str:
+    STARTED.set()
+    RELEASE.wait(10)  # ignores its cancellation token
+    return "released"
 
 
 def label(index: int, text: str) -> str:
@@ -160,6 +171,36 @@ async def test_the_status_changes_a_manager_journals_bind_executed_as_an_int(
     assert [type(executed) for _, executed in changes] == [int, int]
     assert [executed for _, executed in changes] == [1, 1]
     assert rows(path) == [("a", "completed", 1, 1, 0, "3", None)]
+
+
+async def test_the_journal_is_written_and_closed_when_the_stop_deadline_ran_out(
+    tmp_path: Path,
+) -> None:
+    # The pool waits for `stuck` until the stop's deadline, before the journal child is
+    # stopped (with nothing left of the deadline): the file is closed only after the
+    # journal's last write, and keeps every task as it was.
+    path = tmp_path / "tasks.db"
+    STARTED.clear()
+    RELEASE.clear()
+    try:
+        async with journaled_manager(path, SHUTDOWN_TIMEOUT=0.2) as tm:
+            await tm.register_task("add", add, (1, 2), task_id="a")
+            assert await tm.execute_task("a", wait=True) == 3
+            await tm.register_task("stuck", stuck, task_id="s")
+            await tm.register_task("later", add, (3, 4), task_id="p")
+            assert await tm.execute_task("s") is True
+            assert await asyncio.to_thread(STARTED.wait, 10)
+    finally:
+        RELEASE.set()
+    assert rows(path) == [
+        ("a", "completed", 1, 1, 0, "3", None),
+        ("s", "running", 1, 1, 0, None, None),  # comes back at the next start
+        ("p", "pending", 0, 0, 0, None, None),
+    ]
+    async with journaled_manager(path) as tm:
+        assert await tm.wait_for_task("s", timeout=10) == "released"
+        assert (await tm.get_task("s")).recoveries == 1
+        assert await tm.get_task_result("a") == 3
 
 
 async def test_recovery_runs_again_what_had_not_ended(tmp_path: Path) -> None:

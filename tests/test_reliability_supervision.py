@@ -7,7 +7,8 @@ fail loudly, in the `actors` error family.
    stops it.
 4. A child that fails in every incarnation escalates after its consecutive failures,
    even when its growing backoff keeps it under the restart window.
-7. ``shutdown()`` is bounded by ``SHUTDOWN_TIMEOUT`` while a child is in backoff.
+7. ``shutdown()`` is bounded by ``SHUTDOWN_TIMEOUT`` while a child is in backoff, and by
+   one deadline past a function that ignores its token and an ``on_stop`` that hangs.
 13. A call refused for room fails with `SystemOverloadedError`, an `ActorsError`.
 
 Nothing here sleeps: tests wait on events, futures and the fake clock, each with a bound.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +32,7 @@ from tenacity import wait_fixed
 import actors
 from actors import ActorsError, ActorSystem, ActorSystemError, SystemOverloadedError, TaskStatus
 from actors.core import bridge_for
+from actors.runtime._monitor import TaskMonitorActor
 from supervisors import (
     BufferFullError,
     ChildHandle,
@@ -606,3 +609,73 @@ async def test_shutdown_is_bounded_while_the_task_manager_waits_out_a_long_backo
     with pytest.raises(ActorSystemError, match=r"^the actor system was shut down$"):
         await asyncio.wait_for(buffered, WAIT)
     assert clock.pending() == 0
+
+
+async def test_shutdown_keeps_one_deadline_past_a_stuck_function_and_a_hanging_on_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The pool waits for a function that ignores its cancellation token until the stop's
+    # deadline; the monitor, stopped last, hangs in on_stop. With one deadline for the
+    # whole stop, the monitor is abandoned (at once: nothing is left) before shutdown()
+    # returns; with a wait per child, the supervisor would still be waiting for it
+    # (its own 5 s) when shutdown() returned.
+    release = threading.Event()
+    on_stop = TaskMonitorActor.on_stop
+
+    def hanging_on_stop(self: TaskMonitorActor) -> None:
+        release.wait(WAIT)
+        on_stop(self)
+
+    monkeypatch.setattr(TaskMonitorActor, "on_stop", hanging_on_stop)
+    system = ActorSystem({"SHUTDOWN_TIMEOUT": 0.2, "CLEANUP_INTERVAL": 0.0})
+    events: list[SupervisorEvent] = []
+    listen = system._supervisor_event
+
+    def spy(event: SupervisorEvent) -> None:
+        events.append(event)
+        listen(event)
+
+    monkeypatch.setattr(system, "_supervisor_event", spy)
+    system.start()
+    tm = system.task_manager
+    started = threading.Event()
+
+    def stuck() -> None:
+        started.set()
+        release.wait(WAIT)  # ignores its cancellation token
+
+    task_id = await tm.register_task("stuck", stuck)
+    assert await tm.execute_task(task_id) is True
+    assert await asyncio.to_thread(started.wait, WAIT)
+    try:
+        before = time.monotonic()
+        await asyncio.wait_for(system.shutdown(), WAIT)
+        after = time.monotonic()
+        ended = {SupervisorEventKind.STOPPED, SupervisorEventKind.ABANDONED}
+        stops = [(e.child_id, e.kind, str(e.reason)) for e in events if e.kind in ended]
+    finally:
+        release.set()
+    stopped = SupervisorEventKind.STOPPED
+    assert [cid for cid, _, _ in stops] == [
+        "facade",
+        "task_manager",
+        "legacy_task_manager",
+        "thread_pool",  # stopped or abandoned: it waited for `stuck` until the deadline
+        "task_monitor",
+    ]
+    assert stops[:3] == [
+        ("facade", stopped, "None"),
+        ("task_manager", stopped, "None"),
+        ("legacy_task_manager", stopped, "None"),
+    ]
+    assert stops[4] == (
+        "task_monitor",
+        SupervisorEventKind.ABANDONED,
+        "child 'task_monitor' did not stop by the supervisor's stop deadline (0.000s left); "
+        "abandoned",
+    )
+    # The one deadline: set when shutdown() began, SHUTDOWN_TIMEOUT ahead.
+    deadline = system._stop_deadline.at
+    assert deadline is not None
+    assert before + 0.2 <= deadline <= after + 0.2
+    assert system.running is False

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from actors.api._blocking import SWEEP_MARGIN, BlockingTaskManager, refuse_in_loop
 from actors.api._client import UnifiedTaskManager
 from actors.core import ActorSystemError, LoopThread
-from actors.runtime import SystemRuntime
+from actors.runtime import STOP_SLACK, SystemRuntime
 
 if TYPE_CHECKING:
     from actors.dashboard import DashboardServer
@@ -84,8 +84,8 @@ class ActorSystem(SystemRuntime):
         try:
             if runner is not None and not self._closed:
                 shutdown_timeout = self.config.SHUTDOWN_TIMEOUT
-                bound = shutdown_timeout * 4 + SWEEP_MARGIN
-                named = f"4 x SHUTDOWN_TIMEOUT={shutdown_timeout}s + {SWEEP_MARGIN}s"
+                bound = shutdown_timeout + STOP_SLACK + SWEEP_MARGIN
+                named = f"SHUTDOWN_TIMEOUT={shutdown_timeout}s + {STOP_SLACK}s + {SWEEP_MARGIN}s"
                 runner.call(self.shutdown(), bound, "system shutdown", named)
             elif not self._closed:
                 self.stop_sync()

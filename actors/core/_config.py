@@ -331,7 +331,15 @@ class Config:
     CALL_TIMEOUT: float = 30.0
     """Upper bound, in seconds, on one call into an actor."""
     SHUTDOWN_TIMEOUT: float = 10.0
-    """Upper bound, in seconds, on stopping the actor system."""
+    """Upper bound, in seconds, on stopping the actor system: one deadline, set when the
+    stop begins, for every stage (cancelling the tasks, the dashboards, each child's
+    stop in reverse order, the pool's wait for functions still running). A child still
+    stopping at the deadline is abandoned (it goes on stopping in its daemon thread);
+    one that stops later records nothing more: a task manager stopped past it does not
+    send the journal what it held back (those durable tasks come back as they were last
+    written). ``STOP_SLACK`` (1 s) more for the journal's last write, then the file is
+    closed; worker processes of the ``process`` and ``dask`` executors are killed and
+    joined (a cluster closed) even past it, in ``CLOSE_SECONDS`` (5 s) at most."""
     RESOURCE_CHECK_INTERVAL: float = 0.0
     """Seconds between CPU/memory samples of the resource governor; 0 turns it off."""
     CPU_HIGH_PERCENT: float = 85.0

@@ -9,10 +9,11 @@ from actors.runtime._durable import durable_row
 from actors.runtime._facade import TASK_SYSTEMS, new_task_id
 from actors.runtime._outbox import outbox
 from actors.runtime._shared import CHILD_IDS
-from actors.runtime._system import SupervisorClient, SystemRuntime
+from actors.runtime._system import STOP_SLACK, SupervisorClient, SystemRuntime
 
 __all__ = [
     "CHILD_IDS",
+    "STOP_SLACK",
     "TASK_SYSTEMS",
     "SupervisorClient",
     "SystemRuntime",

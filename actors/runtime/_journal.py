@@ -17,6 +17,7 @@ the actions run anyway: the system goes on from memory and never crashes for it.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,9 @@ class JournalState:
         """What waits for the next commit (the state handover keeps them)."""
         self.errors = 0
         """Failed writes so far."""
+        self.stopped = threading.Event()
+        """Set once an incarnation has stopped (not crashed) and made its last write:
+        the system closes the file after it (`Journal.close`)."""
 
     def _failed(self, error: JournalError, records: int) -> None:
         self.errors += 1
@@ -70,7 +74,10 @@ class JournalActor(SystemChild[JournalState]):
         self.commit()  # what the previous incarnation had not written
 
     def on_stop(self) -> None:
-        self.commit()
+        try:
+            self.commit()
+        finally:
+            self.state.stopped.set()
 
     def on_idle(self) -> None:
         self.commit()

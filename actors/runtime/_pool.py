@@ -20,6 +20,7 @@ its timeout counts, from then on.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -67,6 +68,11 @@ class PoolState:
         self.dask: DaskBackend | None = None
         self.broken = False
         """The process pool broke: the next incarnation replaces it."""
+        self.closing_workers = threading.Event()
+        """Set when a stop begins to close worker processes (``process``, ``dask``),
+        which may take past the system's stop deadline (`CLOSE_SECONDS`)."""
+        self.stopped = threading.Event()
+        """Set when a stop is over: the executors are closed."""
 
 
 def _run_direct(
@@ -233,9 +239,21 @@ class ThreadPoolActor(SystemChild[PoolState]):
 
     def on_stop(self) -> None:
         state = self.state
-        deadline = time.monotonic() + self.ctx.config.SHUTDOWN_TIMEOUT
+        try:
+            self._close(state)
+        finally:
+            state.stopped.set()
+
+    def _close(self, state: PoolState) -> None:
+        # The system's stop deadline, shared with every other stage of the stop; a pool
+        # stopped on its own (terminate_child) has SHUTDOWN_TIMEOUT from now.
+        deadline = self.ctx.stop.at
+        if deadline is None:
+            deadline = time.monotonic() + self.ctx.config.SHUTDOWN_TIMEOUT
         process, dask = state.process, state.dask
         state.process = state.dask = None
+        if process is not None or dask is not None:
+            state.closing_workers.set()
         if process is not None:
             close_process_pool(process, max(0.0, deadline - time.monotonic()))
         if dask is not None:

@@ -26,9 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from loguru import logger
 
 from actors.core import (
     ActorsError,
@@ -58,6 +61,8 @@ __all__ = ["BUSY_TIMEOUT", "Journal", "SystemLoop", "restore"]
 BUSY_TIMEOUT = 2.0
 """Seconds a journal write waits for a file another connection locked, then fails
 (reported; the system goes on from memory and tries again with the next batch)."""
+
+_log = logger.bind(system="actorflow")
 
 _TERMINAL = {"completed", "failed", "cancelled"}
 _EMPTY = "{}"
@@ -267,6 +272,8 @@ class Journal:
         self.codec = codec_for(config.JOURNAL_SERIALIZER)
         self._breaker = breaker
         self.loop: SystemLoop | None = None
+        self.state: JournalState | None = None
+        """The journal child's state (created by the supervisor at start)."""
         self.restored: dict[str, str] = {}
         """Recovered task id -> the task system it was recovered into."""
         self.backend = "new" if config.USE_NEW_TASK_SYSTEM else "old"
@@ -283,12 +290,11 @@ class Journal:
 
     def spec(self) -> ChildSpec:
         """The ``journal`` child (its state holds the writer and its pending records)."""
-        return ChildSpec(
-            "journal",
-            JournalActor,
-            (self.ctx,),
-            state_factory=lambda: JournalState(self.store, self.ctx),
-        )
+        return ChildSpec("journal", JournalActor, (self.ctx,), state_factory=self._state)
+
+    def _state(self) -> JournalState:
+        state = self.state = JournalState(self.store, self.ctx)
+        return state
 
     def engine(self, policy: Policy) -> DurableEngine:
         """A manager's state, with the journal's tasks that its task system registered."""
@@ -315,8 +321,20 @@ class Journal:
             self.loop = SystemLoop()
         return self.loop.bridge
 
-    def close(self) -> None:
+    def close(self, timeout: float) -> None:
+        """Close the file once the journal child has made its last write, waiting for
+        that and for the recovered tasks' loop at most ``timeout`` seconds in all. A
+        write still under way then fails (its records are not written; logged)."""
+        deadline = time.monotonic() + timeout
+        state = self.state
+        if state is not None and not state.stopped.wait(timeout):
+            _log.warning(
+                "the journal did not make its last write within {}s of the stop's end; "
+                "closing the file ({} records not written)",
+                timeout,
+                len(state.writer),
+            )
         if self.loop is not None:
-            self.loop.stop()
+            self.loop.stop(max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(Exception):
             self.store.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from supervisors import SupervisedActor
@@ -14,21 +14,33 @@ if TYPE_CHECKING:
     from actors.observe import ResourceSample
     from supervisors import ChildHandle, Clock, SupervisorState
 
-__all__ = ["CHILD_IDS", "SystemChild", "SystemContext"]
+__all__ = ["CHILD_IDS", "StopDeadline", "SystemChild", "SystemContext"]
 
 CHILD_IDS = ("task_monitor", "thread_pool", "legacy_task_manager", "task_manager", "facade")
+
+
+class StopDeadline:
+    """When the system's stop must be over: a `time.monotonic` value, set once when the
+    stop begins (`SystemRuntime.shutdown`, `stop_sync`); None until then. Every stage
+    of the stop waits until it at most (the waits are real, whatever the clock)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SystemContext:
     """What every child of the system shares: configuration, clock, the stable handles,
-    the circuit breakers and the resource probe."""
+    the circuit breakers, the resource probe and the stop's deadline."""
 
     config: Config
     clock: Clock
     supervisor_state: SupervisorState
     breakers: BreakerRegistry
     probe: Callable[[], ResourceSample]
+    stop: StopDeadline = field(default_factory=StopDeadline)
 
     def handle(self, child_id: str) -> ChildHandle:
         return self.supervisor_state.handles[child_id]

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -31,13 +32,13 @@ from actors.core import (
 )
 from actors.engine import BreakerRegistry, BreakerTransition, CircuitBreaker, Engine, Policy
 from actors.observe import ResourceSample, psutil_probe
-from actors.runtime._backends import DASK_MISSING, dask_installed
+from actors.runtime._backends import CLOSE_SECONDS, DASK_MISSING, dask_installed
 from actors.runtime._facade import FacadeActor, FacadeState
 from actors.runtime._legacy import LegacyTaskManagerActor
 from actors.runtime._manager import TaskManagerActor
 from actors.runtime._monitor import MonitorState, TaskMonitorActor
 from actors.runtime._pool import PoolState, ThreadPoolActor
-from actors.runtime._shared import CHILD_IDS, SystemContext
+from actors.runtime._shared import CHILD_IDS, StopDeadline, SystemContext
 from actors.runtime.messages import REQUEST_TYPES, BreakerChanged, ChildRestarted, Shutdown
 from supervisors import (
     SYSTEM_CLOCK,
@@ -47,6 +48,7 @@ from supervisors import (
     ConsecutiveFailuresExceeded,
     RestartIntensityExceeded,
     RestartPolicy,
+    StopBy,
     Strategy,
     Supervisor,
     SupervisorError,
@@ -63,13 +65,19 @@ if TYPE_CHECKING:
     from actors.runtime._recovery import Journal
     from supervisors import ChildCounts, ChildInfo
 
-__all__ = ["SupervisorClient", "SystemRuntime"]
+__all__ = ["STOP_SLACK", "SupervisorClient", "SystemRuntime"]
+
+STOP_SLACK = 1.0
+"""Seconds past ``SHUTDOWN_TIMEOUT`` a stop may take: what a stage does once the deadline
+has passed (the root supervisor tells the children left to stop, abandoned, and
+answers; the journal makes its last write; the recovered tasks' loop stops). Closing
+worker processes (``process``, ``dask`` executors) may take `CLOSE_SECONDS` more."""
 
 
 class _Server(Protocol):
     """A server that stops with the system (the dashboard's)."""
 
-    def stop(self) -> None: ...
+    def stop(self, timeout: float = ...) -> None: ...
 
 
 class SupervisorClient:
@@ -177,6 +185,8 @@ class SystemRuntime:
         """The loop thread of ``with ActorSystem()`` and ``system.blocking`` (`ActorSystem`
         starts it; `shutdown` stops it unless it runs there)."""
         self._journal: Journal | None = None
+        self._stop_deadline = StopDeadline()
+        """When the stop must be over (shared with the children through their context)."""
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -202,7 +212,9 @@ class SystemRuntime:
                 raise ActorSystemError(f"THREAD_POOL_BACKEND is 'dask', but {DASK_MISSING}")
             state = SupervisorState()
             clock = self.clock
-            ctx = SystemContext(cfg, clock, state, self.circuit_breakers, self._probe)
+            ctx = SystemContext(
+                cfg, clock, state, self.circuit_breakers, self._probe, self._stop_deadline
+            )
             journal = self._journal = None if cfg.JOURNAL_PATH is None else _journal(ctx, self)
 
             def engine(policy: Policy) -> Engine:
@@ -277,18 +289,21 @@ class SystemRuntime:
         await self.shutdown()
 
     async def shutdown(self) -> None:
-        """Cancel unfinished tasks, stop every actor (reverse order), close the pool."""
+        """Cancel unfinished tasks, stop every actor (reverse order), close the pool.
+
+        Returns within ``SHUTDOWN_TIMEOUT`` + `STOP_SLACK` seconds: every stage waits
+        until one deadline, set here (`_stop_until`)."""
         if self._root is None or self._closed:
             self._closed = True
             return
+        deadline = time.monotonic() + self.config.SHUTDOWN_TIMEOUT
         if self._failure is None:
-            bound = self.config.SHUTDOWN_TIMEOUT
             try:
                 # The call's own bound is swept once a second; wait_for makes it exact.
                 loop = asyncio.get_running_loop()
                 reply = Reply(bridge_for(loop), loop.create_future())
                 self._check().tell(Shutdown(reply))
-                await asyncio.wait_for(reply.future, bound)
+                await asyncio.wait_for(reply.future, max(0.0, deadline - time.monotonic()))
             except Exception as exc:
                 logger.bind(system="actorflow").warning("cancelling tasks at shutdown: {!r}", exc)
         loop = asyncio.get_running_loop()
@@ -299,7 +314,7 @@ class SystemRuntime:
 
         def stop() -> None:
             try:
-                self.stop_sync()
+                self._stop_until(deadline)
                 if stop_own and own is not None:
                     own.stop()
             finally:
@@ -311,18 +326,38 @@ class SystemRuntime:
         stopper.join(1.0)  # it has posted its last act; this returns at once
 
     def stop_sync(self) -> None:
-        """Stop without an event loop (at interpreter exit, say)."""
+        """Stop without an event loop (at interpreter exit, say), within
+        ``SHUTDOWN_TIMEOUT`` + `STOP_SLACK` seconds."""
+        self._stop_until(time.monotonic() + self.config.SHUTDOWN_TIMEOUT)
+
+    def _stop_until(self, deadline: float) -> None:
+        """Stop the dashboards, the supervision tree (children in reverse order) and the
+        journal, every stage within ``deadline`` (a `time.monotonic` value): a child
+        still stopping then is abandoned (it goes on stopping in its daemon thread).
+        Past it, `STOP_SLACK` more seconds for the root's answer and the journal's last
+        write (made after every manager has stopped, or abandoned)."""
         with self._lock:
             self._closed = True
             root = self._root
-        self._stop_dashboards()
+            if self._stop_deadline.at is None:
+                self._stop_deadline.at = deadline
+            deadline = self._stop_deadline.at
+        late = deadline + STOP_SLACK
+        self._stop_dashboards(deadline)
         if root is not None and root.is_alive():
             try:
-                root.stop(block=True, timeout=self.config.SHUTDOWN_TIMEOUT * 3)
+                stopped = root.ask(StopBy(deadline), block=False)
+                stopped.get(timeout=max(0.0, late - time.monotonic()))
             except Exception as exc:
                 logger.bind(system="actorflow").warning("stopping the supervisor: {!r}", exc)
+        state = self._state
+        pool = None if state is None else state.states.get("thread_pool")
+        if isinstance(pool, PoolState) and pool.closing_workers.is_set():
+            # Worker processes are killed and joined, a Dask cluster closed, even past
+            # the deadline: none is left behind (`CLOSE_SECONDS` at most).
+            pool.stopped.wait(max(0.0, late - time.monotonic()) + CLOSE_SECONDS)
         if self._journal is not None:
-            self._journal.close()
+            self._journal.close(max(0.0, late - time.monotonic()))
         self._fail_pending(ActorSystemError("the actor system was shut down"))
 
     # -- dashboards -----------------------------------------------------------------------
@@ -331,12 +366,12 @@ class SystemRuntime:
         with self._lock, contextlib.suppress(ValueError):
             self._dashboards.remove(server)
 
-    def _stop_dashboards(self) -> None:
+    def _stop_dashboards(self, deadline: float) -> None:
         with self._lock:
             servers = list(self._dashboards)
         for server in servers:
             try:
-                server.stop()
+                server.stop(max(0.0, min(5.0, deadline - time.monotonic())))
             except Exception as exc:
                 logger.bind(system="actorflow").warning("stopping the dashboard: {!r}", exc)
 

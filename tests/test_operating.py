@@ -11,12 +11,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors import (
     ActorSystem,
+    Config,
     TaskStatus,
     TaskTimeoutError,
 )
 from actors.engine._breaker import CircuitBreaker
+from actors.observe import GovernorPolicy, Pressure, ResourceSample, decide
 from actors.observe._events import Event, EventKind
-from actors.observe._governor import ResourceSample
 from supervisors import Kill
 from supervisors.testing import FakeClock
 
@@ -311,6 +312,24 @@ async def test_governor_lowers_and_raises_the_limit_from_probe_samples() -> None
         EventKind.RESOURCE_OK,
     ]
     assert dict(metrics.resource) == {"cpu_percent": 10.0, "memory_percent": 10.0}
+
+
+def test_the_governor_decides_by_the_configured_ceiling_and_thresholds() -> None:
+    config = Config(
+        MAX_CONCURRENT_TASKS=6,
+        CPU_HIGH_PERCENT=40.0,
+        MEMORY_HIGH_PERCENT=50.0,
+        CPU_CRITICAL_PERCENT=60.0,
+        MEMORY_CRITICAL_PERCENT=70.0,
+    )
+    policy = GovernorPolicy.from_config(config)
+    assert policy == GovernorPolicy(6, 40.0, 50.0, 60.0, 70.0)
+    assert decide(6, ResourceSample(40.0, 10.0), policy) == (3, Pressure.WARNING)
+    assert decide(6, ResourceSample(10.0, 50.0), policy) == (3, Pressure.WARNING)
+    assert decide(3, ResourceSample(60.0, 10.0), policy) == (1, Pressure.CRITICAL)
+    assert decide(3, ResourceSample(10.0, 70.0), policy) == (1, Pressure.CRITICAL)
+    assert decide(5, ResourceSample(39.9, 49.9), policy) == (6, Pressure.OK)
+    assert decide(6, ResourceSample(39.9, 49.9), policy) == (6, Pressure.OK)
 
 
 # -- task graph ----------------------------------------------------------------------------

@@ -2,15 +2,17 @@
 
 Additive increase, multiplicative decrease (AIMD, as TCP does it): while CPU or memory
 is above its high threshold the limit is halved (never below 1); while both are below
-it, the limit grows by one step back towards the configured maximum. Crossing a
-critical threshold is reported as a critical resource event.
+it, the limit grows by one back towards the configured maximum. Crossing a critical
+threshold is reported as a critical resource event. The thresholds and the maximum are
+the configuration's (`GovernorPolicy.from_config`): they have no defaults of their own.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
+
+from actors.core import Config
 
 __all__ = [
     "GovernorPolicy",
@@ -29,13 +31,24 @@ class ResourceSample:
 
 @dataclass(frozen=True, slots=True)
 class GovernorPolicy:
+    """The limit's ceiling and the percentages that decide the pressure."""
+
     max_limit: int
-    cpu_high: float = 85.0
-    memory_high: float = 85.0
-    cpu_critical: float = 95.0
-    memory_critical: float = 95.0
-    decrease_factor: float = 0.5
-    increase_step: int = 1
+    cpu_high: float
+    memory_high: float
+    cpu_critical: float
+    memory_critical: float
+
+    @classmethod
+    def from_config(cls, config: Config) -> GovernorPolicy:
+        """``MAX_CONCURRENT_TASKS`` and the ``*_PERCENT`` thresholds of ``config``."""
+        return cls(
+            config.MAX_CONCURRENT_TASKS,
+            config.CPU_HIGH_PERCENT,
+            config.MEMORY_HIGH_PERCENT,
+            config.CPU_CRITICAL_PERCENT,
+            config.MEMORY_CRITICAL_PERCENT,
+        )
 
 
 class Pressure(enum.StrEnum):
@@ -58,8 +71,8 @@ def decide(limit: int, sample: ResourceSample, policy: GovernorPolicy) -> tuple[
     """The next concurrency limit and the pressure that decided it."""
     level = pressure(sample, policy)
     if level is Pressure.OK:
-        return min(policy.max_limit, limit + policy.increase_step), level
-    return max(1, math.floor(limit * policy.decrease_factor)), level
+        return min(policy.max_limit, limit + 1), level
+    return max(1, limit // 2), level
 
 
 def psutil_probe() -> ResourceSample:

@@ -42,13 +42,17 @@ _INSTALL_HINT = (
 class TimingStats:
     """Summary of a set of durations, in seconds; all zeros when ``count == 0``."""
 
-    count: int = 0
-    sum: float = 0.0
-    mean: float = 0.0
-    p50: float = 0.0
-    p95: float = 0.0
-    p99: float = 0.0
-    max: float = 0.0
+    count: int
+    sum: float
+    mean: float
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+
+_NO_DURATIONS = TimingStats(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+"""The stats of an empty sketch (frozen: one instance serves every one)."""
 
 
 class QuantileSketch:
@@ -222,7 +226,7 @@ class QuantileSketch:
     def stats(self) -> TimingStats:
         """count, sum, mean, p50, p95, p99 and max, as a frozen `TimingStats`."""
         if not self._count:
-            return TimingStats()
+            return _NO_DURATIONS
         p50, p95, p99 = self._quantiles((0.5, 0.95, 0.99))
         return TimingStats(self._count, self._sum, self.mean, p50, p95, p99, self._max)
 

@@ -30,7 +30,6 @@ from actors.observe import (
     TimingStats,
     decide,
     kind_of_transition,
-    pressure,
 )
 from actors.runtime._shared import SystemChild
 from actors.runtime.messages import (
@@ -116,6 +115,7 @@ class TaskMonitorActor(SystemChild[MonitorState]):
     def __init__(self, ctx: SystemContext, state: MonitorState) -> None:
         super().__init__(ctx, state)
         self.me = ctx.handle(self.CHILD_ID)
+        self.policy = GovernorPolicy.from_config(ctx.config)  # the config is frozen
 
     def on_start(self) -> None:
         if self.ctx.config.RESOURCE_CHECK_INTERVAL > 0 and self.state.resource_timer is None:
@@ -407,23 +407,15 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         self.state.resource_timer = tell_later(self.ctx.clock, interval, self.me, ResourceTick())
 
     def _govern(self) -> None:
-        cfg = self.ctx.config
         try:
             sample: ResourceSample = self.ctx.probe()
         except Exception as exc:
             logger.bind(actor=self.CHILD_ID).warning("resource probe failed: {!r}", exc)
             return
-        policy = GovernorPolicy(
-            max_limit=cfg.MAX_CONCURRENT_TASKS,
-            cpu_high=cfg.CPU_HIGH_PERCENT,
-            memory_high=cfg.MEMORY_HIGH_PERCENT,
-            cpu_critical=cfg.CPU_CRITICAL_PERCENT,
-            memory_critical=cfg.MEMORY_CRITICAL_PERCENT,
-        )
         manager_state = self.ctx.supervisor_state.states["task_manager"]
-        current = self.state.limit or manager_state.limit or cfg.MAX_CONCURRENT_TASKS
-        self.state.limit = limit_after = decide(current, sample, policy)[0]
-        limit, level = limit_after, pressure(sample, policy)
+        current = self.state.limit or manager_state.limit or self.policy.max_limit
+        limit, level = decide(current, sample, self.policy)
+        self.state.limit = limit
         self.state.resource = {
             "cpu_percent": sample.cpu_percent,
             "memory_percent": sample.memory_percent,

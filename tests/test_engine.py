@@ -227,7 +227,8 @@ def test_a_bad_policy_is_refused_when_it_is_built() -> None:
 
 
 def test_only_the_engine_assigns_a_task_status() -> None:
-    """Every status change is a transition: one assignment site, in `Engine._move`."""
+    """Every status change is a transition: one assignment site, in `Engine._move`
+    (`LiveRecord.kept` copies the status into the record that replaces it, unchanged)."""
     sites = []
     for path in sorted(Path(__file__).parent.parent.joinpath("actors").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -243,7 +244,7 @@ def test_only_the_engine_assigns_a_task_status() -> None:
                         and not (isinstance(target.value, ast.Name) and target.value.id == "self")
                     ):
                         sites.append((path.name, func.name))
-    assert sites == [("_engine.py", "_move")]
+    assert sites == [("_engine.py", "_move"), ("_record.py", "kept")]
 
 
 class QuietPort(Port):

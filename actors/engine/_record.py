@@ -314,32 +314,25 @@ class LiveRecord(TaskRecord):
     def kept(self) -> TaskRecord:
         """The record to keep once the task completed (after `release`): a plain
         `TaskRecord` with this one's `TaskRecord` slots."""
-        record = _new_record(TaskRecord)
-        (
-            record.attempts,
-            record.created_at,
-            record.description,
-            record.failures,
-            record.finished_at,
-            record.max_retries,
-            record.metadata,
-            record.name,
-            record.pins,
-            record.priority,
-            record.result,
-            record.seq,
-            record.started_at,
-            record.status,
-            record.task_id,
-            record.task_type,
-            record.wall_offset,
-        ) = _KEPT(self)
+        record = TaskRecord()  # one store each: ~2x faster than an attrgetter's tuple
+        record.attempts = self.attempts
+        record.created_at = self.created_at
+        record.description = self.description
+        record.failures = self.failures
+        record.finished_at = self.finished_at
+        record.max_retries = self.max_retries
+        record.metadata = self.metadata
+        record.name = self.name
+        record.pins = self.pins
+        record.priority = self.priority
+        record.result = self.result
+        record.seq = self.seq
+        record.started_at = self.started_at
+        record.status = self.status
+        record.task_id = self.task_id
+        record.task_type = self.task_type
+        record.wall_offset = self.wall_offset
         return record
-
-
-_KEPT = attrgetter(*TaskRecord.__slots__)
-"""A completed task's fields, in the order of `TaskRecord.__slots__` (as `kept` sets them)."""
-_new_record = object.__new__
 
 
 _read_info = attribute_reader(

@@ -93,9 +93,12 @@ class TaskRecord:
     """One task, as the engine's table holds it; only `Engine._move` sets ``status``.
 
     A live task (registered, running, or ended failed or cancelled, which may be retried)
-    is a `LiveRecord`. A completed task is kept as this base class: the fields below
-    that vary from task to task are its slots, and every other field reads as the
-    class attribute holding the value every completed task has. The cyclic GC walks a
+    is a `LiveRecord`. A completed task is kept as this base class: the fields it shows
+    (`TaskInfo`), its result, and ``pins`` (written after it completed) are its slots;
+    every other field reads as a class attribute: what `LiveRecord.release` leaves
+    (None, 0, False), and for the options only an attempt uses (``retry_delay``,
+    ``retry_wait``, ``timeout``, ``is_coroutine``, ``executor``) their defaults, not
+    the values the task was registered with. The cyclic GC walks a
     record's slots each time it looks at it, and a completed record is retained until
     it is cleaned up, so the young generations of a burst are mostly completed records:
     17 slots instead of 43 cut each pass over one by about half (issue 13: gen-1 pauses

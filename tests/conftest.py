@@ -55,7 +55,7 @@ baseline, so one leak fails one test."""
 
 def _live_task_records() -> int:
     gc.collect()
-    return sum(1 for o in gc.get_objects() if type(o) is TaskRecord)
+    return sum(1 for o in gc.get_objects() if isinstance(o, TaskRecord))
 
 
 @pytest.fixture(autouse=True)

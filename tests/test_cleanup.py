@@ -33,7 +33,7 @@ async def noop(i: int) -> int:
 
 def live_records() -> int:
     gc.collect()
-    return sum(1 for o in gc.get_objects() if type(o) is TaskRecord)
+    return sum(1 for o in gc.get_objects() if isinstance(o, TaskRecord))
 
 
 async def run_and_clean(tm: UnifiedTaskManager, n: int) -> None:

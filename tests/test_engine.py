@@ -13,9 +13,10 @@ import pytest
 from helpers import Replies
 
 from actors.core._errors import ActorSystemError, ConfigError, TaskTimeoutError
-from actors.core._types import TaskPriority, TaskStatus
+from actors.core._types import TaskInfo, TaskPriority, TaskStatus
 from actors.engine import Engine, Policy, StartFailed, TaskRecord, Transition
 from actors.engine._breaker import BreakerState, CircuitBreaker
+from actors.engine._record import LiveRecord
 from actors.engine._validate import validate_registration
 from supervisors.testing import FakeClock
 
@@ -226,7 +227,8 @@ def test_a_bad_policy_is_refused_when_it_is_built() -> None:
 
 
 def test_only_the_engine_assigns_a_task_status() -> None:
-    """Every status change is a transition: one assignment site, in `Engine._move`."""
+    """Every status change is a transition: one assignment site, in `Engine._move`
+    (`LiveRecord.kept` copies the status into the record that replaces it, unchanged)."""
     sites = []
     for path in sorted(Path(__file__).parent.parent.joinpath("actors").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -242,7 +244,7 @@ def test_only_the_engine_assigns_a_task_status() -> None:
                         and not (isinstance(target.value, ast.Name) and target.value.id == "self")
                     ):
                         sites.append((path.name, func.name))
-    assert sites == [("_engine.py", "_move")]
+    assert sites == [("_engine.py", "_move"), ("_record.py", "kept")]
 
 
 class QuietPort(Port):
@@ -276,6 +278,47 @@ def test_a_retained_finished_task_is_one_object_for_the_cyclic_gc() -> None:
     assert len(gc.get_objects()) - before == 500
     assert [r.task_id for r in engine.finished][-2:] == ["t508", "t509"]
     assert engine.tasks["t509"].result == 509
+
+
+def test_a_completed_task_is_kept_with_only_the_fields_it_shows() -> None:
+    """Every collection that looks at a retained record walks each of its slots: a
+    completed task's record is swapped for a plain `TaskRecord` with 17 (issue 13: the
+    gen-1 pauses of a burst walk thousands of them); its fields read as before."""
+    engine, _, clock = make(Policy.simple(max_finished=10), QuietPort())
+    register(engine, "t", work, args=(7,), metadata={"k": "v"}, task_type="io")
+    engine.execute("t")
+    live = engine.tasks["t"]
+    assert (type(live), len(gc.get_referents(live))) == (LiveRecord, 44)  # its type + 43
+    clock.advance(1.5)
+    engine.attempt_done("t", 1, "done", None, at=clock.monotonic())
+    kept = engine.tasks["t"]
+    assert (type(kept), len(gc.get_referents(kept))) == (TaskRecord, 18)  # its type + 17
+    assert list(engine.finished) == [kept]
+    assert engine.info(kept) == engine.info(live)
+    assert engine.info(kept) == TaskInfo(
+        "t", "t", COMPLETED, "io", "", {"k": "v"}, (), TaskPriority.NORMAL, 1, 0,
+        100.0, 100.0, 101.5, None, "old", 1_000_000.0 - 100.0,
+    )  # fmt: skip
+    assert (kept.result, kept.pins, kept.failures, kept.seq) == ("done", 0, None, live.seq)
+    dropped = (kept.func, kept.args, kept.kwargs, kept.waiters, kept.execution, kept.spec)
+    assert dropped == (None,) * 6
+    with pytest.raises(AttributeError, match="'TaskRecord' object attribute 'func' is read-only"):
+        kept.func = work
+
+
+def test_a_failed_or_cancelled_task_keeps_its_live_record_to_be_retried() -> None:
+    engine, _, clock = make(Policy.simple(), QuietPort())
+    register(engine, "f", work, args=(1,))
+    register(engine, "c", work)
+    engine.execute("f")
+    engine.attempt_done("f", 1, None, ValueError("no"), at=clock.monotonic())
+    engine.cancel("c", cast(Any, Replies()))
+    failed, cancelled = engine.tasks["f"], engine.tasks["c"]
+    assert (type(failed), failed.status, type(cancelled), cancelled.status) == (
+        LiveRecord, FAILED, LiveRecord, TaskStatus.CANCELLED
+    )  # fmt: skip
+    assert failed.spec is not None
+    assert (failed.spec.func, failed.spec.args) == (work, (1,))
 
 
 def test_a_registered_task_is_one_object_for_the_cyclic_gc() -> None:

@@ -100,7 +100,6 @@ from actors.runtime import (
 from supervisors import BufferFullError, ChildHandle, SupervisorError
 
 if TYPE_CHECKING:
-    from actors.journal import TaskRow as JournalRow
     from actors.runtime import SystemRuntime
 
 __all__ = [
@@ -444,7 +443,7 @@ class UnifiedTaskManager:
         task_id = spec.task_id or new_task_id()
         return _new(messages.Register, (spec, task_id, reply.bridge, reply, journal))
 
-    async def _register(self, spec: TaskSpec, journal: JournalRow | None) -> str:
+    async def _register(self, spec: TaskSpec, journal: tuple[Any, ...] | None) -> str:
         reply = self._reply()
         result: str = await self._call(
             reply, messages.Register(spec, spec.task_id, reply.bridge, reply, journal)
@@ -453,7 +452,7 @@ class UnifiedTaskManager:
 
     def _complete(
         self, spec: TaskSpec, durable: bool | None, trace: Any
-    ) -> tuple[TaskSpec, JournalRow | None]:
+    ) -> tuple[TaskSpec, tuple[Any, ...] | None]:
         """A validated registration, with what the system decides: the executor (its
         arguments checked for pickling), its journal row (None: not durable), the shared
         breaker, and ``trace``, the caller's trace context (`capture`)."""
@@ -559,7 +558,7 @@ class UnifiedTaskManager:
 
     def _submit_spec(
         self, func: Any, args: tuple[Any, ...], options: dict[str, Any], trace: Any
-    ) -> tuple[TaskSpec, JournalRow | None]:
+    ) -> tuple[TaskSpec, tuple[Any, ...] | None]:
         """``func(*args)`` with submit's (or map's) ``options``, validated and completed."""
         if not options or (len(options) == 1 and "name" in options):  # the common case
             name = options.get("name")

@@ -118,7 +118,7 @@ class JournalWriter:
         error went to ``on_error`` and they stay pending."""
         pending = self._pending
         batch: list[Record] = []
-        for task_id in task_ids:
+        for task_id in dict.fromkeys(task_ids):  # each once (a task started again)
             record = pending.get(task_id)
             if record is None:
                 continue

@@ -45,9 +45,13 @@ def codec_for(serializer: str) -> Codec:
 
 def definition_row(
     config: Config, spec: TaskSpec, durable: object, breaker: str | None
-) -> TaskRow | None:
+) -> tuple[Any, ...] | None:
     """The journal row of ``spec`` (state fields at their registration values), or None
     when the task lives in memory only: no ``JOURNAL_PATH``, or ``durable=False``.
+
+    The row is the values of a `TaskRow` in a plain tuple: one of scalars, which the
+    garbage collector stops tracking once it has seen it, while a burst of registrations
+    waits in the mailboxes (a named tuple it traverses, 29 fields, at every collection).
 
     ``durable`` is None (the default: durable when the journal is on), True or False.
     ``breaker`` is the name of the task's circuit breaker, or None.
@@ -88,18 +92,13 @@ def definition_row(
         if not metadata
         else codec.encode_value(dict(metadata), what="metadata", task=task)
     )
-    # Positional, in `TaskRow` field order: a keyword call costs more per registration.
-    return _row(
-        (
-            "", spec.name, spec.task_type, function, args, kwargs, int(spec.priority),
-            spec.dependencies, spec.max_retries, spec.retry_delay, spec.timeout,
-            spec.executor, breaker, spec.description, encoded, spec.on_dependency_failure,
-            None, "pending", 0.0, 0.0, False, 0, 0, None, None, None, None, None, None,
-        )
+    # Positional, in `TaskRow` field order.
+    return (
+        "", spec.name, spec.task_type, function, args, kwargs, int(spec.priority),
+        spec.dependencies, spec.max_retries, spec.retry_delay, spec.timeout,
+        spec.executor, breaker, spec.description, encoded, spec.on_dependency_failure,
+        None, "pending", 0.0, 0.0, False, 0, 0, None, None, None, None, None, None,
     )  # fmt: skip
-
-
-_row = TaskRow._make
 
 
 _COMPARED: tuple[tuple[int, str], ...] = tuple(
@@ -154,6 +153,8 @@ def breaker_name(breaker: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def durable_row(config: Config, spec: TaskSpec, durable: object, breaker: Any) -> TaskRow | None:
+def durable_row(
+    config: Config, spec: TaskSpec, durable: object, breaker: Any
+) -> tuple[Any, ...] | None:
     """`definition_row` for ``register_task`` under ``config`` (``breaker``: its argument)."""
     return definition_row(config, spec, durable, breaker_name(breaker))

@@ -64,7 +64,7 @@ class FacadeState:
 
 @dataclass(slots=True, eq=False)
 class _Forwarded:
-    """The reply of a registration the facade gave its id, or a durable one: on failure
+    """The reply of a registration the facade gave its id (``retry_task``'s): on failure
     the routing entry is dropped again."""
 
     reply: ReplyTo
@@ -362,10 +362,10 @@ class FacadeActor(SystemChild[FacadeState]):
             # durable, registered before: its manager answers (idempotent registration)
             self._to(backend, message)
             return
-        if message.journal is None and message.task_id is not None:
-            # (`register_task` gives every call its id.) Forwarded as it is: the manager
-            # drops the routing entry again if it refuses the registration (as for
-            # `SubmitTask`).
+        if message.task_id is not None:
+            # (`register_task` gives every call its id.) Forwarded as it is, durable or
+            # not: the manager drops the routing entry again if it refuses the
+            # registration (as for `SubmitTask`).
             self._to(self._route(message.spec, message.task_id)[1], message)
             return
         task_id, backend = self._route(message.spec, message.task_id)

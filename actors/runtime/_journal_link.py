@@ -303,7 +303,7 @@ class JournalLink:
         commit. A task id the journal holds already answers with the id (idempotent
         start-up code), or raises if the definition differs."""
         engine = self.engine
-        given = cast(TaskRow, message.journal)
+        given = cast(tuple[Any, ...], message.journal)
         # Its id and task system (`_replace` costs ten times more).
         row = (task_id, *given[1:_BACKEND], engine.backend, *given[_BACKEND + 1 :])
         if task_id in engine.tasks:

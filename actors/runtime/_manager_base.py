@@ -320,12 +320,17 @@ class BaseManager(SupervisedActor):
         task_id = message.task_id
         if task_id is None:
             raise InvalidTaskError("a registration reaches a manager with its task id")
-        if message.journal is not None:
-            if self.link is not None:
+        if message.journal is not None and self.link is not None:
+            try:
                 self.link.register(message, task_id)
-                return DEFERRED
-            # (the facade's reply wrapper drops its routing entry if this refuses it)
-            return self.engine.register(message.spec, task_id, message.bridge)
+            except ActorsError:
+                # An id this manager holds stays routed (a durable registration of a task
+                # it has already is refused if the definitions differ); a refused new
+                # task's route is dropped, as below.
+                if task_id not in self.engine.tasks:
+                    self._refused(task_id)
+                raise
+            return DEFERRED
         try:
             return self.engine.register(message.spec, task_id, message.bridge)
         except ActorsError:

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from actors.core import JournalError, LoopBridge, ReplyTo, TaskStatus
     from actors.engine import BreakerTransition, PageQuery, TaskSpec, Transition
     from actors.journal import Record
-    from actors.journal import TaskRow as JournalRow
     from actors.observe import Subscriber
     from actors.runtime._attempt import Execution
 
@@ -91,8 +90,9 @@ class Register(NamedTuple):
     task_id: str | None
     bridge: LoopBridge
     reply: ReplyTo
-    journal: JournalRow | None = None
-    """A durable task's journal row (`actors.journal`), or None: memory only."""
+    journal: tuple[Any, ...] | None = None
+    """A durable task's journal row (the values of an `actors.journal.TaskRow`, in a
+    plain tuple: `durable_row`), or None: memory only."""
 
 
 class SubmitTask(NamedTuple):

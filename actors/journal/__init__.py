@@ -15,7 +15,7 @@ from actors.journal._codec import (
     register_placeholder,
 )
 from actors.journal._functions import NOT_DURABLE, function_reference, resolve_function
-from actors.journal._records import Deletion, Record, StatusChange, TaskRow, merge
+from actors.journal._records import STATE_AT, Deletion, Record, StatusChange, TaskRow, merge
 from actors.journal._store import SCHEMA_VERSION, SYNC_MODES, JournalStore
 from actors.journal._writer import JournalWriter
 
@@ -23,6 +23,7 @@ __all__ = [
     "NOT_DURABLE",
     "SCHEMA_VERSION",
     "SERIALIZERS",
+    "STATE_AT",
     "SYNC_MODES",
     "TAG",
     "Codec",

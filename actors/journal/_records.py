@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from actors.journal._codec import Payload
 
-__all__ = ["Deletion", "Record", "StatusChange", "TaskRow", "merge"]
+__all__ = ["STATE_AT", "Deletion", "Record", "StatusChange", "TaskRow", "merge"]
 
 
 class TaskRow(NamedTuple):
@@ -100,7 +100,7 @@ def merge(earlier: Record | None, later: Record) -> Record:
             # The definition and ``created_at`` of the row, the state of the change.
             return _make_row(
                 (
-                    *earlier[:_STATUS], later.status, earlier.created_at, later.updated_at,
+                    *earlier[:STATE_AT], later.status, earlier.created_at, later.updated_at,
                     earlier.executed or later.executed, *later[4:],
                 )
             )  # fmt: skip
@@ -112,5 +112,7 @@ def merge(earlier: Record | None, later: Record) -> Record:
 
 
 _make_row = TaskRow._make
-_STATUS = TaskRow._fields.index("status")
-assert TaskRow._fields[_STATUS:] == ("status", "created_at", *StatusChange._fields[2:])
+STATE_AT = TaskRow._fields.index("status")
+"""`TaskRow`'s definition fields come first; then ``status``, ``created_at`` and the
+fields of `StatusChange` from ``updated_at`` on, in the same order."""
+assert TaskRow._fields[STATE_AT:] == ("status", "created_at", *StatusChange._fields[2:])

@@ -44,7 +44,15 @@ from actors.core import (
     tell_later,
 )
 from actors.engine import Engine, Policy, StartFailed
-from actors.journal import Codec, Deletion, Record, StatusChange, TaskRow, error_fields
+from actors.journal import (
+    STATE_AT,
+    Codec,
+    Deletion,
+    Record,
+    StatusChange,
+    TaskRow,
+    error_fields,
+)
 from actors.runtime import messages
 from actors.runtime._durable import codec_for, same_definition
 
@@ -114,10 +122,6 @@ _MAY_WAIT = frozenset((TaskStatus.QUEUED, TaskStatus.WAITING))
 """The states of a task executed and not started yet whose record may be held."""
 _RUNNING_VALUE = TaskStatus.RUNNING.value
 _VALUES = {status: status.value for status in TaskStatus}
-_DEFINITION = TaskRow._fields.index("status")
-"""`TaskRow`'s definition fields come first; then ``status``, ``created_at`` and the
-fields of `StatusChange` from ``updated_at`` on, in the same order."""
-assert TaskRow._fields[_DEFINITION:] == ("status", "created_at", *StatusChange._fields[2:])
 _CREATED = TaskRow._fields.index("created_at")
 _BACKEND = TaskRow._fields.index("backend")
 _DEPENDENCIES = TaskRow._fields.index("dependencies")
@@ -459,7 +463,7 @@ class JournalLink:
                                            finished)))  # fmt: skip
             else:  # the definition's fields, then the state (`TaskRow` ends with them)
                 created = record.created_at + offset
-                append(_make_row((*row[:_DEFINITION], value, created, wall, executed, attempts,
+                append(_make_row((*row[:STATE_AT], value, created, wall, executed, attempts,
                                   recovered, result, note, error_type, error_message, started,
                                   finished)))  # fmt: skip
         rewrite.clear()

@@ -632,6 +632,36 @@ async def test_a_killed_worker_process_fails_its_attempt_and_the_pool_is_replace
         assert await tm.thread_pool.submit(double, 4) == 8
 
 
+# -- the thread executor: waiters of an attempt with calls queued behind it ----------------
+
+
+async def test_waiters_of_a_thread_attempt_with_calls_queued_behind_it_get_its_result() -> None:
+    # One worker: "first" ends while "second" waits for the worker, so the worker
+    # leaves first's waiters to the manager (answered there); "second" ends with
+    # nothing queued, and its worker answers its waiter itself.
+    release = threading.Event()
+    started = threading.Event()
+
+    def held(x: int) -> int:
+        started.set()
+        assert release.wait(WAIT)
+        return x * 2
+
+    async with make_system("thread", None, MAX_THREAD_WORKERS=1) as system:
+        tm = system.task_manager
+        await tm.register_task("held", held, (1,), task_id="first")
+        await tm.register_task("double", double, (2,), task_id="second")
+        first = asyncio.ensure_future(tm.execute_task("first", wait=True))
+        assert await asyncio.to_thread(started.wait, WAIT)
+        also = asyncio.ensure_future(tm.wait_for_task("first", timeout=WAIT))
+        second = asyncio.ensure_future(tm.execute_task("second", wait=True))
+        assert await tm.get_task_status("second") is TaskStatus.QUEUED
+        release.set()
+        assert await asyncio.wait_for(asyncio.gather(first, also, second), WAIT) == [2, 2, 4]
+        statuses = [(await tm.get_task(t)).status for t in ("first", "second")]
+        assert statuses == [TaskStatus.COMPLETED, TaskStatus.COMPLETED]
+
+
 # -- shutdown -----------------------------------------------------------------------------
 
 

@@ -377,6 +377,22 @@ def test_an_attempt_keeps_the_waiters_list_it_started_with_unchanged() -> None:
     assert (first.got, second.got, third.got) == ([], [], [("result", 7)])
 
 
+def test_an_attempt_that_did_not_answer_its_waiters_leaves_them_all_to_the_engine() -> None:
+    # A worker with calls queued behind it reports ``answered=False``: the engine
+    # answers every waiter, the ones lent to the attempt included, and only them once.
+    engine, port, _ = make(Policy.scheduler(2), KeepingPort())
+    first, second, gone = Replies(), Replies(), Replies()
+    register(engine, "t")
+    engine.execute("t", cast(Any, first))
+    engine.wait("t", cast(Any, gone))
+    engine.wait("t", cast(Any, second))
+    engine.unwait("t", cast(Any, gone))
+    assert cast(KeepingPort, port).kept == [[first]]
+    engine.attempt_done("t", 1, 7, None, None, answered=False)
+    assert engine.tasks["t"].status is TaskStatus.COMPLETED
+    assert (first.got, second.got, gone.got) == ([("result", 7)], [("result", 7)], [])
+
+
 def test_a_failed_task_keeps_its_registration_to_be_retried() -> None:
     engine, _, clock = make(Policy.simple(), QuietPort())
     breaker = CircuitBreaker("svc")

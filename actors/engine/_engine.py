@@ -487,17 +487,20 @@ class Engine:
         value: Any,
         error: BaseException | None,
         at: float | None,
+        answered: bool = True,
     ) -> None:
-        """Attempt ``attempt`` ended at ``at`` (None: now) with ``value`` or ``error``."""
+        """Attempt ``attempt`` ended at ``at`` (None: now) with ``value`` or ``error``.
+        ``answered``: on success, the attempt answered the waiters it was lent (False:
+        it left every waiter to us)."""
         record = self.tasks.get(task_id)
         if record is None or record.execution is None or record.attempts != attempt:
             return  # cleaned up meanwhile (timeouts and cancels claim the attempt first)
         cancels, record.cancels = record.cancels, None
-        answered = record.delegated
+        delegated = record.delegated if answered else 0
         self._leave_running(record, None if error is None else breaker_outcome(error))
         if error is None:
             record.result = value
-            self._finish(record, COMPLETED, answered=answered, at=at)
+            self._finish(record, COMPLETED, answered=delegated, at=at)
         elif ended_cancelled(error):  # its code raised CancelledError: like asyncio
             record.error = error
             self._finish(record, CANCELLED, at=at)

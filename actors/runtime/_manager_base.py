@@ -118,7 +118,7 @@ class BaseManager(SupervisedActor):
         }
         self._internal: dict[type, Callable[[Any], None]] = {
             messages.AttemptDone: lambda m: e.attempt_done(
-                m.task_id, m.attempt, m.value, m.error, m.at
+                m.task_id, m.attempt, m.value, m.error, m.at, m.answered
             ),
             messages.FunctionStarted: lambda m: e.function_started(m.task_id, m.attempt, m.at),
             messages.AttemptTimedOut: lambda m: e.timed_out(m.task_id, m.attempt),

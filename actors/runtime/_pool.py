@@ -100,11 +100,17 @@ def _started(execution: Execution, report: Callable[[Any], None]) -> bool:
 
 
 def _run_started(
-    execution: Execution, func: Callable[..., Any], args: Args, kwargs: Kwargs, report: Report
+    execution: Execution,
+    func: Callable[..., Any],
+    args: Args,
+    kwargs: Kwargs,
+    report: Report,
+    busy: Callable[[], int],
 ) -> None:
-    """On a worker thread: report the start, then run the attempt."""
+    """On a worker thread: report the start, then run the attempt (``busy``: the
+    executor's `WorkerThreads.qsize`, see `complete`)."""
     if _started(execution, report):
-        run_function(execution, func, args, kwargs, report)
+        run_function(execution, func, args, kwargs, report, busy)
 
 
 class ThreadPoolActor(SystemChild[PoolState]):
@@ -138,6 +144,7 @@ class ThreadPoolActor(SystemChild[PoolState]):
                     message.args,
                     message.kwargs,
                     message.report,
+                    executor.qsize,
                     on_abandon=execution.set_cancelled,
                 )
             else:

@@ -315,6 +315,9 @@ class AttemptDone(NamedTuple):
     value: Any
     error: BaseException | None
     at: float | None = None
+    answered: bool = True
+    """False: the attempt did not answer the waiters it was lent (`Execution.waiters`);
+    the manager answers them (see `actors.runtime._execution.complete`, ``busy``)."""
 
 
 Report: TypeAlias = Callable[[AttemptDone], None]

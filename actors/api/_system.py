@@ -91,7 +91,7 @@ class ActorSystem(SystemRuntime):
                 self.stop_sync()
         finally:
             if runner is not None:
-                runner.stop()
+                self._stop_loop_thread(runner)
 
     def serve_dashboard(
         self,

@@ -70,7 +70,8 @@ __all__ = ["STOP_SLACK", "SupervisorClient", "SystemRuntime"]
 STOP_SLACK = 1.0
 """Seconds past ``SHUTDOWN_TIMEOUT`` a stop may take: what a stage does once the deadline
 has passed (the root supervisor tells the children left to stop, abandoned, and
-answers; the journal makes its last write; the recovered tasks' loop stops). Closing
+answers; the journal makes its last write; the recovered tasks' loop and the blocking
+API's loop thread stop). Closing
 worker processes (``process``, ``dask`` executors) may take `CLOSE_SECONDS` more."""
 
 
@@ -316,7 +317,7 @@ class SystemRuntime:
             try:
                 self._stop_until(deadline)
                 if stop_own and own is not None:
-                    own.stop()
+                    self._stop_loop_thread(own)
             finally:
                 bridge.post(_resolve_none, done)
 
@@ -359,6 +360,15 @@ class SystemRuntime:
         if self._journal is not None:
             self._journal.close(max(0.0, late - time.monotonic()))
         self._fail_pending(ActorSystemError("the actor system was shut down"))
+
+    def _stop_loop_thread(self, runner: LoopThread) -> None:
+        """Stop ``runner`` (the blocking API's loop thread) once the rest has stopped:
+        by the stop's deadline plus `STOP_SLACK`, as the recovered tasks' loop; what is
+        still running on it then is abandoned, with a warning naming it."""
+        at = self._stop_deadline.at
+        if at is None:  # no stop ran here (the system never started): a bound of its own
+            at = time.monotonic() + self.config.SHUTDOWN_TIMEOUT
+        runner.stop(max(0.0, at + STOP_SLACK - time.monotonic()))
 
     # -- dashboards -----------------------------------------------------------------------
 

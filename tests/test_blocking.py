@@ -287,6 +287,51 @@ async def test_a_shutdown_from_another_loop_stops_the_loop_thread_by_its_deadlin
     assert_abandoned_with_a_warning(runner, log_records, stubborn)
 
 
+def test_with_stops_the_tree_by_the_deadline_when_the_loop_thread_is_stuck(
+    monkeypatch: pytest.MonkeyPatch, log_records: list[dict[str, Any]]
+) -> None:
+    # The loop thread never runs the shutdown (something blocks it): the `with` fails
+    # with the shutdown's CallTimeout, and the tree is stopped from the calling thread
+    # by the same deadline (it kept running), then the loop thread is abandoned.
+    from actors.api import _system
+
+    monkeypatch.setattr(_system, "SWEEP_MARGIN", 0.0)  # the bound is an exact sum
+    configure_logging(True)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_the_loop() -> None:
+        entered.set()
+        release.wait(WAIT)  # blocks the loop thread on purpose
+
+    try:
+        system = ActorSystem({**config(), "SHUTDOWN_TIMEOUT": 0.2})
+        with pytest.raises(CallTimeout) as timed_out, system:  # noqa: PT012
+            runner = system._loop_thread_for_blocking()
+            runner.loop.call_soon_threadsafe(hold_the_loop)
+            assert entered.wait(WAIT)
+            root = system._root
+            assert root is not None
+        assert str(timed_out.value) == (
+            "no answer to system shutdown within 1.2s (SHUTDOWN_TIMEOUT=0.2s + 1.0s + 0.0s); "
+            "the actor system is overloaded or stuck"
+        )
+        assert not system.running
+        assert not root.is_alive()  # stopped (its children stopped, or abandoned)
+        warnings = [
+            r["message"]
+            for r in log_records
+            if r["level"].name == "WARNING" and r["message"].startswith("the loop thread")
+        ]
+        assert warnings == [
+            "the loop thread 'actorflow-loop' did not end within 0.000s (the time left of "
+            "the stop's deadline); abandoned while running its loop"
+        ]
+    finally:
+        release.set()
+    runner.thread.join(WAIT)
+    assert not runner.thread.is_alive()
+
+
 def test_events_for_blocking_code() -> None:
     with ActorSystem(config()) as system:
         blocking = system.blocking

@@ -297,7 +297,7 @@ class SystemRuntime:
         if self._root is None or self._closed:
             self._closed = True
             return
-        deadline = time.monotonic() + self.config.SHUTDOWN_TIMEOUT
+        deadline = self._begin_stop()
         if self._failure is None:
             try:
                 # The call's own bound is swept once a second; wait_for makes it exact.
@@ -329,7 +329,15 @@ class SystemRuntime:
     def stop_sync(self) -> None:
         """Stop without an event loop (at interpreter exit, say), within
         ``SHUTDOWN_TIMEOUT`` + `STOP_SLACK` seconds."""
-        self._stop_until(time.monotonic() + self.config.SHUTDOWN_TIMEOUT)
+        self._stop_until(self._begin_stop())
+
+    def _begin_stop(self) -> float:
+        """The stop's one deadline: ``SHUTDOWN_TIMEOUT`` from when the first stop began
+        (set here then), the same for every stage and every later stop."""
+        with self._lock:
+            if self._stop_deadline.at is None:
+                self._stop_deadline.at = time.monotonic() + self.config.SHUTDOWN_TIMEOUT
+            return self._stop_deadline.at
 
     def _stop_until(self, deadline: float) -> None:
         """Stop the dashboards, the supervision tree (children in reverse order) and the
@@ -365,10 +373,7 @@ class SystemRuntime:
         """Stop ``runner`` (the blocking API's loop thread) once the rest has stopped:
         by the stop's deadline plus `STOP_SLACK`, as the recovered tasks' loop; what is
         still running on it then is abandoned, with a warning naming it."""
-        at = self._stop_deadline.at
-        if at is None:  # no stop ran here (the system never started): a bound of its own
-            at = time.monotonic() + self.config.SHUTDOWN_TIMEOUT
-        runner.stop(max(0.0, at + STOP_SLACK - time.monotonic()))
+        runner.stop(max(0.0, self._begin_stop() + STOP_SLACK - time.monotonic()))
 
     # -- dashboards -----------------------------------------------------------------------
 

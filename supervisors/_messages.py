@@ -31,7 +31,7 @@ class StopBy:
     (each reported ``ABANDONED``). Send it with ``ask``: the answer comes when the
     supervisor has stopped.
 
-    A supervisor sends a nested supervisor ``StopBy`` instead of a plain stop, with the
+    A supervisor tells a nested supervisor ``StopBy`` ahead of the plain stop, with the
     same bound (its ``shutdown_timeout`` from then, or this deadline if sooner), so the
     whole tree stops by one deadline; it waits `NESTED_STOP_SLACK` seconds more for
     the nested one's answer.

@@ -515,16 +515,17 @@ class Supervisor(SupervisedActor):
             if deadline is not None and deadline < until:  # one bound for the whole stop
                 until = deadline
                 timeout = max(0.0, deadline - now)
+            wait = timeout
+            if issubclass(ref.actor_class, Supervisor):
+                # A nested supervisor stops its own children by the same bound, so the
+                # whole tree is over by it (not each grandchild in its own time). The
+                # plain stop after it is answered once it has stopped so (or stops one
+                # that never takes `StopBy`).
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.tell(StopBy(until))
+                wait += NESTED_STOP_SLACK
             try:
-                if issubclass(ref.actor_class, Supervisor):
-                    # A nested supervisor stops its own children by the same bound, so
-                    # the whole tree is over by it (not each grandchild in its own time).
-                    stopped = ref.ask(StopBy(until), block=False)
-                    stopped.get(timeout=timeout + NESTED_STOP_SLACK)
-                else:
-                    ref.stop(block=False).get(timeout=timeout)
-            except pykka.ActorDeadError:
-                pass  # it stopped (a `StopBy` left in its inbox is answered so)
+                ref.stop(block=False).get(timeout=wait)
             except pykka.Timeout:
                 if timeout < child.spec.shutdown_timeout:
                     why = f"by the supervisor's stop deadline ({timeout:.3f}s left)"

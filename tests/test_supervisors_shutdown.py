@@ -23,6 +23,7 @@ from supervisors import (
     SupervisorError,
     SupervisorEvent,
     SupervisorEventKind,
+    SupervisorState,
 )
 from supervisors._actor import Envelope
 from supervisors.testing import FakeClock
@@ -214,6 +215,39 @@ def test_a_nested_supervisor_stops_its_children_by_its_parents_bound(how: str) -
     assert log[-1] == "stop:stuck"
 
 
+class Deaf(Supervisor):
+    """A supervisor that never takes `StopBy` (a subclass's own on_receive, say)."""
+
+    def on_receive(self, message: Any) -> Any:
+        return None if type(message) is StopBy else super().on_receive(message)
+
+
+def test_a_nested_supervisor_that_never_takes_stop_by_is_still_told_to_stop() -> None:
+    log: list[str] = []
+    events: list[SupervisorEvent] = []
+    deaf = ChildSpec(
+        "deaf",
+        Deaf,
+        args=([ChildSpec("a", Logged, kwargs={"name": "a", "log": log})],),
+        kwargs={"name": "deaf", "clock": FakeClock(), "watchdog_interval": None},
+        state_factory=SupervisorState,
+    )
+    outer = Supervisor.start(
+        [deaf], clock=FakeClock(), watchdog_interval=None, name="outer", listener=events.append
+    )
+    deaf_ref = outer.proxy().child("deaf").get(timeout=TIMEOUT).actor_ref
+    assert deaf_ref is not None
+    [thread] = [t for t in threading.enumerate() if t.name.endswith(deaf_ref.actor_urn[-12:])]
+
+    assert outer.stop(timeout=TIMEOUT) is True
+
+    # It stops at the plain stop sent after the StopBy, its child with it.
+    assert [(e.kind, e.child_id) for e in events[1:]] == [(SupervisorEventKind.STOPPED, "deaf")]
+    assert log == ["start:a", "stop:a"]
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+
+
 def test_a_stop_by_left_in_a_stopped_incarnations_inbox_is_answered_not_kept() -> None:
     # A nested supervisor that crashes with its parent's StopBy still in its inbox: the
     # StopBy was for that incarnation. Kept in the handle's buffer, it would stop the
@@ -221,7 +255,8 @@ def test_a_stop_by_left_in_a_stopped_incarnations_inbox_is_answered_not_kept() -
     handle = ChildHandle("inner")
     inbox: queue.SimpleQueue[Envelope[Any]] = queue.SimpleQueue()
     stop_by: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
-    inbox.put(Envelope(StopBy(time.monotonic()), reply_to=stop_by))
+    inbox.put(Envelope(StopBy(time.monotonic()), reply_to=stop_by))  # asked
+    inbox.put(Envelope(StopBy(time.monotonic())))  # told, as a parent sends it
     inbox.put(Envelope("ping"))
 
     handle._absorb("urn:uuid:gone", inbox)

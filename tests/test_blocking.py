@@ -28,6 +28,7 @@ from actors import (
     configure_logging,
 )
 from actors.core import LoopThread
+from actors.runtime import CHILD_IDS
 
 WAIT = 5.0
 REFUSED = (
@@ -311,12 +312,15 @@ def test_with_stops_the_tree_by_the_deadline_when_the_loop_thread_is_stuck(
             assert entered.wait(WAIT)
             root = system._root
             assert root is not None
+            children = [system.supervisor.child(cid).actor_ref for cid in CHILD_IDS]
         assert str(timed_out.value) == (
             "no answer to system shutdown within 1.2s (SHUTDOWN_TIMEOUT=0.2s + 1.0s + 0.0s); "
             "the actor system is overloaded or stuck"
         )
         assert not system.running
-        assert not root.is_alive()  # stopped (its children stopped, or abandoned)
+        assert not root.is_alive()
+        # Past the deadline: each child is told to stop and abandoned, and stops.
+        assert all(ref is not None and ref.actor_stopped.wait(WAIT) for ref in children)
         warnings = [
             r["message"]
             for r in log_records

@@ -344,14 +344,15 @@ class SystemRuntime:
         journal, every stage within ``deadline`` (a `time.monotonic` value): a child
         still stopping then is abandoned (it goes on stopping in its daemon thread).
         Past it, `STOP_SLACK` more seconds for the root's answer and the journal's last
-        write (made after every manager has stopped, or abandoned)."""
+        write (made after every manager has stopped, or abandoned); from now if it has
+        passed already (a loop thread too stuck to run the shutdown, say)."""
         with self._lock:
             self._closed = True
             root = self._root
             if self._stop_deadline.at is None:
                 self._stop_deadline.at = deadline
             deadline = self._stop_deadline.at
-        late = deadline + STOP_SLACK
+        late = max(deadline, time.monotonic()) + STOP_SLACK
         self._stop_dashboards(deadline)
         if root is not None and root.is_alive():
             try:

@@ -71,8 +71,8 @@ STOP_SLACK = 1.0
 """Seconds past ``SHUTDOWN_TIMEOUT`` a stop may take: what a stage does once the deadline
 has passed (the root supervisor tells the children left to stop, abandoned, and
 answers; the journal makes its last write; the recovered tasks' loop and the blocking
-API's loop thread stop). Closing
-worker processes (``process``, ``dask`` executors) may take `CLOSE_SECONDS` more."""
+API's loop thread stop). Closing worker processes (``process``, ``dask`` executors) may
+take `CLOSE_SECONDS` more."""
 
 
 class _Server(Protocol):

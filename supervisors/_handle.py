@@ -29,6 +29,7 @@ from pykka.messages import ProxyCall
 
 from supervisors._actor import ActorStop, Envelope, SupervisedActor
 from supervisors._errors import BufferFullError, SupervisorError
+from supervisors._messages import StopBy
 
 __all__ = ["ChildHandle", "ChildStatus"]
 
@@ -215,7 +216,9 @@ class ChildHandle:
         with self._lock:
             while not inbox.empty():
                 envelope = inbox.get()
-                if isinstance(envelope.message, ActorStop):
+                # A stop request (a nested supervisor's `StopBy`, too) is for the
+                # incarnation that stopped: answered, never kept for the next one.
+                if isinstance(envelope.message, ActorStop | StopBy):
                     if envelope.reply_to is not None:
                         envelope.reply_to.set(None)
                 else:

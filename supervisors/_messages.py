@@ -29,7 +29,12 @@ class StopBy:
     plain stop, each waited for at most its ``shutdown_timeout`` and never past
     ``deadline``: once it has passed, the rest are told to stop and abandoned at once
     (each reported ``ABANDONED``). Send it with ``ask``: the answer comes when the
-    supervisor has stopped. A supervisor nested under this one gets a plain stop.
+    supervisor has stopped.
+
+    A supervisor tells a nested supervisor ``StopBy`` ahead of the plain stop, with the
+    same bound (its ``shutdown_timeout`` from then, or this deadline if sooner), so the
+    whole tree stops by one deadline; it waits `NESTED_STOP_SLACK` seconds more for
+    the nested one's answer.
     """
 
     deadline: float

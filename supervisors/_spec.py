@@ -116,7 +116,8 @@ class ChildSpec:
     ``state_factory`` is set. ``state_factory`` is called once, when the child is first
     added, and the object it returns is handed to every incarnation: whatever must
     survive a crash lives there. A child that does not stop within ``shutdown_timeout``
-    seconds is reported and abandoned; one whose ``on_start`` does not finish within
+    seconds is reported and abandoned (a nested supervisor stops its own children within
+    it too: `StopBy`); one whose ``on_start`` does not finish within
     ``start_timeout`` seconds counts as a failed start.
     """
 

@@ -54,6 +54,11 @@ __all__ = [
 ]
 
 
+NESTED_STOP_SLACK = 0.5
+"""Seconds past its stop's bound a supervisor waits for a nested supervisor: told to stop
+by that bound (`StopBy`), the nested one abandons what is left of its own children then
+and answers at once; the slack is for that answer, not for its children."""
+
 # Restart generations are unique in the process, so a RestartDue left in a crashed
 # supervisor's inbox never matches a restart its next incarnation schedules.
 _generations = itertools.count(1)
@@ -503,13 +508,24 @@ class Supervisor(SupervisedActor):
             ref = child.ref
             child.ref = None
             child.handle._detach()
+            now = time.monotonic()
             timeout = child.spec.shutdown_timeout
+            until = now + timeout
             deadline = self._stop_deadline
-            if deadline is not None:  # one bound for the whole stop (`StopBy`)
-                timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+            if deadline is not None and deadline < until:  # one bound for the whole stop
+                until = deadline
+                timeout = max(0.0, deadline - now)
+            wait = timeout
+            if issubclass(ref.actor_class, Supervisor):
+                # A nested supervisor stops its own children by the same bound, so the
+                # whole tree is over by it (not each grandchild in its own time). The
+                # plain stop after it is answered once it has stopped so (or stops one
+                # that never takes `StopBy`).
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.tell(StopBy(until))
+                wait += NESTED_STOP_SLACK
             try:
-                stopped = ref.stop(block=False)
-                stopped.get(timeout=timeout)
+                ref.stop(block=False).get(timeout=wait)
             except pykka.Timeout:
                 if timeout < child.spec.shutdown_timeout:
                     why = f"by the supervisor's stop deadline ({timeout:.3f}s left)"

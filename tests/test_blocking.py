@@ -25,7 +25,10 @@ from actors import (
     TaskNotFoundError,
     TaskStatus,
     UnifiedTaskManager,
+    configure_logging,
 )
+from actors.core import LoopThread
+from actors.runtime import CHILD_IDS
 
 WAIT = 5.0
 REFUSED = (
@@ -204,6 +207,133 @@ def test_blocking_shutdown_then_exit_is_clean() -> None:
         system.blocking.shutdown()
         assert not system.running
     assert set(threading.enumerate()) <= before
+
+
+class Stubborn:
+    """A coroutine function that ignores its cancellation until ``release()``."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.gate = asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.started.set()
+        while True:
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                continue
+            return
+
+    def start_on(self, system: ActorSystem) -> LoopThread:
+        """Run it as a task of ``system``, on its loop thread (through `system.blocking`)."""
+        task_id = system.blocking.register_task("stubborn", self)
+        assert system.blocking.execute_task(task_id) is True
+        assert self.started.wait(WAIT)
+        runner = system._loop_thread
+        assert runner is not None
+        return runner
+
+
+def assert_abandoned_with_a_warning(
+    runner: LoopThread, log_records: list[dict[str, Any]], stubborn: Stubborn
+) -> None:
+    try:
+        warnings = [
+            r["message"]
+            for r in log_records
+            if r["level"].name == "WARNING" and r["message"].startswith("the loop thread")
+        ]
+        assert len(warnings) == 1
+        assert re.fullmatch(
+            r"the loop thread 'actorflow-loop' did not end within [01]\.\d{3}s \(the time "
+            r"left of the stop's deadline\); abandoned while waiting for its 1 cancelled "
+            r"task\(s\) to end \(a coroutine that ignores its cancellation, or blocks the "
+            r"loop\)",
+            warnings[0],
+        )
+        assert runner.thread.is_alive()  # abandoned: still waiting for `stubborn`
+    finally:
+        runner.loop.call_soon_threadsafe(stubborn.gate.set)
+    runner.thread.join(WAIT)
+    assert not runner.thread.is_alive()
+    assert runner.loop.is_closed()
+
+
+# A coroutine task that ignores its cancellation keeps the loop thread in its last stage
+# (waiting for its cancelled tasks). The thread gets what is left of the stop's deadline
+# (SHUTDOWN_TIMEOUT, plus STOP_SLACK for the end of the loop threads), not a fixed bound
+# of its own (5 s); then it is abandoned, and a warning says what it was doing.
+
+
+def test_with_stops_the_loop_thread_by_the_stops_deadline(
+    log_records: list[dict[str, Any]],
+) -> None:
+    configure_logging(True)
+    stubborn = Stubborn()
+    with ActorSystem({**config(), "SHUTDOWN_TIMEOUT": 0.2}) as system:
+        runner = stubborn.start_on(system)
+    assert not system.running
+    assert_abandoned_with_a_warning(runner, log_records, stubborn)
+
+
+async def test_a_shutdown_from_another_loop_stops_the_loop_thread_by_its_deadline(
+    log_records: list[dict[str, Any]],
+) -> None:
+    configure_logging(True)
+    stubborn = Stubborn()
+    async with ActorSystem({**config(), "SHUTDOWN_TIMEOUT": 0.2}) as system:
+        runner = await asyncio.to_thread(stubborn.start_on, system)
+    assert not system.running
+    assert_abandoned_with_a_warning(runner, log_records, stubborn)
+
+
+def test_with_stops_the_tree_by_the_deadline_when_the_loop_thread_is_stuck(
+    monkeypatch: pytest.MonkeyPatch, log_records: list[dict[str, Any]]
+) -> None:
+    # The loop thread never runs the shutdown (something blocks it): the `with` fails
+    # with the shutdown's CallTimeout, and the tree is stopped from the calling thread
+    # by the same deadline (it kept running), then the loop thread is abandoned.
+    from actors.api import _system
+
+    monkeypatch.setattr(_system, "SWEEP_MARGIN", 0.0)  # the bound is an exact sum
+    configure_logging(True)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_the_loop() -> None:
+        entered.set()
+        release.wait(WAIT)  # blocks the loop thread on purpose
+
+    try:
+        system = ActorSystem({**config(), "SHUTDOWN_TIMEOUT": 0.2})
+        with pytest.raises(CallTimeout) as timed_out, system:  # noqa: PT012
+            runner = system._loop_thread_for_blocking()
+            runner.loop.call_soon_threadsafe(hold_the_loop)
+            assert entered.wait(WAIT)
+            root = system._root
+            assert root is not None
+            children = [system.supervisor.child(cid).actor_ref for cid in CHILD_IDS]
+        assert str(timed_out.value) == (
+            "no answer to system shutdown within 1.2s (SHUTDOWN_TIMEOUT=0.2s + 1.0s + 0.0s); "
+            "the actor system is overloaded or stuck"
+        )
+        assert not system.running
+        assert not root.is_alive()
+        # Past the deadline: each child is told to stop and abandoned, and stops.
+        assert all(ref is not None and ref.actor_stopped.wait(WAIT) for ref in children)
+        warnings = [
+            r["message"]
+            for r in log_records
+            if r["level"].name == "WARNING" and r["message"].startswith("the loop thread")
+        ]
+        assert warnings == [
+            "the loop thread 'actorflow-loop' did not end within 0.000s (the time left of "
+            "the stop's deadline); abandoned while running its loop"
+        ]
+    finally:
+        release.set()
+    runner.thread.join(WAIT)
+    assert not runner.thread.is_alive()
 
 
 def test_events_for_blocking_code() -> None:

@@ -282,7 +282,7 @@ async def test_a_waiter_on_another_loop_wakes_after_its_manager_has_the_outcome(
         assert await asyncio.wait_for(call, WAIT) == (8, 1)
     finally:
         release.set()
-        other.stop()
+        assert other.stop(WAIT) is True
 
 
 async def test_a_burst_of_calls_is_one_message_to_the_facade(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import re
 import threading
 import time
@@ -13,6 +14,7 @@ import pykka
 import pytest
 
 from supervisors import (
+    ChildHandle,
     ChildSpec,
     ChildSpecError,
     ChildStatus,
@@ -21,7 +23,9 @@ from supervisors import (
     SupervisorError,
     SupervisorEvent,
     SupervisorEventKind,
+    SupervisorState,
 )
+from supervisors._actor import Envelope
 from supervisors.testing import FakeClock
 
 TIMEOUT = 5.0
@@ -132,6 +136,133 @@ def test_stop_by_one_deadline_does_not_wait_for_each_child_in_turn() -> None:
         thread.join(TIMEOUT)
         assert not thread.is_alive()
     assert sorted(log[2:]) == ["stop:a", "stop:b"]
+
+
+class StuckOnStop(helpers.Logged):
+    """Its ``on_stop`` waits until ``release`` is set (``entered`` says it began)."""
+
+    def __init__(
+        self, name: str, log: list[str], entered: threading.Event, release: threading.Event
+    ) -> None:
+        super().__init__(name, log)
+        self.entered = entered
+        self.release = release
+
+    def on_stop(self) -> None:
+        self.entered.set()
+        self.release.wait(TIMEOUT)
+        super().on_stop()
+
+
+@pytest.mark.parametrize("how", ["StopBy", "stop"])
+def test_a_nested_supervisor_stops_its_children_by_its_parents_bound(how: str) -> None:
+    # outer -> inner -> [stuck (30 s to stop; its on_stop hangs), a]. The stop's bound,
+    # 0.3 s from now (a `StopBy` deadline, or inner's shutdown_timeout on a plain stop),
+    # holds for the whole tree: inner stops `a`, abandons `stuck` by that bound and
+    # answers, so outer reports inner stopped. With a plain stop sent to inner, inner
+    # would wait 30 s for `stuck` and outer would abandon inner instead.
+    log: list[str] = []
+    events: list[SupervisorEvent] = []
+    entered, release = threading.Event(), threading.Event()
+    stuck = ChildSpec(
+        "stuck",
+        StuckOnStop,
+        kwargs={"name": "stuck", "log": log, "entered": entered, "release": release},
+        shutdown_timeout=30.0,
+    )
+    inner = Supervisor.spec(
+        "inner",
+        [stuck, ChildSpec("a", Logged, kwargs={"name": "a", "log": log})],
+        shutdown_timeout=0.3 if how == "stop" else 30.0,
+        clock=FakeClock(),
+        watchdog_interval=None,
+        listener=events.append,
+    )
+    outer = Supervisor.start(
+        [inner], clock=FakeClock(), watchdog_interval=None, name="outer", listener=events.append
+    )
+    inner_handle = outer.proxy().child("inner").get(timeout=TIMEOUT)
+    stuck_ref = inner_handle.call("child", "stuck").get(timeout=TIMEOUT).actor_ref
+    assert stuck_ref is not None
+    [thread] = [t for t in threading.enumerate() if t.name.endswith(stuck_ref.actor_urn[-12:])]
+    try:
+        if how == "StopBy":
+            assert outer.ask(StopBy(time.monotonic() + 0.3), timeout=TIMEOUT) is None
+        else:
+            assert outer.stop(timeout=TIMEOUT) is True
+        assert entered.wait(TIMEOUT)  # told to stop, it is still in on_stop
+
+        ended = {SupervisorEventKind.STOPPED, SupervisorEventKind.ABANDONED}
+        stops = [(e.supervisor, e.kind, e.child_id) for e in events if e.kind in ended]
+        assert stops == [
+            ("inner", SupervisorEventKind.STOPPED, "a"),
+            ("inner", SupervisorEventKind.ABANDONED, "stuck"),
+            ("outer", SupervisorEventKind.STOPPED, "inner"),
+        ]
+        [abandoned] = [e for e in events if e.kind is SupervisorEventKind.ABANDONED]
+        assert re.fullmatch(
+            r"child 'stuck' did not stop by the supervisor's stop deadline "
+            r"\(0\.[0-3]\d\ds left\); abandoned",
+            str(abandoned.reason),
+        )
+        assert log == ["start:stuck", "start:a", "stop:a"]
+        assert not outer.is_alive()
+        assert thread.is_alive()  # abandoned, still in its on_stop
+    finally:
+        release.set()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+    assert log[-1] == "stop:stuck"
+
+
+class Deaf(Supervisor):
+    """A supervisor that never takes `StopBy` (a subclass's own on_receive, say)."""
+
+    def on_receive(self, message: Any) -> Any:
+        return None if type(message) is StopBy else super().on_receive(message)
+
+
+def test_a_nested_supervisor_that_never_takes_stop_by_is_still_told_to_stop() -> None:
+    log: list[str] = []
+    events: list[SupervisorEvent] = []
+    deaf = ChildSpec(
+        "deaf",
+        Deaf,
+        args=([ChildSpec("a", Logged, kwargs={"name": "a", "log": log})],),
+        kwargs={"name": "deaf", "clock": FakeClock(), "watchdog_interval": None},
+        state_factory=SupervisorState,
+    )
+    outer = Supervisor.start(
+        [deaf], clock=FakeClock(), watchdog_interval=None, name="outer", listener=events.append
+    )
+    deaf_ref = outer.proxy().child("deaf").get(timeout=TIMEOUT).actor_ref
+    assert deaf_ref is not None
+    [thread] = [t for t in threading.enumerate() if t.name.endswith(deaf_ref.actor_urn[-12:])]
+
+    assert outer.stop(timeout=TIMEOUT) is True
+
+    # It stops at the plain stop sent after the StopBy, its child with it.
+    assert [(e.kind, e.child_id) for e in events[1:]] == [(SupervisorEventKind.STOPPED, "deaf")]
+    assert log == ["start:a", "stop:a"]
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+
+
+def test_a_stop_by_left_in_a_stopped_incarnations_inbox_is_answered_not_kept() -> None:
+    # A nested supervisor that crashes with its parent's StopBy still in its inbox: the
+    # StopBy was for that incarnation. Kept in the handle's buffer, it would stop the
+    # next incarnation as soon as it started (a one_for_all restart, say).
+    handle = ChildHandle("inner")
+    inbox: queue.SimpleQueue[Envelope[Any]] = queue.SimpleQueue()
+    stop_by: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    inbox.put(Envelope(StopBy(time.monotonic()), reply_to=stop_by))  # asked
+    inbox.put(Envelope(StopBy(time.monotonic())))  # told, as a parent sends it
+    inbox.put(Envelope("ping"))
+
+    handle._absorb("urn:uuid:gone", inbox)
+
+    assert stop_by.get(timeout=0) is None
+    assert handle.buffered == 1  # only "ping" waits for the next incarnation
 
 
 @pytest.mark.parametrize("deadline", ["soon", float("nan"), True, None])

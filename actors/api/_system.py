@@ -79,19 +79,26 @@ class ActorSystem(SystemRuntime):
         return runner
 
     def _stop_blocking(self) -> None:
-        """Shut down from synchronous code: on the loop thread, then stop it."""
+        """Shut down from synchronous code: on the loop thread, then stop it. A loop
+        thread that never runs the shutdown (stuck, or gone) does not keep the tree
+        running: it is stopped from here, by the same deadline."""
         runner = self._loop_thread
         try:
             if runner is not None and not self._closed:
+                deadline = self._begin_stop()
                 shutdown_timeout = self.config.SHUTDOWN_TIMEOUT
                 bound = shutdown_timeout + STOP_SLACK + SWEEP_MARGIN
                 named = f"SHUTDOWN_TIMEOUT={shutdown_timeout}s + {STOP_SLACK}s + {SWEEP_MARGIN}s"
-                runner.call(self.shutdown(), bound, "system shutdown", named)
+                try:
+                    runner.call(self.shutdown(), bound, "system shutdown", named)
+                finally:
+                    if not self._closed:  # the shutdown never reached the tree's stop
+                        self._stop_until(deadline)
             elif not self._closed:
                 self.stop_sync()
         finally:
             if runner is not None:
-                runner.stop()
+                self._stop_loop_thread(runner)
 
     def serve_dashboard(
         self,

@@ -338,8 +338,10 @@ class Config:
     one that stops later records nothing more: a task manager stopped past it does not
     send the journal what it held back (those durable tasks come back as they were last
     written). ``STOP_SLACK`` (1 s) more for the journal's last write, then the file is
-    closed; worker processes of the ``process`` and ``dask`` executors are killed and
-    joined (a cluster closed) even past it, in ``CLOSE_SECONDS`` (5 s) at most."""
+    closed, and for the system's loop threads to end (one still busy then is abandoned,
+    with a warning); worker processes of the ``process`` and ``dask`` executors are
+    killed and joined (a cluster closed) even past it, in ``CLOSE_SECONDS`` (5 s) at
+    most."""
     RESOURCE_CHECK_INTERVAL: float = 0.0
     """Seconds between CPU/memory samples of the resource governor; 0 turns it off."""
     CPU_HIGH_PERCENT: float = 85.0

@@ -14,15 +14,14 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from loguru import logger
+
 from actors.core._bridge import SWEEP_INTERVAL
 from actors.core._errors import ActorSystemError, CallTimeout
 
 __all__ = ["LoopThread"]
 
 R = TypeVar("R")
-
-_STOP_BOUND = 5.0
-"""Seconds `LoopThread.stop` waits for the loop thread to end."""
 
 
 class LoopThread:
@@ -32,6 +31,8 @@ class LoopThread:
         self.loop = asyncio.new_event_loop()
         self._executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix=f"{name}-exec")
         self.loop.set_default_executor(self._executor)
+        self._stage = "running its loop"
+        """What the thread is doing: a stop that gives up on it says so."""
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
@@ -46,9 +47,18 @@ class LoopThread:
                 for task in tasks:
                     task.cancel()
                 if tasks:
+                    self._stage = (
+                        f"waiting for its {len(tasks)} cancelled task(s) to end "
+                        "(a coroutine that ignores its cancellation, or blocks the loop)"
+                    )
                     loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                self._stage = "closing its async generators"
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
+                self._stage = (
+                    "waiting for the functions still running in its default executor "
+                    "(run_in_executor) to return"
+                )
                 self._executor.shutdown(wait=True, cancel_futures=True)
                 asyncio.set_event_loop(None)
                 loop.close()
@@ -85,12 +95,25 @@ class LoopThread:
         except concurrent.futures.CancelledError:
             raise ActorSystemError(f"{what} was cancelled: the actor system stopped") from None
 
-    def stop(self) -> None:
-        """Stop the loop (its remaining tasks are cancelled) and join the thread
-        (bounded; never from the loop thread itself)."""
+    def stop(self, timeout: float) -> bool:
+        """Stop the loop (its remaining tasks are cancelled) and wait at most ``timeout``
+        seconds for the thread to end (never from the loop thread itself): the time left
+        of the system's stop deadline. True if it ended; if not, it is abandoned (a
+        daemon thread) and a warning says what it was still doing. From the loop thread
+        itself nothing is done (False)."""
         if threading.current_thread() is self.thread:
-            return
+            return False
         if not self.loop.is_closed():
             with contextlib.suppress(RuntimeError):  # closed meanwhile
                 self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(_STOP_BOUND)
+        self.thread.join(timeout)
+        if not self.thread.is_alive():
+            return True
+        logger.bind(system="actorflow").warning(
+            "the loop thread {!r} did not end within {:.3f}s (the time left of the stop's "
+            "deadline); abandoned while {}",
+            self.thread.name,
+            timeout,
+            self._stage,
+        )
+        return False

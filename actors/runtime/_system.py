@@ -70,8 +70,9 @@ __all__ = ["STOP_SLACK", "SupervisorClient", "SystemRuntime"]
 STOP_SLACK = 1.0
 """Seconds past ``SHUTDOWN_TIMEOUT`` a stop may take: what a stage does once the deadline
 has passed (the root supervisor tells the children left to stop, abandoned, and
-answers; the journal makes its last write; the recovered tasks' loop stops). Closing
-worker processes (``process``, ``dask`` executors) may take `CLOSE_SECONDS` more."""
+answers; the journal makes its last write; the recovered tasks' loop and the blocking
+API's loop thread stop). Closing worker processes (``process``, ``dask`` executors) may
+take `CLOSE_SECONDS` more."""
 
 
 class _Server(Protocol):
@@ -296,7 +297,7 @@ class SystemRuntime:
         if self._root is None or self._closed:
             self._closed = True
             return
-        deadline = time.monotonic() + self.config.SHUTDOWN_TIMEOUT
+        deadline = self._begin_stop()
         if self._failure is None:
             try:
                 # The call's own bound is swept once a second; wait_for makes it exact.
@@ -316,7 +317,7 @@ class SystemRuntime:
             try:
                 self._stop_until(deadline)
                 if stop_own and own is not None:
-                    own.stop()
+                    self._stop_loop_thread(own)
             finally:
                 bridge.post(_resolve_none, done)
 
@@ -328,21 +329,30 @@ class SystemRuntime:
     def stop_sync(self) -> None:
         """Stop without an event loop (at interpreter exit, say), within
         ``SHUTDOWN_TIMEOUT`` + `STOP_SLACK` seconds."""
-        self._stop_until(time.monotonic() + self.config.SHUTDOWN_TIMEOUT)
+        self._stop_until(self._begin_stop())
+
+    def _begin_stop(self) -> float:
+        """The stop's one deadline: ``SHUTDOWN_TIMEOUT`` from when the first stop began
+        (set here then), the same for every stage and every later stop."""
+        with self._lock:
+            if self._stop_deadline.at is None:
+                self._stop_deadline.at = time.monotonic() + self.config.SHUTDOWN_TIMEOUT
+            return self._stop_deadline.at
 
     def _stop_until(self, deadline: float) -> None:
         """Stop the dashboards, the supervision tree (children in reverse order) and the
         journal, every stage within ``deadline`` (a `time.monotonic` value): a child
         still stopping then is abandoned (it goes on stopping in its daemon thread).
         Past it, `STOP_SLACK` more seconds for the root's answer and the journal's last
-        write (made after every manager has stopped, or abandoned)."""
+        write (made after every manager has stopped, or abandoned); from now if it has
+        passed already (a loop thread too stuck to run the shutdown, say)."""
         with self._lock:
             self._closed = True
             root = self._root
             if self._stop_deadline.at is None:
                 self._stop_deadline.at = deadline
             deadline = self._stop_deadline.at
-        late = deadline + STOP_SLACK
+        late = max(deadline, time.monotonic()) + STOP_SLACK
         self._stop_dashboards(deadline)
         if root is not None and root.is_alive():
             try:
@@ -359,6 +369,12 @@ class SystemRuntime:
         if self._journal is not None:
             self._journal.close(max(0.0, late - time.monotonic()))
         self._fail_pending(ActorSystemError("the actor system was shut down"))
+
+    def _stop_loop_thread(self, runner: LoopThread) -> None:
+        """Stop ``runner`` (the blocking API's loop thread) once the rest has stopped:
+        by the stop's deadline plus `STOP_SLACK`, as the recovered tasks' loop; what is
+        still running on it then is abandoned, with a warning naming it."""
+        runner.stop(max(0.0, self._begin_stop() + STOP_SLACK - time.monotonic()))
 
     # -- dashboards -----------------------------------------------------------------------
 

@@ -382,7 +382,7 @@ def test_engine_submit_registers_executes_and_answers_when_the_task_ends() -> No
     assert replies.got == []
     # On success the attempt answers the caller itself (the engine counts it delegated);
     # on failure the engine answers.
-    assert (engine.tasks["s"].waiters, engine.tasks["s"].delegated) == ([replies], 1)
+    assert (engine.tasks["s"].waiters, engine.tasks["s"].delegated) == (replies, 1)
     boom = Boom("x")
     engine.attempt_done("s", 1, None, boom, None)
     assert replies.got == [("error", boom)]

@@ -434,6 +434,37 @@ async def test_a_refused_call_in_a_burst_raises_and_sends_nothing(
     assert sorted(info.task_id for info in await tm.get_all_tasks()) == ["ok1", "ok2"]
 
 
+async def test_a_submit_waits_for_its_build_as_the_call_alone_and_then_drops_its_arguments(
+    tm: UnifiedTaskManager,
+) -> None:
+    """A submit made at once is queued in the outbox as the call itself, which holds
+    what its request is built from (no tuple of them per call in flight, for the GC to
+    track); once built, the call holds the arguments no more (only the task does)."""
+
+    class Token:
+        pass
+
+    token = Token()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(value: Token) -> str:
+        started.set()
+        await release.wait()
+        return type(value).__name__
+
+    box = _outbox.outbox(bridge_for(asyncio.get_running_loop()))
+    assert list(box.items) == []
+    call = tm.submit(hold, token, name="held")
+    queued = list(box.items)
+    assert (len(queued), queued[1]) == (3, call)
+    assert (token,) in gc.get_referents(call)  # its arguments
+    await asyncio.wait_for(started.wait(), WAIT)  # built, sent, and running
+    assert (token,) not in gc.get_referents(call)
+    assert hold not in gc.get_referents(call)
+    release.set()
+    assert await asyncio.wait_for(call, WAIT) == "Token"
+
+
 def _monitor_batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The sizes of the transition batches the monitor applies from now on."""
     sizes: list[int] = []

@@ -411,6 +411,29 @@ async def test_a_burst_is_checked_and_sent_in_bounded_chunks(
     assert sent == [10, 10, 5]
 
 
+async def test_a_burst_of_executes_with_wait_is_sent_in_bounded_chunks(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``execute_task(wait=True)`` made at once is queued as the call itself; its
+    `Execute` is made as the outbox sends it, at most BUILD_CHUNK per loop iteration,
+    in order: a burst does not keep one message per call alive at once."""
+    ids = await asyncio.wait_for(
+        asyncio.gather(*(tm.register_task("r", add, (i, 1)) for i in range(25))), WAIT
+    )
+    monkeypatch.setattr(_outbox, "BUILD_CHUNK", 10)
+    sent = spy_on_facade(system, monkeypatch, lambda message: (tuple(requests_of(message)),))
+    box = _outbox.outbox(bridge_for(asyncio.get_running_loop()))
+    calls = [tm.execute_task(task_id, wait=True) for task_id in ids]
+    assert list(box.items)[1::3] == calls
+    results = await asyncio.wait_for(asyncio.gather(*calls), WAIT)
+    assert results == [i + 1 for i in range(25)]
+    assert [len(batch) for batch in sent] == [10, 10, 5]
+    executes = [request for batch in sent for request in batch]
+    assert executes == [
+        messages.Execute(task_id, True, call) for task_id, call in zip(ids, calls, strict=True)
+    ]
+
+
 async def test_a_refused_call_in_a_burst_raises_and_sends_nothing(
     system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:

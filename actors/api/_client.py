@@ -781,7 +781,11 @@ class UnifiedTaskManager:
             waiting: _WaitCall[Any] = _WaitCall(loop=bridge.loop)
             waiting.bridge = bridge
             waiting.task_id = task_id
-            box.send(facade, _new(messages.Execute, (task_id, True, waiting)))
+            # Queued as the call itself, its `Execute` made when the outbox sends it, at
+            # most BUILD_CHUNK per loop iteration: a gather of 20,000 of them then does
+            # not keep 20,000 messages alive at once (every one a GC-tracked object the
+            # young collections promote, and that sets the full collections off).
+            box.defer(facade, _build_execute_wait, waiting)
             bridge.track(waiting, None, "Execute", system)
             return waiting
         call: _Call[bool] = _Call(loop=bridge.loop)
@@ -1264,6 +1268,12 @@ class _WaitCall(_Call[T]):
 
 
 _BUILD_REGISTER = UnifiedTaskManager._build_register
+
+
+def _build_execute_wait(call: _WaitCall[Any]) -> messages.Execute:
+    """`Outbox.defer`'s build of an ``execute_task(wait=True)`` made at once: its
+    `Execute`, made from the call (which holds the task id) when it is sent."""
+    return _new(messages.Execute, (call.task_id, True, call))
 
 
 def _build_submit_call(call: _SubmitCall[Any]) -> messages.SubmitTask | None:

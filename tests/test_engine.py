@@ -352,29 +352,59 @@ class KeepingPort(Port):
 
 def test_an_attempt_keeps_the_waiters_list_it_started_with_unchanged() -> None:
     """The attempt answers the callers it started with on success: it holds the task's
-    list itself (no copy per attempt), so the engine must never change it in place."""
+    waiters themselves (no copy per attempt), so the engine must never change a list
+    of them in place. A task's only waiter is kept as it is, not in a list of one."""
     engine, port, _ = make(Policy.scheduler(2), KeepingPort())
-    first, second, third = Replies(), Replies(), Replies()
-    register(engine, "t", max_retries=1)
+    first, second, third, fourth = Replies(), Replies(), Replies(), Replies()
+    register(engine, "t", max_retries=2)
     engine.execute("t", cast(Any, first))
     kept = cast(KeepingPort, port).kept
-    lent = engine.tasks["t"].waiters
-    assert kept == [[first]]
-    assert kept[0] is lent
+    assert kept == [first]
+    assert (engine.tasks["t"].waiters, engine.tasks["t"].delegated) == (first, 1)
     engine.wait("t", cast(Any, second))  # while it runs: a list of the engine's own
     engine.unwait("t", cast(Any, first))
-    assert kept[0] == [first]
-    assert kept[0] is lent
+    assert kept[0] is first
     assert (engine.tasks["t"].waiters, engine.tasks["t"].delegated) == ([second], 0)
     engine.attempt_done("t", 1, None, ValueError("again"), None)  # retried
     assert engine.tasks["t"].status is RUNNING
     assert kept[1] == [second]
+    lent = kept[1]
     engine.wait("t", cast(Any, third))
     assert kept[1] == [second]
+    assert kept[1] is lent
     assert engine.tasks["t"].waiters == [second, third]
-    engine.attempt_done("t", 2, 7, None, None)
-    # The attempt answered ``second`` (delegated); the engine answers only ``third``.
-    assert (first.got, second.got, third.got) == ([], [], [("result", 7)])
+    engine.attempt_done("t", 2, None, ValueError("again"), None)  # retried
+    assert engine.tasks["t"].delegated == 2
+    engine.unwait("t", cast(Any, second))
+    assert kept[2] == [second, third]
+    assert (engine.tasks["t"].waiters, engine.tasks["t"].delegated) == ([third], 1)
+    engine.wait("t", cast(Any, fourth))
+    engine.attempt_done("t", 3, 7, None, None)
+    # The attempt answered ``third`` (delegated); the engine answers only ``fourth``.
+    assert (first.got, second.got, third.got) == ([], [], [])
+    assert fourth.got == [("result", 7)]
+
+
+def test_a_task_s_only_waiter_is_kept_as_it_is_and_withdrawn_as_it_is() -> None:
+    """No list of one per task in flight: the only waiter is the record's ``waiters``;
+    withdrawn (its wait ended), the task has none, and the attempt answers nobody."""
+    engine, port, _ = make(Policy.scheduler(2), KeepingPort())
+    only, later = Replies(), Replies()
+    register(engine, "t")
+    engine.execute("t", cast(Any, only))
+    assert cast(KeepingPort, port).kept == [only]
+    assert (engine.tasks["t"].waiters, engine.tasks["t"].delegated) == (only, 1)
+    engine.unwait("t", cast(Any, Replies()))  # not its waiter: nothing changes
+    assert (engine.tasks["t"].waiters, engine.tasks["t"].delegated) == (only, 1)
+    engine.unwait("t", cast(Any, only))
+    assert (engine.tasks["t"].waiters, engine.tasks["t"].delegated) == (None, 0)
+    engine.wait("t", cast(Any, later))
+    assert (engine.tasks["t"].waiters, engine.tasks["t"].delegated) == (later, 0)
+    engine.attempt_done("t", 1, 5, None, None)
+    # Not delegated to the attempt: the engine answers ``later`` itself.
+    assert (only.got, later.got) == ([], [("result", 5)])
+    engine.wait("t", cast(Any, only))  # ended: answered at once
+    assert only.got == [("result", 5)]
 
 
 def test_an_attempt_that_did_not_answer_its_waiters_leaves_them_all_to_the_engine() -> None:
@@ -387,7 +417,7 @@ def test_an_attempt_that_did_not_answer_its_waiters_leaves_them_all_to_the_engin
     engine.wait("t", cast(Any, gone))
     engine.wait("t", cast(Any, second))
     engine.unwait("t", cast(Any, gone))
-    assert cast(KeepingPort, port).kept == [[first]]
+    assert cast(KeepingPort, port).kept == [first]  # its only waiter, as it is
     engine.attempt_done("t", 1, 7, None, None, answered=False)
     assert engine.tasks["t"].status is TaskStatus.COMPLETED
     assert (first.got, second.got, gone.got) == ([("result", 7)], [("result", 7)], [])

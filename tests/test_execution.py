@@ -49,11 +49,13 @@ def test_the_first_claim_wins_and_only_it() -> None:
     assert sorted(wins) == [False] * 7 + [True]
 
 
-def test_a_successful_attempt_reports_then_answers_its_delegated_waiters() -> None:
+@pytest.mark.parametrize("listed", [True, False], ids=["list", "only-waiter"])
+def test_a_successful_attempt_reports_then_answers_its_delegated_waiters(listed: bool) -> None:
+    """The engine lends the attempt a list of waiters, or its only one as it is."""
     order: list[str] = []
     waiter = Recorder()
     execution = Execution("t", 2, None)
-    execution.waiters = [waiter]
+    execution.waiters = [waiter] if listed else waiter
 
     def report(done: AttemptDone) -> None:
         order.append("report")
@@ -86,10 +88,11 @@ def test_a_worker_with_nothing_queued_answers_its_waiters_itself() -> None:
     assert waiter.results == [42]
 
 
-def test_a_failed_attempt_leaves_the_waiters_to_the_manager() -> None:
+@pytest.mark.parametrize("listed", [True, False], ids=["list", "only-waiter"])
+def test_a_failed_attempt_leaves_the_waiters_to_the_manager(listed: bool) -> None:
     waiter = Recorder()
     execution = Execution("t", 1, None)
-    execution.waiters = [waiter]
+    execution.waiters = [waiter] if listed else waiter
     reports: list[AttemptDone] = []
     error = ValueError("boom")
     complete(execution, reports.append, None, error)
@@ -157,6 +160,20 @@ async def test_a_waiter_on_the_attempts_loop_is_answered_at_once() -> None:
     assert other.results == [42]
 
 
+async def test_an_only_waiter_on_the_attempts_loop_is_answered_at_once() -> None:
+    """The same for a task's only waiter, lent to the attempt as it is (no list)."""
+    loop = asyncio.get_running_loop()
+    bridge = bridge_for(loop)
+    execution = Execution("t", 1, bridge)
+    future: asyncio.Future[Any] = loop.create_future()
+    execution.waiters = Reply(bridge, future)
+    reports: list[AttemptDone] = []
+    complete(execution, reports.append, 42, None, bridge)
+    assert (future.done(), future.result()) == (True, 42)
+    assert [(r.task_id, r.value, r.error) for r in reports] == [("t", 42, None)]
+    assert bridge._pending == deque()  # answered here, not posted
+
+
 class _Manager:
     """A manager's handle: keeps what it is told (`send_run` tells a `Batch` of two or
     more messages)."""
@@ -170,7 +187,10 @@ class _Manager:
         self.told.append(message)
 
 
-async def test_a_waiter_on_another_loop_is_answered_once_the_manager_was_told() -> None:
+@pytest.mark.parametrize("listed", [True, False], ids=["list", "only-waiter"])
+async def test_a_waiter_on_another_loop_is_answered_once_the_manager_was_told(
+    listed: bool,
+) -> None:
     """An attempt running on one loop (a recovered task, on the system's own loop)
     whose waiter is on another: its outcome, queued in this loop's outbox, is sent
     before the waiter is answered (`OnLoop.then`), so the waiter's next call (through
@@ -190,7 +210,7 @@ async def test_a_waiter_on_another_loop_is_answered_once_the_manager_was_told() 
     seen: list[list[tuple[str, Any]]] = []
     waiter = Waiter()
     execution = Execution("t", 1, bridge)
-    execution.waiters = [waiter]
+    execution.waiters = [waiter] if listed else waiter
     complete(execution, OnLoop(manager), 42, None, bridge)
     assert (seen, manager.told) == ([], [])  # nothing sent yet: the waiter waits too
     await asyncio.sleep(0)  # the outbox's flush: both sent, in order, then the answer

@@ -155,7 +155,7 @@ async def test_a_cancelled_execute_with_wait_withdraws_its_waiter_and_the_task_g
         assert await tm.get_task_status(task_id) is TaskStatus.RUNNING
         assert system._state is not None
         child = "task_manager" if backend == "new" else "legacy_task_manager"
-        assert system._state.states[child].tasks[task_id].waiters == []
+        assert system._state.states[child].tasks[task_id].waiters is None
         release.set()
         assert await tm.wait_for_task(task_id, timeout=WAIT) == 7
 

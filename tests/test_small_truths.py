@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from actors import (
     UnifiedTaskManager,
     WaitTimeoutError,
 )
-from actors.core import LoopBridge
+from actors.core import LoopBridge, Reply
 from actors.core._bridge import DRAIN_CHUNK
 from supervisors.testing import FakeClock
 
@@ -186,6 +187,39 @@ async def test_a_cohort_of_100_posts_runs_over_two_loop_iterations() -> None:
         seen.append(len(ran))
     assert seen == [64, 100]
     assert ran == list(range(100))
+
+
+async def test_answers_wait_for_their_drain_without_a_tuple_each_and_keep_their_order() -> None:
+    """An answer posted to a loop (a `Reply`'s, from an actor's thread) waits in the
+    bridge as three entries of its deque, no tuple per answer for the cyclic GC to
+    track while a burst drains; mixed with other posts, all run in the order posted,
+    DRAIN_CHUNK posts per loop iteration."""
+    loop = asyncio.get_running_loop()
+    bridge = LoopBridge(loop)
+    futures = [loop.create_future() for _ in range(DRAIN_CHUNK + 1)]
+    ran: list[Any] = []
+    bridge.post(ran.append, "first")
+
+    def answer() -> None:  # from another thread, as an actor answers
+        for index, future in enumerate(futures):
+            Reply(bridge, future).set_result(index)
+        Reply(bridge, futures[0]).set_exception(ValueError("late"))  # dropped: answered
+        bridge.post(ran.append, "last")
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    thread.join(WAIT)
+    queued = list(bridge._pending)
+    assert len(queued) == 3 * (len(futures) + 3)
+    assert [type(entry) for entry in queued if isinstance(entry, tuple)] == [tuple, tuple]
+    assert queued[4:8:3] == [futures[0], futures[1]]  # each future, then its value
+    await asyncio.sleep(0)  # the first drain: DRAIN_CHUNK posts, "first" among them
+    assert ran == ["first"]
+    assert [f.done() for f in futures[-3:]] == [True, False, False]
+    await asyncio.sleep(0)  # the rest, in order
+    assert ran == ["first", "last"]
+    assert [f.result() for f in futures] == list(range(len(futures)))
+    assert list(bridge._pending) == []
 
 
 class _StillLoop:

@@ -382,7 +382,7 @@ def test_engine_submit_registers_executes_and_answers_when_the_task_ends() -> No
     assert replies.got == []
     # On success the attempt answers the caller itself (the engine counts it delegated);
     # on failure the engine answers.
-    assert (engine.tasks["s"].waiters, engine.tasks["s"].delegated) == ([replies], 1)
+    assert (engine.tasks["s"].waiters, engine.tasks["s"].delegated) == (replies, 1)
     boom = Boom("x")
     engine.attempt_done("s", 1, None, boom, None)
     assert replies.got == [("error", boom)]
@@ -411,6 +411,29 @@ async def test_a_burst_is_checked_and_sent_in_bounded_chunks(
     assert sent == [10, 10, 5]
 
 
+async def test_a_burst_of_executes_with_wait_is_sent_in_bounded_chunks(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``execute_task(wait=True)`` made at once is queued as the call itself; its
+    `Execute` is made as the outbox sends it, at most BUILD_CHUNK per loop iteration,
+    in order: a burst does not keep one message per call alive at once."""
+    ids = await asyncio.wait_for(
+        asyncio.gather(*(tm.register_task("r", add, (i, 1)) for i in range(25))), WAIT
+    )
+    monkeypatch.setattr(_outbox, "BUILD_CHUNK", 10)
+    sent = spy_on_facade(system, monkeypatch, lambda message: (tuple(requests_of(message)),))
+    box = _outbox.outbox(bridge_for(asyncio.get_running_loop()))
+    calls = [tm.execute_task(task_id, wait=True) for task_id in ids]
+    assert list(box.items)[1::3] == calls
+    results = await asyncio.wait_for(asyncio.gather(*calls), WAIT)
+    assert results == [i + 1 for i in range(25)]
+    assert [len(batch) for batch in sent] == [10, 10, 5]
+    executes = [request for batch in sent for request in batch]
+    assert executes == [
+        messages.Execute(task_id, True, call) for task_id, call in zip(ids, calls, strict=True)
+    ]
+
+
 async def test_a_refused_call_in_a_burst_raises_and_sends_nothing(
     system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -432,6 +455,37 @@ async def test_a_refused_call_in_a_burst_raises_and_sends_nothing(
     assert str(results[2]).startswith("timeout must be")
     assert sent == [2]
     assert sorted(info.task_id for info in await tm.get_all_tasks()) == ["ok1", "ok2"]
+
+
+async def test_a_submit_waits_for_its_build_as_the_call_alone_and_then_drops_its_arguments(
+    tm: UnifiedTaskManager,
+) -> None:
+    """A submit made at once is queued in the outbox as the call itself, which holds
+    what its request is built from (no tuple of them per call in flight, for the GC to
+    track); once built, the call holds the arguments no more (only the task does)."""
+
+    class Token:
+        pass
+
+    token = Token()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(value: Token) -> str:
+        started.set()
+        await release.wait()
+        return type(value).__name__
+
+    box = _outbox.outbox(bridge_for(asyncio.get_running_loop()))
+    assert list(box.items) == []
+    call = tm.submit(hold, token, name="held")
+    queued = list(box.items)
+    assert (len(queued), queued[1]) == (3, call)
+    assert (token,) in gc.get_referents(call)  # its arguments
+    await asyncio.wait_for(started.wait(), WAIT)  # built, sent, and running
+    assert (token,) not in gc.get_referents(call)
+    assert hold not in gc.get_referents(call)
+    release.set()
+    assert await asyncio.wait_for(call, WAIT) == "Token"
 
 
 def _monitor_batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -417,7 +417,7 @@ class UnifiedTaskManager:
         request = (self, reply, *request[2:])
         # Awaited here, not in a `_call` coroutine of its own, and ``request`` is the
         # outbox's alone: a burst of calls keeps fewer objects alive while it waits.
-        self._send(reply, request, op="Register", build=UnifiedTaskManager._build_register)
+        self._send(reply, request, op="Register", build=_BUILD_REGISTER)
         del request
         future = reply.future
         try:
@@ -428,14 +428,17 @@ class UnifiedTaskManager:
             reply.bridge.untrack(future)
         return result
 
-    def _build_register(self, reply: Reply | Call[Any], *fields: Any) -> messages.Register | None:
+    @staticmethod
+    def _build_register(request: tuple[Any, ...]) -> messages.Register | None:
         """The `Register` request of a `register_task` call, or None (its caller gets
-        the error) if an argument is refused. ``fields``: `register_task`'s arguments in
-        its order (the ones `validate_registration` checks, then ``durable``), then the
-        caller's trace context."""
+        the error) if an argument is refused. ``request``: the client, the call's reply,
+        `register_task`'s arguments in its order (the ones `validate_registration`
+        checks, then ``durable``), then the caller's trace context."""
+        client: UnifiedTaskManager = request[0]
+        reply: Reply | Call[Any] = request[1]
         try:
-            spec = validate_registration(*fields[:-2])
-            spec, journal = self._complete(spec, fields[-2], fields[-1])
+            spec = validate_registration(*request[2:-2])
+            spec, journal = client._complete(spec, request[-2], request[-1])
         except Exception as exc:
             _refuse(reply, exc)
             return None
@@ -524,11 +527,16 @@ class UnifiedTaskManager:
         call: _SubmitCall[Any] = _SubmitCall(loop=bridge.loop)
         call.bridge = bridge
         call.task_id = task_id
+        # What the outbox builds the request from, held by the call until then (no
+        # tuple of them per call: `_build_submit_call`).
+        call.client = self
+        call.func = func
+        call.args = args
+        call.options = options
+        call.trace = capture()
         # `_start_wait`, inlined (`_eager` checked the system; the caller is no task).
         facade: ChildHandle = system._facade  # type: ignore[assignment]
-        (bridge.outbox or outbox(bridge)).defer(
-            facade, _BUILD_SUBMIT, (self, call, func, args, options, task_id, capture())
-        )
+        (bridge.outbox or outbox(bridge)).defer(facade, _build_submit_call, call)
         bridge.track(call, None, "SubmitTask", system)
         return call
 
@@ -549,7 +557,7 @@ class UnifiedTaskManager:
             reply,
             (self, reply, func, args, options, task_id, capture()),  # the outbox's, till built
             "SubmitTask",
-            UnifiedTaskManager._build_submit,
+            _build_submit_request,
         )
         try:
             return await reply.future
@@ -773,7 +781,11 @@ class UnifiedTaskManager:
             waiting: _WaitCall[Any] = _WaitCall(loop=bridge.loop)
             waiting.bridge = bridge
             waiting.task_id = task_id
-            box.send(facade, _new(messages.Execute, (task_id, True, waiting)))
+            # Queued as the call itself, its `Execute` made when the outbox sends it, at
+            # most BUILD_CHUNK per loop iteration: a gather of 20,000 of them then does
+            # not keep 20,000 messages alive at once (every one a GC-tracked object the
+            # young collections promote, and that sets the full collections off).
+            box.defer(facade, _build_execute_wait, waiting)
             bridge.track(waiting, None, "Execute", system)
             return waiting
         call: _Call[bool] = _Call(loop=bridge.loop)
@@ -1222,11 +1234,18 @@ class _PoolCall(_Call[T]):
 
 
 class _SubmitCall(_Call[T]):
-    """`UnifiedTaskManager.submit` made at once: cancelling it cancels its task."""
+    """`UnifiedTaskManager.submit` made at once: cancelling it cancels its task. Until
+    the outbox builds its request (`_build_submit_call`) it holds what that is built
+    from (the client, ``func``, ``args``, ``options``, the trace context)."""
 
-    __slots__ = ("task_id",)
+    __slots__ = ("args", "client", "func", "options", "task_id", "trace")
 
     task_id: str
+    client: UnifiedTaskManager
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    options: dict[str, Any]
+    trace: Any
 
     def abandoned(self, owner: object) -> None:
         with contextlib.suppress(Exception):  # a stopped system: nobody to tell
@@ -1249,7 +1268,28 @@ class _WaitCall(_Call[T]):
 
 
 _BUILD_REGISTER = UnifiedTaskManager._build_register
-_BUILD_SUBMIT = UnifiedTaskManager._build_submit
+
+
+def _build_execute_wait(call: _WaitCall[Any]) -> messages.Execute:
+    """`Outbox.defer`'s build of an ``execute_task(wait=True)`` made at once: its
+    `Execute`, made from the call (which holds the task id) when it is sent."""
+    return _new(messages.Execute, (call.task_id, True, call))
+
+
+def _build_submit_call(call: _SubmitCall[Any]) -> messages.SubmitTask | None:
+    """`Outbox.defer`'s build of a `submit` made at once: its request, from what the
+    call held (dropped now: not kept while the task runs)."""
+    client, func, args, options, trace = call.client, call.func, call.args, call.options, call.trace
+    del call.client, call.func, call.args, call.options, call.trace
+    return client._build_submit(call, func, args, options, call.task_id, trace)
+
+
+def _build_submit_request(request: tuple[Any, ...]) -> messages.SubmitTask | None:
+    """`Outbox.defer`'s build of a `submit` awaited as a coroutine: ``request`` is the
+    client, then `UnifiedTaskManager._build_submit`'s arguments."""
+    client: UnifiedTaskManager = request[0]
+    return client._build_submit(*request[1:])
+
 
 _new = tuple.__new__
 """Makes a request (a `NamedTuple`) from its fields in order, without the Python

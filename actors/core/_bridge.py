@@ -72,8 +72,10 @@ class LoopBridge:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._pending: deque[tuple[Any, ...]] = deque()
-        """``(fn, *args)`` per post: one tuple each while it waits for its drain."""
+        self._pending: deque[Any] = deque()
+        """Three entries per post, flat: ``fn, first, second`` for ``fn(first, second)``
+        (`post2`: no tuple per answer while it waits for its drain; a burst of 20,000
+        answers waits many loop iterations), or ``_apply, fn, args`` (`post`)."""
         self._scheduled = False
         self._sweeping = False
         self.closed = False
@@ -168,15 +170,24 @@ class LoopBridge:
 
     def post(self, fn: Callable[..., object], *args: Any) -> bool:
         """Run ``fn(*args)`` on the loop soon; False if the loop is closed."""
-        self._pending.append((fn, *args))
-        if not self._scheduled:
-            self._scheduled = True
-            try:
-                self.loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # the loop is closed: nobody is left to answer
-                self.closed = True
-                self._pending.clear()
-                return False
+        self._pending.extend((_apply, fn, args))  # one step under the GIL: kept together
+        return self._scheduled or self._schedule()
+
+    def post2(self, fn: Callable[[Any, Any], object], first: Any, second: Any) -> bool:
+        """`post` of ``fn(first, second)``, which waits for its drain as three entries
+        of the bridge's deque, not a tuple (an answer to a call: `Call`, `Reply`)."""
+        self._pending.extend((fn, first, second))
+        return self._scheduled or self._schedule()
+
+    def _schedule(self) -> bool:
+        """Schedule a drain for what was just posted; False if the loop is closed."""
+        self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: nobody is left to answer
+            self.closed = True
+            self._pending.clear()
+            return False
         return True
 
     def _drain(self) -> None:
@@ -188,14 +199,18 @@ class LoopBridge:
         self._scheduled = False
         pending = self._pending
         popleft = pending.popleft
-        for _ in range(min(len(pending), DRAIN_CHUNK)):
-            post = popleft()
-            post[0](*post[1:])
+        for _ in range(min(len(pending) // 3, DRAIN_CHUNK)):
+            popleft()(popleft(), popleft())  # (the function, then its arguments in order)
         if pending:
             # The rest next iteration (a post that saw the flag clear may have scheduled
             # a drain too: draining an empty deque is a no-op).
             self._scheduled = True
             self.loop.call_soon(self._drain)
+
+
+def _apply(fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+    """A `LoopBridge.post` of ``fn(*args)``, drained."""
+    fn(*args)
 
 
 _NO_ENTRY: tuple[float | None, str, object, str] = (None, "", None, "")
@@ -239,12 +254,13 @@ def bridge_for(loop: asyncio.AbstractEventLoop) -> LoopBridge:
     return bridge
 
 
-def _resolve(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
         future.set_result(value)
-    else:
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
         future.set_exception(error)
 
 
@@ -258,14 +274,14 @@ class Reply:
         self.future = future
 
     def set_result(self, value: Any, /) -> None:
-        self.bridge.post(_resolve, self.future, value, None)
+        self.bridge.post2(_resolve, self.future, value)
 
     def set_exception(self, error: BaseException, /) -> None:
-        self.bridge.post(_resolve, self.future, None, error)
+        self.bridge.post2(_fail, self.future, error)
 
     def resolve(self, value: Any) -> None:
         """`set_result`, called on the bridge's own loop thread: at once, no post."""
-        _resolve(self.future, value, None)
+        _resolve(self.future, value)
 
 
 class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
@@ -300,14 +316,14 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
     def set_result(self, result: T, /) -> None:
         if _running_loop() is not self.bridge.loop:  # an actor's thread (or another loop's)
             # Settled there by `resolve` itself (no subclass changes how a result settles).
-            self.bridge.post(Call.resolve, self, result)
+            self.bridge.post2(Call.resolve, self, result)
         elif not self.done():
             self.bridge.untrack(self)
             super().set_result(result)
 
     def set_exception(self, exception: BaseException | type[BaseException], /) -> None:
         if _running_loop() is not self.bridge.loop:
-            self.bridge.post(_settle_call, self, exception)
+            self.bridge.post2(_settle_call, self, exception)
         elif not self.done():
             self.bridge.untrack(self)
             super().set_exception(exception)

@@ -168,9 +168,10 @@ class Port(Protocol):
     def start_attempt(self, record: TaskRecord) -> Attempt:
         """Start attempt ``record.attempts`` of ``record`` (raise `StartFailed` if not).
 
-        The attempt may keep ``record.waiters`` as it is (its first ``record.delegated``
-        callers are the attempt's to answer if it succeeds): the engine never changes
-        that list in place afterwards (`TaskRecord.lent`)."""
+        The attempt may keep ``record.waiters`` as it is (a caller, or a list of them:
+        its first ``record.delegated`` callers are the attempt's to answer if it
+        succeeds): the engine never changes that list in place afterwards
+        (`TaskRecord.lent`)."""
 
     def timeout_after(self, delay: float, task_id: str, attempt: int) -> Timer:
         """Call `Engine.timed_out` with these after ``delay`` seconds on the clock."""
@@ -337,7 +338,7 @@ class Engine:
         accepted = record.status is PENDING
         if waiter is not None:
             if accepted and record.waiters is None:  # its first waiter, as `wait` adds it
-                record.waiters = [waiter]
+                record.waiters = waiter
             else:
                 self.wait(task_id, waiter)
         if accepted:
@@ -352,7 +353,7 @@ class Engine:
         if record.status is not PENDING:  # cancelled: a dependency had failed
             deliver(reply, record)
             return
-        record.waiters = [reply]  # its first waiter (the attempt may answer it)
+        record.waiters = reply  # its first waiter (the attempt may answer it)
         self._execute(record, alone=True, at=record.created_at)  # the registration's read
         if self.ready or self.released:  # else `_pump` has nothing to start
             self._pump()
@@ -369,19 +370,27 @@ class Engine:
                 "caller to execute it"
             )
             raise TaskNotExecutedError(msg)
+        waiters = record.waiters
         if record.status in TERMINAL:
             deliver(reply, record)
-        elif record.waiters is None:
-            record.waiters = [reply]
-        elif record.waiters is record.lent:  # the attempt holds it: a list of our own
-            record.waiters = [*record.waiters, reply]
+        elif waiters is None:
+            record.waiters = reply  # the first one as it is: a list only from the second
+        elif not isinstance(waiters, list):
+            record.waiters = [waiters, reply]
+        elif waiters is record.lent:  # the attempt holds it: a list of our own
+            record.waiters = [*waiters, reply]
         else:
-            record.waiters.append(reply)
+            waiters.append(reply)
 
     def unwait(self, task_id: str, waiter: ReplyTo) -> None:
         """``waiter`` stopped waiting (its wait timed out or was cancelled): drop it."""
         record = self.tasks.get(task_id)
-        if record is None or not record.waiters:
+        if record is None or record.waiters is None:
+            return
+        if not isinstance(record.waiters, list):  # its only waiter
+            if record.waiters is waiter:
+                record.waiters = None
+                record.delegated = 0  # the attempt's caller answers nobody now
             return
         for index, reply_to in enumerate(record.waiters):
             if reply_to is waiter:
@@ -612,7 +621,9 @@ class Engine:
         self.running += 1
         record.attempts += 1
         waiters = record.lent = record.waiters
-        record.delegated = len(waiters) if waiters else 0
+        record.delegated = (
+            0 if waiters is None else len(waiters) if isinstance(waiters, list) else 1
+        )
         if record.is_coroutine or not self.policy.start_reported:
             self._begin(record, self._now() if at is None else at)
         try:
@@ -865,7 +876,12 @@ class Engine:
             tasks = self.tasks
             if tasks.get(record.task_id) is record:
                 record = tasks[record.task_id] = record.kept()
-        if waiters and len(waiters) > answered:
+        if waiters is None:
+            pass
+        elif not isinstance(waiters, list):  # its only waiter
+            if not answered:
+                deliver(waiters, record)
+        elif len(waiters) > answered:
             for reply in waiters[answered:] if answered else waiters:
                 deliver(reply, record)
         if self.policy.max_finished:

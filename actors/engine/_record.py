@@ -157,12 +157,14 @@ class TaskRecord:
     trace: Any = None  # OpenTelemetry context at registration, or None
     bridge: LoopBridge | None = None
     error: BaseException | None = None
-    waiters: list[ReplyTo] | None = None
+    waiters: ReplyTo | list[ReplyTo] | None = None
+    """Who gets the outcome of a live task: None, its only caller (no list of one per
+    task in flight), or a list from the second one on."""
     execution: Attempt | None = None
     timer: Timer | None = None
     permit: Permit | None = None
     delegated = 0
-    lent: list[ReplyTo] | None = None
+    lent: ReplyTo | list[ReplyTo] | None = None
     cancels: list[ReplyTo] | None = None
     idle = 0.0
     spec: TaskSpec | None = None

@@ -59,11 +59,11 @@ class Execution(TaskScope):
         self.remote: Future[Any] | None = None
         """The process pool's future of this attempt (a worker process cannot see the
         token: a call still queued is cancelled, a running one is abandoned)."""
-        self.waiters: list[ReplyTo] | None = None
+        self.waiters: ReplyTo | list[ReplyTo] | None = None
         """Callers the manager lets this attempt answer itself if it succeeds, saving
         the round trip through the manager (which still hears the outcome first): the
-        task's list of waiters as the attempt started, not a copy (the engine never
-        changes it in place afterwards: `TaskRecord.lent`)."""
+        task's waiters as the attempt started (its only caller, or its list, not a
+        copy: the engine never changes it in place afterwards: `TaskRecord.lent`)."""
         self._decided = bytearray(1)
         """Emptied by the first `claim` (an atomic `pop` under the GIL); a bytearray,
         which the cyclic GC does not track, where a lock is one more object it does."""

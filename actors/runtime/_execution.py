@@ -121,29 +121,34 @@ def complete(
     clock = execution.clock
     at = None if clock is None else clock.monotonic()
     waiters = execution.waiters if error is None else None
-    if waiters and busy is not None and busy():
+    if waiters is not None and busy is not None and busy():
         done = _new(AttemptDone, (execution.task_id, execution.attempt, value, None, at, False))
         _report(report, done)
         return
-    if waiters and on_loop is not None:
+    if waiters is not None and on_loop is not None:
         # Waiters on this loop first: their wake-ups are queued ahead of the outbox's
         # flush, so a waiter's next call leaves in the same flush as this outcome
         # (after it: the manager still hears the outcome first), one loop iteration
         # sooner than behind a flush of its own.
-        others: list[ReplyTo] = []
-        for reply in waiters:
-            if getattr(reply, "bridge", None) is on_loop:
-                reply.resolve(value)  # type: ignore[attr-defined]
-            else:
-                others.append(reply)
-        waiters = others
+        if not isinstance(waiters, list):  # its only caller (the common case)
+            if getattr(waiters, "bridge", None) is on_loop:
+                waiters.resolve(value)  # type: ignore[attr-defined]
+                waiters = None
+        else:
+            others: list[ReplyTo] = []
+            for reply in waiters:
+                if getattr(reply, "bridge", None) is on_loop:
+                    reply.resolve(value)  # type: ignore[attr-defined]
+                else:
+                    others.append(reply)
+            waiters = others or None
     done = _new(AttemptDone, (execution.task_id, execution.attempt, value, error, at, True))
     if on_loop is not None and type(report) is OnLoop:
         # `OnLoop`'s own work, with the bridge at hand (no running-loop lookup per task).
         (on_loop.outbox or outbox(on_loop)).send(report.target, done)
     else:
         _report(report, done)
-    if waiters:
+    if waiters is not None and (not isinstance(waiters, list) or waiters):
         then = getattr(report, "then", None)
         if then is None:  # the outcome is told already: the manager has it first
             _answer(waiters, value)
@@ -154,7 +159,10 @@ def complete(
             then(_answer, (waiters, value))
 
 
-def _answer(waiters: list[ReplyTo], value: Any) -> None:
+def _answer(waiters: ReplyTo | list[ReplyTo], value: Any) -> None:
+    if not isinstance(waiters, list):
+        waiters.set_result(value)
+        return
     for reply in waiters:
         reply.set_result(value)
 

@@ -65,7 +65,8 @@ class Outbox:
         self.loop = loop
         self.items: deque[Any] = deque()
         """Three entries per message, flat (no tuple per message while it waits here):
-        its target, the message (or its arguments) and its build function (or None)."""
+        its target, the message (or what it is built from) and its build function (or
+        None)."""
 
     def send(self, target: ChildHandle, message: Any) -> None:
         """Queue ``message`` for ``target`` (on the loop's thread)."""
@@ -74,15 +75,16 @@ class Outbox:
             self.loop.call_soon(self.flush)
         items.extend((target, message, None))
 
-    def defer(self, target: ChildHandle, build: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        """Queue the message ``build(*args)`` for ``target``, built when it is sent.
+    def defer(self, target: ChildHandle, build: Callable[[Any], Any], request: Any) -> None:
+        """Queue the message ``build(request)`` for ``target``, built when it is sent.
         ``build`` returns None for a request it refused (it has told its caller).
-        ``args`` is a tuple (not ``*args``: no second tuple per call), and ``build`` is
-        best a plain function, not a bound method made per call."""
+        ``request`` is what it is built from, in one object: a tuple of its arguments,
+        or the caller's own call object holding them (no tuple per call while it waits
+        here); ``build`` is best a plain function, not a bound method made per call."""
         items = self.items
         if not items:
             self.loop.call_soon(self.flush)
-        items.extend((target, args, build))
+        items.extend((target, request, build))
 
     def then(self, action: Callable[..., None], args: tuple[Any, ...]) -> None:
         """Run ``action(*args)`` once every message queued before it has been sent
@@ -112,7 +114,7 @@ class Outbox:
                             run = []
                         build(*message)
                         continue
-                    message = build(*message)
+                    message = build(message)
                     builds += 1
                 if message is not None:
                     if to is not target:

@@ -209,6 +209,49 @@ def test_blocking_shutdown_then_exit_is_clean() -> None:
     assert set(threading.enumerate()) <= before
 
 
+# Every stop ends the loop thread that `system.blocking` started, whichever way the
+# system is stopped, once the rest has stopped.
+
+
+def test_stop_sync_ends_the_loop_thread() -> None:
+    before = set(threading.enumerate())
+    system = ActorSystem(config()).start()
+    assert system.blocking.submit(add, 2, 3) == 5
+    runner = system._loop_thread
+    assert runner is not None
+    assert runner.thread.is_alive()
+    system.stop_sync()
+    assert not system.running
+    assert not runner.thread.is_alive()
+    assert runner.loop.is_closed()
+    assert set(threading.enumerate()) <= before
+
+
+async def test_an_async_system_stopped_by_stop_sync_ends_its_loop_thread() -> None:
+    async with ActorSystem(config()) as system:
+        assert await asyncio.to_thread(system.blocking.submit, add, 4, 5) == 9
+        runner = system._loop_thread
+        assert runner is not None
+        await asyncio.to_thread(system.stop_sync)
+        assert not runner.thread.is_alive()  # not left to the `async with` (it returns early)
+        assert runner.loop.is_closed()
+
+
+async def test_a_shutdown_after_one_run_on_the_loop_thread_ends_the_loop_thread() -> None:
+    # A shutdown awaited on the loop thread itself cannot end it (the `with` statement
+    # ends it after); the next stop, which finds the system stopped, does.
+    async with ActorSystem(config()) as system:
+        assert await asyncio.to_thread(system.blocking.submit, add, 1, 1) == 2
+        runner = system._loop_thread
+        assert runner is not None
+        on_the_loop_thread = asyncio.run_coroutine_threadsafe(system.shutdown(), runner.loop)
+        assert await asyncio.wrap_future(on_the_loop_thread) is None
+        assert not system.running
+        assert runner.thread.is_alive()
+    assert not runner.thread.is_alive()
+    assert runner.loop.is_closed()
+
+
 class Stubborn:
     """A coroutine function that ignores its cancellation until ``release()``."""
 

@@ -8,6 +8,7 @@ the blocking API for synchronous code (``with ActorSystem()``, ``system.blocking
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from actors.api._blocking import SWEEP_MARGIN, BlockingTaskManager, refuse_in_loop
@@ -82,7 +83,10 @@ class ActorSystem(SystemRuntime):
         """Shut down from synchronous code: on the loop thread, then stop it. A loop
         thread that never runs the shutdown (stuck, or gone) does not keep the tree
         running: it is stopped from here, by the same deadline."""
-        runner = self._loop_thread
+        with self._lock:
+            runner = self._loop_thread
+            if runner is not None:  # another stop leaves the loop thread to this one
+                self._loop_thread_keeper = threading.current_thread()
         try:
             if runner is not None and not self._closed:
                 deadline = self._begin_stop()
@@ -98,7 +102,12 @@ class ActorSystem(SystemRuntime):
                 self.stop_sync()
         finally:
             if runner is not None:
-                self._stop_loop_thread(runner)
+                try:
+                    self._stop_loop_thread(runner)
+                finally:
+                    with self._lock:
+                        if self._loop_thread_keeper is threading.current_thread():
+                            self._loop_thread_keeper = None
 
     def serve_dashboard(
         self,

@@ -1,8 +1,9 @@
 """`LoopThread`: an asyncio event loop running in a daemon thread of its own.
 
 ``with ActorSystem()`` and ``system.blocking`` (`actors.api._blocking`) run the client's
-calls on one; `SystemRuntime.shutdown` stops it. It lives in core, beside the loop
-bridge, so that the runtime can stop the loop without importing the blocking API.
+calls on one; every stop of the system ends it (`SystemRuntime._end_loop_thread`). It
+lives in core, beside the loop bridge, so that the runtime can stop the loop without
+importing the blocking API.
 """
 
 from __future__ import annotations

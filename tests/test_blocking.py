@@ -8,6 +8,7 @@ import asyncio
 import inspect
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,8 @@ from actors import (
 )
 from actors.core import LoopThread
 from actors.runtime import CHILD_IDS
+from actors.runtime._backends import new_process_pool
+from actors.runtime._pool import PoolState
 
 WAIT = 5.0
 REFUSED = (
@@ -209,6 +212,49 @@ def test_blocking_shutdown_then_exit_is_clean() -> None:
     assert set(threading.enumerate()) <= before
 
 
+# Every stop ends the loop thread that `system.blocking` started, whichever way the
+# system is stopped, once the rest has stopped.
+
+
+def test_stop_sync_ends_the_loop_thread() -> None:
+    before = set(threading.enumerate())
+    system = ActorSystem(config()).start()
+    assert system.blocking.submit(add, 2, 3) == 5
+    runner = system._loop_thread
+    assert runner is not None
+    assert runner.thread.is_alive()
+    system.stop_sync()
+    assert not system.running
+    assert not runner.thread.is_alive()
+    assert runner.loop.is_closed()
+    assert set(threading.enumerate()) <= before
+
+
+async def test_an_async_system_stopped_by_stop_sync_ends_its_loop_thread() -> None:
+    async with ActorSystem(config()) as system:
+        assert await asyncio.to_thread(system.blocking.submit, add, 4, 5) == 9
+        runner = system._loop_thread
+        assert runner is not None
+        await asyncio.to_thread(system.stop_sync)
+        assert not runner.thread.is_alive()  # not left to the `async with` (it returns early)
+        assert runner.loop.is_closed()
+
+
+async def test_a_shutdown_after_one_run_on_the_loop_thread_ends_the_loop_thread() -> None:
+    # A shutdown awaited on the loop thread itself cannot end it (the `with` statement
+    # ends it after); the next stop, which finds the system stopped, does.
+    async with ActorSystem(config()) as system:
+        assert await asyncio.to_thread(system.blocking.submit, add, 1, 1) == 2
+        runner = system._loop_thread
+        assert runner is not None
+        on_the_loop_thread = asyncio.run_coroutine_threadsafe(system.shutdown(), runner.loop)
+        assert await asyncio.wrap_future(on_the_loop_thread) is None
+        assert not system.running
+        assert runner.thread.is_alive()
+    assert not runner.thread.is_alive()
+    assert runner.loop.is_closed()
+
+
 class Stubborn:
     """A coroutine function that ignores its cancellation until ``release()``."""
 
@@ -334,6 +380,119 @@ def test_with_stops_the_tree_by_the_deadline_when_the_loop_thread_is_stuck(
         release.set()
     runner.thread.join(WAIT)
     assert not runner.thread.is_alive()
+
+
+class CloseGate:
+    """Stands in for the pool's `close_process_pool`: the close of the worker processes
+    ends (it calls the real one) only once ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.closed = threading.Event()
+
+    def __call__(self, pool: Any, timeout: float) -> None:
+        from actors.runtime._backends import close_process_pool
+
+        if self.release.wait(WAIT):
+            close_process_pool(pool, timeout)
+            self.closed.set()
+
+
+class ReleasedWhenAsked(threading.Event):
+    """The pool's ``closing_workers``: ``gate`` is released when ``asker`` asks whether
+    it is set, as the caller of `with` does once its wait has passed the shutdown's
+    bound (SHUTDOWN_TIMEOUT + STOP_SLACK + a sweep): the close then ends past it."""
+
+    def __init__(self, gate: CloseGate, asker: threading.Thread) -> None:
+        super().__init__()
+        self._gate = gate
+        self._asker = asker
+
+    def is_set(self) -> bool:
+        if threading.current_thread() is self._asker:
+            self._gate.release.set()
+        return super().is_set()
+
+
+def with_worker_processes_closing_behind(
+    monkeypatch: pytest.MonkeyPatch, system: ActorSystem, gate: CloseGate
+) -> PoolState:
+    """Give ``system``'s pool a process pool (no worker started yet) whose close waits
+    for ``gate``; the calling thread releases it (see `ReleasedWhenAsked`)."""
+    from actors.api import _system
+    from actors.runtime import _pool
+
+    monkeypatch.setattr(_system, "SWEEP_MARGIN", 0.0)  # the bound is an exact sum
+    monkeypatch.setattr(_pool, "close_process_pool", gate)
+    pool = system._pool_state()
+    assert pool is not None
+    pool.closing_workers = ReleasedWhenAsked(gate, threading.current_thread())
+    pool.process = new_process_pool(1)
+    return pool
+
+
+def test_with_waits_for_worker_processes_closed_past_the_slack(
+    monkeypatch: pytest.MonkeyPatch, log_records: list[dict[str, Any]]
+) -> None:
+    # Worker processes are closed even past the deadline plus STOP_SLACK, in
+    # CLOSE_SECONDS: the `with` waits for that too instead of failing with CallTimeout
+    # while the stop goes on.
+    configure_logging(True)
+    gate = CloseGate()
+    try:
+        with ActorSystem({**config(), "SHUTDOWN_TIMEOUT": 0.25}) as system:
+            pool = with_worker_processes_closing_behind(monkeypatch, system, gate)
+            runner = system._loop_thread
+            assert runner is not None
+        assert gate.closed.is_set()
+        assert pool.stopped.is_set()
+        assert pool.process is None
+        assert not system.running
+        assert not runner.thread.is_alive()
+        # It ended by the stop's end, which counts CLOSE_SECONDS once workers close.
+        assert [r for r in log_records if r["message"].startswith("the loop thread")] == []
+    finally:
+        gate.release.set()
+
+
+def test_a_loop_thread_call_waits_what_extend_adds_and_names_it() -> None:
+    runner = LoopThread("extend-test")
+    try:
+        asked: list[str] = []
+        answer = asyncio.Event()  # set once the call has passed its first bound
+
+        def more(seconds: float) -> Callable[[], tuple[float, str]]:
+            def extend() -> tuple[float, str]:
+                asked.append(f"{seconds}s")
+                runner.loop.call_soon_threadsafe(answer.set)
+                return seconds, f"MORE={seconds}s"
+
+            return extend
+
+        async def answered() -> str:
+            await answer.wait()
+            return "answered"
+
+        # Answered within the extension: returned.
+        assert runner.call(answered(), 0.125, "a", "B=0.125s", extend=more(WAIT)) == "answered"
+        assert asked == [f"{WAIT}s"]
+        # Not answered within it either: the CallTimeout names the whole bound.
+        never = asyncio.Event()
+        with pytest.raises(CallTimeout) as timed_out:
+            runner.call(never.wait(), 0.125, "x", "B=0.125s", extend=more(0.125))
+        assert str(timed_out.value) == (
+            "no answer to x within 0.25s (B=0.125s + MORE=0.125s); the actor system is "
+            "overloaded or stuck"
+        )
+        # No time more: the CallTimeout at the bound, as without extend.
+        with pytest.raises(CallTimeout) as timed_out:
+            runner.call(never.wait(), 0.125, "y", "B=0.125s", extend=more(0.0))
+        assert str(timed_out.value) == (
+            "no answer to y within 0.125s (B=0.125s); the actor system is overloaded or stuck"
+        )
+        assert asked == [f"{WAIT}s", "0.125s", "0.0s"]
+    finally:
+        assert runner.stop(WAIT)
 
 
 def test_events_for_blocking_code() -> None:

@@ -8,6 +8,7 @@ the blocking API for synchronous code (``with ActorSystem()``, ``system.blocking
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from actors.api._blocking import SWEEP_MARGIN, BlockingTaskManager, refuse_in_loop
@@ -81,8 +82,13 @@ class ActorSystem(SystemRuntime):
     def _stop_blocking(self) -> None:
         """Shut down from synchronous code: on the loop thread, then stop it. A loop
         thread that never runs the shutdown (stuck, or gone) does not keep the tree
-        running: it is stopped from here, by the same deadline."""
-        runner = self._loop_thread
+        running: it is stopped from here, by the same deadline. The wait for the
+        shutdown is its bound (``SHUTDOWN_TIMEOUT`` + `STOP_SLACK`), a sweep more, and
+        `CLOSE_SECONDS` more when the stop closes worker processes."""
+        with self._lock:
+            runner = self._loop_thread
+            if runner is not None:  # another stop leaves the loop thread to this one
+                self._loop_thread_keeper = threading.current_thread()
         try:
             if runner is not None and not self._closed:
                 deadline = self._begin_stop()
@@ -90,7 +96,9 @@ class ActorSystem(SystemRuntime):
                 bound = shutdown_timeout + STOP_SLACK + SWEEP_MARGIN
                 named = f"SHUTDOWN_TIMEOUT={shutdown_timeout}s + {STOP_SLACK}s + {SWEEP_MARGIN}s"
                 try:
-                    runner.call(self.shutdown(), bound, "system shutdown", named)
+                    runner.call(
+                        self.shutdown(), bound, "system shutdown", named, extend=self._closing
+                    )
                 finally:
                     if not self._closed:  # the shutdown never reached the tree's stop
                         self._stop_until(deadline)
@@ -98,7 +106,18 @@ class ActorSystem(SystemRuntime):
                 self.stop_sync()
         finally:
             if runner is not None:
-                self._stop_loop_thread(runner)
+                try:
+                    self._stop_loop_thread(runner)
+                finally:
+                    with self._lock:
+                        if self._loop_thread_keeper is threading.current_thread():
+                            self._loop_thread_keeper = None
+
+    def _closing(self) -> tuple[float, str]:
+        """Seconds more the wait for the shutdown gets once its bound has passed
+        (`_stop_blocking`): `CLOSE_SECONDS` if the stop closes worker processes, else 0."""
+        allowance = self._close_allowance()
+        return allowance, f"CLOSE_SECONDS={allowance}s (closing worker processes)"
 
     def serve_dashboard(
         self,

@@ -341,7 +341,8 @@ class Config:
     closed, and for the system's loop threads to end (one still busy then is abandoned,
     with a warning); worker processes of the ``process`` and ``dask`` executors are
     killed and joined (a cluster closed) even past it, in ``CLOSE_SECONDS`` (5 s) at
-    most."""
+    most, and the loop threads then get until that end too. ``with ActorSystem()``
+    waits for all of it (and 2 s more for the answer to come back)."""
     RESOURCE_CHECK_INTERVAL: float = 0.0
     """Seconds between CPU/memory samples of the resource governor; 0 turns it off."""
     CPU_HIGH_PERCENT: float = 85.0

@@ -1,8 +1,9 @@
 """`LoopThread`: an asyncio event loop running in a daemon thread of its own.
 
 ``with ActorSystem()`` and ``system.blocking`` (`actors.api._blocking`) run the client's
-calls on one; `SystemRuntime.shutdown` stops it. It lives in core, beside the loop
-bridge, so that the runtime can stop the loop without importing the blocking API.
+calls on one; every stop of the system ends it (`SystemRuntime._end_loop_thread`). It
+lives in core, beside the loop bridge, so that the runtime can stop the loop without
+importing the blocking API.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from loguru import logger
@@ -64,11 +65,19 @@ class LoopThread:
                 loop.close()
 
     def call(
-        self, coro: Coroutine[Any, Any, R], bound: float | None, what: str, bound_name: str = ""
+        self,
+        coro: Coroutine[Any, Any, R],
+        bound: float | None,
+        what: str,
+        bound_name: str = "",
+        *,
+        extend: Callable[[], tuple[float, str]] | None = None,
     ) -> R:
         """Run ``coro`` on the loop and wait for its outcome: at most ``bound`` seconds
         (None: until it ends, or the loop thread ends). ``bound_name`` says what
-        ``bound`` is made of (the settings and arguments): the `CallTimeout` says it."""
+        ``bound`` is made of (the settings and arguments): the `CallTimeout` says it.
+        ``extend``, asked once ``bound`` has passed, gives the seconds more to wait (0:
+        none) and what they are: for a call whose bound grows with what it has begun."""
         try:
             future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         except RuntimeError:  # the loop is closed
@@ -76,7 +85,15 @@ class LoopThread:
             raise ActorSystemError(f"{what}: the actor system's loop thread has stopped") from None
         try:
             if bound is not None:
-                return future.result(bound)
+                try:
+                    return future.result(bound)
+                except concurrent.futures.TimeoutError:
+                    more, more_name = (0.0, "") if extend is None else extend()
+                    if more <= 0:
+                        raise
+                    bound += more
+                    bound_name = f"{bound_name} + {more_name}" if bound_name else more_name
+                    return future.result(more)
             while True:  # unbounded: end when the loop thread does
                 try:
                     return future.result(SWEEP_INTERVAL)

@@ -184,7 +184,12 @@ class SystemRuntime:
         self._dashboards: list[_Server] = []
         self._loop_thread: LoopThread | None = None
         """The loop thread of ``with ActorSystem()`` and ``system.blocking`` (`ActorSystem`
-        starts it; `shutdown` stops it unless it runs there)."""
+        starts it; every stop ends it, `_end_loop_thread`)."""
+        self._loop_thread_keeper: threading.Thread | None = None
+        """The thread that runs the shutdown on the loop thread and then ends it itself
+        (``with``, `ActorSystem._stop_blocking`): another stop leaves it the loop thread."""
+        self._stop_over = threading.Event()
+        """Set once a stop has stopped everything but the loop thread (`_stop_until`)."""
         self._journal: Journal | None = None
         self._stop_deadline = StopDeadline()
         """When the stop must be over (shared with the children through their context)."""
@@ -290,12 +295,19 @@ class SystemRuntime:
         await self.shutdown()
 
     async def shutdown(self) -> None:
-        """Cancel unfinished tasks, stop every actor (reverse order), close the pool.
+        """Cancel unfinished tasks, stop every actor (reverse order), close the pool, end
+        the blocking API's loop thread (unless this runs on it: ``with`` ends it then).
 
-        Returns within ``SHUTDOWN_TIMEOUT`` + `STOP_SLACK` seconds: every stage waits
-        until one deadline, set here (`_stop_until`)."""
+        Returns within ``SHUTDOWN_TIMEOUT`` + `STOP_SLACK` seconds (`CLOSE_SECONDS` more
+        to close worker processes): every stage waits until one deadline, set here
+        (`_stop_until`). On a system already stopped, it ends a loop thread that stop
+        could not end (it ran there)."""
+        loop = asyncio.get_running_loop()
         if self._root is None or self._closed:
             self._closed = True
+            own = self._loop_thread
+            if own is not None and own.loop is not loop and own.thread.is_alive():
+                await _off_loop(loop, lambda: self._end_loop_thread(loop))
             return
         deadline = self._begin_stop()
         if self._failure is None:
@@ -307,29 +319,19 @@ class SystemRuntime:
                 await asyncio.wait_for(reply.future, max(0.0, deadline - time.monotonic()))
             except Exception as exc:
                 logger.bind(system="actorflow").warning("cancelling tasks at shutdown: {!r}", exc)
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        bridge = bridge_for(loop)
-        own = self._loop_thread  # not from its own loop: the blocking caller stops it
-        stop_own = own is not None and own.loop is not loop
 
         def stop() -> None:
-            try:
-                self._stop_until(deadline)
-                if stop_own and own is not None:
-                    self._stop_loop_thread(own)
-            finally:
-                bridge.post(_resolve_none, done)
+            self._stop_until(deadline)
+            self._end_loop_thread(loop)
 
-        stopper = threading.Thread(target=stop, name="actorflow-shutdown")
-        stopper.start()
-        await done
-        stopper.join(1.0)  # it has posted its last act; this returns at once
+        await _off_loop(loop, stop)
 
     def stop_sync(self) -> None:
         """Stop without an event loop (at interpreter exit, say), within
-        ``SHUTDOWN_TIMEOUT`` + `STOP_SLACK` seconds."""
+        ``SHUTDOWN_TIMEOUT`` + `STOP_SLACK` seconds (`CLOSE_SECONDS` more to close worker
+        processes), the blocking API's loop thread last (not when called on it)."""
         self._stop_until(self._begin_stop())
+        self._end_loop_thread()
 
     def _begin_stop(self) -> float:
         """The stop's one deadline: ``SHUTDOWN_TIMEOUT`` from when the first stop began
@@ -353,6 +355,13 @@ class SystemRuntime:
                 self._stop_deadline.at = deadline
             deadline = self._stop_deadline.at
         late = max(deadline, time.monotonic()) + STOP_SLACK
+        try:
+            self._stop_tree(root, deadline, late)
+        finally:
+            self._stop_over.set()
+
+    def _stop_tree(self, root: ActorRef[Any] | None, deadline: float, late: float) -> None:
+        """`_stop_until`'s stages, from the dashboards to the journal."""
         self._stop_dashboards(deadline)
         if root is not None and root.is_alive():
             try:
@@ -360,9 +369,8 @@ class SystemRuntime:
                 stopped.get(timeout=max(0.0, late - time.monotonic()))
             except Exception as exc:
                 logger.bind(system="actorflow").warning("stopping the supervisor: {!r}", exc)
-        state = self._state
-        pool = None if state is None else state.states.get("thread_pool")
-        if isinstance(pool, PoolState) and pool.closing_workers.is_set():
+        pool = self._pool_state()
+        if pool is not None and pool.closing_workers.is_set():
             # Worker processes are killed and joined, a Dask cluster closed, even past
             # the deadline: none is left behind (`CLOSE_SECONDS` at most).
             pool.stopped.wait(max(0.0, late - time.monotonic()) + CLOSE_SECONDS)
@@ -370,11 +378,45 @@ class SystemRuntime:
             self._journal.close(max(0.0, late - time.monotonic()))
         self._fail_pending(ActorSystemError("the actor system was shut down"))
 
+    def _pool_state(self) -> PoolState | None:
+        state = self._state
+        pool = None if state is None else state.states.get("thread_pool")
+        return pool if isinstance(pool, PoolState) else None
+
+    def _close_allowance(self) -> float:
+        """`CLOSE_SECONDS` once the stop closes worker processes (``process``, ``dask``
+        executors: the pool says so as it begins), else 0: how long past the deadline
+        plus `STOP_SLACK` the stop may go on."""
+        pool = self._pool_state()
+        return CLOSE_SECONDS if pool is not None and pool.closing_workers.is_set() else 0.0
+
+    def _stop_end(self) -> float:
+        """When the whole stop must be over (a `time.monotonic` value): the deadline plus
+        `STOP_SLACK`, plus `CLOSE_SECONDS` once it closes worker processes."""
+        return self._begin_stop() + STOP_SLACK + self._close_allowance()
+
+    def _end_loop_thread(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """The last stage of every stop: end the blocking API's loop thread, if this
+        system started one, once the rest has stopped (a stop under way elsewhere: by its
+        end), `_stop_loop_thread`. Nothing is done for a shutdown running on it (``loop``
+        is its loop; called on it, `LoopThread.stop` does nothing), nor while ``with``
+        runs the shutdown there: that caller ends it then."""
+        with self._lock:
+            runner = self._loop_thread  # none starts once the system is closed
+            keeper = self._loop_thread_keeper
+        if runner is None or runner.loop is loop:
+            return
+        if keeper is not None and keeper is not threading.current_thread():
+            return
+        self._stop_over.wait(max(0.0, self._stop_end() - time.monotonic()))
+        self._stop_loop_thread(runner)
+
     def _stop_loop_thread(self, runner: LoopThread) -> None:
         """Stop ``runner`` (the blocking API's loop thread) once the rest has stopped:
-        by the stop's deadline plus `STOP_SLACK`, as the recovered tasks' loop; what is
-        still running on it then is abandoned, with a warning naming it."""
-        runner.stop(max(0.0, self._begin_stop() + STOP_SLACK - time.monotonic()))
+        by the stop's deadline plus `STOP_SLACK` (`CLOSE_SECONDS` more once the stop
+        closes worker processes), as the recovered tasks' loop; what is still running on
+        it then is abandoned, with a warning naming it."""
+        runner.stop(max(0.0, self._stop_end() - time.monotonic()))
 
     # -- dashboards -----------------------------------------------------------------------
 
@@ -469,6 +511,24 @@ class _RootSupervisor(Supervisor):
 def _resolve_none(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+async def _off_loop(loop: asyncio.AbstractEventLoop, work: Callable[[], None]) -> None:
+    """Run ``work`` (it blocks: joins, waits) in a thread of its own; ``loop`` (the
+    running one) goes on meanwhile."""
+    done: asyncio.Future[None] = loop.create_future()
+    bridge = bridge_for(loop)
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            bridge.post(_resolve_none, done)
+
+    stopper = threading.Thread(target=run, name="actorflow-shutdown")
+    stopper.start()
+    await done
+    stopper.join(1.0)  # it has posted its last act; this returns at once
 
 
 def _journal(ctx: SystemContext, system: SystemRuntime) -> Journal:

@@ -7,7 +7,8 @@ bounded by ``CALL_TIMEOUT``; waiting for a task is bounded by the caller's ``tim
 `register_task` and `submit` leave their checks to the loop's outbox (`Outbox.defer`):
 the caller's step only queues the call, so a `gather` of 20,000 of them costs its loop
 iteration 20,000 small steps, and the checks run in bounded chunks after it; a refused
-call raises its error from the ``await`` as before.
+call raises its error from the ``await`` as before. An ``execute_task(wait=True)`` made
+at once is queued as the call itself too, its `Execute` made when it is sent.
 
 On a running loop (outside a task of this system) `register_task`, `execute_task`,
 `submit` (without a journal: with one it takes two round trips) and

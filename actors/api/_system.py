@@ -65,8 +65,8 @@ class ActorSystem(SystemRuntime):
         return blocking
 
     def _loop_thread_for_blocking(self) -> LoopThread:
-        """The system's own loop thread (started on first use; `SystemRuntime.shutdown`
-        stops it)."""
+        """The system's own loop thread (started on first use; every stop of the system
+        ends it, `SystemRuntime._end_loop_thread`)."""
         runner = self._loop_thread
         if runner is None:
             with self._lock:

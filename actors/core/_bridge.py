@@ -90,7 +90,9 @@ class LoopBridge:
         """The last entry of `calls`, shared by the next call of the same bound, op and
         owner while any is in `calls`."""
         self.outbox: Any = None
-        """The requests this loop sends in its current iteration (`actors.api`'s)."""
+        """The messages this loop sends in its current iteration: its
+        `actors.runtime._outbox.Outbox` (the client's requests, coroutine attempts'
+        outcomes), made on first use."""
 
     # -- bounded calls (loop thread only) -----------------------------------------------
 

@@ -37,7 +37,7 @@ _MESSAGE_CHARS = 2000
 
 
 class Attempt(Protocol):
-    """A started attempt, as the engine sees it (`actors.runtime._execution.Execution`)."""
+    """A started attempt, as the engine sees it (`actors.runtime._attempt.Execution`)."""
 
     def claim(self) -> bool:
         """Decide the attempt's outcome: True for the first caller only."""

@@ -63,7 +63,9 @@ class Execution(TaskScope):
         """Callers the manager lets this attempt answer itself if it succeeds, saving
         the round trip through the manager (which still hears the outcome first): the
         task's waiters as the attempt started (its only caller, or its list, not a
-        copy: the engine never changes it in place afterwards: `TaskRecord.lent`)."""
+        copy: the engine never changes it in place afterwards: `TaskRecord.lent`). A
+        worker thread with calls queued behind it leaves them to the manager instead
+        (`AttemptDone.answered` False: `actors.runtime._execution.complete`)."""
         self._decided = bytearray(1)
         """Emptied by the first `claim` (an atomic `pop` under the GIL); a bytearray,
         which the cyclic GC does not track, where a lock is one more object it does."""

@@ -54,7 +54,9 @@ DASK_MISSING = (
 )
 
 CLOSE_SECONDS = 5.0
-"""The least time closing a Dask client and its LocalCluster gets."""
+"""The least time closing a Dask client and its LocalCluster gets; a system's stop that
+closes worker processes (``process``, ``dask``) waits this long past its deadline plus
+`STOP_SLACK` for them (`SystemRuntime._close_allowance`)."""
 
 Finish = Callable[[Any, BaseException | None], None]
 """Receives a call's outcome: ``(value, None)`` or ``(None, error)``."""
@@ -137,7 +139,8 @@ class WorkerThreads:
     tokens are not even set yet. Nothing public turns that off. These workers are daemon
     threads in no registry: stopping the pool (`shutdown`) tells each running call to stop
     (its ``on_abandon``, which sets the attempt's cancellation token) and the pool actor
-    waits for them within ``SHUTDOWN_TIMEOUT``; at exit nobody waits for them further.
+    waits for them until the system's stop deadline (``SHUTDOWN_TIMEOUT`` from the
+    stop's start); at exit nobody waits for them further.
     """
 
     def __init__(self, max_workers: int, name: str) -> None:

@@ -64,8 +64,9 @@ class FacadeState:
 
 @dataclass(slots=True, eq=False)
 class _Forwarded:
-    """The reply of a registration the facade gave its id (``retry_task``'s): on failure
-    the routing entry is dropped again."""
+    """The reply of a registration the facade gave its id (``retry_task``'s, and a
+    durable ``submit``'s without a ``task_id``; `register_task` gives every call its id,
+    and its `Register` goes on as it is): on failure the routing entry is dropped again."""
 
     reply: ReplyTo
     facade: Any

@@ -21,8 +21,9 @@ CHILD_IDS = ("task_monitor", "thread_pool", "legacy_task_manager", "task_manager
 
 class StopDeadline:
     """When the system's stop must be over: a `time.monotonic` value, set once when the
-    stop begins (`SystemRuntime.shutdown`, `stop_sync`); None until then. Every stage
-    of the stop waits until it at most (the waits are real, whatever the clock)."""
+    stop begins (`SystemRuntime._begin_stop`: `shutdown`, `stop_sync`, the end of
+    ``with ActorSystem()``); None until then. Every stage of the stop waits until it at
+    most (the waits are real, whatever the clock)."""
 
     __slots__ = ("at",)
 

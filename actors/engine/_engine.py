@@ -343,8 +343,8 @@ class Engine:
                 self.wait(task_id, waiter)
         if accepted:
             self._execute(record, alone=True)
-            if self.ready or self.released:  # else `_pump` has nothing to start
-                self._pump()
+            if (self.ready and self.running < self.limit) or self.released:
+                self._pump()  # (else it has nothing to start: a burst queues behind a full limit)
         return accepted
 
     def submit(self, spec: TaskSpec, task_id: str, bridge: LoopBridge, reply: ReplyTo) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import sys
 import threading
 from collections import Counter, deque
@@ -14,6 +15,7 @@ import pytest
 
 import actors
 from actors.core import TASK_CONTEXT, CancellationToken, Reply, bridge_for
+from actors.engine import Engine
 from actors.runtime._attempt import Execution
 from actors.runtime._execution import complete, start_coroutine
 from actors.runtime._outbox import OnLoop
@@ -30,6 +32,14 @@ class Recorder:
 
     def set_exception(self, error: BaseException) -> None:
         self.errors.append(error)
+
+
+def test_an_attempt_done_message_is_the_engines_call_arguments_in_order() -> None:
+    """The manager calls ``Engine.attempt_done(*message)`` (one call per task, no
+    handler of its own): a field added, dropped or moved must move in both."""
+    parameters = list(inspect.signature(Engine.attempt_done).parameters)
+    assert (parameters[0], tuple(parameters[1:])) == ("self", AttemptDone._fields)
+    assert AttemptDone._fields == ("task_id", "attempt", "value", "error", "at", "answered")
 
 
 def test_the_first_claim_wins_and_only_it() -> None:

@@ -343,8 +343,8 @@ class Engine:
                 self.wait(task_id, waiter)
         if accepted:
             self._execute(record, alone=True)
-            if self.ready or self.released:  # else `_pump` has nothing to start
-                self._pump()
+            if (self.ready and self.running < self.limit) or self.released:
+                self._pump()  # (else it has nothing to start: a burst queues behind a full limit)
         return accepted
 
     def submit(self, spec: TaskSpec, task_id: str, bridge: LoopBridge, reply: ReplyTo) -> None:
@@ -354,9 +354,12 @@ class Engine:
             deliver(reply, record)
             return
         record.waiters = reply  # its first waiter (the attempt may answer it)
-        self._execute(record, alone=True, at=record.created_at)  # the registration's read
-        if self.ready or self.released:  # else `_pump` has nothing to start
-            self._pump()
+        if spec.dependencies:
+            self._execute(record, alone=True, at=record.created_at)  # the registration's read
+        else:  # the common case: no dependency to execute first (as `_execute` decides)
+            self._ready(record, True, record.created_at)
+        if (self.ready and self.running < self.limit) or self.released:
+            self._pump()  # (else it has nothing to start: a burst queues behind a full limit)
 
     def wait(self, task_id: str, reply: ReplyTo, pending_ok: bool = True) -> None:
         """``reply`` gets the task's outcome when it ends. Unless ``pending_ok``, a task
@@ -522,8 +525,8 @@ class Engine:
                 self._cancel(record, cancelled, propagate=True)
             for reply in cancels:
                 reply.set_result(stopped)
-        if self.ready or self.released:  # else `_pump` has nothing to start
-            self._pump()
+        if (self.ready and self.running < self.limit) or self.released:
+            self._pump()  # (else it has nothing to start)
 
     def function_started(self, task_id: str, attempt: int, at: float) -> None:
         """The runner started attempt ``attempt`` of a plain function at ``at``."""
@@ -871,11 +874,16 @@ class Engine:
             record.error = None  # a retried task that completed did not end with an error
         self._move(record, status, record.finished_at)
         waiters = record.waiters
-        record.release()
-        if status is COMPLETED:  # kept as a plain `TaskRecord`: 17 slots for the GC, not 43
-            tasks = self.tasks
-            if tasks.get(record.task_id) is record:
-                record = tasks[record.task_id] = record.kept()
+        tasks = self.tasks
+        if status is COMPLETED and tasks.get(record.task_id) is record:
+            # Kept as a plain `TaskRecord` (17 slots for the GC, not 43); the live one is
+            # dropped whole, so only its timer needs stopping (what `release` would do).
+            if record.timer is not None:
+                record.timer.cancel()
+                record.timer = None
+            record = tasks[record.task_id] = record.kept()
+        else:
+            record.release()
         if waiters is None:
             pass
         elif not isinstance(waiters, list):  # its only waiter
@@ -891,7 +899,6 @@ class Engine:
         dependents = self.graph.direct_dependents(record.task_id)
         if not dependents:
             return
-        tasks = self.tasks
         if status is COMPLETED:
             for dep_id in tuple(dependents):
                 d = tasks.get(dep_id)

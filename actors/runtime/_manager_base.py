@@ -36,6 +36,7 @@ from actors.runtime._attempt import Execution
 from actors.runtime._execution import start_coroutine
 from actors.runtime._journal_link import journal_link
 from actors.runtime._outbox import OnLoop
+from actors.runtime.messages import AttemptDone
 from supervisors import SupervisedActor
 
 if TYPE_CHECKING:
@@ -117,9 +118,6 @@ class BaseManager(SupervisedActor):
             messages.Shutdown: self._shutdown,
         }
         self._internal: dict[type, Callable[[Any], None]] = {
-            messages.AttemptDone: lambda m: e.attempt_done(
-                m.task_id, m.attempt, m.value, m.error, m.at, m.answered
-            ),
             messages.FunctionStarted: lambda m: e.function_started(m.task_id, m.attempt, m.at),
             messages.AttemptTimedOut: lambda m: e.timed_out(m.task_id, m.attempt),
             messages.RetryDue: lambda m: e.retry_due(m.task_id, m.attempt),
@@ -248,8 +246,15 @@ class BaseManager(SupervisedActor):
         over only after 0.5 or 1 ms of holding cost nothing and bought nothing."""
         requests = self._requests
         transitions = self.engine.transitions  # the list `_flush` empties
+        attempt_done = self.engine.attempt_done
         for message in items:
             kind = type(message)
+            if kind is AttemptDone:  # one per task: no handler of its own (nor a lambda's
+                # call); its fields are `Engine.attempt_done`'s arguments, in order
+                attempt_done(*message)
+                if len(transitions) >= FLUSH_AT:
+                    self._flush()
+                continue
             handler = requests.get(kind)
             if handler is None:
                 internal = self._internal.get(kind)

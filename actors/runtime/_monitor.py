@@ -56,6 +56,7 @@ __all__ = ["MonitorState", "TaskMonitorActor"]
 
 PENDING = TaskStatus.PENDING
 QUEUED = TaskStatus.QUEUED
+COMPLETED = TaskStatus.COMPLETED
 RUNNING = TaskStatus.RUNNING
 RETRYING = TaskStatus.RETRYING
 FAILED = TaskStatus.FAILED
@@ -224,15 +225,24 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         # its end (`_settle`), as they come (a batch holds a few kinds of moves, many
         # times each, and a few labels). The removal of a type's last task applies them
         # first (`_forget` frees its label, and drops its counts and sketches).
-        moves: dict[tuple[str, str | None, str | None], int] = {}
+        moves: list[tuple[str, TaskStatus | None, TaskStatus | None]] = []
+        move = moves.append  # (counted at the end, in C: `_settle`)
         ran: defaultdict[str, list[float]] = defaultdict(list)
         waited: defaultdict[str, list[float]] = defaultdict(list)
+        # The label of the previous item's type, and its lists of times: a batch is
+        # mostly runs of one type (a burst of one kind of task).
+        last_type: str | None = None
+        label = ""
+        took: list[float] = []
+        wait: list[float] = []
         for task_id, _name, task_type, old, new, _attempt, at, _wall, detail in items:
-            label = labels.get(task_type)
-            if label is None:
-                label = self._label(task_type)
-            key = (label, old, new)
-            moves[key] = moves.get(key, 0) + 1
+            if task_type is not last_type:
+                known = labels.get(task_type)
+                label = self._label(task_type) if known is None else known
+                last_type = task_type
+                took = ran[label]
+                wait = waited[label]
+            move((label, old, new))
             if new is None:
                 queued_at.pop(task_id, None)
                 started_at.pop(task_id, None)
@@ -242,20 +252,23 @@ class TaskMonitorActor(SystemChild[MonitorState]):
                 else:  # its type's last task: `_forget` frees the label
                     self._settle(moves, ran, waited)
                     self._forget(task_type)
+                    last_type = None  # (its lists were applied: new ones from here)
                 continue
             if old is None:
                 live[task_type] += 1
             elif old is RUNNING:
                 since = started_at.pop(task_id, None)
                 if since is not None:
-                    ran[label].append(at - since if at > since else 0.0)
+                    took.append(at - since if at > since else 0.0)
             if new is QUEUED:
                 queued_at[task_id] = at
             elif new is RUNNING:
                 since = queued_at.pop(task_id, None)
                 if since is not None:
-                    waited[label].append(at - since if at > since else 0.0)
+                    wait.append(at - since if at > since else 0.0)
                 started_at[task_id] = at
+            elif new is COMPLETED:  # (the common ending: no error to count)
+                queued_at.pop(task_id, None)
             elif new is not PENDING:
                 if new is RETRYING:
                     state.retries += 1
@@ -287,13 +300,14 @@ class TaskMonitorActor(SystemChild[MonitorState]):
 
     def _settle(
         self,
-        moves: dict[tuple[str, str | None, str | None], int],
+        moves: list[tuple[str, TaskStatus | None, TaskStatus | None]],
         ran: dict[str, list[float]],
         waited: dict[str, list[float]],
     ) -> None:
-        """Apply what a run of transitions gathered, and clear it: the status counts
-        (``(label, old, new) -> n``), the run and wait times (label -> seconds, in order)."""
-        self._count(moves)
+        """Apply what a run of transitions gathered, and clear it: the status moves
+        (``(label, old, new)`` each), the run and wait times (label -> seconds, in order;
+        a label's empty list counts nothing)."""
+        self._count(Counter(moves))
         moves.clear()
         state = self.state
         if ran:
@@ -310,6 +324,8 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         """Count ``times`` (label -> durations) in their labels' sketches and histograms
         (made here for a label's first), and clear it."""
         for label, seconds in times.items():
+            if not seconds:  # (`_apply` looks a label's lists up before it has times)
+                continue
             sketch = sketches.get(label)
             if sketch is None:
                 sketch = sketches[label] = QuantileSketch()
@@ -321,7 +337,7 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             histogram.observe_many(seconds)
         times.clear()
 
-    def _count(self, moves: dict[tuple[str, str | None, str | None], int]) -> None:
+    def _count(self, moves: dict[tuple[str, TaskStatus | None, TaskStatus | None], int]) -> None:
         """Apply the status counts of a run of transitions: ``(label, old, new) -> n``."""
         state = self.state
         by_status = state.by_status

@@ -76,26 +76,19 @@ def test_a_successful_attempt_reports_then_answers_its_delegated_waiters(listed:
     assert waiter.results == [42]
 
 
-def test_a_worker_with_calls_queued_leaves_its_waiters_to_the_manager() -> None:
-    # Posting to a loop would let go of the GIL with the next call waiting for this
-    # worker: the manager answers them instead (AttemptDone.answered is False).
+@pytest.mark.parametrize(("queued", "answered", "results"), [(2, False, []), (0, True, [42])])
+def test_a_worker_answers_its_waiters_unless_calls_are_queued_behind_it(
+    queued: int, answered: bool, results: list[int]
+) -> None:
+    # With calls queued for this worker, posting to a loop would let go of the GIL with
+    # the next call waiting: the manager answers the waiters instead (answered False).
     waiter = Recorder()
     execution = Execution("t", 3, None)
     execution.waiters = [waiter]
     reports: list[AttemptDone] = []
-    complete(execution, reports.append, 42, None, None, busy=lambda: 2)
-    assert reports == [AttemptDone("t", 3, 42, None, None, False)]
-    assert (waiter.results, waiter.errors) == ([], [])
-
-
-def test_a_worker_with_nothing_queued_answers_its_waiters_itself() -> None:
-    waiter = Recorder()
-    execution = Execution("t", 1, None)
-    execution.waiters = [waiter]
-    reports: list[AttemptDone] = []
-    complete(execution, reports.append, 42, None, None, busy=lambda: 0)
-    assert reports == [AttemptDone("t", 1, 42, None, None, True)]
-    assert waiter.results == [42]
+    complete(execution, reports.append, 42, None, None, busy=lambda: queued)
+    assert reports == [AttemptDone("t", 3, 42, None, None, answered)]
+    assert (waiter.results, waiter.errors) == (results, [])
 
 
 @pytest.mark.parametrize("listed", [True, False], ids=["list", "only-waiter"])

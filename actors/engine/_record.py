@@ -280,8 +280,9 @@ class LiveRecord(TaskRecord):
         self.permit = None
         self.delegated = 0  # waiters the running attempt answers itself on success
         self.lent = None
-        """The ``waiters`` list as the latest attempt started with it: the attempt may
-        hold it (no copy per attempt), so the engine copies it before a change."""
+        """``waiters`` as the latest attempt started with it (its only caller, or a
+        list): the attempt may hold it (no copy per attempt), so the engine makes a new
+        list rather than change that one."""
         self.cancels = None  # cancel calls waiting for an outcome
         self.idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
         self.failures = None

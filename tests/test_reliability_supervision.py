@@ -679,3 +679,51 @@ async def test_shutdown_keeps_one_deadline_past_a_stuck_function_and_a_hanging_o
     assert deadline is not None
     assert before + 0.2 <= deadline <= after + 0.2
     assert system.running is False
+
+
+async def test_a_second_shutdown_returns_once_the_stop_under_way_is_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first shutdown's stop waits for a function that ignores its cancellation until
+    # the deadline. A shutdown made meanwhile (the system is closed already) returns
+    # only once that stop has stopped the tree, not at once.
+    release = threading.Event()
+    stopping = threading.Event()
+    system = ActorSystem({"SHUTDOWN_TIMEOUT": 0.3, "CLEANUP_INTERVAL": 0.0})
+    events: list[SupervisorEvent] = []
+    listen = system._supervisor_event
+
+    def spy(event: SupervisorEvent) -> None:
+        events.append(event)
+        listen(event)
+
+    stop_tree = system._stop_tree
+
+    def marked_stop_tree(*args: Any) -> None:
+        stopping.set()  # (after the system is closed: a later shutdown finds it so)
+        stop_tree(*args)
+
+    monkeypatch.setattr(system, "_supervisor_event", spy)
+    monkeypatch.setattr(system, "_stop_tree", marked_stop_tree)
+    system.start()
+    tm = system.task_manager
+    started = threading.Event()
+
+    def stuck() -> None:
+        started.set()
+        release.wait(WAIT)  # ignores its cancellation token
+
+    task_id = await tm.register_task("stuck", stuck)
+    assert await tm.execute_task(task_id) is True
+    assert await asyncio.to_thread(started.wait, WAIT)
+    try:
+        first = asyncio.ensure_future(system.shutdown())
+        assert await asyncio.to_thread(stopping.wait, WAIT)
+        await asyncio.wait_for(system.shutdown(), WAIT)
+        ended = {SupervisorEventKind.STOPPED, SupervisorEventKind.ABANDONED}
+        stopped = [e.child_id for e in events if e.kind in ended]
+        await asyncio.wait_for(first, WAIT)
+    finally:
+        release.set()
+    order = ["facade", "task_manager", "legacy_task_manager", "thread_pool", "task_monitor"]
+    assert stopped == order

@@ -301,13 +301,16 @@ class SystemRuntime:
         Returns within ``SHUTDOWN_TIMEOUT`` + `STOP_SLACK` seconds (`CLOSE_SECONDS` more
         to close worker processes): every stage waits until one deadline, set here
         (`_stop_until`). On a system already stopped, it ends a loop thread that stop
-        could not end (it ran there)."""
+        could not end (it ran there); while another stop is under way, it returns once
+        that stop is over (by the same bound)."""
         loop = asyncio.get_running_loop()
         if self._root is None or self._closed:
             self._closed = True
             own = self._loop_thread
             if own is not None and own.loop is not loop and own.thread.is_alive():
                 await _off_loop(loop, lambda: self._end_loop_thread(loop))
+            elif self._stop_deadline.at is not None and not self._stop_over.is_set():
+                await _off_loop(loop, self._wait_for_stop)
             return
         deadline = self._begin_stop()
         if self._failure is None:
@@ -378,6 +381,10 @@ class SystemRuntime:
             self._journal.close(max(0.0, late - time.monotonic()))
         self._fail_pending(ActorSystemError("the actor system was shut down"))
 
+    def _wait_for_stop(self) -> None:
+        """Wait (by the stop's end) until the stop under way has stopped the tree."""
+        self._stop_over.wait(max(0.0, self._stop_end() - time.monotonic()))
+
     def _pool_state(self) -> PoolState | None:
         state = self._state
         pool = None if state is None else state.states.get("thread_pool")
@@ -408,7 +415,7 @@ class SystemRuntime:
             return
         if keeper is not None and keeper is not threading.current_thread():
             return
-        self._stop_over.wait(max(0.0, self._stop_end() - time.monotonic()))
+        self._wait_for_stop()
         self._stop_loop_thread(runner)
 
     def _stop_loop_thread(self, runner: LoopThread) -> None:

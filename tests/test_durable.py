@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import RecordingPort, journal_config, journaled_manager
+from helpers import WAIT, RecordingPort, journal_config, journaled_manager
 from tenacity import wait_fixed
 
 from actors import (
@@ -25,6 +25,7 @@ from actors import (
     TaskCancelledError,
     TaskRecoveryError,
     TaskStatus,
+    configure_logging,
     result_of,
 )
 from actors.engine import Policy
@@ -759,3 +760,32 @@ def test_tasks_evicted_while_recovered_are_deleted_from_the_file() -> None:
     (batch,) = sent
     assert [(type(r).__name__, r.task_id) for r in batch.records] == [("Deletion", "done0")]
     assert sorted(link.engine.rows) == ["done1", "done2"]
+
+
+def test_the_recovered_tasks_loop_blocked_at_stop_is_abandoned_with_a_warning(
+    log_records: list[dict[str, Any]],
+) -> None:
+    # A recovered task that blocks the system's loop when the system stops: the loop
+    # thread gets the time left of the stop, then is abandoned, and a warning says so.
+    configure_logging(True)
+    loop_thread = recovery.SystemLoop()
+    blocking, release = threading.Event(), threading.Event()
+
+    def block() -> None:
+        blocking.set()
+        release.wait(WAIT)
+
+    loop_thread.loop.call_soon_threadsafe(block)
+    assert blocking.wait(WAIT)
+    try:
+        loop_thread.stop(0.0)
+        assert not loop_thread.loop.is_closed()  # its thread still runs `block`
+    finally:
+        release.set()
+    warnings = [r["message"] for r in log_records if r["level"].name == "WARNING"]
+    assert warnings == [
+        "the recovered tasks' loop thread did not end within 0.000s (the time left of the "
+        "stop's deadline); abandoned while a task of it blocks the loop"
+    ]
+    loop_thread.stop(WAIT)  # `block` returned: the loop ends and is closed
+    assert loop_thread.loop.is_closed()

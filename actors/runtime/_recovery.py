@@ -93,7 +93,10 @@ class SystemLoop:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float) -> None:
+        """Stop the loop and wait at most ``timeout`` seconds (the time left of the
+        system's stop) for its thread; one still running then (a recovered task
+        blocking the loop) is abandoned, with a warning."""
         loop = self.loop
         if loop.is_closed():
             return
@@ -101,6 +104,12 @@ class SystemLoop:
         self._thread.join(timeout)
         if not self._thread.is_alive():
             loop.close()
+            return
+        _log.warning(
+            "the recovered tasks' loop thread did not end within {:.3f}s (the time left "
+            "of the stop's deadline); abandoned while a task of it blocks the loop",
+            timeout,
+        )
 
 
 @gc_paused()  # bulk loading: the GC waits until the tasks are back

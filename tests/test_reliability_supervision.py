@@ -611,6 +611,37 @@ async def test_shutdown_is_bounded_while_the_task_manager_waits_out_a_long_backo
     assert clock.pending() == 0
 
 
+def spy_on_supervisor_events(
+    system: ActorSystem, monkeypatch: pytest.MonkeyPatch
+) -> list[SupervisorEvent]:
+    """Every supervisor event of ``system`` from now on, in order (still handled)."""
+    events: list[SupervisorEvent] = []
+    listen = system._supervisor_event
+
+    def spy(event: SupervisorEvent) -> None:
+        events.append(event)
+        listen(event)
+
+    monkeypatch.setattr(system, "_supervisor_event", spy)
+    return events
+
+
+async def run_a_stuck_function(system: ActorSystem, release: threading.Event) -> None:
+    """Start ``system`` with a function running that ignores its cancellation token
+    until ``release`` is set: a stop waits for it until the deadline."""
+    system.start()
+    tm = system.task_manager
+    started = threading.Event()
+
+    def stuck() -> None:
+        started.set()
+        release.wait(WAIT)  # ignores its cancellation token
+
+    task_id = await tm.register_task("stuck", stuck)
+    assert await tm.execute_task(task_id) is True
+    assert await asyncio.to_thread(started.wait, WAIT)
+
+
 async def test_shutdown_keeps_one_deadline_past_a_stuck_function_and_a_hanging_on_stop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -628,25 +659,8 @@ async def test_shutdown_keeps_one_deadline_past_a_stuck_function_and_a_hanging_o
 
     monkeypatch.setattr(TaskMonitorActor, "on_stop", hanging_on_stop)
     system = ActorSystem({"SHUTDOWN_TIMEOUT": 0.2, "CLEANUP_INTERVAL": 0.0})
-    events: list[SupervisorEvent] = []
-    listen = system._supervisor_event
-
-    def spy(event: SupervisorEvent) -> None:
-        events.append(event)
-        listen(event)
-
-    monkeypatch.setattr(system, "_supervisor_event", spy)
-    system.start()
-    tm = system.task_manager
-    started = threading.Event()
-
-    def stuck() -> None:
-        started.set()
-        release.wait(WAIT)  # ignores its cancellation token
-
-    task_id = await tm.register_task("stuck", stuck)
-    assert await tm.execute_task(task_id) is True
-    assert await asyncio.to_thread(started.wait, WAIT)
+    events = spy_on_supervisor_events(system, monkeypatch)
+    await run_a_stuck_function(system, release)
     try:
         before = time.monotonic()
         await asyncio.wait_for(system.shutdown(), WAIT)
@@ -690,32 +704,15 @@ async def test_a_second_shutdown_returns_once_the_stop_under_way_is_over(
     release = threading.Event()
     stopping = threading.Event()
     system = ActorSystem({"SHUTDOWN_TIMEOUT": 0.3, "CLEANUP_INTERVAL": 0.0})
-    events: list[SupervisorEvent] = []
-    listen = system._supervisor_event
-
-    def spy(event: SupervisorEvent) -> None:
-        events.append(event)
-        listen(event)
-
+    events = spy_on_supervisor_events(system, monkeypatch)
     stop_tree = system._stop_tree
 
     def marked_stop_tree(*args: Any) -> None:
         stopping.set()  # (after the system is closed: a later shutdown finds it so)
         stop_tree(*args)
 
-    monkeypatch.setattr(system, "_supervisor_event", spy)
     monkeypatch.setattr(system, "_stop_tree", marked_stop_tree)
-    system.start()
-    tm = system.task_manager
-    started = threading.Event()
-
-    def stuck() -> None:
-        started.set()
-        release.wait(WAIT)  # ignores its cancellation token
-
-    task_id = await tm.register_task("stuck", stuck)
-    assert await tm.execute_task(task_id) is True
-    assert await asyncio.to_thread(started.wait, WAIT)
+    await run_a_stuck_function(system, release)
     try:
         first = asyncio.ensure_future(system.shutdown())
         assert await asyncio.to_thread(stopping.wait, WAIT)

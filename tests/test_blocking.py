@@ -25,7 +25,9 @@ from actors import (
     EventKind,
     TaskNotFoundError,
     TaskStatus,
+    TaskTimeoutError,
     UnifiedTaskManager,
+    WaitTimeoutError,
     configure_logging,
 )
 from actors.core import LoopThread
@@ -577,3 +579,30 @@ def test_a_call_timeout_names_the_bound_that_ran_out(monkeypatch: pytest.MonkeyP
         "no answer to system.blocking.wait_for_task() within 0.9s "
         "(timeout=0.3s + CALL_TIMEOUT=0.6s + 0.0s); the actor system is overloaded or stuck"
     )
+
+
+def test_a_calls_own_timeout_error_is_its_answer_not_a_call_timeout() -> None:
+    """A blocking call whose answer is a `TimeoutError` (``wait_for_task``'s timeout, a
+    task that timed out) raises that error, at once: not a `CallTimeout` after the
+    call's whole bound."""
+    never = threading.Event()
+
+    async def waits_forever() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, never.wait, WAIT)
+
+    with ActorSystem(config()) as system:
+        tm = system.blocking
+        task_id = tm.register_task("forever", waits_forever, task_id="forever")
+        assert tm.execute_task(task_id) is True
+        with pytest.raises(WaitTimeoutError) as waited:
+            tm.wait_for_task(task_id, timeout=0.125)
+        assert str(waited.value) == (
+            "task 'forever' did not finish within 0.125s; it keeps running"
+        )
+        timed = tm.register_task("timed", waits_forever, timeout=0.125, task_id="timed")
+        with pytest.raises(TaskTimeoutError) as timed_out:
+            tm.execute_task(timed, wait=True)
+        assert type(timed_out.value) is TaskTimeoutError
+        never.set()  # the first task ends now: the blocking wait gets its result
+        assert tm.wait_for_task(task_id, timeout=WAIT) is None
+        assert tm.get_task_status(timed) is TaskStatus.FAILED

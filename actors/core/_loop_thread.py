@@ -85,23 +85,20 @@ class LoopThread:
             raise ActorSystemError(f"{what}: the actor system's loop thread has stopped") from None
         try:
             if bound is None:
-                while True:  # unbounded: end when the loop thread does
-                    try:
-                        return future.result(SWEEP_INTERVAL)
-                    except concurrent.futures.TimeoutError:
-                        if not self.thread.is_alive():
-                            raise ActorSystemError(
-                                f"{what}: the actor system's loop thread has stopped"
-                            ) from None
-            try:
-                return future.result(bound)
-            except concurrent.futures.TimeoutError:
-                more, more_name = (0.0, "") if extend is None else extend()
+                while not _answered(future, SWEEP_INTERVAL):  # until the loop thread ends
+                    if not self.thread.is_alive():
+                        raise ActorSystemError(
+                            f"{what}: the actor system's loop thread has stopped"
+                        ) from None
+                return future.result()
+            if _answered(future, bound):
+                return future.result()
+            more, more_name = (0.0, "") if extend is None else extend()
             if more > 0:
                 bound += more
                 bound_name = f"{bound_name} + {more_name}" if bound_name else more_name
-                with contextlib.suppress(concurrent.futures.TimeoutError):
-                    return future.result(more)
+                if _answered(future, more):
+                    return future.result()
         except concurrent.futures.CancelledError:
             raise ActorSystemError(f"{what} was cancelled: the actor system stopped") from None
         future.cancel()
@@ -135,3 +132,10 @@ class LoopThread:
             self._stage,
         )
         return False
+
+
+def _answered(future: concurrent.futures.Future[Any], seconds: float) -> bool:
+    """Whether ``future`` is done within ``seconds``. Not `Future.result`'s timeout: the
+    call's own `TimeoutError` (a `WaitTimeoutError`, a task's `TaskTimeoutError`) is
+    its answer, not a call that got none."""
+    return not concurrent.futures.wait((future,), seconds).not_done

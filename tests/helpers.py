@@ -20,7 +20,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base
 
 import actors
-from actors import ActorSystem, TaskCancelledError, TaskInfo, TaskStatus, UnifiedTaskManager
+from actors import ActorSystem, TaskCancelledError, TaskInfo, UnifiedTaskManager
+from actors.core import CANCELLED
 from actors.runtime._backends import local_cluster
 from supervisors import (
     RestartIntensityExceeded,
@@ -32,15 +33,6 @@ from supervisors.testing import FakeClock
 
 WAIT = 5.0
 """Upper bound, in real seconds, on waiting for anything in the tests."""
-
-PENDING = TaskStatus.PENDING
-WAITING = TaskStatus.WAITING
-QUEUED = TaskStatus.QUEUED
-RUNNING = TaskStatus.RUNNING
-RETRYING = TaskStatus.RETRYING
-COMPLETED = TaskStatus.COMPLETED
-FAILED = TaskStatus.FAILED
-CANCELLED = TaskStatus.CANCELLED
 
 PROPERTY = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

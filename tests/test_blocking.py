@@ -25,7 +25,9 @@ from actors import (
     EventKind,
     TaskNotFoundError,
     TaskStatus,
+    TaskTimeoutError,
     UnifiedTaskManager,
+    WaitTimeoutError,
     configure_logging,
 )
 from actors.core import LoopThread
@@ -491,6 +493,13 @@ def test_a_loop_thread_call_waits_what_extend_adds_and_names_it() -> None:
             "no answer to y within 0.125s (B=0.125s); the actor system is overloaded or stuck"
         )
         assert asked == [f"{WAIT}s", "0.125s", "0.0s"]
+        # A bound whose float sum is not exact (0.1 + 0.2): named to the millisecond.
+        with pytest.raises(CallTimeout) as timed_out:
+            runner.call(never.wait(), 0.1, "z", "B=0.1s", extend=more(0.2))
+        assert str(timed_out.value) == (
+            "no answer to z within 0.3s (B=0.1s + MORE=0.2s); the actor system is "
+            "overloaded or stuck"
+        )
     finally:
         assert runner.stop(WAIT)
 
@@ -539,17 +548,18 @@ def test_the_readme_submit_example_runs(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_a_call_timeout_names_the_bound_that_ran_out(monkeypatch: pytest.MonkeyPatch) -> None:
     """The loop that answers blocking calls is held: each call fails at its own bound,
-    and its `CallTimeout` says which bound (CALL_TIMEOUT, the call's timeout) and its value."""
+    and its `CallTimeout` says which bound (CALL_TIMEOUT, the call's timeout) and its value,
+    to the millisecond."""
     from actors.api import _blocking
 
-    monkeypatch.setattr(_blocking, "SWEEP_MARGIN", 0.0)  # the bounds are exact sums
+    monkeypatch.setattr(_blocking, "SWEEP_MARGIN", 0.0)  # bounds: sums (0.3 + 0.6 inexact)
     started, gate = threading.Event(), threading.Event()
 
     def hold_the_loop() -> None:
         started.set()
         gate.wait(WAIT)  # blocks the loop thread on purpose
 
-    with ActorSystem({**config(), "CALL_TIMEOUT": 0.5}) as system:
+    with ActorSystem({**config(), "CALL_TIMEOUT": 0.6}) as system:
         task_id = system.blocking.register_task("idle", add, (1, 2), task_id="idle")
         system._loop_thread_for_blocking().loop.call_soon_threadsafe(hold_the_loop)
         try:
@@ -557,15 +567,42 @@ def test_a_call_timeout_names_the_bound_that_ran_out(monkeypatch: pytest.MonkeyP
             with pytest.raises(CallTimeout) as by_setting:
                 system.blocking.get_task(task_id)
             with pytest.raises(CallTimeout) as by_argument:
-                system.blocking.wait_for_task(task_id, timeout=0.25)
+                system.blocking.wait_for_task(task_id, timeout=0.3)
         finally:
             gate.set()
         assert system.blocking.get_task_status(task_id) is TaskStatus.PENDING
     assert str(by_setting.value) == (
-        "no answer to system.blocking.get_task() within 0.5s (CALL_TIMEOUT=0.5s + 0.0s); "
+        "no answer to system.blocking.get_task() within 0.6s (CALL_TIMEOUT=0.6s + 0.0s); "
         "the actor system is overloaded or stuck"
     )
     assert str(by_argument.value) == (
-        "no answer to system.blocking.wait_for_task() within 0.75s "
-        "(timeout=0.25s + CALL_TIMEOUT=0.5s + 0.0s); the actor system is overloaded or stuck"
+        "no answer to system.blocking.wait_for_task() within 0.9s "
+        "(timeout=0.3s + CALL_TIMEOUT=0.6s + 0.0s); the actor system is overloaded or stuck"
     )
+
+
+def test_a_calls_own_timeout_error_is_its_answer_not_a_call_timeout() -> None:
+    """A blocking call whose answer is a `TimeoutError` (``wait_for_task``'s timeout, a
+    task that timed out) raises that error, at once: not a `CallTimeout` after the
+    call's whole bound."""
+    never = threading.Event()
+
+    async def waits_forever() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, never.wait, WAIT)
+
+    with ActorSystem(config()) as system:
+        tm = system.blocking
+        task_id = tm.register_task("forever", waits_forever, task_id="forever")
+        assert tm.execute_task(task_id) is True
+        with pytest.raises(WaitTimeoutError) as waited:
+            tm.wait_for_task(task_id, timeout=0.125)
+        assert str(waited.value) == (
+            "task 'forever' did not finish within 0.125s; it keeps running"
+        )
+        timed = tm.register_task("timed", waits_forever, timeout=0.125, task_id="timed")
+        with pytest.raises(TaskTimeoutError) as timed_out:
+            tm.execute_task(timed, wait=True)
+        assert type(timed_out.value) is TaskTimeoutError
+        never.set()  # the first task ends now: the blocking wait gets its result
+        assert tm.wait_for_task(task_id, timeout=WAIT) is None
+        assert tm.get_task_status(timed) is TaskStatus.FAILED

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from helpers import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, WAITING
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -58,6 +57,7 @@ from actors import (
     TaskStatus,
     cancellation_token,
 )
+from actors.core import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, WAITING
 from supervisors.testing import FakeClock
 
 WAIT = 3.0

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import tenacity
-from helpers import CANCELLED, COMPLETED, FAILED, QUEUED, WAIT, Boom, make_system
+from helpers import WAIT, Boom, make_system
 from loguru import logger
 from tenacity.wait import wait_base
 
@@ -36,6 +36,7 @@ from actors import (
     UnifiedTaskManager,
     configure_logging,
 )
+from actors.core import CANCELLED, COMPLETED, FAILED, QUEUED
 from supervisors.testing import FakeClock
 
 START = 100.0

@@ -4,7 +4,7 @@ Imports nothing else from `actors` (only `supervisors`' clock types); every othe
 builds on it. See docs/architecture.md, "Layers".
 """
 
-from actors.core import _errors, _util
+from actors.core import _errors, _types, _util
 from actors.core._bridge import (
     NO_REPLY,
     SWEEP_INTERVAL,
@@ -33,7 +33,7 @@ from actors.core._logging import (
 )
 from actors.core._loop_thread import LoopThread
 from actors.core._stdlib_logging import TaskContextFilter
-from actors.core._types import TERMINAL, TaskInfo, TaskPriority, TaskStatus
+from actors.core._types import *  # noqa: F403  (the task types and statuses, per its __all__)
 from actors.core._util import *  # noqa: F403  (the helpers, as listed in its __all__)
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "SWEEP_INTERVAL",
     "TASK_CONTEXT",
     "TASK_LOGGING",
-    "TERMINAL",
     "Call",
     "CancellationToken",
     "Config",
@@ -52,10 +51,7 @@ __all__ = [
     "ReplyTo",
     "SafeRepr",
     "TaskContextFilter",
-    "TaskInfo",
-    "TaskPriority",
     "TaskScope",
-    "TaskStatus",
     "bind_task_id",
     "bridge_for",
     "cancellation_token",
@@ -66,4 +62,5 @@ __all__ = [
     "unbind_task_id",
 ]
 __all__ += _errors.__all__
+__all__ += _types.__all__
 __all__ += _util.__all__

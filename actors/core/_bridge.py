@@ -220,19 +220,18 @@ _NO_ENTRY: tuple[float | None, str, object, str] = (None, "", None, "")
 DRAIN_CHUNK = 64
 """Callbacks a `LoopBridge` runs per loop iteration, at most.
 
-Below a typical cohort of callers on purpose. 100 paced callers (S7) get their answers
-and attempt starts posted together; drained in one iteration, the objects each leaves
-alive into the next (an attempt's asyncio task, coroutine and context, a waiter's
-wake-up) make the process's GC-tracked live set swing by ~450 objects per iteration
-(90th percentile). The cyclic GC's young count restarts from zero at each collection
-and never goes below it, so a swing that close to its 700 threshold triggers a young
-collection every few iterations: at 256, S7's paced run made 126-145 of them and, past
-the tenth generation-1 collection, a full one (10-60 ms on the caller's loop). At 64
-the cohort splits over two iterations, the swing is ~140, and the run makes ~60
-young collections and no full one; S1's burst drains at the same CPU per task. The
-price: a generation-1 collection comes ~2.5 times less often and walks the completed task
-records kept since the last one (the engine keeps them, GC-tracked), so each takes
-longer (in S7 paced at most 1.3-5.7 ms against 1.2-2.2 ms at 256)."""
+Below a typical cohort of callers on purpose. Callers paced together (S7: 100 of them)
+get their answers and attempt starts posted together; drained in one iteration, what
+each leaves alive into the next (an attempt's asyncio task, coroutine and context, a
+waiter's wake-up) swings the GC-tracked live set by a good part of the young
+generation's threshold (``gc.get_threshold()[0]``; its count restarts from zero at each
+collection), so young collections come every few iterations and, counted by them,
+generation-1 and full collections that stall the caller's loop. Split over iterations,
+the swing per iteration is a fraction of that; a burst (S1) drains at the same CPU per
+task. The price: a generation-1 collection comes less often and walks more of the
+completed tasks kept since the last one (the engine's `TaskRecord`s, GC-tracked, until
+cleanup), so each takes longer. The measured runs (S7 paced at 64 and 256) are in
+benchmarks/README.md, under the change that set 64."""
 
 SWEEP_INTERVAL = 1.0
 """Seconds between two sweeps for calls past their deadline."""

@@ -84,33 +84,31 @@ class LoopThread:
             coro.close()
             raise ActorSystemError(f"{what}: the actor system's loop thread has stopped") from None
         try:
-            if bound is not None:
-                try:
-                    return future.result(bound)
-                except concurrent.futures.TimeoutError:
-                    more, more_name = (0.0, "") if extend is None else extend()
-                    if more <= 0:
-                        raise
-                    bound += more
-                    bound_name = f"{bound_name} + {more_name}" if bound_name else more_name
-                    return future.result(more)
-            while True:  # unbounded: end when the loop thread does
-                try:
-                    return future.result(SWEEP_INTERVAL)
-                except concurrent.futures.TimeoutError:
+            if bound is None:
+                while not _answered(future, SWEEP_INTERVAL):  # until the loop thread ends
                     if not self.thread.is_alive():
                         raise ActorSystemError(
                             f"{what}: the actor system's loop thread has stopped"
                         ) from None
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            named = f" ({bound_name})" if bound_name else ""
-            raise CallTimeout(
-                f"no answer to {what} within {bound}s{named}; "
-                "the actor system is overloaded or stuck"
-            ) from None
+                return future.result()
+            if _answered(future, bound):
+                return future.result()
+            more, more_name = (0.0, "") if extend is None else extend()
+            if more > 0:
+                bound += more
+                bound_name = f"{bound_name} + {more_name}" if bound_name else more_name
+                if _answered(future, more):
+                    return future.result()
         except concurrent.futures.CancelledError:
             raise ActorSystemError(f"{what} was cancelled: the actor system stopped") from None
+        future.cancel()
+        named = f" ({bound_name})" if bound_name else ""
+        # The bound is a sum of settings and arguments: to the millisecond ("0.3s", not
+        # the float sum's "0.30000000000000004s").
+        raise CallTimeout(
+            f"no answer to {what} within {round(bound, 3)}s{named}; "
+            "the actor system is overloaded or stuck"
+        )
 
     def stop(self, timeout: float) -> bool:
         """Stop the loop (its remaining tasks are cancelled) and wait at most ``timeout``
@@ -134,3 +132,10 @@ class LoopThread:
             self._stage,
         )
         return False
+
+
+def _answered(future: concurrent.futures.Future[Any], seconds: float) -> bool:
+    """Whether ``future`` is done within ``seconds``. Not `Future.result`'s timeout: the
+    call's own `TimeoutError` (a `WaitTimeoutError`, a task's `TaskTimeoutError`) is
+    its answer, not a call that got none."""
+    return not concurrent.futures.wait((future,), seconds).not_done

@@ -8,7 +8,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["TERMINAL", "TaskInfo", "TaskPriority", "TaskStatus"]
+__all__ = [
+    "CANCELLED",
+    "COMPLETED",
+    "FAILED",
+    "PENDING",
+    "QUEUED",
+    "RETRYING",
+    "RUNNING",
+    "TERMINAL",
+    "WAITING",
+    "TaskInfo",
+    "TaskPriority",
+    "TaskStatus",
+]
 
 
 class TaskStatus(enum.StrEnum):
@@ -28,7 +41,18 @@ class TaskStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+# Each status as a module constant, for the modules that test a status per transition
+# (the engine, the monitor): a global read is cheaper than an enum member's lookup.
+PENDING = TaskStatus.PENDING
+WAITING = TaskStatus.WAITING
+QUEUED = TaskStatus.QUEUED
+RUNNING = TaskStatus.RUNNING
+RETRYING = TaskStatus.RETRYING
+COMPLETED = TaskStatus.COMPLETED
+FAILED = TaskStatus.FAILED
+CANCELLED = TaskStatus.CANCELLED
+
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 
 
 class TaskPriority(enum.IntEnum):

@@ -47,8 +47,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from loguru import logger
 
 from actors.core import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    QUEUED,
+    RETRYING,
+    RUNNING,
     TASK_LOGGING,
     TERMINAL,
+    WAITING,
     CircuitOpenError,
     ConfigError,
     DependencyFailedError,
@@ -84,14 +92,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine", "Policy", "Port", "StartFailed", "Transition"]
 
-PENDING = TaskStatus.PENDING
-WAITING = TaskStatus.WAITING
-QUEUED = TaskStatus.QUEUED
-RUNNING = TaskStatus.RUNNING
-RETRYING = TaskStatus.RETRYING
-COMPLETED = TaskStatus.COMPLETED
-FAILED = TaskStatus.FAILED
-CANCELLED = TaskStatus.CANCELLED
 _WITH_ERROR = frozenset({RETRYING, FAILED, CANCELLED})
 _LOGGED = frozenset({PENDING, RUNNING, RETRYING, COMPLETED, FAILED, CANCELLED})
 _ATTEMPT_FAILED = frozenset({RETRYING, FAILED})

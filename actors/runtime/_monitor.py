@@ -16,7 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from actors.core import NO_REPLY, TERMINAL, TaskStatus, tell_later
+from actors.core import (
+    COMPLETED,
+    FAILED,
+    NO_REPLY,
+    PENDING,
+    QUEUED,
+    RETRYING,
+    RUNNING,
+    TERMINAL,
+    TaskStatus,
+    tell_later,
+)
 from actors.observe import (
     Event,
     EventKind,
@@ -53,13 +64,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MonitorState", "TaskMonitorActor"]
 
-
-PENDING = TaskStatus.PENDING
-QUEUED = TaskStatus.QUEUED
-COMPLETED = TaskStatus.COMPLETED
-RUNNING = TaskStatus.RUNNING
-RETRYING = TaskStatus.RETRYING
-FAILED = TaskStatus.FAILED
 
 OTHER = "__other__"
 """The metrics label of task types past ``METRICS_MAX_TASK_TYPES``."""

@@ -9,12 +9,7 @@ import asyncio
 
 import pytest
 from helpers import (
-    CANCELLED,
-    COMPLETED,
-    FAILED,
-    RETRYING,
     WAIT,
-    WAITING,
     Boom,
     WaitsForToken,
     assert_cancelled,
@@ -31,6 +26,7 @@ from helpers import (
 from actors import (
     UnifiedTaskManager,
 )
+from actors.core import CANCELLED, COMPLETED, FAILED, RETRYING, WAITING
 from supervisors.testing import FakeClock
 
 # -- cancellation -----------------------------------------------------------------------

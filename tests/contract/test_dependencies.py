@@ -8,19 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from helpers import (
-    CANCELLED,
-    COMPLETED,
-    PENDING,
-    WAIT,
-    WAITING,
-    Boom,
-    fails,
-    gated,
-    records,
-    returns,
-    until,
-)
+from helpers import WAIT, Boom, fails, gated, records, returns, until
 
 from actors import (
     DependencyCycleError,
@@ -29,6 +17,7 @@ from actors import (
     TaskNotFoundError,
     UnifiedTaskManager,
 )
+from actors.core import CANCELLED, COMPLETED, PENDING, WAITING
 
 # -- dependencies -----------------------------------------------------------------------
 

@@ -8,28 +8,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from helpers import (
-    CANCELLED,
-    COMPLETED,
-    FAILED,
-    PENDING,
-    QUEUED,
-    RETRYING,
-    RUNNING,
-    WAIT,
-    WAITING,
-    Boom,
-    fails,
-    gated,
-    ids,
-    returns,
-    until,
-)
+from helpers import WAIT, Boom, fails, gated, ids, returns, until
 
 from actors import (
     TaskNotFoundError,
     UnifiedTaskManager,
 )
+from actors.core import CANCELLED, COMPLETED, FAILED, PENDING, QUEUED, RETRYING, RUNNING, WAITING
 from supervisors.testing import FakeClock
 
 # -- cleanup ----------------------------------------------------------------------------

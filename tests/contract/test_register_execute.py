@@ -8,19 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from helpers import (
-    COMPLETED,
-    FAILED,
-    PENDING,
-    RUNNING,
-    WAIT,
-    Boom,
-    fails,
-    gated,
-    ids,
-    returns,
-    until,
-)
+from helpers import WAIT, Boom, fails, gated, ids, returns, until
 
 import actors
 from actors import (
@@ -29,6 +17,7 @@ from actors import (
     TaskPriority,
     UnifiedTaskManager,
 )
+from actors.core import COMPLETED, FAILED, PENDING, RUNNING
 
 # -- register ---------------------------------------------------------------------------
 

@@ -9,23 +9,13 @@ import asyncio
 
 import pytest
 import tenacity
-from helpers import (
-    COMPLETED,
-    FAILED,
-    RETRYING,
-    WAIT,
-    Boom,
-    WaitsForToken,
-    hangs,
-    make_system,
-    timers_armed,
-    until,
-)
+from helpers import WAIT, Boom, WaitsForToken, hangs, make_system, timers_armed, until
 
 from actors import (
     TaskTimeoutError,
     UnifiedTaskManager,
 )
+from actors.core import COMPLETED, FAILED, RETRYING
 from supervisors.testing import FakeClock
 
 # -- retries ----------------------------------------------------------------------------

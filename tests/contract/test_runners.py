@@ -10,16 +10,13 @@ import threading
 from typing import Any
 
 import pytest
-from helpers import (
-    COMPLETED,
-    FAILED,
-    Boom,
-)
+from helpers import Boom
 
 import actors
 from actors import (
     UnifiedTaskManager,
 )
+from actors.core import COMPLETED, FAILED
 
 # -- coroutines and plain functions -----------------------------------------------------
 

@@ -10,10 +10,6 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from helpers import (
-    COMPLETED,
-    QUEUED,
-    RETRYING,
-    RUNNING,
     WAIT,
     Boom,
     assert_cancelled,
@@ -32,6 +28,7 @@ from actors import (
     TaskNotFoundError,
     TaskPriority,
 )
+from actors.core import COMPLETED, QUEUED, RETRYING, RUNNING
 from supervisors.testing import FakeClock
 
 # -- the new manager only: priorities and the concurrency limit -------------------------

@@ -876,7 +876,7 @@ class Engine:
         waiters = record.waiters
         tasks = self.tasks
         if status is COMPLETED and tasks.get(record.task_id) is record:
-            # Kept as a plain `TaskRecord` (17 slots for the GC, not 43); the live one is
+            # Kept as a plain `TaskRecord` (4 slots for the GC, not 44); the live one is
             # dropped whole, so only its timer needs stopping (what `release` would do).
             if record.timer is not None:
                 record.timer.cancel()

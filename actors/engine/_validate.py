@@ -21,6 +21,7 @@ from actors.engine._breaker import CircuitBreaker
 from actors.engine._results import find_results
 
 __all__ = [
+    "NO_METADATA",
     "TaskSpec",
     "check_picklable",
     "validate_executor",
@@ -29,7 +30,7 @@ __all__ = [
     "validate_timeout",
 ]
 
-_NO_METADATA: Mapping[str, Any] = types.MappingProxyType({})
+NO_METADATA: Mapping[str, Any] = types.MappingProxyType({})
 ON_DEPENDENCY_FAILURE = ("cancel", "run")
 """The values ``on_dependency_failure`` accepts."""
 _PRIORITY_VALUES = ", ".join(str(int(member)) for member in TaskPriority)
@@ -301,7 +302,7 @@ def validate_registration(
         and on_dependency_failure == "cancel"
         and not find_results(checked_args, checked_kwargs)
     ):
-        checked_type, checked_metadata, checked_priority = task_type, _NO_METADATA, priority
+        checked_type, checked_metadata, checked_priority = task_type, NO_METADATA, priority
         results: tuple[str, ...] = ()
         checked_dependencies = results
         checked_delay, checked_timeout, checked_id, checked_executor = retry_delay, None, None, None
@@ -312,7 +313,7 @@ def validate_registration(
             raise InvalidTaskError(f"description must be a str, got {description!r}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise InvalidTaskError(f"metadata must be a mapping or None, got {metadata!r}")
-        checked_metadata = _NO_METADATA if not metadata else types.MappingProxyType(dict(metadata))
+        checked_metadata = NO_METADATA if not metadata else types.MappingProxyType(dict(metadata))
         checked_priority = _priority(priority)
         checked_dependencies = _dependencies(dependencies)
         results = find_results(checked_args, checked_kwargs)

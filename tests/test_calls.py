@@ -189,6 +189,45 @@ async def test_one_burst_of_registrations_goes_to_the_system_new_tasks_go_to(
     assert (await tm.get_task("a")).status is TaskStatus.COMPLETED
 
 
+async def test_one_burst_of_submits_goes_to_the_system_new_tasks_go_to(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Submits made at once reach the facade as one batch: each task goes to the system
+    new tasks go to then, and a duplicate id is refused, the others still run."""
+
+    async def job(x: int) -> int:
+        return x
+
+    await tm.use_new_task_system(False)
+    assert await asyncio.wait_for(tm.register_task("first", job, (0,), task_id="f"), WAIT) == "f"
+    told = spy_on_facade(system, monkeypatch, entries=lambda message: [message])
+    calls = [
+        tm.submit(job, 1, task_id="s1"),
+        tm.submit(job, 2, task_id="f"),
+        tm.submit(job, 3, task_id="s3"),
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
+    assert results[0] == 1
+    assert results[2] == 3
+    assert type(results[1]) is DuplicateTaskError
+    assert str(results[1]) == "task id 'f' is already registered; pick another or omit task_id"
+    assert type(told[0]) is messages.Batch
+    assert [(type(m), m.task_id) for m in told[0].items] == [
+        (messages.SubmitTask, "s1"),
+        (messages.SubmitTask, "f"),
+        (messages.SubmitTask, "s3"),
+    ]
+    await tm.use_new_task_system(True)
+    assert await asyncio.wait_for(asyncio.gather(tm.submit(job, 4, task_id="s4")), WAIT) == [4]
+    assert [(await tm.get_task(i)).backend for i in ("f", "s1", "s3", "s4")] == [
+        "old",
+        "old",
+        "old",
+        "new",
+    ]
+    assert (await tm.get_task("f")).status is TaskStatus.PENDING
+
+
 async def test_create_task_wait_for_shield_and_run_coroutine_threadsafe_take_a_call(
     tm: UnifiedTaskManager,
 ) -> None:

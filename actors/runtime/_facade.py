@@ -237,13 +237,13 @@ class FacadeActor(SystemChild[FacadeState]):
         Most of a burst joins its manager's run here, without the calls of the handlers
         that would send it there: a message about a task the table routes (a per-task
         request, an attempt's outcome: `_per_task`, `_attempt_done`), and a new task's
-        registration without dependencies (`_register`: `_route` has nothing to check).
-        Any other message goes through `on_receive`."""
+        registration or submission without dependencies (`_register`, `_submit`:
+        `_route` has nothing to check). Any other message goes through `on_receive`."""
         receive = self.on_receive
         owners = self.owners
         state = self.state
         routed = _ROUTED
-        register = messages.Register
+        register, submit = messages.Register, messages.SubmitTask
         held: dict[str, list[Any]] = {}
         self._held = held
         try:
@@ -255,7 +255,7 @@ class FacadeActor(SystemChild[FacadeState]):
                         receive(item)
                         continue
                 elif (
-                    kind is register
+                    (kind is register or kind is submit)
                     and item.task_id is not None
                     and item.task_id not in owners
                     and not item.spec.dependencies

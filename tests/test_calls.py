@@ -19,8 +19,10 @@ from helpers import WAIT, add, journaled_manager, spy_on_facade
 
 from actors import (
     ActorSystem,
+    DuplicateTaskError,
     InvalidTaskError,
     TaskCancelledError,
+    TaskNotFoundError,
     TaskStatus,
     UnifiedTaskManager,
 )
@@ -108,6 +110,122 @@ async def test_the_requests_of_calls_made_at_once_have_every_field(
         ("SubmitTask", "s"),
     ]
     assert [m == type(m)(**m._asdict()) for m in sent] == [True] * 5
+
+
+async def test_one_burst_routes_each_calls_task_to_its_own_system(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls made at once reach the facade as one batch: each per-task request goes to
+    the manager of its task's system (and so does each attempt's outcome), and one
+    naming no task is refused with `TaskNotFoundError`, the others still answered."""
+
+    async def job(x: int) -> int:
+        return x
+
+    await tm.use_new_task_system(False)
+    old_id = await asyncio.wait_for(tm.register_task("old", job, (1,)), WAIT)
+    await tm.use_new_task_system(True)
+    new_id = await asyncio.wait_for(tm.register_task("new", job, (2,)), WAIT)
+    told = spy_on_facade(system, monkeypatch, entries=lambda message: [message])
+    calls = [
+        tm.execute_task(old_id, wait=True),
+        tm.execute_task("nowhere", wait=True),
+        tm.execute_task(new_id, wait=True),
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
+    assert results[0] == 1
+    assert results[2] == 2
+    assert type(results[1]) is TaskNotFoundError
+    assert str(results[1]) == "no task with id 'nowhere' (never registered, or cleaned up)"
+    assert type(told[0]) is messages.Batch
+    assert [(type(m), m.task_id) for m in told[0].items] == [
+        (messages.Execute, old_id),
+        (messages.Execute, "nowhere"),
+        (messages.Execute, new_id),
+    ]
+    assert (await tm.get_task(old_id)).backend == "old"
+    assert (await tm.get_task(new_id)).backend == "new"
+    assert (await tm.get_task(old_id)).status is TaskStatus.COMPLETED
+    assert (await tm.get_task(new_id)).status is TaskStatus.COMPLETED
+
+
+async def test_one_burst_of_registrations_goes_to_the_system_new_tasks_go_to(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registrations made at once reach the facade as one batch: each new task goes to
+    the system new tasks go to then, one depending on another of the same batch too,
+    and a duplicate id is refused, the others still registered."""
+
+    async def job(x: int) -> int:
+        return x
+
+    await tm.use_new_task_system(False)
+    assert await asyncio.wait_for(tm.register_task("first", job, (0,), task_id="f"), WAIT) == "f"
+    told = spy_on_facade(system, monkeypatch, entries=lambda message: [message])
+    calls = [
+        tm.register_task("a", job, (1,), task_id="a"),
+        tm.register_task("b", job, (2,), task_id="b", dependencies=("a",)),
+        tm.register_task("again", job, (3,), task_id="f"),
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
+    assert results[:2] == ["a", "b"]
+    assert type(results[2]) is DuplicateTaskError
+    assert str(results[2]) == "task id 'f' is already registered; pick another or omit task_id"
+    assert type(told[0]) is messages.Batch
+    assert [(type(m), m.task_id) for m in told[0].items] == [
+        (messages.Register, "a"),
+        (messages.Register, "b"),
+        (messages.Register, "f"),
+    ]
+    await tm.use_new_task_system(True)
+    assert await asyncio.wait_for(asyncio.gather(tm.register_task("c", job, task_id="c")), WAIT)
+    assert [(await tm.get_task(i)).backend for i in ("f", "a", "b", "c")] == [
+        "old",
+        "old",
+        "old",
+        "new",
+    ]
+    assert await asyncio.wait_for(tm.execute_task("b", wait=True), WAIT) == 2
+    assert (await tm.get_task("a")).status is TaskStatus.COMPLETED
+
+
+async def test_one_burst_of_submits_goes_to_the_system_new_tasks_go_to(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Submits made at once reach the facade as one batch: each task goes to the system
+    new tasks go to then, and a duplicate id is refused, the others still run."""
+
+    async def job(x: int) -> int:
+        return x
+
+    await tm.use_new_task_system(False)
+    assert await asyncio.wait_for(tm.register_task("first", job, (0,), task_id="f"), WAIT) == "f"
+    told = spy_on_facade(system, monkeypatch, entries=lambda message: [message])
+    calls = [
+        tm.submit(job, 1, task_id="s1"),
+        tm.submit(job, 2, task_id="f"),
+        tm.submit(job, 3, task_id="s3"),
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
+    assert results[0] == 1
+    assert results[2] == 3
+    assert type(results[1]) is DuplicateTaskError
+    assert str(results[1]) == "task id 'f' is already registered; pick another or omit task_id"
+    assert type(told[0]) is messages.Batch
+    assert [(type(m), m.task_id) for m in told[0].items] == [
+        (messages.SubmitTask, "s1"),
+        (messages.SubmitTask, "f"),
+        (messages.SubmitTask, "s3"),
+    ]
+    await tm.use_new_task_system(True)
+    assert await asyncio.wait_for(asyncio.gather(tm.submit(job, 4, task_id="s4")), WAIT) == [4]
+    assert [(await tm.get_task(i)).backend for i in ("f", "s1", "s3", "s4")] == [
+        "old",
+        "old",
+        "old",
+        "new",
+    ]
+    assert (await tm.get_task("f")).status is TaskStatus.PENDING
 
 
 async def test_create_task_wait_for_shield_and_run_coroutine_threadsafe_take_a_call(

@@ -74,6 +74,10 @@ def test_the_scan_finds_placeholders_in_lists_tuples_and_dicts_each_once() -> No
     assert find_results((1, "x", None), {"k": 2.0}) == ()
     assert find_results((a, [1, (b, {"k": [c]})], a), {"x": b}) == ("a", "b", "c")
     assert find_results((), {"k": {"deep": (a,)}}) == ("a",)
+    # Found after plain arguments, and in kwargs behind plain args (the no-placeholder
+    # shortcut looks at both before it answers "none").
+    assert find_results((1, "x", a), {}) == ("a",)
+    assert find_results((1, "x"), {"k": 2.0, "r": [b]}) == ("b",)
     # Only exact lists, tuples and dicts are scanned (not subclasses, not dict keys).
     pair = namedtuple("pair", "x y")
     assert find_results((pair(a, b), {a: 1}), {}) == ()

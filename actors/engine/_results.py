@@ -72,8 +72,19 @@ _SCANNED = frozenset({ResultOf, list, tuple, dict})
 def find_results(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[str, ...]:
     """The task ids of every placeholder in ``args`` and ``kwargs``, each once, in the
     order they appear (empty: the task takes no result)."""
-    found: dict[str, None] = {}
     scanned = _SCANNED
+    for arg in args:  # the common case first: no argument that can hold one (no dict made)
+        if type(arg) in scanned:
+            break
+    else:
+        if not kwargs:
+            return ()
+        for arg in kwargs.values():
+            if type(arg) in scanned:
+                break
+        else:
+            return ()
+    found: dict[str, None] = {}
     for arg in args:
         if type(arg) in scanned:
             _scan(arg, found)

@@ -306,7 +306,10 @@ def validate_registration(
         results: tuple[str, ...] = ()
         checked_dependencies = results
         checked_delay, checked_timeout, checked_id, checked_executor = retry_delay, None, None, None
-        is_coroutine = is_coroutine_callable(func)
+        # An ``async def`` function says so in its flags, read above (no second read).
+        is_coroutine = (
+            True if flags is not None and flags & _CO_COROUTINE else is_coroutine_callable(func)
+        )
     else:
         checked_type = _non_empty_str(task_type, "task_type")
         if not isinstance(description, str):

@@ -232,13 +232,43 @@ class FacadeActor(SystemChild[FacadeState]):
 
     def _batch(self, message: messages.Batch) -> None:
         """Handle a caller loop's burst in order; what it sends on to each manager goes
-        as one batch per manager (`send_run`), after the whole burst."""
+        as one batch per manager (`send_run`), after the whole burst.
+
+        Most of a burst joins its manager's run here, without the calls of the handlers
+        that would send it there: a message about a task the table routes (a per-task
+        request, an attempt's outcome: `_per_task`, `_attempt_done`), and a new task's
+        registration or submission without dependencies (`_register`, `_submit`:
+        `_route` has nothing to check). Any other message goes through `on_receive`."""
         receive = self.on_receive
+        owners = self.owners
+        state = self.state
+        routed = _ROUTED
+        register, submit = messages.Register, messages.SubmitTask
         held: dict[str, list[Any]] = {}
         self._held = held
         try:
             for item in message.items:
-                receive(item)
+                kind = type(item)
+                if kind in routed:
+                    backend = owners.get(item.task_id)
+                    if backend is None:
+                        receive(item)
+                        continue
+                elif (
+                    (kind is register or kind is submit)
+                    and item.task_id is not None
+                    and item.task_id not in owners
+                    and not item.spec.dependencies
+                ):
+                    backend = owners[item.task_id] = "new" if state.use_new else "old"
+                else:
+                    receive(item)
+                    continue
+                run = held.get(backend)
+                if run is None:
+                    held[backend] = [item]
+                else:
+                    run.append(item)
         finally:
             self._held = None
             for backend, run in held.items():
@@ -413,6 +443,11 @@ class FacadeActor(SystemChild[FacadeState]):
         gather = _Gather(message.reply, combine)
         for index, backend in enumerate(TASK_SYSTEMS):
             self._to(backend, message._replace(reply=gather.part(index)))
+
+
+_ROUTED = frozenset((*messages.PER_TASK_TYPES, messages.AttemptDone))
+"""The messages `FacadeActor._batch` sends on to the manager that owns their task
+itself, when the table has it (`_per_task`, `_attempt_done`)."""
 
 
 class _Bounce(Exception):

@@ -267,10 +267,12 @@ class FacadeActor(SystemChild[FacadeState]):
         full, say: `SystemOverloadedError`) never reach it, so it never tells the facade
         to forget their ids: drop the routes they made here. Those of a `SubmitTask`, a
         registration of a new id (`_Forwarded`) and a memory-only `Register` (one whose
-        id was routed before is refused as a duplicate, never sent on); a durable
-        `Register` may go to the manager that holds its id already, so its route stays
-        (the next registration of the id goes there, which registers it)."""
+        id was routed before is refused as a duplicate, never sent on). A durable
+        `Register` may have gone to the manager that holds its id already: that manager
+        is asked (`messages.Unrouted`, buffered until it is back) and tells the facade to
+        forget the ids it does not hold."""
         owners = self.owners
+        durable: dict[str, list[str]] = {}
         for message in unsent:
             kind = type(message)
             if kind is messages.SubmitTask or (
@@ -278,6 +280,13 @@ class FacadeActor(SystemChild[FacadeState]):
                 and (message.journal is None or type(message.reply) is _Forwarded)
             ):
                 owners.pop(message.task_id, None)
+            elif kind is messages.Register and message.task_id in owners:
+                durable.setdefault(owners[message.task_id], []).append(message.task_id)
+        for backend, task_ids in durable.items():
+            try:
+                self.managers[backend].tell(messages.Unrouted(tuple(task_ids)))
+            except Exception as exc:  # the manager is gone: nobody routes them anyway
+                logger.bind(actor=self.CHILD_ID).debug("Unrouted not sent: {!r}", exc)
 
     def _forget(self, message: messages.Forget) -> None:
         owners = self.owners

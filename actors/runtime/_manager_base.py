@@ -127,6 +127,7 @@ class BaseManager(SupervisedActor):
             messages.CleanupTick: self._cleanup_tick,
             messages.Rerun: self._rerun,
             messages.Recheck: lambda m: self._forget((m.message,)),
+            messages.Unrouted: self._unrouted,
             messages.Mark: self._mark,
             messages.Batch: self._batch,
             messages.JournalDue: self._journal_due,
@@ -176,6 +177,16 @@ class BaseManager(SupervisedActor):
         except ActorsError as exc:  # the facade is gone: nobody routes them anyway
             for bounced in recheck:
                 bounced.reply.set_exception(exc)
+
+    def _unrouted(self, message: messages.Unrouted) -> None:
+        """The facade routed these ids for registrations that never came: it forgets
+        those this manager does not hold (before any later call about them, which the
+        facade bounces here first, `Recheck`)."""
+        tasks = self.engine.tasks
+        gone = tuple(task_id for task_id in message.task_ids if task_id not in tasks)
+        if gone:
+            with contextlib.suppress(ActorsError):
+                self.ctx.handle("facade").tell(messages.Forget(gone))
 
     def _flush(self) -> None:
         """Send the transitions not sent yet to the monitor."""

@@ -49,7 +49,7 @@ _PYKKA_MESSAGES = frozenset(
 class _Absorbs(Protocol):
     """What a dying incarnation needs of its `ChildHandle`."""
 
-    def _absorb(self, actor_urn: str, inbox: Any) -> None: ...
+    def _absorb(self, actor_urn: str, inbox: Any, first: tuple[Any, ...] = ()) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +77,7 @@ class SupervisedActor(pykka.ThreadingActor):
     _supervision: Supervision | None = None
     _exit_reason: BaseException | None = None
     _start_error: BaseException | None = None
+    _handed_over: tuple[Any, ...] = ()
     _started: threading.Event
     _thread: threading.Thread | None = None
 
@@ -88,6 +89,23 @@ class SupervisedActor(pykka.ThreadingActor):
     @property
     def child_id(self) -> str | None:
         return None if self._supervision is None else self._supervision.child_id
+
+    def hand_over(self, *messages: Any) -> None:
+        """Before a crash: ``messages``, which this actor took but will not handle (the
+        rest of a batch it was working through), go to its next incarnation first, ahead
+        of what is left in its inbox, as if never taken. Call it from the handler whose
+        exception crashes the actor; calls add up in order (an inner batch's rest, then
+        the outer one's). If that handler was asked (its caller gets the exception, the
+        actor goes on) they go back to the end of the inbox. Without a supervisor
+        nothing takes them: they are dropped."""
+        self._handed_over += messages
+
+    def _take_back(self) -> None:
+        """An asked handler raised (its caller gets the exception; no crash): what it
+        handed over goes back into this incarnation's inbox."""
+        handed, self._handed_over = self._handed_over, ()
+        for message in handed:
+            self.actor_inbox.put(Envelope(message))
 
     # -- pykka loop overrides ---------------------------------------------------------
 
@@ -127,6 +145,8 @@ class SupervisedActor(pykka.ThreadingActor):
                 response = handle(envelope.message)
             except Exception as exc:
                 if reply_to is not None:
+                    if self._handed_over:  # no crash: they are handled here, later
+                        self._take_back()
                     reply_to.set_exception()
                 else:
                     self._crash(exc)
@@ -152,7 +172,7 @@ class SupervisedActor(pykka.ThreadingActor):
         if supervision is None or self._start_error is not None:
             _fail_leftovers(self)
             return
-        supervision.handle._absorb(self.actor_urn, self.actor_inbox)
+        supervision.handle._absorb(self.actor_urn, self.actor_inbox, self._handed_over)
         with contextlib.suppress(ActorDeadError):
             supervision.supervisor.tell(
                 ChildExited(supervision.child_id, self.actor_urn, self._exit_reason)

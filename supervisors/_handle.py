@@ -206,13 +206,15 @@ class ChildHandle:
             if self._error is None:
                 self._status = ChildStatus.RESTARTING
 
-    def _absorb(self, actor_urn: str, inbox: Any) -> None:
-        """Take back what was left in a stopped incarnation's inbox, ahead of the buffer.
+    def _absorb(self, actor_urn: str, inbox: Any, first: tuple[Any, ...] = ()) -> None:
+        """Take back what was left in a stopped incarnation's inbox, ahead of the buffer;
+        ``first`` (messages it took but handed over, `SupervisedActor.hand_over`) ahead of
+        the inbox.
 
         The inbox is drained under the handle's lock: the actor's stopped flag is already
         set, so every later `tell` buffers, and every earlier one is in the inbox now.
         """
-        pending: list[Envelope[Any]] = []
+        pending: list[Envelope[Any]] = [Envelope(message) for message in first]
         with self._lock:
             while not inbox.empty():
                 envelope = inbox.get()

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from helpers import WAIT, add, journal_config
 
-from actors import ActorSystem, DuplicateTaskError, TaskNotFoundError
+from actors import (
+    ActorSystem,
+    DuplicateTaskError,
+    SystemOverloadedError,
+    TaskNotFoundError,
+    TaskStatus,
+)
 from actors.runtime import messages
 from actors.runtime._facade import FacadeActor
 from supervisors.testing import FakeClock
@@ -84,3 +90,43 @@ async def test_a_durable_registration_with_its_id_is_forwarded_as_it_is(
     assert len(sent) == 2
     assert [m is s for m, s in zip(seen, sent, strict=True)] == [True, True]
     assert [m.journal is not None for m in seen] == [True, True]
+
+
+async def test_a_durable_registration_refused_for_room_leaves_no_route(
+    tmp_path: Path, backend: str
+) -> None:
+    """The manager's full restart buffer refuses a durable registration of a new id
+    (`SystemOverloadedError`): it never reaches the manager. The facade cannot tell a new
+    id from one the manager holds (a durable registration of a routed id goes on to its
+    manager), so it asks the manager (`messages.Unrouted`), which tells it to forget the
+    id it does not hold once it is back."""
+    from supervisors import Kill
+
+    clock = FakeClock()
+    config = journal_config(
+        tmp_path / "tasks.db",
+        USE_NEW_TASK_SYSTEM=backend == "new",
+        MAILBOX_BUFFER_CAPACITY=1,
+        RESTART_BACKOFF_INITIAL=1.0,
+    )
+    async with ActorSystem(config, clock=clock) as system:
+        tm = system.task_manager
+        assert system._state is not None
+        owners = system._state.states["facade"].owners
+        assert await asyncio.wait_for(tm.register_task("a", add, (1, 2), task_id="a"), WAIT) == "a"
+        manager = "task_manager" if backend == "new" else "legacy_task_manager"
+        system.supervisor.child(manager).tell(Kill())
+        await asyncio.to_thread(clock.wait_for_timers, 1, WAIT)  # the restart's backoff
+        held = asyncio.ensure_future(tm.get_task_status("a"))  # fills the buffer
+        await asyncio.sleep(0)
+        with pytest.raises(SystemOverloadedError):
+            await asyncio.wait_for(tm.register_task("b", add, (3, 4), task_id="b"), WAIT)
+        # An id it holds, registered again: bounced off the manager first (which waits).
+        again = asyncio.ensure_future(tm.register_task("a", add, (1, 2), task_id="a"))
+        deadline = clock.next_deadline()
+        assert deadline is not None
+        clock.advance(deadline - clock.monotonic())  # the restart
+        assert await asyncio.wait_for(held, WAIT) is TaskStatus.PENDING
+        assert await asyncio.wait_for(again, WAIT) == "a"
+        await asyncio.wait_for(tm.get_metrics(), WAIT)  # the facade took the manager's Forget
+        assert owners == {"a": backend}

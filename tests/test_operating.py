@@ -4,7 +4,9 @@ circuit breakers shared by name, the resource governor and the task graph."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,7 +20,7 @@ from actors import (
 from actors.engine._breaker import CircuitBreaker
 from actors.observe import GovernorPolicy, Pressure, ResourceSample, decide
 from actors.observe._events import Event, EventKind
-from supervisors import Kill
+from supervisors import ChildHandle, Kill
 from supervisors.testing import FakeClock
 
 
@@ -166,6 +168,117 @@ async def test_event_stream_yields_every_transition_in_order() -> None:
     assert {(e.task_id, e.task_name) for e in events} == {(task_id, "flaky")}
     assert [e.at for e in events] == [0.0] * 4 + [2.0] * 3
     assert dict(events[3].detail) == {"error": "ConnectionError"}
+
+
+@pytest.mark.parametrize("mark_waits_in", ["inbox", "restart buffer"])
+async def test_a_subscription_whose_mark_meets_a_killed_manager_hears_its_next_incarnation(
+    monkeypatch: pytest.MonkeyPatch, mark_waits_in: str
+) -> None:
+    # A subscriber is muted for each manager until that manager's Marked. The manager
+    # is killed between the facade's Mark and its Marked: the Mark is still in its inbox
+    # (behind the Kill), or told while it restarts. Either way the next incarnation takes
+    # it (the handle keeps both), so the subscriber hears that manager's next task.
+    from actors.runtime import messages
+
+    wait = 10.0
+    clock = FakeClock()
+    marks = threading.Event()
+    tell = ChildHandle.tell
+
+    def spy(handle: ChildHandle, message: Any) -> None:
+        items = message.items if type(message) is messages.Batch else (message,)
+        tell(handle, message)
+        if handle.child_id == "task_manager" and any(type(m) is messages.Mark for m in items):
+            marks.set()
+
+    monkeypatch.setattr(ChildHandle, "tell", spy)
+    config = {"RESTART_BACKOFF_INITIAL": 1.0, "CLEANUP_INTERVAL": 0.0}
+    async with ActorSystem(config, clock=clock) as system:
+        tm = system.task_manager
+        handle = system.supervisor.child("task_manager")
+        monitor = system._state.states["task_monitor"]
+        if mark_waits_in == "inbox":  # the manager holds a message while Kill, Mark queue
+            entered, gate = threading.Event(), threading.Event()
+            engine = system._state.states["task_manager"]
+            monkeypatch.setattr(engine, "set_limit", lambda limit: entered.set() or gate.wait(wait))
+            handle.tell(messages.SetLimit(5))
+            assert await asyncio.to_thread(entered.wait, wait)
+            handle.tell(Kill())
+        else:
+            handle.tell(Kill())
+            await settle(clock)  # the restart's backoff: it is down
+        async with tm.events() as stream:
+            assert await asyncio.to_thread(marks.wait, wait)
+            assert list(monitor.muted) == ["new"]
+            if mark_waits_in == "inbox":
+                gate.set()  # then Kill: the Mark goes back to the handle, for the next one
+                await settle(clock)
+            restart_at = clock.next_deadline()
+            assert restart_at is not None
+            clock.advance(restart_at - clock.monotonic())  # the restart (its backoff's end)
+            assert await asyncio.wait_for(tm.submit(noop, 7, task_id="after"), wait) == 7
+            events = await asyncio.wait_for(collect(stream, 4), wait)
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    assert [(e.kind, e.task_id) for e in events] == [
+        (EventKind.REGISTERED, "after"),
+        (EventKind.QUEUED, "after"),
+        (EventKind.STARTED, "after"),
+        (EventKind.COMPLETED, "after"),
+    ]
+    assert restarts["task_manager"] == 1
+    assert (monitor.muted, monitor.marks) == ({}, {})
+
+
+async def test_a_subscription_whose_mark_follows_a_crashing_message_in_one_batch_is_heard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A task's outcome and a subscription made in the same loop iteration reach the
+    # manager as one batch (AttemptDone, Mark). Handling the outcome crashes the manager
+    # (an engine fault, here injected): the Mark after it in the batch must reach the
+    # next incarnation, else the subscriber is muted for that manager for ever.
+    from actors.runtime import messages
+
+    wait = 10.0
+    batches: list[tuple[type, ...]] = []
+    tell = ChildHandle.tell
+
+    def spy(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == "task_manager" and type(message) is messages.Batch:
+            batches.append(tuple(type(m) for m in message.items))
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", spy)
+    gate = asyncio.Event()
+
+    async def gated() -> int:
+        await gate.wait()
+        return 1
+
+    async with ActorSystem({"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}) as system:
+        tm = system.task_manager
+        engine = system._state.states["task_manager"]
+        first = await tm.register_task("first", gated)
+        assert await tm.execute_task(first) is True
+
+        def fault(*args: Any) -> None:
+            del engine.attempt_done  # once: the engine's own method from now on
+            raise RuntimeError("fault")
+
+        engine.attempt_done = fault
+        gate.set()  # the task returns ahead of the next step here: its outcome is queued
+        await asyncio.sleep(0)
+        async with tm.events() as stream:  # in the same outbox flush as the outcome
+            assert batches == [(messages.AttemptDone, messages.Mark)]
+            assert await asyncio.wait_for(tm.submit(noop, 7, task_id="after"), wait) == 7
+            events = await asyncio.wait_for(collect(stream, 4), wait)
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    assert [(e.kind, e.task_id) for e in events] == [
+        (EventKind.REGISTERED, "after"),
+        (EventKind.QUEUED, "after"),
+        (EventKind.STARTED, "after"),
+        (EventKind.COMPLETED, "after"),
+    ]
+    assert restarts["task_manager"] == 1
 
 
 async def test_event_stream_filters_by_type_and_a_slow_subscriber_drops_the_oldest() -> None:

@@ -284,6 +284,49 @@ async def double(x: int) -> int:
     return x * 2
 
 
+@pytest.mark.parametrize("sent", ["alone", "in a burst"])
+@pytest.mark.parametrize("call", ["register_task", "submit"])
+async def test_a_registration_refused_for_room_leaves_no_route_and_its_id_is_free(
+    call: str, sent: str
+) -> None:
+    # The facade routes a new id before it sends the registration on; the manager's
+    # full restart buffer refuses it (SystemOverloadedError), so the manager never holds
+    # the id and never tells the facade to forget it. The route must go with the refusal:
+    # else it stays for ever (one per refused task) and the id is refused as a duplicate.
+    clock = FakeClock()
+    config = {"MAILBOX_BUFFER_CAPACITY": 2, "RESTART_BACKOFF_INITIAL": 1.0, "CLEANUP_INTERVAL": 0.0}
+    async with ActorSystem(config, clock=clock) as system:
+        tm = system.task_manager
+        owners = system._state.states["facade"].owners
+        handle = system.supervisor.child("task_manager")
+        handle.tell(Kill())
+        await asyncio.to_thread(clock.wait_for_timers, 1, WAIT)
+
+        def register(task_id: str) -> Any:
+            if call == "submit":
+                return tm.submit(int, "7", task_id=task_id)
+            return tm.register_task(task_id, int, ("7",), task_id=task_id)
+
+        # In a burst the facade gets one Batch and sends on what it routed after it;
+        # alone, it sends the registration on as it routes it.
+        burst = 3 if sent == "in a burst" else 2
+        calls = [asyncio.ensure_future(register(f"a{i}")) for i in range(burst)]
+        accepted = calls[:2]
+        await asyncio.sleep(0)  # let them send (they then wait for the restart)
+        with pytest.raises(
+            SystemOverloadedError, match=f"^{re.escape(overloaded('task_manager', 2))}$"
+        ):
+            await asyncio.wait_for(calls[2] if burst == 3 else register("a2"), WAIT)
+        assert sorted(owners) == ["a0", "a1"]
+
+        await advance_to_next_timer(clock)  # the restart
+        registered = call == "register_task"
+        answers = await asyncio.wait_for(asyncio.gather(*accepted), WAIT)
+        assert answers == (["a0", "a1"] if registered else [7, 7])
+        assert await asyncio.wait_for(register("a2"), WAIT) == ("a2" if registered else 7)
+        assert sorted(owners) == ["a0", "a1", "a2"]
+
+
 async def test_a_wait_refused_by_a_full_restart_buffer_is_system_overloaded() -> None:
     """submit, execute_task(wait=True) and wait_for_task send through the outbox, which
     fails their reply with the `BufferFullError` that refused the request: the caller

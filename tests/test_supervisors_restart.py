@@ -77,6 +77,9 @@ class Worker(SupervisedActor):
             case Block(entered, release):
                 entered.set()
                 release.wait(TIMEOUT)
+            case ("hand-over-and-raise", rest, error):
+                self.hand_over(*rest)
+                raise error
         return None
 
 
@@ -329,6 +332,38 @@ def test_messages_left_in_a_killed_incarnations_inbox_reach_the_next_one(
     new_urn = answer.get(timeout=TIMEOUT)
     assert new_urn != first_urn
     assert handle.ask("items", timeout=TIMEOUT) == [(new_urn, i) for i in range(5)]
+
+
+@pytest.mark.parametrize("how", ["told", "asked"])
+def test_messages_handed_over_before_a_crash_come_first_in_the_next_incarnation(
+    how: str, stopper: list[pykka.ActorRef[Any]]
+) -> None:
+    # `hand_over`: what an incarnation took but will not handle (the rest of a batch)
+    # goes to the next one ahead of its inbox's leftovers; an asked handler that raises
+    # crashes nothing, and what it handed over is handled after the inbox.
+    sup = start_supervisor([ChildSpec("w", Worker, state_factory=Ledger)])
+    stopper.append(sup)
+    handle = child(sup, "w")
+    first_urn = handle.ask("ping", timeout=TIMEOUT)
+    entered, release = threading.Event(), threading.Event()
+
+    handle.tell(Block(entered, release))
+    assert entered.wait(TIMEOUT)
+    rest = (("record-here", "a"), ("record-here", "b"))
+    message = ("hand-over-and-raise", rest, RuntimeError("mid-batch"))
+    asked = handle.ask(message, block=False) if how == "asked" else None
+    if asked is None:
+        handle.tell(message)
+    handle.tell(("record-here", "left in the inbox"))
+    release.set()
+
+    if asked is not None:
+        with pytest.raises(RuntimeError, match=r"^mid-batch$"):
+            asked.get(timeout=TIMEOUT)
+    urn = handle.ask("ping", timeout=TIMEOUT)
+    order = ["a", "b", "left in the inbox"] if how == "told" else ["left in the inbox", "a", "b"]
+    assert handle.ask("items", timeout=TIMEOUT) == [(urn, item) for item in order]
+    assert (urn != first_urn) is (how == "told")
 
 
 # -- a BaseException is contained to its actor -----------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
@@ -272,19 +272,51 @@ class FacadeActor(SystemChild[FacadeState]):
         finally:
             self._held = None
             for backend, run in held.items():
-                send_run(self.managers[backend], run)
+                unsent = send_run(self.managers[backend], run)
+                if unsent:
+                    self._unrouted(unsent)
 
     def _to(self, backend: str, message: Any) -> None:
         """Send ``message`` to the ``backend`` manager (held while a batch runs)."""
         held = self._held
         if held is None:
-            self.managers[backend].tell(message)
+            try:
+                self.managers[backend].tell(message)
+            except Exception:
+                self._unrouted((message,))
+                raise
         else:
             run = held.get(backend)
             if run is None:
                 held[backend] = [message]
             else:
                 run.append(message)
+
+    def _unrouted(self, unsent: Sequence[Any]) -> None:
+        """Registrations that could not be sent to their manager (its restart buffer is
+        full, say: `SystemOverloadedError`) never reach it, so it never tells the facade
+        to forget their ids: drop the routes they made here. Those of a `SubmitTask`, a
+        registration of a new id (`_Forwarded`) and a memory-only `Register` (one whose
+        id was routed before is refused as a duplicate, never sent on). A durable
+        `Register` may have gone to the manager that holds its id already: that manager
+        is asked (`messages.Unrouted`, buffered until it is back) and tells the facade to
+        forget the ids it does not hold."""
+        owners = self.owners
+        durable: dict[str, list[str]] = {}
+        for message in unsent:
+            kind = type(message)
+            if kind is messages.SubmitTask or (
+                kind is messages.Register
+                and (message.journal is None or type(message.reply) is _Forwarded)
+            ):
+                owners.pop(message.task_id, None)
+            elif kind is messages.Register and message.task_id in owners:
+                durable.setdefault(owners[message.task_id], []).append(message.task_id)
+        for backend, task_ids in durable.items():
+            try:
+                self.managers[backend].tell(messages.Unrouted(tuple(task_ids)))
+            except Exception as exc:  # the manager is gone: nobody routes them anyway
+                logger.bind(actor=self.CHILD_ID).debug("Unrouted not sent: {!r}", exc)
 
     def _forget(self, message: messages.Forget) -> None:
         owners = self.owners

@@ -127,6 +127,7 @@ class BaseManager(SupervisedActor):
             messages.CleanupTick: self._cleanup_tick,
             messages.Rerun: self._rerun,
             messages.Recheck: lambda m: self._forget((m.message,)),
+            messages.Unrouted: self._unrouted,
             messages.Mark: self._mark,
             messages.Batch: self._batch,
             messages.JournalDue: self._journal_due,
@@ -176,6 +177,16 @@ class BaseManager(SupervisedActor):
         except ActorsError as exc:  # the facade is gone: nobody routes them anyway
             for bounced in recheck:
                 bounced.reply.set_exception(exc)
+
+    def _unrouted(self, message: messages.Unrouted) -> None:
+        """The facade routed these ids for registrations that never came: it forgets
+        those this manager does not hold (before any later call about them, which the
+        facade bounces here first, `Recheck`)."""
+        tasks = self.engine.tasks
+        gone = tuple(task_id for task_id in message.task_ids if task_id not in tasks)
+        if gone:
+            with contextlib.suppress(ActorsError):
+                self.ctx.handle("facade").tell(messages.Forget(gone))
 
     def _flush(self) -> None:
         """Send the transitions not sent yet to the monitor."""
@@ -247,35 +258,51 @@ class BaseManager(SupervisedActor):
         requests = self._requests
         transitions = self.engine.transitions  # the list `_flush` empties
         attempt_done = self.engine.attempt_done
-        for message in items:
-            kind = type(message)
-            if kind is AttemptDone:  # one per task: no handler of its own (nor a lambda's
-                # call); its fields are `Engine.attempt_done`'s arguments, in order
-                attempt_done(*message)
+        message = None
+        try:
+            for message in items:
+                kind = type(message)
+                if kind is AttemptDone:  # one per task: no handler of its own (nor a lambda's
+                    # call); its fields are `Engine.attempt_done`'s arguments, in order
+                    attempt_done(*message)
+                    if len(transitions) >= FLUSH_AT:
+                        self._flush()
+                    continue
+                handler = requests.get(kind)
+                if handler is None:
+                    internal = self._internal.get(kind)
+                    if internal is None:
+                        self._log.warning("unexpected message {!r}", message)
+                    else:
+                        internal(message)
+                else:
+                    reply = message.reply
+                    try:
+                        result = handler(message)
+                    except ActorsError as exc:
+                        reply.set_exception(exc)
+                    except Exception as exc:
+                        self._log.opt(exception=exc).error("{} failed", kind.__name__)
+                        reply.set_exception(exc)
+                    else:
+                        if result is not DEFERRED:
+                            reply.set_result(result)
                 if len(transitions) >= FLUSH_AT:
                     self._flush()
-                continue
-            handler = requests.get(kind)
-            if handler is None:
-                internal = self._internal.get(kind)
-                if internal is None:
-                    self._log.warning("unexpected message {!r}", message)
-                else:
-                    internal(message)
-            else:
-                reply = message.reply
-                try:
-                    result = handler(message)
-                except ActorsError as exc:
-                    reply.set_exception(exc)
-                except Exception as exc:
-                    self._log.opt(exception=exc).error("{} failed", kind.__name__)
-                    reply.set_exception(exc)
-                else:
-                    if result is not DEFERRED:
-                        reply.set_result(result)
-            if len(transitions) >= FLUSH_AT:
-                self._flush()
+        except BaseException:
+            # This manager crashes: the items after the one that raised go to its next
+            # incarnation first (a subscription's `Mark`, callers' requests), not lost.
+            self._hand_over_rest(items, message)
+            raise
+
+    def _hand_over_rest(self, items: tuple[Any, ...], failed: Any) -> None:
+        """Hand the items of ``items`` after ``failed`` over to the next incarnation."""
+        for index, message in enumerate(items):
+            if message is failed:
+                rest = items[index + 1 :]
+                if rest:
+                    self.hand_over(messages.Batch(rest))
+                return
 
     # -- the engine's port ----------------------------------------------------------------
 

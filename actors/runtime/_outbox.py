@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from actors.core import LoopBridge, bridge_for
@@ -32,19 +32,21 @@ SEND_CHUNK = 4096
 """Requests an outbox sends per loop iteration, at most."""
 
 
-def send_run(target: ChildHandle, run: list[Any]) -> None:
+def send_run(target: ChildHandle, run: list[Any]) -> Sequence[Any]:
     """Tell ``target`` the messages of ``run`` in order: one `messages.Batch` when it
     is up, each on its own while it is down (its restart buffer counts each request as
     before). A request that cannot be sent fails its reply with the error (a
-    `SupervisorError`, mostly)."""
+    `SupervisorError`, mostly). Returns the messages not sent (empty: all were)."""
     if len(run) == 1 or getattr(target, "actor_ref", None) is None:
+        unsent: tuple[Any, ...] = ()
         for message in run:
-            _tell(target, message, (message,))
-    else:
-        _tell(target, messages.Batch(tuple(run)), run)
+            if not _tell(target, message, (message,)):
+                unsent += (message,)
+        return unsent
+    return () if _tell(target, messages.Batch(tuple(run)), run) else run
 
 
-def _tell(target: ChildHandle, message: Any, run: Any) -> None:
+def _tell(target: ChildHandle, message: Any, run: Any) -> bool:
     try:
         target.tell(message)
     except Exception as exc:  # a SupervisorError, mostly: the target is gone
@@ -52,6 +54,8 @@ def _tell(target: ChildHandle, message: Any, run: Any) -> None:
             reply = getattr(request, "reply", None)
             if reply is not None:
                 reply.set_exception(exc)
+        return False
+    return True
 
 
 class Outbox:

@@ -76,6 +76,7 @@ __all__ = [
     "SubmitTask",
     "Subscribe",
     "Transitions",
+    "Unrouted",
     "Unsubscribe",
     "Unwait",
     "UseNewSystem",
@@ -386,6 +387,14 @@ class Recheck(NamedTuple):
     back with every id removed and not told yet (`Forget`)."""
 
     message: Bounced
+
+
+class Unrouted(NamedTuple):
+    """Manager: the facade could not send it durable registrations of ``task_ids`` (its
+    restart buffer was full); tell the facade to `Forget` those it does not hold (the
+    facade routed them for those registrations), and keep the routes of the others."""
+
+    task_ids: tuple[str, ...]
 
 
 class Bounced(NamedTuple):

@@ -345,3 +345,13 @@ def test_render_prometheus_takes_a_snapshot_only(snapshot: object) -> None:
         "render_prometheus takes a MetricsSnapshot (await task_manager.get_metrics()), "
         f"got {snapshot!r}"
     )
+
+
+@pytest.mark.parametrize("system", [3, "system", object()], ids=["int", "str", "object"])
+def test_a_client_needs_an_actor_system(system: object) -> None:
+    with pytest.raises(InvalidTaskError) as raised:
+        UnifiedTaskManager(system)  # type: ignore[arg-type]
+    assert str(raised.value) == (
+        f"system must be an ActorSystem or None (the module-level system, made on first "
+        f"use), got {system!r}; an ActorSystem's client is system.task_manager"
+    )

@@ -28,7 +28,6 @@ import threading
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Mapping
 from types import MappingProxyType
 from typing import (
-    TYPE_CHECKING,
     Any,
     Literal,
     Required,
@@ -93,6 +92,7 @@ from actors.observe import (
 )
 from actors.runtime import (
     TASK_SYSTEMS,
+    SystemRuntime,
     durable_row,
     messages,
     new_task_id,
@@ -100,9 +100,6 @@ from actors.runtime import (
     require_backend,
 )
 from supervisors import BufferFullError, ChildHandle, SupervisorError
-
-if TYPE_CHECKING:
-    from actors.runtime import SystemRuntime
 
 __all__ = [
     "MapOptions",
@@ -211,6 +208,11 @@ class UnifiedTaskManager:
     """The async API (docs/architecture.md). Bound to an `ActorSystem`, or lazy (module level)."""
 
     def __init__(self, system: SystemRuntime | None = None) -> None:
+        if system is not None and not isinstance(system, SystemRuntime):
+            raise InvalidTaskError(
+                f"system must be an ActorSystem or None (the module-level system, made on "
+                f"first use), got {system!r}; an ActorSystem's client is system.task_manager"
+            )
         self._system = system
         self._lazy = system is None
         self.thread_pool = ThreadPoolClient(self)

@@ -23,6 +23,7 @@ from actors import (
     TaskNotFoundError,
     TaskStatus,
     UnifiedTaskManager,
+    render_prometheus,
 )
 from supervisors.testing import FakeClock
 
@@ -167,6 +168,16 @@ BAD_CALLS: list[tuple[str, Call, type[ActorsError], object]] = [
     ("max_age-nan", call("cleanup_completed_tasks", NAN), InvalidTaskError, NAN),
     ("max_age-inf", call("cleanup_completed_tasks", INF), InvalidTaskError, INF),
     ("max_age-bool", call("cleanup_completed_tasks", True), InvalidTaskError, True),
+    ("max_age-huge-int", call("cleanup_completed_tasks", 10**400), InvalidTaskError, 10**400),
+    # the task graph: depth bounds the hops around= follows, nothing without it
+    (
+        "graph-depth-negative",
+        call("get_task_graph", around="known", depth=-1),
+        InvalidTaskError,
+        -1,
+    ),
+    ("graph-depth-no-around", call("get_task_graph", depth=-1), InvalidTaskError, -1),
+    ("graph-depth-str-no-around", call("get_task_graph", depth="2"), InvalidTaskError, "2"),
     # the switch
     ("use_new-str", call("use_new_task_system", "yes"), InvalidTaskError, "yes"),
     ("use_new-int", call("use_new_task_system", 1), InvalidTaskError, 1),
@@ -304,3 +315,43 @@ async def test_a_shut_down_system_cannot_start_again() -> None:
     ):
         async with system:
             pass
+
+
+async def test_a_depth_without_around_says_what_to_pass() -> None:
+    async with ActorSystem({"RESTART_BACKOFF_INITIAL": 0.0}, clock=FakeClock()) as system:
+        with pytest.raises(InvalidTaskError) as raised:
+            await system.task_manager.get_task_graph(depth=2)
+    assert str(raised.value) == (
+        "depth applies to around= only, got depth=2 without around; "
+        "pass around=<task id>, or drop depth"
+    )
+
+
+def test_cleanup_of_a_huge_int_age_is_refused_not_overflowing() -> None:
+    huge = 10**400
+    with (
+        ActorSystem({"RESTART_BACKOFF_INITIAL": 0.0}) as system,
+        pytest.raises(InvalidTaskError) as raised,
+    ):
+        system.blocking.cleanup_completed_tasks(huge)
+    assert str(raised.value) == f"max_age must be a finite number of seconds >= 0, got {huge!r}"
+
+
+@pytest.mark.parametrize("snapshot", [3, None, {"tasks_by_status": {}}])
+def test_render_prometheus_takes_a_snapshot_only(snapshot: object) -> None:
+    with pytest.raises(ConfigError) as raised:
+        render_prometheus(snapshot)  # type: ignore[arg-type]
+    assert str(raised.value) == (
+        "render_prometheus takes a MetricsSnapshot (await task_manager.get_metrics()), "
+        f"got {snapshot!r}"
+    )
+
+
+@pytest.mark.parametrize("system", [3, "system", object()], ids=["int", "str", "object"])
+def test_a_client_needs_an_actor_system(system: object) -> None:
+    with pytest.raises(InvalidTaskError) as raised:
+        UnifiedTaskManager(system)  # type: ignore[arg-type]
+    assert str(raised.value) == (
+        f"system must be an ActorSystem or None (the module-level system, made on first "
+        f"use), got {system!r}; an ActorSystem's client is system.task_manager"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import re
 import threading
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from actors import (
     BlockingTaskManager,
     CallTimeout,
     EventKind,
+    InvalidTaskError,
     TaskNotFoundError,
     TaskStatus,
     TaskTimeoutError,
@@ -606,3 +608,40 @@ def test_a_calls_own_timeout_error_is_its_answer_not_a_call_timeout() -> None:
         never.set()  # the first task ends now: the blocking wait gets its result
         assert tm.wait_for_task(task_id, timeout=WAIT) is None
         assert tm.get_task_status(timed) is TaskStatus.FAILED
+
+
+BAD_TIMEOUTS = [math.inf, 10**400, math.nan, -1, 0, True, "1"]
+
+
+def test_blocking_wait_for_task_refuses_a_bad_timeout_before_sending() -> None:
+    with ActorSystem(config()) as system:
+        tm = system.blocking
+        task_id = tm.register_task("pending", add, args=(1, 2), task_id="pending")
+        for timeout in BAD_TIMEOUTS:
+            with pytest.raises(InvalidTaskError) as raised:
+                tm.wait_for_task(task_id, timeout=timeout)  # type: ignore[arg-type]
+            assert str(raised.value) == (
+                f"timeout must be a finite number of seconds > 0 or None, got {timeout!r}"
+            )
+        assert tm.get_task_status(task_id) is TaskStatus.PENDING
+
+
+def test_an_event_streams_get_refuses_a_bad_or_missing_bound() -> None:
+    messages: list[str] = []
+    with ActorSystem(config()) as system, system.blocking.events() as stream:
+        for timeout in [*BAD_TIMEOUTS, None]:
+            with pytest.raises(InvalidTaskError) as raised:
+                stream.get(timeout=timeout)  # type: ignore[arg-type]
+            messages.append(str(raised.value))
+        system.blocking.submit(add, 1, 2, task_id="after")
+        event = stream.get(timeout=WAIT)  # the stream still works
+    assert event is not None
+    assert (event.task_id, event.kind) == ("after", EventKind.REGISTERED)
+    assert messages == [
+        *(
+            f"timeout must be a finite number of seconds > 0 or None, got {timeout!r}"
+            for timeout in BAD_TIMEOUTS
+        ),
+        "timeout must be a finite number of seconds > 0, got None; "
+        "BlockingEventStream.get() always waits a bounded time",
+    ]

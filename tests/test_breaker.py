@@ -532,6 +532,25 @@ def test_decorating_a_non_callable_is_refused(clock: FakeClock) -> None:
         breaker(42)  # type: ignore[arg-type]
 
 
+async def test_calling_a_non_callable_is_refused_and_not_counted(clock: FakeClock) -> None:
+    breaker = make(clock, failure_threshold=1)
+    before = breaker.stats()
+    with pytest.raises(BreakerConfigError) as called:
+        breaker.call(42)  # type: ignore[arg-type]
+    with pytest.raises(BreakerConfigError) as acalled:
+        await breaker.acall("fetch")  # type: ignore[arg-type]
+    assert str(called.value) == (
+        "call() takes the function to call, got 42; pass the function itself "
+        "and its arguments: breaker.call(fn, *args, **kwargs)"
+    )
+    assert str(acalled.value) == (
+        "acall() takes the function to call, got 'fetch'; pass the function itself "
+        "and its arguments: breaker.acall(fn, *args, **kwargs)"
+    )
+    assert breaker.stats() == before  # still closed, no failure counted
+    assert breaker.call(int, "7") == 7
+
+
 def test_with_block_records_the_outcome_and_never_suppresses(clock: FakeClock) -> None:
     breaker = make(clock, failure_threshold=2)
     with breaker as entered:

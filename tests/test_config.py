@@ -528,6 +528,23 @@ def test_toml_syntax_error(tmp_path: Path) -> None:
     assert isinstance(caught.value.__cause__, tomllib.TOMLDecodeError)
 
 
+def test_load_config_refuses_an_env_that_is_not_a_mapping() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(env=["ACTORFLOW_CALL_TIMEOUT=5"])  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "env must be a mapping of environment variables (str to str) or None (os.environ), "
+        "got ['ACTORFLOW_CALL_TIMEOUT=5']"
+    )
+
+
+def test_load_config_refuses_a_toml_path_that_is_not_a_path() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(toml_path=3, env={})  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "toml_path must be the path of a TOML file (a str or os.PathLike) or None, got 3"
+    )
+
+
 def test_toml_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.toml"
     with pytest.raises(

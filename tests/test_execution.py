@@ -263,6 +263,23 @@ def test_a_token_cancelled_before_anyone_waits_wakes_a_wait_at_once() -> None:
     assert token.wait() is True
 
 
+@pytest.mark.parametrize(
+    "timeout",
+    [-1, float("nan"), float("inf"), 10**400, "1", True],
+    ids=["negative", "nan", "inf", "huge-int", "str", "bool"],
+)
+def test_a_token_wait_refuses_a_bad_timeout(timeout: object) -> None:
+    token = CancellationToken()
+    with pytest.raises(actors.InvalidTaskError) as raised:
+        token.wait(timeout)  # type: ignore[arg-type]
+    assert str(raised.value) == (
+        f"timeout must be a finite number of seconds >= 0 or None (until cancelled), "
+        f"got {timeout!r}"
+    )
+    assert token.cancelled is False
+    assert token.wait(0) is False
+
+
 def test_a_token_cancelled_while_threads_wait_wakes_every_waiter() -> None:
     token = CancellationToken()
     woken: list[bool] = []

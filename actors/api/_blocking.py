@@ -24,7 +24,14 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from actors.api._client import UnifiedTaskManager
-from actors.core import SWEEP_INTERVAL, BlockingCallError, CallTimeout, ClosedOnExit
+from actors.core import (
+    SWEEP_INTERVAL,
+    BlockingCallError,
+    CallTimeout,
+    ClosedOnExit,
+    InvalidTaskError,
+)
+from actors.engine import validate_timeout
 
 if TYPE_CHECKING:
     from actors.core import Config, LoopThread
@@ -158,7 +165,7 @@ class BlockingTaskManager:
         task ends or the system stops)."""
         what = "system.blocking.wait_for_task()"
         refuse_in_loop(what)
-        bound = timeout if isinstance(timeout, int | float) and timeout > 0 else None
+        bound = validate_timeout(timeout, "timeout")  # (before the bound's sum overflows)
         return self._wait(self._client.wait_for_task(task_id, timeout), bound, what)
 
     submit = _waiting(UnifiedTaskManager.submit)
@@ -225,6 +232,12 @@ class BlockingEventStream(ClosedOnExit):
         stream stays open), or None once the subscription is closed."""
         what = "BlockingEventStream.get()"
         refuse_in_loop(what)
+        bound = validate_timeout(timeout, "timeout")
+        if bound is None:
+            raise InvalidTaskError(
+                "timeout must be a finite number of seconds > 0, got None; "
+                "BlockingEventStream.get() always waits a bounded time"
+            )
         stream = self._stream
 
         async def next_event() -> Event | None:
@@ -233,12 +246,12 @@ class BlockingEventStream(ClosedOnExit):
             if subscriber is None:
                 return None
             try:
-                return await asyncio.wait_for(subscriber.get(), timeout)
+                return await asyncio.wait_for(subscriber.get(), bound)
             except TimeoutError:
-                raise CallTimeout(f"no event within {timeout}s") from None
+                raise CallTimeout(f"no event within {bound}s") from None
 
-        named = f"timeout={timeout}s + {SWEEP_MARGIN}s"
-        return self._runner.call(next_event(), timeout + SWEEP_MARGIN, what, named)
+        named = f"timeout={bound}s + {SWEEP_MARGIN}s"
+        return self._runner.call(next_event(), bound + SWEEP_MARGIN, what, named)
 
     def close(self) -> None:
         """Unsubscribe."""

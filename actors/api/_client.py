@@ -24,12 +24,10 @@ import atexit
 import concurrent.futures.thread  # noqa: F401  (registers its exit hook before ours)
 import contextlib
 import functools
-import math
 import threading
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Mapping
 from types import MappingProxyType
 from typing import (
-    TYPE_CHECKING,
     Any,
     Literal,
     Required,
@@ -63,6 +61,7 @@ from actors.core import (
     TaskStatus,
     WaitTimeoutError,
     bridge_for,
+    finite_float,
     load_config,
 )
 from actors.core import TASK_CONTEXT as _current
@@ -88,10 +87,12 @@ from actors.observe import (
     Subscriber,
     TaskGraph,
     capture,
+    check_depth,
     render_prometheus,
 )
 from actors.runtime import (
     TASK_SYSTEMS,
+    SystemRuntime,
     durable_row,
     messages,
     new_task_id,
@@ -99,9 +100,6 @@ from actors.runtime import (
     require_backend,
 )
 from supervisors import BufferFullError, ChildHandle, SupervisorError
-
-if TYPE_CHECKING:
-    from actors.runtime import SystemRuntime
 
 __all__ = [
     "MapOptions",
@@ -210,6 +208,11 @@ class UnifiedTaskManager:
     """The async API (docs/architecture.md). Bound to an `ActorSystem`, or lazy (module level)."""
 
     def __init__(self, system: SystemRuntime | None = None) -> None:
+        if system is not None and not isinstance(system, SystemRuntime):
+            raise InvalidTaskError(
+                f"system must be an ActorSystem or None (the module-level system, made on "
+                f"first use), got {system!r}; an ActorSystem's client is system.task_manager"
+            )
         self._system = system
         self._lazy = system is None
         self.thread_pool = ThreadPoolClient(self)
@@ -1086,6 +1089,12 @@ class UnifiedTaskManager:
             raise InvalidTaskError(f"task_type must be a non-empty str or None, got {task_type!r}")
         if around is not None:
             validate_task_id(around, "around")
+        elif depth is not None:
+            raise InvalidTaskError(
+                f"depth applies to around= only, got depth={depth!r} without around; "
+                "pass around=<task id>, or drop depth"
+            )
+        check_depth(depth)
         graph = TaskGraph.from_infos(await self.get_all_tasks())
         if task_type is not None:
             graph = graph.filter(task_type=task_type)
@@ -1103,16 +1112,12 @@ class UnifiedTaskManager:
 
     async def cleanup_completed_tasks(self, max_age: float = 86400.0) -> int:
         """Remove tasks that ended more than ``max_age`` seconds ago; returns how many."""
-        if (
-            not isinstance(max_age, int | float)
-            or isinstance(max_age, bool)
-            or not math.isfinite(max_age)
-            or max_age < 0
-        ):
+        age = finite_float(max_age)
+        if age is None or age < 0:
             raise InvalidTaskError(
                 f"max_age must be a finite number of seconds >= 0, got {max_age!r}"
             )
-        result: int = await self._ask(messages.Cleanup, float(max_age))
+        result: int = await self._ask(messages.Cleanup, age)
         return result
 
     async def use_new_task_system(self, flag: bool) -> None:

@@ -415,6 +415,16 @@ def load_config(
     `ConfigError` for an unknown key, a value of the wrong type or range, or a file that
     cannot be read or parsed.
     """
+    if env is not None and not isinstance(env, Mapping):
+        raise ConfigError(
+            f"env must be a mapping of environment variables (str to str) or None "
+            f"(os.environ), got {env!r}"
+        )
+    if toml_path is not None and not isinstance(toml_path, str | os.PathLike):
+        raise ConfigError(
+            f"toml_path must be the path of a TOML file (a str or os.PathLike) or None, "
+            f"got {toml_path!r}"
+        )
     environ: Mapping[str, str] = os.environ if env is None else env
     values: dict[str, Any] = {}
     path = toml_path

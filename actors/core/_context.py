@@ -12,6 +12,9 @@ import contextvars
 import threading
 from typing import Generic, TypeVar
 
+from actors.core._errors import InvalidTaskError
+from actors.core._util import finite_float
+
 __all__ = [
     "TASK_CONTEXT",
     "CancellationToken",
@@ -94,6 +97,14 @@ class CancellationToken(_Flag[threading.Event]):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until cancelled (True) or ``timeout`` seconds pass (False)."""
+        if timeout is not None:
+            bound = finite_float(timeout)
+            if bound is None or bound < 0:
+                raise InvalidTaskError(
+                    f"timeout must be a finite number of seconds >= 0 or None (until "
+                    f"cancelled), got {timeout!r}"
+                )
+            timeout = bound
         if self._cancelled:
             return True
         return self._companion_made().wait(timeout)

@@ -182,6 +182,16 @@ def _check_clock_and_listener(clock: object, listener: object) -> None:
         raise BreakerConfigError(f"listener must be callable or None, got {listener!r}")
 
 
+def _check_fn(fn: object, method: str) -> None:
+    """`BreakerConfigError` unless ``fn`` is callable: before a permit is taken, so a bad
+    argument is not counted as a failure of the guarded call."""
+    if not callable(fn):
+        raise BreakerConfigError(
+            f"{method}() takes the function to call, got {fn!r}; pass the function itself "
+            f"and its arguments: breaker.{method}(fn, *args, **kwargs)"
+        )
+
+
 class CircuitBreaker:
     """A circuit breaker around calls to one external service (see the module docstring).
 
@@ -468,6 +478,7 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """``fn(*args, **kwargs)`` through the breaker; its result, or its exception raised."""
+        _check_fn(fn, "call")
         permit = self.acquire()
         try:
             result = fn(*args, **kwargs)
@@ -479,6 +490,7 @@ class CircuitBreaker:
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """``await fn(*args, **kwargs)`` through the breaker (cancellation counts as neither)."""
+        _check_fn(fn, "acall")
         permit = self.acquire()
         try:
             result = await fn(*args, **kwargs)

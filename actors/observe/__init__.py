@@ -22,7 +22,7 @@ from actors.observe._metrics import (
     render_prometheus,
     snapshot_collector,
 )
-from actors.observe._taskgraph import GraphvizNotFoundError, TaskGraph, TaskNode
+from actors.observe._taskgraph import GraphvizNotFoundError, TaskGraph, TaskNode, check_depth
 from actors.observe._tracing import capture, end_span, start_span, traced_await, traced_call
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "TaskNode",
     "TimingStats",
     "capture",
+    "check_depth",
     "decide",
     "empty_snapshot",
     "end_span",

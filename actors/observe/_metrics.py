@@ -14,7 +14,7 @@ from math import ceil, log
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from actors.core import ActorsError, ReadOnly
+from actors.core import ActorsError, ConfigError, ReadOnly
 from actors.observe._histogram import HistogramCounts
 
 if TYPE_CHECKING:
@@ -570,6 +570,11 @@ def render_prometheus(snapshot: MetricsSnapshot) -> str:
     Raises `ActorsError` when prometheus_client is not installed. Resource keys lose a
     ``_percent`` suffix in the ``resource`` label (``cpu_percent`` -> ``cpu``).
     """
+    if not isinstance(snapshot, MetricsSnapshot):
+        raise ConfigError(
+            f"render_prometheus takes a MetricsSnapshot (await task_manager.get_metrics()), "
+            f"got {snapshot!r}"
+        )
     try:
         from prometheus_client import CollectorRegistry, generate_latest
     except ImportError as exc:

@@ -33,6 +33,7 @@ __all__ = [
     "GraphvizNotFoundError",
     "TaskGraph",
     "TaskNode",
+    "check_depth",
 ]
 
 STATUS_COLOURS: Mapping[TaskStatus, str] = {
@@ -134,6 +135,12 @@ def _mermaid_label_text(text: str) -> str:
 
 
 # --- the graph ------------------------------------------------------------------------
+
+
+def check_depth(depth: object) -> None:
+    """`InvalidTaskError` unless ``depth`` is an int >= 0 or None (`TaskGraph.neighbourhood`)."""
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
+        raise InvalidTaskError(f"depth must be an int >= 0 or None, got {depth!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,10 +255,7 @@ class TaskGraph:
         given (0: the task alone). Tasks that merely share a dependency with ``task_id``
         are not in it. Raises `TaskNotFoundError` for an id that is not a node.
         """
-        if depth is not None and (
-            isinstance(depth, bool) or not isinstance(depth, int) or depth < 0
-        ):
-            raise InvalidTaskError(f"depth must be an int >= 0 or None, got {depth!r}")
+        check_depth(depth)
         if all(node.task_id != task_id for node in self.nodes):
             raise TaskNotFoundError(f"task {task_id!r} is not in the task graph")
         dependencies: dict[str, list[str]] = {}

@@ -22,6 +22,7 @@ from actors import (
     InvalidTaskError,
     TaskNotFoundError,
     TaskStatus,
+    ThreadPoolClient,
     UnifiedTaskManager,
     render_prometheus,
 )
@@ -354,4 +355,14 @@ def test_a_client_needs_an_actor_system(system: object) -> None:
     assert str(raised.value) == (
         f"system must be an ActorSystem or None (the module-level system, made on first "
         f"use), got {system!r}; an ActorSystem's client is system.task_manager"
+    )
+
+
+@pytest.mark.parametrize("client", [3, None, object()], ids=["int", "none", "object"])
+def test_a_thread_pool_client_needs_a_task_manager_client(client: object) -> None:
+    with pytest.raises(InvalidTaskError) as raised:
+        ThreadPoolClient(client)  # type: ignore[arg-type]
+    assert str(raised.value) == (
+        f"ThreadPoolClient takes a UnifiedTaskManager, got {client!r}; a client's pool is "
+        f"already there: system.task_manager.thread_pool (or unified_task_manager.thread_pool)"
     )

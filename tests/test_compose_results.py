@@ -69,6 +69,16 @@ def test_result_of_is_a_small_immutable_placeholder() -> None:
         result_of("")
 
 
+@pytest.mark.parametrize("task_id", [3, "", None, b"t-1"], ids=["int", "empty", "none", "bytes"])
+def test_a_placeholder_built_directly_takes_only_a_task_id(task_id: object) -> None:
+    with pytest.raises(InvalidTaskError) as caught:
+        ResultOf(task_id)  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        f"ResultOf takes a task id (a non-empty str, as register_task returns), "
+        f"got {task_id!r}; result_of(task_id) builds one"
+    )
+
+
 def test_the_scan_finds_placeholders_in_lists_tuples_and_dicts_each_once() -> None:
     a, b, c = result_of("a"), result_of("b"), result_of("c")
     assert find_results((1, "x", None), {"k": 2.0}) == ()

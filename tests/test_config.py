@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from actors import journal
+from actors import ActorSystem, journal
 from actors.core import _config
 from actors.core._config import BACKENDS, Config, load_config
 from actors.core._errors import ActorsError, ConfigError, InvalidTaskError
@@ -317,10 +317,23 @@ def test_float_is_not_an_int(key: str) -> None:
         load_config({key: 5.0}, env={})
 
 
+# key -> its partner of an ordered pair, set to the same value so the pair stays in order
+# when the key is at its smallest (a critical threshold of 1e-9 under the default high 85
+# would be refused for the order, not for the bound this test is about)
+PARTNER_AT_SMALLEST = {
+    "CPU_CRITICAL_PERCENT": "CPU_HIGH_PERCENT",
+    "MEMORY_CRITICAL_PERCENT": "MEMORY_HIGH_PERCENT",
+    "RESTART_BACKOFF_MAX": "RESTART_BACKOFF_INITIAL",
+}
+
+
 @pytest.mark.parametrize("key", BOUNDS)
 def test_range_boundaries(key: str) -> None:
     smallest, rejected, expected = BOUNDS[key]
-    assert getattr(load_config({key: smallest}, env={}), key) == smallest
+    mapping = {key: smallest}
+    if key in PARTNER_AT_SMALLEST:
+        mapping[PARTNER_AT_SMALLEST[key]] = smallest
+    assert getattr(load_config(mapping, env={}), key) == smallest
     with pytest.raises(
         ConfigError, match=error(f"{key} must be {expected}, got {rejected!r} ({MAPPING})")
     ):
@@ -716,3 +729,63 @@ def test_a_bad_value_is_an_error_even_when_overridden(tmp_path: Path) -> None:
         load_config({"CALL_TIMEOUT": 1.0}, toml_path=path, env={})
     with pytest.raises(ConfigError, match=r"^unknown configuration key 'NOPE' from environment"):
         load_config({"CALL_TIMEOUT": 1.0}, env={"ACTORFLOW_NOPE": "1"})
+
+
+# --- pairs of keys that must be in order ------------------------------------------------
+
+HIGH_WHY = "the governor warns above the high threshold before the critical one"
+BACKOFF_WHY = "the restart backoff grows from the initial delay up to the longest one"
+ORDER_CASES = [
+    ("CPU_HIGH_PERCENT", 99.0, "CPU_CRITICAL_PERCENT", 90.0, HIGH_WHY),
+    ("MEMORY_HIGH_PERCENT", 90.5, "MEMORY_CRITICAL_PERCENT", 90.0, HIGH_WHY),
+    ("RESTART_BACKOFF_INITIAL", 6.0, "RESTART_BACKOFF_MAX", 5.0, BACKOFF_WHY),
+]
+
+
+def order_error(low_key: str, low: float, high_key: str, high: float, why: str) -> str:
+    return error(
+        f"{low_key} ({low!r}) must be <= {high_key} ({high!r}): {why}; "
+        f"lower {low_key} or raise {high_key}"
+    )
+
+
+@pytest.mark.parametrize(("low_key", "low", "high_key", "high", "why"), ORDER_CASES)
+def test_pairs_out_of_order_are_refused_wherever_a_config_is_built(
+    low_key: str, low: float, high_key: str, high: float, why: str
+) -> None:
+    message = order_error(low_key, low, high_key, high, why)
+    with pytest.raises(ConfigError, match=message):
+        load_config({low_key: low, high_key: high}, env={})
+    with pytest.raises(ConfigError, match=message):
+        Config(**{low_key: low, high_key: high})
+    with pytest.raises(ConfigError, match=message):  # layers merged: env low, mapping high
+        load_config({high_key: high}, env={f"ACTORFLOW_{low_key}": str(low)})
+    config = Config()
+    with pytest.raises(ConfigError, match=message):
+        config.replace(**{low_key: low, high_key: high})
+    assert config == Config()  # the rejected replace changed nothing
+
+
+@pytest.mark.parametrize(("low_key", "low", "high_key", "high", "why"), ORDER_CASES)
+def test_a_key_alone_is_checked_against_the_default_of_its_partner(
+    low_key: str, low: float, high_key: str, high: float, why: str
+) -> None:
+    default_high = getattr(Config(), high_key)
+    with pytest.raises(
+        ConfigError, match=order_error(low_key, default_high + 1, high_key, default_high, why)
+    ):
+        load_config({low_key: default_high + 1}, env={})
+
+
+@pytest.mark.parametrize(("low_key", "low", "high_key", "high", "why"), ORDER_CASES)
+def test_equal_values_of_a_pair_are_accepted(
+    low_key: str, low: float, high_key: str, high: float, why: str
+) -> None:
+    config = load_config({low_key: high, high_key: high}, env={})
+    assert (getattr(config, low_key), getattr(config, high_key)) == (high, high)
+
+
+def test_actor_system_refuses_a_contradictory_config_before_starting() -> None:
+    message = order_error("CPU_HIGH_PERCENT", 99.0, "CPU_CRITICAL_PERCENT", 90.0, HIGH_WHY)
+    with pytest.raises(ConfigError, match=message):
+        ActorSystem({"CPU_HIGH_PERCENT": 99, "CPU_CRITICAL_PERCENT": 90})

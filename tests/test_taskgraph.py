@@ -143,6 +143,72 @@ def test_a_malformed_graph_fails_when_built(
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize(
+    ("nodes", "edges", "message"),
+    [
+        (3, (), "TaskGraph nodes must be an iterable of TaskNode, got 3"),
+        (None, (), "TaskGraph nodes must be an iterable of TaskNode, got None"),
+        (
+            (node("a"),),
+            3,
+            "TaskGraph edges must be an iterable of (dependency_id, dependent_id) pairs, got 3",
+        ),
+        (
+            ("a",),
+            (),
+            "TaskGraph nodes must be TaskNode objects with a str task_id, got 'a'",
+        ),
+        (
+            (TaskNode(["a"], "n", TaskStatus.PENDING, "t"),),  # type: ignore[arg-type]
+            (),
+            "TaskGraph nodes must be TaskNode objects with a str task_id, got "
+            "TaskNode(task_id=['a'], name='n', status=<TaskStatus.PENDING: 'pending'>, "
+            "task_type='t')",
+        ),
+        (
+            (node("a"), node("b")),
+            ("ab",),
+            "a TaskGraph edge must be a (dependency_id, dependent_id) pair of task ids (str), "
+            "got 'ab'",
+        ),
+        (
+            (node("a"), node("b")),
+            (("a", "b", "c"),),
+            "a TaskGraph edge must be a (dependency_id, dependent_id) pair of task ids (str), "
+            "got ('a', 'b', 'c')",
+        ),
+        (
+            (node("a"),),
+            ((["a"], "a"),),
+            "a TaskGraph edge must be a (dependency_id, dependent_id) pair of task ids (str), "
+            "got (['a'], 'a')",
+        ),
+    ],
+    ids=[
+        "int-nodes",
+        "none-nodes",
+        "int-edges",
+        "str-node",
+        "list-id",
+        "str-edge",
+        "triple",
+        "list-end",
+    ],
+)
+def test_a_graph_of_the_wrong_types_fails_with_the_projects_error(
+    nodes: object, edges: object, message: str
+) -> None:
+    with pytest.raises(InvalidTaskError) as caught:
+        TaskGraph(nodes, edges)  # type: ignore[arg-type]
+    assert str(caught.value) == message
+
+
+def test_a_graph_takes_any_iterable_and_keeps_tuples() -> None:
+    graph = TaskGraph(iter([node("a"), node("b")]), [["a", "b"]])  # type: ignore[list-item]
+    assert graph.nodes == (node("a"), node("b"))
+    assert graph.edges == (("a", "b"),)
+
+
 def test_a_cyclic_graph_fails_when_built_naming_the_cycle() -> None:
     # Edges are (dependency, dependent): a depends on b, b on c, c on a.
     with pytest.raises(DependencyCycleError) as caught:

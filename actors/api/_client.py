@@ -1143,6 +1143,12 @@ class ThreadPoolClient:
     """``unified_task_manager.thread_pool``: run a plain function on the pool."""
 
     def __init__(self, client: UnifiedTaskManager) -> None:
+        if not isinstance(client, UnifiedTaskManager):
+            raise InvalidTaskError(
+                f"ThreadPoolClient takes a UnifiedTaskManager, got {client!r}; a client's "
+                f"pool is already there: system.task_manager.thread_pool (or "
+                f"unified_task_manager.thread_pool)"
+            )
         self._client = client
 
     def submit(

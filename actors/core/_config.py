@@ -176,6 +176,38 @@ _RULES: dict[str, _Rule] = {
 }
 
 
+_ORDERED: tuple[tuple[str, str, str], ...] = (
+    # (lower key, upper key, why the code needs lower <= upper)
+    (
+        "CPU_HIGH_PERCENT",
+        "CPU_CRITICAL_PERCENT",
+        "the governor warns above the high threshold before the critical one",
+    ),
+    (
+        "MEMORY_HIGH_PERCENT",
+        "MEMORY_CRITICAL_PERCENT",
+        "the governor warns above the high threshold before the critical one",
+    ),
+    (
+        "RESTART_BACKOFF_INITIAL",
+        "RESTART_BACKOFF_MAX",
+        "the restart backoff grows from the initial delay up to the longest one",
+    ),
+)
+"""Pairs of keys whose values must be in order (lower <= upper), checked on every build."""
+
+
+def _check_order(config: Config) -> None:
+    """`ConfigError` naming both keys and values if a pair of `_ORDERED` is out of order."""
+    for low_key, high_key, why in _ORDERED:
+        low, high = getattr(config, low_key), getattr(config, high_key)
+        if low > high:
+            raise ConfigError(
+                f"{low_key} ({low!r}) must be <= {high_key} ({high!r}): {why}; "
+                f"lower {low_key} or raise {high_key}"
+            )
+
+
 def _invalid(key: str, expected: str, value: object, source: str) -> ConfigError:
     return ConfigError(f"{key} must be {expected}, got {value!r} ({source})")
 
@@ -289,7 +321,9 @@ class Config:
     """The actor system's settings; every field is checked when the object is built.
 
     Build one with `load_config` (defaults < TOML file < environment < mapping) or
-    directly; derive a changed copy with `replace`.
+    directly; derive a changed copy with `replace`. Pairs of keys that must be in order
+    (a high threshold <= its critical one, the initial backoff <= the longest) are checked
+    together, after each key on its own.
     """
 
     USE_NEW_TASK_SYSTEM: bool = True
@@ -312,7 +346,7 @@ class Config:
     RESTART_WITHIN_SECONDS: float = 5.0
     """... within this many seconds (a sliding window); one more escalates."""
     RESTART_BACKOFF_INITIAL: float = 0.01
-    """Delay before the first restart of a child, in seconds."""
+    """Delay before the first restart of a child, in seconds (<= RESTART_BACKOFF_MAX)."""
     RESTART_BACKOFF_MAX: float = 5.0
     """Longest delay between restarts, in seconds."""
     RESTART_RESET_AFTER: float = 10.0
@@ -346,9 +380,11 @@ class Config:
     RESOURCE_CHECK_INTERVAL: float = 0.0
     """Seconds between CPU/memory samples of the resource governor; 0 turns it off."""
     CPU_HIGH_PERCENT: float = 85.0
-    """Above this CPU %, the governor lowers the concurrency limit (a warning event)."""
+    """Above this CPU %, the governor lowers the concurrency limit (a warning event);
+    <= CPU_CRITICAL_PERCENT."""
     MEMORY_HIGH_PERCENT: float = 85.0
-    """Above this memory %, the governor lowers the concurrency limit (a warning event)."""
+    """Above this memory %, the governor lowers the concurrency limit (a warning event);
+    <= MEMORY_CRITICAL_PERCENT."""
     CPU_CRITICAL_PERCENT: float = 95.0
     """Above this CPU %, the resource event is critical."""
     MEMORY_CRITICAL_PERCENT: float = 95.0
@@ -390,6 +426,7 @@ class Config:
         for spec in dataclasses.fields(self):
             value = _checked(spec.name, getattr(self, spec.name), "from Config()")
             object.__setattr__(self, spec.name, value)
+        _check_order(self)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, checked like every other source."""
@@ -412,8 +449,10 @@ def load_config(
     ``env`` defaults to `os.environ`. Without ``toml_path``, a non-empty
     ``ACTORFLOW_CONFIG`` variable names the TOML file. The file holds the keys at top
     level, or under an ``[actorflow]`` table (then only that table is read). Raises
-    `ConfigError` for an unknown key, a value of the wrong type or range, or a file that
-    cannot be read or parsed.
+    `ConfigError` for an unknown key, a value of the wrong type or range, two values out
+    of order (a ``*_HIGH_PERCENT`` above its ``*_CRITICAL_PERCENT``,
+    ``RESTART_BACKOFF_INITIAL`` above ``RESTART_BACKOFF_MAX``; checked on the merged
+    layers), or a file that cannot be read or parsed.
     """
     if env is not None and not isinstance(env, Mapping):
         raise ConfigError(

@@ -27,6 +27,13 @@ class ResultOf:
 
     task_id: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.task_id, str) or not self.task_id:
+            raise InvalidTaskError(
+                f"ResultOf takes a task id (a non-empty str, as register_task returns), "
+                f"got {self.task_id!r}; result_of(task_id) builds one"
+            )
+
     def __repr__(self) -> str:
         return f"result_of({self.task_id!r})"
 

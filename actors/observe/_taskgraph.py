@@ -157,10 +157,36 @@ class TaskGraph:
     edges: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "nodes", tuple(self.nodes))
-        object.__setattr__(self, "edges", tuple((dep, dependent) for dep, dependent in self.edges))
+        nodes: object = self.nodes
+        edges: object = self.edges
+        if not isinstance(nodes, Iterable):
+            msg = f"TaskGraph nodes must be an iterable of TaskNode, got {nodes!r}"
+            raise InvalidTaskError(msg)
+        if not isinstance(edges, Iterable):
+            raise InvalidTaskError(
+                f"TaskGraph edges must be an iterable of (dependency_id, dependent_id) pairs, "
+                f"got {edges!r}"
+            )
+        object.__setattr__(self, "nodes", tuple(nodes))
+        pairs: list[tuple[str, str]] = []
+        for edge in edges:
+            if (
+                not isinstance(edge, tuple | list)
+                or len(edge) != 2
+                or not all(isinstance(end, str) for end in edge)
+            ):
+                raise InvalidTaskError(
+                    f"a TaskGraph edge must be a (dependency_id, dependent_id) pair of task "
+                    f"ids (str), got {edge!r}"
+                )
+            pairs.append((edge[0], edge[1]))
+        object.__setattr__(self, "edges", tuple(pairs))
         ids: set[str] = set()
         for node in self.nodes:
+            if not isinstance(node, TaskNode) or not isinstance(node.task_id, str):
+                raise InvalidTaskError(
+                    f"TaskGraph nodes must be TaskNode objects with a str task_id, got {node!r}"
+                )
             if node.task_id in ids:
                 raise InvalidTaskError(f"task {node.task_id!r} appears twice in the task graph")
             ids.add(node.task_id)

@@ -404,6 +404,51 @@ async def test_a_request_that_crashes_its_manager_fails_its_task_and_answers_its
     assert restarts[child] == 1
 
 
+async def test_a_crash_in_the_flush_after_a_handled_message_fails_no_task(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The manager crashes in the flush that follows a message it handled (`FLUSH_AT`
+    # transitions waited): that message did its work, so its task goes on (it completes
+    # in the next incarnation) rather than failing as if its message had crashed it.
+    from actors.runtime import _manager_base
+    from actors.runtime._manager_base import BaseManager
+
+    wait = 10.0
+    child = "task_manager" if backend == "new" else "legacy_task_manager"
+    gate = asyncio.Event()
+
+    async def gated() -> int:
+        await gate.wait()
+        return 1
+
+    flush = BaseManager._flush
+    faults: list[str] = []
+
+    def faulty(manager: BaseManager) -> None:
+        started = [t for t in manager.engine.transitions if t.new is TaskStatus.RUNNING]
+        if started and not faults:  # once: in the flush right after the Execute
+            faults.append(started[0].task_id)
+            raise RuntimeError("flush fault")
+        flush(manager)
+
+    config = {
+        "USE_NEW_TASK_SYSTEM": backend == "new",
+        "RESTART_BACKOFF_INITIAL": 0.0,
+        "CLEANUP_INTERVAL": 0.0,
+    }
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        first = await tm.register_task("first", gated, task_id="first")
+        monkeypatch.setattr(_manager_base, "FLUSH_AT", 1)
+        monkeypatch.setattr(BaseManager, "_flush", faulty)
+        assert await tm.execute_task(first) is True
+        gate.set()
+        assert await asyncio.wait_for(tm.wait_for_task(first), wait) == 1
+        status = await tm.get_task_status(first)
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    assert (faults, status, restarts[child]) == (["first"], TaskStatus.COMPLETED, 1)
+
+
 async def test_event_stream_filters_by_type_and_a_slow_subscriber_drops_the_oldest() -> None:
     async with ActorSystem({"EVENT_BUFFER_SIZE": 5}) as system:
         tm = system.task_manager

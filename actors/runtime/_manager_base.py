@@ -299,10 +299,17 @@ class BaseManager(SupervisedActor):
 
     def _hand_over_rest(self, items: tuple[Any, ...], failed: Any, exc: BaseException) -> None:
         """Hand over to the next incarnation: a `Crashed` for ``failed`` if it is about
-        one task or a caller's request, then the items of ``items`` after it."""
+        one task or a caller's request and its handling raised (not the flush after it,
+        `FLUSH_AT`: it was handled), then the items of ``items`` after it."""
         task_id = getattr(failed, "task_id", None)
         caller = getattr(failed, "reply", None)
-        if (type(task_id) is str or caller is not None) and type(failed) is not messages.Crashed:
+        tb = exc.__traceback__
+        raised_in = None if tb is None or tb.tb_next is None else tb.tb_next.tb_frame.f_code
+        if (
+            (type(task_id) is str or caller is not None)
+            and type(failed) is not messages.Crashed
+            and raised_in is not type(self)._flush.__code__
+        ):
             self.hand_over(
                 messages.Crashed(
                     task_id if type(task_id) is str else None,

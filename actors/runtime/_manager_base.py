@@ -260,6 +260,7 @@ class BaseManager(SupervisedActor):
         transitions = self.engine.transitions  # the list `_flush` empties
         attempt_done = self.engine.attempt_done
         message = None
+        flushing = False  # a crash in a flush: the message before it was handled
         try:
             for message in items:
                 kind = type(message)
@@ -267,7 +268,9 @@ class BaseManager(SupervisedActor):
                     # call); its fields are `Engine.attempt_done`'s arguments, in order
                     attempt_done(*message)
                     if len(transitions) >= FLUSH_AT:
+                        flushing = True
                         self._flush()
+                        flushing = False
                     continue
                 handler = requests.get(kind)
                 if handler is None:
@@ -289,26 +292,29 @@ class BaseManager(SupervisedActor):
                         if result is not DEFERRED:
                             reply.set_result(result)
                 if len(transitions) >= FLUSH_AT:
+                    flushing = True
                     self._flush()
+                    flushing = False
         except BaseException as exc:
             # This manager crashes: its next incarnation hears which message crashed it
             # (`Crashed`: that task fails, the message is not re-run), then the items
             # after it (a subscription's `Mark`, callers' requests), not lost.
-            self._hand_over_rest(items, message, exc)
+            self._hand_over_rest(items, message, None if flushing else exc)
             raise
 
-    def _hand_over_rest(self, items: tuple[Any, ...], failed: Any, exc: BaseException) -> None:
+    def _hand_over_rest(
+        self, items: tuple[Any, ...], failed: Any, exc: BaseException | None
+    ) -> None:
         """Hand over to the next incarnation: a `Crashed` for ``failed`` if it is about
-        one task or a caller's request and its handling raised (not the flush after it,
-        `FLUSH_AT`: it was handled), then the items of ``items`` after it."""
+        one task or a caller's request and its handling raised ``exc`` (None: the flush
+        after it raised, `FLUSH_AT`: it was handled), then the items of ``items`` after
+        it."""
         task_id = getattr(failed, "task_id", None)
         caller = getattr(failed, "reply", None)
-        tb = exc.__traceback__
-        raised_in = None if tb is None or tb.tb_next is None else tb.tb_next.tb_frame.f_code
         if (
-            (type(task_id) is str or caller is not None)
+            exc is not None
+            and (type(task_id) is str or caller is not None)
             and type(failed) is not messages.Crashed
-            and raised_in is not type(self)._flush.__code__
         ):
             self.hand_over(
                 messages.Crashed(

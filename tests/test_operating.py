@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors import (
     ActorSystem,
+    ActorSystemError,
     Config,
     TaskStatus,
     TaskTimeoutError,
@@ -279,6 +280,173 @@ async def test_a_subscription_whose_mark_follows_a_crashing_message_in_one_batch
         (EventKind.COMPLETED, "after"),
     ]
     assert restarts["task_manager"] == 1
+
+
+@pytest.mark.parametrize("outcome_comes", ["alone", "in a batch"])
+async def test_a_task_whose_outcome_crashes_its_manager_fails_with_the_crash_and_its_caller_hears(
+    monkeypatch: pytest.MonkeyPatch, backend: str, outcome_comes: str
+) -> None:
+    # Handling a task's outcome crashes its manager (an engine fault, injected). The
+    # outcome is dropped, not re-run; the next incarnation fails the task with an error
+    # naming the task, the message and the crash, and its caller hears it (it waited for
+    # ever: the task stayed RUNNING). Alone: the outcome is a message of its own; in a
+    # batch: a subscription made in the same loop iteration rides with it (its Mark).
+    from actors.runtime import messages
+
+    wait = 10.0
+    child = "task_manager" if backend == "new" else "legacy_task_manager"
+    received: list[tuple[type, ...]] = []
+    tell = ChildHandle.tell
+
+    def spy(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == child:
+            items = message.items if type(message) is messages.Batch else ()
+            received.append((type(message), *(type(m) for m in items)))
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", spy)
+    gate = asyncio.Event()
+
+    async def gated() -> None:
+        await gate.wait()
+        raise ValueError("boom")
+
+    config = {
+        "USE_NEW_TASK_SYSTEM": backend == "new",
+        "RESTART_BACKOFF_INITIAL": 0.0,
+        "CLEANUP_INTERVAL": 0.0,
+    }
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        engine = system._state.states[child]
+        first = await tm.register_task("first", gated, task_id="first")
+        caller = asyncio.ensure_future(tm.execute_task(first, wait=True))
+        assert await tm.get_task_status(first) is TaskStatus.RUNNING  # (after the Execute)
+
+        def fault(*args: Any) -> None:
+            del engine.attempt_done  # once: the engine's own method from now on
+            raise RuntimeError("fault")
+
+        engine.attempt_done = fault
+        received.clear()
+        gate.set()  # the task fails ahead of the next step here: its outcome is queued
+        await asyncio.sleep(0)
+        if outcome_comes == "in a batch":
+            async with tm.events():  # in the same outbox flush as the outcome
+                pass
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(caller, wait)
+        info = await tm.get_task(first)
+        after = await asyncio.wait_for(tm.submit(noop, 7, task_id="after"), wait)
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    expected = (
+        f"task 'first' failed: the {child} crashed handling its AttemptDone"
+        " (RuntimeError('fault')); the message was dropped, not retried"
+    )
+    assert str(caught.value) == expected
+    assert (info.status, str(info.error), after) == (TaskStatus.FAILED, expected, 7)
+    if outcome_comes == "alone":
+        assert received[0] == (messages.AttemptDone,)
+    else:
+        assert received[0] == (messages.Batch, messages.AttemptDone, messages.Mark)
+    assert restarts[child] == 1
+
+
+class _Fault(BaseException):
+    """Not an `Exception`: a request handler raising it crashes its manager."""
+
+
+async def test_a_request_that_crashes_its_manager_fails_its_task_and_answers_its_caller(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # A caller's request whose handler raises an `Exception` is answered with it (no
+    # crash); one raising a BaseException crashes the manager. Its next incarnation
+    # answers that caller and fails the task the request was about (it would stay
+    # RUNNING, its waiters waiting for ever), never re-running the request.
+    wait = 10.0
+    child = "task_manager" if backend == "new" else "legacy_task_manager"
+    gate = asyncio.Event()
+
+    async def gated() -> int:
+        await gate.wait()
+        return 1
+
+    config = {
+        "USE_NEW_TASK_SYSTEM": backend == "new",
+        "RESTART_BACKOFF_INITIAL": 0.0,
+        "CLEANUP_INTERVAL": 0.0,
+    }
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        engine = system._state.states[child]
+        first = await tm.register_task("first", gated, task_id="first")
+        assert await tm.execute_task(first) is True
+        waiter = asyncio.ensure_future(tm.wait_for_task(first))
+
+        def fault(*args: Any) -> None:
+            del engine.cancel  # once: the engine's own method from now on
+            raise _Fault("fault")
+
+        engine.cancel = fault
+        with pytest.raises(ActorSystemError) as cancelled:
+            await asyncio.wait_for(tm.cancel_task(first), wait)
+        with pytest.raises(ActorSystemError) as waited:
+            await asyncio.wait_for(waiter, wait)
+        info = await tm.get_task(first)
+        assert await tm.cancel_task(first) is False  # it ended: the next cancel is a no-op
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    expected = (
+        f"task 'first' failed: the {child} crashed handling its Cancel"
+        " (_Fault('fault')); the message was dropped, not retried"
+    )
+    assert (str(cancelled.value), str(waited.value)) == (expected, expected)
+    assert (info.status, str(info.error)) == (TaskStatus.FAILED, expected)
+    assert restarts[child] == 1
+
+
+async def test_a_crash_in_the_flush_after_a_handled_message_fails_no_task(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The manager crashes in the flush that follows a message it handled (`FLUSH_AT`
+    # transitions waited): that message did its work, so its task goes on (it completes
+    # in the next incarnation) rather than failing as if its message had crashed it.
+    from actors.runtime import _manager_base
+    from actors.runtime._manager_base import BaseManager
+
+    wait = 10.0
+    child = "task_manager" if backend == "new" else "legacy_task_manager"
+    gate = asyncio.Event()
+
+    async def gated() -> int:
+        await gate.wait()
+        return 1
+
+    flush = BaseManager._flush
+    faults: list[str] = []
+
+    def faulty(manager: BaseManager) -> None:
+        started = [t for t in manager.engine.transitions if t.new is TaskStatus.RUNNING]
+        if started and not faults:  # once: in the flush right after the Execute
+            faults.append(started[0].task_id)
+            raise RuntimeError("flush fault")
+        flush(manager)
+
+    config = {
+        "USE_NEW_TASK_SYSTEM": backend == "new",
+        "RESTART_BACKOFF_INITIAL": 0.0,
+        "CLEANUP_INTERVAL": 0.0,
+    }
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        first = await tm.register_task("first", gated, task_id="first")
+        monkeypatch.setattr(_manager_base, "FLUSH_AT", 1)
+        monkeypatch.setattr(BaseManager, "_flush", faulty)
+        assert await tm.execute_task(first) is True
+        gate.set()
+        assert await asyncio.wait_for(tm.wait_for_task(first), wait) == 1
+        status = await tm.get_task_status(first)
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    assert (faults, status, restarts[child]) == (["first"], TaskStatus.COMPLETED, 1)
 
 
 async def test_event_stream_filters_by_type_and_a_slow_subscriber_drops_the_oldest() -> None:

@@ -528,6 +528,23 @@ class Engine:
         if (self.ready and self.running < self.limit) or self.released:
             self._pump()  # (else it has nothing to start)
 
+    def crashed(self, task_id: str, error: BaseException) -> bool:
+        """A message about ``task_id`` crashed the manager (and was dropped, not re-run):
+        unless it ended, the task fails with ``error`` (its attempt, if one runs, is
+        stopped), and cancel calls waiting on an outcome that will never come hear False.
+        Returns whether it failed here."""
+        record = self.tasks.get(task_id)
+        if record is None or record.status in TERMINAL:
+            return False
+        cancels, record.cancels = record.cancels, None
+        self._stop_execution(record)
+        record.error = error
+        self._finish(record, FAILED)
+        for reply in cancels or ():
+            reply.set_result(False)
+        self._pump()
+        return True
+
     def function_started(self, task_id: str, attempt: int, at: float) -> None:
         """The runner started attempt ``attempt`` of a plain function at ``at``."""
         record = self.tasks.get(task_id)

@@ -131,6 +131,7 @@ class BaseManager(SupervisedActor):
             messages.Mark: self._mark,
             messages.Batch: self._batch,
             messages.JournalDue: self._journal_due,
+            messages.Crashed: self._crashed,
         }
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -259,6 +260,7 @@ class BaseManager(SupervisedActor):
         transitions = self.engine.transitions  # the list `_flush` empties
         attempt_done = self.engine.attempt_done
         message = None
+        flushing = False  # a crash in a flush: the message before it was handled
         try:
             for message in items:
                 kind = type(message)
@@ -266,7 +268,9 @@ class BaseManager(SupervisedActor):
                     # call); its fields are `Engine.attempt_done`'s arguments, in order
                     attempt_done(*message)
                     if len(transitions) >= FLUSH_AT:
+                        flushing = True
                         self._flush()
+                        flushing = False
                     continue
                 handler = requests.get(kind)
                 if handler is None:
@@ -288,21 +292,57 @@ class BaseManager(SupervisedActor):
                         if result is not DEFERRED:
                             reply.set_result(result)
                 if len(transitions) >= FLUSH_AT:
+                    flushing = True
                     self._flush()
-        except BaseException:
-            # This manager crashes: the items after the one that raised go to its next
-            # incarnation first (a subscription's `Mark`, callers' requests), not lost.
-            self._hand_over_rest(items, message)
+                    flushing = False
+        except BaseException as exc:
+            # This manager crashes: its next incarnation hears which message crashed it
+            # (`Crashed`: that task fails, the message is not re-run), then the items
+            # after it (a subscription's `Mark`, callers' requests), not lost.
+            self._hand_over_rest(items, message, None if flushing else exc)
             raise
 
-    def _hand_over_rest(self, items: tuple[Any, ...], failed: Any) -> None:
-        """Hand the items of ``items`` after ``failed`` over to the next incarnation."""
+    def _hand_over_rest(
+        self, items: tuple[Any, ...], failed: Any, exc: BaseException | None
+    ) -> None:
+        """Hand over to the next incarnation: a `Crashed` for ``failed`` if it is about
+        one task or a caller's request and its handling raised ``exc`` (None: the flush
+        after it raised, `FLUSH_AT`: it was handled), then the items of ``items`` after
+        it."""
+        task_id = getattr(failed, "task_id", None)
+        caller = getattr(failed, "reply", None)
+        if (
+            exc is not None
+            and (type(task_id) is str or caller is not None)
+            and type(failed) is not messages.Crashed
+        ):
+            self.hand_over(
+                messages.Crashed(
+                    task_id if type(task_id) is str else None,
+                    type(failed).__name__,
+                    repr(exc),
+                    caller,
+                )
+            )
         for index, message in enumerate(items):
             if message is failed:
                 rest = items[index + 1 :]
                 if rest:
                     self.hand_over(messages.Batch(rest))
                 return
+
+    def _crashed(self, message: messages.Crashed) -> None:
+        """The previous incarnation crashed handling a message about this task (or a
+        caller's request): the task fails (if it had not ended) and the caller hears why."""
+        about = "a request" if message.task_id is None else f"task {message.task_id!r}"
+        error = ActorSystemError(
+            f"{about} failed: the {self.CHILD_ID} crashed handling its {message.message}"
+            f" ({message.reason}); the message was dropped, not retried"
+        )
+        if message.task_id is not None and self.engine.crashed(message.task_id, error):
+            self._log.error("{}: {}", message.task_id, error)
+        if message.caller is not None:
+            message.caller.set_exception(error)
 
     # -- the engine's port ----------------------------------------------------------------
 

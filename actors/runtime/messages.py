@@ -38,6 +38,7 @@ __all__ = [
     "ChildRestarted",
     "Cleanup",
     "CleanupTick",
+    "Crashed",
     "Execute",
     "Flush",
     "Forget",
@@ -348,6 +349,19 @@ class RetryDue(NamedTuple):
 
     task_id: str
     attempt: int
+
+
+class Crashed(NamedTuple):
+    """Manager (from its previous incarnation, `SupervisedActor.hand_over`): handling a
+    ``message`` (its type's name) about ``task_id`` crashed it with ``reason``. That
+    message is dropped, not re-run (it may crash again): the task, unless it ended,
+    fails with an `ActorSystemError` saying so, and ``caller`` (the request's reply, if
+    it was one) gets that error."""
+
+    task_id: str | None
+    message: str
+    reason: str
+    caller: ReplyTo | None = None
 
 
 class SetLimit(NamedTuple):

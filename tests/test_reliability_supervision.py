@@ -632,7 +632,12 @@ async def test_a_hundred_kills_to_the_facade_end_every_call(
 
 async def test_shutdown_is_bounded_while_the_task_manager_waits_out_a_long_backoff() -> None:
     clock = FakeClock()  # never advanced: the backoff never ends
-    config = {"RESTART_BACKOFF_INITIAL": 100.0, "SHUTDOWN_TIMEOUT": 0.2, "CLEANUP_INTERVAL": 0.0}
+    config = {
+        "RESTART_BACKOFF_INITIAL": 100.0,
+        "RESTART_BACKOFF_MAX": 100.0,
+        "SHUTDOWN_TIMEOUT": 0.2,
+        "CLEANUP_INTERVAL": 0.0,
+    }
     system = ActorSystem(config, clock=clock)
     system.start()
     tm = system.task_manager

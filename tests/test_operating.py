@@ -639,3 +639,44 @@ async def test_task_graph_snapshot_renders_every_task(tmp_path: Path) -> None:
     svg = graph.render(tmp_path / "tasks.svg").read_text()
     for name in ("fetch page", "parse page", "report"):
         assert name in svg
+
+
+def three() -> int:
+    return 3
+
+
+async def test_a_thread_pool_crash_fails_the_attempt_and_answers_the_submit_caller() -> None:
+    # Handling a RunFunction or a Submit crashes the thread_pool (its executor faults,
+    # injected; the scheduler's plain functions run there, the seed manager's on its
+    # loop's executor, so only the new backend). The message is dropped, not re-run:
+    # the attempt fails through its manager and a submit's caller hears why. Before,
+    # the task stayed RUNNING and both callers (tracked with no bound) waited for ever.
+    wait = 10.0
+    config = {"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        executor = system._state.states["thread_pool"].executor
+
+        def fault(*args: Any, **kwargs: Any) -> None:
+            del executor.submit  # once: the executor's own method from now on
+            raise RuntimeError("fault")
+
+        executor.submit = fault
+        first = await tm.register_task("first", three, task_id="first")
+        with pytest.raises(ActorSystemError) as ran:
+            await asyncio.wait_for(tm.execute_task(first, wait=True), wait)
+        info = await tm.get_task(first)
+        executor = system._state.states["thread_pool"].executor
+        executor.submit = fault
+        with pytest.raises(ActorSystemError) as submitted:
+            await asyncio.wait_for(tm.thread_pool.submit(sum, [1, 2]), wait)
+        assert await asyncio.wait_for(tm.thread_pool.submit(sum, [3, 4]), wait) == 7
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    expected = (
+        "the thread_pool crashed handling its {} (RuntimeError('fault')); the message "
+        "was dropped, not retried"
+    )
+    assert str(ran.value) == expected.format("RunFunction")
+    assert (info.status, str(info.error)) == (TaskStatus.FAILED, expected.format("RunFunction"))
+    assert str(submitted.value) == expected.format("Submit")
+    assert restarts["thread_pool"] == 2

@@ -680,3 +680,60 @@ async def test_a_thread_pool_crash_fails_the_attempt_and_answers_the_submit_call
     assert (info.status, str(info.error)) == (TaskStatus.FAILED, expected.format("RunFunction"))
     assert str(submitted.value) == expected.format("Submit")
     assert restarts["thread_pool"] == 2
+
+
+@pytest.mark.parametrize("request_comes", ["alone", "in a batch"])
+async def test_a_facade_crash_answers_its_caller_and_hands_the_rest_of_a_batch_on(
+    monkeypatch: pytest.MonkeyPatch, request_comes: str
+) -> None:
+    # A caller's request crashes the facade (a BaseException from its handler,
+    # injected). Its caller hears why (tracked with no bound, it waited for ever), and
+    # the requests after it in the same batch (one caller-loop iteration) reach the
+    # next incarnation: before, they were lost and their callers waited for ever too.
+    from actors.runtime import messages
+    from actors.runtime._facade import FacadeActor
+
+    wait = 10.0
+    received: list[tuple[type, ...]] = []
+    tell = ChildHandle.tell
+
+    def spy(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == "facade":
+            items = message.items if type(message) is messages.Batch else ()
+            received.append((type(message), *(type(m) for m in items)))
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", spy)
+    metrics = FacadeActor._metrics
+    faults: list[str] = []
+
+    def faulty(facade: FacadeActor, message: Any) -> None:
+        if not faults:  # once
+            faults.append("fault")
+            raise _Fault("fault")
+        metrics(facade, message)
+
+    monkeypatch.setattr(FacadeActor, "_metrics", faulty)
+    config = {"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        first = await tm.register_task("first", noop, task_id="first")
+        received.clear()
+        crashing = asyncio.ensure_future(tm.get_metrics())
+        if request_comes == "in a batch":  # in the same outbox flush as the crashing one
+            after = asyncio.ensure_future(tm.get_task_status(first))
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(crashing, wait)
+        status = None
+        if request_comes == "in a batch":
+            status = await asyncio.wait_for(after, wait)
+        assert (await asyncio.wait_for(tm.get_metrics(), wait)).restarts["facade"] == 1
+    assert str(caught.value) == (
+        "the facade crashed handling its GetMetrics (_Fault('fault')); the message was"
+        " dropped, not retried"
+    )
+    if request_comes == "alone":
+        assert (received[0], status) == ((messages.GetMetrics,), None)
+    else:
+        assert received[0] == (messages.Batch, messages.GetMetrics, messages.GetStatus)
+        assert status is TaskStatus.PENDING

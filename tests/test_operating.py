@@ -737,3 +737,56 @@ async def test_a_facade_crash_answers_its_caller_and_hands_the_rest_of_a_batch_o
     else:
         assert received[0] == (messages.Batch, messages.GetMetrics, messages.GetStatus)
         assert status is TaskStatus.PENDING
+
+
+async def test_a_monitor_crash_mid_batch_leaves_no_status_count_behind(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The monitor crashes part-way through a batch of transitions (freeing the label of
+    # a type whose last task was cleaned up, injected): the moves gathered before are
+    # applied and the rest of the batch goes to its next incarnation. Before, the rest
+    # was lost: the other cleaned-up task still counted as completed, for good.
+    from actors.runtime import messages
+    from actors.runtime._monitor import TaskMonitorActor
+
+    wait = 10.0
+    batches: list[int] = []
+    tell = ChildHandle.tell
+
+    def spy(handle: ChildHandle, message: Any) -> None:
+        removals = (  # a cleanup's, to the monitor
+            handle.child_id == "task_monitor"
+            and type(message) is messages.Transitions
+            and all(t.new is None for t in message.items)
+        )
+        if removals:
+            batches.append(len(message.items))
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", spy)
+    forget = TaskMonitorActor._forget
+    faults: list[str] = []
+
+    def faulty(monitor: TaskMonitorActor, task_type: str) -> None:
+        if not faults:  # once: the first cleaned-up type
+            faults.append(task_type)
+            raise RuntimeError("fault")
+        forget(monitor, task_type)
+
+    monkeypatch.setattr(TaskMonitorActor, "_forget", faulty)
+    config = {
+        "USE_NEW_TASK_SYSTEM": backend == "new",
+        "RESTART_BACKOFF_INITIAL": 0.0,
+        "CLEANUP_INTERVAL": 0.0,
+    }
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        for task_type in ("x", "y"):
+            task_id = await tm.register_task(task_type, noop, task_type=task_type)
+            assert await tm.execute_task(task_id, wait=True) == 0
+        before = dict((await asyncio.wait_for(tm.get_metrics(), wait)).tasks_by_status)
+        assert await tm.cleanup_completed_tasks(max_age=0) == 2
+        metrics = await asyncio.wait_for(tm.get_metrics(), wait)
+    assert (before, batches, faults) == ({"completed": 2}, [2], ["x"])
+    assert dict(metrics.tasks_by_status) == {}
+    assert dict(metrics.tasks_by_type) == {}

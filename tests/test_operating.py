@@ -790,3 +790,35 @@ async def test_a_monitor_crash_mid_batch_leaves_no_status_count_behind(
     assert (before, batches, faults) == ({"completed": 2}, [2], ["x"])
     assert dict(metrics.tasks_by_status) == {}
     assert dict(metrics.tasks_by_type) == {}
+
+
+async def test_a_journal_crash_adding_a_batch_loses_neither_its_answers_nor_its_records(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes adding a batch's records (a BaseException, injected): the
+    # batch's answers (a durable registration's reply) are kept for its next
+    # incarnation, which answers them once it has written the records handed over to
+    # it. Before, the answers were lost and the caller (no bound) waited for ever.
+    from actors.journal import JournalWriter
+
+    wait = 10.0
+    add_all = JournalWriter.add_all
+    faults: list[int] = []
+
+    def faulty(writer: JournalWriter, records: Any) -> None:
+        if not faults:  # once: the registration's batch
+            faults.append(1)
+            raise _Fault("fault")
+        add_all(writer, records)
+
+    path = tmp_path / "tasks.db"
+    config = {"JOURNAL_PATH": str(path), "CLEANUP_INTERVAL": 0, "RESTART_BACKOFF_INITIAL": 0.0}
+    async with ActorSystem(config) as system:
+        monkeypatch.setattr(JournalWriter, "add_all", faulty)
+        registered = system.task_manager.register_task("first", noop, (4,), task_id="a")
+        assert await asyncio.wait_for(registered, wait) == "a"
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+        monkeypatch.setattr(JournalWriter, "add_all", add_all)
+    async with ActorSystem(config) as system:  # what the journal wrote
+        status = await system.task_manager.get_task_status("a")
+    assert (faults, restarts["journal"], status) == ([1], 1, TaskStatus.PENDING)

@@ -822,3 +822,32 @@ async def test_a_journal_crash_adding_a_batch_loses_neither_its_answers_nor_its_
     async with ActorSystem(config) as system:  # what the journal wrote
         status = await system.task_manager.get_task_status("a")
     assert (faults, restarts["journal"], status) == ([1], 1, TaskStatus.PENDING)
+
+
+async def test_a_journal_crash_writing_the_early_starts_loses_no_attempt(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes writing the running records of durable attempts that wait for
+    # them (injected): those attempts start after the next incarnation's first commit.
+    # Before, they were lost: the task stayed RUNNING and its caller waited for ever.
+    from actors.journal import JournalWriter
+
+    wait = 10.0
+    flush_changes = JournalWriter.flush_changes
+    faults: list[int] = []
+
+    def faulty(writer: JournalWriter, task_ids: Any) -> bool | None:
+        if not faults:  # once: the attempt's running record
+            faults.append(1)
+            raise RuntimeError("fault")
+        return flush_changes(writer, task_ids)
+
+    path = tmp_path / "tasks.db"
+    config = {"JOURNAL_PATH": str(path), "CLEANUP_INTERVAL": 0, "RESTART_BACKOFF_INITIAL": 0.0}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        assert await tm.register_task("first", noop, (4,), task_id="a") == "a"
+        monkeypatch.setattr(JournalWriter, "flush_changes", faulty)
+        result = await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    assert (faults, result, restarts["journal"]) == ([1], 4, 1)

@@ -639,3 +639,215 @@ async def test_task_graph_snapshot_renders_every_task(tmp_path: Path) -> None:
     svg = graph.render(tmp_path / "tasks.svg").read_text()
     for name in ("fetch page", "parse page", "report"):
         assert name in svg
+
+
+def three() -> int:
+    return 3
+
+
+async def test_a_thread_pool_crash_fails_the_attempt_and_answers_the_submit_caller() -> None:
+    # Handling a RunFunction or a Submit crashes the thread_pool (its executor faults,
+    # injected; the scheduler's plain functions run there, the seed manager's on its
+    # loop's executor, so only the new backend). The message is dropped, not re-run:
+    # the attempt fails through its manager and a submit's caller hears why. Before,
+    # the task stayed RUNNING and both callers (tracked with no bound) waited for ever.
+    wait = 10.0
+    config = {"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        executor = system._state.states["thread_pool"].executor
+
+        def fault(*args: Any, **kwargs: Any) -> None:
+            del executor.submit  # once: the executor's own method from now on
+            raise RuntimeError("fault")
+
+        executor.submit = fault
+        first = await tm.register_task("first", three, task_id="first")
+        with pytest.raises(ActorSystemError) as ran:
+            await asyncio.wait_for(tm.execute_task(first, wait=True), wait)
+        info = await tm.get_task(first)
+        executor = system._state.states["thread_pool"].executor
+        executor.submit = fault
+        with pytest.raises(ActorSystemError) as submitted:
+            await asyncio.wait_for(tm.thread_pool.submit(sum, [1, 2]), wait)
+        assert await asyncio.wait_for(tm.thread_pool.submit(sum, [3, 4]), wait) == 7
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    expected = (
+        "the thread_pool crashed handling its {} (RuntimeError('fault')); the message "
+        "was dropped, not retried"
+    )
+    assert str(ran.value) == expected.format("RunFunction")
+    assert (info.status, str(info.error)) == (TaskStatus.FAILED, expected.format("RunFunction"))
+    assert str(submitted.value) == expected.format("Submit")
+    assert restarts["thread_pool"] == 2
+
+
+@pytest.mark.parametrize("request_comes", ["alone", "in a batch"])
+async def test_a_facade_crash_answers_its_caller_and_hands_the_rest_of_a_batch_on(
+    monkeypatch: pytest.MonkeyPatch, request_comes: str
+) -> None:
+    # A caller's request crashes the facade (a BaseException from its handler,
+    # injected). Its caller hears why (tracked with no bound, it waited for ever), and
+    # the requests after it in the same batch (one caller-loop iteration) reach the
+    # next incarnation: before, they were lost and their callers waited for ever too.
+    from actors.runtime import messages
+    from actors.runtime._facade import FacadeActor
+
+    wait = 10.0
+    received: list[tuple[type, ...]] = []
+    tell = ChildHandle.tell
+
+    def spy(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == "facade":
+            items = message.items if type(message) is messages.Batch else ()
+            received.append((type(message), *(type(m) for m in items)))
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", spy)
+    metrics = FacadeActor._metrics
+    faults: list[str] = []
+
+    def faulty(facade: FacadeActor, message: Any) -> None:
+        if not faults:  # once
+            faults.append("fault")
+            raise _Fault("fault")
+        metrics(facade, message)
+
+    monkeypatch.setattr(FacadeActor, "_metrics", faulty)
+    config = {"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        first = await tm.register_task("first", noop, task_id="first")
+        received.clear()
+        crashing = asyncio.ensure_future(tm.get_metrics())
+        if request_comes == "in a batch":  # in the same outbox flush as the crashing one
+            after = asyncio.ensure_future(tm.get_task_status(first))
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(crashing, wait)
+        status = None
+        if request_comes == "in a batch":
+            status = await asyncio.wait_for(after, wait)
+        assert (await asyncio.wait_for(tm.get_metrics(), wait)).restarts["facade"] == 1
+    assert str(caught.value) == (
+        "the facade crashed handling its GetMetrics (_Fault('fault')); the message was"
+        " dropped, not retried"
+    )
+    if request_comes == "alone":
+        assert (received[0], status) == ((messages.GetMetrics,), None)
+    else:
+        assert received[0] == (messages.Batch, messages.GetMetrics, messages.GetStatus)
+        assert status is TaskStatus.PENDING
+
+
+async def test_a_monitor_crash_mid_batch_leaves_no_status_count_behind(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The monitor crashes part-way through a batch of transitions (freeing the label of
+    # a type whose last task was cleaned up, injected): the moves gathered before are
+    # applied and the rest of the batch goes to its next incarnation. Before, the rest
+    # was lost: the other cleaned-up task still counted as completed, for good.
+    from actors.runtime import messages
+    from actors.runtime._monitor import TaskMonitorActor
+
+    wait = 10.0
+    batches: list[int] = []
+    tell = ChildHandle.tell
+
+    def spy(handle: ChildHandle, message: Any) -> None:
+        removals = (  # a cleanup's, to the monitor
+            handle.child_id == "task_monitor"
+            and type(message) is messages.Transitions
+            and all(t.new is None for t in message.items)
+        )
+        if removals:
+            batches.append(len(message.items))
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", spy)
+    forget = TaskMonitorActor._forget
+    faults: list[str] = []
+
+    def faulty(monitor: TaskMonitorActor, task_type: str) -> None:
+        if not faults:  # once: the first cleaned-up type
+            faults.append(task_type)
+            raise RuntimeError("fault")
+        forget(monitor, task_type)
+
+    monkeypatch.setattr(TaskMonitorActor, "_forget", faulty)
+    config = {
+        "USE_NEW_TASK_SYSTEM": backend == "new",
+        "RESTART_BACKOFF_INITIAL": 0.0,
+        "CLEANUP_INTERVAL": 0.0,
+    }
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        for task_type in ("x", "y"):
+            task_id = await tm.register_task(task_type, noop, task_type=task_type)
+            assert await tm.execute_task(task_id, wait=True) == 0
+        before = dict((await asyncio.wait_for(tm.get_metrics(), wait)).tasks_by_status)
+        assert await tm.cleanup_completed_tasks(max_age=0) == 2
+        metrics = await asyncio.wait_for(tm.get_metrics(), wait)
+    assert (before, batches, faults) == ({"completed": 2}, [2], ["x"])
+    assert dict(metrics.tasks_by_status) == {}
+    assert dict(metrics.tasks_by_type) == {}
+
+
+async def test_a_journal_crash_adding_a_batch_loses_neither_its_answers_nor_its_records(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes adding a batch's records (a BaseException, injected): the
+    # batch's answers (a durable registration's reply) are kept for its next
+    # incarnation, which answers them once it has written the records handed over to
+    # it. Before, the answers were lost and the caller (no bound) waited for ever.
+    from actors.journal import JournalWriter
+
+    wait = 10.0
+    add_all = JournalWriter.add_all
+    faults: list[int] = []
+
+    def faulty(writer: JournalWriter, records: Any) -> None:
+        if not faults:  # once: the registration's batch
+            faults.append(1)
+            raise _Fault("fault")
+        add_all(writer, records)
+
+    path = tmp_path / "tasks.db"
+    config = {"JOURNAL_PATH": str(path), "CLEANUP_INTERVAL": 0, "RESTART_BACKOFF_INITIAL": 0.0}
+    async with ActorSystem(config) as system:
+        monkeypatch.setattr(JournalWriter, "add_all", faulty)
+        registered = system.task_manager.register_task("first", noop, (4,), task_id="a")
+        assert await asyncio.wait_for(registered, wait) == "a"
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+        monkeypatch.setattr(JournalWriter, "add_all", add_all)
+    async with ActorSystem(config) as system:  # what the journal wrote
+        status = await system.task_manager.get_task_status("a")
+    assert (faults, restarts["journal"], status) == ([1], 1, TaskStatus.PENDING)
+
+
+async def test_a_journal_crash_writing_the_early_starts_loses_no_attempt(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes writing the running records of durable attempts that wait for
+    # them (injected): those attempts start after the next incarnation's first commit.
+    # Before, they were lost: the task stayed RUNNING and its caller waited for ever.
+    from actors.journal import JournalWriter
+
+    wait = 10.0
+    flush_changes = JournalWriter.flush_changes
+    faults: list[int] = []
+
+    def faulty(writer: JournalWriter, task_ids: Any) -> bool | None:
+        if not faults:  # once: the attempt's running record
+            faults.append(1)
+            raise RuntimeError("fault")
+        return flush_changes(writer, task_ids)
+
+    path = tmp_path / "tasks.db"
+    config = {"JOURNAL_PATH": str(path), "CLEANUP_INTERVAL": 0, "RESTART_BACKOFF_INITIAL": 0.0}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        assert await tm.register_task("first", noop, (4,), task_id="a") == "a"
+        monkeypatch.setattr(JournalWriter, "flush_changes", faulty)
+        result = await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    assert (faults, result, restarts["journal"]) == ([1], 4, 1)

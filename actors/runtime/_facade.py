@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from loguru import logger
 
-from actors.core import DuplicateTaskError, InvalidTaskError, TaskInfo, TaskNotFoundError, shrink
+from actors.core import (
+    ActorSystemError,
+    DuplicateTaskError,
+    InvalidTaskError,
+    TaskInfo,
+    TaskNotFoundError,
+    shrink,
+)
 from actors.runtime import messages
 from actors.runtime._outbox import send_run
 from actors.runtime._shared import SystemChild
@@ -228,7 +235,22 @@ class FacadeActor(SystemChild[FacadeState]):
                 message.reply.set_exception(exc)
         except Exception as exc:
             message.reply.set_exception(exc)  # only requests can fail here
+        except BaseException as exc:
+            self._crashed(message, exc)
+            raise
         return None
+
+    def _crashed(self, message: Any, exc: BaseException) -> None:
+        """Handling ``message`` crashes this actor: it is dropped, not re-run, and its
+        caller hears why (tracked with no bound by its bridge, it waited for ever)."""
+        reply = getattr(message, "reply", None)
+        if reply is not None:
+            reply.set_exception(
+                ActorSystemError(
+                    f"the {self.CHILD_ID} crashed handling its {type(message).__name__}"
+                    f" ({exc!r}); the message was dropped, not retried"
+                )
+            )
 
     def _batch(self, message: messages.Batch) -> None:
         """Handle a caller loop's burst in order; what it sends on to each manager goes
@@ -246,6 +268,7 @@ class FacadeActor(SystemChild[FacadeState]):
         register, submit = messages.Register, messages.SubmitTask
         held: dict[str, list[Any]] = {}
         self._held = held
+        item = None
         try:
             for item in message.items:
                 kind = type(item)
@@ -269,12 +292,26 @@ class FacadeActor(SystemChild[FacadeState]):
                     held[backend] = [item]
                 else:
                     run.append(item)
+        except BaseException:
+            # This facade crashes: the items after the one that raised go to its next
+            # incarnation first (callers' requests, outcomes, subscriptions), not lost.
+            self._hand_over_rest(message.items, item)
+            raise
         finally:
             self._held = None
             for backend, run in held.items():
                 unsent = send_run(self.managers[backend], run)
                 if unsent:
                     self._unrouted(unsent)
+
+    def _hand_over_rest(self, items: tuple[Any, ...], failed: Any) -> None:
+        """Hand the items of ``items`` after ``failed`` over to the next incarnation."""
+        for index, message in enumerate(items):
+            if message is failed:
+                rest = items[index + 1 :]
+                if rest:
+                    self.hand_over(messages.Batch(rest))
+                return
 
     def _to(self, backend: str, message: Any) -> None:
         """Send ``message`` to the ``backend`` manager (held while a batch runs)."""

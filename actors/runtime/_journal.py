@@ -90,11 +90,22 @@ class JournalActor(SystemChild[JournalState]):
         if type(message) is JournalBatch:
             state = self.state
             writer = self.writer
-            writer.add_all(message.records)
+            # The actions first: kept in the state, a crash adding the records loses
+            # none (the next incarnation's first `commit` runs them).
             state.answers += message.answers
             if message.starts:  # started by the next `commit`, first
                 state.starting += message.starting
                 state.early += message.starts
+            records = iter(message.records)  # (what is left of them if one crashes)
+            try:
+                writer.add_all(records)
+            except BaseException:
+                # This actor crashes: the records after the one that raised go to its
+                # next incarnation first (that one is dropped, as a failed write).
+                rest = tuple(records)
+                if rest:
+                    self.hand_over(JournalBatch(rest, ()))
+                raise
             if len(writer) >= FLUSH_AT or max(len(state.answers), len(state.early)) >= FLUSH_AT:
                 self.commit()
         else:
@@ -111,7 +122,12 @@ class JournalActor(SystemChild[JournalState]):
         state = self.state
         starting, starts = state.starting, state.early
         state.starting, state.early = [], []
-        if self.writer.flush_changes(starting):
+        try:
+            written = self.writer.flush_changes(starting)
+        except BaseException:
+            state.starts += starts  # a crash: started by the next incarnation's commit
+            raise
+        if written:
             start_all(starts)
         else:
             state.starts += starts

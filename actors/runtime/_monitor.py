@@ -239,68 +239,71 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         label = ""
         took: list[float] = []
         wait: list[float] = []
-        for task_id, _name, task_type, old, new, _attempt, at, _wall, detail in items:
-            if task_type is not last_type:
-                known = labels.get(task_type)
-                label = self._label(task_type) if known is None else known
-                last_type = task_type
-                took = ran[label]
-                wait = waited[label]
-            move((label, old, new))
-            if new is None:
-                queued_at.pop(task_id, None)
-                started_at.pop(task_id, None)
-                left = live[task_type]
-                if left > 1:
-                    live[task_type] = left - 1
-                else:  # its type's last task: `_forget` frees the label
-                    self._settle(moves, ran, waited)
-                    self._forget(task_type)
-                    last_type = None  # (its lists were applied: new ones from here)
-                continue
-            if old is None:
-                live[task_type] += 1
-            elif old is RUNNING:
-                since = started_at.pop(task_id, None)
-                if since is not None:
-                    took.append(at - since if at > since else 0.0)
-            if new is QUEUED:
-                queued_at[task_id] = at
-            elif new is RUNNING:
-                since = queued_at.pop(task_id, None)
-                if since is not None:
-                    wait.append(at - since if at > since else 0.0)
-                started_at[task_id] = at
-            elif new is COMPLETED:  # (the common ending: no error to count)
-                queued_at.pop(task_id, None)
-            elif new is not PENDING:
-                if new is RETRYING:
-                    state.retries += 1
-                elif new is FAILED:
-                    state.failures += 1
-                if detail == "TaskTimeoutError" and (new is RETRYING or new is FAILED):
-                    state.timeouts += 1
-                if new in TERMINAL:
+        rest = iter(items)  # (what is left of them if one crashes this actor)
+        try:
+            for task_id, _name, task_type, old, new, _attempt, at, _wall, detail in rest:
+                if task_type is not last_type:
+                    known = labels.get(task_type)
+                    label = self._label(task_type) if known is None else known
+                    last_type = task_type
+                    took = ran[label]
+                    wait = waited[label]
+                move((label, old, new))
+                if new is None:
                     queued_at.pop(task_id, None)
+                    started_at.pop(task_id, None)
+                    left = live[task_type]
+                    if left > 1:
+                        live[task_type] = left - 1
+                    else:  # its type's last task: `_forget` frees the label
+                        self._settle(moves, ran, waited)
+                        self._forget(task_type)
+                        last_type = None  # (its lists were applied: new ones from here)
+                    continue
+                if old is None:
+                    live[task_type] += 1
+                elif old is RUNNING:
+                    since = started_at.pop(task_id, None)
+                    if since is not None:
+                        took.append(at - since if at > since else 0.0)
+                if new is QUEUED:
+                    queued_at[task_id] = at
+                elif new is RUNNING:
+                    since = queued_at.pop(task_id, None)
+                    if since is not None:
+                        wait.append(at - since if at > since else 0.0)
+                    started_at[task_id] = at
+                elif new is COMPLETED:  # (the common ending: no error to count)
+                    queued_at.pop(task_id, None)
+                elif new is not PENDING:
+                    if new is RETRYING:
+                        state.retries += 1
+                    elif new is FAILED:
+                        state.failures += 1
+                    if detail == "TaskTimeoutError" and (new is RETRYING or new is FAILED):
+                        state.timeouts += 1
+                    if new in TERMINAL:
+                        queued_at.pop(task_id, None)
+        except BaseException:
+            # This monitor crashes: what the items before the one that raised gathered
+            # is applied (and that one's status move, if it got that far: it happened),
+            # and the items after it go to the next incarnation, else the status counts
+            # drift for good (a later move subtracts from a status never added to).
+            unhandled = tuple(rest)
+            if unhandled:
+                self.hand_over(Transitions(unhandled, backend))
+            if moves:
+                self._settle(moves, ran, waited)
+            done = items[: len(items) - len(unhandled)]
+            state.transitions += len(done)
+            if state.subscribers:
+                self._publish(_events(done), self.state.muted.get(backend))
+            raise
         if moves:
             self._settle(moves, ran, waited)
         state.transitions += len(items)
         if state.subscribers:
-            self._publish(
-                [
-                    Event(
-                        kind_of_transition(t.new),
-                        t.at,
-                        t.task_id,
-                        t.task_type,
-                        {"error": t.error} if t.error is not None else {},
-                        t.name,
-                        t.wall,
-                    )
-                    for t in items
-                ],
-                self.state.muted.get(backend),
-            )
+            self._publish(_events(items), self.state.muted.get(backend))
 
     def _settle(
         self,
@@ -504,6 +507,21 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             execution_histogram={t: h.counts() for t, h in state.execution_buckets.items()},
             wait_histogram={t: h.counts() for t, h in state.waiting_buckets.items()},
         )
+
+
+def _events(items: tuple[Transition, ...]) -> list[Event]:
+    return [
+        Event(
+            kind_of_transition(t.new),
+            t.at,
+            t.task_id,
+            t.task_type,
+            {"error": t.error} if t.error is not None else {},
+            t.name,
+            t.wall,
+        )
+        for t in items
+    ]
 
 
 def _stats(sketches: dict[str, QuantileSketch]) -> dict[str, TimingStats]:

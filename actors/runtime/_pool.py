@@ -134,48 +134,70 @@ class ThreadPoolActor(SystemChild[PoolState]):
         executor = self.state.executor
         assert executor is not None
         kind = type(message)
-        if kind is RunFunction:
-            if (message.executor or self.default) == "thread":
-                execution = message.execution
-                executor.submit(
-                    _run_started,
-                    execution,
-                    message.func,
-                    message.args,
-                    message.kwargs,
-                    message.report,
-                    executor.qsize,
-                    on_abandon=execution.set_cancelled,
-                )
-            else:
-                self._run_remote(message)
-        elif kind is Submit:
-            backend = message.executor or self.default
-            if backend == "thread":
-                executor.submit(
-                    _run_direct, message.fn, message.args, message.kwargs, message.reply
-                )
-            else:
-                reply = message.reply
-                self._submit(
-                    message,
-                    RemoteCall(
-                        backend,
-                        None,
-                        message.fn,
+        try:
+            if kind is RunFunction:
+                if (message.executor or self.default) == "thread":
+                    execution = message.execution
+                    executor.submit(
+                        _run_started,
+                        execution,
+                        message.func,
                         message.args,
                         message.kwargs,
-                        lambda value, error: _answer(reply, value, error),
-                        f"thread_pool.submit({getattr(message.fn, '__name__', message.fn)!r})",
-                    ),
+                        message.report,
+                        executor.qsize,
+                        on_abandon=execution.set_cancelled,
+                    )
+                else:
+                    self._run_remote(message)
+            elif kind is Submit:
+                backend = message.executor or self.default
+                if backend == "thread":
+                    executor.submit(
+                        _run_direct, message.fn, message.args, message.kwargs, message.reply
+                    )
+                else:
+                    reply = message.reply
+                    self._submit(
+                        message,
+                        RemoteCall(
+                            backend,
+                            None,
+                            message.fn,
+                            message.args,
+                            message.kwargs,
+                            lambda value, error: _answer(reply, value, error),
+                            f"thread_pool.submit({getattr(message.fn, '__name__', message.fn)!r})",
+                        ),
+                    )
+            elif kind is PoolBroken and message.pool is self.state.process:
+                self.state.broken = True
+                raise ActorSystemError(
+                    "a worker process of the process pool died; thread_pool restarts to "
+                    "replace the pool"
                 )
-        elif kind is PoolBroken and message.pool is self.state.process:
-            self.state.broken = True
-            raise ActorSystemError(
-                "a worker process of the process pool died; thread_pool restarts to "
-                "replace the pool"
-            )
+        except BaseException as exc:
+            if not self.state.broken:  # (a broken pool's restart re-took its message)
+                self._crashed(message, exc)
+            raise
         return None
+
+    def _crashed(self, message: Any, exc: BaseException) -> None:
+        """Handling ``message`` crashes this actor: the message is dropped, not re-run,
+        so its attempt fails (through the manager, as any attempt's error: retried while
+        it has retries) and a ``submit`` caller hears why -- else the task stayed
+        ``running`` and the caller, tracked with no bound, waited for ever."""
+        kind = type(message)
+        error = ActorSystemError(
+            f"the {self.CHILD_ID} crashed handling its {kind.__name__} ({exc!r}); the "
+            "message was dropped, not retried"
+        )
+        if kind is RunFunction:
+            execution = message.execution
+            execution.set_cancelled()  # if it was queued all the same, it never runs
+            complete(execution, message.report, None, error)
+        elif kind is Submit:
+            _answer(message.reply, None, error)
 
     def _run_remote(self, message: RunFunction) -> None:
         """One attempt in a worker process (``process`` or ``dask``)."""

@@ -948,3 +948,35 @@ async def test_a_task_whose_outcome_crashes_the_facade_fails_with_the_crash_and_
         )
     assert restarts["facade"] == 1
 
+
+async def test_a_monitor_crash_answering_a_request_answers_its_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Making a metrics snapshot crashes the monitor (a BaseException, injected): its
+    # caller hears why, and the monitor's next incarnation answers the next one.
+    # Before, only an Exception was answered: the caller waited for ever.
+    from actors.runtime._monitor import TaskMonitorActor
+
+    wait = 10.0
+    snapshot = TaskMonitorActor.snapshot
+    faults: list[str] = []
+
+    def faulty(monitor: TaskMonitorActor) -> Any:
+        if not faults:  # once
+            faults.append("fault")
+            raise _Fault("fault")
+        return snapshot(monitor)
+
+    monkeypatch.setattr(TaskMonitorActor, "snapshot", faulty)
+    config = {"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(tm.get_metrics(), wait)
+        metrics = await asyncio.wait_for(tm.get_metrics(), wait)
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    assert str(caught.value) == (
+        "the task_monitor crashed handling its GetMetrics (_Fault('fault')); the message"
+        " was dropped, not retried"
+    )
+    assert (restarts["task_monitor"], dict(metrics.tasks_by_status), faults) == (1, {}, ["fault"])

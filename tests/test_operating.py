@@ -851,3 +851,132 @@ async def test_a_journal_crash_writing_the_early_starts_loses_no_attempt(
         result = await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
         restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
     assert (faults, result, restarts["journal"]) == ([1], 4, 1)
+
+
+class _FaultOnce(frozenset[type]):
+    """`_facade._ROUTED` whose first test for an `AttemptDone` raises `_Fault`: a crash
+    of the facade's batch fast path on a task's outcome."""
+
+    faults: list[type]
+
+    def __contains__(self, kind: object) -> bool:
+        from actors.runtime import messages
+
+        if kind is messages.AttemptDone and not self.faults:
+            self.faults.append(kind)
+            raise _Fault("fault")
+        return super().__contains__(kind)
+
+
+@pytest.mark.parametrize("outcome_comes", ["alone", "in a batch"])
+async def test_a_task_whose_outcome_crashes_the_facade_fails_with_the_crash_and_its_caller_hears(
+    monkeypatch: pytest.MonkeyPatch, backend: str, outcome_comes: str
+) -> None:
+    # Routing a task's outcome crashes the facade (a BaseException, injected: in
+    # `_attempt_done` alone, in the batch fast path in a batch). The outcome has no
+    # caller to answer: the task's manager hears a Crashed naming the facade and fails
+    # the task, so its caller hears why. Before, the outcome was dropped, the task
+    # stayed RUNNING and its caller (tracked with no bound) waited for ever.
+    from actors.runtime import _facade, messages
+    from actors.runtime._facade import FacadeActor
+
+    wait = 10.0
+    received: list[tuple[type, ...]] = []
+    tell = ChildHandle.tell
+
+    def spy(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == "facade" and received is not None:
+            items = message.items if type(message) is messages.Batch else ()
+            received.append((type(message), *(type(m) for m in items)))
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", spy)
+    faults: list[str] = []
+    if outcome_comes == "alone":
+        attempt_done = FacadeActor._attempt_done
+
+        def faulty(facade: FacadeActor, message: Any) -> None:
+            if not faults:  # once
+                faults.append("fault")
+                raise _Fault("fault")
+            attempt_done(facade, message)
+
+        monkeypatch.setattr(FacadeActor, "_attempt_done", faulty)
+    gate = asyncio.Event()
+
+    async def gated() -> None:
+        await gate.wait()
+        raise ValueError("boom")
+
+    config = {
+        "USE_NEW_TASK_SYSTEM": backend == "new",
+        "RESTART_BACKOFF_INITIAL": 0.0,
+        "CLEANUP_INTERVAL": 0.0,
+    }
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        first = await tm.register_task("first", gated, task_id="first")
+        caller = asyncio.ensure_future(tm.execute_task(first, wait=True))
+        assert await tm.get_task_status(first) is TaskStatus.RUNNING  # (after the Execute)
+        if outcome_comes == "in a batch":
+            routed = _FaultOnce(_facade._ROUTED)
+            routed.faults = []
+            monkeypatch.setattr(_facade, "_ROUTED", routed)
+        received.clear()
+        gate.set()  # the task fails ahead of the next step here: its outcome is queued
+        await asyncio.sleep(0)
+        if outcome_comes == "in a batch":
+            async with tm.events():  # in the same outbox flush as the outcome
+                pass
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(caller, wait)
+        info = await tm.get_task(first)
+        after = await asyncio.wait_for(tm.submit(noop, 7, task_id="after"), wait)
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    expected = (
+        "task 'first' failed: the facade crashed handling its AttemptDone"
+        " (_Fault('fault')); the message was dropped, not retried"
+    )
+    assert str(caught.value) == expected
+    assert (info.status, str(info.error), after) == (TaskStatus.FAILED, expected, 7)
+    if outcome_comes == "alone":
+        assert (received[0], faults) == ((messages.AttemptDone,), ["fault"])
+    else:
+        assert (received[0], routed.faults) == (
+            (messages.Batch, messages.AttemptDone, messages.Subscribe),
+            [messages.AttemptDone],
+        )
+    assert restarts["facade"] == 1
+
+
+async def test_a_monitor_crash_answering_a_request_answers_its_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Making a metrics snapshot crashes the monitor (a BaseException, injected): its
+    # caller hears why, and the monitor's next incarnation answers the next one.
+    # Before, only an Exception was answered: the caller waited for ever.
+    from actors.runtime._monitor import TaskMonitorActor
+
+    wait = 10.0
+    snapshot = TaskMonitorActor.snapshot
+    faults: list[str] = []
+
+    def faulty(monitor: TaskMonitorActor) -> Any:
+        if not faults:  # once
+            faults.append("fault")
+            raise _Fault("fault")
+        return snapshot(monitor)
+
+    monkeypatch.setattr(TaskMonitorActor, "snapshot", faulty)
+    config = {"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(tm.get_metrics(), wait)
+        metrics = await asyncio.wait_for(tm.get_metrics(), wait)
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+    assert str(caught.value) == (
+        "the task_monitor crashed handling its GetMetrics (_Fault('fault')); the message"
+        " was dropped, not retried"
+    )
+    assert (restarts["task_monitor"], dict(metrics.tasks_by_status), faults) == (1, {}, ["fault"])

@@ -242,15 +242,29 @@ class FacadeActor(SystemChild[FacadeState]):
 
     def _crashed(self, message: Any, exc: BaseException) -> None:
         """Handling ``message`` crashes this actor: it is dropped, not re-run, and its
-        caller hears why (tracked with no bound by its bridge, it waited for ever)."""
+        caller hears why (tracked with no bound by its bridge, it waited for ever). A
+        routed message without a caller (a task's outcome) fails its task instead: its
+        manager hears a `messages.Crashed` naming this actor (else the task stayed
+        RUNNING and its waiters, tracked with no bound, waited for ever)."""
+        kind = type(message)
         reply = getattr(message, "reply", None)
         if reply is not None:
             reply.set_exception(
                 ActorSystemError(
-                    f"the {self.CHILD_ID} crashed handling its {type(message).__name__}"
+                    f"the {self.CHILD_ID} crashed handling its {kind.__name__}"
                     f" ({exc!r}); the message was dropped, not retried"
                 )
             )
+        elif kind in _ROUTED:
+            backend = self.owners.get(message.task_id)
+            if backend is not None:
+                crashed = messages.Crashed(
+                    message.task_id, kind.__name__, repr(exc), None, self.CHILD_ID
+                )
+                try:
+                    self.managers[backend].tell(crashed)
+                except Exception as error:  # the manager is gone: nobody waits on it
+                    logger.bind(actor=self.CHILD_ID).error("{!r} not sent: {!r}", crashed, error)
 
     def _batch(self, message: messages.Batch) -> None:
         """Handle a caller loop's burst in order; what it sends on to each manager goes
@@ -268,7 +282,7 @@ class FacadeActor(SystemChild[FacadeState]):
         register, submit = messages.Register, messages.SubmitTask
         held: dict[str, list[Any]] = {}
         self._held = held
-        item = None
+        item: Any = None
         try:
             for item in message.items:
                 kind = type(item)
@@ -292,9 +306,15 @@ class FacadeActor(SystemChild[FacadeState]):
                     held[backend] = [item]
                 else:
                     run.append(item)
-        except BaseException:
+        except BaseException as exc:
             # This facade crashes: the items after the one that raised go to its next
             # incarnation first (callers' requests, outcomes, subscriptions), not lost.
+            # One that raised here, not in `on_receive` (which answered for it), and
+            # had not joined its manager's run, is answered for now.
+            if type(item) in routed and item.task_id in owners:
+                run = held.get(owners[item.task_id])
+                if not run or run[-1] is not item:
+                    self._crashed(item, exc)
             self._hand_over_rest(message.items, item)
             raise
         finally:

@@ -332,11 +332,13 @@ class BaseManager(SupervisedActor):
                 return
 
     def _crashed(self, message: messages.Crashed) -> None:
-        """The previous incarnation crashed handling a message about this task (or a
-        caller's request): the task fails (if it had not ended) and the caller hears why."""
+        """The previous incarnation (or the facade: ``message.actor``) crashed handling a
+        message about this task (or a caller's request): the task fails (if it had not
+        ended) and the caller hears why."""
         about = "a request" if message.task_id is None else f"task {message.task_id!r}"
+        actor = message.actor or self.CHILD_ID
         error = ActorSystemError(
-            f"{about} failed: the {self.CHILD_ID} crashed handling its {message.message}"
+            f"{about} failed: the {actor} crashed handling its {message.message}"
             f" ({message.reason}); the message was dropped, not retried"
         )
         if message.task_id is not None and self.engine.crashed(message.task_id, error):

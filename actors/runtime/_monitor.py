@@ -25,6 +25,7 @@ from actors.core import (
     RETRYING,
     RUNNING,
     TERMINAL,
+    ActorSystemError,
     TaskStatus,
     tell_later,
 )
@@ -213,6 +214,15 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             result = make()
         except Exception as exc:
             message.reply.set_exception(exc)
+        except BaseException as exc:  # this monitor crashes: its caller hears why
+            message.reply.set_exception(
+                ActorSystemError(
+                    f"the {TaskMonitorActor.CHILD_ID} crashed handling its"
+                    f" {type(message).__name__} ({exc!r}); the message was dropped, not"
+                    " retried"
+                )
+            )
+            raise
         else:
             message.reply.set_result(result)
 

@@ -352,16 +352,18 @@ class RetryDue(NamedTuple):
 
 
 class Crashed(NamedTuple):
-    """Manager (from its previous incarnation, `SupervisedActor.hand_over`): handling a
-    ``message`` (its type's name) about ``task_id`` crashed it with ``reason``. That
-    message is dropped, not re-run (it may crash again): the task, unless it ended,
-    fails with an `ActorSystemError` saying so, and ``caller`` (the request's reply, if
-    it was one) gets that error."""
+    """Manager (from its previous incarnation, `SupervisedActor.hand_over`, or from the
+    facade): handling a ``message`` (its type's name) about ``task_id`` crashed
+    ``actor`` (None: this manager; the facade, for a task's outcome it was routing)
+    with ``reason``. That message is dropped, not re-run (it may crash again): the
+    task, unless it ended, fails with an `ActorSystemError` saying so, and ``caller``
+    (the request's reply, if it was one) gets that error."""
 
     task_id: str | None
     message: str
     reason: str
     caller: ReplyTo | None = None
+    actor: str | None = None
 
 
 class SetLimit(NamedTuple):

@@ -210,7 +210,8 @@ async def test_a_subscription_whose_mark_meets_a_killed_manager_hears_its_next_i
             await settle(clock)  # the restart's backoff: it is down
         async with tm.events() as stream:
             assert await asyncio.to_thread(marks.wait, wait)
-            assert list(monitor.muted) == ["new"]
+            # Muted for the killed manager (the legacy one's Marked may not be in yet).
+            assert "new" in monitor.muted
             if mark_waits_in == "inbox":
                 gate.set()  # then Kill: the Mark goes back to the handle, for the next one
                 await settle(clock)

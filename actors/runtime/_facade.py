@@ -283,8 +283,9 @@ class FacadeActor(SystemChild[FacadeState]):
         held: dict[str, list[Any]] = {}
         self._held = held
         item: Any = None
+        items = iter(message.items)  # (what is left of them if one crashes this actor)
         try:
-            for item in message.items:
+            for item in items:
                 kind = type(item)
                 if kind in routed:
                     backend = owners.get(item.task_id)
@@ -315,7 +316,9 @@ class FacadeActor(SystemChild[FacadeState]):
                 run = held.get(owners[item.task_id])
                 if not run or run[-1] is not item:
                     self._crashed(item, exc)
-            self._hand_over_rest(message.items, item)
+            rest = tuple(items)
+            if rest:
+                self.hand_over(messages.Batch(rest))
             raise
         finally:
             self._held = None
@@ -323,15 +326,6 @@ class FacadeActor(SystemChild[FacadeState]):
                 unsent = send_run(self.managers[backend], run)
                 if unsent:
                     self._unrouted(unsent)
-
-    def _hand_over_rest(self, items: tuple[Any, ...], failed: Any) -> None:
-        """Hand the items of ``items`` after ``failed`` over to the next incarnation."""
-        for index, message in enumerate(items):
-            if message is failed:
-                rest = items[index + 1 :]
-                if rest:
-                    self.hand_over(messages.Batch(rest))
-                return
 
     def _to(self, backend: str, message: Any) -> None:
         """Send ``message`` to the ``backend`` manager (held while a batch runs)."""

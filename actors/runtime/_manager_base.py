@@ -15,7 +15,7 @@ the facade of its own; the facade bounces a registration whose id it still route
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from loguru import logger
@@ -261,8 +261,9 @@ class BaseManager(SupervisedActor):
         attempt_done = self.engine.attempt_done
         message = None
         flushing = False  # a crash in a flush: the message before it was handled
+        rest = iter(items)  # (what is left of them if one crashes this actor)
         try:
-            for message in items:
+            for message in rest:
                 kind = type(message)
                 if kind is AttemptDone:  # one per task: no handler of its own (nor a lambda's
                     # call); its fields are `Engine.attempt_done`'s arguments, in order
@@ -299,16 +300,14 @@ class BaseManager(SupervisedActor):
             # This manager crashes: its next incarnation hears which message crashed it
             # (`Crashed`: that task fails, the message is not re-run), then the items
             # after it (a subscription's `Mark`, callers' requests), not lost.
-            self._hand_over_rest(items, message, None if flushing else exc)
+            self._hand_over_rest(rest, message, None if flushing else exc)
             raise
 
-    def _hand_over_rest(
-        self, items: tuple[Any, ...], failed: Any, exc: BaseException | None
-    ) -> None:
+    def _hand_over_rest(self, rest: Iterator[Any], failed: Any, exc: BaseException | None) -> None:
         """Hand over to the next incarnation: a `Crashed` for ``failed`` if it is about
         one task or a caller's request and its handling raised ``exc`` (None: the flush
-        after it raised, `FLUSH_AT`: it was handled), then the items of ``items`` after
-        it."""
+        after it raised, `FLUSH_AT`: it was handled), then the items ``rest`` had not
+        reached."""
         task_id = getattr(failed, "task_id", None)
         caller = getattr(failed, "reply", None)
         if (
@@ -324,12 +323,9 @@ class BaseManager(SupervisedActor):
                     caller,
                 )
             )
-        for index, message in enumerate(items):
-            if message is failed:
-                rest = items[index + 1 :]
-                if rest:
-                    self.hand_over(messages.Batch(rest))
-                return
+        left = tuple(rest)
+        if left:
+            self.hand_over(messages.Batch(left))
 
     def _crashed(self, message: messages.Crashed) -> None:
         """The previous incarnation (or the facade: ``message.actor``) crashed handling a

@@ -422,3 +422,11 @@ def spy_on_facade(
 
     monkeypatch.setattr(system, "_facade", Spy())
     return sent
+
+
+def refusal(error: type[BaseException], call: Callable[..., object], *args: object) -> str:
+    """The text of the ``error`` that ``call(*args)`` raises (the test fails if it raises
+    none, or another)."""
+    with pytest.raises(error) as raised:
+        call(*args)
+    return str(raised.value)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from helpers import refusal
 
 from actors import (
     ActorsError,
@@ -350,9 +351,7 @@ def test_render_prometheus_takes_a_snapshot_only(snapshot: object) -> None:
 
 @pytest.mark.parametrize("system", [3, "system", object()], ids=["int", "str", "object"])
 def test_a_client_needs_an_actor_system(system: object) -> None:
-    with pytest.raises(InvalidTaskError) as raised:
-        UnifiedTaskManager(system)  # type: ignore[arg-type]
-    assert str(raised.value) == (
+    assert refusal(InvalidTaskError, UnifiedTaskManager, system) == (
         f"system must be an ActorSystem or None (the module-level system, made on first "
         f"use), got {system!r}; an ActorSystem's client is system.task_manager"
     )
@@ -360,9 +359,7 @@ def test_a_client_needs_an_actor_system(system: object) -> None:
 
 @pytest.mark.parametrize("client", [3, None, object()], ids=["int", "none", "object"])
 def test_a_thread_pool_client_needs_a_task_manager_client(client: object) -> None:
-    with pytest.raises(InvalidTaskError) as raised:
-        ThreadPoolClient(client)  # type: ignore[arg-type]
-    assert str(raised.value) == (
+    assert refusal(InvalidTaskError, ThreadPoolClient, client) == (
         f"ThreadPoolClient takes a UnifiedTaskManager, got {client!r}; a client's pool is "
         f"already there: system.task_manager.thread_pool (or unified_task_manager.thread_pool)"
     )

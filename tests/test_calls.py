@@ -57,6 +57,35 @@ def gate() -> Iterator[threading.Event]:
     release.set()
 
 
+async def job(x: int) -> int:
+    return x
+
+
+async def f_on_the_old_system_then_spy(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> list[Any]:
+    """Register a task 'f' with the old system (new tasks go there from now on), then
+    spy on what the facade is told: each message, a batch as one."""
+    await tm.use_new_task_system(False)
+    assert await asyncio.wait_for(tm.register_task("first", job, (0,), task_id="f"), WAIT) == "f"
+    return spy_on_facade(system, monkeypatch, entries=lambda message: [message])
+
+
+async def at_once(calls: list[Call[Any]]) -> list[Any]:
+    """The calls' results (or errors), in order."""
+    return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
+
+
+def batched(told: list[Any]) -> list[tuple[type, str]]:
+    """The first message told, which must be a batch: its messages' types and task ids."""
+    assert type(told[0]) is messages.Batch
+    return [(type(m), m.task_id) for m in told[0].items]
+
+
+async def backends(tm: UnifiedTaskManager, *task_ids: str) -> list[str]:
+    return [(await tm.get_task(task_id)).backend for task_id in task_ids]
+
+
 async def test_a_gather_of_calls_creates_no_asyncio_task_per_call(tm: UnifiedTaskManager) -> None:
     n = 200
     with Tasks(asyncio.get_running_loop()) as tasks:
@@ -92,10 +121,6 @@ async def test_the_requests_of_calls_made_at_once_have_every_field(
 ) -> None:
     """The eager calls make their requests with ``tuple.__new__`` (no keyword
     ``__new__`` per call): each is what its class makes of the same fields."""
-
-    async def job(x: int) -> int:
-        return x
-
     sent = spy_on_facade(system, monkeypatch)
     assert await asyncio.wait_for(tm.register_task("r", job, (1,), task_id="r"), WAIT) == "r"
     assert await asyncio.wait_for(tm.execute_task("r"), WAIT) is True
@@ -118,10 +143,6 @@ async def test_one_burst_routes_each_calls_task_to_its_own_system(
     """Calls made at once reach the facade as one batch: each per-task request goes to
     the manager of its task's system (and so does each attempt's outcome), and one
     naming no task is refused with `TaskNotFoundError`, the others still answered."""
-
-    async def job(x: int) -> int:
-        return x
-
     await tm.use_new_task_system(False)
     old_id = await asyncio.wait_for(tm.register_task("old", job, (1,)), WAIT)
     await tm.use_new_task_system(True)
@@ -132,19 +153,17 @@ async def test_one_burst_routes_each_calls_task_to_its_own_system(
         tm.execute_task("nowhere", wait=True),
         tm.execute_task(new_id, wait=True),
     ]
-    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
+    results = await at_once(calls)
     assert results[0] == 1
     assert results[2] == 2
     assert type(results[1]) is TaskNotFoundError
     assert str(results[1]) == "no task with id 'nowhere' (never registered, or cleaned up)"
-    assert type(told[0]) is messages.Batch
-    assert [(type(m), m.task_id) for m in told[0].items] == [
+    assert batched(told) == [
         (messages.Execute, old_id),
         (messages.Execute, "nowhere"),
         (messages.Execute, new_id),
     ]
-    assert (await tm.get_task(old_id)).backend == "old"
-    assert (await tm.get_task(new_id)).backend == "new"
+    assert await backends(tm, old_id, new_id) == ["old", "new"]
     assert (await tm.get_task(old_id)).status is TaskStatus.COMPLETED
     assert (await tm.get_task(new_id)).status is TaskStatus.COMPLETED
 
@@ -155,36 +174,24 @@ async def test_one_burst_of_registrations_goes_to_the_system_new_tasks_go_to(
     """Registrations made at once reach the facade as one batch: each new task goes to
     the system new tasks go to then, one depending on another of the same batch too,
     and a duplicate id is refused, the others still registered."""
-
-    async def job(x: int) -> int:
-        return x
-
-    await tm.use_new_task_system(False)
-    assert await asyncio.wait_for(tm.register_task("first", job, (0,), task_id="f"), WAIT) == "f"
-    told = spy_on_facade(system, monkeypatch, entries=lambda message: [message])
+    told = await f_on_the_old_system_then_spy(system, tm, monkeypatch)
     calls = [
         tm.register_task("a", job, (1,), task_id="a"),
         tm.register_task("b", job, (2,), task_id="b", dependencies=("a",)),
         tm.register_task("again", job, (3,), task_id="f"),
     ]
-    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
+    results = await at_once(calls)
     assert results[:2] == ["a", "b"]
     assert type(results[2]) is DuplicateTaskError
     assert str(results[2]) == "task id 'f' is already registered; pick another or omit task_id"
-    assert type(told[0]) is messages.Batch
-    assert [(type(m), m.task_id) for m in told[0].items] == [
+    assert batched(told) == [
         (messages.Register, "a"),
         (messages.Register, "b"),
         (messages.Register, "f"),
     ]
     await tm.use_new_task_system(True)
     assert await asyncio.wait_for(asyncio.gather(tm.register_task("c", job, task_id="c")), WAIT)
-    assert [(await tm.get_task(i)).backend for i in ("f", "a", "b", "c")] == [
-        "old",
-        "old",
-        "old",
-        "new",
-    ]
+    assert await backends(tm, "f", "a", "b", "c") == ["old", "old", "old", "new"]
     assert await asyncio.wait_for(tm.execute_task("b", wait=True), WAIT) == 2
     assert (await tm.get_task("a")).status is TaskStatus.COMPLETED
 
@@ -194,37 +201,25 @@ async def test_one_burst_of_submits_goes_to_the_system_new_tasks_go_to(
 ) -> None:
     """Submits made at once reach the facade as one batch: each task goes to the system
     new tasks go to then, and a duplicate id is refused, the others still run."""
-
-    async def job(x: int) -> int:
-        return x
-
-    await tm.use_new_task_system(False)
-    assert await asyncio.wait_for(tm.register_task("first", job, (0,), task_id="f"), WAIT) == "f"
-    told = spy_on_facade(system, monkeypatch, entries=lambda message: [message])
+    told = await f_on_the_old_system_then_spy(system, tm, monkeypatch)
     calls = [
         tm.submit(job, 1, task_id="s1"),
         tm.submit(job, 2, task_id="f"),
         tm.submit(job, 3, task_id="s3"),
     ]
-    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
+    results = await at_once(calls)
     assert results[0] == 1
     assert results[2] == 3
     assert type(results[1]) is DuplicateTaskError
     assert str(results[1]) == "task id 'f' is already registered; pick another or omit task_id"
-    assert type(told[0]) is messages.Batch
-    assert [(type(m), m.task_id) for m in told[0].items] == [
+    assert batched(told) == [
         (messages.SubmitTask, "s1"),
         (messages.SubmitTask, "f"),
         (messages.SubmitTask, "s3"),
     ]
     await tm.use_new_task_system(True)
     assert await asyncio.wait_for(asyncio.gather(tm.submit(job, 4, task_id="s4")), WAIT) == [4]
-    assert [(await tm.get_task(i)).backend for i in ("f", "s1", "s3", "s4")] == [
-        "old",
-        "old",
-        "old",
-        "new",
-    ]
+    assert await backends(tm, "f", "s1", "s3", "s4") == ["old", "old", "old", "new"]
     assert (await tm.get_task("f")).status is TaskStatus.PENDING
 
 

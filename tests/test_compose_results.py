@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from helpers import dask_cluster
+from helpers import dask_cluster, refusal
 
 from actors import (
     ActorSystem,
@@ -71,9 +71,7 @@ def test_result_of_is_a_small_immutable_placeholder() -> None:
 
 @pytest.mark.parametrize("task_id", [3, "", None, b"t-1"], ids=["int", "empty", "none", "bytes"])
 def test_a_placeholder_built_directly_takes_only_a_task_id(task_id: object) -> None:
-    with pytest.raises(InvalidTaskError) as caught:
-        ResultOf(task_id)  # type: ignore[arg-type]
-    assert str(caught.value) == (
+    assert refusal(InvalidTaskError, ResultOf, task_id) == (
         f"ResultOf takes a task id (a non-empty str, as register_task returns), "
         f"got {task_id!r}; result_of(task_id) builds one"
     )

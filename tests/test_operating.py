@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ from actors import (
     ActorSystem,
     ActorSystemError,
     Config,
+    TaskInfo,
     TaskStatus,
     TaskTimeoutError,
+    UnifiedTaskManager,
 )
 from actors.engine._breaker import CircuitBreaker
 from actors.observe import GovernorPolicy, Pressure, ResourceSample, decide
@@ -36,6 +39,119 @@ async def boom() -> None:
 async def settle(clock: FakeClock, timers: int = 1) -> None:
     """Wait (off the loop) until ``timers`` timers are pending on the fake clock."""
     await asyncio.to_thread(clock.wait_for_timers, timers)
+
+
+# -- crash tests: what they share ----------------------------------------------------------
+
+
+def crash_config(backend: str | None = None) -> dict[str, Any]:
+    """A system whose children restart at once (no backoff) and that cleans up nothing by
+    itself; with ``backend``, the task system new tasks go to."""
+    config: dict[str, Any] = {"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}
+    if backend is not None:
+        config["USE_NEW_TASK_SYSTEM"] = backend == "new"
+    return config
+
+
+def manager_of(backend: str) -> str:
+    return "task_manager" if backend == "new" else "legacy_task_manager"
+
+
+def received_by(
+    monkeypatch: pytest.MonkeyPatch,
+    child: str,
+    then: Callable[[tuple[type, ...]], object] | None = None,
+) -> list[tuple[type, ...]]:
+    """What ``child`` is told from now on, in order: a message's type, and a batch's
+    messages' types after it. ``then`` is called with each, once it is told."""
+    from actors.runtime import messages
+
+    received: list[tuple[type, ...]] = []
+    tell = ChildHandle.tell
+
+    def spy(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id != child:
+            tell(handle, message)
+            return
+        items = message.items if type(message) is messages.Batch else ()
+        record = (type(message), *(type(m) for m in items))
+        received.append(record)
+        tell(handle, message)
+        if then is not None:
+            then(record)
+
+    monkeypatch.setattr(ChildHandle, "tell", spy)
+    return received
+
+
+def gated_task(fails: bool = False) -> tuple[asyncio.Event, Callable[[], Awaitable[int]]]:
+    """A task that waits for its gate, then returns 1 (or, ``fails``, raises
+    ValueError('boom')); and its gate."""
+    gate = asyncio.Event()
+
+    async def gated() -> int:
+        await gate.wait()
+        if fails:
+            raise ValueError("boom")
+        return 1
+
+    return gate, gated
+
+
+def fail_once(
+    monkeypatch: pytest.MonkeyPatch,
+    owner: object,
+    name: str,
+    error: BaseException,
+    note: Callable[..., object] = lambda *args: "fault",
+) -> list[object]:
+    """``owner.name`` raises ``error`` on its first call, then is itself again. Returns
+    the faults: ``note`` of the failed call's arguments, once it failed."""
+    original = getattr(owner, name)
+    faults: list[object] = []
+
+    def faulty(*args: Any, **kwargs: Any) -> Any:
+        if not faults:
+            faults.append(note(*args))
+            raise error
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, faulty)
+    return faults
+
+
+async def restarts_of(system: ActorSystem) -> dict[str, int]:
+    return {r.id: r.restarts for r in await system.supervisor.which_children()}
+
+
+async def crash_on_its_outcome(
+    system: ActorSystem,
+    received: list[tuple[type, ...]],
+    outcome_comes: str,
+    inject: Callable[[], object],
+) -> tuple[ActorSystemError, TaskInfo, Any, dict[str, int]]:
+    """Run a task 'first' that fails once released, ``inject`` a fault while it runs,
+    then release it: its outcome comes alone or (``outcome_comes == "in a batch"``) in
+    one outbox flush with a subscription. ``received`` starts with that outcome. Returns
+    what its caller hears, the task, a later submit's result and the restarts."""
+    wait = 10.0
+    gate, gated = gated_task(fails=True)
+    tm = system.task_manager
+    first = await tm.register_task("first", gated, task_id="first")
+    caller = asyncio.ensure_future(tm.execute_task(first, wait=True))
+    assert await tm.get_task_status(first) is TaskStatus.RUNNING  # (after the Execute)
+    inject()
+    received.clear()
+    gate.set()  # the task fails ahead of the next step here: its outcome is queued
+    await asyncio.sleep(0)
+    if outcome_comes == "in a batch":
+        async with tm.events():  # in the same outbox flush as the outcome
+            pass
+    with pytest.raises(ActorSystemError) as caught:
+        await asyncio.wait_for(caller, wait)
+    info = await tm.get_task(first)
+    after = await asyncio.wait_for(tm.submit(noop, 7, task_id="after"), wait)
+    return caught.value, info, after, await restarts_of(system)
 
 
 # -- metrics -------------------------------------------------------------------------------
@@ -136,6 +252,20 @@ async def collect(stream: object, count: int) -> list[Event]:
     return events
 
 
+AFTER_HEARD = [
+    (EventKind.REGISTERED, "after"),
+    (EventKind.QUEUED, "after"),
+    (EventKind.STARTED, "after"),
+    (EventKind.COMPLETED, "after"),
+]
+
+
+async def a_task_heard(tm: UnifiedTaskManager, stream: object) -> list[Event]:
+    """Submit a task 'after' (it returns 7) and collect its four events from ``stream``."""
+    assert await asyncio.wait_for(tm.submit(noop, 7, task_id="after"), 10.0) == 7
+    return await asyncio.wait_for(collect(stream, 4), 10.0)
+
+
 async def test_event_stream_yields_every_transition_in_order() -> None:
     clock = FakeClock()
     attempts = 0
@@ -184,16 +314,8 @@ async def test_a_subscription_whose_mark_meets_a_killed_manager_hears_its_next_i
     wait = 10.0
     clock = FakeClock()
     marks = threading.Event()
-    tell = ChildHandle.tell
-
-    def spy(handle: ChildHandle, message: Any) -> None:
-        items = message.items if type(message) is messages.Batch else (message,)
-        tell(handle, message)
-        if handle.child_id == "task_manager" and any(type(m) is messages.Mark for m in items):
-            marks.set()
-
-    monkeypatch.setattr(ChildHandle, "tell", spy)
-    config = {"RESTART_BACKOFF_INITIAL": 1.0, "CLEANUP_INTERVAL": 0.0}
+    received_by(monkeypatch, "task_manager", lambda told: messages.Mark in told and marks.set())
+    config = {**crash_config(), "RESTART_BACKOFF_INITIAL": 1.0}
     async with ActorSystem(config, clock=clock) as system:
         tm = system.task_manager
         handle = system.supervisor.child("task_manager")
@@ -218,15 +340,9 @@ async def test_a_subscription_whose_mark_meets_a_killed_manager_hears_its_next_i
             restart_at = clock.next_deadline()
             assert restart_at is not None
             clock.advance(restart_at - clock.monotonic())  # the restart (its backoff's end)
-            assert await asyncio.wait_for(tm.submit(noop, 7, task_id="after"), wait) == 7
-            events = await asyncio.wait_for(collect(stream, 4), wait)
-        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
-    assert [(e.kind, e.task_id) for e in events] == [
-        (EventKind.REGISTERED, "after"),
-        (EventKind.QUEUED, "after"),
-        (EventKind.STARTED, "after"),
-        (EventKind.COMPLETED, "after"),
-    ]
+            events = await a_task_heard(tm, stream)
+        restarts = await restarts_of(system)
+    assert [(e.kind, e.task_id) for e in events] == AFTER_HEARD
     assert restarts["task_manager"] == 1
     assert (monitor.muted, monitor.marks) == ({}, {})
 
@@ -240,46 +356,22 @@ async def test_a_subscription_whose_mark_follows_a_crashing_message_in_one_batch
     # next incarnation, else the subscriber is muted for that manager for ever.
     from actors.runtime import messages
 
-    wait = 10.0
-    batches: list[tuple[type, ...]] = []
-    tell = ChildHandle.tell
-
-    def spy(handle: ChildHandle, message: Any) -> None:
-        if handle.child_id == "task_manager" and type(message) is messages.Batch:
-            batches.append(tuple(type(m) for m in message.items))
-        tell(handle, message)
-
-    monkeypatch.setattr(ChildHandle, "tell", spy)
-    gate = asyncio.Event()
-
-    async def gated() -> int:
-        await gate.wait()
-        return 1
-
-    async with ActorSystem({"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}) as system:
+    received = received_by(monkeypatch, "task_manager")
+    gate, gated = gated_task()
+    async with ActorSystem(crash_config()) as system:
         tm = system.task_manager
         engine = system._state.states["task_manager"]
         first = await tm.register_task("first", gated)
         assert await tm.execute_task(first) is True
-
-        def fault(*args: Any) -> None:
-            del engine.attempt_done  # once: the engine's own method from now on
-            raise RuntimeError("fault")
-
-        engine.attempt_done = fault
+        fail_once(monkeypatch, engine, "attempt_done", RuntimeError("fault"))
         gate.set()  # the task returns ahead of the next step here: its outcome is queued
         await asyncio.sleep(0)
         async with tm.events() as stream:  # in the same outbox flush as the outcome
+            batches = [told[1:] for told in received if told[0] is messages.Batch]
             assert batches == [(messages.AttemptDone, messages.Mark)]
-            assert await asyncio.wait_for(tm.submit(noop, 7, task_id="after"), wait) == 7
-            events = await asyncio.wait_for(collect(stream, 4), wait)
-        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
-    assert [(e.kind, e.task_id) for e in events] == [
-        (EventKind.REGISTERED, "after"),
-        (EventKind.QUEUED, "after"),
-        (EventKind.STARTED, "after"),
-        (EventKind.COMPLETED, "after"),
-    ]
+            events = await a_task_heard(tm, stream)
+        restarts = await restarts_of(system)
+    assert [(e.kind, e.task_id) for e in events] == AFTER_HEARD
     assert restarts["task_manager"] == 1
 
 
@@ -294,57 +386,22 @@ async def test_a_task_whose_outcome_crashes_its_manager_fails_with_the_crash_and
     # batch: a subscription made in the same loop iteration rides with it (its Mark).
     from actors.runtime import messages
 
-    wait = 10.0
-    child = "task_manager" if backend == "new" else "legacy_task_manager"
-    received: list[tuple[type, ...]] = []
-    tell = ChildHandle.tell
-
-    def spy(handle: ChildHandle, message: Any) -> None:
-        if handle.child_id == child:
-            items = message.items if type(message) is messages.Batch else ()
-            received.append((type(message), *(type(m) for m in items)))
-        tell(handle, message)
-
-    monkeypatch.setattr(ChildHandle, "tell", spy)
-    gate = asyncio.Event()
-
-    async def gated() -> None:
-        await gate.wait()
-        raise ValueError("boom")
-
-    config = {
-        "USE_NEW_TASK_SYSTEM": backend == "new",
-        "RESTART_BACKOFF_INITIAL": 0.0,
-        "CLEANUP_INTERVAL": 0.0,
-    }
-    async with ActorSystem(config) as system:
-        tm = system.task_manager
+    child = manager_of(backend)
+    received = received_by(monkeypatch, child)
+    async with ActorSystem(crash_config(backend)) as system:
         engine = system._state.states[child]
-        first = await tm.register_task("first", gated, task_id="first")
-        caller = asyncio.ensure_future(tm.execute_task(first, wait=True))
-        assert await tm.get_task_status(first) is TaskStatus.RUNNING  # (after the Execute)
 
-        def fault(*args: Any) -> None:
-            del engine.attempt_done  # once: the engine's own method from now on
-            raise RuntimeError("fault")
+        def crash() -> None:
+            fail_once(monkeypatch, engine, "attempt_done", RuntimeError("fault"))
 
-        engine.attempt_done = fault
-        received.clear()
-        gate.set()  # the task fails ahead of the next step here: its outcome is queued
-        await asyncio.sleep(0)
-        if outcome_comes == "in a batch":
-            async with tm.events():  # in the same outbox flush as the outcome
-                pass
-        with pytest.raises(ActorSystemError) as caught:
-            await asyncio.wait_for(caller, wait)
-        info = await tm.get_task(first)
-        after = await asyncio.wait_for(tm.submit(noop, 7, task_id="after"), wait)
-        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+        caught, info, after, restarts = await crash_on_its_outcome(
+            system, received, outcome_comes, crash
+        )
     expected = (
         f"task 'first' failed: the {child} crashed handling its AttemptDone"
         " (RuntimeError('fault')); the message was dropped, not retried"
     )
-    assert str(caught.value) == expected
+    assert str(caught) == expected
     assert (info.status, str(info.error), after) == (TaskStatus.FAILED, expected, 7)
     if outcome_comes == "alone":
         assert received[0] == (messages.AttemptDone,)
@@ -365,37 +422,22 @@ async def test_a_request_that_crashes_its_manager_fails_its_task_and_answers_its
     # answers that caller and fails the task the request was about (it would stay
     # RUNNING, its waiters waiting for ever), never re-running the request.
     wait = 10.0
-    child = "task_manager" if backend == "new" else "legacy_task_manager"
-    gate = asyncio.Event()
-
-    async def gated() -> int:
-        await gate.wait()
-        return 1
-
-    config = {
-        "USE_NEW_TASK_SYSTEM": backend == "new",
-        "RESTART_BACKOFF_INITIAL": 0.0,
-        "CLEANUP_INTERVAL": 0.0,
-    }
-    async with ActorSystem(config) as system:
+    child = manager_of(backend)
+    _, gated = gated_task()
+    async with ActorSystem(crash_config(backend)) as system:
         tm = system.task_manager
         engine = system._state.states[child]
         first = await tm.register_task("first", gated, task_id="first")
         assert await tm.execute_task(first) is True
         waiter = asyncio.ensure_future(tm.wait_for_task(first))
-
-        def fault(*args: Any) -> None:
-            del engine.cancel  # once: the engine's own method from now on
-            raise _Fault("fault")
-
-        engine.cancel = fault
+        fail_once(monkeypatch, engine, "cancel", _Fault("fault"))
         with pytest.raises(ActorSystemError) as cancelled:
             await asyncio.wait_for(tm.cancel_task(first), wait)
         with pytest.raises(ActorSystemError) as waited:
             await asyncio.wait_for(waiter, wait)
         info = await tm.get_task(first)
         assert await tm.cancel_task(first) is False  # it ended: the next cancel is a no-op
-        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+        restarts = await restarts_of(system)
     expected = (
         f"task 'first' failed: the {child} crashed handling its Cancel"
         " (_Fault('fault')); the message was dropped, not retried"
@@ -415,13 +457,8 @@ async def test_a_crash_in_the_flush_after_a_handled_message_fails_no_task(
     from actors.runtime._manager_base import BaseManager
 
     wait = 10.0
-    child = "task_manager" if backend == "new" else "legacy_task_manager"
-    gate = asyncio.Event()
-
-    async def gated() -> int:
-        await gate.wait()
-        return 1
-
+    child = manager_of(backend)
+    gate, gated = gated_task()
     flush = BaseManager._flush
     faults: list[str] = []
 
@@ -432,12 +469,7 @@ async def test_a_crash_in_the_flush_after_a_handled_message_fails_no_task(
             raise RuntimeError("flush fault")
         flush(manager)
 
-    config = {
-        "USE_NEW_TASK_SYSTEM": backend == "new",
-        "RESTART_BACKOFF_INITIAL": 0.0,
-        "CLEANUP_INTERVAL": 0.0,
-    }
-    async with ActorSystem(config) as system:
+    async with ActorSystem(crash_config(backend)) as system:
         tm = system.task_manager
         first = await tm.register_task("first", gated, task_id="first")
         monkeypatch.setattr(_manager_base, "FLUSH_AT", 1)
@@ -446,7 +478,7 @@ async def test_a_crash_in_the_flush_after_a_handled_message_fails_no_task(
         gate.set()
         assert await asyncio.wait_for(tm.wait_for_task(first), wait) == 1
         status = await tm.get_task_status(first)
-        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+        restarts = await restarts_of(system)
     assert (faults, status, restarts[child]) == (["first"], TaskStatus.COMPLETED, 1)
 
 
@@ -646,33 +678,29 @@ def three() -> int:
     return 3
 
 
-async def test_a_thread_pool_crash_fails_the_attempt_and_answers_the_submit_caller() -> None:
+async def test_a_thread_pool_crash_fails_the_attempt_and_answers_the_submit_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Handling a RunFunction or a Submit crashes the thread_pool (its executor faults,
     # injected; the scheduler's plain functions run there, the seed manager's on its
     # loop's executor, so only the new backend). The message is dropped, not re-run:
     # the attempt fails through its manager and a submit's caller hears why. Before,
     # the task stayed RUNNING and both callers (tracked with no bound) waited for ever.
     wait = 10.0
-    config = {"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}
-    async with ActorSystem(config) as system:
+    async with ActorSystem(crash_config()) as system:
         tm = system.task_manager
         executor = system._state.states["thread_pool"].executor
-
-        def fault(*args: Any, **kwargs: Any) -> None:
-            del executor.submit  # once: the executor's own method from now on
-            raise RuntimeError("fault")
-
-        executor.submit = fault
+        fail_once(monkeypatch, executor, "submit", RuntimeError("fault"))
         first = await tm.register_task("first", three, task_id="first")
         with pytest.raises(ActorSystemError) as ran:
             await asyncio.wait_for(tm.execute_task(first, wait=True), wait)
         info = await tm.get_task(first)
-        executor = system._state.states["thread_pool"].executor
-        executor.submit = fault
+        executor = system._state.states["thread_pool"].executor  # the next incarnation's
+        fail_once(monkeypatch, executor, "submit", RuntimeError("fault"))
         with pytest.raises(ActorSystemError) as submitted:
             await asyncio.wait_for(tm.thread_pool.submit(sum, [1, 2]), wait)
         assert await asyncio.wait_for(tm.thread_pool.submit(sum, [3, 4]), wait) == 7
-        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+        restarts = await restarts_of(system)
     expected = (
         "the thread_pool crashed handling its {} (RuntimeError('fault')); the message "
         "was dropped, not retried"
@@ -695,28 +723,9 @@ async def test_a_facade_crash_answers_its_caller_and_hands_the_rest_of_a_batch_o
     from actors.runtime._facade import FacadeActor
 
     wait = 10.0
-    received: list[tuple[type, ...]] = []
-    tell = ChildHandle.tell
-
-    def spy(handle: ChildHandle, message: Any) -> None:
-        if handle.child_id == "facade":
-            items = message.items if type(message) is messages.Batch else ()
-            received.append((type(message), *(type(m) for m in items)))
-        tell(handle, message)
-
-    monkeypatch.setattr(ChildHandle, "tell", spy)
-    metrics = FacadeActor._metrics
-    faults: list[str] = []
-
-    def faulty(facade: FacadeActor, message: Any) -> None:
-        if not faults:  # once
-            faults.append("fault")
-            raise _Fault("fault")
-        metrics(facade, message)
-
-    monkeypatch.setattr(FacadeActor, "_metrics", faulty)
-    config = {"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}
-    async with ActorSystem(config) as system:
+    received = received_by(monkeypatch, "facade")
+    fail_once(monkeypatch, FacadeActor, "_metrics", _Fault("fault"))
+    async with ActorSystem(crash_config()) as system:
         tm = system.task_manager
         first = await tm.register_task("first", noop, task_id="first")
         received.clear()
@@ -765,22 +774,10 @@ async def test_a_monitor_crash_mid_batch_leaves_no_status_count_behind(
         tell(handle, message)
 
     monkeypatch.setattr(ChildHandle, "tell", spy)
-    forget = TaskMonitorActor._forget
-    faults: list[str] = []
-
-    def faulty(monitor: TaskMonitorActor, task_type: str) -> None:
-        if not faults:  # once: the first cleaned-up type
-            faults.append(task_type)
-            raise RuntimeError("fault")
-        forget(monitor, task_type)
-
-    monkeypatch.setattr(TaskMonitorActor, "_forget", faulty)
-    config = {
-        "USE_NEW_TASK_SYSTEM": backend == "new",
-        "RESTART_BACKOFF_INITIAL": 0.0,
-        "CLEANUP_INTERVAL": 0.0,
-    }
-    async with ActorSystem(config) as system:
+    faults = fail_once(  # the first cleaned-up type
+        monkeypatch, TaskMonitorActor, "_forget", RuntimeError("fault"), lambda _, kind: kind
+    )
+    async with ActorSystem(crash_config(backend)) as system:
         tm = system.task_manager
         for task_type in ("x", "y"):
             task_id = await tm.register_task(task_type, noop, task_type=task_type)
@@ -804,21 +801,12 @@ async def test_a_journal_crash_adding_a_batch_loses_neither_its_answers_nor_its_
 
     wait = 10.0
     add_all = JournalWriter.add_all
-    faults: list[int] = []
-
-    def faulty(writer: JournalWriter, records: Any) -> None:
-        if not faults:  # once: the registration's batch
-            faults.append(1)
-            raise _Fault("fault")
-        add_all(writer, records)
-
-    path = tmp_path / "tasks.db"
-    config = {"JOURNAL_PATH": str(path), "CLEANUP_INTERVAL": 0, "RESTART_BACKOFF_INITIAL": 0.0}
-    async with ActorSystem(config) as system:
-        monkeypatch.setattr(JournalWriter, "add_all", faulty)
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:  # once: the registration's batch
+        faults = fail_once(monkeypatch, JournalWriter, "add_all", _Fault("fault"), lambda *_: 1)
         registered = system.task_manager.register_task("first", noop, (4,), task_id="a")
         assert await asyncio.wait_for(registered, wait) == "a"
-        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+        restarts = await restarts_of(system)
         monkeypatch.setattr(JournalWriter, "add_all", add_all)
     async with ActorSystem(config) as system:  # what the journal wrote
         status = await system.task_manager.get_task_status("a")
@@ -834,23 +822,15 @@ async def test_a_journal_crash_writing_the_early_starts_loses_no_attempt(
     from actors.journal import JournalWriter
 
     wait = 10.0
-    flush_changes = JournalWriter.flush_changes
-    faults: list[int] = []
-
-    def faulty(writer: JournalWriter, task_ids: Any) -> bool | None:
-        if not faults:  # once: the attempt's running record
-            faults.append(1)
-            raise RuntimeError("fault")
-        return flush_changes(writer, task_ids)
-
-    path = tmp_path / "tasks.db"
-    config = {"JOURNAL_PATH": str(path), "CLEANUP_INTERVAL": 0, "RESTART_BACKOFF_INITIAL": 0.0}
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
     async with ActorSystem(config) as system:
         tm = system.task_manager
         assert await tm.register_task("first", noop, (4,), task_id="a") == "a"
-        monkeypatch.setattr(JournalWriter, "flush_changes", faulty)
+        faults = fail_once(  # once: the attempt's running record
+            monkeypatch, JournalWriter, "flush_changes", RuntimeError("fault"), lambda *_: 1
+        )
         result = await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
-        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+        restarts = await restarts_of(system)
     assert (faults, result, restarts["journal"]) == ([1], 4, 1)
 
 
@@ -881,64 +861,26 @@ async def test_a_task_whose_outcome_crashes_the_facade_fails_with_the_crash_and_
     from actors.runtime import _facade, messages
     from actors.runtime._facade import FacadeActor
 
-    wait = 10.0
-    received: list[tuple[type, ...]] = []
-    tell = ChildHandle.tell
-
-    def spy(handle: ChildHandle, message: Any) -> None:
-        if handle.child_id == "facade" and received is not None:
-            items = message.items if type(message) is messages.Batch else ()
-            received.append((type(message), *(type(m) for m in items)))
-        tell(handle, message)
-
-    monkeypatch.setattr(ChildHandle, "tell", spy)
-    faults: list[str] = []
+    received = received_by(monkeypatch, "facade")
+    faults: list[object] = []
     if outcome_comes == "alone":
-        attempt_done = FacadeActor._attempt_done
+        faults = fail_once(monkeypatch, FacadeActor, "_attempt_done", _Fault("fault"))
+    routed = _FaultOnce(_facade._ROUTED)
+    routed.faults = []
 
-        def faulty(facade: FacadeActor, message: Any) -> None:
-            if not faults:  # once
-                faults.append("fault")
-                raise _Fault("fault")
-            attempt_done(facade, message)
-
-        monkeypatch.setattr(FacadeActor, "_attempt_done", faulty)
-    gate = asyncio.Event()
-
-    async def gated() -> None:
-        await gate.wait()
-        raise ValueError("boom")
-
-    config = {
-        "USE_NEW_TASK_SYSTEM": backend == "new",
-        "RESTART_BACKOFF_INITIAL": 0.0,
-        "CLEANUP_INTERVAL": 0.0,
-    }
-    async with ActorSystem(config) as system:
-        tm = system.task_manager
-        first = await tm.register_task("first", gated, task_id="first")
-        caller = asyncio.ensure_future(tm.execute_task(first, wait=True))
-        assert await tm.get_task_status(first) is TaskStatus.RUNNING  # (after the Execute)
+    def crash() -> None:
         if outcome_comes == "in a batch":
-            routed = _FaultOnce(_facade._ROUTED)
-            routed.faults = []
             monkeypatch.setattr(_facade, "_ROUTED", routed)
-        received.clear()
-        gate.set()  # the task fails ahead of the next step here: its outcome is queued
-        await asyncio.sleep(0)
-        if outcome_comes == "in a batch":
-            async with tm.events():  # in the same outbox flush as the outcome
-                pass
-        with pytest.raises(ActorSystemError) as caught:
-            await asyncio.wait_for(caller, wait)
-        info = await tm.get_task(first)
-        after = await asyncio.wait_for(tm.submit(noop, 7, task_id="after"), wait)
-        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+
+    async with ActorSystem(crash_config(backend)) as system:
+        caught, info, after, restarts = await crash_on_its_outcome(
+            system, received, outcome_comes, crash
+        )
     expected = (
         "task 'first' failed: the facade crashed handling its AttemptDone"
         " (_Fault('fault')); the message was dropped, not retried"
     )
-    assert str(caught.value) == expected
+    assert str(caught) == expected
     assert (info.status, str(info.error), after) == (TaskStatus.FAILED, expected, 7)
     if outcome_comes == "alone":
         assert (received[0], faults) == ((messages.AttemptDone,), ["fault"])
@@ -959,23 +901,13 @@ async def test_a_monitor_crash_answering_a_request_answers_its_caller(
     from actors.runtime._monitor import TaskMonitorActor
 
     wait = 10.0
-    snapshot = TaskMonitorActor.snapshot
-    faults: list[str] = []
-
-    def faulty(monitor: TaskMonitorActor) -> Any:
-        if not faults:  # once
-            faults.append("fault")
-            raise _Fault("fault")
-        return snapshot(monitor)
-
-    monkeypatch.setattr(TaskMonitorActor, "snapshot", faulty)
-    config = {"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}
-    async with ActorSystem(config) as system:
+    faults = fail_once(monkeypatch, TaskMonitorActor, "snapshot", _Fault("fault"))
+    async with ActorSystem(crash_config()) as system:
         tm = system.task_manager
         with pytest.raises(ActorSystemError) as caught:
             await asyncio.wait_for(tm.get_metrics(), wait)
         metrics = await asyncio.wait_for(tm.get_metrics(), wait)
-        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+        restarts = await restarts_of(system)
     assert str(caught.value) == (
         "the task_monitor crashed handling its GetMetrics (_Fault('fault')); the message"
         " was dropped, not retried"

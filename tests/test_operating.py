@@ -447,6 +447,46 @@ async def test_a_request_that_crashes_its_manager_fails_its_task_and_answers_its
     assert restarts[child] == 1
 
 
+@pytest.mark.parametrize("call", ["register_task", "submit"])
+async def test_a_registration_that_crashes_its_manager_leaves_no_route(
+    monkeypatch: pytest.MonkeyPatch, backend: str, call: str
+) -> None:
+    # A registration whose handling crashes its manager before the task is registered
+    # (a BaseException, injected) is dropped: its caller hears why, and the facade drops
+    # the route it made for it (the manager never held the id), as for a refused one.
+    # Before, the route stayed for good: registering the id again was refused as a
+    # duplicate of a task that does not exist.
+    wait = 10.0
+    child = manager_of(backend)
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        engine = system._state.states[child]
+        facade = system._state.states["facade"]
+        fail_once(
+            monkeypatch,
+            engine,
+            "register" if call == "register_task" else "submit",
+            _Fault("fault"),
+        )
+        registration = (
+            tm.register_task("a", noop, task_id="a")
+            if call == "register_task"
+            else tm.submit(noop, 3, task_id="a")
+        )
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(registration, wait)
+        routes = dict(facade.owners)
+        again = await asyncio.wait_for(tm.register_task("a", noop, task_id="a"), wait)
+        assert await asyncio.wait_for(tm.execute_task(again, wait=True), wait) == 0
+        restarts = await restarts_of(system)
+    kind = "Register" if call == "register_task" else "SubmitTask"
+    assert str(caught.value) == (
+        f"task 'a' failed: the {child} crashed handling its {kind} (_Fault('fault'));"
+        " the message was dropped, not retried"
+    )
+    assert (routes, again, restarts[child]) == ({}, "a", 1)
+
+
 async def test_a_crash_in_the_flush_after_a_handled_message_fails_no_task(
     monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:

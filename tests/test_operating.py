@@ -853,6 +853,40 @@ async def test_a_journal_crash_adding_a_batch_loses_neither_its_answers_nor_its_
     assert (faults, restarts["journal"], status) == ([1], 1, TaskStatus.PENDING)
 
 
+async def test_a_journal_crash_adding_a_batch_answers_after_writing_its_records(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes adding a batch's records (injected): its next incarnation
+    # answers the batch's durable registration only once it has written the records
+    # handed over to it -- not at its start, before they were even added (the answer
+    # says the registration is in the file).
+    from actors.journal import JournalStore, JournalWriter
+    from actors.runtime import _journal
+
+    wait = 10.0
+    log: list[tuple[str, ...]] = []
+    write, answer_all = JournalStore.write, _journal.answer_all
+
+    def spy_write(store: JournalStore, batch: Any) -> None:
+        write(store, batch)
+        log.append(("write", *(record.task_id for record in batch)))
+
+    def spy_answer_all(answers: Any) -> None:
+        log.append(("answer", *(str(value) for _, value in answers)))
+        answer_all(answers)
+
+    monkeypatch.setattr(JournalStore, "write", spy_write)
+    monkeypatch.setattr(_journal, "answer_all", spy_answer_all)
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        fail_once(monkeypatch, JournalWriter, "add_all", _Fault("fault"))
+        registered = system.task_manager.register_task("first", noop, (4,), task_id="a")
+        assert await asyncio.wait_for(registered, wait) == "a"
+        restarts = await restarts_of(system)
+    assert restarts["journal"] == 1
+    assert log[:2] == [("write", "a"), ("answer", "a")]
+
+
 async def test_a_journal_crash_writing_the_early_starts_loses_no_attempt(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -887,6 +887,41 @@ async def test_a_journal_crash_adding_a_batch_answers_after_writing_its_records(
     assert log[:2] == [("write", "a"), ("answer", "a")]
 
 
+async def test_a_journal_crash_adding_a_batch_starts_its_attempts_after_their_records(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes adding the batch of a durable execution (its running record
+    # and the attempt waiting for it, injected): the next incarnation starts the attempt
+    # only once that record is written, not at its start, before it was even added.
+    from actors.journal import JournalStore, JournalWriter
+    from actors.runtime import _journal
+
+    wait = 10.0
+    log: list[tuple[str, ...]] = []
+    write, start_all = JournalStore.write, _journal.start_all
+
+    def spy_write(store: JournalStore, batch: Any) -> None:
+        write(store, batch)
+        log.append(("write", *(record.task_id for record in batch)))
+
+    def spy_start_all(starts: Any) -> None:
+        log.append(("start", str(len(starts))))
+        start_all(starts)
+
+    monkeypatch.setattr(JournalStore, "write", spy_write)
+    monkeypatch.setattr(_journal, "start_all", spy_start_all)
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        assert await asyncio.wait_for(tm.register_task("first", noop, (4,), task_id="a"), wait)
+        log.clear()
+        fail_once(monkeypatch, JournalWriter, "add_all", _Fault("fault"))
+        assert await asyncio.wait_for(tm.execute_task("a", wait=True), wait) == 4
+        restarts = await restarts_of(system)
+    assert restarts["journal"] == 1
+    assert log[:2] == [("write", "a"), ("start", "1")]
+
+
 async def test_a_journal_crash_writing_the_early_starts_loses_no_attempt(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -447,6 +447,46 @@ async def test_a_request_that_crashes_its_manager_fails_its_task_and_answers_its
     assert restarts[child] == 1
 
 
+@pytest.mark.parametrize("call", ["register_task", "submit"])
+async def test_a_registration_that_crashes_its_manager_leaves_no_route(
+    monkeypatch: pytest.MonkeyPatch, backend: str, call: str
+) -> None:
+    # A registration whose handling crashes its manager before the task is registered
+    # (a BaseException, injected) is dropped: its caller hears why, and the facade drops
+    # the route it made for it (the manager never held the id), as for a refused one.
+    # Before, the route stayed for good: registering the id again was refused as a
+    # duplicate of a task that does not exist.
+    wait = 10.0
+    child = manager_of(backend)
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        engine = system._state.states[child]
+        facade = system._state.states["facade"]
+        fail_once(
+            monkeypatch,
+            engine,
+            "register" if call == "register_task" else "submit",
+            _Fault("fault"),
+        )
+        registration = (
+            tm.register_task("a", noop, task_id="a")
+            if call == "register_task"
+            else tm.submit(noop, 3, task_id="a")
+        )
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(registration, wait)
+        routes = dict(facade.owners)
+        again = await asyncio.wait_for(tm.register_task("a", noop, task_id="a"), wait)
+        assert await asyncio.wait_for(tm.execute_task(again, wait=True), wait) == 0
+        restarts = await restarts_of(system)
+    kind = "Register" if call == "register_task" else "SubmitTask"
+    assert str(caught.value) == (
+        f"task 'a' failed: the {child} crashed handling its {kind} (_Fault('fault'));"
+        " the message was dropped, not retried"
+    )
+    assert (routes, again, restarts[child]) == ({}, "a", 1)
+
+
 async def test_a_crash_in_the_flush_after_a_handled_message_fails_no_task(
     monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
@@ -811,6 +851,75 @@ async def test_a_journal_crash_adding_a_batch_loses_neither_its_answers_nor_its_
     async with ActorSystem(config) as system:  # what the journal wrote
         status = await system.task_manager.get_task_status("a")
     assert (faults, restarts["journal"], status) == ([1], 1, TaskStatus.PENDING)
+
+
+async def test_a_journal_crash_adding_a_batch_answers_after_writing_its_records(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes adding a batch's records (injected): its next incarnation
+    # answers the batch's durable registration only once it has written the records
+    # handed over to it -- not at its start, before they were even added (the answer
+    # says the registration is in the file).
+    from actors.journal import JournalStore, JournalWriter
+    from actors.runtime import _journal
+
+    wait = 10.0
+    log: list[tuple[str, ...]] = []
+    write, answer_all = JournalStore.write, _journal.answer_all
+
+    def spy_write(store: JournalStore, batch: Any) -> None:
+        write(store, batch)
+        log.append(("write", *(record.task_id for record in batch)))
+
+    def spy_answer_all(answers: Any) -> None:
+        log.append(("answer", *(str(value) for _, value in answers)))
+        answer_all(answers)
+
+    monkeypatch.setattr(JournalStore, "write", spy_write)
+    monkeypatch.setattr(_journal, "answer_all", spy_answer_all)
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        fail_once(monkeypatch, JournalWriter, "add_all", _Fault("fault"))
+        registered = system.task_manager.register_task("first", noop, (4,), task_id="a")
+        assert await asyncio.wait_for(registered, wait) == "a"
+        restarts = await restarts_of(system)
+    assert restarts["journal"] == 1
+    assert log[:2] == [("write", "a"), ("answer", "a")]
+
+
+async def test_a_journal_crash_adding_a_batch_starts_its_attempts_after_their_records(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes adding the batch of a durable execution (its running record
+    # and the attempt waiting for it, injected): the next incarnation starts the attempt
+    # only once that record is written, not at its start, before it was even added.
+    from actors.journal import JournalStore, JournalWriter
+    from actors.runtime import _journal
+
+    wait = 10.0
+    log: list[tuple[str, ...]] = []
+    write, start_all = JournalStore.write, _journal.start_all
+
+    def spy_write(store: JournalStore, batch: Any) -> None:
+        write(store, batch)
+        log.append(("write", *(record.task_id for record in batch)))
+
+    def spy_start_all(starts: Any) -> None:
+        log.append(("start", str(len(starts))))
+        start_all(starts)
+
+    monkeypatch.setattr(JournalStore, "write", spy_write)
+    monkeypatch.setattr(_journal, "start_all", spy_start_all)
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        assert await asyncio.wait_for(tm.register_task("first", noop, (4,), task_id="a"), wait)
+        log.clear()
+        fail_once(monkeypatch, JournalWriter, "add_all", _Fault("fault"))
+        assert await asyncio.wait_for(tm.execute_task("a", wait=True), wait) == 4
+        restarts = await restarts_of(system)
+    assert restarts["journal"] == 1
+    assert log[:2] == [("write", "a"), ("start", "1")]
 
 
 async def test_a_journal_crash_writing_the_early_starts_loses_no_attempt(

@@ -90,8 +90,6 @@ class JournalActor(SystemChild[JournalState]):
         if type(message) is JournalBatch:
             state = self.state
             writer = self.writer
-            # The actions first: kept in the state, a crash adding the records loses
-            # none (the next incarnation's first `commit` runs them).
             state.answers += message.answers
             if message.starts:  # started by the next `commit`, first
                 state.starting += message.starting
@@ -101,10 +99,18 @@ class JournalActor(SystemChild[JournalState]):
                 writer.add_all(records)
             except BaseException:
                 # This actor crashes: the records after the one that raised go to its
-                # next incarnation first (that one is dropped, as a failed write).
-                rest = tuple(records)
-                if rest:
-                    self.hand_over(JournalBatch(rest, ()))
+                # next incarnation first (that one is dropped, as a failed write), with
+                # the batch's actions, taken back from the state: they wait for those
+                # records (its first `commit` would have run them before adding them).
+                if message.answers:
+                    del state.answers[-len(message.answers) :]
+                if message.starts:
+                    del state.early[-len(message.starts) :]
+                    if message.starting:  # (never [-0:]: the whole list)
+                        del state.starting[-len(message.starting) :]
+                self.hand_over(
+                    JournalBatch(tuple(records), message.answers, message.starts, message.starting)
+                )
                 raise
             if len(writer) >= FLUSH_AT or max(len(state.answers), len(state.early)) >= FLUSH_AT:
                 self.commit()

@@ -64,6 +64,11 @@ whenever this manager's mailbox ran dry, its table holds fewer than this many of
 removed ids."""
 
 
+_REGISTRATIONS = frozenset(("Register", "SubmitTask"))
+"""The `messages.Crashed` of a registration: if it crashed before the task was
+registered, the facade routed an id this manager never held (`BaseManager._crashed`)."""
+
+
 class BaseManager(SupervisedActor):
     """A task manager actor. See `TaskManagerActor` and `LegacyTaskManagerActor`."""
 
@@ -330,15 +335,20 @@ class BaseManager(SupervisedActor):
     def _crashed(self, message: messages.Crashed) -> None:
         """The previous incarnation (or the facade: ``message.actor``) crashed handling a
         message about this task (or a caller's request): the task fails (if it had not
-        ended) and the caller hears why."""
+        ended) and the caller hears why. A registration that crashed before its task was
+        registered leaves no route in the facade (as a refused one, `_refused`)."""
         about = "a request" if message.task_id is None else f"task {message.task_id!r}"
         actor = message.actor or self.CHILD_ID
         error = ActorSystemError(
             f"{about} failed: the {actor} crashed handling its {message.message}"
             f" ({message.reason}); the message was dropped, not retried"
         )
-        if message.task_id is not None and self.engine.crashed(message.task_id, error):
-            self._log.error("{}: {}", message.task_id, error)
+        task_id = message.task_id
+        if task_id is not None:
+            if self.engine.crashed(task_id, error):
+                self._log.error("{}: {}", task_id, error)
+            elif message.message in _REGISTRATIONS and task_id not in self.engine.tasks:
+                self._refused(task_id)  # never registered: the facade drops its route
         if message.caller is not None:
             message.caller.set_exception(error)
 

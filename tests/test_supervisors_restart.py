@@ -312,17 +312,25 @@ def test_state_handover_keeps_a_thousand_items_across_a_crash(
     assert handle.ask("state-id", timeout=TIMEOUT) == state_id
 
 
-def test_messages_left_in_a_killed_incarnations_inbox_reach_the_next_one(
+def _a_blocked_worker(
     stopper: list[pykka.ActorRef[Any]],
-) -> None:
+) -> tuple[ChildHandle, str, threading.Event]:
+    """A supervised worker held inside a handler: its handle, its first incarnation's
+    urn, and the event that releases it."""
     sup = start_supervisor([ChildSpec("w", Worker, state_factory=Ledger)])
     stopper.append(sup)
     handle = child(sup, "w")
-    first_urn = handle.ask("ping", timeout=TIMEOUT)
+    first_urn: str = handle.ask("ping", timeout=TIMEOUT)
     entered, release = threading.Event(), threading.Event()
-
     handle.tell(Block(entered, release))
     assert entered.wait(TIMEOUT)
+    return handle, first_urn, release
+
+
+def test_messages_left_in_a_killed_incarnations_inbox_reach_the_next_one(
+    stopper: list[pykka.ActorRef[Any]],
+) -> None:
+    handle, first_urn, release = _a_blocked_worker(stopper)
     handle.tell(Kill())
     for i in range(5):
         handle.tell(("record-here", i))
@@ -341,14 +349,7 @@ def test_messages_handed_over_before_a_crash_come_first_in_the_next_incarnation(
     # `hand_over`: what an incarnation took but will not handle (the rest of a batch)
     # goes to the next one ahead of its inbox's leftovers; an asked handler that raises
     # crashes nothing, and what it handed over is handled after the inbox.
-    sup = start_supervisor([ChildSpec("w", Worker, state_factory=Ledger)])
-    stopper.append(sup)
-    handle = child(sup, "w")
-    first_urn = handle.ask("ping", timeout=TIMEOUT)
-    entered, release = threading.Event(), threading.Event()
-
-    handle.tell(Block(entered, release))
-    assert entered.wait(TIMEOUT)
+    handle, first_urn, release = _a_blocked_worker(stopper)
     rest = (("record-here", "a"), ("record-here", "b"))
     message = ("hand-over-and-raise", rest, RuntimeError("mid-batch"))
     asked = handle.ask(message, block=False) if how == "asked" else None

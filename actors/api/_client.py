@@ -686,8 +686,11 @@ class UnifiedTaskManager:
         caller waits on one future, where a `gather` of `submit` calls costs a
         coroutine, an asyncio task and a future per item. Every task is an ordinary
         task (own id, listed, counted), with the ``options`` of `submit` (`MapOptions`:
-        all but ``task_id``). Every item is checked before any task is sent: a refused
-        call sends nothing.
+        all but ``task_id``). Every item is checked before any task is sent: a call
+        refused for its arguments sends nothing (and makes no breaker). Whether a
+        ``result_of`` (or ``dependencies``) id is registered is the task manager's check,
+        per task: an unknown one fails that item with `TaskNotFoundError` (raised by the
+        call, or in its place with ``return_exceptions=True``) while the others run.
 
         The call returns once every task has ended. If some failed, it raises the error
         of the first (in item order) failed one, as `submit` would have raised it;

@@ -159,13 +159,6 @@ def test_a_malformed_graph_fails_when_built(
             "TaskGraph nodes must be TaskNode objects with a str task_id, got 'a'",
         ),
         (
-            (TaskNode(["a"], "n", TaskStatus.PENDING, "t"),),  # type: ignore[arg-type]
-            (),
-            "TaskGraph nodes must be TaskNode objects with a str task_id, got "
-            "TaskNode(task_id=['a'], name='n', status=<TaskStatus.PENDING: 'pending'>, "
-            "task_type='t')",
-        ),
-        (
             (node("a"), node("b")),
             ("ab",),
             "a TaskGraph edge must be a (dependency_id, dependent_id) pair of task ids (str), "
@@ -189,7 +182,6 @@ def test_a_malformed_graph_fails_when_built(
         "none-nodes",
         "int-edges",
         "str-node",
-        "list-id",
         "str-edge",
         "triple",
         "list-end",

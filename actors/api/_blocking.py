@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from actors.api._client import UnifiedTaskManager
 from actors.core import (
+    MAX_SECONDS,
     SWEEP_INTERVAL,
     BlockingCallError,
     CallTimeout,
     ClosedOnExit,
     InvalidTaskError,
+    too_long,
 )
 from actors.engine import validate_timeout
 
@@ -45,6 +47,16 @@ R = TypeVar("R")
 SWEEP_MARGIN = SWEEP_INTERVAL + 1.0
 """Seconds a blocking call waits past the bound of the async call it runs: that call
 fails itself at its bound, within one sweep."""
+
+
+def _blocking_timeout(timeout: object, instead: str) -> float | None:
+    """`validate_timeout` of a blocking call's ``timeout``, at most `MAX_SECONDS`: the
+    call waits for it (and a margin more) in a `threading` wait, which overflows past
+    ``threading.TIMEOUT_MAX``. ``instead``: what to do for a longer one."""
+    bound = validate_timeout(timeout, "timeout")
+    if bound is not None and bound > MAX_SECONDS:
+        raise InvalidTaskError(f"{too_long('timeout', timeout, 'for a blocking call')}; {instead}")
+    return bound
 
 
 class BlockingHost(Protocol):
@@ -165,7 +177,9 @@ class BlockingTaskManager:
         task ends or the system stops)."""
         what = "system.blocking.wait_for_task()"
         refuse_in_loop(what)
-        bound = validate_timeout(timeout, "timeout")  # (before the bound's sum overflows)
+        bound = _blocking_timeout(  # (before the bound's sum overflows)
+            timeout, "await the async call for a longer one, or pass None (no bound)"
+        )
         return self._wait(self._client.wait_for_task(task_id, timeout), bound, what)
 
     submit = _waiting(UnifiedTaskManager.submit)
@@ -232,7 +246,7 @@ class BlockingEventStream(ClosedOnExit):
         stream stays open), or None once the subscription is closed."""
         what = "BlockingEventStream.get()"
         refuse_in_loop(what)
-        bound = validate_timeout(timeout, "timeout")
+        bound = _blocking_timeout(timeout, "call get() again to wait longer")
         if bound is None:
             raise InvalidTaskError(
                 "timeout must be a finite number of seconds > 0, got None; "

@@ -457,12 +457,26 @@ class UnifiedTaskManager:
         )
         return result
 
+    def _shared_breaker(self, circuit_breaker: str | CircuitBreaker) -> CircuitBreaker:
+        """The system's breaker of that name (made on first use), or ``circuit_breaker``
+        added to its registry: the one change a registration makes before it is sent."""
+        system = self._system or self._get_system()
+        if isinstance(circuit_breaker, str):
+            return system.breaker(circuit_breaker)
+        return system.circuit_breakers.add(circuit_breaker)
+
     def _complete(
-        self, spec: TaskSpec, durable: bool | None, trace: Any
+        self,
+        spec: TaskSpec,
+        durable: bool | None,
+        trace: Any,
+        *,
+        share_breaker: bool = True,
     ) -> tuple[TaskSpec, tuple[Any, ...] | None]:
         """A validated registration, with what the system decides: the executor (its
         arguments checked for pickling), its journal row (None: not durable), the shared
-        breaker, and ``trace``, the caller's trace context (`capture`)."""
+        breaker (unless ``share_breaker`` is False: the caller shares it once it has
+        checked everything else), and ``trace``, the caller's trace context (`capture`)."""
         if not spec.is_coroutine:
             backend = (
                 spec.executor or (self._system or self._get_system()).config.THREAD_POOL_BACKEND
@@ -480,13 +494,8 @@ class UnifiedTaskManager:
             if durable is None and config.JOURNAL_PATH is None
             else durable_row(config, spec, durable, circuit_breaker)
         )
-        if circuit_breaker is not None:
-            system = self._system or self._get_system()
-            if isinstance(circuit_breaker, str):
-                breaker = system.breaker(circuit_breaker)
-            else:
-                breaker = system.circuit_breakers.add(circuit_breaker)
-            spec = spec._replace(circuit_breaker=breaker)
+        if circuit_breaker is not None and share_breaker:
+            spec = spec._replace(circuit_breaker=self._shared_breaker(circuit_breaker))
         if trace is not None:
             spec = spec._replace(trace=trace)
         return spec, journal
@@ -569,9 +578,16 @@ class UnifiedTaskManager:
             self._end_wait(task_id, reply, caller, True)
 
     def _submit_spec(
-        self, func: Any, args: tuple[Any, ...], options: dict[str, Any], trace: Any
+        self,
+        func: Any,
+        args: tuple[Any, ...],
+        options: dict[str, Any],
+        trace: Any,
+        *,
+        share_breaker: bool = True,
     ) -> tuple[TaskSpec, tuple[Any, ...] | None]:
-        """``func(*args)`` with submit's (or map's) ``options``, validated and completed."""
+        """``func(*args)`` with submit's (or map's) ``options``, validated and completed
+        (``share_breaker``: see `_complete`)."""
         if not options or (len(options) == 1 and "name" in options):  # the common case
             name = options.get("name")
             spec = validate_registration(_name_of(func) if name is None else name, func, args)
@@ -583,7 +599,10 @@ class UnifiedTaskManager:
         kwargs = fields.pop("kwargs", None)
         durable = fields.pop("durable", None)
         return self._complete(
-            validate_registration(name, func, args, kwargs, **fields), durable, trace
+            validate_registration(name, func, args, kwargs, **fields),
+            durable,
+            trace,
+            share_breaker=share_breaker,
         )
 
     def _build_submit(
@@ -667,8 +686,11 @@ class UnifiedTaskManager:
         caller waits on one future, where a `gather` of `submit` calls costs a
         coroutine, an asyncio task and a future per item. Every task is an ordinary
         task (own id, listed, counted), with the ``options`` of `submit` (`MapOptions`:
-        all but ``task_id``). Every item is checked before any task is sent: a refused
-        call sends nothing.
+        all but ``task_id``). Every item is checked before any task is sent: a call
+        refused for its arguments sends nothing (and makes no breaker). Whether a
+        ``result_of`` (or ``dependencies``) id is registered is the task manager's check,
+        per task: an unknown one fails that item with `TaskNotFoundError` (raised by the
+        call, or in its place with ``return_exceptions=True``) while the others run.
 
         The call returns once every task has ended. If some failed, it raises the error
         of the first (in item order) failed one, as `submit` would have raised it;
@@ -692,11 +714,13 @@ class UnifiedTaskManager:
                 f"got {iterable!r}; for one call use submit()"
             )
         trace = capture()
-        base, journal = self._submit_spec(func, (), options, trace)
+        # The breaker is shared (made, or added to the registry) only once every item
+        # is checked: a refused call changes nothing.
+        base, journal = self._submit_spec(func, (), options, trace, share_breaker=False)
         items = list(iterable)
         if journal is not None:  # durable: submit's two round trips per task
             for item in items:
-                self._submit_spec(func, (item,), options, trace)
+                self._submit_spec(func, (item,), options, trace, share_breaker=False)
             calls = [asyncio.ensure_future(self.submit(func, item, **options)) for item in items]
             outcomes = await asyncio.gather(*calls, return_exceptions=True)
             # Failed are the calls that raised: a task may return an exception as its value.
@@ -721,12 +745,15 @@ class UnifiedTaskManager:
             if plain and not find_results((item,), _NO_KWARGS):
                 spec = base._replace(args=(item,))
             else:  # a result_of among the arguments: a dependency of its own
-                spec = self._submit_spec(func, (item,), options, trace)[0]
+                spec = self._submit_spec(func, (item,), options, trace, share_breaker=False)[0]
             if picklable:
                 check_picklable(backend, func, spec.args, spec.kwargs)
             specs.append(spec)
         if not specs:
             return []
+        if base.circuit_breaker is not None:
+            breaker = self._shared_breaker(base.circuit_breaker)
+            specs = [spec._replace(circuit_breaker=breaker) for spec in specs]
         return await self._map(specs, return_exceptions)
 
     async def _map(self, specs: list[TaskSpec], return_exceptions: bool) -> list[Any]:

@@ -14,14 +14,20 @@ system answers on, and blocking it would stall the service for the whole bound.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from actors.api._client import UnifiedTaskManager
-from actors.core import ActorsError, ActorSystemError, ConfigError
+from actors.core import (
+    MAX_SECONDS,
+    ActorsError,
+    ActorSystemError,
+    ConfigError,
+    finite_float,
+    too_long,
+)
 from actors.observe import MetricsSnapshot, empty_snapshot, snapshot_collector
 from actors.runtime import SystemRuntime
 from actors.runtime.messages import GetMetrics
@@ -126,11 +132,13 @@ def prometheus_collector(
     if not isinstance(source, (SystemRuntime, UnifiedTaskManager)):
         msg = f"prometheus_collector needs an ActorSystem or a UnifiedTaskManager, got {system!r}"
         raise ConfigError(msg)
-    bound: object = timeout
-    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < math.inf:
+    bound = finite_float(timeout)
+    if bound is None or bound <= 0:
         raise ConfigError(f"timeout must be a finite number > 0 (seconds), got {timeout!r}")
+    if bound > MAX_SECONDS:  # (each scrape waits for it in `Future.result`)
+        raise ConfigError(too_long("timeout", timeout))
     try:
         import prometheus_client  # noqa: F401
     except ImportError as exc:
         raise ActorsError(_INSTALL_HINT) from exc
-    return MetricsCollector(system, float(timeout))
+    return MetricsCollector(system, bound)

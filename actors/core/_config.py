@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.core._errors import ConfigError
-from actors.core._util import finite_float
+from actors.core._util import MAX_SECONDS, finite_float, too_long
 
 __all__ = [
     "BACKENDS",
@@ -74,6 +74,9 @@ class _Rule:
     """None is a valid value (it means "not set")."""
     path: bool = False
     """A str rule that also takes an `os.PathLike` (stored as its str)."""
+    seconds: bool = False
+    """A float rule of a duration: at most `MAX_SECONDS` (a longer one overflows the
+    `threading` waits it reaches, or the sums of them a blocking call waits)."""
 
     @property
     def expected(self) -> str:
@@ -124,7 +127,20 @@ class _Rule:
             return None
         if self.high is not None and number > self.high:
             return None
+        if self.seconds and number > MAX_SECONDS:
+            return None
         return number
+
+    def refusal(self, key: str, value: object, shown: object, source: str) -> ConfigError:
+        """The error refusing ``value`` (shown as ``shown``: the raw text of a variable)."""
+        if self.seconds:
+            number = finite_float(value)
+            if number is not None and number > MAX_SECONDS:
+                return ConfigError(
+                    f"{too_long(key, shown, 'as every duration setting')} ({source}); "
+                    "use a shorter time"
+                )
+        return _invalid(key, self.expected, shown, source)
 
 
 def _increasing(value: object) -> tuple[float, ...] | None:
@@ -147,24 +163,24 @@ _RULES: dict[str, _Rule] = {
     "THREAD_POOL_BACKEND": _Rule(str, choices=BACKENDS),
     "DASK_SCHEDULER_ADDRESS": _Rule(str, optional=True),
     "RESTART_MAX_RESTARTS": _Rule(int, 0),
-    "RESTART_WITHIN_SECONDS": _Rule(float, 0, strict=True),
-    "RESTART_BACKOFF_INITIAL": _Rule(float, 0),
-    "RESTART_BACKOFF_MAX": _Rule(float, 0),
-    "RESTART_RESET_AFTER": _Rule(float, 0, strict=True),
-    "CLEANUP_INTERVAL": _Rule(float, 0),
-    "CLEANUP_MAX_AGE": _Rule(float, 0),
+    "RESTART_WITHIN_SECONDS": _Rule(float, 0, strict=True, seconds=True),
+    "RESTART_BACKOFF_INITIAL": _Rule(float, 0, seconds=True),
+    "RESTART_BACKOFF_MAX": _Rule(float, 0, seconds=True),
+    "RESTART_RESET_AFTER": _Rule(float, 0, strict=True, seconds=True),
+    "CLEANUP_INTERVAL": _Rule(float, 0, seconds=True),
+    "CLEANUP_MAX_AGE": _Rule(float, 0, seconds=True),
     "MAX_FINISHED_TASKS": _Rule(int, 0),
     "MAILBOX_BUFFER_CAPACITY": _Rule(int, 0),
-    "CALL_TIMEOUT": _Rule(float, 0, strict=True),
-    "SHUTDOWN_TIMEOUT": _Rule(float, 0, strict=True),
-    "RESOURCE_CHECK_INTERVAL": _Rule(float, 0),
+    "CALL_TIMEOUT": _Rule(float, 0, strict=True, seconds=True),
+    "SHUTDOWN_TIMEOUT": _Rule(float, 0, strict=True, seconds=True),
+    "RESOURCE_CHECK_INTERVAL": _Rule(float, 0, seconds=True),
     "CPU_HIGH_PERCENT": _Rule(float, 0, strict=True, high=100),
     "MEMORY_HIGH_PERCENT": _Rule(float, 0, strict=True, high=100),
     "CPU_CRITICAL_PERCENT": _Rule(float, 0, strict=True, high=100),
     "MEMORY_CRITICAL_PERCENT": _Rule(float, 0, strict=True, high=100),
     "EVENT_BUFFER_SIZE": _Rule(int, 1),
     "BREAKER_FAILURE_THRESHOLD": _Rule(int, 1),
-    "BREAKER_RECOVERY_TIMEOUT": _Rule(float, 0, strict=True),
+    "BREAKER_RECOVERY_TIMEOUT": _Rule(float, 0, strict=True, seconds=True),
     "BREAKER_HALF_OPEN_MAX_CALLS": _Rule(int, 1),
     "METRICS_HISTOGRAM_BUCKETS": _Rule(tuple),
     "DASHBOARD_TOKEN": _Rule(str, optional=True),
@@ -218,7 +234,7 @@ def _checked(key: str, value: object, source: str) -> Any:
         return None
     stored = rule.check(value)
     if stored is None:
-        raise _invalid(key, rule.expected, value, source)
+        raise rule.refusal(key, value, value, source)
     return stored
 
 
@@ -309,9 +325,10 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         if parsed is None:
             values[key] = None
             continue
-        stored = _RULES[key].check(parsed)
+        rule = _RULES[key]
+        stored = rule.check(parsed)
         if stored is None:
-            raise _invalid(key, _RULES[key].expected, raw, source)
+            raise rule.refusal(key, parsed, raw, source)
         values[key] = stored
     return values
 
@@ -323,7 +340,9 @@ class Config:
     Build one with `load_config` (defaults < TOML file < environment < mapping) or
     directly; derive a changed copy with `replace`. Pairs of keys that must be in order
     (a high threshold <= its critical one, the initial backoff <= the longest) are checked
-    together, after each key on its own.
+    together, after each key on its own. Every duration (in seconds) is at most
+    `MAX_SECONDS` (1e9): the blocking calls and the stop wait for sums of them in
+    `threading` waits, which overflow past ``threading.TIMEOUT_MAX``.
     """
 
     USE_NEW_TASK_SYSTEM: bool = True

@@ -13,7 +13,7 @@ import threading
 from typing import Generic, TypeVar
 
 from actors.core._errors import InvalidTaskError
-from actors.core._util import finite_float
+from actors.core._util import MAX_SECONDS, finite_float, too_long
 
 __all__ = [
     "TASK_CONTEXT",
@@ -104,6 +104,8 @@ class CancellationToken(_Flag[threading.Event]):
                     f"timeout must be a finite number of seconds >= 0 or None (until "
                     f"cancelled), got {timeout!r}"
                 )
+            if bound > MAX_SECONDS:  # (a `threading.Event.wait` past TIMEOUT_MAX overflows)
+                raise InvalidTaskError(too_long("timeout", timeout) + "; or pass None")
             timeout = bound
         if self._cancelled:
             return True

@@ -8,6 +8,7 @@ import heapq
 import math
 import numbers
 import operator
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BULK",
+    "MAX_SECONDS",
     "ClosedOnExit",
     "ReadOnly",
     "attribute_reader",
@@ -27,6 +29,7 @@ __all__ = [
     "stable_order",
     "tell_later",
     "tell_quietly",
+    "too_long",
 ]
 
 
@@ -96,6 +99,25 @@ def finite_float(value: object) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
+
+
+MAX_SECONDS: float = float(min(10**9, int(threading.TIMEOUT_MAX) // 4))
+"""The longest wait a setting or an argument that reaches a `threading` wait may ask for:
+1e9 seconds (about 31 years), or a quarter of `threading.TIMEOUT_MAX` where that is less
+(Windows). Past ``TIMEOUT_MAX`` a `threading.Event.wait`, `queue.Queue.get` or
+`concurrent.futures.wait` raises `OverflowError`; the quarter leaves room for the sums a
+blocking call waits (up to three ``CALL_TIMEOUT`` and a margin, or its ``timeout`` and
+``CALL_TIMEOUT``)."""
+
+
+def too_long(argument: str, value: object, scope: str = "") -> str:
+    """The message refusing ``value`` of ``argument``, a wait longer than `MAX_SECONDS`
+    (``scope``: what else the bound applies to, said after it)."""
+    also = f", {scope}" if scope else ""
+    return (
+        f"{argument} must be at most {MAX_SECONDS:g} seconds{also} (a longer wait "
+        f"overflows threading's timeouts), got {value!r}"
+    )
 
 
 BULK = 10_000

@@ -52,10 +52,10 @@ class PageQuery:
     search: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("offset", "limit"):
+        for name, what in (("offset", ">= 0"), ("limit", f"between 1 and {MAX_PAGE_SIZE}")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidTaskError(f"{name} must be an int >= 0, got {value!r}")
+                raise InvalidTaskError(f"{name} must be an int {what}, got {value!r}")
         if not 1 <= self.limit <= MAX_PAGE_SIZE:
             raise InvalidTaskError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {self.limit}")
         if self.status is not None and not isinstance(self.status, TaskStatus):

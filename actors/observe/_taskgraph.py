@@ -75,6 +75,25 @@ class TaskNode:
     status: TaskStatus
     task_type: str
 
+    def __post_init__(self) -> None:
+        # Checked here, not when the graph is drawn: to_dot/to_mermaid would raise an
+        # AttributeError or TypeError (a status without .value, a name that is no str).
+        task_id: object = self.task_id
+        name: object = self.name
+        status: object = self.status
+        task_type: object = self.task_type
+        if not isinstance(task_id, str) or not task_id:
+            raise InvalidTaskError(f"TaskNode task_id must be a non-empty str, got {task_id!r}")
+        if not isinstance(name, str):
+            raise InvalidTaskError(f"TaskNode name must be a str, got {name!r}")
+        if not isinstance(status, TaskStatus):
+            choices = ", ".join(f"TaskStatus.{member.name}" for member in TaskStatus)
+            raise InvalidTaskError(
+                f"TaskNode status must be a TaskStatus ({choices}), got {status!r}"
+            )
+        if not isinstance(task_type, str) or not task_type:
+            raise InvalidTaskError(f"TaskNode task_type must be a non-empty str, got {task_type!r}")
+
 
 # --- escaping -------------------------------------------------------------------------
 

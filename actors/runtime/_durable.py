@@ -43,6 +43,10 @@ def codec_for(serializer: str) -> Codec:
     return codec
 
 
+JOURNAL_INT_MAX = 2**63 - 1
+"""The largest int an SQLite INTEGER column (the journal's ``max_retries``) holds."""
+
+
 def definition_row(
     config: Config, spec: TaskSpec, durable: object, breaker: str | None
 ) -> tuple[Any, ...] | None:
@@ -74,6 +78,11 @@ def definition_row(
             f"task {task!r} cannot be durable: its retry_wait ({spec.retry_wait!r}) is an "
             f"object the journal cannot find again after a restart; use retry_delay"
             f"{NOT_DURABLE}"
+        )
+    if spec.max_retries > JOURNAL_INT_MAX:  # (sqlite3 raises OverflowError writing it)
+        raise JournalEncodeError(
+            f"task {task!r} cannot be durable: its max_retries ({spec.max_retries!r}) is above "
+            f"{JOURNAL_INT_MAX} (2**63 - 1), the largest integer the journal stores{NOT_DURABLE}"
         )
     func = spec.func
     plain = isinstance(func, FunctionType)  # hashed by identity: safe to cache

@@ -163,7 +163,18 @@ class SystemRuntime:
         else:
             msg = f"config must be a mapping of upper-case keys or a Config, got {config!r}"
             raise ConfigError(msg)
-        self.clock: Clock = clock or SYSTEM_CLOCK
+        given: object = clock
+        if given is not None and not (
+            callable(getattr(given, "monotonic", None))
+            and callable(getattr(given, "call_later", None))
+        ):
+            msg = (
+                f"clock must be a supervisors.Clock (with monotonic() and call_later() "
+                f"methods, such as supervisors.testing.FakeClock) or None (the system "
+                f"clock), got {clock!r}"
+            )
+            raise ConfigError(msg)
+        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         if probe is not None and not callable(probe):
             msg = f"probe must be a callable returning a ResourceSample, got {probe!r}"
             raise ConfigError(msg)

@@ -106,8 +106,9 @@ def main() -> None:
 
             def changes() -> None:
                 for i in range(count):
-                    writer.add(StatusChange(rows[i].task_id, "queued", 2.0, executed=True))
-                    writer.add(StatusChange(rows[i].task_id, "running", 3.0, attempts=1))
+                    task_id = rows[i].task_id
+                    writer.add_all((StatusChange(task_id, "queued", 2.0, executed=True),
+                                    StatusChange(task_id, "running", 3.0, attempts=1)))  # fmt: skip
                     if i % 1000 == 999:
                         writer.flush()
                 writer.flush()

@@ -40,7 +40,7 @@ def exact_quantile(ordered: list[float], q: float) -> float:
 def sketch_of(values: list[float], **options: float) -> QuantileSketch:
     sketch = QuantileSketch(**options)  # type: ignore[arg-type]
     for value in values:
-        sketch.add(value)
+        sketch.add_many([value])
     return sketch
 
 
@@ -165,8 +165,8 @@ def test_bucket_count_is_bounded_under_a_million_widely_spread_values() -> None:
     default = QuantileSketch()
     capped = QuantileSketch(max_buckets=256)
     for value in values:
-        default.add(value)
-        capped.add(value)
+        default.add_many([value])
+        capped.add_many([value])
     # 15 decades at alpha 0.01 need ceil(15 * ln(10) / ln(1.01 / 0.99)) + 1 buckets.
     assert default.bucket_count == 1728 <= default.max_buckets == 2048
     assert capped.bucket_count == 256
@@ -189,7 +189,7 @@ def test_bucket_count_is_bounded_under_a_million_widely_spread_values() -> None:
 def test_bucket_count_never_exceeds_the_cap(values: list[float], max_buckets: int) -> None:
     sketch = QuantileSketch(max_buckets=max_buckets)
     for value in values:
-        sketch.add(value)
+        sketch.add_many([value])
         assert sketch.bucket_count <= max_buckets
     if values:
         # The largest values keep their buckets, so the top is still within alpha.
@@ -202,7 +202,7 @@ def test_bucket_count_never_exceeds_the_cap(values: list[float], max_buckets: in
     cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=5),
     max_buckets=st.sampled_from([1, 2, 3, 5, 20, 2048]),
 )
-def test_add_many_equals_add_one_by_one(
+def test_add_many_equals_adding_one_by_one(
     values: list[float], cuts: list[int], max_buckets: int
 ) -> None:
     """In any chunks: the same count, min, max, buckets and every quantile, and the
@@ -288,12 +288,12 @@ def test_merge_refuses_a_different_accuracy() -> None:
 
 
 @pytest.mark.parametrize("value", [-1.0, -1e-300, math.nan, math.inf, -math.inf])
-def test_add_refuses_what_is_not_a_duration(value: float) -> None:
+def test_adding_one_refuses_what_is_not_a_duration(value: float) -> None:
     sketch = QuantileSketch()
     with pytest.raises(
         ValueError, match=rf"^a duration must be a finite number >= 0, got {value!r}$"
     ):
-        sketch.add(value)
+        sketch.add_many([value])
     assert sketch.count == 0
 
 

@@ -146,19 +146,15 @@ class QuantileSketch:
     def max(self) -> float:
         return self._max if self._count else 0.0
 
-    def add(self, value: float) -> None:
-        """Count one duration in seconds (a finite number >= 0)."""
-        self.add_many((value,))
-
     def add_many(self, values: Sequence[float]) -> None:
         """Count every duration in ``values`` (seconds), in order: the same sketch as
-        `add` called on each, for less per value. A bad value (not a finite number >= 0)
+        each added alone, for less per value. A bad value (not a finite number >= 0)
         raises before any is counted."""
         if not values:
             return
         lowest = min(values)
         total = self._sum
-        for value in values:  # one by one, as `add` would: the same float rounding
+        for value in values:  # one by one: the same float rounding as values added alone
             total += value
         if not lowest >= 0.0 or not total < math.inf:  # a NaN anywhere makes total one
             for value in values:

@@ -196,6 +196,15 @@ def test_bucket_count_never_exceeds_the_cap(values: list[float], max_buckets: in
         assert_within_alpha(sketch, values, 1.0)
 
 
+def assert_same_sketch(a: QuantileSketch, b: QuantileSketch) -> None:
+    assert (a.count, a.min, a.max, a.bucket_count) == (b.count, b.min, b.max, b.bucket_count)
+    assert a.sum == pytest.approx(b.sum, rel=1e-12)
+    # Every rank of a small sketch (so every bucket); 1001 ranks of a large one.
+    steps = min(a.count - 1, 1000)
+    ranks = [i / steps for i in range(steps + 1)] if steps else [0.0]
+    assert [a.quantile(q) for q in ranks] == [b.quantile(q) for q in ranks]
+
+
 @PROPERTY
 @given(
     values=st.lists(st.floats(min_value=0.0, max_value=1e12), max_size=200),
@@ -229,59 +238,6 @@ def test_add_many_refuses_what_is_not_a_duration_and_counts_none(value: float) -
         sketch.add_many([0.25, 1.0, value, 2.0])
     assert (sketch.count, sketch.sum, sketch.min, sketch.max) == (1, 0.5, 0.5, 0.5)
     assert sketch.bucket_count == 1
-
-
-# --- merge ----------------------------------------------------------------------------
-
-
-def assert_same_sketch(a: QuantileSketch, b: QuantileSketch) -> None:
-    assert (a.count, a.min, a.max, a.bucket_count) == (b.count, b.min, b.max, b.bucket_count)
-    assert a.sum == pytest.approx(b.sum, rel=1e-12)
-    # Every rank of a small sketch (so every bucket); 1001 ranks of a large one.
-    steps = min(a.count - 1, 1000)
-    ranks = [i / steps for i in range(steps + 1)] if steps else [0.0]
-    assert [a.quantile(q) for q in ranks] == [b.quantile(q) for q in ranks]
-
-
-@PROPERTY
-@given(
-    first=st.lists(st.floats(min_value=0.0, max_value=1e12), max_size=150),
-    second=st.lists(st.floats(min_value=0.0, max_value=1e12), max_size=150),
-    max_buckets=st.sampled_from([1, 2, 3, 5, 20, 2048]),
-)
-def test_merge_equals_adding_everything_to_one_sketch(
-    first: list[float], second: list[float], max_buckets: int
-) -> None:
-    merged = sketch_of(first, max_buckets=max_buckets)
-    merged.merge(sketch_of(second, max_buckets=max_buckets))
-    assert_same_sketch(merged, sketch_of(first + second, max_buckets=max_buckets))
-
-
-def test_merge_of_nothing_and_into_nothing() -> None:
-    values = DISTRIBUTIONS["exponential"]
-    sketch = sketch_of(values)
-    sketch.merge(QuantileSketch())
-    assert_same_sketch(sketch, sketch_of(values))
-    empty = QuantileSketch()
-    empty.merge(sketch)
-    assert_same_sketch(empty, sketch)
-
-
-def test_merge_with_itself_doubles_every_count() -> None:
-    sketch = sketch_of([0.5, 1.0, 2.0])
-    sketch.merge(sketch)
-    assert_same_sketch(sketch, sketch_of([0.5, 1.0, 2.0, 0.5, 1.0, 2.0]))
-
-
-def test_merge_refuses_a_different_accuracy() -> None:
-    with pytest.raises(
-        ValueError,
-        match=r"^cannot merge sketches with different accuracy: alpha 0\.02 and min_value "
-        r"1e-09 into alpha 0\.01 and min_value 1e-09$",
-    ):
-        QuantileSketch().merge(QuantileSketch(alpha=0.02))
-    with pytest.raises(TypeError, match=r"^can only merge a QuantileSketch, got \[1\.0\]$"):
-        QuantileSketch().merge([1.0])  # type: ignore[arg-type]
 
 
 # --- bad input ------------------------------------------------------------------------

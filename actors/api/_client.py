@@ -840,10 +840,8 @@ class UnifiedTaskManager:
         request: Any,
         op: str,
         abandon_cancels: bool = False,
-        build: Callable[..., Any] | None = None,
     ) -> Any:
-        """Send ``request`` (carrying ``reply``; with ``build``, the arguments the
-        outbox builds it from) for ``task_id``'s outcome and wait for it: at most
+        """Send ``request`` (carrying ``reply``) for ``task_id``'s outcome and wait for it: at most
         ``bound`` seconds, and only while someone awaits this call.
 
         A wait that ends without the outcome (timed out, or cancelled) withdraws its
@@ -852,7 +850,7 @@ class UnifiedTaskManager:
         tells its manager it is blocked, so that its slot runs other tasks meanwhile
         (the task it waits for, say), and unblocked when the wait ends.
         """
-        caller = self._start_wait(reply, request, op, build)
+        caller = self._start_wait(reply, request, op, None)
         del request  # not kept while this call waits
         future = reply.future
         try:

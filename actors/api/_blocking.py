@@ -165,7 +165,7 @@ class BlockingTaskManager:
         task ends or the system stops)."""
         what = "system.blocking.wait_for_task()"
         refuse_in_loop(what)
-        bound = validate_timeout(timeout, "timeout")  # (before the bound's sum overflows)
+        bound = validate_timeout(timeout)  # (before the bound's sum overflows)
         return self._wait(self._client.wait_for_task(task_id, timeout), bound, what)
 
     submit = _waiting(UnifiedTaskManager.submit)
@@ -232,7 +232,7 @@ class BlockingEventStream(ClosedOnExit):
         stream stays open), or None once the subscription is closed."""
         what = "BlockingEventStream.get()"
         refuse_in_loop(what)
-        bound = validate_timeout(timeout, "timeout")
+        bound = validate_timeout(timeout)
         if bound is None:
             raise InvalidTaskError(
                 "timeout must be a finite number of seconds > 0, got None; "

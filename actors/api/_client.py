@@ -826,7 +826,7 @@ class UnifiedTaskManager:
         it waits (see the README: tasks that wait for tasks).
         """
         validate_task_id(task_id)
-        bound = validate_timeout(timeout, "timeout")
+        bound = validate_timeout(timeout)
         reply = self._reply()
         return await self._wait(
             task_id, bound, reply, messages.Wait(task_id, reply, bound is not None), "Wait"

@@ -91,14 +91,15 @@ def validate_task_id(value: object, argument: str = "task_id") -> str:
     return _non_empty_str(value, argument)
 
 
-def validate_timeout(value: object, argument: str) -> float | None:
-    """None, or ``value`` as a float if it is a finite number > 0 (seconds)."""
+def validate_timeout(value: object) -> float | None:
+    """None, or ``value`` (a ``timeout`` argument) as a float if it is a finite number
+    > 0 (seconds)."""
     if value is None:
         return None
     number = finite_float(value)
     if number is None or number <= 0:
         raise InvalidTaskError(
-            f"{argument} must be a finite number of seconds > 0 or None, got {value!r}"
+            f"timeout must be a finite number of seconds > 0 or None, got {value!r}"
         )
     return number
 
@@ -335,7 +336,7 @@ def validate_registration(
                 f"retry_wait must be a tenacity wait strategy (such as "
                 f"tenacity.wait_exponential()) or None, got {retry_wait!r}"
             )
-        checked_timeout = validate_timeout(timeout, "timeout")
+        checked_timeout = validate_timeout(timeout)
         checked_id = None if task_id is None else validate_task_id(task_id)
         if checked_id is not None and checked_id in results:
             raise InvalidTaskError(

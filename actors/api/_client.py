@@ -42,7 +42,7 @@ from typing import (
 
 from tenacity.wait import wait_base
 
-from actors.api._map import MapCall
+from actors.api._map import MapCall, MapSlot
 from actors.core import (
     NO_REPLY,
     ActorsError,
@@ -750,7 +750,7 @@ class UnifiedTaskManager:
                     await asyncio.sleep(0)  # one Batch per chunk, one chunk per iteration
                     if future.done():  # the system failed meanwhile: send no more
                         break
-                send(facade, messages.SubmitTask(spec, ids[index], bridge, call.slot(index)))
+                send(facade, messages.SubmitTask(spec, ids[index], bridge, MapSlot(call, index)))
             await future
         finally:
             bridge.untrack(future)

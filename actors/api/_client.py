@@ -200,8 +200,6 @@ class _Route(TypedDict, total=False):
 
     timeout: float | None
     to: ChildHandle | None
-    op: str | None
-    build: Callable[..., Any] | None
 
 
 class UnifiedTaskManager:

@@ -715,7 +715,7 @@ def test_a_full_disk_is_a_journal_full_error_and_loses_nothing(store: JournalSto
     connection.execute("PRAGMA max_page_count = 1073741823")
     assert writer.flush() is True
     assert store.load() == kept + big
-    assert (writer.commits, writer.records_written, writer.failures, len(writer)) == (1, 20, 1, 0)
+    assert (len(errors), len(writer)) == (1, 0)
 
 
 def test_a_locked_file_is_a_journal_locked_error_and_loses_nothing(store: JournalStore) -> None:
@@ -783,7 +783,6 @@ def test_group_commit_writes_many_updates_in_one_transaction(store: JournalStore
     assert len(statements) == 5  # the row, then the 50 deletions in 2 statements
     store._connection.set_trace_callback(None)
     assert store.load() == [row("late")]
-    assert (writer.commits, writer.records_written, writer.failures) == (2, 101, 0)
 
 
 def test_a_batch_of_one_statement_is_its_own_transaction(store: JournalStore) -> None:
@@ -1019,4 +1018,4 @@ def test_flush_changes_writes_the_starting_tasks_alone_or_says_to_flush_all(
     assert writer.pending() == [queued, row("c")]
     assert writer.flush() is True
     assert [task.status for task in store.load()] == ["running", "queued", "pending"]
-    assert (writer.commits, writer.records_written, writer.failures) == (3, 5, 1)
+    assert (len(errors), len(writer)) == (1, 0)

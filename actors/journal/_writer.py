@@ -41,7 +41,7 @@ class JournalWriter:
     the number of records it kept pending.
     """
 
-    __slots__ = ("_on_error", "_pending", "commits", "failures", "records_written", "store")
+    __slots__ = ("_on_error", "_pending", "store")
 
     def __init__(
         self,
@@ -52,12 +52,6 @@ class JournalWriter:
         self.store = store
         self._on_error = on_error
         self._pending: dict[str, Record] = {}
-        self.commits = 0
-        """Flushes that committed a transaction."""
-        self.records_written = 0
-        """Records those transactions wrote (after coalescing)."""
-        self.failures = 0
-        """Flushes that failed (reported to ``on_error``)."""
 
     def add_all(self, records: Iterable[Record]) -> None:
         """Queue each of ``records``, in order, merged with the task's pending record if
@@ -94,11 +88,8 @@ class JournalWriter:
                     f"cannot write journal {self.store.path!r}: {type(exc).__name__}: {exc}"
                 )
             )
-            self.failures += 1
             self._on_error(error, len(batch))
             return False
-        self.commits += 1
-        self.records_written += len(batch)
         return True
 
     def flush_changes(self, task_ids: Iterable[str]) -> bool | None:

@@ -183,8 +183,7 @@ def is_coroutine_callable(func: object) -> bool:
     flags = _function_flags(func)
     if flags is not None and flags & _CO_COROUTINE:
         return True  # an ``async def`` function: the common case, read from its code
-    while isinstance(func, functools.partial):
-        func = func.func
+    # (`inspect.iscoroutinefunction` and `_what_a_call_runs` both see through partials)
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(_what_a_call_runs(func))
 
 

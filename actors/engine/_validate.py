@@ -123,11 +123,7 @@ def check_picklable(
     """`InvalidTaskError` naming the first of ``func``, ``args`` and ``kwargs`` that
     `pickle` cannot serialise: the ``process`` and ``dask`` executors send them to
     another process."""
-    try:
-        pickle.dumps((func, args, kwargs), pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        pass
-    else:
+    if _pickle_error((func, args, kwargs)) is None:
         return
     where = f"cannot be pickled for the {executor!r} executor"
     error = _pickle_error(func)

@@ -79,7 +79,6 @@ class SupervisedActor(pykka.ThreadingActor):
     _start_error: BaseException | None = None
     _handed_over: tuple[Any, ...] = ()
     _started: threading.Event
-    _thread: threading.Thread | None = None
 
     @classmethod
     def start(cls, *args: Any, **kwargs: Any) -> ActorRef[Self]:
@@ -120,7 +119,6 @@ class SupervisedActor(pykka.ThreadingActor):
             target=self._actor_loop, name=f"{type(self).__name__}-{self.actor_urn[-12:]}"
         )
         thread.daemon = self.use_daemon_thread
-        self._thread = thread
         thread.start()
 
     def _actor_loop_setup(self) -> None:

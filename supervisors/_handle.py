@@ -239,11 +239,11 @@ class ChildHandle:
             else:
                 self._buffer.extendleft(reversed(pending))
 
-    def _close(self, error: SupervisorError, status: ChildStatus = ChildStatus.STOPPED) -> None:
+    def _close(self, error: SupervisorError) -> None:
         """Stopped or gone: fail everything buffered and every later call with ``error``."""
         with self._lock:
             self._ref = self._inbox = None
-            self._status = status
+            self._status = ChildStatus.STOPPED
             self._error = error
             pending = list(self._buffer)
             self._buffer.clear()

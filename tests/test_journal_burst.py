@@ -89,9 +89,13 @@ def test_flush_changes_writes_a_task_started_twice_once(tmp_path: Path) -> None:
     try:
         store.write([_row("a")])
         writer = JournalWriter(store, on_error=lambda error, records: None)
-        writer.add(_running("a"))
+        writer.add_all([_running("a")])
+        statements: list[str] = []
+        store._connection.set_trace_callback(statements.append)  # what reaches SQLite
         assert writer.flush_changes(["a", "a"]) is True
-        assert (len(writer), writer.commits, writer.records_written) == (0, 1, 1)
+        store._connection.set_trace_callback(None)
+        assert len(writer) == 0
+        assert [s.split(" ", 1)[0] for s in statements] == ["UPDATE"]  # one change, once
         assert [(row.task_id, row.status, row.attempts) for row in store.load()] == [
             ("a", "running", 1)
         ]

@@ -40,7 +40,7 @@ def exact_quantile(ordered: list[float], q: float) -> float:
 def sketch_of(values: list[float], **options: float) -> QuantileSketch:
     sketch = QuantileSketch(**options)  # type: ignore[arg-type]
     for value in values:
-        sketch.add(value)
+        sketch.add_many([value])
     return sketch
 
 
@@ -165,8 +165,8 @@ def test_bucket_count_is_bounded_under_a_million_widely_spread_values() -> None:
     default = QuantileSketch()
     capped = QuantileSketch(max_buckets=256)
     for value in values:
-        default.add(value)
-        capped.add(value)
+        default.add_many([value])
+        capped.add_many([value])
     # 15 decades at alpha 0.01 need ceil(15 * ln(10) / ln(1.01 / 0.99)) + 1 buckets.
     assert default.bucket_count == 1728 <= default.max_buckets == 2048
     assert capped.bucket_count == 256
@@ -189,11 +189,20 @@ def test_bucket_count_is_bounded_under_a_million_widely_spread_values() -> None:
 def test_bucket_count_never_exceeds_the_cap(values: list[float], max_buckets: int) -> None:
     sketch = QuantileSketch(max_buckets=max_buckets)
     for value in values:
-        sketch.add(value)
+        sketch.add_many([value])
         assert sketch.bucket_count <= max_buckets
     if values:
         # The largest values keep their buckets, so the top is still within alpha.
         assert_within_alpha(sketch, values, 1.0)
+
+
+def assert_same_sketch(a: QuantileSketch, b: QuantileSketch) -> None:
+    assert (a.count, a.min, a.max, a.bucket_count) == (b.count, b.min, b.max, b.bucket_count)
+    assert a.sum == pytest.approx(b.sum, rel=1e-12)
+    # Every rank of a small sketch (so every bucket); 1001 ranks of a large one.
+    steps = min(a.count - 1, 1000)
+    ranks = [i / steps for i in range(steps + 1)] if steps else [0.0]
+    assert [a.quantile(q) for q in ranks] == [b.quantile(q) for q in ranks]
 
 
 @PROPERTY
@@ -202,7 +211,7 @@ def test_bucket_count_never_exceeds_the_cap(values: list[float], max_buckets: in
     cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=5),
     max_buckets=st.sampled_from([1, 2, 3, 5, 20, 2048]),
 )
-def test_add_many_equals_add_one_by_one(
+def test_add_many_equals_adding_one_by_one(
     values: list[float], cuts: list[int], max_buckets: int
 ) -> None:
     """In any chunks: the same count, min, max, buckets and every quantile, and the
@@ -231,69 +240,16 @@ def test_add_many_refuses_what_is_not_a_duration_and_counts_none(value: float) -
     assert sketch.bucket_count == 1
 
 
-# --- merge ----------------------------------------------------------------------------
-
-
-def assert_same_sketch(a: QuantileSketch, b: QuantileSketch) -> None:
-    assert (a.count, a.min, a.max, a.bucket_count) == (b.count, b.min, b.max, b.bucket_count)
-    assert a.sum == pytest.approx(b.sum, rel=1e-12)
-    # Every rank of a small sketch (so every bucket); 1001 ranks of a large one.
-    steps = min(a.count - 1, 1000)
-    ranks = [i / steps for i in range(steps + 1)] if steps else [0.0]
-    assert [a.quantile(q) for q in ranks] == [b.quantile(q) for q in ranks]
-
-
-@PROPERTY
-@given(
-    first=st.lists(st.floats(min_value=0.0, max_value=1e12), max_size=150),
-    second=st.lists(st.floats(min_value=0.0, max_value=1e12), max_size=150),
-    max_buckets=st.sampled_from([1, 2, 3, 5, 20, 2048]),
-)
-def test_merge_equals_adding_everything_to_one_sketch(
-    first: list[float], second: list[float], max_buckets: int
-) -> None:
-    merged = sketch_of(first, max_buckets=max_buckets)
-    merged.merge(sketch_of(second, max_buckets=max_buckets))
-    assert_same_sketch(merged, sketch_of(first + second, max_buckets=max_buckets))
-
-
-def test_merge_of_nothing_and_into_nothing() -> None:
-    values = DISTRIBUTIONS["exponential"]
-    sketch = sketch_of(values)
-    sketch.merge(QuantileSketch())
-    assert_same_sketch(sketch, sketch_of(values))
-    empty = QuantileSketch()
-    empty.merge(sketch)
-    assert_same_sketch(empty, sketch)
-
-
-def test_merge_with_itself_doubles_every_count() -> None:
-    sketch = sketch_of([0.5, 1.0, 2.0])
-    sketch.merge(sketch)
-    assert_same_sketch(sketch, sketch_of([0.5, 1.0, 2.0, 0.5, 1.0, 2.0]))
-
-
-def test_merge_refuses_a_different_accuracy() -> None:
-    with pytest.raises(
-        ValueError,
-        match=r"^cannot merge sketches with different accuracy: alpha 0\.02 and min_value "
-        r"1e-09 into alpha 0\.01 and min_value 1e-09$",
-    ):
-        QuantileSketch().merge(QuantileSketch(alpha=0.02))
-    with pytest.raises(TypeError, match=r"^can only merge a QuantileSketch, got \[1\.0\]$"):
-        QuantileSketch().merge([1.0])  # type: ignore[arg-type]
-
-
 # --- bad input ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("value", [-1.0, -1e-300, math.nan, math.inf, -math.inf])
-def test_add_refuses_what_is_not_a_duration(value: float) -> None:
+def test_adding_one_refuses_what_is_not_a_duration(value: float) -> None:
     sketch = QuantileSketch()
     with pytest.raises(
         ValueError, match=rf"^a duration must be a finite number >= 0, got {value!r}$"
     ):
-        sketch.add(value)
+        sketch.add_many([value])
     assert sketch.count == 0
 
 

@@ -277,15 +277,15 @@ def test_buckets_from_toml_and_environment(tmp_path: Any) -> None:
 def test_histogram_buckets_are_le_and_cumulative() -> None:
     histogram = Histogram((1.0, 2.0))
     for value in (0.0, 1.0, 1.5, 2.0, 2.5):
-        histogram.observe(value)
+        histogram.observe_many([value])
     assert histogram.counts() == HistogramCounts((1.0, 2.0), (2, 4), 5, 7.0)
 
 
-def test_observe_many_counts_as_observe_one_by_one() -> None:
+def test_observe_many_counts_as_one_by_one() -> None:
     values = [0.0, 1.0, 1.5, 2.0, 2.5, 0.1, 0.2, 0.30000000000000004]
     one_by_one = Histogram((1.0, 2.0))
     for value in values:
-        one_by_one.observe(value)
+        one_by_one.observe_many([value])
     many = Histogram((1.0, 2.0))
     many.observe_many(values[:3])
     many.observe_many([])

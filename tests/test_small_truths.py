@@ -249,7 +249,7 @@ async def test_the_sweep_fails_exactly_the_calls_past_their_bound() -> None:
     for future in short:
         bridge.track(future, 5.0, "GetTask", "owner")
     bridge.track(answered, 5.0, "Register", "owner")
-    bridge.track(long, 10.0, "Execute", "owner", "timeout")  # a bound named by the caller
+    bridge.track(long, 10.0, "Execute", "owner")
     bridge.track(unbounded, None, "Wait", "owner")
     answered.set_result("ok")
     bridge.untrack(answered)
@@ -268,7 +268,7 @@ async def test_the_sweep_fails_exactly_the_calls_past_their_bound() -> None:
     loop.now = 111.0
     loop.later.pop()[1]()
     assert str(long.exception()) == (
-        "no answer to 'Execute' within timeout=10.0s; the actor system is overloaded or stuck"
+        "no answer to 'Execute' within CALL_TIMEOUT=10.0s; the actor system is overloaded or stuck"
     )
     assert (unbounded.done(), set(bridge.calls), loop.later) == (False, {unbounded}, [])
     unbounded.cancel()
@@ -287,8 +287,8 @@ async def test_calls_of_one_bound_op_and_owner_share_one_entry_while_any_is_trac
     bridge.track(second, None, "SubmitTask", owner)
     bridge.track(other, None, "SubmitTask", stranger)
     assert bridge.calls[first] is bridge.calls[second]
-    assert bridge.calls[first] == (None, "SubmitTask", owner, "CALL_TIMEOUT")
-    assert bridge.calls[other] == (None, "SubmitTask", stranger, "CALL_TIMEOUT")
+    assert bridge.calls[first] == (None, "SubmitTask", owner)
+    assert bridge.calls[other] == (None, "SubmitTask", stranger)
     bridge.fail_owned(owner, ActorSystemError("stopped"))
     assert [str(f.exception()) for f in (first, second)] == ["stopped"] * 2
     assert not other.done()
@@ -303,8 +303,8 @@ async def test_calls_of_one_bound_op_and_owner_share_one_entry_while_any_is_trac
     bridge.track(bounded[2], 10.0, "Register", owner)
     assert bridge.calls[bounded[0]] is bridge.calls[bounded[1]]
     assert [bridge.calls[f] for f in bounded[1:]] == [
-        (5.0, "Register", owner, "CALL_TIMEOUT"),
-        (10.0, "Register", owner, "CALL_TIMEOUT"),
+        (5.0, "Register", owner),
+        (10.0, "Register", owner),
     ]
     for future in bounded:
         bridge.untrack(future)

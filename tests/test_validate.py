@@ -309,20 +309,20 @@ def test_validate_task_id() -> None:
 
 
 def test_validate_timeout() -> None:
-    assert validate_timeout(None, "timeout") is None
-    assert validate_timeout(2, "timeout") == 2.0
-    assert type(validate_timeout(2, "timeout")) is float
-    assert validate_timeout(0.5, "timeout") == 0.5
+    assert validate_timeout(None) is None
+    assert validate_timeout(2) == 2.0
+    assert type(validate_timeout(2)) is float
+    assert validate_timeout(0.5) == 0.5
     with pytest.raises(
         InvalidTaskError,
-        match=r"^max_wait must be a finite number of seconds > 0 or None, got -3$",
+        match=r"^timeout must be a finite number of seconds > 0 or None, got -3$",
     ):
-        validate_timeout(-3, "max_wait")
+        validate_timeout(-3)
     with pytest.raises(
         InvalidTaskError,
         match=r"^timeout must be a finite number of seconds > 0 or None, got '1'$",
     ):
-        validate_timeout("1", "timeout")
+        validate_timeout("1")
 
 
 def test_validate_registration_takes_register_tasks_arguments_in_its_order() -> None:

@@ -53,7 +53,7 @@ def _blocking_timeout(timeout: object, instead: str) -> float | None:
     """`validate_timeout` of a blocking call's ``timeout``, at most `MAX_SECONDS`: the
     call waits for it (and a margin more) in a `threading` wait, which overflows past
     ``threading.TIMEOUT_MAX``. ``instead``: what to do for a longer one."""
-    bound = validate_timeout(timeout, "timeout")
+    bound = validate_timeout(timeout)
     if bound is not None and bound > MAX_SECONDS:
         raise InvalidTaskError(f"{too_long('timeout', timeout, 'for a blocking call')}; {instead}")
     return bound

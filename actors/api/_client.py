@@ -42,7 +42,7 @@ from typing import (
 
 from tenacity.wait import wait_base
 
-from actors.api._map import MapCall
+from actors.api._map import MapCall, MapSlot
 from actors.core import (
     NO_REPLY,
     ActorsError,
@@ -200,8 +200,6 @@ class _Route(TypedDict, total=False):
 
     timeout: float | None
     to: ChildHandle | None
-    op: str | None
-    build: Callable[..., Any] | None
 
 
 class UnifiedTaskManager:
@@ -777,7 +775,7 @@ class UnifiedTaskManager:
                     await asyncio.sleep(0)  # one Batch per chunk, one chunk per iteration
                     if future.done():  # the system failed meanwhile: send no more
                         break
-                send(facade, messages.SubmitTask(spec, ids[index], bridge, call.slot(index)))
+                send(facade, messages.SubmitTask(spec, ids[index], bridge, MapSlot(call, index)))
             await future
         finally:
             bridge.untrack(future)
@@ -853,7 +851,7 @@ class UnifiedTaskManager:
         it waits (see the README: tasks that wait for tasks).
         """
         validate_task_id(task_id)
-        bound = validate_timeout(timeout, "timeout")
+        bound = validate_timeout(timeout)
         reply = self._reply()
         return await self._wait(
             task_id, bound, reply, messages.Wait(task_id, reply, bound is not None), "Wait"
@@ -867,10 +865,8 @@ class UnifiedTaskManager:
         request: Any,
         op: str,
         abandon_cancels: bool = False,
-        build: Callable[..., Any] | None = None,
     ) -> Any:
-        """Send ``request`` (carrying ``reply``; with ``build``, the arguments the
-        outbox builds it from) for ``task_id``'s outcome and wait for it: at most
+        """Send ``request`` (carrying ``reply``) for ``task_id``'s outcome and wait for it: at most
         ``bound`` seconds, and only while someone awaits this call.
 
         A wait that ends without the outcome (timed out, or cancelled) withdraws its
@@ -879,7 +875,7 @@ class UnifiedTaskManager:
         tells its manager it is blocked, so that its slot runs other tasks meanwhile
         (the task it waits for, say), and unblocked when the wait ends.
         """
-        caller = self._start_wait(reply, request, op, build)
+        caller = self._start_wait(reply, request, op, None)
         del request  # not kept while this call waits
         future = reply.future
         try:

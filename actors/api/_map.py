@@ -29,9 +29,6 @@ class MapCall:
         self.errors: dict[int, BaseException] = {}
         self.remaining = count
 
-    def slot(self, index: int) -> MapSlot:
-        return MapSlot(self, index)
-
     def settle(self, index: int, value: Any, error: BaseException | None) -> None:
         settled = self.settled
         if settled[index]:

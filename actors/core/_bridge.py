@@ -79,14 +79,14 @@ class LoopBridge:
         self._scheduled = False
         self._sweeping = False
         self.closed = False
-        self.calls: dict[asyncio.Future[Any], tuple[float | None, str, object, str]] = {}
+        self.calls: dict[asyncio.Future[Any], tuple[float | None, str, object]] = {}
         """Every call awaited on this loop: its bound in seconds (None: unbounded), op,
-        owner, the bound's name. Calls alike share one entry (a burst adds no tracked
+        owner. Calls alike share one entry (a burst adds no tracked
         tuple per call)."""
         self._bounded: dict[float, dict[asyncio.Future[Any], float]] = {}
         """The bounded calls by their bound, each in deadline order (``loop.time()``
         only grows, and every call of one bound adds the same to it)."""
-        self._entry: tuple[float | None, str, object, str] = _NO_ENTRY
+        self._entry: tuple[float | None, str, object] = _NO_ENTRY
         """The last entry of `calls`, shared by the next call of the same bound, op and
         owner while any is in `calls`."""
         self.outbox: Any = None
@@ -102,14 +102,13 @@ class LoopBridge:
         timeout: float | None,
         op: str,
         owner: object,
-        bound: str = "CALL_TIMEOUT",
     ) -> None:
-        """Bound the call that ``future`` awaits by ``timeout`` seconds (None: only
-        `fail_owned` ends it); `untrack` it once it ended. ``bound`` names where
-        ``timeout`` came from (a setting, an argument): the `CallTimeout` says it."""
+        """Bound the call that ``future`` awaits by ``timeout`` seconds, the
+        ``CALL_TIMEOUT`` setting (None: only `fail_owned` ends it); `untrack` it once it
+        ended."""
         entry = self._entry
-        if entry[0] != timeout or entry[1] != op or entry[2] is not owner or entry[3] != bound:
-            entry = self._entry = (timeout, op, owner, bound)
+        if entry[0] != timeout or entry[1] != op or entry[2] is not owner:
+            entry = self._entry = (timeout, op, owner)
         self.calls[future] = entry
         if timeout is None:
             return
@@ -154,7 +153,7 @@ class LoopBridge:
                 if entry is not None and not future.done():
                     future.set_exception(
                         CallTimeout(
-                            f"no answer to {entry[1]!r} within {entry[3]}={timeout}s; "
+                            f"no answer to {entry[1]!r} within CALL_TIMEOUT={timeout}s; "
                             "the actor system is overloaded or stuck"
                         )
                     )
@@ -166,7 +165,7 @@ class LoopBridge:
 
     def fail_owned(self, owner: object, error: BaseException) -> None:
         """Fail every call of ``owner`` still waiting (runs on the loop)."""
-        for future, (_deadline, _op, who, _bound) in list(self.calls.items()):
+        for future, (_deadline, _op, who) in list(self.calls.items()):
             if who is owner and not future.done():
                 future.set_exception(error)
 
@@ -215,7 +214,7 @@ def _apply(fn: Callable[..., object], args: tuple[Any, ...]) -> None:
     fn(*args)
 
 
-_NO_ENTRY: tuple[float | None, str, object, str] = (None, "", None, "")
+_NO_ENTRY: tuple[float | None, str, object] = (None, "", None)
 
 DRAIN_CHUNK = 64
 """Callbacks a `LoopBridge` runs per loop iteration, at most.

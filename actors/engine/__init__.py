@@ -8,7 +8,6 @@ paged queries over task records.
 
 from actors.engine._breaker import BreakerRegistry, BreakerState, BreakerTransition, CircuitBreaker
 from actors.engine._engine import Engine, Policy, Port, StartFailed, Transition
-from actors.engine._graph import DependencyGraph
 from actors.engine._outcomes import retry_delay
 from actors.engine._query import (
     MAX_PAGE_SIZE,
@@ -21,7 +20,7 @@ from actors.engine._query import (
     page_rows,
     split_page,
 )
-from actors.engine._record import MAX_FAILURES_KEPT, Attempt, AttemptFailure, TaskRecord, Timer
+from actors.engine._record import MAX_FAILURES_KEPT, Attempt, TaskRecord, Timer
 from actors.engine._results import ResultOf, find_results, result_of, substitute
 from actors.engine._validate import (
     TaskSpec,
@@ -37,12 +36,10 @@ __all__ = [
     "MAX_FAILURES_KEPT",
     "MAX_PAGE_SIZE",
     "Attempt",
-    "AttemptFailure",
     "BreakerRegistry",
     "BreakerState",
     "BreakerTransition",
     "CircuitBreaker",
-    "DependencyGraph",
     "Engine",
     "PageQuery",
     "Policy",

@@ -710,7 +710,7 @@ class Engine:
         if not waiting:
             del self.parked[name]
 
-    def _leave_running(self, record: TaskRecord, outcome: BaseException | None = None) -> None:
+    def _leave_running(self, record: TaskRecord, outcome: BaseException | None) -> None:
         """The attempt is over; ``outcome`` (None: success) goes to its breaker."""
         if record.blocked:
             record.blocked = 0  # its slot is lent out already

@@ -20,12 +20,6 @@ from actors.core import (
 __all__ = ["DependencyGraph"]
 
 
-def _task_ids(value: Iterable[str], argument: str) -> Iterable[str]:
-    if isinstance(value, str):
-        raise TypeError(f"{argument} must be an iterable of task ids, not a str, got {value!r}")
-    return value
-
-
 class DependencyGraph:
     """Tasks and their dependencies, with cycle checks.
 
@@ -80,7 +74,7 @@ class DependencyGraph:
         if dependencies == ():  # the common case: a node without edges
             self._nodes[task_id] = None
             return
-        deps = dict.fromkeys(_task_ids(dependencies, "dependencies"))
+        deps = dict.fromkeys(dependencies)
         for dep in deps:
             if dep == task_id:
                 raise DependencyCycleError([task_id, task_id])
@@ -156,7 +150,7 @@ class DependencyGraph:
                 if nodes.pop(node, self) is not self and len(nodes) <= 1:
                     shrink(nodes)  # at least half went (as below)
                 return
-        gone = {t for t in _task_ids(task_ids, "task_ids") if t in self._nodes}
+        gone = {t for t in task_ids if t in self._nodes}
         shrink_after = len(gone) >= len(self._nodes) - len(gone)
         for node in gone:
             del self._nodes[node]

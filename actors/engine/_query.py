@@ -157,7 +157,7 @@ def page_rows(
     start: int,
     stop: int,
     backend: str,
-    dependencies: Callable[[str], Iterable[str]] = lambda _task_id: (),
+    dependencies: Callable[[str], Iterable[str]],
 ) -> list[TaskRow]:
     """A manager's second step: the rows of its matches ``start`` to ``stop``, each with
     its direct ``dependencies`` (by task id)."""

@@ -91,14 +91,15 @@ def validate_task_id(value: object, argument: str = "task_id") -> str:
     return _non_empty_str(value, argument)
 
 
-def validate_timeout(value: object, argument: str) -> float | None:
-    """None, or ``value`` as a float if it is a finite number > 0 (seconds)."""
+def validate_timeout(value: object) -> float | None:
+    """None, or ``value`` (a ``timeout`` argument) as a float if it is a finite number
+    > 0 (seconds)."""
     if value is None:
         return None
     number = finite_float(value)
     if number is None or number <= 0:
         raise InvalidTaskError(
-            f"{argument} must be a finite number of seconds > 0 or None, got {value!r}"
+            f"timeout must be a finite number of seconds > 0 or None, got {value!r}"
         )
     return number
 
@@ -122,11 +123,7 @@ def check_picklable(
     """`InvalidTaskError` naming the first of ``func``, ``args`` and ``kwargs`` that
     `pickle` cannot serialise: the ``process`` and ``dask`` executors send them to
     another process."""
-    try:
-        pickle.dumps((func, args, kwargs), pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        pass
-    else:
+    if _pickle_error((func, args, kwargs)) is None:
         return
     where = f"cannot be pickled for the {executor!r} executor"
     error = _pickle_error(func)
@@ -182,8 +179,7 @@ def is_coroutine_callable(func: object) -> bool:
     flags = _function_flags(func)
     if flags is not None and flags & _CO_COROUTINE:
         return True  # an ``async def`` function: the common case, read from its code
-    while isinstance(func, functools.partial):
-        func = func.func
+    # (`inspect.iscoroutinefunction` and `_what_a_call_runs` both see through partials)
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(_what_a_call_runs(func))
 
 
@@ -335,7 +331,7 @@ def validate_registration(
                 f"retry_wait must be a tenacity wait strategy (such as "
                 f"tenacity.wait_exponential()) or None, got {retry_wait!r}"
             )
-        checked_timeout = validate_timeout(timeout, "timeout")
+        checked_timeout = validate_timeout(timeout)
         checked_id = None if task_id is None else validate_task_id(task_id)
         if checked_id is not None and checked_id in results:
             raise InvalidTaskError(

@@ -10,7 +10,6 @@ from actors.journal._codec import (
     TAG,
     Codec,
     EncodedResult,
-    Payload,
     error_fields,
     register_placeholder,
 )
@@ -31,7 +30,6 @@ __all__ = [
     "EncodedResult",
     "JournalStore",
     "JournalWriter",
-    "Payload",
     "Record",
     "StatusChange",
     "TaskRow",

@@ -18,7 +18,7 @@ import operator
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from actors.core import (
@@ -479,10 +479,6 @@ class JournalStore(ClosedOnExit):
         with contextlib.suppress(sqlite3.Error):
             if self._connection.in_transaction:
                 self._connection.execute("ROLLBACK")
-
-    def delete(self, task_ids: Iterable[str]) -> None:
-        """Delete the rows of ``task_ids`` in one transaction (missing ones are no error)."""
-        self.write([Deletion(task_id) for task_id in task_ids])
 
     @gc_paused()  # many rows at once, none holding a cycle
     def load(self) -> list[TaskRow]:

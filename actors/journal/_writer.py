@@ -4,9 +4,9 @@
 records of the engine's transitions and flushes when its mailbox is empty. Records of
 one task coalesce, so a task that went pending -> queued -> running -> completed since
 the last flush costs one row write. A failed flush is reported to ``on_error`` (never
-raised) and its records stay pending, for the next flush or, through `take_pending`,
-for the next incarnation of the actor (the state-handover pattern of the supervised
-children: what outlives an incarnation is a plain object handed to the next one).
+raised) and its records stay pending, for the next flush, by this incarnation of the
+actor or the next (the state-handover pattern of the supervised children: the writer
+lives in the `JournalState` that outlives an incarnation).
 """
 
 from __future__ import annotations
@@ -38,39 +38,24 @@ class JournalWriter:
     """Pending records of a `JournalStore`, coalesced per task, written by `flush`.
 
     ``on_error(error, records)`` is called with the `JournalError` of a failed flush and
-    the number of records it kept pending. ``pending`` (from `take_pending` of the
-    previous writer) is added first, in order.
+    the number of records it kept pending.
     """
 
-    __slots__ = ("_on_error", "_pending", "commits", "failures", "records_written", "store")
+    __slots__ = ("_on_error", "_pending", "store")
 
     def __init__(
         self,
         store: JournalStore,
         *,
         on_error: Callable[[JournalError, int], object],
-        pending: Iterable[Record] = (),
     ) -> None:
         self.store = store
         self._on_error = on_error
         self._pending: dict[str, Record] = {}
-        self.commits = 0
-        """Flushes that committed a transaction."""
-        self.records_written = 0
-        """Records those transactions wrote (after coalescing)."""
-        self.failures = 0
-        """Flushes that failed (reported to ``on_error``)."""
-        self.add_all(pending)
-
-    def add(self, record: Record) -> None:
-        """Queue ``record``, merged with the task's pending record if there is one."""
-        pending = self._pending
-        task_id = record.task_id
-        earlier = pending.get(task_id)
-        pending[task_id] = record if earlier is None else merge(earlier, record)
 
     def add_all(self, records: Iterable[Record]) -> None:
-        """`add` each of ``records``, in order."""
+        """Queue each of ``records``, in order, merged with the task's pending record if
+        there is one."""
         pending = self._pending
         get = pending.get
         for record in records:
@@ -103,11 +88,8 @@ class JournalWriter:
                     f"cannot write journal {self.store.path!r}: {type(exc).__name__}: {exc}"
                 )
             )
-            self.failures += 1
             self._on_error(error, len(batch))
             return False
-        self.commits += 1
-        self.records_written += len(batch)
         return True
 
     def flush_changes(self, task_ids: Iterable[str]) -> bool | None:
@@ -136,12 +118,6 @@ class JournalWriter:
     def pending(self) -> list[Record]:
         """The records not written yet, in order (a copy)."""
         return list(self._pending.values())
-
-    def take_pending(self) -> list[Record]:
-        """The records not written yet, in order; this writer is left with none."""
-        taken = list(self._pending.values())
-        self._pending.clear()
-        return taken
 
     def __len__(self) -> int:
         return len(self._pending)

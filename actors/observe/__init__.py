@@ -10,7 +10,6 @@ from actors.observe._governor import (
     Pressure,
     ResourceSample,
     decide,
-    pressure,
     psutil_probe,
 )
 from actors.observe._histogram import Histogram
@@ -46,7 +45,6 @@ __all__ = [
     "empty_snapshot",
     "end_span",
     "kind_of_transition",
-    "pressure",
     "psutil_probe",
     "render_prometheus",
     "snapshot_collector",

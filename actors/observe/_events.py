@@ -92,7 +92,7 @@ class Subscriber:
         self.task_type = task_type
         self.dropped = 0
         self.closed = False
-        self._buffer: deque[Event] = deque()
+        self._buffer: deque[Event] = deque(maxlen=capacity)  # full: the oldest go
         self._lock = threading.Lock()
         self._posted = False
         self._waiter: asyncio.Future[None] | None = None
@@ -104,14 +104,10 @@ class Subscriber:
 
     def offer(self, events: list[Event]) -> int:
         """Append ``events``, dropping the oldest past capacity; returns how many dropped."""
-        dropped = 0
         with self._lock:
             buffer = self._buffer
-            for event in events:
-                if len(buffer) >= self.capacity:
-                    buffer.popleft()
-                    dropped += 1
-                buffer.append(event)
+            dropped = max(0, len(buffer) + len(events) - self.capacity)
+            buffer.extend(events)
             self.dropped += dropped
             wake = not self._posted
             self._posted = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import accumulate
 
 __all__ = ["Histogram", "HistogramCounts"]
 
@@ -43,11 +44,8 @@ class Histogram:
         self._counts = [0] * (len(bounds) + 1)  # the last one: above every bound
         self._sum = 0.0
 
-    def observe(self, value: float) -> None:
-        self.observe_many((value,))
-
     def observe_many(self, values: Iterable[float]) -> None:
-        """`observe` every value in ``values``, in order (the same sum, for less)."""
+        """Count every value in ``values``, in order."""
         counts = self._counts
         bounds = self._bounds
         total = self._sum
@@ -57,11 +55,5 @@ class Histogram:
         self._sum = total
 
     def counts(self) -> HistogramCounts:
-        cumulative = []
-        running = 0
-        for n in self._counts[:-1]:
-            running += n
-            cumulative.append(running)
-        return HistogramCounts(
-            self._bounds, tuple(cumulative), running + self._counts[-1], self._sum
-        )
+        cumulative = tuple(accumulate(self._counts))
+        return HistogramCounts(self._bounds, cumulative[:-1], cumulative[-1], self._sum)

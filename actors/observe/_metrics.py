@@ -63,8 +63,7 @@ class QuantileSketch:
     within ``alpha`` relative error of everything it holds. Values below ``min_value``
     are counted in a zero bucket. At most ``max_buckets`` buckets are kept: when one
     more is needed the lowest ones are collapsed into one, so the low quantiles lose
-    accuracy and the high ones (the ones that matter for latency) keep it. Merging is
-    exact: a merge of two sketches equals one sketch fed both inputs.
+    accuracy and the high ones (the ones that matter for latency) keep it.
 
     `quantile(q)` answers for the element of rank ``floor(q * (count - 1))`` in sorted
     order, within ``alpha`` relative error (unless its bucket was collapsed); ``count``,
@@ -146,19 +145,15 @@ class QuantileSketch:
     def max(self) -> float:
         return self._max if self._count else 0.0
 
-    def add(self, value: float) -> None:
-        """Count one duration in seconds (a finite number >= 0)."""
-        self.add_many((value,))
-
     def add_many(self, values: Sequence[float]) -> None:
         """Count every duration in ``values`` (seconds), in order: the same sketch as
-        `add` called on each, for less per value. A bad value (not a finite number >= 0)
+        each added alone, for less per value. A bad value (not a finite number >= 0)
         raises before any is counted."""
         if not values:
             return
         lowest = min(values)
         total = self._sum
-        for value in values:  # one by one, as `add` would: the same float rounding
+        for value in values:  # one by one: the same float rounding as values added alone
             total += value
         if not lowest >= 0.0 or not total < math.inf:  # a NaN anywhere makes total one
             for value in values:
@@ -186,36 +181,6 @@ class QuantileSketch:
         self._zero += zero
         # Collapsing once at the end leaves the bins one collapse per new bucket would:
         # the highest `max_buckets` keys, every lower value counted in the lowest of them.
-        if len(bins) > self._max_buckets:
-            self._collapse()
-
-    def merge(self, other: QuantileSketch) -> None:
-        """Add everything `other` counted (same `alpha` and `min_value` required)."""
-        if not isinstance(other, QuantileSketch):
-            raise TypeError(f"can only merge a QuantileSketch, got {other!r}")
-        if other._alpha != self._alpha or other._min_value != self._min_value:
-            raise ValueError(
-                f"cannot merge sketches with different accuracy: alpha {other._alpha} and "
-                f"min_value {other._min_value} into alpha {self._alpha} and "
-                f"min_value {self._min_value}"
-            )
-        if not other._count:
-            return
-        self._count += other._count
-        self._sum += other._sum
-        self._zero += other._zero
-        self._min = min(self._min, other._min)
-        self._max = max(self._max, other._max)
-        bins = self._bins
-        floor = max(self._floor, other._floor)
-        if floor > self._floor:
-            self._floor = floor
-            low = [k for k in bins if k < floor]
-            if low:
-                bins[floor] = bins.get(floor, 0) + sum(bins.pop(k) for k in low)
-        for key, n in list(other._bins.items()):
-            key = max(key, floor)
-            bins[key] = bins.get(key, 0) + n
         if len(bins) > self._max_buckets:
             self._collapse()
 

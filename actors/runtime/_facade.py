@@ -102,9 +102,6 @@ class _Gather:
         self.remaining = 2
         self.error: BaseException | None = None
 
-    def part(self, index: int) -> _Part:
-        return _Part(self, index)
-
     def _done(self, index: int, value: Any, error: BaseException | None) -> None:
         with self._lock:
             self.results[index] = value
@@ -525,7 +522,7 @@ class FacadeActor(SystemChild[FacadeState]):
     def _fan_out(self, message: FanOut, combine: Callable[[list[Any]], Any]) -> None:
         gather = _Gather(message.reply, combine)
         for index, backend in enumerate(TASK_SYSTEMS):
-            self._to(backend, message._replace(reply=gather.part(index)))
+            self._to(backend, message._replace(reply=_Part(gather, index)))
 
 
 _ROUTED = frozenset((*messages.PER_TASK_TYPES, messages.AttemptDone))

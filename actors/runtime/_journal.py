@@ -54,14 +54,11 @@ class JournalState:
         """Attempts whose tasks' ``running`` records (of ``starting``) are written in a
         transaction of their own as soon as the mailbox holds no more batch
         (`JournalActor.start_attempts`): one for the batches that came meanwhile."""
-        self.errors = 0
-        """Failed writes so far."""
         self.stopped = threading.Event()
         """Set once an incarnation has stopped (not crashed) and made its last write:
         the system closes the file after it (`Journal.close`)."""
 
     def _failed(self, error: JournalError, records: int) -> None:
-        self.errors += 1
         _log.error("journal write failed ({} records kept pending): {}", records, error)
         with contextlib.suppress(Exception):
             self.ctx.handle("task_monitor").tell(JournalFailed(error, records))

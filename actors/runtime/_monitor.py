@@ -89,7 +89,6 @@ class MonitorState:
         """task type -> its tasks not cleaned up yet."""
         self.own_labels = 0
         """Types labelled by their own name (at most ``METRICS_MAX_TASK_TYPES``)."""
-        self.transitions = 0
         self.restarts: Counter[str] = Counter()
         self.execution: dict[str, QuantileSketch] = {}
         self.waiting: dict[str, QuantileSketch] = {}
@@ -305,13 +304,11 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             if moves:
                 self._settle(moves, ran, waited)
             done = items[: len(items) - len(unhandled)]
-            state.transitions += len(done)
             if state.subscribers:
                 self._publish(_events(done), self.state.muted.get(backend))
             raise
         if moves:
             self._settle(moves, ran, waited)
-        state.transitions += len(items)
         if state.subscribers:
             self._publish(_events(items), self.state.muted.get(backend))
 

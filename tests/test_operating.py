@@ -1025,3 +1025,43 @@ async def test_a_monitor_crash_answering_a_request_answers_its_caller(
         " was dropped, not retried"
     )
     assert (restarts["task_monitor"], dict(metrics.tasks_by_status), faults) == (1, {}, ["fault"])
+
+
+async def test_a_task_whose_outcome_its_manager_cannot_be_told_fails_through_the_facade_crash(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The facade cannot tell a task's outcome to its manager (an Exception from the
+    # tell, injected: a stopped manager raises SupervisorError). The outcome has no
+    # caller: the facade crashes with that error, as a tell handler's exception crashes
+    # any actor, and fails the task through its manager (a Crashed naming the facade).
+    # Before, reading the outcome's missing reply raised an AttributeError in the
+    # except clause: the facade crashed with that, and the task stayed RUNNING (its
+    # caller waited for ever).
+    from supervisors import SupervisorError
+
+    child = manager_of(backend)
+    received = received_by(monkeypatch, "facade")
+    faults: list[object] = []
+
+    def crash() -> None:
+        from actors.runtime import messages
+
+        tell = ChildHandle.tell
+
+        def faulty(handle: ChildHandle, message: Any) -> None:
+            if handle.child_id == child and type(message) is messages.AttemptDone and not faults:
+                faults.append(message.task_id)
+                raise SupervisorError("fault")
+            tell(handle, message)
+
+        monkeypatch.setattr(ChildHandle, "tell", faulty)
+
+    async with ActorSystem(crash_config(backend)) as system:
+        caught, info, after, restarts = await crash_on_its_outcome(system, received, "alone", crash)
+    expected = (
+        "task 'first' failed: the facade crashed handling its AttemptDone"
+        " (SupervisorError('fault')); the message was dropped, not retried"
+    )
+    assert str(caught) == expected
+    assert (info.status, str(info.error), after) == (TaskStatus.FAILED, expected, 7)
+    assert (faults, restarts["facade"], restarts[child]) == (["first"], 1, 0)

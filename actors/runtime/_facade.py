@@ -232,13 +232,25 @@ class FacadeActor(SystemChild[FacadeState]):
             try:
                 self._to(bounce.backend, messages.Recheck(_bounced(message, bounce.backend)))
             except Exception as exc:
-                message.reply.set_exception(exc)
+                self._failed(message, exc)
         except Exception as exc:
-            message.reply.set_exception(exc)  # only requests can fail here
+            self._failed(message, exc)
         except BaseException as exc:
             self._crashed(message, exc)
             raise
         return None
+
+    def _failed(self, message: Any, exc: Exception) -> None:
+        """Handling ``message`` raised ``exc``: a request's caller hears it. A message
+        without a caller (a task's outcome its manager could not be told: a
+        `SupervisorError` at shutdown, a full restart buffer) crashes this actor with
+        ``exc`` as any message would (`_crashed` fails its task if its manager can hear
+        it); before, reading its missing reply raised an AttributeError instead."""
+        reply = getattr(message, "reply", None)
+        if reply is None:
+            self._crashed(message, exc)
+            raise exc
+        reply.set_exception(exc)
 
     def _crashed(self, message: Any, exc: BaseException) -> None:
         """Handling ``message`` crashes this actor: it is dropped, not re-run, and its

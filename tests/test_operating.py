@@ -1065,3 +1065,33 @@ async def test_a_task_whose_outcome_its_manager_cannot_be_told_fails_through_the
     assert str(caught) == expected
     assert (info.status, str(info.error), after) == (TaskStatus.FAILED, expected, 7)
     assert (faults, restarts["facade"], restarts[child]) == (["first"], 1, 0)
+
+
+async def test_a_bounced_registration_that_crashes_its_manager_answers_its_caller(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # A registration of an id the facade routes is bounced off its manager first
+    # (`messages.Recheck`); handling that crashes the manager (a BaseException,
+    # injected). The Recheck carries the caller's request: the caller hears why. Before,
+    # the Recheck was dropped with no Crashed (it has neither a task id nor a reply of
+    # its own): the caller (tracked with no bound) waited for ever.
+    from actors import DuplicateTaskError
+    from actors.runtime._manager_base import BaseManager
+
+    wait = 10.0
+    child = manager_of(backend)
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        assert await tm.register_task("a", noop, task_id="a") == "a"
+        faults = fail_once(monkeypatch, BaseManager, "_forget", _Fault("fault"))
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(tm.register_task("a", noop, task_id="a"), wait)
+        with pytest.raises(DuplicateTaskError):  # the route is live: bounced, then refused
+            await asyncio.wait_for(tm.register_task("a", noop, task_id="a"), wait)
+        status = await tm.get_task_status("a")
+        restarts = await restarts_of(system)
+    assert str(caught.value) == (
+        f"a request failed: the {child} crashed handling its Recheck (_Fault('fault'));"
+        " the message was dropped, not retried"
+    )
+    assert (faults, status, restarts[child]) == (["fault"], TaskStatus.PENDING, 1)

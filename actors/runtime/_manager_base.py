@@ -312,9 +312,13 @@ class BaseManager(SupervisedActor):
         """Hand over to the next incarnation: a `Crashed` for ``failed`` if it is about
         one task or a caller's request and its handling raised ``exc`` (None: the flush
         after it raised, `FLUSH_AT`: it was handled), then the items ``rest`` had not
-        reached."""
+        reached. A `messages.Recheck` carries a caller's request the facade bounced off
+        this manager: that caller hears the crash (the request is about no task here:
+        its id is another task's, or its dependency is in the other system)."""
         task_id = getattr(failed, "task_id", None)
         caller = getattr(failed, "reply", None)
+        if type(failed) is messages.Recheck:
+            caller = failed.message.reply
         if (
             exc is not None
             and (type(task_id) is str or caller is not None)

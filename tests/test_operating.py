@@ -1095,3 +1095,32 @@ async def test_a_bounced_registration_that_crashes_its_manager_answers_its_calle
         " the message was dropped, not retried"
     )
     assert (faults, status, restarts[child]) == (["fault"], TaskStatus.PENDING, 1)
+
+
+async def test_a_facade_crash_sending_a_batch_on_loses_none_of_its_run(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The facade crashes sending a batch's run on to its manager (a BaseException from
+    # `send_run`, injected): the run goes to its next incarnation, which sends it on.
+    # Before, the run was lost: its messages were neither sent nor handed over, and
+    # their callers (tracked with no bound) waited for ever.
+    from actors.runtime import _facade
+
+    wait = 10.0
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        first = await tm.register_task("first", noop, (5,), task_id="first")
+        faults = fail_once(
+            monkeypatch,
+            _facade,
+            "send_run",
+            _Fault("fault"),
+            lambda target, run: [type(m).__name__ for m in run],
+        )
+        status = asyncio.ensure_future(tm.get_task_status(first))  # (in one flush, after
+        result = asyncio.ensure_future(tm.execute_task(first, wait=True))  # the Execute)
+        seen = await asyncio.wait_for(status, wait)  # (the attempt started: one batch)
+        assert await asyncio.wait_for(result, wait) == 5
+        restarts = await restarts_of(system)
+    run = [["Execute", "GetStatus"]]
+    assert (faults, seen, restarts["facade"]) == (run, TaskStatus.RUNNING, 1)

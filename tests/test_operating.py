@@ -946,6 +946,50 @@ async def test_a_journal_crash_writing_the_early_starts_loses_no_attempt(
     assert (faults, result, restarts["journal"]) == ([1], 4, 1)
 
 
+async def test_a_journal_crash_committing_when_idle_answers_after_writing_the_records(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes in the commit it makes when its mailbox runs dry (writing a
+    # durable registration's record raises a BaseException, injected): it restarts, and
+    # its next incarnation writes the record, then answers the registration. Before, the
+    # BaseException escaped the actor's loop: its thread died unseen (no restart) and
+    # the caller (tracked with no bound) waited for ever.
+    from actors.journal import JournalWriter
+
+    wait = 10.0
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        faults = fail_once(monkeypatch, JournalWriter, "flush", _Fault("fault"), lambda *_: 1)
+        registered = system.task_manager.register_task("first", noop, (4,), task_id="a")
+        assert await asyncio.wait_for(registered, wait) == "a"
+        restarts = await restarts_of(system)
+    async with ActorSystem(config) as system:  # what the journal wrote
+        status = await system.task_manager.get_task_status("a")
+    assert (faults, restarts["journal"], status) == ([1], 1, TaskStatus.PENDING)
+
+
+async def test_a_journal_crash_starting_attempts_after_a_commit_loses_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes starting the attempts whose running records it committed (a
+    # BaseException from `start_all`, injected, before it started any): the attempts it
+    # had not started go back into its state, and its next incarnation starts them.
+    # Before, they were lost: the task stayed RUNNING and its caller waited for ever.
+    from actors.runtime import _journal
+
+    wait = 10.0
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        assert await tm.register_task("first", noop, (4,), task_id="a") == "a"
+        faults = fail_once(
+            monkeypatch, _journal, "start_all", _Fault("fault"), lambda *_: "start_all"
+        )
+        result = await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
+        restarts = await restarts_of(system)
+    assert (faults, result, restarts["journal"]) == (["start_all"], 4, 1)
+
+
 class _FaultOnce(frozenset[type]):
     """`_facade._ROUTED` whose first test for an `AttemptDone` raises `_Fault`: a crash
     of the facade's batch fast path on a task's outcome."""

@@ -875,6 +875,7 @@ async def test_a_journal_crash_adding_a_batch_answers_after_writing_its_records(
         log.append(("write", *(record.task_id for record in batch)))
 
     def spy_answer_all(answers: Any) -> None:
+        answers = list(answers)  # (an iterator: what is left of it if one crashes)
         log.append(("answer", *(str(value) for _, value in answers)))
         answer_all(answers)
 
@@ -908,6 +909,7 @@ async def test_a_journal_crash_adding_a_batch_starts_its_attempts_after_their_re
         log.append(("write", *(record.task_id for record in batch)))
 
     def spy_start_all(starts: Any) -> None:
+        starts = list(starts)  # (an iterator: what is left of it if one crashes)
         log.append(("start", str(len(starts))))
         start_all(starts)
 

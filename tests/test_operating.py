@@ -833,6 +833,45 @@ async def test_a_monitor_crash_mid_batch_leaves_no_status_count_behind(
     assert dict(metrics.tasks_by_type) == {}
 
 
+async def test_a_monitor_crash_labelling_a_type_mid_batch_leaves_the_status_counts_exact(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The monitor crashes giving a new task type its label, part-way through a batch
+    # of transitions (injected: the second type's). Nothing of that transition was
+    # applied: it goes to the next incarnation with the rest of the batch. Before, it
+    # was dropped: its task was never counted as pending, and its later moves
+    # subtracted from a status it was never added to.
+    from actors.runtime._monitor import TaskMonitorActor
+
+    wait = 10.0
+    label = TaskMonitorActor._label
+    faults: list[str] = []
+
+    def faulty(monitor: TaskMonitorActor, task_type: str) -> str:
+        if task_type == "y" and not faults:
+            faults.append(task_type)
+            raise _Fault("fault")
+        return label(monitor, task_type)
+
+    monkeypatch.setattr(TaskMonitorActor, "_label", faulty)
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        for task_type in ("x", "y"):  # one batch: the managers hold them until a Flush
+            await tm.register_task(task_type, noop, task_type=task_type, task_id=task_type)
+        registered = await asyncio.wait_for(tm.get_metrics(), wait)
+        for task_id in ("x", "y"):
+            assert await tm.execute_task(task_id, wait=True) == 0
+        ended = await asyncio.wait_for(tm.get_metrics(), wait)
+        restarts = await restarts_of(system)
+    assert (faults, restarts["task_monitor"]) == (["y"], 1)
+    assert dict(registered.tasks_by_status) == {"pending": 2}
+    assert dict(ended.tasks_by_status) == {"completed": 2}
+    assert {t: dict(c) for t, c in ended.tasks_by_type.items()} == {
+        "x": {"completed": 1},
+        "y": {"completed": 1},
+    }
+
+
 async def test_a_journal_crash_adding_a_batch_loses_neither_its_answers_nor_its_records(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

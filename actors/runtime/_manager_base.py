@@ -349,7 +349,7 @@ class BaseManager(SupervisedActor):
         )
         task_id = message.task_id
         if task_id is not None:
-            if self.engine.crashed(task_id, error):
+            if self.engine.crashed(task_id, error, message.message == "AttemptDone"):
                 self._log.error("{}: {}", task_id, error)
             elif message.message in _REGISTRATIONS and task_id not in self.engine.tasks:
                 self._refused(task_id)  # never registered: the facade drops its route

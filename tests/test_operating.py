@@ -1209,3 +1209,51 @@ async def test_a_facade_crash_sending_a_batch_on_loses_none_of_its_run(
         restarts = await restarts_of(system)
     run = [["Execute", "GetStatus"]]
     assert (faults, seen, restarts["facade"]) == (run, TaskStatus.RUNNING, 1)
+
+
+async def test_a_crash_while_a_task_s_outcome_is_on_its_way_leaves_the_task_to_it(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The task's attempt ended (its caller heard 1) and its outcome is on its way to
+    # the manager (held, injected) when a cancel of the task crashes the manager (a
+    # BaseException, injected). The cancel's caller hears why; the task is left to its
+    # outcome, which completes it. Before, the crash failed the task: its caller heard
+    # 1, and the task said FAILED.
+    from actors.runtime import messages
+
+    wait = 10.0
+    child = manager_of(backend)
+    held: list[tuple[ChildHandle, Any]] = []
+    on_its_way = threading.Event()
+    tell = ChildHandle.tell
+
+    def spy(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == child and type(message) is messages.AttemptDone and not held:
+            held.append((handle, message))
+            on_its_way.set()
+            return
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", spy)
+    gate, gated = gated_task()
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        engine = system._state.states[child]
+        first = await tm.register_task("first", gated, task_id="first")
+        caller = asyncio.ensure_future(tm.execute_task(first, wait=True))
+        assert await tm.get_task_status(first) is TaskStatus.RUNNING
+        gate.set()
+        assert await asyncio.wait_for(caller, wait) == 1  # the attempt answered it
+        assert await asyncio.to_thread(on_its_way.wait, wait)
+        fail_once(monkeypatch, engine, "cancel", _Fault("fault"))
+        with pytest.raises(ActorSystemError) as cancelled:
+            await asyncio.wait_for(tm.cancel_task(first), wait)
+        tell(*held[0])  # the outcome arrives
+        result = await asyncio.wait_for(tm.wait_for_task(first), wait)
+        status = await tm.get_task_status(first)
+        restarts = await restarts_of(system)
+    assert str(cancelled.value) == (
+        f"a request about task 'first' failed: the {child} crashed handling its Cancel"
+        " (_Fault('fault')); the message was dropped, not retried"
+    )
+    assert (result, status, restarts[child]) == (1, TaskStatus.COMPLETED, 1)

@@ -162,7 +162,7 @@ class SupervisedActor(pykka.ThreadingActor):
             if idle is not None and inbox.empty() and not stopped.is_set():
                 try:
                     idle(self)
-                except Exception as exc:
+                except BaseException as exc:  # contained too: a crash of this actor
                     self._crash(exc)
 
     def _actor_loop_teardown(self) -> None:

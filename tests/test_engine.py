@@ -492,3 +492,87 @@ def test_a_failed_task_keeps_its_registration_to_be_retried() -> None:
         {"k": 3},
         breaker,
     )
+
+
+class BreakerPort(Port):
+    """A `Port` that arms breaker timers too."""
+
+    def breaker_after(self, delay: float, name: str) -> Timer:
+        self.timers.append(("breaker", delay, name, 0))
+        return Timer()
+
+
+def test_a_task_whose_message_crashed_the_manager_fails_in_any_state_and_leaves_no_slot() -> None:
+    # `Engine.crashed` (a message about the task crashed its manager) fails a task that
+    # has not ended, whatever it waits for -- a retry timer, a slot (a heap entry), its
+    # breaker (parked), its dependencies, its attempt -- and leaves every count and
+    # queue exact: the running slots, the timers, the heap and the parked entries.
+    engine, port, clock = make(Policy.scheduler(2), BreakerPort())
+    breaker = CircuitBreaker("svc", failure_threshold=1, clock=clock)
+    breaker.release(breaker.acquire(), RuntimeError("down"))  # open: its tasks park
+    register(engine, "a")
+    register(engine, "r", max_retries=1, retry_delay=2.0)
+    register(engine, "b")
+    register(engine, "q")
+    register(engine, "w", dependencies=["q"])
+    register(engine, "p", circuit_breaker=breaker)
+    for task_id in ("a", "r"):
+        engine.execute(task_id)
+    engine.attempt_done("r", 1, None, ValueError("boom"), at=None)  # retrying on a timer
+    for task_id in ("p", "b", "q", "w"):  # "p" parks (its breaker is open) on a free slot
+        engine.execute(task_id)
+    tasks = engine.tasks
+    assert [tasks[t].status for t in "arbqwp"] == [
+        RUNNING,
+        RETRYING,
+        RUNNING,
+        QUEUED,
+        WAITING,
+        QUEUED,
+    ]
+    assert (engine.running, len(engine.ready), list(engine.parked)) == (2, 1, ["svc"])
+    crash = ActorSystemError("crashed")
+    assert [engine.crashed(t, crash) for t in "rpwb"] == [True] * 4
+    # "w" failed: its dependency "q" is untouched; "b"'s slot went to "q" at once.
+    assert [tasks[t].status for t in "arbqwp"] == [
+        RUNNING,
+        FAILED,
+        FAILED,
+        RUNNING,
+        FAILED,
+        FAILED,
+    ]
+    assert (engine.running, engine.ready, port.attempts[2].cancelled) == (2, [], True)
+    engine.retry_due("r", 1)  # its retry timer, had it fired anyway: nothing starts
+    clock.advance(3600.0)  # the breaker half-opens; its timer fires: nothing to start
+    engine.breaker_ready("svc", timer=True)
+    assert (list(engine.parked), port.started[-1], engine.running) == ([], ("q", 1), 2)
+    assert sorted(port.started) == [("a", 1), ("b", 1), ("q", 1), ("r", 1)]
+    assert engine.crashed("r", crash) is False  # ended: nothing more
+    for attempt, task_id in enumerate("aq", start=1):
+        engine.attempt_done(task_id, 1, attempt, None, at=None)
+    assert ([tasks[t].status for t in "aq"], engine.running) == ([COMPLETED] * 2, 0)
+
+
+@pytest.mark.parametrize("outcome_lost", [False, True])
+def test_a_crash_while_the_attempt_s_outcome_is_on_its_way_leaves_it_to_that_outcome(
+    outcome_lost: bool,
+) -> None:
+    # The attempt ended (its runner claimed it, and may have answered its waiters with
+    # the result) and its outcome is on the way when a message about its task crashes
+    # the manager: the outcome decides, as for a cancel, and the task completes. Unless
+    # the crash dropped that very outcome (an AttemptDone): then the task fails. Before,
+    # the task failed either way: a caller answered 42 saw it FAILED.
+    engine, port, _ = make(Policy.scheduler(1))
+    register(engine, "a")
+    engine.execute("a")
+    assert port.attempts[0].claim() is True  # the runner: it ended
+    crash = ActorSystemError("crashed")
+    lost = (True,) if outcome_lost else ()  # (the default: another message was dropped)
+    assert engine.crashed("a", crash, *lost) is outcome_lost
+    engine.attempt_done("a", 1, 42, None, at=None)
+    record = engine.tasks["a"]
+    if outcome_lost:
+        assert (record.status, record.error, engine.running) == (FAILED, crash, 0)
+    else:
+        assert (record.status, record.result, engine.running) == (COMPLETED, 42, 0)

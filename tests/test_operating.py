@@ -833,6 +833,45 @@ async def test_a_monitor_crash_mid_batch_leaves_no_status_count_behind(
     assert dict(metrics.tasks_by_type) == {}
 
 
+async def test_a_monitor_crash_labelling_a_type_mid_batch_leaves_the_status_counts_exact(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The monitor crashes giving a new task type its label, part-way through a batch
+    # of transitions (injected: the second type's). Nothing of that transition was
+    # applied: it goes to the next incarnation with the rest of the batch. Before, it
+    # was dropped: its task was never counted as pending, and its later moves
+    # subtracted from a status it was never added to.
+    from actors.runtime._monitor import TaskMonitorActor
+
+    wait = 10.0
+    label = TaskMonitorActor._label
+    faults: list[str] = []
+
+    def faulty(monitor: TaskMonitorActor, task_type: str) -> str:
+        if task_type == "y" and not faults:
+            faults.append(task_type)
+            raise _Fault("fault")
+        return label(monitor, task_type)
+
+    monkeypatch.setattr(TaskMonitorActor, "_label", faulty)
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        for task_type in ("x", "y"):  # one batch: the managers hold them until a Flush
+            await tm.register_task(task_type, noop, task_type=task_type, task_id=task_type)
+        registered = await asyncio.wait_for(tm.get_metrics(), wait)
+        for task_id in ("x", "y"):
+            assert await tm.execute_task(task_id, wait=True) == 0
+        ended = await asyncio.wait_for(tm.get_metrics(), wait)
+        restarts = await restarts_of(system)
+    assert (faults, restarts["task_monitor"]) == (["y"], 1)
+    assert dict(registered.tasks_by_status) == {"pending": 2}
+    assert dict(ended.tasks_by_status) == {"completed": 2}
+    assert {t: dict(c) for t, c in ended.tasks_by_type.items()} == {
+        "x": {"completed": 1},
+        "y": {"completed": 1},
+    }
+
+
 async def test_a_journal_crash_adding_a_batch_loses_neither_its_answers_nor_its_records(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -875,6 +914,7 @@ async def test_a_journal_crash_adding_a_batch_answers_after_writing_its_records(
         log.append(("write", *(record.task_id for record in batch)))
 
     def spy_answer_all(answers: Any) -> None:
+        answers = list(answers)  # (an iterator: what is left of it if one crashes)
         log.append(("answer", *(str(value) for _, value in answers)))
         answer_all(answers)
 
@@ -908,6 +948,7 @@ async def test_a_journal_crash_adding_a_batch_starts_its_attempts_after_their_re
         log.append(("write", *(record.task_id for record in batch)))
 
     def spy_start_all(starts: Any) -> None:
+        starts = list(starts)  # (an iterator: what is left of it if one crashes)
         log.append(("start", str(len(starts))))
         start_all(starts)
 
@@ -944,6 +985,50 @@ async def test_a_journal_crash_writing_the_early_starts_loses_no_attempt(
         result = await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
         restarts = await restarts_of(system)
     assert (faults, result, restarts["journal"]) == ([1], 4, 1)
+
+
+async def test_a_journal_crash_committing_when_idle_answers_after_writing_the_records(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes in the commit it makes when its mailbox runs dry (writing a
+    # durable registration's record raises a BaseException, injected): it restarts, and
+    # its next incarnation writes the record, then answers the registration. Before, the
+    # BaseException escaped the actor's loop: its thread died unseen (no restart) and
+    # the caller (tracked with no bound) waited for ever.
+    from actors.journal import JournalWriter
+
+    wait = 10.0
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        faults = fail_once(monkeypatch, JournalWriter, "flush", _Fault("fault"), lambda *_: 1)
+        registered = system.task_manager.register_task("first", noop, (4,), task_id="a")
+        assert await asyncio.wait_for(registered, wait) == "a"
+        restarts = await restarts_of(system)
+    async with ActorSystem(config) as system:  # what the journal wrote
+        status = await system.task_manager.get_task_status("a")
+    assert (faults, restarts["journal"], status) == ([1], 1, TaskStatus.PENDING)
+
+
+async def test_a_journal_crash_starting_attempts_after_a_commit_loses_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes starting the attempts whose running records it committed (a
+    # BaseException from `start_all`, injected, before it started any): the attempts it
+    # had not started go back into its state, and its next incarnation starts them.
+    # Before, they were lost: the task stayed RUNNING and its caller waited for ever.
+    from actors.runtime import _journal
+
+    wait = 10.0
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        assert await tm.register_task("first", noop, (4,), task_id="a") == "a"
+        faults = fail_once(
+            monkeypatch, _journal, "start_all", _Fault("fault"), lambda *_: "start_all"
+        )
+        result = await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
+        restarts = await restarts_of(system)
+    assert (faults, result, restarts["journal"]) == (["start_all"], 4, 1)
 
 
 class _FaultOnce(frozenset[type]):
@@ -1025,3 +1110,150 @@ async def test_a_monitor_crash_answering_a_request_answers_its_caller(
         " was dropped, not retried"
     )
     assert (restarts["task_monitor"], dict(metrics.tasks_by_status), faults) == (1, {}, ["fault"])
+
+
+async def test_a_task_whose_outcome_its_manager_cannot_be_told_fails_through_the_facade_crash(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The facade cannot tell a task's outcome to its manager (an Exception from the
+    # tell, injected: a stopped manager raises SupervisorError). The outcome has no
+    # caller: the facade crashes with that error, as a tell handler's exception crashes
+    # any actor, and fails the task through its manager (a Crashed naming the facade).
+    # Before, reading the outcome's missing reply raised an AttributeError in the
+    # except clause: the facade crashed with that, and the task stayed RUNNING (its
+    # caller waited for ever).
+    from supervisors import SupervisorError
+
+    child = manager_of(backend)
+    received = received_by(monkeypatch, "facade")
+    faults: list[object] = []
+
+    def crash() -> None:
+        from actors.runtime import messages
+
+        tell = ChildHandle.tell
+
+        def faulty(handle: ChildHandle, message: Any) -> None:
+            if handle.child_id == child and type(message) is messages.AttemptDone and not faults:
+                faults.append(message.task_id)
+                raise SupervisorError("fault")
+            tell(handle, message)
+
+        monkeypatch.setattr(ChildHandle, "tell", faulty)
+
+    async with ActorSystem(crash_config(backend)) as system:
+        caught, info, after, restarts = await crash_on_its_outcome(system, received, "alone", crash)
+    expected = (
+        "task 'first' failed: the facade crashed handling its AttemptDone"
+        " (SupervisorError('fault')); the message was dropped, not retried"
+    )
+    assert str(caught) == expected
+    assert (info.status, str(info.error), after) == (TaskStatus.FAILED, expected, 7)
+    assert (faults, restarts["facade"], restarts[child]) == (["first"], 1, 0)
+
+
+async def test_a_bounced_registration_that_crashes_its_manager_answers_its_caller(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # A registration of an id the facade routes is bounced off its manager first
+    # (`messages.Recheck`); handling that crashes the manager (a BaseException,
+    # injected). The Recheck carries the caller's request: the caller hears why. Before,
+    # the Recheck was dropped with no Crashed (it has neither a task id nor a reply of
+    # its own): the caller (tracked with no bound) waited for ever.
+    from actors import DuplicateTaskError
+    from actors.runtime._manager_base import BaseManager
+
+    wait = 10.0
+    child = manager_of(backend)
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        assert await tm.register_task("a", noop, task_id="a") == "a"
+        faults = fail_once(monkeypatch, BaseManager, "_forget", _Fault("fault"))
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(tm.register_task("a", noop, task_id="a"), wait)
+        with pytest.raises(DuplicateTaskError):  # the route is live: bounced, then refused
+            await asyncio.wait_for(tm.register_task("a", noop, task_id="a"), wait)
+        status = await tm.get_task_status("a")
+        restarts = await restarts_of(system)
+    assert str(caught.value) == (
+        f"a request failed: the {child} crashed handling its Recheck (_Fault('fault'));"
+        " the message was dropped, not retried"
+    )
+    assert (faults, status, restarts[child]) == (["fault"], TaskStatus.PENDING, 1)
+
+
+async def test_a_facade_crash_sending_a_batch_on_loses_none_of_its_run(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The facade crashes sending a batch's run on to its manager (a BaseException from
+    # `send_run`, injected): the run goes to its next incarnation, which sends it on.
+    # Before, the run was lost: its messages were neither sent nor handed over, and
+    # their callers (tracked with no bound) waited for ever.
+    from actors.runtime import _facade
+
+    wait = 10.0
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        first = await tm.register_task("first", noop, (5,), task_id="first")
+        faults = fail_once(
+            monkeypatch,
+            _facade,
+            "send_run",
+            _Fault("fault"),
+            lambda target, run: [type(m).__name__ for m in run],
+        )
+        status = asyncio.ensure_future(tm.get_task_status(first))  # (in one flush, after
+        result = asyncio.ensure_future(tm.execute_task(first, wait=True))  # the Execute)
+        seen = await asyncio.wait_for(status, wait)  # (the attempt started: one batch)
+        assert await asyncio.wait_for(result, wait) == 5
+        restarts = await restarts_of(system)
+    run = [["Execute", "GetStatus"]]
+    assert (faults, seen, restarts["facade"]) == (run, TaskStatus.RUNNING, 1)
+
+
+async def test_a_crash_while_a_task_s_outcome_is_on_its_way_leaves_the_task_to_it(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The task's attempt ended (its caller heard 1) and its outcome is on its way to
+    # the manager (held, injected) when a cancel of the task crashes the manager (a
+    # BaseException, injected). The cancel's caller hears why; the task is left to its
+    # outcome, which completes it. Before, the crash failed the task: its caller heard
+    # 1, and the task said FAILED.
+    from actors.runtime import messages
+
+    wait = 10.0
+    child = manager_of(backend)
+    held: list[tuple[ChildHandle, Any]] = []
+    on_its_way = threading.Event()
+    tell = ChildHandle.tell
+
+    def spy(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == child and type(message) is messages.AttemptDone and not held:
+            held.append((handle, message))
+            on_its_way.set()
+            return
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", spy)
+    gate, gated = gated_task()
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        engine = system._state.states[child]
+        first = await tm.register_task("first", gated, task_id="first")
+        caller = asyncio.ensure_future(tm.execute_task(first, wait=True))
+        assert await tm.get_task_status(first) is TaskStatus.RUNNING
+        gate.set()
+        assert await asyncio.wait_for(caller, wait) == 1  # the attempt answered it
+        assert await asyncio.to_thread(on_its_way.wait, wait)
+        fail_once(monkeypatch, engine, "cancel", _Fault("fault"))
+        with pytest.raises(ActorSystemError) as cancelled:
+            await asyncio.wait_for(tm.cancel_task(first), wait)
+        tell(*held[0])  # the outcome arrives
+        result = await asyncio.wait_for(tm.wait_for_task(first), wait)
+        status = await tm.get_task_status(first)
+        restarts = await restarts_of(system)
+    assert str(cancelled.value) == (
+        f"a request about task 'first' failed: the {child} crashed handling its Cancel"
+        " (_Fault('fault')); the message was dropped, not retried"
+    )
+    assert (result, status, restarts[child]) == (1, TaskStatus.COMPLETED, 1)

@@ -399,6 +399,39 @@ def test_a_base_exception_in_one_child_stops_neither_siblings_nor_other_supervis
     assert [r.restarts for r in sup.proxy().which_children().get(timeout=TIMEOUT)] == [1, 0]
 
 
+class DoomWhenIdle(SupervisedActor):
+    """Its idle hook raises a `Doom` the first time it runs (its state remembers)."""
+
+    def __init__(self, state: Ledger) -> None:
+        super().__init__()
+        self.state = state
+
+    def on_receive(self, message: Any) -> Any:
+        return self.actor_urn
+
+    def on_idle(self) -> None:
+        if not self.state.items:
+            self.state.items.append("doomed")
+            raise Doom("idle")
+
+
+def test_a_base_exception_in_the_idle_hook_is_a_crash_of_its_actor(
+    events: Events, stopper: list[pykka.ActorRef[Any]]
+) -> None:
+    # The idle hook (`on_idle`, run when the mailbox runs dry) raises a BaseException:
+    # its actor crashes and is restarted, as for one raised by a handler. Before, it
+    # escaped the actor's loop: its thread died with no teardown, the supervisor never
+    # heard (no restart), and the messages told to it afterwards waited for ever.
+    sup = start_supervisor([ChildSpec("a", DoomWhenIdle, state_factory=Ledger)], events)
+    stopper.append(sup)
+    a = child(sup, "a")
+    first = a.ask("ping", timeout=TIMEOUT)  # answered, then the mailbox is dry: the hook
+    events.wait_for(SupervisorEventKind.RESTARTED, "a")
+    assert a.ask("ping", timeout=TIMEOUT) != first
+    [crashed] = events.of(SupervisorEventKind.CRASHED, "a")
+    assert repr(crashed.reason) == "Doom('idle')"
+
+
 # -- no leaks over many cycles ----------------------------------------------------------------
 
 

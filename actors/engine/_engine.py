@@ -528,13 +528,18 @@ class Engine:
         if (self.ready and self.running < self.limit) or self.released:
             self._pump()  # (else it has nothing to start)
 
-    def crashed(self, task_id: str, error: BaseException) -> bool:
+    def crashed(self, task_id: str, error: BaseException, outcome_lost: bool = False) -> bool:
         """A message about ``task_id`` crashed the manager (and was dropped, not re-run):
         unless it ended, the task fails with ``error`` (its attempt, if one runs, is
         stopped), and cancel calls waiting on an outcome that will never come hear False.
-        Returns whether it failed here."""
+        Its attempt is claimed first, as a cancel claims it: one that ended already has
+        its outcome on the way (and may have answered its waiters), which decides,
+        unless that outcome was the message dropped (``outcome_lost``). Returns whether
+        it failed here."""
         record = self.tasks.get(task_id)
         if record is None or record.status in TERMINAL:
+            return False
+        if not self._can_stop(record) and not outcome_lost:
             return False
         cancels, record.cancels = record.cancels, None
         self._stop_execution(record)

@@ -26,7 +26,7 @@ import secrets
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeAlias
 
 from loguru import logger
 
@@ -216,6 +216,7 @@ class FacadeActor(SystemChild[FacadeState]):
             messages.Bounced: self._rebound,
             messages.Batch: self._batch,
             messages.AttemptDone: self._attempt_done,
+            _Unsent: self._resend,
         }
 
     def on_receive(self, message: Any) -> Any:
@@ -229,13 +230,25 @@ class FacadeActor(SystemChild[FacadeState]):
             try:
                 self._to(bounce.backend, messages.Recheck(_bounced(message, bounce.backend)))
             except Exception as exc:
-                message.reply.set_exception(exc)
+                self._failed(message, exc)
         except Exception as exc:
-            message.reply.set_exception(exc)  # only requests can fail here
+            self._failed(message, exc)
         except BaseException as exc:
             self._crashed(message, exc)
             raise
         return None
+
+    def _failed(self, message: Any, exc: Exception) -> None:
+        """Handling ``message`` raised ``exc``: a request's caller hears it. A message
+        without a caller (a task's outcome its manager could not be told: a
+        `SupervisorError` at shutdown, a full restart buffer) crashes this actor with
+        ``exc`` as any message would (`_crashed` fails its task if its manager can hear
+        it); before, reading its missing reply raised an AttributeError instead."""
+        reply = getattr(message, "reply", None)
+        if reply is None:
+            self._crashed(message, exc)
+            raise exc
+        reply.set_exception(exc)
 
     def _crashed(self, message: Any, exc: BaseException) -> None:
         """Handling ``message`` crashes this actor: it is dropped, not re-run, and its
@@ -281,6 +294,7 @@ class FacadeActor(SystemChild[FacadeState]):
         self._held = held
         item: Any = None
         items = iter(message.items)  # (what is left of them if one crashes this actor)
+        rest: tuple[Any, ...] = ()
         try:
             for item in items:
                 kind = type(item)
@@ -314,15 +328,39 @@ class FacadeActor(SystemChild[FacadeState]):
                 if not run or run[-1] is not item:
                     self._crashed(item, exc)
             rest = tuple(items)
-            if rest:
-                self.hand_over(messages.Batch(rest))
             raise
         finally:
             self._held = None
-            for backend, run in held.items():
-                unsent = send_run(self.managers[backend], run)
+            self._send_held(held, rest)
+
+    def _send_held(self, held: dict[str, list[Any]], rest: tuple[Any, ...]) -> None:
+        """Send each manager its run of a batch (`send_run`), then hand ``rest`` (the
+        items a crash left unhandled) to the next incarnation. If a send crashes this
+        actor, the runs not sent (that one too: its send did not return) go to the next
+        incarnation first (`_Unsent`, in order, ahead of ``rest``), which sends them on:
+        else their callers (tracked with no bound) waited for ever, and their tasks'
+        outcomes were lost."""
+        runs = iter(held.items())
+        sending: tuple[str, list[Any]] | None = None
+        try:
+            for sending in runs:
+                unsent = send_run(self.managers[sending[0]], sending[1])
+                sending = None
                 if unsent:
                     self._unrouted(unsent)
+        except BaseException:
+            left = [sending, *runs] if sending is not None else list(runs)
+            self.hand_over(*(_Unsent(backend, tuple(run)) for backend, run in left))
+            raise
+        finally:
+            if rest:
+                self.hand_over(messages.Batch(rest))
+
+    def _resend(self, message: _Unsent) -> None:
+        """A run of a batch the previous incarnation crashed sending (`_send_held`)."""
+        unsent = send_run(self.managers[message.backend], list(message.run))
+        if unsent:
+            self._unrouted(unsent)
 
     def _to(self, backend: str, message: Any) -> None:
         """Send ``message`` to the ``backend`` manager (held while a batch runs)."""
@@ -528,6 +566,15 @@ class FacadeActor(SystemChild[FacadeState]):
 _ROUTED = frozenset((*messages.PER_TASK_TYPES, messages.AttemptDone))
 """The messages `FacadeActor._batch` sends on to the manager that owns their task
 itself, when the table has it (`_per_task`, `_attempt_done`)."""
+
+
+class _Unsent(NamedTuple):
+    """Facade (from its previous incarnation, `SupervisedActor.hand_over`): the run of
+    messages for the ``backend`` manager a crash kept it from sending
+    (`FacadeActor._send_held`); send it on."""
+
+    backend: str
+    run: tuple[Any, ...]
 
 
 class _Bounce(Exception):

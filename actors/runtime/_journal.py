@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
@@ -37,6 +38,8 @@ FLUSH_AT = 8192
 """Pending records (or actions) that trigger a write before the mailbox is empty."""
 
 _log = logger.bind(actor="journal")
+
+T = TypeVar("T")
 
 
 class JournalState:
@@ -131,7 +134,7 @@ class JournalActor(SystemChild[JournalState]):
             state.starts += starts  # a crash: started by the next incarnation's commit
             raise
         if written:
-            start_all(starts)
+            _run_all(start_all, starts, state.starts)
         else:
             state.starts += starts
 
@@ -145,7 +148,21 @@ class JournalActor(SystemChild[JournalState]):
         self.writer.flush()
         if state.starts:
             starts, state.starts = state.starts, []
-            start_all(starts)
+            _run_all(start_all, starts, state.starts)
         if state.answers:
             answers, state.answers = state.answers, []
-            answer_all(answers)
+            _run_all(answer_all, answers, state.answers)
+
+
+def _run_all(run: Callable[[Iterator[T]], None], actions: list[T], kept: list[T]) -> None:
+    """``run(actions)`` (`start_all`, `answer_all`) after a commit. If it crashes this
+    actor (a BaseException: each action's Exception is its own), the actions it had not
+    reached go back first into ``kept``, the state's list, for the next incarnation's
+    first commit (the one that raised is dropped, as a crashing message is): else their
+    callers waited for ever and their attempts never started."""
+    rest = iter(actions)
+    try:
+        run(rest)
+    except BaseException:
+        kept[:0] = rest
+        raise

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from loguru import logger
 
-from actors.core import ActorsError, ActorSystemError, InvalidTaskError, TaskStatus, tell_later
+from actors.core import (
+    TERMINAL,
+    ActorsError,
+    ActorSystemError,
+    InvalidTaskError,
+    TaskStatus,
+    tell_later,
+)
 from actors.engine import (
     Engine,
     StartFailed,
@@ -312,9 +319,13 @@ class BaseManager(SupervisedActor):
         """Hand over to the next incarnation: a `Crashed` for ``failed`` if it is about
         one task or a caller's request and its handling raised ``exc`` (None: the flush
         after it raised, `FLUSH_AT`: it was handled), then the items ``rest`` had not
-        reached."""
+        reached. A `messages.Recheck` carries a caller's request the facade bounced off
+        this manager: that caller hears the crash (the request is about no task here:
+        its id is another task's, or its dependency is in the other system)."""
         task_id = getattr(failed, "task_id", None)
         caller = getattr(failed, "reply", None)
+        if type(failed) is messages.Recheck:
+            caller = failed.message.reply
         if (
             exc is not None
             and (type(task_id) is str or caller is not None)
@@ -345,10 +356,15 @@ class BaseManager(SupervisedActor):
         )
         task_id = message.task_id
         if task_id is not None:
-            if self.engine.crashed(task_id, error):
+            engine = self.engine
+            if engine.crashed(task_id, error, message.message == "AttemptDone"):
                 self._log.error("{}: {}", task_id, error)
-            elif message.message in _REGISTRATIONS and task_id not in self.engine.tasks:
+            elif message.message in _REGISTRATIONS and task_id not in engine.tasks:
                 self._refused(task_id)  # never registered: the facade drops its route
+            elif task_id in engine.tasks and engine.tasks[task_id].status not in TERMINAL:
+                # Left to its attempt's outcome, on the way (`Engine.crashed`): only the
+                # request failed.
+                error = ActorSystemError(f"a request about {error}")
         if message.caller is not None:
             message.caller.set_exception(error)
 

@@ -298,12 +298,18 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             # is applied (and that one's status move, if it got that far: it happened),
             # and the items after it go to the next incarnation, else the status counts
             # drift for good (a later move subtracts from a status never added to).
+            # The one that raised goes on with them if it had not got its label
+            # (`_label`, its type's first): nothing of it was applied, and its move lost
+            # would leave its status counted one short for good.
             unhandled = tuple(rest)
+            done = items[: len(items) - len(unhandled)]
+            if done and done[-1][2] is not last_type:
+                unhandled = (done[-1], *unhandled)
+                done = done[:-1]
             if unhandled:
                 self.hand_over(Transitions(unhandled, backend))
             if moves:
                 self._settle(moves, ran, waited)
-            done = items[: len(items) - len(unhandled)]
             if state.subscribers:
                 self._publish(_events(done), self.state.muted.get(backend))
             raise

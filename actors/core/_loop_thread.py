@@ -77,7 +77,12 @@ class LoopThread:
         (None: until it ends, or the loop thread ends). ``bound_name`` says what
         ``bound`` is made of (the settings and arguments): the `CallTimeout` says it.
         ``extend``, asked once ``bound`` has passed, gives the seconds more to wait (0:
-        none) and what they are: for a call whose bound grows with what it has begun."""
+        none) and what they are: for a call whose bound grows with what it has begun.
+
+        Past its bound the call is cancelled on the loop and raises `CallTimeout`; an
+        answer that lands before that cancel is returned instead. What the call had
+        already sent (a request to the actor system) is not withdrawn: a `CallTimeout`
+        says the answer did not come, not that nothing happened."""
         try:
             future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         except RuntimeError:  # the loop is closed
@@ -86,7 +91,8 @@ class LoopThread:
         try:
             if bound is None:
                 while not _answered(future, SWEEP_INTERVAL):  # until the loop thread ends
-                    if not self.thread.is_alive():
+                    # (answered just before the thread ended: the answer, below)
+                    if not self.thread.is_alive() and not future.done():
                         raise ActorSystemError(
                             f"{what}: the actor system's loop thread has stopped"
                         ) from None
@@ -99,9 +105,14 @@ class LoopThread:
                 bound_name = f"{bound_name} + {more_name}" if bound_name else more_name
                 if _answered(future, more):
                     return future.result()
+            if not future.cancel():
+                # Answered between the last wait and the cancel: that is the call's
+                # outcome (its effect happened), not a timeout. (Setting it, the loop
+                # thread is between `set_running_or_notify_cancel` and `set_result`.)
+                _answered(future, SWEEP_INTERVAL)
+                return future.result()
         except concurrent.futures.CancelledError:
             raise ActorSystemError(f"{what} was cancelled: the actor system stopped") from None
-        future.cancel()
         named = f" ({bound_name})" if bound_name else ""
         # The bound is a sum of settings and arguments: to the millisecond ("0.3s", not
         # the float sum's "0.30000000000000004s").

@@ -18,12 +18,15 @@ from typing import Any
 import pytest
 
 from actors import ActorSystem, ActorSystemError, TaskCancelledError
+from actors.core import _loop_thread
 
 WAIT = 5.0
 """Upper bound, in real seconds, on waiting for anything in these tests."""
 
 SHUTDOWN = 0.25
 """``SHUTDOWN_TIMEOUT``: how long a stop waits for a stuck worker before abandoning it."""
+
+ANSWERED = _loop_thread._answered
 
 CANCELLED = (TaskCancelledError, "task 'stuck' was cancelled: the actor system shut down")
 SHUT_DOWN = (ActorSystemError, "the actor system was shut down")
@@ -160,3 +163,53 @@ def test_blocking_callers_end_when_another_thread_shuts_the_system_down() -> Non
     finally:
         gate.set()
         system.stop_sync()  # (stopped already, unless an assertion failed first)
+
+
+def test_a_blocking_caller_ends_when_the_stop_abandons_a_stuck_loop_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Something blocks the system's loop thread: a blocking call without a bound
+    (``wait_for_task`` with no timeout) waits for it on another thread. The stop gives
+    up on the thread by its deadline (``SHUTDOWN_TIMEOUT`` + `STOP_SLACK`) and abandons
+    it: the caller hears that then, instead of waiting as long as the thread is stuck."""
+    entered, release, waiting_started = threading.Event(), threading.Event(), threading.Event()
+
+    def answered(future: Any, seconds: float) -> bool:
+        if threading.current_thread().name == "caller":
+            waiting_started.set()  # (in the call's wait, its future tracked)
+        return ANSWERED(future, seconds)
+
+    monkeypatch.setattr(_loop_thread, "_answered", answered)
+
+    def hold_the_loop() -> None:
+        entered.set()
+        release.wait(WAIT)  # blocks the loop thread on purpose
+
+    system = ActorSystem(config()).start()
+    runner = system._loop_thread_for_blocking()
+    try:
+        runner.loop.call_soon_threadsafe(hold_the_loop)
+        assert entered.wait(WAIT)
+        waiting = in_a_thread(lambda: system.blocking.wait_for_task("never-answered"))
+        assert waiting_started.wait(WAIT)
+        system.stop_sync()
+        assert runner.thread.is_alive()  # abandoned, still stuck
+        assert error_of(waiting) == (
+            ActorSystemError,
+            "system.blocking.wait_for_task() was cancelled: the actor system stopped and "
+            "abandoned its loop thread, which was still running its loop",
+        )
+        # A later call is refused at once (by the stopped system first).
+        with pytest.raises(ActorSystemError, match=r"^the actor system is shut down"):
+            system.blocking.get_all_tasks()
+        with pytest.raises(ActorSystemError) as refused:
+            runner.call(asyncio.sleep(0), None, "a late call")
+        assert str(refused.value) == (
+            "a late call was cancelled: the actor system stopped and abandoned its loop "
+            "thread, which was still running its loop"
+        )
+    finally:
+        release.set()
+        system.stop_sync()
+    runner.thread.join(WAIT)
+    assert not runner.thread.is_alive()

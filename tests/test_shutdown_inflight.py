@@ -125,10 +125,12 @@ def test_a_blocking_pool_submit_on_a_stuck_worker_ends_when_with_exits() -> None
         gate.set()
 
 
-async def test_an_async_pool_submit_on_another_loop_ends_when_the_system_shuts_down() -> None:
+async def test_async_pool_submits_end_when_the_system_shuts_down() -> None:
+    """One on another event loop, its function stuck on the pool's only worker; one on
+    this loop, queued behind it: it never runs, and says so."""
     gate, started = threading.Event(), threading.Event()
     try:
-        async with ActorSystem(config()) as system:
+        async with ActorSystem({**config(), "MAX_THREAD_WORKERS": 1}) as system:
             pool = system.task_manager.thread_pool
             stuck = stuck_function(gate, started)
 
@@ -137,7 +139,14 @@ async def test_an_async_pool_submit_on_another_loop_ends_when_the_system_shuts_d
 
             waiting = in_a_thread(lambda: asyncio.run(submit()))
             assert await asyncio.to_thread(started.wait, WAIT)
+            queued = pool.submit(sum, (1, 2))  # (sent now: ahead of the pool's stop)
         assert await asyncio.to_thread(error_of, waiting) == SHUT_DOWN
+        with pytest.raises(ActorSystemError) as never_ran:
+            await asyncio.wait_for(queued, WAIT)
+        assert str(never_ran.value) == (
+            "thread_pool.submit('sum') did not run: the actor system shut down before a "
+            "worker took it"
+        )
         assert not gate.is_set()
     finally:
         gate.set()

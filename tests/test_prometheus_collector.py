@@ -228,15 +228,24 @@ async def test_a_scrape_answered_as_its_wait_gives_up_returns_that_answer(
         assert snapshot == await system.task_manager.get_metrics()
 
 
+class _GivenUpAsItIsAnswered(Future[Any]):
+    """A scrape's future that its caller cancels (it gave up) just as the monitor,
+    about to answer, has found it not done."""
+
+    def done(self) -> bool:
+        self.cancel()
+        return False
+
+
 def test_an_answer_to_a_scrape_that_gave_up_is_dropped() -> None:
     from actors.api._prometheus import _FutureReply
 
     for answer in ("set_result", "set_exception"):
-        future: Future[Any] = Future()
-        assert future.cancel()
-        value = ActorSystemError("late") if answer == "set_exception" else "late"
-        getattr(_FutureReply(future), answer)(value)  # (no InvalidStateError)
-        assert future.cancelled()
+        for future in (Future(), _GivenUpAsItIsAnswered()):
+            future.cancel()
+            value = ActorSystemError("late") if answer == "set_exception" else "late"
+            getattr(_FutureReply(future), answer)(value)  # (no InvalidStateError)
+            assert future.cancelled()
 
 
 class _Blocking:

@@ -70,6 +70,20 @@ def error_of(future: Future[Any]) -> tuple[type[BaseException], str]:
     return type(error), str(error)
 
 
+def caller_waiting(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set once a blocking call made on an `in_a_thread` thread waits for its answer
+    (`LoopThread.call` has sent the call to the loop)."""
+    waiting = threading.Event()
+
+    def answered(future: Any, seconds: float) -> bool:
+        if threading.current_thread().name == "caller":
+            waiting.set()
+        return ANSWERED(future, seconds)
+
+    monkeypatch.setattr(_loop_thread, "_answered", answered)
+    return waiting
+
+
 async def waiters_reach(system: ActorSystem, backend: str, task_id: str, count: int) -> None:
     """Return once the task's manager holds ``count`` waiters for it (bounded)."""
     assert system._state is not None
@@ -181,14 +195,8 @@ def test_a_blocking_caller_ends_when_the_stop_abandons_a_stuck_loop_thread(
     (``wait_for_task`` with no timeout) waits for it on another thread. The stop gives
     up on the thread by its deadline (``SHUTDOWN_TIMEOUT`` + `STOP_SLACK`) and abandons
     it: the caller hears that then, instead of waiting as long as the thread is stuck."""
-    entered, release, waiting_started = threading.Event(), threading.Event(), threading.Event()
-
-    def answered(future: Any, seconds: float) -> bool:
-        if threading.current_thread().name == "caller":
-            waiting_started.set()  # (in the call's wait, its future tracked)
-        return ANSWERED(future, seconds)
-
-    monkeypatch.setattr(_loop_thread, "_answered", answered)
+    entered, release = threading.Event(), threading.Event()
+    waiting_started = caller_waiting(monkeypatch)
 
     def hold_the_loop() -> None:
         entered.set()
@@ -222,3 +230,32 @@ def test_a_blocking_caller_ends_when_the_stop_abandons_a_stuck_loop_thread(
         system.stop_sync()
     runner.thread.join(WAIT)
     assert not runner.thread.is_alive()
+
+
+async def test_event_streams_on_other_loops_and_threads_end_when_the_system_shuts_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ``async for`` over ``tm.events()`` on another event loop, and a blocking
+    stream's ``get`` on a plain thread, both waiting for an event that never comes:
+    the shutdown ends the iteration, and the blocking stream says it is closed (None)."""
+    async with ActorSystem(config()) as system:
+        tm = system.task_manager
+        subscribed = threading.Event()
+
+        async def iterate() -> list[Any]:
+            async with tm.events() as stream:
+                subscribed.set()
+                return [event async for event in stream]
+
+        other_loop = in_a_thread(lambda: asyncio.run(iterate()))
+        assert await asyncio.to_thread(subscribed.wait, WAIT)
+        blocking_stream = await asyncio.to_thread(system.blocking.events)
+        get_waits = caller_waiting(monkeypatch)
+        blocking = in_a_thread(lambda: blocking_stream.get(timeout=WAIT))
+        assert await asyncio.to_thread(get_waits.wait, WAIT)
+        # (the stream subscribed through the system's loop thread: the monitor holds both)
+        await tm.get_metrics()
+        assert system._state is not None
+        assert len(system._state.states["task_monitor"].subscribers) == 2
+    assert await asyncio.to_thread(other_loop.result, WAIT) == []
+    assert await asyncio.to_thread(blocking.result, WAIT) is None

@@ -32,7 +32,7 @@ from actors import (
     WaitTimeoutError,
     configure_logging,
 )
-from actors.core import LoopThread
+from actors.core import LoopThread, _loop_thread
 from actors.runtime import CHILD_IDS
 from actors.runtime._backends import new_process_pool
 from actors.runtime._pool import PoolState
@@ -504,6 +504,79 @@ def test_a_loop_thread_call_waits_what_extend_adds_and_names_it() -> None:
         )
     finally:
         assert runner.stop(WAIT)
+
+
+def _answer_lands_after_the_last_wait(
+    monkeypatch: pytest.MonkeyPatch, runner: LoopThread, release: asyncio.Event, *, then_stop: bool
+) -> None:
+    """Inject the interleaving of a `LoopThread.call` whose answer lands right after its
+    last wait saw none: that wait lets the call's coroutine go (``release``), returns
+    once its future is done (and, ``then_stop``, the loop thread has ended), and says
+    "not answered"."""
+    real = _ANSWERED  # (not a patched one: this may patch it again)
+
+    def answered_late(future: Any, seconds: float) -> bool:
+        if real(future, 0):
+            return True
+        landed = threading.Event()
+        future.add_done_callback(lambda _: landed.set())
+        runner.loop.call_soon_threadsafe(release.set)
+        assert landed.wait(WAIT)
+        if then_stop:
+            assert runner.stop(WAIT)
+        return False
+
+    monkeypatch.setattr(_loop_thread, "_answered", answered_late)
+
+
+_ANSWERED = _loop_thread._answered
+
+
+def test_a_loop_thread_call_answered_as_its_bound_runs_out_returns_the_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An answer that lands between the call's last wait and its cancel is the call's
+    answer: its effect happened, so it is not reported as a `CallTimeout` (nor lost)."""
+    runner = LoopThread("race-test")
+    try:
+        effects: list[str] = []
+        release = asyncio.Event()
+
+        async def registers() -> str:
+            await release.wait()
+            effects.append("registered")
+            return "task-1"
+
+        _answer_lands_after_the_last_wait(monkeypatch, runner, release, then_stop=False)
+        assert runner.call(registers(), 0.125, "register", "B=0.125s") == "task-1"
+        assert effects == ["registered"]
+        # The same past an extension of the bound.
+        release = asyncio.Event()
+        _answer_lands_after_the_last_wait(monkeypatch, runner, release, then_stop=False)
+        extend = lambda: (0.125, "MORE=0.125s")  # noqa: E731
+        assert runner.call(registers(), 0.125, "again", "B=0.125s", extend=extend) == "task-1"
+        assert effects == ["registered", "registered"]
+    finally:
+        monkeypatch.undo()
+        assert runner.stop(WAIT)
+
+
+def test_an_unbounded_loop_thread_call_answered_as_the_thread_ends_returns_the_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unbounded call answered just before the loop thread ended gets its answer, not
+    "the loop thread has stopped"."""
+    runner = LoopThread("race-test")
+    release = asyncio.Event()
+
+    async def answers() -> int:
+        await release.wait()
+        return 7
+
+    _answer_lands_after_the_last_wait(monkeypatch, runner, release, then_stop=True)
+    assert runner.call(answers(), None, "wait") == 7
+    assert not runner.thread.is_alive()
+    assert runner.stop(WAIT)
 
 
 def test_events_for_blocking_code() -> None:

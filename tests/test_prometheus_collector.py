@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import pytest
@@ -202,6 +204,48 @@ async def test_a_scrape_that_gets_no_answer_is_bounded() -> None:
                 await asyncio.to_thread(collector.collect)
         finally:
             gate.set()
+
+
+class _AnsweredAsTheWaitGivesUp(Future[Any]):
+    """A scrape's future whose bounded wait gives up just as the answer lands: it
+    waits for the answer (up to 5 s), then reports a timeout all the same."""
+
+    def result(self, timeout: float | None = None) -> Any:
+        if timeout is None:
+            return super().result()
+        assert self.exception(5) is None  # (the answer is in)
+        raise FutureTimeout
+
+
+async def test_a_scrape_answered_as_its_wait_gives_up_returns_that_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from actors.api import _prometheus
+
+    monkeypatch.setattr(_prometheus, "Future", _AnsweredAsTheWaitGivesUp)
+    async with ActorSystem(clock=FakeClock()) as system:  # (one `taken_at` for both)
+        snapshot = await asyncio.to_thread(_prometheus.metrics_snapshot, system, 0.05)
+        assert snapshot == await system.task_manager.get_metrics()
+
+
+class _GivenUpAsItIsAnswered(Future[Any]):
+    """A scrape's future that its caller cancels (it gave up) just as the monitor,
+    about to answer, has found it not done."""
+
+    def done(self) -> bool:
+        self.cancel()
+        return False
+
+
+def test_an_answer_to_a_scrape_that_gave_up_is_dropped() -> None:
+    from actors.api._prometheus import _FutureReply
+
+    for answer in ("set_result", "set_exception"):
+        for future in (Future(), _GivenUpAsItIsAnswered()):
+            future.cancel()
+            value = ActorSystemError("late") if answer == "set_exception" else "late"
+            getattr(_FutureReply(future), answer)(value)  # (no InvalidStateError)
+            assert future.cancelled()
 
 
 class _Blocking:

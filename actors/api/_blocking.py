@@ -13,7 +13,8 @@ Bounds: a call is bounded by ``CALL_TIMEOUT`` per message it makes (the async ca
 fails itself at that bound; the blocking side waits a sweep longer, then gives up with
 `CallTimeout`). A call that waits for a task (``submit``, ``execute_task(wait=True)``,
 ``wait_for_task``, ``thread_pool.submit``) is bounded by its own ``timeout`` when it has
-one, and otherwise ends when the task ends or the system stops.
+one, and otherwise ends when the task ends or the system stops (every stop ends it,
+with an error saying why: also one that abandons a stuck loop thread, `LoopThread.stop`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ system answers on, and blocking it would stall the service for the whole bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
@@ -53,12 +54,15 @@ class _FutureReply:
     def __init__(self, future: Future[Any]) -> None:
         self.future = future
 
+    # (The caller may cancel it meanwhile, from its own thread, as it gives up: an
+    # answer to a cancelled call is dropped, never an error in the monitor's thread.)
+
     def set_result(self, value: Any) -> None:
-        if not self.future.done():
+        with contextlib.suppress(InvalidStateError):
             self.future.set_result(value)
 
     def set_exception(self, error: BaseException) -> None:
-        if not self.future.done():
+        with contextlib.suppress(InvalidStateError):
             self.future.set_exception(error)
 
 
@@ -89,7 +93,8 @@ def metrics_snapshot(system: SystemRuntime, timeout: float) -> MetricsSnapshot:
     try:
         return future.result(timeout)
     except FutureTimeout:
-        future.cancel()
+        if not future.cancel():  # answered as the wait gave up: that answer
+            return future.result()
         msg = f"no metrics from the actor system within {timeout}s; it is overloaded or stuck"
         raise ActorSystemError(msg) from None
 

@@ -186,6 +186,9 @@ class LoopBridge:
         try:
             self.loop.call_soon_threadsafe(self._drain)
         except RuntimeError:  # the loop is closed: nobody is left to answer
+            # No drain is coming: the next post tries again (and fails so, `False`),
+            # instead of waiting in the deque for ever while its poster hears `True`.
+            self._scheduled = False
             self.closed = True
             self._pending.clear()
             return False

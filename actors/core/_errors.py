@@ -173,7 +173,9 @@ class BlockingCallError(ActorsError):
 class CallTimeout(ActorSystemError):
     """A call into the actor system got no answer within its bound: ``CALL_TIMEOUT``,
     the call's own ``timeout`` (plus a margin), ``SHUTDOWN_TIMEOUT``...; the message
-    names the bound used and its value."""
+    names the bound used and its value. What the call had sent by then is not
+    withdrawn: it may still take effect (check, e.g. with ``get_task``, before retrying
+    a registration)."""
 
 
 class SystemOverloadedError(ActorsError):

@@ -34,6 +34,11 @@ class LoopThread:
         self.loop.set_default_executor(self._executor)
         self._stage = "running its loop"
         """What the thread is doing: a stop that gives up on it says so."""
+        self._calls: set[concurrent.futures.Future[Any]] = set()
+        """The futures of the calls waiting for the loop (`call`)."""
+        self._abandoned: str | None = None
+        """Set (to what the thread was doing) once a stop gave up on the thread: the
+        calls still waiting for the loop are cancelled then, and later ones refused."""
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
@@ -77,31 +82,65 @@ class LoopThread:
         (None: until it ends, or the loop thread ends). ``bound_name`` says what
         ``bound`` is made of (the settings and arguments): the `CallTimeout` says it.
         ``extend``, asked once ``bound`` has passed, gives the seconds more to wait (0:
-        none) and what they are: for a call whose bound grows with what it has begun."""
+        none) and what they are: for a call whose bound grows with what it has begun.
+
+        Past its bound the call is cancelled on the loop and raises `CallTimeout`; an
+        answer that lands before that cancel is returned instead. What the call had
+        already sent (a request to the actor system) is not withdrawn: a `CallTimeout`
+        says the answer did not come, not that nothing happened."""
         try:
             future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         except RuntimeError:  # the loop is closed
             coro.close()
             raise ActorSystemError(f"{what}: the actor system's loop thread has stopped") from None
+        calls = self._calls
+        calls.add(future)
         try:
-            if bound is None:
-                while not _answered(future, SWEEP_INTERVAL):  # until the loop thread ends
-                    if not self.thread.is_alive():
-                        raise ActorSystemError(
-                            f"{what}: the actor system's loop thread has stopped"
-                        ) from None
-                return future.result()
-            if _answered(future, bound):
-                return future.result()
-            more, more_name = (0.0, "") if extend is None else extend()
-            if more > 0:
-                bound += more
-                bound_name = f"{bound_name} + {more_name}" if bound_name else more_name
-                if _answered(future, more):
-                    return future.result()
+            if self._abandoned is not None:  # (after `add`: `stop` cancels it, or this does)
+                future.cancel()
+            return self._wait(future, bound, what, bound_name, extend)
         except concurrent.futures.CancelledError:
-            raise ActorSystemError(f"{what} was cancelled: the actor system stopped") from None
-        future.cancel()
+            abandoned = self._abandoned
+            if abandoned is None:
+                raise ActorSystemError(f"{what} was cancelled: the actor system stopped") from None
+            raise ActorSystemError(
+                f"{what} was cancelled: the actor system stopped and abandoned its loop "
+                f"thread, which was still {abandoned}"
+            ) from None
+        finally:
+            calls.discard(future)
+
+    def _wait(
+        self,
+        future: concurrent.futures.Future[R],
+        bound: float | None,
+        what: str,
+        bound_name: str,
+        extend: Callable[[], tuple[float, str]] | None,
+    ) -> R:
+        """`call`'s wait for ``future``."""
+        if bound is None:
+            while not _answered(future, SWEEP_INTERVAL):  # until the loop thread ends
+                # (answered just before the thread ended: the answer, below)
+                if not self.thread.is_alive() and not future.done():
+                    raise ActorSystemError(
+                        f"{what}: the actor system's loop thread has stopped"
+                    ) from None
+            return future.result()
+        if _answered(future, bound):
+            return future.result()
+        more, more_name = (0.0, "") if extend is None else extend()
+        if more > 0:
+            bound += more
+            bound_name = f"{bound_name} + {more_name}" if bound_name else more_name
+            if _answered(future, more):
+                return future.result()
+        if not future.cancel():
+            # Answered between the last wait and the cancel: that is the call's
+            # outcome (its effect happened), not a timeout. (Setting it, the loop
+            # thread is between `set_running_or_notify_cancel` and `set_result`.)
+            _answered(future, SWEEP_INTERVAL)
+            return future.result()
         named = f" ({bound_name})" if bound_name else ""
         # The bound is a sum of settings and arguments: to the millisecond ("0.3s", not
         # the float sum's "0.30000000000000004s").
@@ -124,6 +163,11 @@ class LoopThread:
         self.thread.join(timeout)
         if not self.thread.is_alive():
             return True
+        # Nothing will answer the calls still waiting for the loop (a blocking caller
+        # without a bound on another thread would wait as long as the thread is stuck).
+        self._abandoned = self._stage
+        for future in list(self._calls):
+            future.cancel()
         logger.bind(system="actorflow").warning(
             "the loop thread {!r} did not end within {:.3f}s (the time left of the stop's "
             "deadline); abandoned while {}",
@@ -137,5 +181,13 @@ class LoopThread:
 def _answered(future: concurrent.futures.Future[Any], seconds: float) -> bool:
     """Whether ``future`` is done within ``seconds``. Not `Future.result`'s timeout: the
     call's own `TimeoutError` (a `WaitTimeoutError`, a task's `TaskTimeoutError`) is
-    its answer, not a call that got none."""
-    return not concurrent.futures.wait((future,), seconds).not_done
+    its answer, not a call that got none; `Future.exception` returns that one. Nor
+    `concurrent.futures.wait`: a `Future.cancel` from another thread (`LoopThread.stop`
+    giving up on the thread) does not wake it, only the loop's answer does."""
+    try:
+        future.exception(seconds)
+    except TimeoutError:  # (concurrent.futures.TimeoutError is TimeoutError)
+        return False
+    except concurrent.futures.CancelledError:
+        pass
+    return True

@@ -200,24 +200,30 @@ class WorkerThreads:
             del work, fn, args, on_abandon
             self._idle.release()
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> list[_Work]:
         """Take no more calls, drop queued ones, and ask running ones to stop.
 
-        Returns at once; each worker ends after its current call (`threads`)."""
+        Returns at once, with the calls dropped (never run: their callers are to be
+        told); each worker ends after its current call (`threads`)."""
         with self._lock:
             self._closed = True
             threads = len(self.threads)
+        dropped: list[_Work] = []
         while True:
             try:
                 work = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if work is not None and work[2] is not None:
+            if work is None:
+                continue
+            dropped.append(work)
+            if work[2] is not None:
                 _quietly(work[2])
         for on_abandon in list(self._abandon.values()):
             _quietly(on_abandon)
         for _ in range(threads):
             self._queue.put(None)
+        return dropped
 
 
 def _quietly(fn: Callable[[], object]) -> None:

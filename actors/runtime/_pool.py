@@ -291,9 +291,43 @@ class ThreadPoolActor(SystemChild[PoolState]):
         if executor is None:
             return
         state.executor = None
-        executor.shutdown()  # running attempts see their cancellation token set
+        # Running attempts see their cancellation token set; the calls still queued
+        # never run: their callers hear so now (else nothing ends their waits).
+        never_ran = executor.shutdown()
+        if never_ran:
+            why = (
+                "the actor system shut down"
+                if self.ctx.stop.at is not None
+                else "the thread pool was stopped"
+            )
+            for fn, args, _ in never_ran:
+                _never_ran(fn, args, why)
         for thread in executor.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _never_ran(fn: Callable[..., object], args: tuple[Any, ...], why: str) -> None:
+    """A call the pool dropped from its queue when it stopped (``why``): a
+    ``thread_pool.submit`` fails its caller, a task's attempt fails (through the
+    manager, as any attempt's error: retried while it has retries; nothing is told if
+    the manager already decided the attempt, cancelled at the system's shutdown)."""
+    if fn is _run_direct:
+        func, reply = args[0], args[3]
+        name = getattr(func, "__name__", func)
+        _answer(
+            reply,
+            None,
+            ActorSystemError(
+                f"thread_pool.submit({name!r}) did not run: {why} before a worker took it"
+            ),
+        )
+    elif fn is _run_started:
+        execution, report = args[0], args[4]
+        execution.set_cancelled()
+        error = ActorSystemError(
+            f"task {execution.task_id!r} did not run: {why} before a worker took its attempt"
+        )
+        complete(execution, report, None, error)
 
 
 def _answer(reply: ReplyTo, value: Any, error: BaseException | None) -> None:

@@ -290,3 +290,28 @@ def test_an_engine_without_a_registry_refuses_a_breaker_name() -> None:
         "in; pass the CircuitBreaker, or build the Engine with breakers=..."
     )
     assert (engine.tasks, engine.transitions) == ({}, [])
+
+
+async def fails(value: int = 0) -> None:
+    raise RuntimeError(f"boom {value}")
+
+
+async def test_a_retried_task_shares_the_breaker_of_the_failed_one(
+    system: ActorSystem, tm: UnifiedTaskManager
+) -> None:
+    """A retry is a registration like any other: its breaker (the failed task's, kept
+    by name for a task whose arguments take a result) is shared once it is accepted."""
+    dep = await tm.register_task("dep", one)
+    plain = await tm.register_task("plain", fails, circuit_breaker="svc")
+    fed = await tm.register_task("fed", fails, args=(result_of(dep),), circuit_breaker="svc")
+    for task_id, message in ((plain, "boom 0"), (fed, "boom 1")):
+        with pytest.raises(RuntimeError, match=f"^{message}$"):
+            await tm.execute_task(task_id, wait=True)
+    [shared] = system.circuit_breakers.all()
+    assert shared.stats().failures == 2
+    for task_id, message in ((plain, "boom 0"), (fed, "boom 1")):
+        retry = await tm.retry_task(task_id)
+        with pytest.raises(RuntimeError, match=f"^{message}$"):
+            await asyncio.wait_for(tm.wait_for_task(retry), 10.0)
+    assert system.circuit_breakers.all() == [shared]
+    assert shared.stats().failures == 4

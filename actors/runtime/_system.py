@@ -509,7 +509,8 @@ class SystemRuntime:
         breaker has its name, before the registration changed anything). A refused
         registration never gets here, so it leaves no breaker behind."""
         if isinstance(given, str):
-            return self.breaker(given)
+            shared = self.circuit_breakers.get(given)  # (no keyword arguments built: half the cost)
+            return self.breaker(given) if shared is None else shared
         return self.circuit_breakers.add(given)
 
     def _supervisor_event(self, event: SupervisorEvent) -> None:

@@ -694,8 +694,8 @@ def _recovered(rows: list[TaskRow], max_finished: int = 0) -> tuple[Any, Recordi
     port = RecordingPort()
     engine.attach(port)
     recovery.restore(
-        engine, rows, codec=Codec("json"), breaker=None,  # type: ignore[arg-type]
-        bridge=None, max_recoveries=3,  # type: ignore[arg-type]
+        engine, rows, codec=Codec("json"), bridge=None,  # type: ignore[arg-type]
+        max_recoveries=3,
     )  # fmt: skip
     journal = _Journal()
     link = JournalLink(engine, journal, Codec("json"), _Journal())  # type: ignore[arg-type]

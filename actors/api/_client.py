@@ -349,10 +349,12 @@ class UnifiedTaskManager:
 
         ``circuit_breaker`` names the breaker shared by every task that talks to the same
         service (created with the configured defaults on first use), or is a
-        `CircuitBreaker` (registered under its name). While it is open (or half-open with
-        its trial calls taken) the task waits for it, ``queued``, holding no slot and
-        spending no attempt, and is released, most urgent first, when it lets calls
-        through; its ``timeout`` (per attempt) does not run meanwhile.
+        `CircuitBreaker` (registered under its name); either is shared once the task
+        manager accepts the registration, so a refused one makes no breaker. While it
+        is open (or half-open with its trial calls taken) the task waits for it,
+        ``queued``, holding no slot and spending no attempt, and is released, most
+        urgent first, when it lets calls through; its ``timeout`` (per attempt) does not
+        run meanwhile.
 
         ``executor`` runs a plain function on ``"thread"``, ``"process"`` or ``"dask"``
         (None: the configured ``THREAD_POOL_BACKEND``); coroutine functions always run
@@ -455,45 +457,35 @@ class UnifiedTaskManager:
         )
         return result
 
-    def _shared_breaker(self, circuit_breaker: str | CircuitBreaker) -> CircuitBreaker:
-        """The system's breaker of that name (made on first use), or ``circuit_breaker``
-        added to its registry: the one change a registration makes before it is sent."""
-        system = self._system or self._get_system()
-        if isinstance(circuit_breaker, str):
-            return system.breaker(circuit_breaker)
-        return system.circuit_breakers.add(circuit_breaker)
-
     def _complete(
-        self,
-        spec: TaskSpec,
-        durable: bool | None,
-        trace: Any,
-        *,
-        share_breaker: bool = True,
+        self, spec: TaskSpec, durable: bool | None, trace: Any
     ) -> tuple[TaskSpec, tuple[Any, ...] | None]:
         """A validated registration, with what the system decides: the executor (its
-        arguments checked for pickling), its journal row (None: not durable), the shared
-        breaker (unless ``share_breaker`` is False: the caller shares it once it has
-        checked everything else), and ``trace``, the caller's trace context (`capture`)."""
+        arguments checked for pickling), its journal row (None: not durable), and
+        ``trace``, the caller's trace context (`capture`).
+
+        Its circuit breaker stays as given (a name, or a `CircuitBreaker` no other
+        breaker of the registry has the name of): the manager shares it once it has
+        accepted the registration (`SystemRuntime._share_breaker`), so a refused one
+        leaves no breaker behind."""
+        system = self._system or self._get_system()
         if not spec.is_coroutine:
-            backend = (
-                spec.executor or (self._system or self._get_system()).config.THREAD_POOL_BACKEND
-            )
+            backend = spec.executor or system.config.THREAD_POOL_BACKEND
             if backend != "thread":
                 require_backend(backend)
                 check_picklable(backend, spec.func, spec.args, spec.kwargs)
                 spec = spec._replace(executor=backend)
         circuit_breaker = spec.circuit_breaker
-        config = (self._system or self._get_system()).config
-        # Refused before anything changes (a breaker is created below). Without a journal
-        # and with ``durable`` unset (the common case) there is nothing to check.
+        if circuit_breaker is not None and not isinstance(circuit_breaker, str):
+            system.circuit_breakers.check(circuit_breaker)
+        config = system.config
+        # Without a journal and with ``durable`` unset (the common case) there is
+        # nothing to check.
         journal = (
             None
             if durable is None and config.JOURNAL_PATH is None
             else durable_row(config, spec, durable, circuit_breaker)
         )
-        if circuit_breaker is not None and share_breaker:
-            spec = spec._replace(circuit_breaker=self._shared_breaker(circuit_breaker))
         if trace is not None:
             spec = spec._replace(trace=trace)
         return spec, journal
@@ -581,11 +573,8 @@ class UnifiedTaskManager:
         args: tuple[Any, ...],
         options: dict[str, Any],
         trace: Any,
-        *,
-        share_breaker: bool = True,
     ) -> tuple[TaskSpec, tuple[Any, ...] | None]:
-        """``func(*args)`` with submit's (or map's) ``options``, validated and completed
-        (``share_breaker``: see `_complete`)."""
+        """``func(*args)`` with submit's (or map's) ``options``, validated and completed."""
         if not options or (len(options) == 1 and "name" in options):  # the common case
             name = options.get("name")
             spec = validate_registration(_name_of(func) if name is None else name, func, args)
@@ -597,10 +586,7 @@ class UnifiedTaskManager:
         kwargs = fields.pop("kwargs", None)
         durable = fields.pop("durable", None)
         return self._complete(
-            validate_registration(name, func, args, kwargs, **fields),
-            durable,
-            trace,
-            share_breaker=share_breaker,
+            validate_registration(name, func, args, kwargs, **fields), durable, trace
         )
 
     def _build_submit(
@@ -712,13 +698,11 @@ class UnifiedTaskManager:
                 f"got {iterable!r}; for one call use submit()"
             )
         trace = capture()
-        # The breaker is shared (made, or added to the registry) only once every item
-        # is checked: a refused call changes nothing.
-        base, journal = self._submit_spec(func, (), options, trace, share_breaker=False)
+        base, journal = self._submit_spec(func, (), options, trace)
         items = list(iterable)
         if journal is not None:  # durable: submit's two round trips per task
             for item in items:
-                self._submit_spec(func, (item,), options, trace, share_breaker=False)
+                self._submit_spec(func, (item,), options, trace)
             calls = [asyncio.ensure_future(self.submit(func, item, **options)) for item in items]
             outcomes = await asyncio.gather(*calls, return_exceptions=True)
             # Failed are the calls that raised: a task may return an exception as its value.
@@ -743,15 +727,12 @@ class UnifiedTaskManager:
             if plain and not find_results((item,), _NO_KWARGS):
                 spec = base._replace(args=(item,))
             else:  # a result_of among the arguments: a dependency of its own
-                spec = self._submit_spec(func, (item,), options, trace, share_breaker=False)[0]
+                spec = self._submit_spec(func, (item,), options, trace)[0]
             if picklable:
                 check_picklable(backend, func, spec.args, spec.kwargs)
             specs.append(spec)
         if not specs:
             return []
-        if base.circuit_breaker is not None:
-            breaker = self._shared_breaker(base.circuit_breaker)
-            specs = [spec._replace(circuit_breaker=breaker) for spec in specs]
         return await self._map(specs, return_exceptions)
 
     async def _map(self, specs: list[TaskSpec], return_exceptions: bool) -> list[Any]:

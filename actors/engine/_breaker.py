@@ -568,20 +568,28 @@ class BreakerRegistry:
     def add(self, breaker: CircuitBreaker) -> CircuitBreaker:
         """Register ``breaker`` under its name and return it (adding it again is a no-op).
 
-        Raises `BreakerConfigError` if another breaker already has that name.
+        Raises `BreakerConfigError` (and changes nothing) if another breaker already has
+        that name.
         """
         if not isinstance(breaker, CircuitBreaker):
             raise BreakerConfigError(f"breaker must be a CircuitBreaker, got {breaker!r}")
         with self._lock:
-            existing = self._breakers.setdefault(breaker.name, breaker)
+            existing = self._breakers.get(breaker.name)
+            if existing is None:
+                self._breakers[breaker.name] = breaker
+                if self._listener is not None and breaker._listener is not self._listener:
+                    breaker.watch(self._listener)  # its changes reach the event stream too
+                return breaker
         if existing is not breaker:
-            raise BreakerConfigError(
-                f"a different circuit breaker is already registered as {breaker.name!r}; "
-                f"use get({breaker.name!r}) to share it"
-            )
-        if self._listener is not None and breaker._listener is not self._listener:
-            breaker.watch(self._listener)  # its changes reach the event stream too
+            raise _taken(breaker.name)
         return breaker
+
+    def check(self, breaker: CircuitBreaker) -> None:
+        """Raise what `add` would raise for ``breaker`` now (another breaker has its
+        name), changing nothing: a registration checks it before it is sent."""
+        existing = self.get(breaker.name)
+        if existing is not None and existing is not breaker:
+            raise _taken(breaker.name)
 
     def get_or_create(self, name: str, **defaults: Unpack[BreakerOptions]) -> CircuitBreaker:
         """The breaker called ``name``; made from ``defaults`` if there is none yet.
@@ -610,3 +618,10 @@ class BreakerRegistry:
     def __len__(self) -> int:
         with self._lock:
             return len(self._breakers)
+
+
+def _taken(name: str) -> BreakerConfigError:
+    return BreakerConfigError(
+        f"a different circuit breaker is already registered as {name!r}; "
+        f"use get({name!r}) to share it"
+    )

@@ -183,6 +183,18 @@ class Port(Protocol):
         """Call `Engine.breaker_ready` with ``name`` after ``delay`` seconds on the clock."""
 
 
+def _as_given(breaker: CircuitBreaker | str) -> CircuitBreaker:
+    """`Engine.breakers` of an engine without a registry: the given breaker itself."""
+    if isinstance(breaker, str):
+        msg = (
+            f"circuit breaker {breaker!r} is a name, and this engine has no breaker "
+            "registry to find it in; pass the CircuitBreaker, or build the Engine with "
+            "breakers=..."
+        )
+        raise InvalidTaskError(msg)
+    return breaker
+
+
 def deliver(reply: ReplyTo, record: TaskRecord) -> None:
     """Answer a waiter with a finished task's outcome."""
     if record.status is COMPLETED:
@@ -198,8 +210,20 @@ class Engine:
     (it is the child's state); each incarnation `attach`\\ es itself as the port.
     """
 
-    def __init__(self, policy: Policy, clock: Clock, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        clock: Clock,
+        wall: Callable[[], float] = time.time,
+        *,
+        breakers: Callable[[Any], CircuitBreaker] | None = None,
+    ) -> None:
         self.policy = policy
+        self.breakers: Callable[[Any], CircuitBreaker] = _as_given if breakers is None else breakers
+        """The breaker a registration's ``circuit_breaker`` (a name, or a breaker) shares,
+        asked once the registration is accepted (`_register`): a refused one makes none.
+        It may refuse the registration itself (`BreakerConfigError`). By default (no
+        registry) the given `CircuitBreaker` as it is, and a name is refused."""
         self.backend = policy.backend
         self.clock = clock
         self._now = clock.monotonic
@@ -316,9 +340,14 @@ class Engine:
                     f"{self.backend} task system; register it first"
                 )
                 raise TaskNotFoundError(msg)
+        breaker = spec.circuit_breaker
+        if breaker is not None:  # accepted: its breaker is shared now (may refuse it)
+            breaker = self.breakers(breaker)
         self.graph.add(task_id, dependencies)
         now = self._now()
         record = tasks[task_id] = LiveRecord(spec, task_id, bridge, now, next(self._seq))
+        if breaker is not None:
+            record.breaker = breaker
         if record.results is not None:
             for dep in record.results:  # keep their results until this task takes them
                 tasks[dep].pins += 1

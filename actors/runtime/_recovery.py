@@ -118,14 +118,14 @@ def restore(
     rows: list[TaskRow],
     *,
     codec: Codec,
-    breaker: Callable[[str], CircuitBreaker],
     bridge: Callable[[], LoopBridge],
     max_recoveries: int,
 ) -> list[str]:
     """Put ``rows`` (in load order) back into ``engine``; returns their task ids.
 
-    ``breaker(name)`` gives a circuit breaker by name; ``bridge()`` the loop of the
-    recovered tasks (called only if one needs it).
+    A live task's circuit breaker is its name: ``engine`` shares the breaker of that
+    name as it registers the task (`Engine.breakers`). ``bridge()`` gives the loop of
+    the recovered tasks (called only if one needs it).
     """
     functions: dict[str, tuple[Callable[..., Any], bool]] = {}
     loop_bridge: LoopBridge | None = None
@@ -187,9 +187,7 @@ def restore(
             retry_wait=None,
             timeout=row.timeout,
             is_coroutine=is_coroutine,
-            circuit_breaker=None
-            if ended or row.circuit_breaker is None
-            else breaker(row.circuit_breaker),
+            circuit_breaker=None if ended else row.circuit_breaker,
             executor=row.executor,
             results=results,
             on_dependency_failure=row.on_dependency_failure,
@@ -266,7 +264,9 @@ class Journal:
     Built by `ActorSystem.start` when ``JOURNAL_PATH`` is set; `close` at stop.
     """
 
-    def __init__(self, ctx: SystemContext, breaker: Callable[[str], CircuitBreaker]) -> None:
+    def __init__(
+        self, ctx: SystemContext, breakers: Callable[[str | CircuitBreaker], CircuitBreaker]
+    ) -> None:
         config = ctx.config
         assert config.JOURNAL_PATH is not None
         self.ctx = ctx
@@ -279,7 +279,8 @@ class Journal:
             self.store.close()
             raise
         self.codec = codec_for(config.JOURNAL_SERIALIZER)
-        self._breaker = breaker
+        self._breakers = breakers
+        """The breaker a registration shares (`Engine.breakers`)."""
         self.loop: SystemLoop | None = None
         self.state: JournalState | None = None
         """The journal child's state (created by the supervisor at start)."""
@@ -307,14 +308,13 @@ class Journal:
 
     def engine(self, policy: Policy) -> DurableEngine:
         """A manager's state, with the journal's tasks that its task system registered."""
-        engine = DurableEngine(policy, self.ctx.clock)
+        engine = DurableEngine(policy, self.ctx.clock, breakers=self._breakers)
         rows = self.rows.pop(policy.backend, None)
         if rows:
             ids = restore(
                 engine,
                 rows,
                 codec=self.codec,
-                breaker=self._breaker,
                 bridge=self._bridge,
                 max_recoveries=self.ctx.config.MAX_RECOVERIES,
             )

@@ -235,7 +235,9 @@ class SystemRuntime:
             journal = self._journal = None if cfg.JOURNAL_PATH is None else _journal(ctx, self)
 
             def engine(policy: Policy) -> Engine:
-                return Engine(policy, clock) if journal is None else journal.engine(policy)
+                if journal is None:
+                    return Engine(policy, clock, breakers=self._share_breaker)
+                return journal.engine(policy)
 
             specs = [
                 ChildSpec("task_monitor", TaskMonitorActor, (ctx,), state_factory=MonitorState),
@@ -500,6 +502,17 @@ class SystemRuntime:
             half_open_max_calls=cfg.BREAKER_HALF_OPEN_MAX_CALLS,
         )
 
+    def _share_breaker(self, given: str | CircuitBreaker) -> CircuitBreaker:
+        """The breaker of a registration a manager accepted (``circuit_breaker``): the
+        shared one of that name (made with the configured defaults on first use), or the
+        given `CircuitBreaker` added to the registry (`BreakerConfigError` if another
+        breaker has its name, before the registration changed anything). A refused
+        registration never gets here, so it leaves no breaker behind."""
+        if isinstance(given, str):
+            shared = self.circuit_breakers.get(given)  # (no keyword arguments built: half the cost)
+            return self.breaker(given) if shared is None else shared
+        return self.circuit_breakers.add(given)
+
     def _supervisor_event(self, event: SupervisorEvent) -> None:
         state = self._state
         if event.kind is SupervisorEventKind.RESTARTED and event.child_id and state is not None:
@@ -553,7 +566,7 @@ def _journal(ctx: SystemContext, system: SystemRuntime) -> Journal:
     """Open ``JOURNAL_PATH`` and read its tasks (only with the key: no import without)."""
     from actors.runtime._recovery import Journal
 
-    return Journal(ctx, system.breaker)
+    return Journal(ctx, system._share_breaker)
 
 
 def _facade_state(use_new: bool, journal: Journal | None) -> FacadeState:

@@ -1257,3 +1257,82 @@ async def test_a_crash_while_a_task_s_outcome_is_on_its_way_leaves_the_task_to_i
         " (_Fault('fault')); the message was dropped, not retried"
     )
     assert (result, status, restarts[child]) == (1, TaskStatus.COMPLETED, 1)
+
+
+def fail_tell_once(monkeypatch: pytest.MonkeyPatch, child: str, kind: type) -> list[object]:
+    """The first tell of a ``kind`` message to ``child`` raises `_Fault` before it
+    delivers (as `ChildHandle.tell` raises); returns what that message carried."""
+    tell = ChildHandle.tell
+    faults: list[object] = []
+
+    def faulty(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == child and type(message) is kind and not faults:
+            faults.append(message[0])
+            raise _Fault("fault")
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", faulty)
+    return faults
+
+
+async def test_a_crash_telling_the_facade_of_removed_ids_leaves_them_to_the_next_incarnation(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The manager crashes telling the facade which ids a cleanup removed (a
+    # BaseException from the tell of its `Forget`, injected). The ids stay in its state:
+    # its next incarnation tells the facade, which drops their routes, and the id can be
+    # registered again. Before, the list was emptied before the tell: the facade kept
+    # the route for good, and every registration of the id was refused as a duplicate.
+    from actors.runtime import messages
+
+    wait = 10.0
+    child = manager_of(backend)
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        owners = system._state.states["facade"].owners
+        assert await tm.register_task("a", noop, (1,), task_id="a") == "a"
+        assert await tm.execute_task("a", wait=True) == 1
+        faults = fail_tell_once(monkeypatch, "facade", messages.Forget)
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(tm.cleanup_completed_tasks(0.0), wait)
+        assert await asyncio.wait_for(tm.get_all_tasks(), wait) == []
+        again = await asyncio.wait_for(tm.register_task("a", noop, (2,), task_id="a"), wait)
+        routes = dict(owners)
+        result = await asyncio.wait_for(tm.execute_task(again, wait=True), wait)
+        restarts = await restarts_of(system)
+    assert str(caught.value) == (
+        f"a request failed: the {child} crashed handling its Cleanup (_Fault('fault'));"
+        " the message was dropped, not retried"
+    )
+    assert (faults, again, routes, result) == ([("a",)], "a", {"a": backend}, 2)
+    assert restarts[child] == 1
+
+
+async def test_a_crash_telling_the_monitor_of_transitions_leaves_them_to_the_next_incarnation(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The manager crashes sending its transitions to the monitor (a BaseException from
+    # the tell of a `Transitions` batch, injected, in the flush after a registration).
+    # They stay in its state: its next incarnation's first flush sends them, and the
+    # monitor's counts stay exact. Before, the list was emptied before the tell: the
+    # registration was never counted, and its later moves subtracted from a status it
+    # was never added to.
+    from actors.runtime import _manager_base, messages
+
+    wait = 10.0
+    child = manager_of(backend)
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        monkeypatch.setattr(_manager_base, "FLUSH_AT", 1)  # a flush after each message
+        faults = fail_tell_once(monkeypatch, "task_monitor", messages.Transitions)
+        assert await asyncio.wait_for(tm.register_task("a", noop, (1,), task_id="a"), wait) == "a"
+        registered = await asyncio.wait_for(tm.get_metrics(), wait)
+        assert await asyncio.wait_for(tm.execute_task("a", wait=True), wait) == 1
+        ended = await asyncio.wait_for(tm.get_metrics(), wait)
+        restarts = await restarts_of(system)
+    assert [[(t.task_id, t.new) for t in batch] for batch in faults] == [
+        [("a", TaskStatus.PENDING)]
+    ]
+    assert dict(registered.tasks_by_status) == {"pending": 1}
+    assert dict(ended.tasks_by_status) == {"completed": 1}
+    assert restarts[child] == 1

@@ -1336,3 +1336,85 @@ async def test_a_crash_telling_the_monitor_of_transitions_leaves_them_to_the_nex
     assert dict(registered.tasks_by_status) == {"pending": 1}
     assert dict(ended.tasks_by_status) == {"completed": 1}
     assert restarts[child] == 1
+
+
+def fail_after_one(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[object]:
+    """``owner.name`` (`answer_all`, `start_all`: an iterator of actions) raises `_Fault`
+    on its first call, as its first action would: that one taken, none run. Returns
+    what that action was about (an answer's value, a start's task id)."""
+    original = getattr(owner, name)
+    faults: list[object] = []
+
+    def faulty(actions: Any) -> None:
+        if not faults:
+            action = next(actions)
+            faults.append(action[1] if len(action) == 2 else action[2].task_id)
+            raise _Fault("fault")
+        original(actions)
+
+    monkeypatch.setattr(owner, name, faulty)
+    return faults
+
+
+async def test_a_journal_crash_giving_an_answer_answers_that_caller_with_the_crash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes giving a durable registration its answer after the commit (a
+    # BaseException, injected, as the answer would raise). That answer is dropped (not
+    # retried), and its caller hears why; the registration is journaled. Before, the
+    # caller (tracked with no bound) waited for ever.
+    from actors.runtime import _journal
+
+    wait = 10.0
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        faults = fail_after_one(monkeypatch, _journal, "answer_all")
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(tm.register_task("first", noop, (4,), task_id="a"), wait)
+        assert await asyncio.wait_for(tm.register_task("b", noop, task_id="b"), wait) == "b"
+        restarts = await restarts_of(system)
+    async with ActorSystem(config) as system:  # what the journal wrote
+        status = await system.task_manager.get_task_status("a")
+    assert str(caught.value) == (
+        "the journal crashed answering this call after its commit (_Fault('fault')): what"
+        " the call did is journaled, its answer was dropped, not retried; ask the task for"
+        " its state"
+    )
+    assert (faults, restarts["journal"], status) == (["a"], 1, TaskStatus.PENDING)
+
+
+async def test_a_journal_crash_starting_an_attempt_fails_its_task_through_its_manager(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes starting a durable attempt whose running record it committed
+    # (a BaseException, injected, as the start would raise). That start is dropped (not
+    # retried): the task fails through its manager (a Crashed naming the journal), and
+    # its caller hears why. Before, the task stayed RUNNING and its caller (tracked with
+    # no bound) waited for ever.
+    from actors.runtime import _journal
+
+    wait = 10.0
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        assert await tm.register_task("first", noop, (4,), task_id="a") == "a"
+        faults = fail_after_one(monkeypatch, _journal, "start_all")
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
+        info = await tm.get_task("a")
+        assert await tm.register_task("b", noop, (5,), task_id="b") == "b"
+        assert await asyncio.wait_for(tm.execute_task("b", wait=True), wait) == 5
+        restarts = await restarts_of(system)
+    async with ActorSystem(config) as system:  # what the journal wrote
+        status = await system.task_manager.get_task_status("a")
+    expected = (
+        "task 'a' failed: the journal crashed handling its Start (_Fault('fault'));"
+        " the message was dropped, not retried"
+    )
+    assert (str(caught.value), info.status, str(info.error)) == (
+        expected,
+        TaskStatus.FAILED,
+        expected,
+    )
+    assert (faults, restarts["journal"], status) == (["a"], 1, TaskStatus.FAILED)

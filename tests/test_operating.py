@@ -1418,3 +1418,45 @@ async def test_a_journal_crash_starting_an_attempt_fails_its_task_through_its_ma
         expected,
     )
     assert (faults, restarts["journal"], status) == (["a"], 1, TaskStatus.FAILED)
+
+
+@pytest.mark.parametrize("resent", [False, True], ids=["sent", "resent"])
+async def test_a_facade_crash_part_way_through_a_run_told_one_by_one_sends_none_twice(
+    monkeypatch: pytest.MonkeyPatch, backend: str, resent: bool
+) -> None:
+    # The facade tells a batch's run to a manager message by message (as while it is
+    # down) and crashes telling the second (a BaseException, injected): its next
+    # incarnation sends the message not sent, not the Execute sent already
+    # (``resent``: that send crashes too, once more). Before, the whole run went again:
+    # the manager was told the Execute twice.
+    from actors.runtime import messages
+
+    wait = 10.0
+    child = manager_of(backend)
+    ref = ChildHandle.actor_ref
+    monkeypatch.setattr(  # the manager's runs go one message at a time
+        ChildHandle, "actor_ref", property(lambda h: None if h.child_id == child else ref.fget(h))
+    )
+    tell = ChildHandle.tell
+    faults: list[str] = []
+    told: list[str] = []
+
+    def faulty(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == child and type(message) in (messages.Execute, messages.GetStatus):
+            if type(message) is messages.GetStatus and len(faults) < 1 + resent:
+                faults.append(message.task_id)
+                raise _Fault("fault")
+            told.append(type(message).__name__)
+        tell(handle, message)
+
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        first = await tm.register_task("first", noop, (5,), task_id="first")
+        monkeypatch.setattr(ChildHandle, "tell", faulty)
+        status = asyncio.ensure_future(tm.get_task_status(first))  # (in one flush, after
+        result = asyncio.ensure_future(tm.execute_task(first, wait=True))  # the Execute)
+        seen = await asyncio.wait_for(status, wait)
+        assert await asyncio.wait_for(result, wait) == 5
+        restarts = await restarts_of(system)
+    assert (faults, told) == (["first"] * (1 + resent), ["Execute", "GetStatus"])
+    assert (seen, restarts["facade"]) == (TaskStatus.RUNNING, 1 + resent)

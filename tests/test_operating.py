@@ -1460,3 +1460,34 @@ async def test_a_facade_crash_part_way_through_a_run_told_one_by_one_sends_none_
         restarts = await restarts_of(system)
     assert (faults, told) == (["first"] * (1 + resent), ["Execute", "GetStatus"])
     assert (seen, restarts["facade"]) == (TaskStatus.RUNNING, 1 + resent)
+
+
+async def test_a_subscription_whose_mark_crashes_its_manager_is_heard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The new manager crashes taking a subscription's Mark (a BaseException from the
+    # tell of its Marked, injected). The Mark goes on to its next incarnation, which
+    # takes it again: the subscriber hears that manager's next task. Before, the Mark
+    # was dropped (it has neither a task nor a caller): the subscriber stayed muted for
+    # that manager for ever.
+    from actors.runtime import messages
+
+    tell = ChildHandle.tell
+    faults: list[str] = []
+
+    def faulty(handle: ChildHandle, message: Any) -> None:
+        if type(message) is messages.Marked and message.backend == "new" and not faults:
+            faults.append(message.backend)
+            raise _Fault("fault")
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", faulty)
+    async with ActorSystem(crash_config()) as system:
+        tm = system.task_manager
+        monitor = system._state.states["task_monitor"]
+        async with tm.events() as stream:
+            events = await a_task_heard(tm, stream)
+        restarts = await restarts_of(system)
+    assert [(e.kind, e.task_id) for e in events] == AFTER_HEARD
+    assert (faults, restarts["task_manager"]) == (["new"], 1)
+    assert (monitor.muted, monitor.marks) == ({}, {})

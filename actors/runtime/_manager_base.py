@@ -227,10 +227,17 @@ class BaseManager(SupervisedActor):
 
     def _mark(self, message: messages.Mark) -> None:
         """A subscription is routed here (`FacadeActor._subscribe`): what this manager
-        sent the monitor so far is from before it, what it sends from now on is not."""
-        self._flush()
-        with contextlib.suppress(ActorsError):
-            self.ctx.handle("task_monitor").tell(messages.Marked(message.token, self.backend))
+        sent the monitor so far is from before it, what it sends from now on is not.
+        A crash in its tells (the flush's, the `Marked`) hands it on, to be taken again
+        after the next incarnation's first flush (what was not sent is kept for it):
+        dropped, it left the subscriber muted for this manager for ever."""
+        try:
+            self._flush()
+            with contextlib.suppress(ActorsError):
+                self.ctx.handle("task_monitor").tell(messages.Marked(message.token, self.backend))
+        except BaseException:
+            self.hand_over(message)
+            raise
 
     def _arm_cleanup(self) -> None:
         self.engine.cleanup_timer = tell_later(

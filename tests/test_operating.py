@@ -1491,3 +1491,29 @@ async def test_a_subscription_whose_mark_crashes_its_manager_is_heard(
     assert [(e.kind, e.task_id) for e in events] == AFTER_HEARD
     assert (faults, restarts["task_manager"]) == (["new"], 1)
     assert (monitor.muted, monitor.marks) == ({}, {})
+
+
+async def test_a_crash_telling_the_journal_a_batch_leaves_it_to_the_next_incarnation(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The manager crashes telling the journal a batch (a BaseException from the tell,
+    # injected): a durable registration's row and its answer. Its next incarnation
+    # sends that batch first: the caller is answered once the row is written. Before,
+    # the batch was lost: its records and answers had left the manager's state, so the
+    # caller (tracked with no bound) waited for ever and the file never held the task.
+    from actors.runtime import messages
+
+    wait = 10.0
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        faults = fail_tell_once(monkeypatch, "journal", messages.JournalBatch)
+        registration = tm.register_task("first", noop, (4,), task_id="a")
+        registered = await asyncio.wait_for(registration, wait)
+        restarts = await restarts_of(system)
+    async with ActorSystem(config) as system:  # what the journal wrote
+        tm = system.task_manager
+        status = await tm.get_task_status("a")
+        result = await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
+    assert [[r.task_id for r in records] for records in faults] == [["a"]]
+    assert (registered, restarts["task_manager"], status, result) == ("a", 1, TaskStatus.PENDING, 4)

@@ -1517,3 +1517,37 @@ async def test_a_crash_telling_the_journal_a_batch_leaves_it_to_the_next_incarna
         result = await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
     assert [[r.task_id for r in records] for records in faults] == [["a"]]
     assert (registered, restarts["task_manager"], status, result) == ("a", 1, TaskStatus.PENDING, 4)
+
+
+async def test_a_manager_whose_facade_is_gone_answers_a_cleanup_with_what_it_removed(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The facade is gone for good when the manager tells it which ids a cleanup removed
+    # (the tell raises SupervisorError, injected, as a stopped child's handle does):
+    # nobody routes them any more, so the cleanup's caller hears what was removed, and
+    # the manager goes on. Before, only an ActorsError was caught there: the caller got
+    # the SupervisorError (and the ids stayed in the manager, kept for a next tell).
+    from actors.runtime import messages
+    from supervisors import SupervisorError
+
+    wait = 10.0
+    child = manager_of(backend)
+    tell = ChildHandle.tell
+    faults: list[object] = []
+
+    def gone(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == "facade" and type(message) is messages.Forget and not faults:
+            faults.append(message.task_ids)
+            raise SupervisorError("child 'facade' is stopped")
+        tell(handle, message)
+
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        engine = system._state.states[child]
+        assert await tm.register_task("a", noop, (1,), task_id="a") == "a"
+        assert await tm.execute_task("a", wait=True) == 1
+        monkeypatch.setattr(ChildHandle, "tell", gone)
+        removed = await asyncio.wait_for(tm.cleanup_completed_tasks(0.0), wait)
+        forgotten = list(engine.forgotten)
+        restarts = await restarts_of(system)
+    assert (faults, removed, forgotten, restarts[child]) == ([("a",)], 1, [], 0)

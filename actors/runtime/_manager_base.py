@@ -187,7 +187,7 @@ class BaseManager(SupervisedActor):
             return
         try:
             self.ctx.handle("facade").tell(messages.Forget(tuple(forgotten), recheck))
-        except ActorsError as exc:  # the facade is gone: nobody routes them anyway
+        except Exception as exc:  # the facade is gone (SupervisorError): nobody routes them
             for bounced in recheck:
                 bounced.reply.set_exception(exc)
         # Taken only now: a BaseException from the tell (a crash: `ChildHandle.tell`
@@ -233,7 +233,7 @@ class BaseManager(SupervisedActor):
         dropped, it left the subscriber muted for this manager for ever."""
         try:
             self._flush()
-            with contextlib.suppress(ActorsError):
+            with contextlib.suppress(Exception):  # the monitor is gone (SupervisorError)
                 self.ctx.handle("task_monitor").tell(messages.Marked(message.token, self.backend))
         except BaseException:
             self.hand_over(message)

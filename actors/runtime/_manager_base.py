@@ -152,8 +152,8 @@ class BaseManager(SupervisedActor):
         if self.link is not None and self.link.start():
             self.actor_ref.tell(messages.Rerun())  # recovered tasks, after what is queued
         self._flush()
-        if self.engine.forgotten:  # a crash telling the facade left them (`_forget`)
-            self._forget()
+        if self.engine.forgotten:  # the previous incarnation's (its crash may have been
+            self._forget()  # in telling them, `_forget`): the facade hears them now
         if self.ctx.config.CLEANUP_INTERVAL > 0 and self.engine.cleanup_timer is None:
             self._arm_cleanup()
 

@@ -1257,3 +1257,297 @@ async def test_a_crash_while_a_task_s_outcome_is_on_its_way_leaves_the_task_to_i
         " (_Fault('fault')); the message was dropped, not retried"
     )
     assert (result, status, restarts[child]) == (1, TaskStatus.COMPLETED, 1)
+
+
+def fail_tell_once(monkeypatch: pytest.MonkeyPatch, child: str, kind: type) -> list[object]:
+    """The first tell of a ``kind`` message to ``child`` raises `_Fault` before it
+    delivers (as `ChildHandle.tell` raises); returns what that message carried."""
+    tell = ChildHandle.tell
+    faults: list[object] = []
+
+    def faulty(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == child and type(message) is kind and not faults:
+            faults.append(message[0])
+            raise _Fault("fault")
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", faulty)
+    return faults
+
+
+async def test_a_crash_telling_the_facade_of_removed_ids_leaves_them_to_the_next_incarnation(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The manager crashes telling the facade which ids a cleanup removed (a
+    # BaseException from the tell of its `Forget`, injected). The ids stay in its state:
+    # its next incarnation tells the facade, which drops their routes, and the id can be
+    # registered again. Before, the list was emptied before the tell: the facade kept
+    # the route for good, and every registration of the id was refused as a duplicate.
+    from actors.runtime import messages
+
+    wait = 10.0
+    child = manager_of(backend)
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        owners = system._state.states["facade"].owners
+        assert await tm.register_task("a", noop, (1,), task_id="a") == "a"
+        assert await tm.execute_task("a", wait=True) == 1
+        faults = fail_tell_once(monkeypatch, "facade", messages.Forget)
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(tm.cleanup_completed_tasks(0.0), wait)
+        assert await asyncio.wait_for(tm.get_all_tasks(), wait) == []
+        again = await asyncio.wait_for(tm.register_task("a", noop, (2,), task_id="a"), wait)
+        routes = dict(owners)
+        result = await asyncio.wait_for(tm.execute_task(again, wait=True), wait)
+        restarts = await restarts_of(system)
+    assert str(caught.value) == (
+        f"a request failed: the {child} crashed handling its Cleanup (_Fault('fault'));"
+        " the message was dropped, not retried"
+    )
+    assert (faults, again, routes, result) == ([("a",)], "a", {"a": backend}, 2)
+    assert restarts[child] == 1
+
+
+async def test_a_crash_telling_the_monitor_of_transitions_leaves_them_to_the_next_incarnation(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The manager crashes sending its transitions to the monitor (a BaseException from
+    # the tell of a `Transitions` batch, injected, in the flush after a registration).
+    # They stay in its state: its next incarnation's first flush sends them, and the
+    # monitor's counts stay exact. Before, the list was emptied before the tell: the
+    # registration was never counted, and its later moves subtracted from a status it
+    # was never added to.
+    from actors.runtime import _manager_base, messages
+
+    wait = 10.0
+    child = manager_of(backend)
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        monkeypatch.setattr(_manager_base, "FLUSH_AT", 1)  # a flush after each message
+        faults = fail_tell_once(monkeypatch, "task_monitor", messages.Transitions)
+        assert await asyncio.wait_for(tm.register_task("a", noop, (1,), task_id="a"), wait) == "a"
+        registered = await asyncio.wait_for(tm.get_metrics(), wait)
+        assert await asyncio.wait_for(tm.execute_task("a", wait=True), wait) == 1
+        ended = await asyncio.wait_for(tm.get_metrics(), wait)
+        restarts = await restarts_of(system)
+    assert [[(t.task_id, t.new) for t in batch] for batch in faults] == [
+        [("a", TaskStatus.PENDING)]
+    ]
+    assert dict(registered.tasks_by_status) == {"pending": 1}
+    assert dict(ended.tasks_by_status) == {"completed": 1}
+    assert restarts[child] == 1
+
+
+def fail_after_one(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[object]:
+    """``owner.name`` (`answer_all`, `start_all`: an iterator of actions) raises `_Fault`
+    on its first call, as its first action would: that one taken, none run. Returns
+    what that action was about (an answer's value, a start's task id)."""
+    original = getattr(owner, name)
+    faults: list[object] = []
+
+    def faulty(actions: Any) -> None:
+        if not faults:
+            action = next(actions)
+            faults.append(action[1] if len(action) == 2 else action[2].task_id)
+            raise _Fault("fault")
+        original(actions)
+
+    monkeypatch.setattr(owner, name, faulty)
+    return faults
+
+
+async def test_a_journal_crash_giving_an_answer_answers_that_caller_with_the_crash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes giving a durable registration its answer after the commit (a
+    # BaseException, injected, as the answer would raise). That answer is dropped (not
+    # retried), and its caller hears why; the registration is journaled. Before, the
+    # caller (tracked with no bound) waited for ever.
+    from actors.runtime import _journal
+
+    wait = 10.0
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        faults = fail_after_one(monkeypatch, _journal, "answer_all")
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(tm.register_task("first", noop, (4,), task_id="a"), wait)
+        assert await asyncio.wait_for(tm.register_task("b", noop, task_id="b"), wait) == "b"
+        restarts = await restarts_of(system)
+    async with ActorSystem(config) as system:  # what the journal wrote
+        status = await system.task_manager.get_task_status("a")
+    assert str(caught.value) == (
+        "the journal crashed answering this call after its commit (_Fault('fault')): what"
+        " the call did is journaled, its answer was dropped, not retried; ask the task for"
+        " its state"
+    )
+    assert (faults, restarts["journal"], status) == (["a"], 1, TaskStatus.PENDING)
+
+
+async def test_a_journal_crash_starting_an_attempt_fails_its_task_through_its_manager(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The journal crashes starting a durable attempt whose running record it committed
+    # (a BaseException, injected, as the start would raise). That start is dropped (not
+    # retried): the task fails through its manager (a Crashed naming the journal), and
+    # its caller hears why. Before, the task stayed RUNNING and its caller (tracked with
+    # no bound) waited for ever.
+    from actors.runtime import _journal
+
+    wait = 10.0
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        assert await tm.register_task("first", noop, (4,), task_id="a") == "a"
+        faults = fail_after_one(monkeypatch, _journal, "start_all")
+        with pytest.raises(ActorSystemError) as caught:
+            await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
+        info = await tm.get_task("a")
+        assert await tm.register_task("b", noop, (5,), task_id="b") == "b"
+        assert await asyncio.wait_for(tm.execute_task("b", wait=True), wait) == 5
+        restarts = await restarts_of(system)
+    async with ActorSystem(config) as system:  # what the journal wrote
+        status = await system.task_manager.get_task_status("a")
+    expected = (
+        "task 'a' failed: the journal crashed handling its Start (_Fault('fault'));"
+        " the message was dropped, not retried"
+    )
+    assert (str(caught.value), info.status, str(info.error)) == (
+        expected,
+        TaskStatus.FAILED,
+        expected,
+    )
+    assert (faults, restarts["journal"], status) == (["a"], 1, TaskStatus.FAILED)
+
+
+@pytest.mark.parametrize("resent", [False, True], ids=["sent", "resent"])
+async def test_a_facade_crash_part_way_through_a_run_told_one_by_one_sends_none_twice(
+    monkeypatch: pytest.MonkeyPatch, backend: str, resent: bool
+) -> None:
+    # The facade tells a batch's run to a manager message by message (as while it is
+    # down) and crashes telling the second (a BaseException, injected): its next
+    # incarnation sends the message not sent, not the Execute sent already
+    # (``resent``: that send crashes too, once more). Before, the whole run went again:
+    # the manager was told the Execute twice.
+    from actors.runtime import messages
+
+    wait = 10.0
+    child = manager_of(backend)
+    ref = ChildHandle.actor_ref
+    monkeypatch.setattr(  # the manager's runs go one message at a time
+        ChildHandle, "actor_ref", property(lambda h: None if h.child_id == child else ref.fget(h))
+    )
+    tell = ChildHandle.tell
+    faults: list[str] = []
+    told: list[str] = []
+
+    def faulty(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == child and type(message) in (messages.Execute, messages.GetStatus):
+            if type(message) is messages.GetStatus and len(faults) < 1 + resent:
+                faults.append(message.task_id)
+                raise _Fault("fault")
+            told.append(type(message).__name__)
+        tell(handle, message)
+
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        first = await tm.register_task("first", noop, (5,), task_id="first")
+        monkeypatch.setattr(ChildHandle, "tell", faulty)
+        status = asyncio.ensure_future(tm.get_task_status(first))  # (in one flush, after
+        result = asyncio.ensure_future(tm.execute_task(first, wait=True))  # the Execute)
+        seen = await asyncio.wait_for(status, wait)
+        assert await asyncio.wait_for(result, wait) == 5
+        restarts = await restarts_of(system)
+    assert (faults, told) == (["first"] * (1 + resent), ["Execute", "GetStatus"])
+    assert (seen, restarts["facade"]) == (TaskStatus.RUNNING, 1 + resent)
+
+
+async def test_a_subscription_whose_mark_crashes_its_manager_is_heard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The new manager crashes taking a subscription's Mark (a BaseException from the
+    # tell of its Marked, injected). The Mark goes on to its next incarnation, which
+    # takes it again: the subscriber hears that manager's next task. Before, the Mark
+    # was dropped (it has neither a task nor a caller): the subscriber stayed muted for
+    # that manager for ever.
+    from actors.runtime import messages
+
+    tell = ChildHandle.tell
+    faults: list[str] = []
+
+    def faulty(handle: ChildHandle, message: Any) -> None:
+        if type(message) is messages.Marked and message.backend == "new" and not faults:
+            faults.append(message.backend)
+            raise _Fault("fault")
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", faulty)
+    async with ActorSystem(crash_config()) as system:
+        tm = system.task_manager
+        monitor = system._state.states["task_monitor"]
+        async with tm.events() as stream:
+            events = await a_task_heard(tm, stream)
+        restarts = await restarts_of(system)
+    assert [(e.kind, e.task_id) for e in events] == AFTER_HEARD
+    assert (faults, restarts["task_manager"]) == (["new"], 1)
+    assert (monitor.muted, monitor.marks) == ({}, {})
+
+
+async def test_a_crash_telling_the_journal_a_batch_leaves_it_to_the_next_incarnation(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The manager crashes telling the journal a batch (a BaseException from the tell,
+    # injected): a durable registration's row and its answer. Its next incarnation
+    # sends that batch first: the caller is answered once the row is written. Before,
+    # the batch was lost: its records and answers had left the manager's state, so the
+    # caller (tracked with no bound) waited for ever and the file never held the task.
+    from actors.runtime import messages
+
+    wait = 10.0
+    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        faults = fail_tell_once(monkeypatch, "journal", messages.JournalBatch)
+        registration = tm.register_task("first", noop, (4,), task_id="a")
+        registered = await asyncio.wait_for(registration, wait)
+        restarts = await restarts_of(system)
+    async with ActorSystem(config) as system:  # what the journal wrote
+        tm = system.task_manager
+        status = await tm.get_task_status("a")
+        result = await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
+    assert [[r.task_id for r in records] for records in faults] == [["a"]]
+    assert (registered, restarts["task_manager"], status, result) == ("a", 1, TaskStatus.PENDING, 4)
+
+
+async def test_a_manager_whose_facade_is_gone_answers_a_cleanup_with_what_it_removed(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The facade is gone for good when the manager tells it which ids a cleanup removed
+    # (the tell raises SupervisorError, injected, as a stopped child's handle does):
+    # nobody routes them any more, so the cleanup's caller hears what was removed, and
+    # the manager goes on. Before, only an ActorsError was caught there: the caller got
+    # the SupervisorError (and the ids stayed in the manager, kept for a next tell).
+    from actors.runtime import messages
+    from supervisors import SupervisorError
+
+    wait = 10.0
+    child = manager_of(backend)
+    tell = ChildHandle.tell
+    faults: list[object] = []
+
+    def gone(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == "facade" and type(message) is messages.Forget and not faults:
+            faults.append(message.task_ids)
+            raise SupervisorError("child 'facade' is stopped")
+        tell(handle, message)
+
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        engine = system._state.states[child]
+        assert await tm.register_task("a", noop, (1,), task_id="a") == "a"
+        assert await tm.execute_task("a", wait=True) == 1
+        monkeypatch.setattr(ChildHandle, "tell", gone)
+        removed = await asyncio.wait_for(tm.cleanup_completed_tasks(0.0), wait)
+        forgotten = list(engine.forgotten)
+        restarts = await restarts_of(system)
+    assert (faults, removed, forgotten, restarts[child]) == ([("a",)], 1, [], 0)

@@ -248,8 +248,8 @@ class Engine:
         # object the cyclic GC tracks, not two).
         self.finished: deque[TaskRecord] = deque()
         self.forgotten: list[str] = []
-        """Removed ids (evicted or cleaned up) the facade has not been told of yet: the
-        shell tells it in batches (`messages.Forget`)."""
+        """Removed ids (evicted or cleaned up, or refused: never registered) the facade
+        has not been told of yet: the shell tells it in batches (`messages.Forget`)."""
         self.transitions: list[Transition] = []
         """Not yet sent to the monitor (the shell takes them)."""
         self.cleanup_timer: Timer | None = None

@@ -357,8 +357,16 @@ class FacadeActor(SystemChild[FacadeState]):
                 self.hand_over(messages.Batch(rest))
 
     def _resend(self, message: _Unsent) -> None:
-        """A run of a batch the previous incarnation crashed sending (`_send_held`)."""
-        unsent = send_run(self.managers[message.backend], list(message.run))
+        """A run of a batch the previous incarnation crashed sending (`_send_held`). A
+        crash sending it hands on what was not sent (`send_run` leaves it in the run),
+        as `_send_held` does: neither the messages sent already (twice) nor the rest
+        (dropped with this message, their callers waiting for ever)."""
+        run = list(message.run)
+        try:
+            unsent = send_run(self.managers[message.backend], run)
+        except BaseException:
+            self.hand_over(message._replace(run=tuple(run)))
+            raise
         if unsent:
             self._unrouted(unsent)
 

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
+from actors.core import ActorSystemError
 from actors.journal import JournalStore, JournalWriter
 from actors.runtime._journal_link import Answer, Start, answer_all, start_all
 from actors.runtime._shared import SystemChild
-from actors.runtime.messages import JournalBatch, JournalFailed
+from actors.runtime.messages import Crashed, JournalBatch, JournalFailed
 
 if TYPE_CHECKING:
     from actors.core import JournalError
@@ -134,7 +135,7 @@ class JournalActor(SystemChild[JournalState]):
             state.starts += starts  # a crash: started by the next incarnation's commit
             raise
         if written:
-            _run_all(start_all, starts, state.starts)
+            _run_all(start_all, starts, state.starts, _start_lost)
         else:
             state.starts += starts
 
@@ -148,21 +149,52 @@ class JournalActor(SystemChild[JournalState]):
         self.writer.flush()
         if state.starts:
             starts, state.starts = state.starts, []
-            _run_all(start_all, starts, state.starts)
+            _run_all(start_all, starts, state.starts, _start_lost)
         if state.answers:
             answers, state.answers = state.answers, []
-            _run_all(answer_all, answers, state.answers)
+            _run_all(answer_all, answers, state.answers, _answer_lost)
 
 
-def _run_all(run: Callable[[Iterator[T]], None], actions: list[T], kept: list[T]) -> None:
+def _run_all(
+    run: Callable[[Iterator[T]], None],
+    actions: list[T],
+    kept: list[T],
+    lost: Callable[[T, BaseException], None],
+) -> None:
     """``run(actions)`` (`start_all`, `answer_all`) after a commit. If it crashes this
     actor (a BaseException: each action's Exception is its own), the actions it had not
     reached go back first into ``kept``, the state's list, for the next incarnation's
-    first commit (the one that raised is dropped, as a crashing message is): else their
-    callers waited for ever and their attempts never started."""
+    first commit: else their callers waited for ever and their attempts never started.
+    The one that raised is dropped, as a crashing message is, and ``lost`` says so (its
+    caller hears the crash, its task fails): else that one waited for ever."""
     rest = iter(actions)
     try:
         run(rest)
-    except BaseException:
-        kept[:0] = rest
+    except BaseException as exc:
+        left = list(rest)
+        kept[:0] = left
+        taken = len(actions) - len(left)
+        if taken:  # (none: it raised before its first action)
+            try:
+                lost(actions[taken - 1], exc)
+            except Exception as error:
+                _log.error("a crash's dropped action not reported: {!r}", error)
         raise
+
+
+def _answer_lost(answer: Answer, exc: BaseException) -> None:
+    """The journal crashed giving this answer (`_run_all`): its caller hears why."""
+    answer[0].set_exception(
+        ActorSystemError(
+            f"the journal crashed answering this call after its commit ({exc!r}): what the"
+            " call did is journaled, its answer was dropped, not retried; ask the task"
+            " for its state"
+        )
+    )
+
+
+def _start_lost(start: Start, exc: BaseException) -> None:
+    """The journal crashed starting this attempt (`_run_all`): its task fails through
+    its manager (`BaseManager._crashed`), as for a message that crashed the manager."""
+    manager, _, view = start
+    manager.report(Crashed(view.task_id, "Start", repr(exc), None, JournalActor.CHILD_ID))

@@ -175,6 +175,11 @@ class DurableEngine(Engine):
         """Held tasks whose records the next batch writes (it holds none)."""
         self.detached = False
         """The system shuts down: its cancellations are not journaled."""
+        self.unsent: messages.JournalBatch | None = None
+        """A batch whose tell crashed the manager (a BaseException, before it delivered):
+        its next incarnation sends it first (`JournalLink.start`). Its records were taken
+        from the state (a new task's row, a removed one's deletion), its answers and
+        starts too: lost, the journal missed them and their callers waited for ever."""
 
     def end(
         self,
@@ -210,6 +215,8 @@ class JournalLink:
         chunk at a time, so the system answers calls meanwhile). A recovered task is
         pending until then; a call about it (`promote`) executes it at once."""
         engine = self.engine
+        if engine.unsent is not None:  # what the previous incarnation crashed sending
+            self._resend(engine.unsent)
         if engine.rerun and not engine.rerunning:
             engine.rerunning = set(engine.rerun)
         # Those that were running at the crash now, first: their record (recovered once
@@ -492,6 +499,21 @@ class JournalLink:
         except Exception:  # the system is stopping (an ActorsError): go on from memory
             start_all(starts)
             answer_all(answers)
+        except BaseException:  # a crash: the next incarnation sends it (`start`)
+            engine.unsent = batch
+            raise
+
+    def _resend(self, batch: messages.JournalBatch) -> None:
+        """Send the batch the previous incarnation crashed sending (`_send`)."""
+        self.engine.unsent = None
+        try:
+            self.journal.tell(batch)
+        except Exception:  # as in `_send`
+            start_all(batch.starts)
+            answer_all(batch.answers)
+        except BaseException:
+            self.engine.unsent = batch
+            raise
 
 
 _make_row = TaskRow._make

@@ -152,6 +152,8 @@ class BaseManager(SupervisedActor):
         if self.link is not None and self.link.start():
             self.actor_ref.tell(messages.Rerun())  # recovered tasks, after what is queued
         self._flush()
+        if self.engine.forgotten:  # the previous incarnation's (its crash may have been
+            self._forget()  # in telling them, `_forget`): the facade hears them now
         if self.ctx.config.CLEANUP_INTERVAL > 0 and self.engine.cleanup_timer is None:
             self._arm_cleanup()
 
@@ -183,23 +185,26 @@ class BaseManager(SupervisedActor):
         forgotten = self.engine.forgotten
         if not forgotten and not recheck:
             return
-        removed = tuple(forgotten)
-        forgotten.clear()
         try:
-            self.ctx.handle("facade").tell(messages.Forget(removed, recheck))
-        except ActorsError as exc:  # the facade is gone: nobody routes them anyway
+            self.ctx.handle("facade").tell(messages.Forget(tuple(forgotten), recheck))
+        except Exception as exc:  # the facade is gone (SupervisorError): nobody routes them
             for bounced in recheck:
                 bounced.reply.set_exception(exc)
+        # Taken only now: a BaseException from the tell (a crash: `ChildHandle.tell`
+        # raises before it delivers) leaves them to the next incarnation (the engine is
+        # its state; `on_start` sends them). The facade still routes them until then, so
+        # it makes no new route for one of them that this late `Forget` could drop.
+        forgotten.clear()
 
     def _unrouted(self, message: messages.Unrouted) -> None:
         """The facade routed these ids for registrations that never came: it forgets
         those this manager does not hold (before any later call about them, which the
         facade bounces here first, `Recheck`)."""
         tasks = self.engine.tasks
-        gone = tuple(task_id for task_id in message.task_ids if task_id not in tasks)
+        gone = [task_id for task_id in message.task_ids if task_id not in tasks]
         if gone:
-            with contextlib.suppress(ActorsError):
-                self.ctx.handle("facade").tell(messages.Forget(gone))
+            self.engine.forgotten += gone
+            self._forget()
 
     def _flush(self) -> None:
         """Send the transitions not sent yet to the monitor."""
@@ -208,20 +213,31 @@ class BaseManager(SupervisedActor):
             self.link.send(transitions)
         if transitions:
             batch = messages.Transitions(tuple(transitions), self.backend)
-            transitions.clear()
             try:
                 self.ctx.handle("task_monitor").tell(batch)
             except ActorsError:
                 pass
             except Exception as exc:
                 self._log.debug("transitions not delivered to the monitor: {!r}", exc)
+            # Taken only now: a BaseException from the tell (a crash, before it
+            # delivered) leaves them to the next incarnation's first flush (`on_start`),
+            # ahead of what it adds: the monitor hears each once (its counts stay exact),
+            # and the journal's records of them are made again from the tasks' state.
+            transitions.clear()
 
     def _mark(self, message: messages.Mark) -> None:
         """A subscription is routed here (`FacadeActor._subscribe`): what this manager
-        sent the monitor so far is from before it, what it sends from now on is not."""
-        self._flush()
-        with contextlib.suppress(ActorsError):
-            self.ctx.handle("task_monitor").tell(messages.Marked(message.token, self.backend))
+        sent the monitor so far is from before it, what it sends from now on is not.
+        A crash in its tells (the flush's, the `Marked`) hands it on, to be taken again
+        after the next incarnation's first flush (what was not sent is kept for it):
+        dropped, it left the subscriber muted for this manager for ever."""
+        try:
+            self._flush()
+            with contextlib.suppress(Exception):  # the monitor is gone (SupervisorError)
+                self.ctx.handle("task_monitor").tell(messages.Marked(message.token, self.backend))
+        except BaseException:
+            self.hand_over(message)
+            raise
 
     def _arm_cleanup(self) -> None:
         self.engine.cleanup_timer = tell_later(
@@ -443,9 +459,10 @@ class BaseManager(SupervisedActor):
 
     def _refused(self, task_id: str) -> None:
         """A registration was refused (not registered): the facade forgets the id it
-        routed here."""
-        with contextlib.suppress(ActorsError):
-            self.ctx.handle("facade").tell(messages.Forget((task_id,)))
+        routed here (with the removed ids not told yet: a crash in the tell leaves them
+        all to the next incarnation, `_forget`)."""
+        self.engine.forgotten.append(task_id)
+        self._forget()
 
     def _execute(self, message: messages.Execute) -> Any:
         if self.link is not None:

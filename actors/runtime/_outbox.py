@@ -36,12 +36,20 @@ def send_run(target: ChildHandle, run: list[Any]) -> Sequence[Any]:
     """Tell ``target`` the messages of ``run`` in order: one `messages.Batch` when it
     is up, each on its own while it is down (its restart buffer counts each request as
     before). A request that cannot be sent fails its reply with the error (a
-    `SupervisorError`, mostly). Returns the messages not sent (empty: all were)."""
+    `SupervisorError`, mostly). Returns the messages not sent (empty: all were).
+
+    If a tell raises a BaseException (a crash of the sender), ``run`` is left holding
+    the messages not told yet, that one first (`ChildHandle.tell` raises before it
+    delivers): a sender that hands them on re-sends none twice."""
     if len(run) == 1 or getattr(target, "actor_ref", None) is None:
         unsent: tuple[Any, ...] = ()
-        for message in run:
-            if not _tell(target, message, (message,)):
-                unsent += (message,)
+        try:
+            for message in run:
+                if not _tell(target, message, (message,)):
+                    unsent += (message,)
+        except BaseException:  # (raised in the loop's body: ``message`` is bound)
+            del run[: next(i for i, sent in enumerate(run) if sent is message)]
+            raise
         return unsent
     return () if _tell(target, messages.Batch(tuple(run)), run) else run
 

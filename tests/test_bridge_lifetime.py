@@ -1,0 +1,92 @@
+"""Per-loop state lives as long as its loop: a service that runs ``asyncio.run`` per job
+(or per thread) keeps no closed event loop, nor its bridge, calls or outbox, beyond the
+one its last call went through (the last-used caches hold one each)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from actors import ActorSystem, unified_task_manager
+from actors.core import _bridge, bridge_for
+
+RUNS = 5
+"""Sequential ``asyncio.run`` calls per test, each on an event loop of its own."""
+
+
+async def double(x: int) -> int:
+    return x * 2
+
+
+async def job(system: ActorSystem | None, i: int) -> weakref.ref[asyncio.AbstractEventLoop]:
+    """One job on a fresh loop: a coroutine task (it runs on this loop) and a query,
+    through ``system``'s client (None: the lazy module-level one)."""
+    tm = unified_task_manager if system is None else system.task_manager
+    task_id = await tm.register_task(f"job-{i}", double, (i,))
+    assert await tm.execute_task(task_id, wait=True) == 2 * i
+    assert [info.name for info in await tm.get_all_tasks()][-1] == f"job-{i}"
+    return weakref.ref(asyncio.get_running_loop())
+
+
+def closed_loops_kept() -> int:
+    """Closed event loops the bridge registry still holds."""
+    return sum(loop.is_closed() for loop in list(_bridge._bridges))
+
+
+@pytest.fixture
+def lazy_client() -> Iterator[None]:
+    yield
+    asyncio.run(unified_task_manager.shutdown())
+
+
+def test_closed_loops_that_called_through_one_system_are_freed() -> None:
+    with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        assert system.blocking.get_all_tasks() == []  # a call on the system's own loop
+        assert system._loop_thread is not None
+        own = system._loop_thread.loop
+        loops = [asyncio.run(job(system, i)) for i in range(RUNS)]
+        gc.collect()
+        # Only the newest closed loop is kept (by the last-used caches), whatever RUNS is.
+        assert [ref() is None for ref in loops] == [True] * (RUNS - 1) + [False]
+        assert closed_loops_kept() == 1
+        assert sum(b.loop.is_closed() for b in system._bridges) == 1
+        # The live loop is still reached (a failing or stopping system fails its calls).
+        assert own in _bridge._bridges
+        assert _bridge._bridges[own] in system._bridges
+        assert len(system.blocking.get_all_tasks()) == RUNS
+
+
+def test_closed_loops_that_called_through_the_lazy_client_are_freed(
+    lazy_client: None,
+) -> None:
+    loops = [asyncio.run(job(None, i)) for i in range(RUNS)]
+    system = unified_task_manager._system
+    assert system is not None
+    gc.collect()
+    assert [ref() is None for ref in loops] == [True] * (RUNS - 1) + [False]
+    assert closed_loops_kept() == 1
+    assert sum(b.loop.is_closed() for b in system._bridges) == 1
+
+
+def test_a_closed_loops_bridge_dropped_says_so_even_if_the_close_discarded_its_drain() -> None:
+    """A post lands just before its loop closes, so the close discards the drain it
+    scheduled. Once another loop gets a bridge, the closed loop's is dropped and every
+    post to it says the loop is closed (they were queued for ever, each told True)."""
+    loop = asyncio.new_event_loop()
+    bridge = bridge_for(loop)
+    ran: list[int] = []
+    assert bridge.post(ran.append, 1) is True
+    loop.close()
+    other = asyncio.new_event_loop()
+    try:
+        assert bridge_for(other).loop is other
+    finally:
+        other.close()
+    assert loop not in _bridge._bridges
+    assert [bridge.post(ran.append, i) for i in (2, 3)] == [False, False]
+    assert bridge.post2(lambda a, b: ran.append(a + b), 4, 5) is False
+    assert (bridge.closed, list(bridge._pending), ran) == (True, [], [])

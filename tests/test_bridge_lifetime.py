@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import traceback
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from helpers import WAIT
 
 from actors import ActorSystem, unified_task_manager
 from actors.core import _bridge, bridge_for
@@ -90,3 +92,34 @@ def test_a_closed_loops_bridge_dropped_says_so_even_if_the_close_discarded_its_d
     assert [bridge.post(ran.append, i) for i in (2, 3)] == [False, False]
     assert bridge.post2(lambda a, b: ran.append(a + b), 4, 5) is False
     assert (bridge.closed, list(bridge._pending), ran) == (True, [], [])
+
+
+async def fails_in_a_coroutine() -> None:
+    raise ValueError("broken")
+
+
+def fails_in_a_function() -> None:
+    raise ValueError("broken")
+
+
+@pytest.mark.parametrize("body", [fails_in_a_coroutine, fails_in_a_function])
+async def test_a_failed_tasks_error_keeps_its_own_traceback_however_many_wait(
+    body: Callable[[], object],
+) -> None:
+    """Each caller that raises a failed task's error adds its frames to the traceback of
+    that one error object, which the task keeps until it is cleaned up: every caller
+    gets it with the traceback it had when the task failed, which starts in the task's
+    own code (not in actorflow's runner, whose frame holds the attempt and its loop)."""
+    async with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        tm = system.task_manager
+        task_id = await tm.register_task("fails", body)
+        with pytest.raises(ValueError, match=r"^broken$"):
+            await tm.execute_task(task_id, wait=True)
+        for _ in range(20):
+            with pytest.raises(ValueError, match=r"^broken$"):
+                await tm.wait_for_task(task_id, timeout=WAIT)
+        error = await tm.get_task_error(task_id)
+        assert error is not None
+        assert [frame.name for frame in traceback.extract_tb(error.__traceback__)] == [
+            body.__name__
+        ]

@@ -112,7 +112,7 @@ class BaseManager(SupervisedActor):
             messages.GetTask: lambda m: e.info(e.get(m.task_id)),
             messages.GetStatus: lambda m: e.get(m.task_id).status,
             messages.GetResult: lambda m: e.get(m.task_id).result,
-            messages.GetError: lambda m: e.get(m.task_id).error,
+            messages.GetError: lambda m: e.error_of(m.task_id),
             messages.GetAll: lambda m: [e.info(r) for r in e.tasks.values()],
             messages.GetByStatus: lambda m: [
                 e.info(r) for r in e.tasks.values() if r.status is m.status

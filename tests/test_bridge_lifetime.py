@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from helpers import WAIT
 
-from actors import ActorSystem, unified_task_manager
+from actors import ActorSystem, EventKind, TaskTimeoutError, unified_task_manager
 from actors.core import _bridge, bridge_for
+from supervisors.testing import FakeClock
 
 RUNS = 5
 """Sequential ``asyncio.run`` calls per test, each on an event loop of its own."""
@@ -92,6 +93,62 @@ def test_a_closed_loops_bridge_dropped_says_so_even_if_the_close_discarded_its_d
     assert [bridge.post(ran.append, i) for i in (2, 3)] == [False, False]
     assert bridge.post2(lambda a, b: ran.append(a + b), 4, 5) is False
     assert (bridge.closed, list(bridge._pending), ran) == (True, [], [])
+
+
+def test_tasks_that_failed_keep_no_closed_loop_and_retry_on_the_callers() -> None:
+    """A failed task keeps its loop only while the loop lives (to retry it there): once
+    its loop closed and another loop made a bridge, the loop is freed, and a retry runs
+    on the loop of its caller. (The failure is seen in the event stream: a caller that
+    raises the task's error leaves its own frames in the error's traceback, and so its
+    loop, until the next caller gets the error.)"""
+    clock = FakeClock()
+    attempts: dict[str, int] = {}
+
+    async def hangs_once(name: str) -> int:
+        attempts[name] = attempts.get(name, 0) + 1
+        if attempts[name] == 1:
+            await asyncio.Event().wait()
+        return id(asyncio.get_running_loop())
+
+    async def fail(i: int) -> tuple[str, weakref.ref[asyncio.AbstractEventLoop]]:
+        tm = system.task_manager
+        task_id = await tm.register_task("hangs", hangs_once, (f"job-{i}",), timeout=2)
+        async with tm.events() as stream:
+            await tm.execute_task(task_id)
+            await asyncio.to_thread(clock.wait_for_timers, 1, WAIT)
+            clock.advance(2)
+            event = await asyncio.wait_for(anext(aiter(stream)), WAIT)
+            while (event.kind, event.task_id) != (EventKind.FAILED, task_id):
+                event = await asyncio.wait_for(anext(aiter(stream)), WAIT)
+        return task_id, weakref.ref(asyncio.get_running_loop())
+
+    async def retry(task_id: str) -> tuple[bool, str]:
+        tm = system.task_manager
+        ran_on = await tm.wait_for_task(await tm.retry_task(task_id), timeout=WAIT)
+        return ran_on == id(asyncio.get_running_loop()), str(await tm.get_task_error(task_id))
+
+    with ActorSystem({"CLEANUP_INTERVAL": 0}, clock=clock) as system:
+        failed = [asyncio.run(fail(i)) for i in range(RUNS)]
+        gc.collect()
+        assert [ref() is None for _, ref in failed] == [True] * (RUNS - 1) + [False]
+        assert closed_loops_kept() == 1
+        first, _ = failed[0]
+        assert asyncio.run(retry(first)) == (
+            True,
+            f"task {first!r} attempt 1 timed out after 2.0s",
+        )
+        # A task that failed on a loop still alive (the system's own) is retried there.
+        blocking = system.blocking
+        on_own = blocking.register_task("hangs", hangs_once, ("own",), timeout=2)
+        blocking.execute_task(on_own)
+        clock.wait_for_timers(1, WAIT)
+        clock.advance(2)
+        with pytest.raises(TaskTimeoutError):
+            blocking.wait_for_task(on_own, timeout=WAIT)
+        assert system._loop_thread is not None
+        own = id(system._loop_thread.loop)
+        again = asyncio.run(system.task_manager.retry_task(on_own))
+        assert blocking.wait_for_task(again, timeout=WAIT) == own
 
 
 async def fails_in_a_coroutine() -> None:

@@ -4,6 +4,7 @@ record of a failed attempt."""
 from __future__ import annotations
 
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -217,7 +218,9 @@ class TaskRecord:
     cancels: list[ReplyTo] | None = None
     idle = 0.0
     spec: TaskSpec | None = None
-    kept_bridge: LoopBridge | None = None
+    kept_bridge: weakref.ref[LoopBridge] | None = None
+    """A failed task's loop, to retry it there (`release`): weakly, so that a task kept
+    until its cleanup does not keep a closed loop (its bridge dropped) alive."""
     blocked = 0
     results: tuple[str, ...] | None = None
     runs_anyway = False
@@ -369,7 +372,7 @@ class LiveRecord(TaskRecord):
         """The task ended: drop what only a live task needs (a failed task keeps its
         definition and its loop, so it can be retried)."""
         if self.status is TaskStatus.FAILED:
-            self.kept_bridge = self.bridge
+            self.kept_bridge = None if self.bridge is None else weakref.ref(self.bridge)
             if self.spec is None and self.func is not None:
                 self.spec = self.definition()
         else:

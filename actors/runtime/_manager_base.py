@@ -519,7 +519,9 @@ class BaseManager(SupervisedActor):
         graph = self.engine.graph
         deps = graph.dependencies(task_id) if task_id in graph else ()
         durable = self.link is not None and self.link.durable(task_id)
-        return spec._replace(dependencies=tuple(deps)), record.kept_bridge, durable
+        kept = record.kept_bridge
+        bridge = None if kept is None else kept()  # None: its loop is gone
+        return spec._replace(dependencies=tuple(deps)), bridge, durable
 
     def _cleanup(self, message: messages.Cleanup) -> list[str]:
         removed = self.engine.cleanup(message.max_age)

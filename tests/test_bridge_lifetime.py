@@ -180,3 +180,28 @@ async def test_a_failed_tasks_error_keeps_its_own_traceback_however_many_wait(
         assert [frame.name for frame in traceback.extract_tb(error.__traceback__)] == [
             body.__name__
         ]
+
+
+@pytest.mark.parametrize("body", [fails_in_a_coroutine, fails_in_a_function])
+def test_tasks_whose_code_raised_keep_no_closed_loop(body: Callable[[], object]) -> None:
+    """The error of a task whose own code raised keeps the task's frames (and, through
+    them, the frames of actorflow's runners that called it): none of them holds the
+    attempt once it ended, so no closed loop is kept until the task is cleaned up.
+    (On the new task system: the old one runs functions in the loop's default
+    executor, whose work item holds the attempt.)"""
+
+    async def fail() -> weakref.ref[asyncio.AbstractEventLoop]:
+        tm = system.task_manager
+        task_id = await tm.register_task("fails", body)
+        async with tm.events() as stream:
+            await tm.execute_task(task_id)
+            event = await asyncio.wait_for(anext(aiter(stream)), WAIT)
+            while (event.kind, event.task_id) != (EventKind.FAILED, task_id):
+                event = await asyncio.wait_for(anext(aiter(stream)), WAIT)
+        return weakref.ref(asyncio.get_running_loop())
+
+    with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        loops = [asyncio.run(fail()) for _ in range(RUNS)]
+        gc.collect()
+        assert [ref() is None for ref in loops] == [True] * (RUNS - 1) + [False]
+        assert closed_loops_kept() == 1

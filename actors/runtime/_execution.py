@@ -284,6 +284,9 @@ def run_function(
             unbind_task_id(bound)
     except BaseException as exc:
         complete(execution, report, None, exc)
+        # The error keeps the task's frame, and that frame this one (its caller) once
+        # it returns: hold nothing of the attempt here then (its loop, its callers).
+        del execution, func, args, kwargs, report, busy
     else:
         if inspect.isawaitable(value):
             bridge = execution.bridge

@@ -9,7 +9,7 @@ replies costs one wake-up of the loop, not one each.
 from __future__ import annotations
 
 import asyncio
-import weakref
+import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Protocol, TypeVar
@@ -194,6 +194,14 @@ class LoopBridge:
             return False
         return True
 
+    def loop_closed(self) -> None:
+        """Its loop is closed (`bridge_for` drops the bridge from its registry): a drain
+        scheduled just before the close never runs (the close discards it), so what
+        waits for one is dropped, and every later post says the loop is closed."""
+        self._scheduled = False  # first: a post after this line finds the loop closed
+        self.closed = True
+        self._pending.clear()
+
     def _drain(self) -> None:
         # Clear the flag first: a post that lands after this line schedules a new drain,
         # and one that landed before it is in the deque we are draining. At most
@@ -238,10 +246,14 @@ benchmarks/README.md, under the change that set 64."""
 SWEEP_INTERVAL = 1.0
 """Seconds between two sweeps for calls past their deadline."""
 
-_bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBridge] = (
-    weakref.WeakKeyDictionary()
-)
+_bridges: dict[asyncio.AbstractEventLoop, LoopBridge] = {}
+"""The bridge of every loop that has one, until the loop is closed: `bridge_for` drops
+the closed ones each time it makes a bridge. (A bridge holds its loop, so weak keys
+would free neither.) A loop dropped unclosed stays: asyncio warns of it too."""
+_bridges_lock = threading.Lock()
 _last: tuple[asyncio.AbstractEventLoop | None, LoopBridge | None] = (None, None)
+"""The last loop asked for and its bridge: the one closed loop that may stay after
+the prune, until another loop is asked for."""
 
 
 def bridge_for(loop: asyncio.AbstractEventLoop) -> LoopBridge:
@@ -252,9 +264,26 @@ def bridge_for(loop: asyncio.AbstractEventLoop) -> LoopBridge:
         return last_bridge
     bridge = _bridges.get(loop)
     if bridge is None:
-        bridge = _bridges[loop] = LoopBridge(loop)
+        bridge = _new_bridge(loop)
     _last = (loop, bridge)
     return bridge
+
+
+def _new_bridge(loop: asyncio.AbstractEventLoop) -> LoopBridge:
+    """Make the bridge of ``loop`` (once per loop), dropping those of closed loops.
+
+    Nothing is lost with them: a closed loop runs no callback, so no caller waits on it
+    (`asyncio.run` cancels its tasks before it closes it); a post to a closed loop says
+    so (`LoopBridge.post` returns False) once its bridge is dropped, even if the close
+    discarded a drain it had scheduled (`LoopBridge.loop_closed`).
+    """
+    with _bridges_lock:  # loops of other threads make theirs meanwhile
+        bridge = _bridges.get(loop)
+        if bridge is None:
+            for closed in [other for other in _bridges if other.is_closed()]:
+                _bridges.pop(closed).loop_closed()
+            bridge = _bridges[loop] = LoopBridge(loop)
+        return bridge
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:

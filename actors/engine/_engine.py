@@ -81,6 +81,7 @@ from actors.engine._record import (
     TaskRecord,
     Timer,
     failure_of,
+    outcome_error,
 )
 from actors.engine._results import substitute
 
@@ -200,7 +201,8 @@ def deliver(reply: ReplyTo, record: TaskRecord) -> None:
     if record.status is COMPLETED:
         reply.set_result(record.result)
     else:
-        reply.set_exception(record.error or TaskCancelledError(f"task {record.task_id!r} ended"))
+        error = outcome_error(record)
+        reply.set_exception(error or TaskCancelledError(f"task {record.task_id!r} ended"))
 
 
 class Engine:
@@ -320,6 +322,10 @@ class Engine:
 
     def info(self, record: TaskRecord) -> TaskInfo:
         return record.info(self.graph, self.backend)
+
+    def error_of(self, task_id: str) -> BaseException | None:
+        """The task's error (None: it has none), as its callers get it (`outcome_error`)."""
+        return outcome_error(self.get(task_id))
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -861,7 +867,9 @@ class Engine:
             if d.status is COMPLETED:
                 values[dep] = d.result
             else:
-                values[dep] = d.error or TaskCancelledError(f"task {dep!r} {d.status.value}")
+                values[dep] = outcome_error(d) or TaskCancelledError(
+                    f"task {dep!r} {d.status.value}"
+                )
         if record.args is not None and record.kwargs is not None:
             record.args, record.kwargs = substitute(record.args, record.kwargs, values)
         self._unpin(record)

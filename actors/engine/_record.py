@@ -4,6 +4,7 @@ record of a failed attempt."""
 from __future__ import annotations
 
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -14,6 +15,8 @@ from actors.core import TaskInfo, TaskPriority, TaskStatus, attribute_reader
 from actors.engine._validate import NO_METADATA
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from tenacity.wait import wait_base
 
     from actors.core import LoopBridge, ReplyTo
@@ -29,6 +32,7 @@ __all__ = [
     "TaskRecord",
     "Timer",
     "failure_of",
+    "outcome_error",
 ]
 
 MAX_FAILURES_KEPT = 10
@@ -75,6 +79,24 @@ def failure_of(attempt: int, at: float, error: BaseException | None) -> AttemptF
     if len(text) > _TRACEBACK_CHARS:
         text = "...\n" + text[-_TRACEBACK_CHARS:]
     return AttemptFailure(attempt, at, type(error).__qualname__, message[:_MESSAGE_CHARS], text)
+
+
+def outcome_error(record: TaskRecord) -> BaseException | None:
+    """``record.error``, with the traceback it had when it was first handed out.
+
+    A caller that raises an error adds its own frames to its traceback, and every
+    caller of a failed task gets the same error object, which the task keeps until it
+    is cleaned up: without the reset, each wait on it added a caller's frames (their
+    locals, their event loop) for good. (asyncio's futures reset theirs the same way.)
+    """
+    error = record.error
+    if error is not None:
+        first = getattr(record, "error_tb", None)  # (an unset slot until the first)
+        if first is not None and first[0] is error:
+            error.__traceback__ = first[1]
+        else:
+            record.error_tb = (error, error.__traceback__)
+    return error
 
 
 _LEADING = attrgetter(
@@ -182,6 +204,9 @@ class TaskRecord:
     trace: Any = None  # OpenTelemetry context at registration, or None
     bridge: LoopBridge | None = None
     error: BaseException | None = None
+    error_tb: tuple[BaseException, TracebackType | None] | None = None
+    """``error`` and its traceback as it was first handed out (`outcome_error`); a
+    slot a live record sets only then (read it with ``getattr``)."""
     waiters: ReplyTo | list[ReplyTo] | None = None
     """Who gets the outcome of a live task: None, its only caller (no list of one per
     task in flight), or a list from the second one on."""
@@ -193,7 +218,9 @@ class TaskRecord:
     cancels: list[ReplyTo] | None = None
     idle = 0.0
     spec: TaskSpec | None = None
-    kept_bridge: LoopBridge | None = None
+    kept_bridge: weakref.ref[LoopBridge] | None = None
+    """A failed task's loop, to retry it there (`release`): weakly, so that a task kept
+    until its cleanup does not keep a closed loop (its bridge dropped) alive."""
     blocked = 0
     results: tuple[str, ...] | None = None
     runs_anyway = False
@@ -248,6 +275,7 @@ class LiveRecord(TaskRecord):
         "delegated",
         "description",
         "error",
+        "error_tb",
         "execution",
         "executor",
         "failures",
@@ -344,7 +372,7 @@ class LiveRecord(TaskRecord):
         """The task ended: drop what only a live task needs (a failed task keeps its
         definition and its loop, so it can be retried)."""
         if self.status is TaskStatus.FAILED:
-            self.kept_bridge = self.bridge
+            self.kept_bridge = None if self.bridge is None else weakref.ref(self.bridge)
             if self.spec is None and self.func is not None:
                 self.spec = self.definition()
         else:

@@ -116,8 +116,10 @@ def complete(
     With nothing queued, the worker answers them itself, one hop sooner."""
     if not execution.claim():
         return
-    if error is not None and not isinstance(error, Exception):
-        error = attempt_error(execution.task_id, error)
+    if error is not None:
+        _drop_runner_frames(error)
+        if not isinstance(error, Exception):
+            error = attempt_error(execution.task_id, error)
     clock = execution.clock
     at = None if clock is None else clock.monotonic()
     waiters = execution.waiters if error is None else None
@@ -157,6 +159,19 @@ def complete(
             # not wake (and call again) before it is sent, or its next call could reach
             # the manager first (a cleanup would miss the task).
             then(_answer, (waiters, value))
+
+
+def _drop_runner_frames(error: BaseException) -> None:
+    """Start ``error``'s traceback in the task's own code: drop the frames of the
+    runners above it (`run_function`, `_run_coroutine`, the tracing wrappers). Their
+    locals hold the attempt (its loop's bridge, its callers' futures), and a failed task
+    keeps its error until it is cleaned up."""
+    tb = error.__traceback__
+    if tb is None or tb.tb_frame.f_code not in _RUNNERS:
+        return
+    while tb is not None and tb.tb_frame.f_code in _RUNNERS:
+        tb = tb.tb_next
+    error.__traceback__ = tb
 
 
 def _answer(waiters: ReplyTo | list[ReplyTo], value: Any) -> None:
@@ -269,6 +284,9 @@ def run_function(
             unbind_task_id(bound)
     except BaseException as exc:
         complete(execution, report, None, exc)
+        # The error keeps the task's frame, and that frame this one (its caller) once
+        # it returns: hold nothing of the attempt here then (its loop, its callers).
+        del execution, func, args, kwargs, report, busy
     else:
         if inspect.isawaitable(value):
             bridge = execution.bridge
@@ -283,3 +301,9 @@ def run_function(
             complete(execution, report, value, None, None, busy)
     finally:
         TASK_CONTEXT.reset(reset)
+
+
+_RUNNERS = frozenset(
+    f.__code__ for f in (run_function, _run_coroutine, _awaited, traced_call, traced_await)
+)
+"""The code of the frames `_drop_runner_frames` drops from an attempt's error."""

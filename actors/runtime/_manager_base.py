@@ -112,7 +112,7 @@ class BaseManager(SupervisedActor):
             messages.GetTask: lambda m: e.info(e.get(m.task_id)),
             messages.GetStatus: lambda m: e.get(m.task_id).status,
             messages.GetResult: lambda m: e.get(m.task_id).result,
-            messages.GetError: lambda m: e.get(m.task_id).error,
+            messages.GetError: lambda m: e.error_of(m.task_id),
             messages.GetAll: lambda m: [e.info(r) for r in e.tasks.values()],
             messages.GetByStatus: lambda m: [
                 e.info(r) for r in e.tasks.values() if r.status is m.status
@@ -536,7 +536,9 @@ class BaseManager(SupervisedActor):
         graph = self.engine.graph
         deps = graph.dependencies(task_id) if task_id in graph else ()
         durable = self.link is not None and self.link.durable(task_id)
-        return spec._replace(dependencies=tuple(deps)), record.kept_bridge, durable
+        kept = record.kept_bridge
+        bridge = None if kept is None else kept()  # None: its loop is gone
+        return spec._replace(dependencies=tuple(deps)), bridge, durable
 
     def _cleanup(self, message: messages.Cleanup) -> list[str]:
         removed = self.engine.cleanup(message.max_age)

@@ -111,6 +111,9 @@ def _run_started(
     executor's `WorkerThreads.qsize`, see `complete`)."""
     if _started(execution, report):
         run_function(execution, func, args, kwargs, report, busy)
+    # A failed task's error keeps this frame (through `run_function`'s): hold nothing of
+    # the attempt in it once it returns.
+    del execution, func, args, kwargs, report, busy
 
 
 class ThreadPoolActor(SystemChild[PoolState]):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import traceback
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -112,9 +112,16 @@ _ON_FAILED = ("cancel", "run")
 """``on_dependency_failure`` by ``runs_anyway``."""
 
 
-def _kept_field(index: int) -> property:
+def _read_only(read: Callable[[TaskRecord], Any]) -> Any:
+    """A kept record's field: a property whose value is ``read(record)``. Typed as
+    the annotation of the name it is assigned to (as `dataclasses.field` is): the
+    type of what `LiveRecord`'s slot of that name holds."""
+    return property(read)
+
+
+def _kept_field(index: int) -> Any:
     """A kept record's field: item ``index`` of its ``_kept`` (`LiveRecord.kept`)."""
-    return property(lambda record: record._kept[index])
+    return _read_only(lambda record: record._kept[index])
 
 
 def _kept_metadata(record: TaskRecord) -> Mapping[str, Any]:
@@ -157,38 +164,22 @@ class TaskRecord:
     pins: int  # dependents waiting to take this task's result: keep it
     _kept: tuple[Any, ...]  # a kept record's other fields (`LiveRecord.kept`)
 
-    if TYPE_CHECKING:
-        # Slots of `LiveRecord`; a kept record reads them from ``_kept`` (read-only
-        # properties, in the order `LiveRecord.kept` packs them).
-        task_id: str
-        name: str
-        task_type: str
-        description: str
-        metadata: Mapping[str, Any]
-        priority: TaskPriority
-        attempts: int
-        max_retries: int
-        created_at: float
-        started_at: float | None
-        finished_at: float | None
-        seq: int
-        wall_offset: float | None  # wall clock minus the clock at registration
-        failures: deque[AttemptFailure] | None  # latest failed attempts
-    else:
-        task_id = _kept_field(0)
-        name = _kept_field(1)
-        task_type = _kept_field(2)
-        description = _kept_field(3)
-        metadata = property(_kept_metadata)  # None: the shared empty one
-        priority = property(_kept_priority)  # by its value
-        attempts = _kept_field(6)
-        max_retries = _kept_field(7)
-        created_at = _kept_field(8)
-        started_at = _kept_field(9)
-        finished_at = _kept_field(10)
-        seq = _kept_field(11)
-        wall_offset = _kept_field(12)
-        failures = _kept_field(13)
+    # Slots of `LiveRecord`; a kept record reads them from ``_kept`` (read-only
+    # properties, in the order `LiveRecord.kept` packs them).
+    task_id: str = _kept_field(0)
+    name: str = _kept_field(1)
+    task_type: str = _kept_field(2)
+    description: str = _kept_field(3)
+    metadata: Mapping[str, Any] = _read_only(_kept_metadata)  # None: the shared empty one
+    priority: TaskPriority = _read_only(_kept_priority)  # by its value
+    attempts: int = _kept_field(6)
+    max_retries: int = _kept_field(7)
+    created_at: float = _kept_field(8)
+    started_at: float | None = _kept_field(9)
+    finished_at: float | None = _kept_field(10)
+    seq: int = _kept_field(11)
+    wall_offset: float | None = _kept_field(12)  # wall clock minus the clock at registration
+    failures: deque[AttemptFailure] | None = _kept_field(13)  # latest failed attempts
 
     # What a completed task no longer needs, as it reads once it completed (the slots
     # of `LiveRecord`; see there).

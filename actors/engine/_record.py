@@ -327,15 +327,10 @@ class LiveRecord(TaskRecord):
         self.bridge = bridge
         self.attempts = 0
         self.created_at = now
-        self.started_at = None
-        self.finished_at = None
-        self.result = None
-        self.error = None
-        self.waiters = None
-        self.execution = None
-        self.timer = None
         self.seq = seq
-        self.permit = None
+        # Not started, no outcome, no caller, no attempt yet (what `release` drops).
+        self.started_at = self.finished_at = self.result = self.error = None
+        self.waiters = self.execution = self.timer = self.permit = self.failures = None
         self.delegated = 0  # waiters the running attempt answers itself on success
         self.lent = None
         """``waiters`` as the latest attempt started with it (its only caller, or a
@@ -343,7 +338,6 @@ class LiveRecord(TaskRecord):
         list rather than change that one."""
         self.cancels = None  # cancel calls waiting for an outcome
         self.idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
-        self.failures = None
         self.spec = spec if results else None
         """The registration as given, kept after a failure to retry the task. Only a
         task whose arguments take its dependencies' results keeps it from the start

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 __all__ = [
     "ActorKilled",
     "BufferFullError",
@@ -50,6 +52,7 @@ class ActorKilled(SupervisorError):
     """The reason an actor stopped when it received the `Kill` message."""
 
 
+@dataclass(eq=False, repr=False)  # an exception: compared by identity, shown by its message
 class RestartIntensityExceeded(SupervisorError):
     """More restarts happened inside the sliding window than the policy allows.
 
@@ -59,21 +62,14 @@ class RestartIntensityExceeded(SupervisorError):
     child whose failure tipped it over, the count, the window and the last reason.
     """
 
-    def __init__(
-        self,
-        supervisor: str,
-        child_id: str,
-        count: int,
-        max_restarts: int,
-        within_seconds: float,
-        reason: BaseException | None,
-    ) -> None:
-        self.supervisor = supervisor
-        self.child_id = child_id
-        self.count = count
-        self.max_restarts = max_restarts
-        self.within_seconds = within_seconds
-        self.reason = reason
+    supervisor: str
+    child_id: str
+    count: int
+    max_restarts: int
+    within_seconds: float
+    reason: BaseException | None
+
+    def __post_init__(self) -> None:
         super().__init__(self._describe())
 
     def _describe(self) -> str:

@@ -291,3 +291,21 @@ def test_the_same_crashes_spread_wider_than_the_window_do_not_escalate(
     rows = sup.proxy().which_children().get(timeout=TIMEOUT)
     assert [(r.id, r.status, r.restarts) for r in rows] == [("b", "running", 8)]
     assert sup.is_alive()
+
+
+def test_restart_intensity_exceeded_keeps_its_fields_message_identity_and_repr() -> None:
+    reason = ActorKilled("killed by a Kill message")
+    error = RestartIntensityExceeded("root", "b", 2, 1, 5, reason)
+    twin = RestartIntensityExceeded("root", "b", 2, 1, 5, reason)
+    message = (
+        "restart intensity exceeded: 2 restarts in 5.0s (max 1) for child 'b' of "
+        "supervisor 'root'; last reason: ActorKilled('killed by a Kill message')"
+    )
+    fields = (error.supervisor, error.child_id, error.count, error.max_restarts)
+    assert fields == ("root", "b", 2, 1)
+    assert (error.within_seconds, error.reason) == (5, reason)
+    assert error.args == (message,)
+    assert repr(error) == f"RestartIntensityExceeded({message!r})"
+    # An exception compares by identity (and stays hashable), whatever its fields.
+    assert error != twin
+    assert len({error, twin}) == 2

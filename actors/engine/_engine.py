@@ -264,6 +264,11 @@ class Engine:
         self.held: set[str] = set()
         self.released: list[TaskRecord] = []
         """Released by their breaker, for `_pump` to start (the simple policy)."""
+        self._init_extension()
+
+    def _init_extension(self) -> None:
+        """Make a subclass's own state, last in `__init__` (none here): a subclass
+        extends the engine's state without a constructor of its own to keep in step."""
 
     def attach(self, port: Port) -> None:
         self.port = port

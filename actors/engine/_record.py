@@ -6,7 +6,7 @@ from __future__ import annotations
 import traceback
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -112,9 +112,16 @@ _ON_FAILED = ("cancel", "run")
 """``on_dependency_failure`` by ``runs_anyway``."""
 
 
-def _kept_field(index: int) -> property:
+def _read_only(read: Callable[[TaskRecord], Any]) -> Any:
+    """A kept record's field: a property whose value is ``read(record)``. Typed as
+    the annotation of the name it is assigned to (as `dataclasses.field` is): the
+    type of what `LiveRecord`'s slot of that name holds."""
+    return property(read)
+
+
+def _kept_field(index: int) -> Any:
     """A kept record's field: item ``index`` of its ``_kept`` (`LiveRecord.kept`)."""
-    return property(lambda record: record._kept[index])
+    return _read_only(lambda record: record._kept[index])
 
 
 def _kept_metadata(record: TaskRecord) -> Mapping[str, Any]:
@@ -157,38 +164,22 @@ class TaskRecord:
     pins: int  # dependents waiting to take this task's result: keep it
     _kept: tuple[Any, ...]  # a kept record's other fields (`LiveRecord.kept`)
 
-    if TYPE_CHECKING:
-        # Slots of `LiveRecord`; a kept record reads them from ``_kept`` (read-only
-        # properties, in the order `LiveRecord.kept` packs them).
-        task_id: str
-        name: str
-        task_type: str
-        description: str
-        metadata: Mapping[str, Any]
-        priority: TaskPriority
-        attempts: int
-        max_retries: int
-        created_at: float
-        started_at: float | None
-        finished_at: float | None
-        seq: int
-        wall_offset: float | None  # wall clock minus the clock at registration
-        failures: deque[AttemptFailure] | None  # latest failed attempts
-    else:
-        task_id = _kept_field(0)
-        name = _kept_field(1)
-        task_type = _kept_field(2)
-        description = _kept_field(3)
-        metadata = property(_kept_metadata)  # None: the shared empty one
-        priority = property(_kept_priority)  # by its value
-        attempts = _kept_field(6)
-        max_retries = _kept_field(7)
-        created_at = _kept_field(8)
-        started_at = _kept_field(9)
-        finished_at = _kept_field(10)
-        seq = _kept_field(11)
-        wall_offset = _kept_field(12)
-        failures = _kept_field(13)
+    # Slots of `LiveRecord`; a kept record reads them from ``_kept`` (read-only
+    # properties, in the order `LiveRecord.kept` packs them).
+    task_id: str = _kept_field(0)
+    name: str = _kept_field(1)
+    task_type: str = _kept_field(2)
+    description: str = _kept_field(3)
+    metadata: Mapping[str, Any] = _read_only(_kept_metadata)  # None: the shared empty one
+    priority: TaskPriority = _read_only(_kept_priority)  # by its value
+    attempts: int = _kept_field(6)
+    max_retries: int = _kept_field(7)
+    created_at: float = _kept_field(8)
+    started_at: float | None = _kept_field(9)
+    finished_at: float | None = _kept_field(10)
+    seq: int = _kept_field(11)
+    wall_offset: float | None = _kept_field(12)  # wall clock minus the clock at registration
+    failures: deque[AttemptFailure] | None = _kept_field(13)  # latest failed attempts
 
     # What a completed task no longer needs, as it reads once it completed (the slots
     # of `LiveRecord`; see there).
@@ -336,15 +327,10 @@ class LiveRecord(TaskRecord):
         self.bridge = bridge
         self.attempts = 0
         self.created_at = now
-        self.started_at = None
-        self.finished_at = None
-        self.result = None
-        self.error = None
-        self.waiters = None
-        self.execution = None
-        self.timer = None
         self.seq = seq
-        self.permit = None
+        # Not started, no outcome, no caller, no attempt yet (what `release` drops).
+        self.started_at = self.finished_at = self.result = self.error = None
+        self.waiters = self.execution = self.timer = self.permit = self.failures = None
         self.delegated = 0  # waiters the running attempt answers itself on success
         self.lent = None
         """``waiters`` as the latest attempt started with it (its only caller, or a
@@ -352,7 +338,6 @@ class LiveRecord(TaskRecord):
         list rather than change that one."""
         self.cancels = None  # cancel calls waiting for an outcome
         self.idle = 0.0  # seconds waited before retries so far (a retry wait's idle_for)
-        self.failures = None
         self.spec = spec if results else None
         """The registration as given, kept after a failure to retry the task. Only a
         task whose arguments take its dependencies' results keeps it from the start

@@ -43,7 +43,7 @@ from actors.core import (
     gc_paused,
     tell_later,
 )
-from actors.engine import Engine, Policy, StartFailed
+from actors.engine import Engine, StartFailed
 from actors.journal import (
     STATE_AT,
     Codec,
@@ -57,10 +57,10 @@ from actors.runtime import messages
 from actors.runtime._durable import codec_for, same_definition
 
 if TYPE_CHECKING:
-    from actors.engine import CircuitBreaker, TaskRecord, Transition
+    from actors.engine import TaskRecord, Transition
     from actors.runtime._attempt import Execution
     from actors.runtime._shared import SystemContext
-    from supervisors import ChildHandle, Clock, TimerHandle
+    from supervisors import ChildHandle, TimerHandle
 
 __all__ = [
     "DEFER_FOR",
@@ -131,15 +131,8 @@ _EXECUTED = TaskRow._fields.index("executed")
 class DurableEngine(Engine):
     """An engine whose durable tasks are journaled (the manager's state object)."""
 
-    def __init__(
-        self,
-        policy: Policy,
-        clock: Clock,
-        wall: Callable[[], float] = time.time,
-        *,
-        breakers: Callable[[Any], CircuitBreaker] | None = None,
-    ):
-        super().__init__(policy, clock, wall, breakers=breakers)
+    def _init_extension(self) -> None:
+        """The journal's state of the engine (made by `Engine.__init__`)."""
         self.rows: dict[str, tuple[Any, ...]] = {}
         """Durable task id -> its journaled definition (state fields not kept up to date):
         the values of a `TaskRow` in a plain tuple, which the garbage collector stops

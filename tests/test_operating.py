@@ -1257,3 +1257,50 @@ async def test_a_crash_while_a_task_s_outcome_is_on_its_way_leaves_the_task_to_i
         " (_Fault('fault')); the message was dropped, not retried"
     )
     assert (result, status, restarts[child]) == (1, TaskStatus.COMPLETED, 1)
+
+
+async def test_a_facade_crash_resending_an_unsent_run_answers_its_callers(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The facade crashes sending a batch's run on (a BaseException from `send_run`,
+    # injected), and its next incarnation crashes again resending that run (`_Unsent`).
+    # That message is dropped, as any crashing one: its run's callers hear why, and the
+    # routes it made go. Before, `_crashed` knew no `_Unsent`: nobody answered them (the
+    # Execute's caller, tracked with no bound, waited for ever).
+    from actors.runtime import _facade
+
+    wait = 10.0
+    original = _facade.send_run
+    faults: list[list[str]] = []
+
+    def faulty(target: Any, run: list[Any]) -> Any:
+        if len(faults) < 2:
+            faults.append([type(m).__name__ for m in run])
+            raise _Fault("fault")
+        return original(target, run)
+
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        first = await tm.register_task("first", noop, (5,), task_id="first")
+        monkeypatch.setattr(_facade, "send_run", faulty)
+        status = asyncio.ensure_future(tm.get_task_status(first))  # (in one flush, after
+        result = asyncio.ensure_future(tm.execute_task(first, wait=True))  # the Execute)
+        second = asyncio.ensure_future(tm.register_task("second", noop, task_id="second"))
+        errors = []
+        for call in (status, result, second):
+            with pytest.raises(ActorSystemError) as raised:
+                await asyncio.wait_for(call, wait)
+            errors.append(str(raised.value))
+        after = await tm.get_task_status(first)  # (the Execute never reached it)
+        # (its route went with it: not a duplicate of a task that never came)
+        again = await tm.register_task("second", noop, task_id="second")
+        restarts = await restarts_of(system)
+    dropped = "({!r}); the message was dropped, not retried".format(_Fault("fault"))
+    assert errors == [
+        f"the facade crashed handling its GetStatus {dropped}",
+        f"the facade crashed handling its Execute {dropped}",
+        f"the facade crashed handling its Register {dropped}",
+    ]
+    run = ["Execute", "Register", "GetStatus"]
+    assert (faults, after, again) == ([run, run], TaskStatus.PENDING, "second")
+    assert restarts["facade"] == 2

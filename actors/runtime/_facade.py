@@ -257,6 +257,11 @@ class FacadeActor(SystemChild[FacadeState]):
         manager hears a `messages.Crashed` naming this actor (else the task stayed
         RUNNING and its waiters, tracked with no bound, waited for ever)."""
         kind = type(message)
+        if kind is _Unsent:  # a run no incarnation sent: each of its messages is dropped
+            self._unrouted(message.run)
+            for item in message.run:
+                self._crashed(item, exc)
+            return
         reply = getattr(message, "reply", None)
         if reply is not None:
             reply.set_exception(

@@ -463,6 +463,17 @@ class UnifiedTaskManager:
             return system.breaker(circuit_breaker)
         return system.circuit_breakers.add(circuit_breaker)
 
+    def _breaker_registered(self, circuit_breaker: object) -> bool:
+        """Whether `_shared_breaker` of ``circuit_breaker`` would change nothing: None,
+        the name of a breaker made already, or a breaker registered already."""
+        if circuit_breaker is None:
+            return True
+        registry = (self._system or self._get_system()).circuit_breakers
+        if isinstance(circuit_breaker, str):
+            return circuit_breaker in registry
+        name = getattr(circuit_breaker, "name", None)
+        return isinstance(name, str) and registry.get(name) is circuit_breaker
+
     def _complete(
         self,
         spec: TaskSpec,
@@ -713,8 +724,10 @@ class UnifiedTaskManager:
             )
         trace = capture()
         # The breaker is shared (made, or added to the registry) only once every item
-        # is checked: a refused call changes nothing.
-        base, journal = self._submit_spec(func, (), options, trace, share_breaker=False)
+        # is checked: a refused call changes nothing. One shared already (the common
+        # case) changes nothing: the items carry it as they are made (no copy of each).
+        shared = self._breaker_registered(options.get("circuit_breaker"))
+        base, journal = self._submit_spec(func, (), options, trace, share_breaker=shared)
         items = list(iterable)
         if journal is not None:  # durable: submit's two round trips per task
             for item in items:
@@ -743,13 +756,13 @@ class UnifiedTaskManager:
             if plain and not find_results((item,), _NO_KWARGS):
                 spec = base._replace(args=(item,))
             else:  # a result_of among the arguments: a dependency of its own
-                spec = self._submit_spec(func, (item,), options, trace, share_breaker=False)[0]
+                spec = self._submit_spec(func, (item,), options, trace, share_breaker=shared)[0]
             if picklable:
                 check_picklable(backend, func, spec.args, spec.kwargs)
             specs.append(spec)
         if not specs:
             return []
-        if base.circuit_breaker is not None:
+        if not shared and base.circuit_breaker is not None:
             breaker = self._shared_breaker(base.circuit_breaker)
             specs = [spec._replace(circuit_breaker=breaker) for spec in specs]
         return await self._map(specs, return_exceptions)

@@ -576,3 +576,48 @@ def test_a_crash_while_the_attempt_s_outcome_is_on_its_way_leaves_it_to_that_out
         assert (record.status, record.error, engine.running) == (FAILED, crash, 0)
     else:
         assert (record.status, record.result, engine.running) == (COMPLETED, 42, 0)
+
+
+class _Crash(BaseException):
+    """Not an `Exception`: raised in a handler, it crashes the manager."""
+
+
+class FailingCancel(Attempt):
+    """An attempt whose first `cancel` crashes the manager calling it."""
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            raise _Crash("cancel")
+
+
+class FailingCancelPort(Port):
+    def start_attempt(self, record: TaskRecord) -> Attempt:
+        self.started.append((record.task_id, record.attempts))
+        self.attempts.append(FailingCancel())
+        return self.attempts[-1]
+
+
+@pytest.mark.parametrize("stop", ["cancel", "timeout"])
+def test_a_crash_after_the_manager_claimed_the_attempt_fails_the_task(stop: str) -> None:
+    # A cancel or a timeout claims the attempt, then crashes the manager stopping it:
+    # no outcome is on its way (its runner lost the claim: it reports nothing), so
+    # `Engine.crashed` fails the task, as before it claimed the attempt first (a5caa34).
+    # Else the task stayed RUNNING for ever, its slot taken and its waiters waiting.
+    engine, port, _ = make(Policy.scheduler(1), FailingCancelPort())
+    register(engine, "a", timeout=5.0)
+    register(engine, "b")
+    engine.execute("a")
+    engine.execute("b")  # queued behind "a"
+    stops = {
+        "cancel": lambda: engine.cancel("a", Replies()),
+        "timeout": lambda: engine.timed_out("a", 1),
+    }
+    with pytest.raises(_Crash):
+        stops[stop]()
+    assert port.attempts[0].claim() is False  # the manager has it: its runner reports nothing
+    crash = ActorSystemError("crashed")
+    assert engine.crashed("a", crash) is True
+    record = engine.tasks["a"]
+    assert (record.status, record.error, engine.running) == (FAILED, crash, 1)
+    assert (port.started, engine.tasks["b"].status) == ([("a", 1), ("b", 1)], RUNNING)

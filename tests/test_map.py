@@ -197,3 +197,31 @@ async def test_a_durable_map_returns_a_returned_exception_as_a_value(
             await asyncio.wait_for(tm.map(value_or_boom, [0, 1, 2]), WAIT)
         statuses = [info.status.value for info in await tm.get_all_tasks()]
         assert sorted(statuses) == ["completed"] * 6 + ["failed"] * 2
+
+
+async def odd_fails_async(x: int) -> int:
+    return odd_fails(x)
+
+
+async def test_every_task_of_maps_naming_one_breaker_goes_through_it(
+    tm: UnifiedTaskManager,
+) -> None:
+    """The first map naming a breaker makes it once its items are checked; later maps
+    find it made (their items carry it as they are made), a result_of item's task too,
+    and a registered breaker passed itself is that same one: every call counts on it."""
+    system = tm._get_system()
+    first = await tm.register_task("first", double, (10,), task_id="first")
+    await tm.execute_task(first)
+    assert await asyncio.wait_for(tm.map(double, [1, 2], circuit_breaker="svc"), WAIT) == [2, 4]
+    breaker = system.circuit_breakers.get("svc")
+    assert breaker is not None
+    assert await asyncio.wait_for(
+        tm.map(double, [3, result_of("first")], circuit_breaker="svc"), WAIT
+    ) == [6, 40]
+    failed, two = await asyncio.wait_for(
+        tm.map(odd_fails_async, [1, 2], circuit_breaker=breaker, return_exceptions=True), WAIT
+    )
+    assert (type(failed), str(failed), two) == (Boom, "odd 1", 2)
+    await tm.get_all_tasks()  # (after the outcomes, which this loop sent first)
+    stats = breaker.stats()
+    assert (stats.successes, stats.failures, len(system.circuit_breakers)) == (5, 1, 1)

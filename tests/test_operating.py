@@ -1426,9 +1426,10 @@ async def test_a_facade_crash_part_way_through_a_run_told_one_by_one_sends_none_
 ) -> None:
     # The facade tells a batch's run to a manager message by message (as while it is
     # down) and crashes telling the second (a BaseException, injected): its next
-    # incarnation sends the message not sent, not the Execute sent already
-    # (``resent``: that send crashes too, once more). Before, the whole run went again:
-    # the manager was told the Execute twice.
+    # incarnation sends the message not sent, not the Execute sent already. Before, the
+    # whole run went again: the manager was told the Execute twice. ``resent``: that
+    # send crashes too, once more: the message it had not sent is dropped (its caller
+    # hears why), as any message that crashes the facade, not handed on again.
     from actors.runtime import messages
 
     wait = 10.0
@@ -1455,11 +1456,24 @@ async def test_a_facade_crash_part_way_through_a_run_told_one_by_one_sends_none_
         monkeypatch.setattr(ChildHandle, "tell", faulty)
         status = asyncio.ensure_future(tm.get_task_status(first))  # (in one flush, after
         result = asyncio.ensure_future(tm.execute_task(first, wait=True))  # the Execute)
-        seen = await asyncio.wait_for(status, wait)
+        seen: object
+        try:
+            seen = await asyncio.wait_for(status, wait)
+        except ActorSystemError as exc:
+            seen = str(exc)
         assert await asyncio.wait_for(result, wait) == 5
         restarts = await restarts_of(system)
-    assert (faults, told) == (["first"] * (1 + resent), ["Execute", "GetStatus"])
-    assert (seen, restarts["facade"]) == (TaskStatus.RUNNING, 1 + resent)
+    dropped = (
+        "the facade crashed handling its GetStatus ({!r}); the message was dropped, not retried"
+    )
+    assert (faults, told) == (
+        ["first"] * (1 + resent),
+        ["Execute"] if resent else ["Execute", "GetStatus"],
+    )
+    assert (seen, restarts["facade"]) == (
+        dropped.format(_Fault("fault")) if resent else TaskStatus.RUNNING,
+        1 + resent,
+    )
 
 
 async def test_a_subscription_whose_mark_crashes_its_manager_is_heard(
@@ -1551,3 +1565,50 @@ async def test_a_manager_whose_facade_is_gone_answers_a_cleanup_with_what_it_rem
         forgotten = list(engine.forgotten)
         restarts = await restarts_of(system)
     assert (faults, removed, forgotten, restarts[child]) == ([("a",)], 1, [], 0)
+
+
+async def test_a_facade_crash_resending_an_unsent_run_answers_its_callers(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # The facade crashes sending a batch's run on (a BaseException from `send_run`,
+    # injected), and its next incarnation crashes again resending that run (`_Unsent`).
+    # That message is dropped, as any crashing one: its run's callers hear why, and the
+    # routes it made go. Before, `_crashed` knew no `_Unsent`: nobody answered them (the
+    # Execute's caller, tracked with no bound, waited for ever).
+    from actors.runtime import _facade
+
+    wait = 10.0
+    original = _facade.send_run
+    faults: list[list[str]] = []
+
+    def faulty(target: Any, run: list[Any]) -> Any:
+        if len(faults) < 2:
+            faults.append([type(m).__name__ for m in run])
+            raise _Fault("fault")
+        return original(target, run)
+
+    async with ActorSystem(crash_config(backend)) as system:
+        tm = system.task_manager
+        first = await tm.register_task("first", noop, (5,), task_id="first")
+        monkeypatch.setattr(_facade, "send_run", faulty)
+        status = asyncio.ensure_future(tm.get_task_status(first))  # (in one flush, after
+        result = asyncio.ensure_future(tm.execute_task(first, wait=True))  # the Execute)
+        second = asyncio.ensure_future(tm.register_task("second", noop, task_id="second"))
+        errors = []
+        for call in (status, result, second):
+            with pytest.raises(ActorSystemError) as raised:
+                await asyncio.wait_for(call, wait)
+            errors.append(str(raised.value))
+        after = await tm.get_task_status(first)  # (the Execute never reached it)
+        # (its route went with it: not a duplicate of a task that never came)
+        again = await tm.register_task("second", noop, task_id="second")
+        restarts = await restarts_of(system)
+    dropped = "({!r}); the message was dropped, not retried".format(_Fault("fault"))
+    assert errors == [
+        f"the facade crashed handling its GetStatus {dropped}",
+        f"the facade crashed handling its Execute {dropped}",
+        f"the facade crashed handling its Register {dropped}",
+    ]
+    run = ["Execute", "Register", "GetStatus"]
+    assert (faults, after, again) == ([run, run], TaskStatus.PENDING, "second")
+    assert restarts["facade"] == 2

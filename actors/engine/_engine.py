@@ -264,6 +264,10 @@ class Engine:
         self.held: set[str] = set()
         self.released: list[TaskRecord] = []
         """Released by their breaker, for `_pump` to start (the simple policy)."""
+        self._claimed: Attempt | None = None
+        """The attempt this engine claimed to stop it (a cancel, a timeout), until it
+        stopped: a crash in between leaves no outcome on its way (its runner lost the
+        claim), so `_can_stop` still lets it be stopped (`crashed`, a later cancel)."""
         self._init_extension()
 
     def _init_extension(self) -> None:
@@ -610,7 +614,9 @@ class Engine:
         if execution is not None:
             if not execution.claim():
                 return  # it ended just now: its outcome is on its way and wins
+            self._claimed = execution
             execution.cancel()
+            self._claimed = None
         error = TaskTimeoutError(
             f"task {task_id!r} attempt {record.attempts} timed out after {record.timeout}s"
         )
@@ -812,14 +818,20 @@ class Engine:
 
     def _can_stop(self, record: TaskRecord) -> bool:
         """Whether ``record`` can be cancelled now: not while an attempt that already
-        ended is reporting its outcome."""
+        ended is reporting its outcome (one this engine claimed, whose stop crashed, can)."""
         execution = record.execution
-        return execution is None or execution.claim()
+        if execution is None or execution is self._claimed:
+            return True
+        if execution.claim():
+            self._claimed = execution  # (until `_stop_execution` stopped it)
+            return True
+        return False
 
     def _stop_execution(self, record: TaskRecord) -> None:
         execution = record.execution
         if execution is not None:  # running, or handed to the pool
             execution.cancel()
+            self._claimed = None
             self._leave_running(record, INTERRUPTED)
         elif record.timer is not None:
             record.timer.cancel()

@@ -257,6 +257,8 @@ class FacadeActor(SystemChild[FacadeState]):
         manager hears a `messages.Crashed` naming this actor (else the task stayed
         RUNNING and its waiters, tracked with no bound, waited for ever)."""
         kind = type(message)
+        if kind is _Unsent:  # `_resend` dropped what it had not sent (`_drop`)
+            return
         reply = getattr(message, "reply", None)
         if reply is not None:
             reply.set_exception(
@@ -358,17 +360,26 @@ class FacadeActor(SystemChild[FacadeState]):
 
     def _resend(self, message: _Unsent) -> None:
         """A run of a batch the previous incarnation crashed sending (`_send_held`). A
-        crash sending it hands on what was not sent (`send_run` leaves it in the run),
-        as `_send_held` does: neither the messages sent already (twice) nor the rest
-        (dropped with this message, their callers waiting for ever)."""
+        crash sending it again drops it, as any message that crashes this actor (handed
+        on again, a run that keeps crashing its sender would go round until the restart
+        limit escalates): what it had not told yet (`send_run` leaves that in the run)
+        is answered (`_drop`); what it had told is the manager's (never told twice)."""
         run = list(message.run)
         try:
             unsent = send_run(self.managers[message.backend], run)
-        except BaseException:
-            self.hand_over(message._replace(run=tuple(run)))
+        except BaseException as exc:
+            self._drop(run, exc)
             raise
         if unsent:
             self._unrouted(unsent)
+
+    def _drop(self, run: list[Any], exc: BaseException) -> None:
+        """Drop the messages of ``run`` a crash kept from their manager: each as if it
+        had crashed this actor (its caller answered, its task failed), and the routes
+        its registrations made go."""
+        self._unrouted(run)
+        for item in run:
+            self._crashed(item, exc)
 
     def _to(self, backend: str, message: Any) -> None:
         """Send ``message`` to the ``backend`` manager (held while a batch runs)."""

@@ -402,7 +402,7 @@ class BaseManager(SupervisedActor):
         """Hand the attempt to its runner (raise `StartFailed` if it cannot start)."""
         if record.is_coroutine:
             bridge = record.bridge
-            if bridge is None or not bridge.post(
+            if bridge is None or not bridge.post_if_open(
                 start_coroutine,
                 execution,
                 record.func,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "ActorKilled",
@@ -47,6 +48,10 @@ class BufferFullError(SupervisorError):
             f"({capacity} messages); the message was not delivered"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its fields (`copy`, `pickle`): its ``args`` is its message.
+        return type(self), (self.child_id, self.capacity), self.__dict__
+
 
 class ActorKilled(SupervisorError):
     """The reason an actor stopped when it received the `Kill` message."""
@@ -71,6 +76,12 @@ class RestartIntensityExceeded(SupervisorError):
 
     def __post_init__(self) -> None:
         super().__init__(self._describe())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its fields (`copy`, `pickle`): its ``args`` is its message, which
+        # the constructor does not take.
+        values = (self.supervisor, self.child_id, self.count, self.max_restarts)
+        return type(self), (*values, self.within_seconds, self.reason), self.__dict__
 
     def _describe(self) -> str:
         count = self.count

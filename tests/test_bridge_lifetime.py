@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterator
 import pytest
 from helpers import WAIT
 
-from actors import ActorSystem, EventKind, TaskTimeoutError, unified_task_manager
+from actors import (
+    ActorSystem,
+    ActorSystemError,
+    EventKind,
+    TaskStatus,
+    TaskTimeoutError,
+    unified_task_manager,
+)
 from actors.core import _bridge, bridge_for
 from supervisors.testing import FakeClock
 
@@ -93,6 +100,62 @@ def test_a_closed_loops_bridge_dropped_says_so_even_if_the_close_discarded_its_d
     assert [bridge.post(ran.append, i) for i in (2, 3)] == [False, False]
     assert bridge.post2(lambda a, b: ran.append(a + b), 4, 5) is False
     assert (bridge.closed, list(bridge._pending), ran) == (True, [], [])
+
+
+def double_in_a_function(x: int) -> int:
+    return x * 2
+
+
+@pytest.mark.parametrize(
+    ("new", "body"), [(True, double), (False, double), (False, double_in_a_function)]
+)
+def test_a_task_whose_loop_closed_with_a_drain_scheduled_fails_to_start(
+    new: bool, body: Callable[[int], object]
+) -> None:
+    """A post lands just before its loop closes, so the close discards the drain it
+    scheduled, and the loop's bridge still expects that drain (no other loop has made a
+    bridge since, to drop it). A task of that loop executed then fails to start, as on
+    any closed loop. Before, its start was queued behind the discarded drain, told it
+    went through: the task said running for ever, holding its slot, and never ran."""
+    ran: list[int] = []
+    with ActorSystem({"CLEANUP_INTERVAL": 0, "USE_NEW_TASK_SYSTEM": new}) as system:
+        blocking = system.blocking
+        assert blocking.get_all_tasks() == []  # (its loop's bridge is made: no new one later)
+        loop = asyncio.new_event_loop()
+        try:
+            tm = system.task_manager
+            task_id = loop.run_until_complete(tm.register_task("late", body, (1,)))
+            assert bridge_for(loop).post(ran.append, 1) is True  # a drain scheduled
+        finally:
+            loop.close()  # discards it
+        assert blocking.execute_task(task_id) is True
+        with pytest.raises(ActorSystemError) as failed:
+            blocking.wait_for_task(task_id, timeout=WAIT)
+        status = blocking.get_task_status(task_id)
+    assert (str(failed.value), status, ran) == (
+        f"task {task_id!r} cannot start: the event loop that registered it is closed",
+        TaskStatus.FAILED,
+        [],
+    )
+
+
+def test_a_stop_queues_nothing_on_a_closed_loop_whose_close_discarded_its_drain() -> None:
+    """The stop fails the calls still waiting on each loop that called the system,
+    through its bridge. To a closed loop whose close discarded a drain, that post was
+    queued for ever (until another loop made a bridge), holding the stopped system, its
+    tasks and their records; it is not posted, and the bridge knows its loop closed."""
+    ran: list[int] = []
+    with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        assert system.blocking.get_all_tasks() == []  # (its loop's bridge is made)
+        loop = asyncio.new_event_loop()
+        try:
+            assert loop.run_until_complete(system.task_manager.get_all_tasks()) == []
+            bridge = bridge_for(loop)
+            assert bridge.post(ran.append, 1) is True  # a drain scheduled
+        finally:
+            loop.close()  # discards it
+    assert (bridge.closed, list(bridge._pending), ran) == (True, [], [])
+    assert bridge.post(ran.append, 2) is False
 
 
 def test_tasks_that_failed_keep_no_closed_loop_and_retry_on_the_callers() -> None:

@@ -19,6 +19,7 @@ from helpers import journal_config, journaled_manager
 from actors import (
     ActorSystem,
     DuplicateTaskError,
+    InvalidTaskError,
     TaskPriority,
     TaskStatus,
     result_of,
@@ -117,6 +118,50 @@ async def test_a_retry_from_the_dashboard_is_journaled(tmp_path: Path) -> None:
         info = await tm.get_task(retried)
         assert (info.status, dict(info.metadata)) == (TaskStatus.COMPLETED, {"retry_of": "flaky"})
         assert await tm.get_task_result(retried) == "flaky"
+
+
+async def test_a_task_that_failed_before_a_restart_is_not_retried_as_a_no_op(
+    tmp_path: Path,
+) -> None:
+    # A failed task read back from the journal has its error, not its function and
+    # arguments (an ended task never runs again): it is not retryable, and retry_task
+    # says why. Before, it was retryable and a retry ran the placeholder function of an
+    # ended task: the retry "completed" with None, and the task's code never ran.
+    path = tmp_path / "tasks.db"
+    async with journaled_manager(path) as tm:
+        await tm.register_task("flaky", fails_once, ("flaky",), task_id="flaky")
+        with pytest.raises(ValueError, match=r"^flaky failed$"):
+            await tm.execute_task("flaky", wait=True)
+    async with journaled_manager(path) as tm:
+        detail = await tm.get_task_detail("flaky")
+        with pytest.raises(InvalidTaskError) as refused:
+            await tm.retry_task("flaky")
+        ids = [info.task_id for info in await tm.get_all_tasks()]
+    assert (detail.info.status, detail.retryable, detail.func) == (TaskStatus.FAILED, False, None)
+    assert str(refused.value) == (
+        "task 'flaky' failed before the system restarted (or could not be read back from "
+        "the journal): its function and arguments were not recovered, so it cannot be "
+        "retried; register it again"
+    )
+    assert (ids, CALLS) == (["flaky"], ["flaky"])
+
+
+async def test_a_task_whose_function_is_gone_after_a_restart_is_not_retried_as_a_no_op(
+    tmp_path: Path,
+) -> None:
+    # A pending task whose function cannot be found after the restart fails with the
+    # decode error; a retry would run the placeholder in its place: it is refused.
+    path = tmp_path / "tasks.db"
+    async with journaled_manager(path) as tm:
+        await tm.register_task("gone", combine, (1,), task_id="gone")
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("UPDATE tasks SET function = 'tests_gone_module:combine'")
+    async with journaled_manager(path) as tm:
+        info = await tm.get_task("gone")
+        with pytest.raises(InvalidTaskError, match=r"^task 'gone' failed before the system"):
+            await tm.retry_task("gone")
+        ids = [info.task_id for info in await tm.get_all_tasks()]
+    assert (info.status, ids, CALLS) == (TaskStatus.FAILED, ["gone"], [])
 
 
 # -- the task system that registered it -----------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -19,12 +22,15 @@ from tenacity.wait import wait_base
 
 from supervisors import (
     ActorKilled,
+    BufferFullError,
     ChildHandle,
     ChildSpec,
+    ConsecutiveFailuresExceeded,
     Kill,
     RestartIntensityExceeded,
     RestartPolicy,
     Supervisor,
+    SupervisorError,
     SupervisorEventKind,
 )
 from supervisors.testing import FakeClock
@@ -291,6 +297,38 @@ def test_the_same_crashes_spread_wider_than_the_window_do_not_escalate(
     rows = sup.proxy().which_children().get(timeout=TIMEOUT)
     assert [(r.id, r.status, r.restarts) for r in rows] == [("b", "running", 8)]
     assert sup.is_alive()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RestartIntensityExceeded("root", "b", 2, 1, 5.0, ActorKilled("killed")),
+        lambda: ConsecutiveFailuresExceeded("root", "b", 4, 3, 1.5, None),
+        lambda: BufferFullError("b", 8),
+    ],
+    ids=["intensity", "consecutive", "buffer"],
+)
+@pytest.mark.parametrize(
+    "twin", [copy.copy, lambda e: pickle.loads(pickle.dumps(e))], ids=["copy", "pickle"]
+)
+def test_supervisor_errors_with_fields_copy_and_pickle(
+    make: Callable[[], SupervisorError], twin: Callable[[SupervisorError], SupervisorError]
+) -> None:
+    """An error with fields rebuilds from them (`copy`, a process pool sending it back):
+    its arguments are its message, which its constructor does not take."""
+    error = make()
+    error.add_note("seen by a test")
+    again = twin(error)
+    assert type(again) is type(error)
+    assert (again.args, str(again), again.__notes__) == (
+        error.args,
+        str(error),
+        ["seen by a test"],
+    )
+    names = ("supervisor", "child_id", "count", "max_restarts", "within_seconds", "capacity")
+    shown = [(name, getattr(error, name)) for name in names if hasattr(error, name)]
+    assert [(name, getattr(again, name)) for name, _ in shown] == shown
+    assert repr(getattr(again, "reason", None)) == repr(getattr(error, "reason", None))
 
 
 def test_restart_intensity_exceeded_keeps_its_fields_message_identity_and_repr() -> None:

@@ -174,6 +174,18 @@ class LoopBridge:
         self._pending.extend((_apply, fn, args))  # one step under the GIL: kept together
         return self._scheduled or self._schedule()
 
+    def post_if_open(self, fn: Callable[..., object], *args: Any) -> bool:
+        """`post`, checking first that the loop is not closed (False, nothing posted):
+        for what must not be lost unanswered (an attempt's start, the system's stop
+        failing its calls). `post` trusts a drain it has scheduled, and a close that
+        discarded it leaves the bridge taking posts, each told True, until `bridge_for`
+        drops it (`loop_closed`); an answer, the hot path, does not pay for the check."""
+        if self.loop.is_closed():
+            self.loop_closed()  # (frees what waited for that drain: nothing runs it)
+            return False
+        self._pending.extend((_apply, fn, args))  # (`post`'s body: no second call)
+        return self._scheduled or self._schedule()
+
     def post2(self, fn: Callable[[Any, Any], object], first: Any, second: Any) -> bool:
         """`post` of ``fn(first, second)``, which waits for its drain as three entries
         of the bridge's deque, not a tuple (an answer to a call: `Call`, `Reply`)."""

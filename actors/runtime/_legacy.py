@@ -27,7 +27,7 @@ class LegacyTaskManagerActor(BaseManager):
 
     def _start_function(self, execution: Execution, record: TaskRecord) -> None:
         bridge = record.bridge
-        if bridge is None or not bridge.post(
+        if bridge is None or not bridge.post_if_open(
             _in_default_executor, execution, record.func, record.args, record.kwargs, self.report
         ):
             raise StartFailed(_loop_closed(record.task_id), retry=False)

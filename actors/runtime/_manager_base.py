@@ -402,7 +402,7 @@ class BaseManager(SupervisedActor):
         """Hand the attempt to its runner (raise `StartFailed` if it cannot start)."""
         if record.is_coroutine:
             bridge = record.bridge
-            if bridge is None or not bridge.post(
+            if bridge is None or not bridge.post_if_open(
                 start_coroutine,
                 execution,
                 record.func,
@@ -530,8 +530,15 @@ class BaseManager(SupervisedActor):
         task_id = message.task_id
         record = self.engine.get(task_id)
         spec = record.spec
-        if record.status is not TaskStatus.FAILED or spec is None:
+        if record.status is not TaskStatus.FAILED:
             msg = f"task {task_id!r} is {record.status.value}; only a failed task can be retried"
+            raise InvalidTaskError(msg)
+        if spec is None:  # read back from the journal as failed (`recovery.restore`)
+            msg = (
+                f"task {task_id!r} failed before the system restarted (or could not be "
+                "read back from the journal): its function and arguments were not "
+                "recovered, so it cannot be retried; register it again"
+            )
             raise InvalidTaskError(msg)
         graph = self.engine.graph
         deps = graph.dependencies(task_id) if task_id in graph else ()

@@ -205,6 +205,7 @@ def restore(
             continue  # cancelled at registration: a dependency had failed
         if problem is not None and status not in _TERMINAL:
             engine.end(record, TaskStatus.FAILED, error=problem)
+            record.spec = None  # its function (`_ended`) is no definition to retry
             continue
         record.attempts = row.attempts
         if status == "completed":
@@ -218,6 +219,7 @@ def restore(
         elif status in ("failed", "cancelled"):
             journaled = JournaledError(row.error_type or "Exception", row.error_message or "")
             engine.end(record, TaskStatus(status), error=journaled)
+            record.spec = None  # nor is an ended task's (`BaseManager._definition`)
         elif status == "running":
             count = row.recoveries + 1
             engine.recoveries[task_id] = count

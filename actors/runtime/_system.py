@@ -482,7 +482,7 @@ class SystemRuntime:
     def _fail_pending(self, error: ActorSystemError) -> None:
         """Fail every call still waiting for this system, on whichever loop it waits."""
         for bridge in list(self._bridges):
-            bridge.post(bridge.fail_owned, self, error)
+            bridge.post_if_open(bridge.fail_owned, self, error)
 
     def _breaker_changed(self, transition: BreakerTransition) -> None:
         state = self._state

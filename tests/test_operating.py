@@ -1206,6 +1206,9 @@ async def test_a_facade_crash_sending_a_batch_on_loses_none_of_its_run(
         result = asyncio.ensure_future(tm.execute_task(first, wait=True))  # the Execute)
         seen = await asyncio.wait_for(status, wait)  # (the attempt started: one batch)
         assert await asyncio.wait_for(result, wait) == 5
+        # A round trip through the facade's running incarnation: its restarts are over
+        # (a dropped request's caller hears why before that crash's restart).
+        await asyncio.wait_for(tm.get_metrics(), wait)
         restarts = await restarts_of(system)
     run = [["Execute", "GetStatus"]]
     assert (faults, seen, restarts["facade"]) == (run, TaskStatus.RUNNING, 1)
@@ -1462,6 +1465,9 @@ async def test_a_facade_crash_part_way_through_a_run_told_one_by_one_sends_none_
         except ActorSystemError as exc:
             seen = str(exc)
         assert await asyncio.wait_for(result, wait) == 5
+        # A round trip through the facade's running incarnation: its restarts are over
+        # (a dropped request's caller hears why before that crash's restart).
+        await asyncio.wait_for(tm.get_metrics(), wait)
         restarts = await restarts_of(system)
     dropped = (
         "the facade crashed handling its GetStatus ({!r}); the message was dropped, not retried"

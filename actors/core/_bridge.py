@@ -200,9 +200,7 @@ class LoopBridge:
         except RuntimeError:  # the loop is closed: nobody is left to answer
             # No drain is coming: the next post tries again (and fails so, `False`),
             # instead of waiting in the deque for ever while its poster hears `True`.
-            self._scheduled = False
-            self.closed = True
-            self._pending.clear()
+            self.loop_closed()
             return False
         return True
 

@@ -213,6 +213,16 @@ async def restarts_of(system: ActorSystem) -> dict[str, int]:
     return {r.id: r.restarts for r in await system.supervisor.which_children()}
 
 
+async def restarts_after_a_facade_round_trip(
+    system: ActorSystem, wait: float = 10.0
+) -> dict[str, int]:
+    """The restarts, read after a round trip through the facade's running incarnation:
+    its restarts are over then (a dropped request's caller hears why before that
+    crash's restart is counted)."""
+    await asyncio.wait_for(system.task_manager.get_metrics(), wait)
+    return await restarts_of(system)
+
+
 async def crash_on_its_outcome(
     system: ActorSystem,
     received: list[tuple[type, ...]],
@@ -1251,10 +1261,7 @@ async def test_a_facade_crash_sending_a_batch_on_loses_none_of_its_run(
         result = asyncio.ensure_future(tm.execute_task(first, wait=True))  # the Execute)
         seen = await asyncio.wait_for(status, wait)  # (the attempt started: one batch)
         assert await asyncio.wait_for(result, wait) == 5
-        # A round trip through the facade's running incarnation: its restarts are over
-        # (a dropped request's caller hears why before that crash's restart).
-        await asyncio.wait_for(tm.get_metrics(), wait)
-        restarts = await restarts_of(system)
+        restarts = await restarts_after_a_facade_round_trip(system, wait)
     run = [["Execute", "GetStatus"]]
     assert (faults, seen, restarts["facade"]) == (run, TaskStatus.RUNNING, 1)
 
@@ -1474,10 +1481,7 @@ async def test_a_facade_crash_part_way_through_a_run_told_one_by_one_sends_none_
         except ActorSystemError as exc:
             seen = str(exc)
         assert await asyncio.wait_for(result, wait) == 5
-        # A round trip through the facade's running incarnation: its restarts are over
-        # (a dropped request's caller hears why before that crash's restart).
-        await asyncio.wait_for(tm.get_metrics(), wait)
-        restarts = await restarts_of(system)
+        restarts = await restarts_after_a_facade_round_trip(system, wait)
     dropped = (
         "the facade crashed handling its GetStatus ({!r}); the message was dropped, not retried"
     )

@@ -170,6 +170,30 @@ class Logged(SupervisedActor):
         return self.actor_urn if message == "ping" else None
 
 
+# -- configuration ------------------------------------------------------------------------
+
+# The float keys that are durations in seconds (each at most MAX_SECONDS).
+DURATION_KEYS = (
+    "RESTART_WITHIN_SECONDS",
+    "RESTART_BACKOFF_INITIAL",
+    "RESTART_BACKOFF_MAX",
+    "RESTART_RESET_AFTER",
+    "CLEANUP_INTERVAL",
+    "CLEANUP_MAX_AGE",
+    "CALL_TIMEOUT",
+    "SHUTDOWN_TIMEOUT",
+    "RESOURCE_CHECK_INTERVAL",
+    "BREAKER_RECOVERY_TIMEOUT",
+)
+# The float keys that are percentages.
+PERCENT_KEYS = (
+    "CPU_HIGH_PERCENT",
+    "MEMORY_HIGH_PERCENT",
+    "CPU_CRITICAL_PERCENT",
+    "MEMORY_CRITICAL_PERCENT",
+)
+
+
 # -- task systems -----------------------------------------------------------------------
 
 
@@ -429,4 +453,19 @@ def refusal(error: type[BaseException], call: Callable[..., object], *args: obje
     none, or another)."""
     with pytest.raises(error) as raised:
         call(*args)
+    return str(raised.value)
+
+
+async def refused_as_before(
+    tm: UnifiedTaskManager,
+    call: Callable[[UnifiedTaskManager], Awaitable[Any]],
+    error: type[BaseException],
+) -> str:
+    """The text of the ``error`` that ``call(tm)`` raises (the test fails if it raises
+    none, or another, a subclass included, or if the call changed any task)."""
+    before = await tm.get_all_tasks()
+    with pytest.raises(error) as raised:
+        await call(tm)
+    assert type(raised.value) is error
+    assert await tm.get_all_tasks() == before
     return str(raised.value)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import DURATION_KEYS, PERCENT_KEYS
 
 from actors import ActorSystem, journal
 from actors.core import _config
@@ -102,22 +103,7 @@ KEYS = [
     "MAX_RECOVERIES",
 ]
 
-FLOAT_KEYS = [
-    "RESTART_WITHIN_SECONDS",
-    "RESTART_BACKOFF_INITIAL",
-    "RESTART_BACKOFF_MAX",
-    "RESTART_RESET_AFTER",
-    "CLEANUP_INTERVAL",
-    "CLEANUP_MAX_AGE",
-    "CALL_TIMEOUT",
-    "SHUTDOWN_TIMEOUT",
-    "RESOURCE_CHECK_INTERVAL",
-    "CPU_HIGH_PERCENT",
-    "MEMORY_HIGH_PERCENT",
-    "CPU_CRITICAL_PERCENT",
-    "MEMORY_CRITICAL_PERCENT",
-    "BREAKER_RECOVERY_TIMEOUT",
-]
+FLOAT_KEYS = [*DURATION_KEYS, *PERCENT_KEYS]
 INT_KEYS = [
     "MAX_CONCURRENT_TASKS",
     "MAX_THREAD_WORKERS",

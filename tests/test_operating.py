@@ -44,12 +44,15 @@ async def settle(clock: FakeClock, timers: int = 1) -> None:
 # -- crash tests: what they share ----------------------------------------------------------
 
 
-def crash_config(backend: str | None = None) -> dict[str, Any]:
+def crash_config(backend: str | None = None, journal: Path | None = None) -> dict[str, Any]:
     """A system whose children restart at once (no backoff) and that cleans up nothing by
-    itself; with ``backend``, the task system new tasks go to."""
+    itself; with ``backend``, the task system new tasks go to; with ``journal``, a
+    folder, journaling to its file tasks.db."""
     config: dict[str, Any] = {"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0.0}
     if backend is not None:
         config["USE_NEW_TASK_SYSTEM"] = backend == "new"
+    if journal is not None:
+        config["JOURNAL_PATH"] = str(journal / "tasks.db")
     return config
 
 
@@ -120,8 +123,104 @@ def fail_once(
     return faults
 
 
+class _Fault(BaseException):
+    """Not an `Exception`: a request handler raising it crashes its manager."""
+
+
+def fail_tell_once(
+    monkeypatch: pytest.MonkeyPatch,
+    child: str,
+    kind: type,
+    error: BaseException | None = None,
+    note: Callable[[Any], object] = lambda message: message[0],
+    where: Callable[[Any], bool] = lambda message: True,
+) -> list[object]:
+    """The first tell of a ``kind`` message to ``child`` (that ``where`` accepts) raises
+    ``error`` (`_Fault('fault')` by default) before it delivers (as `ChildHandle.tell`
+    raises); returns the faults: ``note`` of that message (by default what it carried
+    first)."""
+    fault = _Fault("fault") if error is None else error
+    tell = ChildHandle.tell
+    faults: list[object] = []
+
+    def faulty(handle: ChildHandle, message: Any) -> None:
+        if handle.child_id == child and type(message) is kind and where(message) and not faults:
+            faults.append(note(message))
+            raise fault
+        tell(handle, message)
+
+    monkeypatch.setattr(ChildHandle, "tell", faulty)
+    return faults
+
+
+def fail_after_one(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[object]:
+    """``owner.name`` (`answer_all`, `start_all`: an iterator of actions) raises `_Fault`
+    on its first call, as its first action would: that one taken, none run. Returns
+    what that action was about (an answer's value, a start's task id)."""
+    original = getattr(owner, name)
+    faults: list[object] = []
+
+    def faulty(actions: Any) -> None:
+        if not faults:
+            action = next(actions)
+            faults.append(action[1] if len(action) == 2 else action[2].task_id)
+            raise _Fault("fault")
+        original(actions)
+
+    monkeypatch.setattr(owner, name, faulty)
+    return faults
+
+
+def journal_log(monkeypatch: pytest.MonkeyPatch, actions: str) -> list[tuple[str, ...]]:
+    """What the journal does from now on, in order: ``("write", *task ids)`` once it wrote
+    a batch's records, and with ``actions`` "answer_all", ``("answer", *values)`` as it
+    answers, or with "start_all", ``("start", count)`` as it starts attempts."""
+    from actors.journal import JournalStore
+    from actors.runtime import _journal
+
+    log: list[tuple[str, ...]] = []
+    write, act_all = JournalStore.write, getattr(_journal, actions)
+
+    def spy_write(store: JournalStore, batch: Any) -> None:
+        write(store, batch)
+        log.append(("write", *(record.task_id for record in batch)))
+
+    def spy_act_all(taken: Any) -> None:
+        taken = list(taken)  # (an iterator: what is left of it if one crashes)
+        if actions == "answer_all":
+            log.append(("answer", *(str(value) for _, value in taken)))
+        else:
+            log.append(("start", str(len(taken))))
+        act_all(taken)
+
+    monkeypatch.setattr(JournalStore, "write", spy_write)
+    monkeypatch.setattr(_journal, actions, spy_act_all)
+    return log
+
+
+async def register_a(tm: UnifiedTaskManager, wait: float = 10.0) -> str:
+    """Register the task 'a' (noop(4)); its id, once the registration is answered."""
+    return await asyncio.wait_for(tm.register_task("first", noop, (4,), task_id="a"), wait)
+
+
+async def status_in_the_journal(config: dict[str, Any], task_id: str = "a") -> TaskStatus:
+    """What the journal wrote: ``task_id``'s status in a new system on ``config``."""
+    async with ActorSystem(config) as system:
+        return await system.task_manager.get_task_status(task_id)
+
+
 async def restarts_of(system: ActorSystem) -> dict[str, int]:
     return {r.id: r.restarts for r in await system.supervisor.which_children()}
+
+
+async def restarts_after_a_facade_round_trip(
+    system: ActorSystem, wait: float = 10.0
+) -> dict[str, int]:
+    """The restarts, read after a round trip through the facade's running incarnation:
+    its restarts are over then (a dropped request's caller hears why before that
+    crash's restart is counted)."""
+    await asyncio.wait_for(system.task_manager.get_metrics(), wait)
+    return await restarts_of(system)
 
 
 async def crash_on_its_outcome(
@@ -408,10 +507,6 @@ async def test_a_task_whose_outcome_crashes_its_manager_fails_with_the_crash_and
     else:
         assert received[0] == (messages.Batch, messages.AttemptDone, messages.Mark)
     assert restarts[child] == 1
-
-
-class _Fault(BaseException):
-    """Not an `Exception`: a request handler raising it crashes its manager."""
 
 
 async def test_a_request_that_crashes_its_manager_fails_its_task_and_answers_its_caller(
@@ -883,15 +978,13 @@ async def test_a_journal_crash_adding_a_batch_loses_neither_its_answers_nor_its_
 
     wait = 10.0
     add_all = JournalWriter.add_all
-    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    config = crash_config(journal=tmp_path)
     async with ActorSystem(config) as system:  # once: the registration's batch
         faults = fail_once(monkeypatch, JournalWriter, "add_all", _Fault("fault"), lambda *_: 1)
-        registered = system.task_manager.register_task("first", noop, (4,), task_id="a")
-        assert await asyncio.wait_for(registered, wait) == "a"
+        assert await register_a(system.task_manager, wait) == "a"
         restarts = await restarts_of(system)
         monkeypatch.setattr(JournalWriter, "add_all", add_all)
-    async with ActorSystem(config) as system:  # what the journal wrote
-        status = await system.task_manager.get_task_status("a")
+    status = await status_in_the_journal(config)
     assert (faults, restarts["journal"], status) == ([1], 1, TaskStatus.PENDING)
 
 
@@ -902,29 +995,14 @@ async def test_a_journal_crash_adding_a_batch_answers_after_writing_its_records(
     # answers the batch's durable registration only once it has written the records
     # handed over to it -- not at its start, before they were even added (the answer
     # says the registration is in the file).
-    from actors.journal import JournalStore, JournalWriter
-    from actors.runtime import _journal
+    from actors.journal import JournalWriter
 
     wait = 10.0
-    log: list[tuple[str, ...]] = []
-    write, answer_all = JournalStore.write, _journal.answer_all
-
-    def spy_write(store: JournalStore, batch: Any) -> None:
-        write(store, batch)
-        log.append(("write", *(record.task_id for record in batch)))
-
-    def spy_answer_all(answers: Any) -> None:
-        answers = list(answers)  # (an iterator: what is left of it if one crashes)
-        log.append(("answer", *(str(value) for _, value in answers)))
-        answer_all(answers)
-
-    monkeypatch.setattr(JournalStore, "write", spy_write)
-    monkeypatch.setattr(_journal, "answer_all", spy_answer_all)
-    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    log = journal_log(monkeypatch, "answer_all")
+    config = crash_config(journal=tmp_path)
     async with ActorSystem(config) as system:
         fail_once(monkeypatch, JournalWriter, "add_all", _Fault("fault"))
-        registered = system.task_manager.register_task("first", noop, (4,), task_id="a")
-        assert await asyncio.wait_for(registered, wait) == "a"
+        assert await register_a(system.task_manager, wait) == "a"
         restarts = await restarts_of(system)
     assert restarts["journal"] == 1
     assert log[:2] == [("write", "a"), ("answer", "a")]
@@ -936,28 +1014,14 @@ async def test_a_journal_crash_adding_a_batch_starts_its_attempts_after_their_re
     # The journal crashes adding the batch of a durable execution (its running record
     # and the attempt waiting for it, injected): the next incarnation starts the attempt
     # only once that record is written, not at its start, before it was even added.
-    from actors.journal import JournalStore, JournalWriter
-    from actors.runtime import _journal
+    from actors.journal import JournalWriter
 
     wait = 10.0
-    log: list[tuple[str, ...]] = []
-    write, start_all = JournalStore.write, _journal.start_all
-
-    def spy_write(store: JournalStore, batch: Any) -> None:
-        write(store, batch)
-        log.append(("write", *(record.task_id for record in batch)))
-
-    def spy_start_all(starts: Any) -> None:
-        starts = list(starts)  # (an iterator: what is left of it if one crashes)
-        log.append(("start", str(len(starts))))
-        start_all(starts)
-
-    monkeypatch.setattr(JournalStore, "write", spy_write)
-    monkeypatch.setattr(_journal, "start_all", spy_start_all)
-    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    log = journal_log(monkeypatch, "start_all")
+    config = crash_config(journal=tmp_path)
     async with ActorSystem(config) as system:
         tm = system.task_manager
-        assert await asyncio.wait_for(tm.register_task("first", noop, (4,), task_id="a"), wait)
+        assert await register_a(tm, wait)
         log.clear()
         fail_once(monkeypatch, JournalWriter, "add_all", _Fault("fault"))
         assert await asyncio.wait_for(tm.execute_task("a", wait=True), wait) == 4
@@ -975,10 +1039,10 @@ async def test_a_journal_crash_writing_the_early_starts_loses_no_attempt(
     from actors.journal import JournalWriter
 
     wait = 10.0
-    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    config = crash_config(journal=tmp_path)
     async with ActorSystem(config) as system:
         tm = system.task_manager
-        assert await tm.register_task("first", noop, (4,), task_id="a") == "a"
+        assert await register_a(tm, wait) == "a"
         faults = fail_once(  # once: the attempt's running record
             monkeypatch, JournalWriter, "flush_changes", RuntimeError("fault"), lambda *_: 1
         )
@@ -998,14 +1062,12 @@ async def test_a_journal_crash_committing_when_idle_answers_after_writing_the_re
     from actors.journal import JournalWriter
 
     wait = 10.0
-    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    config = crash_config(journal=tmp_path)
     async with ActorSystem(config) as system:
         faults = fail_once(monkeypatch, JournalWriter, "flush", _Fault("fault"), lambda *_: 1)
-        registered = system.task_manager.register_task("first", noop, (4,), task_id="a")
-        assert await asyncio.wait_for(registered, wait) == "a"
+        assert await register_a(system.task_manager, wait) == "a"
         restarts = await restarts_of(system)
-    async with ActorSystem(config) as system:  # what the journal wrote
-        status = await system.task_manager.get_task_status("a")
+    status = await status_in_the_journal(config)
     assert (faults, restarts["journal"], status) == ([1], 1, TaskStatus.PENDING)
 
 
@@ -1019,10 +1081,10 @@ async def test_a_journal_crash_starting_attempts_after_a_commit_loses_none(
     from actors.runtime import _journal
 
     wait = 10.0
-    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    config = crash_config(journal=tmp_path)
     async with ActorSystem(config) as system:
         tm = system.task_manager
-        assert await tm.register_task("first", noop, (4,), task_id="a") == "a"
+        assert await register_a(tm, wait) == "a"
         faults = fail_once(
             monkeypatch, _journal, "start_all", _Fault("fault"), lambda *_: "start_all"
         )
@@ -1122,27 +1184,20 @@ async def test_a_task_whose_outcome_its_manager_cannot_be_told_fails_through_the
     # Before, reading the outcome's missing reply raised an AttributeError in the
     # except clause: the facade crashed with that, and the task stayed RUNNING (its
     # caller waited for ever).
+    from actors.runtime import messages
     from supervisors import SupervisorError
 
     child = manager_of(backend)
     received = received_by(monkeypatch, "facade")
-    faults: list[object] = []
+    injected: list[list[object]] = []
 
     def crash() -> None:
-        from actors.runtime import messages
-
-        tell = ChildHandle.tell
-
-        def faulty(handle: ChildHandle, message: Any) -> None:
-            if handle.child_id == child and type(message) is messages.AttemptDone and not faults:
-                faults.append(message.task_id)
-                raise SupervisorError("fault")
-            tell(handle, message)
-
-        monkeypatch.setattr(ChildHandle, "tell", faulty)
+        error = SupervisorError("fault")
+        injected.append(fail_tell_once(monkeypatch, child, messages.AttemptDone, error))
 
     async with ActorSystem(crash_config(backend)) as system:
         caught, info, after, restarts = await crash_on_its_outcome(system, received, "alone", crash)
+    [faults] = injected
     expected = (
         "task 'first' failed: the facade crashed handling its AttemptDone"
         " (SupervisorError('fault')); the message was dropped, not retried"
@@ -1206,10 +1261,7 @@ async def test_a_facade_crash_sending_a_batch_on_loses_none_of_its_run(
         result = asyncio.ensure_future(tm.execute_task(first, wait=True))  # the Execute)
         seen = await asyncio.wait_for(status, wait)  # (the attempt started: one batch)
         assert await asyncio.wait_for(result, wait) == 5
-        # A round trip through the facade's running incarnation: its restarts are over
-        # (a dropped request's caller hears why before that crash's restart).
-        await asyncio.wait_for(tm.get_metrics(), wait)
-        restarts = await restarts_of(system)
+        restarts = await restarts_after_a_facade_round_trip(system, wait)
     run = [["Execute", "GetStatus"]]
     assert (faults, seen, restarts["facade"]) == (run, TaskStatus.RUNNING, 1)
 
@@ -1260,22 +1312,6 @@ async def test_a_crash_while_a_task_s_outcome_is_on_its_way_leaves_the_task_to_i
         " (_Fault('fault')); the message was dropped, not retried"
     )
     assert (result, status, restarts[child]) == (1, TaskStatus.COMPLETED, 1)
-
-
-def fail_tell_once(monkeypatch: pytest.MonkeyPatch, child: str, kind: type) -> list[object]:
-    """The first tell of a ``kind`` message to ``child`` raises `_Fault` before it
-    delivers (as `ChildHandle.tell` raises); returns what that message carried."""
-    tell = ChildHandle.tell
-    faults: list[object] = []
-
-    def faulty(handle: ChildHandle, message: Any) -> None:
-        if handle.child_id == child and type(message) is kind and not faults:
-            faults.append(message[0])
-            raise _Fault("fault")
-        tell(handle, message)
-
-    monkeypatch.setattr(ChildHandle, "tell", faulty)
-    return faults
 
 
 async def test_a_crash_telling_the_facade_of_removed_ids_leaves_them_to_the_next_incarnation(
@@ -1341,24 +1377,6 @@ async def test_a_crash_telling_the_monitor_of_transitions_leaves_them_to_the_nex
     assert restarts[child] == 1
 
 
-def fail_after_one(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[object]:
-    """``owner.name`` (`answer_all`, `start_all`: an iterator of actions) raises `_Fault`
-    on its first call, as its first action would: that one taken, none run. Returns
-    what that action was about (an answer's value, a start's task id)."""
-    original = getattr(owner, name)
-    faults: list[object] = []
-
-    def faulty(actions: Any) -> None:
-        if not faults:
-            action = next(actions)
-            faults.append(action[1] if len(action) == 2 else action[2].task_id)
-            raise _Fault("fault")
-        original(actions)
-
-    monkeypatch.setattr(owner, name, faulty)
-    return faults
-
-
 async def test_a_journal_crash_giving_an_answer_answers_that_caller_with_the_crash(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -1369,16 +1387,15 @@ async def test_a_journal_crash_giving_an_answer_answers_that_caller_with_the_cra
     from actors.runtime import _journal
 
     wait = 10.0
-    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    config = crash_config(journal=tmp_path)
     async with ActorSystem(config) as system:
         tm = system.task_manager
         faults = fail_after_one(monkeypatch, _journal, "answer_all")
         with pytest.raises(ActorSystemError) as caught:
-            await asyncio.wait_for(tm.register_task("first", noop, (4,), task_id="a"), wait)
+            await register_a(tm, wait)
         assert await asyncio.wait_for(tm.register_task("b", noop, task_id="b"), wait) == "b"
         restarts = await restarts_of(system)
-    async with ActorSystem(config) as system:  # what the journal wrote
-        status = await system.task_manager.get_task_status("a")
+    status = await status_in_the_journal(config)
     assert str(caught.value) == (
         "the journal crashed answering this call after its commit (_Fault('fault')): what"
         " the call did is journaled, its answer was dropped, not retried; ask the task for"
@@ -1398,10 +1415,10 @@ async def test_a_journal_crash_starting_an_attempt_fails_its_task_through_its_ma
     from actors.runtime import _journal
 
     wait = 10.0
-    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    config = crash_config(journal=tmp_path)
     async with ActorSystem(config) as system:
         tm = system.task_manager
-        assert await tm.register_task("first", noop, (4,), task_id="a") == "a"
+        assert await register_a(tm, wait) == "a"
         faults = fail_after_one(monkeypatch, _journal, "start_all")
         with pytest.raises(ActorSystemError) as caught:
             await asyncio.wait_for(tm.execute_task("a", wait=True), wait)
@@ -1409,8 +1426,7 @@ async def test_a_journal_crash_starting_an_attempt_fails_its_task_through_its_ma
         assert await tm.register_task("b", noop, (5,), task_id="b") == "b"
         assert await asyncio.wait_for(tm.execute_task("b", wait=True), wait) == 5
         restarts = await restarts_of(system)
-    async with ActorSystem(config) as system:  # what the journal wrote
-        status = await system.task_manager.get_task_status("a")
+    status = await status_in_the_journal(config)
     expected = (
         "task 'a' failed: the journal crashed handling its Start (_Fault('fault'));"
         " the message was dropped, not retried"
@@ -1465,10 +1481,7 @@ async def test_a_facade_crash_part_way_through_a_run_told_one_by_one_sends_none_
         except ActorSystemError as exc:
             seen = str(exc)
         assert await asyncio.wait_for(result, wait) == 5
-        # A round trip through the facade's running incarnation: its restarts are over
-        # (a dropped request's caller hears why before that crash's restart).
-        await asyncio.wait_for(tm.get_metrics(), wait)
-        restarts = await restarts_of(system)
+        restarts = await restarts_after_a_facade_round_trip(system, wait)
     dropped = (
         "the facade crashed handling its GetStatus ({!r}); the message was dropped, not retried"
     )
@@ -1492,16 +1505,13 @@ async def test_a_subscription_whose_mark_crashes_its_manager_is_heard(
     # that manager for ever.
     from actors.runtime import messages
 
-    tell = ChildHandle.tell
-    faults: list[str] = []
-
-    def faulty(handle: ChildHandle, message: Any) -> None:
-        if type(message) is messages.Marked and message.backend == "new" and not faults:
-            faults.append(message.backend)
-            raise _Fault("fault")
-        tell(handle, message)
-
-    monkeypatch.setattr(ChildHandle, "tell", faulty)
+    faults = fail_tell_once(  # (a Marked is told to the monitor)
+        monkeypatch,
+        "task_monitor",
+        messages.Marked,
+        note=lambda message: message.backend,
+        where=lambda message: message.backend == "new",
+    )
     async with ActorSystem(crash_config()) as system:
         tm = system.task_manager
         monitor = system._state.states["task_monitor"]
@@ -1524,12 +1534,11 @@ async def test_a_crash_telling_the_journal_a_batch_leaves_it_to_the_next_incarna
     from actors.runtime import messages
 
     wait = 10.0
-    config = {**crash_config(), "JOURNAL_PATH": str(tmp_path / "tasks.db")}
+    config = crash_config(journal=tmp_path)
     async with ActorSystem(config) as system:
         tm = system.task_manager
         faults = fail_tell_once(monkeypatch, "journal", messages.JournalBatch)
-        registration = tm.register_task("first", noop, (4,), task_id="a")
-        registered = await asyncio.wait_for(registration, wait)
+        registered = await register_a(tm, wait)
         restarts = await restarts_of(system)
     async with ActorSystem(config) as system:  # what the journal wrote
         tm = system.task_manager
@@ -1552,21 +1561,13 @@ async def test_a_manager_whose_facade_is_gone_answers_a_cleanup_with_what_it_rem
 
     wait = 10.0
     child = manager_of(backend)
-    tell = ChildHandle.tell
-    faults: list[object] = []
-
-    def gone(handle: ChildHandle, message: Any) -> None:
-        if handle.child_id == "facade" and type(message) is messages.Forget and not faults:
-            faults.append(message.task_ids)
-            raise SupervisorError("child 'facade' is stopped")
-        tell(handle, message)
-
+    gone = SupervisorError("child 'facade' is stopped")
     async with ActorSystem(crash_config(backend)) as system:
         tm = system.task_manager
         engine = system._state.states[child]
         assert await tm.register_task("a", noop, (1,), task_id="a") == "a"
         assert await tm.execute_task("a", wait=True) == 1
-        monkeypatch.setattr(ChildHandle, "tell", gone)
+        faults = fail_tell_once(monkeypatch, "facade", messages.Forget, gone)
         removed = await asyncio.wait_for(tm.cleanup_completed_tasks(0.0), wait)
         forgotten = list(engine.forgotten)
         restarts = await restarts_of(system)

@@ -19,6 +19,7 @@ import pytest
 
 from actors import ActorSystem, ActorSystemError, TaskCancelledError
 from actors.core import _loop_thread
+from actors.observe import Event, Subscriber
 
 WAIT = 5.0
 """Upper bound, in real seconds, on waiting for anything in these tests."""
@@ -259,3 +260,42 @@ async def test_event_streams_on_other_loops_and_threads_end_when_the_system_shut
         assert len(system._state.states["task_monitor"].subscribers) == 2
     assert await asyncio.to_thread(other_loop.result, WAIT) == []
     assert await asyncio.to_thread(blocking.result, WAIT) is None
+
+
+async def test_a_blocking_event_stream_is_closed_when_the_loop_stops_as_its_get_wakes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stop closes the stream's subscription (its ``get`` is woken on the blocking
+    API's loop thread), then stops that loop: when the wake-up and the loop's stop run
+    in one iteration of it, the ``get`` never runs again (the loop's end cancels it), and
+    still says the stream is closed (None), not that the call was cancelled."""
+    parked = threading.Event()
+    get = Subscriber.get
+
+    async def parking(subscriber: Subscriber) -> Event | None:
+        parked.set()  # (the same step goes on to wait for its wake-up)
+        return await get(subscriber)
+
+    monkeypatch.setattr(Subscriber, "get", parking)
+    async with ActorSystem(config()) as system:
+        blocking_stream = await asyncio.to_thread(system.blocking.events)
+        blocking = in_a_thread(lambda: blocking_stream.get(timeout=WAIT))
+        assert await asyncio.to_thread(parked.wait, WAIT)
+        runner = system._loop_thread
+        assert runner is not None
+        loop = runner.loop
+        stopping = threading.Event()
+        post = loop.call_soon_threadsafe
+
+        def posting(callback: Callable[..., object], *args: Any) -> asyncio.Handle:
+            handle = post(callback, *args)
+            if callback == loop.stop:
+                stopping.set()
+            return handle
+
+        monkeypatch.setattr(loop, "call_soon_threadsafe", posting)
+        # The loop thread waits (bounded) until the stop is posted: the close's wake-up
+        # and the stop, posted meanwhile, then run in its next iteration, together.
+        post(stopping.wait, WAIT)
+    assert await asyncio.to_thread(blocking.result, WAIT) is None
+    assert stopping.is_set()

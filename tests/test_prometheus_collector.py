@@ -88,6 +88,7 @@ async def test_histograms_count_exactly_per_bucket_and_task_type() -> None:
         clock.advance(3.0)
         release.set()
         await tm.wait_for_task(b, timeout=5)
+        await tm.get_metrics()  # (the outcomes are sent before a scrape: see below)
         text = (await asyncio.to_thread(generate_latest, registry)).decode()
         assert render_prometheus(await tm.get_metrics()) == text
     assert histogram_samples(text, RUN) == {
@@ -135,6 +136,10 @@ async def test_the_collector_yields_todays_families_with_fresh_values() -> None:
         before = (await asyncio.to_thread(generate_latest, registry)).decode()
         task_id = await tm.register_task("n", noop, task_type="io")
         await tm.execute_task(task_id, wait=True)
+        # A round trip from this loop first: its caller wakes before the task's outcome
+        # leaves this loop's outbox, and a scrape's call from another thread does not
+        # queue behind it there (it could reach the manager first: "running").
+        await tm.get_metrics()
         after = (await asyncio.to_thread(generate_latest, registry)).decode()
     assert 'actorflow_tasks{status="completed"}' not in before
     assert 'actorflow_tasks{status="completed"} 1.0' in after.splitlines()

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+import pykka
 import pytest
 
 from actors import ActorSystem, ActorSystemError, TaskCancelledError
 from actors.core import _loop_thread
+from actors.observe import Event, Subscriber
 
 WAIT = 5.0
 """Upper bound, in real seconds, on waiting for anything in these tests."""
@@ -47,6 +49,15 @@ def stuck_function(gate: threading.Event, started: threading.Event) -> Callable[
         return "late"
 
     return stuck
+
+
+def abandoned_actors_stop() -> None:
+    """Wait (bounded) until the actors that the stop abandoned have stopped: the stuck
+    worker holds the pool's stop until the deadline, so the children stopped after the
+    pool (the monitor) get none of it left; they go on stopping in their own threads,
+    after the stop returned (the leak check after the test does not wait for them)."""
+    for ref in pykka.ActorRegistry.get_all():
+        assert ref.actor_stopped.wait(WAIT), f"{ref} did not stop"
 
 
 def in_a_thread(call: Callable[[], Any]) -> Future[Any]:
@@ -119,6 +130,7 @@ async def test_waits_for_a_task_on_other_threads_and_loops_end_when_the_system_s
         assert await asyncio.to_thread(error_of, blocking) == CANCELLED
         assert await asyncio.to_thread(error_of, other_loop) == CANCELLED
         assert not gate.is_set()  # (the function is still stuck: nobody waited for it)
+        await asyncio.to_thread(abandoned_actors_stop)
     finally:
         gate.set()
 
@@ -135,6 +147,7 @@ def test_a_blocking_pool_submit_on_a_stuck_worker_ends_when_with_exits() -> None
             assert started.wait(WAIT)
         assert error_of(waiting) == SHUT_DOWN
         assert not gate.is_set()
+        abandoned_actors_stop()
     finally:
         gate.set()
 
@@ -162,6 +175,7 @@ async def test_async_pool_submits_end_when_the_system_shuts_down() -> None:
             "worker took it"
         )
         assert not gate.is_set()
+        await asyncio.to_thread(abandoned_actors_stop)
     finally:
         gate.set()
 
@@ -183,6 +197,7 @@ def test_blocking_callers_end_when_another_thread_shuts_the_system_down() -> Non
         assert error_of(task_waiter) == CANCELLED
         assert error_of(pool_caller) == SHUT_DOWN
         assert not gate.is_set()
+        abandoned_actors_stop()
     finally:
         gate.set()
         system.stop_sync()  # (stopped already, unless an assertion failed first)
@@ -259,3 +274,42 @@ async def test_event_streams_on_other_loops_and_threads_end_when_the_system_shut
         assert len(system._state.states["task_monitor"].subscribers) == 2
     assert await asyncio.to_thread(other_loop.result, WAIT) == []
     assert await asyncio.to_thread(blocking.result, WAIT) is None
+
+
+async def test_a_blocking_event_stream_is_closed_when_the_loop_stops_as_its_get_wakes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stop closes the stream's subscription (its ``get`` is woken on the blocking
+    API's loop thread), then stops that loop: when the wake-up and the loop's stop run
+    in one iteration of it, the ``get`` never runs again (the loop's end cancels it), and
+    still says the stream is closed (None), not that the call was cancelled."""
+    parked = threading.Event()
+    get = Subscriber.get
+
+    async def parking(subscriber: Subscriber) -> Event | None:
+        parked.set()  # (the same step goes on to wait for its wake-up)
+        return await get(subscriber)
+
+    monkeypatch.setattr(Subscriber, "get", parking)
+    async with ActorSystem(config()) as system:
+        blocking_stream = await asyncio.to_thread(system.blocking.events)
+        blocking = in_a_thread(lambda: blocking_stream.get(timeout=WAIT))
+        assert await asyncio.to_thread(parked.wait, WAIT)
+        runner = system._loop_thread
+        assert runner is not None
+        loop = runner.loop
+        stopping = threading.Event()
+        post = loop.call_soon_threadsafe
+
+        def posting(callback: Callable[..., object], *args: Any) -> asyncio.Handle:
+            handle = post(callback, *args)
+            if callback == loop.stop:
+                stopping.set()
+            return handle
+
+        monkeypatch.setattr(loop, "call_soon_threadsafe", posting)
+        # The loop thread waits (bounded) until the stop is posted: the close's wake-up
+        # and the stop, posted meanwhile, then run in its next iteration, together.
+        post(stopping.wait, WAIT)
+    assert await asyncio.to_thread(blocking.result, WAIT) is None
+    assert stopping.is_set()

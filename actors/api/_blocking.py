@@ -28,6 +28,7 @@ from actors.api._client import UnifiedTaskManager
 from actors.core import (
     MAX_SECONDS,
     SWEEP_INTERVAL,
+    ActorSystemError,
     BlockingCallError,
     CallTimeout,
     ClosedOnExit,
@@ -266,7 +267,16 @@ class BlockingEventStream(ClosedOnExit):
                 raise CallTimeout(f"no event within {bound}s") from None
 
         named = f"timeout={bound}s + {SWEEP_MARGIN}s"
-        return self._runner.call(next_event(), bound + SWEEP_MARGIN, what, named)
+        try:
+            return self._runner.call(next_event(), bound + SWEEP_MARGIN, what, named)
+        except ActorSystemError as exc:
+            # A stop closes the subscription (the monitor stops) before it ends the loop
+            # thread, whose end cancels a get woken by that close but not yet run again
+            # (both in its last iteration): the stream is closed, as for a get run after.
+            subscriber = stream._subscriber
+            if isinstance(exc, CallTimeout) or subscriber is None or not subscriber.closed:
+                raise
+            return subscriber.poll()
 
     def close(self) -> None:
         """Unsubscribe."""

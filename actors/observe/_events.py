@@ -128,6 +128,11 @@ class Subscriber:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def poll(self) -> Event | None:
+        """The next event if one is buffered, else None (from any thread)."""
+        with self._lock:
+            return self._buffer.popleft() if self._buffer else None
+
     async def get(self) -> Event | None:
         """The next event, or None once the subscription is closed and drained."""
         while True:

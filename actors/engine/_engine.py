@@ -244,6 +244,7 @@ class Engine:
         self.running = 0
         self.limit = policy.max_concurrent or 0
         self._queue = policy.max_concurrent is not None
+        self._bound = policy.max_finished  # (`_retain`: read per finished task)
         self._seq = itertools.count()
         # Finished records in the order they finished, for max_finished (unused when it
         # is 0; the records themselves, not (id, record) pairs: a retained task is one
@@ -366,7 +367,7 @@ class Engine:
         if record.results is not None:
             for dep in record.results:  # keep their results until this task takes them
                 tasks[dep].pins += 1
-        self._move(record, PENDING, now, registered=True)
+        self._move(record, PENDING, now, True)  # registered
         record.wall_offset = self.transitions[-1].wall - now  # TaskInfo's wall-clock times
         if not dependencies or record.runs_anyway:
             return record
@@ -378,7 +379,9 @@ class Engine:
     def execute(self, task_id: str, waiter: ReplyTo | None = None) -> bool:
         """Execute a pending task and, first, its pending dependencies; True if it was
         pending. ``waiter`` gets the outcome (added first: the attempt may answer it)."""
-        record = self.get(task_id)
+        record = self.tasks.get(task_id)
+        if record is None:
+            raise TaskNotFoundError.for_id(task_id)
         accepted = record.status is PENDING
         if waiter is not None:
             if accepted and record.waiters is None:  # its first waiter, as `wait` adds it
@@ -386,7 +389,7 @@ class Engine:
             else:
                 self.wait(task_id, waiter)
         if accepted:
-            self._execute(record, alone=True)
+            self._execute(record, True)  # alone
             if (self.ready and self.running < self.limit) or self.released:
                 self._pump()  # (else it has nothing to start: a burst queues behind a full limit)
         return accepted
@@ -399,7 +402,7 @@ class Engine:
             return
         record.waiters = reply  # its first waiter (the attempt may answer it)
         if spec.dependencies:
-            self._execute(record, alone=True, at=record.created_at)  # the registration's read
+            self._execute(record, True, record.created_at)  # the registration's read
         else:  # the common case: no dependency to execute first (as `_execute` decides)
             self._ready(record, True, record.created_at)
         if (self.ready and self.running < self.limit) or self.released:
@@ -556,7 +559,7 @@ class Engine:
         self._leave_running(record, None if error is None else breaker_outcome(error))
         if error is None:
             record.result = value
-            self._finish(record, COMPLETED, answered=delegated, at=at)
+            self._finish(record, COMPLETED, True, delegated, at)  # (no keywords: a hot path)
         elif ended_cancelled(error):  # its code raised CancelledError: like asyncio
             record.error = error
             self._finish(record, CANCELLED, at=at)
@@ -935,7 +938,6 @@ class Engine:
         self,
         record: TaskRecord,
         status: TaskStatus,
-        *,
         propagate: bool = True,
         answered: int = 0,
         at: float | None = None,
@@ -943,21 +945,24 @@ class Engine:
         """``record`` reached a terminal status at ``at`` (default: now): answer waiters
         (but the first ``answered``, whom the attempt answered itself), then move
         dependents."""
-        record.finished_at = self._now() if at is None else at
+        task_id = record.task_id  # (a live record's slot: read once, before it is kept)
+        if at is None:
+            at = self._now()
+        record.finished_at = at
         if record.results is not None:
             self._unpin(record)
         if status is COMPLETED:
             record.error = None  # a retried task that completed did not end with an error
-        self._move(record, status, record.finished_at)
+        self._move(record, status, at)
         waiters = record.waiters
         tasks = self.tasks
-        if status is COMPLETED and tasks.get(record.task_id) is record:
+        if status is COMPLETED and tasks.get(task_id) is record:
             # Kept as a plain `TaskRecord` (4 slots for the GC, not 44); the live one is
             # dropped whole, so only its timer needs stopping (what `release` would do).
             if record.timer is not None:
                 record.timer.cancel()
                 record.timer = None
-            record = tasks[record.task_id] = record.kept()
+            record = tasks[task_id] = record.kept()
         else:
             record.release()
         if waiters is None:
@@ -968,11 +973,11 @@ class Engine:
         elif len(waiters) > answered:
             for reply in waiters[answered:] if answered else waiters:
                 deliver(reply, record)
-        if self.policy.max_finished:
+        if self._bound:
             self._retain(record)
         if not propagate:
             return
-        dependents = self.graph.direct_dependents(record.task_id)
+        dependents = self.graph.direct_dependents(task_id)
         if not dependents:
             return
         if status is COMPLETED:
@@ -1007,7 +1012,7 @@ class Engine:
         the ones that finished first beyond the bound."""
         finished = self.finished
         finished.append(record)
-        bound = self.policy.max_finished
+        bound = self._bound
         if len(finished) <= bound:
             return
         tasks = self.tasks

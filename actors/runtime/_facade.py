@@ -329,8 +329,8 @@ class FacadeActor(SystemChild[FacadeState]):
             # One that raised here, not in `on_receive` (which answered for it), and
             # had not joined its manager's run, is answered for now.
             if type(item) in routed and item.task_id in owners:
-                run = held.get(owners[item.task_id])
-                if not run or run[-1] is not item:
+                joined = held.get(owners[item.task_id])
+                if not joined or joined[-1] is not item:
                     self._crashed(item, exc)
             rest = tuple(items)
             raise

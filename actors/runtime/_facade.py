@@ -317,12 +317,15 @@ class FacadeActor(SystemChild[FacadeState]):
                 else:
                     receive(item)
                     continue
-                if backend is not last:
-                    got = held.get(backend)
-                    if got is None:
-                        got = held[backend] = []
-                    last, run = backend, got
-                run.append(item)
+                if backend is last:
+                    run.append(item)
+                    continue
+                got = held.get(backend)
+                if got is None:
+                    held[backend] = got = [item]
+                else:
+                    got.append(item)
+                last, run = backend, got
         except BaseException as exc:
             # This facade crashes: the items after the one that raised go to its next
             # incarnation first (callers' requests, outcomes, subscriptions), not lost.

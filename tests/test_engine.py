@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import gc
-import heapq
 import itertools
 from pathlib import Path
 from typing import Any, cast
@@ -129,18 +128,45 @@ def test_the_scheduler_queues_past_its_limit_highest_priority_first() -> None:
     assert port.started == [("first", 1), ("high", 1)]
 
 
-def test_a_task_executed_with_a_free_slot_and_nothing_queued_takes_no_queue_entry(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_tasks_queued_out_of_rank_order_start_by_priority_then_registration() -> None:
+    # Ranks queued in ascending order wait in the run, the others in the heap: the
+    # queue is taken in the heap's order all the same (the smaller head of the two).
+    engine, port, _ = make(Policy.scheduler(1))
+    order = [
+        ("busy", TaskPriority.NORMAL),
+        ("normal1", TaskPriority.NORMAL),
+        ("low1", TaskPriority.LOW),
+        ("low2", TaskPriority.LOW),
+        ("high", TaskPriority.HIGH),
+        ("normal", TaskPriority.NORMAL),
+        ("low3", TaskPriority.LOW),
+        ("crit", TaskPriority.CRITICAL),
+        ("normal2", TaskPriority.NORMAL),
+    ]
+    for task_id, priority in order:
+        register(engine, task_id, priority=priority)
+    for task_id, _ in order:
+        engine.execute(task_id)
+    # normal1, low1, low2 and low3 came in rank order; high, normal, crit and normal2 not
+    assert (len(engine.ready_run), len(engine.ready)) == (4, 4)
+    for task_id, attempt in port.started:
+        engine.attempt_done(task_id, attempt, None, None, at=None)
+    assert [task_id for task_id, _ in port.started] == [
+        "busy",
+        "crit",
+        "high",
+        "normal1",
+        "normal",
+        "normal2",
+        "low1",
+        "low2",
+        "low3",
+    ]
+    assert (engine.ready, list(engine.ready_run), engine.queued, engine.running) == ([], [], {}, 0)
+
+
+def test_a_task_executed_with_a_free_slot_and_nothing_queued_takes_no_queue_entry() -> None:
     engine, port, _ = make(Policy.scheduler(2))
-    pushed: list[int] = []
-    real_push = heapq.heappush
-
-    def push(heap: list[Any], item: Any) -> None:
-        pushed.append(item)
-        real_push(heap, item)
-
-    monkeypatch.setattr(heapq, "heappush", push)
     for task_id in ("a", "b", "c", "d"):
         register(engine, task_id, priority=3 if task_id == "d" else TaskPriority.LOW)
     engine.execute("a")  # a free slot, nothing queued: started at once
@@ -150,7 +176,10 @@ def test_a_task_executed_with_a_free_slot_and_nothing_queued_takes_no_queue_entr
     engine.execute("b")  # no slot left: queued
     engine.execute("c")
     engine.execute("d")
+    # Queued in rank order ("b", "c": the run) but for "d" (more urgent: the heap).
+    pushed = [*engine.ready_run, *engine.ready]
     assert [engine.queued[rank].task_id for rank in pushed] == ["b", "c", "d"]
+    assert len(engine.queued) == 3
     assert port.started == [("a", 1), ("s", 1)]
     assert moves(engine)[4:] == [
         ("a", PENDING, QUEUED),
@@ -530,7 +559,8 @@ def test_a_task_whose_message_crashed_the_manager_fails_in_any_state_and_leaves_
         WAITING,
         QUEUED,
     ]
-    assert (engine.running, len(engine.ready), list(engine.parked)) == (2, 1, ["svc"])
+    queue = (len(engine.ready), len(engine.ready_run))
+    assert (engine.running, queue, list(engine.parked)) == (2, (0, 1), ["svc"])
     crash = ActorSystemError("crashed")
     assert [engine.crashed(t, crash) for t in "rpwb"] == [True] * 4
     # "w" failed: its dependency "q" is untouched; "b"'s slot went to "q" at once.
@@ -542,7 +572,8 @@ def test_a_task_whose_message_crashed_the_manager_fails_in_any_state_and_leaves_
         FAILED,
         FAILED,
     ]
-    assert (engine.running, engine.ready, port.attempts[2].cancelled) == (2, [], True)
+    queue = (engine.ready, list(engine.ready_run))
+    assert (engine.running, queue, port.attempts[2].cancelled) == (2, ([], []), True)
     engine.retry_due("r", 1)  # its retry timer, had it fired anyway: nothing starts
     clock.advance(3600.0)  # the breaker half-opens; its timer fires: nothing to start
     engine.breaker_ready("svc", timer=True)

@@ -9,6 +9,9 @@ import pickle
 import random
 import re
 import sys
+from collections import Counter
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from helpers import PROPERTY
@@ -17,6 +20,8 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.core._errors import ActorsError
+from actors.core._types import TaskStatus
+from actors.engine import Transition
 from actors.observe._metrics import (
     BREAKER_STATES,
     MetricsSnapshot,
@@ -503,3 +508,95 @@ def test_render_prometheus_without_prometheus_client(monkeypatch: pytest.MonkeyP
         r"pip install 'actorflow\[prometheus\]'$",
     ):
         render_prometheus(empty_snapshot())
+
+
+# -- the monitor's status counts (`TaskMonitorActor._apply`), against a plain model ----
+
+_LIVES = {
+    "usual": ("pending", "queued", "running", "completed"),
+    "simple": ("pending", "running", "completed"),
+    "waited": ("pending", "waiting", "queued", "running", "completed"),
+    "retried": ("pending", "queued", "running", "retrying", "queued", "running", "failed"),
+    "cancelled": ("pending", "queued", "cancelled"),
+}
+
+
+def _monitor(max_types: int) -> Any:
+    """A monitor actor's logic on its own state (no actor started: `_apply` only)."""
+    from actors.core._config import Config
+    from actors.runtime._monitor import MonitorState, TaskMonitorActor
+
+    monitor = object.__new__(TaskMonitorActor)
+    monitor.state = MonitorState()
+    monitor.ctx = SimpleNamespace(config=Config(METRICS_MAX_TASK_TYPES=max_types))
+    return monitor
+
+
+def _modelled_counts(
+    batches: list[list[Transition]], max_types: int
+) -> tuple[list[tuple[Any, int]], list[tuple[str, list[tuple[Any, int]]]]]:
+    """The status counts, key order included, as moving one transition at a time
+    (the old status first) gives them: a type's label is its own name while fewer than
+    ``max_types`` types hold one, freed (with its counts) with the type's last task."""
+    by_status: Counter[Any] = Counter()
+    by_type: dict[str, Counter[Any]] = {}
+    labels: dict[str, str] = {}
+    live: Counter[str] = Counter()
+    for batch in batches:
+        for t in batch:
+            label = labels.get(t.task_type)
+            if label is None:
+                own = sum(1 for k, v in labels.items() if k == v)
+                label = labels[t.task_type] = t.task_type if own < max_types else "__other__"
+            counts = by_type.setdefault(label, Counter())
+            if t.old is not None:
+                by_status[t.old] -= 1
+                counts[t.old] -= 1
+            if t.new is not None:
+                by_status[t.new] += 1
+                counts[t.new] += 1
+            if t.old is None:
+                live[t.task_type] += 1
+            elif t.new is None:
+                live[t.task_type] -= 1
+                if not live[t.task_type]:
+                    del live[t.task_type]
+                    if labels.pop(t.task_type) == t.task_type:
+                        del by_type[t.task_type]
+    return list(by_status.items()), [(k, list(v.items())) for k, v in by_type.items()]
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(sorted(_LIVES)), st.sampled_from("abcd"), st.booleans()),
+        min_size=1,
+        max_size=12,
+    ),
+    st.randoms(use_true_random=False),
+    st.integers(1, 3),
+    st.integers(1, 20),
+)
+def test_the_monitor_counts_statuses_as_moving_one_transition_at_a_time(
+    tasks: list[tuple[str, str, bool]], rnd: random.Random, max_types: int, batch: int
+) -> None:
+    # The usual moves are counted in ints per run of one label, the others one by one:
+    # the counts, and the order their keys first came in, are those of the plain model,
+    # whatever the interleaving of tasks, types, labels and batches.
+    lives = []
+    for number, (life, task_type, removed) in enumerate(tasks):
+        statuses = [None, *(TaskStatus(s) for s in _LIVES[life]), *([None] if removed else [])]
+        moves = list(itertools.pairwise(statuses))
+        lives.append([(f"t{number}", task_type, old, new) for old, new in moves])
+    flat = []
+    while any(lives):
+        life = rnd.choice([life for life in lives if life])
+        task_id, task_type, old, new = life.pop(0)
+        flat.append(Transition(task_id, task_id, task_type, old, new, 1, 0.0, 0.0, None))
+    batches = [flat[i : i + batch] for i in range(0, len(flat), batch)]
+    monitor = _monitor(max_types)
+    for items in batches:
+        monitor._apply(tuple(items), "new")
+    state = monitor.state
+    got_by_type = [(k, list(v.items())) for k, v in state.by_type.items()]
+    assert (list(state.by_status.items()), got_by_type) == _modelled_counts(batches, max_types)

@@ -47,8 +47,12 @@ class Execution(TaskScope):
     ) -> None:
         if record is None:
             super().__init__(task_id)
-        else:
-            super().__init__(task_id, record.name, record.task_type)
+        else:  # `TaskScope.__init__`'s fields, set here: one call less per attempt (~0.16 us)
+            self.task_id = task_id
+            self.name = record.name
+            self.task_type = record.task_type
+            self._cancelled = False
+            self._companion = None
         self.attempt = attempt
         self.bridge = bridge
         self.trace: Any = None if record is None else record.trace

@@ -294,6 +294,8 @@ class FacadeActor(SystemChild[FacadeState]):
         register, submit = messages.Register, messages.SubmitTask
         held: dict[str, list[Any]] = {}
         self._held = held
+        last: str | None = None  # the backend of the previous item's run, and that run
+        run: list[Any] = []
         item: Any = None
         items = iter(message.items)  # (what is left of them if one crashes this actor)
         rest: tuple[Any, ...] = ()
@@ -307,27 +309,31 @@ class FacadeActor(SystemChild[FacadeState]):
                         continue
                 elif (
                     (kind is register or kind is submit)
-                    and item.task_id is not None
-                    and item.task_id not in owners
+                    and (task_id := item.task_id) is not None
+                    and task_id not in owners
                     and not item.spec.dependencies
                 ):
-                    backend = owners[item.task_id] = "new" if state.use_new else "old"
+                    backend = owners[task_id] = "new" if state.use_new else "old"
                 else:
                     receive(item)
                     continue
-                run = held.get(backend)
-                if run is None:
-                    held[backend] = [item]
-                else:
+                if backend is last:
                     run.append(item)
+                    continue
+                got = held.get(backend)
+                if got is None:
+                    held[backend] = got = [item]
+                else:
+                    got.append(item)
+                last, run = backend, got
         except BaseException as exc:
             # This facade crashes: the items after the one that raised go to its next
             # incarnation first (callers' requests, outcomes, subscriptions), not lost.
             # One that raised here, not in `on_receive` (which answered for it), and
             # had not joined its manager's run, is answered for now.
             if type(item) in routed and item.task_id in owners:
-                run = held.get(owners[item.task_id])
-                if not run or run[-1] is not item:
+                joined = held.get(owners[item.task_id])
+                if not joined or joined[-1] is not item:
                     self._crashed(item, exc)
             rest = tuple(items)
             raise

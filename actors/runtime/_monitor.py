@@ -238,8 +238,14 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         # its end (`_settle`), as they come (a batch holds a few kinds of moves, many
         # times each, and a few labels). The removal of a type's last task applies them
         # first (`_forget` frees its label, and drops its counts and sketches).
+        # A task's usual life (registered, queued, running, completed, removed) is
+        # counted in five ints per run of one label (``tally`` at its end); its first
+        # of each kind in a run goes to ``moves`` too, so the counts are applied in the
+        # order each move first came (as ``moves`` alone did, at ~0.1 us more a move).
         moves: list[tuple[str, TaskStatus | None, TaskStatus | None]] = []
         move = moves.append  # (counted at the end, in C: `_settle`)
+        tally: list[tuple[str, int, int, int, int, int]] = []
+        registered = queued = started = completed = removed = 0
         ran: defaultdict[str, list[float]] = defaultdict(list)
         waited: defaultdict[str, list[float]] = defaultdict(list)
         # The label of the previous item's type, and its lists of times: a batch is
@@ -252,12 +258,36 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         try:
             for task_id, _name, task_type, old, new, _attempt, at, _wall, detail in rest:
                 if task_type is not last_type:
+                    if registered or queued or started or completed or removed:
+                        tally.append((label, registered, queued, started, completed, removed))
+                        registered = queued = started = completed = removed = 0
                     known = labels.get(task_type)
                     label = self._label(task_type) if known is None else known
                     last_type = task_type
                     took = ran[label]
                     wait = waited[label]
-                move((label, old, new))
+                if old is None and new is PENDING:
+                    registered += 1
+                    if registered == 1:
+                        move((label, old, new))
+                elif old is PENDING and new is QUEUED:
+                    queued += 1
+                    if queued == 1:
+                        move((label, old, new))
+                elif old is QUEUED and new is RUNNING:
+                    started += 1
+                    if started == 1:
+                        move((label, old, new))
+                elif old is RUNNING and new is COMPLETED:
+                    completed += 1
+                    if completed == 1:
+                        move((label, old, new))
+                elif old is COMPLETED and new is None:
+                    removed += 1
+                    if removed == 1:
+                        move((label, old, new))
+                else:
+                    move((label, old, new))
                 if new is None:
                     queued_at.pop(task_id, None)
                     started_at.pop(task_id, None)
@@ -265,7 +295,9 @@ class TaskMonitorActor(SystemChild[MonitorState]):
                     if left > 1:
                         live[task_type] = left - 1
                     else:  # its type's last task: `_forget` frees the label
-                        self._settle(moves, ran, waited)
+                        tally.append((label, registered, queued, started, completed, removed))
+                        registered = queued = started = completed = removed = 0
+                        self._settle(moves, tally, ran, waited)
                         self._forget(task_type)
                         last_type = None  # (its lists were applied: new ones from here)
                     continue
@@ -309,26 +341,37 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             if unhandled:
                 self.hand_over(Transitions(unhandled, backend))
             if moves:
-                self._settle(moves, ran, waited)
+                tally.append((label, registered, queued, started, completed, removed))
+                self._settle(moves, tally, ran, waited)
             if state.subscribers:
                 self._publish(_events(done), self.state.muted.get(backend))
             raise
         if moves:
-            self._settle(moves, ran, waited)
+            tally.append((label, registered, queued, started, completed, removed))
+            self._settle(moves, tally, ran, waited)
         if state.subscribers:
             self._publish(_events(items), self.state.muted.get(backend))
 
     def _settle(
         self,
         moves: list[tuple[str, TaskStatus | None, TaskStatus | None]],
+        tally: list[tuple[str, int, int, int, int, int]],
         ran: dict[str, list[float]],
         waited: dict[str, list[float]],
     ) -> None:
         """Apply what a run of transitions gathered, and clear it: the status moves
-        (``(label, old, new)`` each), the run and wait times (label -> seconds, in order;
-        a label's empty list counts nothing)."""
-        self._count(Counter(moves))
+        (``(label, old, new)`` each, and in ``tally`` per label the usual ones past the
+        first of each kind in ``moves``: registered, queued, started, completed and
+        removed), the run and wait times (label -> seconds, in order; a label's empty
+        list counts nothing)."""
+        counts = Counter(moves)
+        for label, *numbers in tally:
+            for (old, new), n in zip(_USUAL, numbers, strict=True):
+                if n > 1:
+                    counts[label, old, new] += n - 1
+        self._count(counts)
         moves.clear()
+        tally.clear()
         state = self.state
         if ran:
             self._took(ran, state.execution, state.execution_buckets)
@@ -520,6 +563,16 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             execution_histogram={t: h.counts() for t, h in state.execution_buckets.items()},
             wait_histogram={t: h.counts() for t, h in state.waiting_buckets.items()},
         )
+
+
+_USUAL = (
+    (None, PENDING),
+    (PENDING, QUEUED),
+    (QUEUED, RUNNING),
+    (RUNNING, COMPLETED),
+    (COMPLETED, None),
+)
+"""The moves of a task's usual life, in the order of `TaskMonitorActor._apply`'s ints."""
 
 
 def _events(items: tuple[Transition, ...]) -> list[Event]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import WAIT, Boom, make_system, timers_armed
+from helpers import WAIT, Boom, double, make_system, timers_armed
 
 from actors import (
     ActorSystem,
@@ -396,4 +396,46 @@ async def test_blocking_callers_and_the_async_client_then_a_shutdown_mid_flight(
     assert outcomes == {
         f"t{k}": [10 * k, "TaskCancelledError: task <id> was cancelled: the actor system shut down"]
         for k in range(4)
+    }
+
+
+@pytest.mark.parametrize("failed_on", ["new", "old"])
+async def test_a_retry_after_a_switch_of_task_system_runs_where_the_failed_task_ran(
+    failed_on: str,
+) -> None:
+    """A task that takes ``result_of`` a dependency fails; the service then switches
+    ``USE_NEW_TASK_SYSTEM``; ``retry_task`` registers the retry in the failed task's
+    system, beside its dependency, and it gets the dependency's result. (It went to
+    the current system: refused with 'dependency ... belongs to the old task system',
+    and a retry of a task without dependencies ran in the other system.)"""
+    calls: list[int] = []
+
+    async def flaky(x: int) -> int:
+        calls.append(x)
+        if len(calls) == 1:
+            raise Boom("first")
+        return x * 2
+
+    async with make_system(failed_on, FakeClock()) as system:
+        tm = system.task_manager
+        dep = await tm.register_task("dep", double, (3,))
+        task = await tm.register_task("flaky", flaky, (result_of(dep),))
+        alone = await tm.register_task("alone", flaky, (5,))
+        with pytest.raises(Boom, match=r"^first$"):
+            await tm.execute_task(task, wait=True)
+        await tm.use_new_task_system(failed_on != "new")
+        retry = await tm.retry_task(task)
+        assert await tm.wait_for_task(retry, timeout=WAIT) == 12
+        calls.clear()
+        with pytest.raises(Boom, match=r"^first$"):
+            await tm.execute_task(alone, wait=True)
+        alone_retry = await tm.retry_task(alone)
+        assert await tm.wait_for_task(alone_retry, timeout=WAIT) == 10
+        infos = {i.task_id: (i.name, i.backend, i.status) for i in await tm.get_all_tasks()}
+    assert infos == {
+        dep: ("dep", failed_on, COMPLETED),
+        task: ("flaky", failed_on, FAILED),
+        retry: ("flaky", failed_on, COMPLETED),
+        alone: ("alone", failed_on, FAILED),
+        alone_retry: ("alone", failed_on, COMPLETED),
     }

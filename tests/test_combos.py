@@ -27,6 +27,7 @@ from helpers import WAIT, Boom, double, make_system, timers_armed
 
 from actors import (
     ActorSystem,
+    ActorSystemError,
     DependencyFailedError,
     EventKind,
     TaskCancelledError,
@@ -439,3 +440,42 @@ async def test_a_retry_after_a_switch_of_task_system_runs_where_the_failed_task_
         alone: ("alone", failed_on, FAILED),
         alone_retry: ("alone", failed_on, COMPLETED),
     }
+
+
+def _frames(error: BaseException) -> int:
+    """How many frames ``error``'s traceback holds."""
+    count, tb = 0, error.__traceback__
+    while tb is not None:
+        count, tb = count + 1, tb.tb_next
+    return count
+
+
+async def test_calls_to_a_failed_system_do_not_pile_their_frames_on_one_error() -> None:
+    """After the system failed, every call (async or blocking) raises an
+    `ActorSystemError` of its own, with the failure's message and cause, and a
+    traceback of that call's frames only. (Each raised the one stored error: its
+    traceback grew by the caller's frames at every call, for as long as the system
+    lived, pinning their locals.)"""
+    async with make_system("new", FakeClock(), RESTART_MAX_RESTARTS=0) as system:
+        tm = system.task_manager
+        system.supervisor.child("task_manager").tell(Kill())
+        with pytest.raises(ActorSystemError):
+            await tm.get_all_tasks()  # buffered for the manager, failed with the system
+        errors: list[ActorSystemError] = []
+        depths: list[int] = []
+        for call in [tm.get_metrics] * 3 + [
+            lambda: asyncio.to_thread(system.blocking.get_metrics)
+        ] * 3:
+            with pytest.raises(ActorSystemError) as raised:
+                await call()
+            errors.append(raised.value)
+            depths.append(_frames(raised.value))
+        assert len({id(error) for error in errors}) == 6
+        assert depths[0] == depths[1] == depths[2]
+        assert depths[3] == depths[4] == depths[5]
+        failure = (
+            "the actor system failed: child 'task_manager' exhausted its restarts "
+            "(1 in 5.0s, max 0); last reason: ActorKilled('killed by a Kill message')"
+        )
+        assert {str(error) for error in errors} == {failure}
+        assert {type(error.__cause__).__name__ for error in errors} == {"RestartIntensityExceeded"}

@@ -521,8 +521,14 @@ class SystemRuntime:
 
     def _check(self) -> ChildHandle:
         """The facade's handle, or the reason calls cannot be made."""
-        if self._failure is not None:
-            raise self._failure
+        failure = self._failure
+        if failure is not None:
+            # A fresh error per call, with the failure's message and cause: raising the
+            # one stored error added each caller's frames (and their locals) to its
+            # traceback, for as long as the system lived.
+            error = ActorSystemError(*failure.args)
+            error.__cause__ = failure.__cause__
+            raise error
         if self._closed:
             raise ActorSystemError("the actor system is shut down; create a new ActorSystem")
         facade = self._facade

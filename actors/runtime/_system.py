@@ -473,7 +473,7 @@ class SystemRuntime:
         failure.__cause__ = error
         self._failure = failure
         logger.bind(system="actorflow").error("{}", failure)
-        self._fail_pending(failure)
+        self._fail_pending(_copy(failure))
 
     def _remember(self, bridge: LoopBridge) -> None:
         self._bridges.add(bridge)
@@ -523,12 +523,7 @@ class SystemRuntime:
         """The facade's handle, or the reason calls cannot be made."""
         failure = self._failure
         if failure is not None:
-            # A fresh error per call, with the failure's message and cause: raising the
-            # one stored error added each caller's frames (and their locals) to its
-            # traceback, for as long as the system lived.
-            error = ActorSystemError(*failure.args)
-            error.__cause__ = failure.__cause__
-            raise error
+            raise _copy(failure)
         if self._closed:
             raise ActorSystemError("the actor system is shut down; create a new ActorSystem")
         facade = self._facade
@@ -543,6 +538,15 @@ class _RootSupervisor(Supervisor):
     # Daemon threads: a script that never calls shutdown() still exits; the atexit hook
     # of the lazy client stops the tree in order first.
     use_daemon_thread = True
+
+
+def _copy(failure: ActorSystemError) -> ActorSystemError:
+    """The system's failure as a fresh error (its message and cause) for callers to
+    raise: raising the one stored error added each caller's frames (and their locals)
+    to its traceback, for as long as the system lived."""
+    error = ActorSystemError(*failure.args)
+    error.__cause__ = failure.__cause__
+    return error
 
 
 def _resolve_none(future: asyncio.Future[None]) -> None:

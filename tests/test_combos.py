@@ -479,3 +479,55 @@ async def test_calls_to_a_failed_system_do_not_pile_their_frames_on_one_error() 
         )
         assert {str(error) for error in errors} == {failure}
         assert {type(error.__cause__).__name__ for error in errors} == {"RestartIntensityExceeded"}
+
+
+FOUR = [EventKind.REGISTERED, EventKind.QUEUED, EventKind.STARTED, EventKind.COMPLETED]
+
+
+async def _four_events(stream: Any) -> list[EventKind]:
+    """The kinds of the next four events of ``stream`` (an `EventStream`)."""
+    return [(await asyncio.wait_for(anext(stream), WAIT)).kind for _ in range(4)]
+
+
+async def _drain(stream: Any) -> list[EventKind]:
+    return [event.kind async for event in stream]
+
+
+async def test_event_streams_end_when_the_monitor_fails_the_system() -> None:
+    """The monitor crashes with no restart left: the system fails, and the event
+    streams it fed end (async: the iteration ends; blocking: ``get`` returns None), as
+    they do when another child fails the system. (They waited for ever: the monitor
+    closes its subscribers as it stops, and a crashed one never stops.)"""
+    async with make_system("new", FakeClock(), RESTART_MAX_RESTARTS=0) as system:
+        tm = system.task_manager
+        stream = tm.events()
+        await stream.subscribe()
+        blocking = await asyncio.to_thread(system.blocking.events)
+        assert await tm.submit(double, 4) == 8
+        assert await _four_events(stream) == FOUR
+        got = [await asyncio.to_thread(blocking.get, WAIT) for _ in range(4)]
+        assert [e.kind for e in got if e is not None] == FOUR
+        system.supervisor.child("task_monitor").tell(Kill())
+        with pytest.raises(ActorSystemError, match=r"child 'task_monitor' exhausted its restarts"):
+            await tm.get_metrics()  # the monitor's: failed when the system fails
+        assert await asyncio.wait_for(_drain(stream), WAIT) == []
+        assert await asyncio.to_thread(blocking.get, WAIT) is None
+        await asyncio.to_thread(blocking.close)
+
+
+async def test_event_streams_end_when_the_system_stops_while_the_monitor_restarts() -> None:
+    """The monitor crashed and waits for its restart (a backoff the fake clock never
+    reaches) when the system stops: its event streams end with the stop."""
+    clock = FakeClock()
+    async with make_system(
+        "new", clock, RESTART_BACKOFF_INITIAL=30.0, RESTART_BACKOFF_MAX=30.0
+    ) as system:
+        tm = system.task_manager
+        stream = tm.events()
+        await stream.subscribe()
+        assert await tm.submit(double, 4) == 8
+        assert await _four_events(stream) == FOUR
+        system.supervisor.child("task_monitor").tell(Kill())
+        await timers_armed(clock)  # the monitor's restart is scheduled
+        rest = asyncio.ensure_future(_drain(stream))
+    assert await asyncio.wait_for(rest, WAIT) == []

@@ -392,11 +392,23 @@ class SystemRuntime:
             pool.stopped.wait(max(0.0, late - time.monotonic()) + CLOSE_SECONDS)
         if self._journal is not None:
             self._journal.close(max(0.0, late - time.monotonic()))
+        self._close_streams()
         self._fail_pending(ActorSystemError("the actor system was shut down"))
 
     def _wait_for_stop(self) -> None:
         """Wait (by the stop's end) until the stop under way has stopped the tree."""
         self._stop_over.wait(max(0.0, self._stop_end() - time.monotonic()))
+
+    def _close_streams(self) -> None:
+        """End the event streams the monitor's state still holds. The monitor closes
+        them as it stops, but one that crashed and was not started again (it failed the
+        system, or the system stopped while it waited for its restart) never stops: its
+        subscribers would wait for ever. (Closing is idempotent.)"""
+        state = self._state
+        monitor = None if state is None else state.states.get("task_monitor")
+        if isinstance(monitor, MonitorState):
+            for subscriber in list(monitor.subscribers):
+                subscriber.close()
 
     def _pool_state(self) -> PoolState | None:
         state = self._state
@@ -474,6 +486,7 @@ class SystemRuntime:
         self._failure = failure
         logger.bind(system="actorflow").error("{}", failure)
         self._fail_pending(_copy(failure))
+        self._close_streams()
 
     def _remember(self, bridge: LoopBridge) -> None:
         self._bridges.add(bridge)

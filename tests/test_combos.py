@@ -10,6 +10,7 @@ many times each body ran, and the counts the monitor reports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from actors import (
     cancellation_token,
     result_of,
 )
+from actors.core import LoopThread
 from supervisors import Kill
 from supervisors.testing import FakeClock
 
@@ -531,3 +533,99 @@ async def test_event_streams_end_when_the_system_stops_while_the_monitor_restart
         await timers_armed(clock)  # the monitor's restart is scheduled
         rest = asyncio.ensure_future(_drain(stream))
     assert await asyncio.wait_for(rest, WAIT) == []
+
+
+def test_a_loop_thread_call_made_while_the_thread_ends_fails_at_once() -> None:
+    """A call made once the loop thread's stop has begun (it is cancelling its tasks)
+    is refused with the reason, not left to wait for its whole bound and reported as a
+    `CallTimeout` ('overloaded or stuck'): its task was made after the stop took the
+    tasks to cancel, so it was never run, and the loop closed with it pending."""
+    runner = LoopThread("ending-test")
+    cleaning = threading.Event()
+    release = threading.Event()
+
+    running = threading.Event()
+
+    async def slow_to_cancel() -> None:
+        try:
+            running.set()
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            cleaning.set()
+            await asyncio.to_thread(release.wait, WAIT)  # the thread is in its cleanup
+            raise
+
+    async def probe() -> None:  # (an event stream's get waiting for the next event)
+        await asyncio.get_running_loop().create_future()
+
+    asyncio.run_coroutine_threadsafe(slow_to_cancel(), runner.loop)
+    assert running.wait(WAIT)
+    stopper = threading.Thread(target=runner.stop, args=(WAIT,))
+    stopper.start()
+    try:
+        assert cleaning.wait(WAIT)
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                runner.call(probe(), WAIT, "probe")
+            except ActorSystemError as error:
+                errors.append(error)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        release.set()  # the cleanup ends; the loop closes
+        caller.join(WAIT + 1)
+        assert [(type(e), str(e)) for e in errors] == [
+            (ActorSystemError, "probe: the actor system's loop thread has stopped")
+        ]
+    finally:
+        release.set()
+        stopper.join(WAIT)
+    assert not runner.thread.is_alive()
+
+
+def test_blocking_event_streams_end_quietly_when_their_system_stops_mid_get() -> None:
+    """A thread reads a blocking event stream (``with system.blocking.events()``) while
+    blocking callers wait for a hanging coroutine and a hanging function; the ``with
+    ActorSystem`` block ends: the reader's ``get`` returns None and leaving its ``with``
+    raises nothing (a close after the stop has nothing left to do)."""
+    started = threading.Semaphore(0)
+    subscribed = threading.Event()
+    outcome: list[object] = []
+
+    def fn() -> None:
+        token = cancellation_token()
+        started.release()
+        token.wait(WAIT)
+
+    async def co() -> None:
+        started.release()
+        await asyncio.get_running_loop().create_future()
+
+    with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+
+        def reader() -> None:
+            try:
+                with system.blocking.events() as stream:
+                    subscribed.set()
+                    while stream.get(WAIT) is not None:
+                        pass
+                outcome.append("ended")
+            except Exception as error:
+                outcome.append(repr(error))
+
+        def caller(body: Any) -> None:
+            with contextlib.suppress(TaskCancelledError):
+                system.blocking.submit(body)
+
+        threads = [threading.Thread(target=reader)]
+        threads[0].start()
+        assert subscribed.wait(WAIT)
+        for body in (co, fn):
+            threads.append(threading.Thread(target=caller, args=(body,)))
+            threads[-1].start()
+            assert started.acquire(timeout=WAIT)
+    for thread in threads:
+        thread.join(WAIT)
+    assert outcome == ["ended"]

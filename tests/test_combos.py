@@ -629,3 +629,53 @@ def test_blocking_event_streams_end_quietly_when_their_system_stops_mid_get() ->
     for thread in threads:
         thread.join(WAIT)
     assert outcome == ["ended"]
+
+
+async def _kinds_until(stream: Any, last: EventKind) -> list[EventKind]:
+    """The kinds of ``stream``'s events up to the first ``last`` one; then it is closed."""
+    kinds = []
+    async for event in stream:
+        kinds.append(event.kind)
+        if event.kind is last:
+            break
+    await stream.aclose()
+    return kinds
+
+
+async def test_ready_queue_counts_queued_tasks_also_those_holding_a_slot_for_a_worker() -> None:
+    """``ready_queue`` counts the tasks in status ``queued``: one waiting for a worker
+    of the pool (it holds its concurrency slot) as well as one waiting for a slot. (Its
+    description said 'waiting for a concurrency slot': here only one of the two is.)"""
+    release = threading.Event()
+    started = threading.Event()
+
+    def blocks() -> str:
+        started.set()
+        release.wait(WAIT)
+        return "done"
+
+    config = {"MAX_CONCURRENT_TASKS": 2, "MAX_THREAD_WORKERS": 1}
+    async with make_system("new", FakeClock(), **config) as system:
+        tm = system.task_manager
+        ids = [await tm.register_task(f"f{i}", blocks) for i in range(3)]
+        stream = tm.events()
+        for task_id in ids:
+            await tm.execute_task(task_id)
+        # Until the manager has heard that f0 started.
+        kinds = await asyncio.wait_for(_kinds_until(stream, EventKind.STARTED), WAIT)
+        assert Counter(kinds)[EventKind.STARTED] == 1
+        assert started.is_set()
+        metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {"running": 1, "queued": 2}
+        # f1 holds the second slot and waits for the worker; f2 waits for a slot.
+        assert (metrics.ready_queue, metrics.max_concurrency) == (2, 2)
+        prometheus = await tm.render_prometheus()
+        release.set()
+        assert (
+            await asyncio.gather(*(tm.wait_for_task(t, timeout=WAIT) for t in ids)) == ["done"] * 3
+        )
+    assert (
+        "# HELP actorflow_ready_queue_tasks Tasks queued: waiting for a concurrency slot, "
+        "for a worker of the thread pool (also in actorflow_pool_queue_tasks) or for "
+        "their circuit breaker.\n"
+    ) in prometheus

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import WAIT, Boom, double, make_system, timers_armed
+from helpers import WAIT, Boom, double, fails, make_system, timers_armed
 
 from actors import (
     ActorSystem,
@@ -679,3 +679,27 @@ async def test_ready_queue_counts_queued_tasks_also_those_holding_a_slot_for_a_w
         "for a worker of the thread pool (also in actorflow_pool_queue_tasks) or for "
         "their circuit breaker.\n"
     ) in prometheus
+
+
+async def test_a_breaker_releases_its_waiting_tasks_when_the_fake_clock_reaches_its_time(
+    backend: str,
+) -> None:
+    """A task waits for an open breaker (recovery 5 s); the fake clock moves exactly 5 s:
+    the breaker half-opens and the task runs. (Its timer was armed 1 ns late, so a clock
+    moved to the very time left the breaker reading half-open with the task parked.)"""
+    clock = FakeClock()
+    config = {"BREAKER_FAILURE_THRESHOLD": 1, "BREAKER_RECOVERY_TIMEOUT": 5.0}
+    async with make_system(backend, clock, **config) as system:
+        tm = system.task_manager
+        failing = await tm.register_task("down", fails(Boom("down")), circuit_breaker="svc")
+        with pytest.raises(Boom):
+            await tm.execute_task(failing, wait=True)
+        waiting = await tm.register_task("up", double, (21,), circuit_breaker="svc")
+        assert await tm.execute_task(waiting) is True
+        await timers_armed(clock)  # the breaker's: when it half-opens
+        assert await tm.get_task_status(waiting) is TaskStatus.QUEUED
+        clock.advance(5.0)
+        assert await tm.wait_for_task(waiting, timeout=WAIT) == 42
+        metrics = await tm.get_metrics()
+        assert dict(metrics.breakers) == {"svc": "closed"}
+        assert dict(metrics.tasks_by_status) == {"failed": 1, "completed": 1}

@@ -16,6 +16,7 @@ A terminated child and a child gone for good fail every message with a
 
 from __future__ import annotations
 
+import copy
 import enum
 import threading
 from collections import deque
@@ -179,8 +180,14 @@ class ChildHandle:
 
     def _enqueue(self, envelope: Envelope[Any], request: bool) -> None:
         # Called with the lock held. Only requests count against the capacity.
-        if self._error is not None:
-            raise self._error
+        error = self._error
+        if error is not None:
+            # A copy per call (the errors copy: rebuilt from their fields): raising the
+            # one stored error added each caller's frames (and their locals) to its
+            # traceback, for as long as the handle lived.
+            fresh = copy.copy(error)
+            fresh.__cause__ = error.__cause__
+            raise fresh
         if request:
             if self._requests >= self._capacity:
                 raise BufferFullError(self.child_id, self._capacity)

@@ -154,7 +154,10 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
         for later in later_calls:
             with pytest.raises(ActorSystemError, match=f"^{re.escape(FAILURE)}$") as caught:
                 await asyncio.wait_for(later, WAIT)
-            assert caught.value is system._failure
+            # An error of its own (its traceback is this call's), with the failure's cause.
+            assert caught.value is not system._failure
+            assert system._failure is not None
+            assert caught.value.__cause__ is system._failure.__cause__
         release.set()
 
     # Shutdown after the failure is clean (the leak fixture checks threads and actors)

@@ -198,3 +198,29 @@ def test_handle_capacity_is_validated(capacity: Any) -> None:
         SupervisorError, match=rf"^ChildHandle capacity must be an int >= 0, got {capacity!r}$"
     ):
         ChildHandle("w", capacity)
+
+
+def _frames(error: BaseException) -> int:
+    count, tb = 0, error.__traceback__
+    while tb is not None:
+        count, tb = count + 1, tb.tb_next
+    return count
+
+
+def test_each_call_to_a_stopped_child_raises_an_error_of_its_own(
+    supervisor: pykka.ActorRef[Supervisor], handle: ChildHandle
+) -> None:
+    """Every later call to a gone child raises a copy of the handle's error (its type,
+    message and cause), its traceback that call's frames only: raising the one stored
+    error added each caller's frames to it, for as long as the handle lived."""
+    supervisor.stop(timeout=TIMEOUT)
+    errors: list[SupervisorError] = []
+    depths: list[int] = []
+    for _ in range(3):
+        with pytest.raises(SupervisorError, match=r"^supervisor 'root' stopped$") as raised:
+            handle.tell("ping")
+        errors.append(raised.value)
+        depths.append(_frames(raised.value))
+    assert len({id(error) for error in errors}) == 3
+    assert depths[0] == depths[1] == depths[2]
+    assert {type(error) for error in errors} == {SupervisorError}

@@ -279,7 +279,13 @@ class BlockingEventStream(ClosedOnExit):
             return subscriber.poll()
 
     def close(self) -> None:
-        """Unsubscribe."""
+        """Unsubscribe (nothing left to do once the system stopped: its stop closed the
+        subscription)."""
         if not self._runner.loop.is_closed():
             what = "BlockingEventStream.close()"
-            self._runner.call(self._stream.aclose(), SWEEP_MARGIN, what, "a sweep's margin")
+            try:
+                self._runner.call(self._stream.aclose(), SWEEP_MARGIN, what, "a sweep's margin")
+            except CallTimeout:
+                raise
+            except ActorSystemError:  # the loop thread ended (or is ending) with the stop
+                pass

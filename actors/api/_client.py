@@ -448,7 +448,7 @@ class UnifiedTaskManager:
             return None
         # The id is given here (as `submit` does): the facade forwards the request as it is.
         task_id = spec.task_id or new_task_id()
-        return _new(messages.Register, (spec, task_id, reply.bridge, reply, journal))
+        return _new(messages.Register, (spec, task_id, reply.bridge, reply, journal, None))
 
     async def _register(self, spec: TaskSpec, journal: tuple[Any, ...] | None) -> str:
         reply = self._reply()
@@ -997,12 +997,13 @@ class UnifiedTaskManager:
     async def retry_task(self, task_id: str) -> str:
         """Run a failed task again: register a new task with its definition (function,
         arguments, options, current dependencies; ``metadata["retry_of"]`` names the
-        failed one) on the loop it was registered from, execute it, return its id.
+        failed one) on the loop it was registered from, in its task system (whatever
+        `use_new_task_system` says now), execute it, return its id.
 
         The failed task stays as it is (its history is kept); raises `InvalidTaskError`
         if the task did not fail.
         """
-        spec, bridge, durable = await self._ask_about(messages.GetDefinition, task_id)
+        spec, bridge, durable, backend = await self._ask_about(messages.GetDefinition, task_id)
         metadata = MappingProxyType({**spec.metadata, "retry_of": task_id})
         spec = spec._replace(task_id=None, metadata=metadata)
         if bridge is None or bridge.loop.is_closed():
@@ -1017,7 +1018,10 @@ class UnifiedTaskManager:
             else None
         )
         reply = self._reply()
-        new_id: str = await self._call(reply, messages.Register(spec, None, bridge, reply, journal))
+        # In the failed task's task system, beside its dependencies, whichever system
+        # `use_new_task_system` picks now.
+        register = messages.Register(spec, None, bridge, reply, journal, backend)
+        new_id: str = await self._call(reply, register)
         await self._ask(messages.Execute, new_id, False)
         return new_id
 

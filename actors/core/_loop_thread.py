@@ -39,6 +39,10 @@ class LoopThread:
         self._abandoned: str | None = None
         """Set (to what the thread was doing) once a stop gave up on the thread: the
         calls still waiting for the loop are cancelled then, and later ones refused."""
+        self._ending = False
+        """Set once the loop stopped running for good (the thread cancels its tasks and
+        closes the loop): later calls are refused (`call`), under ``_lock``."""
+        self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
@@ -48,11 +52,14 @@ class LoopThread:
         try:
             loop.run_forever()
         finally:
+            with self._lock:
+                self._ending = True  # no call is sent from now on
             try:
-                tasks = asyncio.all_tasks(loop)
-                for task in tasks:
-                    task.cancel()
-                if tasks:
+                # Until none is left: a call sent just before (its task is made as the
+                # loop runs again) would be left pending, unanswered, as the loop closes.
+                while tasks := asyncio.all_tasks(loop):
+                    for task in tasks:
+                        task.cancel()
                     self._stage = (
                         f"waiting for its {len(tasks)} cancelled task(s) to end "
                         "(a coroutine that ignores its cancellation, or blocks the loop)"
@@ -88,11 +95,15 @@ class LoopThread:
         answer that lands before that cancel is returned instead. What the call had
         already sent (a request to the actor system) is not withdrawn: a `CallTimeout`
         says the answer did not come, not that nothing happened."""
-        try:
-            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        except RuntimeError:  # the loop is closed
-            coro.close()
-            raise ActorSystemError(f"{what}: the actor system's loop thread has stopped") from None
+        with self._lock:
+            try:
+                if self._ending:  # (its task would be made after the last cancel)
+                    raise RuntimeError
+                future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+            except RuntimeError:  # the loop is closed, or closing
+                coro.close()
+                msg = f"{what}: the actor system's loop thread has stopped"
+                raise ActorSystemError(msg) from None
         calls = self._calls
         calls.add(future)
         try:

@@ -757,8 +757,8 @@ class Engine:
         if name in self.breaker_timers:
             return
         retry_at = breaker.retry_at()
-        if retry_at is not None:  # 1 ns late: the breaker reads half-open when it fires
-            delay = max(0.0, retry_at - breaker.clock.monotonic()) + 1e-9
+        if retry_at is not None:  # (one that fires a hair early, `_wake` arms again)
+            delay = max(0.0, retry_at - breaker.clock.monotonic())
             self.breaker_timers[name] = self.port.breaker_after(delay, name)
 
     def _wake(self, name: str) -> None:

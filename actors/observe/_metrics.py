@@ -280,7 +280,9 @@ class MetricsSnapshot:
     mailbox_depth: Mapping[str, int]
     """actor child id -> messages waiting in its mailbox."""
     ready_queue: int
-    """Tasks ready to run, waiting for a concurrency slot."""
+    """Tasks in status ``queued``: waiting for a concurrency slot, for a worker of the
+    thread pool (a plain function holds its slot meanwhile; also in `pool_queue`), or
+    for their circuit breaker."""
     pool_queue: int
     """Functions waiting for a worker of the thread pool."""
     restarts: Mapping[str, int]
@@ -457,7 +459,8 @@ class _SnapshotCollector:
         )
         yield gauge(
             "actorflow_ready_queue_tasks",
-            "Tasks ready to run, waiting for a concurrency slot.",
+            "Tasks queued: waiting for a concurrency slot, for a worker of the thread pool "
+            "(also in actorflow_pool_queue_tasks) or for their circuit breaker.",
             s.ready_queue,
         )
         yield gauge(

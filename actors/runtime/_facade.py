@@ -542,7 +542,7 @@ class FacadeActor(SystemChild[FacadeState]):
             # registration (as for `SubmitTask`).
             self._to(self._route(message.spec, message.task_id)[1], message)
             return
-        task_id, backend = self._route(message.spec, message.task_id)
+        task_id, backend = self._route(message.spec, message.task_id, message.backend)
         forwarded = _Forwarded(message.reply, self.me, task_id)
         self._to(
             backend,
@@ -559,13 +559,16 @@ class FacadeActor(SystemChild[FacadeState]):
         _task_id, backend = self._route(message.spec, message.task_id)
         self._to(backend, message)
 
-    def _route(self, spec: TaskSpec, task_id: str | None) -> tuple[str, str]:
+    def _route(
+        self, spec: TaskSpec, task_id: str | None, backend: str | None = None
+    ) -> tuple[str, str]:
         """Give a new task (an id the table does not hold) its id and its task system
-        (``(task_id, backend)``)."""
+        (``(task_id, backend)``): ``backend`` if given, else the current one."""
         owners = self.owners
         if task_id is None:
             task_id = new_task_id()
-        backend = "new" if self.state.use_new else "old"
+        if backend is None:
+            backend = "new" if self.state.use_new else "old"
         for dep in spec.dependencies:
             owner = owners.get(dep)
             if owner is None:

@@ -524,9 +524,9 @@ class BaseManager(SupervisedActor):
 
     def _definition(
         self, message: messages.GetDefinition
-    ) -> tuple[TaskSpec, LoopBridge | None, bool]:
-        """A failed task's registration, loop and whether it is durable, to register it
-        again (`retry_task`)."""
+    ) -> tuple[TaskSpec, LoopBridge | None, bool, str]:
+        """A failed task's registration, loop, whether it is durable and its task
+        system, to register it again there (`retry_task`)."""
         task_id = message.task_id
         record = self.engine.get(task_id)
         spec = record.spec
@@ -545,7 +545,7 @@ class BaseManager(SupervisedActor):
         durable = self.link is not None and self.link.durable(task_id)
         kept = record.kept_bridge
         bridge = None if kept is None else kept()  # None: its loop is gone
-        return spec._replace(dependencies=tuple(deps)), bridge, durable
+        return spec._replace(dependencies=tuple(deps)), bridge, durable, self.backend
 
     def _cleanup(self, message: messages.Cleanup) -> list[str]:
         removed = self.engine.cleanup(message.max_age)

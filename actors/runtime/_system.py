@@ -392,11 +392,23 @@ class SystemRuntime:
             pool.stopped.wait(max(0.0, late - time.monotonic()) + CLOSE_SECONDS)
         if self._journal is not None:
             self._journal.close(max(0.0, late - time.monotonic()))
+        self._close_streams()
         self._fail_pending(ActorSystemError("the actor system was shut down"))
 
     def _wait_for_stop(self) -> None:
         """Wait (by the stop's end) until the stop under way has stopped the tree."""
         self._stop_over.wait(max(0.0, self._stop_end() - time.monotonic()))
+
+    def _close_streams(self) -> None:
+        """End the event streams the monitor's state still holds. The monitor closes
+        them as it stops, but one that crashed and was not started again (it failed the
+        system, or the system stopped while it waited for its restart) never stops: its
+        subscribers would wait for ever. (Closing is idempotent.)"""
+        state = self._state
+        monitor = None if state is None else state.states.get("task_monitor")
+        if isinstance(monitor, MonitorState):
+            for subscriber in list(monitor.subscribers):
+                subscriber.close()
 
     def _pool_state(self) -> PoolState | None:
         state = self._state
@@ -473,7 +485,8 @@ class SystemRuntime:
         failure.__cause__ = error
         self._failure = failure
         logger.bind(system="actorflow").error("{}", failure)
-        self._fail_pending(failure)
+        self._fail_pending(_copy(failure))
+        self._close_streams()
 
     def _remember(self, bridge: LoopBridge) -> None:
         self._bridges.add(bridge)
@@ -521,8 +534,9 @@ class SystemRuntime:
 
     def _check(self) -> ChildHandle:
         """The facade's handle, or the reason calls cannot be made."""
-        if self._failure is not None:
-            raise self._failure
+        failure = self._failure
+        if failure is not None:
+            raise _copy(failure)
         if self._closed:
             raise ActorSystemError("the actor system is shut down; create a new ActorSystem")
         facade = self._facade
@@ -537,6 +551,15 @@ class _RootSupervisor(Supervisor):
     # Daemon threads: a script that never calls shutdown() still exits; the atexit hook
     # of the lazy client stops the tree in order first.
     use_daemon_thread = True
+
+
+def _copy(failure: ActorSystemError) -> ActorSystemError:
+    """The system's failure as a fresh error (its message and cause) for callers to
+    raise: raising the one stored error added each caller's frames (and their locals)
+    to its traceback, for as long as the system lived."""
+    error = ActorSystemError(*failure.args)
+    error.__cause__ = failure.__cause__
+    return error
 
 
 def _resolve_none(future: asyncio.Future[None]) -> None:

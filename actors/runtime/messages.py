@@ -95,6 +95,10 @@ class Register(NamedTuple):
     journal: tuple[Any, ...] | None = None
     """A durable task's journal row (the values of an `actors.journal.TaskRow`, in a
     plain tuple: `durable_row`), or None: memory only."""
+    backend: str | None = None
+    """The task system it goes to (``"new"`` or ``"old"``; `retry_task`: the failed
+    task's), or None: the current one (``USE_NEW_TASK_SYSTEM``). Only with ``task_id``
+    None (the facade gives the id)."""
 
 
 class SubmitTask(NamedTuple):
@@ -172,8 +176,8 @@ class GetDetail(NamedTuple):
 
 
 class GetDefinition(NamedTuple):
-    """Dashboard's retry: a failed task's spec (current dependencies), loop, and
-    whether it is durable."""
+    """Dashboard's retry: a failed task's spec (current dependencies), loop, whether
+    it is durable, and its task system."""
 
     task_id: str
     reply: ReplyTo

@@ -561,7 +561,7 @@ class UnifiedTaskManager:
         the result (a `Call`: await it, gather it, or ``asyncio.create_task`` it); a call
         never awaited still runs its task. Cancelling that future cancels the task.
         """
-        bridge = self._eager() if options.keys() <= _OPTIONS else None  # (no set made)
+        bridge = self._eager() if _OPTIONS.issuperset(options) else None  # (no set made)
         system: SystemRuntime = self._system  # type: ignore[assignment]
         if bridge is None or system.config.JOURNAL_PATH:
             return self._submit_later(func, args, options)  # (a journal: two round trips)
@@ -587,7 +587,7 @@ class UnifiedTaskManager:
         self, func: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]
     ) -> Any:
         """`submit` as a coroutine: its work done when it is awaited."""
-        if not options.keys() <= _OPTIONS:  # (no set made per call)
+        if not _OPTIONS.issuperset(options):  # (no set made per call)
             raise _unknown_options("submit", options, _OPTIONS)
         system = self._system or self._get_system()
         if system.config.JOURNAL_PATH is not None:

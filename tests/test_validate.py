@@ -345,6 +345,19 @@ def test_coroutine_detection(func: Any, expected: bool) -> None:
     assert validate_registration("j", func).is_coroutine is expected
 
 
+@pytest.mark.skipif(
+    not hasattr(inspect, "markcoroutinefunction"), reason="inspect marks are new in Python 3.12"
+)
+def test_a_plain_function_marked_as_a_coroutine_function_is_one() -> None:
+    def marked() -> Any:
+        return async_work()
+
+    mark: Any = getattr(inspect, "markcoroutinefunction")  # noqa: B009  (3.12+)
+    mark(marked)
+    assert is_coroutine_callable(marked) is True
+    assert validate_plain("j", marked, ()).is_coroutine is True
+
+
 def test_validate_task_id() -> None:
     assert validate_task_id("abc") == "abc"
     with pytest.raises(InvalidTaskError, match=r"^task_id must be a non-empty str, got ''$"):

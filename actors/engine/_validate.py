@@ -174,12 +174,20 @@ def _function_flags(func: object) -> int | None:
     return None
 
 
+_MARKS = hasattr(inspect, "markcoroutinefunction")
+"""Python 3.12+: a plain function can be marked as a coroutine function
+(`inspect.markcoroutinefunction`), which only `inspect.iscoroutinefunction` sees."""
+
+
 def is_coroutine_callable(func: object) -> bool:
     """True when calling ``func`` gives a coroutine: an async function or method, one
     wrapped in `functools.partial`, or an object whose ``__call__`` is async."""
     flags = _function_flags(func)
-    if flags is not None and flags & _CO_COROUTINE:
-        return True  # an ``async def`` function: the common case, read from its code
+    if flags is not None:
+        if flags & _CO_COROUTINE:
+            return True  # an ``async def`` function: the common case, read from its code
+        if not _MARKS:
+            return False  # a plain function, which no mark can make async: its code says
     # (`inspect.iscoroutinefunction` and `_what_a_call_runs` both see through partials)
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(_what_a_call_runs(func))
 

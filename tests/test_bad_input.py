@@ -105,6 +105,9 @@ BAD_CALLS: list[tuple[str, Call, type[ActorsError], object]] = [
     ("max_retries-float", register(max_retries=1.5), InvalidTaskError, 1.5),
     ("max_retries-bool", register(max_retries=True), InvalidTaskError, True),
     ("max_retries-str", register(max_retries="3"), InvalidTaskError, "3"),
+    # equal to the default (0) but not it: checked, not taken for "not given"
+    ("max_retries-false", register(max_retries=False), InvalidTaskError, False),
+    ("retry_delay-false", register(retry_delay=False), InvalidTaskError, False),
     ("retry_delay-negative", register(retry_delay=-0.5), InvalidTaskError, -0.5),
     ("retry_delay-nan", register(retry_delay=NAN), InvalidTaskError, NAN),
     ("retry_delay-inf", register(retry_delay=INF), InvalidTaskError, INF),

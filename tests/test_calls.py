@@ -137,6 +137,25 @@ async def test_the_requests_of_calls_made_at_once_have_every_field(
     assert [m == type(m)(**m._asdict()) for m in sent] == [True] * 5
 
 
+async def test_a_registration_with_every_option_left_out_sends_the_fully_checked_spec(
+    system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made at once with no option, a registration skips the option checks and holds
+    its arguments on the call until its request is built: the same spec all the same."""
+    sent = spy_on_facade(system, monkeypatch)
+    plain = tm.register_task("job", job, (4,))
+    assert await asyncio.wait_for(plain, WAIT) == sent[0].task_id
+    checked = tm.register_task("job", job, (4,), metadata={})  # every option checked
+    assert await asyncio.wait_for(checked, WAIT) == sent[1].task_id
+    assert [type(m).__name__ for m in sent] == ["Register", "Register"]
+    assert sent[0].spec == sent[1].spec
+    assert [type(value) for value in sent[0].spec] == [type(value) for value in sent[1].spec]
+    assert [sent[0] == type(sent[0])(**sent[0]._asdict())] == [True]
+    # Held until built, then dropped: the call keeps nothing of the task while it waits.
+    assert [hasattr(plain, name) for name in ("client", "name", "func", "args")] == [False] * 4
+    assert await asyncio.wait_for(tm.execute_task(sent[0].task_id, wait=True), WAIT) == 4
+
+
 async def test_one_burst_routes_each_calls_task_to_its_own_system(
     system: ActorSystem, tm: UnifiedTaskManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:

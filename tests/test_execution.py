@@ -252,6 +252,36 @@ async def test_a_coroutine_that_does_not_suspend_ends_in_the_callback_that_start
     assert [(r.task_id, r.value) for r in reports] == [("t", 7), ("u", 8)]
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12+ starts attempts eagerly")
+async def test_an_attempt_is_made_by_the_loops_task_factory_when_it_has_one() -> None:
+    loop = asyncio.get_running_loop()
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    reports: list[AttemptDone] = []
+
+    async def seven() -> int:
+        return 7
+
+    first = Execution("t", 1, bridge_for(loop))
+    start_coroutine(first, seven, (), {}, reports.append)  # no factory: a Task all the same
+    assert first.atask is not None
+    assert (type(first.atask), made) == (asyncio.Task, [])
+    loop.set_task_factory(factory)
+    try:
+        second = Execution("u", 1, bridge_for(loop))
+        start_coroutine(second, seven, (), {}, reports.append)
+        assert made == ["_run_coroutine"]
+        assert second.atask is not None
+        await asyncio.wait_for(asyncio.gather(first.atask, second.atask), 5.0)
+    finally:
+        loop.set_task_factory(None)
+    assert [(r.task_id, r.value) for r in reports] == [("t", 7), ("u", 7)]
+
+
 def test_a_token_cancelled_before_anyone_waits_wakes_a_wait_at_once() -> None:
     token = CancellationToken()
     assert token.cancelled is False

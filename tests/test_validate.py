@@ -18,6 +18,7 @@ from actors.engine._results import result_of
 from actors.engine._validate import (
     TaskSpec,
     is_coroutine_callable,
+    validate_plain,
     validate_registration,
     validate_task_id,
     validate_timeout,
@@ -141,6 +142,50 @@ def test_a_placeholder_with_default_options_makes_a_dependency() -> None:
     spec = validate_registration("job", work, (result_of("a"),), {"y": [result_of("b")]})
     assert spec.dependencies == ("a", "b")
     assert spec.results == ("a", "b")
+
+
+async def _async_generator() -> Any:
+    yield 1
+
+
+@pytest.mark.parametrize(
+    "func",
+    [work, async_work, functools.partial(async_work), AsyncCallable(), AsyncCallable().method],
+)
+@pytest.mark.parametrize(
+    "args",
+    [(), (1, "a"), [1], ((1,),), ([result_of("a")],), (result_of("a"), {"b": result_of("b")})],
+)
+def test_validate_plain_gives_the_spec_of_every_option_checked(func: Any, args: Any) -> None:
+    # metadata={} takes every option through its check (`validate_plain` takes none).
+    checked = validate_registration("job", func, args, metadata={})
+    plain = validate_plain("job", func, args)
+    assert plain._asdict() == checked._asdict()
+    assert [type(value) for value in plain] == [type(value) for value in checked]
+    assert plain.metadata == {}
+    assert plain.kwargs == {}
+    assert plain.kwargs is not validate_plain("job", func, args).kwargs  # a fresh dict each
+
+
+@pytest.mark.parametrize(
+    ("name", "func", "args", "message"),
+    [
+        ("", async_work, (), r"name must be a non-empty str, got ''"),
+        (b"job", async_work, (), r"name must be a non-empty str, got b'job'"),
+        ("job", 42, (), r"func must be callable, got 42; .*"),
+        ("job", _async_generator, (), r"func <function .+> is an async generator function: .*"),
+        ("job", async_work, 5, r"args must be a tuple or a list, got 5; .*"),
+        ("job", async_work, "ab", r"args must be a tuple or a list, got 'ab'; .*"),
+        ("", 42, 5, r"name must be a non-empty str, got ''"),
+    ],
+)
+def test_validate_plain_refuses_as_the_full_check_does(
+    name: Any, func: Any, args: Any, message: str
+) -> None:
+    with pytest.raises(InvalidTaskError, match=f"^{message}$"):
+        validate_registration(name, func, args, metadata={})
+    with pytest.raises(InvalidTaskError, match=f"^{message}$"):
+        validate_plain(name, func, args)
 
 
 class _LooksLikeCancel:
@@ -298,6 +343,19 @@ def test_dependencies_accept_any_iterable_of_ids() -> None:
 def test_coroutine_detection(func: Any, expected: bool) -> None:
     assert is_coroutine_callable(func) is expected
     assert validate_registration("j", func).is_coroutine is expected
+
+
+@pytest.mark.skipif(
+    not hasattr(inspect, "markcoroutinefunction"), reason="inspect marks are new in Python 3.12"
+)
+def test_a_plain_function_marked_as_a_coroutine_function_is_one() -> None:
+    def marked() -> Any:
+        return async_work()
+
+    mark: Any = getattr(inspect, "markcoroutinefunction")  # noqa: B009  (3.12+)
+    mark(marked)
+    assert is_coroutine_callable(marked) is True
+    assert validate_plain("j", marked, ()).is_coroutine is True
 
 
 def test_validate_task_id() -> None:

@@ -24,6 +24,7 @@ import atexit
 import concurrent.futures.thread  # noqa: F401  (registers its exit hook before ours)
 import contextlib
 import functools
+import operator
 import threading
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Mapping
 from types import MappingProxyType
@@ -77,6 +78,7 @@ from actors.engine import (
     merge_rows,
     split_page,
     validate_executor,
+    validate_plain,
     validate_registration,
     validate_task_id,
     validate_timeout,
@@ -377,40 +379,73 @@ class UnifiedTaskManager:
         # Checked and built by the outbox (`_build_register`), in bounded chunks: a burst
         # of registrations costs its loop iteration a small step each.
         bridge = self._eager()
-        reply = None
-        if bridge is not None:
-            call: _Call[str] = _Call(loop=bridge.loop)
-            call.bridge = bridge
-            reply = call  # (its own reply)
-        request = (
-            self,
-            reply,  # (None: `_register_later` puts its own in)
-            name,
-            func,
-            args,
-            kwargs,
-            task_type,
-            description,
-            metadata,
-            priority,
-            dependencies,
-            max_retries,
-            retry_delay,
-            retry_wait,
-            timeout,
-            task_id,
-            circuit_breaker,
-            executor,
-            on_dependency_failure,
-            durable,
-            capture(),  # the caller's trace context (None without OpenTelemetry)
-        )
-        if bridge is None or reply is None:
-            return self._register_later(request)
+        if (  # every option is its default (the very object): `validate_plain` checks it
+            kwargs is None
+            and task_type is _DEFAULT_TYPE
+            and description is _DEFAULT_DESCRIPTION
+            and metadata is None
+            and priority is _DEFAULT_PRIORITY
+            and dependencies is _DEFAULT_DEPENDENCIES
+            and max_retries is _DEFAULT_RETRIES
+            and retry_delay is _DEFAULT_DELAY
+            and retry_wait is None
+            and timeout is None
+            and task_id is None
+            and circuit_breaker is None
+            and executor is None
+            and on_dependency_failure is _DEFAULT_ON_FAILURE
+            and durable is None
+        ):
+            if bridge is None:  # (the reply: `_register_later` puts its own in)
+                return self._register_later((self, None, name, func, args, capture()))
+            # The call holds what its request is built from (`_build_register_call`):
+            # no tuple of them per call while a burst waits in the outbox.
+            plain: _RegisterCall[str] = _RegisterCall(loop=bridge.loop)
+            plain.bridge = bridge
+            plain.client = self
+            plain.name = name
+            plain.func = func
+            plain.args = args
+            plain.trace = capture()  # the caller's trace context (None without OpenTelemetry)
+            call: _Call[str] = plain
+            build: Callable[..., Any] = _build_register_call
+            request: Any = plain
+        else:
+            reply = None
+            if bridge is not None:
+                call = _Call(loop=bridge.loop)
+                call.bridge = bridge
+                reply = call  # (its own reply)
+            request = (
+                self,
+                reply,  # (None: `_register_later` puts its own in)
+                name,
+                func,
+                args,
+                kwargs,
+                task_type,
+                description,
+                metadata,
+                priority,
+                dependencies,
+                max_retries,
+                retry_delay,
+                retry_wait,
+                timeout,
+                task_id,
+                circuit_breaker,
+                executor,
+                on_dependency_failure,
+                durable,
+                capture(),  # the caller's trace context (None without OpenTelemetry)
+            )
+            if bridge is None or reply is None:
+                return self._register_later(request)
+            build = _BUILD_REGISTER
         # `_send`, inlined (`_eager` checked the system: no `cast` call per task).
         system: SystemRuntime = self._system  # type: ignore[assignment]
         facade: ChildHandle = system._facade  # type: ignore[assignment]
-        (bridge.outbox or outbox(bridge)).defer(facade, _BUILD_REGISTER, request)
+        (bridge.outbox or outbox(bridge)).defer(facade, build, request)
         bridge.track(call, system.config.CALL_TIMEOUT, "Register", system)
         return call
 
@@ -437,12 +472,17 @@ class UnifiedTaskManager:
         """The `Register` request of a `register_task` call, or None (its caller gets
         the error) if an argument is refused. ``request``: the client, the call's reply,
         `register_task`'s arguments in its order (the ones `validate_registration`
-        checks, then ``durable``), then the caller's trace context."""
+        checks, then ``durable``), then the caller's trace context; for a call whose
+        options are all their defaults, only ``name``, ``func`` and ``args`` of them."""
         client: UnifiedTaskManager = request[0]
         reply: Reply | Call[Any] = request[1]
         try:
-            spec = validate_registration(*request[2:-2])
-            spec, journal = client._complete(spec, request[-2], request[-1])
+            if len(request) == _PLAIN_REQUEST:
+                spec = validate_plain(request[2], request[3], request[4])
+                spec, journal = client._complete(spec, None, request[5])
+            else:
+                spec = validate_registration(*request[2:-2])
+                spec, journal = client._complete(spec, request[-2], request[-1])
         except Exception as exc:
             _refuse(reply, exc)
             return None
@@ -521,7 +561,7 @@ class UnifiedTaskManager:
         the result (a `Call`: await it, gather it, or ``asyncio.create_task`` it); a call
         never awaited still runs its task. Cancelling that future cancels the task.
         """
-        bridge = self._eager() if options.keys() <= _OPTIONS else None  # (no set made)
+        bridge = self._eager() if _OPTIONS.issuperset(options) else None  # (no set made)
         system: SystemRuntime = self._system  # type: ignore[assignment]
         if bridge is None or system.config.JOURNAL_PATH:
             return self._submit_later(func, args, options)  # (a journal: two round trips)
@@ -547,7 +587,7 @@ class UnifiedTaskManager:
         self, func: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]
     ) -> Any:
         """`submit` as a coroutine: its work done when it is awaited."""
-        if not options.keys() <= _OPTIONS:  # (no set made per call)
+        if not _OPTIONS.issuperset(options):  # (no set made per call)
             raise _unknown_options("submit", options, _OPTIONS)
         system = self._system or self._get_system()
         if system.config.JOURNAL_PATH is not None:
@@ -577,7 +617,7 @@ class UnifiedTaskManager:
         """``func(*args)`` with submit's (or map's) ``options``, validated and completed."""
         if not options or (len(options) == 1 and "name" in options):  # the common case
             name = options.get("name")
-            spec = validate_registration(_name_of(func) if name is None else name, func, args)
+            spec = validate_plain(_name_of(func) if name is None else name, func, args)
             return self._complete(spec, None, trace)
         fields: dict[str, Any] = dict(options)
         name = fields.pop("name", None)
@@ -1273,6 +1313,20 @@ class _SubmitCall(_Call[T]):
             outbox(self.bridge).send(facade, messages.Cancel(self.task_id, NO_REPLY))
 
 
+class _RegisterCall(_Call[T]):
+    """`UnifiedTaskManager.register_task` made at once with every option its default:
+    until the outbox builds its request (`_build_register_call`) it holds what that is
+    built from (the client, ``name``, ``func``, ``args``, the trace context)."""
+
+    __slots__ = ("args", "client", "func", "name", "trace")
+
+    client: UnifiedTaskManager
+    name: Any
+    func: Any
+    args: Any
+    trace: Any
+
+
 class _WaitCall(_Call[T]):
     """`UnifiedTaskManager.execute_task(wait=True)` made at once: cancelling it
     withdraws it (its own reply) from the task's waiters."""
@@ -1288,6 +1342,41 @@ class _WaitCall(_Call[T]):
 
 
 _BUILD_REGISTER = UnifiedTaskManager._build_register
+_PLAIN_REQUEST = 6
+"""The length of the request of a `register_task` call whose options are all their
+defaults: the client, the reply, ``name``, ``func``, ``args``, the trace context."""
+(
+    _DEFAULT_TYPE,
+    _DEFAULT_DESCRIPTION,
+    _DEFAULT_PRIORITY,
+    _DEFAULT_DEPENDENCIES,
+    _DEFAULT_RETRIES,
+    _DEFAULT_DELAY,
+    _DEFAULT_ON_FAILURE,
+) = operator.itemgetter(
+    "task_type",
+    "description",
+    "priority",
+    "dependencies",
+    "max_retries",
+    "retry_delay",
+    "on_dependency_failure",
+)(UnifiedTaskManager.register_task.__kwdefaults__ or {})
+"""`register_task`'s own default objects: an option that is one of them was not given."""
+
+
+def _build_register_call(call: _RegisterCall[Any]) -> messages.Register | None:
+    """`Outbox.defer`'s build of a `register_task` made at once with every option its
+    default: its `Register`, from what the call held (dropped now: not kept while the
+    call waits for its id), or None (the call gets the error) if an argument is refused."""
+    client, name, func, args, trace = call.client, call.name, call.func, call.args, call.trace
+    del call.client, call.name, call.func, call.args, call.trace
+    try:
+        spec, journal = client._complete(validate_plain(name, func, args), None, trace)
+    except Exception as exc:
+        _refuse(call, exc)
+        return None
+    return _new(messages.Register, (spec, new_task_id(), call.bridge, call, journal))
 
 
 def _build_execute_wait(call: _WaitCall[Any]) -> messages.Execute:

@@ -17,7 +17,7 @@ from typing import Any
 
 from actors.core import InvalidTaskError
 
-__all__ = ["ResultOf", "find_results", "result_of", "substitute"]
+__all__ = ["SCANNED", "ResultOf", "find_results", "result_of", "substitute"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +65,23 @@ def _scan(value: Any, found: dict[str, None]) -> None:
         found[value.task_id] = None
     elif kind is dict:
         for item in value.values():
-            if type(item) in _SCANNED:
+            if type(item) in SCANNED:
                 _scan(item, found)
     elif kind in _CONTAINERS:
         for item in value:
-            if type(item) in _SCANNED:
+            if type(item) in SCANNED:
                 _scan(item, found)
 
 
-_SCANNED = frozenset({ResultOf, list, tuple, dict})
+SCANNED = frozenset({ResultOf, list, tuple, dict})
+"""The types of the arguments that are (or may hold) a `result_of`: any other is passed
+as it is, unscanned."""
 
 
 def find_results(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[str, ...]:
     """The task ids of every placeholder in ``args`` and ``kwargs``, each once, in the
     order they appear (empty: the task takes no result)."""
-    scanned = _SCANNED
+    scanned = SCANNED
     for arg in args:  # the common case first: no argument that can hold one (no dict made)
         if type(arg) in scanned:
             break
@@ -111,12 +113,12 @@ def _filled(value: Any, values: Mapping[str, Any]) -> Any:
         changed = False
         out: dict[Any, Any] = {}
         for key, item in value.items():
-            new = _filled(item, values) if type(item) in _SCANNED else item
+            new = _filled(item, values) if type(item) in SCANNED else item
             changed = changed or new is not item
             out[key] = new
         return out if changed else value
     if kind is list or kind is tuple:
-        items = [_filled(item, values) if type(item) in _SCANNED else item for item in value]
+        items = [_filled(item, values) if type(item) in SCANNED else item for item in value]
         if all(new is old for new, old in zip(items, value, strict=True)):
             return value
         return items if kind is list else tuple(items)

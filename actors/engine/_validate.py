@@ -18,13 +18,14 @@ from tenacity.wait import wait_base
 
 from actors.core import BACKENDS, InvalidTaskError, TaskPriority, finite_float
 from actors.engine._breaker import CircuitBreaker
-from actors.engine._results import find_results
+from actors.engine._results import SCANNED, find_results
 
 __all__ = [
     "NO_METADATA",
     "TaskSpec",
     "check_picklable",
     "validate_executor",
+    "validate_plain",
     "validate_registration",
     "validate_task_id",
     "validate_timeout",
@@ -173,12 +174,20 @@ def _function_flags(func: object) -> int | None:
     return None
 
 
+_MARKS = hasattr(inspect, "markcoroutinefunction")
+"""Python 3.12+: a plain function can be marked as a coroutine function
+(`inspect.markcoroutinefunction`), which only `inspect.iscoroutinefunction` sees."""
+
+
 def is_coroutine_callable(func: object) -> bool:
     """True when calling ``func`` gives a coroutine: an async function or method, one
     wrapped in `functools.partial`, or an object whose ``__call__`` is async."""
     flags = _function_flags(func)
-    if flags is not None and flags & _CO_COROUTINE:
-        return True  # an ``async def`` function: the common case, read from its code
+    if flags is not None:
+        if flags & _CO_COROUTINE:
+            return True  # an ``async def`` function: the common case, read from its code
+        if not _MARKS:
+            return False  # a plain function, which no mark can make async: its code says
     # (`inspect.iscoroutinefunction` and `_what_a_call_runs` both see through partials)
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(_what_a_call_runs(func))
 
@@ -392,3 +401,50 @@ def validate_registration(
             on_dependency_failure,
         ),
     )
+
+
+_NORMAL = TaskPriority.NORMAL
+
+
+def validate_plain(name: object, func: object, args: object) -> TaskSpec:
+    """``validate_registration(name, func, args)``: a registration whose options are all
+    their defaults (``register_task`` and ``submit`` called without any), as a burst
+    makes them. Its common case (a non-empty str name, a Python function that is no
+    async generator function, a tuple of arguments none of which is or may hold a
+    `result_of`) needs no other check and makes its `TaskSpec` at once; anything else
+    is `validate_registration`'s to check (the same checks in the same order, the same
+    errors)."""
+    if type(name) is str and name and type(func) is _FUNCTION and type(args) is tuple:
+        flags = func.__code__.co_flags
+        if not flags & _CO_ASYNC_GENERATOR:
+            scanned = SCANNED
+            for arg in args:
+                if type(arg) in scanned:
+                    break
+            else:
+                return _new_spec(
+                    TaskSpec,
+                    (
+                        None,
+                        name,
+                        func,
+                        args,
+                        {},
+                        "default",
+                        "",
+                        NO_METADATA,
+                        _NORMAL,
+                        (),
+                        0,
+                        0.0,
+                        None,
+                        None,
+                        True if flags & _CO_COROUTINE else is_coroutine_callable(func),
+                        None,
+                        None,
+                        None,
+                        (),
+                        "cancel",
+                    ),
+                )
+    return validate_registration(name, func, args)

@@ -185,6 +185,7 @@ def _answer(waiters: ReplyTo | list[ReplyTo], value: Any) -> None:
 _new = tuple.__new__
 """Makes an `AttemptDone` from its fields in order (no Python ``__new__`` per attempt)."""
 
+_Task = asyncio.Task
 _EAGER: Callable[..., asyncio.Task[Any]] | None = getattr(asyncio, "eager_task_factory", None)
 """Python 3.12+: starts a task's coroutine at once, in the caller's callback; a coroutine
 that ends without suspending then costs no scheduling round (and no loop iteration)."""
@@ -201,7 +202,13 @@ def start_coroutine(
     loop = execution.bridge.loop
     coroutine = _run_coroutine(execution, func, args, kwargs, report)
     if _EAGER is None:
-        execution.atask = loop.create_task(coroutine)
+        # What `loop.create_task` does with no task factory set, without its Python
+        # wrapper (~0.2 us of the loop's time per attempt).
+        execution.atask = (
+            _Task(coroutine, loop=loop)
+            if loop.get_task_factory() is None
+            else loop.create_task(coroutine)
+        )
         return
     task = _EAGER(loop, coroutine)
     if not task.done():

@@ -1376,7 +1376,7 @@ def _build_register_call(call: _RegisterCall[Any]) -> messages.Register | None:
     except Exception as exc:
         _refuse(call, exc)
         return None
-    return _new(messages.Register, (spec, new_task_id(), call.bridge, call, journal))
+    return _new(messages.Register, (spec, new_task_id(), call.bridge, call, journal, None))
 
 
 def _build_execute_wait(call: _WaitCall[Any]) -> messages.Execute:

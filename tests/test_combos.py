@@ -585,6 +585,41 @@ def test_a_loop_thread_call_made_while_the_thread_ends_fails_at_once() -> None:
     assert not runner.thread.is_alive()
 
 
+def test_a_loop_thread_call_sent_as_its_loop_stops_is_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call sent after the loop's last iteration began, before the thread marked
+    itself ending (a blocking stream's close as the system stops) is run and answered
+    by the thread's cleanup: it waited in the ready queue, its task not made, no task
+    was left to cancel, and the loop closed before it was answered (`CallTimeout` after
+    its whole bound, 1 run in ~150 of the stream test above)."""
+    runner = LoopThread("stopping-test")
+    inside, sent = threading.Event(), threading.Event()
+    send = asyncio.run_coroutine_threadsafe
+
+    def send_then_say(coro: Any, loop: asyncio.AbstractEventLoop) -> Any:
+        future = send(coro, loop)
+        sent.set()
+        return future
+
+    monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", send_then_say)
+
+    def last_iteration() -> None:
+        runner.loop.stop()  # run_forever returns after this iteration
+        inside.set()
+        sent.wait(WAIT)  # the call lands behind this iteration
+
+    async def answer() -> int:
+        return 42
+
+    runner.loop.call_soon_threadsafe(last_iteration)
+    assert inside.wait(WAIT)
+    assert runner.call(answer(), 3.0, "answer") == 42
+    runner.thread.join(WAIT)
+    assert not runner.thread.is_alive()
+    assert runner.loop.is_closed()
+
+
 def test_blocking_event_streams_end_quietly_when_their_system_stops_mid_get() -> None:
     """A thread reads a blocking event stream (``with system.blocking.events()``) while
     blocking callers wait for a hanging coroutine and a hanging function; the ``with

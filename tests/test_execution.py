@@ -252,7 +252,9 @@ async def test_a_coroutine_that_does_not_suspend_ends_in_the_callback_that_start
     assert [(r.task_id, r.value) for r in reports] == [("t", 7), ("u", 8)]
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12+ starts attempts eagerly")
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12), reason="3.12+ starts attempts eagerly on a loop without a factory"
+)
 async def test_an_attempt_is_made_by_the_loops_task_factory_when_it_has_one() -> None:
     loop = asyncio.get_running_loop()
     made: list[str] = []
@@ -280,6 +282,57 @@ async def test_an_attempt_is_made_by_the_loops_task_factory_when_it_has_one() ->
     finally:
         loop.set_task_factory(None)
     assert [(r.task_id, r.value) for r in reports] == [("t", 7), ("u", 7)]
+
+
+async def test_a_loop_with_a_task_factory_of_its_own_makes_the_attempts_task() -> None:
+    """The application's task factory (``loop.set_task_factory``: Sentry's asyncio
+    integration, aiomonitor...) makes an attempt's asyncio task on every Python, as
+    ``loop.create_task`` does on 3.11; the eager start of 3.12+ bypassed it."""
+    loop = asyncio.get_running_loop()
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    gate = asyncio.Event()
+
+    async def suspends() -> int:
+        await gate.wait()
+        return 8
+
+    reports: list[AttemptDone] = []
+    execution = Execution("t", 1, bridge_for(loop))
+    loop.set_task_factory(factory)
+    try:
+        start_coroutine(execution, suspends, (), {}, reports.append)
+    finally:
+        loop.set_task_factory(None)
+    assert made == ["_run_coroutine"]
+    assert execution.atask is not None
+    assert reports == []
+    gate.set()
+    await asyncio.wait_for(execution.atask, 5.0)
+    assert [(r.task_id, r.value, r.error) for r in reports] == [("t", 8, None)]
+    assert execution.atask is None
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in Python 3.12")
+async def test_a_loop_whose_factory_is_asyncios_eager_one_keeps_no_ended_task() -> None:
+    loop = asyncio.get_running_loop()
+    execution = Execution("t", 1, bridge_for(loop))
+    reports: list[AttemptDone] = []
+
+    async def at_once() -> int:
+        return 7
+
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
+    try:
+        start_coroutine(execution, at_once, (), {}, reports.append)
+    finally:
+        loop.set_task_factory(None)
+    assert [(r.value, r.error) for r in reports] == [(7, None)]
+    assert execution.atask is None  # ended in the factory's call: not kept
 
 
 def test_a_token_cancelled_before_anyone_waits_wakes_a_wait_at_once() -> None:

@@ -4,7 +4,9 @@ circuit breakers shared by name, the resource governor and the task graph."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from actors import (
 )
 from actors.engine._breaker import CircuitBreaker
 from actors.observe import GovernorPolicy, Pressure, ResourceSample, decide
-from actors.observe._events import Event, EventKind
+from actors.observe._events import Event, EventKind, EventStream
 from supervisors import ChildHandle, Kill
 from supervisors.testing import FakeClock
 
@@ -667,6 +669,33 @@ async def test_leaving_the_loop_unsubscribes() -> None:
         await producer
         await tm.get_metrics()  # the unsubscribe went through the facade before this
         assert monitor_state.subscribers == []
+
+
+async def fail_with(stream: EventStream) -> None:
+    raise ValueError(f"dropped {stream.dropped}")  # its kept frame holds ``stream``
+
+
+def test_a_stream_its_stopped_system_reaches_is_freed_with_that_system() -> None:
+    """An event stream left open at the stop, which the system itself reaches (here
+    through the frame of a failed task, in its kept error; on Python 3.12+ also through
+    a cancelled call's error, whose frames link up to the loop thread's, holding the
+    stream's cancelled close), is freed with its system: the stream's finalizer holds
+    the client weakly. (It held it strongly, from `weakref.finalize`'s registry, a
+    root: neither was ever freed.)"""
+
+    async def run() -> tuple[weakref.ref[ActorSystem], weakref.ref[EventStream]]:
+        async with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+            tm = system.task_manager
+            stream = tm.events()
+            await stream.subscribe()
+            task_id = await tm.register_task("reader", fail_with, (stream,))
+            with pytest.raises(ValueError, match=r"^dropped 0$"):
+                await tm.execute_task(task_id, wait=True)
+        return weakref.ref(system), weakref.ref(stream)
+
+    system, stream = asyncio.run(run())
+    gc.collect()
+    assert (system(), stream()) == (None, None)
 
 
 # -- circuit breakers ----------------------------------------------------------------------

@@ -55,6 +55,12 @@ class LoopThread:
             with self._lock:
                 self._ending = True  # no call is sent from now on
             try:
+                # A call sent as the loop stopped (after its last iteration began, before
+                # the line above) waits in the loop's ready queue, its task not made yet:
+                # one more round makes it (and answers it, if it ends at once), so the
+                # cancel below sees it. Else it ran only in a later `run_until_complete`,
+                # or never, and its caller waited out its whole bound (`CallTimeout`).
+                loop.run_until_complete(asyncio.sleep(0))
                 # Until none is left: a call sent just before (its task is made as the
                 # loop runs again) would be left pending, unanswered, as the loop closes.
                 while tasks := asyncio.all_tasks(loop):

@@ -14,7 +14,7 @@ import enum
 import threading
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -156,6 +156,18 @@ class Subscriptions(Protocol):
     def _unsubscribe(self, subscriber: Subscriber) -> None: ...
 
 
+def _unsubscribe(
+    unsubscribe: weakref.WeakMethod[Callable[[Subscriber], None]], subscriber: Subscriber
+) -> None:
+    """An `EventStream`'s finalizer: its client unsubscribes ``subscriber``, or, gone
+    with the stream (collected together: its system is gone too), the subscriber closes."""
+    method = unsubscribe()
+    if method is None:
+        subscriber.close()
+    else:
+        method(subscriber)
+
+
 class EventStream:
     """``async for event in tm.events()``, or ``async with tm.events() as stream``."""
 
@@ -183,8 +195,14 @@ class EventStream:
             self._client._unsubscribe(subscriber)
             return
         self._subscriber = subscriber
-        # Leaving `async for` with break drops the stream: unsubscribe then too.
-        self._finalizer = weakref.finalize(self, self._client._unsubscribe, subscriber)
+        # Leaving `async for` with break drops the stream: unsubscribe then too. The
+        # finalizer (kept by `weakref.finalize`'s registry, a root, until it runs) holds
+        # the client weakly: through the client, its system and what the system keeps (a
+        # task's arguments, a kept error's frames) may reach this stream, which then
+        # could never be freed, nor its system, after a stop that left it open.
+        self._finalizer = weakref.finalize(
+            self, _unsubscribe, weakref.WeakMethod(self._client._unsubscribe), subscriber
+        )
 
     @property
     def dropped(self) -> int:

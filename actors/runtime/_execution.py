@@ -188,30 +188,33 @@ _new = tuple.__new__
 _Task = asyncio.Task
 _EAGER: Callable[..., asyncio.Task[Any]] | None = getattr(asyncio, "eager_task_factory", None)
 """Python 3.12+: starts a task's coroutine at once, in the caller's callback; a coroutine
-that ends without suspending then costs no scheduling round (and no loop iteration)."""
+that ends without suspending then costs no scheduling round (and no loop iteration).
+Only on a loop without a task factory of its own: one that the application set
+(``loop.set_task_factory``: Sentry's asyncio integration, aiomonitor...) makes the
+attempt's task, as ``loop.create_task`` does on Python 3.11 (~40 ns per attempt to ask)."""
 
 
 def start_coroutine(
     execution: Execution, func: Callable[..., Any], args: Args, kwargs: Kwargs, report: Report
 ) -> None:
     """Runs on the owner loop: start the attempt as an asyncio task (an eager one,
-    where the Python has them: it runs up to its first suspension right here)."""
+    where the Python has them and the loop has no task factory of its own: it runs up
+    to its first suspension right here)."""
     if execution.cancel_requested:
         return
     assert execution.bridge is not None
     loop = execution.bridge.loop
     coroutine = _run_coroutine(execution, func, args, kwargs, report)
-    if _EAGER is None:
+    if loop.get_task_factory() is not None:  # the application's (Sentry, aiomonitor...)
+        task = loop.create_task(coroutine)
+    elif _EAGER is None:
         # What `loop.create_task` does with no task factory set, without its Python
         # wrapper (~0.2 us of the loop's time per attempt).
-        execution.atask = (
-            _Task(coroutine, loop=loop)
-            if loop.get_task_factory() is None
-            else loop.create_task(coroutine)
-        )
+        execution.atask = _Task(coroutine, loop=loop)
         return
-    task = _EAGER(loop, coroutine)
-    if not task.done():
+    else:
+        task = _EAGER(loop, coroutine)
+    if not task.done():  # (an eager task, of ours or the loop's factory's, may have ended)
         execution.atask = task
 
 

@@ -239,13 +239,14 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         # times each, and a few labels). The removal of a type's last task applies them
         # first (`_forget` frees its label, and drops its counts and sketches).
         # A task's usual life (registered, queued, running, completed, removed) is
-        # counted in five ints per run of one label (``tally`` at its end); its first
+        # counted in a list of five ints per run of one label (``tally`` at its end); its first
         # of each kind in a run goes to ``moves`` too, so the counts are applied in the
         # order each move first came (as ``moves`` alone did, at ~0.1 us more a move).
         moves: list[tuple[str, TaskStatus | None, TaskStatus | None]] = []
         move = moves.append  # (counted at the end, in C: `_settle`)
-        tally: list[tuple[str, int, int, int, int, int]] = []
-        registered = queued = started = completed = removed = 0
+        tally: list[tuple[str, list[int]]] = []  # (label, its counts in `_USUAL`'s order)
+        usual = [0, 0, 0, 0, 0]
+        next_of = _NEXT
         ran: defaultdict[str, list[float]] = defaultdict(list)
         waited: defaultdict[str, list[float]] = defaultdict(list)
         # The label of the previous item's type, and its lists of times: a batch is
@@ -258,33 +259,19 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         try:
             for task_id, _name, task_type, old, new, _attempt, at, _wall, detail in rest:
                 if task_type is not last_type:
-                    if registered or queued or started or completed or removed:
-                        tally.append((label, registered, queued, started, completed, removed))
-                        registered = queued = started = completed = removed = 0
+                    if any(usual):
+                        tally.append((label, usual))
+                        usual = [0, 0, 0, 0, 0]
                     known = labels.get(task_type)
                     label = self._label(task_type) if known is None else known
                     last_type = task_type
                     took = ran[label]
                     wait = waited[label]
-                if old is None and new is PENDING:
-                    registered += 1
-                    if registered == 1:
-                        move((label, old, new))
-                elif old is PENDING and new is QUEUED:
-                    queued += 1
-                    if queued == 1:
-                        move((label, old, new))
-                elif old is QUEUED and new is RUNNING:
-                    started += 1
-                    if started == 1:
-                        move((label, old, new))
-                elif old is RUNNING and new is COMPLETED:
-                    completed += 1
-                    if completed == 1:
-                        move((label, old, new))
-                elif old is COMPLETED and new is None:
-                    removed += 1
-                    if removed == 1:
+                usual_next = next_of.get(old)  # (one usual move leaves each status)
+                if usual_next is not None and usual_next[0] is new:
+                    index = usual_next[1]
+                    usual[index] += 1
+                    if usual[index] == 1:
                         move((label, old, new))
                 else:
                     move((label, old, new))
@@ -295,8 +282,8 @@ class TaskMonitorActor(SystemChild[MonitorState]):
                     if left > 1:
                         live[task_type] = left - 1
                     else:  # its type's last task: `_forget` frees the label
-                        tally.append((label, registered, queued, started, completed, removed))
-                        registered = queued = started = completed = removed = 0
+                        tally.append((label, usual))
+                        usual = [0, 0, 0, 0, 0]
                         self._settle(moves, tally, ran, waited)
                         self._forget(task_type)
                         last_type = None  # (its lists were applied: new ones from here)
@@ -341,13 +328,13 @@ class TaskMonitorActor(SystemChild[MonitorState]):
             if unhandled:
                 self.hand_over(Transitions(unhandled, backend))
             if moves:
-                tally.append((label, registered, queued, started, completed, removed))
+                tally.append((label, usual))
                 self._settle(moves, tally, ran, waited)
             if state.subscribers:
                 self._publish(_events(done), self.state.muted.get(backend))
             raise
         if moves:
-            tally.append((label, registered, queued, started, completed, removed))
+            tally.append((label, usual))
             self._settle(moves, tally, ran, waited)
         if state.subscribers:
             self._publish(_events(items), self.state.muted.get(backend))
@@ -355,7 +342,7 @@ class TaskMonitorActor(SystemChild[MonitorState]):
     def _settle(
         self,
         moves: list[tuple[str, TaskStatus | None, TaskStatus | None]],
-        tally: list[tuple[str, int, int, int, int, int]],
+        tally: list[tuple[str, list[int]]],
         ran: dict[str, list[float]],
         waited: dict[str, list[float]],
     ) -> None:
@@ -365,7 +352,7 @@ class TaskMonitorActor(SystemChild[MonitorState]):
         removed), the run and wait times (label -> seconds, in order; a label's empty
         list counts nothing)."""
         counts = Counter(moves)
-        for label, *numbers in tally:
+        for label, numbers in tally:
             for (old, new), n in zip(_USUAL, numbers, strict=True):
                 if n > 1:
                     counts[label, old, new] += n - 1
@@ -573,6 +560,10 @@ _USUAL = (
     (COMPLETED, None),
 )
 """The moves of a task's usual life, in the order of `TaskMonitorActor._apply`'s ints."""
+_NEXT: dict[TaskStatus | None, tuple[TaskStatus | None, int]] = {
+    old: (new, index) for index, (old, new) in enumerate(_USUAL)
+}
+"""A usual move's old status -> its new status and the index of its count in `_USUAL`."""
 
 
 def _events(items: tuple[Transition, ...]) -> list[Event]:

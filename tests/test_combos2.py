@@ -1,0 +1,175 @@
+"""More scenarios where features meet (second round): the resource governor with a
+queued burst, cleanup beside a result pinned by a retrying dependent, and timeouts of
+thread-pool functions that ignore their cancellation token.
+
+Each scenario asserts exact outcomes: final states, results or errors, how many times
+each body ran, in which order, and the counts the monitor reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+from helpers import WAIT, make_system, timers_armed
+
+from actors import (
+    ActorSystem,
+    TaskPriority,
+    TaskStatus,
+    TaskTimeoutError,
+    cancellation_token,
+)
+from actors.observe import ResourceSample
+from supervisors.testing import FakeClock
+
+COMPLETED = TaskStatus.COMPLETED
+
+
+@pytest.fixture(params=["new", "old"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def _limit_is(tm: Any, limit: int) -> None:
+    metrics = await tm.get_metrics()
+    assert metrics.concurrency_limit == limit
+
+
+async def test_the_governor_lowers_the_limit_under_a_queued_burst_then_raises_it() -> None:
+    """4 slots, 4 running blockers, 8 queued tasks of mixed priorities. The governor
+    lowers the limit to 1 while they wait: as the blockers end, one task runs at a time;
+    raised to 2, two run at a time. Every task runs once, by priority then FIFO."""
+    clock = FakeClock()
+    critical = ResourceSample(99.0, 10.0)
+    ok = ResourceSample(10.0, 10.0)
+    samples = iter([critical, critical, ok, ok, ok])
+    config = {"RESOURCE_CHECK_INTERVAL": 5.0, "MAX_CONCURRENT_TASKS": 4, "CLEANUP_INTERVAL": 0}
+    runs: Counter[str] = Counter()
+    started: list[str] = []
+    gates: dict[str, asyncio.Event] = {}
+
+    def body(name: str) -> Any:
+        gates[name] = asyncio.Event()
+
+        async def run() -> str:
+            runs[name] += 1
+            started.append(name)
+            await gates[name].wait()
+            return name
+
+        return run
+
+    async def running(tm: Any) -> set[str]:
+        return {i.name for i in await tm.get_tasks_by_status(TaskStatus.RUNNING)}
+
+    async def tick(tm: Any, limit: int) -> None:
+        await timers_armed(clock)
+        clock.advance(5.0)
+        await _limit_is(tm, limit)
+
+    async with ActorSystem(config, clock=clock, probe=lambda: next(samples)) as system:
+        tm = system.task_manager
+        ids: dict[str, str] = {}
+        for i in range(4):
+            name = f"block{i}"
+            ids[name] = await tm.register_task(name, body(name))
+            await tm.execute_task(ids[name])
+        burst = [
+            ("low0", TaskPriority.LOW),
+            ("normal0", TaskPriority.NORMAL),
+            ("high0", TaskPriority.HIGH),
+            ("critical0", TaskPriority.CRITICAL),
+            ("low1", TaskPriority.LOW),
+            ("high1", TaskPriority.HIGH),
+            ("normal1", TaskPriority.NORMAL),
+            ("critical1", TaskPriority.CRITICAL),
+        ]
+        for name, priority in burst:
+            ids[name] = await tm.register_task(name, body(name), priority=priority)
+            await tm.execute_task(ids[name])
+        assert await running(tm) == {"block0", "block1", "block2", "block3"}
+        assert len(await tm.get_tasks_by_status(TaskStatus.QUEUED)) == 8
+        await tick(tm, 2)
+        await tick(tm, 1)
+        for i in range(4):
+            gates[f"block{i}"].set()
+            assert await tm.wait_for_task(ids[f"block{i}"], timeout=WAIT) == f"block{i}"
+        order = ["critical0", "critical1", "high0", "high1", "normal0", "normal1", "low0", "low1"]
+        # Limit 1: the first of the burst runs alone.
+        assert await running(tm) == {"critical0"}
+        gates["critical0"].set()
+        assert await tm.wait_for_task(ids["critical0"], timeout=WAIT) == "critical0"
+        assert await running(tm) == {"critical1"}
+        await tick(tm, 2)  # raised while one runs: a second starts at once
+        assert await running(tm) == {"critical1", "high0"}
+        await tick(tm, 3)
+        assert await running(tm) == {"critical1", "high0", "high1"}
+        for name in order:
+            gates[name].set()
+            assert await tm.wait_for_task(ids[name], timeout=WAIT) == name
+        metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {"completed": 12}
+        assert metrics.concurrency_limit == 3
+    assert started == [f"block{i}" for i in range(4)] + order
+    assert set(runs.values()) == {1}
+
+
+async def test_functions_that_ignore_their_token_end_at_their_timeout_and_are_retried(
+    backend: str,
+) -> None:
+    """A thread-pool function ignores its cancellation token: each attempt ends at its
+    timeout (the token set), the retry runs on another worker, the late results are
+    dropped, and the counts say 2 timeouts, 1 retry, 1 failure."""
+    clock = FakeClock()
+    release = threading.Event()
+    tokens: list[bool] = []
+    entered = threading.Semaphore(0)
+    left = threading.Semaphore(0)
+    runs: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def stubborn() -> str:
+        with lock:
+            runs["stubborn"] += 1
+        entered.release()
+        release.wait(WAIT)
+        tokens.append(cancellation_token().cancelled)
+        left.release()
+        return "late"
+
+    async with make_system(backend, clock, MAX_THREAD_WORKERS=3) as system:
+        tm = system.task_manager
+        task = await tm.register_task(
+            "stubborn", stubborn, timeout=1.0, max_retries=1, retry_delay=2.0
+        )
+        assert await tm.execute_task(task) is True
+        await asyncio.to_thread(entered.acquire, True, WAIT)
+        await timers_armed(clock)
+        clock.advance(1.0)  # attempt 1 times out: retrying, its timer armed
+        await timers_armed(clock)
+        assert await tm.get_task_status(task) is TaskStatus.RETRYING
+        clock.advance(2.0)
+        await asyncio.to_thread(entered.acquire, True, WAIT)
+        await timers_armed(clock)
+        clock.advance(1.0)  # attempt 2 times out: failed
+        with pytest.raises(TaskTimeoutError):
+            await tm.wait_for_task(task, timeout=WAIT)
+        release.set()
+        for _ in range(2):
+            assert await asyncio.to_thread(left.acquire, True, WAIT)
+        assert tokens == [True, True]  # each attempt's token was set at its timeout
+        # The late results arrive as stray completions; they change nothing.
+        done = await tm.thread_pool.submit(lambda: "after")
+        assert done == "after"
+        info = await tm.get_task(task)
+        assert (info.status, info.attempts) == (TaskStatus.FAILED, 2)
+        with pytest.raises(TaskTimeoutError):
+            await tm.wait_for_task(task, timeout=WAIT)
+        metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {"failed": 1}
+        assert (metrics.retries, metrics.failures, metrics.timeouts) == (1, 1, 2)
+    assert runs == {"stubborn": 2}

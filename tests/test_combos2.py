@@ -22,6 +22,7 @@ from actors import (
     TaskStatus,
     TaskTimeoutError,
     cancellation_token,
+    result_of,
 )
 from actors.observe import ResourceSample
 from supervisors.testing import FakeClock
@@ -173,3 +174,51 @@ async def test_functions_that_ignore_their_token_end_at_their_timeout_and_are_re
         assert dict(metrics.tasks_by_status) == {"failed": 1}
         assert (metrics.retries, metrics.failures, metrics.timeouts) == (1, 1, 2)
     assert runs == {"stubborn": 2}
+
+
+async def test_cleanup_keeps_a_result_a_waiting_dependent_has_yet_to_take(backend: str) -> None:
+    """``early`` completes; ``flaky`` fails once and waits on its retry timer; ``sum``
+    waits on both through result_of. Meanwhile a cleanup of everything finished and the
+    MAX_FINISHED_TASKS bound (1) pass over ``early``: it stays until ``sum`` took its
+    result, then goes like any other finished task."""
+    clock = FakeClock()
+    runs: Counter[str] = Counter()
+
+    async def early() -> int:
+        runs["early"] += 1
+        return 40
+
+    async def flaky() -> int:
+        runs["flaky"] += 1
+        if runs["flaky"] == 1:
+            raise ValueError("first attempt")
+        return 2
+
+    async def other() -> str:
+        runs["other"] += 1
+        return "other"
+
+    def add(x: int, y: int) -> int:
+        runs["add"] += 1
+        return x + y
+
+    async with make_system(backend, clock, MAX_FINISHED_TASKS=1) as system:
+        tm = system.task_manager
+        e = await tm.register_task("early", early)
+        assert await tm.execute_task(e, wait=True) == 40
+        f = await tm.register_task("flaky", flaky, max_retries=1, retry_delay=10.0)
+        s = await tm.register_task("sum", add, (result_of(e), result_of(f)))
+        assert await tm.execute_task(s) is True
+        await timers_armed(clock)
+        assert await tm.get_task_status(f) is TaskStatus.RETRYING
+        o = await tm.register_task("other", other)
+        assert await tm.execute_task(o, wait=True) == "other"  # the bound passes over early
+        assert await tm.cleanup_completed_tasks(max_age=0.0) == 1  # other only
+        assert {i.task_id for i in await tm.get_all_tasks()} == {e, f, s}
+        clock.advance(10.0)
+        assert await tm.wait_for_task(s, timeout=WAIT) == 42
+        # Once taken, early is like any other finished task: the bound keeps sum only.
+        assert {i.task_id: i.status for i in await tm.get_all_tasks()} == {s: COMPLETED}
+        metrics = await tm.get_metrics()
+        assert (metrics.retries, metrics.failures) == (1, 0)
+    assert runs == {"early": 1, "flaky": 2, "other": 1, "add": 1}

@@ -9,6 +9,7 @@ each body ran, in which order, and the counts the monitor reports.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections import Counter
 from typing import Any
@@ -18,13 +19,17 @@ from helpers import WAIT, make_system, timers_armed
 
 from actors import (
     ActorSystem,
+    ActorSystemError,
     TaskPriority,
     TaskStatus,
     TaskTimeoutError,
     cancellation_token,
+    prometheus_collector,
     result_of,
 )
 from actors.observe import ResourceSample
+from actors.runtime.messages import GetMetrics
+from supervisors import ChildHandle, Kill
 from supervisors.testing import FakeClock
 
 COMPLETED = TaskStatus.COMPLETED
@@ -222,3 +227,38 @@ async def test_cleanup_keeps_a_result_a_waiting_dependent_has_yet_to_take(backen
         metrics = await tm.get_metrics()
         assert (metrics.retries, metrics.failures) == (1, 0)
     assert runs == {"early": 1, "flaky": 2, "other": 1, "add": 1}
+
+
+async def test_a_scrape_waiting_when_the_system_fails_fails_at_once_naming_the_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Prometheus scrape (a plain thread) asks for metrics while the monitor waits out
+    its restart's backoff (the call is buffered); then the task manager's crash exceeds
+    the restart intensity and the system fails. The scrape fails then, with the system's
+    failure, as every async call does: it does not wait out its bound and blame load."""
+    clock = FakeClock()
+    buffered = threading.Event()
+    tell = ChildHandle.tell
+
+    def spy(handle: ChildHandle, message: Any) -> None:
+        tell(handle, message)
+        if handle.child_id == "task_monitor" and type(message) is GetMetrics:
+            buffered.set()
+
+    monkeypatch.setattr(ChildHandle, "tell", spy)
+    config = {"RESTART_BACKOFF_INITIAL": 1.0, "RESTART_MAX_RESTARTS": 1, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=clock) as system:
+        collector = prometheus_collector(system, timeout=WAIT)
+        system.supervisor.child("task_monitor").tell(Kill())
+        await timers_armed(clock)  # the monitor's backoff: calls to it are buffered
+        scrape = asyncio.ensure_future(asyncio.to_thread(lambda: list(collector.collect())))
+        assert await asyncio.to_thread(buffered.wait, WAIT)
+        system.supervisor.child("task_manager").tell(Kill())  # a second restart: too many
+        failure = (
+            "the actor system failed: child 'task_manager' exhausted its restarts "
+            "(2 in 5.0s, max 1); last reason: ActorKilled('killed by a Kill message')"
+        )
+        with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
+            await scrape
+        with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
+            await system.task_manager.get_metrics()

@@ -29,7 +29,7 @@ from actors import (
 )
 from actors.observe import ResourceSample
 from actors.runtime.messages import GetMetrics
-from supervisors import ChildHandle, Kill
+from supervisors import ChildHandle, Kill, Supervisor
 from supervisors.testing import FakeClock
 
 COMPLETED = TaskStatus.COMPLETED
@@ -262,3 +262,33 @@ async def test_a_scrape_waiting_when_the_system_fails_fails_at_once_naming_the_f
             await scrape
         with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
             await system.task_manager.get_metrics()
+
+
+async def test_a_supervision_query_the_root_stops_before_answering_fails_with_an_actors_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``which_children`` reaches the root supervisor's inbox behind its stop (the root
+    is busy answering ``count_children`` meanwhile): pykka fails the query as the root
+    stops; the caller gets the system's `ActorSystemError`, not pykka's ActorDeadError."""
+    entered, gate = threading.Event(), threading.Event()
+    count_children = Supervisor.count_children
+
+    def held(self: Supervisor) -> Any:
+        entered.set()
+        gate.wait(WAIT)
+        return count_children(self)
+
+    monkeypatch.setattr(Supervisor, "count_children", held)
+    async with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        supervisor = system.supervisor
+        counting = asyncio.ensure_future(supervisor.count_children())
+        assert await asyncio.to_thread(entered.wait, WAIT)
+        supervisor.actor_ref.stop(block=False)  # queued behind count_children
+        asking = asyncio.ensure_future(supervisor.which_children())
+        await asyncio.sleep(0)  # one step of `asking`: its query is queued behind the stop
+        gate.set()
+        assert (await counting).specs == 5
+        with pytest.raises(ActorSystemError, match=r"^the root supervisor is stopped$"):
+            await asking
+        with pytest.raises(ActorSystemError, match=r"^the root supervisor is stopped$"):
+            await supervisor.which_children()

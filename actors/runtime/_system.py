@@ -18,7 +18,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from loguru import logger
-from pykka import ThreadingFuture
+from pykka import ActorDeadError, ThreadingFuture
 from pykka.messages import ProxyCall
 from tenacity import wait_exponential_jitter
 
@@ -119,6 +119,8 @@ class SupervisorClient:
         ask_into(self._ref, ProxyCall(attr_path=(method,), args=(), kwargs={}), reply_to)
         try:
             return await asyncio.wait_for(answer, self._timeout)
+        except ActorDeadError:  # it stopped with the call in its inbox: pykka's error
+            raise ActorSystemError("the root supervisor is stopped") from None
         except TimeoutError:
             msg = f"the root supervisor did not answer {method}() within {self._timeout}s"
             raise ActorSystemError(msg) from None

@@ -346,3 +346,23 @@ async def test_a_durable_map_stopped_mid_flight_resumes_only_what_was_running(
             (COMPLETED, 1, 0)
         ] * 3 + [(COMPLETED, 1, 1)] * 3
     assert sorted(MAP_RUNS) == [3, 4, 5]
+
+
+async def test_a_supervision_query_queued_as_the_root_stops_for_good_fails_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The root is alive when ``which_children`` checks, and has stopped (its inbox
+    drained) by the time the query is queued: nobody will answer it. The caller is told
+    the root is stopped at once instead of waiting out CALL_TIMEOUT (here 5 s)."""
+    async with ActorSystem({"CLEANUP_INTERVAL": 0, "CALL_TIMEOUT": WAIT}) as system:
+        supervisor = system.supervisor
+        ref = supervisor.actor_ref
+        ref.stop()  # stopped, its inbox drained
+        checks = iter([True])  # the check before the put saw it alive
+
+        def is_alive() -> bool:
+            return next(checks, False)
+
+        monkeypatch.setattr(ref, "is_alive", is_alive)
+        with pytest.raises(ActorSystemError, match=r"^the root supervisor is stopped$"):
+            await asyncio.wait_for(supervisor.which_children(), WAIT / 2)

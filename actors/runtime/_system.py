@@ -117,6 +117,9 @@ class SupervisorClient:
         if not self._ref.is_alive():
             raise ActorSystemError("the root supervisor is stopped")
         ask_into(self._ref, ProxyCall(attr_path=(method,), args=(), kwargs={}), reply_to)
+        if not self._ref.is_alive():  # stopped meanwhile: its inbox may be drained already
+            answer.cancel()  # (an answer, if one still comes, is dropped)
+            raise ActorSystemError("the root supervisor is stopped")
         try:
             return await asyncio.wait_for(answer, self._timeout)
         except ActorDeadError:  # it stopped with the call in its inbox: pykka's error

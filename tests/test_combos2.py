@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from helpers import WAIT, make_system, timers_armed
 
@@ -29,6 +30,7 @@ from actors import (
     prometheus_collector,
     result_of,
 )
+from actors.dashboard import create_app
 from actors.observe import ResourceSample
 from actors.runtime.messages import GetMetrics
 from supervisors import ChildHandle, Kill, Supervisor
@@ -366,3 +368,59 @@ async def test_a_supervision_query_queued_as_the_root_stops_for_good_fails_at_on
         monkeypatch.setattr(ref, "is_alive", is_alive)
         with pytest.raises(ActorSystemError, match=r"^the root supervisor is stopped$"):
             await asyncio.wait_for(supervisor.which_children(), WAIT / 2)
+
+
+async def test_views_read_while_the_task_manager_is_killed_agree_on_every_count() -> None:
+    """The dashboard's API, the task graph, the metrics and a Prometheus scrape are read
+    as the task manager is killed, three times: every read is answered, every view
+    counts the same tasks in the same states, before and after they end."""
+    gate = asyncio.Event()
+
+    async def held(i: int) -> int:
+        await gate.wait()
+        return i
+
+    async def plus(x: int) -> int:
+        return x + 100
+
+    by_status = {"running": 2, "queued": 1, "waiting": 3, "pending": 2}
+    config = {"RESTART_BACKOFF_INITIAL": 0.0, "CLEANUP_INTERVAL": 0, "MAX_CONCURRENT_TASKS": 2}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        sources = [await tm.register_task(f"h{i}", held, (i,)) for i in range(4)]
+        sinks = [
+            await tm.register_task(f"p{i}", plus, (result_of(s),)) for i, s in enumerate(sources)
+        ]
+        for sink in sinks[:3]:
+            assert await tm.execute_task(sink) is True
+        collector = prometheus_collector(system, timeout=WAIT)
+        transport = httpx.ASGITransport(app=create_app(system))
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as http:
+            for _ in range(3):
+                system.supervisor.child("task_manager").tell(Kill())
+                tasks, graph, metrics, my_graph, my_metrics, families = await asyncio.gather(
+                    http.get("/api/tasks"),
+                    http.get("/api/graph"),
+                    http.get("/api/metrics"),
+                    tm.get_task_graph(),
+                    tm.get_metrics(),
+                    asyncio.to_thread(lambda: list(collector.collect())),
+                )
+                assert [r.status_code for r in (tasks, graph, metrics)] == [200] * 3
+                assert Counter(r["status"] for r in tasks.json()["rows"]) == by_status
+                assert Counter(n["status"] for n in graph.json()["nodes"]) == by_status
+                assert len(graph.json()["edges"]) == 4
+                assert metrics.json()["tasks_by_status"] == by_status
+                assert Counter(n.status.value for n in my_graph.nodes) == by_status
+                assert {s.value: n for s, n in my_metrics.tasks_by_status.items()} == by_status
+                (family,) = [f for f in families if f.name == "actorflow_tasks"]
+                scraped = {s.labels["status"]: s.value for s in family.samples if s.value}
+                assert scraped == by_status
+            gate.set()
+            assert [await tm.wait_for_task(s, timeout=WAIT) for s in sinks[:3]] == [100, 101, 102]
+            after = {"completed": 6, "pending": 2}
+            assert (await http.get("/api/metrics")).json()["tasks_by_status"] == after
+            assert Counter(n.status.value for n in (await tm.get_task_graph()).nodes) == after
+        restarts = {c.id: c.restarts for c in await system.supervisor.which_children()}
+    assert restarts["task_manager"] == 3
+    assert sum(restarts.values()) == 3

@@ -84,19 +84,20 @@ def metrics_snapshot(system: SystemRuntime, timeout: float) -> MetricsSnapshot:
             "or a sync route of your web framework), or use await tm.get_metrics()"
         )
         raise ActorSystemError(msg)
-    facade = system._check()
     future: Future[MetricsSnapshot] = Future()
-    try:
-        facade.tell(GetMetrics(_FutureReply(future)))
-    except SupervisorError as exc:
-        raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
-    try:
-        return future.result(timeout)
-    except FutureTimeout:
-        if not future.cancel():  # answered as the wait gave up: that answer
-            return future.result()
-        msg = f"no metrics from the actor system within {timeout}s; it is overloaded or stuck"
-        raise ActorSystemError(msg) from None
+    # (A failure or stop of the system meanwhile fails the future: no wait for the bound.)
+    with system.thread_call(future) as facade:
+        try:
+            facade.tell(GetMetrics(_FutureReply(future)))
+        except SupervisorError as exc:
+            raise ActorSystemError(f"the actor system cannot take calls: {exc}") from exc
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            if not future.cancel():  # answered as the wait gave up: that answer
+                return future.result()
+            msg = f"no metrics from the actor system within {timeout}s; it is overloaded or stuck"
+            raise ActorSystemError(msg) from None
 
 
 class MetricsCollector:

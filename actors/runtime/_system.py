@@ -13,11 +13,12 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from loguru import logger
-from pykka import ThreadingFuture
+from pykka import ActorDeadError, ThreadingFuture
 from pykka.messages import ProxyCall
 from tenacity import wait_exponential_jitter
 
@@ -116,8 +117,13 @@ class SupervisorClient:
         if not self._ref.is_alive():
             raise ActorSystemError("the root supervisor is stopped")
         ask_into(self._ref, ProxyCall(attr_path=(method,), args=(), kwargs={}), reply_to)
+        if not self._ref.is_alive():  # stopped meanwhile: its inbox may be drained already
+            answer.cancel()  # (an answer, if one still comes, is dropped)
+            raise ActorSystemError("the root supervisor is stopped")
         try:
             return await asyncio.wait_for(answer, self._timeout)
+        except ActorDeadError:  # it stopped with the call in its inbox: pykka's error
+            raise ActorSystemError("the root supervisor is stopped") from None
         except TimeoutError:
             msg = f"the root supervisor did not answer {method}() within {self._timeout}s"
             raise ActorSystemError(msg) from None
@@ -191,6 +197,9 @@ class SystemRuntime:
         # Loops this system has answered calls on (their bridges track the calls).
         self._bridges: weakref.WeakSet[LoopBridge] = weakref.WeakSet()
         self._last_bridge: LoopBridge | None = None
+        # Calls a plain thread waits for on a future (`actors.metrics_snapshot`): no
+        # bridge tracks them, so a failure or a stop fails them here.
+        self._thread_calls: set[Future[Any]] = set()
         self._lock = threading.Lock()
         self._dashboards: list[_Server] = []
         self._loop_thread: LoopThread | None = None
@@ -493,9 +502,33 @@ class SystemRuntime:
         self._last_bridge = bridge
 
     def _fail_pending(self, error: ActorSystemError) -> None:
-        """Fail every call still waiting for this system, on whichever loop it waits."""
+        """Fail every call still waiting for this system, on whichever loop it waits,
+        and those plain threads wait for (`thread_call`)."""
         for bridge in list(self._bridges):
             bridge.post_if_open(bridge.fail_owned, self, error)
+        with self._lock:
+            waiting = list(self._thread_calls)
+        for future in waiting:
+            with contextlib.suppress(InvalidStateError):
+                future.set_exception(_copy(error))
+
+    @contextlib.contextmanager
+    def thread_call(self, future: Future[Any]) -> Iterator[ChildHandle]:
+        """The facade's handle for a call whose answer a plain thread waits for on
+        ``future`` within the block: if the system fails or stops meanwhile, ``future``
+        fails with the reason at once (no bridge tracks it), instead of its waiter
+        waiting out its bound. Raises, as `_check`, if calls cannot be made."""
+        facade = self._check()
+        with self._lock:
+            self._thread_calls.add(future)
+        try:
+            failure = self._failure  # failed as it was added: `_fail_pending` may have missed it
+            if failure is not None:
+                raise _copy(failure)
+            yield facade
+        finally:
+            with self._lock:
+                self._thread_calls.discard(future)
 
     def _breaker_changed(self, transition: BreakerTransition) -> None:
         state = self._state

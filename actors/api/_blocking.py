@@ -145,6 +145,9 @@ class BlockingTaskManager:
         named = f"timeout={bound}s + CALL_TIMEOUT={call_timeout}s + {SWEEP_MARGIN}s"
         return self._runner().call(coro, bound + call_timeout + SWEEP_MARGIN, what, named)
 
+    # One line a method: mypy types a method only when the class body assigns it (set
+    # in a loop over names it is unknown; a ``__getattr__`` overloaded on each name's
+    # Literal is refused), so this table is the list of names.
     register_task = _blocking(UnifiedTaskManager.register_task)
     cancel_task = _blocking(UnifiedTaskManager.cancel_task)
     get_task = _blocking(UnifiedTaskManager.get_task)

@@ -65,6 +65,12 @@ class StatusChange(NamedTuple):
 
     Every field is the new value (None clears): the engine knows the whole state at
     each transition. A change of a task with no row changes nothing.
+
+    Its fields after ``task_id`` are `TaskRow`'s state fields (but ``created_at``),
+    written again: a named tuple cannot extend another, mypy types only the fields a
+    class writes out, and a nested state tuple cost ~115 ns more to build and ~145 ns
+    to flatten for SQLite per change (timeit). The assert under `STATE_AT` keeps the
+    two in step.
     """
 
     task_id: str

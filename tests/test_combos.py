@@ -620,6 +620,72 @@ def test_a_loop_thread_call_sent_as_its_loop_stops_is_answered(
     assert runner.loop.is_closed()
 
 
+def test_a_second_stop_during_the_loop_threads_cleanup_lets_the_cleanup_finish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stop that gave up on the loop thread (a task slow to end its cancellation),
+    then a second stop (``shutdown()`` of a stopped system ends a loop thread its stop
+    could not end): the second stop's ``loop.stop`` lands in the thread's cleanup. The
+    cleanup runs on until its tasks have ended; it raised "Event loop stopped before
+    Future completed." in the thread, which closed the loop with the task's cleanup
+    cut off mid-way (and, with no task left, cut its one more round the same way)."""
+    thread_errors: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda a: thread_errors.append(repr(a.exc_value)))
+    runner = LoopThread("restop-test")
+    running, cleaning, release = threading.Event(), threading.Event(), threading.Event()
+    cleaned: list[str] = []
+
+    async def slow_to_cancel() -> None:
+        try:
+            running.set()
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            cleaning.set()
+            await asyncio.to_thread(release.wait, WAIT)  # the thread is in its cleanup
+            cleaned.append("cleaned")
+            raise
+
+    asyncio.run_coroutine_threadsafe(slow_to_cancel(), runner.loop)
+    try:
+        assert running.wait(WAIT)
+        assert runner.stop(0.0) is False  # gave up at once: abandoned, still cleaning up
+        assert cleaning.wait(WAIT)
+        # The second stop's request is queued ahead of the answer `release` sends.
+        assert runner.stop(0.0) is False
+    finally:
+        release.set()
+        runner.thread.join(WAIT)
+    assert (runner.thread.is_alive(), runner.loop.is_closed()) == (False, True)
+    assert (cleaned, thread_errors) == (["cleaned"], [])
+
+
+def test_a_second_stop_as_the_loop_stops_lets_its_last_round_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second stop whose ``loop.stop`` lands behind the loop's last iteration (two
+    stops at once) runs in the round the cleanup gives calls sent as the loop stopped:
+    the round (and the rest of the cleanup) runs on; it raised "Event loop stopped
+    before Future completed." in the thread, though no task was left."""
+    thread_errors: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda a: thread_errors.append(repr(a.exc_value)))
+    runner = LoopThread("restop-test")
+    inside, posted = threading.Event(), threading.Event()
+
+    def last_iteration() -> None:
+        runner.loop.stop()  # run_forever returns after this iteration
+        inside.set()
+        posted.wait(WAIT)  # the second stop lands behind this iteration
+
+    runner.loop.call_soon_threadsafe(last_iteration)
+    try:
+        assert inside.wait(WAIT)
+        assert runner.stop(0.0) is False  # (its thread still runs: "abandoned")
+    finally:
+        posted.set()
+        runner.thread.join(WAIT)
+    assert (runner.thread.is_alive(), runner.loop.is_closed(), thread_errors) == (False, True, [])
+
+
 def test_blocking_event_streams_end_quietly_when_their_system_stops_mid_get() -> None:
     """A thread reads a blocking event stream (``with system.blocking.events()``) while
     blocking callers wait for a hanging coroutine and a hanging function; the ``with

@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from loguru import logger
@@ -60,7 +60,7 @@ class LoopThread:
                 # one more round makes it (and answers it, if it ends at once), so the
                 # cancel below sees it. Else it ran only in a later `run_until_complete`,
                 # or never, and its caller waited out its whole bound (`CallTimeout`).
-                loop.run_until_complete(asyncio.sleep(0))
+                _run_to_end(loop, asyncio.sleep(0))
                 # Until none is left: a call sent just before (its task is made as the
                 # loop runs again) would be left pending, unanswered, as the loop closes.
                 while tasks := asyncio.all_tasks(loop):
@@ -70,9 +70,9 @@ class LoopThread:
                         f"waiting for its {len(tasks)} cancelled task(s) to end "
                         "(a coroutine that ignores its cancellation, or blocks the loop)"
                     )
-                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                    _run_to_end(loop, asyncio.gather(*tasks, return_exceptions=True))
                 self._stage = "closing its async generators"
-                loop.run_until_complete(loop.shutdown_asyncgens())
+                _run_to_end(loop, loop.shutdown_asyncgens())
             finally:
                 self._stage = (
                     "waiting for the functions still running in its default executor "
@@ -193,6 +193,20 @@ class LoopThread:
             self._stage,
         )
         return False
+
+
+def _run_to_end(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[Any]) -> None:
+    """``loop.run_until_complete(awaitable)`` for the loop thread's cleanup, which a
+    stop requested meanwhile does not cut short: a second `LoopThread.stop` (one that
+    gave up on the thread, then another: ``shutdown()`` of a stopped system) lands its
+    ``loop.stop`` here, and ``run_until_complete`` then raised "Event loop stopped
+    before Future completed." in the thread, which closed the loop with its cancelled
+    tasks still pending. The loop runs again until ``awaitable`` is done."""
+    future = asyncio.ensure_future(awaitable, loop=loop)
+    future.add_done_callback(lambda _: loop.stop())
+    while not future.done():
+        loop.run_forever()  # (returns early on a stray stop: run again)
+    future.result()
 
 
 def _answered(future: concurrent.futures.Future[Any], seconds: float) -> bool:

@@ -840,7 +840,7 @@ class UnifiedTaskManager:
             return waiting
         call: _Call[bool] = _Call(loop=bridge.loop)
         call.bridge = bridge
-        box.send(facade, _new(messages.Execute, (task_id, False, call)))
+        box.send(facade, _new(messages.Execute, (task_id, False, call, None)))
         bridge.track(call, system.config.CALL_TIMEOUT, "Execute", system)
         return call
 
@@ -851,7 +851,7 @@ class UnifiedTaskManager:
             raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
         if wait:
             reply = self._reply()
-            request = messages.Execute(task_id, True, reply)
+            request = messages.Execute(task_id, True, reply, _current.get())
             caller = self._start_wait(reply, request, "Execute", None)
             del request  # the facade's now: not kept while this call waits
             try:
@@ -869,13 +869,19 @@ class UnifiedTaskManager:
         `TaskNotExecutedError` at once (nothing would end the wait); with one, the call
         waits for someone else to execute it.
         Called from inside a task, the calling task gives its concurrency slot up while
-        it waits (see the README: tasks that wait for tasks).
+        it waits (see the README: tasks that wait for tasks); a wait for its own task,
+        or for a task that depends on it, raises `InvalidTaskError` at once (that task
+        ends only after the caller's, so the wait would never end).
         """
         validate_task_id(task_id)
         bound = validate_timeout(timeout)
         reply = self._reply()
         return await self._wait(
-            task_id, bound, reply, messages.Wait(task_id, reply, bound is not None), "Wait"
+            task_id,
+            bound,
+            reply,
+            messages.Wait(task_id, reply, bound is not None, _current.get()),
+            "Wait",
         )
 
     async def _wait(
@@ -1382,7 +1388,7 @@ def _build_register_call(call: _RegisterCall[Any]) -> messages.Register | None:
 def _build_execute_wait(call: _WaitCall[Any]) -> messages.Execute:
     """`Outbox.defer`'s build of an ``execute_task(wait=True)`` made at once: its
     `Execute`, made from the call (which holds the task id) when it is sent."""
-    return _new(messages.Execute, (call.task_id, True, call))
+    return _new(messages.Execute, (call.task_id, True, call, None))
 
 
 def _build_submit_call(call: _SubmitCall[Any]) -> messages.SubmitTask | None:

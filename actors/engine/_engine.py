@@ -69,6 +69,7 @@ from actors.core import (
     TaskInfo,
     TaskNotExecutedError,
     TaskNotFoundError,
+    TaskScope,
     TaskStatus,
     TaskTimeoutError,
     shrink,
@@ -383,12 +384,17 @@ class Engine:
             self._cancel(record, _dependency_error(record, failed), propagate=False)
         return record
 
-    def execute(self, task_id: str, waiter: ReplyTo | None = None) -> bool:
+    def execute(
+        self, task_id: str, waiter: ReplyTo | None = None, caller: TaskScope | None = None
+    ) -> bool:
         """Execute a pending task and, first, its pending dependencies; True if it was
-        pending. ``waiter`` gets the outcome (added first: the attempt may answer it)."""
+        pending. ``waiter`` gets the outcome (added first: the attempt may answer it);
+        ``caller``: the attempt whose code waits, if any (see `wait`)."""
         record = self.tasks.get(task_id)
         if record is None:
             raise TaskNotFoundError.for_id(task_id)
+        if caller is not None:
+            self._refuse_endless_wait(record, caller)
         accepted = record.status is PENDING
         if waiter is not None:
             if accepted and record.waiters is None:  # its first waiter, as `wait` adds it
@@ -415,10 +421,21 @@ class Engine:
         if ((self.ready or self.ready_run) and self.running < self.limit) or self.released:
             self._pump()  # (else it has nothing to start: a burst queues behind a full limit)
 
-    def wait(self, task_id: str, reply: ReplyTo, pending_ok: bool = True) -> None:
+    def wait(
+        self,
+        task_id: str,
+        reply: ReplyTo,
+        pending_ok: bool = True,
+        caller: TaskScope | None = None,
+    ) -> None:
         """``reply`` gets the task's outcome when it ends. Unless ``pending_ok``, a task
-        never executed raises `TaskNotExecutedError`: nothing would end the wait."""
+        never executed raises `TaskNotExecutedError`: nothing would end the wait. A
+        wait by the code of a running attempt (``caller``) for its own task, or for a
+        task that depends on it, raises `InvalidTaskError`: that task ends only after
+        the caller's, which waits for it."""
         record = self.get(task_id)
+        if caller is not None:
+            self._refuse_endless_wait(record, caller)
         if not pending_ok and record.status is PENDING:
             msg = (
                 f"task {record.name!r} ({task_id}) was registered but never executed, so "
@@ -438,6 +455,32 @@ class Engine:
             record.waiters = [*waiters, reply]
         else:
             waiters.append(reply)
+
+    def _refuse_endless_wait(self, record: TaskRecord, caller: TaskScope) -> None:
+        """Raise `InvalidTaskError` if the code of attempt ``caller`` may not wait for
+        ``record``: it is the caller's own task, or depends on it (the path named)."""
+        if record.status in TERMINAL:
+            return  # (a dependent cancelled already: the wait is answered at once)
+        waiting = self.tasks.get(caller.task_id)
+        execution: object = None if waiting is None else waiting.execution
+        if waiting is None or execution is not caller:
+            return  # not a running attempt of this engine (another system's task, say)
+        name, task_id = waiting.name, waiting.task_id
+        if waiting is record:
+            msg = (
+                f"task {name!r} ({task_id}) cannot wait for its own outcome: it ends only "
+                "after this wait, which would never end"
+            )
+            raise InvalidTaskError(msg)
+        path = self.graph.dependency_path(record.task_id, task_id)
+        if path is not None:
+            msg = (
+                f"task {name!r} ({task_id}) cannot wait for task {record.name!r} "
+                f"({record.task_id}): it depends on the waiting task ("
+                + " -> ".join(path)
+                + "), so it ends only after this wait, which would never end"
+            )
+            raise InvalidTaskError(msg)
 
     def unwait(self, task_id: str, waiter: ReplyTo) -> None:
         """``waiter`` stopped waiting (its wait timed out or was cancelled): drop it."""

@@ -107,6 +107,14 @@ class DependencyGraph:
         self._link(task_id, depends_on)
         return True
 
+    def dependency_path(self, start: str, goal: str) -> list[str] | None:
+        """The shortest path ``[start, ..., goal]`` along dependencies (each task
+        depends on the next), or None if ``start`` does not depend on ``goal``, directly
+        or not, or either is unknown."""
+        if start not in self._nodes or goal not in self._nodes or start == goal:
+            return None
+        return self._dependency_path(start, goal)
+
     def _dependency_path(self, start: str, goal: str) -> list[str] | None:
         """The shortest path ``start -> ... -> goal`` along dependencies, or None.
 

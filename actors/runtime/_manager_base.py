@@ -468,7 +468,7 @@ class BaseManager(SupervisedActor):
         if self.link is not None:
             self.link.promote(message.task_id)
         if message.wait:
-            self.engine.execute(message.task_id, message.reply)
+            self.engine.execute(message.task_id, message.reply, message.caller)
             return DEFERRED
         if self.link is not None and self.link.durable(message.task_id):
             self.link.answer_later(message.reply, self.engine.execute(message.task_id))
@@ -487,7 +487,7 @@ class BaseManager(SupervisedActor):
     def _wait(self, message: messages.Wait) -> Any:
         if self.link is not None:
             self.link.promote(message.task_id)
-        self.engine.wait(message.task_id, message.reply, pending_ok=message.bounded)
+        self.engine.wait(message.task_id, message.reply, message.bounded, message.caller)
         return DEFERRED
 
     def _cancel(self, message: messages.Cancel) -> Any:

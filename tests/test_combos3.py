@@ -8,13 +8,20 @@ each body ran, and the counts the monitor reports.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
-from helpers import WAIT, make_system
+from helpers import WAIT, make_system, returns, until
 
 import actors
-from actors import InvalidTaskError, TaskCancelledError, TaskStatus
+from actors import (
+    DependencyFailedError,
+    InvalidTaskError,
+    TaskCancelledError,
+    TaskNotFoundError,
+    TaskStatus,
+)
 from supervisors.testing import FakeClock
 
 COMPLETED, FAILED, CANCELLED = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED
@@ -99,3 +106,133 @@ async def test_a_task_that_waits_for_itself_or_for_its_dependent_is_refused_at_o
             assert [infos[t] for t in (a, b, c)] == [(TaskStatus.PENDING, 0)] * 3
         metrics = await tm.get_metrics()
         assert dict(metrics.tasks_by_status) == {"completed": 2, "pending": 6, "cancelled": 2}
+
+
+async def test_a_task_that_submits_a_task_depending_on_itself_is_refused_at_once(
+    backend: str,
+) -> None:
+    """A task's code submits (``submit``, ``map``, the blocking ``submit``) a task that
+    takes its own result (``result_of``) or depends on a task that depends on it: the
+    new task could run only after the caller ended, and the caller waits for it, so the
+    call is refused at once with `InvalidTaskError` naming the path, and nothing is
+    registered. One whose dependency on the caller failed already (cancelled) is
+    answered at once. (Each call hung: for ever, or until its caller gave up.)"""
+    seen: list[str] = []
+    ids: dict[str, str] = {}
+
+    async with make_system(backend, FakeClock(), MAX_CONCURRENT_TASKS=1) as system:
+        tm = system.task_manager
+
+        async def refused(call: Any) -> None:
+            try:
+                await asyncio.wait_for(call, WAIT)  # (a bound on the old hang only)
+            except InvalidTaskError as error:
+                known = set(ids.values())
+                seen.append(
+                    re.sub(
+                        r"t[0-9a-f]+-[0-9a-f]+",
+                        lambda m: m[0] if m[0] in known else "<new>",
+                        str(error),
+                    )
+                )
+
+        async def submits() -> str:
+            me = actors.current_task_id()
+            assert me is not None
+            await refused(tm.submit(str, actors.result_of(me)))
+            await refused(tm.submit(str, dependencies=[ids["b"]], task_id="n1"))
+            await refused(tm.map(str, [1, actors.result_of(me)]))
+            try:  # its dependency on me is cancelled: cancelled at once
+                await asyncio.wait_for(tm.submit(str, actors.result_of(ids["d"])), WAIT)
+            except DependencyFailedError as error:
+                seen.append(type(error).__name__)
+            return "went on"
+
+        def submits_blocking() -> str:
+            me = actors.current_task_id()
+            assert me is not None
+            try:
+                system.blocking.submit(str, actors.result_of(me), task_id="n2")
+            except InvalidTaskError as error:
+                seen.append(str(error))
+            return "went on"
+
+        ids["w"] = w = await tm.register_task("waiter", submits)
+        ids["a"] = a = await tm.register_task("a", str, dependencies=[w])
+        ids["b"] = b = await tm.register_task("b", str, dependencies=[a])
+        ids["d"] = d = await tm.register_task("d", str, dependencies=[w])
+        assert await tm.cancel_task(d) is True
+        before = len(await tm.get_all_tasks())
+        assert await asyncio.wait_for(tm.execute_task(w, wait=True), WAIT) == "went on"
+        new = "task 'str' (<new>) and wait for it: it would depend on the waiting task"
+        never = "so it would end only after this wait, which would never end"
+        assert seen == [
+            f"task 'waiter' ({w}) cannot submit {new} (<new> -> {w}), {never}",
+            f"task 'waiter' ({w}) cannot submit {new.replace('<new>', 'n1')} "
+            f"(n1 -> {b} -> {a} -> {w}), {never}",
+            f"task 'waiter' ({w}) cannot submit {new} (<new> -> {w}), {never}",
+            "DependencyFailedError",
+        ]
+        # Nothing registered but the submit cancelled at once (and the map's first
+        # item, which was not refused: it ran).
+        # Registered: the map's first item (not refused: it ran) and the submit that
+        # was cancelled at once; nothing else.
+        infos = await tm.get_all_tasks()
+        assert [(i.name, i.status, i.attempts) for i in infos[before:]] == [
+            ("str", COMPLETED, 1),
+            ("str", CANCELLED, 0),
+        ]
+
+        seen.clear()
+        wb = await tm.register_task("waiter_blocking", submits_blocking)
+        assert await asyncio.wait_for(tm.execute_task(wb, wait=True), WAIT) == "went on"
+        assert seen == [
+            f"task 'waiter_blocking' ({wb}) cannot submit task 'str' (n2) and wait for "
+            f"it: it would depend on the waiting task (n2 -> {wb}), {never}"
+        ]
+        with pytest.raises(TaskNotFoundError):
+            await tm.get_task("n2")
+
+
+async def test_a_wait_for_a_task_tied_to_the_waiter_only_through_an_ended_task_goes_on(
+    backend: str,
+) -> None:
+    """``y`` depends (running anyway) on ``x``, which depends on the waiting task but
+    was cancelled, and on ``z``, which runs: ``y`` ends when ``z`` does, not after the
+    waiter, so the waiter's wait for ``y`` is not refused and gets its result."""
+    gate, sent = asyncio.Event(), asyncio.Event()
+    ids: dict[str, str] = {}
+
+    async def z_body() -> str:
+        await gate.wait()
+        return "z"
+
+    async with make_system(backend, FakeClock(), MAX_CONCURRENT_TASKS=2) as system:
+        tm = system.task_manager
+
+        async def waiter() -> str:
+            waiting = asyncio.ensure_future(tm.wait_for_task(ids["y"]))
+            await asyncio.sleep(0)  # one step of `waiting`: its request is sent
+            sent.set()
+            return str(await waiting)
+
+        w = await tm.register_task("waiter", waiter)
+        x = await tm.register_task("x", str, dependencies=[w])
+        assert await tm.cancel_task(x) is True
+        z = await tm.register_task("z", z_body)
+        ids["y"] = y = await tm.register_task(
+            "y", returns("y"), dependencies=[x, z], on_dependency_failure="run"
+        )
+        assert await tm.execute_task(y) is True
+        running = asyncio.ensure_future(tm.execute_task(w, wait=True))
+        await until(sent)
+        assert await tm.get_task_status(y) is TaskStatus.WAITING
+        gate.set()
+        assert await asyncio.wait_for(running, WAIT) == "y"
+        infos = {i.name: (i.status, i.attempts) for i in await tm.get_all_tasks()}
+    assert infos == {
+        "waiter": (COMPLETED, 1),
+        "x": (CANCELLED, 0),
+        "z": (COMPLETED, 1),
+        "y": (COMPLETED, 1),
+    }

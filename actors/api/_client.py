@@ -598,7 +598,8 @@ class UnifiedTaskManager:
         task_id = given if isinstance(given, str) and given else new_task_id()
         caller = self._start_wait(
             reply,
-            (self, reply, func, args, options, task_id, capture()),  # the outbox's, till built
+            # The outbox's, till built.
+            (self, reply, func, args, options, task_id, capture(), _current.get()),
             "SubmitTask",
             _build_submit_request,
         )
@@ -637,15 +638,16 @@ class UnifiedTaskManager:
         options: dict[str, Any],
         task_id: str,
         trace: Any,
+        caller: TaskScope | None = None,
     ) -> messages.SubmitTask | None:
         """The `SubmitTask` request of a `submit` call, or None (its caller gets the
-        error) if an argument is refused."""
+        error) if an argument is refused (``caller``: the task whose code calls)."""
         try:
             spec, _journal = self._submit_spec(func, args, options, trace)
         except Exception as exc:
             _refuse(reply, exc)
             return None
-        return _new(messages.SubmitTask, (spec, task_id, reply.bridge, reply))
+        return _new(messages.SubmitTask, (spec, task_id, reply.bridge, reply, caller))
 
     async def _submit_checked(
         self, func: Any, args: tuple[Any, ...], options: dict[str, Any]
@@ -660,7 +662,7 @@ class UnifiedTaskManager:
                 task_id,
                 None,
                 reply,
-                messages.Execute(task_id, True, reply),
+                messages.Execute(task_id, True, reply, _current.get()),
                 "Execute",
                 abandon_cancels=True,
             )
@@ -670,7 +672,7 @@ class UnifiedTaskManager:
             task_id,
             None,
             reply,
-            messages.SubmitTask(spec, task_id, reply.bridge, reply),
+            messages.SubmitTask(spec, task_id, reply.bridge, reply, _current.get()),
             "SubmitTask",
             abandon_cancels=True,
         )
@@ -796,7 +798,8 @@ class UnifiedTaskManager:
                     await asyncio.sleep(0)  # one Batch per chunk, one chunk per iteration
                     if future.done():  # the system failed meanwhile: send no more
                         break
-                send(facade, messages.SubmitTask(spec, ids[index], bridge, MapSlot(call, index)))
+                slot = MapSlot(call, index)
+                send(facade, messages.SubmitTask(spec, ids[index], bridge, slot, caller))
             await future
         finally:
             bridge.untrack(future)

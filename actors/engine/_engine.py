@@ -407,8 +407,18 @@ class Engine:
                 self._pump()  # (else it has nothing to start: a burst queues behind a full limit)
         return accepted
 
-    def submit(self, spec: TaskSpec, task_id: str, bridge: LoopBridge, reply: ReplyTo) -> None:
-        """Register and execute a task; ``reply`` gets its outcome (`deliver`)."""
+    def submit(
+        self,
+        spec: TaskSpec,
+        task_id: str,
+        bridge: LoopBridge,
+        reply: ReplyTo,
+        caller: TaskScope | None = None,
+    ) -> None:
+        """Register and execute a task; ``reply`` gets its outcome (`deliver`).
+        ``caller``: the attempt whose code submits, if any (see `wait`)."""
+        if caller is not None and spec.dependencies:
+            self._refuse_endless_submit(spec, task_id, caller)
         record = self._register(spec, task_id, bridge)
         if record.status is not PENDING:  # cancelled: a dependency had failed
             deliver(reply, record)
@@ -456,15 +466,32 @@ class Engine:
         else:
             waiters.append(reply)
 
+    def _waiting_attempt(self, caller: TaskScope) -> TaskRecord | None:
+        """The task of ``caller`` if it is a running attempt of this engine, else None
+        (another system's task, or an attempt that ended)."""
+        waiting = self.tasks.get(caller.task_id)
+        execution: object = None if waiting is None else waiting.execution
+        return waiting if waiting is not None and execution is caller else None
+
+    def _live_path(self, start: str, goal: TaskRecord) -> list[str] | None:
+        """``start -> ... -> goal`` along dependencies through tasks that have not
+        ended (`DependencyGraph.dependency_path`): ``start`` ends only after ``goal``."""
+        tasks = self.tasks
+
+        def live(task_id: str) -> bool:
+            record = tasks.get(task_id)
+            return record is not None and record.status not in TERMINAL
+
+        return self.graph.dependency_path(start, goal.task_id, live)
+
     def _refuse_endless_wait(self, record: TaskRecord, caller: TaskScope) -> None:
         """Raise `InvalidTaskError` if the code of attempt ``caller`` may not wait for
         ``record``: it is the caller's own task, or depends on it (the path named)."""
         if record.status in TERMINAL:
             return  # (a dependent cancelled already: the wait is answered at once)
-        waiting = self.tasks.get(caller.task_id)
-        execution: object = None if waiting is None else waiting.execution
-        if waiting is None or execution is not caller:
-            return  # not a running attempt of this engine (another system's task, say)
+        waiting = self._waiting_attempt(caller)
+        if waiting is None:
+            return
         name, task_id = waiting.name, waiting.task_id
         if waiting is record:
             msg = (
@@ -472,13 +499,41 @@ class Engine:
                 "after this wait, which would never end"
             )
             raise InvalidTaskError(msg)
-        path = self.graph.dependency_path(record.task_id, task_id)
+        path = self._live_path(record.task_id, waiting)
         if path is not None:
             msg = (
                 f"task {name!r} ({task_id}) cannot wait for task {record.name!r} "
                 f"({record.task_id}): it depends on the waiting task ("
                 + " -> ".join(path)
                 + "), so it ends only after this wait, which would never end"
+            )
+            raise InvalidTaskError(msg)
+
+    def _refuse_endless_submit(self, spec: TaskSpec, task_id: str, caller: TaskScope) -> None:
+        """Raise `InvalidTaskError` if the code of attempt ``caller`` may not submit
+        ``spec`` (and wait for it): the new task would depend on the caller's task,
+        directly or through tasks that have not ended, and would not be cancelled at
+        once by a dependency that failed."""
+        waiting = self._waiting_attempt(caller)
+        if waiting is None:
+            return
+        tasks = self.tasks
+        cancels = spec.on_dependency_failure != "run"
+        path = None
+        for dep in spec.dependencies:
+            d = tasks.get(dep)
+            if d is None:
+                continue  # (refused by the registration: not found)
+            if cancels and (d.status is FAILED or d.status is CANCELLED):
+                return  # cancelled at once: answered at once
+            if path is None and d.status not in TERMINAL:
+                path = [dep] if d is waiting else self._live_path(dep, waiting)
+        if path is not None:
+            msg = (
+                f"task {waiting.name!r} ({waiting.task_id}) cannot submit task "
+                f"{spec.name!r} ({task_id}) and wait for it: it would depend on the waiting "
+                "task (" + " -> ".join([task_id, *path]) + "), so it would end only after "
+                "this wait, which would never end"
             )
             raise InvalidTaskError(msg)
 

@@ -451,7 +451,9 @@ class BaseManager(SupervisedActor):
 
     def _submit(self, message: messages.SubmitTask) -> Any:
         try:
-            self.engine.submit(message.spec, message.task_id, message.bridge, message.reply)
+            self.engine.submit(
+                message.spec, message.task_id, message.bridge, message.reply, message.caller
+            )
         except ActorsError:
             self._refused(message.task_id)
             raise

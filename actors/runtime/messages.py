@@ -109,6 +109,8 @@ class SubmitTask(NamedTuple):
     task_id: str
     bridge: LoopBridge
     reply: ReplyTo
+    caller: TaskScope | None = None
+    """The attempt whose code submits, if a task's code calls (`Wait`)."""
 
 
 class Execute(NamedTuple):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from typing import Any
 
 import pytest
-from helpers import WAIT, make_system, returns, until
+from helpers import WAIT, Boom, double, make_system, returns, until
 
 import actors
 from actors import (
@@ -236,3 +237,42 @@ async def test_a_wait_for_a_task_tied_to_the_waiter_only_through_an_ended_task_g
         "z": (COMPLETED, 1),
         "y": (COMPLETED, 1),
     }
+
+
+async def test_a_retry_of_a_task_whose_result_of_dependency_was_evicted_is_refused_cleanly(
+    backend: str,
+) -> None:
+    """``x`` takes ``d``'s result and fails; the MAX_FINISHED_TASKS bound (1) then
+    drops ``d`` (no longer pinned). ``retry_task(x)`` is refused with
+    `TaskNotFoundError` naming ``d``, and nothing changed: every listing still works.
+    (It raised a bare KeyError half-way through the registration, leaving a task
+    without a status in the table: every later ``get_all_tasks`` raised
+    AttributeError.)"""
+    runs: Counter[str] = Counter()
+
+    async def fails_with(value: int) -> int:
+        runs["x"] += 1
+        raise Boom(f"got {value}")
+
+    async with make_system(backend, FakeClock(), MAX_FINISHED_TASKS=1) as system:
+        tm = system.task_manager
+        d = await tm.register_task("d", double, (2,))
+        x = await tm.register_task("x", fails_with, (actors.result_of(d),))
+        with pytest.raises(Boom, match=r"^got 4$"):
+            await tm.execute_task(x, wait=True)
+        before = await tm.get_all_tasks()
+        assert [(i.task_id, i.status) for i in before] == [(x, FAILED)]
+        message = (
+            f"task {x!r} cannot be retried: it takes the result of task {d!r}, which was "
+            "cleaned up since (MAX_FINISHED_TASKS or cleanup_completed_tasks), so its "
+            "result is gone; register the task again with the value"
+        )
+        with pytest.raises(TaskNotFoundError, match=f"^{re.escape(message)}$"):
+            await tm.retry_task(x)
+        assert await tm.get_all_tasks() == before
+        assert await tm.get_tasks_by_status(TaskStatus.PENDING) == []
+        metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {"failed": 1}
+        graph = await tm.get_task_graph()
+        assert graph.topological_order() == [x]
+    assert runs == {"x": 1}

@@ -25,6 +25,7 @@ from actors.core import (
     ActorsError,
     ActorSystemError,
     InvalidTaskError,
+    TaskNotFoundError,
     TaskStatus,
     tell_later,
 )
@@ -544,6 +545,15 @@ class BaseManager(SupervisedActor):
             raise InvalidTaskError(msg)
         graph = self.engine.graph
         deps = graph.dependencies(task_id) if task_id in graph else ()
+        for dep in spec.results or ():
+            if dep not in deps:  # (its edge went with it)
+                msg = (
+                    f"task {task_id!r} cannot be retried: it takes the result of task "
+                    f"{dep!r}, which was cleaned up since (MAX_FINISHED_TASKS or "
+                    "cleanup_completed_tasks), so its result is gone; register the task "
+                    "again with the value"
+                )
+                raise TaskNotFoundError(msg)
         durable = self.link is not None and self.link.durable(task_id)
         kept = record.kept_bridge
         bridge = None if kept is None else kept()  # None: its loop is gone

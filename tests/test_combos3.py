@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from functools import partial
 from typing import Any
 
 import pytest
-from helpers import WAIT, Boom, double, make_system, returns, until
+from helpers import WAIT, Boom, double, fails, make_system, refused_as_before, returns, until
 
 import actors
 from actors import (
+    DependencyCycleError,
     DependencyFailedError,
     InvalidTaskError,
     TaskCancelledError,
     TaskNotFoundError,
+    TaskPriority,
     TaskStatus,
 )
 from supervisors.testing import FakeClock
@@ -276,3 +279,130 @@ async def test_a_retry_of_a_task_whose_result_of_dependency_was_evicted_is_refus
         graph = await tm.get_task_graph()
         assert graph.topological_order() == [x]
     assert runs == {"x": 1}
+
+
+async def test_a_queued_low_priority_dependency_cancelled_behind_a_burst() -> None:
+    """One slot, held by ``block``; a burst of three NORMAL tasks queued; ``low`` (LOW)
+    queued behind them as the dependency of two HIGH tasks, one cancelled with it, one
+    that runs anyway. Cancelling ``low`` cancels the first at once, naming ``low``;
+    when the slot frees, the HIGH one that runs anyway goes first (with ``low``'s
+    error as its argument), then the burst in order."""
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    def body(name: str) -> Any:
+        async def run(*args: Any) -> str:
+            order.append(name)
+            if name == "block":
+                await gate.wait()
+            return f"{name}{[type(a).__name__ for a in args]}"
+
+        return run
+
+    async with make_system("new", FakeClock(), MAX_CONCURRENT_TASKS=1) as system:
+        tm = system.task_manager
+        block = await tm.register_task("block", body("block"))
+        await tm.execute_task(block)
+        low = await tm.register_task("low", body("low"), priority=TaskPriority.LOW)
+        high = await tm.register_task(
+            "high", body("high"), (actors.result_of(low),), priority=TaskPriority.HIGH
+        )
+        anyway = await tm.register_task(
+            "anyway",
+            body("anyway"),
+            (actors.result_of(low),),
+            priority=TaskPriority.HIGH,
+            on_dependency_failure="run",
+        )
+        burst = [await tm.register_task(f"n{i}", body(f"n{i}")) for i in range(3)]
+        for task_id in [*burst, high, anyway]:
+            assert await tm.execute_task(task_id) is True
+        statuses = {i.name: i.status.value for i in await tm.get_all_tasks()}
+        assert statuses == {
+            "block": "running",
+            "low": "queued",
+            "high": "waiting",
+            "anyway": "waiting",
+            "n0": "queued",
+            "n1": "queued",
+            "n2": "queued",
+        }
+        assert await tm.cancel_task(low) is True
+        with pytest.raises(DependencyFailedError) as raised:
+            await tm.wait_for_task(high, timeout=WAIT)
+        assert str(raised.value) == (
+            f"task 'high' ({high}) cancelled: its dependency 'low' ({low}) cancelled"
+        )
+        assert await tm.get_task_status(anyway) is TaskStatus.QUEUED
+        gate.set()
+        results = [await tm.wait_for_task(t, timeout=WAIT) for t in [block, anyway, *burst]]
+        assert results == ["block[]", "anyway['TaskCancelledError']", "n0[]", "n1[]", "n2[]"]
+        metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {"completed": 5, "cancelled": 2}
+        assert (metrics.ready_queue, metrics.failures) == (0, 0)
+    assert order == ["block", "anyway", "n0", "n1", "n2"]
+
+
+async def test_add_dependency_refusals_across_a_chain_change_nothing(backend: str) -> None:
+    """``add_dependency`` refused: a cycle through three tasks, a task on itself, and a
+    task that is running, completed, failed or cancelled; each names the reason and
+    changes no task. Accepted on a waiting task, its new pending dependency runs first."""
+    started, gate = asyncio.Event(), asyncio.Event()
+
+    async def blocks() -> str:
+        started.set()
+        await gate.wait()
+        return "ran"
+
+    async with make_system(backend, FakeClock()) as system:
+        tm = system.task_manager
+        a = await tm.register_task("a", double, (1,))
+        b = await tm.register_task("b", double, (2,), dependencies=[a])
+        c = await tm.register_task("c", double, (3,), dependencies=[b])
+        cycle = partial(refused_as_before, error=DependencyCycleError)
+        assert await cycle(tm, lambda tm: tm.add_dependency(a, c)) == (
+            f"dependency cycle: {a} -> {c} -> {b} -> {a}; remove one of these dependencies"
+        )
+        for task_id in (a, c):
+            assert await cycle(tm, lambda tm, t=task_id: tm.add_dependency(t, t)) == (
+                f"dependency cycle: {task_id} -> {task_id}; remove one of these dependencies"
+            )
+        running = await tm.register_task("running", blocks)
+        await tm.execute_task(running)
+        await until(started)
+        done = await tm.register_task("done", double, (4,))
+        assert await tm.execute_task(done, wait=True) == 8
+        failed = await tm.register_task("failed", fails(Boom("no")))
+        with pytest.raises(Boom):
+            await tm.execute_task(failed, wait=True)
+        cancelled = await tm.register_task("cancelled", double, (5,))
+        assert await tm.cancel_task(cancelled) is True
+        invalid = partial(refused_as_before, error=InvalidTaskError)
+        for task_id, status in (
+            (running, "running"),
+            (done, "completed"),
+            (failed, "failed"),
+            (cancelled, "cancelled"),
+        ):
+            assert await invalid(tm, lambda tm, t=task_id: tm.add_dependency(t, a)) == (
+                f"cannot add a dependency to task {task_id!r}: it is {status}; "
+                "dependencies can be added to pending or waiting tasks only"
+            )
+        waiting = await tm.register_task("waiting", double, (6,), dependencies=[running])
+        assert await tm.execute_task(waiting) is True
+        assert await tm.get_task_status(waiting) is TaskStatus.WAITING
+        await tm.add_dependency(waiting, c)  # c is pending: it runs, with b and a first
+        assert await tm.wait_for_task(c, timeout=WAIT) == 6
+        gate.set()
+        assert await tm.wait_for_task(waiting, timeout=WAIT) == 12
+        infos = {i.name: (i.status.value, len(i.dependencies)) for i in await tm.get_all_tasks()}
+    assert infos == {
+        "a": ("completed", 0),
+        "b": ("completed", 1),
+        "c": ("completed", 1),
+        "running": ("completed", 0),
+        "done": ("completed", 0),
+        "failed": ("failed", 0),
+        "cancelled": ("cancelled", 0),
+        "waiting": ("completed", 2),
+    }

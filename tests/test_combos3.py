@@ -14,7 +14,19 @@ from functools import partial
 from typing import Any
 
 import pytest
-from helpers import WAIT, Boom, double, fails, make_system, refused_as_before, returns, until
+from helpers import (
+    WAIT,
+    Boom,
+    double,
+    fails,
+    make_system,
+    refused_as_before,
+    returns,
+    timers_armed,
+    until,
+)
+from test_backends import Gate, wait_at_gate
+from test_backends import double as double_plain
 
 import actors
 from actors import (
@@ -406,3 +418,43 @@ async def test_add_dependency_refusals_across_a_chain_change_nothing(backend: st
         "cancelled": ("cancelled", 0),
         "waiting": ("completed", 2),
     }
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+async def test_a_timed_out_attempts_late_result_lands_while_its_retry_runs(executor: str) -> None:
+    """Attempt 1 of a plain function (a worker thread, or a worker process) times out;
+    its retry runs; then attempt 1 returns "first" while attempt 2 still runs: the late
+    result changes nothing (still running, 2 attempts); the task completes with
+    attempt 2's "second"; 1 timeout, 1 retry, no failure."""
+    clock = FakeClock()
+    gate = Gate()
+    config = {"THREAD_POOL_BACKEND": executor, "MAX_THREAD_WORKERS": 2}
+    try:
+        async with make_system("new", clock, **config) as system:
+            tm = system.task_manager
+            task = await tm.register_task(
+                "slow", wait_at_gate, (gate.address,), timeout=5.0, max_retries=2, retry_delay=1.0
+            )
+            assert await tm.execute_task(task) is True
+            first, first_pid = await gate.arrival()
+            await timers_armed(clock)
+            clock.advance(5.0)  # attempt 1 times out: its retry's timer is armed
+            await timers_armed(clock)
+            assert await tm.get_task_status(task) is TaskStatus.RETRYING
+            clock.advance(1.0)
+            second, second_pid = await gate.arrival()
+            assert (second_pid != first_pid) is (executor == "process")
+            await gate.release(first, b"first")
+            # Both workers free again only once attempt 1's outcome was reported.
+            assert await tm.thread_pool.submit(double_plain, 21) == 42
+            info = await tm.get_task(task)
+            assert (info.status, info.attempts) == (TaskStatus.RUNNING, 2)
+            await gate.release(second, b"second")
+            assert await tm.wait_for_task(task, timeout=WAIT) == "second"
+            info = await tm.get_task(task)
+            assert (info.status, info.attempts, info.error) == (COMPLETED, 2, None)
+            metrics = await tm.get_metrics()
+            assert dict(metrics.tasks_by_status) == {"completed": 1}
+            assert (metrics.timeouts, metrics.retries, metrics.failures) == (1, 1, 0)
+    finally:
+        gate.close()

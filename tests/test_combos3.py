@@ -458,3 +458,64 @@ async def test_a_timed_out_attempts_late_result_lands_while_its_retry_runs(execu
             assert (metrics.timeouts, metrics.retries, metrics.failures) == (1, 1, 0)
     finally:
         gate.close()
+
+
+async def test_a_stop_ends_tasks_waiting_on_a_dependency_a_breaker_and_a_retry_delay(
+    backend: str,
+) -> None:
+    """The system stops while one task waits for its breaker to half-open (50 s away),
+    one runs, one waits for it (result_of), one waits out a retry delay (30 s away),
+    and a submit waits for the open breaker, with a waiter on each. Every one is
+    answered: cancelled, naming the shutdown; the bodies ran once each (no timer fires
+    after the stop)."""
+    clock = FakeClock()
+    gate = asyncio.Event()
+    runs: Counter[str] = Counter()
+
+    async def blocks() -> str:
+        runs["blocks"] += 1
+        await gate.wait()
+        return "never"
+
+    async def flaky() -> str:
+        runs["flaky"] += 1
+        raise Boom("flaky")
+
+    config = {"BREAKER_FAILURE_THRESHOLD": 1, "BREAKER_RECOVERY_TIMEOUT": 50.0}
+    async with make_system(backend, clock, **config) as system:
+        tm = system.task_manager
+        down = await tm.register_task("down", fails(Boom("down")), circuit_breaker="svc")
+        with pytest.raises(Boom):
+            await tm.execute_task(down, wait=True)
+        parked = await tm.register_task("parked", double, (1,), circuit_breaker="svc")
+        await tm.execute_task(parked)
+        await timers_armed(clock)  # the breaker's
+        running = await tm.register_task("running", blocks)
+        waiting = await tm.register_task("waiting", double, (actors.result_of(running),))
+        await tm.execute_task(waiting)
+        retrying = await tm.register_task("flaky", flaky, max_retries=3, retry_delay=30.0)
+        await tm.execute_task(retrying)
+        await timers_armed(clock, 2)  # and the retry's
+        statuses = {i.name: i.status.value for i in await tm.get_all_tasks()}
+        assert statuses == {
+            "down": "failed",
+            "parked": "queued",
+            "running": "running",
+            "waiting": "waiting",
+            "flaky": "retrying",
+        }
+        ids = [parked, running, waiting, retrying]
+        waits = [asyncio.ensure_future(tm.wait_for_task(t)) for t in ids]
+        submitted = asyncio.ensure_future(tm.submit(double, 3, circuit_breaker="svc"))
+        # Sent when made: queued for the breaker (behind "parked") before this answers.
+        assert len(await tm.get_tasks_by_status(TaskStatus.QUEUED)) == 2
+    gathered = asyncio.gather(*waits, submitted, return_exceptions=True)
+    outcomes = await asyncio.wait_for(gathered, WAIT)
+    assert [type(o) for o in outcomes] == [TaskCancelledError] * 5
+    shown = [re.sub(r"'t[0-9a-f]+-[0-9a-f]+'", "<id>", str(o)) for o in outcomes]
+    assert shown == ["task <id> was cancelled: the actor system shut down"] * 5
+    assert [str(o) for o in outcomes[:4]] == [
+        f"task {t!r} was cancelled: the actor system shut down" for t in ids
+    ]
+    clock.advance(100.0)  # the timers were cancelled: nothing runs
+    assert runs == {"blocks": 1, "flaky": 1}

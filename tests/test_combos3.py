@@ -1,5 +1,9 @@
-"""Scenarios where features meet (third round): tasks that wait for tasks from inside
-a task, ...
+"""Scenarios where features meet (third round): tasks whose code waits for (or
+submits) tasks tied to themselves, a retry whose result_of dependency was evicted,
+priorities with dependencies under the concurrency limit, add_dependency refusals
+across a chain, late results of timed-out attempts on threads and processes, a stop
+with tasks waiting on a breaker, a dependency and a retry delay, and slow filtered
+event streams during a burst.
 
 Each scenario asserts exact outcomes: final states, results or errors, how many times
 each body ran, and the counts the monitor reports.
@@ -32,6 +36,7 @@ import actors
 from actors import (
     DependencyCycleError,
     DependencyFailedError,
+    EventKind,
     InvalidTaskError,
     TaskCancelledError,
     TaskNotFoundError,
@@ -519,3 +524,48 @@ async def test_a_stop_ends_tasks_waiting_on_a_dependency_a_breaker_and_a_retry_d
     ]
     clock.advance(100.0)  # the timers were cancelled: nothing runs
     assert runs == {"blocks": 1, "flaky": 1}
+
+
+async def test_a_slow_filtered_stream_during_a_burst_keeps_its_newest_events_and_says_so() -> None:
+    """Buffers of 100 events: a stream filtered on type "a" and an unfiltered one read
+    nothing while 5,000 "a" tasks and 100 "b" tasks run (4 events each). Each keeps
+    100 events, its newest, and counts the rest as dropped (the filtered one never
+    counts the "b" events); the metrics count both. A stream opened after the burst
+    gets no old event, only the next task's four."""
+    async with make_system("new", FakeClock(), EVENT_BUFFER_SIZE=100) as system:
+        tm = system.task_manager
+        filtered, everything = tm.events(task_type="a"), tm.events()
+        await filtered.subscribe()
+        await everything.subscribe()
+        assert await tm.map(double, range(5000), task_type="a") == [2 * i for i in range(5000)]
+        assert await tm.map(double, range(100), task_type="b") == [2 * i for i in range(100)]
+        metrics = await tm.get_metrics()  # the monitor has published every event by now
+        assert (filtered.dropped, everything.dropped) == (5000 * 4 - 100, 5100 * 4 - 100)
+        assert metrics.events_dropped == 5000 * 4 - 100 + 5100 * 4 - 100
+        late = tm.events()
+        await late.subscribe()
+        assert await tm.submit(double, 1, task_type="c") == 2
+        four = [
+            EventKind.REGISTERED,
+            EventKind.QUEUED,
+            EventKind.STARTED,
+            EventKind.COMPLETED,
+        ]
+        assert await _typed_kinds(late, 4) == [("c", kind) for kind in four]
+        await late.aclose()
+        kept = [await asyncio.wait_for(anext(filtered), WAIT) for _ in range(100)]
+        assert Counter(e.task_type for e in kept) == {"a": 100}
+        await filtered.aclose()
+        newest = [await asyncio.wait_for(anext(everything), WAIT) for _ in range(100)]
+        # Its newest 100: the "c" task's 4 pushed 4 more of the burst's out.
+        assert Counter(e.task_type for e in newest) == {"b": 96, "c": 4}
+        assert [e.kind for e in newest[-4:]] == four
+        await everything.aclose()
+        assert filtered.dropped == 5000 * 4 - 100
+        assert everything.dropped == 5100 * 4 - 100 + 4
+
+
+async def _typed_kinds(stream: Any, count: int) -> list[tuple[str | None, EventKind]]:
+    """The task type and kind of the next ``count`` events of ``stream``."""
+    events = [await asyncio.wait_for(anext(stream), WAIT) for _ in range(count)]
+    return [(event.task_type, event.kind) for event in events]

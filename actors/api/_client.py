@@ -600,7 +600,8 @@ class UnifiedTaskManager:
         task_id = given if isinstance(given, str) and given else new_task_id()
         caller = self._start_wait(
             reply,
-            (self, reply, func, args, options, task_id, capture()),  # the outbox's, till built
+            # The outbox's, till built.
+            (self, reply, func, args, options, task_id, capture(), _current.get()),
             "SubmitTask",
             _build_submit_request,
         )
@@ -639,15 +640,16 @@ class UnifiedTaskManager:
         options: dict[str, Any],
         task_id: str,
         trace: Any,
+        caller: TaskScope | None = None,
     ) -> messages.SubmitTask | None:
         """The `SubmitTask` request of a `submit` call, or None (its caller gets the
-        error) if an argument is refused."""
+        error) if an argument is refused (``caller``: the task whose code calls)."""
         try:
             spec, _journal = self._submit_spec(func, args, options, trace)
         except Exception as exc:
             _refuse(reply, exc)
             return None
-        return _new(messages.SubmitTask, (spec, task_id, reply.bridge, reply))
+        return _new(messages.SubmitTask, (spec, task_id, reply.bridge, reply, caller))
 
     async def _submit_checked(
         self, func: Any, args: tuple[Any, ...], options: dict[str, Any]
@@ -662,7 +664,7 @@ class UnifiedTaskManager:
                 task_id,
                 None,
                 reply,
-                messages.Execute(task_id, True, reply),
+                messages.Execute(task_id, True, reply, _current.get()),
                 "Execute",
                 abandon_cancels=True,
             )
@@ -672,7 +674,7 @@ class UnifiedTaskManager:
             task_id,
             None,
             reply,
-            messages.SubmitTask(spec, task_id, reply.bridge, reply),
+            messages.SubmitTask(spec, task_id, reply.bridge, reply, _current.get()),
             "SubmitTask",
             abandon_cancels=True,
         )
@@ -798,7 +800,8 @@ class UnifiedTaskManager:
                     await asyncio.sleep(0)  # one Batch per chunk, one chunk per iteration
                     if future.done():  # the system failed meanwhile: send no more
                         break
-                send(facade, messages.SubmitTask(spec, ids[index], bridge, MapSlot(call, index)))
+                slot = MapSlot(call, index)
+                send(facade, messages.SubmitTask(spec, ids[index], bridge, slot, caller))
             await future
         finally:
             bridge.untrack(future)
@@ -842,7 +845,7 @@ class UnifiedTaskManager:
             return waiting
         call: _Call[bool] = _Call(loop=bridge.loop)
         call.bridge = bridge
-        box.send(facade, _new(messages.Execute, (task_id, False, call)))
+        box.send(facade, _new(messages.Execute, (task_id, False, call, None)))
         bridge.track(call, system.config.CALL_TIMEOUT, "Execute", system)
         return call
 
@@ -853,7 +856,7 @@ class UnifiedTaskManager:
             raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
         if wait:
             reply = self._reply()
-            request = messages.Execute(task_id, True, reply)
+            request = messages.Execute(task_id, True, reply, _current.get())
             caller = self._start_wait(reply, request, "Execute", None)
             del request  # the facade's now: not kept while this call waits
             try:
@@ -871,13 +874,19 @@ class UnifiedTaskManager:
         `TaskNotExecutedError` at once (nothing would end the wait); with one, the call
         waits for someone else to execute it.
         Called from inside a task, the calling task gives its concurrency slot up while
-        it waits (see the README: tasks that wait for tasks).
+        it waits (see the README: tasks that wait for tasks); a wait for its own task,
+        or for a task that depends on it, raises `InvalidTaskError` at once (that task
+        ends only after the caller's, so the wait would never end).
         """
         validate_task_id(task_id)
         bound = validate_timeout(timeout)
         reply = self._reply()
         return await self._wait(
-            task_id, bound, reply, messages.Wait(task_id, reply, bound is not None), "Wait"
+            task_id,
+            bound,
+            reply,
+            messages.Wait(task_id, reply, bound is not None, _current.get()),
+            "Wait",
         )
 
     async def _wait(
@@ -1384,7 +1393,7 @@ def _build_register_call(call: _RegisterCall[Any]) -> messages.Register | None:
 def _build_execute_wait(call: _WaitCall[Any]) -> messages.Execute:
     """`Outbox.defer`'s build of an ``execute_task(wait=True)`` made at once: its
     `Execute`, made from the call (which holds the task id) when it is sent."""
-    return _new(messages.Execute, (call.task_id, True, call))
+    return _new(messages.Execute, (call.task_id, True, call, None))
 
 
 def _build_submit_call(call: _SubmitCall[Any]) -> messages.SubmitTask | None:

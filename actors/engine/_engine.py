@@ -69,6 +69,7 @@ from actors.core import (
     TaskInfo,
     TaskNotExecutedError,
     TaskNotFoundError,
+    TaskScope,
     TaskStatus,
     TaskTimeoutError,
     shrink,
@@ -383,12 +384,17 @@ class Engine:
             self._cancel(record, _dependency_error(record, failed), propagate=False)
         return record
 
-    def execute(self, task_id: str, waiter: ReplyTo | None = None) -> bool:
+    def execute(
+        self, task_id: str, waiter: ReplyTo | None = None, caller: TaskScope | None = None
+    ) -> bool:
         """Execute a pending task and, first, its pending dependencies; True if it was
-        pending. ``waiter`` gets the outcome (added first: the attempt may answer it)."""
+        pending. ``waiter`` gets the outcome (added first: the attempt may answer it);
+        ``caller``: the attempt whose code waits, if any (see `wait`)."""
         record = self.tasks.get(task_id)
         if record is None:
             raise TaskNotFoundError.for_id(task_id)
+        if caller is not None:
+            self._refuse_endless_wait(record, caller)
         accepted = record.status is PENDING
         if waiter is not None:
             if accepted and record.waiters is None:  # its first waiter, as `wait` adds it
@@ -401,8 +407,18 @@ class Engine:
                 self._pump()  # (else it has nothing to start: a burst queues behind a full limit)
         return accepted
 
-    def submit(self, spec: TaskSpec, task_id: str, bridge: LoopBridge, reply: ReplyTo) -> None:
-        """Register and execute a task; ``reply`` gets its outcome (`deliver`)."""
+    def submit(
+        self,
+        spec: TaskSpec,
+        task_id: str,
+        bridge: LoopBridge,
+        reply: ReplyTo,
+        caller: TaskScope | None = None,
+    ) -> None:
+        """Register and execute a task; ``reply`` gets its outcome (`deliver`).
+        ``caller``: the attempt whose code submits, if any (see `wait`)."""
+        if caller is not None and spec.dependencies:
+            self._refuse_endless_submit(spec, task_id, caller)
         record = self._register(spec, task_id, bridge)
         if record.status is not PENDING:  # cancelled: a dependency had failed
             deliver(reply, record)
@@ -415,10 +431,21 @@ class Engine:
         if ((self.ready or self.ready_run) and self.running < self.limit) or self.released:
             self._pump()  # (else it has nothing to start: a burst queues behind a full limit)
 
-    def wait(self, task_id: str, reply: ReplyTo, pending_ok: bool = True) -> None:
+    def wait(
+        self,
+        task_id: str,
+        reply: ReplyTo,
+        pending_ok: bool = True,
+        caller: TaskScope | None = None,
+    ) -> None:
         """``reply`` gets the task's outcome when it ends. Unless ``pending_ok``, a task
-        never executed raises `TaskNotExecutedError`: nothing would end the wait."""
+        never executed raises `TaskNotExecutedError`: nothing would end the wait. A
+        wait by the code of a running attempt (``caller``) for its own task, or for a
+        task that depends on it, raises `InvalidTaskError`: that task ends only after
+        the caller's, which waits for it."""
         record = self.get(task_id)
+        if caller is not None:
+            self._refuse_endless_wait(record, caller)
         if not pending_ok and record.status is PENDING:
             msg = (
                 f"task {record.name!r} ({task_id}) was registered but never executed, so "
@@ -438,6 +465,77 @@ class Engine:
             record.waiters = [*waiters, reply]
         else:
             waiters.append(reply)
+
+    def _waiting_attempt(self, caller: TaskScope) -> TaskRecord | None:
+        """The task of ``caller`` if it is a running attempt of this engine, else None
+        (another system's task, or an attempt that ended)."""
+        waiting = self.tasks.get(caller.task_id)
+        execution: object = None if waiting is None else waiting.execution
+        return waiting if waiting is not None and execution is caller else None
+
+    def _live_path(self, start: str, goal: TaskRecord) -> list[str] | None:
+        """``start -> ... -> goal`` along dependencies through tasks that have not
+        ended (`DependencyGraph.dependency_path`): ``start`` ends only after ``goal``."""
+        tasks = self.tasks
+
+        def live(task_id: str) -> bool:
+            record = tasks.get(task_id)
+            return record is not None and record.status not in TERMINAL
+
+        return self.graph.dependency_path(start, goal.task_id, live)
+
+    def _refuse_endless_wait(self, record: TaskRecord, caller: TaskScope) -> None:
+        """Raise `InvalidTaskError` if the code of attempt ``caller`` may not wait for
+        ``record``: it is the caller's own task, or depends on it (the path named)."""
+        if record.status in TERMINAL:
+            return  # (a dependent cancelled already: the wait is answered at once)
+        waiting = self._waiting_attempt(caller)
+        if waiting is None:
+            return
+        name, task_id = waiting.name, waiting.task_id
+        if waiting is record:
+            msg = (
+                f"task {name!r} ({task_id}) cannot wait for its own outcome: it ends only "
+                "after this wait, which would never end"
+            )
+            raise InvalidTaskError(msg)
+        path = self._live_path(record.task_id, waiting)
+        if path is not None:
+            msg = (
+                f"task {name!r} ({task_id}) cannot wait for task {record.name!r} "
+                f"({record.task_id}): it depends on the waiting task ("
+                + " -> ".join(path)
+                + "), so it ends only after this wait, which would never end"
+            )
+            raise InvalidTaskError(msg)
+
+    def _refuse_endless_submit(self, spec: TaskSpec, task_id: str, caller: TaskScope) -> None:
+        """Raise `InvalidTaskError` if the code of attempt ``caller`` may not submit
+        ``spec`` (and wait for it): the new task would depend on the caller's task,
+        directly or through tasks that have not ended, and would not be cancelled at
+        once by a dependency that failed."""
+        waiting = self._waiting_attempt(caller)
+        if waiting is None:
+            return
+        tasks = self.tasks
+        cancels = spec.on_dependency_failure != "run"
+        path = None
+        for dep in spec.dependencies:
+            d = tasks.get(dep)
+            if d is None:
+                continue  # (refused by the registration: not found)
+            if cancels and (d.status is FAILED or d.status is CANCELLED):
+                return  # cancelled at once: answered at once
+            if path is None and d.status not in TERMINAL:
+                path = [dep] if d is waiting else self._live_path(dep, waiting)
+        if path is not None:
+            msg = (
+                f"task {waiting.name!r} ({waiting.task_id}) cannot submit task "
+                f"{spec.name!r} ({task_id}) and wait for it: it would depend on the waiting "
+                "task (" + " -> ".join([task_id, *path]) + "), so it would end only after "
+                "this wait, which would never end"
+            )
+            raise InvalidTaskError(msg)
 
     def unwait(self, task_id: str, waiter: ReplyTo) -> None:
         """``waiter`` stopped waiting (its wait timed out or was cancelled): drop it."""

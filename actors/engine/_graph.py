@@ -8,7 +8,7 @@ close one, naming the cycle. Not thread-safe: it lives inside one actor's state.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from actors.core import (
     DependencyCycleError,
@@ -107,8 +107,22 @@ class DependencyGraph:
         self._link(task_id, depends_on)
         return True
 
-    def _dependency_path(self, start: str, goal: str) -> list[str] | None:
-        """The shortest path ``start -> ... -> goal`` along dependencies, or None.
+    def dependency_path(
+        self, start: str, goal: str, through: Callable[[str], bool]
+    ) -> list[str] | None:
+        """The shortest path ``[start, ..., goal]`` along dependencies (each task
+        depends on the next) whose tasks between the two all pass ``through``, or None
+        if there is none (``start`` does not depend on ``goal`` that way, or either is
+        unknown, or they are the same)."""
+        if start not in self._nodes or goal not in self._nodes or start == goal:
+            return None
+        return self._dependency_path(start, goal, through)
+
+    def _dependency_path(
+        self, start: str, goal: str, through: Callable[[str], bool] | None = None
+    ) -> list[str] | None:
+        """The shortest path ``start -> ... -> goal`` along dependencies, or None
+        (``through``: the tasks it may pass through, default all).
 
         Why not `graphlib.CycleError` here (as `TaskGraph.topological_order` uses): the
         graph is kept acyclic, so an edge closes a cycle exactly when its task is
@@ -135,7 +149,8 @@ class DependencyGraph:
                         step = parent[step]
                     path.reverse()
                     return path
-                queue.append(dep)
+                if through is None or through(dep):
+                    queue.append(dep)
         return None
 
     def remove(self, task_ids: Iterable[str]) -> None:

@@ -25,6 +25,7 @@ from actors.core import (
     ActorsError,
     ActorSystemError,
     InvalidTaskError,
+    TaskNotFoundError,
     TaskStatus,
     tell_later,
 )
@@ -451,7 +452,9 @@ class BaseManager(SupervisedActor):
 
     def _submit(self, message: messages.SubmitTask) -> Any:
         try:
-            self.engine.submit(message.spec, message.task_id, message.bridge, message.reply)
+            self.engine.submit(
+                message.spec, message.task_id, message.bridge, message.reply, message.caller
+            )
         except ActorsError:
             self._refused(message.task_id)
             raise
@@ -468,7 +471,7 @@ class BaseManager(SupervisedActor):
         if self.link is not None:
             self.link.promote(message.task_id)
         if message.wait:
-            self.engine.execute(message.task_id, message.reply)
+            self.engine.execute(message.task_id, message.reply, message.caller)
             return DEFERRED
         if self.link is not None and self.link.durable(message.task_id):
             self.link.answer_later(message.reply, self.engine.execute(message.task_id))
@@ -487,7 +490,7 @@ class BaseManager(SupervisedActor):
     def _wait(self, message: messages.Wait) -> Any:
         if self.link is not None:
             self.link.promote(message.task_id)
-        self.engine.wait(message.task_id, message.reply, pending_ok=message.bounded)
+        self.engine.wait(message.task_id, message.reply, message.bounded, message.caller)
         return DEFERRED
 
     def _cancel(self, message: messages.Cancel) -> Any:
@@ -542,6 +545,15 @@ class BaseManager(SupervisedActor):
             raise InvalidTaskError(msg)
         graph = self.engine.graph
         deps = graph.dependencies(task_id) if task_id in graph else ()
+        for dep in spec.results or ():
+            if dep not in deps:  # (its edge went with it)
+                msg = (
+                    f"task {task_id!r} cannot be retried: it takes the result of task "
+                    f"{dep!r}, which was cleaned up since (MAX_FINISHED_TASKS or "
+                    "cleanup_completed_tasks), so its result is gone; register the task "
+                    "again with the value"
+                )
+                raise TaskNotFoundError(msg)
         durable = self.link is not None and self.link.durable(task_id)
         kept = record.kept_bridge
         bridge = None if kept is None else kept()  # None: its loop is gone

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, get_args
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
-    from actors.core import JournalError, LoopBridge, ReplyTo, TaskStatus
+    from actors.core import JournalError, LoopBridge, ReplyTo, TaskScope, TaskStatus
     from actors.engine import BreakerTransition, PageQuery, TaskSpec, Transition
     from actors.journal import Record
     from actors.observe import Subscriber
@@ -109,6 +109,8 @@ class SubmitTask(NamedTuple):
     task_id: str
     bridge: LoopBridge
     reply: ReplyTo
+    caller: TaskScope | None = None
+    """The attempt whose code submits, if a task's code calls (`Wait`)."""
 
 
 class Execute(NamedTuple):
@@ -116,6 +118,8 @@ class Execute(NamedTuple):
     wait: bool
     """True: ``reply`` gets the task's outcome, not whether it was accepted."""
     reply: ReplyTo
+    caller: TaskScope | None = None
+    """With ``wait``: the attempt whose code waits, if a task's code calls (`Wait`)."""
 
 
 class Wait(NamedTuple):
@@ -123,6 +127,9 @@ class Wait(NamedTuple):
     reply: ReplyTo
     bounded: bool = False
     """The caller bounds its wait (a timeout): it may wait for a task not executed yet."""
+    caller: TaskScope | None = None
+    """The attempt whose code waits, if a task's code calls (its `TaskScope`): a wait
+    for its own task, or for one that depends on it, is refused (it would never end)."""
 
 
 class Unwait(NamedTuple):

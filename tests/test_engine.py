@@ -113,6 +113,20 @@ def test_each_change_of_status_is_one_transition() -> None:
     assert (port.started, replies.got, engine.running) == ([("a", 1)], [("result", 42)], 0)
 
 
+def test_a_task_evicted_past_the_bound_is_one_removal_transition_read_now() -> None:
+    engine, _, clock = make(Policy.simple(max_finished=1))
+    for task_id in ("a", "b"):
+        register(engine, task_id, task_type="io")
+        engine.execute(task_id)
+        clock.advance(1.0)
+        engine.attempt_done(task_id, 1, task_id, None, at=clock.monotonic())
+    assert engine.transitions[-2:] == [
+        Transition("b", "b", "io", RUNNING, COMPLETED, 1, 102.0, 1_000_005.0, None),
+        Transition("a", "a", "io", COMPLETED, None, 1, 102.0, 1_000_006.0, None),
+    ]
+    assert (list(engine.tasks), engine.forgotten, "a" in engine.graph) == (["b"], ["a"], False)
+
+
 def test_the_scheduler_queues_past_its_limit_highest_priority_first() -> None:
     engine, port, _ = make(Policy.scheduler(1))
     register(engine, "first", work)

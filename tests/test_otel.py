@@ -244,3 +244,23 @@ def test_without_opentelemetry_or_a_provider_nothing_is_traced(hide: str, shown:
         [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=30
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, f"{shown}\n7\n", "")
+
+
+def test_a_provider_set_after_captures_without_one_is_seen_by_the_next_capture() -> None:
+    program = textwrap.dedent(
+        """
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from actors.observe import _tracing
+
+        before = [_tracing.capture(), _tracing.capture()]  # the environment read once
+        trace.set_tracer_provider(TracerProvider())
+        with trace.get_tracer("t").start_as_current_span("outer") as span:
+            print(before, trace.get_current_span(_tracing.capture()) is span)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "[None, None] True\n", "")

@@ -44,11 +44,6 @@ from supervisors.testing import FakeClock
 COMPLETED, FAILED, CANCELLED = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED
 
 
-@pytest.fixture(params=["new", "old"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 async def test_a_chain_through_map_with_a_retried_failing_middle(backend: str) -> None:
     """source -> map of doublers -> a middle that fails its 3 attempts -> a cancel-on-
     failure tail and a run-anyway aggregate; with retry timers on the fake clock."""

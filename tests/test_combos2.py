@@ -54,11 +54,6 @@ async def map_item(x: int) -> int:
     return x * 10
 
 
-@pytest.fixture(params=["new", "old"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 async def _limit_is(tm: Any, limit: int) -> None:
     metrics = await tm.get_metrics()
     assert metrics.concurrency_limit == limit

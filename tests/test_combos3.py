@@ -48,11 +48,6 @@ from supervisors.testing import FakeClock
 COMPLETED, FAILED, CANCELLED = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED
 
 
-@pytest.fixture(params=["new", "old"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 async def test_a_task_that_waits_for_itself_or_for_its_dependent_is_refused_at_once(
     backend: str,
 ) -> None:

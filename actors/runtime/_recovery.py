@@ -127,6 +127,37 @@ def restore(
     name as it registers the task (`Engine.breakers`). ``bridge()`` gives the loop of
     the recovered tasks (called only if one needs it).
     """
+    with engine.restoring():  # the MAX_FINISHED_TASKS bound once every pin is in place
+        restored = _put_back(
+            engine, rows, codec=codec, bridge=bridge, max_recoveries=max_recoveries
+        )
+    # The file holds the states of these transitions but those that ended otherwise
+    # (a decode problem, a poison task, a failed dependency) and those evicted by
+    # MAX_FINISHED_TASKS (deleted from the file too): those are written.
+    tasks = engine.tasks
+    touched = engine.touched
+    rows_of = engine.rows
+    for task_id in restored:
+        kept = tasks.get(task_id)
+        if kept is None:
+            touched.add(task_id)
+            continue
+        current = kept.status
+        if current is not TaskStatus.PENDING and _VALUES[current] != rows_of[task_id][_STATUS]:
+            touched.add(task_id)
+    engine.quiet = len(engine.transitions)
+    return restored
+
+
+def _put_back(
+    engine: DurableEngine,
+    rows: list[TaskRow],
+    *,
+    codec: Codec,
+    bridge: Callable[[], LoopBridge],
+    max_recoveries: int,
+) -> list[str]:
+    """`restore`'s registrations, in load order; returns the task ids put back."""
     functions: dict[str, tuple[Callable[..., Any], bool]] = {}
     loop_bridge: LoopBridge | None = None
     tasks = engine.tasks
@@ -243,20 +274,6 @@ def restore(
                 engine.add_dependency(task_id, dep)  # what a failed dependency means
             else:
                 engine.graph.add_edge(task_id, dep)  # ended: the edge is history
-    # The file holds the states of these transitions but those that ended otherwise
-    # (a decode problem, a poison task, a failed dependency) and those evicted by
-    # MAX_FINISHED_TASKS (deleted from the file too): those are written.
-    touched = engine.touched
-    rows_of = engine.rows
-    for task_id in restored:
-        kept = tasks.get(task_id)
-        if kept is None:
-            touched.add(task_id)
-            continue
-        current = kept.status
-        if current is not TaskStatus.PENDING and _VALUES[current] != rows_of[task_id][_STATUS]:
-            touched.add(task_id)
-    engine.quiet = len(engine.transitions)
     return restored
 
 

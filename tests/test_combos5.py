@@ -1,0 +1,93 @@
+"""Scenarios where the journal meets dependencies, cleanup and retries (fifth round).
+
+Durable tasks on a real SQLite file: a ``result_of`` dependency finished, then bounded
+or cleaned up, before its dependent ran, and the process stopped or was killed; what
+recovery makes of the dependent (it runs with the journaled result, or ends with an
+error naming why it cannot), and that every listing, the metrics and the dashboard
+answer after it; retries of recovered tasks; a cleanup whose deletions were half
+written.
+
+Each scenario asserts exact outcomes: final states, results or errors, how many times
+each body ran, and what the file holds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import journaled_manager
+
+from actors import TaskStatus, result_of
+
+COMPLETED, FAILED, CANCELLED, PENDING = (
+    TaskStatus.COMPLETED,
+    TaskStatus.FAILED,
+    TaskStatus.CANCELLED,
+    TaskStatus.PENDING,
+)
+RUNS: Counter[str] = Counter()
+
+
+@pytest.fixture(autouse=True)
+def _clear_runs() -> None:
+    RUNS.clear()
+
+
+@pytest.fixture(params=[True, False], ids=["new", "old"])
+def new_system(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+def double(x: int) -> int:
+    RUNS["double"] += 1
+    return 2 * x
+
+
+def plus_one(x: int) -> int:
+    RUNS["plus_one"] += 1
+    return x + 1
+
+
+def file_rows(path: Path) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(path)) as connection, connection:
+        return connection.execute("SELECT id, status FROM tasks ORDER BY rowid").fetchall()
+
+
+async def states(tm: Any) -> dict[str, tuple[TaskStatus, Any]]:
+    return {i.task_id: (i.status, i.error) for i in await tm.get_all_tasks()}
+
+
+async def test_a_dependency_kept_for_its_dependent_by_max_finished_survives_recovery(
+    tmp_path: Path, new_system: bool
+) -> None:
+    """``a`` completes and ``c`` after it with MAX_FINISHED_TASKS=1: ``a`` stays (in
+    the file too) because the pending ``b`` takes its result. After a restart ``b`` runs
+    with ``a``'s journaled result, then the bound applies as before. (Recovery applied
+    the bound as it put each finished task back, before ``b``, registered after ``c``,
+    pinned ``a``: ``a`` was deleted and ``b`` failed with a JournalDecodeError saying
+    ``a`` was "not in the journal".)"""
+    path = tmp_path / "tasks.db"
+    config = {"MAX_FINISHED_TASKS": 1, "USE_NEW_TASK_SYSTEM": new_system}
+    async with journaled_manager(path, **config) as tm:
+        await tm.register_task("a", double, (2,), task_id="a")
+        await tm.register_task("c", double, (3,), task_id="c")
+        await tm.register_task("b", plus_one, (result_of("a"),), task_id="b")
+        assert await tm.execute_task("a", wait=True) == 4
+        assert await tm.execute_task("c", wait=True) == 6
+        before = await states(tm)
+        assert before == {"a": (COMPLETED, None), "c": (COMPLETED, None), "b": (PENDING, None)}
+    assert file_rows(path) == [("a", "completed"), ("c", "completed"), ("b", "pending")]
+    async with journaled_manager(path, **config) as tm:
+        assert await states(tm) == before
+        assert await tm.get_task_result("a") == 4
+        assert await tm.execute_task("b", wait=True) == 5
+        assert await states(tm) == {"b": (COMPLETED, None)}
+        metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {COMPLETED: 1}
+    assert file_rows(path) == [("b", "completed")]
+    assert RUNS == {"double": 2, "plus_one": 1}

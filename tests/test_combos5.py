@@ -13,6 +13,7 @@ each body ran, and what the file holds.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections import Counter
 from contextlib import closing
@@ -23,6 +24,7 @@ import pytest
 from helpers import journaled_manager
 
 from actors import TaskStatus, result_of
+from actors.core import JournalDecodeError
 
 COMPLETED, FAILED, CANCELLED, PENDING = (
     TaskStatus.COMPLETED,
@@ -91,3 +93,44 @@ async def test_a_dependency_kept_for_its_dependent_by_max_finished_survives_reco
         assert dict(metrics.tasks_by_status) == {COMPLETED: 1}
     assert file_rows(path) == [("b", "completed")]
     assert RUNS == {"double": 2, "plus_one": 1}
+
+
+def make_complex(x: int) -> complex:
+    RUNS["make_complex"] += 1
+    return complex(x, 1)
+
+
+def show(value: object) -> str:
+    RUNS["show"] += 1
+    return repr(value)
+
+
+async def test_a_dependent_of_a_result_that_was_not_journaled_fails_instead_of_taking_none(
+    tmp_path: Path, new_system: bool
+) -> None:
+    """``a`` completes with a complex number (the JSON journal records "result not
+    serializable"); ``b`` takes ``result_of(a)``, pending. After a restart ``b`` does
+    not run: it ends failed with a JournalDecodeError naming ``a`` and why, and the file
+    says so. (It ran with None in place of ``a``'s result.)"""
+    path = tmp_path / "tasks.db"
+    config = {"USE_NEW_TASK_SYSTEM": new_system}
+    async with journaled_manager(path, **config) as tm:
+        await tm.register_task("a", make_complex, (2,), task_id="a")
+        await tm.register_task("b", show, (result_of("a"),), task_id="b")
+        assert await tm.execute_task("a", wait=True) == complex(2, 1)
+    assert file_rows(path) == [("a", "completed"), ("b", "pending")]
+    async with journaled_manager(path, **config) as tm:
+        message = (
+            "journaled task 'b' cannot run again: the result of its result_of('a') is "
+            "not in the journal (result not serializable: complex)"
+        )
+        with pytest.raises(JournalDecodeError, match=f"^{re.escape(message)}$"):
+            await tm.execute_task("b", wait=True)
+        assert {t: (s, str(e) if e else None) for t, (s, e) in (await states(tm)).items()} == {
+            "a": (COMPLETED, None),
+            "b": (FAILED, message),
+        }
+        assert await tm.get_task_result("a") is None  # recorded as not serializable
+        assert dict((await tm.get_metrics()).tasks_by_status) == {COMPLETED: 1, FAILED: 1}
+    assert file_rows(path) == [("a", "completed"), ("b", "failed")]
+    assert RUNS == {"make_complex": 1}

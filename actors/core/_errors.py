@@ -205,7 +205,9 @@ class JournalEncodeError(JournalError, InvalidTaskError):
 class JournalDecodeError(JournalError):
     """A journaled task cannot be read back: its function is no longer importable, its
     payload was written with a serializer not trusted now (pickle while
-    ``JOURNAL_SERIALIZER="json"``), or the payload is damaged. The message names the task.
+    ``JOURNAL_SERIALIZER="json"``), or the payload is damaged; or a recovered task takes
+    the `result_of` a task whose result is not in the journal (it did not serialize).
+    The message names the task.
     """
 
 

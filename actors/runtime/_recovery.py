@@ -163,6 +163,9 @@ def _put_back(
     tasks = engine.tasks
     restored: list[str] = []
     later: list[tuple[str, str]] = []
+    lost: dict[str, str] = {}
+    """Completed task id -> why its result is not in the journal (a dependent of it
+    cannot run again: it would take None)."""
     for row in rows:
         task_id = row.task_id
         if task_id in tasks:
@@ -199,6 +202,14 @@ def _put_back(
                 f"result_of({missing[0]!r}) is not in the journal"
             )
             func, is_coroutine, args, kwargs, results = _ended, False, (), {}, ()
+        elif lost and problem is None:
+            gone = next((dep for dep in results if dep in lost), None)
+            if gone is not None:
+                problem = JournalDecodeError(
+                    f"journaled task {task_id!r} cannot run again: the result of its "
+                    f"result_of({gone!r}) is not in the journal ({lost[gone]})"
+                )
+                func, is_coroutine, args, kwargs, results = _ended, False, (), {}, ()
         priority: Any = _PRIORITIES.get(row.priority, row.priority)
         spec = TaskSpec(
             task_id=task_id,
@@ -244,8 +255,10 @@ def _put_back(
             if row.result is not None:
                 try:
                     result = codec.decode_value(row.result, what="its result", task=task_id)
-                except JournalDecodeError:
-                    result = None
+                except JournalDecodeError as exc:
+                    lost[task_id] = str(exc)
+            elif row.result_note is not None:  # "result not serializable: <type>"
+                lost[task_id] = row.result_note
             engine.end(record, TaskStatus.COMPLETED, result=result)
         elif status in ("failed", "cancelled"):
             journaled = JournaledError(row.error_type or "Exception", row.error_message or "")

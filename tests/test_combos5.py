@@ -134,3 +134,46 @@ async def test_a_dependent_of_a_result_that_was_not_journaled_fails_instead_of_t
         assert dict((await tm.get_metrics()).tasks_by_status) == {COMPLETED: 1, FAILED: 1}
     assert file_rows(path) == [("a", "completed"), ("b", "failed")]
     assert RUNS == {"make_complex": 1}
+
+
+async def test_tasks_that_ended_before_a_restart_keep_their_age_for_the_cleanup(
+    tmp_path: Path, new_system: bool
+) -> None:
+    """The file says ``a`` (completed) and ``f`` (failed) ended two hours before this
+    start, ``p`` (pending) was registered then: ``cleanup_completed_tasks(3600)``
+    removes ``a`` and ``f`` (from the file too), keeps ``p``; their TaskInfo times are
+    the journaled ones. (Recovery dated every ended task from the restart: a service
+    restarted more often than CLEANUP_MAX_AGE never cleaned up its journal.)"""
+    path = tmp_path / "tasks.db"
+    config = {"USE_NEW_TASK_SYSTEM": new_system}
+    async with journaled_manager(path, **config) as tm:
+        await tm.register_task("a", double, (2,), task_id="a")
+        await tm.register_task("f", plus_one, ("x",), task_id="f")
+        await tm.register_task("p", double, (3,), task_id="p")
+        assert await tm.execute_task("a", wait=True) == 4
+        with pytest.raises(TypeError):
+            await tm.execute_task("f", wait=True)
+    with closing(sqlite3.connect(path)) as connection, connection:
+        shift = "{0} = {0} - 7200"
+        columns = ("created_at", "updated_at", "started_at", "finished_at")
+        connection.execute(f"UPDATE tasks SET {', '.join(map(shift.format, columns))}")
+        times = {
+            row[0]: row[1:]
+            for row in connection.execute(
+                "SELECT id, created_at, started_at, finished_at FROM tasks"
+            )
+        }
+    async with journaled_manager(path, **config) as tm:
+        a = await tm.get_task("a")
+        for info in (a, await tm.get_task("f")):
+            got = (info.created_utc, info.started_utc, info.finished_utc)
+            journaled = times[info.task_id]
+            assert [t.timestamp() if t else None for t in got] == pytest.approx(
+                journaled, rel=0, abs=1e-3
+            )
+            assert info.duration == pytest.approx(journaled[2] - journaled[1], rel=0, abs=1e-3)
+        assert await tm.cleanup_completed_tasks(3600) == 2
+        assert [(i.task_id, i.status) for i in await tm.get_all_tasks()] == [("p", PENDING)]
+        assert await tm.cleanup_completed_tasks(3600) == 0
+    assert file_rows(path) == [("p", "pending")]
+    assert RUNS == {"double": 1, "plus_one": 1}

@@ -181,11 +181,13 @@ class DurableEngine(Engine):
         *,
         result: Any = None,
         error: BaseException | None = None,
+        at: float | None = None,
     ) -> None:
-        """End a restored ``record`` as the journal says it ended (recovery only)."""
+        """End a restored ``record`` as the journal says it ended (recovery only), at
+        ``at`` (default: now)."""
         record.result = result
         record.error = error
-        self._finish(record, status, propagate=False)
+        self._finish(record, status, propagate=False, at=at)
 
     def info(self, record: TaskRecord) -> TaskInfo:
         info = super().info(record)

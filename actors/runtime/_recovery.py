@@ -250,6 +250,8 @@ def _put_back(
             record.spec = None  # its function (`_ended`) is no definition to retry
             continue
         record.attempts = row.attempts
+        if ended:
+            at = _journaled_times(record, row)
         if status == "completed":
             result = None
             if row.result is not None:
@@ -259,10 +261,10 @@ def _put_back(
                     lost[task_id] = str(exc)
             elif row.result_note is not None:  # "result not serializable: <type>"
                 lost[task_id] = row.result_note
-            engine.end(record, TaskStatus.COMPLETED, result=result)
+            engine.end(record, TaskStatus.COMPLETED, result=result, at=at)
         elif status in ("failed", "cancelled"):
             journaled = JournaledError(row.error_type or "Exception", row.error_message or "")
-            engine.end(record, TaskStatus(status), error=journaled)
+            engine.end(record, TaskStatus(status), error=journaled, at=at)
             record.spec = None  # nor is an ended task's (`BaseManager._definition`)
         elif status == "running":
             count = row.recoveries + 1
@@ -288,6 +290,22 @@ def _put_back(
             else:
                 engine.graph.add_edge(task_id, dep)  # ended: the edge is history
     return restored
+
+
+def _journaled_times(record: Any, row: TaskRow) -> float | None:
+    """Give an ended ``record`` the times its row holds (wall clock) on the engine's
+    clock, through the offset taken at its registration; returns its end, None if the
+    row has none. Its age is then that of the first run: `cleanup` and the
+    MAX_FINISHED_TASKS order see it, not the restart (else a service restarted more often
+    than CLEANUP_MAX_AGE never cleaned up what it journaled)."""
+    offset = record.wall_offset
+    if offset is None:
+        return None
+    if row.created_at is not None:
+        record.created_at = row.created_at - offset
+    if row.started_at is not None:
+        record.started_at = row.started_at - offset
+    return None if row.finished_at is None else row.finished_at - offset
 
 
 class Journal:

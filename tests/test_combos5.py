@@ -13,18 +13,26 @@ each body ran, and what the file holds.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import combo5_worker
+import httpx
 import pytest
-from helpers import journaled_manager
+from helpers import WAIT, journal_config, journaled_manager
 
-from actors import TaskStatus, result_of
+from actors import ActorSystem, TaskStatus, result_of
 from actors.core import JournalDecodeError
+from actors.dashboard import create_app
 
 COMPLETED, FAILED, CANCELLED, PENDING = (
     TaskStatus.COMPLETED,
@@ -177,3 +185,77 @@ async def test_tasks_that_ended_before_a_restart_keep_their_age_for_the_cleanup(
         assert await tm.cleanup_completed_tasks(3600) == 0
     assert file_rows(path) == [("p", "pending")]
     assert RUNS == {"double": 1, "plus_one": 1}
+
+
+def _kill_while_b_runs(journal: Path, out: Path) -> None:
+    worker = Path(__file__).with_name("combo5_worker.py")
+    env = {**os.environ, "PYTHONPATH": str(worker.parent.parent)}
+    command = [sys.executable, str(worker), str(journal), str(out)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    assert first.stdout is not None
+    try:
+        assert first.stdout.readline() == "ready\n"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(WAIT)
+        first.stdout.close()
+
+
+async def test_a_dependent_running_at_a_sigkill_reruns_with_its_dependencys_journaled_result(
+    tmp_path: Path,
+) -> None:
+    """MAX_FINISHED_TASKS=1: ``a`` and ``c`` completed, ``a`` kept only for ``b``;
+    ``b`` started ``take(4)``, then ``d`` completed, and the process was killed while
+    ``b`` ran. ``a`` is still in the file (``b``'s journaled arguments still take its
+    result), so a new system on the file runs ``b`` again with it (recovered once); no
+    other task runs again; then the bound applies; every listing, the metrics and the
+    dashboard's API answer, and the file holds ``b`` and ``marker`` alone. (``a`` was let go when
+    ``b`` took its result in memory, ``d``'s end evicted it, in the file too, and the
+    recovered ``b`` failed: "the task of its result_of('a') is not in the journal".)"""
+    journal, out = tmp_path / "tasks.db", tmp_path / "runs.txt"
+    await asyncio.to_thread(_kill_while_b_runs, journal, out)
+    assert file_rows(journal) == [
+        ("a", "completed"),
+        ("b", "running"),
+        ("d", "completed"),
+        ("marker", "pending"),
+    ]
+    combo5_worker.OUT = out
+    config = journal_config(journal, MAX_FINISHED_TASKS=1)
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        assert await tm.wait_for_task("b", timeout=WAIT) == 5
+        b = await tm.get_task("b")
+        assert (b.status, b.recoveries, b.attempts) == (COMPLETED, 1, 1)
+        assert await states(tm) == {"b": (COMPLETED, None), "marker": (PENDING, None)}
+        assert await tm.get_tasks_by_status(COMPLETED) == [b]
+        assert [i.task_id for i in await tm.get_tasks_by_type("default")] == ["b", "marker"]
+        assert (await tm.get_task_graph()).topological_order() == ["b", "marker"]
+        metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {COMPLETED: 1, PENDING: 1}
+        app = create_app(system)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as http:
+            listing = (await http.get("/api/tasks")).json()
+            detail = (await http.get("/api/tasks/b")).json()
+            graph = (await http.get("/api/graph")).json()
+            served = (await http.get("/api/metrics")).json()
+        assert {t["task_id"]: t["status"] for t in listing["rows"]} == {
+            "b": "completed",
+            "marker": "pending",
+        }
+        assert (detail["status"], detail["dependencies"]) == ("completed", [])  # a is gone
+        assert {n["id"]: n["status"] for n in graph["nodes"]} == {
+            "b": "completed",
+            "marker": "pending",
+        }
+        assert served["tasks_by_status"] == {"completed": 1, "pending": 1}
+    assert file_rows(journal) == [("b", "completed"), ("marker", "pending")]
+    assert out.read_text().split("\n") == [
+        "double 2",
+        "double 3",
+        "take 4",
+        "double 5",
+        "take 4",
+        "",
+    ]

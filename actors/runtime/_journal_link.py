@@ -189,6 +189,22 @@ class DurableEngine(Engine):
         record.error = error
         self._finish(record, status, propagate=False, at=at)
 
+    def _fill(self, record: TaskRecord) -> None:
+        """A durable task keeps its `result_of` dependencies pinned until it ends, not
+        until it takes their results: its row keeps the placeholders, so a run again
+        after a crash takes their results from the file once more (`Engine._finish`
+        lets them go: ``results`` stays set; a retry fills its arguments again, a no-op
+        that pins and lets go once more)."""
+        results = record.results
+        if results is None or record.task_id not in self.rows:
+            super()._fill(record)
+            return
+        tasks = self.tasks
+        for dep in results:  # before the engine lets them go: none may be evicted
+            tasks[dep].pins += 1
+        super()._fill(record)
+        record.results = results
+
     def info(self, record: TaskRecord) -> TaskInfo:
         info = super().info(record)
         count = self.recoveries.get(record.task_id)

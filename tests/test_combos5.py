@@ -31,7 +31,7 @@ import pytest
 from helpers import WAIT, journal_config, journaled_manager
 
 from actors import ActorSystem, TaskStatus, result_of
-from actors.core import JournalDecodeError
+from actors.core import JournalDecodeError, JournalEncodeError
 from actors.dashboard import create_app
 
 COMPLETED, FAILED, CANCELLED, PENDING = (
@@ -259,3 +259,29 @@ async def test_a_dependent_running_at_a_sigkill_reruns_with_its_dependencys_jour
         "take 4",
         "",
     ]
+
+
+async def test_a_durable_task_taking_the_result_of_a_memory_only_task_is_refused(
+    tmp_path: Path, new_system: bool
+) -> None:
+    """``a`` is kept in memory only (``durable=False``); a durable ``b`` taking
+    ``result_of(a)`` is refused with JournalEncodeError naming both, before anything
+    changes (in memory and in the file); with ``durable=False`` it is taken and runs.
+    (It was journaled, and after a restart it failed: "the task of its
+    result_of('a') is not in the journal".)"""
+    path = tmp_path / "tasks.db"
+    async with journaled_manager(path, USE_NEW_TASK_SYSTEM=new_system) as tm:
+        await tm.register_task("a", double, (2,), task_id="a", durable=False)
+        message = (
+            "task 'b' cannot be durable: it takes result_of('a'), a task kept in memory "
+            "only (durable=False), whose result a restart loses; make 'a' durable too, "
+            "or pass durable=False to keep this task in memory only"
+        )
+        with pytest.raises(JournalEncodeError, match=f"^{re.escape(message)}$"):
+            await tm.register_task("b", plus_one, (result_of("a"),), task_id="b")
+        assert await states(tm) == {"a": (PENDING, None)}
+        assert file_rows(path) == []
+        await tm.register_task("b", plus_one, (result_of("a"),), task_id="b", durable=False)
+        assert await tm.execute_task("b", wait=True) == 5
+    assert file_rows(path) == []
+    assert RUNS == {"double": 1, "plus_one": 1}

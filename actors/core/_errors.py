@@ -196,8 +196,9 @@ class JournalError(ActorsError):
 
 class JournalEncodeError(JournalError, InvalidTaskError):
     """A task cannot be journaled: its function cannot be found again by name after a
-    restart (a lambda, a local function, a bound method...), or one of its arguments does
-    not serialize. Raised before anything changes; the message says which and why, and
+    restart (a lambda, a local function, a bound method...), one of its arguments does
+    not serialize, or it takes the `result_of` a task kept in memory only
+    (``durable=False``). Raised before anything changes; the message says which and why, and
     suggests ``durable=False`` (keep that task in memory only).
     """
 

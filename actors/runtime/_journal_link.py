@@ -38,6 +38,7 @@ from loguru import logger
 from actors.core import (
     BULK,
     DuplicateTaskError,
+    JournalEncodeError,
     TaskInfo,
     TaskStatus,
     gc_paused,
@@ -211,6 +212,19 @@ class DurableEngine(Engine):
         return info if count is None else dataclasses.replace(info, recoveries=count)
 
 
+def _refuse_memory_results(engine: DurableEngine, name: str, results: Iterable[str]) -> None:
+    """A durable task may not take the result of a task kept in memory only: after a
+    restart that result is gone, and the task could never run."""
+    for dep in results:
+        if dep not in engine.rows and dep in engine.tasks:
+            msg = (
+                f"task {name!r} cannot be durable: it takes result_of({dep!r}), a task "
+                "kept in memory only (durable=False), whose result a restart loses; make "
+                f"{dep!r} durable too, or pass durable=False to keep this task in memory only"
+            )
+            raise JournalEncodeError(msg)
+
+
 @dataclasses.dataclass(slots=True, eq=False)
 class JournalLink:
     """What one manager incarnation uses to talk to the journal."""
@@ -348,6 +362,9 @@ class JournalLink:
                 )
                 raise DuplicateTaskError(msg)
         else:
+            results = message.spec.results
+            if results:
+                _refuse_memory_results(engine, message.spec.name, results)
             engine.register(message.spec, task_id, message.bridge)
             engine.rows[task_id] = row
             engine.unwritten.add(task_id)

@@ -30,7 +30,7 @@ import httpx
 import pytest
 from helpers import WAIT, journal_config, journaled_manager
 
-from actors import ActorSystem, TaskStatus, result_of
+from actors import ActorSystem, TaskPriority, TaskStatus, result_of
 from actors.core import JournalDecodeError, JournalEncodeError
 from actors.dashboard import create_app
 
@@ -285,3 +285,81 @@ async def test_a_durable_task_taking_the_result_of_a_memory_only_task_is_refused
         assert await tm.execute_task("b", wait=True) == 5
     assert file_rows(path) == []
     assert RUNS == {"double": 1, "plus_one": 1}
+
+
+SYSTEM: list[ActorSystem] = []
+
+
+def blocking_parent(mode: str) -> Any:
+    """A plain function (a pool thread) that waits for tasks through ``system.blocking``."""
+    blocking = SYSTEM[0].blocking
+    if mode == "submit":
+        return blocking.submit(double, 1)
+    if mode == "map":
+        return blocking.map(double, [2, 3])
+    child = blocking.register_task("child", double, (4,))
+    if mode == "execute":
+        return blocking.execute_task(child, wait=True)
+    assert blocking.execute_task(child) is True
+    return blocking.wait_for_task(child, timeout=WAIT)
+
+
+async def test_a_plain_function_waiting_through_system_blocking_lends_its_only_slot() -> None:
+    """MAX_CONCURRENT_TASKS=1: a plain-function task that waits for a child through
+    ``system.blocking`` (submit, map, execute_task(wait=True), wait_for_task) lends its
+    slot, so the child runs while it waits (as README's "Tasks that wait for tasks"
+    says); had it kept the slot, the child would stay queued and the wait time out."""
+    config = {"CLEANUP_INTERVAL": 0, "MAX_CONCURRENT_TASKS": 1, "MAX_THREAD_WORKERS": 2}
+    async with ActorSystem(config) as system:
+        SYSTEM[:] = [system]
+        tm = system.task_manager
+        try:
+            got = {
+                mode: await asyncio.wait_for(tm.submit(blocking_parent, mode), WAIT)
+                for mode in ("submit", "map", "execute", "wait")
+            }
+        finally:
+            SYSTEM.clear()
+        assert got == {"submit": 2, "map": [4, 6], "execute": 8, "wait": 8}
+        assert dict((await tm.get_metrics()).tasks_by_status) == {COMPLETED: 9}
+    assert RUNS == {"double": 5}
+
+
+@pytest.mark.parametrize(
+    ("dep_priority", "expected"),
+    [
+        (TaskPriority.LOW, ["block", "n0", "n1", "d", "h"]),
+        (TaskPriority.HIGH, ["block", "d", "h", "n0", "n1"]),
+    ],
+)
+async def test_priority_is_not_inherited_by_a_dependency(
+    dep_priority: TaskPriority, expected: list[str]
+) -> None:
+    """One slot, held by ``block``; a HIGH task ``h`` takes the result of ``d``,
+    executed behind two NORMAL tasks. ``d`` LOW: it runs after them (its own priority),
+    then ``h``. ``d`` HIGH (README's advice): ``d`` and ``h`` go first."""
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    async def run(name: str, *args: Any) -> str:
+        order.append(name)
+        if name == "block":
+            await gate.wait()
+        return name
+
+    config = {"CLEANUP_INTERVAL": 0, "MAX_CONCURRENT_TASKS": 1}
+    async with ActorSystem(config) as system:
+        tm = system.task_manager
+        block = await tm.register_task("block", run, ("block",))
+        await tm.execute_task(block)
+        normal = [await tm.register_task(f"n{i}", run, (f"n{i}",)) for i in range(2)]
+        d = await tm.register_task("d", run, ("d",), priority=dep_priority)
+        h = await tm.register_task("h", run, ("h", result_of(d)), priority=TaskPriority.HIGH)
+        for task_id in [*normal, h]:
+            assert await tm.execute_task(task_id) is True
+        assert await tm.get_task_status(d) is TaskStatus.QUEUED
+        assert await tm.get_task_status(h) is TaskStatus.WAITING
+        gate.set()
+        assert await tm.wait_for_task(h, timeout=WAIT) == "h"
+        assert [await tm.wait_for_task(t, timeout=WAIT) for t in normal] == ["n0", "n1"]
+    assert order == expected

@@ -4,8 +4,15 @@ Durable tasks on a real SQLite file: a ``result_of`` dependency finished, then b
 or cleaned up, before its dependent ran, and the process stopped or was killed; what
 recovery makes of the dependent (it runs with the journaled result, or ends with an
 error naming why it cannot), and that every listing, the metrics and the dashboard
-answer after it; retries of recovered tasks; a cleanup whose deletions were half
-written.
+answer after it; a failed dependency with ``on_dependency_failure`` "run" and
+"cancel"; retries of recovered tasks; a cleanup whose deletions were half written; a
+durable task refused the result of a memory-only one. Beside them, two behaviours the
+README states: a plain function waiting through ``system.blocking`` lends its slot, and
+a dependency does not inherit its dependent's priority.
+
+A graceful stop leaves durable tasks in the file as they are (README), so most
+scenarios stop a system and start another on the file; one kills a process with SIGKILL
+while a dependent runs (tests/combo5_worker.py).
 
 Each scenario asserts exact outcomes: final states, results or errors, how many times
 each body ran, and what the file holds.
@@ -30,9 +37,17 @@ import httpx
 import pytest
 from helpers import WAIT, journal_config, journaled_manager
 
-from actors import ActorSystem, TaskPriority, TaskStatus, result_of
+from actors import (
+    ActorSystem,
+    InvalidTaskError,
+    TaskNotFoundError,
+    TaskPriority,
+    TaskStatus,
+    result_of,
+)
 from actors.core import JournalDecodeError, JournalEncodeError
 from actors.dashboard import create_app
+from supervisors.testing import FakeClock
 
 COMPLETED, FAILED, CANCELLED, PENDING = (
     TaskStatus.COMPLETED,
@@ -363,3 +378,141 @@ async def test_priority_is_not_inherited_by_a_dependency(
         assert await tm.wait_for_task(h, timeout=WAIT) == "h"
         assert [await tm.wait_for_task(t, timeout=WAIT) for t in normal] == ["n0", "n1"]
     assert order == expected
+
+
+def boom(x: int) -> int:
+    RUNS["boom"] += 1
+    raise ValueError(f"boom {x}")
+
+
+def describe(value: object) -> str:
+    RUNS["describe"] += 1
+    return f"{type(value).__name__}: {value}"
+
+
+async def test_a_failed_dependency_before_a_restart_run_or_cancel(
+    tmp_path: Path, new_system: bool
+) -> None:
+    """``a`` failed; ``r`` (``on_dependency_failure="run"``) takes ``result_of(a)``,
+    pending, so ``a`` is kept, and a cleanup removes only the other ended task; ``c``
+    (the default, "cancel") was cancelled naming ``a``. After a restart ``r`` runs with
+    ``a``'s journaled error as its argument, ``c`` stays cancelled, nothing else runs
+    again; once ``r`` ended a cleanup removes ``a``, in the file too."""
+    path = tmp_path / "tasks.db"
+    config = {"USE_NEW_TASK_SYSTEM": new_system}
+    async with journaled_manager(path, **config) as tm:
+        await tm.register_task("a", boom, (1,), task_id="a")
+        await tm.register_task(
+            "r", describe, (result_of("a"),), task_id="r", on_dependency_failure="run"
+        )
+        await tm.register_task("x", double, (1,), task_id="x")
+        with pytest.raises(ValueError, match=r"^boom 1$"):
+            await tm.execute_task("a", wait=True)
+        assert await tm.execute_task("x", wait=True) == 2
+        assert await tm.cleanup_completed_tasks(0) == 1  # x; a is kept for r
+        await tm.register_task("c", describe, (result_of("a"),), task_id="c")
+    assert file_rows(path) == [("a", "failed"), ("r", "pending"), ("c", "cancelled")]
+    async with journaled_manager(path, **config) as tm:
+        c = await tm.get_task("c")
+        assert (c.status, str(c.error)) == (
+            CANCELLED,
+            "task 'c' (c) cancelled: its dependency 'a' (a) failed",
+        )
+        assert await tm.execute_task("r", wait=True) == "JournaledError: ValueError: boom 1"
+        assert await tm.cleanup_completed_tasks(0) == 3
+        assert await tm.get_all_tasks() == []
+    assert file_rows(path) == []
+    assert RUNS == {"boom": 1, "double": 1, "describe": 1}
+
+
+async def test_retries_of_failed_durable_tasks_across_restarts(tmp_path: Path) -> None:
+    """``f`` failed before the restart: retry_task refuses it (its definition was not
+    recovered). ``g`` takes ``result_of(a)`` and fails after the restart: its retry
+    runs with ``a``'s journaled result and is journaled. ``h`` takes ``result_of(b)``,
+    fails after the restart, then a cleanup (fake clock) removes what ended before the
+    restart, ``b`` included: ``h``'s retry is refused with TaskNotFoundError naming
+    ``b``, and nothing changed (in the file either)."""
+    path = tmp_path / "tasks.db"
+    async with journaled_manager(path) as tm:
+        await tm.register_task("a", double, (2,), task_id="a")
+        await tm.register_task("b", double, (3,), task_id="b")
+        for name, dep in (("f", "a"), ("g", "a"), ("h", "b")):
+            await tm.register_task(name, flaky, (name, result_of(dep)), task_id=name)
+        with pytest.raises(ValueError, match=r"^flaky f 4$"):
+            await tm.execute_task("f", wait=True)
+        assert await tm.execute_task("b", wait=True) == 6
+    clock = FakeClock()
+    async with ActorSystem(journal_config(path), clock=clock) as system:
+        tm = system.task_manager
+        clock.advance(100.0)  # the restored tasks ended 100 s ago (or more)
+        message = (
+            "task 'f' failed before the system restarted (or could not be read back from "
+            "the journal): its function and arguments were not recovered, so it cannot be "
+            "retried; register it again"
+        )
+        with pytest.raises(InvalidTaskError, match=f"^{re.escape(message)}$"):
+            await tm.retry_task("f")
+        for task_id, value in (("g", 4), ("h", 6)):
+            with pytest.raises(ValueError, match=f"^flaky {task_id} {value}$"):
+                await tm.execute_task(task_id, wait=True)
+        retried = await tm.retry_task("g")
+        assert await tm.wait_for_task(retried, timeout=WAIT) == "g 4"
+        rows = [("a", "completed"), ("b", "completed"), ("f", "failed"), ("g", "failed")]
+        rows += [("h", "failed"), (retried, "completed")]
+        assert file_rows(path) == rows
+        assert await tm.cleanup_completed_tasks(50.0) == 3  # a, b and f: before the restart
+        before = await states(tm)
+        assert set(before) == {"g", "h", retried}
+        message = (
+            "task 'h' cannot be retried: it takes the result of task 'b', which was "
+            "cleaned up since (MAX_FINISHED_TASKS or cleanup_completed_tasks), so its "
+            "result is gone; register the task again with the value"
+        )
+        with pytest.raises(TaskNotFoundError, match=f"^{re.escape(message)}$"):
+            await tm.retry_task("h")
+        assert await states(tm) == before
+    assert file_rows(path) == [("g", "failed"), ("h", "failed"), (retried, "completed")]
+    assert RUNS == {"double": 2, "flaky f": 1, "flaky g": 2, "flaky h": 1}
+
+
+def flaky(name: str, x: int) -> str:
+    RUNS[f"flaky {name}"] += 1
+    if RUNS[f"flaky {name}"] == 1:
+        raise ValueError(f"flaky {name} {x}")
+    return f"{name} {x}"
+
+
+async def test_recovery_after_a_cleanup_whose_deletions_were_half_written(
+    tmp_path: Path, new_system: bool
+) -> None:
+    """A chain ``a -> b -> c`` (each takes the previous one's result) completed; ``d``,
+    pending, takes ``result_of(c)``, so ``c`` is kept. Of a cleanup's deletions only
+    ``a``'s reached the file (as a kill between two cleanups leaves it; each flush is
+    one transaction). After a restart ``b`` and ``c`` are completed with their results,
+    their edges to what is gone dropped; ``d`` runs with ``c``'s result; every listing,
+    the graph and the metrics answer; the next cleanup finishes the job in the file."""
+    path = tmp_path / "tasks.db"
+    config = {"USE_NEW_TASK_SYSTEM": new_system}
+    async with journaled_manager(path, **config) as tm:
+        await tm.register_task("a", double, (1,), task_id="a")
+        await tm.register_task("b", double, (result_of("a"),), task_id="b")
+        await tm.register_task("c", double, (result_of("b"),), task_id="c")
+        await tm.register_task("d", plus_one, (result_of("c"),), task_id="d")
+        assert await tm.execute_task("c", wait=True) == 8
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("DELETE FROM tasks WHERE id = 'a'")
+    async with journaled_manager(path, **config) as tm:
+        infos = {i.task_id: (i.status, i.dependencies) for i in await tm.get_all_tasks()}
+        assert infos == {
+            "b": (COMPLETED, ()),
+            "c": (COMPLETED, ("b",)),
+            "d": (PENDING, ("c",)),
+        }
+        assert [await tm.get_task_result(t) for t in ("b", "c")] == [4, 8]
+        assert (await tm.get_task_graph()).topological_order() == ["b", "c", "d"]
+        assert [i.task_id for i in await tm.get_tasks_by_status(COMPLETED)] == ["b", "c"]
+        assert await tm.execute_task("d", wait=True) == 9
+        assert dict((await tm.get_metrics()).tasks_by_status) == {COMPLETED: 3}
+        assert await tm.cleanup_completed_tasks(0) == 3
+    assert file_rows(path) == []
+    assert RUNS == {"double": 3, "plus_one": 1}

@@ -196,8 +196,9 @@ class JournalError(ActorsError):
 
 class JournalEncodeError(JournalError, InvalidTaskError):
     """A task cannot be journaled: its function cannot be found again by name after a
-    restart (a lambda, a local function, a bound method...), or one of its arguments does
-    not serialize. Raised before anything changes; the message says which and why, and
+    restart (a lambda, a local function, a bound method...), one of its arguments does
+    not serialize, or it takes the `result_of` a task kept in memory only
+    (``durable=False``). Raised before anything changes; the message says which and why, and
     suggests ``durable=False`` (keep that task in memory only).
     """
 
@@ -205,7 +206,9 @@ class JournalEncodeError(JournalError, InvalidTaskError):
 class JournalDecodeError(JournalError):
     """A journaled task cannot be read back: its function is no longer importable, its
     payload was written with a serializer not trusted now (pickle while
-    ``JOURNAL_SERIALIZER="json"``), or the payload is damaged. The message names the task.
+    ``JOURNAL_SERIALIZER="json"``), or the payload is damaged; or a recovered task takes
+    the `result_of` a task whose result is not in the journal (it did not serialize).
+    The message names the task.
     """
 
 

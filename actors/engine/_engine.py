@@ -37,11 +37,12 @@ that waits for its children never starves them of slots.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -626,6 +627,21 @@ class Engine:
                 tasks = self.tasks
                 self.finished = deque(r for r in self.finished if tasks.get(r.task_id) is r)
         return removed
+
+    @contextlib.contextmanager
+    def restoring(self) -> Iterator[None]:
+        """Put tasks back into a fresh engine (recovery): the ``max_finished`` bound is
+        applied when the block ends, to the tasks finished then, in the order they were
+        put back. Applied as each one ends, it removed a finished task before a
+        dependent put back after it could pin its result."""
+        bound, self._bound = self._bound, 0
+        try:
+            yield
+        finally:
+            self._bound = bound
+        if bound:
+            for record in [r for r in self.tasks.values() if r.status in TERMINAL]:
+                self._retain(record)
 
     def shutdown(self) -> int:
         """Cancel every unfinished task: the system is going down. Returns how many."""

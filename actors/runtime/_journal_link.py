@@ -38,6 +38,7 @@ from loguru import logger
 from actors.core import (
     BULK,
     DuplicateTaskError,
+    JournalEncodeError,
     TaskInfo,
     TaskStatus,
     gc_paused,
@@ -181,16 +182,47 @@ class DurableEngine(Engine):
         *,
         result: Any = None,
         error: BaseException | None = None,
+        at: float | None = None,
     ) -> None:
-        """End a restored ``record`` as the journal says it ended (recovery only)."""
+        """End a restored ``record`` as the journal says it ended (recovery only), at
+        ``at`` (default: now)."""
         record.result = result
         record.error = error
-        self._finish(record, status, propagate=False)
+        self._finish(record, status, propagate=False, at=at)
+
+    def _fill(self, record: TaskRecord) -> None:
+        """A durable task keeps its `result_of` dependencies pinned until it ends, not
+        until it takes their results: its row keeps the placeholders, so a run again
+        after a crash takes their results from the file once more (`Engine._finish`
+        lets them go: ``results`` stays set; a retry fills its arguments again, a no-op
+        that pins and lets go once more)."""
+        results = record.results
+        if results is None or record.task_id not in self.rows:
+            super()._fill(record)
+            return
+        tasks = self.tasks
+        for dep in results:  # before the engine lets them go: none may be evicted
+            tasks[dep].pins += 1
+        super()._fill(record)
+        record.results = results
 
     def info(self, record: TaskRecord) -> TaskInfo:
         info = super().info(record)
         count = self.recoveries.get(record.task_id)
         return info if count is None else dataclasses.replace(info, recoveries=count)
+
+
+def _refuse_memory_results(engine: DurableEngine, name: str, results: Iterable[str]) -> None:
+    """A durable task may not take the result of a task kept in memory only: after a
+    restart that result is gone, and the task could never run."""
+    for dep in results:
+        if dep not in engine.rows and dep in engine.tasks:
+            msg = (
+                f"task {name!r} cannot be durable: it takes result_of({dep!r}), a task "
+                "kept in memory only (durable=False), whose result a restart loses; make "
+                f"{dep!r} durable too, or pass durable=False to keep this task in memory only"
+            )
+            raise JournalEncodeError(msg)
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -330,6 +362,9 @@ class JournalLink:
                 )
                 raise DuplicateTaskError(msg)
         else:
+            results = message.spec.results
+            if results:
+                _refuse_memory_results(engine, message.spec.name, results)
             engine.register(message.spec, task_id, message.bridge)
             engine.rows[task_id] = row
             engine.unwritten.add(task_id)

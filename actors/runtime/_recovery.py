@@ -127,11 +127,45 @@ def restore(
     name as it registers the task (`Engine.breakers`). ``bridge()`` gives the loop of
     the recovered tasks (called only if one needs it).
     """
+    with engine.restoring():  # the MAX_FINISHED_TASKS bound once every pin is in place
+        restored = _put_back(
+            engine, rows, codec=codec, bridge=bridge, max_recoveries=max_recoveries
+        )
+    # The file holds the states of these transitions but those that ended otherwise
+    # (a decode problem, a poison task, a failed dependency) and those evicted by
+    # MAX_FINISHED_TASKS (deleted from the file too): those are written.
+    tasks = engine.tasks
+    touched = engine.touched
+    rows_of = engine.rows
+    for task_id in restored:
+        kept = tasks.get(task_id)
+        if kept is None:
+            touched.add(task_id)
+            continue
+        current = kept.status
+        if current is not TaskStatus.PENDING and _VALUES[current] != rows_of[task_id][_STATUS]:
+            touched.add(task_id)
+    engine.quiet = len(engine.transitions)
+    return restored
+
+
+def _put_back(
+    engine: DurableEngine,
+    rows: list[TaskRow],
+    *,
+    codec: Codec,
+    bridge: Callable[[], LoopBridge],
+    max_recoveries: int,
+) -> list[str]:
+    """`restore`'s registrations, in load order; returns the task ids put back."""
     functions: dict[str, tuple[Callable[..., Any], bool]] = {}
     loop_bridge: LoopBridge | None = None
     tasks = engine.tasks
     restored: list[str] = []
     later: list[tuple[str, str]] = []
+    lost: dict[str, str] = {}
+    """Completed task id -> why its result is not in the journal (a dependent of it
+    cannot run again: it would take None)."""
     for row in rows:
         task_id = row.task_id
         if task_id in tasks:
@@ -168,6 +202,14 @@ def restore(
                 f"result_of({missing[0]!r}) is not in the journal"
             )
             func, is_coroutine, args, kwargs, results = _ended, False, (), {}, ()
+        elif lost and problem is None:
+            gone = next((dep for dep in results if dep in lost), None)
+            if gone is not None:
+                problem = JournalDecodeError(
+                    f"journaled task {task_id!r} cannot run again: the result of its "
+                    f"result_of({gone!r}) is not in the journal ({lost[gone]})"
+                )
+                func, is_coroutine, args, kwargs, results = _ended, False, (), {}, ()
         priority: Any = _PRIORITIES.get(row.priority, row.priority)
         spec = TaskSpec(
             task_id=task_id,
@@ -208,17 +250,21 @@ def restore(
             record.spec = None  # its function (`_ended`) is no definition to retry
             continue
         record.attempts = row.attempts
+        if ended:
+            at = _journaled_times(record, row)
         if status == "completed":
             result = None
             if row.result is not None:
                 try:
                     result = codec.decode_value(row.result, what="its result", task=task_id)
-                except JournalDecodeError:
-                    result = None
-            engine.end(record, TaskStatus.COMPLETED, result=result)
+                except JournalDecodeError as exc:
+                    lost[task_id] = str(exc)
+            elif row.result_note is not None:  # "result not serializable: <type>"
+                lost[task_id] = row.result_note
+            engine.end(record, TaskStatus.COMPLETED, result=result, at=at)
         elif status in ("failed", "cancelled"):
             journaled = JournaledError(row.error_type or "Exception", row.error_message or "")
-            engine.end(record, TaskStatus(status), error=journaled)
+            engine.end(record, TaskStatus(status), error=journaled, at=at)
             record.spec = None  # nor is an ended task's (`BaseManager._definition`)
         elif status == "running":
             count = row.recoveries + 1
@@ -243,21 +289,23 @@ def restore(
                 engine.add_dependency(task_id, dep)  # what a failed dependency means
             else:
                 engine.graph.add_edge(task_id, dep)  # ended: the edge is history
-    # The file holds the states of these transitions but those that ended otherwise
-    # (a decode problem, a poison task, a failed dependency) and those evicted by
-    # MAX_FINISHED_TASKS (deleted from the file too): those are written.
-    touched = engine.touched
-    rows_of = engine.rows
-    for task_id in restored:
-        kept = tasks.get(task_id)
-        if kept is None:
-            touched.add(task_id)
-            continue
-        current = kept.status
-        if current is not TaskStatus.PENDING and _VALUES[current] != rows_of[task_id][_STATUS]:
-            touched.add(task_id)
-    engine.quiet = len(engine.transitions)
     return restored
+
+
+def _journaled_times(record: Any, row: TaskRow) -> float | None:
+    """Give an ended ``record`` the times its row holds (wall clock) on the engine's
+    clock, through the offset taken at its registration; returns its end, None if the
+    row has none. Its age is then that of the first run: `cleanup` and the
+    MAX_FINISHED_TASKS order see it, not the restart (else a service restarted more often
+    than CLEANUP_MAX_AGE never cleaned up what it journaled)."""
+    offset = record.wall_offset
+    if offset is None:
+        return None
+    if row.created_at is not None:
+        record.created_at = row.created_at - offset
+    if row.started_at is not None:
+        record.started_at = row.started_at - offset
+    return None if row.finished_at is None else row.finished_at - offset
 
 
 class Journal:

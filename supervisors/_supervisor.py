@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -200,10 +201,16 @@ class Supervisor(SupervisedActor):
         except SupervisorError as exc:
             raise ChildSpecError(str(exc)) from None
         if watchdog_interval is not None and (
-            not isinstance(watchdog_interval, int | float) or watchdog_interval <= 0
+            not isinstance(watchdog_interval, int | float)
+            or isinstance(watchdog_interval, bool)
+            or not math.isfinite(watchdog_interval)
+            or watchdog_interval <= 0
         ):
+            # NaN compares false with everything: taken, it made every tick due at once
+            # and the supervisor spun a core re-arming its watchdog.
             raise ChildSpecError(
-                f"watchdog_interval must be a number > 0 or None, got {watchdog_interval!r}"
+                f"watchdog_interval must be a finite number of seconds > 0, or None to turn "
+                f"the watchdog off, got {watchdog_interval!r}"
             )
         if state is not None and not isinstance(state, SupervisorState):
             raise ChildSpecError(f"state must be a SupervisorState, got {state!r}")

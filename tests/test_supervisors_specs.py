@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -176,10 +177,15 @@ def test_a_valid_policy_keeps_its_values() -> None:
         (([],), {"name": ""}, "supervisor name must be a non-empty string, got ''"),
         (([],), {"buffer_capacity": -1}, "buffer_capacity must be an int >= 0, got -1"),
         (([],), {"buffer_capacity": 1.0}, "buffer_capacity must be an int >= 0, got 1.0"),
-        (
-            ([],),
-            {"watchdog_interval": 0},
-            "watchdog_interval must be a number > 0 or None, got 0",
+        *(
+            (
+                ([],),
+                {"watchdog_interval": bad},
+                "watchdog_interval must be a finite number of seconds > 0, or None to turn "
+                f"the watchdog off, got {bad!r}",
+            )
+            # NaN once made every tick due at once: the supervisor spun a core.
+            for bad in (0, -1.0, True, math.nan, math.inf, "1")
         ),
         (([],), {"state": object}, f"state must be a SupervisorState, got {object!r}"),
     ],

@@ -212,6 +212,17 @@ class Supervisor(SupervisedActor):
                 f"watchdog_interval must be a finite number of seconds > 0, or None to turn "
                 f"the watchdog off, got {watchdog_interval!r}"
             )
+        if clock is not None and not (
+            callable(getattr(clock, "monotonic", None))
+            and callable(getattr(clock, "call_later", None))
+        ):
+            raise ChildSpecError(
+                f"clock must have monotonic() and call_later(delay, callback) (a Clock), "
+                f"got {clock!r}"
+            )
+        for what, callback in (("on_escalation", on_escalation), ("listener", listener)):
+            if callback is not None and not callable(callback):
+                raise ChildSpecError(f"{what} must be callable or None, got {callback!r}")
         if state is not None and not isinstance(state, SupervisorState):
             raise ChildSpecError(f"state must be a SupervisorState, got {state!r}")
         self.name = name

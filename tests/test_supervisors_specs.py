@@ -188,6 +188,13 @@ def test_a_valid_policy_keeps_its_values() -> None:
             for bad in (0, -1.0, True, math.nan, math.inf, "1")
         ),
         (([],), {"state": object}, f"state must be a SupervisorState, got {object!r}"),
+        (
+            ([],),
+            {"clock": 3},
+            "clock must have monotonic() and call_later(delay, callback) (a Clock), got 3",
+        ),
+        (([],), {"on_escalation": 3}, "on_escalation must be callable or None, got 3"),
+        (([],), {"listener": "log"}, "listener must be callable or None, got 'log'"),
     ],
 )
 def test_supervisor_arguments_are_validated_before_anything_starts(

@@ -15,6 +15,15 @@ __all__ = [
 ]
 
 
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a stand-in naming the type when that repr raises: an error
+    message about a bad value must not fail on the value itself."""
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__qualname__} object; repr() raised {type(exc).__name__}>"
+
+
 class SupervisorError(Exception):
     """Base class of the package's errors.
 

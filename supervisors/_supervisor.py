@@ -35,6 +35,7 @@ from supervisors._errors import (
     ConsecutiveFailuresExceeded,
     RestartIntensityExceeded,
     SupervisorError,
+    safe_repr,
 )
 from supervisors._handle import (
     DEFAULT_BUFFER_CAPACITY,
@@ -689,7 +690,15 @@ class Supervisor(SupervisedActor):
             raise SupervisorError(msg)
         self._remove(child, SupervisorError(f"child {child_id!r} was deleted"))
 
-    def _get(self, child_id: str) -> _Child:
+    def _get(self, child_id: object) -> _Child:
+        if not isinstance(child_id, str):
+            # Looked up unchecked, an unhashable id raised a bare TypeError (and an
+            # object whose __hash__ raised, its own error) instead of naming the child.
+            msg = (
+                f"supervisor {self.name!r}: a child id is a str, got "
+                f"{safe_repr(child_id)} ({type(child_id).__name__})"
+            )
+            raise SupervisorError(msg)
         child = self._children.get(child_id)
         if child is None:
             known = ", ".join(repr(c) for c in self._children) or "none"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supervisors._errors import ChildSpecError
+from supervisors._errors import ChildSpecError, safe_repr
 
 __all__ = ["ChildExited", "Kill", "RestartDue", "StopBy", "WatchdogTick"]
 
@@ -46,7 +46,7 @@ class StopBy:
             or isinstance(deadline, bool)
             or deadline != deadline
         ):
-            msg = f"StopBy.deadline must be a time.monotonic() value, got {deadline!r}"
+            msg = f"StopBy.deadline must be a time.monotonic() value, got {safe_repr(deadline)}"
             raise ChildSpecError(msg)
 
 

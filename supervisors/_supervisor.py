@@ -185,18 +185,22 @@ class Supervisor(SupervisedActor):
         if not isinstance(strategy, Strategy):
             raise ChildSpecError(
                 f"strategy must be a Strategy member (ONE_FOR_ONE, ONE_FOR_ALL, "
-                f"REST_FOR_ONE), got {strategy!r}"
+                f"REST_FOR_ONE), got {safe_repr(strategy)}"
             )
         if policy is not None and not isinstance(policy, RestartPolicy):
-            raise ChildSpecError(f"policy must be a RestartPolicy, got {policy!r}")
+            raise ChildSpecError(f"policy must be a RestartPolicy, got {safe_repr(policy)}")
         if not isinstance(name, str) or not name:
-            raise ChildSpecError(f"supervisor name must be a non-empty string, got {name!r}")
+            raise ChildSpecError(
+                f"supervisor name must be a non-empty string, got {safe_repr(name)}"
+            )
         if (
             not isinstance(buffer_capacity, int)
             or isinstance(buffer_capacity, bool)
             or buffer_capacity < 0
         ):
-            raise ChildSpecError(f"buffer_capacity must be an int >= 0, got {buffer_capacity!r}")
+            raise ChildSpecError(
+                f"buffer_capacity must be an int >= 0, got {safe_repr(buffer_capacity)}"
+            )
         try:
             check_request_types(request_types)
         except SupervisorError as exc:
@@ -211,7 +215,7 @@ class Supervisor(SupervisedActor):
             # and the supervisor spun a core re-arming its watchdog.
             raise ChildSpecError(
                 f"watchdog_interval must be a finite number of seconds > 0, or None to turn "
-                f"the watchdog off, got {watchdog_interval!r}"
+                f"the watchdog off, got {safe_repr(watchdog_interval)}"
             )
         if clock is not None and not (
             callable(getattr(clock, "monotonic", None))
@@ -219,13 +223,13 @@ class Supervisor(SupervisedActor):
         ):
             raise ChildSpecError(
                 f"clock must have monotonic() and call_later(delay, callback) (a Clock), "
-                f"got {clock!r}"
+                f"got {safe_repr(clock)}"
             )
         for what, callback in (("on_escalation", on_escalation), ("listener", listener)):
             if callback is not None and not callable(callback):
-                raise ChildSpecError(f"{what} must be callable or None, got {callback!r}")
+                raise ChildSpecError(f"{what} must be callable or None, got {safe_repr(callback)}")
         if state is not None and not isinstance(state, SupervisorState):
-            raise ChildSpecError(f"state must be a SupervisorState, got {state!r}")
+            raise ChildSpecError(f"state must be a SupervisorState, got {safe_repr(state)}")
         self.name = name
         self.strategy = strategy
         self.policy = policy or RestartPolicy()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.core._errors import ConfigError
+from actors.core._logging import safe_repr
 from actors.core._util import MAX_SECONDS, finite_float, too_long
 
 __all__ = [
@@ -225,7 +226,7 @@ def _check_order(config: Config) -> None:
 
 
 def _invalid(key: str, expected: str, value: object, source: str) -> ConfigError:
-    return ConfigError(f"{key} must be {expected}, got {value!r} ({source})")
+    return ConfigError(f"{key} must be {expected}, got {safe_repr(value)} ({source})")
 
 
 def _checked(key: str, value: object, source: str) -> Any:
@@ -240,7 +241,7 @@ def _checked(key: str, value: object, source: str) -> Any:
 
 def _unknown(key: object, source: str, prefix: str = "") -> ConfigError:
     if not isinstance(key, str):
-        return ConfigError(f"configuration keys must be str, got {key!r} ({source})")
+        return ConfigError(f"configuration keys must be str, got {safe_repr(key)} ({source})")
     matches = difflib.get_close_matches(key.upper(), _RULES)
     shown = [repr(prefix + match) for match in matches]
     if len(shown) > 1:
@@ -255,7 +256,8 @@ def _unknown(key: object, source: str, prefix: str = "") -> ConfigError:
 def _from_mapping(mapping: Mapping[Any, Any], source: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in mapping.items():
-        if key not in _RULES:
+        # A key that is no str is refused before the lookup: its hash may raise.
+        if not isinstance(key, str) or key not in _RULES:
             raise _unknown(key, source)
         values[key] = _checked(key, value, source)
     return values
@@ -476,12 +478,12 @@ def load_config(
     if env is not None and not isinstance(env, Mapping):
         raise ConfigError(
             f"env must be a mapping of environment variables (str to str) or None "
-            f"(os.environ), got {env!r}"
+            f"(os.environ), got {safe_repr(env)}"
         )
     if toml_path is not None and not isinstance(toml_path, str | os.PathLike):
         raise ConfigError(
             f"toml_path must be the path of a TOML file (a str or os.PathLike) or None, "
-            f"got {toml_path!r}"
+            f"got {safe_repr(toml_path)}"
         )
     environ: Mapping[str, str] = os.environ if env is None else env
     values: dict[str, Any] = {}
@@ -496,6 +498,8 @@ def load_config(
     if mapping is not None:
         given: object = mapping
         if not isinstance(given, Mapping):
-            raise ConfigError(f"configuration must be a mapping of upper-case keys, got {given!r}")
+            raise ConfigError(
+                f"configuration must be a mapping of upper-case keys, got {safe_repr(given)}"
+            )
         values.update(_from_mapping(given, "from the config mapping"))
     return Config(**values)

@@ -30,6 +30,7 @@ from actors.core import (
     Reply,
     bridge_for,
     load_config,
+    safe_repr,
 )
 from actors.engine import BreakerRegistry, BreakerTransition, CircuitBreaker, Engine, Policy
 from actors.observe import ResourceSample, psutil_probe
@@ -167,7 +168,9 @@ class SystemRuntime:
         elif config is None or isinstance(config, Mapping):
             self.config = load_config(config)
         else:
-            msg = f"config must be a mapping of upper-case keys or a Config, got {config!r}"
+            msg = (
+                f"config must be a mapping of upper-case keys or a Config, got {safe_repr(config)}"
+            )
             raise ConfigError(msg)
         given: object = clock
         if given is not None and not (
@@ -177,12 +180,12 @@ class SystemRuntime:
             msg = (
                 f"clock must be a supervisors.Clock (with monotonic() and call_later() "
                 f"methods, such as supervisors.testing.FakeClock) or None (the system "
-                f"clock), got {clock!r}"
+                f"clock), got {safe_repr(clock)}"
             )
             raise ConfigError(msg)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         if probe is not None and not callable(probe):
-            msg = f"probe must be a callable returning a ResourceSample, got {probe!r}"
+            msg = f"probe must be a callable returning a ResourceSample, got {safe_repr(probe)}"
             raise ConfigError(msg)
         self._probe: Callable[[], ResourceSample] = psutil_probe if probe is None else probe
         self.circuit_breakers = BreakerRegistry(clock=self.clock, listener=self._breaker_changed)

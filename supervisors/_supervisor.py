@@ -34,6 +34,7 @@ from supervisors._errors import (
     ChildSpecError,
     ConsecutiveFailuresExceeded,
     RestartIntensityExceeded,
+    SafeRepr,
     SupervisorError,
     safe_repr,
 )
@@ -287,7 +288,8 @@ class Supervisor(SupervisedActor):
                 self._stop_children(reversed(list(self._children)))
                 self._detach_all()
                 msg = (
-                    f"supervisor {self.name!r}: child {child.spec.id!r} failed to start: {error!r}"
+                    f"supervisor {self.name!r}: child {child.spec.id!r} failed to start: "
+                    f"{safe_repr(error)}"
                 )
                 raise SupervisorError(msg) from error
         self._arm_watchdog()
@@ -304,7 +306,7 @@ class Supervisor(SupervisedActor):
         self._shutdown()
         if self._owns_state:
             self._state.close(
-                SupervisorError(f"supervisor {self.name!r} crashed: {exception_value!r}")
+                SupervisorError(f"supervisor {self.name!r} crashed: {safe_repr(exception_value)}")
             )
 
     def _shutdown(self) -> None:
@@ -350,7 +352,7 @@ class Supervisor(SupervisedActor):
                     child,
                     SupervisorError(
                         f"child {child.spec.id!r} is temporary and exited "
-                        f"({msg.reason!r}); it is not restarted"
+                        f"({safe_repr(msg.reason)}); it is not restarted"
                     ),
                 )
             else:
@@ -595,7 +597,7 @@ class Supervisor(SupervisedActor):
             SupervisorEventKind.START_FAILED,
             SupervisorEventKind.ABANDONED,
         ):
-            log.warning("child {!r} {}: {!r}", child_id, kind.value, reason)
+            log.warning("child {!r} {}: {}", child_id, kind.value, SafeRepr(reason))
         elif kind is SupervisorEventKind.RESTART_SCHEDULED:
             log.info("child {!r} restart scheduled in {:.3f}s", child_id, delay)
         else:
@@ -654,7 +656,7 @@ class Supervisor(SupervisedActor):
         error = self._start(child)
         if error is not None:
             self._remove(child, SupervisorError(f"child {spec.id!r} failed to start"))
-            msg = f"child {spec.id!r} failed to start: {error!r}"
+            msg = f"child {spec.id!r} failed to start: {safe_repr(error)}"
             raise SupervisorError(msg) from error
         return child.handle
 
@@ -682,7 +684,7 @@ class Supervisor(SupervisedActor):
             raise SupervisorError(msg)
         error = self._start(child)
         if error is not None:
-            msg = f"child {child_id!r} failed to start: {error!r}"
+            msg = f"child {child_id!r} failed to start: {safe_repr(error)}"
             raise SupervisorError(msg) from error
         return child.handle
 

@@ -492,7 +492,7 @@ class SystemRuntime:
             )
         failure = ActorSystemError(
             f"the actor system failed: child {error.child_id!r} {what}; "
-            f"last reason: {error.reason!r}"
+            f"last reason: {safe_repr(error.reason)}"
         )
         failure.__cause__ = error
         self._failure = failure

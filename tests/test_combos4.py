@@ -7,6 +7,7 @@ real wait has a bound."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from helpers import Echo, Escalations, Ledger, StartsOnce
 from helpers import SupervisorEvents as Events
 from tenacity import wait_fixed, wait_none
 
+from actors import ActorSystem, BreakerState, CircuitBreaker, TaskStatus
 from supervisors import (
     BufferFullError,
     ChildSpec,
@@ -423,3 +425,48 @@ def test_a_nested_tree_stopped_from_a_grandchild_stops_whole_and_bounded(
     for handle in (stopper, peer, inner_handle):
         with pytest.raises(SupervisorError, match=r"^supervisor 'root' stopped$"):
             handle.ask("late", timeout=TIMEOUT)
+
+
+# -- a task's error whose repr raises, under a circuit breaker ------------------------------
+
+
+class Unprintable(Exception):
+    """A task's error whose repr and str raise (a driver's error gone wrong)."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+    def __str__(self) -> str:
+        raise RuntimeError("str")
+
+
+def fails_unprintably() -> None:
+    raise Unprintable
+
+
+async def test_a_breaker_opened_by_an_unprintable_task_error_leaves_the_manager_running() -> None:
+    # Opening the breaker built its reason with !r of the task's error: it raised in the
+    # task manager, which crashed at every failure past the threshold (a crash loop that
+    # ends in the system's failure), and the breaker never opened.
+    async with ActorSystem({"CLEANUP_INTERVAL": 0}, clock=FakeClock()) as system:
+        tm = system.task_manager
+        breaker = CircuitBreaker("driver", failure_threshold=2)
+        for n in range(2):
+            task = await tm.register_task(f"t{n}", fails_unprintably, circuit_breaker=breaker)
+            with pytest.raises(Unprintable):
+                await asyncio.wait_for(tm.execute_task(task, wait=True), TIMEOUT)
+        assert breaker.state is BreakerState.OPEN
+        # The next task waits for the open breaker, queued (the fake clock never half-opens it).
+        held = await tm.register_task("t2", fails_unprintably, circuit_breaker=breaker)
+        assert await tm.execute_task(held) is True
+        assert await tm.get_task_status(held) is TaskStatus.QUEUED
+        assert [t.status for t in await tm.get_all_tasks()] == [
+            TaskStatus.FAILED,
+            TaskStatus.FAILED,
+            TaskStatus.QUEUED,
+        ]
+        rows = await system.supervisor.which_children()
+        children = ("task_monitor", "thread_pool", "legacy_task_manager", "task_manager", "facade")
+        assert {r.id: (r.status, r.restarts) for r in rows} == dict.fromkeys(
+            children, ("running", 0)
+        )

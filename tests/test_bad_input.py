@@ -466,6 +466,27 @@ def test_a_value_whose_repr_raises_is_refused_with_the_specific_error(
             lambda tm: tm.register_task("t", work, timeout=Hostile()),
             f"timeout must be a finite number of seconds > 0 or None, got {SHOWN}",
         ),
+        (
+            lambda tm: tm.get_tasks_by_status(Hostile()),
+            "status must be one of pending, waiting, queued, running, retrying, completed, "
+            f"failed, cancelled; got {SHOWN}",
+        ),
+        (
+            lambda tm: tm.get_tasks_by_type(Hostile()),
+            f"task_type must be a non-empty str, got {SHOWN}",
+        ),
+        (lambda tm: tm.use_new_task_system(Hostile()), f"flag must be a bool, got {SHOWN}"),
+        (lambda tm: tm.execute_task("known", wait=Hostile()), f"wait must be a bool, got {SHOWN}"),
+        (
+            lambda tm: tm.cleanup_completed_tasks(Hostile()),
+            f"max_age must be a finite number of seconds >= 0, got {SHOWN}",
+        ),
+        (lambda tm: tm.thread_pool.submit(Hostile()), f"fn must be callable, got {SHOWN}"),
+        (
+            lambda tm: tm.map(work, Hostile()),
+            "map() takes an iterable of arguments (a list, a range, a generator), "
+            f"got {SHOWN}; for one call use submit()",
+        ),
     ],
 )
 async def test_a_registration_whose_value_repr_raises_is_refused_and_changes_nothing(

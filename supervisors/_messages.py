@@ -19,6 +19,12 @@ class Kill:
 
     reason: str = "killed by a Kill message"
 
+    def __post_init__(self) -> None:
+        reason: object = self.reason
+        if not isinstance(reason, str):
+            msg = f"Kill.reason must be a str, got {safe_repr(reason)}"
+            raise ChildSpecError(msg)
+
 
 @dataclass(frozen=True, slots=True)
 class StopBy:

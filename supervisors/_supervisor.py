@@ -268,7 +268,7 @@ class Supervisor(SupervisedActor):
         return ChildSpec(
             id=id,
             factory=cls,
-            args=(list(children),),
+            args=(check_child_specs(children),),
             kwargs=kwargs,
             restart=restart,
             shutdown_timeout=shutdown_timeout,

@@ -15,6 +15,7 @@ from supervisors import (
     ChildHandle,
     ChildSpec,
     ChildSpecError,
+    Kill,
     Restart,
     RestartPolicy,
     StopBy,
@@ -292,6 +293,13 @@ SHOWN = "<Hostile object; repr() raised RuntimeError>"
         ),
         (lambda: ChildHandle(""), "ChildHandle child_id must be a non-empty str, got ''"),
         (lambda: ChildHandle(3), "ChildHandle child_id must be a non-empty str, got 3"),
+        (lambda: Kill(3), "Kill.reason must be a str, got 3"),
+        (lambda: Kill(Hostile()), f"Kill.reason must be a str, got {SHOWN}"),
+        (lambda: Supervisor.spec("sub", 3), "children must be a sequence of ChildSpec, got 3"),
+        (
+            lambda: Supervisor.spec("sub", [spec(), spec()]),
+            "duplicate child id 'w': child ids must be unique",
+        ),
         (
             lambda: ChildHandle("w", Hostile()),
             f"ChildHandle capacity must be an int >= 0, got {SHOWN}",

@@ -4,6 +4,7 @@ raises is restarted, escalated and logged like any other."""
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from typing import Any
@@ -179,3 +180,16 @@ def test_with_logging_on_a_crash_reason_whose_repr_raises_is_restarted(
         if r["extra"].get("child") == "fragile" and r["level"].name == "WARNING"
     ]
     assert crashed == [f"child 'fragile' crashed: {SHOWN}"]
+
+
+def test_the_fake_clock_refuses_a_nan_advance_and_keeps_its_time() -> None:
+    # NaN passed the 'seconds < 0' check: the clock's time became NaN for good, and no
+    # timer ever fell due again.
+    clock = FakeClock(start=10.0)
+    fired: list[str] = []
+    clock.call_later(1.0, lambda: fired.append("due"))
+    with pytest.raises(ValueError, match=r"^advance\(\) takes a number of seconds >= 0, got nan$"):
+        clock.advance(math.nan)
+    assert clock.monotonic() == 10.0
+    assert clock.advance(1.0) == 1
+    assert fired == ["due"]

@@ -470,3 +470,107 @@ async def test_a_breaker_opened_by_an_unprintable_task_error_leaves_the_manager_
         assert {r.id: (r.status, r.restarts) for r in rows} == dict.fromkeys(
             children, ("running", 0)
         )
+
+
+# -- escalation up two levels, and an abandoned incarnation that ends late -----------------
+
+
+def test_a_nested_supervisor_giving_up_twice_escalates_the_root_and_fails_grandchildren(
+    refs: list[pykka.ActorRef[Any]],
+) -> None:
+    clock, events, escalations = FakeClock(), Events(), Escalations()
+    inner = Supervisor.spec(
+        "inner",
+        [ChildSpec("x", Echo)],
+        policy=RestartPolicy(wait=wait_none(), max_restarts=0),
+        clock=clock,
+        watchdog_interval=None,
+        listener=events,
+    )
+    ref = Supervisor.start(
+        [ChildSpec("w", Echo), inner],
+        policy=RestartPolicy(wait=wait_none(), max_restarts=1, within_seconds=60),
+        clock=clock,
+        name="root",
+        watchdog_interval=None,
+        listener=events,
+        on_escalation=escalations,
+    )
+    refs.append(ref)
+    x = ref.proxy().child("inner").get(timeout=TIMEOUT).call("child", "x").get(timeout=TIMEOUT)
+    x.tell(Kill())
+    events.wait_for(K.RESTARTED, "inner")
+    assert x.ask("first restart", timeout=TIMEOUT) == "first restart"
+    x.tell(Kill())
+    assert escalations.done.wait(TIMEOUT)
+    inner_error = (
+        "restart intensity exceeded: 1 restart in 5.0s (max 0) for child 'x' of supervisor "
+        "'inner'; last reason: ActorKilled('killed by a Kill message')"
+    )
+    root_error = (
+        "restart intensity exceeded: 2 restarts in 60.0s (max 1) for child 'inner' of "
+        f"supervisor 'root'; last reason: RestartIntensityExceeded({inner_error!r})"
+    )
+    assert [str(e) for e in escalations.errors] == [root_error]
+    with pytest.raises(RestartIntensityExceeded, match=f"^{re.escape(root_error)}$"):
+        x.ask("late", timeout=TIMEOUT)
+    assert [(e.supervisor, e.child_id, e.kind) for e in events.items[-5:]] == [
+        ("inner", "x", K.ESCALATED),
+        ("root", "inner", K.CRASHED),
+        ("root", "inner", K.INTENSITY_EXCEEDED),
+        ("root", "w", K.STOPPED),
+        ("root", "inner", K.ESCALATED),
+    ]
+
+
+def test_an_incarnation_abandoned_in_a_group_restart_ends_late_without_disturbing_its_successor(
+    refs: list[pykka.ActorRef[Any]],
+) -> None:
+    events, release = Events(), threading.Event()
+    ref = Supervisor.start(
+        [
+            ChildSpec("slow", BlocksOnStop, args=(release,), shutdown_timeout=0.2),
+            ChildSpec("a", Echo),
+        ],
+        strategy=Strategy.ONE_FOR_ALL,
+        policy=RestartPolicy(wait=wait_none(), max_restarts=3, within_seconds=60),
+        clock=FakeClock(),
+        watchdog_interval=None,
+        listener=events,
+    )
+    refs.append(ref)
+    sup = ref.proxy()
+    slow, a = sup.child("slow").get(timeout=TIMEOUT), sup.child("a").get(timeout=TIMEOUT)
+    old = slow.actor_ref
+    assert old is not None
+    old_thread = next(t for t in threading.enumerate() if t.name.endswith(old.actor_urn[-12:]))
+    try:
+        a.tell(Kill())  # one_for_all: slow is stopped too, and does not stop in time
+        events.wait_for(K.RESTARTED, "a")
+        assert [(e.child_id, e.kind) for e in events.items] == [
+            ("slow", K.STARTED),
+            ("a", K.STARTED),
+            ("a", K.CRASHED),
+            ("slow", K.ABANDONED),
+            ("a", K.RESTART_SCHEDULED),
+            ("slow", K.STARTED),
+            ("slow", K.RESTARTED),
+            ("a", K.STARTED),
+            ("a", K.RESTARTED),
+        ]
+        new_urn = slow.actor_urn
+        assert new_urn is not None
+        assert new_urn != old.actor_urn
+    finally:
+        release.set()
+    old_thread.join(TIMEOUT)
+    assert not old_thread.is_alive()
+    # The late end of the abandoned incarnation is ignored: no crash, no restart.
+    assert slow.ask("still here", timeout=TIMEOUT) == "still here"
+    rows = sup.which_children().get(timeout=TIMEOUT)
+    assert [(r.id, r.status, r.restarts) for r in rows] == [
+        ("slow", "running", 1),
+        ("a", "running", 1),
+    ]
+    assert slow.actor_urn == new_urn
+    assert len(events.items) == 9

@@ -493,3 +493,22 @@ async def test_a_registration_whose_value_repr_raises_is_refused_and_changes_not
     tm: UnifiedTaskManager, call: Call, message: str
 ) -> None:
     assert await refused_as_before(tm, call, InvalidTaskError) == message
+
+
+@pytest.mark.parametrize(
+    ("child_id", "shown"),
+    [(["task_manager"], "['task_manager']"), (Hostile(), SHOWN), ("nope", "'nope'")],
+)
+async def test_system_supervisor_child_refuses_an_unknown_or_unhashable_id(
+    child_id: object, shown: str
+) -> None:
+    # An unhashable id raised a bare TypeError from the lookup (a raising hash, its own).
+    async with ActorSystem(clock=FakeClock()) as system:
+        with pytest.raises(ActorSystemError) as raised:
+            system.supervisor.child(child_id)  # type: ignore[arg-type]
+        assert str(raised.value) == (
+            f"the actor system has no child {shown}; children: task_monitor, thread_pool, "
+            "legacy_task_manager, task_manager, facade"
+        )
+        rows = await system.supervisor.which_children()
+        assert [(r.status, r.restarts) for r in rows] == [("running", 0)] * 5

@@ -97,9 +97,13 @@ class SupervisorClient:
 
     def child(self, child_id: str) -> ChildHandle:
         """The stable `ChildHandle` of a child; ``child(...).tell(Kill())`` crashes it."""
-        handle = self._state.handles.get(child_id)
+        # A child id that is no str is refused before the lookup (its hash may raise).
+        handle = self._state.handles.get(child_id) if isinstance(child_id, str) else None
         if handle is None:
-            msg = f"the actor system has no child {child_id!r}; children: {', '.join(CHILD_IDS)}"
+            msg = (
+                f"the actor system has no child {safe_repr(child_id)}; "
+                f"children: {', '.join(CHILD_IDS)}"
+            )
             raise ActorSystemError(msg)
         return handle
 

@@ -18,14 +18,19 @@ from actors import (
     ActorsError,
     ActorSystem,
     ActorSystemError,
+    CancellationToken,
     ConfigError,
     DuplicateTaskError,
     InvalidTaskError,
+    TaskGraph,
+    TaskNode,
     TaskNotFoundError,
     TaskStatus,
     ThreadPoolClient,
     UnifiedTaskManager,
+    configure_logging,
     load_config,
+    prometheus_collector,
     render_prometheus,
     result_of,
 )
@@ -430,6 +435,38 @@ SHOWN = "<Hostile object; repr() raised RuntimeError>"
             lambda: result_of(Hostile()),
             InvalidTaskError,
             f"result_of() takes a task id (a non-empty str, as register_task returns), got {SHOWN}",
+        ),
+        (
+            lambda: configure_logging(Hostile()),
+            ConfigError,
+            f"configure_logging takes booleans: enabled={SHOWN}, stdlib=False; pass True or False",
+        ),
+        (
+            lambda: prometheus_collector(Hostile()),
+            ConfigError,
+            f"prometheus_collector needs an ActorSystem or a UnifiedTaskManager, got {SHOWN}",
+        ),
+        (
+            lambda: CancellationToken().wait(Hostile()),
+            InvalidTaskError,
+            "timeout must be a finite number of seconds >= 0 or None (until cancelled), "
+            f"got {SHOWN}",
+        ),
+        (
+            lambda: TaskNode(Hostile(), "n", TaskStatus.PENDING, "t"),
+            InvalidTaskError,
+            f"TaskNode task_id must be a non-empty str, got {SHOWN}",
+        ),
+        (
+            lambda: TaskGraph(Hostile()),
+            InvalidTaskError,
+            f"TaskGraph nodes must be an iterable of TaskNode, got {SHOWN}",
+        ),
+        (
+            lambda: render_prometheus(Hostile()),
+            ConfigError,
+            "render_prometheus takes a MetricsSnapshot (await task_manager.get_metrics()), "
+            f"got {SHOWN}",
         ),
     ],
 )

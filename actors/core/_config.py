@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.core._errors import ConfigError
-from actors.core._logging import safe_repr
-from actors.core._util import MAX_SECONDS, finite_float, too_long
+from actors.core._util import MAX_SECONDS, finite_float, safe_repr, too_long
 
 __all__ = [
     "BACKENDS",

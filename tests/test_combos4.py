@@ -574,3 +574,63 @@ def test_an_incarnation_abandoned_in_a_group_restart_ends_late_without_disturbin
     ]
     assert slow.actor_urn == new_urn
     assert len(events.items) == 9
+
+
+@pytest.mark.parametrize(
+    ("strategy", "others"),
+    [
+        (
+            Strategy.ONE_FOR_ALL,
+            [
+                ("last", K.STOPPED),
+                ("first", K.STOPPED),
+                *[("first", K.STARTED), ("first", K.RESTARTED), ("first", K.STOPPED)] * 3,
+            ],
+        ),
+        (Strategy.REST_FOR_ONE, [("last", K.STOPPED), ("first", K.STOPPED)]),
+    ],
+)
+def test_a_group_restart_whose_member_fails_in_on_start_every_time_escalates(
+    refs: list[pykka.ActorRef[Any]], strategy: Strategy, others: list[tuple[str, Any]]
+) -> None:
+    # Each failed start of db restarts its group again (one_for_all: first starts and is
+    # stopped again each time; rest_for_one: last, after db, stays down) until db's
+    # consecutive failures pass the limit.
+    clock, events, escalations = FakeClock(), Events(), Escalations()
+    ledger = Ledger()
+    ref = Supervisor.start(
+        [
+            ChildSpec("first", Echo),
+            ChildSpec("db", StartsOnce, state_factory=lambda: ledger),
+            ChildSpec("last", Echo),
+        ],
+        strategy=strategy,
+        policy=RestartPolicy(
+            wait=wait_fixed(2), max_restarts=100, within_seconds=60, max_consecutive_failures=3
+        ),
+        clock=clock,
+        name="app",
+        watchdog_interval=None,
+        listener=events,
+        on_escalation=escalations,
+    )
+    refs.append(ref)
+    ref.proxy().child("db").get(timeout=TIMEOUT).tell(Kill())
+    for scheduled in range(1, 4):
+        events.wait_for(K.RESTART_SCHEDULED, "db", scheduled)
+        clock.wait_for_timers(1)
+        assert clock.advance(2) == 1
+    assert escalations.done.wait(TIMEOUT)
+    assert ref.actor_stopped.wait(TIMEOUT)
+    assert ledger.items == ["start"] * 4
+    assert type(escalations.errors[0]) is ConsecutiveFailuresExceeded
+    assert events.kinds("db") == [
+        K.STARTED,
+        K.CRASHED,
+        K.RESTART_SCHEDULED,
+        *[K.START_FAILED, K.RESTART_SCHEDULED] * 2,
+        K.START_FAILED,
+        K.INTENSITY_EXCEEDED,
+        K.ESCALATED,
+    ]
+    assert [(e.child_id, e.kind) for e in events.items if e.child_id != "db"][2:] == others

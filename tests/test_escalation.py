@@ -230,3 +230,23 @@ async def test_a_last_reason_whose_repr_raises_still_fails_the_system_naming_the
         with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
             await asyncio.wait_for(system.task_manager.get_all_tasks(), WAIT)
         assert system.running is False
+
+
+async def test_a_failed_system_refuses_to_serve_a_dashboard_saying_why() -> None:
+    # serve_dashboard checked only for a shut-down system: a failed one served a
+    # dashboard whose every request failed.
+    pytest.importorskip("starlette")
+    failure = (
+        "the actor system failed: child 'task_manager' exhausted its restarts "
+        "(1 in 5.0s, max 0); last reason: ActorKilled('killed by a Kill message')"
+    )
+    config = {"RESTART_MAX_RESTARTS": 0, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        root = system.supervisor.actor_ref
+        system.supervisor.child("task_manager").tell(Kill())
+        assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
+        assert system.running is False
+        with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
+            system.serve_dashboard(port=0)
+        with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
+            await system.task_manager.get_all_tasks()

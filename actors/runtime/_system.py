@@ -572,11 +572,15 @@ class SystemRuntime:
             with contextlib.suppress(SupervisorError):
                 state.handles["task_monitor"].tell(ChildRestarted(event.child_id))
 
-    def _check(self) -> ChildHandle:
-        """The facade's handle, or the reason calls cannot be made."""
+    def _check_failed(self) -> None:
+        """Raise the system's failure, if it has failed."""
         failure = self._failure
         if failure is not None:
             raise _copy(failure)
+
+    def _check(self) -> ChildHandle:
+        """The facade's handle, or the reason calls cannot be made."""
+        self._check_failed()
         if self._closed:
             raise ActorSystemError("the actor system is shut down; create a new ActorSystem")
         facade = self._facade

@@ -135,7 +135,7 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
         assert system.running is False
         root = system.supervisor.actor_ref
         assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
-        with pytest.raises(ActorSystemError, match=r"^the root supervisor is stopped$"):
+        with pytest.raises(ActorSystemError, match=f"^{re.escape(FAILURE)}$"):
             await system.supervisor.which_children()
 
         # Every later call fails the same way, at once.
@@ -250,3 +250,19 @@ async def test_a_failed_system_refuses_to_serve_a_dashboard_saying_why() -> None
             system.serve_dashboard(port=0)
         with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
             await system.task_manager.get_all_tasks()
+
+
+async def test_the_supervisor_of_a_failed_system_says_the_system_failed() -> None:
+    # which_children()/count_children() said only 'the root supervisor is stopped'.
+    failure = (
+        "the actor system failed: child 'task_manager' exhausted its restarts "
+        "(1 in 5.0s, max 0); last reason: ActorKilled('killed by a Kill message')"
+    )
+    config = {"RESTART_MAX_RESTARTS": 0, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        root = system.supervisor.actor_ref
+        system.supervisor.child("task_manager").tell(Kill())
+        assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
+        for query in (system.supervisor.which_children, system.supervisor.count_children):
+            with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
+                await query()

@@ -86,10 +86,17 @@ class _Server(Protocol):
 class SupervisorClient:
     """``system.supervisor``: the root supervisor, for operators and fault injection."""
 
-    def __init__(self, ref: ActorRef[Any], state: SupervisorState, timeout: float):
+    def __init__(
+        self,
+        ref: ActorRef[Any],
+        state: SupervisorState,
+        timeout: float,
+        check_failed: Callable[[], None] = lambda: None,
+    ):
         self._ref = ref
         self._state = state
         self._timeout = timeout
+        self._check_failed = check_failed  # raises the system's failure, if it failed
 
     @property
     def actor_ref(self) -> ActorRef[Any]:
@@ -120,18 +127,27 @@ class SupervisorClient:
         answer: asyncio.Future[Any] = loop.create_future()
         reply_to = _LoopFuture(Reply(bridge_for(loop), answer))
         if not self._ref.is_alive():
-            raise ActorSystemError("the root supervisor is stopped")
+            raise self._stopped()
         ask_into(self._ref, ProxyCall(attr_path=(method,), args=(), kwargs={}), reply_to)
         if not self._ref.is_alive():  # stopped meanwhile: its inbox may be drained already
             answer.cancel()  # (an answer, if one still comes, is dropped)
-            raise ActorSystemError("the root supervisor is stopped")
+            raise self._stopped()
         try:
             return await asyncio.wait_for(answer, self._timeout)
         except ActorDeadError:  # it stopped with the call in its inbox: pykka's error
-            raise ActorSystemError("the root supervisor is stopped") from None
+            raise self._stopped() from None
         except TimeoutError:
             msg = f"the root supervisor did not answer {method}() within {self._timeout}s"
             raise ActorSystemError(msg) from None
+
+    def _stopped(self) -> ActorSystemError:
+        """Why the root supervisor cannot answer: the system's failure when it failed
+        (the root stops when it escalates), else that it is stopped."""
+        try:
+            self._check_failed()
+        except ActorSystemError as failure:
+            return failure
+        return ActorSystemError("the root supervisor is stopped")
 
 
 class _LoopFuture(ThreadingFuture[Any]):
@@ -312,7 +328,7 @@ class SystemRuntime:
             self._state = state
             self._facade = state.handles["facade"]
             self._pool = state.handles["thread_pool"]
-            self._supervisor = SupervisorClient(root, state, cfg.CALL_TIMEOUT)
+            self._supervisor = SupervisorClient(root, state, cfg.CALL_TIMEOUT, self._check_failed)
             self._root = root
             logger.bind(system="actorflow").info("actor system started")
             return self

@@ -273,6 +273,12 @@ def _read_toml(path: str | os.PathLike[str], via: str) -> dict[str, Any]:
         ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {shown!r}{via} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:  # tomllib reads UTF-8 only; this is no TOMLDecodeError
+        raise ConfigError(
+            f"configuration file {shown!r}{via} is not valid TOML: it is not UTF-8 ({exc})"
+        ) from exc
+    except ValueError as exc:  # open() refuses a path with a NUL character
+        raise ConfigError(f"cannot read configuration file {shown!r}{via}: {exc}") from exc
     source = f"from TOML file {shown!r}"
     if TOML_TABLE in data:
         table = data[TOML_TABLE]
@@ -484,6 +490,14 @@ def load_config(
             f"toml_path must be the path of a TOML file (a str or os.PathLike) or None, "
             f"got {safe_repr(toml_path)}"
         )
+    if env is not None:
+        for name, text in env.items():
+            if not isinstance(name, str) or not isinstance(text, str):
+                # (sorted() over mixed keys, or .strip() of a value, raised bare errors)
+                raise ConfigError(
+                    f"env must be a mapping of environment variables (str to str) or None "
+                    f"(os.environ), got {safe_repr(name)}: {safe_repr(text)}"
+                )
     environ: Mapping[str, str] = os.environ if env is None else env
     values: dict[str, Any] = {}
     path = toml_path

@@ -417,8 +417,10 @@ def test_journal_keys_from_mapping_env_and_toml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("JOURNAL_PATH", "", "a non-empty str or path or None"),
-        ("JOURNAL_PATH", 3, "a non-empty str or path or None"),
+        ("JOURNAL_PATH", "", "a non-empty str or path or None, with no NUL character"),
+        ("JOURNAL_PATH", 3, "a non-empty str or path or None, with no NUL character"),
+        # It was taken, and opening the journal raised a bare ValueError at start.
+        ("JOURNAL_PATH", "j\x00.db", "a non-empty str or path or None, with no NUL character"),
         ("JOURNAL_SYNC", "off", "one of 'normal', 'full'"),
         ("JOURNAL_SERIALIZER", "yaml", "one of 'json', 'pickle'"),
     ],

@@ -88,7 +88,8 @@ class _Rule:
             return "one of " + ", ".join(repr(choice) for choice in self.choices)
         if self.kind is str:
             text = "a non-empty str or path" if self.path else "a non-empty str"
-            return f"{text} or None" if self.optional else text
+            text = f"{text} or None" if self.optional else text
+            return f"{text}, with no NUL character" if self.path else text
         text = "an int" if self.kind is int else "a finite number"
         if self.low is None:
             return text
@@ -110,6 +111,8 @@ class _Rule:
         if self.kind is str:
             if self.path and isinstance(value, os.PathLike):
                 value = os.fspath(value)
+            if self.path and isinstance(value, str) and "\x00" in value:
+                return None  # no file has it: opening it raised a bare ValueError at start
             return value if isinstance(value, str) and value else None
         if isinstance(value, bool):
             return None

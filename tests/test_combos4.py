@@ -634,3 +634,37 @@ def test_a_group_restart_whose_member_fails_in_on_start_every_time_escalates(
         K.ESCALATED,
     ]
     assert [(e.child_id, e.kind) for e in events.items if e.child_id != "db"][2:] == others
+
+
+def test_stopping_the_root_while_a_grandchild_waits_for_its_backoff_ends_everything(
+    refs: list[pykka.ActorRef[Any]],
+) -> None:
+    clock, events = FakeClock(), Events()
+    inner = Supervisor.spec(
+        "inner",
+        [ChildSpec("x", Echo), ChildSpec("y", Echo)],
+        policy=RestartPolicy(wait=wait_fixed(10), max_restarts=3, within_seconds=60),
+        clock=clock,
+        watchdog_interval=None,
+        listener=events,
+    )
+    ref = Supervisor.start(
+        [inner], clock=clock, name="root", watchdog_interval=None, listener=events
+    )
+    refs.append(ref)
+    inner_handle = ref.proxy().child("inner").get(timeout=TIMEOUT)
+    x = inner_handle.call("child", "x").get(timeout=TIMEOUT)
+    x.tell(Kill())
+    clock.wait_for_timers(1)
+    waiting = x.ask("buffered", block=False)
+    ref.stop(timeout=TIMEOUT)
+    assert clock.pending() == 0  # the grandchild's backoff timer was cancelled
+    assert clock.advance(10) == 0
+    with pytest.raises(SupervisorError, match=r"^supervisor 'root' stopped$"):
+        waiting.get(timeout=TIMEOUT)
+    assert [(e.supervisor, e.child_id, e.kind) for e in events.items[3:]] == [
+        ("inner", "x", K.CRASHED),
+        ("inner", "x", K.RESTART_SCHEDULED),
+        ("inner", "y", K.STOPPED),
+        ("root", "inner", K.STOPPED),
+    ]

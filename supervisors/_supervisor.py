@@ -164,6 +164,10 @@ class Supervisor(SupervisedActor):
     bounds the callers' requests among them: asks, and told messages whose type is in
     ``request_types``. Every other told message is taken as the system's own (a
     timer's, an outcome, an event) and is never refused for room.
+
+    ``listener`` and ``on_escalation`` run in the supervisor's own thread: they must not
+    block, nor wait on this supervisor (``ref.stop()`` from ``on_escalation`` waits on
+    the thread that runs it; the supervisor stops itself once it returns).
     """
 
     def __init__(

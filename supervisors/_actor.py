@@ -32,7 +32,7 @@ from pykka import ActorDeadError, ActorRef, ActorRegistry
 from pykka._envelope import Envelope
 from pykka.messages import _ActorStop as ActorStop
 
-from supervisors._errors import ActorKilled, SupervisorError
+from supervisors._errors import ActorKilled, SafeRepr, SupervisorError
 from supervisors._messages import ChildExited, Kill
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class SupervisedActor(pykka.ThreadingActor):
         self._exit_reason = exc
         ActorRegistry.unregister(self.actor_ref)
         self.actor_stopped.set()
-        logger.bind(actor=str(self), child=self.child_id).debug("actor crashed: {!r}", exc)
+        logger.bind(actor=str(self), child=self.child_id).debug("actor crashed: {}", SafeRepr(exc))
         try:
             self.on_failure(type(exc), exc, exc.__traceback__)
         except BaseException as hook_error:

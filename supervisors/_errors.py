@@ -15,6 +15,28 @@ __all__ = [
 ]
 
 
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a stand-in naming the type when that repr raises: an error
+    message about a bad value must not fail on the value itself."""
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__qualname__} object; repr() raised {type(exc).__name__}>"
+
+
+class SafeRepr:
+    """A log argument shown as `safe_repr` of ``value``, built only if the line is
+    emitted: ``log.warning("crashed: {}", SafeRepr(reason))``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        return format(safe_repr(self.value), spec)
+
+
 class SupervisorError(Exception):
     """Base class of the package's errors.
 
@@ -88,7 +110,8 @@ class RestartIntensityExceeded(SupervisorError):
         return (
             f"restart intensity exceeded: {count} restart{'' if count == 1 else 's'} in "
             f"{float(self.within_seconds)}s (max {self.max_restarts}) for child "
-            f"{self.child_id!r} of supervisor {self.supervisor!r}; last reason: {self.reason!r}"
+            f"{self.child_id!r} of supervisor {self.supervisor!r}; "
+            f"last reason: {safe_repr(self.reason)}"
         )
 
 
@@ -121,5 +144,5 @@ class ConsecutiveFailuresExceeded(RestartIntensityExceeded):
             f"consecutive failures exceeded: child {self.child_id!r} of supervisor "
             f"{self.supervisor!r} failed {self.count} times in a row, each incarnation "
             f"within {float(self.within_seconds)}s of its start (max {self.max_restarts}); "
-            f"last reason: {self.reason!r}"
+            f"last reason: {safe_repr(self.reason)}"
         )

@@ -29,7 +29,7 @@ from pykka import ActorRef, Future, ThreadingFuture
 from pykka.messages import ProxyCall
 
 from supervisors._actor import ActorStop, Envelope, SupervisedActor
-from supervisors._errors import BufferFullError, SupervisorError
+from supervisors._errors import BufferFullError, SupervisorError, safe_repr
 from supervisors._messages import StopBy
 
 __all__ = ["ChildHandle", "ChildStatus"]
@@ -73,7 +73,10 @@ class ChildHandle:
         request_types: tuple[type, ...] = (),
     ) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
-            msg = f"ChildHandle capacity must be an int >= 0, got {capacity!r}"
+            msg = f"ChildHandle capacity must be an int >= 0, got {safe_repr(capacity)}"
+            raise SupervisorError(msg)
+        if not isinstance(child_id, str) or not child_id:
+            msg = f"ChildHandle child_id must be a non-empty str, got {safe_repr(child_id)}"
             raise SupervisorError(msg)
         check_request_types(request_types)
         self.child_id = child_id
@@ -261,7 +264,7 @@ class ChildHandle:
 def check_request_types(request_types: object) -> None:
     """Raise `SupervisorError` unless ``request_types`` is a tuple of classes."""
     if not isinstance(request_types, tuple) or not all(isinstance(t, type) for t in request_types):
-        msg = f"request_types must be a tuple of message classes, got {request_types!r}"
+        msg = f"request_types must be a tuple of message classes, got {safe_repr(request_types)}"
         raise SupervisorError(msg)
 
 

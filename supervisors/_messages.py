@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supervisors._errors import ChildSpecError
+from supervisors._errors import ChildSpecError, safe_repr
 
 __all__ = ["ChildExited", "Kill", "RestartDue", "StopBy", "WatchdogTick"]
 
@@ -18,6 +18,12 @@ class Kill:
     """
 
     reason: str = "killed by a Kill message"
+
+    def __post_init__(self) -> None:
+        reason: object = self.reason
+        if not isinstance(reason, str):
+            msg = f"Kill.reason must be a str, got {safe_repr(reason)}"
+            raise ChildSpecError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +52,7 @@ class StopBy:
             or isinstance(deadline, bool)
             or deadline != deadline
         ):
-            msg = f"StopBy.deadline must be a time.monotonic() value, got {deadline!r}"
+            msg = f"StopBy.deadline must be a time.monotonic() value, got {safe_repr(deadline)}"
             raise ChildSpecError(msg)
 
 

@@ -12,7 +12,7 @@ import pykka
 from tenacity import wait_exponential_jitter
 from tenacity.wait import wait_base
 
-from supervisors._errors import ChildSpecError
+from supervisors._errors import ChildSpecError, safe_repr
 
 __all__ = ["ChildSpec", "Restart", "RestartPolicy", "Strategy"]
 
@@ -53,7 +53,9 @@ def _check_seconds(owner: object, names: tuple[str, ...], where: str) -> None:
             or not math.isfinite(value)
             or value <= 0
         ):
-            raise ChildSpecError(f"{where}{name} must be a finite number > 0, got {value!r}")
+            raise ChildSpecError(
+                f"{where}{name} must be a finite number > 0, got {safe_repr(value)}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,7 @@ class RestartPolicy:
     def __post_init__(self) -> None:
         if not callable(self.wait):
             raise ChildSpecError(
-                f"RestartPolicy.wait must be a tenacity wait strategy, got {self.wait!r}"
+                f"RestartPolicy.wait must be a tenacity wait strategy, got {safe_repr(self.wait)}"
             )
         for name in ("max_restarts", "max_consecutive_failures"):
             value = getattr(self, name)
@@ -93,7 +95,7 @@ class RestartPolicy:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 also = " or None" if name == "max_consecutive_failures" else ""
                 raise ChildSpecError(
-                    f"RestartPolicy.{name} must be an int >= 0{also}, got {value!r}"
+                    f"RestartPolicy.{name} must be an int >= 0{also}, got {safe_repr(value)}"
                 )
         _check_seconds(self, ("within_seconds", "reset_after"), "RestartPolicy.")
 
@@ -132,11 +134,13 @@ class ChildSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
-            raise ChildSpecError(f"ChildSpec.id must be a non-empty string, got {self.id!r}")
+            raise ChildSpecError(
+                f"ChildSpec.id must be a non-empty string, got {safe_repr(self.id)}"
+            )
         if not callable(self.factory):
             raise ChildSpecError(
                 f"ChildSpec {self.id!r}: factory must be a pykka actor class or a callable "
-                f"returning an unstarted actor, got {self.factory!r}"
+                f"returning an unstarted actor, got {safe_repr(self.factory)}"
             )
         if not isinstance(self.args, tuple):
             raise ChildSpecError(
@@ -149,25 +153,25 @@ class ChildSpec:
         if not isinstance(self.restart, Restart):
             raise ChildSpecError(
                 f"ChildSpec {self.id!r}: restart must be a Restart member "
-                f"(PERMANENT, TRANSIENT, TEMPORARY), got {self.restart!r}"
+                f"(PERMANENT, TRANSIENT, TEMPORARY), got {safe_repr(self.restart)}"
             )
         _check_seconds(self, ("shutdown_timeout", "start_timeout"), f"ChildSpec {self.id!r}: ")
         if self.state_factory is not None and not callable(self.state_factory):
             raise ChildSpecError(
                 f"ChildSpec {self.id!r}: state_factory must be callable or None, "
-                f"got {self.state_factory!r}"
+                f"got {safe_repr(self.state_factory)}"
             )
 
 
 def check_child_specs(specs: object) -> list[ChildSpec]:
     """Validate a sequence of specs as a whole (OTP's ``check_childspecs``)."""
     if isinstance(specs, ChildSpec | str | bytes) or not hasattr(specs, "__iter__"):
-        raise ChildSpecError(f"children must be a sequence of ChildSpec, got {specs!r}")
+        raise ChildSpecError(f"children must be a sequence of ChildSpec, got {safe_repr(specs)}")
     checked: list[ChildSpec] = []
     seen: set[str] = set()
     for spec in specs:
         if not isinstance(spec, ChildSpec):
-            raise ChildSpecError(f"children must contain ChildSpec objects, got {spec!r}")
+            raise ChildSpecError(f"children must contain ChildSpec objects, got {safe_repr(spec)}")
         if spec.id in seen:
             raise ChildSpecError(f"duplicate child id {spec.id!r}: child ids must be unique")
         seen.add(spec.id)

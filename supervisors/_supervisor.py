@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ from supervisors._errors import (
     ChildSpecError,
     ConsecutiveFailuresExceeded,
     RestartIntensityExceeded,
+    SafeRepr,
     SupervisorError,
+    safe_repr,
 )
 from supervisors._handle import (
     DEFAULT_BUFFER_CAPACITY,
@@ -161,6 +164,10 @@ class Supervisor(SupervisedActor):
     bounds the callers' requests among them: asks, and told messages whose type is in
     ``request_types``. Every other told message is taken as the system's own (a
     timer's, an outcome, an event) and is never refused for room.
+
+    ``listener`` and ``on_escalation`` run in the supervisor's own thread: they must not
+    block, nor wait on this supervisor (``ref.stop()`` from ``on_escalation`` waits on
+    the thread that runs it; the supervisor stops itself once it returns).
     """
 
     def __init__(
@@ -183,30 +190,51 @@ class Supervisor(SupervisedActor):
         if not isinstance(strategy, Strategy):
             raise ChildSpecError(
                 f"strategy must be a Strategy member (ONE_FOR_ONE, ONE_FOR_ALL, "
-                f"REST_FOR_ONE), got {strategy!r}"
+                f"REST_FOR_ONE), got {safe_repr(strategy)}"
             )
         if policy is not None and not isinstance(policy, RestartPolicy):
-            raise ChildSpecError(f"policy must be a RestartPolicy, got {policy!r}")
+            raise ChildSpecError(f"policy must be a RestartPolicy, got {safe_repr(policy)}")
         if not isinstance(name, str) or not name:
-            raise ChildSpecError(f"supervisor name must be a non-empty string, got {name!r}")
+            raise ChildSpecError(
+                f"supervisor name must be a non-empty string, got {safe_repr(name)}"
+            )
         if (
             not isinstance(buffer_capacity, int)
             or isinstance(buffer_capacity, bool)
             or buffer_capacity < 0
         ):
-            raise ChildSpecError(f"buffer_capacity must be an int >= 0, got {buffer_capacity!r}")
+            raise ChildSpecError(
+                f"buffer_capacity must be an int >= 0, got {safe_repr(buffer_capacity)}"
+            )
         try:
             check_request_types(request_types)
         except SupervisorError as exc:
             raise ChildSpecError(str(exc)) from None
         if watchdog_interval is not None and (
-            not isinstance(watchdog_interval, int | float) or watchdog_interval <= 0
+            not isinstance(watchdog_interval, int | float)
+            or isinstance(watchdog_interval, bool)
+            or not math.isfinite(watchdog_interval)
+            or watchdog_interval <= 0
+        ):
+            # NaN compares false with everything: taken, it made every tick due at once
+            # and the supervisor spun a core re-arming its watchdog.
+            raise ChildSpecError(
+                f"watchdog_interval must be a finite number of seconds > 0, or None to turn "
+                f"the watchdog off, got {safe_repr(watchdog_interval)}"
+            )
+        if clock is not None and not (
+            callable(getattr(clock, "monotonic", None))
+            and callable(getattr(clock, "call_later", None))
         ):
             raise ChildSpecError(
-                f"watchdog_interval must be a number > 0 or None, got {watchdog_interval!r}"
+                f"clock must have monotonic() and call_later(delay, callback) (a Clock), "
+                f"got {safe_repr(clock)}"
             )
+        for what, callback in (("on_escalation", on_escalation), ("listener", listener)):
+            if callback is not None and not callable(callback):
+                raise ChildSpecError(f"{what} must be callable or None, got {safe_repr(callback)}")
         if state is not None and not isinstance(state, SupervisorState):
-            raise ChildSpecError(f"state must be a SupervisorState, got {state!r}")
+            raise ChildSpecError(f"state must be a SupervisorState, got {safe_repr(state)}")
         self.name = name
         self.strategy = strategy
         self.policy = policy or RestartPolicy()
@@ -244,7 +272,7 @@ class Supervisor(SupervisedActor):
         return ChildSpec(
             id=id,
             factory=cls,
-            args=(list(children),),
+            args=(check_child_specs(children),),
             kwargs=kwargs,
             restart=restart,
             shutdown_timeout=shutdown_timeout,
@@ -264,7 +292,8 @@ class Supervisor(SupervisedActor):
                 self._stop_children(reversed(list(self._children)))
                 self._detach_all()
                 msg = (
-                    f"supervisor {self.name!r}: child {child.spec.id!r} failed to start: {error!r}"
+                    f"supervisor {self.name!r}: child {child.spec.id!r} failed to start: "
+                    f"{safe_repr(error)}"
                 )
                 raise SupervisorError(msg) from error
         self._arm_watchdog()
@@ -281,7 +310,7 @@ class Supervisor(SupervisedActor):
         self._shutdown()
         if self._owns_state:
             self._state.close(
-                SupervisorError(f"supervisor {self.name!r} crashed: {exception_value!r}")
+                SupervisorError(f"supervisor {self.name!r} crashed: {safe_repr(exception_value)}")
             )
 
     def _shutdown(self) -> None:
@@ -327,7 +356,7 @@ class Supervisor(SupervisedActor):
                     child,
                     SupervisorError(
                         f"child {child.spec.id!r} is temporary and exited "
-                        f"({msg.reason!r}); it is not restarted"
+                        f"({safe_repr(msg.reason)}); it is not restarted"
                     ),
                 )
             else:
@@ -572,7 +601,7 @@ class Supervisor(SupervisedActor):
             SupervisorEventKind.START_FAILED,
             SupervisorEventKind.ABANDONED,
         ):
-            log.warning("child {!r} {}: {!r}", child_id, kind.value, reason)
+            log.warning("child {!r} {}: {}", child_id, kind.value, SafeRepr(reason))
         elif kind is SupervisorEventKind.RESTART_SCHEDULED:
             log.info("child {!r} restart scheduled in {:.3f}s", child_id, delay)
         else:
@@ -631,7 +660,7 @@ class Supervisor(SupervisedActor):
         error = self._start(child)
         if error is not None:
             self._remove(child, SupervisorError(f"child {spec.id!r} failed to start"))
-            msg = f"child {spec.id!r} failed to start: {error!r}"
+            msg = f"child {spec.id!r} failed to start: {safe_repr(error)}"
             raise SupervisorError(msg) from error
         return child.handle
 
@@ -659,7 +688,7 @@ class Supervisor(SupervisedActor):
             raise SupervisorError(msg)
         error = self._start(child)
         if error is not None:
-            msg = f"child {child_id!r} failed to start: {error!r}"
+            msg = f"child {child_id!r} failed to start: {safe_repr(error)}"
             raise SupervisorError(msg) from error
         return child.handle
 
@@ -671,7 +700,15 @@ class Supervisor(SupervisedActor):
             raise SupervisorError(msg)
         self._remove(child, SupervisorError(f"child {child_id!r} was deleted"))
 
-    def _get(self, child_id: str) -> _Child:
+    def _get(self, child_id: object) -> _Child:
+        if not isinstance(child_id, str):
+            # Looked up unchecked, an unhashable id raised a bare TypeError (and an
+            # object whose __hash__ raised, its own error) instead of naming the child.
+            msg = (
+                f"supervisor {self.name!r}: a child id is a str, got "
+                f"{safe_repr(child_id)} ({type(child_id).__name__})"
+            )
+            raise SupervisorError(msg)
         child = self._children.get(child_id)
         if child is None:
             known = ", ".join(repr(c) for c in self._children) or "none"

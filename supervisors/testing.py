@@ -70,6 +70,9 @@ class FakeClock:
 
     def advance(self, seconds: float) -> int:
         """Move time forward by ``seconds``, firing due timers; return how many fired."""
+        if seconds != seconds:  # NaN passed '< 0' and made the clock's time NaN for good
+            msg = f"advance() takes a number of seconds >= 0, got {seconds!r}"
+            raise ValueError(msg)
         if seconds < 0:
             msg = f"cannot move time backwards: advance({seconds!r})"
             raise ValueError(msg)

@@ -8,7 +8,7 @@ message contains ``repr`` of the bad value, and every task must be exactly as be
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -18,14 +18,21 @@ from actors import (
     ActorsError,
     ActorSystem,
     ActorSystemError,
+    CancellationToken,
     ConfigError,
     DuplicateTaskError,
     InvalidTaskError,
+    TaskGraph,
+    TaskNode,
     TaskNotFoundError,
     TaskStatus,
     ThreadPoolClient,
     UnifiedTaskManager,
+    configure_logging,
+    load_config,
+    prometheus_collector,
     render_prometheus,
+    result_of,
 )
 from supervisors.testing import FakeClock
 
@@ -361,3 +368,184 @@ def test_a_thread_pool_client_needs_a_task_manager_client(client: object) -> Non
         f"ThreadPoolClient takes a UnifiedTaskManager, got {client!r}; a client's pool is "
         f"already there: system.task_manager.thread_pool (or unified_task_manager.thread_pool)"
     )
+
+
+# -- a value whose repr raises ----------------------------------------------------------
+
+
+class Hostile:
+    """A value no message can show by repr: its __repr__, __eq__ and __hash__ raise."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("eq")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("hash")
+
+
+class HostileKeys(Mapping[Any, Any]):
+    """A mapping whose one key is `Hostile` (a dict could not even hold it)."""
+
+    def __getitem__(self, key: object) -> Any:
+        return 1
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([Hostile()])
+
+    def __len__(self) -> int:
+        return 1
+
+
+SHOWN = "<Hostile object; repr() raised RuntimeError>"
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: load_config({"MAX_CONCURRENT_TASKS": Hostile()}),
+            ConfigError,
+            f"MAX_CONCURRENT_TASKS must be an int >= 1, got {SHOWN} (from the config mapping)",
+        ),
+        (
+            lambda: load_config(HostileKeys()),
+            ConfigError,
+            f"configuration keys must be str, got {SHOWN} (from the config mapping)",
+        ),
+        (
+            lambda: load_config(env=Hostile()),
+            ConfigError,
+            "env must be a mapping of environment variables (str to str) or None "
+            f"(os.environ), got {SHOWN}",
+        ),
+        (
+            lambda: ActorSystem(Hostile()),
+            ConfigError,
+            f"config must be a mapping of upper-case keys or a Config, got {SHOWN}",
+        ),
+        (
+            lambda: ActorSystem(probe=Hostile()),
+            ConfigError,
+            f"probe must be a callable returning a ResourceSample, got {SHOWN}",
+        ),
+        (
+            lambda: result_of(Hostile()),
+            InvalidTaskError,
+            f"result_of() takes a task id (a non-empty str, as register_task returns), got {SHOWN}",
+        ),
+        (
+            lambda: configure_logging(Hostile()),
+            ConfigError,
+            f"configure_logging takes booleans: enabled={SHOWN}, stdlib=False; pass True or False",
+        ),
+        (
+            lambda: prometheus_collector(Hostile()),
+            ConfigError,
+            f"prometheus_collector needs an ActorSystem or a UnifiedTaskManager, got {SHOWN}",
+        ),
+        (
+            lambda: CancellationToken().wait(Hostile()),
+            InvalidTaskError,
+            "timeout must be a finite number of seconds >= 0 or None (until cancelled), "
+            f"got {SHOWN}",
+        ),
+        (
+            lambda: TaskNode(Hostile(), "n", TaskStatus.PENDING, "t"),
+            InvalidTaskError,
+            f"TaskNode task_id must be a non-empty str, got {SHOWN}",
+        ),
+        (
+            lambda: TaskGraph(Hostile()),
+            InvalidTaskError,
+            f"TaskGraph nodes must be an iterable of TaskNode, got {SHOWN}",
+        ),
+        (
+            lambda: render_prometheus(Hostile()),
+            ConfigError,
+            "render_prometheus takes a MetricsSnapshot (await task_manager.get_metrics()), "
+            f"got {SHOWN}",
+        ),
+    ],
+)
+def test_a_value_whose_repr_raises_is_refused_with_the_specific_error(
+    call: Callable[[], object], error: type[ActorsError], message: str
+) -> None:
+    with pytest.raises(error) as raised:
+        call()
+    assert type(raised.value) is error
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda tm: tm.register_task(Hostile(), work),
+            f"name must be a non-empty str, got {SHOWN}",
+        ),
+        (
+            lambda tm: tm.register_task("t", Hostile()),
+            f"func must be callable, got {SHOWN}; pass the function itself, "
+            "not the result of calling it",
+        ),
+        (
+            lambda tm: tm.register_task("t", work, priority=Hostile()),
+            f"priority must be a TaskPriority or one of its values 0, 1, 2, 3, got {SHOWN}",
+        ),
+        (
+            lambda tm: tm.register_task("t", work, dependencies=[Hostile()]),
+            f"each dependency must be a non-empty str task id, got {SHOWN}",
+        ),
+        (
+            lambda tm: tm.register_task("t", work, timeout=Hostile()),
+            f"timeout must be a finite number of seconds > 0 or None, got {SHOWN}",
+        ),
+        (
+            lambda tm: tm.get_tasks_by_status(Hostile()),
+            "status must be one of pending, waiting, queued, running, retrying, completed, "
+            f"failed, cancelled; got {SHOWN}",
+        ),
+        (
+            lambda tm: tm.get_tasks_by_type(Hostile()),
+            f"task_type must be a non-empty str, got {SHOWN}",
+        ),
+        (lambda tm: tm.use_new_task_system(Hostile()), f"flag must be a bool, got {SHOWN}"),
+        (lambda tm: tm.execute_task("known", wait=Hostile()), f"wait must be a bool, got {SHOWN}"),
+        (
+            lambda tm: tm.cleanup_completed_tasks(Hostile()),
+            f"max_age must be a finite number of seconds >= 0, got {SHOWN}",
+        ),
+        (lambda tm: tm.thread_pool.submit(Hostile()), f"fn must be callable, got {SHOWN}"),
+        (
+            lambda tm: tm.map(work, Hostile()),
+            "map() takes an iterable of arguments (a list, a range, a generator), "
+            f"got {SHOWN}; for one call use submit()",
+        ),
+    ],
+)
+async def test_a_registration_whose_value_repr_raises_is_refused_and_changes_nothing(
+    tm: UnifiedTaskManager, call: Call, message: str
+) -> None:
+    assert await refused_as_before(tm, call, InvalidTaskError) == message
+
+
+@pytest.mark.parametrize(
+    ("child_id", "shown"),
+    [(["task_manager"], "['task_manager']"), (Hostile(), SHOWN), ("nope", "'nope'")],
+)
+async def test_system_supervisor_child_refuses_an_unknown_or_unhashable_id(
+    child_id: object, shown: str
+) -> None:
+    # An unhashable id raised a bare TypeError from the lookup (a raising hash, its own).
+    async with ActorSystem(clock=FakeClock()) as system:
+        with pytest.raises(ActorSystemError) as raised:
+            system.supervisor.child(child_id)  # type: ignore[arg-type]
+        assert str(raised.value) == (
+            f"the actor system has no child {shown}; children: task_monitor, thread_pool, "
+            "legacy_task_manager, task_manager, facade"
+        )
+        rows = await system.supervisor.which_children()
+        assert [(r.status, r.restarts) for r in rows] == [("running", 0)] * 5

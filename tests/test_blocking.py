@@ -5,10 +5,12 @@ that runs an event loop. Waits are bounded by `WAIT` or by the calls' own bounds
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import math
 import re
 import threading
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -214,6 +216,34 @@ def test_blocking_shutdown_then_exit_is_clean() -> None:
         system.blocking.shutdown()
         assert not system.running
     assert set(threading.enumerate()) <= before
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda b: b.thread_pool.submit(add, 1, 2),
+        lambda b: b.execute_task("t"),
+        lambda b: b.execute_task("t", wait=True),
+        lambda b: b.wait_for_task("t", timeout=1.0),
+        lambda b: b.wait_for_task("t"),
+    ],
+    ids=["pool-submit", "execute", "execute-wait", "wait-bounded", "wait"],
+)
+def test_a_call_refused_after_shutdown_leaves_no_coroutine_unawaited(
+    call: Callable[[Any], object],
+) -> None:
+    # These made the client's coroutine before asking whether calls could be made: the
+    # refusal left it unawaited ('coroutine ... was never awaited', a RuntimeWarning).
+    with ActorSystem(config()) as system:
+        system.blocking.register_task("t", add, (1, 2), task_id="t")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ActorSystemError) as raised:
+            call(system.blocking)
+        assert str(raised.value) == "the actor system is shut down; create a new ActorSystem"
+        del raised
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
 
 
 # Every stop ends the loop thread that `system.blocking` started, whichever way the

@@ -948,3 +948,43 @@ def test_invariants_hold_for_any_script(
     assert (stats.retry_at is not None) == (stats.state is OPEN)
     if stats.state is CLOSED:
         assert stats.consecutive_failures < threshold
+
+
+# A failure whose repr raises.
+
+
+class Unprintable(Exception):
+    """A service's error whose repr and str raise (a driver's error gone wrong)."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+    def __str__(self) -> str:
+        raise RuntimeError("str")
+
+
+def fail_unprintably() -> None:
+    raise Unprintable
+
+
+SHOWN = "<Unprintable object; repr() raised RuntimeError>"
+
+
+def test_a_failure_whose_repr_raises_opens_the_breaker_and_propagates(
+    clock: FakeClock, recorder: Recorder
+) -> None:
+    # The transition's reason showed the error with !r: at the threshold, building it
+    # raised, so the breaker never opened and the caller got RuntimeError('repr').
+    breaker = make(clock, recorder, failure_threshold=2)
+    for _ in range(2):
+        with pytest.raises(Unprintable):
+            breaker.call(fail_unprintably)
+    assert breaker.state is OPEN
+    assert [(t.old, t.new, t.reason) for t in recorder.transitions] == [
+        (CLOSED, OPEN, f"2 consecutive failures (threshold 2); last: {SHOWN}")
+    ]
+    clock.advance(30.0)
+    with pytest.raises(Unprintable):
+        breaker.call(fail_unprintably)  # a failed trial call
+    assert breaker.state is OPEN
+    assert recorder.transitions[-1].reason == f"trial call failed: {SHOWN}"

@@ -147,3 +147,42 @@ def test_a_styled_line_does_not_colour_the_live_progress_bars() -> None:
     assert "\x1b[1;31mKill -> task_manager\x1b[0m" in output
     assert "fetch" in output
     assert "\x1b[1;31mfetch" not in output
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "why"),
+    [
+        ("--port", "70000", "must be an int from 0 (any free port) to 65535, got '70000'"),
+        ("--port", "-1", "must be an int from 0 (any free port) to 65535, got '-1'"),
+        ("--port", "http", "must be an int from 0 (any free port) to 65535, got 'http'"),
+        *(
+            (
+                "--linger",
+                value,
+                f"must be a finite number of seconds >= 0, got {value!r} "
+                "(leave --linger out to keep the dashboard open until Ctrl-C)",
+            )
+            for value in ("nan", "inf", "-1", "soon")
+        ),
+    ],
+)
+def test_a_bad_demo_option_is_a_usage_error_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+    why: str,
+) -> None:
+    # --port 70000 ran the demo's actor system, then died with a traceback when the
+    # dashboard refused it; --linger nan or -1 was taken as it was.
+    import actors.cli._demo
+
+    ran: list[object] = []
+    monkeypatch.setattr(actors.cli._demo, "demo", lambda *args: ran.append(args) or 0)
+    with pytest.raises(SystemExit) as exit_info:
+        run(["demo", "--dashboard", f"{option}={value}"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"actorflow demo: error: argument {option}: {why}"
+    )
+    assert ran == []

@@ -417,8 +417,10 @@ def test_journal_keys_from_mapping_env_and_toml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("JOURNAL_PATH", "", "a non-empty str or path or None"),
-        ("JOURNAL_PATH", 3, "a non-empty str or path or None"),
+        ("JOURNAL_PATH", "", "a non-empty str or path or None, with no NUL character"),
+        ("JOURNAL_PATH", 3, "a non-empty str or path or None, with no NUL character"),
+        # It was taken, and opening the journal raised a bare ValueError at start.
+        ("JOURNAL_PATH", "j\x00.db", "a non-empty str or path or None, with no NUL character"),
         ("JOURNAL_SYNC", "off", "one of 'normal', 'full'"),
         ("JOURNAL_SERIALIZER", "yaml", "one of 'json', 'pickle'"),
     ],
@@ -533,6 +535,50 @@ def test_load_config_refuses_an_env_that_is_not_a_mapping() -> None:
     assert str(caught.value) == (
         "env must be a mapping of environment variables (str to str) or None (os.environ), "
         "got ['ACTORFLOW_CALL_TIMEOUT=5']"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "shown"),
+    [
+        ({"ACTORFLOW_MAX_CONCURRENT_TASKS": 3}, "'ACTORFLOW_MAX_CONCURRENT_TASKS': 3"),
+        ({3: "3", "ACTORFLOW_CALL_TIMEOUT": "5"}, "3: '3'"),
+    ],
+)
+def test_load_config_refuses_an_env_that_is_not_str_to_str(env: dict[Any, Any], shown: str) -> None:
+    # A value that is no str raised AttributeError (.strip()); a key that is no str,
+    # TypeError or AttributeError: no ConfigError, no name.
+    with pytest.raises(ConfigError) as caught:
+        load_config(env=env)
+    assert str(caught.value) == (
+        "env must be a mapping of environment variables (str to str) or None (os.environ), "
+        f"got {shown}"
+    )
+
+
+def test_a_toml_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    # tomllib raises UnicodeDecodeError (no TOMLDecodeError) for it: it escaped.
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("NAME = 'caf\u00e9'\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(toml_path=path, env={})
+    assert str(caught.value) == (
+        f"configuration file {str(path)!r} is not valid TOML: it is not UTF-8 ('utf-8' codec "
+        "can't decode byte 0xe9 in position 11: invalid continuation byte)"
+    )
+    assert isinstance(caught.value.__cause__, UnicodeDecodeError)
+
+
+@pytest.mark.parametrize("named_by_env", [False, True])
+def test_a_toml_path_with_a_nul_is_a_config_error(named_by_env: bool) -> None:
+    # open() raises ValueError (no OSError) for it: it escaped.
+    path = "actorflow\x00.toml"
+    env, toml_path = ({"ACTORFLOW_CONFIG": path}, None) if named_by_env else ({}, path)
+    with pytest.raises(ConfigError) as caught:
+        load_config(toml_path=toml_path, env=env)
+    via = " (named by ACTORFLOW_CONFIG)" if named_by_env else ""
+    assert str(caught.value) == (
+        f"cannot read configuration file {path!r}{via}: embedded null byte"
     )
 
 

@@ -4,10 +4,12 @@ uvicorn server for the event stream and `serve_dashboard`)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -586,6 +588,36 @@ async def test_serve_dashboard_checks_its_arguments(system: ActorSystem) -> None
         system.serve_dashboard(port=70000)
     with pytest.raises(InvalidTaskError, match=r"^host must be a non-empty str, got ''$"):
         system.serve_dashboard(host="")
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("a\x00b", "host name must not contain null character"),
+        ("\u00e9" * 64, "encoding of hostname failed"),
+        ("\ud800", "encoding of hostname failed"),
+    ],
+)
+async def test_serve_dashboard_refuses_a_host_the_socket_cannot_take_and_closes_it(
+    system: ActorSystem, host: str, why: str
+) -> None:
+    # The socket module raises TypeError (not OSError) for these: it escaped, as no
+    # actors error, and the bound socket leaked.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(InvalidTaskError) as raised:
+            system.serve_dashboard(host=host)
+        assert str(raised.value) == (
+            f"host must be a host name or an IP address, got {host!r}: {why}"
+        )
+        del raised
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+    server = system.serve_dashboard(port=0)  # nothing was left half-made
+    try:
+        assert server.running
+    finally:
+        server.stop()
 
 
 def test_importing_actors_does_not_import_starlette() -> None:

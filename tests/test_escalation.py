@@ -135,7 +135,7 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
         assert system.running is False
         root = system.supervisor.actor_ref
         assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
-        with pytest.raises(ActorSystemError, match=r"^the root supervisor is stopped$"):
+        with pytest.raises(ActorSystemError, match=f"^{re.escape(FAILURE)}$"):
             await system.supervisor.which_children()
 
         # Every later call fails the same way, at once.
@@ -169,3 +169,100 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
             f"{fake_elapsed:.3f}s of fake time ({', '.join(f'{s:.3f}' for s in steps)}), "
             f"3 pending + {len(later_calls)} later calls failed with ActorSystemError"
         )
+
+
+class Unprintable(Exception):
+    """A start failure whose repr and str raise (a driver's error gone wrong)."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+    def __str__(self) -> str:
+        raise RuntimeError("str")
+
+
+async def test_a_last_reason_whose_repr_raises_still_fails_the_system_naming_the_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The system's failure message showed the last reason with !r: building it raised
+    # in the escalation callback, so the system never recorded its failure.
+    starts = 0
+    original_on_start = TaskManagerActor.on_start
+
+    def on_start(self: TaskManagerActor) -> None:
+        nonlocal starts
+        starts += 1
+        if starts > 1:
+            raise Unprintable
+        original_on_start(self)
+
+    monkeypatch.setattr(TaskManagerActor, "on_start", on_start)
+    events = Events()
+    original_listener = ActorSystem._supervisor_event
+
+    def listener(self: ActorSystem, event: SupervisorEvent) -> None:
+        events(event)
+        original_listener(self, event)
+
+    monkeypatch.setattr(ActorSystem, "_supervisor_event", listener)
+    clock = FakeClock()
+    config = {
+        "RESTART_MAX_RESTARTS": MAX_RESTARTS,
+        "RESTART_WITHIN_SECONDS": WITHIN,
+        "RESTART_BACKOFF_INITIAL": 0.01,
+        "RESTART_BACKOFF_MAX": 0.1,
+        "CLEANUP_INTERVAL": 0,
+    }
+    failure = (
+        "the actor system failed: child 'task_manager' exhausted its restarts "
+        f"(3 in {WITHIN}s, max {MAX_RESTARTS}); "
+        "last reason: <Unprintable object; repr() raised RuntimeError>"
+    )
+    async with ActorSystem(config, clock=clock) as system:
+        system.supervisor.child("task_manager").tell(Kill())
+        for restart in range(1, MAX_RESTARTS + 1):
+            await asyncio.to_thread(
+                events.wait_for, SupervisorEventKind.RESTART_SCHEDULED, None, restart
+            )
+            await advance_to_next_timer(clock)
+        await asyncio.to_thread(events.wait_for, SupervisorEventKind.ESCALATED)
+        assert starts == 1 + MAX_RESTARTS
+        with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
+            await asyncio.wait_for(system.task_manager.get_all_tasks(), WAIT)
+        assert system.running is False
+
+
+async def test_a_failed_system_refuses_to_serve_a_dashboard_saying_why() -> None:
+    # serve_dashboard checked only for a shut-down system: a failed one served a
+    # dashboard whose every request failed.
+    pytest.importorskip("starlette")
+    failure = (
+        "the actor system failed: child 'task_manager' exhausted its restarts "
+        "(1 in 5.0s, max 0); last reason: ActorKilled('killed by a Kill message')"
+    )
+    config = {"RESTART_MAX_RESTARTS": 0, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        root = system.supervisor.actor_ref
+        system.supervisor.child("task_manager").tell(Kill())
+        assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
+        assert system.running is False
+        with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
+            system.serve_dashboard(port=0)
+        with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
+            await system.task_manager.get_all_tasks()
+
+
+async def test_the_supervisor_of_a_failed_system_says_the_system_failed() -> None:
+    # which_children()/count_children() said only 'the root supervisor is stopped'.
+    failure = (
+        "the actor system failed: child 'task_manager' exhausted its restarts "
+        "(1 in 5.0s, max 0); last reason: ActorKilled('killed by a Kill message')"
+    )
+    config = {"RESTART_MAX_RESTARTS": 0, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        root = system.supervisor.actor_ref
+        system.supervisor.child("task_manager").tell(Kill())
+        assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
+        for query in (system.supervisor.which_children, system.supervisor.count_children):
+            with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
+                await query()

@@ -579,7 +579,15 @@ def test_the_file_is_wal_with_the_chosen_sync(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"path": ""}, "journal path must be a non-empty str or path, got ''"),
+        (
+            {"path": ""},
+            "journal path must be a non-empty str or path with no NUL character, got ''",
+        ),
+        (
+            {"path": "j\x00.db"},
+            "journal path must be a non-empty str or path with no NUL character, "
+            "got 'j\\x00.db'",
+        ),
         ({"path": "x.db", "sync": "off"},
          "journal sync must be one of 'normal', 'full', got 'off'"),
         ({"path": "x.db", "busy_timeout": -1}, "busy_timeout must be a number >= 0, got -1"),

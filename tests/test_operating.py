@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from actors import (
     ActorSystem,
     ActorSystemError,
     Config,
+    ConfigError,
     TaskInfo,
     TaskStatus,
     TaskTimeoutError,
@@ -793,6 +795,46 @@ async def test_governor_lowers_and_raises_the_limit_from_probe_samples() -> None
         EventKind.RESOURCE_OK,
     ]
     assert dict(metrics.resource) == {"cpu_percent": 10.0, "memory_percent": 10.0}
+
+
+async def test_a_probe_returning_junk_is_skipped_and_the_monitor_never_crashes() -> None:
+    # A probe's result was taken as a ResourceSample unchecked: None (or a sample of
+    # strings) crashed the task monitor at every tick, a crash loop.
+    clock = FakeClock()
+
+    def not_a_number() -> ResourceSample:
+        return ResourceSample("high", 50.0)  # type: ignore[arg-type]
+
+    probes: Iterator[Callable[[], object]] = iter(
+        [
+            lambda: None,
+            lambda: ResourceSample(90.0, 50.0),  # cpu high: 8 -> 4
+            not_a_number,
+            lambda: (97.0, 50.0),
+            lambda: ResourceSample(97.0, 50.0),  # critical: 4 -> 2
+        ]
+    )
+    config = {"RESOURCE_CHECK_INTERVAL": 5.0, "MAX_CONCURRENT_TASKS": 8, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=clock, probe=lambda: next(probes)()) as system:
+        tm = system.task_manager
+        limits = []
+        for _ in range(5):
+            await settle(clock)
+            clock.advance(5.0)
+            await asyncio.sleep(0)
+            limits.append((await tm.get_metrics()).concurrency_limit)
+        rows = await system.supervisor.which_children()
+    assert limits == [8, 4, 4, 4, 2]
+    assert [(r.id, r.restarts) for r in rows if r.restarts] == []
+
+
+def test_a_resource_sample_of_no_finite_numbers_is_refused_when_made() -> None:
+    for cpu, shown in (("high", "'high'"), (math.nan, "nan"), (True, "True")):
+        with pytest.raises(ConfigError) as raised:
+            ResourceSample(cpu, 50.0)  # type: ignore[arg-type]
+        assert (
+            str(raised.value) == f"ResourceSample.cpu_percent must be a finite number, got {shown}"
+        )
 
 
 def test_the_governor_decides_by_the_configured_ceiling_and_thresholds() -> None:

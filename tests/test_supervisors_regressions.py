@@ -1,18 +1,26 @@
 """Regressions: group restarts survive terminating the failed child; timers armed by a
-crashed supervisor incarnation do nothing in the next one."""
+crashed supervisor incarnation do nothing in the next one; a crash reason whose repr
+raises is restarted, escalated and logged like any other."""
 
 from __future__ import annotations
 
+import math
+import re
 import threading
+from typing import Any
 
+import pytest
 from helpers import Echo
-from tenacity import wait_fixed
+from loguru import logger
+from tenacity import wait_fixed, wait_none
 
 from supervisors import (
     ChildSpec,
     Kill,
+    RestartIntensityExceeded,
     RestartPolicy,
     Strategy,
+    SupervisedActor,
     Supervisor,
     SupervisorEvent,
     SupervisorEventKind,
@@ -80,3 +88,108 @@ def test_a_watchdog_tick_left_by_a_crashed_supervisor_arms_nothing() -> None:
         assert clock.pending() == 1  # exactly one watchdog: the new incarnation's
     finally:
         ref.stop(timeout=TIMEOUT)
+
+
+class Unprintable(Exception):
+    """A crash reason whose repr and str raise (a third-party error gone wrong)."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+    def __str__(self) -> str:
+        raise RuntimeError("str")
+
+
+class Fragile(SupervisedActor):
+    """Crashes with `Unprintable` on "boom"; answers anything else with "ok"."""
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "boom":
+            raise Unprintable
+        return "ok"
+
+
+SHOWN = "<Unprintable object; repr() raised RuntimeError>"
+
+
+def test_a_crash_reason_whose_repr_raises_still_escalates_naming_the_child() -> None:
+    # The escalation error's message showed the reason with !r: building it raised in
+    # the supervisor, which crashed instead of escalating (on_escalation never called).
+    escalated: list[RestartIntensityExceeded] = []
+    done = threading.Event()
+
+    def on_escalation(error: RestartIntensityExceeded) -> None:
+        escalated.append(error)
+        done.set()
+
+    ref = Supervisor.start(
+        [ChildSpec("fragile", Fragile)],
+        policy=RestartPolicy(wait=wait_none(), max_restarts=1, within_seconds=60),
+        clock=FakeClock(),
+        name="app",
+        watchdog_interval=None,
+        on_escalation=on_escalation,
+    )
+    try:
+        handle = ref.proxy().child("fragile").get(timeout=TIMEOUT)
+        handle.tell("boom")
+        assert handle.ask("ping", timeout=TIMEOUT) == "ok"
+        handle.tell("boom")
+        assert done.wait(TIMEOUT)
+        assert ref.actor_stopped.wait(TIMEOUT)
+    finally:
+        if ref.is_alive():
+            ref.stop(timeout=TIMEOUT)
+    message = (
+        "restart intensity exceeded: 2 restarts in 60.0s (max 1) for child 'fragile' of "
+        f"supervisor 'app'; last reason: {SHOWN}"
+    )
+    assert [str(e) for e in escalated] == [message]
+    assert type(escalated[0].reason) is Unprintable
+    with pytest.raises(RestartIntensityExceeded, match=f"^{re.escape(message)}$"):
+        handle.ask("ping", timeout=TIMEOUT)
+
+
+def test_with_logging_on_a_crash_reason_whose_repr_raises_is_restarted(
+    log_records: list[dict[str, Any]],
+) -> None:
+    # The crash's log line formatted the reason with !r: with the package's logging on,
+    # it raised in the dying actor's thread before its supervisor was told, so the child
+    # was never restarted and every call to it waited out its bound.
+    logger.enable("supervisors")
+    ref = Supervisor.start(
+        [ChildSpec("fragile", Fragile)],
+        policy=RestartPolicy(wait=wait_none(), max_restarts=5, within_seconds=60),
+        clock=FakeClock(),
+        name="app",
+        watchdog_interval=None,
+    )
+    try:
+        handle = ref.proxy().child("fragile").get(timeout=TIMEOUT)
+        first = handle.actor_urn
+        handle.tell("boom")
+        assert handle.ask("ping", timeout=TIMEOUT) == "ok"
+        assert handle.actor_urn != first
+        rows = ref.proxy().which_children().get(timeout=TIMEOUT)
+        assert [(r.id, r.status, r.restarts) for r in rows] == [("fragile", "running", 1)]
+    finally:
+        ref.stop(timeout=TIMEOUT)
+    crashed = [
+        r["message"]
+        for r in log_records
+        if r["extra"].get("child") == "fragile" and r["level"].name == "WARNING"
+    ]
+    assert crashed == [f"child 'fragile' crashed: {SHOWN}"]
+
+
+def test_the_fake_clock_refuses_a_nan_advance_and_keeps_its_time() -> None:
+    # NaN passed the 'seconds < 0' check: the clock's time became NaN for good, and no
+    # timer ever fell due again.
+    clock = FakeClock(start=10.0)
+    fired: list[str] = []
+    clock.call_later(1.0, lambda: fired.append("due"))
+    with pytest.raises(ValueError, match=r"^advance\(\) takes a number of seconds >= 0, got nan$"):
+        clock.advance(math.nan)
+    assert clock.monotonic() == 10.0
+    assert clock.advance(1.0) == 1
+    assert fired == ["due"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -11,10 +12,13 @@ import pytest
 from tenacity import wait_none
 
 from supervisors import (
+    ChildHandle,
     ChildSpec,
     ChildSpecError,
+    Kill,
     Restart,
     RestartPolicy,
+    StopBy,
     SupervisedActor,
     Supervisor,
     SupervisorError,
@@ -176,12 +180,24 @@ def test_a_valid_policy_keeps_its_values() -> None:
         (([],), {"name": ""}, "supervisor name must be a non-empty string, got ''"),
         (([],), {"buffer_capacity": -1}, "buffer_capacity must be an int >= 0, got -1"),
         (([],), {"buffer_capacity": 1.0}, "buffer_capacity must be an int >= 0, got 1.0"),
-        (
-            ([],),
-            {"watchdog_interval": 0},
-            "watchdog_interval must be a number > 0 or None, got 0",
+        *(
+            (
+                ([],),
+                {"watchdog_interval": bad},
+                "watchdog_interval must be a finite number of seconds > 0, or None to turn "
+                f"the watchdog off, got {bad!r}",
+            )
+            # NaN once made every tick due at once: the supervisor spun a core.
+            for bad in (0, -1.0, True, math.nan, math.inf, "1")
         ),
         (([],), {"state": object}, f"state must be a SupervisorState, got {object!r}"),
+        (
+            ([],),
+            {"clock": 3},
+            "clock must have monotonic() and call_later(delay, callback) (a Clock), got 3",
+        ),
+        (([],), {"on_escalation": 3}, "on_escalation must be callable or None, got 3"),
+        (([],), {"listener": "log"}, "listener must be callable or None, got 'log'"),
     ],
 )
 def test_supervisor_arguments_are_validated_before_anything_starts(
@@ -202,3 +218,97 @@ def test_supervisor_spec_builds_a_nested_supervisor_spec() -> None:
     assert s.restart is Restart.TRANSIENT
     assert s.shutdown_timeout == 30.0
     assert s.state_factory is not None
+
+
+class Hostile:
+    """A value no message can show by repr: its __repr__, __eq__ and __hash__ raise."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("eq")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("hash")
+
+
+SHOWN = "<Hostile object; repr() raised RuntimeError>"
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: spec(id=Hostile()), f"ChildSpec.id must be a non-empty string, got {SHOWN}"),
+        (
+            lambda: spec(factory=Hostile()),
+            "ChildSpec 'w': factory must be a pykka actor class or a callable returning an "
+            f"unstarted actor, got {SHOWN}",
+        ),
+        (
+            lambda: spec(restart=Hostile()),
+            "ChildSpec 'w': restart must be a Restart member (PERMANENT, TRANSIENT, "
+            f"TEMPORARY), got {SHOWN}",
+        ),
+        (
+            lambda: spec(start_timeout=Hostile()),
+            f"ChildSpec 'w': start_timeout must be a finite number > 0, got {SHOWN}",
+        ),
+        (
+            lambda: spec(state_factory=Hostile()),
+            f"ChildSpec 'w': state_factory must be callable or None, got {SHOWN}",
+        ),
+        (
+            lambda: RestartPolicy(wait=Hostile()),
+            f"RestartPolicy.wait must be a tenacity wait strategy, got {SHOWN}",
+        ),
+        (
+            lambda: RestartPolicy(max_restarts=Hostile()),
+            f"RestartPolicy.max_restarts must be an int >= 0, got {SHOWN}",
+        ),
+        (
+            lambda: Supervisor.start(Hostile()),
+            f"children must be a sequence of ChildSpec, got {SHOWN}",
+        ),
+        (
+            lambda: Supervisor.start([Hostile()]),
+            f"children must contain ChildSpec objects, got {SHOWN}",
+        ),
+        (
+            lambda: Supervisor.start([], strategy=Hostile()),
+            "strategy must be a Strategy member (ONE_FOR_ONE, ONE_FOR_ALL, REST_FOR_ONE), "
+            f"got {SHOWN}",
+        ),
+        (
+            lambda: Supervisor.start([], name=Hostile()),
+            f"supervisor name must be a non-empty string, got {SHOWN}",
+        ),
+        (
+            lambda: StopBy(Hostile()),
+            f"StopBy.deadline must be a time.monotonic() value, got {SHOWN}",
+        ),
+        (
+            lambda: ChildHandle(Hostile()),
+            f"ChildHandle child_id must be a non-empty str, got {SHOWN}",
+        ),
+        (lambda: ChildHandle(""), "ChildHandle child_id must be a non-empty str, got ''"),
+        (lambda: ChildHandle(3), "ChildHandle child_id must be a non-empty str, got 3"),
+        (lambda: Kill(3), "Kill.reason must be a str, got 3"),
+        (lambda: Kill(Hostile()), f"Kill.reason must be a str, got {SHOWN}"),
+        (lambda: Supervisor.spec("sub", 3), "children must be a sequence of ChildSpec, got 3"),
+        (
+            lambda: Supervisor.spec("sub", [spec(), spec()]),
+            "duplicate child id 'w': child ids must be unique",
+        ),
+        (
+            lambda: ChildHandle("w", Hostile()),
+            f"ChildHandle capacity must be an int >= 0, got {SHOWN}",
+        ),
+    ],
+)
+def test_a_value_whose_repr_raises_is_refused_with_the_specific_error(
+    build: Any, message: str
+) -> None:
+    with pytest.raises(SupervisorError, match=f"^{re.escape(message)}$"):
+        build()
+    assert pykka.ActorRegistry.get_all() == []

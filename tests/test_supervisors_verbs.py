@@ -225,6 +225,39 @@ def test_verbs_on_an_unknown_child_name_it(tree: Tree, verb: str) -> None:
     assert tree.ref.is_alive()
 
 
+class _Hostile:
+    """An id no dict lookup survives: its __hash__, __eq__ and __repr__ raise."""
+
+    def __hash__(self) -> int:
+        raise RuntimeError("hash")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("eq")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+
+@pytest.mark.parametrize(
+    ("bad", "shown"),
+    [
+        (["a"], "['a'] (list)"),
+        ({"a": 1}, "{'a': 1} (dict)"),
+        (_Hostile(), "<_Hostile object; repr() raised RuntimeError> (_Hostile)"),
+    ],
+)
+@pytest.mark.parametrize("verb", ["child", "terminate_child", "restart_child", "delete_child"])
+def test_verbs_refuse_an_id_that_is_no_str_and_change_nothing(
+    tree: Tree, verb: str, bad: object, shown: str
+) -> None:
+    before = tree.sup.which_children().get(timeout=TIMEOUT)
+    message = f"supervisor 'root': a child id is a str, got {shown}"
+    with pytest.raises(SupervisorError, match=f"^{re.escape(message)}$"):
+        getattr(tree.sup, verb)(bad).get(timeout=TIMEOUT)
+    assert tree.sup.which_children().get(timeout=TIMEOUT) == before
+    assert tree.ref.is_alive()
+
+
 def test_handles_of_a_stopped_supervisor_fail(tree: Tree) -> None:
     a, g = tree.handle("a"), tree.handle("sub").call("child", "g").get(timeout=TIMEOUT)
     tree.ref.stop(timeout=TIMEOUT)

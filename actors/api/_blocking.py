@@ -139,11 +139,21 @@ class BlockingTaskManager:
     def _wait(self, coro: Coroutine[Any, Any, R], bound: float | None, what: str) -> R:
         """Run ``coro`` (it waits for a task) bounded by the call's ``timeout`` (``bound``;
         None: unbounded) and a margin for the answer to come back."""
+        runner = self._closing(coro)
         if bound is None:
-            return self._runner().call(coro, None, what)
+            return runner.call(coro, None, what)
         call_timeout = self._system.config.CALL_TIMEOUT
         named = f"timeout={bound}s + CALL_TIMEOUT={call_timeout}s + {SWEEP_MARGIN}s"
-        return self._runner().call(coro, bound + call_timeout + SWEEP_MARGIN, what, named)
+        return runner.call(coro, bound + call_timeout + SWEEP_MARGIN, what, named)
+
+    def _closing(self, coro: Coroutine[Any, Any, Any]) -> LoopThread:
+        """`_runner`, closing ``coro`` when calls cannot be made (it was never awaited:
+        left open, it warned 'coroutine ... was never awaited')."""
+        try:
+            return self._runner()
+        except BaseException:
+            coro.close()
+            raise
 
     # One line a method: mypy types a method only when the class body assigns it (set
     # in a loop over names it is unknown; a ``__getattr__`` overloaded on each name's
@@ -174,8 +184,9 @@ class BlockingTaskManager:
         coro = self._client.execute_task(task_id, wait)
         if wait is True:
             return self._wait(coro, None, what)
+        runner = self._closing(coro)
         bound, named = self._call_bound()
-        return self._runner().call(coro, bound, what, named)
+        return runner.call(coro, bound, what, named)
 
     def wait_for_task(self, task_id: str, timeout: float | None = None) -> Any:
         """`UnifiedTaskManager.wait_for_task`: bounded by ``timeout`` (None: until the

@@ -64,6 +64,7 @@ from actors.core import (
     bridge_for,
     finite_float,
     load_config,
+    safe_repr,
 )
 from actors.core import TASK_CONTEXT as _current
 from actors.engine import (
@@ -211,7 +212,8 @@ class UnifiedTaskManager:
         if system is not None and not isinstance(system, SystemRuntime):
             raise InvalidTaskError(
                 f"system must be an ActorSystem or None (the module-level system, made on "
-                f"first use), got {system!r}; an ActorSystem's client is system.task_manager"
+                f"first use), got {safe_repr(system)}; "
+                "an ActorSystem's client is system.task_manager"
             )
         self._system = system
         self._lazy = system is None
@@ -728,18 +730,20 @@ class UnifiedTaskManager:
         each.
         """
         if not isinstance(return_exceptions, bool):
-            raise InvalidTaskError(f"return_exceptions must be a bool, got {return_exceptions!r}")
+            raise InvalidTaskError(
+                f"return_exceptions must be a bool, got {safe_repr(return_exceptions)}"
+            )
         if not options.keys() <= _OPTIONS:
             raise _unknown_options("map", options, _OPTIONS - {"task_id"})
         if "task_id" in options:
             raise InvalidTaskError(
-                f"map() gives each task its own id; got task_id={options['task_id']!r}: "
+                f"map() gives each task its own id; got task_id={safe_repr(options['task_id'])}: "
                 "drop it, or submit() that task on its own"
             )
         if isinstance(iterable, str | bytes) or not isinstance(iterable, Iterable):
             raise InvalidTaskError(
                 f"map() takes an iterable of arguments (a list, a range, a generator), "
-                f"got {iterable!r}; for one call use submit()"
+                f"got {safe_repr(iterable)}; for one call use submit()"
             )
         trace = capture()
         base, journal = self._submit_spec(func, (), options, trace)
@@ -853,7 +857,7 @@ class UnifiedTaskManager:
         """`execute_task` as a coroutine: its work done when it is awaited."""
         validate_task_id(task_id)
         if not isinstance(wait, bool):
-            raise InvalidTaskError(f"wait must be a bool, got {wait!r}")
+            raise InvalidTaskError(f"wait must be a bool, got {safe_repr(wait)}")
         if wait:
             reply = self._reply()
             request = messages.Execute(task_id, True, reply, _current.get())
@@ -1007,16 +1011,20 @@ class UnifiedTaskManager:
 
     async def get_tasks_by_status(self, status: TaskStatus | str) -> list[TaskInfo]:
         try:
+            if not isinstance(status, str):  # TaskStatus is a str enum
+                raise ValueError(status)  # before the lookup: its hash or == may raise
             checked = TaskStatus(status)
         except ValueError:
             known = ", ".join(s.value for s in TaskStatus)
-            raise InvalidTaskError(f"status must be one of {known}; got {status!r}") from None
+            raise InvalidTaskError(
+                f"status must be one of {known}; got {safe_repr(status)}"
+            ) from None
         result: list[TaskInfo] = await self._ask(messages.GetByStatus, checked)
         return result
 
     async def get_tasks_by_type(self, task_type: str) -> list[TaskInfo]:
         if not isinstance(task_type, str) or not task_type:
-            raise InvalidTaskError(f"task_type must be a non-empty str, got {task_type!r}")
+            raise InvalidTaskError(f"task_type must be a non-empty str, got {safe_repr(task_type)}")
         result: list[TaskInfo] = await self._ask(messages.GetByType, task_type)
         return result
 
@@ -1094,7 +1102,9 @@ class UnifiedTaskManager:
         iteration (which waits for the subscription to be confirmed). Called outside
         an event loop, it subscribes on the first iteration."""
         if task_type is not None and (not isinstance(task_type, str) or not task_type):
-            raise InvalidTaskError(f"task_type must be a non-empty str or None, got {task_type!r}")
+            raise InvalidTaskError(
+                f"task_type must be a non-empty str or None, got {safe_repr(task_type)}"
+            )
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -1145,12 +1155,14 @@ class UnifiedTaskManager:
         it depends on and what depends on it (up to ``depth`` hops).
         """
         if task_type is not None and (not isinstance(task_type, str) or not task_type):
-            raise InvalidTaskError(f"task_type must be a non-empty str or None, got {task_type!r}")
+            raise InvalidTaskError(
+                f"task_type must be a non-empty str or None, got {safe_repr(task_type)}"
+            )
         if around is not None:
             validate_task_id(around, "around")
         elif depth is not None:
             raise InvalidTaskError(
-                f"depth applies to around= only, got depth={depth!r} without around; "
+                f"depth applies to around= only, got depth={safe_repr(depth)} without around; "
                 "pass around=<task id>, or drop depth"
             )
         check_depth(depth)
@@ -1174,7 +1186,7 @@ class UnifiedTaskManager:
         age = finite_float(max_age)
         if age is None or age < 0:
             raise InvalidTaskError(
-                f"max_age must be a finite number of seconds >= 0, got {max_age!r}"
+                f"max_age must be a finite number of seconds >= 0, got {safe_repr(max_age)}"
             )
         result: int = await self._ask(messages.Cleanup, age)
         return result
@@ -1182,7 +1194,7 @@ class UnifiedTaskManager:
     async def use_new_task_system(self, flag: bool) -> None:
         """Send new registrations to the new (True) or the old (False) task manager."""
         if not isinstance(flag, bool):
-            raise InvalidTaskError(f"flag must be a bool, got {flag!r}")
+            raise InvalidTaskError(f"flag must be a bool, got {safe_repr(flag)}")
         await self._ask(messages.UseNewSystem, flag)
 
     async def shutdown(self) -> None:
@@ -1204,7 +1216,7 @@ class ThreadPoolClient:
     def __init__(self, client: UnifiedTaskManager) -> None:
         if not isinstance(client, UnifiedTaskManager):
             raise InvalidTaskError(
-                f"ThreadPoolClient takes a UnifiedTaskManager, got {client!r}; a client's "
+                f"ThreadPoolClient takes a UnifiedTaskManager, got {safe_repr(client)}; a client's "
                 f"pool is already there: system.task_manager.thread_pool (or "
                 f"unified_task_manager.thread_pool)"
             )
@@ -1256,7 +1268,7 @@ class ThreadPoolClient:
     ) -> Any:
         """`submit` as a coroutine: its work done when it is awaited."""
         if not callable(fn):
-            raise InvalidTaskError(f"fn must be callable, got {fn!r}")
+            raise InvalidTaskError(f"fn must be callable, got {safe_repr(fn)}")
         checked = validate_executor(executor)
         system = self._client._system or self._client._get_system()
         system._check()

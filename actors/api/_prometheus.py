@@ -27,6 +27,7 @@ from actors.core import (
     ActorSystemError,
     ConfigError,
     finite_float,
+    safe_repr,
     too_long,
 )
 from actors.observe import MetricsSnapshot, empty_snapshot, snapshot_collector
@@ -136,11 +137,16 @@ def prometheus_collector(
     """
     source: object = system
     if not isinstance(source, (SystemRuntime, UnifiedTaskManager)):
-        msg = f"prometheus_collector needs an ActorSystem or a UnifiedTaskManager, got {system!r}"
+        msg = (
+            "prometheus_collector needs an ActorSystem or a UnifiedTaskManager, "
+            f"got {safe_repr(system)}"
+        )
         raise ConfigError(msg)
     bound = finite_float(timeout)
     if bound is None or bound <= 0:
-        raise ConfigError(f"timeout must be a finite number > 0 (seconds), got {timeout!r}")
+        raise ConfigError(
+            f"timeout must be a finite number > 0 (seconds), got {safe_repr(timeout)}"
+        )
     if bound > MAX_SECONDS:  # (each scrape waits for it in `Future.result`)
         raise ConfigError(too_long("timeout", timeout))
     try:

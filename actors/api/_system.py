@@ -140,6 +140,8 @@ class ActorSystem(SystemRuntime):
                 f"pip install 'actorflow[dashboard]' ({exc})"
             )
             raise ActorSystemError(msg) from None
+        # A failed system says so (it served a dashboard of a failed system).
+        self._check_failed()
         if self._closed:
             raise ActorSystemError("the actor system was shut down; create a new one")
         server = DashboardServer(self, host, port, token=token, read_only=read_only)

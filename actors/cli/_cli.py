@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -29,6 +30,34 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+def _port(text: str) -> int:
+    """``--port``: an int from 0 (any free port) to 65535, refused by argparse otherwise
+    (the dashboard refused it only once the demo's actor system ran: a traceback)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        msg = f"must be an int from 0 (any free port) to 65535, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return port
+
+
+def _linger(text: str) -> float:
+    """``--linger``: a finite number of seconds >= 0 (NaN or a negative number was taken)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        msg = (
+            f"must be a finite number of seconds >= 0, got {text!r} "
+            "(leave --linger out to keep the dashboard open until Ctrl-C)"
+        )
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actorflow", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"actorflow {version()}")
@@ -46,11 +75,11 @@ def _parser() -> argparse.ArgumentParser:
         "--dashboard", action="store_true", help="serve the live dashboard and print its URL"
     )
     demo_parser.add_argument(
-        "--port", type=int, default=0, help="the dashboard's port on 127.0.0.1 (0: any free one)"
+        "--port", type=_port, default=0, help="the dashboard's port on 127.0.0.1 (0: any free one)"
     )
     demo_parser.add_argument(
         "--linger",
-        type=float,
+        type=_linger,
         default=None,
         metavar="SECONDS",
         help="keep the dashboard open this long after the demo (default: until Ctrl-C)",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.core._errors import ConfigError
-from actors.core._util import MAX_SECONDS, finite_float, too_long
+from actors.core._util import MAX_SECONDS, finite_float, safe_repr, too_long
 
 __all__ = [
     "BACKENDS",
@@ -88,7 +88,8 @@ class _Rule:
             return "one of " + ", ".join(repr(choice) for choice in self.choices)
         if self.kind is str:
             text = "a non-empty str or path" if self.path else "a non-empty str"
-            return f"{text} or None" if self.optional else text
+            text = f"{text} or None" if self.optional else text
+            return f"{text}, with no NUL character" if self.path else text
         text = "an int" if self.kind is int else "a finite number"
         if self.low is None:
             return text
@@ -110,6 +111,8 @@ class _Rule:
         if self.kind is str:
             if self.path and isinstance(value, os.PathLike):
                 value = os.fspath(value)
+            if self.path and isinstance(value, str) and "\x00" in value:
+                return None  # no file has it: opening it raised a bare ValueError at start
             return value if isinstance(value, str) and value else None
         if isinstance(value, bool):
             return None
@@ -225,7 +228,7 @@ def _check_order(config: Config) -> None:
 
 
 def _invalid(key: str, expected: str, value: object, source: str) -> ConfigError:
-    return ConfigError(f"{key} must be {expected}, got {value!r} ({source})")
+    return ConfigError(f"{key} must be {expected}, got {safe_repr(value)} ({source})")
 
 
 def _checked(key: str, value: object, source: str) -> Any:
@@ -240,7 +243,7 @@ def _checked(key: str, value: object, source: str) -> Any:
 
 def _unknown(key: object, source: str, prefix: str = "") -> ConfigError:
     if not isinstance(key, str):
-        return ConfigError(f"configuration keys must be str, got {key!r} ({source})")
+        return ConfigError(f"configuration keys must be str, got {safe_repr(key)} ({source})")
     matches = difflib.get_close_matches(key.upper(), _RULES)
     shown = [repr(prefix + match) for match in matches]
     if len(shown) > 1:
@@ -255,7 +258,8 @@ def _unknown(key: object, source: str, prefix: str = "") -> ConfigError:
 def _from_mapping(mapping: Mapping[Any, Any], source: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in mapping.items():
-        if key not in _RULES:
+        # A key that is no str is refused before the lookup: its hash may raise.
+        if not isinstance(key, str) or key not in _RULES:
             raise _unknown(key, source)
         values[key] = _checked(key, value, source)
     return values
@@ -272,6 +276,12 @@ def _read_toml(path: str | os.PathLike[str], via: str) -> dict[str, Any]:
         ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {shown!r}{via} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:  # tomllib reads UTF-8 only; this is no TOMLDecodeError
+        raise ConfigError(
+            f"configuration file {shown!r}{via} is not valid TOML: it is not UTF-8 ({exc})"
+        ) from exc
+    except ValueError as exc:  # open() refuses a path with a NUL character
+        raise ConfigError(f"cannot read configuration file {shown!r}{via}: {exc}") from exc
     source = f"from TOML file {shown!r}"
     if TOML_TABLE in data:
         table = data[TOML_TABLE]
@@ -476,13 +486,21 @@ def load_config(
     if env is not None and not isinstance(env, Mapping):
         raise ConfigError(
             f"env must be a mapping of environment variables (str to str) or None "
-            f"(os.environ), got {env!r}"
+            f"(os.environ), got {safe_repr(env)}"
         )
     if toml_path is not None and not isinstance(toml_path, str | os.PathLike):
         raise ConfigError(
             f"toml_path must be the path of a TOML file (a str or os.PathLike) or None, "
-            f"got {toml_path!r}"
+            f"got {safe_repr(toml_path)}"
         )
+    if env is not None:
+        for name, text in env.items():
+            if not isinstance(name, str) or not isinstance(text, str):
+                # (sorted() over mixed keys, or .strip() of a value, raised bare errors)
+                raise ConfigError(
+                    f"env must be a mapping of environment variables (str to str) or None "
+                    f"(os.environ), got {safe_repr(name)}: {safe_repr(text)}"
+                )
     environ: Mapping[str, str] = os.environ if env is None else env
     values: dict[str, Any] = {}
     path = toml_path
@@ -496,6 +514,8 @@ def load_config(
     if mapping is not None:
         given: object = mapping
         if not isinstance(given, Mapping):
-            raise ConfigError(f"configuration must be a mapping of upper-case keys, got {given!r}")
+            raise ConfigError(
+                f"configuration must be a mapping of upper-case keys, got {safe_repr(given)}"
+            )
         values.update(_from_mapping(given, "from the config mapping"))
     return Config(**values)

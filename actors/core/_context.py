@@ -13,7 +13,7 @@ import threading
 from typing import Generic, TypeVar
 
 from actors.core._errors import InvalidTaskError
-from actors.core._util import MAX_SECONDS, finite_float, too_long
+from actors.core._util import MAX_SECONDS, finite_float, safe_repr, too_long
 
 __all__ = [
     "TASK_CONTEXT",
@@ -102,7 +102,7 @@ class CancellationToken(_Flag[threading.Event]):
             if bound is None or bound < 0:
                 raise InvalidTaskError(
                     f"timeout must be a finite number of seconds >= 0 or None (until "
-                    f"cancelled), got {timeout!r}"
+                    f"cancelled), got {safe_repr(timeout)}"
                 )
             if bound > MAX_SECONDS:  # (a `threading.Event.wait` past TIMEOUT_MAX overflows)
                 raise InvalidTaskError(too_long("timeout", timeout) + "; or pass None")

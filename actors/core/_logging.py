@@ -11,6 +11,7 @@ from loguru import logger
 
 from actors.core._errors import ConfigError
 from actors.core._stdlib_logging import install_stdlib_sink, remove_stdlib_sink
+from actors.core._util import safe_repr
 
 __all__ = [
     "TASK_LOGGING",
@@ -70,18 +71,6 @@ def unbind_task_id(bound: Any) -> None:
     context.set(bound)
 
 
-def safe_repr(value: object) -> str:
-    """``repr(value)``, or a stand-in naming the type when that repr raises.
-
-    Logging and error messages show the user's objects (a task's exception above all);
-    an object whose ``__repr__`` raises must not take an actor down with it.
-    """
-    try:
-        return repr(value)
-    except Exception as exc:
-        return f"<{type(value).__qualname__} object; repr() raised {type(exc).__name__}>"
-
-
 class SafeRepr:
     """A log argument shown as `safe_repr` of ``value``, built only if the line is emitted:
     ``log.info("failed: {}", SafeRepr(error))``."""
@@ -116,7 +105,8 @@ def configure_logging(enabled: bool = True, *, stdlib: bool = False) -> None:
     given: tuple[object, object] = (enabled, stdlib)
     if not all(isinstance(flag, bool) for flag in given):
         msg = (
-            f"configure_logging takes booleans: enabled={enabled!r}, stdlib={stdlib!r}; "
+            f"configure_logging takes booleans: enabled={safe_repr(enabled)}, "
+            f"stdlib={safe_repr(stdlib)}; "
             "pass True or False"
         )
         raise ConfigError(msg)

@@ -63,6 +63,13 @@ class DashboardServer:
         except OSError as exc:
             sock.close()
             raise ActorSystemError(f"the dashboard cannot listen on {host}:{port}: {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            # A NUL character, or a name IDNA cannot encode: the socket module raises
+            # TypeError/ValueError, not OSError (they escaped, and the socket leaked).
+            sock.close()
+            raise InvalidTaskError(
+                f"host must be a host name or an IP address, got {host!r}: {exc}"
+            ) from None
         self._socket = sock
         self.host = host
         self.port: int = sock.getsockname()[1]

@@ -48,8 +48,10 @@ from actors.core import (
     BreakerConfigError,
     CircuitOpenError,
     ReadOnly,
+    SafeRepr,
     attribute_reader,
     finite_float,
+    safe_repr,
 )
 from supervisors import SYSTEM_CLOCK, Clock
 
@@ -152,7 +154,7 @@ _SUCCESS, _FAILURE, _NEUTRAL = "success", "failure", "neutral"
 
 def _positive_int(value: object, argument: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BreakerConfigError(f"{argument} must be an int >= 1, got {value!r}")
+        raise BreakerConfigError(f"{argument} must be an int >= 1, got {safe_repr(value)}")
     return value
 
 
@@ -160,7 +162,7 @@ def _positive_seconds(value: object, argument: str) -> float:
     number = finite_float(value)
     if number is None or number <= 0:
         raise BreakerConfigError(
-            f"{argument} must be a finite number of seconds > 0, got {value!r}"
+            f"{argument} must be a finite number of seconds > 0, got {safe_repr(value)}"
         )
     return number
 
@@ -169,17 +171,20 @@ def _exception_classes(value: object) -> tuple[type[BaseException], ...]:
     if not isinstance(value, tuple) or not all(
         isinstance(item, type) and issubclass(item, BaseException) for item in value
     ):
-        raise BreakerConfigError(f"exclude must be a tuple of exception classes, got {value!r}")
+        raise BreakerConfigError(
+            f"exclude must be a tuple of exception classes, got {safe_repr(value)}"
+        )
     return value
 
 
 def _check_clock_and_listener(clock: object, listener: object) -> None:
     if clock is not None and not callable(getattr(clock, "monotonic", None)):
         raise BreakerConfigError(
-            f"clock must be a supervisors.Clock (with a monotonic() method) or None, got {clock!r}"
+            "clock must be a supervisors.Clock (with a monotonic() method) or None, "
+            f"got {safe_repr(clock)}"
         )
     if listener is not None and not callable(listener):
-        raise BreakerConfigError(f"listener must be callable or None, got {listener!r}")
+        raise BreakerConfigError(f"listener must be callable or None, got {safe_repr(listener)}")
 
 
 def _check_fn(fn: object, method: str) -> None:
@@ -187,7 +192,7 @@ def _check_fn(fn: object, method: str) -> None:
     argument is not counted as a failure of the guarded call."""
     if not callable(fn):
         raise BreakerConfigError(
-            f"{method}() takes the function to call, got {fn!r}; pass the function itself "
+            f"{method}() takes the function to call, got {safe_repr(fn)}; pass the function itself "
             f"and its arguments: breaker.{method}(fn, *args, **kwargs)"
         )
 
@@ -213,7 +218,7 @@ class CircuitBreaker:
         listener: Listener | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
-            raise BreakerConfigError(f"name must be a non-empty str, got {name!r}")
+            raise BreakerConfigError(f"name must be a non-empty str, got {safe_repr(name)}")
         self._name = name
         self._failure_threshold = _positive_int(failure_threshold, "failure_threshold")
         self._recovery_timeout = _positive_seconds(recovery_timeout, "recovery_timeout")
@@ -323,7 +328,7 @@ class CircuitBreaker:
                 listener(transition)
             except Exception as exc:
                 self._log.opt(exception=exc).error(
-                    "listener of circuit {!r} raised {!r}", self._name, exc
+                    "listener of circuit {!r} raised {}", self._name, SafeRepr(exc)
                 )
 
     def watch(self, listener: Callable[[BreakerTransition], None]) -> None:
@@ -424,12 +429,12 @@ class CircuitBreaker:
         if not isinstance(permit, Permit) or permit._owner is not self:
             raise BreakerConfigError(
                 f"permit must be a Permit that circuit {self._name!r} gave out with acquire(), "
-                f"got {permit!r}"
+                f"got {safe_repr(permit)}"
             )
         outcome = self._classify(error)
         with self._lock:
             if permit._released:
-                raise BreakerConfigError(f"permit {permit!r} was already released")
+                raise BreakerConfigError(f"permit {safe_repr(permit)} was already released")
             permit._released = True
             if outcome == _SUCCESS:
                 self._successes += 1
@@ -449,13 +454,13 @@ class CircuitBreaker:
                 if self._consecutive_failures >= self._failure_threshold:
                     self._to_open(
                         f"{self._consecutive_failures} consecutive failures "
-                        f"(threshold {self._failure_threshold}); last: {error!r}"
+                        f"(threshold {self._failure_threshold}); last: {safe_repr(error)}"
                     )
         elif permit.trial:  # HALF_OPEN: OPEN always has a newer epoch than any permit
             self._trials_in_flight -= 1
             if outcome == _FAILURE:
                 self._consecutive_failures += 1
-                self._to_open(f"trial call failed: {error!r}")
+                self._to_open(f"trial call failed: {safe_repr(error)}")
             elif outcome == _SUCCESS:
                 self._trial_successes += 1
                 if self._trial_successes >= self._half_open_max_calls:
@@ -503,7 +508,7 @@ class CircuitBreaker:
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a def or an async def so every call goes through the breaker."""
         if not callable(fn):
-            raise BreakerConfigError(f"a circuit breaker decorates a callable, got {fn!r}")
+            raise BreakerConfigError(f"a circuit breaker decorates a callable, got {safe_repr(fn)}")
         if inspect.iscoroutinefunction(fn):
             afn = cast(Callable[P, Awaitable[Any]], fn)
 
@@ -572,7 +577,7 @@ class BreakerRegistry:
         that name.
         """
         if not isinstance(breaker, CircuitBreaker):
-            raise BreakerConfigError(f"breaker must be a CircuitBreaker, got {breaker!r}")
+            raise BreakerConfigError(f"breaker must be a CircuitBreaker, got {safe_repr(breaker)}")
         with self._lock:
             existing = self._breakers.get(breaker.name)
             if existing is None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from actors.core import InvalidTaskError
+from actors.core import InvalidTaskError, safe_repr
 
 __all__ = ["SCANNED", "ResultOf", "find_results", "result_of", "substitute"]
 
@@ -31,11 +31,11 @@ class ResultOf:
         if not isinstance(self.task_id, str) or not self.task_id:
             raise InvalidTaskError(
                 f"ResultOf takes a task id (a non-empty str, as register_task returns), "
-                f"got {self.task_id!r}; result_of(task_id) builds one"
+                f"got {safe_repr(self.task_id)}; result_of(task_id) builds one"
             )
 
     def __repr__(self) -> str:
-        return f"result_of({self.task_id!r})"
+        return f"result_of({safe_repr(self.task_id)})"
 
 
 def result_of(task_id: str) -> ResultOf:
@@ -51,7 +51,7 @@ def result_of(task_id: str) -> ResultOf:
     if not isinstance(task_id, str) or not task_id:
         raise InvalidTaskError(
             f"result_of() takes a task id (a non-empty str, as register_task returns), "
-            f"got {task_id!r}"
+            f"got {safe_repr(task_id)}"
         )
     return ResultOf(task_id)
 

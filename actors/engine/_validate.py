@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from tenacity.wait import wait_base
 
-from actors.core import BACKENDS, InvalidTaskError, TaskPriority, finite_float
+from actors.core import BACKENDS, InvalidTaskError, TaskPriority, finite_float, safe_repr
 from actors.engine._breaker import CircuitBreaker
 from actors.engine._results import SCANNED, find_results
 
@@ -83,7 +83,7 @@ _new_spec = tuple.__new__
 
 def _non_empty_str(value: object, argument: str) -> str:
     if not isinstance(value, str) or not value:
-        raise InvalidTaskError(f"{argument} must be a non-empty str, got {value!r}")
+        raise InvalidTaskError(f"{argument} must be a non-empty str, got {safe_repr(value)}")
     return value
 
 
@@ -100,7 +100,7 @@ def validate_timeout(value: object) -> float | None:
     number = finite_float(value)
     if number is None or number <= 0:
         raise InvalidTaskError(
-            f"timeout must be a finite number of seconds > 0 or None, got {value!r}"
+            f"timeout must be a finite number of seconds > 0 or None, got {safe_repr(value)}"
         )
     return number
 
@@ -114,7 +114,7 @@ def validate_executor(value: object) -> str | None:
         return value
     raise InvalidTaskError(
         f"executor must be one of {_BACKEND_VALUES} or None (the configured "
-        f"THREAD_POOL_BACKEND), got {value!r}"
+        f"THREAD_POOL_BACKEND), got {safe_repr(value)}"
     )
 
 
@@ -126,22 +126,24 @@ def check_picklable(
     another process."""
     if _pickle_error((func, args, kwargs)) is None:
         return
-    where = f"cannot be pickled for the {executor!r} executor"
+    where = f"cannot be pickled for the {safe_repr(executor)} executor"
     error = _pickle_error(func)
     if error is not None:
         raise InvalidTaskError(
-            f"func {func!r} {where}: {error}; define it at module level (no lambda, closure "
+            f"func {safe_repr(func)} {where}: {error}; define it at module level "
+            "(no lambda, closure "
             "or local function), or use executor='thread'"
         ) from error
     items = [(f"args[{i}]", arg) for i, arg in enumerate(args)]
-    items += [(f"kwargs[{key!r}]", value) for key, value in kwargs.items()]
+    items += [(f"kwargs[{safe_repr(key)}]", value) for key, value in kwargs.items()]
     for name, value in items:
         error = _pickle_error(value)
         if error is not None:
             raise InvalidTaskError(
-                f"{name} {value!r} {where}: {error}; pass plain data (or use executor='thread')"
+                f"{name} {safe_repr(value)} {where}: {error}; "
+                "pass plain data (or use executor='thread')"
             ) from error
-    raise InvalidTaskError(f"the arguments of {func!r} {where}; use executor='thread'")
+    raise InvalidTaskError(f"the arguments of {safe_repr(func)} {where}; use executor='thread'")
 
 
 def _pickle_error(value: object) -> Exception | None:
@@ -201,7 +203,8 @@ def _priority(value: object) -> TaskPriority:
         except ValueError:
             pass
     raise InvalidTaskError(
-        f"priority must be a TaskPriority or one of its values {_PRIORITY_VALUES}, got {value!r}"
+        f"priority must be a TaskPriority or one of its values {_PRIORITY_VALUES}, "
+        f"got {safe_repr(value)}"
     )
 
 
@@ -210,15 +213,19 @@ def _dependencies(value: object) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         raise InvalidTaskError(
-            f"dependencies must be an iterable of task ids, not a str, got {value!r}; "
-            f"for one dependency pass a tuple: dependencies=({value!r},)"
+            f"dependencies must be an iterable of task ids, not a str, got {safe_repr(value)}; "
+            f"for one dependency pass a tuple: dependencies=({safe_repr(value)},)"
         )
     if not isinstance(value, Iterable):
-        raise InvalidTaskError(f"dependencies must be an iterable of task ids, got {value!r}")
+        raise InvalidTaskError(
+            f"dependencies must be an iterable of task ids, got {safe_repr(value)}"
+        )
     ids: dict[str, None] = {}
     for item in value:
         if not isinstance(item, str) or not item:
-            raise InvalidTaskError(f"each dependency must be a non-empty str task id, got {item!r}")
+            raise InvalidTaskError(
+                f"each dependency must be a non-empty str task id, got {safe_repr(item)}"
+            )
         ids[item] = None
     return tuple(ids)
 
@@ -254,7 +261,7 @@ def validate_registration(
     checked_name = _non_empty_str(name, "name")
     if not callable(func):
         raise InvalidTaskError(
-            f"func must be callable, got {func!r}; pass the function itself, "
+            f"func must be callable, got {safe_repr(func)}; pass the function itself, "
             f"not the result of calling it"
         )
     flags = _function_flags(func)
@@ -266,23 +273,24 @@ def validate_registration(
         )
     if async_generator:
         raise InvalidTaskError(
-            f"func {func!r} is an async generator function: calling it gives an async "
+            f"func {safe_repr(func)} is an async generator function: calling it gives an async "
             "generator, not a result; register an async def that iterates it (async for) "
             "and returns what you need"
         )
     if type(args) is not tuple and not isinstance(args, tuple | list):
         raise InvalidTaskError(
-            f"args must be a tuple or a list, got {args!r}; "
+            f"args must be a tuple or a list, got {safe_repr(args)}; "
             f"for one positional argument pass args=(value,)"
         )
     checked_kwargs: dict[str, Any] = {}
     if kwargs is not None:
         if type(kwargs) is not dict and not isinstance(kwargs, Mapping):
-            raise InvalidTaskError(f"kwargs must be a mapping or None, got {kwargs!r}")
+            raise InvalidTaskError(f"kwargs must be a mapping or None, got {safe_repr(kwargs)}")
         for key, value in kwargs.items():
             if not isinstance(key, str):
                 raise InvalidTaskError(
-                    f"kwargs keys must be str (parameter names), got {key!r} in {kwargs!r}"
+                    f"kwargs keys must be str (parameter names), got {safe_repr(key)} "
+                    f"in {safe_repr(kwargs)}"
                 )
             checked_kwargs[key] = value
     checked_args = tuple(args)
@@ -318,9 +326,9 @@ def validate_registration(
     else:
         checked_type = _non_empty_str(task_type, "task_type")
         if not isinstance(description, str):
-            raise InvalidTaskError(f"description must be a str, got {description!r}")
+            raise InvalidTaskError(f"description must be a str, got {safe_repr(description)}")
         if metadata is not None and not isinstance(metadata, Mapping):
-            raise InvalidTaskError(f"metadata must be a mapping or None, got {metadata!r}")
+            raise InvalidTaskError(f"metadata must be a mapping or None, got {safe_repr(metadata)}")
         checked_metadata = NO_METADATA if not metadata else types.MappingProxyType(dict(metadata))
         checked_priority = _priority(priority)
         checked_dependencies = _dependencies(dependencies)
@@ -328,29 +336,29 @@ def validate_registration(
         if results:  # each result_of is a dependency too
             checked_dependencies = tuple(dict.fromkeys((*checked_dependencies, *results)))
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
-            raise InvalidTaskError(f"max_retries must be an int >= 0, got {max_retries!r}")
+            raise InvalidTaskError(f"max_retries must be an int >= 0, got {safe_repr(max_retries)}")
         delay = finite_float(retry_delay)
         if delay is None or delay < 0:
             raise InvalidTaskError(
-                f"retry_delay must be a finite number of seconds >= 0, got {retry_delay!r}"
+                f"retry_delay must be a finite number of seconds >= 0, got {safe_repr(retry_delay)}"
             )
         checked_delay = delay
         if retry_wait is not None and not isinstance(retry_wait, wait_base):
             raise InvalidTaskError(
                 f"retry_wait must be a tenacity wait strategy (such as "
-                f"tenacity.wait_exponential()) or None, got {retry_wait!r}"
+                f"tenacity.wait_exponential()) or None, got {safe_repr(retry_wait)}"
             )
         checked_timeout = validate_timeout(timeout)
         checked_id = None if task_id is None else validate_task_id(task_id)
         if checked_id is not None and checked_id in results:
             raise InvalidTaskError(
-                f"task {checked_id!r} cannot take its own result; "
-                f"remove result_of({checked_id!r}) from its arguments"
+                f"task {safe_repr(checked_id)} cannot take its own result; "
+                f"remove result_of({safe_repr(checked_id)}) from its arguments"
             )
         if checked_id is not None and checked_id in checked_dependencies:
             raise InvalidTaskError(
-                f"task {checked_id!r} cannot depend on itself; "
-                f"remove {checked_id!r} from dependencies"
+                f"task {safe_repr(checked_id)} cannot depend on itself; "
+                f"remove {safe_repr(checked_id)} from dependencies"
             )
         if circuit_breaker is not None and not (
             (isinstance(circuit_breaker, str) and circuit_breaker)
@@ -358,7 +366,7 @@ def validate_registration(
         ):
             raise InvalidTaskError(
                 f"circuit_breaker must be a breaker name (a non-empty str), a CircuitBreaker or "
-                f"None, got {circuit_breaker!r}"
+                f"None, got {safe_repr(circuit_breaker)}"
             )
         checked_executor = validate_executor(executor)
         if (
@@ -367,12 +375,14 @@ def validate_registration(
         ):
             raise InvalidTaskError(
                 f"on_dependency_failure must be 'cancel' (a failed dependency cancels the task) "
-                f"or 'run' (the task runs with the exception), got {on_dependency_failure!r}"
+                f"or 'run' (the task runs with the exception), "
+                f"got {safe_repr(on_dependency_failure)}"
             )
         is_coroutine = is_coroutine_callable(func)
         if is_coroutine and checked_executor is not None and checked_executor != "thread":
             raise InvalidTaskError(
-                f"executor={checked_executor!r} runs plain functions only; {func!r} is a "
+                f"executor={safe_repr(checked_executor)} runs plain functions only; "
+                f"{safe_repr(func)} is a "
                 "coroutine function, which runs on its event loop: drop executor=, or pass a "
                 "plain function"
             )

@@ -337,8 +337,14 @@ class JournalStore(ClosedOnExit):
     def __init__(
         self, path: str | os.PathLike[str], *, sync: str = "normal", busy_timeout: float = 5.0
     ) -> None:
-        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-            raise InvalidTaskError(f"journal path must be a non-empty str or path, got {path!r}")
+        if (
+            not isinstance(path, (str, os.PathLike))
+            or not os.fspath(path)
+            or "\x00" in os.fspath(path)
+        ):
+            raise InvalidTaskError(
+                f"journal path must be a non-empty str or path with no NUL character, got {path!r}"
+            )
         if sync not in SYNC_MODES:
             raise InvalidTaskError(
                 f"journal sync must be one of {', '.join(map(repr, SYNC_MODES))}, got {sync!r}"

@@ -10,9 +10,10 @@ the configuration's (`GovernorPolicy.from_config`): they have no defaults of the
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
-from actors.core import Config
+from actors.core import Config, ConfigError, safe_repr
 
 __all__ = [
     "GovernorPolicy",
@@ -25,8 +26,21 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ResourceSample:
+    """What a resource probe returns: CPU and memory use, in percent (finite numbers)."""
+
     cpu_percent: float
     memory_percent: float
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_percent", "memory_percent"):
+            value: object = getattr(self, name)
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+            ):
+                msg = f"ResourceSample.{name} must be a finite number, got {safe_repr(value)}"
+                raise ConfigError(msg)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from math import ceil, log
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from actors.core import ActorsError, ConfigError, ReadOnly
+from actors.core import ActorsError, ConfigError, ReadOnly, safe_repr
 from actors.observe._histogram import HistogramCounts
 
 if TYPE_CHECKING:
@@ -541,7 +541,7 @@ def render_prometheus(snapshot: MetricsSnapshot) -> str:
     if not isinstance(snapshot, MetricsSnapshot):
         raise ConfigError(
             f"render_prometheus takes a MetricsSnapshot (await task_manager.get_metrics()), "
-            f"got {snapshot!r}"
+            f"got {safe_repr(snapshot)}"
         )
     try:
         from prometheus_client import CollectorRegistry, generate_latest

@@ -23,6 +23,7 @@ from actors.core import (
     TaskInfo,
     TaskNotFoundError,
     TaskStatus,
+    safe_repr,
     stable_order,
 )
 
@@ -83,16 +84,20 @@ class TaskNode:
         status: object = self.status
         task_type: object = self.task_type
         if not isinstance(task_id, str) or not task_id:
-            raise InvalidTaskError(f"TaskNode task_id must be a non-empty str, got {task_id!r}")
+            raise InvalidTaskError(
+                f"TaskNode task_id must be a non-empty str, got {safe_repr(task_id)}"
+            )
         if not isinstance(name, str):
-            raise InvalidTaskError(f"TaskNode name must be a str, got {name!r}")
+            raise InvalidTaskError(f"TaskNode name must be a str, got {safe_repr(name)}")
         if not isinstance(status, TaskStatus):
             choices = ", ".join(f"TaskStatus.{member.name}" for member in TaskStatus)
             raise InvalidTaskError(
-                f"TaskNode status must be a TaskStatus ({choices}), got {status!r}"
+                f"TaskNode status must be a TaskStatus ({choices}), got {safe_repr(status)}"
             )
         if not isinstance(task_type, str) or not task_type:
-            raise InvalidTaskError(f"TaskNode task_type must be a non-empty str, got {task_type!r}")
+            raise InvalidTaskError(
+                f"TaskNode task_type must be a non-empty str, got {safe_repr(task_type)}"
+            )
 
 
 # --- escaping -------------------------------------------------------------------------
@@ -159,7 +164,7 @@ def _mermaid_label_text(text: str) -> str:
 def check_depth(depth: object) -> None:
     """`InvalidTaskError` unless ``depth`` is an int >= 0 or None (`TaskGraph.neighbourhood`)."""
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
-        raise InvalidTaskError(f"depth must be an int >= 0 or None, got {depth!r}")
+        raise InvalidTaskError(f"depth must be an int >= 0 or None, got {safe_repr(depth)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +184,12 @@ class TaskGraph:
         nodes: object = self.nodes
         edges: object = self.edges
         if not isinstance(nodes, Iterable):
-            msg = f"TaskGraph nodes must be an iterable of TaskNode, got {nodes!r}"
+            msg = f"TaskGraph nodes must be an iterable of TaskNode, got {safe_repr(nodes)}"
             raise InvalidTaskError(msg)
         if not isinstance(edges, Iterable):
             raise InvalidTaskError(
                 f"TaskGraph edges must be an iterable of (dependency_id, dependent_id) pairs, "
-                f"got {edges!r}"
+                f"got {safe_repr(edges)}"
             )
         object.__setattr__(self, "nodes", tuple(nodes))
         pairs: list[tuple[str, str]] = []
@@ -196,7 +201,7 @@ class TaskGraph:
             ):
                 raise InvalidTaskError(
                     f"a TaskGraph edge must be a (dependency_id, dependent_id) pair of task "
-                    f"ids (str), got {edge!r}"
+                    f"ids (str), got {safe_repr(edge)}"
                 )
             pairs.append((edge[0], edge[1]))
         object.__setattr__(self, "edges", tuple(pairs))
@@ -204,7 +209,8 @@ class TaskGraph:
         for node in self.nodes:
             if not isinstance(node, TaskNode) or not isinstance(node.task_id, str):
                 raise InvalidTaskError(
-                    f"TaskGraph nodes must be TaskNode objects with a str task_id, got {node!r}"
+                    "TaskGraph nodes must be TaskNode objects with a str task_id, "
+                    f"got {safe_repr(node)}"
                 )
             if node.task_id in ids:
                 raise InvalidTaskError(f"task {node.task_id!r} appears twice in the task graph")

@@ -26,7 +26,10 @@ from actors.core import (
     RUNNING,
     TERMINAL,
     ActorSystemError,
+    ConfigError,
+    SafeRepr,
     TaskStatus,
+    safe_repr,
     tell_later,
 )
 from actors.observe import (
@@ -474,9 +477,13 @@ class TaskMonitorActor(SystemChild[MonitorState]):
 
     def _govern(self) -> None:
         try:
-            sample: ResourceSample = self.ctx.probe()
+            sample: object = self.ctx.probe()
+            if not isinstance(sample, ResourceSample):
+                # Taken as one, it crashed this monitor at every tick (a crash loop).
+                msg = f"the resource probe must return a ResourceSample, got {safe_repr(sample)}"
+                raise ConfigError(msg)
         except Exception as exc:
-            logger.bind(actor=self.CHILD_ID).warning("resource probe failed: {!r}", exc)
+            logger.bind(actor=self.CHILD_ID).warning("resource probe failed: {}", SafeRepr(exc))
             return
         manager_state = self.ctx.supervisor_state.states["task_manager"]
         current = self.state.limit or manager_state.limit or self.policy.max_limit

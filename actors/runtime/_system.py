@@ -30,6 +30,7 @@ from actors.core import (
     Reply,
     bridge_for,
     load_config,
+    safe_repr,
 )
 from actors.engine import BreakerRegistry, BreakerTransition, CircuitBreaker, Engine, Policy
 from actors.observe import ResourceSample, psutil_probe
@@ -85,10 +86,17 @@ class _Server(Protocol):
 class SupervisorClient:
     """``system.supervisor``: the root supervisor, for operators and fault injection."""
 
-    def __init__(self, ref: ActorRef[Any], state: SupervisorState, timeout: float):
+    def __init__(
+        self,
+        ref: ActorRef[Any],
+        state: SupervisorState,
+        timeout: float,
+        check_failed: Callable[[], None] = lambda: None,
+    ):
         self._ref = ref
         self._state = state
         self._timeout = timeout
+        self._check_failed = check_failed  # raises the system's failure, if it failed
 
     @property
     def actor_ref(self) -> ActorRef[Any]:
@@ -96,9 +104,13 @@ class SupervisorClient:
 
     def child(self, child_id: str) -> ChildHandle:
         """The stable `ChildHandle` of a child; ``child(...).tell(Kill())`` crashes it."""
-        handle = self._state.handles.get(child_id)
+        # A child id that is no str is refused before the lookup (its hash may raise).
+        handle = self._state.handles.get(child_id) if isinstance(child_id, str) else None
         if handle is None:
-            msg = f"the actor system has no child {child_id!r}; children: {', '.join(CHILD_IDS)}"
+            msg = (
+                f"the actor system has no child {safe_repr(child_id)}; "
+                f"children: {', '.join(CHILD_IDS)}"
+            )
             raise ActorSystemError(msg)
         return handle
 
@@ -115,18 +127,27 @@ class SupervisorClient:
         answer: asyncio.Future[Any] = loop.create_future()
         reply_to = _LoopFuture(Reply(bridge_for(loop), answer))
         if not self._ref.is_alive():
-            raise ActorSystemError("the root supervisor is stopped")
+            raise self._stopped()
         ask_into(self._ref, ProxyCall(attr_path=(method,), args=(), kwargs={}), reply_to)
         if not self._ref.is_alive():  # stopped meanwhile: its inbox may be drained already
             answer.cancel()  # (an answer, if one still comes, is dropped)
-            raise ActorSystemError("the root supervisor is stopped")
+            raise self._stopped()
         try:
             return await asyncio.wait_for(answer, self._timeout)
         except ActorDeadError:  # it stopped with the call in its inbox: pykka's error
-            raise ActorSystemError("the root supervisor is stopped") from None
+            raise self._stopped() from None
         except TimeoutError:
             msg = f"the root supervisor did not answer {method}() within {self._timeout}s"
             raise ActorSystemError(msg) from None
+
+    def _stopped(self) -> ActorSystemError:
+        """Why the root supervisor cannot answer: the system's failure when it failed
+        (the root stops when it escalates), else that it is stopped."""
+        try:
+            self._check_failed()
+        except ActorSystemError as failure:
+            return failure
+        return ActorSystemError("the root supervisor is stopped")
 
 
 class _LoopFuture(ThreadingFuture[Any]):
@@ -167,7 +188,9 @@ class SystemRuntime:
         elif config is None or isinstance(config, Mapping):
             self.config = load_config(config)
         else:
-            msg = f"config must be a mapping of upper-case keys or a Config, got {config!r}"
+            msg = (
+                f"config must be a mapping of upper-case keys or a Config, got {safe_repr(config)}"
+            )
             raise ConfigError(msg)
         given: object = clock
         if given is not None and not (
@@ -177,12 +200,12 @@ class SystemRuntime:
             msg = (
                 f"clock must be a supervisors.Clock (with monotonic() and call_later() "
                 f"methods, such as supervisors.testing.FakeClock) or None (the system "
-                f"clock), got {clock!r}"
+                f"clock), got {safe_repr(clock)}"
             )
             raise ConfigError(msg)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         if probe is not None and not callable(probe):
-            msg = f"probe must be a callable returning a ResourceSample, got {probe!r}"
+            msg = f"probe must be a callable returning a ResourceSample, got {safe_repr(probe)}"
             raise ConfigError(msg)
         self._probe: Callable[[], ResourceSample] = psutil_probe if probe is None else probe
         self.circuit_breakers = BreakerRegistry(clock=self.clock, listener=self._breaker_changed)
@@ -305,7 +328,7 @@ class SystemRuntime:
             self._state = state
             self._facade = state.handles["facade"]
             self._pool = state.handles["thread_pool"]
-            self._supervisor = SupervisorClient(root, state, cfg.CALL_TIMEOUT)
+            self._supervisor = SupervisorClient(root, state, cfg.CALL_TIMEOUT, self._check_failed)
             self._root = root
             logger.bind(system="actorflow").info("actor system started")
             return self
@@ -489,7 +512,7 @@ class SystemRuntime:
             )
         failure = ActorSystemError(
             f"the actor system failed: child {error.child_id!r} {what}; "
-            f"last reason: {error.reason!r}"
+            f"last reason: {safe_repr(error.reason)}"
         )
         failure.__cause__ = error
         self._failure = failure
@@ -565,11 +588,15 @@ class SystemRuntime:
             with contextlib.suppress(SupervisorError):
                 state.handles["task_monitor"].tell(ChildRestarted(event.child_id))
 
-    def _check(self) -> ChildHandle:
-        """The facade's handle, or the reason calls cannot be made."""
+    def _check_failed(self) -> None:
+        """Raise the system's failure, if it has failed."""
         failure = self._failure
         if failure is not None:
             raise _copy(failure)
+
+    def _check(self) -> ChildHandle:
+        """The facade's handle, or the reason calls cannot be made."""
+        self._check_failed()
         if self._closed:
             raise ActorSystemError("the actor system is shut down; create a new ActorSystem")
         facade = self._facade

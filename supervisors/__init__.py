@@ -10,7 +10,9 @@ from supervisors._errors import (
     ChildSpecError,
     ConsecutiveFailuresExceeded,
     RestartIntensityExceeded,
+    SafeRepr,
     SupervisorError,
+    safe_repr,
 )
 from supervisors._handle import ChildHandle, ChildStatus
 from supervisors._messages import Kill, StopBy
@@ -41,6 +43,7 @@ __all__ = [
     "Restart",
     "RestartIntensityExceeded",
     "RestartPolicy",
+    "SafeRepr",
     "StopBy",
     "Strategy",
     "SupervisedActor",
@@ -51,6 +54,7 @@ __all__ = [
     "SupervisorState",
     "TimerHandle",
     "ask_into",
+    "safe_repr",
 ]
 
 logger.disable("supervisors")

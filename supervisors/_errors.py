@@ -36,6 +36,11 @@ class SafeRepr:
     def __format__(self, spec: str) -> str:
         return format(safe_repr(self.value), spec)
 
+    def __str__(self) -> str:
+        return safe_repr(self.value)
+
+    __repr__ = __str__
+
 
 class SupervisorError(Exception):
     """Base class of the package's errors.

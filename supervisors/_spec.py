@@ -43,16 +43,22 @@ def _default_wait() -> wait_base:
     return wait_exponential_jitter(multiplier=0.01, max=5.0, jitter=0.005)
 
 
+def is_seconds(value: object) -> bool:
+    """Whether ``value`` is a finite number of seconds > 0 (not a bool: ``True`` is no
+    duration; NaN compares false with everything, so it is checked by name)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 def _check_seconds(owner: object, names: tuple[str, ...], where: str) -> None:
     """Each attribute in ``names`` is a finite number of seconds > 0 (not a bool)."""
     for name in names:
         value = getattr(owner, name)
-        if (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or not math.isfinite(value)
-            or value <= 0
-        ):
+        if not is_seconds(value):
             raise ChildSpecError(
                 f"{where}{name} must be a finite number > 0, got {safe_repr(value)}"
             )

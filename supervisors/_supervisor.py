@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import itertools
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,7 +44,14 @@ from supervisors._handle import (
     check_request_types,
 )
 from supervisors._messages import ChildExited, RestartDue, StopBy, WatchdogTick
-from supervisors._spec import ChildSpec, Restart, RestartPolicy, Strategy, check_child_specs
+from supervisors._spec import (
+    ChildSpec,
+    Restart,
+    RestartPolicy,
+    Strategy,
+    check_child_specs,
+    is_seconds,
+)
 
 __all__ = [
     "ChildCounts",
@@ -210,12 +216,7 @@ class Supervisor(SupervisedActor):
             check_request_types(request_types)
         except SupervisorError as exc:
             raise ChildSpecError(str(exc)) from None
-        if watchdog_interval is not None and (
-            not isinstance(watchdog_interval, int | float)
-            or isinstance(watchdog_interval, bool)
-            or not math.isfinite(watchdog_interval)
-            or watchdog_interval <= 0
-        ):
+        if watchdog_interval is not None and not is_seconds(watchdog_interval):
             # NaN compares false with everything: taken, it made every tick due at once
             # and the supervisor spun a core re-arming its watchdog.
             raise ChildSpecError(

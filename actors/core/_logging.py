@@ -11,7 +11,7 @@ from loguru import logger
 
 from actors.core._errors import ConfigError
 from actors.core._stdlib_logging import install_stdlib_sink, remove_stdlib_sink
-from actors.core._util import safe_repr
+from supervisors import SafeRepr, safe_repr
 
 __all__ = [
     "TASK_LOGGING",
@@ -69,24 +69,6 @@ def unbind_task_id(bound: Any) -> None:
         bound.__exit__(None, None, None)
         return
     context.set(bound)
-
-
-class SafeRepr:
-    """A log argument shown as `safe_repr` of ``value``, built only if the line is emitted:
-    ``log.info("failed: {}", SafeRepr(error))``."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-    def __format__(self, spec: str) -> str:
-        return format(safe_repr(self.value), spec)
-
-    def __str__(self) -> str:
-        return safe_repr(self.value)
-
-    __repr__ = __str__
 
 
 def configure_logging(enabled: bool = True, *, stdlib: bool = False) -> None:

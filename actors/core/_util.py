@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
+from supervisors import safe_repr
+
 if TYPE_CHECKING:
     import graphlib
 
@@ -176,15 +178,3 @@ def stable_order(sorter: graphlib.TopologicalSorter[str], rank: Mapping[str, int
         for nxt in sorter.get_ready():
             heapq.heappush(ready, (rank[nxt], nxt))
     return order
-
-
-def safe_repr(value: object) -> str:
-    """``repr(value)``, or a stand-in naming the type when that repr raises.
-
-    Logging and error messages show the user's objects (a task's exception above all);
-    an object whose ``__repr__`` raises must not take an actor down with it.
-    """
-    try:
-        return repr(value)
-    except Exception as exc:
-        return f"<{type(value).__qualname__} object; repr() raised {type(exc).__name__}>"

@@ -16,9 +16,10 @@ state:
   ``failed`` with `TaskRecoveryError` instead (a poison task).
 
 A task whose function can no longer be imported, or whose arguments cannot be decoded,
-ends ``failed`` with the `JournalDecodeError`. Coroutine tasks (and, in the old task
-system, every task) run on a loop thread the system owns (`SystemLoop`), since the loop
-that registered them is gone.
+ends ``failed`` with the `JournalDecodeError`. A task that had not ended keeps its
+journaled creation time. Coroutine tasks (and, in the old task system, every task) run
+on a loop thread the system owns (`SystemLoop`), since the loop that registered them is
+gone.
 """
 
 from __future__ import annotations
@@ -245,6 +246,8 @@ def _put_back(
         record = tasks[task_id]
         if record.status is not TaskStatus.PENDING:
             continue  # cancelled at registration: a dependency had failed
+        if not ended and record.wall_offset is not None:  # registered when the file says
+            record.created_at = row.created_at - record.wall_offset
         if problem is not None and status not in _TERMINAL:
             engine.end(record, TaskStatus.FAILED, error=problem)
             record.spec = None  # its function (`_ended`) is no definition to retry

@@ -451,6 +451,9 @@ async def test_retries_of_failed_durable_tasks_across_restarts(tmp_path: Path) -
                 await tm.execute_task(task_id, wait=True)
         retried = await tm.retry_task("g")
         assert await tm.wait_for_task(retried, timeout=WAIT) == "g 4"
+        # A durable task's execute_task is answered once what happened before it is
+        # committed: then the file holds the retries' ends.
+        assert await tm.execute_task(retried) is False
         rows = [("a", "completed"), ("b", "completed"), ("f", "failed"), ("g", "failed")]
         rows += [("h", "failed"), (retried_f, "completed"), (retried, "completed")]
         assert file_rows(path) == rows

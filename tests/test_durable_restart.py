@@ -19,11 +19,11 @@ from helpers import journal_config, journaled_manager
 from actors import (
     ActorSystem,
     DuplicateTaskError,
-    InvalidTaskError,
     TaskPriority,
     TaskStatus,
     result_of,
 )
+from actors.core import JournalDecodeError
 from actors.dashboard import create_app
 from actors.journal import SCHEMA_VERSION, JournalStore, function_reference
 
@@ -120,13 +120,14 @@ async def test_a_retry_from_the_dashboard_is_journaled(tmp_path: Path) -> None:
         assert await tm.get_task_result(retried) == "flaky"
 
 
-async def test_a_task_that_failed_before_a_restart_is_not_retried_as_a_no_op(
+async def test_a_task_that_failed_before_a_restart_is_retried_with_its_own_code(
     tmp_path: Path,
 ) -> None:
     # A failed task read back from the journal has its error, not its function and
-    # arguments (an ended task never runs again): it is not retryable, and retry_task
-    # says why. Before, it was retryable and a retry ran the placeholder function of an
-    # ended task: the retry "completed" with None, and the task's code never ran.
+    # arguments (recovery does not decode them: an ended task never runs again by
+    # itself); retry_task decodes its row and runs the task's code. (Once, a retry ran
+    # the placeholder function of an ended task and "completed" with None; then a retry
+    # was refused: "its function and arguments were not recovered".)
     path = tmp_path / "tasks.db"
     async with journaled_manager(path) as tm:
         await tm.register_task("flaky", fails_once, ("flaky",), task_id="flaky")
@@ -134,34 +135,36 @@ async def test_a_task_that_failed_before_a_restart_is_not_retried_as_a_no_op(
             await tm.execute_task("flaky", wait=True)
     async with journaled_manager(path) as tm:
         detail = await tm.get_task_detail("flaky")
-        with pytest.raises(InvalidTaskError) as refused:
-            await tm.retry_task("flaky")
+        retried = await tm.retry_task("flaky")
+        assert await tm.wait_for_task(retried, timeout=5.0) == "flaky"
         ids = [info.task_id for info in await tm.get_all_tasks()]
-    assert (detail.info.status, detail.retryable, detail.func) == (TaskStatus.FAILED, False, None)
-    assert str(refused.value) == (
-        "task 'flaky' failed before the system restarted (or could not be read back from "
-        "the journal): its function and arguments were not recovered, so it cannot be "
-        "retried; register it again"
-    )
-    assert (ids, CALLS) == (["flaky"], ["flaky"])
+    assert (detail.info.status, detail.retryable, detail.func) == (TaskStatus.FAILED, True, None)
+    assert (ids, CALLS) == (["flaky", retried], ["flaky", "flaky"])
 
 
 async def test_a_task_whose_function_is_gone_after_a_restart_is_not_retried_as_a_no_op(
     tmp_path: Path,
 ) -> None:
     # A pending task whose function cannot be found after the restart fails with the
-    # decode error; a retry would run the placeholder in its place: it is refused.
+    # decode error; a retry decodes its row again and is refused with that error (it
+    # does not run the placeholder in its place), changing nothing.
     path = tmp_path / "tasks.db"
     async with journaled_manager(path) as tm:
         await tm.register_task("gone", combine, (1,), task_id="gone")
     with closing(sqlite3.connect(path)) as connection, connection:
         connection.execute("UPDATE tasks SET function = 'tests_gone_module:combine'")
+    message = (
+        "task 'gone': its function tests_gone_module:combine cannot be found "
+        "(ModuleNotFoundError: No module named 'tests_gone_module')"
+    )
     async with journaled_manager(path) as tm:
         info = await tm.get_task("gone")
-        with pytest.raises(InvalidTaskError, match=r"^task 'gone' failed before the system"):
+        with pytest.raises(JournalDecodeError) as refused:
             await tm.retry_task("gone")
         ids = [info.task_id for info in await tm.get_all_tasks()]
-    assert (info.status, ids, CALLS) == (TaskStatus.FAILED, ["gone"], [])
+        again = await tm.get_task("gone")
+    assert (str(refused.value), str(info.error)) == (message, message)
+    assert (info.status, again, ids, CALLS) == (TaskStatus.FAILED, info, ["gone"], [])
 
 
 # -- the task system that registered it -----------------------------------------------------

@@ -95,6 +95,7 @@ from actors.observe import (
 )
 from actors.runtime import (
     TASK_SYSTEMS,
+    JournaledDefinition,
     SystemRuntime,
     durable_row,
     messages,
@@ -1060,22 +1061,26 @@ class UnifiedTaskManager:
         `use_new_task_system` says now), execute it, return its id.
 
         The failed task stays as it is (its history is kept); raises `InvalidTaskError`
-        if the task did not fail.
+        if the task did not fail. A durable task that failed before a restart is
+        registered again from its journal row, on this call's loop: `JournalDecodeError`
+        if its function no longer imports or its payload cannot be read (nothing
+        changes).
         """
-        spec, bridge, durable, backend = await self._ask_about(messages.GetDefinition, task_id)
+        definition, bridge, durable, backend = await self._ask_about(
+            messages.GetDefinition, task_id
+        )
+        config = (self._system or self._get_system()).config
+        if isinstance(definition, JournaledDefinition):
+            spec = definition.spec(config.JOURNAL_SERIALIZER)  # decoded here, only now
+        else:
+            spec = definition
         metadata = MappingProxyType({**spec.metadata, "retry_of": task_id})
         spec = spec._replace(task_id=None, metadata=metadata)
         if bridge is None or bridge.loop.is_closed():
             bridge = bridge_for(asyncio.get_running_loop())
         # A durable task's retry is journaled like any registration (acknowledged once
         # committed); its breaker is the shared one of the failed task's.
-        journal = (
-            durable_row(
-                (self._system or self._get_system()).config, spec, True, spec.circuit_breaker
-            )
-            if durable
-            else None
-        )
+        journal = durable_row(config, spec, True, spec.circuit_breaker) if durable else None
         reply = self._reply()
         # In the failed task's task system, beside its dependencies, whichever system
         # `use_new_task_system` picks now.

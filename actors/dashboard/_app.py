@@ -26,7 +26,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from actors.api import ActorSystem
-from actors.core import ActorsError, InvalidTaskError, TaskInfo, TaskNotFoundError, TaskStatus
+from actors.core import (
+    ActorsError,
+    InvalidTaskError,
+    JournalDecodeError,
+    TaskInfo,
+    TaskNotFoundError,
+    TaskStatus,
+)
 from actors.engine import MAX_PAGE_SIZE, TaskDetail, TaskRow
 from actors.observe import TaskGraph, TaskNode
 
@@ -231,7 +238,7 @@ class _Dashboard:
                 return JSONResponse({"error": exc.message}, exc.status, headers=_HEADERS)
             except TaskNotFoundError as exc:
                 return JSONResponse({"error": str(exc)}, 404, headers=_HEADERS)
-            except InvalidTaskError as exc:
+            except (InvalidTaskError, JournalDecodeError) as exc:  # (a retry it cannot read)
                 return JSONResponse({"error": str(exc)}, 400, headers=_HEADERS)
             except ActorsError as exc:
                 return JSONResponse({"error": str(exc)}, 503, headers=_HEADERS)

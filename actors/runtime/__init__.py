@@ -5,7 +5,7 @@
 """
 
 from actors.runtime._backends import require_backend
-from actors.runtime._durable import durable_row
+from actors.runtime._durable import JournaledDefinition, durable_row
 from actors.runtime._facade import TASK_SYSTEMS, new_task_id
 from actors.runtime._outbox import outbox
 from actors.runtime._shared import CHILD_IDS
@@ -15,6 +15,7 @@ __all__ = [
     "CHILD_IDS",
     "STOP_SLACK",
     "TASK_SYSTEMS",
+    "JournaledDefinition",
     "SupervisorClient",
     "SystemRuntime",
     "durable_row",

@@ -16,17 +16,33 @@ Decisions (see the README, "Durable tasks"):
 
 from __future__ import annotations
 
-from types import FunctionType
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Iterable
+from types import FunctionType, MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from actors.core import InvalidTaskError, JournalDecodeError, JournalEncodeError
-from actors.journal import NOT_DURABLE, Codec, TaskRow, function_reference
+from actors.core import (
+    InvalidTaskError,
+    JournalDecodeError,
+    JournalEncodeError,
+    TaskNotFoundError,
+    TaskPriority,
+)
+from actors.engine import TaskSpec, find_results, is_coroutine_callable
+from actors.journal import NOT_DURABLE, Codec, TaskRow, function_reference, resolve_function
 
 if TYPE_CHECKING:
     from actors.core import Config
-    from actors.engine import TaskSpec
 
-__all__ = ["breaker_name", "codec_for", "definition_row", "durable_row", "same_definition"]
+__all__ = [
+    "JournaledDefinition",
+    "breaker_name",
+    "codec_for",
+    "definition_row",
+    "durable_row",
+    "journaled_results",
+    "result_gone",
+    "same_definition",
+]
 
 _CODECS: dict[str, Codec] = {}
 _REFERENCES: dict[Any, str] = {}
@@ -167,3 +183,108 @@ def durable_row(
 ) -> tuple[Any, ...] | None:
     """`definition_row` for ``register_task`` under ``config`` (``breaker``: its argument)."""
     return definition_row(config, spec, durable, breaker_name(breaker))
+
+
+def result_gone(task_id: str, results: Iterable[str], dependencies: Iterable[str]) -> None:
+    """Raise `TaskNotFoundError` if failed ``task_id`` takes the result of a task that is
+    no longer among its ``dependencies`` (cleaned up since: its edge went with it), so
+    that a retry (`retry_task`) could not be fed that result."""
+    kept = set(dependencies)
+    for dep in results:
+        if dep not in kept:
+            msg = (
+                f"task {task_id!r} cannot be retried: it takes the result of task "
+                f"{dep!r}, which was cleaned up since (MAX_FINISHED_TASKS or "
+                "cleanup_completed_tasks), so its result is gone; register the task "
+                "again with the value"
+            )
+            raise TaskNotFoundError(msg)
+
+
+_PRIORITIES: dict[int, TaskPriority] = {p.value: p for p in TaskPriority}
+_STATUS = TaskRow._fields.index("status")
+_RESULT = TaskRow._fields.index("result")
+_NOTE = TaskRow._fields.index("result_note")
+
+
+def journaled_results(
+    rows: dict[str, tuple[Any, ...]], dependencies: Iterable[str]
+) -> dict[str, tuple[Any, str | None]]:
+    """The journaled result (payload, note) of each of ``dependencies`` that ``rows``
+    (`DurableEngine.rows`) holds as completed: those that ended before the restart (a
+    task that ended since has its registration's row, ``pending``)."""
+    found = {}
+    for dep in dependencies:
+        row = rows.get(dep)
+        if row is not None and row[_STATUS] == "completed":
+            found[dep] = (row[_RESULT], row[_NOTE])
+    return found
+
+
+class JournaledDefinition(NamedTuple):
+    """The definition of a durable task that failed before a restart, as the manager
+    hands it to `retry_task`: its journal row, undecoded (recovery decodes no failed
+    task's function nor arguments: a restart of 100,000 tasks does not pay for the
+    few retried), and its dependencies now. `spec` decodes it, in the caller."""
+
+    row: tuple[Any, ...]
+    """The values of its `TaskRow` (`DurableEngine.rows`)."""
+    dependencies: tuple[str, ...]
+    """Its dependencies in the graph at the request (those cleaned up since are gone)."""
+    journaled: dict[str, tuple[Any, str | None]]
+    """Those of them that ended completed before the restart: their journaled result
+    (payload, note), read only if the task takes that result (a result that did not
+    serialize, or that the serializer cannot read now, was lost: recovery gave None)."""
+
+    def spec(self, serializer: str) -> TaskSpec:
+        """The registration the row journaled, with the current dependencies, read with
+        the ``serializer`` configured now. Raises `JournalDecodeError` naming the task
+        and why (its function no longer imports, a payload the serializer does not
+        trust or cannot read) and `TaskNotFoundError` if it takes the result of a task
+        cleaned up since; nothing changes either way."""
+        row = TaskRow._make(self.row)
+        task_id = row.task_id
+        codec = codec_for(serializer)
+        func = resolve_function(row.function, task=task_id)
+        args, kwargs = codec.decode_args(row.args, row.kwargs, task=task_id)
+        metadata = codec.decode_value(row.metadata, what="its metadata", task=task_id)
+        results = find_results(args, kwargs) if args or kwargs else ()
+        result_gone(task_id, results, self.dependencies)
+        for dep in results:
+            kept = self.journaled.get(dep)
+            if kept is None:
+                continue
+            payload, note = kept
+            if payload is None:
+                why = note or "no result"
+            else:
+                try:
+                    codec.decode_value(payload, what="its result", task=dep)
+                    continue
+                except JournalDecodeError as exc:
+                    why = str(exc)
+            raise JournalDecodeError(
+                f"task {task_id!r} cannot be retried: the result of its result_of({dep!r}) "
+                f"is not in the journal ({why}); register the task again with the value"
+            )
+        return TaskSpec(
+            task_id=task_id,
+            name=row.name,
+            func=func,
+            args=args,
+            kwargs=kwargs,
+            task_type=row.task_type,
+            description=row.description,
+            metadata=MappingProxyType(metadata),
+            priority=_PRIORITIES.get(row.priority, row.priority),  # type: ignore[arg-type]
+            dependencies=self.dependencies,
+            max_retries=row.max_retries,
+            retry_delay=row.retry_delay,
+            retry_wait=None,
+            timeout=row.timeout,
+            is_coroutine=is_coroutine_callable(func),
+            circuit_breaker=row.circuit_breaker,
+            executor=row.executor,
+            results=results,
+            on_dependency_failure=row.on_dependency_failure,
+        )

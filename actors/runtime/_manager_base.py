@@ -25,7 +25,6 @@ from actors.core import (
     ActorsError,
     ActorSystemError,
     InvalidTaskError,
-    TaskNotFoundError,
     TaskStatus,
     tell_later,
 )
@@ -41,6 +40,7 @@ from actors.engine import (
 )
 from actors.runtime import messages
 from actors.runtime._attempt import Execution
+from actors.runtime._durable import JournaledDefinition, journaled_results, result_gone
 from actors.runtime._execution import start_coroutine
 from actors.runtime._journal_link import journal_link
 from actors.runtime._outbox import OnLoop
@@ -522,42 +522,41 @@ class BaseManager(SupervisedActor):
             func=record.func if live else (spec.func if spec is not None else None),
             args=record.args if live else (spec.args if spec is not None else None),
             kwargs=record.kwargs if live else (spec.kwargs if spec is not None else None),
-            retryable=record.status is TaskStatus.FAILED and spec is not None,
+            retryable=record.status is TaskStatus.FAILED
+            and (spec is not None or (self.link is not None and self.link.durable(task_id))),
         )
 
     def _definition(
         self, message: messages.GetDefinition
-    ) -> tuple[TaskSpec, LoopBridge | None, bool, str]:
+    ) -> tuple[TaskSpec | JournaledDefinition, LoopBridge | None, bool, str]:
         """A failed task's registration, loop, whether it is durable and its task
-        system, to register it again there (`retry_task`)."""
+        system, to register it again there (`retry_task`). A durable task that failed
+        before the restart gives its journal row instead, which the caller decodes
+        (`JournaledDefinition.spec`), and no loop (the one it ran on is gone)."""
         task_id = message.task_id
         record = self.engine.get(task_id)
         spec = record.spec
         if record.status is not TaskStatus.FAILED:
             msg = f"task {task_id!r} is {record.status.value}; only a failed task can be retried"
             raise InvalidTaskError(msg)
-        if spec is None:  # read back from the journal as failed (`recovery.restore`)
-            msg = (
-                f"task {task_id!r} failed before the system restarted (or could not be "
-                "read back from the journal): its function and arguments were not "
-                "recovered, so it cannot be retried; register it again"
-            )
-            raise InvalidTaskError(msg)
         graph = self.engine.graph
-        deps = graph.dependencies(task_id) if task_id in graph else ()
-        for dep in spec.results or ():
-            if dep not in deps:  # (its edge went with it)
+        deps = tuple(graph.dependencies(task_id)) if task_id in graph else ()
+        if spec is None:  # read back from the journal as failed (`recovery.restore`)
+            rows = self.link.engine.rows if self.link is not None else {}
+            row = rows.get(task_id)
+            if row is None:
                 msg = (
-                    f"task {task_id!r} cannot be retried: it takes the result of task "
-                    f"{dep!r}, which was cleaned up since (MAX_FINISHED_TASKS or "
-                    "cleanup_completed_tasks), so its result is gone; register the task "
-                    "again with the value"
+                    f"task {task_id!r} kept neither its function and arguments nor a "
+                    "journal row of them, so it cannot be retried; register it again"
                 )
-                raise TaskNotFoundError(msg)
+                raise InvalidTaskError(msg)
+            journaled = journaled_results(rows, deps)
+            return JournaledDefinition(row, deps, journaled), None, True, self.backend
+        result_gone(task_id, spec.results or (), deps)
         durable = self.link is not None and self.link.durable(task_id)
         kept = record.kept_bridge
         bridge = None if kept is None else kept()  # None: its loop is gone
-        return spec._replace(dependencies=tuple(deps)), bridge, durable, self.backend
+        return spec._replace(dependencies=deps), bridge, durable, self.backend
 
     def _cleanup(self, message: messages.Cleanup) -> list[str]:
         removed = self.engine.cleanup(message.max_age)

@@ -16,9 +16,11 @@ state:
   ``failed`` with `TaskRecoveryError` instead (a poison task).
 
 A task whose function can no longer be imported, or whose arguments cannot be decoded,
-ends ``failed`` with the `JournalDecodeError`. Coroutine tasks (and, in the old task
-system, every task) run on a loop thread the system owns (`SystemLoop`), since the loop
-that registered them is gone.
+ends ``failed`` with the `JournalDecodeError`. A task that had not ended keeps its
+journaled creation time. A failed task's function and arguments are not decoded here:
+`retry_task` decodes its row (`DurableEngine.rows`) if it is retried. Coroutine tasks
+(and, in the old task system, every task) run on a loop thread the system owns
+(`SystemLoop`), since the loop that registered them is gone.
 """
 
 from __future__ import annotations
@@ -245,9 +247,11 @@ def _put_back(
         record = tasks[task_id]
         if record.status is not TaskStatus.PENDING:
             continue  # cancelled at registration: a dependency had failed
+        if not ended and record.wall_offset is not None:  # registered when the file says
+            record.created_at = row.created_at - record.wall_offset
         if problem is not None and status not in _TERMINAL:
             engine.end(record, TaskStatus.FAILED, error=problem)
-            record.spec = None  # its function (`_ended`) is no definition to retry
+            record.spec = None  # its function (`_ended`): a retry reads its row again
             continue
         record.attempts = row.attempts
         if ended:
@@ -265,7 +269,9 @@ def _put_back(
         elif status in ("failed", "cancelled"):
             journaled = JournaledError(row.error_type or "Exception", row.error_message or "")
             engine.end(record, TaskStatus(status), error=journaled, at=at)
-            record.spec = None  # nor is an ended task's (`BaseManager._definition`)
+            # Nor is an ended task's: a retry decodes its row (`BaseManager._definition`),
+            # not recovery (100,000 restored tasks do not pay for the few retried).
+            record.spec = None
         elif status == "running":
             count = row.recoveries + 1
             engine.recoveries[task_id] = count

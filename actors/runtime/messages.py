@@ -183,8 +183,9 @@ class GetDetail(NamedTuple):
 
 
 class GetDefinition(NamedTuple):
-    """Dashboard's retry: a failed task's spec (current dependencies), loop, whether
-    it is durable, and its task system."""
+    """Dashboard's retry: a failed task's spec (current dependencies; for a durable
+    task that failed before the restart, its undecoded journal row), loop, whether it
+    is durable, and its task system."""
 
     task_id: str
     reply: ReplyTo

@@ -170,6 +170,40 @@ class Logged(SupervisedActor):
         return self.actor_urn if message == "ping" else None
 
 
+# -- values no message can show ---------------------------------------------------------
+
+
+class Hostile:
+    """A value no message can show by repr: its __repr__, __eq__ and __hash__ raise (so
+    no dict lookup survives it either). Shown as
+    ``<Hostile object; repr() raised RuntimeError>``."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("eq")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("hash")
+
+
+class Unprintable(Exception):
+    """An error whose repr and str raise (a driver's or third-party error gone wrong).
+    Shown as ``<Unprintable object; repr() raised RuntimeError>``."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+    def __str__(self) -> str:
+        raise RuntimeError("str")
+
+
+def fails_unprintably() -> None:
+    """A plain function (a task body, a breaker's call) that raises `Unprintable`."""
+    raise Unprintable
+
+
 # -- configuration ------------------------------------------------------------------------
 
 # The float keys that are durations in seconds (each at most MAX_SECONDS).

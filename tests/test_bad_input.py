@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from typing import Any
 
 import pytest
-from helpers import refusal, refused_as_before
+from helpers import Hostile, refusal, refused_as_before
 
 from actors import (
     ActorsError,
@@ -371,19 +371,6 @@ def test_a_thread_pool_client_needs_a_task_manager_client(client: object) -> Non
 
 
 # -- a value whose repr raises ----------------------------------------------------------
-
-
-class Hostile:
-    """A value no message can show by repr: its __repr__, __eq__ and __hash__ raise."""
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr")
-
-    def __eq__(self, other: object) -> bool:
-        raise RuntimeError("eq")
-
-    def __hash__(self) -> int:
-        raise RuntimeError("hash")
 
 
 class HostileKeys(Mapping[Any, Any]):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pykka
 import pytest
-from helpers import Echo, Escalations, Ledger, StartsOnce
+from helpers import Echo, Escalations, Ledger, StartsOnce, Unprintable, fails_unprintably
 from helpers import SupervisorEvents as Events
 from tenacity import wait_fixed, wait_none
 
@@ -428,20 +428,6 @@ def test_a_nested_tree_stopped_from_a_grandchild_stops_whole_and_bounded(
 
 
 # -- a task's error whose repr raises, under a circuit breaker ------------------------------
-
-
-class Unprintable(Exception):
-    """A task's error whose repr and str raise (a driver's error gone wrong)."""
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr")
-
-    def __str__(self) -> str:
-        raise RuntimeError("str")
-
-
-def fails_unprintably() -> None:
-    raise Unprintable
 
 
 async def test_a_breaker_opened_by_an_unprintable_task_error_leaves_the_manager_running() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from helpers import SupervisorEvents as Events
-from helpers import gated, returns
+from helpers import Unprintable, gated, returns
 
 from actors import ActorSystem, ActorSystemError, TaskStatus
 from actors.runtime._manager import TaskManagerActor
@@ -169,16 +169,6 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
             f"{fake_elapsed:.3f}s of fake time ({', '.join(f'{s:.3f}' for s in steps)}), "
             f"3 pending + {len(later_calls)} later calls failed with ActorSystemError"
         )
-
-
-class Unprintable(Exception):
-    """A start failure whose repr and str raise (a driver's error gone wrong)."""
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr")
-
-    def __str__(self) -> str:
-        raise RuntimeError("str")
 
 
 async def test_a_last_reason_whose_repr_raises_still_fails_the_system_naming_the_child(

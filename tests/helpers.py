@@ -353,6 +353,29 @@ def hangs(started: asyncio.Event, cancelled: asyncio.Event) -> Callable[[], Awai
     return body
 
 
+class SlowToCancel:
+    """``run()``: a coroutine that sets ``running`` and waits until it is cancelled; its
+    cancellation then sets ``cleaning``, waits (in a thread, up to `WAIT`) for
+    ``release``, appends "cleaned" to ``cleaned`` and is raised on. (A task slow to
+    end its cancellation, holding a loop thread in its cleanup.)"""
+
+    def __init__(self) -> None:
+        self.running = threading.Event()
+        self.cleaning = threading.Event()
+        self.release = threading.Event()
+        self.cleaned: list[str] = []
+
+    async def run(self) -> None:
+        try:
+            self.running.set()
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            self.cleaning.set()
+            await asyncio.to_thread(self.release.wait, WAIT)  # the thread is in its cleanup
+            self.cleaned.append("cleaned")
+            raise
+
+
 class WaitsForToken:
     """``run``: a plain function that waits (up to `WAIT`) for its attempt's
     cancellation token, records whether it was set, then returns ``"late"``."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -209,37 +209,43 @@ async def test_a_last_reason_whose_repr_raises_still_fails_the_system_naming_the
         assert system.running is False
 
 
-async def test_a_failed_system_refuses_to_serve_a_dashboard_saying_why() -> None:
+KILLED = (
+    "the actor system failed: child 'task_manager' exhausted its restarts "
+    "(1 in 5.0s, max 0); last reason: ActorKilled('killed by a Kill message')"
+)
+
+
+@pytest.fixture
+async def failed_system() -> AsyncIterator[ActorSystem]:
+    """A system that failed (`KILLED`): its task manager was killed, no restart allowed;
+    its root supervisor has stopped."""
+    config = {"RESTART_MAX_RESTARTS": 0, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        root = system.supervisor.actor_ref
+        system.supervisor.child("task_manager").tell(Kill())
+        assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
+        yield system
+
+
+async def test_a_failed_system_refuses_to_serve_a_dashboard_saying_why(
+    failed_system: ActorSystem,
+) -> None:
     # serve_dashboard checked only for a shut-down system: a failed one served a
     # dashboard whose every request failed.
     pytest.importorskip("starlette")
-    failure = (
-        "the actor system failed: child 'task_manager' exhausted its restarts "
-        "(1 in 5.0s, max 0); last reason: ActorKilled('killed by a Kill message')"
-    )
-    config = {"RESTART_MAX_RESTARTS": 0, "CLEANUP_INTERVAL": 0}
-    async with ActorSystem(config, clock=FakeClock()) as system:
-        root = system.supervisor.actor_ref
-        system.supervisor.child("task_manager").tell(Kill())
-        assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
-        assert system.running is False
-        with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
-            system.serve_dashboard(port=0)
-        with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
-            await system.task_manager.get_all_tasks()
+    system = failed_system
+    assert system.running is False
+    with pytest.raises(ActorSystemError, match=f"^{re.escape(KILLED)}$"):
+        system.serve_dashboard(port=0)
+    with pytest.raises(ActorSystemError, match=f"^{re.escape(KILLED)}$"):
+        await system.task_manager.get_all_tasks()
 
 
-async def test_the_supervisor_of_a_failed_system_says_the_system_failed() -> None:
+async def test_the_supervisor_of_a_failed_system_says_the_system_failed(
+    failed_system: ActorSystem,
+) -> None:
     # which_children()/count_children() said only 'the root supervisor is stopped'.
-    failure = (
-        "the actor system failed: child 'task_manager' exhausted its restarts "
-        "(1 in 5.0s, max 0); last reason: ActorKilled('killed by a Kill message')"
-    )
-    config = {"RESTART_MAX_RESTARTS": 0, "CLEANUP_INTERVAL": 0}
-    async with ActorSystem(config, clock=FakeClock()) as system:
-        root = system.supervisor.actor_ref
-        system.supervisor.child("task_manager").tell(Kill())
-        assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
-        for query in (system.supervisor.which_children, system.supervisor.count_children):
-            with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
-                await query()
+    system = failed_system
+    for query in (system.supervisor.which_children, system.supervisor.count_children):
+        with pytest.raises(ActorSystemError, match=f"^{re.escape(KILLED)}$"):
+            await query()

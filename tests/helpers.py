@@ -507,9 +507,10 @@ def spy_on_facade(
 
 def refusal(error: type[BaseException], call: Callable[..., object], *args: object) -> str:
     """The text of the ``error`` that ``call(*args)`` raises (the test fails if it raises
-    none, or another)."""
+    none, or another, a subclass included)."""
     with pytest.raises(error) as raised:
         call(*args)
+    assert type(raised.value) is error
     return str(raised.value)
 
 

@@ -170,6 +170,40 @@ class Logged(SupervisedActor):
         return self.actor_urn if message == "ping" else None
 
 
+# -- values no message can show ---------------------------------------------------------
+
+
+class Hostile:
+    """A value no message can show by repr: its __repr__, __eq__ and __hash__ raise (so
+    no dict lookup survives it either). Shown as
+    ``<Hostile object; repr() raised RuntimeError>``."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("eq")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("hash")
+
+
+class Unprintable(Exception):
+    """An error whose repr and str raise (a driver's or third-party error gone wrong).
+    Shown as ``<Unprintable object; repr() raised RuntimeError>``."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+    def __str__(self) -> str:
+        raise RuntimeError("str")
+
+
+def fails_unprintably() -> None:
+    """A plain function (a task body, a breaker's call) that raises `Unprintable`."""
+    raise Unprintable
+
+
 # -- configuration ------------------------------------------------------------------------
 
 # The float keys that are durations in seconds (each at most MAX_SECONDS).
@@ -319,6 +353,29 @@ def hangs(started: asyncio.Event, cancelled: asyncio.Event) -> Callable[[], Awai
     return body
 
 
+class SlowToCancel:
+    """``run()``: a coroutine that sets ``running`` and waits until it is cancelled; its
+    cancellation then sets ``cleaning``, waits (in a thread, up to `WAIT`) for
+    ``release``, appends "cleaned" to ``cleaned`` and is raised on. (A task slow to
+    end its cancellation, holding a loop thread in its cleanup.)"""
+
+    def __init__(self) -> None:
+        self.running = threading.Event()
+        self.cleaning = threading.Event()
+        self.release = threading.Event()
+        self.cleaned: list[str] = []
+
+    async def run(self) -> None:
+        try:
+            self.running.set()
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            self.cleaning.set()
+            await asyncio.to_thread(self.release.wait, WAIT)  # the thread is in its cleanup
+            self.cleaned.append("cleaned")
+            raise
+
+
 class WaitsForToken:
     """``run``: a plain function that waits (up to `WAIT`) for its attempt's
     cancellation token, records whether it was set, then returns ``"late"``."""
@@ -450,9 +507,10 @@ def spy_on_facade(
 
 def refusal(error: type[BaseException], call: Callable[..., object], *args: object) -> str:
     """The text of the ``error`` that ``call(*args)`` raises (the test fails if it raises
-    none, or another)."""
+    none, or another, a subclass included)."""
     with pytest.raises(error) as raised:
         call(*args)
+    assert type(raised.value) is error
     return str(raised.value)
 
 

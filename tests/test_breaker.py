@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import Unprintable, fails_unprintably
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -953,20 +954,6 @@ def test_invariants_hold_for_any_script(
 # A failure whose repr raises.
 
 
-class Unprintable(Exception):
-    """A service's error whose repr and str raise (a driver's error gone wrong)."""
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr")
-
-    def __str__(self) -> str:
-        raise RuntimeError("str")
-
-
-def fail_unprintably() -> None:
-    raise Unprintable
-
-
 SHOWN = "<Unprintable object; repr() raised RuntimeError>"
 
 
@@ -978,13 +965,13 @@ def test_a_failure_whose_repr_raises_opens_the_breaker_and_propagates(
     breaker = make(clock, recorder, failure_threshold=2)
     for _ in range(2):
         with pytest.raises(Unprintable):
-            breaker.call(fail_unprintably)
+            breaker.call(fails_unprintably)
     assert breaker.state is OPEN
     assert [(t.old, t.new, t.reason) for t in recorder.transitions] == [
         (CLOSED, OPEN, f"2 consecutive failures (threshold 2); last: {SHOWN}")
     ]
     clock.advance(30.0)
     with pytest.raises(Unprintable):
-        breaker.call(fail_unprintably)  # a failed trial call
+        breaker.call(fails_unprintably)  # a failed trial call
     assert breaker.state is OPEN
     assert recorder.transitions[-1].reason == f"trial call failed: {SHOWN}"

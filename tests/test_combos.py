@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import WAIT, Boom, double, fails, make_system, timers_armed
+from helpers import WAIT, Boom, SlowToCancel, double, fails, make_system, timers_armed
 
 from actors import (
     ActorSystem,
@@ -536,29 +536,17 @@ def test_a_loop_thread_call_made_while_the_thread_ends_fails_at_once() -> None:
     `CallTimeout` ('overloaded or stuck'): its task was made after the stop took the
     tasks to cancel, so it was never run, and the loop closed with it pending."""
     runner = LoopThread("ending-test")
-    cleaning = threading.Event()
-    release = threading.Event()
-
-    running = threading.Event()
-
-    async def slow_to_cancel() -> None:
-        try:
-            running.set()
-            await asyncio.get_running_loop().create_future()
-        except asyncio.CancelledError:
-            cleaning.set()
-            await asyncio.to_thread(release.wait, WAIT)  # the thread is in its cleanup
-            raise
+    slow = SlowToCancel()
 
     async def probe() -> None:  # (an event stream's get waiting for the next event)
         await asyncio.get_running_loop().create_future()
 
-    asyncio.run_coroutine_threadsafe(slow_to_cancel(), runner.loop)
-    assert running.wait(WAIT)
+    asyncio.run_coroutine_threadsafe(slow.run(), runner.loop)
+    assert slow.running.wait(WAIT)
     stopper = threading.Thread(target=runner.stop, args=(WAIT,))
     stopper.start()
     try:
-        assert cleaning.wait(WAIT)
+        assert slow.cleaning.wait(WAIT)
         errors: list[BaseException] = []
 
         def call() -> None:
@@ -569,13 +557,13 @@ def test_a_loop_thread_call_made_while_the_thread_ends_fails_at_once() -> None:
 
         caller = threading.Thread(target=call)
         caller.start()
-        release.set()  # the cleanup ends; the loop closes
+        slow.release.set()  # the cleanup ends; the loop closes
         caller.join(WAIT + 1)
         assert [(type(e), str(e)) for e in errors] == [
             (ActorSystemError, "probe: the actor system's loop thread has stopped")
         ]
     finally:
-        release.set()
+        slow.release.set()
         stopper.join(WAIT)
     assert not runner.thread.is_alive()
 
@@ -627,31 +615,19 @@ def test_a_second_stop_during_the_loop_threads_cleanup_lets_the_cleanup_finish(
     thread_errors: list[str] = []
     monkeypatch.setattr(threading, "excepthook", lambda a: thread_errors.append(repr(a.exc_value)))
     runner = LoopThread("restop-test")
-    running, cleaning, release = threading.Event(), threading.Event(), threading.Event()
-    cleaned: list[str] = []
-
-    async def slow_to_cancel() -> None:
-        try:
-            running.set()
-            await asyncio.get_running_loop().create_future()
-        except asyncio.CancelledError:
-            cleaning.set()
-            await asyncio.to_thread(release.wait, WAIT)  # the thread is in its cleanup
-            cleaned.append("cleaned")
-            raise
-
-    asyncio.run_coroutine_threadsafe(slow_to_cancel(), runner.loop)
+    slow = SlowToCancel()
+    asyncio.run_coroutine_threadsafe(slow.run(), runner.loop)
     try:
-        assert running.wait(WAIT)
+        assert slow.running.wait(WAIT)
         assert runner.stop(0.0) is False  # gave up at once: abandoned, still cleaning up
-        assert cleaning.wait(WAIT)
+        assert slow.cleaning.wait(WAIT)
         # The second stop's request is queued ahead of the answer `release` sends.
         assert runner.stop(0.0) is False
     finally:
-        release.set()
+        slow.release.set()
         runner.thread.join(WAIT)
     assert (runner.thread.is_alive(), runner.loop.is_closed()) == (False, True)
-    assert (cleaned, thread_errors) == (["cleaned"], [])
+    assert (slow.cleaned, thread_errors) == (["cleaned"], [])
 
 
 def test_a_second_stop_as_the_loop_stops_lets_its_last_round_run(

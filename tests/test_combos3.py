@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -48,6 +49,22 @@ from supervisors.testing import FakeClock
 COMPLETED, FAILED, CANCELLED = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED
 
 
+def refusals(
+    seen: list[str], show: Callable[[str], str] = str
+) -> Callable[[Awaitable[Any]], Awaitable[None]]:
+    """``refused(call)``: awaits ``call`` (bounded by `WAIT`: a bound on the old hang
+    only) and appends ``show`` of the text of the `InvalidTaskError` it raises to
+    ``seen``."""
+
+    async def refused(call: Awaitable[Any]) -> None:
+        try:
+            await asyncio.wait_for(call, WAIT)
+        except InvalidTaskError as error:
+            seen.append(show(str(error)))
+
+    return refused
+
+
 async def test_a_task_that_waits_for_itself_or_for_its_dependent_is_refused_at_once(
     backend: str,
 ) -> None:
@@ -63,12 +80,7 @@ async def test_a_task_that_waits_for_itself_or_for_its_dependent_is_refused_at_o
 
     async with make_system(backend, FakeClock(), MAX_CONCURRENT_TASKS=1) as system:
         tm = system.task_manager
-
-        async def refused(call: Any) -> None:
-            try:
-                await asyncio.wait_for(call, WAIT)  # (a bound on the old hang only)
-            except InvalidTaskError as error:
-                seen.append(str(error))
+        refused = refusals(seen)
 
         async def waits() -> str:
             me = actors.current_task_id()
@@ -139,18 +151,13 @@ async def test_a_task_that_submits_a_task_depending_on_itself_is_refused_at_once
     async with make_system(backend, FakeClock(), MAX_CONCURRENT_TASKS=1) as system:
         tm = system.task_manager
 
-        async def refused(call: Any) -> None:
-            try:
-                await asyncio.wait_for(call, WAIT)  # (a bound on the old hang only)
-            except InvalidTaskError as error:
-                known = set(ids.values())
-                seen.append(
-                    re.sub(
-                        r"t[0-9a-f]+-[0-9a-f]+",
-                        lambda m: m[0] if m[0] in known else "<new>",
-                        str(error),
-                    )
-                )
+        def new_ids_hidden(text: str) -> str:
+            known = set(ids.values())
+            return re.sub(
+                r"t[0-9a-f]+-[0-9a-f]+", lambda m: m[0] if m[0] in known else "<new>", text
+            )
+
+        refused = refusals(seen, new_ids_hidden)
 
         async def submits() -> str:
             me = actors.current_task_id()

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pykka
 import pytest
-from helpers import Echo, Escalations, Ledger, StartsOnce
+from helpers import Echo, Escalations, Ledger, StartsOnce, Unprintable, fails_unprintably
 from helpers import SupervisorEvents as Events
 from tenacity import wait_fixed, wait_none
 
@@ -39,14 +38,22 @@ TIMEOUT = 5.0
 K = SupervisorEventKind
 
 
-@pytest.fixture
-def refs() -> Iterator[list[pykka.ActorRef[Any]]]:
-    """Supervisors the test starts; stopped (if still alive) after it, last first."""
-    started: list[pykka.ActorRef[Any]] = []
-    yield started
-    for ref in reversed(started):
-        if ref.is_alive():
-            ref.stop(timeout=TIMEOUT)
+THREE_FAILED_STARTS = RestartPolicy(
+    wait=wait_fixed(2), max_restarts=100, within_seconds=60, max_consecutive_failures=3
+)
+"""A child's 4th failure in a row escalates (each restart waits 2 s), not its restarts."""
+
+DB_GIVES_UP = [
+    K.STARTED,
+    K.CRASHED,
+    K.RESTART_SCHEDULED,
+    *[K.START_FAILED, K.RESTART_SCHEDULED] * 2,
+    K.START_FAILED,
+    K.INTENSITY_EXCEEDED,
+    K.ESCALATED,
+]
+"""The events about db under `THREE_FAILED_STARTS`: killed, it fails in on_start three
+times, then escalates."""
 
 
 # -- restart intensity exceeded while another child waits out its backoff --------------
@@ -54,7 +61,7 @@ def refs() -> Iterator[list[pykka.ActorRef[Any]]]:
 
 @pytest.mark.parametrize("strategy", [Strategy.ONE_FOR_ONE, Strategy.REST_FOR_ONE])
 def test_intensity_exceeded_mid_backoff_cancels_the_backoff_and_fails_every_handle(
-    refs: list[pykka.ActorRef[Any]], strategy: Strategy
+    stopper: list[pykka.ActorRef[Any]], strategy: Strategy
 ) -> None:
     # c crashes and waits 5 s for its restart; a crashes meanwhile: 2 restarts in the
     # window, max 1. (Under ONE_FOR_ALL nothing runs during a backoff to crash.)
@@ -69,7 +76,7 @@ def test_intensity_exceeded_mid_backoff_cancels_the_backoff_and_fails_every_hand
         listener=events,
         on_escalation=escalations,
     )
-    refs.append(ref)
+    stopper.append(ref)
     sup = ref.proxy()
     a, b, c = (sup.child(cid).get(timeout=TIMEOUT) for cid in "abc")
     c.tell(Kill())
@@ -108,7 +115,7 @@ def test_intensity_exceeded_mid_backoff_cancels_the_backoff_and_fails_every_hand
     ],
 )
 def test_a_nested_supervisor_that_gives_up_is_restarted_by_its_parents_strategy(
-    refs: list[pykka.ActorRef[Any]], strategy: Strategy, restarted: dict[str, int]
+    stopper: list[pykka.ActorRef[Any]], strategy: Strategy, restarted: dict[str, int]
 ) -> None:
     clock, events = FakeClock(), Events()
     inner = Supervisor.spec(
@@ -127,7 +134,7 @@ def test_a_nested_supervisor_that_gives_up_is_restarted_by_its_parents_strategy(
         watchdog_interval=None,
         listener=events,
     )
-    refs.append(ref)
+    stopper.append(ref)
     sup = ref.proxy()
     x = sup.child("inner").get(timeout=TIMEOUT).call("child", "x").get(timeout=TIMEOUT)
     first_x = x.actor_urn
@@ -153,22 +160,20 @@ def test_a_nested_supervisor_that_gives_up_is_restarted_by_its_parents_strategy(
 
 
 def test_a_child_failing_in_on_start_every_time_escalates_after_its_consecutive_limit(
-    refs: list[pykka.ActorRef[Any]],
+    stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     clock, events, escalations = FakeClock(), Events(), Escalations()
     ledger = Ledger()
     ref = Supervisor.start(
         [ChildSpec("db", StartsOnce, state_factory=lambda: ledger), ChildSpec("web", Echo)],
-        policy=RestartPolicy(
-            wait=wait_fixed(2), max_restarts=100, within_seconds=60, max_consecutive_failures=3
-        ),
+        policy=THREE_FAILED_STARTS,
         clock=clock,
         name="app",
         watchdog_interval=None,
         listener=events,
         on_escalation=escalations,
     )
-    refs.append(ref)
+    stopper.append(ref)
     sup = ref.proxy()
     db, web = sup.child("db").get(timeout=TIMEOUT), sup.child("web").get(timeout=TIMEOUT)
     db.tell(Kill())
@@ -190,15 +195,7 @@ def test_a_child_failing_in_on_start_every_time_escalates_after_its_consecutive_
         "row, each incarnation within 10.0s of its start (max 3); last reason: "
         "RuntimeError('start 4 failed')"
     )
-    assert events.kinds("db") == [
-        K.STARTED,
-        K.CRASHED,
-        K.RESTART_SCHEDULED,
-        *[K.START_FAILED, K.RESTART_SCHEDULED] * 2,
-        K.START_FAILED,
-        K.INTENSITY_EXCEEDED,
-        K.ESCALATED,
-    ]
+    assert events.kinds("db") == DB_GIVES_UP
     assert clock.pending() == 0
 
 
@@ -226,7 +223,7 @@ class BlocksOnStop(SupervisedActor):
 
 
 def test_an_on_stop_that_raises_still_stops_the_child_and_it_restarts(
-    refs: list[pykka.ActorRef[Any]],
+    stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     events = Events()
     ref = Supervisor.start(
@@ -235,7 +232,7 @@ def test_an_on_stop_that_raises_still_stops_the_child_and_it_restarts(
         watchdog_interval=None,
         listener=events,
     )
-    refs.append(ref)
+    stopper.append(ref)
     sup = ref.proxy()
     r = sup.child("r").get(timeout=TIMEOUT)
     first = r.actor_ref
@@ -250,7 +247,7 @@ def test_an_on_stop_that_raises_still_stops_the_child_and_it_restarts(
 
 
 def test_an_on_stop_that_blocks_is_abandoned_after_its_shutdown_timeout(
-    refs: list[pykka.ActorRef[Any]],
+    stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     events, release = Events(), threading.Event()
     ref = Supervisor.start(
@@ -260,7 +257,7 @@ def test_an_on_stop_that_blocks_is_abandoned_after_its_shutdown_timeout(
         watchdog_interval=None,
         listener=events,
     )
-    refs.append(ref)
+    stopper.append(ref)
     sup = ref.proxy()
     slow = sup.child("slow").get(timeout=TIMEOUT)
     stuck = slow.actor_ref
@@ -283,7 +280,7 @@ def test_an_on_stop_that_blocks_is_abandoned_after_its_shutdown_timeout(
 
 
 def test_stopping_the_supervisor_during_a_backoff_cancels_it_and_fails_the_buffer(
-    refs: list[pykka.ActorRef[Any]],
+    stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     clock, events = FakeClock(), Events()
     ref = Supervisor.start(
@@ -294,7 +291,7 @@ def test_stopping_the_supervisor_during_a_backoff_cancels_it_and_fails_the_buffe
         watchdog_interval=None,
         listener=events,
     )
-    refs.append(ref)
+    stopper.append(ref)
     sup = ref.proxy()
     a = sup.child("a").get(timeout=TIMEOUT)
     a.tell(Kill())
@@ -317,7 +314,7 @@ def test_stopping_the_supervisor_during_a_backoff_cancels_it_and_fails_the_buffe
 
 
 def test_calls_during_a_restart_are_answered_in_order_or_refused_at_capacity(
-    refs: list[pykka.ActorRef[Any]],
+    stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     clock = FakeClock()
     ref = Supervisor.start(
@@ -327,7 +324,7 @@ def test_calls_during_a_restart_are_answered_in_order_or_refused_at_capacity(
         watchdog_interval=None,
         buffer_capacity=2,
     )
-    refs.append(ref)
+    stopper.append(ref)
     sup = ref.proxy()
     a = sup.child("a").get(timeout=TIMEOUT)
     a.tell(Kill())
@@ -368,7 +365,7 @@ class StopsTheRoot(SupervisedActor):
 
 @pytest.mark.parametrize("how", ["stop the root from a thread", "stop the root and wait"])
 def test_a_nested_tree_stopped_from_a_grandchild_stops_whole_and_bounded(
-    refs: list[pykka.ActorRef[Any]], how: str
+    stopper: list[pykka.ActorRef[Any]], how: str
 ) -> None:
     # Stopping the root from the grandchild's own handler waits for that handler: the
     # grandchild is abandoned after its shutdown_timeout, then stops once it returns.
@@ -392,14 +389,14 @@ def test_a_nested_tree_stopped_from_a_grandchild_stops_whole_and_bounded(
         watchdog_interval=None,
         listener=events,
     )
-    refs.append(ref)
+    stopper.append(ref)
     root.append(ref)
     inner_handle = ref.proxy().child("inner").get(timeout=TIMEOUT)
-    stopper = inner_handle.call("child", "stopper").get(timeout=TIMEOUT)
+    stopping = inner_handle.call("child", "stopper").get(timeout=TIMEOUT)
     peer = inner_handle.call("child", "peer").get(timeout=TIMEOUT)
-    thread_ref = stopper.actor_ref
+    thread_ref = stopping.actor_ref
     assert thread_ref is not None
-    answer = stopper.ask(how, block=False)
+    answer = stopping.ask(how, block=False)
     assert answer.get(timeout=TIMEOUT) == ("asked" if how.endswith("thread") else "stopped")
     # root.stop() returns once the whole tree has stopped (pykka sets actor_stopped
     # before on_stop runs, so that is no sign of it): in the stopper thread, or in the
@@ -422,26 +419,12 @@ def test_a_nested_tree_stopped_from_a_grandchild_stops_whole_and_bounded(
         ("root", "inner", K.STOPPED),
         ("root", "w", K.STOPPED),
     ]
-    for handle in (stopper, peer, inner_handle):
+    for handle in (stopping, peer, inner_handle):
         with pytest.raises(SupervisorError, match=r"^supervisor 'root' stopped$"):
             handle.ask("late", timeout=TIMEOUT)
 
 
 # -- a task's error whose repr raises, under a circuit breaker ------------------------------
-
-
-class Unprintable(Exception):
-    """A task's error whose repr and str raise (a driver's error gone wrong)."""
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr")
-
-    def __str__(self) -> str:
-        raise RuntimeError("str")
-
-
-def fails_unprintably() -> None:
-    raise Unprintable
 
 
 async def test_a_breaker_opened_by_an_unprintable_task_error_leaves_the_manager_running() -> None:
@@ -476,7 +459,7 @@ async def test_a_breaker_opened_by_an_unprintable_task_error_leaves_the_manager_
 
 
 def test_a_nested_supervisor_giving_up_twice_escalates_the_root_and_fails_grandchildren(
-    refs: list[pykka.ActorRef[Any]],
+    stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     clock, events, escalations = FakeClock(), Events(), Escalations()
     inner = Supervisor.spec(
@@ -496,7 +479,7 @@ def test_a_nested_supervisor_giving_up_twice_escalates_the_root_and_fails_grandc
         listener=events,
         on_escalation=escalations,
     )
-    refs.append(ref)
+    stopper.append(ref)
     x = ref.proxy().child("inner").get(timeout=TIMEOUT).call("child", "x").get(timeout=TIMEOUT)
     x.tell(Kill())
     events.wait_for(K.RESTARTED, "inner")
@@ -524,7 +507,7 @@ def test_a_nested_supervisor_giving_up_twice_escalates_the_root_and_fails_grandc
 
 
 def test_an_incarnation_abandoned_in_a_group_restart_ends_late_without_disturbing_its_successor(
-    refs: list[pykka.ActorRef[Any]],
+    stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     events, release = Events(), threading.Event()
     ref = Supervisor.start(
@@ -538,7 +521,7 @@ def test_an_incarnation_abandoned_in_a_group_restart_ends_late_without_disturbin
         watchdog_interval=None,
         listener=events,
     )
-    refs.append(ref)
+    stopper.append(ref)
     sup = ref.proxy()
     slow, a = sup.child("slow").get(timeout=TIMEOUT), sup.child("a").get(timeout=TIMEOUT)
     old = slow.actor_ref
@@ -591,7 +574,7 @@ def test_an_incarnation_abandoned_in_a_group_restart_ends_late_without_disturbin
     ],
 )
 def test_a_group_restart_whose_member_fails_in_on_start_every_time_escalates(
-    refs: list[pykka.ActorRef[Any]], strategy: Strategy, others: list[tuple[str, Any]]
+    stopper: list[pykka.ActorRef[Any]], strategy: Strategy, others: list[tuple[str, Any]]
 ) -> None:
     # Each failed start of db restarts its group again (one_for_all: first starts and is
     # stopped again each time; rest_for_one: last, after db, stays down) until db's
@@ -605,16 +588,14 @@ def test_a_group_restart_whose_member_fails_in_on_start_every_time_escalates(
             ChildSpec("last", Echo),
         ],
         strategy=strategy,
-        policy=RestartPolicy(
-            wait=wait_fixed(2), max_restarts=100, within_seconds=60, max_consecutive_failures=3
-        ),
+        policy=THREE_FAILED_STARTS,
         clock=clock,
         name="app",
         watchdog_interval=None,
         listener=events,
         on_escalation=escalations,
     )
-    refs.append(ref)
+    stopper.append(ref)
     ref.proxy().child("db").get(timeout=TIMEOUT).tell(Kill())
     for scheduled in range(1, 4):
         events.wait_for(K.RESTART_SCHEDULED, "db", scheduled)
@@ -624,20 +605,12 @@ def test_a_group_restart_whose_member_fails_in_on_start_every_time_escalates(
     assert ref.actor_stopped.wait(TIMEOUT)
     assert ledger.items == ["start"] * 4
     assert type(escalations.errors[0]) is ConsecutiveFailuresExceeded
-    assert events.kinds("db") == [
-        K.STARTED,
-        K.CRASHED,
-        K.RESTART_SCHEDULED,
-        *[K.START_FAILED, K.RESTART_SCHEDULED] * 2,
-        K.START_FAILED,
-        K.INTENSITY_EXCEEDED,
-        K.ESCALATED,
-    ]
+    assert events.kinds("db") == DB_GIVES_UP
     assert [(e.child_id, e.kind) for e in events.items if e.child_id != "db"][2:] == others
 
 
 def test_stopping_the_root_while_a_grandchild_waits_for_its_backoff_ends_everything(
-    refs: list[pykka.ActorRef[Any]],
+    stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     clock, events = FakeClock(), Events()
     inner = Supervisor.spec(
@@ -651,7 +624,7 @@ def test_stopping_the_root_while_a_grandchild_waits_for_its_backoff_ends_everyth
     ref = Supervisor.start(
         [inner], clock=clock, name="root", watchdog_interval=None, listener=events
     )
-    refs.append(ref)
+    stopper.append(ref)
     inner_handle = ref.proxy().child("inner").get(timeout=TIMEOUT)
     x = inner_handle.call("child", "x").get(timeout=TIMEOUT)
     x.tell(Kill())

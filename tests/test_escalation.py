@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from helpers import SupervisorEvents as Events
-from helpers import gated, returns
+from helpers import Unprintable, gated, returns
 
 from actors import ActorSystem, ActorSystemError, TaskStatus
 from actors.runtime._manager import TaskManagerActor
@@ -39,6 +40,52 @@ FAILURE = (
 )
 
 
+CONFIG = {
+    "RESTART_MAX_RESTARTS": MAX_RESTARTS,
+    "RESTART_WITHIN_SECONDS": WITHIN,
+    "RESTART_BACKOFF_INITIAL": 0.01,
+    "RESTART_BACKOFF_MAX": 0.1,
+    "CLEANUP_INTERVAL": 0,  # no cleanup timers among the ones the test waits on
+}
+
+
+class FailingRestarts:
+    """Patches the system so that its task manager starts once and every later start
+    raises ``error()``, counting the starts in ``starts``; ``events`` records every
+    event of the system's root supervisor (which the system still handles)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, error: Callable[[], Exception]) -> None:
+        self.starts = 0
+        self.events = Events()
+        original_on_start = TaskManagerActor.on_start
+        original_listener = ActorSystem._supervisor_event
+
+        def on_start(actor: TaskManagerActor) -> None:
+            self.starts += 1
+            if self.starts > 1:
+                raise error()
+            original_on_start(actor)
+
+        def listener(system: ActorSystem, event: SupervisorEvent) -> None:
+            self.events(event)
+            original_listener(system, event)
+
+        monkeypatch.setattr(TaskManagerActor, "on_start", on_start)
+        monkeypatch.setattr(ActorSystem, "_supervisor_event", listener)
+
+    async def until_escalated(self, clock: FakeClock) -> list[float]:
+        """After the task manager's crash: moves ``clock`` to each restart's timer
+        until the root supervisor escalates; the steps it moved."""
+        steps: list[float] = []
+        for restart in range(1, MAX_RESTARTS + 1):
+            await asyncio.to_thread(
+                self.events.wait_for, SupervisorEventKind.RESTART_SCHEDULED, None, restart
+            )
+            steps.append(await advance_to_next_timer(clock))
+        await asyncio.to_thread(self.events.wait_for, SupervisorEventKind.ESCALATED)
+        return steps
+
+
 async def advance_to_next_timer(clock: FakeClock) -> float:
     """Wait (in real time, bounded) until a timer is armed, then move time to it."""
     await asyncio.to_thread(clock.wait_for_timers, 1, WAIT)
@@ -52,38 +99,14 @@ async def advance_to_next_timer(clock: FakeClock) -> float:
 async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    starts = 0
-    original_on_start = TaskManagerActor.on_start
-
-    def on_start(self: TaskManagerActor) -> None:
-        nonlocal starts
-        starts += 1
-        if starts > 1:
-            raise RuntimeError(START_TEXT)
-        original_on_start(self)
-
-    monkeypatch.setattr(TaskManagerActor, "on_start", on_start)
-    events = Events()
-    original_listener = ActorSystem._supervisor_event
-
-    def listener(self: ActorSystem, event: SupervisorEvent) -> None:
-        events(event)
-        original_listener(self, event)
-
-    monkeypatch.setattr(ActorSystem, "_supervisor_event", listener)
+    restarts = FailingRestarts(monkeypatch, lambda: RuntimeError(START_TEXT))
+    events = restarts.events
 
     release = asyncio.Event()
     started = asyncio.Event()
 
     clock = FakeClock()
-    config = {
-        "RESTART_MAX_RESTARTS": MAX_RESTARTS,
-        "RESTART_WITHIN_SECONDS": WITHIN,
-        "RESTART_BACKOFF_INITIAL": 0.01,
-        "RESTART_BACKOFF_MAX": 0.1,
-        "CLEANUP_INTERVAL": 0,  # no cleanup timers among the ones the test waits on
-    }
-    system = ActorSystem(config, clock=clock)
+    system = ActorSystem(CONFIG, clock=clock)
     async with system:
         tm = system.task_manager
         running = await tm.register_task("running", gated(started, release, "late"))
@@ -100,16 +123,10 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
         # Calls made while the child is down are buffered for its next incarnation.
         buffered = asyncio.ensure_future(tm.get_task(pending))
 
-        steps: list[float] = []
-        for restart in range(1, MAX_RESTARTS + 1):
-            await asyncio.to_thread(
-                events.wait_for, SupervisorEventKind.RESTART_SCHEDULED, None, restart
-            )
-            steps.append(await advance_to_next_timer(clock))
-        await asyncio.to_thread(events.wait_for, SupervisorEventKind.ESCALATED)
+        steps = await restarts.until_escalated(clock)
         fake_elapsed = sum(steps)
         assert fake_elapsed < 1.0
-        assert starts == 1 + MAX_RESTARTS
+        assert restarts.starts == 1 + MAX_RESTARTS
         assert events.kinds("task_manager") == [
             SupervisorEventKind.STARTED,
             SupervisorEventKind.CRASHED,
@@ -165,20 +182,10 @@ async def test_a_child_that_cannot_restart_fails_every_pending_and_later_call(
     await system.shutdown()
     with capsys.disabled():
         print(
-            f"\nescalation: 1 kill, {starts - 1} failed restarts, "
+            f"\nescalation: 1 kill, {restarts.starts - 1} failed restarts, "
             f"{fake_elapsed:.3f}s of fake time ({', '.join(f'{s:.3f}' for s in steps)}), "
             f"3 pending + {len(later_calls)} later calls failed with ActorSystemError"
         )
-
-
-class Unprintable(Exception):
-    """A start failure whose repr and str raise (a driver's error gone wrong)."""
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr")
-
-    def __str__(self) -> str:
-        raise RuntimeError("str")
 
 
 async def test_a_last_reason_whose_repr_raises_still_fails_the_system_naming_the_child(
@@ -186,83 +193,59 @@ async def test_a_last_reason_whose_repr_raises_still_fails_the_system_naming_the
 ) -> None:
     # The system's failure message showed the last reason with !r: building it raised
     # in the escalation callback, so the system never recorded its failure.
-    starts = 0
-    original_on_start = TaskManagerActor.on_start
-
-    def on_start(self: TaskManagerActor) -> None:
-        nonlocal starts
-        starts += 1
-        if starts > 1:
-            raise Unprintable
-        original_on_start(self)
-
-    monkeypatch.setattr(TaskManagerActor, "on_start", on_start)
-    events = Events()
-    original_listener = ActorSystem._supervisor_event
-
-    def listener(self: ActorSystem, event: SupervisorEvent) -> None:
-        events(event)
-        original_listener(self, event)
-
-    monkeypatch.setattr(ActorSystem, "_supervisor_event", listener)
+    restarts = FailingRestarts(monkeypatch, Unprintable)
     clock = FakeClock()
-    config = {
-        "RESTART_MAX_RESTARTS": MAX_RESTARTS,
-        "RESTART_WITHIN_SECONDS": WITHIN,
-        "RESTART_BACKOFF_INITIAL": 0.01,
-        "RESTART_BACKOFF_MAX": 0.1,
-        "CLEANUP_INTERVAL": 0,
-    }
     failure = (
         "the actor system failed: child 'task_manager' exhausted its restarts "
         f"(3 in {WITHIN}s, max {MAX_RESTARTS}); "
         "last reason: <Unprintable object; repr() raised RuntimeError>"
     )
-    async with ActorSystem(config, clock=clock) as system:
+    async with ActorSystem(CONFIG, clock=clock) as system:
         system.supervisor.child("task_manager").tell(Kill())
-        for restart in range(1, MAX_RESTARTS + 1):
-            await asyncio.to_thread(
-                events.wait_for, SupervisorEventKind.RESTART_SCHEDULED, None, restart
-            )
-            await advance_to_next_timer(clock)
-        await asyncio.to_thread(events.wait_for, SupervisorEventKind.ESCALATED)
-        assert starts == 1 + MAX_RESTARTS
+        await restarts.until_escalated(clock)
+        assert restarts.starts == 1 + MAX_RESTARTS
         with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
             await asyncio.wait_for(system.task_manager.get_all_tasks(), WAIT)
         assert system.running is False
 
 
-async def test_a_failed_system_refuses_to_serve_a_dashboard_saying_why() -> None:
+KILLED = (
+    "the actor system failed: child 'task_manager' exhausted its restarts "
+    "(1 in 5.0s, max 0); last reason: ActorKilled('killed by a Kill message')"
+)
+
+
+@pytest.fixture
+async def failed_system() -> AsyncIterator[ActorSystem]:
+    """A system that failed (`KILLED`): its task manager was killed, no restart allowed;
+    its root supervisor has stopped."""
+    config = {"RESTART_MAX_RESTARTS": 0, "CLEANUP_INTERVAL": 0}
+    async with ActorSystem(config, clock=FakeClock()) as system:
+        root = system.supervisor.actor_ref
+        system.supervisor.child("task_manager").tell(Kill())
+        assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
+        yield system
+
+
+async def test_a_failed_system_refuses_to_serve_a_dashboard_saying_why(
+    failed_system: ActorSystem,
+) -> None:
     # serve_dashboard checked only for a shut-down system: a failed one served a
     # dashboard whose every request failed.
     pytest.importorskip("starlette")
-    failure = (
-        "the actor system failed: child 'task_manager' exhausted its restarts "
-        "(1 in 5.0s, max 0); last reason: ActorKilled('killed by a Kill message')"
-    )
-    config = {"RESTART_MAX_RESTARTS": 0, "CLEANUP_INTERVAL": 0}
-    async with ActorSystem(config, clock=FakeClock()) as system:
-        root = system.supervisor.actor_ref
-        system.supervisor.child("task_manager").tell(Kill())
-        assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
-        assert system.running is False
-        with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
-            system.serve_dashboard(port=0)
-        with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
-            await system.task_manager.get_all_tasks()
+    system = failed_system
+    assert system.running is False
+    with pytest.raises(ActorSystemError, match=f"^{re.escape(KILLED)}$"):
+        system.serve_dashboard(port=0)
+    with pytest.raises(ActorSystemError, match=f"^{re.escape(KILLED)}$"):
+        await system.task_manager.get_all_tasks()
 
 
-async def test_the_supervisor_of_a_failed_system_says_the_system_failed() -> None:
+async def test_the_supervisor_of_a_failed_system_says_the_system_failed(
+    failed_system: ActorSystem,
+) -> None:
     # which_children()/count_children() said only 'the root supervisor is stopped'.
-    failure = (
-        "the actor system failed: child 'task_manager' exhausted its restarts "
-        "(1 in 5.0s, max 0); last reason: ActorKilled('killed by a Kill message')"
-    )
-    config = {"RESTART_MAX_RESTARTS": 0, "CLEANUP_INTERVAL": 0}
-    async with ActorSystem(config, clock=FakeClock()) as system:
-        root = system.supervisor.actor_ref
-        system.supervisor.child("task_manager").tell(Kill())
-        assert await asyncio.to_thread(root.actor_stopped.wait, WAIT)
-        for query in (system.supervisor.which_children, system.supervisor.count_children):
-            with pytest.raises(ActorSystemError, match=f"^{re.escape(failure)}$"):
-                await query()
+    system = failed_system
+    for query in (system.supervisor.which_children, system.supervisor.count_children):
+        with pytest.raises(ActorSystemError, match=f"^{re.escape(KILLED)}$"):
+            await query()

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 import pytest
-from helpers import Echo
+from helpers import Echo, Escalations, Unprintable
 from loguru import logger
 from tenacity import wait_fixed, wait_none
 
@@ -90,16 +90,6 @@ def test_a_watchdog_tick_left_by_a_crashed_supervisor_arms_nothing() -> None:
         ref.stop(timeout=TIMEOUT)
 
 
-class Unprintable(Exception):
-    """A crash reason whose repr and str raise (a third-party error gone wrong)."""
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr")
-
-    def __str__(self) -> str:
-        raise RuntimeError("str")
-
-
 class Fragile(SupervisedActor):
     """Crashes with `Unprintable` on "boom"; answers anything else with "ok"."""
 
@@ -115,27 +105,21 @@ SHOWN = "<Unprintable object; repr() raised RuntimeError>"
 def test_a_crash_reason_whose_repr_raises_still_escalates_naming_the_child() -> None:
     # The escalation error's message showed the reason with !r: building it raised in
     # the supervisor, which crashed instead of escalating (on_escalation never called).
-    escalated: list[RestartIntensityExceeded] = []
-    done = threading.Event()
-
-    def on_escalation(error: RestartIntensityExceeded) -> None:
-        escalated.append(error)
-        done.set()
-
+    escalations = Escalations()
     ref = Supervisor.start(
         [ChildSpec("fragile", Fragile)],
         policy=RestartPolicy(wait=wait_none(), max_restarts=1, within_seconds=60),
         clock=FakeClock(),
         name="app",
         watchdog_interval=None,
-        on_escalation=on_escalation,
+        on_escalation=escalations,
     )
     try:
         handle = ref.proxy().child("fragile").get(timeout=TIMEOUT)
         handle.tell("boom")
         assert handle.ask("ping", timeout=TIMEOUT) == "ok"
         handle.tell("boom")
-        assert done.wait(TIMEOUT)
+        assert escalations.done.wait(TIMEOUT)
         assert ref.actor_stopped.wait(TIMEOUT)
     finally:
         if ref.is_alive():
@@ -144,8 +128,8 @@ def test_a_crash_reason_whose_repr_raises_still_escalates_naming_the_child() -> 
         "restart intensity exceeded: 2 restarts in 60.0s (max 1) for child 'fragile' of "
         f"supervisor 'app'; last reason: {SHOWN}"
     )
-    assert [str(e) for e in escalated] == [message]
-    assert type(escalated[0].reason) is Unprintable
+    assert [str(e) for e in escalations.errors] == [message]
+    assert type(escalations.errors[0].reason) is Unprintable
     with pytest.raises(RestartIntensityExceeded, match=f"^{re.escape(message)}$"):
         handle.ask("ping", timeout=TIMEOUT)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pykka
 import pytest
+from helpers import Hostile
 from tenacity import wait_none
 
 from supervisors import (
@@ -218,19 +219,6 @@ def test_supervisor_spec_builds_a_nested_supervisor_spec() -> None:
     assert s.restart is Restart.TRANSIENT
     assert s.shutdown_timeout == 30.0
     assert s.state_factory is not None
-
-
-class Hostile:
-    """A value no message can show by repr: its __repr__, __eq__ and __hash__ raise."""
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr")
-
-    def __eq__(self, other: object) -> bool:
-        raise RuntimeError("eq")
-
-    def __hash__(self) -> int:
-        raise RuntimeError("hash")
 
 
 SHOWN = "<Hostile object; repr() raised RuntimeError>"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pykka
 import pytest
-from helpers import FailsToStart, Logged
+from helpers import FailsToStart, Hostile, Logged
 from tenacity import wait_fixed
 
 from supervisors import (
@@ -225,25 +225,12 @@ def test_verbs_on_an_unknown_child_name_it(tree: Tree, verb: str) -> None:
     assert tree.ref.is_alive()
 
 
-class _Hostile:
-    """An id no dict lookup survives: its __hash__, __eq__ and __repr__ raise."""
-
-    def __hash__(self) -> int:
-        raise RuntimeError("hash")
-
-    def __eq__(self, other: object) -> bool:
-        raise RuntimeError("eq")
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr")
-
-
 @pytest.mark.parametrize(
     ("bad", "shown"),
     [
         (["a"], "['a'] (list)"),
         ({"a": 1}, "{'a': 1} (dict)"),
-        (_Hostile(), "<_Hostile object; repr() raised RuntimeError> (_Hostile)"),
+        (Hostile(), "<Hostile object; repr() raised RuntimeError> (Hostile)"),
     ],
 )
 @pytest.mark.parametrize("verb", ["child", "terminate_child", "restart_child", "delete_child"])

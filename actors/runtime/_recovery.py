@@ -30,7 +30,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -40,15 +39,14 @@ from actors.core import (
     JournalDecodeError,
     JournaledError,
     LoopBridge,
-    TaskPriority,
     TaskRecoveryError,
     TaskStatus,
     bridge_for,
     gc_paused,
 )
-from actors.engine import TaskSpec, find_results, is_coroutine_callable
+from actors.engine import find_results, is_coroutine_callable
 from actors.journal import Codec, JournalStore, TaskRow, resolve_function
-from actors.runtime._durable import codec_for
+from actors.runtime._durable import codec_for, journaled_spec
 from actors.runtime._journal import JournalActor, JournalState
 from actors.runtime._journal_link import DurableEngine
 from supervisors import ChildSpec
@@ -69,7 +67,6 @@ _log = logger.bind(system="actorflow")
 _TERMINAL = {"completed", "failed", "cancelled"}
 _EMPTY = "{}"
 """An empty mapping as the JSON codec writes it (most kwargs and metadata)."""
-_PRIORITIES: dict[int, TaskPriority] = {p.value: p for p in TaskPriority}
 _RERUN = {"waiting", "queued", "retrying", "running"}
 _VALUES = {status: status.value for status in TaskStatus}
 _STATUS = TaskRow._fields.index("status")
@@ -212,29 +209,16 @@ def _put_back(
                     f"result_of({gone!r}) is not in the journal ({lost[gone]})"
                 )
                 func, is_coroutine, args, kwargs, results = _ended, False, (), {}, ()
-        priority: Any = _PRIORITIES.get(row.priority, row.priority)
-        spec = TaskSpec(
-            task_id=task_id,
-            name=row.name,
-            func=func,
-            args=args,
-            kwargs=kwargs,
-            task_type=row.task_type,
-            description=row.description,
-            metadata=MappingProxyType(metadata),
-            priority=priority,
-            dependencies=tuple(dep for dep in row.dependencies if dep in tasks)
-            if row.dependencies
-            else (),
-            max_retries=row.max_retries,
-            retry_delay=row.retry_delay,
-            retry_wait=None,
-            timeout=row.timeout,
-            is_coroutine=is_coroutine,
-            circuit_breaker=None if ended else row.circuit_breaker,
-            executor=row.executor,
-            results=results,
-            on_dependency_failure=row.on_dependency_failure,
+        spec = journaled_spec(
+            row,
+            func,
+            is_coroutine,
+            args,
+            kwargs,
+            metadata,
+            tuple(dep for dep in row.dependencies if dep in tasks) if row.dependencies else (),
+            results,
+            None if ended else row.circuit_breaker,
         )
         if loop_bridge is None and not ended and (is_coroutine or engine.backend == "old"):
             loop_bridge = bridge()

@@ -16,7 +16,7 @@ Decisions (see the README, "Durable tasks"):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import FunctionType, MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -40,6 +40,7 @@ __all__ = [
     "definition_row",
     "durable_row",
     "journaled_results",
+    "journaled_spec",
     "result_gone",
     "same_definition",
 ]
@@ -202,9 +203,56 @@ def result_gone(task_id: str, results: Iterable[str], dependencies: Iterable[str
 
 
 _PRIORITIES: dict[int, TaskPriority] = {p.value: p for p in TaskPriority}
+_new_spec = tuple.__new__
+"""Makes a `TaskSpec` from its fields in order, without the keyword handling of its
+``__new__`` (a 100,000-row recovery makes one per row; `validate_registration` does the
+same)."""
 _STATUS = TaskRow._fields.index("status")
 _RESULT = TaskRow._fields.index("result")
 _NOTE = TaskRow._fields.index("result_note")
+
+
+def journaled_spec(
+    row: TaskRow,
+    func: Callable[..., Any],
+    is_coroutine: bool,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    metadata: dict[str, Any],
+    dependencies: tuple[str, ...],
+    results: tuple[str, ...],
+    circuit_breaker: str | None,
+) -> TaskSpec:
+    """The registration ``row`` journaled, with what was decoded from it (``func`` and
+    whether it is a coroutine function, ``args``, ``kwargs``, ``metadata`` and the
+    ``results`` it takes) and what holds now (its ``dependencies`` and the name of the
+    ``circuit_breaker`` it shares): recovery's registration of a journaled task and
+    `JournaledDefinition.spec`'s. No ``retry_wait`` (a durable task has none)."""
+    return _new_spec(
+        TaskSpec,
+        (
+            row.task_id,
+            row.name,
+            func,
+            args,
+            kwargs,
+            row.task_type,
+            row.description,
+            MappingProxyType(metadata),
+            _PRIORITIES.get(row.priority, row.priority),
+            dependencies,
+            row.max_retries,
+            row.retry_delay,
+            None,  # retry_wait
+            row.timeout,
+            is_coroutine,
+            circuit_breaker,
+            row.executor,
+            None,  # trace: a recovered task starts a new one
+            results,
+            row.on_dependency_failure,
+        ),
+    )
 
 
 def journaled_results(
@@ -267,24 +315,14 @@ class JournaledDefinition(NamedTuple):
                 f"task {task_id!r} cannot be retried: the result of its result_of({dep!r}) "
                 f"is not in the journal ({why}); register the task again with the value"
             )
-        return TaskSpec(
-            task_id=task_id,
-            name=row.name,
-            func=func,
-            args=args,
-            kwargs=kwargs,
-            task_type=row.task_type,
-            description=row.description,
-            metadata=MappingProxyType(metadata),
-            priority=_PRIORITIES.get(row.priority, row.priority),  # type: ignore[arg-type]
-            dependencies=self.dependencies,
-            max_retries=row.max_retries,
-            retry_delay=row.retry_delay,
-            retry_wait=None,
-            timeout=row.timeout,
-            is_coroutine=is_coroutine_callable(func),
-            circuit_breaker=row.circuit_breaker,
-            executor=row.executor,
-            results=results,
-            on_dependency_failure=row.on_dependency_failure,
+        return journaled_spec(
+            row,
+            func,
+            is_coroutine_callable(func),
+            args,
+            kwargs,
+            metadata,
+            self.dependencies,
+            results,
+            row.circuit_breaker,
         )

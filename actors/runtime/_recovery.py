@@ -30,7 +30,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -40,15 +39,14 @@ from actors.core import (
     JournalDecodeError,
     JournaledError,
     LoopBridge,
-    TaskPriority,
     TaskRecoveryError,
     TaskStatus,
     bridge_for,
     gc_paused,
 )
-from actors.engine import TaskSpec, find_results, is_coroutine_callable
+from actors.engine import find_results, is_coroutine_callable
 from actors.journal import Codec, JournalStore, TaskRow, resolve_function
-from actors.runtime._durable import codec_for
+from actors.runtime._durable import codec_for, journaled_spec
 from actors.runtime._journal import JournalActor, JournalState
 from actors.runtime._journal_link import DurableEngine
 from supervisors import ChildSpec
@@ -69,7 +67,6 @@ _log = logger.bind(system="actorflow")
 _TERMINAL = {"completed", "failed", "cancelled"}
 _EMPTY = "{}"
 """An empty mapping as the JSON codec writes it (most kwargs and metadata)."""
-_PRIORITIES: dict[int, TaskPriority] = {p.value: p for p in TaskPriority}
 _RERUN = {"waiting", "queued", "retrying", "running"}
 _VALUES = {status: status.value for status in TaskStatus}
 _STATUS = TaskRow._fields.index("status")
@@ -129,13 +126,143 @@ def restore(
     name as it registers the task (`Engine.breakers`). ``bridge()`` gives the loop of
     the recovered tasks (called only if one needs it).
     """
+    functions: dict[str, tuple[Callable[..., Any], bool]] = {}
+    loop_bridge: LoopBridge | None = None
+    tasks = engine.tasks
+    restored: list[str] = []
+    later: list[tuple[str, str]] = []
+    lost: dict[str, str] = {}
+    """Completed task id -> why its result is not in the journal (a dependent of it
+    cannot run again: it would take None)."""
     with engine.restoring():  # the MAX_FINISHED_TASKS bound once every pin is in place
-        restored = _put_back(
-            engine, rows, codec=codec, bridge=bridge, max_recoveries=max_recoveries
-        )
-    # The file holds the states of these transitions but those that ended otherwise
-    # (a decode problem, a poison task, a failed dependency) and those evicted by
-    # MAX_FINISHED_TASKS (deleted from the file too): those are written.
+        for row in rows:
+            task_id = row.task_id
+            if task_id in tasks:
+                continue
+            status = row.status
+            ended = status in _TERMINAL
+            problem: JournalDecodeError | None = None
+            func: Callable[..., Any] = _ended
+            is_coroutine = False
+            args: tuple[Any, ...] = ()
+            kwargs: dict[str, Any] = {}
+            metadata: dict[str, Any] = {}
+            try:
+                if row.metadata != _EMPTY:
+                    metadata = codec.decode_value(row.metadata, what="its metadata", task=task_id)
+                if not ended:
+                    found = functions.get(row.function)
+                    if found is None:
+                        resolved = resolve_function(row.function, task=task_id)
+                        found = functions[row.function] = (
+                            resolved,
+                            is_coroutine_callable(resolved),
+                        )
+                    func, is_coroutine = found
+                    if row.kwargs == _EMPTY:
+                        args = tuple(
+                            codec.decode_value(row.args, what="its arguments", task=task_id)
+                        )
+                    else:
+                        args, kwargs = codec.decode_args(row.args, row.kwargs, task=task_id)
+            except JournalDecodeError as exc:
+                problem = exc
+                func, is_coroutine = _ended, False
+            results = find_results(args, kwargs) if args or kwargs else ()
+            missing = [dep for dep in results if dep not in tasks]
+            if missing and problem is None:  # its result_of task was not journaled before it
+                problem = JournalDecodeError(
+                    f"journaled task {task_id!r} cannot be read back: the task of its "
+                    f"result_of({missing[0]!r}) is not in the journal"
+                )
+                func, is_coroutine, args, kwargs, results = _ended, False, (), {}, ()
+            elif lost and problem is None:
+                gone = next((dep for dep in results if dep in lost), None)
+                if gone is not None:
+                    problem = JournalDecodeError(
+                        f"journaled task {task_id!r} cannot run again: the result of its "
+                        f"result_of({gone!r}) is not in the journal ({lost[gone]})"
+                    )
+                    func, is_coroutine, args, kwargs, results = _ended, False, (), {}, ()
+            spec = journaled_spec(
+                row,
+                func,
+                is_coroutine,
+                args,
+                kwargs,
+                metadata,
+                tuple(dep for dep in row.dependencies if dep in tasks) if row.dependencies else (),
+                results,
+                None if ended else row.circuit_breaker,
+            )
+            if loop_bridge is None and not ended and (is_coroutine or engine.backend == "old"):
+                loop_bridge = bridge()
+            engine.register(spec, task_id, loop_bridge)  # type: ignore[arg-type]
+            engine.rows[task_id] = tuple(row)  # untracked by the garbage collector
+            restored.append(task_id)
+            if row.dependencies:
+                # An edge added with add_dependency may point to a task journaled later.
+                later.extend((task_id, dep) for dep in row.dependencies if dep not in tasks)
+            record = tasks[task_id]
+            if record.status is not TaskStatus.PENDING:
+                continue  # cancelled at registration: a dependency had failed
+            if not ended and record.wall_offset is not None:  # registered when the file says
+                record.created_at = row.created_at - record.wall_offset
+            if problem is not None and status not in _TERMINAL:
+                engine.end(record, TaskStatus.FAILED, error=problem)
+                record.spec = None  # its function (`_ended`): a retry reads its row again
+                continue
+            record.attempts = row.attempts
+            if ended:
+                at = _journaled_times(record, row)
+            if status == "completed":
+                result = None
+                if row.result is not None:
+                    try:
+                        result = codec.decode_value(row.result, what="its result", task=task_id)
+                    except JournalDecodeError as exc:
+                        lost[task_id] = str(exc)
+                elif row.result_note is not None:  # "result not serializable: <type>"
+                    lost[task_id] = row.result_note
+                engine.end(record, TaskStatus.COMPLETED, result=result, at=at)
+            elif status in ("failed", "cancelled"):
+                journaled = JournaledError(row.error_type or "Exception", row.error_message or "")
+                engine.end(record, TaskStatus(status), error=journaled, at=at)
+                # Nor is an ended task's: a retry decodes its row (`BaseManager._definition`),
+                # not recovery (100,000 restored tasks do not pay for the few retried).
+                record.spec = None
+            elif status == "running":
+                count = row.recoveries + 1
+                engine.recoveries[task_id] = count
+                engine.touched.add(task_id)
+                if count > max_recoveries:
+                    error = TaskRecoveryError(
+                        f"task {task_id!r} was running when the process died {count} times "
+                        f"(MAX_RECOVERIES is {max_recoveries}); it is not run again"
+                    )
+                    engine.end(record, TaskStatus.FAILED, error=error)
+                else:
+                    record.attempts = max(0, row.attempts - 1)
+                    engine.rerun.append(task_id)
+            elif status in _RERUN:
+                engine.rerun.append(task_id)
+        for task_id, dep in later:
+            if dep not in tasks:
+                continue  # cleaned up
+            with contextlib.suppress(ActorsError):  # a damaged file: a cycle
+                if tasks[task_id].status is TaskStatus.PENDING:
+                    engine.add_dependency(task_id, dep)  # what a failed dependency means
+                else:
+                    engine.graph.add_edge(task_id, dep)  # ended: the edge is history
+    _mark_rewrites(engine, restored)
+    return restored
+
+
+def _mark_rewrites(engine: DurableEngine, restored: list[str]) -> None:
+    """After `restore`'s registrations: its transitions are quiet (``engine.quiet``: the
+    file holds their states) but for the ``restored`` tasks that ended otherwise (a
+    decode problem, a poison task, a failed dependency) and those evicted by
+    MAX_FINISHED_TASKS (deleted from the file too): those are touched (written)."""
     tasks = engine.tasks
     touched = engine.touched
     rows_of = engine.rows
@@ -148,154 +275,6 @@ def restore(
         if current is not TaskStatus.PENDING and _VALUES[current] != rows_of[task_id][_STATUS]:
             touched.add(task_id)
     engine.quiet = len(engine.transitions)
-    return restored
-
-
-def _put_back(
-    engine: DurableEngine,
-    rows: list[TaskRow],
-    *,
-    codec: Codec,
-    bridge: Callable[[], LoopBridge],
-    max_recoveries: int,
-) -> list[str]:
-    """`restore`'s registrations, in load order; returns the task ids put back."""
-    functions: dict[str, tuple[Callable[..., Any], bool]] = {}
-    loop_bridge: LoopBridge | None = None
-    tasks = engine.tasks
-    restored: list[str] = []
-    later: list[tuple[str, str]] = []
-    lost: dict[str, str] = {}
-    """Completed task id -> why its result is not in the journal (a dependent of it
-    cannot run again: it would take None)."""
-    for row in rows:
-        task_id = row.task_id
-        if task_id in tasks:
-            continue
-        status = row.status
-        ended = status in _TERMINAL
-        problem: JournalDecodeError | None = None
-        func: Callable[..., Any] = _ended
-        is_coroutine = False
-        args: tuple[Any, ...] = ()
-        kwargs: dict[str, Any] = {}
-        metadata: dict[str, Any] = {}
-        try:
-            if row.metadata != _EMPTY:
-                metadata = codec.decode_value(row.metadata, what="its metadata", task=task_id)
-            if not ended:
-                found = functions.get(row.function)
-                if found is None:
-                    resolved = resolve_function(row.function, task=task_id)
-                    found = functions[row.function] = (resolved, is_coroutine_callable(resolved))
-                func, is_coroutine = found
-                if row.kwargs == _EMPTY:
-                    args = tuple(codec.decode_value(row.args, what="its arguments", task=task_id))
-                else:
-                    args, kwargs = codec.decode_args(row.args, row.kwargs, task=task_id)
-        except JournalDecodeError as exc:
-            problem = exc
-            func, is_coroutine = _ended, False
-        results = find_results(args, kwargs) if args or kwargs else ()
-        missing = [dep for dep in results if dep not in tasks]
-        if missing and problem is None:  # its result_of task was not journaled before it
-            problem = JournalDecodeError(
-                f"journaled task {task_id!r} cannot be read back: the task of its "
-                f"result_of({missing[0]!r}) is not in the journal"
-            )
-            func, is_coroutine, args, kwargs, results = _ended, False, (), {}, ()
-        elif lost and problem is None:
-            gone = next((dep for dep in results if dep in lost), None)
-            if gone is not None:
-                problem = JournalDecodeError(
-                    f"journaled task {task_id!r} cannot run again: the result of its "
-                    f"result_of({gone!r}) is not in the journal ({lost[gone]})"
-                )
-                func, is_coroutine, args, kwargs, results = _ended, False, (), {}, ()
-        priority: Any = _PRIORITIES.get(row.priority, row.priority)
-        spec = TaskSpec(
-            task_id=task_id,
-            name=row.name,
-            func=func,
-            args=args,
-            kwargs=kwargs,
-            task_type=row.task_type,
-            description=row.description,
-            metadata=MappingProxyType(metadata),
-            priority=priority,
-            dependencies=tuple(dep for dep in row.dependencies if dep in tasks)
-            if row.dependencies
-            else (),
-            max_retries=row.max_retries,
-            retry_delay=row.retry_delay,
-            retry_wait=None,
-            timeout=row.timeout,
-            is_coroutine=is_coroutine,
-            circuit_breaker=None if ended else row.circuit_breaker,
-            executor=row.executor,
-            results=results,
-            on_dependency_failure=row.on_dependency_failure,
-        )
-        if loop_bridge is None and not ended and (is_coroutine or engine.backend == "old"):
-            loop_bridge = bridge()
-        engine.register(spec, task_id, loop_bridge)  # type: ignore[arg-type]
-        engine.rows[task_id] = tuple(row)  # untracked by the garbage collector
-        restored.append(task_id)
-        if row.dependencies:
-            # An edge added with add_dependency may point to a task journaled later.
-            later.extend((task_id, dep) for dep in row.dependencies if dep not in tasks)
-        record = tasks[task_id]
-        if record.status is not TaskStatus.PENDING:
-            continue  # cancelled at registration: a dependency had failed
-        if not ended and record.wall_offset is not None:  # registered when the file says
-            record.created_at = row.created_at - record.wall_offset
-        if problem is not None and status not in _TERMINAL:
-            engine.end(record, TaskStatus.FAILED, error=problem)
-            record.spec = None  # its function (`_ended`): a retry reads its row again
-            continue
-        record.attempts = row.attempts
-        if ended:
-            at = _journaled_times(record, row)
-        if status == "completed":
-            result = None
-            if row.result is not None:
-                try:
-                    result = codec.decode_value(row.result, what="its result", task=task_id)
-                except JournalDecodeError as exc:
-                    lost[task_id] = str(exc)
-            elif row.result_note is not None:  # "result not serializable: <type>"
-                lost[task_id] = row.result_note
-            engine.end(record, TaskStatus.COMPLETED, result=result, at=at)
-        elif status in ("failed", "cancelled"):
-            journaled = JournaledError(row.error_type or "Exception", row.error_message or "")
-            engine.end(record, TaskStatus(status), error=journaled, at=at)
-            # Nor is an ended task's: a retry decodes its row (`BaseManager._definition`),
-            # not recovery (100,000 restored tasks do not pay for the few retried).
-            record.spec = None
-        elif status == "running":
-            count = row.recoveries + 1
-            engine.recoveries[task_id] = count
-            engine.touched.add(task_id)
-            if count > max_recoveries:
-                error = TaskRecoveryError(
-                    f"task {task_id!r} was running when the process died {count} times "
-                    f"(MAX_RECOVERIES is {max_recoveries}); it is not run again"
-                )
-                engine.end(record, TaskStatus.FAILED, error=error)
-            else:
-                record.attempts = max(0, row.attempts - 1)
-                engine.rerun.append(task_id)
-        elif status in _RERUN:
-            engine.rerun.append(task_id)
-    for task_id, dep in later:
-        if dep not in tasks:
-            continue  # cleaned up
-        with contextlib.suppress(ActorsError):  # a damaged file: a cycle
-            if tasks[task_id].status is TaskStatus.PENDING:
-                engine.add_dependency(task_id, dep)  # what a failed dependency means
-            else:
-                engine.graph.add_edge(task_id, dep)  # ended: the edge is history
-    return restored
 
 
 def _journaled_times(record: Any, row: TaskRow) -> float | None:

@@ -45,13 +45,14 @@ def _default_wait() -> wait_base:
 
 def is_seconds(value: object) -> bool:
     """Whether ``value`` is a finite number of seconds > 0 (not a bool: ``True`` is no
-    duration; NaN compares false with everything, so it is checked by name)."""
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+    duration; NaN compares false with everything, so it is checked by name; an int too
+    large for a float is no duration either: a wait on it overflows)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value) and value > 0
+    except OverflowError:  # (`isfinite` converts an int to a float)
+        return False
 
 
 def _check_seconds(owner: object, names: tuple[str, ...], where: str) -> None:

@@ -518,3 +518,26 @@ async def test_recovery_after_a_cleanup_whose_deletions_were_half_written(
         assert await tm.cleanup_completed_tasks(0) == 3
     assert file_rows(path) == []
     assert RUNS == {"double": 3, "plus_one": 1}
+
+
+async def test_max_finished_after_a_restart_keeps_the_tasks_that_finished_last(
+    tmp_path: Path, new_system: bool
+) -> None:
+    """``a``, ``b``, ``c`` registered in that order, finished ``b``, ``c``, ``a``; a
+    restart with MAX_FINISHED_TASKS=1 keeps ``a`` (the last to finish), as a live
+    system does, and the next task to finish evicts it. (Recovery applied the bound in
+    registration order, the file's: it kept ``c`` and deleted ``a``.)"""
+    path = tmp_path / "tasks.db"
+    async with journaled_manager(path, USE_NEW_TASK_SYSTEM=new_system) as tm:
+        for name in "abc":
+            await tm.register_task(name, double, (1,), task_id=name)
+        for name in "bca":
+            assert await tm.execute_task(name, wait=True) == 2
+    config = {"MAX_FINISHED_TASKS": 1, "USE_NEW_TASK_SYSTEM": new_system}
+    async with journaled_manager(path, **config) as tm:
+        assert [i.task_id for i in await tm.get_all_tasks()] == ["a"]
+        await tm.register_task("d", double, (2,), task_id="d")
+        assert await tm.execute_task("d", wait=True) == 4
+        assert [i.task_id for i in await tm.get_all_tasks()] == ["d"]
+    assert file_rows(path) == [("d", "completed")]
+    assert RUNS == {"double": 4}

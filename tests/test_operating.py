@@ -829,7 +829,8 @@ async def test_a_probe_returning_junk_is_skipped_and_the_monitor_never_crashes()
 
 
 def test_a_resource_sample_of_no_finite_numbers_is_refused_when_made() -> None:
-    for cpu, shown in (("high", "'high'"), (math.nan, "nan"), (True, "True")):
+    huge = 10**400  # an int too large for a float: math.isfinite raised OverflowError
+    for cpu, shown in (("high", "'high'"), (math.nan, "nan"), (True, "True"), (huge, repr(huge))):
         with pytest.raises(ConfigError) as raised:
             ResourceSample(cpu, 50.0)  # type: ignore[arg-type]
         assert (

@@ -25,6 +25,9 @@ from supervisors import (
     SupervisorError,
 )
 
+HUGE = 10**400
+"""An int too large for a float (``math.isfinite`` raises `OverflowError`)."""
+
 
 class Worker(SupervisedActor):
     pass
@@ -98,6 +101,11 @@ def test_child_spec_error_is_a_supervisor_error_and_a_value_error() -> None:
             "ChildSpec 'w': start_timeout must be a finite number > 0, got nan",
         ),
         (
+            # An int too large for a float: its isfinite check raised OverflowError.
+            {"shutdown_timeout": HUGE},
+            f"ChildSpec 'w': shutdown_timeout must be a finite number > 0, got {HUGE!r}",
+        ),
+        (
             {"start_timeout": "10"},
             "ChildSpec 'w': start_timeout must be a finite number > 0, got '10'",
         ),
@@ -133,6 +141,10 @@ def test_child_spec_validation(overrides: dict[str, Any], message: str) -> None:
         (
             {"reset_after": -10.0},
             "RestartPolicy.reset_after must be a finite number > 0, got -10.0",
+        ),
+        (
+            {"within_seconds": HUGE},
+            f"RestartPolicy.within_seconds must be a finite number > 0, got {HUGE!r}",
         ),
         (
             {"reset_after": "10"},
@@ -189,7 +201,7 @@ def test_a_valid_policy_keeps_its_values() -> None:
                 f"the watchdog off, got {bad!r}",
             )
             # NaN once made every tick due at once: the supervisor spun a core.
-            for bad in (0, -1.0, True, math.nan, math.inf, "1")
+            for bad in (0, -1.0, True, math.nan, math.inf, "1", HUGE)
         ),
         (([],), {"state": object}, f"state must be a SupervisorState, got {object!r}"),
         (

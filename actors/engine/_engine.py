@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -631,16 +632,20 @@ class Engine:
     @contextlib.contextmanager
     def restoring(self) -> Iterator[None]:
         """Put tasks back into a fresh engine (recovery): the ``max_finished`` bound is
-        applied when the block ends, to the tasks finished then, in the order they were
-        put back. Applied as each one ends, it removed a finished task before a
-        dependent put back after it could pin its result."""
+        applied when the block ends, to the tasks finished then, in the order they
+        finished (their ``finished_at``, as a live engine applies it; ties in the order
+        they were put back). Applied as each one ends, it removed a finished task
+        before a dependent put back after it could pin its result."""
         bound, self._bound = self._bound, 0
         try:
             yield
         finally:
             self._bound = bound
         if bound:
-            for record in [r for r in self.tasks.values() if r.status in TERMINAL]:
+            ended = [r for r in self.tasks.values() if r.status in TERMINAL]
+            if len(ended) > bound:  # (else none is removed: the order does not matter)
+                ended.sort(key=_finished_at)
+            for record in ended:
                 self._retain(record)
 
     def shutdown(self) -> int:
@@ -1193,6 +1198,12 @@ class Engine:
         if len(removed) >= len(tasks):
             shrink(tasks)
         self.graph.remove(removed)
+
+
+def _finished_at(record: TaskRecord) -> float:
+    """`Engine.restoring`'s order of the finished tasks (None: first, as the oldest)."""
+    at = record.finished_at
+    return -math.inf if at is None else at
 
 
 def _dependency_error(record: TaskRecord, failed: TaskRecord) -> DependencyFailedError:

@@ -116,13 +116,47 @@ class DependencyGraph:
         unknown, or they are the same)."""
         if start not in self._nodes or goal not in self._nodes or start == goal:
             return None
-        return self._dependency_path(start, goal, through)
+        # Searched from both ends, a level at a time, next the side with fewer edges to
+        # follow: a search stops when one side runs out, so it costs about what the
+        # smaller side reaches. (From ``start`` alone, a task waiting for each task of a
+        # long chain walked the chain each time, O(chain²), though nothing depends on
+        # it: its side, the dependents of ``goal``, is empty at once.)
+        down: dict[str, str | None] = {start: None}  # reached from start: its parent
+        up: dict[str, str | None] = {goal: None}  # reached from goal: its child
+        down_front, up_front = [start], [goal]
+        down_edges, up_edges = self._dependencies, self._dependents
+        while down_front and up_front:
+            forward = sum(len(down_edges.get(n, ())) for n in down_front) <= sum(
+                len(up_edges.get(n, ())) for n in up_front
+            )
+            if forward:
+                front, seen, other, edges = down_front, down, up, down_edges
+            else:
+                front, seen, other, edges = up_front, up, down, up_edges
+            reached: list[str] = []
+            best: list[str] | None = None
+            for node in front:
+                for step in edges.get(node, ()):
+                    if step in seen:
+                        continue
+                    if step in other:  # the two searches meet: node -> step
+                        top, bottom = (node, step) if forward else (step, node)
+                        path = _chain(down, top)[::-1] + _chain(up, bottom)
+                        if best is None or len(path) < len(best):
+                            best = path
+                    elif through(step):
+                        seen[step] = node
+                        reached.append(step)
+            if best is not None:
+                return best
+            if forward:
+                down_front = reached
+            else:
+                up_front = reached
+        return None
 
-    def _dependency_path(
-        self, start: str, goal: str, through: Callable[[str], bool] | None = None
-    ) -> list[str] | None:
-        """The shortest path ``start -> ... -> goal`` along dependencies, or None
-        (``through``: the tasks it may pass through, default all).
+    def _dependency_path(self, start: str, goal: str) -> list[str] | None:
+        """The shortest path ``start -> ... -> goal`` along dependencies, or None.
 
         Why not `graphlib.CycleError` here (as `TaskGraph.topological_order` uses): the
         graph is kept acyclic, so an edge closes a cycle exactly when its task is
@@ -149,8 +183,7 @@ class DependencyGraph:
                         step = parent[step]
                     path.reverse()
                     return path
-                if through is None or through(dep):
-                    queue.append(dep)
+                queue.append(dep)
         return None
 
     def remove(self, task_ids: Iterable[str]) -> None:
@@ -199,3 +232,13 @@ class DependencyGraph:
         """What depends on ``task_id`` directly, in the order the edges were added."""
         self._require(task_id)
         return tuple(self._dependents.get(task_id, ()))
+
+
+def _chain(links: dict[str, str | None], node: str) -> list[str]:
+    """``node``, then the node it was reached from, and so on to the search's start."""
+    chain = []
+    step: str | None = node
+    while step is not None:
+        chain.append(step)
+        step = links[step]
+    return chain

@@ -10,10 +10,9 @@ the configuration's (`GovernorPolicy.from_config`): they have no defaults of the
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 
-from actors.core import Config, ConfigError, safe_repr
+from actors.core import Config, ConfigError, finite_float, safe_repr
 
 __all__ = [
     "GovernorPolicy",
@@ -34,11 +33,7 @@ class ResourceSample:
     def __post_init__(self) -> None:
         for name in ("cpu_percent", "memory_percent"):
             value: object = getattr(self, name)
-            if (
-                not isinstance(value, int | float)
-                or isinstance(value, bool)
-                or not math.isfinite(value)
-            ):
+            if finite_float(value) is None:  # (an int too large for a float too)
                 msg = f"ResourceSample.{name} must be a finite number, got {safe_repr(value)}"
                 raise ConfigError(msg)
 

@@ -143,6 +143,16 @@ async def test_task_table_pages_filters_and_searches(
         ({"limit": "501"}, "limit must be between 1 and 500, got 501"),
         ({"limit": "ten"}, "limit must be an integer, got 'ten'"),
         ({"offset": "-1"}, "offset must be between 0 and 1000000000, got -1"),
+        (
+            {"after": "12.5/mine/t1"},
+            "after must be a page's next cursor (<created_at>/<new|old>/<task_id>), "
+            "got '12.5/mine/t1'",
+        ),
+        (
+            {"after": "soon/new/t1"},
+            "after must be a page's next cursor (<created_at>/<new|old>/<task_id>), "
+            "got 'soon/new/t1'",
+        ),
     ],
 )
 async def test_a_bad_filter_is_400(

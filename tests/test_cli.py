@@ -96,6 +96,19 @@ def test_a_taken_dashboard_port_exits_2_naming_it(capsys: pytest.CaptureFixture[
     assert "Traceback" not in "\n".join(out)
 
 
+def test_an_out_folder_that_cannot_be_made_exits_2_before_the_demo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo ran its few seconds, then ended in a traceback from mkdir (exit 1)."""
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    assert run(["demo", "--out", str(taken / "sub")]) == 2
+    assert capsys.readouterr().out == (
+        f"actorflow demo: error: --out {taken / 'sub'}: cannot make that folder: "
+        f"[Errno 20] Not a directory: '{taken / 'sub'}'\n"
+    )
+
+
 def test_the_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         run(["--help"])

@@ -652,8 +652,9 @@ def demo(
 ) -> int:
     """Run the demo, writing to ``out``; files go to ``out_dir`` (a temporary directory,
     removed before returning, if None); ``dashboard`` serves the dashboard meanwhile.
-    Returns 0 when every expectation held, 1 otherwise, 2 without the extras or
-    when the dashboard cannot listen on its port (the demo does not run)."""
+    Returns 0 when every expectation held, 1 otherwise, 2 without the extras, when
+    ``out_dir`` cannot be made or written, or when the dashboard cannot listen on its
+    port (the demo does not run then)."""
     try:
         import prometheus_client  # noqa: F401
         from rich.console import Console
@@ -666,6 +667,17 @@ def demo(
             import uvicorn  # noqa: F401
         except ImportError:
             print(_DASHBOARD_HINT, file=out)
+            return 2
+    if out_dir is not None:  # before the demo runs, not in a traceback after it
+        try:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(
+                f"actorflow demo: error: --out {out_dir}: cannot make that folder: {exc}", file=out
+            )
+            return 2
+        if not os.access(out_dir, os.W_OK | os.X_OK):
+            print(f"actorflow demo: error: --out {out_dir}: the folder is not writable", file=out)
             return 2
     started = time.perf_counter()
     console = Console(file=out, highlight=False, markup=False, emoji=False, soft_wrap=True)

@@ -196,45 +196,65 @@ async def test_a_retried_task_has_one_span_per_attempt(spans: InMemorySpanExport
 async def test_a_timed_out_attempt_ends_its_span_with_the_timeout_error(
     kind: str, spans: InMemorySpanExporter
 ) -> None:
-    """The span ends at the timeout, ERROR with the task's `TaskTimeoutError` (a
-    coroutine's span said ``CancelledError: ``; a function's stayed open while it ran on
-    in its thread, then ended OK when it returned)."""
-    release, returned = threading.Event(), threading.Event()
+    """Each attempt's span ends at its timeout, ERROR with the task's `TaskTimeoutError`
+    (a coroutine's span said ``CancelledError: ``; a function's stayed open while it ran
+    on in its thread, then ended OK when it returned)."""
+    release, returned = threading.Event(), threading.Semaphore(0)
 
     async def in_coroutine() -> None:
         await asyncio.Event().wait()
 
     def in_thread() -> str:
         release.wait(10)
-        returned.set()
+        returned.release()
         return "late"
 
-    async with ActorSystem() as system:
+    async with ActorSystem({"MAX_THREAD_WORKERS": 2}) as system:
         tm = system.task_manager
         with tracer.start_as_current_span("request"):
             task_id = await tm.register_task(
-                "slow", in_coroutine if kind == "coroutine" else in_thread, timeout=0.05
+                "slow",
+                in_coroutine if kind == "coroutine" else in_thread,
+                timeout=0.05,
+                max_retries=1,
             )
-        with pytest.raises(TaskTimeoutError):
+        with pytest.raises(TaskTimeoutError, match=r" attempt 2 timed out after 0\.05s$"):
             await tm.execute_task(task_id, wait=True)
-        message = f"task {task_id!r} attempt 1 timed out after 0.05s"
-        request = by_name(spans, "request")
-        (attempt,) = attempts(spans)  # ended already: the function may still be running
+        ended = attempts(spans)  # ended already: the functions may still be running
         release.set()
-        if kind == "thread":  # its return, later, changes nothing
-            assert await asyncio.to_thread(returned.wait, 10)
+        if kind == "thread":  # their returns, later, change nothing
+            for _ in range(2):
+                assert await asyncio.to_thread(returned.acquire, True, 10)
+    request = by_name(spans, "request")
     assert request.context is not None
-    assert attempt.parent is not None
-    assert attempt.parent.span_id == request.context.span_id
-    assert (attempt.status.status_code, attempt.status.description) == (
-        StatusCode.ERROR,
-        f"TaskTimeoutError: {message}",
-    )
+    messages = [f"task {task_id!r} attempt {n} timed out after 0.05s" for n in (1, 2)]
     assert [
-        (e.name, (e.attributes or {})["exception.type"], (e.attributes or {})["exception.message"])
-        for e in attempt.events
-    ] == [("exception", "actors.core._errors.TaskTimeoutError", message)]
-    assert attempts(spans) == [attempt]
+        (
+            (s.attributes or {})["actorflow.task.attempt"],
+            s.parent.span_id if s.parent else None,
+            s.status.status_code,
+            s.status.description,
+            [
+                (
+                    e.name,
+                    (e.attributes or {})["exception.type"],
+                    (e.attributes or {})["exception.message"],
+                )
+                for e in s.events
+            ],
+        )
+        for s in ended
+    ] == [
+        (
+            n,
+            request.context.span_id,
+            StatusCode.ERROR,
+            f"TaskTimeoutError: {message}",
+            [("exception", "actors.core._errors.TaskTimeoutError", message)],
+        )
+        for n, message in zip((1, 2), messages, strict=True)
+    ]
+    assert attempts(spans) == ended
 
 
 async def test_a_cancelled_attempt_ends_its_span_with_the_cancel_error(

@@ -55,32 +55,6 @@ def test_demo_dashboard_options_reach_the_demo(monkeypatch: pytest.MonkeyPatch) 
     assert seen == [DashboardOption(8123, 2.5), None]
 
 
-LINGER = "argument --linger: must be a finite number of seconds >= 0, got "
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--port", "70000"], "argument --port: must be between 0 and 65535, got 70000"),
-        (["--port", "-1"], "argument --port: must be between 0 and 65535, got -1"),
-        (["--port", "x"], "argument --port: invalid int value: 'x'"),
-        (["--linger", "-5"], LINGER + "'-5'"),
-        (["--linger", "nan"], LINGER + "'nan'"),
-        (["--linger", "inf"], LINGER + "'inf'"),
-        (["--linger", "soon"], "argument --linger: invalid float value: 'soon'"),
-    ],
-)
-def test_bad_demo_options_exit_2_naming_the_option(
-    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A port out of range ran the demo and ended in a traceback (exit 1); a negative or
-    NaN linger was taken as no linger at all."""
-    with pytest.raises(SystemExit) as exit_info:
-        run(["demo", "--dashboard", *argv])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == f"actorflow demo: error: {message}"
-
-
 def test_a_taken_dashboard_port_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
     """It ended in a traceback (exit 1)."""
     with socket.socket() as taken:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -30,28 +29,6 @@ def version() -> str:
         return "unknown (not installed)"
 
 
-def _port(text: str) -> int:
-    """``--port``: a TCP port, 0 to 65535 (0: any free one)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {port}")
-    return port
-
-
-def _seconds(text: str) -> float:
-    """``--linger``: a finite number of seconds, >= 0."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
-    return seconds
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actorflow", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"actorflow {version()}")
@@ -69,11 +46,11 @@ def _parser() -> argparse.ArgumentParser:
         "--dashboard", action="store_true", help="serve the live dashboard and print its URL"
     )
     demo_parser.add_argument(
-        "--port", type=_port, default=0, help="the dashboard's port on 127.0.0.1 (0: any free one)"
+        "--port", type=int, default=0, help="the dashboard's port on 127.0.0.1 (0: any free one)"
     )
     demo_parser.add_argument(
         "--linger",
-        type=_seconds,
+        type=float,
         default=None,
         metavar="SECONDS",
         help="keep the dashboard open this long after the demo (default: until Ctrl-C)",

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from actors.api import ActorSystem
 from actors.core import ActorsError, InvalidTaskError, TaskInfo, TaskNotFoundError, TaskStatus
-from actors.engine import MAX_PAGE_SIZE, PageCursor, TaskDetail, TaskRow
+from actors.engine import MAX_PAGE_SIZE, TaskDetail, TaskRow
 from actors.observe import TaskGraph, TaskNode
 
 if TYPE_CHECKING:
@@ -189,12 +189,6 @@ def _str_param(request: Request, name: str) -> str | None:
     return raw if raw else None
 
 
-def _cursor_param(request: Request) -> PageCursor | None:
-    """``after``: a page's ``next``, where the page asked for starts."""
-    raw = _str_param(request, "after")
-    return None if raw is None else PageCursor.parse(raw)
-
-
 class _Dashboard:
     """The handlers; one per app. ``stopping`` ends open event streams."""
 
@@ -272,7 +266,7 @@ class _Dashboard:
             status=status,
             task_type=_str_param(request, "type"),
             search=_str_param(request, "q"),
-            after=_cursor_param(request),
+            after=_str_param(request, "after"),  # a page's next, as text
         )
         cursor = page.next
         return {

@@ -20,7 +20,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Reversible, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from actors.core import InvalidTaskError, TaskInfo, TaskStatus
 from actors.engine._record import AttemptFailure
@@ -101,9 +101,9 @@ class PageQuery:
     """A `TaskStatus` or its value (stored as the `TaskStatus`)."""
     task_type: str | None = None
     search: str | None = None
-    after: PageCursor | None = None
-    """Only the rows after this cursor (a previous page's `TaskPage.next`); ``offset``
-    counts from there."""
+    after: PageCursor | str | None = None
+    """Only the rows after this cursor (a previous page's `TaskPage.next`, or its
+    ``str()``: stored as the `PageCursor`); ``offset`` counts from there."""
 
     def __post_init__(self) -> None:
         for name, what in (("offset", ">= 0"), ("limit", f"between 1 and {MAX_PAGE_SIZE}")):
@@ -126,8 +126,10 @@ class PageQuery:
         if self.search is not None:
             object.__setattr__(self, "search", self.search.casefold())
         after: object = self.after
-        if after is not None and not isinstance(after, PageCursor):
-            msg = f"after must be a PageCursor (a page's next) or None, got {self.after!r}"
+        if isinstance(after, str):
+            object.__setattr__(self, "after", PageCursor.parse(after))
+        elif after is not None and not isinstance(after, PageCursor):
+            msg = f"after must be a PageCursor (a page's next), its str, or None, got {after!r}"
             raise InvalidTaskError(msg)
 
 
@@ -199,8 +201,9 @@ def _matches(
     ``cursor`` False, before its cursor too."""
     status, task_type, search = query.status, query.task_type, query.search
     newest_first: Iterator[TaskRecord] = reversed(records)
-    if cursor and query.after is not None:
-        newest_first = _after(newest_first, query.after, _RANK[backend])
+    after = query.after
+    if cursor and after is not None:  # (a `PageCursor`: `PageQuery` parsed a str)
+        newest_first = _after(newest_first, cast(PageCursor, after), _RANK[backend])
     for r in newest_first:
         if status is not None and r.status is not status:
             continue

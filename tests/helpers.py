@@ -439,7 +439,7 @@ class AnAttempt:
     def claim(self) -> bool:
         return True
 
-    def cancel(self) -> None:
+    def cancel(self, error: BaseException | None = None) -> None:
         pass
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import sys
 import tempfile
 from importlib import metadata
@@ -52,6 +53,34 @@ def test_demo_dashboard_options_reach_the_demo(monkeypatch: pytest.MonkeyPatch) 
     assert run(["demo", "--dashboard", "--port", "8123", "--linger", "2.5"]) == 0
     assert run(["demo"]) == 0
     assert seen == [DashboardOption(8123, 2.5), None]
+
+
+def test_a_taken_dashboard_port_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """It ended in a traceback (exit 1)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run(["demo", "--dashboard", "--port", str(port), "--linger", "0"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == (
+        f"actorflow demo: error: --port {port}: the dashboard cannot listen on "
+        f"127.0.0.1:{port}: [Errno 98] Address already in use"
+    )
+    assert "Traceback" not in "\n".join(out)
+
+
+def test_an_out_folder_that_cannot_be_made_exits_2_before_the_demo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo ran its few seconds, then ended in a traceback from mkdir (exit 1)."""
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    assert run(["demo", "--out", str(taken / "sub")]) == 2
+    assert capsys.readouterr().out == (
+        f"actorflow demo: error: --out {taken / 'sub'}: cannot make that folder: "
+        f"[Errno 20] Not a directory: '{taken / 'sub'}'\n"
+    )
 
 
 def test_the_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:

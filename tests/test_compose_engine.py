@@ -32,7 +32,7 @@ class Attempt:
     def claim(self) -> bool:
         return True
 
-    def cancel(self) -> None:
+    def cancel(self, error: BaseException | None = None) -> None:
         pass
 
 

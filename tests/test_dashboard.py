@@ -11,7 +11,8 @@ import sys
 import threading
 import warnings
 from collections.abc import AsyncIterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -22,7 +23,16 @@ from starlette.routing import Mount
 from actors import ActorSystem, ConfigError, InvalidTaskError, TaskStatus
 from actors.dashboard import create_app
 from actors.engine import MAX_FAILURES_KEPT
-from actors.engine._query import PageQuery, TaskRow, merge_rows, split_page
+from actors.engine._query import (
+    PageCursor,
+    PageQuery,
+    TaskPage,
+    TaskRow,
+    merge_rows,
+    page_keys,
+    page_rows,
+    split_page,
+)
 from supervisors import Kill
 
 HOSTILE = "<script>alert(1)</script>"
@@ -145,6 +155,16 @@ async def test_task_table_pages_filters_and_searches(
         ({"limit": "501"}, "limit must be between 1 and 500, got 501"),
         ({"limit": "ten"}, "limit must be an integer, got 'ten'"),
         ({"offset": "-1"}, "offset must be between 0 and 1000000000, got -1"),
+        (
+            {"after": "12.5/mine/t1"},
+            "after must be a page's next cursor (<created_at>/<new|old>/<task_id>), "
+            "got '12.5/mine/t1'",
+        ),
+        (
+            {"after": "soon/new/t1"},
+            "after must be a page's next cursor (<created_at>/<new|old>/<task_id>), "
+            "got 'soon/new/t1'",
+        ),
     ],
 )
 async def test_a_bad_filter_is_400(
@@ -192,6 +212,55 @@ def test_a_page_over_two_managers_interleaves_by_creation_time() -> None:
     assert [r.name for r in page.rows] == ["o4", "n3", "o2"]
     tie = split_page(PageQuery(offset=0, limit=1), [[2.0], [2.0]])
     assert tie == [(0, 1), (0, 0)]
+
+
+def cursor_page(
+    systems: dict[str, list[tuple[str, float]]], after: PageCursor | None, limit: int = 10
+) -> list[str]:
+    """The names on a page of ``systems`` (each a task system's records, oldest first),
+    as the client builds it from the managers' two answers."""
+    records = {
+        backend: [
+            cast(
+                Any,
+                SimpleNamespace(
+                    task_id=name,
+                    name=name,
+                    status=TaskStatus.PENDING,
+                    task_type="t",
+                    attempts=0,
+                    created_at=at,
+                    started_at=None,
+                    finished_at=None,
+                ),
+            )
+            for name, at in tasks
+        ]
+        for backend, tasks in systems.items()
+    }
+    query = PageQuery(limit=limit, after=after)
+    keys = [page_keys(records[b], query, b) for b in ("new", "old")]
+    cuts = split_page(query, [k[1] for k in keys])
+    parts = [
+        page_rows(records[b], query, *cut, b, lambda _: ())
+        for b, cut in zip(("new", "old"), cuts, strict=True)
+    ]
+    return [r.name for r in merge_rows(query, sum(k[0] for k in keys), parts).rows]
+
+
+def test_a_cursor_page_starts_after_its_row_among_tasks_created_at_the_same_time() -> None:
+    systems = {"new": [("a", 1.0), ("b", 2.0), ("c", 2.0)], "old": [("e", 1.0), ("d", 2.0)]}
+    assert cursor_page(systems, None) == ["c", "b", "d", "a", "e"]
+    assert cursor_page(systems, PageCursor(2.0, "new", "c")) == ["b", "d", "a", "e"]
+    assert cursor_page(systems, PageCursor(2.0, "new", "b")) == ["d", "a", "e"]
+    assert cursor_page(systems, PageCursor(2.0, "old", "d")) == ["a", "e"]
+    assert cursor_page(systems, PageCursor(1.0, "new", "a")) == ["e"]
+    assert cursor_page(systems, PageCursor(1.5, "old", "gone")) == ["a", "e"]  # removed
+    first = TaskPage(5, (row("c", 2.0), row("b", 2.0)), 0, 2)
+    assert first.next == PageCursor(2.0, "new", "b")
+    assert PageCursor.parse(str(first.next)) == first.next
+    assert str(first.next) == "2.0/new/b"
+    assert TaskPage(5, (row("c", 2.0),), 0, 2).next is None  # not full: nothing after it
 
 
 def test_page_query_checks_its_arguments() -> None:

@@ -38,13 +38,15 @@ class Attempt:
         self.token = object()
         self.claimed = False
         self.cancelled = False
+        self.reason: BaseException | None = None
 
     def claim(self) -> bool:
         first, self.claimed = not self.claimed, True
         return first
 
-    def cancel(self) -> None:
+    def cancel(self, error: BaseException | None = None) -> None:
         self.cancelled = True
+        self.reason = error
 
 
 class Timer:
@@ -250,6 +252,7 @@ def test_a_timeout_cancels_the_attempt_and_is_a_failure_for_its_breaker() -> Non
         TaskTimeoutError,
         True,
     )
+    assert port.attempts[0].reason is record.error  # what the attempt's span ends with
     assert (breaker.state, engine.running) == (BreakerState.OPEN, 0)
 
 
@@ -630,7 +633,7 @@ class _Crash(BaseException):
 class FailingCancel(Attempt):
     """An attempt whose first `cancel` crashes the manager calling it."""
 
-    def cancel(self) -> None:
+    def cancel(self, error: BaseException | None = None) -> None:
         if not self.cancelled:
             self.cancelled = True
             raise _Crash("cancel")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing.resource_tracker
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from opentelemetry.util._once import Once
 
-from actors import ActorSystem
+from actors import ActorSystem, TaskTimeoutError
 
 EXPORTER = InMemorySpanExporter()
 tracer = trace.get_tracer("tests")
@@ -190,6 +192,120 @@ async def test_a_retried_task_has_one_span_per_attempt(spans: InMemorySpanExport
     ]
 
 
+@pytest.mark.parametrize("kind", ["coroutine", "thread"])
+async def test_a_timed_out_attempt_ends_its_span_with_the_timeout_error(
+    kind: str, spans: InMemorySpanExporter
+) -> None:
+    """Each attempt's span ends at its timeout, ERROR with the task's `TaskTimeoutError`
+    (a coroutine's span said ``CancelledError: ``; a function's stayed open while it ran
+    on in its thread, then ended OK when it returned)."""
+    release, returned = threading.Event(), threading.Semaphore(0)
+
+    async def in_coroutine() -> None:
+        await asyncio.Event().wait()
+
+    def in_thread() -> str:
+        release.wait(10)
+        returned.release()
+        return "late"
+
+    async with ActorSystem({"MAX_THREAD_WORKERS": 2}) as system:
+        tm = system.task_manager
+        with tracer.start_as_current_span("request"):
+            task_id = await tm.register_task(
+                "slow",
+                in_coroutine if kind == "coroutine" else in_thread,
+                timeout=0.05,
+                max_retries=1,
+            )
+        with pytest.raises(TaskTimeoutError, match=r" attempt 2 timed out after 0\.05s$"):
+            await tm.execute_task(task_id, wait=True)
+        ended = attempts(spans)  # ended already: the functions may still be running
+        release.set()
+        if kind == "thread":  # their returns, later, change nothing
+            for _ in range(2):
+                assert await asyncio.to_thread(returned.acquire, True, 10)
+    request = by_name(spans, "request")
+    assert request.context is not None
+    messages = [f"task {task_id!r} attempt {n} timed out after 0.05s" for n in (1, 2)]
+    assert [
+        (
+            (s.attributes or {})["actorflow.task.attempt"],
+            s.parent.span_id if s.parent else None,
+            s.status.status_code,
+            s.status.description,
+            [
+                (
+                    e.name,
+                    (e.attributes or {})["exception.type"],
+                    (e.attributes or {})["exception.message"],
+                )
+                for e in s.events
+            ],
+        )
+        for s in ended
+    ] == [
+        (
+            n,
+            request.context.span_id,
+            StatusCode.ERROR,
+            f"TaskTimeoutError: {message}",
+            [("exception", "actors.core._errors.TaskTimeoutError", message)],
+        )
+        for n, message in zip((1, 2), messages, strict=True)
+    ]
+    assert attempts(spans) == ended
+
+
+async def test_a_cancelled_attempt_ends_its_span_with_the_cancel_error(
+    spans: InMemorySpanExporter,
+) -> None:
+    started = asyncio.Event()
+
+    async def hang() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async with ActorSystem() as system:
+        tm = system.task_manager
+        task_id = await tm.register_task("hang", hang)
+        await tm.execute_task(task_id)
+        await asyncio.wait_for(started.wait(), 10)
+        assert await tm.cancel_task(task_id) is True
+    (attempt,) = attempts(spans)
+    assert (attempt.status.status_code, attempt.status.description) == (
+        StatusCode.ERROR,
+        f"TaskCancelledError: task {task_id!r} was cancelled",
+    )
+    assert [(e.attributes or {})["exception.type"] for e in attempt.events] == [
+        "actors.core._errors.TaskCancelledError"
+    ]
+
+
+async def test_a_task_registered_inside_a_task_is_a_child_of_its_attempt(
+    spans: InMemorySpanExporter,
+) -> None:
+    async def child() -> int:
+        return 2
+
+    async with ActorSystem() as system:
+        tm = system.task_manager
+
+        async def parent() -> int:
+            child_id = await tm.register_task("child", child)
+            value: int = await tm.execute_task(child_id, wait=True)
+            return value
+
+        task_id = await tm.register_task("parent", parent)
+        assert await tm.execute_task(task_id, wait=True) == 2
+    outer, inner = by_name(spans, "task parent"), by_name(spans, "task child")
+    assert outer.parent is None
+    assert outer.context is not None
+    assert inner.parent is not None
+    assert inner.parent.span_id == outer.context.span_id
+    assert (outer.status.status_code, inner.status.status_code) == (StatusCode.OK, StatusCode.OK)
+
+
 def double(x: int) -> int:
     return 2 * x
 
@@ -225,7 +341,7 @@ def test_without_opentelemetry_or_a_provider_nothing_is_traced(hide: str, shown:
         """
         import asyncio, sys
         HIDE
-        from actors import ActorSystem
+        from actors import ActorSystem, TaskTimeoutError
         from actors.observe import _tracing
 
         async def main():

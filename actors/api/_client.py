@@ -69,6 +69,7 @@ from actors.core import (
 from actors.core import TASK_CONTEXT as _current
 from actors.engine import (
     CircuitBreaker,
+    PageCursor,
     PageQuery,
     TaskDetail,
     TaskPage,
@@ -1055,11 +1056,14 @@ class UnifiedTaskManager:
         status: TaskStatus | str | None = None,
         task_type: str | None = None,
         search: str | None = None,
+        after: PageCursor | str | None = None,
     ) -> TaskPage:
         """One page of the tasks, newest first, filtered by status, type and a part of
         the name or id (case-insensitive): the total that match and ``limit`` rows from
-        ``offset``. Costs two scans of the records, not a `TaskInfo` per task."""
-        query = PageQuery(offset, limit, status, task_type, search)
+        ``offset`` (counted from ``after``, a previous page's ``next`` or its ``str()``,
+        if given: a walk by ``after=page.next`` neither repeats nor skips a task while
+        others come and go). Costs two scans of the records, not a `TaskInfo` per task."""
+        query = PageQuery(offset, limit, status, task_type, search, after)
         keys: list[tuple[int, list[float]]] = await self._ask(messages.PageKeys, query)
         cuts = split_page(query, [part[1] for part in keys])
         slices = dict(zip(TASK_SYSTEMS, cuts, strict=True))

@@ -42,7 +42,7 @@ from tenacity import wait_exponential
 from actors.api import ActorSystem
 from actors.cli._checks import Expectations, print_line
 from actors.cli._demo_durable import durable_phase
-from actors.core import DependencyFailedError, TaskTimeoutError
+from actors.core import ActorSystemError, DependencyFailedError, TaskTimeoutError
 from actors.engine import BreakerTransition, CircuitBreaker, result_of
 from actors.runtime import CHILD_IDS
 from supervisors import Kill
@@ -604,6 +604,10 @@ class DashboardOption:
     linger: float | None = None
 
 
+class _NoDashboard(Exception):
+    """``--dashboard`` cannot be served (its message names ``--port``): the demo stops."""
+
+
 async def _run(
     console: Console, out_dir: Path, dashboard: DashboardOption | None = None
 ) -> Expectations:
@@ -617,7 +621,10 @@ async def _run(
     )
     async with ActorSystem({"MAX_CONCURRENT_TASKS": 4}) as system:
         if dashboard is not None:
-            server = system.serve_dashboard(port=dashboard.port)
+            try:
+                server = system.serve_dashboard(port=dashboard.port)
+            except ActorSystemError as exc:  # the port is taken, say: nothing ran yet
+                raise _NoDashboard(f"--port {dashboard.port}: {exc}") from None
             console.print(f"dashboard: {server.url}", style="bold")
         d = Demo(system, progress)
         with progress:
@@ -645,7 +652,9 @@ def demo(
 ) -> int:
     """Run the demo, writing to ``out``; files go to ``out_dir`` (a temporary directory,
     removed before returning, if None); ``dashboard`` serves the dashboard meanwhile.
-    Returns 0 when every expectation held, 1 otherwise, 2 without the extras."""
+    Returns 0 when every expectation held, 1 otherwise, 2 without the extras, when
+    ``out_dir`` cannot be made or written, or when the dashboard cannot listen on its
+    port (the demo does not run then)."""
     try:
         import prometheus_client  # noqa: F401
         from rich.console import Console
@@ -658,6 +667,17 @@ def demo(
             import uvicorn  # noqa: F401
         except ImportError:
             print(_DASHBOARD_HINT, file=out)
+            return 2
+    if out_dir is not None:  # before the demo runs, not in a traceback after it
+        try:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(
+                f"actorflow demo: error: --out {out_dir}: cannot make that folder: {exc}", file=out
+            )
+            return 2
+        if not os.access(out_dir, os.W_OK | os.X_OK):
+            print(f"actorflow demo: error: --out {out_dir}: the folder is not writable", file=out)
             return 2
     started = time.perf_counter()
     console = Console(file=out, highlight=False, markup=False, emoji=False, soft_wrap=True)
@@ -678,6 +698,9 @@ def demo(
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130
+    except _NoDashboard as exc:
+        console.print(f"actorflow demo: error: {exc}", style="red")
+        return 2
     elapsed = time.perf_counter() - started
     console.print(f"finished in {elapsed:.1f}s")
     failed = checks.failed

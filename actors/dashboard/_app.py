@@ -273,12 +273,15 @@ class _Dashboard:
             status=status,
             task_type=_str_param(request, "type"),
             search=_str_param(request, "q"),
+            after=_str_param(request, "after"),  # a page's next, as text
         )
+        cursor = page.next
         return {
             "total": page.total,
             "offset": page.offset,
             "limit": page.limit,
             "rows": [_row(r) for r in page.rows],
+            "next": None if cursor is None else str(cursor),
         }
 
     async def task(self, request: Request) -> Any:

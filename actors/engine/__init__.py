@@ -11,6 +11,7 @@ from actors.engine._engine import Engine, Policy, Port, StartFailed, Transition
 from actors.engine._outcomes import retry_delay
 from actors.engine._query import (
     MAX_PAGE_SIZE,
+    PageCursor,
     PageQuery,
     TaskDetail,
     TaskPage,
@@ -42,6 +43,7 @@ __all__ = [
     "BreakerTransition",
     "CircuitBreaker",
     "Engine",
+    "PageCursor",
     "PageQuery",
     "Policy",
     "Port",

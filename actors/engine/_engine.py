@@ -716,7 +716,7 @@ class Engine:
         if not self._can_stop(record) and not outcome_lost:
             return False
         cancels, record.cancels = record.cancels, None
-        self._stop_execution(record)
+        self._stop_execution(record, error)
         record.error = error
         self._finish(record, FAILED)
         for reply in cancels or ():
@@ -740,16 +740,16 @@ class Engine:
         if record is None or record.status is not RUNNING or record.attempts != attempt:
             return
         record.timer = None
+        error = TaskTimeoutError(
+            f"task {task_id!r} attempt {record.attempts} timed out after {record.timeout}s"
+        )
         execution = record.execution
         if execution is not None:
             if not execution.claim():
                 return  # it ended just now: its outcome is on its way and wins
             self._claimed = execution
-            execution.cancel()
+            execution.cancel(error)
             self._claimed = None
-        error = TaskTimeoutError(
-            f"task {task_id!r} attempt {record.attempts} timed out after {record.timeout}s"
-        )
         self._leave_running(record, error)  # a hung service is a failure for its breaker
         self._attempt_failed(record, error)
         self._pump()
@@ -972,10 +972,11 @@ class Engine:
             return True
         return False
 
-    def _stop_execution(self, record: TaskRecord) -> None:
+    def _stop_execution(self, record: TaskRecord, error: BaseException) -> None:
+        """Stop ``record``'s attempt, if one runs, because of ``error``."""
         execution = record.execution
         if execution is not None:  # running, or handed to the pool
-            execution.cancel()
+            execution.cancel(error)
             self._claimed = None
             self._leave_running(record, INTERRUPTED)
         elif record.timer is not None:
@@ -1145,7 +1146,7 @@ class Engine:
                     self._ready(d)
 
     def _cancel(self, record: TaskRecord, error: BaseException, *, propagate: bool) -> None:
-        self._stop_execution(record)
+        self._stop_execution(record, error)
         record.error = error
         self._finish(record, CANCELLED, propagate=propagate)
 

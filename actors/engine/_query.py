@@ -5,17 +5,22 @@ calls: each manager counts its matches and sends the creation times of its first
 ``offset + limit`` (`page_keys`); the client works out which of each manager's
 matches the page holds (`split_page`); each manager builds a light `TaskRow` for just
 those (`page_rows`), and the client merges them (`merge_rows`). Tasks registered
-between the two calls may shift a page by a row or two. Pure: no actors, no threads,
-no clock reads.
+between the two calls may shift a page by a row or two.
+
+A walk through every page while tasks come and go goes by cursor, not by offset: a
+page's `TaskPage.next` is where it ended, and ``PageQuery(after=that)`` gives the rows
+after it, so tasks registered meanwhile (newer: before the cursor) or removed behind it
+neither repeat nor skip a row of the walk. Pure: no actors, no threads, no clock reads.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Reversible, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from actors.core import InvalidTaskError, TaskInfo, TaskStatus
 from actors.engine._record import AttemptFailure
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_PAGE_SIZE",
+    "PageCursor",
     "PageQuery",
     "TaskDetail",
     "TaskPage",
@@ -38,6 +44,51 @@ __all__ = [
 MAX_PAGE_SIZE = 500
 """The most rows one page query returns."""
 
+_RANK = {"new": 0, "old": 1}
+"""The task systems in the order a page puts tasks created at the same time (the order
+of the managers' answers: ``actors.runtime._facade.TASK_SYSTEMS``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PageCursor:
+    """Where a page ended: its last row's creation time, task system and id. ``str()``
+    gives it as text (``<created_at>/<backend>/<task_id>``), `parse` takes it back."""
+
+    created_at: float
+    backend: str
+    task_id: str
+
+    def __post_init__(self) -> None:
+        at = self.created_at
+        if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+            raise InvalidTaskError(
+                f"a page cursor's created_at must be a finite number, got {at!r}"
+            )
+        if self.backend not in _RANK:
+            msg = f"a page cursor's backend must be 'new' or 'old', got {self.backend!r}"
+            raise InvalidTaskError(msg)
+        if not isinstance(self.task_id, str) or not self.task_id:
+            raise InvalidTaskError(
+                f"a page cursor's task_id must be a non-empty str, got {self.task_id!r}"
+            )
+
+    def __str__(self) -> str:
+        return f"{self.created_at!r}/{self.backend}/{self.task_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> PageCursor:
+        """The cursor ``str(cursor)`` gave; `InvalidTaskError` naming ``text`` if it is not one."""
+        at, _, rest = text.partition("/")
+        backend, _, task_id = rest.partition("/")
+        try:
+            return cls(float(at), backend, task_id)
+        except (ValueError, InvalidTaskError):
+            msg = (
+                "after must be a page's next cursor (<created_at>/<new|old>/<task_id>), "
+                f"got {text!r}"
+            )
+            raise InvalidTaskError(msg) from None
+
 
 @dataclass(frozen=True, slots=True)
 class PageQuery:
@@ -50,6 +101,9 @@ class PageQuery:
     """A `TaskStatus` or its value (stored as the `TaskStatus`)."""
     task_type: str | None = None
     search: str | None = None
+    after: PageCursor | str | None = None
+    """Only the rows after this cursor (a previous page's `TaskPage.next`, or its
+    ``str()``: stored as the `PageCursor`); ``offset`` counts from there."""
 
     def __post_init__(self) -> None:
         for name, what in (("offset", ">= 0"), ("limit", f"between 1 and {MAX_PAGE_SIZE}")):
@@ -71,6 +125,12 @@ class PageQuery:
                 raise InvalidTaskError(f"{name} must be a non-empty str or None, got {value!r}")
         if self.search is not None:
             object.__setattr__(self, "search", self.search.casefold())
+        after: object = self.after
+        if isinstance(after, str):
+            object.__setattr__(self, "after", PageCursor.parse(after))
+        elif after is not None and not isinstance(after, PageCursor):
+            msg = f"after must be a PageCursor (a page's next), its str, or None, got {after!r}"
+            raise InvalidTaskError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +165,15 @@ class TaskPage:
     offset: int
     limit: int
 
+    @property
+    def next(self) -> PageCursor | None:
+        """Where the next page starts (``get_task_page(after=page.next)``); None when
+        this page is not full (nothing came after it)."""
+        if len(self.rows) < self.limit:
+            return None
+        last = self.rows[-1]
+        return PageCursor(last.created_at, last.backend, last.task_id)
+
 
 @dataclass(frozen=True, slots=True)
 class TaskDetail:
@@ -125,10 +194,17 @@ class TaskDetail:
     retryable: bool
 
 
-def _matches(records: Reversible[TaskRecord], query: PageQuery) -> Iterator[TaskRecord]:
-    """The records that match ``query``, newest first."""
+def _matches(
+    records: Reversible[TaskRecord], query: PageQuery, backend: str, cursor: bool = True
+) -> Iterator[TaskRecord]:
+    """The records (of task system ``backend``) that match ``query``, newest first; with
+    ``cursor`` False, before its cursor too."""
     status, task_type, search = query.status, query.task_type, query.search
-    for r in reversed(records):
+    newest_first: Iterator[TaskRecord] = reversed(records)
+    after = query.after
+    if cursor and after is not None:  # (a `PageCursor`: `PageQuery` parsed a str)
+        newest_first = _after(newest_first, cast(PageCursor, after), _RANK[backend])
+    for r in newest_first:
         if status is not None and r.status is not status:
             continue
         if task_type is not None and r.task_type != task_type:
@@ -138,13 +214,39 @@ def _matches(records: Reversible[TaskRecord], query: PageQuery) -> Iterator[Task
         yield r
 
 
-def page_keys(records: Reversible[TaskRecord], query: PageQuery) -> tuple[int, list[float]]:
+def _after(records: Iterator[TaskRecord], cursor: PageCursor, rank: int) -> Iterator[TaskRecord]:
+    """``records`` (newest first, of the task system ranked ``rank``) that a page puts
+    after ``cursor``. (Among tasks of one system created at the very time of a cursor
+    whose task is gone, none is: on a real clock, two tasks of one system never are.)"""
+    at, cursor_rank, task_id = cursor.created_at, _RANK[cursor.backend], cursor.task_id
+    passed = False
+    for r in records:
+        created = r.created_at
+        if created > at:
+            continue
+        if created == at and not passed:
+            if rank < cursor_rank:
+                continue
+            if rank == cursor_rank:
+                passed = r.task_id == task_id
+                continue
+        yield r
+
+
+def page_keys(
+    records: Reversible[TaskRecord], query: PageQuery, backend: str
+) -> tuple[int, list[float]]:
     """A manager's first step of a page: how many of its ``records`` (oldest first)
-    match, and the creation times of the first ``offset + limit`` matches."""
+    match (the cursor aside), and the creation times of the first ``offset + limit``
+    matches (after the cursor)."""
     want = query.offset + query.limit
+    if query.after is not None:
+        total = sum(1 for _ in _matches(records, query, backend, cursor=False))
+        keys = [r.created_at for r in itertools.islice(_matches(records, query, backend), want)]
+        return total, keys
     total = 0
-    keys: list[float] = []
-    for r in _matches(records, query):
+    keys = []
+    for r in _matches(records, query, backend):
         total += 1
         if total <= want:
             keys.append(r.created_at)
@@ -174,7 +276,7 @@ def page_rows(
             backend,
             tuple(dependencies(r.task_id)),
         )
-        for r in itertools.islice(_matches(records, query), start, stop)
+        for r in itertools.islice(_matches(records, query, backend), start, stop)
     ]
 
 

@@ -47,8 +47,9 @@ class Attempt(Protocol):
     def claim(self) -> bool:
         """Decide the attempt's outcome: True for the first caller only."""
 
-    def cancel(self) -> None:
-        """Stop the attempt (from any thread; idempotent)."""
+    def cancel(self, error: BaseException | None = None) -> None:
+        """Stop the attempt (from any thread; idempotent); ``error`` says why (the
+        task's timeout or cancellation error; what a trace of the attempt shows)."""
 
 
 class Timer(Protocol):

@@ -22,7 +22,14 @@ from actors.observe._metrics import (
     snapshot_collector,
 )
 from actors.observe._taskgraph import GraphvizNotFoundError, TaskGraph, TaskNode, check_depth
-from actors.observe._tracing import capture, end_span, start_span, traced_await, traced_call
+from actors.observe._tracing import (
+    capture,
+    end_span,
+    start_span,
+    stop_span,
+    traced_await,
+    traced_call,
+)
 
 __all__ = [
     "Event",
@@ -49,6 +56,7 @@ __all__ = [
     "render_prometheus",
     "snapshot_collector",
     "start_span",
+    "stop_span",
     "traced_await",
     "traced_call",
 ]

@@ -5,7 +5,10 @@ and the task carries it; each attempt then runs inside a span whose parent is th
 that was current at registration, named ``task <name>``, with the attributes
 ``actorflow.task.id``, ``actorflow.task.name``, ``actorflow.task.type`` and
 ``actorflow.task.attempt``. An attempt that returns ends its span with status OK; one
-that raises records the exception as a span event and ends with status ERROR.
+that raises records the exception as a span event and ends with status ERROR. An
+attempt that times out or is cancelled ends its span then, with status ERROR and the
+task's `TaskTimeoutError` or `TaskCancelledError` (`stop_span`), even while a plain
+function goes on running in its thread or process; its own ending is then not recorded.
 
 Where the span is open:
 
@@ -41,7 +44,15 @@ except ImportError:  # the extra is not installed: nothing is traced
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-__all__ = ["AVAILABLE", "capture", "end_span", "start_span", "traced_await", "traced_call"]
+__all__ = [
+    "AVAILABLE",
+    "capture",
+    "end_span",
+    "start_span",
+    "stop_span",
+    "traced_await",
+    "traced_call",
+]
 
 TRACER_NAME = "actorflow"
 
@@ -54,6 +65,8 @@ class Execution(Protocol):
     task_type: str
     attempt: int
     trace: Any
+    span: list[Span]
+    """The attempt's open span, until it ends (set by `start_span`; unset before)."""
 
 
 _tracer: tuple[Any, Any] | None = None
@@ -116,8 +129,9 @@ def _get_tracer() -> otel_trace.Tracer:
 
 
 def start_span(execution: Execution) -> Span:
-    """Start the span of one attempt (not made current), child of the captured context."""
-    return _get_tracer().start_span(
+    """Start the span of one attempt (not made current), child of the captured context.
+    Whoever ends it first (`end_span` or `stop_span`) decides its status."""
+    span = _get_tracer().start_span(
         f"task {execution.name}",
         context=execution.trace,
         attributes={
@@ -129,10 +143,17 @@ def start_span(execution: Execution) -> Span:
         record_exception=False,
         set_status_on_exception=False,
     )
+    execution.span = [span]
+    return span
 
 
-def end_span(span: Span, error: BaseException | None) -> None:
-    """End an attempt's span: status OK, or ERROR with the exception recorded."""
+def end_span(execution: Execution, error: BaseException | None) -> None:
+    """End an attempt's span, unless it ended already: status OK, or ERROR with the
+    exception recorded. Safe from any thread (the span is popped: one caller gets it)."""
+    try:
+        span = execution.span.pop()
+    except IndexError:  # ended already (a timeout or cancel did: `stop_span`)
+        return
     status = otel_trace.StatusCode
     if error is None:
         span.set_status(status.OK)
@@ -140,6 +161,14 @@ def end_span(span: Span, error: BaseException | None) -> None:
         span.record_exception(error)
         span.set_status(status.ERROR, f"{type(error).__name__}: {error}")
     span.end()
+
+
+def stop_span(execution: Execution, error: BaseException) -> None:
+    """The attempt timed out or was cancelled (``error`` says which): end its span now,
+    if it has one open, with ``error``; the attempt's own ending is then not recorded
+    (a coroutine's ``CancelledError``, a function that returns later in its thread)."""
+    if getattr(execution, "span", None) is not None:
+        end_span(execution, error)
 
 
 @contextmanager
@@ -151,9 +180,9 @@ def _current_span(execution: Execution) -> Iterator[None]:
         ):
             yield
     except BaseException as exc:
-        end_span(span, exc)
+        end_span(execution, exc)
         raise
-    end_span(span, None)
+    end_span(execution, None)
 
 
 def traced_call(

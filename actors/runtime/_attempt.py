@@ -6,7 +6,8 @@ import asyncio
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from actors.core import TaskScope
+from actors.core import TaskCancelledError, TaskScope
+from actors.observe import stop_span
 
 if TYPE_CHECKING:
     from actors.core import LoopBridge, ReplyTo
@@ -34,9 +35,14 @@ class Execution(TaskScope):
         "cancel_requested",
         "clock",
         "remote",
+        "span",
         "trace",
         "waiters",
     )
+
+    span: list[Any]
+    """A traced attempt's open span until it ends (`actors.observe.start_span` sets it;
+    unset, not None, on an attempt that is not traced: nothing to pay per attempt)."""
 
     def __init__(
         self,
@@ -112,7 +118,13 @@ class Execution(TaskScope):
         current = asyncio.current_task()
         return current is atask or current is None or bool(getattr(current, "_callbacks", 1))
 
-    def cancel(self) -> None:
+    def cancel(self, error: BaseException | None = None) -> None:
+        """Stop the attempt; ``error`` (its `TaskTimeoutError`, say) is why: a traced
+        attempt's span ends now with it (default: a `TaskCancelledError`)."""
+        if self.trace is not None:
+            if error is None:
+                error = TaskCancelledError(f"task {self.task_id!r} was cancelled")
+            stop_span(self, error)
         self.set_cancelled()
         remote = self.remote
         if remote is not None:

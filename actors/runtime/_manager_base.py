@@ -121,7 +121,7 @@ class BaseManager(SupervisedActor):
             messages.GetByType: lambda m: [
                 e.info(r) for r in e.tasks.values() if r.task_type == m.task_type
             ],
-            messages.PageKeys: lambda m: page_keys(e.tasks.values(), m.query),
+            messages.PageKeys: lambda m: page_keys(e.tasks.values(), m.query, e.backend),
             messages.PageRows: self._page_rows,
             messages.GetDetail: self._detail,
             messages.GetDefinition: self._definition,

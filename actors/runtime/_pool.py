@@ -209,11 +209,12 @@ class ThreadPoolActor(SystemChild[PoolState]):
         if not _started(execution, report):
             return
         task_id = execution.task_id
-        span = None if execution.trace is None else start_span(execution)
+        if execution.trace is not None:
+            start_span(execution)
 
         def finish(value: Any, error: BaseException | None) -> None:
-            if span is not None:
-                end_span(span, error)
+            if execution.trace is not None:
+                end_span(execution, error)
             complete(execution, report, value, error)
 
         call = RemoteCall(

@@ -508,6 +508,14 @@ def test_a_value_whose_repr_raises_is_refused_with_the_specific_error(
             "map() takes an iterable of arguments (a list, a range, a generator), "
             f"got {SHOWN}; for one call use submit()",
         ),
+        (
+            lambda tm: tm.get_task_page(after=Hostile()),
+            f"after must be a PageCursor (a page's next), its str, or None, got {SHOWN}",
+        ),
+        (
+            lambda tm: tm.get_task_page(task_type=Hostile()),
+            f"task_type must be a non-empty str or None, got {SHOWN}",
+        ),
     ],
 )
 async def test_a_registration_whose_value_repr_raises_is_refused_and_changes_nothing(

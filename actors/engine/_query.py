@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Reversible, S
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from actors.core import InvalidTaskError, TaskInfo, TaskStatus
+from actors.core import InvalidTaskError, TaskInfo, TaskStatus, safe_repr
 from actors.engine._record import AttemptFailure
 
 if TYPE_CHECKING:
@@ -62,14 +62,14 @@ class PageCursor:
         at = self.created_at
         if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
             raise InvalidTaskError(
-                f"a page cursor's created_at must be a finite number, got {at!r}"
+                f"a page cursor's created_at must be a finite number, got {safe_repr(at)}"
             )
         if self.backend not in _RANK:
-            msg = f"a page cursor's backend must be 'new' or 'old', got {self.backend!r}"
+            msg = f"a page cursor's backend must be 'new' or 'old', got {safe_repr(self.backend)}"
             raise InvalidTaskError(msg)
         if not isinstance(self.task_id, str) or not self.task_id:
             raise InvalidTaskError(
-                f"a page cursor's task_id must be a non-empty str, got {self.task_id!r}"
+                f"a page cursor's task_id must be a non-empty str, got {safe_repr(self.task_id)}"
             )
 
     def __str__(self) -> str:
@@ -85,7 +85,7 @@ class PageCursor:
         except (ValueError, InvalidTaskError):
             msg = (
                 "after must be a page's next cursor (<created_at>/<new|old>/<task_id>), "
-                f"got {text!r}"
+                f"got {safe_repr(text)}"
             )
             raise InvalidTaskError(msg) from None
 
@@ -109,7 +109,7 @@ class PageQuery:
         for name, what in (("offset", ">= 0"), ("limit", f"between 1 and {MAX_PAGE_SIZE}")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidTaskError(f"{name} must be an int {what}, got {value!r}")
+                raise InvalidTaskError(f"{name} must be an int {what}, got {safe_repr(value)}")
         if not 1 <= self.limit <= MAX_PAGE_SIZE:
             raise InvalidTaskError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {self.limit}")
         if self.status is not None and not isinstance(self.status, TaskStatus):
@@ -117,19 +117,24 @@ class PageQuery:
                 object.__setattr__(self, "status", TaskStatus(self.status))
             except ValueError:
                 known = ", ".join(s.value for s in TaskStatus)
-                msg = f"status must be one of {known}; got {self.status!r}"
+                msg = f"status must be one of {known}; got {safe_repr(self.status)}"
                 raise InvalidTaskError(msg) from None
         for name in ("task_type", "search"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
-                raise InvalidTaskError(f"{name} must be a non-empty str or None, got {value!r}")
+                raise InvalidTaskError(
+                    f"{name} must be a non-empty str or None, got {safe_repr(value)}"
+                )
         if self.search is not None:
             object.__setattr__(self, "search", self.search.casefold())
         after: object = self.after
         if isinstance(after, str):
             object.__setattr__(self, "after", PageCursor.parse(after))
         elif after is not None and not isinstance(after, PageCursor):
-            msg = f"after must be a PageCursor (a page's next), its str, or None, got {after!r}"
+            msg = (
+                "after must be a PageCursor (a page's next), its str, or None, "
+                f"got {safe_repr(after)}"
+            )
             raise InvalidTaskError(msg)
 
 

@@ -139,6 +139,10 @@ def result_only_the_worker_can_read() -> OnlyHere:
     return OnlyHere()
 
 
+def kind_of(value: object) -> str:
+    return type(value).__name__
+
+
 def whoami() -> int:
     return os.getpid()
 
@@ -442,6 +446,36 @@ async def test_a_result_that_cannot_be_unpickled_here_is_a_clear_error(
     )
     with pytest.raises(pickle.UnpicklingError, match=message):
         await tm.execute_task("t", wait=True)
+
+
+async def test_an_argument_that_cannot_be_unpickled_in_the_worker_fails_its_call_alone(
+    dask_address: str, gate: Gate
+) -> None:
+    # Unpickled by the process pool's own machinery, such an argument killed the worker:
+    # the pool broke, "held" (running beside it) failed with "worker process died", and
+    # so did the call itself, with no word of its argument.
+    async with make_system("process", dask_address) as system:
+        tm = system.task_manager
+        await tm.register_task("held", wait_at_gate, (gate.address,), task_id="held")
+        await tm.execute_task("held")
+        conn, _ = await gate.arrival()
+        await tm.register_task("odd", kind_of, (OnlyHere(),), task_id="odd")
+        message = (
+            r"^the function or arguments of task 'odd' cannot be unpickled in a worker "
+            r"process of the 'process' executor \(RuntimeError: made in process \d+\); "
+            r"nothing ran$"
+        )
+        with pytest.raises(pickle.UnpicklingError, match=message):
+            await tm.execute_task("odd", wait=True)
+        assert (await tm.get_task("odd")).status is TaskStatus.FAILED
+        message = message.replace("task 'odd'", r"thread_pool\.submit\('kind_of'\)")
+        with pytest.raises(pickle.UnpicklingError, match=message):
+            await tm.thread_pool.submit(kind_of, OnlyHere())
+        await gate.release(conn)
+        assert await tm.wait_for_task("held", timeout=WAIT) == "released"
+        assert await tm.thread_pool.submit(kind_of, 1) == "int"
+        restarts = {child.id: child.restarts for child in await system.supervisor.which_children()}
+        assert restarts["thread_pool"] == 0
 
 
 @pytest.mark.parametrize("backend", REMOTE)

@@ -34,7 +34,7 @@ import psutil
 from loguru import logger
 
 from actors.core import ActorSystemError, InvalidTaskError, TaskCancelledError
-from actors.runtime._remote import Outcome, decode, run_remote
+from actors.runtime._remote import Outcome, Packed, decode, run_packed, run_remote
 
 __all__ = [
     "DASK_MISSING",
@@ -87,9 +87,13 @@ class RemoteCall:
 
     def submit(self, executor: Executor) -> Future[Outcome]:
         """Hand the call to ``executor``; its outcome goes to ``finish`` when done."""
-        future: Future[Outcome] = executor.submit(
-            run_remote, self.task_id, self.func, self.args, self.kwargs
-        )
+        future: Future[Outcome]
+        if self.executor == "process":
+            # Unpickled inside the call: one that fails there fails alone (`Packed`).
+            packed = Packed((self.func, self.args, self.kwargs))
+            future = executor.submit(run_packed, self.task_id, packed)
+        else:
+            future = executor.submit(run_remote, self.task_id, self.func, self.args, self.kwargs)
         future.add_done_callback(self.done)
         return future
 

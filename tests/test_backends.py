@@ -41,7 +41,7 @@ from actors import (
     UnifiedTaskManager,
 )
 from actors.core._config import BACKENDS
-from actors.runtime._backends import DASK_MISSING
+from actors.runtime._backends import DASK_MISSING, local_cluster
 from supervisors.testing import FakeClock
 
 WAIT = 10.0
@@ -733,3 +733,40 @@ async def test_an_unreachable_dask_scheduler_fails_its_tasks_not_the_pool() -> N
             message = rf"^the 'dask' executor cannot start the Dask scheduler at {address!r}: "
             with pytest.raises(ActorSystemError, match=message):
                 await tm.wait_for_task("far", timeout=WAIT)
+
+
+async def test_a_scheduler_that_goes_away_fails_its_calls_and_the_next_call_connects_anew(
+    dask_address: str, gate: Gate
+) -> None:
+    # (dask_address: distributed's process-wide thread is started before the baseline.)
+    # Before, a call running when the scheduler went was "cancelled before a worker ran
+    # it" (TaskCancelledError); the client, closed after CALL_TIMEOUT of reconnecting,
+    # was kept: a call made while it closed waited for ever, every later one failed
+    # with ClosedClientError, and a scheduler back at the address was never reached.
+    cluster = local_cluster(1)
+    address = cluster.scheduler_address
+    try:
+        async with make_system("dask", address, CALL_TIMEOUT=1.0) as system:
+            tm = system.task_manager
+            await tm.register_task("held", wait_at_gate, (gate.address,), task_id="held")
+            await tm.execute_task("held")
+            await gate.arrival()
+            await asyncio.to_thread(cluster.close, WAIT)
+            lost = (
+                r"^task '{}' was lost: the Dask client cancelled it \(it lost its "
+                r"scheduler\); the next call connects anew$"
+            )
+            with pytest.raises(ActorSystemError, match=lost.format("held")):
+                await tm.wait_for_task("held", timeout=WAIT)
+            # Sent while the client tries to reconnect: lost when it gives up and closes.
+            await tm.register_task("next", double, (1,), task_id="next")
+            with pytest.raises(ActorSystemError, match=lost.format("next")):
+                await tm.execute_task("next", wait=True)
+            statuses = [(await tm.get_task(t)).status for t in ("held", "next")]
+            assert statuses == [TaskStatus.FAILED, TaskStatus.FAILED]
+            # The closed client is replaced: the next call tries the scheduler anew.
+            unreachable = rf"^the 'dask' executor cannot start the Dask scheduler at {address!r}: "
+            with pytest.raises(ActorSystemError, match=unreachable):
+                await asyncio.wait_for(tm.thread_pool.submit(double, 2), WAIT)
+    finally:
+        cluster.close(WAIT)

@@ -261,8 +261,30 @@ class BaseManager(SupervisedActor):
     def _cleanup_tick(self, message: messages.CleanupTick) -> None:
         self.engine.cleanup_timer = None
         self.engine.cleanup(self.ctx.config.CLEANUP_MAX_AGE)
+        self._end_attempts_of_closed_loops()
         self._forget()  # and what was evicted since: the facade's table shrinks in time
         self._arm_cleanup()
+
+    def _end_attempts_of_closed_loops(self) -> None:
+        """Fail the coroutine attempts whose event loop was closed without cancelling
+        them (``loop.close()`` with their asyncio tasks pending, where ``asyncio.run``
+        cancels them first): nothing runs them any more, and they said ``running`` for
+        ever, holding their slots. A timeout or a cancel ends them too; with neither,
+        this check, once per ``CLEANUP_INTERVAL``, does."""
+        engine = self.engine
+        for record in [r for r in engine.tasks.values() if r.execution is not None]:
+            execution = record.execution
+            if not isinstance(execution, Execution) or execution.bridge is None:
+                continue
+            if execution.atask is None and not record.is_coroutine:
+                continue  # a plain function's: its worker thread ends it
+            if execution.bridge.loop.is_closed() and execution.claim():
+                execution.atask = None  # (the dead loop's task: never to run again)
+                error = ActorSystemError(
+                    f"task {record.task_id!r} attempt {record.attempts} ended unfinished: "
+                    "the event loop running it was closed without cancelling it"
+                )
+                engine.attempt_done(record.task_id, record.attempts, None, error, None)
 
     # -- dispatch -------------------------------------------------------------------------
 

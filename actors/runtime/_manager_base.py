@@ -15,6 +15,7 @@ the facade of its own; the facade bounces a registration whose id it still route
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -279,7 +280,16 @@ class BaseManager(SupervisedActor):
             if execution.atask is None and not record.is_coroutine:
                 continue  # a plain function's: its worker thread ends it
             if execution.bridge.loop.is_closed() and execution.claim():
-                execution.atask = None  # (the dead loop's task: never to run again)
+                atask, execution.atask = execution.atask, None  # never to run again
+                if atask is not None:
+                    coroutine = atask.get_coro()
+                    if (
+                        inspect.iscoroutine(coroutine)
+                        and inspect.getcoroutinestate(coroutine) == inspect.CORO_CREATED
+                    ):
+                        # Started after its loop's last iteration: close it, or freeing
+                        # it warns "coroutine '_run_coroutine' was never awaited".
+                        coroutine.close()
                 error = ActorSystemError(
                     f"task {record.task_id!r} attempt {record.attempts} ended unfinished: "
                     "the event loop running it was closed without cancelling it"

@@ -4,7 +4,8 @@ Four threads, each running an event loop of its own, fan out 2,000 tasks each th
 one system (``register_task`` + ``execute_task``, ``submit``, ``map``) while one of
 them closes its loop (``asyncio.run`` ends) with its tasks still running: the other
 loops get every result, the closed loop's tasks all end (its plain functions complete,
-its running coroutines end cancelled, those not started fail), the metrics count each
+its running coroutines end cancelled, those not started fail, one started as the loop
+closed fails at the next cleanup tick), the metrics count each
 task once, and no closed loop is kept. ``USE_NEW_TASK_SYSTEM`` switched between
 batches of calls already sent: each task goes to the manager that was current when its
 call was made and ends once. The ``thread`` executor saturated: a task's timeout counts
@@ -14,7 +15,7 @@ or segfaults mid-task: the task fails with an exact error and the pool is replac
 
 Regressions found in this round live beside the code they cover (tests/test_backends.py:
 an argument that fails to unpickle in a worker process; a Dask scheduler that goes
-away).
+away; tests/test_bridge_lifetime.py: a coroutine left pending on a closed loop).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from actors import (
     UnifiedTaskManager,
 )
 from actors.core._config import BACKENDS
-from actors.runtime._backends import DASK_MISSING
+from actors.runtime._backends import DASK_MISSING, local_cluster
 from supervisors.testing import FakeClock
 
 WAIT = 10.0
@@ -137,6 +137,10 @@ class OnlyHere:
 
 def result_only_the_worker_can_read() -> OnlyHere:
     return OnlyHere()
+
+
+def kind_of(value: object) -> str:
+    return type(value).__name__
 
 
 def whoami() -> int:
@@ -444,6 +448,36 @@ async def test_a_result_that_cannot_be_unpickled_here_is_a_clear_error(
         await tm.execute_task("t", wait=True)
 
 
+async def test_an_argument_that_cannot_be_unpickled_in_the_worker_fails_its_call_alone(
+    dask_address: str, gate: Gate
+) -> None:
+    # Unpickled by the process pool's own machinery, such an argument killed the worker:
+    # the pool broke, "held" (running beside it) failed with "worker process died", and
+    # so did the call itself, with no word of its argument.
+    async with make_system("process", dask_address) as system:
+        tm = system.task_manager
+        await tm.register_task("held", wait_at_gate, (gate.address,), task_id="held")
+        await tm.execute_task("held")
+        conn, _ = await gate.arrival()
+        await tm.register_task("odd", kind_of, (OnlyHere(),), task_id="odd")
+        message = (
+            r"^the function or arguments of task 'odd' cannot be unpickled in a worker "
+            r"process of the 'process' executor \(RuntimeError: made in process \d+\); "
+            r"nothing ran$"
+        )
+        with pytest.raises(pickle.UnpicklingError, match=message):
+            await tm.execute_task("odd", wait=True)
+        assert (await tm.get_task("odd")).status is TaskStatus.FAILED
+        message = message.replace("task 'odd'", r"thread_pool\.submit\('kind_of'\)")
+        with pytest.raises(pickle.UnpicklingError, match=message):
+            await tm.thread_pool.submit(kind_of, OnlyHere())
+        await gate.release(conn)
+        assert await tm.wait_for_task("held", timeout=WAIT) == "released"
+        assert await tm.thread_pool.submit(kind_of, 1) == "int"
+        restarts = {child.id: child.restarts for child in await system.supervisor.which_children()}
+        assert restarts["thread_pool"] == 0
+
+
 @pytest.mark.parametrize("backend", REMOTE)
 async def test_an_exception_that_cannot_come_back_is_a_clear_error(
     tm: UnifiedTaskManager, backend: str
@@ -699,3 +733,40 @@ async def test_an_unreachable_dask_scheduler_fails_its_tasks_not_the_pool() -> N
             message = rf"^the 'dask' executor cannot start the Dask scheduler at {address!r}: "
             with pytest.raises(ActorSystemError, match=message):
                 await tm.wait_for_task("far", timeout=WAIT)
+
+
+async def test_a_scheduler_that_goes_away_fails_its_calls_and_the_next_call_connects_anew(
+    dask_address: str, gate: Gate
+) -> None:
+    # (dask_address: distributed's process-wide thread is started before the baseline.)
+    # Before, a call running when the scheduler went was "cancelled before a worker ran
+    # it" (TaskCancelledError); the client, closed after CALL_TIMEOUT of reconnecting,
+    # was kept: a call made while it closed waited for ever, every later one failed
+    # with ClosedClientError, and a scheduler back at the address was never reached.
+    cluster = local_cluster(1)
+    address = cluster.scheduler_address
+    try:
+        async with make_system("dask", address, CALL_TIMEOUT=1.0) as system:
+            tm = system.task_manager
+            await tm.register_task("held", wait_at_gate, (gate.address,), task_id="held")
+            await tm.execute_task("held")
+            await gate.arrival()
+            await asyncio.to_thread(cluster.close, WAIT)
+            lost = (
+                r"^task '{}' was lost: the Dask client cancelled it \(it lost its "
+                r"scheduler\); the next call connects anew$"
+            )
+            with pytest.raises(ActorSystemError, match=lost.format("held")):
+                await tm.wait_for_task("held", timeout=WAIT)
+            # Sent while the client tries to reconnect: lost when it gives up and closes.
+            await tm.register_task("next", double, (1,), task_id="next")
+            with pytest.raises(ActorSystemError, match=lost.format("next")):
+                await tm.execute_task("next", wait=True)
+            statuses = [(await tm.get_task(t)).status for t in ("held", "next")]
+            assert statuses == [TaskStatus.FAILED, TaskStatus.FAILED]
+            # The closed client is replaced: the next call tries the scheduler anew.
+            unreachable = rf"^the 'dask' executor cannot start the Dask scheduler at {address!r}: "
+            with pytest.raises(ActorSystemError, match=unreachable):
+                await asyncio.wait_for(tm.thread_pool.submit(double, 2), WAIT)
+    finally:
+        cluster.close(WAIT)

@@ -283,3 +283,52 @@ def test_tasks_whose_code_raised_keep_no_closed_loop(body: Callable[[], object])
         gc.collect()
         assert [ref() is None for ref in loops] == [True] * (RUNS - 1) + [False]
         assert closed_loops_kept() == 1
+
+
+@pytest.mark.parametrize("new", [True, False])
+def test_a_coroutine_left_pending_when_its_loop_closed_fails_at_the_next_cleanup(
+    new: bool,
+) -> None:
+    """A loop closed with an attempt's asyncio task still pending (``loop.close()``
+    after ``run_until_complete``; ``asyncio.run`` cancels them first) never runs it
+    again. Before, the task said running for ever (with no timeout, nobody cancelling
+    it), holding its concurrency slot (new system): the next task stayed queued."""
+    clock = FakeClock()
+    config = {"CLEANUP_INTERVAL": 5, "MAX_CONCURRENT_TASKS": 1, "USE_NEW_TASK_SYSTEM": new}
+    with ActorSystem(config, clock=clock) as system:
+        tm, blocking = system.task_manager, system.blocking
+        loop = asyncio.new_event_loop()
+
+        async def hangs() -> None:
+            started.set()
+            await asyncio.get_running_loop().create_future()
+
+        async def start() -> str:
+            task_id = await tm.register_task("hangs", hangs)
+            await tm.execute_task(task_id)
+            await asyncio.wait_for(started.wait(), WAIT)
+            return task_id
+
+        started = asyncio.Event()
+        try:
+            task_id = loop.run_until_complete(start())
+        finally:
+            loop.close()  # its task still pending: never cancelled
+        after = blocking.register_task("after", lambda: "ran")
+        assert blocking.execute_task(after) is True
+        assert blocking.get_task_status(task_id) is TaskStatus.RUNNING
+        # Behind its slot (the old manager has no concurrency limit: it ran).
+        assert blocking.get_task_status(after) is (
+            TaskStatus.QUEUED if new else TaskStatus.COMPLETED
+        )
+        clock.wait_for_timers(2, WAIT)  # each manager's cleanup timer
+        clock.advance(5)
+        with pytest.raises(ActorSystemError) as failed:
+            blocking.wait_for_task(task_id, timeout=WAIT)
+        assert str(failed.value) == (
+            f"task {task_id!r} attempt 1 ended unfinished: the event loop running it was "
+            "closed without cancelling it"
+        )
+        assert blocking.wait_for_task(after, timeout=WAIT) == "ran"
+        assert blocking.get_task_status(task_id) is TaskStatus.FAILED
+        assert blocking.get_metrics().failures == 1

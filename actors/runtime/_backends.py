@@ -34,7 +34,7 @@ import psutil
 from loguru import logger
 
 from actors.core import ActorSystemError, InvalidTaskError, TaskCancelledError
-from actors.runtime._remote import Outcome, decode, run_remote
+from actors.runtime._remote import Outcome, Packed, decode, run_packed, run_remote
 
 __all__ = [
     "DASK_MISSING",
@@ -87,15 +87,29 @@ class RemoteCall:
 
     def submit(self, executor: Executor) -> Future[Outcome]:
         """Hand the call to ``executor``; its outcome goes to ``finish`` when done."""
-        future: Future[Outcome] = executor.submit(
-            run_remote, self.task_id, self.func, self.args, self.kwargs
-        )
+        future: Future[Outcome]
+        if self.executor == "process":
+            # Unpickled inside the call: one that fails there fails alone (`Packed`).
+            packed = Packed((self.func, self.args, self.kwargs))
+            future = executor.submit(run_packed, self.task_id, packed)
+        else:
+            future = executor.submit(run_remote, self.task_id, self.func, self.args, self.kwargs)
         future.add_done_callback(self.done)
         return future
 
     def done(self, future: Future[Outcome]) -> None:
         """The future's done callback (in a thread of the executor)."""
         if future.cancelled():
+            if self.executor == "dask":
+                # Never cancelled by actorflow: Dask's client cancels its futures when it
+                # loses its scheduler (and ends none submitted while it closes: `lost`).
+                self.fail(
+                    ActorSystemError(
+                        f"{self.what} was lost: the Dask client cancelled it (it lost its "
+                        "scheduler); the next call connects anew"
+                    )
+                )
+                return
             self.fail(TaskCancelledError(f"{self.what} was cancelled before a worker ran it"))
             return
         error = future.exception()
@@ -269,8 +283,10 @@ class DaskBackend:
     """A Dask client, started by a thread of its own; calls made meanwhile wait here.
 
     If the client cannot start (no scheduler at the address), the calls waiting fail
-    with `ActorSystemError` and ``failed`` is set: the pool starts a new backend for
-    the next call.
+    with `ActorSystemError` and ``failed`` is set; if the client lost its scheduler for
+    good (it closes itself after ``connect_timeout`` of trying to reconnect), ``lost``
+    is set. Either way the pool starts a new backend for the next call (and closes this
+    one when it stops).
     """
 
     def __init__(self, address: str | None, workers: int, connect_timeout: float) -> None:
@@ -308,11 +324,20 @@ class DaskBackend:
                 return
         self._submit(call, executor)
 
+    @property
+    def lost(self) -> bool:
+        """The client closed itself (or is closing): it lost its scheduler for good."""
+        client = self._client
+        return client is not None and client.status in ("closing", "closed")
+
     def _submit(self, call: RemoteCall, executor: Executor) -> None:
         future = call.submit(executor)
         with self._lock:
             self._running.add(future)
         future.add_done_callback(self._done)
+        if self.lost:
+            # Submitted while the client closes: Dask never ends such a future.
+            future.cancel()
 
     def _done(self, future: Future[Outcome]) -> None:
         with self._lock:
@@ -436,6 +461,12 @@ def _close_dask(client: Any, cluster: Any, timeout: float) -> None:
         client.close(timeout=timeout)
     except Exception as exc:
         logger.bind(executor="dask").warning("closing the Dask client: {!r}", exc)
+    # A client that closed itself (it lost its scheduler) returns from close() at once,
+    # leaving its event-loop thread ("IO loop") running for good: stop it.
+    runner = getattr(client, "_loop_runner", None)
+    if runner is not None:
+        with contextlib.suppress(Exception):
+            runner.stop()
     if cluster is not None:
         try:
             cluster.close(timeout=timeout)

@@ -15,6 +15,7 @@ the facade of its own; the facade bounces a registration whose id it still route
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -261,8 +262,39 @@ class BaseManager(SupervisedActor):
     def _cleanup_tick(self, message: messages.CleanupTick) -> None:
         self.engine.cleanup_timer = None
         self.engine.cleanup(self.ctx.config.CLEANUP_MAX_AGE)
+        self._end_attempts_of_closed_loops()
         self._forget()  # and what was evicted since: the facade's table shrinks in time
         self._arm_cleanup()
+
+    def _end_attempts_of_closed_loops(self) -> None:
+        """Fail the coroutine attempts whose event loop was closed without cancelling
+        them (``loop.close()`` with their asyncio tasks pending, where ``asyncio.run``
+        cancels them first): nothing runs them any more, and they said ``running`` for
+        ever, holding their slots. A timeout or a cancel ends them too; with neither,
+        this check, once per ``CLEANUP_INTERVAL``, does."""
+        engine = self.engine
+        for record in [r for r in engine.tasks.values() if r.execution is not None]:
+            execution = record.execution
+            if not isinstance(execution, Execution) or execution.bridge is None:
+                continue
+            if execution.atask is None and not record.is_coroutine:
+                continue  # a plain function's: its worker thread ends it
+            if execution.bridge.loop.is_closed() and execution.claim():
+                atask, execution.atask = execution.atask, None  # never to run again
+                if atask is not None:
+                    coroutine = atask.get_coro()
+                    if (
+                        inspect.iscoroutine(coroutine)
+                        and inspect.getcoroutinestate(coroutine) == inspect.CORO_CREATED
+                    ):
+                        # Started after its loop's last iteration: close it, or freeing
+                        # it warns "coroutine '_run_coroutine' was never awaited".
+                        coroutine.close()
+                error = ActorSystemError(
+                    f"task {record.task_id!r} attempt {record.attempts} ended unfinished: "
+                    "the event loop running it was closed without cancelling it"
+                )
+                engine.attempt_done(record.task_id, record.attempts, None, error, None)
 
     # -- dispatch -------------------------------------------------------------------------
 

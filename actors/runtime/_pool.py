@@ -66,6 +66,8 @@ class PoolState:
         self.executor: WorkerThreads | None = None
         self.process: ProcessPoolExecutor | None = None
         self.dask: DaskBackend | None = None
+        self.retired: list[DaskBackend] = []
+        """Dask backends replaced after their client lost its scheduler: closed at stop."""
         self.broken = False
         """The process pool broke: the next incarnation replaces it."""
         self.closing_workers = threading.Event()
@@ -238,7 +240,9 @@ class ThreadPoolActor(SystemChild[PoolState]):
         state = self.state
         if call.executor == "dask":
             dask = state.dask
-            if dask is None or dask.failed:
+            if dask is None or dask.failed or dask.lost:
+                if dask is not None and dask.lost:
+                    state.retired.append(dask)
                 config = self.ctx.config
                 dask = state.dask = DaskBackend(
                     config.DASK_SCHEDULER_ADDRESS,
@@ -285,10 +289,13 @@ class ThreadPoolActor(SystemChild[PoolState]):
             deadline = time.monotonic() + self.ctx.config.SHUTDOWN_TIMEOUT
         process, dask = state.process, state.dask
         state.process = state.dask = None
+        retired, state.retired = state.retired, []
         if process is not None or dask is not None:
             state.closing_workers.set()
         if process is not None:
             close_process_pool(process, max(0.0, deadline - time.monotonic()))
+        for backend in retired:
+            backend.close(0.0)  # (its client closed itself: nothing runs there)
         if dask is not None:
             dask.close(max(0.0, deadline - time.monotonic()))
         executor = state.executor

@@ -11,6 +11,14 @@ The outcome comes back as bytes this module pickles itself (`decode` unpickles t
 the caller's process): a result or an exception that cannot be pickled, or unpickled,
 becomes a clear error of that one call, not an error inside the executor's machinery
 (a `ProcessPoolExecutor` that cannot unpickle a result breaks the whole pool).
+
+The same holds on the way in: a ``process`` call travels as a `Packed` call, whose
+function and arguments are pickled as one bytes object (by the executor's feeder thread,
+where they were pickled anyway) and unpickled by `run_packed` inside the worker's call.
+An argument that pickles here but fails to unpickle in the worker (its ``__reduce__``
+or ``__setstate__`` raises there, its module is not importable there) fails that one
+call with a clear error; unpickled by the executor's own machinery, it kills the worker
+process, which breaks the pool and fails every call on it with "worker process died".
 """
 
 from __future__ import annotations
@@ -25,12 +33,13 @@ from loguru import logger
 
 from actors.core import TASK_CONTEXT, TaskScope
 
-__all__ = ["Outcome", "decode", "run_remote"]
+__all__ = ["Outcome", "Packed", "decode", "run_packed", "run_remote"]
 
 RETURNED = 0
 RAISED = 1
 UNPICKLABLE_RESULT = 2
 UNPICKLABLE_ERROR = 3
+UNPICKLABLE_CALL = 4
 
 Outcome = tuple[int, bytes, str]
 """``(kind, pickled result or exception, text)``; the text is the worker's traceback
@@ -58,6 +67,40 @@ def run_remote(
             return _call(func, args, kwargs)
     finally:
         TASK_CONTEXT.reset(reset)
+
+
+class Packed:
+    """A call's ``(func, args, kwargs)``, pickled as one bytes object.
+
+    Built with the call in the caller's process; pickled (``__reduce__``) it becomes its
+    bytes, which `run_packed` unpickles in the worker, where a failure is the call's.
+    """
+
+    __slots__ = ("call", "data")
+
+    def __init__(
+        self, call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None
+    ) -> None:
+        self.call = call
+        self.data = b""
+
+    def __reduce__(self) -> tuple[Callable[[bytes], Packed], tuple[bytes]]:
+        return _received, (pickle.dumps(self.call, pickle.HIGHEST_PROTOCOL),)
+
+
+def _received(data: bytes) -> Packed:
+    packed = Packed(None)
+    packed.data = data
+    return packed
+
+
+def run_packed(task_id: str | None, packed: Packed) -> Outcome:
+    """Runs in the worker: unpickle ``packed``'s call, then `run_remote` it."""
+    try:
+        func, args, kwargs = pickle.loads(packed.data)
+    except Exception as error:
+        return UNPICKLABLE_CALL, b"", f"{type(error).__name__}: {error}"
+    return run_remote(task_id, func, args, kwargs)
 
 
 def _call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Outcome:
@@ -107,6 +150,11 @@ def decode(outcome: Outcome, what: str, executor: str) -> tuple[Any, BaseExcepti
         return None, pickle.PicklingError(
             f"the result of {what} cannot be pickled back from the {executor!r} executor: "
             f"{text}; return plain data, or run it with executor='thread'"
+        )
+    if kind == UNPICKLABLE_CALL:
+        return None, pickle.UnpicklingError(
+            f"the function or arguments of {what} cannot be unpickled in a worker process "
+            f"of the {executor!r} executor ({text}); nothing ran"
         )
     return None, pickle.PicklingError(
         f"{what} raised an exception that cannot be pickled back from the {executor!r} "

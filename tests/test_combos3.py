@@ -12,6 +12,7 @@ each body ran, and the counts the monitor reports.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -259,6 +260,47 @@ async def test_a_wait_for_a_task_tied_to_the_waiter_only_through_an_ended_task_g
         "z": (COMPLETED, 1),
         "y": (COMPLETED, 1),
     }
+
+
+async def test_a_background_task_counts_as_its_task_unless_started_in_a_fresh_context(
+    backend: str,
+) -> None:
+    """A background asyncio task started by task ``a``'s code copies ``a``'s context, so
+    it counts as ``a``: its wait for ``b`` (which depends on ``a``) is refused at once.
+    Started with a fresh context it is no task's code: its wait goes on and gets ``b``'s
+    result once ``a`` has returned and ``b`` ran (README: tasks that wait for tasks)."""
+    outcomes: list[str] = []
+    sent = asyncio.Event()
+    ids: dict[str, str] = {}
+
+    async with make_system(backend, FakeClock()) as system:
+        tm = system.task_manager
+
+        async def wait_for_b() -> None:
+            call = tm.wait_for_task(ids["b"], timeout=WAIT)
+            try:
+                outcomes.append(str(await call))
+            except InvalidTaskError as error:
+                outcomes.append(type(error).__name__)
+
+        async def a_body() -> str:
+            copied = asyncio.create_task(wait_for_b())
+            await copied  # refused at once: it counts as ``a``
+            fresh = asyncio.create_task(wait_for_b(), context=contextvars.Context())
+            background.append(fresh)
+            await asyncio.sleep(0)  # one step of ``fresh``: its request is sent
+            sent.set()
+            return "a"
+
+        background: list[asyncio.Task[None]] = []
+        a = await tm.register_task("a", a_body)
+        ids["b"] = b = await tm.register_task("b", returns("b"), dependencies=[a])
+        assert await tm.execute_task(a, wait=True) == "a"
+        await until(sent)
+        assert outcomes == ["InvalidTaskError"]
+        assert await tm.execute_task(b, wait=True) == "b"
+        await asyncio.wait_for(background[0], WAIT)
+    assert outcomes == ["InvalidTaskError", "b"]
 
 
 async def test_a_retry_of_a_task_whose_result_of_dependency_was_evicted_is_refused_cleanly(

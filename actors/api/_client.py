@@ -602,16 +602,12 @@ class UnifiedTaskManager:
         reply = self._reply()
         given = options.get("task_id")
         task_id = given if isinstance(given, str) and given else new_task_id()
-        caller = _current.get()
-        if caller is not None and not caller.in_own_flow():
-            caller = None  # (a task's background code: `_caller`)
-        self._start_wait(
+        caller = self._start_wait(
             reply,
             # The outbox's, till built.
-            (self, reply, func, args, options, task_id, capture(), caller),
+            (self, reply, func, args, options, task_id, capture(), _current.get()),
             "SubmitTask",
             _build_submit_request,
-            caller,
         )
         try:
             return await reply.future
@@ -665,7 +661,6 @@ class UnifiedTaskManager:
         """`submit` with a journal: checked here; a durable task is registered once
         committed, then executed (two round trips)."""
         spec, journal = self._submit_spec(func, args, options, capture())
-        caller = _caller()
         if journal is not None:
             task_id = await self._register(spec, journal)
             reply = self._reply()
@@ -673,9 +668,8 @@ class UnifiedTaskManager:
                 task_id,
                 None,
                 reply,
-                messages.Execute(task_id, True, reply, caller),
+                messages.Execute(task_id, True, reply, _current.get()),
                 "Execute",
-                caller,
                 abandon_cancels=True,
             )
         task_id = spec.task_id or new_task_id()
@@ -684,9 +678,8 @@ class UnifiedTaskManager:
             task_id,
             None,
             reply,
-            messages.SubmitTask(spec, task_id, reply.bridge, reply, caller),
+            messages.SubmitTask(spec, task_id, reply.bridge, reply, _current.get()),
             "SubmitTask",
-            caller,
             abandon_cancels=True,
         )
 
@@ -799,7 +792,7 @@ class UnifiedTaskManager:
         bridge, future = reply.bridge, reply.future
         call = MapCall(bridge, future, len(specs))
         ids = [new_task_id() for _spec in specs]
-        caller = _caller()
+        caller = _current.get()
         blocked = False
         box = outbox(bridge)
         bridge.track(future, None, "Map", system)
@@ -869,11 +862,8 @@ class UnifiedTaskManager:
             raise InvalidTaskError(f"wait must be a bool, got {safe_repr(wait)}")
         if wait:
             reply = self._reply()
-            caller = _current.get()
-            if caller is not None and not caller.in_own_flow():
-                caller = None  # (a task's background code: `_caller`)
-            request = messages.Execute(task_id, True, reply, caller)
-            self._start_wait(reply, request, "Execute", None, caller)
+            request = messages.Execute(task_id, True, reply, _current.get())
+            caller = self._start_wait(reply, request, "Execute", None)
             del request  # the facade's now: not kept while this call waits
             try:
                 return await reply.future
@@ -897,16 +887,12 @@ class UnifiedTaskManager:
         validate_task_id(task_id)
         bound = validate_timeout(timeout)
         reply = self._reply()
-        caller = _current.get()
-        if caller is not None and not caller.in_own_flow():
-            caller = None  # (a task's background code: `_caller`)
         return await self._wait(
             task_id,
             bound,
             reply,
-            messages.Wait(task_id, reply, bound is not None, caller),
+            messages.Wait(task_id, reply, bound is not None, _current.get()),
             "Wait",
-            caller,
         )
 
     async def _wait(
@@ -916,7 +902,6 @@ class UnifiedTaskManager:
         reply: Reply,
         request: Any,
         op: str,
-        caller: TaskScope | None,
         abandon_cancels: bool = False,
     ) -> Any:
         """Send ``request`` (carrying ``reply``) for ``task_id``'s outcome and wait for it: at most
@@ -928,7 +913,7 @@ class UnifiedTaskManager:
         tells its manager it is blocked, so that its slot runs other tasks meanwhile
         (the task it waits for, say), and unblocked when the wait ends.
         """
-        self._start_wait(reply, request, op, None, caller)
+        caller = self._start_wait(reply, request, op, None)
         del request  # not kept while this call waits
         future = reply.future
         try:
@@ -946,18 +931,14 @@ class UnifiedTaskManager:
     # in their own coroutine (`submit`, `execute_task`): no coroutine of its own per call.
 
     def _start_wait(
-        self,
-        reply: Reply,
-        request: Any,
-        op: str,
-        build: Callable[..., Any] | None,
-        caller: TaskScope | None,
-    ) -> None:
-        """Send `_wait`'s request. ``caller`` (`_caller`): the attempt whose own code
-        waits, which the request blocks (`_end_wait` unblocks it), or None."""
+        self, reply: Reply, request: Any, op: str, build: Callable[..., Any] | None
+    ) -> TaskScope | None:
+        """Send `_wait`'s request; returns the caller (a task of this system, which
+        the request blocked: `_end_wait` unblocks it), or None."""
         system = self._system or self._get_system()
         facade = system._check()
         box = outbox(reply.bridge)
+        caller = _current.get()
         if caller is not None:
             box.send(facade, messages.Block(caller.task_id, caller, True, NO_REPLY))
         if build is None:
@@ -965,6 +946,7 @@ class UnifiedTaskManager:
         else:
             box.defer(facade, build, request)
         reply.bridge.track(reply.future, None, op, system)
+        return caller
 
     def _end_wait(
         self, task_id: str, reply: Reply, caller: TaskScope | None, abandon_cancels: bool
@@ -1441,21 +1423,6 @@ def _build_submit_call(call: _SubmitCall[Any]) -> messages.SubmitTask | None:
     client, func, args, options, trace = call.client, call.func, call.args, call.options, call.trace
     del call.client, call.func, call.args, call.options, call.trace
     return client._build_submit(call, func, args, options, call.task_id, trace)
-
-
-def _caller() -> TaskScope | None:
-    """The attempt whose own code makes this call (`TaskScope.in_own_flow`), or None:
-    outside any task, or in code a task started that runs beside it (an asyncio task it
-    created, which copied its context, and that nobody awaits). Only that attempt's wait
-    may be refused for waiting on its own task or a dependent (the engine's
-    ``caller``), and only it lends its concurrency slot while it waits
-    (`messages.Block`): a background task's wait just waits, bounded by its own
-    timeout, and the attempt keeps its slot. (Inlined where a call outside any task
-    must pay nothing more than the context read.)"""
-    caller = _current.get()
-    if caller is not None and not caller.in_own_flow():
-        return None
-    return caller
 
 
 def _build_submit_request(request: tuple[Any, ...]) -> messages.SubmitTask | None:

@@ -136,14 +136,6 @@ class TaskScope(_Flag[CancellationToken]):
         self._cancelled = False
         self._companion = None
 
-    def in_own_flow(self) -> bool:
-        """Whether the code calling now is the attempt's own: not code it started that
-        runs beside it carrying its context (an asyncio task it created that nobody
-        awaits). A client call
-        made from inside a task asks this before it names the attempt as its caller
-        (`actors.runtime.Execution` decides; a plain scope says True)."""
-        return True
-
     def set_cancelled(self) -> None:
         """The attempt was cancelled or timed out: its token is (or will be) set."""
         self._set_flag()

@@ -95,29 +95,6 @@ class Execution(TaskScope):
             return False
         return True
 
-    def in_own_flow(self) -> bool:
-        """Whether the code calling now is this attempt's own (`TaskScope.in_own_flow`).
-
-        A coroutine attempt's code runs in its asyncio task (``atask``, known from its
-        first step on, an eager one's too), and in the asyncio tasks that it waits for:
-        ``asyncio.gather``, ``wait_for`` (a task of its own on Python 3.11), a
-        ``TaskGroup``, ``await task`` wrap the calls they are given in tasks, which the
-        attempt waits for. Python before 3.14 does not say who awaits a task, but every
-        one of those adds a done-callback to it before it runs: a task with none is
-        one nobody waits for (yet), started to run beside the attempt (a background
-        task, whose wait ends if the attempt ends first), and not the attempt's own.
-
-        A plain function's attempt has no asyncio task: until its outcome is decided,
-        any code carrying its context counts (its thread's ``system.blocking`` calls run
-        in a task of the system's loop, not on that thread; a thread it starts carries
-        its context only if the code copies it in). An attempt whose outcome is decided
-        counts for nothing. Called on a running event loop (a client call)."""
-        atask = self.atask
-        if atask is None:
-            return bool(self._decided)
-        current = asyncio.current_task()
-        return current is atask or current is None or bool(getattr(current, "_callbacks", 1))
-
     def cancel(self, error: BaseException | None = None) -> None:
         """Stop the attempt; ``error`` (its `TaskTimeoutError`, say) is why: a traced
         attempt's span ends now with it (default: a `TaskCancelledError`)."""

@@ -186,7 +186,6 @@ _new = tuple.__new__
 """Makes an `AttemptDone` from its fields in order (no Python ``__new__`` per attempt)."""
 
 _Task = asyncio.Task
-_current_task = asyncio.current_task
 _EAGER: Callable[..., asyncio.Task[Any]] | None = getattr(asyncio, "eager_task_factory", None)
 """Python 3.12+: starts a task's coroutine at once, in the caller's callback; a coroutine
 that ends without suspending then costs no scheduling round (and no loop iteration).
@@ -208,14 +207,15 @@ def start_coroutine(
     coroutine = _run_coroutine(execution, func, args, kwargs, report)
     if loop.get_task_factory() is not None:  # the application's (Sentry, aiomonitor...)
         task = loop.create_task(coroutine)
-        if not task.done():  # (an eager factory's task may have ended)
-            execution.atask = task
     elif _EAGER is None:
         # What `loop.create_task` does with no task factory set, without its Python
         # wrapper (~0.2 us of the loop's time per attempt).
         execution.atask = _Task(coroutine, loop=loop)
+        return
     else:
-        _EAGER(loop, coroutine)  # (`_run_coroutine` sets ``atask`` as it starts)
+        task = _EAGER(loop, coroutine)
+    if not task.done():  # (an eager task, of ours or the loop's factory's, may have ended)
+        execution.atask = task
 
 
 async def _run_coroutine(
@@ -223,10 +223,6 @@ async def _run_coroutine(
 ) -> None:
     task_id = execution.task_id
     TASK_CONTEXT.set(execution)
-    if execution.atask is None:
-        # An eager start: its task is not known before this first step, and its code
-        # may call the client in it (`Execution.in_own_flow` compares with ``atask``).
-        execution.atask = _current_task()
     bound = bind_task_id(task_id)
     try:
         try:

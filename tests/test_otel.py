@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing.resource_tracker
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from opentelemetry.util._once import Once
 
-from actors import ActorSystem, TaskTimeoutError
+from actors import ActorSystem, ActorSystemError, TaskTimeoutError
+from supervisors.testing import FakeClock
 
 EXPORTER = InMemorySpanExporter()
 tracer = trace.get_tracer("tests")
@@ -380,3 +382,47 @@ def test_a_provider_set_after_captures_without_one_is_seen_by_the_next_capture()
         [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=30
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "[None, None] True\n", "")
+
+
+def test_an_attempt_left_on_a_closed_loop_ends_its_span_with_the_cleanup_error(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A coroutine attempt pending on a loop closed without cancelling it fails at the
+    next cleanup tick: its span ends with that error. (It ended with "GeneratorExit: "
+    whenever the abandoned coroutine happened to be freed.)"""
+    clock = FakeClock()
+    with ActorSystem({"CLEANUP_INTERVAL": 5}, clock=clock) as system:
+        tm, blocking = system.task_manager, system.blocking
+        loop = asyncio.new_event_loop()
+        started = asyncio.Event()
+
+        async def hangs() -> None:
+            started.set()
+            await asyncio.get_running_loop().create_future()
+
+        async def start() -> str:
+            task_id = await tm.register_task("hangs", hangs)
+            await tm.execute_task(task_id)
+            await asyncio.wait_for(started.wait(), 10)
+            return task_id
+
+        try:
+            task_id = loop.run_until_complete(start())
+        finally:
+            loop.close()  # its task still pending: never cancelled
+        clock.wait_for_timers(2, 10)  # each manager's cleanup timer
+        clock.advance(5)
+        message = (
+            f"task {task_id!r} attempt 1 ended unfinished: the event loop running it was "
+            "closed without cancelling it"
+        )
+        with pytest.raises(ActorSystemError, match=f"^{re.escape(message)}$"):
+            blocking.wait_for_task(task_id, timeout=10)
+    (attempt,) = attempts(spans)
+    assert (attempt.status.status_code, attempt.status.description) == (
+        StatusCode.ERROR,
+        f"ActorSystemError: {message}",
+    )
+    assert [(e.attributes or {})["exception.type"] for e in attempt.events] == [
+        "actors.core._errors.ActorSystemError"
+    ]

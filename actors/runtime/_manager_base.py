@@ -39,6 +39,7 @@ from actors.engine import (
     page_keys,
     page_rows,
 )
+from actors.observe import stop_span
 from actors.runtime import messages
 from actors.runtime._attempt import Execution
 from actors.runtime._durable import JournaledDefinition, journaled_results, result_gone
@@ -280,6 +281,12 @@ class BaseManager(SupervisedActor):
             if execution.atask is None and not record.is_coroutine:
                 continue  # a plain function's: its worker thread ends it
             if execution.bridge.loop.is_closed() and execution.claim():
+                error = ActorSystemError(
+                    f"task {record.task_id!r} attempt {record.attempts} ended unfinished: "
+                    "the event loop running it was closed without cancelling it"
+                )
+                if execution.trace is not None:  # its span ends with that, not when
+                    stop_span(execution, error)  # the coroutine is freed (GeneratorExit)
                 atask, execution.atask = execution.atask, None  # never to run again
                 if atask is not None:
                     coroutine = atask.get_coro()
@@ -290,10 +297,6 @@ class BaseManager(SupervisedActor):
                         # Started after its loop's last iteration: close it, or freeing
                         # it warns "coroutine '_run_coroutine' was never awaited".
                         coroutine.close()
-                error = ActorSystemError(
-                    f"task {record.task_id!r} attempt {record.attempts} ended unfinished: "
-                    "the event loop running it was closed without cancelling it"
-                )
                 engine.attempt_done(record.task_id, record.attempts, None, error, None)
 
     # -- dispatch -------------------------------------------------------------------------

@@ -9,6 +9,8 @@ that raises records the exception as a span event and ends with status ERROR. An
 attempt that times out or is cancelled ends its span then, with status ERROR and the
 task's `TaskTimeoutError` or `TaskCancelledError` (`stop_span`), even while a plain
 function goes on running in its thread or process; its own ending is then not recorded.
+A coroutine attempt left pending on a closed loop ends its span when a cleanup tick
+fails it, with that error.
 
 Where the span is open:
 

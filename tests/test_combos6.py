@@ -173,7 +173,15 @@ async def test_a_walk_of_10000_tasks_over_both_systems_agrees_with_the_metrics()
         for i in range(10_000):
             if i in (4_000, 7_000):
                 await tm.use_new_task_system(i == 7_000)
-            ids.append(await tm.register_task(f"t{i}", double, (i,), task_type=f"k{i % 3}"))
+            # Ids of our own: a generated id ("t<random hex>-<n>") contains "t99" when its
+            # random prefix starts with 99 (1 run in 256), and the search below matches
+            # ids too: every k1 task would match it.
+            task_id = f"id{i}"
+            ids.append(
+                await tm.register_task(
+                    f"t{i}", double, (i,), task_type=f"k{i % 3}", task_id=task_id
+                )
+            )
         # 300 run to the end: MAX_FINISHED_TASKS keeps the newest 100 finished of each system
         done = ids[:150] + ids[4_000:4_150]
         for task in done:

@@ -187,7 +187,15 @@ def test_four_caller_loops_and_one_closes_while_its_tasks_run() -> None:
 
 async def test_switching_task_systems_between_batches_sends_each_call_where_it_was_made() -> None:
     batches, size = 20, 50
-    async with ActorSystem({"CLEANUP_INTERVAL": 0, "MAX_THREAD_WORKERS": 4}) as system:
+    # Room for every event of the test (five a task at most: registered, queued, started,
+    # completed, and no removed): the watcher shares the loop that makes the 1,000 calls
+    # and, on a loaded machine, falls behind the default 1,000 (the oldest are dropped).
+    config = {
+        "CLEANUP_INTERVAL": 0,
+        "MAX_THREAD_WORKERS": 4,
+        "EVENT_BUFFER_SIZE": 5 * batches * size,
+    }
+    async with ActorSystem(config) as system:
         tm = system.task_manager
         ends: Counter[str] = Counter()
         all_ended = asyncio.Event()

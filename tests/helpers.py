@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing.resource_tracker
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +265,33 @@ async def journaled_manager(path: Path, **config: Any) -> AsyncIterator[UnifiedT
     when the block ends."""
     async with ActorSystem(journal_config(path, **config)) as system:
         yield system.task_manager
+
+
+def file_rows(path: Path) -> list[tuple[Any, ...]]:
+    """The ``(id, status)`` rows of the journal file at ``path``, in insertion order."""
+    with closing(sqlite3.connect(path)) as connection, connection:
+        return connection.execute("SELECT id, status FROM tasks ORDER BY rowid").fetchall()
+
+
+def start_worker(script: str, *args: object, **env: str) -> subprocess.Popen[str]:
+    """Starts ``python tests/SCRIPT ARGS...`` with the project on its PYTHONPATH (and
+    ``env`` added to the environment); its stdout is a text pipe."""
+    worker = Path(__file__).with_name(script)
+    environ = {**os.environ, "PYTHONPATH": str(worker.parent.parent), **env}
+    command = [sys.executable, str(worker), *map(str, args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environ)
+
+
+def sigkill_when_ready(process: subprocess.Popen[str]) -> None:
+    """Waits for ``process`` to print ``ready``, then kills it with SIGKILL (whatever it
+    printed) and reaps it within `WAIT`."""
+    assert process.stdout is not None
+    try:
+        assert process.stdout.readline() == "ready\n"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(WAIT)
+        process.stdout.close()
 
 
 @contextmanager

@@ -294,6 +294,16 @@ def sigkill_when_ready(process: subprocess.Popen[str]) -> None:
         process.stdout.close()
 
 
+async def ready_until_sigkill(tm: UnifiedTaskManager, marker: Callable[[int], Any]) -> None:
+    """The end of a worker script: registers durable ``marker`` (``marker(0)``; answered
+    once committed, with or after what the worker journaled before), prints ``ready``
+    for `sigkill_when_ready` and waits for the SIGKILL."""
+    await tm.register_task("marker", marker, (0,), task_id="marker")
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    await asyncio.get_running_loop().create_future()
+
+
 @contextmanager
 def dask_cluster(workers: int) -> Iterator[str]:
     """A `distributed.LocalCluster` of ``workers`` real worker processes (one thread

@@ -454,6 +454,30 @@ async def running_forever(tm: UnifiedTaskManager) -> str:
     return task
 
 
+def left_on_a_closed_loop(tm: UnifiedTaskManager) -> str:
+    """Registers and starts task ``hangs`` (a coroutine that waits for ever) on a new
+    event loop, then closes that loop with the task's asyncio task still pending (never
+    cancelled, as ``loop.close()`` after ``run_until_complete`` leaves it); returns the
+    task's id. Call it from no running loop."""
+    loop = asyncio.new_event_loop()
+    started = asyncio.Event()
+
+    async def hangs() -> None:
+        started.set()
+        await asyncio.get_running_loop().create_future()
+
+    async def start() -> str:
+        task_id = await tm.register_task("hangs", hangs)
+        await tm.execute_task(task_id)
+        await asyncio.wait_for(started.wait(), WAIT)
+        return task_id
+
+    try:
+        return loop.run_until_complete(start())
+    finally:
+        loop.close()  # its task still pending: never cancelled
+
+
 def ids(infos: list[TaskInfo]) -> set[str]:
     return {info.task_id for info in infos}
 

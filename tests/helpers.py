@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pykka
 import pytest
 from hypothesis import HealthCheck, settings
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
@@ -31,6 +32,7 @@ from actors.runtime._backends import local_cluster
 from supervisors import (
     RestartIntensityExceeded,
     SupervisedActor,
+    Supervisor,
     SupervisorEvent,
     SupervisorEventKind,
 )
@@ -82,6 +84,16 @@ class SupervisorEvents:
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.of(kind, child_id)) >= count, WAIT):
                 pytest.fail(f"fewer than {count} {kind} events within {WAIT}s: {self.items}")
+
+
+def supervise(
+    stopper: list[pykka.ActorRef[Any]], children: list[Any], **options: Any
+) -> pykka.ActorRef[Supervisor]:
+    """`Supervisor.start` of ``children`` with ``options``, without its watchdog thread;
+    the ``stopper`` fixture stops it after the test."""
+    ref = Supervisor.start(children, watchdog_interval=None, **options)
+    stopper.append(ref)
+    return ref
 
 
 class Ledger:

@@ -65,11 +65,6 @@ def _clear_runs() -> None:
     RUNS.clear()
 
 
-@pytest.fixture(params=[True, False], ids=["new", "old"])
-def new_system(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param)
-
-
 def double(x: int) -> int:
     RUNS["double"] += 1
     return 2 * x

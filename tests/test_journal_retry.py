@@ -49,11 +49,6 @@ def _clear_runs() -> None:
     RUNS.clear()
 
 
-@pytest.fixture(params=[True, False], ids=["new", "old"])
-def new_system(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param)
-
-
 def created_times(path: Path) -> dict[str, float]:
     with closing(sqlite3.connect(path)) as connection, connection:
         return dict(connection.execute("SELECT id, created_at FROM tasks").fetchall())

@@ -18,6 +18,8 @@ import sys
 import threading
 from pathlib import Path
 
+from helpers import ready_until_sigkill
+
 from actors import ActorSystem, result_of
 
 OUT: Path | None = None
@@ -58,11 +60,7 @@ async def first(journal: str) -> None:
         await tm.execute_task("b")
         await asyncio.to_thread(STARTED.wait, 30)
         await tm.execute_task("d", wait=True)
-        # Answered once committed, with (or after) what d's end changed in the file.
-        await tm.register_task("marker", double, (0,), task_id="marker")
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
-        await asyncio.get_running_loop().create_future()  # until the SIGKILL
+        await ready_until_sigkill(tm, double)  # marker, after what d's end changed
 
 
 if __name__ == "__main__":

@@ -111,6 +111,13 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=[True, False], ids=["new", "old"])
+def new_system(request: pytest.FixtureRequest) -> bool:
+    """``USE_NEW_TASK_SYSTEM`` for tests that start their own systems: True ("new"),
+    then False ("old")."""
+    return bool(request.param)
+
+
 @pytest.fixture
 async def system(backend: str) -> AsyncIterator[ActorSystem]:
     """A running system on ``backend``, on a `FakeClock`, without periodic cleanup (its

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing.resource_tracker
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pykka
 import pytest
 from hypothesis import HealthCheck, settings
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
@@ -26,6 +32,7 @@ from actors.runtime._backends import local_cluster
 from supervisors import (
     RestartIntensityExceeded,
     SupervisedActor,
+    Supervisor,
     SupervisorEvent,
     SupervisorEventKind,
 )
@@ -77,6 +84,16 @@ class SupervisorEvents:
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.of(kind, child_id)) >= count, WAIT):
                 pytest.fail(f"fewer than {count} {kind} events within {WAIT}s: {self.items}")
+
+
+def supervise(
+    stopper: list[pykka.ActorRef[Any]], children: list[Any], **options: Any
+) -> pykka.ActorRef[Supervisor]:
+    """`Supervisor.start` of ``children`` with ``options``, without its watchdog thread;
+    the ``stopper`` fixture stops it after the test."""
+    ref = Supervisor.start(children, watchdog_interval=None, **options)
+    stopper.append(ref)
+    return ref
 
 
 class Ledger:
@@ -262,6 +279,43 @@ async def journaled_manager(path: Path, **config: Any) -> AsyncIterator[UnifiedT
         yield system.task_manager
 
 
+def file_rows(path: Path) -> list[tuple[Any, ...]]:
+    """The ``(id, status)`` rows of the journal file at ``path``, in insertion order."""
+    with closing(sqlite3.connect(path)) as connection, connection:
+        return connection.execute("SELECT id, status FROM tasks ORDER BY rowid").fetchall()
+
+
+def start_worker(script: str, *args: object, **env: str) -> subprocess.Popen[str]:
+    """Starts ``python tests/SCRIPT ARGS...`` with the project on its PYTHONPATH (and
+    ``env`` added to the environment); its stdout is a text pipe."""
+    worker = Path(__file__).with_name(script)
+    environ = {**os.environ, "PYTHONPATH": str(worker.parent.parent), **env}
+    command = [sys.executable, str(worker), *map(str, args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environ)
+
+
+def sigkill_when_ready(process: subprocess.Popen[str]) -> None:
+    """Waits for ``process`` to print ``ready``, then kills it with SIGKILL (whatever it
+    printed) and reaps it within `WAIT`."""
+    assert process.stdout is not None
+    try:
+        assert process.stdout.readline() == "ready\n"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(WAIT)
+        process.stdout.close()
+
+
+async def ready_until_sigkill(tm: UnifiedTaskManager, marker: Callable[[int], Any]) -> None:
+    """The end of a worker script: registers durable ``marker`` (``marker(0)``; answered
+    once committed, with or after what the worker journaled before), prints ``ready``
+    for `sigkill_when_ready` and waits for the SIGKILL."""
+    await tm.register_task("marker", marker, (0,), task_id="marker")
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    await asyncio.get_running_loop().create_future()
+
+
 @contextmanager
 def dask_cluster(workers: int) -> Iterator[str]:
     """A `distributed.LocalCluster` of ``workers`` real worker processes (one thread
@@ -410,6 +464,30 @@ async def running_forever(tm: UnifiedTaskManager) -> str:
     await tm.execute_task(task)
     await asyncio.wait_for(started.wait(), 10)
     return task
+
+
+def left_on_a_closed_loop(tm: UnifiedTaskManager) -> str:
+    """Registers and starts task ``hangs`` (a coroutine that waits for ever) on a new
+    event loop, then closes that loop with the task's asyncio task still pending (never
+    cancelled, as ``loop.close()`` after ``run_until_complete`` leaves it); returns the
+    task's id. Call it from no running loop."""
+    loop = asyncio.new_event_loop()
+    started = asyncio.Event()
+
+    async def hangs() -> None:
+        started.set()
+        await asyncio.get_running_loop().create_future()
+
+    async def start() -> str:
+        task_id = await tm.register_task("hangs", hangs)
+        await tm.execute_task(task_id)
+        await asyncio.wait_for(started.wait(), WAIT)
+        return task_id
+
+    try:
+        return loop.run_until_complete(start())
+    finally:
+        loop.close()  # its task still pending: never cancelled
 
 
 def ids(infos: list[TaskInfo]) -> set[str]:

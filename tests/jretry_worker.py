@@ -21,6 +21,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from helpers import ready_until_sigkill
+
 from actors import ActorSystem, TaskPriority, result_of
 
 OUT: Path | None = None
@@ -111,11 +113,7 @@ async def first(journal: str) -> None:
         await tm.register_task("run", block, (9,), task_id="run")
         await tm.execute_task("run")
         await asyncio.to_thread(STARTED.wait, 30)
-        # Answered once committed, with (or after) run's running record.
-        await tm.register_task("marker", double, (0,), task_id="marker")
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
-        await asyncio.get_running_loop().create_future()  # until the SIGKILL
+        await ready_until_sigkill(tm, double)  # marker, after run's running record
 
 
 if __name__ == "__main__":

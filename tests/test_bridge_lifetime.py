@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
-from helpers import WAIT
+from helpers import WAIT, left_on_a_closed_loop
 
 from actors import (
     ActorSystem,
@@ -297,23 +297,7 @@ def test_a_coroutine_left_pending_when_its_loop_closed_fails_at_the_next_cleanup
     config = {"CLEANUP_INTERVAL": 5, "MAX_CONCURRENT_TASKS": 1, "USE_NEW_TASK_SYSTEM": new}
     with ActorSystem(config, clock=clock) as system:
         tm, blocking = system.task_manager, system.blocking
-        loop = asyncio.new_event_loop()
-
-        async def hangs() -> None:
-            started.set()
-            await asyncio.get_running_loop().create_future()
-
-        async def start() -> str:
-            task_id = await tm.register_task("hangs", hangs)
-            await tm.execute_task(task_id)
-            await asyncio.wait_for(started.wait(), WAIT)
-            return task_id
-
-        started = asyncio.Event()
-        try:
-            task_id = loop.run_until_complete(start())
-        finally:
-            loop.close()  # its task still pending: never cancelled
+        task_id = left_on_a_closed_loop(tm)
         after = blocking.register_task("after", lambda: "ran")
         assert blocking.execute_task(after) is True
         assert blocking.get_task_status(task_id) is TaskStatus.RUNNING

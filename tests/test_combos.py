@@ -12,11 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 from collections import Counter
@@ -24,7 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import WAIT, Boom, SlowToCancel, double, fails, make_system, timers_armed
+from helpers import (
+    WAIT,
+    Boom,
+    SlowToCancel,
+    double,
+    fails,
+    make_system,
+    sigkill_when_ready,
+    start_worker,
+    timers_armed,
+)
 
 from actors import (
     ActorSystem,
@@ -306,23 +313,13 @@ async def test_durable_chain_with_a_retry_pending_at_a_sigkill_recovers_exactly(
 
 
 def _durable_kill_and_recover() -> None:
-    worker = Path(__file__).with_name("combo_worker.py")
-    env = {**os.environ, "PYTHONPATH": str(worker.parent.parent)}
     with tempfile.TemporaryDirectory() as tmp:
         journal, out = Path(tmp) / "j.db", Path(tmp) / "runs.txt"
 
         def run(phase: str) -> subprocess.Popen[str]:
-            command = [sys.executable, str(worker), str(journal), str(out), phase]
-            return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+            return start_worker("combo_worker.py", journal, out, phase)
 
-        first = run("first")
-        assert first.stdout is not None
-        try:
-            assert first.stdout.readline() == "ready\n"
-        finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(WAIT)
-            first.stdout.close()
+        sigkill_when_ready(run("first"))
         assert sorted(out.read_text().split()) == ["a", "b", "d"]
         second = run("second")
         stdout, _ = second.communicate(timeout=30)

@@ -14,7 +14,15 @@ from typing import Any
 
 import pykka
 import pytest
-from helpers import Echo, Escalations, Ledger, StartsOnce, Unprintable, fails_unprintably
+from helpers import (
+    Echo,
+    Escalations,
+    Ledger,
+    StartsOnce,
+    Unprintable,
+    fails_unprintably,
+    supervise,
+)
 from helpers import SupervisorEvents as Events
 from tenacity import wait_fixed, wait_none
 
@@ -66,17 +74,16 @@ def test_intensity_exceeded_mid_backoff_cancels_the_backoff_and_fails_every_hand
     # c crashes and waits 5 s for its restart; a crashes meanwhile: 2 restarts in the
     # window, max 1. (Under ONE_FOR_ALL nothing runs during a backoff to crash.)
     clock, events, escalations = FakeClock(), Events(), Escalations()
-    ref = Supervisor.start(
+    ref = supervise(
+        stopper,
         [ChildSpec(cid, Echo) for cid in ("a", "b", "c")],
         strategy=strategy,
         policy=RestartPolicy(wait=wait_fixed(5), max_restarts=1, within_seconds=60),
         clock=clock,
         name="app",
-        watchdog_interval=None,
         listener=events,
         on_escalation=escalations,
     )
-    stopper.append(ref)
     sup = ref.proxy()
     a, b, c = (sup.child(cid).get(timeout=TIMEOUT) for cid in "abc")
     c.tell(Kill())
@@ -125,16 +132,15 @@ def test_a_nested_supervisor_that_gives_up_is_restarted_by_its_parents_strategy(
         clock=clock,
         watchdog_interval=None,
     )
-    ref = Supervisor.start(
+    ref = supervise(
+        stopper,
         [ChildSpec("w1", Echo), inner, ChildSpec("w2", Echo)],
         strategy=strategy,
         policy=RestartPolicy(wait=wait_none(), max_restarts=5, within_seconds=60),
         clock=clock,
         name="root",
-        watchdog_interval=None,
         listener=events,
     )
-    stopper.append(ref)
     sup = ref.proxy()
     x = sup.child("inner").get(timeout=TIMEOUT).call("child", "x").get(timeout=TIMEOUT)
     first_x = x.actor_urn
@@ -164,16 +170,15 @@ def test_a_child_failing_in_on_start_every_time_escalates_after_its_consecutive_
 ) -> None:
     clock, events, escalations = FakeClock(), Events(), Escalations()
     ledger = Ledger()
-    ref = Supervisor.start(
+    ref = supervise(
+        stopper,
         [ChildSpec("db", StartsOnce, state_factory=lambda: ledger), ChildSpec("web", Echo)],
         policy=THREE_FAILED_STARTS,
         clock=clock,
         name="app",
-        watchdog_interval=None,
         listener=events,
         on_escalation=escalations,
     )
-    stopper.append(ref)
     sup = ref.proxy()
     db, web = sup.child("db").get(timeout=TIMEOUT), sup.child("web").get(timeout=TIMEOUT)
     db.tell(Kill())
@@ -226,13 +231,12 @@ def test_an_on_stop_that_raises_still_stops_the_child_and_it_restarts(
     stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     events = Events()
-    ref = Supervisor.start(
+    ref = supervise(
+        stopper,
         [ChildSpec("r", RaisesOnStop)],
         clock=FakeClock(),
-        watchdog_interval=None,
         listener=events,
     )
-    stopper.append(ref)
     sup = ref.proxy()
     r = sup.child("r").get(timeout=TIMEOUT)
     first = r.actor_ref
@@ -250,14 +254,13 @@ def test_an_on_stop_that_blocks_is_abandoned_after_its_shutdown_timeout(
     stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     events, release = Events(), threading.Event()
-    ref = Supervisor.start(
+    ref = supervise(
+        stopper,
         [ChildSpec("slow", BlocksOnStop, args=(release,), shutdown_timeout=0.2)],
         clock=FakeClock(),
         name="app",
-        watchdog_interval=None,
         listener=events,
     )
-    stopper.append(ref)
     sup = ref.proxy()
     slow = sup.child("slow").get(timeout=TIMEOUT)
     stuck = slow.actor_ref
@@ -283,15 +286,14 @@ def test_stopping_the_supervisor_during_a_backoff_cancels_it_and_fails_the_buffe
     stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     clock, events = FakeClock(), Events()
-    ref = Supervisor.start(
+    ref = supervise(
+        stopper,
         [ChildSpec("a", Echo), ChildSpec("b", Echo)],
         policy=RestartPolicy(wait=wait_fixed(5), max_restarts=3, within_seconds=60),
         clock=clock,
         name="app",
-        watchdog_interval=None,
         listener=events,
     )
-    stopper.append(ref)
     sup = ref.proxy()
     a = sup.child("a").get(timeout=TIMEOUT)
     a.tell(Kill())
@@ -317,14 +319,13 @@ def test_calls_during_a_restart_are_answered_in_order_or_refused_at_capacity(
     stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     clock = FakeClock()
-    ref = Supervisor.start(
+    ref = supervise(
+        stopper,
         [ChildSpec("a", Echo)],
         policy=RestartPolicy(wait=wait_fixed(1), max_restarts=3, within_seconds=60),
         clock=clock,
-        watchdog_interval=None,
         buffer_capacity=2,
     )
-    stopper.append(ref)
     sup = ref.proxy()
     a = sup.child("a").get(timeout=TIMEOUT)
     a.tell(Kill())
@@ -382,14 +383,13 @@ def test_a_nested_tree_stopped_from_a_grandchild_stops_whole_and_bounded(
         listener=events,
         shutdown_timeout=2.0,
     )
-    ref = Supervisor.start(
+    ref = supervise(
+        stopper,
         [ChildSpec("w", Echo), inner],
         clock=FakeClock(),
         name="root",
-        watchdog_interval=None,
         listener=events,
     )
-    stopper.append(ref)
     root.append(ref)
     inner_handle = ref.proxy().child("inner").get(timeout=TIMEOUT)
     stopping = inner_handle.call("child", "stopper").get(timeout=TIMEOUT)
@@ -470,16 +470,15 @@ def test_a_nested_supervisor_giving_up_twice_escalates_the_root_and_fails_grandc
         watchdog_interval=None,
         listener=events,
     )
-    ref = Supervisor.start(
+    ref = supervise(
+        stopper,
         [ChildSpec("w", Echo), inner],
         policy=RestartPolicy(wait=wait_none(), max_restarts=1, within_seconds=60),
         clock=clock,
         name="root",
-        watchdog_interval=None,
         listener=events,
         on_escalation=escalations,
     )
-    stopper.append(ref)
     x = ref.proxy().child("inner").get(timeout=TIMEOUT).call("child", "x").get(timeout=TIMEOUT)
     x.tell(Kill())
     events.wait_for(K.RESTARTED, "inner")
@@ -510,7 +509,8 @@ def test_an_incarnation_abandoned_in_a_group_restart_ends_late_without_disturbin
     stopper: list[pykka.ActorRef[Any]],
 ) -> None:
     events, release = Events(), threading.Event()
-    ref = Supervisor.start(
+    ref = supervise(
+        stopper,
         [
             ChildSpec("slow", BlocksOnStop, args=(release,), shutdown_timeout=0.2),
             ChildSpec("a", Echo),
@@ -518,10 +518,8 @@ def test_an_incarnation_abandoned_in_a_group_restart_ends_late_without_disturbin
         strategy=Strategy.ONE_FOR_ALL,
         policy=RestartPolicy(wait=wait_none(), max_restarts=3, within_seconds=60),
         clock=FakeClock(),
-        watchdog_interval=None,
         listener=events,
     )
-    stopper.append(ref)
     sup = ref.proxy()
     slow, a = sup.child("slow").get(timeout=TIMEOUT), sup.child("a").get(timeout=TIMEOUT)
     old = slow.actor_ref
@@ -581,7 +579,8 @@ def test_a_group_restart_whose_member_fails_in_on_start_every_time_escalates(
     # consecutive failures pass the limit.
     clock, events, escalations = FakeClock(), Events(), Escalations()
     ledger = Ledger()
-    ref = Supervisor.start(
+    ref = supervise(
+        stopper,
         [
             ChildSpec("first", Echo),
             ChildSpec("db", StartsOnce, state_factory=lambda: ledger),
@@ -591,11 +590,9 @@ def test_a_group_restart_whose_member_fails_in_on_start_every_time_escalates(
         policy=THREE_FAILED_STARTS,
         clock=clock,
         name="app",
-        watchdog_interval=None,
         listener=events,
         on_escalation=escalations,
     )
-    stopper.append(ref)
     ref.proxy().child("db").get(timeout=TIMEOUT).tell(Kill())
     for scheduled in range(1, 4):
         events.wait_for(K.RESTART_SCHEDULED, "db", scheduled)
@@ -621,10 +618,7 @@ def test_stopping_the_root_while_a_grandchild_waits_for_its_backoff_ends_everyth
         watchdog_interval=None,
         listener=events,
     )
-    ref = Supervisor.start(
-        [inner], clock=clock, name="root", watchdog_interval=None, listener=events
-    )
-    stopper.append(ref)
+    ref = supervise(stopper, [inner], clock=clock, name="root", listener=events)
     inner_handle = ref.proxy().child("inner").get(timeout=TIMEOUT)
     x = inner_handle.call("child", "x").get(timeout=TIMEOUT)
     x.tell(Kill())

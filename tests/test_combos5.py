@@ -21,12 +21,8 @@ each body ran, and what the file holds.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
@@ -35,7 +31,14 @@ from typing import Any
 import combo5_worker
 import httpx
 import pytest
-from helpers import WAIT, journal_config, journaled_manager
+from helpers import (
+    WAIT,
+    file_rows,
+    journal_config,
+    journaled_manager,
+    sigkill_when_ready,
+    start_worker,
+)
 
 from actors import (
     ActorSystem,
@@ -62,11 +65,6 @@ def _clear_runs() -> None:
     RUNS.clear()
 
 
-@pytest.fixture(params=[True, False], ids=["new", "old"])
-def new_system(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param)
-
-
 def double(x: int) -> int:
     RUNS["double"] += 1
     return 2 * x
@@ -75,11 +73,6 @@ def double(x: int) -> int:
 def plus_one(x: int) -> int:
     RUNS["plus_one"] += 1
     return x + 1
-
-
-def file_rows(path: Path) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(path)) as connection, connection:
-        return connection.execute("SELECT id, status FROM tasks ORDER BY rowid").fetchall()
 
 
 async def states(tm: Any) -> dict[str, tuple[TaskStatus, Any]]:
@@ -202,17 +195,7 @@ async def test_tasks_that_ended_before_a_restart_keep_their_age_for_the_cleanup(
 
 
 def _kill_while_b_runs(journal: Path, out: Path) -> None:
-    worker = Path(__file__).with_name("combo5_worker.py")
-    env = {**os.environ, "PYTHONPATH": str(worker.parent.parent)}
-    command = [sys.executable, str(worker), str(journal), str(out)]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    assert first.stdout is not None
-    try:
-        assert first.stdout.readline() == "ready\n"
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(WAIT)
-        first.stdout.close()
+    sigkill_when_ready(start_worker("combo5_worker.py", journal, out))
 
 
 async def test_a_dependent_running_at_a_sigkill_reruns_with_its_dependencys_journaled_result(

@@ -15,12 +15,8 @@ Restored tasks that had not ended keep their journaled creation time too.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
@@ -29,7 +25,14 @@ from typing import Any
 import httpx
 import jretry_worker
 import pytest
-from helpers import WAIT, journal_config, journaled_manager
+from helpers import (
+    WAIT,
+    file_rows,
+    journal_config,
+    journaled_manager,
+    sigkill_when_ready,
+    start_worker,
+)
 
 from actors import ActorSystem, TaskNotFoundError, TaskPriority, TaskStatus, result_of
 from actors.core import JournalDecodeError, JournaledError
@@ -46,16 +49,6 @@ def _clear_runs() -> None:
     RUNS.clear()
 
 
-@pytest.fixture(params=[True, False], ids=["new", "old"])
-def new_system(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param)
-
-
-def file_rows(path: Path) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(path)) as connection, connection:
-        return connection.execute("SELECT id, status FROM tasks ORDER BY rowid").fetchall()
-
-
 def created_times(path: Path) -> dict[str, float]:
     with closing(sqlite3.connect(path)) as connection, connection:
         return dict(connection.execute("SELECT id, created_at FROM tasks").fetchall())
@@ -69,17 +62,7 @@ async def states(tm: Any) -> dict[str, tuple[TaskStatus, str | None]]:
 
 
 def _kill_when_ready(journal: Path, out: Path) -> None:
-    worker = Path(__file__).with_name("jretry_worker.py")
-    env = {**os.environ, "PYTHONPATH": str(worker.parent.parent), "JRETRY_WORKER": "1"}
-    command = [sys.executable, str(worker), str(journal), str(out)]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    assert first.stdout is not None
-    try:
-        assert first.stdout.readline() == "ready\n"
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(WAIT)
-        first.stdout.close()
+    sigkill_when_ready(start_worker("jretry_worker.py", journal, out, JRETRY_WORKER="1"))
 
 
 VANISHED = (

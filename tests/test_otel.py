@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import left_on_a_closed_loop
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -393,23 +394,7 @@ def test_an_attempt_left_on_a_closed_loop_ends_its_span_with_the_cleanup_error(
     clock = FakeClock()
     with ActorSystem({"CLEANUP_INTERVAL": 5}, clock=clock) as system:
         tm, blocking = system.task_manager, system.blocking
-        loop = asyncio.new_event_loop()
-        started = asyncio.Event()
-
-        async def hangs() -> None:
-            started.set()
-            await asyncio.get_running_loop().create_future()
-
-        async def start() -> str:
-            task_id = await tm.register_task("hangs", hangs)
-            await tm.execute_task(task_id)
-            await asyncio.wait_for(started.wait(), 10)
-            return task_id
-
-        try:
-            task_id = loop.run_until_complete(start())
-        finally:
-            loop.close()  # its task still pending: never cancelled
+        task_id = left_on_a_closed_loop(tm)
         clock.wait_for_timers(2, 10)  # each manager's cleanup timer
         clock.advance(5)
         message = (

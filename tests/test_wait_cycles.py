@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -507,3 +508,69 @@ async def test_add_dependency_refused_while_the_dependency_waits_for_the_task(
         assert (info.status, info.dependencies) == (TaskStatus.PENDING, ())
         assert await tm.execute_task(x) is True
         assert await asyncio.wait_for(y_done, WAIT) == "y got x"
+
+
+async def test_a_cycle_of_three_waits_is_refused_while_the_other_waits_go_on(
+    new_system: bool,
+) -> None:
+    """a's code waits for b (``wait_for_task``), b's code for c (``execute_task(wait=True)``);
+    c's code then waits for a (``submit`` of a task taking a's result, ``map``): each
+    refused naming the cycle, nothing registered; c returns, and b's, a's and an outside
+    caller's waits end with their values."""
+    seen: list[str] = []
+    a_waits, b_waits = asyncio.Event(), asyncio.Event()
+    ids: dict[str, str] = {}
+
+    async with started(new_system) as system:
+        tm = system.task_manager
+
+        async def a_body() -> str:
+            waiting = asyncio.ensure_future(tm.wait_for_task(ids["b"], timeout=WAIT))
+            await sent(waiting)
+            a_waits.set()
+            return f"a got {await waiting}"
+
+        async def b_body() -> str:
+            waiting = asyncio.ensure_future(tm.execute_task(ids["c"], wait=True))
+            await sent(waiting)
+            b_waits.set()
+            return f"b got {await waiting}"
+
+        async def c_body() -> str:
+            await until(b_waits)
+            for call in (
+                tm.submit(str, actors.result_of(ids["a"]), task_id="s"),
+                tm.map(str, [actors.result_of(ids["a"])]),
+            ):
+                try:
+                    await asyncio.wait_for(call, WAIT)
+                except InvalidTaskError as error:
+                    text = str(error)
+                    new = re.search(r"'str' \(([^)]+)\)", text)
+                    assert new is not None
+                    seen.append(text if new[1] == "s" else text.replace(new[1], "<new>"))
+            return "c"
+
+        ids["a"] = a = await tm.register_task("a", a_body)
+        ids["b"] = b = await tm.register_task("b", b_body)
+        ids["c"] = c = await tm.register_task("c", c_body)
+        before = len(await tm.get_all_tasks())
+        outside = asyncio.ensure_future(tm.wait_for_task(a, timeout=WAIT))
+        a_done = asyncio.ensure_future(tm.execute_task(a, wait=True))
+        await until(a_waits)
+        assert await asyncio.wait_for(tm.execute_task(b), WAIT) is True
+        assert await asyncio.wait_for(a_done, WAIT) == "a got b got c"
+        assert await asyncio.wait_for(outside, WAIT) == "a got b got c"
+        assert len(await tm.get_all_tasks()) == before
+        infos = {i.name: (i.status, i.attempts) for i in await tm.get_all_tasks()}
+    assert infos == {"a": (COMPLETED, 1), "b": (COMPLETED, 1), "c": (COMPLETED, 1)}
+    assert seen == [
+        f"task 'c' ({c}) cannot submit task 'str' ({new}) and wait for it: "
+        + cycle(
+            f"{c} waits for {new}",
+            f"{new} depends on {a}",
+            f"{a} waits for {b}",
+            f"{b} waits for {c}",
+        )
+        for new in ("s", "<new>")
+    ]

@@ -156,7 +156,8 @@ def test_a_cycle_through_a_dependency_is_refused_and_a_path_of_dependencies_keep
 def test_a_wait_leaves_the_relation_when_it_ends_each_way() -> None:
     """a's wait for b ends by b's outcome, by being withdrawn (a timeout or a cancel),
     by a's attempt ending (a failure retried, a completion): after each, b's code may
-    wait for a, and the relation holds nothing of the ended wait."""
+    wait for a, and the relation holds nothing of the ended wait. So does a wait whose
+    task fails, or whose waiting task is cancelled."""
     engine = running("a", "b", retries=1)
     closing = "task 'b' (b) cannot wait for task 'a' (a): " + cycle(
         "b waits for a", "a waits for b"
@@ -184,6 +185,16 @@ def test_a_wait_leaves_the_relation_when_it_ends_each_way() -> None:
     assert back.got == [("result", "a2")]
     assert table(engine) == {"out": {}, "into": {}}
     engine.attempt_done("b", 1, "b1", None, None)
+    assert table(engine) == {"out": {}, "into": {}}
+
+    engine = running("c", "d", "e", "f")  # no retries
+    failed = waits(engine, "c", "d")
+    waits(engine, "e", "f")
+    boom = Boom("d")
+    engine.attempt_done("d", 1, None, boom, None)  # the task awaited fails
+    assert failed.got == [("error", boom)]
+    assert table(engine) == {"out": {"e": ["f"]}, "into": {"f": ["e"]}}
+    assert engine.cancel("e", Replies()) is True  # the waiting task is cancelled
     assert table(engine) == {"out": {}, "into": {}}
 
 

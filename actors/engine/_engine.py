@@ -32,7 +32,10 @@ trial call, or `breaker_ready` from the breaker's listener).
 A running task that waits for another task lends its slot out while it waits (`block`)
 and takes it back when the wait ends, even if that briefly puts more than ``limit``
 tasks in the running count: as Ray releases a worker blocked in ``ray.get``, so a parent
-that waits for its children never starves them of slots.
+that waits for its children never starves them of slots. Such waits make the wait-for
+relation (``waits``, `WaitFor`): a wait, a submit or an ``add_dependency`` that would
+close a cycle of waits and dependencies is refused, naming it, as nothing in it could
+ever end.
 """
 
 from __future__ import annotations
@@ -455,8 +458,9 @@ class Engine:
         """``reply`` gets the task's outcome when it ends. Unless ``pending_ok``, a task
         never executed raises `TaskNotExecutedError`: nothing would end the wait. A
         wait by the code of a running attempt (``caller``) for its own task, or for a
-        task that depends on it, raises `InvalidTaskError`: that task ends only after
-        the caller's, which waits for it."""
+        task that depends on it or waits for it (through other tasks' dependencies and
+        waits: a cycle), raises `InvalidTaskError`: that task ends only after the
+        caller's, which waits for it. An accepted one joins ``waits`` until it ends."""
         record = self.get(task_id)
         waiting = None if caller is None else self._refuse_endless_wait(record, caller)
         if not pending_ok and record.status is PENDING:

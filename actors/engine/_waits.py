@@ -17,7 +17,7 @@ Pure: no threads, no clock; owned by one engine.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from itertools import pairwise
+from itertools import chain, pairwise
 from typing import TYPE_CHECKING
 
 from actors.engine._graph import DependencyGraph, _chain
@@ -96,32 +96,40 @@ class WaitFor:
         # Searched from both ends, a level at a time, next the side with fewer edges to
         # follow (see `DependencyGraph.dependency_path`): a chain of 4,000 waits costs
         # a new wait at its end nothing, and one that closes it one walk of the chain.
+        # Only the side searched reads its edges (a parent waiting for 20,000 children
+        # costs a wait for it by another task no walk of them).
         out, into = self.out, self.into
         deps, dependents = graph.direct_dependencies, graph.direct_dependents
+        empty: dict[ReplyTo, str] = {}
 
-        def down_of(node: str) -> list[str]:
-            waits = out.get(node)
-            return [*deps(node), *waits.values()] if waits else list(deps(node))
+        def down_of(node: str) -> Iterable[str]:
+            waits = out.get(node, empty)
+            return chain(deps(node), waits.values()) if waits else deps(node)
 
-        def up_of(node: str) -> list[str]:
-            waits = into.get(node)
-            return [*dependents(node), *waits.values()] if waits else list(dependents(node))
+        def up_of(node: str) -> Iterable[str]:
+            waits = into.get(node, empty)
+            return chain(dependents(node), waits.values()) if waits else dependents(node)
+
+        # (`direct_dependencies` and `direct_dependents` give a dict, or (): sized.)
+        def down_count(node: str) -> int:
+            return len(deps(node)) + len(out.get(node, empty))  # type: ignore[arg-type]
+
+        def up_count(node: str) -> int:
+            return len(dependents(node)) + len(into.get(node, empty))  # type: ignore[arg-type]
 
         down: dict[str, str | None] = {start: None}  # reached from start: its parent
         up: dict[str, str | None] = {goal: None}  # reached from goal: its child
-        down_next = [down_of(start)]
         down_front, up_front = [start], [goal]
-        up_next = [up_of(goal)]
         while down_front and up_front:
-            forward = sum(map(len, down_next)) <= sum(map(len, up_next))
+            forward = sum(map(down_count, down_front)) <= sum(map(up_count, up_front))
             if forward:
-                front, steps, seen, other = down_front, down_next, down, up
+                front, seen, other, edges = down_front, down, up, down_of
             else:
-                front, steps, seen, other = up_front, up_next, up, down
+                front, seen, other, edges = up_front, up, down, up_of
             reached: list[str] = []
             best: list[str] | None = None
-            for node, nodes in zip(front, steps, strict=True):
-                for step in nodes:
+            for node in front:
+                for step in edges(node):
                     if step in seen:
                         continue
                     if step in other:  # the two searches meet: node -> step
@@ -135,9 +143,9 @@ class WaitFor:
             if best is not None:
                 return best
             if forward:
-                down_front, down_next = reached, [down_of(n) for n in reached]
+                down_front = reached
             else:
-                up_front, up_next = reached, [up_of(n) for n in reached]
+                up_front = reached
         return None
 
     def links(self, path: Iterable[str]) -> str:

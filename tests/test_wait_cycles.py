@@ -256,6 +256,29 @@ class CountedWaitFor(WaitFor):
         return super().path(graph, start, goal, counted)
 
 
+def test_waits_from_outside_tasks_or_for_ended_tasks_add_nothing() -> None:
+    """A wait from outside tasks (no caller), from an attempt that is not running here
+    (another system's, or one that ended), or for a task that ended, adds no edge; a
+    parent whose code waits for 2,000 children is waited for by 500 tasks without a
+    search stepping through any task."""
+    engine = running("a", "b", "done")
+    engine.attempt_done("done", 1, "v", None, None)
+    engine.wait("b", Replies(), True, None)
+    engine.wait("b", Replies(), True, Scoped("a"))  # not a's running attempt
+    engine.wait("done", Replies(), True, scope(engine, "a"))
+    assert table(engine) == {"out": {}, "into": {}}
+
+    engine = running("p", *(f"q{i}" for i in range(500)))
+    engine.waits = counted = CountedWaitFor()
+    spec = validate_registration("child", str, ())
+    for i in range(2000):
+        engine.submit(spec, f"c{i}", None, Replies(), scope(engine, "p"))  # type: ignore[arg-type]
+    for i in range(500):
+        waits(engine, f"q{i}", "p")
+    assert counted.visited == []
+    assert (len(engine.waits.out["p"]), len(engine.waits.into["p"])) == (2000, 500)
+
+
 # -- WaitFor.path against a model ---------------------------------------------------------------
 
 

@@ -881,8 +881,9 @@ class UnifiedTaskManager:
         waits for someone else to execute it.
         Called from inside a task, the calling task gives its concurrency slot up while
         it waits (see the README: tasks that wait for tasks); a wait for its own task,
-        or for a task that depends on it, raises `InvalidTaskError` at once (that task
-        ends only after the caller's, so the wait would never end).
+        or for a task that depends on it, or that would close a cycle of tasks whose
+        code waits for each other, raises `InvalidTaskError` at once (that task ends
+        only after the caller's, so the wait would never end).
         """
         validate_task_id(task_id)
         bound = validate_timeout(timeout)

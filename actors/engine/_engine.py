@@ -32,7 +32,10 @@ trial call, or `breaker_ready` from the breaker's listener).
 A running task that waits for another task lends its slot out while it waits (`block`)
 and takes it back when the wait ends, even if that briefly puts more than ``limit``
 tasks in the running count: as Ray releases a worker blocked in ``ray.get``, so a parent
-that waits for its children never starves them of slots.
+that waits for its children never starves them of slots. Such waits make the wait-for
+relation (``waits``, `WaitFor`): a wait, a submit or an ``add_dependency`` that would
+close a cycle of waits and dependencies is refused, naming it, as nothing in it could
+ever end.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ from actors.engine._record import (
     outcome_error,
 )
 from actors.engine._results import substitute
+from actors.engine._waits import DEPENDS, WAITS, WaitFor
 
 if TYPE_CHECKING:
     from actors.core import LoopBridge, ReplyTo
@@ -237,6 +241,10 @@ class Engine:
         self.port: Port  # set by `attach`
         self.tasks: dict[str, TaskRecord] = {}
         self.graph = DependencyGraph()
+        self.waits = WaitFor()
+        """The live waits of running attempts' code for tasks of this engine (the
+        wait-for relation): a wait that would close a cycle of it, through dependencies
+        too, is refused (`_refuse_endless_wait`)."""
         self.ready: list[int] = []
         """A heap of queued tasks' ranks (`_SEQ_BITS`): most urgent, then earliest,
         first. One int per entry: a heap of 20,000 (-priority, seq, task_id) tuples
@@ -396,14 +404,15 @@ class Engine:
         record = self.tasks.get(task_id)
         if record is None:
             raise TaskNotFoundError.for_id(task_id)
-        if caller is not None:
-            self._refuse_endless_wait(record, caller)
+        waiting = None if caller is None else self._refuse_endless_wait(record, caller)
         accepted = record.status is PENDING
         if waiter is not None:
             if accepted and record.waiters is None:  # its first waiter, as `wait` adds it
                 record.waiters = waiter
             else:
                 self.wait(task_id, waiter)
+            if waiting is not None:  # (before it may end: its end drops the wait)
+                self.waits.add(waiting.task_id, task_id, waiter)
         if accepted:
             self._execute(record, True)  # alone
             if ((self.ready or self.ready_run) and self.running < self.limit) or self.released:
@@ -420,13 +429,18 @@ class Engine:
     ) -> None:
         """Register and execute a task; ``reply`` gets its outcome (`deliver`).
         ``caller``: the attempt whose code submits, if any (see `wait`)."""
-        if caller is not None and spec.dependencies:
-            self._refuse_endless_submit(spec, task_id, caller)
+        waiting = None
+        if caller is not None:
+            waiting = self._waiting_attempt(caller)
+            if waiting is not None and spec.dependencies:
+                self._refuse_endless_submit(spec, task_id, waiting)
         record = self._register(spec, task_id, bridge)
         if record.status is not PENDING:  # cancelled: a dependency had failed
             deliver(reply, record)
             return
         record.waiters = reply  # its first waiter (the attempt may answer it)
+        if waiting is not None:
+            self.waits.add(waiting.task_id, task_id, reply)
         if spec.dependencies:
             self._execute(record, True, record.created_at)  # the registration's read
         else:  # the common case: no dependency to execute first (as `_execute` decides)
@@ -444,11 +458,11 @@ class Engine:
         """``reply`` gets the task's outcome when it ends. Unless ``pending_ok``, a task
         never executed raises `TaskNotExecutedError`: nothing would end the wait. A
         wait by the code of a running attempt (``caller``) for its own task, or for a
-        task that depends on it, raises `InvalidTaskError`: that task ends only after
-        the caller's, which waits for it."""
+        task that depends on it or waits for it (through other tasks' dependencies and
+        waits: a cycle), raises `InvalidTaskError`: that task ends only after the
+        caller's, which waits for it. An accepted one joins ``waits`` until it ends."""
         record = self.get(task_id)
-        if caller is not None:
-            self._refuse_endless_wait(record, caller)
+        waiting = None if caller is None else self._refuse_endless_wait(record, caller)
         if not pending_ok and record.status is PENDING:
             msg = (
                 f"task {record.name!r} ({task_id}) was registered but never executed, so "
@@ -458,6 +472,8 @@ class Engine:
             )
             raise TaskNotExecutedError(msg)
         waiters = record.waiters
+        if waiting is not None:  # (so the task has not ended)
+            self.waits.add(waiting.task_id, task_id, reply)
         if record.status in TERMINAL:
             deliver(reply, record)
         elif waiters is None:
@@ -477,24 +493,27 @@ class Engine:
         return waiting if waiting is not None and execution is caller else None
 
     def _live_path(self, start: str, goal: TaskRecord) -> list[str] | None:
-        """``start -> ... -> goal`` along dependencies through tasks that have not
-        ended (`DependencyGraph.dependency_path`): ``start`` ends only after ``goal``."""
+        """``start -> ... -> goal`` along dependencies and waits through tasks that have
+        not ended (`WaitFor.path`): ``start`` ends only after ``goal``."""
         tasks = self.tasks
 
         def live(task_id: str) -> bool:
             record = tasks.get(task_id)
             return record is not None and record.status not in TERMINAL
 
-        return self.graph.dependency_path(start, goal.task_id, live)
+        return self.waits.path(self.graph, start, goal.task_id, live)
 
-    def _refuse_endless_wait(self, record: TaskRecord, caller: TaskScope) -> None:
+    def _refuse_endless_wait(self, record: TaskRecord, caller: TaskScope) -> TaskRecord | None:
         """Raise `InvalidTaskError` if the code of attempt ``caller`` may not wait for
-        ``record``: it is the caller's own task, or depends on it (the path named)."""
+        ``record``: it is the caller's own task, or ends only after the caller's (it
+        depends on it, or waits for it, directly or through other tasks: the path
+        named). Else the caller's task if the wait is one of the wait-for relation
+        (``caller`` is a running attempt of this engine and ``record`` has not ended)."""
         if record.status in TERMINAL:
-            return  # (a dependent cancelled already: the wait is answered at once)
+            return None  # (a dependent cancelled already: the wait is answered at once)
         waiting = self._waiting_attempt(caller)
         if waiting is None:
-            return
+            return None
         name, task_id = waiting.name, waiting.task_id
         if waiting is record:
             msg = (
@@ -503,23 +522,29 @@ class Engine:
             )
             raise InvalidTaskError(msg)
         path = self._live_path(record.task_id, waiting)
-        if path is not None:
+        if path is None:
+            return waiting
+        if self.waits.through_waits(path):
+            msg = (
+                f"task {name!r} ({task_id}) cannot wait for task {record.name!r} "
+                f"({record.task_id}): "
+                + _cycle(f"{task_id} {WAITS} {record.task_id}, " + self.waits.links(path))
+            )
+        else:
             msg = (
                 f"task {name!r} ({task_id}) cannot wait for task {record.name!r} "
                 f"({record.task_id}): it depends on the waiting task ("
                 + " -> ".join(path)
                 + "), so it ends only after this wait, which would never end"
             )
-            raise InvalidTaskError(msg)
+        raise InvalidTaskError(msg)
 
-    def _refuse_endless_submit(self, spec: TaskSpec, task_id: str, caller: TaskScope) -> None:
-        """Raise `InvalidTaskError` if the code of attempt ``caller`` may not submit
-        ``spec`` (and wait for it): the new task would depend on the caller's task,
-        directly or through tasks that have not ended, and would not be cancelled at
-        once by a dependency that failed."""
-        waiting = self._waiting_attempt(caller)
-        if waiting is None:
-            return
+    def _refuse_endless_submit(self, spec: TaskSpec, task_id: str, waiting: TaskRecord) -> None:
+        """Raise `InvalidTaskError` if the code of the running attempt of ``waiting``
+        may not submit ``spec`` (and wait for it): the new task would end only after
+        the caller's (it would depend on it, or on a task that waits for it, directly or
+        through tasks that have not ended), and would not be cancelled at once by a
+        dependency that failed."""
         tasks = self.tasks
         cancels = spec.on_dependency_failure != "run"
         path = None
@@ -531,17 +556,31 @@ class Engine:
                 return  # cancelled at once: answered at once
             if path is None and d.status not in TERMINAL:
                 path = [dep] if d is waiting else self._live_path(dep, waiting)
-        if path is not None:
-            msg = (
-                f"task {waiting.name!r} ({waiting.task_id}) cannot submit task "
-                f"{spec.name!r} ({task_id}) and wait for it: it would depend on the waiting "
-                "task (" + " -> ".join([task_id, *path]) + "), so it would end only after "
-                "this wait, which would never end"
+        if path is None:
+            return
+        head = (
+            f"task {waiting.name!r} ({waiting.task_id}) cannot submit task "
+            f"{spec.name!r} ({task_id}) and wait for it: "
+        )
+        if self.waits.through_waits(path):
+            links = self.waits.links(path)
+            msg = head + _cycle(
+                f"{waiting.task_id} {WAITS} {task_id}, {task_id} {DEPENDS} {path[0]}"
+                + (f", {links}" if links else "")
             )
-            raise InvalidTaskError(msg)
+        else:
+            msg = (
+                head
+                + "it would depend on the waiting task ("
+                + " -> ".join([task_id, *path])
+                + "), so it would end only after this wait, which would never end"
+            )
+        raise InvalidTaskError(msg)
 
     def unwait(self, task_id: str, waiter: ReplyTo) -> None:
         """``waiter`` stopped waiting (its wait timed out or was cancelled): drop it."""
+        if self.waits.into:
+            self.waits.withdraw(task_id, waiter)
         record = self.tasks.get(task_id)
         if record is None or record.waiters is None:
             return
@@ -599,6 +638,8 @@ class Engine:
                 "dependencies can be added to pending or waiting tasks only"
             )
             raise InvalidTaskError(msg)
+        if self.waits.out and dependency.status not in TERMINAL:
+            self._refuse_endless_dependency(record, dependency)
         self.graph.add_edge(task_id, depends_on)
         if (dependency.status is FAILED or dependency.status is CANCELLED) and not (
             record.runs_anyway
@@ -607,6 +648,24 @@ class Engine:
         elif record.status is WAITING and dependency.status is PENDING:
             self._execute(dependency)
         self._pump()
+
+    def _refuse_endless_dependency(self, record: TaskRecord, dependency: TaskRecord) -> None:
+        """Raise `InvalidTaskError` if ``record`` may not depend on ``dependency``: the
+        running code of ``dependency`` waits for ``record``, directly or through tasks
+        that have not ended, so ``record`` could never start. (A path through
+        dependencies only is a cycle of the graph: `DependencyGraph.add_edge` refuses
+        it.)"""
+        path = self._live_path(dependency.task_id, record)
+        if path is None or not self.waits.through_waits(path):
+            return
+        task_id, depends_on = record.task_id, dependency.task_id
+        msg = (
+            f"cannot make task {task_id!r} depend on {depends_on!r}: "
+            + _cycle(f"{task_id} {DEPENDS} {depends_on}, " + self.waits.links(path))
+            + f"; {task_id!r} could never start (add the dependency once {depends_on!r} "
+            "ended)"
+        )
+        raise InvalidTaskError(msg)
 
     def set_limit(self, limit: int) -> None:
         """The governor's new concurrency limit (the scheduler policy only)."""
@@ -908,6 +967,8 @@ class Engine:
 
     def _leave_running(self, record: TaskRecord, outcome: BaseException | None) -> None:
         """The attempt is over; ``outcome`` (None: success) goes to its breaker."""
+        if self.waits.out:  # so are its code's waits
+            self.waits.stopped(record.task_id)
         if record.blocked:
             record.blocked = 0  # its slot is lent out already
         else:
@@ -1097,6 +1158,8 @@ class Engine:
         if status is COMPLETED:
             record.error = None  # a retried task that completed did not end with an error
         self._move(record, status, at)
+        if self.waits.into:  # its waiters are answered now: their waits end
+            self.waits.ended(task_id)
         waiters = record.waiters
         tasks = self.tasks
         if status is COMPLETED and tasks.get(task_id) is record:
@@ -1205,6 +1268,14 @@ def _finished_at(record: TaskRecord) -> float:
     """`Engine.restoring`'s order of the finished tasks (None: first, as the oldest)."""
     at = record.finished_at
     return -math.inf if at is None else at
+
+
+def _cycle(links: str) -> str:
+    """The end of the message of a refusal that would close a cycle of ``links``."""
+    return (
+        f"that would close a cycle of tasks that wait for each other ({links}), so none "
+        "of them would ever end"
+    )
 
 
 def _dependency_error(record: TaskRecord, failed: TaskRecord) -> DependencyFailedError:

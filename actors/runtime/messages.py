@@ -129,7 +129,8 @@ class Wait(NamedTuple):
     """The caller bounds its wait (a timeout): it may wait for a task not executed yet."""
     caller: TaskScope | None = None
     """The attempt whose code waits, if a task's code calls (its `TaskScope`): a wait
-    for its own task, or for one that depends on it, is refused (it would never end)."""
+    for its own task, for one that depends on it, or one that closes a cycle of waits
+    (`Engine.waits`), is refused (it would never end)."""
 
 
 class Unwait(NamedTuple):

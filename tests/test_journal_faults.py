@@ -17,14 +17,16 @@ import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import WAIT, add, file_rows, journal_config, sigkill_when_ready, start_worker
 
-from actors import ActorSystem, EventKind, TaskStatus
+from actors import ActorSystem, EventKind, TaskStatus, configure_logging
 from actors.core import JournalFormatError, JournalLockedError, JournalStoreError
 from actors.journal import JournalStore
 from actors.runtime import _recovery as recovery
+from actors.runtime import _system as system_module
 
 
 async def _journal(path: Path, *task_ids: str) -> None:
@@ -331,3 +333,59 @@ def test_a_path_that_is_a_directory_or_under_none_is_refused_saying_so(tmp_path:
         "exist; create it or fix JOURNAL_PATH"
     )
     assert not missing.parent.exists()
+
+
+async def test_a_start_that_fails_after_opening_the_journal_lets_the_file_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "tasks.db"
+    await _journal(path, "kept")
+
+    def fails(*_: object) -> None:
+        raise RuntimeError("no facade today")
+
+    monkeypatch.setattr(system_module, "_facade_state", fails)
+    with pytest.raises(RuntimeError, match=r"^no facade today$"):
+        async with ActorSystem(journal_config(path)):
+            pass
+    monkeypatch.undo()
+    async with ActorSystem(journal_config(path)) as system:  # not "this process has it open"
+        assert await system.task_manager.get_task_status("kept") is TaskStatus.PENDING
+
+
+async def test_a_failing_disk_is_logged_once_until_a_write_succeeds(
+    tmp_path: Path, log_records: list[dict[str, Any]]
+) -> None:
+    configure_logging(True)
+    path = tmp_path / "tasks.db"
+    async with ActorSystem(journal_config(path)) as system:
+        tm = system.task_manager
+        store = system._journal.store  # type: ignore[union-attr]
+        with store._lock:
+            pages = store._connection.execute("PRAGMA page_count").fetchone()[0]
+            store._connection.execute(f"PRAGMA max_page_count = {pages}")
+        for i in range(3):  # each waits for its write, which fails
+            await tm.register_task("add", add, (i, 0), metadata={"pad": "x" * 10_000})
+        failed = (await tm.get_metrics()).journal_errors
+        assert failed is not None
+        assert failed >= 3
+        with store._lock:
+            store._connection.execute("PRAGMA max_page_count = 1000000")
+        await tm.register_task("add", add, (9, 0))
+    journal = [r for r in log_records if r["message"].startswith("journal write")]
+    assert [(r["level"].name, r["message"]) for r in journal] == [
+        (
+            "ERROR",
+            "journal write failed (1 records kept pending): cannot write journal "
+            f"{str(path)!r}: the disk is full (OperationalError: database or disk is full); "
+            "free space or move JOURNAL_PATH; until a write succeeds, the same error is not "
+            "logged again (each is a journal_error event and counts in the journal_errors "
+            "metric)",
+        ),
+        (
+            "WARNING",
+            f"journal writes succeed again after {failed} failed: the records kept pending "
+            "are written",
+        ),
+    ]
+    assert len(file_rows(path)) == 4

@@ -58,12 +58,27 @@ class JournalState:
         """Attempts whose tasks' ``running`` records (of ``starting``) are written in a
         transaction of their own as soon as the mailbox holds no more batch
         (`JournalActor.start_attempts`): one for the batches that came meanwhile."""
+        self.failures = 0
+        """Writes failed since the last one that succeeded."""
+        self.failing: str | None = None
+        """The error of the last failed write logged: the same again is not (a full disk
+        fails every write; the metric and the events count each)."""
         self.stopped = threading.Event()
         """Set once an incarnation has stopped (not crashed) and made its last write:
         the system closes the file after it (`Journal.close`)."""
 
     def _failed(self, error: JournalError, records: int) -> None:
-        _log.error("journal write failed ({} records kept pending): {}", records, error)
+        self.failures += 1
+        message = str(error)
+        if message != self.failing:
+            self.failing = message
+            _log.error(
+                "journal write failed ({} records kept pending): {}; until a write "
+                "succeeds, the same error is not logged again (each is a journal_error "
+                "event and counts in the journal_errors metric)",
+                records,
+                error,
+            )
         with contextlib.suppress(Exception):
             self.ctx.handle("task_monitor").tell(JournalFailed(error, records))
 
@@ -146,7 +161,14 @@ class JournalActor(SystemChild[JournalState]):
         state = self.state
         if state.early:
             self.start_attempts()
-        self.writer.flush()
+        if self.writer.flush() and state.failures:
+            _log.warning(
+                "journal writes succeed again after {} failed: the records kept pending "
+                "are written",
+                state.failures,
+            )
+            state.failures = 0
+            state.failing = None
         if state.starts:
             starts, state.starts = state.starts, []
             _run_all(start_all, starts, state.starts, _start_lost)

@@ -8,9 +8,10 @@ with SIGKILL (`helpers.sigkill_when_ready`).
 ``python jfault_worker.py JOURNAL full``: registers ``before``, then limits the size of
 the files this process writes (RLIMIT_FSIZE, SIGXFSZ ignored: a write past it fails
 with EFBIG, as on a full disk) to what the journal holds, registers and executes
-durable tasks whose rows no longer fit, and a task in memory only; prints what each
-call answered, the first ``journal_error`` event and the metric as one JSON line, then
-stops the system and prints ``stopped``.
+durable tasks whose rows no longer fit (the first is answered, its write fails, the
+next are refused), executes the first, and a task in memory only; prints what each call
+answered, the first ``journal_error`` event and the metric as one JSON line, then stops
+the system and prints ``stopped``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 from helpers import add, ready_until_sigkill
 
 from actors import ActorSystem, EventKind
+from actors.core import JournalError
 
 
 def echo(value: int) -> int:
@@ -47,11 +49,16 @@ async def full(journal: str) -> None:
         out: dict[str, object] = {}
         async with tm.events() as stream:
             pad = {"pad": "x" * 20_000}  # a row that cannot fit
-            out["registered"] = [
-                await tm.register_task("echo", echo, (i,), task_id=f"t{i}", metadata=pad)
-                for i in range(3)
-            ]
-            out["executed"] = await tm.execute_task("t1", wait=True)
+            answers: list[object] = []
+            for i in range(3):
+                try:
+                    answers.append(
+                        await tm.register_task("echo", echo, (i,), task_id=f"t{i}", metadata=pad)
+                    )
+                except JournalError as error:
+                    answers.append([type(error).__name__, str(error)])
+            out["registered"] = answers
+            out["executed"] = await tm.execute_task("t0", wait=True)
             memory = await tm.register_task("add", add, (2, 3), durable=False)
             out["memory"] = await tm.execute_task(memory, wait=True)
             events = aiter(stream)

@@ -15,18 +15,22 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import WAIT, add, file_rows, journal_config, sigkill_when_ready, start_worker
+from loguru import logger
 
 from actors import ActorSystem, EventKind, TaskStatus, configure_logging
-from actors.core import JournalFormatError, JournalLockedError, JournalStoreError
+from actors.core import JournalFormatError, JournalFullError, JournalLockedError, JournalStoreError
 from actors.journal import JournalStore
+from actors.runtime import _journal_link
 from actors.runtime import _recovery as recovery
 from actors.runtime import _system as system_module
+from supervisors.testing import FakeClock
 
 
 async def _journal(path: Path, *task_ids: str) -> None:
@@ -238,14 +242,8 @@ def test_a_full_disk_is_a_clear_error_and_the_system_goes_on_from_memory(
     report, stopped = out.splitlines()
     said = json.loads(report)
     assert stopped == "stopped"
-    # durable registrations are answered (the tasks run from memory) ...
-    assert said["registered"] == ["t0", "t1", "t2"]
-    assert (said["executed"], said["memory"]) == (1, 5)
-    statuses = {k: v for k, v in said["statuses"].items() if k in ("before", "t0", "t1", "t2")}
-    assert statuses == {"before": "pending", "t0": "pending", "t1": "completed", "t2": "pending"}
-    assert len(said["statuses"]) == 5  # and the task kept in memory only, completed
-    assert "completed" in said["statuses"].values()
-    # ... and each failed write is an error event naming the file, the limit and EFBIG
+    # the first durable registration is answered as its write fails (it runs from
+    # memory); once a write failed, the next ones are refused, naming the file and EFBIG
     error, message = said["event"]
     assert error == "JournalFullError"
     limit = message.split("RLIMIT_FSIZE = ")[1].split(" ")[0]
@@ -254,7 +252,17 @@ def test_a_full_disk_is_a_clear_error_and_the_system_goes_on_from_memory(
         f"(RLIMIT_FSIZE = {limit} bytes, EFBIG) (OperationalError: disk I/O error, "
         "SQLITE_IOERR_WRITE); free space, raise the limit or move JOURNAL_PATH"
     )
-    assert said["errors"] >= 3  # one per registration at least: each waits for its write
+    refused = [
+        "JournalFullError",
+        f"durable task 'echo' not registered: {message}; the journal tries that write again "
+        "every 1 s and refuses new durable tasks until it succeeds (durable=False keeps a "
+        "task in memory only)",
+    ]
+    assert said["registered"] == ["t0", refused, refused]
+    assert (said["executed"], said["memory"]) == (0, 5)
+    memory = [k for k in said["statuses"] if k not in ("before", "t0")]
+    assert said["statuses"] == {"before": "pending", "t0": "completed", memory[0]: "completed"}
+    assert said["errors"] >= 1
     # what was committed before is intact; the rest was never acknowledged as written
     assert file_rows(path) == [("before", "pending")]
 
@@ -308,10 +316,19 @@ async def test_a_journal_renamed_away_and_back_gets_what_was_kept_pending(
         for suffix in ("", "-wal", "-shm"):
             os.rename(f"{path}{suffix}", f"{moved}{suffix}")
         async with tm.events() as stream:
-            await tm.register_task("add", add, (2, 3), task_id="b")
+            await tm.register_task("add", add, (2, 3), task_id="b")  # its write fails
             assert await _journal_error(stream) == ("JournalStoreError", _GONE.format(str(path)))
+        with pytest.raises(JournalStoreError) as caught:
+            await tm.register_task("add", add, (3, 4), task_id="c")
+        assert str(caught.value) == (
+            f"durable task 'add' not registered: {_GONE.format(str(path))}; the journal tries "
+            "that write again every 1 s and refuses new durable tasks until it succeeds "
+            "(durable=False keeps a task in memory only)"
+        )
         for suffix in ("", "-wal", "-shm"):
             os.rename(f"{moved}{suffix}", f"{path}{suffix}")
+        # registered again (idempotent): answered after a commit, which writes b's row
+        assert await tm.register_task("add", add, (1, 2), task_id="a") == "a"
         await tm.register_task("add", add, (3, 4), task_id="c")
     assert file_rows(path) == [("a", "pending"), ("b", "pending"), ("c", "pending")]
 
@@ -353,25 +370,40 @@ async def test_a_start_that_fails_after_opening_the_journal_lets_the_file_go(
         assert await system.task_manager.get_task_status("kept") is TaskStatus.PENDING
 
 
-async def test_a_failing_disk_is_logged_once_until_a_write_succeeds(
+async def test_a_failed_write_is_tried_again_by_a_timer_and_logged_once(
     tmp_path: Path, log_records: list[dict[str, Any]]
 ) -> None:
     configure_logging(True)
     path = tmp_path / "tasks.db"
-    async with ActorSystem(journal_config(path)) as system:
-        tm = system.task_manager
-        store = system._journal.store  # type: ignore[union-attr]
-        with store._lock:
-            pages = store._connection.execute("PRAGMA page_count").fetchone()[0]
-            store._connection.execute(f"PRAGMA max_page_count = {pages}")
-        for i in range(3):  # each waits for its write, which fails
-            await tm.register_task("add", add, (i, 0), metadata={"pad": "x" * 10_000})
-        failed = (await tm.get_metrics()).journal_errors
-        assert failed is not None
-        assert failed >= 3
-        with store._lock:
-            store._connection.execute("PRAGMA max_page_count = 1000000")
-        await tm.register_task("add", add, (9, 0))
+    clock = FakeClock()
+    written = threading.Event()
+
+    def sink(message: Any) -> None:
+        if message.record["message"].startswith("journal writes succeed again"):
+            written.set()
+
+    sink_id = logger.add(sink, level="WARNING")
+    try:
+        async with ActorSystem(journal_config(path), clock=clock) as system:
+            tm = system.task_manager
+            store = system._journal.store  # type: ignore[union-attr]
+            with store._lock:
+                pages = store._connection.execute("PRAGMA page_count").fetchone()[0]
+                store._connection.execute(f"PRAGMA max_page_count = {pages}")
+            pad = {"pad": "x" * 10_000}
+            await tm.register_task("add", add, (1, 0), task_id="a", metadata=pad)  # fails
+            for task_id in ("b", "c"):  # refused: nothing is tried, nothing logged
+                with pytest.raises(JournalFullError):
+                    await tm.register_task("add", add, (2, 0), task_id=task_id, metadata=pad)
+            failed = (await tm.get_metrics()).journal_errors
+            assert failed == 1
+            with store._lock:
+                store._connection.execute("PRAGMA max_page_count = 1000000")
+            clock.advance(_journal_link.RETRY_EVERY)  # no batch comes: the timer tries
+            assert await asyncio.to_thread(written.wait, WAIT)
+            await tm.register_task("add", add, (3, 0), task_id="d")
+    finally:
+        logger.remove(sink_id)
     journal = [r for r in log_records if r["message"].startswith("journal write")]
     assert [(r["level"].name, r["message"]) for r in journal] == [
         (
@@ -384,8 +416,7 @@ async def test_a_failing_disk_is_logged_once_until_a_write_succeeds(
         ),
         (
             "WARNING",
-            f"journal writes succeed again after {failed} failed: the records kept pending "
-            "are written",
+            "journal writes succeed again after 1 failed: the records kept pending are written",
         ),
     ]
-    assert len(file_rows(path)) == 4
+    assert file_rows(path) == [("a", "pending"), ("d", "pending")]

@@ -10,8 +10,11 @@ Its `JournalState` outlives incarnations and holds the writer (with the records 
 written yet) and the actions not run yet: a `Kill` mid-run loses nothing, the next
 incarnation writes them (the state handover of the other children). A failed write
 (full disk, locked file) is reported to the monitor (`JournalFailed`: an error event
-and the ``journal_errors`` metric); the records stay pending for the next write, and
-the actions run anyway: the system goes on from memory and never crashes for it.
+and the ``journal_errors`` metric; logged once per cause); the records stay pending for
+the next write, tried with the next batch or by a `JournalRetry` timer (`RETRY_EVERY`),
+and the actions run anyway: the system goes on from memory and never crashes for it.
+Until a write succeeds, its error is in the `JournalHealth` the managers share, and
+they refuse new durable tasks with it.
 """
 
 from __future__ import annotations
@@ -23,15 +26,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
-from actors.core import ActorSystemError
+from actors.core import ActorSystemError, tell_later
 from actors.journal import JournalStore, JournalWriter
-from actors.runtime._journal_link import Answer, Start, answer_all, start_all
+from actors.runtime._journal_link import (
+    RETRY_EVERY,
+    Answer,
+    JournalHealth,
+    Start,
+    answer_all,
+    start_all,
+)
 from actors.runtime._shared import SystemChild
-from actors.runtime.messages import Crashed, JournalBatch, JournalFailed
+from actors.runtime.messages import Crashed, JournalBatch, JournalFailed, JournalRetry
 
 if TYPE_CHECKING:
     from actors.core import JournalError
     from actors.runtime._shared import SystemContext
+    from supervisors import TimerHandle
 
 __all__ = ["FLUSH_AT", "JournalActor", "JournalState"]
 
@@ -46,9 +57,15 @@ T = TypeVar("T")
 class JournalState:
     """What outlives the journal actor's incarnations."""
 
-    def __init__(self, store: JournalStore, ctx: SystemContext) -> None:
+    def __init__(
+        self, store: JournalStore, ctx: SystemContext, health: JournalHealth | None = None
+    ) -> None:
         self.store = store
         self.ctx = ctx
+        self.health = JournalHealth() if health is None else health
+        """The last write's error, for the managers (`JournalHealth`)."""
+        self.retry: TimerHandle | None = None
+        """The timer that tries a failed write again (`RETRY_EVERY`), while one is armed."""
         self.writer = JournalWriter(store, on_error=self._failed)
         self.answers: list[Answer] = []
         self.starts: list[Start] = []
@@ -69,6 +86,7 @@ class JournalState:
 
     def _failed(self, error: JournalError, records: int) -> None:
         self.failures += 1
+        self.health.error = error
         message = str(error)
         if message != self.failing:
             self.failing = message
@@ -97,6 +115,9 @@ class JournalActor(SystemChild[JournalState]):
         try:
             self.commit()
         finally:
+            timer, self.state.retry = self.state.retry, None
+            if timer is not None:
+                timer.cancel()
             self.state.stopped.set()
 
     def on_idle(self) -> None:
@@ -130,6 +151,8 @@ class JournalActor(SystemChild[JournalState]):
                 raise
             if len(writer) >= FLUSH_AT or max(len(state.answers), len(state.early)) >= FLUSH_AT:
                 self.commit()
+        elif type(message) is JournalRetry:
+            self.state.retry = None  # the write is tried again when the mailbox is empty
         else:
             _log.warning("unexpected message {!r}", message)
         return None
@@ -161,14 +184,20 @@ class JournalActor(SystemChild[JournalState]):
         state = self.state
         if state.early:
             self.start_attempts()
-        if self.writer.flush() and state.failures:
-            _log.warning(
-                "journal writes succeed again after {} failed: the records kept pending "
-                "are written",
-                state.failures,
+        if self.writer.flush():
+            if state.failures:
+                _log.warning(
+                    "journal writes succeed again after {} failed: the records kept pending "
+                    "are written",
+                    state.failures,
+                )
+                state.failures = 0
+                state.failing = None
+                state.health.error = None
+        elif state.retry is None:  # tried again then, even if no batch comes meanwhile
+            state.retry = tell_later(
+                self.ctx.clock, RETRY_EVERY, self.ctx.handle(self.CHILD_ID), JournalRetry()
             )
-            state.failures = 0
-            state.failing = None
         if state.starts:
             starts, state.starts = state.starts, []
             _run_all(start_all, starts, state.starts, _start_lost)

@@ -104,6 +104,10 @@ async def _damaged(tmp_path: Path, how: str) -> Path:
         with closing(sqlite3.connect(path)) as connection, connection:
             connection.execute("CREATE TABLE users (id)")
             connection.execute("INSERT INTO users VALUES (1)")
+    elif how == "a newer actorflow's journal":
+        await _journal(path, "kept")
+        with closing(sqlite3.connect(path)) as connection, connection:
+            connection.execute("UPDATE schema_version SET version = 3")
     elif how == "random bytes":
         path.write_bytes(bytes(range(256)) * 80)
     else:  # a journal of 300 tasks cut in half
@@ -120,6 +124,11 @@ async def _damaged(tmp_path: Path, how: str) -> Path:
             "another application's database",
             "it is an SQLite database but not an actorflow journal (its tables: users); "
             "choose another JOURNAL_PATH",
+        ),
+        (
+            "a newer actorflow's journal",
+            "its schema version is 3, this actorflow reads version 2; a newer actorflow "
+            "wrote it: upgrade",
         ),
         (
             "random bytes",

@@ -5,6 +5,9 @@ registers the durable task ``marker`` (``helpers.add``, which the test's process
 resolves too) and prints ``ready``; the test then kills it
 with SIGKILL (`helpers.sigkill_when_ready`).
 
+``python jfault_worker.py JOURNAL wal-deleted``: registers ``before``, deletes the
+journal's ``-wal`` and ``-shm`` files, registers ``after``, then as ``hold``.
+
 ``python jfault_worker.py JOURNAL full``: registers ``before``, then limits the size of
 the files this process writes (RLIMIT_FSIZE, SIGXFSZ ignored: a write past it fails
 with EFBIG, as on a full disk) to what the journal holds, registers and executes
@@ -36,6 +39,16 @@ def echo(value: int) -> int:
 async def hold(journal: str) -> None:
     async with ActorSystem({"JOURNAL_PATH": journal, "CLEANUP_INTERVAL": 0}) as system:
         await ready_until_sigkill(system.task_manager, add)
+
+
+async def wal_deleted(journal: str) -> None:
+    async with ActorSystem({"JOURNAL_PATH": journal, "CLEANUP_INTERVAL": 0}) as system:
+        tm = system.task_manager
+        await tm.register_task("add", add, (1, 2), task_id="before")
+        for suffix in ("-wal", "-shm"):
+            os.remove(f"{journal}{suffix}")
+        await tm.register_task("add", add, (3, 4), task_id="after")
+        await ready_until_sigkill(tm, add)
 
 
 async def full(journal: str) -> None:
@@ -77,4 +90,4 @@ async def full(journal: str) -> None:
 
 if __name__ == "__main__":
     path, mode = sys.argv[1], sys.argv[2]
-    asyncio.run(hold(path) if mode == "hold" else full(path))
+    asyncio.run({"hold": hold, "full": full, "wal-deleted": wal_deleted}[mode](path))

@@ -314,6 +314,12 @@ async def test_a_journal_deleted_while_running_is_an_error_not_a_silent_loss(
     assert not path.exists()
 
 
+def test_commits_survive_a_kill_9_after_the_wal_file_was_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    sigkill_when_ready(start_worker("jfault_worker.py", path, "wal-deleted"))
+    assert file_rows(path) == [("before", "pending"), ("after", "pending"), ("marker", "pending")]
+
+
 async def test_a_journal_renamed_away_and_back_gets_what_was_kept_pending(
     tmp_path: Path,
 ) -> None:

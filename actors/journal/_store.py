@@ -589,6 +589,7 @@ class JournalStore(ClosedOnExit):
     def close(self) -> None:
         """Close the file (idempotent). A later call raises `JournalStoreError`."""
         with self._lock:
+            self._identity = None  # no more checks: a write says it is closed
             try:
                 self._connection.close()
             except sqlite3.Error as exc:

@@ -435,3 +435,28 @@ async def test_a_failed_write_is_tried_again_by_a_timer_and_logged_once(
         ),
     ]
     assert file_rows(path) == [("a", "pending"), ("d", "pending")]
+
+
+async def test_a_stop_with_records_never_written_says_how_many(
+    tmp_path: Path, log_records: list[dict[str, Any]]
+) -> None:
+    configure_logging(True)
+    path = tmp_path / "tasks.db"
+    async with ActorSystem(journal_config(path)) as system:
+        tm = system.task_manager
+        store = system._journal.store  # type: ignore[union-attr]
+        with store._lock:
+            pages = store._connection.execute("PRAGMA page_count").fetchone()[0]
+            store._connection.execute(f"PRAGMA max_page_count = {pages}")
+        pad = {"pad": "x" * 10_000}
+        await tm.register_task("add", add, (1, 0), task_id="a", metadata=pad)  # not written
+    closing_errors = [
+        r["message"] for r in log_records if r["message"].startswith("closing the journal")
+    ]
+    assert closing_errors == [
+        f"closing the journal with 1 records never written (cannot write journal "
+        f"{str(path)!r}: the disk is full (OperationalError: database or disk is full); free "
+        "space or move JOURNAL_PATH): the next start finds those tasks as the file last had "
+        "them, or not at all"
+    ]
+    assert file_rows(path) == []

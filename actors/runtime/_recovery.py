@@ -381,6 +381,13 @@ class Journal:
                 timeout,
                 len(state.writer),
             )
+        elif state is not None and state.health.error is not None and len(state.writer):
+            _log.error(
+                "closing the journal with {} records never written ({}): the next start "
+                "finds those tasks as the file last had them, or not at all",
+                len(state.writer),
+                state.health.error,
+            )
         if self.loop is not None:
             self.loop.stop(max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(Exception):

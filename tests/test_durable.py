@@ -28,6 +28,7 @@ from actors import (
     configure_logging,
     result_of,
 )
+from actors.core import JournalFullError, JournalLockedError
 from actors.engine import Policy
 from actors.journal import Codec, JournalStore, StatusChange, TaskRow, function_reference
 from actors.runtime import _journal_link
@@ -616,34 +617,49 @@ async def test_a_finished_task_kept_for_its_dependent_goes_once_taken_despite_th
     assert [row[:2] for row in rows(path)] == [("b", "completed"), ("d", "pending")]
 
 
-# -- a full disk, a locked file: reported, and the system goes on from memory -------------
+# -- a full disk, a locked file: reported, the system goes on from memory, and new durable
+# -- tasks are refused until a write succeeds
 
 
 async def test_a_full_disk_is_an_error_event_and_a_metric(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
     async with ActorSystem(journal_config(path)) as system:
         tm = system.task_manager
+        spare = await tm.register_task("label", label, (7, "s"), task_id="spare")  # committed
         store = system._journal.store  # type: ignore[union-attr]
         with store._lock:
             count = store._connection.execute("PRAGMA page_count").fetchone()[0]
             store._connection.execute(f"PRAGMA max_page_count = {count}")
         async with tm.events() as stream:
-            ids = [await tm.register_task("label", label, (i, "x" * 5000)) for i in range(3)]
-            results = [await tm.execute_task(task_id, wait=True) for task_id in ids]
+            first = await tm.register_task("label", label, (0, "x" * 5000))  # its write fails
+            assert await tm.execute_task(first, wait=True) == f"0{'x' * 5000}"  # from memory
             event = await asyncio.wait_for(anext(aiter(stream)), 10)
             while event.kind is not EventKind.JOURNAL_ERROR:
                 event = await asyncio.wait_for(anext(aiter(stream)), 10)
-        assert results == [f"{i}{'x' * 5000}" for i in range(3)]
         assert event.detail["error"] == "JournalFullError"
         assert event.detail["message"].startswith(f"cannot write journal {str(path)!r}: the disk")
+        with pytest.raises(JournalFullError) as caught:
+            await tm.register_task("label", label, (1, "x" * 5000))
+        assert str(caught.value) == (
+            f"durable task 'label' not registered: {event.detail['message']}; the journal "
+            "tries that write again every 1 s and refuses new durable tasks until it "
+            "succeeds (durable=False keeps a task in memory only)"
+        )
+        memory = await tm.register_task("label", label, (2, "m"), durable=False)
+        assert await tm.execute_task(memory, wait=True) == "2m"
         metrics = await tm.get_metrics()
         assert metrics.journal_errors is not None
         assert metrics.journal_errors >= 1
         with store._lock:
             store._connection.execute("PRAGMA max_page_count = 1000000")
-        marker = await tm.register_task("label", label, (9, ""))  # pending records go too
-    assert sorted(row[0] for row in rows(path)) == sorted([*ids, marker])
-    assert [row[1] for row in rows(path)] == ["completed"] * 3 + ["pending"]
+        # registered again (idempotent): answered after a commit, which writes the rest
+        assert await tm.register_task("label", label, (7, "s"), task_id="spare") == spare
+        marker = await tm.register_task("label", label, (9, ""))
+    assert [row[:2] for row in rows(path)] == [
+        (spare, "pending"),
+        (first, "completed"),
+        (marker, "pending"),
+    ]
 
 
 async def test_a_locked_file_is_an_error_event_and_a_metric(
@@ -652,20 +668,26 @@ async def test_a_locked_file_is_an_error_event_and_a_metric(
     monkeypatch.setattr(recovery, "BUSY_TIMEOUT", 0.1)
     path = tmp_path / "tasks.db"
     async with journaled_manager(path) as tm:
+        first = await tm.register_task("add", add, (1, 2))
+        spare = await tm.register_task("add", add, (5, 5), task_id="spare")
         other = sqlite3.connect(path, isolation_level=None)
         try:
             other.execute("BEGIN EXCLUSIVE")
-            first = await tm.register_task("add", add, (1, 2))
-            assert await tm.execute_task(first, wait=True) == 3
+            assert await tm.execute_task(first, wait=True) == 3  # its writes fail
+            with pytest.raises(JournalLockedError, match=r"^durable task 'add' not registered"):
+                await tm.register_task("add", add, (2, 3))
             metrics = await tm.get_metrics()
             assert metrics.journal_errors is not None
             assert metrics.journal_errors >= 1
             other.execute("ROLLBACK")
         finally:
             other.close()
+        # registered again (idempotent): answered after a commit, which writes the rest
+        assert await tm.register_task("add", add, (5, 5), task_id="spare") == spare
         second = await tm.register_task("add", add, (2, 3))
     assert rows(path) == [
         (first, "completed", 1, 1, 0, "3", None),
+        (spare, "pending", 0, 0, 0, None, None),
         (second, "pending", 0, 0, 0, None, None),
     ]
 

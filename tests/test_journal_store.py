@@ -626,7 +626,8 @@ def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
     with pytest.raises(
         JournalStoreError,
         match=exactly(
-            f"cannot open journal {str(missing)!r}: OperationalError: unable to open database file"
+            f"cannot open journal {str(missing)!r}: its directory {str(missing.parent)!r} does "
+            "not exist; create it or fix JOURNAL_PATH"
         ),
     ):
         JournalStore(missing)

@@ -227,8 +227,9 @@ class JournalFullError(JournalStoreError):
 
 
 class JournalLockedError(JournalStoreError):
-    """The journal file is locked by another connection (another process using the same
-    ``JOURNAL_PATH``) for longer than the busy timeout. Nothing was written.
+    """The journal is in use: another system (in another process, or in this one) has
+    ``JOURNAL_PATH`` open, which the message names with its pid; or another connection
+    kept the file locked for longer than the busy timeout. Nothing was written.
     """
 
 

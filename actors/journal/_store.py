@@ -3,14 +3,21 @@
 `JournalStore` is a plain object (no thread, no actor); the journal actor owns one. Its
 calls are serialized by a lock, so it may be handed from thread to thread. Every error
 it raises is a `JournalError` naming the file and the cause: `JournalFullError` (the
-disk is full), `JournalLockedError` (another connection holds the file), and
-`JournalFormatError` (not a journal, or a newer one); the rest are `JournalStoreError`.
-A failed `write` is rolled back whole: what had been committed is intact.
+disk or the process's file size limit is full), `JournalLockedError` (another store,
+in this process or another, has the file open, or another connection holds it), and
+`JournalFormatError` (not a journal, or a newer one); the rest are `JournalStoreError`
+(a read-only file or directory, a file deleted or replaced while open...). A failed
+`write` is rolled back whole: what had been committed is intact.
+
+One store at a time has a file open: it holds an exclusive ``flock`` on
+``<path>.lock`` (which records its pid) until `close`, so a second system started
+on the same ``JOURNAL_PATH`` is refused instead of running the same tasks again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import itertools
 import json
@@ -20,6 +27,8 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from loguru import logger
 
 from actors.core import (
     ClosedOnExit,
@@ -33,7 +42,18 @@ from actors.core import (
 )
 from actors.journal._records import Deletion, Record, StatusChange, TaskRow
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no lock file
+    fcntl = None  # type: ignore[assignment]
+try:
+    import resource
+except ImportError:  # pragma: no cover - not POSIX
+    resource = None  # type: ignore[assignment]
+
 __all__ = ["SCHEMA_VERSION", "SYNC_MODES", "JournalStore"]
+
+_log = logger.bind(actor="journal")
 
 SCHEMA_VERSION = 2
 """The version of the tables this code reads and writes. Version 1 (no ``backend``
@@ -332,7 +352,7 @@ class JournalStore(ClosedOnExit):
     has locked before raising `JournalLockedError`.
     """
 
-    __slots__ = ("_connection", "_lock", "path", "sync")
+    __slots__ = ("_busy", "_connection", "_identity", "_lock", "_lock_fd", "path", "sync")
 
     def __init__(
         self, path: str | os.PathLike[str], *, sync: str = "normal", busy_timeout: float = 5.0
@@ -355,22 +375,50 @@ class JournalStore(ClosedOnExit):
             raise InvalidTaskError(f"busy_timeout must be a number >= 0, got {busy_timeout!r}")
         self.path: str = os.fspath(path)
         self.sync = sync
+        self._busy = busy_timeout
         self._lock = threading.Lock()
+        self._lock_fd = _take_lock(self.path)
         try:
-            self._connection = sqlite3.connect(
+            self._connection = self._connect()
+            try:
+                self._open()
+                self._identity = _identity(self.path)
+            except BaseException:
+                self._connection.close()
+                raise
+        except BaseException:
+            _release(self._lock_fd)
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
                 self.path,
-                timeout=busy_timeout,
+                timeout=self._busy,
                 isolation_level=None,
                 check_same_thread=False,
                 cached_statements=_CACHED_STATEMENTS,
             )
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
+
+    def _reopen(self) -> None:
+        """The ``-wal`` file was deleted under the open connection, which goes on
+        writing into its unlinked copy (a crash would lose every commit since the last
+        checkpoint): close it, which checkpoints that copy into the database file, and
+        open the file again, with a new ``-wal``."""
+        _log.warning(
+            "the journal's {!r} was deleted while the system ran: its commits are moved "
+            "into {!r} and the file opened again",
+            f"{self.path}-wal",
+            self.path,
+        )
         try:
-            self._open()
-        except BaseException:
             self._connection.close()
-            raise
+        except sqlite3.Error as exc:
+            raise self._error("write", exc) from exc
+        self._connection = self._connect()
+        self._open()
 
     def _error(self, action: str, exc: BaseException) -> JournalError:
         """``exc`` as the specific `JournalError` naming the file and the cause."""
@@ -389,28 +437,46 @@ class JournalStore(ClosedOnExit):
         if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
             return JournalFormatError(f"{where}: it is not an SQLite database or is damaged "
                                       f"({cause})")  # fmt: skip
+        name = getattr(exc, "sqlite_errorname", None)
+        if code == sqlite3.SQLITE_READONLY:
+            return JournalStoreError(
+                f"{where}: the file or its directory is read-only for this process "
+                f"({cause}, {name}); make both writable by this user or move JOURNAL_PATH"
+            )
+        if code == sqlite3.SQLITE_CANTOPEN and os.path.isdir(self.path):
+            return JournalStoreError(f"{where}: it is a directory ({cause}); "
+                                     "JOURNAL_PATH names the file")  # fmt: skip
+        if code == sqlite3.SQLITE_IOERR:
+            # SQLite reports ENOSPC as SQLITE_FULL, any other failed write (EFBIG past
+            # RLIMIT_FSIZE, EIO, EROFS...) as an I/O error without the errno: look.
+            full = _out_of_space(self.path)
+            if full is not None:
+                return JournalFullError(f"{where}: {full} ({cause}, {name}); free space, "
+                                        "raise the limit or move JOURNAL_PATH")  # fmt: skip
+            return JournalStoreError(f"{where}: the operating system refused it ({cause}, {name})")
         return JournalStoreError(f"{where}: {cause}")
 
     def _open(self) -> None:
         connection = self._connection
         try:
-            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            connection.execute(f"PRAGMA synchronous = {self.sync.upper()}")
+            # Read first: a file that is not a journal is left as it was (WAL mode
+            # would change its header for good).
             tables = {
                 name
                 for (name,) in connection.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table'"
                 )
             }
-            if not tables:
-                connection.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-                tables = {"schema_version", "tasks"}
-            if "schema_version" not in tables or "tasks" not in tables:
+            if tables and ("schema_version" not in tables or "tasks" not in tables):
                 raise JournalFormatError(
                     f"cannot open journal {self.path!r}: it is an SQLite database but not an "
                     f"actorflow journal (its tables: {', '.join(sorted(tables))}); "
                     "choose another JOURNAL_PATH"
                 )
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            connection.execute(f"PRAGMA synchronous = {self.sync.upper()}")
+            if not tables:
+                connection.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
             versions = [v for (v,) in connection.execute("SELECT version FROM schema_version")]
             if versions == [1]:
                 versions = self._migrate_1()
@@ -428,6 +494,13 @@ class JournalStore(ClosedOnExit):
                 f"cannot open journal {self.path!r}: SQLite refused WAL mode (journal mode "
                 f"{mode!r}); put JOURNAL_PATH on a local file system"
             )
+        try:  # a file SQLite opened read-only reads fine: fail now, not at each write
+            connection.executescript(
+                "BEGIN IMMEDIATE; UPDATE schema_version SET version = version; COMMIT;"
+            )
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise self._error("open", exc) from exc
 
     def _migrate_1(self) -> list[Any]:
         """Version 1 -> 2: the ``backend`` column (NULL for the rows already there:
@@ -455,6 +528,18 @@ class JournalStore(ClosedOnExit):
         if not batch:
             return
         with self._lock:
+            identity = self._identity
+            if identity is not None:  # two stats: ~0.1 us per task in S12's bursts
+                if _identity(self.path) != identity:
+                    raise JournalStoreError(
+                        f"cannot write journal {self.path!r}: the file at that path is no "
+                        "longer the one this system opened (deleted, renamed or replaced "
+                        "while it ran); nothing written, the tasks go on in memory: put the "
+                        "file back at that path to journal again (a restart starts from "
+                        "what is there)"
+                    )
+                if not os.path.exists(f"{self.path}-wal"):
+                    self._reopen()
             connection = self._connection
             try:
                 plan: Plan = []
@@ -504,10 +589,115 @@ class JournalStore(ClosedOnExit):
     def close(self) -> None:
         """Close the file (idempotent). A later call raises `JournalStoreError`."""
         with self._lock:
+            self._identity = None  # no more checks: a write says it is closed
             try:
                 self._connection.close()
             except sqlite3.Error as exc:
                 raise self._error("close", exc) from exc
+            finally:
+                fd, self._lock_fd = self._lock_fd, None
+                _release(fd)
 
     def __repr__(self) -> str:
         return f"JournalStore({self.path!r}, sync={self.sync!r})"
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The file at ``path`` (device, inode); None for ``:memory:`` or no file."""
+    if path == ":memory:":
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (-1, -1)  # gone: never the identity of an open file
+    return (stat.st_dev, stat.st_ino)
+
+
+def _take_lock(path: str) -> int | None:
+    """Lock ``<path>.lock`` (created if need be) for this store, or raise naming the
+    holder: the descriptor that holds the lock (None for ``:memory:`` or off POSIX)."""
+    if path == ":memory:" or fcntl is None:
+        return None
+    lock = f"{path}.lock"
+    where = f"cannot open journal {path!r}"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            directory = os.path.dirname(os.path.abspath(path))
+            raise JournalStoreError(
+                f"{where}: its directory {directory!r} does not exist; create it or fix "
+                "JOURNAL_PATH"
+            ) from exc
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            why = "its directory is read-only for this process"
+            what = "make it writable by this user or move JOURNAL_PATH"
+        elif exc.errno == errno.ENOSPC:
+            raise JournalFullError(
+                f"{where}: the disk is full (creating its lock file {lock!r}: "
+                f"{type(exc).__name__}: {exc}); free space or move JOURNAL_PATH"
+            ) from exc
+        else:
+            why, what = "its lock file cannot be created", "fix JOURNAL_PATH"
+        raise JournalStoreError(
+            f"{where}: {why} (creating its lock file {lock!r}: {type(exc).__name__}: {exc}); {what}"
+        ) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        try:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise JournalStoreError(
+                f"{where}: cannot lock {lock!r} ({type(exc).__name__}: {exc}); put "
+                "JOURNAL_PATH on a local file system"
+            ) from exc
+        if holder == str(os.getpid()):
+            who = f"this process (pid {holder}) has it open already (another ActorSystem)"
+        elif holder.isdigit():
+            who = f"process {holder} has it open"
+        else:
+            who = "another process has it open"
+        raise JournalLockedError(
+            f"{where}: {who}, holding {lock!r}; two systems on one journal would both run "
+            "its tasks: stop that one first, or give each system its own JOURNAL_PATH"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # the lock holds all the same; a refused system names no pid
+    return fd
+
+
+def _release(fd: int | None) -> None:
+    """Let the lock of `_take_lock` go (the lock file stays: removing it would race
+    with a store taking it)."""
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _out_of_space(path: str) -> str | None:
+    """Why a write to ``path`` failed for lack of room, if it did: the process's file
+    size limit (RLIMIT_FSIZE, EFBIG) or a full file system; None if neither shows."""
+    if resource is not None:
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            sizes = [path, f"{path}-wal"]
+            with contextlib.suppress(OSError):
+                if (
+                    max(os.path.getsize(name) for name in sizes if os.path.exists(name)) + (1 << 16)
+                    > limit
+                ):
+                    return (
+                        f"the file reached this process's size limit (RLIMIT_FSIZE = {limit} "
+                        "bytes, EFBIG)"
+                    )
+    with contextlib.suppress(OSError):
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+        if stat.f_bavail * stat.f_frsize < (1 << 16):
+            return "the disk is full (ENOSPC)"
+    return None

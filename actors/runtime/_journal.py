@@ -10,8 +10,11 @@ Its `JournalState` outlives incarnations and holds the writer (with the records 
 written yet) and the actions not run yet: a `Kill` mid-run loses nothing, the next
 incarnation writes them (the state handover of the other children). A failed write
 (full disk, locked file) is reported to the monitor (`JournalFailed`: an error event
-and the ``journal_errors`` metric); the records stay pending for the next write, and
-the actions run anyway: the system goes on from memory and never crashes for it.
+and the ``journal_errors`` metric; logged once per cause); the records stay pending for
+the next write, tried with the next batch or by a `JournalRetry` timer (`RETRY_EVERY`),
+and the actions run anyway: the system goes on from memory and never crashes for it.
+Until a write succeeds, its error is in the `JournalHealth` the managers share, and
+they refuse new durable tasks with it.
 """
 
 from __future__ import annotations
@@ -23,15 +26,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
-from actors.core import ActorSystemError
+from actors.core import ActorSystemError, tell_later
 from actors.journal import JournalStore, JournalWriter
-from actors.runtime._journal_link import Answer, Start, answer_all, start_all
+from actors.runtime._journal_link import (
+    RETRY_EVERY,
+    Answer,
+    JournalHealth,
+    Start,
+    answer_all,
+    start_all,
+)
 from actors.runtime._shared import SystemChild
-from actors.runtime.messages import Crashed, JournalBatch, JournalFailed
+from actors.runtime.messages import Crashed, JournalBatch, JournalFailed, JournalRetry
 
 if TYPE_CHECKING:
     from actors.core import JournalError
     from actors.runtime._shared import SystemContext
+    from supervisors import TimerHandle
 
 __all__ = ["FLUSH_AT", "JournalActor", "JournalState"]
 
@@ -46,9 +57,15 @@ T = TypeVar("T")
 class JournalState:
     """What outlives the journal actor's incarnations."""
 
-    def __init__(self, store: JournalStore, ctx: SystemContext) -> None:
+    def __init__(
+        self, store: JournalStore, ctx: SystemContext, health: JournalHealth | None = None
+    ) -> None:
         self.store = store
         self.ctx = ctx
+        self.health = JournalHealth() if health is None else health
+        """The last write's error, for the managers (`JournalHealth`)."""
+        self.retry: TimerHandle | None = None
+        """The timer that tries a failed write again (`RETRY_EVERY`), while one is armed."""
         self.writer = JournalWriter(store, on_error=self._failed)
         self.answers: list[Answer] = []
         self.starts: list[Start] = []
@@ -58,12 +75,28 @@ class JournalState:
         """Attempts whose tasks' ``running`` records (of ``starting``) are written in a
         transaction of their own as soon as the mailbox holds no more batch
         (`JournalActor.start_attempts`): one for the batches that came meanwhile."""
+        self.failures = 0
+        """Writes failed since the last one that succeeded."""
+        self.failing: str | None = None
+        """The error of the last failed write logged: the same again is not (a full disk
+        fails every write; the metric and the events count each)."""
         self.stopped = threading.Event()
         """Set once an incarnation has stopped (not crashed) and made its last write:
         the system closes the file after it (`Journal.close`)."""
 
     def _failed(self, error: JournalError, records: int) -> None:
-        _log.error("journal write failed ({} records kept pending): {}", records, error)
+        self.failures += 1
+        self.health.error = error
+        message = str(error)
+        if message != self.failing:
+            self.failing = message
+            _log.error(
+                "journal write failed ({} records kept pending): {}; until a write "
+                "succeeds, the same error is not logged again (each is a journal_error "
+                "event and counts in the journal_errors metric)",
+                records,
+                error,
+            )
         with contextlib.suppress(Exception):
             self.ctx.handle("task_monitor").tell(JournalFailed(error, records))
 
@@ -82,6 +115,9 @@ class JournalActor(SystemChild[JournalState]):
         try:
             self.commit()
         finally:
+            timer, self.state.retry = self.state.retry, None
+            if timer is not None:
+                timer.cancel()
             self.state.stopped.set()
 
     def on_idle(self) -> None:
@@ -115,6 +151,8 @@ class JournalActor(SystemChild[JournalState]):
                 raise
             if len(writer) >= FLUSH_AT or max(len(state.answers), len(state.early)) >= FLUSH_AT:
                 self.commit()
+        elif type(message) is JournalRetry:
+            self.state.retry = None  # the write is tried again when the mailbox is empty
         else:
             _log.warning("unexpected message {!r}", message)
         return None
@@ -146,7 +184,20 @@ class JournalActor(SystemChild[JournalState]):
         state = self.state
         if state.early:
             self.start_attempts()
-        self.writer.flush()
+        if self.writer.flush():
+            if state.failures:
+                _log.warning(
+                    "journal writes succeed again after {} failed: the records kept pending "
+                    "are written",
+                    state.failures,
+                )
+                state.failures = 0
+                state.failing = None
+                state.health.error = None
+        elif state.retry is None:  # tried again then, even if no batch comes meanwhile
+            state.retry = tell_later(
+                self.ctx.clock, RETRY_EVERY, self.ctx.handle(self.CHILD_ID), JournalRetry()
+            )
         if state.starts:
             starts, state.starts = state.starts, []
             _run_all(start_all, starts, state.starts, _start_lost)

@@ -39,6 +39,7 @@ from actors.core import (
     BULK,
     DuplicateTaskError,
     JournalEncodeError,
+    JournalError,
     TaskInfo,
     TaskStatus,
     gc_paused,
@@ -66,8 +67,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFER_FOR",
     "RERUN_CHUNK",
+    "RETRY_EVERY",
     "Answer",
     "DurableEngine",
+    "JournalHealth",
     "JournalLink",
     "Start",
     "answer_all",
@@ -77,6 +80,8 @@ __all__ = [
 
 DEFER_FOR = 1.0
 """Seconds a held record may wait for a later record of its task (each its own)."""
+RETRY_EVERY = 1.0
+"""Seconds between the journal's tries of a write that failed (the system's clock)."""
 _EPSILON = 1e-6
 """Slack in comparing clock readings (a timer armed for ``t`` may read ``t - ulp``)."""
 
@@ -129,6 +134,17 @@ _DEPENDENCIES = TaskRow._fields.index("dependencies")
 _EXECUTED = TaskRow._fields.index("executed")
 
 
+class JournalHealth:
+    """The error of the journal's last write if it failed (None once one succeeds):
+    written by the journal actor, read by the managers, which refuse new durable tasks
+    while it is set (an acknowledged durable task must be in the file)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: JournalError | None = None
+
+
 class DurableEngine(Engine):
     """An engine whose durable tasks are journaled (the manager's state object)."""
 
@@ -169,6 +185,8 @@ class DurableEngine(Engine):
         """Held tasks whose records the next batch writes (it holds none)."""
         self.detached = False
         """The system shuts down: its cancellations are not journaled."""
+        self.health = JournalHealth()
+        """Shared with the journal actor (`runtime._recovery.Journal.engine`)."""
         self.unsent: messages.JournalBatch | None = None
         """A batch whose tell crashed the manager (a BaseException, before it delivered):
         its next incarnation sends it first (`JournalLink.start`). Its records were taken
@@ -362,6 +380,14 @@ class JournalLink:
                 )
                 raise DuplicateTaskError(msg)
         else:
+            error = engine.health.error
+            if error is not None:
+                msg = (
+                    f"durable task {message.spec.name!r} not registered: {error}; the journal "
+                    f"tries that write again every {RETRY_EVERY:g} s and refuses new durable "
+                    "tasks until it succeeds (durable=False keeps a task in memory only)"
+                )
+                raise type(error)(msg)
             results = message.spec.results
             if results:
                 _refuse_memory_results(engine, message.spec.name, results)

@@ -48,7 +48,7 @@ from actors.engine import find_results, is_coroutine_callable
 from actors.journal import Codec, JournalStore, TaskRow, resolve_function
 from actors.runtime._durable import codec_for, journaled_spec
 from actors.runtime._journal import JournalActor, JournalState
-from actors.runtime._journal_link import DurableEngine
+from actors.runtime._journal_link import DurableEngine, JournalHealth
 from supervisors import ChildSpec
 
 if TYPE_CHECKING:
@@ -317,6 +317,8 @@ class Journal:
         self._breakers = breakers
         """The breaker a registration shares (`Engine.breakers`)."""
         self.loop: SystemLoop | None = None
+        self.health = JournalHealth()
+        """The last write's error: the journal child sets it, the managers read it."""
         self.state: JournalState | None = None
         """The journal child's state (created by the supervisor at start)."""
         self.restored: dict[str, str] = {}
@@ -338,12 +340,13 @@ class Journal:
         return ChildSpec("journal", JournalActor, (self.ctx,), state_factory=self._state)
 
     def _state(self) -> JournalState:
-        state = self.state = JournalState(self.store, self.ctx)
+        state = self.state = JournalState(self.store, self.ctx, self.health)
         return state
 
     def engine(self, policy: Policy) -> DurableEngine:
         """A manager's state, with the journal's tasks that its task system registered."""
         engine = DurableEngine(policy, self.ctx.clock, breakers=self._breakers)
+        engine.health = self.health
         rows = self.rows.pop(policy.backend, None)
         if rows:
             ids = restore(
@@ -377,6 +380,13 @@ class Journal:
                 "closing the file ({} records not written)",
                 timeout,
                 len(state.writer),
+            )
+        elif state is not None and state.health.error is not None and len(state.writer):
+            _log.error(
+                "closing the journal with {} records never written ({}): the next start "
+                "finds those tasks as the file last had them, or not at all",
+                len(state.writer),
+                state.health.error,
             )
         if self.loop is not None:
             self.loop.stop(max(0.0, deadline - time.monotonic()))

@@ -310,21 +310,27 @@ class SystemRuntime:
                 # a crash loop the window cannot see (each incarnation fails before
                 # RESTART_RESET_AFTER while the backoff outgrows the window).
             )
-            root = _RootSupervisor.start(
-                specs,
-                strategy=Strategy.ONE_FOR_ONE,
-                policy=policy,
-                clock=self.clock,
-                name="actorflow",
-                on_escalation=self._escalated,
-                listener=self._supervisor_event,
-                buffer_capacity=cfg.MAILBOX_BUFFER_CAPACITY,
-                # Callers' calls are bounded while a child restarts; the system's own
-                # messages (outcomes, timers, events) never are: none may be lost.
-                request_types=REQUEST_TYPES,
-                watchdog_interval=None,
-                state=state,
-            )
+            try:
+                root = _RootSupervisor.start(
+                    specs,
+                    strategy=Strategy.ONE_FOR_ONE,
+                    policy=policy,
+                    clock=self.clock,
+                    name="actorflow",
+                    on_escalation=self._escalated,
+                    listener=self._supervisor_event,
+                    buffer_capacity=cfg.MAILBOX_BUFFER_CAPACITY,
+                    # Callers' calls are bounded while a child restarts; the system's own
+                    # messages (outcomes, timers, events) never are: none may be lost.
+                    request_types=REQUEST_TYPES,
+                    watchdog_interval=None,
+                    state=state,
+                )
+            except BaseException:
+                if journal is not None:  # let the file (and its lock) go: a retry opens it
+                    self._journal = None
+                    journal.close(STOP_SLACK)
+                raise
             self._state = state
             self._facade = state.handles["facade"]
             self._pool = state.handles["thread_pool"]

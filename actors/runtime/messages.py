@@ -57,6 +57,7 @@ __all__ = [
     "JournalBatch",
     "JournalDue",
     "JournalFailed",
+    "JournalRetry",
     "Kwargs",
     "Mark",
     "Marked",
@@ -520,6 +521,10 @@ class JournalBatch(NamedTuple):
 
 class JournalDue(NamedTuple):
     """Task manager (a timer): write the held queued records (`JournalLink.due`)."""
+
+
+class JournalRetry(NamedTuple):
+    """Journal (a timer, while a write fails): try the pending records again."""
 
 
 class JournalFailed(NamedTuple):

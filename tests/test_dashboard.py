@@ -143,6 +143,28 @@ async def test_task_table_pages_filters_and_searches(
     assert (none["total"], none["rows"]) == (0, [])
 
 
+async def test_next_is_null_as_soon_as_nothing_follows(
+    system: ActorSystem, http: httpx.AsyncClient
+) -> None:
+    """The page's Next button stops on a full last page: ``next`` says whether a row
+    follows, not only whether the page is full (500 rows, the most a page holds, cannot
+    look one further: there ``next`` is a full page's cursor)."""
+    tm = system.task_manager
+    ids = [await tm.register_task(f"job-{i}", double, (i,)) for i in range(4)]
+    first = (await http.get("/api/tasks", params={"limit": 2})).json()
+    assert ([r["task_id"] for r in first["rows"]], first["limit"]) == ([ids[3], ids[2]], 2)
+    last = first["rows"][-1]
+    assert first["next"] == f"{last['created_at']!r}/new/{ids[2]}"
+    second = (await http.get("/api/tasks", params={"limit": 2, "after": first["next"]})).json()
+    assert ([r["task_id"] for r in second["rows"]], second["next"]) == ([ids[1], ids[0]], None)
+    assert (second["total"], second["offset"], second["limit"]) == (4, 0, 2)
+    whole = (await http.get("/api/tasks", params={"limit": 4})).json()
+    assert (len(whole["rows"]), whole["next"]) == (4, None)
+    assert (await http.get("/api/tasks", params={"limit": 3, "offset": 1})).json()["next"] is None
+    most = (await http.get("/api/tasks", params={"limit": 500})).json()
+    assert (len(most["rows"]), most["next"]) == (4, None)
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [

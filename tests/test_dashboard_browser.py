@@ -8,6 +8,7 @@ page error or dialog (a hostile task name must never run as script).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -273,3 +274,72 @@ async def test_a_token_in_the_fragment_opens_a_secured_dashboard(
     finally:
         server.stop()
     assert await system.task_manager.get_task_status(task) is TaskStatus.PENDING
+
+
+async def shown_ids(page: Page) -> list[str]:
+    ids: list[str] = await page.locator("#task-rows tr").evaluate_all(
+        "rs => rs.map(r => r.dataset.taskId)"
+    )
+    return ids
+
+
+async def turn(page: Page, button: str, first: int) -> list[str]:
+    """Click Next or Previous; the rows of the page that starts at row ``first``."""
+    await page.locator(button).click()
+    info = re.compile(rf"^{first}-\d+ of \d+$")
+    await pw_expect(page.locator("#page-info")).to_have_text(info, timeout=BOUND_MS)
+    return await shown_ids(page)
+
+
+async def remove(system: ActorSystem, tasks: list[str]) -> None:
+    tm = system.task_manager
+    for task in tasks:
+        assert await tm.cancel_task(task) is True
+    assert await tm.cleanup_completed_tasks(0) == len(tasks)
+
+
+async def test_next_walks_by_cursor_while_tasks_come_and_go_and_previous_goes_back(
+    system: ActorSystem, served: DashboardServer, browser: Browser
+) -> None:
+    """Between two clicks on Next, 3 tasks are registered (newer than the walk: by
+    offset they pushed 3 rows of the last page onto the next one again) and 2 removed
+    ahead of it and 2 behind it (by offset: 2 rows skipped). By cursor every task shows
+    exactly once, in order; Previous shows exactly the page before; a filter starts over."""
+    tm = system.task_manager
+    for i in range(1_000):
+        await tm.register_task(f"job-{i}", double, (i,))
+    first = await tm.get_task_page(0, 500)
+    order = [r.task_id for r in first.rows]
+    order += [r.task_id for r in (await tm.get_task_page(0, 500, after=first.next)).rows]
+    assert len(set(order)) == 1_000
+    page = await open_live(browser, served.url)
+    await pw_expect(page.locator("#page-info")).to_have_text("1-50 of 1000", timeout=BOUND_MS)
+    await pw_expect(page.locator("#prev")).to_be_disabled()
+    pages = [await shown_ids(page)]
+    seen = list(pages[0])
+    added: list[str] = []
+    ahead: list[str] = []
+    while await page.locator("#next").is_enabled():
+        if len(pages) >= 3:  # (the first page is live: it would show the new tasks first)
+            for _ in range(3):
+                added.append(await tm.register_task(f"new-{len(added)}", double, (0,)))
+            unseen = [t for t in order if t not in seen and t not in ahead]
+            ahead += [unseen[0], unseen[-1]]  # the next page's first row, the oldest
+            behind = pages[1][len(pages) * 2 - 6 : len(pages) * 2 - 4]  # page 2's rows
+            await remove(system, [unseen[0], unseen[-1], *behind])
+        pages.append(await turn(page, "#next", len(seen) + 1))
+        seen += pages[-1]
+    assert len(pages) == 20
+    assert seen == [t for t in order if t not in ahead]  # no repeat, no skip, in order
+    assert len(ahead) == 34  # 17 turns with churn
+    assert (len(pages[-1]), len(added)) == (16, 51)
+    await pw_expect(page.locator("#page-info")).to_have_text(f"951-966 of {1000 + 51 - 68}")
+    await browser.shot("tasks-last-page")
+
+    assert await turn(page, "#prev", 951 - 50) == pages[-2]
+    assert await turn(page, "#prev", 951 - 100) == pages[-3]
+    assert await turn(page, "#next", 951 - 50) == pages[-2]
+    await page.select_option("#filter-status", "pending")  # starts over from the first page
+    await pw_expect(page.locator("#page-info")).to_have_text("1-50 of 983", timeout=BOUND_MS)
+    assert await shown_ids(page) == added[::-1][:50]
+    await pw_expect(page.locator("#prev")).to_be_disabled()

@@ -34,7 +34,7 @@ from actors.core import (
     TaskNotFoundError,
     TaskStatus,
 )
-from actors.engine import MAX_PAGE_SIZE, TaskDetail, TaskRow
+from actors.engine import MAX_PAGE_SIZE, TaskDetail, TaskPage, TaskRow
 from actors.observe import TaskGraph, TaskNode
 
 if TYPE_CHECKING:
@@ -267,20 +267,27 @@ class _Dashboard:
         if status is not None and status not in _STATUSES:
             known = ", ".join(s.value for s in TaskStatus)
             raise HTTPError(400, f"status must be one of {known}; got {status!r}")
+        offset = _int_param(request, "offset", 0, 0, 10**9)
+        limit = _int_param(request, "limit", 50, 1, MAX_PAGE_SIZE)
+        # One row more than asked, when it may: `next` is then null as soon as nothing
+        # follows (a full last page too), so the page's Next button knows when to stop.
+        peek = min(limit + 1, MAX_PAGE_SIZE)
         page = await self.tm.get_task_page(
-            _int_param(request, "offset", 0, 0, 10**9),
-            _int_param(request, "limit", 50, 1, MAX_PAGE_SIZE),
+            offset,
+            peek,
             status=status,
             task_type=_str_param(request, "type"),
             search=_str_param(request, "q"),
             after=_str_param(request, "after"),  # a page's next, as text
         )
-        cursor = page.next
+        rows = page.rows[:limit]
+        more = len(page.rows) > limit or (peek == limit and len(rows) == limit)
+        cursor = TaskPage(page.total, rows, offset, limit).next if more else None
         return {
             "total": page.total,
-            "offset": page.offset,
-            "limit": page.limit,
-            "rows": [_row(r) for r in page.rows],
+            "offset": offset,
+            "limit": limit,
+            "rows": [_row(r) for r in rows],
             "next": None if cursor is None else str(cursor),
         }
 

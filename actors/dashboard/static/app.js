@@ -21,7 +21,11 @@ const PAGE_SIZE = 50;
 const state = {
   config: { read_only: false, token_required: false },
   page: null,
-  tasks: { offset: 0, status: "", type: "", q: "" },
+  // The task table pages by cursor: `after` is the cursor the shown page starts after
+  // (null: the first page, which shows new tasks as they come), `start` how many rows
+  // the pages before it held; `back` the {after, start} of each page Next left, so that
+  // Previous shows the page before again. Filters start over from the first page.
+  tasks: { after: null, start: 0, back: [], status: "", type: "", q: "" },
   timers: [],
   samples: [],
   listeners: new Set(),
@@ -156,14 +160,30 @@ async function tasksPage(main) {
     ...STATUSES.map((s) => el("option", { value: s, text: s, selected: t.status === s })));
   const typeSelect = el("select", { id: "filter-type" }, el("option", { value: "", text: "any type" }));
   const search = el("input", { id: "filter-q", type: "search", placeholder: "search name or id", value: t.q });
-  const apply = () => { t.status = statusSelect.value; t.type = typeSelect.value; t.q = search.value.trim(); t.offset = 0; load(); };
+  const apply = () => { t.status = statusSelect.value; t.type = typeSelect.value; t.q = search.value.trim(); t.after = null; t.start = 0; t.back = []; load(); };
   statusSelect.addEventListener("change", apply);
   typeSelect.addEventListener("change", apply);
   search.addEventListener("keydown", (e) => { if (e.key === "Enter") apply(); });
   const tbody = el("tbody", { id: "task-rows" });
   const info = el("span", { id: "page-info" });
-  const prev = el("button", { id: "prev", text: "Previous", onclick: () => { t.offset = Math.max(0, t.offset - PAGE_SIZE); load(); } });
-  const next = el("button", { id: "next", text: "Next", onclick: () => { t.offset += PAGE_SIZE; load(); } });
+  let shown = null;  // the page on screen: its next cursor and row count
+  const prev = el("button", { id: "prev", text: "Previous", disabled: true, onclick: () => {
+    if (!t.back.length) return;
+    ({ after: t.after, start: t.start } = t.back.pop());
+    turn();
+  } });
+  const next = el("button", { id: "next", text: "Next", disabled: true, onclick: () => {
+    if (!shown || shown.next === null) return;
+    t.back.push({ after: t.after, start: t.start });
+    t.after = shown.next;
+    t.start += shown.count;
+    turn();
+  } });
+  function turn() {  // until the new page is in, a second click would reuse this one's cursor
+    shown = null;
+    prev.disabled = next.disabled = true;
+    load();
+  }
   main.append(
     el("h1", { text: "Tasks" }),
     el("div", { class: "filters" }, statusSelect, typeSelect, search, el("button", { text: "Filter", onclick: apply })),
@@ -180,8 +200,11 @@ async function tasksPage(main) {
   } catch (err) { /* the table says what went wrong */ }
 
   let stale = false;
+  let loads = 0;  // a slow answer to an earlier load (a refresh, a page left) is dropped
   async function load() {
-    const params = new URLSearchParams({ offset: t.offset, limit: PAGE_SIZE });
+    const mine = ++loads;
+    const params = new URLSearchParams({ limit: PAGE_SIZE });
+    if (t.after !== null) params.set("after", t.after);
     if (t.status) params.set("status", t.status);
     if (t.type) params.set("type", t.type);
     if (t.q) params.set("q", t.q);
@@ -189,16 +212,22 @@ async function tasksPage(main) {
     try {
       page = await api(`api/tasks?${params}`);
     } catch (err) {
+      if (mine !== loads) return;
       tbody.replaceChildren(el("tr", {}, el("td", { colspan: 7, text: err.message })));
+      prev.disabled = !t.back.length;
       return;
     }
+    if (mine !== loads) return;
     stale = false;
+    shown = { next: page.next, count: page.rows.length };
     tbody.replaceChildren(...page.rows.map(row));
     if (!page.rows.length) tbody.append(el("tr", {}, el("td", { colspan: 7, class: "muted", text: "no tasks" })));
-    const last = page.offset + page.rows.length;
-    info.textContent = page.total ? `${page.offset + 1}-${last} of ${page.total}` : "0 tasks";
-    prev.disabled = page.offset === 0;
-    next.disabled = last >= page.total;
+    const first = t.start + 1;
+    const last = t.start + page.rows.length;
+    // (`start` counts the rows of the pages walked through: an estimate once tasks came and went)
+    info.textContent = !page.total ? "0 tasks" : page.rows.length ? `${first}-${last} of ${page.total}` : `none left of ${page.total}`;
+    prev.disabled = !t.back.length;
+    next.disabled = page.next === null;
   }
   function row(r) {
     const cells = [

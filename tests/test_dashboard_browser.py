@@ -8,6 +8,7 @@ page error or dialog (a hostile task name must never run as script).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections.abc import AsyncIterator
@@ -343,3 +344,51 @@ async def test_next_walks_by_cursor_while_tasks_come_and_go_and_previous_goes_ba
     await pw_expect(page.locator("#page-info")).to_have_text("1-50 of 983", timeout=BOUND_MS)
     assert await shown_ids(page) == added[::-1][:50]
     await pw_expect(page.locator("#prev")).to_be_disabled()
+
+
+@pytest.mark.timeout(180)
+async def test_a_hundred_thousand_tasks_show_one_page_and_a_capped_graph(
+    system: ActorSystem, served: DashboardServer, browser: Browser
+) -> None:
+    tm = system.task_manager
+    ids = await asyncio.gather(
+        *(
+            tm.register_task(f"job-{i}", double, (i,), task_type=f"type-{i % 3}")
+            for i in range(100_000)
+        )
+    )
+    newest = (await tm.get_task_page(0, 50)).rows
+    page = await open_live(browser, served.url)
+    rows = page.locator("#task-rows tr")
+    await pw_expect(page.locator("#page-info")).to_have_text("1-50 of 100000", timeout=BOUND_MS)
+    await pw_expect(rows).to_have_count(50)
+    assert await shown_ids(page) == [r.task_id for r in newest]
+    assert await page.locator("#filter-type option").all_text_contents() == [
+        "any type",
+        "type-0",
+        "type-1",
+        "type-2",
+    ]
+    await page.select_option("#filter-type", "type-1")
+    await pw_expect(page.locator("#page-info")).to_have_text("1-50 of 33333", timeout=BOUND_MS)
+    await pw_expect(rows).to_have_count(50)
+    await turn(page, "#next", 51)
+    await pw_expect(rows).to_have_count(50)
+    types = await rows.evaluate_all("rs => rs.map(r => r.children[2].textContent)")
+    assert types == ["type-1"] * 50
+    await browser.shot("tasks-100k")
+
+    await page.goto(f"{served.url}#/graph")
+    await pw_expect(page.locator("#graph-svg g.node")).to_have_count(300, timeout=BOUND_MS)
+    await pw_expect(page.get_by_text("showing the newest 300 of 100000 tasks")).to_have_count(1)
+    await page.fill("#graph-type", "type-2")
+    await page.get_by_role("button", name="Show").click()
+    await pw_expect(page.get_by_text("showing the newest 300 of 33333 tasks")).to_have_count(
+        1, timeout=BOUND_MS
+    )
+    await pw_expect(page.locator("#graph-svg g.node")).to_have_count(300)
+    await page.fill("#graph-type", "")
+    await page.fill("#graph-around", ids[0])
+    await page.get_by_role("button", name="Show").click()
+    await pw_expect(page.locator("#graph-svg g.node")).to_have_count(1, timeout=BOUND_MS)
+    await browser.shot("graph-100k")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -337,6 +338,56 @@ async def test_task_detail_shows_arguments_dependencies_and_failed_attempts(
     assert traceback.endswith("ValueError: bad input 7\n")
     assert failed["started_at"] <= failed["finished_at"]
     assert failed["duration"] == failed["finished_at"] - failed["started_at"]
+
+
+class Huge:
+    def __repr__(self) -> str:
+        return "H" * 1_000_000
+
+
+class Unrepresentable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+async def test_a_completed_tasks_result_shows_cut_even_if_huge_or_its_repr_raises(
+    system: ActorSystem, http: httpx.AsyncClient
+) -> None:
+    tm = system.task_manager
+    answers = []
+    for result in (21, Huge(), Unrepresentable(), "s" * 100_000):
+        task = await tm.register_task("r", lambda v=result: v)
+        assert (await http.get(f"/api/tasks/{task}")).json()["result"] is None  # not run
+        await tm.execute_task(task, wait=True)
+        answers.append((await http.get(f"/api/tasks/{task}")).json()["result"])
+    assert answers[0] == "21"
+    assert answers[1] == "H" * 98 + "..." + "H" * 99
+    assert re.fullmatch(r"<Unrepresentable instance at 0x[0-9a-f]+>", answers[2])
+    assert answers[3] == "'" + "s" * 97 + "..." + "s" * 98 + "'"
+
+    async def raise_(error: BaseException) -> None:
+        raise error
+
+    errors = []
+    for error in (ValueError("e" * 100_000), Unprintable()):
+        task = await tm.register_task("e", raise_, (error,))
+        with pytest.raises(type(error)):
+            await tm.execute_task(task, wait=True)
+        detail = (await http.get(f"/api/tasks/{task}")).json()
+        assert (detail["status"], detail["result"]) == ("failed", None)
+        errors.append((detail["error"], detail["failures"][0]["message"]))
+    assert errors[0][0] == {"type": "ValueError", "message": "e" * 2000}
+    assert len(errors[0][1]) < 100_000
+    assert errors[1][0] == {
+        "type": "Unprintable",
+        "message": "<unprintable: RuntimeError('no str')>",
+    }
+    assert errors[1][1] == "<unprintable Unprintable: RuntimeError('no str')>"
 
 
 async def test_the_failed_attempts_kept_are_bounded(system: ActorSystem) -> None:

@@ -292,7 +292,12 @@ class _Dashboard:
         }
 
     async def task(self, request: Request) -> Any:
-        detail = _detail(await self.tm.get_task_detail(request.path_params["task_id"]))
+        task_id = request.path_params["task_id"]
+        found = await self.tm.get_task_detail(task_id)
+        detail = _detail(found)
+        detail["result"] = None
+        if found.info.status is TaskStatus.COMPLETED:  # its repr, cut (even if repr raises)
+            detail["result"] = _safe_repr(await self.tm.get_task_result(task_id))
         detail["now"] = self.system.clock.monotonic()  # the times are on the system clock
         return detail
 

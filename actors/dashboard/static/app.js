@@ -106,6 +106,7 @@ async function action(name, taskId) {
     render();
   } catch (err) {
     showMessage(`${name} failed: ${err.message}`);
+    if (err instanceof HttpError) render();  // e.g. the task was removed meanwhile: show what is left
   }
 }
 
@@ -295,6 +296,7 @@ async function taskPage(main, taskId) {
     field("run time", d.duration === null ? "" : seconds(d.duration));
     field("queued for", d.started_at === null ? "" : seconds(d.started_at - d.created_at));
     field("error", d.error ? `${d.error.type}: ${d.error.message}` : "");
+    if (d.status === "completed") field("result", el("code", { id: "task-result", text: d.result }));
     for (const [k, v] of Object.entries(d.metadata)) field(`metadata ${k}`, v);
     const depList = (ids) => ids.length ? el("span", {}, ...ids.flatMap((id, i) => [i ? ", " : "", taskLink(id)])) : el("span", { class: "muted", text: "none" });
     field("depends on", depList(d.dependencies));

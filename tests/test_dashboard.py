@@ -619,6 +619,32 @@ async def test_graph_asks_for_the_newest_tasks_only(
     assert d in {n["id"] for n in graph["nodes"]}
 
 
+async def test_a_cut_graph_around_a_task_keeps_it_and_its_nearest(
+    system: ActorSystem, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut to the newest, a graph around a task with many dependents left the task out."""
+    from actors.dashboard import _app
+
+    monkeypatch.setattr(_app, "GRAPH_MAX_NODES", 4)
+    tm = system.task_manager
+    u0 = await tm.register_task("u0", double, (0,))
+    u1 = await tm.register_task("u1", double, (1,), dependencies=[u0])
+    root = await tm.register_task("root", double, (2,), dependencies=[u1])
+    kids = [await tm.register_task(f"k{i}", double, (i,), dependencies=[root]) for i in range(5)]
+    await tm.register_task("g", double, (9,), dependencies=[kids[0]])
+    graph = (await http.get("/api/graph", params={"around": root})).json()
+    assert (graph["total"], graph["truncated"]) == (9, True)
+    assert [n["name"] for n in graph["nodes"]] == ["root", "k2", "k3", "k4"]
+    assert graph["edges"] == [[root, kids[2]], [root, kids[3]], [root, kids[4]]]
+    monkeypatch.setattr(_app, "GRAPH_MAX_NODES", 7)
+    graph = (await http.get("/api/graph", params={"around": root})).json()
+    assert [n["name"] for n in graph["nodes"]] == ["u1", "root", "k0", "k1", "k2", "k3", "k4"]
+    monkeypatch.setattr(_app, "GRAPH_MAX_NODES", 8)
+    graph = (await http.get("/api/graph", params={"around": kids[0]})).json()
+    assert (graph["total"], graph["truncated"]) == (5, False)
+    assert [n["name"] for n in graph["nodes"]] == ["u0", "u1", "root", "k0", "g"]
+
+
 async def test_supervision_tree_counts_a_restart(
     system: ActorSystem, http: httpx.AsyncClient
 ) -> None:

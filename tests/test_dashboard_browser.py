@@ -481,3 +481,26 @@ async def test_an_action_on_a_task_removed_meanwhile_says_so_and_the_page_follow
         "Task not found", timeout=BOUND_MS
     )
     assert await tm.get_task_status(kept) is TaskStatus.PENDING
+
+
+async def test_a_graph_around_a_task_with_many_dependents_draws_it_and_its_nearest(
+    system: ActorSystem, served: DashboardServer, browser: Browser
+) -> None:
+    tm = system.task_manager
+    root = await tm.register_task("root", double, (0,))
+    kids = await asyncio.gather(
+        *(tm.register_task(f"k{i}", double, (i,), dependencies=[root]) for i in range(400))
+    )
+    page = await open_live(browser, f"{served.url}#/graph")
+    await page.fill("#graph-around", root)
+    await page.get_by_role("button", name="Show").click()
+    note = f"showing the 300 of the 401 tasks around {root} nearest to it"
+    await pw_expect(page.get_by_text(note)).to_have_count(1, timeout=BOUND_MS)
+    nodes = page.locator("#graph-svg g.node")
+    await pw_expect(nodes).to_have_count(300)
+    await pw_expect(page.locator("#graph-svg path[marker-end]")).to_have_count(299)
+    drawn = await nodes.evaluate_all("ns => ns.map(n => n.dataset.taskId)")
+    newest = kids[-299:]  # (gather registers them in order)
+    assert drawn[0] == root
+    assert set(drawn[1:]) == set(newest)
+    await browser.shot("graph-around")

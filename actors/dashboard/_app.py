@@ -16,6 +16,7 @@ import contextlib
 import hmac
 import json
 import reprlib
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["GRAPH_MAX_NODES", "SSE_HEARTBEAT_SECONDS", "create_app"]
 
 GRAPH_MAX_NODES = 300
-"""The graph page draws at most this many tasks (the newest); it says when it cut."""
+"""The graph page draws at most this many tasks (the newest, or around a task those
+nearest to it); it says when it cut."""
 SSE_HEARTBEAT_SECONDS = 15.0
 _STATIC = ("index.html", "app.js", "style.css")
 _MEDIA = {"html": "text/html; charset=utf-8", "js": "text/javascript", "css": "text/css"}
@@ -113,6 +115,29 @@ def _graph_of(rows: tuple[TaskRow, ...]) -> TaskGraph:
         tuple(TaskNode(row.task_id, row.name, row.status, row.task_type) for row in ordered),
         tuple((dep, row.task_id) for row in ordered for dep in row.dependencies if dep in present),
     )
+
+
+def _nearest(graph: TaskGraph, around: str, limit: int) -> TaskGraph:
+    """The ``limit`` tasks of ``graph`` (the neighbourhood of ``around``) the fewest
+    edges away from ``around`` (itself first; at a tie the newest), with the edges
+    among them: what a cut graph around one task shows."""
+    up: dict[str, list[str]] = {}
+    down: dict[str, list[str]] = {}
+    for dep, dependent in graph.edges:
+        up.setdefault(dependent, []).append(dep)
+        down.setdefault(dep, []).append(dependent)
+    distance = {around: 0}
+    for step in (up, down):  # what it depends on, then what depends on it
+        queue = deque([around])
+        while queue:
+            current = queue.popleft()
+            for nxt in step.get(current, ()):
+                if nxt not in distance:
+                    distance[nxt] = distance[current] + 1
+                    queue.append(nxt)
+    age = {node.task_id: i for i, node in enumerate(graph.nodes)}  # oldest first
+    ranked = sorted(distance, key=lambda task: (distance[task], -age.get(task, 0)))
+    return graph._subgraph(ranked[:limit])
 
 
 def _error(error: BaseException | None) -> dict[str, str] | None:
@@ -321,9 +346,8 @@ class _Dashboard:
                 task_type=task_type, around=around, depth=None if depth < 0 else depth
             )
             total = len(graph.nodes)
-            if total > GRAPH_MAX_NODES:
-                newest = [n.task_id for n in graph.nodes[-GRAPH_MAX_NODES:]]
-                graph = graph._subgraph(newest)
+            if total > GRAPH_MAX_NODES:  # (the newest would leave out ``around`` itself)
+                graph = _nearest(graph, around, GRAPH_MAX_NODES)
         fmt = _str_param(request, "format")
         if fmt in ("dot", "mermaid"):
             text = graph.to_dot() if fmt == "dot" else graph.to_mermaid()

@@ -380,7 +380,10 @@ async function graphPage(main) {
       wrap.replaceChildren(el("p", { text: err.message }));
       return;
     }
-    note.textContent = g.truncated ? `showing the newest ${g.nodes.length} of ${g.total} tasks; filter by type or pick a task` : `${g.total} tasks`;
+    const around = aroundInput.value.trim();
+    note.textContent = !g.truncated ? `${g.total} tasks`
+      : around ? `showing the ${g.nodes.length} of the ${g.total} tasks around ${around} nearest to it`
+        : `showing the newest ${g.nodes.length} of ${g.total} tasks; filter by type or pick a task`;
     const pos = layered(g.nodes, g.edges);
     let width = 200; let height = 80;
     for (const p of pos.values()) { width = Math.max(width, p.x + 240); height = Math.max(height, p.y + 60); }

@@ -312,7 +312,8 @@ async def test_task_detail_shows_arguments_dependencies_and_failed_attempts(
     assert live["kwargs"] == {}
     assert live["function"].startswith("<function double at ")
     assert live["metadata"] == {"k": "[1]"}
-    assert live["dependents"] == [second]
+    assert (live["dependents"], live["dependents_total"]) == ([second], 1)
+    assert live["dependencies_total"] == 0
     assert live["dependencies"] == []
     assert live["failures"] == []
     assert live["retryable"] is False
@@ -388,6 +389,25 @@ async def test_a_completed_tasks_result_shows_cut_even_if_huge_or_its_repr_raise
         "message": "<unprintable: RuntimeError('no str')>",
     }
     assert errors[1][1] == "<unprintable Unprintable: RuntimeError('no str')>"
+
+
+async def test_a_task_page_lists_the_first_ids_of_many_dependents_and_says_how_many(
+    system: ActorSystem, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that 100,000 tasks depend on sent 1.7 MB of ids to its page, drawn as
+    100,000 links each time the task changed."""
+    from actors.dashboard import _app
+
+    monkeypatch.setattr(_app, "DETAIL_MAX_IDS", 3)
+    tm = system.task_manager
+    root = await tm.register_task("root", double, (0,))
+    kids = [await tm.register_task(f"k{i}", double, (i,), dependencies=[root]) for i in range(5)]
+    fan_in = await tm.register_task("all", double, (9,), dependencies=kids)
+    detail = (await http.get(f"/api/tasks/{root}")).json()
+    assert (detail["dependents"], detail["dependents_total"]) == (kids[:3], 5)
+    detail = (await http.get(f"/api/tasks/{fan_in}")).json()
+    assert (detail["dependencies"], detail["dependencies_total"]) == (kids[:3], 5)
+    assert (detail["dependents"], detail["dependents_total"]) == ([], 0)
 
 
 async def test_the_failed_attempts_kept_are_bounded(system: ActorSystem) -> None:

@@ -504,3 +504,28 @@ async def test_a_graph_around_a_task_with_many_dependents_draws_it_and_its_neare
     assert drawn[0] == root
     assert set(drawn[1:]) == set(newest)
     await browser.shot("graph-around")
+
+
+async def test_a_task_with_many_dependents_lists_the_first_and_says_how_many_more(
+    system: ActorSystem,
+    served: DashboardServer,
+    browser: Browser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from actors.dashboard import _app
+
+    monkeypatch.setattr(_app, "DETAIL_MAX_IDS", 50)
+    tm = system.task_manager
+    root = await tm.register_task("root", double, (0,))
+    kids = await asyncio.gather(
+        *(tm.register_task(f"k{i}", double, (i,), dependencies=[root]) for i in range(1_000))
+    )
+    page = await open_live(browser, f"{served.url}#/task/{root}")
+    await pw_expect(page.locator("#task-name")).to_have_text("root", timeout=BOUND_MS)
+    links = page.locator("#task-detail dd a")
+    await pw_expect(links).to_have_count(50)
+    assert await links.all_text_contents() == kids[:50]
+    more = page.locator("#task-detail .more")
+    await pw_expect(more).to_have_text(
+        " and 950 more (the graph page shows those around this task)"
+    )

@@ -41,11 +41,14 @@ from actors.observe import TaskGraph, TaskNode
 if TYPE_CHECKING:
     from actors.observe import Event
 
-__all__ = ["GRAPH_MAX_NODES", "SSE_HEARTBEAT_SECONDS", "create_app"]
+__all__ = ["DETAIL_MAX_IDS", "GRAPH_MAX_NODES", "SSE_HEARTBEAT_SECONDS", "create_app"]
 
 GRAPH_MAX_NODES = 300
 """The graph page draws at most this many tasks (the newest, or around a task those
 nearest to it); it says when it cut."""
+DETAIL_MAX_IDS = 200
+"""A task's page lists at most this many of its dependencies and of its dependents (the
+first ones; ``dependencies_total`` and ``dependents_total`` say how many there are)."""
 SSE_HEARTBEAT_SECONDS = 15.0
 _STATIC = ("index.html", "app.js", "style.css")
 _MEDIA = {"html": "text/html; charset=utf-8", "js": "text/javascript", "css": "text/css"}
@@ -155,7 +158,8 @@ def _info(info: TaskInfo) -> dict[str, Any]:
         **_row(info),
         "description": info.description,
         "metadata": {str(k): _safe_repr(v) for k, v in info.metadata.items()},
-        "dependencies": list(info.dependencies),
+        "dependencies": list(info.dependencies[:DETAIL_MAX_IDS]),
+        "dependencies_total": len(info.dependencies),
         "priority": info.priority.name,
         "max_retries": info.max_retries,
         "error": _error(info.error),
@@ -166,7 +170,8 @@ def _detail(detail: TaskDetail) -> dict[str, Any]:
     out = _info(detail.info)
     kept = detail.args is not None
     out.update(
-        dependents=list(detail.dependents),
+        dependents=list(detail.dependents[:DETAIL_MAX_IDS]),
+        dependents_total=len(detail.dependents),
         function=_safe_repr(detail.func) if detail.func is not None else None,
         args=[_safe_repr(a) for a in detail.args] if kept and detail.args is not None else None,
         kwargs=(

@@ -298,9 +298,14 @@ async function taskPage(main, taskId) {
     field("error", d.error ? `${d.error.type}: ${d.error.message}` : "");
     if (d.status === "completed") field("result", el("code", { id: "task-result", text: d.result }));
     for (const [k, v] of Object.entries(d.metadata)) field(`metadata ${k}`, v);
-    const depList = (ids) => ids.length ? el("span", {}, ...ids.flatMap((id, i) => [i ? ", " : "", taskLink(id)])) : el("span", { class: "muted", text: "none" });
-    field("depends on", depList(d.dependencies));
-    field("dependents", depList(d.dependents));
+    const depList = (ids, total) => {
+      if (!ids.length) return el("span", { class: "muted", text: "none" });
+      const list = el("span", {}, ...ids.flatMap((id, i) => [i ? ", " : "", taskLink(id)]));
+      if (total > ids.length) list.append(el("span", { class: "muted more", text: ` and ${total - ids.length} more (the graph page shows those around this task)` }));
+      return list;
+    };
+    field("depends on", depList(d.dependencies, d.dependencies_total));
+    field("dependents", depList(d.dependents, d.dependents_total));
     const args = d.args === null
       ? el("p", { class: "muted", text: "not kept: a task that completed or was cancelled drops its arguments" })
       : el("pre", { id: "task-args", text: `${d.function}\nargs: (${d.args.join(", ")})\nkwargs: {${Object.entries(d.kwargs || {}).map(([k, v]) => `${k}=${v}`).join(", ")}}` });

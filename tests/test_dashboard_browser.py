@@ -529,3 +529,36 @@ async def test_a_task_with_many_dependents_lists_the_first_and_says_how_many_mor
     await pw_expect(more).to_have_text(
         " and 950 more (the graph page shows those around this task)"
     )
+
+
+async def test_a_dashboard_that_outlives_its_system_says_why_on_every_page(
+    browser: Browser,
+) -> None:
+    """Mounted in a service, the dashboard can outlive its system: each page shows the
+    503's reason (the charts said nothing and stood still)."""
+    browser.expected.append(
+        "Failed to load resource: the server responded with a status of 503 (Service Unavailable)"
+    )
+    async with ActorSystem() as system:
+        await system.task_manager.register_task("before", double, (1,))
+        server = DashboardServer(system).start()  # not the system's: it does not stop it
+    try:
+        assert server.running
+        stopped = "the actor system is shut down; create a new ActorSystem"
+        page = browser.page
+        await page.goto(server.url)
+        await pw_expect(page.locator("#task-rows")).to_have_text(stopped, timeout=BOUND_MS)
+        await pw_expect(page.locator("#live")).to_have_text("offline")
+        await page.goto(f"{server.url}#/graph")
+        await pw_expect(page.locator("#graph")).to_have_text(stopped, timeout=BOUND_MS)
+        await page.goto(f"{server.url}#/supervision")
+        await pw_expect(page.locator("#supervision")).to_have_text(
+            "the root supervisor is stopped", timeout=BOUND_MS
+        )
+        await page.goto(f"{server.url}#/charts")
+        await pw_expect(page.locator("#charts-error")).to_have_text(
+            f"no sample: {stopped}", timeout=BOUND_MS
+        )
+        await browser.shot("charts-stopped")
+    finally:
+        server.stop()

@@ -474,10 +474,18 @@ function lineChart(title, id, series, unit) {
 
 async function chartsPage(main) {
   const box = el("div", { class: "charts", id: "charts" });
-  main.append(el("h1", { text: "Live charts" }), el("p", { class: "muted", text: "one sample a second, the last minute" }), box);
+  const problem = el("p", { id: "charts-error", hidden: true });
+  main.append(el("h1", { text: "Live charts" }), el("p", { class: "muted", text: "one sample a second, the last minute" }), problem, box);
   async function sample() {
     let m;
-    try { m = await api("api/metrics"); } catch (err) { return; }
+    try {
+      m = await api("api/metrics");
+    } catch (err) {  // say why the charts stand still
+      problem.textContent = `no sample: ${err.message}`;
+      problem.hidden = false;
+      return;
+    }
+    problem.hidden = true;
     state.samples.push(m);
     if (state.samples.length > 61) state.samples.shift();
     draw();

@@ -354,7 +354,11 @@ async def test_next_walks_by_cursor_while_tasks_come_and_go_and_previous_goes_ba
 async def test_a_hundred_thousand_tasks_show_one_page_and_a_capped_graph(
     system: ActorSystem, served: DashboardServer, browser: Browser
 ) -> None:
+    """Registered while the page is open: its event stream takes 100,000 events (the
+    server drops the oldest when the page falls behind), then the page reads one page."""
     tm = system.task_manager
+    page = await open_live(browser, served.url)
+    await pw_expect(page.locator("#page-info")).to_have_text("0 tasks", timeout=BOUND_MS)
     ids = await asyncio.gather(
         *(
             tm.register_task(f"job-{i}", double, (i,), task_type=f"type-{i % 3}")
@@ -362,8 +366,10 @@ async def test_a_hundred_thousand_tasks_show_one_page_and_a_capped_graph(
         )
     )
     newest = (await tm.get_task_page(0, 50)).rows
-    page = await open_live(browser, served.url)
     rows = page.locator("#task-rows tr")
+    await pw_expect(page.locator("#page-info")).to_have_text("1-50 of 100000", timeout=BOUND_MS)
+    await pw_expect(page.locator("#live")).to_have_text("live")
+    await page.reload()  # (the type list is read when the page opens)
     await pw_expect(page.locator("#page-info")).to_have_text("1-50 of 100000", timeout=BOUND_MS)
     await pw_expect(rows).to_have_count(50)
     assert await shown_ids(page) == [r.task_id for r in newest]

@@ -429,6 +429,32 @@ async def test_an_unknown_task_is_404(http: httpx.AsyncClient) -> None:
     assert cancel.status_code == 404
 
 
+async def test_a_task_id_goes_in_the_query_too_even_a_dot_dot(
+    system: ActorSystem, http: httpx.AsyncClient
+) -> None:
+    """The browser resolves a path segment ``..`` away: ``api/tasks/..`` asked for the
+    page itself, so the page asks ``api/task?id=..``."""
+    tm = system.task_manager
+    dots = await tm.register_task("dots", double, (1,), task_id="..")
+    assert dots == ".."
+    detail = await http.get("/api/task", params={"id": ".."})
+    assert (detail.status_code, detail.json()["name"]) == (200, "dots")
+    missing = await http.get("/api/task")
+    assert (missing.status_code, missing.json()) == (
+        400,
+        {"error": "a task id is required: ?id=<task id>"},
+    )
+    assert (await http.get("/api/task", params={"id": "nope"})).status_code == 404
+    refused = await http.post("/api/actions/cancel", params={"id": ".."})
+    assert refused.status_code == 403  # the action header is needed here too
+    cancel = await http.post("/api/actions/cancel", params={"id": ".."}, headers=ACTION)
+    assert cancel.json() == {"task_id": "..", "cancelled": True}
+    assert await tm.get_task_status(dots) is TaskStatus.CANCELLED
+    retry = await http.post("/api/actions/retry", params={"id": ".."}, headers=ACTION)
+    retried = "task '..' is cancelled; only a failed task can be retried"
+    assert (retry.status_code, retry.json()) == (400, {"error": retried})
+
+
 # -- actions ------------------------------------------------------------------------------
 
 

@@ -568,3 +568,23 @@ async def test_a_dashboard_that_outlives_its_system_says_why_on_every_page(
         await browser.shot("charts-stopped")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "task_id", ["a/b?c#d%e f", "..%2F..%2Fapi%2Fconfig", "ü 🙂/", "x/../y", "..", "."]
+)
+async def test_a_task_id_with_url_characters_opens_and_cancels_its_own_task(
+    system: ActorSystem, served: DashboardServer, browser: Browser, task_id: str
+) -> None:
+    tm = system.task_manager
+    other = await tm.register_task("other", double, (1,), task_id="y")
+    task = await tm.register_task("odd", double, (2,), task_id=task_id)
+    page = await open_live(browser, served.url)
+    await pw_expect(page.locator("#task-rows tr")).to_have_count(2, timeout=BOUND_MS)
+    await page.get_by_role("link", name="odd").click()
+    await pw_expect(page.locator("#task-name")).to_have_text("odd", timeout=BOUND_MS)
+    await pw_expect(page.locator("#task-detail dd").first).to_have_text(task_id)
+    await page.locator("#task-detail button.cancel").click()
+    await pw_expect(page.locator("#message")).to_have_text("cancelled", timeout=BOUND_MS)
+    assert await tm.get_task_status(task) is TaskStatus.CANCELLED
+    assert await tm.get_task_status(other) is TaskStatus.PENDING

@@ -1,7 +1,9 @@
 """The dashboard's Starlette app: a static page and a small JSON API over one system.
 
 Every URL is relative to where the app is mounted. Reads are GETs; actions
-(``/api/actions/cancel/<id>``, ``/api/actions/retry/<id>``) are POSTs only. With a
+(``/api/actions/cancel/<id>``, ``/api/actions/retry/<id>``) are POSTs only. A task's
+routes also take its id as ``?id=<id>`` (``/api/task``, ``/api/actions/cancel``...),
+which the page uses: a path cannot carry an id ``.`` or ``..``. With a
 token, every ``/api/`` route needs ``Authorization: Bearer <token>`` (401 without
 it); actions also need the header
 ``X-Actorflow-Action: 1`` (403 without it: a cross-site form cannot send it), and are
@@ -221,6 +223,17 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
+def _task_id(request: Request) -> str:
+    """The task of ``api/tasks/<id>`` or ``api/task?id=<id>`` (the page's form: a path
+    segment cannot be ``.`` or ``..``, the browser resolves those away)."""
+    task_id = request.path_params.get("task_id")
+    if task_id is None:
+        task_id = request.query_params.get("id")
+    if not task_id:
+        raise HTTPError(400, "a task id is required: ?id=<task id>")
+    return str(task_id)
+
+
 def _str_param(request: Request, name: str) -> str | None:
     raw = request.query_params.get(name)
     return raw if raw else None
@@ -322,7 +335,7 @@ class _Dashboard:
         }
 
     async def task(self, request: Request) -> Any:
-        task_id = request.path_params["task_id"]
+        task_id = _task_id(request)
         found = await self.tm.get_task_detail(task_id)
         detail = _detail(found)
         detail["result"] = None
@@ -332,11 +345,11 @@ class _Dashboard:
         return detail
 
     async def cancel(self, request: Request) -> Any:
-        task_id = request.path_params["task_id"]
+        task_id = _task_id(request)
         return {"task_id": task_id, "cancelled": await self.tm.cancel_task(task_id)}
 
     async def retry(self, request: Request) -> Any:
-        task_id = request.path_params["task_id"]
+        task_id = _task_id(request)
         return {"task_id": task_id, "retry": await self.tm.retry_task(task_id)}
 
     async def graph(self, request: Request) -> Any:
@@ -493,7 +506,10 @@ def create_app(
         Route("/api/tasks", api(d.tasks), methods=["GET"]),
         Route("/api/actions/cancel/{task_id:path}", api(d.cancel, action=True), methods=["POST"]),
         Route("/api/actions/retry/{task_id:path}", api(d.retry, action=True), methods=["POST"]),
+        Route("/api/actions/cancel", api(d.cancel, action=True), methods=["POST"]),  # ?id=
+        Route("/api/actions/retry", api(d.retry, action=True), methods=["POST"]),  # ?id=
         Route("/api/tasks/{task_id:path}", api(d.task), methods=["GET"]),
+        Route("/api/task", api(d.task), methods=["GET"]),  # ?id=<task id>
         Route("/api/graph", api(d.graph), methods=["GET"]),
         Route("/api/supervision", api(d.supervision), methods=["GET"]),
         Route("/api/metrics", api(d.metrics), methods=["GET"]),

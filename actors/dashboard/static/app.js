@@ -99,7 +99,7 @@ async function api(path, options) {
 
 async function action(name, taskId) {
   try {
-    const result = await api(`api/actions/${name}/${encodeURIComponent(taskId)}`, {
+    const result = await api(`api/actions/${name}?${new URLSearchParams({ id: taskId })}`, {
       method: "POST", headers: { "X-Actorflow-Action": "1" },
     });
     showMessage(name === "retry" ? `retried as ${result.retry}` : (result.cancelled ? "cancelled" : "already finished"));
@@ -275,7 +275,7 @@ async function taskPage(main, taskId) {
   async function load() {
     let d;
     try {
-      d = await api(`api/tasks/${encodeURIComponent(taskId)}`);
+      d = await api(`api/task?${new URLSearchParams({ id: taskId })}`);  // (an id may be "..")
     } catch (err) {
       box.replaceChildren(el("h1", { text: "Task not found" }), el("p", { text: err.message }));
       return;

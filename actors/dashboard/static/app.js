@@ -377,15 +377,27 @@ async function graphPage(main) {
     el("div", { class: "filters" }, typeInput, aroundInput, el("button", { text: "Show", onclick: () => load() }), showSource),
     note, wrap, source,
   );
+  // One graph query at a time: with many tasks one can take seconds (around a task the
+  // server reads every task), and events keep coming; asked meanwhile, it runs once after.
+  let busy = false;
+  let again = false;
   async function load() {
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      do { again = false; await draw(); } while (again);
+    } finally { busy = false; }
+  }
+  async function draw() {
+    const q = query();
+    const around = aroundInput.value.trim();
     let g;
     try {
-      g = await api(`api/graph?${query()}`);
+      g = await api(`api/graph?${q}`);
     } catch (err) {
       wrap.replaceChildren(el("p", { text: err.message }));
       return;
     }
-    const around = aroundInput.value.trim();
     note.textContent = !g.truncated ? `${g.total} tasks`
       : around ? `showing the ${g.nodes.length} of the ${g.total} tasks around ${around} nearest to it`
         : `showing the newest ${g.nodes.length} of ${g.total} tasks; filter by type or pick a task`;

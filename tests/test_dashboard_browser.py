@@ -630,3 +630,23 @@ async def test_the_graph_page_asks_for_one_graph_at_a_time(
     finally:
         gate.set()
         server.stop()
+
+
+async def test_the_type_filter_lists_no_other_label_and_says_more_types_exist(
+    system: ActorSystem, served: DashboardServer, browser: Browser
+) -> None:
+    """The metrics name the first METRICS_MAX_TASK_TYPES types (100) and count the rest
+    under "__other__": the filter offered "__other__", which matched no task."""
+    tm = system.task_manager
+    await asyncio.gather(
+        *(tm.register_task(f"job-{i}", double, (i,), task_type=f"t{i:03}") for i in range(150))
+    )
+    page = await open_live(browser, served.url)
+    await pw_expect(page.locator("#page-info")).to_have_text("1-50 of 150", timeout=BOUND_MS)
+    options = page.locator("#filter-type option")
+    await pw_expect(options).to_have_count(102)
+    texts = await options.all_text_contents()
+    assert texts == ["any type", *(f"t{i:03}" for i in range(100)), "(more types, not listed)"]
+    await page.select_option("#filter-type", "t050")
+    await pw_expect(page.locator("#page-info")).to_have_text("1-1 of 1", timeout=BOUND_MS)
+    await pw_expect(page.locator("#filter-type option:checked")).to_have_text("t050")

@@ -17,6 +17,7 @@ const COLOURS = {
 const PALETTE = ["#2f5db8", "#c0392b", "#27ae60", "#8e44ad", "#d35400", "#16a085", "#7f8c8d"];
 const SVGNS = "http://www.w3.org/2000/svg";
 const PAGE_SIZE = 50;
+const OTHER_TYPES = "__other__";  // the metrics' label of the types past their limit
 
 const state = {
   config: { read_only: false, token_required: false },
@@ -195,8 +196,16 @@ async function tasksPage(main) {
   );
   try {
     const metrics = await api("api/metrics");
-    for (const type of Object.keys(metrics.tasks_by_type).sort()) {
+    // The types the metrics name (METRICS_MAX_TASK_TYPES, the first seen; the rest are
+    // counted together under OTHER_TYPES, which is no type to filter by), and the one chosen.
+    const byType = metrics.tasks_by_type;
+    const shown = new Set(Object.keys(byType).filter((type) => type !== OTHER_TYPES));
+    if (t.type) shown.add(t.type);
+    for (const type of [...shown].sort()) {
       typeSelect.append(el("option", { value: type, text: type, selected: t.type === type }));
+    }
+    if (OTHER_TYPES in byType) {
+      typeSelect.append(el("option", { value: "", disabled: true, text: "(more types, not listed)" }));
     }
   } catch (err) { /* the table says what went wrong */ }
 

@@ -48,6 +48,9 @@ __all__ = ["DETAIL_MAX_IDS", "GRAPH_MAX_NODES", "SSE_HEARTBEAT_SECONDS", "create
 GRAPH_MAX_NODES = 300
 """The graph page draws at most this many tasks (the newest, or around a task those
 nearest to it); it says when it cut."""
+AROUND_MAX_READS = 2000
+"""A graph around a task is read task by task up to this many tasks; a larger one from a
+snapshot of every task (`get_task_graph`)."""
 DETAIL_MAX_IDS = 200
 """A task's page lists at most this many of its dependencies and of its dependents (the
 first ones; ``dependencies_total`` and ``dependents_total`` say how many there are)."""
@@ -360,9 +363,11 @@ class _Dashboard:
             page = await self.tm.get_task_page(0, GRAPH_MAX_NODES, task_type=task_type)
             graph, total = _graph_of(page.rows), page.total
         else:
-            graph = await self.tm.get_task_graph(
-                task_type=task_type, around=around, depth=None if depth < 0 else depth
-            )
+            hops = None if depth < 0 else depth
+            near = await self._around(around, task_type, hops)
+            if near is None:  # a large neighbourhood: from a snapshot of every task
+                near = await self.tm.get_task_graph(task_type=task_type, around=around, depth=hops)
+            graph = near
             total = len(graph.nodes)
             if total > GRAPH_MAX_NODES:  # (the newest would leave out ``around`` itself)
                 graph = _nearest(graph, around, GRAPH_MAX_NODES)
@@ -381,6 +386,57 @@ class _Dashboard:
             ],
             "edges": [list(edge) for edge in graph.edges],
         }
+
+    async def _around(
+        self, around: str, task_type: str | None, depth: int | None
+    ) -> TaskGraph | None:
+        """`get_task_graph`'s ``around`` graph, read task by task (`get_task_detail`,
+        one hop at a time) rather than from a snapshot of every task (5.9 s among 100,000
+        tasks); None once it passes `AROUND_MAX_READS` tasks."""
+        infos: dict[str, TaskInfo] = {}
+        links: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # id -> (up, down)
+
+        async def read(task_ids: list[str]) -> list[str]:
+            """The ones of ``task_ids`` that exist (and are of ``task_type``), read."""
+            found = await asyncio.gather(
+                *(self.tm.get_task_detail(t) for t in task_ids), return_exceptions=True
+            )
+            kept = []
+            for task_id, detail in zip(task_ids, found, strict=True):
+                if isinstance(detail, TaskNotFoundError):
+                    continue  # cleaned up meanwhile: the snapshot would not have it either
+                if isinstance(detail, BaseException):
+                    raise detail
+                info = detail.info
+                if task_type is not None and info.task_type != task_type:
+                    continue
+                infos[task_id] = info
+                links[task_id] = (info.dependencies, detail.dependents)
+                kept.append(task_id)
+            return kept
+
+        if not await read([around]):
+            raise TaskNotFoundError(f"task {around!r} is not in the task graph")
+        for side in (0, 1):  # what it depends on, then what depends on it
+            reached = {around}
+            frontier = [around]
+            hops = 0
+            while frontier and (depth is None or hops < depth):
+                hops += 1
+                nxt = [n for t in frontier for n in links[t][side] if n not in reached]
+                nxt = list(dict.fromkeys(nxt))
+                reached.update(nxt)
+                if len(infos) + len(nxt) > AROUND_MAX_READS:
+                    return None
+                new = [n for n in nxt if n not in infos]
+                await read(new)
+                frontier = [n for n in nxt if n in infos]
+        ordered = sorted(infos.values(), key=lambda info: info.created_at)
+        keep = set(infos)
+        return TaskGraph(
+            tuple(TaskNode(i.task_id, i.name, i.status, i.task_type) for i in ordered),
+            tuple((d, i.task_id) for i in ordered for d in i.dependencies if d in keep),
+        )
 
     async def supervision(self, request: Request) -> Any:
         children = await self.system.supervisor.which_children()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -141,6 +142,28 @@ async def test_task_table_pages_filters_and_searches(
     assert [r["name"] for r in by_id["rows"]] == ["job-2"]
     none = (await http.get("/api/tasks", params={"type": "nope"})).json()
     assert (none["total"], none["rows"]) == (0, [])
+
+
+async def test_next_is_null_as_soon_as_nothing_follows(
+    system: ActorSystem, http: httpx.AsyncClient
+) -> None:
+    """The page's Next button stops on a full last page: ``next`` says whether a row
+    follows, not only whether the page is full (500 rows, the most a page holds, cannot
+    look one further: there ``next`` is a full page's cursor)."""
+    tm = system.task_manager
+    ids = [await tm.register_task(f"job-{i}", double, (i,)) for i in range(4)]
+    first = (await http.get("/api/tasks", params={"limit": 2})).json()
+    assert ([r["task_id"] for r in first["rows"]], first["limit"]) == ([ids[3], ids[2]], 2)
+    last = first["rows"][-1]
+    assert first["next"] == f"{last['created_at']!r}/new/{ids[2]}"
+    second = (await http.get("/api/tasks", params={"limit": 2, "after": first["next"]})).json()
+    assert ([r["task_id"] for r in second["rows"]], second["next"]) == ([ids[1], ids[0]], None)
+    assert (second["total"], second["offset"], second["limit"]) == (4, 0, 2)
+    whole = (await http.get("/api/tasks", params={"limit": 4})).json()
+    assert (len(whole["rows"]), whole["next"]) == (4, None)
+    assert (await http.get("/api/tasks", params={"limit": 3, "offset": 1})).json()["next"] is None
+    most = (await http.get("/api/tasks", params={"limit": 500})).json()
+    assert (len(most["rows"]), most["next"]) == (4, None)
 
 
 @pytest.mark.parametrize(
@@ -289,7 +312,8 @@ async def test_task_detail_shows_arguments_dependencies_and_failed_attempts(
     assert live["kwargs"] == {}
     assert live["function"].startswith("<function double at ")
     assert live["metadata"] == {"k": "[1]"}
-    assert live["dependents"] == [second]
+    assert (live["dependents"], live["dependents_total"]) == ([second], 1)
+    assert live["dependencies_total"] == 0
     assert live["dependencies"] == []
     assert live["failures"] == []
     assert live["retryable"] is False
@@ -317,6 +341,75 @@ async def test_task_detail_shows_arguments_dependencies_and_failed_attempts(
     assert failed["duration"] == failed["finished_at"] - failed["started_at"]
 
 
+class Huge:
+    def __repr__(self) -> str:
+        return "H" * 1_000_000
+
+
+class Unrepresentable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+async def test_a_completed_tasks_result_shows_cut_even_if_huge_or_its_repr_raises(
+    system: ActorSystem, http: httpx.AsyncClient
+) -> None:
+    tm = system.task_manager
+    answers = []
+    for result in (21, Huge(), Unrepresentable(), "s" * 100_000):
+        task = await tm.register_task("r", lambda v=result: v)
+        assert (await http.get(f"/api/tasks/{task}")).json()["result"] is None  # not run
+        await tm.execute_task(task, wait=True)
+        answers.append((await http.get(f"/api/tasks/{task}")).json()["result"])
+    assert answers[0] == "21"
+    assert answers[1] == "H" * 98 + "..." + "H" * 99
+    assert re.fullmatch(r"<Unrepresentable instance at 0x[0-9a-f]+>", answers[2])
+    assert answers[3] == "'" + "s" * 97 + "..." + "s" * 98 + "'"
+
+    async def raise_(error: BaseException) -> None:
+        raise error
+
+    errors = []
+    for error in (ValueError("e" * 100_000), Unprintable()):
+        task = await tm.register_task("e", raise_, (error,))
+        with pytest.raises(type(error)):
+            await tm.execute_task(task, wait=True)
+        detail = (await http.get(f"/api/tasks/{task}")).json()
+        assert (detail["status"], detail["result"]) == ("failed", None)
+        errors.append((detail["error"], detail["failures"][0]["message"]))
+    assert errors[0][0] == {"type": "ValueError", "message": "e" * 2000}
+    assert len(errors[0][1]) < 100_000
+    assert errors[1][0] == {
+        "type": "Unprintable",
+        "message": "<unprintable: RuntimeError('no str')>",
+    }
+    assert errors[1][1] == "<unprintable Unprintable: RuntimeError('no str')>"
+
+
+async def test_a_task_page_lists_the_first_ids_of_many_dependents_and_says_how_many(
+    system: ActorSystem, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that 100,000 tasks depend on sent 1.7 MB of ids to its page, drawn as
+    100,000 links each time the task changed."""
+    from actors.dashboard import _app
+
+    monkeypatch.setattr(_app, "DETAIL_MAX_IDS", 3)
+    tm = system.task_manager
+    root = await tm.register_task("root", double, (0,))
+    kids = [await tm.register_task(f"k{i}", double, (i,), dependencies=[root]) for i in range(5)]
+    fan_in = await tm.register_task("all", double, (9,), dependencies=kids)
+    detail = (await http.get(f"/api/tasks/{root}")).json()
+    assert (detail["dependents"], detail["dependents_total"]) == (kids[:3], 5)
+    detail = (await http.get(f"/api/tasks/{fan_in}")).json()
+    assert (detail["dependencies"], detail["dependencies_total"]) == (kids[:3], 5)
+    assert (detail["dependents"], detail["dependents_total"]) == ([], 0)
+
+
 async def test_the_failed_attempts_kept_are_bounded(system: ActorSystem) -> None:
     tm = system.task_manager
     retries = MAX_FAILURES_KEPT + 3
@@ -334,6 +427,32 @@ async def test_an_unknown_task_is_404(http: httpx.AsyncClient) -> None:
     assert answer.json() == {"error": "no task with id 'nope' (never registered, or cleaned up)"}
     cancel = await http.post("/api/actions/cancel/nope", headers=ACTION)
     assert cancel.status_code == 404
+
+
+async def test_a_task_id_goes_in_the_query_too_even_a_dot_dot(
+    system: ActorSystem, http: httpx.AsyncClient
+) -> None:
+    """The browser resolves a path segment ``..`` away: ``api/tasks/..`` asked for the
+    page itself, so the page asks ``api/task?id=..``."""
+    tm = system.task_manager
+    dots = await tm.register_task("dots", double, (1,), task_id="..")
+    assert dots == ".."
+    detail = await http.get("/api/task", params={"id": ".."})
+    assert (detail.status_code, detail.json()["name"]) == (200, "dots")
+    missing = await http.get("/api/task")
+    assert (missing.status_code, missing.json()) == (
+        400,
+        {"error": "a task id is required: ?id=<task id>"},
+    )
+    assert (await http.get("/api/task", params={"id": "nope"})).status_code == 404
+    refused = await http.post("/api/actions/cancel", params={"id": ".."})
+    assert refused.status_code == 403  # the action header is needed here too
+    cancel = await http.post("/api/actions/cancel", params={"id": ".."}, headers=ACTION)
+    assert cancel.json() == {"task_id": "..", "cancelled": True}
+    assert await tm.get_task_status(dots) is TaskStatus.CANCELLED
+    retry = await http.post("/api/actions/retry", params={"id": ".."}, headers=ACTION)
+    retried = "task '..' is cancelled; only a failed task can be retried"
+    assert (retry.status_code, retry.json()) == (400, {"error": retried})
 
 
 # -- actions ------------------------------------------------------------------------------
@@ -544,6 +663,94 @@ async def test_graph_asks_for_the_newest_tasks_only(
         ("PageRows", 4, "default"),
     ]
     assert d in {n["id"] for n in graph["nodes"]}
+
+
+async def test_a_cut_graph_around_a_task_keeps_it_and_its_nearest(
+    system: ActorSystem, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut to the newest, a graph around a task with many dependents left the task out."""
+    from actors.dashboard import _app
+
+    monkeypatch.setattr(_app, "GRAPH_MAX_NODES", 4)
+    tm = system.task_manager
+    u0 = await tm.register_task("u0", double, (0,))
+    u1 = await tm.register_task("u1", double, (1,), dependencies=[u0])
+    root = await tm.register_task("root", double, (2,), dependencies=[u1])
+    kids = [await tm.register_task(f"k{i}", double, (i,), dependencies=[root]) for i in range(5)]
+    await tm.register_task("g", double, (9,), dependencies=[kids[0]])
+    graph = (await http.get("/api/graph", params={"around": root})).json()
+    assert (graph["total"], graph["truncated"]) == (9, True)
+    assert [n["name"] for n in graph["nodes"]] == ["root", "k2", "k3", "k4"]
+    assert graph["edges"] == [[root, kids[2]], [root, kids[3]], [root, kids[4]]]
+    monkeypatch.setattr(_app, "GRAPH_MAX_NODES", 7)
+    graph = (await http.get("/api/graph", params={"around": root})).json()
+    assert [n["name"] for n in graph["nodes"]] == ["u1", "root", "k0", "k1", "k2", "k3", "k4"]
+    monkeypatch.setattr(_app, "GRAPH_MAX_NODES", 8)
+    graph = (await http.get("/api/graph", params={"around": kids[0]})).json()
+    assert (graph["total"], graph["truncated"]) == (5, False)
+    assert [n["name"] for n in graph["nodes"]] == ["u0", "u1", "root", "k0", "g"]
+
+
+async def test_a_graph_around_a_task_is_read_task_by_task_as_the_snapshot_gives_it(
+    system: ActorSystem, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Around a task, the graph came from a snapshot of every task (5.9 s among 100,000);
+    now it is read hop by hop, and is the same graph (a larger one: from the snapshot)."""
+    from actors.dashboard import _app
+
+    tm = system.task_manager
+    ids: list[str] = []
+    for i in range(40):  # a DAG: each task on up to 3 of the 8 before it, two types
+        deps = [ids[j] for j in range(max(0, i - 8), i) if (i * 7 + j * 3) % 3 == 0][:3]
+        ids.append(
+            await tm.register_task(
+                f"n{i}", double, (i,), dependencies=deps, task_type="a" if i % 4 else "b"
+            )
+        )
+    assert await tm.execute_task(ids[0], wait=True) == 0
+    assert await tm.cleanup_completed_tasks(0) == 1
+    ids = ids[1:]
+
+    def shape(nodes: Any, edges: Any) -> tuple[list[str], set[tuple[str, str]]]:
+        return list(nodes), {tuple(e) for e in edges}
+
+    cases = [(t, None, d) for t in ids[::3] for d in (None, 0, 1, 2)]
+    typed = [t for t in ids if (await tm.get_task(t)).task_type == "a"]
+    cases += [(t, "a", d) for t in typed[::3] for d in (None, 2)]
+    sent = spy_on_facade(system, monkeypatch)
+    sizes: list[int] = []
+    for around, task_type, depth in cases:
+        params: dict[str, Any] = {"around": around}
+        if task_type:
+            params["type"] = task_type
+        if depth is not None:
+            params["depth"] = depth
+        got = (await http.get("/api/graph", params=params)).json()
+        want = await tm.get_task_graph(task_type=task_type, around=around, depth=depth)
+        assert shape([n["id"] for n in got["nodes"]], got["edges"]) == shape(
+            [n.task_id for n in want.nodes], want.edges
+        ), (around, task_type, depth)
+        assert got["total"] == len(want.nodes)
+        sizes.append(got["total"])
+    assert (min(sizes), max(sizes), len(sizes)) == (1, 15, 72)
+    assert "GetAll" in {type(m).__name__ for m in sent}  # (the get_task_graph calls above)
+    sent.clear()
+    await http.get("/api/graph", params={"around": ids[20]})
+    assert "GetAll" not in {type(m).__name__ for m in sent}
+    other = next(t for t in ids if t not in typed)  # a task of type "b"
+    wrong = await http.get("/api/graph", params={"around": other, "type": "a"})
+    assert (wrong.status_code, wrong.json()) == (
+        404,
+        {"error": f"task {other!r} is not in the task graph"},
+    )
+    gone = await http.get("/api/graph", params={"around": "nope"})
+    assert gone.json() == {"error": "task 'nope' is not in the task graph"}
+    monkeypatch.setattr(_app, "AROUND_MAX_READS", 3)  # too many: from the snapshot
+    sent.clear()
+    big = (await http.get("/api/graph", params={"around": ids[20]})).json()
+    want = await tm.get_task_graph(around=ids[20])
+    assert big["total"] == len(want.nodes) > 3
+    assert "GetAll" in {type(m).__name__ for m in sent}
 
 
 async def test_supervision_tree_counts_a_restart(

@@ -1,7 +1,9 @@
 """The dashboard's Starlette app: a static page and a small JSON API over one system.
 
 Every URL is relative to where the app is mounted. Reads are GETs; actions
-(``/api/actions/cancel/<id>``, ``/api/actions/retry/<id>``) are POSTs only. With a
+(``/api/actions/cancel/<id>``, ``/api/actions/retry/<id>``) are POSTs only. A task's
+routes also take its id as ``?id=<id>`` (``/api/task``, ``/api/actions/cancel``...),
+which the page uses: a path cannot carry an id ``.`` or ``..``. With a
 token, every ``/api/`` route needs ``Authorization: Bearer <token>`` (401 without
 it); actions also need the header
 ``X-Actorflow-Action: 1`` (403 without it: a cross-site form cannot send it), and are
@@ -16,6 +18,7 @@ import contextlib
 import hmac
 import json
 import reprlib
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -34,16 +37,23 @@ from actors.core import (
     TaskNotFoundError,
     TaskStatus,
 )
-from actors.engine import MAX_PAGE_SIZE, TaskDetail, TaskRow
+from actors.engine import MAX_PAGE_SIZE, TaskDetail, TaskPage, TaskRow
 from actors.observe import TaskGraph, TaskNode
 
 if TYPE_CHECKING:
     from actors.observe import Event
 
-__all__ = ["GRAPH_MAX_NODES", "SSE_HEARTBEAT_SECONDS", "create_app"]
+__all__ = ["DETAIL_MAX_IDS", "GRAPH_MAX_NODES", "SSE_HEARTBEAT_SECONDS", "create_app"]
 
 GRAPH_MAX_NODES = 300
-"""The graph page draws at most this many tasks (the newest); it says when it cut."""
+"""The graph page draws at most this many tasks (the newest, or around a task those
+nearest to it); it says when it cut."""
+AROUND_MAX_READS = 2000
+"""A graph around a task is read task by task up to this many tasks; a larger one from a
+snapshot of every task (`get_task_graph`)."""
+DETAIL_MAX_IDS = 200
+"""A task's page lists at most this many of its dependencies and of its dependents (the
+first ones; ``dependencies_total`` and ``dependents_total`` say how many there are)."""
 SSE_HEARTBEAT_SECONDS = 15.0
 _STATIC = ("index.html", "app.js", "style.css")
 _MEDIA = {"html": "text/html; charset=utf-8", "js": "text/javascript", "css": "text/css"}
@@ -115,6 +125,29 @@ def _graph_of(rows: tuple[TaskRow, ...]) -> TaskGraph:
     )
 
 
+def _nearest(graph: TaskGraph, around: str, limit: int) -> TaskGraph:
+    """The ``limit`` tasks of ``graph`` (the neighbourhood of ``around``) the fewest
+    edges away from ``around`` (itself first; at a tie the newest), with the edges
+    among them: what a cut graph around one task shows."""
+    up: dict[str, list[str]] = {}
+    down: dict[str, list[str]] = {}
+    for dep, dependent in graph.edges:
+        up.setdefault(dependent, []).append(dep)
+        down.setdefault(dep, []).append(dependent)
+    distance = {around: 0}
+    for step in (up, down):  # what it depends on, then what depends on it
+        queue = deque([around])
+        while queue:
+            current = queue.popleft()
+            for nxt in step.get(current, ()):
+                if nxt not in distance:
+                    distance[nxt] = distance[current] + 1
+                    queue.append(nxt)
+    age = {node.task_id: i for i, node in enumerate(graph.nodes)}  # oldest first
+    ranked = sorted(distance, key=lambda task: (distance[task], -age.get(task, 0)))
+    return graph._subgraph(ranked[:limit])
+
+
 def _error(error: BaseException | None) -> dict[str, str] | None:
     if error is None:
         return None
@@ -130,7 +163,8 @@ def _info(info: TaskInfo) -> dict[str, Any]:
         **_row(info),
         "description": info.description,
         "metadata": {str(k): _safe_repr(v) for k, v in info.metadata.items()},
-        "dependencies": list(info.dependencies),
+        "dependencies": list(info.dependencies[:DETAIL_MAX_IDS]),
+        "dependencies_total": len(info.dependencies),
         "priority": info.priority.name,
         "max_retries": info.max_retries,
         "error": _error(info.error),
@@ -141,7 +175,8 @@ def _detail(detail: TaskDetail) -> dict[str, Any]:
     out = _info(detail.info)
     kept = detail.args is not None
     out.update(
-        dependents=list(detail.dependents),
+        dependents=list(detail.dependents[:DETAIL_MAX_IDS]),
+        dependents_total=len(detail.dependents),
         function=_safe_repr(detail.func) if detail.func is not None else None,
         args=[_safe_repr(a) for a in detail.args] if kept and detail.args is not None else None,
         kwargs=(
@@ -189,6 +224,17 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise HTTPError(400, f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _task_id(request: Request) -> str:
+    """The task of ``api/tasks/<id>`` or ``api/task?id=<id>`` (the page's form: a path
+    segment cannot be ``.`` or ``..``, the browser resolves those away)."""
+    task_id = request.path_params.get("task_id")
+    if task_id is None:
+        task_id = request.query_params.get("id")
+    if not task_id:
+        raise HTTPError(400, "a task id is required: ?id=<task id>")
+    return str(task_id)
 
 
 def _str_param(request: Request, name: str) -> str | None:
@@ -267,34 +313,46 @@ class _Dashboard:
         if status is not None and status not in _STATUSES:
             known = ", ".join(s.value for s in TaskStatus)
             raise HTTPError(400, f"status must be one of {known}; got {status!r}")
+        offset = _int_param(request, "offset", 0, 0, 10**9)
+        limit = _int_param(request, "limit", 50, 1, MAX_PAGE_SIZE)
+        # One row more than asked, when it may: `next` is then null as soon as nothing
+        # follows (a full last page too), so the page's Next button knows when to stop.
+        peek = min(limit + 1, MAX_PAGE_SIZE)
         page = await self.tm.get_task_page(
-            _int_param(request, "offset", 0, 0, 10**9),
-            _int_param(request, "limit", 50, 1, MAX_PAGE_SIZE),
+            offset,
+            peek,
             status=status,
             task_type=_str_param(request, "type"),
             search=_str_param(request, "q"),
             after=_str_param(request, "after"),  # a page's next, as text
         )
-        cursor = page.next
+        rows = page.rows[:limit]
+        more = len(page.rows) > limit or (peek == limit and len(rows) == limit)
+        cursor = TaskPage(page.total, rows, offset, limit).next if more else None
         return {
             "total": page.total,
-            "offset": page.offset,
-            "limit": page.limit,
-            "rows": [_row(r) for r in page.rows],
+            "offset": offset,
+            "limit": limit,
+            "rows": [_row(r) for r in rows],
             "next": None if cursor is None else str(cursor),
         }
 
     async def task(self, request: Request) -> Any:
-        detail = _detail(await self.tm.get_task_detail(request.path_params["task_id"]))
+        task_id = _task_id(request)
+        found = await self.tm.get_task_detail(task_id)
+        detail = _detail(found)
+        detail["result"] = None
+        if found.info.status is TaskStatus.COMPLETED:  # its repr, cut (even if repr raises)
+            detail["result"] = _safe_repr(await self.tm.get_task_result(task_id))
         detail["now"] = self.system.clock.monotonic()  # the times are on the system clock
         return detail
 
     async def cancel(self, request: Request) -> Any:
-        task_id = request.path_params["task_id"]
+        task_id = _task_id(request)
         return {"task_id": task_id, "cancelled": await self.tm.cancel_task(task_id)}
 
     async def retry(self, request: Request) -> Any:
-        task_id = request.path_params["task_id"]
+        task_id = _task_id(request)
         return {"task_id": task_id, "retry": await self.tm.retry_task(task_id)}
 
     async def graph(self, request: Request) -> Any:
@@ -305,13 +363,14 @@ class _Dashboard:
             page = await self.tm.get_task_page(0, GRAPH_MAX_NODES, task_type=task_type)
             graph, total = _graph_of(page.rows), page.total
         else:
-            graph = await self.tm.get_task_graph(
-                task_type=task_type, around=around, depth=None if depth < 0 else depth
-            )
+            hops = None if depth < 0 else depth
+            near = await self._around(around, task_type, hops)
+            if near is None:  # a large neighbourhood: from a snapshot of every task
+                near = await self.tm.get_task_graph(task_type=task_type, around=around, depth=hops)
+            graph = near
             total = len(graph.nodes)
-            if total > GRAPH_MAX_NODES:
-                newest = [n.task_id for n in graph.nodes[-GRAPH_MAX_NODES:]]
-                graph = graph._subgraph(newest)
+            if total > GRAPH_MAX_NODES:  # (the newest would leave out ``around`` itself)
+                graph = _nearest(graph, around, GRAPH_MAX_NODES)
         fmt = _str_param(request, "format")
         if fmt in ("dot", "mermaid"):
             text = graph.to_dot() if fmt == "dot" else graph.to_mermaid()
@@ -327,6 +386,57 @@ class _Dashboard:
             ],
             "edges": [list(edge) for edge in graph.edges],
         }
+
+    async def _around(
+        self, around: str, task_type: str | None, depth: int | None
+    ) -> TaskGraph | None:
+        """`get_task_graph`'s ``around`` graph, read task by task (`get_task_detail`,
+        one hop at a time) rather than from a snapshot of every task (5.9 s among 100,000
+        tasks); None once it passes `AROUND_MAX_READS` tasks."""
+        infos: dict[str, TaskInfo] = {}
+        links: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # id -> (up, down)
+
+        async def read(task_ids: list[str]) -> list[str]:
+            """The ones of ``task_ids`` that exist (and are of ``task_type``), read."""
+            found = await asyncio.gather(
+                *(self.tm.get_task_detail(t) for t in task_ids), return_exceptions=True
+            )
+            kept = []
+            for task_id, detail in zip(task_ids, found, strict=True):
+                if isinstance(detail, TaskNotFoundError):
+                    continue  # cleaned up meanwhile: the snapshot would not have it either
+                if isinstance(detail, BaseException):
+                    raise detail
+                info = detail.info
+                if task_type is not None and info.task_type != task_type:
+                    continue
+                infos[task_id] = info
+                links[task_id] = (info.dependencies, detail.dependents)
+                kept.append(task_id)
+            return kept
+
+        if not await read([around]):
+            raise TaskNotFoundError(f"task {around!r} is not in the task graph")
+        for side in (0, 1):  # what it depends on, then what depends on it
+            reached = {around}
+            frontier = [around]
+            hops = 0
+            while frontier and (depth is None or hops < depth):
+                hops += 1
+                nxt = [n for t in frontier for n in links[t][side] if n not in reached]
+                nxt = list(dict.fromkeys(nxt))
+                reached.update(nxt)
+                if len(infos) + len(nxt) > AROUND_MAX_READS:
+                    return None
+                new = [n for n in nxt if n not in infos]
+                await read(new)
+                frontier = [n for n in nxt if n in infos]
+        ordered = sorted(infos.values(), key=lambda info: info.created_at)
+        keep = set(infos)
+        return TaskGraph(
+            tuple(TaskNode(i.task_id, i.name, i.status, i.task_type) for i in ordered),
+            tuple((d, i.task_id) for i in ordered for d in i.dependencies if d in keep),
+        )
 
     async def supervision(self, request: Request) -> Any:
         children = await self.system.supervisor.which_children()
@@ -452,7 +562,10 @@ def create_app(
         Route("/api/tasks", api(d.tasks), methods=["GET"]),
         Route("/api/actions/cancel/{task_id:path}", api(d.cancel, action=True), methods=["POST"]),
         Route("/api/actions/retry/{task_id:path}", api(d.retry, action=True), methods=["POST"]),
+        Route("/api/actions/cancel", api(d.cancel, action=True), methods=["POST"]),  # ?id=
+        Route("/api/actions/retry", api(d.retry, action=True), methods=["POST"]),  # ?id=
         Route("/api/tasks/{task_id:path}", api(d.task), methods=["GET"]),
+        Route("/api/task", api(d.task), methods=["GET"]),  # ?id=<task id>
         Route("/api/graph", api(d.graph), methods=["GET"]),
         Route("/api/supervision", api(d.supervision), methods=["GET"]),
         Route("/api/metrics", api(d.metrics), methods=["GET"]),

@@ -17,11 +17,16 @@ const COLOURS = {
 const PALETTE = ["#2f5db8", "#c0392b", "#27ae60", "#8e44ad", "#d35400", "#16a085", "#7f8c8d"];
 const SVGNS = "http://www.w3.org/2000/svg";
 const PAGE_SIZE = 50;
+const OTHER_TYPES = "__other__";  // the metrics' label of the types past their limit
 
 const state = {
   config: { read_only: false, token_required: false },
   page: null,
-  tasks: { offset: 0, status: "", type: "", q: "" },
+  // The task table pages by cursor: `after` is the cursor the shown page starts after
+  // (null: the first page, which shows new tasks as they come), `start` how many rows
+  // the pages before it held; `back` the {after, start} of each page Next left, so that
+  // Previous shows the page before again. Filters start over from the first page.
+  tasks: { after: null, start: 0, back: [], status: "", type: "", q: "" },
   timers: [],
   samples: [],
   listeners: new Set(),
@@ -95,13 +100,14 @@ async function api(path, options) {
 
 async function action(name, taskId) {
   try {
-    const result = await api(`api/actions/${name}/${encodeURIComponent(taskId)}`, {
+    const result = await api(`api/actions/${name}?${new URLSearchParams({ id: taskId })}`, {
       method: "POST", headers: { "X-Actorflow-Action": "1" },
     });
     showMessage(name === "retry" ? `retried as ${result.retry}` : (result.cancelled ? "cancelled" : "already finished"));
     render();
   } catch (err) {
     showMessage(`${name} failed: ${err.message}`);
+    if (err instanceof HttpError) render();  // e.g. the task was removed meanwhile: show what is left
   }
 }
 
@@ -156,14 +162,30 @@ async function tasksPage(main) {
     ...STATUSES.map((s) => el("option", { value: s, text: s, selected: t.status === s })));
   const typeSelect = el("select", { id: "filter-type" }, el("option", { value: "", text: "any type" }));
   const search = el("input", { id: "filter-q", type: "search", placeholder: "search name or id", value: t.q });
-  const apply = () => { t.status = statusSelect.value; t.type = typeSelect.value; t.q = search.value.trim(); t.offset = 0; load(); };
+  const apply = () => { t.status = statusSelect.value; t.type = typeSelect.value; t.q = search.value.trim(); t.after = null; t.start = 0; t.back = []; load(); };
   statusSelect.addEventListener("change", apply);
   typeSelect.addEventListener("change", apply);
   search.addEventListener("keydown", (e) => { if (e.key === "Enter") apply(); });
   const tbody = el("tbody", { id: "task-rows" });
   const info = el("span", { id: "page-info" });
-  const prev = el("button", { id: "prev", text: "Previous", onclick: () => { t.offset = Math.max(0, t.offset - PAGE_SIZE); load(); } });
-  const next = el("button", { id: "next", text: "Next", onclick: () => { t.offset += PAGE_SIZE; load(); } });
+  let shown = null;  // the page on screen: its next cursor and row count
+  const prev = el("button", { id: "prev", text: "Previous", disabled: true, onclick: () => {
+    if (!t.back.length) return;
+    ({ after: t.after, start: t.start } = t.back.pop());
+    turn();
+  } });
+  const next = el("button", { id: "next", text: "Next", disabled: true, onclick: () => {
+    if (!shown || shown.next === null) return;
+    t.back.push({ after: t.after, start: t.start });
+    t.after = shown.next;
+    t.start += shown.count;
+    turn();
+  } });
+  function turn() {  // until the new page is in, a second click would reuse this one's cursor
+    shown = null;
+    prev.disabled = next.disabled = true;
+    load();
+  }
   main.append(
     el("h1", { text: "Tasks" }),
     el("div", { class: "filters" }, statusSelect, typeSelect, search, el("button", { text: "Filter", onclick: apply })),
@@ -174,14 +196,25 @@ async function tasksPage(main) {
   );
   try {
     const metrics = await api("api/metrics");
-    for (const type of Object.keys(metrics.tasks_by_type).sort()) {
+    // The types the metrics name (METRICS_MAX_TASK_TYPES, the first seen; the rest are
+    // counted together under OTHER_TYPES, which is no type to filter by), and the one chosen.
+    const byType = metrics.tasks_by_type;
+    const shown = new Set(Object.keys(byType).filter((type) => type !== OTHER_TYPES));
+    if (t.type) shown.add(t.type);
+    for (const type of [...shown].sort()) {
       typeSelect.append(el("option", { value: type, text: type, selected: t.type === type }));
+    }
+    if (OTHER_TYPES in byType) {
+      typeSelect.append(el("option", { value: "", disabled: true, text: "(more types, not listed)" }));
     }
   } catch (err) { /* the table says what went wrong */ }
 
   let stale = false;
+  let loads = 0;  // a slow answer to an earlier load (a refresh, a page left) is dropped
   async function load() {
-    const params = new URLSearchParams({ offset: t.offset, limit: PAGE_SIZE });
+    const mine = ++loads;
+    const params = new URLSearchParams({ limit: PAGE_SIZE });
+    if (t.after !== null) params.set("after", t.after);
     if (t.status) params.set("status", t.status);
     if (t.type) params.set("type", t.type);
     if (t.q) params.set("q", t.q);
@@ -189,16 +222,22 @@ async function tasksPage(main) {
     try {
       page = await api(`api/tasks?${params}`);
     } catch (err) {
+      if (mine !== loads) return;
       tbody.replaceChildren(el("tr", {}, el("td", { colspan: 7, text: err.message })));
+      prev.disabled = !t.back.length;
       return;
     }
+    if (mine !== loads) return;
     stale = false;
+    shown = { next: page.next, count: page.rows.length };
     tbody.replaceChildren(...page.rows.map(row));
     if (!page.rows.length) tbody.append(el("tr", {}, el("td", { colspan: 7, class: "muted", text: "no tasks" })));
-    const last = page.offset + page.rows.length;
-    info.textContent = page.total ? `${page.offset + 1}-${last} of ${page.total}` : "0 tasks";
-    prev.disabled = page.offset === 0;
-    next.disabled = last >= page.total;
+    const first = t.start + 1;
+    const last = t.start + page.rows.length;
+    // (`start` counts the rows of the pages walked through: an estimate once tasks came and went)
+    info.textContent = !page.total ? "0 tasks" : page.rows.length ? `${first}-${last} of ${page.total}` : `none left of ${page.total}`;
+    prev.disabled = !t.back.length;
+    next.disabled = page.next === null;
   }
   function row(r) {
     const cells = [
@@ -245,7 +284,7 @@ async function taskPage(main, taskId) {
   async function load() {
     let d;
     try {
-      d = await api(`api/tasks/${encodeURIComponent(taskId)}`);
+      d = await api(`api/task?${new URLSearchParams({ id: taskId })}`);  // (an id may be "..")
     } catch (err) {
       box.replaceChildren(el("h1", { text: "Task not found" }), el("p", { text: err.message }));
       return;
@@ -266,10 +305,16 @@ async function taskPage(main, taskId) {
     field("run time", d.duration === null ? "" : seconds(d.duration));
     field("queued for", d.started_at === null ? "" : seconds(d.started_at - d.created_at));
     field("error", d.error ? `${d.error.type}: ${d.error.message}` : "");
+    if (d.status === "completed") field("result", el("code", { id: "task-result", text: d.result }));
     for (const [k, v] of Object.entries(d.metadata)) field(`metadata ${k}`, v);
-    const depList = (ids) => ids.length ? el("span", {}, ...ids.flatMap((id, i) => [i ? ", " : "", taskLink(id)])) : el("span", { class: "muted", text: "none" });
-    field("depends on", depList(d.dependencies));
-    field("dependents", depList(d.dependents));
+    const depList = (ids, total) => {
+      if (!ids.length) return el("span", { class: "muted", text: "none" });
+      const list = el("span", {}, ...ids.flatMap((id, i) => [i ? ", " : "", taskLink(id)]));
+      if (total > ids.length) list.append(el("span", { class: "muted more", text: ` and ${total - ids.length} more (the graph page shows those around this task)` }));
+      return list;
+    };
+    field("depends on", depList(d.dependencies, d.dependencies_total));
+    field("dependents", depList(d.dependents, d.dependents_total));
     const args = d.args === null
       ? el("p", { class: "muted", text: "not kept: a task that completed or was cancelled drops its arguments" })
       : el("pre", { id: "task-args", text: `${d.function}\nargs: (${d.args.join(", ")})\nkwargs: {${Object.entries(d.kwargs || {}).map(([k, v]) => `${k}=${v}`).join(", ")}}` });
@@ -341,15 +386,30 @@ async function graphPage(main) {
     el("div", { class: "filters" }, typeInput, aroundInput, el("button", { text: "Show", onclick: () => load() }), showSource),
     note, wrap, source,
   );
+  // One graph query at a time: with many tasks one can take seconds (around a task the
+  // server reads every task), and events keep coming; asked meanwhile, it runs once after.
+  let busy = false;
+  let again = false;
   async function load() {
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      do { again = false; await draw(); } while (again);
+    } finally { busy = false; }
+  }
+  async function draw() {
+    const q = query();
+    const around = aroundInput.value.trim();
     let g;
     try {
-      g = await api(`api/graph?${query()}`);
+      g = await api(`api/graph?${q}`);
     } catch (err) {
       wrap.replaceChildren(el("p", { text: err.message }));
       return;
     }
-    note.textContent = g.truncated ? `showing the newest ${g.nodes.length} of ${g.total} tasks; filter by type or pick a task` : `${g.total} tasks`;
+    note.textContent = !g.truncated ? `${g.total} tasks`
+      : around ? `showing the ${g.nodes.length} of the ${g.total} tasks around ${around} nearest to it`
+        : `showing the newest ${g.nodes.length} of ${g.total} tasks; filter by type or pick a task`;
     const pos = layered(g.nodes, g.edges);
     let width = 200; let height = 80;
     for (const p of pos.values()) { width = Math.max(width, p.x + 240); height = Math.max(height, p.y + 60); }
@@ -435,10 +495,18 @@ function lineChart(title, id, series, unit) {
 
 async function chartsPage(main) {
   const box = el("div", { class: "charts", id: "charts" });
-  main.append(el("h1", { text: "Live charts" }), el("p", { class: "muted", text: "one sample a second, the last minute" }), box);
+  const problem = el("p", { id: "charts-error", hidden: true });
+  main.append(el("h1", { text: "Live charts" }), el("p", { class: "muted", text: "one sample a second, the last minute" }), problem, box);
   async function sample() {
     let m;
-    try { m = await api("api/metrics"); } catch (err) { return; }
+    try {
+      m = await api("api/metrics");
+    } catch (err) {  // say why the charts stand still
+      problem.textContent = `no sample: ${err.message}`;
+      problem.hidden = false;
+      return;
+    }
+    problem.hidden = true;
     state.samples.push(m);
     if (state.samples.length > 61) state.samples.shift();
     draw();

@@ -330,6 +330,7 @@ async def walk(
         seen += [row["task_id"] for row in page["rows"]]
         if len(page["rows"]) < limit:
             assert page["next"] is None
+        if page["next"] is None:  # (a full last page says so too: nothing follows)
             return seen
         last = page["rows"][-1]
         assert page["next"] == f"{last['created_at']!r}/{last['backend']}/{last['task_id']}"

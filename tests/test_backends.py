@@ -21,7 +21,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -382,6 +382,122 @@ async def test_cancel_a_call_still_queued_in_the_pool(
         assert await tm.thread_pool.submit(double, 1) == 2  # after "queued", on one worker
         assert await tm.get_task_status("queued") is TaskStatus.CANCELLED
     assert lines(log) == ["b", "c"]
+
+
+# -- a thread_pool.submit caller that stops waiting before its call starts ----------------
+
+
+async def until_true(check: Callable[[], bool]) -> None:
+    """Wait, bounded by WAIT, until ``check()`` (state no event reports: a queue's length)."""
+    async with asyncio.timeout(WAIT):
+        while not check():
+            await asyncio.sleep(0.001)
+
+
+async def stop_waiting(call: asyncio.Future[Any], how: str) -> None:
+    """The caller of ``call`` stops waiting: it is cancelled, or its ``wait_for`` times out."""
+    if how == "cancel":
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    else:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(call, 0)
+
+
+@pytest.mark.parametrize("how", ["cancel", "wait_for"])
+@pytest.mark.parametrize("executor", [None, "thread"], ids=["made-at-once", "coroutine"])
+async def test_a_submit_dropped_by_its_caller_while_queued_never_runs_on_threads(
+    executor: str | None, how: str
+) -> None:
+    # One worker, held by "first": "second" waits in the pool's queue when its caller
+    # stops waiting. Before, it ran all the same once the worker was free.
+    release, started = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def held() -> str:
+        started.set()
+        assert release.wait(WAIT)
+        return "released"
+
+    async with make_system("thread", None, MAX_THREAD_WORKERS=1) as system:
+        pool = system.task_manager.thread_pool
+        first = asyncio.ensure_future(pool.submit(held, executor=executor))
+        assert await asyncio.to_thread(started.wait, WAIT)
+        second = asyncio.ensure_future(pool.submit(ran.append, "second", executor=executor))
+        workers = system._pool_state().executor  # type: ignore[union-attr]
+        assert workers is not None
+        await until_true(lambda: workers.qsize() == 1)
+        await stop_waiting(second, how)
+        release.set()
+        assert await asyncio.wait_for(first, WAIT) == "released"
+        assert await asyncio.wait_for(pool.submit(ran.append, "third"), WAIT) is None
+        assert ran == ["third"]
+        assert workers.qsize() == 0
+
+
+@pytest.mark.parametrize("how", ["cancel", "wait_for"])
+async def test_a_submit_dropped_by_its_caller_while_queued_never_runs_in_a_process(
+    dask_address: str, gate: Gate, tmp_path: Path, how: str
+) -> None:
+    # One worker process, held by "first"; "b" and "c" fill the queue the pool's workers
+    # read (max_workers + 1 calls); "queued" waits in the pool's own queue, where
+    # cancelling its future drops it. Before, it ran once the worker was free.
+    log = tmp_path / "log"
+    async with make_system("process", dask_address, MAX_THREAD_WORKERS=1) as system:
+        pool = system.task_manager.thread_pool
+        first = asyncio.ensure_future(pool.submit(wait_at_gate, gate.address))
+        conn, _ = await gate.arrival()
+        fillers = [asyncio.ensure_future(pool.submit(append, str(log), n)) for n in "bc"]
+        queued = asyncio.ensure_future(pool.submit(append, str(log), "queued"))
+        processes = system._pool_state().process  # type: ignore[union-attr]
+        assert processes is not None
+        await until_true(lambda: len(processes._pending_work_items) == 4)  # type: ignore[attr-defined]
+        await stop_waiting(queued, how)
+        await gate.release(conn)
+        assert await asyncio.wait_for(first, WAIT) == "released"
+        assert await asyncio.wait_for(asyncio.gather(*fillers), WAIT) == ["b", "c"]
+        assert await asyncio.wait_for(pool.submit(double, 21), WAIT) == 42
+        assert len(processes._pending_work_items) == 0  # type: ignore[attr-defined]
+    assert lines(log) == ["b", "c"]
+
+
+@pytest.mark.parametrize("how", ["cancel", "wait_for"])
+async def test_a_submit_dropped_by_its_caller_while_queued_never_runs_on_dask(
+    dask_address: str, gate: Gate, tmp_path: Path, how: str
+) -> None:
+    # Both workers of the module's cluster are held; "queued" waits at the scheduler
+    # (or in a worker's ready queue) when its caller stops waiting: its Dask future is
+    # cancelled, so no worker runs it. Before, it ran once a worker was free.
+    log = tmp_path / "log"
+    async with make_system("dask", dask_address) as system:
+        pool = system.task_manager.thread_pool
+        held = [asyncio.ensure_future(pool.submit(wait_at_gate, gate.address)) for _ in "ab"]
+        conns = [(await gate.arrival())[0] for _ in held]
+        queued = asyncio.ensure_future(pool.submit(append, str(log), "queued"))
+        dask = system._pool_state().dask  # type: ignore[union-attr]
+        assert dask is not None
+        await until_true(lambda: len(dask._running) == 3)
+        await stop_waiting(queued, how)
+        # Until the scheduler and the workers forgot it (a worker that still held it
+        # could start it as soon as its worker thread is free).
+        client = dask.client
+
+        def tasks_known() -> tuple[int, int]:
+            """Tasks the scheduler knows, and those its workers hold."""
+            on_workers = client.run(lambda dask_worker: len(dask_worker.state.tasks))
+            at_scheduler = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+            return at_scheduler, sum(on_workers.values())
+
+        await until_true(lambda: len(dask._running) == 2)
+        async with asyncio.timeout(WAIT):
+            while await asyncio.to_thread(tasks_known) != (2, 2):
+                await asyncio.sleep(0.01)
+        for conn in conns:
+            await gate.release(conn)
+        assert await asyncio.wait_for(asyncio.gather(*held), WAIT) == ["released"] * 2
+        assert await asyncio.wait_for(pool.submit(append, str(log), "after"), WAIT) == "after"
+    assert lines(log) == ["after"]
 
 
 async def test_submit(tm: UnifiedTaskManager, backend: str) -> None:

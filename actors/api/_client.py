@@ -61,6 +61,7 @@ from actors.core import (
     TaskScope,
     TaskStatus,
     WaitTimeoutError,
+    WithdrawableReply,
     bridge_for,
     finite_float,
     load_config,
@@ -1289,8 +1290,18 @@ class ThreadPoolClient:
         assert pool is not None
         client = self._client
         reply = client._reply()
-        submit = messages.Submit(fn, args, kwargs, reply, backend)
-        return await client._call(reply, submit, timeout=_UNBOUNDED, to=pool)
+        if backend == "thread":  # (its worker drops it if the future is done: `Submit`)
+            submit = messages.Submit(fn, args, kwargs, reply, backend)
+            return await client._call(reply, submit, timeout=_UNBOUNDED, to=pool)
+        # A worker process cannot see the caller: the pool links the call to the reply,
+        # and a caller that stops waiting cancels it where it waits (its executor's queue).
+        withdrawable = WithdrawableReply(reply.bridge, reply.future)
+        submit = messages.Submit(fn, args, kwargs, withdrawable, backend)
+        try:
+            return await client._call(withdrawable, submit, timeout=_UNBOUNDED, to=pool)
+        except asyncio.CancelledError:
+            withdrawable.withdraw()
+            raise
 
 
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})

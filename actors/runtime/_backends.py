@@ -84,25 +84,48 @@ class RemoteCall:
     finish: Finish
     what: str
     on_broken: Callable[[], None] | None = field(default=None, init=False)
+    future: Future[Outcome] | None = field(default=None, init=False)
+    """The executor's future, once `submit` handed the call over."""
+    withdrawn: bool = field(default=False, init=False)
+    """Set by `cancel`: nobody waits for the outcome any more."""
+
+    def cancel(self) -> None:
+        """Nobody waits for the outcome any more (the attempt was cancelled or timed
+        out, a ``submit`` caller stopped waiting; any thread): a call still queued in
+        its executor never runs, one not handed over yet is not; a running one cannot
+        be stopped (its result is dropped)."""
+        self.withdrawn = True
+        future = self.future  # (read after the flag: see `submit`)
+        if future is not None:
+            future.cancel()
 
     def submit(self, executor: Executor) -> Future[Outcome]:
         """Hand the call to ``executor``; its outcome goes to ``finish`` when done."""
         future: Future[Outcome]
-        if self.executor == "process":
+        if self.withdrawn:  # nothing to run
+            future = Future()
+            future.cancel()
+        elif self.executor == "process":
             # Unpickled inside the call: one that fails there fails alone (`Packed`).
             packed = Packed((self.func, self.args, self.kwargs))
             future = executor.submit(run_packed, self.task_id, packed)
         else:
             future = executor.submit(run_remote, self.task_id, self.func, self.args, self.kwargs)
+        self.future = future
+        if self.withdrawn:  # `cancel` came meanwhile, before the future was stored
+            future.cancel()
         future.add_done_callback(self.done)
         return future
 
     def done(self, future: Future[Outcome]) -> None:
         """The future's done callback (in a thread of the executor)."""
         if future.cancelled():
+            if self.withdrawn:  # (nobody hears it: the caller or the attempt moved on)
+                self.fail(TaskCancelledError(f"{self.what} was withdrawn: nobody waits for it"))
+                return
             if self.executor == "dask":
-                # Never cancelled by actorflow: Dask's client cancels its futures when it
-                # loses its scheduler (and ends none submitted while it closes: `lost`).
+                # Not withdrawn: Dask's client cancels its futures when it loses its
+                # scheduler (and ends none submitted while it closes: `lost`).
                 self.fail(
                     ActorSystemError(
                         f"{self.what} was lost: the Dask client cancelled it (it lost its "

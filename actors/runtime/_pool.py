@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from actors.core import ActorSystemError, TaskFailedError, safe_repr, tell_quietly
+from actors.core import (
+    ActorSystemError,
+    TaskFailedError,
+    WithdrawableReply,
+    safe_repr,
+    tell_quietly,
+)
 from actors.observe import end_span, start_span
 from actors.runtime._attempt import Execution
 from actors.runtime._backends import (
@@ -53,7 +59,7 @@ from actors.runtime.messages import (
 )
 
 if TYPE_CHECKING:
-    from actors.core import ReplyTo
+    from actors.core import Call, Reply, ReplyTo
     from actors.runtime._shared import SystemContext
 
 __all__ = ["PoolState", "ThreadPoolActor"]
@@ -78,8 +84,12 @@ class PoolState:
 
 
 def _run_direct(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], reply: ReplyTo
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], reply: Reply | Call[Any]
 ) -> None:
+    """On a worker thread: a ``thread_pool.submit`` call, unless its caller stopped
+    waiting (cancelled, or its ``wait_for`` timed out) while it was queued."""
+    if reply.done():
+        return
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:
@@ -163,18 +173,18 @@ class ThreadPoolActor(SystemChild[PoolState]):
                     )
                 else:
                     reply = message.reply
-                    self._submit(
-                        message,
-                        RemoteCall(
-                            backend,
-                            None,
-                            message.fn,
-                            message.args,
-                            message.kwargs,
-                            lambda value, error: _answer(reply, value, error),
-                            f"thread_pool.submit({getattr(message.fn, '__name__', message.fn)!r})",
-                        ),
+                    call = RemoteCall(
+                        backend,
+                        None,
+                        message.fn,
+                        message.args,
+                        message.kwargs,
+                        lambda value, error: _answer(reply, value, error),
+                        f"thread_pool.submit({getattr(message.fn, '__name__', message.fn)!r})",
                     )
+                    if isinstance(reply, WithdrawableReply):
+                        reply.link(call)  # a caller that stops waiting drops the call
+                    self._submit(message, call)
             elif kind is PoolBroken and message.pool is self.state.process:
                 self.state.broken = True
                 raise ActorSystemError(
@@ -228,15 +238,14 @@ class ThreadPoolActor(SystemChild[PoolState]):
             finish,
             f"task {task_id!r}",
         )
-        future = self._submit(message, call)
-        if future is not None:
-            # A queued call is dropped if the attempt is cancelled or times out first.
-            execution.remote = future
-            if execution.cancelled:  # set meanwhile by the manager's thread?
-                future.cancel()
+        # A queued call is dropped if the attempt is cancelled or times out first.
+        execution.remote = call
+        if execution.cancelled:  # set meanwhile by the manager's thread?
+            call.cancel()
+        self._submit(message, call)
 
-    def _submit(self, message: Any, call: RemoteCall) -> Any:
-        """Start ``call`` on its executor; the process pool's future, else None."""
+    def _submit(self, message: Any, call: RemoteCall) -> None:
+        """Start ``call`` on its executor."""
         state = self.state
         if call.executor == "dask":
             dask = state.dask
@@ -253,14 +262,14 @@ class ThreadPoolActor(SystemChild[PoolState]):
                 dask.submit(call)
             except Exception as exc:
                 call.fail(ActorSystemError(f"{call.what}: the 'dask' executor failed: {exc!r}"))
-            return None
+            return
         pool = state.process
         if pool is None:
             pool = state.process = new_process_pool(self.ctx.config.MAX_THREAD_WORKERS)
         handle = self.ctx.handle(self.CHILD_ID)
         call.on_broken = lambda: tell_quietly(handle, PoolBroken(pool))
         try:
-            return call.submit(pool)
+            call.submit(pool)
         except BrokenProcessPool:
             # Broken before we heard of it: the next incarnation takes the message again
             # (the supervisor hands a crashed actor's inbox to it) and a new pool.
@@ -272,7 +281,6 @@ class ThreadPoolActor(SystemChild[PoolState]):
             ) from None
         except RuntimeError as exc:  # shut down
             call.fail(ActorSystemError(f"{call.what}: the process pool is closed ({exc})"))
-            return None
 
     def on_stop(self) -> None:
         state = self.state

@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from actors import (
     UnifiedTaskManager,
 )
 from actors.core._config import BACKENDS
-from actors.runtime._backends import DASK_MISSING, local_cluster
+from actors.runtime._backends import DASK_MISSING, RemoteCall, local_cluster
 from supervisors.testing import FakeClock
 
 WAIT = 10.0
@@ -780,6 +781,82 @@ async def test_a_killed_worker_process_fails_its_attempt_and_the_pool_is_replace
             "facade": 0,
         }
         assert await tm.thread_pool.submit(double, 4) == 8
+
+
+# -- errors of the executor, not of the function -----------------------------------------
+
+
+def exit_worker() -> None:
+    """Kills the worker process that runs it."""
+    os._exit(3)
+
+
+KILLED = (
+    r"^{} failed in the 'dask' executor, not in its function \(KilledWorker: Attempted to "
+    r"run task 'run_remote-[0-9a-f-]+' on 1 different workers, but all those workers died "
+    r"while running it\. .*\); every Dask worker that ran it died, and the scheduler gave "
+    r"up \(distributed\.scheduler\.allowed-failures\): find what kills the worker \(its "
+    r"memory limit, a crash in native code, os\._exit\) in the worker logs$"
+)
+
+
+async def test_a_killed_dask_worker_names_the_task_or_the_submit(dask_address: str) -> None:
+    # (dask_address: distributed's process-wide thread is started before the baseline.)
+    # Before, the error was Dask's KilledWorker, naming only Dask's key for the call
+    # ('run_remote-<hash>'), not the task nor the function.
+    import dask
+    from distributed.scheduler import KilledWorker
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = local_cluster(1)
+    try:
+        async with make_system("dask", cluster.scheduler_address) as system:
+            tm = system.task_manager
+            await tm.register_task("doomed", exit_worker, task_id="doomed")
+            await tm.execute_task("doomed")
+            with pytest.raises(ActorSystemError, match=KILLED.format("task 'doomed'")) as one:
+                await tm.wait_for_task("doomed", timeout=WAIT)
+            assert isinstance(one.value.__cause__, KilledWorker)
+            submit = re.escape("thread_pool.submit('exit_worker')")
+            with pytest.raises(ActorSystemError, match=KILLED.format(submit)) as two:
+                await asyncio.wait_for(tm.thread_pool.submit(exit_worker), WAIT)
+            assert isinstance(two.value.__cause__, KilledWorker)
+            assert await asyncio.wait_for(tm.thread_pool.submit(double, 4), WAIT) == 8
+    finally:
+        await asyncio.to_thread(cluster.close, WAIT)
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (OSError("connection reset"), "OSError: connection reset"),
+        (Unprintable(), "Unprintable()"),
+    ],
+    ids=["any-error", "unprintable"],
+)
+@pytest.mark.parametrize("executor", REMOTE)
+def test_any_error_of_the_executor_names_the_call(
+    executor: str, error: BaseException, text: str
+) -> None:
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    call = RemoteCall(
+        executor, "t", double, (1,), {}, lambda *outcome: outcomes.append(outcome), "task 't'"
+    )
+    future: Future[Any] = Future()
+    future.set_exception(error)
+    call.done(future)
+    [(value, raised)] = outcomes
+    assert value is None
+    assert isinstance(raised, ActorSystemError)
+    assert str(raised) == (
+        f"task 't' failed in the {executor!r} executor, not in its function ({text})"
+    )
+    assert raised.__cause__ is error
 
 
 # -- the thread executor: waiters of an attempt with calls queued behind it ----------------

@@ -33,7 +33,7 @@ from typing import Any
 import psutil
 from loguru import logger
 
-from actors.core import ActorSystemError, InvalidTaskError, TaskCancelledError
+from actors.core import ActorSystemError, InvalidTaskError, TaskCancelledError, safe_repr
 from actors.runtime._remote import Outcome, Packed, decode, run_packed, run_remote
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "WorkerThreads",
     "close_process_pool",
     "dask_installed",
+    "executor_error",
     "local_cluster",
     "new_process_pool",
     "require_backend",
@@ -148,6 +149,8 @@ class RemoteCall:
             on_broken = self.on_broken
             if on_broken is not None:
                 on_broken()
+        else:
+            error = executor_error(self.what, self.executor, error)
         self.fail(error)
 
     def fail(self, error: BaseException) -> None:
@@ -158,6 +161,30 @@ class RemoteCall:
             self.finish(value, error)
         except Exception as exc:
             logger.bind(task_id=self.task_id).debug("outcome not delivered: {!r}", exc)
+
+
+def executor_error(what: str, executor: str, error: BaseException) -> ActorSystemError:
+    """The error of a call that its executor failed, not its function (which
+    `run_remote` reports itself: it never raises): Dask's `KilledWorker` names only
+    Dask's key for the call, so this names the call (``what``: "task 'x'",
+    "thread_pool.submit('f')"); the original is the ``__cause__``."""
+    kind = type(error).__name__
+    try:
+        text = f"{kind}: {error}"
+    except Exception:  # a __str__ that raises
+        text = safe_repr(error)
+    hint = ""
+    if kind == "KilledWorker":  # distributed.scheduler.KilledWorker (Dask is optional)
+        hint = (
+            "; every Dask worker that ran it died, and the scheduler gave up "
+            "(distributed.scheduler.allowed-failures): find what kills the worker (its "
+            "memory limit, a crash in native code, os._exit) in the worker logs"
+        )
+    wrapped = ActorSystemError(
+        f"{what} failed in the {executor!r} executor, not in its function ({text}){hint}"
+    )
+    wrapped.__cause__ = error
+    return wrapped
 
 
 # -- thread -------------------------------------------------------------------------------

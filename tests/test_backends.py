@@ -14,6 +14,7 @@ the actor system start (and close) a LocalCluster of its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import pickle
 import re
@@ -138,6 +139,14 @@ class OnlyHere:
 
 def result_only_the_worker_can_read() -> OnlyHere:
     return OnlyHere()
+
+
+def count_up(n: int) -> Iterator[int]:
+    yield from range(n)
+
+
+async def an_async_generator() -> AsyncIterator[int]:
+    yield 1
 
 
 def kind_of(value: object) -> str:
@@ -643,6 +652,15 @@ UNPICKLABLE_CALLS = [
         id="local-function",
     ),
     pytest.param(
+        count_up,
+        (2,),
+        {},
+        r"func <function count_up at 0x[0-9a-f]+> is a generator function: the generator it "
+        r"returns cannot be pickled back from the '{backend}' executor; have a plain function "
+        r"return list\(\.\.\.\) of it$",
+        id="generator-function",
+    ),
+    pytest.param(
         double,
         (threading.Lock(),),
         {},
@@ -715,6 +733,62 @@ async def test_a_coroutine_function_cannot_go_to_a_worker_process(
         await tm.register_task("co", a_coroutine, executor=executor)
     task_id = await tm.register_task("co", a_coroutine, executor="thread")
     assert await tm.execute_task(task_id, wait=True) == "coroutine"
+
+
+ASYNC_CALLABLES = [
+    pytest.param(
+        a_coroutine,
+        r"<function a_coroutine at 0x[0-9a-f]+> is a coroutine function",
+        id="coroutine-function",
+    ),
+    pytest.param(
+        functools.partial(a_coroutine),
+        r"functools\.partial\(<function a_coroutine at 0x[0-9a-f]+>\) is a coroutine function",
+        id="partial",
+    ),
+    pytest.param(
+        an_async_generator,
+        r"<function an_async_generator at 0x[0-9a-f]+> is an async generator function",
+        id="async-generator-function",
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", ["thread"])
+@pytest.mark.parametrize("executor", [None, *BACKENDS])
+@pytest.mark.parametrize(("fn", "what"), ASYNC_CALLABLES)
+async def test_thread_pool_submit_refuses_what_gives_a_coroutine(
+    tm: UnifiedTaskManager, executor: str | None, fn: Any, what: str
+) -> None:
+    # Before, the thread executor returned the coroutine (or async generator) object,
+    # never run ("coroutine ... was never awaited"), and process/dask failed after the
+    # call with "cannot be pickled back ... run it with executor='thread'".
+    message = (
+        rf"^thread_pool\.submit runs plain functions; {what}, which runs on an event loop: "
+        r"await it there, or use task_manager\.submit$"
+    )
+    with pytest.raises(InvalidTaskError, match=message):
+        await tm.thread_pool.submit(fn, executor=executor)
+    assert await tm.thread_pool.submit(double, 2, executor=executor) == 4
+
+
+def returns_a_coroutine() -> Any:
+    return a_coroutine()
+
+
+@pytest.mark.parametrize("backend", ["thread"])
+@pytest.mark.parametrize("executor", [None, "thread"])
+async def test_thread_pool_submit_refuses_a_coroutine_a_plain_function_returns(
+    tm: UnifiedTaskManager, executor: str | None
+) -> None:
+    # The coroutine is closed (no "never awaited" warning) and the caller told why.
+    message = (
+        r"^thread_pool\.submit runs plain functions; <function returns_a_coroutine at "
+        r"0x[0-9a-f]+> returned <coroutine object a_coroutine at 0x[0-9a-f]+>, which runs "
+        r"on an event loop: await it there, or use task_manager\.submit$"
+    )
+    with pytest.raises(InvalidTaskError, match=message):
+        await tm.thread_pool.submit(returns_a_coroutine, executor=executor)
 
 
 async def test_dask_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:

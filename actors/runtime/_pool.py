@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,11 +32,13 @@ from loguru import logger
 
 from actors.core import (
     ActorSystemError,
+    InvalidTaskError,
     TaskFailedError,
     WithdrawableReply,
     safe_repr,
     tell_quietly,
 )
+from actors.engine import ON_A_LOOP, async_kind
 from actors.observe import end_span, start_span
 from actors.runtime._attempt import Execution
 from actors.runtime._backends import (
@@ -95,7 +98,27 @@ def _run_direct(
     except BaseException as exc:
         _answer(reply, None, exc)
     else:
-        reply.set_result(value)
+        kind = type(value)
+        if kind is _COROUTINE or kind is _ASYNC_GENERATOR:
+            _answer(reply, None, _not_plain(fn, value))
+        else:
+            reply.set_result(value)
+
+
+_COROUTINE = types.CoroutineType
+_ASYNC_GENERATOR = types.AsyncGeneratorType
+
+
+def _not_plain(fn: Callable[..., Any], value: Any) -> InvalidTaskError:
+    """A ``thread_pool.submit`` of ``fn`` gave a coroutine (or an async generator),
+    which nothing here would ever run: closed, and the caller told so."""
+    if type(value) is _COROUTINE:
+        value.close()  # (else "coroutine ... was never awaited")
+    kind = async_kind(fn)
+    what = f"is {kind}" if kind is not None else f"returned {safe_repr(value)}"
+    return InvalidTaskError(
+        f"thread_pool.submit runs plain functions; {safe_repr(fn)} {what}, {ON_A_LOOP}"
+    )
 
 
 def _started(execution: Execution, report: Callable[[Any], None]) -> bool:

@@ -472,6 +472,20 @@ async def test_a_submit_dropped_by_its_caller_while_queued_never_runs_in_a_proce
     assert lines(log) == ["b", "c"]
 
 
+async def until_dask_holds_only(client: Any, count: int) -> None:
+    """Wait until Dask's scheduler knows ``count`` tasks, and its workers hold as many
+    (a worker that still held a cancelled call could start it once its thread is free)."""
+
+    def tasks_known() -> tuple[int, int]:
+        on_workers = client.run(lambda dask_worker: len(dask_worker.state.tasks))
+        at_scheduler = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+        return at_scheduler, sum(on_workers.values())
+
+    async with asyncio.timeout(WAIT):
+        while await asyncio.to_thread(tasks_known) != (count, count):
+            await asyncio.sleep(0.01)
+
+
 @pytest.mark.parametrize("how", ["cancel", "wait_for"])
 async def test_a_submit_dropped_by_its_caller_while_queued_never_runs_on_dask(
     dask_address: str, gate: Gate, tmp_path: Path, how: str
@@ -489,24 +503,42 @@ async def test_a_submit_dropped_by_its_caller_while_queued_never_runs_on_dask(
         assert dask is not None
         await until_true(lambda: len(dask._running) == 3)
         await stop_waiting(queued, how)
-        # Until the scheduler and the workers forgot it (a worker that still held it
-        # could start it as soon as its worker thread is free).
-        client = dask.client
-
-        def tasks_known() -> tuple[int, int]:
-            """Tasks the scheduler knows, and those its workers hold."""
-            on_workers = client.run(lambda dask_worker: len(dask_worker.state.tasks))
-            at_scheduler = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
-            return at_scheduler, sum(on_workers.values())
-
         await until_true(lambda: len(dask._running) == 2)
-        async with asyncio.timeout(WAIT):
-            while await asyncio.to_thread(tasks_known) != (2, 2):
-                await asyncio.sleep(0.01)
+        await until_dask_holds_only(dask.client, 2)
         for conn in conns:
             await gate.release(conn)
         assert await asyncio.wait_for(asyncio.gather(*held), WAIT) == ["released"] * 2
         assert await asyncio.wait_for(pool.submit(append, str(log), "after"), WAIT) == "after"
+    assert lines(log) == ["after"]
+
+
+async def test_cancel_a_task_whose_call_is_queued_on_dask(
+    dask_address: str, gate: Gate, tmp_path: Path
+) -> None:
+    # As test_cancel_a_call_still_queued_in_the_pool, on the module's two Dask workers.
+    # Before, a cancelled (or timed-out) attempt's Dask call was left to run: only the
+    # process pool's future was kept to cancel.
+    log = tmp_path / "log"
+    async with make_system("dask", dask_address) as system:
+        tm = system.task_manager
+        for name in ("a", "b"):
+            await tm.register_task(name, wait_at_gate, (gate.address,), task_id=name)
+            await tm.execute_task(name)
+        conns = [(await gate.arrival())[0] for _ in "ab"]
+        await tm.register_task("queued", append, (str(log), "queued"), task_id="queued")
+        await tm.execute_task("queued")
+        dask = system._pool_state().dask  # type: ignore[union-attr]
+        assert dask is not None
+        await until_true(lambda: len(dask._running) == 3)
+        assert await tm.cancel_task("queued") is True
+        await until_true(lambda: len(dask._running) == 2)
+        await until_dask_holds_only(dask.client, 2)
+        for conn in conns:
+            await gate.release(conn)
+        for name in ("a", "b"):
+            assert await tm.wait_for_task(name, timeout=WAIT) == "released"
+        assert await tm.get_task_status("queued") is TaskStatus.CANCELLED
+        assert await tm.thread_pool.submit(append, str(log), "after") == "after"
     assert lines(log) == ["after"]
 
 

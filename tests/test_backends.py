@@ -512,6 +512,43 @@ async def test_a_submit_dropped_by_its_caller_while_queued_never_runs_on_dask(
     assert lines(log) == ["after"]
 
 
+async def test_a_caller_that_stops_waiting_for_a_dask_call_does_not_wait_for_dask(
+    dask_address: str, gate: Gate, tmp_path: Path
+) -> None:
+    # Cancelling a Dask future waits for the Dask client's event loop (~0.1-2 ms each,
+    # more when it is busy). Before, the caller's own loop (or the task manager, for a
+    # cancelled attempt) waited: here, for as long as the client's loop is held.
+    log = tmp_path / "log"
+    async with make_system("dask", dask_address) as system:
+        pool = system.task_manager.thread_pool
+        held = [asyncio.ensure_future(pool.submit(wait_at_gate, gate.address)) for _ in "ab"]
+        conns = [(await gate.arrival())[0] for _ in held]
+        queued = asyncio.ensure_future(pool.submit(append, str(log), "queued"))
+        dask = system._pool_state().dask  # type: ignore[union-attr]
+        assert dask is not None
+        await until_true(lambda: len(dask._running) == 3)
+        holding, release = threading.Event(), threading.Event()
+        outcome: list[bool] = []
+
+        def hold_the_client_loop() -> None:
+            holding.set()
+            outcome.append(release.wait(WAIT))
+
+        dask.client.loop.add_callback(hold_the_client_loop)
+        assert await asyncio.to_thread(holding.wait, WAIT)
+        await stop_waiting(queued, "cancel")
+        release.set()  # (never reached before the client's loop let go, before the fix)
+        await until_true(lambda: outcome != [])
+        assert outcome == [True]
+        await until_true(lambda: len(dask._running) == 2)
+        await until_dask_holds_only(dask.client, 2)
+        for conn in conns:
+            await gate.release(conn)
+        assert await asyncio.wait_for(asyncio.gather(*held), WAIT) == ["released"] * 2
+        assert [thread.name for thread in dask._cancels.threads] == ["actorflow-dask-cancel_0"]
+    assert lines(log) == []
+
+
 async def test_cancel_a_task_whose_call_is_queued_on_dask(
     dask_address: str, gate: Gate, tmp_path: Path
 ) -> None:

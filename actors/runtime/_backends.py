@@ -89,6 +89,8 @@ class RemoteCall:
     """The executor's future, once `submit` handed the call over."""
     withdrawn: bool = field(default=False, init=False)
     """Set by `cancel`: nobody waits for the outcome any more."""
+    canceller: Callable[[Future[Outcome]], None] | None = field(default=None, init=False)
+    """Cancels the executor's future elsewhere (`DaskBackend`); None: at once."""
 
     def cancel(self) -> None:
         """Nobody waits for the outcome any more (the attempt was cancelled or timed
@@ -98,7 +100,14 @@ class RemoteCall:
         self.withdrawn = True
         future = self.future  # (read after the flag: see `submit`)
         if future is not None:
+            self._cancel(future)
+
+    def _cancel(self, future: Future[Outcome]) -> None:
+        canceller = self.canceller
+        if canceller is None:
             future.cancel()
+        else:
+            canceller(future)
 
     def submit(self, executor: Executor) -> Future[Outcome]:
         """Hand the call to ``executor``; its outcome goes to ``finish`` when done."""
@@ -114,7 +123,7 @@ class RemoteCall:
             future = executor.submit(run_remote, self.task_id, self.func, self.args, self.kwargs)
         self.future = future
         if self.withdrawn:  # `cancel` came meanwhile, before the future was stored
-            future.cancel()
+            self._cancel(future)
         future.add_done_callback(self.done)
         return future
 
@@ -350,6 +359,10 @@ class DaskBackend:
         self._cluster: Any = None
         self._closed = False
         self._running: set[Future[Outcome]] = set()
+        self._cancels = WorkerThreads(1, "actorflow-dask-cancel")
+        """Cancels calls (`RemoteCall.cancel`): cancelling a Dask future waits for the
+        client's event loop (~0.1-2 ms), which the thread asking (the task manager, a
+        caller's event loop) must not."""
         self.failed = False
         self._starter = threading.Thread(target=self._start, name="actorflow-dask-start")
         self._starter.start()
@@ -381,6 +394,7 @@ class DaskBackend:
         return client is not None and client.status in ("closing", "closed")
 
     def _submit(self, call: RemoteCall, executor: Executor) -> None:
+        call.canceller = self._cancel
         future = call.submit(executor)
         with self._lock:
             self._running.add(future)
@@ -392,6 +406,11 @@ class DaskBackend:
     def _done(self, future: Future[Outcome]) -> None:
         with self._lock:
             self._running.discard(future)
+
+    def _cancel(self, future: Future[Outcome]) -> None:
+        """Cancel ``future`` on the cancelling thread (any thread)."""
+        with contextlib.suppress(RuntimeError):  # closed: the client's close ended it
+            self._cancels.submit(_cancel_quietly, future)
 
     def _start(self) -> None:
         client = cluster = error = None
@@ -468,14 +487,27 @@ class DaskBackend:
             client, cluster = self._client, self._cluster
             self._client = self._cluster = self._executor = None
             running = list(self._running)
-        if client is None:
-            return
-        if running:
-            remaining = max(0.0, deadline - time.monotonic())
-            _, busy = concurrent.futures.wait(running, remaining)
-            if busy and cluster is not None:
-                _kill_workers(cluster)
-        _close_dask(client, cluster, max(CLOSE_SECONDS, deadline - time.monotonic()))
+        try:
+            if client is None:
+                return
+            if running:
+                remaining = max(0.0, deadline - time.monotonic())
+                _, busy = concurrent.futures.wait(running, remaining)
+                if busy and cluster is not None:
+                    _kill_workers(cluster)
+            _close_dask(client, cluster, max(CLOSE_SECONDS, deadline - time.monotonic()))
+        finally:
+            # A cancel still queued is dropped: the client's close ended its future.
+            self._cancels.shutdown()
+            for thread in self._cancels.threads:
+                thread.join(max(1.0, deadline - time.monotonic()))
+
+
+def _cancel_quietly(future: Future[Outcome]) -> None:
+    try:
+        future.cancel()
+    except Exception as exc:  # (concurrent.futures logs a failing done callback itself)
+        logger.bind(executor="dask").debug("cancelling a Dask call: {!r}", exc)
 
 
 def local_cluster(workers: int) -> Any:

@@ -38,6 +38,7 @@ from actors import (
     DependencyFailedError,
     InvalidTaskError,
     TaskCancelledError,
+    TaskFailedError,
     TaskStatus,
     TaskTimeoutError,
     UnifiedTaskManager,
@@ -577,6 +578,27 @@ async def test_cancel_a_task_whose_call_is_queued_on_dask(
         assert await tm.get_task_status("queued") is TaskStatus.CANCELLED
         assert await tm.thread_pool.submit(append, str(log), "after") == "after"
     assert lines(log) == ["after"]
+
+
+def raise_stop_iteration() -> None:
+    raise StopIteration("no more")
+
+
+async def test_a_function_that_raises_stop_iteration_fails_its_caller(
+    tm: UnifiedTaskManager, backend: str
+) -> None:
+    # asyncio refuses StopIteration on a future (TypeError, raised in the loop's
+    # callback): before, the caller of the submit, or of the task, waited for ever.
+    message = (
+        r"^the call raised StopIteration\('no more'\), which an asyncio future cannot carry "
+        r"\(as a coroutine, Python turns it into a RuntimeError\): raise another exception$"
+    )
+    for call in (tm.thread_pool.submit, tm.submit):
+        with pytest.raises(TaskFailedError, match=message) as raised:
+            await asyncio.wait_for(call(raise_stop_iteration), WAIT)
+        assert isinstance(raised.value.__cause__, StopIteration)
+        assert raised.value.__cause__.args == ("no more",)
+    assert await tm.thread_pool.submit(double, 2) == 4
 
 
 async def test_submit(tm: UnifiedTaskManager, backend: str) -> None:

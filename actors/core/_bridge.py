@@ -14,7 +14,8 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Protocol, TypeVar
 
-from actors.core._errors import CallTimeout
+from actors.core._errors import CallTimeout, TaskFailedError
+from supervisors import safe_repr
 
 __all__ = [
     "NO_REPLY",
@@ -312,7 +313,24 @@ def _resolve(future: asyncio.Future[Any], value: Any) -> None:
 
 def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
     if not future.done():
-        future.set_exception(error)
+        future.set_exception(_carried(error))
+
+
+def _carried(error: BaseException | type[BaseException]) -> BaseException | type[BaseException]:
+    """``error`` as an asyncio future takes it: a `StopIteration` (which asyncio refuses
+    with a TypeError, raised in the loop's callback: the caller waited for ever) becomes
+    a `TaskFailedError` naming it, the original as its ``__cause__``."""
+    if not (
+        isinstance(error, StopIteration)
+        or (isinstance(error, type) and issubclass(error, StopIteration))
+    ):
+        return error
+    wrapped = TaskFailedError(
+        f"the call raised {safe_repr(error)}, which an asyncio future cannot carry (as a "
+        "coroutine, Python turns it into a RuntimeError): raise another exception"
+    )
+    wrapped.__cause__ = error if isinstance(error, BaseException) else None
+    return wrapped
 
 
 class Reply:
@@ -417,7 +435,7 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
             self.bridge.post2(_settle_call, self, exception)
         elif not self.done():
             self.bridge.untrack(self)
-            super().set_exception(exception)
+            super().set_exception(_carried(exception))
 
     def resolve(self, value: T) -> None:
         """`set_result`, called on its own loop's thread: at once, no post."""

@@ -16,6 +16,12 @@ tells the manager (`FunctionStarted`, through the manager's stable handle) when 
 function starts on a worker thread, or, for ``process`` and ``dask``, when it hands the
 call to that executor (whose own queue it cannot see into); the task is ``running``, and
 its timeout counts, from then on.
+
+A call nobody waits for any more is dropped while it waits for a worker: a
+``thread_pool.submit`` whose caller stopped waiting (its reply is done: the worker
+thread skips it; on ``process``/``dask`` the caller withdraws its `WithdrawableReply`,
+linked to the call), an attempt cancelled or timed out (`Execution.remote`). A running
+call cannot be stopped: its outcome is dropped.
 """
 
 from __future__ import annotations

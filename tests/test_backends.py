@@ -474,13 +474,16 @@ async def test_a_submit_dropped_by_its_caller_while_queued_never_runs_in_a_proce
 
 
 async def until_dask_holds_only(client: Any, count: int) -> None:
-    """Wait until Dask's scheduler knows ``count`` tasks, and its workers hold as many
-    (a worker that still held a cancelled call could start it once its thread is free)."""
+    """Wait until Dask's scheduler knows ``count`` tasks, each queued there or held by a
+    worker: none is on its way to a worker (a worker that got a call after it was
+    cancelled could start it before it hears so, once its thread is free)."""
 
     def tasks_known() -> tuple[int, int]:
         on_workers = client.run(lambda dask_worker: len(dask_worker.state.tasks))
-        at_scheduler = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
-        return at_scheduler, sum(on_workers.values())
+        states = client.run_on_scheduler(
+            lambda dask_scheduler: [task.state for task in dask_scheduler.tasks.values()]
+        )
+        return len(states), sum(on_workers.values()) + states.count("queued")
 
     async with asyncio.timeout(WAIT):
         while await asyncio.to_thread(tasks_known) != (count, count):
@@ -503,6 +506,7 @@ async def test_a_submit_dropped_by_its_caller_while_queued_never_runs_on_dask(
         dask = system._pool_state().dask  # type: ignore[union-attr]
         assert dask is not None
         await until_true(lambda: len(dask._running) == 3)
+        await until_dask_holds_only(dask.client, 3)
         await stop_waiting(queued, how)
         await until_true(lambda: len(dask._running) == 2)
         await until_dask_holds_only(dask.client, 2)
@@ -528,6 +532,7 @@ async def test_a_caller_that_stops_waiting_for_a_dask_call_does_not_wait_for_das
         dask = system._pool_state().dask  # type: ignore[union-attr]
         assert dask is not None
         await until_true(lambda: len(dask._running) == 3)
+        await until_dask_holds_only(dask.client, 3)
         holding, release = threading.Event(), threading.Event()
         outcome: list[bool] = []
 
@@ -568,6 +573,7 @@ async def test_cancel_a_task_whose_call_is_queued_on_dask(
         dask = system._pool_state().dask  # type: ignore[union-attr]
         assert dask is not None
         await until_true(lambda: len(dask._running) == 3)
+        await until_dask_holds_only(dask.client, 3)
         assert await tm.cancel_task("queued") is True
         await until_true(lambda: len(dask._running) == 2)
         await until_dask_holds_only(dask.client, 2)

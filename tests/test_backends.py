@@ -14,6 +14,7 @@ the actor system start (and close) a LocalCluster of its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import pickle
 import re
@@ -21,7 +22,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +38,13 @@ from actors import (
     DependencyFailedError,
     InvalidTaskError,
     TaskCancelledError,
+    TaskFailedError,
     TaskStatus,
     TaskTimeoutError,
     UnifiedTaskManager,
 )
 from actors.core._config import BACKENDS
-from actors.runtime._backends import DASK_MISSING, local_cluster
+from actors.runtime._backends import DASK_MISSING, RemoteCall, local_cluster
 from supervisors.testing import FakeClock
 
 WAIT = 10.0
@@ -137,6 +140,14 @@ class OnlyHere:
 
 def result_only_the_worker_can_read() -> OnlyHere:
     return OnlyHere()
+
+
+def count_up(n: int) -> Iterator[int]:
+    yield from range(n)
+
+
+async def an_async_generator() -> AsyncIterator[int]:
+    yield 1
 
 
 def kind_of(value: object) -> str:
@@ -384,6 +395,218 @@ async def test_cancel_a_call_still_queued_in_the_pool(
     assert lines(log) == ["b", "c"]
 
 
+# -- a thread_pool.submit caller that stops waiting before its call starts ----------------
+
+
+async def until_true(check: Callable[[], bool]) -> None:
+    """Wait, bounded by WAIT, until ``check()`` (state no event reports: a queue's length)."""
+    async with asyncio.timeout(WAIT):
+        while not check():
+            await asyncio.sleep(0.001)
+
+
+async def stop_waiting(call: asyncio.Future[Any], how: str) -> None:
+    """The caller of ``call`` stops waiting: it is cancelled, or its ``wait_for`` times out."""
+    if how == "cancel":
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    else:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(call, 0)
+
+
+@pytest.mark.parametrize("how", ["cancel", "wait_for"])
+@pytest.mark.parametrize("executor", [None, "thread"], ids=["made-at-once", "coroutine"])
+async def test_a_submit_dropped_by_its_caller_while_queued_never_runs_on_threads(
+    executor: str | None, how: str
+) -> None:
+    # One worker, held by "first": "second" waits in the pool's queue when its caller
+    # stops waiting. Before, it ran all the same once the worker was free.
+    release, started = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def held() -> str:
+        started.set()
+        assert release.wait(WAIT)
+        return "released"
+
+    async with make_system("thread", None, MAX_THREAD_WORKERS=1) as system:
+        pool = system.task_manager.thread_pool
+        first = asyncio.ensure_future(pool.submit(held, executor=executor))
+        assert await asyncio.to_thread(started.wait, WAIT)
+        second = asyncio.ensure_future(pool.submit(ran.append, "second", executor=executor))
+        workers = system._pool_state().executor  # type: ignore[union-attr]
+        assert workers is not None
+        await until_true(lambda: workers.qsize() == 1)
+        await stop_waiting(second, how)
+        release.set()
+        assert await asyncio.wait_for(first, WAIT) == "released"
+        assert await asyncio.wait_for(pool.submit(ran.append, "third"), WAIT) is None
+        assert ran == ["third"]
+        assert workers.qsize() == 0
+
+
+@pytest.mark.parametrize("how", ["cancel", "wait_for"])
+async def test_a_submit_dropped_by_its_caller_while_queued_never_runs_in_a_process(
+    dask_address: str, gate: Gate, tmp_path: Path, how: str
+) -> None:
+    # One worker process, held by "first"; "b" and "c" fill the queue the pool's workers
+    # read (max_workers + 1 calls); "queued" waits in the pool's own queue, where
+    # cancelling its future drops it. Before, it ran once the worker was free.
+    log = tmp_path / "log"
+    async with make_system("process", dask_address, MAX_THREAD_WORKERS=1) as system:
+        pool = system.task_manager.thread_pool
+        first = asyncio.ensure_future(pool.submit(wait_at_gate, gate.address))
+        conn, _ = await gate.arrival()
+        fillers = [asyncio.ensure_future(pool.submit(append, str(log), n)) for n in "bc"]
+        queued = asyncio.ensure_future(pool.submit(append, str(log), "queued"))
+        processes = system._pool_state().process  # type: ignore[union-attr]
+        assert processes is not None
+        await until_true(lambda: len(processes._pending_work_items) == 4)  # type: ignore[attr-defined]
+        await stop_waiting(queued, how)
+        await gate.release(conn)
+        assert await asyncio.wait_for(first, WAIT) == "released"
+        assert await asyncio.wait_for(asyncio.gather(*fillers), WAIT) == ["b", "c"]
+        assert await asyncio.wait_for(pool.submit(double, 21), WAIT) == 42
+        assert len(processes._pending_work_items) == 0  # type: ignore[attr-defined]
+    assert lines(log) == ["b", "c"]
+
+
+async def until_dask_holds_only(client: Any, count: int) -> None:
+    """Wait until Dask's scheduler knows ``count`` tasks, each queued there or held by a
+    worker: none is on its way to a worker (a worker that got a call after it was
+    cancelled could start it before it hears so, once its thread is free)."""
+
+    def tasks_known() -> tuple[int, int]:
+        on_workers = client.run(lambda dask_worker: len(dask_worker.state.tasks))
+        states = client.run_on_scheduler(
+            lambda dask_scheduler: [task.state for task in dask_scheduler.tasks.values()]
+        )
+        return len(states), sum(on_workers.values()) + states.count("queued")
+
+    async with asyncio.timeout(WAIT):
+        while await asyncio.to_thread(tasks_known) != (count, count):
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", ["cancel", "wait_for"])
+async def test_a_submit_dropped_by_its_caller_while_queued_never_runs_on_dask(
+    dask_address: str, gate: Gate, tmp_path: Path, how: str
+) -> None:
+    # Both workers of the module's cluster are held; "queued" waits at the scheduler
+    # (or in a worker's ready queue) when its caller stops waiting: its Dask future is
+    # cancelled, so no worker runs it. Before, it ran once a worker was free.
+    log = tmp_path / "log"
+    async with make_system("dask", dask_address) as system:
+        pool = system.task_manager.thread_pool
+        held = [asyncio.ensure_future(pool.submit(wait_at_gate, gate.address)) for _ in "ab"]
+        conns = [(await gate.arrival())[0] for _ in held]
+        queued = asyncio.ensure_future(pool.submit(append, str(log), "queued"))
+        dask = system._pool_state().dask  # type: ignore[union-attr]
+        assert dask is not None
+        await until_true(lambda: len(dask._running) == 3)
+        await until_dask_holds_only(dask.client, 3)
+        await stop_waiting(queued, how)
+        await until_true(lambda: len(dask._running) == 2)
+        await until_dask_holds_only(dask.client, 2)
+        for conn in conns:
+            await gate.release(conn)
+        assert await asyncio.wait_for(asyncio.gather(*held), WAIT) == ["released"] * 2
+        assert await asyncio.wait_for(pool.submit(append, str(log), "after"), WAIT) == "after"
+    assert lines(log) == ["after"]
+
+
+async def test_a_caller_that_stops_waiting_for_a_dask_call_does_not_wait_for_dask(
+    dask_address: str, gate: Gate, tmp_path: Path
+) -> None:
+    # Cancelling a Dask future waits for the Dask client's event loop (~0.1-2 ms each,
+    # more when it is busy). Before, the caller's own loop (or the task manager, for a
+    # cancelled attempt) waited: here, for as long as the client's loop is held.
+    log = tmp_path / "log"
+    async with make_system("dask", dask_address) as system:
+        pool = system.task_manager.thread_pool
+        held = [asyncio.ensure_future(pool.submit(wait_at_gate, gate.address)) for _ in "ab"]
+        conns = [(await gate.arrival())[0] for _ in held]
+        queued = asyncio.ensure_future(pool.submit(append, str(log), "queued"))
+        dask = system._pool_state().dask  # type: ignore[union-attr]
+        assert dask is not None
+        await until_true(lambda: len(dask._running) == 3)
+        await until_dask_holds_only(dask.client, 3)
+        holding, release = threading.Event(), threading.Event()
+        outcome: list[bool] = []
+
+        def hold_the_client_loop() -> None:
+            holding.set()
+            outcome.append(release.wait(WAIT))
+
+        dask.client.loop.add_callback(hold_the_client_loop)
+        assert await asyncio.to_thread(holding.wait, WAIT)
+        await stop_waiting(queued, "cancel")
+        release.set()  # (never reached before the client's loop let go, before the fix)
+        await until_true(lambda: outcome != [])
+        assert outcome == [True]
+        await until_true(lambda: len(dask._running) == 2)
+        await until_dask_holds_only(dask.client, 2)
+        for conn in conns:
+            await gate.release(conn)
+        assert await asyncio.wait_for(asyncio.gather(*held), WAIT) == ["released"] * 2
+        assert [thread.name for thread in dask._cancels.threads] == ["actorflow-dask-cancel_0"]
+    assert lines(log) == []
+
+
+async def test_cancel_a_task_whose_call_is_queued_on_dask(
+    dask_address: str, gate: Gate, tmp_path: Path
+) -> None:
+    # As test_cancel_a_call_still_queued_in_the_pool, on the module's two Dask workers.
+    # Before, a cancelled (or timed-out) attempt's Dask call was left to run: only the
+    # process pool's future was kept to cancel.
+    log = tmp_path / "log"
+    async with make_system("dask", dask_address) as system:
+        tm = system.task_manager
+        for name in ("a", "b"):
+            await tm.register_task(name, wait_at_gate, (gate.address,), task_id=name)
+            await tm.execute_task(name)
+        conns = [(await gate.arrival())[0] for _ in "ab"]
+        await tm.register_task("queued", append, (str(log), "queued"), task_id="queued")
+        await tm.execute_task("queued")
+        dask = system._pool_state().dask  # type: ignore[union-attr]
+        assert dask is not None
+        await until_true(lambda: len(dask._running) == 3)
+        await until_dask_holds_only(dask.client, 3)
+        assert await tm.cancel_task("queued") is True
+        await until_true(lambda: len(dask._running) == 2)
+        await until_dask_holds_only(dask.client, 2)
+        for conn in conns:
+            await gate.release(conn)
+        for name in ("a", "b"):
+            assert await tm.wait_for_task(name, timeout=WAIT) == "released"
+        assert await tm.get_task_status("queued") is TaskStatus.CANCELLED
+        assert await tm.thread_pool.submit(append, str(log), "after") == "after"
+    assert lines(log) == ["after"]
+
+
+def raise_stop_iteration() -> None:
+    raise StopIteration("no more")
+
+
+async def test_a_function_that_raises_stop_iteration_fails_its_caller(
+    tm: UnifiedTaskManager, backend: str
+) -> None:
+    # asyncio refuses StopIteration on a future (TypeError, raised in the loop's
+    # callback): before, the caller of the submit, or of the task, waited for ever.
+    message = (
+        r"^the call raised StopIteration\('no more'\), which an asyncio future cannot carry "
+        r"\(as a coroutine, Python turns it into a RuntimeError\): raise another exception$"
+    )
+    for call in (tm.thread_pool.submit, tm.submit):
+        with pytest.raises(TaskFailedError, match=message) as raised:
+            await asyncio.wait_for(call(raise_stop_iteration), WAIT)
+        assert isinstance(raised.value.__cause__, StopIteration)
+        assert raised.value.__cause__.args == ("no more",)
+    assert await tm.thread_pool.submit(double, 2) == 4
+
+
 async def test_submit(tm: UnifiedTaskManager, backend: str) -> None:
     pool = tm.thread_pool
     assert await pool.submit(power, 3, exponent=3, executor=backend) == 27
@@ -526,6 +749,15 @@ UNPICKLABLE_CALLS = [
         id="local-function",
     ),
     pytest.param(
+        count_up,
+        (2,),
+        {},
+        r"func <function count_up at 0x[0-9a-f]+> is a generator function: the generator it "
+        r"returns cannot be pickled back from the '{backend}' executor; have a plain function "
+        r"return list\(\.\.\.\) of it$",
+        id="generator-function",
+    ),
+    pytest.param(
         double,
         (threading.Lock(),),
         {},
@@ -600,6 +832,62 @@ async def test_a_coroutine_function_cannot_go_to_a_worker_process(
     assert await tm.execute_task(task_id, wait=True) == "coroutine"
 
 
+ASYNC_CALLABLES = [
+    pytest.param(
+        a_coroutine,
+        r"<function a_coroutine at 0x[0-9a-f]+> is a coroutine function",
+        id="coroutine-function",
+    ),
+    pytest.param(
+        functools.partial(a_coroutine),
+        r"functools\.partial\(<function a_coroutine at 0x[0-9a-f]+>\) is a coroutine function",
+        id="partial",
+    ),
+    pytest.param(
+        an_async_generator,
+        r"<function an_async_generator at 0x[0-9a-f]+> is an async generator function",
+        id="async-generator-function",
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", ["thread"])
+@pytest.mark.parametrize("executor", [None, *BACKENDS])
+@pytest.mark.parametrize(("fn", "what"), ASYNC_CALLABLES)
+async def test_thread_pool_submit_refuses_what_gives_a_coroutine(
+    tm: UnifiedTaskManager, executor: str | None, fn: Any, what: str
+) -> None:
+    # Before, the thread executor returned the coroutine (or async generator) object,
+    # never run ("coroutine ... was never awaited"), and process/dask failed after the
+    # call with "cannot be pickled back ... run it with executor='thread'".
+    message = (
+        rf"^thread_pool\.submit runs plain functions; {what}, which runs on an event loop: "
+        r"await it there, or use task_manager\.submit$"
+    )
+    with pytest.raises(InvalidTaskError, match=message):
+        await tm.thread_pool.submit(fn, executor=executor)
+    assert await tm.thread_pool.submit(double, 2, executor=executor) == 4
+
+
+def returns_a_coroutine() -> Any:
+    return a_coroutine()
+
+
+@pytest.mark.parametrize("backend", ["thread"])
+@pytest.mark.parametrize("executor", [None, "thread"])
+async def test_thread_pool_submit_refuses_a_coroutine_a_plain_function_returns(
+    tm: UnifiedTaskManager, executor: str | None
+) -> None:
+    # The coroutine is closed (no "never awaited" warning) and the caller told why.
+    message = (
+        r"^thread_pool\.submit runs plain functions; <function returns_a_coroutine at "
+        r"0x[0-9a-f]+> returned <coroutine object a_coroutine at 0x[0-9a-f]+>, which runs "
+        r"on an event loop: await it there, or use task_manager\.submit$"
+    )
+    with pytest.raises(InvalidTaskError, match=message):
+        await tm.thread_pool.submit(returns_a_coroutine, executor=executor)
+
+
 async def test_dask_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)
     assert DASK_MISSING == (
@@ -664,6 +952,82 @@ async def test_a_killed_worker_process_fails_its_attempt_and_the_pool_is_replace
             "facade": 0,
         }
         assert await tm.thread_pool.submit(double, 4) == 8
+
+
+# -- errors of the executor, not of the function -----------------------------------------
+
+
+def exit_worker() -> None:
+    """Kills the worker process that runs it."""
+    os._exit(3)
+
+
+KILLED = (
+    r"^{} failed in the 'dask' executor, not in its function \(KilledWorker: Attempted to "
+    r"run task 'run_remote-[0-9a-f-]+' on 1 different workers, but all those workers died "
+    r"while running it\. .*\); every Dask worker that ran it died, and the scheduler gave "
+    r"up \(distributed\.scheduler\.allowed-failures\): find what kills the worker \(its "
+    r"memory limit, a crash in native code, os\._exit\) in the worker logs$"
+)
+
+
+async def test_a_killed_dask_worker_names_the_task_or_the_submit(dask_address: str) -> None:
+    # (dask_address: distributed's process-wide thread is started before the baseline.)
+    # Before, the error was Dask's KilledWorker, naming only Dask's key for the call
+    # ('run_remote-<hash>'), not the task nor the function.
+    import dask
+    from distributed.scheduler import KilledWorker
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = local_cluster(1)
+    try:
+        async with make_system("dask", cluster.scheduler_address) as system:
+            tm = system.task_manager
+            await tm.register_task("doomed", exit_worker, task_id="doomed")
+            await tm.execute_task("doomed")
+            with pytest.raises(ActorSystemError, match=KILLED.format("task 'doomed'")) as one:
+                await tm.wait_for_task("doomed", timeout=WAIT)
+            assert isinstance(one.value.__cause__, KilledWorker)
+            submit = re.escape("thread_pool.submit('exit_worker')")
+            with pytest.raises(ActorSystemError, match=KILLED.format(submit)) as two:
+                await asyncio.wait_for(tm.thread_pool.submit(exit_worker), WAIT)
+            assert isinstance(two.value.__cause__, KilledWorker)
+            assert await asyncio.wait_for(tm.thread_pool.submit(double, 4), WAIT) == 8
+    finally:
+        await asyncio.to_thread(cluster.close, WAIT)
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (OSError("connection reset"), "OSError: connection reset"),
+        (Unprintable(), "Unprintable()"),
+    ],
+    ids=["any-error", "unprintable"],
+)
+@pytest.mark.parametrize("executor", REMOTE)
+def test_any_error_of_the_executor_names_the_call(
+    executor: str, error: BaseException, text: str
+) -> None:
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    call = RemoteCall(
+        executor, "t", double, (1,), {}, lambda *outcome: outcomes.append(outcome), "task 't'"
+    )
+    future: Future[Any] = Future()
+    future.set_exception(error)
+    call.done(future)
+    [(value, raised)] = outcomes
+    assert value is None
+    assert isinstance(raised, ActorSystemError)
+    assert str(raised) == (
+        f"task 't' failed in the {executor!r} executor, not in its function ({text})"
+    )
+    assert raised.__cause__ is error
 
 
 # -- the thread executor: waiters of an attempt with calls queued behind it ----------------

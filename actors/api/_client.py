@@ -61,6 +61,7 @@ from actors.core import (
     TaskScope,
     TaskStatus,
     WaitTimeoutError,
+    WithdrawableReply,
     bridge_for,
     finite_float,
     load_config,
@@ -68,6 +69,7 @@ from actors.core import (
 )
 from actors.core import TASK_CONTEXT as _current
 from actors.engine import (
+    ON_A_LOOP,
     CircuitBreaker,
     PageCursor,
     PageQuery,
@@ -75,6 +77,7 @@ from actors.engine import (
     TaskPage,
     TaskRow,
     TaskSpec,
+    async_kind,
     check_picklable,
     find_results,
     merge_rows,
@@ -1247,6 +1250,8 @@ class ThreadPoolClient:
         the result (a `Call`); a call never awaited still runs ``fn``.
         """
         client = self._client
+        # (A coroutine function: the coroutine form refuses it, the pool's worker a call
+        # made at once, as it gets the coroutine: no check on this path.)
         bridge = client._eager() if executor is None and callable(fn) else None
         system = client._system
         pool = (
@@ -1279,6 +1284,11 @@ class ThreadPoolClient:
         """`submit` as a coroutine: its work done when it is awaited."""
         if not callable(fn):
             raise InvalidTaskError(f"fn must be callable, got {safe_repr(fn)}")
+        kind = async_kind(fn)
+        if kind is not None:
+            raise InvalidTaskError(
+                f"thread_pool.submit runs plain functions; {safe_repr(fn)} is {kind}, {ON_A_LOOP}"
+            )
         checked = validate_executor(executor)
         system = self._client._system or self._client._get_system()
         system._check()
@@ -1290,8 +1300,18 @@ class ThreadPoolClient:
         assert pool is not None
         client = self._client
         reply = client._reply()
-        submit = messages.Submit(fn, args, kwargs, reply, backend)
-        return await client._call(reply, submit, timeout=_UNBOUNDED, to=pool)
+        if backend == "thread":  # (its worker drops it if the future is done: `Submit`)
+            submit = messages.Submit(fn, args, kwargs, reply, backend)
+            return await client._call(reply, submit, timeout=_UNBOUNDED, to=pool)
+        # A worker process cannot see the caller: the pool links the call to the reply,
+        # and a caller that stops waiting cancels it where it waits (its executor's queue).
+        withdrawable = WithdrawableReply(reply.bridge, reply.future)
+        submit = messages.Submit(fn, args, kwargs, withdrawable, backend)
+        try:
+            return await client._call(withdrawable, submit, timeout=_UNBOUNDED, to=pool)
+        except asyncio.CancelledError:
+            withdrawable.withdraw()
+            raise
 
 
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})

@@ -9,9 +9,11 @@ from actors.core._bridge import (
     NO_REPLY,
     SWEEP_INTERVAL,
     Call,
+    Cancellable,
     LoopBridge,
     Reply,
     ReplyTo,
+    WithdrawableReply,
     bridge_for,
 )
 from actors.core._config import BACKENDS, Config, load_config
@@ -43,6 +45,7 @@ __all__ = [
     "TASK_CONTEXT",
     "TASK_LOGGING",
     "Call",
+    "Cancellable",
     "CancellationToken",
     "Config",
     "LoopBridge",
@@ -52,6 +55,7 @@ __all__ = [
     "SafeRepr",
     "TaskContextFilter",
     "TaskScope",
+    "WithdrawableReply",
     "bind_task_id",
     "bridge_for",
     "cancellation_token",

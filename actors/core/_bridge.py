@@ -14,9 +14,19 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Protocol, TypeVar
 
-from actors.core._errors import CallTimeout
+from actors.core._errors import CallTimeout, TaskFailedError
+from supervisors import safe_repr
 
-__all__ = ["NO_REPLY", "Call", "LoopBridge", "Reply", "ReplyTo", "bridge_for"]
+__all__ = [
+    "NO_REPLY",
+    "Call",
+    "Cancellable",
+    "LoopBridge",
+    "Reply",
+    "ReplyTo",
+    "WithdrawableReply",
+    "bridge_for",
+]
 
 T = TypeVar("T")
 
@@ -303,7 +313,24 @@ def _resolve(future: asyncio.Future[Any], value: Any) -> None:
 
 def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
     if not future.done():
-        future.set_exception(error)
+        future.set_exception(_carried(error))
+
+
+def _carried(error: BaseException | type[BaseException]) -> BaseException | type[BaseException]:
+    """``error`` as an asyncio future takes it: a `StopIteration` (which asyncio refuses
+    with a TypeError, raised in the loop's callback: the caller waited for ever) becomes
+    a `TaskFailedError` naming it, the original as its ``__cause__``."""
+    if not (
+        isinstance(error, StopIteration)
+        or (isinstance(error, type) and issubclass(error, StopIteration))
+    ):
+        return error
+    wrapped = TaskFailedError(
+        f"the call raised {safe_repr(error)}, which an asyncio future cannot carry (as a "
+        "coroutine, Python turns it into a RuntimeError): raise another exception"
+    )
+    wrapped.__cause__ = error if isinstance(error, BaseException) else None
+    return wrapped
 
 
 class Reply:
@@ -324,6 +351,46 @@ class Reply:
     def resolve(self, value: Any) -> None:
         """`set_result`, called on the bridge's own loop thread: at once, no post."""
         _resolve(self.future, value)
+
+    def done(self) -> bool:
+        """Whether the future is settled: answered, or its caller stopped waiting
+        (cancelled). A read of its state, safe from any thread (as a `Call`'s ``done``)."""
+        return self.future.done()
+
+
+class Cancellable(Protocol):
+    """Work handed to an executor that can be dropped while it waits for a worker."""
+
+    def cancel(self) -> object: ...
+
+
+class WithdrawableReply(Reply):
+    """A `Reply` whose caller may stop waiting (cancelled, or its ``wait_for`` timed
+    out) while the work it asked for still waits in an executor's queue.
+
+    The worker side links the work's handle (`link`) once it has one; the caller calls
+    `withdraw` when it stops waiting. Whichever comes second cancels the work (the
+    caller cancels its future before it withdraws, and `link` stores the handle before
+    it looks at the future), so queued work is dropped whatever the order.
+    """
+
+    __slots__ = ("work",)
+
+    def __init__(self, bridge: LoopBridge, future: asyncio.Future[Any]) -> None:
+        super().__init__(bridge, future)
+        self.work: Cancellable | None = None
+
+    def link(self, work: Cancellable) -> None:
+        """The work answering this reply (any thread): cancelled now if the caller left."""
+        self.work = work
+        if self.future.done():
+            work.cancel()
+
+    def withdraw(self) -> None:
+        """The caller stopped waiting (its loop's thread): cancel the linked work."""
+        work = self.work
+        if work is not None:
+            work.cancel()
 
 
 class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
@@ -368,7 +435,7 @@ class Call(asyncio.Future[T], Coroutine[Any, Any, T]):
             self.bridge.post2(_settle_call, self, exception)
         elif not self.done():
             self.bridge.untrack(self)
-            super().set_exception(exception)
+            super().set_exception(_carried(exception))
 
     def resolve(self, value: T) -> None:
         """`set_result`, called on its own loop's thread: at once, no post."""

@@ -142,8 +142,10 @@ class TaskFailedError(ActorsError):
     Its code raised a `BaseException` that is not an `Exception` (``SystemExit`` from
     ``sys.exit()``, ``KeyboardInterrupt``, ``GeneratorExit``, one of your own): that ends
     the task, not the program, and is never retried. Or its ``retry_wait`` raised (or
-    gave no finite delay) after an attempt failed: the task is not retried. The original
-    exception is the ``__cause__``; the message names it.
+    gave no finite delay) after an attempt failed: the task is not retried. Or it raised
+    ``StopIteration``, which an asyncio future cannot carry: its caller gets this error
+    instead (retries, if any, went as for any exception). The original exception is the
+    ``__cause__``; the message names it.
     """
 
 

@@ -24,7 +24,9 @@ from actors.engine._query import (
 from actors.engine._record import MAX_FAILURES_KEPT, Attempt, TaskRecord, Timer
 from actors.engine._results import ResultOf, find_results, result_of, substitute
 from actors.engine._validate import (
+    ON_A_LOOP,
     TaskSpec,
+    async_kind,
     check_picklable,
     is_coroutine_callable,
     validate_executor,
@@ -37,6 +39,7 @@ from actors.engine._validate import (
 __all__ = [
     "MAX_FAILURES_KEPT",
     "MAX_PAGE_SIZE",
+    "ON_A_LOOP",
     "Attempt",
     "BreakerRegistry",
     "BreakerState",
@@ -56,6 +59,7 @@ __all__ = [
     "TaskSpec",
     "Timer",
     "Transition",
+    "async_kind",
     "check_picklable",
     "find_results",
     "is_coroutine_callable",

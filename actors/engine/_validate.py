@@ -22,7 +22,9 @@ from actors.engine._results import SCANNED, find_results
 
 __all__ = [
     "NO_METADATA",
+    "ON_A_LOOP",
     "TaskSpec",
+    "async_kind",
     "check_picklable",
     "validate_executor",
     "validate_plain",
@@ -123,7 +125,19 @@ def check_picklable(
 ) -> None:
     """`InvalidTaskError` naming the first of ``func``, ``args`` and ``kwargs`` that
     `pickle` cannot serialise: the ``process`` and ``dask`` executors send them to
-    another process."""
+    another process. A generator function is refused too: the generator it returns
+    cannot come back (it failed only after running, as an unpicklable result)."""
+    flags = _function_flags(func)
+    if (
+        bool(flags & _CO_GENERATOR)
+        if flags is not None
+        else inspect.isgeneratorfunction(_what_a_call_runs(func))
+    ):
+        raise InvalidTaskError(
+            f"func {safe_repr(func)} is a generator function: the generator it returns "
+            f"cannot be pickled back from the {safe_repr(executor)} executor; have a plain "
+            "function return list(...) of it"
+        )
     if _pickle_error((func, args, kwargs)) is None:
         return
     where = f"cannot be pickled for the {safe_repr(executor)} executor"
@@ -166,6 +180,7 @@ def _what_a_call_runs(func: object) -> object:
 
 _CO_COROUTINE = inspect.CO_COROUTINE
 _CO_ASYNC_GENERATOR = inspect.CO_ASYNC_GENERATOR
+_CO_GENERATOR = inspect.CO_GENERATOR
 _FUNCTION = types.FunctionType
 
 
@@ -192,6 +207,26 @@ def is_coroutine_callable(func: object) -> bool:
             return False  # a plain function, which no mark can make async: its code says
     # (`inspect.iscoroutinefunction` and `_what_a_call_runs` both see through partials)
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(_what_a_call_runs(func))
+
+
+ON_A_LOOP = "which runs on an event loop: await it there, or use task_manager.submit"
+"""The end of ``thread_pool.submit``'s refusal of a coroutine function."""
+
+
+def async_kind(func: object) -> str | None:
+    """ "a coroutine function" or "an async generator function" when calling ``func``
+    gives one's object (also behind a `functools.partial`, a bound method, an object's
+    async ``__call__``), else None: a plain function, as the thread pool runs."""
+    flags = _function_flags(func)
+    if flags is not None and not _MARKS:  # the common case: its code says
+        if flags & _CO_COROUTINE:
+            return "a coroutine function"
+        return "an async generator function" if flags & _CO_ASYNC_GENERATOR else None
+    if is_coroutine_callable(func):
+        return "a coroutine function"
+    if inspect.isasyncgenfunction(func) or inspect.isasyncgenfunction(_what_a_call_runs(func)):
+        return "an async generator function"
+    return None
 
 
 def _priority(value: object) -> TaskPriority:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from actors.core import TaskCancelledError, TaskScope
 from actors.observe import stop_span
 
 if TYPE_CHECKING:
-    from actors.core import LoopBridge, ReplyTo
+    from actors.core import Cancellable, LoopBridge, ReplyTo
     from actors.engine import TaskRecord
     from supervisors import Clock
 
@@ -66,9 +65,10 @@ class Execution(TaskScope):
         None when OpenTelemetry is not installed: the attempt is then not traced."""
         self.atask: asyncio.Task[Any] | None = None
         self.cancel_requested = False
-        self.remote: Future[Any] | None = None
-        """The process pool's future of this attempt (a worker process cannot see the
-        token: a call still queued is cancelled, a running one is abandoned)."""
+        self.remote: Cancellable | None = None
+        """The attempt's call on the ``process`` or ``dask`` executor (a worker process
+        cannot see the token: a call still queued is cancelled, a running one is
+        abandoned)."""
         self.waiters: ReplyTo | list[ReplyTo] | None = None
         """Callers the manager lets this attempt answer itself if it succeeds, saving
         the round trip through the manager (which still hears the outcome first): the

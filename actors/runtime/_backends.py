@@ -33,7 +33,7 @@ from typing import Any
 import psutil
 from loguru import logger
 
-from actors.core import ActorSystemError, InvalidTaskError, TaskCancelledError
+from actors.core import ActorSystemError, InvalidTaskError, TaskCancelledError, safe_repr
 from actors.runtime._remote import Outcome, Packed, decode, run_packed, run_remote
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "WorkerThreads",
     "close_process_pool",
     "dask_installed",
+    "executor_error",
     "local_cluster",
     "new_process_pool",
     "require_backend",
@@ -84,25 +85,57 @@ class RemoteCall:
     finish: Finish
     what: str
     on_broken: Callable[[], None] | None = field(default=None, init=False)
+    future: Future[Outcome] | None = field(default=None, init=False)
+    """The executor's future, once `submit` handed the call over."""
+    withdrawn: bool = field(default=False, init=False)
+    """Set by `cancel`: nobody waits for the outcome any more."""
+    canceller: Callable[[Future[Outcome]], None] | None = field(default=None, init=False)
+    """Cancels the executor's future elsewhere (`DaskBackend`); None: at once."""
+
+    def cancel(self) -> None:
+        """Nobody waits for the outcome any more (the attempt was cancelled or timed
+        out, a ``submit`` caller stopped waiting; any thread): a call still queued in
+        its executor never runs, one not handed over yet is not; a running one cannot
+        be stopped (its result is dropped)."""
+        self.withdrawn = True
+        future = self.future  # (read after the flag: see `submit`)
+        if future is not None:
+            self._cancel(future)
+
+    def _cancel(self, future: Future[Outcome]) -> None:
+        canceller = self.canceller
+        if canceller is None:
+            future.cancel()
+        else:
+            canceller(future)
 
     def submit(self, executor: Executor) -> Future[Outcome]:
         """Hand the call to ``executor``; its outcome goes to ``finish`` when done."""
         future: Future[Outcome]
-        if self.executor == "process":
+        if self.withdrawn:  # nothing to run
+            future = Future()
+            future.cancel()
+        elif self.executor == "process":
             # Unpickled inside the call: one that fails there fails alone (`Packed`).
             packed = Packed((self.func, self.args, self.kwargs))
             future = executor.submit(run_packed, self.task_id, packed)
         else:
             future = executor.submit(run_remote, self.task_id, self.func, self.args, self.kwargs)
+        self.future = future
+        if self.withdrawn:  # `cancel` came meanwhile, before the future was stored
+            self._cancel(future)
         future.add_done_callback(self.done)
         return future
 
     def done(self, future: Future[Outcome]) -> None:
         """The future's done callback (in a thread of the executor)."""
         if future.cancelled():
+            if self.withdrawn:  # (nobody hears it: the caller or the attempt moved on)
+                self.fail(TaskCancelledError(f"{self.what} was withdrawn: nobody waits for it"))
+                return
             if self.executor == "dask":
-                # Never cancelled by actorflow: Dask's client cancels its futures when it
-                # loses its scheduler (and ends none submitted while it closes: `lost`).
+                # Not withdrawn: Dask's client cancels its futures when it loses its
+                # scheduler (and ends none submitted while it closes: `lost`).
                 self.fail(
                     ActorSystemError(
                         f"{self.what} was lost: the Dask client cancelled it (it lost its "
@@ -125,6 +158,8 @@ class RemoteCall:
             on_broken = self.on_broken
             if on_broken is not None:
                 on_broken()
+        else:
+            error = executor_error(self.what, self.executor, error)
         self.fail(error)
 
     def fail(self, error: BaseException) -> None:
@@ -135,6 +170,30 @@ class RemoteCall:
             self.finish(value, error)
         except Exception as exc:
             logger.bind(task_id=self.task_id).debug("outcome not delivered: {!r}", exc)
+
+
+def executor_error(what: str, executor: str, error: BaseException) -> ActorSystemError:
+    """The error of a call that its executor failed, not its function (which
+    `run_remote` reports itself: it never raises): Dask's `KilledWorker` names only
+    Dask's key for the call, so this names the call (``what``: "task 'x'",
+    "thread_pool.submit('f')"); the original is the ``__cause__``."""
+    kind = type(error).__name__
+    try:
+        text = f"{kind}: {error}"
+    except Exception:  # a __str__ that raises
+        text = safe_repr(error)
+    hint = ""
+    if kind == "KilledWorker":  # distributed.scheduler.KilledWorker (Dask is optional)
+        hint = (
+            "; every Dask worker that ran it died, and the scheduler gave up "
+            "(distributed.scheduler.allowed-failures): find what kills the worker (its "
+            "memory limit, a crash in native code, os._exit) in the worker logs"
+        )
+    wrapped = ActorSystemError(
+        f"{what} failed in the {executor!r} executor, not in its function ({text}){hint}"
+    )
+    wrapped.__cause__ = error
+    return wrapped
 
 
 # -- thread -------------------------------------------------------------------------------
@@ -300,6 +359,10 @@ class DaskBackend:
         self._cluster: Any = None
         self._closed = False
         self._running: set[Future[Outcome]] = set()
+        self._cancels = WorkerThreads(1, "actorflow-dask-cancel")
+        """Cancels calls (`RemoteCall.cancel`): cancelling a Dask future waits for the
+        client's event loop (~0.1-2 ms), which the thread asking (the task manager, a
+        caller's event loop) must not."""
         self.failed = False
         self._starter = threading.Thread(target=self._start, name="actorflow-dask-start")
         self._starter.start()
@@ -331,6 +394,7 @@ class DaskBackend:
         return client is not None and client.status in ("closing", "closed")
 
     def _submit(self, call: RemoteCall, executor: Executor) -> None:
+        call.canceller = self._cancel
         future = call.submit(executor)
         with self._lock:
             self._running.add(future)
@@ -342,6 +406,11 @@ class DaskBackend:
     def _done(self, future: Future[Outcome]) -> None:
         with self._lock:
             self._running.discard(future)
+
+    def _cancel(self, future: Future[Outcome]) -> None:
+        """Cancel ``future`` on the cancelling thread (any thread)."""
+        with contextlib.suppress(RuntimeError):  # closed: the client's close ended it
+            self._cancels.submit(_cancel_quietly, future)
 
     def _start(self) -> None:
         client = cluster = error = None
@@ -418,14 +487,27 @@ class DaskBackend:
             client, cluster = self._client, self._cluster
             self._client = self._cluster = self._executor = None
             running = list(self._running)
-        if client is None:
-            return
-        if running:
-            remaining = max(0.0, deadline - time.monotonic())
-            _, busy = concurrent.futures.wait(running, remaining)
-            if busy and cluster is not None:
-                _kill_workers(cluster)
-        _close_dask(client, cluster, max(CLOSE_SECONDS, deadline - time.monotonic()))
+        try:
+            if client is None:
+                return
+            if running:
+                remaining = max(0.0, deadline - time.monotonic())
+                _, busy = concurrent.futures.wait(running, remaining)
+                if busy and cluster is not None:
+                    _kill_workers(cluster)
+            _close_dask(client, cluster, max(CLOSE_SECONDS, deadline - time.monotonic()))
+        finally:
+            # A cancel still queued is dropped: the client's close ended its future.
+            self._cancels.shutdown()
+            for thread in self._cancels.threads:
+                thread.join(max(1.0, deadline - time.monotonic()))
+
+
+def _cancel_quietly(future: Future[Outcome]) -> None:
+    try:
+        future.cancel()
+    except Exception as exc:  # (concurrent.futures logs a failing done callback itself)
+        logger.bind(executor="dask").debug("cancelling a Dask call: {!r}", exc)
 
 
 def local_cluster(workers: int) -> Any:

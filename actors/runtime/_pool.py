@@ -16,12 +16,19 @@ tells the manager (`FunctionStarted`, through the manager's stable handle) when 
 function starts on a worker thread, or, for ``process`` and ``dask``, when it hands the
 call to that executor (whose own queue it cannot see into); the task is ``running``, and
 its timeout counts, from then on.
+
+A call nobody waits for any more is dropped while it waits for a worker: a
+``thread_pool.submit`` whose caller stopped waiting (its reply is done: the worker
+thread skips it; on ``process``/``dask`` the caller withdraws its `WithdrawableReply`,
+linked to the call), an attempt cancelled or timed out (`Execution.remote`). A running
+call cannot be stopped: its outcome is dropped.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import types
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,7 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from actors.core import ActorSystemError, TaskFailedError, safe_repr, tell_quietly
+from actors.core import (
+    ActorSystemError,
+    InvalidTaskError,
+    TaskFailedError,
+    WithdrawableReply,
+    safe_repr,
+    tell_quietly,
+)
+from actors.engine import ON_A_LOOP, async_kind
 from actors.observe import end_span, start_span
 from actors.runtime._attempt import Execution
 from actors.runtime._backends import (
@@ -53,7 +68,7 @@ from actors.runtime.messages import (
 )
 
 if TYPE_CHECKING:
-    from actors.core import ReplyTo
+    from actors.core import Call, Reply, ReplyTo
     from actors.runtime._shared import SystemContext
 
 __all__ = ["PoolState", "ThreadPoolActor"]
@@ -78,14 +93,38 @@ class PoolState:
 
 
 def _run_direct(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], reply: ReplyTo
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], reply: Reply | Call[Any]
 ) -> None:
+    """On a worker thread: a ``thread_pool.submit`` call, unless its caller stopped
+    waiting (cancelled, or its ``wait_for`` timed out) while it was queued."""
+    if reply.done():
+        return
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:
         _answer(reply, None, exc)
     else:
-        reply.set_result(value)
+        kind = type(value)
+        if kind is _COROUTINE or kind is _ASYNC_GENERATOR:
+            _answer(reply, None, _not_plain(fn, value))
+        else:
+            reply.set_result(value)
+
+
+_COROUTINE = types.CoroutineType
+_ASYNC_GENERATOR = types.AsyncGeneratorType
+
+
+def _not_plain(fn: Callable[..., Any], value: Any) -> InvalidTaskError:
+    """A ``thread_pool.submit`` of ``fn`` gave a coroutine (or an async generator),
+    which nothing here would ever run: closed, and the caller told so."""
+    if type(value) is _COROUTINE:
+        value.close()  # (else "coroutine ... was never awaited")
+    kind = async_kind(fn)
+    what = f"is {kind}" if kind is not None else f"returned {safe_repr(value)}"
+    return InvalidTaskError(
+        f"thread_pool.submit runs plain functions; {safe_repr(fn)} {what}, {ON_A_LOOP}"
+    )
 
 
 def _started(execution: Execution, report: Callable[[Any], None]) -> bool:
@@ -163,18 +202,18 @@ class ThreadPoolActor(SystemChild[PoolState]):
                     )
                 else:
                     reply = message.reply
-                    self._submit(
-                        message,
-                        RemoteCall(
-                            backend,
-                            None,
-                            message.fn,
-                            message.args,
-                            message.kwargs,
-                            lambda value, error: _answer(reply, value, error),
-                            f"thread_pool.submit({getattr(message.fn, '__name__', message.fn)!r})",
-                        ),
+                    call = RemoteCall(
+                        backend,
+                        None,
+                        message.fn,
+                        message.args,
+                        message.kwargs,
+                        lambda value, error: _answer(reply, value, error),
+                        f"thread_pool.submit({getattr(message.fn, '__name__', message.fn)!r})",
                     )
+                    if isinstance(reply, WithdrawableReply):
+                        reply.link(call)  # a caller that stops waiting drops the call
+                    self._submit(message, call)
             elif kind is PoolBroken and message.pool is self.state.process:
                 self.state.broken = True
                 raise ActorSystemError(
@@ -228,15 +267,14 @@ class ThreadPoolActor(SystemChild[PoolState]):
             finish,
             f"task {task_id!r}",
         )
-        future = self._submit(message, call)
-        if future is not None:
-            # A queued call is dropped if the attempt is cancelled or times out first.
-            execution.remote = future
-            if execution.cancelled:  # set meanwhile by the manager's thread?
-                future.cancel()
+        # A queued call is dropped if the attempt is cancelled or times out first.
+        execution.remote = call
+        if execution.cancelled:  # set meanwhile by the manager's thread?
+            call.cancel()
+        self._submit(message, call)
 
-    def _submit(self, message: Any, call: RemoteCall) -> Any:
-        """Start ``call`` on its executor; the process pool's future, else None."""
+    def _submit(self, message: Any, call: RemoteCall) -> None:
+        """Start ``call`` on its executor."""
         state = self.state
         if call.executor == "dask":
             dask = state.dask
@@ -253,14 +291,14 @@ class ThreadPoolActor(SystemChild[PoolState]):
                 dask.submit(call)
             except Exception as exc:
                 call.fail(ActorSystemError(f"{call.what}: the 'dask' executor failed: {exc!r}"))
-            return None
+            return
         pool = state.process
         if pool is None:
             pool = state.process = new_process_pool(self.ctx.config.MAX_THREAD_WORKERS)
         handle = self.ctx.handle(self.CHILD_ID)
         call.on_broken = lambda: tell_quietly(handle, PoolBroken(pool))
         try:
-            return call.submit(pool)
+            call.submit(pool)
         except BrokenProcessPool:
             # Broken before we heard of it: the next incarnation takes the message again
             # (the supervisor hands a crashed actor's inbox to it) and a new pool.
@@ -272,7 +310,6 @@ class ThreadPoolActor(SystemChild[PoolState]):
             ) from None
         except RuntimeError as exc:  # shut down
             call.fail(ActorSystemError(f"{call.what}: the process pool is closed ({exc})"))
-            return None
 
     def on_stop(self) -> None:
         state = self.state

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, get_args
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
-    from actors.core import JournalError, LoopBridge, ReplyTo, TaskScope, TaskStatus
+    from actors.core import (
+        Call,
+        JournalError,
+        LoopBridge,
+        Reply,
+        ReplyTo,
+        TaskScope,
+        TaskStatus,
+    )
     from actors.engine import BreakerTransition, PageQuery, TaskSpec, Transition
     from actors.journal import Record
     from actors.observe import Subscriber
@@ -297,7 +305,9 @@ class Submit(NamedTuple):
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    reply: ReplyTo
+    reply: Reply | Call[Any]
+    """Its future done before ``fn`` starts (its caller stopped waiting), the call is
+    dropped; a `WithdrawableReply` also drops it from a ``process`` or ``dask`` queue."""
     executor: str | None = None
     """``"thread"``, ``"process"``, ``"dask"``, or None for ``THREAD_POOL_BACKEND``."""
 

@@ -11,7 +11,8 @@ Decisions (see the README, "Durable tasks"):
   that name (created with the configured defaults, or the one the code adds again).
 - ``retry_wait`` (a tenacity object) has no name to be found by after a restart: a
   durable task with one is refused; use ``retry_delay``, or ``durable=False``.
-- OpenTelemetry trace context is not journaled (a recovered task starts a new trace).
+- OpenTelemetry trace context is not journaled: a recovered task's attempts are the
+  roots of a new trace (`actors.observe.new_trace`).
 """
 
 from __future__ import annotations
@@ -222,12 +223,14 @@ def journaled_spec(
     dependencies: tuple[str, ...],
     results: tuple[str, ...],
     circuit_breaker: str | None,
+    trace: Any = None,
 ) -> TaskSpec:
     """The registration ``row`` journaled, with what was decoded from it (``func`` and
     whether it is a coroutine function, ``args``, ``kwargs``, ``metadata`` and the
     ``results`` it takes) and what holds now (its ``dependencies`` and the name of the
     ``circuit_breaker`` it shares): recovery's registration of a journaled task and
-    `JournaledDefinition.spec`'s. No ``retry_wait`` (a durable task has none)."""
+    `JournaledDefinition.spec`'s. No ``retry_wait`` (a durable task has none). ``trace``:
+    the OpenTelemetry context its attempts' spans start in (recovery's: a new trace)."""
     return _new_spec(
         TaskSpec,
         (
@@ -248,7 +251,7 @@ def journaled_spec(
             is_coroutine,
             circuit_breaker,
             row.executor,
-            None,  # trace: a recovered task starts a new one
+            trace,
             results,
             row.on_dependency_failure,
         ),

@@ -21,7 +21,9 @@ import pytest
 from helpers import (
     WAIT,
     file_rows,
+    gated,
     journal_config,
+    make_system,
     reset_trace_globals,
     sigkill_when_ready,
     start_worker,
@@ -33,6 +35,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from actors import ActorSystem, EventKind, TaskStatus
+from supervisors import Kill
+from supervisors.testing import FakeClock
 
 EXPORTER = InMemorySpanExporter()
 COMPLETED, FAILED, PENDING = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.PENDING
@@ -71,6 +75,15 @@ def task_spans() -> list[ReadableSpan]:
 
 def _kill_while_r_runs(journal: Path) -> None:
     sigkill_when_ready(start_worker("combo8_worker.py", journal))
+
+
+async def events_until(stream: Any, task_id: str, kind: EventKind) -> list[tuple[str, EventKind]]:
+    """``(task_id, kind)`` of the next events of ``stream``, up to ``task_id``'s ``kind``."""
+    got: list[tuple[str, EventKind]] = []
+    while not got or got[-1] != (task_id, kind):
+        event = await asyncio.wait_for(anext(stream), WAIT)
+        got.append((event.task_id, event.kind))
+    return got
 
 
 def prometheus_value(text: str, name: str) -> float:
@@ -137,3 +150,69 @@ async def test_metrics_events_and_spans_after_a_sigkill_count_each_task_once(
     assert span.status.status_code is StatusCode.OK
     assert dict(span.attributes or {})["actorflow.task.id"] == "r"
     assert dict(span.attributes or {})["actorflow.task.attempt"] == 1
+
+
+# -- 2. supervisor restarts of the task manager, the facade, the monitor ----------------------
+
+REGISTERED, QUEUED, STARTED, DONE = (
+    EventKind.REGISTERED,
+    EventKind.QUEUED,
+    EventKind.STARTED,
+    EventKind.COMPLETED,
+)
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["coroutine", "thread"])
+@pytest.mark.parametrize("child", ["task_manager", "facade", "task_monitor"])
+async def test_a_restart_while_a_task_runs_keeps_metrics_subscribers_and_its_span(
+    child: str, plain: bool
+) -> None:
+    """``t`` (a coroutine, or a plain function in the thread pool) runs when ``child``
+    is killed and restarted by its supervisor; then ``t`` ends and ``u`` runs. The
+    subscriber made before the kill gets every event of both, each once, in order; the
+    metrics count both completed once, with the restart; each attempt's span ended
+    once, OK."""
+    async with make_system("new", FakeClock()) as system:
+        tm = system.task_manager
+        stream = tm.events()
+        await stream.subscribe()
+        started, release = asyncio.Event(), asyncio.Event()
+        if plain:
+            await tm.register_task("t", combo8_worker.slow, task_id="t")
+            await tm.execute_task("t")
+            assert await asyncio.to_thread(combo8_worker.STARTED.wait, WAIT)
+        else:
+            await tm.register_task("t", gated(started, release, "done"), task_id="t")
+            await tm.execute_task("t")
+            await asyncio.wait_for(started.wait(), WAIT)
+        assert await events_until(stream, "t", STARTED) == [
+            ("t", REGISTERED),
+            ("t", QUEUED),
+            ("t", STARTED),
+        ]
+        system.supervisor.child(child).tell(Kill())
+        metrics = await tm.get_metrics()  # answered once the killed child is back
+        while metrics.restarts.get(child) != 1:  # (ChildRestarted may come after)
+            assert metrics.restarts == {}
+            metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {TaskStatus.RUNNING: 1}
+        release.set()
+        combo8_worker.GATE.set()
+        assert await tm.wait_for_task("t", timeout=WAIT) == "done"
+        assert await tm.submit(gated(asyncio.Event(), release, "u"), task_id="u") == "u"
+        assert await events_until(stream, "u", DONE) == [
+            ("t", DONE),
+            ("u", REGISTERED),
+            ("u", QUEUED),
+            ("u", STARTED),
+            ("u", DONE),
+        ]
+        metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {COMPLETED: 2}
+        assert dict(metrics.restarts) == {child: 1}
+        assert metrics.execution_time["default"].count == 2
+        assert (metrics.events_dropped, stream.dropped) == (0, 0)
+        await stream.aclose()
+    spans = task_spans()
+    assert sorted(s.name for s in spans) == ["task gated.<locals>.body", "task t"]
+    assert {s.status.status_code for s in spans} == {StatusCode.OK}

@@ -20,6 +20,7 @@ import combo8_worker
 import pytest
 from helpers import (
     WAIT,
+    double,
     file_rows,
     gated,
     journal_config,
@@ -215,4 +216,187 @@ async def test_a_restart_while_a_task_runs_keeps_metrics_subscribers_and_its_spa
         await stream.aclose()
     spans = task_spans()
     assert sorted(s.name for s in spans) == ["task gated.<locals>.body", "task t"]
+    assert {s.status.status_code for s in spans} == {StatusCode.OK}
+
+
+# -- 3. slow, failing and leaving subscribers ------------------------------------------------
+
+
+async def test_a_slow_subscriber_of_100k_events_keeps_the_last_ones_and_counts_the_rest() -> None:
+    """25,000 tasks make 100,000 events (MAX_FINISHED_TASKS=0: no removals) while one
+    subscriber reads none: it keeps the last `EVENT_BUFFER_SIZE` (1,000, the last task's
+    end last) and counts the 99,000 others dropped. A subscriber reading along on the
+    caller's loop cannot keep up with the batches (the system is never slowed): what it
+    got, each event once, and what it dropped add up to 100,000. The metrics and the
+    Prometheus text count the drops of both."""
+    config = {"MAX_FINISHED_TASKS": 0}
+    async with make_system("new", FakeClock(), **config) as system:
+        tm = system.task_manager
+        slow = tm.events()
+        await slow.subscribe()
+        fast = tm.events()
+        await fast.subscribe()
+        seen: set[tuple[str | None, EventKind]] = set()
+        got: list[int] = []
+
+        async def read_along() -> None:
+            async for event in fast:
+                seen.add((event.task_id, event.kind))
+                got.append(1)
+                if len(got) + fast.dropped == 100_000:
+                    return
+
+        reader = asyncio.ensure_future(read_along())
+        results = await tm.map(double, range(25_000))
+        assert results == [2 * i for i in range(25_000)]
+        await asyncio.wait_for(reader, WAIT * 4)
+        assert len(seen) == len(got) == 100_000 - fast.dropped
+        metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {COMPLETED: 25_000}
+        assert slow.dropped == 99_000
+        assert metrics.events_dropped == slow.dropped + fast.dropped
+        text = await tm.render_prometheus()
+        dropped = prometheus_value(text, "actorflow_events_dropped_total")
+        assert dropped == float(metrics.events_dropped)
+        kept = [await asyncio.wait_for(anext(slow), WAIT) for _ in range(1_000)]
+        assert kept[-1].kind is DONE
+        assert len({(e.task_id, e.kind) for e in kept}) == 1_000
+        assert slow._subscriber is not None
+        assert slow._subscriber.poll() is None
+        await tm.submit(double, 1)
+        assert (await asyncio.wait_for(anext(slow), WAIT)).kind is REGISTERED
+        assert slow.dropped == 99_000
+        await slow.aclose()
+        await fast.aclose()
+
+
+class Boom(Exception):
+    pass
+
+
+async def test_a_subscriber_that_raises_or_leaves_is_unsubscribed_and_drops_nothing_more() -> None:
+    """With a buffer of 10 events: one subscriber raises in its ``async with`` block at
+    its first event, another ``break``s out of its ``async for`` (a stream no longer
+    referenced), a third is closed (``aclose``) from another task
+    while events are being delivered. Each is unsubscribed then: 1,000 events later
+    nothing was dropped for any of them (they are no longer offered any), and a fourth
+    subscriber that reads along gets every event once."""
+    async with make_system("new", FakeClock(), EVENT_BUFFER_SIZE=10) as system:
+        tm = system.task_manager
+
+        subscribed = asyncio.Event()
+
+        async def raises() -> None:
+            # (`async with`: the error, kept by this task, holds this frame and the
+            # stream in it: a plain `async for` would stay subscribed; see the README)
+            async with tm.events() as stream:
+                subscribed.set()
+                async for _event in stream:
+                    raise Boom("subscriber failed")
+
+        async def breaks() -> None:
+            async for _event in tm.events():
+                break
+
+        leaving = tm.events()
+        await leaving.subscribe()
+        reader = tm.events()
+        await reader.subscribe()
+        failing = asyncio.ensure_future(raises())
+        breaking = asyncio.ensure_future(breaks())  # (runs before `raises` sets it)
+        await asyncio.wait_for(subscribed.wait(), WAIT)
+        await tm.submit(double, 0)
+        with pytest.raises(Boom, match="subscriber failed"):
+            await asyncio.wait_for(failing, WAIT)
+        await asyncio.wait_for(breaking, WAIT)
+        assert (await asyncio.wait_for(anext(leaving), WAIT)).kind is REGISTERED
+        got: list[tuple[str | None, EventKind]] = []
+        for _ in range(4):
+            event = await asyncio.wait_for(anext(reader), WAIT)
+            got.append((event.task_id, event.kind))
+
+        async def drain() -> int:
+            read = 0
+            async for _event in leaving:
+                read += 1
+            return read
+
+        draining = asyncio.ensure_future(drain())
+        await leaving.aclose()
+        assert await asyncio.wait_for(draining, WAIT) <= 3
+        for i in range(250):
+            await tm.submit(double, i)
+            for _ in range(4):
+                event = await asyncio.wait_for(anext(reader), WAIT)
+                got.append((event.task_id, event.kind))
+        assert len(set(got)) == len(got) == 1_004
+        assert reader.dropped == leaving.dropped == 0
+        assert (await tm.get_metrics()).events_dropped == 0
+        await reader.aclose()
+
+
+async def test_a_stream_left_by_an_error_but_still_referenced_counts_its_drops_until_closed() -> (
+    None
+):
+    """``async for`` has no hook for a body that raises: a stream still referenced (by
+    the caller, or by the kept error's frames) stays subscribed; its buffer fills and
+    its losses are counted (`EventStream.dropped`, `events_dropped`) until `aclose`,
+    after which nothing more is offered to it (README: use ``async with``)."""
+    async with make_system("new", FakeClock(), EVENT_BUFFER_SIZE=4) as system:
+        tm = system.task_manager
+        stream = tm.events()
+        assert await tm.submit(double, 0) == 0
+
+        async def leave() -> None:
+            async for _event in stream:
+                raise Boom("left")
+
+        with pytest.raises(Boom):
+            await leave()
+        await tm.map(double, range(3))  # 16 events in all: 1 read, 4 kept, 11 lost
+        assert (await tm.get_metrics()).events_dropped == stream.dropped == 11
+        await stream.aclose()
+        await tm.map(double, range(3))
+        assert (await tm.get_metrics()).events_dropped == stream.dropped == 11
+
+
+# -- 4. the task system switched at run time --------------------------------------------------
+
+
+async def test_metrics_events_and_spans_cover_tasks_of_both_task_systems_across_a_switch() -> None:
+    """``a`` is registered on the new task system, ``b`` after a switch to the old one,
+    then ``a`` and ``b`` run, and ``c`` after a switch back. One subscriber gets every
+    event of the three, each once; the metrics count the three completed, by type; each
+    attempt has its span, on either system (README, "Tracing": the old system's said
+    it was not traced, but its attempts run through the same traced runners)."""
+    async with make_system("new", FakeClock()) as system:
+        tm = system.task_manager
+        stream = tm.events()
+        await stream.subscribe()
+        await tm.register_task("a", double, (1,), task_id="a", task_type="t1")
+        await tm.use_new_task_system(False)
+        await tm.register_task("b", double, (2,), task_id="b", task_type="t2")
+        assert await tm.execute_task("a", wait=True) == 2
+        assert await tm.execute_task("b", wait=True) == 4
+        await tm.use_new_task_system(True)
+        assert await tm.submit(double, 3, task_id="c", task_type="t1") == 6
+        assert [(await tm.get_task(i)).backend for i in "abc"] == ["new", "old", "new"]
+        got: set[tuple[str | None, EventKind]] = set()
+        while len(got) < 11:
+            event = await asyncio.wait_for(anext(stream), WAIT)
+            assert (event.task_id, event.kind) not in got
+            got.add((event.task_id, event.kind))
+        kinds = {REGISTERED, STARTED, DONE}
+        assert {(i, k) for i, k in got if k in kinds} == {(i, k) for i in "abc" for k in kinds}
+        metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {COMPLETED: 3}
+        assert {t: dict(c) for t, c in metrics.tasks_by_type.items()} == {
+            "t1": {COMPLETED: 2},
+            "t2": {COMPLETED: 1},
+        }
+        assert metrics.execution_time["t1"].count == 2
+        assert metrics.execution_time["t2"].count == 1
+        await stream.aclose()
+    spans = task_spans()
+    assert sorted(s.name for s in spans) == ["task a", "task b", "task double"]
     assert {s.status.status_code for s in spans} == {StatusCode.OK}

@@ -21,7 +21,8 @@ Where the span is open:
 - plain functions on the ``process`` and ``dask`` executors: the span is recorded in the
   caller's process, from the submission of the attempt to its outcome coming back. The
   context does not travel to the worker: spans the function starts there have no parent.
-- the old task system (``USE_NEW_TASK_SYSTEM=False``) is not traced.
+- the old task system (``USE_NEW_TASK_SYSTEM=False``) runs its attempts through the
+  same runners (`actors.runtime.run_function`...): its tasks are traced alike.
 
 A durable task recovered from the journal after a restart (`new_trace`): the journal
 keeps no trace context (the span current at its registration was in a process that is

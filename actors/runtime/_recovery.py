@@ -132,7 +132,7 @@ def restore(
     tasks = engine.tasks
     restored: list[str] = []
     later: list[tuple[str, str]] = []
-    trace = new_trace() if engine.backend == "new" else None
+    trace = new_trace()
     """Recovered attempts' spans are roots: the journal keeps no trace context."""
     lost: dict[str, str] = {}
     """Completed task id -> why its result is not in the journal (a dependent of it

@@ -1,6 +1,7 @@
 """The process of the SIGKILL scenario of tests/test_combos8.py; run as a script.
 
-``python combo8_worker.py JOURNAL``: registers durable ``f`` (fails, no retry), ``o``
+``python combo8_worker.py JOURNAL NEW``: on the new task system if NEW is ``1``, else
+the old one, registers durable ``f`` (fails, no retry), ``o``
 (completes), ``r`` (running at the kill: its body blocks here) and ``p`` (pending),
 runs ``f`` and ``o`` to their ends, starts ``r``, registers ``marker`` and prints
 ``ready``: the test kills this process with SIGKILL. The test's own process opens the
@@ -44,8 +45,8 @@ def slow() -> str:
     return "done"
 
 
-async def first(journal: str) -> None:
-    config = {"JOURNAL_PATH": journal, "CLEANUP_INTERVAL": 0}
+async def first(journal: str, new: bool) -> None:
+    config = {"JOURNAL_PATH": journal, "CLEANUP_INTERVAL": 0, "USE_NEW_TASK_SYSTEM": new}
     async with ActorSystem(config) as system:
         tm = system.task_manager
         await tm.register_task("f", boom, task_id="f")
@@ -64,4 +65,4 @@ if __name__ == "__main__":
     import combo8_worker  # the functions as the journal names them
 
     combo8_worker.BLOCK = True
-    asyncio.run(combo8_worker.first(sys.argv[1]))
+    asyncio.run(combo8_worker.first(sys.argv[1], sys.argv[2] == "1"))

@@ -74,8 +74,8 @@ def task_spans() -> list[ReadableSpan]:
     return [s for s in EXPORTER.get_finished_spans() if s.name.startswith("task ")]
 
 
-def _kill_while_r_runs(journal: Path) -> None:
-    sigkill_when_ready(start_worker("combo8_worker.py", journal))
+def _kill_while_r_runs(journal: Path, new: bool) -> None:
+    sigkill_when_ready(start_worker("combo8_worker.py", journal, int(new)))
 
 
 async def events_until(stream: Any, task_id: str, kind: EventKind) -> list[tuple[str, EventKind]]:
@@ -96,7 +96,7 @@ def prometheus_value(text: str, name: str) -> float:
 
 
 async def test_metrics_events_and_spans_after_a_sigkill_count_each_task_once(
-    tmp_path: Path,
+    tmp_path: Path, new_system: bool
 ) -> None:
     """The worker ran ``f`` (failed) and ``o`` (completed), was running ``r`` and held
     ``p`` and ``marker`` pending when it was killed. The new process counts each task
@@ -105,11 +105,12 @@ async def test_metrics_events_and_spans_after_a_sigkill_count_each_task_once(
     is ``actorflow_task_failures_total``: ``f`` failed in the killed process, whose
     counters died with it); ``r`` runs again, is counted completed once, and its attempt
     gets one span, the root of a new trace (the journal keeps no trace context). A
-    subscriber gets ``r``'s end once. (``f``, restored failed, was counted in
+    subscriber gets ``r``'s end once. On either task system (each task comes back to
+    its own). (``f``, restored failed, was counted in
     ``failures`` again by every process that opened the file, while ``retries`` were
     not; and the recovered ``r`` ran with no span at all.)"""
     journal = tmp_path / "tasks.db"
-    await asyncio.to_thread(_kill_while_r_runs, journal)
+    await asyncio.to_thread(_kill_while_r_runs, journal, new_system)
     assert file_rows(journal) == [
         ("f", "failed"),
         ("o", "completed"),
@@ -126,6 +127,7 @@ async def test_metrics_events_and_spans_after_a_sigkill_count_each_task_once(
         assert await tm.wait_for_task("r", timeout=WAIT) == "done"
         r = await tm.get_task("r")
         assert (r.status, r.recoveries, r.attempts) == (COMPLETED, 1, 1)
+        assert r.backend == ("new" if new_system else "old")
         metrics = await tm.get_metrics()
         assert dict(metrics.tasks_by_status) == {COMPLETED: 2, FAILED: 1, PENDING: 2}
         assert dict(metrics.tasks_by_type["default"]) == {COMPLETED: 2, FAILED: 1, PENDING: 2}

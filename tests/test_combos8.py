@@ -36,6 +36,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from actors import ActorSystem, EventKind, TaskStatus
+from actors.core import LoopBridge
+from actors.observe import Event, Subscriber
 from supervisors import Kill
 from supervisors.testing import FakeClock
 
@@ -360,6 +362,22 @@ async def test_a_stream_left_by_an_error_but_still_referenced_counts_its_drops_u
         await stream.aclose()
         await tm.map(double, range(3))
         assert (await tm.get_metrics()).events_dropped == stream.dropped == 11
+
+
+async def test_a_subscriber_closed_while_the_monitor_offers_a_batch_takes_and_drops_none() -> None:
+    """The monitor checked that a subscriber was open, then its stream unsubscribed
+    (`close`, from the subscriber's thread), then the monitor offers it a batch bigger
+    than its buffer: nothing is buffered for a stream that reads no more, and nothing
+    counted dropped (`offer` returns what the monitor adds to `events_dropped`). (The
+    batch was buffered and its overflow counted: drops of a stream already gone.)"""
+    subscriber = Subscriber(LoopBridge(asyncio.get_running_loop()), 2, None)
+    assert subscriber.offer([Event(REGISTERED, 0.0, "a")]) == 0
+    subscriber.close()
+    assert subscriber.offer([Event(QUEUED, 1.0, "a"), Event(STARTED, 2.0, "a")] * 3) == 0
+    assert subscriber.dropped == 0
+    assert subscriber.poll() == Event(REGISTERED, 0.0, "a")  # buffered before the close
+    assert subscriber.poll() is None
+    assert await asyncio.wait_for(subscriber.get(), WAIT) is None
 
 
 # -- 4. the task system switched at run time --------------------------------------------------

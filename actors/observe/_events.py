@@ -103,8 +103,12 @@ class Subscriber:
     # -- monitor thread ---------------------------------------------------------------
 
     def offer(self, events: list[Event]) -> int:
-        """Append ``events``, dropping the oldest past capacity; returns how many dropped."""
+        """Append ``events``, dropping the oldest past capacity; returns how many dropped.
+        A closed subscriber takes none and drops none (the monitor may offer it the
+        batch under way when its stream unsubscribed from another thread)."""
         with self._lock:
+            if self.closed:
+                return 0
             buffer = self._buffer
             dropped = max(0, len(buffer) + len(events) - self.capacity)
             buffer.extend(events)

@@ -420,3 +420,30 @@ async def test_metrics_events_and_spans_cover_tasks_of_both_task_systems_across_
     spans = task_spans()
     assert sorted(s.name for s in spans) == ["task a", "task b", "task double"]
     assert {s.status.status_code for s in spans} == {StatusCode.OK}
+
+
+async def test_a_task_failed_before_a_restart_and_retried_gets_a_span(tmp_path: Path) -> None:
+    """``f`` failed in a first system on the journal; in the next, `retry_task` runs it
+    again from its journal row: the retry's attempt has its span, the root of a new
+    trace (the journal keeps no trace context), as a recovered task's has; the retry
+    counts as a failure of this process, ``f`` itself does not. (The retry of a
+    journaled failed task ran untraced: its spec had no trace context.)"""
+    journal = tmp_path / "tasks.db"
+    async with ActorSystem(journal_config(journal)) as system:
+        await system.task_manager.register_task("f", combo8_worker.boom, task_id="f")
+        with pytest.raises(ValueError, match="boom"):
+            await system.task_manager.execute_task("f", wait=True)
+    EXPORTER.clear()
+    async with ActorSystem(journal_config(journal)) as system:
+        tm = system.task_manager
+        retry = await tm.retry_task("f")
+        with pytest.raises(ValueError, match="boom"):
+            await tm.wait_for_task(retry, timeout=WAIT)
+        metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {FAILED: 2}
+        assert metrics.failures == 1
+    (span,) = task_spans()
+    assert span.name == "task f"
+    assert span.parent is None
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["actorflow.task.id"] == retry

@@ -447,3 +447,24 @@ async def test_a_task_failed_before_a_restart_and_retried_gets_a_span(tmp_path: 
     assert span.parent is None
     assert span.status.status_code is StatusCode.ERROR
     assert dict(span.attributes or {})["actorflow.task.id"] == retry
+
+
+async def test_a_task_that_recovery_fails_counts_as_a_failure_of_the_new_process(
+    tmp_path: Path,
+) -> None:
+    """With MAX_RECOVERIES=0, the ``r`` running at the SIGKILL is not run again: it
+    ends failed with `TaskRecoveryError` in the new process, which counts that failure
+    (it happened there), and only that one (``f`` failed in the killed process)."""
+    journal = tmp_path / "tasks.db"
+    await asyncio.to_thread(_kill_while_r_runs, journal, True)
+    async with ActorSystem(journal_config(journal, MAX_RECOVERIES=0)) as system:
+        tm = system.task_manager
+        r = await tm.get_task("r")
+        assert (r.status, type(r.error).__name__) == (FAILED, "TaskRecoveryError")
+        metrics = await tm.get_metrics()
+        assert dict(metrics.tasks_by_status) == {COMPLETED: 1, FAILED: 2, PENDING: 2}
+        assert metrics.failures == 1
+        text = await tm.render_prometheus()
+        assert prometheus_value(text, "actorflow_task_failures_total") == 1.0
+    assert combo8_worker.RUNS == []
+    assert task_spans() == []

@@ -364,6 +364,22 @@ async def test_a_stream_left_by_an_error_but_still_referenced_counts_its_drops_u
         assert (await tm.get_metrics()).events_dropped == stream.dropped == 11
 
 
+async def test_a_blocking_subscriber_sees_its_own_dropped_count() -> None:
+    """``system.blocking.events()`` with a buffer of 4: 3 tasks make 12 events while it
+    reads none; it keeps the last 4 and says it dropped 8 (`BlockingEventStream.dropped`,
+    as `EventStream.dropped`; it had no way to tell but the system-wide metric)."""
+    async with make_system("new", FakeClock(), EVENT_BUFFER_SIZE=4) as system:
+        tm = system.task_manager
+        stream = await asyncio.to_thread(system.blocking.events)
+        await tm.map(double, range(3))
+        assert (await tm.get_metrics()).events_dropped == 8
+        assert stream.dropped == 8
+        kept = [await asyncio.to_thread(stream.get, WAIT) for _ in range(4)]
+        assert [e.kind for e in kept if e is not None][-1] is DONE
+        await asyncio.to_thread(stream.close)
+        assert stream.dropped == 8
+
+
 async def test_a_subscriber_closed_while_the_monitor_offers_a_batch_takes_and_drops_none() -> None:
     """The monitor checked that a subscriber was open, then its stream unsubscribed
     (`close`, from the subscriber's thread), then the monitor offers it a batch bigger

@@ -292,6 +292,13 @@ class BlockingEventStream(ClosedOnExit):
                 raise
             return subscriber.poll()
 
+    @property
+    def dropped(self) -> int:
+        """Events this subscriber lost because its buffer (``EVENT_BUFFER_SIZE``) was
+        full, as `EventStream.dropped` (``metrics.events_dropped`` counts every
+        subscriber's)."""
+        return self._stream.dropped
+
     def close(self) -> None:
         """Unsubscribe (nothing left to do once the system stopped: its stop closed the
         subscription)."""

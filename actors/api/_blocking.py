@@ -259,7 +259,8 @@ class BlockingEventStream(ClosedOnExit):
 
     def get(self, timeout: float) -> Event | None:
         """The next event within ``timeout`` seconds (`CallTimeout` if none came; the
-        stream stays open), or None once the subscription is closed."""
+        stream stays open), or None once the subscription is closed: at once after
+        `close`; after the system's stop, once what it buffered was read."""
         what = "BlockingEventStream.get()"
         refuse_in_loop(what)
         bound = _blocking_timeout(timeout, "call get() again to wait longer")
@@ -273,12 +274,13 @@ class BlockingEventStream(ClosedOnExit):
         async def next_event() -> Event | None:
             await stream.subscribe()
             subscriber = stream._subscriber
-            if subscriber is None:
+            if subscriber is None or stream._closed:  # (closed by `close`: at once)
                 return None
             try:
-                return await asyncio.wait_for(subscriber.get(), bound)
+                event = await asyncio.wait_for(subscriber.get(), bound)
             except TimeoutError:
                 raise CallTimeout(f"no event within {bound}s") from None
+            return None if stream._closed else event
 
         named = f"timeout={bound}s + {SWEEP_MARGIN}s"
         try:

@@ -227,7 +227,9 @@ class EventStream:
             self._subscribed(pending)
 
     async def aclose(self) -> None:
-        """Unsubscribe; the iteration ends."""
+        """Unsubscribe; the iteration ends, at once: events still buffered are dropped
+        with the subscription (not counted in `dropped`: nobody wants them). A stream
+        the system closed (its stop) gives what it buffered first, then ends."""
         if self._closed:
             return
         self._closed = True
@@ -247,14 +249,14 @@ class EventStream:
     async def __anext__(self) -> Event:
         await self.subscribe()
         subscriber = self._subscriber
-        if subscriber is None:
+        if subscriber is None or self._closed:
             raise StopAsyncIteration
         try:
             event = await subscriber.get()
         except BaseException:
             await self.aclose()
             raise
-        if event is None:
+        if event is None or self._closed:  # (closed by `aclose` while it waited)
             await self.aclose()
             raise StopAsyncIteration
         return event

@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from actors import ActorSystem, EventKind, TaskStatus
+from actors import ActorSystem, EventKind, ResourceSample, TaskStatus
 from actors.core import LoopBridge
 from actors.observe import Event, Subscriber
 from supervisors import Kill
@@ -512,3 +512,46 @@ async def test_an_event_stream_closed_by_its_owner_ends_at_once() -> None:
         assert event is not None
         await asyncio.to_thread(blocking.close)
         assert await asyncio.to_thread(blocking.get, WAIT) is None
+
+
+# -- the governor across restarts ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("child", ["task_manager", "task_monitor"])
+async def test_the_governors_limit_and_events_go_on_across_a_restart(child: str) -> None:
+    """Critical pressure lowers the limit 4 -> 2; ``child`` is killed and restarted;
+    then the samples are fine: the limit rises from 2 (not from the configured 4: the
+    decision survived) to 3, then 4; the subscriber made before the kill gets the
+    critical event and the one back to ok (none for a further rise: the pressure did
+    not change), in order; the metrics and the Prometheus gauge agree."""
+    clock = FakeClock()
+    samples = iter([ResourceSample(99.0, 10.0)] + [ResourceSample(10.0, 10.0)] * 3)
+    config = {
+        "RESOURCE_CHECK_INTERVAL": 5.0,
+        "MAX_CONCURRENT_TASKS": 4,
+        "CLEANUP_INTERVAL": 0,
+        "RESTART_BACKOFF_INITIAL": 0.0,
+    }
+    async with ActorSystem(config, clock=clock, probe=lambda: next(samples)) as system:
+        tm = system.task_manager
+        limits: list[int] = []
+        async with tm.events() as stream:
+            for tick in range(3):
+                await asyncio.to_thread(clock.wait_for_timers, 1, WAIT)
+                clock.advance(5.0)
+                metrics = await tm.get_metrics()  # (queued behind the tick)
+                limits.append(metrics.concurrency_limit)
+                if tick == 0:
+                    system.supervisor.child(child).tell(Kill())
+                    while (await tm.get_metrics()).restarts.get(child) != 1:
+                        pass
+            assert (await tm.get_metrics()).concurrency_limit == 4
+            assert system._state.states["task_manager"].limit == 4
+            events = []
+            for _ in range(2):
+                event = await asyncio.wait_for(anext(stream), WAIT)
+                events.append((event.kind, event.detail["previous_limit"], event.detail["limit"]))
+        text = await tm.render_prometheus()
+    assert limits == [2, 3, 4]
+    assert prometheus_value(text, "actorflow_concurrency_limit") == 4.0
+    assert events == [(EventKind.RESOURCE_CRITICAL, 4, 2), (EventKind.RESOURCE_OK, 2, 3)]

@@ -266,6 +266,22 @@ def make_system(backend: str, clock: FakeClock, **config: Any) -> ActorSystem:
     )
 
 
+def reset_trace_globals() -> None:
+    """Back to "no tracer provider set", as OpenTelemetry's own tests do between tests
+    (``opentelemetry.test.globals_test.reset_trace_globals``, not installed here): the
+    API sets its global provider once per process and has no public way to unset it."""
+    from opentelemetry import trace
+    from opentelemetry.util._once import Once
+
+    names = ("_TRACER_PROVIDER_SET_ONCE", "_TRACER_PROVIDER", "_PROXY_TRACER_PROVIDER")
+    missing = [name for name in names if not hasattr(trace, name)]
+    if missing:
+        pytest.fail(f"opentelemetry.trace {missing} are gone: reset the globals another way")
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+    trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()  # type: ignore[attr-defined]
+
+
 def journal_config(path: Path, **config: Any) -> dict[str, Any]:
     """A system journaling to ``path``, without periodic cleanup."""
     return {"JOURNAL_PATH": str(path), "CLEANUP_INTERVAL": 0, **config}

@@ -14,13 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import left_on_a_closed_loop
+from helpers import left_on_a_closed_loop, reset_trace_globals
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from opentelemetry.util._once import Once
 
 from actors import ActorSystem, ActorSystemError, TaskTimeoutError
 from supervisors.testing import FakeClock
@@ -28,19 +27,6 @@ from supervisors.testing import FakeClock
 EXPORTER = InMemorySpanExporter()
 tracer = trace.get_tracer("tests")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _reset_trace_globals() -> None:
-    """Back to "no tracer provider set", as OpenTelemetry's own tests do between tests
-    (``opentelemetry.test.globals_test.reset_trace_globals``, not installed here): the
-    API sets its global provider once per process and has no public way to unset it."""
-    names = ("_TRACER_PROVIDER_SET_ONCE", "_TRACER_PROVIDER", "_PROXY_TRACER_PROVIDER")
-    missing = [name for name in names if not hasattr(trace, name)]
-    if missing:
-        pytest.fail(f"opentelemetry.trace {missing} are gone: reset the globals another way")
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
-    trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -57,7 +43,7 @@ def _provider() -> Iterator[TracerProvider]:
         yield provider
     finally:
         provider.shutdown()
-        _reset_trace_globals()
+        reset_trace_globals()
         EXPORTER.clear()
 
 

@@ -259,7 +259,8 @@ class BlockingEventStream(ClosedOnExit):
 
     def get(self, timeout: float) -> Event | None:
         """The next event within ``timeout`` seconds (`CallTimeout` if none came; the
-        stream stays open), or None once the subscription is closed."""
+        stream stays open), or None once the subscription is closed: at once after
+        `close`; after the system's stop, once what it buffered was read."""
         what = "BlockingEventStream.get()"
         refuse_in_loop(what)
         bound = _blocking_timeout(timeout, "call get() again to wait longer")
@@ -273,12 +274,13 @@ class BlockingEventStream(ClosedOnExit):
         async def next_event() -> Event | None:
             await stream.subscribe()
             subscriber = stream._subscriber
-            if subscriber is None:
+            if subscriber is None or stream._closed:  # (closed by `close`: at once)
                 return None
             try:
-                return await asyncio.wait_for(subscriber.get(), bound)
+                event = await asyncio.wait_for(subscriber.get(), bound)
             except TimeoutError:
                 raise CallTimeout(f"no event within {bound}s") from None
+            return None if stream._closed else event
 
         named = f"timeout={bound}s + {SWEEP_MARGIN}s"
         try:
@@ -291,6 +293,13 @@ class BlockingEventStream(ClosedOnExit):
             if isinstance(exc, CallTimeout) or subscriber is None or not subscriber.closed:
                 raise
             return subscriber.poll()
+
+    @property
+    def dropped(self) -> int:
+        """Events this subscriber lost because its buffer (``EVENT_BUFFER_SIZE``) was
+        full, as `EventStream.dropped` (``metrics.events_dropped`` counts every
+        subscriber's)."""
+        return self._stream.dropped
 
     def close(self) -> None:
         """Unsubscribe (nothing left to do once the system stopped: its stop closed the

@@ -25,6 +25,7 @@ from actors.observe._taskgraph import GraphvizNotFoundError, TaskGraph, TaskNode
 from actors.observe._tracing import (
     capture,
     end_span,
+    new_trace,
     start_span,
     stop_span,
     traced_await,
@@ -52,6 +53,7 @@ __all__ = [
     "empty_snapshot",
     "end_span",
     "kind_of_transition",
+    "new_trace",
     "psutil_probe",
     "render_prometheus",
     "snapshot_collector",

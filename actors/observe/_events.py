@@ -103,8 +103,12 @@ class Subscriber:
     # -- monitor thread ---------------------------------------------------------------
 
     def offer(self, events: list[Event]) -> int:
-        """Append ``events``, dropping the oldest past capacity; returns how many dropped."""
+        """Append ``events``, dropping the oldest past capacity; returns how many dropped.
+        A closed subscriber takes none and drops none (the monitor may offer it the
+        batch under way when its stream unsubscribed from another thread)."""
         with self._lock:
+            if self.closed:
+                return 0
             buffer = self._buffer
             dropped = max(0, len(buffer) + len(events) - self.capacity)
             buffer.extend(events)
@@ -223,7 +227,9 @@ class EventStream:
             self._subscribed(pending)
 
     async def aclose(self) -> None:
-        """Unsubscribe; the iteration ends."""
+        """Unsubscribe; the iteration ends, at once: events still buffered are dropped
+        with the subscription (not counted in `dropped`: nobody wants them). A stream
+        the system closed (its stop) gives what it buffered first, then ends."""
         if self._closed:
             return
         self._closed = True
@@ -243,14 +249,14 @@ class EventStream:
     async def __anext__(self) -> Event:
         await self.subscribe()
         subscriber = self._subscriber
-        if subscriber is None:
+        if subscriber is None or self._closed:
             raise StopAsyncIteration
         try:
             event = await subscriber.get()
         except BaseException:
             await self.aclose()
             raise
-        if event is None:
+        if event is None or self._closed:  # (closed by `aclose` while it waited)
             await self.aclose()
             raise StopAsyncIteration
         return event

@@ -21,7 +21,13 @@ Where the span is open:
 - plain functions on the ``process`` and ``dask`` executors: the span is recorded in the
   caller's process, from the submission of the attempt to its outcome coming back. The
   context does not travel to the worker: spans the function starts there have no parent.
-- the old task system (``USE_NEW_TASK_SYSTEM=False``) is not traced.
+- the old task system (``USE_NEW_TASK_SYSTEM=False``) runs its attempts through the
+  same runners (`actors.runtime.run_function`...): its tasks are traced alike.
+
+A durable task recovered from the journal after a restart (`new_trace`): the journal
+keeps no trace context (the span current at its registration was in a process that is
+gone), so each attempt it runs again is the root span of a new trace, with the same
+name and attributes. Recovered tasks of the old task system are not traced either.
 
 Without ``opentelemetry-api`` installed this module tries the import once; `capture`
 returns None, tasks carry None, and the runners skip tracing on that None check. The same
@@ -50,6 +56,7 @@ __all__ = [
     "AVAILABLE",
     "capture",
     "end_span",
+    "new_trace",
     "start_span",
     "stop_span",
     "traced_await",
@@ -118,6 +125,14 @@ def capture() -> Any:
     if isinstance(provider, (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)):
         return None
     return otel_context.get_current()
+
+
+def new_trace() -> Any:
+    """The context of a task recovered from the journal: empty (its attempts' spans are
+    roots), or None, as `capture` returns, when nothing would record them."""
+    if capture() is None:
+        return None
+    return otel_context.Context()
 
 
 def _get_tracer() -> otel_trace.Tracer:

@@ -11,7 +11,9 @@ Decisions (see the README, "Durable tasks"):
   that name (created with the configured defaults, or the one the code adds again).
 - ``retry_wait`` (a tenacity object) has no name to be found by after a restart: a
   durable task with one is refused; use ``retry_delay``, or ``durable=False``.
-- OpenTelemetry trace context is not journaled (a recovered task starts a new trace).
+- OpenTelemetry trace context is not journaled: a recovered task's attempts are the
+  roots of a new trace (`actors.observe.new_trace`), and so are a retry's of a task
+  that failed before the restart.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from actors.core import (
 )
 from actors.engine import TaskSpec, find_results, is_coroutine_callable
 from actors.journal import NOT_DURABLE, Codec, TaskRow, function_reference, resolve_function
+from actors.observe import new_trace
 
 if TYPE_CHECKING:
     from actors.core import Config
@@ -222,12 +225,14 @@ def journaled_spec(
     dependencies: tuple[str, ...],
     results: tuple[str, ...],
     circuit_breaker: str | None,
+    trace: Any = None,
 ) -> TaskSpec:
     """The registration ``row`` journaled, with what was decoded from it (``func`` and
     whether it is a coroutine function, ``args``, ``kwargs``, ``metadata`` and the
     ``results`` it takes) and what holds now (its ``dependencies`` and the name of the
     ``circuit_breaker`` it shares): recovery's registration of a journaled task and
-    `JournaledDefinition.spec`'s. No ``retry_wait`` (a durable task has none)."""
+    `JournaledDefinition.spec`'s. No ``retry_wait`` (a durable task has none). ``trace``:
+    the OpenTelemetry context its attempts' spans start in (recovery's: a new trace)."""
     return _new_spec(
         TaskSpec,
         (
@@ -248,7 +253,7 @@ def journaled_spec(
             is_coroutine,
             circuit_breaker,
             row.executor,
-            None,  # trace: a recovered task starts a new one
+            trace,
             results,
             row.on_dependency_failure,
         ),
@@ -289,7 +294,8 @@ class JournaledDefinition(NamedTuple):
         the ``serializer`` configured now. Raises `JournalDecodeError` naming the task
         and why (its function no longer imports, a payload the serializer does not
         trust or cannot read) and `TaskNotFoundError` if it takes the result of a task
-        cleaned up since; nothing changes either way."""
+        cleaned up since; nothing changes either way. Its attempts' spans are the roots
+        of a new trace, as a recovered task's are."""
         row = TaskRow._make(self.row)
         task_id = row.task_id
         codec = codec_for(serializer)
@@ -325,4 +331,5 @@ class JournaledDefinition(NamedTuple):
             self.dependencies,
             results,
             row.circuit_breaker,
+            new_trace(),  # (its registration's context was in a process that is gone)
         )

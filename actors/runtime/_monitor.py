@@ -309,7 +309,9 @@ class TaskMonitorActor(SystemChild[MonitorState]):
                 elif new is not PENDING:
                     if new is RETRYING:
                         state.retries += 1
-                    elif new is FAILED:
+                    elif new is FAILED and not (old is PENDING and detail == "JournaledError"):
+                        # (a failed task restored by recovery failed in an earlier
+                        # process: the per-process counter does not count it again)
                         state.failures += 1
                     if detail == "TaskTimeoutError" and (new is RETRYING or new is FAILED):
                         state.timeouts += 1

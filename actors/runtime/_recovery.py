@@ -46,6 +46,7 @@ from actors.core import (
 )
 from actors.engine import find_results, is_coroutine_callable
 from actors.journal import Codec, JournalStore, TaskRow, resolve_function
+from actors.observe import new_trace
 from actors.runtime._durable import codec_for, journaled_spec
 from actors.runtime._journal import JournalActor, JournalState
 from actors.runtime._journal_link import DurableEngine, JournalHealth
@@ -131,6 +132,8 @@ def restore(
     tasks = engine.tasks
     restored: list[str] = []
     later: list[tuple[str, str]] = []
+    trace = new_trace()
+    """Recovered attempts' spans are roots: the journal keeps no trace context."""
     lost: dict[str, str] = {}
     """Completed task id -> why its result is not in the journal (a dependent of it
     cannot run again: it would take None)."""
@@ -194,6 +197,7 @@ def restore(
                 tuple(dep for dep in row.dependencies if dep in tasks) if row.dependencies else (),
                 results,
                 None if ended else row.circuit_breaker,
+                None if ended else trace,
             )
             if loop_bridge is None and not ended and (is_coroutine or engine.backend == "old"):
                 loop_bridge = bridge()

@@ -17,7 +17,7 @@ from actors.core import (
     shrink,
 )
 
-__all__ = ["DependencyGraph"]
+__all__ = ["DependencyGraph", "shortest_path"]
 
 
 class DependencyGraph:
@@ -116,44 +116,20 @@ class DependencyGraph:
         unknown, or they are the same)."""
         if start not in self._nodes or goal not in self._nodes or start == goal:
             return None
-        # Searched from both ends, a level at a time, next the side with fewer edges to
-        # follow: a search stops when one side runs out, so it costs about what the
-        # smaller side reaches. (From ``start`` alone, a task waiting for each task of a
-        # long chain walked the chain each time, O(chain²), though nothing depends on
-        # it: its side, the dependents of ``goal``, is empty at once.)
-        down: dict[str, str | None] = {start: None}  # reached from start: its parent
-        up: dict[str, str | None] = {goal: None}  # reached from goal: its child
-        down_front, up_front = [start], [goal]
-        down_edges, up_edges = self._dependencies, self._dependents
-        while down_front and up_front:
-            forward = sum(len(down_edges.get(n, ())) for n in down_front) <= sum(
-                len(up_edges.get(n, ())) for n in up_front
-            )
-            if forward:
-                front, seen, other, edges = down_front, down, up, down_edges
-            else:
-                front, seen, other, edges = up_front, up, down, up_edges
-            reached: list[str] = []
-            best: list[str] | None = None
-            for node in front:
-                for step in edges.get(node, ()):
-                    if step in seen:
-                        continue
-                    if step in other:  # the two searches meet: node -> step
-                        top, bottom = (node, step) if forward else (step, node)
-                        path = _chain(down, top)[::-1] + _chain(up, bottom)
-                        if best is None or len(path) < len(best):
-                            best = path
-                    elif through(step):
-                        seen[step] = node
-                        reached.append(step)
-            if best is not None:
-                return best
-            if forward:
-                down_front = reached
-            else:
-                up_front = reached
-        return None
+        # Searched from both ends (`shortest_path`). (From ``start`` alone, a task
+        # waiting for each task of a long chain walked the chain each time,
+        # O(chain²), though nothing depends on it: its side, the dependents of
+        # ``goal``, is empty at once.)
+        down, up = self._dependencies, self._dependents
+        return shortest_path(
+            start,
+            goal,
+            lambda node: down.get(node, ()),
+            lambda node: up.get(node, ()),
+            lambda node: len(down.get(node, ())),
+            lambda node: len(up.get(node, ())),
+            through,
+        )
 
     def _dependency_path(self, start: str, goal: str) -> list[str] | None:
         """The shortest path ``start -> ... -> goal`` along dependencies, or None.
@@ -232,6 +208,55 @@ class DependencyGraph:
         """What depends on ``task_id`` directly, in the order the edges were added."""
         self._require(task_id)
         return tuple(self._dependents.get(task_id, ()))
+
+
+def shortest_path(
+    start: str,
+    goal: str,
+    down: Callable[[str], Iterable[str]],
+    up: Callable[[str], Iterable[str]],
+    down_count: Callable[[str], int],
+    up_count: Callable[[str], int],
+    through: Callable[[str], bool],
+) -> list[str] | None:
+    """The shortest path ``[start, ..., goal]`` along the edges ``down`` gives (from a
+    node to the nodes it leads to; ``up`` gives them the other way, ``*_count`` how
+    many) whose nodes between the two all pass ``through``, or None.
+
+    Searched from both ends, a level at a time, next the side with fewer edges to
+    follow: a search stops when one side runs out, so it costs about what the smaller
+    side reaches, and only the side searched reads its edges.
+    """
+    down_seen: dict[str, str | None] = {start: None}  # reached from start: its parent
+    up_seen: dict[str, str | None] = {goal: None}  # reached from goal: its child
+    down_front, up_front = [start], [goal]
+    while down_front and up_front:
+        forward = sum(map(down_count, down_front)) <= sum(map(up_count, up_front))
+        if forward:
+            front, seen, other, edges = down_front, down_seen, up_seen, down
+        else:
+            front, seen, other, edges = up_front, up_seen, down_seen, up
+        reached: list[str] = []
+        best: list[str] | None = None
+        for node in front:
+            for step in edges(node):
+                if step in seen:
+                    continue
+                if step in other:  # the two searches meet: node -> step
+                    top, bottom = (node, step) if forward else (step, node)
+                    path = _chain(down_seen, top)[::-1] + _chain(up_seen, bottom)
+                    if best is None or len(path) < len(best):
+                        best = path
+                elif through(step):
+                    seen[step] = node
+                    reached.append(step)
+        if best is not None:
+            return best
+        if forward:
+            down_front = reached
+        else:
+            up_front = reached
+    return None
 
 
 def _chain(links: dict[str, str | None], node: str) -> list[str]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from itertools import chain, pairwise
 from typing import TYPE_CHECKING
 
-from actors.engine._graph import DependencyGraph, _chain
+from actors.engine._graph import DependencyGraph, shortest_path
 
 if TYPE_CHECKING:
     from actors.core import ReplyTo
@@ -93,9 +93,8 @@ class WaitFor:
             return graph.dependency_path(start, goal, through)
         if start not in graph or goal not in graph or start == goal:
             return None
-        # Searched from both ends, a level at a time, next the side with fewer edges to
-        # follow (see `DependencyGraph.dependency_path`): a chain of 4,000 waits costs
-        # a new wait at its end nothing, and one that closes it one walk of the chain.
+        # Searched from both ends (`shortest_path`): a chain of 4,000 waits costs a
+        # new wait at its end nothing, and one that closes it one walk of the chain.
         # Only the side searched reads its edges (a parent waiting for 20,000 children
         # costs a wait for it by another task no walk of them).
         out, into = self.out, self.into
@@ -117,36 +116,7 @@ class WaitFor:
         def up_count(node: str) -> int:
             return len(dependents(node)) + len(into.get(node, empty))  # type: ignore[arg-type]
 
-        down: dict[str, str | None] = {start: None}  # reached from start: its parent
-        up: dict[str, str | None] = {goal: None}  # reached from goal: its child
-        down_front, up_front = [start], [goal]
-        while down_front and up_front:
-            forward = sum(map(down_count, down_front)) <= sum(map(up_count, up_front))
-            if forward:
-                front, seen, other, edges = down_front, down, up, down_of
-            else:
-                front, seen, other, edges = up_front, up, down, up_of
-            reached: list[str] = []
-            best: list[str] | None = None
-            for node in front:
-                for step in edges(node):
-                    if step in seen:
-                        continue
-                    if step in other:  # the two searches meet: node -> step
-                        top, bottom = (node, step) if forward else (step, node)
-                        found = _chain(down, top)[::-1] + _chain(up, bottom)
-                        if best is None or len(found) < len(best):
-                            best = found
-                    elif through(step):
-                        seen[step] = node
-                        reached.append(step)
-            if best is not None:
-                return best
-            if forward:
-                down_front = reached
-            else:
-                up_front = reached
-        return None
+        return shortest_path(start, goal, down_of, up_of, down_count, up_count, through)
 
     def links(self, path: Iterable[str]) -> str:
         """``path`` in words: ``"a waits for b, b depends on c"``."""

@@ -266,6 +266,29 @@ def make_system(backend: str, clock: FakeClock, **config: Any) -> ActorSystem:
     )
 
 
+@contextmanager
+def tracing_into(exporter: Any) -> Iterator[Any]:
+    """An OpenTelemetry SDK tracer provider recording into ``exporter`` (an
+    ``InMemorySpanExporter``) while the block runs: a test module's, as a module
+    fixture. Afterwards it is shut down and unset, so later modules run untraced, as they
+    do alone (a provider left behind made every later task's span pile up)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    if trace._TRACER_PROVIDER is not None:  # type: ignore[attr-defined]
+        pytest.fail(f"a tracer provider is already set: {trace.get_tracer_provider()!r}")
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    try:
+        yield provider
+    finally:
+        provider.shutdown()
+        reset_trace_globals()
+        exporter.clear()
+
+
 def reset_trace_globals() -> None:
     """Back to "no tracer provider set", as OpenTelemetry's own tests do between tests
     (``opentelemetry.test.globals_test.reset_trace_globals``, not installed here): the

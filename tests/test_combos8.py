@@ -25,13 +25,11 @@ from helpers import (
     gated,
     journal_config,
     make_system,
-    reset_trace_globals,
     sigkill_when_ready,
     start_worker,
+    tracing_into,
 )
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -47,19 +45,9 @@ COMPLETED, FAILED, PENDING = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus
 
 @pytest.fixture(scope="module", autouse=True)
 def _provider() -> Iterator[None]:
-    """An SDK tracer provider recording into `EXPORTER` for this module only (unset
-    afterwards, so later modules run untraced, as they do alone)."""
-    if trace._TRACER_PROVIDER is not None:  # type: ignore[attr-defined]
-        pytest.fail(f"a tracer provider is already set: {trace.get_tracer_provider()!r}")
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
-    trace.set_tracer_provider(provider)
-    try:
+    """An SDK tracer provider recording into `EXPORTER` for this module only."""
+    with tracing_into(EXPORTER):
         yield
-    finally:
-        provider.shutdown()
-        reset_trace_globals()
-        EXPORTER.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import left_on_a_closed_loop, reset_trace_globals
+from helpers import left_on_a_closed_loop, tracing_into
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -31,20 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module", autouse=True)
 def _provider() -> Iterator[TracerProvider]:
-    """The SDK provider, recording into `EXPORTER`, for this module only: afterwards it
-    is shut down and unset, so later tests run untraced, as they do alone (a provider
-    left behind made every later task's span pile up in `EXPORTER`)."""
-    if trace._TRACER_PROVIDER is not None:  # type: ignore[attr-defined]
-        pytest.fail(f"a tracer provider is already set: {trace.get_tracer_provider()!r}")
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
-    trace.set_tracer_provider(provider)
-    try:
+    """The SDK provider, recording into `EXPORTER`, for this module only."""
+    with tracing_into(EXPORTER) as provider:
         yield provider
-    finally:
-        provider.shutdown()
-        reset_trace_globals()
-        EXPORTER.clear()
 
 
 @pytest.fixture(autouse=True)

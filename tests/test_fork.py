@@ -6,6 +6,7 @@ one that does not answer within `WAIT` is killed (a hang fails the test)."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import multiprocessing
 import os
@@ -25,11 +26,11 @@ from loguru import logger
 from actors import (
     ActorsError,
     ActorSystem,
+    CancellationToken,
     configure_logging,
     prometheus_collector,
     unified_task_manager,
 )
-from actors.api import _client
 from actors.core import JournalLockedError
 from actors.journal import Deletion, JournalStore
 
@@ -219,9 +220,22 @@ def still_held() -> str:
 
 
 @pytest.mark.usefixtures("lazy_client")
-def test_locks_a_parents_thread_held_at_the_fork_do_not_hang_the_child() -> None:
-    """The lazy client's lock and the system's own, held by another thread of the
-    parent as it forks: in the child that thread is gone, and its locks with it."""
+@pytest.mark.parametrize(
+    "lock",
+    [
+        "the system's",
+        "actors.api._client._lazy_lock",
+        "actors.core._bridge._bridges_lock",
+        "actors.core._context._COMPANION_LOCK",
+        "actors.core._stdlib_logging._lock",
+        "pykka.ActorRegistry._actor_refs_lock",
+    ],
+)
+def test_a_lock_a_parents_thread_held_at_the_fork_does_not_hang_the_child(lock: str) -> None:
+    """Held by another thread of the parent as it forks (pykka's: one that starts or
+    stops an actor): in the child that thread is gone. The child stops the parent's
+    lazy system (as the interpreter's exit does), shuts it down, starts one of its own
+    on a new loop, waits on a token, sends its log lines to `logging` and back."""
 
     async def parent() -> Any:
         return await unified_task_manager.submit(add, 1, 2)
@@ -229,10 +243,12 @@ def test_locks_a_parents_thread_held_at_the_fork_do_not_hang_the_child() -> None
     assert asyncio.run(parent()) == 3
     system = unified_task_manager._system
     assert system is not None
+    module, _, name = lock.rpartition(".")
+    held_lock = system._lock if lock == "the system's" else getattr(_import(module), name)
     held, forked = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with _client._lazy_lock, system._lock:
+        with held_lock:
             held.set()
             forked.wait(WAIT)
 
@@ -242,15 +258,28 @@ def test_locks_a_parents_thread_held_at_the_fork_do_not_hang_the_child() -> None
         assert held.wait(WAIT)
 
         def child() -> Any:
-            system.stop_sync()  # what the interpreter's exit does
+            system.stop_sync()
             asyncio.run(unified_task_manager.shutdown())
-            return asyncio.run(parent())  # a system of the child's own
+            own = asyncio.run(parent())  # a system of the child's own
+            asyncio.run(unified_task_manager.shutdown())
+            token = CancellationToken()
+            waited = token.wait(0.0)  # (its first wait makes its event)
+            token.cancel()
+            configure_logging(stdlib=True)
+            configure_logging(False)
+            return [own, waited, token.wait(0.0)]
 
         outcome = in_child(child)
     finally:
         forked.set()
         thread.join(WAIT)
-    assert outcome == ["ok", 3]
+    assert outcome == ["ok", [3, False, True]]
+
+
+def _import(module: str) -> Any:
+    if module == "pykka.ActorRegistry":
+        return pykka.ActorRegistry
+    return importlib.import_module(module)
 
 
 # -- 2. the journal: its lock and its file stay the parent's -----------------------------
@@ -314,6 +343,56 @@ def test_a_forked_child_cannot_write_or_read_the_parents_journal(tmp_path: Path)
         "journal: start a system with a JOURNAL_PATH of its own in the child"
     )
     assert outcome == ["ok", [["JournalStoreError", message]] * 2]
+
+
+def test_a_fork_while_the_journal_writes_leaves_sqlite_usable_in_the_child(
+    tmp_path: Path,
+) -> None:
+    """A thread inside SQLite as the process forks may hold one of SQLite's own
+    mutexes, which nothing releases in the child: its first SQLite call hung (7 forks
+    in 100 with a thread writing all the time, before the fork waited for the write)."""
+    with JournalStore(tmp_path / "parent.db") as store:
+        stop = threading.Event()
+
+        def writes() -> None:
+            while not stop.is_set():
+                store.write([Deletion("t")])
+
+        writer = threading.Thread(target=writes)
+        writer.start()
+        try:
+            outcomes = []
+            for fork in range(40):
+
+                def child(fork: int = fork) -> Any:
+                    with JournalStore(tmp_path / f"child{fork}.db") as mine:
+                        mine.write([Deletion("t")])
+                        return mine.load()
+
+                outcomes.append(in_child(child))
+                if outcomes[-1] != ["ok", []]:
+                    break
+        finally:
+            stop.set()
+            writer.join(WAIT)
+    assert outcomes == [["ok", []]] * 40
+
+
+def test_a_system_made_before_a_fork_and_started_after_it_runs_in_the_child() -> None:
+    """gunicorn --preload: the app module makes the system; each worker starts it
+    (a lifespan's ``async with system``)."""
+    system = ActorSystem({"CLEANUP_INTERVAL": 0})
+
+    def child() -> Any:
+        async def lifespan() -> Any:
+            async with system:
+                return await system.task_manager.submit(add, 40, 2)
+
+        return asyncio.run(lifespan())
+
+    assert in_child(child) == ["ok", 42]
+    with system:  # and in the parent too, if it ever starts it
+        assert system.blocking.submit(add, 1, 2) == 3
 
 
 # -- 3. task code that forks -------------------------------------------------------------

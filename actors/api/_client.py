@@ -25,7 +25,6 @@ import concurrent.futures.thread  # noqa: F401  (registers its exit hook before 
 import contextlib
 import functools
 import operator
-import os
 import threading
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Mapping
 from types import MappingProxyType
@@ -65,6 +64,7 @@ from actors.core import (
     bridge_for,
     finite_float,
     load_config,
+    renew_after_fork,
     safe_repr,
 )
 from actors.core import TASK_CONTEXT as _current
@@ -1474,6 +1474,7 @@ def _name_of(func: Callable[..., Any]) -> str:
 # -- the lazy module-level client -------------------------------------------------------
 
 _lazy_lock = threading.Lock()
+renew_after_fork(globals(), "_lazy_lock", threading.Lock)
 _global_config: Config | None = None
 _lazy_systems: list[SystemRuntime] = []
 
@@ -1526,17 +1527,6 @@ _register_early: Callable[[Callable[[], None]], object] = getattr(
     threading, "_register_atexit", atexit.register
 )
 _register_early(_stop_at_exit)
-
-
-def _after_fork_in_child() -> None:
-    """A new lock in a forked child: a thread of the parent may have held it at the
-    fork (the lazy system itself refuses calls there: `SystemRuntime._left_by_fork`)."""
-    global _lazy_lock
-    _lazy_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 unified_task_manager = UnifiedTaskManager()

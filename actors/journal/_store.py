@@ -398,18 +398,22 @@ class JournalStore(ClosedOnExit):
         self._pid = os.getpid()
         self._forked = False
         self._lock_fd = _take_lock(self.path)
-        try:
-            self._connection = self._connect()
+        with _stores_lock:
+            _open_stores.add(self)
+        with self._lock:  # a fork waits until SQLite is done (`_before_fork`)
             try:
-                self._open()
-                self._identity = _identity(self.path)
+                self._connection = self._connect()
+                try:
+                    self._open()
+                    self._identity = _identity(self.path)
+                except BaseException:
+                    self._connection.close()
+                    raise
             except BaseException:
-                self._connection.close()
+                _release(self._lock_fd)
+                with _stores_lock:
+                    _open_stores.discard(self)
                 raise
-        except BaseException:
-            _release(self._lock_fd)
-            raise
-        _open_stores.add(self)
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -624,7 +628,8 @@ class JournalStore(ClosedOnExit):
             finally:
                 fd, self._lock_fd = self._lock_fd, None
                 _release(fd)
-                _open_stores.discard(self)
+                with _stores_lock:
+                    _open_stores.discard(self)
 
     def __repr__(self) -> str:
         return f"JournalStore({self.path!r}, sync={self.sync!r})"
@@ -648,21 +653,48 @@ class JournalStore(ClosedOnExit):
 
 
 _open_stores: weakref.WeakSet[JournalStore] = weakref.WeakSet()
-"""The stores opened in this process, for `_after_fork_in_child`."""
+"""The stores open in this process (under ``_stores_lock``), for the fork hooks."""
+_stores_lock = threading.Lock()
+_held: list[threading.Lock] = []
+"""The locks of the open stores, held by the thread that forks, while it forks."""
 
 _abandoned: list[sqlite3.Connection] = []
 """In a forked child, the connections of the parent's stores (`_left_by_fork`)."""
 
 
+def _before_fork() -> None:
+    """Wait until no thread is inside SQLite with a store's file, and hold them so
+    through the fork: a thread of the parent inside SQLite as it forks may hold one of
+    SQLite's own mutexes (its memory or file-system locks), which no thread releases in
+    the child, and the child's first SQLite call (a journal of its own) hangs."""
+    with _stores_lock:
+        stores = list(_open_stores)
+    for store in stores:
+        store._lock.acquire()
+        _held.append(store._lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _held:
+        _held.pop().release()
+
+
 def _after_fork_in_child() -> None:
     """Every store open at a fork is left to the parent (`JournalStore._left_by_fork`)."""
+    global _stores_lock
+    _stores_lock = threading.Lock()
+    _held.clear()
     for store in list(_open_stores):
         store._left_by_fork()
     _open_stores.clear()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def _identity(path: str) -> tuple[int, int] | None:

@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pykka
 import pytest
-from helpers import WAIT, add, file_rows, journal_config
+from helpers import WAIT, add, file_rows, journal_config, start_worker
 from loguru import logger
 
 from actors import (
@@ -282,6 +283,40 @@ def _import(module: str) -> Any:
     return importlib.import_module(module)
 
 
+def test_a_preforking_server_with_a_preloaded_lazy_client(tmp_path: Path) -> None:
+    """tests/fork_worker.py: the master's lazy system (journaled) runs before the fork;
+    each worker is refused it, starts its own on a journal of its own and exits through
+    the interpreter's exit hooks, which stop its system and nothing of the master's."""
+    process = start_worker("fork_worker.py", tmp_path)
+    try:
+        out, _ = process.communicate(timeout=4 * WAIT)
+    finally:
+        if process.poll() is None:  # (a hang) its workers go with it
+            for worker in psutil.Process(process.pid).children(recursive=True):
+                worker.kill()
+        process.kill()
+        process.wait(WAIT)
+    lines = out.splitlines()
+    refused = f"refused: the actor system was started in process {process.pid}"
+    assert sorted(lines) == sorted(
+        [
+            "master: 101",
+            "worker 1: " + refused,
+            "worker 2: " + refused,
+            "worker 1: 101",
+            "worker 2: 102",
+            "master: a worker exited with 0",
+            "master: a worker exited with 0",
+            "master: 102",
+        ]
+    )
+    assert process.returncode == 0
+    assert lines[0] == "master: 101"
+    assert lines[-1] == "master: 102"
+    journals = ("master.db", "worker1.db", "worker2.db")
+    assert [len(file_rows(tmp_path / name)) for name in journals] == [2, 1, 1]
+
+
 # -- 2. the journal: its lock and its file stay the parent's -----------------------------
 
 
@@ -297,11 +332,14 @@ def test_a_forked_child_does_not_keep_the_parents_journal_lock(tmp_path: Path) -
             pid = os.fork()
             if pid == 0:  # waits until the parent lets it go, holding what it inherited
                 try:
+                    os.close(go_write)
                     select.select([go_read], [], [], WAIT)
                 finally:
                     os._exit(0)
-        with ActorSystem(journal_config(path)) as again:  # while the child lives
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # the child lives
+        with ActorSystem(journal_config(path)) as again:
             assert again.blocking.submit(add, 2, 3) == 5
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)
     finally:
         os.close(go_write)  # the child goes
         os.close(go_read)

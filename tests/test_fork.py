@@ -159,6 +159,23 @@ def test_a_system_started_before_a_fork_refuses_every_call_in_the_child_at_once(
     assert outcome == ["ok", [["ActorSystemError", forked_message(os.getpid())]] * 13]
 
 
+def test_a_system_stopped_before_a_fork_is_stopped_in_the_child() -> None:
+    with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        assert system.blocking.submit(add, 1, 2) == 3
+
+    async def call() -> Any:
+        return await system.task_manager.submit(add, 1)
+
+    outcome = in_child(lambda: [outcome_of(lambda: asyncio.run(call())), outcome_of(system.start)])
+    assert outcome == [
+        "ok",
+        [
+            ["ActorSystemError", "the actor system is shut down; create a new ActorSystem"],
+            ["ActorSystemError", "the actor system was shut down; create a new one"],
+        ],
+    ]
+
+
 def test_a_child_may_start_a_system_of_its_own(tmp_path: Path) -> None:
     parent_path, child_path = tmp_path / "parent.db", tmp_path / "child.db"
     with ActorSystem(journal_config(parent_path)) as system:

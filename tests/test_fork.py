@@ -159,6 +159,19 @@ def test_a_system_started_before_a_fork_refuses_every_call_in_the_child_at_once(
     assert outcome == ["ok", [["ActorSystemError", forked_message(os.getpid())]] * 13]
 
 
+def test_no_actor_of_the_parent_is_alive_in_the_child() -> None:
+    """pykka's registry listed them: ``ActorRegistry.stop_all()`` waited for ever."""
+    with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        assert system.blocking.submit(add, 1, 2) == 3
+        assert len(pykka.ActorRegistry.get_all()) == 6  # the root and its five children
+
+        def child() -> Any:
+            return [len(pykka.ActorRegistry.get_all()), pykka.ActorRegistry.stop_all()]
+
+        assert in_child(child) == ["ok", [0, []]]
+        assert len(pykka.ActorRegistry.get_all()) == 6
+
+
 def test_a_system_stopped_before_a_fork_is_stopped_in_the_child() -> None:
     with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
         assert system.blocking.submit(add, 1, 2) == 3

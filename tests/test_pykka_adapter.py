@@ -59,7 +59,8 @@ def test_envelope_carries_a_message_and_an_optional_reply_future() -> None:
     assert (envelope.message, envelope.reply_to) == ("hello", None)
 
 
-def test_the_registry_has_the_lock_a_forked_child_renews() -> None:
+def test_the_registry_has_the_list_and_lock_a_forked_child_renews() -> None:
+    assert type(ActorRegistry._actor_refs) is list
     assert type(ActorRegistry._actor_refs_lock) is type(threading.RLock())
 
 

@@ -511,6 +511,44 @@ def test_a_task_that_forks_a_worker_process_gets_its_answer_and_exit(
     assert "child squares 7" in lines
 
 
+def _runs_a_system_of_its_own(conn: Any) -> None:
+    async def own() -> list[Any]:
+        async with ActorSystem({"CLEANUP_INTERVAL": 0}) as mine:
+            tm = mine.task_manager
+            task_id = await tm.register_task("inside", add, (1, 2))
+            done = await tm.execute_task(task_id, wait=True)
+            return [done, await tm.submit(add, 3, 4), len(await tm.get_all_tasks())]
+
+    conn.send(asyncio.run(own()))
+
+
+def forks_a_system(_: int) -> list[Any]:
+    """A task whose forked worker starts an actor system of its own."""
+    context = multiprocessing.get_context("fork")
+    mine, theirs = context.Pipe()
+    worker = context.Process(target=_runs_a_system_of_its_own, args=(theirs,))
+    worker.start()
+    got = mine.recv() if mine.poll(WAIT) else None
+    worker.join(WAIT)
+    if worker.exitcode is None:
+        worker.kill()
+        worker.join()
+    return [got, worker.exitcode]
+
+
+async def forks_a_system_on_the_loop(value: int) -> list[Any]:
+    return forks_a_system(value)
+
+
+@pytest.mark.parametrize("task", [forks_a_system, forks_a_system_on_the_loop])
+def test_a_task_whose_forked_worker_starts_a_system_of_its_own(
+    task: Callable[[int], Any],
+) -> None:
+    """The worker is forked inside a task (its context says so) of a running system."""
+    with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        assert system.blocking.submit(task, 0) == [[3, 7, 2], 0]
+
+
 # -- 4. the process executor: spawned workers, no system, no journal -----------------------
 
 

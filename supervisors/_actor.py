@@ -12,13 +12,16 @@ finished and raises what ``on_start`` raised.
 
 This module is the one adapter to pykka's internals: the actor-loop hooks it overrides
 (``_create_actor_inbox``, ``_start_actor_loop``, ``_actor_loop_*``, ``_handle_receive``),
-``pykka._envelope.Envelope`` and ``pykka.messages._ActorStop``. Every other module uses
+``pykka._envelope.Envelope``, ``pykka.messages._ActorStop`` and the registry's list and
+lock (``ActorRegistry._actor_refs``, ``_actor_refs_lock``: new in a forked child). Every
+other module uses
 what it re-exports; tests/test_pykka_adapter.py fails loudly on a pykka that changed them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -216,6 +219,21 @@ def _fail_leftovers(actor: pykka.Actor) -> None:
         else:
             error = ActorDeadError(f"{actor.actor_ref} stopped before handling the message")
             envelope.reply_to.set_exception((ActorDeadError, error, None))
+
+
+def _renew_registry() -> None:
+    """In a forked child: pykka's registry is empty, its lock new. No actor's thread
+    runs in the child (a fork copies only the thread that forks), so none is alive
+    there: listed, ``ActorRegistry.stop_all()`` waited for ever for their stops. A
+    thread of the parent that started or stopped an actor as the process forked held
+    the lock, and that thread does not run in the child: the child's first actor (a
+    system of its own) waited for ever."""
+    ActorRegistry._actor_refs = []
+    ActorRegistry._actor_refs_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_renew_registry)
 
 
 def launch(actor: object, supervision: Supervision | None, timeout: float) -> ActorRef[Any]:

@@ -8,12 +8,14 @@ instead of deep inside a supervision test.
 from __future__ import annotations
 
 import inspect
+import threading
 
 import pykka
 import pykka._actor
 import pykka._envelope
 import pykka.messages
 import pytest
+from pykka import ActorRegistry
 
 from supervisors import SupervisedActor, ask_into
 from supervisors._actor import ActorStop, Envelope
@@ -55,6 +57,11 @@ def test_envelope_carries_a_message_and_an_optional_reply_future() -> None:
     assert list(inspect.signature(Envelope).parameters) == ["message", "reply_to"]
     envelope = Envelope("hello")
     assert (envelope.message, envelope.reply_to) == ("hello", None)
+
+
+def test_the_registry_has_the_list_and_lock_a_forked_child_renews() -> None:
+    assert type(ActorRegistry._actor_refs) is list
+    assert type(ActorRegistry._actor_refs_lock) is type(threading.RLock())
 
 
 def test_the_stop_message_and_the_inbox_protocol_exist() -> None:

@@ -65,6 +65,7 @@ from actors.core import (
     bridge_for,
     finite_float,
     load_config,
+    renew_after_fork,
     safe_repr,
 )
 from actors.core import TASK_CONTEXT as _current
@@ -1493,6 +1494,7 @@ def _name_of(func: Callable[..., Any]) -> str:
 # -- the lazy module-level client -------------------------------------------------------
 
 _lazy_lock = threading.Lock()
+renew_after_fork(globals(), "_lazy_lock", threading.Lock)
 _global_config: Config | None = None
 _lazy_systems: list[SystemRuntime] = []
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Protocol, TypeVar
 
 from actors.core._errors import CallTimeout, TaskFailedError
+from actors.core._util import renew_after_fork
 from supervisors import safe_repr
 
 __all__ = [
@@ -271,6 +272,7 @@ _bridges: dict[asyncio.AbstractEventLoop, LoopBridge] = {}
 the closed ones each time it makes a bridge. (A bridge holds its loop, so weak keys
 would free neither.) A loop dropped unclosed stays: asyncio warns of it too."""
 _bridges_lock = threading.Lock()
+renew_after_fork(globals(), "_bridges_lock", threading.Lock)
 _last: tuple[asyncio.AbstractEventLoop | None, LoopBridge | None] = (None, None)
 """The last loop asked for and its bridge: the one closed loop that may stay after
 the prune, until another loop is asked for."""

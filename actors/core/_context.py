@@ -13,7 +13,7 @@ import threading
 from typing import Generic, TypeVar
 
 from actors.core._errors import InvalidTaskError
-from actors.core._util import MAX_SECONDS, finite_float, safe_repr, too_long
+from actors.core._util import MAX_SECONDS, finite_float, renew_after_fork, safe_repr, too_long
 
 __all__ = [
     "TASK_CONTEXT",
@@ -75,6 +75,7 @@ class _Flag(Generic[T]):
 _COMPANION_LOCK = threading.Lock()
 """Makes the first waiters of a token share one event (and the first askers of a
 `TaskScope` one token)."""
+renew_after_fork(globals(), "_COMPANION_LOCK", threading.Lock)
 
 
 class CancellationToken(_Flag[threading.Event]):

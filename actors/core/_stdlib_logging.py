@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from actors.core._context import TASK_CONTEXT
+from actors.core._util import renew_after_fork
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -42,6 +43,7 @@ CONTEXT_FIELDS = ("task_id", "task_name", "task_type")
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 _lock = threading.Lock()
+renew_after_fork(globals(), "_lock", threading.Lock)
 _sink_id: int | None = None
 _stderr_id: int | None = 0
 """The id of loguru's default stderr handler as far as we know (None: it was removed)."""

@@ -8,6 +8,7 @@ import heapq
 import math
 import numbers
 import operator
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
@@ -27,6 +28,7 @@ __all__ = [
     "attribute_reader",
     "finite_float",
     "gc_paused",
+    "renew_after_fork",
     "safe_repr",
     "shrink",
     "stable_order",
@@ -34,6 +36,14 @@ __all__ = [
     "tell_quietly",
     "too_long",
 ]
+
+
+def renew_after_fork(namespace: dict[str, Any], name: str, factory: Callable[[], object]) -> None:
+    """In a forked child, ``namespace[name]`` (a module's lock, say: pass ``globals()``)
+    becomes ``factory()``: a thread of the parent may have held the lock as it forked,
+    and that thread does not run in the child (`os.register_at_fork`; POSIX only)."""
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=lambda: namespace.__setitem__(name, factory()))
 
 
 class ClosedOnExit:

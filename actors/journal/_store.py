@@ -12,6 +12,12 @@ in this process or another, has the file open, or another connection holds it), 
 One store at a time has a file open: it holds an exclusive ``flock`` on
 ``<path>.lock`` (which records its pid) until `close`, so a second system started
 on the same ``JOURNAL_PATH`` is refused instead of running the same tasks again.
+
+A forked child inherits an open store, but the file stays the parent's: in the child
+(`_after_fork_in_child`) the store lets go of its copy of the lock's descriptor (a
+flock lasts until the last copy is closed: the child's would have held it after the
+parent closed its own) and never touches the SQLite connection again (SQLite forbids
+using one across a fork); `write` and `load` raise `JournalStoreError` there.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import operator
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -352,7 +359,18 @@ class JournalStore(ClosedOnExit):
     has locked before raising `JournalLockedError`.
     """
 
-    __slots__ = ("_busy", "_connection", "_identity", "_lock", "_lock_fd", "path", "sync")
+    __slots__ = (
+        "__weakref__",
+        "_busy",
+        "_connection",
+        "_forked",
+        "_identity",
+        "_lock",
+        "_lock_fd",
+        "_pid",
+        "path",
+        "sync",
+    )
 
     def __init__(
         self, path: str | os.PathLike[str], *, sync: str = "normal", busy_timeout: float = 5.0
@@ -377,18 +395,25 @@ class JournalStore(ClosedOnExit):
         self.sync = sync
         self._busy = busy_timeout
         self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._forked = False
         self._lock_fd = _take_lock(self.path)
-        try:
-            self._connection = self._connect()
+        with _stores_lock:
+            _open_stores.add(self)
+        with self._lock:  # a fork waits until SQLite is done (`_before_fork`)
             try:
-                self._open()
-                self._identity = _identity(self.path)
+                self._connection = self._connect()
+                try:
+                    self._open()
+                    self._identity = _identity(self.path)
+                except BaseException:
+                    self._connection.close()
+                    raise
             except BaseException:
-                self._connection.close()
+                _release(self._lock_fd)
+                with _stores_lock:
+                    _open_stores.discard(self)
                 raise
-        except BaseException:
-            _release(self._lock_fd)
-            raise
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -527,6 +552,8 @@ class JournalStore(ClosedOnExit):
         """
         if not batch:
             return
+        if self._forked:
+            raise self._forked_error()
         with self._lock:
             identity = self._identity
             if identity is not None:  # two stats: ~0.1 us per task in S12's bursts
@@ -574,6 +601,8 @@ class JournalStore(ClosedOnExit):
     @gc_paused()  # many rows at once, none holding a cycle
     def load(self) -> list[TaskRow]:
         """Every task in the journal, in the order first written."""
+        if self._forked:
+            raise self._forked_error()
         with self._lock:
             try:
                 rows = self._connection.execute(_SELECT).fetchall()
@@ -588,6 +617,8 @@ class JournalStore(ClosedOnExit):
 
     def close(self) -> None:
         """Close the file (idempotent). A later call raises `JournalStoreError`."""
+        if self._forked:
+            return  # the parent's file: nothing of it is closed here (`_left_by_fork`)
         with self._lock:
             self._identity = None  # no more checks: a write says it is closed
             try:
@@ -597,9 +628,73 @@ class JournalStore(ClosedOnExit):
             finally:
                 fd, self._lock_fd = self._lock_fd, None
                 _release(fd)
+                with _stores_lock:
+                    _open_stores.discard(self)
 
     def __repr__(self) -> str:
         return f"JournalStore({self.path!r}, sync={self.sync!r})"
+
+    def _left_by_fork(self) -> None:
+        """In a forked child (`_after_fork_in_child`): the file is the parent's."""
+        self._forked = True
+        self._lock = threading.Lock()  # a thread of the parent may have held it
+        self._identity = None
+        fd, self._lock_fd = self._lock_fd, None
+        _release(fd)  # the child's copy only: the parent's lock holds
+        _abandoned.append(self._connection)  # never closed here, not even by the GC
+
+    def _forked_error(self) -> JournalStoreError:
+        return JournalStoreError(
+            f"cannot use journal {self.path!r} in process {os.getpid()}: process "
+            f"{self._pid} opened it, and this process is a fork of it; a child must not "
+            "write its parent's journal: start a system with a JOURNAL_PATH of its own in "
+            "the child"
+        )
+
+
+_open_stores: weakref.WeakSet[JournalStore] = weakref.WeakSet()
+"""The stores open in this process (under ``_stores_lock``), for the fork hooks."""
+_stores_lock = threading.Lock()
+_held: list[threading.Lock] = []
+"""The locks of the open stores, held by the thread that forks, while it forks."""
+
+_abandoned: list[sqlite3.Connection] = []
+"""In a forked child, the connections of the parent's stores (`_left_by_fork`)."""
+
+
+def _before_fork() -> None:
+    """Wait until no thread is inside SQLite with a store's file, and hold them so
+    through the fork: a thread of the parent inside SQLite as it forks may hold one of
+    SQLite's own mutexes (its memory or file-system locks), which no thread releases in
+    the child, and the child's first SQLite call (a journal of its own) hangs."""
+    with _stores_lock:
+        stores = list(_open_stores)
+    for store in stores:
+        store._lock.acquire()
+        _held.append(store._lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _held:
+        _held.pop().release()
+
+
+def _after_fork_in_child() -> None:
+    """Every store open at a fork is left to the parent (`JournalStore._left_by_fork`)."""
+    global _stores_lock
+    _stores_lock = threading.Lock()
+    _held.clear()
+    for store in list(_open_stores):
+        store._left_by_fork()
+    _open_stores.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def _identity(path: str) -> tuple[int, int] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -123,6 +124,7 @@ class SupervisorClient:
         return result
 
     async def _ask(self, method: str) -> Any:
+        self._check_failed()  # (a forked child: the root is alive only in the parent)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Any] = loop.create_future()
         reply_to = _LoopFuture(Reply(bridge_for(loop), answer))
@@ -236,6 +238,10 @@ class SystemRuntime:
         self._journal: Journal | None = None
         self._stop_deadline = StopDeadline()
         """When the stop must be over (shared with the children through their context)."""
+        self._pid = 0
+        """The process that started the system (`_left_by_fork`)."""
+        self._forked: ActorSystemError | None = None
+        """Why a forked child cannot use the system (`_left_by_fork`)."""
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -252,6 +258,8 @@ class SystemRuntime:
     def start(self) -> Self:
         """Start the supervision tree (idempotent). Blocks for a few milliseconds."""
         with self._lock:
+            if self._forked is not None:
+                raise _copy(self._forked)
             if self._closed:
                 raise ActorSystemError("the actor system was shut down; create a new one")
             if self._root is not None:
@@ -336,6 +344,8 @@ class SystemRuntime:
             self._pool = state.handles["thread_pool"]
             self._supervisor = SupervisorClient(root, state, cfg.CALL_TIMEOUT, self._check_failed)
             self._root = root
+            self._pid = os.getpid()
+            _started.add(self)  # for `_left_by_fork`
             logger.bind(system="actorflow").info("actor system started")
             return self
 
@@ -488,6 +498,37 @@ class SystemRuntime:
         it then is abandoned, with a warning naming it."""
         runner.stop(max(0.0, self._stop_end() - time.monotonic()))
 
+    def _left_by_fork(self) -> None:
+        """In a child forked after this system started (`_after_fork_in_child`): its
+        threads (actors, loop thread, workers, dashboards) are the parent's, none runs
+        here. Every call fails at once with the reason (as a failed system's do: no cost
+        per call), and a stop stops nothing (it would wait for threads that do not
+        exist here). Its locks are new: a thread of the parent may have held one. The
+        journal is the parent's (`actors.journal` lets its file go in the child)."""
+        self._lock = threading.Lock()
+        if self._root is None or self._stop_over.is_set():
+            return  # stopped before the fork: calls say it is shut down, as in the parent
+        self._forked = ActorSystemError(
+            f"the actor system was started in process {self._pid}; this process "
+            f"({os.getpid()}) is a fork of it and has none of its threads: start a new "
+            "ActorSystem in the child, after the fork (unified_task_manager: `await "
+            "unified_task_manager.shutdown()` in the child first; it stops nothing of "
+            "the parent's)"
+        )
+        self._failure = self._forked
+        self._closed = True
+        self._root = None
+        self._state = None
+        self._journal = None
+        self._loop_thread = None
+        self._loop_thread_keeper = None
+        self._dashboards = []
+        self._bridges = weakref.WeakSet()
+        self._last_bridge = None
+        self._thread_calls = set()
+        self._stop_over = threading.Event()
+        self._stop_over.set()
+
     # -- dashboards -----------------------------------------------------------------------
 
     def _forget_dashboard(self, server: _Server) -> None:
@@ -611,6 +652,21 @@ class SystemRuntime:
             facade = self._facade
             assert facade is not None
         return facade
+
+
+_started: weakref.WeakSet[SystemRuntime] = weakref.WeakSet()
+"""The systems started in this process (`SystemRuntime.start`), for `_after_fork_in_child`."""
+
+
+def _after_fork_in_child() -> None:
+    """Every system started before a fork is left to the parent (`_left_by_fork`)."""
+    for system in list(_started):
+        system._left_by_fork()
+    _started.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _RootSupervisor(Supervisor):

@@ -1,0 +1,215 @@
+"""The event loops production services run: asyncio's own and uvloop (what uvicorn, so
+FastAPI, runs by default).
+
+Every async test here runs on both (the `loops` marker, tests/conftest.py); the whole
+suite runs on uvloop with ``pytest --event-loop uvloop``. The scenarios are the ones a
+service meets: register/execute/wait, submit and map, the thread pool, `system.blocking`
+from a thread, a coroutine's timeout and cancel, a crashed manager's restart, a burst of
+20,000 replies through one `LoopBridge`, a stop while tasks run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from typing import Any
+
+import pytest
+from helpers import (
+    WAIT,
+    Boom,
+    WaitsForToken,
+    assert_cancelled,
+    fails,
+    make_system,
+    running_forever,
+    until,
+)
+
+from actors import ActorSystem, TaskStatus, TaskTimeoutError
+from actors.core import Reply, bridge_for
+from actors.core._bridge import DRAIN_CHUNK
+from supervisors import Kill
+from supervisors.testing import FakeClock
+
+pytestmark = pytest.mark.loops
+
+
+def add(x: int, y: int = 0) -> int:
+    return x + y
+
+
+async def double(x: int) -> int:
+    await asyncio.sleep(0)  # (suspends once: not ended by an eager start)
+    return 2 * x
+
+
+def loop_name() -> str:
+    """The running loop's name in `conftest.LOOPS`."""
+    loop = asyncio.get_running_loop()
+    if loop.get_task_factory() is getattr(asyncio, "eager_task_factory", False):
+        return "eager"
+    return type(loop).__module__.split(".")[0]
+
+
+async def test_the_loop_is_the_one_asked_for(request: pytest.FixtureRequest) -> None:
+    """The parametrization is real: the test runs on the loop its id names."""
+    assert f"[{loop_name()}" in request.node.name or f"-{loop_name()}]" in request.node.name
+
+
+async def test_register_execute_wait(backend: str) -> None:
+    async with make_system(backend, FakeClock()) as system:
+        tm = system.task_manager
+        coro = await tm.register_task("double", double, (21,))
+        func = await tm.register_task("add", add, (40, 2), task_type="cpu")
+        assert await tm.execute_task(coro) is True
+        assert await tm.execute_task(func) is True
+        assert await tm.wait_for_task(coro, timeout=WAIT) == 42
+        assert await tm.wait_for_task(func, timeout=WAIT) == 42
+        failing = await tm.register_task("boom", fails(Boom("no")))
+        with pytest.raises(Boom, match=r"^no$"):
+            await tm.execute_task(failing, wait=True)
+        assert [await tm.get_task_status(t) for t in (coro, func, failing)] == [
+            TaskStatus.COMPLETED,
+            TaskStatus.COMPLETED,
+            TaskStatus.FAILED,
+        ]
+
+
+async def test_submit_map_and_the_thread_pool(backend: str) -> None:
+    async with make_system(backend, FakeClock()) as system:
+        tm = system.task_manager
+        assert await tm.submit(double, 5) == 10
+        assert await tm.submit(add, 1, 2, task_type="cpu") == 3
+        assert await tm.map(double, range(200)) == [2 * i for i in range(200)]
+        assert await tm.map(add, range(50), task_type="cpu") == list(range(50))
+        assert await tm.thread_pool.submit(add, 3, y=4) == 7
+        results = await asyncio.gather(*(tm.thread_pool.submit(add, i) for i in range(100)))
+        assert results == list(range(100))
+
+
+async def test_blocking_from_a_thread_while_the_loop_runs() -> None:
+    async with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        results: list[Any] = []
+        done = threading.Event()
+
+        def caller() -> None:
+            try:
+                results.append(system.blocking.submit(add, 4, 5))
+                results.append(system.blocking.map(add, [1, 2, 3], task_type="cpu"))
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=caller)
+        thread.start()
+        assert await asyncio.to_thread(done.wait, WAIT)
+        thread.join(WAIT)
+        assert results == [9, [1, 2, 3]]
+
+
+async def test_a_coroutines_timeout_and_cancel(backend: str) -> None:
+    clock = FakeClock()
+    async with make_system(backend, clock) as system:
+        tm = system.task_manager
+        started = asyncio.Event()
+        timed = await tm.register_task(
+            "slow", lambda: _forever(started), timeout=5.0, max_retries=0
+        )
+        assert await tm.execute_task(timed) is True
+        await until(started)
+        await asyncio.to_thread(clock.wait_for_timers, 1, WAIT)
+        clock.advance(5.0)
+        with pytest.raises(TaskTimeoutError):
+            await tm.wait_for_task(timed, timeout=WAIT)
+        assert await tm.get_task_status(timed) is TaskStatus.FAILED
+
+        forever = await running_forever(tm)
+        assert await tm.cancel_task(forever) is True
+        await assert_cancelled(tm, forever)
+
+
+async def _forever(started: asyncio.Event) -> None:
+    started.set()
+    await asyncio.get_running_loop().create_future()
+
+
+@pytest.mark.parametrize("child", ["task_manager", "legacy_task_manager", "facade"])
+async def test_a_crashed_manager_restarts_with_its_tasks(child: str) -> None:
+    backend = "old" if child == "legacy_task_manager" else "new"
+    async with make_system(backend, FakeClock()) as system:
+        tm = system.task_manager
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def held() -> str:
+            started.set()
+            await release.wait()
+            return "held"
+
+        running = await tm.register_task("held", held)
+        assert await tm.execute_task(running) is True
+        await until(started)
+        system.supervisor.child(child).tell(Kill())
+        # Calls made during the restart succeed; the running task ends as it would have.
+        assert await tm.submit(double, 4) == 8
+        release.set()
+        assert await tm.wait_for_task(running, timeout=WAIT) == "held"
+        restarts = {r.id: r.restarts for r in await system.supervisor.which_children()}
+        assert restarts[child] == 1
+
+
+async def test_twenty_thousand_replies_through_one_bridge() -> None:
+    """Replies posted from a thread in one burst: each future gets its own value, and
+    the loop's other callbacks run between the drains (64 replies each at most), not
+    after all 20,000."""
+    loop = asyncio.get_running_loop()
+    bridge = bridge_for(loop)
+    futures = [loop.create_future() for _ in range(20_000)]
+    seen: list[int] = []  # how many were answered, at each tick of another callback
+    answered = 0
+
+    def tick() -> None:
+        nonlocal answered
+        while answered < len(futures) and futures[answered].done():
+            answered += 1
+        seen.append(answered)
+        if answered < len(futures):
+            loop.call_soon(tick)
+
+    def burst() -> None:
+        for i, future in enumerate(futures):
+            Reply(bridge, future).set_result(i)
+
+    loop.call_soon(tick)
+    thread = threading.Thread(target=burst)
+    thread.start()
+    values = await asyncio.wait_for(asyncio.gather(*futures), WAIT)
+    thread.join(WAIT)
+    assert values == list(range(20_000))
+    assert len(bridge._pending) == 0
+    steps = [b - a for a, b in itertools.pairwise(seen)]
+    # (two drains may run in one iteration: one rescheduled, one the burst scheduled)
+    assert max(steps) <= 2 * DRAIN_CHUNK
+    assert len([n for n in seen if 0 < n < len(futures)]) >= len(futures) // (2 * DRAIN_CHUNK)
+
+
+async def test_a_stop_while_tasks_run_cancels_them_and_leaves_no_task(backend: str) -> None:
+    loop = asyncio.get_running_loop()
+    before = asyncio.all_tasks(loop)
+    system = make_system(backend, FakeClock())
+    async with system:
+        tm = system.task_manager
+        started = asyncio.Event()
+        coro = await tm.register_task("forever", lambda: _forever(started))
+        blocks = WaitsForToken()  # a function that ends when its attempt is cancelled
+        func = await tm.register_task("blocks", blocks.run, task_type="cpu")
+        assert await tm.execute_task(coro) is True
+        assert await tm.execute_task(func) is True
+        await until(started)
+        assert await asyncio.to_thread(blocks.started.wait, WAIT)
+        await tm.shutdown()
+    assert await asyncio.to_thread(blocks.returned.wait, WAIT)
+    assert blocks.token_set == [True]
+    for _ in range(3):  # the cancelled attempts' tasks end within a few iterations
+        await asyncio.sleep(0)
+    assert asyncio.all_tasks(loop) - before == set()

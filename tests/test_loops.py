@@ -11,8 +11,11 @@ from a thread, a coroutine's timeout and cancel, a crashed manager's restart, a 
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
+import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,10 +25,12 @@ from helpers import (
     WaitsForToken,
     assert_cancelled,
     fails,
+    journal_config,
     make_system,
     running_forever,
     until,
 )
+from test_durable import journal_row, write
 
 from actors import ActorSystem, TaskStatus, TaskTimeoutError
 from actors.core import Reply, bridge_for
@@ -213,3 +218,66 @@ async def test_a_stop_while_tasks_run_cancels_them_and_leaves_no_task(backend: s
     for _ in range(3):  # the cancelled attempts' tasks end within a few iterations
         await asyncio.sleep(0)
     assert asyncio.all_tasks(loop) - before == set()
+
+
+# -- what a stop leaves behind ----------------------------------------------------------------
+
+RECOVERED_STARTED = threading.Event()
+RECOVERED_CLEANED = threading.Event()
+
+
+async def recovered_forever() -> None:
+    """A journaled coroutine task that was running when its process died: recovered,
+    it runs on the system's own loop until it is cancelled, then cleans up."""
+    RECOVERED_STARTED.set()
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        await asyncio.sleep(0.01)  # an async cleanup (closing a connection, say)
+        RECOVERED_CLEANED.set()
+
+
+def test_a_stop_lets_a_recovered_coroutine_clean_up_and_leaves_no_pending_task(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The system stops while a recovered coroutine runs on the system's own loop (its
+    caller's loop is gone): the task is cancelled, its cleanup runs, and the loop is
+    closed with no task pending. Before, the loop was stopped and closed with the
+    cancelled task still pending: its ``finally`` never ran, and asyncio logged "Task
+    was destroyed but it is pending!" once it was collected."""
+    RECOVERED_STARTED.clear()
+    RECOVERED_CLEANED.clear()
+    path = tmp_path / "tasks.db"
+    write(path, journal_row("r", recovered_forever, (), "running", attempts=1))
+
+    async def main() -> None:
+        async with ActorSystem(journal_config(path)) as system:
+            assert await asyncio.to_thread(RECOVERED_STARTED.wait, WAIT)
+            assert system.running
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(main())
+        gc.collect()
+    assert RECOVERED_CLEANED.is_set()
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_a_stop_lets_a_coroutine_on_the_blocking_loop_thread_finish_its_cleanup() -> None:
+    """`with ActorSystem()` runs coroutine tasks on its own loop thread. The stop cancels
+    a running one; its cleanup awaits (closing a connection, say) and completes. Before,
+    the loop thread cancelled it again as it ended its loop, cutting that cleanup short."""
+    started, cleaned = threading.Event(), threading.Event()
+
+    async def body() -> None:
+        started.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            await asyncio.sleep(0.01)
+            cleaned.set()
+
+    with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        task_id = system.blocking.register_task("held", body)
+        assert system.blocking.execute_task(task_id) is True
+        assert started.wait(WAIT)
+    assert cleaned.is_set()

@@ -14,11 +14,15 @@ import asyncio
 import gc
 import itertools
 import logging
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import LOOPS
 from helpers import (
     WAIT,
     Boom,
@@ -281,3 +285,31 @@ def test_a_stop_lets_a_coroutine_on_the_blocking_loop_thread_finish_its_cleanup(
         assert system.blocking.execute_task(task_id) is True
         assert started.wait(WAIT)
     assert cleaned.is_set()
+
+
+# -- debug mode, warnings as errors -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_standard_scenarios_leave_no_warning_in_debug_mode(loop: str) -> None:
+    """tests/loops_worker.py runs a service's calls on loops of each kind, in asyncio's
+    debug mode, with ``-X dev -W error``: under `asyncio.run`, an `asyncio.Runner` that
+    makes several runs, a loop the script makes and closes itself, and two systems at
+    once on two threads' loops, each stopped while tasks run. Nothing may be printed
+    but its ``ok``: no warning (an unclosed loop, socket or file; a coroutine never
+    awaited), no "Task was destroyed but it is pending!", no callback that blocked its
+    loop for a second, no exception ignored at exit."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop has no wheel for this platform")
+    if loop == "eager" and not hasattr(asyncio, "eager_task_factory"):
+        pytest.skip("eager tasks are new in Python 3.12")
+    worker = Path(__file__).with_name("loops_worker.py")
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", str(worker), loop],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(worker.parent.parent), "PYTHONASYNCIODEBUG": "1"},
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")

@@ -8,6 +8,7 @@ import gc
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -24,8 +25,9 @@ LEAK_GRACE_SECONDS = 5.0
 
 # -- the event loop the tests run on ----------------------------------------------------------
 # `--event-loop uvloop` runs every async test on uvloop (what uvicorn, so FastAPI, runs
-# by default); tests marked `loops` run on both loops in every run (tests/test_loops.py,
-# and a subset of tests/contract/).
+# by default), `--event-loop eager` on asyncio's loop with an eager task factory (3.12+);
+# tests marked `loops` (tests/test_loops.py) and the contract (tests/contract/, both
+# task systems) run on every one of them in every run.
 
 LOOPS = ("asyncio", "uvloop", "eager")
 """asyncio's loop, uvloop's, and asyncio's with `asyncio.eager_task_factory` set on it
@@ -36,6 +38,7 @@ try:
     HAVE_UVLOOP = True
 except ImportError:
     HAVE_UVLOOP = False
+CONTRACT = Path(__file__).with_name("contract")
 HAVE_EAGER = hasattr(asyncio, "eager_task_factory")
 
 
@@ -70,7 +73,7 @@ def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """pytest-asyncio's hook: the loops an async test runs on (one a run of it)."""
-    if item.get_closest_marker("loops") is not None:
+    if item.get_closest_marker("loops") is not None or item.path.is_relative_to(CONTRACT):
         names: tuple[str, ...] = LOOPS
     else:
         names = (config.getoption("--event-loop"),)

@@ -36,7 +36,7 @@ from helpers import (
 )
 from test_durable import journal_row, write
 
-from actors import ActorSystem, TaskStatus, TaskTimeoutError
+from actors import ActorSystem, TaskNotFoundError, TaskStatus, TaskTimeoutError
 from actors.core import Reply, bridge_for
 from actors.core._bridge import DRAIN_CHUNK
 from supervisors import Kill
@@ -313,3 +313,24 @@ def test_the_standard_scenarios_leave_no_warning_in_debug_mode(loop: str) -> Non
         check=False,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")
+
+
+async def test_calls_run_as_tasks_and_from_other_threads(backend: str) -> None:
+    """A client call is awaited, made a task (an eager one where the factory is), or
+    sent to the loop from another thread, on every loop."""
+    async with make_system(backend, FakeClock()) as system:
+        tm = system.task_manager
+        loop = asyncio.get_running_loop()
+        assert await asyncio.create_task(tm.submit(double, 2)) == 4
+        status = asyncio.ensure_future(tm.get_task_status("nope"))
+        with pytest.raises(TaskNotFoundError, match="nope"):
+            await status
+        tasks = [asyncio.create_task(tm.submit(double, i)) for i in range(100)]
+        assert await asyncio.gather(*tasks) == [2 * i for i in range(100)]
+
+        def from_a_thread() -> int:
+            future = asyncio.run_coroutine_threadsafe(tm.submit(double, 21), loop)
+            return int(future.result(WAIT))
+
+        assert await asyncio.to_thread(from_a_thread) == 42
+        assert await asyncio.wait_for(asyncio.shield(tm.submit(double, 5)), WAIT) == 10

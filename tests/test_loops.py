@@ -36,7 +36,13 @@ from helpers import (
 )
 from test_durable import journal_row, write
 
-from actors import ActorSystem, TaskNotFoundError, TaskStatus, TaskTimeoutError
+from actors import (
+    ActorSystem,
+    BlockingCallError,
+    TaskNotFoundError,
+    TaskStatus,
+    TaskTimeoutError,
+)
 from actors.core import Reply, bridge_for
 from actors.core._bridge import DRAIN_CHUNK
 from supervisors import Kill
@@ -334,3 +340,12 @@ async def test_calls_run_as_tasks_and_from_other_threads(backend: str) -> None:
 
         assert await asyncio.to_thread(from_a_thread) == 42
         assert await asyncio.wait_for(asyncio.shield(tm.submit(double, 5)), WAIT) == 10
+
+
+async def test_a_blocking_call_on_a_running_loop_is_refused() -> None:
+    """The blocking API knows a thread that runs a loop, whichever loop: it refuses
+    before anything is sent (it would block that loop)."""
+    async with ActorSystem({"CLEANUP_INTERVAL": 0}) as system:
+        with pytest.raises(BlockingCallError, match=r"^system\.blocking\.get_all_tasks\(\)"):
+            system.blocking.get_all_tasks()
+        assert await system.task_manager.get_all_tasks() == []

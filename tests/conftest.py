@@ -38,8 +38,8 @@ try:
     HAVE_UVLOOP = True
 except ImportError:
     HAVE_UVLOOP = False
-CONTRACT = Path(__file__).with_name("contract")
 HAVE_EAGER = hasattr(asyncio, "eager_task_factory")
+CONTRACT = Path(__file__).with_name("contract")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,13 +47,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--event-loop",
         choices=LOOPS,
         default="asyncio",
-        help="the event loop every async test runs on (default: asyncio's own); tests "
-        "marked `loops` run on both whatever this says",
+        help="the event loop every async test runs on (default: asyncio's own; eager: "
+        "asyncio's with an eager task factory, 3.12+); tests marked `loops` and "
+        "tests/contract run on all three whatever this says",
     )
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """What makes a new event loop of ``name`` ("asyncio" or "uvloop")."""
+    """What makes a new event loop of ``name`` (in `LOOPS`)."""
     if name == "asyncio":
         return asyncio.new_event_loop
     if name == "eager":

@@ -3,10 +3,12 @@ records."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -19,6 +21,74 @@ from actors.engine import TaskRecord
 from supervisors.testing import FakeClock
 
 LEAK_GRACE_SECONDS = 5.0
+
+
+# -- the event loop the tests run on ----------------------------------------------------------
+# `--event-loop uvloop` runs every async test on uvloop (what uvicorn, so FastAPI, runs
+# by default), `--event-loop eager` on asyncio's loop with an eager task factory (3.12+);
+# tests marked `loops` (tests/test_loops.py) and the contract (tests/contract/, both
+# task systems) run on every one of them in every run.
+
+LOOPS = ("asyncio", "uvloop", "eager")
+"""asyncio's loop, uvloop's, and asyncio's with `asyncio.eager_task_factory` set on it
+(Python 3.12+: an application that sets it app-wide starts every task eagerly)."""
+try:
+    import uvloop  # noqa: F401  (uvloop has wheels for Linux and macOS, none for Windows)
+
+    HAVE_UVLOOP = True
+except ImportError:
+    HAVE_UVLOOP = False
+HAVE_EAGER = hasattr(asyncio, "eager_task_factory")
+CONTRACT = Path(__file__).with_name("contract")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--event-loop",
+        choices=LOOPS,
+        default="asyncio",
+        help="the event loop every async test runs on (default: asyncio's own; eager: "
+        "asyncio's with an eager task factory, 3.12+); tests marked `loops` and "
+        "tests/contract run on all three whatever this says",
+    )
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """What makes a new event loop of ``name`` (in `LOOPS`)."""
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    if name == "eager":
+        return _eager_loop
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
+def _eager_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
+    return loop
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """pytest-asyncio's hook: the loops an async test runs on (one a run of it)."""
+    if item.get_closest_marker("loops") is not None or item.path.is_relative_to(CONTRACT):
+        names: tuple[str, ...] = LOOPS
+    else:
+        names = (config.getoption("--event-loop"),)
+        if names == ("uvloop",) and not HAVE_UVLOOP:
+            raise pytest.UsageError("--event-loop uvloop: uvloop is not installed")
+        if names == ("eager",) and not HAVE_EAGER:
+            raise pytest.UsageError("--event-loop eager: eager tasks are new in Python 3.12")
+    # (the `loops` tests run on those there are: uvloop has no wheel for Windows)
+    names = tuple(
+        name
+        for name in names
+        if (name != "uvloop" or HAVE_UVLOOP) and (name != "eager" or HAVE_EAGER)
+    )
+    return {name: loop_factory(name) for name in names}
 
 
 def _extra_threads(baseline: set[int]) -> list[threading.Thread]:

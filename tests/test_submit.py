@@ -300,7 +300,13 @@ async def test_a_burst_of_calls_is_one_message_to_the_facade(
     assert results[:49] == [i + 1 for i in range(49)]
     assert isinstance(results[49], TaskCancelledError)
     assert results[50] is True
-    assert sent == [messages.Batch, messages.Cancel]
+    factory = asyncio.get_running_loop().get_task_factory()
+    if factory is not None and factory is getattr(asyncio, "eager_task_factory", None):
+        # An eager task factory starts the ``cancel_task`` coroutine as `gather` wraps
+        # it, in this iteration: its `Cancel` leaves in the same `Batch`, after them.
+        assert sent == [messages.Batch]
+    else:
+        assert sent == [messages.Batch, messages.Cancel]
 
 
 async def test_submit_from_inside_a_task_lends_its_slot(backend: str) -> None:

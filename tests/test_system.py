@@ -125,8 +125,10 @@ async def test_user_log_lines_carry_the_task_id(
     by_message = {r["message"]: r for r in log_records}
     assert by_message["hello from a coroutine"]["extra"]["task_id"] == coro_id
     assert by_message["hello from a thread"]["extra"]["task_id"] == thread_id
+    # The old system runs functions in the loop's default executor ("asyncio_0" on
+    # asyncio's loop, "uvloop_0" on uvloop's: `pytest --event-loop uvloop`).
     assert by_message["hello from a thread"]["thread"].name.startswith(
-        "actorflow-pool" if backend == "new" else "asyncio"
+        "actorflow-pool" if backend == "new" else ("asyncio_", "uvloop_")
     )
 
 

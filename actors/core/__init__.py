@@ -33,7 +33,7 @@ from actors.core._logging import (
     safe_repr,
     unbind_task_id,
 )
-from actors.core._loop_thread import LoopThread
+from actors.core._loop_thread import LoopThread, end_tasks
 from actors.core._stdlib_logging import TaskContextFilter
 from actors.core._types import *  # noqa: F403  (the task types and statuses, per its __all__)
 from actors.core._util import *  # noqa: F403  (the helpers, as listed in its __all__)
@@ -61,6 +61,7 @@ __all__ = [
     "cancellation_token",
     "configure_logging",
     "current_task_id",
+    "end_tasks",
     "load_config",
     "safe_repr",
     "unbind_task_id",

@@ -20,7 +20,7 @@ from loguru import logger
 from actors.core._bridge import SWEEP_INTERVAL
 from actors.core._errors import ActorSystemError, CallTimeout
 
-__all__ = ["LoopThread"]
+__all__ = ["LoopThread", "end_tasks"]
 
 R = TypeVar("R")
 
@@ -55,24 +55,7 @@ class LoopThread:
             with self._lock:
                 self._ending = True  # no call is sent from now on
             try:
-                # A call sent as the loop stopped (after its last iteration began, before
-                # the line above) waits in the loop's ready queue, its task not made yet:
-                # one more round makes it (and answers it, if it ends at once), so the
-                # cancel below sees it. Else it ran only in a later `run_until_complete`,
-                # or never, and its caller waited out its whole bound (`CallTimeout`).
-                _run_to_end(loop, asyncio.sleep(0))
-                # Until none is left: a call sent just before (its task is made as the
-                # loop runs again) would be left pending, unanswered, as the loop closes.
-                while tasks := asyncio.all_tasks(loop):
-                    for task in tasks:
-                        task.cancel()
-                    self._stage = (
-                        f"waiting for its {len(tasks)} cancelled task(s) to end "
-                        "(a coroutine that ignores its cancellation, or blocks the loop)"
-                    )
-                    _run_to_end(loop, asyncio.gather(*tasks, return_exceptions=True))
-                self._stage = "closing its async generators"
-                _run_to_end(loop, loop.shutdown_asyncgens())
+                end_tasks(loop, self._set_stage)
             finally:
                 self._stage = (
                     "waiting for the functions still running in its default executor "
@@ -81,6 +64,9 @@ class LoopThread:
                 self._executor.shutdown(wait=True, cancel_futures=True)
                 asyncio.set_event_loop(None)
                 loop.close()
+
+    def _set_stage(self, stage: str) -> None:
+        self._stage = stage
 
     def call(
         self,
@@ -193,6 +179,63 @@ class LoopThread:
             self._stage,
         )
         return False
+
+
+def end_tasks(
+    loop: asyncio.AbstractEventLoop,
+    stage: Callable[[str], object] = repr,
+    *,
+    default_executor: bool = False,
+) -> None:
+    """On ``loop``'s thread, once its ``run_forever`` returned for good: run the loop
+    until no task is left, each cancelled (their cleanups run: a ``finally`` that awaits
+    too), then close its async generators, as `asyncio.run` does before it closes its
+    loop. Closed with a task still pending, a loop leaves that task's cleanup unrun and
+    asyncio logs "Task was destroyed but it is pending!" when it is collected.
+    ``stage`` is told what it waits for (a stop that gives up on the thread says it).
+    ``default_executor``: then wait for the functions running in the loop's default
+    executor (`loop.shutdown_default_executor`)."""
+    # A call sent as the loop stopped (after its last iteration began) waits in the
+    # loop's ready queue, its task not made yet: one more round makes it (and answers
+    # it, if it ends at once), so the cancel below sees it. Else it ran only in a later
+    # `run_until_complete`, or never, and its caller waited out its whole bound.
+    _run_to_end(loop, asyncio.sleep(0))
+    # Until none is left: a call sent just before (its task is made as the loop runs
+    # again) would be left pending, unanswered, as the loop closes. A task cancelled
+    # already (the system's stop cancelled its attempt) is in its cleanup: cancelled
+    # again, a cleanup that awaits (closing a connection) would be cut short, so it
+    # gets `CLEANUP_GRACE` seconds first.
+    spared: set[asyncio.Future[Any]] = set()
+    while tasks := asyncio.all_tasks(loop):
+        waiting = False
+        for task in tasks:
+            if task not in spared and _cancelling(task):
+                spared.add(task)
+                waiting = True
+            else:
+                task.cancel()
+        stage(
+            f"waiting for its {len(tasks)} cancelled task(s) to end "
+            "(a coroutine that ignores its cancellation, or blocks the loop)"
+        )
+        _run_to_end(loop, asyncio.wait(tasks, timeout=CLEANUP_GRACE if waiting else None))
+    stage("closing its async generators")
+    _run_to_end(loop, loop.shutdown_asyncgens())
+    if default_executor:
+        stage("waiting for the functions still running in its default executor")
+        _run_to_end(loop, loop.shutdown_default_executor())
+
+
+def _cancelling(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` was cancelled and has not ended (a task factory's own kind of
+    task may not say: then it is not)."""
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is not None and cancelling() > 0
+
+
+CLEANUP_GRACE = 1.0
+"""Seconds a task cancelled before its loop stopped has to end (its cleanup) before
+`end_tasks` cancels it again."""
 
 
 def _run_to_end(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[Any]) -> None:

@@ -42,6 +42,7 @@ from actors.core import (
     TaskRecoveryError,
     TaskStatus,
     bridge_for,
+    end_tasks,
     gc_paused,
 )
 from actors.engine import find_results, is_coroutine_callable
@@ -90,20 +91,32 @@ class SystemLoop:
         self.bridge: LoopBridge = bridge_for(self.loop)
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                # The recovered tasks still running are cancelled and their cleanups
+                # run (the system's stop cancelled them: the loop stopped before their
+                # cancellation was delivered), as the loop of `asyncio.run` does.
+                end_tasks(loop, default_executor=True)
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
 
     def stop(self, timeout: float) -> None:
         """Stop the loop and wait at most ``timeout`` seconds (the time left of the
-        system's stop) for its thread; one still running then (a recovered task
-        blocking the loop) is abandoned, with a warning."""
+        system's stop) for its thread, which ends the loop's tasks and closes it; one
+        still running then (a recovered task blocking the loop, or ignoring its
+        cancellation) is abandoned, with a warning."""
         loop = self.loop
         if loop.is_closed():
             return
-        loop.call_soon_threadsafe(loop.stop)
+        with contextlib.suppress(RuntimeError):  # closed meanwhile, by its thread
+            loop.call_soon_threadsafe(loop.stop)
         self._thread.join(timeout)
         if not self._thread.is_alive():
-            loop.close()
             return
         _log.warning(
             "the recovered tasks' loop thread did not end within {:.3f}s (the time left "

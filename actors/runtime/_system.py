@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, InvalidStateError
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from loguru import logger
 from pykka import ActorDeadError, ThreadingFuture
@@ -350,7 +350,13 @@ class SystemRuntime:
             return self
 
     async def __aenter__(self) -> Self:
-        return self.start()
+        if self.config.JOURNAL_PATH is None or self._root is not None:
+            return self.start()  # a few milliseconds
+        # Opening the journal creates or locks its file and reads and restores every
+        # task in it (a second or more for 100,000 rows): in a thread, so that the loop
+        # runs its other callbacks meanwhile (asyncio's debug mode reported the start
+        # as a callback that blocked the loop).
+        return await _started_off_loop(asyncio.get_running_loop(), self)
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.shutdown()
@@ -705,6 +711,52 @@ async def _off_loop(loop: asyncio.AbstractEventLoop, work: Callable[[], None]) -
     stopper.start()
     await done
     stopper.join(1.0)  # it has posted its last act; this returns at once
+
+
+S = TypeVar("S", bound="SystemRuntime")
+
+
+async def _started_off_loop(loop: asyncio.AbstractEventLoop, system: S) -> S:
+    """``system.start()`` in a thread of its own; its error raised here. A caller
+    cancelled meanwhile gets its cancellation, and the system, owned by nobody then, is
+    stopped once its start ends."""
+    started: asyncio.Future[None] = loop.create_future()
+    bridge = bridge_for(loop)
+
+    def run() -> None:
+        try:
+            system.start()
+        except BaseException as exc:
+            bridge.post(_settle, started, exc)
+        else:
+            bridge.post(_settle, started, None)
+
+    starter = threading.Thread(target=run, name="actorflow-start")
+    starter.start()
+    try:
+        await asyncio.shield(started)
+    except asyncio.CancelledError:
+
+        def stop_once_started() -> None:
+            starter.join()
+            system.stop_sync()
+
+        threading.Thread(target=stop_once_started, name="actorflow-start-abandoned").start()
+        raise
+    except BaseException:
+        starter.join(1.0)  # it has posted its last act: this returns at once
+        raise
+    starter.join(1.0)
+    return system
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def _journal(ctx: SystemContext, system: SystemRuntime) -> Journal:

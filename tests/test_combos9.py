@@ -10,6 +10,13 @@ shutdown, and the cancellation used to end ``shutdown()`` before it stopped anyt
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -67,3 +74,49 @@ async def test_a_shutdown_whose_caller_is_cancelled_still_stops_the_system(backe
         await tm.get_task(task_id)
     assert str(caught.value) == "the actor system is shut down; create a new ActorSystem"
     await asyncio.wait_for(system.shutdown(), WAIT)
+
+
+def demo_until(out_dir: Path, marker: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """``python -m actors demo --out OUT_DIR`` in a process of its own, read until a
+    line holding ``marker``; the process and the lines read so far."""
+    environ = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    command = [sys.executable, "-m", "actors", "demo", "--out", str(out_dir)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if marker in line:
+            return process, lines
+    process.wait(WAIT)
+    raise AssertionError(f"no line with {marker!r} in {lines}")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("signal_number", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+@pytest.mark.parametrize("marker", ["actorflow demo:", "durable tasks: phase 1"])
+def test_the_demo_stops_on_a_signal_with_its_exit_code_and_no_traceback(
+    tmp_path: Path, signal_number: int, code: int, said: str, marker: str
+) -> None:
+    """Ctrl-C or a process manager's SIGTERM, while the demo's service runs or while its
+    durable phase has a journal open: the systems stop (their journal written and
+    closed), the demo says so and exits 128 + the signal's number."""
+    process, lines = demo_until(tmp_path, marker)
+    process.send_signal(signal_number)
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == code, [*lines, rest]
+    assert "Traceback" not in rest
+    assert rest.splitlines()[-1] == said
+    journal = tmp_path / "journal.db"
+    if journal.exists():
+        with closing(sqlite3.connect(journal)) as connection:
+            assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert (
+            not (tmp_path / "journal.db-wal").exists()
+            or (tmp_path / "journal.db-wal").stat().st_size == 0
+        )

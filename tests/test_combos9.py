@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,13 @@ import pykka
 import pytest
 from helpers import WAIT
 
-from actors import ActorSystem, ActorSystemError, TaskCancelledError
+from actors import ActorSystem, ActorSystemError, TaskCancelledError, TaskStatus
 
 SHUTDOWN = 0.5
 """``SHUTDOWN_TIMEOUT`` of these tests' systems."""
+
+SHUT = "the actor system is shut down; create a new ActorSystem"
+"""What every call made once the system stops raises (an `ActorSystemError`)."""
 
 
 def config(backend: str, **extra: Any) -> dict[str, Any]:
@@ -72,8 +76,132 @@ async def test_a_shutdown_whose_caller_is_cancelled_still_stops_the_system(backe
     assert pykka.ActorRegistry.get_all() == []
     with pytest.raises(ActorSystemError) as caught:
         await tm.get_task(task_id)
-    assert str(caught.value) == "the actor system is shut down; create a new ActorSystem"
+    assert str(caught.value) == SHUT
     await asyncio.wait_for(system.shutdown(), WAIT)
+
+
+@pytest.mark.parametrize("backend", ["new", "old"])
+async def test_tasks_sent_once_the_shutdown_began_are_refused(backend: str) -> None:
+    """A call that reaches the managers after the shutdown's cancel-everything message
+    used to be accepted: the task registered (and, executed, started, with nothing left
+    to end it but the stop's last sweep), as if the system ran on."""
+    system = ActorSystem(config(backend)).start()
+    tm = system.task_manager
+    registered = await tm.register_task("early", asyncio.sleep, (0,))
+    stop = asyncio.ensure_future(system.shutdown())
+    await asyncio.sleep(0)  # the managers have been told to shut down: these come after
+    calls = [
+        tm.register_task("late", asyncio.sleep, (0,)),
+        tm.execute_task(registered),
+        tm.submit(asyncio.sleep, 0),
+        tm.map(asyncio.sleep, [0, 0]),
+    ]
+    outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
+    await asyncio.wait_for(stop, WAIT)
+    assert [(type(e), str(e)) for e in outcomes] == [(ActorSystemError, SHUT)] * len(calls)
+
+
+QUEUED = 10_000
+RUNNING = 100
+STOPPED = "was cancelled: the actor system shut down"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("backend", ["new"])  # the old task system has no queue
+async def test_a_stop_under_load_ends_every_task_and_every_caller(backend: str) -> None:
+    """10,000 tasks queued and 100 running (96 coroutines and 4 thread functions that
+    ignore their cancellation token past ``SHUTDOWN_TIMEOUT``): the stop returns within
+    its bound, every task ends, every waiting caller (``wait_for_task``, ``submit``,
+    ``map``, ``thread_pool.submit``, a blocking ``wait_for_task`` on a thread) gets an
+    error naming the stop, and the pool's threads end once the stuck functions return."""
+    system = ActorSystem(
+        config(
+            backend,
+            MAX_CONCURRENT_TASKS=RUNNING,
+            MAX_THREAD_WORKERS=RUNNING // 2,
+            MAX_FINISHED_TASKS=2 * QUEUED,
+        )
+    ).start()
+    tm = system.task_manager
+    loop = asyncio.get_running_loop()
+    gate = threading.Event()
+    all_started = asyncio.Event()
+    started: list[int] = []
+
+    def count(i: int) -> None:
+        started.append(i)
+        if len(started) == RUNNING:
+            all_started.set()
+
+    async def waits(i: int) -> None:
+        count(i)
+        await asyncio.Event().wait()
+
+    pool_started = threading.Event()
+
+    def stuck(i: int) -> None:
+        if i < 0:
+            pool_started.set()
+        else:
+            loop.call_soon_threadsafe(count, i)
+        gate.wait(WAIT)  # ignores its cancellation token
+
+    async def queued(i: int) -> int:
+        return i
+
+    try:
+        running = [
+            await tm.register_task(f"r{i}", stuck if i % 25 == 0 else waits, (i,))
+            for i in range(RUNNING)
+        ]
+        for task_id in running:
+            await tm.execute_task(task_id)
+        await asyncio.wait_for(all_started.wait(), WAIT)
+        later = await asyncio.gather(*(tm.register_task("q", queued, (i,)) for i in range(QUEUED)))
+        await asyncio.gather(*(tm.execute_task(task_id) for task_id in later))
+        watched = [*running[:2], later[0], later[-1]]
+        waiters = [asyncio.ensure_future(tm.wait_for_task(t)) for t in watched]
+        calls = [
+            asyncio.ensure_future(tm.submit(queued, 1, task_id="submitted")),
+            asyncio.ensure_future(tm.map(queued, [1, 2], name="mapped")),
+            asyncio.ensure_future(tm.thread_pool.submit(stuck, -1)),
+            asyncio.ensure_future(asyncio.to_thread(system.blocking.wait_for_task, later[1])),
+        ]
+        assert system._state is not None
+        child = "task_manager" if backend == "new" else "legacy_task_manager"
+        records = system._state.states[child].tasks
+
+        async def all_waiting() -> None:  # submit's task and map's two, each waited for
+            watched_too = [*watched, later[1], "submitted"]
+            while len(records) < RUNNING + QUEUED + 3 or not all(
+                records[t].waiters for t in watched_too
+            ):
+                await asyncio.sleep(0)
+            await asyncio.to_thread(pool_started.wait, WAIT)
+
+        await asyncio.wait_for(all_waiting(), WAIT)
+
+        async with asyncio.timeout(WAIT * 4):  # the bound: SHUTDOWN_TIMEOUT + 1 s, + load
+            await system.shutdown()
+            outcomes = await asyncio.gather(*waiters, *calls, return_exceptions=True)
+        assert len(records) == RUNNING + QUEUED + 1 + 2  # submit's task, map's two
+        assert {record.status for record in records.values()} == {TaskStatus.CANCELLED}
+    finally:
+        gate.set()
+        await asyncio.wait_for(system.shutdown(), WAIT)  # done already, unless it failed
+    cancelled = [(TaskCancelledError, f"task {t!r} {STOPPED}") for t in watched]
+    assert [(type(e), str(e)) for e in outcomes] == [
+        *cancelled,
+        (TaskCancelledError, f"task 'submitted' {STOPPED}"),
+        (TaskCancelledError, str(outcomes[5])),
+        (ActorSystemError, "the actor system was shut down"),
+        (TaskCancelledError, f"task {later[1]!r} {STOPPED}"),
+    ]
+    assert str(outcomes[5]).endswith(STOPPED)
+    for thread in threading.enumerate():
+        if thread.name.startswith("actorflow-pool"):
+            thread.join(WAIT)
+            assert not thread.is_alive(), thread
 
 
 def demo_until(out_dir: Path, marker: str) -> tuple[subprocess.Popen[str], list[str]]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pykka
 import pytest
-from helpers import WAIT
+from helpers import WAIT, journal_config
 
 from actors import ActorSystem, ActorSystemError, TaskCancelledError, TaskStatus
 
@@ -202,6 +202,155 @@ async def test_a_stop_under_load_ends_every_task_and_every_caller(backend: str) 
         if thread.name.startswith("actorflow-pool"):
             thread.join(WAIT)
             assert not thread.is_alive(), thread
+
+
+_GATE = threading.Event()
+"""Holds the durable tasks below (they ignore their cancellation token) until set."""
+_STARTED: list[int] = []
+
+
+async def durable_coroutine(i: int) -> int:
+    _STARTED.append(i)
+    await asyncio.to_thread(_GATE.wait, WAIT)
+    return i
+
+
+def durable_function(i: int) -> int:
+    _STARTED.append(i)
+    _GATE.wait(WAIT)  # past SHUTDOWN_TIMEOUT: the stop abandons it
+    return i
+
+
+@pytest.mark.timeout(120)
+async def test_durable_tasks_running_or_queued_at_a_stop_run_again_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Stopped with 4 durable tasks running (2 coroutines, 2 thread functions stuck past
+    ``SHUTDOWN_TIMEOUT``) and 200 queued: the journal marks none failed nor cancelled; a
+    new system on the file runs them all again, the running ones counted recovered."""
+    _GATE.clear()
+    _STARTED.clear()
+    path = tmp_path / "tasks.db"
+    cfg = journal_config(path, SHUTDOWN_TIMEOUT=SHUTDOWN, MAX_CONCURRENT_TASKS=4)
+    system = ActorSystem(cfg).start()
+    tm = system.task_manager
+    try:
+        running = [
+            await tm.register_task(
+                "r", durable_coroutine if i < 2 else durable_function, (i,), durable=True
+            )
+            for i in range(4)
+        ]
+        for task_id in running:
+            await tm.execute_task(task_id)
+
+        async def all_started() -> None:
+            while len(_STARTED) < 4:
+                await asyncio.sleep(0)
+
+        await asyncio.wait_for(all_started(), WAIT)
+        queued = [
+            await tm.register_task("q", durable_function, (i,), durable=True) for i in range(4, 204)
+        ]
+        await asyncio.gather(*(tm.execute_task(task_id) for task_id in queued))
+        async with asyncio.timeout(WAIT * 2):
+            await system.shutdown()
+    finally:
+        _GATE.set()
+        await asyncio.wait_for(system.shutdown(), WAIT)
+    with closing(sqlite3.connect(path)) as connection:
+        statuses = {row[0] for row in connection.execute("SELECT status FROM tasks")}
+    assert statuses == {"queued", "running"}, statuses
+    async with ActorSystem(cfg) as again:
+        tm = again.task_manager
+        async with asyncio.timeout(WAIT * 4):
+            results = [await tm.wait_for_task(t) for t in [*running, *queued]]
+        infos = [await tm.get_task(t) for t in [*running, *queued]]
+    assert results == list(range(204))
+    assert [info.recoveries for info in infos] == [1] * 4 + [0] * 200
+
+
+SIGTERM_SERVICE = """
+import asyncio, signal, sys, threading
+from actors import ActorSystem
+
+async def main() -> None:
+    gate = threading.Event()
+    system = ActorSystem({"SHUTDOWN_TIMEOUT": 0.5, "CLEANUP_INTERVAL": 0}).start()
+    tm = system.task_manager
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+
+    async def stop() -> None:
+        await asyncio.gather(system.shutdown(), system.shutdown())  # twice, at once
+        stopped.set()
+
+    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(stop()))
+    started = asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    ids = [await tm.register_task("f", forever) for _ in range(20)]
+    ids += [await tm.register_task("s", gate.wait, (30,)) for _ in range(4)]
+    for task_id in ids:
+        await tm.execute_task(task_id)
+    waits = asyncio.gather(*(tm.wait_for_task(t) for t in ids), return_exceptions=True)
+    await started.wait()
+    print("ready", flush=True)
+    await asyncio.wait_for(stopped.wait(), 10)
+    outcomes = await asyncio.wait_for(waits, 5)
+    gate.set()
+    print(sorted({f"{type(e).__name__}: {str(e).split(': ', 1)[1]}" for e in outcomes}))
+
+asyncio.run(main())
+print("exited")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_sigterm_handler_on_the_loop_stops_the_system_in_a_real_process() -> None:
+    """A service's ``loop.add_signal_handler(SIGTERM, ...)`` stops the system (two
+    shutdowns at once): every waiter hears the stop, and the process exits 0."""
+    environ = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SIGTERM_SERVICE],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert out.splitlines() == [
+        "['TaskCancelledError: the actor system shut down']",
+        "exited",
+    ]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("how", ["stop_sync", "blocking.shutdown"])
+async def test_a_pool_function_that_stops_its_system_ends_within_the_bound(how: str) -> None:
+    system = ActorSystem(config("new")).start()
+    tm = system.task_manager
+
+    def stopper() -> str:
+        if how == "stop_sync":
+            system.stop_sync()
+        else:
+            system.blocking.shutdown()
+        return "after"
+
+    with pytest.raises(ActorSystemError) as caught:
+        async with asyncio.timeout(WAIT):  # SHUTDOWN_TIMEOUT: the pool waits for its worker
+            await tm.submit(stopper)
+    assert str(caught.value) == "the actor system was shut down"
+    await asyncio.wait_for(system.shutdown(), WAIT)
+    assert pykka.ActorRegistry.get_all() == []
 
 
 def demo_until(out_dir: Path, marker: str) -> tuple[subprocess.Popen[str], list[str]]:

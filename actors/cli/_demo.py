@@ -750,9 +750,30 @@ def _demo(
 
 
 def _run_to_end(run: Coroutine[Any, Any, Expectations]) -> Expectations:
-    """``asyncio.run(run)``; closed if a Ctrl-C came before it started (no "never
-    awaited" warning then)."""
+    """``asyncio.run(run)``, safe from a Ctrl-C (or SIGTERM) at any point: one that comes
+    while the event loop is being made waits until it is whole (``asyncio.run`` would let
+    the interrupt leave a half-made loop, whose ``__del__`` prints a traceback), and
+    ``run`` is closed if it never started (no "never awaited" warning)."""
+    runner = asyncio.Runner()
     try:
-        return asyncio.run(run)
+        held: list[int] = []
+        previous = _hold_sigint(held)
+        try:
+            runner.get_loop()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        if held:
+            raise KeyboardInterrupt
+        return runner.run(run)
     finally:
+        runner.close()
         run.close()
+
+
+def _hold_sigint(held: list[int]) -> signal.Handlers | Callable[..., Any] | int | None:
+    """Record SIGINT in ``held`` instead of raising `KeyboardInterrupt` (on the main
+    thread only); returns the handler to put back (None: nothing was changed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))

@@ -392,6 +392,7 @@ class SystemRuntime:
         with self._lock:
             if self._stop_deadline.at is None:
                 self._stop_deadline.at = time.monotonic() + self.config.SHUTDOWN_TIMEOUT
+                self._stop_deadline.by = threading.current_thread()
             return self._stop_deadline.at
 
     def _stop_until(self, deadline: float) -> None:

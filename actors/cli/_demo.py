@@ -29,12 +29,15 @@ import hashlib
 import os
 import random
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tenacity import wait_exponential
@@ -654,7 +657,8 @@ def demo(
     removed before returning, if None); ``dashboard`` serves the dashboard meanwhile.
     Returns 0 when every expectation held, 1 otherwise, 2 without the extras, when
     ``out_dir`` cannot be made or written, or when the dashboard cannot listen on its
-    port (the demo does not run then)."""
+    port (the demo does not run then); 130 on Ctrl-C, 143 on SIGTERM (the actor systems
+    shut down first)."""
     try:
         import prometheus_client  # noqa: F401
         from rich.console import Console
@@ -683,24 +687,56 @@ def demo(
     console = Console(file=out, highlight=False, markup=False, emoji=False, soft_wrap=True)
     if not console.is_terminal:
         console.width = max(console.width, 100)  # the summary table fits in a log
+    terminated: list[int] = []
+    previous = _on_sigterm(terminated)
+    try:
+        return _demo(console, out_dir, dashboard, started)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (made one by `_on_sigterm`)
+        console.print("terminated" if terminated else "interrupted")
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+    except _NoDashboard as exc:
+        console.print(f"actorflow demo: error: {exc}", style="red")
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm(terminated: list[int]) -> signal.Handlers | Callable[..., Any] | int | None:
+    """Make SIGTERM (a process manager stopping the demo) stop it as Ctrl-C does: the
+    running systems shut down (their journals written and closed) and `demo` returns
+    143. Returns the handler it replaced (None off the main thread: nothing is done)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        terminated.append(signum)
+        handler = signal.getsignal(signal.SIGINT)  # asyncio.run's: cancels its main task
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _demo(
+    console: Console,
+    out_dir: str | os.PathLike[str] | None,
+    dashboard: DashboardOption | None,
+    started: float,
+) -> int:
     console.print(
         "actorflow demo: a small service on an embedded actor system "
         "(fetch -> parse -> summarise, retries, a timeout, a circuit breaker, a crash)",
         style="bold",
     )
-    try:
-        if out_dir is not None:
-            checks = asyncio.run(_run(console, Path(out_dir), dashboard))
-        else:
-            with tempfile.TemporaryDirectory(prefix="actorflow-demo-") as temporary:
-                checks = asyncio.run(_run(console, Path(temporary), dashboard))
-            console.print("(those files were temporary and are removed: --out DIR keeps them)")
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        return 130
-    except _NoDashboard as exc:
-        console.print(f"actorflow demo: error: {exc}", style="red")
-        return 2
+    if out_dir is not None:
+        checks = _run_to_end(_run(console, Path(out_dir), dashboard))
+    else:
+        with tempfile.TemporaryDirectory(prefix="actorflow-demo-") as temporary:
+            checks = _run_to_end(_run(console, Path(temporary), dashboard))
+        console.print("(those files were temporary and are removed: --out DIR keeps them)")
     elapsed = time.perf_counter() - started
     console.print(f"finished in {elapsed:.1f}s")
     failed = checks.failed
@@ -711,3 +747,33 @@ def demo(
         return 1
     console.print(f"all {len(checks.results)} expectations met", style="green")
     return 0
+
+
+def _run_to_end(run: Coroutine[Any, Any, Expectations]) -> Expectations:
+    """``asyncio.run(run)``, safe from a Ctrl-C (or SIGTERM) at any point: one that comes
+    while the event loop is being made waits until it is whole (``asyncio.run`` would let
+    the interrupt leave a half-made loop, whose ``__del__`` prints a traceback), and
+    ``run`` is closed if it never started (no "never awaited" warning)."""
+    runner = asyncio.Runner()
+    try:
+        held: list[int] = []
+        previous = _hold_sigint(held)
+        try:
+            runner.get_loop()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        if held:
+            raise KeyboardInterrupt
+        return runner.run(run)
+    finally:
+        runner.close()
+        run.close()
+
+
+def _hold_sigint(held: list[int]) -> signal.Handlers | Callable[..., Any] | int | None:
+    """Record SIGINT in ``held`` instead of raising `KeyboardInterrupt` (on the main
+    thread only); returns the handler to put back (None: nothing was changed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))

@@ -229,6 +229,8 @@ class Engine:
         breakers: Callable[[Any], CircuitBreaker] | None = None,
     ) -> None:
         self.policy = policy
+        self.shut_down = False
+        """Set by `shutdown`: the manager refuses new tasks from then on."""
         self.breakers: Callable[[Any], CircuitBreaker] = _as_given if breakers is None else breakers
         """The breaker a registration's ``circuit_breaker`` (a name, or a breaker) shares,
         asked once the registration is accepted (`_register`): a refused one makes none.
@@ -709,6 +711,7 @@ class Engine:
 
     def shutdown(self) -> int:
         """Cancel every unfinished task: the system is going down. Returns how many."""
+        self.shut_down = True
         live = [r for r in self.tasks.values() if r.status not in TERMINAL]
         for timer in self.breaker_timers.values():
             timer.cancel()

@@ -132,6 +132,8 @@ class BaseManager(SupervisedActor):
             messages.Cleanup: self._cleanup,
             messages.Shutdown: self._shutdown,
         }
+        if engine.shut_down:
+            self._refuse_new_tasks()
         self._internal: dict[type, Callable[[Any], None]] = {
             messages.FunctionStarted: lambda m: e.function_started(m.task_id, m.attempt, m.at),
             messages.AttemptTimedOut: lambda m: e.timed_out(m.task_id, m.attempt),
@@ -605,7 +607,19 @@ class BaseManager(SupervisedActor):
             self.link.detach()
         count = self.engine.shutdown()
         self._flush()
+        self._refuse_new_tasks()
         return count
+
+    def _refuse_new_tasks(self) -> None:
+        """Once the system shuts down, a task registered, submitted or executed by a call
+        that arrives after the shutdown began is refused (it would start, or stay, with
+        nothing left to end it): the same error as a call made after the stop."""
+        for kind in (messages.Register, messages.SubmitTask, messages.Execute):
+            self._requests[kind] = _refuse_shut_down
+
+
+def _refuse_shut_down(message: Any) -> Any:
+    raise ActorSystemError("the actor system is shut down; create a new ActorSystem")
 
 
 def _loop_closed(task_id: str) -> ActorSystemError:

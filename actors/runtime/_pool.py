@@ -351,7 +351,8 @@ class ThreadPoolActor(SystemChild[PoolState]):
             for fn, args, _ in never_ran:
                 _never_ran(fn, args, why)
         for thread in executor.threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread is not self.ctx.stop.by:  # (a worker running the stop: not itself)
+                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _never_ran(fn: Callable[..., object], args: tuple[Any, ...], why: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
@@ -23,12 +24,16 @@ class StopDeadline:
     """When the system's stop must be over: a `time.monotonic` value, set once when the
     stop begins (`SystemRuntime._begin_stop`: `shutdown`, `stop_sync`, the end of
     ``with ActorSystem()``); None until then. Every stage of the stop waits until it at
-    most (the waits are real, whatever the clock)."""
+    most (the waits are real, whatever the clock). ``by``: the thread that began it,
+    blocked in it when that stop is a plain call (`stop_sync`, ``system.blocking``);
+    the pool does not wait for it when it is one of its workers (a pool function that
+    stops its system would wait for itself until the deadline)."""
 
-    __slots__ = ("at",)
+    __slots__ = ("at", "by")
 
     def __init__(self) -> None:
         self.at: float | None = None
+        self.by: threading.Thread | None = None
 
 
 @dataclass(frozen=True, slots=True)

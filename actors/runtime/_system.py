@@ -380,20 +380,25 @@ class SystemRuntime:
                 await _off_loop(loop, self._wait_for_stop)
             return
         deadline = self._begin_stop()
-        if self._failure is None:
-            try:
-                # The call's own bound is swept once a second; wait_for makes it exact.
-                loop = asyncio.get_running_loop()
-                reply = Reply(bridge_for(loop), loop.create_future())
-                self._check().tell(Shutdown(reply))
-                await asyncio.wait_for(reply.future, max(0.0, deadline - time.monotonic()))
-            except Exception as exc:
-                logger.bind(system="actorflow").warning("cancelling tasks at shutdown: {!r}", exc)
 
         def stop() -> None:
             self._stop_until(deadline)
             self._end_loop_thread(loop)
 
+        if self._failure is None:
+            try:
+                # The call's own bound is swept once a second; wait_for makes it exact.
+                reply = Reply(bridge_for(loop), loop.create_future())
+                self._check().tell(Shutdown(reply))
+                await asyncio.wait_for(reply.future, max(0.0, deadline - time.monotonic()))
+            except asyncio.CancelledError:
+                # The caller was cancelled (a timeout around it, Ctrl-C in asyncio.run, or
+                # the caller is a task of this system, which this very stop cancels): the
+                # stop goes on without it, in a thread of its own, by the same deadline.
+                threading.Thread(target=stop, name="actorflow-shutdown").start()
+                raise
+            except Exception as exc:
+                logger.bind(system="actorflow").warning("cancelling tasks at shutdown: {!r}", exc)
         await _off_loop(loop, stop)
 
     def stop_sync(self) -> None:
@@ -409,6 +414,7 @@ class SystemRuntime:
         with self._lock:
             if self._stop_deadline.at is None:
                 self._stop_deadline.at = time.monotonic() + self.config.SHUTDOWN_TIMEOUT
+                self._stop_deadline.by = threading.current_thread()
             return self._stop_deadline.at
 
     def _stop_until(self, deadline: float) -> None:

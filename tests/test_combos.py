@@ -248,7 +248,10 @@ async def test_a_manager_crash_while_map_and_submit_batches_are_in_flight(
         return i * 3
 
     body = co_body if kind == "coroutine" else fn_body
-    config = {"MAX_CONCURRENT_TASKS": 4, "MAX_THREAD_WORKERS": 4}
+    # The stream holds every event of the run (1,080 old, 1,440 new): with the default
+    # EVENT_BUFFER_SIZE (1,000, the oldest dropped past it) a collector that fell behind
+    # on a busy machine lost the first REGISTERED/STARTED events (CI, 3.12: 350 of 360).
+    config = {"MAX_CONCURRENT_TASKS": 4, "MAX_THREAD_WORKERS": 4, "EVENT_BUFFER_SIZE": 2000}
     async with make_system(backend, FakeClock(), **config) as system:
         tm = system.task_manager
         stream = tm.events()
